@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Apogee needs to build, test and run.
+# Idempotent: packages already present are not reinstalled; apt is only
+# touched when something is missing.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev
+      libuv1-dev libjansson-dev zlib1g-dev libssl-dev libcmocka-dev
+      nodejs npm)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        # nodejs/npm may come from another source (e.g. nodesource); accept the binaries.
+        case "$p" in
+        nodejs) command -v node >/dev/null && continue ;;
+        npm) command -v npm >/dev/null && continue ;;
+        esac
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "install-deps: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    echo "install-deps: all packages present"
+fi

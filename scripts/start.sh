@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, build, start `apogee standalone`
+# (NameServer on 9876, broker on 10911, data in ./data). Extra arguments go to
+# apogee, e.g. scripts/start.sh --listenPort=10921.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh build
+exec ./build/apogee standalone "$@"

@@ -1,0 +1,44 @@
+/* Log lines: "2026-11-21 08:15:02.123 INFO  [namesrv] text". */
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static enum apg_log_level log_level = APG_LOG_INFO;
+
+void apg_log_set_level(enum apg_log_level lvl)
+{
+    log_level = lvl;
+}
+
+enum apg_log_level apg_log_get_level(void)
+{
+    return log_level;
+}
+
+void apg_log(enum apg_log_level lvl, const char *subsys, const char *fmt, ...)
+{
+    static const char *names[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    if (lvl < log_level)
+        return;
+    char line[2048];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03d %s [%s] ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), names[lvl], subsys ? subsys : "-");
+    va_list ap;
+    va_start(ap, fmt);
+    if (n < (int)sizeof(line))
+        n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof(line) - 1)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
+}

@@ -1,0 +1,196 @@
+/* apogee: one binary, several subcommands.
+ *
+ *   apogee standalone   NameServer + broker in one process (what a new user runs)
+ *   apogee namesrv      NameServer only
+ *   apogee broker       broker only
+ *
+ * Threads: the main thread parses the configuration, blocks SIGINT/SIGTERM
+ * in every thread it will create, starts the components (each starts its own
+ * loop threads) and then waits for a signal with sigwait(); no code runs in a
+ * signal handler. On a signal it stops the components in reverse order and
+ * exits 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "apogee_version.h"
+#include "broker/broker.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "namesrv/namesrv.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "apogee %s - a RocketMQ-compatible message queue\n"
+            "\n"
+            "usage: apogee <command> [-c FILE] [-n ADDR] [-p] [--key=value ...]\n"
+            "\n"
+            "commands:\n"
+            "  standalone   NameServer (namesrvListenPort, 9876) and broker (listenPort, 10911)\n"
+            "               in one process, data in ./data\n"
+            "  namesrv      NameServer only (listenPort 9876)\n"
+            "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
+            "\n"
+            "options:\n"
+            "  -c FILE        Java .properties file with RocketMQ key names (broker.conf)\n"
+            "  -n ADDR        NameServer address list host:port;host:port\n"
+            "  -p             print the effective configuration and where each value came from\n"
+            "  --key=value    any configuration key by its RocketMQ name\n"
+            "  --help-config  list the keys a command understands, with defaults\n"
+            "  --help, --version\n",
+            APOGEE_VERSION);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    apg_log_info("main", "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return sig;
+}
+
+static void apply_log_level(const struct apg_config *cfg)
+{
+    const char *l = apg_cfg_str(cfg, APG_CFG_logLevel);
+    apg_log_set_level(strcmp(l, "DEBUG") == 0  ? APG_LOG_DEBUG
+                      : strcmp(l, "WARN") == 0 ? APG_LOG_WARN
+                      : strcmp(l, "ERROR") == 0 ? APG_LOG_ERROR
+                                                : APG_LOG_INFO);
+}
+
+/* Builds the NameServer config that standalone runs next to its broker. */
+static struct apg_config *standalone_namesrv_config(const struct apg_config *sa, char *err,
+                                                    size_t errlen)
+{
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    char port[16];
+    snprintf(port, sizeof(port), "%lld", (long long)apg_cfg_int(sa, APG_CFG_namesrvListenPort));
+    if (!ns || apg_config_set(ns, "listenPort", port, APG_CFG_SRC_ARG, err, errlen) ||
+        apg_config_set(ns, "storePathRootDir", apg_cfg_str(sa, APG_CFG_storePathRootDir),
+                       APG_CFG_SRC_ARG, err, errlen) ||
+        apg_config_set(ns, "bindAddress", apg_cfg_str(sa, APG_CFG_bindAddress), APG_CFG_SRC_ARG,
+                       err, errlen) ||
+        apg_config_set(ns, "logLevel", apg_cfg_str(sa, APG_CFG_logLevel), APG_CFG_SRC_ARG, err,
+                       errlen)) {
+        apg_config_free(ns);
+        return NULL;
+    }
+    return ns;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("apogee %s (RocketMQ protocol %s)\n", APOGEE_VERSION, APOGEE_RMQ_VERSION_DESC);
+        return 0;
+    }
+
+    const char *cmd = argv[1];
+    enum apg_role role;
+    if (strcmp(cmd, "standalone") == 0)
+        role = APG_ROLE_STANDALONE;
+    else if (strcmp(cmd, "namesrv") == 0 || strcmp(cmd, "mqnamesrv") == 0)
+        role = APG_ROLE_NAMESRV;
+    else if (strcmp(cmd, "broker") == 0 || strcmp(cmd, "mqbroker") == 0)
+        role = APG_ROLE_BROKER;
+    else {
+        fprintf(stderr, "apogee: unknown command '%s'; run `apogee --help`\n", cmd);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--help-config") == 0) {
+            apg_config_print_help(role, stdout);
+            return 0;
+        }
+    }
+
+    double t0 = now_ms();
+    char err[512] = "";
+    struct apg_config *cfg = apg_config_new(role);
+    bool print_only = false;
+    if (!cfg || apg_config_parse_args(cfg, argc - 2, argv + 2, &print_only, err, sizeof(err))) {
+        fprintf(stderr, "apogee %s: %s\n", cmd, err[0] ? err : "out of memory");
+        apg_config_free(cfg);
+        return 1;
+    }
+    if (print_only) {
+        apg_config_print(cfg, stdout);
+        apg_config_free(cfg);
+        return 0;
+    }
+    apply_log_level(cfg);
+
+    /* Block the signals before any thread exists so every thread inherits
+     * the mask and only sigwait() sees them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 0;
+    struct apg_config *ns_cfg = NULL;
+    struct apg_namesrv *ns = NULL;
+    struct apg_broker *br = NULL;
+
+    if (role == APG_ROLE_NAMESRV || role == APG_ROLE_STANDALONE) {
+        const struct apg_config *c = cfg;
+        if (role == APG_ROLE_STANDALONE) {
+            ns_cfg = standalone_namesrv_config(cfg, err, sizeof(err));
+            if (!ns_cfg) {
+                fprintf(stderr, "apogee %s: %s\n", cmd, err);
+                rc = 1;
+                goto out;
+            }
+            c = ns_cfg;
+        }
+        ns = apg_namesrv_start(c, err, sizeof(err));
+        if (!ns) {
+            fprintf(stderr, "apogee %s: NameServer failed to start: %s\n", cmd, err);
+            rc = 1;
+            goto out;
+        }
+    }
+    if (role == APG_ROLE_BROKER || role == APG_ROLE_STANDALONE) {
+        br = apg_broker_start(cfg, err, sizeof(err));
+        if (!br) {
+            fprintf(stderr, "apogee %s: broker failed to start: %s\n", cmd, err);
+            rc = 1;
+            goto out;
+        }
+    }
+    apg_log_info("main", "apogee %s %s ready in %.1f ms", cmd, APOGEE_VERSION, now_ms() - t0);
+    wait_for_signal();
+
+out:
+    if (br)
+        apg_broker_stop(br);
+    if (ns)
+        apg_namesrv_stop(ns);
+    apg_config_free(ns_cfg);
+    apg_config_free(cfg);
+    return rc;
+}

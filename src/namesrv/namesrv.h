@@ -1,0 +1,18 @@
+/* NameServer: broker registration and liveness, topic routes, KV config.
+ *
+ * apg_namesrv_start starts the NameServer's own event-loop thread, which owns
+ * the route table, listening on listenPort of the given config (role
+ * NAMESRV). It returns once the socket listens, or NULL with err filled. */
+#ifndef APG_NAMESRV_NAMESRV_H
+#define APG_NAMESRV_NAMESRV_H
+
+#include "common/config.h"
+
+struct apg_namesrv;
+
+/* Borrows cfg for the NameServer's lifetime. */
+struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, size_t errlen);
+/* Graceful: stops accepting, closes connections, saves KV config, joins. */
+void apg_namesrv_stop(struct apg_namesrv *ns);
+
+#endif

@@ -1,0 +1,146 @@
+/* RocketMQ remoting protocol: frames and command headers (pure codec).
+ *
+ * A frame on the wire is
+ *     int32 length | int32 (serializeType << 24 | headerLen) | header | body
+ * where length counts everything after itself. The header is either JSON
+ * (serializeType 0) or RocketMQ's compact binary form (serializeType 1); see
+ * ../shared/docs/rocketmq-wire.md §1.
+ *
+ * Decoding is allocation-free: apg_rcmd_decode fills a caller-owned
+ * struct apg_rcmd whose strings live in a caller-provided scratch area
+ * (NUL-terminated copies, JSON escapes resolved) and whose body points into
+ * the frame. Nothing here touches a socket, clock or global. Every malformed
+ * input gives an error with a message saying what was wrong.
+ *
+ * Encoding appends a frame (length word, header, but not the body bytes) to
+ * an apg_buf; the caller appends or separately writes the body, so a large
+ * pull body can be written without a copy. */
+#ifndef APG_PROTOCOL_REMOTING_H
+#define APG_PROTOCOL_REMOTING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+#define APG_SER_JSON 0
+#define APG_SER_ROCKETMQ 1
+
+#define APG_RCMD_FLAG_RESPONSE 0x1
+#define APG_RCMD_FLAG_ONEWAY 0x2
+
+/* Most extFields one header may carry; more is a decode error. RocketMQ's
+ * largest request header has about 30 fields. */
+#define APG_RCMD_MAX_EXT 64
+
+/* Default and hard limits. */
+#define APG_FRAME_MAX_DEFAULT (16u * 1024 * 1024)
+
+/* LanguageCode bytes (wire doc §1.3). Servers always send JAVA. */
+enum apg_lang {
+    APG_LANG_JAVA = 0,
+    APG_LANG_CPP = 1,
+    APG_LANG_DOTNET = 2,
+    APG_LANG_PYTHON = 3,
+    APG_LANG_DELPHI = 4,
+    APG_LANG_ERLANG = 5,
+    APG_LANG_RUBY = 6,
+    APG_LANG_OTHER = 7,
+    APG_LANG_HTTP = 8,
+    APG_LANG_GO = 9,
+    APG_LANG_PHP = 10,
+    APG_LANG_OMS = 11,
+    APG_LANG_RUST = 12,
+    APG_LANG_NODE_JS = 13,
+};
+
+struct apg_ext {
+    const char *key; /* NUL-terminated */
+    const char *val; /* NUL-terminated, never NULL (a JSON null decodes as "") */
+};
+
+/* A decoded or to-be-encoded remoting command. For decoded commands all
+ * pointers borrow the scratch area and the frame; for encoding they borrow
+ * whatever the caller points them at. */
+struct apg_rcmd {
+    int32_t code;      /* request code, or response code in a response */
+    int32_t opaque;    /* correlation id */
+    int32_t flag;      /* APG_RCMD_FLAG_* */
+    int32_t version;   /* sender's MQVersion ordinal */
+    uint8_t language;  /* enum apg_lang */
+    uint8_t serialize; /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
+    const char *remark; /* NULL when absent */
+    uint32_t n_ext;
+    struct apg_ext ext[APG_RCMD_MAX_EXT];
+    const uint8_t *body; /* NULL when absent; borrows the frame */
+    uint32_t body_len;
+};
+
+static inline bool apg_rcmd_is_response(const struct apg_rcmd *c)
+{
+    return (c->flag & APG_RCMD_FLAG_RESPONSE) != 0;
+}
+static inline bool apg_rcmd_is_oneway(const struct apg_rcmd *c)
+{
+    return (c->flag & APG_RCMD_FLAG_ONEWAY) != 0;
+}
+
+/* Looks at the start of a byte stream. Returns:
+ *   APG_OK with *frame_len = 0      need more bytes
+ *   APG_OK with *frame_len = N      a whole frame of N bytes (including the
+ *                                   4-byte length word) is at buf
+ *   APG_EPROTO / APG_ETOOBIG        the length word is invalid (< 4, or
+ *                                   > max_frame); err says why
+ * max_frame bounds the length word's value. */
+apg_err_t apg_frame_peek(const uint8_t *buf, size_t len, size_t max_frame, size_t *frame_len,
+                         char *err, size_t errlen);
+
+/* Scratch bytes apg_rcmd_decode needs for a header of hdr_len bytes. */
+static inline size_t apg_rcmd_scratch_need(size_t hdr_len)
+{
+    return 2 * hdr_len + 64;
+}
+
+/* Decodes one frame. `frame` points at the 4-byte length word and `len` is
+ * the whole frame length as returned by apg_frame_peek. Strings are copied
+ * into scratch (at least apg_rcmd_scratch_need(headerLen) bytes, else
+ * APG_ENOSPC). Errors: APG_EPROTO (with a message) for every malformed
+ * input. The result borrows scratch and frame. */
+apg_err_t apg_rcmd_decode(const uint8_t *frame, size_t len, struct apg_rcmd *out, char *scratch,
+                          size_t scratch_len, char *err, size_t errlen);
+
+/* Appends a frame for `cmd` to `out`, encoded as cmd->serialize, with a
+ * length word that accounts for body_len body bytes which the caller must
+ * append (or write) right after. cmd->body is ignored. */
+apg_err_t apg_rcmd_encode_header(const struct apg_rcmd *cmd, uint32_t body_len,
+                                 struct apg_buf *out);
+
+/* Convenience: encode_header + the body bytes. */
+apg_err_t apg_rcmd_encode(const struct apg_rcmd *cmd, const uint8_t *body, uint32_t body_len,
+                          struct apg_buf *out);
+
+/* Initialises a response to `req`: same opaque, RESPONSE flag, same
+ * serialization as the request (4.x JSON clients need a JSON reply), our
+ * language JAVA and our version, the given code and remark, no ext fields. */
+void apg_rcmd_init_response(struct apg_rcmd *resp, const struct apg_rcmd *req, int32_t code,
+                            const char *remark);
+
+/* Initialises a request (server- or client-initiated). */
+void apg_rcmd_init_request(struct apg_rcmd *req, int32_t code, int32_t opaque, uint8_t serialize);
+
+/* extFields access. get returns NULL when absent. The typed getters return
+ * APG_ENOTFOUND when absent, APG_EINVAL when the text is not a number or
+ * boolean of that kind (Java's Long.parseLong / Boolean.parseBoolean rules:
+ * booleans are "true" case-insensitively, anything else false). */
+const char *apg_rcmd_ext_get(const struct apg_rcmd *c, const char *key);
+apg_err_t apg_rcmd_ext_i32(const struct apg_rcmd *c, const char *key, int32_t *out);
+apg_err_t apg_rcmd_ext_i64(const struct apg_rcmd *c, const char *key, int64_t *out);
+bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt);
+
+/* Adds an ext field to a command being built (borrows key and val; they must
+ * outlive the encode). APG_ETOOBIG past APG_RCMD_MAX_EXT. */
+apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val);
+
+#endif
