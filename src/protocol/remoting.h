@@ -65,12 +65,12 @@ struct apg_ext {
  * pointers borrow the scratch area and the frame; for encoding they borrow
  * whatever the caller points them at. */
 struct apg_rcmd {
-    int32_t code;      /* request code, or response code in a response */
-    int32_t opaque;    /* correlation id */
-    int32_t flag;      /* APG_RCMD_FLAG_* */
-    int32_t version;   /* sender's MQVersion ordinal */
-    uint8_t language;  /* enum apg_lang */
-    uint8_t serialize; /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
+    int32_t code;       /* request code, or response code in a response */
+    int32_t opaque;     /* correlation id */
+    int32_t flag;       /* APG_RCMD_FLAG_* */
+    int32_t version;    /* sender's MQVersion ordinal */
+    uint8_t language;   /* enum apg_lang */
+    uint8_t serialize;  /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
     const char *remark; /* NULL when absent */
     uint32_t n_ext;
     struct apg_ext ext[APG_RCMD_MAX_EXT];
