@@ -245,15 +245,17 @@ static apg_err_t rmq_encode(const struct apg_rcmd *c, struct apg_buf *b)
     if (rlen > INT32_MAX)
         return APG_ERANGE;
     size_t elen = 0;
+    size_t kl[APG_RCMD_MAX_EXT], vl[APG_RCMD_MAX_EXT];
     uint32_t n = c->n_ext < APG_RCMD_MAX_EXT ? c->n_ext : APG_RCMD_MAX_EXT;
     for (uint32_t i = 0; i < n; i++) {
         const struct apg_ext *e = &c->ext[i];
         if (!e->key || !e->key[0] || !e->val)
             continue;
-        size_t kl = strlen(e->key), vl = strlen(e->val);
-        if (kl > INT16_MAX || vl > INT32_MAX)
+        kl[i] = strlen(e->key);
+        vl[i] = strlen(e->val);
+        if (kl[i] > INT16_MAX || vl[i] > INT32_MAX)
             return APG_ERANGE;
-        elen += 6 + kl + vl;
+        elen += 6 + kl[i] + vl[i];
     }
     if (elen > INT32_MAX)
         return APG_ERANGE;
@@ -277,13 +279,12 @@ static apg_err_t rmq_encode(const struct apg_rcmd *c, struct apg_buf *b)
         const struct apg_ext *e = &c->ext[i];
         if (!e->key || !e->key[0] || !e->val)
             continue;
-        size_t kl = strlen(e->key), vl = strlen(e->val);
-        apg_wbe16(d, (uint16_t)kl);
-        memcpy(d + 2, e->key, kl);
-        d += 2 + kl;
-        apg_wbe32(d, (uint32_t)vl);
-        memcpy(d + 4, e->val, vl);
-        d += 4 + vl;
+        apg_wbe16(d, (uint16_t)kl[i]);
+        memcpy(d + 2, e->key, kl[i]);
+        d += 2 + kl[i];
+        apg_wbe32(d, (uint32_t)vl[i]);
+        memcpy(d + 4, e->val, vl[i]);
+        d += 4 + vl[i];
     }
     b->b_len = (size_t)(d - b->b_data);
     return APG_OK;

@@ -227,6 +227,41 @@ static void test_json_escapes(void **state)
     assert_string_equal(g_cmd.remark, "\xe4\xb8\xad\xe6\x96\x87");
 }
 
+/* The string scanner skips 8 clean bytes at a time; a special byte at any
+ * position of a long string must still be seen. */
+static void test_json_long_string_positions(void **state)
+{
+    char j[128], want[64], needle[64];
+    for (int pos = 0; pos < 30; pos++) {
+        char v[31];
+        memset(v, 'x', 30);
+        v[30] = 0;
+        /* raw control byte -> error at its exact offset */
+        v[pos] = '\x1f';
+        snprintf(j, sizeof(j), "{\"remark\":\"%s\"}", v);
+        snprintf(needle, sizeof(needle), "at byte %d: raw control character 0x1f", 11 + pos);
+        assert_json_bad(j, needle);
+        /* escaped quote -> decoded at its position */
+        v[pos] = 'x';
+        snprintf(j, sizeof(j), "{\"remark\":\"%.*s\\\"%s\"}", pos, v, v + pos + 1);
+        assert_int_equal(decode_json(j), APG_OK);
+        memcpy(want, v, 30);
+        want[30] = 0;
+        want[pos] = '"';
+        assert_string_equal(g_cmd.remark, want);
+        /* a closing quote early ends the string */
+        snprintf(j, sizeof(j), "{\"remark\":\"%.*s\",\"code\":%d}", pos, v, pos);
+        assert_int_equal(decode_json(j), APG_OK);
+        assert_int_equal(strlen(g_cmd.remark), pos);
+        assert_int_equal(g_cmd.code, pos);
+        /* a byte >= 0x80 or DEL is plain text */
+        v[pos] = (char)0xff;
+        snprintf(j, sizeof(j), "{\"remark\":\"%s\"}", v);
+        assert_int_equal(decode_json(j), APG_OK);
+        assert_string_equal(g_cmd.remark, v);
+    }
+}
+
 static void test_json_language(void **state)
 {
     static const struct {
@@ -1001,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_json_defaults_and_nulls),
         cmocka_unit_test(test_json_ext_value_types),
         cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_json_long_string_positions),
         cmocka_unit_test(test_json_language),
         cmocka_unit_test(test_json_int_ranges),
         cmocka_unit_test(test_json_malformed),
