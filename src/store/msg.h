@@ -51,10 +51,11 @@ struct apg_msg_rec {
     uint32_t mr_props_len;
 };
 
-/* Size of the record msg would become (V1 layout). */
-size_t apg_msg_encoded_size(const struct apg_msg_in *m);
+/* Size of the record msg would become (V1 layout) with an IPv4 (or, when
+ * store_host_v6, IPv6) store host. */
+size_t apg_msg_encoded_size(const struct apg_msg_in *m, bool store_host_v6);
 
-/* Writes the record for m at dst (dst has room for apg_msg_encoded_size(m)),
+/* Writes the record for m at dst (room for apg_msg_encoded_size(m, store_host->h_v6)),
  * with the given body CRC (masked, see apg_rmq_crc32), queue offset, physical
  * offset, store timestamp and store host. Host v6 sysflag bits are derived from
  * the hosts. Pure. */
