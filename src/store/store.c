@@ -1904,8 +1904,10 @@ static apg_err_t open_recover(struct apg_store *st, char *err, size_t errlen)
         scan_from = ck.ck_cl_flushed;
         redispatch_from = ck.ck_cl_flushed;
     } else if (trust) {
-        scan_from = ck.ck_cq_phys;
+        /* After a crash, re-validate from the start of the segment holding
+         * the checkpointed point (as RocketMQ does), re-index from the point. */
         redispatch_from = ck.ck_cq_phys;
+        scan_from = ck.ck_cq_phys - (ck.ck_cq_phys - min) % fsz;
     }
     if (st->st_nsegs)
         apg_log_info(SUB, "recovering %s: %s, checkpoint %s, validating from offset %lld",
