@@ -8,6 +8,4 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     return NULL;
 }
 
-void apg_broker_stop(struct apg_broker *b)
-{
-}
+void apg_broker_stop(struct apg_broker *b) {}
