@@ -7,6 +7,4 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, s
     return NULL;
 }
 
-void apg_namesrv_stop(struct apg_namesrv *ns)
-{
-}
+void apg_namesrv_stop(struct apg_namesrv *ns) {}
