@@ -65,12 +65,12 @@ struct apg_ext {
  * pointers borrow the scratch area and the frame; for encoding they borrow
  * whatever the caller points them at. */
 struct apg_rcmd {
-    int32_t code;      /* request code, or response code in a response */
-    int32_t opaque;    /* correlation id */
-    int32_t flag;      /* APG_RCMD_FLAG_* */
-    int32_t version;   /* sender's MQVersion ordinal */
-    uint8_t language;  /* enum apg_lang */
-    uint8_t serialize; /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
+    int32_t code;       /* request code, or response code in a response */
+    int32_t opaque;     /* correlation id */
+    int32_t flag;       /* APG_RCMD_FLAG_* */
+    int32_t version;    /* sender's MQVersion ordinal */
+    uint8_t language;   /* enum apg_lang */
+    uint8_t serialize;  /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
     const char *remark; /* NULL when absent */
     uint32_t n_ext;
     struct apg_ext ext[APG_RCMD_MAX_EXT];
@@ -142,5 +142,12 @@ bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt);
 /* Adds an ext field to a command being built (borrows key and val; they must
  * outlive the encode). APG_ETOOBIG past APG_RCMD_MAX_EXT. */
 apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val);
+
+/* LanguageCode enum name ("JAVA", "NODE_JS"), or NULL for an unknown byte.
+ * Returns a static string. */
+const char *apg_rcmd_lang_name(uint8_t lang);
+
+/* LanguageCode byte for a name of n bytes, or -1 when the name is unknown. */
+int apg_rcmd_lang_parse(const char *name, size_t n);
 
 #endif
