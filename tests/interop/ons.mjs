@@ -7,7 +7,7 @@
 //   await h.createTopic(topic, queues)  UPDATE_AND_CREATE_TOPIC through the admin connection
 //   await h.newProducer(group, extra) / h.newConsumer(group, instanceName, extra)
 //   await h.stop()                      closes admin + broker, removes the dir
-//   until(pred, ms, what), sleep(ms)
+//   until(pred, ms, what) (pred may be async), sleep(ms)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,7 +24,7 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function until(pred, ms, what) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-        if (pred()) return;
+        if (await pred()) return;
         await sleep(50);
     }
     assert.fail(`timed out waiting for ${what}`);
@@ -53,6 +53,15 @@ export function onsHarness() {
         });
         h.port = h.srv.port;
         h.admin = await RemotingClient.connect(h.port);
+        // The broker port accepts a moment before the broker has registered with the
+        // NameServer; an ali-ons client that finds no route at start never recovers.
+        const ns = await RemotingClient.connect(h.nsPort);
+        try {
+            await until(async () => (await ns.request(105, { topic: 'TBW102' })).code === 0,
+                10000, 'the broker to register with the NameServer');
+        } finally {
+            await ns.close();
+        }
         return h.srv;
     };
     // Stops the broker with `signal` and starts it again on the same dir and ports.
