@@ -2,7 +2,9 @@
  * registration and the service thread.
  *
  * apg_broker_start opens the store and the config tables, picks the
- * advertised address (brokerIP1; standalone defaults to 127.0.0.1; `apogee
+ * advertised address (brokerIP1, an IPv4 address or a DNS name that is
+ * advertised as is and resolved once, at start, for the STOREHOST field and
+ * offset msgIds; standalone defaults to 127.0.0.1; `apogee
  * broker` refuses to advertise a loopback address unless
  * allowLoopbackAdvertise=true, because remote clients could not reach it),
  * starts the event loops and registers with every NameServer before
@@ -24,7 +26,7 @@
 #include <unistd.h>
 #include <time.h>
 
-#include "broker/broker_rt.h"
+#include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -271,6 +273,25 @@ static bool first_public_ipv4(char *out, size_t n)
     return found;
 }
 
+/* Resolves a host name to its first IPv4 address (network order). */
+static apg_err_t resolve_ipv4(const char *name, uint8_t out[4], char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(name, NULL, &hints, &res);
+    if (rc != 0 || !res)
+        return apg_errf(APG_ECONFIG, err, errlen,
+                        "brokerIP1=%s does not resolve to an IPv4 address (%s); the broker needs "
+                        "one for STOREHOST and message ids: fix the name (DNS, /etc/hosts) or set "
+                        "brokerIP1 to a numeric IPv4 address",
+                        name, rc ? gai_strerror(rc) : "no address");
+    memcpy(out, &((struct sockaddr_in *)res->ai_addr)->sin_addr, 4);
+    freeaddrinfo(res);
+    return APG_OK;
+}
+
 static apg_err_t pick_address(struct apg_broker *b, char *err, size_t errlen)
 {
     const struct apg_config *cfg = b->br_cfg;
@@ -285,19 +306,33 @@ static apg_err_t pick_address(struct apg_broker *b, char *err, size_t errlen)
         return apg_errf(APG_ECONFIG, err, errlen,
                         "no non-loopback IPv4 address found to advertise; set brokerIP1 to the "
                         "address clients use to reach this broker");
-    if (!standalone && is_loopback(ip) && !apg_cfg_bool(cfg, APG_CFG_allowLoopbackAdvertise))
+    /* STOREHOST and offset msgIds need a numeric IPv4: a DNS name is
+     * resolved once here; the name itself is what we advertise. */
+    char num[INET_ADDRSTRLEN] = "";
+    memset(&b->br_store_host, 0, sizeof(b->br_store_host));
+    if (inet_pton(AF_INET, ip, b->br_store_host.h_addr) == 1) {
+        inet_ntop(AF_INET, b->br_store_host.h_addr, num, sizeof(num));
+    } else {
+        apg_err_t e = resolve_ipv4(ip, b->br_store_host.h_addr, err, errlen);
+        if (e)
+            return e;
+        inet_ntop(AF_INET, b->br_store_host.h_addr, num, sizeof(num));
+        apg_log_info("broker",
+                     "brokerIP1 %s resolves to %s: advertising the name, storing %s in "
+                     "STOREHOST and message ids",
+                     ip, num, num);
+    }
+    if (!standalone && (is_loopback(ip) || is_loopback(num)) &&
+        !apg_cfg_bool(cfg, APG_CFG_allowLoopbackAdvertise))
         return apg_errf(APG_ECONFIG, err, errlen,
-                        "brokerIP1=%s is a loopback address that clients on other hosts cannot "
-                        "reach; set brokerIP1 to a reachable address, or "
+                        "brokerIP1=%s%s%s%s is a loopback address that clients on other hosts "
+                        "cannot reach; set brokerIP1 to a reachable address, or "
                         "allowLoopbackAdvertise=true for a single-host setup",
-                        ip);
+                        ip, strcmp(ip, num) ? " (" : "", strcmp(ip, num) ? num : "",
+                        strcmp(ip, num) ? ")" : "");
     b->br_port = (int)apg_cfg_int(cfg, APG_CFG_listenPort);
     snprintf(b->br_addr, sizeof(b->br_addr), "%s:%d", ip, b->br_port);
-    memset(&b->br_store_host, 0, sizeof(b->br_store_host));
     b->br_store_host.h_port = (uint32_t)b->br_port;
-    if (inet_pton(AF_INET, ip, b->br_store_host.h_addr) != 1) {
-        /* A DNS name: store 0.0.0.0 in records; clients route by NameServer data. */
-    }
     memcpy(b->br_ip4, b->br_store_host.h_addr, 4);
     return APG_OK;
 }
