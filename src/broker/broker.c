@@ -56,6 +56,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_SEND_MESSAGE, apg_broker_proc_send},
     {APG_REQ_SEND_MESSAGE_V2, apg_broker_proc_send},
     {APG_REQ_SEND_BATCH_MESSAGE, apg_broker_proc_send},
+    {APG_REQ_CONSUMER_SEND_MSG_BACK, apg_broker_proc_send_back},
     {APG_REQ_PULL_MESSAGE, apg_broker_proc_pull},
     {APG_REQ_LITE_PULL_MESSAGE, apg_broker_proc_pull},
     {APG_REQ_QUERY_CONSUMER_OFFSET, apg_broker_proc_query_offset},

@@ -103,6 +103,16 @@ typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
 
 /* broker_send.c */
 void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* Appends msgs (n >= 1, all in queue qid; borrowed for the call) and answers
+ * req like a send (msgId, queueId, queueOffset): at once, or, when want_sync
+ * (SYNC_FLUSH), once the store's group commit acknowledges; SYSTEM_BUSY when
+ * too many sends already wait for the disk. Loop thread. */
+void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                          const struct apg_msg_in *msgs, int n, int32_t qid, const char *uniq,
+                          bool want_sync);
+/* broker_sendback.c: CONSUMER_SEND_MSG_BACK (36) */
+void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c,
+                               const struct apg_rcmd *req);
 /* Answers SYNC_FLUSH completions queued for this loop (loop thread). */
 void apg_broker_send_drain(void *arg);
 

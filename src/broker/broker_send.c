@@ -199,6 +199,83 @@ static int64_t tags_code(const char *props, size_t len)
     return v && vl ? (int64_t)apg_java_hash(v, vl) : 0;
 }
 
+void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                          const struct apg_msg_in *msgs, int n, int32_t qid, const char *uniq,
+                          bool want_sync)
+{
+    char err[512], remark[768];
+    if (want_sync && atomic_load(&b->br_sync_pending) >= b->br_sync_pending_max) {
+        snprintf(remark, sizeof(remark),
+                 "[PC_SYNCHRONIZED] broker busy: %ld sends are already waiting for the disk flush "
+                 "(flushDiskType=SYNC_FLUSH); retry later or use ASYNC_FLUSH",
+                 (long)atomic_load(&b->br_sync_pending));
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_BUSY, remark);
+        return;
+    }
+    struct apg_put_result one_res, *res = &one_res;
+    if (n > 1 && !(res = apg_calloc((size_t)n, sizeof(*res)))) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    struct apg_sync_ack *ack = NULL;
+    if (want_sync) {
+        ack = apg_calloc(1, sizeof(*ack));
+        if (!ack) {
+            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            goto done;
+        }
+    }
+    if (ack) {
+        /* on_ack may run on the flush thread as soon as the put is in, and
+         * it needs the connection; the reply fields filled after the put
+         * are only read by the drain, which runs on this thread later. */
+        atomic_fetch_add(&b->br_sync_pending, 1);
+        ack->sa_broker = b;
+        apg_conn_ref(c);
+        ack->sa_conn = c;
+        ack->sa_opaque = req->opaque;
+        ack->sa_serialize = req->serialize;
+        ack->sa_oneway = apg_rcmd_is_oneway(req);
+        ack->sa_queue_id = qid;
+        snprintf(ack->sa_uniq, sizeof(ack->sa_uniq), "%s", uniq);
+    }
+    err[0] = 0;
+    apg_err_t e =
+        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : NULL, ack, err, sizeof(err));
+    if (e) {
+        if (ack) {
+            atomic_fetch_sub(&b->br_sync_pending, 1);
+            apg_conn_unref(c);
+        }
+        apg_free(ack);
+        snprintf(remark, sizeof(remark), "the store refused the message: %s",
+                 err[0] ? err : apg_strerror(e));
+        apg_broker_reply(c, req, store_err_code(e), remark);
+        goto done;
+    }
+    struct apg_buf ids = APG_BUF_INIT;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        apg_store_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
+        if (i)
+            apg_buf_append(&ids, ",", 1);
+        apg_buf_append_str(&ids, id);
+    }
+    apg_buf_append(&ids, "", 1);
+    if (ack) {
+        ack->sa_queue_offset = res[0].pr_queue_offset;
+        ack->sa_msgid = (char *)ids.b_data;
+        ids.b_data = NULL;
+    } else if (!apg_rcmd_is_oneway(req)) {
+        send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL,
+                      (const char *)ids.b_data, qid, res[0].pr_queue_offset, uniq);
+    }
+    apg_buf_free(&ids);
+done:
+    if (res != &one_res)
+        apg_free(res);
+}
+
 void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     char err[512], remark[768];
@@ -274,14 +351,6 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     size_t wl;
     const char *wait = apg_props_find(h.sh_props, hp_len, "WAIT", &wl);
     bool want_sync = b->br_sync_flush && !(wait && wl == 5 && strncmp(wait, "false", 5) == 0);
-    if (want_sync && atomic_load(&b->br_sync_pending) >= b->br_sync_pending_max) {
-        snprintf(remark, sizeof(remark),
-                 "[PC_SYNCHRONIZED] broker busy: %ld sends are already waiting for the disk flush "
-                 "(flushDiskType=SYNC_FLUSH); retry later or use ASYNC_FLUSH",
-                 (long)atomic_load(&b->br_sync_pending));
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_BUSY, remark);
-        return;
-    }
 
     static __thread struct apg_buf props;
     apg_buf_reset(&props);
@@ -388,71 +457,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         msgs[i].mi_reconsume_times = h.sh_reconsume_times;
     }
 
-    struct apg_put_result one_res, *res = &one_res;
-    if (n > 1 && !(res = apg_calloc((size_t)n, sizeof(*res)))) {
-        apg_free(msgs);
-        apg_free(poff);
-        apg_free(plen);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-        return;
-    }
-    struct apg_sync_ack *ack = NULL;
-    if (want_sync) {
-        ack = apg_calloc(1, sizeof(*ack));
-        if (!ack) {
-            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-            goto out;
-        }
-    }
-    if (ack) {
-        /* on_ack may run on the flush thread as soon as the put is in, and
-         * it needs the connection; the reply fields filled after the put
-         * are only read by the drain, which runs on this thread later. */
-        atomic_fetch_add(&b->br_sync_pending, 1);
-        ack->sa_broker = b;
-        apg_conn_ref(c);
-        ack->sa_conn = c;
-        ack->sa_opaque = req->opaque;
-        ack->sa_serialize = req->serialize;
-        ack->sa_oneway = apg_rcmd_is_oneway(req);
-        ack->sa_queue_id = qid;
-        snprintf(ack->sa_uniq, sizeof(ack->sa_uniq), "%s", uniq);
-    }
-    err[0] = 0;
-    apg_err_t e =
-        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : NULL, ack, err, sizeof(err));
-    if (e) {
-        if (ack) {
-            atomic_fetch_sub(&b->br_sync_pending, 1);
-            apg_conn_unref(c);
-        }
-        apg_free(ack);
-        snprintf(remark, sizeof(remark), "the store refused the message: %s",
-                 err[0] ? err : apg_strerror(e));
-        apg_broker_reply(c, req, store_err_code(e), remark);
-        goto out;
-    }
-    struct apg_buf ids = APG_BUF_INIT;
-    for (int i = 0; i < n; i++) {
-        char id[64];
-        apg_store_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
-        if (i)
-            apg_buf_append(&ids, ",", 1);
-        apg_buf_append_str(&ids, id);
-    }
-    apg_buf_append(&ids, "", 1);
-    if (ack) {
-        ack->sa_queue_offset = res[0].pr_queue_offset;
-        ack->sa_msgid = (char *)ids.b_data;
-        ids.b_data = NULL;
-    } else if (!apg_rcmd_is_oneway(req)) {
-        send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL,
-                      (const char *)ids.b_data, qid, res[0].pr_queue_offset, uniq);
-    }
-    apg_buf_free(&ids);
-out:
-    if (res != &one_res)
-        apg_free(res);
+    apg_broker_put_reply(b, c, req, msgs, n, qid, uniq, want_sync);
     if (msgs != &one) {
         apg_free(msgs);
         apg_free(poff);
