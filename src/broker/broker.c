@@ -12,7 +12,8 @@
  *
  * Threads: the loops run the processors (one table, indexed by request
  * code). The service thread re-registers every registerNameServerPeriod (or
- * at once when a topic is created or deleted), persists consumer offsets
+ * at once when a topic is created or deleted), samples the statistics
+ * every second, persists consumer offsets
  * every flushConsumerOffsetInterval and the topic/group tables when they
  * changed, and expires silent clients. apg_broker_stop unregisters, stops
  * the loops, persists everything and closes the store. */
@@ -67,6 +68,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_GET_EARLIEST_MSG_STORETIME, apg_broker_proc_queue_bounds},
     {APG_REQ_VIEW_MESSAGE_BY_ID, apg_broker_proc_view_msg},
     {APG_REQ_GET_ALL_CONSUMER_OFFSET, apg_broker_proc_all_offsets},
+    {APG_REQ_GET_BROKER_RUNTIME_INFO, apg_broker_proc_runtime_info},
     {APG_REQ_HEART_BEAT, apg_broker_proc_client},
     {APG_REQ_UNREGISTER_CLIENT, apg_broker_proc_client},
     {APG_REQ_GET_CONSUMER_LIST_BY_GROUP, apg_broker_proc_client},
@@ -209,12 +211,15 @@ static void *service_main(void *arg)
     int64_t flush_period = apg_cfg_int(cfg, APG_CFG_flushConsumerOffsetInterval);
     int64_t now = apg_broker_now_ms();
     int64_t next_reg = now + reg_period, next_flush = now + flush_period, next_expire = now + 10000;
+    int64_t next_tick = now;
     pthread_mutex_lock(&b->br_svc_lock);
     while (!b->br_stopping) {
         now = apg_broker_now_ms();
         int64_t wake = next_reg < next_flush ? next_reg : next_flush;
         if (next_expire < wake)
             wake = next_expire;
+        if (next_tick < wake)
+            wake = next_tick;
         if (!b->br_reregister && wake > now) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -239,6 +244,10 @@ static void *service_main(void *arg)
         if (now >= next_flush) {
             persist_all(b, false);
             next_flush = now + flush_period;
+        }
+        if (now >= next_tick) {
+            apg_broker_stats_tick(b, now);
+            next_tick = now + 1000;
         }
         if (now >= next_expire) {
             apg_clients_expire(b, now);
@@ -369,6 +378,10 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_short_poll_ms = apg_cfg_int(cfg, APG_CFG_shortPollingTimeMills);
     b->br_channel_expire_ms = apg_cfg_int(cfg, APG_CFG_channelNotActiveInterval);
     b->br_sync_pending_max = 20000;
+    if (apg_broker_stats_init(b)) {
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        goto fail;
+    }
     if (pick_address(b, err, errlen))
         goto fail;
     if (!b->br_namesrv[0])
@@ -496,6 +509,7 @@ void apg_broker_stop(struct apg_broker *b)
     for (int i = 0; b->br_loops && i < b->br_nloops; i++)
         pthread_mutex_destroy(&b->br_loops[i].bl_ack_lock);
     apg_free(b->br_loops);
+    apg_broker_stats_free(b);
     pthread_mutex_destroy(&b->br_svc_lock);
     pthread_cond_destroy(&b->br_svc_cond);
     apg_free(b);

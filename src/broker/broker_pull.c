@@ -203,6 +203,8 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     case APG_GET_FOUND: {
         int kept = f.tf_all ? r.gr_count : exact_filter(&f, &out);
         if (kept > 0)
+            atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
+        if (kept > 0)
             reply_pull(c, req, APG_RESP_SUCCESS, sname, r.gr_next_begin_offset, r.gr_min_offset,
                        r.gr_max_offset, out.b_data, (uint32_t)out.b_len);
         else

@@ -31,6 +31,14 @@
 
 struct apg_clients;
 struct apg_parked;
+
+#define APG_BSTAT_RING 601 /* 10 minutes of 1-second samples, plus one */
+
+struct apg_bstat_sample {
+    int64_t bs_ms;
+    int64_t bs_put;
+    int64_t bs_get;
+};
 struct apg_sync_ack;
 
 /* Per event-loop state. */
@@ -82,6 +90,17 @@ struct apg_broker {
     long br_sync_pending_max;
     atomic_uint br_rr; /* queue selection for queueId < 0 */
 
+    /* Runtime statistics (broker_stats.c). br_get_total is bumped by the
+     * loops; the rest is written by the service thread under br_stat_lock. */
+    atomic_llong br_get_total; /* messages returned by pulls since start */
+    int64_t br_boot_ms;
+    pthread_mutex_t br_stat_lock;
+    struct apg_bstat_sample *br_samples; /* ring of APG_BSTAT_RING 1-second samples */
+    int br_nsamples, br_sample_pos;
+    int64_t br_day;            /* local day of the last tick (days since epoch) */
+    int64_t br_put_morning[2]; /* put total at the start of today [0] / yesterday [1] */
+    int64_t br_get_morning[2];
+
     pthread_t br_svc;
     bool br_svc_started;
     pthread_mutex_t br_svc_lock;
@@ -113,6 +132,13 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
 /* broker_sendback.c: CONSUMER_SEND_MSG_BACK (36) */
 void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c,
                                const struct apg_rcmd *req);
+/* broker_stats.c: runtime statistics and GET_BROKER_RUNTIME_INFO (28) */
+apg_err_t apg_broker_stats_init(struct apg_broker *b);
+void apg_broker_stats_free(struct apg_broker *b);
+/* Takes a sample and rolls the daily totals over (service thread, ~1 s). */
+void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms);
+void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req);
 /* Answers SYNC_FLUSH completions queued for this loop (loop thread). */
 void apg_broker_send_drain(void *arg);
 

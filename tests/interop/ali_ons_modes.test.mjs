@@ -100,3 +100,26 @@ test('a failed message comes back through %RETRY% (send-back), then goes to the 
     assert.equal(max.ext.offset, '1');
     await c.close();
 });
+
+test('GET_BROKER_RUNTIME_INFO answers a KVTable admin tools can read', async () => {
+    const r = await h.admin.request(28, {});
+    assert.equal(r.code, 0, r.remark);
+    const t = JSON.parse(r.body.toString()).table;
+    for (const k of ['brokerVersionDesc', 'brokerVersion', 'msgPutTotalTodayNow',
+        'msgGetTotalTodayNow', 'msgPutTotalTodayMorning', 'msgPutTotalYesterdayMorning',
+        'commitLogMinOffset', 'commitLogMaxOffset', 'bootTimestamp', 'runtime', 'putTps',
+        'getTransferredTps', 'commitLogDiskRatio', 'commitLogDirCapacity'])
+        assert.equal(typeof t[k], 'string', `${k} present`);
+    assert.match(t.brokerVersionDesc, /^V\d+_\d+_\d+$/);
+    assert.ok(Number(t.brokerVersion) > 0);
+    // The earlier tests stored 200 + 3 messages plus 3 retry/DLQ copies and delivered more.
+    assert.ok(Number(t.msgPutTotalTodayNow) >= 206, t.msgPutTotalTodayNow);
+    assert.ok(Number(t.msgGetTotalTodayNow) >= 600, t.msgGetTotalTodayNow);
+    assert.ok(Number(t.commitLogMaxOffset) > Number(t.commitLogMinOffset));
+    const boot = Number(t.bootTimestamp);
+    assert.ok(boot > Date.now() - 120000 && boot <= Date.now(), t.bootTimestamp);
+    assert.match(t.runtime, /^\[ 0 days, 0 hours, \d+ minutes, \d+ seconds \]$/);
+    const tps = t.putTps.split(' ').map(Number);
+    assert.equal(tps.length, 3);
+    assert.ok(tps[2] > 0, `putTps ${t.putTps}`);
+});
