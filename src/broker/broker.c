@@ -121,6 +121,7 @@ static void on_loop_stop(int idx, uv_loop_t *loop, void *ud)
     (void)loop;
     struct apg_broker *b = ud;
     apg_broker_send_drain(&b->br_loops[idx]);
+    apg_broker_send_loop_stop();
     apg_broker_pull_loop_stop(&b->br_loops[idx]);
 }
 

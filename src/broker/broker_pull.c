@@ -100,6 +100,10 @@ static int exact_filter(const struct apg_tag_filter *f, struct apg_buf *out)
 
 /* Runs one pull. Returns true when answered, false when it should park
  * (only if may_park). */
+/* Per loop thread: the buffer pulls are read into, kept between requests
+ * and freed by apg_broker_pull_loop_stop. */
+static __thread struct apg_buf pull_buf;
+
 static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                       bool may_park, bool first, int64_t *suspend_ms)
 {
@@ -189,11 +193,11 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (max_msgs > b->br_max_pull_msgs)
         max_msgs = b->br_max_pull_msgs;
 
-    static __thread struct apg_buf out;
-    apg_buf_reset(&out);
+    struct apg_buf *out = &pull_buf;
+    apg_buf_reset(out);
     struct apg_get_result r;
     apg_err_t e = apg_store_get(b->br_store, topic, strlen(topic), qid, offset, max_msgs,
-                                b->br_max_pull_bytes, f.tf_all ? NULL : filter_code, &f, &out, &r);
+                                b->br_max_pull_bytes, f.tf_all ? NULL : filter_code, &f, out, &r);
     if (e) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "the store failed to read the queue");
         return true;
@@ -201,12 +205,12 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     const char *sname = apg_get_status_name(r.gr_status);
     switch (r.gr_status) {
     case APG_GET_FOUND: {
-        int kept = f.tf_all ? r.gr_count : exact_filter(&f, &out);
+        int kept = f.tf_all ? r.gr_count : exact_filter(&f, out);
         if (kept > 0)
             atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
         if (kept > 0)
             reply_pull(c, req, APG_RESP_SUCCESS, sname, r.gr_next_begin_offset, r.gr_min_offset,
-                       r.gr_max_offset, out.b_data, (uint32_t)out.b_len);
+                       r.gr_max_offset, out->b_data, (uint32_t)out->b_len);
         else
             reply_pull(c, req, APG_RESP_PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE",
                        r.gr_next_begin_offset, r.gr_min_offset, r.gr_max_offset, NULL, 0);
@@ -364,6 +368,7 @@ void apg_broker_pull_loop_stop(struct apg_bloop *bl)
         uv_close((uv_handle_t *)&bl->bl_timer, NULL);
         bl->bl_timer_on = false;
     }
+    apg_buf_free(&pull_buf);
 }
 
 void apg_broker_pull_conn_closed(struct apg_bloop *bl, struct apg_conn *c)

@@ -139,6 +139,8 @@ void apg_broker_stats_free(struct apg_broker *b);
 void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms);
 void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
+/* Frees the calling loop thread's send buffer (on_loop_stop). */
+void apg_broker_send_loop_stop(void);
 /* Answers SYNC_FLUSH completions queued for this loop (loop thread). */
 void apg_broker_send_drain(void *arg);
 

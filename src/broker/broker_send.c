@@ -87,6 +87,15 @@ static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32
     apg_conn_send(c, &resp, NULL, 0);
 }
 
+/* Per loop thread: the property buffer sends are built in, kept between
+ * requests so a send allocates nothing once it has grown. */
+static __thread struct apg_buf loop_props;
+
+void apg_broker_send_loop_stop(void)
+{
+    apg_buf_free(&loop_props);
+}
+
 void apg_broker_send_drain(void *arg)
 {
     struct apg_bloop *bl = arg;
@@ -352,8 +361,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     const char *wait = apg_props_find(h.sh_props, hp_len, "WAIT", &wl);
     bool want_sync = b->br_sync_flush && !(wait && wl == 5 && strncmp(wait, "false", 5) == 0);
 
-    static __thread struct apg_buf props;
-    apg_buf_reset(&props);
+    apg_buf_reset(&loop_props);
     struct apg_host born;
     fill_host(&born, apg_conn_peer(c));
     int32_t sysflag = h.sh_sysflag;
@@ -365,7 +373,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     size_t *poff = NULL, *plen = NULL;
     char uniq[80] = "";
     if (!batch) {
-        if (build_props(b, h.sh_props, hp_len, &props, uniq, sizeof(uniq))) {
+        if (build_props(b, h.sh_props, hp_len, &loop_props, uniq, sizeof(uniq))) {
             apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
             return;
         }
@@ -374,13 +382,13 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         one.mi_body_len = req->body_len;
         one.mi_flag = h.sh_flag;
         n = 1;
-        if (props.b_len > 32767) {
+        if (loop_props.b_len > 32767) {
             apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL,
                              "the message properties exceed 32767 bytes");
             return;
         }
-        one.mi_props = (const char *)props.b_data;
-        one.mi_props_len = props.b_len;
+        one.mi_props = (const char *)loop_props.b_data;
+        one.mi_props_len = loop_props.b_len;
         one.mi_tags_code = tags_code(one.mi_props, one.mi_props_len);
     } else {
         if (req->body_len > b->br_max_msg_size) {
@@ -417,16 +425,16 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
                 e = APG_EINVAL;
                 break;
             }
-            poff[n] = props.b_len;
+            poff[n] = loop_props.b_len;
             char u[80];
-            if (build_props(b, it.bi_props, it.bi_props_len, &props, u, sizeof(u))) {
+            if (build_props(b, it.bi_props, it.bi_props_len, &loop_props, u, sizeof(u))) {
                 snprintf(err, sizeof(err), "out of memory");
                 e = APG_ENOMEM;
                 break;
             }
             if (n == 0)
                 snprintf(uniq, sizeof(uniq), "%s", u);
-            plen[n] = props.b_len - poff[n];
+            plen[n] = loop_props.b_len - poff[n];
             msgs[n].mi_body = it.bi_body;
             msgs[n].mi_body_len = it.bi_body_len;
             msgs[n].mi_flag = it.bi_flag;
@@ -442,7 +450,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
             return;
         }
         for (int i = 0; i < n; i++) {
-            msgs[i].mi_props = (const char *)props.b_data + poff[i];
+            msgs[i].mi_props = (const char *)loop_props.b_data + poff[i];
             msgs[i].mi_props_len = plen[i];
             msgs[i].mi_tags_code = tags_code(msgs[i].mi_props, plen[i]);
         }

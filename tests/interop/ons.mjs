@@ -6,7 +6,7 @@
 //   h.opts(extra)                       ali-ons options pointing at the NameServer
 //   await h.createTopic(topic, queues)  UPDATE_AND_CREATE_TOPIC through the admin connection
 //   await h.newProducer(group, extra) / h.newConsumer(group, instanceName, extra)
-//   await h.stop()                      closes admin + broker, removes the dir
+//   await h.stop()                      closes admin + broker (must exit 0), removes the dir
 //   until(pred, ms, what) (pred may be async), sleep(ms)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -69,13 +69,17 @@ export function onsHarness() {
         await h.admin?.close();
         h.admin = null;
         const r = await h.srv.stop(signal);
+        r.output = h.srv.output(); // what the stopped process printed
         await h.start(args);
         return r;
     };
     h.stop = async () => {
         await h.admin?.close();
-        await h.srv?.stop();
+        const r = await h.srv?.stop();
         if (h.dir) fs.rmSync(h.dir, { recursive: true, force: true });
+        // A graceful stop exits 0 (under ASan this also catches leaks).
+        if (r && r.code !== 0)
+            throw new Error(`apogee exited ${r.code}/${r.sig} on SIGTERM:\n${h.srv.output().slice(-4000)}`);
     };
     h.opts = (extra = {}) => ({
         nameSrv: `127.0.0.1:${h.nsPort}`,
