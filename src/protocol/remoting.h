@@ -114,10 +114,10 @@ static inline size_t apg_rcmd_scratch_need(size_t hdr_len)
  * any order, unknown keys are skipped, the last of duplicate keys wins;
  * extFields values may be JSON strings, numbers, booleans (as their text)
  * or null (""); language may be a name (unknown names give APG_LANG_OTHER)
- * or a number 0..255; a lone \uD8xx surrogate becomes U+FFFD; \u0000 is
- * rejected. In the binary form a zero-length remark is NULL, a zero-length
- * value is "", an entry with a zero-length key is dropped, and a NUL byte
- * inside a remark, key or value is rejected. */
+ * or a number 0..255; a lone UTF-16 surrogate escape becomes U+FFFD; an
+ * escaped NUL is rejected. In the binary form a zero-length remark is NULL,
+ * a zero-length value is "", an entry with a zero-length key is dropped, and
+ * a NUL byte inside a remark, key or value is rejected. */
 apg_err_t apg_rcmd_decode(const uint8_t *frame, size_t len, struct apg_rcmd *out, char *scratch,
                           size_t scratch_len, char *err, size_t errlen);
 
