@@ -143,4 +143,11 @@ bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt);
  * outlive the encode). APG_ETOOBIG past APG_RCMD_MAX_EXT. */
 apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val);
 
+/* LanguageCode enum name ("JAVA", "NODE_JS"), or NULL for an unknown byte.
+ * Returns a static string. */
+const char *apg_rcmd_lang_name(uint8_t lang);
+
+/* LanguageCode byte for a name of n bytes, or -1 when the name is unknown. */
+int apg_rcmd_lang_parse(const char *name, size_t n);
+
 #endif
