@@ -8,6 +8,7 @@
 #ifndef APG_CLIENT_INT_H
 #define APG_CLIENT_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +137,96 @@ char *apg_route_json_normalize(const char *in, size_t len);
 int apg_route_pick_rr(const struct apg_route *rt, uint32_t *counter, const char *avoid_broker);
 /* Java SelectMessageQueueByHash: |hashCode(key) % n|. -1 when no queue. */
 int apg_route_pick_hash(const struct apg_route *rt, const char *key);
+
+/* Keeps only queue ids below max (Java's defaultTopicQueueNums cap when a
+ * new topic is sent through the TBW102 template route). */
+void apg_route_cap(struct apg_route *rt, int max);
+
+/* ---- the I/O instance (io.c) ----
+ *
+ * One per producer or consumer: a libuv loop on its own thread owns every
+ * connection, the pending-request table, the topic routes and the timers.
+ * Other threads hand it work with apg_cio_submit(); everything else in this
+ * section runs on the loop thread only. */
+
+struct apg_cio;
+struct apg_rcmd;
+
+/* Work handed to the loop thread. op_fn runs on it exactly once, also during
+ * shutdown (then apg_cio_stopping() is true and the op must fail itself). */
+struct apg_cop {
+    void (*op_fn)(struct apg_cio *io, struct apg_cop *op);
+    struct apg_cop *op_next;
+};
+
+/* Response callback: e == APG_OK with resp (borrowed, valid during the call)
+ * or e < 0 with errmsg. Never called for a call that returned an error. */
+typedef void (*apg_cio_cb)(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                           const char *errmsg, void *arg);
+
+/* A topic known to the instance. Owned by the loop thread. */
+struct apg_ctopic {
+    char *ct_name;
+    struct apg_route ct_route;
+    bool ct_have;
+    bool ct_fetching;
+    bool ct_use_default; /* producer: fall back to TBW102 for unknown topics */
+    uint32_t ct_rr;
+    struct apg_rwait *ct_waiters;
+    struct apg_ctopic *ct_next;
+};
+typedef void (*apg_route_cb)(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
+                             const char *errmsg, void *arg);
+
+struct apg_cio_conf {
+    const char *namesrv;
+    const char *instance;
+    uint8_t serialize;
+    int route_refresh_ms;
+    int heartbeat_ms;
+    int timeout_ms;
+    /* Builds the HEART_BEAT body (JSON) into out; loop thread. */
+    apg_err_t (*hb_body)(struct apg_cio *io, void *owner, struct apg_buf *out);
+    /* Every second on the loop thread (periodic work of the owner). */
+    void (*on_tick)(struct apg_cio *io, void *owner);
+    /* Server-initiated request (e.g. NOTIFY_CONSUMER_IDS_CHANGED). */
+    void (*on_server_req)(struct apg_cio *io, void *owner, const struct apg_rcmd *req);
+    void *owner;
+};
+
+struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t errlen);
+/* Stops the loop (ops queued before complete with APG_ESHUTDOWN) and frees. */
+void apg_cio_free(struct apg_cio *io);
+/* Any thread. APG_ESHUTDOWN once stopping; then op_fn is not called. */
+apg_err_t apg_cio_submit(struct apg_cio *io, struct apg_cop *op);
+bool apg_cio_stopping(const struct apg_cio *io);
+const char *apg_cio_client_id(const struct apg_cio *io);
+uint8_t apg_cio_serialize(const struct apg_cio *io);
+
+/* Sends req (opaque assigned here) with body to addr. cb NULL => oneway.
+ * timeout_ms <= 0 uses the default. */
+apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *req, const void *body,
+                       size_t blen, int timeout_ms, apg_cio_cb cb, void *arg, char *err,
+                       size_t errlen);
+/* Finds or creates the topic entry and calls cb once a route is known
+ * (synchronously when cached and !refresh). */
+void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool refresh,
+                   apg_route_cb cb, void *arg);
+/* Sends a heartbeat to every master broker of every known route now. */
+void apg_cio_heartbeat_all(struct apg_cio *io);
+struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic);
+int64_t apg_now_ms(void);
+
+/* Sync helper: a flag + condition variable a caller thread waits on. */
+struct apg_cwait {
+    pthread_mutex_t w_mu;
+    pthread_cond_t w_cv;
+    bool w_done;
+};
+void apg_cwait_init(struct apg_cwait *w);
+void apg_cwait_wait(struct apg_cwait *w);
+void apg_cwait_signal(struct apg_cwait *w);
+void apg_cwait_destroy(struct apg_cwait *w);
 
 /* Client's primary IPv4 address (non-loopback when there is one). */
 void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen);

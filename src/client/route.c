@@ -235,3 +235,17 @@ void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen)
     if (text)
         snprintf(text, textlen, "%u.%u.%u.%u", found[0], found[1], found[2], found[3]);
 }
+
+void apg_route_cap(struct apg_route *rt, int max)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < rt->rt_nwq; i++)
+        if (rt->rt_wq[i].mq_queue_id < max)
+            rt->rt_wq[o++] = rt->rt_wq[i];
+    rt->rt_nwq = o;
+    o = 0;
+    for (size_t i = 0; i < rt->rt_nrq; i++)
+        if (rt->rt_rq[i].mq_queue_id < max)
+            rt->rt_rq[o++] = rt->rt_rq[i];
+    rt->rt_nrq = o;
+}
