@@ -523,6 +523,65 @@ static void test_async_oneway_batch(void **state)
     apg_producer_destroy(p);
 }
 
+static void test_pull_consumer(void **state)
+{
+    char ns[64];
+    snprintf(ns, sizeof(ns), "127.0.0.1:%d", g_brokers[0]->port);
+    apg_consumer_conf_t cc;
+    apg_consumer_conf_init(&cc);
+    cc.namesrv = ns;
+    cc.group = "CG";
+    cc.commit_interval_ms = 200;
+    char err[256];
+    apg_pull_consumer_t *c = apg_pull_consumer_new(&cc, err, sizeof(err));
+    assert_non_null(c);
+    apg_mq_t *mqs;
+    size_t n;
+    assert_int_equal(apg_pull_consumer_queues(c, "TopicP", &mqs, &n, err, sizeof(err)), APG_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(mqs[0].mq_broker, "broker-a");
+    apg_pull_result_t r;
+    /* Offsets 0..2 exist; tag filter keeps only B (offset 1). */
+    assert_int_equal(apg_pull_consumer_pull(c, &mqs[2], "B", 0, 32, 0, &r, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(r.pr_status, APG_PULL_FOUND);
+    assert_int_equal(r.pr_count, 1);
+    assert_int_equal(r.pr_next_offset, 3);
+    assert_int_equal(apg_message_queue_offset(r.pr_msgs[0]), 1);
+    assert_int_equal(apg_message_queue_id(r.pr_msgs[0]), 2);
+    size_t bl;
+    assert_memory_equal(apg_message_body(r.pr_msgs[0], &bl), "m1", 2);
+    apg_pull_result_clear(&r);
+    assert_int_equal(apg_pull_consumer_pull(c, &mqs[2], "*", 0, 32, 0, &r, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(r.pr_count, 3);
+    apg_pull_result_clear(&r);
+    /* At the end: long poll held by the broker, then no new message. */
+    int64_t t0 = apg_now_ms();
+    assert_int_equal(apg_pull_consumer_pull(c, &mqs[2], "*", 3, 32, 5000, &r, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(r.pr_status, APG_PULL_NO_NEW_MSG);
+    assert_true(apg_now_ms() - t0 >= 150);
+    int64_t off;
+    assert_int_equal(apg_pull_consumer_max_offset(c, &mqs[0], &off, err, sizeof(err)), APG_OK);
+    assert_int_equal(off, 3);
+    /* Commit: sent by the periodic flush, then readable from the broker. */
+    g_brokers[0]->committed = 0;
+    assert_int_equal(apg_pull_consumer_committed(c, &mqs[1], &off, err, sizeof(err)),
+                     APG_ENOTFOUND);
+    assert_int_equal(apg_pull_consumer_commit(c, &mqs[1], 42), APG_OK);
+    for (int i = 0; i < 200 && g_brokers[0]->committed != 42; i++)
+        usleep(10000);
+    assert_int_equal(g_brokers[0]->committed, 42);
+    assert_int_equal(apg_pull_consumer_committed(c, &mqs[1], &off, err, sizeof(err)), APG_OK);
+    assert_int_equal(off, 42);
+    /* Destroy flushes the last commit synchronously. */
+    assert_int_equal(apg_pull_consumer_commit(c, &mqs[1], 43), APG_OK);
+    apg_mq_list_free(mqs);
+    apg_pull_consumer_destroy(c);
+    assert_int_equal(g_brokers[0]->committed, 43);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +589,7 @@ int main(void)
         cmocka_unit_test_setup(test_retry_other_broker, setup),
         cmocka_unit_test_setup(test_namesrv_failover_and_timeout, setup),
         cmocka_unit_test_setup(test_async_oneway_batch, setup),
+        cmocka_unit_test_setup(test_pull_consumer, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
