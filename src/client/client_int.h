@@ -112,7 +112,7 @@ struct apg_broker_addr {
 };
 
 /* A parsed TopicRouteData reduced to what a client uses. */
-struct apg_route {
+struct apg_croute {
     apg_mq_t *rt_wq; /* writable queues, Java order: by broker name, then id */
     size_t rt_nwq;
     apg_mq_t *rt_rq; /* readable queues, same order */
@@ -124,23 +124,23 @@ struct apg_route {
 /* Parses a GET_ROUTEINFO_BY_TOPIC body for `topic` (standard JSON or
  * fastjson's unquoted integer keys). Queues of brokers without a master are
  * left out of the writable list. */
-apg_err_t apg_route_parse(const char *topic, const uint8_t *body, size_t len, struct apg_route *rt,
-                          char *err, size_t errlen);
-void apg_route_free(struct apg_route *rt);
+apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
+                           struct apg_croute *rt, char *err, size_t errlen);
+void apg_croute_free(struct apg_croute *rt);
 /* Master address of a broker name, or NULL. */
-const char *apg_route_master(const struct apg_route *rt, const char *broker);
+const char *apg_croute_master(const struct apg_croute *rt, const char *broker);
 /* Quotes bare integer object keys ({0:"a"} -> {"0":"a"}); returns owned NUL-terminated text. */
-char *apg_route_json_normalize(const char *in, size_t len);
+char *apg_croute_json_normalize(const char *in, size_t len);
 
 /* Round robin over writable queues starting at *counter, skipping queues on
  * `avoid_broker` when another broker has one. Returns an index or -1. */
-int apg_route_pick_rr(const struct apg_route *rt, uint32_t *counter, const char *avoid_broker);
+int apg_croute_pick_rr(const struct apg_croute *rt, uint32_t *counter, const char *avoid_broker);
 /* Java SelectMessageQueueByHash: |hashCode(key) % n|. -1 when no queue. */
-int apg_route_pick_hash(const struct apg_route *rt, const char *key);
+int apg_croute_pick_hash(const struct apg_croute *rt, const char *key);
 
 /* Keeps only queue ids below max (Java's defaultTopicQueueNums cap when a
  * new topic is sent through the TBW102 template route). */
-void apg_route_cap(struct apg_route *rt, int max);
+void apg_croute_cap(struct apg_croute *rt, int max);
 
 /* ---- the I/O instance (io.c) ----
  *
@@ -167,7 +167,7 @@ typedef void (*apg_cio_cb)(struct apg_cio *io, apg_err_t e, const struct apg_rcm
 /* A topic known to the instance. Owned by the loop thread. */
 struct apg_ctopic {
     char *ct_name;
-    struct apg_route ct_route;
+    struct apg_croute ct_route;
     bool ct_have;
     bool ct_fetching;
     bool ct_use_default; /* producer: fall back to TBW102 for unknown topics */
@@ -175,8 +175,8 @@ struct apg_ctopic {
     struct apg_rwait *ct_waiters;
     struct apg_ctopic *ct_next;
 };
-typedef void (*apg_route_cb)(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
-                             const char *errmsg, void *arg);
+typedef void (*apg_croute_cb)(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
+                              const char *errmsg, void *arg);
 
 struct apg_cio_conf {
     const char *namesrv;
@@ -211,7 +211,7 @@ apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *re
 /* Finds or creates the topic entry and calls cb once a route is known
  * (synchronously when cached and !refresh). */
 void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool refresh,
-                   apg_route_cb cb, void *arg);
+                   apg_croute_cb cb, void *arg);
 /* Sends a heartbeat to every master broker of every known route now. */
 void apg_cio_heartbeat_all(struct apg_cio *io);
 struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic);

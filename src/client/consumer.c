@@ -132,7 +132,7 @@ static void commit_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t 
                             const char *errmsg, void *arg)
 {
     struct commit_ctx *cx = arg;
-    const char *addr = e == APG_OK ? apg_route_master(&t->ct_route, cx->cc_mq.mq_broker) : NULL;
+    const char *addr = e == APG_OK ? apg_croute_master(&t->ct_route, cx->cc_mq.mq_broker) : NULL;
     bool sent = false;
     if (addr != NULL) {
         struct apg_rcmd req;
@@ -263,7 +263,7 @@ static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, 
         cop_done(op, e, errmsg);
         return;
     }
-    const struct apg_route *rt = &t->ct_route;
+    const struct apg_croute *rt = &t->ct_route;
     if (op->co_kind == OP_QUEUES) {
         op->co_mqs = apg_malloc((rt->rt_nrq ? rt->rt_nrq : 1) * sizeof(apg_mq_t));
         if (op->co_mqs == NULL) {
@@ -276,7 +276,7 @@ static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, 
         return;
     }
     char msg[512];
-    const char *addr = apg_route_master(rt, op->co_mq->mq_broker);
+    const char *addr = apg_croute_master(rt, op->co_mq->mq_broker);
     if (addr == NULL) {
         snprintf(msg, sizeof(msg), "broker '%s' of topic '%s' has no master in the route",
                  op->co_mq->mq_broker, op->co_mq->mq_topic);

@@ -68,7 +68,7 @@ struct apg_wreq {
 };
 
 struct apg_rwait {
-    apg_route_cb rw_cb;
+    apg_croute_cb rw_cb;
     void *rw_arg;
     struct apg_rwait *rw_next;
 };
@@ -565,22 +565,22 @@ static void route_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
         route_done(io, rf, APG_ENOTFOUND, msg);
         return;
     }
-    struct apg_route rt;
-    apg_err_t pe = apg_route_parse(t->ct_name, resp->body, resp->body_len, &rt, msg, sizeof(msg));
+    struct apg_croute rt;
+    apg_err_t pe = apg_croute_parse(t->ct_name, resp->body, resp->body_len, &rt, msg, sizeof(msg));
     if (pe != APG_OK) {
         route_done(io, rf, pe, msg);
         return;
     }
     if (rf->rf_default)
-        apg_route_cap(&rt, 4);
+        apg_croute_cap(&rt, 4);
     if (rt.rt_nwq == 0 && rt.rt_nrq == 0) {
-        apg_route_free(&rt);
+        apg_croute_free(&rt);
         snprintf(msg, sizeof(msg), "topic '%s' has no queue on a broker with a live master",
                  t->ct_name);
         route_done(io, rf, APG_ENOTFOUND, msg);
         return;
     }
-    apg_route_free(&t->ct_route);
+    apg_croute_free(&t->ct_route);
     t->ct_route = rt;
     t->ct_have = true;
     route_done(io, rf, APG_OK, NULL);
@@ -614,7 +614,7 @@ static void route_fetch_start(struct apg_cio *io, struct apg_ctopic *t)
 }
 
 void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool refresh,
-                   apg_route_cb cb, void *arg)
+                   apg_croute_cb cb, void *arg)
 {
     struct apg_ctopic *t = apg_cio_topic_find(io, topic);
     if (t == NULL) {
@@ -655,8 +655,8 @@ void apg_cio_heartbeat_all(struct apg_cio *io)
                 continue;
             bool dup = false;
             for (struct apg_ctopic *u = io->io_topics; u != t && !dup; u = u->ct_next)
-                if (apg_route_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name) &&
-                    strcmp(apg_route_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name), a) ==
+                if (apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name) &&
+                    strcmp(apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name), a) ==
                         0)
                     dup = true;
             for (size_t j = 0; j < i && !dup; j++)
@@ -840,7 +840,7 @@ void apg_cio_free(struct apg_cio *io)
     }
     for (struct apg_ctopic *t = io->io_topics, *n; t; t = n) {
         n = t->ct_next;
-        apg_route_free(&t->ct_route);
+        apg_croute_free(&t->ct_route);
         apg_free(t->ct_name);
         apg_free(t);
     }

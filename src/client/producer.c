@@ -286,15 +286,15 @@ static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e
         psend_complete(ps, e, errmsg);
         return;
     }
-    const struct apg_route *rt = &t->ct_route;
+    const struct apg_croute *rt = &t->ct_route;
     int idx;
     char msg[512];
     if (ps->ps_sel == SEL_HASH)
-        idx = apg_route_pick_hash(rt, ps->ps_key);
+        idx = apg_croute_pick_hash(rt, ps->ps_key);
     else if (ps->ps_sel == SEL_CUSTOM)
         idx = rt->rt_nwq ? ps->ps_selfn(rt->rt_wq, rt->rt_nwq, ps->ps_selmsg, ps->ps_selarg) : -1;
     else
-        idx = apg_route_pick_rr(rt, &t->ct_rr, ps->ps_last_broker);
+        idx = apg_croute_pick_rr(rt, &t->ct_rr, ps->ps_last_broker);
     if (rt->rt_nwq == 0) {
         snprintf(msg, sizeof(msg), "topic '%s' has no writable queue", ps->ps_topic);
         psend_complete(ps, APG_ENOTFOUND, msg);
@@ -307,7 +307,7 @@ static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e
         return;
     }
     ps->ps_mq = rt->rt_wq[idx];
-    const char *addr = apg_route_master(rt, ps->ps_mq.mq_broker);
+    const char *addr = apg_croute_master(rt, ps->ps_mq.mq_broker);
     int64_t left = ps->ps_deadline - apg_now_ms();
     if (left <= 0) {
         snprintf(msg, sizeof(msg), "send to '%s' timed out before it could be written",

@@ -22,7 +22,7 @@
 #define PERM_READ 4
 #define PERM_WRITE 2
 
-char *apg_route_json_normalize(const char *in, size_t len)
+char *apg_croute_json_normalize(const char *in, size_t len)
 {
     char *out = apg_malloc(len * 2 + 1);
     if (out == NULL)
@@ -70,7 +70,7 @@ char *apg_route_json_normalize(const char *in, size_t len)
     return out;
 }
 
-void apg_route_free(struct apg_route *rt)
+void apg_croute_free(struct apg_croute *rt)
 {
     for (size_t i = 0; i < rt->rt_nbrokers; i++) {
         apg_free(rt->rt_brokers[i].ba_name);
@@ -82,7 +82,7 @@ void apg_route_free(struct apg_route *rt)
     memset(rt, 0, sizeof(*rt));
 }
 
-const char *apg_route_master(const struct apg_route *rt, const char *broker)
+const char *apg_croute_master(const struct apg_croute *rt, const char *broker)
 {
     for (size_t i = 0; i < rt->rt_nbrokers; i++)
         if (strcmp(rt->rt_brokers[i].ba_name, broker) == 0)
@@ -119,11 +119,11 @@ static apg_err_t add_queues(apg_mq_t **arr, size_t *n, const char *topic, const 
     return APG_OK;
 }
 
-apg_err_t apg_route_parse(const char *topic, const uint8_t *body, size_t len, struct apg_route *rt,
-                          char *err, size_t errlen)
+apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
+                           struct apg_croute *rt, char *err, size_t errlen)
 {
     memset(rt, 0, sizeof(*rt));
-    char *text = apg_route_json_normalize((const char *)body, len);
+    char *text = apg_croute_json_normalize((const char *)body, len);
     if (text == NULL)
         return APG_ENOMEM;
     json_error_t jerr;
@@ -178,9 +178,9 @@ apg_err_t apg_route_parse(const char *topic, const uint8_t *body, size_t len, st
         int perm = (int)json_integer_value(json_object_get(qd, "perm"));
         int w = (int)json_integer_value(json_object_get(qd, "writeQueueNums"));
         int r = (int)json_integer_value(json_object_get(qd, "readQueueNums"));
-        if ((perm & PERM_WRITE) && apg_route_master(rt, name) != NULL)
+        if ((perm & PERM_WRITE) && apg_croute_master(rt, name) != NULL)
             e = add_queues(&rt->rt_wq, &rt->rt_nwq, topic, name, w);
-        if (e == APG_OK && (perm & PERM_READ) && apg_route_master(rt, name) != NULL)
+        if (e == APG_OK && (perm & PERM_READ) && apg_croute_master(rt, name) != NULL)
             e = add_queues(&rt->rt_rq, &rt->rt_nrq, topic, name, r);
     }
     apg_free(sorted);
@@ -189,11 +189,11 @@ apg_err_t apg_route_parse(const char *topic, const uint8_t *body, size_t len, st
 out:
     json_decref(root);
     if (e != APG_OK)
-        apg_route_free(rt);
+        apg_croute_free(rt);
     return e;
 }
 
-int apg_route_pick_rr(const struct apg_route *rt, uint32_t *counter, const char *avoid_broker)
+int apg_croute_pick_rr(const struct apg_croute *rt, uint32_t *counter, const char *avoid_broker)
 {
     if (rt->rt_nwq == 0)
         return -1;
@@ -207,7 +207,7 @@ int apg_route_pick_rr(const struct apg_route *rt, uint32_t *counter, const char 
     return (int)((*counter)++ % rt->rt_nwq);
 }
 
-int apg_route_pick_hash(const struct apg_route *rt, const char *key)
+int apg_croute_pick_hash(const struct apg_croute *rt, const char *key)
 {
     if (rt->rt_nwq == 0)
         return -1;
@@ -236,7 +236,7 @@ void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen)
         snprintf(text, textlen, "%u.%u.%u.%u", found[0], found[1], found[2], found[3]);
 }
 
-void apg_route_cap(struct apg_route *rt, int max)
+void apg_croute_cap(struct apg_croute *rt, int max)
 {
     size_t o = 0;
     for (size_t i = 0; i < rt->rt_nwq; i++)

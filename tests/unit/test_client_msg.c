@@ -224,10 +224,10 @@ static const char route_fastjson[] =
 
 static void test_route(void **state)
 {
-    struct apg_route rt;
+    struct apg_croute rt;
     char err[128];
-    assert_int_equal(apg_route_parse("T", (const uint8_t *)route_fastjson, strlen(route_fastjson),
-                                     &rt, err, sizeof(err)),
+    assert_int_equal(apg_croute_parse("T", (const uint8_t *)route_fastjson, strlen(route_fastjson),
+                                      &rt, err, sizeof(err)),
                      APG_OK);
     /* broker-c has no master: no queues. Sorted: a0..a3, b0..b2. */
     assert_int_equal(rt.rt_nwq, 7);
@@ -236,36 +236,37 @@ static void test_route(void **state)
     assert_string_equal(rt.rt_wq[4].mq_broker, "broker-b");
     assert_int_equal(rt.rt_wq[6].mq_queue_id, 2);
     assert_string_equal(rt.rt_wq[0].mq_topic, "T");
-    assert_string_equal(apg_route_master(&rt, "broker-b"), "10.0.0.2:10911");
-    assert_null(apg_route_master(&rt, "broker-c"));
+    assert_string_equal(apg_croute_master(&rt, "broker-b"), "10.0.0.2:10911");
+    assert_null(apg_croute_master(&rt, "broker-c"));
 
     uint32_t ctr = 0;
     for (int i = 0; i < 14; i++)
-        assert_int_equal(apg_route_pick_rr(&rt, &ctr, NULL), i % 7);
+        assert_int_equal(apg_croute_pick_rr(&rt, &ctr, NULL), i % 7);
     ctr = 0;
     for (int i = 0; i < 10; i++) {
-        int q = apg_route_pick_rr(&rt, &ctr, "broker-a");
+        int q = apg_croute_pick_rr(&rt, &ctr, "broker-a");
         assert_string_equal(rt.rt_wq[q].mq_broker, "broker-b");
     }
     /* Java: "order-42".hashCode() % 7, made non-negative. */
     int32_t h = apg_java_hash("order-42", 8);
     int want = h % 7 < 0 ? -(h % 7) : h % 7;
-    assert_int_equal(apg_route_pick_hash(&rt, "order-42"), want);
-    apg_route_free(&rt);
+    assert_int_equal(apg_croute_pick_hash(&rt, "order-42"), want);
+    apg_croute_free(&rt);
 
     const char bad[] = "{\"brokerDatas\":3}";
-    assert_int_equal(apg_route_parse("T", (const uint8_t *)bad, strlen(bad), &rt, err, sizeof(err)),
-                     APG_EPROTO);
+    assert_int_equal(
+        apg_croute_parse("T", (const uint8_t *)bad, strlen(bad), &rt, err, sizeof(err)),
+        APG_EPROTO);
     const char notjson[] = "{brokerDatas";
     assert_int_equal(
-        apg_route_parse("T", (const uint8_t *)notjson, strlen(notjson), &rt, err, sizeof(err)),
+        apg_croute_parse("T", (const uint8_t *)notjson, strlen(notjson), &rt, err, sizeof(err)),
         APG_EPROTO);
 }
 
 static void test_normalize(void **state)
 {
     const char in[] = "{0:\"a\", 12 :\"{3:x}\",\"k\":[1,2],-1:{5:1}}";
-    char *o = apg_route_json_normalize(in, strlen(in));
+    char *o = apg_croute_json_normalize(in, strlen(in));
     assert_string_equal(o, "{\"0\":\"a\",\"12\" :\"{3:x}\",\"k\":[1,2],\"-1\":{\"5\":1}}");
     apg_free(o);
 }
