@@ -228,6 +228,13 @@ void apg_cwait_wait(struct apg_cwait *w);
 void apg_cwait_signal(struct apg_cwait *w);
 void apg_cwait_destroy(struct apg_cwait *w);
 
+/* Clustering rebalance, Java's AllocateMessageQueueAveragely: sorts mqs
+ * (topic, broker, queue id) and cids in place, then writes the indexes into
+ * mqs of the queues `me` gets to out (room for n_mqs) and returns how many;
+ * 0 when me is not in cids. */
+size_t apg_alloc_average(apg_mq_t *mqs, size_t n_mqs, char **cids, size_t n_cids, const char *me,
+                         size_t *out);
+
 /* Client's primary IPv4 address (non-loopback when there is one). */
 void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen);
 

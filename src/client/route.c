@@ -249,3 +249,43 @@ void apg_croute_cap(struct apg_croute *rt, int max)
             rt->rt_rq[o++] = rt->rt_rq[i];
     rt->rt_nrq = o;
 }
+
+static int mq_cmp(const void *a, const void *b)
+{
+    const apg_mq_t *x = a, *y = b;
+    int c = strcmp(x->mq_topic, y->mq_topic);
+    if (c == 0)
+        c = strcmp(x->mq_broker, y->mq_broker);
+    return c != 0 ? c : (x->mq_queue_id > y->mq_queue_id) - (x->mq_queue_id < y->mq_queue_id);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t apg_alloc_average(apg_mq_t *mqs, size_t n_mqs, char **cids, size_t n_cids, const char *me,
+                         size_t *out)
+{
+    if (n_mqs == 0 || n_cids == 0)
+        return 0;
+    qsort(mqs, n_mqs, sizeof(*mqs), mq_cmp);
+    qsort(cids, n_cids, sizeof(*cids), str_cmp);
+    size_t index = n_cids;
+    for (size_t i = 0; i < n_cids; i++)
+        if (strcmp(cids[i], me) == 0)
+            index = i;
+    if (index == n_cids)
+        return 0;
+    size_t mod = n_mqs % n_cids;
+    size_t avg = n_mqs <= n_cids            ? 1
+                 : (mod > 0 && index < mod) ? n_mqs / n_cids + 1
+                                            : n_mqs / n_cids;
+    size_t start = (mod > 0 && index < mod) ? index * avg : index * avg + mod;
+    if (start >= n_mqs)
+        return 0;
+    size_t range = avg < n_mqs - start ? avg : n_mqs - start;
+    for (size_t i = 0; i < range; i++)
+        out[i] = (start + i) % n_mqs;
+    return range;
+}

@@ -271,13 +271,46 @@ static void test_normalize(void **state)
     apg_free(o);
 }
 
+/* Java AllocateMessageQueueAveragely: 8 queues over 3 clients -> 3, 3, 2;
+ * 2 queues over 3 clients -> 1, 1, 0; every queue assigned exactly once. */
+static void test_alloc_average(void **state)
+{
+    apg_mq_t mqs[8];
+    for (int i = 0; i < 8; i++) {
+        memset(&mqs[i], 0, sizeof(mqs[i]));
+        strcpy(mqs[i].mq_topic, "T");
+        strcpy(mqs[i].mq_broker, i < 4 ? "broker-b" : "broker-a");
+        mqs[i].mq_queue_id = (7 - i) % 4;
+    }
+    char *cids[] = {"c@3", "c@1", "c@2"};
+    size_t out[8], n;
+    n = apg_alloc_average(mqs, 8, cids, 3, "c@1", out);
+    assert_int_equal(n, 3);
+    assert_string_equal(mqs[out[0]].mq_broker, "broker-a");
+    assert_int_equal(mqs[out[0]].mq_queue_id, 0);
+    assert_int_equal(mqs[out[2]].mq_queue_id, 2);
+    n = apg_alloc_average(mqs, 8, cids, 3, "c@2", out);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0], 3); /* broker-a:3, broker-b:0, broker-b:1 */
+    assert_string_equal(mqs[out[1]].mq_broker, "broker-b");
+    n = apg_alloc_average(mqs, 8, cids, 3, "c@3", out);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], 6);
+    assert_int_equal(out[1], 7);
+    assert_int_equal(apg_alloc_average(mqs, 8, cids, 3, "stranger", out), 0);
+    n = apg_alloc_average(mqs, 2, cids, 3, "c@1", out);
+    assert_int_equal(n, 1);
+    n = apg_alloc_average(mqs, 2, cids, 3, "c@3", out);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_props_roundtrip), cmocka_unit_test(test_uniq_id),
         cmocka_unit_test(test_batch_record),    cmocka_unit_test(test_decode_records),
         cmocka_unit_test(test_tagexpr),         cmocka_unit_test(test_route),
-        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_normalize),       cmocka_unit_test(test_alloc_average),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
