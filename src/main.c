@@ -65,8 +65,8 @@ static int wait_for_signal(void)
 static void apply_log_level(const struct apg_config *cfg)
 {
     const char *l = apg_cfg_str(cfg, APG_CFG_logLevel);
-    apg_log_set_level(strcmp(l, "DEBUG") == 0  ? APG_LOG_DEBUG
-                      : strcmp(l, "WARN") == 0 ? APG_LOG_WARN
+    apg_log_set_level(strcmp(l, "DEBUG") == 0   ? APG_LOG_DEBUG
+                      : strcmp(l, "WARN") == 0  ? APG_LOG_WARN
                       : strcmp(l, "ERROR") == 0 ? APG_LOG_ERROR
                                                 : APG_LOG_INFO);
 }

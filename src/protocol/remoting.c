@@ -13,7 +13,9 @@
  * protocol we speak: a zero-length value is the empty string. A zero-length
  * key (null in newer Java decoders) names no header field, so the entry is
  * dropped. A remark of length 0 is "no remark" (NULL). The encoder mirrors
- * this: NULL or empty keys and NULL values are not written.
+ * this: NULL or empty keys and NULL values are not written. A NUL byte
+ * inside a remark, key or value is rejected (as JSON's \u0000 is), so a key
+ * can never be silently truncated into another key.
  *
  * Encoding appends the two length words and the header to an apg_buf and
  * patches the words once the header size is known; it never allocates
@@ -110,6 +112,8 @@ static apg_err_t rmq_decode(const uint8_t *h, size_t n, struct apg_rcmd *out, ch
                         "ROCKETMQ header remark length %d exceeds the %zu header bytes left",
                         (int)rlen, n - pos - 4);
     if (rlen > 0) {
+        if (memchr(h + pos, 0, (size_t)rlen))
+            return apg_errf(APG_EPROTO, err, errlen, "ROCKETMQ header remark contains a NUL byte");
         if ((size_t)(sce - sc) < (size_t)rlen + 1)
             return apg_errf(APG_ENOSPC, err, errlen, "scratch area too small for the remark");
         memcpy(sc, h + pos, (size_t)rlen);
@@ -167,6 +171,10 @@ static apg_err_t rmq_decode(const uint8_t *h, size_t n, struct apg_rcmd *out, ch
         pos += (size_t)vlen;
         if (klen == 0)
             continue; /* a null key names no field */
+        if (memchr(k, 0, (size_t)klen) || memchr(v, 0, (size_t)vlen))
+            return apg_errf(APG_EPROTO, err, errlen,
+                            "ROCKETMQ extFields entry at header byte %zu: %s contains a NUL byte",
+                            at, memchr(k, 0, (size_t)klen) ? "key" : "value");
         if (out->n_ext >= APG_RCMD_MAX_EXT)
             return apg_errf(APG_EPROTO, err, errlen, "ROCKETMQ header has more than %d extFields",
                             APG_RCMD_MAX_EXT);
@@ -237,15 +245,17 @@ static apg_err_t rmq_encode(const struct apg_rcmd *c, struct apg_buf *b)
     if (rlen > INT32_MAX)
         return APG_ERANGE;
     size_t elen = 0;
+    size_t kl[APG_RCMD_MAX_EXT], vl[APG_RCMD_MAX_EXT];
     uint32_t n = c->n_ext < APG_RCMD_MAX_EXT ? c->n_ext : APG_RCMD_MAX_EXT;
     for (uint32_t i = 0; i < n; i++) {
         const struct apg_ext *e = &c->ext[i];
         if (!e->key || !e->key[0] || !e->val)
             continue;
-        size_t kl = strlen(e->key), vl = strlen(e->val);
-        if (kl > INT16_MAX || vl > INT32_MAX)
+        kl[i] = strlen(e->key);
+        vl[i] = strlen(e->val);
+        if (kl[i] > INT16_MAX || vl[i] > INT32_MAX)
             return APG_ERANGE;
-        elen += 6 + kl + vl;
+        elen += 6 + kl[i] + vl[i];
     }
     if (elen > INT32_MAX)
         return APG_ERANGE;
@@ -269,13 +279,12 @@ static apg_err_t rmq_encode(const struct apg_rcmd *c, struct apg_buf *b)
         const struct apg_ext *e = &c->ext[i];
         if (!e->key || !e->key[0] || !e->val)
             continue;
-        size_t kl = strlen(e->key), vl = strlen(e->val);
-        apg_wbe16(d, (uint16_t)kl);
-        memcpy(d + 2, e->key, kl);
-        d += 2 + kl;
-        apg_wbe32(d, (uint32_t)vl);
-        memcpy(d + 4, e->val, vl);
-        d += 4 + vl;
+        apg_wbe16(d, (uint16_t)kl[i]);
+        memcpy(d + 2, e->key, kl[i]);
+        d += 2 + kl[i];
+        apg_wbe32(d, (uint32_t)vl[i]);
+        memcpy(d + 4, e->val, vl[i]);
+        d += 4 + vl[i];
     }
     b->b_len = (size_t)(d - b->b_data);
     return APG_OK;

@@ -107,6 +107,21 @@ static long jhex4(const uint8_t *p)
     return v;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* True when any byte of v is '"', '\\' or below 0x20 (exact as a yes/no
+ * answer; it does not say which byte). */
+static inline bool jword_special(uint64_t v)
+{
+    uint64_t q = v ^ (ONES * '"');
+    uint64_t b = v ^ (ONES * '\\');
+    uint64_t zq = (q - ONES) & ~q;
+    uint64_t zb = (b - ONES) & ~b;
+    uint64_t lt = (v - ONES * 0x20) & ~v;
+    return ((zq | zb | lt) & HIGHS) != 0;
+}
+
 /* Parses the string at the cursor (which is on the opening quote) into
  * scratch; *out gets the NUL-terminated text. */
 static apg_err_t jstring(struct jp *jp, const char **out)
@@ -117,6 +132,15 @@ static apg_err_t jstring(struct jp *jp, const char **out)
 
     for (;;) {
         const uint8_t *s = p;
+        /* Skip 8 clean bytes at a time (no quote, backslash or control
+         * byte), then finish the run bytewise. */
+        while (e - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            if (jword_special(v))
+                break;
+            p += 8;
+        }
         while (p < e && *p != '"' && *p != '\\' && *p >= 0x20)
             p++;
         size_t n = (size_t)(p - s);
@@ -667,22 +691,36 @@ static const uint8_t jesc[256] = {
     [0x1c] = 'u',  [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', [0x7f] = 'u',
 };
 
-/* Bytes needed for s as a quoted JSON string. */
-static size_t jstr_size(const char *s)
+/* Measures s: raw length, and the extra bytes its escapes need. */
+struct jlen {
+    size_t jl_raw;
+    size_t jl_extra;
+};
+
+static struct jlen jstr_measure(const char *s)
 {
-    size_t n = 2;
-    for (const uint8_t *p = (const uint8_t *)s; *p; p++) {
+    struct jlen l = {0, 0};
+    const uint8_t *p = (const uint8_t *)s;
+    for (; *p; p++) {
         uint8_t e = jesc[*p];
-        n += e == 0 ? 1 : e == 'u' ? 6 : 2;
+        if (e)
+            l.jl_extra += e == 'u' ? 5 : 1;
     }
-    return n;
+    l.jl_raw = (size_t)(p - (const uint8_t *)s);
+    return l;
 }
 
-static uint8_t *jput_str(uint8_t *d, const char *s)
+static uint8_t *jput_str(uint8_t *d, const char *s, struct jlen l)
 {
     static const char hex[] = "0123456789abcdef";
     const uint8_t *p = (const uint8_t *)s;
     *d++ = '"';
+    if (l.jl_extra == 0) {
+        memcpy(d, s, l.jl_raw);
+        d += l.jl_raw;
+        *d++ = '"';
+        return d;
+    }
     for (;;) {
         const uint8_t *r = p;
         while (*p && !jesc[*p])
@@ -735,14 +773,19 @@ apg_err_t apg_rjson_encode(const struct apg_rcmd *cmd, struct apg_buf *out)
      * serializeTypeCurrentRPC member and the longest language name. */
     size_t need = 160;
     uint32_t n_ext = 0;
+    struct jlen kl[APG_RCMD_MAX_EXT], vl[APG_RCMD_MAX_EXT], rl = {0, 0};
     for (uint32_t i = 0; i < cmd->n_ext && i < APG_RCMD_MAX_EXT; i++) {
         if (!cmd->ext[i].key || !cmd->ext[i].val)
             continue;
         n_ext++;
-        need += jstr_size(cmd->ext[i].key) + jstr_size(cmd->ext[i].val) + 2;
+        kl[i] = jstr_measure(cmd->ext[i].key);
+        vl[i] = jstr_measure(cmd->ext[i].val);
+        need += kl[i].jl_raw + kl[i].jl_extra + vl[i].jl_raw + vl[i].jl_extra + 6;
     }
-    if (cmd->remark)
-        need += jstr_size(cmd->remark) + 10;
+    if (cmd->remark) {
+        rl = jstr_measure(cmd->remark);
+        need += rl.jl_raw + rl.jl_extra + 12;
+    }
     if (apg_buf_reserve(out, need) != APG_OK)
         return APG_ENOMEM;
 
@@ -758,9 +801,9 @@ apg_err_t apg_rjson_encode(const struct apg_rcmd *cmd, struct apg_buf *out)
             if (!first)
                 *d++ = ',';
             first = false;
-            d = jput_str(d, cmd->ext[i].key);
+            d = jput_str(d, cmd->ext[i].key, kl[i]);
             *d++ = ':';
-            d = jput_str(d, cmd->ext[i].val);
+            d = jput_str(d, cmd->ext[i].val, vl[i]);
         }
         *d++ = '}';
     }
@@ -779,7 +822,7 @@ apg_err_t apg_rjson_encode(const struct apg_rcmd *cmd, struct apg_buf *out)
     d = jput_i32(d, cmd->opaque);
     if (cmd->remark) {
         d = JLIT(d, ",\"remark\":");
-        d = jput_str(d, cmd->remark);
+        d = jput_str(d, cmd->remark, rl);
     }
     d = JLIT(d, ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
     d = jput_i32(d, cmd->version);

@@ -227,6 +227,41 @@ static void test_json_escapes(void **state)
     assert_string_equal(g_cmd.remark, "\xe4\xb8\xad\xe6\x96\x87");
 }
 
+/* The string scanner skips 8 clean bytes at a time; a special byte at any
+ * position of a long string must still be seen. */
+static void test_json_long_string_positions(void **state)
+{
+    char j[128], want[64], needle[64];
+    for (int pos = 0; pos < 30; pos++) {
+        char v[31];
+        memset(v, 'x', 30);
+        v[30] = 0;
+        /* raw control byte -> error at its exact offset */
+        v[pos] = '\x1f';
+        snprintf(j, sizeof(j), "{\"remark\":\"%s\"}", v);
+        snprintf(needle, sizeof(needle), "at byte %d: raw control character 0x1f", 11 + pos);
+        assert_json_bad(j, needle);
+        /* escaped quote -> decoded at its position */
+        v[pos] = 'x';
+        snprintf(j, sizeof(j), "{\"remark\":\"%.*s\\\"%s\"}", pos, v, v + pos + 1);
+        assert_int_equal(decode_json(j), APG_OK);
+        memcpy(want, v, 30);
+        want[30] = 0;
+        want[pos] = '"';
+        assert_string_equal(g_cmd.remark, want);
+        /* a closing quote early ends the string */
+        snprintf(j, sizeof(j), "{\"remark\":\"%.*s\",\"code\":%d}", pos, v, pos);
+        assert_int_equal(decode_json(j), APG_OK);
+        assert_int_equal(strlen(g_cmd.remark), pos);
+        assert_int_equal(g_cmd.code, pos);
+        /* a byte >= 0x80 or DEL is plain text */
+        v[pos] = (char)0xff;
+        snprintf(j, sizeof(j), "{\"remark\":\"%s\"}", v);
+        assert_int_equal(decode_json(j), APG_OK);
+        assert_string_equal(g_cmd.remark, v);
+    }
+}
+
 static void test_json_language(void **state)
 {
     static const struct {
@@ -603,6 +638,24 @@ static void test_bin_malformed(void **state)
     assert_err_contains("key length 1 exceeds the 1 bytes left");
 }
 
+static void test_bin_nul_bytes(void **state)
+{
+    uint8_t h[256], t[256];
+    size_t n = bin_sample(h);
+    memcpy(t, h, n);
+    t[17] = 0; /* remark "rm" -> "\0m" */
+    assert_int_equal(decode_bin(t, n), APG_EPROTO);
+    assert_err_contains("remark contains a NUL byte");
+    memcpy(t, h, n);
+    t[25] = 0; /* key "b" */
+    assert_int_equal(decode_bin(t, n), APG_EPROTO);
+    assert_err_contains("entry at header byte 23: key contains a NUL byte");
+    memcpy(t, h, n);
+    t[32] = 0; /* inside value "TopicTest" */
+    assert_int_equal(decode_bin(t, n), APG_EPROTO);
+    assert_err_contains("entry at header byte 23: value contains a NUL byte");
+}
+
 static void test_bin_too_many_ext(void **state)
 {
     static uint8_t h[4096];
@@ -922,6 +975,57 @@ static void test_json_send_v2(void **state)
     assert_memory_equal(g_cmd.body, body, strlen(body));
 }
 
+/* The fuzz seed corpus holds real frames; each must peek and decode, and
+ * its commands must survive a round trip. */
+static void test_seed_corpus(void **state)
+{
+    static const struct {
+        const char *name;
+        int32_t code;
+        int32_t opaque;
+        uint8_t ser;
+        uint32_t n_ext;
+    } seeds[] = {
+        {"json_route_req", 105, 3, 0, 1},      {"json_route_resp", 0, 3, 0, 0},
+        {"json_route_not_exist", 17, 4, 0, 0}, {"json_send_v2", 310, 42, 0, 13},
+        {"json_send_resp", 0, 42, 0, 5},       {"json_heartbeat_nodejs", 34, 7, 0, 0},
+        {"json_pull", 11, 9, 0, 11},           {"json_update_offset_oneway", 15, 11, 0, 4},
+        {"json_go_numbers", 38, 5, 0, 4},      {"json_escapes", 1, 0, 0, 1},
+        {"bin_send_v2", 310, 42, 1, 13},       {"bin_send_resp", 0, 42, 1, 3},
+        {"bin_error_resp", 1, 8, 1, 0},        {"bin_heartbeat_go", 34, 7, 1, 0},
+        {"bin_minimal", 0, 1, 1, 0},
+    };
+    static uint8_t data[65536];
+    static char sc2[SCRATCH];
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/../fuzz/corpus/remoting/%s", APG_FIXTURES_DIR,
+                 seeds[i].name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            fail_msg("cannot open seed %s", path);
+        size_t n = fread(data, 1, sizeof(data), f);
+        fclose(f);
+        size_t fl;
+        assert_int_equal(apg_frame_peek(data, n, APG_FRAME_MAX_DEFAULT, &fl, g_err, sizeof(g_err)),
+                         APG_OK);
+        assert_int_equal(fl, n);
+        if (apg_rcmd_decode(data, fl, &g_cmd, g_scratch, SCRATCH, g_err, sizeof(g_err)) != APG_OK)
+            fail_msg("seed %s: %s", seeds[i].name, g_err);
+        assert_int_equal(g_cmd.code, seeds[i].code);
+        assert_int_equal(g_cmd.opaque, seeds[i].opaque);
+        assert_int_equal(g_cmd.serialize, seeds[i].ser);
+        assert_int_equal(g_cmd.n_ext, seeds[i].n_ext);
+        struct apg_buf b = APG_BUF_INIT;
+        struct apg_rcmd d;
+        assert_int_equal(apg_rcmd_encode(&g_cmd, g_cmd.body, g_cmd.body_len, &b), APG_OK);
+        assert_int_equal(apg_rcmd_decode(b.b_data, b.b_len, &d, sc2, SCRATCH, g_err, sizeof(g_err)),
+                         APG_OK);
+        assert_cmd_equal(&g_cmd, &d);
+        apg_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_json_defaults_and_nulls),
         cmocka_unit_test(test_json_ext_value_types),
         cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_json_long_string_positions),
         cmocka_unit_test(test_json_language),
         cmocka_unit_test(test_json_int_ranges),
         cmocka_unit_test(test_json_malformed),
@@ -944,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_bin_decode),
         cmocka_unit_test(test_bin_signed_and_empty),
         cmocka_unit_test(test_bin_malformed),
+        cmocka_unit_test(test_bin_nul_bytes),
         cmocka_unit_test(test_bin_too_many_ext),
         cmocka_unit_test(test_encode_json_exact),
         cmocka_unit_test(test_encode_json_escaping),
@@ -952,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_both),
         cmocka_unit_test(test_init_response),
         cmocka_unit_test(test_ext_getters),
+        cmocka_unit_test(test_seed_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,262 @@
+/* The message store: commit log, consume queues, flush, recovery, retention.
+ *
+ * This is the whole contract between the broker and storage. It has no network
+ * code and can be used and tested on its own (tests/unit/test_store*.c,
+ * bench/bench_store.c, bench/store_crashload.c).
+ *
+ * On-disk layout (RocketMQ compatible, wire doc §7):
+ *   <root>/commitlog/<20-digit start offset>      fixed-size mapped segments
+ *   <root>/consumequeue/<topic>/<qid>/<20-digit>  20-byte entries
+ *   <root>/checkpoint                             one 4 KiB page (§7.6 + apogee tail)
+ *   <root>/abort                                  present while the store is open
+ *   <root>/lock                                   flock()ed while the store is open
+ *
+ * Threads. An apg_store is shared by every thread of the broker:
+ *   - apg_store_put() runs in the CALLER's thread; appends are serialised by a
+ *     short append lock (memcpy into the mapped segment, consume-queue entry).
+ *   - apg_store_get() and the other readers may run in any thread, concurrently
+ *     with appends, flushing and retention.
+ *   - The store owns two internal threads: the flush thread (fdatasync, group
+ *     commit, SYNC_FLUSH acknowledgements, checkpoint) and the service thread
+ *     (segment preallocation, retention, disk-space guard).
+ *   - apg_store_open()/apg_store_close() must not race with any other call.
+ *
+ * Durability contract:
+ *   ASYNC_FLUSH: a put is final when apg_store_put() returns 0; the bytes are in
+ *     the page cache and are flushed every flush_interval_ms.
+ *   SYNC_FLUSH: a put that returned 0 is acknowledged only after its bytes are
+ *     durable. If an ack_cb was given, it is called exactly once, from the flush
+ *     thread, after ONE fdatasync covering every append made before it (group
+ *     commit), with rc = 0, APG_ETIMEDOUT (not durable within
+ *     sync_flush_timeout_ms; the record may still become durable later) or
+ *     APG_EFSYNC. If ack_cb is NULL, apg_store_put() itself waits for the same
+ *     outcome and returns it.
+ *   After one failed fsync/msync the store never acknowledges again: pending and
+ *   later puts fail with APG_EFSYNC, reads keep working, the error is logged and
+ *   shown in apg_store_stats(). Restart to recover.
+ *   A put that returned an error never calls ack_cb (no callback after a failed
+ *   call). */
+#ifndef APG_STORE_STORE_H
+#define APG_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+struct apg_store; /* opaque */
+
+/* A network address as stored in BORNHOST / STOREHOSTADDRESS. */
+struct apg_host {
+    bool h_v6;          /* false: IPv4 (h_addr[0..3]), true: IPv6 (16 bytes) */
+    uint8_t h_addr[16]; /* network byte order */
+    uint32_t h_port;    /* stored as int32 */
+};
+
+/* Options for apg_store_open(). Zero/NULL fields take the documented default
+ * (apg_store_opts_init() fills them all in). Strings are borrowed for the call
+ * only. */
+struct apg_store_opts {
+    const char *so_root_dir;         /* required: storePathRootDir */
+    const char *so_commitlog_dir;    /* NULL or "" => <root>/commitlog (storePathCommitLog) */
+    uint64_t so_commitlog_file_size; /* mappedFileSizeCommitLog, default 1 GiB; >= 4096 */
+    uint64_t so_cq_file_size; /* mappedFileSizeConsumeQueue, default 6,000,000; multiple of 20 */
+    bool so_sync_flush;       /* flushDiskType == SYNC_FLUSH */
+    int so_flush_interval_ms; /* flushIntervalCommitLog (ASYNC), default 500 */
+    int so_sync_flush_timeout_ms;     /* syncFlushTimeout, default 5000 */
+    int so_file_reserved_hours;       /* fileReservedTime, default 72 */
+    const char *so_delete_when;       /* deleteWhen, "04" or "04;16", default "04" */
+    int so_disk_max_used_ratio;       /* diskMaxUsedSpaceRatio %, default 75 */
+    int so_disk_clean_forcibly_ratio; /* diskSpaceCleanForciblyRatio %, default 85 */
+    int so_disk_warning_ratio;     /* diskSpaceWarningLevelRatio %, default 90: refuse puts above */
+    bool so_check_crc_on_recover;  /* checkCRCOnRecover, default true */
+    bool so_force_recover_corrupt; /* forceRecoverCorrupt: truncate at mid-log corruption */
+    uint32_t so_max_message_size;  /* maxMessageSize (body), default 4 MiB */
+    struct apg_host so_store_host; /* written to STOREHOSTADDRESS and offset msgIds */
+    bool so_no_preallocate;        /* tests: do not zero-fill/prefault segments ahead */
+};
+
+/* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */
+void apg_store_opts_init(struct apg_store_opts *o);
+
+/* Opens (creating if needed) and recovers the store at o->so_root_dir.
+ * Clean previous shutdown: fast start. Crash (abort marker present): validates
+ * records from the last checkpointed point, truncates a torn tail, rebuilds
+ * consume queues. Mid-log corruption: APG_ECORRUPT with the file and offset in
+ * err, unless so_force_recover_corrupt. Another process holding the store:
+ * APG_EBUSY. On success *out is owned by the caller: release with
+ * apg_store_close(). */
+apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out, char *err,
+                         size_t errlen);
+
+/* Clean shutdown: waits for in-flight SYNC_FLUSH acknowledgements (they are
+ * delivered), flushes everything, writes the checkpoint, removes the abort
+ * marker and frees st. st must not be used by any other thread during or after
+ * the call. NULL is ignored. */
+void apg_store_close(struct apg_store *st);
+
+/* One message to append. All pointers are borrowed for the duration of the
+ * apg_store_put() call only. */
+struct apg_msg_in {
+    const char *mi_topic;
+    size_t mi_topic_len; /* 1..127 (V1 records) */
+    int32_t mi_queue_id;
+    int32_t mi_flag;
+    int32_t mi_sysflag; /* bits 4/5 (host v6) are set by the store from the hosts */
+    int64_t mi_born_ts;
+    struct apg_host mi_born_host;
+    int32_t mi_reconsume_times;
+    int64_t mi_prepared_tx_offset;
+    const uint8_t *mi_body;
+    size_t mi_body_len;
+    const char *mi_props; /* properties string (wire doc §4.6), may be NULL */
+    size_t mi_props_len;  /* <= 32767 */
+    int64_t mi_tags_code; /* written to the consume queue (tag hash, §4.9) */
+};
+
+/* Where one message went. For transaction PREPARED/ROLLBACK records
+ * (sysflag & 0xC == 0x4 or 0xC) the queue offset is 0 and no consume-queue
+ * entry is written, as RocketMQ does. */
+struct apg_put_result {
+    int64_t pr_phys_offset;  /* commit-log offset of the record */
+    int64_t pr_queue_offset; /* logical offset in (topic, queue id) */
+    int32_t pr_msg_size;     /* TOTALSIZE */
+    int64_t pr_store_ts;     /* STORETIMESTAMP */
+};
+
+/* SYNC_FLUSH acknowledgement: called exactly once from the flush thread with
+ * rc 0, APG_ETIMEDOUT or APG_EFSYNC. Must not block and must not call back into
+ * apg_store_put() synchronously. */
+typedef void (*apg_store_ack_fn)(void *ud, apg_err_t rc);
+
+/* Appends n (>= 1) messages atomically and contiguously: one after the other in
+ * the commit log (within one segment), and messages of one (topic, queue) get
+ * consecutive queue offsets. Runs in the caller's thread under the append lock
+ * and returns as soon as the bytes are in the mapped segment; res[i] receives
+ * message i's offsets (res has room for n). Errors (nothing was appended, no
+ * callback): APG_EINVAL/APG_ETOOBIG (bad message; err names the field),
+ * APG_EDISKFULL (disk above the warning ratio; err gives the ratio and the key),
+ * APG_EFSYNC (an earlier fsync failed), APG_ECLOSED, APG_EIO, APG_ENOMEM.
+ * See the durability contract above for ack_cb (ignored under ASYNC_FLUSH). */
+apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int n,
+                        struct apg_put_result *res, apg_store_ack_fn ack_cb, void *ud, char *err,
+                        size_t errlen);
+
+/* Called after every successful put (in the putting thread, outside the append
+ * lock) once per (topic, queue) touched, with the queue's new max offset, so the
+ * broker can wake long-polling pulls. Topic is borrowed for the call. Set it
+ * before the first put; it must be cheap and must not call apg_store_put(). */
+typedef void (*apg_store_arrive_fn)(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
+                                    int64_t new_max_offset);
+void apg_store_set_arrive_hook(struct apg_store *st, apg_store_arrive_fn fn, void *ud);
+
+/* RocketMQ GetMessageStatus. */
+enum apg_get_status {
+    APG_GET_FOUND = 0,
+    APG_GET_NO_MATCHED_MESSAGE,
+    APG_GET_MESSAGE_WAS_REMOVING,
+    APG_GET_OFFSET_FOUND_NULL,
+    APG_GET_OFFSET_OVERFLOW_BADLY,
+    APG_GET_OFFSET_OVERFLOW_ONE,
+    APG_GET_OFFSET_TOO_SMALL,
+    APG_GET_NO_MATCHED_LOGIC_QUEUE,
+    APG_GET_NO_MESSAGE_IN_QUEUE,
+};
+const char *apg_get_status_name(enum apg_get_status s); /* "FOUND", ... */
+
+struct apg_get_result {
+    enum apg_get_status gr_status;
+    int64_t gr_next_begin_offset; /* where the consumer should pull next */
+    int64_t gr_min_offset;        /* queue min/max at the time of the call */
+    int64_t gr_max_offset;
+    int32_t gr_count;              /* records appended to out */
+    int64_t gr_first_queue_offset; /* queue offset of the first record returned */
+};
+
+/* Filter on the consume-queue tag hash; return true to deliver. */
+typedef bool (*apg_store_filter_fn)(void *ud, int64_t tags_code);
+
+/* Reads up to max_msgs records (and about max_bytes: the first record is always
+ * delivered whole) of (topic, queue_id) starting at logical offset `offset`,
+ * skipping records the filter rejects (filter NULL = all). Matching records are
+ * appended back to back to out (their stored bytes, wire doc §7.2). Returns 0
+ * with r filled (r->gr_status says what happened, RocketMQ semantics), or
+ * APG_ENOMEM/APG_EINVAL. Borrows everything; out is owned by the caller. Any
+ * thread. */
+apg_err_t apg_store_get(struct apg_store *st, const char *topic, size_t topic_len, int32_t queue_id,
+                        int64_t offset, int max_msgs, size_t max_bytes, apg_store_filter_fn filter,
+                        void *filter_ud, struct apg_buf *out, struct apg_get_result *r);
+
+/* Queue bounds (logical offsets). Unknown queue: 0. Any thread. */
+int64_t apg_store_max_offset(struct apg_store *st, const char *topic, size_t topic_len,
+                             int32_t queue_id);
+int64_t apg_store_min_offset(struct apg_store *st, const char *topic, size_t topic_len,
+                             int32_t queue_id);
+
+/* Smallest logical offset whose STORETIMESTAMP >= ts (RocketMQ
+ * getOffsetInQueueByTime: max offset if every record is older, min offset if
+ * every record is newer). Unknown queue: 0. Any thread. */
+int64_t apg_store_offset_by_time(struct apg_store *st, const char *topic, size_t topic_len,
+                                 int32_t queue_id, int64_t ts_ms);
+
+/* STORETIMESTAMP of the first available record of the queue, or -1. */
+int64_t apg_store_earliest_msg_time(struct apg_store *st, const char *topic, size_t topic_len,
+                                    int32_t queue_id);
+
+/* Store timestamp of the record at `queue_offset`, or -1 if not available. */
+int64_t apg_store_msg_store_time(struct apg_store *st, const char *topic, size_t topic_len,
+                                 int32_t queue_id, int64_t queue_offset);
+
+/* Copies the one record starting at commit-log offset phys_offset into out
+ * (appended), validating it. APG_ENOTFOUND if the offset is outside the log or
+ * not the start of a valid record. Any thread. */
+apg_err_t apg_store_read_at(struct apg_store *st, int64_t phys_offset, struct apg_buf *out);
+
+/* Removes the consume queues of a topic (files included). Commit-log records
+ * stay until retention. Any thread. */
+apg_err_t apg_store_delete_topic(struct apg_store *st, const char *topic, size_t topic_len);
+
+/* Calls fn for every (topic, queue id) that has a consume queue. The topic is
+ * borrowed for the call. fn must not call back into the store. */
+void apg_store_foreach_queue(struct apg_store *st,
+                             void (*fn)(void *ud, const char *topic, size_t topic_len,
+                                        int32_t queue_id, int64_t min_offset, int64_t max_offset),
+                             void *ud);
+
+struct apg_store_stats {
+    int64_t ss_min_phys_offset;     /* first byte still in the commit log */
+    int64_t ss_max_phys_offset;     /* write position */
+    int64_t ss_flushed_phys_offset; /* durable up to here */
+    uint64_t ss_fsync_count;        /* fdatasync/msync calls on the commit log */
+    uint64_t ss_put_count;          /* records appended since open */
+    uint64_t ss_put_bytes;
+    int ss_disk_used_ratio; /* percent, of the commit-log file system */
+    bool ss_writable;       /* false after an fsync error or disk full */
+    bool ss_fsync_failed;
+    char ss_last_error[256]; /* last refusal/failure reason, "" if none */
+};
+void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
+
+/* Tests and tools: runs one retention pass now, ignoring deleteWhen (expired
+ * segments by file mtime older than so_file_reserved_hours, or forced by disk
+ * ratio). Returns the number of commit-log segments removed. */
+int apg_store_clean_now(struct apg_store *st);
+
+/* Tests: pretend the disk is `ratio` percent used (-1 = measure for real). */
+void apg_store_test_set_disk_ratio(struct apg_store *st, int ratio);
+
+/* Tests: make the next fdatasync/msync of the flush thread fail with EIO. */
+void apg_store_test_fail_next_fsync(struct apg_store *st);
+
+/* Offset message id (wire doc §7.3): uppercase hex of store host address, port
+ * and phys offset into out (needs 33 or 57 bytes), NUL-terminated. Returns the
+ * length. Pure. */
+size_t apg_store_msgid_encode(const struct apg_host *store_host, int64_t phys_offset, char *out,
+                              size_t outlen);
+/* Parses an offset msgId. APG_EINVAL if malformed. Pure. */
+apg_err_t apg_store_msgid_decode(const char *id, size_t len, struct apg_host *host,
+                                 int64_t *phys_offset);
+
+#endif

@@ -1,0 +1,381 @@
+/* Store behaviour tests: append/read, GetMessageStatus semantics, segment
+ * rolling, reopen, SYNC_FLUSH group commit and fsync failure, disk guard,
+ * retention, time search, message ids. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include "test_store_util.h"
+
+static bool only_tag0(void *ud, int64_t tags)
+{
+    (void)ud;
+    return tags == apg_java_hash("tag0", 4);
+}
+
+static void test_put_get(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+
+    struct apg_get_result r;
+    struct apg_buf b = APG_BUF_INIT;
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 0, 32, 1 << 20, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_NO_MATCHED_LOGIC_QUEUE);
+
+    struct apg_put_result pr;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(tu_put(st, "T", 0, i, &pr), 0);
+        assert_int_equal(pr.pr_queue_offset, i);
+    }
+    /* A batch gets consecutive offsets. */
+    struct tu_msg bm[3];
+    struct apg_msg_in in[3];
+    struct apg_put_result res[3];
+    for (int i = 0; i < 3; i++) {
+        tu_msg_make(&bm[i], "T", 0, 10 + i);
+        in[i] = bm[i].m;
+    }
+    assert_int_equal(apg_store_put(st, in, 3, res, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(res[0].pr_queue_offset, 10);
+    assert_int_equal(res[2].pr_queue_offset, 12);
+    assert_int_equal(res[1].pr_phys_offset, res[0].pr_phys_offset + res[0].pr_msg_size);
+
+    assert_int_equal(tu_count(st, "T", 0, 0), 13);
+    assert_int_equal(apg_store_max_offset(st, "T", 1, 0), 13);
+    assert_int_equal(apg_store_min_offset(st, "T", 1, 0), 0);
+
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 13, 32, 1 << 20, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_OFFSET_OVERFLOW_ONE);
+    assert_int_equal(r.gr_next_begin_offset, 13);
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 20, 32, 1 << 20, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_OFFSET_OVERFLOW_BADLY);
+    assert_int_equal(r.gr_next_begin_offset, 0);
+    assert_int_equal(apg_store_get(st, "T", 1, 1, 0, 32, 1 << 20, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_NO_MATCHED_LOGIC_QUEUE);
+
+    /* Filter: only even messages (tag0). */
+    apg_buf_reset(&b);
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 0, 4, 1 << 20, only_tag0, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_FOUND);
+    assert_int_equal(r.gr_count, 4);
+    assert_int_equal(r.gr_next_begin_offset, 7);
+    /* Nothing matches from offset 1 to 1 message: odd one only. */
+    apg_buf_reset(&b);
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 12, 4, 1 << 20, only_tag0, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_FOUND);
+    apg_buf_reset(&b);
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 11, 1, 1 << 20, only_tag0, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_count, 1);
+    assert_int_equal(r.gr_first_queue_offset, 12);
+
+    /* max_bytes: the first record always, then stop. */
+    apg_buf_reset(&b);
+    assert_int_equal(apg_store_get(st, "T", 1, 0, 0, 32, 10, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_count, 1);
+    assert_int_equal(r.gr_next_begin_offset, 1);
+
+    /* The bytes served are the bytes stored: decode the first record. */
+    struct apg_msg_rec m;
+    assert_int_equal(apg_msg_decode(b.b_data, b.b_len, true, &m, NULL), APG_MSG_OK);
+    assert_int_equal(m.mr_queue_id, 0);
+    assert_int_equal(m.mr_born_host.h_port, 5555);
+    assert_int_equal(m.mr_store_host.h_port, 10911);
+    assert_memory_equal(m.mr_topic, "T", 1);
+
+    /* read_at + msgId round trip. */
+    char id[64];
+    assert_int_equal(
+        apg_store_msgid_encode(&o.so_store_host, res[1].pr_phys_offset, id, sizeof(id)), 32);
+    struct apg_host h;
+    int64_t phys;
+    assert_int_equal(apg_store_msgid_decode(id, 32, &h, &phys), 0);
+    assert_int_equal(phys, res[1].pr_phys_offset);
+    assert_int_equal(h.h_port, 10911);
+    assert_int_equal(h.h_addr[0], 127);
+    apg_buf_reset(&b);
+    assert_int_equal(apg_store_read_at(st, phys, &b), 0);
+    assert_int_equal(b.b_len, (size_t)res[1].pr_msg_size);
+    assert_int_equal(apg_store_read_at(st, phys + 1, &b), APG_ENOTFOUND);
+
+    /* Transaction half message: no queue entry, queue offset 0. */
+    struct tu_msg hm;
+    tu_msg_make(&hm, "T", 0, 99);
+    hm.m.mi_sysflag = APG_SYSFLAG_TX_PREPARED;
+    assert_int_equal(apg_store_put(st, &hm.m, 1, &pr, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(pr.pr_queue_offset, 0);
+    assert_int_equal(apg_store_max_offset(st, "T", 1, 0), 13);
+
+    /* Validation errors. */
+    hm.m.mi_topic_len = 0;
+    assert_int_equal(apg_store_put(st, &hm.m, 1, &pr, NULL, NULL, err, sizeof(err)), APG_EINVAL);
+
+    apg_buf_free(&b);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_roll_and_reopen(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    /* ~120-byte records in 64 KiB segments: 2000 records span 4 segments and
+     * 20 consume-queue files of 100 entries. */
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(tu_put(st, "Roll", 3, i, NULL), 0);
+    assert_int_equal(tu_count(st, "Roll", 3, 0), 2000);
+    struct apg_store_stats ss;
+    apg_store_stats(st, &ss);
+    assert_true(ss.ss_max_phys_offset > 3 * 65536);
+    apg_store_close(st);
+
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(tu_count(st, "Roll", 3, 0), 2000);
+    struct apg_put_result pr;
+    assert_int_equal(tu_put(st, "Roll", 3, 2000, &pr), 0);
+    assert_int_equal(pr.pr_queue_offset, 2000);
+    /* A second open of the same store is refused while it is open. */
+    struct apg_store *st2;
+    assert_int_equal(apg_store_open(&o, &st2, err, sizeof(err)), APG_EBUSY);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_crash_reopen(void **state)
+{
+    /* Crash simulated by leaving the abort marker and removing the
+     * checkpoint: recovery must scan everything and rebuild the queues. */
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512], path[600];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    for (int i = 0; i < 700; i++)
+        assert_int_equal(tu_put(st, "C", i % 2, i, NULL), 0);
+    apg_store_close(st);
+    snprintf(path, sizeof(path), "%s/abort", dir);
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/checkpoint", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "rm -rf '%s/consumequeue/C/1'", dir);
+    assert_int_equal(system(path), 0);
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(apg_store_max_offset(st, "C", 1, 0), 350);
+    assert_int_equal(apg_store_max_offset(st, "C", 1, 1), 350);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+struct ackc {
+    pthread_mutex_t mtx;
+    int acked, failed, timedout;
+};
+
+static void ack_cb(void *ud, apg_err_t rc)
+{
+    struct ackc *a = ud;
+    pthread_mutex_lock(&a->mtx);
+    if (rc == 0)
+        a->acked++;
+    else if (rc == APG_ETIMEDOUT)
+        a->timedout++;
+    else
+        a->failed++;
+    pthread_mutex_unlock(&a->mtx);
+}
+
+static void test_sync_flush(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    o.so_sync_flush = true;
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    struct ackc a = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+    struct apg_store_stats s0, s1;
+    apg_store_stats(st, &s0);
+    struct tu_msg t;
+    struct apg_put_result pr;
+    for (int i = 0; i < 200; i++) {
+        tu_msg_make(&t, "S", 0, i);
+        assert_int_equal(apg_store_put(st, &t.m, 1, &pr, ack_cb, &a, err, sizeof(err)), 0);
+    }
+    /* Blocking variant (no callback) returns once durable. */
+    assert_int_equal(tu_put(st, "S", 0, 200, &pr), 0);
+    apg_store_stats(st, &s1);
+    assert_true(s1.ss_flushed_phys_offset >= pr.pr_phys_offset + pr.pr_msg_size);
+    for (int k = 0; k < 100 && a.acked < 200; k++)
+        usleep(10000);
+    assert_int_equal(a.acked, 200);
+    /* Group commit: far fewer syncs than puts. */
+    assert_true(s1.ss_fsync_count - s0.ss_fsync_count < 150);
+
+    /* One failed fsync: pending put fails, later puts are refused, reads work. */
+    apg_store_test_fail_next_fsync(st);
+    tu_msg_make(&t, "S", 0, 201);
+    assert_int_equal(apg_store_put(st, &t.m, 1, &pr, ack_cb, &a, err, sizeof(err)), 0);
+    for (int k = 0; k < 100 && a.failed < 1; k++)
+        usleep(10000);
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(tu_put(st, "S", 0, 202, NULL), APG_EFSYNC);
+    apg_store_stats(st, &s1);
+    assert_false(s1.ss_writable);
+    assert_true(s1.ss_fsync_failed);
+    assert_non_null(strstr(s1.ss_last_error, "flush failed"));
+    assert_int_equal(tu_count(st, "S", 0, 0), 202);
+    apg_store_close(st);
+    /* The next start recovers (crash path) and is writable again. */
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(tu_count(st, "S", 0, 0), 202);
+    assert_int_equal(tu_put(st, "S", 0, 202, NULL), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_disk_guard(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(tu_put(st, "D", 0, 0, NULL), 0);
+    apg_store_test_set_disk_ratio(st, 93);
+    struct tu_msg t;
+    struct apg_put_result pr;
+    tu_msg_make(&t, "D", 0, 1);
+    assert_int_equal(apg_store_put(st, &t.m, 1, &pr, NULL, NULL, err, sizeof(err)), APG_EDISKFULL);
+    assert_non_null(strstr(err, "93%"));
+    assert_non_null(strstr(err, "diskSpaceWarningLevelRatio=90"));
+    assert_int_equal(tu_count(st, "D", 0, 0), 1); /* reads continue */
+    apg_store_test_set_disk_ratio(st, 50);
+    assert_int_equal(tu_put(st, "D", 0, 1, NULL), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_retention(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    o.so_file_reserved_hours = 0;
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(tu_put(st, "R", 0, i, NULL), 0);
+    usleep(200000); /* let the flush thread make it durable */
+    sleep(1);       /* mtime granularity */
+    int removed = apg_store_clean_now(st);
+    assert_true(removed >= 2);
+    int64_t min = apg_store_min_offset(st, "R", 1, 0);
+    assert_true(min > 0);
+    struct apg_get_result r;
+    struct apg_buf b = APG_BUF_INIT;
+    assert_int_equal(apg_store_get(st, "R", 1, 0, 0, 32, 1 << 20, NULL, NULL, &b, &r), 0);
+    assert_int_equal(r.gr_status, APG_GET_OFFSET_TOO_SMALL);
+    assert_int_equal(r.gr_next_begin_offset, min);
+    assert_int_equal(tu_count(st, "R", 0, (int)min), 2000 - min);
+    apg_buf_free(&b);
+    apg_store_close(st);
+    /* Min offsets survive a restart. */
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(apg_store_min_offset(st, "R", 1, 0), min);
+    assert_int_equal(tu_count(st, "R", 0, (int)min), 2000 - min);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_time_search(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    struct apg_put_result pr[3];
+    assert_int_equal(tu_put(st, "Q", 0, 0, &pr[0]), 0);
+    usleep(20000);
+    assert_int_equal(tu_put(st, "Q", 0, 1, &pr[1]), 0);
+    usleep(20000);
+    assert_int_equal(tu_put(st, "Q", 0, 2, &pr[2]), 0);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, 0), 0);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts), 1);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[2].pr_store_ts + 1000), 3);
+    assert_int_equal(apg_store_earliest_msg_time(st, "Q", 1, 0), pr[0].pr_store_ts);
+    assert_int_equal(apg_store_delete_topic(st, "Q", 1), 0);
+    assert_int_equal(apg_store_max_offset(st, "Q", 1, 0), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_msg_codec(void **state)
+{
+    struct tu_msg t;
+    tu_msg_make(&t, "TopicX", 2, 5);
+    t.m.mi_born_host.h_v6 = true;
+    struct apg_host sh = {.h_v6 = true, .h_port = 10911};
+    sh.h_addr[15] = 1;
+    size_t n = apg_msg_encoded_size(&t.m, true);
+    assert_int_equal(n, 91 + 24 + t.m.mi_body_len + 6 + t.m.mi_props_len);
+    uint8_t buf[512];
+    apg_msg_encode(buf, &t.m, apg_rmq_crc32(t.body, t.m.mi_body_len), 7, 4096, 123, &sh);
+    struct apg_msg_rec r;
+    assert_int_equal(apg_msg_decode(buf, n, true, &r, NULL), APG_MSG_OK);
+    assert_true(r.mr_sysflag & APG_SYSFLAG_BORNHOST_V6);
+    assert_true(r.mr_store_host.h_v6);
+    assert_int_equal(r.mr_queue_offset, 7);
+    assert_int_equal(r.mr_store_ts, 123);
+    const char *why;
+    assert_int_equal(apg_msg_decode(buf, n - 1, true, &r, &why), APG_MSG_BAD);
+    buf[n - 3] ^= 1; /* props byte: no CRC over props, still valid */
+    assert_int_equal(apg_msg_decode(buf, n, true, &r, NULL), APG_MSG_OK);
+    buf[100] ^= 0x55; /* body byte (v6 header is 112 bytes... body starts at 112) */
+    buf[113] ^= 0x55;
+    assert_int_equal(apg_msg_decode(buf, n, true, &r, &why), APG_MSG_BAD);
+    char id[80];
+    assert_int_equal(apg_store_msgid_encode(&sh, 255, id, sizeof(id)), 56);
+    struct apg_host h2;
+    int64_t off;
+    assert_int_equal(apg_store_msgid_decode(id, 56, &h2, &off), 0);
+    assert_int_equal(off, 255);
+    assert_true(h2.h_v6);
+    assert_int_equal(apg_store_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_codec),       cmocka_unit_test(test_put_get),
+        cmocka_unit_test(test_roll_and_reopen), cmocka_unit_test(test_crash_reopen),
+        cmocka_unit_test(test_sync_flush),      cmocka_unit_test(test_disk_guard),
+        cmocka_unit_test(test_retention),       cmocka_unit_test(test_time_search),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
