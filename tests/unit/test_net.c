@@ -531,6 +531,43 @@ static void test_client(void **state)
     apg_net_client_stop(cli);
 }
 
+/* Once a connection's buffers are warm, reading, decoding, dispatching and
+ * answering a frame allocates nothing through apg_malloc: arm the failure
+ * injection for the next allocation, run a pipelined batch, and check that
+ * the armed failure is still pending afterwards. */
+static void test_warm_path_does_not_allocate(void **state)
+{
+    struct apg_net_server *srv = start_server(1, 0, 0);
+    int fd = connect_to(apg_net_server_port(srv));
+    struct apg_buf batch = APG_BUF_INIT;
+    uint8_t body[100];
+    memset(body, 'x', sizeof(body));
+    for (int i = 0; i < 50; i++) {
+        struct apg_rcmd c;
+        apg_rcmd_init_request(&c, 1, i, i % 2 ? APG_SER_ROCKETMQ : APG_SER_JSON);
+        apg_rcmd_ext_add(&c, "n", "12345");
+        apg_rcmd_encode(&c, body, sizeof(body), &batch);
+    }
+    struct rframe f = {0};
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            apg_mem_fail_after(1);
+        write_all(fd, batch.b_data, batch.b_len);
+        for (int i = 0; i < 50; i++) {
+            assert_int_equal(read_frame(fd, &f), 0);
+            assert_int_equal(f.cmd.opaque, i);
+            assert_int_equal(f.cmd.body_len, sizeof(body));
+        }
+    }
+    void *p = apg_malloc(1); /* consumes the armed failure if nobody else did */
+    apg_mem_fail_after(0);
+    assert_null(p);
+    apg_buf_free(&batch);
+    free(f.data);
+    close(fd);
+    apg_net_server_stop(srv);
+}
+
 static void test_port_in_use(void **state)
 {
     struct apg_net_server *srv = start_server(2, 0, 0);
@@ -558,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_graceful_stop_flushes),
         cmocka_unit_test(test_post_from_other_thread),
         cmocka_unit_test(test_client),
+        cmocka_unit_test(test_warm_path_does_not_allocate),
         cmocka_unit_test(test_port_in_use),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
