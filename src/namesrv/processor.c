@@ -29,6 +29,14 @@
 typedef void (*ns_handler_fn)(struct apg_namesrv *ns, struct apg_conn *c,
                               const struct apg_rcmd *req);
 
+/* Sends a built response unless the request was oneway. */
+static void send_resp(struct apg_conn *c, const struct apg_rcmd *req, const struct apg_rcmd *resp,
+                      const char *body)
+{
+    if (!apg_rcmd_is_oneway(req))
+        apg_conn_send(c, resp, (const uint8_t *)body, body ? (uint32_t)strlen(body) : 0);
+}
+
 static void reply_json(struct apg_conn *c, const struct apg_rcmd *req, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -280,8 +288,7 @@ static void h_register_broker(struct apg_namesrv *ns, struct apg_conn *c,
         ns->ns_return_order_conf ? apg_kv_list_json(ns->ns_kv, APG_NS_ORDER_TOPIC_CONFIG) : NULL;
     char *text = kvl ? json_dumps(kvl, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(kvl);
-    if (!apg_rcmd_is_oneway(req))
-        apg_conn_send(c, &resp, (const uint8_t *)text, text ? (uint32_t)strlen(text) : 0);
+    send_resp(c, req, &resp, text);
     free(text);
 }
 
@@ -331,7 +338,7 @@ static void h_query_data_version(struct apg_namesrv *ns, struct apg_conn *c,
         text = json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(sj);
     }
-    apg_conn_send(c, &resp, (const uint8_t *)text, text ? (uint32_t)strlen(text) : 0);
+    send_resp(c, req, &resp, text);
     free(text);
 }
 
@@ -416,7 +423,7 @@ static void operate_perm(struct apg_namesrv *ns, struct apg_conn *c, const struc
     struct apg_rcmd resp;
     apg_rcmd_init_response(&resp, req, APG_RESP_SUCCESS, NULL);
     apg_rcmd_ext_add(&resp, wipe ? "wipeTopicCount" : "addTopicCount", count);
-    apg_conn_send(c, &resp, NULL, 0);
+    send_resp(c, req, &resp, NULL);
 }
 
 static void h_wipe_perm(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
@@ -463,7 +470,7 @@ static void h_get_kv(struct apg_namesrv *ns, struct apg_conn *c, const struct ap
     struct apg_rcmd resp;
     apg_rcmd_init_response(&resp, req, APG_RESP_SUCCESS, NULL);
     apg_rcmd_ext_add(&resp, "value", v);
-    apg_conn_send(c, &resp, NULL, 0);
+    send_resp(c, req, &resp, NULL);
 }
 
 static void h_delete_kv(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)

@@ -40,6 +40,9 @@
 
 #define READ_CHUNK 65536
 #define STOP_GRACE_MS 2000
+/* Connection buffers larger than this are freed on the next tick when empty
+ * (they grow back on demand), so one huge frame does not pin memory. */
+#define SHRINK_ABOVE (1u * 1024 * 1024)
 
 struct apg_net_server {
     struct apg_net_server_opts s_opts;
@@ -609,6 +612,13 @@ static void on_tick(uv_timer_t *t)
                 apg_net_conn_close(c, APG_ETIMEDOUT, true, "connect timed out");
             continue;
         }
+        /* Give back buffers a burst of large frames left behind. */
+        if (c->c_in.b_len == 0 && c->c_in.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_in);
+        if (c->c_out.b_len == 0 && c->c_out.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_out);
+        if (!c->c_writing && c->c_wbuf.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_wbuf);
         if (l->l_idle_ms && now - c->c_last_active >= l->l_idle_ms && !c->c_writing) {
             char why[96];
             snprintf(why, sizeof(why), "idle for %llu s",

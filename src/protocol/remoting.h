@@ -107,13 +107,30 @@ static inline size_t apg_rcmd_scratch_need(size_t hdr_len)
  * the whole frame length as returned by apg_frame_peek. Strings are copied
  * into scratch (at least apg_rcmd_scratch_need(headerLen) bytes, else
  * APG_ENOSPC). Errors: APG_EPROTO (with a message) for every malformed
- * input. The result borrows scratch and frame. */
+ * input. The result borrows scratch and frame.
+ *
+ * Details (see remoting.c / remoting_json.c): missing JSON members keep
+ * their defaults (0, language JAVA, remark NULL, no ext); keys may come in
+ * any order, unknown keys are skipped, the last of duplicate keys wins;
+ * extFields values may be JSON strings, numbers, booleans (as their text)
+ * or null (""); language may be a name (unknown names give APG_LANG_OTHER)
+ * or a number 0..255; a lone UTF-16 surrogate escape becomes U+FFFD; an
+ * escaped NUL is rejected. In the binary form a zero-length remark is NULL,
+ * a zero-length value is "", an entry with a zero-length key is dropped, and
+ * a NUL byte inside a remark, key or value is rejected. */
 apg_err_t apg_rcmd_decode(const uint8_t *frame, size_t len, struct apg_rcmd *out, char *scratch,
                           size_t scratch_len, char *err, size_t errlen);
 
 /* Appends a frame for `cmd` to `out`, encoded as cmd->serialize, with a
  * length word that accounts for body_len body bytes which the caller must
- * append (or write) right after. cmd->body is ignored. */
+ * append (or write) right after. cmd->body is ignored. JSON output follows
+ * fastjson (keys alphabetical, NULL remark and empty extFields omitted);
+ * ext entries with a NULL key or value (and, in binary, an empty key) are
+ * skipped. Errors (out is left as it was): APG_ERANGE when the binary form
+ * cannot carry code or version (int16) or a key longer than 32767 bytes
+ * (use JSON for such commands), APG_ETOOBIG when the header exceeds 24 bits
+ * or the frame int32, APG_EINVAL for an unknown cmd->serialize,
+ * APG_ENOMEM. */
 apg_err_t apg_rcmd_encode_header(const struct apg_rcmd *cmd, uint32_t body_len,
                                  struct apg_buf *out);
 

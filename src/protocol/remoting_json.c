@@ -208,20 +208,19 @@ static apg_err_t jstring(struct jp *jp, const char **out)
             jp->j_p = p;
             return jfail(jp, "bad \\u escape: expected 4 hex digits");
         }
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            jp->j_p = p;
-            return jfail(jp, "lone low surrogate \\u%04lX in string", cp);
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            long lo = (e - p >= 12 && p[6] == '\\' && p[7] == 'u') ? jhex4(p + 8) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF) {
-                jp->j_p = p;
-                return jfail(jp, "high surrogate \\u%04lX not followed by a \\uDC00-\\uDFFF escape",
-                             cp);
-            }
+        /* A surrogate pair becomes one 4-byte UTF-8 sequence. A lone
+         * surrogate (JSON allows it; JavaScript's JSON.stringify emits one
+         * for a broken string) becomes U+FFFD rather than failing the
+         * request; Java would turn it into '?' when encoding to UTF-8. */
+        long lo = -1;
+        if (cp >= 0xD800 && cp <= 0xDBFF && e - p >= 12 && p[6] == '\\' && p[7] == 'u')
+            lo = jhex4(p + 8);
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             p += 12;
         } else {
+            if (cp >= 0xD800 && cp <= 0xDFFF)
+                cp = 0xFFFD;
             p += 6;
         }
         if (cp == 0) {
