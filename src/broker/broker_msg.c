@@ -33,7 +33,17 @@ const char *apg_props_find(const char *props, size_t len, const char *name, size
 
 apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value)
 {
-    return apg_buf_printf(b, "%s%c%s%c", name, APG_PROP_NV_SEP, value, APG_PROP_SEP);
+    /* On every send (CLUSTER, often UNIQ_KEY): plain copies, no printf. */
+    size_t nl = strlen(name), vl = strlen(value);
+    if (apg_buf_reserve(b, nl + vl + 2))
+        return APG_ENOMEM;
+    char *d = (char *)b->b_data + b->b_len;
+    memcpy(d, name, nl);
+    d[nl] = APG_PROP_NV_SEP;
+    memcpy(d + nl + 1, value, vl);
+    d[nl + 1 + vl] = APG_PROP_SEP;
+    b->b_len += nl + vl + 2;
+    return APG_OK;
 }
 
 apg_err_t apg_batch_next(const uint8_t *body, size_t len, size_t *pos, struct apg_batch_item *it,

@@ -40,7 +40,7 @@ struct apg_sync_ack {
     char *sa_msgid; /* owned; comma-joined for batches */
 };
 
-static void fill_host(struct apg_host *h, const char *peer)
+static void parse_host(struct apg_host *h, const char *peer)
 {
     memset(h, 0, sizeof(*h));
     char ip[64];
@@ -63,6 +63,44 @@ static void fill_host(struct apg_host *h, const char *peer)
         h->h_v6 = true;
 }
 
+/* Per loop thread: the last peer parsed into a born host. A connection's
+ * peer string never changes, so consecutive sends from the same peer reuse
+ * the parse (a strcmp instead of inet_pton). */
+static __thread char host_peer[64];
+static __thread struct apg_host host_cached;
+
+static void fill_host(struct apg_host *h, const char *peer)
+{
+    if (!peer || strlen(peer) >= sizeof(host_peer)) {
+        parse_host(h, peer);
+        return;
+    }
+    if (strcmp(peer, host_peer) != 0) {
+        parse_host(&host_cached, peer);
+        strcpy(host_peer, peer);
+    }
+    *h = host_cached;
+}
+
+/* Decimal text of v into out (at least 21 bytes); returns out. */
+static char *fmt_i64(char *out, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    char *d = out;
+    if (v < 0)
+        *d++ = '-';
+    while (n)
+        *d++ = tmp[--n];
+    *d = '\0';
+    return out;
+}
+
 static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32_t code,
                           const char *remark, const char *msgid, int32_t qid, int64_t qoff,
                           const char *uniq)
@@ -72,13 +110,11 @@ static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32
     req.serialize = ser;
     struct apg_rcmd resp;
     apg_rcmd_init_response(&resp, &req, code, remark);
-    char q[16], o[24];
+    char q[24], o[24];
     if (code == APG_RESP_SUCCESS || code == APG_RESP_FLUSH_DISK_TIMEOUT) {
-        snprintf(q, sizeof(q), "%d", qid);
-        snprintf(o, sizeof(o), "%lld", (long long)qoff);
         apg_rcmd_ext_add(&resp, "msgId", msgid);
-        apg_rcmd_ext_add(&resp, "queueId", q);
-        apg_rcmd_ext_add(&resp, "queueOffset", o);
+        apg_rcmd_ext_add(&resp, "queueId", fmt_i64(q, qid));
+        apg_rcmd_ext_add(&resp, "queueOffset", fmt_i64(o, qoff));
         if (uniq && uniq[0])
             apg_rcmd_ext_add(&resp, "transactionId", uniq);
         apg_rcmd_ext_add(&resp, "MSG_REGION", "DefaultRegion");
@@ -91,9 +127,51 @@ static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32
  * requests so a send allocates nothing once it has grown. */
 static __thread struct apg_buf loop_props;
 
+/* Per loop thread: the arrays a batch is split into, grown by doubling up to
+ * BATCH_MAX and kept, so a warm batch neither allocates nor zeroes them. */
+struct batch_scratch {
+    struct apg_msg_in *bs_msgs;
+    size_t *bs_poff, *bs_plen;
+    struct apg_put_result *bs_res;
+    int bs_cap;
+};
+static __thread struct batch_scratch loop_batch;
+
+static apg_err_t batch_reserve(struct batch_scratch *bs, int n)
+{
+    if (n <= bs->bs_cap)
+        return APG_OK;
+    int cap = bs->bs_cap ? bs->bs_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    if (cap > BATCH_MAX)
+        cap = BATCH_MAX;
+    struct apg_msg_in *m = apg_realloc(bs->bs_msgs, (size_t)cap * sizeof(*m));
+    if (m)
+        bs->bs_msgs = m;
+    size_t *po = apg_realloc(bs->bs_poff, (size_t)cap * sizeof(*po));
+    if (po)
+        bs->bs_poff = po;
+    size_t *pl = apg_realloc(bs->bs_plen, (size_t)cap * sizeof(*pl));
+    if (pl)
+        bs->bs_plen = pl;
+    struct apg_put_result *r = apg_realloc(bs->bs_res, (size_t)cap * sizeof(*r));
+    if (r)
+        bs->bs_res = r;
+    if (!m || !po || !pl || !r)
+        return APG_ENOMEM;
+    bs->bs_cap = cap;
+    return APG_OK;
+}
+
 void apg_broker_send_loop_stop(void)
 {
     apg_buf_free(&loop_props);
+    apg_free(loop_batch.bs_msgs);
+    apg_free(loop_batch.bs_poff);
+    apg_free(loop_batch.bs_plen);
+    apg_free(loop_batch.bs_res);
+    memset(&loop_batch, 0, sizeof(loop_batch));
 }
 
 void apg_broker_send_drain(void *arg)
@@ -222,9 +300,12 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         return;
     }
     struct apg_put_result one_res, *res = &one_res;
-    if (n > 1 && !(res = apg_calloc((size_t)n, sizeof(*res)))) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-        return;
+    if (n > 1) {
+        if (batch_reserve(&loop_batch, n)) {
+            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            return;
+        }
+        res = loop_batch.bs_res;
     }
     struct apg_sync_ack *ack = NULL;
     if (want_sync) {
@@ -262,6 +343,16 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         apg_broker_reply(c, req, store_err_code(e), remark);
         goto done;
     }
+    if (n == 1 && !ack) {
+        /* The common case answers from the stack. */
+        if (!apg_rcmd_is_oneway(req)) {
+            char id[64];
+            apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
+            send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL, id, qid,
+                          res[0].pr_queue_offset, uniq);
+        }
+        goto done;
+    }
     struct apg_buf ids = APG_BUF_INIT;
     for (int i = 0; i < n; i++) {
         char id[64];
@@ -280,9 +371,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
                       (const char *)ids.b_data, qid, res[0].pr_queue_offset, uniq);
     }
     apg_buf_free(&ids);
-done:
-    if (res != &one_res)
-        apg_free(res);
+done:;
 }
 
 void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -399,16 +488,6 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
             apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
             return;
         }
-        msgs = apg_calloc(BATCH_MAX, sizeof(*msgs));
-        poff = apg_calloc(BATCH_MAX, sizeof(*poff));
-        plen = apg_calloc(BATCH_MAX, sizeof(*plen));
-        if (!msgs || !poff || !plen) {
-            apg_free(msgs);
-            apg_free(poff);
-            apg_free(plen);
-            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-            return;
-        }
         size_t pos = 0;
         struct apg_batch_item it;
         apg_err_t e;
@@ -419,6 +498,14 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
                 e = APG_EINVAL;
                 break;
             }
+            if (batch_reserve(&loop_batch, n + 1)) {
+                snprintf(err, sizeof(err), "out of memory");
+                e = APG_ENOMEM;
+                break;
+            }
+            msgs = loop_batch.bs_msgs;
+            poff = loop_batch.bs_poff;
+            plen = loop_batch.bs_plen;
             size_t dl;
             if (apg_props_find(it.bi_props, it.bi_props_len, "DELAY", &dl)) {
                 snprintf(err, sizeof(err), "batch messages cannot carry a delay level");
@@ -435,6 +522,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
             if (n == 0)
                 snprintf(uniq, sizeof(uniq), "%s", u);
             plen[n] = loop_props.b_len - poff[n];
+            memset(&msgs[n], 0, sizeof(msgs[n]));
             msgs[n].mi_body = it.bi_body;
             msgs[n].mi_body_len = it.bi_body_len;
             msgs[n].mi_flag = it.bi_flag;
@@ -443,9 +531,6 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         if (e != APG_ENOTFOUND || n == 0) {
             if (n == 0 && e == APG_ENOTFOUND)
                 snprintf(err, sizeof(err), "the batch body holds no message");
-            apg_free(msgs);
-            apg_free(poff);
-            apg_free(plen);
             apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, err);
             return;
         }
@@ -466,9 +551,4 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     }
 
     apg_broker_put_reply(b, c, req, msgs, n, qid, uniq, want_sync);
-    if (msgs != &one) {
-        apg_free(msgs);
-        apg_free(poff);
-        apg_free(plen);
-    }
 }

@@ -350,10 +350,13 @@ void apg_rcmd_init_request(struct apg_rcmd *req, int32_t code, int32_t opaque, u
 
 const char *apg_rcmd_ext_get(const struct apg_rcmd *c, const char *key)
 {
-    /* Last match wins, as when Java fills a HashMap from duplicate keys. */
-    for (uint32_t i = c->n_ext; i-- > 0;)
-        if (c->ext[i].key && strcmp(c->ext[i].key, key) == 0)
+    /* Last match wins, as when Java fills a HashMap from duplicate keys.
+     * The first-byte test skips most keys without a strcmp call. */
+    for (uint32_t i = c->n_ext; i-- > 0;) {
+        const char *k = c->ext[i].key;
+        if (k && k[0] == key[0] && strcmp(k, key) == 0)
             return c->ext[i].val;
+    }
     return NULL;
 }
 
@@ -388,6 +391,17 @@ static apg_err_t parse_long(const char *s, int64_t lo, int64_t hi, int64_t *out)
     return APG_OK;
 }
 
+apg_err_t apg_rcmd_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    return parse_long(s, lo, hi, out);
+}
+
+bool apg_rcmd_parse_bool(const char *s)
+{
+    return (s[0] | 0x20) == 't' && (s[1] | 0x20) == 'r' && (s[2] | 0x20) == 'u' &&
+           (s[3] | 0x20) == 'e' && s[4] == '\0';
+}
+
 apg_err_t apg_rcmd_ext_i32(const struct apg_rcmd *c, const char *key, int32_t *out)
 {
     const char *s = apg_rcmd_ext_get(c, key);
@@ -411,10 +425,7 @@ apg_err_t apg_rcmd_ext_i64(const struct apg_rcmd *c, const char *key, int64_t *o
 bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt)
 {
     const char *s = apg_rcmd_ext_get(c, key);
-    if (!s)
-        return dflt;
-    return (s[0] | 0x20) == 't' && (s[1] | 0x20) == 'r' && (s[2] | 0x20) == 'u' &&
-           (s[3] | 0x20) == 'e' && s[4] == '\0';
+    return s ? apg_rcmd_parse_bool(s) : dflt;
 }
 
 apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val)

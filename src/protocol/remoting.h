@@ -156,6 +156,12 @@ apg_err_t apg_rcmd_ext_i32(const struct apg_rcmd *c, const char *key, int32_t *o
 apg_err_t apg_rcmd_ext_i64(const struct apg_rcmd *c, const char *key, int64_t *out);
 bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt);
 
+/* The same conversions on a value already in hand (for callers that walk the
+ * ext fields once instead of looking each key up): Long.parseLong rules,
+ * APG_EINVAL when s is not an integer in [lo, hi]; Boolean.parseBoolean. */
+apg_err_t apg_rcmd_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool apg_rcmd_parse_bool(const char *s);
+
 /* Adds an ext field to a command being built (borrows key and val; they must
  * outlive the encode). APG_ETOOBIG past APG_RCMD_MAX_EXT. */
 apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val);
