@@ -255,35 +255,84 @@ static int32_t store_err_code(apg_err_t e)
     }
 }
 
+/* The properties the send path looks at, found in one walk over the
+ * client's property string (first occurrence of each, as apg_props_find
+ * would return). */
+struct prop_scan {
+    const char *ps_uniq, *ps_tags, *ps_wait;
+    size_t ps_uniq_len, ps_tags_len, ps_wait_len;
+    bool ps_cluster, ps_delay;
+};
+
+static void props_scan(const char *props, size_t len, struct prop_scan *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    const char *p = props, *end = props + len;
+    while (p < end) {
+        const char *sep = memchr(p, APG_PROP_SEP, (size_t)(end - p));
+        const char *stop = sep ? sep : end;
+        const char *nv = memchr(p, APG_PROP_NV_SEP, (size_t)(stop - p));
+        if (nv) {
+            size_t nl = (size_t)(nv - p);
+            const char *v = nv + 1;
+            size_t vl = (size_t)(stop - v);
+            if (nl == 8 && memcmp(p, "UNIQ_KEY", 8) == 0 && !ps->ps_uniq) {
+                ps->ps_uniq = v;
+                ps->ps_uniq_len = vl;
+            } else if (nl == 4 && memcmp(p, "TAGS", 4) == 0 && !ps->ps_tags) {
+                ps->ps_tags = v;
+                ps->ps_tags_len = vl;
+            } else if (nl == 4 && memcmp(p, "WAIT", 4) == 0 && !ps->ps_wait) {
+                ps->ps_wait = v;
+                ps->ps_wait_len = vl;
+            } else if (nl == 7 && memcmp(p, "CLUSTER", 7) == 0) {
+                ps->ps_cluster = true;
+            } else if (nl == 5 && memcmp(p, "DELAY", 5) == 0) {
+                ps->ps_delay = true;
+            }
+        }
+        p = stop + 1;
+    }
+}
+
+/* Copies at most n bytes of s, stopping at a NUL, into out[outlen]
+ * (what snprintf "%.*s" does, without the printf machinery). */
+static void copy_text(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n > outlen - 1)
+        n = outlen - 1;
+    n = strnlen(s, n);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 /* Builds the stored property string: the client's, plus UNIQ_KEY when
  * missing, plus CLUSTER. Writes the UNIQ_KEY value into uniq. */
 static apg_err_t build_props(struct apg_broker *b, const char *props, size_t len,
-                             struct apg_buf *out, char *uniq, size_t uniqlen)
+                             const struct prop_scan *ps, struct apg_buf *out, char *uniq,
+                             size_t uniqlen)
 {
     apg_err_t e = apg_buf_append(out, props, len);
     if (len && props[len - 1] != APG_PROP_SEP && !e)
         e = apg_buf_append(out, "\x02", 1);
-    size_t vl;
-    const char *v = apg_props_find(props, len, "UNIQ_KEY", &vl);
-    if (v) {
-        snprintf(uniq, uniqlen, "%.*s", (int)vl, v);
+    if (ps->ps_uniq) {
+        copy_text(uniq, uniqlen, ps->ps_uniq, ps->ps_uniq_len);
     } else {
         char id[33];
         apg_msgid_uniq(b->br_ip4, id);
-        snprintf(uniq, uniqlen, "%s", id);
+        copy_text(uniq, uniqlen, id, sizeof(id) - 1);
         if (!e)
             e = apg_props_append(out, "UNIQ_KEY", id);
     }
-    if (!e && !apg_props_find(props, len, "CLUSTER", &vl))
+    if (!e && !ps->ps_cluster)
         e = apg_props_append(out, "CLUSTER", b->br_cluster);
     return e;
 }
 
-static int64_t tags_code(const char *props, size_t len)
+static int64_t tags_code(const struct prop_scan *ps)
 {
-    size_t vl;
-    const char *v = apg_props_find(props, len, "TAGS", &vl);
-    return v && vl ? (int64_t)apg_java_hash(v, vl) : 0;
+    return ps->ps_tags && ps->ps_tags_len ? (int64_t)apg_java_hash(ps->ps_tags, ps->ps_tags_len)
+                                          : 0;
 }
 
 void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
@@ -446,9 +495,10 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
         return;
     }
-    size_t wl;
-    const char *wait = apg_props_find(h.sh_props, hp_len, "WAIT", &wl);
-    bool want_sync = b->br_sync_flush && !(wait && wl == 5 && strncmp(wait, "false", 5) == 0);
+    struct prop_scan ps;
+    props_scan(h.sh_props, hp_len, &ps);
+    bool want_sync = b->br_sync_flush &&
+                     !(ps.ps_wait && ps.ps_wait_len == 5 && strncmp(ps.ps_wait, "false", 5) == 0);
 
     apg_buf_reset(&loop_props);
     struct apg_host born;
@@ -462,7 +512,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     size_t *poff = NULL, *plen = NULL;
     char uniq[80] = "";
     if (!batch) {
-        if (build_props(b, h.sh_props, hp_len, &loop_props, uniq, sizeof(uniq))) {
+        if (build_props(b, h.sh_props, hp_len, &ps, &loop_props, uniq, sizeof(uniq))) {
             apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
             return;
         }
@@ -478,7 +528,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         }
         one.mi_props = (const char *)loop_props.b_data;
         one.mi_props_len = loop_props.b_len;
-        one.mi_tags_code = tags_code(one.mi_props, one.mi_props_len);
+        one.mi_tags_code = tags_code(&ps);
     } else {
         if (req->body_len > b->br_max_msg_size) {
             snprintf(remark, sizeof(remark),
@@ -506,23 +556,25 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
             msgs = loop_batch.bs_msgs;
             poff = loop_batch.bs_poff;
             plen = loop_batch.bs_plen;
-            size_t dl;
-            if (apg_props_find(it.bi_props, it.bi_props_len, "DELAY", &dl)) {
+            struct prop_scan ips;
+            props_scan(it.bi_props, it.bi_props_len, &ips);
+            if (ips.ps_delay) {
                 snprintf(err, sizeof(err), "batch messages cannot carry a delay level");
                 e = APG_EINVAL;
                 break;
             }
             poff[n] = loop_props.b_len;
             char u[80];
-            if (build_props(b, it.bi_props, it.bi_props_len, &loop_props, u, sizeof(u))) {
+            if (build_props(b, it.bi_props, it.bi_props_len, &ips, &loop_props, u, sizeof(u))) {
                 snprintf(err, sizeof(err), "out of memory");
                 e = APG_ENOMEM;
                 break;
             }
             if (n == 0)
-                snprintf(uniq, sizeof(uniq), "%s", u);
+                strcpy(uniq, u);
             plen[n] = loop_props.b_len - poff[n];
             memset(&msgs[n], 0, sizeof(msgs[n]));
+            msgs[n].mi_tags_code = tags_code(&ips);
             msgs[n].mi_body = it.bi_body;
             msgs[n].mi_body_len = it.bi_body_len;
             msgs[n].mi_flag = it.bi_flag;
@@ -537,12 +589,12 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         for (int i = 0; i < n; i++) {
             msgs[i].mi_props = (const char *)loop_props.b_data + poff[i];
             msgs[i].mi_props_len = plen[i];
-            msgs[i].mi_tags_code = tags_code(msgs[i].mi_props, plen[i]);
         }
     }
+    size_t topic_len = strlen(h.sh_topic);
     for (int i = 0; i < n; i++) {
         msgs[i].mi_topic = h.sh_topic;
-        msgs[i].mi_topic_len = strlen(h.sh_topic);
+        msgs[i].mi_topic_len = topic_len;
         msgs[i].mi_queue_id = qid;
         msgs[i].mi_sysflag = sysflag;
         msgs[i].mi_born_ts = h.sh_born_ts;

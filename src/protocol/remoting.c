@@ -89,6 +89,56 @@ static void rcmd_defaults(struct apg_rcmd *c, uint8_t ser)
     c->body_len = 0;
 }
 
+/* True when some byte of x is zero (exact: no false positives). */
+static inline bool has_zero64(uint64_t x)
+{
+    return ((x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull) != 0;
+}
+
+static inline bool has_zero32(uint32_t x)
+{
+    return ((x - 0x01010101u) & ~x & 0x80808080u) != 0;
+}
+
+/* Copies n bytes and a terminating NUL to d (which must have n + 1 bytes
+ * before end); false when that does not fit or src holds a NUL byte. Header
+ * keys and most values are short, and two overlapping word loads check and
+ * copy them without a memchr and a memcpy call each. */
+static inline bool copy_nonul(char *d, const uint8_t *src, size_t n, const char *end)
+{
+    if ((size_t)(end - d) < n + 1)
+        return false;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        if (has_zero64(a) || has_zero64(b))
+            return false;
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        if (has_zero32(a) || has_zero32(b))
+            return false;
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++) {
+            if (!src[i])
+                return false;
+            d[i] = (char)src[i];
+        }
+    } else {
+        if (memchr(src, 0, n))
+            return false;
+        memcpy(d, src, n);
+    }
+    d[n] = '\0';
+    return true;
+}
+
 static apg_err_t rmq_decode(const uint8_t *h, size_t n, struct apg_rcmd *out, char *sc,
                             size_t sc_len, char *err, size_t errlen)
 {
@@ -171,21 +221,21 @@ static apg_err_t rmq_decode(const uint8_t *h, size_t n, struct apg_rcmd *out, ch
         pos += (size_t)vlen;
         if (klen == 0)
             continue; /* a null key names no field */
-        if (memchr(k, 0, (size_t)klen) || memchr(v, 0, (size_t)vlen))
+        bool kbad = !copy_nonul(sc, k, (size_t)klen, sce);
+        bool vbad = !kbad && !copy_nonul(sc + klen + 1, v, (size_t)vlen, sce);
+        if (kbad || vbad) {
+            if ((size_t)(sce - sc) < (size_t)klen + (size_t)vlen + 2 &&
+                !memchr(k, 0, (size_t)klen) && !memchr(v, 0, (size_t)vlen))
+                return apg_errf(APG_ENOSPC, err, errlen, "scratch area too small for extFields");
             return apg_errf(APG_EPROTO, err, errlen,
                             "ROCKETMQ extFields entry at header byte %zu: %s contains a NUL byte",
                             at, memchr(k, 0, (size_t)klen) ? "key" : "value");
+        }
         if (out->n_ext >= APG_RCMD_MAX_EXT)
             return apg_errf(APG_EPROTO, err, errlen, "ROCKETMQ header has more than %d extFields",
                             APG_RCMD_MAX_EXT);
-        if ((size_t)(sce - sc) < (size_t)klen + (size_t)vlen + 2)
-            return apg_errf(APG_ENOSPC, err, errlen, "scratch area too small for extFields");
-        memcpy(sc, k, (size_t)klen);
-        sc[klen] = '\0';
         out->ext[out->n_ext].key = sc;
         sc += klen + 1;
-        memcpy(sc, v, (size_t)vlen);
-        sc[vlen] = '\0';
         out->ext[out->n_ext].val = sc;
         sc += vlen + 1;
         out->n_ext++;
@@ -370,8 +420,22 @@ static apg_err_t parse_long(const char *s, int64_t lo, int64_t hi, int64_t *out)
     }
     if (!*s)
         return APG_EINVAL;
-    /* Accumulate negatively so INT64_MIN is reachable. */
+    /* Up to 18 digits cannot overflow: no per-digit range check needed
+     * (header fields are parsed on every request). */
+    const char *q = s;
     int64_t v = 0;
+    while (*q >= '0' && *q <= '9' && q - s < 18)
+        v = v * 10 + (*q++ - '0');
+    if (*q == '\0') {
+        if (neg)
+            v = -v;
+        if (v < lo || v > hi)
+            return APG_EINVAL;
+        *out = v;
+        return APG_OK;
+    }
+    /* Long form: accumulate negatively so INT64_MIN is reachable. */
+    v = 0;
     for (; *s; s++) {
         if (*s < '0' || *s > '9')
             return APG_EINVAL;
