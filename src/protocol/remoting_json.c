@@ -78,7 +78,7 @@ static const char *jwhat(const struct jp *jp, char *buf, size_t n)
 static void jws(struct jp *jp)
 {
     const uint8_t *p = jp->j_p, *e = jp->j_end;
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < e && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     jp->j_p = p;
 }
@@ -110,16 +110,18 @@ static long jhex4(const uint8_t *p)
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
-/* True when any byte of v is '"', '\\' or below 0x20 (exact as a yes/no
- * answer; it does not say which byte). */
-static inline bool jword_special(uint64_t v)
+/* Marks the bytes of v that are '"', '\\' or below 0x20: non-zero exactly
+ * when there is one, and (little-endian) the lowest set bit is in the first
+ * such byte. Bits above it may be false positives of the borrow, so only
+ * the lowest one is used. */
+static inline uint64_t jword_special(uint64_t v)
 {
     uint64_t q = v ^ (ONES * '"');
     uint64_t b = v ^ (ONES * '\\');
     uint64_t zq = (q - ONES) & ~q;
     uint64_t zb = (b - ONES) & ~b;
     uint64_t lt = (v - ONES * 0x20) & ~v;
-    return ((zq | zb | lt) & HIGHS) != 0;
+    return (zq | zb | lt) & HIGHS;
 }
 
 /* Parses the string at the cursor (which is on the opening quote) into
@@ -131,25 +133,40 @@ static apg_err_t jstring(struct jp *jp, const char **out)
     char *d = jp->j_sc, *de = jp->j_sc_end;
 
     for (;;) {
-        const uint8_t *s = p;
-        /* Skip 8 clean bytes at a time (no quote, backslash or control
-         * byte), then finish the run bytewise. */
-        while (e - p >= 8) {
+        /* Copy 8 bytes at a time while there is room for a whole word; a
+         * word with a quote, backslash or control byte ends the run at
+         * that byte (its later bytes are overwritten or lie past the
+         * string). The last few bytes of the header go bytewise. */
+        bool hit = false;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        while (e - p >= 8 && de - d >= 12) {
             uint64_t v;
             memcpy(&v, p, 8);
-            if (jword_special(v))
+            memcpy(d, &v, 8);
+            uint64_t m = jword_special(v);
+            if (m) {
+                size_t k = (size_t)__builtin_ctzll(m) >> 3;
+                p += k;
+                d += k;
+                hit = true;
                 break;
+            }
             p += 8;
+            d += 8;
         }
-        while (p < e && *p != '"' && *p != '\\' && *p >= 0x20)
-            p++;
-        size_t n = (size_t)(p - s);
-        if ((size_t)(de - d) < n + 4) {
-            jp->j_p = p;
-            return jnospace(jp);
+#endif
+        if (!hit) {
+            const uint8_t *s = p;
+            while (p < e && *p != '"' && *p != '\\' && *p >= 0x20)
+                p++;
+            size_t n = (size_t)(p - s);
+            if ((size_t)(de - d) < n + 4) {
+                jp->j_p = p;
+                return jnospace(jp);
+            }
+            memcpy(d, s, n);
+            d += n;
         }
-        memcpy(d, s, n);
-        d += n;
         if (p >= e) {
             jp->j_p = open;
             return jfail(jp, "unterminated string");
@@ -227,7 +244,8 @@ static apg_err_t jstring(struct jp *jp, const char **out)
             jp->j_p = p - 6;
             return jfail(jp, "\\u0000 (NUL) is not allowed in header strings");
         }
-        /* Room: the run check above reserved 4 bytes past the copied run. */
+        /* Room: both run loops leave at least 4 bytes past the copied run
+         * (the word loop stops at a special byte with de - d >= 12 - 7). */
         if (cp < 0x80) {
             *d++ = (char)cp;
         } else if (cp < 0x800) {
@@ -698,14 +716,29 @@ struct jlen {
 
 static struct jlen jstr_measure(const char *s)
 {
-    struct jlen l = {0, 0};
-    const uint8_t *p = (const uint8_t *)s;
-    for (; *p; p++) {
+    struct jlen l = {strlen(s), 0};
+    const uint8_t *p = (const uint8_t *)s, *end = p + l.jl_raw;
+    /* Whole words without a byte that needs escaping are skipped at once
+     * (jword_special covers '"', '\\' and controls; DEL is checked apart). */
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t del = v ^ (ONES * 0x7f);
+        if (!jword_special(v) && !((del - ONES) & ~del & HIGHS)) {
+            p += 8;
+            continue;
+        }
+        for (int i = 0; i < 8; i++, p++) {
+            uint8_t e = jesc[*p];
+            if (e)
+                l.jl_extra += e == 'u' ? 5 : 1;
+        }
+    }
+    for (; p < end; p++) {
         uint8_t e = jesc[*p];
         if (e)
             l.jl_extra += e == 'u' ? 5 : 1;
     }
-    l.jl_raw = (size_t)(p - (const uint8_t *)s);
     return l;
 }
 
