@@ -192,6 +192,9 @@ apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size
 const char *apg_props_find(const char *props, size_t len, const char *name, size_t *vlen);
 /* Appends name\x01value\x02 to b. */
 apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value);
+/* Writes the decimal text of v into out (at least 21 bytes) and returns out
+ * (reply fields on the send and pull paths, without printf). */
+char *apg_fmt_i64(char *out, int64_t v);
 
 /* Send request header, from SEND_MESSAGE (long names) or _V2/_BATCH (a..n). */
 struct apg_send_hdr {

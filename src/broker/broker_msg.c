@@ -46,6 +46,24 @@ apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *valu
     return APG_OK;
 }
 
+char *apg_fmt_i64(char *out, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    char *d = out;
+    if (v < 0)
+        *d++ = '-';
+    while (n)
+        *d++ = tmp[--n];
+    *d = '\0';
+    return out;
+}
+
 apg_err_t apg_batch_next(const uint8_t *body, size_t len, size_t *pos, struct apg_batch_item *it,
                          char *err, size_t errlen)
 {

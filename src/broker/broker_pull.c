@@ -60,12 +60,9 @@ static void reply_pull(struct apg_conn *c, const struct apg_rcmd *req, int32_t c
     struct apg_rcmd resp;
     apg_rcmd_init_response(&resp, req, code, remark);
     char n[24], mi[24], ma[24];
-    snprintf(n, sizeof(n), "%lld", (long long)next);
-    snprintf(mi, sizeof(mi), "%lld", (long long)min);
-    snprintf(ma, sizeof(ma), "%lld", (long long)max);
-    apg_rcmd_ext_add(&resp, "nextBeginOffset", n);
-    apg_rcmd_ext_add(&resp, "minOffset", mi);
-    apg_rcmd_ext_add(&resp, "maxOffset", ma);
+    apg_rcmd_ext_add(&resp, "nextBeginOffset", apg_fmt_i64(n, next));
+    apg_rcmd_ext_add(&resp, "minOffset", apg_fmt_i64(mi, min));
+    apg_rcmd_ext_add(&resp, "maxOffset", apg_fmt_i64(ma, max));
     apg_rcmd_ext_add(&resp, "suggestWhichBrokerId", "0");
     apg_conn_send(c, &resp, body, len);
 }

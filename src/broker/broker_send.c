@@ -82,25 +82,6 @@ static void fill_host(struct apg_host *h, const char *peer)
     *h = host_cached;
 }
 
-/* Decimal text of v into out (at least 21 bytes); returns out. */
-static char *fmt_i64(char *out, int64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    char *d = out;
-    if (v < 0)
-        *d++ = '-';
-    while (n)
-        *d++ = tmp[--n];
-    *d = '\0';
-    return out;
-}
-
 static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32_t code,
                           const char *remark, const char *msgid, int32_t qid, int64_t qoff,
                           const char *uniq)
@@ -113,8 +94,8 @@ static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32
     char q[24], o[24];
     if (code == APG_RESP_SUCCESS || code == APG_RESP_FLUSH_DISK_TIMEOUT) {
         apg_rcmd_ext_add(&resp, "msgId", msgid);
-        apg_rcmd_ext_add(&resp, "queueId", fmt_i64(q, qid));
-        apg_rcmd_ext_add(&resp, "queueOffset", fmt_i64(o, qoff));
+        apg_rcmd_ext_add(&resp, "queueId", apg_fmt_i64(q, qid));
+        apg_rcmd_ext_add(&resp, "queueOffset", apg_fmt_i64(o, qoff));
         if (uniq && uniq[0])
             apg_rcmd_ext_add(&resp, "transactionId", uniq);
         apg_rcmd_ext_add(&resp, "MSG_REGION", "DefaultRegion");

@@ -75,7 +75,7 @@ static const char *jwhat(const struct jp *jp, char *buf, size_t n)
     return buf;
 }
 
-static void jws(struct jp *jp)
+static inline void jws(struct jp *jp)
 {
     const uint8_t *p = jp->j_p, *e = jp->j_end;
     while (p < e && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))

@@ -246,6 +246,17 @@ static void test_send_hdr_short_and_long(void **state)
     assert_non_null(strstr(g_err, "lacks 'producerGroup' (producerGroup)"));
 }
 
+static void test_fmt_i64(void **state)
+{
+    char b[24], want[32];
+    const int64_t vals[] = {0,         1,         -1,        9,         10,        -10,
+                            123456789, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, 1700000000123LL};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        snprintf(want, sizeof(want), "%lld", (long long)vals[i]);
+        assert_string_equal(apg_fmt_i64(b, vals[i]), want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_json_tight_scratch),
         cmocka_unit_test(test_parse_i64_boundaries),
         cmocka_unit_test(test_send_hdr_short_and_long),
+        cmocka_unit_test(test_fmt_i64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
