@@ -37,7 +37,8 @@ struct apg_sync_ack {
     int32_t sa_queue_id;
     int64_t sa_queue_offset;
     char sa_uniq[80];
-    char *sa_msgid; /* owned; comma-joined for batches */
+    char *sa_msgid; /* comma-joined for batches: owned, or sa_id1 for one message */
+    char sa_id1[64];
 };
 
 static void parse_host(struct apg_host *h, const char *peer)
@@ -192,7 +193,8 @@ void apg_broker_send_drain(void *arg)
         }
         atomic_fetch_sub(&a->sa_broker->br_sync_pending, 1);
         apg_conn_unref(a->sa_conn);
-        apg_free(a->sa_msgid);
+        if (a->sa_msgid != a->sa_id1)
+            apg_free(a->sa_msgid);
         apg_free(a);
     }
 }
@@ -373,7 +375,14 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         apg_broker_reply(c, req, store_err_code(e), remark);
         goto done;
     }
-    if (n == 1 && !ack) {
+    if (n == 1 && ack) {
+        apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
+                               sizeof(ack->sa_id1));
+        ack->sa_queue_offset = res[0].pr_queue_offset;
+        ack->sa_msgid = ack->sa_id1;
+        goto done;
+    }
+    if (n == 1) {
         /* The common case answers from the stack. */
         if (!apg_rcmd_is_oneway(req)) {
             char id[64];
