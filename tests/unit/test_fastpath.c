@@ -42,7 +42,8 @@ static apg_err_t decode_one(const uint8_t *key, size_t kl, const uint8_t *val, s
     memcpy(h + at + 2, key, kl);
     at += 2 + kl;
     apg_wbe32(h + at, (uint32_t)vl);
-    memcpy(h + at + 4, val, vl);
+    if (vl)
+        memcpy(h + at + 4, val, vl);
     at += 4 + vl;
     apg_wbe32(g_frame, (uint32_t)(4 + at));
     apg_wbe32(g_frame + 4, (1u << 24) | (uint32_t)at);
