@@ -136,6 +136,7 @@ struct apg_store {
     pthread_cond_t st_prealloc_cond;
     struct seg *st_next; /* preallocated next segment */
     int64_t st_cur_base; /* base of the current segment, for the preallocator */
+    int64_t st_warmed;   /* service thread: pages faulted in up to here */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -233,6 +234,20 @@ static void seg_free(struct seg *s, bool unlink_file)
     apg_free(s);
 }
 
+/* Faults pages [from, to) in writable without changing their contents, so
+ * the appender's memcpy does not take page faults. Safe while the range is in
+ * use. Returns false if the kernel lacks MADV_POPULATE_WRITE. */
+static bool seg_warm(struct seg *s, size_t from, size_t to)
+{
+#ifdef MADV_POPULATE_WRITE
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    from &= ~(pg - 1);
+    return to <= from || madvise(s->sg_map + from, to - from, MADV_POPULATE_WRITE) == 0;
+#else
+    return false;
+#endif
+}
+
 /* Opens or creates the segment file dir/<20-digit base>, sized `size`, and
  * maps it. prealloc: reserve blocks (fallocate) and fault the pages in now so
  * the appender does not. */
@@ -271,26 +286,19 @@ static struct seg *seg_open(const char *dir, int64_t base, size_t size, bool cre
             goto fail;
         }
         /* New file, or one cut short by a crash: the missing part reads as zeros. */
-        if (prealloc && posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
+        if (posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
         } else if (ftruncate(s->sg_fd, (off_t)size) != 0) {
             apg_errf(APG_EIO, err, errlen, "size %s: %s", s->sg_path, strerror(errno));
             goto fail;
         }
     }
-    s->sg_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (prealloc ? MAP_POPULATE : 0),
-                     s->sg_fd, 0);
+    s->sg_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->sg_fd, 0);
     if (s->sg_map == MAP_FAILED) {
         s->sg_map = NULL;
         apg_errf(APG_EIO, err, errlen, "mmap %s: %s", s->sg_path, strerror(errno));
         goto fail;
     }
-    if (prealloc) {
-        /* Write-fault every page now (RocketMQ's warm-up): appends then copy
-         * into resident, writable pages. The pages are zero already. */
-        long pg = sysconf(_SC_PAGESIZE);
-        for (size_t off = 0; off < size; off += (size_t)pg)
-            ((volatile uint8_t *)s->sg_map)[off] = 0;
-    }
+    (void)prealloc; /* blocks are reserved above; pages are warmed by warm_ahead() */
     return s;
 fail:
     seg_free(s, false);
@@ -523,7 +531,8 @@ static apg_err_t cl_roll(struct apg_store *st, int64_t base, char *err, size_t e
     if (st->st_next && st->st_next->sg_base == base) {
         s = st->st_next;
         st->st_next = NULL;
-    } else if (st->st_next) {
+    }
+    if (!s && st->st_next) {
         seg_free(st->st_next, false);
         st->st_next = NULL;
     }
@@ -890,11 +899,56 @@ int apg_store_clean_now(struct apg_store *st)
     return clean_pass(st, true);
 }
 
+/* Keeps the pages just ahead of the write position faulted in (writable),
+ * in small steps, across the current and the preallocated next segment, so
+ * the appender's memcpy rarely takes a page fault and the cost is spread out
+ * instead of faulting a whole 1 GiB segment at once. Returns true if it did
+ * work (call again soon). Service thread. */
+#define WARM_WINDOW (256ll << 20)
+#define WARM_STEP (4ll << 20)
+static bool warm_ahead(struct apg_store *st)
+{
+    if (st->st_opts.so_no_preallocate)
+        return false;
+    int64_t wrote = atomic_load(&st->st_wrote);
+    if (st->st_warmed < wrote)
+        st->st_warmed = wrote;
+    if (st->st_warmed >= wrote + WARM_WINDOW)
+        return false;
+    int64_t at = st->st_warmed;
+    bool done = false;
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    struct seg *s = cl_seg_for(st, at);
+    if (s) {
+        size_t from = (size_t)(at - s->sg_base);
+        size_t to = from + WARM_STEP < s->sg_size ? from + (size_t)WARM_STEP : s->sg_size;
+        seg_warm(s, from, to);
+        st->st_warmed = s->sg_base + (int64_t)to;
+        done = true;
+    }
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    if (done)
+        return true;
+    /* Past the current segment: warm the preallocated next one. */
+    pthread_mutex_lock(&st->st_prealloc_mtx);
+    s = st->st_next;
+    if (s && at >= s->sg_base && at < s->sg_base + (int64_t)s->sg_size) {
+        size_t from = (size_t)(at - s->sg_base);
+        size_t to = from + WARM_STEP < s->sg_size ? from + (size_t)WARM_STEP : s->sg_size;
+        seg_warm(s, from, to);
+        st->st_warmed = s->sg_base + (int64_t)to;
+        done = true;
+    }
+    pthread_mutex_unlock(&st->st_prealloc_mtx);
+    return done;
+}
+
 static void *svc_main(void *arg)
 {
     struct apg_store *st = arg;
     int64_t last_disk = 0, last_clean = 0;
     while (!atomic_load(&st->st_closing)) {
+        bool busy = warm_ahead(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
@@ -927,10 +981,10 @@ static void *svc_main(void *arg)
             last_clean = now;
         }
         pthread_mutex_lock(&st->st_prealloc_mtx);
-        if (!st->st_next_wanted && !atomic_load(&st->st_closing)) {
+        if (!busy && !st->st_next_wanted && !atomic_load(&st->st_closing)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
+            ts.tv_nsec += (st->st_opts.so_no_preallocate ? 200 : 5) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
