@@ -153,8 +153,9 @@ static void bench_sync(int threads, double secs)
     long n = atomic_load(&g_acked);
     double fs = (double)(s1.ss_fsync_count - s0.ss_fsync_count);
     printf("SYNC_FLUSH %d threads, 1 KiB bodies: %ld acknowledged in %.2f s = %.0f records/s, "
-           "%.0f fdatasync/s (%.1f records per sync)\n",
-           threads, n, dt, n / dt, fs / dt, fs > 0 ? n / fs : 0.0);
+           "%.0f fdatasync/s (%.1f records per sync, %.0f us per sync)\n",
+           threads, n, dt, n / dt, fs / dt, fs > 0 ? n / fs : 0.0,
+           fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0);
     apg_store_close(g_st);
     rmrf(dir);
     free(dir);

@@ -41,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -89,6 +91,7 @@ struct waiter {
     int64_t w_deadline_ms;
     apg_store_ack_fn w_cb;
     void *w_ud;
+    apg_err_t w_rc; /* outcome, set when handed to the ack thread */
     struct waiter *w_next;
 };
 
@@ -126,9 +129,17 @@ struct apg_store {
     pthread_cond_t st_flush_cond;
     struct waiter *st_wait_head, *st_wait_tail;
     pthread_t st_flush_thr;
+    /* ack thread: runs SYNC_FLUSH callbacks so the flush thread can start
+     * the next sync at once (pipelining) */
+    pthread_mutex_t st_ack_mtx;
+    pthread_cond_t st_ack_cond;
+    struct waiter *st_ack_head, **st_ack_tailp;
+    bool st_ack_stop;
+    pthread_t st_ack_thr;
     _Atomic bool st_fsync_failed;
     _Atomic bool st_fail_next_fsync;
     _Atomic uint64_t st_fsync_count;
+    _Atomic uint64_t st_fsync_us;
     int64_t st_last_ckpt_ms;
 
     /* service */
@@ -317,7 +328,13 @@ static int seg_sync(struct apg_store *st, struct seg *s, size_t from, size_t to)
         errno = EIO;
         return -1;
     }
-    return msync(s->sg_map + a, to - a, MS_SYNC);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = msync(s->sg_map + a, to - a, MS_SYNC);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_fetch_add(&st->st_fsync_us, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                                  (t1.tv_nsec - t0.tv_nsec) / 1000));
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -704,6 +721,16 @@ static void cq_flush_and_checkpoint(struct apg_store *st, bool clean)
     st->st_last_ckpt_ms = mono_ms();
 }
 
+/* The flush thread is latency-critical under SYNC_FLUSH: every appender waits
+ * on it, and on a small machine it competes for a CPU with the appenders it
+ * just woke. Raise its priority if allowed (best effort, silently). */
+static void flush_thread_boost(void)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (setpriority(PRIO_PROCESS, (id_t)tid, -10) != 0)
+        apg_log_debug(SUB, "flush thread keeps normal priority: %s", strerror(errno));
+}
+
 /* Completes waiters: durable ones with 0, all with rc_all when failed, and
  * expired ones with APG_ETIMEDOUT. Flush thread. */
 static void complete_waiters(struct apg_store *st, bool draining)
@@ -727,18 +754,49 @@ static void complete_waiters(struct apg_store *st, bool draining)
         }
     }
     pthread_mutex_unlock(&st->st_flush_mtx);
-    while (done) {
-        w = done;
-        done = w->w_next;
-        apg_err_t rc = failed ? APG_EFSYNC : w->w_target <= fl ? APG_OK : APG_ETIMEDOUT;
-        w->w_cb(w->w_ud, rc);
-        apg_free(w);
+    if (!done)
+        return;
+    for (w = done; w; w = w->w_next)
+        w->w_rc = failed ? APG_EFSYNC : w->w_target <= fl ? APG_OK : APG_ETIMEDOUT;
+    pthread_mutex_lock(&st->st_ack_mtx);
+    *st->st_ack_tailp = done;
+    st->st_ack_tailp = dt;
+    pthread_cond_signal(&st->st_ack_cond);
+    pthread_mutex_unlock(&st->st_ack_mtx);
+}
+
+/* Ack thread: delivers SYNC_FLUSH outcomes in order. */
+static void *ack_main(void *arg)
+{
+    struct apg_store *st = arg;
+    flush_thread_boost();
+    pthread_mutex_lock(&st->st_ack_mtx);
+    for (;;) {
+        while (!st->st_ack_head && !st->st_ack_stop)
+            pthread_cond_wait(&st->st_ack_cond, &st->st_ack_mtx);
+        struct waiter *w = st->st_ack_head;
+        if (!w && st->st_ack_stop)
+            break;
+        st->st_ack_head = NULL;
+        st->st_ack_tailp = &st->st_ack_head;
+        pthread_mutex_unlock(&st->st_ack_mtx);
+        while (w) {
+            struct waiter *nx = w->w_next;
+            w->w_cb(w->w_ud, w->w_rc);
+            apg_free(w);
+            w = nx;
+        }
+        pthread_mutex_lock(&st->st_ack_mtx);
     }
+    pthread_mutex_unlock(&st->st_ack_mtx);
+    return NULL;
 }
 
 static void *flush_main(void *arg)
 {
     struct apg_store *st = arg;
+    if (st->st_opts.so_sync_flush)
+        flush_thread_boost();
     bool sync = st->st_opts.so_sync_flush;
     int interval = st->st_opts.so_flush_interval_ms;
     for (;;) {
@@ -904,7 +962,7 @@ int apg_store_clean_now(struct apg_store *st)
  * the appender's memcpy rarely takes a page fault and the cost is spread out
  * instead of faulting a whole 1 GiB segment at once. Returns true if it did
  * work (call again soon). Service thread. */
-#define WARM_WINDOW (256ll << 20)
+#define WARM_WINDOW (64ll << 20)
 #define WARM_STEP (4ll << 20)
 static bool warm_ahead(struct apg_store *st)
 {
@@ -1485,6 +1543,7 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *o)
     o->ss_max_phys_offset = atomic_load(&st->st_wrote);
     o->ss_flushed_phys_offset = atomic_load(&st->st_flushed);
     o->ss_fsync_count = atomic_load(&st->st_fsync_count);
+    o->ss_fsync_time_us = atomic_load(&st->st_fsync_us);
     o->ss_put_count = atomic_load(&st->st_put_count);
     o->ss_put_bytes = atomic_load(&st->st_put_bytes);
     o->ss_disk_used_ratio = atomic_load(&st->st_disk_ratio);
@@ -2057,6 +2116,8 @@ static void store_free(struct apg_store *st)
     pthread_mutex_destroy(&st->st_append_mtx);
     pthread_rwlock_destroy(&st->st_struct_lock);
     pthread_mutex_destroy(&st->st_flush_mtx);
+    pthread_mutex_destroy(&st->st_ack_mtx);
+    pthread_cond_destroy(&st->st_ack_cond);
     pthread_cond_destroy(&st->st_flush_cond);
     pthread_mutex_destroy(&st->st_prealloc_mtx);
     pthread_cond_destroy(&st->st_prealloc_cond);
@@ -2066,6 +2127,15 @@ static void store_free(struct apg_store *st)
     apg_free(st->st_cqdir);
     apg_free((char *)st->st_opts.so_delete_when);
     apg_free(st);
+}
+
+static void stop_ack_thread(struct apg_store *st)
+{
+    pthread_mutex_lock(&st->st_ack_mtx);
+    st->st_ack_stop = true;
+    pthread_cond_signal(&st->st_ack_cond);
+    pthread_mutex_unlock(&st->st_ack_mtx);
+    pthread_join(st->st_ack_thr, NULL);
 }
 
 apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out, char *err,
@@ -2099,6 +2169,9 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
     pthread_rwlock_init(&st->st_struct_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&st->st_flush_mtx, NULL);
+    pthread_mutex_init(&st->st_ack_mtx, NULL);
+    pthread_cond_init(&st->st_ack_cond, NULL);
+    st->st_ack_tailp = &st->st_ack_head;
     pthread_cond_init(&st->st_flush_cond, NULL);
     pthread_mutex_init(&st->st_prealloc_mtx, NULL);
     pthread_cond_init(&st->st_prealloc_cond, NULL);
@@ -2131,7 +2204,12 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         goto fail;
     disk_check(st);
     st->st_next_wanted = true;
+    if (pthread_create(&st->st_ack_thr, NULL, ack_main, st) != 0) {
+        rc = apg_errf(APG_EIO, err, errlen, "cannot start the ack thread");
+        goto fail;
+    }
     if (pthread_create(&st->st_flush_thr, NULL, flush_main, st) != 0) {
+        stop_ack_thread(st);
         rc = apg_errf(APG_EIO, err, errlen, "cannot start the flush thread");
         goto fail;
     }
@@ -2139,6 +2217,7 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         atomic_store(&st->st_closing, true);
         pthread_cond_signal(&st->st_flush_cond);
         pthread_join(st->st_flush_thr, NULL);
+        stop_ack_thread(st);
         rc = apg_errf(APG_EIO, err, errlen, "cannot start the store service thread");
         goto fail;
     }
@@ -2165,6 +2244,7 @@ void apg_store_close(struct apg_store *st)
         pthread_cond_signal(&st->st_flush_cond);
         pthread_mutex_unlock(&st->st_flush_mtx);
         pthread_join(st->st_flush_thr, NULL);
+        stop_ack_thread(st); /* after the flush thread: it delivers what is left */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         pthread_cond_signal(&st->st_prealloc_cond);
         pthread_mutex_unlock(&st->st_prealloc_mtx);

@@ -25,17 +25,14 @@
  *   ASYNC_FLUSH: a put is final when apg_store_put() returns 0; the bytes are in
  *     the page cache and are flushed every flush_interval_ms.
  *   SYNC_FLUSH: a put that returned 0 is acknowledged only after its bytes are
- *     durable. If an ack_cb was given, it is called exactly once, from the flush
- *     thread, after ONE fdatasync covering every append made before it (group
- *     commit), with rc = 0, APG_ETIMEDOUT (not durable within
- *     sync_flush_timeout_ms; the record may still become durable later) or
- *     APG_EFSYNC. If ack_cb is NULL, apg_store_put() itself waits for the same
- *     outcome and returns it.
- *   After one failed fsync/msync the store never acknowledges again: pending and
- *   later puts fail with APG_EFSYNC, reads keep working, the error is logged and
- *   shown in apg_store_stats(). Restart to recover.
- *   A put that returned an error never calls ack_cb (no callback after a failed
- *   call). */
+ *     durable. If an ack_cb was given, it is called exactly once, from the store's
+ *     ack thread (one thread, in append order), after ONE fdatasync covering every append made
+ * before it (group commit), with rc = 0, APG_ETIMEDOUT (not durable within sync_flush_timeout_ms;
+ * the record may still become durable later) or APG_EFSYNC. If ack_cb is NULL, apg_store_put()
+ * itself waits for the same outcome and returns it. After one failed fsync/msync the store never
+ * acknowledges again: pending and later puts fail with APG_EFSYNC, reads keep working, the error is
+ * logged and shown in apg_store_stats(). Restart to recover. A put that returned an error never
+ * calls ack_cb (no callback after a failed call). */
 #ifndef APG_STORE_STORE_H
 #define APG_STORE_STORE_H
 
@@ -126,7 +123,7 @@ struct apg_put_result {
     int64_t pr_store_ts;     /* STORETIMESTAMP */
 };
 
-/* SYNC_FLUSH acknowledgement: called exactly once from the flush thread with
+/* SYNC_FLUSH acknowledgement: called exactly once from the store's ack thread with
  * rc 0, APG_ETIMEDOUT or APG_EFSYNC. Must not block and must not call back into
  * apg_store_put() synchronously. */
 typedef void (*apg_store_ack_fn)(void *ud, apg_err_t rc);
@@ -230,6 +227,7 @@ struct apg_store_stats {
     int64_t ss_max_phys_offset;     /* write position */
     int64_t ss_flushed_phys_offset; /* durable up to here */
     uint64_t ss_fsync_count;        /* fdatasync/msync calls on the commit log */
+    uint64_t ss_fsync_time_us;      /* total time spent in those calls */
     uint64_t ss_put_count;          /* records appended since open */
     uint64_t ss_put_bytes;
     int ss_disk_used_ratio; /* percent, of the commit-log file system */
