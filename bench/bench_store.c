@@ -1,10 +1,10 @@
 /* Store micro-benchmark.
  *
- *   bench_store [all|async128|async1k|sync64|recover] [-n RECORDS] [-g GIB] [-d DIR]
+ *   bench_store [all|async128|async1k|sync64|recover] [-n RECORDS] [-g GIB] [-t THREADS] [-d DIR]
  *
  * async128  ASYNC_FLUSH, one thread, 128-byte bodies: records/s
  * async1k   ASYNC_FLUSH, one thread, 1 KiB bodies: records/s and GB/s of records
- * sync64    SYNC_FLUSH, 64 threads, 1 KiB bodies, 3 s: acknowledged records/s and
+ * sync64    SYNC_FLUSH, 64 (-t) threads, 1 KiB bodies, 3 s: acknowledged records/s and
  *           fdatasync (msync) calls per second
  * recover   a child appends GIB GiB (default 4) and is killed with SIGKILL (abort
  *           marker left, checkpoint as of its last flush); the parent times
@@ -115,6 +115,28 @@ static struct apg_store *g_st;
 static atomic_long g_acked;
 static atomic_bool g_stop;
 
+static double g_append_s, g_wait_s; /* summed under g_sum_mtx */
+static pthread_mutex_t g_sum_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+/* One appender: put with a callback, then wait for the acknowledgement
+ * before the next put (so 64 threads = 64 puts in flight). */
+struct acker {
+    pthread_mutex_t a_mtx;
+    pthread_cond_t a_cond;
+    int a_done;
+    apg_err_t a_rc;
+};
+
+static void on_ack(void *ud, apg_err_t rc)
+{
+    struct acker *a = ud;
+    pthread_mutex_lock(&a->a_mtx);
+    a->a_done = 1;
+    a->a_rc = rc;
+    pthread_cond_signal(&a->a_cond);
+    pthread_mutex_unlock(&a->a_mtx);
+}
+
 static void *sync_worker(void *arg)
 {
     long t = (long)arg;
@@ -124,12 +146,29 @@ static void *sync_worker(void *arg)
     msg_init(&m, body, sizeof(body), (int)(t % 8));
     struct apg_put_result r;
     char err[256];
+    struct acker a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    double app = 0, wait = 0;
     while (!atomic_load(&g_stop)) {
-        if (apg_store_put(g_st, &m, 1, &r, NULL, NULL, err, sizeof(err)) == 0)
-            atomic_fetch_add(&g_acked, 1);
-        else
+        a.a_done = 0;
+        double t0 = now_s();
+        if (apg_store_put(g_st, &m, 1, &r, on_ack, &a, err, sizeof(err)) != 0) {
             fprintf(stderr, "put: %s\n", err);
+            continue;
+        }
+        double t1 = now_s();
+        pthread_mutex_lock(&a.a_mtx);
+        while (!a.a_done)
+            pthread_cond_wait(&a.a_cond, &a.a_mtx);
+        pthread_mutex_unlock(&a.a_mtx);
+        app += t1 - t0;
+        wait += now_s() - t1;
+        if (a.a_rc == 0)
+            atomic_fetch_add(&g_acked, 1);
     }
+    pthread_mutex_lock(&g_sum_mtx);
+    g_append_s += app;
+    g_wait_s += wait;
+    pthread_mutex_unlock(&g_sum_mtx);
     return NULL;
 }
 
@@ -155,6 +194,105 @@ static void bench_sync(int threads, double secs)
     printf("SYNC_FLUSH %d threads, 1 KiB bodies: %ld acknowledged in %.2f s = %.0f records/s, "
            "%.0f fdatasync/s (%.1f records per sync, %.0f us per sync)\n",
            threads, n, dt, n / dt, fs / dt, fs > 0 ? n / fs : 0.0,
+           fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0);
+    printf("  mean put (append) %.1f us, mean wait for durability %.1f us\n", g_append_s / n * 1e6,
+           g_wait_s / n * 1e6);
+    apg_store_close(g_st);
+    rmrf(dir);
+    free(dir);
+}
+
+/* 64 concurrent appenders as a broker has them: puts in flight, not OS
+ * threads. Each of `threads` threads keeps `depth` puts outstanding; the ack
+ * callback counts completions and wakes the thread only when it waits. */
+struct pipe_thr {
+    pthread_mutex_t p_mtx;
+    pthread_cond_t p_cond;
+    atomic_int p_inflight;
+    atomic_bool p_waiting;
+    int p_depth;
+    int p_qid;
+};
+
+static void on_pipe_ack(void *ud, apg_err_t rc)
+{
+    struct pipe_thr *p = ud;
+    if (rc == 0)
+        atomic_fetch_add(&g_acked, 1);
+    atomic_fetch_sub(&p->p_inflight, 1);
+    if (atomic_load(&p->p_waiting)) {
+        pthread_mutex_lock(&p->p_mtx);
+        pthread_cond_signal(&p->p_cond);
+        pthread_mutex_unlock(&p->p_mtx);
+    }
+}
+
+static void *pipe_worker(void *arg)
+{
+    struct pipe_thr *p = arg;
+    uint8_t body[1024];
+    memset(body, 'p', sizeof(body));
+    struct apg_msg_in m;
+    msg_init(&m, body, sizeof(body), p->p_qid);
+    struct apg_put_result r;
+    char err[256];
+    while (!atomic_load(&g_stop)) {
+        if (atomic_load(&p->p_inflight) >= p->p_depth) {
+            pthread_mutex_lock(&p->p_mtx);
+            atomic_store(&p->p_waiting, true);
+            while (atomic_load(&p->p_inflight) >= p->p_depth && !atomic_load(&g_stop))
+                pthread_cond_wait(&p->p_cond, &p->p_mtx);
+            atomic_store(&p->p_waiting, false);
+            pthread_mutex_unlock(&p->p_mtx);
+            continue;
+        }
+        atomic_fetch_add(&p->p_inflight, 1);
+        if (apg_store_put(g_st, &m, 1, &r, on_pipe_ack, p, err, sizeof(err)) != 0) {
+            atomic_fetch_sub(&p->p_inflight, 1);
+            fprintf(stderr, "put: %s\n", err);
+        }
+    }
+    while (atomic_load(&p->p_inflight) > 0)
+        usleep(1000);
+    return NULL;
+}
+
+static void bench_sync_pipelined(int threads, int depth, double secs)
+{
+    char *dir = mkdir_tmp();
+    g_st = open_store(dir, true);
+    atomic_store(&g_acked, 0);
+    atomic_store(&g_stop, false);
+    usleep(300000);
+    pthread_t th[64];
+    struct pipe_thr pt[64];
+    struct apg_store_stats s0, s1;
+    apg_store_stats(g_st, &s0);
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++) {
+        pthread_mutex_init(&pt[i].p_mtx, NULL);
+        pthread_cond_init(&pt[i].p_cond, NULL);
+        atomic_init(&pt[i].p_inflight, 0);
+        atomic_init(&pt[i].p_waiting, false);
+        pt[i].p_depth = depth;
+        pt[i].p_qid = i % 8;
+        pthread_create(&th[i], NULL, pipe_worker, &pt[i]);
+    }
+    usleep((useconds_t)(secs * 1e6));
+    atomic_store(&g_stop, true);
+    for (int i = 0; i < threads; i++) {
+        pthread_mutex_lock(&pt[i].p_mtx);
+        pthread_cond_signal(&pt[i].p_cond);
+        pthread_mutex_unlock(&pt[i].p_mtx);
+        pthread_join(th[i], NULL);
+    }
+    double dt = now_s() - t0;
+    apg_store_stats(g_st, &s1);
+    long n = atomic_load(&g_acked);
+    double fs = (double)(s1.ss_fsync_count - s0.ss_fsync_count);
+    printf("SYNC_FLUSH %d puts in flight (%d threads x %d, callbacks), 1 KiB bodies: %.0f "
+           "records/s, %.0f fdatasync/s (%.1f records per sync, %.0f us per sync)\n",
+           threads * depth, threads, depth, n / dt, fs / dt, fs > 0 ? n / fs : 0.0,
            fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0);
     apg_store_close(g_st);
     rmrf(dir);
@@ -204,11 +342,14 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "all";
     long n = 0;
     double gib = 4;
+    int threads = 64;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-n"))
             n = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "-g"))
             gib = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "-t"))
+            threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-d"))
             g_base = argv[i + 1];
     }
@@ -219,7 +360,9 @@ int main(int argc, char **argv)
     if (all || !strcmp(mode, "async1k"))
         bench_async(1024, n ? n : 1500000);
     if (all || !strcmp(mode, "sync64"))
-        bench_sync(64, 3.0);
+        bench_sync(threads > 256 ? 256 : threads, 3.0);
+    if (all || !strcmp(mode, "sync64"))
+        bench_sync_pipelined(4, 16, 3.0);
     if (all || !strcmp(mode, "recover"))
         bench_recover(gib);
     return 0;
