@@ -1945,7 +1945,7 @@ static apg_err_t redispatch(struct apg_store *st, int64_t from, int64_t end, boo
         size_t lim = (size_t)((end - s->sg_base) < (int64_t)s->sg_size ? end - s->sg_base
                                                                        : (int64_t)s->sg_size);
         rd.rd_base = s->sg_base;
-        apg_scan_segment(s->sg_map, lim, s->sg_base, (size_t)(pos - s->sg_base), false,
+        apg_scan_segment(s->sg_map, lim, lim, s->sg_base, (size_t)(pos - s->sg_base), false,
                          redispatch_rec, &rd, &sr);
         if (rd.rd_rc)
             return rd.rd_rc;
@@ -1974,6 +1974,30 @@ static apg_err_t rebuild_all_queues(struct apg_store *st, int64_t end, char *err
     return rc;
 }
 
+/* End of the written part of a segment file: never-written (hole or
+ * unwritten-extent) space reads as zeros and need not be read at all, which
+ * matters for a preallocated 1 GiB segment. Falls back to the full size. */
+static size_t seg_data_end(struct seg *s)
+{
+    off_t end = 0, d = 0;
+    for (;;) {
+        d = lseek(s->sg_fd, d, SEEK_DATA);
+        if (d < 0) {
+            if (errno != ENXIO)
+                return s->sg_size;
+            break;
+        }
+        off_t h = lseek(s->sg_fd, d, SEEK_HOLE);
+        if (h < 0)
+            return s->sg_size;
+        end = h;
+        d = h;
+        if ((size_t)h >= s->sg_size)
+            break;
+    }
+    return (size_t)end < s->sg_size ? (size_t)end : s->sg_size;
+}
+
 struct scan_ctx {
     struct apg_store *sc_st;
     int64_t sc_base;
@@ -1999,8 +2023,9 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
         if (!s)
             break;
         struct apg_scan_result sr;
-        apg_scan_segment(s->sg_map, s->sg_size, s->sg_base, (size_t)(pos - s->sg_base),
-                         st->st_opts.so_check_crc_on_recover, note_ts, &sc, &sr);
+        apg_scan_segment(s->sg_map, s->sg_size, seg_data_end(s), s->sg_base,
+                         (size_t)(pos - s->sg_base), st->st_opts.so_check_crc_on_recover, note_ts,
+                         &sc, &sr);
         if (sr.sr_how == APG_SCAN_END_BLANK || sr.sr_how == APG_SCAN_END_FULL) {
             pos = s->sg_base + fsz;
             continue;
@@ -2019,7 +2044,7 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
                 (int64_t)apg_be64(t->sg_map + 28) == t->sg_base)
                 later = t->sg_base;
             else {
-                size_t f = apg_scan_find_valid(t->sg_map, t->sg_size, t->sg_base, 0);
+                size_t f = apg_scan_find_valid(t->sg_map, seg_data_end(t), t->sg_base, 0);
                 if (f != SIZE_MAX)
                     later = t->sg_base + (int64_t)f;
             }
@@ -2051,11 +2076,11 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
      * drop later segments. Only needed when the end was not a clean one. */
     struct seg *s = cl_seg_for(st, pos);
     if (s && zero_tail) {
-        size_t pg = 4096, off = (size_t)(pos - s->sg_base);
-        for (size_t a = off; a < s->sg_size; a = (a / pg + 1) * pg) {
+        size_t pg = 4096, off = (size_t)(pos - s->sg_base), dend = seg_data_end(s);
+        for (size_t a = off; a < dend; a = (a / pg + 1) * pg) {
             size_t b = (a / pg + 1) * pg;
-            if (b > s->sg_size)
-                b = s->sg_size;
+            if (b > dend)
+                b = dend;
             const uint64_t *w = (const uint64_t *)(s->sg_map + (a & ~(size_t)7));
             size_t nw = (b - (a & ~(size_t)7)) / 8;
             bool nz = false;
