@@ -1738,7 +1738,8 @@ static int list_segs(const char *dir, char ***out)
         v[n++] = apg_strdup(de->d_name);
     }
     closedir(d);
-    qsort(v, (size_t)n, sizeof(*v), name_cmp);
+    if (n > 1)
+        qsort(v, (size_t)n, sizeof(*v), name_cmp);
     *out = v;
     return n;
 }
