@@ -2414,7 +2414,8 @@ void apg_store_close(struct apg_store *st)
             pthread_join(st->st_flusher2, NULL);
         /* Deliver what is left (everything is durable or failed now). */
         if (st->st_opts.so_sync_flush) {
-            cl_flush(st);
+            if (!atomic_load(&st->st_fsync_failed))
+                cl_flush(st);
             complete_waiters(st, true);
         }
         stop_ack_thread(st); /* after the flush threads: it delivers what is left */

@@ -78,6 +78,17 @@ struct apg_store_opts {
 /* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */
 void apg_store_opts_init(struct apg_store_opts *o);
 
+struct apg_config;
+/* Fills o from the broker configuration: storePathRootDir, storePathCommitLog,
+ * mappedFileSizeCommitLog, mappedFileSizeConsumeQueue, flushDiskType,
+ * flushIntervalCommitLog, syncFlushTimeout, fileReservedTime, deleteWhen,
+ * diskMaxUsedSpaceRatio, diskSpaceCleanForciblyRatio,
+ * diskSpaceWarningLevelRatio, checkCRCOnRecover, forceRecoverCorrupt,
+ * maxMessageSize; the store host from brokerIP1 when it is an IP literal
+ * (else 127.0.0.1; the broker may overwrite so_store_host) and listenPort.
+ * Strings are borrowed from cfg (keep cfg alive until apg_store_open returns). */
+void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_config *cfg);
+
 /* Opens (creating if needed) and recovers the store at o->so_root_dir.
  * Clean previous shutdown: fast start. Crash (abort marker present): validates
  * records from the last checkpointed point, truncates a torn tail, rebuilds

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "common/config.h"
 #include "test_store_util.h"
 
 static bool only_tag0(void *ud, int64_t tags)
@@ -369,13 +370,38 @@ static void test_msg_codec(void **state)
     assert_int_equal(apg_store_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
 }
 
+static void test_opts_from_config(void **state)
+{
+    struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    assert_int_equal(
+        apg_config_set(cfg, "flushDiskType", "SYNC_FLUSH", APG_CFG_SRC_ARG, err, sizeof(err)), 0);
+    assert_int_equal(
+        apg_config_set(cfg, "brokerIP1", "10.1.2.3", APG_CFG_SRC_ARG, err, sizeof(err)), 0);
+    assert_int_equal(apg_config_set(cfg, "deleteWhen", "04;16", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     0);
+    struct apg_store_opts o;
+    apg_store_opts_from_config(&o, cfg);
+    assert_true(o.so_sync_flush);
+    assert_int_equal(o.so_commitlog_file_size, 1073741824ull);
+    assert_int_equal(o.so_cq_file_size, 6000000);
+    assert_int_equal(o.so_store_host.h_addr[0], 10);
+    assert_int_equal(o.so_store_host.h_addr[3], 3);
+    assert_int_equal(o.so_store_host.h_port, 10911);
+    assert_string_equal(o.so_delete_when, "04;16");
+    assert_int_equal(o.so_disk_warning_ratio, 90);
+    assert_true(o.so_check_crc_on_recover);
+    apg_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_msg_codec),       cmocka_unit_test(test_put_get),
-        cmocka_unit_test(test_roll_and_reopen), cmocka_unit_test(test_crash_reopen),
-        cmocka_unit_test(test_sync_flush),      cmocka_unit_test(test_disk_guard),
-        cmocka_unit_test(test_retention),       cmocka_unit_test(test_time_search),
+        cmocka_unit_test(test_msg_codec),        cmocka_unit_test(test_put_get),
+        cmocka_unit_test(test_roll_and_reopen),  cmocka_unit_test(test_crash_reopen),
+        cmocka_unit_test(test_sync_flush),       cmocka_unit_test(test_disk_guard),
+        cmocka_unit_test(test_retention),        cmocka_unit_test(test_time_search),
+        cmocka_unit_test(test_opts_from_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
