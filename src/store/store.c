@@ -1142,9 +1142,8 @@ static void *svc_main(void *arg)
             struct tm tmv;
             localtime_r(&t, &tmv);
             bool time_ok = hour_listed(st->st_opts.so_delete_when, tmv.tm_hour);
-            clean_pass(st, time_ok);
-            if (clean_pass(st, false) == 0)
-                disk_check(st);
+            if (clean_pass(st, time_ok) > 0)
+                disk_check(st); /* writes may resume at once */
             last_clean = now;
         }
         pthread_mutex_lock(&st->st_prealloc_mtx);

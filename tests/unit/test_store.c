@@ -18,6 +18,20 @@ static bool only_tag0(void *ud, int64_t tags)
     return tags == apg_java_hash("tag0", 4);
 }
 
+struct arrive {
+    int calls;
+    int64_t last_max;
+    int32_t last_qid;
+};
+
+static void on_arrive(void *ud, const char *topic, size_t topic_len, int32_t qid, int64_t max)
+{
+    struct arrive *a = ud;
+    a->calls++;
+    a->last_max = max;
+    a->last_qid = qid;
+}
+
 static void test_put_get(void **state)
 {
     char *dir = tu_tmpdir();
@@ -32,11 +46,16 @@ static void test_put_get(void **state)
     assert_int_equal(apg_store_get(st, "T", 1, 0, 0, 32, 1 << 20, NULL, NULL, &b, &r), 0);
     assert_int_equal(r.gr_status, APG_GET_NO_MATCHED_LOGIC_QUEUE);
 
+    struct arrive ar = {0, 0, -1};
+    apg_store_set_arrive_hook(st, on_arrive, &ar);
     struct apg_put_result pr;
     for (int i = 0; i < 10; i++) {
         assert_int_equal(tu_put(st, "T", 0, i, &pr), 0);
         assert_int_equal(pr.pr_queue_offset, i);
     }
+    assert_int_equal(ar.calls, 10);
+    assert_int_equal(ar.last_max, 10);
+    assert_int_equal(ar.last_qid, 0);
     /* A batch gets consecutive offsets. */
     struct tu_msg bm[3];
     struct apg_msg_in in[3];
@@ -48,6 +67,8 @@ static void test_put_get(void **state)
     assert_int_equal(apg_store_put(st, in, 3, res, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(res[0].pr_queue_offset, 10);
     assert_int_equal(res[2].pr_queue_offset, 12);
+    assert_int_equal(ar.calls, 11); /* one call per (topic, queue) run of a batch */
+    assert_int_equal(ar.last_max, 13);
     assert_int_equal(res[1].pr_phys_offset, res[0].pr_phys_offset + res[0].pr_msg_size);
 
     assert_int_equal(tu_count(st, "T", 0, 0), 13);
