@@ -162,9 +162,9 @@ struct apg_store {
     /* service */
     pthread_mutex_t st_prealloc_mtx;
     pthread_cond_t st_prealloc_cond;
-    struct seg *st_next; /* preallocated next segment */
-    int64_t st_cur_base; /* base of the current segment, for the preallocator */
-    int64_t st_warmed;   /* service thread: pages faulted in up to here */
+    struct seg *st_next;       /* preallocated next segment */
+    int64_t st_cur_base;       /* base of the current segment, for the preallocator */
+    _Atomic int64_t st_warmed; /* service thread: pages faulted in up to here */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -1071,7 +1071,6 @@ int apg_store_clean_now(struct apg_store *st)
  * the appender's memcpy rarely takes a page fault and the cost is spread out
  * instead of faulting a whole 1 GiB segment at once. Returns true if it did
  * work (call again soon). Service thread. */
-#define WARM_WINDOW (64ll << 20)
 #define WARM_STEP (4ll << 20)
 static bool warm_ahead(struct apg_store *st)
 {
@@ -1080,7 +1079,7 @@ static bool warm_ahead(struct apg_store *st)
     int64_t wrote = atomic_load(&st->st_wrote);
     if (st->st_warmed < wrote)
         st->st_warmed = wrote;
-    if (st->st_warmed >= wrote + WARM_WINDOW)
+    if (st->st_warmed >= wrote + ((int64_t)st->st_opts.so_warm_ahead_mb << 20))
         return false;
     int64_t at = st->st_warmed;
     bool done = false;
@@ -1654,6 +1653,7 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *o)
     o->ss_min_phys_offset = atomic_load(&st->st_min_phys);
     o->ss_max_phys_offset = atomic_load(&st->st_wrote);
     o->ss_flushed_phys_offset = atomic_load(&st->st_flushed);
+    o->ss_warmed_phys_offset = atomic_load(&st->st_warmed);
     o->ss_fsync_count = atomic_load(&st->st_fsync_count);
     o->ss_fsync_time_us = atomic_load(&st->st_fsync_us);
     o->ss_put_count = atomic_load(&st->st_put_count);
@@ -2297,6 +2297,8 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         st->st_opts.so_flush_interval_ms = 500;
     if (st->st_opts.so_sync_flush_timeout_ms <= 0)
         st->st_opts.so_sync_flush_timeout_ms = 5000;
+    if (!st->st_opts.so_warm_ahead_mb)
+        st->st_opts.so_warm_ahead_mb = 64;
     if (!st->st_opts.so_max_message_size)
         st->st_opts.so_max_message_size = 4194304;
     st->st_lock_fd = -1;

@@ -73,6 +73,7 @@ struct apg_store_opts {
     uint32_t so_max_message_size;  /* maxMessageSize (body), default 4 MiB */
     struct apg_host so_store_host; /* written to STOREHOSTADDRESS and offset msgIds */
     bool so_no_preallocate;        /* tests: do not zero-fill/prefault segments ahead */
+    uint32_t so_warm_ahead_mb;     /* pages faulted in ahead of the writer, MiB (0: 64) */
 };
 
 /* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */
@@ -237,6 +238,7 @@ struct apg_store_stats {
     int64_t ss_min_phys_offset;     /* first byte still in the commit log */
     int64_t ss_max_phys_offset;     /* write position */
     int64_t ss_flushed_phys_offset; /* durable up to here */
+    int64_t ss_warmed_phys_offset;  /* pages faulted in (writable) up to here */
     uint64_t ss_fsync_count;        /* fdatasync/msync calls on the commit log */
     uint64_t ss_fsync_time_us;      /* total time spent in those calls */
     uint64_t ss_put_count;          /* records appended since open */
