@@ -3,6 +3,7 @@
  *   apogee standalone   NameServer + broker in one process (what a new user runs)
  *   apogee namesrv      NameServer only
  *   apogee broker       broker only
+ *   apogee bench        producer/consumer load generator (C client library)
  *
  * Threads: the main thread parses the configuration, blocks SIGINT/SIGTERM
  * in every thread it will create, starts the components (each starts its own
@@ -16,6 +17,7 @@
 
 #include "apogee_version.h"
 #include "broker/broker.h"
+#include "cli/bench.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "namesrv/namesrv.h"
@@ -32,6 +34,7 @@ static void usage(FILE *out)
             "               in one process, data in ./data\n"
             "  namesrv      NameServer only (listenPort 9876)\n"
             "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
+            "  bench        load generator: apogee bench producer|consumer --help\n"
             "\n"
             "options:\n"
             "  -c FILE        Java .properties file with RocketMQ key names (broker.conf)\n"
@@ -65,8 +68,8 @@ static int wait_for_signal(void)
 static void apply_log_level(const struct apg_config *cfg)
 {
     const char *l = apg_cfg_str(cfg, APG_CFG_logLevel);
-    apg_log_set_level(strcmp(l, "DEBUG") == 0  ? APG_LOG_DEBUG
-                      : strcmp(l, "WARN") == 0 ? APG_LOG_WARN
+    apg_log_set_level(strcmp(l, "DEBUG") == 0   ? APG_LOG_DEBUG
+                      : strcmp(l, "WARN") == 0  ? APG_LOG_WARN
                       : strcmp(l, "ERROR") == 0 ? APG_LOG_ERROR
                                                 : APG_LOG_INFO);
 }
@@ -102,6 +105,9 @@ int main(int argc, char **argv)
         printf("apogee %s (RocketMQ protocol %s)\n", APOGEE_VERSION, APOGEE_RMQ_VERSION_DESC);
         return 0;
     }
+
+    if (strcmp(argv[1], "bench") == 0)
+        return apg_cli_bench_main(argc - 1, argv + 1);
 
     const char *cmd = argv[1];
     enum apg_role role;

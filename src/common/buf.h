@@ -14,7 +14,10 @@ struct apg_buf {
     size_t b_cap;
 };
 
-#define APG_BUF_INIT {NULL, 0, 0}
+#define APG_BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void apg_buf_free(struct apg_buf *b);
 /* Ensures room for `more` bytes past b_len. */

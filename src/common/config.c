@@ -30,7 +30,7 @@ static const struct cfg_def cfg_defs[APG_CFG__COUNT] = {
 #define B T_B
 #define S T_S
 #define E T_E
-#define APG_CFG(name, type, scope, def, lo, hi, choices, help)                                    \
+#define APG_CFG(name, type, scope, def, lo, hi, choices, help)                                     \
     {#name, type, scope, def, lo, hi, choices, help},
 #include "common/config.def"
 #undef APG_CFG
@@ -406,7 +406,8 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
         if (strcmp(a, "-n") == 0) {
             if (i + 1 >= argc)
                 return apg_errf(APG_ECONFIG, err, errlen, "-n needs an address list host:port;...");
-            apg_err_t rc = apg_config_set(cfg, "namesrvAddr", argv[++i], APG_CFG_SRC_ARG, err, errlen);
+            apg_err_t rc =
+                apg_config_set(cfg, "namesrvAddr", argv[++i], APG_CFG_SRC_ARG, err, errlen);
             if (rc)
                 return rc;
             continue;

@@ -67,7 +67,6 @@ void apg_config_print_help(enum apg_role role, FILE *out);
 /* Parses Java .properties text; calls fn(key, value, ud) for each entry.
  * Pure: exposed for tests and for UPDATE_*_CONFIG bodies. */
 apg_err_t apg_properties_parse(const char *text, size_t len,
-                               void (*fn)(const char *key, const char *value, void *ud),
-                               void *ud);
+                               void (*fn)(const char *key, const char *value, void *ud), void *ud);
 
 #endif

@@ -65,12 +65,12 @@ struct apg_ext {
  * pointers borrow the scratch area and the frame; for encoding they borrow
  * whatever the caller points them at. */
 struct apg_rcmd {
-    int32_t code;      /* request code, or response code in a response */
-    int32_t opaque;    /* correlation id */
-    int32_t flag;      /* APG_RCMD_FLAG_* */
-    int32_t version;   /* sender's MQVersion ordinal */
-    uint8_t language;  /* enum apg_lang */
-    uint8_t serialize; /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
+    int32_t code;       /* request code, or response code in a response */
+    int32_t opaque;     /* correlation id */
+    int32_t flag;       /* APG_RCMD_FLAG_* */
+    int32_t version;    /* sender's MQVersion ordinal */
+    uint8_t language;   /* enum apg_lang */
+    uint8_t serialize;  /* APG_SER_JSON or APG_SER_ROCKETMQ: how it was (or will be) encoded */
     const char *remark; /* NULL when absent */
     uint32_t n_ext;
     struct apg_ext ext[APG_RCMD_MAX_EXT];
@@ -107,13 +107,30 @@ static inline size_t apg_rcmd_scratch_need(size_t hdr_len)
  * the whole frame length as returned by apg_frame_peek. Strings are copied
  * into scratch (at least apg_rcmd_scratch_need(headerLen) bytes, else
  * APG_ENOSPC). Errors: APG_EPROTO (with a message) for every malformed
- * input. The result borrows scratch and frame. */
+ * input. The result borrows scratch and frame.
+ *
+ * Details (see remoting.c / remoting_json.c): missing JSON members keep
+ * their defaults (0, language JAVA, remark NULL, no ext); keys may come in
+ * any order, unknown keys are skipped, the last of duplicate keys wins;
+ * extFields values may be JSON strings, numbers, booleans (as their text)
+ * or null (""); language may be a name (unknown names give APG_LANG_OTHER)
+ * or a number 0..255; a lone UTF-16 surrogate escape becomes U+FFFD; an
+ * escaped NUL is rejected. In the binary form a zero-length remark is NULL,
+ * a zero-length value is "", an entry with a zero-length key is dropped, and
+ * a NUL byte inside a remark, key or value is rejected. */
 apg_err_t apg_rcmd_decode(const uint8_t *frame, size_t len, struct apg_rcmd *out, char *scratch,
                           size_t scratch_len, char *err, size_t errlen);
 
 /* Appends a frame for `cmd` to `out`, encoded as cmd->serialize, with a
  * length word that accounts for body_len body bytes which the caller must
- * append (or write) right after. cmd->body is ignored. */
+ * append (or write) right after. cmd->body is ignored. JSON output follows
+ * fastjson (keys alphabetical, NULL remark and empty extFields omitted);
+ * ext entries with a NULL key or value (and, in binary, an empty key) are
+ * skipped. Errors (out is left as it was): APG_ERANGE when the binary form
+ * cannot carry code or version (int16) or a key longer than 32767 bytes
+ * (use JSON for such commands), APG_ETOOBIG when the header exceeds 24 bits
+ * or the frame int32, APG_EINVAL for an unknown cmd->serialize,
+ * APG_ENOMEM. */
 apg_err_t apg_rcmd_encode_header(const struct apg_rcmd *cmd, uint32_t body_len,
                                  struct apg_buf *out);
 
@@ -142,5 +159,12 @@ bool apg_rcmd_ext_bool(const struct apg_rcmd *c, const char *key, bool dflt);
 /* Adds an ext field to a command being built (borrows key and val; they must
  * outlive the encode). APG_ETOOBIG past APG_RCMD_MAX_EXT. */
 apg_err_t apg_rcmd_ext_add(struct apg_rcmd *c, const char *key, const char *val);
+
+/* LanguageCode enum name ("JAVA", "NODE_JS"), or NULL for an unknown byte.
+ * Returns a static string. */
+const char *apg_rcmd_lang_name(uint8_t lang);
+
+/* LanguageCode byte for a name of n bytes, or -1 when the name is unknown. */
+int apg_rcmd_lang_parse(const char *name, size_t n);
 
 #endif

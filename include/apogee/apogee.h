@@ -1,0 +1,60 @@
+/* Apogee C client: the one header to include.
+ *
+ * A native client for the RocketMQ 4.x remoting protocol. It talks to Apogee
+ * and to Apache RocketMQ NameServers and brokers alike.
+ *
+ * Conventions used by every prototype in these headers:
+ *   - Handles are opaque (apg_producer_t, apg_consumer_t, apg_message_t).
+ *   - Functions return an error code: 0 (APG_OK) on success, a negative APG_E*
+ *     value on failure. When a function takes `char *err, size_t errlen`, a
+ *     sentence saying what failed is written there (err may be NULL).
+ *   - Ownership is written at each prototype: "borrows" means the caller keeps
+ *     the object and may free it as soon as the call returns; "takes" means
+ *     the library frees it; "returns owned" says which function frees it.
+ *   - A call that returned an error never invokes its callback.
+ *   - All public calls are thread-safe unless a prototype says otherwise.
+ *     Callbacks run on the client's I/O thread: they must not block and must
+ *     not call the synchronous functions of the same handle.
+ */
+#ifndef APOGEE_APOGEE_H
+#define APOGEE_APOGEE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int apg_err_t;
+
+/* The error codes share their values with the library's internal table. */
+#ifndef APG_COMMON_ERR_H
+#define APG_OK 0
+#define APG_EINVAL (-1)
+#define APG_ENOMEM (-2)
+#define APG_EIO (-3)
+#define APG_EPROTO (-4)
+#define APG_ETOOBIG (-5)
+#define APG_ENOTFOUND (-7)
+#define APG_EBUSY (-12)
+#define APG_ETIMEDOUT (-13)
+#define APG_ECLOSED (-14)
+#define APG_EPERM (-15)
+#define APG_ESHUTDOWN (-19)
+/* Returns a static string naming an error code. */
+const char *apg_strerror(apg_err_t e);
+#endif
+
+/* Library version string, e.g. "0.1.0". */
+const char *apg_client_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "apogee/message.h"
+#include "apogee/producer.h"
+#include "apogee/consumer.h"
+
+#endif

@@ -1,0 +1,166 @@
+/* Topic and subscription-group administration: UPDATE_AND_CREATE_TOPIC
+ * (17), DELETE_TOPIC_IN_BROKER (215), GET_ALL_TOPIC_CONFIG (21),
+ * UPDATE_AND_CREATE_SUBSCRIPTIONGROUP (200), DELETE_SUBSCRIPTIONGROUP (207),
+ * GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201). Changes to topics trigger an
+ * immediate re-registration with the NameServers; tables are persisted at
+ * once so an acknowledged change survives a crash. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker_rt.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+static void reply_body(struct apg_conn *c, const struct apg_rcmd *req, apg_err_t e,
+                       struct apg_buf *out)
+{
+    if (e)
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+    else if (!apg_rcmd_is_oneway(req))
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out->b_data, (uint32_t)out->b_len);
+}
+
+static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[400];
+    const char *topic = apg_rcmd_ext_get(req, "topic");
+    if (!topic) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "UPDATE_AND_CREATE_TOPIC needs topic");
+        return;
+    }
+    if (apg_name_check_topic(topic, err, sizeof(err))) {
+        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        return;
+    }
+    if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION,
+                         "TBW102 is the auto-create template; configure it with "
+                         "autoCreateTopicEnable and defaultTopicQueueNums");
+        return;
+    }
+    struct apg_topic_cfg tc = {0};
+    snprintf(tc.tc_name, sizeof(tc.tc_name), "%s", topic);
+    if (apg_rcmd_ext_i32(req, "readQueueNums", &tc.tc_read_queues))
+        tc.tc_read_queues = 16;
+    if (apg_rcmd_ext_i32(req, "writeQueueNums", &tc.tc_write_queues))
+        tc.tc_write_queues = 16;
+    if (apg_rcmd_ext_i32(req, "perm", &tc.tc_perm))
+        tc.tc_perm = APG_PERM_READ | APG_PERM_WRITE;
+    if (apg_rcmd_ext_i32(req, "topicSysFlag", &tc.tc_sysflag))
+        tc.tc_sysflag = 0;
+    tc.tc_order = apg_rcmd_ext_bool(req, "order", false);
+    const char *ft = apg_rcmd_ext_get(req, "topicFilterType");
+    tc.tc_filter = ft && strcmp(ft, "MULTI_TAG") == 0 ? APG_TOPIC_MULTI_TAG : APG_TOPIC_SINGLE_TAG;
+    if (tc.tc_read_queues <= 0 || tc.tc_write_queues <= 0 || tc.tc_read_queues > 1024 ||
+        tc.tc_write_queues > 1024) {
+        snprintf(err, sizeof(err), "queue counts must be 1..1024 (read %d, write %d)",
+                 tc.tc_read_queues, tc.tc_write_queues);
+        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        return;
+    }
+    if (apg_topics_put(b->br_topics, &tc)) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_topics_persist(b->br_topics, false, err, sizeof(err));
+    apg_broker_request_register(b);
+    apg_log_info("broker", "topic %s created/updated: %d/%d queues, perm %d", topic,
+                 tc.tc_read_queues, tc.tc_write_queues, tc.tc_perm);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+static void delete_topic(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[256];
+    const char *topic = apg_rcmd_ext_get(req, "topic");
+    if (!topic) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_TOPIC_IN_BROKER needs topic");
+        return;
+    }
+    if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, "TBW102 cannot be deleted");
+        return;
+    }
+    apg_topics_delete(b->br_topics, topic);
+    apg_offsets_drop_topic(b->br_offsets, topic);
+    apg_store_delete_topic(b->br_store, topic, strlen(topic));
+    apg_topics_persist(b->br_topics, false, err, sizeof(err));
+    apg_broker_request_register(b);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+static void create_group(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[400];
+    if (!req->body || !req->body_len) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
+                         "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP needs a SubscriptionGroupConfig "
+                         "JSON body");
+        return;
+    }
+    struct apg_bjson *j = apg_bjson_parse((const char *)req->body, req->body_len, err, sizeof(err));
+    struct apg_group_cfg gc;
+    if (!j || apg_group_cfg_decode(j, &gc, err, sizeof(err))) {
+        apg_bjson_free(j);
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
+        return;
+    }
+    apg_bjson_free(j);
+    if (apg_name_check_group(gc.gc_name, err, sizeof(err))) {
+        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        return;
+    }
+    apg_groups_put(b->br_groups, &gc);
+    apg_groups_persist(b->br_groups, false, err, sizeof(err));
+    char retry[APG_NAME_CAP + 8];
+    snprintf(retry, sizeof(retry), "%s%s", APG_RETRY_PREFIX, gc.gc_name);
+    bool created;
+    apg_topics_ensure(b->br_topics, retry, gc.gc_retry_queues > 0 ? gc.gc_retry_queues : 1,
+                      APG_PERM_READ | APG_PERM_WRITE, &created);
+    if (created)
+        apg_broker_request_register(b);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+static void delete_group(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[256];
+    const char *g = apg_rcmd_ext_get(req, "groupName");
+    if (!g) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_SUBSCRIPTIONGROUP needs groupName");
+        return;
+    }
+    apg_groups_delete(b->br_groups, g);
+    if (apg_rcmd_ext_bool(req, "cleanOffset", false))
+        apg_offsets_drop_group(b->br_offsets, g);
+    apg_groups_persist(b->br_groups, false, err, sizeof(err));
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    struct apg_buf out = APG_BUF_INIT;
+    switch (req->code) {
+    case APG_REQ_UPDATE_AND_CREATE_TOPIC:
+        create_topic(b, c, req);
+        break;
+    case APG_REQ_DELETE_TOPIC_IN_BROKER:
+        delete_topic(b, c, req);
+        break;
+    case APG_REQ_GET_ALL_TOPIC_CONFIG:
+        reply_body(c, req, apg_topics_encode(b->br_topics, &out), &out);
+        break;
+    case APG_REQ_UPDATE_AND_CREATE_SUBSCRIPTIONGROUP:
+        create_group(b, c, req);
+        break;
+    case APG_REQ_DELETE_SUBSCRIPTIONGROUP:
+        delete_group(b, c, req);
+        break;
+    case APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG:
+        reply_body(c, req, apg_groups_encode(b->br_groups, &out), &out);
+        break;
+    default:
+        apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not an admin request");
+    }
+    apg_buf_free(&out);
+}

@@ -1,0 +1,434 @@
+/* Client and consumer-group manager: HEART_BEAT, UNREGISTER_CLIENT,
+ * GET_CONSUMER_LIST_BY_GROUP and the NOTIFY_CONSUMER_IDS_CHANGED pushes.
+ *
+ * Each consumer or producer group keeps its members (client id, the
+ * connection it last heartbeated on, last heartbeat time) and, for
+ * consumers, the subscriptions from the heartbeat (topic -> expression),
+ * which pulls without FLAG_SUBSCRIPTION filter by. A member leaves when it
+ * unregisters, when its connection closes, or when it stays silent longer
+ * than channelNotActiveInterval. When a consumer group's membership or
+ * subscriptions change, every member is told with a oneway
+ * NOTIFY_CONSUMER_IDS_CHANGED so it rebalances at once.
+ *
+ * Threads: heartbeats arrive on any loop, so one mutex guards the table.
+ * Each stored connection holds a reference (apg_conn_ref). Notifications to
+ * members are posted to the member connection's own loop (apg_conn_post),
+ * since only that thread may write to it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_rt.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+struct apg_cchan {
+    char cc_id[APG_NAME_CAP];
+    struct apg_conn *cc_conn; /* referenced */
+    int64_t cc_last;
+    struct apg_cchan *cc_next;
+};
+
+struct apg_csub {
+    char cs_topic[APG_NAME_CAP];
+    char *cs_expr;
+    struct apg_csub *cs_next;
+};
+
+struct apg_cgroup {
+    struct apg_cchan *cg_chans;
+    struct apg_csub *cg_subs;
+};
+
+struct apg_clients {
+    pthread_mutex_t cl_lock;
+    struct apg_bmap cl_consumers; /* group -> struct apg_cgroup* */
+    struct apg_bmap cl_producers;
+};
+
+struct apg_clients *apg_clients_new(void)
+{
+    struct apg_clients *cl = apg_calloc(1, sizeof(*cl));
+    if (!cl)
+        return NULL;
+    pthread_mutex_init(&cl->cl_lock, NULL);
+    apg_bmap_init(&cl->cl_consumers);
+    apg_bmap_init(&cl->cl_producers);
+    return cl;
+}
+
+static void subs_free(struct apg_csub *s)
+{
+    while (s) {
+        struct apg_csub *n = s->cs_next;
+        apg_free(s->cs_expr);
+        apg_free(s);
+        s = n;
+    }
+}
+
+static void group_free(struct apg_cgroup *g)
+{
+    struct apg_cchan *c = g->cg_chans;
+    while (c) {
+        struct apg_cchan *n = c->cc_next;
+        apg_conn_unref(c->cc_conn);
+        apg_free(c);
+        c = n;
+    }
+    subs_free(g->cg_subs);
+    apg_free(g);
+}
+
+static void map_free(struct apg_bmap *m)
+{
+    size_t pos;
+    for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos))
+        group_free(e->me_val);
+    apg_bmap_clear(m);
+}
+
+void apg_clients_free(struct apg_clients *cl)
+{
+    if (!cl)
+        return;
+    map_free(&cl->cl_consumers);
+    map_free(&cl->cl_producers);
+    pthread_mutex_destroy(&cl->cl_lock);
+    apg_free(cl);
+}
+
+/* Caller holds cl_lock. Returns true when the member set changed. */
+static bool member_touch(struct apg_bmap *m, const char *group, const char *id, struct apg_conn *c,
+                         int64_t now, struct apg_cgroup **out)
+{
+    struct apg_cgroup *g = apg_bmap_get(m, group);
+    if (!g) {
+        g = apg_calloc(1, sizeof(*g));
+        if (!g || apg_bmap_put(m, group, g, NULL)) {
+            apg_free(g);
+            return false;
+        }
+    }
+    *out = g;
+    for (struct apg_cchan *ch = g->cg_chans; ch; ch = ch->cc_next) {
+        if (strcmp(ch->cc_id, id) == 0) {
+            if (ch->cc_conn != c) {
+                apg_conn_ref(c);
+                apg_conn_unref(ch->cc_conn);
+                ch->cc_conn = c;
+            }
+            ch->cc_last = now;
+            return false;
+        }
+    }
+    struct apg_cchan *ch = apg_calloc(1, sizeof(*ch));
+    if (!ch)
+        return false;
+    snprintf(ch->cc_id, sizeof(ch->cc_id), "%s", id);
+    apg_conn_ref(c);
+    ch->cc_conn = c;
+    ch->cc_last = now;
+    ch->cc_next = g->cg_chans;
+    g->cg_chans = ch;
+    return true;
+}
+
+/* Replaces the group's subscriptions; true when they differ. */
+static bool subs_replace(struct apg_cgroup *g, const struct apg_bjson *set)
+{
+    struct apg_csub *head = NULL, **tail = &head;
+    for (const struct apg_bjson *s = set ? set->bj_kid : NULL; s; s = s->bj_next) {
+        const char *topic = apg_bjson_get_str(s, "topic", NULL);
+        if (!topic)
+            continue;
+        struct apg_csub *n = apg_calloc(1, sizeof(*n));
+        if (!n)
+            break;
+        snprintf(n->cs_topic, sizeof(n->cs_topic), "%s", topic);
+        n->cs_expr = apg_strdup(apg_bjson_get_str(s, "subString", "*"));
+        *tail = n;
+        tail = &n->cs_next;
+    }
+    bool same = true;
+    struct apg_csub *a = head, *b = g->cg_subs;
+    for (; a && b; a = a->cs_next, b = b->cs_next)
+        if (strcmp(a->cs_topic, b->cs_topic) ||
+            strcmp(a->cs_expr ? a->cs_expr : "", b->cs_expr ? b->cs_expr : ""))
+            same = false;
+    if (a || b)
+        same = false;
+    if (same) {
+        subs_free(head);
+        return false;
+    }
+    subs_free(g->cg_subs);
+    g->cg_subs = head;
+    return true;
+}
+
+static void notify_on_loop(struct apg_conn *c, void *arg)
+{
+    char *group = arg;
+    if (!apg_conn_is_closed(c)) {
+        struct apg_rcmd req;
+        apg_rcmd_init_request(&req, APG_REQ_NOTIFY_CONSUMER_IDS_CHANGED, 0, APG_SER_JSON);
+        apg_rcmd_ext_add(&req, "consumerGroup", group);
+        apg_conn_oneway(c, &req, NULL, 0);
+    }
+    apg_free(group);
+}
+
+/* Caller holds cl_lock: posts a notification to every member of g. */
+static void notify_members(struct apg_cgroup *g, const char *group)
+{
+    for (struct apg_cchan *ch = g->cg_chans; ch; ch = ch->cc_next) {
+        char *copy = apg_strdup(group);
+        if (copy && apg_conn_post(ch->cc_conn, notify_on_loop, copy) != APG_OK)
+            apg_free(copy);
+    }
+}
+
+static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[256];
+    if (!req->body || !req->body_len) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
+                         "HEART_BEAT without a body: send HeartbeatData JSON");
+        return;
+    }
+    struct apg_bjson *hb =
+        apg_bjson_parse((const char *)req->body, req->body_len, err, sizeof(err));
+    if (!hb) {
+        char remark[400];
+        snprintf(remark, sizeof(remark), "HEART_BEAT body is not HeartbeatData JSON: %s", err);
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    const char *id = apg_bjson_get_str(hb, "clientID", NULL);
+    if (!id || !id[0]) {
+        apg_bjson_free(hb);
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
+        return;
+    }
+    int64_t now = apg_broker_now_ms();
+    struct apg_clients *cl = b->br_clients;
+    const struct apg_bjson *cons = apg_bjson_get(hb, "consumerDataSet");
+    for (const struct apg_bjson *cd = cons ? cons->bj_kid : NULL; cd; cd = cd->bj_next) {
+        const char *group = apg_bjson_get_str(cd, "groupName", NULL);
+        if (!group || apg_name_check_group(group, NULL, 0))
+            continue;
+        struct apg_group_cfg gc;
+        if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) == APG_OK) {
+            char retry[APG_NAME_CAP + 8];
+            snprintf(retry, sizeof(retry), "%s%s", APG_RETRY_PREFIX, group);
+            bool created = false;
+            apg_topics_ensure(b->br_topics, retry, gc.gc_retry_queues > 0 ? gc.gc_retry_queues : 1,
+                              APG_PERM_READ | APG_PERM_WRITE, &created);
+            if (created)
+                apg_broker_request_register(b);
+        }
+        pthread_mutex_lock(&cl->cl_lock);
+        struct apg_cgroup *g = NULL;
+        bool changed = member_touch(&cl->cl_consumers, group, id, c, now, &g);
+        if (g && subs_replace(g, apg_bjson_get(cd, "subscriptionDataSet")))
+            changed = true;
+        if (changed && g) {
+            apg_log_info("broker",
+                         "consumer group %s: client %s joined or changed its "
+                         "subscriptions; notifying members",
+                         group, id);
+            notify_members(g, group);
+        }
+        pthread_mutex_unlock(&cl->cl_lock);
+    }
+    const struct apg_bjson *prods = apg_bjson_get(hb, "producerDataSet");
+    for (const struct apg_bjson *pd = prods ? prods->bj_kid : NULL; pd; pd = pd->bj_next) {
+        const char *group = apg_bjson_get_str(pd, "groupName", NULL);
+        if (!group)
+            continue;
+        pthread_mutex_lock(&cl->cl_lock);
+        struct apg_cgroup *g;
+        member_touch(&cl->cl_producers, group, id, c, now, &g);
+        pthread_mutex_unlock(&cl->cl_lock);
+    }
+    apg_bjson_free(hb);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+/* Caller holds cl_lock. Removes members matching (id) or (conn) or silent
+ * since before `older`; returns how many left. */
+static int remove_members(struct apg_cgroup *g, const char *id, const struct apg_conn *conn,
+                          int64_t older)
+{
+    int n = 0;
+    for (struct apg_cchan **pp = &g->cg_chans; *pp;) {
+        struct apg_cchan *ch = *pp;
+        bool hit = (id && strcmp(ch->cc_id, id) == 0) || (conn && ch->cc_conn == conn) ||
+                   (older > 0 && ch->cc_last < older);
+        if (hit) {
+            *pp = ch->cc_next;
+            apg_conn_unref(ch->cc_conn);
+            apg_free(ch);
+            n++;
+        } else {
+            pp = &ch->cc_next;
+        }
+    }
+    return n;
+}
+
+/* Caller holds cl_lock. Applies remove_members to every group of m,
+ * notifies consumer groups that lost members and drops empty groups. */
+static void sweep(struct apg_bmap *m, bool consumers, const char *id, const struct apg_conn *conn,
+                  int64_t older)
+{
+    bool again = true;
+    while (again) {
+        again = false;
+        size_t pos;
+        for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos)) {
+            struct apg_cgroup *g = e->me_val;
+            int n = remove_members(g, id, conn, older);
+            if (n && consumers && g->cg_chans) {
+                apg_log_info("broker", "consumer group %s lost %d member(s); notifying the rest",
+                             e->me_key, n);
+                notify_members(g, e->me_key);
+            }
+            if (!g->cg_chans) {
+                char key[APG_NAME_CAP];
+                snprintf(key, sizeof(key), "%s", e->me_key);
+                group_free(apg_bmap_del(m, key));
+                again = true;
+                break;
+            }
+        }
+    }
+}
+
+void apg_clients_conn_closed(struct apg_broker *b, struct apg_conn *c)
+{
+    struct apg_clients *cl = b->br_clients;
+    pthread_mutex_lock(&cl->cl_lock);
+    sweep(&cl->cl_consumers, true, NULL, c, 0);
+    sweep(&cl->cl_producers, false, NULL, c, 0);
+    pthread_mutex_unlock(&cl->cl_lock);
+}
+
+void apg_clients_expire(struct apg_broker *b, int64_t now_ms)
+{
+    struct apg_clients *cl = b->br_clients;
+    int64_t older = now_ms - b->br_channel_expire_ms;
+    pthread_mutex_lock(&cl->cl_lock);
+    sweep(&cl->cl_consumers, true, NULL, NULL, older);
+    sweep(&cl->cl_producers, false, NULL, NULL, older);
+    pthread_mutex_unlock(&cl->cl_lock);
+}
+
+static void unregister(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *id = apg_rcmd_ext_get(req, "clientID");
+    if (!id) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "UNREGISTER_CLIENT lacks clientID");
+        return;
+    }
+    const char *pg = apg_rcmd_ext_get(req, "producerGroup");
+    const char *cg = apg_rcmd_ext_get(req, "consumerGroup");
+    struct apg_clients *cl = b->br_clients;
+    pthread_mutex_lock(&cl->cl_lock);
+    if (cg && cg[0]) {
+        struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, cg);
+        if (g && remove_members(g, id, NULL, 0)) {
+            if (g->cg_chans)
+                notify_members(g, cg);
+            else
+                group_free(apg_bmap_del(&cl->cl_consumers, cg));
+        }
+    }
+    if (pg && pg[0]) {
+        struct apg_cgroup *g = apg_bmap_get(&cl->cl_producers, pg);
+        if (g && remove_members(g, id, NULL, 0) && !g->cg_chans)
+            group_free(apg_bmap_del(&cl->cl_producers, pg));
+    }
+    pthread_mutex_unlock(&cl->cl_lock);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *group = apg_rcmd_ext_get(req, "consumerGroup");
+    if (!group) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
+                         "GET_CONSUMER_LIST_BY_GROUP lacks consumerGroup");
+        return;
+    }
+    struct apg_clients *cl = b->br_clients;
+    struct apg_buf body = APG_BUF_INIT;
+    int n = 0;
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    const char *ids[1024];
+    for (struct apg_cchan *ch = g ? g->cg_chans : NULL; ch && n < 1024; ch = ch->cc_next)
+        ids[n++] = ch->cc_id;
+    qsort(ids, (size_t)n, sizeof(ids[0]), cmp_str);
+    apg_err_t e = apg_buf_append_str(&body, "{\"consumerIdList\":[");
+    for (int i = 0; !e && i < n; i++) {
+        if (i)
+            e = apg_buf_append(&body, ",", 1);
+        if (!e)
+            e = apg_bjson_put_str(&body, ids[i]);
+    }
+    if (!e)
+        e = apg_buf_append_str(&body, "]}");
+    pthread_mutex_unlock(&cl->cl_lock);
+    if (n == 0) {
+        char remark[400];
+        snprintf(remark, sizeof(remark),
+                 "no consumer of group %s is connected to this broker (no heartbeat received)",
+                 group);
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+    } else if (e) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+    } else if (!apg_rcmd_is_oneway(req)) {
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, body.b_data, (uint32_t)body.b_len);
+    }
+    apg_buf_free(&body);
+}
+
+void apg_broker_proc_client(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    switch (req->code) {
+    case APG_REQ_HEART_BEAT:
+        heartbeat(b, c, req);
+        break;
+    case APG_REQ_UNREGISTER_CLIENT:
+        unregister(b, c, req);
+        break;
+    case APG_REQ_GET_CONSUMER_LIST_BY_GROUP:
+        consumer_list(b, c, req);
+        break;
+    default:
+        apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not a client request");
+    }
+}
+
+bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
+                              char *out, size_t outlen)
+{
+    bool found = false;
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    for (struct apg_csub *s = g ? g->cg_subs : NULL; s; s = s->cs_next)
+        if (strcmp(s->cs_topic, topic) == 0) {
+            snprintf(out, outlen, "%s", s->cs_expr ? s->cs_expr : "*");
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&cl->cl_lock);
+    return found;
+}

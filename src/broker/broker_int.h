@@ -1,0 +1,262 @@
+/* Broker-internal declarations: the config tables (topics, subscription
+ * groups, consumer offsets), the client/consumer-group manager, and the pure
+ * send/pull helpers. Every table here is shared by all event-loop threads
+ * and guards itself with one mutex; lookups copy the entry out so no pointer
+ * into a table escapes its lock. */
+#ifndef APG_BROKER_BROKER_INT_H
+#define APG_BROKER_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/bjson.h"
+#include "broker/bmap.h"
+#include "common/buf.h"
+#include "common/err.h"
+
+#define APG_PERM_PRIORITY 8
+#define APG_PERM_READ 4
+#define APG_PERM_WRITE 2
+#define APG_PERM_INHERIT 1
+
+#define APG_TOPIC_MAX_LEN 127
+#define APG_TOPIC_MAX_LEN_RETRY 255
+#define APG_GROUP_MAX_LEN 120
+#define APG_NAME_CAP 256
+
+#define APG_DEFAULT_TOPIC "TBW102"
+#define APG_RETRY_PREFIX "%RETRY%"
+#define APG_DLQ_PREFIX "%DLQ%"
+
+/* ---- small files -------------------------------------------------------- */
+
+/* Writes path atomically: path.tmp, fsync, keep the old file as path.bak,
+ * rename. Creates the parent directory. */
+apg_err_t apg_bfile_write_atomic(const char *path, const void *data, size_t len, char *err,
+                                 size_t errlen);
+/* Reads a whole file into out (NUL-terminated past b_len). APG_ENOTFOUND
+ * when it does not exist. */
+apg_err_t apg_bfile_read(const char *path, struct apg_buf *out, char *err, size_t errlen);
+
+/* ---- data version ------------------------------------------------------- */
+
+struct apg_dver {
+    int64_t dv_counter;
+    int64_t dv_timestamp;
+};
+void apg_dver_next(struct apg_dver *v);
+apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b);
+
+/* ---- names -------------------------------------------------------------- */
+
+/* Validates a topic name (chars [%|a-zA-Z0-9_-], not blank, length); fills
+ * err with what is wrong. */
+apg_err_t apg_name_check_topic(const char *t, char *err, size_t errlen);
+apg_err_t apg_name_check_group(const char *g, char *err, size_t errlen);
+/* System topics producers may not write to. */
+bool apg_name_topic_send_forbidden(const char *t);
+
+/* ---- topic configs (topic_config.c) ------------------------------------- */
+
+enum apg_topic_filter { APG_TOPIC_SINGLE_TAG = 0, APG_TOPIC_MULTI_TAG = 1 };
+
+struct apg_topic_cfg {
+    char tc_name[APG_NAME_CAP];
+    int32_t tc_read_queues;
+    int32_t tc_write_queues;
+    int32_t tc_perm;
+    int32_t tc_sysflag;
+    enum apg_topic_filter tc_filter;
+    bool tc_order;
+};
+
+struct apg_topics {
+    pthread_mutex_t tp_lock;
+    struct apg_bmap tp_map; /* name -> struct apg_topic_cfg* (owned) */
+    struct apg_dver tp_version;
+    char *tp_path; /* <root>/config/topics.json */
+    bool tp_dirty;
+};
+
+/* Loads <root>/config/topics.json if present, then makes sure the built-in
+ * topics exist (TBW102 with perm 7 and default_queues when auto_create, the
+ * SELF_TEST_TOPIC, the cluster and broker-name topics, OFFSET_MOVED_EVENT).
+ * Returns owned: free with apg_topics_free(). NULL + err on a corrupt file. */
+struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t default_queues,
+                                   const char *cluster, const char *broker_name, char *err,
+                                   size_t errlen);
+void apg_topics_free(struct apg_topics *t);
+/* Copies the config of `name` into out; false when absent. */
+bool apg_topics_get(struct apg_topics *t, const char *name, struct apg_topic_cfg *out);
+/* Creates or replaces; bumps the data version and marks dirty. */
+apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc);
+/* Removes; false when absent. */
+bool apg_topics_delete(struct apg_topics *t, const char *name);
+/* Send-path lookup with RocketMQ's auto-create rules (TBW102 template with
+ * PERM_INHERIT, queues = min(default_qnums, template writeQueueNums), perm =
+ * template perm & ~INHERIT; %RETRY% topics get retry_queues queues).
+ * *created is set when a topic was created (caller re-registers with the
+ * NameServers). APG_ENOTFOUND when the topic is missing and cannot be
+ * created, with err saying why and what to change. */
+apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *topic,
+                                            const char *default_topic, int32_t default_qnums,
+                                            int32_t retry_queues, struct apg_topic_cfg *out,
+                                            bool *created, char *err, size_t errlen);
+/* Creates %RETRY%<group> (or any system-ish topic) with n queues, perm 6, if
+ * missing. *created tells whether it was new. */
+apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t queues, int32_t perm,
+                            bool *created);
+/* TopicConfigSerializeWrapper JSON: {"dataVersion":..,"topicConfigTable":{..}}. */
+apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b);
+/* Writes the file if anything changed since the last persist (force: always). */
+apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t errlen);
+void apg_topics_version(struct apg_topics *t, struct apg_dver *out);
+/* Encodes one TopicConfig object. */
+apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b);
+/* Decodes one TopicConfig object (absent fields get RocketMQ defaults). */
+apg_err_t apg_topic_cfg_decode(const struct apg_bjson *j, struct apg_topic_cfg *out, char *err,
+                               size_t errlen);
+
+/* ---- subscription groups (sub_group.c) ---------------------------------- */
+
+struct apg_group_cfg {
+    char gc_name[APG_NAME_CAP];
+    bool gc_consume_enable;
+    bool gc_consume_from_min_enable;
+    bool gc_consume_broadcast_enable;
+    bool gc_notify_ids_changed;
+    int32_t gc_retry_queues;
+    int32_t gc_retry_max_times;
+    int64_t gc_broker_id;
+    int64_t gc_which_broker_slow;
+};
+
+struct apg_groups {
+    pthread_mutex_t gp_lock;
+    struct apg_bmap gp_map; /* name -> struct apg_group_cfg* (owned) */
+    struct apg_dver gp_version;
+    char *gp_path;
+    bool gp_dirty;
+};
+
+void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name);
+apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
+                               size_t errlen);
+apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b);
+struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen);
+void apg_groups_free(struct apg_groups *g);
+bool apg_groups_get(struct apg_groups *g, const char *name, struct apg_group_cfg *out);
+/* Looks up; when absent and auto_create, creates it with defaults.
+ * APG_ENOTFOUND when absent and not auto-created. */
+apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool auto_create,
+                                   struct apg_group_cfg *out);
+apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc);
+bool apg_groups_delete(struct apg_groups *g, const char *name);
+/* SubscriptionGroupWrapper JSON. */
+apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b);
+apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen);
+
+/* ---- consumer offsets (broker_offset.c) --------------------------------- */
+
+struct apg_offsets {
+    pthread_mutex_t of_lock;
+    struct apg_bmap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
+    char *of_path;
+    bool of_dirty;
+};
+
+struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen);
+void apg_offsets_free(struct apg_offsets *o);
+/* Stores offset for (group, topic, queue); negative offsets are ignored
+ * (some clients send -1 for "nothing consumed yet"). */
+apg_err_t apg_offsets_commit(struct apg_offsets *o, const char *group, const char *topic,
+                             int32_t queue, int64_t offset);
+/* -1 when nothing is stored. */
+int64_t apg_offsets_query(struct apg_offsets *o, const char *group, const char *topic,
+                          int32_t queue);
+/* Drops every offset of a topic (all groups) or of a group (all topics). */
+void apg_offsets_drop_topic(struct apg_offsets *o, const char *topic);
+void apg_offsets_drop_group(struct apg_offsets *o, const char *group);
+/* {"offsetTable":{"topic@group":{"0":5,...},...}} */
+apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
+apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);
+
+/* ---- message helpers (broker_msg.c) ------------------------------------- */
+
+#define APG_PROP_NV_SEP '\x01'
+#define APG_PROP_SEP '\x02'
+
+/* Finds property `name` in an encoded property string; returns a pointer to
+ * the value inside props and its length, or NULL. */
+const char *apg_props_find(const char *props, size_t len, const char *name, size_t *vlen);
+/* Appends name\x01value\x02 to b. */
+apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value);
+
+/* Send request header, from SEND_MESSAGE (long names) or _V2/_BATCH (a..n). */
+struct apg_send_hdr {
+    const char *sh_group;
+    const char *sh_topic;
+    const char *sh_default_topic;
+    int32_t sh_default_qnums;
+    int32_t sh_queue_id;
+    int32_t sh_sysflag;
+    int64_t sh_born_ts;
+    int32_t sh_flag;
+    const char *sh_props; /* "" when absent */
+    int32_t sh_reconsume_times;
+    int32_t sh_max_reconsume_times; /* -1 when absent */
+    bool sh_unit_mode;
+    bool sh_batch;
+};
+
+struct apg_rcmd;
+/* Parses the send header; short = V2/batch names. Missing required field ->
+ * APG_EINVAL with err naming it. Strings borrow the command. */
+apg_err_t apg_send_hdr_parse(const struct apg_rcmd *c, bool short_names, struct apg_send_hdr *h,
+                             char *err, size_t errlen);
+
+/* One message of a SEND_BATCH_MESSAGE body (§4.5); pointers borrow body. */
+struct apg_batch_item {
+    int32_t bi_flag;
+    const uint8_t *bi_body;
+    uint32_t bi_body_len;
+    const char *bi_props;
+    uint16_t bi_props_len;
+};
+/* Iterates batch records: *pos starts at 0; returns APG_OK with an item,
+ * APG_ENOTFOUND at the end, APG_EPROTO for a malformed record. */
+apg_err_t apg_batch_next(const uint8_t *body, size_t len, size_t *pos, struct apg_batch_item *it,
+                         char *err, size_t errlen);
+
+/* Client-style unique id (§7.3) for messages that arrive without UNIQ_KEY:
+ * ip4 (network order bytes), pid, a per-process random, ms since the start
+ * of the month, counter. Thread-safe. */
+void apg_msgid_uniq(const uint8_t ip4[4], char out[33]);
+
+/* ---- pull helpers (broker_filter.c) ------------------------------------- */
+
+#define APG_FILTER_MAX_TAGS 32
+
+struct apg_tag_filter {
+    bool tf_all; /* "*" or empty */
+    uint32_t tf_n;
+    int32_t tf_codes[APG_FILTER_MAX_TAGS];
+    char tf_tags[APG_FILTER_MAX_TAGS][128];
+};
+
+/* Parses "TagA || TagB" / "*" into codes and exact tags. */
+apg_err_t apg_tag_filter_parse(const char *expr, struct apg_tag_filter *f, char *err,
+                               size_t errlen);
+bool apg_tag_filter_match_code(const struct apg_tag_filter *f, int64_t code);
+bool apg_tag_filter_match_tag(const struct apg_tag_filter *f, const char *tag, size_t len);
+
+/* Outcome of a pull that found no message, from the store's offsets. */
+enum apg_pull_outcome {
+    APG_PULL_FOUND,
+    APG_PULL_NOT_FOUND,       /* code 19 */
+    APG_PULL_RETRY_IMMEDIATE, /* code 20 */
+    APG_PULL_OFFSET_MOVED,    /* code 21 */
+};
+
+#endif

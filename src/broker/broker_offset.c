@@ -1,0 +1,237 @@
+/* Consumer offset table: (topic@group, queueId) -> committed offset, and
+ * <storePathRootDir>/config/consumerOffset.json
+ * ({"offsetTable":{"topic@group":{"0":5,...}}}; fastjson's unquoted integer
+ * keys are accepted on load).
+ *
+ * Threads: updated from every loop (UPDATE_CONSUMER_OFFSET and the commit
+ * piggy-backed on pulls), read by QUERY_CONSUMER_OFFSET, persisted by the
+ * broker's service thread; one mutex. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_int.h"
+#include "common/mem.h"
+
+struct apg_off_row {
+    int32_t or_n;      /* slots in or_off */
+    int64_t or_off[1]; /* -1 = none; grows */
+};
+
+static struct apg_off_row *row_grow(struct apg_off_row *r, int32_t queue)
+{
+    int32_t old = r ? r->or_n : 0;
+    if (queue < old)
+        return r;
+    int32_t n = old ? old : 8;
+    while (n <= queue)
+        n *= 2;
+    struct apg_off_row *nr = apg_realloc(r, sizeof(*nr) + sizeof(int64_t) * (size_t)n);
+    if (!nr)
+        return NULL;
+    for (int32_t i = old; i < n; i++)
+        nr->or_off[i] = -1;
+    nr->or_n = n;
+    return nr;
+}
+
+static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queue, int64_t off)
+{
+    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    struct apg_off_row *nr = row_grow(r, queue);
+    if (!nr)
+        return APG_ENOMEM;
+    if (nr != r && apg_bmap_put(&o->of_map, key, nr, NULL)) {
+        if (!r)
+            apg_free(nr);
+        return APG_ENOMEM;
+    }
+    nr->or_off[queue] = off;
+    o->of_dirty = true;
+    return APG_OK;
+}
+
+struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
+{
+    struct apg_offsets *o = apg_calloc(1, sizeof(*o));
+    if (!o) {
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&o->of_lock, NULL);
+    apg_bmap_init(&o->of_map);
+    size_t n = strlen(root) + 40;
+    o->of_path = apg_malloc(n);
+    if (!o->of_path) {
+        apg_offsets_free(o);
+        return NULL;
+    }
+    snprintf(o->of_path, n, "%s/config/consumerOffset.json", root);
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_bfile_read(o->of_path, &b, err, errlen);
+    if (e == APG_OK) {
+        struct apg_bjson *rj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
+        if (!rj) {
+            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
+                     o->of_path, o->of_path);
+            apg_buf_free(&b);
+            apg_offsets_free(o);
+            return NULL;
+        }
+        const struct apg_bjson *tab = apg_bjson_get(rj, "offsetTable");
+        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+            if (k->bj_type != APG_BJSON_OBJ || !k->bj_key)
+                continue;
+            for (const struct apg_bjson *q = k->bj_kid; q; q = q->bj_next) {
+                long qid = strtol(q->bj_key ? q->bj_key : "-1", NULL, 10);
+                int64_t off = apg_bjson_i64(q, -1);
+                if (qid >= 0 && qid < 65536 && off >= 0)
+                    set_locked(o, k->bj_key, (int32_t)qid, off);
+            }
+        }
+        apg_bjson_free(rj);
+        o->of_dirty = false;
+    } else if (e != APG_ENOTFOUND) {
+        apg_buf_free(&b);
+        apg_offsets_free(o);
+        return NULL;
+    }
+    apg_buf_free(&b);
+    return o;
+}
+
+void apg_offsets_free(struct apg_offsets *o)
+{
+    if (!o)
+        return;
+    size_t pos;
+    for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
+         e = apg_bmap_next(&o->of_map, e, &pos))
+        apg_free(e->me_val);
+    apg_bmap_clear(&o->of_map);
+    pthread_mutex_destroy(&o->of_lock);
+    apg_free(o->of_path);
+    apg_free(o);
+}
+
+static void make_key(char *key, size_t n, const char *topic, const char *group)
+{
+    snprintf(key, n, "%s@%s", topic, group);
+}
+
+apg_err_t apg_offsets_commit(struct apg_offsets *o, const char *group, const char *topic,
+                             int32_t queue, int64_t offset)
+{
+    if (offset < 0 || queue < 0 || queue >= 65536)
+        return APG_OK;
+    char key[2 * APG_NAME_CAP + 2];
+    make_key(key, sizeof(key), topic, group);
+    pthread_mutex_lock(&o->of_lock);
+    apg_err_t e = set_locked(o, key, queue, offset);
+    pthread_mutex_unlock(&o->of_lock);
+    return e;
+}
+
+int64_t apg_offsets_query(struct apg_offsets *o, const char *group, const char *topic,
+                          int32_t queue)
+{
+    char key[2 * APG_NAME_CAP + 2];
+    make_key(key, sizeof(key), topic, group);
+    pthread_mutex_lock(&o->of_lock);
+    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    int64_t v = r && queue >= 0 && queue < r->or_n ? r->or_off[queue] : -1;
+    pthread_mutex_unlock(&o->of_lock);
+    return v;
+}
+
+/* Drops rows whose key matches: part 0 = topic before '@', 1 = group after. */
+static void drop_matching(struct apg_offsets *o, const char *name, int part)
+{
+    pthread_mutex_lock(&o->of_lock);
+    size_t pos;
+    bool again = true;
+    while (again) {
+        again = false;
+        for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
+             e = apg_bmap_next(&o->of_map, e, &pos)) {
+            const char *at = strchr(e->me_key, '@');
+            if (!at)
+                continue;
+            bool hit = part == 0 ? (strlen(name) == (size_t)(at - e->me_key) &&
+                                    strncmp(e->me_key, name, (size_t)(at - e->me_key)) == 0)
+                                 : strcmp(at + 1, name) == 0;
+            if (hit) {
+                char key[2 * APG_NAME_CAP + 2];
+                snprintf(key, sizeof(key), "%s", e->me_key);
+                apg_free(apg_bmap_del(&o->of_map, key));
+                o->of_dirty = true;
+                again = true;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&o->of_lock);
+}
+
+void apg_offsets_drop_topic(struct apg_offsets *o, const char *topic)
+{
+    drop_matching(o, topic, 0);
+}
+
+void apg_offsets_drop_group(struct apg_offsets *o, const char *group)
+{
+    drop_matching(o, group, 1);
+}
+
+apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
+{
+    pthread_mutex_lock(&o->of_lock);
+    apg_err_t e = apg_buf_append_str(b, "{\"offsetTable\":{");
+    size_t pos;
+    bool first = true;
+    for (struct apg_bmap_ent *it = apg_bmap_first(&o->of_map, &pos); !e && it;
+         it = apg_bmap_next(&o->of_map, it, &pos)) {
+        struct apg_off_row *r = it->me_val;
+        if (!first)
+            e = apg_buf_append(b, ",", 1);
+        first = false;
+        if (!e)
+            e = apg_bjson_put_str(b, it->me_key);
+        if (!e)
+            e = apg_buf_append(b, ":{", 2);
+        bool f2 = true;
+        for (int32_t q = 0; !e && q < r->or_n; q++) {
+            if (r->or_off[q] < 0)
+                continue;
+            e = apg_buf_printf(b, "%s\"%d\":%lld", f2 ? "" : ",", q, (long long)r->or_off[q]);
+            f2 = false;
+        }
+        if (!e)
+            e = apg_buf_append(b, "}", 1);
+    }
+    if (!e)
+        e = apg_buf_append_str(b, "}}");
+    pthread_mutex_unlock(&o->of_lock);
+    return e;
+}
+
+apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&o->of_lock);
+    bool dirty = o->of_dirty;
+    o->of_dirty = false;
+    pthread_mutex_unlock(&o->of_lock);
+    if (!dirty && !force)
+        return APG_OK;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_offsets_encode(o, &b);
+    if (!e)
+        e = apg_bfile_write_atomic(o->of_path, b.b_data, b.b_len, err, errlen);
+    apg_buf_free(&b);
+    if (e) {
+        pthread_mutex_lock(&o->of_lock);
+        o->of_dirty = true;
+        pthread_mutex_unlock(&o->of_lock);
+    }
+    return e;
+}

@@ -1,0 +1,474 @@
+/* SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320).
+ *
+ * Everything happens in the connection's loop thread: parse the header,
+ * validate (broker/topic write permission, names, queue id, body and
+ * property sizes), auto-create the topic through TBW102, add UNIQ_KEY (when
+ * the client did not) and CLUSTER, compute the tag hash, append to the store
+ * and reply. Under SYNC_FLUSH the reply waits for the store's group-commit
+ * acknowledgement: the flush thread queues the finished send on the
+ * connection loop's bl_acks list and posts one drain per batch, so there is
+ * no per-message thread hand-off on the way in and one wake-up per flush on
+ * the way out. br_sync_pending bounds how many sends may wait for the disk;
+ * past it the broker answers SYSTEM_BUSY instead of buffering without limit.
+ *
+ * Refusals keep RocketMQ's response codes and say what to change. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_rt.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "store/msg.h"
+
+#define BATCH_MAX 4096
+
+/* A send waiting for its SYNC_FLUSH acknowledgement. */
+struct apg_sync_ack {
+    struct apg_sync_ack *sa_next;
+    struct apg_broker *sa_broker;
+    struct apg_conn *sa_conn; /* referenced */
+    int32_t sa_opaque;
+    uint8_t sa_serialize;
+    bool sa_oneway;
+    apg_err_t sa_rc;
+    int32_t sa_queue_id;
+    int64_t sa_queue_offset;
+    char sa_uniq[80];
+    char *sa_msgid; /* owned; comma-joined for batches */
+};
+
+static void fill_host(struct apg_host *h, const char *peer)
+{
+    memset(h, 0, sizeof(*h));
+    char ip[64];
+    const char *colon = peer ? strrchr(peer, ':') : NULL;
+    if (!colon || (size_t)(colon - peer) >= sizeof(ip))
+        return;
+    memcpy(ip, peer, (size_t)(colon - peer));
+    ip[colon - peer] = 0;
+    h->h_port = (uint32_t)atoi(colon + 1);
+    if (inet_pton(AF_INET, ip, h->h_addr) == 1)
+        return;
+    char *ip6 = ip;
+    if (ip6[0] == '[') {
+        ip6++;
+        char *e = strchr(ip6, ']');
+        if (e)
+            *e = 0;
+    }
+    if (inet_pton(AF_INET6, ip6, h->h_addr) == 1)
+        h->h_v6 = true;
+}
+
+static void send_response(struct apg_conn *c, int32_t opaque, uint8_t ser, int32_t code,
+                          const char *remark, const char *msgid, int32_t qid, int64_t qoff,
+                          const char *uniq)
+{
+    struct apg_rcmd req = {0};
+    req.opaque = opaque;
+    req.serialize = ser;
+    struct apg_rcmd resp;
+    apg_rcmd_init_response(&resp, &req, code, remark);
+    char q[16], o[24];
+    if (code == APG_RESP_SUCCESS || code == APG_RESP_FLUSH_DISK_TIMEOUT) {
+        snprintf(q, sizeof(q), "%d", qid);
+        snprintf(o, sizeof(o), "%lld", (long long)qoff);
+        apg_rcmd_ext_add(&resp, "msgId", msgid);
+        apg_rcmd_ext_add(&resp, "queueId", q);
+        apg_rcmd_ext_add(&resp, "queueOffset", o);
+        if (uniq && uniq[0])
+            apg_rcmd_ext_add(&resp, "transactionId", uniq);
+        apg_rcmd_ext_add(&resp, "MSG_REGION", "DefaultRegion");
+        apg_rcmd_ext_add(&resp, "TRACE_ON", "true");
+    }
+    apg_conn_send(c, &resp, NULL, 0);
+}
+
+/* Per loop thread: the property buffer sends are built in, kept between
+ * requests so a send allocates nothing once it has grown. */
+static __thread struct apg_buf loop_props;
+
+void apg_broker_send_loop_stop(void)
+{
+    apg_buf_free(&loop_props);
+}
+
+void apg_broker_send_drain(void *arg)
+{
+    struct apg_bloop *bl = arg;
+    pthread_mutex_lock(&bl->bl_ack_lock);
+    struct apg_sync_ack *list = bl->bl_acks;
+    bl->bl_acks = NULL;
+    bl->bl_ack_posted = false;
+    pthread_mutex_unlock(&bl->bl_ack_lock);
+    /* The list is newest-first; answer in arrival order. */
+    struct apg_sync_ack *rev = NULL;
+    while (list) {
+        struct apg_sync_ack *n = list->sa_next;
+        list->sa_next = rev;
+        rev = list;
+        list = n;
+    }
+    while (rev) {
+        struct apg_sync_ack *a = rev;
+        rev = a->sa_next;
+        if (!a->sa_oneway && !apg_conn_is_closed(a->sa_conn)) {
+            if (a->sa_rc == APG_OK)
+                send_response(a->sa_conn, a->sa_opaque, a->sa_serialize, APG_RESP_SUCCESS, NULL,
+                              a->sa_msgid, a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
+            else if (a->sa_rc == APG_ETIMEDOUT)
+                send_response(a->sa_conn, a->sa_opaque, a->sa_serialize,
+                              APG_RESP_FLUSH_DISK_TIMEOUT,
+                              "stored, but the disk flush did not finish within syncFlushTimeout",
+                              a->sa_msgid, a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
+            else
+                send_response(a->sa_conn, a->sa_opaque, a->sa_serialize,
+                              APG_RESP_SERVICE_NOT_AVAILABLE,
+                              "the store failed to fsync the commit log and no longer accepts "
+                              "writes; check the disk and restart the broker",
+                              NULL, 0, 0, NULL);
+        }
+        atomic_fetch_sub(&a->sa_broker->br_sync_pending, 1);
+        apg_conn_unref(a->sa_conn);
+        apg_free(a->sa_msgid);
+        apg_free(a);
+    }
+}
+
+/* Store flush thread. */
+static void on_ack(void *ud, apg_err_t rc)
+{
+    struct apg_sync_ack *a = ud;
+    struct apg_broker *b = a->sa_broker;
+    struct apg_bloop *bl = &b->br_loops[apg_conn_loop_index(a->sa_conn)];
+    a->sa_rc = rc;
+    pthread_mutex_lock(&bl->bl_ack_lock);
+    a->sa_next = bl->bl_acks;
+    bl->bl_acks = a;
+    bool post = !bl->bl_ack_posted;
+    bl->bl_ack_posted = true;
+    pthread_mutex_unlock(&bl->bl_ack_lock);
+    if (post && apg_net_server_post(b->br_srv, bl->bl_idx, apg_broker_send_drain, bl) != APG_OK) {
+        /* Shutting down: the loop will not run again; free what we queued. */
+        pthread_mutex_lock(&bl->bl_ack_lock);
+        bl->bl_ack_posted = false;
+        pthread_mutex_unlock(&bl->bl_ack_lock);
+    }
+}
+
+static int32_t store_err_code(apg_err_t e)
+{
+    switch (e) {
+    case APG_EINVAL:
+    case APG_ETOOBIG:
+        return APG_RESP_MESSAGE_ILLEGAL;
+    case APG_EDISKFULL:
+    case APG_EFSYNC:
+    case APG_ECLOSED:
+    case APG_ESHUTDOWN:
+        return APG_RESP_SERVICE_NOT_AVAILABLE;
+    case APG_EBUSY:
+        return APG_RESP_SYSTEM_BUSY;
+    default:
+        return APG_RESP_SYSTEM_ERROR;
+    }
+}
+
+/* Builds the stored property string: the client's, plus UNIQ_KEY when
+ * missing, plus CLUSTER. Writes the UNIQ_KEY value into uniq. */
+static apg_err_t build_props(struct apg_broker *b, const char *props, size_t len,
+                             struct apg_buf *out, char *uniq, size_t uniqlen)
+{
+    apg_err_t e = apg_buf_append(out, props, len);
+    if (len && props[len - 1] != APG_PROP_SEP && !e)
+        e = apg_buf_append(out, "\x02", 1);
+    size_t vl;
+    const char *v = apg_props_find(props, len, "UNIQ_KEY", &vl);
+    if (v) {
+        snprintf(uniq, uniqlen, "%.*s", (int)vl, v);
+    } else {
+        char id[33];
+        apg_msgid_uniq(b->br_ip4, id);
+        snprintf(uniq, uniqlen, "%s", id);
+        if (!e)
+            e = apg_props_append(out, "UNIQ_KEY", id);
+    }
+    if (!e && !apg_props_find(props, len, "CLUSTER", &vl))
+        e = apg_props_append(out, "CLUSTER", b->br_cluster);
+    return e;
+}
+
+static int64_t tags_code(const char *props, size_t len)
+{
+    size_t vl;
+    const char *v = apg_props_find(props, len, "TAGS", &vl);
+    return v && vl ? (int64_t)apg_java_hash(v, vl) : 0;
+}
+
+void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                          const struct apg_msg_in *msgs, int n, int32_t qid, const char *uniq,
+                          bool want_sync)
+{
+    char err[512], remark[768];
+    if (want_sync && atomic_load(&b->br_sync_pending) >= b->br_sync_pending_max) {
+        snprintf(remark, sizeof(remark),
+                 "[PC_SYNCHRONIZED] broker busy: %ld sends are already waiting for the disk flush "
+                 "(flushDiskType=SYNC_FLUSH); retry later or use ASYNC_FLUSH",
+                 (long)atomic_load(&b->br_sync_pending));
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_BUSY, remark);
+        return;
+    }
+    struct apg_put_result one_res, *res = &one_res;
+    if (n > 1 && !(res = apg_calloc((size_t)n, sizeof(*res)))) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    struct apg_sync_ack *ack = NULL;
+    if (want_sync) {
+        ack = apg_calloc(1, sizeof(*ack));
+        if (!ack) {
+            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            goto done;
+        }
+    }
+    if (ack) {
+        /* on_ack may run on the flush thread as soon as the put is in, and
+         * it needs the connection; the reply fields filled after the put
+         * are only read by the drain, which runs on this thread later. */
+        atomic_fetch_add(&b->br_sync_pending, 1);
+        ack->sa_broker = b;
+        apg_conn_ref(c);
+        ack->sa_conn = c;
+        ack->sa_opaque = req->opaque;
+        ack->sa_serialize = req->serialize;
+        ack->sa_oneway = apg_rcmd_is_oneway(req);
+        ack->sa_queue_id = qid;
+        snprintf(ack->sa_uniq, sizeof(ack->sa_uniq), "%s", uniq);
+    }
+    err[0] = 0;
+    apg_err_t e =
+        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : NULL, ack, err, sizeof(err));
+    if (e) {
+        if (ack) {
+            atomic_fetch_sub(&b->br_sync_pending, 1);
+            apg_conn_unref(c);
+        }
+        apg_free(ack);
+        snprintf(remark, sizeof(remark), "the store refused the message: %s",
+                 err[0] ? err : apg_strerror(e));
+        apg_broker_reply(c, req, store_err_code(e), remark);
+        goto done;
+    }
+    struct apg_buf ids = APG_BUF_INIT;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        apg_store_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
+        if (i)
+            apg_buf_append(&ids, ",", 1);
+        apg_buf_append_str(&ids, id);
+    }
+    apg_buf_append(&ids, "", 1);
+    if (ack) {
+        ack->sa_queue_offset = res[0].pr_queue_offset;
+        ack->sa_msgid = (char *)ids.b_data;
+        ids.b_data = NULL;
+    } else if (!apg_rcmd_is_oneway(req)) {
+        send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL,
+                      (const char *)ids.b_data, qid, res[0].pr_queue_offset, uniq);
+    }
+    apg_buf_free(&ids);
+done:
+    if (res != &one_res)
+        apg_free(res);
+}
+
+void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[512], remark[768];
+    struct apg_send_hdr h;
+    bool batch = req->code == APG_REQ_SEND_BATCH_MESSAGE;
+    bool short_names = req->code != APG_REQ_SEND_MESSAGE;
+    if (apg_send_hdr_parse(req, short_names, &h, err, sizeof(err))) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
+        return;
+    }
+    if (!(b->br_perm & APG_PERM_WRITE)) {
+        snprintf(remark, sizeof(remark),
+                 "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
+                 b->br_addr, b->br_perm);
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        return;
+    }
+    if (apg_name_check_topic(h.sh_topic, err, sizeof(err))) {
+        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        return;
+    }
+    if (apg_name_topic_send_forbidden(h.sh_topic)) {
+        snprintf(remark, sizeof(remark), "sending to the system topic %s is not allowed",
+                 h.sh_topic);
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        return;
+    }
+    struct apg_topic_cfg tc;
+    bool created = false;
+    if (apg_topics_get_or_create_for_send(b->br_topics, h.sh_topic, h.sh_default_topic,
+                                          h.sh_default_qnums, 1, &tc, &created, err, sizeof(err))) {
+        apg_broker_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, err);
+        return;
+    }
+    if (created)
+        apg_broker_request_register(b);
+    if (!(tc.tc_perm & APG_PERM_WRITE)) {
+        snprintf(remark, sizeof(remark),
+                 "topic %s is not writable (perm %d); update it with perm 6 (mqadmin updateTopic "
+                 "-t %s -p 6)",
+                 h.sh_topic, tc.tc_perm, h.sh_topic);
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        return;
+    }
+    int32_t nq = tc.tc_write_queues > tc.tc_read_queues ? tc.tc_write_queues : tc.tc_read_queues;
+    int32_t qid = h.sh_queue_id;
+    if (qid >= nq) {
+        snprintf(remark, sizeof(remark),
+                 "queueId %d is out of range for topic %s, which has %d queues (0..%d)", qid,
+                 h.sh_topic, nq, nq - 1);
+        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, remark);
+        return;
+    }
+    if (qid < 0)
+        qid = (int32_t)(atomic_fetch_add(&b->br_rr, 1) % (unsigned)tc.tc_write_queues);
+    if (req->body_len > b->br_max_msg_size && !batch) {
+        snprintf(remark, sizeof(remark),
+                 "the message body is %u bytes, larger than the broker's maxMessageSize of %u "
+                 "bytes; send a smaller message or raise maxMessageSize in the broker config",
+                 req->body_len, b->br_max_msg_size);
+        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        return;
+    }
+    size_t hp_len = strlen(h.sh_props);
+    if (hp_len > 32767) {
+        snprintf(remark, sizeof(remark),
+                 "the message properties are %zu bytes; the limit is 32767 (fewer or shorter "
+                 "keys and user properties)",
+                 hp_len);
+        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        return;
+    }
+    size_t wl;
+    const char *wait = apg_props_find(h.sh_props, hp_len, "WAIT", &wl);
+    bool want_sync = b->br_sync_flush && !(wait && wl == 5 && strncmp(wait, "false", 5) == 0);
+
+    apg_buf_reset(&loop_props);
+    struct apg_host born;
+    fill_host(&born, apg_conn_peer(c));
+    int32_t sysflag = h.sh_sysflag;
+    if (tc.tc_filter == APG_TOPIC_MULTI_TAG)
+        sysflag |= APG_SYSFLAG_MULTI_TAGS;
+
+    int n = 0;
+    struct apg_msg_in one, *msgs = &one;
+    size_t *poff = NULL, *plen = NULL;
+    char uniq[80] = "";
+    if (!batch) {
+        if (build_props(b, h.sh_props, hp_len, &loop_props, uniq, sizeof(uniq))) {
+            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            return;
+        }
+        memset(&one, 0, sizeof(one));
+        one.mi_body = req->body;
+        one.mi_body_len = req->body_len;
+        one.mi_flag = h.sh_flag;
+        n = 1;
+        if (loop_props.b_len > 32767) {
+            apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL,
+                             "the message properties exceed 32767 bytes");
+            return;
+        }
+        one.mi_props = (const char *)loop_props.b_data;
+        one.mi_props_len = loop_props.b_len;
+        one.mi_tags_code = tags_code(one.mi_props, one.mi_props_len);
+    } else {
+        if (req->body_len > b->br_max_msg_size) {
+            snprintf(remark, sizeof(remark),
+                     "the batch is %u bytes, larger than the broker's maxMessageSize of %u bytes; "
+                     "split it or raise maxMessageSize",
+                     req->body_len, b->br_max_msg_size);
+            apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+            return;
+        }
+        msgs = apg_calloc(BATCH_MAX, sizeof(*msgs));
+        poff = apg_calloc(BATCH_MAX, sizeof(*poff));
+        plen = apg_calloc(BATCH_MAX, sizeof(*plen));
+        if (!msgs || !poff || !plen) {
+            apg_free(msgs);
+            apg_free(poff);
+            apg_free(plen);
+            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            return;
+        }
+        size_t pos = 0;
+        struct apg_batch_item it;
+        apg_err_t e;
+        while ((e = apg_batch_next(req->body, req->body_len, &pos, &it, err, sizeof(err))) ==
+               APG_OK) {
+            if (n >= BATCH_MAX) {
+                snprintf(err, sizeof(err), "a batch may hold at most %d messages", BATCH_MAX);
+                e = APG_EINVAL;
+                break;
+            }
+            size_t dl;
+            if (apg_props_find(it.bi_props, it.bi_props_len, "DELAY", &dl)) {
+                snprintf(err, sizeof(err), "batch messages cannot carry a delay level");
+                e = APG_EINVAL;
+                break;
+            }
+            poff[n] = loop_props.b_len;
+            char u[80];
+            if (build_props(b, it.bi_props, it.bi_props_len, &loop_props, u, sizeof(u))) {
+                snprintf(err, sizeof(err), "out of memory");
+                e = APG_ENOMEM;
+                break;
+            }
+            if (n == 0)
+                snprintf(uniq, sizeof(uniq), "%s", u);
+            plen[n] = loop_props.b_len - poff[n];
+            msgs[n].mi_body = it.bi_body;
+            msgs[n].mi_body_len = it.bi_body_len;
+            msgs[n].mi_flag = it.bi_flag;
+            n++;
+        }
+        if (e != APG_ENOTFOUND || n == 0) {
+            if (n == 0 && e == APG_ENOTFOUND)
+                snprintf(err, sizeof(err), "the batch body holds no message");
+            apg_free(msgs);
+            apg_free(poff);
+            apg_free(plen);
+            apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, err);
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            msgs[i].mi_props = (const char *)loop_props.b_data + poff[i];
+            msgs[i].mi_props_len = plen[i];
+            msgs[i].mi_tags_code = tags_code(msgs[i].mi_props, plen[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        msgs[i].mi_topic = h.sh_topic;
+        msgs[i].mi_topic_len = strlen(h.sh_topic);
+        msgs[i].mi_queue_id = qid;
+        msgs[i].mi_sysflag = sysflag;
+        msgs[i].mi_born_ts = h.sh_born_ts;
+        msgs[i].mi_born_host = born;
+        msgs[i].mi_reconsume_times = h.sh_reconsume_times;
+    }
+
+    apg_broker_put_reply(b, c, req, msgs, n, qid, uniq, want_sync);
+    if (msgs != &one) {
+        apg_free(msgs);
+        apg_free(poff);
+        apg_free(plen);
+    }
+}

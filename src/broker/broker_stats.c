@@ -1,0 +1,206 @@
+/* Runtime statistics and GET_BROKER_RUNTIME_INFO (28, wire doc §9.3).
+ *
+ * Counters: messages stored come from the store (ss_put_count, every record
+ * appended since open, retry and DLQ copies included); messages delivered are
+ * counted by the pull processor (br_get_total, records returned to
+ * consumers). The service thread calls apg_broker_stats_tick about once a
+ * second: it appends a (time, put, get) sample to a ring covering ten minutes,
+ * from which the 10 s / 60 s / 600 s rates of putTps and getTransferredTps
+ * are computed, and at local midnight it shifts the "morning" totals
+ * (msgPutTotalTodayMorning / YesterdayMorning; before the first midnight
+ * since start they are the totals at start, i.e. 0).
+ *
+ * The reply is a KVTable JSON body {"table":{key:value,...}}, all values
+ * strings, which is what `mqadmin brokerStatus` and `clusterList` read.
+ *
+ * Threads: the ring and the morning totals are written by the service thread
+ * and read by loop threads under br_stat_lock. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "apogee_version.h"
+#include "broker/broker_rt.h"
+#include "common/mem.h"
+
+apg_err_t apg_broker_stats_init(struct apg_broker *b)
+{
+    b->br_samples = apg_calloc(APG_BSTAT_RING, sizeof(*b->br_samples));
+    if (!b->br_samples)
+        return APG_ENOMEM;
+    pthread_mutex_init(&b->br_stat_lock, NULL);
+    b->br_boot_ms = apg_broker_now_ms();
+    b->br_day = -1;
+    return APG_OK;
+}
+
+void apg_broker_stats_free(struct apg_broker *b)
+{
+    if (!b->br_samples)
+        return;
+    pthread_mutex_destroy(&b->br_stat_lock);
+    apg_free(b->br_samples);
+    b->br_samples = NULL;
+}
+
+/* Local calendar day number of ms (days since the epoch, local time). */
+static int64_t local_day(int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    return (int64_t)(t + tm.tm_gmtoff) / 86400;
+}
+
+static int64_t put_total(struct apg_broker *b)
+{
+    struct apg_store_stats ss;
+    apg_store_stats(b->br_store, &ss);
+    return (int64_t)ss.ss_put_count;
+}
+
+void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms)
+{
+    int64_t put = put_total(b);
+    int64_t get = atomic_load_explicit(&b->br_get_total, memory_order_relaxed);
+    int64_t day = local_day(now_ms);
+    pthread_mutex_lock(&b->br_stat_lock);
+    if (b->br_day >= 0 && day != b->br_day) {
+        b->br_put_morning[1] = b->br_put_morning[0];
+        b->br_get_morning[1] = b->br_get_morning[0];
+        b->br_put_morning[0] = put;
+        b->br_get_morning[0] = get;
+    }
+    b->br_day = day;
+    struct apg_bstat_sample *s = &b->br_samples[b->br_sample_pos];
+    s->bs_ms = now_ms;
+    s->bs_put = put;
+    s->bs_get = get;
+    b->br_sample_pos = (b->br_sample_pos + 1) % APG_BSTAT_RING;
+    if (b->br_nsamples < APG_BSTAT_RING)
+        b->br_nsamples++;
+    pthread_mutex_unlock(&b->br_stat_lock);
+}
+
+/* Rate per second over about `secs` seconds, from the newest sample back to
+ * the oldest one at most secs old. Caller holds br_stat_lock. */
+static void rate(const struct apg_broker *b, int secs, double *put, double *get)
+{
+    *put = *get = 0;
+    if (b->br_nsamples < 2)
+        return;
+    int newest = (b->br_sample_pos + APG_BSTAT_RING - 1) % APG_BSTAT_RING;
+    const struct apg_bstat_sample *n = &b->br_samples[newest], *o = n;
+    for (int k = 1; k < b->br_nsamples; k++) {
+        const struct apg_bstat_sample *c =
+            &b->br_samples[(newest + APG_BSTAT_RING - k) % APG_BSTAT_RING];
+        if (n->bs_ms - c->bs_ms > (int64_t)secs * 1000 + 500)
+            break;
+        o = c;
+    }
+    if (n->bs_ms <= o->bs_ms)
+        return;
+    double dt = (double)(n->bs_ms - o->bs_ms) / 1000.0;
+    *put = (double)(n->bs_put - o->bs_put) / dt;
+    *get = (double)(n->bs_get - o->bs_get) / dt;
+}
+
+static void kv(struct apg_buf *out, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void kv(struct apg_buf *out, const char *key, const char *fmt, ...)
+{
+    char v[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    if (out->b_len && out->b_data[out->b_len - 1] != '{')
+        apg_buf_append(out, ",", 1);
+    apg_bjson_put_str(out, key);
+    apg_buf_append(out, ":", 1);
+    apg_bjson_put_str(out, v);
+}
+
+static void human_bytes(uint64_t n, char *out, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%.2f %s", v, units[u]);
+}
+
+void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req)
+{
+    if (apg_rcmd_is_oneway(req))
+        return;
+    struct apg_store_stats ss;
+    apg_store_stats(b->br_store, &ss);
+    int64_t now = apg_broker_now_ms();
+    int64_t get = atomic_load_explicit(&b->br_get_total, memory_order_relaxed);
+    double p10, g10, p60, g60, p600, g600;
+    int64_t put_m[2], get_m[2];
+    pthread_mutex_lock(&b->br_stat_lock);
+    rate(b, 10, &p10, &g10);
+    rate(b, 60, &p60, &g60);
+    rate(b, 600, &p600, &g600);
+    memcpy(put_m, b->br_put_morning, sizeof(put_m));
+    memcpy(get_m, b->br_get_morning, sizeof(get_m));
+    pthread_mutex_unlock(&b->br_stat_lock);
+
+    int64_t up = (now - b->br_boot_ms) / 1000;
+    struct apg_buf out = APG_BUF_INIT;
+    apg_buf_append_str(&out, "{\"table\":{");
+    kv(&out, "brokerVersionDesc", "%s", APOGEE_RMQ_VERSION_DESC);
+    kv(&out, "brokerVersion", "%d", APOGEE_RMQ_VERSION_ORDINAL);
+    kv(&out, "apogeeVersion", "%s", APOGEE_VERSION);
+    kv(&out, "brokerActive", "true");
+    kv(&out, "bootTimestamp", "%lld", (long long)b->br_boot_ms);
+    kv(&out, "runtime", "[ %lld days, %lld hours, %lld minutes, %lld seconds ]",
+       (long long)(up / 86400), (long long)(up % 86400 / 3600), (long long)(up % 3600 / 60),
+       (long long)(up % 60));
+    kv(&out, "msgPutTotalYesterdayMorning", "%lld", (long long)put_m[1]);
+    kv(&out, "msgPutTotalTodayMorning", "%lld", (long long)put_m[0]);
+    kv(&out, "msgPutTotalTodayNow", "%llu", (unsigned long long)ss.ss_put_count);
+    kv(&out, "msgGetTotalYesterdayMorning", "%lld", (long long)get_m[1]);
+    kv(&out, "msgGetTotalTodayMorning", "%lld", (long long)get_m[0]);
+    kv(&out, "msgGetTotalTodayNow", "%lld", (long long)get);
+    kv(&out, "putTps", "%.1f %.1f %.1f", p10, p60, p600);
+    kv(&out, "getTransferredTps", "%.1f %.1f %.1f", g10, g60, g600);
+    kv(&out, "putMessageTimesTotal", "%llu", (unsigned long long)ss.ss_put_count);
+    kv(&out, "putMessageSizeTotal", "%llu", (unsigned long long)ss.ss_put_bytes);
+    kv(&out, "putMessageAverageSize", "%.1f",
+       ss.ss_put_count ? (double)ss.ss_put_bytes / (double)ss.ss_put_count : 0.0);
+    kv(&out, "commitLogMinOffset", "%lld", (long long)ss.ss_min_phys_offset);
+    kv(&out, "commitLogMaxOffset", "%lld", (long long)ss.ss_max_phys_offset);
+    kv(&out, "remainHowManyDataToFlush", "%lld",
+       (long long)(ss.ss_max_phys_offset - ss.ss_flushed_phys_offset));
+    kv(&out, "dispatchBehindBytes", "0");
+    kv(&out, "pageCacheLockTimeMills", "0");
+    kv(&out, "commitLogDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
+    kv(&out, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
+    kv(&out, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
+    kv(&out, "sendThreadPoolQueueCapacity", "%ld", b->br_sync_pending_max);
+    kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
+    kv(&out, "storeLastError", "%s", ss.ss_last_error);
+    const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);
+    char cldir[1100];
+    snprintf(cldir, sizeof(cldir), "%s", cl && cl[0] ? cl : b->br_root);
+    struct statvfs vfs;
+    if (statvfs(cldir, &vfs) == 0) {
+        char tot[32], fr[32];
+        human_bytes((uint64_t)vfs.f_blocks * vfs.f_frsize, tot, sizeof(tot));
+        human_bytes((uint64_t)vfs.f_bavail * vfs.f_frsize, fr, sizeof(fr));
+        kv(&out, "commitLogDirCapacity", "Total : %s, Free : %s.", tot, fr);
+    }
+    apg_buf_append_str(&out, "}}");
+    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
+    apg_buf_free(&out);
+}

@@ -1,0 +1,247 @@
+/* Subscription group table (SubscriptionGroupConfig per consumer group) and
+ * <storePathRootDir>/config/subscriptionGroup.json in the
+ * SubscriptionGroupWrapper format.
+ *
+ * Threads: shared by all loops (heartbeats and pulls auto-create groups),
+ * one mutex, entries copied out. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_int.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name)
+{
+    memset(g, 0, sizeof(*g));
+    snprintf(g->gc_name, sizeof(g->gc_name), "%s", name);
+    g->gc_consume_enable = true;
+    g->gc_consume_from_min_enable = true;
+    g->gc_consume_broadcast_enable = true;
+    g->gc_notify_ids_changed = true;
+    g->gc_retry_queues = 1;
+    g->gc_retry_max_times = 16;
+    g->gc_broker_id = 0;
+    g->gc_which_broker_slow = 1;
+}
+
+apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
+                               size_t errlen)
+{
+    const char *name = apg_bjson_get_str(j, "groupName", NULL);
+    if (!name || !name[0])
+        return apg_errf(APG_EINVAL, err, errlen, "SubscriptionGroupConfig without groupName");
+    if (strlen(name) >= sizeof(out->gc_name))
+        return apg_errf(APG_EINVAL, err, errlen, "group name too long");
+    apg_group_cfg_defaults(out, name);
+    out->gc_consume_enable = apg_bjson_get_bool(j, "consumeEnable", true);
+    out->gc_consume_from_min_enable = apg_bjson_get_bool(j, "consumeFromMinEnable", true);
+    out->gc_consume_broadcast_enable = apg_bjson_get_bool(j, "consumeBroadcastEnable", true);
+    out->gc_notify_ids_changed = apg_bjson_get_bool(j, "notifyConsumerIdsChangedEnable", true);
+    out->gc_retry_queues = (int32_t)apg_bjson_get_i64(j, "retryQueueNums", 1);
+    out->gc_retry_max_times = (int32_t)apg_bjson_get_i64(j, "retryMaxTimes", 16);
+    out->gc_broker_id = apg_bjson_get_i64(j, "brokerId", 0);
+    out->gc_which_broker_slow = apg_bjson_get_i64(j, "whichBrokerWhenConsumeSlowly", 1);
+    return APG_OK;
+}
+
+apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b)
+{
+    apg_err_t e = apg_buf_printf(
+        b,
+        "{\"brokerId\":%lld,\"consumeBroadcastEnable\":%s,\"consumeEnable\":%s,"
+        "\"consumeFromMinEnable\":%s,\"consumeMessageOrderly\":false,\"consumeTimeoutMinute\":15,"
+        "\"groupName\":",
+        (long long)g->gc_broker_id, g->gc_consume_broadcast_enable ? "true" : "false",
+        g->gc_consume_enable ? "true" : "false", g->gc_consume_from_min_enable ? "true" : "false");
+    if (!e)
+        e = apg_bjson_put_str(b, g->gc_name);
+    if (!e)
+        e = apg_buf_printf(b,
+                           ",\"groupSysFlag\":0,\"notifyConsumerIdsChangedEnable\":%s,"
+                           "\"retryMaxTimes\":%d,\"retryQueueNums\":%d,"
+                           "\"whichBrokerWhenConsumeSlowly\":%lld}",
+                           g->gc_notify_ids_changed ? "true" : "false", g->gc_retry_max_times,
+                           g->gc_retry_queues, (long long)g->gc_which_broker_slow);
+    return e;
+}
+
+static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc)
+{
+    struct apg_group_cfg *n = apg_malloc(sizeof(*n));
+    if (!n)
+        return APG_ENOMEM;
+    *n = *gc;
+    void *old;
+    if (apg_bmap_put(&g->gp_map, n->gc_name, n, &old)) {
+        apg_free(n);
+        return APG_ENOMEM;
+    }
+    apg_free(old);
+    apg_dver_next(&g->gp_version);
+    g->gp_dirty = true;
+    return APG_OK;
+}
+
+struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
+{
+    struct apg_groups *g = apg_calloc(1, sizeof(*g));
+    if (!g) {
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&g->gp_lock, NULL);
+    apg_bmap_init(&g->gp_map);
+    size_t n = strlen(root) + 40;
+    g->gp_path = apg_malloc(n);
+    if (!g->gp_path) {
+        apg_groups_free(g);
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(g->gp_path, n, "%s/config/subscriptionGroup.json", root);
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_bfile_read(g->gp_path, &b, err, errlen);
+    if (e == APG_OK) {
+        struct apg_bjson *rootj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
+        if (!rootj) {
+            apg_buf_free(&b);
+            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
+                     g->gp_path, g->gp_path);
+            apg_groups_free(g);
+            return NULL;
+        }
+        const struct apg_bjson *dv = apg_bjson_get(rootj, "dataVersion");
+        g->gp_version.dv_counter = apg_bjson_get_i64(dv, "counter", 0);
+        g->gp_version.dv_timestamp = apg_bjson_get_i64(dv, "timestamp", 0);
+        const struct apg_bjson *tab = apg_bjson_get(rootj, "subscriptionGroupTable");
+        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+            struct apg_group_cfg gc;
+            if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK)
+                put_locked(g, &gc);
+        }
+        g->gp_dirty = false;
+        apg_bjson_free(rootj);
+    } else if (e != APG_ENOTFOUND) {
+        apg_buf_free(&b);
+        apg_groups_free(g);
+        return NULL;
+    }
+    apg_buf_free(&b);
+    return g;
+}
+
+void apg_groups_free(struct apg_groups *g)
+{
+    if (!g)
+        return;
+    size_t pos;
+    for (struct apg_bmap_ent *e = apg_bmap_first(&g->gp_map, &pos); e;
+         e = apg_bmap_next(&g->gp_map, e, &pos))
+        apg_free(e->me_val);
+    apg_bmap_clear(&g->gp_map);
+    pthread_mutex_destroy(&g->gp_lock);
+    apg_free(g->gp_path);
+    apg_free(g);
+}
+
+bool apg_groups_get(struct apg_groups *g, const char *name, struct apg_group_cfg *out)
+{
+    pthread_mutex_lock(&g->gp_lock);
+    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    if (gc && out)
+        *out = *gc;
+    pthread_mutex_unlock(&g->gp_lock);
+    return gc != NULL;
+}
+
+apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool auto_create,
+                                   struct apg_group_cfg *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&g->gp_lock);
+    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    if (gc) {
+        *out = *gc;
+    } else if (!auto_create) {
+        e = APG_ENOTFOUND;
+    } else {
+        apg_group_cfg_defaults(out, name);
+        e = put_locked(g, out);
+        if (!e)
+            apg_log_info("broker", "auto-created subscription group %s", name);
+    }
+    pthread_mutex_unlock(&g->gp_lock);
+    return e;
+}
+
+apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc)
+{
+    pthread_mutex_lock(&g->gp_lock);
+    apg_err_t e = put_locked(g, gc);
+    pthread_mutex_unlock(&g->gp_lock);
+    return e;
+}
+
+bool apg_groups_delete(struct apg_groups *g, const char *name)
+{
+    pthread_mutex_lock(&g->gp_lock);
+    struct apg_group_cfg *gc = apg_bmap_del(&g->gp_map, name);
+    if (gc) {
+        apg_free(gc);
+        apg_dver_next(&g->gp_version);
+        g->gp_dirty = true;
+    }
+    pthread_mutex_unlock(&g->gp_lock);
+    return gc != NULL;
+}
+
+apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
+{
+    pthread_mutex_lock(&g->gp_lock);
+    apg_err_t e = apg_buf_append_str(b, "{\"dataVersion\":");
+    if (!e)
+        e = apg_dver_encode(&g->gp_version, b);
+    if (!e)
+        e = apg_buf_append_str(b, ",\"forbiddenTable\":{},\"subscriptionGroupTable\":{");
+    size_t pos;
+    bool first = true;
+    for (struct apg_bmap_ent *it = apg_bmap_first(&g->gp_map, &pos); !e && it;
+         it = apg_bmap_next(&g->gp_map, it, &pos)) {
+        if (!first)
+            e = apg_buf_append(b, ",", 1);
+        first = false;
+        if (!e)
+            e = apg_bjson_put_str(b, it->me_key);
+        if (!e)
+            e = apg_buf_append(b, ":", 1);
+        if (!e)
+            e = apg_group_cfg_encode(it->me_val, b);
+    }
+    if (!e)
+        e = apg_buf_append_str(b, "}}");
+    pthread_mutex_unlock(&g->gp_lock);
+    return e;
+}
+
+apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&g->gp_lock);
+    bool dirty = g->gp_dirty;
+    g->gp_dirty = false;
+    pthread_mutex_unlock(&g->gp_lock);
+    if (!dirty && !force)
+        return APG_OK;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_groups_encode(g, &b);
+    if (!e)
+        e = apg_bfile_write_atomic(g->gp_path, b.b_data, b.b_len, err, errlen);
+    apg_buf_free(&b);
+    if (e) {
+        pthread_mutex_lock(&g->gp_lock);
+        g->gp_dirty = true;
+        pthread_mutex_unlock(&g->gp_lock);
+    }
+    return e;
+}

@@ -1,0 +1,49 @@
+# The C client library (issue 5), included by the top-level CMakeLists.txt once
+# src/client/*.c exists. apogee_client_obj (the client sources, PIC) is built
+# there; this file adds
+#   - apogee_client_deps_obj: PIC copies of src/common and src/protocol, so both
+#     libraries are self-contained for users outside this tree,
+#   - apogee_client (libapogee.so) and apogee_client_static (libapogee.a),
+#   - apogee.pc for pkg-config,
+#   - the links of the `apogee` binary and of tests/unit/test_client*.c.
+
+file(GLOB APOGEE_CLIENT_DEPS_SRC CONFIGURE_DEPENDS
+  ${CMAKE_SOURCE_DIR}/src/common/*.c
+  ${CMAKE_SOURCE_DIR}/src/protocol/*.c)
+add_library(apogee_client_deps_obj OBJECT ${APOGEE_CLIENT_DEPS_SRC})
+set_property(TARGET apogee_client_deps_obj PROPERTY POSITION_INDEPENDENT_CODE ON)
+target_include_directories(apogee_client_deps_obj PUBLIC ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/include ${CMAKE_BINARY_DIR}/gen)
+target_link_libraries(apogee_client_deps_obj PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads)
+
+add_library(apogee_client SHARED $<TARGET_OBJECTS:apogee_client_obj> $<TARGET_OBJECTS:apogee_client_deps_obj>)
+set_target_properties(apogee_client PROPERTIES OUTPUT_NAME apogee VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+target_include_directories(apogee_client PUBLIC ${CMAKE_SOURCE_DIR}/include)
+target_link_libraries(apogee_client PRIVATE PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads m)
+
+add_library(apogee_client_static STATIC $<TARGET_OBJECTS:apogee_client_obj> $<TARGET_OBJECTS:apogee_client_deps_obj>)
+set_target_properties(apogee_client_static PROPERTIES OUTPUT_NAME apogee)
+target_include_directories(apogee_client_static PUBLIC ${CMAKE_SOURCE_DIR}/include)
+target_link_libraries(apogee_client_static PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads m)
+
+set(APOGEE_PC_PREFIX ${CMAKE_INSTALL_PREFIX})
+configure_file(${CMAKE_SOURCE_DIR}/src/client/apogee.pc.in ${CMAKE_BINARY_DIR}/apogee.pc @ONLY)
+
+install(TARGETS apogee_client apogee_client_static LIBRARY DESTINATION lib ARCHIVE DESTINATION lib)
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/apogee DESTINATION include)
+install(FILES ${CMAKE_BINARY_DIR}/apogee.pc DESTINATION lib/pkgconfig)
+
+# `apogee bench` (src/cli/bench.c, in apogee_core) calls the client.
+target_link_libraries(apogee PRIVATE apogee_client_static)
+
+# The unit-test targets are created after this file is included; link the
+# client tests once the top-level directory has been processed.
+function(apogee_client_link_tests)
+  file(GLOB _client_tests ${CMAKE_SOURCE_DIR}/tests/unit/test_client*.c)
+  foreach(t ${_client_tests})
+    get_filename_component(name ${t} NAME_WE)
+    if(TARGET ${name})
+      target_link_libraries(${name} PRIVATE apogee_client_static)
+    endif()
+  endforeach()
+endfunction()
+cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL apogee_client_link_tests)

@@ -1,0 +1,241 @@
+/* Private declarations of the C client (src/client). Not installed.
+ *
+ * Split: msg.c and route.c are pure codecs (message object, property string,
+ * UNIQ_KEY, batch body, pulled-record decoding, route JSON, queue choice) and
+ * are unit-tested without any network; io.c is the per-instance I/O thread
+ * (libuv loop, connections, request table, NameServer failover); producer.c
+ * and consumer.c build the protocol on top of io.c. */
+#ifndef APG_CLIENT_INT_H
+#define APG_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "apogee/apogee.h"
+
+/* ---- messages (msg.c) ---- */
+
+struct apg_prop {
+    char *pr_key;
+    char *pr_val;
+};
+
+/* A message. Owned by whoever created it; not shared between threads while
+ * a call that borrows it runs. */
+struct apg_message {
+    char *m_topic;
+    uint8_t *m_body;
+    size_t m_body_len;
+    int32_t m_flag;
+    struct apg_prop *m_props;
+    size_t m_nprops, m_capprops;
+    /* Filled on received messages. */
+    int32_t m_queue_id;
+    int64_t m_queue_offset;
+    int64_t m_commitlog_offset;
+    int32_t m_sysflag;
+    int64_t m_born_ts;
+    int64_t m_store_ts;
+    int32_t m_reconsume;
+    int32_t m_body_crc;
+    char m_offset_id[64];
+};
+
+#define APG_MSG_SYSFLAG_COMPRESSED 0x1
+#define APG_MSG_SYSFLAG_BORNHOST_V6 0x10
+#define APG_MSG_SYSFLAG_STOREHOST_V6 0x20
+#define APG_MSG_SYSFLAG_INNER_BATCH 0x80
+#define APG_MSG_SYSFLAG_COMPRESS_MASK 0x700
+#define APG_MSG_SYSFLAG_ZLIB 0x300
+
+#define APG_MSG_MAGIC_V1 0xDAA320A7u
+#define APG_MSG_MAGIC_V2 0xDAA320ABu
+
+/* Property set/get without the reserved-name check (internal use). */
+apg_err_t apg_msg_prop_set(apg_message_t *m, const char *key, const char *val);
+const char *apg_msg_prop_get(const apg_message_t *m, const char *key);
+/* True when `name` is a property reserved by RocketMQ. */
+bool apg_msg_prop_reserved(const char *name);
+
+/* Appends the property string (key \x01 value \x02 ...) of m to out. */
+apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out);
+/* Parses a property string into m's properties (replacing duplicates).
+ * Chunks without \x01 or shorter than 3 bytes are skipped, as Java does. */
+apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len);
+
+/* Writes a new UNIQ_KEY (32 upper-case hex digits + NUL) into out[33]:
+ * IPv4 | pid (int16) | random instance hash (int32) | ms since the start of
+ * the month (int32) | counter (int16). Thread-safe. */
+void apg_msg_uniq_id(char out[33]);
+/* Same, with explicit inputs (for tests). */
+void apg_msg_uniq_id_fmt(char out[33], const uint8_t ip[4], uint16_t pid, int32_t hash,
+                         int32_t ms_in_month, uint16_t counter);
+/* Sets UNIQ_KEY when absent. */
+apg_err_t apg_msg_ensure_uniq(apg_message_t *m);
+
+/* Appends one batch record (§4.5) for m. */
+apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out);
+
+/* Compresses in (zlib) into *out (apg_malloc'd). */
+apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, size_t *out_len);
+/* Inflates in into *out (apg_malloc'd), at most max bytes. */
+apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *out_len);
+
+/* Decodes the concatenated stored records of a pull body (§7.2). Calls
+ * on_msg for each message (which takes the message). Decompresses bodies.
+ * A malformed record ends decoding with APG_EPROTO and a message in err
+ * (messages already delivered stay delivered). */
+typedef apg_err_t (*apg_msg_sink)(apg_message_t *m, void *arg);
+apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on_msg, void *arg,
+                                 char *err, size_t errlen);
+
+/* Tag expressions ("*", "", "a || b"). */
+struct apg_tagexpr {
+    bool te_all;
+    size_t te_n;
+    char **te_tags;
+    int32_t *te_codes;
+};
+apg_err_t apg_tagexpr_parse(const char *expr, struct apg_tagexpr *te);
+bool apg_tagexpr_match(const struct apg_tagexpr *te, const char *tag);
+void apg_tagexpr_free(struct apg_tagexpr *te);
+
+/* ---- routes (route.c) ---- */
+
+struct apg_broker_addr {
+    char *ba_name;
+    char *ba_master; /* brokerAddrs[0], NULL when no master */
+};
+
+/* A parsed TopicRouteData reduced to what a client uses. */
+struct apg_croute {
+    apg_mq_t *rt_wq; /* writable queues, Java order: by broker name, then id */
+    size_t rt_nwq;
+    apg_mq_t *rt_rq; /* readable queues, same order */
+    size_t rt_nrq;
+    struct apg_broker_addr *rt_brokers;
+    size_t rt_nbrokers;
+};
+
+/* Parses a GET_ROUTEINFO_BY_TOPIC body for `topic` (standard JSON or
+ * fastjson's unquoted integer keys). Queues of brokers without a master are
+ * left out of the writable list. */
+apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
+                           struct apg_croute *rt, char *err, size_t errlen);
+void apg_croute_free(struct apg_croute *rt);
+/* Master address of a broker name, or NULL. */
+const char *apg_croute_master(const struct apg_croute *rt, const char *broker);
+/* Quotes bare integer object keys ({0:"a"} -> {"0":"a"}); returns owned NUL-terminated text. */
+char *apg_croute_json_normalize(const char *in, size_t len);
+
+/* Round robin over writable queues starting at *counter, skipping queues on
+ * `avoid_broker` when another broker has one. Returns an index or -1. */
+int apg_croute_pick_rr(const struct apg_croute *rt, uint32_t *counter, const char *avoid_broker);
+/* Java SelectMessageQueueByHash: |hashCode(key) % n|. -1 when no queue. */
+int apg_croute_pick_hash(const struct apg_croute *rt, const char *key);
+
+/* Keeps only queue ids below max (Java's defaultTopicQueueNums cap when a
+ * new topic is sent through the TBW102 template route). */
+void apg_croute_cap(struct apg_croute *rt, int max);
+
+/* ---- the I/O instance (io.c) ----
+ *
+ * One per producer or consumer: a libuv loop on its own thread owns every
+ * connection, the pending-request table, the topic routes and the timers.
+ * Other threads hand it work with apg_cio_submit(); everything else in this
+ * section runs on the loop thread only. */
+
+struct apg_cio;
+struct apg_rcmd;
+
+/* Work handed to the loop thread. op_fn runs on it exactly once, also during
+ * shutdown (then apg_cio_stopping() is true and the op must fail itself). */
+struct apg_cop {
+    void (*op_fn)(struct apg_cio *io, struct apg_cop *op);
+    struct apg_cop *op_next;
+};
+
+/* Response callback: e == APG_OK with resp (borrowed, valid during the call)
+ * or e < 0 with errmsg. Never called for a call that returned an error. */
+typedef void (*apg_cio_cb)(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                           const char *errmsg, void *arg);
+
+/* A topic known to the instance. Owned by the loop thread. */
+struct apg_ctopic {
+    char *ct_name;
+    struct apg_croute ct_route;
+    bool ct_have;
+    bool ct_fetching;
+    bool ct_use_default; /* producer: fall back to TBW102 for unknown topics */
+    uint32_t ct_rr;
+    struct apg_rwait *ct_waiters;
+    struct apg_ctopic *ct_next;
+};
+typedef void (*apg_croute_cb)(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
+                              const char *errmsg, void *arg);
+
+struct apg_cio_conf {
+    const char *namesrv;
+    const char *instance;
+    uint8_t serialize;
+    int route_refresh_ms;
+    int heartbeat_ms;
+    int timeout_ms;
+    /* Builds the HEART_BEAT body (JSON) into out; loop thread. */
+    apg_err_t (*hb_body)(struct apg_cio *io, void *owner, struct apg_buf *out);
+    /* Every second on the loop thread (periodic work of the owner). */
+    void (*on_tick)(struct apg_cio *io, void *owner);
+    /* Server-initiated request (e.g. NOTIFY_CONSUMER_IDS_CHANGED). */
+    void (*on_server_req)(struct apg_cio *io, void *owner, const struct apg_rcmd *req);
+    void *owner;
+};
+
+struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t errlen);
+/* Stops the loop (ops queued before complete with APG_ESHUTDOWN) and frees. */
+void apg_cio_free(struct apg_cio *io);
+/* Any thread. APG_ESHUTDOWN once stopping; then op_fn is not called. */
+apg_err_t apg_cio_submit(struct apg_cio *io, struct apg_cop *op);
+bool apg_cio_stopping(const struct apg_cio *io);
+const char *apg_cio_client_id(const struct apg_cio *io);
+uint8_t apg_cio_serialize(const struct apg_cio *io);
+
+/* Sends req (opaque assigned here) with body to addr. cb NULL => oneway.
+ * timeout_ms <= 0 uses the default. */
+apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *req, const void *body,
+                       size_t blen, int timeout_ms, apg_cio_cb cb, void *arg, char *err,
+                       size_t errlen);
+/* Finds or creates the topic entry and calls cb once a route is known
+ * (synchronously when cached and !refresh). */
+void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool refresh,
+                   apg_croute_cb cb, void *arg);
+/* Sends a heartbeat to every master broker of every known route now. */
+void apg_cio_heartbeat_all(struct apg_cio *io);
+struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic);
+int64_t apg_now_ms(void);
+
+/* Sync helper: a flag + condition variable a caller thread waits on. */
+struct apg_cwait {
+    pthread_mutex_t w_mu;
+    pthread_cond_t w_cv;
+    bool w_done;
+};
+void apg_cwait_init(struct apg_cwait *w);
+void apg_cwait_wait(struct apg_cwait *w);
+void apg_cwait_signal(struct apg_cwait *w);
+void apg_cwait_destroy(struct apg_cwait *w);
+
+/* Clustering rebalance, Java's AllocateMessageQueueAveragely: sorts mqs
+ * (topic, broker, queue id) and cids in place, then writes the indexes into
+ * mqs of the queues `me` gets to out (room for n_mqs) and returns how many;
+ * 0 when me is not in cids. */
+size_t apg_alloc_average(apg_mq_t *mqs, size_t n_mqs, char **cids, size_t n_cids, const char *me,
+                         size_t *out);
+
+/* Client's primary IPv4 address (non-loopback when there is one). */
+void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen);
+
+#endif

@@ -1,0 +1,883 @@
+/* The client I/O instance: one libuv loop thread per producer or consumer.
+ *
+ * Design. The loop thread owns everything mutable: connections (one per
+ * address, created on first use), the pending-request table, the topic
+ * routes and the timers. Public calls on other threads never touch these;
+ * they fill an apg_cop and hand it over with apg_cio_submit() (a mutex-
+ * protected list plus uv_async_send). Requests written during one loop
+ * iteration are coalesced per connection and flushed with one uv_write from
+ * a uv_prepare handle, so a burst of async sends costs one syscall.
+ *
+ * Pending requests sit in a hash table by opaque (for responses) and in a
+ * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones).
+ * A closed connection fails all of its requests at once. Every request gets
+ * exactly one callback: response, timeout, connection loss or shutdown.
+ *
+ * Routes: apg_cio_route() asks the current NameServer; on a connection error
+ * or timeout it moves to the next address of the list (failover) and tries
+ * each once. Known routes are refreshed every route_refresh_ms; a failed
+ * refresh keeps the old route. Heartbeats (HEART_BEAT with a body built by
+ * the owner) go to every master broker of every known route every
+ * heartbeat_ms, and at once to a broker seen for the first time. */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "apogee_version.h"
+#include "client/client_int.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "protocol/rcode.h"
+#include "protocol/remoting.h"
+
+#define REQ_BUCKETS 4096
+#define TOPIC_DEFAULT "TBW102"
+
+struct apg_creq {
+    int32_t rq_opaque;
+    int64_t rq_deadline;
+    apg_cio_cb rq_cb;
+    void *rq_arg;
+    struct apg_cconn *rq_conn;
+    struct apg_creq *rq_hnext;            /* hash chain */
+    struct apg_creq *rq_dprev, *rq_dnext; /* deadline list */
+};
+
+enum { CC_CONNECTING, CC_UP, CC_CLOSING };
+
+struct apg_cconn {
+    char cc_addr[128];
+    int cc_state;
+    bool cc_dirty;
+    bool cc_heartbeated;
+    uv_tcp_t cc_tcp;
+    uv_connect_t cc_connreq;
+    struct apg_buf cc_out;
+    struct apg_buf cc_in;
+    struct apg_cio *cc_io;
+    struct apg_cconn *cc_next;
+};
+
+struct apg_wreq {
+    uv_write_t wr_req;
+    struct apg_buf wr_buf;
+};
+
+struct apg_rwait {
+    apg_croute_cb rw_cb;
+    void *rw_arg;
+    struct apg_rwait *rw_next;
+};
+
+struct apg_cio {
+    struct apg_cio_conf io_conf;
+    uv_loop_t io_loop;
+    uv_thread_t io_thread;
+    uv_async_t io_async;
+    uv_timer_t io_timer;
+    uv_prepare_t io_prepare;
+    pthread_mutex_t io_qmu;
+    struct apg_cop *io_qhead, *io_qtail;
+    bool io_stop_req; /* guarded by io_qmu */
+    bool io_stopping; /* loop thread */
+    struct apg_cconn *io_conns;
+    struct apg_creq *io_buckets[REQ_BUCKETS];
+    struct apg_creq *io_dhead, *io_dtail;
+    int32_t io_opaque;
+    char **io_ns;
+    size_t io_nns, io_ns_cur;
+    struct apg_ctopic *io_topics;
+    char io_client_id[160];
+    int64_t io_next_refresh, io_next_hb, io_next_tick;
+    char *io_scratch;
+    size_t io_scratch_len;
+};
+
+int64_t apg_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *apg_client_version(void)
+{
+    return APOGEE_VERSION;
+}
+
+/* ---- sync waits ---- */
+
+void apg_cwait_init(struct apg_cwait *w)
+{
+    pthread_mutex_init(&w->w_mu, NULL);
+    pthread_cond_init(&w->w_cv, NULL);
+    w->w_done = false;
+}
+void apg_cwait_wait(struct apg_cwait *w)
+{
+    pthread_mutex_lock(&w->w_mu);
+    while (!w->w_done)
+        pthread_cond_wait(&w->w_cv, &w->w_mu);
+    pthread_mutex_unlock(&w->w_mu);
+}
+void apg_cwait_signal(struct apg_cwait *w)
+{
+    pthread_mutex_lock(&w->w_mu);
+    w->w_done = true;
+    pthread_cond_signal(&w->w_cv);
+    pthread_mutex_unlock(&w->w_mu);
+}
+void apg_cwait_destroy(struct apg_cwait *w)
+{
+    pthread_mutex_destroy(&w->w_mu);
+    pthread_cond_destroy(&w->w_cv);
+}
+
+/* ---- pending requests ---- */
+
+static void req_unlink(struct apg_cio *io, struct apg_creq *rq)
+{
+    struct apg_creq **pp = &io->io_buckets[(uint32_t)rq->rq_opaque % REQ_BUCKETS];
+    while (*pp && *pp != rq)
+        pp = &(*pp)->rq_hnext;
+    if (*pp)
+        *pp = rq->rq_hnext;
+    if (rq->rq_dprev)
+        rq->rq_dprev->rq_dnext = rq->rq_dnext;
+    else
+        io->io_dhead = rq->rq_dnext;
+    if (rq->rq_dnext)
+        rq->rq_dnext->rq_dprev = rq->rq_dprev;
+    else
+        io->io_dtail = rq->rq_dprev;
+}
+
+static void req_link(struct apg_cio *io, struct apg_creq *rq)
+{
+    uint32_t b = (uint32_t)rq->rq_opaque % REQ_BUCKETS;
+    rq->rq_hnext = io->io_buckets[b];
+    io->io_buckets[b] = rq;
+    /* Deadline order; new requests nearly always go last. */
+    struct apg_creq *after = io->io_dtail;
+    while (after && after->rq_deadline > rq->rq_deadline)
+        after = after->rq_dprev;
+    rq->rq_dprev = after;
+    rq->rq_dnext = after ? after->rq_dnext : io->io_dhead;
+    if (rq->rq_dnext)
+        rq->rq_dnext->rq_dprev = rq;
+    else
+        io->io_dtail = rq;
+    if (after)
+        after->rq_dnext = rq;
+    else
+        io->io_dhead = rq;
+}
+
+static struct apg_creq *req_find(struct apg_cio *io, int32_t opaque)
+{
+    for (struct apg_creq *rq = io->io_buckets[(uint32_t)opaque % REQ_BUCKETS]; rq;
+         rq = rq->rq_hnext)
+        if (rq->rq_opaque == opaque)
+            return rq;
+    return NULL;
+}
+
+static void req_fail(struct apg_cio *io, struct apg_creq *rq, apg_err_t e, const char *msg)
+{
+    req_unlink(io, rq);
+    apg_cio_cb cb = rq->rq_cb;
+    void *arg = rq->rq_arg;
+    apg_free(rq);
+    cb(io, e, NULL, msg, arg);
+}
+
+/* ---- connections ---- */
+
+static void conn_close_cb(uv_handle_t *h)
+{
+    struct apg_cconn *cc = h->data;
+    apg_buf_free(&cc->cc_out);
+    apg_buf_free(&cc->cc_in);
+    apg_free(cc);
+}
+
+static void conn_fail(struct apg_cconn *cc, const char *why)
+{
+    if (cc->cc_state == CC_CLOSING)
+        return;
+    struct apg_cio *io = cc->cc_io;
+    cc->cc_state = CC_CLOSING;
+    for (struct apg_cconn **pp = &io->io_conns; *pp; pp = &(*pp)->cc_next) {
+        if (*pp == cc) {
+            *pp = cc->cc_next;
+            break;
+        }
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg), "connection to %s failed: %s", cc->cc_addr, why);
+    apg_log_debug("client", "%s", msg);
+    for (struct apg_creq *rq = io->io_dhead, *next; rq; rq = next) {
+        next = rq->rq_dnext;
+        if (rq->rq_conn == cc)
+            req_fail(io, rq, APG_EIO, msg);
+    }
+    uv_close((uv_handle_t *)&cc->cc_tcp, conn_close_cb);
+}
+
+static void write_cb(uv_write_t *req, int status);
+
+static void conn_flush(struct apg_cconn *cc)
+{
+    cc->cc_dirty = false;
+    if (cc->cc_state != CC_UP || cc->cc_out.b_len == 0)
+        return;
+    struct apg_wreq *wr = apg_malloc(sizeof(*wr));
+    if (wr == NULL) {
+        conn_fail(cc, "out of memory");
+        return;
+    }
+    wr->wr_buf = cc->cc_out;
+    cc->cc_out = (struct apg_buf)APG_BUF_INIT;
+    uv_buf_t b = uv_buf_init((char *)wr->wr_buf.b_data, (unsigned)wr->wr_buf.b_len);
+    wr->wr_req.data = cc;
+    int rc = uv_write(&wr->wr_req, (uv_stream_t *)&cc->cc_tcp, &b, 1, write_cb);
+    if (rc != 0) {
+        apg_buf_free(&wr->wr_buf);
+        apg_free(wr);
+        conn_fail(cc, uv_strerror(rc));
+    }
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct apg_wreq *wr = (struct apg_wreq *)req;
+    struct apg_cconn *cc = req->data;
+    apg_buf_free(&wr->wr_buf);
+    apg_free(wr);
+    if (status < 0 && status != UV_ECANCELED)
+        conn_fail(cc, uv_strerror(status));
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    struct apg_cio *io = h->data;
+    for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+        if (cc->cc_dirty)
+            conn_flush(cc);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct apg_cconn *cc = h->data;
+    if (apg_buf_reserve(&cc->cc_in, 65536) != APG_OK) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)cc->cc_in.b_data + cc->cc_in.b_len,
+                       (unsigned)(cc->cc_in.b_cap - cc->cc_in.b_len));
+}
+
+static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t flen)
+{
+    struct apg_cio *io = cc->cc_io;
+    char err[160];
+    size_t hlen = flen >= 8 ? (apg_be32(frame + 4) & 0xFFFFFF) : 0;
+    size_t need = apg_rcmd_scratch_need(hlen);
+    if (need > io->io_scratch_len) {
+        char *ns = apg_realloc(io->io_scratch, need);
+        if (ns == NULL) {
+            conn_fail(cc, "out of memory");
+            return;
+        }
+        io->io_scratch = ns;
+        io->io_scratch_len = need;
+    }
+    static __thread struct apg_rcmd cmd;
+    if (apg_rcmd_decode(frame, flen, &cmd, io->io_scratch, io->io_scratch_len, err, sizeof(err)) !=
+        APG_OK) {
+        conn_fail(cc, err);
+        return;
+    }
+    if (apg_rcmd_is_response(&cmd)) {
+        struct apg_creq *rq = req_find(io, cmd.opaque);
+        if (rq == NULL)
+            return; /* timed out already */
+        req_unlink(io, rq);
+        apg_cio_cb cb = rq->rq_cb;
+        void *arg = rq->rq_arg;
+        apg_free(rq);
+        cb(io, APG_OK, &cmd, NULL, arg);
+    } else if (io->io_conf.on_server_req) {
+        io->io_conf.on_server_req(io, io->io_conf.owner, &cmd);
+    }
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct apg_cconn *cc = s->data;
+    if (nread < 0) {
+        conn_fail(cc, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+        return;
+    }
+    cc->cc_in.b_len += (size_t)nread;
+    size_t off = 0;
+    while (cc->cc_state == CC_UP) {
+        size_t flen = 0;
+        char err[160];
+        if (apg_frame_peek(cc->cc_in.b_data + off, cc->cc_in.b_len - off, APG_FRAME_MAX_DEFAULT,
+                           &flen, err, sizeof(err)) != APG_OK) {
+            conn_fail(cc, err);
+            return;
+        }
+        if (flen == 0)
+            break;
+        dispatch_frame(cc, cc->cc_in.b_data + off, flen);
+        off += flen;
+    }
+    if (cc->cc_state == CC_UP)
+        apg_buf_consume(&cc->cc_in, off);
+}
+
+static void conn_connected(uv_connect_t *req, int status)
+{
+    struct apg_cconn *cc = req->data;
+    if (cc->cc_state == CC_CLOSING)
+        return;
+    if (status < 0) {
+        conn_fail(cc, uv_strerror(status));
+        return;
+    }
+    cc->cc_state = CC_UP;
+    uv_tcp_nodelay(&cc->cc_tcp, 1);
+    uv_read_start((uv_stream_t *)&cc->cc_tcp, conn_alloc, conn_read);
+    conn_flush(cc);
+}
+
+static apg_err_t resolve(const char *addr, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr)
+        return apg_errf(APG_EINVAL, err, errlen, "address '%s' is not host:port", addr);
+    char host[128];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    int port = atoi(colon + 1);
+    if (port <= 0 || port > 65535)
+        return apg_errf(APG_EINVAL, err, errlen, "address '%s' has a bad port", addr);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return APG_OK;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return APG_OK;
+    /* A host name: resolved synchronously (once per new connection). */
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+        return apg_errf(APG_EINVAL, err, errlen, "cannot resolve host '%s'", host);
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    return APG_OK;
+}
+
+static struct apg_cconn *conn_get(struct apg_cio *io, const char *addr, bool *fresh, char *err,
+                                  size_t errlen)
+{
+    *fresh = false;
+    for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+        if (strcmp(cc->cc_addr, addr) == 0)
+            return cc;
+    struct sockaddr_storage ss;
+    if (resolve(addr, &ss, err, errlen) != APG_OK)
+        return NULL;
+    struct apg_cconn *cc = apg_calloc(1, sizeof(*cc));
+    if (cc == NULL) {
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(cc->cc_addr, sizeof(cc->cc_addr), "%s", addr);
+    cc->cc_io = io;
+    cc->cc_state = CC_CONNECTING;
+    uv_tcp_init(&io->io_loop, &cc->cc_tcp);
+    cc->cc_tcp.data = cc;
+    cc->cc_connreq.data = cc;
+    cc->cc_next = io->io_conns;
+    io->io_conns = cc;
+    int rc = uv_tcp_connect(&cc->cc_connreq, &cc->cc_tcp, (struct sockaddr *)&ss, conn_connected);
+    if (rc != 0) {
+        apg_errf(APG_EIO, err, errlen, "connect to %s: %s", addr, uv_strerror(rc));
+        conn_fail(cc, uv_strerror(rc));
+        return NULL;
+    }
+    *fresh = true;
+    return cc;
+}
+
+static void heartbeat_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                           const char *errmsg, void *arg)
+{
+    if (e != APG_OK)
+        apg_log_debug("client", "heartbeat failed: %s", errmsg);
+    else if (resp->code != 0)
+        apg_log_warn("client", "heartbeat refused: code %d %s", resp->code,
+                     resp->remark ? resp->remark : "");
+}
+
+static void heartbeat_one(struct apg_cio *io, const char *addr)
+{
+    if (io->io_conf.hb_body == NULL)
+        return;
+    struct apg_buf body = APG_BUF_INIT;
+    if (io->io_conf.hb_body(io, io->io_conf.owner, &body) == APG_OK) {
+        struct apg_rcmd req;
+        apg_rcmd_init_request(&req, APG_REQ_HEART_BEAT, 0, io->io_conf.serialize);
+        char err[160];
+        apg_cio_call(io, addr, &req, body.b_data, body.b_len, 0, heartbeat_resp, NULL, err,
+                     sizeof(err));
+    }
+    apg_buf_free(&body);
+}
+
+apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *req, const void *body,
+                       size_t blen, int timeout_ms, apg_cio_cb cb, void *arg, char *err,
+                       size_t errlen)
+{
+    if (io->io_stopping)
+        return apg_errf(APG_ESHUTDOWN, err, errlen, "client is shutting down");
+    bool fresh;
+    struct apg_cconn *cc = conn_get(io, addr, &fresh, err, errlen);
+    if (cc == NULL)
+        return APG_EIO;
+    req->opaque = ++io->io_opaque;
+    req->language = APG_LANG_CPP;
+    if (cb == NULL)
+        req->flag |= APG_RCMD_FLAG_ONEWAY;
+    struct apg_creq *rq = NULL;
+    if (cb != NULL) {
+        rq = apg_malloc(sizeof(*rq));
+        if (rq == NULL)
+            return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    size_t mark = cc->cc_out.b_len;
+    apg_err_t e = apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out);
+    if (e == APG_OK && blen)
+        e = apg_buf_append(&cc->cc_out, body, blen);
+    if (e != APG_OK) {
+        cc->cc_out.b_len = mark;
+        apg_free(rq);
+        return apg_errf(e, err, errlen, "cannot encode request %d: %s", req->code, apg_strerror(e));
+    }
+    if (rq != NULL) {
+        rq->rq_opaque = req->opaque;
+        rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
+        rq->rq_cb = cb;
+        rq->rq_arg = arg;
+        rq->rq_conn = cc;
+        req_link(io, rq);
+    }
+    cc->cc_dirty = true;
+    if (fresh && req->code != APG_REQ_HEART_BEAT && req->code != APG_REQ_GET_ROUTEINFO_BY_TOPIC) {
+        cc->cc_heartbeated = true;
+        heartbeat_one(io, addr);
+    }
+    return APG_OK;
+}
+
+/* ---- routes ---- */
+
+struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic)
+{
+    for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next)
+        if (strcmp(t->ct_name, topic) == 0)
+            return t;
+    return NULL;
+}
+
+struct route_fetch {
+    struct apg_ctopic *rf_topic;
+    size_t rf_tries;
+    bool rf_default; /* asking for TBW102 on behalf of rf_topic */
+};
+
+static void route_ask(struct apg_cio *io, struct route_fetch *rf);
+
+static void route_done(struct apg_cio *io, struct route_fetch *rf, apg_err_t e, const char *msg)
+{
+    struct apg_ctopic *t = rf->rf_topic;
+    apg_free(rf);
+    t->ct_fetching = false;
+    struct apg_rwait *w = t->ct_waiters;
+    t->ct_waiters = NULL;
+    if (e == APG_OK) {
+        /* Heartbeat to brokers seen for the first time. */
+        for (size_t i = 0; i < t->ct_route.rt_nbrokers; i++) {
+            const char *a = t->ct_route.rt_brokers[i].ba_master;
+            if (a == NULL)
+                continue;
+            bool known = false;
+            for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+                if (strcmp(cc->cc_addr, a) == 0 && cc->cc_heartbeated)
+                    known = true;
+            if (!known) {
+                heartbeat_one(io, a);
+                for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+                    if (strcmp(cc->cc_addr, a) == 0)
+                        cc->cc_heartbeated = true;
+            }
+        }
+    }
+    while (w) {
+        struct apg_rwait *n = w->rw_next;
+        w->rw_cb(io, t, e == APG_OK || t->ct_have ? APG_OK : e, msg, w->rw_arg);
+        apg_free(w);
+        w = n;
+    }
+}
+
+static void route_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                       const char *errmsg, void *arg)
+{
+    struct route_fetch *rf = arg;
+    struct apg_ctopic *t = rf->rf_topic;
+    char msg[512];
+    if (e != APG_OK) {
+        if (e != APG_ESHUTDOWN && ++rf->rf_tries < io->io_nns) {
+            io->io_ns_cur = (io->io_ns_cur + 1) % io->io_nns;
+            route_ask(io, rf);
+            return;
+        }
+        snprintf(msg, sizeof(msg), "no NameServer answered for topic '%s': %s", t->ct_name, errmsg);
+        route_done(io, rf, e, msg);
+        return;
+    }
+    if (resp->code == APG_RESP_TOPIC_NOT_EXIST && t->ct_use_default && !rf->rf_default) {
+        rf->rf_default = true;
+        route_ask(io, rf);
+        return;
+    }
+    if (resp->code != 0) {
+        snprintf(msg, sizeof(msg), "no route for topic '%s'%s: NameServer answered %d %s",
+                 t->ct_name, rf->rf_default ? " (nor for the auto-create template TBW102)" : "",
+                 resp->code, resp->remark ? resp->remark : "");
+        route_done(io, rf, APG_ENOTFOUND, msg);
+        return;
+    }
+    struct apg_croute rt;
+    apg_err_t pe = apg_croute_parse(t->ct_name, resp->body, resp->body_len, &rt, msg, sizeof(msg));
+    if (pe != APG_OK) {
+        route_done(io, rf, pe, msg);
+        return;
+    }
+    if (rf->rf_default)
+        apg_croute_cap(&rt, 4);
+    if (rt.rt_nwq == 0 && rt.rt_nrq == 0) {
+        apg_croute_free(&rt);
+        snprintf(msg, sizeof(msg), "topic '%s' has no queue on a broker with a live master",
+                 t->ct_name);
+        route_done(io, rf, APG_ENOTFOUND, msg);
+        return;
+    }
+    apg_croute_free(&t->ct_route);
+    t->ct_route = rt;
+    t->ct_have = true;
+    route_done(io, rf, APG_OK, NULL);
+}
+
+static void route_ask(struct apg_cio *io, struct route_fetch *rf)
+{
+    char err[256];
+    for (;;) {
+        struct apg_rcmd req;
+        apg_rcmd_init_request(&req, APG_REQ_GET_ROUTEINFO_BY_TOPIC, 0, io->io_conf.serialize);
+        apg_rcmd_ext_add(&req, "topic", rf->rf_default ? TOPIC_DEFAULT : rf->rf_topic->ct_name);
+        if (apg_cio_call(io, io->io_ns[io->io_ns_cur], &req, NULL, 0, 0, route_resp, rf, err,
+                         sizeof(err)) == APG_OK)
+            return;
+        if (io->io_stopping || ++rf->rf_tries >= io->io_nns)
+            break;
+        io->io_ns_cur = (io->io_ns_cur + 1) % io->io_nns;
+    }
+    route_done(io, rf, io->io_stopping ? APG_ESHUTDOWN : APG_EIO, err);
+}
+
+static void route_fetch_start(struct apg_cio *io, struct apg_ctopic *t)
+{
+    struct route_fetch *rf = apg_calloc(1, sizeof(*rf));
+    if (rf == NULL)
+        return;
+    rf->rf_topic = t;
+    t->ct_fetching = true;
+    route_ask(io, rf);
+}
+
+void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool refresh,
+                   apg_croute_cb cb, void *arg)
+{
+    struct apg_ctopic *t = apg_cio_topic_find(io, topic);
+    if (t == NULL) {
+        t = apg_calloc(1, sizeof(*t));
+        if (t == NULL || (t->ct_name = apg_strdup(topic)) == NULL) {
+            apg_free(t);
+            cb(io, NULL, APG_ENOMEM, "out of memory", arg);
+            return;
+        }
+        t->ct_use_default = use_default;
+        t->ct_next = io->io_topics;
+        io->io_topics = t;
+    }
+    if (t->ct_have && !refresh) {
+        cb(io, t, APG_OK, NULL, arg);
+        return;
+    }
+    struct apg_rwait *w = apg_malloc(sizeof(*w));
+    if (w == NULL) {
+        cb(io, t, APG_ENOMEM, "out of memory", arg);
+        return;
+    }
+    w->rw_cb = cb;
+    w->rw_arg = arg;
+    w->rw_next = t->ct_waiters;
+    t->ct_waiters = w;
+    if (!t->ct_fetching)
+        route_fetch_start(io, t);
+}
+
+void apg_cio_heartbeat_all(struct apg_cio *io)
+{
+    /* Distinct master addresses over all routes. */
+    for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
+        for (size_t i = 0; i < t->ct_route.rt_nbrokers; i++) {
+            const char *a = t->ct_route.rt_brokers[i].ba_master;
+            if (a == NULL)
+                continue;
+            bool dup = false;
+            for (struct apg_ctopic *u = io->io_topics; u != t && !dup; u = u->ct_next)
+                if (apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name) &&
+                    strcmp(apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name), a) ==
+                        0)
+                    dup = true;
+            for (size_t j = 0; j < i && !dup; j++)
+                if (t->ct_route.rt_brokers[j].ba_master &&
+                    strcmp(t->ct_route.rt_brokers[j].ba_master, a) == 0)
+                    dup = true;
+            if (!dup)
+                heartbeat_one(io, a);
+        }
+    }
+}
+
+static void route_noop(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, const char *errmsg,
+                       void *arg)
+{
+    if (e != APG_OK && t != NULL)
+        apg_log_debug("client", "route refresh of '%s' failed: %s", t->ct_name, errmsg);
+}
+
+/* ---- loop ---- */
+
+static void on_timer(uv_timer_t *h)
+{
+    struct apg_cio *io = h->data;
+    int64_t now = apg_now_ms();
+    while (io->io_dhead && io->io_dhead->rq_deadline <= now) {
+        struct apg_creq *rq = io->io_dhead;
+        char msg[200];
+        snprintf(msg, sizeof(msg), "no answer from %s within the timeout (request %d)",
+                 rq->rq_conn->cc_addr, rq->rq_opaque);
+        req_fail(io, rq, APG_ETIMEDOUT, msg);
+    }
+    if (now >= io->io_next_refresh) {
+        io->io_next_refresh = now + io->io_conf.route_refresh_ms;
+        for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next)
+            if (t->ct_have && !t->ct_fetching)
+                apg_cio_route(io, t->ct_name, t->ct_use_default, true, route_noop, NULL);
+    }
+    if (now >= io->io_next_hb) {
+        io->io_next_hb = now + io->io_conf.heartbeat_ms;
+        apg_cio_heartbeat_all(io);
+    }
+    if (now >= io->io_next_tick) {
+        io->io_next_tick = now + 1000;
+        if (io->io_conf.on_tick)
+            io->io_conf.on_tick(io, io->io_conf.owner);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, h->type == UV_TCP ? conn_close_cb : NULL);
+}
+
+static void shutdown_loop(struct apg_cio *io)
+{
+    io->io_stopping = true;
+    while (io->io_dhead)
+        req_fail(io, io->io_dhead, APG_ESHUTDOWN, "client is shutting down");
+    for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
+        struct apg_rwait *w = t->ct_waiters;
+        t->ct_waiters = NULL;
+        while (w) {
+            struct apg_rwait *n = w->rw_next;
+            w->rw_cb(io, t, APG_ESHUTDOWN, "client is shutting down", w->rw_arg);
+            apg_free(w);
+            w = n;
+        }
+    }
+    io->io_conns = NULL;
+    uv_walk(&io->io_loop, close_walk, NULL);
+}
+
+static void on_async(uv_async_t *h)
+{
+    struct apg_cio *io = h->data;
+    pthread_mutex_lock(&io->io_qmu);
+    struct apg_cop *op = io->io_qhead;
+    io->io_qhead = io->io_qtail = NULL;
+    bool stop = io->io_stop_req;
+    pthread_mutex_unlock(&io->io_qmu);
+    while (op) {
+        struct apg_cop *n = op->op_next;
+        op->op_fn(io, op);
+        op = n;
+    }
+    if (stop && !io->io_stopping)
+        shutdown_loop(io);
+}
+
+static void loop_main(void *arg)
+{
+    struct apg_cio *io = arg;
+    uv_run(&io->io_loop, UV_RUN_DEFAULT);
+}
+
+struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t errlen)
+{
+    if (conf->namesrv == NULL || conf->namesrv[0] == '\0') {
+        apg_errf(APG_EINVAL, err, errlen, "no NameServer address given (host:port;host:port)");
+        return NULL;
+    }
+    struct apg_cio *io = apg_calloc(1, sizeof(*io));
+    if (io == NULL) {
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    io->io_conf = *conf;
+    if (io->io_conf.timeout_ms <= 0)
+        io->io_conf.timeout_ms = 3000;
+    if (io->io_conf.route_refresh_ms <= 0)
+        io->io_conf.route_refresh_ms = 30000;
+    if (io->io_conf.heartbeat_ms <= 0)
+        io->io_conf.heartbeat_ms = 30000;
+    char *list = apg_strdup(conf->namesrv), *save = NULL;
+    for (char *tok = list ? strtok_r(list, ";, ", &save) : NULL; tok;
+         tok = strtok_r(NULL, ";, ", &save)) {
+        char **nn = apg_realloc(io->io_ns, (io->io_nns + 1) * sizeof(char *));
+        if (nn == NULL)
+            break;
+        io->io_ns = nn;
+        io->io_ns[io->io_nns++] = apg_strdup(tok);
+    }
+    apg_free(list);
+    if (io->io_nns == 0) {
+        apg_errf(APG_EINVAL, err, errlen, "NameServer list '%s' has no address", conf->namesrv);
+        apg_cio_free(io);
+        return NULL;
+    }
+    io->io_ns_cur = (size_t)getpid() % io->io_nns;
+    static _Atomic int instance_seq;
+    char ip[64];
+    apg_client_local_ip(NULL, ip, sizeof(ip));
+    if (conf->instance && conf->instance[0])
+        snprintf(io->io_client_id, sizeof(io->io_client_id), "%s@%s", ip, conf->instance);
+    else
+        snprintf(io->io_client_id, sizeof(io->io_client_id), "%s@%d#%d", ip, (int)getpid(),
+                 ++instance_seq);
+    pthread_mutex_init(&io->io_qmu, NULL);
+    uv_loop_init(&io->io_loop);
+    uv_async_init(&io->io_loop, &io->io_async, on_async);
+    io->io_async.data = io;
+    uv_timer_init(&io->io_loop, &io->io_timer);
+    io->io_timer.data = io;
+    uv_prepare_init(&io->io_loop, &io->io_prepare);
+    io->io_prepare.data = io;
+    uv_prepare_start(&io->io_prepare, on_prepare);
+    int64_t now = apg_now_ms();
+    io->io_next_refresh = now + io->io_conf.route_refresh_ms;
+    io->io_next_hb = now + io->io_conf.heartbeat_ms;
+    io->io_next_tick = now + 1000;
+    uv_timer_start(&io->io_timer, on_timer, 10, 10);
+    if (uv_thread_create(&io->io_thread, loop_main, io) != 0) {
+        apg_errf(APG_ENOMEM, err, errlen, "cannot start the client I/O thread");
+        uv_close((uv_handle_t *)&io->io_async, NULL);
+        uv_close((uv_handle_t *)&io->io_timer, NULL);
+        uv_close((uv_handle_t *)&io->io_prepare, NULL);
+        uv_run(&io->io_loop, UV_RUN_DEFAULT);
+        uv_loop_close(&io->io_loop);
+        io->io_loop.data = NULL;
+        apg_cio_free(io);
+        return NULL;
+    }
+    io->io_loop.data = io; /* marks "thread started" */
+    return io;
+}
+
+void apg_cio_free(struct apg_cio *io)
+{
+    if (io == NULL)
+        return;
+    if (io->io_loop.data != NULL) {
+        pthread_mutex_lock(&io->io_qmu);
+        io->io_stop_req = true;
+        pthread_mutex_unlock(&io->io_qmu);
+        uv_async_send(&io->io_async);
+        uv_thread_join(&io->io_thread);
+        uv_loop_close(&io->io_loop);
+        pthread_mutex_destroy(&io->io_qmu);
+    }
+    for (struct apg_ctopic *t = io->io_topics, *n; t; t = n) {
+        n = t->ct_next;
+        apg_croute_free(&t->ct_route);
+        apg_free(t->ct_name);
+        apg_free(t);
+    }
+    for (size_t i = 0; i < io->io_nns; i++)
+        apg_free(io->io_ns[i]);
+    apg_free(io->io_ns);
+    apg_free(io->io_scratch);
+    apg_free(io);
+}
+
+apg_err_t apg_cio_submit(struct apg_cio *io, struct apg_cop *op)
+{
+    op->op_next = NULL;
+    pthread_mutex_lock(&io->io_qmu);
+    if (io->io_stop_req) {
+        pthread_mutex_unlock(&io->io_qmu);
+        return APG_ESHUTDOWN;
+    }
+    if (io->io_qtail)
+        io->io_qtail->op_next = op;
+    else
+        io->io_qhead = op;
+    io->io_qtail = op;
+    pthread_mutex_unlock(&io->io_qmu);
+    uv_async_send(&io->io_async);
+    return APG_OK;
+}
+
+bool apg_cio_stopping(const struct apg_cio *io)
+{
+    return io->io_stopping;
+}
+const char *apg_cio_client_id(const struct apg_cio *io)
+{
+    return io->io_client_id;
+}
+uint8_t apg_cio_serialize(const struct apg_cio *io)
+{
+    return io->io_conf.serialize;
+}

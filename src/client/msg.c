@@ -1,0 +1,676 @@
+/* Client messages: the message object and its wire forms.
+ *
+ * Pure code, no sockets and no threads: the property string (name \x01
+ * value \x02, wire doc §4.6), the UNIQ_KEY id RocketMQ clients generate
+ * (§7.3), the records of a SEND_BATCH_MESSAGE body (§4.5), zlib body
+ * compression (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder
+ * of pulled bodies, which are stored CommitLog records (§7.2).
+ *
+ * Properties keep insertion order in a small array; messages carry a handful
+ * of them, so a linear search is the fastest lookup. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "client/client_int.h"
+#include "common/hash.h"
+#include "common/mem.h"
+
+static const char *const reserved_props[] = {
+    "KEYS",
+    "TAGS",
+    "WAIT",
+    "DELAY",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "TRAN_MSG",
+    "PGROUP",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "BUYER_ID",
+    "ORIGIN_MESSAGE_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "RECONSUME_TIME",
+    "MSG_REGION",
+    "TRACE_ON",
+    "UNIQ_KEY",
+    "EXTEND_UNIQ_INFO",
+    "MAX_RECONSUME_TIMES",
+    "CONSUME_START_TIME",
+    "INNER_NUM",
+    "INNER_BASE",
+    "DUP_INFO",
+    "CHECK_IMMUNITY_TIME_IN_SECONDS",
+    "TRAN_PREPARED_QUEUE_OFFSET",
+    "__transactionId__",
+    "TRANSACTION_CHECK_TIMES",
+    "INSTANCE_ID",
+    "CORRELATION_ID",
+    "REPLY_TO_CLIENT",
+    "TTL",
+    "ARRIVE_TIME",
+    "PUSH_REPLY_TIME",
+    "CLUSTER",
+    "MSG_TYPE",
+    "POP_CK",
+    "POP_CK_OFFSET",
+    "1ST_POP_TIME",
+    "__SHARDINGKEY",
+    "TRACE_CONTEXT",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "TIMER_DELIVER_MS",
+    "TIMER_ENQUEUE_MS",
+    "TIMER_DEQUEUE_MS",
+    "TIMER_ROLL_TIMES",
+    "TIMER_OUT_MS",
+    "TIMER_DEL_UNIQKEY",
+    "TIMER_DELAY_LEVEL",
+    "__BORNHOST",
+    "BORN_TIMESTAMP",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
+    "__CRC32#",
+    "INNER_MULTI_DISPATCH",
+    "INNER_MULTI_QUEUE_OFFSET",
+};
+
+bool apg_msg_prop_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]); i++)
+        if (strcmp(name, reserved_props[i]) == 0)
+            return true;
+    return false;
+}
+
+apg_message_t *apg_message_new(const char *topic, const void *body, size_t len)
+{
+    if (topic == NULL || topic[0] == '\0')
+        return NULL;
+    apg_message_t *m = apg_calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->m_topic = apg_strdup(topic);
+    if (m->m_topic == NULL || apg_message_set_body(m, body, len) != APG_OK ||
+        apg_msg_prop_set(m, "WAIT", "true") != APG_OK) {
+        apg_message_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void apg_message_free(apg_message_t *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        apg_free(m->m_props[i].pr_key);
+        apg_free(m->m_props[i].pr_val);
+    }
+    apg_free(m->m_props);
+    apg_free(m->m_body);
+    apg_free(m->m_topic);
+    apg_free(m);
+}
+
+apg_err_t apg_message_set_body(apg_message_t *m, const void *body, size_t len)
+{
+    uint8_t *b = apg_malloc(len ? len : 1);
+    if (b == NULL)
+        return APG_ENOMEM;
+    if (len)
+        memcpy(b, body, len);
+    apg_free(m->m_body);
+    m->m_body = b;
+    m->m_body_len = len;
+    return APG_OK;
+}
+
+static bool clean_text(const char *s)
+{
+    return s != NULL && strpbrk(s, "\x01\x02") == NULL;
+}
+
+/* Decoded properties skip the separator check: Java splits on the first
+ * \x01 only, so a received value may contain one. */
+static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bool check);
+
+apg_err_t apg_msg_prop_set(apg_message_t *m, const char *key, const char *val)
+{
+    return prop_set(m, key, val, true);
+}
+
+static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bool check)
+{
+    if (check && (!clean_text(key) || !clean_text(val) || key[0] == '\0'))
+        return APG_EINVAL;
+    char *v = apg_strdup(val);
+    if (v == NULL)
+        return APG_ENOMEM;
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        if (strcmp(m->m_props[i].pr_key, key) == 0) {
+            apg_free(m->m_props[i].pr_val);
+            m->m_props[i].pr_val = v;
+            return APG_OK;
+        }
+    }
+    if (m->m_nprops == m->m_capprops) {
+        size_t cap = m->m_capprops ? m->m_capprops * 2 : 4;
+        struct apg_prop *np = apg_realloc(m->m_props, cap * sizeof(*np));
+        if (np == NULL) {
+            apg_free(v);
+            return APG_ENOMEM;
+        }
+        m->m_props = np;
+        m->m_capprops = cap;
+    }
+    char *k = apg_strdup(key);
+    if (k == NULL) {
+        apg_free(v);
+        return APG_ENOMEM;
+    }
+    m->m_props[m->m_nprops].pr_key = k;
+    m->m_props[m->m_nprops].pr_val = v;
+    m->m_nprops++;
+    return APG_OK;
+}
+
+static void prop_del(apg_message_t *m, const char *key)
+{
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        if (strcmp(m->m_props[i].pr_key, key) == 0) {
+            apg_free(m->m_props[i].pr_key);
+            apg_free(m->m_props[i].pr_val);
+            memmove(&m->m_props[i], &m->m_props[i + 1],
+                    (m->m_nprops - i - 1) * sizeof(m->m_props[0]));
+            m->m_nprops--;
+            return;
+        }
+    }
+}
+
+const char *apg_msg_prop_get(const apg_message_t *m, const char *key)
+{
+    for (size_t i = 0; i < m->m_nprops; i++)
+        if (strcmp(m->m_props[i].pr_key, key) == 0)
+            return m->m_props[i].pr_val;
+    return NULL;
+}
+
+apg_err_t apg_message_set_tags(apg_message_t *m, const char *tags)
+{
+    if (tags == NULL || tags[0] == '\0')
+        return APG_EINVAL;
+    return apg_msg_prop_set(m, "TAGS", tags);
+}
+
+apg_err_t apg_message_set_keys(apg_message_t *m, const char *keys)
+{
+    if (keys == NULL || keys[0] == '\0')
+        return APG_EINVAL;
+    return apg_msg_prop_set(m, "KEYS", keys);
+}
+
+apg_err_t apg_message_set_delay_level(apg_message_t *m, int level)
+{
+    if (level < 0 || level > 18)
+        return APG_EINVAL;
+    if (level == 0) {
+        prop_del(m, "DELAY");
+        return APG_OK;
+    }
+    char v[8];
+    snprintf(v, sizeof(v), "%d", level);
+    return apg_msg_prop_set(m, "DELAY", v);
+}
+
+apg_err_t apg_message_put_property(apg_message_t *m, const char *name, const char *value)
+{
+    if (name == NULL || value == NULL || apg_msg_prop_reserved(name))
+        return APG_EINVAL;
+    return apg_msg_prop_set(m, name, value);
+}
+
+void apg_message_set_flag(apg_message_t *m, int32_t flag)
+{
+    m->m_flag = flag;
+}
+
+const char *apg_message_topic(const apg_message_t *m)
+{
+    return m->m_topic;
+}
+const void *apg_message_body(const apg_message_t *m, size_t *len)
+{
+    if (len)
+        *len = m->m_body_len;
+    return m->m_body;
+}
+const char *apg_message_tags(const apg_message_t *m)
+{
+    return apg_msg_prop_get(m, "TAGS");
+}
+const char *apg_message_keys(const apg_message_t *m)
+{
+    return apg_msg_prop_get(m, "KEYS");
+}
+const char *apg_message_property(const apg_message_t *m, const char *name)
+{
+    return apg_msg_prop_get(m, name);
+}
+int32_t apg_message_flag(const apg_message_t *m)
+{
+    return m->m_flag;
+}
+const char *apg_message_id(const apg_message_t *m)
+{
+    return apg_msg_prop_get(m, "UNIQ_KEY");
+}
+const char *apg_message_offset_id(const apg_message_t *m)
+{
+    return m->m_offset_id[0] ? m->m_offset_id : NULL;
+}
+int apg_message_queue_id(const apg_message_t *m)
+{
+    return m->m_queue_id;
+}
+int64_t apg_message_queue_offset(const apg_message_t *m)
+{
+    return m->m_queue_offset;
+}
+int64_t apg_message_commitlog_offset(const apg_message_t *m)
+{
+    return m->m_commitlog_offset;
+}
+int64_t apg_message_born_timestamp(const apg_message_t *m)
+{
+    return m->m_born_ts;
+}
+int64_t apg_message_store_timestamp(const apg_message_t *m)
+{
+    return m->m_store_ts;
+}
+int apg_message_reconsume_times(const apg_message_t *m)
+{
+    return m->m_reconsume;
+}
+
+apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out)
+{
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        apg_err_t e = apg_buf_append_str(out, m->m_props[i].pr_key);
+        if (e == APG_OK)
+            e = apg_buf_append(out, "\x01", 1);
+        if (e == APG_OK)
+            e = apg_buf_append_str(out, m->m_props[i].pr_val);
+        if (e == APG_OK)
+            e = apg_buf_append(out, "\x02", 1);
+        if (e != APG_OK)
+            return e;
+    }
+    return APG_OK;
+}
+
+apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        const char *chunk = s + i;
+        const char *end = memchr(chunk, '\x02', len - i);
+        size_t clen = end ? (size_t)(end - chunk) : len - i;
+        i += clen + 1;
+        if (clen < 3)
+            continue;
+        const char *sep = memchr(chunk, '\x01', clen);
+        if (sep == NULL)
+            continue;
+        char *k = apg_strndup(chunk, (size_t)(sep - chunk));
+        char *v = apg_strndup(sep + 1, clen - (size_t)(sep - chunk) - 1);
+        apg_err_t e = (k && v) ? APG_OK : APG_ENOMEM;
+        if (e == APG_OK && k[0] != '\0')
+            e = prop_set(m, k, v, false);
+        apg_free(k);
+        apg_free(v);
+        if (e == APG_ENOMEM)
+            return e;
+    }
+    return APG_OK;
+}
+
+/* ---- UNIQ_KEY ---- */
+
+void apg_msg_uniq_id_fmt(char out[33], const uint8_t ip[4], uint16_t pid, int32_t hash,
+                         int32_t ms_in_month, uint16_t counter)
+{
+    uint8_t raw[16];
+    memcpy(raw, ip, 4);
+    apg_wbe16(raw + 4, pid);
+    apg_wbe32(raw + 6, (uint32_t)hash);
+    apg_wbe32(raw + 10, (uint32_t)ms_in_month);
+    apg_wbe16(raw + 14, counter);
+    static const char hex[] = "0123456789ABCDEF";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+static pthread_once_t uniq_once = PTHREAD_ONCE_INIT;
+static uint8_t uniq_ip[4];
+static uint16_t uniq_pid;
+static int32_t uniq_hash;
+static _Atomic uint32_t uniq_counter;
+
+static void uniq_init(void)
+{
+    apg_client_local_ip(uniq_ip, NULL, 0);
+    uniq_pid = (uint16_t)getpid();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned seed = (unsigned)(ts.tv_nsec ^ (ts.tv_sec << 8) ^ getpid());
+    uniq_hash = (int32_t)rand_r(&seed) ^ (int32_t)((uint32_t)rand_r(&seed) << 16);
+    atomic_store(&uniq_counter, (uint32_t)rand_r(&seed));
+}
+
+/* Milliseconds since 00:00 local time on the 1st of the current month. */
+static int32_t ms_in_month(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec;
+    struct tm tm;
+    localtime_r(&now, &tm);
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    time_t start = mktime(&tm);
+    return (int32_t)((int64_t)(now - start) * 1000 + ts.tv_nsec / 1000000);
+}
+
+void apg_msg_uniq_id(char out[33])
+{
+    pthread_once(&uniq_once, uniq_init);
+    uint16_t c = (uint16_t)atomic_fetch_add(&uniq_counter, 1);
+    apg_msg_uniq_id_fmt(out, uniq_ip, uniq_pid, uniq_hash, ms_in_month(), c);
+}
+
+apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
+{
+    if (apg_msg_prop_get(m, "UNIQ_KEY") != NULL)
+        return APG_OK;
+    char id[33];
+    apg_msg_uniq_id(id);
+    return apg_msg_prop_set(m, "UNIQ_KEY", id);
+}
+
+/* ---- batch body ---- */
+
+apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out)
+{
+    struct apg_buf props = APG_BUF_INIT;
+    apg_err_t e = apg_msg_props_encode(m, &props);
+    if (e != APG_OK || props.b_len > 32767 || m->m_body_len > INT32_MAX) {
+        apg_buf_free(&props);
+        return e != APG_OK ? e : APG_ETOOBIG;
+    }
+    size_t total = 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2 + props.b_len;
+    e = apg_buf_reserve(out, total);
+    if (e == APG_OK) {
+        apg_buf_put_be32(out, (uint32_t)total);
+        apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
+        apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
+        apg_buf_put_be32(out, (uint32_t)m->m_flag);
+        apg_buf_put_be32(out, (uint32_t)m->m_body_len);
+        apg_buf_append(out, m->m_body, m->m_body_len);
+        apg_buf_put_be16(out, (uint16_t)props.b_len);
+        apg_buf_append(out, props.b_data, props.b_len);
+    }
+    apg_buf_free(&props);
+    return e;
+}
+
+/* ---- compression ---- */
+
+apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, size_t *out_len)
+{
+    uLongf cap = compressBound((uLong)len);
+    uint8_t *b = apg_malloc(cap);
+    if (b == NULL)
+        return APG_ENOMEM;
+    if (compress2(b, &cap, in, (uLong)len, level) != Z_OK) {
+        apg_free(b);
+        return APG_EIO;
+    }
+    *out = b;
+    *out_len = cap;
+    return APG_OK;
+}
+
+apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *out_len)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit(&zs) != Z_OK)
+        return APG_ENOMEM;
+    size_t cap = len * 4 + 64, n = 0;
+    uint8_t *b = NULL;
+    apg_err_t e = APG_OK;
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    for (;;) {
+        if (cap > max + 1)
+            cap = max + 1;
+        uint8_t *nb = apg_realloc(b, cap);
+        if (nb == NULL) {
+            e = APG_ENOMEM;
+            break;
+        }
+        b = nb;
+        zs.next_out = b + n;
+        zs.avail_out = (uInt)(cap - n);
+        int rc = inflate(&zs, Z_NO_FLUSH);
+        n = cap - zs.avail_out;
+        if (rc == Z_STREAM_END)
+            break;
+        if (n > max) {
+            e = APG_ETOOBIG;
+            break;
+        }
+        if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_out == 0)) {
+            e = APG_ECORRUPT;
+            break;
+        }
+        if (zs.avail_out == 0)
+            cap *= 2;
+        else if (zs.avail_in == 0) {
+            e = APG_ECORRUPT; /* truncated stream */
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    if (e != APG_OK) {
+        apg_free(b);
+        return e;
+    }
+    *out = b;
+    *out_len = n;
+    return APG_OK;
+}
+
+/* ---- pulled records (§7.2) ---- */
+
+apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on_msg, void *arg,
+                                 char *err, size_t errlen)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 4)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: truncated size field", pos);
+        const uint8_t *r = buf + pos;
+        uint32_t total = apg_be32(r);
+        if (total < 84 + 4 + 1 + 2 || total > len - pos)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: size %u outside 91..%zu", pos,
+                            total, len - pos);
+        uint32_t magic = apg_be32(r + 4);
+        if (magic != APG_MSG_MAGIC_V1 && magic != APG_MSG_MAGIC_V2)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: bad magic 0x%08X", pos, magic);
+        int32_t sysflag = (int32_t)apg_be32(r + 36);
+        size_t born_len = (sysflag & APG_MSG_SYSFLAG_BORNHOST_V6) ? 20 : 8;
+        size_t store_len = (sysflag & APG_MSG_SYSFLAG_STOREHOST_V6) ? 20 : 8;
+        size_t p = 48 + born_len;   /* store timestamp */
+        size_t store_host = p + 8;  /* store host */
+        p = store_host + store_len; /* reconsume times */
+        size_t body_at = p + 4 + 8; /* body length field */
+        if (body_at + 4 > total)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: header past its size", pos);
+        uint32_t body_len = apg_be32(r + body_at);
+        if (body_len > total - body_at - 4)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: body length %u too big", pos,
+                            body_len);
+        size_t q = body_at + 4 + body_len;
+        size_t tlen_sz = magic == APG_MSG_MAGIC_V2 ? 2 : 1;
+        if (q + tlen_sz > total)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: truncated topic", pos);
+        size_t topic_len = tlen_sz == 2 ? apg_be16(r + q) : r[q];
+        q += tlen_sz;
+        if (topic_len == 0 || q + topic_len + 2 > total)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: bad topic length %zu", pos,
+                            topic_len);
+        const uint8_t *topic = r + q;
+        q += topic_len;
+        size_t props_len = apg_be16(r + q);
+        q += 2;
+        if (q + props_len > total)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: properties past its size",
+                            pos);
+
+        apg_message_t *m = apg_calloc(1, sizeof(*m));
+        if (m == NULL)
+            return APG_ENOMEM;
+        m->m_topic = apg_strndup((const char *)topic, topic_len);
+        m->m_body_crc = (int32_t)apg_be32(r + 8);
+        m->m_queue_id = (int32_t)apg_be32(r + 12);
+        m->m_flag = (int32_t)apg_be32(r + 16);
+        m->m_queue_offset = (int64_t)apg_be64(r + 20);
+        m->m_commitlog_offset = (int64_t)apg_be64(r + 28);
+        m->m_sysflag = sysflag;
+        m->m_born_ts = (int64_t)apg_be64(r + 40);
+        m->m_store_ts = (int64_t)apg_be64(r + 48 + born_len);
+        m->m_reconsume = (int32_t)apg_be32(r + store_host + store_len);
+        /* Offset message id: store ip + port + commitlog offset, upper-case hex. */
+        {
+            size_t o = 0;
+            for (size_t i = 0; i < store_len; i++)
+                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
+                                      r[store_host + i]);
+            for (int i = 0; i < 8; i++)
+                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
+                                      r[28 + i]);
+        }
+        apg_err_t e = m->m_topic ? APG_OK : APG_ENOMEM;
+        const uint8_t *body = r + body_at + 4;
+        if (e == APG_OK && (sysflag & APG_MSG_SYSFLAG_COMPRESSED)) {
+            int type = sysflag & APG_MSG_SYSFLAG_COMPRESS_MASK;
+            if (type != 0 && type != APG_MSG_SYSFLAG_ZLIB) {
+                e = apg_errf(APG_EPROTO, err, errlen,
+                             "record at %zu: compression type 0x%x (LZ4/ZSTD) not supported", pos,
+                             type >> 8);
+            } else {
+                e = apg_msg_unzlib(body, body_len, 64u * 1024 * 1024, &m->m_body, &m->m_body_len);
+                if (e != APG_OK)
+                    apg_errf(e, err, errlen, "record at %zu: body does not inflate", pos);
+                m->m_sysflag &= ~(APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_COMPRESS_MASK);
+            }
+        } else if (e == APG_OK) {
+            e = apg_message_set_body(m, body, body_len);
+        }
+        if (e == APG_OK)
+            e = apg_msg_props_decode(m, (const char *)r + q, props_len);
+        if (e != APG_OK) {
+            apg_message_free(m);
+            return e;
+        }
+        e = on_msg(m, arg);
+        if (e != APG_OK)
+            return e;
+        pos += total;
+    }
+    return APG_OK;
+}
+
+/* ---- tag expressions ---- */
+
+apg_err_t apg_tagexpr_parse(const char *expr, struct apg_tagexpr *te)
+{
+    memset(te, 0, sizeof(*te));
+    if (expr == NULL)
+        expr = "*";
+    while (*expr == ' ')
+        expr++;
+    if (expr[0] == '\0' || strcmp(expr, "*") == 0) {
+        te->te_all = true;
+        return APG_OK;
+    }
+    char *copy = apg_strdup(expr);
+    if (copy == NULL)
+        return APG_ENOMEM;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t l = strlen(tok);
+        while (l && (tok[l - 1] == ' ' || tok[l - 1] == '\t'))
+            tok[--l] = '\0';
+        if (l == 0)
+            continue;
+        char **nt = apg_realloc(te->te_tags, (te->te_n + 1) * sizeof(char *));
+        int32_t *nc = nt ? apg_realloc(te->te_codes, (te->te_n + 1) * sizeof(int32_t)) : NULL;
+        if (nt)
+            te->te_tags = nt;
+        if (nc)
+            te->te_codes = nc;
+        char *d = nc ? apg_strdup(tok) : NULL;
+        if (d == NULL) {
+            apg_free(copy);
+            apg_tagexpr_free(te);
+            return APG_ENOMEM;
+        }
+        te->te_tags[te->te_n] = d;
+        te->te_codes[te->te_n] = apg_java_hash(d, l);
+        te->te_n++;
+    }
+    apg_free(copy);
+    if (te->te_n == 0)
+        te->te_all = true;
+    return APG_OK;
+}
+
+bool apg_tagexpr_match(const struct apg_tagexpr *te, const char *tag)
+{
+    if (te->te_all)
+        return true;
+    if (tag == NULL)
+        return false;
+    for (size_t i = 0; i < te->te_n; i++)
+        if (strcmp(te->te_tags[i], tag) == 0)
+            return true;
+    return false;
+}
+
+void apg_tagexpr_free(struct apg_tagexpr *te)
+{
+    for (size_t i = 0; i < te->te_n; i++)
+        apg_free(te->te_tags[i]);
+    apg_free(te->te_tags);
+    apg_free(te->te_codes);
+    memset(te, 0, sizeof(*te));
+}

@@ -1,0 +1,190 @@
+/* NameServer KV config (see kv.h).
+ *
+ * The table is a jansson object (namespace -> object of strings); there are
+ * few entries and changes are rare admin operations, so each change
+ * rewrites the whole file: <path>.tmp is written and fsynced, renamed over
+ * <path>, and the directory fsynced so the rename itself is durable. */
+#include "namesrv/kv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+
+struct apg_kv {
+    char *kv_path;
+    json_t *kv_table; /* object: ns -> object: key -> string */
+};
+
+static apg_err_t mkdir_p(const char *dir, char *err, size_t errlen)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+    return APG_OK;
+}
+
+apg_err_t apg_kv_open(const char *path, struct apg_kv **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct apg_kv *kv = apg_calloc(1, sizeof(*kv));
+    if (!kv || !(kv->kv_path = apg_strdup(path))) {
+        apg_free(kv);
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        json_error_t je;
+        json_t *root = json_load_file(path, 0, &je);
+        json_t *tbl = root ? json_object_get(root, "configTable") : NULL;
+        if (!root || (tbl && !json_is_object(tbl))) {
+            json_decref(root);
+            apg_kv_free(kv);
+            return apg_errf(APG_ECORRUPT, err, errlen,
+                            "KV config %s is not valid JSON (%s, line %d); fix or move it away",
+                            path, root ? "configTable is not an object" : je.text, je.line);
+        }
+        kv->kv_table = tbl ? json_incref(tbl) : json_object();
+        json_decref(root);
+    } else if (errno == ENOENT) {
+        kv->kv_table = json_object();
+    } else {
+        apg_errf(APG_EIO, err, errlen, "cannot read KV config %s: %s", path, strerror(errno));
+        apg_kv_free(kv);
+        return APG_EIO;
+    }
+    *out = kv;
+    return APG_OK;
+}
+
+void apg_kv_free(struct apg_kv *kv)
+{
+    if (!kv)
+        return;
+    json_decref(kv->kv_table);
+    apg_free(kv->kv_path);
+    apg_free(kv);
+}
+
+const char *apg_kv_path(const struct apg_kv *kv)
+{
+    return kv->kv_path;
+}
+
+static apg_err_t kv_save(struct apg_kv *kv, char *err, size_t errlen)
+{
+    char dir[4096], tmp[4200];
+    snprintf(dir, sizeof(dir), "%s", kv->kv_path);
+    char *d = dirname(dir);
+    apg_err_t e = mkdir_p(d, err, errlen);
+    if (e)
+        return e;
+    json_t *root = json_object();
+    json_object_set(root, "configTable", kv->kv_table);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(root);
+    if (!text)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    snprintf(tmp, sizeof(tmp), "%s.tmp", kv->kv_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t len = strlen(text), off = 0;
+    if (fd < 0) {
+        e = apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            e = apg_errf(errno == ENOSPC ? APG_EDISKFULL : APG_EIO, err, errlen,
+                         "cannot write %s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+        e = apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    close(fd);
+    if (rename(tmp, kv->kv_path) < 0) {
+        e = apg_errf(APG_EIO, err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+out:
+    free(text);
+    return e;
+}
+
+apg_err_t apg_kv_put(struct apg_kv *kv, const char *ns, const char *key, const char *value,
+                     char *err, size_t errlen)
+{
+    json_t *nso = json_object_get(kv->kv_table, ns);
+    if (!nso) {
+        nso = json_object();
+        if (!nso || json_object_set_new(kv->kv_table, ns, nso))
+            return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    const char *old = json_string_value(json_object_get(nso, key));
+    if (old && strcmp(old, value) == 0)
+        return APG_OK;
+    json_t *v = json_string(value);
+    if (!v || json_object_set_new(nso, key, v))
+        return apg_errf(APG_EINVAL, err, errlen, "value is not valid UTF-8");
+    apg_log_info("namesrv", "KV config put %s/%s", ns, key);
+    return kv_save(kv, err, errlen);
+}
+
+apg_err_t apg_kv_delete(struct apg_kv *kv, const char *ns, const char *key, char *err,
+                        size_t errlen)
+{
+    json_t *nso = json_object_get(kv->kv_table, ns);
+    if (!nso || json_object_del(nso, key))
+        return APG_OK;
+    if (json_object_size(nso) == 0)
+        json_object_del(kv->kv_table, ns);
+    apg_log_info("namesrv", "KV config delete %s/%s", ns, key);
+    return kv_save(kv, err, errlen);
+}
+
+const char *apg_kv_get(const struct apg_kv *kv, const char *ns, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(kv->kv_table, ns), key));
+}
+
+json_t *apg_kv_list_json(const struct apg_kv *kv, const char *ns)
+{
+    json_t *nso = json_object_get(kv->kv_table, ns);
+    if (!nso || json_object_size(nso) == 0)
+        return NULL;
+    json_t *j = json_object();
+    json_object_set_new(j, "table", json_deep_copy(nso));
+    return j;
+}

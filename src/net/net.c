@@ -1,0 +1,988 @@
+/* Event loops, connections and the remoting server.
+ *
+ * Design (see net.h for the contract):
+ *  - Each loop thread owns its connections. A frame is read into the
+ *    connection's input buffer (grown by doubling, never shrunk, so a warm
+ *    connection reads without allocating), decoded into the loop's one
+ *    struct apg_rcmd with the loop's scratch area, and dispatched right there:
+ *    requests to on_request, responses to the pending request with the same
+ *    opaque.
+ *  - apg_conn_send appends to c_out and puts the connection on the loop's
+ *    dirty list. The uv_check handle (which runs after the poll phase) flushes
+ *    every dirty connection with one uv_try_write, falling back to uv_write
+ *    for the rest; while the dirty list is non-empty a uv_idle handle keeps
+ *    the poll phase from blocking, so output queued from a timer or async
+ *    callback goes out in the same iteration.
+ *  - A connection whose queued output passes APG_NET_HIGH_WATER stops
+ *    reading until it drains below APG_NET_LOW_WATER.
+ *  - Work from other threads arrives through a mutex-protected FIFO and a
+ *    uv_async; no per-message thread hand-off happens in the server itself.
+ *  - Every loop of a server has its own listening socket bound to the same
+ *    port with SO_REUSEPORT (created, bound and listening before the loops
+ *    start, so a port is accepting when apg_net_server_start returns).
+ *
+ * Lifetime of a connection: one reference for being open (dropped in the
+ * uv_close callback), one per dirty-list entry, one per apg_conn_post in
+ * flight, plus whatever the application takes. Memory is freed when the
+ * count reaches zero, which can only happen after the handle closed. */
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "protocol/rcode.h"
+
+#define READ_CHUNK 65536
+#define STOP_GRACE_MS 2000
+/* Connection buffers larger than this are freed on the next tick when empty
+ * (they grow back on demand), so one huge frame does not pin memory. */
+#define SHRINK_ABOVE (1u * 1024 * 1024)
+
+struct apg_net_server {
+    struct apg_net_server_opts s_opts;
+    char *s_name;
+    char *s_host;
+    int s_port;
+    int s_n_loops;
+    struct apg_net_loop *s_loops;
+    atomic_int s_opaque;
+};
+
+/* ------------------------------------------------------------------ */
+/* connections                                                          */
+
+static void conn_free(struct apg_conn *c)
+{
+    apg_buf_free(&c->c_in);
+    apg_buf_free(&c->c_out);
+    apg_buf_free(&c->c_wbuf);
+    apg_free(c->c_addr);
+    apg_free(c);
+}
+
+void apg_conn_ref(struct apg_conn *c)
+{
+    atomic_fetch_add(&c->c_refs, 1);
+}
+
+void apg_conn_unref(struct apg_conn *c)
+{
+    if (atomic_fetch_sub(&c->c_refs, 1) == 1)
+        conn_free(c);
+}
+
+bool apg_conn_is_closed(const struct apg_conn *c)
+{
+    return atomic_load(&((struct apg_conn *)c)->c_closed);
+}
+
+int apg_conn_loop_index(const struct apg_conn *c)
+{
+    return c->c_loop->l_idx;
+}
+
+uv_loop_t *apg_conn_uv_loop(struct apg_conn *c)
+{
+    return &c->c_loop->l_uv;
+}
+
+const char *apg_conn_peer(const struct apg_conn *c)
+{
+    return c->c_peer;
+}
+
+void apg_conn_set_user(struct apg_conn *c, void *user)
+{
+    c->c_user = user;
+}
+
+void *apg_conn_user(const struct apg_conn *c)
+{
+    return c->c_user;
+}
+
+size_t apg_conn_pending_bytes(const struct apg_conn *c)
+{
+    return c->c_out.b_len + c->c_wbuf.b_len;
+}
+
+struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
+{
+    struct apg_conn *c = apg_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    if (uv_tcp_init(&l->l_uv, &c->c_tcp)) {
+        apg_free(c);
+        return NULL;
+    }
+    c->c_tcp.data = c;
+    c->c_loop = l;
+    atomic_init(&c->c_refs, 1);
+    atomic_init(&c->c_closed, false);
+    c->c_close_err = APG_ECLOSED;
+    c->c_last_active = uv_now(&l->l_uv);
+    snprintf(c->c_peer, sizeof(c->c_peer), "?");
+    c->c_next = l->l_conns;
+    if (l->l_conns)
+        l->l_conns->c_prev = c;
+    l->l_conns = c;
+    return c;
+}
+
+static void loop_maybe_finish(struct apg_net_loop *l);
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct apg_conn *c = h->data;
+    struct apg_net_loop *l = c->c_loop;
+    if (c->c_prev)
+        c->c_prev->c_next = c->c_next;
+    else
+        l->l_conns = c->c_next;
+    if (c->c_next)
+        c->c_next->c_prev = c->c_prev;
+    c->c_prev = c->c_next = NULL;
+    apg_conn_unref(c);
+    loop_maybe_finish(l);
+}
+
+static void fail_pending(struct apg_conn *c, apg_err_t err)
+{
+    struct apg_net_pending *p = c->c_pending;
+    c->c_pending = NULL;
+    while (p) {
+        struct apg_net_pending *next = p->pd_next;
+        c->c_loop->l_n_pending--;
+        p->pd_cb(p->pd_ud, NULL, err);
+        apg_free(p);
+        p = next;
+    }
+}
+
+void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info,
+                        const char *reason)
+{
+    if (atomic_exchange(&c->c_closed, true))
+        return;
+    struct apg_net_loop *l = c->c_loop;
+    if (log_info)
+        apg_log_info(l->l_name, "closing connection %s: %s", c->c_peer, reason);
+    else
+        apg_log_debug(l->l_name, "closing connection %s: %s", c->c_peer, reason);
+    apg_conn_ref(c);
+    uv_read_stop((uv_stream_t *)&c->c_tcp);
+    if (l->l_on_close && c->c_connected)
+        l->l_on_close(c, l->l_ud);
+    fail_pending(c, pending_err);
+    if (!uv_is_closing((uv_handle_t *)&c->c_tcp))
+        uv_close((uv_handle_t *)&c->c_tcp, on_conn_closed);
+    apg_conn_unref(c);
+}
+
+void apg_conn_close(struct apg_conn *c, const char *reason)
+{
+    apg_net_conn_close(c, APG_ECLOSED, true, reason ? reason : "closed by the application");
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    /* Only exists to make the poll phase non-blocking. */
+}
+
+void apg_net_conn_mark_dirty(struct apg_conn *c)
+{
+    if (c->c_dirty)
+        return;
+    struct apg_net_loop *l = c->c_loop;
+    c->c_dirty = true;
+    apg_conn_ref(c);
+    c->c_dirty_next = l->l_dirty;
+    l->l_dirty = c;
+    if (!uv_is_active((uv_handle_t *)&l->l_idle))
+        uv_idle_start(&l->l_idle, on_idle);
+}
+
+static void conn_maybe_resume(struct apg_conn *c)
+{
+    if (c->c_paused && !apg_conn_is_closed(c) && apg_conn_pending_bytes(c) < APG_NET_LOW_WATER) {
+        c->c_paused = false;
+        apg_net_conn_start(c);
+    }
+}
+
+static void conn_flush(struct apg_conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct apg_conn *c = req->data;
+    c->c_writing = false;
+    apg_buf_reset(&c->c_wbuf);
+    if (status < 0) {
+        if (status != UV_ECANCELED) {
+            char why[128];
+            snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
+            apg_net_conn_close(c, APG_EIO, false, why);
+        }
+        apg_conn_unref(c);
+        return;
+    }
+    c->c_last_active = uv_now(&c->c_loop->l_uv);
+    if (!apg_conn_is_closed(c)) {
+        if (c->c_out.b_len)
+            conn_flush(c);
+        else if (c->c_drain_close)
+            apg_net_conn_close(c, APG_ESHUTDOWN, false, "server stopping");
+        conn_maybe_resume(c);
+    }
+    apg_conn_unref(c);
+}
+
+static void conn_flush(struct apg_conn *c)
+{
+    if (c->c_writing || !c->c_connected || apg_conn_is_closed(c) || c->c_out.b_len == 0)
+        return;
+    uv_buf_t b = uv_buf_init((char *)c->c_out.b_data, (unsigned)c->c_out.b_len);
+    int n = uv_try_write((uv_stream_t *)&c->c_tcp, &b, 1);
+    if (n == (int)c->c_out.b_len) {
+        apg_buf_reset(&c->c_out);
+        c->c_last_active = uv_now(&c->c_loop->l_uv);
+        if (c->c_drain_close)
+            apg_net_conn_close(c, APG_ESHUTDOWN, false, "server stopping");
+        else
+            conn_maybe_resume(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        char why[128];
+        snprintf(why, sizeof(why), "write failed: %s", uv_strerror(n));
+        apg_net_conn_close(c, APG_EIO, false, why);
+        return;
+    }
+    if (n < 0)
+        n = 0;
+    /* Hand the rest to uv_write; new output accumulates in c_out meanwhile. */
+    struct apg_buf tmp = c->c_wbuf;
+    c->c_wbuf = c->c_out;
+    c->c_out = tmp;
+    apg_buf_reset(&c->c_out);
+    b = uv_buf_init((char *)c->c_wbuf.b_data + n, (unsigned)(c->c_wbuf.b_len - n));
+    c->c_wreq.data = c;
+    c->c_writing = true;
+    apg_conn_ref(c);
+    int rc = uv_write(&c->c_wreq, (uv_stream_t *)&c->c_tcp, &b, 1, on_write);
+    if (rc) {
+        c->c_writing = false;
+        apg_conn_unref(c);
+        char why[128];
+        snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
+        apg_net_conn_close(c, APG_EIO, false, why);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    struct apg_net_loop *l = h->data;
+    while (l->l_dirty) {
+        struct apg_conn *c = l->l_dirty;
+        l->l_dirty = NULL;
+        while (c) {
+            struct apg_conn *next = c->c_dirty_next;
+            c->c_dirty = false;
+            c->c_dirty_next = NULL;
+            conn_flush(c);
+            apg_conn_unref(c);
+            c = next;
+        }
+    }
+    uv_idle_stop(&l->l_idle);
+}
+
+static apg_err_t conn_queue(struct apg_conn *c, const struct apg_rcmd *cmd, const uint8_t *body,
+                            uint32_t len)
+{
+    if (apg_conn_is_closed(c))
+        return APG_ECLOSED;
+    size_t before = c->c_out.b_len;
+    apg_err_t e = apg_rcmd_encode_header(cmd, len, &c->c_out);
+    if (!e && len)
+        e = apg_buf_append(&c->c_out, body, len);
+    if (e) {
+        c->c_out.b_len = before;
+        return e;
+    }
+    apg_net_conn_mark_dirty(c);
+    if (!c->c_paused && apg_conn_pending_bytes(c) > APG_NET_HIGH_WATER) {
+        c->c_paused = true;
+        uv_read_stop((uv_stream_t *)&c->c_tcp);
+    }
+    return APG_OK;
+}
+
+apg_err_t apg_conn_send(struct apg_conn *c, const struct apg_rcmd *cmd, const uint8_t *body,
+                        uint32_t len)
+{
+    return conn_queue(c, cmd, body, len);
+}
+
+apg_err_t apg_conn_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
+                         const char *remark, const uint8_t *body, uint32_t len)
+{
+    if (apg_rcmd_is_oneway(req))
+        return APG_OK;
+    struct apg_rcmd resp;
+    apg_rcmd_init_response(&resp, req, code, remark);
+    return conn_queue(c, &resp, body, len);
+}
+
+static void on_req_timer(uv_timer_t *t);
+
+apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
+                                   apg_net_resp_cb cb, void *ud)
+{
+    struct apg_net_loop *l = c->c_loop;
+    struct apg_net_pending *p = apg_malloc(sizeof(*p));
+    if (!p)
+        return APG_ENOMEM;
+    p->pd_opaque = opaque;
+    p->pd_deadline = uv_now(&l->l_uv) + timeout_ms;
+    p->pd_cb = cb;
+    p->pd_ud = ud;
+    p->pd_next = c->c_pending;
+    c->c_pending = p;
+    if (l->l_n_pending++ == 0 && !l->l_finished)
+        uv_timer_start(&l->l_req_timer, on_req_timer, 20, 20);
+    return APG_OK;
+}
+
+apg_err_t apg_conn_request(struct apg_conn *c, struct apg_rcmd *req, const uint8_t *body,
+                           uint32_t len, uint32_t timeout_ms, apg_net_resp_cb cb, void *ud)
+{
+    if (apg_conn_is_closed(c))
+        return APG_ECLOSED;
+    req->opaque = atomic_fetch_add(c->c_loop->l_opaque, 1);
+    req->flag &= ~(APG_RCMD_FLAG_RESPONSE | APG_RCMD_FLAG_ONEWAY);
+    apg_err_t e = conn_queue(c, req, body, len);
+    if (e)
+        return e;
+    return apg_net_conn_add_pending(c, req->opaque, timeout_ms, cb, ud);
+}
+
+apg_err_t apg_conn_oneway(struct apg_conn *c, struct apg_rcmd *req, const uint8_t *body,
+                          uint32_t len)
+{
+    req->opaque = atomic_fetch_add(c->c_loop->l_opaque, 1);
+    req->flag = (req->flag & ~APG_RCMD_FLAG_RESPONSE) | APG_RCMD_FLAG_ONEWAY;
+    return conn_queue(c, req, body, len);
+}
+
+static void dispatch_response(struct apg_conn *c, const struct apg_rcmd *resp)
+{
+    struct apg_net_pending **pp = &c->c_pending;
+    while (*pp && (*pp)->pd_opaque != resp->opaque)
+        pp = &(*pp)->pd_next;
+    struct apg_net_pending *p = *pp;
+    if (!p) {
+        apg_log_debug(c->c_loop->l_name, "%s: response with unknown opaque %d (late?) dropped",
+                      c->c_peer, resp->opaque);
+        return;
+    }
+    *pp = p->pd_next;
+    c->c_loop->l_n_pending--;
+    p->pd_cb(p->pd_ud, resp, APG_OK);
+    apg_free(p);
+}
+
+/* Parses every whole frame in the input buffer. */
+static void conn_parse(struct apg_conn *c)
+{
+    struct apg_net_loop *l = c->c_loop;
+    char why[256];
+    while (!apg_conn_is_closed(c)) {
+        const uint8_t *p = c->c_in.b_data + c->c_in_off;
+        size_t avail = c->c_in.b_len - c->c_in_off;
+        size_t flen = 0;
+        char perr[160] = "";
+        if (avail < 4)
+            break;
+        apg_err_t e = apg_frame_peek(p, avail, l->l_max_frame, &flen, perr, sizeof(perr));
+        if (e) {
+            snprintf(why, sizeof(why), "bad frame: %s", perr[0] ? perr : apg_strerror(e));
+            apg_net_conn_close(c, APG_EPROTO, true, why);
+            return;
+        }
+        if (flen == 0)
+            break;
+        size_t hdr_len = flen >= 8 ? (apg_be32(p + 4) & 0xFFFFFFu) : 0;
+        size_t need = apg_rcmd_scratch_need(hdr_len);
+        if (need > l->l_scratch_cap) {
+            size_t cap = l->l_scratch_cap ? l->l_scratch_cap : 4096;
+            while (cap < need)
+                cap *= 2;
+            char *s = apg_realloc(l->l_scratch, cap);
+            if (!s) {
+                apg_net_conn_close(c, APG_ENOMEM, true, "out of memory decoding a frame");
+                return;
+            }
+            l->l_scratch = s;
+            l->l_scratch_cap = cap;
+        }
+        e = apg_rcmd_decode(p, flen, &l->l_rcmd, l->l_scratch, l->l_scratch_cap, perr,
+                            sizeof(perr));
+        if (e) {
+            snprintf(why, sizeof(why), "malformed frame: %s", perr[0] ? perr : apg_strerror(e));
+            apg_net_conn_close(c, APG_EPROTO, true, why);
+            return;
+        }
+        c->c_in_off += flen;
+        if (apg_rcmd_is_response(&l->l_rcmd))
+            dispatch_response(c, &l->l_rcmd);
+        else if (l->l_on_request)
+            l->l_on_request(c, &l->l_rcmd, l->l_ud);
+        else
+            apg_log_debug(l->l_name, "%s: request code %d ignored (no handler)", c->c_peer,
+                          l->l_rcmd.code);
+    }
+    if (c->c_in_off) {
+        apg_buf_consume(&c->c_in, c->c_in_off);
+        c->c_in_off = 0;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct apg_conn *c = h->data;
+    size_t want = READ_CHUNK;
+    /* If a frame header is buffered, make room for the whole frame at once. */
+    if (c->c_in.b_len >= 4) {
+        size_t flen = (size_t)apg_be32(c->c_in.b_data) + 4;
+        if (flen <= c->c_loop->l_max_frame + 4 && flen > c->c_in.b_len &&
+            flen - c->c_in.b_len > want)
+            want = flen - c->c_in.b_len;
+    }
+    if (apg_buf_reserve(&c->c_in, want)) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)c->c_in.b_data + c->c_in.b_len,
+                       (unsigned)(c->c_in.b_cap - c->c_in.b_len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct apg_conn *c = s->data;
+    if (nread == UV_ENOBUFS) {
+        apg_net_conn_close(c, APG_ENOMEM, true, "out of memory for the read buffer");
+        return;
+    }
+    if (nread < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+        apg_net_conn_close(c, APG_ECLOSED, false, why);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->c_in.b_len += (size_t)nread;
+    c->c_last_active = uv_now(&c->c_loop->l_uv);
+    apg_conn_ref(c);
+    conn_parse(c);
+    apg_conn_unref(c);
+}
+
+apg_err_t apg_net_conn_start(struct apg_conn *c)
+{
+    if (!c->c_connected) {
+        c->c_connected = true;
+        struct sockaddr_storage ss;
+        int sl = sizeof(ss);
+        if (uv_tcp_getpeername(&c->c_tcp, (struct sockaddr *)&ss, &sl) == 0) {
+            char ip[INET6_ADDRSTRLEN] = "";
+            int port = 0;
+            if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            }
+            snprintf(c->c_peer, sizeof(c->c_peer), "%s:%d", ip, port);
+        }
+        uv_tcp_nodelay(&c->c_tcp, 1);
+    }
+    int rc = uv_read_start((uv_stream_t *)&c->c_tcp, on_alloc, on_read);
+    return rc ? APG_EIO : APG_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* conn posts                                                           */
+
+struct conn_post {
+    struct apg_conn *cp_conn;
+    void (*cp_fn)(struct apg_conn *c, void *arg);
+    void *cp_arg;
+};
+
+static void run_conn_post(void *arg)
+{
+    struct conn_post *cp = arg;
+    cp->cp_fn(cp->cp_conn, cp->cp_arg);
+    apg_conn_unref(cp->cp_conn);
+    apg_free(cp);
+}
+
+apg_err_t apg_conn_post(struct apg_conn *c, void (*fn)(struct apg_conn *c, void *arg), void *arg)
+{
+    struct conn_post *cp = apg_malloc(sizeof(*cp));
+    if (!cp)
+        return APG_ENOMEM;
+    cp->cp_conn = c;
+    cp->cp_fn = fn;
+    cp->cp_arg = arg;
+    apg_conn_ref(c);
+    apg_err_t e = apg_net_loop_post(c->c_loop, run_conn_post, cp);
+    if (e) {
+        apg_conn_unref(c);
+        apg_free(cp);
+    }
+    return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* loops                                                                */
+
+static void run_posts(struct apg_net_loop *l)
+{
+    uv_mutex_lock(&l->l_mtx);
+    struct apg_net_post *p = l->l_post_head;
+    l->l_post_head = l->l_post_tail = NULL;
+    uv_mutex_unlock(&l->l_mtx);
+    while (p) {
+        struct apg_net_post *next = p->p_next;
+        p->p_fn(p->p_arg);
+        apg_free(p);
+        p = next;
+    }
+}
+
+static void on_async(uv_async_t *a)
+{
+    run_posts(a->data);
+}
+
+apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *arg)
+{
+    struct apg_net_post *p = apg_malloc(sizeof(*p));
+    if (!p)
+        return APG_ENOMEM;
+    p->p_fn = fn;
+    p->p_arg = arg;
+    p->p_next = NULL;
+    uv_mutex_lock(&l->l_mtx);
+    if (l->l_post_closed) {
+        uv_mutex_unlock(&l->l_mtx);
+        apg_free(p);
+        return APG_ESHUTDOWN;
+    }
+    if (l->l_post_tail)
+        l->l_post_tail->p_next = p;
+    else
+        l->l_post_head = p;
+    l->l_post_tail = p;
+    uv_async_send(&l->l_async);
+    uv_mutex_unlock(&l->l_mtx);
+    return APG_OK;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct apg_net_loop *l = t->data;
+    uint64_t now = uv_now(&l->l_uv);
+    for (struct apg_conn *c = l->l_conns, *next; c; c = next) {
+        next = c->c_next;
+        if (apg_conn_is_closed(c))
+            continue;
+        if (!c->c_connected) {
+            if (c->c_connect_deadline && now > c->c_connect_deadline)
+                apg_net_conn_close(c, APG_ETIMEDOUT, true, "connect timed out");
+            continue;
+        }
+        /* Give back buffers a burst of large frames left behind. */
+        if (c->c_in.b_len == 0 && c->c_in.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_in);
+        if (c->c_out.b_len == 0 && c->c_out.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_out);
+        if (!c->c_writing && c->c_wbuf.b_cap > SHRINK_ABOVE)
+            apg_buf_free(&c->c_wbuf);
+        if (l->l_idle_ms && now - c->c_last_active >= l->l_idle_ms && !c->c_writing) {
+            char why[96];
+            snprintf(why, sizeof(why), "idle for %llu s",
+                     (unsigned long long)((now - c->c_last_active) / 1000));
+            apg_net_conn_close(c, APG_ECLOSED, true, why);
+        }
+    }
+}
+
+static void on_req_timer(uv_timer_t *t)
+{
+    struct apg_net_loop *l = t->data;
+    uint64_t now = uv_now(&l->l_uv);
+    for (struct apg_conn *c = l->l_conns; c; c = c->c_next) {
+        struct apg_net_pending **pp = &c->c_pending;
+        while (*pp) {
+            struct apg_net_pending *p = *pp;
+            if (now >= p->pd_deadline) {
+                *pp = p->pd_next;
+                l->l_n_pending--;
+                p->pd_cb(p->pd_ud, NULL, APG_ETIMEDOUT);
+                apg_free(p);
+            } else {
+                pp = &p->pd_next;
+            }
+        }
+    }
+    if (l->l_n_pending == 0)
+        uv_timer_stop(&l->l_req_timer);
+}
+
+apg_err_t apg_net_loop_init(struct apg_net_loop *l, int idx)
+{
+    l->l_idx = idx;
+    if (uv_loop_init(&l->l_uv))
+        return APG_ENOMEM;
+    uv_async_init(&l->l_uv, &l->l_async, on_async);
+    uv_check_init(&l->l_uv, &l->l_check);
+    uv_idle_init(&l->l_uv, &l->l_idle);
+    uv_timer_init(&l->l_uv, &l->l_tick);
+    uv_timer_init(&l->l_uv, &l->l_req_timer);
+    uv_timer_init(&l->l_uv, &l->l_stop_timer);
+    l->l_async.data = l->l_check.data = l->l_idle.data = l;
+    l->l_tick.data = l->l_req_timer.data = l->l_stop_timer.data = l;
+    uv_check_start(&l->l_check, on_check);
+    uint64_t tick = 1000;
+    if (l->l_idle_ms && l->l_idle_ms / 4 < tick)
+        tick = l->l_idle_ms / 4 < 50 ? 50 : l->l_idle_ms / 4;
+    uv_timer_start(&l->l_tick, on_tick, tick, tick);
+    /* The tick must not keep a stopping loop alive by itself; it is closed
+     * explicitly when the loop finishes. */
+    return APG_OK;
+}
+
+static void loop_maybe_finish(struct apg_net_loop *l)
+{
+    if (!l->l_stopping || l->l_finished || l->l_conns)
+        return;
+    if (l->l_has_listener && !uv_is_closing((uv_handle_t *)&l->l_listen))
+        return;
+    l->l_finished = true;
+    if (l->l_on_stop)
+        l->l_on_stop(l->l_idx, &l->l_uv, l->l_ud);
+    uv_mutex_lock(&l->l_mtx);
+    l->l_post_closed = true;
+    uv_mutex_unlock(&l->l_mtx);
+    run_posts(l); /* posts that raced with the stop still run */
+    uv_close((uv_handle_t *)&l->l_async, NULL);
+    uv_close((uv_handle_t *)&l->l_check, NULL);
+    uv_close((uv_handle_t *)&l->l_idle, NULL);
+    uv_close((uv_handle_t *)&l->l_tick, NULL);
+    uv_close((uv_handle_t *)&l->l_req_timer, NULL);
+    uv_close((uv_handle_t *)&l->l_stop_timer, NULL);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    struct apg_net_loop *l = t->data;
+    for (struct apg_conn *c = l->l_conns, *next; c; c = next) {
+        next = c->c_next;
+        apg_net_conn_close(c, APG_ESHUTDOWN, true, "server stopping, output not drained in time");
+    }
+}
+
+void apg_net_loop_begin_stop(struct apg_net_loop *l, apg_err_t pending_err, bool graceful)
+{
+    if (l->l_stopping)
+        return;
+    l->l_stopping = true;
+    if (l->l_has_listener)
+        uv_close((uv_handle_t *)&l->l_listen, NULL);
+    for (struct apg_conn *c = l->l_conns, *next; c; c = next) {
+        next = c->c_next;
+        if (graceful && c->c_connected && apg_conn_pending_bytes(c) > 0) {
+            c->c_drain_close = true;
+            uv_read_stop((uv_stream_t *)&c->c_tcp);
+            conn_flush(c);
+        } else {
+            apg_net_conn_close(c, pending_err, false, "stopping");
+        }
+    }
+    if (l->l_conns)
+        uv_timer_start(&l->l_stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
+    loop_maybe_finish(l);
+}
+
+void apg_net_loop_fini(struct apg_net_loop *l)
+{
+    if (uv_loop_close(&l->l_uv) == UV_EBUSY) {
+        apg_log_warn(l->l_name, "loop %d still had handles at exit", l->l_idx);
+        uv_run(&l->l_uv, UV_RUN_DEFAULT);
+        uv_loop_close(&l->l_uv);
+    }
+    apg_free(l->l_scratch);
+    l->l_scratch = NULL;
+    uv_mutex_destroy(&l->l_mtx);
+    uv_sem_destroy(&l->l_ready);
+}
+
+/* ------------------------------------------------------------------ */
+/* server                                                               */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct apg_net_loop *l = server->data;
+    if (status < 0) {
+        apg_log_warn(l->l_name, "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct apg_conn *c = apg_net_conn_new(l);
+    if (!c) {
+        apg_log_error(l->l_name, "out of memory accepting a connection");
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)&c->c_tcp) || apg_net_conn_start(c)) {
+        apg_net_conn_close(c, APG_ECLOSED, false, "accept failed");
+        return;
+    }
+    apg_log_debug(l->l_name, "loop %d accepted %s", l->l_idx, c->c_peer);
+}
+
+static void server_loop_main(void *arg)
+{
+    struct apg_net_loop *l = arg;
+    int rc = uv_tcp_init(&l->l_uv, &l->l_listen);
+    if (!rc) {
+        l->l_listen.data = l;
+        rc = uv_tcp_open(&l->l_listen, l->l_listen_fd);
+        if (!rc) {
+            l->l_has_listener = true;
+            rc = uv_listen((uv_stream_t *)&l->l_listen, 1024, on_connection);
+        } else {
+            close(l->l_listen_fd);
+            uv_close((uv_handle_t *)&l->l_listen, NULL);
+        }
+    }
+    l->l_listen_fd = -1;
+    l->l_start_err = rc ? APG_EIO : APG_OK;
+    if (l->l_on_start)
+        l->l_on_start(l->l_idx, &l->l_uv, l->l_ud);
+    uv_sem_post(&l->l_ready);
+    uv_run(&l->l_uv, UV_RUN_DEFAULT);
+}
+
+static int make_listen_socket(const struct sockaddr *sa, socklen_t sl, bool reuseport, char *err,
+                              size_t errlen, const char *host, int port)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        apg_errf(APG_EIO, err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, sa, sl) < 0) {
+        apg_errf(APG_EIO, err, errlen, "cannot listen on %s:%d: %s%s", host, port, strerror(errno),
+                 errno == EADDRINUSE ? " (another process uses the port; pick another with "
+                                       "--listenPort)"
+                                     : "");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct apg_net_server **out,
+                               char *err, size_t errlen)
+{
+    *out = NULL;
+    if (opts->n_loops < 1 || opts->n_loops > 256 || !opts->on_request)
+        return apg_errf(APG_EINVAL, err, errlen, "net server: bad options");
+    const char *host = opts->host && opts->host[0] ? opts->host : "0.0.0.0";
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    if (uv_ip4_addr(host, opts->port, (struct sockaddr_in *)&ss) == 0) {
+        sl = sizeof(struct sockaddr_in);
+    } else if (uv_ip6_addr(host, opts->port, (struct sockaddr_in6 *)&ss) == 0) {
+        sl = sizeof(struct sockaddr_in6);
+    } else {
+        return apg_errf(APG_ECONFIG, err, errlen, "bindAddress '%s' is not an IPv4 or IPv6 address",
+                        host);
+    }
+
+    struct apg_net_server *srv = apg_calloc(1, sizeof(*srv));
+    if (!srv)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    srv->s_opts = *opts;
+    srv->s_name = apg_strdup(opts->name ? opts->name : "net");
+    srv->s_host = apg_strdup(host);
+    srv->s_n_loops = opts->n_loops;
+    srv->s_loops = apg_calloc(opts->n_loops, sizeof(*srv->s_loops));
+    atomic_init(&srv->s_opaque, 1);
+    if (!srv->s_name || !srv->s_host || !srv->s_loops) {
+        apg_free(srv->s_name);
+        apg_free(srv->s_host);
+        apg_free(srv->s_loops);
+        apg_free(srv);
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    srv->s_opts.name = srv->s_name;
+    srv->s_opts.host = srv->s_host;
+
+    /* Probe the port without SO_REUSEPORT first, so that a port another
+     * process already holds is an error rather than a silent share. */
+    int port = opts->port;
+    int fds[256];
+    int n_fds = 0;
+    apg_err_t e = APG_OK;
+    int probe = make_listen_socket((struct sockaddr *)&ss, sl, false, err, errlen, host, port);
+    if (probe < 0) {
+        e = APG_EIO;
+        goto fail;
+    }
+    if (opts->n_loops == 1) {
+        fds[n_fds++] = probe;
+    } else {
+        port = bound_port(probe);
+        close(probe);
+        if (ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+        else
+            ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+        for (int i = 0; i < opts->n_loops; i++) {
+            int fd = make_listen_socket((struct sockaddr *)&ss, sl, true, err, errlen, host, port);
+            if (fd < 0) {
+                e = APG_EIO;
+                goto fail;
+            }
+            fds[n_fds++] = fd;
+        }
+    }
+    for (int i = 0; i < n_fds; i++) {
+        if (listen(fds[i], 1024) < 0) {
+            e = apg_errf(APG_EIO, err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
+            goto fail;
+        }
+    }
+    srv->s_port = bound_port(fds[0]);
+
+    for (int i = 0; i < srv->s_n_loops; i++) {
+        struct apg_net_loop *l = &srv->s_loops[i];
+        l->l_name = srv->s_name;
+        l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
+        l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
+        l->l_opaque = &srv->s_opaque;
+        l->l_on_request = opts->on_request;
+        l->l_on_close = opts->on_close;
+        l->l_on_stop = opts->on_loop_stop;
+        l->l_ud = opts->ud;
+        l->l_listen_fd = fds[i];
+        uv_mutex_init(&l->l_mtx);
+        uv_sem_init(&l->l_ready, 0);
+        if (apg_net_loop_init(l, i)) {
+            e = apg_errf(APG_ENOMEM, err, errlen, "cannot create event loop");
+            /* Loops already started are stopped below. */
+            for (int j = i; j < n_fds; j++)
+                close(fds[j]);
+            srv->s_n_loops = i;
+            apg_net_server_stop(srv);
+            return e;
+        }
+        l->l_on_start = opts->on_loop_start;
+        if (uv_thread_create(&l->l_thread, server_loop_main, l)) {
+            e = apg_errf(APG_EIO, err, errlen, "cannot create loop thread");
+            for (int j = i; j < n_fds; j++)
+                close(fds[j]);
+            uv_loop_close(&l->l_uv);
+            srv->s_n_loops = i;
+            apg_net_server_stop(srv);
+            return e;
+        }
+        uv_sem_wait(&l->l_ready);
+        if (l->l_start_err) {
+            for (int j = i + 1; j < n_fds; j++)
+                close(fds[j]);
+            srv->s_n_loops = i + 1;
+            apg_net_server_stop(srv);
+            return apg_errf(APG_EIO, err, errlen, "cannot listen on %s:%d", host, port);
+        }
+    }
+    apg_log_debug(srv->s_name, "listening on %s:%d with %d loop(s)", host, srv->s_port,
+                  srv->s_n_loops);
+    *out = srv;
+    return APG_OK;
+
+fail:
+    for (int i = 0; i < n_fds; i++)
+        close(fds[i]);
+    apg_free(srv->s_name);
+    apg_free(srv->s_host);
+    apg_free(srv->s_loops);
+    apg_free(srv);
+    return e;
+}
+
+int apg_net_server_port(const struct apg_net_server *srv)
+{
+    return srv->s_port;
+}
+
+int apg_net_server_loop_count(const struct apg_net_server *srv)
+{
+    return srv->s_n_loops;
+}
+
+apg_err_t apg_net_server_post(struct apg_net_server *srv, int loop_idx, void (*fn)(void *arg),
+                              void *arg)
+{
+    if (loop_idx < 0 || loop_idx >= srv->s_n_loops)
+        return APG_EINVAL;
+    return apg_net_loop_post(&srv->s_loops[loop_idx], fn, arg);
+}
+
+static void stop_on_loop(void *arg)
+{
+    apg_net_loop_begin_stop(arg, APG_ESHUTDOWN, true);
+}
+
+void apg_net_server_stop(struct apg_net_server *srv)
+{
+    if (!srv)
+        return;
+    for (int i = 0; i < srv->s_n_loops; i++)
+        apg_net_loop_post(&srv->s_loops[i], stop_on_loop, &srv->s_loops[i]);
+    for (int i = 0; i < srv->s_n_loops; i++) {
+        uv_thread_join(&srv->s_loops[i].l_thread);
+        apg_net_loop_fini(&srv->s_loops[i]);
+    }
+    apg_free(srv->s_name);
+    apg_free(srv->s_host);
+    apg_free(srv->s_loops);
+    apg_free(srv);
+}

@@ -1,0 +1,122 @@
+/* Network layer internals shared by server.c-side (net.c) and client.c.
+ *
+ * A struct apg_net_loop is one libuv loop on its own thread, with the
+ * handles every loop needs: an async + mutex-protected post queue for work
+ * from other threads, a check handle that flushes the connections that
+ * queued output this iteration, an idle handle that keeps poll from
+ * blocking while such output waits, and timers for idle connections and
+ * request deadlines. Servers own n of them, the client one. */
+#ifndef APG_NET_NET_INT_H
+#define APG_NET_NET_INT_H
+
+#include <stdatomic.h>
+
+#include "common/buf.h"
+#include "net/net.h"
+
+struct apg_net_post {
+    void (*p_fn)(void *arg);
+    void *p_arg;
+    struct apg_net_post *p_next;
+};
+
+struct apg_net_pending {
+    int32_t pd_opaque;
+    uint64_t pd_deadline; /* uv_now() ms */
+    apg_net_resp_cb pd_cb;
+    void *pd_ud;
+    struct apg_net_pending *pd_next;
+};
+
+/* Owned by its loop thread, except l_mtx-protected fields. */
+struct apg_net_loop {
+    uv_loop_t l_uv;
+    int l_idx;
+    const char *l_name; /* log subsystem, borrowed from the owner */
+    uv_thread_t l_thread;
+    uv_sem_t l_ready;
+    apg_err_t l_start_err;
+
+    uv_async_t l_async;
+    uv_check_t l_check;
+    uv_idle_t l_idle;
+    uv_timer_t l_tick;
+    uv_timer_t l_req_timer;
+    uv_timer_t l_stop_timer;
+
+    uv_mutex_t l_mtx; /* guards the three fields below */
+    struct apg_net_post *l_post_head, *l_post_tail;
+    bool l_post_closed;
+
+    struct apg_conn *l_conns; /* every open or closing connection */
+    struct apg_conn *l_dirty; /* connections with output to flush */
+    int l_n_pending;          /* outstanding requests on all connections */
+
+    /* Decode area reused for every frame on this loop. */
+    struct apg_rcmd l_rcmd;
+    char *l_scratch;
+    size_t l_scratch_cap;
+
+    size_t l_max_frame;
+    uint64_t l_idle_ms;
+    atomic_int *l_opaque; /* the owner's request id counter */
+    void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
+    void (*l_on_close)(struct apg_conn *c, void *ud);
+    void (*l_on_start)(int idx, uv_loop_t *loop, void *ud);
+    void (*l_on_stop)(int idx, uv_loop_t *loop, void *ud);
+    void *l_ud;
+
+    int l_listen_fd; /* -1 for the client */
+    uv_tcp_t l_listen;
+    bool l_has_listener;
+    bool l_stopping;
+    bool l_finished;
+};
+
+struct apg_conn {
+    uv_tcp_t c_tcp; /* first: handle <-> conn */
+    struct apg_net_loop *c_loop;
+    atomic_int c_refs;
+    atomic_bool c_closed;
+    bool c_connected; /* false while an outbound connect is in flight */
+    bool c_paused;    /* reading stopped for back-pressure */
+    bool c_dirty;
+    bool c_writing;
+    bool c_drain_close;    /* close once the output is written (graceful stop) */
+    apg_err_t c_close_err; /* what pending requests are failed with */
+
+    struct apg_buf c_in;
+    size_t c_in_off;
+    struct apg_buf c_out;  /* queued this iteration */
+    struct apg_buf c_wbuf; /* being written by c_wreq */
+    uv_write_t c_wreq;
+
+    uint64_t c_last_active;
+    uint64_t c_connect_deadline;
+    char c_peer[64];
+    char *c_addr; /* outbound: the "host:port" it was asked for */
+    void *c_user;
+    struct apg_net_pending *c_pending;
+    uv_connect_t c_creq;
+
+    struct apg_conn *c_prev, *c_next, *c_dirty_next;
+};
+
+apg_err_t apg_net_loop_init(struct apg_net_loop *l, int idx);
+/* Runs on the loop thread when stopping: closes connections gracefully and
+ * then the loop's own handles. */
+void apg_net_loop_begin_stop(struct apg_net_loop *l, apg_err_t pending_err, bool graceful);
+apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *arg);
+/* Drains the post queue and frees the loop's resources (after uv_run). */
+void apg_net_loop_fini(struct apg_net_loop *l);
+
+struct apg_conn *apg_net_conn_new(struct apg_net_loop *l);
+/* Starts reading, fills c_peer, marks the connection connected. */
+apg_err_t apg_net_conn_start(struct apg_conn *c);
+void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info,
+                        const char *reason);
+void apg_net_conn_mark_dirty(struct apg_conn *c);
+apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
+                                   apg_net_resp_cb cb, void *ud);
+
+#endif

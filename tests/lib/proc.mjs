@@ -1,0 +1,124 @@
+// Process helpers for integration and interop tests (node ESM, no npm deps).
+//
+//   freePort()                         -> Promise<number> a currently free TCP port on 127.0.0.1
+//   waitForPort(port, timeoutMs)       -> Promise<void> resolves once 127.0.0.1:port accepts
+//   startApogee(subcommand, args, opts) -> Promise<{proc, port, dir, stop, output, exited}>
+//
+// startApogee spawns process.env.APOGEE_BIN (default ./build/apogee) as
+//   apogee <subcommand> --storePathRootDir=<dir> --bindAddress=127.0.0.1 --<portArg>=<port> ...args
+// where <dir> is a fresh mkdtemp directory (or opts.dir to reuse one, e.g. for restart tests)
+// and waits until the port accepts connections. stop() sends SIGTERM (then SIGKILL after
+// opts.stopTimeoutMs), waits for exit and removes the temp dir (unless opts.keepDir). Every
+// process still running when node exits is killed and its dir removed.
+//
+// opts: { port, portArg = 'listenPort', dir, keepDir, env, startTimeoutMs = 10000,
+//         stopTimeoutMs = 5000, extraPorts: { argName: port } }
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const live = new Set();
+
+process.on('exit', () => {
+    for (const p of live) {
+        try {
+            p.proc.kill('SIGKILL');
+        } catch {}
+        if (!p.keepDir) {
+            try {
+                fs.rmSync(p.dir, { recursive: true, force: true });
+            } catch {}
+        }
+    }
+});
+
+export function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.unref();
+        srv.on('error', reject);
+        srv.listen(0, '127.0.0.1', () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+export function tryConnect(port, host = '127.0.0.1') {
+    return new Promise((resolve) => {
+        const s = net.connect({ port, host });
+        s.once('connect', () => {
+            s.destroy();
+            resolve(true);
+        });
+        s.once('error', () => resolve(false));
+    });
+}
+
+export async function waitForPort(port, timeoutMs = 10000, proc = null) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (proc && proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
+        if (await tryConnect(port)) return;
+        await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`port ${port} did not accept connections within ${timeoutMs} ms`);
+}
+
+export function apogeeBin() {
+    return process.env.APOGEE_BIN || path.resolve('build/apogee');
+}
+
+export async function startApogee(subcommand, args = [], opts = {}) {
+    const port = opts.port ?? (await freePort());
+    const portArg = opts.portArg ?? 'listenPort';
+    const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), `apogee-${subcommand}-`));
+    const argv = [
+        subcommand,
+        `--storePathRootDir=${dir}`,
+        '--bindAddress=127.0.0.1',
+        `--${portArg}=${port}`,
+    ];
+    for (const [k, v] of Object.entries(opts.extraPorts ?? {})) argv.push(`--${k}=${v}`);
+    argv.push(...args);
+    const proc = spawn(apogeeBin(), argv, {
+        env: { ...process.env, ...(opts.env ?? {}) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    const exited = new Promise((resolve) => proc.once('exit', (code, sig) => resolve({ code, sig })));
+    const entry = { proc, dir, keepDir: !!opts.keepDir };
+    live.add(entry);
+
+    let stopped = null;
+    const stop = (signal = 'SIGTERM') => {
+        if (stopped) return stopped;
+        stopped = (async () => {
+            if (proc.exitCode === null && proc.signalCode === null) {
+                proc.kill(signal);
+                const t = setTimeout(() => proc.kill('SIGKILL'), opts.stopTimeoutMs ?? 5000);
+                const r = await exited;
+                clearTimeout(t);
+                live.delete(entry);
+                if (!entry.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+                return r;
+            }
+            live.delete(entry);
+            if (!entry.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+            return exited;
+        })();
+        return stopped;
+    };
+
+    try {
+        await waitForPort(port, opts.startTimeoutMs ?? 10000, proc);
+    } catch (e) {
+        await stop('SIGKILL');
+        throw new Error(`apogee ${argv.join(' ')}: ${e.message}\n--- output ---\n${out}`);
+    }
+    return { proc, port, dir, stop, output: () => out, exited, argv };
+}

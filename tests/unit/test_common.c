@@ -1,0 +1,219 @@
+/* Unit tests for src/common: config table, .properties parsing, Java hashes,
+ * buffers and the counting allocator. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/hash.h"
+#include "common/mem.h"
+
+static void test_defaults_per_role(void **state)
+{
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    struct apg_config *sa = apg_config_new(APG_ROLE_STANDALONE);
+    assert_int_equal(apg_cfg_int(ns, APG_CFG_listenPort), 9876);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_listenPort), 10911);
+    assert_int_equal(apg_cfg_int(sa, APG_CFG_listenPort), 10911);
+    assert_int_equal(apg_cfg_int(sa, APG_CFG_namesrvListenPort), 9876);
+    assert_string_equal(apg_cfg_str(br, APG_CFG_flushDiskType), "ASYNC_FLUSH");
+    assert_int_equal(apg_cfg_int(br, APG_CFG_maxMessageSize), 4194304);
+    assert_true(apg_cfg_bool(br, APG_CFG_autoCreateTopicEnable));
+    assert_string_equal(apg_cfg_str(sa, APG_CFG_storePathRootDir), "./data");
+    apg_config_free(ns);
+    apg_config_free(br);
+    apg_config_free(sa);
+}
+
+static void test_set_validates(void **state)
+{
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    assert_int_equal(apg_config_set(br, "listenPort", "10921", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_listenPort), 10921);
+    assert_int_equal(apg_config_set(br, "listenPort", "70000", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "1..65535"));
+    assert_int_equal(apg_config_set(br, "listenPort", "12ab", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_int_equal(
+        apg_config_set(br, "flushDiskType", "SYNC_FLUSH", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_OK);
+    assert_int_equal(
+        apg_config_set(br, "flushDiskType", "SOMETIMES", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ECONFIG);
+    assert_non_null(strstr(err, "ASYNC_FLUSH|SYNC_FLUSH"));
+    assert_int_equal(
+        apg_config_set(br, "autoCreateTopicEnable", "FALSE", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_OK);
+    assert_false(apg_cfg_bool(br, APG_CFG_autoCreateTopicEnable));
+    assert_int_equal(
+        apg_config_set(br, "autoCreateTopicEnable", "yes", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ECONFIG);
+    assert_int_equal(apg_config_set(br, "noSuchKey", "1", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     APG_ENOTFOUND);
+    /* A namesrv-only key does not apply to a broker. */
+    assert_int_equal(
+        apg_config_set(br, "scanNotActiveBrokerInterval", "100", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ENOTFOUND);
+    apg_config_free(br);
+}
+
+static void test_args_and_file(void **state)
+{
+    char path[] = "/tmp/apogee-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "# broker.conf\n"
+                       "brokerClusterName = DefaultCluster\n"
+                       "brokerName=broker-b\n"
+                       "listenPort: 10931\n"
+                       "deleteWhen=04\n"
+                       "brokerRole=ASYNC_MASTER\n"
+                       "someJavaOnlyKey=1\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    bool print_only;
+    /* Flags win over the file whatever their order. */
+    char *argv[] = {"--listenPort=10941", "-c",     path, "-n", "127.0.0.1:9877", "-p",
+                    "--storePathRootDir", "/tmp/b1"};
+    assert_int_equal(apg_config_parse_args(br, 8, argv, &print_only, err, sizeof(err)), APG_OK);
+    assert_true(print_only);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_listenPort), 10941);
+    assert_string_equal(apg_cfg_str(br, APG_CFG_brokerName), "broker-b");
+    assert_string_equal(apg_cfg_str(br, APG_CFG_namesrvAddr), "127.0.0.1:9877");
+    assert_string_equal(apg_cfg_str(br, APG_CFG_storePathRootDir), "/tmp/b1");
+
+    char *bad[] = {"--listenPort=abc"};
+    assert_int_equal(apg_config_parse_args(br, 1, bad, &print_only, err, sizeof(err)), APG_ECONFIG);
+    char *unknown[] = {"--bogus=1"};
+    assert_int_equal(apg_config_parse_args(br, 1, unknown, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "bogus"));
+    char *stray[] = {"stray"};
+    assert_int_equal(apg_config_parse_args(br, 1, stray, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    char *missing[] = {"-c", "/nonexistent/broker.conf"};
+    assert_int_equal(apg_config_parse_args(br, 2, missing, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "/nonexistent/broker.conf"));
+    apg_config_free(br);
+    unlink(path);
+}
+
+struct kv_list {
+    int n;
+    char k[8][64];
+    char v[8][64];
+};
+
+static void collect(const char *key, const char *value, void *ud)
+{
+    struct kv_list *l = ud;
+    if (l->n < 8) {
+        snprintf(l->k[l->n], 64, "%s", key);
+        snprintf(l->v[l->n], 64, "%s", value);
+        l->n++;
+    }
+}
+
+static void test_properties_syntax(void **state)
+{
+    const char *t = "! comment\n"
+                    "  a=1\n"
+                    "b : two words \n"
+                    "c\\\n"
+                    "  ont=x\\\n"
+                    "    y\n"
+                    "d\t\\u00e9t\\u00E9\n"
+                    "e\\=k=v\\tw\r\n"
+                    "lonely\n";
+    struct kv_list l = {0};
+    assert_int_equal(apg_properties_parse(t, strlen(t), collect, &l), APG_OK);
+    assert_int_equal(l.n, 6);
+    assert_string_equal(l.k[0], "a");
+    assert_string_equal(l.v[0], "1");
+    assert_string_equal(l.k[1], "b");
+    assert_string_equal(l.v[1], "two words ");
+    assert_string_equal(l.k[2], "cont");
+    assert_string_equal(l.v[2], "xy");
+    assert_string_equal(l.k[3], "d");
+    assert_string_equal(l.v[3], "\xc3\xa9t\xc3\xa9");
+    assert_string_equal(l.k[4], "e=k");
+    assert_string_equal(l.v[4], "v\tw");
+    assert_string_equal(l.k[5], "lonely");
+    assert_string_equal(l.v[5], "");
+
+    const char *bad = "x=\\u12\n";
+    struct kv_list l2 = {0};
+    assert_int_equal(apg_properties_parse(bad, strlen(bad), collect, &l2), APG_EINVAL);
+}
+
+static void test_java_hash(void **state)
+{
+    /* Values computed by Java's String.hashCode. */
+    assert_int_equal(apg_java_hash("", 0), 0);
+    assert_int_equal(apg_java_hash("TagA", 4), 2598919);
+    assert_int_equal(apg_java_hash("hello world", 11), 1794106052);
+    /* "é" (U+00E9) = 233; "日本" = 26085*31 + 26412 */
+    assert_int_equal(apg_java_hash("\xc3\xa9", 2), 233);
+    assert_int_equal(apg_java_hash("\xe6\x97\xa5\xe6\x9c\xac", 6), 26085 * 31 + 26412);
+    /* U+1F600 is the surrogate pair D83D DE00. */
+    assert_int_equal(apg_java_hash("\xf0\x9f\x98\x80", 4), 0xD83D * 31 + 0xDE00);
+    /* A lone bad byte hashes as U+FFFD. */
+    assert_int_equal(apg_java_hash("\xff", 1), 0xFFFD);
+}
+
+static void test_crc32(void **state)
+{
+    assert_int_equal(apg_crc32("123456789", 9), 0xCBF43926u);
+    assert_int_equal(apg_rmq_crc32("123456789", 9), 0xCBF43926u & 0x7FFFFFFF);
+}
+
+static void test_buf_and_mem(void **state)
+{
+    int64_t before = apg_mem_in_use();
+    struct apg_buf b = APG_BUF_INIT;
+    assert_int_equal(apg_buf_put_be32(&b, 0x01020304), APG_OK);
+    assert_int_equal(apg_buf_put_be64(&b, 0x0506070809101112ull), APG_OK);
+    assert_int_equal(apg_buf_printf(&b, "%s-%d", "x", 7), APG_OK);
+    assert_int_equal(b.b_len, 15);
+    assert_int_equal(apg_be32(b.b_data), 0x01020304);
+    assert_true(apg_be64(b.b_data + 4) == 0x0506070809101112ull);
+    assert_memory_equal(b.b_data + 12, "x-7", 3);
+    apg_buf_consume(&b, 4);
+    assert_int_equal(b.b_len, 11);
+    assert_true(apg_mem_in_use() > before);
+    apg_buf_free(&b);
+    assert_int_equal(apg_mem_in_use(), before);
+
+    apg_mem_fail_after(1);
+    assert_null(apg_malloc(10));
+    void *p = apg_malloc(10);
+    assert_non_null(p);
+    apg_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_per_role), cmocka_unit_test(test_set_validates),
+        cmocka_unit_test(test_args_and_file),     cmocka_unit_test(test_properties_syntax),
+        cmocka_unit_test(test_java_hash),         cmocka_unit_test(test_crc32),
+        cmocka_unit_test(test_buf_and_mem),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
