@@ -16,9 +16,11 @@
  *     short append lock (memcpy into the mapped segment, consume-queue entry).
  *   - apg_store_get() and the other readers may run in any thread, concurrently
  *     with appends, flushing and retention.
- *   - The store owns two internal threads: the flush thread (fdatasync, group
- *     commit, SYNC_FLUSH acknowledgements, checkpoint) and the service thread
- *     (segment preallocation, retention, disk-space guard).
+ *   - The store owns three internal threads: the flush thread (msync/fdatasync,
+ *     group commit, checkpoint), the ack thread (runs SYNC_FLUSH ack_cb
+ *     callbacks, so the next group commit starts while acks are delivered) and
+ *     the service thread (segment preallocation and page warm-up, retention,
+ *     disk-space guard).
  *   - apg_store_open()/apg_store_close() must not race with any other call.
  *
  * Durability contract:
