@@ -165,6 +165,7 @@ struct apg_store {
     struct seg *st_next;       /* preallocated next segment */
     int64_t st_cur_base;       /* base of the current segment, for the preallocator */
     _Atomic int64_t st_warmed; /* service thread: pages faulted in up to here */
+    int64_t st_warm_origin;    /* service thread: write position when warming began */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -1069,25 +1070,39 @@ int apg_store_clean_now(struct apg_store *st)
 /* Keeps the pages just ahead of the write position faulted in (writable),
  * in small steps, across the current and the preallocated next segment, so
  * the appender's memcpy rarely takes a page fault and the cost is spread out
- * instead of faulting a whole 1 GiB segment at once. Returns true if it did
- * work (call again soon). Service thread. */
+ * instead of faulting a whole 1 GiB segment at once.
+ *
+ * The window grows with what has been written since start: 1 MiB ahead for a
+ * broker that has written nothing (so an idle broker stays at a few MB of
+ * resident pages), up to so_warm_ahead_mb once that much has gone through.
+ * Returns true if it did work (call again soon). Service thread. */
 #define WARM_STEP (4ll << 20)
+#define WARM_MIN (1ll << 20)
 static bool warm_ahead(struct apg_store *st)
 {
     if (st->st_opts.so_no_preallocate)
         return false;
     int64_t wrote = atomic_load(&st->st_wrote);
+    if (st->st_warm_origin == 0)
+        st->st_warm_origin = wrote > 0 ? wrote : 1;
+    int64_t window = wrote - st->st_warm_origin;
+    int64_t max_window = (int64_t)st->st_opts.so_warm_ahead_mb << 20;
+    if (window < WARM_MIN)
+        window = WARM_MIN;
+    if (window > max_window)
+        window = max_window;
     if (st->st_warmed < wrote)
         st->st_warmed = wrote;
-    if (st->st_warmed >= wrote + ((int64_t)st->st_opts.so_warm_ahead_mb << 20))
+    if (st->st_warmed >= wrote + window)
         return false;
+    int64_t step = window < WARM_STEP ? window : WARM_STEP;
     int64_t at = st->st_warmed;
     bool done = false;
     pthread_rwlock_rdlock(&st->st_struct_lock);
     struct seg *s = cl_seg_for(st, at);
     if (s) {
         size_t from = (size_t)(at - s->sg_base);
-        size_t to = from + WARM_STEP < s->sg_size ? from + (size_t)WARM_STEP : s->sg_size;
+        size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
         seg_warm(s, from, to);
         st->st_warmed = s->sg_base + (int64_t)to;
         done = true;
@@ -1100,7 +1115,7 @@ static bool warm_ahead(struct apg_store *st)
     s = st->st_next;
     if (s && at >= s->sg_base && at < s->sg_base + (int64_t)s->sg_size) {
         size_t from = (size_t)(at - s->sg_base);
-        size_t to = from + WARM_STEP < s->sg_size ? from + (size_t)WARM_STEP : s->sg_size;
+        size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
         seg_warm(s, from, to);
         st->st_warmed = s->sg_base + (int64_t)to;
         done = true;
