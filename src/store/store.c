@@ -47,6 +47,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,8 +165,18 @@ struct apg_store {
     pthread_cond_t st_prealloc_cond;
     struct seg *st_next;       /* preallocated next segment */
     int64_t st_cur_base;       /* base of the current segment, for the preallocator */
-    _Atomic int64_t st_warmed; /* service thread: pages faulted in up to here */
-    int64_t st_warm_origin;    /* service thread: write position when warming began */
+    _Atomic int64_t st_warmed; /* service thread: zero-filled (written extents) up to here */
+    /* Zero-fill guard (see zero_ahead): the appender announces the end of the
+     * bytes it is about to pwrite in st_reserve_end, the service thread the
+     * start of the chunk it is overwriting with zeros in st_zero_busy
+     * (INT64_MAX when none), both seq_cst, so at least one of them sees the
+     * other; the appender then waits on st_zero_mtx, which the service thread
+     * holds while it writes the chunk. */
+    _Atomic int64_t st_reserve_end;
+    bool st_zero_failed; /* service thread: stop zero-filling */
+    _Atomic int64_t st_zero_busy;
+    pthread_mutex_t st_zero_mtx;
+    int64_t st_warm_origin; /* service thread: write position when warming began */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -263,18 +274,54 @@ static void seg_free(struct seg *s, bool unlink_file)
     apg_free(s);
 }
 
-/* Faults pages [from, to) in writable without changing their contents, so
- * the appender's memcpy does not take page faults. Safe while the range is in
- * use. Returns false if the kernel lacks MADV_POPULATE_WRITE. */
-static bool seg_warm(struct seg *s, size_t from, size_t to)
+/* Overwrites bytes [from, to) of a commit-log segment with zeros by write()
+ * and makes that durable, so the blocks become written extents: a later
+ * append there and its sync then only write data and flush the device cache,
+ * with no unwritten-extent conversion (a journal commit) in every sync
+ * (measured with bench/bench_fsync, docs/perf-store.md). Uses its own file
+ * descriptor: an fdatasync consumes a writeback error for the open file it is
+ * called on only, so the flush thread's syncs through sg_fd/sg_map still see
+ * every error. Service thread; the caller makes sure no append targets the
+ * range while the zeros are written (zero_ahead). */
+static int seg_zero(struct seg *s, size_t from, size_t to)
 {
-#ifdef MADV_POPULATE_WRITE
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    from &= ~(pg - 1);
-    return to <= from || madvise(s->sg_map + from, to - from, MADV_POPULATE_WRITE) == 0;
-#else
-    return false;
-#endif
+    static const uint8_t zeros[65536];
+    int fd = open(s->sg_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct iovec iov[16];
+    while (from < to) {
+        size_t len = to - from;
+        int cnt = 0;
+        for (; cnt < 16 && len > 0; cnt++) {
+            iov[cnt].iov_base = (void *)zeros;
+            iov[cnt].iov_len = len < sizeof(zeros) ? len : sizeof(zeros);
+            len -= iov[cnt].iov_len;
+        }
+        ssize_t n = pwritev(fd, iov, cnt, (off_t)from);
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        from += (size_t)n;
+    }
+    return fd; /* the caller syncs (outside its locks) and closes */
+}
+
+/* Writes len bytes at file offset off, all of them. 0 or -1 (errno). */
+static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
 }
 
 /* Opens or creates the segment file dir/<20-digit base>, sized `size`, and
@@ -327,7 +374,7 @@ static struct seg *seg_open(const char *dir, int64_t base, size_t size, bool cre
         apg_errf(APG_EIO, err, errlen, "mmap %s: %s", s->sg_path, strerror(errno));
         goto fail;
     }
-    (void)prealloc; /* blocks are reserved above; pages are warmed by warm_ahead() */
+    (void)prealloc; /* blocks are reserved above; zero_ahead() zero-fills them */
     return s;
 fail:
     seg_free(s, false);
@@ -1067,20 +1114,33 @@ int apg_store_clean_now(struct apg_store *st)
     return clean_pass(st, true);
 }
 
-/* Keeps the pages just ahead of the write position faulted in (writable),
- * in small steps, across the current and the preallocated next segment, so
- * the appender's memcpy rarely takes a page fault and the cost is spread out
- * instead of faulting a whole 1 GiB segment at once.
+/* Appender, under st_append_mtx, before it writes commit-log bytes below
+ * `end`: announces them and waits while the service thread is overwriting a
+ * chunk that reaches below `end` with zeros (see zero_ahead). */
+static void zero_guard(struct apg_store *st, int64_t end)
+{
+    atomic_store(&st->st_reserve_end, end);
+    while (atomic_load(&st->st_zero_busy) < end) {
+        pthread_mutex_lock(&st->st_zero_mtx);
+        pthread_mutex_unlock(&st->st_zero_mtx);
+    }
+}
+
+/* Keeps the commit log just ahead of the write position zero-filled by
+ * write() and synced (seg_zero), in steps, across the current and the
+ * preallocated next segment. Appends then land on written extents and in
+ * page cache that is already there. This replaces faulting the mapping in
+ * (the appender writes with pwrite, not through the mapping).
  *
  * The window grows with what has been written since start: 1 MiB ahead for a
- * broker that has written nothing (so an idle broker stays at a few MB of
- * resident pages), up to so_warm_ahead_mb once that much has gone through.
+ * broker that has written nothing (so an idle broker holds little page
+ * cache), up to so_warm_ahead_mb once that much has gone through.
  * Returns true if it did work (call again soon). Service thread. */
-#define WARM_STEP (4ll << 20)
+#define WARM_STEP (2ll << 20)
 #define WARM_MIN (1ll << 20)
-static bool warm_ahead(struct apg_store *st)
+static bool zero_ahead(struct apg_store *st)
 {
-    if (st->st_opts.so_no_preallocate)
+    if (st->st_opts.so_no_preallocate || st->st_zero_failed)
         return false;
     int64_t wrote = atomic_load(&st->st_wrote);
     if (st->st_warm_origin == 0)
@@ -1091,37 +1151,74 @@ static bool warm_ahead(struct apg_store *st)
         window = WARM_MIN;
     if (window > max_window)
         window = max_window;
-    if (st->st_warmed < wrote)
-        st->st_warmed = wrote;
-    if (st->st_warmed >= wrote + window)
+    int64_t floor = atomic_load(&st->st_reserve_end);
+    if (floor < wrote)
+        floor = wrote;
+    floor = (floor + 4095) & ~(int64_t)4095; /* the block holding data is written already */
+    if (atomic_load(&st->st_warmed) < floor)
+        atomic_store(&st->st_warmed, floor);
+    int64_t at = atomic_load(&st->st_warmed);
+    if (at >= wrote + window)
         return false;
     int64_t step = window < WARM_STEP ? window : WARM_STEP;
-    int64_t at = st->st_warmed;
-    bool done = false;
+    int fd = -1;
+    bool tried = false;
+    /* In a segment of the log: appends may reach it at any moment, so
+     * announce the chunk and back off if an append already claimed it. The
+     * segment holding or following the write position is never removed
+     * while the store is open, so s stays valid without the struct lock. */
     pthread_rwlock_rdlock(&st->st_struct_lock);
     struct seg *s = cl_seg_for(st, at);
+    pthread_rwlock_unlock(&st->st_struct_lock);
     if (s) {
         size_t from = (size_t)(at - s->sg_base);
         size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
-        seg_warm(s, from, to);
-        st->st_warmed = s->sg_base + (int64_t)to;
-        done = true;
+        pthread_mutex_lock(&st->st_zero_mtx);
+        atomic_store(&st->st_zero_busy, at);
+        if (atomic_load(&st->st_reserve_end) <= at) {
+            tried = true;
+            fd = seg_zero(s, from, to);
+        }
+        atomic_store(&st->st_zero_busy, INT64_MAX);
+        pthread_mutex_unlock(&st->st_zero_mtx);
+        if (!tried)
+            return true; /* an append got there first: start again above it */
+        if (fd >= 0)
+            atomic_store(&st->st_warmed, s->sg_base + (int64_t)to);
+    } else {
+        /* Past the current segment: the preallocated next one, which no
+         * append can use while st_prealloc_mtx is held (cl_roll takes it). */
+        pthread_mutex_lock(&st->st_prealloc_mtx);
+        s = st->st_next;
+        if (s && at >= s->sg_base && at < s->sg_base + (int64_t)s->sg_size) {
+            size_t from = (size_t)(at - s->sg_base);
+            size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
+            tried = true;
+            fd = seg_zero(s, from, to);
+            if (fd >= 0)
+                atomic_store(&st->st_warmed, s->sg_base + (int64_t)to);
+        }
+        pthread_mutex_unlock(&st->st_prealloc_mtx);
+        if (!tried)
+            return false; /* next segment not ready yet */
     }
-    pthread_rwlock_unlock(&st->st_struct_lock);
-    if (done)
-        return true;
-    /* Past the current segment: warm the preallocated next one. */
-    pthread_mutex_lock(&st->st_prealloc_mtx);
-    s = st->st_next;
-    if (s && at >= s->sg_base && at < s->sg_base + (int64_t)s->sg_size) {
-        size_t from = (size_t)(at - s->sg_base);
-        size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
-        seg_warm(s, from, to);
-        st->st_warmed = s->sg_base + (int64_t)to;
-        done = true;
+    if (fd >= 0 && fdatasync(fd) != 0) {
+        close(fd);
+        fd = -1;
     }
-    pthread_mutex_unlock(&st->st_prealloc_mtx);
-    return done;
+    if (fd < 0) {
+        /* Only an optimisation: appends still work on unwritten extents.
+         * A writeback error here is also reported to the flush thread's
+         * own descriptor, which decides about acknowledgements. */
+        apg_log_warn(SUB,
+                     "zero-filling the commit log ahead of the writer failed (%s); "
+                     "continuing without",
+                     strerror(errno));
+        st->st_zero_failed = true;
+        return false;
+    }
+    close(fd);
+    return true;
 }
 
 static void *svc_main(void *arg)
@@ -1129,7 +1226,7 @@ static void *svc_main(void *arg)
     struct apg_store *st = arg;
     int64_t last_disk = 0, last_clean = 0;
     while (!atomic_load(&st->st_closing)) {
-        bool busy = warm_ahead(st);
+        bool busy = zero_ahead(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
@@ -1202,6 +1299,7 @@ static void sync_wait_cb(void *ud, apg_err_t rc)
 }
 
 #define PUT_STACK 64
+#define PUT_BUF 16384 /* records up to this size are encoded on the stack */
 
 apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int n,
                         struct apg_put_result *res, apg_store_ack_fn ack_cb, void *ud, char *err,
@@ -1212,10 +1310,16 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     const struct apg_host *sh = &st->st_opts.so_store_host;
     int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
     int32_t crc_stack[PUT_STACK], *crcs = crc_stack;
+    struct cq *q_stack[PUT_STACK], **qs = q_stack;
+    uint8_t rec_stack[PUT_BUF], *recs = rec_stack;
     if (n > PUT_STACK) {
         crcs = apg_malloc((size_t)n * sizeof(*crcs));
-        if (!crcs)
+        qs = apg_malloc((size_t)n * sizeof(*qs));
+        if (!crcs || !qs) {
+            apg_free(crcs);
+            apg_free(qs);
             return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        }
     }
     int64_t total = 0;
     apg_err_t rc = APG_OK;
@@ -1251,6 +1355,13 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                       "(mappedFileSizeCommitLog)",
                       (long long)total, (long long)fsz);
         goto out;
+    }
+    if (total > PUT_BUF) {
+        recs = apg_malloc((size_t)total);
+        if (!recs) {
+            rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+            goto out;
+        }
     }
     struct waiter *w = NULL;
     struct sync_wait sw;
@@ -1301,10 +1412,15 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     struct seg *s = st->st_cur;
     if (!s || pos + total + APG_MSG_BLANK_LEN > s->sg_base + fsz) {
         int64_t next = s ? s->sg_base + fsz : pos;
+        zero_guard(st, next + total);
         if (s && pos < next) {
-            uint8_t *p = s->sg_map + (pos - s->sg_base);
-            apg_wbe32(p, (uint32_t)(next - pos));
-            apg_wbe32(p + 4, APG_MSG_MAGIC_BLANK);
+            uint8_t blank[APG_MSG_BLANK_LEN];
+            apg_wbe32(blank, (uint32_t)(next - pos));
+            apg_wbe32(blank + 4, APG_MSG_MAGIC_BLANK);
+            if (pwrite_all(s->sg_fd, blank, sizeof(blank), (off_t)(pos - s->sg_base)) != 0) {
+                rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
+                goto unlock;
+            }
         }
         rc = cl_roll(st, next, err, errlen);
         if (rc)
@@ -1312,12 +1428,20 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         s = st->st_cur;
         pos = next;
         atomic_store_explicit(&st->st_wrote, pos, memory_order_release);
+    } else {
+        zero_guard(st, pos + total);
     }
+    /* Encode every record into recs, then write them with one pwrite: the
+     * commit log is written through the file, not the mapping (no page
+     * faults, no write-protect faults after each writeback; readers still
+     * read the same page cache through the mapping). */
     int64_t ts = now_ms();
+    size_t boff = 0;
     for (int i = 0; i < n; i++) {
         const struct apg_msg_in *m = &msgs[i];
         struct cq *q = st->st_cq_cache;
         bool nocq = tx_no_cq(m->mi_sysflag);
+        qs[i] = NULL;
         if (!nocq && (!q || q->cq_qid != m->mi_queue_id || q->cq_topic_len != m->mi_topic_len ||
                       memcmp(q->cq_topic, m->mi_topic, m->mi_topic_len) != 0)) {
             pthread_rwlock_rdlock(&st->st_struct_lock);
@@ -1329,32 +1453,50 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                 pthread_rwlock_unlock(&st->st_struct_lock);
                 if (!q) {
                     rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-                    break;
+                    goto unlock; /* nothing written */
                 }
             }
             st->st_cq_cache = q;
         }
-        int64_t qoff = nocq ? 0 : atomic_load_explicit(&q->cq_max, memory_order_relaxed);
-        apg_msg_encode(s->sg_map + (pos - s->sg_base), m, crcs[i], qoff, pos, ts, sh);
+        int64_t qoff = 0;
         if (!nocq) {
-            rc = cq_write(st, q, qoff, pos, res[i].pr_msg_size, m->mi_tags_code, err, errlen);
-            if (rc)
-                break;
+            /* Next offset of q: after the batch's previous record for q, if any. */
+            qoff = atomic_load_explicit(&q->cq_max, memory_order_relaxed);
+            for (int j = i - 1; j >= 0; j--)
+                if (qs[j] == q) {
+                    qoff = res[j].pr_queue_offset + 1;
+                    break;
+                }
+            qs[i] = q;
         }
-        res[i].pr_phys_offset = pos;
+        apg_msg_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
+        res[i].pr_phys_offset = pos + (int64_t)boff;
         res[i].pr_queue_offset = qoff;
         res[i].pr_store_ts = ts;
-        pos += res[i].pr_msg_size;
-        if (!nocq)
-            atomic_store_explicit(&q->cq_max, qoff + 1, memory_order_release);
+        boff += (size_t)res[i].pr_msg_size;
     }
-    if (rc) {
-        /* Only out-of-memory / queue file creation can fail here. The records
-         * written so far stay (they are valid and indexed); the rest is not
-         * visible. Report the failure for the whole batch. */
-        apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
+    if (pwrite_all(s->sg_fd, recs, boff, (off_t)(pos - s->sg_base)) != 0) {
+        rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
+        goto unlock; /* not published: the next append overwrites it */
     }
-    atomic_store_explicit(&st->st_wrote, pos, memory_order_release);
+    int64_t end = pos + (int64_t)boff;
+    for (int i = 0; i < n; i++) {
+        if (!qs[i])
+            continue;
+        rc = cq_write(st, qs[i], res[i].pr_queue_offset, res[i].pr_phys_offset, res[i].pr_msg_size,
+                      msgs[i].mi_tags_code, err, errlen);
+        if (rc) {
+            /* Only out-of-memory / queue file creation can fail here. The
+             * records indexed so far stay (they are valid); the rest is not
+             * published. Report the failure for the whole batch. */
+            apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
+            end = res[i].pr_phys_offset;
+            break;
+        }
+        atomic_store_explicit(&qs[i]->cq_max, res[i].pr_queue_offset + 1, memory_order_release);
+    }
+    atomic_store_explicit(&st->st_wrote, end, memory_order_release);
+    pos = end;
     atomic_store(&st->st_last_store_ts, ts);
     if (!rc && sync) {
         w->w_target = pos;
@@ -1406,8 +1548,12 @@ unlock:
                                          : "fsync failed; the store is read-only");
     }
 out:
-    if (crcs != crc_stack)
+    if (crcs != crc_stack) {
         apg_free(crcs);
+        apg_free(qs);
+    }
+    if (recs != rec_stack)
+        apg_free(recs);
     return rc;
 }
 
@@ -2276,6 +2422,7 @@ static void store_free(struct apg_store *st)
     pthread_mutex_destroy(&st->st_prealloc_mtx);
     pthread_cond_destroy(&st->st_prealloc_cond);
     pthread_mutex_destroy(&st->st_err_mtx);
+    pthread_mutex_destroy(&st->st_zero_mtx);
     apg_free(st->st_root);
     apg_free(st->st_cldir);
     apg_free(st->st_cqdir);
@@ -2341,6 +2488,8 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
     pthread_mutex_init(&st->st_prealloc_mtx, NULL);
     pthread_cond_init(&st->st_prealloc_cond, NULL);
     pthread_mutex_init(&st->st_err_mtx, NULL);
+    pthread_mutex_init(&st->st_zero_mtx, NULL);
+    atomic_store(&st->st_zero_busy, INT64_MAX);
     st->st_root = apg_strdup(o->so_root_dir);
     st->st_cldir = o->so_commitlog_dir && *o->so_commitlog_dir
                        ? apg_strdup(o->so_commitlog_dir)
