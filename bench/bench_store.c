@@ -9,8 +9,11 @@
  *
  * async128  ASYNC_FLUSH, one thread, 128-byte bodies: records/s
  * async1k   ASYNC_FLUSH, one thread, 1 KiB bodies: records/s and GB/s of records
- * sync64    SYNC_FLUSH, 64 (-t) threads, 1 KiB bodies, 3 s: acknowledged records/s and
- *           fdatasync (msync) calls per second
+ * sync64    SYNC_FLUSH, 1 KiB bodies, 3 s each: acknowledged records/s, fdatasync (msync)
+ *           calls per second, context switches and CPU time per ack, for
+ *           64 (-t) threads each with one put in flight (ack_cb + own condvar),
+ *           the same threads blocking in apg_store_put (no ack_cb), and 64 puts in
+ *           flight from 4 threads via callbacks (how the broker uses the store)
  * recover   a child appends GIB GiB (default 4) and is killed with SIGKILL (abort
  *           marker left, checkpoint as of its last flush); the parent times
  *           apg_store_open() = crash recovery
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +40,23 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Context switches of the whole process so far (voluntary + involuntary). */
+static long ctx_switches(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* CPU time (user + system) of the whole process so far, microseconds. */
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+           ru.ru_stime.tv_usec;
 }
 
 static char *mkdir_tmp(void)
@@ -136,6 +157,7 @@ static atomic_long g_acked;
 static atomic_bool g_stop;
 
 static double g_append_s, g_wait_s; /* summed under g_sum_mtx */
+static bool g_blocking;             /* sync workers put without ack_cb */
 static pthread_mutex_t g_sum_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 /* One appender: put with a callback, then wait for the acknowledgement
@@ -171,6 +193,16 @@ static void *sync_worker(void *arg)
     while (!atomic_load(&g_stop)) {
         a.a_done = 0;
         double t0 = now_s();
+        if (g_blocking) {
+            /* apg_store_put itself waits for durability (ack_cb NULL). */
+            apg_err_t rc = apg_store_put(g_st, &m, 1, &r, NULL, NULL, err, sizeof(err));
+            wait += now_s() - t0;
+            if (rc == 0)
+                atomic_fetch_add(&g_acked, 1);
+            else if (rc != APG_ETIMEDOUT)
+                fprintf(stderr, "put: %s\n", err);
+            continue;
+        }
         if (apg_store_put(g_st, &m, 1, &r, on_ack, &a, err, sizeof(err)) != 0) {
             fprintf(stderr, "put: %s\n", err);
             continue;
@@ -192,14 +224,20 @@ static void *sync_worker(void *arg)
     return NULL;
 }
 
-static void bench_sync(int threads, double secs)
+static void bench_sync(int threads, double secs, bool blocking)
 {
     char *dir = mkdir_tmp();
+    g_blocking = blocking;
+    g_append_s = g_wait_s = 0;
+    atomic_store(&g_acked, 0);
+    atomic_store(&g_stop, false);
     g_st = open_store(dir, true);
     usleep(300000);
     pthread_t th[256];
     struct apg_store_stats s0, s1;
     apg_store_stats(g_st, &s0);
+    long cs0 = ctx_switches();
+    double cpu0 = cpu_us();
     double t0 = now_s();
     for (long i = 0; i < threads; i++)
         pthread_create(&th[i], NULL, sync_worker, (void *)i);
@@ -211,12 +249,15 @@ static void bench_sync(int threads, double secs)
     apg_store_stats(g_st, &s1);
     long n = atomic_load(&g_acked);
     double fs = (double)(s1.ss_fsync_count - s0.ss_fsync_count);
-    printf("SYNC_FLUSH %d threads, 1 KiB bodies: %ld acknowledged in %.2f s = %.0f records/s, "
+    printf("SYNC_FLUSH %d threads (%s), 1 KiB bodies: %ld acknowledged in %.2f s = %.0f records/s, "
            "%.0f fdatasync/s (%.1f records per sync, %.0f us per sync)\n",
-           threads, n, dt, n / dt, fs / dt, fs > 0 ? n / fs : 0.0,
+           threads, blocking ? "blocking put" : "callback + own condvar", n, dt, n / dt, fs / dt,
+           fs > 0 ? n / fs : 0.0,
            fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0);
-    printf("  mean put (append) %.1f us, mean wait for durability %.1f us\n", g_append_s / n * 1e6,
-           g_wait_s / n * 1e6);
+    printf("  mean put (append) %.1f us, mean wait for durability %.1f us, %.1f context "
+           "switches and %.1f us CPU per ack\n",
+           g_append_s / n * 1e6, g_wait_s / n * 1e6, (double)(ctx_switches() - cs0) / n,
+           (cpu_us() - cpu0) / n);
     apg_store_close(g_st);
     rmrf(dir);
     free(dir);
@@ -288,6 +329,8 @@ static void bench_sync_pipelined(int threads, int depth, double secs)
     struct pipe_thr pt[64];
     struct apg_store_stats s0, s1;
     apg_store_stats(g_st, &s0);
+    long cs0 = ctx_switches();
+    double cpu0 = cpu_us();
     double t0 = now_s();
     for (int i = 0; i < threads; i++) {
         pthread_mutex_init(&pt[i].p_mtx, NULL);
@@ -311,9 +354,11 @@ static void bench_sync_pipelined(int threads, int depth, double secs)
     long n = atomic_load(&g_acked);
     double fs = (double)(s1.ss_fsync_count - s0.ss_fsync_count);
     printf("SYNC_FLUSH %d puts in flight (%d threads x %d, callbacks), 1 KiB bodies: %.0f "
-           "records/s, %.0f fdatasync/s (%.1f records per sync, %.0f us per sync)\n",
+           "records/s, %.0f fdatasync/s (%.1f records per sync, %.0f us per sync), %.2f context "
+           "switches and %.1f us CPU per ack\n",
            threads * depth, threads, depth, n / dt, fs / dt, fs > 0 ? n / fs : 0.0,
-           fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0);
+           fs > 0 ? (double)(s1.ss_fsync_time_us - s0.ss_fsync_time_us) / fs : 0.0,
+           (double)(ctx_switches() - cs0) / n, (cpu_us() - cpu0) / n);
     apg_store_close(g_st);
     rmrf(dir);
     free(dir);
@@ -382,7 +427,9 @@ int main(int argc, char **argv)
     if (all || !strcmp(mode, "async1k"))
         bench_async(1024, n ? n : 1500000);
     if (all || !strcmp(mode, "sync64"))
-        bench_sync(threads > 256 ? 256 : threads, 3.0);
+        bench_sync(threads > 256 ? 256 : threads, 3.0, false);
+    if (all || !strcmp(mode, "sync64"))
+        bench_sync(threads > 256 ? 256 : threads, 3.0, true);
     if (all || !strcmp(mode, "sync64"))
         bench_sync_pipelined(4, 16, 3.0);
     if (all || !strcmp(mode, "recover"))

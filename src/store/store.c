@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -101,10 +102,11 @@ struct waiter {
     struct waiter *w_next;
 };
 
+/* A thread blocked in apg_store_put (no ack_cb) waits on sw_done with a bare
+ * futex: the ack thread's one FUTEX_WAKE is the whole hand-off (no mutex for
+ * the woken thread to contend for right after the wake-up). */
 struct sync_wait {
-    pthread_mutex_t sw_mtx;
-    pthread_cond_t sw_cond;
-    bool sw_done;
+    _Atomic uint32_t sw_done;
     apg_err_t sw_rc;
 };
 
@@ -838,8 +840,10 @@ static void complete_waiters(struct apg_store *st, bool draining)
     pthread_mutex_lock(&st->st_ack_mtx);
     *st->st_ack_tailp = done;
     st->st_ack_tailp = dt;
-    pthread_cond_signal(&st->st_ack_cond);
     pthread_mutex_unlock(&st->st_ack_mtx);
+    /* Signalled after unlocking, so the woken ack thread does not block at
+     * once on the mutex still held here. */
+    pthread_cond_signal(&st->st_ack_cond);
 }
 
 /* Ack thread: delivers SYNC_FLUSH outcomes in order. */
@@ -1291,11 +1295,12 @@ static bool tx_no_cq(int32_t sysflag)
 static void sync_wait_cb(void *ud, apg_err_t rc)
 {
     struct sync_wait *sw = ud;
-    pthread_mutex_lock(&sw->sw_mtx);
     sw->sw_rc = rc;
-    sw->sw_done = true;
-    pthread_cond_signal(&sw->sw_cond);
-    pthread_mutex_unlock(&sw->sw_mtx);
+    atomic_store_explicit(&sw->sw_done, 1, memory_order_release);
+    /* The waiter may already have seen sw_done and returned: a wake-up on
+     * its old stack address is harmless (private futex, nobody waits on it
+     * or a spurious wake-up that every futex waiter tolerates). */
+    syscall(SYS_futex, &sw->sw_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 #define PUT_STACK 64
@@ -1373,9 +1378,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             goto out;
         }
         if (!ack_cb) {
-            pthread_mutex_init(&sw.sw_mtx, NULL);
-            pthread_cond_init(&sw.sw_cond, NULL);
-            sw.sw_done = false;
+            atomic_init(&sw.sw_done, 0);
             sw.sw_rc = 0;
             w->w_cb = sync_wait_cb;
             w->w_ud = &sw;
@@ -1535,12 +1538,8 @@ unlock:
         }
     }
     if (sync && !ack_cb) {
-        pthread_mutex_lock(&sw.sw_mtx);
-        while (!sw.sw_done)
-            pthread_cond_wait(&sw.sw_cond, &sw.sw_mtx);
-        pthread_mutex_unlock(&sw.sw_mtx);
-        pthread_mutex_destroy(&sw.sw_mtx);
-        pthread_cond_destroy(&sw.sw_cond);
+        while (!atomic_load_explicit(&sw.sw_done, memory_order_acquire))
+            syscall(SYS_futex, &sw.sw_done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
         rc = sw.sw_rc;
         if (rc)
             apg_errf(rc, err, errlen, "%s",
