@@ -728,6 +728,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 static void shutdown_loop(struct apg_cio *io)
 {
+    /* Written-but-unflushed requests (oneway sends that already returned)
+     * go out first: uv_write tries the socket at once. */
+    on_prepare(&io->io_prepare);
     io->io_stopping = true;
     while (io->io_dhead)
         req_fail(io, io->io_dhead, APG_ESHUTDOWN, "client is shutting down");
