@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
-const exDir = path.join(path.dirname(apogeeBin()), 'examples');
+const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
