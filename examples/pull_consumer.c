@@ -3,7 +3,7 @@
  *
  *   pull_consumer NAMESRV TOPIC GROUP [TAGEXPR]
  *
- * Prints "RECV <queueId> <queueOffset> <tags> <body>" per message,
+ * Prints "RECV <queueId> <queueOffset> <tags> <body> <msgId>" per message,
  * "COMMITTED <queueId> <offset>" per queue and "DONE received=<n>". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +53,9 @@ int main(int argc, char **argv)
                 size_t len;
                 const char *body = apg_message_body(r.pr_msgs[k], &len);
                 const char *tags = apg_message_tags(r.pr_msgs[k]);
-                printf("RECV %d %lld %s %.*s\n", mqs[i].mq_queue_id,
+                printf("RECV %d %lld %s %.*s %s\n", mqs[i].mq_queue_id,
                        (long long)apg_message_queue_offset(r.pr_msgs[k]), tags ? tags : "-",
-                       (int)len, body);
+                       (int)len, body, apg_message_id(r.pr_msgs[k]));
                 total++;
             }
             int64_t next = r.pr_next_offset;
