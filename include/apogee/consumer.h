@@ -1,4 +1,10 @@
-/* Consumers.
+/* Consumers: a push consumer (the library pulls, balances queues and calls
+ * your listener) and a pull consumer (you drive every pull).
+ *
+ * Thread safety: every function of both consumers may be called from any
+ * thread, except that a push consumer's subscribe/start/destroy must not run
+ * concurrently with each other, and destroy must not be called from inside
+ * its own listener. Listeners run on the push consumer's worker threads.
  *
  * The pull consumer gives direct access to queues: list a topic's readable
  * queues, pull from an offset with long polling (the broker holds the request
@@ -29,7 +35,36 @@ typedef struct apg_consumer_conf {
     int route_refresh_ms;   /* default 30000 */
     int heartbeat_ms;       /* default 30000 */
     int binary_header;      /* 1: ROCKETMQ binary headers (default), 0: JSON */
+    /* Push consumer only (ignored by the pull consumer): */
+    int message_model;      /* enum apg_message_model (default CLUSTERING) */
+    int consume_from;       /* enum apg_consume_from, for queues without an offset */
+    int consume_threads;    /* listener worker threads (default 4) */
+    int consume_batch;      /* messages per listener call (default 1) */
+    int pull_batch;         /* maxMsgNums per pull (default 32) */
+    int max_cached_msgs;    /* per queue; pulling pauses above it (default 1000) */
+    int max_cached_mb;      /* per queue, body MiB (default 100) */
+    int orderly;            /* 1: one listener call at a time per queue, in order */
+    int rebalance_ms;       /* rebalance interval (default 20000) */
+    int suspend_ms;         /* long-poll hold time asked of the broker (default 15000) */
+    int max_reconsume;      /* send-back maxReconsumeTimes (default 16) */
+    const char *offset_dir; /* BROADCASTING offset file directory
+                               (default $HOME/.apogee_offsets/<client id>) */
 } apg_consumer_conf_t;
+
+enum apg_message_model {
+    APG_CLUSTERING = 0,   /* each message to one consumer of the group */
+    APG_BROADCASTING = 1, /* each message to every consumer; offsets kept locally */
+};
+
+enum apg_consume_from {
+    APG_CONSUME_FROM_LAST_OFFSET = 0,  /* start at the queue's current end */
+    APG_CONSUME_FROM_FIRST_OFFSET = 1, /* start at the queue's first message */
+};
+
+enum apg_consume_result {
+    APG_CONSUME_SUCCESS = 0,
+    APG_CONSUME_RECONSUME_LATER = 1,
+};
 
 void apg_consumer_conf_init(apg_consumer_conf_t *conf);
 
@@ -87,6 +122,74 @@ apg_err_t apg_pull_consumer_max_offset(apg_pull_consumer_t *c, const apg_mq_t *m
                                        char *err, size_t errlen);
 apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t *offset,
                                        char *err, size_t errlen);
+
+/* ---- push consumer ----
+ *
+ * Threads: one I/O thread (connections, rebalance, long-polling pulls, one
+ * in flight per assigned queue) and consume_threads workers that call the
+ * listener. Clustering: every rebalance_ms and when the broker sends
+ * NOTIFY_CONSUMER_IDS_CHANGED, each subscribed topic's readable queues are
+ * shared among the group's consumers (GET_CONSUMER_LIST_BY_GROUP) with the
+ * average strategy; offsets are committed to the broker every
+ * commit_interval_ms, when a queue is taken away, and on destroy.
+ * Broadcasting: every queue is consumed; offsets go to a local file
+ * (<offset_dir>/<group>.offsets) at the same moments.
+ *
+ * A queue's committed offset only passes a message once the listener has
+ * returned SUCCESS for it and for every earlier message of the queue, so a
+ * crash may redeliver, but never skips. After a rebalance the old and the new
+ * owner may briefly both hold a queue's uncommitted messages (at least once).
+ *
+ * RECONSUME_LATER: the message is sent back to the broker with
+ * CONSUMER_SEND_MSG_BACK (redelivered through %RETRY%<group>, delay level by
+ * reconsume count). If the broker refuses it (e.g. it does not implement the
+ * request), the message stays in the queue's cache and is handed to the
+ * listener again after one second, its reconsume count incremented; the
+ * queue's offset does not pass it meanwhile.
+ *
+ * Orderly mode (orderly = 1): messages of one queue are delivered one batch
+ * at a time in queue order; RECONSUME_LATER retries the same batch after one
+ * second, never sending it back. No broker-side queue lock is taken
+ * (LOCK_BATCH_MQ), so ordering holds per consumer between rebalances. */
+
+typedef struct apg_push_consumer apg_push_consumer_t;
+
+/* The listener. msgs (n >= 1) borrow: valid during the call only. mq is the
+ * queue they came from. Returns enum apg_consume_result. Runs on a worker
+ * thread; concurrent calls happen unless orderly. Must not call
+ * apg_push_consumer_destroy() of its own consumer. */
+typedef int (*apg_consume_cb)(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, void *arg);
+
+/* Creates a push consumer (not started; borrows conf). Returns owned: free
+ * with apg_push_consumer_destroy(); NULL on error with err filled. */
+apg_push_consumer_t *apg_push_consumer_new(const apg_consumer_conf_t *conf, char *err,
+                                           size_t errlen);
+
+/* Subscribes to topic with a tag expression ("*", "TagA || TagB"; NULL =
+ * "*"). Only before start; subscribing again to a topic replaces its
+ * expression. Borrows topic and expr. */
+apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic, const char *expr,
+                                      char *err, size_t errlen);
+
+/* Starts the I/O thread and workers; cb(arg) is called for messages from
+ * now on, and only if this returned APG_OK. At least one subscription is
+ * required. A consumer is started at most once. */
+apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, void *arg, char *err,
+                                  size_t errlen);
+
+/* Shutdown: stops pulling, lets running listener calls finish (no call
+ * starts after this begins), commits every offset earned (waiting for the
+ * brokers' answers, or writing the file), unregisters from the brokers and
+ * frees. Cached messages not yet consumed are left for redelivery. No
+ * callback runs after it returns. NULL allowed. */
+void apg_push_consumer_destroy(apg_push_consumer_t *c);
+
+/* The queues currently assigned to this consumer. *mqs is returned owned
+ * (free with apg_mq_list_free()); *n may be 0. */
+apg_err_t apg_push_consumer_assigned(apg_push_consumer_t *c, apg_mq_t **mqs, size_t *n);
+
+/* Client id used on the wire ("ip@instance"); borrows from c. */
+const char *apg_push_consumer_client_id(const apg_push_consumer_t *c);
 
 #ifdef __cplusplus
 }

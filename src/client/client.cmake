@@ -47,3 +47,14 @@ function(apogee_client_link_tests)
   endforeach()
 endfunction()
 cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL apogee_client_link_tests)
+
+# examples/*.c: one small program per client feature, built into
+# <build>/examples/ and run by tests/integration/client_*.test.mjs.
+file(GLOB APOGEE_EXAMPLES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/examples/*.c)
+foreach(ex ${APOGEE_EXAMPLES})
+  get_filename_component(name ${ex} NAME_WE)
+  add_executable(example_${name} ${ex})
+  set_target_properties(example_${name} PROPERTIES OUTPUT_NAME ${name}
+    RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/examples)
+  target_link_libraries(example_${name} PRIVATE apogee_client_static)
+endforeach()

@@ -214,6 +214,14 @@ void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool
                    apg_croute_cb cb, void *arg);
 /* Sends a heartbeat to every master broker of every known route now. */
 void apg_cio_heartbeat_all(struct apg_cio *io);
+/* Runs fn(arg) on the loop thread after about ms (10 ms resolution). At
+ * shutdown pending entries run at once with apg_cio_stopping() true, so
+ * fn always runs exactly once and can free arg. */
+void apg_cio_after(struct apg_cio *io, int ms, void (*fn)(struct apg_cio *io, void *arg),
+                   void *arg);
+/* Distinct master addresses of every known route (borrowed; valid until the
+ * next route change). Returns how many were written to out (at most max). */
+size_t apg_cio_masters(struct apg_cio *io, const char **out, size_t max);
 struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic);
 int64_t apg_now_ms(void);
 

@@ -76,6 +76,14 @@ void apg_consumer_conf_init(apg_consumer_conf_t *c)
     c->route_refresh_ms = 30000;
     c->heartbeat_ms = 30000;
     c->binary_header = 1;
+    c->consume_threads = 4;
+    c->consume_batch = 1;
+    c->pull_batch = 32;
+    c->max_cached_msgs = 1000;
+    c->max_cached_mb = 100;
+    c->rebalance_ms = 20000;
+    c->suspend_ms = 15000;
+    c->max_reconsume = 16;
 }
 
 void apg_mq_list_free(apg_mq_t *mqs)

@@ -73,8 +73,16 @@ struct apg_rwait {
     struct apg_rwait *rw_next;
 };
 
+struct apg_delayed {
+    int64_t dl_at;
+    void (*dl_fn)(struct apg_cio *io, void *arg);
+    void *dl_arg;
+    struct apg_delayed *dl_next;
+};
+
 struct apg_cio {
     struct apg_cio_conf io_conf;
+    struct apg_delayed *io_delayed; /* sorted by dl_at */
     uv_loop_t io_loop;
     uv_thread_t io_thread;
     uv_async_t io_async;
@@ -689,6 +697,12 @@ static void on_timer(uv_timer_t *h)
                  rq->rq_conn->cc_addr, rq->rq_opaque);
         req_fail(io, rq, APG_ETIMEDOUT, msg);
     }
+    while (io->io_delayed && io->io_delayed->dl_at <= now && !io->io_stopping) {
+        struct apg_delayed *d = io->io_delayed;
+        io->io_delayed = d->dl_next;
+        d->dl_fn(io, d->dl_arg);
+        apg_free(d);
+    }
     if (now >= io->io_next_refresh) {
         io->io_next_refresh = now + io->io_conf.route_refresh_ms;
         for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next)
@@ -714,6 +728,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 static void shutdown_loop(struct apg_cio *io)
 {
+    /* Written-but-unflushed requests (oneway sends that already returned)
+     * go out first: uv_write tries the socket at once. */
+    on_prepare(&io->io_prepare);
     io->io_stopping = true;
     while (io->io_dhead)
         req_fail(io, io->io_dhead, APG_ESHUTDOWN, "client is shutting down");
@@ -726,6 +743,12 @@ static void shutdown_loop(struct apg_cio *io)
             apg_free(w);
             w = n;
         }
+    }
+    while (io->io_delayed) {
+        struct apg_delayed *d = io->io_delayed;
+        io->io_delayed = d->dl_next;
+        d->dl_fn(io, d->dl_arg); /* sees apg_cio_stopping() */
+        apg_free(d);
     }
     io->io_conns = NULL;
     uv_walk(&io->io_loop, close_walk, NULL);
@@ -880,4 +903,38 @@ const char *apg_cio_client_id(const struct apg_cio *io)
 uint8_t apg_cio_serialize(const struct apg_cio *io)
 {
     return io->io_conf.serialize;
+}
+
+void apg_cio_after(struct apg_cio *io, int ms, void (*fn)(struct apg_cio *io, void *arg), void *arg)
+{
+    struct apg_delayed *d = apg_malloc(sizeof(*d));
+    if (d == NULL || io->io_stopping) {
+        apg_free(d);
+        fn(io, arg); /* runs at once; the callee sees the state it must handle */
+        return;
+    }
+    d->dl_at = apg_now_ms() + ms;
+    d->dl_fn = fn;
+    d->dl_arg = arg;
+    struct apg_delayed **pp = &io->io_delayed;
+    while (*pp && (*pp)->dl_at <= d->dl_at)
+        pp = &(*pp)->dl_next;
+    d->dl_next = *pp;
+    *pp = d;
+}
+
+size_t apg_cio_masters(struct apg_cio *io, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
+        for (size_t i = 0; i < t->ct_route.rt_nbrokers; i++) {
+            const char *a = t->ct_route.rt_brokers[i].ba_master;
+            bool dup = a == NULL;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = strcmp(out[j], a) == 0;
+            if (!dup && n < max)
+                out[n++] = a;
+        }
+    }
+    return n;
 }

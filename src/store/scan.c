@@ -44,8 +44,8 @@ size_t apg_scan_find_valid(const uint8_t *buf, size_t len, int64_t base, size_t 
     return SIZE_MAX;
 }
 
-void apg_scan_segment(const uint8_t *buf, size_t len, int64_t base, size_t from, bool check_crc,
-                      apg_scan_fn fn, void *ud, struct apg_scan_result *res)
+void apg_scan_segment(const uint8_t *buf, size_t len, size_t search_len, int64_t base, size_t from,
+                      bool check_crc, apg_scan_fn fn, void *ud, struct apg_scan_result *res)
 {
     struct apg_msg_rec r;
     size_t pos = from;
@@ -80,7 +80,9 @@ void apg_scan_segment(const uint8_t *buf, size_t len, int64_t base, size_t from,
         }
         res->sr_how = c == APG_MSG_ZERO ? APG_SCAN_END_ZERO : APG_SCAN_END_BAD;
         res->sr_why = c == APG_MSG_ZERO ? "zero-filled space" : why;
-        res->sr_next_valid = apg_scan_find_valid(buf, len, base, pos + 1);
+        if (search_len > len)
+            search_len = len;
+        res->sr_next_valid = apg_scan_find_valid(buf, search_len, base, pos + 1);
         break;
     }
     res->sr_end = pos;

@@ -15,7 +15,8 @@
  *                  commit-log segment array, the queue map, each queue's segment
  *                  array. Readers hold it shared while copying; adding or
  *                  removing a segment or a queue takes it exclusive briefly.
- *   st_flush_mtx   SYNC_FLUSH waiters and flush-thread wake-ups
+ *   st_flush_mtx   flush-thread sleep/wake-up only (SYNC_FLUSH waiters are
+ *                  queued under st_append_mtx, in offset order)
  *   st_prealloc_mtx the preallocated next segment
  * The appender caches its current segment and queue tails, which retention never
  * removes, so the common append takes only st_append_mtx.
@@ -40,10 +41,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +63,10 @@
 #define CKPT_SIZE 4096
 #define CKPT_MAGIC "APGCKPT1"
 #define CKPT_EXT 64 /* apogee fields start here, after RocketMQ's */
+/* Syncs in flight under SYNC_FLUSH. Measured on the reference VM, two
+ * overlapping fdatasyncs each took ~500 us instead of ~350 us and throughput
+ * fell, so the default is one; the code supports more for faster devices. */
+#define NFLUSHERS 1
 
 /* A mapped segment file (commit log or consume queue). Immutable after
  * creation except for its contents. */
@@ -89,13 +98,15 @@ struct waiter {
     int64_t w_deadline_ms;
     apg_store_ack_fn w_cb;
     void *w_ud;
+    apg_err_t w_rc; /* outcome, set when handed to the ack thread */
     struct waiter *w_next;
 };
 
+/* A thread blocked in apg_store_put (no ack_cb) waits on sw_done with a bare
+ * futex: the ack thread's one FUTEX_WAKE is the whole hand-off (no mutex for
+ * the woken thread to contend for right after the wake-up). */
 struct sync_wait {
-    pthread_mutex_t sw_mtx;
-    pthread_cond_t sw_cond;
-    bool sw_done;
+    _Atomic uint32_t sw_done;
     apg_err_t sw_rc;
 };
 
@@ -124,18 +135,50 @@ struct apg_store {
     /* flush */
     pthread_mutex_t st_flush_mtx;
     pthread_cond_t st_flush_cond;
-    struct waiter *st_wait_head, *st_wait_tail;
+    struct waiter *st_pend_head, **st_pend_tailp;   /* append lock: new waiters */
+    struct waiter *st_carry_head, **st_carry_tailp; /* flush thread: not yet durable */
+    _Atomic bool st_flush_sleeping;
+    _Atomic long st_pend_count;
     pthread_t st_flush_thr;
+    /* SYNC_FLUSH: NFLUSHERS threads keep up to NFLUSHERS syncs of consecutive
+     * ranges in flight; st_flushed advances over the completed prefix. All
+     * under st_flush_mtx. */
+    pthread_t st_flusher2;
+    int64_t st_claimed;
+    uint64_t st_issue_seq, st_retire_seq;
+    int64_t st_slot_end[NFLUSHERS];
+    bool st_slot_done[NFLUSHERS];
+    pthread_mutex_t st_complete_mtx; /* serialises complete_waiters */
+    /* ack thread: runs SYNC_FLUSH callbacks so the flush thread can start
+     * the next sync at once (pipelining) */
+    pthread_mutex_t st_ack_mtx;
+    pthread_cond_t st_ack_cond;
+    struct waiter *st_ack_head, **st_ack_tailp;
+    bool st_ack_stop;
+    pthread_t st_ack_thr;
     _Atomic bool st_fsync_failed;
     _Atomic bool st_fail_next_fsync;
     _Atomic uint64_t st_fsync_count;
+    _Atomic uint64_t st_fsync_us;
     int64_t st_last_ckpt_ms;
 
     /* service */
     pthread_mutex_t st_prealloc_mtx;
     pthread_cond_t st_prealloc_cond;
-    struct seg *st_next; /* preallocated next segment */
-    int64_t st_cur_base; /* base of the current segment, for the preallocator */
+    struct seg *st_next;       /* preallocated next segment */
+    int64_t st_cur_base;       /* base of the current segment, for the preallocator */
+    _Atomic int64_t st_warmed; /* service thread: zero-filled (written extents) up to here */
+    /* Zero-fill guard (see zero_ahead): the appender announces the end of the
+     * bytes it is about to pwrite in st_reserve_end, the service thread the
+     * start of the chunk it is overwriting with zeros in st_zero_busy
+     * (INT64_MAX when none), both seq_cst, so at least one of them sees the
+     * other; the appender then waits on st_zero_mtx, which the service thread
+     * holds while it writes the chunk. */
+    _Atomic int64_t st_reserve_end;
+    bool st_zero_failed; /* service thread: stop zero-filling */
+    _Atomic int64_t st_zero_busy;
+    pthread_mutex_t st_zero_mtx;
+    int64_t st_warm_origin; /* service thread: write position when warming began */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -233,6 +276,56 @@ static void seg_free(struct seg *s, bool unlink_file)
     apg_free(s);
 }
 
+/* Overwrites bytes [from, to) of a commit-log segment with zeros by write()
+ * and makes that durable, so the blocks become written extents: a later
+ * append there and its sync then only write data and flush the device cache,
+ * with no unwritten-extent conversion (a journal commit) in every sync
+ * (measured with bench/bench_fsync, docs/perf-store.md). Uses its own file
+ * descriptor: an fdatasync consumes a writeback error for the open file it is
+ * called on only, so the flush thread's syncs through sg_fd/sg_map still see
+ * every error. Service thread; the caller makes sure no append targets the
+ * range while the zeros are written (zero_ahead). */
+static int seg_zero(struct seg *s, size_t from, size_t to)
+{
+    static const uint8_t zeros[65536];
+    int fd = open(s->sg_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct iovec iov[16];
+    while (from < to) {
+        size_t len = to - from;
+        int cnt = 0;
+        for (; cnt < 16 && len > 0; cnt++) {
+            iov[cnt].iov_base = (void *)zeros;
+            iov[cnt].iov_len = len < sizeof(zeros) ? len : sizeof(zeros);
+            len -= iov[cnt].iov_len;
+        }
+        ssize_t n = pwritev(fd, iov, cnt, (off_t)from);
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        from += (size_t)n;
+    }
+    return fd; /* the caller syncs (outside its locks) and closes */
+}
+
+/* Writes len bytes at file offset off, all of them. 0 or -1 (errno). */
+static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
 /* Opens or creates the segment file dir/<20-digit base>, sized `size`, and
  * maps it. prealloc: reserve blocks (fallocate) and fault the pages in now so
  * the appender does not. */
@@ -271,26 +364,19 @@ static struct seg *seg_open(const char *dir, int64_t base, size_t size, bool cre
             goto fail;
         }
         /* New file, or one cut short by a crash: the missing part reads as zeros. */
-        if (prealloc && posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
+        if (posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
         } else if (ftruncate(s->sg_fd, (off_t)size) != 0) {
             apg_errf(APG_EIO, err, errlen, "size %s: %s", s->sg_path, strerror(errno));
             goto fail;
         }
     }
-    s->sg_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (prealloc ? MAP_POPULATE : 0),
-                     s->sg_fd, 0);
+    s->sg_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->sg_fd, 0);
     if (s->sg_map == MAP_FAILED) {
         s->sg_map = NULL;
         apg_errf(APG_EIO, err, errlen, "mmap %s: %s", s->sg_path, strerror(errno));
         goto fail;
     }
-    if (prealloc) {
-        /* Write-fault every page now (RocketMQ's warm-up): appends then copy
-         * into resident, writable pages. The pages are zero already. */
-        long pg = sysconf(_SC_PAGESIZE);
-        for (size_t off = 0; off < size; off += (size_t)pg)
-            ((volatile uint8_t *)s->sg_map)[off] = 0;
-    }
+    (void)prealloc; /* blocks are reserved above; zero_ahead() zero-fills them */
     return s;
 fail:
     seg_free(s, false);
@@ -309,7 +395,13 @@ static int seg_sync(struct apg_store *st, struct seg *s, size_t from, size_t to)
         errno = EIO;
         return -1;
     }
-    return msync(s->sg_map + a, to - a, MS_SYNC);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = msync(s->sg_map + a, to - a, MS_SYNC);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_fetch_add(&st->st_fsync_us, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                                  (t1.tv_nsec - t0.tv_nsec) / 1000));
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -523,7 +615,8 @@ static apg_err_t cl_roll(struct apg_store *st, int64_t base, char *err, size_t e
     if (st->st_next && st->st_next->sg_base == base) {
         s = st->st_next;
         st->st_next = NULL;
-    } else if (st->st_next) {
+    }
+    if (!s && st->st_next) {
         seg_free(st->st_next, false);
         st->st_next = NULL;
     }
@@ -617,12 +710,8 @@ static int ckpt_write(struct apg_store *st, bool clean, int64_t cl_flushed, int6
 
 /* Flushes the commit log up to the current write position. Flush thread or
  * close. Returns 0, or -1 after marking the store failed. */
-static int cl_flush(struct apg_store *st)
+static int cl_sync_range(struct apg_store *st, int64_t from, int64_t target)
 {
-    int64_t target = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
-    int64_t from = atomic_load(&st->st_flushed);
-    if (target <= from)
-        return 0;
     int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
     int64_t pos = from;
     while (pos < target) {
@@ -648,6 +737,17 @@ static int cl_flush(struct apg_store *st)
         }
         pos = end;
     }
+    return 0;
+}
+
+static int cl_flush(struct apg_store *st)
+{
+    int64_t target = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
+    int64_t from = atomic_load(&st->st_flushed);
+    if (target <= from)
+        return 0;
+    if (cl_sync_range(st, from, target) != 0)
+        return -1;
     atomic_store(&st->st_flushed, target);
     return 0;
 }
@@ -695,6 +795,16 @@ static void cq_flush_and_checkpoint(struct apg_store *st, bool clean)
     st->st_last_ckpt_ms = mono_ms();
 }
 
+/* The flush thread is latency-critical under SYNC_FLUSH: every appender waits
+ * on it, and on a small machine it competes for a CPU with the appenders it
+ * just woke. Raise its priority if allowed (best effort, silently). */
+static void flush_thread_boost(void)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (setpriority(PRIO_PROCESS, (id_t)tid, -10) != 0)
+        apg_log_debug(SUB, "flush thread keeps normal priority: %s", strerror(errno));
+}
+
 /* Completes waiters: durable ones with 0, all with rc_all when failed, and
  * expired ones with APG_ETIMEDOUT. Flush thread. */
 static void complete_waiters(struct apg_store *st, bool draining)
@@ -702,41 +812,80 @@ static void complete_waiters(struct apg_store *st, bool draining)
     int64_t fl = atomic_load(&st->st_flushed);
     bool failed = atomic_load(&st->st_fsync_failed);
     int64_t now = mono_ms();
-    struct waiter *done = NULL, **dt = &done;
-    pthread_mutex_lock(&st->st_flush_mtx);
-    struct waiter **pp = &st->st_wait_head, *w;
-    st->st_wait_tail = NULL;
-    while ((w = *pp)) {
-        if (failed || w->w_target <= fl || (!draining && now >= w->w_deadline_ms)) {
-            *pp = w->w_next;
-            w->w_next = NULL;
-            *dt = w;
-            dt = &w->w_next;
-        } else {
-            st->st_wait_tail = w;
-            pp = &w->w_next;
+    /* Take the newly queued waiters (a pointer swap under the append lock). */
+    pthread_mutex_lock(&st->st_append_mtx);
+    struct waiter *nw = st->st_pend_head, **ntail = st->st_pend_tailp;
+    st->st_pend_head = NULL;
+    st->st_pend_tailp = &st->st_pend_head;
+    atomic_store(&st->st_pend_count, 0);
+    pthread_mutex_unlock(&st->st_append_mtx);
+    if (nw) {
+        *st->st_carry_tailp = nw;
+        st->st_carry_tailp = ntail;
+    }
+    /* Waiters are in offset order: complete from the front. */
+    struct waiter *done = st->st_carry_head, **dt = &st->st_carry_head, *w;
+    while ((w = *dt) && (failed || w->w_target <= fl || (!draining && now >= w->w_deadline_ms)))
+        dt = &w->w_next;
+    if (dt == &st->st_carry_head)
+        return;
+    st->st_carry_head = *dt;
+    if (!st->st_carry_head)
+        st->st_carry_tailp = &st->st_carry_head;
+    *dt = NULL;
+    if (!done)
+        return;
+    for (w = done; w; w = w->w_next)
+        w->w_rc = failed ? APG_EFSYNC : w->w_target <= fl ? APG_OK : APG_ETIMEDOUT;
+    pthread_mutex_lock(&st->st_ack_mtx);
+    *st->st_ack_tailp = done;
+    st->st_ack_tailp = dt;
+    pthread_mutex_unlock(&st->st_ack_mtx);
+    /* Signalled after unlocking, so the woken ack thread does not block at
+     * once on the mutex still held here. */
+    pthread_cond_signal(&st->st_ack_cond);
+}
+
+/* Ack thread: delivers SYNC_FLUSH outcomes in order. */
+static void *ack_main(void *arg)
+{
+    struct apg_store *st = arg;
+    flush_thread_boost();
+    pthread_mutex_lock(&st->st_ack_mtx);
+    for (;;) {
+        while (!st->st_ack_head && !st->st_ack_stop)
+            pthread_cond_wait(&st->st_ack_cond, &st->st_ack_mtx);
+        struct waiter *w = st->st_ack_head;
+        if (!w && st->st_ack_stop)
+            break;
+        st->st_ack_head = NULL;
+        st->st_ack_tailp = &st->st_ack_head;
+        pthread_mutex_unlock(&st->st_ack_mtx);
+        while (w) {
+            struct waiter *nx = w->w_next;
+            w->w_cb(w->w_ud, w->w_rc);
+            apg_free(w);
+            w = nx;
         }
+        pthread_mutex_lock(&st->st_ack_mtx);
     }
-    pthread_mutex_unlock(&st->st_flush_mtx);
-    while (done) {
-        w = done;
-        done = w->w_next;
-        apg_err_t rc = failed ? APG_EFSYNC : w->w_target <= fl ? APG_OK : APG_ETIMEDOUT;
-        w->w_cb(w->w_ud, rc);
-        apg_free(w);
-    }
+    pthread_mutex_unlock(&st->st_ack_mtx);
+    return NULL;
 }
 
 static void *flush_main(void *arg)
 {
     struct apg_store *st = arg;
+    if (st->st_opts.so_sync_flush)
+        flush_thread_boost();
     bool sync = st->st_opts.so_sync_flush;
     int interval = st->st_opts.so_flush_interval_ms;
     for (;;) {
         bool closing;
         pthread_mutex_lock(&st->st_flush_mtx);
+        atomic_store(&st->st_flush_sleeping, true);
         closing = atomic_load(&st->st_closing);
-        if (!closing && !(sync && st->st_wait_head)) {
+        if (!closing && !(sync && (atomic_load(&st->st_pend_count) > 0 || st->st_carry_head))) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             long add_ms = sync ? 10 : interval;
@@ -749,6 +898,7 @@ static void *flush_main(void *arg)
             pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
             closing = atomic_load(&st->st_closing);
         }
+        atomic_store(&st->st_flush_sleeping, false);
         pthread_mutex_unlock(&st->st_flush_mtx);
         if (!atomic_load(&st->st_fsync_failed))
             cl_flush(st);
@@ -760,6 +910,84 @@ static void *flush_main(void *arg)
         if (closing)
             break;
     }
+    return NULL;
+}
+
+/* SYNC_FLUSH flusher (NFLUSHERS threads). Each claims the range written
+ * since the last claim and syncs it while the other may be syncing the
+ * previous range, so a new group commit starts while the last one is still
+ * in the device. Acknowledgement follows st_flushed, which only advances
+ * over ranges whose sync, and every earlier range's, completed. */
+static void *sync_flusher_main(void *arg)
+{
+    struct apg_store *st = arg;
+    flush_thread_boost();
+    pthread_mutex_lock(&st->st_flush_mtx);
+    for (;;) {
+        bool closing = atomic_load(&st->st_closing);
+        bool failed = atomic_load(&st->st_fsync_failed);
+        int64_t w = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
+        if (!failed && w > st->st_claimed && st->st_issue_seq - st->st_retire_seq < NFLUSHERS) {
+            int64_t from = st->st_claimed;
+            st->st_claimed = w;
+            uint64_t seq = st->st_issue_seq++;
+            st->st_slot_end[seq % NFLUSHERS] = w;
+            st->st_slot_done[seq % NFLUSHERS] = false;
+            pthread_mutex_unlock(&st->st_flush_mtx);
+            cl_sync_range(st, from, w); /* failure sets st_fsync_failed */
+            pthread_mutex_lock(&st->st_flush_mtx);
+            st->st_slot_done[seq % NFLUSHERS] = true;
+            while (st->st_retire_seq < st->st_issue_seq &&
+                   st->st_slot_done[st->st_retire_seq % NFLUSHERS]) {
+                atomic_store(&st->st_flushed, st->st_slot_end[st->st_retire_seq % NFLUSHERS]);
+                st->st_retire_seq++;
+            }
+            pthread_cond_broadcast(&st->st_flush_cond); /* the other flusher may wait */
+            pthread_mutex_unlock(&st->st_flush_mtx);
+            pthread_mutex_lock(&st->st_complete_mtx);
+            complete_waiters(st, false);
+            pthread_mutex_unlock(&st->st_complete_mtx);
+            pthread_mutex_lock(&st->st_flush_mtx);
+            continue;
+        }
+        if (closing && (failed || w <= st->st_claimed) && st->st_issue_seq == st->st_retire_seq)
+            break;
+        /* Nothing to claim (or both slots busy): sleep until an append or a
+         * completion, at most 10 ms (timeouts, checkpoint). */
+        atomic_store(&st->st_flush_sleeping, true);
+        if (!closing && atomic_load(&st->st_pend_count) == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
+        } else if (closing) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
+        }
+        atomic_store(&st->st_flush_sleeping, false);
+        pthread_mutex_unlock(&st->st_flush_mtx);
+        pthread_mutex_lock(&st->st_complete_mtx);
+        complete_waiters(st, false); /* timeouts, failures */
+        bool ckpt = !atomic_load(&st->st_fsync_failed) && !closing &&
+                    mono_ms() - st->st_last_ckpt_ms >= 1000;
+        if (ckpt)
+            st->st_last_ckpt_ms = mono_ms();
+        pthread_mutex_unlock(&st->st_complete_mtx);
+        if (ckpt)
+            cq_flush_and_checkpoint(st, false);
+        pthread_mutex_lock(&st->st_flush_mtx);
+    }
+    pthread_mutex_unlock(&st->st_flush_mtx);
     return NULL;
 }
 
@@ -890,11 +1118,119 @@ int apg_store_clean_now(struct apg_store *st)
     return clean_pass(st, true);
 }
 
+/* Appender, under st_append_mtx, before it writes commit-log bytes below
+ * `end`: announces them and waits while the service thread is overwriting a
+ * chunk that reaches below `end` with zeros (see zero_ahead). */
+static void zero_guard(struct apg_store *st, int64_t end)
+{
+    atomic_store(&st->st_reserve_end, end);
+    while (atomic_load(&st->st_zero_busy) < end) {
+        pthread_mutex_lock(&st->st_zero_mtx);
+        pthread_mutex_unlock(&st->st_zero_mtx);
+    }
+}
+
+/* Keeps the commit log just ahead of the write position zero-filled by
+ * write() and synced (seg_zero), in steps, across the current and the
+ * preallocated next segment. Appends then land on written extents and in
+ * page cache that is already there. This replaces faulting the mapping in
+ * (the appender writes with pwrite, not through the mapping).
+ *
+ * The window grows with what has been written since start: 1 MiB ahead for a
+ * broker that has written nothing (so an idle broker holds little page
+ * cache), up to so_warm_ahead_mb once that much has gone through.
+ * Returns true if it did work (call again soon). Service thread. */
+#define WARM_STEP (2ll << 20)
+#define WARM_MIN (1ll << 20)
+static bool zero_ahead(struct apg_store *st)
+{
+    if (st->st_opts.so_no_preallocate || st->st_zero_failed)
+        return false;
+    int64_t wrote = atomic_load(&st->st_wrote);
+    if (st->st_warm_origin == 0)
+        st->st_warm_origin = wrote > 0 ? wrote : 1;
+    int64_t window = wrote - st->st_warm_origin;
+    int64_t max_window = (int64_t)st->st_opts.so_warm_ahead_mb << 20;
+    if (window < WARM_MIN)
+        window = WARM_MIN;
+    if (window > max_window)
+        window = max_window;
+    int64_t floor = atomic_load(&st->st_reserve_end);
+    if (floor < wrote)
+        floor = wrote;
+    floor = (floor + 4095) & ~(int64_t)4095; /* the block holding data is written already */
+    if (atomic_load(&st->st_warmed) < floor)
+        atomic_store(&st->st_warmed, floor);
+    int64_t at = atomic_load(&st->st_warmed);
+    if (at >= wrote + window)
+        return false;
+    int64_t step = window < WARM_STEP ? window : WARM_STEP;
+    int fd = -1;
+    bool tried = false;
+    /* In a segment of the log: appends may reach it at any moment, so
+     * announce the chunk and back off if an append already claimed it. The
+     * segment holding or following the write position is never removed
+     * while the store is open, so s stays valid without the struct lock. */
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    struct seg *s = cl_seg_for(st, at);
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    if (s) {
+        size_t from = (size_t)(at - s->sg_base);
+        size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
+        pthread_mutex_lock(&st->st_zero_mtx);
+        atomic_store(&st->st_zero_busy, at);
+        if (atomic_load(&st->st_reserve_end) <= at) {
+            tried = true;
+            fd = seg_zero(s, from, to);
+        }
+        atomic_store(&st->st_zero_busy, INT64_MAX);
+        pthread_mutex_unlock(&st->st_zero_mtx);
+        if (!tried)
+            return true; /* an append got there first: start again above it */
+        if (fd >= 0)
+            atomic_store(&st->st_warmed, s->sg_base + (int64_t)to);
+    } else {
+        /* Past the current segment: the preallocated next one, which no
+         * append can use while st_prealloc_mtx is held (cl_roll takes it). */
+        pthread_mutex_lock(&st->st_prealloc_mtx);
+        s = st->st_next;
+        if (s && at >= s->sg_base && at < s->sg_base + (int64_t)s->sg_size) {
+            size_t from = (size_t)(at - s->sg_base);
+            size_t to = from + (size_t)step < s->sg_size ? from + (size_t)step : s->sg_size;
+            tried = true;
+            fd = seg_zero(s, from, to);
+            if (fd >= 0)
+                atomic_store(&st->st_warmed, s->sg_base + (int64_t)to);
+        }
+        pthread_mutex_unlock(&st->st_prealloc_mtx);
+        if (!tried)
+            return false; /* next segment not ready yet */
+    }
+    if (fd >= 0 && fdatasync(fd) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        /* Only an optimisation: appends still work on unwritten extents.
+         * A writeback error here is also reported to the flush thread's
+         * own descriptor, which decides about acknowledgements. */
+        apg_log_warn(SUB,
+                     "zero-filling the commit log ahead of the writer failed (%s); "
+                     "continuing without",
+                     strerror(errno));
+        st->st_zero_failed = true;
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
 static void *svc_main(void *arg)
 {
     struct apg_store *st = arg;
     int64_t last_disk = 0, last_clean = 0;
     while (!atomic_load(&st->st_closing)) {
+        bool busy = zero_ahead(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
@@ -921,16 +1257,15 @@ static void *svc_main(void *arg)
             struct tm tmv;
             localtime_r(&t, &tmv);
             bool time_ok = hour_listed(st->st_opts.so_delete_when, tmv.tm_hour);
-            clean_pass(st, time_ok);
-            if (clean_pass(st, false) == 0)
-                disk_check(st);
+            if (clean_pass(st, time_ok) > 0)
+                disk_check(st); /* writes may resume at once */
             last_clean = now;
         }
         pthread_mutex_lock(&st->st_prealloc_mtx);
-        if (!st->st_next_wanted && !atomic_load(&st->st_closing)) {
+        if (!busy && !st->st_next_wanted && !atomic_load(&st->st_closing)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
+            ts.tv_nsec += (st->st_opts.so_no_preallocate ? 200 : 5) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
@@ -960,14 +1295,16 @@ static bool tx_no_cq(int32_t sysflag)
 static void sync_wait_cb(void *ud, apg_err_t rc)
 {
     struct sync_wait *sw = ud;
-    pthread_mutex_lock(&sw->sw_mtx);
     sw->sw_rc = rc;
-    sw->sw_done = true;
-    pthread_cond_signal(&sw->sw_cond);
-    pthread_mutex_unlock(&sw->sw_mtx);
+    atomic_store_explicit(&sw->sw_done, 1, memory_order_release);
+    /* The waiter may already have seen sw_done and returned: a wake-up on
+     * its old stack address is harmless (private futex, nobody waits on it
+     * or a spurious wake-up that every futex waiter tolerates). */
+    syscall(SYS_futex, &sw->sw_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 #define PUT_STACK 64
+#define PUT_BUF 16384 /* records up to this size are encoded on the stack */
 
 apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int n,
                         struct apg_put_result *res, apg_store_ack_fn ack_cb, void *ud, char *err,
@@ -978,10 +1315,16 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     const struct apg_host *sh = &st->st_opts.so_store_host;
     int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
     int32_t crc_stack[PUT_STACK], *crcs = crc_stack;
+    struct cq *q_stack[PUT_STACK], **qs = q_stack;
+    uint8_t rec_stack[PUT_BUF], *recs = rec_stack;
     if (n > PUT_STACK) {
         crcs = apg_malloc((size_t)n * sizeof(*crcs));
-        if (!crcs)
+        qs = apg_malloc((size_t)n * sizeof(*qs));
+        if (!crcs || !qs) {
+            apg_free(crcs);
+            apg_free(qs);
             return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        }
     }
     int64_t total = 0;
     apg_err_t rc = APG_OK;
@@ -1018,6 +1361,13 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                       (long long)total, (long long)fsz);
         goto out;
     }
+    if (total > PUT_BUF) {
+        recs = apg_malloc((size_t)total);
+        if (!recs) {
+            rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+            goto out;
+        }
+    }
     struct waiter *w = NULL;
     struct sync_wait sw;
     bool sync = st->st_opts.so_sync_flush;
@@ -1028,9 +1378,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             goto out;
         }
         if (!ack_cb) {
-            pthread_mutex_init(&sw.sw_mtx, NULL);
-            pthread_cond_init(&sw.sw_cond, NULL);
-            sw.sw_done = false;
+            atomic_init(&sw.sw_done, 0);
             sw.sw_rc = 0;
             w->w_cb = sync_wait_cb;
             w->w_ud = &sw;
@@ -1042,6 +1390,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         w->w_deadline_ms = mono_ms() + st->st_opts.so_sync_flush_timeout_ms;
     }
 
+    bool wake_flusher = false;
     pthread_mutex_lock(&st->st_append_mtx);
     if (atomic_load(&st->st_fsync_failed)) {
         rc = apg_errf(APG_EFSYNC, err, errlen,
@@ -1066,10 +1415,15 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     struct seg *s = st->st_cur;
     if (!s || pos + total + APG_MSG_BLANK_LEN > s->sg_base + fsz) {
         int64_t next = s ? s->sg_base + fsz : pos;
+        zero_guard(st, next + total);
         if (s && pos < next) {
-            uint8_t *p = s->sg_map + (pos - s->sg_base);
-            apg_wbe32(p, (uint32_t)(next - pos));
-            apg_wbe32(p + 4, APG_MSG_MAGIC_BLANK);
+            uint8_t blank[APG_MSG_BLANK_LEN];
+            apg_wbe32(blank, (uint32_t)(next - pos));
+            apg_wbe32(blank + 4, APG_MSG_MAGIC_BLANK);
+            if (pwrite_all(s->sg_fd, blank, sizeof(blank), (off_t)(pos - s->sg_base)) != 0) {
+                rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
+                goto unlock;
+            }
         }
         rc = cl_roll(st, next, err, errlen);
         if (rc)
@@ -1077,12 +1431,20 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         s = st->st_cur;
         pos = next;
         atomic_store_explicit(&st->st_wrote, pos, memory_order_release);
+    } else {
+        zero_guard(st, pos + total);
     }
+    /* Encode every record into recs, then write them with one pwrite: the
+     * commit log is written through the file, not the mapping (no page
+     * faults, no write-protect faults after each writeback; readers still
+     * read the same page cache through the mapping). */
     int64_t ts = now_ms();
+    size_t boff = 0;
     for (int i = 0; i < n; i++) {
         const struct apg_msg_in *m = &msgs[i];
         struct cq *q = st->st_cq_cache;
         bool nocq = tx_no_cq(m->mi_sysflag);
+        qs[i] = NULL;
         if (!nocq && (!q || q->cq_qid != m->mi_queue_id || q->cq_topic_len != m->mi_topic_len ||
                       memcmp(q->cq_topic, m->mi_topic, m->mi_topic_len) != 0)) {
             pthread_rwlock_rdlock(&st->st_struct_lock);
@@ -1094,47 +1456,68 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                 pthread_rwlock_unlock(&st->st_struct_lock);
                 if (!q) {
                     rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-                    break;
+                    goto unlock; /* nothing written */
                 }
             }
             st->st_cq_cache = q;
         }
-        int64_t qoff = nocq ? 0 : atomic_load_explicit(&q->cq_max, memory_order_relaxed);
-        apg_msg_encode(s->sg_map + (pos - s->sg_base), m, crcs[i], qoff, pos, ts, sh);
+        int64_t qoff = 0;
         if (!nocq) {
-            rc = cq_write(st, q, qoff, pos, res[i].pr_msg_size, m->mi_tags_code, err, errlen);
-            if (rc)
-                break;
+            /* Next offset of q: after the batch's previous record for q, if any. */
+            qoff = atomic_load_explicit(&q->cq_max, memory_order_relaxed);
+            for (int j = i - 1; j >= 0; j--)
+                if (qs[j] == q) {
+                    qoff = res[j].pr_queue_offset + 1;
+                    break;
+                }
+            qs[i] = q;
         }
-        res[i].pr_phys_offset = pos;
+        apg_msg_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
+        res[i].pr_phys_offset = pos + (int64_t)boff;
         res[i].pr_queue_offset = qoff;
         res[i].pr_store_ts = ts;
-        pos += res[i].pr_msg_size;
-        if (!nocq)
-            atomic_store_explicit(&q->cq_max, qoff + 1, memory_order_release);
+        boff += (size_t)res[i].pr_msg_size;
     }
-    if (rc) {
-        /* Only out-of-memory / queue file creation can fail here. The records
-         * written so far stay (they are valid and indexed); the rest is not
-         * visible. Report the failure for the whole batch. */
-        apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
+    if (pwrite_all(s->sg_fd, recs, boff, (off_t)(pos - s->sg_base)) != 0) {
+        rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
+        goto unlock; /* not published: the next append overwrites it */
     }
-    atomic_store_explicit(&st->st_wrote, pos, memory_order_release);
+    int64_t end = pos + (int64_t)boff;
+    for (int i = 0; i < n; i++) {
+        if (!qs[i])
+            continue;
+        rc = cq_write(st, qs[i], res[i].pr_queue_offset, res[i].pr_phys_offset, res[i].pr_msg_size,
+                      msgs[i].mi_tags_code, err, errlen);
+        if (rc) {
+            /* Only out-of-memory / queue file creation can fail here. The
+             * records indexed so far stay (they are valid); the rest is not
+             * published. Report the failure for the whole batch. */
+            apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
+            end = res[i].pr_phys_offset;
+            break;
+        }
+        atomic_store_explicit(&qs[i]->cq_max, res[i].pr_queue_offset + 1, memory_order_release);
+    }
+    atomic_store_explicit(&st->st_wrote, end, memory_order_release);
+    pos = end;
     atomic_store(&st->st_last_store_ts, ts);
     if (!rc && sync) {
         w->w_target = pos;
-        pthread_mutex_lock(&st->st_flush_mtx);
-        if (st->st_wait_tail)
-            st->st_wait_tail->w_next = w;
-        else
-            st->st_wait_head = w;
-        st->st_wait_tail = w;
-        pthread_cond_signal(&st->st_flush_cond);
-        pthread_mutex_unlock(&st->st_flush_mtx);
+        *st->st_pend_tailp = w;
+        st->st_pend_tailp = &w->w_next;
+        atomic_fetch_add(&st->st_pend_count, 1);
         w = NULL;
+        wake_flusher = true;
     }
 unlock:
     pthread_mutex_unlock(&st->st_append_mtx);
+    /* Wake the flush thread only if it sleeps (it re-checks st_pend_count
+     * after announcing st_flush_sleeping, so no wake-up is lost). */
+    if (wake_flusher && atomic_load(&st->st_flush_sleeping)) {
+        pthread_mutex_lock(&st->st_flush_mtx);
+        pthread_cond_signal(&st->st_flush_cond);
+        pthread_mutex_unlock(&st->st_flush_mtx);
+    }
     if (rc) {
         apg_free(w);
         goto out;
@@ -1155,12 +1538,8 @@ unlock:
         }
     }
     if (sync && !ack_cb) {
-        pthread_mutex_lock(&sw.sw_mtx);
-        while (!sw.sw_done)
-            pthread_cond_wait(&sw.sw_cond, &sw.sw_mtx);
-        pthread_mutex_unlock(&sw.sw_mtx);
-        pthread_mutex_destroy(&sw.sw_mtx);
-        pthread_cond_destroy(&sw.sw_cond);
+        while (!atomic_load_explicit(&sw.sw_done, memory_order_acquire))
+            syscall(SYS_futex, &sw.sw_done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
         rc = sw.sw_rc;
         if (rc)
             apg_errf(rc, err, errlen, "%s",
@@ -1168,8 +1547,12 @@ unlock:
                                          : "fsync failed; the store is read-only");
     }
 out:
-    if (crcs != crc_stack)
+    if (crcs != crc_stack) {
         apg_free(crcs);
+        apg_free(qs);
+    }
+    if (recs != rec_stack)
+        apg_free(recs);
     return rc;
 }
 
@@ -1430,7 +1813,9 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *o)
     o->ss_min_phys_offset = atomic_load(&st->st_min_phys);
     o->ss_max_phys_offset = atomic_load(&st->st_wrote);
     o->ss_flushed_phys_offset = atomic_load(&st->st_flushed);
+    o->ss_warmed_phys_offset = atomic_load(&st->st_warmed);
     o->ss_fsync_count = atomic_load(&st->st_fsync_count);
+    o->ss_fsync_time_us = atomic_load(&st->st_fsync_us);
     o->ss_put_count = atomic_load(&st->st_put_count);
     o->ss_put_bytes = atomic_load(&st->st_put_bytes);
     o->ss_disk_used_ratio = atomic_load(&st->st_disk_ratio);
@@ -1512,7 +1897,8 @@ static int list_segs(const char *dir, char ***out)
         v[n++] = apg_strdup(de->d_name);
     }
     closedir(d);
-    qsort(v, (size_t)n, sizeof(*v), name_cmp);
+    if (n > 1)
+        qsort(v, (size_t)n, sizeof(*v), name_cmp);
     *out = v;
     return n;
 }
@@ -1719,7 +2105,7 @@ static apg_err_t redispatch(struct apg_store *st, int64_t from, int64_t end, boo
         size_t lim = (size_t)((end - s->sg_base) < (int64_t)s->sg_size ? end - s->sg_base
                                                                        : (int64_t)s->sg_size);
         rd.rd_base = s->sg_base;
-        apg_scan_segment(s->sg_map, lim, s->sg_base, (size_t)(pos - s->sg_base), false,
+        apg_scan_segment(s->sg_map, lim, lim, s->sg_base, (size_t)(pos - s->sg_base), false,
                          redispatch_rec, &rd, &sr);
         if (rd.rd_rc)
             return rd.rd_rc;
@@ -1748,6 +2134,30 @@ static apg_err_t rebuild_all_queues(struct apg_store *st, int64_t end, char *err
     return rc;
 }
 
+/* End of the written part of a segment file: never-written (hole or
+ * unwritten-extent) space reads as zeros and need not be read at all, which
+ * matters for a preallocated 1 GiB segment. Falls back to the full size. */
+static size_t seg_data_end(struct seg *s)
+{
+    off_t end = 0, d = 0;
+    for (;;) {
+        d = lseek(s->sg_fd, d, SEEK_DATA);
+        if (d < 0) {
+            if (errno != ENXIO)
+                return s->sg_size;
+            break;
+        }
+        off_t h = lseek(s->sg_fd, d, SEEK_HOLE);
+        if (h < 0)
+            return s->sg_size;
+        end = h;
+        d = h;
+        if ((size_t)h >= s->sg_size)
+            break;
+    }
+    return (size_t)end < s->sg_size ? (size_t)end : s->sg_size;
+}
+
 struct scan_ctx {
     struct apg_store *sc_st;
     int64_t sc_base;
@@ -1773,8 +2183,9 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
         if (!s)
             break;
         struct apg_scan_result sr;
-        apg_scan_segment(s->sg_map, s->sg_size, s->sg_base, (size_t)(pos - s->sg_base),
-                         st->st_opts.so_check_crc_on_recover, note_ts, &sc, &sr);
+        apg_scan_segment(s->sg_map, s->sg_size, seg_data_end(s), s->sg_base,
+                         (size_t)(pos - s->sg_base), st->st_opts.so_check_crc_on_recover, note_ts,
+                         &sc, &sr);
         if (sr.sr_how == APG_SCAN_END_BLANK || sr.sr_how == APG_SCAN_END_FULL) {
             pos = s->sg_base + fsz;
             continue;
@@ -1793,7 +2204,7 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
                 (int64_t)apg_be64(t->sg_map + 28) == t->sg_base)
                 later = t->sg_base;
             else {
-                size_t f = apg_scan_find_valid(t->sg_map, t->sg_size, t->sg_base, 0);
+                size_t f = apg_scan_find_valid(t->sg_map, seg_data_end(t), t->sg_base, 0);
                 if (f != SIZE_MAX)
                     later = t->sg_base + (int64_t)f;
             }
@@ -1825,11 +2236,11 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
      * drop later segments. Only needed when the end was not a clean one. */
     struct seg *s = cl_seg_for(st, pos);
     if (s && zero_tail) {
-        size_t pg = 4096, off = (size_t)(pos - s->sg_base);
-        for (size_t a = off; a < s->sg_size; a = (a / pg + 1) * pg) {
+        size_t pg = 4096, off = (size_t)(pos - s->sg_base), dend = seg_data_end(s);
+        for (size_t a = off; a < dend; a = (a / pg + 1) * pg) {
             size_t b = (a / pg + 1) * pg;
-            if (b > s->sg_size)
-                b = s->sg_size;
+            if (b > dend)
+                b = dend;
             const uint64_t *w = (const uint64_t *)(s->sg_map + (a & ~(size_t)7));
             size_t nw = (b - (a & ~(size_t)7)) / 8;
             bool nz = false;
@@ -2003,15 +2414,28 @@ static void store_free(struct apg_store *st)
     pthread_mutex_destroy(&st->st_append_mtx);
     pthread_rwlock_destroy(&st->st_struct_lock);
     pthread_mutex_destroy(&st->st_flush_mtx);
+    pthread_mutex_destroy(&st->st_complete_mtx);
+    pthread_mutex_destroy(&st->st_ack_mtx);
+    pthread_cond_destroy(&st->st_ack_cond);
     pthread_cond_destroy(&st->st_flush_cond);
     pthread_mutex_destroy(&st->st_prealloc_mtx);
     pthread_cond_destroy(&st->st_prealloc_cond);
     pthread_mutex_destroy(&st->st_err_mtx);
+    pthread_mutex_destroy(&st->st_zero_mtx);
     apg_free(st->st_root);
     apg_free(st->st_cldir);
     apg_free(st->st_cqdir);
     apg_free((char *)st->st_opts.so_delete_when);
     apg_free(st);
+}
+
+static void stop_ack_thread(struct apg_store *st)
+{
+    pthread_mutex_lock(&st->st_ack_mtx);
+    st->st_ack_stop = true;
+    pthread_cond_signal(&st->st_ack_cond);
+    pthread_mutex_unlock(&st->st_ack_mtx);
+    pthread_join(st->st_ack_thr, NULL);
 }
 
 apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out, char *err,
@@ -2034,21 +2458,37 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         st->st_opts.so_flush_interval_ms = 500;
     if (st->st_opts.so_sync_flush_timeout_ms <= 0)
         st->st_opts.so_sync_flush_timeout_ms = 5000;
+    if (!st->st_opts.so_warm_ahead_mb)
+        st->st_opts.so_warm_ahead_mb = 64;
     if (!st->st_opts.so_max_message_size)
         st->st_opts.so_max_message_size = 4194304;
     st->st_lock_fd = -1;
     atomic_store(&st->st_test_disk_ratio, -1);
-    pthread_mutex_init(&st->st_append_mtx, NULL);
+    /* Adaptive: the append critical section is a memcpy, so spinning
+     * briefly beats a futex sleep/wake convoy when many appenders collide. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&st->st_append_mtx, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&st->st_struct_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&st->st_flush_mtx, NULL);
+    pthread_mutex_init(&st->st_complete_mtx, NULL);
+    pthread_mutex_init(&st->st_ack_mtx, NULL);
+    pthread_cond_init(&st->st_ack_cond, NULL);
+    st->st_ack_tailp = &st->st_ack_head;
+    st->st_pend_tailp = &st->st_pend_head;
+    st->st_carry_tailp = &st->st_carry_head;
     pthread_cond_init(&st->st_flush_cond, NULL);
     pthread_mutex_init(&st->st_prealloc_mtx, NULL);
     pthread_cond_init(&st->st_prealloc_cond, NULL);
     pthread_mutex_init(&st->st_err_mtx, NULL);
+    pthread_mutex_init(&st->st_zero_mtx, NULL);
+    atomic_store(&st->st_zero_busy, INT64_MAX);
     st->st_root = apg_strdup(o->so_root_dir);
     st->st_cldir = o->so_commitlog_dir && *o->so_commitlog_dir
                        ? apg_strdup(o->so_commitlog_dir)
@@ -2077,14 +2517,37 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         goto fail;
     disk_check(st);
     st->st_next_wanted = true;
-    if (pthread_create(&st->st_flush_thr, NULL, flush_main, st) != 0) {
+    if (pthread_create(&st->st_ack_thr, NULL, ack_main, st) != 0) {
+        rc = apg_errf(APG_EIO, err, errlen, "cannot start the ack thread");
+        goto fail;
+    }
+    st->st_claimed = atomic_load(&st->st_flushed);
+    if (pthread_create(&st->st_flush_thr, NULL,
+                       st->st_opts.so_sync_flush ? sync_flusher_main : flush_main, st) != 0) {
+        stop_ack_thread(st);
         rc = apg_errf(APG_EIO, err, errlen, "cannot start the flush thread");
+        goto fail;
+    }
+    if (st->st_opts.so_sync_flush && NFLUSHERS > 1 &&
+        pthread_create(&st->st_flusher2, NULL, sync_flusher_main, st) != 0) {
+        atomic_store(&st->st_closing, true);
+        pthread_mutex_lock(&st->st_flush_mtx);
+        pthread_cond_broadcast(&st->st_flush_cond);
+        pthread_mutex_unlock(&st->st_flush_mtx);
+        pthread_join(st->st_flush_thr, NULL);
+        stop_ack_thread(st);
+        rc = apg_errf(APG_EIO, err, errlen, "cannot start the second flush thread");
         goto fail;
     }
     if (pthread_create(&st->st_svc_thr, NULL, svc_main, st) != 0) {
         atomic_store(&st->st_closing, true);
-        pthread_cond_signal(&st->st_flush_cond);
+        pthread_mutex_lock(&st->st_flush_mtx);
+        pthread_cond_broadcast(&st->st_flush_cond);
+        pthread_mutex_unlock(&st->st_flush_mtx);
         pthread_join(st->st_flush_thr, NULL);
+        if (st->st_opts.so_sync_flush && NFLUSHERS > 1)
+            pthread_join(st->st_flusher2, NULL);
+        stop_ack_thread(st);
         rc = apg_errf(APG_EIO, err, errlen, "cannot start the store service thread");
         goto fail;
     }
@@ -2108,9 +2571,18 @@ void apg_store_close(struct apg_store *st)
     pthread_mutex_unlock(&st->st_append_mtx);
     if (st->st_threads_started) {
         pthread_mutex_lock(&st->st_flush_mtx);
-        pthread_cond_signal(&st->st_flush_cond);
+        pthread_cond_broadcast(&st->st_flush_cond);
         pthread_mutex_unlock(&st->st_flush_mtx);
         pthread_join(st->st_flush_thr, NULL);
+        if (st->st_opts.so_sync_flush && NFLUSHERS > 1)
+            pthread_join(st->st_flusher2, NULL);
+        /* Deliver what is left (everything is durable or failed now). */
+        if (st->st_opts.so_sync_flush) {
+            if (!atomic_load(&st->st_fsync_failed))
+                cl_flush(st);
+            complete_waiters(st, true);
+        }
+        stop_ack_thread(st); /* after the flush threads: it delivers what is left */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         pthread_cond_signal(&st->st_prealloc_cond);
         pthread_mutex_unlock(&st->st_prealloc_mtx);

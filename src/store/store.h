@@ -16,26 +16,25 @@
  *     short append lock (memcpy into the mapped segment, consume-queue entry).
  *   - apg_store_get() and the other readers may run in any thread, concurrently
  *     with appends, flushing and retention.
- *   - The store owns two internal threads: the flush thread (fdatasync, group
- *     commit, SYNC_FLUSH acknowledgements, checkpoint) and the service thread
- *     (segment preallocation, retention, disk-space guard).
+ *   - The store owns three internal threads: the flush thread (msync/fdatasync,
+ *     group commit, checkpoint), the ack thread (runs SYNC_FLUSH ack_cb
+ *     callbacks, so the next group commit starts while acks are delivered) and
+ *     the service thread (segment preallocation and page warm-up, retention,
+ *     disk-space guard).
  *   - apg_store_open()/apg_store_close() must not race with any other call.
  *
  * Durability contract:
  *   ASYNC_FLUSH: a put is final when apg_store_put() returns 0; the bytes are in
  *     the page cache and are flushed every flush_interval_ms.
  *   SYNC_FLUSH: a put that returned 0 is acknowledged only after its bytes are
- *     durable. If an ack_cb was given, it is called exactly once, from the flush
- *     thread, after ONE fdatasync covering every append made before it (group
- *     commit), with rc = 0, APG_ETIMEDOUT (not durable within
- *     sync_flush_timeout_ms; the record may still become durable later) or
- *     APG_EFSYNC. If ack_cb is NULL, apg_store_put() itself waits for the same
- *     outcome and returns it.
- *   After one failed fsync/msync the store never acknowledges again: pending and
- *   later puts fail with APG_EFSYNC, reads keep working, the error is logged and
- *   shown in apg_store_stats(). Restart to recover.
- *   A put that returned an error never calls ack_cb (no callback after a failed
- *   call). */
+ *     durable. If an ack_cb was given, it is called exactly once, from the store's
+ *     ack thread (one thread, in append order), after ONE fdatasync covering every append made
+ * before it (group commit), with rc = 0, APG_ETIMEDOUT (not durable within sync_flush_timeout_ms;
+ * the record may still become durable later) or APG_EFSYNC. If ack_cb is NULL, apg_store_put()
+ * itself waits for the same outcome and returns it. After one failed fsync/msync the store never
+ * acknowledges again: pending and later puts fail with APG_EFSYNC, reads keep working, the error is
+ * logged and shown in apg_store_stats(). Restart to recover. A put that returned an error never
+ * calls ack_cb (no callback after a failed call). */
 #ifndef APG_STORE_STORE_H
 #define APG_STORE_STORE_H
 
@@ -76,10 +75,22 @@ struct apg_store_opts {
     uint32_t so_max_message_size;  /* maxMessageSize (body), default 4 MiB */
     struct apg_host so_store_host; /* written to STOREHOSTADDRESS and offset msgIds */
     bool so_no_preallocate;        /* tests: do not zero-fill/prefault segments ahead */
+    uint32_t so_warm_ahead_mb;     /* pages faulted in ahead of the writer, MiB (0: 64) */
 };
 
 /* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */
 void apg_store_opts_init(struct apg_store_opts *o);
+
+struct apg_config;
+/* Fills o from the broker configuration: storePathRootDir, storePathCommitLog,
+ * mappedFileSizeCommitLog, mappedFileSizeConsumeQueue, flushDiskType,
+ * flushIntervalCommitLog, syncFlushTimeout, fileReservedTime, deleteWhen,
+ * diskMaxUsedSpaceRatio, diskSpaceCleanForciblyRatio,
+ * diskSpaceWarningLevelRatio, checkCRCOnRecover, forceRecoverCorrupt,
+ * maxMessageSize; the store host from brokerIP1 when it is an IP literal
+ * (else 127.0.0.1; the broker may overwrite so_store_host) and listenPort.
+ * Strings are borrowed from cfg (keep cfg alive until apg_store_open returns). */
+void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_config *cfg);
 
 /* Opens (creating if needed) and recovers the store at o->so_root_dir.
  * Clean previous shutdown: fast start. Crash (abort marker present): validates
@@ -126,7 +137,7 @@ struct apg_put_result {
     int64_t pr_store_ts;     /* STORETIMESTAMP */
 };
 
-/* SYNC_FLUSH acknowledgement: called exactly once from the flush thread with
+/* SYNC_FLUSH acknowledgement: called exactly once from the store's ack thread with
  * rc 0, APG_ETIMEDOUT or APG_EFSYNC. Must not block and must not call back into
  * apg_store_put() synchronously. */
 typedef void (*apg_store_ack_fn)(void *ud, apg_err_t rc);
@@ -229,7 +240,9 @@ struct apg_store_stats {
     int64_t ss_min_phys_offset;     /* first byte still in the commit log */
     int64_t ss_max_phys_offset;     /* write position */
     int64_t ss_flushed_phys_offset; /* durable up to here */
+    int64_t ss_warmed_phys_offset;  /* pages faulted in (writable) up to here */
     uint64_t ss_fsync_count;        /* fdatasync/msync calls on the commit log */
+    uint64_t ss_fsync_time_us;      /* total time spent in those calls */
     uint64_t ss_put_count;          /* records appended since open */
     uint64_t ss_put_bytes;
     int ss_disk_used_ratio; /* percent, of the commit-log file system */

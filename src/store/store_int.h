@@ -35,9 +35,11 @@ typedef void (*apg_scan_fn)(void *ud, size_t pos, const struct apg_msg_rec *r);
  * commit-log offset `base`, starting at segment offset `from` (a record
  * boundary). Every record must have a known magic, consistent lengths, a body
  * CRC that matches (when check_crc) and a PHYSICALOFFSET equal to its position.
- * fn (may be NULL) is called for each valid record. Pure: reads only buf. */
-void apg_scan_segment(const uint8_t *buf, size_t len, int64_t base, size_t from, bool check_crc,
-                      apg_scan_fn fn, void *ud, struct apg_scan_result *res);
+ * fn (may be NULL) is called for each valid record. The search for valid
+ * records after a bad point looks only below search_len (the end of the
+ * written data; never-written space need not be read). Pure: reads only buf. */
+void apg_scan_segment(const uint8_t *buf, size_t len, size_t search_len, int64_t base, size_t from,
+                      bool check_crc, apg_scan_fn fn, void *ud, struct apg_scan_result *res);
 
 /* Searches buf[from..len) for a valid record whose PHYSICALOFFSET equals its
  * own position (base + offset). Returns its offset or SIZE_MAX. Pure. */

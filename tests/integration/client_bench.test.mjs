@@ -30,7 +30,7 @@ async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
 }
 
 const probe = spawnSync(apogeeBin(), ['bench', '--help'], { encoding: 'utf8' });
-const benchWired = probe.status === 0 && /bench producer\|consumer/.test(probe.stdout);
+const benchWired = probe.status === 0 && /bench produce\|consume\|e2e/.test(probe.stdout);
 const skip = benchWired ? false : '`apogee bench` is not wired into src/main.c yet';
 
 function bench(args) {
@@ -59,35 +59,67 @@ describe('C client via apogee bench', { skip }, () => {
 
     let total = 0;
     for (const [name, args] of [
-        ['sync', ['-m', 'sync', '-c', '2']],
-        ['async', ['-m', 'async', '-c', '1']],
-        ['oneway', ['-m', 'oneway', '-c', '1']],
-        ['batch', ['-b', '16', '-c', '1']],
-        ['compressed 8 KiB bodies', ['-m', 'sync', '-c', '1', '-s', '8192']],
+        ['sync', ['--mode=sync', '--threads=2']],
+        ['async', ['--mode=async', '--threads=1', '--inflight=500']],
+        ['oneway', ['--mode=oneway', '--threads=1']],
+        ['batch', ['--batch=16', '--threads=1']],
+        ['compressed 8 KiB bodies', ['--mode=sync', '--threads=1', '--size=8192']],
+        ['old spelling (producer -m -c)', ['-m', 'sync', '-c', '1']],
     ]) {
-        test(`producer ${name}`, () => {
-            const r = bench(['producer', '-n', ns, '-t', 'ClientBench', '-d', '1', ...args]);
+        test(`produce ${name}`, () => {
+            const cmd = name.startsWith('old') ? 'producer' : 'produce';
+            const r = bench([cmd, `--namesrvAddr=${ns}`, '--topic=ClientBench', '--duration=1', ...args]);
             assert.equal(r.code, 0, r.out);
             const s = produced(r.out);
             assert.equal(s.errors, 0, r.out);
             assert.ok(s.n > 100, r.out);
-            if (name !== 'oneway') assert.match(r.out, /latency us: p50 \d+ p90 \d+ p99 \d+/);
-            total += s.n;
+            assert.match(r.out, /\[  1s\] sent +\d+ msgs\/s +[\d.]+ MB\/s \| lat us p50 \d+ p99 \d+ p999 \d+ max \d+ \| failed 0/);
+            if (name !== 'oneway') assert.match(r.out, /latency us: p50 \d+ p90 \d+ p99 \d+ p999 \d+ max \d+/);
+            total += s.n + 1; // + the warm-up message
         });
     }
 
-    test('consumer reads everything back', () => {
-        const r = bench(['consumer', '-n', ns, '-t', 'ClientBench', '-d', '3', '--from-start']);
+    test('produce --messages stops after N and --json prints one JSON summary last', () => {
+        const r = bench(['produce', `--namesrvAddr=${ns}`, '--topic=ClientBench', '--messages=3000', '--threads=3', '--json']);
+        assert.equal(r.code, 0, r.out);
+        const last = r.out.trim().split('\n').pop();
+        const j = JSON.parse(last);
+        assert.equal(j.sent, 3000);
+        assert.equal(j.failed, 0);
+        for (const k of ['tps', 'mbps', 'p50_us', 'p99_us', 'p999_us', 'max_us']) assert.equal(typeof j[k], 'number', k);
+        assert.ok(j.p50_us <= j.p99_us && j.p99_us <= j.p999_us && j.p999_us <= j.max_us);
+        total += 3001;
+    });
+
+    test('consume drains the topic from the first offset', () => {
+        const r = bench(['consume', `--namesrvAddr=${ns}`, '--topic=ClientBench', '--threads=2', '--json']);
         assert.equal(r.code, 0, r.out);
         const s = produced(r.out);
         assert.equal(s.errors, 0, r.out);
-        // Oneway sends are unacknowledged but were flushed before the producer exited;
-        // +1 per producer run for the warm-up message.
-        assert.ok(s.n >= total, `consumed ${s.n} < produced ${total}\n${r.out}`);
+        // Oneway sends are unacknowledged but were flushed before the producer exited.
+        assert.equal(s.n, total, `consumed ${s.n} != produced ${total}\n${r.out}`);
+        const j = JSON.parse(r.out.trim().split('\n').pop());
+        assert.equal(j.received, total);
+    });
+
+    test('e2e measures producer-to-consumer latency', () => {
+        const r = bench(['e2e', `--namesrvAddr=${ns}`, '--topic=ClientBenchE2E', '--duration=2', '--threads=2', '--json']);
+        assert.equal(r.code, 0, r.out);
+        const j = JSON.parse(r.out.trim().split('\n').pop());
+        assert.ok(j.sent > 100, r.out);
+        assert.equal(j.received, j.sent, r.out);
+        assert.ok(j.p50_us > 0 && j.p50_us < 1000000, r.out);
+        assert.match(r.out, /latency us \(producer to consumer\)/);
+    });
+
+    test('bad options are refused', () => {
+        const r = bench(['produce', '--nosuch=1']);
+        assert.equal(r.code, 2);
+        assert.match(r.out, /unknown option 'nosuch'/);
     });
 
     test('unknown NameServer gives a clear error and exit 1', () => {
-        const r = bench(['producer', '-n', '127.0.0.1:1', '-t', 'X', '-d', '1']);
+        const r = bench(['produce', '--namesrvAddr=127.0.0.1:1', '--topic=X', '--duration=1']);
         assert.equal(r.code, 1);
         assert.match(r.out, /first send failed: no NameServer answered for topic 'X'/);
     });

@@ -89,9 +89,9 @@ describe('apogee namesrv', () => {
         await ns?.stop();
     });
 
-    test('logs where it listens and where the KV config lives', () => {
-        const out = ns.output();
-        assert.match(out, new RegExp(`listening on 127\\.0\\.0\\.1:${ns.port}`));
+    test('logs where it listens and where the KV config lives', async () => {
+        // The port can accept before the log line has reached our stderr reader.
+        const out = await ns.waitOutput(new RegExp(`listening on 127\\.0\\.0\\.1:${ns.port}`));
         assert.ok(out.includes(path.join(ns.dir, 'namesrv', 'kvConfig.json')), out);
     });
 
@@ -230,7 +230,7 @@ describe('apogee namesrv', () => {
             assert.ok(Date.now() - t0 >= 300, 'expired too early');
             const ci = jsonBody(await client.request(REQ.GET_BROKER_CLUSTER_INFO));
             assert.equal(ci.brokerAddrTable['broker-e'], undefined);
-            assert.match(ns.output(), /broker-e at 127\.0\.0\.1:40911 .* removed: no registration or heartbeat/);
+            await ns.waitOutput(/broker-e at 127\.0\.0\.1:40911 .* removed: no registration or heartbeat/);
         } finally {
             await b.close();
         }
@@ -309,7 +309,9 @@ describe('apogee namesrv', () => {
         await t.close();
         assert.equal((await client.request(REQ.GET_BROKER_CLUSTER_INFO)).code, 0);
         // One log line per bad connection, naming the peer and the reason.
-        const lines = ns.output().split('\n').filter((l) => /closing connection 127\.0\.0\.1:\d+: (bad|malformed) frame/.test(l));
+        const badLine = /closing connection 127\.0\.0\.1:\d+: (bad|malformed) frame/;
+        await waitFor(async () => ns.output().split('\n').filter((l) => badLine.test(l)).length >= cases.length, 3000).catch(() => {});
+        const lines = ns.output().split('\n').filter((l) => badLine.test(l));
         assert.equal(lines.length, cases.length, lines.join('\n'));
         assert.ok(await tryConnect(ns.port));
     });

@@ -33,7 +33,7 @@ test('brokerIP1=localhost: the name is advertised, 127.0.0.1 is in the msgId', a
         assert.equal(r.code, 0, r.remark);
         const port = srv.port.toString(16).toUpperCase().padStart(8, '0');
         assert.match(r.ext.msgId, new RegExp(`^7F000001${port}[0-9A-F]{16}$`));
-        assert.match(srv.output(), /brokerIP1 localhost resolves to 127\.0\.0\.1/);
+        await srv.waitOutput(/brokerIP1 localhost resolves to 127\.0\.0\.1/);
     } finally {
         await ns.close();
         await br.close();

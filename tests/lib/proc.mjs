@@ -2,7 +2,9 @@
 //
 //   freePort()                         -> Promise<number> a currently free TCP port on 127.0.0.1
 //   waitForPort(port, timeoutMs)       -> Promise<void> resolves once 127.0.0.1:port accepts
-//   startApogee(subcommand, args, opts) -> Promise<{proc, port, dir, stop, output, exited}>
+//   startApogee(subcommand, args, opts) -> Promise<{proc, port, dir, stop, output, waitOutput, exited}>
+//   waitOutput(re, ms = 5000): resolves with the output once it matches re (log lines can reach us
+//   after the port accepts), rejects with the output after ms.
 //
 // startApogee spawns process.env.APOGEE_BIN (default ./build/apogee) as
 //   apogee <subcommand> --storePathRootDir=<dir> --bindAddress=127.0.0.1 --<portArg>=<port> ...args
@@ -120,5 +122,13 @@ export async function startApogee(subcommand, args = [], opts = {}) {
         await stop('SIGKILL');
         throw new Error(`apogee ${argv.join(' ')}: ${e.message}\n--- output ---\n${out}`);
     }
-    return { proc, port, dir, stop, output: () => out, exited, argv };
+    const waitOutput = async (re, ms = 5000) => {
+        const until = Date.now() + ms;
+        while (!re.test(out)) {
+            if (Date.now() > until) throw new Error(`output did not match ${re} within ${ms} ms:\n${out.slice(-3000)}`);
+            await new Promise((r) => setTimeout(r, 20));
+        }
+        return out;
+    };
+    return { proc, port, dir, stop, output: () => out, waitOutput, exited, argv };
 }

@@ -9,12 +9,27 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "common/config.h"
 #include "test_store_util.h"
 
 static bool only_tag0(void *ud, int64_t tags)
 {
     (void)ud;
     return tags == apg_java_hash("tag0", 4);
+}
+
+struct arrive {
+    int calls;
+    int64_t last_max;
+    int32_t last_qid;
+};
+
+static void on_arrive(void *ud, const char *topic, size_t topic_len, int32_t qid, int64_t max)
+{
+    struct arrive *a = ud;
+    a->calls++;
+    a->last_max = max;
+    a->last_qid = qid;
 }
 
 static void test_put_get(void **state)
@@ -31,11 +46,16 @@ static void test_put_get(void **state)
     assert_int_equal(apg_store_get(st, "T", 1, 0, 0, 32, 1 << 20, NULL, NULL, &b, &r), 0);
     assert_int_equal(r.gr_status, APG_GET_NO_MATCHED_LOGIC_QUEUE);
 
+    struct arrive ar = {0, 0, -1};
+    apg_store_set_arrive_hook(st, on_arrive, &ar);
     struct apg_put_result pr;
     for (int i = 0; i < 10; i++) {
         assert_int_equal(tu_put(st, "T", 0, i, &pr), 0);
         assert_int_equal(pr.pr_queue_offset, i);
     }
+    assert_int_equal(ar.calls, 10);
+    assert_int_equal(ar.last_max, 10);
+    assert_int_equal(ar.last_qid, 0);
     /* A batch gets consecutive offsets. */
     struct tu_msg bm[3];
     struct apg_msg_in in[3];
@@ -47,6 +67,8 @@ static void test_put_get(void **state)
     assert_int_equal(apg_store_put(st, in, 3, res, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(res[0].pr_queue_offset, 10);
     assert_int_equal(res[2].pr_queue_offset, 12);
+    assert_int_equal(ar.calls, 11); /* one call per (topic, queue) run of a batch */
+    assert_int_equal(ar.last_max, 13);
     assert_int_equal(res[1].pr_phys_offset, res[0].pr_phys_offset + res[0].pr_msg_size);
 
     assert_int_equal(tu_count(st, "T", 0, 0), 13);
@@ -369,13 +391,38 @@ static void test_msg_codec(void **state)
     assert_int_equal(apg_store_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
 }
 
+static void test_opts_from_config(void **state)
+{
+    struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    assert_int_equal(
+        apg_config_set(cfg, "flushDiskType", "SYNC_FLUSH", APG_CFG_SRC_ARG, err, sizeof(err)), 0);
+    assert_int_equal(
+        apg_config_set(cfg, "brokerIP1", "10.1.2.3", APG_CFG_SRC_ARG, err, sizeof(err)), 0);
+    assert_int_equal(apg_config_set(cfg, "deleteWhen", "04;16", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     0);
+    struct apg_store_opts o;
+    apg_store_opts_from_config(&o, cfg);
+    assert_true(o.so_sync_flush);
+    assert_int_equal(o.so_commitlog_file_size, 1073741824ull);
+    assert_int_equal(o.so_cq_file_size, 6000000);
+    assert_int_equal(o.so_store_host.h_addr[0], 10);
+    assert_int_equal(o.so_store_host.h_addr[3], 3);
+    assert_int_equal(o.so_store_host.h_port, 10911);
+    assert_string_equal(o.so_delete_when, "04;16");
+    assert_int_equal(o.so_disk_warning_ratio, 90);
+    assert_true(o.so_check_crc_on_recover);
+    apg_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_msg_codec),       cmocka_unit_test(test_put_get),
-        cmocka_unit_test(test_roll_and_reopen), cmocka_unit_test(test_crash_reopen),
-        cmocka_unit_test(test_sync_flush),      cmocka_unit_test(test_disk_guard),
-        cmocka_unit_test(test_retention),       cmocka_unit_test(test_time_search),
+        cmocka_unit_test(test_msg_codec),        cmocka_unit_test(test_put_get),
+        cmocka_unit_test(test_roll_and_reopen),  cmocka_unit_test(test_crash_reopen),
+        cmocka_unit_test(test_sync_flush),       cmocka_unit_test(test_disk_guard),
+        cmocka_unit_test(test_retention),        cmocka_unit_test(test_time_search),
+        cmocka_unit_test(test_opts_from_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,191 @@
+/* Push consumer example: subscribe, let the library balance queues and call
+ * the listener, shut down cleanly.
+ *
+ *   push_consumer -n NAMESRV -t TOPIC -g GROUP [-e TAGEXPR] [--expect N]
+ *                 [--seconds S] [--first] [--orderly] [--broadcast DIR]
+ *                 [--reconsume-once] [--threads N] [--instance NAME]
+ *                 [--rebalance-ms MS] [--delay-us US]
+ *
+ * Prints "RECV <msgId> <topic> <queueId> <queueOffset> <reconsumeTimes> <body>"
+ * per delivered message, "QUEUES <n> <broker:id,...>" whenever the assigned
+ * queues change, and "DONE received=<n>" after shutdown. Stops on SIGTERM or
+ * SIGINT, after --seconds, or once --expect messages arrived.
+ * --reconsume-once answers RECONSUME_LATER the first time a message is seen. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <apogee/apogee.h>
+
+static atomic_int received;
+static volatile sig_atomic_t stop;
+static int reconsume_once, delay_us;
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, void *arg)
+{
+    (void)mq;
+    (void)arg;
+    for (size_t i = 0; i < n; i++) {
+        if (reconsume_once && apg_message_reconsume_times(msgs[i]) == 0) {
+            pthread_mutex_lock(&out_mu);
+            printf("LATER %s\n", apg_message_id(msgs[i]));
+            pthread_mutex_unlock(&out_mu);
+            return APG_CONSUME_RECONSUME_LATER;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *body = apg_message_body(msgs[i], &len);
+        pthread_mutex_lock(&out_mu);
+        printf("RECV %s %s %d %lld %d %.*s\n", apg_message_id(msgs[i]), apg_message_topic(msgs[i]),
+               apg_message_queue_id(msgs[i]), (long long)apg_message_queue_offset(msgs[i]),
+               apg_message_reconsume_times(msgs[i]), (int)(len > 64 ? 64 : len), body);
+        pthread_mutex_unlock(&out_mu);
+        if (delay_us)
+            usleep((useconds_t)delay_us);
+        atomic_fetch_add(&received, 1);
+    }
+    return APG_CONSUME_SUCCESS;
+}
+
+static int cmp_mq(const void *a, const void *b)
+{
+    const apg_mq_t *x = a, *y = b;
+    int c = strcmp(x->mq_broker, y->mq_broker);
+    return c ? c : x->mq_queue_id - y->mq_queue_id;
+}
+
+int main(int argc, char **argv)
+{
+    apg_consumer_conf_t conf;
+    apg_consumer_conf_init(&conf);
+    const char *topic = NULL, *expr = "*";
+    int expect = 0, seconds = 30;
+    static const struct option opts[] = {{"namesrv", required_argument, NULL, 'n'},
+                                         {"topic", required_argument, NULL, 't'},
+                                         {"group", required_argument, NULL, 'g'},
+                                         {"expr", required_argument, NULL, 'e'},
+                                         {"expect", required_argument, NULL, 'x'},
+                                         {"seconds", required_argument, NULL, 's'},
+                                         {"first", no_argument, NULL, 'f'},
+                                         {"orderly", no_argument, NULL, 'o'},
+                                         {"broadcast", required_argument, NULL, 'b'},
+                                         {"reconsume-once", no_argument, NULL, 'r'},
+                                         {"threads", required_argument, NULL, 'T'},
+                                         {"instance", required_argument, NULL, 'i'},
+                                         {"rebalance-ms", required_argument, NULL, 'R'},
+                                         {"delay-us", required_argument, NULL, 'd'},
+                                         {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "n:t:g:e:", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'n':
+            conf.namesrv = optarg;
+            break;
+        case 't':
+            topic = optarg;
+            break;
+        case 'g':
+            conf.group = optarg;
+            break;
+        case 'e':
+            expr = optarg;
+            break;
+        case 'x':
+            expect = atoi(optarg);
+            break;
+        case 's':
+            seconds = atoi(optarg);
+            break;
+        case 'f':
+            conf.consume_from = APG_CONSUME_FROM_FIRST_OFFSET;
+            break;
+        case 'o':
+            conf.orderly = 1;
+            break;
+        case 'b':
+            conf.message_model = APG_BROADCASTING;
+            conf.offset_dir = optarg;
+            break;
+        case 'r':
+            reconsume_once = 1;
+            break;
+        case 'T':
+            conf.consume_threads = atoi(optarg);
+            break;
+        case 'i':
+            conf.instance = optarg;
+            break;
+        case 'R':
+            conf.rebalance_ms = atoi(optarg);
+            break;
+        case 'd':
+            delay_us = atoi(optarg);
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (conf.namesrv == NULL || topic == NULL || conf.group == NULL) {
+        fprintf(stderr, "usage: %s -n NAMESRV -t TOPIC -g GROUP [options]\n", argv[0]);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    conf.commit_interval_ms = 1000;
+    char err[512];
+    apg_push_consumer_t *c = apg_push_consumer_new(&conf, err, sizeof(err));
+    if (c == NULL) {
+        printf("ERROR new %s\n", err);
+        return 1;
+    }
+    if (apg_push_consumer_subscribe(c, topic, expr, err, sizeof(err)) != APG_OK ||
+        apg_push_consumer_start(c, on_msgs, NULL, err, sizeof(err)) != APG_OK) {
+        printf("ERROR start %s\n", err);
+        apg_push_consumer_destroy(c);
+        return 1;
+    }
+    printf("STARTED %s\n", apg_push_consumer_client_id(c));
+    char last[4096] = "";
+    time_t end = time(NULL) + seconds;
+    while (!stop && time(NULL) < end && (expect == 0 || atomic_load(&received) < expect)) {
+        apg_mq_t *mqs;
+        size_t n;
+        if (apg_push_consumer_assigned(c, &mqs, &n) == APG_OK) {
+            qsort(mqs, n, sizeof(*mqs), cmp_mq);
+            char now[4096];
+            size_t off = 0;
+            now[0] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(mqs[i].mq_topic, topic) == 0)
+                    off += (size_t)snprintf(now + off, sizeof(now) - off, "%s%s:%d", off ? "," : "",
+                                            mqs[i].mq_broker, mqs[i].mq_queue_id);
+            if (strcmp(now, last) != 0) {
+                size_t cnt = 0;
+                for (size_t i = 0; i < n; i++)
+                    cnt += strcmp(mqs[i].mq_topic, topic) == 0;
+                printf("QUEUES %zu %s\n", cnt, now);
+                snprintf(last, sizeof(last), "%s", now);
+            }
+            apg_mq_list_free(mqs);
+        }
+        usleep(100000);
+    }
+    apg_push_consumer_destroy(c);
+    printf("DONE received=%d\n", atomic_load(&received));
+    return 0;
+}

@@ -1,0 +1,37 @@
+/* Mapping from the broker configuration (config.def keys, RocketMQ names) to
+ * struct apg_store_opts. Kept apart from store.c so the engine itself does not
+ * depend on the config table. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "store/store.h"
+
+void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_config *cfg)
+{
+    apg_store_opts_init(o);
+    o->so_root_dir = apg_cfg_str(cfg, APG_CFG_storePathRootDir);
+    o->so_commitlog_dir = apg_cfg_str(cfg, APG_CFG_storePathCommitLog);
+    o->so_commitlog_file_size = (uint64_t)apg_cfg_int(cfg, APG_CFG_mappedFileSizeCommitLog);
+    o->so_cq_file_size = (uint64_t)apg_cfg_int(cfg, APG_CFG_mappedFileSizeConsumeQueue);
+    const char *fdt = apg_cfg_str(cfg, APG_CFG_flushDiskType);
+    o->so_sync_flush = fdt && strcmp(fdt, "SYNC_FLUSH") == 0;
+    o->so_flush_interval_ms = (int)apg_cfg_int(cfg, APG_CFG_flushIntervalCommitLog);
+    o->so_sync_flush_timeout_ms = (int)apg_cfg_int(cfg, APG_CFG_syncFlushTimeout);
+    o->so_file_reserved_hours = (int)apg_cfg_int(cfg, APG_CFG_fileReservedTime);
+    o->so_delete_when = apg_cfg_str(cfg, APG_CFG_deleteWhen);
+    o->so_disk_max_used_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskMaxUsedSpaceRatio);
+    o->so_disk_clean_forcibly_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceCleanForciblyRatio);
+    o->so_disk_warning_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceWarningLevelRatio);
+    o->so_check_crc_on_recover = apg_cfg_bool(cfg, APG_CFG_checkCRCOnRecover);
+    o->so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);
+    o->so_max_message_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
+    const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
+    struct apg_host *h = &o->so_store_host;
+    if (ip && inet_pton(AF_INET, ip, h->h_addr) == 1) {
+        h->h_v6 = false;
+    } else if (ip && inet_pton(AF_INET6, ip, h->h_addr) == 1) {
+        h->h_v6 = true;
+    }
+    h->h_port = (uint32_t)apg_cfg_int(cfg, APG_CFG_listenPort);
+}

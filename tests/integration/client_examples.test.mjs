@@ -1,0 +1,311 @@
+// The C client library's API, exercised through the programs in examples/
+// (built into <build>/examples next to APOGEE_BIN) against a real
+// `apogee standalone` on 127.0.0.1 (random ports, temp dirs, always cleaned up):
+// every producer mode, the pull consumer, push consumers (clustering, tag
+// filter, orderly, RECONSUME_LATER, broadcasting with a local offsets file,
+// rebalance when a third consumer joins and one leaves) and the error paths
+// (no NameServer, no answer, too large, unknown topic without auto-create).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
+import { RemotingClient } from '../lib/remoting.mjs';
+
+const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
+const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
+    const c = await RemotingClient.connect(nsPort);
+    try {
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+            const r = await c.request(105, { topic });
+            if (r.code === 0) return;
+            await sleep(50);
+        }
+        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
+    } finally {
+        c.close();
+    }
+}
+
+function run(name, args, timeout = 30000) {
+    const r = spawnSync(path.join(exDir, name), args, { encoding: 'utf8', timeout });
+    return { code: r.status, out: `${r.stdout}${r.stderr}`, lines: r.stdout.split('\n') };
+}
+
+function done(r) {
+    const m = /DONE (?:sent|received)=(\d+)(?: failed=(\d+))?/.exec(r.out);
+    assert.ok(m, `no DONE line:\n${r.out}`);
+    return { n: Number(m[1]), failed: Number(m[2] ?? 0) };
+}
+
+// A long-running example: collects stdout lines; stop() sends SIGTERM and waits.
+function start(name, args) {
+    const proc = spawn(path.join(exDir, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const st = { proc, out: '', lines: [] };
+    let part = '';
+    proc.stdout.on('data', (d) => {
+        st.out += d;
+        part += d;
+        const ls = part.split('\n');
+        part = ls.pop();
+        st.lines.push(...ls);
+    });
+    proc.stderr.on('data', (d) => (st.out += d));
+    st.exited = new Promise((res) => proc.once('exit', (code) => res(code)));
+    st.stop = async () => {
+        if (proc.exitCode === null) proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+        const code = await st.exited;
+        clearTimeout(t);
+        return code;
+    };
+    st.recv = () => st.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
+    st.queues = () => {
+        const q = st.lines.filter((l) => l.startsWith('QUEUES '));
+        return q.length ? Number(q[q.length - 1].split(' ')[1]) : -1;
+    };
+    return st;
+}
+
+async function until(pred, timeoutMs, what) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (pred()) return;
+        await sleep(50);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('C client examples against apogee standalone', { skip }, () => {
+    let sa;
+    let ns;
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-client-'));
+    before(async () => {
+        const nsPort = await freePort();
+        sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
+        ns = `127.0.0.1:${nsPort}`;
+        await waitForRoute(nsPort);
+    });
+    after(async () => {
+        await sa?.stop();
+        fs.rmSync(tmp, { recursive: true, force: true });
+    });
+
+    test('sync producer: one result per message, offsets grow per queue', () => {
+        const r = run('producer_sync', [ns, 'ExSync', '40']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 40, failed: 0 });
+        const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
+        assert.equal(new Set(sent.map((s) => s[1])).size, 40, 'message ids are unique');
+        const last = {};
+        for (const [, , , q, off] of sent) {
+            assert.ok(last[q] === undefined || Number(off) === last[q] + 1, r.out);
+            last[q] = Number(off);
+        }
+    });
+
+    test('async, oneway and batch producers', () => {
+        let r = run('producer_async', [ns, 'ExModes', '500']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 500, failed: 0 });
+        r = run('producer_oneway', [ns, 'ExModes', '200']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 200, failed: 0 });
+        r = run('producer_batch', [ns, 'ExModes', '5', '10']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 50, failed: 0 });
+        // Everything is readable back with the pull consumer.
+        const p = run('pull_consumer', [ns, 'ExModes', 'ExPullGroup']);
+        assert.equal(p.code, 0, p.out);
+        assert.equal(done(p).n, 750, p.out);
+        const bodies = new Set(p.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[4]));
+        for (const b of ['async-0', 'async-499', 'oneway-0', 'oneway-199', 'batch-4-9'])
+            assert.ok(bodies.has(b), `missing ${b}`);
+        assert.equal(p.lines.filter((l) => l.startsWith('COMMITTED ')).length, 4);
+    });
+
+    test('pull consumer: committed offsets are kept by the broker', () => {
+        const p = run('pull_consumer', [ns, 'ExModes', 'ExPullGroup2']);
+        assert.equal(done(p).n, 750);
+        // A push consumer of the same group starts from the committed offsets: nothing new.
+        const c = run('push_consumer', ['-n', ns, '-t', 'ExModes', '-g', 'ExPullGroup2', '--seconds', '2']);
+        assert.equal(c.code, 0, c.out);
+        assert.equal(done(c).n, 0, c.out);
+    });
+
+    test('orderly producer + orderly push consumer: per-order sequence kept', async () => {
+        const r = run('producer_orderly', [ns, 'ExOrder', '6', '10']);
+        assert.equal(r.code, 0, r.out);
+        const queueOf = {};
+        for (const l of r.lines.filter((x) => x.startsWith('SENT '))) {
+            const [, key, , q] = l.split(' ');
+            assert.ok(queueOf[key] === undefined || queueOf[key] === q, `${key} moved queue`);
+            queueOf[key] = q;
+        }
+        const c = run('push_consumer', ['-n', ns, '-t', 'ExOrder', '-g', 'ExOrderG', '--first', '--orderly', '--threads', '4', '--expect', '60', '--seconds', '15']);
+        assert.equal(c.code, 0, c.out);
+        const seen = {};
+        for (const [, , , , , , body] of c.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '))) {
+            const [key, step] = body.split(':');
+            assert.equal(Number(step), (seen[key] ?? -1) + 1, `order ${key} out of sequence`);
+            seen[key] = Number(step);
+        }
+        assert.equal(Object.keys(seen).length, 6);
+        for (const v of Object.values(seen)) assert.equal(v, 9);
+    });
+
+    test('push consumer: tag filter and RECONSUME_LATER redelivery', () => {
+        let r = run('producer_sync', [ns, 'ExTags', '10', '0', 'TagA']);
+        assert.equal(r.code, 0, r.out);
+        r = run('producer_sync', [ns, 'ExTags', '10', '0', 'TagB']);
+        assert.equal(r.code, 0, r.out);
+        const c = run('push_consumer', ['-n', ns, '-t', 'ExTags', '-g', 'ExTagG', '-e', 'TagA', '--first', '--reconsume-once', '--expect', '10', '--seconds', '20']);
+        assert.equal(c.code, 0, c.out);
+        const recv = c.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
+        const later = c.lines.filter((l) => l.startsWith('LATER '));
+        assert.equal(recv.length, 10, c.out);
+        assert.ok(later.length >= 10, c.out);
+        for (const m of recv) assert.ok(Number(m[5]) >= 1, `redelivered with reconsumeTimes >= 1: ${m}`);
+        // Only TagA messages, by message id (UNIQ_KEY): a redelivered message comes from
+        // %RETRY%<group>, so its queue and offset are not the original ones.
+        const tagA = new Set(run('pull_consumer', [ns, 'ExTags', 'ExTagPull', 'TagA']).lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[5]));
+        assert.equal(tagA.size, 10);
+        for (const m of recv) assert.ok(tagA.has(m[1]), `not a TagA message: ${m}`);
+    });
+
+    test('broadcasting: every consumer gets every message; offsets file resumes', () => {
+        let r = run('producer_sync', [ns, 'ExBcast', '30']);
+        assert.equal(r.code, 0, r.out);
+        const d1 = path.join(tmp, 'b1');
+        const d2 = path.join(tmp, 'b2');
+        const a = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d1, '30', '15']);
+        const b = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d2, '30', '15']);
+        assert.equal(done(a).n, 30, a.out);
+        assert.equal(done(b).n, 30, b.out);
+        assert.ok(fs.readFileSync(path.join(d1, 'ExBcastG.offsets'), 'utf8').includes('ExBcast'));
+        r = run('producer_sync', [ns, 'ExBcast', '5']);
+        assert.equal(r.code, 0, r.out);
+        const again = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d1, '1000', '3']);
+        assert.equal(done(again).n, 5, again.out);
+    });
+
+    test('clustering rebalance: a third consumer joins, one leaves; no loss, no double delivery', async () => {
+        const topic = 'ExRebal';
+        const group = 'ExRebalG';
+        let r = run('producer_sync', [ns, topic, '4']); // creates the topic (4 queues)
+        assert.equal(r.code, 0, r.out);
+        const args = (i) => ['-n', ns, '-t', topic, '-g', group, '--first', '--instance', `rb${i}`, '--seconds', '60'];
+        const c1 = start('push_consumer', args(1));
+        const c2 = start('push_consumer', args(2));
+        const all = [c1, c2];
+        try {
+            await until(() => c1.queues() === 2 && c2.queues() === 2, 15000, 'two consumers with 2 queues each');
+            const produced = new Set();
+            const produce = (n) => {
+                const p = run('producer_sync', [ns, topic, String(n)]);
+                assert.equal(p.code, 0, p.out);
+                for (const l of p.lines.filter((x) => x.startsWith('SENT '))) produced.add(l.split(' ')[1]);
+            };
+            const received = () => all.flatMap((c) => c.recv().map((m) => m[1]));
+            const check = async (what) => {
+                await until(() => [...produced].every((id) => received().includes(id)), 15000, `${what}: every message`);
+                await sleep(1500); // periodic commits (1 s in the example) are on record
+            };
+            produce(100);
+            await check('two consumers');
+            const c3 = start('push_consumer', args(3));
+            all.push(c3);
+            await until(() => [c1, c2, c3].map((c) => c.queues()).sort().join() === '1,1,2', 15000, 'three consumers sharing 4 queues');
+            produce(100);
+            await check('three consumers');
+            assert.equal(await c1.stop(), 0, c1.out);
+            assert.match(c1.out, /DONE received=\d+/);
+            await until(() => c2.queues() === 2 && c3.queues() === 2, 15000, 'two consumers after one left');
+            produce(100);
+            await check('after one left');
+            const ids = received();
+            const first4 = new Set(all.flatMap((c) => c.recv().filter((m) => Number(m[4]) === 0).map((m) => m[1])));
+            const dups = ids.filter((id, i) => ids.indexOf(id) !== i && produced.has(id));
+            assert.deepEqual(dups, [], 'a message reached two consumers although no rebalance was near');
+            assert.ok(first4.size >= 1);
+            for (const id of produced) assert.ok(ids.includes(id), `lost ${id}`);
+        } finally {
+            for (const c of all) await c.stop();
+        }
+    });
+
+    test('errors: no NameServer, no answer, too large, empty body', async () => {
+        let r = run('producer_sync', ['127.0.0.1:1', 'X', '1']);
+        assert.equal(r.code, 1);
+        assert.match(r.out, /ERROR .*no NameServer answered for topic .X./);
+        // A server that accepts and never answers: the send times out (3 s).
+        const srv = net.createServer(() => {});
+        await new Promise((res) => srv.listen(0, '127.0.0.1', res));
+        try {
+            const t0 = Date.now();
+            r = run('producer_sync', [`127.0.0.1:${srv.address().port}`, 'X', '1']);
+            assert.equal(r.code, 1);
+            assert.match(r.out, /no answer from 127\.0\.0\.1:\d+ within the timeout/);
+            assert.ok(Date.now() - t0 >= 2500);
+        } finally {
+            srv.close();
+        }
+        r = run('producer_sync', [ns, 'ExBig', '1', String(5 * 1024 * 1024)]);
+        assert.equal(r.code, 1);
+        assert.match(r.out, /ERROR too big message body of 5242880 bytes exceeds maxMessageSize 4194304/);
+    });
+});
+
+describe('C client against a strict broker (no auto-create, small maxMessageSize)', { skip }, () => {
+    let sa;
+    let ns;
+    before(async () => {
+        const nsPort = await freePort();
+        sa = await startApogee('standalone', ['--autoCreateTopicEnable=false', '--maxMessageSize=1024'], { extraPorts: { namesrvListenPort: nsPort } });
+        ns = `127.0.0.1:${nsPort}`;
+        await sleep(500);
+    });
+    after(async () => {
+        await sa?.stop();
+    });
+
+    test('unknown topic is refused with a clear error', () => {
+        const r = run('producer_sync', [ns, 'NoSuchTopic', '1']);
+        assert.equal(r.code, 1, r.out);
+        assert.match(r.out, /ERROR \w+ .*NoSuchTopic/);
+    });
+
+    test('a body over the broker\'s maxMessageSize is refused by the broker', async () => {
+        const admin = await RemotingClient.connect(sa.port);
+        try {
+            const r = await admin.request(17, {
+                topic: 'StrictTopic', defaultTopic: 'TBW102', readQueueNums: '4',
+                writeQueueNums: '4', perm: '6', topicFilterType: 'SINGLE_TAG',
+                topicSysFlag: '0', order: 'false',
+            });
+            assert.equal(r.code, 0, r.remark);
+        } finally {
+            admin.close();
+        }
+        await sleep(300);
+        let r = run('producer_sync', [ns, 'StrictTopic', '1', '100']);
+        assert.equal(r.code, 0, r.out);
+        r = run('producer_sync', [ns, 'StrictTopic', '1', '3000']);
+        assert.equal(r.code, 1, r.out);
+        assert.match(r.out, /ERROR .*refused the send to StrictTopic/);
+    });
+
+    test('push consumer of an unknown topic starts and receives nothing', () => {
+        const r = run('push_consumer', ['-n', ns, '-t', 'NoSuchTopic', '-g', 'G', '--seconds', '1']);
+        assert.equal(r.code, 0, r.out);
+        assert.equal(done(r).n, 0);
+    });
+});
