@@ -381,19 +381,32 @@ static void uniq_init(void)
     atomic_store(&uniq_counter, (uint32_t)rand_r(&seed));
 }
 
-/* Milliseconds since 00:00 local time on the 1st of the current month. */
-static int32_t ms_in_month(void)
+/* Milliseconds since 00:00 local time on the 1st of the current month.
+ * localtime_r/mktime take a glibc lock and stat /etc/localtime, so each
+ * thread keeps the current month's [start, end) and recomputes only when
+ * the clock leaves it (as Java does with nextStartTime). */
+static int64_t month_start(time_t now, int add_months)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t now = ts.tv_sec;
     struct tm tm;
     localtime_r(&now, &tm);
     tm.tm_mday = 1;
+    tm.tm_mon += add_months;
     tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
     tm.tm_isdst = -1;
-    time_t start = mktime(&tm);
-    return (int32_t)((int64_t)(now - start) * 1000 + ts.tv_nsec / 1000000);
+    return (int64_t)mktime(&tm);
+}
+
+static int32_t ms_in_month(void)
+{
+    static __thread int64_t start, end;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec;
+    if ((int64_t)now < start || (int64_t)now >= end) {
+        start = month_start(now, 0);
+        end = month_start(now, 1);
+    }
+    return (int32_t)(((int64_t)now - start) * 1000 + ts.tv_nsec / 1000000);
 }
 
 void apg_msg_uniq_id(char out[33])
