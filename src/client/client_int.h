@@ -44,6 +44,10 @@ struct apg_message {
     int32_t m_reconsume;
     int32_t m_body_crc;
     char m_offset_id[64];
+    /* Decoded messages are one allocation of m_arena_len bytes starting at
+     * the struct (topic, body, property array and strings inside); parts
+     * that point into it are never freed on their own (apg_msg_part_free). */
+    size_t m_arena_len;
 };
 
 #define APG_MSG_SYSFLAG_COMPRESSED 0x1
@@ -55,6 +59,10 @@ struct apg_message {
 
 #define APG_MSG_MAGIC_V1 0xDAA320A7u
 #define APG_MSG_MAGIC_V2 0xDAA320ABu
+
+/* Frees p, a part of m (topic, body, property string or array), unless it
+ * lives in m's arena. */
+void apg_msg_part_free(apg_message_t *m, void *p);
 
 /* Property set/get without the reserved-name check (internal use). */
 apg_err_t apg_msg_prop_set(apg_message_t *m, const char *key, const char *val);

@@ -107,17 +107,24 @@ apg_message_t *apg_message_new(const char *topic, const void *body, size_t len)
     return m;
 }
 
+void apg_msg_part_free(apg_message_t *m, void *p)
+{
+    const char *c = p, *base = (const char *)m;
+    if (c != NULL && !(c >= base && c < base + m->m_arena_len))
+        apg_free(p);
+}
+
 void apg_message_free(apg_message_t *m)
 {
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->m_nprops; i++) {
-        apg_free(m->m_props[i].pr_key);
-        apg_free(m->m_props[i].pr_val);
+        apg_msg_part_free(m, m->m_props[i].pr_key);
+        apg_msg_part_free(m, m->m_props[i].pr_val);
     }
-    apg_free(m->m_props);
-    apg_free(m->m_body);
-    apg_free(m->m_topic);
+    apg_msg_part_free(m, m->m_props);
+    apg_msg_part_free(m, m->m_body);
+    apg_msg_part_free(m, m->m_topic);
     apg_free(m);
 }
 
@@ -128,7 +135,7 @@ apg_err_t apg_message_set_body(apg_message_t *m, const void *body, size_t len)
         return APG_ENOMEM;
     if (len)
         memcpy(b, body, len);
-    apg_free(m->m_body);
+    apg_msg_part_free(m, m->m_body);
     m->m_body = b;
     m->m_body_len = len;
     return APG_OK;
@@ -157,18 +164,23 @@ static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bo
         return APG_ENOMEM;
     for (size_t i = 0; i < m->m_nprops; i++) {
         if (strcmp(m->m_props[i].pr_key, key) == 0) {
-            apg_free(m->m_props[i].pr_val);
+            apg_msg_part_free(m, m->m_props[i].pr_val);
             m->m_props[i].pr_val = v;
             return APG_OK;
         }
     }
     if (m->m_nprops == m->m_capprops) {
         size_t cap = m->m_capprops ? m->m_capprops * 2 : 4;
-        struct apg_prop *np = apg_realloc(m->m_props, cap * sizeof(*np));
+        const char *pa = (const char *)m->m_props, *base = (const char *)m;
+        bool arena = pa != NULL && pa >= base && pa < base + m->m_arena_len;
+        struct apg_prop *np =
+            arena ? apg_malloc(cap * sizeof(*np)) : apg_realloc(m->m_props, cap * sizeof(*np));
         if (np == NULL) {
             apg_free(v);
             return APG_ENOMEM;
         }
+        if (arena)
+            memcpy(np, m->m_props, m->m_nprops * sizeof(*np));
         m->m_props = np;
         m->m_capprops = cap;
     }
@@ -187,8 +199,8 @@ static void prop_del(apg_message_t *m, const char *key)
 {
     for (size_t i = 0; i < m->m_nprops; i++) {
         if (strcmp(m->m_props[i].pr_key, key) == 0) {
-            apg_free(m->m_props[i].pr_key);
-            apg_free(m->m_props[i].pr_val);
+            apg_msg_part_free(m, m->m_props[i].pr_key);
+            apg_msg_part_free(m, m->m_props[i].pr_val);
             memmove(&m->m_props[i], &m->m_props[i + 1],
                     (m->m_nprops - i - 1) * sizeof(m->m_props[0]));
             m->m_nprops--;
@@ -521,6 +533,41 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
 
 /* ---- pulled records (§7.2) ---- */
 
+/* apg_msg_props_decode into m's arena: keys and values are copied to *strs
+ * (room for len + chunks bytes), the array has room for every chunk. */
+static void props_decode_arena(apg_message_t *m, const char *s, size_t len, char **strs)
+{
+    char *out = *strs;
+    size_t i = 0;
+    while (i < len) {
+        const char *chunk = s + i;
+        const char *end = memchr(chunk, '\x02', len - i);
+        size_t clen = end ? (size_t)(end - chunk) : len - i;
+        i += clen + 1;
+        if (clen < 3)
+            continue;
+        const char *sep = memchr(chunk, '\x01', clen);
+        if (sep == NULL || sep == chunk)
+            continue;
+        size_t kl = (size_t)(sep - chunk), vl = clen - kl - 1;
+        char *k = out, *v = out + kl + 1;
+        memcpy(k, chunk, kl);
+        k[kl] = '\0';
+        memcpy(v, sep + 1, vl);
+        v[vl] = '\0';
+        out += clen + 1;
+        size_t j = 0;
+        while (j < m->m_nprops && strcmp(m->m_props[j].pr_key, k) != 0)
+            j++;
+        if (j == m->m_nprops) {
+            m->m_props[j].pr_key = k;
+            m->m_nprops++;
+        }
+        m->m_props[j].pr_val = v; /* a repeated key keeps the last value */
+    }
+    *strs = out;
+}
+
 apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on_msg, void *arg,
                                  char *err, size_t errlen)
 {
@@ -566,10 +613,28 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
             return apg_errf(APG_EPROTO, err, errlen, "record at %zu: properties past its size",
                             pos);
 
-        apg_message_t *m = apg_calloc(1, sizeof(*m));
+        /* One allocation: struct, property array, property strings, topic
+         * and (when not compressed) body. */
+        const char *ps = (const char *)r + q;
+        size_t nchunks = 1;
+        for (const char *c = ps; (c = memchr(c, '\x02', props_len - (size_t)(c - ps))) != NULL; c++)
+            nchunks++;
+        bool zipped = (sysflag & APG_MSG_SYSFLAG_COMPRESSED) != 0;
+        size_t arena = sizeof(apg_message_t) + nchunks * sizeof(struct apg_prop) + props_len +
+                       nchunks + topic_len + 1 + (zipped ? 0 : body_len + 1);
+        apg_message_t *m = apg_malloc(arena);
         if (m == NULL)
             return APG_ENOMEM;
-        m->m_topic = apg_strndup((const char *)topic, topic_len);
+        memset(m, 0, sizeof(*m));
+        m->m_arena_len = arena;
+        m->m_props = (struct apg_prop *)(m + 1);
+        m->m_capprops = nchunks;
+        char *strs = (char *)(m->m_props + nchunks);
+        props_decode_arena(m, ps, props_len, &strs);
+        memcpy(strs, topic, topic_len);
+        strs[topic_len] = '\0';
+        m->m_topic = strs;
+        strs += topic_len + 1;
         m->m_body_crc = (int32_t)apg_be32(r + 8);
         m->m_queue_id = (int32_t)apg_be32(r + 12);
         m->m_flag = (int32_t)apg_be32(r + 16);
@@ -581,15 +646,19 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
         m->m_reconsume = (int32_t)apg_be32(r + store_host + store_len);
         /* Offset message id: store ip + port + commitlog offset, upper-case hex. */
         {
-            size_t o = 0;
-            for (size_t i = 0; i < store_len; i++)
-                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
-                                      r[store_host + i]);
-            for (int i = 0; i < 8; i++)
-                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
-                                      r[28 + i]);
+            static const char hex[] = "0123456789ABCDEF";
+            char *o = m->m_offset_id;
+            for (size_t i = 0; i < store_len; i++, o += 2) {
+                o[0] = hex[r[store_host + i] >> 4];
+                o[1] = hex[r[store_host + i] & 15];
+            }
+            for (int i = 0; i < 8; i++, o += 2) {
+                o[0] = hex[r[28 + i] >> 4];
+                o[1] = hex[r[28 + i] & 15];
+            }
+            *o = '\0';
         }
-        apg_err_t e = m->m_topic ? APG_OK : APG_ENOMEM;
+        apg_err_t e = APG_OK;
         const uint8_t *body = r + body_at + 4;
         if (e == APG_OK && (sysflag & APG_MSG_SYSFLAG_COMPRESSED)) {
             int type = sysflag & APG_MSG_SYSFLAG_COMPRESS_MASK;
@@ -603,11 +672,11 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
                     apg_errf(e, err, errlen, "record at %zu: body does not inflate", pos);
                 m->m_sysflag &= ~(APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_COMPRESS_MASK);
             }
-        } else if (e == APG_OK) {
-            e = apg_message_set_body(m, body, body_len);
+        } else {
+            memcpy(strs, body, body_len);
+            m->m_body = (uint8_t *)strs;
+            m->m_body_len = body_len;
         }
-        if (e == APG_OK)
-            e = apg_msg_props_decode(m, (const char *)r + q, props_len);
         if (e != APG_OK) {
             apg_message_free(m);
             return e;
