@@ -86,7 +86,7 @@ static const char *const reserved_props[] = {
 bool apg_msg_prop_reserved(const char *name)
 {
     for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]); i++)
-        if (strcmp(name, reserved_props[i]) == 0)
+        if (name[0] == reserved_props[i][0] && strcmp(name, reserved_props[i]) == 0)
             return true;
     return false;
 }
@@ -441,29 +441,32 @@ apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
 
 apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out)
 {
-    struct apg_buf props = APG_BUF_INIT;
-    apg_err_t e = apg_msg_props_encode(m, &props);
-    if (e != APG_OK || props.b_len > 32767 || m->m_body_len > INT32_MAX) {
-        apg_buf_free(&props);
+    if (m->m_body_len > INT32_MAX)
+        return APG_ETOOBIG;
+    /* Properties are encoded in place; the two length fields are patched
+     * once their size is known. */
+    size_t start = out->b_len;
+    apg_err_t e = apg_buf_reserve(out, 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2);
+    if (e != APG_OK)
+        return e;
+    apg_buf_put_be32(out, 0); /* total size, patched below */
+    apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
+    apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
+    apg_buf_put_be32(out, (uint32_t)m->m_flag);
+    apg_buf_put_be32(out, (uint32_t)m->m_body_len);
+    apg_buf_append(out, m->m_body, m->m_body_len);
+    size_t plen_at = out->b_len;
+    apg_buf_put_be16(out, 0);
+    e = apg_msg_props_encode(m, out);
+    size_t plen = out->b_len - plen_at - 2;
+    if (e != APG_OK || plen > 32767) {
+        out->b_len = start;
         return e != APG_OK ? e : APG_ETOOBIG;
     }
-    size_t total = 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2 + props.b_len;
-    e = apg_buf_reserve(out, total);
-    if (e == APG_OK) {
-        apg_buf_put_be32(out, (uint32_t)total);
-        apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
-        apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
-        apg_buf_put_be32(out, (uint32_t)m->m_flag);
-        apg_buf_put_be32(out, (uint32_t)m->m_body_len);
-        apg_buf_append(out, m->m_body, m->m_body_len);
-        apg_buf_put_be16(out, (uint16_t)props.b_len);
-        apg_buf_append(out, props.b_data, props.b_len);
-    }
-    apg_buf_free(&props);
-    return e;
+    apg_wbe32(out->b_data + start, (uint32_t)(out->b_len - start));
+    apg_wbe16(out->b_data + plen_at, (uint16_t)plen);
+    return APG_OK;
 }
-
-/* ---- compression ---- */
 
 apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, size_t *out_len)
 {
