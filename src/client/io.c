@@ -39,7 +39,7 @@
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 
-#define REQ_BUCKETS 4096
+#define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
 #define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
 #define TOPIC_DEFAULT "TBW102"
 

@@ -32,9 +32,10 @@ struct apg_producer {
     char *p_group;
     char *p_namesrv;
     apg_producer_conf_t p_conf;
-    pthread_mutex_t p_mu; /* guards p_inflight */
+    pthread_mutex_t p_mu; /* guards p_inflight, p_blocked */
     pthread_cond_t p_cv;
     int p_inflight;
+    int p_blocked; /* callers waiting for room under max_inflight */
 };
 
 enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
@@ -170,7 +171,12 @@ static void inflight_done(struct apg_producer *p)
 {
     pthread_mutex_lock(&p->p_mu);
     p->p_inflight--;
-    pthread_cond_signal(&p->p_cv);
+    /* Blocked callers are woken together once a quarter of the window is
+     * free, not one context switch per completed send. */
+    if (p->p_blocked > 0 &&
+        (p->p_inflight <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 ||
+         p->p_inflight == 0))
+        pthread_cond_broadcast(&p->p_cv);
     pthread_mutex_unlock(&p->p_mu);
 }
 
@@ -595,8 +601,11 @@ apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_sen
     ps->ps_cb = cb;
     ps->ps_cbarg = arg;
     pthread_mutex_lock(&p->p_mu);
-    while (p->p_inflight >= p->p_conf.max_inflight)
+    while (p->p_inflight >= p->p_conf.max_inflight) {
+        p->p_blocked++;
         pthread_cond_wait(&p->p_cv, &p->p_mu);
+        p->p_blocked--;
+    }
     p->p_inflight++;
     pthread_mutex_unlock(&p->p_mu);
     if (psend_direct(p, ps))
