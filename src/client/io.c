@@ -1,12 +1,19 @@
 /* The client I/O instance: one libuv loop thread per producer or consumer.
  *
- * Design. The loop thread owns everything mutable: connections (one per
- * address, created on first use), the pending-request table, the topic
- * routes and the timers. Public calls on other threads never touch these;
- * they fill an apg_cop and hand it over with apg_cio_submit() (a mutex-
- * protected list plus uv_async_send). Requests written during one loop
- * iteration are coalesced per connection and flushed with one uv_write from
- * a uv_prepare handle, so a burst of async sends costs one syscall.
+ * Design. The loop thread owns the connections (one per address, created
+ * on first use), the pending-request table, the topic routes and the
+ * timers, and is the only one that changes them. Other threads hand it work
+ * with apg_cio_submit() (a mutex-protected list plus uv_async_send), or, for
+ * the hot send path, write requests themselves (direct sends, at the end of
+ * this file): they read the route and the connection list and register the
+ * request under io_rmu, then append to the connection's output buffer under
+ * its cc_wmu and either write it on their own thread (one writer at a time,
+ * which takes along what others appended meanwhile) or leave it to the loop
+ * thread. Requests written during one loop iteration are coalesced per
+ * connection and flushed with one uv_write from a uv_prepare handle, so a
+ * burst of async sends costs one syscall. Answers are always read and
+ * completed on the loop thread; sync waiters answered by one socket read are
+ * woken as a tree (apg_cwait_batch_end) rather than one by one.
  *
  * Pending requests sit in a hash table by opaque (for responses) and in a
  * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones).

@@ -2,9 +2,12 @@
  *
  * The calling thread does the CPU work: it validates the message, sets its
  * UNIQ_KEY, encodes the property string, compresses a large body and copies
- * everything into a send op (struct psend). The op then travels to the
- * instance's I/O thread (io.c), which looks up the route, picks a queue,
- * writes SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) and handles the answer.
+ * everything into a send op (struct psend). When the topic's route is
+ * cached and the broker connection is up, the calling thread also picks the
+ * queue and writes SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) itself
+ * (psend_direct, io.c's direct sends); otherwise the op travels to the
+ * instance's I/O thread, which looks up the route first. Either way the
+ * answer, timeouts and retries are handled on the I/O thread.
  *
  * Ownership: the caller's message is only borrowed; after the hand-over the
  * op owns copies. A sync or oneway op lives on the caller's stack and the
