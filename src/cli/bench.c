@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,6 +143,7 @@ struct bench {
     int b_json;
     int b_json_headers;
     int b_pull_batch;
+    double b_rate; /* produce: messages per second over all threads, 0 = as fast as possible */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
     _Atomic uint64_t b_sent;
@@ -221,11 +223,28 @@ static void *producer_main(void *arg)
     int nb = b->b_batch > 0 ? b->b_batch : 1;
     apg_message_t **msgs = calloc((size_t)nb, sizeof(*msgs));
     char err[512];
+    /* --rate: this thread sends one message (or batch) every `gap` ns on a
+     * fixed schedule, staggered between threads. Latency counts from the
+     * scheduled time, so a send that starts late because the previous one
+     * was slow is charged for the wait (no coordinated omission). */
+    uint64_t gap = 0, next = 0;
+    if (b->b_rate > 0) {
+        prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+        gap = (uint64_t)(1e9 * b->b_threads * nb / b->b_rate);
+        next = now_us() * 1000 + gap * (uint64_t)w->w_idx / (uint64_t)b->b_threads;
+    }
     while (!atomic_load_explicit(&b->b_stop, memory_order_relaxed)) {
         uint64_t n = claim(b, (uint64_t)nb);
         if (n == 0)
             break;
         uint64_t t0 = now_us();
+        if (gap) {
+            struct timespec at = {(time_t)(next / 1000000000), (long)(next % 1000000000)};
+            if (next > t0 * 1000)
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+            t0 = next / 1000;
+            next += gap;
+        }
         uint64_t ts = wall_us();
         memcpy(body, &ts, sizeof(ts)); /* e2e: send time */
         for (uint64_t i = 0; i < n; i++) {
@@ -516,6 +535,9 @@ static int run(struct bench *b)
                b->b_cmd == CMD_E2E ? "e2e" : "produce", b->b_topic, b->b_threads, b->b_size,
                b->b_batch > 0 ? "batch " : modes[b->b_mode], b->b_batch > 0 ? "of " : "",
                b->b_batch, b->b_secs, b->b_messages ? " (or --messages)" : "");
+    if (b->b_rate > 0 && produce)
+        printf("fixed rate: %.0f msgs/s in total (latency from each send's scheduled time)\n",
+               b->b_rate);
     fflush(stdout);
     b->b_nhists = produce ? (size_t)b->b_threads + 1 : 0;
     b->b_hists = calloc(b->b_nhists + 1, sizeof(struct hist *));
@@ -608,6 +630,8 @@ static void usage(FILE *out)
             "  --inflight=N         async: max sends in flight (10000)\n"
             "  --duration=SECS      run time (10; consume: until drained)                 [-d]\n"
             "  --messages=N         stop after N messages\n"
+            "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
+            "                       counts from each send's scheduled time\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --json               last line: one JSON object with the summary\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
@@ -638,6 +662,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_secs = atoi(v);
     else if (!strcmp(k, "messages"))
         b->b_messages = strtoull(v, NULL, 10);
+    else if (!strcmp(k, "rate"))
+        b->b_rate = atof(v);
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))
@@ -722,8 +748,8 @@ int apg_cli_bench_main(int argc, char **argv)
     if (b->b_secs < 0)
         b->b_secs = b->b_cmd == CMD_CONSUME ? 3600 : 10;
     if (rc == 0 && (b->b_threads < 1 || b->b_size < 1 || b->b_secs < 1 || b->b_batch < 0 ||
-                    b->b_cthreads < 1 || b->b_pull_batch < 1)) {
-        fprintf(stderr, "bench: --threads, --size and --duration must be positive\n");
+                    b->b_cthreads < 1 || b->b_pull_batch < 1 || b->b_rate < 0)) {
+        fprintf(stderr, "bench: --threads, --size, --duration and --rate must be positive\n");
         rc = 2;
     }
     if (rc == 0)

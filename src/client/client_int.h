@@ -9,6 +9,7 @@
 #define APG_CLIENT_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,10 @@ struct apg_message {
     int32_t m_reconsume;
     int32_t m_body_crc;
     char m_offset_id[64];
+    /* Decoded messages are one allocation of m_arena_len bytes starting at
+     * the struct (topic, body, property array and strings inside); parts
+     * that point into it are never freed on their own (apg_msg_part_free). */
+    size_t m_arena_len;
 };
 
 #define APG_MSG_SYSFLAG_COMPRESSED 0x1
@@ -54,6 +59,10 @@ struct apg_message {
 
 #define APG_MSG_MAGIC_V1 0xDAA320A7u
 #define APG_MSG_MAGIC_V2 0xDAA320ABu
+
+/* Frees p, a part of m (topic, body, property string or array), unless it
+ * lives in m's arena. */
+void apg_msg_part_free(apg_message_t *m, void *p);
 
 /* Property set/get without the reserved-name check (internal use). */
 apg_err_t apg_msg_prop_set(apg_message_t *m, const char *key, const char *val);
@@ -225,16 +234,47 @@ size_t apg_cio_masters(struct apg_cio *io, const char **out, size_t max);
 struct apg_ctopic *apg_cio_topic_find(struct apg_cio *io, const char *topic);
 int64_t apg_now_ms(void);
 
-/* Sync helper: a flag + condition variable a caller thread waits on. */
+/* Sync helper: a one-shot flag a caller thread waits on (a futex; the
+ * signalling thread makes a system call only when the waiter sleeps). */
 struct apg_cwait {
-    pthread_mutex_t w_mu;
-    pthread_cond_t w_cv;
-    bool w_done;
+    _Atomic uint32_t w_state; /* 0 pending, 1 waiter sleeping, 2 done */
+    /* Wake-ups handed on (see apg_cwait_batch_end in io.c). */
+    struct apg_cwait *w_next, *w_kid[2];
 };
 void apg_cwait_init(struct apg_cwait *w);
 void apg_cwait_wait(struct apg_cwait *w);
 void apg_cwait_signal(struct apg_cwait *w);
 void apg_cwait_destroy(struct apg_cwait *w);
+/* Between these two calls, signals from this thread to sleeping waiters are
+ * collected; the end wakes one of them, which wakes the next ones (a binary
+ * tree), so a batch of answers does not cost this thread one futex wake
+ * each. Used by the I/O thread around the frames of one socket read. */
+void apg_cwait_batch_begin(void);
+void apg_cwait_batch_end(void);
+
+/* ---- direct sends (io.c): the calling thread writes the request ----
+ *
+ * Any thread. apg_cio_direct_begin() looks at the cached route of topic
+ * (under the instance lock): pick(rt, arg) returns a writable queue index
+ * or -1; when the route is known, the queue valid and the connection to its
+ * master up, the queue is copied to *mq and a referenced connection is
+ * returned; otherwise NULL and the caller takes the apg_cio_submit() path.
+ * apg_cio_direct_send() then registers the request (cb NULL => oneway) and
+ * writes it: at once on the socket when `now` and nothing is queued before
+ * it, else appended to the connection's buffer and flushed by the loop
+ * thread with one write for everything queued. It always drops the
+ * connection reference. APG_OK: the request is handed over exactly as with
+ * apg_cio_call() (cb runs once on the loop thread). Any error: nothing was
+ * registered or written and the caller may fall back to the slow path. */
+struct apg_cconn;
+struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
+                                       int (*pick)(const struct apg_croute *rt, void *arg),
+                                       void *pick_arg, apg_mq_t *mq);
+apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
+                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              void *arg, bool now);
+/* Drops the reference of a connection from apg_cio_direct_begin() unused. */
+void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc);
 
 /* Clustering rebalance, Java's AllocateMessageQueueAveragely: sorts mqs
  * (topic, broker, queue id) and cids in place, then writes the indexes into

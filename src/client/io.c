@@ -1,12 +1,19 @@
 /* The client I/O instance: one libuv loop thread per producer or consumer.
  *
- * Design. The loop thread owns everything mutable: connections (one per
- * address, created on first use), the pending-request table, the topic
- * routes and the timers. Public calls on other threads never touch these;
- * they fill an apg_cop and hand it over with apg_cio_submit() (a mutex-
- * protected list plus uv_async_send). Requests written during one loop
- * iteration are coalesced per connection and flushed with one uv_write from
- * a uv_prepare handle, so a burst of async sends costs one syscall.
+ * Design. The loop thread owns the connections (one per address, created
+ * on first use), the pending-request table, the topic routes and the
+ * timers, and is the only one that changes them. Other threads hand it work
+ * with apg_cio_submit() (a mutex-protected list plus uv_async_send), or, for
+ * the hot send path, write requests themselves (direct sends, at the end of
+ * this file): they read the route and the connection list and register the
+ * request under io_rmu, then append to the connection's output buffer under
+ * its cc_wmu and either write it on their own thread (one writer at a time,
+ * which takes along what others appended meanwhile) or leave it to the loop
+ * thread. Requests written during one loop iteration are coalesced per
+ * connection and flushed with one uv_write from a uv_prepare handle, so a
+ * burst of async sends costs one syscall. Answers are always read and
+ * completed on the loop thread; sync waiters answered by one socket read are
+ * woken as a tree (apg_cwait_batch_end) rather than one by one.
  *
  * Pending requests sit in a hash table by opaque (for responses) and in a
  * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones).
@@ -19,10 +26,15 @@
  * refresh keeps the old route. Heartbeats (HEART_BEAT with a body built by
  * the owner) go to every master broker of every known route every
  * heartbeat_ms, and at once to a broker seen for the first time. */
+#include <errno.h>
+#include <linux/futex.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -34,7 +46,8 @@
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 
-#define REQ_BUCKETS 4096
+#define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
+#define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
 #define TOPIC_DEFAULT "TBW102"
 
 struct apg_creq {
@@ -52,10 +65,22 @@ enum { CC_CONNECTING, CC_UP, CC_CLOSING };
 struct apg_cconn {
     char cc_addr[128];
     int cc_state;
-    bool cc_dirty;
+    bool cc_dirty; /* cc_out has data and the loop thread will flush it */
     bool cc_heartbeated;
     uv_tcp_t cc_tcp;
     uv_connect_t cc_connreq;
+    /* cc_wmu guards cc_out, cc_spare, cc_dirty, cc_writing, cc_wclosed.
+     * Bytes reach the socket in cc_out order from one writer at a time:
+     * either libuv (uv_write, loop thread, under cc_wmu) or one direct
+     * sender that set cc_writing and writes cc_out's content with the lock
+     * released; others append meanwhile and the writer takes their bytes
+     * along (write combining). */
+    pthread_mutex_t cc_wmu;
+    pthread_cond_t cc_wcv; /* cc_writing went false */
+    bool cc_writing;
+    bool cc_wclosed;     /* set before the handle is closed: no more direct writes */
+    _Atomic int cc_refs; /* the loop's reference + one per direct sender */
+    struct apg_buf cc_spare;
     struct apg_buf cc_out;
     struct apg_buf cc_in;
     struct apg_cio *cc_io;
@@ -87,15 +112,22 @@ struct apg_cio {
     uv_thread_t io_thread;
     uv_async_t io_async;
     uv_timer_t io_timer;
+    uv_timer_t io_stop_timer; /* shutdown: limit for draining unsent bytes */
+    int io_draining;          /* connections waiting in uv_shutdown */
     uv_prepare_t io_prepare;
     pthread_mutex_t io_qmu;
     struct apg_cop *io_qhead, *io_qtail;
     bool io_stop_req; /* guarded by io_qmu */
     bool io_stopping; /* loop thread */
+    /* io_rmu guards what direct senders (other threads) read or change:
+     * the request table, the conns list and cc_state, the topics list and
+     * their routes, io_stopping. The loop thread reads these without it
+     * and takes it to change them; callbacks never run under it. */
+    pthread_mutex_t io_rmu;
     struct apg_cconn *io_conns;
     struct apg_creq *io_buckets[REQ_BUCKETS];
     struct apg_creq *io_dhead, *io_dtail;
-    int32_t io_opaque;
+    _Atomic int32_t io_opaque;
     char **io_ns;
     size_t io_nns, io_ns_cur;
     struct apg_ctopic *io_topics;
@@ -119,30 +151,83 @@ const char *apg_client_version(void)
 
 /* ---- sync waits ---- */
 
+static void futex_op(_Atomic uint32_t *addr, int op, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
+}
+
 void apg_cwait_init(struct apg_cwait *w)
 {
-    pthread_mutex_init(&w->w_mu, NULL);
-    pthread_cond_init(&w->w_cv, NULL);
-    w->w_done = false;
+    atomic_init(&w->w_state, 0);
+    w->w_next = w->w_kid[0] = w->w_kid[1] = NULL;
+}
+
+static __thread bool cwait_batching;
+static __thread struct apg_cwait *cwait_head, *cwait_tail;
+
+void apg_cwait_batch_begin(void)
+{
+    cwait_batching = true;
+}
+
+void apg_cwait_batch_end(void)
+{
+    cwait_batching = false;
+    struct apg_cwait *head = cwait_head;
+    cwait_head = cwait_tail = NULL;
+    if (head == NULL)
+        return;
+    /* The list in order is a binary heap: node i wakes nodes 2i+1, 2i+2.
+     * Every kid pointer is set before any waiter can see "done". */
+    struct apg_cwait *kid = head->w_next;
+    for (struct apg_cwait *w = head; w; w = w->w_next) {
+        for (int k = 0; k < 2; k++) {
+            w->w_kid[k] = kid;
+            kid = kid ? kid->w_next : NULL;
+        }
+    }
+    for (struct apg_cwait *w = head, *n; w; w = n) {
+        n = w->w_next;
+        atomic_store_explicit(&w->w_state, 2, memory_order_release);
+    }
+    futex_op(&head->w_state, FUTEX_WAKE_PRIVATE, 1);
 }
 void apg_cwait_wait(struct apg_cwait *w)
 {
-    pthread_mutex_lock(&w->w_mu);
-    while (!w->w_done)
-        pthread_cond_wait(&w->w_cv, &w->w_mu);
-    pthread_mutex_unlock(&w->w_mu);
+    uint32_t exp = 0;
+    if (!atomic_compare_exchange_strong(&w->w_state, &exp, 1))
+        return; /* already done */
+    while (atomic_load_explicit(&w->w_state, memory_order_acquire) != 2)
+        futex_op(&w->w_state, FUTEX_WAIT_PRIVATE, 1);
+    /* Woken as part of a batch: pass the wake-up on. A kid that already
+     * left (spurious wake-up) gets a harmless wake on a dead futex word. */
+    for (int k = 0; k < 2; k++)
+        if (w->w_kid[k] != NULL)
+            futex_op(&w->w_kid[k]->w_state, FUTEX_WAKE_PRIVATE, 1);
 }
 void apg_cwait_signal(struct apg_cwait *w)
 {
-    pthread_mutex_lock(&w->w_mu);
-    w->w_done = true;
-    pthread_cond_signal(&w->w_cv);
-    pthread_mutex_unlock(&w->w_mu);
+    if (cwait_batching) {
+        uint32_t exp = 0;
+        if (atomic_compare_exchange_strong(&w->w_state, &exp, 2))
+            return; /* the waiter was not asleep yet: it will see "done" */
+        /* Asleep (1): stays 1 until apg_cwait_batch_end. */
+        w->w_next = NULL;
+        if (cwait_tail)
+            cwait_tail->w_next = w;
+        else
+            cwait_head = w;
+        cwait_tail = w;
+        return;
+    }
+    /* A wake after the waiter returned (it saw 2 on its own) is harmless:
+     * a private futex word without waiters. */
+    if (atomic_exchange(&w->w_state, 2) == 1)
+        futex_op(&w->w_state, FUTEX_WAKE_PRIVATE, 1);
 }
 void apg_cwait_destroy(struct apg_cwait *w)
 {
-    pthread_mutex_destroy(&w->w_mu);
-    pthread_cond_destroy(&w->w_cv);
+    (void)w;
 }
 
 /* ---- pending requests ---- */
@@ -194,9 +279,12 @@ static struct apg_creq *req_find(struct apg_cio *io, int32_t opaque)
     return NULL;
 }
 
+/* rq is linked; unlinks it (taking io_rmu) and calls its callback. */
 static void req_fail(struct apg_cio *io, struct apg_creq *rq, apg_err_t e, const char *msg)
 {
+    pthread_mutex_lock(&io->io_rmu);
     req_unlink(io, rq);
+    pthread_mutex_unlock(&io->io_rmu);
     apg_cio_cb cb = rq->rq_cb;
     void *arg = rq->rq_arg;
     apg_free(rq);
@@ -205,12 +293,31 @@ static void req_fail(struct apg_cio *io, struct apg_creq *rq, apg_err_t e, const
 
 /* ---- connections ---- */
 
+static void conn_unref(struct apg_cconn *cc)
+{
+    if (atomic_fetch_sub(&cc->cc_refs, 1) != 1)
+        return;
+    apg_buf_free(&cc->cc_out);
+    apg_buf_free(&cc->cc_spare);
+    apg_buf_free(&cc->cc_in);
+    pthread_mutex_destroy(&cc->cc_wmu);
+    pthread_cond_destroy(&cc->cc_wcv);
+    apg_free(cc);
+}
+
 static void conn_close_cb(uv_handle_t *h)
 {
-    struct apg_cconn *cc = h->data;
-    apg_buf_free(&cc->cc_out);
-    apg_buf_free(&cc->cc_in);
-    apg_free(cc);
+    conn_unref(h->data);
+}
+
+/* Loop thread: no direct sender may use the socket after this. */
+static void conn_wclose(struct apg_cconn *cc)
+{
+    pthread_mutex_lock(&cc->cc_wmu);
+    cc->cc_wclosed = true;
+    while (cc->cc_writing) /* a direct writer is in send(): the fd must stay open */
+        pthread_cond_wait(&cc->cc_wcv, &cc->cc_wmu);
+    pthread_mutex_unlock(&cc->cc_wmu);
 }
 
 static void conn_fail(struct apg_cconn *cc, const char *why)
@@ -218,6 +325,8 @@ static void conn_fail(struct apg_cconn *cc, const char *why)
     if (cc->cc_state == CC_CLOSING)
         return;
     struct apg_cio *io = cc->cc_io;
+    struct apg_creq *failed = NULL;
+    pthread_mutex_lock(&io->io_rmu);
     cc->cc_state = CC_CLOSING;
     for (struct apg_cconn **pp = &io->io_conns; *pp; pp = &(*pp)->cc_next) {
         if (*pp == cc) {
@@ -225,13 +334,34 @@ static void conn_fail(struct apg_cconn *cc, const char *why)
             break;
         }
     }
+    for (struct apg_creq *rq = io->io_dhead, *next; rq; rq = next) {
+        next = rq->rq_dnext;
+        if (rq->rq_conn == cc) {
+            req_unlink(io, rq);
+            rq->rq_hnext = failed;
+            failed = rq;
+        }
+    }
+    pthread_mutex_unlock(&io->io_rmu);
+    conn_wclose(cc);
     char msg[256];
     snprintf(msg, sizeof(msg), "connection to %s failed: %s", cc->cc_addr, why);
     apg_log_debug("client", "%s", msg);
-    for (struct apg_creq *rq = io->io_dhead, *next; rq; rq = next) {
-        next = rq->rq_dnext;
-        if (rq->rq_conn == cc)
-            req_fail(io, rq, APG_EIO, msg);
+    /* Oldest first, as before (the list was built newest first). */
+    struct apg_creq *rev = NULL;
+    while (failed) {
+        struct apg_creq *n = failed->rq_hnext;
+        failed->rq_hnext = rev;
+        rev = failed;
+        failed = n;
+    }
+    while (rev) {
+        struct apg_creq *n = rev->rq_hnext;
+        apg_cio_cb cb = rev->rq_cb;
+        void *arg = rev->rq_arg;
+        apg_free(rev);
+        cb(io, APG_EIO, NULL, msg, arg);
+        rev = n;
     }
     uv_close((uv_handle_t *)&cc->cc_tcp, conn_close_cb);
 }
@@ -240,19 +370,30 @@ static void write_cb(uv_write_t *req, int status);
 
 static void conn_flush(struct apg_cconn *cc)
 {
-    cc->cc_dirty = false;
-    if (cc->cc_state != CC_UP || cc->cc_out.b_len == 0)
+    pthread_mutex_lock(&cc->cc_wmu);
+    if (cc->cc_writing) {
+        pthread_mutex_unlock(&cc->cc_wmu); /* that writer takes cc_out along or hands it back */
         return;
+    }
+    if (cc->cc_state != CC_UP || cc->cc_wclosed || cc->cc_out.b_len == 0) {
+        cc->cc_dirty = false;
+        pthread_mutex_unlock(&cc->cc_wmu);
+        return;
+    }
     struct apg_wreq *wr = apg_malloc(sizeof(*wr));
     if (wr == NULL) {
+        pthread_mutex_unlock(&cc->cc_wmu);
         conn_fail(cc, "out of memory");
         return;
     }
+    cc->cc_dirty = false;
     wr->wr_buf = cc->cc_out;
     cc->cc_out = (struct apg_buf)APG_BUF_INIT;
     uv_buf_t b = uv_buf_init((char *)wr->wr_buf.b_data, (unsigned)wr->wr_buf.b_len);
     wr->wr_req.data = cc;
+    /* Under cc_wmu: a direct sender writes only when libuv's queue is empty. */
     int rc = uv_write(&wr->wr_req, (uv_stream_t *)&cc->cc_tcp, &b, 1, write_cb);
+    pthread_mutex_unlock(&cc->cc_wmu);
     if (rc != 0) {
         apg_buf_free(&wr->wr_buf);
         apg_free(wr);
@@ -273,9 +414,10 @@ static void write_cb(uv_write_t *req, int status)
 static void on_prepare(uv_prepare_t *h)
 {
     struct apg_cio *io = h->data;
-    for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
-        if (cc->cc_dirty)
-            conn_flush(cc);
+    for (struct apg_cconn *cc = io->io_conns, *n; cc; cc = n) {
+        n = cc->cc_next; /* conn_flush may fail and unlink cc */
+        conn_flush(cc);
+    }
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -311,10 +453,13 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
         return;
     }
     if (apg_rcmd_is_response(&cmd)) {
+        pthread_mutex_lock(&io->io_rmu);
         struct apg_creq *rq = req_find(io, cmd.opaque);
+        if (rq != NULL)
+            req_unlink(io, rq);
+        pthread_mutex_unlock(&io->io_rmu);
         if (rq == NULL)
             return; /* timed out already */
-        req_unlink(io, rq);
         apg_cio_cb cb = rq->rq_cb;
         void *arg = rq->rq_arg;
         apg_free(rq);
@@ -324,7 +469,16 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
     }
 }
 
+static void conn_read_frames(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    apg_cwait_batch_begin();
+    conn_read_frames(s, nread, buf);
+    apg_cwait_batch_end();
+}
+
+static void conn_read_frames(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct apg_cconn *cc = s->data;
     if (nread < 0) {
@@ -359,7 +513,9 @@ static void conn_connected(uv_connect_t *req, int status)
         conn_fail(cc, uv_strerror(status));
         return;
     }
+    pthread_mutex_lock(&cc->cc_io->io_rmu);
     cc->cc_state = CC_UP;
+    pthread_mutex_unlock(&cc->cc_io->io_rmu);
     uv_tcp_nodelay(&cc->cc_tcp, 1);
     uv_read_start((uv_stream_t *)&cc->cc_tcp, conn_alloc, conn_read);
     conn_flush(cc);
@@ -409,11 +565,16 @@ static struct apg_cconn *conn_get(struct apg_cio *io, const char *addr, bool *fr
     snprintf(cc->cc_addr, sizeof(cc->cc_addr), "%s", addr);
     cc->cc_io = io;
     cc->cc_state = CC_CONNECTING;
+    pthread_mutex_init(&cc->cc_wmu, NULL);
+    pthread_cond_init(&cc->cc_wcv, NULL);
+    atomic_init(&cc->cc_refs, 1);
     uv_tcp_init(&io->io_loop, &cc->cc_tcp);
     cc->cc_tcp.data = cc;
     cc->cc_connreq.data = cc;
+    pthread_mutex_lock(&io->io_rmu);
     cc->cc_next = io->io_conns;
     io->io_conns = cc;
+    pthread_mutex_unlock(&io->io_rmu);
     int rc = uv_tcp_connect(&cc->cc_connreq, &cc->cc_tcp, (struct sockaddr *)&ss, conn_connected);
     if (rc != 0) {
         apg_errf(APG_EIO, err, errlen, "connect to %s: %s", addr, uv_strerror(rc));
@@ -459,7 +620,7 @@ apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *re
     struct apg_cconn *cc = conn_get(io, addr, &fresh, err, errlen);
     if (cc == NULL)
         return APG_EIO;
-    req->opaque = ++io->io_opaque;
+    req->opaque = atomic_fetch_add(&io->io_opaque, 1) + 1;
     req->language = APG_LANG_CPP;
     if (cb == NULL)
         req->flag |= APG_RCMD_FLAG_ONEWAY;
@@ -469,24 +630,29 @@ apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *re
         if (rq == NULL)
             return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
+    pthread_mutex_lock(&cc->cc_wmu);
     size_t mark = cc->cc_out.b_len;
     apg_err_t e = apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out);
     if (e == APG_OK && blen)
         e = apg_buf_append(&cc->cc_out, body, blen);
     if (e != APG_OK) {
         cc->cc_out.b_len = mark;
+        pthread_mutex_unlock(&cc->cc_wmu);
         apg_free(rq);
         return apg_errf(e, err, errlen, "cannot encode request %d: %s", req->code, apg_strerror(e));
     }
+    cc->cc_dirty = true; /* flushed by on_prepare on this (the loop) thread */
+    pthread_mutex_unlock(&cc->cc_wmu);
     if (rq != NULL) {
         rq->rq_opaque = req->opaque;
         rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
         rq->rq_cb = cb;
         rq->rq_arg = arg;
         rq->rq_conn = cc;
+        pthread_mutex_lock(&io->io_rmu);
         req_link(io, rq);
+        pthread_mutex_unlock(&io->io_rmu);
     }
-    cc->cc_dirty = true;
     if (fresh && req->code != APG_REQ_HEART_BEAT && req->code != APG_REQ_GET_ROUTEINFO_BY_TOPIC) {
         cc->cc_heartbeated = true;
         heartbeat_one(io, addr);
@@ -588,9 +754,12 @@ static void route_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
         route_done(io, rf, APG_ENOTFOUND, msg);
         return;
     }
-    apg_croute_free(&t->ct_route);
+    pthread_mutex_lock(&io->io_rmu);
+    struct apg_croute old = t->ct_route;
     t->ct_route = rt;
     t->ct_have = true;
+    pthread_mutex_unlock(&io->io_rmu);
+    apg_croute_free(&old);
     route_done(io, rf, APG_OK, NULL);
 }
 
@@ -633,8 +802,10 @@ void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool
             return;
         }
         t->ct_use_default = use_default;
+        pthread_mutex_lock(&io->io_rmu);
         t->ct_next = io->io_topics;
         io->io_topics = t;
+        pthread_mutex_unlock(&io->io_rmu);
     }
     if (t->ct_have && !refresh) {
         cb(io, t, APG_OK, NULL, arg);
@@ -690,12 +861,22 @@ static void on_timer(uv_timer_t *h)
 {
     struct apg_cio *io = h->data;
     int64_t now = apg_now_ms();
-    while (io->io_dhead && io->io_dhead->rq_deadline <= now) {
+    for (;;) {
+        pthread_mutex_lock(&io->io_rmu);
         struct apg_creq *rq = io->io_dhead;
+        if (rq == NULL || rq->rq_deadline > now) {
+            pthread_mutex_unlock(&io->io_rmu);
+            break;
+        }
+        req_unlink(io, rq);
+        pthread_mutex_unlock(&io->io_rmu);
         char msg[200];
         snprintf(msg, sizeof(msg), "no answer from %s within the timeout (request %d)",
                  rq->rq_conn->cc_addr, rq->rq_opaque);
-        req_fail(io, rq, APG_ETIMEDOUT, msg);
+        apg_cio_cb cb = rq->rq_cb;
+        void *arg = rq->rq_arg;
+        apg_free(rq);
+        cb(io, APG_ETIMEDOUT, NULL, msg, arg);
     }
     while (io->io_delayed && io->io_delayed->dl_at <= now && !io->io_stopping) {
         struct apg_delayed *d = io->io_delayed;
@@ -720,10 +901,51 @@ static void on_timer(uv_timer_t *h)
     }
 }
 
+static void drain_done(uv_shutdown_t *req, int status)
+{
+    struct apg_cio *io = req->data;
+    uv_handle_t *h = (uv_handle_t *)req->handle;
+    apg_free(req);
+    if (!uv_is_closing(h))
+        uv_close(h, conn_close_cb);
+    if (--io->io_draining == 0 && !uv_is_closing((uv_handle_t *)&io->io_stop_timer))
+        uv_close((uv_handle_t *)&io->io_stop_timer, NULL);
+}
+
+/* Shutdown: a connection with unsent bytes (oneway and async sends that
+ * already returned) is closed once libuv wrote them (uv_shutdown), within
+ * the request timeout; everything else closes at once. */
 static void close_walk(uv_handle_t *h, void *arg)
+{
+    struct apg_cio *io = arg;
+    if (uv_is_closing(h) || h == (uv_handle_t *)&io->io_stop_timer)
+        return;
+    if (h->type == UV_TCP && uv_stream_get_write_queue_size((uv_stream_t *)h) > 0) {
+        uv_shutdown_t *req = apg_malloc(sizeof(*req));
+        if (req != NULL) {
+            req->data = io;
+            if (uv_shutdown(req, (uv_stream_t *)h, drain_done) == 0) {
+                io->io_draining++;
+                return;
+            }
+            apg_free(req);
+        }
+    }
+    uv_close(h, h->type == UV_TCP ? conn_close_cb : NULL);
+}
+
+static void force_close_walk(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
         uv_close(h, h->type == UV_TCP ? conn_close_cb : NULL);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    struct apg_cio *io = t->data;
+    apg_log_warn("client", "unsent requests dropped at shutdown after %d ms",
+                 io->io_conf.timeout_ms);
+    uv_walk(&io->io_loop, force_close_walk, NULL);
 }
 
 static void shutdown_loop(struct apg_cio *io)
@@ -731,7 +953,13 @@ static void shutdown_loop(struct apg_cio *io)
     /* Written-but-unflushed requests (oneway sends that already returned)
      * go out first: uv_write tries the socket at once. */
     on_prepare(&io->io_prepare);
-    io->io_stopping = true;
+    pthread_mutex_lock(&io->io_rmu);
+    io->io_stopping = true; /* no more direct sends */
+    for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+        cc->cc_state = CC_CLOSING;
+    pthread_mutex_unlock(&io->io_rmu);
+    for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
+        conn_wclose(cc);
     while (io->io_dhead)
         req_fail(io, io->io_dhead, APG_ESHUTDOWN, "client is shutting down");
     for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
@@ -751,7 +979,11 @@ static void shutdown_loop(struct apg_cio *io)
         apg_free(d);
     }
     io->io_conns = NULL;
-    uv_walk(&io->io_loop, close_walk, NULL);
+    uv_walk(&io->io_loop, close_walk, io);
+    if (io->io_draining > 0)
+        uv_timer_start(&io->io_stop_timer, on_stop_timer, (uint64_t)io->io_conf.timeout_ms, 0);
+    else
+        uv_close((uv_handle_t *)&io->io_stop_timer, NULL);
 }
 
 static void on_async(uv_async_t *h)
@@ -820,11 +1052,14 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         snprintf(io->io_client_id, sizeof(io->io_client_id), "%s@%d#%d", ip, (int)getpid(),
                  ++instance_seq);
     pthread_mutex_init(&io->io_qmu, NULL);
+    pthread_mutex_init(&io->io_rmu, NULL);
     uv_loop_init(&io->io_loop);
     uv_async_init(&io->io_loop, &io->io_async, on_async);
     io->io_async.data = io;
     uv_timer_init(&io->io_loop, &io->io_timer);
     io->io_timer.data = io;
+    uv_timer_init(&io->io_loop, &io->io_stop_timer);
+    io->io_stop_timer.data = io;
     uv_prepare_init(&io->io_loop, &io->io_prepare);
     io->io_prepare.data = io;
     uv_prepare_start(&io->io_prepare, on_prepare);
@@ -837,6 +1072,7 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         apg_errf(APG_ENOMEM, err, errlen, "cannot start the client I/O thread");
         uv_close((uv_handle_t *)&io->io_async, NULL);
         uv_close((uv_handle_t *)&io->io_timer, NULL);
+        uv_close((uv_handle_t *)&io->io_stop_timer, NULL);
         uv_close((uv_handle_t *)&io->io_prepare, NULL);
         uv_run(&io->io_loop, UV_RUN_DEFAULT);
         uv_loop_close(&io->io_loop);
@@ -860,6 +1096,7 @@ void apg_cio_free(struct apg_cio *io)
         uv_thread_join(&io->io_thread);
         uv_loop_close(&io->io_loop);
         pthread_mutex_destroy(&io->io_qmu);
+        pthread_mutex_destroy(&io->io_rmu);
     }
     for (struct apg_ctopic *t = io->io_topics, *n; t; t = n) {
         n = t->ct_next;
@@ -937,4 +1174,175 @@ size_t apg_cio_masters(struct apg_cio *io, const char **out, size_t max)
         }
     }
     return n;
+}
+
+/* ---- direct sends ---- */
+
+struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
+                                       int (*pick)(const struct apg_croute *rt, void *arg),
+                                       void *pick_arg, apg_mq_t *mq)
+{
+    struct apg_cconn *found = NULL;
+    pthread_mutex_lock(&io->io_rmu);
+    struct apg_ctopic *t = io->io_stopping ? NULL : apg_cio_topic_find(io, topic);
+    if (t != NULL && t->ct_have) {
+        const struct apg_croute *rt = &t->ct_route;
+        int idx = rt->rt_nwq ? pick(rt, pick_arg) : -1;
+        const char *addr = NULL;
+        if (idx >= 0 && (size_t)idx < rt->rt_nwq) {
+            *mq = rt->rt_wq[idx];
+            addr = apg_croute_master(rt, mq->mq_broker);
+        }
+        for (struct apg_cconn *cc = io->io_conns; addr && cc; cc = cc->cc_next) {
+            if (cc->cc_state == CC_UP && strcmp(cc->cc_addr, addr) == 0) {
+                atomic_fetch_add(&cc->cc_refs, 1);
+                found = cc;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&io->io_rmu);
+    return found;
+}
+
+/* cc_wmu held: the socket is broken or a buffer could not grow; the loop
+ * thread's read then fails the connection and all of its requests. */
+static void conn_shutdown_locked(struct apg_cconn *cc)
+{
+    uv_os_fd_t fd;
+    if (!cc->cc_wclosed && uv_fileno((uv_handle_t *)&cc->cc_tcp, &fd) == 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* cc_wmu held (released around each send()): writes cc_out to the socket
+ * on the calling thread, several rounds while others keep appending. What
+ * cannot go now (socket full, libuv has queued bytes, or the round limit)
+ * stays in cc_out for the loop thread: returns true when it must be woken. */
+static bool conn_write_direct(struct apg_cconn *cc)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&cc->cc_tcp, &fd) != 0) {
+        cc->cc_dirty = true;
+        return true;
+    }
+    cc->cc_writing = true;
+    for (int round = 0; round < 4 && cc->cc_out.b_len > 0 && !cc->cc_wclosed; round++) {
+        /* uv_write only runs under cc_wmu; a zero queue means every byte it
+         * took is already in the kernel. */
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp) != 0)
+            break;
+        struct apg_buf mine = cc->cc_out;
+        size_t want = mine.b_len;
+        cc->cc_out = cc->cc_spare;
+        cc->cc_spare = (struct apg_buf)APG_BUF_INIT;
+        pthread_mutex_unlock(&cc->cc_wmu);
+        ssize_t n;
+        do
+            n = send(fd, mine.b_data, mine.b_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        int werr = n < 0 ? errno : 0;
+        pthread_mutex_lock(&cc->cc_wmu);
+        if (werr != 0 && werr != EAGAIN && werr != EWOULDBLOCK) {
+            shutdown(fd, SHUT_RDWR); /* everything queued fails with the connection */
+            apg_buf_free(&mine);
+            cc->cc_out.b_len = 0;
+            break;
+        }
+        apg_buf_consume(&mine, n > 0 ? (size_t)n : 0);
+        if (mine.b_len > 0) {
+            /* The unsent rest goes before what others appended meanwhile. */
+            if (apg_buf_append(&mine, cc->cc_out.b_data, cc->cc_out.b_len) != APG_OK) {
+                shutdown(fd, SHUT_RDWR);
+                apg_buf_free(&mine);
+                cc->cc_out.b_len = 0;
+                break;
+            }
+            struct apg_buf t = cc->cc_out;
+            cc->cc_out = mine;
+            mine = t;
+        }
+        mine.b_len = 0;
+        if (cc->cc_spare.b_data == NULL)
+            cc->cc_spare = mine;
+        else
+            apg_buf_free(&mine);
+        if (n < 0 || (size_t)n < want)
+            break; /* socket full: libuv waits for room */
+    }
+    cc->cc_writing = false;
+    pthread_cond_broadcast(&cc->cc_wcv);
+    cc->cc_dirty = cc->cc_out.b_len > 0 && !cc->cc_wclosed;
+    return cc->cc_dirty;
+}
+
+void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc)
+{
+    (void)io;
+    conn_unref(cc);
+}
+
+apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
+                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              void *arg, bool now)
+{
+    req->opaque = atomic_fetch_add(&io->io_opaque, 1) + 1;
+    req->language = APG_LANG_CPP;
+    if (cb == NULL)
+        req->flag |= APG_RCMD_FLAG_ONEWAY;
+    pthread_mutex_lock(&cc->cc_wmu);
+    size_t queued = cc->cc_out.b_len + uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp);
+    pthread_mutex_unlock(&cc->cc_wmu);
+    if (queued > DIRECT_MAX_QUEUED) {
+        conn_unref(cc); /* the socket is behind: take the (slower) loop path */
+        return APG_EAGAIN;
+    }
+    struct apg_creq *rq = NULL;
+    if (cb != NULL && (rq = apg_malloc(sizeof(*rq))) == NULL) {
+        conn_unref(cc);
+        return APG_ENOMEM;
+    }
+    if (rq != NULL) {
+        rq->rq_opaque = req->opaque;
+        rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
+        rq->rq_cb = cb;
+        rq->rq_arg = arg;
+        rq->rq_conn = cc;
+    }
+    /* Registered before the bytes leave, so the answer always finds it. */
+    pthread_mutex_lock(&io->io_rmu);
+    bool ok = !io->io_stopping && cc->cc_state == CC_UP;
+    if (ok && rq != NULL)
+        req_link(io, rq);
+    pthread_mutex_unlock(&io->io_rmu);
+    if (!ok) {
+        apg_free(rq);
+        conn_unref(cc);
+        return APG_EIO;
+    }
+    /* From here on the request belongs to the loop thread (it may already
+     * have failed it); only req, body and cc are used. A write error shuts
+     * the socket down: the loop thread's read sees it and fails every
+     * request of the connection, this one included. */
+    bool wake = false;
+    pthread_mutex_lock(&cc->cc_wmu);
+    size_t mark = cc->cc_out.b_len;
+    if (cc->cc_wclosed) {
+        /* closing: conn_fail fails the request */
+    } else if (apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out) != APG_OK ||
+               (blen && apg_buf_append(&cc->cc_out, body, blen) != APG_OK)) {
+        cc->cc_out.b_len = mark;
+        conn_shutdown_locked(cc);
+    } else if (cc->cc_writing || cc->cc_dirty) {
+        /* the current writer or the pending loop flush takes it along */
+    } else if (now) {
+        wake = conn_write_direct(cc);
+    } else {
+        cc->cc_dirty = true;
+        wake = true;
+    }
+    pthread_mutex_unlock(&cc->cc_wmu);
+    if (wake)
+        uv_async_send(&io->io_async);
+    conn_unref(cc);
+    return APG_OK;
 }

@@ -86,7 +86,7 @@ static const char *const reserved_props[] = {
 bool apg_msg_prop_reserved(const char *name)
 {
     for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]); i++)
-        if (strcmp(name, reserved_props[i]) == 0)
+        if (name[0] == reserved_props[i][0] && strcmp(name, reserved_props[i]) == 0)
             return true;
     return false;
 }
@@ -107,17 +107,24 @@ apg_message_t *apg_message_new(const char *topic, const void *body, size_t len)
     return m;
 }
 
+void apg_msg_part_free(apg_message_t *m, void *p)
+{
+    const char *c = p, *base = (const char *)m;
+    if (c != NULL && !(c >= base && c < base + m->m_arena_len))
+        apg_free(p);
+}
+
 void apg_message_free(apg_message_t *m)
 {
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->m_nprops; i++) {
-        apg_free(m->m_props[i].pr_key);
-        apg_free(m->m_props[i].pr_val);
+        apg_msg_part_free(m, m->m_props[i].pr_key);
+        apg_msg_part_free(m, m->m_props[i].pr_val);
     }
-    apg_free(m->m_props);
-    apg_free(m->m_body);
-    apg_free(m->m_topic);
+    apg_msg_part_free(m, m->m_props);
+    apg_msg_part_free(m, m->m_body);
+    apg_msg_part_free(m, m->m_topic);
     apg_free(m);
 }
 
@@ -128,7 +135,7 @@ apg_err_t apg_message_set_body(apg_message_t *m, const void *body, size_t len)
         return APG_ENOMEM;
     if (len)
         memcpy(b, body, len);
-    apg_free(m->m_body);
+    apg_msg_part_free(m, m->m_body);
     m->m_body = b;
     m->m_body_len = len;
     return APG_OK;
@@ -157,18 +164,23 @@ static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bo
         return APG_ENOMEM;
     for (size_t i = 0; i < m->m_nprops; i++) {
         if (strcmp(m->m_props[i].pr_key, key) == 0) {
-            apg_free(m->m_props[i].pr_val);
+            apg_msg_part_free(m, m->m_props[i].pr_val);
             m->m_props[i].pr_val = v;
             return APG_OK;
         }
     }
     if (m->m_nprops == m->m_capprops) {
         size_t cap = m->m_capprops ? m->m_capprops * 2 : 4;
-        struct apg_prop *np = apg_realloc(m->m_props, cap * sizeof(*np));
+        const char *pa = (const char *)m->m_props, *base = (const char *)m;
+        bool arena = pa != NULL && pa >= base && pa < base + m->m_arena_len;
+        struct apg_prop *np =
+            arena ? apg_malloc(cap * sizeof(*np)) : apg_realloc(m->m_props, cap * sizeof(*np));
         if (np == NULL) {
             apg_free(v);
             return APG_ENOMEM;
         }
+        if (arena)
+            memcpy(np, m->m_props, m->m_nprops * sizeof(*np));
         m->m_props = np;
         m->m_capprops = cap;
     }
@@ -187,8 +199,8 @@ static void prop_del(apg_message_t *m, const char *key)
 {
     for (size_t i = 0; i < m->m_nprops; i++) {
         if (strcmp(m->m_props[i].pr_key, key) == 0) {
-            apg_free(m->m_props[i].pr_key);
-            apg_free(m->m_props[i].pr_val);
+            apg_msg_part_free(m, m->m_props[i].pr_key);
+            apg_msg_part_free(m, m->m_props[i].pr_val);
             memmove(&m->m_props[i], &m->m_props[i + 1],
                     (m->m_nprops - i - 1) * sizeof(m->m_props[0]));
             m->m_nprops--;
@@ -381,19 +393,32 @@ static void uniq_init(void)
     atomic_store(&uniq_counter, (uint32_t)rand_r(&seed));
 }
 
-/* Milliseconds since 00:00 local time on the 1st of the current month. */
-static int32_t ms_in_month(void)
+/* Milliseconds since 00:00 local time on the 1st of the current month.
+ * localtime_r/mktime take a glibc lock and stat /etc/localtime, so each
+ * thread keeps the current month's [start, end) and recomputes only when
+ * the clock leaves it (as Java does with nextStartTime). */
+static int64_t month_start(time_t now, int add_months)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t now = ts.tv_sec;
     struct tm tm;
     localtime_r(&now, &tm);
     tm.tm_mday = 1;
+    tm.tm_mon += add_months;
     tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
     tm.tm_isdst = -1;
-    time_t start = mktime(&tm);
-    return (int32_t)((int64_t)(now - start) * 1000 + ts.tv_nsec / 1000000);
+    return (int64_t)mktime(&tm);
+}
+
+static int32_t ms_in_month(void)
+{
+    static __thread int64_t start, end;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec;
+    if ((int64_t)now < start || (int64_t)now >= end) {
+        start = month_start(now, 0);
+        end = month_start(now, 1);
+    }
+    return (int32_t)(((int64_t)now - start) * 1000 + ts.tv_nsec / 1000000);
 }
 
 void apg_msg_uniq_id(char out[33])
@@ -416,29 +441,32 @@ apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
 
 apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out)
 {
-    struct apg_buf props = APG_BUF_INIT;
-    apg_err_t e = apg_msg_props_encode(m, &props);
-    if (e != APG_OK || props.b_len > 32767 || m->m_body_len > INT32_MAX) {
-        apg_buf_free(&props);
+    if (m->m_body_len > INT32_MAX)
+        return APG_ETOOBIG;
+    /* Properties are encoded in place; the two length fields are patched
+     * once their size is known. */
+    size_t start = out->b_len;
+    apg_err_t e = apg_buf_reserve(out, 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2);
+    if (e != APG_OK)
+        return e;
+    apg_buf_put_be32(out, 0); /* total size, patched below */
+    apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
+    apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
+    apg_buf_put_be32(out, (uint32_t)m->m_flag);
+    apg_buf_put_be32(out, (uint32_t)m->m_body_len);
+    apg_buf_append(out, m->m_body, m->m_body_len);
+    size_t plen_at = out->b_len;
+    apg_buf_put_be16(out, 0);
+    e = apg_msg_props_encode(m, out);
+    size_t plen = out->b_len - plen_at - 2;
+    if (e != APG_OK || plen > 32767) {
+        out->b_len = start;
         return e != APG_OK ? e : APG_ETOOBIG;
     }
-    size_t total = 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2 + props.b_len;
-    e = apg_buf_reserve(out, total);
-    if (e == APG_OK) {
-        apg_buf_put_be32(out, (uint32_t)total);
-        apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
-        apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
-        apg_buf_put_be32(out, (uint32_t)m->m_flag);
-        apg_buf_put_be32(out, (uint32_t)m->m_body_len);
-        apg_buf_append(out, m->m_body, m->m_body_len);
-        apg_buf_put_be16(out, (uint16_t)props.b_len);
-        apg_buf_append(out, props.b_data, props.b_len);
-    }
-    apg_buf_free(&props);
-    return e;
+    apg_wbe32(out->b_data + start, (uint32_t)(out->b_len - start));
+    apg_wbe16(out->b_data + plen_at, (uint16_t)plen);
+    return APG_OK;
 }
-
-/* ---- compression ---- */
 
 apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, size_t *out_len)
 {
@@ -508,6 +536,41 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
 
 /* ---- pulled records (§7.2) ---- */
 
+/* apg_msg_props_decode into m's arena: keys and values are copied to *strs
+ * (room for len + chunks bytes), the array has room for every chunk. */
+static void props_decode_arena(apg_message_t *m, const char *s, size_t len, char **strs)
+{
+    char *out = *strs;
+    size_t i = 0;
+    while (i < len) {
+        const char *chunk = s + i;
+        const char *end = memchr(chunk, '\x02', len - i);
+        size_t clen = end ? (size_t)(end - chunk) : len - i;
+        i += clen + 1;
+        if (clen < 3)
+            continue;
+        const char *sep = memchr(chunk, '\x01', clen);
+        if (sep == NULL || sep == chunk)
+            continue;
+        size_t kl = (size_t)(sep - chunk), vl = clen - kl - 1;
+        char *k = out, *v = out + kl + 1;
+        memcpy(k, chunk, kl);
+        k[kl] = '\0';
+        memcpy(v, sep + 1, vl);
+        v[vl] = '\0';
+        out += clen + 1;
+        size_t j = 0;
+        while (j < m->m_nprops && strcmp(m->m_props[j].pr_key, k) != 0)
+            j++;
+        if (j == m->m_nprops) {
+            m->m_props[j].pr_key = k;
+            m->m_nprops++;
+        }
+        m->m_props[j].pr_val = v; /* a repeated key keeps the last value */
+    }
+    *strs = out;
+}
+
 apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on_msg, void *arg,
                                  char *err, size_t errlen)
 {
@@ -553,10 +616,28 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
             return apg_errf(APG_EPROTO, err, errlen, "record at %zu: properties past its size",
                             pos);
 
-        apg_message_t *m = apg_calloc(1, sizeof(*m));
+        /* One allocation: struct, property array, property strings, topic
+         * and (when not compressed) body. */
+        const char *ps = (const char *)r + q;
+        size_t nchunks = 1;
+        for (const char *c = ps; (c = memchr(c, '\x02', props_len - (size_t)(c - ps))) != NULL; c++)
+            nchunks++;
+        bool zipped = (sysflag & APG_MSG_SYSFLAG_COMPRESSED) != 0;
+        size_t arena = sizeof(apg_message_t) + nchunks * sizeof(struct apg_prop) + props_len +
+                       nchunks + topic_len + 1 + (zipped ? 0 : body_len + 1);
+        apg_message_t *m = apg_malloc(arena);
         if (m == NULL)
             return APG_ENOMEM;
-        m->m_topic = apg_strndup((const char *)topic, topic_len);
+        memset(m, 0, sizeof(*m));
+        m->m_arena_len = arena;
+        m->m_props = (struct apg_prop *)(m + 1);
+        m->m_capprops = nchunks;
+        char *strs = (char *)(m->m_props + nchunks);
+        props_decode_arena(m, ps, props_len, &strs);
+        memcpy(strs, topic, topic_len);
+        strs[topic_len] = '\0';
+        m->m_topic = strs;
+        strs += topic_len + 1;
         m->m_body_crc = (int32_t)apg_be32(r + 8);
         m->m_queue_id = (int32_t)apg_be32(r + 12);
         m->m_flag = (int32_t)apg_be32(r + 16);
@@ -568,15 +649,19 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
         m->m_reconsume = (int32_t)apg_be32(r + store_host + store_len);
         /* Offset message id: store ip + port + commitlog offset, upper-case hex. */
         {
-            size_t o = 0;
-            for (size_t i = 0; i < store_len; i++)
-                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
-                                      r[store_host + i]);
-            for (int i = 0; i < 8; i++)
-                o += (size_t)snprintf(m->m_offset_id + o, sizeof(m->m_offset_id) - o, "%02X",
-                                      r[28 + i]);
+            static const char hex[] = "0123456789ABCDEF";
+            char *o = m->m_offset_id;
+            for (size_t i = 0; i < store_len; i++, o += 2) {
+                o[0] = hex[r[store_host + i] >> 4];
+                o[1] = hex[r[store_host + i] & 15];
+            }
+            for (int i = 0; i < 8; i++, o += 2) {
+                o[0] = hex[r[28 + i] >> 4];
+                o[1] = hex[r[28 + i] & 15];
+            }
+            *o = '\0';
         }
-        apg_err_t e = m->m_topic ? APG_OK : APG_ENOMEM;
+        apg_err_t e = APG_OK;
         const uint8_t *body = r + body_at + 4;
         if (e == APG_OK && (sysflag & APG_MSG_SYSFLAG_COMPRESSED)) {
             int type = sysflag & APG_MSG_SYSFLAG_COMPRESS_MASK;
@@ -590,11 +675,11 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
                     apg_errf(e, err, errlen, "record at %zu: body does not inflate", pos);
                 m->m_sysflag &= ~(APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_COMPRESS_MASK);
             }
-        } else if (e == APG_OK) {
-            e = apg_message_set_body(m, body, body_len);
+        } else {
+            memcpy(strs, body, body_len);
+            m->m_body = (uint8_t *)strs;
+            m->m_body_len = body_len;
         }
-        if (e == APG_OK)
-            e = apg_msg_props_decode(m, (const char *)r + q, props_len);
         if (e != APG_OK) {
             apg_message_free(m);
             return e;

@@ -2,9 +2,12 @@
  *
  * The calling thread does the CPU work: it validates the message, sets its
  * UNIQ_KEY, encodes the property string, compresses a large body and copies
- * everything into a send op (struct psend). The op then travels to the
- * instance's I/O thread (io.c), which looks up the route, picks a queue,
- * writes SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) and handles the answer.
+ * everything into a send op (struct psend). When the topic's route is
+ * cached and the broker connection is up, the calling thread also picks the
+ * queue and writes SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) itself
+ * (psend_direct, io.c's direct sends); otherwise the op travels to the
+ * instance's I/O thread, which looks up the route first. Either way the
+ * answer, timeouts and retries are handled on the I/O thread.
  *
  * Ownership: the caller's message is only borrowed; after the hand-over the
  * op owns copies. A sync or oneway op lives on the caller's stack and the
@@ -32,9 +35,10 @@ struct apg_producer {
     char *p_group;
     char *p_namesrv;
     apg_producer_conf_t p_conf;
-    pthread_mutex_t p_mu; /* guards p_inflight */
+    pthread_mutex_t p_mu; /* guards p_inflight, p_blocked */
     pthread_cond_t p_cv;
     int p_inflight;
+    int p_blocked; /* callers waiting for room under max_inflight */
 };
 
 enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
@@ -170,7 +174,12 @@ static void inflight_done(struct apg_producer *p)
 {
     pthread_mutex_lock(&p->p_mu);
     p->p_inflight--;
-    pthread_cond_signal(&p->p_cv);
+    /* Blocked callers are woken together once a quarter of the window is
+     * free, not one context switch per completed send. */
+    if (p->p_blocked > 0 &&
+        (p->p_inflight <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 ||
+         p->p_inflight == 0))
+        pthread_cond_broadcast(&p->p_cv);
     pthread_mutex_unlock(&p->p_mu);
 }
 
@@ -278,6 +287,36 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     psend_complete(ps, APG_OK, NULL);
 }
 
+/* Text of the numeric header fields; lives as long as the request. */
+struct psend_hdr {
+    char qid[16], sysflag[16], born[24], flag[16];
+};
+
+/* SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE header for ps to ps->ps_mq. */
+static void psend_build_req(struct psend *ps, uint8_t serialize, struct apg_rcmd *req,
+                            struct psend_hdr *hs)
+{
+    apg_rcmd_init_request(req, ps->ps_batch ? APG_REQ_SEND_BATCH_MESSAGE : APG_REQ_SEND_MESSAGE_V2,
+                          0, serialize);
+    snprintf(hs->qid, sizeof(hs->qid), "%d", ps->ps_mq.mq_queue_id);
+    snprintf(hs->sysflag, sizeof(hs->sysflag), "%d", ps->ps_sysflag);
+    snprintf(hs->born, sizeof(hs->born), "%lld", (long long)ps->ps_born);
+    snprintf(hs->flag, sizeof(hs->flag), "%d", ps->ps_flag);
+    apg_rcmd_ext_add(req, "a", ps->ps_p->p_group);
+    apg_rcmd_ext_add(req, "b", ps->ps_topic);
+    apg_rcmd_ext_add(req, "c", "TBW102");
+    apg_rcmd_ext_add(req, "d", "4");
+    apg_rcmd_ext_add(req, "e", hs->qid);
+    apg_rcmd_ext_add(req, "f", hs->sysflag);
+    apg_rcmd_ext_add(req, "g", hs->born);
+    apg_rcmd_ext_add(req, "h", hs->flag);
+    apg_rcmd_ext_add(req, "i", ps->ps_props);
+    apg_rcmd_ext_add(req, "j", "0");
+    apg_rcmd_ext_add(req, "k", "false");
+    apg_rcmd_ext_add(req, "m", ps->ps_batch ? "true" : "false");
+    apg_rcmd_ext_add(req, "n", ps->ps_mq.mq_broker);
+}
+
 static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                            const char *errmsg, void *arg)
 {
@@ -316,26 +355,8 @@ static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e
         return;
     }
     struct apg_rcmd req;
-    apg_rcmd_init_request(&req, ps->ps_batch ? APG_REQ_SEND_BATCH_MESSAGE : APG_REQ_SEND_MESSAGE_V2,
-                          0, apg_cio_serialize(io));
-    char qid[16], sysflag[16], born[24], flag[16];
-    snprintf(qid, sizeof(qid), "%d", ps->ps_mq.mq_queue_id);
-    snprintf(sysflag, sizeof(sysflag), "%d", ps->ps_sysflag);
-    snprintf(born, sizeof(born), "%lld", (long long)ps->ps_born);
-    snprintf(flag, sizeof(flag), "%d", ps->ps_flag);
-    apg_rcmd_ext_add(&req, "a", ps->ps_p->p_group);
-    apg_rcmd_ext_add(&req, "b", ps->ps_topic);
-    apg_rcmd_ext_add(&req, "c", "TBW102");
-    apg_rcmd_ext_add(&req, "d", "4");
-    apg_rcmd_ext_add(&req, "e", qid);
-    apg_rcmd_ext_add(&req, "f", sysflag);
-    apg_rcmd_ext_add(&req, "g", born);
-    apg_rcmd_ext_add(&req, "h", flag);
-    apg_rcmd_ext_add(&req, "i", ps->ps_props);
-    apg_rcmd_ext_add(&req, "j", "0");
-    apg_rcmd_ext_add(&req, "k", "false");
-    apg_rcmd_ext_add(&req, "m", ps->ps_batch ? "true" : "false");
-    apg_rcmd_ext_add(&req, "n", ps->ps_mq.mq_broker);
+    struct psend_hdr hs;
+    psend_build_req(ps, apg_cio_serialize(io), &req, &hs);
     e = apg_cio_call(io, addr, &req, ps->ps_body, ps->ps_blen, (int)left,
                      ps->ps_mode == MODE_ONEWAY ? NULL : psend_on_resp, ps, msg, sizeof(msg));
     if (e != APG_OK) {
@@ -438,12 +459,62 @@ static apg_err_t psend_prepare(struct apg_producer *p, struct psend *ps, apg_mes
     return APG_OK;
 }
 
+static int pick_rr(const struct apg_croute *rt, void *arg)
+{
+    /* Per calling thread, like Java's ThreadLocalIndex. */
+    static __thread uint32_t rr;
+    static __thread bool seeded;
+    if (!seeded) {
+        rr = (uint32_t)(uintptr_t)&rr >> 4;
+        seeded = true;
+    }
+    return apg_croute_pick_rr(rt, &rr, NULL);
+}
+
+static int pick_hash(const struct apg_croute *rt, void *arg)
+{
+    return apg_croute_pick_hash(rt, arg);
+}
+
+/* The fast path: when the route is cached and the broker connection is up,
+ * the calling thread encodes and writes the request itself (sync sends at
+ * once on the socket, async and oneway ones queued for one write by the
+ * I/O thread). The answer still arrives on the I/O thread (psend_on_resp),
+ * and so do retries. True: the op was handed over (as after a submit). */
+static bool psend_direct(struct apg_producer *p, struct psend *ps)
+{
+    if (ps->ps_sel == SEL_CUSTOM)
+        return false; /* the user's selector never runs under the instance lock */
+    int64_t left = ps->ps_deadline - apg_now_ms();
+    if (left <= 0)
+        return false;
+    struct apg_cconn *cc =
+        apg_cio_direct_begin(p->p_io, ps->ps_topic, ps->ps_sel == SEL_HASH ? pick_hash : pick_rr,
+                             ps->ps_key, &ps->ps_mq);
+    if (cc == NULL)
+        return false;
+    struct apg_rcmd req;
+    struct psend_hdr hs;
+    psend_build_req(ps, apg_cio_serialize(p->p_io), &req, &hs);
+    return apg_cio_direct_send(p->p_io, cc, &req, ps->ps_body, ps->ps_blen, (int)left,
+                               ps->ps_mode == MODE_ONEWAY ? NULL : psend_on_resp, ps,
+                               ps->ps_mode != MODE_ASYNC) == APG_OK;
+}
+
 /* Hands a prepared stack op to the I/O thread and waits for it. */
 static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_result_t *res,
                             char *err, size_t errlen)
 {
     apg_cwait_init(&ps->ps_wait);
-    apg_err_t e = apg_cio_submit(p->p_io, &ps->ps_op);
+    apg_err_t e = APG_OK;
+    if (psend_direct(p, ps)) {
+        if (ps->ps_mode == MODE_ONEWAY) {
+            psend_free_parts(ps);
+            return APG_OK; /* written or queued; nothing comes back */
+        }
+    } else {
+        e = apg_cio_submit(p->p_io, &ps->ps_op);
+    }
     if (e != APG_OK) {
         apg_errf(e, err, errlen, "producer is shutting down");
     } else {
@@ -533,10 +604,15 @@ apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_sen
     ps->ps_cb = cb;
     ps->ps_cbarg = arg;
     pthread_mutex_lock(&p->p_mu);
-    while (p->p_inflight >= p->p_conf.max_inflight)
+    while (p->p_inflight >= p->p_conf.max_inflight) {
+        p->p_blocked++;
         pthread_cond_wait(&p->p_cv, &p->p_mu);
+        p->p_blocked--;
+    }
     p->p_inflight++;
     pthread_mutex_unlock(&p->p_mu);
+    if (psend_direct(p, ps))
+        return APG_OK; /* ps belongs to the I/O thread now */
     e = apg_cio_submit(p->p_io, &ps->ps_op);
     if (e != APG_OK) {
         psend_free_parts(ps);

@@ -460,7 +460,7 @@ static apg_err_t pull_sink_msg(apg_message_t *m, void *arg)
     if (orig && strcmp(q->q_mq.mq_topic, s->ps_c->pc_retry_topic) == 0) {
         char *tcopy = apg_strdup(orig);
         if (tcopy) {
-            apg_free(m->m_topic);
+            apg_msg_part_free(m, m->m_topic);
             m->m_topic = tcopy;
         }
     }

@@ -91,6 +91,20 @@ describe('C client via apogee bench', { skip }, () => {
         total += 3001;
     });
 
+    test('produce --rate keeps a fixed send rate and reports latency from the schedule', () => {
+        const r = bench(['produce', `--namesrvAddr=${ns}`, '--topic=ClientBench', '--rate=2000', '--duration=2', '--threads=2', '--json']);
+        assert.equal(r.code, 0, r.out);
+        assert.match(r.out, /fixed rate: 2000 msgs\/s/);
+        const j = JSON.parse(r.out.trim().split('\n').pop());
+        assert.equal(j.failed, 0, r.out);
+        // 2 s at 2000/s: about 4000 sends, never far more (the schedule caps them).
+        assert.ok(j.sent >= 3000 && j.sent <= 4200, r.out);
+        assert.ok(j.p50_us <= j.p99_us && j.p99_us <= j.max_us, r.out);
+        total += j.sent + 1;
+        const bad = bench(['produce', `--namesrvAddr=${ns}`, '--rate=-5']);
+        assert.equal(bad.code, 2, bad.out);
+    });
+
     test('consume drains the topic from the first offset', () => {
         const r = bench(['consume', `--namesrvAddr=${ns}`, '--topic=ClientBench', '--threads=2', '--json']);
         assert.equal(r.code, 0, r.out);
