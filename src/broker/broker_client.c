@@ -42,8 +42,8 @@ struct apg_cgroup {
 
 struct apg_clients {
     pthread_mutex_t cl_lock;
-    struct apg_bmap cl_consumers; /* group -> struct apg_cgroup* */
-    struct apg_bmap cl_producers;
+    struct apg_smap cl_consumers; /* group -> struct apg_cgroup* */
+    struct apg_smap cl_producers;
 };
 
 struct apg_clients *apg_clients_new(void)
@@ -52,8 +52,8 @@ struct apg_clients *apg_clients_new(void)
     if (!cl)
         return NULL;
     pthread_mutex_init(&cl->cl_lock, NULL);
-    apg_bmap_init(&cl->cl_consumers);
-    apg_bmap_init(&cl->cl_producers);
+    apg_smap_init(&cl->cl_consumers);
+    apg_smap_init(&cl->cl_producers);
     return cl;
 }
 
@@ -80,12 +80,12 @@ static void group_free(struct apg_cgroup *g)
     apg_free(g);
 }
 
-static void map_free(struct apg_bmap *m)
+static void map_free(struct apg_smap *m)
 {
     size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos))
-        group_free(e->me_val);
-    apg_bmap_clear(m);
+    for (struct apg_smap_ent *e = apg_smap_first(m, &pos); e; e = apg_smap_next(m, e, &pos))
+        group_free(e->se_val);
+    apg_smap_clear(m);
 }
 
 void apg_clients_free(struct apg_clients *cl)
@@ -99,13 +99,13 @@ void apg_clients_free(struct apg_clients *cl)
 }
 
 /* Caller holds cl_lock. Returns true when the member set changed. */
-static bool member_touch(struct apg_bmap *m, const char *group, const char *id, struct apg_conn *c,
+static bool member_touch(struct apg_smap *m, const char *group, const char *id, struct apg_conn *c,
                          int64_t now, struct apg_cgroup **out)
 {
-    struct apg_cgroup *g = apg_bmap_get(m, group);
+    struct apg_cgroup *g = apg_smap_get(m, group);
     if (!g) {
         g = apg_calloc(1, sizeof(*g));
-        if (!g || apg_bmap_put(m, group, g, NULL)) {
+        if (!g || apg_smap_put(m, group, g, NULL)) {
             apg_free(g);
             return false;
         }
@@ -280,25 +280,25 @@ static int remove_members(struct apg_cgroup *g, const char *id, const struct apg
 
 /* Caller holds cl_lock. Applies remove_members to every group of m,
  * notifies consumer groups that lost members and drops empty groups. */
-static void sweep(struct apg_bmap *m, bool consumers, const char *id, const struct apg_conn *conn,
+static void sweep(struct apg_smap *m, bool consumers, const char *id, const struct apg_conn *conn,
                   int64_t older)
 {
     bool again = true;
     while (again) {
         again = false;
         size_t pos;
-        for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos)) {
-            struct apg_cgroup *g = e->me_val;
+        for (struct apg_smap_ent *e = apg_smap_first(m, &pos); e; e = apg_smap_next(m, e, &pos)) {
+            struct apg_cgroup *g = e->se_val;
             int n = remove_members(g, id, conn, older);
             if (n && consumers && g->cg_chans) {
                 apg_log_info("broker", "consumer group %s lost %d member(s); notifying the rest",
-                             e->me_key, n);
-                notify_members(g, e->me_key);
+                             e->se_key, n);
+                notify_members(g, e->se_key);
             }
             if (!g->cg_chans) {
                 char key[APG_NAME_CAP];
-                snprintf(key, sizeof(key), "%s", e->me_key);
-                group_free(apg_bmap_del(m, key));
+                snprintf(key, sizeof(key), "%s", e->se_key);
+                group_free(apg_smap_del(m, key));
                 again = true;
                 break;
             }
@@ -337,18 +337,18 @@ static void unregister(struct apg_broker *b, struct apg_conn *c, const struct ap
     struct apg_clients *cl = b->br_clients;
     pthread_mutex_lock(&cl->cl_lock);
     if (cg && cg[0]) {
-        struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, cg);
+        struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, cg);
         if (g && remove_members(g, id, NULL, 0)) {
             if (g->cg_chans)
                 notify_members(g, cg);
             else
-                group_free(apg_bmap_del(&cl->cl_consumers, cg));
+                group_free(apg_smap_del(&cl->cl_consumers, cg));
         }
     }
     if (pg && pg[0]) {
-        struct apg_cgroup *g = apg_bmap_get(&cl->cl_producers, pg);
+        struct apg_cgroup *g = apg_smap_get(&cl->cl_producers, pg);
         if (g && remove_members(g, id, NULL, 0) && !g->cg_chans)
-            group_free(apg_bmap_del(&cl->cl_producers, pg));
+            group_free(apg_smap_del(&cl->cl_producers, pg));
     }
     pthread_mutex_unlock(&cl->cl_lock);
     apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
@@ -371,7 +371,7 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
     struct apg_buf body = APG_BUF_INIT;
     int n = 0;
     pthread_mutex_lock(&cl->cl_lock);
-    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
     const char *ids[1024];
     for (struct apg_cchan *ch = g ? g->cg_chans : NULL; ch && n < 1024; ch = ch->cc_next)
         ids[n++] = ch->cc_id;
@@ -422,7 +422,7 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
 {
     bool found = false;
     pthread_mutex_lock(&cl->cl_lock);
-    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
     for (struct apg_csub *s = g ? g->cg_subs : NULL; s; s = s->cs_next)
         if (strcmp(s->cs_topic, topic) == 0) {
             snprintf(out, outlen, "%s", s->cs_expr ? s->cs_expr : "*");

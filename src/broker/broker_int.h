@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "broker/bjson.h"
-#include "broker/bmap.h"
+#include "common/smap.h"
 #include "common/buf.h"
 #include "common/err.h"
 
@@ -73,7 +73,7 @@ struct apg_topic_cfg {
 
 struct apg_topics {
     pthread_mutex_t tp_lock;
-    struct apg_bmap tp_map; /* name -> struct apg_topic_cfg* (owned) */
+    struct apg_smap tp_map; /* name -> struct apg_topic_cfg* (owned) */
     struct apg_dver tp_version;
     char *tp_path; /* <root>/config/topics.json */
     bool tp_dirty;
@@ -134,7 +134,7 @@ struct apg_group_cfg {
 
 struct apg_groups {
     pthread_mutex_t gp_lock;
-    struct apg_bmap gp_map; /* name -> struct apg_group_cfg* (owned) */
+    struct apg_smap gp_map; /* name -> struct apg_group_cfg* (owned) */
     struct apg_dver gp_version;
     char *gp_path;
     bool gp_dirty;
@@ -161,7 +161,7 @@ apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t
 
 struct apg_offsets {
     pthread_mutex_t of_lock;
-    struct apg_bmap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
+    struct apg_smap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
     char *of_path;
     bool of_dirty;
 };

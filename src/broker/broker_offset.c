@@ -37,11 +37,11 @@ static struct apg_off_row *row_grow(struct apg_off_row *r, int32_t queue)
 
 static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queue, int64_t off)
 {
-    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    struct apg_off_row *r = apg_smap_get(&o->of_map, key);
     struct apg_off_row *nr = row_grow(r, queue);
     if (!nr)
         return APG_ENOMEM;
-    if (nr != r && apg_bmap_put(&o->of_map, key, nr, NULL)) {
+    if (nr != r && apg_smap_put(&o->of_map, key, nr, NULL)) {
         if (!r)
             apg_free(nr);
         return APG_ENOMEM;
@@ -59,7 +59,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&o->of_lock, NULL);
-    apg_bmap_init(&o->of_map);
+    apg_smap_init(&o->of_map);
     size_t n = strlen(root) + 40;
     o->of_path = apg_malloc(n);
     if (!o->of_path) {
@@ -105,10 +105,10 @@ void apg_offsets_free(struct apg_offsets *o)
     if (!o)
         return;
     size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
-         e = apg_bmap_next(&o->of_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&o->of_map);
+    for (struct apg_smap_ent *e = apg_smap_first(&o->of_map, &pos); e;
+         e = apg_smap_next(&o->of_map, e, &pos))
+        apg_free(e->se_val);
+    apg_smap_clear(&o->of_map);
     pthread_mutex_destroy(&o->of_lock);
     apg_free(o->of_path);
     apg_free(o);
@@ -138,7 +138,7 @@ int64_t apg_offsets_query(struct apg_offsets *o, const char *group, const char *
     char key[2 * APG_NAME_CAP + 2];
     make_key(key, sizeof(key), topic, group);
     pthread_mutex_lock(&o->of_lock);
-    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    struct apg_off_row *r = apg_smap_get(&o->of_map, key);
     int64_t v = r && queue >= 0 && queue < r->or_n ? r->or_off[queue] : -1;
     pthread_mutex_unlock(&o->of_lock);
     return v;
@@ -152,18 +152,18 @@ static void drop_matching(struct apg_offsets *o, const char *name, int part)
     bool again = true;
     while (again) {
         again = false;
-        for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
-             e = apg_bmap_next(&o->of_map, e, &pos)) {
-            const char *at = strchr(e->me_key, '@');
+        for (struct apg_smap_ent *e = apg_smap_first(&o->of_map, &pos); e;
+             e = apg_smap_next(&o->of_map, e, &pos)) {
+            const char *at = strchr(e->se_key, '@');
             if (!at)
                 continue;
-            bool hit = part == 0 ? (strlen(name) == (size_t)(at - e->me_key) &&
-                                    strncmp(e->me_key, name, (size_t)(at - e->me_key)) == 0)
+            bool hit = part == 0 ? (strlen(name) == (size_t)(at - e->se_key) &&
+                                    strncmp(e->se_key, name, (size_t)(at - e->se_key)) == 0)
                                  : strcmp(at + 1, name) == 0;
             if (hit) {
                 char key[2 * APG_NAME_CAP + 2];
-                snprintf(key, sizeof(key), "%s", e->me_key);
-                apg_free(apg_bmap_del(&o->of_map, key));
+                snprintf(key, sizeof(key), "%s", e->se_key);
+                apg_free(apg_smap_del(&o->of_map, key));
                 o->of_dirty = true;
                 again = true;
                 break;
@@ -189,14 +189,14 @@ apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
     apg_err_t e = apg_buf_append_str(b, "{\"offsetTable\":{");
     size_t pos;
     bool first = true;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&o->of_map, &pos); !e && it;
-         it = apg_bmap_next(&o->of_map, it, &pos)) {
-        struct apg_off_row *r = it->me_val;
+    for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
+         it = apg_smap_next(&o->of_map, it, &pos)) {
+        struct apg_off_row *r = it->se_val;
         if (!first)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->me_key);
+            e = apg_bjson_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":{", 2);
         bool f2 = true;

@@ -74,7 +74,7 @@ static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc
         return APG_ENOMEM;
     *n = *gc;
     void *old;
-    if (apg_bmap_put(&g->gp_map, n->gc_name, n, &old)) {
+    if (apg_smap_put(&g->gp_map, n->gc_name, n, &old)) {
         apg_free(n);
         return APG_ENOMEM;
     }
@@ -92,7 +92,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&g->gp_lock, NULL);
-    apg_bmap_init(&g->gp_map);
+    apg_smap_init(&g->gp_map);
     size_t n = strlen(root) + 40;
     g->gp_path = apg_malloc(n);
     if (!g->gp_path) {
@@ -137,10 +137,10 @@ void apg_groups_free(struct apg_groups *g)
     if (!g)
         return;
     size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&g->gp_map, &pos); e;
-         e = apg_bmap_next(&g->gp_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&g->gp_map);
+    for (struct apg_smap_ent *e = apg_smap_first(&g->gp_map, &pos); e;
+         e = apg_smap_next(&g->gp_map, e, &pos))
+        apg_free(e->se_val);
+    apg_smap_clear(&g->gp_map);
     pthread_mutex_destroy(&g->gp_lock);
     apg_free(g->gp_path);
     apg_free(g);
@@ -149,7 +149,7 @@ void apg_groups_free(struct apg_groups *g)
 bool apg_groups_get(struct apg_groups *g, const char *name, struct apg_group_cfg *out)
 {
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_get(&g->gp_map, name);
     if (gc && out)
         *out = *gc;
     pthread_mutex_unlock(&g->gp_lock);
@@ -161,7 +161,7 @@ apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool 
 {
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_get(&g->gp_map, name);
     if (gc) {
         *out = *gc;
     } else if (!auto_create) {
@@ -187,7 +187,7 @@ apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc)
 bool apg_groups_delete(struct apg_groups *g, const char *name)
 {
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_del(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_del(&g->gp_map, name);
     if (gc) {
         apg_free(gc);
         apg_dver_next(&g->gp_version);
@@ -207,17 +207,17 @@ apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
         e = apg_buf_append_str(b, ",\"forbiddenTable\":{},\"subscriptionGroupTable\":{");
     size_t pos;
     bool first = true;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&g->gp_map, &pos); !e && it;
-         it = apg_bmap_next(&g->gp_map, it, &pos)) {
+    for (struct apg_smap_ent *it = apg_smap_first(&g->gp_map, &pos); !e && it;
+         it = apg_smap_next(&g->gp_map, it, &pos)) {
         if (!first)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->me_key);
+            e = apg_bjson_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_group_cfg_encode(it->me_val, b);
+            e = apg_group_cfg_encode(it->se_val, b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");

@@ -64,7 +64,7 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
         return APG_ENOMEM;
     *n = *tc;
     void *old;
-    if (apg_bmap_put(&t->tp_map, n->tc_name, n, &old)) {
+    if (apg_smap_put(&t->tp_map, n->tc_name, n, &old)) {
         apg_free(n);
         return APG_ENOMEM;
     }
@@ -103,7 +103,7 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
         struct apg_topic_cfg tc;
         if (apg_topic_cfg_decode(k, &tc, NULL, 0) == APG_OK) {
             struct apg_topic_cfg *n = apg_malloc(sizeof(*n));
-            if (!n || apg_bmap_put(&t->tp_map, tc.tc_name, n, NULL)) {
+            if (!n || apg_smap_put(&t->tp_map, tc.tc_name, n, NULL)) {
                 apg_free(n);
                 apg_bjson_free(root);
                 return apg_errf(APG_ENOMEM, err, errlen, "out of memory loading topics");
@@ -117,7 +117,7 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
 
 static void ensure_builtin(struct apg_topics *t, const char *name, int32_t queues, int32_t perm)
 {
-    if (apg_bmap_get(&t->tp_map, name))
+    if (apg_smap_get(&t->tp_map, name))
         return;
     struct apg_topic_cfg tc = {0};
     set_name(&tc, name);
@@ -136,7 +136,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
         return NULL;
     }
     pthread_mutex_init(&t->tp_lock, NULL);
-    apg_bmap_init(&t->tp_map);
+    apg_smap_init(&t->tp_map);
     size_t n = strlen(root) + 32;
     t->tp_path = apg_malloc(n);
     if (!t->tp_path) {
@@ -151,7 +151,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     }
     const int32_t rw = APG_PERM_READ | APG_PERM_WRITE;
     if (auto_create) {
-        struct apg_topic_cfg *tbw = apg_bmap_get(&t->tp_map, APG_DEFAULT_TOPIC);
+        struct apg_topic_cfg *tbw = apg_smap_get(&t->tp_map, APG_DEFAULT_TOPIC);
         if (!tbw || !(tbw->tc_perm & APG_PERM_INHERIT) || tbw->tc_write_queues != default_queues) {
             struct apg_topic_cfg tc = {0};
             set_name(&tc, APG_DEFAULT_TOPIC);
@@ -160,7 +160,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
             put_locked(t, &tc);
         }
     } else {
-        apg_free(apg_bmap_del(&t->tp_map, APG_DEFAULT_TOPIC));
+        apg_free(apg_smap_del(&t->tp_map, APG_DEFAULT_TOPIC));
     }
     ensure_builtin(t, "SELF_TEST_TOPIC", 1, rw);
     ensure_builtin(t, "OFFSET_MOVED_EVENT", 1, rw);
@@ -176,10 +176,10 @@ void apg_topics_free(struct apg_topics *t)
     if (!t)
         return;
     size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&t->tp_map, &pos); e;
-         e = apg_bmap_next(&t->tp_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&t->tp_map);
+    for (struct apg_smap_ent *e = apg_smap_first(&t->tp_map, &pos); e;
+         e = apg_smap_next(&t->tp_map, e, &pos))
+        apg_free(e->se_val);
+    apg_smap_clear(&t->tp_map);
     pthread_mutex_destroy(&t->tp_lock);
     apg_free(t->tp_path);
     apg_free(t);
@@ -188,7 +188,7 @@ void apg_topics_free(struct apg_topics *t)
 bool apg_topics_get(struct apg_topics *t, const char *name, struct apg_topic_cfg *out)
 {
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_get(&t->tp_map, name);
+    struct apg_topic_cfg *tc = apg_smap_get(&t->tp_map, name);
     if (tc && out)
         *out = *tc;
     pthread_mutex_unlock(&t->tp_lock);
@@ -206,7 +206,7 @@ apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc)
 bool apg_topics_delete(struct apg_topics *t, const char *name)
 {
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_del(&t->tp_map, name);
+    struct apg_topic_cfg *tc = apg_smap_del(&t->tp_map, name);
     if (tc) {
         apg_free(tc);
         apg_dver_next(&t->tp_version);
@@ -222,7 +222,7 @@ apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t que
     *created = false;
     pthread_mutex_lock(&t->tp_lock);
     apg_err_t e = APG_OK;
-    if (!apg_bmap_get(&t->tp_map, topic)) {
+    if (!apg_smap_get(&t->tp_map, topic)) {
         struct apg_topic_cfg tc = {0};
         set_name(&tc, topic);
         tc.tc_read_queues = tc.tc_write_queues = queues;
@@ -242,7 +242,7 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
     *created = false;
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_get(&t->tp_map, topic);
+    struct apg_topic_cfg *tc = apg_smap_get(&t->tp_map, topic);
     if (tc) {
         *out = *tc;
         goto out;
@@ -254,7 +254,7 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
         n.tc_perm = APG_PERM_READ | APG_PERM_WRITE;
     } else {
         const char *dt = default_topic && default_topic[0] ? default_topic : APG_DEFAULT_TOPIC;
-        struct apg_topic_cfg *tmpl = apg_bmap_get(&t->tp_map, dt);
+        struct apg_topic_cfg *tmpl = apg_smap_get(&t->tp_map, dt);
         if (!tmpl) {
             e = apg_errf(APG_ENOTFOUND, err, errlen,
                          "topic '%s' does not exist and the template topic '%s' is missing "
@@ -307,13 +307,13 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
     if (!e)
         e = apg_buf_append_str(b, ",\"topicConfigTable\":{");
     /* Sorted output keeps the file stable and diffable. */
-    size_t n = t->tp_map.bm_count, i = 0, pos;
+    size_t n = t->tp_map.sm_len, i = 0, pos;
     const char **names = apg_malloc((n ? n : 1) * sizeof(*names));
     if (!names)
         e = APG_ENOMEM;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&t->tp_map, &pos); !e && it;
-         it = apg_bmap_next(&t->tp_map, it, &pos))
-        names[i++] = it->me_key;
+    for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); !e && it;
+         it = apg_smap_next(&t->tp_map, it, &pos))
+        names[i++] = it->se_key;
     if (!e)
         qsort(names, n, sizeof(*names), cmp_str);
     for (i = 0; !e && i < n; i++) {
@@ -324,7 +324,7 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_topic_cfg_encode(apg_bmap_get(&t->tp_map, names[i]), b);
+            e = apg_topic_cfg_encode(apg_smap_get(&t->tp_map, names[i]), b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");
