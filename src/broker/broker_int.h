@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "broker/bjson.h"
+#include "common/file.h"
 #include "common/smap.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -28,16 +29,6 @@
 #define APG_DEFAULT_TOPIC "TBW102"
 #define APG_RETRY_PREFIX "%RETRY%"
 #define APG_DLQ_PREFIX "%DLQ%"
-
-/* ---- small files -------------------------------------------------------- */
-
-/* Writes path atomically: path.tmp, fsync, keep the old file as path.bak,
- * rename. Creates the parent directory. */
-apg_err_t apg_bfile_write_atomic(const char *path, const void *data, size_t len, char *err,
-                                 size_t errlen);
-/* Reads a whole file into out (NUL-terminated past b_len). APG_ENOTFOUND
- * when it does not exist. */
-apg_err_t apg_bfile_read(const char *path, struct apg_buf *out, char *err, size_t errlen);
 
 /* ---- data version ------------------------------------------------------- */
 

@@ -68,7 +68,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
     }
     snprintf(o->of_path, n, "%s/config/consumerOffset.json", root);
     struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(o->of_path, &b, err, errlen);
+    apg_err_t e = apg_file_read(o->of_path, &b, err, errlen);
     if (e == APG_OK) {
         struct apg_bjson *rj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
         if (!rj) {
@@ -226,7 +226,7 @@ apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = apg_offsets_encode(o, &b);
     if (!e)
-        e = apg_bfile_write_atomic(o->of_path, b.b_data, b.b_len, err, errlen);
+        e = apg_file_write_atomic(o->of_path, b.b_data, b.b_len, err, errlen);
     apg_buf_free(&b);
     if (e) {
         pthread_mutex_lock(&o->of_lock);

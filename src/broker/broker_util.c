@@ -1,10 +1,5 @@
-/* Broker utilities shared by the config tables: atomic small-file writes,
- * DataVersion, and RocketMQ's name rules.
- *
- * Config files are written the RocketMQ way: the new content goes to
- * <file>.tmp and is fsynced, the current file becomes <file>.bak, and the
- * tmp file is renamed over the original, so a crash leaves either version
- * readable. */
+/* Broker utilities shared by the config tables: DataVersion and RocketMQ's
+ * name rules. (The tables' files are written with apg_file_write_atomic.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,89 +10,6 @@
 #include <unistd.h>
 
 #include "broker/broker_int.h"
-
-static void mkdir_parents(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-}
-
-apg_err_t apg_bfile_write_atomic(const char *path, const void *data, size_t len, char *err,
-                                 size_t errlen)
-{
-    char tmp[PATH_MAX], bak[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(bak, sizeof(bak), "%s.bak", path);
-    mkdir_parents(path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return apg_errf(APG_EIO, err, errlen, "fsync %s failed: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (access(path, F_OK) == 0 && (unlink(bak), link(path, bak) != 0)) {
-        /* A missing .bak is not worth failing the write for. */
-    }
-    if (rename(tmp, path) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot rename %s to %s: %s", tmp, path,
-                        strerror(errno));
-    return APG_OK;
-}
-
-apg_err_t apg_bfile_read(const char *path, struct apg_buf *out, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return APG_ENOTFOUND;
-        return apg_errf(APG_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
-    }
-    apg_buf_reset(out);
-    for (;;) {
-        if (apg_buf_reserve(out, 65536)) {
-            close(fd);
-            return apg_errf(APG_ENOMEM, err, errlen, "out of memory reading %s", path);
-        }
-        ssize_t n = read(fd, out->b_data + out->b_len, out->b_cap - out->b_len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "cannot read %s: %s", path, strerror(e));
-        }
-        if (n == 0)
-            break;
-        out->b_len += (size_t)n;
-    }
-    close(fd);
-    out->b_data[out->b_len] = 0;
-    return APG_OK;
-}
 
 static int64_t now_ms(void)
 {

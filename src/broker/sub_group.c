@@ -102,7 +102,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
     }
     snprintf(g->gp_path, n, "%s/config/subscriptionGroup.json", root);
     struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(g->gp_path, &b, err, errlen);
+    apg_err_t e = apg_file_read(g->gp_path, &b, err, errlen);
     if (e == APG_OK) {
         struct apg_bjson *rootj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
         if (!rootj) {
@@ -236,7 +236,7 @@ apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = apg_groups_encode(g, &b);
     if (!e)
-        e = apg_bfile_write_atomic(g->gp_path, b.b_data, b.b_len, err, errlen);
+        e = apg_file_write_atomic(g->gp_path, b.b_data, b.b_len, err, errlen);
     apg_buf_free(&b);
     if (e) {
         pthread_mutex_lock(&g->gp_lock);

@@ -77,7 +77,7 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
 static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
 {
     struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(t->tp_path, &b, err, errlen);
+    apg_err_t e = apg_file_read(t->tp_path, &b, err, errlen);
     if (e == APG_ENOTFOUND) {
         apg_buf_free(&b);
         return APG_OK;
@@ -344,7 +344,7 @@ apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = apg_topics_encode(t, &b);
     if (!e)
-        e = apg_bfile_write_atomic(t->tp_path, b.b_data, b.b_len, err, errlen);
+        e = apg_file_write_atomic(t->tp_path, b.b_data, b.b_len, err, errlen);
     else
         apg_errf(e, err, errlen, "out of memory encoding topics");
     apg_buf_free(&b);

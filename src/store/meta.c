@@ -1,5 +1,5 @@
-/* Metadata files: atomic write (tmp + fsync + .bak + rename) and a reader
- * tolerant of fastjson's non-standard map keys. See meta.h.
+/* Metadata files: a reader tolerant of fastjson's non-standard map keys,
+ * with fallback to the .bak that apg_file_write_atomic keeps. See meta.h.
  *
  * The normaliser is a single pass with a small stack of open containers. In an
  * object, after '{' or ',', the next token is a key: a quoted string is copied,
@@ -8,14 +8,11 @@
  * JSON string. Everything else is copied byte for byte. */
 #include "store/meta.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -139,127 +136,13 @@ apg_err_t apg_meta_normalize(const char *in, size_t len, struct apg_buf *out)
     return rc;
 }
 
-static apg_err_t write_file(const char *path, const void *data, size_t len, char *err,
-                            size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return apg_errf(APG_EIO, err, errlen, "create %s: %s", path, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "write %s: %s", path, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return apg_errf(APG_EIO, err, errlen, "fsync %s: %s", path, strerror(e));
-    }
-    close(fd);
-    return APG_OK;
-}
-
-static void sync_parent(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        snprintf(dir, sizeof(dir), ".");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof(dir))
-            return;
-        memcpy(dir, path, n);
-        dir[n] = 0;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static apg_err_t slurp(const char *path, struct apg_buf *b)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? APG_ENOTFOUND : APG_EIO;
-    apg_err_t rc = APG_OK;
-    for (;;) {
-        if ((rc = apg_buf_reserve(b, 65536)))
-            break;
-        ssize_t n = read(fd, b->b_data + b->b_len, b->b_cap - b->b_len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = APG_EIO;
-            break;
-        }
-        if (n == 0)
-            break;
-        b->b_len += (size_t)n;
-    }
-    close(fd);
-    return rc;
-}
-
-apg_err_t apg_meta_write(const char *path, const void *data, size_t len, char *err, size_t errlen)
-{
-    size_t pl = strlen(path);
-    char *tmp = apg_malloc(pl + 5), *bak = apg_malloc(pl + 5);
-    if (!tmp || !bak) {
-        apg_free(tmp);
-        apg_free(bak);
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    }
-    snprintf(tmp, pl + 5, "%s.tmp", path);
-    snprintf(bak, pl + 5, "%s.bak", path);
-    apg_err_t rc = write_file(tmp, data, len, err, errlen);
-    if (!rc) {
-        /* Keep the previous version as .bak (its own atomic write). */
-        struct apg_buf old = APG_BUF_INIT;
-        if (slurp(path, &old) == APG_OK) {
-            char *bt = apg_malloc(pl + 9);
-            if (bt) {
-                snprintf(bt, pl + 9, "%s.bak.tmp", path);
-                if (write_file(bt, old.b_data, old.b_len, NULL, 0) == APG_OK &&
-                    rename(bt, bak) != 0)
-                    unlink(bt);
-                apg_free(bt);
-            }
-        }
-        apg_buf_free(&old);
-        if (rename(tmp, path) != 0) {
-            rc = apg_errf(APG_EIO, err, errlen, "rename %s to %s: %s", tmp, path, strerror(errno));
-            unlink(tmp);
-        } else {
-            sync_parent(path);
-        }
-    }
-    apg_free(tmp);
-    apg_free(bak);
-    return rc;
-}
-
 static apg_err_t parse(const char *path, json_t **out, char *err, size_t errlen)
 {
     struct apg_buf raw = APG_BUF_INIT, norm = APG_BUF_INIT;
-    apg_err_t rc = slurp(path, &raw);
+    apg_err_t rc = apg_file_read(path, &raw, err, errlen);
     if (rc) {
         apg_buf_free(&raw);
-        return rc == APG_ENOTFOUND ? APG_ENOTFOUND
-                                   : apg_errf(rc, err, errlen, "read %s failed", path);
+        return rc;
     }
     rc = apg_meta_normalize((const char *)raw.b_data, raw.b_len, &norm);
     if (!rc) {

@@ -1,9 +1,6 @@
 /* Metadata files (topics.json, subscriptionGroup.json, consumerOffset.json,
- * delayOffset.json): atomic writes and tolerant reads.
- *
- * Writes: <path>.tmp is written and fsynced, the previous <path> is kept as
- * <path>.bak, then <path>.tmp is renamed over <path> and the directory synced,
- * so a crash leaves either the old or the new file, never a torn one.
+ * delayOffset.json): tolerant reads. Writes go through
+ * apg_file_write_atomic (common/file.h), which keeps <path>.bak.
  *
  * Reads accept the non-standard JSON that Java's fastjson emits (wire doc §2):
  * unquoted numeric map keys ({0:"a"}) and object map keys
@@ -20,9 +17,6 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-
-/* Atomically replaces path with data[0..len). Borrows everything. */
-apg_err_t apg_meta_write(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
 /* Reads and parses path (or path.bak if path is missing or does not parse).
  * On success *out is owned by the caller (json_decref). APG_ENOTFOUND if

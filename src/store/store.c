@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -224,26 +225,6 @@ static char *path_join(const char *a, const char *b)
     p[la] = '/';
     memcpy(p + la + 1, b, lb + 1);
     return p;
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i < n; i++) {
-        if (tmp[i] == '/') {
-            tmp[i] = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return -1;
-            tmp[i] = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
 }
 
 static void set_last_error(struct apg_store *st, const char *msg)
@@ -517,8 +498,9 @@ static const uint8_t *cq_entry(struct apg_store *st, struct cq *q, int64_t lo)
 
 static int cq_add_seg(struct apg_store *st, struct cq *q, int64_t base, char *err, size_t errlen)
 {
-    if (mkdir_p(q->cq_dir) != 0)
-        return apg_errf(APG_EIO, err, errlen, "mkdir %s: %s", q->cq_dir, strerror(errno));
+    apg_err_t mrc = apg_file_mkdir_p(q->cq_dir, err, errlen);
+    if (mrc)
+        return mrc;
     struct seg *s =
         seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, false, err, errlen);
     if (!s)
@@ -2499,11 +2481,10 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
-    if (mkdir_p(st->st_root) || mkdir_p(st->st_cldir) || mkdir_p(st->st_cqdir)) {
-        rc = apg_errf(APG_EIO, err, errlen, "cannot create store directories under %s: %s",
-                      st->st_root, strerror(errno));
+    if ((rc = apg_file_mkdir_p(st->st_root, err, errlen)) ||
+        (rc = apg_file_mkdir_p(st->st_cldir, err, errlen)) ||
+        (rc = apg_file_mkdir_p(st->st_cqdir, err, errlen)))
         goto fail;
-    }
     char *lp = path_join(st->st_root, "lock");
     st->st_lock_fd = lp ? open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
     apg_free(lp);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/mem.h"
 #include "store/meta.h"
 
@@ -58,8 +59,8 @@ static void test_write_read_bak(void **st)
 
     const char *v1 = "{\"dataVersion\":{\"counter\":1},\"topicConfigTable\":{0:\"a\"}}";
     const char *v2 = "{\"dataVersion\":{\"counter\":2}}";
-    assert_int_equal(apg_meta_write(path, v1, strlen(v1), err, sizeof(err)), 0);
-    assert_int_equal(apg_meta_write(path, v2, strlen(v2), err, sizeof(err)), 0);
+    assert_int_equal(apg_file_write_atomic(path, v1, strlen(v1), err, sizeof(err)), 0);
+    assert_int_equal(apg_file_write_atomic(path, v2, strlen(v2), err, sizeof(err)), 0);
     assert_int_equal(apg_meta_read(path, &j, err, sizeof(err)), 0);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "dataVersion"), "counter")), 2);
