@@ -52,8 +52,8 @@ static void *loader(void *arg)
         m.mi_queue_id = qid;
         m.mi_body = (const uint8_t *)body;
         m.mi_body_len = (size_t)bl + pad;
-        m.mi_born_host.h_addr[0] = 127;
-        m.mi_born_host.h_addr[3] = 1;
+        m.mi_born_host.h_ip[0] = 127;
+        m.mi_born_host.h_ip[3] = 1;
         struct apg_put_result r;
         char err[256];
         apg_err_t rc = apg_store_put(g_st, &m, 1, &r, NULL, NULL, err, sizeof(err));

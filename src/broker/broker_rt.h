@@ -9,11 +9,6 @@
 #ifndef APG_BROKER_BROKER_RT_H
 #define APG_BROKER_BROKER_RT_H
 
-/* store.h first: netdb.h (pulled in by uv.h) defines h_addr as a macro,
- * which would rewrite struct apg_host's field of that name. */
-#include "store/msg.h"
-#include "store/store.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
@@ -24,10 +19,8 @@
 #include "net/net.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
-
-#ifdef h_addr
-#undef h_addr
-#endif
+#include "store/msg.h"
+#include "store/store.h"
 
 struct apg_clients;
 struct apg_parked;

@@ -51,7 +51,7 @@ static void parse_host(struct apg_host *h, const char *peer)
     memcpy(ip, peer, (size_t)(colon - peer));
     ip[colon - peer] = 0;
     h->h_port = (uint32_t)atoi(colon + 1);
-    if (inet_pton(AF_INET, ip, h->h_addr) == 1)
+    if (inet_pton(AF_INET, ip, h->h_ip) == 1)
         return;
     char *ip6 = ip;
     if (ip6[0] == '[') {
@@ -60,7 +60,7 @@ static void parse_host(struct apg_host *h, const char *peer)
         if (e)
             *e = 0;
     }
-    if (inet_pton(AF_INET6, ip6, h->h_addr) == 1)
+    if (inet_pton(AF_INET6, ip6, h->h_ip) == 1)
         h->h_v6 = true;
 }
 

@@ -31,7 +31,7 @@ size_t apg_msg_encoded_size(const struct apg_msg_in *m, bool store_host_v6)
 static uint8_t *put_host(uint8_t *p, const struct apg_host *h)
 {
     size_t n = h->h_v6 ? 16 : 4;
-    memcpy(p, h->h_addr, n);
+    memcpy(p, h->h_ip, n);
     apg_wbe32(p + n, h->h_port);
     return p + n + 4;
 }
@@ -78,8 +78,8 @@ static const uint8_t *get_host(const uint8_t *p, bool v6, struct apg_host *h)
 {
     size_t n = v6 ? 16 : 4;
     h->h_v6 = v6;
-    memset(h->h_addr, 0, sizeof(h->h_addr));
-    memcpy(h->h_addr, p, n);
+    memset(h->h_ip, 0, sizeof(h->h_ip));
+    memcpy(h->h_ip, p, n);
     h->h_port = apg_be32(p + n);
     return p + n + 4;
 }
@@ -169,7 +169,7 @@ size_t apg_store_msgid_encode(const struct apg_host *h, int64_t phys_offset, cha
     static const char hex[] = "0123456789ABCDEF";
     uint8_t raw[28];
     size_t n = h->h_v6 ? 16 : 4;
-    memcpy(raw, h->h_addr, n);
+    memcpy(raw, h->h_ip, n);
     apg_wbe32(raw + n, h->h_port);
     apg_wbe64(raw + n + 4, (uint64_t)phys_offset);
     n += 12;
@@ -212,7 +212,7 @@ apg_err_t apg_store_msgid_decode(const char *id, size_t len, struct apg_host *ho
     size_t n = len == 56 ? 16 : 4;
     memset(host, 0, sizeof(*host));
     host->h_v6 = n == 16;
-    memcpy(host->h_addr, raw, n);
+    memcpy(host->h_ip, raw, n);
     host->h_port = apg_be32(raw + n);
     *phys_offset = (int64_t)apg_be64(raw + n + 4);
     return APG_OK;

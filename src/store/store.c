@@ -1836,8 +1836,8 @@ void apg_store_opts_init(struct apg_store_opts *o)
     o->so_disk_warning_ratio = 90;
     o->so_check_crc_on_recover = true;
     o->so_max_message_size = 4194304;
-    o->so_store_host.h_addr[0] = 127;
-    o->so_store_host.h_addr[3] = 1;
+    o->so_store_host.h_ip[0] = 127;
+    o->so_store_host.h_ip[3] = 1;
     o->so_store_host.h_port = 10911;
 }
 

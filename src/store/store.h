@@ -49,9 +49,9 @@ struct apg_store; /* opaque */
 
 /* A network address as stored in BORNHOST / STOREHOSTADDRESS. */
 struct apg_host {
-    bool h_v6;          /* false: IPv4 (h_addr[0..3]), true: IPv6 (16 bytes) */
-    uint8_t h_addr[16]; /* network byte order */
-    uint32_t h_port;    /* stored as int32 */
+    bool h_v6;        /* false: IPv4 (h_ip[0..3]), true: IPv6 (16 bytes) */
+    uint8_t h_ip[16]; /* network byte order */
+    uint32_t h_port;  /* stored as int32 */
 };
 
 /* Options for apg_store_open(). Zero/NULL fields take the documented default

@@ -122,7 +122,7 @@ static void test_put_get(void **state)
     assert_int_equal(apg_store_msgid_decode(id, 32, &h, &phys), 0);
     assert_int_equal(phys, res[1].pr_phys_offset);
     assert_int_equal(h.h_port, 10911);
-    assert_int_equal(h.h_addr[0], 127);
+    assert_int_equal(h.h_ip[0], 127);
     apg_buf_reset(&b);
     assert_int_equal(apg_store_read_at(st, phys, &b), 0);
     assert_int_equal(b.b_len, (size_t)res[1].pr_msg_size);
@@ -363,7 +363,7 @@ static void test_msg_codec(void **state)
     tu_msg_make(&t, "TopicX", 2, 5);
     t.m.mi_born_host.h_v6 = true;
     struct apg_host sh = {.h_v6 = true, .h_port = 10911};
-    sh.h_addr[15] = 1;
+    sh.h_ip[15] = 1;
     size_t n = apg_msg_encoded_size(&t.m, true);
     assert_int_equal(n, 91 + 24 + t.m.mi_body_len + 6 + t.m.mi_props_len);
     uint8_t buf[512];
@@ -406,8 +406,8 @@ static void test_opts_from_config(void **state)
     assert_true(o.so_sync_flush);
     assert_int_equal(o.so_commitlog_file_size, 1073741824ull);
     assert_int_equal(o.so_cq_file_size, 6000000);
-    assert_int_equal(o.so_store_host.h_addr[0], 10);
-    assert_int_equal(o.so_store_host.h_addr[3], 3);
+    assert_int_equal(o.so_store_host.h_ip[0], 10);
+    assert_int_equal(o.so_store_host.h_ip[3], 3);
     assert_int_equal(o.so_store_host.h_port, 10911);
     assert_string_equal(o.so_delete_when, "04;16");
     assert_int_equal(o.so_disk_warning_ratio, 90);

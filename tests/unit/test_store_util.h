@@ -54,8 +54,8 @@ static inline void tu_msg_make(struct tu_msg *t, const char *topic, int qid, int
     t->m.mi_topic_len = strlen(topic);
     t->m.mi_queue_id = qid;
     t->m.mi_born_ts = 1700000000000LL + i;
-    t->m.mi_born_host.h_addr[0] = 10;
-    t->m.mi_born_host.h_addr[3] = 7;
+    t->m.mi_born_host.h_ip[0] = 10;
+    t->m.mi_born_host.h_ip[3] = 7;
     t->m.mi_born_host.h_port = 5555;
     t->m.mi_body = (const uint8_t *)t->body;
     t->m.mi_body_len = (size_t)bl;
