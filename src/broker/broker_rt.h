@@ -19,7 +19,7 @@
 #include "net/net.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 #include "store/store.h"
 
 struct apg_clients;

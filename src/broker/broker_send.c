@@ -21,7 +21,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 
 #define BATCH_MAX 4096
 
@@ -379,8 +379,8 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         goto done;
     }
     if (n == 1 && ack) {
-        apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
-                               sizeof(ack->sa_id1));
+        apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
+                         sizeof(ack->sa_id1));
         ack->sa_queue_offset = res[0].pr_queue_offset;
         ack->sa_msgid = ack->sa_id1;
         goto done;
@@ -389,7 +389,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         /* The common case answers from the stack. */
         if (!apg_rcmd_is_oneway(req)) {
             char id[64];
-            apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
+            apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
             send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL, id, qid,
                           res[0].pr_queue_offset, uniq);
         }
@@ -398,7 +398,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
     struct apg_buf ids = APG_BUF_INIT;
     for (int i = 0; i < n; i++) {
         char id[64];
-        apg_store_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
+        apg_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
         if (i)
             apg_buf_append(&ids, ",", 1);
         apg_buf_append_str(&ids, id);

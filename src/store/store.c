@@ -56,7 +56,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 #include "store/store_int.h"
 
 #define SUB "store"
@@ -1332,11 +1332,11 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             rc = apg_errf(APG_EINVAL, err, errlen, "message %d: negative queue id", i);
             goto out;
         }
-        res[i].pr_msg_size = (int32_t)apg_msg_encoded_size(m, sh->h_v6);
+        res[i].pr_msg_size = (int32_t)apg_msgrec_size(m, sh->h_v6);
         total += res[i].pr_msg_size;
         crcs[i] = apg_rmq_crc32(m->mi_body, m->mi_body_len);
     }
-    if (total + APG_MSG_BLANK_LEN > fsz) {
+    if (total + APG_MSGREC_BLANK_LEN > fsz) {
         rc = apg_errf(APG_ETOOBIG, err, errlen,
                       "batch of %lld bytes does not fit a commit log segment of %lld bytes "
                       "(mappedFileSizeCommitLog)",
@@ -1395,13 +1395,13 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     }
     int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
     struct seg *s = st->st_cur;
-    if (!s || pos + total + APG_MSG_BLANK_LEN > s->sg_base + fsz) {
+    if (!s || pos + total + APG_MSGREC_BLANK_LEN > s->sg_base + fsz) {
         int64_t next = s ? s->sg_base + fsz : pos;
         zero_guard(st, next + total);
         if (s && pos < next) {
-            uint8_t blank[APG_MSG_BLANK_LEN];
+            uint8_t blank[APG_MSGREC_BLANK_LEN];
             apg_wbe32(blank, (uint32_t)(next - pos));
-            apg_wbe32(blank + 4, APG_MSG_MAGIC_BLANK);
+            apg_wbe32(blank + 4, APG_MSGREC_MAGIC_BLANK);
             if (pwrite_all(s->sg_fd, blank, sizeof(blank), (off_t)(pos - s->sg_base)) != 0) {
                 rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
                 goto unlock;
@@ -1454,7 +1454,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                 }
             qs[i] = q;
         }
-        apg_msg_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
+        apg_msgrec_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
         res[i].pr_phys_offset = pos + (int64_t)boff;
         res[i].pr_queue_offset = qoff;
         res[i].pr_store_ts = ts;
@@ -1742,8 +1742,8 @@ apg_err_t apg_store_read_at(struct apg_store *st, int64_t phys_offset, struct ap
         size_t avail = s->sg_size - off;
         if ((int64_t)avail > wrote - phys_offset)
             avail = (size_t)(wrote - phys_offset);
-        struct apg_msg_rec m;
-        if (apg_msg_decode(s->sg_map + off, avail, false, &m, NULL) == APG_MSG_OK &&
+        struct apg_msgrec m;
+        if (apg_msgrec_decode(s->sg_map + off, avail, false, &m, NULL) == APG_MSGREC_OK &&
             m.mr_phys_offset == phys_offset)
             rc = apg_buf_append(out, s->sg_map + off, m.mr_total_size);
     }
@@ -2012,7 +2012,7 @@ struct redispatch {
     size_t rd_errlen;
 };
 
-static void redispatch_rec(void *ud, size_t pos, const struct apg_msg_rec *r)
+static void redispatch_rec(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct redispatch *rd = ud;
     struct apg_store *st = rd->rd_st;
@@ -2145,7 +2145,7 @@ struct scan_ctx {
     int64_t sc_base;
 };
 
-static void note_ts(void *ud, size_t pos, const struct apg_msg_rec *r)
+static void note_ts(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct scan_ctx *c = ud;
     atomic_store(&c->sc_st->st_last_store_ts, r->mr_store_ts);
@@ -2182,7 +2182,7 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
             struct seg *t = st->st_segs[i];
             if (t->sg_base <= s->sg_base)
                 continue;
-            if (apg_msg_decode(t->sg_map, t->sg_size, true, NULL, NULL) == APG_MSG_OK &&
+            if (apg_msgrec_decode(t->sg_map, t->sg_size, true, NULL, NULL) == APG_MSGREC_OK &&
                 (int64_t)apg_be64(t->sg_map + 28) == t->sg_base)
                 later = t->sg_base;
             else {
