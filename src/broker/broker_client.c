@@ -135,18 +135,21 @@ static bool member_touch(struct apg_smap *m, const char *group, const char *id, 
 }
 
 /* Replaces the group's subscriptions; true when they differ. */
-static bool subs_replace(struct apg_cgroup *g, const struct apg_bjson *set)
+static bool subs_replace(struct apg_cgroup *g, json_t *set)
 {
     struct apg_csub *head = NULL, **tail = &head;
-    for (const struct apg_bjson *s = set ? set->bj_kid : NULL; s; s = s->bj_next) {
-        const char *topic = apg_bjson_get_str(s, "topic", NULL);
+    size_t i;
+    json_t *s;
+    json_array_foreach(set, i, s)
+    {
+        const char *topic = apg_json_get_str(s, "topic", NULL);
         if (!topic)
             continue;
         struct apg_csub *n = apg_calloc(1, sizeof(*n));
         if (!n)
             break;
         snprintf(n->cs_topic, sizeof(n->cs_topic), "%s", topic);
-        n->cs_expr = apg_strdup(apg_bjson_get_str(s, "subString", "*"));
+        n->cs_expr = apg_strdup(apg_json_get_str(s, "subString", "*"));
         *tail = n;
         tail = &n->cs_next;
     }
@@ -197,25 +200,27 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
                          "HEART_BEAT without a body: send HeartbeatData JSON");
         return;
     }
-    struct apg_bjson *hb =
-        apg_bjson_parse((const char *)req->body, req->body_len, err, sizeof(err));
+    json_t *hb = apg_json_parse((const char *)req->body, req->body_len, err, sizeof(err));
     if (!hb) {
         char remark[400];
         snprintf(remark, sizeof(remark), "HEART_BEAT body is not HeartbeatData JSON: %s", err);
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
-    const char *id = apg_bjson_get_str(hb, "clientID", NULL);
+    const char *id = apg_json_get_str(hb, "clientID", NULL);
     if (!id || !id[0]) {
-        apg_bjson_free(hb);
+        json_decref(hb);
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
         return;
     }
     int64_t now = apg_broker_now_ms();
     struct apg_clients *cl = b->br_clients;
-    const struct apg_bjson *cons = apg_bjson_get(hb, "consumerDataSet");
-    for (const struct apg_bjson *cd = cons ? cons->bj_kid : NULL; cd; cd = cd->bj_next) {
-        const char *group = apg_bjson_get_str(cd, "groupName", NULL);
+    json_t *cons = json_object_get(hb, "consumerDataSet");
+    size_t ci;
+    json_t *cd;
+    json_array_foreach(cons, ci, cd)
+    {
+        const char *group = apg_json_get_str(cd, "groupName", NULL);
         if (!group || apg_name_check_group(group, NULL, 0))
             continue;
         struct apg_group_cfg gc;
@@ -231,7 +236,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g = NULL;
         bool changed = member_touch(&cl->cl_consumers, group, id, c, now, &g);
-        if (g && subs_replace(g, apg_bjson_get(cd, "subscriptionDataSet")))
+        if (g && subs_replace(g, json_object_get(cd, "subscriptionDataSet")))
             changed = true;
         if (changed && g) {
             apg_log_info("broker",
@@ -242,9 +247,12 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         }
         pthread_mutex_unlock(&cl->cl_lock);
     }
-    const struct apg_bjson *prods = apg_bjson_get(hb, "producerDataSet");
-    for (const struct apg_bjson *pd = prods ? prods->bj_kid : NULL; pd; pd = pd->bj_next) {
-        const char *group = apg_bjson_get_str(pd, "groupName", NULL);
+    json_t *prods = json_object_get(hb, "producerDataSet");
+    size_t pi;
+    json_t *pd;
+    json_array_foreach(prods, pi, pd)
+    {
+        const char *group = apg_json_get_str(pd, "groupName", NULL);
         if (!group)
             continue;
         pthread_mutex_lock(&cl->cl_lock);
@@ -252,7 +260,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         member_touch(&cl->cl_producers, group, id, c, now, &g);
         pthread_mutex_unlock(&cl->cl_lock);
     }
-    apg_bjson_free(hb);
+    json_decref(hb);
     apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
 }
 
@@ -381,7 +389,7 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
         if (i)
             e = apg_buf_append(&body, ",", 1);
         if (!e)
-            e = apg_bjson_put_str(&body, ids[i]);
+            e = apg_json_put_str(&body, ids[i]);
     }
     if (!e)
         e = apg_buf_append_str(&body, "]}");

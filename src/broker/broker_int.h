@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/bjson.h"
+#include "common/json.h"
 #include "common/file.h"
 #include "common/smap.h"
 #include "common/buf.h"
@@ -106,7 +106,7 @@ void apg_topics_version(struct apg_topics *t, struct apg_dver *out);
 /* Encodes one TopicConfig object. */
 apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b);
 /* Decodes one TopicConfig object (absent fields get RocketMQ defaults). */
-apg_err_t apg_topic_cfg_decode(const struct apg_bjson *j, struct apg_topic_cfg *out, char *err,
+apg_err_t apg_topic_cfg_decode(const json_t *j, struct apg_topic_cfg *out, char *err,
                                size_t errlen);
 
 /* ---- subscription groups (sub_group.c) ---------------------------------- */
@@ -132,7 +132,7 @@ struct apg_groups {
 };
 
 void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name);
-apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
+apg_err_t apg_group_cfg_decode(const json_t *j, struct apg_group_cfg *out, char *err,
                                size_t errlen);
 apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b);
 struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen);

@@ -70,7 +70,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = apg_file_read(o->of_path, &b, err, errlen);
     if (e == APG_OK) {
-        struct apg_bjson *rj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
+        json_t *rj = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
         if (!rj) {
             apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
                      o->of_path, o->of_path);
@@ -78,18 +78,20 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
             apg_offsets_free(o);
             return NULL;
         }
-        const struct apg_bjson *tab = apg_bjson_get(rj, "offsetTable");
-        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
-            if (k->bj_type != APG_BJSON_OBJ || !k->bj_key)
-                continue;
-            for (const struct apg_bjson *q = k->bj_kid; q; q = q->bj_next) {
-                long qid = strtol(q->bj_key ? q->bj_key : "-1", NULL, 10);
-                int64_t off = apg_bjson_i64(q, -1);
+        json_t *tab = json_object_get(rj, "offsetTable");
+        const char *tg, *qk;
+        json_t *k, *q;
+        json_object_foreach(tab, tg, k)
+        {
+            json_object_foreach(k, qk, q)
+            {
+                long qid = strtol(qk, NULL, 10);
+                int64_t off = apg_json_i64(q, -1);
                 if (qid >= 0 && qid < 65536 && off >= 0)
-                    set_locked(o, k->bj_key, (int32_t)qid, off);
+                    set_locked(o, tg, (int32_t)qid, off);
             }
         }
-        apg_bjson_free(rj);
+        json_decref(rj);
         o->of_dirty = false;
     } else if (e != APG_ENOTFOUND) {
         apg_buf_free(&b);
@@ -196,7 +198,7 @@ apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->se_key);
+            e = apg_json_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":{", 2);
         bool f2 = true;

@@ -26,23 +26,22 @@ void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name)
     g->gc_which_broker_slow = 1;
 }
 
-apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
-                               size_t errlen)
+apg_err_t apg_group_cfg_decode(const json_t *j, struct apg_group_cfg *out, char *err, size_t errlen)
 {
-    const char *name = apg_bjson_get_str(j, "groupName", NULL);
+    const char *name = apg_json_get_str(j, "groupName", NULL);
     if (!name || !name[0])
         return apg_errf(APG_EINVAL, err, errlen, "SubscriptionGroupConfig without groupName");
     if (strlen(name) >= sizeof(out->gc_name))
         return apg_errf(APG_EINVAL, err, errlen, "group name too long");
     apg_group_cfg_defaults(out, name);
-    out->gc_consume_enable = apg_bjson_get_bool(j, "consumeEnable", true);
-    out->gc_consume_from_min_enable = apg_bjson_get_bool(j, "consumeFromMinEnable", true);
-    out->gc_consume_broadcast_enable = apg_bjson_get_bool(j, "consumeBroadcastEnable", true);
-    out->gc_notify_ids_changed = apg_bjson_get_bool(j, "notifyConsumerIdsChangedEnable", true);
-    out->gc_retry_queues = (int32_t)apg_bjson_get_i64(j, "retryQueueNums", 1);
-    out->gc_retry_max_times = (int32_t)apg_bjson_get_i64(j, "retryMaxTimes", 16);
-    out->gc_broker_id = apg_bjson_get_i64(j, "brokerId", 0);
-    out->gc_which_broker_slow = apg_bjson_get_i64(j, "whichBrokerWhenConsumeSlowly", 1);
+    out->gc_consume_enable = apg_json_get_bool(j, "consumeEnable", true);
+    out->gc_consume_from_min_enable = apg_json_get_bool(j, "consumeFromMinEnable", true);
+    out->gc_consume_broadcast_enable = apg_json_get_bool(j, "consumeBroadcastEnable", true);
+    out->gc_notify_ids_changed = apg_json_get_bool(j, "notifyConsumerIdsChangedEnable", true);
+    out->gc_retry_queues = (int32_t)apg_json_get_i64(j, "retryQueueNums", 1);
+    out->gc_retry_max_times = (int32_t)apg_json_get_i64(j, "retryMaxTimes", 16);
+    out->gc_broker_id = apg_json_get_i64(j, "brokerId", 0);
+    out->gc_which_broker_slow = apg_json_get_i64(j, "whichBrokerWhenConsumeSlowly", 1);
     return APG_OK;
 }
 
@@ -56,7 +55,7 @@ apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b)
         (long long)g->gc_broker_id, g->gc_consume_broadcast_enable ? "true" : "false",
         g->gc_consume_enable ? "true" : "false", g->gc_consume_from_min_enable ? "true" : "false");
     if (!e)
-        e = apg_bjson_put_str(b, g->gc_name);
+        e = apg_json_put_str(b, g->gc_name);
     if (!e)
         e = apg_buf_printf(b,
                            ",\"groupSysFlag\":0,\"notifyConsumerIdsChangedEnable\":%s,"
@@ -104,7 +103,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = apg_file_read(g->gp_path, &b, err, errlen);
     if (e == APG_OK) {
-        struct apg_bjson *rootj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
+        json_t *rootj = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
         if (!rootj) {
             apg_buf_free(&b);
             apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
@@ -112,17 +111,20 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
             apg_groups_free(g);
             return NULL;
         }
-        const struct apg_bjson *dv = apg_bjson_get(rootj, "dataVersion");
-        g->gp_version.dv_counter = apg_bjson_get_i64(dv, "counter", 0);
-        g->gp_version.dv_timestamp = apg_bjson_get_i64(dv, "timestamp", 0);
-        const struct apg_bjson *tab = apg_bjson_get(rootj, "subscriptionGroupTable");
-        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+        json_t *dv = json_object_get(rootj, "dataVersion");
+        g->gp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
+        g->gp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
+        json_t *tab = json_object_get(rootj, "subscriptionGroupTable");
+        const char *name;
+        json_t *k;
+        json_object_foreach(tab, name, k)
+        {
             struct apg_group_cfg gc;
             if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK)
                 put_locked(g, &gc);
         }
         g->gp_dirty = false;
-        apg_bjson_free(rootj);
+        json_decref(rootj);
     } else if (e != APG_ENOTFOUND) {
         apg_buf_free(&b);
         apg_groups_free(g);
@@ -213,7 +215,7 @@ apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->se_key);
+            e = apg_json_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)

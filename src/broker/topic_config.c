@@ -29,29 +29,28 @@ apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b
                                  tc->tc_order ? "true" : "false", tc->tc_perm, tc->tc_read_queues,
                                  tc->tc_filter == APG_TOPIC_MULTI_TAG ? "MULTI_TAG" : "SINGLE_TAG");
     if (!e)
-        e = apg_bjson_put_str(b, tc->tc_name);
+        e = apg_json_put_str(b, tc->tc_name);
     if (!e)
         e = apg_buf_printf(b, ",\"topicSysFlag\":%d,\"writeQueueNums\":%d}", tc->tc_sysflag,
                            tc->tc_write_queues);
     return e;
 }
 
-apg_err_t apg_topic_cfg_decode(const struct apg_bjson *j, struct apg_topic_cfg *out, char *err,
-                               size_t errlen)
+apg_err_t apg_topic_cfg_decode(const json_t *j, struct apg_topic_cfg *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    const char *name = apg_bjson_get_str(j, "topicName", NULL);
+    const char *name = apg_json_get_str(j, "topicName", NULL);
     if (!name || !name[0])
         return apg_errf(APG_EINVAL, err, errlen, "TopicConfig without topicName");
     if (strlen(name) >= sizeof(out->tc_name))
         return apg_errf(APG_EINVAL, err, errlen, "topic name too long");
     set_name(out, name);
-    out->tc_read_queues = (int32_t)apg_bjson_get_i64(j, "readQueueNums", 16);
-    out->tc_write_queues = (int32_t)apg_bjson_get_i64(j, "writeQueueNums", 16);
-    out->tc_perm = (int32_t)apg_bjson_get_i64(j, "perm", APG_PERM_READ | APG_PERM_WRITE);
-    out->tc_sysflag = (int32_t)apg_bjson_get_i64(j, "topicSysFlag", 0);
-    out->tc_order = apg_bjson_get_bool(j, "order", false);
-    const char *ft = apg_bjson_get_str(j, "topicFilterType", "SINGLE_TAG");
+    out->tc_read_queues = (int32_t)apg_json_get_i64(j, "readQueueNums", 16);
+    out->tc_write_queues = (int32_t)apg_json_get_i64(j, "writeQueueNums", 16);
+    out->tc_perm = (int32_t)apg_json_get_i64(j, "perm", APG_PERM_READ | APG_PERM_WRITE);
+    out->tc_sysflag = (int32_t)apg_json_get_i64(j, "topicSysFlag", 0);
+    out->tc_order = apg_json_get_bool(j, "order", false);
+    const char *ft = apg_json_get_str(j, "topicFilterType", "SINGLE_TAG");
     out->tc_filter = strcmp(ft, "MULTI_TAG") == 0 ? APG_TOPIC_MULTI_TAG : APG_TOPIC_SINGLE_TAG;
     return APG_OK;
 }
@@ -86,7 +85,7 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
         apg_buf_free(&b);
         return e;
     }
-    struct apg_bjson *root = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
+    json_t *root = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
     apg_buf_free(&b);
     if (!root) {
         char inner[256];
@@ -95,23 +94,26 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
                         "%s is not valid JSON (%s); fix it or restore %s.bak", t->tp_path, inner,
                         t->tp_path);
     }
-    const struct apg_bjson *dv = apg_bjson_get(root, "dataVersion");
-    t->tp_version.dv_counter = apg_bjson_get_i64(dv, "counter", 0);
-    t->tp_version.dv_timestamp = apg_bjson_get_i64(dv, "timestamp", 0);
-    const struct apg_bjson *tab = apg_bjson_get(root, "topicConfigTable");
-    for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+    json_t *dv = json_object_get(root, "dataVersion");
+    t->tp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
+    t->tp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
+    json_t *tab = json_object_get(root, "topicConfigTable");
+    const char *name;
+    json_t *k;
+    json_object_foreach(tab, name, k)
+    {
         struct apg_topic_cfg tc;
         if (apg_topic_cfg_decode(k, &tc, NULL, 0) == APG_OK) {
             struct apg_topic_cfg *n = apg_malloc(sizeof(*n));
             if (!n || apg_smap_put(&t->tp_map, tc.tc_name, n, NULL)) {
                 apg_free(n);
-                apg_bjson_free(root);
+                json_decref(root);
                 return apg_errf(APG_ENOMEM, err, errlen, "out of memory loading topics");
             }
             *n = tc;
         }
     }
-    apg_bjson_free(root);
+    json_decref(root);
     return APG_OK;
 }
 
@@ -320,7 +322,7 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
         if (i)
             e = apg_buf_append(b, ",", 1);
         if (!e)
-            e = apg_bjson_put_str(b, names[i]);
+            e = apg_json_put_str(b, names[i]);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)

@@ -14,6 +14,7 @@
 
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -30,26 +31,29 @@ apg_err_t apg_kv_open(const char *path, struct apg_kv **out, char *err, size_t e
         apg_free(kv);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        json_error_t je;
-        json_t *root = json_load_file(path, 0, &je);
+    struct apg_buf raw = APG_BUF_INIT;
+    apg_err_t e = apg_file_read(path, &raw, err, errlen);
+    if (e == APG_OK) {
+        char jerr[200];
+        json_t *root = apg_json_parse((const char *)raw.b_data, raw.b_len, jerr, sizeof(jerr));
+        apg_buf_free(&raw);
         json_t *tbl = root ? json_object_get(root, "configTable") : NULL;
         if (!root || (tbl && !json_is_object(tbl))) {
             json_decref(root);
             apg_kv_free(kv);
             return apg_errf(APG_ECORRUPT, err, errlen,
-                            "KV config %s is not valid JSON (%s, line %d); fix or move it away",
-                            path, root ? "configTable is not an object" : je.text, je.line);
+                            "KV config %s is not valid JSON (%s); fix or move it away", path,
+                            root ? "configTable is not an object" : jerr);
         }
         kv->kv_table = tbl ? json_incref(tbl) : json_object();
         json_decref(root);
-    } else if (errno == ENOENT) {
+    } else if (e == APG_ENOTFOUND) {
+        apg_buf_free(&raw);
         kv->kv_table = json_object();
     } else {
-        apg_errf(APG_EIO, err, errlen, "cannot read KV config %s: %s", path, strerror(errno));
+        apg_buf_free(&raw);
         apg_kv_free(kv);
-        return APG_EIO;
+        return e;
     }
     *out = kv;
     return APG_OK;
