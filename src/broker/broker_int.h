@@ -30,6 +30,19 @@
 #define APG_RETRY_PREFIX "%RETRY%"
 #define APG_DLQ_PREFIX "%DLQ%"
 
+/* ---- config tables ------------------------------------------------------ */
+
+/* Encodes a whole table as its JSON file; takes the table's lock itself. */
+typedef apg_err_t (*apg_btable_encode_fn)(void *table, struct apg_buf *b);
+
+/* The persist step every config table shares: when *dirty (or force), clears
+ * it under lock, encodes the table (encode locks it again) and writes path
+ * with apg_file_write_atomic; on any failure *dirty is set again so the next
+ * persist retries. `what` names the table in errors. Borrows everything. */
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
+                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
+                             size_t errlen);
+
 /* ---- data version ------------------------------------------------------- */
 
 struct apg_dver {

@@ -217,23 +217,13 @@ apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_offsets_encode(table, b);
+}
+
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&o->of_lock);
-    bool dirty = o->of_dirty;
-    o->of_dirty = false;
-    pthread_mutex_unlock(&o->of_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_offsets_encode(o, &b);
-    if (!e)
-        e = apg_file_write_atomic(o->of_path, b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&o->of_lock);
-        o->of_dirty = true;
-        pthread_mutex_unlock(&o->of_lock);
-    }
-    return e;
+    return apg_btable_persist(&o->of_lock, &o->of_dirty, o->of_path, force, encode_table, o,
+                              "consumer offsets", err, errlen);
 }

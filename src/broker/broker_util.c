@@ -1,5 +1,5 @@
 /* Broker utilities shared by the config tables: DataVersion and RocketMQ's
- * name rules. (The tables' files are written with apg_file_write_atomic.) */
+ * name rules, and the persist step the config tables share. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +10,31 @@
 #include <unistd.h>
 
 #include "broker/broker_int.h"
+
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
+                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
+                             size_t errlen)
+{
+    pthread_mutex_lock(lock);
+    bool was_dirty = *dirty;
+    *dirty = false;
+    pthread_mutex_unlock(lock);
+    if (!was_dirty && !force)
+        return APG_OK;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = encode(table, &b);
+    if (!e)
+        e = apg_file_write_atomic(path, b.b_data, b.b_len, err, errlen);
+    else
+        apg_errf(e, err, errlen, "out of memory encoding %s", what);
+    apg_buf_free(&b);
+    if (e) {
+        pthread_mutex_lock(lock);
+        *dirty = true;
+        pthread_mutex_unlock(lock);
+    }
+    return e;
+}
 
 static int64_t now_ms(void)
 {

@@ -227,23 +227,13 @@ apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_groups_encode(table, b);
+}
+
 apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&g->gp_lock);
-    bool dirty = g->gp_dirty;
-    g->gp_dirty = false;
-    pthread_mutex_unlock(&g->gp_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_groups_encode(g, &b);
-    if (!e)
-        e = apg_file_write_atomic(g->gp_path, b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&g->gp_lock);
-        g->gp_dirty = true;
-        pthread_mutex_unlock(&g->gp_lock);
-    }
-    return e;
+    return apg_btable_persist(&g->gp_lock, &g->gp_dirty, g->gp_path, force, encode_table, g,
+                              "subscription groups", err, errlen);
 }

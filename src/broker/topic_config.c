@@ -335,27 +335,15 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_topics_encode(table, b);
+}
+
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&t->tp_lock);
-    bool dirty = t->tp_dirty;
-    t->tp_dirty = false;
-    pthread_mutex_unlock(&t->tp_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_topics_encode(t, &b);
-    if (!e)
-        e = apg_file_write_atomic(t->tp_path, b.b_data, b.b_len, err, errlen);
-    else
-        apg_errf(e, err, errlen, "out of memory encoding topics");
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&t->tp_lock);
-        t->tp_dirty = true;
-        pthread_mutex_unlock(&t->tp_lock);
-    }
-    return e;
+    return apg_btable_persist(&t->tp_lock, &t->tp_dirty, t->tp_path, force, encode_table, t,
+                              "topics", err, errlen);
 }
 
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out)
