@@ -46,6 +46,19 @@ void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t co
         apg_conn_reply(c, req, code, remark, NULL, 0);
 }
 
+bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req)
+{
+    if (b->br_perm & APG_PERM_WRITE)
+        return false;
+    char remark[256];
+    snprintf(remark, sizeof(remark),
+             "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
+             b->br_addr, b->br_perm);
+    apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    return true;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 struct proc_ent {

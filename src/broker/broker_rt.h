@@ -110,6 +110,11 @@ void apg_broker_request_register(struct apg_broker *b);
 void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
                       const char *remark);
 
+/* When the broker has no write permission (brokerPermission), answers req
+ * NO_PERMISSION with a remark naming the fix and returns true. */
+bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req);
+
 typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req);
 

@@ -426,13 +426,8 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
         return;
     }
-    if (!(b->br_perm & APG_PERM_WRITE)) {
-        snprintf(remark, sizeof(remark),
-                 "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
-                 b->br_addr, b->br_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    if (apg_broker_refuse_unwritable(b, c, req))
         return;
-    }
     /* Both checks depend on the name alone: a producer sending to the
      * topic this loop thread last accepted skips them. */
     if (!loop_ok_topic[0] || strcmp(h.sh_topic, loop_ok_topic) != 0) {

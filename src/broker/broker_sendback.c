@@ -65,13 +65,8 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
         return;
     }
-    if (!(b->br_perm & APG_PERM_WRITE)) {
-        snprintf(remark, sizeof(remark),
-                 "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
-                 b->br_addr, b->br_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    if (apg_broker_refuse_unwritable(b, c, req))
         return;
-    }
     if (gc.gc_retry_queues <= 0) {
         /* The group wants no retries: the message is dropped, as RocketMQ does. */
         apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
