@@ -67,8 +67,9 @@ static void subs_free(struct apg_csub *s)
     }
 }
 
-static void group_free(struct apg_cgroup *g)
+static void group_free(void *p)
 {
+    struct apg_cgroup *g = p;
     struct apg_cchan *c = g->cg_chans;
     while (c) {
         struct apg_cchan *n = c->cc_next;
@@ -80,20 +81,12 @@ static void group_free(struct apg_cgroup *g)
     apg_free(g);
 }
 
-static void map_free(struct apg_smap *m)
-{
-    size_t pos;
-    for (struct apg_smap_ent *e = apg_smap_first(m, &pos); e; e = apg_smap_next(m, e, &pos))
-        group_free(e->se_val);
-    apg_smap_clear(m);
-}
-
 void apg_clients_free(struct apg_clients *cl)
 {
     if (!cl)
         return;
-    map_free(&cl->cl_consumers);
-    map_free(&cl->cl_producers);
+    apg_smap_clear_free(&cl->cl_consumers, group_free);
+    apg_smap_clear_free(&cl->cl_producers, group_free);
     pthread_mutex_destroy(&cl->cl_lock);
     apg_free(cl);
 }

@@ -106,11 +106,7 @@ void apg_offsets_free(struct apg_offsets *o)
 {
     if (!o)
         return;
-    size_t pos;
-    for (struct apg_smap_ent *e = apg_smap_first(&o->of_map, &pos); e;
-         e = apg_smap_next(&o->of_map, e, &pos))
-        apg_free(e->se_val);
-    apg_smap_clear(&o->of_map);
+    apg_smap_clear_free(&o->of_map, apg_free);
     pthread_mutex_destroy(&o->of_lock);
     apg_free(o->of_path);
     apg_free(o);

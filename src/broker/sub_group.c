@@ -138,11 +138,7 @@ void apg_groups_free(struct apg_groups *g)
 {
     if (!g)
         return;
-    size_t pos;
-    for (struct apg_smap_ent *e = apg_smap_first(&g->gp_map, &pos); e;
-         e = apg_smap_next(&g->gp_map, e, &pos))
-        apg_free(e->se_val);
-    apg_smap_clear(&g->gp_map);
+    apg_smap_clear_free(&g->gp_map, apg_free);
     pthread_mutex_destroy(&g->gp_lock);
     apg_free(g->gp_path);
     apg_free(g);

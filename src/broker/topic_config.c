@@ -177,11 +177,7 @@ void apg_topics_free(struct apg_topics *t)
 {
     if (!t)
         return;
-    size_t pos;
-    for (struct apg_smap_ent *e = apg_smap_first(&t->tp_map, &pos); e;
-         e = apg_smap_next(&t->tp_map, e, &pos))
-        apg_free(e->se_val);
-    apg_smap_clear(&t->tp_map);
+    apg_smap_clear_free(&t->tp_map, apg_free);
     pthread_mutex_destroy(&t->tp_lock);
     apg_free(t->tp_path);
     apg_free(t);

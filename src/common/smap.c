@@ -41,6 +41,14 @@ void apg_smap_clear(struct apg_smap *m)
     apg_smap_init(m);
 }
 
+void apg_smap_clear_free(struct apg_smap *m, void (*free_val)(void *))
+{
+    for (size_t i = 0; i < m->sm_cap; i++)
+        for (struct apg_smap_ent *e = m->sm_buckets[i]; e; e = e->se_next)
+            free_val(e->se_val);
+    apg_smap_clear(m);
+}
+
 static struct apg_smap_ent **bucket(const struct apg_smap *m, const char *key)
 {
     return &m->sm_buckets[hash_str(key) & (m->sm_cap - 1)];

@@ -30,6 +30,8 @@ void apg_smap_init(struct apg_smap *m);
 /* Frees the map's own memory (entries and keys, not the values) and leaves
  * it empty and reusable. */
 void apg_smap_clear(struct apg_smap *m);
+/* apg_smap_clear after calling free_val on every value (e.g. apg_free). */
+void apg_smap_clear_free(struct apg_smap *m, void (*free_val)(void *));
 /* Returns the value for key (borrowed) or NULL. */
 void *apg_smap_get(const struct apg_smap *m, const char *key);
 /* Inserts or replaces key -> val; *old (if not NULL) gets the previous value

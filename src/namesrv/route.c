@@ -71,8 +71,9 @@ struct apg_route_table *apg_route_new(int64_t default_timeout_ms)
     return rt;
 }
 
-static void broker_free(struct broker *b)
+static void broker_free(void *p)
 {
+    struct broker *b = p;
     for (size_t i = 0; i < b->b_n; i++)
         apg_free(b->b_addrs[i].ba_addr);
     apg_free(b->b_addrs);
@@ -82,8 +83,9 @@ static void broker_free(struct broker *b)
     apg_free(b);
 }
 
-static void live_free(struct live *lv)
+static void live_free(void *p)
 {
+    struct live *lv = p;
     apg_free(lv->lv_cluster);
     apg_free(lv->lv_addr);
     apg_free(lv->lv_broker_name);
@@ -91,36 +93,28 @@ static void live_free(struct live *lv)
     apg_free(lv);
 }
 
-static void topic_free(struct apg_smap *qds)
+/* A topic: broker name -> struct queue_data (owned). */
+static void topic_free(void *qds)
 {
-    size_t it;
-    for (struct apg_smap_ent *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it))
-        apg_free(e->se_val);
-    apg_smap_clear(qds);
+    apg_smap_clear_free(qds, apg_free);
     apg_free(qds);
+}
+
+/* A cluster: set of broker names (values are &dummy_member). */
+static void cluster_free(void *set)
+{
+    apg_smap_clear(set);
+    apg_free(set);
 }
 
 void apg_route_free(struct apg_route_table *rt)
 {
     if (!rt)
         return;
-    size_t it;
-    struct apg_smap_ent *e;
-    for (e = apg_smap_first(&rt->rt_brokers, &it); e; e = apg_smap_next(&rt->rt_brokers, e, &it))
-        broker_free(e->se_val);
-    for (e = apg_smap_first(&rt->rt_clusters, &it); e;
-         e = apg_smap_next(&rt->rt_clusters, e, &it)) {
-        apg_smap_clear(e->se_val);
-        apg_free(e->se_val);
-    }
-    for (e = apg_smap_first(&rt->rt_topics, &it); e; e = apg_smap_next(&rt->rt_topics, e, &it))
-        topic_free(e->se_val);
-    for (e = apg_smap_first(&rt->rt_live, &it); e; e = apg_smap_next(&rt->rt_live, e, &it))
-        live_free(e->se_val);
-    apg_smap_clear(&rt->rt_brokers);
-    apg_smap_clear(&rt->rt_clusters);
-    apg_smap_clear(&rt->rt_topics);
-    apg_smap_clear(&rt->rt_live);
+    apg_smap_clear_free(&rt->rt_brokers, broker_free);
+    apg_smap_clear_free(&rt->rt_clusters, cluster_free);
+    apg_smap_clear_free(&rt->rt_topics, topic_free);
+    apg_smap_clear_free(&rt->rt_live, live_free);
     apg_free(rt);
 }
 
@@ -204,8 +198,7 @@ static void cluster_del(struct apg_route_table *rt, const char *cluster, const c
     apg_smap_del(set, name);
     if (set->sm_len == 0) {
         apg_smap_del(&rt->rt_clusters, cluster);
-        apg_smap_clear(set);
-        apg_free(set);
+        cluster_free(set);
     }
 }
 

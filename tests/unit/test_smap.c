@@ -105,6 +105,29 @@ static void test_grow_and_iterate(void **state)
     apg_smap_clear(&m);
 }
 
+static int freed;
+static void count_free(void *v)
+{
+    freed += *(int *)v;
+}
+
+static void test_clear_free(void **state)
+{
+    (void)state;
+    struct apg_smap m = APG_SMAP_INIT;
+    int a = 1, b = 10, c = 100;
+    assert_int_equal(apg_smap_put(&m, "a", &a, NULL), APG_OK);
+    assert_int_equal(apg_smap_put(&m, "b", &b, NULL), APG_OK);
+    assert_int_equal(apg_smap_put(&m, "c", &c, NULL), APG_OK);
+    freed = 0;
+    apg_smap_clear_free(&m, count_free);
+    assert_int_equal(freed, 111);
+    assert_int_equal(m.sm_len, 0);
+    assert_null(apg_smap_get(&m, "a"));
+    apg_smap_clear_free(&m, count_free); /* empty: no calls */
+    assert_int_equal(freed, 111);
+}
+
 static void test_empty_iteration(void **state)
 {
     (void)state;
@@ -118,9 +141,8 @@ static void test_empty_iteration(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_get_replace_del),
-        cmocka_unit_test(test_key_is_copied),
-        cmocka_unit_test(test_grow_and_iterate),
+        cmocka_unit_test(test_put_get_replace_del), cmocka_unit_test(test_key_is_copied),
+        cmocka_unit_test(test_grow_and_iterate),    cmocka_unit_test(test_clear_free),
         cmocka_unit_test(test_empty_iteration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
