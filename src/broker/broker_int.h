@@ -35,6 +35,12 @@
 /* Encodes a whole table as its JSON file; takes the table's lock itself. */
 typedef apg_err_t (*apg_btable_encode_fn)(void *table, struct apg_buf *b);
 
+/* The load step every config table shares: reads and parses path (fastjson
+ * tolerated). APG_OK with *out owned by the caller (json_decref), or NULL
+ * when the file does not exist yet; APG_ECORRUPT naming the file and the
+ * parse error when it is not JSON; other read errors as apg_file_read. */
+apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen);
+
 /* The persist step every config table shares: when *dirty (or force), clears
  * it under lock, encodes the table (encode locks it again) and writes path
  * with apg_file_write_atomic; on any failure *dirty is set again so the next

@@ -67,17 +67,12 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     snprintf(o->of_path, n, "%s/config/consumerOffset.json", root);
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_file_read(o->of_path, &b, err, errlen);
-    if (e == APG_OK) {
-        json_t *rj = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
-        if (!rj) {
-            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
-                     o->of_path, o->of_path);
-            apg_buf_free(&b);
-            apg_offsets_free(o);
-            return NULL;
-        }
+    json_t *rj;
+    if (apg_btable_load(o->of_path, &rj, err, errlen)) {
+        apg_offsets_free(o);
+        return NULL;
+    }
+    if (rj) {
         json_t *tab = json_object_get(rj, "offsetTable");
         const char *tg, *qk;
         json_t *k, *q;
@@ -93,12 +88,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
         }
         json_decref(rj);
         o->of_dirty = false;
-    } else if (e != APG_ENOTFOUND) {
-        apg_buf_free(&b);
-        apg_offsets_free(o);
-        return NULL;
     }
-    apg_buf_free(&b);
     return o;
 }
 

@@ -11,6 +11,24 @@
 
 #include "broker/broker_int.h"
 
+apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_file_read(path, &b, err, errlen);
+    if (e == APG_OK) {
+        char inner[256] = "";
+        *out = apg_json_parse((const char *)b.b_data, b.b_len, inner, sizeof(inner));
+        if (!*out)
+            e = apg_errf(APG_ECORRUPT, err, errlen,
+                         "%s is not valid JSON (%s); fix it or restore %s.bak", path, inner, path);
+    } else if (e == APG_ENOTFOUND) {
+        e = APG_OK;
+    }
+    apg_buf_free(&b);
+    return e;
+}
+
 apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
                              apg_btable_encode_fn encode, void *table, const char *what, char *err,
                              size_t errlen)

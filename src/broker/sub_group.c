@@ -100,17 +100,12 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     snprintf(g->gp_path, n, "%s/config/subscriptionGroup.json", root);
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_file_read(g->gp_path, &b, err, errlen);
-    if (e == APG_OK) {
-        json_t *rootj = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
-        if (!rootj) {
-            apg_buf_free(&b);
-            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
-                     g->gp_path, g->gp_path);
-            apg_groups_free(g);
-            return NULL;
-        }
+    json_t *rootj;
+    if (apg_btable_load(g->gp_path, &rootj, err, errlen)) {
+        apg_groups_free(g);
+        return NULL;
+    }
+    if (rootj) {
         json_t *dv = json_object_get(rootj, "dataVersion");
         g->gp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
         g->gp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
@@ -125,12 +120,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         }
         g->gp_dirty = false;
         json_decref(rootj);
-    } else if (e != APG_ENOTFOUND) {
-        apg_buf_free(&b);
-        apg_groups_free(g);
-        return NULL;
     }
-    apg_buf_free(&b);
     return g;
 }
 

@@ -75,25 +75,10 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
 
 static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
 {
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_file_read(t->tp_path, &b, err, errlen);
-    if (e == APG_ENOTFOUND) {
-        apg_buf_free(&b);
-        return APG_OK;
-    }
-    if (e) {
-        apg_buf_free(&b);
+    json_t *root;
+    apg_err_t e = apg_btable_load(t->tp_path, &root, err, errlen);
+    if (e || !root)
         return e;
-    }
-    json_t *root = apg_json_parse((const char *)b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (!root) {
-        char inner[256];
-        snprintf(inner, sizeof(inner), "%s", err ? err : "");
-        return apg_errf(APG_ECORRUPT, err, errlen,
-                        "%s is not valid JSON (%s); fix it or restore %s.bak", t->tp_path, inner,
-                        t->tp_path);
-    }
     json_t *dv = json_object_get(root, "dataVersion");
     t->tp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
     t->tp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
