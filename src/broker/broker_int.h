@@ -57,6 +57,8 @@ struct apg_dver {
 };
 void apg_dver_next(struct apg_dver *v);
 apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b);
+/* Reads {"counter":..,"timestamp":..} (missing fields: 0); j may be NULL. */
+void apg_dver_decode(const json_t *j, struct apg_dver *v);
 
 /* ---- names -------------------------------------------------------------- */
 

@@ -73,6 +73,12 @@ apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b)
                           (long long)v->dv_counter, (long long)v->dv_timestamp);
 }
 
+void apg_dver_decode(const json_t *j, struct apg_dver *v)
+{
+    v->dv_counter = apg_json_get_i64(j, "counter", 0);
+    v->dv_timestamp = apg_json_get_i64(j, "timestamp", 0);
+}
+
 static apg_err_t check_name(const char *kind, const char *n, size_t max, char *err, size_t errlen)
 {
     size_t len = strlen(n);

@@ -106,9 +106,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     if (rootj) {
-        json_t *dv = json_object_get(rootj, "dataVersion");
-        g->gp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
-        g->gp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
+        apg_dver_decode(json_object_get(rootj, "dataVersion"), &g->gp_version);
         json_t *tab = json_object_get(rootj, "subscriptionGroupTable");
         const char *name;
         json_t *k;

@@ -79,9 +79,7 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
     apg_err_t e = apg_btable_load(t->tp_path, &root, err, errlen);
     if (e || !root)
         return e;
-    json_t *dv = json_object_get(root, "dataVersion");
-    t->tp_version.dv_counter = apg_json_get_i64(dv, "counter", 0);
-    t->tp_version.dv_timestamp = apg_json_get_i64(dv, "timestamp", 0);
+    apg_dver_decode(json_object_get(root, "dataVersion"), &t->tp_version);
     json_t *tab = json_object_get(root, "topicConfigTable");
     const char *name;
     json_t *k;
