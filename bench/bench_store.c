@@ -105,8 +105,8 @@ static void msg_init(struct apg_msg_in *m, uint8_t *body, size_t len, int qid)
     m->mi_body_len = len;
     m->mi_props = "TAGS\001a\002UNIQ_KEY\0017F000001000000000000000000000000\002";
     m->mi_props_len = strlen(m->mi_props);
-    m->mi_born_host.h_addr[0] = 127;
-    m->mi_born_host.h_addr[3] = 1;
+    m->mi_born_host.h_ip[0] = 127;
+    m->mi_born_host.h_ip[3] = 1;
 }
 
 static void bench_async(size_t body_len, long n)

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 #include "store/store.h"
 
 #define TOPIC "CRASH"
@@ -52,8 +52,8 @@ static void *loader(void *arg)
         m.mi_queue_id = qid;
         m.mi_body = (const uint8_t *)body;
         m.mi_body_len = (size_t)bl + pad;
-        m.mi_born_host.h_addr[0] = 127;
-        m.mi_born_host.h_addr[3] = 1;
+        m.mi_born_host.h_ip[0] = 127;
+        m.mi_born_host.h_ip[3] = 1;
         struct apg_put_result r;
         char err[256];
         apg_err_t rc = apg_store_put(g_st, &m, 1, &r, NULL, NULL, err, sizeof(err));
@@ -133,8 +133,8 @@ static int verify(const char *dir)
             }
             size_t p = 0;
             for (int k = 0; k < r.gr_count; k++) {
-                struct apg_msg_rec m;
-                if (apg_msg_decode(b.b_data + p, b.b_len - p, true, &m, NULL) != APG_MSG_OK) {
+                struct apg_msgrec m;
+                if (apg_msgrec_decode(b.b_data + p, b.b_len - p, true, &m, NULL) != APG_MSGREC_OK) {
                     printf("BAD RECORD served at q %d off %lld\n", q, (long long)(off + k));
                     bad++;
                     break;
@@ -183,8 +183,8 @@ static int verify(const char *dir)
             pos = next;
             continue;
         }
-        struct apg_msg_rec m;
-        apg_msg_decode(b.b_data, b.b_len, false, &m, NULL);
+        struct apg_msgrec m;
+        apg_msgrec_decode(b.b_data, b.b_len, false, &m, NULL);
         if (i >= n || recs[i].phys != pos || recs[i].qoff != m.mr_queue_offset ||
             recs[i].qid != m.mr_queue_id) {
             printf("CL record at %lld (q %d off %lld) not indexed as such\n", (long long)pos,

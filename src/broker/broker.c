@@ -46,6 +46,19 @@ void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t co
         apg_conn_reply(c, req, code, remark, NULL, 0);
 }
 
+bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req)
+{
+    if (b->br_perm & APG_PERM_WRITE)
+        return false;
+    char remark[256];
+    snprintf(remark, sizeof(remark),
+             "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
+             b->br_addr, b->br_perm);
+    apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    return true;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 struct proc_ent {
@@ -321,13 +334,13 @@ static apg_err_t pick_address(struct apg_broker *b, char *err, size_t errlen)
      * resolved once here; the name itself is what we advertise. */
     char num[INET_ADDRSTRLEN] = "";
     memset(&b->br_store_host, 0, sizeof(b->br_store_host));
-    if (inet_pton(AF_INET, ip, b->br_store_host.h_addr) == 1) {
-        inet_ntop(AF_INET, b->br_store_host.h_addr, num, sizeof(num));
+    if (inet_pton(AF_INET, ip, b->br_store_host.h_ip) == 1) {
+        inet_ntop(AF_INET, b->br_store_host.h_ip, num, sizeof(num));
     } else {
-        apg_err_t e = resolve_ipv4(ip, b->br_store_host.h_addr, err, errlen);
+        apg_err_t e = resolve_ipv4(ip, b->br_store_host.h_ip, err, errlen);
         if (e)
             return e;
-        inet_ntop(AF_INET, b->br_store_host.h_addr, num, sizeof(num));
+        inet_ntop(AF_INET, b->br_store_host.h_ip, num, sizeof(num));
         apg_log_info("broker",
                      "brokerIP1 %s resolves to %s: advertising the name, storing %s in "
                      "STOREHOST and message ids",
@@ -344,7 +357,7 @@ static apg_err_t pick_address(struct apg_broker *b, char *err, size_t errlen)
     b->br_port = (int)apg_cfg_int(cfg, APG_CFG_listenPort);
     snprintf(b->br_addr, sizeof(b->br_addr), "%s:%d", ip, b->br_port);
     b->br_store_host.h_port = (uint32_t)b->br_port;
-    memcpy(b->br_ip4, b->br_store_host.h_addr, 4);
+    memcpy(b->br_ip4, b->br_store_host.h_ip, 4);
     return APG_OK;
 }
 

@@ -98,14 +98,14 @@ static void create_group(struct apg_broker *b, struct apg_conn *c, const struct 
                          "JSON body");
         return;
     }
-    struct apg_bjson *j = apg_bjson_parse((const char *)req->body, req->body_len, err, sizeof(err));
+    json_t *j = apg_json_parse((const char *)req->body, req->body_len, err, sizeof(err));
     struct apg_group_cfg gc;
     if (!j || apg_group_cfg_decode(j, &gc, err, sizeof(err))) {
-        apg_bjson_free(j);
+        json_decref(j);
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
         return;
     }
-    apg_bjson_free(j);
+    json_decref(j);
     if (apg_name_check_group(gc.gc_name, err, sizeof(err))) {
         apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
         return;

@@ -42,8 +42,8 @@ struct apg_cgroup {
 
 struct apg_clients {
     pthread_mutex_t cl_lock;
-    struct apg_bmap cl_consumers; /* group -> struct apg_cgroup* */
-    struct apg_bmap cl_producers;
+    struct apg_smap cl_consumers; /* group -> struct apg_cgroup* */
+    struct apg_smap cl_producers;
 };
 
 struct apg_clients *apg_clients_new(void)
@@ -52,8 +52,8 @@ struct apg_clients *apg_clients_new(void)
     if (!cl)
         return NULL;
     pthread_mutex_init(&cl->cl_lock, NULL);
-    apg_bmap_init(&cl->cl_consumers);
-    apg_bmap_init(&cl->cl_producers);
+    apg_smap_init(&cl->cl_consumers);
+    apg_smap_init(&cl->cl_producers);
     return cl;
 }
 
@@ -67,8 +67,9 @@ static void subs_free(struct apg_csub *s)
     }
 }
 
-static void group_free(struct apg_cgroup *g)
+static void group_free(void *p)
 {
+    struct apg_cgroup *g = p;
     struct apg_cchan *c = g->cg_chans;
     while (c) {
         struct apg_cchan *n = c->cc_next;
@@ -80,32 +81,24 @@ static void group_free(struct apg_cgroup *g)
     apg_free(g);
 }
 
-static void map_free(struct apg_bmap *m)
-{
-    size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos))
-        group_free(e->me_val);
-    apg_bmap_clear(m);
-}
-
 void apg_clients_free(struct apg_clients *cl)
 {
     if (!cl)
         return;
-    map_free(&cl->cl_consumers);
-    map_free(&cl->cl_producers);
+    apg_smap_clear_free(&cl->cl_consumers, group_free);
+    apg_smap_clear_free(&cl->cl_producers, group_free);
     pthread_mutex_destroy(&cl->cl_lock);
     apg_free(cl);
 }
 
 /* Caller holds cl_lock. Returns true when the member set changed. */
-static bool member_touch(struct apg_bmap *m, const char *group, const char *id, struct apg_conn *c,
+static bool member_touch(struct apg_smap *m, const char *group, const char *id, struct apg_conn *c,
                          int64_t now, struct apg_cgroup **out)
 {
-    struct apg_cgroup *g = apg_bmap_get(m, group);
+    struct apg_cgroup *g = apg_smap_get(m, group);
     if (!g) {
         g = apg_calloc(1, sizeof(*g));
-        if (!g || apg_bmap_put(m, group, g, NULL)) {
+        if (!g || apg_smap_put(m, group, g, NULL)) {
             apg_free(g);
             return false;
         }
@@ -135,18 +128,21 @@ static bool member_touch(struct apg_bmap *m, const char *group, const char *id, 
 }
 
 /* Replaces the group's subscriptions; true when they differ. */
-static bool subs_replace(struct apg_cgroup *g, const struct apg_bjson *set)
+static bool subs_replace(struct apg_cgroup *g, json_t *set)
 {
     struct apg_csub *head = NULL, **tail = &head;
-    for (const struct apg_bjson *s = set ? set->bj_kid : NULL; s; s = s->bj_next) {
-        const char *topic = apg_bjson_get_str(s, "topic", NULL);
+    size_t i;
+    json_t *s;
+    json_array_foreach(set, i, s)
+    {
+        const char *topic = apg_json_get_str(s, "topic", NULL);
         if (!topic)
             continue;
         struct apg_csub *n = apg_calloc(1, sizeof(*n));
         if (!n)
             break;
         snprintf(n->cs_topic, sizeof(n->cs_topic), "%s", topic);
-        n->cs_expr = apg_strdup(apg_bjson_get_str(s, "subString", "*"));
+        n->cs_expr = apg_strdup(apg_json_get_str(s, "subString", "*"));
         *tail = n;
         tail = &n->cs_next;
     }
@@ -197,25 +193,27 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
                          "HEART_BEAT without a body: send HeartbeatData JSON");
         return;
     }
-    struct apg_bjson *hb =
-        apg_bjson_parse((const char *)req->body, req->body_len, err, sizeof(err));
+    json_t *hb = apg_json_parse((const char *)req->body, req->body_len, err, sizeof(err));
     if (!hb) {
         char remark[400];
         snprintf(remark, sizeof(remark), "HEART_BEAT body is not HeartbeatData JSON: %s", err);
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
-    const char *id = apg_bjson_get_str(hb, "clientID", NULL);
+    const char *id = apg_json_get_str(hb, "clientID", NULL);
     if (!id || !id[0]) {
-        apg_bjson_free(hb);
+        json_decref(hb);
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
         return;
     }
     int64_t now = apg_broker_now_ms();
     struct apg_clients *cl = b->br_clients;
-    const struct apg_bjson *cons = apg_bjson_get(hb, "consumerDataSet");
-    for (const struct apg_bjson *cd = cons ? cons->bj_kid : NULL; cd; cd = cd->bj_next) {
-        const char *group = apg_bjson_get_str(cd, "groupName", NULL);
+    json_t *cons = json_object_get(hb, "consumerDataSet");
+    size_t ci;
+    json_t *cd;
+    json_array_foreach(cons, ci, cd)
+    {
+        const char *group = apg_json_get_str(cd, "groupName", NULL);
         if (!group || apg_name_check_group(group, NULL, 0))
             continue;
         struct apg_group_cfg gc;
@@ -231,7 +229,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g = NULL;
         bool changed = member_touch(&cl->cl_consumers, group, id, c, now, &g);
-        if (g && subs_replace(g, apg_bjson_get(cd, "subscriptionDataSet")))
+        if (g && subs_replace(g, json_object_get(cd, "subscriptionDataSet")))
             changed = true;
         if (changed && g) {
             apg_log_info("broker",
@@ -242,9 +240,12 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         }
         pthread_mutex_unlock(&cl->cl_lock);
     }
-    const struct apg_bjson *prods = apg_bjson_get(hb, "producerDataSet");
-    for (const struct apg_bjson *pd = prods ? prods->bj_kid : NULL; pd; pd = pd->bj_next) {
-        const char *group = apg_bjson_get_str(pd, "groupName", NULL);
+    json_t *prods = json_object_get(hb, "producerDataSet");
+    size_t pi;
+    json_t *pd;
+    json_array_foreach(prods, pi, pd)
+    {
+        const char *group = apg_json_get_str(pd, "groupName", NULL);
         if (!group)
             continue;
         pthread_mutex_lock(&cl->cl_lock);
@@ -252,7 +253,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         member_touch(&cl->cl_producers, group, id, c, now, &g);
         pthread_mutex_unlock(&cl->cl_lock);
     }
-    apg_bjson_free(hb);
+    json_decref(hb);
     apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
 }
 
@@ -280,25 +281,25 @@ static int remove_members(struct apg_cgroup *g, const char *id, const struct apg
 
 /* Caller holds cl_lock. Applies remove_members to every group of m,
  * notifies consumer groups that lost members and drops empty groups. */
-static void sweep(struct apg_bmap *m, bool consumers, const char *id, const struct apg_conn *conn,
+static void sweep(struct apg_smap *m, bool consumers, const char *id, const struct apg_conn *conn,
                   int64_t older)
 {
     bool again = true;
     while (again) {
         again = false;
         size_t pos;
-        for (struct apg_bmap_ent *e = apg_bmap_first(m, &pos); e; e = apg_bmap_next(m, e, &pos)) {
-            struct apg_cgroup *g = e->me_val;
+        for (struct apg_smap_ent *e = apg_smap_first(m, &pos); e; e = apg_smap_next(m, e, &pos)) {
+            struct apg_cgroup *g = e->se_val;
             int n = remove_members(g, id, conn, older);
             if (n && consumers && g->cg_chans) {
                 apg_log_info("broker", "consumer group %s lost %d member(s); notifying the rest",
-                             e->me_key, n);
-                notify_members(g, e->me_key);
+                             e->se_key, n);
+                notify_members(g, e->se_key);
             }
             if (!g->cg_chans) {
                 char key[APG_NAME_CAP];
-                snprintf(key, sizeof(key), "%s", e->me_key);
-                group_free(apg_bmap_del(m, key));
+                snprintf(key, sizeof(key), "%s", e->se_key);
+                group_free(apg_smap_del(m, key));
                 again = true;
                 break;
             }
@@ -337,18 +338,18 @@ static void unregister(struct apg_broker *b, struct apg_conn *c, const struct ap
     struct apg_clients *cl = b->br_clients;
     pthread_mutex_lock(&cl->cl_lock);
     if (cg && cg[0]) {
-        struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, cg);
+        struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, cg);
         if (g && remove_members(g, id, NULL, 0)) {
             if (g->cg_chans)
                 notify_members(g, cg);
             else
-                group_free(apg_bmap_del(&cl->cl_consumers, cg));
+                group_free(apg_smap_del(&cl->cl_consumers, cg));
         }
     }
     if (pg && pg[0]) {
-        struct apg_cgroup *g = apg_bmap_get(&cl->cl_producers, pg);
+        struct apg_cgroup *g = apg_smap_get(&cl->cl_producers, pg);
         if (g && remove_members(g, id, NULL, 0) && !g->cg_chans)
-            group_free(apg_bmap_del(&cl->cl_producers, pg));
+            group_free(apg_smap_del(&cl->cl_producers, pg));
     }
     pthread_mutex_unlock(&cl->cl_lock);
     apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
@@ -371,7 +372,7 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
     struct apg_buf body = APG_BUF_INIT;
     int n = 0;
     pthread_mutex_lock(&cl->cl_lock);
-    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
     const char *ids[1024];
     for (struct apg_cchan *ch = g ? g->cg_chans : NULL; ch && n < 1024; ch = ch->cc_next)
         ids[n++] = ch->cc_id;
@@ -381,7 +382,7 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
         if (i)
             e = apg_buf_append(&body, ",", 1);
         if (!e)
-            e = apg_bjson_put_str(&body, ids[i]);
+            e = apg_json_put_str(&body, ids[i]);
     }
     if (!e)
         e = apg_buf_append_str(&body, "]}");
@@ -422,7 +423,7 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
 {
     bool found = false;
     pthread_mutex_lock(&cl->cl_lock);
-    struct apg_cgroup *g = apg_bmap_get(&cl->cl_consumers, group);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
     for (struct apg_csub *s = g ? g->cg_subs : NULL; s; s = s->cs_next)
         if (strcmp(s->cs_topic, topic) == 0) {
             snprintf(out, outlen, "%s", s->cs_expr ? s->cs_expr : "*");

@@ -10,8 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/bjson.h"
-#include "broker/bmap.h"
+#include "common/json.h"
+#include "common/file.h"
+#include "common/smap.h"
 #include "common/buf.h"
 #include "common/err.h"
 
@@ -29,15 +30,24 @@
 #define APG_RETRY_PREFIX "%RETRY%"
 #define APG_DLQ_PREFIX "%DLQ%"
 
-/* ---- small files -------------------------------------------------------- */
+/* ---- config tables ------------------------------------------------------ */
 
-/* Writes path atomically: path.tmp, fsync, keep the old file as path.bak,
- * rename. Creates the parent directory. */
-apg_err_t apg_bfile_write_atomic(const char *path, const void *data, size_t len, char *err,
-                                 size_t errlen);
-/* Reads a whole file into out (NUL-terminated past b_len). APG_ENOTFOUND
- * when it does not exist. */
-apg_err_t apg_bfile_read(const char *path, struct apg_buf *out, char *err, size_t errlen);
+/* Encodes a whole table as its JSON file; takes the table's lock itself. */
+typedef apg_err_t (*apg_btable_encode_fn)(void *table, struct apg_buf *b);
+
+/* The load step every config table shares: reads and parses path (fastjson
+ * tolerated). APG_OK with *out owned by the caller (json_decref), or NULL
+ * when the file does not exist yet; APG_ECORRUPT naming the file and the
+ * parse error when it is not JSON; other read errors as apg_file_read. */
+apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen);
+
+/* The persist step every config table shares: when *dirty (or force), clears
+ * it under lock, encodes the table (encode locks it again) and writes path
+ * with apg_file_write_atomic; on any failure *dirty is set again so the next
+ * persist retries. `what` names the table in errors. Borrows everything. */
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
+                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
+                             size_t errlen);
 
 /* ---- data version ------------------------------------------------------- */
 
@@ -47,6 +57,8 @@ struct apg_dver {
 };
 void apg_dver_next(struct apg_dver *v);
 apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b);
+/* Reads {"counter":..,"timestamp":..} (missing fields: 0); j may be NULL. */
+void apg_dver_decode(const json_t *j, struct apg_dver *v);
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -73,7 +85,7 @@ struct apg_topic_cfg {
 
 struct apg_topics {
     pthread_mutex_t tp_lock;
-    struct apg_bmap tp_map; /* name -> struct apg_topic_cfg* (owned) */
+    struct apg_smap tp_map; /* name -> struct apg_topic_cfg* (owned) */
     struct apg_dver tp_version;
     char *tp_path; /* <root>/config/topics.json */
     bool tp_dirty;
@@ -115,7 +127,7 @@ void apg_topics_version(struct apg_topics *t, struct apg_dver *out);
 /* Encodes one TopicConfig object. */
 apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b);
 /* Decodes one TopicConfig object (absent fields get RocketMQ defaults). */
-apg_err_t apg_topic_cfg_decode(const struct apg_bjson *j, struct apg_topic_cfg *out, char *err,
+apg_err_t apg_topic_cfg_decode(const json_t *j, struct apg_topic_cfg *out, char *err,
                                size_t errlen);
 
 /* ---- subscription groups (sub_group.c) ---------------------------------- */
@@ -134,14 +146,14 @@ struct apg_group_cfg {
 
 struct apg_groups {
     pthread_mutex_t gp_lock;
-    struct apg_bmap gp_map; /* name -> struct apg_group_cfg* (owned) */
+    struct apg_smap gp_map; /* name -> struct apg_group_cfg* (owned) */
     struct apg_dver gp_version;
     char *gp_path;
     bool gp_dirty;
 };
 
 void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name);
-apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
+apg_err_t apg_group_cfg_decode(const json_t *j, struct apg_group_cfg *out, char *err,
                                size_t errlen);
 apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b);
 struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen);
@@ -161,7 +173,7 @@ apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t
 
 struct apg_offsets {
     pthread_mutex_t of_lock;
-    struct apg_bmap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
+    struct apg_smap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
     char *of_path;
     bool of_dirty;
 };

@@ -37,11 +37,11 @@ static struct apg_off_row *row_grow(struct apg_off_row *r, int32_t queue)
 
 static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queue, int64_t off)
 {
-    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    struct apg_off_row *r = apg_smap_get(&o->of_map, key);
     struct apg_off_row *nr = row_grow(r, queue);
     if (!nr)
         return APG_ENOMEM;
-    if (nr != r && apg_bmap_put(&o->of_map, key, nr, NULL)) {
+    if (nr != r && apg_smap_put(&o->of_map, key, nr, NULL)) {
         if (!r)
             apg_free(nr);
         return APG_ENOMEM;
@@ -59,7 +59,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&o->of_lock, NULL);
-    apg_bmap_init(&o->of_map);
+    apg_smap_init(&o->of_map);
     size_t n = strlen(root) + 40;
     o->of_path = apg_malloc(n);
     if (!o->of_path) {
@@ -67,36 +67,28 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     snprintf(o->of_path, n, "%s/config/consumerOffset.json", root);
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(o->of_path, &b, err, errlen);
-    if (e == APG_OK) {
-        struct apg_bjson *rj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
-        if (!rj) {
-            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
-                     o->of_path, o->of_path);
-            apg_buf_free(&b);
-            apg_offsets_free(o);
-            return NULL;
-        }
-        const struct apg_bjson *tab = apg_bjson_get(rj, "offsetTable");
-        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
-            if (k->bj_type != APG_BJSON_OBJ || !k->bj_key)
-                continue;
-            for (const struct apg_bjson *q = k->bj_kid; q; q = q->bj_next) {
-                long qid = strtol(q->bj_key ? q->bj_key : "-1", NULL, 10);
-                int64_t off = apg_bjson_i64(q, -1);
-                if (qid >= 0 && qid < 65536 && off >= 0)
-                    set_locked(o, k->bj_key, (int32_t)qid, off);
-            }
-        }
-        apg_bjson_free(rj);
-        o->of_dirty = false;
-    } else if (e != APG_ENOTFOUND) {
-        apg_buf_free(&b);
+    json_t *rj;
+    if (apg_btable_load(o->of_path, &rj, err, errlen)) {
         apg_offsets_free(o);
         return NULL;
     }
-    apg_buf_free(&b);
+    if (rj) {
+        json_t *tab = json_object_get(rj, "offsetTable");
+        const char *tg, *qk;
+        json_t *k, *q;
+        json_object_foreach(tab, tg, k)
+        {
+            json_object_foreach(k, qk, q)
+            {
+                long qid = strtol(qk, NULL, 10);
+                int64_t off = apg_json_i64(q, -1);
+                if (qid >= 0 && qid < 65536 && off >= 0)
+                    set_locked(o, tg, (int32_t)qid, off);
+            }
+        }
+        json_decref(rj);
+        o->of_dirty = false;
+    }
     return o;
 }
 
@@ -104,11 +96,7 @@ void apg_offsets_free(struct apg_offsets *o)
 {
     if (!o)
         return;
-    size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
-         e = apg_bmap_next(&o->of_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&o->of_map);
+    apg_smap_clear_free(&o->of_map, apg_free);
     pthread_mutex_destroy(&o->of_lock);
     apg_free(o->of_path);
     apg_free(o);
@@ -138,7 +126,7 @@ int64_t apg_offsets_query(struct apg_offsets *o, const char *group, const char *
     char key[2 * APG_NAME_CAP + 2];
     make_key(key, sizeof(key), topic, group);
     pthread_mutex_lock(&o->of_lock);
-    struct apg_off_row *r = apg_bmap_get(&o->of_map, key);
+    struct apg_off_row *r = apg_smap_get(&o->of_map, key);
     int64_t v = r && queue >= 0 && queue < r->or_n ? r->or_off[queue] : -1;
     pthread_mutex_unlock(&o->of_lock);
     return v;
@@ -152,18 +140,18 @@ static void drop_matching(struct apg_offsets *o, const char *name, int part)
     bool again = true;
     while (again) {
         again = false;
-        for (struct apg_bmap_ent *e = apg_bmap_first(&o->of_map, &pos); e;
-             e = apg_bmap_next(&o->of_map, e, &pos)) {
-            const char *at = strchr(e->me_key, '@');
+        for (struct apg_smap_ent *e = apg_smap_first(&o->of_map, &pos); e;
+             e = apg_smap_next(&o->of_map, e, &pos)) {
+            const char *at = strchr(e->se_key, '@');
             if (!at)
                 continue;
-            bool hit = part == 0 ? (strlen(name) == (size_t)(at - e->me_key) &&
-                                    strncmp(e->me_key, name, (size_t)(at - e->me_key)) == 0)
+            bool hit = part == 0 ? (strlen(name) == (size_t)(at - e->se_key) &&
+                                    strncmp(e->se_key, name, (size_t)(at - e->se_key)) == 0)
                                  : strcmp(at + 1, name) == 0;
             if (hit) {
                 char key[2 * APG_NAME_CAP + 2];
-                snprintf(key, sizeof(key), "%s", e->me_key);
-                apg_free(apg_bmap_del(&o->of_map, key));
+                snprintf(key, sizeof(key), "%s", e->se_key);
+                apg_free(apg_smap_del(&o->of_map, key));
                 o->of_dirty = true;
                 again = true;
                 break;
@@ -189,14 +177,14 @@ apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
     apg_err_t e = apg_buf_append_str(b, "{\"offsetTable\":{");
     size_t pos;
     bool first = true;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&o->of_map, &pos); !e && it;
-         it = apg_bmap_next(&o->of_map, it, &pos)) {
-        struct apg_off_row *r = it->me_val;
+    for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
+         it = apg_smap_next(&o->of_map, it, &pos)) {
+        struct apg_off_row *r = it->se_val;
         if (!first)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->me_key);
+            e = apg_json_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":{", 2);
         bool f2 = true;
@@ -215,23 +203,13 @@ apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_offsets_encode(table, b);
+}
+
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&o->of_lock);
-    bool dirty = o->of_dirty;
-    o->of_dirty = false;
-    pthread_mutex_unlock(&o->of_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_offsets_encode(o, &b);
-    if (!e)
-        e = apg_bfile_write_atomic(o->of_path, b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&o->of_lock);
-        o->of_dirty = true;
-        pthread_mutex_unlock(&o->of_lock);
-    }
-    return e;
+    return apg_btable_persist(&o->of_lock, &o->of_dirty, o->of_path, force, encode_table, o,
+                              "consumer offsets", err, errlen);
 }

@@ -26,7 +26,7 @@
 #include "broker/broker_rt.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 
 #define PULL_SYS_COMMIT 0x1
 #define PULL_SYS_SUSPEND 0x2
@@ -76,9 +76,9 @@ static int exact_filter(const struct apg_tag_filter *f, struct apg_buf *out)
         uint32_t size = apg_be32(out->b_data + rd);
         if (size < 8 || size > out->b_len - rd)
             break;
-        struct apg_msg_rec r;
+        struct apg_msgrec r;
         bool keep = true;
-        if (apg_msg_decode(out->b_data + rd, size, false, &r, NULL) == APG_MSG_OK) {
+        if (apg_msgrec_decode(out->b_data + rd, size, false, &r, NULL) == APG_MSGREC_OK) {
             size_t vl;
             const char *v = apg_props_find(r.mr_props, r.mr_props_len, "TAGS", &vl);
             keep = v ? apg_tag_filter_match_tag(f, v, vl) : false;

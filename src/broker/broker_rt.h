@@ -9,11 +9,6 @@
 #ifndef APG_BROKER_BROKER_RT_H
 #define APG_BROKER_BROKER_RT_H
 
-/* store.h first: netdb.h (pulled in by uv.h) defines h_addr as a macro,
- * which would rewrite struct apg_host's field of that name. */
-#include "store/msg.h"
-#include "store/store.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
@@ -24,10 +19,8 @@
 #include "net/net.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
-
-#ifdef h_addr
-#undef h_addr
-#endif
+#include "protocol/message.h"
+#include "store/store.h"
 
 struct apg_clients;
 struct apg_parked;
@@ -116,6 +109,11 @@ void apg_broker_request_register(struct apg_broker *b);
 /* Replies with code and remark (remark may be NULL); skipped for oneway. */
 void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
                       const char *remark);
+
+/* When the broker has no write permission (brokerPermission), answers req
+ * NO_PERMISSION with a remark naming the fix and returns true. */
+bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req);
 
 typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req);

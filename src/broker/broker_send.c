@@ -21,7 +21,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 
 #define BATCH_MAX 4096
 
@@ -51,7 +51,7 @@ static void parse_host(struct apg_host *h, const char *peer)
     memcpy(ip, peer, (size_t)(colon - peer));
     ip[colon - peer] = 0;
     h->h_port = (uint32_t)atoi(colon + 1);
-    if (inet_pton(AF_INET, ip, h->h_addr) == 1)
+    if (inet_pton(AF_INET, ip, h->h_ip) == 1)
         return;
     char *ip6 = ip;
     if (ip6[0] == '[') {
@@ -60,7 +60,7 @@ static void parse_host(struct apg_host *h, const char *peer)
         if (e)
             *e = 0;
     }
-    if (inet_pton(AF_INET6, ip6, h->h_addr) == 1)
+    if (inet_pton(AF_INET6, ip6, h->h_ip) == 1)
         h->h_v6 = true;
 }
 
@@ -379,8 +379,8 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         goto done;
     }
     if (n == 1 && ack) {
-        apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
-                               sizeof(ack->sa_id1));
+        apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
+                         sizeof(ack->sa_id1));
         ack->sa_queue_offset = res[0].pr_queue_offset;
         ack->sa_msgid = ack->sa_id1;
         goto done;
@@ -389,7 +389,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         /* The common case answers from the stack. */
         if (!apg_rcmd_is_oneway(req)) {
             char id[64];
-            apg_store_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
+            apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
             send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL, id, qid,
                           res[0].pr_queue_offset, uniq);
         }
@@ -398,7 +398,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
     struct apg_buf ids = APG_BUF_INIT;
     for (int i = 0; i < n; i++) {
         char id[64];
-        apg_store_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
+        apg_msgid_encode(&b->br_store_host, res[i].pr_phys_offset, id, sizeof(id));
         if (i)
             apg_buf_append(&ids, ",", 1);
         apg_buf_append_str(&ids, id);
@@ -426,13 +426,8 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
         return;
     }
-    if (!(b->br_perm & APG_PERM_WRITE)) {
-        snprintf(remark, sizeof(remark),
-                 "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
-                 b->br_addr, b->br_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    if (apg_broker_refuse_unwritable(b, c, req))
         return;
-    }
     /* Both checks depend on the name alone: a producer sending to the
      * topic this loop thread last accepted skips them. */
     if (!loop_ok_topic[0] || strcmp(h.sh_topic, loop_ok_topic) != 0) {

@@ -27,7 +27,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 
 /* Copies props and adds name=value when name is absent. */
 static apg_err_t props_with(struct apg_buf *out, const char *props, size_t len, const char *name,
@@ -65,13 +65,8 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
         return;
     }
-    if (!(b->br_perm & APG_PERM_WRITE)) {
-        snprintf(remark, sizeof(remark),
-                 "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
-                 b->br_addr, b->br_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+    if (apg_broker_refuse_unwritable(b, c, req))
         return;
-    }
     if (gc.gc_retry_queues <= 0) {
         /* The group wants no retries: the message is dropped, as RocketMQ does. */
         apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
@@ -81,9 +76,9 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         max_times = gc.gc_retry_max_times;
 
     struct apg_buf rec_buf = APG_BUF_INIT, props = APG_BUF_INIT;
-    struct apg_msg_rec rec;
+    struct apg_msgrec rec;
     if (apg_store_read_at(b->br_store, offset, &rec_buf) != APG_OK ||
-        apg_msg_decode(rec_buf.b_data, rec_buf.b_len, false, &rec, NULL) != APG_MSG_OK) {
+        apg_msgrec_decode(rec_buf.b_data, rec_buf.b_len, false, &rec, NULL) != APG_MSGREC_OK) {
         snprintf(remark, sizeof(remark),
                  "look message by offset failed: no message at commit log offset %lld",
                  (long long)offset);
@@ -120,7 +115,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     /* Properties: the original's, plus RETRY_TOPIC and ORIGIN_MESSAGE_ID. */
     char orig_topic[APG_NAME_CAP], orig_id[64];
     snprintf(orig_topic, sizeof(orig_topic), "%.*s", (int)rec.mr_topic_len, rec.mr_topic);
-    apg_store_msgid_encode(&rec.mr_store_host, rec.mr_phys_offset, orig_id, sizeof(orig_id));
+    apg_msgid_encode(&rec.mr_store_host, rec.mr_phys_offset, orig_id, sizeof(orig_id));
     apg_err_t e = apg_buf_append(&props, rec.mr_props, rec.mr_props_len);
     if (!e && rec.mr_props_len && rec.mr_props[rec.mr_props_len - 1] != APG_PROP_SEP)
         e = apg_buf_append(&props, "\x02", 1);

@@ -119,9 +119,9 @@ static void kv(struct apg_buf *out, const char *key, const char *fmt, ...)
     va_end(ap);
     if (out->b_len && out->b_data[out->b_len - 1] != '{')
         apg_buf_append(out, ",", 1);
-    apg_bjson_put_str(out, key);
+    apg_json_put_str(out, key);
     apg_buf_append(out, ":", 1);
-    apg_bjson_put_str(out, v);
+    apg_json_put_str(out, v);
 }
 
 static void human_bytes(uint64_t n, char *out, size_t len)

@@ -1,10 +1,5 @@
-/* Broker utilities shared by the config tables: atomic small-file writes,
- * DataVersion, and RocketMQ's name rules.
- *
- * Config files are written the RocketMQ way: the new content goes to
- * <file>.tmp and is fsynced, the current file becomes <file>.bak, and the
- * tmp file is renamed over the original, so a crash leaves either version
- * readable. */
+/* Broker utilities shared by the config tables: DataVersion and RocketMQ's
+ * name rules, and the persist step the config tables share. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,87 +11,47 @@
 
 #include "broker/broker_int.h"
 
-static void mkdir_parents(const char *path)
+apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen)
 {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
+    *out = NULL;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = apg_file_read(path, &b, err, errlen);
+    if (e == APG_OK) {
+        char inner[256] = "";
+        *out = apg_json_parse((const char *)b.b_data, b.b_len, inner, sizeof(inner));
+        if (!*out)
+            e = apg_errf(APG_ECORRUPT, err, errlen,
+                         "%s is not valid JSON (%s); fix it or restore %s.bak", path, inner, path);
+    } else if (e == APG_ENOTFOUND) {
+        e = APG_OK;
     }
+    apg_buf_free(&b);
+    return e;
 }
 
-apg_err_t apg_bfile_write_atomic(const char *path, const void *data, size_t len, char *err,
-                                 size_t errlen)
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
+                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
+                             size_t errlen)
 {
-    char tmp[PATH_MAX], bak[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(bak, sizeof(bak), "%s.bak", path);
-    mkdir_parents(path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
+    pthread_mutex_lock(lock);
+    bool was_dirty = *dirty;
+    *dirty = false;
+    pthread_mutex_unlock(lock);
+    if (!was_dirty && !force)
+        return APG_OK;
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = encode(table, &b);
+    if (!e)
+        e = apg_file_write_atomic(path, b.b_data, b.b_len, err, errlen);
+    else
+        apg_errf(e, err, errlen, "out of memory encoding %s", what);
+    apg_buf_free(&b);
+    if (e) {
+        pthread_mutex_lock(lock);
+        *dirty = true;
+        pthread_mutex_unlock(lock);
     }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return apg_errf(APG_EIO, err, errlen, "fsync %s failed: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (access(path, F_OK) == 0 && (unlink(bak), link(path, bak) != 0)) {
-        /* A missing .bak is not worth failing the write for. */
-    }
-    if (rename(tmp, path) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot rename %s to %s: %s", tmp, path,
-                        strerror(errno));
-    return APG_OK;
-}
-
-apg_err_t apg_bfile_read(const char *path, struct apg_buf *out, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return APG_ENOTFOUND;
-        return apg_errf(APG_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
-    }
-    apg_buf_reset(out);
-    for (;;) {
-        if (apg_buf_reserve(out, 65536)) {
-            close(fd);
-            return apg_errf(APG_ENOMEM, err, errlen, "out of memory reading %s", path);
-        }
-        ssize_t n = read(fd, out->b_data + out->b_len, out->b_cap - out->b_len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "cannot read %s: %s", path, strerror(e));
-        }
-        if (n == 0)
-            break;
-        out->b_len += (size_t)n;
-    }
-    close(fd);
-    out->b_data[out->b_len] = 0;
-    return APG_OK;
+    return e;
 }
 
 static int64_t now_ms(void)
@@ -116,6 +71,12 @@ apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b)
 {
     return apg_buf_printf(b, "{\"counter\":%lld,\"stateVersion\":0,\"timestamp\":%lld}",
                           (long long)v->dv_counter, (long long)v->dv_timestamp);
+}
+
+void apg_dver_decode(const json_t *j, struct apg_dver *v)
+{
+    v->dv_counter = apg_json_get_i64(j, "counter", 0);
+    v->dv_timestamp = apg_json_get_i64(j, "timestamp", 0);
 }
 
 static apg_err_t check_name(const char *kind, const char *n, size_t max, char *err, size_t errlen)

@@ -26,23 +26,22 @@ void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name)
     g->gc_which_broker_slow = 1;
 }
 
-apg_err_t apg_group_cfg_decode(const struct apg_bjson *j, struct apg_group_cfg *out, char *err,
-                               size_t errlen)
+apg_err_t apg_group_cfg_decode(const json_t *j, struct apg_group_cfg *out, char *err, size_t errlen)
 {
-    const char *name = apg_bjson_get_str(j, "groupName", NULL);
+    const char *name = apg_json_get_str(j, "groupName", NULL);
     if (!name || !name[0])
         return apg_errf(APG_EINVAL, err, errlen, "SubscriptionGroupConfig without groupName");
     if (strlen(name) >= sizeof(out->gc_name))
         return apg_errf(APG_EINVAL, err, errlen, "group name too long");
     apg_group_cfg_defaults(out, name);
-    out->gc_consume_enable = apg_bjson_get_bool(j, "consumeEnable", true);
-    out->gc_consume_from_min_enable = apg_bjson_get_bool(j, "consumeFromMinEnable", true);
-    out->gc_consume_broadcast_enable = apg_bjson_get_bool(j, "consumeBroadcastEnable", true);
-    out->gc_notify_ids_changed = apg_bjson_get_bool(j, "notifyConsumerIdsChangedEnable", true);
-    out->gc_retry_queues = (int32_t)apg_bjson_get_i64(j, "retryQueueNums", 1);
-    out->gc_retry_max_times = (int32_t)apg_bjson_get_i64(j, "retryMaxTimes", 16);
-    out->gc_broker_id = apg_bjson_get_i64(j, "brokerId", 0);
-    out->gc_which_broker_slow = apg_bjson_get_i64(j, "whichBrokerWhenConsumeSlowly", 1);
+    out->gc_consume_enable = apg_json_get_bool(j, "consumeEnable", true);
+    out->gc_consume_from_min_enable = apg_json_get_bool(j, "consumeFromMinEnable", true);
+    out->gc_consume_broadcast_enable = apg_json_get_bool(j, "consumeBroadcastEnable", true);
+    out->gc_notify_ids_changed = apg_json_get_bool(j, "notifyConsumerIdsChangedEnable", true);
+    out->gc_retry_queues = (int32_t)apg_json_get_i64(j, "retryQueueNums", 1);
+    out->gc_retry_max_times = (int32_t)apg_json_get_i64(j, "retryMaxTimes", 16);
+    out->gc_broker_id = apg_json_get_i64(j, "brokerId", 0);
+    out->gc_which_broker_slow = apg_json_get_i64(j, "whichBrokerWhenConsumeSlowly", 1);
     return APG_OK;
 }
 
@@ -56,7 +55,7 @@ apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b)
         (long long)g->gc_broker_id, g->gc_consume_broadcast_enable ? "true" : "false",
         g->gc_consume_enable ? "true" : "false", g->gc_consume_from_min_enable ? "true" : "false");
     if (!e)
-        e = apg_bjson_put_str(b, g->gc_name);
+        e = apg_json_put_str(b, g->gc_name);
     if (!e)
         e = apg_buf_printf(b,
                            ",\"groupSysFlag\":0,\"notifyConsumerIdsChangedEnable\":%s,"
@@ -74,7 +73,7 @@ static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc
         return APG_ENOMEM;
     *n = *gc;
     void *old;
-    if (apg_bmap_put(&g->gp_map, n->gc_name, n, &old)) {
+    if (apg_smap_put(&g->gp_map, n->gc_name, n, &old)) {
         apg_free(n);
         return APG_ENOMEM;
     }
@@ -92,7 +91,7 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&g->gp_lock, NULL);
-    apg_bmap_init(&g->gp_map);
+    apg_smap_init(&g->gp_map);
     size_t n = strlen(root) + 40;
     g->gp_path = apg_malloc(n);
     if (!g->gp_path) {
@@ -101,34 +100,25 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         return NULL;
     }
     snprintf(g->gp_path, n, "%s/config/subscriptionGroup.json", root);
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(g->gp_path, &b, err, errlen);
-    if (e == APG_OK) {
-        struct apg_bjson *rootj = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
-        if (!rootj) {
-            apg_buf_free(&b);
-            apg_errf(APG_ECORRUPT, err, errlen, "%s is not valid JSON; fix it or restore %s.bak",
-                     g->gp_path, g->gp_path);
-            apg_groups_free(g);
-            return NULL;
-        }
-        const struct apg_bjson *dv = apg_bjson_get(rootj, "dataVersion");
-        g->gp_version.dv_counter = apg_bjson_get_i64(dv, "counter", 0);
-        g->gp_version.dv_timestamp = apg_bjson_get_i64(dv, "timestamp", 0);
-        const struct apg_bjson *tab = apg_bjson_get(rootj, "subscriptionGroupTable");
-        for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+    json_t *rootj;
+    if (apg_btable_load(g->gp_path, &rootj, err, errlen)) {
+        apg_groups_free(g);
+        return NULL;
+    }
+    if (rootj) {
+        apg_dver_decode(json_object_get(rootj, "dataVersion"), &g->gp_version);
+        json_t *tab = json_object_get(rootj, "subscriptionGroupTable");
+        const char *name;
+        json_t *k;
+        json_object_foreach(tab, name, k)
+        {
             struct apg_group_cfg gc;
             if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK)
                 put_locked(g, &gc);
         }
         g->gp_dirty = false;
-        apg_bjson_free(rootj);
-    } else if (e != APG_ENOTFOUND) {
-        apg_buf_free(&b);
-        apg_groups_free(g);
-        return NULL;
+        json_decref(rootj);
     }
-    apg_buf_free(&b);
     return g;
 }
 
@@ -136,11 +126,7 @@ void apg_groups_free(struct apg_groups *g)
 {
     if (!g)
         return;
-    size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&g->gp_map, &pos); e;
-         e = apg_bmap_next(&g->gp_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&g->gp_map);
+    apg_smap_clear_free(&g->gp_map, apg_free);
     pthread_mutex_destroy(&g->gp_lock);
     apg_free(g->gp_path);
     apg_free(g);
@@ -149,7 +135,7 @@ void apg_groups_free(struct apg_groups *g)
 bool apg_groups_get(struct apg_groups *g, const char *name, struct apg_group_cfg *out)
 {
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_get(&g->gp_map, name);
     if (gc && out)
         *out = *gc;
     pthread_mutex_unlock(&g->gp_lock);
@@ -161,7 +147,7 @@ apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool 
 {
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_get(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_get(&g->gp_map, name);
     if (gc) {
         *out = *gc;
     } else if (!auto_create) {
@@ -187,7 +173,7 @@ apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc)
 bool apg_groups_delete(struct apg_groups *g, const char *name)
 {
     pthread_mutex_lock(&g->gp_lock);
-    struct apg_group_cfg *gc = apg_bmap_del(&g->gp_map, name);
+    struct apg_group_cfg *gc = apg_smap_del(&g->gp_map, name);
     if (gc) {
         apg_free(gc);
         apg_dver_next(&g->gp_version);
@@ -207,17 +193,17 @@ apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
         e = apg_buf_append_str(b, ",\"forbiddenTable\":{},\"subscriptionGroupTable\":{");
     size_t pos;
     bool first = true;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&g->gp_map, &pos); !e && it;
-         it = apg_bmap_next(&g->gp_map, it, &pos)) {
+    for (struct apg_smap_ent *it = apg_smap_first(&g->gp_map, &pos); !e && it;
+         it = apg_smap_next(&g->gp_map, it, &pos)) {
         if (!first)
             e = apg_buf_append(b, ",", 1);
         first = false;
         if (!e)
-            e = apg_bjson_put_str(b, it->me_key);
+            e = apg_json_put_str(b, it->se_key);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_group_cfg_encode(it->me_val, b);
+            e = apg_group_cfg_encode(it->se_val, b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");
@@ -225,23 +211,13 @@ apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_groups_encode(table, b);
+}
+
 apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&g->gp_lock);
-    bool dirty = g->gp_dirty;
-    g->gp_dirty = false;
-    pthread_mutex_unlock(&g->gp_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_groups_encode(g, &b);
-    if (!e)
-        e = apg_bfile_write_atomic(g->gp_path, b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&g->gp_lock);
-        g->gp_dirty = true;
-        pthread_mutex_unlock(&g->gp_lock);
-    }
-    return e;
+    return apg_btable_persist(&g->gp_lock, &g->gp_dirty, g->gp_path, force, encode_table, g,
+                              "subscription groups", err, errlen);
 }

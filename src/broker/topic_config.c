@@ -29,29 +29,28 @@ apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b
                                  tc->tc_order ? "true" : "false", tc->tc_perm, tc->tc_read_queues,
                                  tc->tc_filter == APG_TOPIC_MULTI_TAG ? "MULTI_TAG" : "SINGLE_TAG");
     if (!e)
-        e = apg_bjson_put_str(b, tc->tc_name);
+        e = apg_json_put_str(b, tc->tc_name);
     if (!e)
         e = apg_buf_printf(b, ",\"topicSysFlag\":%d,\"writeQueueNums\":%d}", tc->tc_sysflag,
                            tc->tc_write_queues);
     return e;
 }
 
-apg_err_t apg_topic_cfg_decode(const struct apg_bjson *j, struct apg_topic_cfg *out, char *err,
-                               size_t errlen)
+apg_err_t apg_topic_cfg_decode(const json_t *j, struct apg_topic_cfg *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    const char *name = apg_bjson_get_str(j, "topicName", NULL);
+    const char *name = apg_json_get_str(j, "topicName", NULL);
     if (!name || !name[0])
         return apg_errf(APG_EINVAL, err, errlen, "TopicConfig without topicName");
     if (strlen(name) >= sizeof(out->tc_name))
         return apg_errf(APG_EINVAL, err, errlen, "topic name too long");
     set_name(out, name);
-    out->tc_read_queues = (int32_t)apg_bjson_get_i64(j, "readQueueNums", 16);
-    out->tc_write_queues = (int32_t)apg_bjson_get_i64(j, "writeQueueNums", 16);
-    out->tc_perm = (int32_t)apg_bjson_get_i64(j, "perm", APG_PERM_READ | APG_PERM_WRITE);
-    out->tc_sysflag = (int32_t)apg_bjson_get_i64(j, "topicSysFlag", 0);
-    out->tc_order = apg_bjson_get_bool(j, "order", false);
-    const char *ft = apg_bjson_get_str(j, "topicFilterType", "SINGLE_TAG");
+    out->tc_read_queues = (int32_t)apg_json_get_i64(j, "readQueueNums", 16);
+    out->tc_write_queues = (int32_t)apg_json_get_i64(j, "writeQueueNums", 16);
+    out->tc_perm = (int32_t)apg_json_get_i64(j, "perm", APG_PERM_READ | APG_PERM_WRITE);
+    out->tc_sysflag = (int32_t)apg_json_get_i64(j, "topicSysFlag", 0);
+    out->tc_order = apg_json_get_bool(j, "order", false);
+    const char *ft = apg_json_get_str(j, "topicFilterType", "SINGLE_TAG");
     out->tc_filter = strcmp(ft, "MULTI_TAG") == 0 ? APG_TOPIC_MULTI_TAG : APG_TOPIC_SINGLE_TAG;
     return APG_OK;
 }
@@ -64,7 +63,7 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
         return APG_ENOMEM;
     *n = *tc;
     void *old;
-    if (apg_bmap_put(&t->tp_map, n->tc_name, n, &old)) {
+    if (apg_smap_put(&t->tp_map, n->tc_name, n, &old)) {
         apg_free(n);
         return APG_ENOMEM;
     }
@@ -76,48 +75,34 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
 
 static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
 {
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_bfile_read(t->tp_path, &b, err, errlen);
-    if (e == APG_ENOTFOUND) {
-        apg_buf_free(&b);
-        return APG_OK;
-    }
-    if (e) {
-        apg_buf_free(&b);
+    json_t *root;
+    apg_err_t e = apg_btable_load(t->tp_path, &root, err, errlen);
+    if (e || !root)
         return e;
-    }
-    struct apg_bjson *root = apg_bjson_parse((const char *)b.b_data, b.b_len, err, errlen);
-    apg_buf_free(&b);
-    if (!root) {
-        char inner[256];
-        snprintf(inner, sizeof(inner), "%s", err ? err : "");
-        return apg_errf(APG_ECORRUPT, err, errlen,
-                        "%s is not valid JSON (%s); fix it or restore %s.bak", t->tp_path, inner,
-                        t->tp_path);
-    }
-    const struct apg_bjson *dv = apg_bjson_get(root, "dataVersion");
-    t->tp_version.dv_counter = apg_bjson_get_i64(dv, "counter", 0);
-    t->tp_version.dv_timestamp = apg_bjson_get_i64(dv, "timestamp", 0);
-    const struct apg_bjson *tab = apg_bjson_get(root, "topicConfigTable");
-    for (const struct apg_bjson *k = tab ? tab->bj_kid : NULL; k; k = k->bj_next) {
+    apg_dver_decode(json_object_get(root, "dataVersion"), &t->tp_version);
+    json_t *tab = json_object_get(root, "topicConfigTable");
+    const char *name;
+    json_t *k;
+    json_object_foreach(tab, name, k)
+    {
         struct apg_topic_cfg tc;
         if (apg_topic_cfg_decode(k, &tc, NULL, 0) == APG_OK) {
             struct apg_topic_cfg *n = apg_malloc(sizeof(*n));
-            if (!n || apg_bmap_put(&t->tp_map, tc.tc_name, n, NULL)) {
+            if (!n || apg_smap_put(&t->tp_map, tc.tc_name, n, NULL)) {
                 apg_free(n);
-                apg_bjson_free(root);
+                json_decref(root);
                 return apg_errf(APG_ENOMEM, err, errlen, "out of memory loading topics");
             }
             *n = tc;
         }
     }
-    apg_bjson_free(root);
+    json_decref(root);
     return APG_OK;
 }
 
 static void ensure_builtin(struct apg_topics *t, const char *name, int32_t queues, int32_t perm)
 {
-    if (apg_bmap_get(&t->tp_map, name))
+    if (apg_smap_get(&t->tp_map, name))
         return;
     struct apg_topic_cfg tc = {0};
     set_name(&tc, name);
@@ -136,7 +121,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
         return NULL;
     }
     pthread_mutex_init(&t->tp_lock, NULL);
-    apg_bmap_init(&t->tp_map);
+    apg_smap_init(&t->tp_map);
     size_t n = strlen(root) + 32;
     t->tp_path = apg_malloc(n);
     if (!t->tp_path) {
@@ -151,7 +136,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     }
     const int32_t rw = APG_PERM_READ | APG_PERM_WRITE;
     if (auto_create) {
-        struct apg_topic_cfg *tbw = apg_bmap_get(&t->tp_map, APG_DEFAULT_TOPIC);
+        struct apg_topic_cfg *tbw = apg_smap_get(&t->tp_map, APG_DEFAULT_TOPIC);
         if (!tbw || !(tbw->tc_perm & APG_PERM_INHERIT) || tbw->tc_write_queues != default_queues) {
             struct apg_topic_cfg tc = {0};
             set_name(&tc, APG_DEFAULT_TOPIC);
@@ -160,7 +145,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
             put_locked(t, &tc);
         }
     } else {
-        apg_free(apg_bmap_del(&t->tp_map, APG_DEFAULT_TOPIC));
+        apg_free(apg_smap_del(&t->tp_map, APG_DEFAULT_TOPIC));
     }
     ensure_builtin(t, "SELF_TEST_TOPIC", 1, rw);
     ensure_builtin(t, "OFFSET_MOVED_EVENT", 1, rw);
@@ -175,11 +160,7 @@ void apg_topics_free(struct apg_topics *t)
 {
     if (!t)
         return;
-    size_t pos;
-    for (struct apg_bmap_ent *e = apg_bmap_first(&t->tp_map, &pos); e;
-         e = apg_bmap_next(&t->tp_map, e, &pos))
-        apg_free(e->me_val);
-    apg_bmap_clear(&t->tp_map);
+    apg_smap_clear_free(&t->tp_map, apg_free);
     pthread_mutex_destroy(&t->tp_lock);
     apg_free(t->tp_path);
     apg_free(t);
@@ -188,7 +169,7 @@ void apg_topics_free(struct apg_topics *t)
 bool apg_topics_get(struct apg_topics *t, const char *name, struct apg_topic_cfg *out)
 {
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_get(&t->tp_map, name);
+    struct apg_topic_cfg *tc = apg_smap_get(&t->tp_map, name);
     if (tc && out)
         *out = *tc;
     pthread_mutex_unlock(&t->tp_lock);
@@ -206,7 +187,7 @@ apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc)
 bool apg_topics_delete(struct apg_topics *t, const char *name)
 {
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_del(&t->tp_map, name);
+    struct apg_topic_cfg *tc = apg_smap_del(&t->tp_map, name);
     if (tc) {
         apg_free(tc);
         apg_dver_next(&t->tp_version);
@@ -222,7 +203,7 @@ apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t que
     *created = false;
     pthread_mutex_lock(&t->tp_lock);
     apg_err_t e = APG_OK;
-    if (!apg_bmap_get(&t->tp_map, topic)) {
+    if (!apg_smap_get(&t->tp_map, topic)) {
         struct apg_topic_cfg tc = {0};
         set_name(&tc, topic);
         tc.tc_read_queues = tc.tc_write_queues = queues;
@@ -242,7 +223,7 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
     *created = false;
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&t->tp_lock);
-    struct apg_topic_cfg *tc = apg_bmap_get(&t->tp_map, topic);
+    struct apg_topic_cfg *tc = apg_smap_get(&t->tp_map, topic);
     if (tc) {
         *out = *tc;
         goto out;
@@ -254,7 +235,7 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
         n.tc_perm = APG_PERM_READ | APG_PERM_WRITE;
     } else {
         const char *dt = default_topic && default_topic[0] ? default_topic : APG_DEFAULT_TOPIC;
-        struct apg_topic_cfg *tmpl = apg_bmap_get(&t->tp_map, dt);
+        struct apg_topic_cfg *tmpl = apg_smap_get(&t->tp_map, dt);
         if (!tmpl) {
             e = apg_errf(APG_ENOTFOUND, err, errlen,
                          "topic '%s' does not exist and the template topic '%s' is missing "
@@ -307,24 +288,24 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
     if (!e)
         e = apg_buf_append_str(b, ",\"topicConfigTable\":{");
     /* Sorted output keeps the file stable and diffable. */
-    size_t n = t->tp_map.bm_count, i = 0, pos;
+    size_t n = t->tp_map.sm_len, i = 0, pos;
     const char **names = apg_malloc((n ? n : 1) * sizeof(*names));
     if (!names)
         e = APG_ENOMEM;
-    for (struct apg_bmap_ent *it = apg_bmap_first(&t->tp_map, &pos); !e && it;
-         it = apg_bmap_next(&t->tp_map, it, &pos))
-        names[i++] = it->me_key;
+    for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); !e && it;
+         it = apg_smap_next(&t->tp_map, it, &pos))
+        names[i++] = it->se_key;
     if (!e)
         qsort(names, n, sizeof(*names), cmp_str);
     for (i = 0; !e && i < n; i++) {
         if (i)
             e = apg_buf_append(b, ",", 1);
         if (!e)
-            e = apg_bjson_put_str(b, names[i]);
+            e = apg_json_put_str(b, names[i]);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_topic_cfg_encode(apg_bmap_get(&t->tp_map, names[i]), b);
+            e = apg_topic_cfg_encode(apg_smap_get(&t->tp_map, names[i]), b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");
@@ -333,27 +314,15 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
     return e;
 }
 
+static apg_err_t encode_table(void *table, struct apg_buf *b)
+{
+    return apg_topics_encode(table, b);
+}
+
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&t->tp_lock);
-    bool dirty = t->tp_dirty;
-    t->tp_dirty = false;
-    pthread_mutex_unlock(&t->tp_lock);
-    if (!dirty && !force)
-        return APG_OK;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_err_t e = apg_topics_encode(t, &b);
-    if (!e)
-        e = apg_bfile_write_atomic(t->tp_path, b.b_data, b.b_len, err, errlen);
-    else
-        apg_errf(e, err, errlen, "out of memory encoding topics");
-    apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(&t->tp_lock);
-        t->tp_dirty = true;
-        pthread_mutex_unlock(&t->tp_lock);
-    }
-    return e;
+    return apg_btable_persist(&t->tp_lock, &t->tp_dirty, t->tp_path, force, encode_table, t,
+                              "topics", err, errlen);
 }
 
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out)

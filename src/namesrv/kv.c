@@ -2,19 +2,19 @@
  *
  * The table is a jansson object (namespace -> object of strings); there are
  * few entries and changes are rare admin operations, so each change
- * rewrites the whole file: <path>.tmp is written and fsynced, renamed over
- * <path>, and the directory fsynced so the rename itself is durable. */
+ * rewrites the whole file with apg_file_write_atomic (temp file, fsync,
+ * previous version kept as <path>.bak, rename, fsync of the directory). */
 #include "namesrv/kv.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <stdlib.h>
-#include <unistd.h>
 
+#include "common/buf.h"
+#include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -22,23 +22,6 @@ struct apg_kv {
     char *kv_path;
     json_t *kv_table; /* object: ns -> object: key -> string */
 };
-
-static apg_err_t mkdir_p(const char *dir, char *err, size_t errlen)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return apg_errf(APG_EIO, err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    return APG_OK;
-}
 
 apg_err_t apg_kv_open(const char *path, struct apg_kv **out, char *err, size_t errlen)
 {
@@ -48,26 +31,29 @@ apg_err_t apg_kv_open(const char *path, struct apg_kv **out, char *err, size_t e
         apg_free(kv);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        json_error_t je;
-        json_t *root = json_load_file(path, 0, &je);
+    struct apg_buf raw = APG_BUF_INIT;
+    apg_err_t e = apg_file_read(path, &raw, err, errlen);
+    if (e == APG_OK) {
+        char jerr[200];
+        json_t *root = apg_json_parse((const char *)raw.b_data, raw.b_len, jerr, sizeof(jerr));
+        apg_buf_free(&raw);
         json_t *tbl = root ? json_object_get(root, "configTable") : NULL;
         if (!root || (tbl && !json_is_object(tbl))) {
             json_decref(root);
             apg_kv_free(kv);
             return apg_errf(APG_ECORRUPT, err, errlen,
-                            "KV config %s is not valid JSON (%s, line %d); fix or move it away",
-                            path, root ? "configTable is not an object" : je.text, je.line);
+                            "KV config %s is not valid JSON (%s); fix or move it away", path,
+                            root ? "configTable is not an object" : jerr);
         }
         kv->kv_table = tbl ? json_incref(tbl) : json_object();
         json_decref(root);
-    } else if (errno == ENOENT) {
+    } else if (e == APG_ENOTFOUND) {
+        apg_buf_free(&raw);
         kv->kv_table = json_object();
     } else {
-        apg_errf(APG_EIO, err, errlen, "cannot read KV config %s: %s", path, strerror(errno));
+        apg_buf_free(&raw);
         apg_kv_free(kv);
-        return APG_EIO;
+        return e;
     }
     *out = kv;
     return APG_OK;
@@ -89,57 +75,19 @@ const char *apg_kv_path(const struct apg_kv *kv)
 
 static apg_err_t kv_save(struct apg_kv *kv, char *err, size_t errlen)
 {
-    char dir[4096], tmp[4200];
-    snprintf(dir, sizeof(dir), "%s", kv->kv_path);
-    char *d = dirname(dir);
-    apg_err_t e = mkdir_p(d, err, errlen);
-    if (e)
-        return e;
     json_t *root = json_object();
     json_object_set(root, "configTable", kv->kv_table);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
-    if (!text)
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    snprintf(tmp, sizeof(tmp), "%s.tmp", kv->kv_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t len = strlen(text), off = 0;
-    if (fd < 0) {
-        e = apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            e = apg_errf(errno == ENOSPC ? APG_EDISKFULL : APG_EIO, err, errlen,
-                         "cannot write %s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            goto out;
-        }
-        off += (size_t)n;
-    }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
-        e = apg_errf(APG_EIO, err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, kv->kv_path) < 0) {
-        e = apg_errf(APG_EIO, err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-out:
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = text ? apg_buf_append(&b, text, strlen(text)) : APG_ENOMEM;
+    if (!e)
+        e = apg_buf_append(&b, "\n", 1);
     free(text);
+    if (e)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    e = apg_file_write_atomic(kv->kv_path, b.b_data, b.b_len, err, errlen);
+    apg_buf_free(&b);
     return e;
 }
 

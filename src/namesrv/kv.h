@@ -1,8 +1,9 @@
 /* NameServer KV config: namespace -> key -> value, persisted to one JSON
  * file ({"configTable":{"ns":{"k":"v"}}}, RocketMQ's kvConfig.json layout).
  *
- * Every change is written through atomically (temp file, fsync, rename,
- * fsync of the directory). Owned by the NameServer's loop thread. */
+ * Every change is written through atomically (apg_file_write_atomic: temp
+ * file, fsync, .bak of the previous version, rename, fsync of the directory).
+ * Owned by the NameServer's loop thread. */
 #ifndef APG_NAMESRV_KV_H
 #define APG_NAMESRV_KV_H
 

@@ -18,6 +18,7 @@
 
 #include "common/buf.h"
 #include "common/hash.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "namesrv/namesrv_int.h"
@@ -114,15 +115,15 @@ static json_t *decode_compressed(const uint8_t *body, uint32_t len, char *err, s
     }
     const uint8_t *p = out.b_data, *end = out.b_data + out.b_len;
     int32_t n;
-    json_error_t je;
     if (rd_i32(&p, end, &n) || n < 0 || end - p < n) {
         apg_errf(APG_EPROTO, err, errlen, "compressed body: bad dataVersion length");
         goto out;
     }
-    json_t *dv = json_loadb((const char *)p, (size_t)n, 0, &je);
+    char jerr[200];
+    json_t *dv = apg_json_parse((const char *)p, (size_t)n, jerr, sizeof(jerr));
     p += n;
     if (!dv) {
-        apg_errf(APG_EPROTO, err, errlen, "compressed body: dataVersion is not JSON: %s", je.text);
+        apg_errf(APG_EPROTO, err, errlen, "compressed body: dataVersion is not JSON: %s", jerr);
         goto out;
     }
     json_t *table = json_object();
@@ -217,11 +218,10 @@ static void h_register_broker(struct apg_namesrv *ns, struct apg_conn *c,
         if (apg_rcmd_ext_bool(req, "compressed", false)) {
             body = decode_compressed(req->body, req->body_len, err, sizeof(err));
         } else {
-            json_error_t je;
-            body = json_loadb((const char *)req->body, req->body_len, 0, &je);
+            char jerr[200];
+            body = apg_json_parse((const char *)req->body, req->body_len, jerr, sizeof(jerr));
             if (!body)
-                snprintf(err, sizeof(err), "body is not valid JSON: %s (at byte %d)", je.text,
-                         je.position);
+                snprintf(err, sizeof(err), "body is not valid JSON: %s", jerr);
         }
         if (!body) {
             apg_log_warn("namesrv", "REGISTER_BROKER from %s (%s) rejected: %s", apg_conn_peer(c),
@@ -323,7 +323,8 @@ static void h_query_data_version(struct apg_namesrv *ns, struct apg_conn *c,
     if (!addr)
         return;
     struct apg_data_version dv = {0}, stored;
-    json_t *j = req->body_len ? json_loadb((const char *)req->body, req->body_len, 0, NULL) : NULL;
+    json_t *j =
+        req->body_len ? apg_json_parse((const char *)req->body, req->body_len, NULL, 0) : NULL;
     apg_data_version_parse(j, &dv);
     json_decref(j);
     bool changed, has;

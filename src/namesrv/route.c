@@ -19,7 +19,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
-#include "namesrv/smap.h"
+#include "common/smap.h"
 
 struct broker_addr {
     int64_t ba_id;
@@ -71,8 +71,9 @@ struct apg_route_table *apg_route_new(int64_t default_timeout_ms)
     return rt;
 }
 
-static void broker_free(struct broker *b)
+static void broker_free(void *p)
 {
+    struct broker *b = p;
     for (size_t i = 0; i < b->b_n; i++)
         apg_free(b->b_addrs[i].ba_addr);
     apg_free(b->b_addrs);
@@ -82,8 +83,9 @@ static void broker_free(struct broker *b)
     apg_free(b);
 }
 
-static void live_free(struct live *lv)
+static void live_free(void *p)
 {
+    struct live *lv = p;
     apg_free(lv->lv_cluster);
     apg_free(lv->lv_addr);
     apg_free(lv->lv_broker_name);
@@ -91,36 +93,28 @@ static void live_free(struct live *lv)
     apg_free(lv);
 }
 
-static void topic_free(struct apg_smap *qds)
+/* A topic: broker name -> struct queue_data (owned). */
+static void topic_free(void *qds)
 {
-    size_t it;
-    for (struct apg_smap_entry *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it))
-        apg_free(e->e_val);
-    apg_smap_free(qds);
+    apg_smap_clear_free(qds, apg_free);
     apg_free(qds);
+}
+
+/* A cluster: set of broker names (values are &dummy_member). */
+static void cluster_free(void *set)
+{
+    apg_smap_clear(set);
+    apg_free(set);
 }
 
 void apg_route_free(struct apg_route_table *rt)
 {
     if (!rt)
         return;
-    size_t it;
-    struct apg_smap_entry *e;
-    for (e = apg_smap_first(&rt->rt_brokers, &it); e; e = apg_smap_next(&rt->rt_brokers, e, &it))
-        broker_free(e->e_val);
-    for (e = apg_smap_first(&rt->rt_clusters, &it); e;
-         e = apg_smap_next(&rt->rt_clusters, e, &it)) {
-        apg_smap_free(e->e_val);
-        apg_free(e->e_val);
-    }
-    for (e = apg_smap_first(&rt->rt_topics, &it); e; e = apg_smap_next(&rt->rt_topics, e, &it))
-        topic_free(e->e_val);
-    for (e = apg_smap_first(&rt->rt_live, &it); e; e = apg_smap_next(&rt->rt_live, e, &it))
-        live_free(e->e_val);
-    apg_smap_free(&rt->rt_brokers);
-    apg_smap_free(&rt->rt_clusters);
-    apg_smap_free(&rt->rt_topics);
-    apg_smap_free(&rt->rt_live);
+    apg_smap_clear_free(&rt->rt_brokers, broker_free);
+    apg_smap_clear_free(&rt->rt_clusters, cluster_free);
+    apg_smap_clear_free(&rt->rt_topics, topic_free);
+    apg_smap_clear_free(&rt->rt_live, live_free);
     apg_free(rt);
 }
 
@@ -188,12 +182,12 @@ static apg_err_t cluster_add(struct apg_route_table *rt, const char *cluster, co
     struct apg_smap *set = apg_smap_get(&rt->rt_clusters, cluster);
     if (!set) {
         set = apg_calloc(1, sizeof(*set));
-        if (!set || !apg_smap_put(&rt->rt_clusters, cluster, set, NULL)) {
+        if (!set || apg_smap_put(&rt->rt_clusters, cluster, set, NULL)) {
             apg_free(set);
             return APG_ENOMEM;
         }
     }
-    return apg_smap_put(set, name, &dummy_member, NULL) ? APG_OK : APG_ENOMEM;
+    return apg_smap_put(set, name, &dummy_member, NULL);
 }
 
 static void cluster_del(struct apg_route_table *rt, const char *cluster, const char *name)
@@ -202,10 +196,9 @@ static void cluster_del(struct apg_route_table *rt, const char *cluster, const c
     if (!set)
         return;
     apg_smap_del(set, name);
-    if (set->m_len == 0) {
+    if (set->sm_len == 0) {
         apg_smap_del(&rt->rt_clusters, cluster);
-        apg_smap_free(set);
-        apg_free(set);
+        cluster_free(set);
     }
 }
 
@@ -215,7 +208,7 @@ static apg_err_t topic_put_queue_data(struct apg_route_table *rt, const char *br
     struct apg_smap *qds = apg_smap_get(&rt->rt_topics, tc->tc_name);
     if (!qds) {
         qds = apg_calloc(1, sizeof(*qds));
-        if (!qds || !apg_smap_put(&rt->rt_topics, tc->tc_name, qds, NULL)) {
+        if (!qds || apg_smap_put(&rt->rt_topics, tc->tc_name, qds, NULL)) {
             apg_free(qds);
             return APG_ENOMEM;
         }
@@ -224,7 +217,7 @@ static apg_err_t topic_put_queue_data(struct apg_route_table *rt, const char *br
     struct queue_data *q = apg_smap_get(qds, broker_name);
     if (!q) {
         q = apg_calloc(1, sizeof(*q));
-        if (!q || !apg_smap_put(qds, broker_name, q, NULL)) {
+        if (!q || apg_smap_put(qds, broker_name, q, NULL)) {
             apg_free(q);
             return APG_ENOMEM;
         }
@@ -241,11 +234,11 @@ static void topics_drop_broker(struct apg_route_table *rt, const char *broker_na
 {
     size_t it, n = 0, cap = 0;
     char **empty = NULL;
-    for (struct apg_smap_entry *e = apg_smap_first(&rt->rt_topics, &it); e;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_topics, &it); e;
          e = apg_smap_next(&rt->rt_topics, e, &it)) {
-        struct apg_smap *qds = e->e_val;
+        struct apg_smap *qds = e->se_val;
         apg_free(apg_smap_del(qds, broker_name));
-        if (qds->m_len == 0) {
+        if (qds->sm_len == 0) {
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;
                 char **ne = apg_realloc(empty, cap * sizeof(*ne));
@@ -253,7 +246,7 @@ static void topics_drop_broker(struct apg_route_table *rt, const char *broker_na
                     break;
                 empty = ne;
             }
-            empty[n++] = e->e_key;
+            empty[n++] = e->se_key;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -324,7 +317,7 @@ apg_err_t apg_route_register(struct apg_route_table *rt, const struct apg_route_
         b->b_name = apg_strdup(reg->rr_broker_name);
         b->b_cluster = apg_strdup(reg->rr_cluster);
         if (!b->b_name || !b->b_cluster ||
-            !apg_smap_put(&rt->rt_brokers, reg->rr_broker_name, b, NULL)) {
+            apg_smap_put(&rt->rt_brokers, reg->rr_broker_name, b, NULL)) {
             broker_free(b);
             return APG_ENOMEM;
         }
@@ -369,7 +362,7 @@ apg_err_t apg_route_register(struct apg_route_table *rt, const struct apg_route_
             return APG_ENOMEM;
         lv->lv_cluster = apg_strdup(reg->rr_cluster);
         lv->lv_addr = apg_strdup(reg->rr_broker_addr);
-        if (!lv->lv_cluster || !lv->lv_addr || !apg_smap_put(&rt->rt_live, key, lv, NULL)) {
+        if (!lv->lv_cluster || !lv->lv_addr || apg_smap_put(&rt->rt_live, key, lv, NULL)) {
             live_free(lv);
             return APG_ENOMEM;
         }
@@ -425,9 +418,9 @@ static int remove_live_where(struct apg_route_table *rt,
 {
     size_t it, n = 0, cap = 0;
     struct live **hits = NULL;
-    for (struct apg_smap_entry *e = apg_smap_first(&rt->rt_live, &it); e;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_live, &it); e;
          e = apg_smap_next(&rt->rt_live, e, &it)) {
-        if (!pred(e->e_val, arg))
+        if (!pred(e->se_val, arg))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
@@ -436,7 +429,7 @@ static int remove_live_where(struct apg_route_table *rt,
                 break;
             hits = nh;
         }
-        hits[n++] = e->e_val;
+        hits[n++] = e->se_val;
     }
     for (size_t i = 0; i < n; i++) {
         struct live *lv = hits[i];
@@ -515,9 +508,9 @@ static int operate_write_perm(struct apg_route_table *rt, const char *broker_nam
 {
     int n = 0;
     size_t it;
-    for (struct apg_smap_entry *e = apg_smap_first(&rt->rt_topics, &it); e;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_topics, &it); e;
          e = apg_smap_next(&rt->rt_topics, e, &it)) {
-        struct queue_data *q = apg_smap_get(e->e_val, broker_name);
+        struct queue_data *q = apg_smap_get(e->se_val, broker_name);
         if (!q)
             continue;
         q->q_perm = wipe ? (q->q_perm & ~APG_PERM_WRITE) : (APG_PERM_READ | APG_PERM_WRITE);
@@ -559,20 +552,20 @@ static json_t *broker_json(const struct broker *b)
 json_t *apg_route_topic_json(const struct apg_route_table *rt, const char *topic)
 {
     struct apg_smap *qds = apg_smap_get(&rt->rt_topics, topic);
-    if (!qds || qds->m_len == 0)
+    if (!qds || qds->sm_len == 0)
         return NULL;
     json_t *qa = json_array(), *ba = json_array();
     size_t it;
-    for (struct apg_smap_entry *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it)) {
-        const struct queue_data *q = e->e_val;
+    for (struct apg_smap_ent *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it)) {
+        const struct queue_data *q = e->se_val;
         json_t *qj = json_object();
-        json_object_set_new(qj, "brokerName", json_string(e->e_key));
+        json_object_set_new(qj, "brokerName", json_string(e->se_key));
         json_object_set_new(qj, "perm", json_integer(q->q_perm));
         json_object_set_new(qj, "readQueueNums", json_integer(q->q_read));
         json_object_set_new(qj, "topicSysFlag", json_integer(q->q_sys_flag));
         json_object_set_new(qj, "writeQueueNums", json_integer(q->q_write));
         json_array_append_new(qa, qj);
-        const struct broker *b = apg_smap_get(&rt->rt_brokers, e->e_key);
+        const struct broker *b = apg_smap_get(&rt->rt_brokers, e->se_key);
         if (b)
             json_array_append_new(ba, broker_json(b));
     }
@@ -592,17 +585,16 @@ json_t *apg_route_cluster_info_json(const struct apg_route_table *rt)
 {
     json_t *bt = json_object(), *ct = json_object();
     size_t it, it2;
-    struct apg_smap_entry *e;
+    struct apg_smap_ent *e;
     for (e = apg_smap_first(&rt->rt_brokers, &it); e; e = apg_smap_next(&rt->rt_brokers, e, &it))
-        json_object_set_new(bt, e->e_key, broker_json(e->e_val));
+        json_object_set_new(bt, e->se_key, broker_json(e->se_val));
     for (e = apg_smap_first(&rt->rt_clusters, &it); e;
          e = apg_smap_next(&rt->rt_clusters, e, &it)) {
         json_t *names = json_array();
-        struct apg_smap *set = e->e_val;
-        for (struct apg_smap_entry *n = apg_smap_first(set, &it2); n;
-             n = apg_smap_next(set, n, &it2))
-            json_array_append_new(names, json_string(n->e_key));
-        json_object_set_new(ct, e->e_key, names);
+        struct apg_smap *set = e->se_val;
+        for (struct apg_smap_ent *n = apg_smap_first(set, &it2); n; n = apg_smap_next(set, n, &it2))
+            json_array_append_new(names, json_string(n->se_key));
+        json_object_set_new(ct, e->se_key, names);
     }
     json_t *j = json_object();
     json_object_set_new(j, "brokerAddrTable", bt);
@@ -614,9 +606,9 @@ json_t *apg_route_topic_list_json(const struct apg_route_table *rt)
 {
     json_t *arr = json_array();
     size_t it;
-    for (struct apg_smap_entry *e = apg_smap_first(&rt->rt_topics, &it); e;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_topics, &it); e;
          e = apg_smap_next(&rt->rt_topics, e, &it))
-        json_array_append_new(arr, json_string(e->e_key));
+        json_array_append_new(arr, json_string(e->se_key));
     json_t *j = json_object();
     json_object_set_new(j, "topicList", arr);
     return j;
@@ -628,13 +620,13 @@ json_t *apg_route_topics_by_cluster_json(const struct apg_route_table *rt, const
     struct apg_smap *set = apg_smap_get(&rt->rt_clusters, cluster);
     size_t it, it2;
     if (set) {
-        for (struct apg_smap_entry *e = apg_smap_first(&rt->rt_topics, &it); e;
+        for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_topics, &it); e;
              e = apg_smap_next(&rt->rt_topics, e, &it)) {
-            struct apg_smap *qds = e->e_val;
-            for (struct apg_smap_entry *q = apg_smap_first(qds, &it2); q;
+            struct apg_smap *qds = e->se_val;
+            for (struct apg_smap_ent *q = apg_smap_first(qds, &it2); q;
                  q = apg_smap_next(qds, q, &it2)) {
-                if (apg_smap_get(set, q->e_key)) {
-                    json_array_append_new(arr, json_string(e->e_key));
+                if (apg_smap_get(set, q->se_key)) {
+                    json_array_append_new(arr, json_string(e->se_key));
                     break;
                 }
             }
@@ -699,10 +691,10 @@ apg_err_t apg_data_version_parse(json_t *j, struct apg_data_version *dv)
 
 size_t apg_route_broker_count(const struct apg_route_table *rt)
 {
-    return rt->rt_live.m_len;
+    return rt->rt_live.sm_len;
 }
 
 size_t apg_route_topic_count(const struct apg_route_table *rt)
 {
-    return rt->rt_topics.m_len;
+    return rt->rt_topics.sm_len;
 }

@@ -52,10 +52,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 #include "store/store_int.h"
 
 #define SUB "store"
@@ -224,26 +225,6 @@ static char *path_join(const char *a, const char *b)
     p[la] = '/';
     memcpy(p + la + 1, b, lb + 1);
     return p;
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i < n; i++) {
-        if (tmp[i] == '/') {
-            tmp[i] = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return -1;
-            tmp[i] = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
 }
 
 static void set_last_error(struct apg_store *st, const char *msg)
@@ -517,8 +498,9 @@ static const uint8_t *cq_entry(struct apg_store *st, struct cq *q, int64_t lo)
 
 static int cq_add_seg(struct apg_store *st, struct cq *q, int64_t base, char *err, size_t errlen)
 {
-    if (mkdir_p(q->cq_dir) != 0)
-        return apg_errf(APG_EIO, err, errlen, "mkdir %s: %s", q->cq_dir, strerror(errno));
+    apg_err_t mrc = apg_file_mkdir_p(q->cq_dir, err, errlen);
+    if (mrc)
+        return mrc;
     struct seg *s =
         seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, false, err, errlen);
     if (!s)
@@ -1350,11 +1332,11 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             rc = apg_errf(APG_EINVAL, err, errlen, "message %d: negative queue id", i);
             goto out;
         }
-        res[i].pr_msg_size = (int32_t)apg_msg_encoded_size(m, sh->h_v6);
+        res[i].pr_msg_size = (int32_t)apg_msgrec_size(m, sh->h_v6);
         total += res[i].pr_msg_size;
         crcs[i] = apg_rmq_crc32(m->mi_body, m->mi_body_len);
     }
-    if (total + APG_MSG_BLANK_LEN > fsz) {
+    if (total + APG_MSGREC_BLANK_LEN > fsz) {
         rc = apg_errf(APG_ETOOBIG, err, errlen,
                       "batch of %lld bytes does not fit a commit log segment of %lld bytes "
                       "(mappedFileSizeCommitLog)",
@@ -1413,13 +1395,13 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     }
     int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
     struct seg *s = st->st_cur;
-    if (!s || pos + total + APG_MSG_BLANK_LEN > s->sg_base + fsz) {
+    if (!s || pos + total + APG_MSGREC_BLANK_LEN > s->sg_base + fsz) {
         int64_t next = s ? s->sg_base + fsz : pos;
         zero_guard(st, next + total);
         if (s && pos < next) {
-            uint8_t blank[APG_MSG_BLANK_LEN];
+            uint8_t blank[APG_MSGREC_BLANK_LEN];
             apg_wbe32(blank, (uint32_t)(next - pos));
-            apg_wbe32(blank + 4, APG_MSG_MAGIC_BLANK);
+            apg_wbe32(blank + 4, APG_MSGREC_MAGIC_BLANK);
             if (pwrite_all(s->sg_fd, blank, sizeof(blank), (off_t)(pos - s->sg_base)) != 0) {
                 rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
                 goto unlock;
@@ -1472,7 +1454,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                 }
             qs[i] = q;
         }
-        apg_msg_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
+        apg_msgrec_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
         res[i].pr_phys_offset = pos + (int64_t)boff;
         res[i].pr_queue_offset = qoff;
         res[i].pr_store_ts = ts;
@@ -1760,8 +1742,8 @@ apg_err_t apg_store_read_at(struct apg_store *st, int64_t phys_offset, struct ap
         size_t avail = s->sg_size - off;
         if ((int64_t)avail > wrote - phys_offset)
             avail = (size_t)(wrote - phys_offset);
-        struct apg_msg_rec m;
-        if (apg_msg_decode(s->sg_map + off, avail, false, &m, NULL) == APG_MSG_OK &&
+        struct apg_msgrec m;
+        if (apg_msgrec_decode(s->sg_map + off, avail, false, &m, NULL) == APG_MSGREC_OK &&
             m.mr_phys_offset == phys_offset)
             rc = apg_buf_append(out, s->sg_map + off, m.mr_total_size);
     }
@@ -1854,8 +1836,8 @@ void apg_store_opts_init(struct apg_store_opts *o)
     o->so_disk_warning_ratio = 90;
     o->so_check_crc_on_recover = true;
     o->so_max_message_size = 4194304;
-    o->so_store_host.h_addr[0] = 127;
-    o->so_store_host.h_addr[3] = 1;
+    o->so_store_host.h_ip[0] = 127;
+    o->so_store_host.h_ip[3] = 1;
     o->so_store_host.h_port = 10911;
 }
 
@@ -2030,7 +2012,7 @@ struct redispatch {
     size_t rd_errlen;
 };
 
-static void redispatch_rec(void *ud, size_t pos, const struct apg_msg_rec *r)
+static void redispatch_rec(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct redispatch *rd = ud;
     struct apg_store *st = rd->rd_st;
@@ -2163,7 +2145,7 @@ struct scan_ctx {
     int64_t sc_base;
 };
 
-static void note_ts(void *ud, size_t pos, const struct apg_msg_rec *r)
+static void note_ts(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct scan_ctx *c = ud;
     atomic_store(&c->sc_st->st_last_store_ts, r->mr_store_ts);
@@ -2200,7 +2182,7 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
             struct seg *t = st->st_segs[i];
             if (t->sg_base <= s->sg_base)
                 continue;
-            if (apg_msg_decode(t->sg_map, t->sg_size, true, NULL, NULL) == APG_MSG_OK &&
+            if (apg_msgrec_decode(t->sg_map, t->sg_size, true, NULL, NULL) == APG_MSGREC_OK &&
                 (int64_t)apg_be64(t->sg_map + 28) == t->sg_base)
                 later = t->sg_base;
             else {
@@ -2499,11 +2481,10 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
-    if (mkdir_p(st->st_root) || mkdir_p(st->st_cldir) || mkdir_p(st->st_cqdir)) {
-        rc = apg_errf(APG_EIO, err, errlen, "cannot create store directories under %s: %s",
-                      st->st_root, strerror(errno));
+    if ((rc = apg_file_mkdir_p(st->st_root, err, errlen)) ||
+        (rc = apg_file_mkdir_p(st->st_cldir, err, errlen)) ||
+        (rc = apg_file_mkdir_p(st->st_cqdir, err, errlen)))
         goto fail;
-    }
     char *lp = path_join(st->st_root, "lock");
     st->st_lock_fd = lp ? open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
     apg_free(lp);

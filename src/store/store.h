@@ -44,15 +44,9 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "protocol/message.h"
 
 struct apg_store; /* opaque */
-
-/* A network address as stored in BORNHOST / STOREHOSTADDRESS. */
-struct apg_host {
-    bool h_v6;          /* false: IPv4 (h_addr[0..3]), true: IPv6 (16 bytes) */
-    uint8_t h_addr[16]; /* network byte order */
-    uint32_t h_port;    /* stored as int32 */
-};
 
 /* Options for apg_store_open(). Zero/NULL fields take the documented default
  * (apg_store_opts_init() fills them all in). Strings are borrowed for the call
@@ -107,25 +101,6 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
  * marker and frees st. st must not be used by any other thread during or after
  * the call. NULL is ignored. */
 void apg_store_close(struct apg_store *st);
-
-/* One message to append. All pointers are borrowed for the duration of the
- * apg_store_put() call only. */
-struct apg_msg_in {
-    const char *mi_topic;
-    size_t mi_topic_len; /* 1..127 (V1 records) */
-    int32_t mi_queue_id;
-    int32_t mi_flag;
-    int32_t mi_sysflag; /* bits 4/5 (host v6) are set by the store from the hosts */
-    int64_t mi_born_ts;
-    struct apg_host mi_born_host;
-    int32_t mi_reconsume_times;
-    int64_t mi_prepared_tx_offset;
-    const uint8_t *mi_body;
-    size_t mi_body_len;
-    const char *mi_props; /* properties string (wire doc §4.6), may be NULL */
-    size_t mi_props_len;  /* <= 32767 */
-    int64_t mi_tags_code; /* written to the consume queue (tag hash, §4.9) */
-};
 
 /* Where one message went. For transaction PREPARED/ROLLBACK records
  * (sysflag & 0xC == 0x4 or 0xC) the queue offset is 0 and no consume-queue
@@ -262,14 +237,5 @@ void apg_store_test_set_disk_ratio(struct apg_store *st, int ratio);
 
 /* Tests: make the next fdatasync/msync of the flush thread fail with EIO. */
 void apg_store_test_fail_next_fsync(struct apg_store *st);
-
-/* Offset message id (wire doc §7.3): uppercase hex of store host address, port
- * and phys offset into out (needs 33 or 57 bytes), NUL-terminated. Returns the
- * length. Pure. */
-size_t apg_store_msgid_encode(const struct apg_host *store_host, int64_t phys_offset, char *out,
-                              size_t outlen);
-/* Parses an offset msgId. APG_EINVAL if malformed. Pure. */
-apg_err_t apg_store_msgid_decode(const char *id, size_t len, struct apg_host *host,
-                                 int64_t *phys_offset);
 
 #endif

@@ -28,9 +28,9 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_max_message_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
     struct apg_host *h = &o->so_store_host;
-    if (ip && inet_pton(AF_INET, ip, h->h_addr) == 1) {
+    if (ip && inet_pton(AF_INET, ip, h->h_ip) == 1) {
         h->h_v6 = false;
-    } else if (ip && inet_pton(AF_INET6, ip, h->h_addr) == 1) {
+    } else if (ip && inet_pton(AF_INET6, ip, h->h_ip) == 1) {
         h->h_v6 = true;
     }
     h->h_port = (uint32_t)apg_cfg_int(cfg, APG_CFG_listenPort);

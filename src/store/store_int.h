@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/msg.h"
+#include "protocol/message.h"
 
 /* Outcome of scanning one commit-log segment image. */
 enum apg_scan_end {
@@ -29,7 +29,7 @@ struct apg_scan_result {
 };
 
 /* Record callback for apg_scan_segment: pos is the offset within the segment. */
-typedef void (*apg_scan_fn)(void *ud, size_t pos, const struct apg_msg_rec *r);
+typedef void (*apg_scan_fn)(void *ud, size_t pos, const struct apg_msgrec *r);
 
 /* Validates the records of one segment image buf[0..len) whose first byte has
  * commit-log offset `base`, starting at segment offset `from` (a record

@@ -1,6 +1,6 @@
 /* libFuzzer harness for the recovery scanner: arbitrary bytes as a commit-log
  * segment image must never crash apg_scan_segment / apg_scan_find_valid /
- * apg_msg_decode, and whatever the scanner accepts must decode again. The
+ * apg_msgrec_decode, and whatever the scanner accepts must decode again. The
  * first 8 input bytes pick the segment base and the start offset. */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -12,7 +12,7 @@
 
 /* Compiled into the harness (not taken from apogee_core) so that the scanner
  * and the record decoder carry libFuzzer's coverage instrumentation. */
-#include "../../src/store/msg.c"
+#include "../../src/protocol/message.c"
 #include "../../src/store/scan.c"
 
 struct ctx {
@@ -21,14 +21,14 @@ struct ctx {
     int64_t base;
 };
 
-static void on_rec(void *ud, size_t pos, const struct apg_msg_rec *r)
+static void on_rec(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct ctx *c = ud;
     if (pos >= c->len || r->mr_total_size > c->len - pos)
         abort();
     if (r->mr_phys_offset != c->base + (int64_t)pos)
         abort();
-    if (apg_msg_decode(c->buf + pos, c->len - pos, true, NULL, NULL) != APG_MSG_OK)
+    if (apg_msgrec_decode(c->buf + pos, c->len - pos, true, NULL, NULL) != APG_MSGREC_OK)
         abort();
 }
 

@@ -11,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include "broker/bjson.h"
 #include "broker/broker_int.h"
 #include "common/hash.h"
 
@@ -27,29 +26,6 @@ static void rmrf(const char *d)
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
     (void)system(cmd);
-}
-
-static void test_bjson_fastjson(void **st)
-{
-    (void)st;
-    const char *s = "{\"offsetTable\":{\"T@g\":{0:5,1:12345678901234}},'x':'a\\u00e9',\"b\":true,"
-                    "\"n\":null,\"arr\":[1,2,{\"k\":\"v\"}]}";
-    char err[128];
-    struct apg_bjson *j = apg_bjson_parse(s, strlen(s), err, sizeof(err));
-    assert_non_null(j);
-    const struct apg_bjson *t = apg_bjson_get(apg_bjson_get(j, "offsetTable"), "T@g");
-    assert_non_null(t);
-    assert_int_equal(apg_bjson_get_i64(t, "0", -1), 5);
-    assert_int_equal(apg_bjson_get_i64(t, "1", -1), 12345678901234LL);
-    assert_string_equal(apg_bjson_get_str(j, "x", ""), "a\xc3\xa9");
-    assert_true(apg_bjson_get_bool(j, "b", false));
-    apg_bjson_free(j);
-    const char *bad[] = {"{", "{\"a\":}", "[1,2", "{\"a\" 1}", "\"abc", "{} x", "{\"a\":tru}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        err[0] = 0;
-        assert_null(apg_bjson_parse(bad[i], strlen(bad[i]), err, sizeof(err)));
-        assert_true(err[0] != 0);
-    }
 }
 
 static void test_topics_autocreate_and_persist(void **st)
@@ -297,7 +273,6 @@ static void test_uniq_id(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bjson_fastjson),
         cmocka_unit_test(test_topics_autocreate_and_persist),
         cmocka_unit_test(test_groups_and_offsets),
         cmocka_unit_test(test_names),

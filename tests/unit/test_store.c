@@ -106,8 +106,8 @@ static void test_put_get(void **state)
     assert_int_equal(r.gr_next_begin_offset, 1);
 
     /* The bytes served are the bytes stored: decode the first record. */
-    struct apg_msg_rec m;
-    assert_int_equal(apg_msg_decode(b.b_data, b.b_len, true, &m, NULL), APG_MSG_OK);
+    struct apg_msgrec m;
+    assert_int_equal(apg_msgrec_decode(b.b_data, b.b_len, true, &m, NULL), APG_MSGREC_OK);
     assert_int_equal(m.mr_queue_id, 0);
     assert_int_equal(m.mr_born_host.h_port, 5555);
     assert_int_equal(m.mr_store_host.h_port, 10911);
@@ -115,14 +115,13 @@ static void test_put_get(void **state)
 
     /* read_at + msgId round trip. */
     char id[64];
-    assert_int_equal(
-        apg_store_msgid_encode(&o.so_store_host, res[1].pr_phys_offset, id, sizeof(id)), 32);
+    assert_int_equal(apg_msgid_encode(&o.so_store_host, res[1].pr_phys_offset, id, sizeof(id)), 32);
     struct apg_host h;
     int64_t phys;
-    assert_int_equal(apg_store_msgid_decode(id, 32, &h, &phys), 0);
+    assert_int_equal(apg_msgid_decode(id, 32, &h, &phys), 0);
     assert_int_equal(phys, res[1].pr_phys_offset);
     assert_int_equal(h.h_port, 10911);
-    assert_int_equal(h.h_addr[0], 127);
+    assert_int_equal(h.h_ip[0], 127);
     apg_buf_reset(&b);
     assert_int_equal(apg_store_read_at(st, phys, &b), 0);
     assert_int_equal(b.b_len, (size_t)res[1].pr_msg_size);
@@ -363,32 +362,32 @@ static void test_msg_codec(void **state)
     tu_msg_make(&t, "TopicX", 2, 5);
     t.m.mi_born_host.h_v6 = true;
     struct apg_host sh = {.h_v6 = true, .h_port = 10911};
-    sh.h_addr[15] = 1;
-    size_t n = apg_msg_encoded_size(&t.m, true);
+    sh.h_ip[15] = 1;
+    size_t n = apg_msgrec_size(&t.m, true);
     assert_int_equal(n, 91 + 24 + t.m.mi_body_len + 6 + t.m.mi_props_len);
     uint8_t buf[512];
-    apg_msg_encode(buf, &t.m, apg_rmq_crc32(t.body, t.m.mi_body_len), 7, 4096, 123, &sh);
-    struct apg_msg_rec r;
-    assert_int_equal(apg_msg_decode(buf, n, true, &r, NULL), APG_MSG_OK);
+    apg_msgrec_encode(buf, &t.m, apg_rmq_crc32(t.body, t.m.mi_body_len), 7, 4096, 123, &sh);
+    struct apg_msgrec r;
+    assert_int_equal(apg_msgrec_decode(buf, n, true, &r, NULL), APG_MSGREC_OK);
     assert_true(r.mr_sysflag & APG_SYSFLAG_BORNHOST_V6);
     assert_true(r.mr_store_host.h_v6);
     assert_int_equal(r.mr_queue_offset, 7);
     assert_int_equal(r.mr_store_ts, 123);
     const char *why;
-    assert_int_equal(apg_msg_decode(buf, n - 1, true, &r, &why), APG_MSG_BAD);
+    assert_int_equal(apg_msgrec_decode(buf, n - 1, true, &r, &why), APG_MSGREC_BAD);
     buf[n - 3] ^= 1; /* props byte: no CRC over props, still valid */
-    assert_int_equal(apg_msg_decode(buf, n, true, &r, NULL), APG_MSG_OK);
+    assert_int_equal(apg_msgrec_decode(buf, n, true, &r, NULL), APG_MSGREC_OK);
     buf[100] ^= 0x55; /* body byte (v6 header is 112 bytes... body starts at 112) */
     buf[113] ^= 0x55;
-    assert_int_equal(apg_msg_decode(buf, n, true, &r, &why), APG_MSG_BAD);
+    assert_int_equal(apg_msgrec_decode(buf, n, true, &r, &why), APG_MSGREC_BAD);
     char id[80];
-    assert_int_equal(apg_store_msgid_encode(&sh, 255, id, sizeof(id)), 56);
+    assert_int_equal(apg_msgid_encode(&sh, 255, id, sizeof(id)), 56);
     struct apg_host h2;
     int64_t off;
-    assert_int_equal(apg_store_msgid_decode(id, 56, &h2, &off), 0);
+    assert_int_equal(apg_msgid_decode(id, 56, &h2, &off), 0);
     assert_int_equal(off, 255);
     assert_true(h2.h_v6);
-    assert_int_equal(apg_store_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
+    assert_int_equal(apg_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
 }
 
 static void test_opts_from_config(void **state)
@@ -406,8 +405,8 @@ static void test_opts_from_config(void **state)
     assert_true(o.so_sync_flush);
     assert_int_equal(o.so_commitlog_file_size, 1073741824ull);
     assert_int_equal(o.so_cq_file_size, 6000000);
-    assert_int_equal(o.so_store_host.h_addr[0], 10);
-    assert_int_equal(o.so_store_host.h_addr[3], 3);
+    assert_int_equal(o.so_store_host.h_ip[0], 10);
+    assert_int_equal(o.so_store_host.h_ip[3], 3);
     assert_int_equal(o.so_store_host.h_port, 10911);
     assert_string_equal(o.so_delete_when, "04;16");
     assert_int_equal(o.so_disk_warning_ratio, 90);

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common/hash.h"
-#include "store/msg.h"
+#include "protocol/message.h"
 #include "store/store.h"
 
 static inline char *tu_tmpdir(void)
@@ -54,8 +54,8 @@ static inline void tu_msg_make(struct tu_msg *t, const char *topic, int qid, int
     t->m.mi_topic_len = strlen(topic);
     t->m.mi_queue_id = qid;
     t->m.mi_born_ts = 1700000000000LL + i;
-    t->m.mi_born_host.h_addr[0] = 10;
-    t->m.mi_born_host.h_addr[3] = 7;
+    t->m.mi_born_host.h_ip[0] = 10;
+    t->m.mi_born_host.h_ip[3] = 7;
     t->m.mi_born_host.h_port = 5555;
     t->m.mi_body = (const uint8_t *)t->body;
     t->m.mi_body_len = (size_t)bl;
@@ -94,8 +94,8 @@ static inline int tu_count(struct apg_store *st, const char *topic, int qid, int
         }
         size_t p = 0;
         for (int k = 0; k < r.gr_count; k++) {
-            struct apg_msg_rec m;
-            if (apg_msg_decode(b.b_data + p, b.b_len - p, true, &m, NULL) != APG_MSG_OK)
+            struct apg_msgrec m;
+            if (apg_msgrec_decode(b.b_data + p, b.b_len - p, true, &m, NULL) != APG_MSGREC_OK)
                 return -2;
             char want[64];
             snprintf(want, sizeof(want), "msg-%d", first_i + n);

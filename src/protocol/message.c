@@ -1,4 +1,4 @@
-/* Stored message record codec and offset message ids.
+/* Stored message record codec and offset message ids (see message.h).
  *
  * Layout (wire doc §7.2, V1): TOTALSIZE, MAGIC, BODYCRC, QUEUEID, FLAG,
  * QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG, BORNTIMESTAMP, BORNHOST (8 or 20),
@@ -10,7 +10,7 @@
  * that every length field fits inside the declared TOTALSIZE and that the
  * fields add up to exactly TOTALSIZE, so random bytes are rejected without
  * reading outside the buffer. Pure functions only. */
-#include "store/msg.h"
+#include "protocol/message.h"
 
 #include <string.h>
 
@@ -22,7 +22,7 @@ static size_t host_len(bool v6)
     return v6 ? 20 : 8;
 }
 
-size_t apg_msg_encoded_size(const struct apg_msg_in *m, bool store_host_v6)
+size_t apg_msgrec_size(const struct apg_msg_in *m, bool store_host_v6)
 {
     return 48 + host_len(m->mi_born_host.h_v6) + 8 + host_len(store_host_v6) + 12 + 4 +
            m->mi_body_len + 1 + m->mi_topic_len + 2 + m->mi_props_len;
@@ -31,16 +31,16 @@ size_t apg_msg_encoded_size(const struct apg_msg_in *m, bool store_host_v6)
 static uint8_t *put_host(uint8_t *p, const struct apg_host *h)
 {
     size_t n = h->h_v6 ? 16 : 4;
-    memcpy(p, h->h_addr, n);
+    memcpy(p, h->h_ip, n);
     apg_wbe32(p + n, h->h_port);
     return p + n + 4;
 }
 
-void apg_msg_encode(uint8_t *dst, const struct apg_msg_in *m, int32_t body_crc,
-                    int64_t queue_offset, int64_t phys_offset, int64_t store_ts,
-                    const struct apg_host *store_host)
+void apg_msgrec_encode(uint8_t *dst, const struct apg_msg_in *m, int32_t body_crc,
+                       int64_t queue_offset, int64_t phys_offset, int64_t store_ts,
+                       const struct apg_host *store_host)
 {
-    size_t total = apg_msg_encoded_size(m, store_host->h_v6);
+    size_t total = apg_msgrec_size(m, store_host->h_v6);
     int32_t sysflag = m->mi_sysflag & ~(APG_SYSFLAG_BORNHOST_V6 | APG_SYSFLAG_STOREHOST_V6);
     if (m->mi_born_host.h_v6)
         sysflag |= APG_SYSFLAG_BORNHOST_V6;
@@ -48,7 +48,7 @@ void apg_msg_encode(uint8_t *dst, const struct apg_msg_in *m, int32_t body_crc,
         sysflag |= APG_SYSFLAG_STOREHOST_V6;
     uint8_t *p = dst;
     apg_wbe32(p, (uint32_t)total);
-    apg_wbe32(p + 4, APG_MSG_MAGIC_V1);
+    apg_wbe32(p + 4, APG_MSGREC_MAGIC_V1);
     apg_wbe32(p + 8, (uint32_t)body_crc);
     apg_wbe32(p + 12, (uint32_t)m->mi_queue_id);
     apg_wbe32(p + 16, (uint32_t)m->mi_flag);
@@ -78,34 +78,34 @@ static const uint8_t *get_host(const uint8_t *p, bool v6, struct apg_host *h)
 {
     size_t n = v6 ? 16 : 4;
     h->h_v6 = v6;
-    memset(h->h_addr, 0, sizeof(h->h_addr));
-    memcpy(h->h_addr, p, n);
+    memset(h->h_ip, 0, sizeof(h->h_ip));
+    memcpy(h->h_ip, p, n);
     h->h_port = apg_be32(p + n);
     return p + n + 4;
 }
 
-static enum apg_msg_check bad(const char **why, const char *w)
+static enum apg_msgrec_check bad(const char **why, const char *w)
 {
     if (why)
         *why = w;
-    return APG_MSG_BAD;
+    return APG_MSGREC_BAD;
 }
 
-enum apg_msg_check apg_msg_decode(const uint8_t *buf, size_t len, bool check_crc,
-                                  struct apg_msg_rec *r, const char **why)
+enum apg_msgrec_check apg_msgrec_decode(const uint8_t *buf, size_t len, bool check_crc,
+                                        struct apg_msgrec *r, const char **why)
 {
     if (len < 8)
-        return len >= 4 && apg_be32(buf) == 0 ? APG_MSG_ZERO : bad(why, "truncated header");
+        return len >= 4 && apg_be32(buf) == 0 ? APG_MSGREC_ZERO : bad(why, "truncated header");
     uint32_t total = apg_be32(buf);
     uint32_t magic = apg_be32(buf + 4);
     if (total == 0 && magic == 0)
-        return APG_MSG_ZERO;
-    if (magic == APG_MSG_MAGIC_BLANK) {
+        return APG_MSGREC_ZERO;
+    if (magic == APG_MSGREC_MAGIC_BLANK) {
         if (total < 8 || total > len)
             return bad(why, "blank marker size out of range");
-        return APG_MSG_BLANK;
+        return APG_MSGREC_BLANK;
     }
-    if (magic != APG_MSG_MAGIC_V1 && magic != APG_MSG_MAGIC_V2)
+    if (magic != APG_MSGREC_MAGIC_V1 && magic != APG_MSGREC_MAGIC_V2)
         return bad(why, "bad magic code");
     if (total > len)
         return bad(why, "record size exceeds segment");
@@ -117,7 +117,7 @@ enum apg_msg_check apg_msg_decode(const uint8_t *buf, size_t len, bool check_crc
     size_t fixed = 48 + host_len(bv6) + 8 + host_len(sv6) + 12 + 4;
     if (fixed > total)
         return bad(why, "record size too small for header");
-    struct apg_msg_rec tmp, *m = r ? r : &tmp;
+    struct apg_msgrec tmp, *m = r ? r : &tmp;
     m->mr_total_size = total;
     m->mr_magic = magic;
     m->mr_body_crc = (int32_t)apg_be32(p + 8);
@@ -140,7 +140,7 @@ enum apg_msg_check apg_msg_decode(const uint8_t *buf, size_t len, bool check_crc
     m->mr_body = p;
     m->mr_body_len = blen;
     p += blen;
-    size_t tl_len = magic == APG_MSG_MAGIC_V2 ? 2 : 1;
+    size_t tl_len = magic == APG_MSGREC_MAGIC_V2 ? 2 : 1;
     if ((size_t)(end - p) < tl_len)
         return bad(why, "topic length exceeds record");
     uint32_t tlen = tl_len == 2 ? apg_be16(p) : p[0];
@@ -160,16 +160,15 @@ enum apg_msg_check apg_msg_decode(const uint8_t *buf, size_t len, bool check_crc
     m->mr_props_len = plen;
     if (check_crc && apg_rmq_crc32(m->mr_body, blen) != m->mr_body_crc)
         return bad(why, "body CRC mismatch");
-    return APG_MSG_OK;
+    return APG_MSGREC_OK;
 }
 
-size_t apg_store_msgid_encode(const struct apg_host *h, int64_t phys_offset, char *out,
-                              size_t outlen)
+size_t apg_msgid_encode(const struct apg_host *h, int64_t phys_offset, char *out, size_t outlen)
 {
     static const char hex[] = "0123456789ABCDEF";
     uint8_t raw[28];
     size_t n = h->h_v6 ? 16 : 4;
-    memcpy(raw, h->h_addr, n);
+    memcpy(raw, h->h_ip, n);
     apg_wbe32(raw + n, h->h_port);
     apg_wbe64(raw + n + 4, (uint64_t)phys_offset);
     n += 12;
@@ -197,8 +196,7 @@ static int hexval(char c)
     return -1;
 }
 
-apg_err_t apg_store_msgid_decode(const char *id, size_t len, struct apg_host *host,
-                                 int64_t *phys_offset)
+apg_err_t apg_msgid_decode(const char *id, size_t len, struct apg_host *host, int64_t *phys_offset)
 {
     if (len != 32 && len != 56)
         return APG_EINVAL;
@@ -212,7 +210,7 @@ apg_err_t apg_store_msgid_decode(const char *id, size_t len, struct apg_host *ho
     size_t n = len == 56 ? 16 : 4;
     memset(host, 0, sizeof(*host));
     host->h_v6 = n == 16;
-    memcpy(host->h_addr, raw, n);
+    memcpy(host->h_ip, raw, n);
     host->h_port = apg_be32(raw + n);
     *phys_offset = (int64_t)apg_be64(raw + n + 4);
     return APG_OK;

@@ -1,36 +1,66 @@
-/* Metadata files: atomic write (tmp + fsync + .bak + rename) and a reader
- * tolerant of fastjson's non-standard map keys. See meta.h.
+/* Reading fastjson-written JSON with jansson (see json.h).
  *
  * The normaliser is a single pass with a small stack of open containers. In an
  * object, after '{' or ',', the next token is a key: a quoted string is copied,
  * an unquoted token (digits, letters, '-', '.') is quoted, and a '{' or '['
  * starts a composite key whose balanced text is captured and emitted as one
- * JSON string. Everything else is copied byte for byte. */
-#include "store/meta.h"
+ * JSON string. Single-quoted strings (keys or values) are re-quoted with '"'.
+ * Everything else is copied byte for byte, so standard JSON passes through
+ * unchanged and jansson reports any real syntax error. */
+#include "common/json.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <strings.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 #define MAX_DEPTH 256
 
-/* Index just past the string starting at in[i] == '"'. */
+/* Index just past the string starting at in[i] (a '"' or a '\''). */
 static size_t skip_string(const char *in, size_t len, size_t i)
 {
+    char q = in[i];
     for (i++; i < len; i++) {
         if (in[i] == '\\')
             i++;
-        else if (in[i] == '"')
+        else if (in[i] == q)
             return i + 1;
     }
     return len;
+}
+
+/* Copies the string starting at in[i] to out as a double-quoted string:
+ * a '"'-quoted one unchanged, a '\''-quoted one with \' unescaped and bare
+ * '"' escaped. Returns the index just past it. */
+static size_t copy_string(const char *in, size_t len, size_t i, struct apg_buf *out, apg_err_t *rc)
+{
+    if (in[i] == '"') {
+        size_t e = skip_string(in, len, i);
+        *rc = apg_buf_append(out, in + i, e - i);
+        return e;
+    }
+    *rc = apg_buf_append(out, "\"", 1);
+    for (i++; !*rc && i < len; i++) {
+        char c = in[i];
+        if (c == '\'')
+            return (*rc = apg_buf_append(out, "\"", 1)), i + 1;
+        if (c == '\\' && i + 1 < len && in[i + 1] == '\'') {
+            *rc = apg_buf_append(out, "'", 1);
+            i++;
+        } else if (c == '\\' && i + 1 < len) {
+            *rc = apg_buf_append(out, in + i, 2);
+            i++;
+        } else if (c == '"') {
+            *rc = apg_buf_append(out, "\\\"", 2);
+        } else {
+            *rc = apg_buf_append(out, &c, 1);
+        }
+    }
+    return len; /* unterminated: left open for jansson to reject */
 }
 
 /* Index just past the balanced container starting at in[i]. */
@@ -39,7 +69,7 @@ static size_t skip_composite(const char *in, size_t len, size_t i)
     int depth = 0;
     while (i < len) {
         char c = in[i];
-        if (c == '"') {
+        if (c == '"' || c == '\'') {
             i = skip_string(in, len, i);
             continue;
         }
@@ -77,7 +107,7 @@ static apg_err_t put_quoted(struct apg_buf *out, const char *s, size_t n)
     return rc ? rc : apg_buf_append(out, "\"", 1);
 }
 
-apg_err_t apg_meta_normalize(const char *in, size_t len, struct apg_buf *out)
+apg_err_t apg_json_normalize(const char *in, size_t len, struct apg_buf *out)
 {
     char stack[MAX_DEPTH];
     int depth = 0;
@@ -93,10 +123,8 @@ apg_err_t apg_meta_normalize(const char *in, size_t len, struct apg_buf *out)
         }
         if (want_key && depth > 0 && stack[depth - 1] == '{') {
             want_key = false;
-            if (c == '"') {
-                size_t e = skip_string(in, len, i);
-                rc = apg_buf_append(out, in + i, e - i);
-                i = e;
+            if (c == '"' || c == '\'') {
+                i = copy_string(in, len, i, out, &rc);
                 continue;
             }
             if (c == '{' || c == '[') {
@@ -115,10 +143,8 @@ apg_err_t apg_meta_normalize(const char *in, size_t len, struct apg_buf *out)
             }
             /* '}' of an empty object and anything odd: fall through. */
         }
-        if (c == '"') {
-            size_t e = skip_string(in, len, i);
-            rc = apg_buf_append(out, in + i, e - i);
-            i = e;
+        if (c == '"' || c == '\'') {
+            i = copy_string(in, len, i, out, &rc);
             continue;
         }
         if (c == '{' || c == '[') {
@@ -139,132 +165,18 @@ apg_err_t apg_meta_normalize(const char *in, size_t len, struct apg_buf *out)
     return rc;
 }
 
-static apg_err_t write_file(const char *path, const void *data, size_t len, char *err,
-                            size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return apg_errf(APG_EIO, err, errlen, "create %s: %s", path, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            close(fd);
-            return apg_errf(APG_EIO, err, errlen, "write %s: %s", path, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return apg_errf(APG_EIO, err, errlen, "fsync %s: %s", path, strerror(e));
-    }
-    close(fd);
-    return APG_OK;
-}
-
-static void sync_parent(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        snprintf(dir, sizeof(dir), ".");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof(dir))
-            return;
-        memcpy(dir, path, n);
-        dir[n] = 0;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static apg_err_t slurp(const char *path, struct apg_buf *b)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? APG_ENOTFOUND : APG_EIO;
-    apg_err_t rc = APG_OK;
-    for (;;) {
-        if ((rc = apg_buf_reserve(b, 65536)))
-            break;
-        ssize_t n = read(fd, b->b_data + b->b_len, b->b_cap - b->b_len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = APG_EIO;
-            break;
-        }
-        if (n == 0)
-            break;
-        b->b_len += (size_t)n;
-    }
-    close(fd);
-    return rc;
-}
-
-apg_err_t apg_meta_write(const char *path, const void *data, size_t len, char *err, size_t errlen)
-{
-    size_t pl = strlen(path);
-    char *tmp = apg_malloc(pl + 5), *bak = apg_malloc(pl + 5);
-    if (!tmp || !bak) {
-        apg_free(tmp);
-        apg_free(bak);
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    }
-    snprintf(tmp, pl + 5, "%s.tmp", path);
-    snprintf(bak, pl + 5, "%s.bak", path);
-    apg_err_t rc = write_file(tmp, data, len, err, errlen);
-    if (!rc) {
-        /* Keep the previous version as .bak (its own atomic write). */
-        struct apg_buf old = APG_BUF_INIT;
-        if (slurp(path, &old) == APG_OK) {
-            char *bt = apg_malloc(pl + 9);
-            if (bt) {
-                snprintf(bt, pl + 9, "%s.bak.tmp", path);
-                if (write_file(bt, old.b_data, old.b_len, NULL, 0) == APG_OK &&
-                    rename(bt, bak) != 0)
-                    unlink(bt);
-                apg_free(bt);
-            }
-        }
-        apg_buf_free(&old);
-        if (rename(tmp, path) != 0) {
-            rc = apg_errf(APG_EIO, err, errlen, "rename %s to %s: %s", tmp, path, strerror(errno));
-            unlink(tmp);
-        } else {
-            sync_parent(path);
-        }
-    }
-    apg_free(tmp);
-    apg_free(bak);
-    return rc;
-}
-
 static apg_err_t parse(const char *path, json_t **out, char *err, size_t errlen)
 {
     struct apg_buf raw = APG_BUF_INIT, norm = APG_BUF_INIT;
-    apg_err_t rc = slurp(path, &raw);
+    apg_err_t rc = apg_file_read(path, &raw, err, errlen);
     if (rc) {
         apg_buf_free(&raw);
-        return rc == APG_ENOTFOUND ? APG_ENOTFOUND
-                                   : apg_errf(rc, err, errlen, "read %s failed", path);
+        return rc;
     }
-    rc = apg_meta_normalize((const char *)raw.b_data, raw.b_len, &norm);
+    rc = apg_json_normalize((const char *)raw.b_data, raw.b_len, &norm);
     if (!rc) {
         json_error_t je;
-        *out = json_loadb((const char *)norm.b_data, norm.b_len, 0, &je);
+        *out = json_loadb((const char *)norm.b_data, norm.b_len, JSON_DECODE_ANY, &je);
         if (!*out)
             rc = apg_errf(APG_ECORRUPT, err, errlen, "%s: line %d column %d: %s", path, je.line,
                           je.column, je.text);
@@ -274,7 +186,7 @@ static apg_err_t parse(const char *path, json_t **out, char *err, size_t errlen)
     return rc;
 }
 
-apg_err_t apg_meta_read(const char *path, json_t **out, char *err, size_t errlen)
+apg_err_t apg_json_read_file(const char *path, json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     char e1[512] = "";
@@ -290,9 +202,9 @@ apg_err_t apg_meta_read(const char *path, json_t **out, char *err, size_t errlen
     apg_err_t rc2 = parse(bak, out, e2, sizeof(e2));
     if (!rc2) {
         if (rc != APG_ENOTFOUND)
-            apg_log_warn("meta", "%s is unreadable (%s); using %s", path, e1, bak);
+            apg_log_warn("json", "%s is unreadable (%s); using %s", path, e1, bak);
         else
-            apg_log_warn("meta", "%s is missing; using %s", path, bak);
+            apg_log_warn("json", "%s is missing; using %s", path, bak);
     } else if (rc == APG_ENOTFOUND && rc2 == APG_ENOTFOUND) {
         rc2 = apg_errf(APG_ENOTFOUND, err, errlen, "%s does not exist", path);
     } else {
@@ -302,4 +214,74 @@ apg_err_t apg_meta_read(const char *path, json_t **out, char *err, size_t errlen
     }
     apg_free(bak);
     return rc2;
+}
+
+json_t *apg_json_parse(const char *buf, size_t len, char *err, size_t errlen)
+{
+    struct apg_buf norm = APG_BUF_INIT;
+    if (apg_json_normalize(buf, len, &norm)) {
+        apg_buf_free(&norm);
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory parsing JSON");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb((const char *)norm.b_data, norm.b_len, JSON_DECODE_ANY, &je);
+    apg_buf_free(&norm);
+    if (!j)
+        apg_errf(APG_EPROTO, err, errlen, "bad JSON at line %d column %d: %s", je.line, je.column,
+                 je.text);
+    return j;
+}
+
+int64_t apg_json_i64(const json_t *j, int64_t dflt)
+{
+    if (json_is_integer(j))
+        return json_integer_value(j);
+    if (json_is_real(j))
+        return (int64_t)json_real_value(j);
+    const char *s = json_string_value(j);
+    if (!s || !s[0])
+        return dflt;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end != 0 && *end != '.' && *end != 'e' && *end != 'E')
+        return dflt;
+    return v;
+}
+
+const char *apg_json_get_str(const json_t *obj, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : dflt;
+}
+
+int64_t apg_json_get_i64(const json_t *obj, const char *key, int64_t dflt)
+{
+    return apg_json_i64(json_object_get(obj, key), dflt);
+}
+
+bool apg_json_get_bool(const json_t *obj, const char *key, bool dflt)
+{
+    const json_t *j = json_object_get(obj, key);
+    if (json_is_boolean(j))
+        return json_is_true(j);
+    if (json_is_string(j))
+        return strcasecmp(json_string_value(j), "true") == 0;
+    return dflt;
+}
+
+apg_err_t apg_json_put_str(struct apg_buf *b, const char *s)
+{
+    apg_err_t e = apg_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; !e && *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char t[2] = {'\\', (char)*p};
+            e = apg_buf_append(b, t, 2);
+        } else if (*p < 0x20) {
+            e = apg_buf_printf(b, "\\u%04x", *p);
+        } else {
+            e = apg_buf_append(b, p, 1);
+        }
+    }
+    return e ? e : apg_buf_append(b, "\"", 1);
 }
