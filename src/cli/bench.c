@@ -487,9 +487,17 @@ static int open_consumer(struct bench *b, bool from_end)
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
-    if (apg_pull_consumer_queues(b->b_cons, b->b_topic, &b->b_mqs, &b->b_nmqs, err, sizeof(err)) !=
-            APG_OK ||
-        b->b_nmqs == 0) {
+    /* A topic the warm-up send just auto-created reaches the NameServer with
+     * the broker's next registration, a moment later: retry for up to 5 s. */
+    apg_err_t qe = APG_OK;
+    for (int tries = 0; tries < 50; tries++) {
+        qe = apg_pull_consumer_queues(b->b_cons, b->b_topic, &b->b_mqs, &b->b_nmqs, err,
+                                      sizeof(err));
+        if (qe == APG_OK && b->b_nmqs > 0)
+            break;
+        usleep(100000);
+    }
+    if (qe != APG_OK || b->b_nmqs == 0) {
         fprintf(stderr, "bench: no readable queue for '%s': %s\n", b->b_topic, err);
         return 1;
     }
