@@ -259,7 +259,8 @@ void apg_cwait_batch_end(void);
  * or -1; when the route is known, the queue valid and the connection to its
  * master up, the queue is copied to *mq and a referenced connection is
  * returned; otherwise NULL and the caller takes the apg_cio_submit() path.
- * apg_cio_direct_send() then registers the request (cb NULL => oneway) and
+ * apg_cio_direct_send() then registers the request (cb NULL => oneway;
+ * deadline_ms on the apg_now_ms() clock, <= 0 for the default timeout) and
  * writes it: at once on the socket when `now` and nothing is queued before
  * it, else appended to the connection's buffer and flushed by the loop
  * thread with one write for everything queued. It always drops the
@@ -271,7 +272,7 @@ struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
                                        int (*pick)(const struct apg_croute *rt, void *arg),
                                        void *pick_arg, apg_mq_t *mq);
 apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
-                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              const void *body, size_t blen, int64_t deadline_ms, apg_cio_cb cb,
                               void *arg, bool now);
 /* Drops the reference of a connection from apg_cio_direct_begin() unused. */
 void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc);

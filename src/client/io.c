@@ -1275,6 +1275,29 @@ static bool conn_write_direct(struct apg_cconn *cc)
     return cc->cc_dirty;
 }
 
+/* The socket is behind (more than DIRECT_MAX_QUEUED bytes wait): the
+ * caller takes the (slower) loop path, unless the loop thread already
+ * failed the registered request with its connection (then its callback
+ * ran or runs, and the request counts as handed over). */
+static apg_err_t direct_backoff(struct apg_cio *io, struct apg_cconn *cc, bool registered,
+                                int32_t opaque)
+{
+    bool mine = !registered;
+    if (registered) { /* the request may be freed already: looked up by opaque */
+        pthread_mutex_lock(&io->io_rmu);
+        struct apg_creq *found = req_find(io, opaque);
+        if (found != NULL) {
+            req_unlink(io, found);
+            mine = true;
+        }
+        pthread_mutex_unlock(&io->io_rmu);
+        if (mine)
+            apg_free(found);
+    }
+    conn_unref(cc);
+    return mine ? APG_EAGAIN : APG_OK;
+}
+
 void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc)
 {
     (void)io;
@@ -1282,20 +1305,13 @@ void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc)
 }
 
 apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
-                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              const void *body, size_t blen, int64_t deadline_ms, apg_cio_cb cb,
                               void *arg, bool now)
 {
     req->opaque = atomic_fetch_add(&io->io_opaque, 1) + 1;
     req->language = APG_LANG_CPP;
     if (cb == NULL)
         req->flag |= APG_RCMD_FLAG_ONEWAY;
-    pthread_mutex_lock(&cc->cc_wmu);
-    size_t queued = cc->cc_out.b_len + uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp);
-    pthread_mutex_unlock(&cc->cc_wmu);
-    if (queued > DIRECT_MAX_QUEUED) {
-        conn_unref(cc); /* the socket is behind: take the (slower) loop path */
-        return APG_EAGAIN;
-    }
     struct apg_creq *rq = NULL;
     if (cb != NULL && (rq = apg_malloc(sizeof(*rq))) == NULL) {
         conn_unref(cc);
@@ -1303,7 +1319,7 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     }
     if (rq != NULL) {
         rq->rq_opaque = req->opaque;
-        rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
+        rq->rq_deadline = deadline_ms > 0 ? deadline_ms : apg_now_ms() + io->io_conf.timeout_ms;
         rq->rq_cb = cb;
         rq->rq_arg = arg;
         rq->rq_conn = cc;
@@ -1326,6 +1342,11 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     bool wake = false;
     pthread_mutex_lock(&cc->cc_wmu);
     size_t mark = cc->cc_out.b_len;
+    if (!cc->cc_wclosed &&
+        mark + uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp) > DIRECT_MAX_QUEUED) {
+        pthread_mutex_unlock(&cc->cc_wmu);
+        return direct_backoff(io, cc, rq != NULL, req->opaque);
+    }
     if (cc->cc_wclosed) {
         /* closing: conn_fail fails the request */
     } else if (apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out) != APG_OK ||
