@@ -261,12 +261,12 @@ void apg_cwait_batch_end(void);
  * returned; otherwise NULL and the caller takes the apg_cio_submit() path.
  * apg_cio_direct_send() then registers the request (cb NULL => oneway;
  * deadline_ms on the apg_now_ms() clock, <= 0 for the default timeout) and
- * writes it: at once on the socket when `now` and nothing is queued before
- * it, else appended to the connection's buffer and flushed by the loop
- * thread with one write for everything queued. It always drops the
- * connection reference. APG_OK: the request is handed over exactly as with
- * apg_cio_call() (cb runs once on the loop thread). Any error: nothing was
- * registered or written and the caller may fall back to the slow path. */
+ * writes it: at once on the socket when `now` (or when few requests wait
+ * for answers) and nothing is queued before it, else appended to the connection's buffer and
+ * flushed by the loop thread with one write for everything queued. It always drops the connection
+ * reference. APG_OK: the request is handed over exactly as with apg_cio_call() (cb runs once on the
+ * loop thread). Any error: nothing was registered or written and the caller may fall back to the
+ * slow path. */
 struct apg_cconn;
 struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
                                        int (*pick)(const struct apg_croute *rt, void *arg),

@@ -48,6 +48,10 @@
 
 #define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
 #define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
+/* Async direct sends are written at once while at most this many requests
+ * wait for answers (low load: no hop through the loop thread), and left for
+ * one combined write by the loop thread above it (throughput). */
+#define DIRECT_NOW_PENDING 8
 #define TOPIC_DEFAULT "TBW102"
 
 struct apg_creq {
@@ -127,6 +131,7 @@ struct apg_cio {
     struct apg_cconn *io_conns;
     struct apg_creq *io_buckets[REQ_BUCKETS];
     struct apg_creq *io_dhead, *io_dtail;
+    size_t io_npending; /* requests in the table */
     _Atomic int32_t io_opaque;
     char **io_ns;
     size_t io_nns, io_ns_cur;
@@ -239,6 +244,7 @@ static void req_unlink(struct apg_cio *io, struct apg_creq *rq)
         pp = &(*pp)->rq_hnext;
     if (*pp)
         *pp = rq->rq_hnext;
+    io->io_npending--;
     if (rq->rq_dprev)
         rq->rq_dprev->rq_dnext = rq->rq_dnext;
     else
@@ -254,6 +260,7 @@ static void req_link(struct apg_cio *io, struct apg_creq *rq)
     uint32_t b = (uint32_t)rq->rq_opaque % REQ_BUCKETS;
     rq->rq_hnext = io->io_buckets[b];
     io->io_buckets[b] = rq;
+    io->io_npending++;
     /* Deadline order; new requests nearly always go last. */
     struct apg_creq *after = io->io_dtail;
     while (after && after->rq_deadline > rq->rq_deadline)
@@ -1329,6 +1336,8 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     bool ok = !io->io_stopping && cc->cc_state == CC_UP;
     if (ok && rq != NULL)
         req_link(io, rq);
+    if (io->io_npending <= DIRECT_NOW_PENDING)
+        now = true;
     pthread_mutex_unlock(&io->io_rmu);
     if (!ok) {
         apg_free(rq);
