@@ -72,6 +72,10 @@ bool apg_msg_prop_reserved(const char *name);
 
 /* Appends the property string (key \x01 value \x02 ...) of m to out. */
 apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out);
+/* Length of that property string, and the same bytes written to out
+ * (which must have room for apg_msg_props_len(m)); returns the end. */
+size_t apg_msg_props_len(const apg_message_t *m);
+char *apg_msg_props_write(const apg_message_t *m, char *out);
 /* Parses a property string into m's properties (replacing duplicates).
  * Chunks without \x01 or shorter than 3 bytes are skipped, as Java does. */
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len);

@@ -362,6 +362,27 @@ apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out)
     return APG_OK;
 }
 
+size_t apg_msg_props_len(const apg_message_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->m_nprops; i++)
+        n += strlen(m->m_props[i].pr_key) + strlen(m->m_props[i].pr_val) + 2;
+    return n;
+}
+
+char *apg_msg_props_write(const apg_message_t *m, char *out)
+{
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        size_t k = strlen(m->m_props[i].pr_key), v = strlen(m->m_props[i].pr_val);
+        memcpy(out, m->m_props[i].pr_key, k);
+        out[k] = '\x01';
+        memcpy(out + k + 1, m->m_props[i].pr_val, v);
+        out[k + 1 + v] = '\x02';
+        out += k + v + 2;
+    }
+    return out;
+}
+
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len)
 {
     size_t i = 0;

@@ -10,8 +10,7 @@
  * answer, timeouts and retries are handled on the I/O thread.
  *
  * Ownership: the caller's message is only borrowed; after the hand-over the
- * op owns copies, in one allocation with the op (psend_new; a per-thread
- * buffer builds the property string). The caller of a sync or oneway send
+ * op owns copies, in one allocation with the op (psend_new). The caller of a sync or oneway send
  * waits on the op's futex word until the I/O thread has finished with it,
  * then frees it; an async op is freed by the I/O thread after the user
  * callback ran. Async ops count against max_inflight (an atomic counter;
@@ -501,16 +500,10 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
                      p->p_conf.max_message_size);
     else if (e == APG_OK && (e = apg_msg_ensure_uniq(m)) != APG_OK)
         apg_errf(e, err, errlen, "out of memory");
-    /* The property string is built in a per-thread buffer, then copied. */
-    static __thread struct apg_buf props;
-    props.b_len = 0;
-    if (e == APG_OK && ((e = apg_msg_props_encode(m, &props)) != APG_OK ||
-                        (e = apg_buf_append(&props, "", 1)) != APG_OK))
-        apg_errf(e, err, errlen, "out of memory");
-    if (e == APG_OK && props.b_len > 32768)
+    /* The property string is written straight into the op's block. */
+    size_t plen = e == APG_OK ? apg_msg_props_len(m) + 1 : 0;
+    if (e == APG_OK && plen > 32768)
         e = apg_errf(APG_ETOOBIG, err, errlen, "message properties exceed 32767 bytes");
-    if (props.b_cap > 65536)
-        apg_buf_free(&props); /* keep no large buffer per thread */
     if (e != APG_OK) {
         *ep = e;
         return NULL;
@@ -521,8 +514,7 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
         apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf.compress_level, &z, &zl) != APG_OK)
         z = NULL;
     size_t tlen = strlen(m->m_topic) + 1;
-    struct psend *ps =
-        apg_malloc(sizeof(*ps) + props.b_len + tlen + (z != NULL ? 0 : m->m_body_len));
+    struct psend *ps = apg_malloc(sizeof(*ps) + plen + tlen + (z != NULL ? 0 : m->m_body_len));
     if (ps == NULL) {
         apg_free(z);
         *ep = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
@@ -532,8 +524,9 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     ps->ps_p = p;
     ps->ps_op.op_fn = psend_run;
     char *tail = (char *)(ps + 1);
-    ps->ps_props = memcpy(tail, props.b_data, props.b_len);
-    tail += props.b_len;
+    ps->ps_props = tail;
+    tail = apg_msg_props_write(m, tail);
+    *tail++ = '\0';
     ps->ps_topic = memcpy(tail, m->m_topic, tlen);
     tail += tlen;
     if (z != NULL) {
