@@ -156,6 +156,10 @@ struct bench {
     struct hist **b_hists; /* send latency: one per producer thread + async */
     size_t b_nhists;
     struct hist **b_chists; /* consume / e2e latency: one per consumer thread */
+    /* --rate only, to tell the client's schedule from the server: how late
+     * a thread woke from its timer (b_wake), and sync send time from the
+     * actual start to the answer (b_svc). */
+    struct hist *b_wake, *b_svc;
     size_t b_nchists;
     pthread_mutex_t b_err_mu;
     char b_last_err[512];
@@ -237,11 +241,14 @@ static void *producer_main(void *arg)
         uint64_t n = claim(b, (uint64_t)nb);
         if (n == 0)
             break;
-        uint64_t t0 = now_us();
+        uint64_t t0 = now_us(), start = t0;
         if (gap) {
             struct timespec at = {(time_t)(next / 1000000000), (long)(next % 1000000000)};
-            if (next > t0 * 1000)
+            if (next > t0 * 1000) {
                 clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+                start = now_us();
+                hist_add(b->b_wake, start > next / 1000 ? start - next / 1000 : 0);
+            }
             t0 = next / 1000;
             next += gap;
         }
@@ -276,7 +283,10 @@ static void *producer_main(void *arg)
             continue;
         }
         if (b->b_mode != MODE_ASYNC || b->b_batch > 0) {
-            hist_add(h, now_us() - t0);
+            uint64_t done = now_us();
+            hist_add(h, done - t0);
+            if (gap)
+                hist_add(b->b_svc, done - start);
             atomic_fetch_add(&b->b_sent, n);
         }
     }
@@ -428,6 +438,23 @@ static void summary(struct bench *b, double secs)
         printf("(consume latency = receive time - born time, ms resolution)\n");
     if (err)
         printf("first error: %s\n", b->b_last_err);
+    if (b->b_rate > 0 && b->b_cmd == CMD_PRODUCE) {
+        struct hist *one[1] = {b->b_wake};
+        snap_take(s, one, 1);
+        printf("timer wake-up lateness us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "\n",
+               snap_pct(s, NULL, 50), snap_pct(s, NULL, 99), s->s_max);
+        one[0] = b->b_svc;
+        snap_take(s, one, 1);
+        if (s->s_n)
+            printf("send time from actual start us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64
+                   "\n",
+                   snap_pct(s, NULL, 50), snap_pct(s, NULL, 99), s->s_max);
+        /* the JSON line below reports the scheduled-time latency again */
+        if (recv_side)
+            snap_take(s, b->b_chists, b->b_nchists);
+        else
+            snap_take(s, b->b_hists, b->b_nhists);
+    }
     if (b->b_json) {
         printf("{\"cmd\":\"%s\",\"tps\":%.0f,\"mbps\":%.3f,\"p50_us\":%" PRIu64
                ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64
@@ -551,6 +578,8 @@ static int run(struct bench *b)
     b->b_hists = calloc(b->b_nhists + 1, sizeof(struct hist *));
     for (size_t i = 0; i < b->b_nhists; i++)
         b->b_hists[i] = calloc(1, sizeof(struct hist));
+    b->b_wake = calloc(1, sizeof(struct hist));
+    b->b_svc = calloc(1, sizeof(struct hist));
     b->b_nchists = consume ? (size_t)b->b_cthreads : 0;
     b->b_chists = calloc(b->b_nchists + 1, sizeof(struct hist *));
     for (size_t i = 0; i < b->b_nchists; i++)
@@ -614,6 +643,8 @@ static int run(struct bench *b)
         free(b->b_chists[i]);
     free(b->b_hists);
     free(b->b_chists);
+    free(b->b_wake);
+    free(b->b_svc);
     free(rep);
     free(ws);
     free(cws);

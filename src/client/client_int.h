@@ -72,6 +72,10 @@ bool apg_msg_prop_reserved(const char *name);
 
 /* Appends the property string (key \x01 value \x02 ...) of m to out. */
 apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out);
+/* Length of that property string, and the same bytes written to out
+ * (which must have room for apg_msg_props_len(m)); returns the end. */
+size_t apg_msg_props_len(const apg_message_t *m);
+char *apg_msg_props_write(const apg_message_t *m, char *out);
 /* Parses a property string into m's properties (replacing duplicates).
  * Chunks without \x01 or shorter than 3 bytes are skipped, as Java does. */
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len);
@@ -259,19 +263,20 @@ void apg_cwait_batch_end(void);
  * or -1; when the route is known, the queue valid and the connection to its
  * master up, the queue is copied to *mq and a referenced connection is
  * returned; otherwise NULL and the caller takes the apg_cio_submit() path.
- * apg_cio_direct_send() then registers the request (cb NULL => oneway) and
- * writes it: at once on the socket when `now` and nothing is queued before
- * it, else appended to the connection's buffer and flushed by the loop
- * thread with one write for everything queued. It always drops the
- * connection reference. APG_OK: the request is handed over exactly as with
- * apg_cio_call() (cb runs once on the loop thread). Any error: nothing was
- * registered or written and the caller may fall back to the slow path. */
+ * apg_cio_direct_send() then registers the request (cb NULL => oneway;
+ * deadline_ms on the apg_now_ms() clock, <= 0 for the default timeout) and
+ * writes it: at once on the socket when `now` (or when few requests wait
+ * for answers) and nothing is queued before it, else appended to the connection's buffer and
+ * flushed by the loop thread with one write for everything queued. It always drops the connection
+ * reference. APG_OK: the request is handed over exactly as with apg_cio_call() (cb runs once on the
+ * loop thread). Any error: nothing was registered or written and the caller may fall back to the
+ * slow path. */
 struct apg_cconn;
 struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
                                        int (*pick)(const struct apg_croute *rt, void *arg),
                                        void *pick_arg, apg_mq_t *mq);
 apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
-                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              const void *body, size_t blen, int64_t deadline_ms, apg_cio_cb cb,
                               void *arg, bool now);
 /* Drops the reference of a connection from apg_cio_direct_begin() unused. */
 void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc);

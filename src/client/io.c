@@ -48,6 +48,10 @@
 
 #define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
 #define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
+/* Async direct sends are written at once while at most this many requests
+ * wait for answers (low load: no hop through the loop thread), and left for
+ * one combined write by the loop thread above it (throughput). */
+#define DIRECT_NOW_PENDING 8
 #define TOPIC_DEFAULT "TBW102"
 
 struct apg_creq {
@@ -127,6 +131,7 @@ struct apg_cio {
     struct apg_cconn *io_conns;
     struct apg_creq *io_buckets[REQ_BUCKETS];
     struct apg_creq *io_dhead, *io_dtail;
+    size_t io_npending; /* requests in the table */
     _Atomic int32_t io_opaque;
     char **io_ns;
     size_t io_nns, io_ns_cur;
@@ -239,6 +244,7 @@ static void req_unlink(struct apg_cio *io, struct apg_creq *rq)
         pp = &(*pp)->rq_hnext;
     if (*pp)
         *pp = rq->rq_hnext;
+    io->io_npending--;
     if (rq->rq_dprev)
         rq->rq_dprev->rq_dnext = rq->rq_dnext;
     else
@@ -254,6 +260,7 @@ static void req_link(struct apg_cio *io, struct apg_creq *rq)
     uint32_t b = (uint32_t)rq->rq_opaque % REQ_BUCKETS;
     rq->rq_hnext = io->io_buckets[b];
     io->io_buckets[b] = rq;
+    io->io_npending++;
     /* Deadline order; new requests nearly always go last. */
     struct apg_creq *after = io->io_dtail;
     while (after && after->rq_deadline > rq->rq_deadline)
@@ -1275,6 +1282,29 @@ static bool conn_write_direct(struct apg_cconn *cc)
     return cc->cc_dirty;
 }
 
+/* The socket is behind (more than DIRECT_MAX_QUEUED bytes wait): the
+ * caller takes the (slower) loop path, unless the loop thread already
+ * failed the registered request with its connection (then its callback
+ * ran or runs, and the request counts as handed over). */
+static apg_err_t direct_backoff(struct apg_cio *io, struct apg_cconn *cc, bool registered,
+                                int32_t opaque)
+{
+    bool mine = !registered;
+    if (registered) { /* the request may be freed already: looked up by opaque */
+        pthread_mutex_lock(&io->io_rmu);
+        struct apg_creq *found = req_find(io, opaque);
+        if (found != NULL) {
+            req_unlink(io, found);
+            mine = true;
+        }
+        pthread_mutex_unlock(&io->io_rmu);
+        if (mine)
+            apg_free(found);
+    }
+    conn_unref(cc);
+    return mine ? APG_EAGAIN : APG_OK;
+}
+
 void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc)
 {
     (void)io;
@@ -1282,20 +1312,13 @@ void apg_cio_direct_abort(struct apg_cio *io, struct apg_cconn *cc)
 }
 
 apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
-                              const void *body, size_t blen, int timeout_ms, apg_cio_cb cb,
+                              const void *body, size_t blen, int64_t deadline_ms, apg_cio_cb cb,
                               void *arg, bool now)
 {
     req->opaque = atomic_fetch_add(&io->io_opaque, 1) + 1;
     req->language = APG_LANG_CPP;
     if (cb == NULL)
         req->flag |= APG_RCMD_FLAG_ONEWAY;
-    pthread_mutex_lock(&cc->cc_wmu);
-    size_t queued = cc->cc_out.b_len + uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp);
-    pthread_mutex_unlock(&cc->cc_wmu);
-    if (queued > DIRECT_MAX_QUEUED) {
-        conn_unref(cc); /* the socket is behind: take the (slower) loop path */
-        return APG_EAGAIN;
-    }
     struct apg_creq *rq = NULL;
     if (cb != NULL && (rq = apg_malloc(sizeof(*rq))) == NULL) {
         conn_unref(cc);
@@ -1303,7 +1326,7 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     }
     if (rq != NULL) {
         rq->rq_opaque = req->opaque;
-        rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
+        rq->rq_deadline = deadline_ms > 0 ? deadline_ms : apg_now_ms() + io->io_conf.timeout_ms;
         rq->rq_cb = cb;
         rq->rq_arg = arg;
         rq->rq_conn = cc;
@@ -1313,6 +1336,8 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     bool ok = !io->io_stopping && cc->cc_state == CC_UP;
     if (ok && rq != NULL)
         req_link(io, rq);
+    if (io->io_npending <= DIRECT_NOW_PENDING)
+        now = true;
     pthread_mutex_unlock(&io->io_rmu);
     if (!ok) {
         apg_free(rq);
@@ -1326,6 +1351,11 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     bool wake = false;
     pthread_mutex_lock(&cc->cc_wmu);
     size_t mark = cc->cc_out.b_len;
+    if (!cc->cc_wclosed &&
+        mark + uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp) > DIRECT_MAX_QUEUED) {
+        pthread_mutex_unlock(&cc->cc_wmu);
+        return direct_backoff(io, cc, rq != NULL, req->opaque);
+    }
     if (cc->cc_wclosed) {
         /* closing: conn_fail fails the request */
     } else if (apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out) != APG_OK ||

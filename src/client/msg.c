@@ -7,7 +7,11 @@
  * of pulled bodies, which are stored CommitLog records (§7.2).
  *
  * Properties keep insertion order in a small array; messages carry a handful
- * of them, so a linear search is the fastest lookup. */
+ * of them, so a linear search is the fastest lookup. Allocation: a message
+ * made by apg_message_new is one block (struct, topic, body, a property
+ * array for four entries), and the names (and WAIT's "true") the client
+ * sets itself point into a static table instead of owning copies;
+ * apg_msg_part_free knows both, so later edits replace such parts safely. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -91,26 +95,53 @@ bool apg_msg_prop_reserved(const char *name)
     return false;
 }
 
+/* Property names and values the client sets itself; a property part that
+ * points into this table is not owned (apg_msg_part_free skips it). */
+static const char prop_static[] = "WAIT\0true\0UNIQ_KEY\0TAGS\0KEYS\0DELAY\0";
+#define PS_WAIT (prop_static + 0)
+#define PS_TRUE (prop_static + 5)
+#define PS_UNIQ_KEY (prop_static + 10)
+#define PS_TAGS (prop_static + 19)
+#define PS_KEYS (prop_static + 24)
+#define PS_DELAY (prop_static + 29)
+
+static bool prop_is_static(const char *c)
+{
+    return c >= prop_static && c < prop_static + sizeof(prop_static);
+}
+
+#define NEW_PROPS 4 /* property slots inside a new message's block */
+
 apg_message_t *apg_message_new(const char *topic, const void *body, size_t len)
 {
     if (topic == NULL || topic[0] == '\0')
         return NULL;
-    apg_message_t *m = apg_calloc(1, sizeof(*m));
+    size_t tlen = strlen(topic) + 1;
+    /* An empty body still gets a byte, so m_body points inside the block. */
+    size_t total =
+        sizeof(apg_message_t) + NEW_PROPS * sizeof(struct apg_prop) + tlen + (len ? len : 1);
+    apg_message_t *m = apg_malloc(total);
     if (m == NULL)
         return NULL;
-    m->m_topic = apg_strdup(topic);
-    if (m->m_topic == NULL || apg_message_set_body(m, body, len) != APG_OK ||
-        apg_msg_prop_set(m, "WAIT", "true") != APG_OK) {
-        apg_message_free(m);
-        return NULL;
-    }
+    memset(m, 0, sizeof(*m));
+    m->m_arena_len = total;
+    m->m_props = (struct apg_prop *)(m + 1);
+    m->m_capprops = NEW_PROPS;
+    m->m_topic = memcpy((char *)(m->m_props + NEW_PROPS), topic, tlen);
+    m->m_body = (uint8_t *)m->m_topic + tlen;
+    if (len)
+        memcpy(m->m_body, body, len);
+    m->m_body_len = len;
+    m->m_props[0].pr_key = (char *)PS_WAIT;
+    m->m_props[0].pr_val = (char *)PS_TRUE;
+    m->m_nprops = 1;
     return m;
 }
 
 void apg_msg_part_free(apg_message_t *m, void *p)
 {
     const char *c = p, *base = (const char *)m;
-    if (c != NULL && !(c >= base && c < base + m->m_arena_len))
+    if (c != NULL && !(c >= base && c < base + m->m_arena_len) && !prop_is_static(c))
         apg_free(p);
 }
 
@@ -159,7 +190,7 @@ static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bo
 {
     if (check && (!clean_text(key) || !clean_text(val) || key[0] == '\0'))
         return APG_EINVAL;
-    char *v = apg_strdup(val);
+    char *v = prop_is_static(val) ? (char *)val : apg_strdup(val);
     if (v == NULL)
         return APG_ENOMEM;
     for (size_t i = 0; i < m->m_nprops; i++) {
@@ -176,7 +207,7 @@ static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bo
         struct apg_prop *np =
             arena ? apg_malloc(cap * sizeof(*np)) : apg_realloc(m->m_props, cap * sizeof(*np));
         if (np == NULL) {
-            apg_free(v);
+            apg_msg_part_free(m, v);
             return APG_ENOMEM;
         }
         if (arena)
@@ -184,9 +215,9 @@ static apg_err_t prop_set(apg_message_t *m, const char *key, const char *val, bo
         m->m_props = np;
         m->m_capprops = cap;
     }
-    char *k = apg_strdup(key);
+    char *k = prop_is_static(key) ? (char *)key : apg_strdup(key);
     if (k == NULL) {
-        apg_free(v);
+        apg_msg_part_free(m, v);
         return APG_ENOMEM;
     }
     m->m_props[m->m_nprops].pr_key = k;
@@ -221,14 +252,14 @@ apg_err_t apg_message_set_tags(apg_message_t *m, const char *tags)
 {
     if (tags == NULL || tags[0] == '\0')
         return APG_EINVAL;
-    return apg_msg_prop_set(m, "TAGS", tags);
+    return apg_msg_prop_set(m, PS_TAGS, tags);
 }
 
 apg_err_t apg_message_set_keys(apg_message_t *m, const char *keys)
 {
     if (keys == NULL || keys[0] == '\0')
         return APG_EINVAL;
-    return apg_msg_prop_set(m, "KEYS", keys);
+    return apg_msg_prop_set(m, PS_KEYS, keys);
 }
 
 apg_err_t apg_message_set_delay_level(apg_message_t *m, int level)
@@ -241,7 +272,7 @@ apg_err_t apg_message_set_delay_level(apg_message_t *m, int level)
     }
     char v[8];
     snprintf(v, sizeof(v), "%d", level);
-    return apg_msg_prop_set(m, "DELAY", v);
+    return apg_msg_prop_set(m, PS_DELAY, v);
 }
 
 apg_err_t apg_message_put_property(apg_message_t *m, const char *name, const char *value)
@@ -329,6 +360,27 @@ apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out)
             return e;
     }
     return APG_OK;
+}
+
+size_t apg_msg_props_len(const apg_message_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->m_nprops; i++)
+        n += strlen(m->m_props[i].pr_key) + strlen(m->m_props[i].pr_val) + 2;
+    return n;
+}
+
+char *apg_msg_props_write(const apg_message_t *m, char *out)
+{
+    for (size_t i = 0; i < m->m_nprops; i++) {
+        size_t k = strlen(m->m_props[i].pr_key), v = strlen(m->m_props[i].pr_val);
+        memcpy(out, m->m_props[i].pr_key, k);
+        out[k] = '\x01';
+        memcpy(out + k + 1, m->m_props[i].pr_val, v);
+        out[k + 1 + v] = '\x02';
+        out += k + v + 2;
+    }
+    return out;
 }
 
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len)
@@ -434,7 +486,7 @@ apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
         return APG_OK;
     char id[33];
     apg_msg_uniq_id(id);
-    return apg_msg_prop_set(m, "UNIQ_KEY", id);
+    return apg_msg_prop_set(m, PS_UNIQ_KEY, id);
 }
 
 /* ---- batch body ---- */

@@ -10,10 +10,11 @@
  * answer, timeouts and retries are handled on the I/O thread.
  *
  * Ownership: the caller's message is only borrowed; after the hand-over the
- * op owns copies. A sync or oneway op lives on the caller's stack and the
- * caller waits on its condition variable until the I/O thread has finished
- * with it; an async op is heap-allocated and freed by the I/O thread after
- * the user callback ran. Async and oneway ops count against max_inflight.
+ * op owns copies, in one allocation with the op (psend_new). The caller of a sync or oneway send
+ * waits on the op's futex word until the I/O thread has finished with it,
+ * then frees it; an async op is freed by the I/O thread after the user
+ * callback ran. Async ops count against max_inflight (an atomic counter;
+ * the mutex is only taken when the window is full).
  *
  * Retries (round robin only): a connection error or a retryable broker code
  * (SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, NO_PERMISSION,
@@ -21,6 +22,7 @@
  * failed, up to retry_times more attempts inside the send timeout, and asks
  * for a fresh route. Ordered and selected sends never move to another queue. */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,10 +37,13 @@ struct apg_producer {
     char *p_group;
     char *p_namesrv;
     apg_producer_conf_t p_conf;
-    pthread_mutex_t p_mu; /* guards p_inflight, p_blocked */
+    /* Async window: p_inflight counts async and oneway ops not finished;
+     * a caller takes a slot with a compare-and-swap and sleeps on p_cv
+     * (under p_mu, counted in p_blocked) only when the window is full. */
+    pthread_mutex_t p_mu;
     pthread_cond_t p_cv;
-    int p_inflight;
-    int p_blocked; /* callers waiting for room under max_inflight */
+    _Atomic int p_inflight;
+    _Atomic int p_blocked; /* callers waiting for room under max_inflight */
 };
 
 enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
@@ -70,9 +75,18 @@ struct psend {
     void *ps_cbarg;
     struct apg_cwait ps_wait;
     apg_err_t ps_err;
+    unsigned ps_own; /* PS_OWN_*: parts allocated on their own */
+    /* Not cleared when the op is made (written before they are read). */
     char ps_errmsg[512];
     apg_send_result_t ps_res;
 };
+
+/* ps_topic, ps_props and ps_body live in the op's own allocation, right
+ * after the struct, unless their bit is set in ps_own (a compressed body,
+ * the parts of a batch). ps_key is always separate. */
+#define PS_OWN_TOPIC 1u
+#define PS_OWN_PROPS 2u
+#define PS_OWN_BODY 4u
 
 void apg_producer_conf_init(apg_producer_conf_t *c)
 {
@@ -160,27 +174,100 @@ const char *apg_producer_client_id(const apg_producer_t *p)
 
 /* ---- loop-thread side ---- */
 
-static void psend_free_parts(struct psend *ps)
+/* Copies n bytes of s as a NUL-terminated string into out[cap] (cut). */
+static void str_copy(char *out, size_t cap, const char *s, size_t n)
 {
-    apg_free(ps->ps_topic);
-    apg_free(ps->ps_props);
-    apg_free(ps->ps_body);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* Copies a queue's strings and id, not the unused tails of its arrays
+ * (dst is zeroed or about to be overwritten the same way). */
+static void mq_copy(apg_mq_t *dst, const apg_mq_t *src)
+{
+    str_copy(dst->mq_topic, sizeof(dst->mq_topic), src->mq_topic, strlen(src->mq_topic));
+    str_copy(dst->mq_broker, sizeof(dst->mq_broker), src->mq_broker, strlen(src->mq_broker));
+    dst->mq_queue_id = src->mq_queue_id;
+}
+
+/* Decimal text of v into out (at least 21 bytes); returns out. */
+static char *fmt_i64(char *out, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    size_t k = 0;
+    if (v < 0)
+        out[k++] = '-';
+    while (n > 0)
+        out[k++] = tmp[--n];
+    out[k] = '\0';
+    return out;
+}
+
+/* Frees the op with its parts. */
+static void psend_free(struct psend *ps)
+{
+    if (ps->ps_own & PS_OWN_TOPIC)
+        apg_free(ps->ps_topic);
+    if (ps->ps_own & PS_OWN_PROPS)
+        apg_free(ps->ps_props);
+    if (ps->ps_own & PS_OWN_BODY)
+        apg_free(ps->ps_body);
     apg_free(ps->ps_key);
-    ps->ps_topic = ps->ps_props = ps->ps_key = NULL;
-    ps->ps_body = NULL;
+    apg_free(ps);
 }
 
 static void inflight_done(struct apg_producer *p)
 {
-    pthread_mutex_lock(&p->p_mu);
-    p->p_inflight--;
+    int left = atomic_fetch_sub(&p->p_inflight, 1) - 1;
     /* Blocked callers are woken together once a quarter of the window is
-     * free, not one context switch per completed send. */
-    if (p->p_blocked > 0 &&
-        (p->p_inflight <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 ||
-         p->p_inflight == 0))
+     * free, not one context switch per completed send. A caller counts
+     * itself in p_blocked before it looks at p_inflight (both sequentially
+     * consistent), so either it sees this decrement or this sees it. */
+    if (atomic_load(&p->p_blocked) == 0)
+        return;
+    if (left <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 || left == 0) {
+        pthread_mutex_lock(&p->p_mu);
         pthread_cond_broadcast(&p->p_cv);
-    pthread_mutex_unlock(&p->p_mu);
+        pthread_mutex_unlock(&p->p_mu);
+    }
+}
+
+/* Takes a slot of the async window, sleeping while it is full; true when
+ * it slept. */
+static bool inflight_take(struct apg_producer *p)
+{
+    int cur = atomic_load(&p->p_inflight);
+    bool slept = false;
+    for (;;) {
+        if (cur < p->p_conf.max_inflight) {
+            if (atomic_compare_exchange_weak(&p->p_inflight, &cur, cur + 1))
+                return slept;
+            continue;
+        }
+        slept = true;
+        pthread_mutex_lock(&p->p_mu);
+        atomic_fetch_add(&p->p_blocked, 1);
+        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf.max_inflight)
+            pthread_cond_wait(&p->p_cv, &p->p_mu);
+        atomic_fetch_sub(&p->p_blocked, 1);
+        pthread_mutex_unlock(&p->p_mu);
+    }
+}
+
+/* Runs the user callback of an async op and frees it. */
+static void psend_done_async(struct psend *ps, apg_err_t e, const apg_send_result_t *r)
+{
+    struct apg_producer *p = ps->ps_p;
+    ps->ps_cb(e, e == APG_OK ? r : NULL, e == APG_OK ? NULL : ps->ps_errmsg, ps->ps_cbarg);
+    psend_free(ps);
+    inflight_done(p);
 }
 
 static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
@@ -189,12 +276,7 @@ static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
     if (e != APG_OK)
         snprintf(ps->ps_errmsg, sizeof(ps->ps_errmsg), "%s", msg ? msg : apg_strerror(e));
     if (ps->ps_mode == MODE_ASYNC) {
-        struct apg_producer *p = ps->ps_p;
-        ps->ps_cb(e, e == APG_OK ? &ps->ps_res : NULL, e == APG_OK ? NULL : ps->ps_errmsg,
-                  ps->ps_cbarg);
-        psend_free_parts(ps);
-        apg_free(ps);
-        inflight_done(p);
+        psend_done_async(ps, e, &ps->ps_res);
         return;
     }
     apg_cwait_signal(&ps->ps_wait); /* the caller owns ps from here */
@@ -268,28 +350,33 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
         return;
     }
     }
-    apg_send_result_t *r = &ps->ps_res;
+    /* Built on this thread's stack (the op's lines were written on the
+     * caller's CPU); sync results are copied into the op. */
+    apg_send_result_t res, *r = &res;
     memset(r, 0, sizeof(*r));
     r->sr_status = status;
-    r->sr_mq = ps->ps_mq;
-    snprintf(r->sr_msg_id, sizeof(r->sr_msg_id), "%s", ps->ps_uniq);
+    mq_copy(&r->sr_mq, &ps->ps_mq);
+    str_copy(r->sr_msg_id, sizeof(r->sr_msg_id), ps->ps_uniq, strlen(ps->ps_uniq));
     const char *mid = apg_rcmd_ext_get(resp, "msgId");
-    if (mid) {
-        size_t l = strcspn(mid, ",");
-        snprintf(r->sr_offset_msg_id, sizeof(r->sr_offset_msg_id), "%.*s", (int)l, mid);
-    }
+    if (mid)
+        str_copy(r->sr_offset_msg_id, sizeof(r->sr_offset_msg_id), mid, strcspn(mid, ","));
     int32_t qid;
     if (apg_rcmd_ext_i32(resp, "queueId", &qid) == APG_OK)
         r->sr_mq.mq_queue_id = qid;
     int64_t qoff;
     if (apg_rcmd_ext_i64(resp, "queueOffset", &qoff) == APG_OK)
         r->sr_queue_offset = qoff;
+    if (ps->ps_mode == MODE_ASYNC) {
+        psend_done_async(ps, APG_OK, r);
+        return;
+    }
+    ps->ps_res = res;
     psend_complete(ps, APG_OK, NULL);
 }
 
 /* Text of the numeric header fields; lives as long as the request. */
 struct psend_hdr {
-    char qid[16], sysflag[16], born[24], flag[16];
+    char qid[24], sysflag[24], born[24], flag[24];
 };
 
 /* SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE header for ps to ps->ps_mq. */
@@ -298,10 +385,10 @@ static void psend_build_req(struct psend *ps, uint8_t serialize, struct apg_rcmd
 {
     apg_rcmd_init_request(req, ps->ps_batch ? APG_REQ_SEND_BATCH_MESSAGE : APG_REQ_SEND_MESSAGE_V2,
                           0, serialize);
-    snprintf(hs->qid, sizeof(hs->qid), "%d", ps->ps_mq.mq_queue_id);
-    snprintf(hs->sysflag, sizeof(hs->sysflag), "%d", ps->ps_sysflag);
-    snprintf(hs->born, sizeof(hs->born), "%lld", (long long)ps->ps_born);
-    snprintf(hs->flag, sizeof(hs->flag), "%d", ps->ps_flag);
+    fmt_i64(hs->qid, ps->ps_mq.mq_queue_id);
+    fmt_i64(hs->sysflag, ps->ps_sysflag);
+    fmt_i64(hs->born, ps->ps_born);
+    fmt_i64(hs->flag, ps->ps_flag);
     apg_rcmd_ext_add(req, "a", ps->ps_p->p_group);
     apg_rcmd_ext_add(req, "b", ps->ps_topic);
     apg_rcmd_ext_add(req, "c", "TBW102");
@@ -399,64 +486,65 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Fills ps from one message (copies). */
-static apg_err_t psend_prepare(struct apg_producer *p, struct psend *ps, apg_message_t *m,
-                               char *err, size_t errlen)
+/* A new op for one message (copies its parts into the op's allocation).
+ * NULL with *ep and err set when the message cannot be sent. */
+static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err_t *ep, char *err,
+                               size_t errlen)
 {
-    memset(ps, 0, sizeof(*ps));
+    apg_err_t e = check_topic(m->m_topic, err, errlen);
+    if (e == APG_OK && m->m_body_len == 0)
+        e = apg_errf(APG_EINVAL, err, errlen, "message body is empty");
+    else if (e == APG_OK && m->m_body_len > (size_t)p->p_conf.max_message_size)
+        e = apg_errf(APG_ETOOBIG, err, errlen,
+                     "message body of %zu bytes exceeds maxMessageSize %d", m->m_body_len,
+                     p->p_conf.max_message_size);
+    else if (e == APG_OK && (e = apg_msg_ensure_uniq(m)) != APG_OK)
+        apg_errf(e, err, errlen, "out of memory");
+    /* The property string is written straight into the op's block. */
+    size_t plen = e == APG_OK ? apg_msg_props_len(m) + 1 : 0;
+    if (e == APG_OK && plen > 32768)
+        e = apg_errf(APG_ETOOBIG, err, errlen, "message properties exceed 32767 bytes");
+    if (e != APG_OK) {
+        *ep = e;
+        return NULL;
+    }
+    uint8_t *z = NULL;
+    size_t zl = 0;
+    if (p->p_conf.compress_over >= 0 && m->m_body_len > (size_t)p->p_conf.compress_over &&
+        apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf.compress_level, &z, &zl) != APG_OK)
+        z = NULL;
+    size_t tlen = strlen(m->m_topic) + 1;
+    struct psend *ps = apg_malloc(sizeof(*ps) + plen + tlen + (z != NULL ? 0 : m->m_body_len));
+    if (ps == NULL) {
+        apg_free(z);
+        *ep = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    memset(ps, 0, offsetof(struct psend, ps_errmsg));
     ps->ps_p = p;
     ps->ps_op.op_fn = psend_run;
-    apg_err_t e = check_topic(m->m_topic, err, errlen);
-    if (e != APG_OK)
-        return e;
-    if (m->m_body_len == 0)
-        return apg_errf(APG_EINVAL, err, errlen, "message body is empty");
-    if (m->m_body_len > (size_t)p->p_conf.max_message_size)
-        return apg_errf(APG_ETOOBIG, err, errlen,
-                        "message body of %zu bytes exceeds maxMessageSize %d", m->m_body_len,
-                        p->p_conf.max_message_size);
-    if ((e = apg_msg_ensure_uniq(m)) != APG_OK)
-        return apg_errf(e, err, errlen, "out of memory");
-    snprintf(ps->ps_uniq, sizeof(ps->ps_uniq), "%s", apg_message_id(m));
-    struct apg_buf props = APG_BUF_INIT;
-    if ((e = apg_msg_props_encode(m, &props)) != APG_OK ||
-        (e = apg_buf_append(&props, "", 1)) != APG_OK) {
-        apg_buf_free(&props);
-        return apg_errf(e, err, errlen, "out of memory");
-    }
-    if (props.b_len > 32768) {
-        apg_buf_free(&props);
-        return apg_errf(APG_ETOOBIG, err, errlen, "message properties exceed 32767 bytes");
-    }
-    ps->ps_props = (char *)props.b_data;
-    if (p->p_conf.compress_over >= 0 && m->m_body_len > (size_t)p->p_conf.compress_over) {
-        uint8_t *z;
-        size_t zl;
-        if (apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf.compress_level, &z, &zl) == APG_OK) {
-            ps->ps_body = z;
-            ps->ps_blen = zl;
-            ps->ps_sysflag |= APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB;
-        }
-    }
-    if (ps->ps_body == NULL) {
-        ps->ps_body = apg_malloc(m->m_body_len);
-        if (ps->ps_body == NULL) {
-            psend_free_parts(ps);
-            return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-        }
-        memcpy(ps->ps_body, m->m_body, m->m_body_len);
+    char *tail = (char *)(ps + 1);
+    ps->ps_props = tail;
+    tail = apg_msg_props_write(m, tail);
+    *tail++ = '\0';
+    ps->ps_topic = memcpy(tail, m->m_topic, tlen);
+    tail += tlen;
+    if (z != NULL) {
+        ps->ps_body = z;
+        ps->ps_blen = zl;
+        ps->ps_own = PS_OWN_BODY;
+        ps->ps_sysflag |= APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB;
+    } else {
+        ps->ps_body = memcpy(tail, m->m_body, m->m_body_len);
         ps->ps_blen = m->m_body_len;
     }
-    ps->ps_topic = apg_strdup(m->m_topic);
-    if (ps->ps_topic == NULL) {
-        psend_free_parts(ps);
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    }
+    const char *uniq = apg_message_id(m);
+    str_copy(ps->ps_uniq, sizeof(ps->ps_uniq), uniq, strlen(uniq));
     ps->ps_flag = m->m_flag;
     ps->ps_born = wall_ms();
     ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
     ps->ps_attempts_left = p->p_conf.retry_times;
-    return APG_OK;
+    return ps;
 }
 
 static int pick_rr(const struct apg_croute *rt, void *arg)
@@ -485,9 +573,7 @@ static bool psend_direct(struct apg_producer *p, struct psend *ps)
 {
     if (ps->ps_sel == SEL_CUSTOM)
         return false; /* the user's selector never runs under the instance lock */
-    int64_t left = ps->ps_deadline - apg_now_ms();
-    if (left <= 0)
-        return false;
+    /* The op was made a moment ago: its deadline (send timeout) is ahead. */
     struct apg_cconn *cc =
         apg_cio_direct_begin(p->p_io, ps->ps_topic, ps->ps_sel == SEL_HASH ? pick_hash : pick_rr,
                              ps->ps_key, &ps->ps_mq);
@@ -496,12 +582,13 @@ static bool psend_direct(struct apg_producer *p, struct psend *ps)
     struct apg_rcmd req;
     struct psend_hdr hs;
     psend_build_req(ps, apg_cio_serialize(p->p_io), &req, &hs);
-    return apg_cio_direct_send(p->p_io, cc, &req, ps->ps_body, ps->ps_blen, (int)left,
+    return apg_cio_direct_send(p->p_io, cc, &req, ps->ps_body, ps->ps_blen, ps->ps_deadline,
                                ps->ps_mode == MODE_ONEWAY ? NULL : psend_on_resp, ps,
                                ps->ps_mode != MODE_ASYNC) == APG_OK;
 }
 
-/* Hands a prepared stack op to the I/O thread and waits for it. */
+/* Hands a prepared op to the I/O thread (or writes it directly), waits
+ * for it and frees it. */
 static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_result_t *res,
                             char *err, size_t errlen)
 {
@@ -509,7 +596,7 @@ static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_r
     apg_err_t e = APG_OK;
     if (psend_direct(p, ps)) {
         if (ps->ps_mode == MODE_ONEWAY) {
-            psend_free_parts(ps);
+            psend_free(ps);
             return APG_OK; /* written or queued; nothing comes back */
         }
     } else {
@@ -526,29 +613,29 @@ static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_r
             *res = ps->ps_res;
     }
     apg_cwait_destroy(&ps->ps_wait);
-    psend_free_parts(ps);
+    psend_free(ps);
     return e;
 }
 
 apg_err_t apg_producer_send(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
                             char *err, size_t errlen)
 {
-    struct psend ps;
-    apg_err_t e = psend_prepare(p, &ps, msg, err, errlen);
-    if (e != APG_OK)
+    apg_err_t e;
+    struct psend *ps = psend_new(p, msg, &e, err, errlen);
+    if (ps == NULL)
         return e;
-    ps.ps_mode = MODE_SYNC;
-    return psend_wait(p, &ps, res, err, errlen);
+    ps->ps_mode = MODE_SYNC;
+    return psend_wait(p, ps, res, err, errlen);
 }
 
 apg_err_t apg_producer_send_oneway(apg_producer_t *p, apg_message_t *msg, char *err, size_t errlen)
 {
-    struct psend ps;
-    apg_err_t e = psend_prepare(p, &ps, msg, err, errlen);
-    if (e != APG_OK)
+    apg_err_t e;
+    struct psend *ps = psend_new(p, msg, &e, err, errlen);
+    if (ps == NULL)
         return e;
-    ps.ps_mode = MODE_ONEWAY;
-    return psend_wait(p, &ps, NULL, err, errlen);
+    ps->ps_mode = MODE_ONEWAY;
+    return psend_wait(p, ps, NULL, err, errlen);
 }
 
 apg_err_t apg_producer_send_orderly(apg_producer_t *p, apg_message_t *msg, const char *sharding_key,
@@ -556,18 +643,18 @@ apg_err_t apg_producer_send_orderly(apg_producer_t *p, apg_message_t *msg, const
 {
     if (sharding_key == NULL)
         return apg_errf(APG_EINVAL, err, errlen, "sharding key is NULL");
-    struct psend ps;
-    apg_err_t e = psend_prepare(p, &ps, msg, err, errlen);
-    if (e != APG_OK)
+    apg_err_t e;
+    struct psend *ps = psend_new(p, msg, &e, err, errlen);
+    if (ps == NULL)
         return e;
-    ps.ps_mode = MODE_SYNC;
-    ps.ps_sel = SEL_HASH;
-    ps.ps_key = apg_strdup(sharding_key);
-    if (ps.ps_key == NULL) {
-        psend_free_parts(&ps);
+    ps->ps_mode = MODE_SYNC;
+    ps->ps_sel = SEL_HASH;
+    ps->ps_key = apg_strdup(sharding_key);
+    if (ps->ps_key == NULL) {
+        psend_free(ps);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
-    return psend_wait(p, &ps, res, err, errlen);
+    return psend_wait(p, ps, res, err, errlen);
 }
 
 apg_err_t apg_producer_send_select(apg_producer_t *p, apg_message_t *msg, apg_queue_selector sel,
@@ -575,16 +662,16 @@ apg_err_t apg_producer_send_select(apg_producer_t *p, apg_message_t *msg, apg_qu
 {
     if (sel == NULL)
         return apg_errf(APG_EINVAL, err, errlen, "selector is NULL");
-    struct psend ps;
-    apg_err_t e = psend_prepare(p, &ps, msg, err, errlen);
-    if (e != APG_OK)
+    apg_err_t e;
+    struct psend *ps = psend_new(p, msg, &e, err, errlen);
+    if (ps == NULL)
         return e;
-    ps.ps_mode = MODE_SYNC;
-    ps.ps_sel = SEL_CUSTOM;
-    ps.ps_selfn = sel;
-    ps.ps_selarg = sel_arg;
-    ps.ps_selmsg = msg; /* the caller waits, so borrowing msg is safe */
-    return psend_wait(p, &ps, res, err, errlen);
+    ps->ps_mode = MODE_SYNC;
+    ps->ps_sel = SEL_CUSTOM;
+    ps->ps_selfn = sel;
+    ps->ps_selarg = sel_arg;
+    ps->ps_selmsg = msg; /* the caller waits, so borrowing msg is safe */
+    return psend_wait(p, ps, res, err, errlen);
 }
 
 apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_send_cb cb, void *arg,
@@ -592,31 +679,21 @@ apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_sen
 {
     if (cb == NULL)
         return apg_errf(APG_EINVAL, err, errlen, "callback is NULL");
-    struct psend *ps = apg_malloc(sizeof(*ps));
+    apg_err_t e;
+    struct psend *ps = psend_new(p, msg, &e, err, errlen);
     if (ps == NULL)
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    apg_err_t e = psend_prepare(p, ps, msg, err, errlen);
-    if (e != APG_OK) {
-        apg_free(ps);
         return e;
-    }
     ps->ps_mode = MODE_ASYNC;
     ps->ps_cb = cb;
     ps->ps_cbarg = arg;
-    pthread_mutex_lock(&p->p_mu);
-    while (p->p_inflight >= p->p_conf.max_inflight) {
-        p->p_blocked++;
-        pthread_cond_wait(&p->p_cv, &p->p_mu);
-        p->p_blocked--;
-    }
-    p->p_inflight++;
-    pthread_mutex_unlock(&p->p_mu);
-    if (psend_direct(p, ps))
+    /* After a wait for the window, a send past its deadline takes the loop
+     * path, which fails it as "timed out before it could be written". */
+    bool late = inflight_take(p) && apg_now_ms() >= ps->ps_deadline;
+    if (!late && psend_direct(p, ps))
         return APG_OK; /* ps belongs to the I/O thread now */
     e = apg_cio_submit(p->p_io, &ps->ps_op);
     if (e != APG_OK) {
-        psend_free_parts(ps);
-        apg_free(ps);
+        psend_free(ps);
         inflight_done(p);
         return apg_errf(e, err, errlen, "producer is shutting down");
     }
@@ -659,27 +736,32 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         return apg_errf(APG_ETOOBIG, err, errlen, "batch of %zu bytes exceeds maxMessageSize %d",
                         body.b_len, p->p_conf.max_message_size);
     }
-    struct psend ps;
-    memset(&ps, 0, sizeof(ps));
-    ps.ps_p = p;
-    ps.ps_op.op_fn = psend_run;
-    ps.ps_batch = true;
-    ps.ps_mode = MODE_SYNC;
-    ps.ps_body = body.b_data;
-    ps.ps_blen = body.b_len;
+    struct psend *ps = apg_malloc(sizeof(*ps));
+    if (ps == NULL) {
+        apg_buf_free(&body);
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    memset(ps, 0, offsetof(struct psend, ps_errmsg));
+    ps->ps_own = PS_OWN_TOPIC | PS_OWN_PROPS | PS_OWN_BODY;
+    ps->ps_p = p;
+    ps->ps_op.op_fn = psend_run;
+    ps->ps_batch = true;
+    ps->ps_mode = MODE_SYNC;
+    ps->ps_body = body.b_data;
+    ps->ps_blen = body.b_len;
     char uniq[33];
     apg_msg_uniq_id(uniq);
     char props[96];
     snprintf(props, sizeof(props), "WAIT\001true\002UNIQ_KEY\001%s\002", uniq);
-    ps.ps_props = apg_strdup(props);
-    ps.ps_topic = apg_strdup(topic);
-    snprintf(ps.ps_uniq, sizeof(ps.ps_uniq), "%s", apg_message_id(msgs[0]));
-    if (ps.ps_props == NULL || ps.ps_topic == NULL) {
-        psend_free_parts(&ps);
+    ps->ps_props = apg_strdup(props);
+    ps->ps_topic = apg_strdup(topic);
+    snprintf(ps->ps_uniq, sizeof(ps->ps_uniq), "%s", apg_message_id(msgs[0]));
+    if (ps->ps_props == NULL || ps->ps_topic == NULL) {
+        psend_free(ps);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
-    ps.ps_born = wall_ms();
-    ps.ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
-    ps.ps_attempts_left = p->p_conf.retry_times;
-    return psend_wait(p, &ps, res, err, errlen);
+    ps->ps_born = wall_ms();
+    ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
+    ps->ps_attempts_left = p->p_conf.retry_times;
+    return psend_wait(p, ps, res, err, errlen);
 }

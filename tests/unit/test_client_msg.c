@@ -1,6 +1,7 @@
 /* Unit tests for the client's pure codecs (src/client/msg.c, route.c):
  * properties, UNIQ_KEY, batch records, pulled-record decoding built by hand
  * per wire doc §7.2, compression, tag expressions, route JSON, queue choice. */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,6 +45,57 @@ static void test_props_roundtrip(void **state)
     apg_buf_free(&b);
     apg_message_free(m);
     apg_message_free(d);
+}
+
+/* apg_message_new makes one block and points client-set names (WAIT,
+ * TAGS, UNIQ_KEY...) into a static table: every later edit (replace, grow
+ * past the block's four property slots, delete, new body) must leave a
+ * message that frees exactly what it allocated. */
+static void test_message_block(void **state)
+{
+    int64_t before = apg_mem_in_use();
+    apg_message_t *m = apg_message_new("Topic1", "abc", 3);
+    assert_non_null(m);
+    assert_string_equal(apg_message_topic(m), "Topic1");
+    assert_string_equal(apg_message_property(m, "WAIT"), "true");
+    assert_int_equal(apg_msg_prop_set(m, "WAIT", "false"), APG_OK);
+    assert_string_equal(apg_message_property(m, "WAIT"), "false");
+    assert_int_equal(apg_message_set_tags(m, "A"), APG_OK);
+    assert_int_equal(apg_message_set_tags(m, "B"), APG_OK);
+    assert_int_equal(apg_msg_ensure_uniq(m), APG_OK);
+    const char *id = apg_message_id(m);
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 32);
+    assert_int_equal(apg_message_set_keys(m, "k"), APG_OK);
+    for (int i = 0; i < 9; i++) { /* grows the property array out of the block */
+        char k[8];
+        snprintf(k, sizeof(k), "p%d", i);
+        assert_int_equal(apg_message_put_property(m, k, "v"), APG_OK);
+    }
+    assert_int_equal(apg_message_set_delay_level(m, 2), APG_OK);
+    assert_int_equal(apg_message_set_delay_level(m, 0), APG_OK);
+    assert_null(apg_message_property(m, "DELAY"));
+    assert_string_equal(apg_message_tags(m), "B");
+    assert_string_equal(apg_message_property(m, "p8"), "v");
+    size_t len = 0;
+    assert_memory_equal(apg_message_body(m, &len), "abc", 3);
+    assert_int_equal(len, 3);
+    assert_int_equal(apg_message_set_body(m, "wxyz", 4), APG_OK);
+    assert_memory_equal(apg_message_body(m, &len), "wxyz", 4);
+    assert_int_equal(len, 4);
+    struct apg_buf b = APG_BUF_INIT;
+    assert_int_equal(apg_msg_props_encode(m, &b), APG_OK);
+    const char want[] = "WAIT\001false\002TAGS\001B\002UNIQ_KEY\001";
+    assert_non_null(memmem(b.b_data, b.b_len, want, sizeof(want) - 1));
+    apg_buf_free(&b);
+    apg_message_free(m);
+
+    apg_message_t *e = apg_message_new("T", NULL, 0); /* empty body */
+    assert_non_null(e);
+    assert_non_null(apg_message_body(e, &len));
+    assert_int_equal(len, 0);
+    apg_message_free(e);
+    assert_int_equal(apg_mem_in_use(), before);
 }
 
 static void test_uniq_id(void **state)
@@ -311,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_batch_record),    cmocka_unit_test(test_decode_records),
         cmocka_unit_test(test_tagexpr),         cmocka_unit_test(test_route),
         cmocka_unit_test(test_normalize),       cmocka_unit_test(test_alloc_average),
+        cmocka_unit_test(test_message_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
