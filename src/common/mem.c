@@ -1,5 +1,11 @@
 /* Counting allocator. A small header in front of each block holds its size
- * so apg_free can keep apg_mem_in_use exact without malloc_usable_size. */
+ * so apg_free can keep apg_mem_in_use exact without malloc_usable_size.
+ *
+ * The count is striped over cache-line-sized slots, one picked per thread, so
+ * threads allocating at the same time do not bounce one cache line between
+ * cores (a single shared counter cost ~7% of an async client profile). A
+ * block freed on another thread than it was allocated on leaves one slot
+ * negative and another positive; only the sum means anything. */
 #include "common/mem.h"
 
 #include <stdatomic.h>
@@ -8,7 +14,26 @@
 
 #define HDR 16 /* keeps 16-byte alignment */
 
-static _Atomic int64_t mem_in_use;
+#define MEM_STRIPES 16
+
+struct mem_stripe {
+    _Atomic int64_t ms_bytes;
+    char ms_pad[64 - sizeof(int64_t)];
+};
+
+static struct mem_stripe mem_stripes[MEM_STRIPES];
+static _Atomic unsigned mem_next_stripe;
+static _Thread_local struct mem_stripe *mem_my_stripe;
+
+static void mem_count(int64_t delta)
+{
+    struct mem_stripe *st = mem_my_stripe;
+    if (!st) {
+        unsigned i = atomic_fetch_add_explicit(&mem_next_stripe, 1, memory_order_relaxed);
+        st = mem_my_stripe = &mem_stripes[i % MEM_STRIPES];
+    }
+    atomic_fetch_add_explicit(&st->ms_bytes, delta, memory_order_relaxed);
+}
 static _Atomic long mem_fail_countdown;
 
 static int should_fail(void)
@@ -29,7 +54,7 @@ void *apg_malloc(size_t n)
     if (!p)
         return NULL;
     memcpy(p, &n, sizeof(n));
-    atomic_fetch_add_explicit(&mem_in_use, (int64_t)n, memory_order_relaxed);
+    mem_count((int64_t)n);
     return p + HDR;
 }
 
@@ -56,7 +81,7 @@ void *apg_realloc(void *p, size_t n)
     if (!nb)
         return NULL;
     memcpy(nb, &n, sizeof(n));
-    atomic_fetch_add_explicit(&mem_in_use, (int64_t)n - (int64_t)old, memory_order_relaxed);
+    mem_count((int64_t)n - (int64_t)old);
     return nb + HDR;
 }
 
@@ -67,7 +92,7 @@ void apg_free(void *p)
     unsigned char *base = (unsigned char *)p - HDR;
     size_t old;
     memcpy(&old, base, sizeof(old));
-    atomic_fetch_sub_explicit(&mem_in_use, (int64_t)old, memory_order_relaxed);
+    mem_count(-(int64_t)old);
     free(base);
 }
 
@@ -88,7 +113,10 @@ char *apg_strdup(const char *s)
 
 int64_t apg_mem_in_use(void)
 {
-    return atomic_load_explicit(&mem_in_use, memory_order_relaxed);
+    int64_t sum = 0;
+    for (int i = 0; i < MEM_STRIPES; i++)
+        sum += atomic_load_explicit(&mem_stripes[i].ms_bytes, memory_order_relaxed);
+    return sum;
 }
 
 void apg_mem_fail_after(long n)
