@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "protocol/message.h"
 #include "apogee/apogee.h"
 
 /* ---- messages (msg.c) ---- */
@@ -50,15 +51,11 @@ struct apg_message {
     size_t m_arena_len;
 };
 
-#define APG_MSG_SYSFLAG_COMPRESSED 0x1
-#define APG_MSG_SYSFLAG_BORNHOST_V6 0x10
-#define APG_MSG_SYSFLAG_STOREHOST_V6 0x20
+/* Record layout, magic codes and the other sysFlag bits: protocol/message.h.
+ * These are the client-side extras (batch flag, compression type bits). */
 #define APG_MSG_SYSFLAG_INNER_BATCH 0x80
 #define APG_MSG_SYSFLAG_COMPRESS_MASK 0x700
 #define APG_MSG_SYSFLAG_ZLIB 0x300
-
-#define APG_MSG_MAGIC_V1 0xDAA320A7u
-#define APG_MSG_MAGIC_V2 0xDAA320ABu
 
 /* Frees p, a part of m (topic, body, property string or array), unless it
  * lives in m's arena. */

@@ -151,7 +151,7 @@ static void put_record(struct apg_buf *b, const char *topic, const void *body, s
     size_t tl = strlen(topic), pl = strlen(props);
     uint32_t total = (uint32_t)(91 + blen + tl + pl);
     apg_buf_put_be32(b, total);
-    apg_buf_put_be32(b, APG_MSG_MAGIC_V1);
+    apg_buf_put_be32(b, APG_MSGREC_MAGIC_V1);
     apg_buf_put_be32(b, (uint32_t)apg_rmq_crc32(body, blen));
     apg_buf_put_be32(b, 2); /* queue id */
     apg_buf_put_be32(b, 9); /* flag */
@@ -198,8 +198,7 @@ static void test_decode_records(void **state)
     size_t zl;
     assert_int_equal(apg_msg_zlib((uint8_t *)big, sizeof(big), 5, &z, &zl), APG_OK);
     assert_true(zl < sizeof(big));
-    put_record(&b, "TopicA", z, zl, "", APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB, 42,
-               0x2000);
+    put_record(&b, "TopicA", z, zl, "", APG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB, 42, 0x2000);
     apg_free(z);
 
     struct sink s = {0};
