@@ -139,8 +139,6 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
 void apg_croute_free(struct apg_croute *rt);
 /* Master address of a broker name, or NULL. */
 const char *apg_croute_master(const struct apg_croute *rt, const char *broker);
-/* Quotes bare integer object keys ({0:"a"} -> {"0":"a"}); returns owned NUL-terminated text. */
-char *apg_croute_json_normalize(const char *in, size_t len);
 
 /* Round robin over writable queues starting at *counter, skipping queues on
  * `avoid_broker` when another broker has one. Returns an index or -1. */
