@@ -251,6 +251,25 @@ void apg_cwait_destroy(struct apg_cwait *w);
 void apg_cwait_batch_begin(void);
 void apg_cwait_batch_end(void);
 
+/* ---- offset commits (consumer.c, shared with push.c) ----
+ * One queue's consumer offset on its way to the master of the queue's
+ * broker: apg_ccommit_new() (any thread) records what to send, then
+ * apg_ccommit_start() (I/O thread) takes ownership, resolves the route and
+ * sends UPDATE_CONSUMER_OFFSET. cm_group is borrowed and must outlive the
+ * I/O thread. cm_done (may be NULL: oneway) runs once on the I/O thread with
+ * the broker's answer, or with an error when nothing could be sent. */
+struct apg_ccommit {
+    const char *cm_group;
+    apg_mq_t cm_mq;
+    int64_t cm_offset;
+    apg_cio_cb cm_done;
+    void *cm_arg;
+};
+/* NULL when out of memory. */
+struct apg_ccommit *apg_ccommit_new(const char *group, const apg_mq_t *mq, int64_t offset,
+                                    apg_cio_cb done, void *arg);
+void apg_ccommit_start(struct apg_cio *io, struct apg_ccommit *cm);
+
 /* ---- direct sends (io.c): the calling thread writes the request ----
  *
  * Any thread. apg_cio_direct_begin() looks at the cached route of topic
