@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "protocol/message.h"
 #include "apogee/apogee.h"
 
 /* ---- messages (msg.c) ---- */
@@ -50,15 +51,11 @@ struct apg_message {
     size_t m_arena_len;
 };
 
-#define APG_MSG_SYSFLAG_COMPRESSED 0x1
-#define APG_MSG_SYSFLAG_BORNHOST_V6 0x10
-#define APG_MSG_SYSFLAG_STOREHOST_V6 0x20
+/* Record layout, magic codes and the other sysFlag bits: protocol/message.h.
+ * These are the client-side extras (batch flag, compression type bits). */
 #define APG_MSG_SYSFLAG_INNER_BATCH 0x80
 #define APG_MSG_SYSFLAG_COMPRESS_MASK 0x700
 #define APG_MSG_SYSFLAG_ZLIB 0x300
-
-#define APG_MSG_MAGIC_V1 0xDAA320A7u
-#define APG_MSG_MAGIC_V2 0xDAA320ABu
 
 /* Frees p, a part of m (topic, body, property string or array), unless it
  * lives in m's arena. */
@@ -142,8 +139,6 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
 void apg_croute_free(struct apg_croute *rt);
 /* Master address of a broker name, or NULL. */
 const char *apg_croute_master(const struct apg_croute *rt, const char *broker);
-/* Quotes bare integer object keys ({0:"a"} -> {"0":"a"}); returns owned NUL-terminated text. */
-char *apg_croute_json_normalize(const char *in, size_t len);
 
 /* Round robin over writable queues starting at *counter, skipping queues on
  * `avoid_broker` when another broker has one. Returns an index or -1. */
@@ -255,6 +250,25 @@ void apg_cwait_destroy(struct apg_cwait *w);
  * each. Used by the I/O thread around the frames of one socket read. */
 void apg_cwait_batch_begin(void);
 void apg_cwait_batch_end(void);
+
+/* ---- offset commits (consumer.c, shared with push.c) ----
+ * One queue's consumer offset on its way to the master of the queue's
+ * broker: apg_ccommit_new() (any thread) records what to send, then
+ * apg_ccommit_start() (I/O thread) takes ownership, resolves the route and
+ * sends UPDATE_CONSUMER_OFFSET. cm_group is borrowed and must outlive the
+ * I/O thread. cm_done (may be NULL: oneway) runs once on the I/O thread with
+ * the broker's answer, or with an error when nothing could be sent. */
+struct apg_ccommit {
+    const char *cm_group;
+    apg_mq_t cm_mq;
+    int64_t cm_offset;
+    apg_cio_cb cm_done;
+    void *cm_arg;
+};
+/* NULL when out of memory. */
+struct apg_ccommit *apg_ccommit_new(const char *group, const apg_mq_t *mq, int64_t offset,
+                                    apg_cio_cb done, void *arg);
+void apg_ccommit_start(struct apg_cio *io, struct apg_ccommit *cm);
 
 /* ---- direct sends (io.c): the calling thread writes the request ----
  *

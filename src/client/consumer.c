@@ -129,36 +129,48 @@ static void commit_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *
         apg_cwait_signal(&op->co_wait);
 }
 
-struct commit_ctx {
-    struct apg_pull_consumer *cc_c;
-    apg_mq_t cc_mq;
-    int64_t cc_offset;
-    struct cop *cc_flush; /* NULL: oneway */
-};
+struct apg_ccommit *apg_ccommit_new(const char *group, const apg_mq_t *mq, int64_t offset,
+                                    apg_cio_cb done, void *arg)
+{
+    struct apg_ccommit *cm = apg_calloc(1, sizeof(*cm));
+    if (cm == NULL)
+        return NULL;
+    cm->cm_group = group;
+    cm->cm_mq = *mq;
+    cm->cm_offset = offset;
+    cm->cm_done = done;
+    cm->cm_arg = arg;
+    return cm;
+}
 
 static void commit_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                             const char *errmsg, void *arg)
 {
-    struct commit_ctx *cx = arg;
-    const char *addr = e == APG_OK ? apg_croute_master(&t->ct_route, cx->cc_mq.mq_broker) : NULL;
+    struct apg_ccommit *cm = arg;
+    const char *addr = e == APG_OK ? apg_croute_master(&t->ct_route, cm->cm_mq.mq_broker) : NULL;
+    char err[256] = "no master for the queue's broker";
     bool sent = false;
     if (addr != NULL) {
         struct apg_rcmd req;
         apg_rcmd_init_request(&req, APG_REQ_UPDATE_CONSUMER_OFFSET, 0, apg_cio_serialize(io));
         char qid[16], off[24];
-        snprintf(qid, sizeof(qid), "%d", cx->cc_mq.mq_queue_id);
-        snprintf(off, sizeof(off), "%lld", (long long)cx->cc_offset);
-        apg_rcmd_ext_add(&req, "consumerGroup", cx->cc_c->c_group);
-        apg_rcmd_ext_add(&req, "topic", cx->cc_mq.mq_topic);
+        snprintf(qid, sizeof(qid), "%d", cm->cm_mq.mq_queue_id);
+        snprintf(off, sizeof(off), "%lld", (long long)cm->cm_offset);
+        apg_rcmd_ext_add(&req, "consumerGroup", cm->cm_group);
+        apg_rcmd_ext_add(&req, "topic", cm->cm_mq.mq_topic);
         apg_rcmd_ext_add(&req, "queueId", qid);
         apg_rcmd_ext_add(&req, "commitOffset", off);
-        char err[256];
-        sent = apg_cio_call(io, addr, &req, NULL, 0, 0, cx->cc_flush ? commit_resp : NULL,
-                            cx->cc_flush, err, sizeof(err)) == APG_OK;
+        sent = apg_cio_call(io, addr, &req, NULL, 0, 0, cm->cm_done, cm->cm_arg, err,
+                            sizeof(err)) == APG_OK;
     }
-    if (cx->cc_flush && !sent && --cx->cc_flush->co_pending == 0)
-        apg_cwait_signal(&cx->cc_flush->co_wait);
-    apg_free(cx);
+    if (cm->cm_done && !sent)
+        cm->cm_done(io, e != APG_OK ? e : APG_EIO, NULL, err, cm->cm_arg);
+    apg_free(cm);
+}
+
+void apg_ccommit_start(struct apg_cio *io, struct apg_ccommit *cm)
+{
+    apg_cio_route(io, cm->cm_mq.mq_topic, false, false, commit_on_route, cm);
 }
 
 static void commit_dirty(struct apg_cio *io, struct apg_pull_consumer *c, struct cop *flush)
@@ -168,18 +180,16 @@ static void commit_dirty(struct apg_cio *io, struct apg_pull_consumer *c, struct
     for (size_t i = 0; i < c->c_noffs; i++)
         if (c->c_offs[i].oe_dirty)
             n++;
-    struct commit_ctx **list = apg_calloc(n ? n : 1, sizeof(*list));
+    struct apg_ccommit **list = apg_calloc(n ? n : 1, sizeof(*list));
     size_t k = 0;
     for (size_t i = 0; list && i < c->c_noffs; i++) {
         if (!c->c_offs[i].oe_dirty)
             continue;
-        struct commit_ctx *cx = apg_calloc(1, sizeof(*cx));
+        struct apg_ccommit *cx =
+            apg_ccommit_new(c->c_group, &c->c_offs[i].oe_mq, c->c_offs[i].oe_offset,
+                            flush ? commit_resp : NULL, flush);
         if (cx == NULL)
             continue;
-        cx->cc_c = c;
-        cx->cc_mq = c->c_offs[i].oe_mq;
-        cx->cc_offset = c->c_offs[i].oe_offset;
-        cx->cc_flush = flush;
         c->c_offs[i].oe_dirty = false;
         list[k++] = cx;
     }
@@ -187,7 +197,7 @@ static void commit_dirty(struct apg_cio *io, struct apg_pull_consumer *c, struct
     if (flush)
         flush->co_pending = (int)k + 1;
     for (size_t i = 0; i < k; i++)
-        apg_cio_route(io, list[i]->cc_mq.mq_topic, false, false, commit_on_route, list[i]);
+        apg_ccommit_start(io, list[i]);
     apg_free(list);
     if (flush && --flush->co_pending == 0)
         apg_cwait_signal(&flush->co_wait);

@@ -4,7 +4,8 @@
  * value \x02, wire doc §4.6), the UNIQ_KEY id RocketMQ clients generate
  * (§7.3), the records of a SEND_BATCH_MESSAGE body (§4.5), zlib body
  * compression (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder
- * of pulled bodies, which are stored CommitLog records (§7.2).
+ * of pulled bodies, which are stored CommitLog records (§7.2) parsed by the
+ * shared record codec (protocol/message.h) and turned into message objects.
  *
  * Properties keep insertion order in a small array; messages carry a handful
  * of them, so a linear search is the fastest lookup. Allocation: a message
@@ -24,6 +25,7 @@
 #include "client/client_int.h"
 #include "common/hash.h"
 #include "common/mem.h"
+#include "protocol/message.h"
 
 static const char *const reserved_props[] = {
     "KEYS",
@@ -628,53 +630,22 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
 {
     size_t pos = 0;
     while (pos < len) {
-        if (len - pos < 4)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: truncated size field", pos);
-        const uint8_t *r = buf + pos;
-        uint32_t total = apg_be32(r);
-        if (total < 84 + 4 + 1 + 2 || total > len - pos)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: size %u outside 91..%zu", pos,
-                            total, len - pos);
-        uint32_t magic = apg_be32(r + 4);
-        if (magic != APG_MSG_MAGIC_V1 && magic != APG_MSG_MAGIC_V2)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: bad magic 0x%08X", pos, magic);
-        int32_t sysflag = (int32_t)apg_be32(r + 36);
-        size_t born_len = (sysflag & APG_MSG_SYSFLAG_BORNHOST_V6) ? 20 : 8;
-        size_t store_len = (sysflag & APG_MSG_SYSFLAG_STOREHOST_V6) ? 20 : 8;
-        size_t p = 48 + born_len;   /* store timestamp */
-        size_t store_host = p + 8;  /* store host */
-        p = store_host + store_len; /* reconsume times */
-        size_t body_at = p + 4 + 8; /* body length field */
-        if (body_at + 4 > total)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: header past its size", pos);
-        uint32_t body_len = apg_be32(r + body_at);
-        if (body_len > total - body_at - 4)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: body length %u too big", pos,
-                            body_len);
-        size_t q = body_at + 4 + body_len;
-        size_t tlen_sz = magic == APG_MSG_MAGIC_V2 ? 2 : 1;
-        if (q + tlen_sz > total)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: truncated topic", pos);
-        size_t topic_len = tlen_sz == 2 ? apg_be16(r + q) : r[q];
-        q += tlen_sz;
-        if (topic_len == 0 || q + topic_len + 2 > total)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: bad topic length %zu", pos,
-                            topic_len);
-        const uint8_t *topic = r + q;
-        q += topic_len;
-        size_t props_len = apg_be16(r + q);
-        q += 2;
-        if (q + props_len > total)
-            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: properties past its size",
-                            pos);
+        struct apg_msgrec rec;
+        const char *why = "not a message record";
+        if (apg_msgrec_decode(buf + pos, len - pos, false, &rec, &why) != APG_MSGREC_OK)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: %s", pos, why);
+        if (rec.mr_topic_len == 0)
+            return apg_errf(APG_EPROTO, err, errlen, "record at %zu: empty topic", pos);
 
         /* One allocation: struct, property array, property strings, topic
          * and (when not compressed) body. */
-        const char *ps = (const char *)r + q;
+        const char *ps = rec.mr_props;
+        size_t props_len = rec.mr_props_len, topic_len = rec.mr_topic_len;
+        size_t body_len = rec.mr_body_len;
         size_t nchunks = 1;
         for (const char *c = ps; (c = memchr(c, '\x02', props_len - (size_t)(c - ps))) != NULL; c++)
             nchunks++;
-        bool zipped = (sysflag & APG_MSG_SYSFLAG_COMPRESSED) != 0;
+        bool zipped = (rec.mr_sysflag & APG_SYSFLAG_COMPRESSED) != 0;
         size_t arena = sizeof(apg_message_t) + nchunks * sizeof(struct apg_prop) + props_len +
                        nchunks + topic_len + 1 + (zipped ? 0 : body_len + 1);
         apg_message_t *m = apg_malloc(arena);
@@ -686,49 +657,37 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
         m->m_capprops = nchunks;
         char *strs = (char *)(m->m_props + nchunks);
         props_decode_arena(m, ps, props_len, &strs);
-        memcpy(strs, topic, topic_len);
+        memcpy(strs, rec.mr_topic, topic_len);
         strs[topic_len] = '\0';
         m->m_topic = strs;
         strs += topic_len + 1;
-        m->m_body_crc = (int32_t)apg_be32(r + 8);
-        m->m_queue_id = (int32_t)apg_be32(r + 12);
-        m->m_flag = (int32_t)apg_be32(r + 16);
-        m->m_queue_offset = (int64_t)apg_be64(r + 20);
-        m->m_commitlog_offset = (int64_t)apg_be64(r + 28);
-        m->m_sysflag = sysflag;
-        m->m_born_ts = (int64_t)apg_be64(r + 40);
-        m->m_store_ts = (int64_t)apg_be64(r + 48 + born_len);
-        m->m_reconsume = (int32_t)apg_be32(r + store_host + store_len);
-        /* Offset message id: store ip + port + commitlog offset, upper-case hex. */
-        {
-            static const char hex[] = "0123456789ABCDEF";
-            char *o = m->m_offset_id;
-            for (size_t i = 0; i < store_len; i++, o += 2) {
-                o[0] = hex[r[store_host + i] >> 4];
-                o[1] = hex[r[store_host + i] & 15];
-            }
-            for (int i = 0; i < 8; i++, o += 2) {
-                o[0] = hex[r[28 + i] >> 4];
-                o[1] = hex[r[28 + i] & 15];
-            }
-            *o = '\0';
-        }
+        m->m_body_crc = rec.mr_body_crc;
+        m->m_queue_id = rec.mr_queue_id;
+        m->m_flag = rec.mr_flag;
+        m->m_queue_offset = rec.mr_queue_offset;
+        m->m_commitlog_offset = rec.mr_phys_offset;
+        m->m_sysflag = rec.mr_sysflag;
+        m->m_born_ts = rec.mr_born_ts;
+        m->m_store_ts = rec.mr_store_ts;
+        m->m_reconsume = rec.mr_reconsume_times;
+        apg_msgid_encode(&rec.mr_store_host, rec.mr_phys_offset, m->m_offset_id,
+                         sizeof(m->m_offset_id));
         apg_err_t e = APG_OK;
-        const uint8_t *body = r + body_at + 4;
-        if (e == APG_OK && (sysflag & APG_MSG_SYSFLAG_COMPRESSED)) {
-            int type = sysflag & APG_MSG_SYSFLAG_COMPRESS_MASK;
+        if (zipped) {
+            int type = rec.mr_sysflag & APG_MSG_SYSFLAG_COMPRESS_MASK;
             if (type != 0 && type != APG_MSG_SYSFLAG_ZLIB) {
                 e = apg_errf(APG_EPROTO, err, errlen,
                              "record at %zu: compression type 0x%x (LZ4/ZSTD) not supported", pos,
                              type >> 8);
             } else {
-                e = apg_msg_unzlib(body, body_len, 64u * 1024 * 1024, &m->m_body, &m->m_body_len);
+                e = apg_msg_unzlib(rec.mr_body, body_len, 64u * 1024 * 1024, &m->m_body,
+                                   &m->m_body_len);
                 if (e != APG_OK)
                     apg_errf(e, err, errlen, "record at %zu: body does not inflate", pos);
-                m->m_sysflag &= ~(APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_COMPRESS_MASK);
+                m->m_sysflag &= ~(APG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_COMPRESS_MASK);
             }
         } else {
-            memcpy(strs, body, body_len);
+            memcpy(strs, rec.mr_body, body_len);
             m->m_body = (uint8_t *)strs;
             m->m_body_len = body_len;
         }
@@ -739,7 +698,7 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
         e = on_msg(m, arg);
         if (e != APG_OK)
             return e;
-        pos += total;
+        pos += rec.mr_total_size;
     }
     return APG_OK;
 }

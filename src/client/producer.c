@@ -533,7 +533,7 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
         ps->ps_body = z;
         ps->ps_blen = zl;
         ps->ps_own = PS_OWN_BODY;
-        ps->ps_sysflag |= APG_MSG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB;
+        ps->ps_sysflag |= APG_SYSFLAG_COMPRESSED | APG_MSG_SYSFLAG_ZLIB;
     } else {
         ps->ps_body = memcpy(tail, m->m_body, m->m_body_len);
         ps->ps_blen = m->m_body_len;

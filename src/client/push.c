@@ -341,51 +341,15 @@ static void flush_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
         apg_cwait_signal(&fw->fw_wait);
 }
 
-struct commit_ctx {
-    struct apg_push_consumer *cc_c;
-    apg_mq_t cc_mq;
-    int64_t cc_off;
-    struct flush_wait *cc_fw;
-};
-
-static void commit_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
-                            const char *errmsg, void *arg)
-{
-    struct commit_ctx *cx = arg;
-    const char *addr = e == APG_OK ? apg_croute_master(&t->ct_route, cx->cc_mq.mq_broker) : NULL;
-    bool sent = false;
-    if (addr != NULL) {
-        struct apg_rcmd req;
-        apg_rcmd_init_request(&req, APG_REQ_UPDATE_CONSUMER_OFFSET, 0, apg_cio_serialize(io));
-        char qid[16], off[24];
-        snprintf(qid, sizeof(qid), "%d", cx->cc_mq.mq_queue_id);
-        snprintf(off, sizeof(off), "%lld", (long long)cx->cc_off);
-        apg_rcmd_ext_add(&req, "consumerGroup", cx->cc_c->pc_group);
-        apg_rcmd_ext_add(&req, "topic", cx->cc_mq.mq_topic);
-        apg_rcmd_ext_add(&req, "queueId", qid);
-        apg_rcmd_ext_add(&req, "commitOffset", off);
-        char err[256];
-        sent = apg_cio_call(io, addr, &req, NULL, 0, 0, cx->cc_fw ? flush_resp : NULL, cx->cc_fw,
-                            err, sizeof(err)) == APG_OK;
-    }
-    if (cx->cc_fw && !sent && --cx->cc_fw->fw_pending == 0)
-        apg_cwait_signal(&cx->cc_fw->fw_wait);
-    apg_free(cx);
-}
-
 static void commit_one(struct apg_cio *io, struct apg_push_consumer *c, const apg_mq_t *mq,
                        int64_t off, struct flush_wait *fw)
 {
-    struct commit_ctx *cx = apg_calloc(1, sizeof(*cx));
-    if (cx == NULL)
+    struct apg_ccommit *cm = apg_ccommit_new(c->pc_group, mq, off, fw ? flush_resp : NULL, fw);
+    if (cm == NULL)
         return;
-    cx->cc_c = c;
-    cx->cc_mq = *mq;
-    cx->cc_off = off;
-    cx->cc_fw = fw;
     if (fw)
         fw->fw_pending++;
-    apg_cio_route(io, mq->mq_topic, false, false, commit_on_route, cx);
+    apg_ccommit_start(io, cm);
 }
 
 /* Sends every changed offset (clustering) or rewrites the file. */

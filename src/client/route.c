@@ -17,58 +17,11 @@
 
 #include "client/client_int.h"
 #include "common/hash.h"
+#include "common/json.h"
 #include "common/mem.h"
 
 #define PERM_READ 4
 #define PERM_WRITE 2
-
-char *apg_croute_json_normalize(const char *in, size_t len)
-{
-    char *out = apg_malloc(len * 2 + 1);
-    if (out == NULL)
-        return NULL;
-    size_t o = 0;
-    bool instr = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (instr) {
-            out[o++] = c;
-            if (c == '\\' && i + 1 < len)
-                out[o++] = in[++i];
-            else if (c == '"')
-                instr = false;
-            continue;
-        }
-        if (c == '"') {
-            instr = true;
-            out[o++] = c;
-            continue;
-        }
-        out[o++] = c;
-        if (c == '{' || c == ',') {
-            size_t j = i + 1;
-            while (j < len && (in[j] == ' ' || in[j] == '\n' || in[j] == '\t' || in[j] == '\r'))
-                j++;
-            size_t k = j;
-            if (k < len && in[k] == '-')
-                k++;
-            while (k < len && in[k] >= '0' && in[k] <= '9')
-                k++;
-            size_t m = k;
-            while (m < len && (in[m] == ' ' || in[m] == '\t'))
-                m++;
-            if (k > j && m < len && in[m] == ':') {
-                out[o++] = '"';
-                memcpy(out + o, in + j, k - j);
-                o += k - j;
-                out[o++] = '"';
-                i = k - 1;
-            }
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
 
 void apg_croute_free(struct apg_croute *rt)
 {
@@ -123,14 +76,10 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
                            struct apg_croute *rt, char *err, size_t errlen)
 {
     memset(rt, 0, sizeof(*rt));
-    char *text = apg_croute_json_normalize((const char *)body, len);
-    if (text == NULL)
-        return APG_ENOMEM;
-    json_error_t jerr;
-    json_t *root = json_loads(text, 0, &jerr);
-    apg_free(text);
+    char jerr[160];
+    json_t *root = apg_json_parse((const char *)body, len, jerr, sizeof(jerr));
     if (root == NULL)
-        return apg_errf(APG_EPROTO, err, errlen, "route of '%s' is not JSON: %s", topic, jerr.text);
+        return apg_errf(APG_EPROTO, err, errlen, "route of '%s' is not JSON: %s", topic, jerr);
     apg_err_t e = APG_OK;
     json_t *bds = json_object_get(root, "brokerDatas");
     json_t *qds = json_object_get(root, "queueDatas");

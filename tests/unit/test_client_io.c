@@ -81,7 +81,7 @@ static void put_record(struct apg_buf *b, const char *topic, const char *body, c
 {
     size_t tl = strlen(topic), pl = strlen(props), bl = strlen(body);
     apg_buf_put_be32(b, (uint32_t)(91 + bl + tl + pl));
-    apg_buf_put_be32(b, APG_MSG_MAGIC_V1);
+    apg_buf_put_be32(b, APG_MSGREC_MAGIC_V1);
     apg_buf_put_be32(b, (uint32_t)apg_rmq_crc32(body, bl));
     apg_buf_put_be32(b, (uint32_t)qid);
     apg_buf_put_be32(b, 0);
