@@ -12,6 +12,27 @@ root=$(pwd)
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Totals over every runner, for the closing line.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+passed=0
+failed=0
+count_ctest() { # ctest's "NN% tests passed, F tests failed out of N"
+    local line n f
+    line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -n 1)
+    n=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+    f=$(sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/' <<<"$line")
+    passed=$((passed + ${n:-0} - ${f:-0}))
+    failed=$((failed + ${f:-0}))
+}
+count_node() { # node --test's "# pass N" / "# fail N"
+    local p f
+    p=$(grep -E '^# pass [0-9]+' "$1" | tail -n 1 | awk '{print $3}')
+    f=$(grep -E '^# fail [0-9]+' "$1" | tail -n 1 | awk '{print $3}')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+}
+
 step "dependencies"
 scripts/install-deps.sh
 if [ -f tests/package-lock.json ]; then
@@ -29,18 +50,24 @@ step "build"
 scripts/build.sh build
 
 step "unit tests"
-(cd build && ctest --output-on-failure -j2)
+(cd build && ctest --output-on-failure -j2) | tee "$logs/ctest.log"
+count_ctest "$logs/ctest.log"
 
 step "integration and interop tests"
 export APOGEE_BIN="$root/build/apogee"
 mapfile -t jstests < <(ls tests/integration/*.test.mjs tests/interop/*.test.mjs 2>/dev/null || true)
-if [ ${#jstests[@]} -gt 0 ]; then
-    node --test --test-concurrency=1 "${jstests[@]}"
-fi
+# One file at a time: the suites start real servers, and Debian 12's own
+# Node 18 has no --test-concurrency.
+for t in "${jstests[@]}"; do
+    echo "--- $t"
+    node --test "$t" | tee "$logs/node.log"
+    count_node "$logs/node.log"
+done
 
 step "unit tests under ASan + UBSan"
 scripts/build.sh build-asan -DAPOGEE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2)
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2) | tee "$logs/asan.log"
+count_ctest "$logs/asan.log"
 
 step "fuzz smoke"
 fuzz_secs=${APOGEE_FUZZ_SECONDS:-15}
@@ -60,3 +87,4 @@ if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
 fi
 
 step "all tests passed"
+echo "tests: $passed passed, $failed failed"
