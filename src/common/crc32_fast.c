@@ -11,9 +11,11 @@
  *   with x^k mod P constants (the two 64-bit halves times their own constant,
  *   a result congruent mod P and still 128 bits wide), then XORed with the
  *   next block. The four are folded into one (carried 128 bits), leftover
- *   16-byte blocks likewise, and the final 128 bits plus any tail of fewer
- *   than 16 bytes go through the portable code, which is the reduction to
- *   32 bits. Inputs under 64 bytes use the portable code only.
+ *   16-byte blocks likewise. The last 128 bits are folded to 64 with two
+ *   more multiplications by reflect32(x^63 mod P); one slicing-by-8 step on
+ *   those 8 bytes gives the 32-bit CRC, and a tail of fewer than 16 bytes
+ *   goes through the portable code. Inputs under 64 bytes use the portable
+ *   code only.
  *
  * Register convention for the fold constants: bit k of a 128-bit register
  * loaded from memory is the coefficient of x^(127-k), so the low quadword H
@@ -122,9 +124,20 @@ crc_pclmul(uint32_t s, const unsigned char *b, size_t len)
         b += 16;
         len -= 16;
     }
-    unsigned char r[16];
-    _mm_storeu_si128((__m128i *)r, x3);
-    return crc_slice8(crc_slice8(0, r, 16), b, len);
+    /* 128 -> 64 bits: twice, the 32 highest-degree coefficients G (times
+     * x^64) are replaced by G * (x^64 mod P); what is left, V in the high
+     * quadword, is an 8-byte message with the same CRC, done by one
+     * slicing-by-8 step from state 0. */
+    const __m128i k64 = _mm_set_epi64x(0, (long long)(0xb8bc6765ull << 32));
+    __m128i u = _mm_xor_si128(_mm_clmulepi64_si128(x3, k64, 0x00),
+                              _mm_blend_epi16(x3, _mm_setzero_si128(), 0x0F));
+    u = _mm_xor_si128(_mm_clmulepi64_si128(u, k64, 0x00), u);
+    uint64_t v = (uint64_t)_mm_extract_epi64(u, 1);
+    uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+    s = crc_tab[7][lo & 0xFF] ^ crc_tab[6][(lo >> 8) & 0xFF] ^ crc_tab[5][(lo >> 16) & 0xFF] ^
+        crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xFF] ^ crc_tab[2][(hi >> 8) & 0xFF] ^
+        crc_tab[1][(hi >> 16) & 0xFF] ^ crc_tab[0][hi >> 24];
+    return len ? crc_slice8(s, b, len) : s;
 }
 
 uint32_t apg_crc32_update_pclmul(uint32_t crc, const void *p, size_t len)
