@@ -1,8 +1,6 @@
 /* Java-compatible hashing (see hash.h). */
 #include "common/hash.h"
 
-#include <zlib.h>
-
 int32_t apg_java_hash(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -47,17 +45,4 @@ int32_t apg_java_hash(const char *s, size_t len)
         }
     }
     return (int32_t)h;
-}
-
-uint32_t apg_crc32(const void *p, size_t len)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    const unsigned char *b = p;
-    while (len > 0) {
-        uInt chunk = len > 0x40000000u ? 0x40000000u : (uInt)len;
-        c = crc32(c, b, chunk);
-        b += chunk;
-        len -= chunk;
-    }
-    return (uint32_t)c;
 }
