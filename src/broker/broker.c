@@ -420,21 +420,9 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     }
 
     struct apg_store_opts so;
-    apg_store_opts_init(&so);
+    apg_store_opts_from_config(&so, cfg);
     so.so_root_dir = b->br_root;
-    so.so_commitlog_dir = apg_cfg_str(cfg, APG_CFG_storePathCommitLog);
-    so.so_commitlog_file_size = (uint64_t)apg_cfg_int(cfg, APG_CFG_mappedFileSizeCommitLog);
-    so.so_cq_file_size = (uint64_t)apg_cfg_int(cfg, APG_CFG_mappedFileSizeConsumeQueue);
     so.so_sync_flush = b->br_sync_flush;
-    so.so_flush_interval_ms = (int)apg_cfg_int(cfg, APG_CFG_flushIntervalCommitLog);
-    so.so_sync_flush_timeout_ms = (int)apg_cfg_int(cfg, APG_CFG_syncFlushTimeout);
-    so.so_file_reserved_hours = (int)apg_cfg_int(cfg, APG_CFG_fileReservedTime);
-    so.so_delete_when = apg_cfg_str(cfg, APG_CFG_deleteWhen);
-    so.so_disk_max_used_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskMaxUsedSpaceRatio);
-    so.so_disk_clean_forcibly_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceCleanForciblyRatio);
-    so.so_disk_warning_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceWarningLevelRatio);
-    so.so_check_crc_on_recover = apg_cfg_bool(cfg, APG_CFG_checkCRCOnRecover);
-    so.so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);
     so.so_max_message_size = b->br_max_msg_size;
     so.so_store_host = b->br_store_host;
     if (apg_store_open(&so, &b->br_store, err, errlen))

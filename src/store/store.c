@@ -180,6 +180,7 @@ struct apg_store {
     _Atomic int64_t st_zero_busy;
     pthread_mutex_t st_zero_mtx;
     int64_t st_warm_origin; /* service thread: write position when warming began */
+    int64_t st_dropped;     /* service thread: page cache dropped below here (drop_behind) */
     bool st_next_wanted;
     pthread_t st_svc_thr;
     _Atomic int st_disk_ratio;
@@ -1126,7 +1127,7 @@ static void zero_guard(struct apg_store *st, int64_t end)
 #define WARM_MIN (1ll << 20)
 static bool zero_ahead(struct apg_store *st)
 {
-    if (st->st_opts.so_no_preallocate || st->st_zero_failed)
+    if (st->st_opts.so_no_preallocate || st->st_zero_failed || !st->st_opts.so_sync_flush)
         return false;
     int64_t wrote = atomic_load(&st->st_wrote);
     if (st->st_warm_origin == 0)
@@ -1207,12 +1208,47 @@ static bool zero_ahead(struct apg_store *st)
     return true;
 }
 
+/* Drops commit-log pages that are on disk and more than so_cache_keep_mb
+ * behind the flushed position from the page cache (our mapping first, then
+ * the file's cache). On this class of VM a writer that keeps taking fresh
+ * page-cache pages sustains ~500 MB/s, one that recycles them 2+ GB/s
+ * (docs/perf-store.md, "Drop-behind"). Readers of older offsets fault the
+ * pages back in from disk. Service thread. */
+static void drop_behind(struct apg_store *st)
+{
+    if (st->st_opts.so_cache_keep_mb <= 0)
+        return;
+    int64_t keep = st->st_opts.so_cache_keep_mb << 20;
+    int64_t to = atomic_load(&st->st_flushed) - keep;
+    to &= ~(int64_t)((8 << 20) - 1); /* in steps of 8 MiB */
+    if (st->st_dropped < atomic_load(&st->st_min_phys))
+        st->st_dropped = atomic_load(&st->st_min_phys) & ~(int64_t)4095;
+    while (st->st_dropped < to) {
+        pthread_rwlock_rdlock(&st->st_struct_lock);
+        struct seg *s = cl_seg_for(st, st->st_dropped);
+        int64_t end = to;
+        if (s) {
+            if (end > s->sg_base + (int64_t)s->sg_size)
+                end = s->sg_base + (int64_t)s->sg_size;
+            size_t from = (size_t)(st->st_dropped - s->sg_base);
+            size_t len = (size_t)(end - st->st_dropped);
+            madvise(s->sg_map + from, len, MADV_DONTNEED);
+            posix_fadvise(s->sg_fd, (off_t)from, (off_t)len, POSIX_FADV_DONTNEED);
+        }
+        pthread_rwlock_unlock(&st->st_struct_lock);
+        if (!s)
+            break;
+        st->st_dropped = end;
+    }
+}
+
 static void *svc_main(void *arg)
 {
     struct apg_store *st = arg;
     int64_t last_disk = 0, last_clean = 0;
     while (!atomic_load(&st->st_closing)) {
         bool busy = zero_ahead(st);
+        drop_behind(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
@@ -1836,6 +1872,7 @@ void apg_store_opts_init(struct apg_store_opts *o)
     o->so_disk_warning_ratio = 90;
     o->so_check_crc_on_recover = true;
     o->so_max_message_size = 4194304;
+    o->so_cache_keep_mb = 1024;
     o->so_store_host.h_ip[0] = 127;
     o->so_store_host.h_ip[3] = 1;
     o->so_store_host.h_port = 10911;

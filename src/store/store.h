@@ -70,6 +70,8 @@ struct apg_store_opts {
     struct apg_host so_store_host; /* written to STOREHOSTADDRESS and offset msgIds */
     bool so_no_preallocate;        /* tests: do not zero-fill/prefault segments ahead */
     uint32_t so_warm_ahead_mb;     /* pages faulted in ahead of the writer, MiB (0: 64) */
+    int64_t so_cache_keep_mb;      /* commitLogCacheKeepMb: flushed log kept in page cache, MiB;
+                                      older flushed pages are dropped (<= 0: never) */
 };
 
 /* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */

@@ -25,6 +25,7 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_disk_warning_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceWarningLevelRatio);
     o->so_check_crc_on_recover = apg_cfg_bool(cfg, APG_CFG_checkCRCOnRecover);
     o->so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);
+    o->so_cache_keep_mb = apg_cfg_int(cfg, APG_CFG_commitLogCacheKeepMb);
     o->so_max_message_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
     struct apg_host *h = &o->so_store_host;

@@ -15,7 +15,10 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 
 #include "test_store_util.h"
 
@@ -139,10 +142,76 @@ static void test_zero_ahead_appends(void **state)
     free(dir);
 }
 
+/* Fraction (0..1) of the pages of [from, to) of path that are in the page cache. */
+static double resident(const char *path, size_t from, size_t to)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t *p = mmap(NULL, to, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(p != MAP_FAILED);
+    size_t pages = (to - from) / 4096, in = 0;
+    unsigned char *vec = malloc(pages);
+    assert_int_equal(mincore(p + from, to - from, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        in += vec[i] & 1;
+    free(vec);
+    munmap(p, to);
+    close(fd);
+    return (double)in / (double)pages;
+}
+
+/* ASYNC_FLUSH with commitLogCacheKeepMb=1: once flushed, log pages more than
+ * 1 MiB behind the flushed position leave the page cache, recent ones stay,
+ * and every record still reads back (from disk). */
+static void test_drop_behind(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    struct statfs sf;
+    assert_int_equal(statfs(dir, &sf), 0);
+    if (sf.f_type == TMPFS_MAGIC) { /* shmem has no clean pages to drop */
+        tu_rmrf(dir);
+        free(dir);
+        skip();
+    }
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    o.so_commitlog_file_size = 4 << 20;
+    o.so_flush_interval_ms = 10;
+    o.so_cache_keep_mb = 1;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &g_st, err, sizeof(err)), 0);
+    const int n = 100000; /* ~11 MiB: three segments */
+    for (int i = 0; i < n; i++)
+        assert_int_equal(tu_put(g_st, "D", 0, i, NULL), 0);
+    struct apg_store_stats ss;
+    apg_store_stats(g_st, &ss);
+    assert_true(ss.ss_max_phys_offset > 2 * (4 << 20) + (1 << 20));
+    char first[600], last[600];
+    snprintf(first, sizeof(first), "%s/commitlog/%020d", dir, 0);
+    int64_t lbase = ss.ss_max_phys_offset / (4 << 20) * (4 << 20);
+    snprintf(last, sizeof(last), "%s/commitlog/%020lld", dir, (long long)lbase);
+    double r = 1;
+    for (int k = 0; k < 300 && r > 0.05; k++) {
+        usleep(10000);
+        r = resident(first, 0, 4 << 20);
+    }
+    assert_true(r <= 0.05);
+    /* The newest bytes stay cached. */
+    size_t tail = (size_t)(ss.ss_max_phys_offset - lbase) & ~(size_t)4095;
+    if (tail >= 8192)
+        assert_true(resident(last, tail - 8192, tail) > 0.99);
+    assert_int_equal(tu_count(g_st, "D", 0, 0), n);
+    apg_store_close(g_st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zero_ahead_appends),
+        cmocka_unit_test(test_drop_behind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
