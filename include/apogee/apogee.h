@@ -15,6 +15,11 @@
  *   - All public calls are thread-safe unless a prototype says otherwise.
  *     Callbacks run on the client's I/O thread: they must not block and must
  *     not call the synchronous functions of the same handle.
+ *   - Synchronous calls wait for their answer by spinning briefly, then
+ *     sleeping. Only a thread whose recent answers came back within the spin
+ *     budget spins (a broker on the same host), one thread per process at a
+ *     time; the environment variable APOGEE_CLIENT_SPIN_US sets the budget in
+ *     microseconds (default 100; 0 turns spinning off).
  */
 #ifndef APOGEE_APOGEE_H
 #define APOGEE_APOGEE_H

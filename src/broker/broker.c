@@ -458,6 +458,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         .n_loops = n,
         .max_frame = (size_t)apg_cfg_int(cfg, APG_CFG_frameMaxLength),
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
+        .busy_poll_us = (int)apg_cfg_int(cfg, APG_CFG_serverBusyPollUs),
         .on_request = on_request,
         .on_close = on_close,
         .on_loop_start = on_loop_start,

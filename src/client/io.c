@@ -197,18 +197,73 @@ void apg_cwait_batch_end(void)
     }
     futex_op(&head->w_state, FUTEX_WAKE_PRIVATE, 1);
 }
+/* Adaptive busy-poll before sleeping. On a VM a vCPU that halts while its
+ * thread sleeps takes tens of microseconds to wake, which is longer than a
+ * whole request to a broker on the same host (docs/perf-client.md, "Idle
+ * vCPUs"). A waiter whose recent answers came back within the spin budget
+ * therefore spins for up to twice that time before it sleeps; a thread whose
+ * answers take longer (a remote broker, a loaded one, many threads) does not
+ * spin at all, and only one thread per process spins at a time.
+ * APOGEE_CLIENT_SPIN_US sets the budget (default 100, 0 = never spin). */
+static int spin_budget_us = -1;
+static _Atomic int spinners;
+static __thread int64_t wait_avg_ns = -1; /* this thread's recent waits (EWMA) */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool spin_for(struct apg_cwait *w, int64_t t0)
+{
+    if (spin_budget_us < 0) {
+        const char *e = getenv("APOGEE_CLIENT_SPIN_US");
+        int v = e ? atoi(e) : 100;
+        spin_budget_us = v < 0 ? 0 : v > 10000 ? 10000 : v;
+    }
+    int64_t budget = (int64_t)spin_budget_us * 1000;
+    if (budget == 0 || wait_avg_ns > budget)
+        return false;
+    int exp = 0;
+    if (!atomic_compare_exchange_strong(&spinners, &exp, 1))
+        return false;
+    int64_t limit = wait_avg_ns < 0 ? budget : 2 * wait_avg_ns + 5000;
+    if (limit > budget)
+        limit = budget;
+    bool done = false;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&w->w_state, memory_order_acquire) == 2) {
+            done = true;
+            break;
+        }
+        __builtin_ia32_pause();
+        if ((i & 31) == 0 && mono_ns() - t0 > limit)
+            break;
+    }
+    atomic_store(&spinners, 0);
+    return done;
+}
+
 void apg_cwait_wait(struct apg_cwait *w)
 {
-    uint32_t exp = 0;
-    if (!atomic_compare_exchange_strong(&w->w_state, &exp, 1))
-        return; /* already done */
-    while (atomic_load_explicit(&w->w_state, memory_order_acquire) != 2)
-        futex_op(&w->w_state, FUTEX_WAIT_PRIVATE, 1);
-    /* Woken as part of a batch: pass the wake-up on. A kid that already
-     * left (spurious wake-up) gets a harmless wake on a dead futex word. */
-    for (int k = 0; k < 2; k++)
-        if (w->w_kid[k] != NULL)
-            futex_op(&w->w_kid[k]->w_state, FUTEX_WAKE_PRIVATE, 1);
+    int64_t t0 = mono_ns();
+    if (!spin_for(w, t0)) {
+        uint32_t exp = 0;
+        if (atomic_compare_exchange_strong(&w->w_state, &exp, 1)) {
+            while (atomic_load_explicit(&w->w_state, memory_order_acquire) != 2)
+                futex_op(&w->w_state, FUTEX_WAIT_PRIVATE, 1);
+            /* Woken as part of a batch: pass the wake-up on. A kid that
+             * already left (spurious wake-up) gets a harmless wake on a dead
+             * futex word. */
+            for (int k = 0; k < 2; k++)
+                if (w->w_kid[k] != NULL)
+                    futex_op(&w->w_kid[k]->w_state, FUTEX_WAKE_PRIVATE, 1);
+        }
+    }
+    int64_t took = mono_ns() - t0;
+    wait_avg_ns = wait_avg_ns < 0 ? took : wait_avg_ns + (took - wait_avg_ns) / 8;
 }
 void apg_cwait_signal(struct apg_cwait *w)
 {

@@ -58,6 +58,8 @@ struct apg_net_loop {
     size_t l_scratch_cap;
 
     size_t l_max_frame;
+    int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
+    uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
     uint64_t l_idle_ms;
     atomic_int *l_opaque; /* the owner's request id counter */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);

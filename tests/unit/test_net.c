@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/resource.h>
 
 #include "common/buf.h"
 #include "common/mem.h"
@@ -166,9 +167,12 @@ static void on_loop_start(int idx, uv_loop_t *loop, void *ud)
     atomic_fetch_add(&n_loop_started, 1);
 }
 
+static int g_busy_poll_us;
+
 static struct apg_net_server *start_server(int n_loops, size_t max_frame, int idle_s)
 {
     struct apg_net_server_opts o = {
+        .busy_poll_us = g_busy_poll_us,
         .name = "test",
         .host = "127.0.0.1",
         .port = 0,
@@ -568,6 +572,43 @@ static void test_warm_path_does_not_allocate(void **state)
     apg_net_server_stop(srv);
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Busy polling: one-at-a-time requests are answered in order while the loop
+ * polls, and once they stop the loop goes back to sleep (an idle server
+ * burns no CPU). */
+static void test_busy_poll(void **state)
+{
+    (void)state;
+    g_busy_poll_us = 2000;
+    struct apg_net_server *srv = start_server(1, 0, 0);
+    g_busy_poll_us = 0;
+    int fd = connect_to(apg_net_server_port(srv));
+    struct rframe f = {0};
+    for (int i = 0; i < 300; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", i);
+        send_req(fd, 1, 5000 + i, "n", n);
+        assert_int_equal(read_frame(fd, &f), 0);
+        assert_int_equal(f.cmd.opaque, 5000 + i);
+        assert_string_equal(apg_rcmd_ext_get(&f.cmd, "n"), n);
+    }
+    usleep(50000);
+    double c0 = cpu_seconds();
+    usleep(300000);
+    double used = cpu_seconds() - c0;
+    assert_true(used < 0.05); /* not polling any more */
+    free(f.data);
+    close(fd);
+    apg_net_server_stop(srv);
+}
+
 static void test_port_in_use(void **state)
 {
     struct apg_net_server *srv = start_server(2, 0, 0);
@@ -597,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_client),
         cmocka_unit_test(test_warm_path_does_not_allocate),
         cmocka_unit_test(test_port_in_use),
+        cmocka_unit_test(test_busy_poll),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     assert_true(atomic_load(&n_loop_started) > 0);
