@@ -105,6 +105,9 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
     struct apg_broker *b = ud;
     apg_broker_proc_fn fn = lookup(req->code);
+    if (apg_broker_send_pending() && req->code != APG_REQ_SEND_MESSAGE &&
+        req->code != APG_REQ_SEND_MESSAGE_V2)
+        apg_broker_send_flush(b);
     if (fn) {
         fn(b, c, req);
         return;
@@ -114,6 +117,12 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
     snprintf(remark, sizeof(remark), " request type %d%s%s%s not supported", req->code,
              name ? " (" : "", name ? name : "", name ? ")" : "");
     apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, remark);
+}
+
+static void on_read_end(struct apg_conn *c, void *ud)
+{
+    (void)c;
+    apg_broker_send_flush(ud);
 }
 
 static void on_close(struct apg_conn *c, void *ud)
@@ -461,6 +470,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         .busy_poll_us = (int)apg_cfg_int(cfg, APG_CFG_serverBusyPollUs),
         .on_request = on_request,
         .on_close = on_close,
+        .on_read_end = on_read_end,
         .on_loop_start = on_loop_start,
         .on_loop_stop = on_loop_stop,
         .ud = b,

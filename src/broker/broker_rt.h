@@ -139,6 +139,12 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
 /* Frees the calling loop thread's send buffer (on_loop_stop). */
 void apg_broker_send_loop_stop(void);
+/* Stores and answers the single-message sends this loop thread has held
+ * back while parsing one read (see "coalesced sends" in broker_send.c).
+ * Loop thread: at the end of every read and before any other request. */
+void apg_broker_send_flush(struct apg_broker *b);
+/* True when sends are held back on this loop thread. */
+bool apg_broker_send_pending(void);
 /* Answers SYNC_FLUSH completions queued for this loop (loop thread). */
 void apg_broker_send_drain(void *arg);
 

@@ -149,8 +149,11 @@ static apg_err_t batch_reserve(struct batch_scratch *bs, int n)
     return APG_OK;
 }
 
+static void pend_free(void);
+
 void apg_broker_send_loop_stop(void)
 {
+    pend_free();
     apg_buf_free(&loop_props);
     apg_free(loop_batch.bs_msgs);
     apg_free(loop_batch.bs_poff);
@@ -319,6 +322,163 @@ static int64_t tags_code(const struct prop_scan *ps)
 {
     return ps->ps_tags && ps->ps_tags_len ? (int64_t)apg_java_hash(ps->ps_tags, ps->ps_tags_len)
                                           : 0;
+}
+
+/* Coalesced sends. Under ASYNC_FLUSH, single-message sends parsed from one
+ * read of a connection are held back here and stored with ONE
+ * apg_store_put (one pwrite of their records) when the read's requests are
+ * done, then answered in order. Each reply is still written only after its
+ * record is in the page cache, and a request of any other kind flushes the
+ * held sends before it runs, so a client sees no difference except fewer
+ * system calls in the broker. The topic and properties are copied (the
+ * header scratch is reused per frame); bodies point into the connection's
+ * read buffer, which stays put until the read is done (on_read_end). */
+#define PEND_MAX 256
+#define PEND_BYTES (1 << 20)
+struct pend_send {
+    struct apg_msg_in pd_msg;
+    size_t pd_topic_off, pd_props_off;
+    int32_t pd_opaque;
+    int32_t pd_qid;
+    uint8_t pd_serialize;
+    bool pd_oneway;
+    char pd_uniq[80];
+};
+struct pend_list {
+    struct pend_send *pl_v;
+    struct apg_msg_in *pl_msgs;
+    struct apg_put_result *pl_res;
+    int pl_n, pl_cap;
+    size_t pl_bytes;
+    struct apg_buf pl_text; /* topics and properties of the held sends */
+    struct apg_conn *pl_conn;
+};
+static __thread struct pend_list loop_pend;
+
+bool apg_broker_send_pending(void)
+{
+    return loop_pend.pl_n > 0;
+}
+
+static void pend_reply_error(struct pend_send *pd, struct apg_conn *c, apg_err_t e, const char *err)
+{
+    if (pd->pd_oneway)
+        return;
+    char remark[768];
+    snprintf(remark, sizeof(remark), "the store refused the message: %s",
+             err[0] ? err : apg_strerror(e));
+    struct apg_rcmd req = {0};
+    req.opaque = pd->pd_opaque;
+    req.serialize = pd->pd_serialize;
+    apg_conn_reply(c, &req, store_err_code(e), remark, NULL, 0);
+}
+
+static void pend_reply_ok(struct apg_broker *b, struct pend_send *pd, struct apg_conn *c,
+                          const struct apg_put_result *r)
+{
+    if (pd->pd_oneway)
+        return;
+    char id[64];
+    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, id, sizeof(id));
+    send_response(c, pd->pd_opaque, pd->pd_serialize, APG_RESP_SUCCESS, NULL, id, pd->pd_qid,
+                  r->pr_queue_offset, pd->pd_uniq);
+}
+
+void apg_broker_send_flush(struct apg_broker *b)
+{
+    struct pend_list *pl = &loop_pend;
+    int n = pl->pl_n;
+    if (n == 0)
+        return;
+    struct apg_conn *c = pl->pl_conn;
+    for (int i = 0; i < n; i++) {
+        struct pend_send *pd = &pl->pl_v[i];
+        pl->pl_msgs[i] = pd->pd_msg;
+        pl->pl_msgs[i].mi_topic = (const char *)pl->pl_text.b_data + pd->pd_topic_off;
+        pl->pl_msgs[i].mi_props = (const char *)pl->pl_text.b_data + pd->pd_props_off;
+    }
+    char err[512] = "";
+    apg_err_t e =
+        apg_store_put(b->br_store, pl->pl_msgs, n, pl->pl_res, NULL, NULL, err, sizeof(err));
+    if (e == APG_OK) {
+        for (int i = 0; i < n; i++)
+            pend_reply_ok(b, &pl->pl_v[i], c, &pl->pl_res[i]);
+    } else if (n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG)) {
+        /* One message the store refuses must not fail the others. */
+        for (int i = 0; i < n; i++) {
+            err[0] = 0;
+            apg_err_t e1 = apg_store_put(b->br_store, &pl->pl_msgs[i], 1, &pl->pl_res[i], NULL,
+                                         NULL, err, sizeof(err));
+            if (e1)
+                pend_reply_error(&pl->pl_v[i], c, e1, err);
+            else
+                pend_reply_ok(b, &pl->pl_v[i], c, &pl->pl_res[i]);
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            pend_reply_error(&pl->pl_v[i], c, e, err);
+    }
+    pl->pl_n = 0;
+    pl->pl_bytes = 0;
+    apg_buf_reset(&pl->pl_text);
+    pl->pl_conn = NULL;
+    apg_conn_unref(c);
+}
+
+/* Holds back one validated single-message send (see above). False when it
+ * could not (out of memory): the caller stores it at once. */
+static bool pend_add(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                     const struct apg_msg_in *m, int32_t qid, const char *uniq)
+{
+    struct pend_list *pl = &loop_pend;
+    if (pl->pl_n &&
+        (pl->pl_conn != c || pl->pl_n >= PEND_MAX || pl->pl_bytes + m->mi_body_len > PEND_BYTES))
+        apg_broker_send_flush(b);
+    if (pl->pl_n == pl->pl_cap) {
+        int cap = pl->pl_cap ? pl->pl_cap * 2 : 16;
+        struct pend_send *v = apg_realloc(pl->pl_v, (size_t)cap * sizeof(*v));
+        if (v)
+            pl->pl_v = v;
+        struct apg_msg_in *ms = apg_realloc(pl->pl_msgs, (size_t)cap * sizeof(*ms));
+        if (ms)
+            pl->pl_msgs = ms;
+        struct apg_put_result *r = apg_realloc(pl->pl_res, (size_t)cap * sizeof(*r));
+        if (r)
+            pl->pl_res = r;
+        if (!v || !ms || !r)
+            return false;
+        pl->pl_cap = cap;
+    }
+    struct pend_send *pd = &pl->pl_v[pl->pl_n];
+    pd->pd_topic_off = pl->pl_text.b_len;
+    pd->pd_props_off = pd->pd_topic_off + m->mi_topic_len;
+    if (apg_buf_append(&pl->pl_text, m->mi_topic, m->mi_topic_len) ||
+        apg_buf_append(&pl->pl_text, m->mi_props ? m->mi_props : "", m->mi_props_len)) {
+        pl->pl_text.b_len = pd->pd_topic_off;
+        return false;
+    }
+    pd->pd_msg = *m;
+    pd->pd_opaque = req->opaque;
+    pd->pd_serialize = req->serialize;
+    pd->pd_oneway = apg_rcmd_is_oneway(req);
+    pd->pd_qid = qid;
+    copy_text(pd->pd_uniq, sizeof(pd->pd_uniq), uniq, strlen(uniq));
+    if (pl->pl_n == 0) {
+        apg_conn_ref(c);
+        pl->pl_conn = c;
+    }
+    pl->pl_n++;
+    pl->pl_bytes += m->mi_body_len;
+    return true;
+}
+
+static void pend_free(void)
+{
+    apg_free(loop_pend.pl_v);
+    apg_free(loop_pend.pl_msgs);
+    apg_free(loop_pend.pl_res);
+    apg_buf_free(&loop_pend.pl_text);
+    memset(&loop_pend, 0, sizeof(loop_pend));
 }
 
 void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
@@ -596,5 +756,8 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         msgs[i].mi_reconsume_times = h.sh_reconsume_times;
     }
 
+    if (n == 1 && !want_sync && !batch && pend_add(b, c, req, &msgs[0], qid, uniq))
+        return;
+    apg_broker_send_flush(b);
     apg_broker_put_reply(b, c, req, msgs, n, qid, uniq, want_sync);
 }

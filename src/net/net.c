@@ -404,6 +404,8 @@ static void conn_parse(struct apg_conn *c)
 {
     struct apg_net_loop *l = c->c_loop;
     char why[256];
+    apg_err_t close_err = APG_OK;
+    bool dispatched = false;
     while (!apg_conn_is_closed(c)) {
         const uint8_t *p = c->c_in.b_data + c->c_in_off;
         size_t avail = c->c_in.b_len - c->c_in_off;
@@ -414,8 +416,8 @@ static void conn_parse(struct apg_conn *c)
         apg_err_t e = apg_frame_peek(p, avail, l->l_max_frame, &flen, perr, sizeof(perr));
         if (e) {
             snprintf(why, sizeof(why), "bad frame: %s", perr[0] ? perr : apg_strerror(e));
-            apg_net_conn_close(c, APG_EPROTO, true, why);
-            return;
+            close_err = APG_EPROTO;
+            break;
         }
         if (flen == 0)
             break;
@@ -427,8 +429,9 @@ static void conn_parse(struct apg_conn *c)
                 cap *= 2;
             char *s = apg_realloc(l->l_scratch, cap);
             if (!s) {
-                apg_net_conn_close(c, APG_ENOMEM, true, "out of memory decoding a frame");
-                return;
+                snprintf(why, sizeof(why), "out of memory decoding a frame");
+                close_err = APG_ENOMEM;
+                break;
             }
             l->l_scratch = s;
             l->l_scratch_cap = cap;
@@ -437,18 +440,26 @@ static void conn_parse(struct apg_conn *c)
                             sizeof(perr));
         if (e) {
             snprintf(why, sizeof(why), "malformed frame: %s", perr[0] ? perr : apg_strerror(e));
-            apg_net_conn_close(c, APG_EPROTO, true, why);
-            return;
+            close_err = APG_EPROTO;
+            break;
         }
         c->c_in_off += flen;
-        if (apg_rcmd_is_response(&l->l_rcmd))
+        if (apg_rcmd_is_response(&l->l_rcmd)) {
             dispatch_response(c, &l->l_rcmd);
-        else if (l->l_on_request) {
+        } else if (l->l_on_request) {
             l->l_requests++;
+            dispatched = true;
             l->l_on_request(c, &l->l_rcmd, l->l_ud);
-        } else
+        } else {
             apg_log_debug(l->l_name, "%s: request code %d ignored (no handler)", c->c_peer,
                           l->l_rcmd.code);
+        }
+    }
+    if (dispatched && l->l_on_read_end)
+        l->l_on_read_end(c, l->l_ud);
+    if (close_err) {
+        apg_net_conn_close(c, close_err, true, why);
+        return;
     }
     if (c->c_in_off) {
         apg_buf_consume(&c->c_in, c->c_in_off);
@@ -949,6 +960,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         l->l_opaque = &srv->s_opaque;
         l->l_on_request = opts->on_request;
         l->l_on_close = opts->on_close;
+        l->l_on_read_end = opts->on_read_end;
         l->l_on_stop = opts->on_loop_stop;
         l->l_ud = opts->ud;
         l->l_listen_fd = fds[i];

@@ -54,6 +54,11 @@ struct apg_net_server_opts {
     /* Called once per connection on its loop thread when it closes, before
      * pending server-initiated requests are failed. Optional. */
     void (*on_close)(struct apg_conn *c, void *ud);
+    /* Called on c's loop thread after the requests parsed from one read were
+     * passed to on_request (also when the read ends in closing c), before
+     * the read buffer they point into is reused. Optional: lets a server
+     * finish work it batched across those requests. */
+    void (*on_read_end)(struct apg_conn *c, void *ud);
     /* Called on each loop thread when it starts / just before it stops. Optional. */
     void (*on_loop_start)(int idx, uv_loop_t *loop, void *ud);
     void (*on_loop_stop)(int idx, uv_loop_t *loop, void *ud);

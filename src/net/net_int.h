@@ -64,6 +64,7 @@ struct apg_net_loop {
     atomic_int *l_opaque; /* the owner's request id counter */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
+    void (*l_on_read_end)(struct apg_conn *c, void *ud);
     void (*l_on_start)(int idx, uv_loop_t *loop, void *ud);
     void (*l_on_stop)(int idx, uv_loop_t *loop, void *ud);
     void *l_ud;
