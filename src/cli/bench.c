@@ -627,6 +627,12 @@ static int run(struct bench *b)
         pthread_join(ws[i].w_thread, NULL);
     while (atomic_load(&b->b_inflight_now) > 0 && now_us() - t0 < deadline - t0 + 10000000)
         usleep(1000);
+    /* e2e: a send may have completed after the loop's last look; the
+     * producers are joined now, so wait (5 s at most) until the consumers
+     * have every message that was sent. */
+    while (b->b_cmd == CMD_E2E && atomic_load(&b->b_recv) < atomic_load(&b->b_sent) &&
+           now_us() < deadline + 5000000)
+        usleep(1000);
     atomic_store(&b->b_cstop, 1);
     for (int i = 0; consume && i < b->b_cthreads; i++)
         pthread_join(cws[i].cw_thread, NULL);

@@ -1501,6 +1501,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         goto unlock; /* not published: the next append overwrites it */
     }
     int64_t end = pos + (int64_t)boff;
+    int indexed = n;
     for (int i = 0; i < n; i++) {
         if (!qs[i])
             continue;
@@ -1512,11 +1513,17 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
              * published. Report the failure for the whole batch. */
             apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
             end = res[i].pr_phys_offset;
+            indexed = i;
             break;
         }
-        atomic_store_explicit(&qs[i]->cq_max, res[i].pr_queue_offset + 1, memory_order_release);
     }
+    /* Publish the records before the queue entries that point at them: a
+     * reader that sees a queue's new maximum must find the record below
+     * st_wrote, or it would take the entry for a removed one. */
     atomic_store_explicit(&st->st_wrote, end, memory_order_release);
+    for (int i = 0; i < indexed; i++)
+        if (qs[i])
+            atomic_store_explicit(&qs[i]->cq_max, res[i].pr_queue_offset + 1, memory_order_release);
     pos = end;
     atomic_store(&st->st_last_store_ts, ts);
     if (!rc && sync) {
@@ -1656,6 +1663,13 @@ apg_err_t apg_store_get(struct apg_store *st, const char *topic, size_t topic_le
                 break;
             const uint8_t *p = cl_ptr(st, phys, size);
             if (!p) {
+                if (phys >= atomic_load(&st->st_min_phys)) {
+                    /* Not removed, so not readable yet (or a corrupt
+                     * entry): stop here rather than step over it. */
+                    if (r->gr_count == 0)
+                        r->gr_status = APG_GET_OFFSET_FOUND_NULL;
+                    break;
+                }
                 if (r->gr_count == 0)
                     r->gr_status = APG_GET_MESSAGE_WAS_REMOVING;
                 continue;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 #include "common/config.h"
@@ -390,6 +391,105 @@ static void test_msg_codec(void **state)
     assert_int_equal(apg_msgid_decode("XYZ", 3, &h2, &off), APG_EINVAL);
 }
 
+/* Readers racing an appender that writes batches mixing two queues: a
+ * reader must never step over a record whose queue entry it saw before the
+ * record itself was published (the coalesced-send path writes such batches). */
+#define RACE_PER_Q 20000
+static struct apg_store *race_st;
+static _Atomic bool race_failed;
+
+static void *race_writer(void *arg)
+{
+    (void)arg;
+    int next[2] = {0, 0};
+    while (next[0] < RACE_PER_Q || next[1] < RACE_PER_Q) {
+        struct tu_msg m[8];
+        struct apg_msg_in in[8];
+        struct apg_put_result pr[8];
+        int n = 0;
+        for (int k = 0; k < 8; k++) {
+            int q = (k * 5 + next[0]) % 2; /* an irregular mix of the two queues */
+            if (next[q] >= RACE_PER_Q)
+                q = 1 - q;
+            if (next[q] >= RACE_PER_Q)
+                break;
+            tu_msg_make(&m[n], "Race", q, next[q]++);
+            in[n] = m[n].m;
+            n++;
+        }
+        char err[256];
+        if (apg_store_put(race_st, in, n, pr, NULL, NULL, err, sizeof(err)) != APG_OK) {
+            atomic_store(&race_failed, true);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *race_reader(void *arg)
+{
+    int q = (int)(long)arg;
+    int64_t off = 0;
+    int want = 0;
+    while (want < RACE_PER_Q && !atomic_load(&race_failed)) {
+        struct apg_buf b = APG_BUF_INIT;
+        struct apg_get_result r;
+        if (apg_store_get(race_st, "Race", 4, q, off, 32, 1 << 20, NULL, NULL, &b, &r)) {
+            atomic_store(&race_failed, true);
+            break;
+        }
+        size_t p = 0;
+        for (int k = 0; k < r.gr_count; k++) {
+            struct apg_msgrec m;
+            char exp[32];
+            snprintf(exp, sizeof(exp), "msg-%d", want);
+            if (apg_msgrec_decode(b.b_data + p, b.b_len - p, true, &m, NULL) != APG_MSGREC_OK ||
+                m.mr_body_len != strlen(exp) || memcmp(m.mr_body, exp, m.mr_body_len) != 0) {
+                fprintf(stderr, "queue %d: expected %s at offset %lld\n", q, exp,
+                        (long long)(off + k));
+                atomic_store(&race_failed, true);
+                break;
+            }
+            p += m.mr_total_size;
+            want++;
+        }
+        if (r.gr_status == APG_GET_FOUND || r.gr_status == APG_GET_NO_MATCHED_MESSAGE ||
+            r.gr_status == APG_GET_MESSAGE_WAS_REMOVING)
+            off = r.gr_next_begin_offset;
+        if (off != want) {
+            fprintf(stderr, "queue %d: next offset %lld after %d records (%s)\n", q, (long long)off,
+                    want, apg_get_status_name(r.gr_status));
+            atomic_store(&race_failed, true);
+        }
+        apg_buf_free(&b);
+    }
+    return NULL;
+}
+
+static void test_readers_never_skip(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    o.so_commitlog_file_size = 1 << 20;
+    o.so_cq_file_size = 20 * 4096;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &race_st, err, sizeof(err)), 0);
+    atomic_store(&race_failed, false);
+    pthread_t w, r[2];
+    pthread_create(&r[0], NULL, race_reader, (void *)0L);
+    pthread_create(&r[1], NULL, race_reader, (void *)1L);
+    pthread_create(&w, NULL, race_writer, NULL);
+    pthread_join(w, NULL);
+    pthread_join(r[0], NULL);
+    pthread_join(r[1], NULL);
+    assert_false(atomic_load(&race_failed));
+    apg_store_close(race_st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_opts_from_config(void **state)
 {
     struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
@@ -421,7 +521,7 @@ int main(void)
         cmocka_unit_test(test_roll_and_reopen),  cmocka_unit_test(test_crash_reopen),
         cmocka_unit_test(test_sync_flush),       cmocka_unit_test(test_disk_guard),
         cmocka_unit_test(test_retention),        cmocka_unit_test(test_time_search),
-        cmocka_unit_test(test_opts_from_config),
+        cmocka_unit_test(test_opts_from_config), cmocka_unit_test(test_readers_never_skip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
