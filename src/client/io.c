@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <netdb.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,8 +239,11 @@ static bool spin_for(struct apg_cwait *w, int64_t t0)
             done = true;
             break;
         }
-        __builtin_ia32_pause();
-        if ((i & 31) == 0 && mono_ns() - t0 > limit)
+        /* Yield rather than only pause: a runnable thread of this or
+         * another process gets the CPU at once, and the vCPU still does not
+         * halt while nothing else wants it. */
+        sched_yield();
+        if ((i & 3) == 0 && mono_ns() - t0 > limit)
             break;
     }
     atomic_store(&spinners, 0);
