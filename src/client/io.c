@@ -49,9 +49,9 @@
 
 #define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
 #define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
-/* Async direct sends are written at once while at most this many requests
- * wait for answers (low load: no hop through the loop thread), and left for
- * one combined write by the loop thread above it (throughput). */
+/* Direct sends are written at once by the caller while at most this many
+ * requests wait for answers (low load: no hop through the loop thread), and
+ * left for one combined write by the loop thread above it (throughput). */
 #define DIRECT_NOW_PENDING 8
 #define TOPIC_DEFAULT "TBW102"
 

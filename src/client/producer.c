@@ -565,10 +565,12 @@ static int pick_hash(const struct apg_croute *rt, void *arg)
 }
 
 /* The fast path: when the route is cached and the broker connection is up,
- * the calling thread encodes and writes the request itself (sync sends at
- * once on the socket, async and oneway ones queued for one write by the
- * I/O thread). The answer still arrives on the I/O thread (psend_on_resp),
- * and so do retries. True: the op was handed over (as after a submit). */
+ * the calling thread encodes the request and, while few requests wait for
+ * answers, writes it itself; above DIRECT_NOW_PENDING (io.c) it leaves it
+ * for one combined write by the I/O thread, for every mode: with 64 sync
+ * callers that cut the send system calls to about one per loop iteration
+ * (118k -> 140-148k msgs/s, docs/perf-client.md). The answer still arrives on the I/O thread
+ * (psend_on_resp), and so do retries. True: the op was handed over (as after a submit). */
 static bool psend_direct(struct apg_producer *p, struct psend *ps)
 {
     if (ps->ps_sel == SEL_CUSTOM)
@@ -584,7 +586,7 @@ static bool psend_direct(struct apg_producer *p, struct psend *ps)
     psend_build_req(ps, apg_cio_serialize(p->p_io), &req, &hs);
     return apg_cio_direct_send(p->p_io, cc, &req, ps->ps_body, ps->ps_blen, ps->ps_deadline,
                                ps->ps_mode == MODE_ONEWAY ? NULL : psend_on_resp, ps,
-                               ps->ps_mode != MODE_ASYNC) == APG_OK;
+                               false) == APG_OK;
 }
 
 /* Hands a prepared op to the I/O thread (or writes it directly), waits
