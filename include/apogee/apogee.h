@@ -19,7 +19,7 @@
  *     sleeping. Only a thread whose recent answers came back within the spin
  *     budget spins (a broker on the same host), one thread per process at a
  *     time; the environment variable APOGEE_CLIENT_SPIN_US sets the budget in
- *     microseconds (default 100; 0 turns spinning off).
+ *     microseconds (default 40; 0 turns spinning off).
  */
 #ifndef APOGEE_APOGEE_H
 #define APOGEE_APOGEE_H

@@ -205,7 +205,7 @@ void apg_cwait_batch_end(void)
  * therefore spins for up to twice that time before it sleeps; a thread whose
  * answers take longer (a remote broker, a loaded one, many threads) does not
  * spin at all, and only one thread per process spins at a time.
- * APOGEE_CLIENT_SPIN_US sets the budget (default 100, 0 = never spin). */
+ * APOGEE_CLIENT_SPIN_US sets the budget (default 40, 0 = never spin). */
 static int spin_budget_us = -1;
 static _Atomic int spinners;
 static __thread int64_t wait_avg_ns = -1; /* this thread's recent waits (EWMA) */
@@ -221,7 +221,7 @@ static bool spin_for(struct apg_cwait *w, int64_t t0)
 {
     if (spin_budget_us < 0) {
         const char *e = getenv("APOGEE_CLIENT_SPIN_US");
-        int v = e ? atoi(e) : 100;
+        int v = e ? atoi(e) : 40;
         spin_budget_us = v < 0 ? 0 : v > 10000 ? 10000 : v;
     }
     int64_t budget = (int64_t)spin_budget_us * 1000;
