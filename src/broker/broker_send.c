@@ -384,6 +384,16 @@ static void pend_reply_ok(struct apg_broker *b, struct pend_send *pd, struct apg
                   r->pr_queue_offset, pd->pd_uniq);
 }
 
+/* SYNC_FLUSH store, reply not waiting for the flush (WAIT=false): the store
+ * still queues the put for its group commit and reports here, on its ack
+ * thread; nothing waits for it (with no callback apg_store_put would block
+ * this loop thread until the fdatasync). */
+static void no_wait_ack(void *ud, apg_err_t rc)
+{
+    (void)ud;
+    (void)rc;
+}
+
 void apg_broker_send_flush(struct apg_broker *b)
 {
     struct pend_list *pl = &loop_pend;
@@ -399,7 +409,7 @@ void apg_broker_send_flush(struct apg_broker *b)
     }
     char err[512] = "";
     apg_err_t e =
-        apg_store_put(b->br_store, pl->pl_msgs, n, pl->pl_res, NULL, NULL, err, sizeof(err));
+        apg_store_put(b->br_store, pl->pl_msgs, n, pl->pl_res, no_wait_ack, NULL, err, sizeof(err));
     if (e == APG_OK) {
         for (int i = 0; i < n; i++)
             pend_reply_ok(b, &pl->pl_v[i], c, &pl->pl_res[i]);
@@ -407,8 +417,8 @@ void apg_broker_send_flush(struct apg_broker *b)
         /* One message the store refuses must not fail the others. */
         for (int i = 0; i < n; i++) {
             err[0] = 0;
-            apg_err_t e1 = apg_store_put(b->br_store, &pl->pl_msgs[i], 1, &pl->pl_res[i], NULL,
-                                         NULL, err, sizeof(err));
+            apg_err_t e1 = apg_store_put(b->br_store, &pl->pl_msgs[i], 1, &pl->pl_res[i],
+                                         no_wait_ack, NULL, err, sizeof(err));
             if (e1)
                 pend_reply_error(&pl->pl_v[i], c, e1, err);
             else
@@ -526,7 +536,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
     }
     err[0] = 0;
     apg_err_t e =
-        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : NULL, ack, err, sizeof(err));
+        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : no_wait_ack, ack, err, sizeof(err));
     if (e) {
         if (ack) {
             atomic_fetch_sub(&b->br_sync_pending, 1);
