@@ -69,6 +69,17 @@ scripts/build.sh build-asan -DAPOGEE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2) | tee "$logs/asan.log"
 count_ctest "$logs/asan.log"
 
+step "broker under ASan + UBSan: integration subset"
+# The same node suites against the sanitized binary: a memory error or
+# undefined behaviour in the server aborts it, which fails the test.
+for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.test.mjs \
+    tests/interop/ali_ons.test.mjs; do
+    echo "--- $t (ASan)"
+    APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 node --test "$t" | tee "$logs/node.log"
+    count_node "$logs/node.log"
+done
+
 step "fuzz smoke"
 fuzz_secs=${APOGEE_FUZZ_SECONDS:-15}
 [ "${APOGEE_TEST_LONG:-0}" = 1 ] && fuzz_secs=120
