@@ -324,15 +324,15 @@ static int64_t tags_code(const struct prop_scan *ps)
                                           : 0;
 }
 
-/* Coalesced sends. Under ASYNC_FLUSH, single-message sends parsed from one
- * read of a connection are held back here and stored with ONE
- * apg_store_put (one pwrite of their records) when the read's requests are
- * done, then answered in order. Each reply is still written only after its
- * record is in the page cache, and a request of any other kind flushes the
- * held sends before it runs, so a client sees no difference except fewer
- * system calls in the broker. The topic and properties are copied (the
- * header scratch is reused per frame); bodies point into the connection's
- * read buffer, which stays put until the read is done (on_read_end). */
+/* Coalesced sends. Single-message sends parsed from one read of a
+ * connection are held back here and stored with ONE apg_store_put (one
+ * pwrite of their records) when the read's requests are done, then
+ * answered in order (under SYNC_FLUSH, when the group commit that covers
+ * them completes: one store waiter for all of them, see put_group). Each reply is still written
+ * only after its record is in the page cache, and a request of any other kind flushes the held
+ * sends before it runs, so a client sees no difference except fewer system calls in the broker. The
+ * topic and properties are copied (the header scratch is reused per frame); bodies point into the
+ * connection's read buffer, which stays put until the read is done (on_read_end). */
 #define PEND_MAX 256
 #define PEND_BYTES (1 << 20)
 struct pend_send {
@@ -352,6 +352,15 @@ struct pend_list {
     size_t pl_bytes;
     struct apg_buf pl_text; /* topics and properties of the held sends */
     struct apg_conn *pl_conn;
+    bool pl_sync;                  /* the held sends wait for the SYNC_FLUSH group commit */
+    struct apg_sync_ack **pl_acks; /* scratch for put_group, pl_cap long */
+};
+
+/* The acknowledgements of one coalesced SYNC_FLUSH append: the store calls
+ * back once, and each send is answered as if it had been stored alone. */
+struct sync_group {
+    int sg_n;
+    struct apg_sync_ack *sg_acks[];
 };
 static __thread struct pend_list loop_pend;
 
@@ -394,6 +403,83 @@ static void no_wait_ack(void *ud, apg_err_t rc)
     (void)rc;
 }
 
+/* Store flush thread (ack thread): fans one group commit out to its sends. */
+static void on_group_ack(void *ud, apg_err_t rc)
+{
+    struct sync_group *g = ud;
+    for (int i = 0; i < g->sg_n; i++)
+        on_ack(g->sg_acks[i], rc);
+    apg_free(g);
+}
+
+/* Stores held sends [i0, i0 + k) with one apg_store_put and answers them
+ * (at once, or from the group commit's acknowledgement when sync). Returns
+ * the store's error without answering. */
+static apg_err_t put_group(struct apg_broker *b, struct pend_list *pl, int i0, int k, bool sync,
+                           char *err, size_t errlen)
+{
+    struct apg_conn *c = pl->pl_conn;
+    struct sync_group *g = NULL;
+    if (sync) {
+        g = apg_malloc(sizeof(*g) + (size_t)k * sizeof(g->sg_acks[0]));
+        int made = 0;
+        for (; g && made < k; made++) {
+            struct apg_sync_ack *a = apg_calloc(1, sizeof(*a));
+            if (!a)
+                break;
+            struct pend_send *pd = &pl->pl_v[i0 + made];
+            a->sa_broker = b;
+            apg_conn_ref(c);
+            a->sa_conn = c;
+            a->sa_opaque = pd->pd_opaque;
+            a->sa_serialize = pd->pd_serialize;
+            a->sa_oneway = pd->pd_oneway;
+            a->sa_queue_id = pd->pd_qid;
+            memcpy(a->sa_uniq, pd->pd_uniq, sizeof(a->sa_uniq));
+            g->sg_acks[made] = a;
+            pl->pl_acks[made] = a;
+        }
+        if (!g || made < k) {
+            for (int i = 0; i < made; i++) {
+                apg_conn_unref(c);
+                apg_free(pl->pl_acks[i]);
+            }
+            apg_free(g);
+            snprintf(err, errlen, "out of memory");
+            return APG_ENOMEM;
+        }
+        g->sg_n = k;
+        atomic_fetch_add(&b->br_sync_pending, k);
+    }
+    apg_err_t e = apg_store_put(b->br_store, &pl->pl_msgs[i0], k, &pl->pl_res[i0],
+                                sync ? on_group_ack : no_wait_ack, g, err, errlen);
+    if (e) {
+        if (sync) {
+            atomic_fetch_sub(&b->br_sync_pending, k);
+            for (int i = 0; i < k; i++) {
+                apg_conn_unref(c);
+                apg_free(pl->pl_acks[i]);
+            }
+            apg_free(g);
+        }
+        return e;
+    }
+    for (int i = 0; i < k; i++) {
+        const struct apg_put_result *r = &pl->pl_res[i0 + i];
+        if (!sync) {
+            pend_reply_ok(b, &pl->pl_v[i0 + i], c, r);
+            continue;
+        }
+        /* g may be gone already (the ack thread frees it), the acks are not:
+         * only the drain frees them, and it runs on this thread later. */
+        struct apg_sync_ack *a = pl->pl_acks[i];
+        apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, a->sa_id1, sizeof(a->sa_id1));
+        a->sa_msgid = a->sa_id1;
+        a->sa_queue_offset = r->pr_queue_offset;
+    }
+    return APG_OK;
+}
+
 void apg_broker_send_flush(struct apg_broker *b)
 {
     struct pend_list *pl = &loop_pend;
@@ -408,23 +494,16 @@ void apg_broker_send_flush(struct apg_broker *b)
         pl->pl_msgs[i].mi_props = (const char *)pl->pl_text.b_data + pd->pd_props_off;
     }
     char err[512] = "";
-    apg_err_t e =
-        apg_store_put(b->br_store, pl->pl_msgs, n, pl->pl_res, no_wait_ack, NULL, err, sizeof(err));
-    if (e == APG_OK) {
-        for (int i = 0; i < n; i++)
-            pend_reply_ok(b, &pl->pl_v[i], c, &pl->pl_res[i]);
-    } else if (n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG)) {
+    apg_err_t e = put_group(b, pl, 0, n, pl->pl_sync, err, sizeof(err));
+    if (e != APG_OK && n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG)) {
         /* One message the store refuses must not fail the others. */
         for (int i = 0; i < n; i++) {
             err[0] = 0;
-            apg_err_t e1 = apg_store_put(b->br_store, &pl->pl_msgs[i], 1, &pl->pl_res[i],
-                                         no_wait_ack, NULL, err, sizeof(err));
+            apg_err_t e1 = put_group(b, pl, i, 1, pl->pl_sync, err, sizeof(err));
             if (e1)
                 pend_reply_error(&pl->pl_v[i], c, e1, err);
-            else
-                pend_reply_ok(b, &pl->pl_v[i], c, &pl->pl_res[i]);
         }
-    } else {
+    } else if (e != APG_OK) {
         for (int i = 0; i < n; i++)
             pend_reply_error(&pl->pl_v[i], c, e, err);
     }
@@ -438,12 +517,16 @@ void apg_broker_send_flush(struct apg_broker *b)
 /* Holds back one validated single-message send (see above). False when it
  * could not (out of memory): the caller stores it at once. */
 static bool pend_add(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
-                     const struct apg_msg_in *m, int32_t qid, const char *uniq)
+                     const struct apg_msg_in *m, int32_t qid, const char *uniq, bool sync)
 {
     struct pend_list *pl = &loop_pend;
-    if (pl->pl_n &&
-        (pl->pl_conn != c || pl->pl_n >= PEND_MAX || pl->pl_bytes + m->mi_body_len > PEND_BYTES))
+    if (pl->pl_n && (pl->pl_conn != c || pl->pl_sync != sync || pl->pl_n >= PEND_MAX ||
+                     pl->pl_bytes + m->mi_body_len > PEND_BYTES))
         apg_broker_send_flush(b);
+    /* Too many sends already wait for the disk: the normal path answers
+     * SYSTEM_BUSY. */
+    if (sync && atomic_load(&b->br_sync_pending) + pl->pl_n >= b->br_sync_pending_max)
+        return false;
     if (pl->pl_n == pl->pl_cap) {
         int cap = pl->pl_cap ? pl->pl_cap * 2 : 16;
         struct pend_send *v = apg_realloc(pl->pl_v, (size_t)cap * sizeof(*v));
@@ -455,7 +538,10 @@ static bool pend_add(struct apg_broker *b, struct apg_conn *c, const struct apg_
         struct apg_put_result *r = apg_realloc(pl->pl_res, (size_t)cap * sizeof(*r));
         if (r)
             pl->pl_res = r;
-        if (!v || !ms || !r)
+        struct apg_sync_ack **ak = apg_realloc(pl->pl_acks, (size_t)cap * sizeof(*ak));
+        if (ak)
+            pl->pl_acks = ak;
+        if (!v || !ms || !r || !ak)
             return false;
         pl->pl_cap = cap;
     }
@@ -476,6 +562,7 @@ static bool pend_add(struct apg_broker *b, struct apg_conn *c, const struct apg_
     if (pl->pl_n == 0) {
         apg_conn_ref(c);
         pl->pl_conn = c;
+        pl->pl_sync = sync;
     }
     pl->pl_n++;
     pl->pl_bytes += m->mi_body_len;
@@ -487,6 +574,7 @@ static void pend_free(void)
     apg_free(loop_pend.pl_v);
     apg_free(loop_pend.pl_msgs);
     apg_free(loop_pend.pl_res);
+    apg_free(loop_pend.pl_acks);
     apg_buf_free(&loop_pend.pl_text);
     memset(&loop_pend, 0, sizeof(loop_pend));
 }
@@ -766,7 +854,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         msgs[i].mi_reconsume_times = h.sh_reconsume_times;
     }
 
-    if (n == 1 && !want_sync && !batch && pend_add(b, c, req, &msgs[0], qid, uniq))
+    if (n == 1 && !batch && pend_add(b, c, req, &msgs[0], qid, uniq, want_sync))
         return;
     apg_broker_send_flush(b);
     apg_broker_put_reply(b, c, req, msgs, n, qid, uniq, want_sync);

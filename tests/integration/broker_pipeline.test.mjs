@@ -48,9 +48,12 @@ async function pullAll(cl, topic, queueId, want) {
     return got;
 }
 
-test('pipelined sends with a pull in the middle: own answers, in order, nothing lost', async () => {
+for (const flush of ['ASYNC_FLUSH', 'SYNC_FLUSH'])
+test(`${flush}: pipelined sends with a pull in the middle: own answers, in order, nothing lost`, async () => {
     const nsPort = await freePort();
-    const srv = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
+    const srv = await startApogee('standalone', [`--flushDiskType=${flush}`], {
+        extraPorts: { namesrvListenPort: nsPort },
+    });
     const br = await RemotingClient.connect(srv.port);
     const br2 = await RemotingClient.connect(srv.port);
     try {
