@@ -289,6 +289,9 @@ struct apg_cconn;
 struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
                                        int (*pick)(const struct apg_croute *rt, void *arg),
                                        void *pick_arg, apg_mq_t *mq);
+/* The same for a request to the master of `broker` in topic's cached route
+ * (pulls and offset requests of a given queue). */
+struct apg_cconn *apg_cio_direct_conn(struct apg_cio *io, const char *topic, const char *broker);
 apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct apg_rcmd *req,
                               const void *body, size_t blen, int64_t deadline_ms, apg_cio_cb cb,
                               void *arg, bool now);

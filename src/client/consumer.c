@@ -273,34 +273,12 @@ static void cop_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *res
     cop_done(op, APG_OK, NULL);
 }
 
-static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, const char *errmsg,
-                         void *arg)
+/* Builds op's request and sends it: through the loop thread to addr
+ * (apg_cio_call), or written by the calling thread on cc (direct; cc's
+ * reference is always dropped). Errors: nothing was sent, errmsg says why. */
+static apg_err_t cop_send(struct apg_cio *io, struct cop *op, const char *addr,
+                          struct apg_cconn *cc, char *errmsg, size_t errlen)
 {
-    struct cop *op = arg;
-    if (e != APG_OK) {
-        cop_done(op, e, errmsg);
-        return;
-    }
-    const struct apg_croute *rt = &t->ct_route;
-    if (op->co_kind == OP_QUEUES) {
-        op->co_mqs = apg_malloc((rt->rt_nrq ? rt->rt_nrq : 1) * sizeof(apg_mq_t));
-        if (op->co_mqs == NULL) {
-            cop_done(op, APG_ENOMEM, "out of memory");
-            return;
-        }
-        memcpy(op->co_mqs, rt->rt_rq, rt->rt_nrq * sizeof(apg_mq_t));
-        op->co_nmqs = rt->rt_nrq;
-        cop_done(op, APG_OK, NULL);
-        return;
-    }
-    char msg[512];
-    const char *addr = apg_croute_master(rt, op->co_mq->mq_broker);
-    if (addr == NULL) {
-        snprintf(msg, sizeof(msg), "broker '%s' of topic '%s' has no master in the route",
-                 op->co_mq->mq_broker, op->co_mq->mq_topic);
-        cop_done(op, APG_ENOTFOUND, msg);
-        return;
-    }
     struct apg_pull_consumer *c = op->co_c;
     struct apg_rcmd req;
     char qid[16], off[24], max[16], flag[16], commit[24], susp[24], subv[24];
@@ -342,9 +320,47 @@ static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, 
         apg_rcmd_ext_add(&req, "expressionType", "TAG");
         timeout += op->co_suspend > 0 ? op->co_suspend : 0;
     }
-    e = apg_cio_call(io, addr, &req, NULL, 0, timeout, cop_resp, op, msg, sizeof(msg));
-    if (e != APG_OK)
-        cop_done(op, e, msg);
+    if (cc != NULL) {
+        apg_err_t e =
+            apg_cio_direct_send(io, cc, &req, NULL, 0, apg_now_ms() + timeout, cop_resp, op, false);
+        if (e != APG_OK)
+            snprintf(errmsg, errlen, "%s", apg_strerror(e));
+        return e;
+    }
+    return apg_cio_call(io, addr, &req, NULL, 0, timeout, cop_resp, op, errmsg, errlen);
+}
+
+static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, const char *errmsg,
+                         void *arg)
+{
+    struct cop *op = arg;
+    if (e != APG_OK) {
+        cop_done(op, e, errmsg);
+        return;
+    }
+    const struct apg_croute *rt = &t->ct_route;
+    if (op->co_kind == OP_QUEUES) {
+        op->co_mqs = apg_malloc((rt->rt_nrq ? rt->rt_nrq : 1) * sizeof(apg_mq_t));
+        if (op->co_mqs == NULL) {
+            cop_done(op, APG_ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(op->co_mqs, rt->rt_rq, rt->rt_nrq * sizeof(apg_mq_t));
+        op->co_nmqs = rt->rt_nrq;
+        cop_done(op, APG_OK, NULL);
+        return;
+    }
+    char msg[512];
+    const char *addr = apg_croute_master(rt, op->co_mq->mq_broker);
+    if (addr == NULL) {
+        snprintf(msg, sizeof(msg), "broker '%s' of topic '%s' has no master in the route",
+                 op->co_mq->mq_broker, op->co_mq->mq_topic);
+        cop_done(op, APG_ENOTFOUND, msg);
+        return;
+    }
+    apg_err_t se = cop_send(io, op, addr, NULL, msg, sizeof(msg));
+    if (se != APG_OK)
+        cop_done(op, se, msg);
 }
 
 static void cop_run(struct apg_cio *io, struct apg_cop *o)
@@ -368,7 +384,18 @@ static apg_err_t cop_exec(struct apg_pull_consumer *c, struct cop *op, char *err
     if (op->co_mq != NULL)
         op->co_topic = op->co_mq->mq_topic;
     apg_cwait_init(&op->co_wait);
-    apg_err_t e = apg_cio_submit(c->c_io, &op->co_op);
+    apg_err_t e = APG_EIO;
+    /* Pulls and offset requests of a known queue: written by this thread
+     * when the route is cached and the connection up (no hop through the
+     * loop thread; the answer still arrives there). */
+    if (op->co_mq != NULL && op->co_kind != OP_FLUSH && op->co_kind != OP_QUEUES) {
+        struct apg_cconn *cc = apg_cio_direct_conn(c->c_io, op->co_topic, op->co_mq->mq_broker);
+        char msg[256];
+        if (cc != NULL)
+            e = cop_send(c->c_io, op, NULL, cc, msg, sizeof(msg));
+    }
+    if (e != APG_OK)
+        e = apg_cio_submit(c->c_io, &op->co_op);
     if (e == APG_OK) {
         apg_cwait_wait(&op->co_wait);
         e = op->co_err;

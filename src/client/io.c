@@ -1271,6 +1271,23 @@ struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
     return found;
 }
 
+struct apg_cconn *apg_cio_direct_conn(struct apg_cio *io, const char *topic, const char *broker)
+{
+    struct apg_cconn *found = NULL;
+    pthread_mutex_lock(&io->io_rmu);
+    struct apg_ctopic *t = io->io_stopping ? NULL : apg_cio_topic_find(io, topic);
+    const char *addr = t != NULL && t->ct_have ? apg_croute_master(&t->ct_route, broker) : NULL;
+    for (struct apg_cconn *cc = io->io_conns; addr && cc; cc = cc->cc_next) {
+        if (cc->cc_state == CC_UP && strcmp(cc->cc_addr, addr) == 0) {
+            atomic_fetch_add(&cc->cc_refs, 1);
+            found = cc;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&io->io_rmu);
+    return found;
+}
+
 /* cc_wmu held: the socket is broken or a buffer could not grow; the loop
  * thread's read then fails the connection and all of its requests. */
 static void conn_shutdown_locked(struct apg_cconn *cc)
