@@ -1244,6 +1244,19 @@ size_t apg_cio_masters(struct apg_cio *io, const char **out, size_t max)
 
 /* ---- direct sends ---- */
 
+/* io_rmu held: the connection to addr if it is up, with a reference taken
+ * (NULL if addr is NULL or there is none). */
+static struct apg_cconn *up_conn_ref(struct apg_cio *io, const char *addr)
+{
+    for (struct apg_cconn *cc = io->io_conns; addr && cc; cc = cc->cc_next) {
+        if (cc->cc_state == CC_UP && strcmp(cc->cc_addr, addr) == 0) {
+            atomic_fetch_add(&cc->cc_refs, 1);
+            return cc;
+        }
+    }
+    return NULL;
+}
+
 struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
                                        int (*pick)(const struct apg_croute *rt, void *arg),
                                        void *pick_arg, apg_mq_t *mq)
@@ -1259,13 +1272,7 @@ struct apg_cconn *apg_cio_direct_begin(struct apg_cio *io, const char *topic,
             *mq = rt->rt_wq[idx];
             addr = apg_croute_master(rt, mq->mq_broker);
         }
-        for (struct apg_cconn *cc = io->io_conns; addr && cc; cc = cc->cc_next) {
-            if (cc->cc_state == CC_UP && strcmp(cc->cc_addr, addr) == 0) {
-                atomic_fetch_add(&cc->cc_refs, 1);
-                found = cc;
-                break;
-            }
-        }
+        found = up_conn_ref(io, addr);
     }
     pthread_mutex_unlock(&io->io_rmu);
     return found;
@@ -1277,13 +1284,7 @@ struct apg_cconn *apg_cio_direct_conn(struct apg_cio *io, const char *topic, con
     pthread_mutex_lock(&io->io_rmu);
     struct apg_ctopic *t = io->io_stopping ? NULL : apg_cio_topic_find(io, topic);
     const char *addr = t != NULL && t->ct_have ? apg_croute_master(&t->ct_route, broker) : NULL;
-    for (struct apg_cconn *cc = io->io_conns; addr && cc; cc = cc->cc_next) {
-        if (cc->cc_state == CC_UP && strcmp(cc->cc_addr, addr) == 0) {
-            atomic_fetch_add(&cc->cc_refs, 1);
-            found = cc;
-            break;
-        }
-    }
+    found = up_conn_ref(io, addr);
     pthread_mutex_unlock(&io->io_rmu);
     return found;
 }
