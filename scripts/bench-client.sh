@@ -35,6 +35,7 @@ print('$name', j['tps'], j['mbps'], j['p50_us'], j['p99_us'], j['failed'])"
     done
 }
 
+if [ "${DRAIN_ONLY:-0}" != 1 ]; then
 row sync1 "" produce --topic=T1 --threads=1 --size=128 --duration=5
 row sync64 "" produce --topic=T1 --threads=64 --size=128 --duration=5
 row async4 "" produce --topic=T1 --threads=4 --mode=async --size=128 --duration=5
@@ -42,8 +43,10 @@ row batch256 "" produce --topic=T2 --threads=2 --batch=256 --size=128 --duration
 row kib_batch64 "" produce --topic=T3 --threads=2 --batch=64 --size=1024 --duration=30
 row rate20k "" produce --topic=T1 --threads=4 --rate=20000 --size=128 --duration=5
 row syncflush64 "--flushDiskType=SYNC_FLUSH" produce --topic=T5 --threads=64 --size=1024 --duration=5
+fi
 
-# Drain: one broker, a 1M backlog per topic, consumed from the first offset.
+# Drain: one broker, a 1M backlog per topic, consumed from the first offset
+# (DRAIN_ONLY=1 runs only this part).
 d=$(mktemp -d /tmp/apogee-bench.XXXXXX)
 "$BIN" standalone --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 \
     >"$d/log" 2>&1 &
@@ -52,6 +55,7 @@ sleep 0.5
 for i in 1 2 3; do
     "$BIN" bench produce --topic="T4$i" --threads=2 --batch=256 --messages=1000000 \
         --namesrvAddr=127.0.0.1:25876 --json >/dev/null 2>&1
+    sleep 1 # a backlog: the producer's last writes are flushed before the drain starts
     "$BIN" bench consume --topic="T4$i" --threads=4 --pullBatch=256 --messages=1000000 \
         --namesrvAddr=127.0.0.1:25876 --json 2>&1 | tail -1 | python3 -c "import json,sys
 j=json.loads(sys.stdin.read())
