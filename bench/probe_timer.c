@@ -1,0 +1,64 @@
+/* Machine probe: how late threads that sleep to fixed deadlines wake up,
+ * without Apogee. 4 threads each sleep to an absolute deadline every
+ * 200 us (timer slack 1 ns), the shape of `apogee bench --rate=20000
+ * --threads=4`, and the lateness of every wake-up is recorded.
+ *
+ *   probe_timer          (run it alone, or beside another load)
+ *
+ * docs/perf.md ("Scheduling stalls") has the figures for this VM. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#define THREADS 4
+#define WAKES 25000
+#define PERIOD_NS 200000L
+
+static long late[THREADS][WAKES];
+
+static long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void *sleeper(void *arg)
+{
+    long i = (long)arg;
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    long next = now_ns() + i * (PERIOD_NS / THREADS);
+    for (int k = 0; k < WAKES; k++) {
+        next += PERIOD_NS;
+        struct timespec at = {next / 1000000000L, next % 1000000000L};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+        late[i][k] = now_ns() - next;
+    }
+    return NULL;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(void)
+{
+    pthread_t t[THREADS];
+    for (long i = 0; i < THREADS; i++)
+        pthread_create(&t[i], NULL, sleeper, (void *)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    static long all[THREADS * WAKES];
+    size_t n = 0;
+    for (int i = 0; i < THREADS; i++)
+        for (int k = 0; k < WAKES; k++)
+            all[n++] = late[i][k];
+    qsort(all, n, sizeof(all[0]), cmp_long);
+    printf("timer lateness us: p50 %ld p99 %ld p999 %ld max %ld\n", all[n / 2] / 1000,
+           all[n * 99 / 100] / 1000, all[n * 999 / 1000] / 1000, all[n - 1] / 1000);
+    return 0;
+}
