@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -31,13 +30,6 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-
-int64_t apg_broker_now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
                       const char *remark)
@@ -232,34 +224,25 @@ static void *service_main(void *arg)
     const struct apg_config *cfg = b->br_cfg;
     int64_t reg_period = apg_cfg_int(cfg, APG_CFG_registerNameServerPeriod);
     int64_t flush_period = apg_cfg_int(cfg, APG_CFG_flushConsumerOffsetInterval);
-    int64_t now = apg_broker_now_ms();
+    int64_t now = apg_wall_ms();
     int64_t next_reg = now + reg_period, next_flush = now + flush_period, next_expire = now + 10000;
     int64_t next_tick = now;
     pthread_mutex_lock(&b->br_svc_lock);
     while (!b->br_stopping) {
-        now = apg_broker_now_ms();
+        now = apg_wall_ms();
         int64_t wake = next_reg < next_flush ? next_reg : next_flush;
         if (next_expire < wake)
             wake = next_expire;
         if (next_tick < wake)
             wake = next_tick;
         if (!b->br_reregister && wake > now) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ms = wake - now;
-            ts.tv_sec += ms / 1000;
-            ts.tv_nsec += (ms % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&b->br_svc_cond, &b->br_svc_lock, &ts);
+            apg_cond_wait_ms(&b->br_svc_cond, &b->br_svc_lock, wake - now);
             continue;
         }
         bool rereg = b->br_reregister;
         b->br_reregister = false;
         pthread_mutex_unlock(&b->br_svc_lock);
-        now = apg_broker_now_ms();
+        now = apg_wall_ms();
         if (rereg || now >= next_reg) {
             register_all(b, false);
             next_reg = now + reg_period;

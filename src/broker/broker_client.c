@@ -206,7 +206,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
         return;
     }
-    int64_t now = apg_broker_now_ms();
+    int64_t now = apg_wall_ms();
     struct apg_clients *cl = b->br_clients;
     json_t *cons = json_object_get(hb, "consumerDataSet");
     size_t ci;

@@ -60,13 +60,12 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
     }
     pthread_mutex_init(&o->of_lock, NULL);
     apg_smap_init(&o->of_map);
-    size_t n = strlen(root) + 40;
-    o->of_path = apg_malloc(n);
+    o->of_path = apg_path_join(root, "config/consumerOffset.json");
     if (!o->of_path) {
         apg_offsets_free(o);
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(o->of_path, n, "%s/config/consumerOffset.json", root);
     json_t *rj;
     if (apg_btable_load(o->of_path, &rj, err, errlen)) {
         apg_offsets_free(o);

@@ -262,7 +262,7 @@ static void park(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd
     pk->pk_conn = c;
     snprintf(pk->pk_topic, sizeof(pk->pk_topic), "%s", apg_rcmd_ext_get(req, "topic"));
     apg_rcmd_ext_i32(req, "queueId", &pk->pk_queue);
-    pk->pk_deadline = apg_broker_now_ms() + suspend;
+    pk->pk_deadline = apg_wall_ms() + suspend;
     pk->pk_next = bl->bl_parked;
     bl->bl_parked = pk;
     atomic_fetch_add(&bl->bl_nparked, 1);
@@ -286,7 +286,7 @@ static void parked_free(struct apg_bloop *bl, struct apg_parked *pk)
 /* Re-runs parked pulls: all of them (wake) or only expired ones. */
 static void recheck(struct apg_bloop *bl, bool expired_only)
 {
-    int64_t now = apg_broker_now_ms();
+    int64_t now = apg_wall_ms();
     struct apg_parked **pp = &bl->bl_parked;
     while (*pp) {
         struct apg_parked *pk = *pp;

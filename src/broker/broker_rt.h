@@ -15,6 +15,7 @@
 
 #include "broker/broker.h"
 #include "broker/broker_int.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "net/net.h"
 #include "protocol/rcode.h"
@@ -184,7 +185,5 @@ void apg_clients_expire(struct apg_broker *b, int64_t now_ms);
  * data into out; false when unknown. Thread-safe. */
 bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
                               char *out, size_t outlen);
-
-int64_t apg_broker_now_ms(void);
 
 #endif

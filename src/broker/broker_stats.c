@@ -31,7 +31,7 @@ apg_err_t apg_broker_stats_init(struct apg_broker *b)
     if (!b->br_samples)
         return APG_ENOMEM;
     pthread_mutex_init(&b->br_stat_lock, NULL);
-    b->br_boot_ms = apg_broker_now_ms();
+    b->br_boot_ms = apg_wall_ms();
     b->br_day = -1;
     return APG_OK;
 }
@@ -143,7 +143,7 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         return;
     struct apg_store_stats ss;
     apg_store_stats(b->br_store, &ss);
-    int64_t now = apg_broker_now_ms();
+    int64_t now = apg_wall_ms();
     int64_t get = atomic_load_explicit(&b->br_get_total, memory_order_relaxed);
     double p10, g10, p60, g60, p600, g600;
     int64_t put_m[2], get_m[2];

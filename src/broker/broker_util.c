@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "broker/broker_int.h"
+#include "common/clock.h"
 
 apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen)
 {
@@ -54,17 +54,10 @@ apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *pat
     return e;
 }
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 void apg_dver_next(struct apg_dver *v)
 {
     v->dv_counter++;
-    v->dv_timestamp = now_ms();
+    v->dv_timestamp = apg_wall_ms();
 }
 
 apg_err_t apg_dver_encode(const struct apg_dver *v, struct apg_buf *b)

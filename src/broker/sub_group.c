@@ -92,14 +92,12 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
     }
     pthread_mutex_init(&g->gp_lock, NULL);
     apg_smap_init(&g->gp_map);
-    size_t n = strlen(root) + 40;
-    g->gp_path = apg_malloc(n);
+    g->gp_path = apg_path_join(root, "config/subscriptionGroup.json");
     if (!g->gp_path) {
         apg_groups_free(g);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(g->gp_path, n, "%s/config/subscriptionGroup.json", root);
     json_t *rootj;
     if (apg_btable_load(g->gp_path, &rootj, err, errlen)) {
         apg_groups_free(g);

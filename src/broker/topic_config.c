@@ -122,14 +122,12 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     }
     pthread_mutex_init(&t->tp_lock, NULL);
     apg_smap_init(&t->tp_map);
-    size_t n = strlen(root) + 32;
-    t->tp_path = apg_malloc(n);
+    t->tp_path = apg_path_join(root, "config/topics.json");
     if (!t->tp_path) {
         apg_topics_free(t);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(t->tp_path, n, "%s/config/topics.json", root);
     if (load(t, err, errlen)) {
         apg_topics_free(t);
         return NULL;

@@ -42,6 +42,7 @@
 
 #include "apogee_version.h"
 #include "client/client_int.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -145,9 +146,7 @@ struct apg_cio {
 
 int64_t apg_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return apg_mono_ms();
 }
 
 const char *apg_client_version(void)
@@ -210,13 +209,6 @@ static int spin_budget_us = -1;
 static _Atomic int spinners;
 static __thread int64_t wait_avg_ns = -1; /* this thread's recent waits (EWMA) */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static bool spin_for(struct apg_cwait *w, int64_t t0)
 {
     if (spin_budget_us < 0) {
@@ -243,7 +235,7 @@ static bool spin_for(struct apg_cwait *w, int64_t t0)
          * another process gets the CPU at once, and the vCPU still does not
          * halt while nothing else wants it. */
         sched_yield();
-        if ((i & 3) == 0 && mono_ns() - t0 > limit)
+        if ((i & 3) == 0 && apg_mono_ns() - t0 > limit)
             break;
     }
     atomic_store(&spinners, 0);
@@ -252,7 +244,7 @@ static bool spin_for(struct apg_cwait *w, int64_t t0)
 
 void apg_cwait_wait(struct apg_cwait *w)
 {
-    int64_t t0 = mono_ns();
+    int64_t t0 = apg_mono_ns();
     if (!spin_for(w, t0)) {
         uint32_t exp = 0;
         if (atomic_compare_exchange_strong(&w->w_state, &exp, 1)) {
@@ -266,7 +258,7 @@ void apg_cwait_wait(struct apg_cwait *w)
                     futex_op(&w->w_kid[k]->w_state, FUTEX_WAKE_PRIVATE, 1);
         }
     }
-    int64_t took = mono_ns() - t0;
+    int64_t took = apg_mono_ns() - t0;
     wait_avg_ns = wait_avg_ns < 0 ? took : wait_avg_ns + (took - wait_avg_ns) / 8;
 }
 void apg_cwait_signal(struct apg_cwait *w)

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "client/client_int.h"
+#include "common/clock.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
@@ -479,13 +480,6 @@ static apg_err_t check_topic(const char *t, char *err, size_t errlen)
     return APG_OK;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A new op for one message (copies its parts into the op's allocation).
  * NULL with *ep and err set when the message cannot be sent. */
 static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err_t *ep, char *err,
@@ -541,7 +535,7 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     const char *uniq = apg_message_id(m);
     str_copy(ps->ps_uniq, sizeof(ps->ps_uniq), uniq, strlen(uniq));
     ps->ps_flag = m->m_flag;
-    ps->ps_born = wall_ms();
+    ps->ps_born = apg_wall_ms();
     ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
     ps->ps_attempts_left = p->p_conf.retry_times;
     return ps;
@@ -762,7 +756,7 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         psend_free(ps);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
-    ps->ps_born = wall_ms();
+    ps->ps_born = apg_wall_ms();
     ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
     ps->ps_attempts_left = p->p_conf.retry_times;
     return psend_wait(p, ps, res, err, errlen);

@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "client/client_int.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -1179,17 +1180,7 @@ static void *worker_main(void *arg)
         struct ptask *t = c->pc_ready;
         if (t == NULL) {
             if (c->pc_delayed) {
-                int64_t at = c->pc_delayed->t_not_before;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                int64_t wait = at - now;
-                ts.tv_sec += wait / 1000;
-                ts.tv_nsec += (wait % 1000) * 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&c->pc_cv, &c->pc_mu, &ts);
+                apg_cond_wait_ms(&c->pc_cv, &c->pc_mu, c->pc_delayed->t_not_before - now);
             } else {
                 pthread_cond_wait(&c->pc_cv, &c->pc_mu);
             }

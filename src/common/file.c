@@ -16,10 +16,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/mem.h"
+
 static apg_err_t io_err(int e, char *err, size_t errlen, const char *what, const char *path)
 {
     return apg_errf(e == ENOSPC || e == EDQUOT ? APG_EDISKFULL : APG_EIO, err, errlen, "%s %s: %s",
                     what, path, strerror(e));
+}
+
+char *apg_path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = apg_malloc(la + lb + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, a, la);
+    p[la] = '/';
+    memcpy(p + la + 1, b, lb + 1);
+    return p;
 }
 
 apg_err_t apg_file_mkdir_p(const char *dir, char *err, size_t errlen)

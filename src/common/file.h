@@ -24,6 +24,9 @@
 apg_err_t apg_file_write_atomic(const char *path, const void *data, size_t len, char *err,
                                 size_t errlen);
 
+/* "a/b" in a new allocation (apg_free), NULL when out of memory. */
+char *apg_path_join(const char *a, const char *b);
+
 /* Reads the whole file into out (reset first; NUL-terminated past b_len).
  * APG_ENOTFOUND (err untouched) when it does not exist. */
 apg_err_t apg_file_read(const char *path, struct apg_buf *out, char *err, size_t errlen);

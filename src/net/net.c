@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -773,13 +774,6 @@ static void on_connection(uv_stream_t *server, int status)
     apg_log_debug(l->l_name, "loop %d accepted %s", l->l_idx, c->c_peer);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Runs the loop until it has no handles left. With busy polling on, an
  * iteration that read requests is followed by non-blocking iterations for
  * as long as requests keep arriving within l_busy_poll_ns of each other; the
@@ -802,7 +796,7 @@ static void run_loop(struct apg_net_loop *l)
          * cut the batches smaller and take CPU from the senders. */
         if (l->l_requests - seen != 1 || l->l_stopping)
             continue;
-        int64_t last = mono_ns();
+        int64_t last = apg_mono_ns();
         for (;;) {
             seen = l->l_requests;
             if (!uv_run(&l->l_uv, UV_RUN_NOWAIT))
@@ -810,7 +804,7 @@ static void run_loop(struct apg_net_loop *l)
             uint64_t got = l->l_requests - seen;
             if (got > 1 || l->l_stopping)
                 break;
-            int64_t now = mono_ns();
+            int64_t now = apg_mono_ns();
             if (got == 1)
                 last = now;
             else if (now - last > l->l_busy_poll_ns)

@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -202,32 +203,6 @@ struct apg_store {
 /* ------------------------------------------------------------------------ */
 /* small helpers */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *path_join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = apg_malloc(la + lb + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, a, la);
-    p[la] = '/';
-    memcpy(p + la + 1, b, lb + 1);
-    return p;
-}
-
 static void set_last_error(struct apg_store *st, const char *msg)
 {
     pthread_mutex_lock(&st->st_err_mtx);
@@ -324,7 +299,7 @@ static struct seg *seg_open(const char *dir, int64_t base, size_t size, bool cre
     s->sg_fd = -1;
     s->sg_base = base;
     s->sg_size = size;
-    s->sg_path = path_join(dir, name);
+    s->sg_path = apg_path_join(dir, name);
     if (!s->sg_path)
         goto fail;
     s->sg_fd = open(s->sg_path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0644);
@@ -437,8 +412,8 @@ static struct cq *cq_create(struct apg_store *st, const char *t, size_t tl, int3
     q->cq_topic = apg_strndup(t, tl);
     char qs[16];
     snprintf(qs, sizeof(qs), "%d", qid);
-    char *td = q->cq_topic ? path_join(st->st_cqdir, q->cq_topic) : NULL;
-    q->cq_dir = td ? path_join(td, qs) : NULL;
+    char *td = q->cq_topic ? apg_path_join(st->st_cqdir, q->cq_topic) : NULL;
+    q->cq_dir = td ? apg_path_join(td, qs) : NULL;
     apg_free(td);
     if (!q->cq_topic || !q->cq_dir) {
         apg_free(q->cq_topic);
@@ -638,7 +613,7 @@ struct ckpt {
 static void ckpt_read(struct apg_store *st, struct ckpt *ck)
 {
     memset(ck, 0, sizeof(*ck));
-    char *p = path_join(st->st_root, "checkpoint");
+    char *p = apg_path_join(st->st_root, "checkpoint");
     int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
     apg_free(p);
     if (fd < 0)
@@ -678,7 +653,7 @@ static int ckpt_write(struct apg_store *st, bool clean, int64_t cl_flushed, int6
     apg_wbe32(b + CKPT_EXT + 36, 1); /* version */
     apg_wbe32(b + CKPT_EXT + 40, 0);
     apg_wbe32(b + CKPT_EXT + 44, apg_crc32(b + CKPT_EXT, 44));
-    char *p = path_join(st->st_root, "checkpoint");
+    char *p = apg_path_join(st->st_root, "checkpoint");
     int fd = p ? open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -1;
     apg_free(p);
     if (fd < 0)
@@ -775,7 +750,7 @@ static void cq_flush_and_checkpoint(struct apg_store *st, bool clean)
     int64_t cq_phys = snap < fl ? snap : fl;
     if (ckpt_write(st, clean, fl, cq_phys, nq) != 0)
         apg_log_warn(SUB, "writing the checkpoint failed: %s", strerror(errno));
-    st->st_last_ckpt_ms = mono_ms();
+    st->st_last_ckpt_ms = apg_mono_ms();
 }
 
 /* The flush thread is latency-critical under SYNC_FLUSH: every appender waits
@@ -794,7 +769,7 @@ static void complete_waiters(struct apg_store *st, bool draining)
 {
     int64_t fl = atomic_load(&st->st_flushed);
     bool failed = atomic_load(&st->st_fsync_failed);
-    int64_t now = mono_ms();
+    int64_t now = apg_mono_ms();
     /* Take the newly queued waiters (a pointer swap under the append lock). */
     pthread_mutex_lock(&st->st_append_mtx);
     struct waiter *nw = st->st_pend_head, **ntail = st->st_pend_tailp;
@@ -869,16 +844,7 @@ static void *flush_main(void *arg)
         atomic_store(&st->st_flush_sleeping, true);
         closing = atomic_load(&st->st_closing);
         if (!closing && !(sync && (atomic_load(&st->st_pend_count) > 0 || st->st_carry_head))) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            long add_ms = sync ? 10 : interval;
-            ts.tv_sec += add_ms / 1000;
-            ts.tv_nsec += (add_ms % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
+            apg_cond_wait_ms(&st->st_flush_cond, &st->st_flush_mtx, sync ? 10 : interval);
             closing = atomic_load(&st->st_closing);
         }
         atomic_store(&st->st_flush_sleeping, false);
@@ -888,7 +854,7 @@ static void *flush_main(void *arg)
         if (sync)
             complete_waiters(st, closing);
         if (!atomic_load(&st->st_fsync_failed) && !closing &&
-            mono_ms() - st->st_last_ckpt_ms >= (sync ? 1000 : interval))
+            apg_mono_ms() - st->st_last_ckpt_ms >= (sync ? 1000 : interval))
             cq_flush_and_checkpoint(st, false);
         if (closing)
             break;
@@ -939,32 +905,18 @@ static void *sync_flusher_main(void *arg)
          * completion, at most 10 ms (timeouts, checkpoint). */
         atomic_store(&st->st_flush_sleeping, true);
         if (!closing && atomic_load(&st->st_pend_count) == 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 10 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
+            apg_cond_wait_ms(&st->st_flush_cond, &st->st_flush_mtx, 10);
         } else if (closing) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&st->st_flush_cond, &st->st_flush_mtx, &ts);
+            apg_cond_wait_ms(&st->st_flush_cond, &st->st_flush_mtx, 1);
         }
         atomic_store(&st->st_flush_sleeping, false);
         pthread_mutex_unlock(&st->st_flush_mtx);
         pthread_mutex_lock(&st->st_complete_mtx);
         complete_waiters(st, false); /* timeouts, failures */
         bool ckpt = !atomic_load(&st->st_fsync_failed) && !closing &&
-                    mono_ms() - st->st_last_ckpt_ms >= 1000;
+                    apg_mono_ms() - st->st_last_ckpt_ms >= 1000;
         if (ckpt)
-            st->st_last_ckpt_ms = mono_ms();
+            st->st_last_ckpt_ms = apg_mono_ms();
         pthread_mutex_unlock(&st->st_complete_mtx);
         if (ckpt)
             cq_flush_and_checkpoint(st, false);
@@ -1265,7 +1217,7 @@ static void *svc_main(void *arg)
             }
         }
         pthread_mutex_unlock(&st->st_prealloc_mtx);
-        int64_t now = mono_ms();
+        int64_t now = apg_mono_ms();
         if (now - last_disk >= 1000) {
             disk_check(st);
             last_disk = now;
@@ -1281,14 +1233,8 @@ static void *svc_main(void *arg)
         }
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (!busy && !st->st_next_wanted && !atomic_load(&st->st_closing)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (st->st_opts.so_no_preallocate ? 200 : 5) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&st->st_prealloc_cond, &st->st_prealloc_mtx, &ts);
+            apg_cond_wait_ms(&st->st_prealloc_cond, &st->st_prealloc_mtx,
+                             st->st_opts.so_no_preallocate ? 200 : 5);
         }
         pthread_mutex_unlock(&st->st_prealloc_mtx);
     }
@@ -1405,7 +1351,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             w->w_ud = ud;
         }
         w->w_next = NULL;
-        w->w_deadline_ms = mono_ms() + st->st_opts.so_sync_flush_timeout_ms;
+        w->w_deadline_ms = apg_mono_ms() + st->st_opts.so_sync_flush_timeout_ms;
     }
 
     bool wake_flusher = false;
@@ -1456,7 +1402,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
      * commit log is written through the file, not the mapping (no page
      * faults, no write-protect faults after each writeback; readers still
      * read the same page cache through the mapping). */
-    int64_t ts = now_ms();
+    int64_t ts = apg_wall_ms();
     size_t boff = 0;
     for (int i = 0; i < n; i++) {
         const struct apg_msg_in *m = &msgs[i];
@@ -1965,7 +1911,7 @@ static apg_err_t load_queue(struct apg_store *st, const char *topic, int32_t qid
                 seg_free(q->cq_segs[j], true);
             q->cq_nsegs = 0;
             for (int j = i; j < n; j++) {
-                char *p = path_join(q->cq_dir, names[j]);
+                char *p = apg_path_join(q->cq_dir, names[j]);
                 if (p)
                     unlink(p);
                 apg_free(p);
@@ -2014,7 +1960,7 @@ static apg_err_t load_queues(struct apg_store *st, char *err, size_t errlen)
     while (!rc && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        char *td = path_join(st->st_cqdir, de->d_name);
+        char *td = apg_path_join(st->st_cqdir, de->d_name);
         DIR *qd = td ? opendir(td) : NULL;
         if (qd) {
             struct dirent *qe;
@@ -2333,7 +2279,7 @@ static apg_err_t open_recover(struct apg_store *st, char *err, size_t errlen)
     if (rc)
         return rc;
 
-    char *abort_path = path_join(st->st_root, "abort");
+    char *abort_path = apg_path_join(st->st_root, "abort");
     bool crashed = abort_path && access(abort_path, F_OK) == 0;
     struct ckpt ck;
     ckpt_read(st, &ck);
@@ -2525,8 +2471,8 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
     st->st_root = apg_strdup(o->so_root_dir);
     st->st_cldir = o->so_commitlog_dir && *o->so_commitlog_dir
                        ? apg_strdup(o->so_commitlog_dir)
-                       : path_join(o->so_root_dir, "commitlog");
-    st->st_cqdir = path_join(o->so_root_dir, "consumequeue");
+                       : apg_path_join(o->so_root_dir, "commitlog");
+    st->st_cqdir = apg_path_join(o->so_root_dir, "consumequeue");
     apg_err_t rc;
     if (!st->st_root || !st->st_cldir || !st->st_cqdir || !st->st_opts.so_delete_when) {
         rc = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
@@ -2536,7 +2482,7 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         (rc = apg_file_mkdir_p(st->st_cldir, err, errlen)) ||
         (rc = apg_file_mkdir_p(st->st_cqdir, err, errlen)))
         goto fail;
-    char *lp = path_join(st->st_root, "lock");
+    char *lp = apg_path_join(st->st_root, "lock");
     st->st_lock_fd = lp ? open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
     apg_free(lp);
     if (st->st_lock_fd < 0 || flock(st->st_lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -2626,7 +2572,7 @@ void apg_store_close(struct apg_store *st)
         ok = !atomic_load(&st->st_fsync_failed);
     }
     if (ok) {
-        char *ap = path_join(st->st_root, "abort");
+        char *ap = apg_path_join(st->st_root, "abort");
         if (ap)
             unlink(ap);
         apg_free(ap);

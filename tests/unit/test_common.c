@@ -8,11 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <pthread.h>
 
 #include <cmocka.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/config.h"
+#include "common/file.h"
 #include "common/hash.h"
 #include "common/mem.h"
 
@@ -207,13 +211,31 @@ static void test_buf_and_mem(void **state)
     apg_free(p);
 }
 
+/* apg_path_join and apg_cond_wait_ms (common/file.h, common/clock.h). */
+static void test_path_and_clock(void **state)
+{
+    (void)state;
+    char *p = apg_path_join("/data/store", "config/topics.json");
+    assert_string_equal(p, "/data/store/config/topics.json");
+    apg_free(p);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int64_t t0 = apg_mono_ms(), w0 = apg_wall_ms();
+    pthread_mutex_lock(&mu);
+    assert_int_equal(apg_cond_wait_ms(&cv, &mu, 30), ETIMEDOUT);
+    pthread_mutex_unlock(&mu);
+    assert_true(apg_mono_ms() - t0 >= 29);
+    assert_true(apg_wall_ms() - w0 >= 29);
+    assert_true(apg_mono_ns() / 1000000 >= t0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_per_role), cmocka_unit_test(test_set_validates),
         cmocka_unit_test(test_args_and_file),     cmocka_unit_test(test_properties_syntax),
         cmocka_unit_test(test_java_hash),         cmocka_unit_test(test_crc32),
-        cmocka_unit_test(test_buf_and_mem),
+        cmocka_unit_test(test_buf_and_mem),       cmocka_unit_test(test_path_and_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
