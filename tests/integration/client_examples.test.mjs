@@ -18,6 +18,12 @@ import { RemotingClient } from '../lib/remoting.mjs';
 
 const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
+// APOGEE_TEST_NAMESRV=host:port runs the first suite against a NameServer that is
+// already running (Apache RocketMQ, say) instead of starting `apogee standalone`;
+// topics and groups then get a per-run suffix, as that broker keeps its state.
+const external = process.env.APOGEE_TEST_NAMESRV || '';
+const sfx = external ? `_${process.pid}_${Date.now() % 1e6}` : '';
+const N = (name) => `${name}${sfx}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
@@ -84,11 +90,16 @@ async function until(pred, timeoutMs, what) {
     throw new Error(`timed out waiting for ${what}`);
 }
 
-describe('C client examples against apogee standalone', { skip }, () => {
+describe(`C client examples against ${external || 'apogee standalone'}`, { skip }, () => {
     let sa;
     let ns;
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-client-'));
     before(async () => {
+        if (external) {
+            ns = external;
+            await waitForRoute(Number(external.split(':')[1]));
+            return;
+        }
         const nsPort = await freePort();
         sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
         ns = `127.0.0.1:${nsPort}`;
@@ -100,7 +111,7 @@ describe('C client examples against apogee standalone', { skip }, () => {
     });
 
     test('sync producer: one result per message, offsets grow per queue', () => {
-        const r = run('producer_sync', [ns, 'ExSync', '40']);
+        const r = run('producer_sync', [ns, N('ExSync'), '40']);
         assert.equal(r.code, 0, r.out);
         assert.deepEqual(done(r), { n: 40, failed: 0 });
         const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
@@ -113,17 +124,17 @@ describe('C client examples against apogee standalone', { skip }, () => {
     });
 
     test('async, oneway and batch producers', () => {
-        let r = run('producer_async', [ns, 'ExModes', '500']);
+        let r = run('producer_async', [ns, N('ExModes'), '500']);
         assert.equal(r.code, 0, r.out);
         assert.deepEqual(done(r), { n: 500, failed: 0 });
-        r = run('producer_oneway', [ns, 'ExModes', '200']);
+        r = run('producer_oneway', [ns, N('ExModes'), '200']);
         assert.equal(r.code, 0, r.out);
         assert.deepEqual(done(r), { n: 200, failed: 0 });
-        r = run('producer_batch', [ns, 'ExModes', '5', '10']);
+        r = run('producer_batch', [ns, N('ExModes'), '5', '10']);
         assert.equal(r.code, 0, r.out);
         assert.deepEqual(done(r), { n: 50, failed: 0 });
         // Everything is readable back with the pull consumer.
-        const p = run('pull_consumer', [ns, 'ExModes', 'ExPullGroup']);
+        const p = run('pull_consumer', [ns, N('ExModes'), N('ExPullGroup')]);
         assert.equal(p.code, 0, p.out);
         assert.equal(done(p).n, 750, p.out);
         const bodies = new Set(p.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[4]));
@@ -133,16 +144,16 @@ describe('C client examples against apogee standalone', { skip }, () => {
     });
 
     test('pull consumer: committed offsets are kept by the broker', () => {
-        const p = run('pull_consumer', [ns, 'ExModes', 'ExPullGroup2']);
+        const p = run('pull_consumer', [ns, N('ExModes'), N('ExPullGroup2')]);
         assert.equal(done(p).n, 750);
         // A push consumer of the same group starts from the committed offsets: nothing new.
-        const c = run('push_consumer', ['-n', ns, '-t', 'ExModes', '-g', 'ExPullGroup2', '--seconds', '2']);
+        const c = run('push_consumer', ['-n', ns, '-t', N('ExModes'), '-g', N('ExPullGroup2'), '--seconds', '2']);
         assert.equal(c.code, 0, c.out);
         assert.equal(done(c).n, 0, c.out);
     });
 
     test('orderly producer + orderly push consumer: per-order sequence kept', async () => {
-        const r = run('producer_orderly', [ns, 'ExOrder', '6', '10']);
+        const r = run('producer_orderly', [ns, N('ExOrder'), '6', '10']);
         assert.equal(r.code, 0, r.out);
         const queueOf = {};
         for (const l of r.lines.filter((x) => x.startsWith('SENT '))) {
@@ -150,7 +161,7 @@ describe('C client examples against apogee standalone', { skip }, () => {
             assert.ok(queueOf[key] === undefined || queueOf[key] === q, `${key} moved queue`);
             queueOf[key] = q;
         }
-        const c = run('push_consumer', ['-n', ns, '-t', 'ExOrder', '-g', 'ExOrderG', '--first', '--orderly', '--threads', '4', '--expect', '60', '--seconds', '15']);
+        const c = run('push_consumer', ['-n', ns, '-t', N('ExOrder'), '-g', N('ExOrderG'), '--first', '--orderly', '--threads', '4', '--expect', '60', '--seconds', '15']);
         assert.equal(c.code, 0, c.out);
         const seen = {};
         for (const [, , , , , , body] of c.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '))) {
@@ -163,11 +174,11 @@ describe('C client examples against apogee standalone', { skip }, () => {
     });
 
     test('push consumer: tag filter and RECONSUME_LATER redelivery', () => {
-        let r = run('producer_sync', [ns, 'ExTags', '10', '0', 'TagA']);
+        let r = run('producer_sync', [ns, N('ExTags'), '10', '0', 'TagA']);
         assert.equal(r.code, 0, r.out);
-        r = run('producer_sync', [ns, 'ExTags', '10', '0', 'TagB']);
+        r = run('producer_sync', [ns, N('ExTags'), '10', '0', 'TagB']);
         assert.equal(r.code, 0, r.out);
-        const c = run('push_consumer', ['-n', ns, '-t', 'ExTags', '-g', 'ExTagG', '-e', 'TagA', '--first', '--reconsume-once', '--expect', '10', '--seconds', '20']);
+        const c = run('push_consumer', ['-n', ns, '-t', N('ExTags'), '-g', N('ExTagG'), '-e', 'TagA', '--first', '--reconsume-once', '--expect', '10', '--seconds', '20']);
         assert.equal(c.code, 0, c.out);
         const recv = c.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
         const later = c.lines.filter((l) => l.startsWith('LATER '));
@@ -176,30 +187,30 @@ describe('C client examples against apogee standalone', { skip }, () => {
         for (const m of recv) assert.ok(Number(m[5]) >= 1, `redelivered with reconsumeTimes >= 1: ${m}`);
         // Only TagA messages, by message id (UNIQ_KEY): a redelivered message comes from
         // %RETRY%<group>, so its queue and offset are not the original ones.
-        const tagA = new Set(run('pull_consumer', [ns, 'ExTags', 'ExTagPull', 'TagA']).lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[5]));
+        const tagA = new Set(run('pull_consumer', [ns, N('ExTags'), N('ExTagPull'), 'TagA']).lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[5]));
         assert.equal(tagA.size, 10);
         for (const m of recv) assert.ok(tagA.has(m[1]), `not a TagA message: ${m}`);
     });
 
     test('broadcasting: every consumer gets every message; offsets file resumes', () => {
-        let r = run('producer_sync', [ns, 'ExBcast', '30']);
+        let r = run('producer_sync', [ns, N('ExBcast'), '30']);
         assert.equal(r.code, 0, r.out);
         const d1 = path.join(tmp, 'b1');
         const d2 = path.join(tmp, 'b2');
-        const a = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d1, '30', '15']);
-        const b = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d2, '30', '15']);
+        const a = run('broadcast_consumer', [ns, N('ExBcast'), N('ExBcastG'), d1, '30', '15']);
+        const b = run('broadcast_consumer', [ns, N('ExBcast'), N('ExBcastG'), d2, '30', '15']);
         assert.equal(done(a).n, 30, a.out);
         assert.equal(done(b).n, 30, b.out);
-        assert.ok(fs.readFileSync(path.join(d1, 'ExBcastG.offsets'), 'utf8').includes('ExBcast'));
-        r = run('producer_sync', [ns, 'ExBcast', '5']);
+        assert.ok(fs.readFileSync(path.join(d1, `${N('ExBcastG')}.offsets`), 'utf8').includes(N('ExBcast')));
+        r = run('producer_sync', [ns, N('ExBcast'), '5']);
         assert.equal(r.code, 0, r.out);
-        const again = run('broadcast_consumer', [ns, 'ExBcast', 'ExBcastG', d1, '1000', '3']);
+        const again = run('broadcast_consumer', [ns, N('ExBcast'), N('ExBcastG'), d1, '1000', '3']);
         assert.equal(done(again).n, 5, again.out);
     });
 
     test('clustering rebalance: a third consumer joins, one leaves; no loss, no double delivery', async () => {
-        const topic = 'ExRebal';
-        const group = 'ExRebalG';
+        const topic = N('ExRebal');
+        const group = N('ExRebalG');
         let r = run('producer_sync', [ns, topic, '4']); // creates the topic (4 queues)
         assert.equal(r.code, 0, r.out);
         const args = (i) => ['-n', ns, '-t', topic, '-g', group, '--first', '--instance', `rb${i}`, '--seconds', '60'];
@@ -258,13 +269,13 @@ describe('C client examples against apogee standalone', { skip }, () => {
         } finally {
             srv.close();
         }
-        r = run('producer_sync', [ns, 'ExBig', '1', String(5 * 1024 * 1024)]);
+        r = run('producer_sync', [ns, N('ExBig'), '1', String(5 * 1024 * 1024)]);
         assert.equal(r.code, 1);
         assert.match(r.out, /ERROR too big message body of 5242880 bytes exceeds maxMessageSize 4194304/);
     });
 });
 
-describe('C client against a strict broker (no auto-create, small maxMessageSize)', { skip }, () => {
+describe('C client against a strict broker (no auto-create, small maxMessageSize)', { skip: skip || (external && 'external NameServer') }, () => {
     let sa;
     let ns;
     before(async () => {
