@@ -9,14 +9,39 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define THREADS 4
 #define WAKES 25000
 #define PERIOD_NS 200000L
 
 static long late[THREADS][WAKES];
+
+/* PROBE_SLICE_US=n asks the scheduler for an n-microsecond slice for each
+ * sleeper (sched_setattr's sched_runtime for a SCHED_OTHER thread, Linux
+ * 6.12 and later): a shorter slice gives a woken thread an earlier deadline,
+ * so it preempts a thread that is running through a long slice. */
+struct probe_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+};
+
+static void set_slice(void)
+{
+    const char *e = getenv("PROBE_SLICE_US");
+    if (e == NULL)
+        return;
+    struct probe_sched_attr a = {.size = sizeof(a), .runtime = strtoull(e, NULL, 10) * 1000};
+    if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
+        perror("sched_setattr");
+}
 
 static long now_ns(void)
 {
@@ -29,6 +54,7 @@ static void *sleeper(void *arg)
 {
     long i = (long)arg;
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    set_slice();
     long next = now_ns() + i * (PERIOD_NS / THREADS);
     for (int k = 0; k < WAKES; k++) {
         next += PERIOD_NS;

@@ -237,19 +237,11 @@ int64_t apg_now_ms(void);
  * signalling thread makes a system call only when the waiter sleeps). */
 struct apg_cwait {
     _Atomic uint32_t w_state; /* 0 pending, 1 waiter sleeping, 2 done */
-    /* Wake-ups handed on (see apg_cwait_batch_end in io.c). */
-    struct apg_cwait *w_next, *w_kid[2];
 };
 void apg_cwait_init(struct apg_cwait *w);
 void apg_cwait_wait(struct apg_cwait *w);
 void apg_cwait_signal(struct apg_cwait *w);
 void apg_cwait_destroy(struct apg_cwait *w);
-/* Between these two calls, signals from this thread to sleeping waiters are
- * collected; the end wakes one of them, which wakes the next ones (a binary
- * tree), so a batch of answers does not cost this thread one futex wake
- * each. Used by the I/O thread around the frames of one socket read. */
-void apg_cwait_batch_begin(void);
-void apg_cwait_batch_end(void);
 
 /* ---- offset commits (consumer.c, shared with push.c) ----
  * One queue's consumer offset on its way to the master of the queue's

@@ -12,8 +12,7 @@
  * thread. Requests written during one loop iteration are coalesced per
  * connection and flushed with one uv_write from a uv_prepare handle, so a
  * burst of async sends costs one syscall. Answers are always read and
- * completed on the loop thread; sync waiters answered by one socket read are
- * woken as a tree (apg_cwait_batch_end) rather than one by one.
+ * completed on the loop thread, which also wakes each sync waiter.
  *
  * Pending requests sit in a hash table by opaque (for responses) and in a
  * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones).
@@ -164,39 +163,8 @@ static void futex_op(_Atomic uint32_t *addr, int op, uint32_t val)
 void apg_cwait_init(struct apg_cwait *w)
 {
     atomic_init(&w->w_state, 0);
-    w->w_next = w->w_kid[0] = w->w_kid[1] = NULL;
 }
 
-static __thread bool cwait_batching;
-static __thread struct apg_cwait *cwait_head, *cwait_tail;
-
-void apg_cwait_batch_begin(void)
-{
-    cwait_batching = true;
-}
-
-void apg_cwait_batch_end(void)
-{
-    cwait_batching = false;
-    struct apg_cwait *head = cwait_head;
-    cwait_head = cwait_tail = NULL;
-    if (head == NULL)
-        return;
-    /* The list in order is a binary heap: node i wakes nodes 2i+1, 2i+2.
-     * Every kid pointer is set before any waiter can see "done". */
-    struct apg_cwait *kid = head->w_next;
-    for (struct apg_cwait *w = head; w; w = w->w_next) {
-        for (int k = 0; k < 2; k++) {
-            w->w_kid[k] = kid;
-            kid = kid ? kid->w_next : NULL;
-        }
-    }
-    for (struct apg_cwait *w = head, *n; w; w = n) {
-        n = w->w_next;
-        atomic_store_explicit(&w->w_state, 2, memory_order_release);
-    }
-    futex_op(&head->w_state, FUTEX_WAKE_PRIVATE, 1);
-}
 /* Adaptive busy-poll before sleeping. On a VM a vCPU that halts while its
  * thread sleeps takes tens of microseconds to wake, which is longer than a
  * whole request to a broker on the same host (docs/perf-client.md, "Idle
@@ -250,32 +218,18 @@ void apg_cwait_wait(struct apg_cwait *w)
         if (atomic_compare_exchange_strong(&w->w_state, &exp, 1)) {
             while (atomic_load_explicit(&w->w_state, memory_order_acquire) != 2)
                 futex_op(&w->w_state, FUTEX_WAIT_PRIVATE, 1);
-            /* Woken as part of a batch: pass the wake-up on. A kid that
-             * already left (spurious wake-up) gets a harmless wake on a dead
-             * futex word. */
-            for (int k = 0; k < 2; k++)
-                if (w->w_kid[k] != NULL)
-                    futex_op(&w->w_kid[k]->w_state, FUTEX_WAKE_PRIVATE, 1);
         }
     }
     int64_t took = apg_mono_ns() - t0;
     wait_avg_ns = wait_avg_ns < 0 ? took : wait_avg_ns + (took - wait_avg_ns) / 8;
 }
+/* Called by the I/O thread for each answer, in the order the answers
+ * arrived. Each sleeping waiter is woken by this thread directly: handing
+ * the wake-ups on from waiter to waiter (a tree) moved threads between the
+ * vCPUs some 20,000 times a second under 64 sync callers and measured no
+ * faster, with twice the p99 (docs/perf-client.md, "Waking sync callers"). */
 void apg_cwait_signal(struct apg_cwait *w)
 {
-    if (cwait_batching) {
-        uint32_t exp = 0;
-        if (atomic_compare_exchange_strong(&w->w_state, &exp, 2))
-            return; /* the waiter was not asleep yet: it will see "done" */
-        /* Asleep (1): stays 1 until apg_cwait_batch_end. */
-        w->w_next = NULL;
-        if (cwait_tail)
-            cwait_tail->w_next = w;
-        else
-            cwait_head = w;
-        cwait_tail = w;
-        return;
-    }
     /* A wake after the waiter returned (it saw 2 on its own) is harmless:
      * a private futex word without waiters. */
     if (atomic_exchange(&w->w_state, 2) == 1)
@@ -527,16 +481,7 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
     }
 }
 
-static void conn_read_frames(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    apg_cwait_batch_begin();
-    conn_read_frames(s, nread, buf);
-    apg_cwait_batch_end();
-}
-
-static void conn_read_frames(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct apg_cconn *cc = s->data;
     if (nread < 0) {
