@@ -42,6 +42,7 @@ row async4 "" produce --topic=T1 --threads=4 --mode=async --size=128 --duration=
 row batch256 "" produce --topic=T2 --threads=2 --batch=256 --size=128 --duration=30
 row kib_batch64 "" produce --topic=T3 --threads=2 --batch=64 --size=1024 --duration=30
 row rate20k "" produce --topic=T1 --threads=4 --rate=20000 --size=128 --duration=5
+row rate20k_async "" produce --topic=T1 --threads=2 --mode=async --rate=20000 --size=128 --duration=5
 row syncflush64 "--flushDiskType=SYNC_FLUSH" produce --topic=T5 --threads=64 --size=1024 --duration=5
 fi
 
