@@ -275,7 +275,7 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
     });
 });
 
-describe('C client against a strict broker (no auto-create, small maxMessageSize)', { skip: skip || (external && 'external NameServer') }, () => {
+describe('C client against a strict broker (no auto-create, small maxMessageSize)', { skip: skip || (external ? 'external NameServer' : false) }, () => {
     let sa;
     let ns;
     before(async () => {
