@@ -151,14 +151,8 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
         return true;
     }
     struct apg_group_cfg gc;
-    if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc)) {
-        snprintf(remark, sizeof(remark),
-                 "subscription group %s does not exist and autoCreateSubscriptionGroup=false; "
-                 "create it (mqadmin updateSubGroup -g %s)",
-                 group, group);
-        apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
+    if (!apg_broker_group_or_refuse(b, c, req, group, &gc))
         return true;
-    }
     if (!gc.gc_consume_enable) {
         snprintf(remark, sizeof(remark), "consumer group %s is disabled (consumeEnable=false)",
                  group);

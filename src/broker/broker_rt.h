@@ -115,6 +115,13 @@ void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t co
  * NO_PERMISSION with a remark naming the fix and returns true. */
 bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
+/* Looks up (or, with autoCreateSubscriptionGroup, creates) the consumer group
+ * into *gc; when the name is bad or the group may not be created, answers
+ * req SUBSCRIPTION_GROUP_NOT_EXIST with a remark naming the fix and returns
+ * false. Any loop thread. */
+bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                const struct apg_rcmd *req, const char *group,
+                                struct apg_group_cfg *gc);
 
 typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req);
@@ -131,6 +138,9 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
 /* broker_sendback.c: CONSUMER_SEND_MSG_BACK (36) */
 void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c,
                                const struct apg_rcmd *req);
+/* Creates %DLQ%<group> (topic) if missing: one queue, perm 6, registered
+ * with the NameServers; *created tells whether it was new. Any thread. */
+apg_err_t apg_broker_ensure_dlq(struct apg_broker *b, const char *topic, bool *created);
 /* broker_stats.c: runtime statistics and GET_BROKER_RUNTIME_INFO (28) */
 apg_err_t apg_broker_stats_init(struct apg_broker *b);
 void apg_broker_stats_free(struct apg_broker *b);

@@ -674,6 +674,43 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
 done:;
 }
 
+/* A send to %RETRY%<group> is how a client hands back a message when
+ * CONSUMER_SEND_MSG_BACK failed (it resends the copy itself, reconsumeTimes
+ * already counted up). Past the group's limit (the header's
+ * maxReconsumeTimes when given, else the group's retryMaxTimes) the copy
+ * goes to %DLQ%<group> instead, as RocketMQ 5.x decides it (reconsumeTimes >
+ * max; 4.9 used >=). Returns 0 to store in the retry topic, 1 when dlq/tc
+ * now name the dead-letter topic (queue 0), -1 when it has answered. */
+static int retry_or_dlq(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                        const struct apg_send_hdr *h, char *dlq, size_t dlq_len,
+                        struct apg_topic_cfg *tc)
+{
+    const char *group = h->sh_topic + 7;
+    struct apg_group_cfg gc;
+    char remark[1024];
+    if (!apg_broker_group_or_refuse(b, c, req, group, &gc))
+        return -1;
+    int32_t max =
+        h->sh_max_reconsume_times >= 0 ? h->sh_max_reconsume_times : gc.gc_retry_max_times;
+    if (h->sh_reconsume_times <= max)
+        return 0;
+    snprintf(dlq, dlq_len, "%s%s", APG_DLQ_PREFIX, group);
+    bool created = false;
+    if (apg_broker_ensure_dlq(b, dlq, &created) != APG_OK ||
+        !apg_topics_get(b->br_topics, dlq, tc)) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return -1;
+    }
+    if (!(tc->tc_perm & APG_PERM_WRITE) || tc->tc_write_queues <= 0) {
+        snprintf(remark, sizeof(remark),
+                 "topic %s is not writable; update it with perm 6 (mqadmin updateTopic -t %s -p 6)",
+                 dlq, dlq);
+        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        return -1;
+    }
+    return 1;
+}
+
 void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     char err[512], remark[768];
@@ -727,6 +764,20 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
                  h.sh_topic, nq, nq - 1);
         apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, remark);
         return;
+    }
+    const char *topic = h.sh_topic;
+    char dlq_topic[APG_NAME_CAP + 8];
+    if (!batch && strncmp(topic, APG_RETRY_PREFIX, 7) == 0) {
+        switch (retry_or_dlq(b, c, req, &h, dlq_topic, sizeof(dlq_topic), &tc)) {
+        case 0:
+            break;
+        case 1:
+            topic = dlq_topic;
+            qid = 0;
+            break;
+        default:
+            return; /* answered */
+        }
     }
     if (qid < 0)
         qid = (int32_t)(atomic_fetch_add(&b->br_rr, 1) % (unsigned)tc.tc_write_queues);
@@ -843,9 +894,9 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
             msgs[i].mi_props_len = plen[i];
         }
     }
-    size_t topic_len = strlen(h.sh_topic);
+    size_t topic_len = strlen(topic);
     for (int i = 0; i < n; i++) {
-        msgs[i].mi_topic = h.sh_topic;
+        msgs[i].mi_topic = topic;
         msgs[i].mi_topic_len = topic_len;
         msgs[i].mi_queue_id = qid;
         msgs[i].mi_sysflag = sysflag;

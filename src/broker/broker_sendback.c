@@ -6,8 +6,8 @@
  * reconsumeTimes + 1; RETRY_TOPIC = the original topic unless already set;
  * ORIGIN_MESSAGE_ID = the first offset msgId of the chain unless already set)
  * into %RETRY%<group>, a queue picked round-robin among the group's
- * retryQueueNums, or into %DLQ%<group> (one queue, created write-only as
- * RocketMQ 4.x does) once reconsumeTimes reaches maxReconsumeTimes (the
+ * retryQueueNums, or into %DLQ%<group> (apg_broker_ensure_dlq: one queue,
+ * readable and writable) once reconsumeTimes reaches maxReconsumeTimes (the
  * header's value when present, else the group's retryMaxTimes) or when
  * delayLevel < 0.
  *
@@ -39,6 +39,35 @@ static apg_err_t props_with(struct apg_buf *out, const char *props, size_t len, 
     return apg_props_append(out, name, value);
 }
 
+bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                const struct apg_rcmd *req, const char *group,
+                                struct apg_group_cfg *gc)
+{
+    if (apg_name_check_group(group, NULL, 0) == APG_OK &&
+        apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, gc) == APG_OK)
+        return true;
+    char remark[768];
+    snprintf(remark, sizeof(remark),
+             "subscription group %s does not exist; create it (mqadmin updateSubGroup -g %s) or "
+             "enable autoCreateSubscriptionGroup",
+             group, group);
+    apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
+    return false;
+}
+
+apg_err_t apg_broker_ensure_dlq(struct apg_broker *b, const char *topic, bool *created)
+{
+    /* Read and write, as RocketMQ 4.9 and 5.x create it (older 4.x made it
+     * write-only, so a DLQ could not be consumed without an admin change). */
+    apg_err_t e =
+        apg_topics_ensure(b->br_topics, topic, 1, APG_PERM_READ | APG_PERM_WRITE, created);
+    if (e == APG_OK && *created) {
+        apg_log_info("broker", "created dead-letter topic %s", topic);
+        apg_broker_request_register(b);
+    }
+    return e;
+}
+
 void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     char remark[768];
@@ -56,15 +85,8 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         return;
     }
     struct apg_group_cfg gc;
-    if (apg_name_check_group(group, NULL, 0) ||
-        apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) != APG_OK) {
-        snprintf(remark, sizeof(remark),
-                 "subscription group %s does not exist; create it (mqadmin "
-                 "updateSubGroup -g %s) or enable autoCreateSubscriptionGroup",
-                 group, group);
-        apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
+    if (!apg_broker_group_or_refuse(b, c, req, group, &gc))
         return;
-    }
     if (apg_broker_refuse_unwritable(b, c, req))
         return;
     if (gc.gc_retry_queues <= 0) {
@@ -89,15 +111,15 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     bool dlq = rec.mr_reconsume_times >= max_times || delay_level < 0;
     char topic[APG_NAME_CAP + 8];
     snprintf(topic, sizeof(topic), "%s%s", dlq ? APG_DLQ_PREFIX : APG_RETRY_PREFIX, group);
-    int32_t queues = dlq ? 1 : gc.gc_retry_queues;
     bool created = false;
-    if (apg_topics_ensure(b->br_topics, topic, queues,
-                          dlq ? APG_PERM_WRITE : APG_PERM_READ | APG_PERM_WRITE, &created)) {
+    if (dlq ? apg_broker_ensure_dlq(b, topic, &created)
+            : apg_topics_ensure(b->br_topics, topic, gc.gc_retry_queues,
+                                APG_PERM_READ | APG_PERM_WRITE, &created)) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         goto out;
     }
-    if (created) {
-        apg_log_info("broker", "created %s for group %s (%d queue(s))", topic, group, queues);
+    if (created && !dlq) {
+        apg_log_info("broker", "created %s for group %s", topic, group);
         apg_broker_request_register(b);
     }
     struct apg_topic_cfg tc;

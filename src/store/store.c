@@ -1588,8 +1588,11 @@ apg_err_t apg_store_get(struct apg_store *st, const char *topic, size_t topic_le
         r->gr_status = APG_GET_OFFSET_OVERFLOW_ONE;
         r->gr_next_begin_offset = offset;
     } else if (offset > max) {
+        /* The end of the queue, as RocketMQ 4.9 and 5.x answer: a consumer
+         * whose offset ran past the end (a wiped store, a reset) resumes at
+         * the end instead of re-reading the whole queue. */
         r->gr_status = APG_GET_OFFSET_OVERFLOW_BADLY;
-        r->gr_next_begin_offset = min == 0 ? min : max;
+        r->gr_next_begin_offset = max;
     } else {
         int64_t limit = max_msgs > 800 ? max_msgs : 800;
         int64_t lo = offset;

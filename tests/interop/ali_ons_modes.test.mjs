@@ -98,10 +98,17 @@ test('a failed message comes back through %RETRY% (send-back), then goes to the 
     const all = JSON.parse((await h.admin.request(21, {})).body.toString()).topicConfigTable;
     const dlq = all[`%DLQ%${group}`];
     assert.ok(dlq, 'the DLQ topic was created');
-    assert.equal(dlq.perm, 2, 'DLQ topics are write-only, as in RocketMQ 4.x');
+    assert.equal(dlq.perm, 6, 'DLQ topics are readable and writable, as in RocketMQ 4.9 and 5.x');
     const max = await h.admin.request(30, { topic: `%DLQ%${group}`, queueId: '0' });
     assert.equal(max.code, 0, max.remark);
     assert.equal(max.ext.offset, '1');
+    // ... and a consumer of the DLQ gets the dead message.
+    const dead = [];
+    const d = h.newConsumer('CG_DLQ_READER', 'dlq-1');
+    d.subscribe(`%DLQ%${group}`, '*', async (msg) => { dead.push(msg.body.toString()); });
+    await until(() => dead.length === 1, 20000, 'the DLQ consumer');
+    assert.deepEqual(dead, ['fail-always']);
+    await d.close();
     await c.close();
 });
 
