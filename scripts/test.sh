@@ -73,6 +73,7 @@ step "broker under ASan + UBSan: integration subset"
 # The same node suites against the sanitized binary: a memory error or
 # undefined behaviour in the server aborts it, which fails the test.
 for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.test.mjs \
+    tests/integration/broker_retry.test.mjs \
     tests/interop/ali_ons.test.mjs; do
     echo "--- $t (ASan)"
     APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
