@@ -121,7 +121,9 @@ apg_err_t apg_json_normalize(const char *in, size_t len, struct apg_buf *out)
             i++;
             continue;
         }
-        if (want_key && depth > 0 && stack[depth - 1] == '{') {
+        /* Past MAX_DEPTH the stack is not kept (nor read): such input is
+         * passed through for jansson to refuse. */
+        if (want_key && depth > 0 && depth <= MAX_DEPTH && stack[depth - 1] == '{') {
             want_key = false;
             if (c == '"' || c == '\'') {
                 i = copy_string(in, len, i, out, &rc);

@@ -104,6 +104,31 @@ static void test_single_quotes_and_getters(void **st)
     apg_buf_free(&b);
 }
 
+/* Nesting far past the normalizer's depth stack (a hostile HEART_BEAT or
+ * route body): refused cleanly, no read outside the stack (the fuzzer found
+ * one; ASan in CI catches a regression). */
+static void test_deep_nesting(void **st)
+{
+    (void)st;
+    size_t n = 200000;
+    char *s = malloc(2 * n + 8);
+    assert_non_null(s);
+    for (int shape = 0; shape < 2; shape++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            s[k++] = shape == 0 ? '[' : (i % 2 ? '{' : '[');
+        s[k++] = '{';
+        s[k++] = 'a';
+        s[k++] = ':';
+        s[k++] = '1';
+        s[k] = '\0';
+        char err[256];
+        assert_null(apg_json_parse(s, k, err, sizeof(err)));
+        assert_true(err[0] != '\0');
+    }
+    free(s);
+}
+
 static void test_write_read_bak(void **st)
 {
     char dir[] = "/tmp/apg_json_XXXXXX";
@@ -156,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_parse_fastjson),
         cmocka_unit_test(test_single_quotes_and_getters),
+        cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_write_read_bak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
