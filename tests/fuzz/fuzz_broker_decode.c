@@ -1,7 +1,9 @@
-/* libFuzzer harness for what the broker decodes from a send request after
- * the frame itself (fuzz_remoting covers frames): the send header (long and
- * short field names), the property string, and a SEND_BATCH_MESSAGE body
- * record by record. A client must get an error answer, never a crash.
+/* libFuzzer harness for what the broker decodes from a request after the
+ * frame itself (fuzz_remoting covers frames): the send header (long and
+ * short field names), the property string, a SEND_BATCH_MESSAGE body record
+ * by record, and a pull's tag expression (the `subscription` field, else the
+ * remark) matched against the batch's TAGS. A client must get an error
+ * answer, never a crash.
  *
  * The input is one remoting frame whose length word is forced to the input
  * size, so mutations reach the header and the body. Seeds
@@ -56,6 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(err[0] != '\0');
             }
         }
+        const char *sub = apg_rcmd_ext_get(&cmd, "subscription");
+        if (sub == NULL)
+            sub = cmd.remark;
+        struct apg_tag_filter tf;
+        bool have_tf = sub != NULL && apg_tag_filter_parse(sub, &tf, err, sizeof(err)) == APG_OK;
         size_t pos = 0, count = 0;
         struct apg_batch_item it;
         apg_err_t e;
@@ -64,6 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(it.bi_body + it.bi_body_len <= cmd.body + cmd.body_len);
             CHECK(pos <= cmd.body_len);
             props(it.bi_props, it.bi_props_len);
+            size_t tl = 0;
+            const char *tag = apg_props_find(it.bi_props, it.bi_props_len, "TAGS", &tl);
+            if (have_tf && tag != NULL)
+                (void)apg_tag_filter_match_tag(&tf, tag, tl);
             CHECK(++count <= cmd.body_len);
         }
         CHECK(e == APG_ENOTFOUND || e == APG_EPROTO);
