@@ -30,6 +30,13 @@ export async function until(pred, ms, what) {
     assert.fail(`timed out waiting for ${what}`);
 }
 
+// APOGEE_TEST_NAMESRV=host:port plus APOGEE_TEST_BROKER=host:port point the harness at a
+// NameServer and broker that are already running (e.g. Apache RocketMQ, to check what
+// the tests expect against the real thing); restarts are then not possible.
+const externalNs = process.env.APOGEE_TEST_NAMESRV || '';
+const externalBroker = process.env.APOGEE_TEST_BROKER || '';
+export const external = Boolean(externalNs && externalBroker);
+
 export function onsHarness() {
     const h = {
         srv: null,
@@ -42,6 +49,12 @@ export function onsHarness() {
     };
     h.start = async (args = [], o = {}) => {
         h.args = args;
+        if (external) {
+            // A broker that is already running (Apache RocketMQ, say): no process to own.
+            [h.nsPort, h.port] = [Number(externalNs.split(':')[1]), Number(externalBroker.split(':')[1])];
+            h.admin = await RemotingClient.connect(h.port);
+            return null;
+        }
         h.port = o.port ?? h.port ?? 0;
         h.nsPort = h.nsPort || (await freePort());
         h.dir = h.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-ons-'));
@@ -66,6 +79,7 @@ export function onsHarness() {
     };
     // Stops the broker with `signal` and starts it again on the same dir and ports.
     h.restart = async (signal = 'SIGTERM', args = h.args) => {
+        if (external) throw new Error('restart needs a broker this harness started');
         await h.admin?.close();
         h.admin = null;
         const r = await h.srv.stop(signal);
@@ -75,6 +89,7 @@ export function onsHarness() {
     };
     h.stop = async () => {
         await h.admin?.close();
+        if (external) return;
         const r = await h.srv?.stop();
         if (h.dir) fs.rmSync(h.dir, { recursive: true, force: true });
         // A graceful stop exits 0 (under ASan this also catches leaks).
