@@ -5,6 +5,7 @@
  * connection's loop thread against the thread-safe offset table and store. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/broker_rt.h"
 #include "common/mem.h"
@@ -110,7 +111,12 @@ void apg_broker_proc_queue_bounds(struct apg_broker *b, struct apg_conn *c,
                              "SEARCH_OFFSET_BY_TIMESTAMP needs timestamp (ms since epoch)");
             return;
         }
-        reply_i64(c, req, "offset", apg_store_offset_by_time(b->br_store, topic, tl, qid, ts));
+        /* boundaryType (RocketMQ 5.x): "UPPER" in any case asks for the last
+         * record at or before ts; anything else, or none, the lower boundary. */
+        const char *bt = apg_rcmd_ext_get(req, "boundaryType");
+        bool upper = bt != NULL && strcasecmp(bt, "upper") == 0;
+        reply_i64(c, req, "offset",
+                  apg_store_offset_by_time(b->br_store, topic, tl, qid, ts, upper));
         break;
     }
     default:

@@ -1703,26 +1703,26 @@ int64_t apg_store_earliest_msg_time(struct apg_store *st, const char *topic, siz
 }
 
 int64_t apg_store_offset_by_time(struct apg_store *st, const char *topic, size_t topic_len,
-                                 int32_t queue_id, int64_t ts_ms)
+                                 int32_t queue_id, int64_t ts_ms, bool upper)
 {
     pthread_rwlock_rdlock(&st->st_struct_lock);
     struct cq *q = cq_find(st, topic, topic_len, queue_id);
     int64_t res = 0;
     if (q) {
-        int64_t lo = atomic_load(&q->cq_min);
+        int64_t min = atomic_load(&q->cq_min);
         int64_t hi = atomic_load_explicit(&q->cq_max, memory_order_acquire);
-        /* First offset in [lo, hi) with store time >= ts; hi if none. */
+        int64_t lo = min;
+        /* First offset in [lo, hi) whose store time is >= ts (lower) or > ts
+         * (upper); hi if none. A removed record counts as older. */
         while (lo < hi) {
             int64_t mid = lo + (hi - lo) / 2;
             int64_t t = store_ts_at(st, q, mid);
-            if (t >= 0 && t < ts_ms)
+            if (t < 0 || t < ts_ms || (upper && t == ts_ms))
                 lo = mid + 1;
-            else if (t < 0)
-                lo = mid + 1; /* removed record: treat as older */
             else
                 hi = mid;
         }
-        res = lo;
+        res = upper ? (lo > min ? lo - 1 : min) : lo;
     }
     pthread_rwlock_unlock(&st->st_struct_lock);
     return res;

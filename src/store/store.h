@@ -183,11 +183,14 @@ int64_t apg_store_max_offset(struct apg_store *st, const char *topic, size_t top
 int64_t apg_store_min_offset(struct apg_store *st, const char *topic, size_t topic_len,
                              int32_t queue_id);
 
-/* Smallest logical offset whose STORETIMESTAMP >= ts (RocketMQ
- * getOffsetInQueueByTime: max offset if every record is older, min offset if
- * every record is newer). Unknown queue: 0. Any thread. */
+/* RocketMQ 5.x getOffsetInQueueByTime. Lower boundary (upper = false, the
+ * default): the smallest logical offset whose STORETIMESTAMP >= ts (max
+ * offset if every record is older, min offset if every record is newer).
+ * Upper boundary: the largest offset whose STORETIMESTAMP <= ts (the last
+ * record if every record is older, the min offset if every record is newer).
+ * Unknown or empty queue: 0. Any thread. */
 int64_t apg_store_offset_by_time(struct apg_store *st, const char *topic, size_t topic_len,
-                                 int32_t queue_id, int64_t ts_ms);
+                                 int32_t queue_id, int64_t ts_ms, bool upper);
 
 /* STORETIMESTAMP of the first available record of the queue, or -1. */
 int64_t apg_store_earliest_msg_time(struct apg_store *st, const char *topic, size_t topic_len,

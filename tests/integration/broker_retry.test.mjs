@@ -5,6 +5,7 @@
 //   topic is readable;
 // - a pull past the end of a queue answers PULL_OFFSET_MOVED with the end of the queue
 //   as nextBeginOffset, not offset 0 (a consumer would re-read the whole queue).
+// - SEARCH_OFFSET_BY_TIMESTAMP gives 5.x's lower boundary, or the upper one on request.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort, startApogee } from '../lib/proc.mjs';
@@ -110,4 +111,34 @@ test('a pull past the end moves the consumer to the end, not to offset 0', async
     p = await br.request(11, pullHdr('MoveTopic', 0, 5));
     assert.equal(p.code, 19, p.remark); // PULL_NOT_FOUND
     assert.equal(p.ext.nextBeginOffset, '5');
+});
+
+test('SEARCH_OFFSET_BY_TIMESTAMP: lower boundary by default, upper with boundaryType UPPER', async () => {
+    const times = [];
+    for (let i = 0; i < 3; i++) {
+        const r = await br.request(310, sendHdr('TimeTopic', { queueId: 0 }), Buffer.from(`t${i}`));
+        assert.equal(r.code, 0, r.remark);
+        await new Promise((res) => setTimeout(res, 30));
+    }
+    // Store times of the three records, from a pull.
+    const p = await br.request(11, pullHdr('TimeTopic', 0, 0));
+    assert.equal(p.code, 0, p.remark);
+    for (let pos = 0; pos < p.body.length; pos += p.body.readInt32BE(pos))
+        times.push(Number(p.body.readBigInt64BE(pos + 56))); // STORETIMESTAMP (IPv4 born host)
+    assert.equal(times.length, 3);
+    const search = async (ts, boundaryType) => {
+        const ext = { topic: 'TimeTopic', queueId: '0', timestamp: String(ts) };
+        if (boundaryType) ext.boundaryType = boundaryType;
+        const r = await br.request(29, ext);
+        assert.equal(r.code, 0, r.remark);
+        return Number(r.ext.offset);
+    };
+    assert.equal(await search(times[1]), 1);
+    assert.equal(await search(times[1] + 1), 2);
+    assert.equal(await search(times[2] + 60000), 3); // past the end: maxOffset
+    assert.equal(await search(times[1], 'UPPER'), 1);
+    assert.equal(await search(times[1] + 1, 'upper'), 1);
+    assert.equal(await search(times[2] + 60000, 'UPPER'), 2); // the last record
+    assert.equal(await search(times[0] - 60000, 'UPPER'), 0);
+    assert.equal(await search(times[1] + 1, 'LOWER'), 2);
 });

@@ -346,9 +346,17 @@ static void test_time_search(void **state)
     assert_int_equal(tu_put(st, "Q", 0, 1, &pr[1]), 0);
     usleep(20000);
     assert_int_equal(tu_put(st, "Q", 0, 2, &pr[2]), 0);
-    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, 0), 0);
-    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts), 1);
-    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[2].pr_store_ts + 1000), 3);
+    /* Lower boundary: first record at or after ts; max offset past the end. */
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, 0, false), 0);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts, false), 1);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts + 1, false), 2);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[2].pr_store_ts + 1000, false), 3);
+    /* Upper boundary: last record at or before ts; the min offset before the start. */
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, 0, true), 0);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts, true), 1);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[1].pr_store_ts + 1, true), 1);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 0, pr[2].pr_store_ts + 1000, true), 2);
+    assert_int_equal(apg_store_offset_by_time(st, "Q", 1, 9, 1, true), 0); /* unknown queue */
     assert_int_equal(apg_store_earliest_msg_time(st, "Q", 1, 0), pr[0].pr_store_ts);
     assert_int_equal(apg_store_delete_topic(st, "Q", 1), 0);
     assert_int_equal(apg_store_max_offset(st, "Q", 1, 0), 0);
