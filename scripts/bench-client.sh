@@ -2,7 +2,7 @@
 # Issue-5 benchmark sweep: each row three times against a fresh `apogee standalone`
 # (own temp store, fixed loopback ports 25911/25876), one JSON-derived line per run:
 #   row tps mbps p50_us p99_us failed
-# Usage: scripts/bench-client.sh [BUILD_DIR]   (default: build). Takes ~8 minutes.
+# Usage: scripts/bench-client.sh [BUILD_DIR]   (default: build). Takes ~9 minutes.
 # Run it on an otherwise idle machine; docs/perf.md records its output.
 set -u
 BIN=${1:-build}/apogee
