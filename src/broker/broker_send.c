@@ -739,6 +739,14 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
         if (strlen(h.sh_topic) < sizeof(loop_ok_topic))
             strcpy(loop_ok_topic, h.sh_topic);
     }
+    if (batch && strncmp(h.sh_topic, APG_RETRY_PREFIX, 7) == 0) {
+        snprintf(remark, sizeof(remark),
+                 "batch request does not support retry group %s; send retried messages one at a "
+                 "time",
+                 h.sh_topic);
+        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        return;
+    }
     struct apg_topic_cfg tc;
     bool created = false;
     if (apg_topics_get_or_create_for_send(b->br_topics, h.sh_topic, h.sh_default_topic,

@@ -76,6 +76,13 @@ test('a resent retry copy goes to the DLQ only past maxReconsumeTimes', async ()
     assert.equal(p.code, 0, p.remark);
     assert.ok(p.body.includes(Buffer.from('past-limit')));
     assert.ok(p.body.includes(Buffer.from('seventeen')));
+    // A batch to a retry topic is refused, as RocketMQ does (MESSAGE_ILLEGAL).
+    const one = Buffer.alloc(20 + 1 + 2);
+    one.writeInt32BE(one.length, 0);
+    one.write('b', 20);
+    r = await br.request(320, { ...sendHdr(retry, { reconsumeTimes: 1 }), m: 'true' }, one);
+    assert.equal(r.code, 13, r.remark);
+    assert.match(r.remark, /batch request does not support retry group %RETRY%CG_R1/);
     // An ordinary topic's reconsumeTimes means nothing to the broker.
     r = await br.request(310, sendHdr('PlainTopic', { queueId: 0, reconsumeTimes: 99, maxReconsumeTimes: 1 }), Buffer.from('x'));
     assert.equal(r.code, 0, r.remark);
