@@ -3,6 +3,7 @@
 #ifndef APG_NAMESRV_NAMESRV_INT_H
 #define APG_NAMESRV_NAMESRV_INT_H
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "common/config.h"
@@ -12,6 +13,12 @@
 #include "net/net.h"
 
 #define APG_NS_ORDER_TOPIC_CONFIG "ORDER_TOPIC_CONFIG"
+
+/* Inflates a compressed REGISTER_BROKER body (wire doc §3.3: zlib of
+ * dataVersion JSON, then length-prefixed "name read write perm filter"
+ * topic lines) and rebuilds it as RegisterBrokerBody JSON; NULL with err
+ * set for anything malformed or inflating past MAX_INFLATED. Pure. */
+json_t *apg_ns_register_body_inflate(const uint8_t *body, uint32_t len, char *err, size_t errlen);
 
 /* Everything but ns_srv is owned by the NameServer's single loop thread
  * once started. */

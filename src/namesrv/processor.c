@@ -80,7 +80,7 @@ static apg_err_t rd_i32(const uint8_t **p, const uint8_t *end, int32_t *v)
 }
 
 /* Inflates a §3.3 body and rebuilds it as RegisterBrokerBody JSON. */
-static json_t *decode_compressed(const uint8_t *body, uint32_t len, char *err, size_t errlen)
+json_t *apg_ns_register_body_inflate(const uint8_t *body, uint32_t len, char *err, size_t errlen)
 {
     struct apg_buf out = APG_BUF_INIT;
     z_stream zs;
@@ -216,7 +216,7 @@ static void h_register_broker(struct apg_namesrv *ns, struct apg_conn *c,
     json_t *body = NULL;
     if (req->body_len > 0) {
         if (apg_rcmd_ext_bool(req, "compressed", false)) {
-            body = decode_compressed(req->body, req->body_len, err, sizeof(err));
+            body = apg_ns_register_body_inflate(req->body, req->body_len, err, sizeof(err));
         } else {
             char jerr[200];
             body = apg_json_parse((const char *)req->body, req->body_len, jerr, sizeof(jerr));
