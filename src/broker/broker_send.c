@@ -244,6 +244,61 @@ static int32_t store_err_code(apg_err_t e)
     }
 }
 
+/* Answers one send the store refused (e, with the store's err text). */
+static void reply_refused(struct apg_conn *c, int32_t opaque, uint8_t ser, apg_err_t e,
+                          const char *err)
+{
+    char remark[768];
+    snprintf(remark, sizeof(remark), "the store refused the message: %s",
+             err[0] ? err : apg_strerror(e));
+    send_response(c, opaque, ser, store_err_code(e), remark, NULL, 0, 0, NULL);
+}
+
+/* Answers one send stored at r. */
+static void reply_stored(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
+                         int32_t qid, const struct apg_put_result *r, const char *uniq)
+{
+    char id[64];
+    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, id, sizeof(id));
+    send_response(c, opaque, ser, APG_RESP_SUCCESS, NULL, id, qid, r->pr_queue_offset, uniq);
+}
+
+/* A SYNC_FLUSH acknowledgement for one send, holding a reference to c
+ * (on_ack may run on the flush thread as soon as the put is in, and needs
+ * the connection). NULL when out of memory. */
+static struct apg_sync_ack *ack_new(struct apg_broker *b, struct apg_conn *c, int32_t opaque,
+                                    uint8_t ser, bool oneway, int32_t qid, const char *uniq)
+{
+    struct apg_sync_ack *a = apg_calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->sa_broker = b;
+    apg_conn_ref(c);
+    a->sa_conn = c;
+    a->sa_opaque = opaque;
+    a->sa_serialize = ser;
+    a->sa_oneway = oneway;
+    a->sa_queue_id = qid;
+    snprintf(a->sa_uniq, sizeof(a->sa_uniq), "%s", uniq);
+    return a;
+}
+
+/* An acknowledgement whose put failed: never queued, dropped here. */
+static void ack_drop(struct apg_sync_ack *a)
+{
+    apg_conn_unref(a->sa_conn);
+    apg_free(a);
+}
+
+/* Fills the reply fields of a's single send stored at r. Only the drain,
+ * later on this loop thread, reads them. */
+static void ack_stored(struct apg_broker *b, struct apg_sync_ack *a, const struct apg_put_result *r)
+{
+    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, a->sa_id1, sizeof(a->sa_id1));
+    a->sa_msgid = a->sa_id1;
+    a->sa_queue_offset = r->pr_queue_offset;
+}
+
 /* The properties the send path looks at, found in one walk over the
  * client's property string (first occurrence of each, as apg_props_find
  * would return). */
@@ -371,26 +426,8 @@ bool apg_broker_send_pending(void)
 
 static void pend_reply_error(struct pend_send *pd, struct apg_conn *c, apg_err_t e, const char *err)
 {
-    if (pd->pd_oneway)
-        return;
-    char remark[768];
-    snprintf(remark, sizeof(remark), "the store refused the message: %s",
-             err[0] ? err : apg_strerror(e));
-    struct apg_rcmd req = {0};
-    req.opaque = pd->pd_opaque;
-    req.serialize = pd->pd_serialize;
-    apg_conn_reply(c, &req, store_err_code(e), remark, NULL, 0);
-}
-
-static void pend_reply_ok(struct apg_broker *b, struct pend_send *pd, struct apg_conn *c,
-                          const struct apg_put_result *r)
-{
-    if (pd->pd_oneway)
-        return;
-    char id[64];
-    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, id, sizeof(id));
-    send_response(c, pd->pd_opaque, pd->pd_serialize, APG_RESP_SUCCESS, NULL, id, pd->pd_qid,
-                  r->pr_queue_offset, pd->pd_uniq);
+    if (!pd->pd_oneway)
+        reply_refused(c, pd->pd_opaque, pd->pd_serialize, e, err);
 }
 
 /* SYNC_FLUSH store, reply not waiting for the flush (WAIT=false): the store
@@ -424,26 +461,17 @@ static apg_err_t put_group(struct apg_broker *b, struct pend_list *pl, int i0, i
         g = apg_malloc(sizeof(*g) + (size_t)k * sizeof(g->sg_acks[0]));
         int made = 0;
         for (; g && made < k; made++) {
-            struct apg_sync_ack *a = apg_calloc(1, sizeof(*a));
+            struct pend_send *pd = &pl->pl_v[i0 + made];
+            struct apg_sync_ack *a = ack_new(b, c, pd->pd_opaque, pd->pd_serialize, pd->pd_oneway,
+                                             pd->pd_qid, pd->pd_uniq);
             if (!a)
                 break;
-            struct pend_send *pd = &pl->pl_v[i0 + made];
-            a->sa_broker = b;
-            apg_conn_ref(c);
-            a->sa_conn = c;
-            a->sa_opaque = pd->pd_opaque;
-            a->sa_serialize = pd->pd_serialize;
-            a->sa_oneway = pd->pd_oneway;
-            a->sa_queue_id = pd->pd_qid;
-            memcpy(a->sa_uniq, pd->pd_uniq, sizeof(a->sa_uniq));
             g->sg_acks[made] = a;
             pl->pl_acks[made] = a;
         }
         if (!g || made < k) {
-            for (int i = 0; i < made; i++) {
-                apg_conn_unref(c);
-                apg_free(pl->pl_acks[i]);
-            }
+            for (int i = 0; i < made; i++)
+                ack_drop(pl->pl_acks[i]);
             apg_free(g);
             snprintf(err, errlen, "out of memory");
             return APG_ENOMEM;
@@ -456,26 +484,21 @@ static apg_err_t put_group(struct apg_broker *b, struct pend_list *pl, int i0, i
     if (e) {
         if (sync) {
             atomic_fetch_sub(&b->br_sync_pending, k);
-            for (int i = 0; i < k; i++) {
-                apg_conn_unref(c);
-                apg_free(pl->pl_acks[i]);
-            }
+            for (int i = 0; i < k; i++)
+                ack_drop(pl->pl_acks[i]);
             apg_free(g);
         }
         return e;
     }
     for (int i = 0; i < k; i++) {
         const struct apg_put_result *r = &pl->pl_res[i0 + i];
-        if (!sync) {
-            pend_reply_ok(b, &pl->pl_v[i0 + i], c, r);
-            continue;
-        }
+        struct pend_send *pd = &pl->pl_v[i0 + i];
         /* g may be gone already (the ack thread frees it), the acks are not:
          * only the drain frees them, and it runs on this thread later. */
-        struct apg_sync_ack *a = pl->pl_acks[i];
-        apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, a->sa_id1, sizeof(a->sa_id1));
-        a->sa_msgid = a->sa_id1;
-        a->sa_queue_offset = r->pr_queue_offset;
+        if (sync)
+            ack_stored(b, pl->pl_acks[i], r);
+        else if (!pd->pd_oneway)
+            reply_stored(b, c, pd->pd_opaque, pd->pd_serialize, pd->pd_qid, r, pd->pd_uniq);
     }
     return APG_OK;
 }
@@ -600,27 +623,15 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         }
         res = loop_batch.bs_res;
     }
+    bool oneway = apg_rcmd_is_oneway(req);
     struct apg_sync_ack *ack = NULL;
     if (want_sync) {
-        ack = apg_calloc(1, sizeof(*ack));
+        ack = ack_new(b, c, req->opaque, req->serialize, oneway, qid, uniq);
         if (!ack) {
             apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
             goto done;
         }
-    }
-    if (ack) {
-        /* on_ack may run on the flush thread as soon as the put is in, and
-         * it needs the connection; the reply fields filled after the put
-         * are only read by the drain, which runs on this thread later. */
         atomic_fetch_add(&b->br_sync_pending, 1);
-        ack->sa_broker = b;
-        apg_conn_ref(c);
-        ack->sa_conn = c;
-        ack->sa_opaque = req->opaque;
-        ack->sa_serialize = req->serialize;
-        ack->sa_oneway = apg_rcmd_is_oneway(req);
-        ack->sa_queue_id = qid;
-        snprintf(ack->sa_uniq, sizeof(ack->sa_uniq), "%s", uniq);
     }
     err[0] = 0;
     apg_err_t e =
@@ -628,29 +639,20 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
     if (e) {
         if (ack) {
             atomic_fetch_sub(&b->br_sync_pending, 1);
-            apg_conn_unref(c);
+            ack_drop(ack);
         }
-        apg_free(ack);
-        snprintf(remark, sizeof(remark), "the store refused the message: %s",
-                 err[0] ? err : apg_strerror(e));
-        apg_broker_reply(c, req, store_err_code(e), remark);
+        if (!oneway)
+            reply_refused(c, req->opaque, req->serialize, e, err);
         goto done;
     }
     if (n == 1 && ack) {
-        apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, ack->sa_id1,
-                         sizeof(ack->sa_id1));
-        ack->sa_queue_offset = res[0].pr_queue_offset;
-        ack->sa_msgid = ack->sa_id1;
+        ack_stored(b, ack, &res[0]);
         goto done;
     }
     if (n == 1) {
         /* The common case answers from the stack. */
-        if (!apg_rcmd_is_oneway(req)) {
-            char id[64];
-            apg_msgid_encode(&b->br_store_host, res[0].pr_phys_offset, id, sizeof(id));
-            send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL, id, qid,
-                          res[0].pr_queue_offset, uniq);
-        }
+        if (!oneway)
+            reply_stored(b, c, req->opaque, req->serialize, qid, &res[0], uniq);
         goto done;
     }
     struct apg_buf ids = APG_BUF_INIT;
@@ -666,7 +668,7 @@ void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct
         ack->sa_queue_offset = res[0].pr_queue_offset;
         ack->sa_msgid = (char *)ids.b_data;
         ids.b_data = NULL;
-    } else if (!apg_rcmd_is_oneway(req)) {
+    } else if (!oneway) {
         send_response(c, req->opaque, req->serialize, APG_RESP_SUCCESS, NULL,
                       (const char *)ids.b_data, qid, res[0].pr_queue_offset, uniq);
     }
