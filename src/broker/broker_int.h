@@ -15,6 +15,10 @@
 #include "common/smap.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "protocol/batch.h"
+#include "protocol/msgid.h"
+#include "protocol/props.h"
+#include "protocol/tagexpr.h"
 
 #define APG_PERM_PRIORITY 8
 #define APG_PERM_READ 4
@@ -196,14 +200,6 @@ apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size
 
 /* ---- message helpers (broker_msg.c) ------------------------------------- */
 
-#define APG_PROP_NV_SEP '\x01'
-#define APG_PROP_SEP '\x02'
-
-/* Finds property `name` in an encoded property string; returns a pointer to
- * the value inside props and its length, or NULL. */
-const char *apg_props_find(const char *props, size_t len, const char *name, size_t *vlen);
-/* Appends name\x01value\x02 to b. */
-apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value);
 /* Writes the decimal text of v into out (at least 21 bytes) and returns out
  * (reply fields on the send and pull paths, without printf). */
 char *apg_fmt_i64(char *out, int64_t v);
@@ -230,41 +226,6 @@ struct apg_rcmd;
  * APG_EINVAL with err naming it. Strings borrow the command. */
 apg_err_t apg_send_hdr_parse(const struct apg_rcmd *c, bool short_names, struct apg_send_hdr *h,
                              char *err, size_t errlen);
-
-/* One message of a SEND_BATCH_MESSAGE body (§4.5); pointers borrow body. */
-struct apg_batch_item {
-    int32_t bi_flag;
-    const uint8_t *bi_body;
-    uint32_t bi_body_len;
-    const char *bi_props;
-    uint16_t bi_props_len;
-};
-/* Iterates batch records: *pos starts at 0; returns APG_OK with an item,
- * APG_ENOTFOUND at the end, APG_EPROTO for a malformed record. */
-apg_err_t apg_batch_next(const uint8_t *body, size_t len, size_t *pos, struct apg_batch_item *it,
-                         char *err, size_t errlen);
-
-/* Client-style unique id (§7.3) for messages that arrive without UNIQ_KEY:
- * ip4 (network order bytes), pid, a per-process random, ms since the start
- * of the month, counter. Thread-safe. */
-void apg_msgid_uniq(const uint8_t ip4[4], char out[33]);
-
-/* ---- pull helpers (broker_filter.c) ------------------------------------- */
-
-#define APG_FILTER_MAX_TAGS 32
-
-struct apg_tag_filter {
-    bool tf_all; /* "*" or empty */
-    uint32_t tf_n;
-    int32_t tf_codes[APG_FILTER_MAX_TAGS];
-    char tf_tags[APG_FILTER_MAX_TAGS][128];
-};
-
-/* Parses "TagA || TagB" / "*" into codes and exact tags. */
-apg_err_t apg_tag_filter_parse(const char *expr, struct apg_tag_filter *f, char *err,
-                               size_t errlen);
-bool apg_tag_filter_match_code(const struct apg_tag_filter *f, int64_t code);
-bool apg_tag_filter_match_tag(const struct apg_tag_filter *f, const char *tag, size_t len);
 
 /* Outcome of a pull that found no message, from the store's offsets. */
 enum apg_pull_outcome {

@@ -43,12 +43,12 @@ struct apg_parked {
 };
 
 struct pull_ctx {
-    const struct apg_tag_filter *pc_filter;
+    const struct apg_tagexpr *pc_filter;
 };
 
 static bool filter_code(void *ud, int64_t code)
 {
-    return apg_tag_filter_match_code(ud, code);
+    return apg_tagexpr_match_code(ud, code);
 }
 
 static void reply_pull(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
@@ -68,7 +68,7 @@ static void reply_pull(struct apg_conn *c, const struct apg_rcmd *req, int32_t c
 }
 
 /* Keeps only records whose TAGS is exactly subscribed; returns the count. */
-static int exact_filter(const struct apg_tag_filter *f, struct apg_buf *out)
+static int exact_filter(const struct apg_tagexpr *f, struct apg_buf *out)
 {
     size_t rd = 0, wr = 0;
     int kept = 0;
@@ -79,9 +79,9 @@ static int exact_filter(const struct apg_tag_filter *f, struct apg_buf *out)
         struct apg_msgrec r;
         bool keep = true;
         if (apg_msgrec_decode(out->b_data + rd, size, false, &r, NULL) == APG_MSGREC_OK) {
-            size_t vl;
+            size_t vl = 0;
             const char *v = apg_props_find(r.mr_props, r.mr_props_len, "TAGS", &vl);
-            keep = v ? apg_tag_filter_match_tag(f, v, vl) : false;
+            keep = apg_tagexpr_match_tag(f, v, vl);
         }
         if (keep) {
             if (wr != rd)
@@ -176,8 +176,8 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
         apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, remark);
         return true;
     }
-    struct apg_tag_filter f;
-    if (apg_tag_filter_parse(expr, &f, err, sizeof(err))) {
+    struct apg_tagexpr f;
+    if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof(err))) {
         apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, err);
         return true;
     }
@@ -188,7 +188,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     apg_buf_reset(out);
     struct apg_get_result r;
     apg_err_t e = apg_store_get(b->br_store, topic, strlen(topic), qid, offset, max_msgs,
-                                b->br_max_pull_bytes, f.tf_all ? NULL : filter_code, &f, out, &r);
+                                b->br_max_pull_bytes, f.te_all ? NULL : filter_code, &f, out, &r);
     if (e) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "the store failed to read the queue");
         return true;
@@ -196,7 +196,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     const char *sname = apg_get_status_name(r.gr_status);
     switch (r.gr_status) {
     case APG_GET_FOUND: {
-        int kept = f.tf_all ? r.gr_count : exact_filter(&f, out);
+        int kept = f.te_all ? r.gr_count : exact_filter(&f, out);
         if (kept > 0)
             atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
         if (kept > 0)

@@ -300,7 +300,7 @@ static void ack_stored(struct apg_broker *b, struct apg_sync_ack *a, const struc
 }
 
 /* The properties the send path looks at, found in one walk over the
- * client's property string (first occurrence of each, as apg_props_find
+ * client's property string (the last pair of each name, as apg_props_find
  * would return). */
 struct prop_scan {
     const char *ps_uniq, *ps_tags, *ps_wait;
@@ -311,31 +311,33 @@ struct prop_scan {
 static void props_scan(const char *props, size_t len, struct prop_scan *ps)
 {
     memset(ps, 0, sizeof(*ps));
-    const char *p = props, *end = props + len;
-    while (p < end) {
-        const char *sep = memchr(p, APG_PROP_SEP, (size_t)(end - p));
-        const char *stop = sep ? sep : end;
-        const char *nv = memchr(p, APG_PROP_NV_SEP, (size_t)(stop - p));
-        if (nv) {
-            size_t nl = (size_t)(nv - p);
-            const char *v = nv + 1;
-            size_t vl = (size_t)(stop - v);
-            if (nl == 8 && memcmp(p, "UNIQ_KEY", 8) == 0 && !ps->ps_uniq) {
-                ps->ps_uniq = v;
-                ps->ps_uniq_len = vl;
-            } else if (nl == 4 && memcmp(p, "TAGS", 4) == 0 && !ps->ps_tags) {
-                ps->ps_tags = v;
-                ps->ps_tags_len = vl;
-            } else if (nl == 4 && memcmp(p, "WAIT", 4) == 0 && !ps->ps_wait) {
-                ps->ps_wait = v;
-                ps->ps_wait_len = vl;
-            } else if (nl == 7 && memcmp(p, "CLUSTER", 7) == 0) {
-                ps->ps_cluster = true;
-            } else if (nl == 5 && memcmp(p, "DELAY", 5) == 0) {
-                ps->ps_delay = true;
+    size_t pos = 0;
+    struct apg_prop_kv kv;
+    while (apg_props_next(props, len, &pos, &kv)) {
+        const char *n = kv.pk_name;
+        switch (kv.pk_name_len) {
+        case 8:
+            if (memcmp(n, "UNIQ_KEY", 8) == 0) {
+                ps->ps_uniq = kv.pk_val;
+                ps->ps_uniq_len = kv.pk_val_len;
             }
+            break;
+        case 4:
+            if (memcmp(n, "TAGS", 4) == 0) {
+                ps->ps_tags = kv.pk_val;
+                ps->ps_tags_len = kv.pk_val_len;
+            } else if (memcmp(n, "WAIT", 4) == 0) {
+                ps->ps_wait = kv.pk_val;
+                ps->ps_wait_len = kv.pk_val_len;
+            }
+            break;
+        case 7:
+            ps->ps_cluster |= memcmp(n, "CLUSTER", 7) == 0;
+            break;
+        case 5:
+            ps->ps_delay |= memcmp(n, "DELAY", 5) == 0;
+            break;
         }
-        p = stop + 1;
     }
 }
 
@@ -357,13 +359,13 @@ static apg_err_t build_props(struct apg_broker *b, const char *props, size_t len
                              size_t uniqlen)
 {
     apg_err_t e = apg_buf_append(out, props, len);
-    if (len && props[len - 1] != APG_PROP_SEP && !e)
+    if (len && props[len - 1] != APG_PROPS_SEP && !e)
         e = apg_buf_append(out, "\x02", 1);
     if (ps->ps_uniq) {
         copy_text(uniq, uniqlen, ps->ps_uniq, ps->ps_uniq_len);
     } else {
         char id[33];
-        apg_msgid_uniq(b->br_ip4, id);
+        apg_msgid_uniq_new(b->br_ip4, id);
         copy_text(uniq, uniqlen, id, sizeof(id) - 1);
         if (!e)
             e = apg_props_append(out, "UNIQ_KEY", id);

@@ -139,7 +139,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     snprintf(orig_topic, sizeof(orig_topic), "%.*s", (int)rec.mr_topic_len, rec.mr_topic);
     apg_msgid_encode(&rec.mr_store_host, rec.mr_phys_offset, orig_id, sizeof(orig_id));
     apg_err_t e = apg_buf_append(&props, rec.mr_props, rec.mr_props_len);
-    if (!e && rec.mr_props_len && rec.mr_props[rec.mr_props_len - 1] != APG_PROP_SEP)
+    if (!e && rec.mr_props_len && rec.mr_props[rec.mr_props_len - 1] != APG_PROPS_SEP)
         e = apg_buf_append(&props, "\x02", 1);
     if (!e)
         e = props_with(&props, rec.mr_props, rec.mr_props_len, "RETRY_TOPIC", orig_topic);

@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "protocol/message.h"
+#include "protocol/tagexpr.h"
 #include "apogee/apogee.h"
 
 /* ---- messages (msg.c) ---- */
@@ -77,13 +78,9 @@ char *apg_msg_props_write(const apg_message_t *m, char *out);
  * Chunks without \x01 or shorter than 3 bytes are skipped, as Java does. */
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len);
 
-/* Writes a new UNIQ_KEY (32 upper-case hex digits + NUL) into out[33]:
- * IPv4 | pid (int16) | random instance hash (int32) | ms since the start of
- * the month (int32) | counter (int16). Thread-safe. */
+/* Writes a new UNIQ_KEY for this host (apg_msgid_uniq_new) into out[33].
+ * Thread-safe. */
 void apg_msg_uniq_id(char out[33]);
-/* Same, with explicit inputs (for tests). */
-void apg_msg_uniq_id_fmt(char out[33], const uint8_t ip[4], uint16_t pid, int32_t hash,
-                         int32_t ms_in_month, uint16_t counter);
 /* Sets UNIQ_KEY when absent. */
 apg_err_t apg_msg_ensure_uniq(apg_message_t *m);
 
@@ -102,17 +99,6 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
 typedef apg_err_t (*apg_msg_sink)(apg_message_t *m, void *arg);
 apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on_msg, void *arg,
                                  char *err, size_t errlen);
-
-/* Tag expressions ("*", "", "a || b"). */
-struct apg_tagexpr {
-    bool te_all;
-    size_t te_n;
-    char **te_tags;
-    int32_t *te_codes;
-};
-apg_err_t apg_tagexpr_parse(const char *expr, struct apg_tagexpr *te);
-bool apg_tagexpr_match(const struct apg_tagexpr *te, const char *tag);
-void apg_tagexpr_free(struct apg_tagexpr *te);
 
 /* ---- routes (route.c) ---- */
 

@@ -491,7 +491,8 @@ struct pull_sink {
 static apg_err_t pull_collect(apg_message_t *m, void *arg)
 {
     struct pull_sink *s = arg;
-    if (!apg_tagexpr_match(s->ps_te, apg_message_tags(m))) {
+    const char *tag = apg_message_tags(m);
+    if (!apg_tagexpr_match_tag(s->ps_te, tag, tag ? strlen(tag) : 0)) {
         apg_message_free(m);
         return APG_OK;
     }
@@ -516,8 +517,9 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
 {
     memset(res, 0, sizeof(*res));
     struct apg_tagexpr te;
-    if (apg_tagexpr_parse(expr, &te) != APG_OK)
-        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    apg_err_t pe = apg_tagexpr_parse(expr, expr ? strlen(expr) : 0, &te, err, errlen);
+    if (pe != APG_OK)
+        return pe;
     struct cop op;
     memset(&op, 0, sizeof(op));
     op.co_kind = OP_PULL;
@@ -553,7 +555,6 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
         }
     }
     apg_free(op.co_body);
-    apg_tagexpr_free(&te);
     return e;
 }
 

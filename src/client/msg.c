@@ -1,11 +1,12 @@
 /* Client messages: the message object and its wire forms.
  *
- * Pure code, no sockets and no threads: the property string (name \x01
- * value \x02, wire doc §4.6), the UNIQ_KEY id RocketMQ clients generate
- * (§7.3), the records of a SEND_BATCH_MESSAGE body (§4.5), zlib body
- * compression (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder
- * of pulled bodies, which are stored CommitLog records (§7.2) parsed by the
- * shared record codec (protocol/message.h) and turned into message objects.
+ * No sockets and no threads: the message object, zlib body compression
+ * (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder of pulled
+ * bodies, which are stored CommitLog records (§7.2) parsed by the shared
+ * record codec (protocol/message.h) and turned into message objects. The
+ * formats themselves are the codecs the broker uses too: the property
+ * string (protocol/props.h), UNIQ_KEY (protocol/msgid.h), the batch body
+ * (protocol/batch.h) and tag expressions (protocol/tagexpr.h).
  *
  * Properties keep insertion order in a small array; messages carry a handful
  * of them, so a linear search is the fastest lookup. Allocation: a message
@@ -25,7 +26,10 @@
 #include "client/client_int.h"
 #include "common/hash.h"
 #include "common/mem.h"
+#include "protocol/batch.h"
 #include "protocol/message.h"
+#include "protocol/msgid.h"
+#include "protocol/props.h"
 
 static const char *const reserved_props[] = {
     "KEYS",
@@ -350,17 +354,10 @@ int apg_message_reconsume_times(const apg_message_t *m)
 
 apg_err_t apg_msg_props_encode(const apg_message_t *m, struct apg_buf *out)
 {
-    for (size_t i = 0; i < m->m_nprops; i++) {
-        apg_err_t e = apg_buf_append_str(out, m->m_props[i].pr_key);
-        if (e == APG_OK)
-            e = apg_buf_append(out, "\x01", 1);
-        if (e == APG_OK)
-            e = apg_buf_append_str(out, m->m_props[i].pr_val);
-        if (e == APG_OK)
-            e = apg_buf_append(out, "\x02", 1);
-        if (e != APG_OK)
-            return e;
-    }
+    if (apg_buf_reserve(out, apg_msg_props_len(m)))
+        return APG_ENOMEM;
+    char *end = apg_msg_props_write(m, (char *)out->b_data + out->b_len);
+    out->b_len = (size_t)((uint8_t *)end - out->b_data);
     return APG_OK;
 }
 
@@ -368,41 +365,27 @@ size_t apg_msg_props_len(const apg_message_t *m)
 {
     size_t n = 0;
     for (size_t i = 0; i < m->m_nprops; i++)
-        n += strlen(m->m_props[i].pr_key) + strlen(m->m_props[i].pr_val) + 2;
+        n += apg_props_pair_size(strlen(m->m_props[i].pr_key), strlen(m->m_props[i].pr_val));
     return n;
 }
 
 char *apg_msg_props_write(const apg_message_t *m, char *out)
 {
     for (size_t i = 0; i < m->m_nprops; i++) {
-        size_t k = strlen(m->m_props[i].pr_key), v = strlen(m->m_props[i].pr_val);
-        memcpy(out, m->m_props[i].pr_key, k);
-        out[k] = '\x01';
-        memcpy(out + k + 1, m->m_props[i].pr_val, v);
-        out[k + 1 + v] = '\x02';
-        out += k + v + 2;
+        const char *k = m->m_props[i].pr_key, *v = m->m_props[i].pr_val;
+        out = apg_props_write(out, k, strlen(k), v, strlen(v));
     }
     return out;
 }
 
 apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        const char *chunk = s + i;
-        const char *end = memchr(chunk, '\x02', len - i);
-        size_t clen = end ? (size_t)(end - chunk) : len - i;
-        i += clen + 1;
-        if (clen < 3)
-            continue;
-        const char *sep = memchr(chunk, '\x01', clen);
-        if (sep == NULL)
-            continue;
-        char *k = apg_strndup(chunk, (size_t)(sep - chunk));
-        char *v = apg_strndup(sep + 1, clen - (size_t)(sep - chunk) - 1);
-        apg_err_t e = (k && v) ? APG_OK : APG_ENOMEM;
-        if (e == APG_OK && k[0] != '\0')
-            e = prop_set(m, k, v, false);
+    size_t pos = 0;
+    struct apg_prop_kv kv;
+    while (apg_props_next(s, len, &pos, &kv)) {
+        char *k = apg_strndup(kv.pk_name, kv.pk_name_len);
+        char *v = apg_strndup(kv.pk_val, kv.pk_val_len);
+        apg_err_t e = (k && v) ? prop_set(m, k, v, false) : APG_ENOMEM;
         apg_free(k);
         apg_free(v);
         if (e == APG_ENOMEM)
@@ -413,73 +396,18 @@ apg_err_t apg_msg_props_decode(apg_message_t *m, const char *s, size_t len)
 
 /* ---- UNIQ_KEY ---- */
 
-void apg_msg_uniq_id_fmt(char out[33], const uint8_t ip[4], uint16_t pid, int32_t hash,
-                         int32_t ms_in_month, uint16_t counter)
-{
-    uint8_t raw[16];
-    memcpy(raw, ip, 4);
-    apg_wbe16(raw + 4, pid);
-    apg_wbe32(raw + 6, (uint32_t)hash);
-    apg_wbe32(raw + 10, (uint32_t)ms_in_month);
-    apg_wbe16(raw + 14, counter);
-    static const char hex[] = "0123456789ABCDEF";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[32] = '\0';
-}
-
 static pthread_once_t uniq_once = PTHREAD_ONCE_INIT;
 static uint8_t uniq_ip[4];
-static uint16_t uniq_pid;
-static int32_t uniq_hash;
-static _Atomic uint32_t uniq_counter;
 
 static void uniq_init(void)
 {
     apg_client_local_ip(uniq_ip, NULL, 0);
-    uniq_pid = (uint16_t)getpid();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned seed = (unsigned)(ts.tv_nsec ^ (ts.tv_sec << 8) ^ getpid());
-    uniq_hash = (int32_t)rand_r(&seed) ^ (int32_t)((uint32_t)rand_r(&seed) << 16);
-    atomic_store(&uniq_counter, (uint32_t)rand_r(&seed));
-}
-
-/* Milliseconds since 00:00 local time on the 1st of the current month.
- * localtime_r/mktime take a glibc lock and stat /etc/localtime, so each
- * thread keeps the current month's [start, end) and recomputes only when
- * the clock leaves it (as Java does with nextStartTime). */
-static int64_t month_start(time_t now, int add_months)
-{
-    struct tm tm;
-    localtime_r(&now, &tm);
-    tm.tm_mday = 1;
-    tm.tm_mon += add_months;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    return (int64_t)mktime(&tm);
-}
-
-static int32_t ms_in_month(void)
-{
-    static __thread int64_t start, end;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    time_t now = ts.tv_sec;
-    if ((int64_t)now < start || (int64_t)now >= end) {
-        start = month_start(now, 0);
-        end = month_start(now, 1);
-    }
-    return (int32_t)(((int64_t)now - start) * 1000 + ts.tv_nsec / 1000000);
 }
 
 void apg_msg_uniq_id(char out[33])
 {
     pthread_once(&uniq_once, uniq_init);
-    uint16_t c = (uint16_t)atomic_fetch_add(&uniq_counter, 1);
-    apg_msg_uniq_id_fmt(out, uniq_ip, uniq_pid, uniq_hash, ms_in_month(), c);
+    apg_msgid_uniq_new(uniq_ip, out);
 }
 
 apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
@@ -495,31 +423,18 @@ apg_err_t apg_msg_ensure_uniq(apg_message_t *m)
 
 apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out)
 {
-    if (m->m_body_len > INT32_MAX)
-        return APG_ETOOBIG;
-    /* Properties are encoded in place; the two length fields are patched
-     * once their size is known. */
-    size_t start = out->b_len;
-    apg_err_t e = apg_buf_reserve(out, 4 + 4 + 4 + 4 + 4 + m->m_body_len + 2);
+    /* The property string is written in place, between the codec's begin
+     * (fixed fields and body) and end (lengths patched). */
+    size_t mark;
+    apg_err_t e = apg_batch_begin(out, m->m_flag, m->m_body, m->m_body_len, &mark);
     if (e != APG_OK)
         return e;
-    apg_buf_put_be32(out, 0); /* total size, patched below */
-    apg_buf_put_be32(out, 0); /* magic: ignored by brokers */
-    apg_buf_put_be32(out, 0); /* body crc: recomputed by brokers */
-    apg_buf_put_be32(out, (uint32_t)m->m_flag);
-    apg_buf_put_be32(out, (uint32_t)m->m_body_len);
-    apg_buf_append(out, m->m_body, m->m_body_len);
-    size_t plen_at = out->b_len;
-    apg_buf_put_be16(out, 0);
     e = apg_msg_props_encode(m, out);
-    size_t plen = out->b_len - plen_at - 2;
-    if (e != APG_OK || plen > 32767) {
-        out->b_len = start;
-        return e != APG_OK ? e : APG_ETOOBIG;
+    if (e != APG_OK) {
+        apg_batch_abort(out, mark);
+        return e;
     }
-    apg_wbe32(out->b_data + start, (uint32_t)(out->b_len - start));
-    apg_wbe16(out->b_data + plen_at, (uint16_t)plen);
-    return APG_OK;
+    return apg_batch_end(out, mark);
 }
 
 apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, size_t *out_len)
@@ -595,24 +510,15 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
 static void props_decode_arena(apg_message_t *m, const char *s, size_t len, char **strs)
 {
     char *out = *strs;
-    size_t i = 0;
-    while (i < len) {
-        const char *chunk = s + i;
-        const char *end = memchr(chunk, '\x02', len - i);
-        size_t clen = end ? (size_t)(end - chunk) : len - i;
-        i += clen + 1;
-        if (clen < 3)
-            continue;
-        const char *sep = memchr(chunk, '\x01', clen);
-        if (sep == NULL || sep == chunk)
-            continue;
-        size_t kl = (size_t)(sep - chunk), vl = clen - kl - 1;
-        char *k = out, *v = out + kl + 1;
-        memcpy(k, chunk, kl);
-        k[kl] = '\0';
-        memcpy(v, sep + 1, vl);
-        v[vl] = '\0';
-        out += clen + 1;
+    size_t pos = 0;
+    struct apg_prop_kv kv;
+    while (apg_props_next(s, len, &pos, &kv)) {
+        char *k = out, *v = out + kv.pk_name_len + 1;
+        memcpy(k, kv.pk_name, kv.pk_name_len);
+        k[kv.pk_name_len] = '\0';
+        memcpy(v, kv.pk_val, kv.pk_val_len);
+        v[kv.pk_val_len] = '\0';
+        out = v + kv.pk_val_len + 1;
         size_t j = 0;
         while (j < m->m_nprops && strcmp(m->m_props[j].pr_key, k) != 0)
             j++;
@@ -701,72 +607,4 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
         pos += rec.mr_total_size;
     }
     return APG_OK;
-}
-
-/* ---- tag expressions ---- */
-
-apg_err_t apg_tagexpr_parse(const char *expr, struct apg_tagexpr *te)
-{
-    memset(te, 0, sizeof(*te));
-    if (expr == NULL)
-        expr = "*";
-    while (*expr == ' ')
-        expr++;
-    if (expr[0] == '\0' || strcmp(expr, "*") == 0) {
-        te->te_all = true;
-        return APG_OK;
-    }
-    char *copy = apg_strdup(expr);
-    if (copy == NULL)
-        return APG_ENOMEM;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t l = strlen(tok);
-        while (l && (tok[l - 1] == ' ' || tok[l - 1] == '\t'))
-            tok[--l] = '\0';
-        if (l == 0)
-            continue;
-        char **nt = apg_realloc(te->te_tags, (te->te_n + 1) * sizeof(char *));
-        int32_t *nc = nt ? apg_realloc(te->te_codes, (te->te_n + 1) * sizeof(int32_t)) : NULL;
-        if (nt)
-            te->te_tags = nt;
-        if (nc)
-            te->te_codes = nc;
-        char *d = nc ? apg_strdup(tok) : NULL;
-        if (d == NULL) {
-            apg_free(copy);
-            apg_tagexpr_free(te);
-            return APG_ENOMEM;
-        }
-        te->te_tags[te->te_n] = d;
-        te->te_codes[te->te_n] = apg_java_hash(d, l);
-        te->te_n++;
-    }
-    apg_free(copy);
-    if (te->te_n == 0)
-        te->te_all = true;
-    return APG_OK;
-}
-
-bool apg_tagexpr_match(const struct apg_tagexpr *te, const char *tag)
-{
-    if (te->te_all)
-        return true;
-    if (tag == NULL)
-        return false;
-    for (size_t i = 0; i < te->te_n; i++)
-        if (strcmp(te->te_tags[i], tag) == 0)
-            return true;
-    return false;
-}
-
-void apg_tagexpr_free(struct apg_tagexpr *te)
-{
-    for (size_t i = 0; i < te->te_n; i++)
-        apg_free(te->te_tags[i]);
-    apg_free(te->te_tags);
-    apg_free(te->te_codes);
-    memset(te, 0, sizeof(*te));
 }

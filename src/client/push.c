@@ -416,7 +416,8 @@ static apg_err_t pull_sink_msg(apg_message_t *m, void *arg)
 {
     struct pull_sink *s = arg;
     struct pq *q = s->ps_q;
-    if (!apg_tagexpr_match(&q->q_sub->s_te, apg_message_tags(m))) {
+    const char *tag = apg_message_tags(m);
+    if (!apg_tagexpr_match_tag(&q->q_sub->s_te, tag, tag ? strlen(tag) : 0)) {
         apg_message_free(m);
         return APG_OK;
     }
@@ -958,7 +959,7 @@ static apg_err_t push_hb_body(struct apg_cio *io, void *owner, struct apg_buf *o
     for (struct psub *s = c->pc_subs; subs && s; s = s->s_next) {
         json_t *tags = json_array(), *codes = json_array();
         for (size_t i = 0; tags && codes && i < s->s_te.te_n; i++) {
-            json_array_append_new(tags, json_string(s->s_te.te_tags[i]));
+            json_array_append_new(tags, json_string(apg_tagexpr_tag(&s->s_te, i)));
             json_array_append_new(codes, json_integer(s->s_te.te_codes[i]));
         }
         json_t *o = json_pack("{s:b, s:s, s:s, s:o, s:o, s:I, s:s}", "classFilterMode", 0, "topic",
@@ -1323,6 +1324,10 @@ apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
         return apg_errf(APG_EINVAL, err, errlen, "topic name must have 1..127 characters");
     if (expr == NULL || expr[0] == '\0')
         expr = "*";
+    struct apg_tagexpr te;
+    apg_err_t pe = apg_tagexpr_parse(expr, strlen(expr), &te, err, errlen);
+    if (pe != APG_OK)
+        return pe;
     struct psub *s = sub_find(c, topic);
     bool fresh = s == NULL;
     if (fresh) {
@@ -1333,10 +1338,10 @@ apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
         }
     } else {
         apg_free(s->s_expr);
-        apg_tagexpr_free(&s->s_te);
     }
     s->s_expr = apg_strdup(expr);
-    if (s->s_expr == NULL || apg_tagexpr_parse(expr, &s->s_te) != APG_OK) {
+    s->s_te = te;
+    if (s->s_expr == NULL) {
         apg_free(s->s_expr);
         s->s_expr = NULL;
         memset(&s->s_te, 0, sizeof(s->s_te));
@@ -1478,7 +1483,6 @@ void apg_push_consumer_destroy(apg_push_consumer_t *c)
         n = s->s_next;
         apg_free(s->s_topic);
         apg_free(s->s_expr);
-        apg_tagexpr_free(&s->s_te);
         apg_free(s);
     }
     apg_free(c->pc_workers);

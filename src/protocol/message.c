@@ -1,4 +1,4 @@
-/* Stored message record codec and offset message ids (see message.h).
+/* Stored message record codec (see message.h).
  *
  * Layout (wire doc §7.2, V1): TOTALSIZE, MAGIC, BODYCRC, QUEUEID, FLAG,
  * QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG, BORNTIMESTAMP, BORNHOST (8 or 20),
@@ -161,57 +161,4 @@ enum apg_msgrec_check apg_msgrec_decode(const uint8_t *buf, size_t len, bool che
     if (check_crc && apg_rmq_crc32(m->mr_body, blen) != m->mr_body_crc)
         return bad(why, "body CRC mismatch");
     return APG_MSGREC_OK;
-}
-
-size_t apg_msgid_encode(const struct apg_host *h, int64_t phys_offset, char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    uint8_t raw[28];
-    size_t n = h->h_v6 ? 16 : 4;
-    memcpy(raw, h->h_ip, n);
-    apg_wbe32(raw + n, h->h_port);
-    apg_wbe64(raw + n + 4, (uint64_t)phys_offset);
-    n += 12;
-    if (outlen < 2 * n + 1) {
-        if (outlen)
-            out[0] = 0;
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * n] = 0;
-    return 2 * n;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-apg_err_t apg_msgid_decode(const char *id, size_t len, struct apg_host *host, int64_t *phys_offset)
-{
-    if (len != 32 && len != 56)
-        return APG_EINVAL;
-    uint8_t raw[28];
-    for (size_t i = 0; i < len / 2; i++) {
-        int a = hexval(id[2 * i]), b = hexval(id[2 * i + 1]);
-        if (a < 0 || b < 0)
-            return APG_EINVAL;
-        raw[i] = (uint8_t)(a << 4 | b);
-    }
-    size_t n = len == 56 ? 16 : 4;
-    memset(host, 0, sizeof(*host));
-    host->h_v6 = n == 16;
-    memcpy(host->h_ip, raw, n);
-    host->h_port = apg_be32(raw + n);
-    *phys_offset = (int64_t)apg_be64(raw + n + 4);
-    return APG_OK;
 }

@@ -1,5 +1,6 @@
-/* Stored message record codec (wire doc §7.2) and offset message ids
- * (§7.3): pure, bounds-checked.
+/* Stored message record codec (wire doc §7.2): pure, bounds-checked. The
+ * host addresses and the offset message ids derived from a record are in
+ * protocol/msgid.h.
  *
  * The record a producer's message becomes in the commit log is also exactly
  * what PULL/VIEW return to consumers, so the store, the broker and (later)
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "protocol/msgid.h"
 
 #define APG_MSGREC_MAGIC_V1 0xDAA320A7u
 #define APG_MSGREC_MAGIC_V2 0xDAA320ABu
@@ -27,13 +29,6 @@
 #define APG_SYSFLAG_TX_ROLLBACK 0xC
 #define APG_SYSFLAG_BORNHOST_V6 0x10
 #define APG_SYSFLAG_STOREHOST_V6 0x20
-
-/* A network address as stored in BORNHOST / STOREHOSTADDRESS. */
-struct apg_host {
-    bool h_v6;        /* false: IPv4 (h_ip[0..3]), true: IPv6 (16 bytes) */
-    uint8_t h_ip[16]; /* network byte order */
-    uint32_t h_port;  /* stored as int32 */
-};
 
 /* One message to encode (and to append with apg_store_put()). All pointers
  * are borrowed for the duration of the call only. */
@@ -104,13 +99,5 @@ enum apg_msgrec_check {
  * filled. `why` (may be NULL) receives a static reason for APG_MSGREC_BAD. Pure. */
 enum apg_msgrec_check apg_msgrec_decode(const uint8_t *buf, size_t len, bool check_crc,
                                         struct apg_msgrec *r, const char **why);
-
-/* Offset message id (wire doc §7.3): uppercase hex of store host address, port
- * and phys offset into out (needs 33 or 57 bytes), NUL-terminated. Returns the
- * length. Pure. */
-size_t apg_msgid_encode(const struct apg_host *store_host, int64_t phys_offset, char *out,
-                        size_t outlen);
-/* Parses an offset msgId. APG_EINVAL if malformed. Pure. */
-apg_err_t apg_msgid_decode(const char *id, size_t len, struct apg_host *host, int64_t *phys_offset);
 
 #endif

@@ -61,8 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *sub = apg_rcmd_ext_get(&cmd, "subscription");
         if (sub == NULL)
             sub = cmd.remark;
-        struct apg_tag_filter tf;
-        bool have_tf = sub != NULL && apg_tag_filter_parse(sub, &tf, err, sizeof(err)) == APG_OK;
+        struct apg_tagexpr tf;
+        bool have_tf =
+            sub != NULL && apg_tagexpr_parse(sub, strlen(sub), &tf, err, sizeof(err)) == APG_OK;
         size_t pos = 0, count = 0;
         struct apg_batch_item it;
         apg_err_t e;
@@ -73,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             props(it.bi_props, it.bi_props_len);
             size_t tl = 0;
             const char *tag = apg_props_find(it.bi_props, it.bi_props_len, "TAGS", &tl);
-            if (have_tf && tag != NULL)
-                (void)apg_tag_filter_match_tag(&tf, tag, tl);
+            if (have_tf)
+                (void)apg_tagexpr_match_tag(&tf, tag, tl);
             CHECK(++count <= cmd.body_len);
         }
         CHECK(e == APG_ENOTFOUND || e == APG_EPROTO);

@@ -173,113 +173,12 @@ static void test_names(void **st)
     assert_false(apg_name_topic_send_forbidden("orders"));
 }
 
-static void test_tag_filter(void **st)
-{
-    (void)st;
-    struct apg_tag_filter f;
-    char err[128];
-    assert_int_equal(apg_tag_filter_parse("TagA || TagB", &f, err, sizeof(err)), APG_OK);
-    assert_false(f.tf_all);
-    assert_int_equal(f.tf_n, 2);
-    assert_true(apg_tag_filter_match_code(&f, apg_java_hash("TagA", 4)));
-    assert_false(apg_tag_filter_match_code(&f, apg_java_hash("TagC", 4)));
-    assert_true(apg_tag_filter_match_tag(&f, "TagB", 4));
-    assert_false(apg_tag_filter_match_tag(&f, "TagBB", 5));
-    /* "Aa" and "BB" share a Java hash: the exact check tells them apart. */
-    assert_int_equal(apg_tag_filter_parse("Aa", &f, err, sizeof(err)), APG_OK);
-    assert_true(apg_tag_filter_match_code(&f, apg_java_hash("BB", 2)));
-    assert_false(apg_tag_filter_match_tag(&f, "BB", 2));
-    assert_int_equal(apg_tag_filter_parse("*", &f, err, sizeof(err)), APG_OK);
-    assert_true(f.tf_all);
-    assert_int_equal(apg_tag_filter_parse(NULL, &f, err, sizeof(err)), APG_OK);
-    assert_true(f.tf_all);
-}
-
-static void test_props(void **st)
-{
-    (void)st;
-    struct apg_buf b = APG_BUF_INIT;
-    apg_props_append(&b, "TAGS", "TagA");
-    apg_props_append(&b, "KEYS", "k1 k2");
-    apg_props_append(&b, "UNIQ_KEY", "ABC");
-    size_t vl;
-    const char *v = apg_props_find((const char *)b.b_data, b.b_len, "KEYS", &vl);
-    assert_non_null(v);
-    assert_int_equal(vl, 5);
-    assert_memory_equal(v, "k1 k2", 5);
-    assert_null(apg_props_find((const char *)b.b_data, b.b_len, "KEY", &vl));
-    assert_null(apg_props_find((const char *)b.b_data, b.b_len, "WAIT", &vl));
-    /* Without the trailing separator. */
-    const char *s = "A\x01"
-                    "1\x02"
-                    "B\x01"
-                    "22";
-    v = apg_props_find(s, strlen(s), "B", &vl);
-    assert_non_null(v);
-    assert_int_equal(vl, 2);
-    apg_buf_free(&b);
-}
-
-static void put_rec(struct apg_buf *b, int flag, const char *body, const char *props)
-{
-    size_t bl = strlen(body), pl = strlen(props);
-    apg_buf_put_be32(b, (uint32_t)(20 + bl + 2 + pl));
-    apg_buf_put_be32(b, 0);
-    apg_buf_put_be32(b, 0);
-    apg_buf_put_be32(b, (uint32_t)flag);
-    apg_buf_put_be32(b, (uint32_t)bl);
-    apg_buf_append(b, body, bl);
-    apg_buf_put_be16(b, (uint16_t)pl);
-    apg_buf_append(b, props, pl);
-}
-
-static void test_batch(void **st)
-{
-    (void)st;
-    struct apg_buf b = APG_BUF_INIT;
-    put_rec(&b, 1, "hello", "TAGS\x01x\x02");
-    put_rec(&b, 2, "", "");
-    size_t pos = 0;
-    struct apg_batch_item it;
-    char err[128];
-    assert_int_equal(apg_batch_next(b.b_data, b.b_len, &pos, &it, err, sizeof(err)), APG_OK);
-    assert_int_equal(it.bi_flag, 1);
-    assert_int_equal(it.bi_body_len, 5);
-    assert_int_equal(it.bi_props_len, 7);
-    assert_int_equal(apg_batch_next(b.b_data, b.b_len, &pos, &it, err, sizeof(err)), APG_OK);
-    assert_int_equal(it.bi_flag, 2);
-    assert_int_equal(apg_batch_next(b.b_data, b.b_len, &pos, &it, err, sizeof(err)), APG_ENOTFOUND);
-    /* Truncated and inconsistent records. */
-    pos = 0;
-    assert_int_equal(apg_batch_next(b.b_data, 10, &pos, &it, err, sizeof(err)), APG_EPROTO);
-    b.b_data[3] = 200;
-    pos = 0;
-    assert_int_equal(apg_batch_next(b.b_data, b.b_len, &pos, &it, err, sizeof(err)), APG_EPROTO);
-    apg_buf_free(&b);
-}
-
-static void test_uniq_id(void **st)
-{
-    (void)st;
-    const uint8_t ip[4] = {127, 0, 0, 1};
-    char a[33], b[33];
-    apg_msgid_uniq(ip, a);
-    apg_msgid_uniq(ip, b);
-    assert_int_equal(strlen(a), 32);
-    assert_string_not_equal(a, b);
-    assert_memory_equal(a, "7F000001", 8);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topics_autocreate_and_persist),
         cmocka_unit_test(test_groups_and_offsets),
         cmocka_unit_test(test_names),
-        cmocka_unit_test(test_tag_filter),
-        cmocka_unit_test(test_props),
-        cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_uniq_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

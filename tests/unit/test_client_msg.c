@@ -1,6 +1,6 @@
 /* Unit tests for the client's pure codecs (src/client/msg.c, route.c):
  * properties, UNIQ_KEY, batch records, pulled-record decoding built by hand
- * per wire doc §7.2, compression, tag expressions, route JSON, queue choice. */
+ * per wire doc §7.2, compression, route JSON, queue choice. */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -101,10 +101,6 @@ static void test_message_block(void **state)
 
 static void test_uniq_id(void **state)
 {
-    char id[33];
-    const uint8_t ip[4] = {10, 0, 0, 1};
-    apg_msg_uniq_id_fmt(id, ip, 0x1234, (int32_t)0xCAFEBABE, 0x01020304, 0xFFFE);
-    assert_string_equal(id, "0A0000011234CAFEBABE01020304FFFE");
     char a[33], b[33];
     apg_msg_uniq_id(a);
     apg_msg_uniq_id(b);
@@ -245,22 +241,6 @@ static void test_decode_records(void **state)
     apg_buf_free(&b);
 }
 
-static void test_tagexpr(void **state)
-{
-    struct apg_tagexpr te;
-    assert_int_equal(apg_tagexpr_parse(" TagA || TagB ||", &te), APG_OK);
-    assert_false(te.te_all);
-    assert_int_equal(te.te_n, 2);
-    assert_true(apg_tagexpr_match(&te, "TagB"));
-    assert_false(apg_tagexpr_match(&te, "TagC"));
-    assert_false(apg_tagexpr_match(&te, NULL));
-    assert_int_equal(te.te_codes[0], apg_java_hash("TagA", 4));
-    apg_tagexpr_free(&te);
-    assert_int_equal(apg_tagexpr_parse("*", &te), APG_OK);
-    assert_true(apg_tagexpr_match(&te, NULL));
-    apg_tagexpr_free(&te);
-}
-
 static const char route_fastjson[] =
     "{\"brokerDatas\":[{\"brokerAddrs\":{0:\"10.0.0.2:10911\",1:\"10.0.0.3:10911\"},"
     "\"brokerName\":\"broker-b\",\"cluster\":\"C\"},"
@@ -368,9 +348,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_props_roundtrip), cmocka_unit_test(test_uniq_id),
         cmocka_unit_test(test_batch_record),    cmocka_unit_test(test_decode_records),
-        cmocka_unit_test(test_tagexpr),         cmocka_unit_test(test_route),
-        cmocka_unit_test(test_normalize),       cmocka_unit_test(test_alloc_average),
-        cmocka_unit_test(test_message_block),
+        cmocka_unit_test(test_route),           cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_alloc_average),   cmocka_unit_test(test_message_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
