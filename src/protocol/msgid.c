@@ -5,7 +5,7 @@
  * physical offset (int64): 32 or 56 digits, enough for a broker to find the
  * record again (VIEW_MESSAGE_BY_ID). A UNIQ_KEY is the producer's address
  * (4 or 16 bytes), pid (int16), an instance hash (int32), milliseconds since
- * the start of the month (int32) and a counter (int16): 32 or 44 digits.
+ * the start of the month (int32) and a counter (int16): 32 or 56 digits.
  * Decoders accept either case of hex digit and reject every other length or
  * character. Pure code; any thread. */
 #include "protocol/msgid.h"

@@ -40,12 +40,12 @@ struct apg_uniq_id {
 };
 
 #define APG_UNIQ_ID_V4_LEN 32
-#define APG_UNIQ_ID_MAX_LEN 44
+#define APG_UNIQ_ID_MAX_LEN 56
 
 /* Writes the uppercase hex id into out (room for 2 * (ip_len + 12) + 1) and
  * returns its length; 0 when ui_ip_len is neither 4 nor 16 or out is short. */
 size_t apg_msgid_uniq_encode(const struct apg_uniq_id *u, char *out, size_t outlen);
-/* Parses a UNIQ_KEY of 32 or 44 hex digits. APG_EINVAL if malformed. */
+/* Parses a UNIQ_KEY of 32 or 56 hex digits. APG_EINVAL if malformed. */
 apg_err_t apg_msgid_uniq_decode(const char *id, size_t len, struct apg_uniq_id *u);
 
 /* A new UNIQ_KEY for a message from the host with address ip4 (32 hex digits
