@@ -1,5 +1,5 @@
-/* Topic routes: parsing TopicRouteData (wire doc §2.1, §3.4) and choosing a
- * queue.
+/* Topic routes: turning TopicRouteData (wire doc §2.1, §3.4; decoded by
+ * protocol/route_json.h) into queue lists, and choosing a queue.
  *
  * Pure code. The writable queue list is built the way Java's
  * TopicPublishInfo is: queue datas sorted by broker name, brokers with WRITE
@@ -19,6 +19,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/mem.h"
+#include "protocol/route_json.h"
 
 #define PERM_READ 4
 #define PERM_WRITE 2
@@ -45,9 +46,9 @@ const char *apg_croute_master(const struct apg_croute *rt, const char *broker)
 
 static int qd_cmp(const void *a, const void *b)
 {
-    const char *na = json_string_value(json_object_get(*(json_t *const *)a, "brokerName"));
-    const char *nb = json_string_value(json_object_get(*(json_t *const *)b, "brokerName"));
-    return strcmp(na ? na : "", nb ? nb : "");
+    const struct apg_route_qd *qa = *(const struct apg_route_qd *const *)a;
+    const struct apg_route_qd *qb = *(const struct apg_route_qd *const *)b;
+    return strcmp(qa->qd_broker, qb->qd_broker);
 }
 
 static apg_err_t add_queues(apg_mq_t **arr, size_t *n, const char *topic, const char *broker,
@@ -76,32 +77,26 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
                            struct apg_croute *rt, char *err, size_t errlen)
 {
     memset(rt, 0, sizeof(*rt));
-    char jerr[160];
-    json_t *root = apg_json_parse((const char *)body, len, jerr, sizeof(jerr));
-    if (root == NULL)
-        return apg_errf(APG_EPROTO, err, errlen, "route of '%s' is not JSON: %s", topic, jerr);
-    apg_err_t e = APG_OK;
-    json_t *bds = json_object_get(root, "brokerDatas");
-    json_t *qds = json_object_get(root, "queueDatas");
-    if (!json_is_array(bds) || !json_is_array(qds)) {
-        e = apg_errf(APG_EPROTO, err, errlen, "route of '%s' lacks brokerDatas/queueDatas", topic);
-        goto out;
-    }
-    size_t nb = json_array_size(bds);
-    rt->rt_brokers = apg_calloc(nb ? nb : 1, sizeof(*rt->rt_brokers));
+    struct apg_route_data rd;
+    char why[200];
+    apg_err_t e = apg_route_data_decode(body, len, &rd, why, sizeof(why));
+    if (e != APG_OK)
+        return apg_errf(e, err, errlen, "route of '%s': %s", topic,
+                        e == APG_ENOMEM ? "out of memory" : why);
+    const struct apg_route_qd **sorted = NULL;
+    rt->rt_brokers = apg_calloc(rd.rd_nbds ? rd.rd_nbds : 1, sizeof(*rt->rt_brokers));
     if (rt->rt_brokers == NULL) {
         e = APG_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < nb; i++) {
-        json_t *bd = json_array_get(bds, i);
-        const char *name = json_string_value(json_object_get(bd, "brokerName"));
-        json_t *addrs = json_object_get(bd, "brokerAddrs");
-        if (name == NULL || !json_is_object(addrs))
-            continue;
-        const char *master = json_string_value(json_object_get(addrs, "0"));
+    for (size_t i = 0; i < rd.rd_nbds; i++) {
+        const struct apg_route_bd *bd = &rd.rd_bds[i];
+        const char *master = NULL;
+        for (size_t k = 0; k < bd->bd_naddrs; k++)
+            if (bd->bd_addrs[k].ra_id == 0)
+                master = bd->bd_addrs[k].ra_addr;
         struct apg_broker_addr *ba = &rt->rt_brokers[rt->rt_nbrokers];
-        ba->ba_name = apg_strdup(name);
+        ba->ba_name = apg_strdup(bd->bd_name);
         ba->ba_master = master ? apg_strdup(master) : NULL;
         if (ba->ba_name == NULL || (master && ba->ba_master == NULL)) {
             apg_free(ba->ba_name);
@@ -110,33 +105,27 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
         }
         rt->rt_nbrokers++;
     }
-    size_t nq = json_array_size(qds);
-    json_t **sorted = apg_malloc((nq ? nq : 1) * sizeof(json_t *));
+    sorted = apg_malloc((rd.rd_nqds ? rd.rd_nqds : 1) * sizeof(*sorted));
     if (sorted == NULL) {
         e = APG_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < nq; i++)
-        sorted[i] = json_array_get(qds, i);
-    qsort(sorted, nq, sizeof(json_t *), qd_cmp);
-    for (size_t i = 0; i < nq && e == APG_OK; i++) {
-        json_t *qd = sorted[i];
-        const char *name = json_string_value(json_object_get(qd, "brokerName"));
-        if (name == NULL)
-            continue;
-        int perm = (int)json_integer_value(json_object_get(qd, "perm"));
-        int w = (int)json_integer_value(json_object_get(qd, "writeQueueNums"));
-        int r = (int)json_integer_value(json_object_get(qd, "readQueueNums"));
-        if ((perm & PERM_WRITE) && apg_croute_master(rt, name) != NULL)
-            e = add_queues(&rt->rt_wq, &rt->rt_nwq, topic, name, w);
-        if (e == APG_OK && (perm & PERM_READ) && apg_croute_master(rt, name) != NULL)
-            e = add_queues(&rt->rt_rq, &rt->rt_nrq, topic, name, r);
+    for (size_t i = 0; i < rd.rd_nqds; i++)
+        sorted[i] = &rd.rd_qds[i];
+    qsort(sorted, rd.rd_nqds, sizeof(*sorted), qd_cmp);
+    for (size_t i = 0; i < rd.rd_nqds && e == APG_OK; i++) {
+        const struct apg_route_qd *qd = sorted[i];
+        bool live = apg_croute_master(rt, qd->qd_broker) != NULL;
+        if ((qd->qd_perm & PERM_WRITE) && live)
+            e = add_queues(&rt->rt_wq, &rt->rt_nwq, topic, qd->qd_broker, qd->qd_write);
+        if (e == APG_OK && (qd->qd_perm & PERM_READ) && live)
+            e = add_queues(&rt->rt_rq, &rt->rt_nrq, topic, qd->qd_broker, qd->qd_read);
     }
-    apg_free(sorted);
     if (e != APG_OK)
         apg_errf(e, err, errlen, "route of '%s': bad queue data", topic);
 out:
-    json_decref(root);
+    apg_free(sorted);
+    apg_route_data_free(&rd);
     if (e != APG_OK)
         apg_croute_free(rt);
     return e;

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/smap.h"
+#include "protocol/route_json.h"
 
 struct broker_addr {
     int64_t ba_id;
@@ -531,21 +532,24 @@ int apg_route_add_write_perm(struct apg_route_table *rt, const char *broker_name
 
 /* ---- JSON ---- */
 
+/* BrokerData of b, through the route codec. */
 static json_t *broker_json(const struct broker *b)
 {
-    json_t *addrs = json_object();
-    for (size_t i = 0; i < b->b_n; i++) {
-        char id[24];
-        snprintf(id, sizeof(id), "%lld", (long long)b->b_addrs[i].ba_id);
-        json_object_set_new(addrs, id, json_string(b->b_addrs[i].ba_addr));
-    }
-    json_t *j = json_object();
-    json_object_set_new(j, "brokerAddrs", addrs);
-    json_object_set_new(j, "brokerName", json_string(b->b_name));
-    json_object_set_new(j, "cluster", json_string(b->b_cluster));
-    json_object_set_new(j, "enableActingMaster", json_boolean(b->b_acting));
-    if (b->b_zone)
-        json_object_set_new(j, "zoneName", json_string(b->b_zone));
+    struct apg_route_addr stack[8];
+    struct apg_route_addr *a = b->b_n <= 8 ? stack : apg_malloc(b->b_n * sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    for (size_t i = 0; i < b->b_n; i++)
+        a[i] = (struct apg_route_addr){b->b_addrs[i].ba_id, b->b_addrs[i].ba_addr};
+    struct apg_route_bd bd = {.bd_cluster = b->b_cluster,
+                              .bd_name = b->b_name,
+                              .bd_zone = b->b_zone,
+                              .bd_acting = b->b_acting,
+                              .bd_addrs = a,
+                              .bd_naddrs = b->b_n};
+    json_t *j = apg_route_bd_to_json(&bd);
+    if (a != stack)
+        apg_free(a);
     return j;
 }
 
@@ -554,30 +558,42 @@ json_t *apg_route_topic_json(const struct apg_route_table *rt, const char *topic
     struct apg_smap *qds = apg_smap_get(&rt->rt_topics, topic);
     if (!qds || qds->sm_len == 0)
         return NULL;
-    json_t *qa = json_array(), *ba = json_array();
-    size_t it;
+    /* The route borrows names and addresses from the tables; one block holds
+     * its arrays (queue datas, broker datas, every broker's addresses). */
+    size_t nq = qds->sm_len, na = 0, it;
     for (struct apg_smap_ent *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it)) {
-        const struct queue_data *q = e->se_val;
-        json_t *qj = json_object();
-        json_object_set_new(qj, "brokerName", json_string(e->se_key));
-        json_object_set_new(qj, "perm", json_integer(q->q_perm));
-        json_object_set_new(qj, "readQueueNums", json_integer(q->q_read));
-        json_object_set_new(qj, "topicSysFlag", json_integer(q->q_sys_flag));
-        json_object_set_new(qj, "writeQueueNums", json_integer(q->q_write));
-        json_array_append_new(qa, qj);
         const struct broker *b = apg_smap_get(&rt->rt_brokers, e->se_key);
-        if (b)
-            json_array_append_new(ba, broker_json(b));
+        na += b ? b->b_n : 0;
     }
-    if (json_array_size(ba) == 0) {
-        json_decref(qa);
-        json_decref(ba);
+    void *block = apg_malloc(nq * (sizeof(struct apg_route_qd) + sizeof(struct apg_route_bd)) +
+                             (na ? na : 1) * sizeof(struct apg_route_addr));
+    if (block == NULL)
         return NULL;
+    struct apg_route_qd *q = block;
+    struct apg_route_bd *bd = (struct apg_route_bd *)(q + nq);
+    struct apg_route_addr *a = (struct apg_route_addr *)(bd + nq);
+    struct apg_route_data rd = {.rd_qds = q, .rd_bds = bd};
+    for (struct apg_smap_ent *e = apg_smap_first(qds, &it); e; e = apg_smap_next(qds, e, &it)) {
+        const struct queue_data *qd = e->se_val;
+        q[rd.rd_nqds++] = (struct apg_route_qd){.qd_broker = e->se_key,
+                                                .qd_read = qd->q_read,
+                                                .qd_write = qd->q_write,
+                                                .qd_perm = qd->q_perm,
+                                                .qd_sysflag = qd->q_sys_flag};
+        const struct broker *b = apg_smap_get(&rt->rt_brokers, e->se_key);
+        if (b == NULL)
+            continue;
+        bd[rd.rd_nbds++] = (struct apg_route_bd){.bd_cluster = b->b_cluster,
+                                                 .bd_name = b->b_name,
+                                                 .bd_zone = b->b_zone,
+                                                 .bd_acting = b->b_acting,
+                                                 .bd_addrs = a,
+                                                 .bd_naddrs = b->b_n};
+        for (size_t i = 0; i < b->b_n; i++)
+            *a++ = (struct apg_route_addr){b->b_addrs[i].ba_id, b->b_addrs[i].ba_addr};
     }
-    json_t *j = json_object();
-    json_object_set_new(j, "brokerDatas", ba);
-    json_object_set_new(j, "filterServerTable", json_object());
-    json_object_set_new(j, "queueDatas", qa);
+    json_t *j = rd.rd_nbds ? apg_route_data_to_json(&rd) : NULL;
+    apg_free(block);
     return j;
 }
 

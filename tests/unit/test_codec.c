@@ -1,6 +1,6 @@
 /* Round-trip and malformed-input tests of the codecs in src/protocol that
  * broker and client share: the property string, offset ids and UNIQ_KEY,
- * the batch body and tag expressions (including the promise that a
+ * the batch body, route JSON and tag expressions (including the promise that a
  * subscription means the same thing to the broker's filter and to the
  * client's). */
 #include <setjmp.h>
@@ -9,12 +9,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/hash.h"
 #include "protocol/batch.h"
 #include "protocol/msgid.h"
 #include "protocol/props.h"
+#include "protocol/route_json.h"
 #include "protocol/tagexpr.h"
 
 /* ---- property string ---- */
@@ -395,6 +397,94 @@ static void test_tagexpr_broker_client_agree(void **st)
     assert_true(apg_tagexpr_match_code(&te, (int64_t)0x100000000LL + apg_java_hash("Aa", 2)));
 }
 
+/* ---- route JSON ---- */
+
+static void test_route_roundtrip(void **st)
+{
+    (void)st;
+    const struct apg_route_addr a1[] = {{0, "10.0.0.1:10911"}, {1, "10.0.0.2:10911"}};
+    const struct apg_route_addr a2[] = {{2, "[::1]:10911"}};
+    const struct apg_route_bd bds[] = {
+        {.bd_cluster = "C", .bd_name = "broker-a", .bd_addrs = a1, .bd_naddrs = 2},
+        {.bd_cluster = "C",
+         .bd_name = "broker-b",
+         .bd_zone = "z1",
+         .bd_acting = true,
+         .bd_addrs = a2,
+         .bd_naddrs = 1},
+    };
+    const struct apg_route_qd qds[] = {{"broker-a", 4, 8, 6, 0}, {"broker-b", 2, 2, 4, 1}};
+    struct apg_route_data in = {.rd_qds = qds, .rd_nqds = 2, .rd_bds = bds, .rd_nbds = 2}, out;
+    json_t *j = apg_route_data_to_json(&in);
+    assert_non_null(j);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char err[200];
+    assert_int_equal(
+        apg_route_data_decode((const uint8_t *)text, strlen(text), &out, err, sizeof(err)), APG_OK);
+    assert_int_equal(out.rd_nqds, 2);
+    assert_int_equal(out.rd_nbds, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(out.rd_qds[i].qd_broker, qds[i].qd_broker);
+        assert_int_equal(out.rd_qds[i].qd_read, qds[i].qd_read);
+        assert_int_equal(out.rd_qds[i].qd_write, qds[i].qd_write);
+        assert_int_equal(out.rd_qds[i].qd_perm, qds[i].qd_perm);
+        assert_int_equal(out.rd_qds[i].qd_sysflag, qds[i].qd_sysflag);
+        assert_string_equal(out.rd_bds[i].bd_name, bds[i].bd_name);
+        assert_string_equal(out.rd_bds[i].bd_cluster, "C");
+        assert_int_equal(out.rd_bds[i].bd_acting, bds[i].bd_acting);
+        assert_int_equal(out.rd_bds[i].bd_naddrs, bds[i].bd_naddrs);
+        for (size_t k = 0; k < bds[i].bd_naddrs; k++) {
+            assert_int_equal(out.rd_bds[i].bd_addrs[k].ra_id, bds[i].bd_addrs[k].ra_id);
+            assert_string_equal(out.rd_bds[i].bd_addrs[k].ra_addr, bds[i].bd_addrs[k].ra_addr);
+        }
+    }
+    assert_null(out.rd_bds[0].bd_zone);
+    assert_string_equal(out.rd_bds[1].bd_zone, "z1");
+    apg_route_data_free(&out);
+    free(text);
+
+    /* fastjson's bare integer keys. */
+    static const char fj[] = "{\"brokerDatas\":[{\"brokerAddrs\":{0:\"h:1\",1:\"h:2\"},"
+                             "\"brokerName\":\"b\",\"cluster\":\"C\"}],\"filterServerTable\":{},"
+                             "\"queueDatas\":[{\"brokerName\":\"b\",\"perm\":6,"
+                             "\"readQueueNums\":4,\"topicSysFlag\":0,\"writeQueueNums\":4}],"
+                             "\"newerField\":[1,2]}";
+    assert_int_equal(
+        apg_route_data_decode((const uint8_t *)fj, sizeof(fj) - 1, &out, err, sizeof(err)), APG_OK);
+    assert_int_equal(out.rd_bds[0].bd_addrs[1].ra_id, 1);
+    assert_string_equal(out.rd_bds[0].bd_addrs[1].ra_addr, "h:2");
+    apg_route_data_free(&out);
+
+    /* Malformed routes: each refused with a reason. */
+    static const char *const bad[] = {
+        "{",
+        "[]",
+        "{\"queueDatas\":[]}",
+        "{\"brokerDatas\":{},\"queueDatas\":[]}",
+        "{\"brokerDatas\":[1],\"queueDatas\":[]}",
+        "{\"brokerDatas\":[{\"brokerAddrs\":{}}],\"queueDatas\":[]}",
+        "{\"brokerDatas\":[{\"brokerName\":\"b\",\"brokerAddrs\":[]}],\"queueDatas\":[]}",
+        "{\"brokerDatas\":[{\"brokerName\":\"b\",\"brokerAddrs\":{\"x\":\"h:1\"}}],"
+        "\"queueDatas\":[]}",
+        "{\"brokerDatas\":[{\"brokerName\":\"b\",\"brokerAddrs\":{\"0\":5}}],\"queueDatas\":[]}",
+        "{\"brokerDatas\":[],\"queueDatas\":[{\"brokerName\":\"b\",\"perm\":\"6\","
+        "\"readQueueNums\":1,\"writeQueueNums\":1}]}",
+        "{\"brokerDatas\":[],\"queueDatas\":[{\"brokerName\":\"b\",\"perm\":6,"
+        "\"readQueueNums\":4294967296,\"writeQueueNums\":1}]}",
+        "{\"brokerDatas\":[],\"queueDatas\":[{\"perm\":6,\"readQueueNums\":1,"
+        "\"writeQueueNums\":1}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        if (apg_route_data_decode((const uint8_t *)bad[i], strlen(bad[i]), &out, err,
+                                  sizeof(err)) != APG_EPROTO)
+            fail_msg("accepted %s", bad[i]);
+        assert_true(err[0] != 0);
+        assert_null(out.rd_owned);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_batch_roundtrip),
         cmocka_unit_test(test_tagexpr_parse),
         cmocka_unit_test(test_tagexpr_broker_client_agree),
+        cmocka_unit_test(test_route_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
