@@ -49,15 +49,6 @@ bool apg_props_pair_ok(const char *name, size_t name_len, const char *val, size_
     return clean(name, name_len) && clean(val, val_len);
 }
 
-char *apg_props_write(char *out, const char *name, size_t name_len, const char *val, size_t val_len)
-{
-    memcpy(out, name, name_len);
-    out[name_len] = APG_PROPS_NV_SEP;
-    memcpy(out + name_len + 1, val, val_len);
-    out[name_len + 1 + val_len] = APG_PROPS_SEP;
-    return out + name_len + val_len + 2;
-}
-
 apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);

@@ -51,8 +51,15 @@ bool apg_props_pair_ok(const char *name, size_t name_len, const char *val, size_
 
 /* Writes name \x01 value \x02 at out (room for apg_props_pair_size()) and
  * returns the end. No checks: see apg_props_pair_ok(). */
-char *apg_props_write(char *out, const char *name, size_t name_len, const char *val,
-                      size_t val_len);
+static inline char *apg_props_write(char *out, const char *name, size_t name_len, const char *val,
+                                    size_t val_len)
+{
+    memcpy(out, name, name_len);
+    out[name_len] = APG_PROPS_NV_SEP;
+    memcpy(out + name_len + 1, val, val_len);
+    out[name_len + 1 + val_len] = APG_PROPS_SEP;
+    return out + name_len + val_len + 2;
+}
 
 /* Appends one pair of C strings to b. APG_ENOMEM only; no checks. */
 apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value);
