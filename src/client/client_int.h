@@ -1,8 +1,8 @@
 /* Private declarations of the C client (src/client). Not installed.
  *
- * Split: msg.c and route.c are pure codecs (message object, property string,
- * UNIQ_KEY, batch body, pulled-record decoding, route JSON, queue choice) and
- * are unit-tested without any network; io.c is the per-instance I/O thread
+ * Split: msg.c and route.c are pure (message object, pulled-record decoding,
+ * queue lists and choice, on the shared codecs of src/protocol) and are
+ * unit-tested without any network; io.c is the per-instance I/O thread
  * (libuv loop, connections, request table, NameServer failover); producer.c
  * and consumer.c build the protocol on top of io.c. */
 #ifndef APG_CLIENT_INT_H
