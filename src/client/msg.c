@@ -15,16 +15,12 @@
  * sets itself point into a static table instead of owning copies;
  * apg_msg_part_free knows both, so later edits replace such parts safely. */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "client/client_int.h"
-#include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/batch.h"
 #include "protocol/message.h"
