@@ -18,13 +18,16 @@
  *     throws: the subscription is refused.
  *
  * So " * " is not "everything": it is the one tag "*". And " " or "A||" are
- * accepted, the first with no tag at all: it subscribes to nothing (the
- * broker matches a queue entry only against the hash set).
+ * accepted, the first with no tag at all: it subscribes to nothing, since a
+ * RocketMQ broker matches a queue entry against the hash set alone (its
+ * client skips its own check when the tag set is empty; here the client's
+ * check says no as well, which changes nothing as the broker sends none).
  *
- * The broker keeps a queue entry when its tags code, truncated to 32 bits,
- * is in the hash set, then compares the stored TAGS with the tag set so that
- * two tags with the same hash do not leak into each other; the client checks
- * the tag set again on what it receives. Both call the functions below.
+ * Apogee's broker keeps a queue entry when its tags code, truncated to 32
+ * bits as Java's intValue() does, is in the hash set, and then also compares
+ * the stored TAGS with the tag set, so that two tags with the same hash do
+ * not leak into each other; the client checks the tag set again on what it
+ * receives, as RocketMQ's client does. Both call the functions below.
  *
  * Pure code, no allocation; any thread. */
 #include "protocol/tagexpr.h"
