@@ -46,8 +46,10 @@ if [ ${#srcs[@]} -gt 0 ]; then
 fi
 echo "format ok (${#srcs[@]} files)"
 
+# Warnings fail every build this script makes (APOGEE_WERROR); a user's own
+# build keeps them as warnings.
 step "build"
-scripts/build.sh build
+scripts/build.sh build -DAPOGEE_WERROR=ON
 
 step "unit tests"
 (cd build && ctest --output-on-failure -j2) | tee "$logs/ctest.log"
@@ -65,7 +67,7 @@ for t in "${jstests[@]}"; do
 done
 
 step "unit tests under ASan + UBSan"
-scripts/build.sh build-asan -DAPOGEE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+scripts/build.sh build-asan -DAPOGEE_SANITIZE=ON -DAPOGEE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2) | tee "$logs/asan.log"
 count_ctest "$logs/asan.log"
 
@@ -86,7 +88,7 @@ fuzz_secs=${APOGEE_FUZZ_SECONDS:-15}
 [ "${APOGEE_TEST_LONG:-0}" = 1 ] && fuzz_secs=120
 if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
     CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
-        scripts/build.sh build-fuzz -DAPOGEE_FUZZ=ON -DAPOGEE_TESTS=OFF
+        scripts/build.sh build-fuzz -DAPOGEE_FUZZ=ON -DAPOGEE_TESTS=OFF -DAPOGEE_WERROR=ON
     for f in tests/fuzz/fuzz_*.c; do
         name=$(basename "$f" .c)
         corpus="tests/fuzz/corpus/${name#fuzz_}"
