@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build, and run every test:
-#   1. format check (clang-format, .clang-format at the root)
+#   1. format check (clang-format, .clang-format at the root) and the include
+#      layer check (scripts/check-layers.sh)
 #   2. unit tests (cmocka, via ctest)
 #   3. integration and interop tests (node --test; real processes on 127.0.0.1)
 #   4. the unit tests again under ASan + UBSan
@@ -45,6 +46,10 @@ if [ ${#srcs[@]} -gt 0 ]; then
     clang-format --dry-run --Werror "${srcs[@]}"
 fi
 echo "format ok (${#srcs[@]} files)"
+
+step "layer check"
+# Includes point down the layer order and close no circle.
+scripts/check-layers.sh
 
 # Warnings fail every build this script makes (APOGEE_WERROR); a user's own
 # build keeps them as warnings.
