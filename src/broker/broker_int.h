@@ -231,7 +231,7 @@ struct apg_rcmd;
 apg_err_t apg_send_hdr_parse(const struct apg_rcmd *c, bool short_names, struct apg_send_hdr *h,
                              char *err, size_t errlen);
 
-/* One message of a SEND_BATCH_MESSAGE body (§4.5); pointers borrow body. */
+/* One message of a SEND_BATCH_MESSAGE body (docs/wire.md §5.3); pointers borrow body. */
 struct apg_batch_item {
     int32_t bi_flag;
     const uint8_t *bi_body;
@@ -244,7 +244,7 @@ struct apg_batch_item {
 apg_err_t apg_batch_next(const uint8_t *body, size_t len, size_t *pos, struct apg_batch_item *it,
                          char *err, size_t errlen);
 
-/* Client-style unique id (§7.3) for messages that arrive without UNIQ_KEY:
+/* Client-style unique id (docs/wire.md §8.2) for messages that arrive without UNIQ_KEY:
  * ip4 (network order bytes), pid, a per-process random, ms since the start
  * of the month, counter. Thread-safe. */
 void apg_msgid_uniq(const uint8_t ip4[4], char out[33]);

@@ -1,6 +1,6 @@
 /* Send-path codecs: message properties (name\x01value\x02...), the
  * SEND_MESSAGE / SEND_MESSAGE_V2 request headers, SEND_BATCH_MESSAGE bodies
- * (wire doc §4.1-4.6) and broker-generated unique message ids (§7.3).
+ * (docs/wire.md §5-6) and broker-generated unique message ids (§8.2).
  *
  * Pure functions over borrowed buffers except apg_msgid_uniq, which keeps a
  * process-wide atomic counter. */

@@ -1,10 +1,10 @@
 /* Client messages: the message object and its wire forms.
  *
  * Pure code, no sockets and no threads: the property string (name \x01
- * value \x02, wire doc §4.6), the UNIQ_KEY id RocketMQ clients generate
- * (§7.3), the records of a SEND_BATCH_MESSAGE body (§4.5), zlib body
- * compression (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder
- * of pulled bodies, which are stored CommitLog records (§7.2) parsed by the
+ * value \x02, docs/wire.md §6.1), the UNIQ_KEY id RocketMQ clients generate
+ * (§8.2), the records of a SEND_BATCH_MESSAGE body (§5.3), zlib body
+ * compression (sysFlag bit 0, type ZLIB in bits 8-10, §6.3) and the decoder
+ * of pulled bodies, which are stored CommitLog records (§9.2) parsed by the
  * shared record codec (protocol/message.h) and turned into message objects.
  *
  * Properties keep insertion order in a small array; messages carry a handful
@@ -588,7 +588,7 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
     return APG_OK;
 }
 
-/* ---- pulled records (§7.2) ---- */
+/* ---- pulled records (docs/wire.md §9.2) ---- */
 
 /* apg_msg_props_decode into m's arena: keys and values are copied to *strs
  * (room for len + chunks bytes), the array has room for every chunk. */

@@ -1,4 +1,4 @@
-/* Topic routes: parsing TopicRouteData (wire doc §2.1, §3.4) and choosing a
+/* Topic routes: parsing TopicRouteData (docs/wire.md §4.2) and choosing a
  * queue.
  *
  * Pure code. The writable queue list is built the way Java's

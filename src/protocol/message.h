@@ -1,5 +1,5 @@
-/* Stored message record codec (wire doc §7.2) and offset message ids
- * (§7.3): pure, bounds-checked.
+/* Stored message record codec (docs/wire.md §9.2) and offset message ids
+ * (§8.1): pure, bounds-checked.
  *
  * The record a producer's message becomes in the commit log is also exactly
  * what PULL/VIEW return to consumers, so the store, the broker and (later)
@@ -49,9 +49,9 @@ struct apg_msg_in {
     int64_t mi_prepared_tx_offset;
     const uint8_t *mi_body;
     size_t mi_body_len;
-    const char *mi_props; /* properties string (wire doc §4.6), may be NULL */
+    const char *mi_props; /* properties string (docs/wire.md §6.1), may be NULL */
     size_t mi_props_len;  /* <= 32767 */
-    int64_t mi_tags_code; /* written to the consume queue (tag hash, §4.9) */
+    int64_t mi_tags_code; /* written to the consume queue (tag hash, docs/wire.md §6.4) */
 };
 
 /* A decoded record: pointers borrow from the buffer given to the decoder. */
@@ -105,7 +105,7 @@ enum apg_msgrec_check {
 enum apg_msgrec_check apg_msgrec_decode(const uint8_t *buf, size_t len, bool check_crc,
                                         struct apg_msgrec *r, const char **why);
 
-/* Offset message id (wire doc §7.3): uppercase hex of store host address, port
+/* Offset message id (docs/wire.md §8.1): uppercase hex of store host address, port
  * and phys offset into out (needs 33 or 57 bytes), NUL-terminated. Returns the
  * length. Pure. */
 size_t apg_msgid_encode(const struct apg_host *store_host, int64_t phys_offset, char *out,

@@ -633,7 +633,7 @@ static void ckpt_read(struct apg_store *st, struct ckpt *ck)
 }
 
 /* Flush thread or close: one 4 KiB page, written in place and synced.
- * RocketMQ's fields first (§7.6), then apogee's, CRC-protected. */
+ * RocketMQ's fields first (docs/wire.md §9.4), then apogee's, CRC-protected. */
 static int ckpt_write(struct apg_store *st, bool clean, int64_t cl_flushed, int64_t cq_phys,
                       int64_t nqueues)
 {

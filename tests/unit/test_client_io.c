@@ -76,7 +76,7 @@ static void reply(int fd, const struct apg_rcmd *req, int code, const char **kv,
     apg_buf_free(&out);
 }
 
-/* One stored record per §7.2 with the given queue offset. */
+/* One stored record per docs/wire.md §9.2 with the given queue offset. */
 static void put_record(struct apg_buf *b, const char *topic, const char *body, const char *props,
                        int qid, int64_t qoff)
 {
