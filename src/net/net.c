@@ -778,7 +778,7 @@ static void on_connection(uv_stream_t *server, int status)
  * as long as requests keep arriving within l_busy_poll_ns of each other; the
  * loop sleeps in epoll only after a quiet gap that long. A synchronous
  * client's next request then finds this thread awake instead of waking a
- * halted vCPU (docs/perf-server.md, "Busy polling"). */
+ * halted vCPU (docs/perf-log/perf-server.md, "Busy polling"). */
 static void run_loop(struct apg_net_loop *l)
 {
     if (l->l_busy_poll_ns <= 0) {
