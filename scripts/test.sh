@@ -99,7 +99,9 @@ step "ThreadSanitizer: threaded unit tests and an integration subset"
 scripts/build.sh build-tsan -DAPOGEE_TSAN=ON -DAPOGEE_WERROR=ON
 tsan_opts="halt_on_error=1:second_deadlock_stack=1"
 [ -f tests/tsan.supp ] && tsan_opts="$tsan_opts:suppressions=$root/tests/tsan.supp"
-(cd build-tsan && TSAN_OPTIONS="$tsan_opts" ctest --output-on-failure -j2 \
+# One test at a time: TSan slows each one several-fold, and two in parallel on
+# the two cores pushed test_net's 2 s graceful-stop window over its limit.
+(cd build-tsan && TSAN_OPTIONS="$tsan_opts" ctest --output-on-failure -j1 \
     -R '^test_(client|net|store|broker)') | tee "$logs/tsan.log"
 count_ctest "$logs/tsan.log"
 mkdir -p "$logs/tsan"
