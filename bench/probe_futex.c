@@ -5,7 +5,7 @@
  *
  *   probe_futex [tokens] [seconds]      (run under /usr/bin/time for CPU)
  *
- * docs/perf-server.md ("Where 64 sync threads stand") has the figures. */
+ * docs/perf-log/perf-server.md ("Where 64 sync threads stand") has the figures. */
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>

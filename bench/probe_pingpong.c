@@ -6,7 +6,7 @@
  *   probe_pingpong [round_trips] [mode]
  *   mode 0: both sleep, 1: server polls, 2: client polls, 3: both poll
  *
- * docs/perf-server.md ("Busy polling") has the figures for this VM. */
+ * docs/perf-log/perf-server.md ("Busy polling") has the figures for this VM. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

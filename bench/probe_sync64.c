@@ -17,7 +17,7 @@
  *   probe_sync64 [threads] [seconds] [direct|batch]
  *
  * Prints round trips per second and the CPU per round trip (both sides).
- * docs/perf-server.md ("Where 64 sync threads stand") has the figures. */
+ * docs/perf-log/perf-server.md ("Where 64 sync threads stand") has the figures. */
 #include <arpa/inet.h>
 #include <linux/futex.h>
 #include <netinet/in.h>

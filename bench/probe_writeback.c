@@ -7,7 +7,7 @@
  *   MODE bit 2: then POSIX_FADV_DONTNEED on ranges KEEP_WINDOWS x 32 MiB back
  *   MODE bit 4: fallocate the file first
  *
- * docs/perf-store.md section 6 has the figures (mode 0 vs 3) for this VM. */
+ * docs/perf-log/perf-store.md section 6 has the figures (mode 0 vs 3) for this VM. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>

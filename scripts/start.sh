@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh build
+# A build tree scripts/test.sh configured keeps -Werror in its cache; warnings
+# never stop this one.
+scripts/build.sh build -DAPOGEE_WERROR=OFF
 exec ./build/apogee standalone "$@"

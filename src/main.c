@@ -9,7 +9,8 @@
  * in every thread it will create, starts the components (each starts its own
  * loop threads) and then waits for a signal with sigwait(); no code runs in a
  * signal handler. On a signal it stops the components in reverse order and
- * exits 0. */
+ * exits 0. A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes a stack
+ * trace to the log before the process dies (common/crash.h). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "broker/broker.h"
 #include "cli/bench.h"
 #include "common/config.h"
+#include "common/crash.h"
 #include "common/log.h"
 #include "namesrv/namesrv.h"
 
@@ -96,6 +98,7 @@ static struct apg_config *standalone_namesrv_config(const struct apg_config *sa,
 
 int main(int argc, char **argv)
 {
+    apg_crash_install(2); /* the log is stderr */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -1,5 +1,5 @@
 /* SEND_MESSAGE (long names) and SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE
- * (short names a..n) request headers, wire doc §4.1-4.2. Pure: reads the
+ * (short names a..n) request headers, docs/wire.md §5.1. Pure: reads the
  * decoded command's extFields only.
  *
  * This runs once per produced message, so it walks the extFields once and

@@ -1,5 +1,5 @@
 /* CONSUMER_SEND_MSG_BACK (36): a consumer hands back a message it failed to
- * consume (wire doc §5.4).
+ * consume (docs/wire.md §7.2).
  *
  * The broker reads the original record at its commit-log offset and stores a
  * copy (body, flag, sysflag, properties, born timestamp and host kept;

@@ -1,4 +1,4 @@
-/* Runtime statistics and GET_BROKER_RUNTIME_INFO (28, wire doc §9.3).
+/* Runtime statistics and GET_BROKER_RUNTIME_INFO (28, docs/wire.md §10).
  *
  * Counters: messages stored come from the store (ss_put_count, every record
  * appended since open, retry and DLQ copies included); messages delivered are

@@ -84,7 +84,7 @@ void apg_msg_uniq_id(char out[33]);
 /* Sets UNIQ_KEY when absent. */
 apg_err_t apg_msg_ensure_uniq(apg_message_t *m);
 
-/* Appends one batch record (§4.5) for m. */
+/* Appends one batch record (docs/wire.md §5.3) for m. */
 apg_err_t apg_msg_batch_append(const apg_message_t *m, struct apg_buf *out);
 
 /* Compresses in (zlib) into *out (apg_malloc'd). */
@@ -92,7 +92,7 @@ apg_err_t apg_msg_zlib(const uint8_t *in, size_t len, int level, uint8_t **out, 
 /* Inflates in into *out (apg_malloc'd), at most max bytes. */
 apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *out_len);
 
-/* Decodes the concatenated stored records of a pull body (§7.2). Calls
+/* Decodes the concatenated stored records of a pull body (docs/wire.md §9.2). Calls
  * on_msg for each message (which takes the message). Decompresses bodies.
  * A malformed record ends decoding with APG_EPROTO and a message in err
  * (messages already delivered stay delivered). */

@@ -167,7 +167,7 @@ void apg_cwait_init(struct apg_cwait *w)
 
 /* Adaptive busy-poll before sleeping. On a VM a vCPU that halts while its
  * thread sleeps takes tens of microseconds to wake, which is longer than a
- * whole request to a broker on the same host (docs/perf-client.md, "Idle
+ * whole request to a broker on the same host (docs/perf-log/perf-client.md, "Idle
  * vCPUs"). A waiter whose recent answers came back within the spin budget
  * therefore spins for up to twice that time before it sleeps; a thread whose
  * answers take longer (a remote broker, a loaded one, many threads) does not
@@ -227,7 +227,7 @@ void apg_cwait_wait(struct apg_cwait *w)
  * arrived. Each sleeping waiter is woken by this thread directly: handing
  * the wake-ups on from waiter to waiter (a tree) moved threads between the
  * vCPUs some 20,000 times a second under 64 sync callers and measured no
- * faster, with twice the p99 (docs/perf-client.md, "Waking sync callers"). */
+ * faster, with twice the p99 (docs/perf-log/perf-client.md, "Waking sync callers"). */
 void apg_cwait_signal(struct apg_cwait *w)
 {
     /* A wake after the waiter returned (it saw 2 on its own) is harmless:

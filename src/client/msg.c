@@ -1,8 +1,8 @@
 /* Client messages: the message object and its wire forms.
  *
  * No sockets and no threads: the message object, zlib body compression
- * (sysFlag bit 0, type ZLIB in bits 8-10, §4.8) and the decoder of pulled
- * bodies, which are stored CommitLog records (§7.2) parsed by the shared
+ * (sysFlag bit 0, type ZLIB in bits 8-10, docs/wire.md §6.3) and the decoder of pulled
+ * bodies, which are stored CommitLog records (§9.2) parsed by the shared
  * record codec (protocol/message.h) and turned into message objects. The
  * formats themselves are the codecs the broker uses too: the property
  * string (protocol/props.h), UNIQ_KEY (protocol/msgid.h), the batch body
@@ -499,7 +499,7 @@ apg_err_t apg_msg_unzlib(const uint8_t *in, size_t len, size_t max, uint8_t **ou
     return APG_OK;
 }
 
-/* ---- pulled records (§7.2) ---- */
+/* ---- pulled records (docs/wire.md §9.2) ---- */
 
 /* apg_msg_props_decode into m's arena: keys and values are copied to *strs
  * (room for len + chunks bytes), the array has room for every chunk. */

@@ -563,8 +563,8 @@ static int pick_hash(const struct apg_croute *rt, void *arg)
  * answers, writes it itself; above DIRECT_NOW_PENDING (io.c) it leaves it
  * for one combined write by the I/O thread, for every mode: with 64 sync
  * callers that cut the send system calls to about one per loop iteration
- * (118k -> 140-148k msgs/s, docs/perf-client.md). The answer still arrives on the I/O thread
- * (psend_on_resp), and so do retries. True: the op was handed over (as after a submit). */
+ * (118k -> 140-148k msgs/s, docs/perf-log/perf-client.md). The answer still arrives on the I/O
+ * thread (psend_on_resp), and so do retries. True: the op was handed over (as after a submit). */
 static bool psend_direct(struct apg_producer *p, struct psend *ps)
 {
     if (ps->ps_sel == SEL_CUSTOM)

@@ -1,4 +1,4 @@
-/* Topic routes: turning TopicRouteData (wire doc §2.1, §3.4; decoded by
+/* Topic routes: turning TopicRouteData (docs/wire.md §4.2; decoded by
  * protocol/route_json.h) into queue lists, and choosing a queue.
  *
  * Pure code. The writable queue list is built the way Java's

@@ -1,8 +1,8 @@
 /* Reading the JSON that Java's fastjson writes, with jansson.
  *
  * RocketMQ's Java side (brokers, tools, the metadata files it leaves on disk)
- * serialises with fastjson 1.2.x, which is not always standard JSON (wire
- * doc §2): map keys may be unquoted numbers ({0:"a"}) or whole objects
+ * serialises with fastjson 1.2.x, which is not always standard JSON
+ * (docs/wire.md §4.1): map keys may be unquoted numbers ({0:"a"}) or whole objects
  * ({{"topic":"T","queueId":0}:5}), and strings may be single-quoted. Every
  * reader of such text goes through apg_json_normalize(), which rewrites it
  * into standard JSON, and then jansson (64-bit integers, UTF-8 checked):

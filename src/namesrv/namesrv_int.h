@@ -14,7 +14,7 @@
 
 #define APG_NS_ORDER_TOPIC_CONFIG "ORDER_TOPIC_CONFIG"
 
-/* Inflates a compressed REGISTER_BROKER body (wire doc §3.3: zlib of
+/* Inflates a compressed REGISTER_BROKER body (docs/wire.md §4.3: zlib of
  * dataVersion JSON, then length-prefixed "name read write perm filter"
  * topic lines) and rebuilds it as RegisterBrokerBody JSON; NULL with err
  * set for anything malformed or inflating past MAX_INFLATED. Pure. */

@@ -1,6 +1,6 @@
 /* NameServer request processors and their dispatch table.
  *
- * One handler per request code (wire doc §3.1), listed once in
+ * One handler per request code (docs/wire.md §3), listed once in
  * ns_handlers[]; apg_namesrv_dispatch finds the handler and answers
  * REQUEST_CODE_NOT_SUPPORTED for anything else. Handlers run on the
  * NameServer's loop thread, read the route table / KV config directly and
@@ -8,7 +8,7 @@
  * sorted like fastjson's output, numeric map keys quoted.
  *
  * REGISTER_BROKER accepts both body forms: the plain RegisterBrokerBody JSON
- * and the zlib-compressed binary layout of §3.3, which is turned into the
+ * and the zlib-compressed binary layout of §4.3, which is turned into the
  * same JSON shape before the common code reads it. A non-zero bodyCrc32 is
  * checked against the masked CRC32 of the body as received. */
 #include <stdio.h>
@@ -79,7 +79,7 @@ static apg_err_t rd_i32(const uint8_t **p, const uint8_t *end, int32_t *v)
     return APG_OK;
 }
 
-/* Inflates a §3.3 body and rebuilds it as RegisterBrokerBody JSON. */
+/* Inflates a docs/wire.md §4.3 body and rebuilds it as RegisterBrokerBody JSON. */
 json_t *apg_ns_register_body_inflate(const uint8_t *body, uint32_t len, char *err, size_t errlen)
 {
     struct apg_buf out = APG_BUF_INIT;

@@ -3,7 +3,7 @@
  *
  * Pure data structure: no sockets, no clocks (callers pass now_ms), no
  * threads. Owned by the NameServer's loop thread. JSON bodies are produced
- * with jansson in the shapes RocketMQ clients parse (wire doc §2.1), map
+ * with jansson in the shapes RocketMQ clients parse (docs/wire.md §4.2), map
  * keys always quoted ("brokerAddrs":{"0":"ip:port"}). */
 #ifndef APG_NAMESRV_ROUTE_H
 #define APG_NAMESRV_ROUTE_H

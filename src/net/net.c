@@ -778,7 +778,7 @@ static void on_connection(uv_stream_t *server, int status)
  * as long as requests keep arriving within l_busy_poll_ns of each other; the
  * loop sleeps in epoll only after a quiet gap that long. A synchronous
  * client's next request then finds this thread awake instead of waking a
- * halted vCPU (docs/perf-server.md, "Busy polling"). */
+ * halted vCPU (docs/perf-log/perf-server.md, "Busy polling"). */
 static void run_loop(struct apg_net_loop *l)
 {
     if (l->l_busy_poll_ns <= 0) {
@@ -944,6 +944,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     }
     srv->s_port = bound_port(fds[0]);
 
+    /* Published before the loop threads start: their callbacks may read it. */
+    *out = srv;
     for (int i = 0; i < srv->s_n_loops; i++) {
         struct apg_net_loop *l = &srv->s_loops[i];
         l->l_name = srv->s_name;
@@ -966,6 +968,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
                 close(fds[j]);
             srv->s_n_loops = i;
             apg_net_server_stop(srv);
+            *out = NULL;
             return e;
         }
         l->l_on_start = opts->on_loop_start;
@@ -976,6 +979,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
             uv_loop_close(&l->l_uv);
             srv->s_n_loops = i;
             apg_net_server_stop(srv);
+            *out = NULL;
             return e;
         }
         uv_sem_wait(&l->l_ready);
@@ -984,12 +988,12 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
                 close(fds[j]);
             srv->s_n_loops = i + 1;
             apg_net_server_stop(srv);
+            *out = NULL;
             return apg_errf(APG_EIO, err, errlen, "cannot listen on %s:%d", host, port);
         }
     }
     apg_log_debug(srv->s_name, "listening on %s:%d with %d loop(s)", host, srv->s_port,
                   srv->s_n_loops);
-    *out = srv;
     return APG_OK;
 
 fail:

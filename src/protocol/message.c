@@ -1,6 +1,6 @@
 /* Stored message record codec (see message.h).
  *
- * Layout (wire doc §7.2, V1): TOTALSIZE, MAGIC, BODYCRC, QUEUEID, FLAG,
+ * Layout (docs/wire.md §9.2, V1): TOTALSIZE, MAGIC, BODYCRC, QUEUEID, FLAG,
  * QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG, BORNTIMESTAMP, BORNHOST (8 or 20),
  * STORETIMESTAMP, STOREHOST (8 or 20), RECONSUMETIMES, PREPARED TX OFFSET,
  * body (int32 len + bytes), topic (int8 len + bytes), properties (int16 len +

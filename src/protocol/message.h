@@ -1,4 +1,4 @@
-/* Stored message record codec (wire doc §7.2): pure, bounds-checked. The
+/* Stored message record codec (docs/wire.md §9.2): pure, bounds-checked. The
  * host addresses and the offset message ids derived from a record are in
  * protocol/msgid.h.
  *
@@ -44,9 +44,9 @@ struct apg_msg_in {
     int64_t mi_prepared_tx_offset;
     const uint8_t *mi_body;
     size_t mi_body_len;
-    const char *mi_props; /* properties string (wire doc §4.6), may be NULL */
+    const char *mi_props; /* properties string (docs/wire.md §6.1), may be NULL */
     size_t mi_props_len;  /* <= 32767 */
-    int64_t mi_tags_code; /* written to the consume queue (tag hash, §4.9) */
+    int64_t mi_tags_code; /* written to the consume queue (tag hash, docs/wire.md §6.4) */
 };
 
 /* A decoded record: pointers borrow from the buffer given to the decoder. */

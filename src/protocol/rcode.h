@@ -1,4 +1,4 @@
-/* RocketMQ request and response codes (wire doc §8 and §15), declared once.
+/* RocketMQ request and response codes (docs/wire.md §3), declared once.
  *
  * APG_REQ(name, value) and APG_RESP(name, value) X-macros live in
  * request_codes.def and response_codes.def; this header turns them into

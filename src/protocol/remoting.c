@@ -1,11 +1,11 @@
 /* RocketMQ remoting frames, the ROCKETMQ binary header, and command helpers.
  *
  * A frame is `int32 length | int32 (serializeType << 24 | headerLen) |
- * header | body` (wire doc §1.2). apg_frame_peek only looks at the length
+ * header | body` (docs/wire.md §1). apg_frame_peek only looks at the length
  * word so the network layer can cut frames out of a stream; apg_rcmd_decode
  * then checks the header-length word against the frame, picks the header
  * parser by the serialize-type byte and leaves the body in place. The JSON
- * header lives in remoting_json.c; the compact binary header (§1.4) is
+ * header lives in remoting_json.c; the compact binary header (§2.2) is
  * decoded and encoded here, with every length bound-checked against the
  * bytes that are really left.
  *

@@ -4,7 +4,7 @@
  *     int32 length | int32 (serializeType << 24 | headerLen) | header | body
  * where length counts everything after itself. The header is either JSON
  * (serializeType 0) or RocketMQ's compact binary form (serializeType 1); see
- * ../shared/docs/rocketmq-wire.md §1.
+ * docs/wire.md §1 and §2.
  *
  * Decoding is allocation-free: apg_rcmd_decode fills a caller-owned
  * struct apg_rcmd whose strings live in a caller-provided scratch area
@@ -38,7 +38,7 @@
 /* Default and hard limits. */
 #define APG_FRAME_MAX_DEFAULT (16u * 1024 * 1024)
 
-/* LanguageCode bytes (wire doc §1.3). Servers always send JAVA. */
+/* LanguageCode bytes (docs/wire.md §2.3). Servers always send JAVA. */
 enum apg_lang {
     APG_LANG_JAVA = 0,
     APG_LANG_CPP = 1,

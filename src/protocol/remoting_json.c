@@ -1,7 +1,7 @@
 /* JSON remoting header: a small parser and writer for exactly one object.
  *
  * The header of a serializeType-0 frame is fastjson's rendering of Java's
- * RemotingCommand (wire doc §1.3). Every request passes through here, so the
+ * RemotingCommand (docs/wire.md §2.1). Every request passes through here, so the
  * parser is a single forward pass with no allocation and no general JSON
  * tree: known keys are stored straight into struct apg_rcmd, unknown keys
  * (including nested objects and arrays) are validated and skipped. Decoded

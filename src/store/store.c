@@ -237,7 +237,7 @@ static void seg_free(struct seg *s, bool unlink_file)
  * and makes that durable, so the blocks become written extents: a later
  * append there and its sync then only write data and flush the device cache,
  * with no unwritten-extent conversion (a journal commit) in every sync
- * (measured with bench/bench_fsync, docs/perf-store.md). Uses its own file
+ * (measured with bench/bench_fsync, docs/perf-log/perf-store.md). Uses its own file
  * descriptor: an fdatasync consumes a writeback error for the open file it is
  * called on only, so the flush thread's syncs through sg_fd/sg_map still see
  * every error. Service thread; the caller makes sure no append targets the
@@ -633,7 +633,7 @@ static void ckpt_read(struct apg_store *st, struct ckpt *ck)
 }
 
 /* Flush thread or close: one 4 KiB page, written in place and synced.
- * RocketMQ's fields first (§7.6), then apogee's, CRC-protected. */
+ * RocketMQ's fields first (docs/wire.md §9.4), then apogee's, CRC-protected. */
 static int ckpt_write(struct apg_store *st, bool clean, int64_t cl_flushed, int64_t cq_phys,
                       int64_t nqueues)
 {
@@ -1164,7 +1164,7 @@ static bool zero_ahead(struct apg_store *st)
  * behind the flushed position from the page cache (our mapping first, then
  * the file's cache). On this class of VM a writer that keeps taking fresh
  * page-cache pages sustains ~500 MB/s, one that recycles them 2+ GB/s
- * (docs/perf-store.md, "Drop-behind"). Readers of older offsets fault the
+ * (docs/perf-log/perf-store.md, "Drop-behind"). Readers of older offsets fault the
  * pages back in from disk. Service thread. */
 static void drop_behind(struct apg_store *st)
 {

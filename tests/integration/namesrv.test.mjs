@@ -54,7 +54,7 @@ function registerBody(topics, counter = 1) {
     };
 }
 
-// The compressed form (wire doc §3.3).
+// The compressed form (docs/wire.md §4.3).
 function compressedRegisterBody(topics, counter = 1) {
     const parts = [];
     const i32 = (n) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; };

@@ -32,22 +32,23 @@
 struct fake {
     int fd;
     int port;
-    char name[32];   /* broker name */
-    int refuse_code; /* answer sends with this code when non-zero */
-    int silent;      /* never answer sends */
+    char name[32];           /* broker name */
+    _Atomic int refuse_code; /* answer sends with this code when non-zero */
+    _Atomic int silent;      /* never answer sends */
     _Atomic int sends, batches, heartbeats, routes, oneway, pulls, commits;
     char last_props[4096];
     int last_sysflag;
     int last_qid;
     size_t last_body_len;
     uint8_t last_body[65536];
-    int64_t committed;
+    _Atomic int64_t committed;
     pthread_mutex_t mu;
 };
 
 static struct fake *g_brokers[2];
 static int g_nbrokers;
 static char g_route[2048];
+static pthread_mutex_t g_serve_mu = PTHREAD_MUTEX_INITIALIZER; /* one request at a time; g_route */
 
 static int read_full(int fd, uint8_t *p, size_t n)
 {
@@ -75,7 +76,7 @@ static void reply(int fd, const struct apg_rcmd *req, int code, const char **kv,
     apg_buf_free(&out);
 }
 
-/* One stored record per §7.2 with the given queue offset. */
+/* One stored record per docs/wire.md §9.2 with the given queue offset. */
 static void put_record(struct apg_buf *b, const char *topic, const char *body, const char *props,
                        int qid, int64_t qoff)
 {
@@ -226,7 +227,6 @@ static void *conn_main(void *arg)
 {
     struct conn_arg *ca = arg;
     static char scratch[1 << 18];
-    static pthread_mutex_t smu = PTHREAD_MUTEX_INITIALIZER;
     uint8_t *frame = malloc(1 << 20);
     for (;;) {
         if (read_full(ca->fd, frame, 4) != 0)
@@ -236,12 +236,12 @@ static void *conn_main(void *arg)
             break;
         struct apg_rcmd *cmd = malloc(sizeof(*cmd));
         char err[128];
-        pthread_mutex_lock(&smu);
+        pthread_mutex_lock(&g_serve_mu);
         apg_err_t e =
             apg_rcmd_decode(frame, len + 4, cmd, scratch, sizeof(scratch), err, sizeof(err));
         if (e == APG_OK)
             handle(ca->f, ca->fd, cmd);
-        pthread_mutex_unlock(&smu);
+        pthread_mutex_unlock(&g_serve_mu);
         free(cmd);
         if (e != APG_OK)
             break;
@@ -289,6 +289,7 @@ static struct fake *fake_start(const char *name)
 /* Route: broker-a (4 queues) and, when two brokers run, broker-b (4 queues). */
 static void make_route(void)
 {
+    pthread_mutex_lock(&g_serve_mu);
     size_t o = (size_t)snprintf(g_route, sizeof(g_route), "{\"brokerDatas\":[");
     for (int i = 0; i < g_nbrokers; i++)
         o += (size_t)snprintf(g_route + o, sizeof(g_route) - o,
@@ -302,6 +303,7 @@ static void make_route(void)
                               "\"writeQueueNums\":4,\"topicSysFlag\":0}",
                               i ? "," : "", g_brokers[i]->name);
     snprintf(g_route + o, sizeof(g_route) - o, "]}");
+    pthread_mutex_unlock(&g_serve_mu);
 }
 
 static int setup(void **state)

@@ -1,6 +1,6 @@
 /* Unit tests for the client's pure codecs (src/client/msg.c, route.c):
  * properties, UNIQ_KEY, batch records, pulled-record decoding built by hand
- * per wire doc §7.2, compression, route JSON, queue choice. */
+ * per docs/wire.md §9.2, compression, route JSON, queue choice. */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,7 +141,7 @@ static void test_batch_record(void **state)
     apg_message_free(m);
 }
 
-/* Builds one stored record per §7.2 (IPv4 hosts, V1 magic). */
+/* Builds one stored record per docs/wire.md §9.2 (IPv4 hosts, V1 magic). */
 static void put_record(struct apg_buf *b, const char *topic, const void *body, size_t blen,
                        const char *props, int32_t sysflag, int64_t qoff, int64_t phys)
 {

@@ -700,7 +700,7 @@ static void test_encode_json_exact(void **state)
     c.version = 479;
     assert_int_equal(apg_rcmd_ext_add(&c, "topic", "TopicTest"), APG_OK);
     assert_int_equal(apg_rcmd_encode(&c, NULL, 0, &b), APG_OK);
-    /* Byte-identical to the Java client's frame from the wire doc. */
+    /* Byte-identical to the Java client's frame for the same request. */
     assert_int_equal(b.b_len, 8 + strlen(ROUTE_REQ));
     assert_memory_equal(b.b_data + 8, ROUTE_REQ, strlen(ROUTE_REQ));
     assert_int_equal(apg_be32(b.b_data), 4 + strlen(ROUTE_REQ));

@@ -207,7 +207,7 @@ static void test_crash_reopen(void **state)
 
 struct ackc {
     pthread_mutex_t mtx;
-    int acked, failed, timedout;
+    _Atomic int acked, failed, timedout; /* read by the test thread without mtx */
 };
 
 static void ack_cb(void *ud, apg_err_t rc)
