@@ -118,12 +118,12 @@ struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
     struct apg_conn *c = apg_calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    if (uv_tcp_init(&l->l_uv, &c->c_tcp)) {
+    c->c_loop = l;
+    c->c_tr = l->l_tr;
+    if (c->c_tr->tr_init(c)) {
         apg_free(c);
         return NULL;
     }
-    c->c_tcp.data = c;
-    c->c_loop = l;
     atomic_init(&c->c_refs, 1);
     atomic_init(&c->c_closed, false);
     c->c_close_err = APG_ECLOSED;
@@ -138,9 +138,8 @@ struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
 
 static void loop_maybe_finish(struct apg_net_loop *l);
 
-static void on_conn_closed(uv_handle_t *h)
+void apg_net_conn_closed(struct apg_conn *c)
 {
-    struct apg_conn *c = h->data;
     struct apg_net_loop *l = c->c_loop;
     if (c->c_prev)
         c->c_prev->c_next = c->c_next;
@@ -177,12 +176,11 @@ void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info
     else
         apg_log_debug(l->l_name, "closing connection %s: %s", c->c_peer, reason);
     apg_conn_ref(c);
-    uv_read_stop((uv_stream_t *)&c->c_tcp);
+    c->c_tr->tr_read_stop(c);
     if (l->l_on_close && c->c_connected)
         l->l_on_close(c, l->l_ud);
     fail_pending(c, pending_err);
-    if (!uv_is_closing((uv_handle_t *)&c->c_tcp))
-        uv_close((uv_handle_t *)&c->c_tcp, on_conn_closed);
+    c->c_tr->tr_close(c);
     apg_conn_unref(c);
 }
 
@@ -219,9 +217,8 @@ static void conn_maybe_resume(struct apg_conn *c)
 
 static void conn_flush(struct apg_conn *c);
 
-static void on_write(uv_write_t *req, int status)
+void apg_net_conn_wdone(struct apg_conn *c, int status)
 {
-    struct apg_conn *c = req->data;
     c->c_writing = false;
     apg_buf_reset(&c->c_wbuf);
     if (status < 0) {
@@ -249,7 +246,7 @@ static void conn_flush(struct apg_conn *c)
     if (c->c_writing || !c->c_connected || apg_conn_is_closed(c) || c->c_out.b_len == 0)
         return;
     uv_buf_t b = uv_buf_init((char *)c->c_out.b_data, (unsigned)c->c_out.b_len);
-    int n = uv_try_write((uv_stream_t *)&c->c_tcp, &b, 1);
+    int n = c->c_tr->tr_try_writev(c, &b, 1);
     if (n == (int)c->c_out.b_len) {
         apg_buf_reset(&c->c_out);
         c->c_last_active = uv_now(&c->c_loop->l_uv);
@@ -267,16 +264,16 @@ static void conn_flush(struct apg_conn *c)
     }
     if (n < 0)
         n = 0;
-    /* Hand the rest to uv_write; new output accumulates in c_out meanwhile. */
+    /* Hand the rest to a queued write; new output accumulates in c_out
+     * meanwhile. */
     struct apg_buf tmp = c->c_wbuf;
     c->c_wbuf = c->c_out;
     c->c_out = tmp;
     apg_buf_reset(&c->c_out);
     b = uv_buf_init((char *)c->c_wbuf.b_data + n, (unsigned)(c->c_wbuf.b_len - n));
-    c->c_wreq.data = c;
     c->c_writing = true;
     apg_conn_ref(c);
-    int rc = uv_write(&c->c_wreq, (uv_stream_t *)&c->c_tcp, &b, 1, on_write);
+    int rc = c->c_tr->tr_writev(c, &b, 1);
     if (rc) {
         c->c_writing = false;
         apg_conn_unref(c);
@@ -320,7 +317,7 @@ static apg_err_t conn_queue(struct apg_conn *c, const struct apg_rcmd *cmd, cons
     apg_net_conn_mark_dirty(c);
     if (!c->c_paused && apg_conn_pending_bytes(c) > APG_NET_HIGH_WATER) {
         c->c_paused = true;
-        uv_read_stop((uv_stream_t *)&c->c_tcp);
+        c->c_tr->tr_read_stop(c);
     }
     return APG_OK;
 }
@@ -467,9 +464,8 @@ static void conn_parse(struct apg_conn *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap)
 {
-    struct apg_conn *c = h->data;
     size_t want = READ_CHUNK;
     /* If a frame header is buffered, make room for the whole frame at once. */
     if (c->c_in.b_len >= 4) {
@@ -478,17 +474,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
             flen - c->c_in.b_len > want)
             want = flen - c->c_in.b_len;
     }
-    if (apg_buf_reserve(&c->c_in, want)) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    *buf = uv_buf_init((char *)c->c_in.b_data + c->c_in.b_len,
-                       (unsigned)(c->c_in.b_cap - c->c_in.b_len));
+    apg_err_t e = apg_buf_reserve(&c->c_in, want);
+    if (e)
+        return e;
+    *p = c->c_in.b_data + c->c_in.b_len;
+    *cap = c->c_in.b_cap - c->c_in.b_len;
+    return APG_OK;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void apg_net_conn_rdone(struct apg_conn *c, ssize_t nread)
 {
-    struct apg_conn *c = s->data;
     if (nread == UV_ENOBUFS) {
         apg_net_conn_close(c, APG_ENOMEM, true, "out of memory for the read buffer");
         return;
@@ -512,24 +507,9 @@ apg_err_t apg_net_conn_start(struct apg_conn *c)
 {
     if (!c->c_connected) {
         c->c_connected = true;
-        struct sockaddr_storage ss;
-        int sl = sizeof(ss);
-        if (uv_tcp_getpeername(&c->c_tcp, (struct sockaddr *)&ss, &sl) == 0) {
-            char ip[INET6_ADDRSTRLEN] = "";
-            int port = 0;
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-            }
-            snprintf(c->c_peer, sizeof(c->c_peer), "%s:%d", ip, port);
-        }
-        uv_tcp_nodelay(&c->c_tcp, 1);
+        c->c_tr->tr_peer(c, c->c_peer, sizeof(c->c_peer));
     }
-    int rc = uv_read_start((uv_stream_t *)&c->c_tcp, on_alloc, on_read);
-    return rc ? APG_EIO : APG_OK;
+    return c->c_tr->tr_read_start(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -727,7 +707,7 @@ void apg_net_loop_begin_stop(struct apg_net_loop *l, apg_err_t pending_err, bool
         next = c->c_next;
         if (graceful && c->c_connected && apg_conn_pending_bytes(c) > 0) {
             c->c_drain_close = true;
-            uv_read_stop((uv_stream_t *)&c->c_tcp);
+            c->c_tr->tr_read_stop(c);
             conn_flush(c);
         } else {
             apg_net_conn_close(c, pending_err, false, "stopping");
@@ -766,7 +746,7 @@ static void on_connection(uv_stream_t *server, int status)
         apg_log_error(l->l_name, "out of memory accepting a connection");
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)&c->c_tcp) || apg_net_conn_start(c)) {
+    if (c->c_tr->tr_accept(c, server) || apg_net_conn_start(c)) {
         apg_net_conn_close(c, APG_ECLOSED, false, "accept failed");
         return;
     }
@@ -947,6 +927,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     for (int i = 0; i < srv->s_n_loops; i++) {
         struct apg_net_loop *l = &srv->s_loops[i];
         l->l_name = srv->s_name;
+        l->l_tr = opts->transport ? opts->transport : &apg_net_tcp;
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
         l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
         l->l_busy_poll_ns = opts->busy_poll_us > 0 ? (int64_t)opts->busy_poll_us * 1000 : 0;

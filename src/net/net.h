@@ -29,6 +29,7 @@
 struct apg_net_server;
 struct apg_net_client;
 struct apg_conn;
+struct apg_net_transport; /* net/transport.h */
 
 /* Bytes queued for one connection above which we stop reading from it until
  * the writes drain below the low mark. */
@@ -36,10 +37,12 @@ struct apg_conn;
 #define APG_NET_LOW_WATER (1u * 1024 * 1024)
 
 struct apg_net_server_opts {
-    const char *name;   /* for logs ("namesrv", "broker") */
-    const char *host;   /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
-    int port;           /* 0 = ephemeral (see apg_net_server_port) */
-    int n_loops;        /* event-loop threads, >= 1 */
+    const char *name; /* for logs ("namesrv", "broker") */
+    const char *host; /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
+    int port;         /* 0 = ephemeral (see apg_net_server_port) */
+    int n_loops;      /* event-loop threads, >= 1 */
+    /* How bytes reach the peer; NULL = plain TCP (apg_net_tcp). */
+    const struct apg_net_transport *transport;
     size_t max_frame;   /* 0 = APG_FRAME_MAX_DEFAULT */
     int idle_timeout_s; /* close a connection idle both ways this long; 0 = never */
     /* After a loop iteration that read requests, keep polling without
@@ -137,10 +140,11 @@ size_t apg_conn_pending_bytes(const struct apg_conn *c);
 /* ---- outbound client ---- */
 
 struct apg_net_client_opts {
-    const char *name;            /* for logs */
-    size_t max_frame;            /* 0 = APG_FRAME_MAX_DEFAULT */
-    int idle_timeout_s;          /* close idle outbound connections; 0 = never */
-    uint32_t connect_timeout_ms; /* 0 = 3000 */
+    const char *name;                          /* for logs */
+    const struct apg_net_transport *transport; /* NULL = plain TCP */
+    size_t max_frame;                          /* 0 = APG_FRAME_MAX_DEFAULT */
+    int idle_timeout_s;                        /* close idle outbound connections; 0 = never */
+    uint32_t connect_timeout_ms;               /* 0 = 3000 */
 };
 
 /* Starts the client's loop thread. Returns owned: stop with

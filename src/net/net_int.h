@@ -13,6 +13,7 @@
 
 #include "common/buf.h"
 #include "net/net.h"
+#include "net/transport.h"
 
 struct apg_net_post {
     void (*p_fn)(void *arg);
@@ -57,6 +58,7 @@ struct apg_net_loop {
     char *l_scratch;
     size_t l_scratch_cap;
 
+    const struct apg_net_transport *l_tr; /* for the loop's connections */
     size_t l_max_frame;
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
@@ -77,7 +79,9 @@ struct apg_net_loop {
 };
 
 struct apg_conn {
-    uv_tcp_t c_tcp; /* first: handle <-> conn */
+    uv_tcp_t c_tcp; /* the socket handle every transport runs on; data = c */
+    const struct apg_net_transport *c_tr;
+    void *c_tr_state; /* the transport's per-connection state (NULL for TCP) */
     struct apg_net_loop *c_loop;
     atomic_int c_refs;
     atomic_bool c_closed;
@@ -92,7 +96,7 @@ struct apg_conn {
     size_t c_in_off;
     struct apg_buf c_out;  /* queued this iteration */
     struct apg_buf c_wbuf; /* being written by c_wreq */
-    uv_write_t c_wreq;
+    uv_write_t c_wreq;     /* the transport's one write in flight */
 
     uint64_t c_last_active;
     uint64_t c_connect_deadline;
@@ -101,6 +105,7 @@ struct apg_conn {
     void *c_user;
     struct apg_net_pending *c_pending;
     uv_connect_t c_creq;
+    void (*c_connect_done)(struct apg_conn *c, int status);
 
     struct apg_conn *c_prev, *c_next, *c_dirty_next;
 };
@@ -113,6 +118,8 @@ apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *ar
 /* Drains the post queue and frees the loop's resources (after uv_run). */
 void apg_net_loop_fini(struct apg_net_loop *l);
 
+/* Creates a connection on l with l's transport (its socket handle not yet
+ * connected). */
 struct apg_conn *apg_net_conn_new(struct apg_net_loop *l);
 /* Starts reading, fills c_peer, marks the connection connected. */
 apg_err_t apg_net_conn_start(struct apg_conn *c);
@@ -121,5 +128,11 @@ void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info
 void apg_net_conn_mark_dirty(struct apg_conn *c);
 apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
                                    apg_net_resp_cb cb, void *ud);
+
+/* Called by the transport (see transport.h). */
+apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap);
+void apg_net_conn_rdone(struct apg_conn *c, ssize_t n);
+void apg_net_conn_wdone(struct apg_conn *c, int status);
+void apg_net_conn_closed(struct apg_conn *c);
 
 #endif
