@@ -147,7 +147,8 @@ static void run_call(void *arg)
     if (c) {
         e = apg_buf_append(&c->c_out, cc->cc_frame.b_data, cc->cc_frame.b_len);
         if (!e && !cc->cc_oneway) {
-            e = apg_net_conn_add_pending(c, cc->cc_opaque, cc->cc_timeout_ms, cc->cc_cb, cc->cc_ud);
+            e = apg_net_remoting_add_pending(c, cc->cc_opaque, cc->cc_timeout_ms, cc->cc_cb,
+                                             cc->cc_ud);
             if (e)
                 c->c_out.b_len -= cc->cc_frame.b_len;
         }
@@ -220,6 +221,7 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     struct apg_net_loop *l = &cli->cl_loop;
     l->l_name = cli->cl_name;
     l->l_tr = opts && opts->transport ? opts->transport : &apg_net_tcp;
+    l->l_codec = &apg_net_remoting;
     l->l_max_frame = opts && opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
     l->l_idle_ms = opts && opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
     l->l_opaque = &cli->cl_opaque;
@@ -235,6 +237,7 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     }
     if (uv_thread_create(&l->l_thread, client_loop_main, l)) {
         uv_loop_close(&l->l_uv);
+        l->l_codec->cd_loop_free(l->l_codec_state);
         apg_free(cli->cl_name);
         apg_free(cli);
         return apg_errf(APG_EIO, err, errlen, "cannot create the client thread");

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #include "common/buf.h"
+#include "net/codec.h"
 #include "net/net.h"
 #include "net/transport.h"
 
@@ -19,14 +20,6 @@ struct apg_net_post {
     void (*p_fn)(void *arg);
     void *p_arg;
     struct apg_net_post *p_next;
-};
-
-struct apg_net_pending {
-    int32_t pd_opaque;
-    uint64_t pd_deadline; /* uv_now() ms */
-    apg_net_resp_cb pd_cb;
-    void *pd_ud;
-    struct apg_net_pending *pd_next;
 };
 
 /* Owned by its loop thread, except l_mtx-protected fields. */
@@ -51,19 +44,15 @@ struct apg_net_loop {
 
     struct apg_conn *l_conns; /* every open or closing connection */
     struct apg_conn *l_dirty; /* connections with output to flush */
-    int l_n_pending;          /* outstanding requests on all connections */
-
-    /* Decode area reused for every frame on this loop. */
-    struct apg_rcmd l_rcmd;
-    char *l_scratch;
-    size_t l_scratch_cap;
 
     const struct apg_net_transport *l_tr; /* for the loop's connections */
+    const struct apg_net_codec *l_codec;  /* for the loop's connections */
+    void *l_codec_state;                  /* cd_loop_new's */
     size_t l_max_frame;
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
     uint64_t l_idle_ms;
-    atomic_int *l_opaque; /* the owner's request id counter */
+    atomic_int *l_opaque; /* the owner's request id counter (remoting) */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
     void (*l_on_read_end)(struct apg_conn *c, void *ud);
@@ -103,7 +92,6 @@ struct apg_conn {
     char c_peer[64];
     char *c_addr; /* outbound: the "host:port" it was asked for */
     void *c_user;
-    struct apg_net_pending *c_pending;
     uv_connect_t c_creq;
     void (*c_connect_done)(struct apg_conn *c, int status);
 
@@ -126,8 +114,29 @@ apg_err_t apg_net_conn_start(struct apg_conn *c);
 void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info,
                         const char *reason);
 void apg_net_conn_mark_dirty(struct apg_conn *c);
-apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
-                                   apg_net_resp_cb cb, void *ud);
+/* For codecs: the output buffer to append one message to (NULL when c is
+ * closed), then apg_net_conn_out_done to schedule the write and apply
+ * back-pressure. */
+static inline struct apg_buf *apg_net_conn_out(struct apg_conn *c)
+{
+    return apg_conn_is_closed(c) ? NULL : &c->c_out;
+}
+static inline void apg_net_conn_out_done(struct apg_conn *c)
+{
+    if (!c->c_dirty)
+        apg_net_conn_mark_dirty(c);
+    if (!c->c_paused && c->c_out.b_len + c->c_wbuf.b_len > APG_NET_HIGH_WATER) {
+        c->c_paused = true;
+        c->c_tr->tr_read_stop(c);
+    }
+}
+/* For codecs: runs cd_expire every 20 ms until it returns 0. */
+void apg_net_loop_watch_deadlines(struct apg_net_loop *l);
+
+/* The remoting codec's request table: cb runs once when the response with
+ * this opaque arrives on c, at the deadline, or when c closes. */
+apg_err_t apg_net_remoting_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
+                                       apg_net_resp_cb cb, void *ud);
 
 /* Called by the transport (see transport.h). */
 apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap);

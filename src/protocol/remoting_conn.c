@@ -15,19 +15,19 @@
 
 #include "common/mem.h"
 
-size_t apg_rconn_read_want(const struct apg_buf *in, size_t max_frame, size_t chunk)
+size_t apg_rconn_read_want(const uint8_t *in, size_t len, size_t max_frame, size_t chunk)
 {
     size_t want = chunk;
-    if (in->b_len >= 4) {
-        size_t flen = (size_t)apg_be32(in->b_data) + 4;
-        if (flen <= max_frame + 4 && flen > in->b_len && flen - in->b_len > want)
-            want = flen - in->b_len;
+    if (len >= 4) {
+        size_t flen = (size_t)apg_be32(in) + 4;
+        if (flen <= max_frame + 4 && flen > len && flen - len > want)
+            want = flen - len;
     }
     return want;
 }
 
-apg_err_t apg_rconn_decode(struct apg_rconn_decoder *d, const uint8_t *frame, size_t len,
-                           const struct apg_rcmd **out, char *err, size_t errlen)
+apg_err_t apg_rconn_decode_grow(struct apg_rconn_decoder *d, const uint8_t *frame, size_t len,
+                                const struct apg_rcmd **out, char *err, size_t errlen)
 {
     size_t hdr_len = len >= 8 ? (apg_be32(frame + 4) & 0xFFFFFFu) : 0;
     size_t need = apg_rcmd_scratch_need(hdr_len);

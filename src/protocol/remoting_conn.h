@@ -24,10 +24,10 @@
 
 /* ---- frames in ---- */
 
-/* Bytes to reserve in `in` before the next read: chunk, or more when the
- * frame whose length word is buffered needs more (up to max_frame), so a
- * large frame arrives in one read. */
-size_t apg_rconn_read_want(const struct apg_buf *in, size_t max_frame, size_t chunk);
+/* Bytes to reserve after the len buffered bytes at in before the next
+ * read: chunk, or more when the frame whose length word is buffered needs
+ * more (up to max_frame), so a large frame arrives in one read. */
+size_t apg_rconn_read_want(const uint8_t *in, size_t len, size_t max_frame, size_t chunk);
 
 /* A decode area reused for every frame: the command and the scratch its
  * strings live in. Zero-initialised (APG_RCONN_DECODER_INIT) is empty. */
@@ -42,12 +42,27 @@ struct apg_rconn_decoder {
     }
 
 /* Decodes one whole frame (as apg_frame_peek measured it) into d, growing
- * the scratch when the header needs more (doubling from 4 KiB). Returns
+ * the scratch when the header needs more (doubling from 4 KiB; the _grow
+ * form is the out-of-line part). Returns
  * APG_OK with *out = &d->rd_cmd, which borrows d and frame until the next
  * call; APG_ENOMEM when the scratch cannot grow; the apg_rcmd_decode error
  * (with err) for a malformed frame. */
-apg_err_t apg_rconn_decode(struct apg_rconn_decoder *d, const uint8_t *frame, size_t len,
-                           const struct apg_rcmd **out, char *err, size_t errlen);
+apg_err_t apg_rconn_decode_grow(struct apg_rconn_decoder *d, const uint8_t *frame, size_t len,
+                                const struct apg_rcmd **out, char *err, size_t errlen);
+static inline apg_err_t apg_rconn_decode(struct apg_rconn_decoder *d, const uint8_t *frame,
+                                         size_t len, const struct apg_rcmd **out, char *err,
+                                         size_t errlen)
+{
+    /* Inline for the warm case (the scratch is large enough): a frame is
+     * decoded with no call besides the decoder's. */
+    size_t hdr_len = len >= 8 ? (apg_be32(frame + 4) & 0xFFFFFFu) : 0;
+    if (apg_rcmd_scratch_need(hdr_len) > d->rd_cap)
+        return apg_rconn_decode_grow(d, frame, len, out, err, errlen);
+    apg_err_t e = apg_rcmd_decode(frame, len, &d->rd_cmd, d->rd_scratch, d->rd_cap, err, errlen);
+    if (!e)
+        *out = &d->rd_cmd;
+    return e;
+}
 void apg_rconn_decoder_free(struct apg_rconn_decoder *d);
 
 /* ---- requests waiting for a response ---- */
