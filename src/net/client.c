@@ -3,11 +3,13 @@
  * Callers on any thread encode their request into an owned frame right away
  * (so they only borrow req and body for the call), take an opaque from the
  * client's counter and post the frame to the client's loop. There the
- * connection for the address is found or created (the transport's connect), the frame
- * is appended to its output and a pending entry records the callback and
- * deadline. Frames queued while connecting go out once the connect succeeds;
- * a failed connect fails every pending call on it. Responses are matched by
- * opaque in the shared read path (net.c).
+ * connection for the address is found or created (the transport's
+ * connect), the frame is appended to its output and a pending entry
+ * records the callback and deadline. Frames queued while connecting go out
+ * once the connect succeeds; a failed connect fails every pending call on
+ * it. Responses are matched by opaque in the remoting codec
+ * (remoting_codec.c), on the request table of protocol/remoting_conn that
+ * the client library uses too.
  *
  * apg_net_client_call_sync waits on a condition variable for the callback,
  * which copies the response (apg_rcmd_copy_new). */

@@ -12,9 +12,9 @@
  *    apg_net_conn_out_done puts the connection on the loop's dirty list.
  *    The uv_check handle (which runs after the poll phase) flushes every
  *    dirty connection with one non-blocking write, falling back to a
- *    queued write for the rest; while the dirty list is non-empty a uv_idle handle keeps
- *    the poll phase from blocking, so output queued from a timer or async
- *    callback goes out in the same iteration.
+ *    queued write for the rest; while the dirty list is non-empty a uv_idle
+ *    handle keeps the poll phase from blocking, so output queued from a
+ *    timer or async callback goes out in the same iteration.
  *  - A connection whose queued output passes APG_NET_HIGH_WATER stops
  *    reading until it drains below APG_NET_LOW_WATER.
  *  - Work from other threads arrives through a mutex-protected FIFO and a
@@ -39,7 +39,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "protocol/rcode.h"
 
 #define READ_CHUNK 65536
 #define STOP_GRACE_MS 2000
