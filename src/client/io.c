@@ -15,7 +15,9 @@
  * completed on the loop thread, which also wakes each sync waiter.
  *
  * Pending requests sit in a hash table by opaque (for responses) and in a
- * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones).
+ * list ordered by deadline (for timeouts: a 10 ms timer fails expired ones):
+ * protocol/remoting_conn's table, which the broker's outbound calls use as
+ * well, as they share its frame decoding.
  * A closed connection fails all of its requests at once. Every request gets
  * exactly one callback: response, timeout, connection loss or shutdown.
  *
@@ -46,8 +48,10 @@
 #include "common/mem.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
+#include "protocol/remoting_conn.h"
 
 #define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
+#define READ_CHUNK 65536
 #define DIRECT_MAX_QUEUED (4u << 20) /* unsent bytes above which direct sends stop */
 /* Direct sends are written at once by the caller while at most this many
  * requests wait for answers (low load: no hop through the loop thread), and
@@ -56,13 +60,9 @@
 #define TOPIC_DEFAULT "TBW102"
 
 struct apg_creq {
-    int32_t rq_opaque;
-    int64_t rq_deadline;
+    struct apg_rconn_req rq_r; /* first: opaque, deadline (apg_now_ms), connection */
     apg_cio_cb rq_cb;
     void *rq_arg;
-    struct apg_cconn *rq_conn;
-    struct apg_creq *rq_hnext;            /* hash chain */
-    struct apg_creq *rq_dprev, *rq_dnext; /* deadline list */
 };
 
 enum { CC_CONNECTING, CC_UP, CC_CLOSING };
@@ -130,17 +130,14 @@ struct apg_cio {
      * and takes it to change them; callbacks never run under it. */
     pthread_mutex_t io_rmu;
     struct apg_cconn *io_conns;
-    struct apg_creq *io_buckets[REQ_BUCKETS];
-    struct apg_creq *io_dhead, *io_dtail;
-    size_t io_npending; /* requests in the table */
+    struct apg_rconn_reqs io_reqs; /* by opaque and by deadline */
     _Atomic int32_t io_opaque;
     char **io_ns;
     size_t io_nns, io_ns_cur;
     struct apg_ctopic *io_topics;
     char io_client_id[160];
     int64_t io_next_refresh, io_next_hb, io_next_tick;
-    char *io_scratch;
-    size_t io_scratch_len;
+    struct apg_rconn_decoder io_dec; /* every answer is decoded here (loop thread) */
 };
 
 int64_t apg_now_ms(void)
@@ -242,53 +239,26 @@ void apg_cwait_destroy(struct apg_cwait *w)
 
 /* ---- pending requests ---- */
 
+/* The request table is protocol/remoting_conn's (the same code as the
+ * broker's outbound calls); io_rmu guards it. */
 static void req_unlink(struct apg_cio *io, struct apg_creq *rq)
 {
-    struct apg_creq **pp = &io->io_buckets[(uint32_t)rq->rq_opaque % REQ_BUCKETS];
-    while (*pp && *pp != rq)
-        pp = &(*pp)->rq_hnext;
-    if (*pp)
-        *pp = rq->rq_hnext;
-    io->io_npending--;
-    if (rq->rq_dprev)
-        rq->rq_dprev->rq_dnext = rq->rq_dnext;
-    else
-        io->io_dhead = rq->rq_dnext;
-    if (rq->rq_dnext)
-        rq->rq_dnext->rq_dprev = rq->rq_dprev;
-    else
-        io->io_dtail = rq->rq_dprev;
+    apg_rconn_reqs_remove(&io->io_reqs, &rq->rq_r);
 }
 
 static void req_link(struct apg_cio *io, struct apg_creq *rq)
 {
-    uint32_t b = (uint32_t)rq->rq_opaque % REQ_BUCKETS;
-    rq->rq_hnext = io->io_buckets[b];
-    io->io_buckets[b] = rq;
-    io->io_npending++;
-    /* Deadline order; new requests nearly always go last. */
-    struct apg_creq *after = io->io_dtail;
-    while (after && after->rq_deadline > rq->rq_deadline)
-        after = after->rq_dprev;
-    rq->rq_dprev = after;
-    rq->rq_dnext = after ? after->rq_dnext : io->io_dhead;
-    if (rq->rq_dnext)
-        rq->rq_dnext->rq_dprev = rq;
-    else
-        io->io_dtail = rq;
-    if (after)
-        after->rq_dnext = rq;
-    else
-        io->io_dhead = rq;
+    apg_rconn_reqs_add(&io->io_reqs, &rq->rq_r);
 }
 
 static struct apg_creq *req_find(struct apg_cio *io, int32_t opaque)
 {
-    for (struct apg_creq *rq = io->io_buckets[(uint32_t)opaque % REQ_BUCKETS]; rq;
-         rq = rq->rq_hnext)
-        if (rq->rq_opaque == opaque)
-            return rq;
-    return NULL;
+    return (struct apg_creq *)apg_rconn_reqs_find(&io->io_reqs, opaque);
+}
+
+static struct apg_cconn *req_conn(const struct apg_creq *rq)
+{
+    return (struct apg_cconn *)rq->rq_r.rr_conn;
 }
 
 /* rq is linked; unlinks it (taking io_rmu) and calls its callback. */
@@ -337,7 +307,7 @@ static void conn_fail(struct apg_cconn *cc, const char *why)
     if (cc->cc_state == CC_CLOSING)
         return;
     struct apg_cio *io = cc->cc_io;
-    struct apg_creq *failed = NULL;
+    struct apg_creq *failed;
     pthread_mutex_lock(&io->io_rmu);
     cc->cc_state = CC_CLOSING;
     for (struct apg_cconn **pp = &io->io_conns; *pp; pp = &(*pp)->cc_next) {
@@ -346,34 +316,20 @@ static void conn_fail(struct apg_cconn *cc, const char *why)
             break;
         }
     }
-    for (struct apg_creq *rq = io->io_dhead, *next; rq; rq = next) {
-        next = rq->rq_dnext;
-        if (rq->rq_conn == cc) {
-            req_unlink(io, rq);
-            rq->rq_hnext = failed;
-            failed = rq;
-        }
-    }
+    failed = (struct apg_creq *)apg_rconn_reqs_take_conn(&io->io_reqs, cc);
     pthread_mutex_unlock(&io->io_rmu);
     conn_wclose(cc);
     char msg[256];
     snprintf(msg, sizeof(msg), "connection to %s failed: %s", cc->cc_addr, why);
     apg_log_debug("client", "%s", msg);
-    /* Oldest first, as before (the list was built newest first). */
-    struct apg_creq *rev = NULL;
+    /* Earliest deadline (nearly always: oldest) first. */
     while (failed) {
-        struct apg_creq *n = failed->rq_hnext;
-        failed->rq_hnext = rev;
-        rev = failed;
-        failed = n;
-    }
-    while (rev) {
-        struct apg_creq *n = rev->rq_hnext;
-        apg_cio_cb cb = rev->rq_cb;
-        void *arg = rev->rq_arg;
-        apg_free(rev);
+        struct apg_creq *n = (struct apg_creq *)failed->rq_r.rr_hnext;
+        apg_cio_cb cb = failed->rq_cb;
+        void *arg = failed->rq_arg;
+        apg_free(failed);
         cb(io, APG_EIO, NULL, msg, arg);
-        rev = n;
+        failed = n;
     }
     uv_close((uv_handle_t *)&cc->cc_tcp, conn_close_cb);
 }
@@ -435,7 +391,9 @@ static void on_prepare(uv_prepare_t *h)
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct apg_cconn *cc = h->data;
-    if (apg_buf_reserve(&cc->cc_in, 65536) != APG_OK) {
+    size_t want =
+        apg_rconn_read_want(cc->cc_in.b_data, cc->cc_in.b_len, APG_FRAME_MAX_DEFAULT, READ_CHUNK);
+    if (apg_buf_reserve(&cc->cc_in, want) != APG_OK) {
         *buf = uv_buf_init(NULL, 0);
         return;
     }
@@ -447,37 +405,24 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
 {
     struct apg_cio *io = cc->cc_io;
     char err[160];
-    size_t hlen = flen >= 8 ? (apg_be32(frame + 4) & 0xFFFFFF) : 0;
-    size_t need = apg_rcmd_scratch_need(hlen);
-    if (need > io->io_scratch_len) {
-        char *ns = apg_realloc(io->io_scratch, need);
-        if (ns == NULL) {
-            conn_fail(cc, "out of memory");
-            return;
-        }
-        io->io_scratch = ns;
-        io->io_scratch_len = need;
-    }
-    static __thread struct apg_rcmd cmd;
-    if (apg_rcmd_decode(frame, flen, &cmd, io->io_scratch, io->io_scratch_len, err, sizeof(err)) !=
-        APG_OK) {
+    const struct apg_rcmd *cmd;
+    if (apg_rconn_decode(&io->io_dec, frame, flen, &cmd, err, sizeof(err)) != APG_OK) {
         conn_fail(cc, err);
         return;
     }
-    if (apg_rcmd_is_response(&cmd)) {
+    if (apg_rcmd_is_response(cmd)) {
         pthread_mutex_lock(&io->io_rmu);
-        struct apg_creq *rq = req_find(io, cmd.opaque);
-        if (rq != NULL)
-            req_unlink(io, rq);
+        struct apg_creq *rq =
+            (struct apg_creq *)apg_rconn_reqs_take(&io->io_reqs, cmd->opaque, NULL);
         pthread_mutex_unlock(&io->io_rmu);
         if (rq == NULL)
             return; /* timed out already */
         apg_cio_cb cb = rq->rq_cb;
         void *arg = rq->rq_arg;
         apg_free(rq);
-        cb(io, APG_OK, &cmd, NULL, arg);
+        cb(io, APG_OK, cmd, NULL, arg);
     } else if (io->io_conf.on_server_req) {
-        io->io_conf.on_server_req(io, io->io_conf.owner, &cmd);
+        io->io_conf.on_server_req(io, io->io_conf.owner, cmd);
     }
 }
 
@@ -647,11 +592,13 @@ apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *re
     cc->cc_dirty = true; /* flushed by on_prepare on this (the loop) thread */
     pthread_mutex_unlock(&cc->cc_wmu);
     if (rq != NULL) {
-        rq->rq_opaque = req->opaque;
-        rq->rq_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms);
+        rq->rq_r = (struct apg_rconn_req){
+            .rr_opaque = req->opaque,
+            .rr_deadline = apg_now_ms() + (timeout_ms > 0 ? timeout_ms : io->io_conf.timeout_ms),
+            .rr_conn = cc,
+        };
         rq->rq_cb = cb;
         rq->rq_arg = arg;
-        rq->rq_conn = cc;
         pthread_mutex_lock(&io->io_rmu);
         req_link(io, rq);
         pthread_mutex_unlock(&io->io_rmu);
@@ -866,16 +813,13 @@ static void on_timer(uv_timer_t *h)
     int64_t now = apg_now_ms();
     for (;;) {
         pthread_mutex_lock(&io->io_rmu);
-        struct apg_creq *rq = io->io_dhead;
-        if (rq == NULL || rq->rq_deadline > now) {
-            pthread_mutex_unlock(&io->io_rmu);
-            break;
-        }
-        req_unlink(io, rq);
+        struct apg_creq *rq = (struct apg_creq *)apg_rconn_reqs_expired(&io->io_reqs, now);
         pthread_mutex_unlock(&io->io_rmu);
+        if (rq == NULL)
+            break;
         char msg[200];
         snprintf(msg, sizeof(msg), "no answer from %s within the timeout (request %d)",
-                 rq->rq_conn->cc_addr, rq->rq_opaque);
+                 req_conn(rq)->cc_addr, rq->rq_r.rr_opaque);
         apg_cio_cb cb = rq->rq_cb;
         void *arg = rq->rq_arg;
         apg_free(rq);
@@ -963,8 +907,9 @@ static void shutdown_loop(struct apg_cio *io)
     pthread_mutex_unlock(&io->io_rmu);
     for (struct apg_cconn *cc = io->io_conns; cc; cc = cc->cc_next)
         conn_wclose(cc);
-    while (io->io_dhead)
-        req_fail(io, io->io_dhead, APG_ESHUTDOWN, "client is shutting down");
+    while (io->io_reqs.rs_dhead)
+        req_fail(io, (struct apg_creq *)io->io_reqs.rs_dhead, APG_ESHUTDOWN,
+                 "client is shutting down");
     for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
         struct apg_rwait *w = t->ct_waiters;
         t->ct_waiters = NULL;
@@ -1019,7 +964,8 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         return NULL;
     }
     struct apg_cio *io = apg_calloc(1, sizeof(*io));
-    if (io == NULL) {
+    if (io == NULL || apg_rconn_reqs_init(&io->io_reqs, REQ_BUCKETS) != APG_OK) {
+        apg_free(io);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
@@ -1110,7 +1056,8 @@ void apg_cio_free(struct apg_cio *io)
     for (size_t i = 0; i < io->io_nns; i++)
         apg_free(io->io_ns[i]);
     apg_free(io->io_ns);
-    apg_free(io->io_scratch);
+    apg_rconn_decoder_free(&io->io_dec);
+    apg_rconn_reqs_fini(&io->io_reqs);
     apg_free(io);
 }
 
@@ -1339,18 +1286,20 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
         return APG_ENOMEM;
     }
     if (rq != NULL) {
-        rq->rq_opaque = req->opaque;
-        rq->rq_deadline = deadline_ms > 0 ? deadline_ms : apg_now_ms() + io->io_conf.timeout_ms;
+        rq->rq_r = (struct apg_rconn_req){
+            .rr_opaque = req->opaque,
+            .rr_deadline = deadline_ms > 0 ? deadline_ms : apg_now_ms() + io->io_conf.timeout_ms,
+            .rr_conn = cc,
+        };
         rq->rq_cb = cb;
         rq->rq_arg = arg;
-        rq->rq_conn = cc;
     }
     /* Registered before the bytes leave, so the answer always finds it. */
     pthread_mutex_lock(&io->io_rmu);
     bool ok = !io->io_stopping && cc->cc_state == CC_UP;
     if (ok && rq != NULL)
         req_link(io, rq);
-    if (io->io_npending <= DIRECT_NOW_PENDING)
+    if (apg_rconn_reqs_count(&io->io_reqs) <= DIRECT_NOW_PENDING)
         now = true;
     pthread_mutex_unlock(&io->io_rmu);
     if (!ok) {

@@ -3,11 +3,13 @@
  * Callers on any thread encode their request into an owned frame right away
  * (so they only borrow req and body for the call), take an opaque from the
  * client's counter and post the frame to the client's loop. There the
- * connection for the address is found or created (uv_tcp_connect), the frame
- * is appended to its output and a pending entry records the callback and
- * deadline. Frames queued while connecting go out once the connect succeeds;
- * a failed connect fails every pending call on it. Responses are matched by
- * opaque in the shared read path (net.c).
+ * connection for the address is found or created (the transport's
+ * connect), the frame is appended to its output and a pending entry
+ * records the callback and deadline. Frames queued while connecting go out
+ * once the connect succeeds; a failed connect fails every pending call on
+ * it. Responses are matched by opaque in the remoting codec
+ * (remoting_codec.c), on the request table of protocol/remoting_conn that
+ * the client library uses too.
  *
  * apg_net_client_call_sync waits on a condition variable for the callback,
  * which copies the response (apg_rcmd_copy_new). */
@@ -85,9 +87,8 @@ static void call_free(struct client_call *cc)
     apg_free(cc);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_connect(struct apg_conn *c, int status)
 {
-    struct apg_conn *c = req->data;
     if (status < 0) {
         if (!apg_conn_is_closed(c)) {
             char why[160];
@@ -128,9 +129,8 @@ static struct apg_conn *client_conn_get(struct apg_net_client *cli, const char *
     c->c_addr = apg_strdup(addr);
     snprintf(c->c_peer, sizeof(c->c_peer), "%s", addr);
     c->c_connect_deadline = uv_now(&l->l_uv) + cli->cl_connect_timeout_ms;
-    c->c_creq.data = c;
     apg_conn_ref(c);
-    int rc = uv_tcp_connect(&c->c_creq, &c->c_tcp, (struct sockaddr *)&ss, on_connect);
+    int rc = c->c_addr ? c->c_tr->tr_connect(c, (struct sockaddr *)&ss, on_connect) : 0;
     if (!c->c_addr || rc) {
         apg_conn_unref(c);
         apg_net_conn_close(c, APG_EIO, true, rc ? uv_strerror(rc) : "out of memory");
@@ -149,7 +149,8 @@ static void run_call(void *arg)
     if (c) {
         e = apg_buf_append(&c->c_out, cc->cc_frame.b_data, cc->cc_frame.b_len);
         if (!e && !cc->cc_oneway) {
-            e = apg_net_conn_add_pending(c, cc->cc_opaque, cc->cc_timeout_ms, cc->cc_cb, cc->cc_ud);
+            e = apg_net_remoting_add_pending(c, cc->cc_opaque, cc->cc_timeout_ms, cc->cc_cb,
+                                             cc->cc_ud);
             if (e)
                 c->c_out.b_len -= cc->cc_frame.b_len;
         }
@@ -221,6 +222,8 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     atomic_init(&cli->cl_opaque, 1);
     struct apg_net_loop *l = &cli->cl_loop;
     l->l_name = cli->cl_name;
+    l->l_tr = opts && opts->transport ? opts->transport : &apg_net_tcp;
+    l->l_codec = &apg_net_remoting;
     l->l_max_frame = opts && opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
     l->l_idle_ms = opts && opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
     l->l_opaque = &cli->cl_opaque;
@@ -236,6 +239,7 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     }
     if (uv_thread_create(&l->l_thread, client_loop_main, l)) {
         uv_loop_close(&l->l_uv);
+        l->l_codec->cd_loop_free(l->l_codec_state);
         apg_free(cli->cl_name);
         apg_free(cli);
         return apg_errf(APG_EIO, err, errlen, "cannot create the client thread");

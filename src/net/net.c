@@ -1,18 +1,20 @@
-/* Event loops, connections and the remoting server.
+/* Event loops, connections and the server.
  *
  * Design (see net.h for the contract):
- *  - Each loop thread owns its connections. A frame is read into the
- *    connection's input buffer (grown by doubling, never shrunk, so a warm
- *    connection reads without allocating), decoded into the loop's one
- *    struct apg_rcmd with the loop's scratch area, and dispatched right there:
- *    requests to on_request, responses to the pending request with the same
- *    opaque.
- *  - apg_conn_send appends to c_out and puts the connection on the loop's
- *    dirty list. The uv_check handle (which runs after the poll phase) flushes
- *    every dirty connection with one uv_try_write, falling back to uv_write
- *    for the rest; while the dirty list is non-empty a uv_idle handle keeps
- *    the poll phase from blocking, so output queued from a timer or async
- *    callback goes out in the same iteration.
+ *  - Each loop thread owns its connections. Bytes reach a connection through
+ *    its transport (transport.h; TCP in tcp.c) straight into the input
+ *    buffer (grown by doubling, never shrunk, so a warm connection reads
+ *    without allocating). The loop's codec (codec.h; RocketMQ remoting in
+ *    remoting_codec.c) then cuts each whole message out of that buffer,
+ *    decodes it into the loop's decode state and dispatches it right there,
+ *    before the buffer is reused: no copy, no allocation, no thread hop.
+ *  - A codec appends encoded output to c_out (apg_net_conn_out) and
+ *    apg_net_conn_out_done puts the connection on the loop's dirty list.
+ *    The uv_check handle (which runs after the poll phase) flushes every
+ *    dirty connection with one non-blocking write, falling back to a
+ *    queued write for the rest; while the dirty list is non-empty a uv_idle
+ *    handle keeps the poll phase from blocking, so output queued from a
+ *    timer or async callback goes out in the same iteration.
  *  - A connection whose queued output passes APG_NET_HIGH_WATER stops
  *    reading until it drains below APG_NET_LOW_WATER.
  *  - Work from other threads arrives through a mutex-protected FIFO and a
@@ -37,7 +39,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "protocol/rcode.h"
 
 #define READ_CHUNK 65536
 #define STOP_GRACE_MS 2000
@@ -118,12 +119,12 @@ struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
     struct apg_conn *c = apg_calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    if (uv_tcp_init(&l->l_uv, &c->c_tcp)) {
+    c->c_loop = l;
+    c->c_tr = l->l_tr;
+    if (c->c_tr->tr_init(c)) {
         apg_free(c);
         return NULL;
     }
-    c->c_tcp.data = c;
-    c->c_loop = l;
     atomic_init(&c->c_refs, 1);
     atomic_init(&c->c_closed, false);
     c->c_close_err = APG_ECLOSED;
@@ -138,9 +139,8 @@ struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
 
 static void loop_maybe_finish(struct apg_net_loop *l);
 
-static void on_conn_closed(uv_handle_t *h)
+void apg_net_conn_closed(struct apg_conn *c)
 {
-    struct apg_conn *c = h->data;
     struct apg_net_loop *l = c->c_loop;
     if (c->c_prev)
         c->c_prev->c_next = c->c_next;
@@ -151,19 +151,6 @@ static void on_conn_closed(uv_handle_t *h)
     c->c_prev = c->c_next = NULL;
     apg_conn_unref(c);
     loop_maybe_finish(l);
-}
-
-static void fail_pending(struct apg_conn *c, apg_err_t err)
-{
-    struct apg_net_pending *p = c->c_pending;
-    c->c_pending = NULL;
-    while (p) {
-        struct apg_net_pending *next = p->pd_next;
-        c->c_loop->l_n_pending--;
-        p->pd_cb(p->pd_ud, NULL, err);
-        apg_free(p);
-        p = next;
-    }
 }
 
 void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info,
@@ -177,12 +164,12 @@ void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info
     else
         apg_log_debug(l->l_name, "closing connection %s: %s", c->c_peer, reason);
     apg_conn_ref(c);
-    uv_read_stop((uv_stream_t *)&c->c_tcp);
+    c->c_tr->tr_read_stop(c);
     if (l->l_on_close && c->c_connected)
         l->l_on_close(c, l->l_ud);
-    fail_pending(c, pending_err);
-    if (!uv_is_closing((uv_handle_t *)&c->c_tcp))
-        uv_close((uv_handle_t *)&c->c_tcp, on_conn_closed);
+    if (l->l_codec->cd_conn_close)
+        l->l_codec->cd_conn_close(c, pending_err);
+    c->c_tr->tr_close(c);
     apg_conn_unref(c);
 }
 
@@ -219,9 +206,8 @@ static void conn_maybe_resume(struct apg_conn *c)
 
 static void conn_flush(struct apg_conn *c);
 
-static void on_write(uv_write_t *req, int status)
+void apg_net_conn_wdone(struct apg_conn *c, int status)
 {
-    struct apg_conn *c = req->data;
     c->c_writing = false;
     apg_buf_reset(&c->c_wbuf);
     if (status < 0) {
@@ -249,7 +235,7 @@ static void conn_flush(struct apg_conn *c)
     if (c->c_writing || !c->c_connected || apg_conn_is_closed(c) || c->c_out.b_len == 0)
         return;
     uv_buf_t b = uv_buf_init((char *)c->c_out.b_data, (unsigned)c->c_out.b_len);
-    int n = uv_try_write((uv_stream_t *)&c->c_tcp, &b, 1);
+    int n = c->c_tr->tr_try_writev(c, &b, 1);
     if (n == (int)c->c_out.b_len) {
         apg_buf_reset(&c->c_out);
         c->c_last_active = uv_now(&c->c_loop->l_uv);
@@ -267,16 +253,16 @@ static void conn_flush(struct apg_conn *c)
     }
     if (n < 0)
         n = 0;
-    /* Hand the rest to uv_write; new output accumulates in c_out meanwhile. */
+    /* Hand the rest to a queued write; new output accumulates in c_out
+     * meanwhile. */
     struct apg_buf tmp = c->c_wbuf;
     c->c_wbuf = c->c_out;
     c->c_out = tmp;
     apg_buf_reset(&c->c_out);
     b = uv_buf_init((char *)c->c_wbuf.b_data + n, (unsigned)(c->c_wbuf.b_len - n));
-    c->c_wreq.data = c;
     c->c_writing = true;
     apg_conn_ref(c);
-    int rc = uv_write(&c->c_wreq, (uv_stream_t *)&c->c_tcp, &b, 1, on_write);
+    int rc = c->c_tr->tr_writev(c, &b, 1);
     if (rc) {
         c->c_writing = false;
         apg_conn_unref(c);
@@ -304,105 +290,12 @@ static void on_check(uv_check_t *h)
     uv_idle_stop(&l->l_idle);
 }
 
-static apg_err_t conn_queue(struct apg_conn *c, const struct apg_rcmd *cmd, const uint8_t *body,
-                            uint32_t len)
-{
-    if (apg_conn_is_closed(c))
-        return APG_ECLOSED;
-    size_t before = c->c_out.b_len;
-    apg_err_t e = apg_rcmd_encode_header(cmd, len, &c->c_out);
-    if (!e && len)
-        e = apg_buf_append(&c->c_out, body, len);
-    if (e) {
-        c->c_out.b_len = before;
-        return e;
-    }
-    apg_net_conn_mark_dirty(c);
-    if (!c->c_paused && apg_conn_pending_bytes(c) > APG_NET_HIGH_WATER) {
-        c->c_paused = true;
-        uv_read_stop((uv_stream_t *)&c->c_tcp);
-    }
-    return APG_OK;
-}
-
-apg_err_t apg_conn_send(struct apg_conn *c, const struct apg_rcmd *cmd, const uint8_t *body,
-                        uint32_t len)
-{
-    return conn_queue(c, cmd, body, len);
-}
-
-apg_err_t apg_conn_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
-                         const char *remark, const uint8_t *body, uint32_t len)
-{
-    if (apg_rcmd_is_oneway(req))
-        return APG_OK;
-    struct apg_rcmd resp;
-    apg_rcmd_init_response(&resp, req, code, remark);
-    return conn_queue(c, &resp, body, len);
-}
-
-static void on_req_timer(uv_timer_t *t);
-
-apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
-                                   apg_net_resp_cb cb, void *ud)
-{
-    struct apg_net_loop *l = c->c_loop;
-    struct apg_net_pending *p = apg_malloc(sizeof(*p));
-    if (!p)
-        return APG_ENOMEM;
-    p->pd_opaque = opaque;
-    p->pd_deadline = uv_now(&l->l_uv) + timeout_ms;
-    p->pd_cb = cb;
-    p->pd_ud = ud;
-    p->pd_next = c->c_pending;
-    c->c_pending = p;
-    if (l->l_n_pending++ == 0 && !l->l_finished)
-        uv_timer_start(&l->l_req_timer, on_req_timer, 20, 20);
-    return APG_OK;
-}
-
-apg_err_t apg_conn_request(struct apg_conn *c, struct apg_rcmd *req, const uint8_t *body,
-                           uint32_t len, uint32_t timeout_ms, apg_net_resp_cb cb, void *ud)
-{
-    if (apg_conn_is_closed(c))
-        return APG_ECLOSED;
-    req->opaque = atomic_fetch_add(c->c_loop->l_opaque, 1);
-    req->flag &= ~(APG_RCMD_FLAG_RESPONSE | APG_RCMD_FLAG_ONEWAY);
-    apg_err_t e = conn_queue(c, req, body, len);
-    if (e)
-        return e;
-    return apg_net_conn_add_pending(c, req->opaque, timeout_ms, cb, ud);
-}
-
-apg_err_t apg_conn_oneway(struct apg_conn *c, struct apg_rcmd *req, const uint8_t *body,
-                          uint32_t len)
-{
-    req->opaque = atomic_fetch_add(c->c_loop->l_opaque, 1);
-    req->flag = (req->flag & ~APG_RCMD_FLAG_RESPONSE) | APG_RCMD_FLAG_ONEWAY;
-    return conn_queue(c, req, body, len);
-}
-
-static void dispatch_response(struct apg_conn *c, const struct apg_rcmd *resp)
-{
-    struct apg_net_pending **pp = &c->c_pending;
-    while (*pp && (*pp)->pd_opaque != resp->opaque)
-        pp = &(*pp)->pd_next;
-    struct apg_net_pending *p = *pp;
-    if (!p) {
-        apg_log_debug(c->c_loop->l_name, "%s: response with unknown opaque %d (late?) dropped",
-                      c->c_peer, resp->opaque);
-        return;
-    }
-    *pp = p->pd_next;
-    c->c_loop->l_n_pending--;
-    p->pd_cb(p->pd_ud, resp, APG_OK);
-    apg_free(p);
-}
-
-/* Parses every whole frame in the input buffer. */
+/* Cuts, decodes and dispatches every whole message in the input buffer
+ * with the loop's codec. */
 static void conn_parse(struct apg_conn *c)
 {
     struct apg_net_loop *l = c->c_loop;
+    const struct apg_net_codec *cd = l->l_codec;
     char why[256];
     apg_err_t close_err = APG_OK;
     bool dispatched = false;
@@ -411,9 +304,7 @@ static void conn_parse(struct apg_conn *c)
         size_t avail = c->c_in.b_len - c->c_in_off;
         size_t flen = 0;
         char perr[160] = "";
-        if (avail < 4)
-            break;
-        apg_err_t e = apg_frame_peek(p, avail, l->l_max_frame, &flen, perr, sizeof(perr));
+        apg_err_t e = cd->cd_frame(p, avail, l->l_max_frame, &flen, perr, sizeof(perr));
         if (e) {
             snprintf(why, sizeof(why), "bad frame: %s", perr[0] ? perr : apg_strerror(e));
             close_err = APG_EPROTO;
@@ -421,38 +312,20 @@ static void conn_parse(struct apg_conn *c)
         }
         if (flen == 0)
             break;
-        size_t hdr_len = flen >= 8 ? (apg_be32(p + 4) & 0xFFFFFFu) : 0;
-        size_t need = apg_rcmd_scratch_need(hdr_len);
-        if (need > l->l_scratch_cap) {
-            size_t cap = l->l_scratch_cap ? l->l_scratch_cap : 4096;
-            while (cap < need)
-                cap *= 2;
-            char *s = apg_realloc(l->l_scratch, cap);
-            if (!s) {
-                snprintf(why, sizeof(why), "out of memory decoding a frame");
-                close_err = APG_ENOMEM;
-                break;
-            }
-            l->l_scratch = s;
-            l->l_scratch_cap = cap;
-        }
-        e = apg_rcmd_decode(p, flen, &l->l_rcmd, l->l_scratch, l->l_scratch_cap, perr,
-                            sizeof(perr));
+        void *msg = NULL;
+        e = cd->cd_decode(l->l_codec_state, p, flen, &msg, perr, sizeof(perr));
         if (e) {
-            snprintf(why, sizeof(why), "malformed frame: %s", perr[0] ? perr : apg_strerror(e));
-            close_err = APG_EPROTO;
+            if (e == APG_ENOMEM)
+                snprintf(why, sizeof(why), "out of memory decoding a frame");
+            else
+                snprintf(why, sizeof(why), "malformed frame: %s", perr[0] ? perr : apg_strerror(e));
+            close_err = e == APG_ENOMEM ? APG_ENOMEM : APG_EPROTO;
             break;
         }
         c->c_in_off += flen;
-        if (apg_rcmd_is_response(&l->l_rcmd)) {
-            dispatch_response(c, &l->l_rcmd);
-        } else if (l->l_on_request) {
+        if (cd->cd_dispatch(c, msg)) {
             l->l_requests++;
             dispatched = true;
-            l->l_on_request(c, &l->l_rcmd, l->l_ud);
-        } else {
-            apg_log_debug(l->l_name, "%s: request code %d ignored (no handler)", c->c_peer,
-                          l->l_rcmd.code);
         }
     }
     if (dispatched && l->l_on_read_end)
@@ -467,28 +340,26 @@ static void conn_parse(struct apg_conn *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap)
 {
-    struct apg_conn *c = h->data;
     size_t want = READ_CHUNK;
-    /* If a frame header is buffered, make room for the whole frame at once. */
-    if (c->c_in.b_len >= 4) {
-        size_t flen = (size_t)apg_be32(c->c_in.b_data) + 4;
-        if (flen <= c->c_loop->l_max_frame + 4 && flen > c->c_in.b_len &&
-            flen - c->c_in.b_len > want)
-            want = flen - c->c_in.b_len;
+    /* If the start of a message is buffered, make room for all of it. */
+    const struct apg_net_codec *cd = c->c_loop->l_codec;
+    if (cd->cd_read_hint) {
+        size_t mlen = cd->cd_read_hint(c->c_in.b_data, c->c_in.b_len, c->c_loop->l_max_frame);
+        if (mlen > c->c_in.b_len && mlen - c->c_in.b_len > want)
+            want = mlen - c->c_in.b_len;
     }
-    if (apg_buf_reserve(&c->c_in, want)) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    *buf = uv_buf_init((char *)c->c_in.b_data + c->c_in.b_len,
-                       (unsigned)(c->c_in.b_cap - c->c_in.b_len));
+    apg_err_t e = apg_buf_reserve(&c->c_in, want);
+    if (e)
+        return e;
+    *p = c->c_in.b_data + c->c_in.b_len;
+    *cap = c->c_in.b_cap - c->c_in.b_len;
+    return APG_OK;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void apg_net_conn_rdone(struct apg_conn *c, ssize_t nread)
 {
-    struct apg_conn *c = s->data;
     if (nread == UV_ENOBUFS) {
         apg_net_conn_close(c, APG_ENOMEM, true, "out of memory for the read buffer");
         return;
@@ -512,24 +383,9 @@ apg_err_t apg_net_conn_start(struct apg_conn *c)
 {
     if (!c->c_connected) {
         c->c_connected = true;
-        struct sockaddr_storage ss;
-        int sl = sizeof(ss);
-        if (uv_tcp_getpeername(&c->c_tcp, (struct sockaddr *)&ss, &sl) == 0) {
-            char ip[INET6_ADDRSTRLEN] = "";
-            int port = 0;
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-            }
-            snprintf(c->c_peer, sizeof(c->c_peer), "%s:%d", ip, port);
-        }
-        uv_tcp_nodelay(&c->c_tcp, 1);
+        c->c_tr->tr_peer(c, c->c_peer, sizeof(c->c_peer));
     }
-    int rc = uv_read_start((uv_stream_t *)&c->c_tcp, on_alloc, on_read);
-    return rc ? APG_EIO : APG_OK;
+    return c->c_tr->tr_read_start(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -644,30 +500,26 @@ static void on_tick(uv_timer_t *t)
 static void on_req_timer(uv_timer_t *t)
 {
     struct apg_net_loop *l = t->data;
-    uint64_t now = uv_now(&l->l_uv);
-    for (struct apg_conn *c = l->l_conns; c; c = c->c_next) {
-        struct apg_net_pending **pp = &c->c_pending;
-        while (*pp) {
-            struct apg_net_pending *p = *pp;
-            if (now >= p->pd_deadline) {
-                *pp = p->pd_next;
-                l->l_n_pending--;
-                p->pd_cb(p->pd_ud, NULL, APG_ETIMEDOUT);
-                apg_free(p);
-            } else {
-                pp = &p->pd_next;
-            }
-        }
-    }
-    if (l->l_n_pending == 0)
+    if (l->l_codec->cd_expire(l, uv_now(&l->l_uv)) == 0)
         uv_timer_stop(&l->l_req_timer);
+}
+
+void apg_net_loop_watch_deadlines(struct apg_net_loop *l)
+{
+    if (!l->l_finished && !uv_is_active((uv_handle_t *)&l->l_req_timer))
+        uv_timer_start(&l->l_req_timer, on_req_timer, 20, 20);
 }
 
 apg_err_t apg_net_loop_init(struct apg_net_loop *l, int idx)
 {
     l->l_idx = idx;
-    if (uv_loop_init(&l->l_uv))
+    if (l->l_codec->cd_loop_new(l, &l->l_codec_state))
         return APG_ENOMEM;
+    if (uv_loop_init(&l->l_uv)) {
+        l->l_codec->cd_loop_free(l->l_codec_state);
+        l->l_codec_state = NULL;
+        return APG_ENOMEM;
+    }
     uv_async_init(&l->l_uv, &l->l_async, on_async);
     uv_check_init(&l->l_uv, &l->l_check);
     uv_idle_init(&l->l_uv, &l->l_idle);
@@ -727,7 +579,7 @@ void apg_net_loop_begin_stop(struct apg_net_loop *l, apg_err_t pending_err, bool
         next = c->c_next;
         if (graceful && c->c_connected && apg_conn_pending_bytes(c) > 0) {
             c->c_drain_close = true;
-            uv_read_stop((uv_stream_t *)&c->c_tcp);
+            c->c_tr->tr_read_stop(c);
             conn_flush(c);
         } else {
             apg_net_conn_close(c, pending_err, false, "stopping");
@@ -745,8 +597,8 @@ void apg_net_loop_fini(struct apg_net_loop *l)
         uv_run(&l->l_uv, UV_RUN_DEFAULT);
         uv_loop_close(&l->l_uv);
     }
-    apg_free(l->l_scratch);
-    l->l_scratch = NULL;
+    l->l_codec->cd_loop_free(l->l_codec_state);
+    l->l_codec_state = NULL;
     uv_mutex_destroy(&l->l_mtx);
     uv_sem_destroy(&l->l_ready);
 }
@@ -766,7 +618,7 @@ static void on_connection(uv_stream_t *server, int status)
         apg_log_error(l->l_name, "out of memory accepting a connection");
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)&c->c_tcp) || apg_net_conn_start(c)) {
+    if (c->c_tr->tr_accept(c, server) || apg_net_conn_start(c)) {
         apg_net_conn_close(c, APG_ECLOSED, false, "accept failed");
         return;
     }
@@ -873,7 +725,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
                                char *err, size_t errlen)
 {
     *out = NULL;
-    if (opts->n_loops < 1 || opts->n_loops > 256 || !opts->on_request)
+    bool remoting = !opts->codec || opts->codec == &apg_net_remoting;
+    if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request))
         return apg_errf(APG_EINVAL, err, errlen, "net server: bad options");
     const char *host = opts->host && opts->host[0] ? opts->host : "0.0.0.0";
     struct sockaddr_storage ss;
@@ -949,6 +802,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     for (int i = 0; i < srv->s_n_loops; i++) {
         struct apg_net_loop *l = &srv->s_loops[i];
         l->l_name = srv->s_name;
+        l->l_tr = opts->transport ? opts->transport : &apg_net_tcp;
+        l->l_codec = opts->codec ? opts->codec : &apg_net_remoting;
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
         l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
         l->l_busy_poll_ns = opts->busy_poll_us > 0 ? (int64_t)opts->busy_poll_us * 1000 : 0;
@@ -977,6 +832,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
             for (int j = i; j < n_fds; j++)
                 close(fds[j]);
             uv_loop_close(&l->l_uv);
+            l->l_codec->cd_loop_free(l->l_codec_state);
             srv->s_n_loops = i;
             apg_net_server_stop(srv);
             *out = NULL;

@@ -29,6 +29,8 @@
 struct apg_net_server;
 struct apg_net_client;
 struct apg_conn;
+struct apg_net_transport; /* net/transport.h */
+struct apg_net_codec;     /* net/codec.h */
 
 /* Bytes queued for one connection above which we stop reading from it until
  * the writes drain below the low mark. */
@@ -36,10 +38,15 @@ struct apg_conn;
 #define APG_NET_LOW_WATER (1u * 1024 * 1024)
 
 struct apg_net_server_opts {
-    const char *name;   /* for logs ("namesrv", "broker") */
-    const char *host;   /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
-    int port;           /* 0 = ephemeral (see apg_net_server_port) */
-    int n_loops;        /* event-loop threads, >= 1 */
+    const char *name; /* for logs ("namesrv", "broker") */
+    const char *host; /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
+    int port;         /* 0 = ephemeral (see apg_net_server_port) */
+    int n_loops;      /* event-loop threads, >= 1 */
+    /* How bytes reach the peer; NULL = plain TCP (apg_net_tcp). */
+    const struct apg_net_transport *transport;
+    /* The wire format on the connections; NULL = RocketMQ remoting
+     * (apg_net_remoting), whose requests go to on_request. */
+    const struct apg_net_codec *codec;
     size_t max_frame;   /* 0 = APG_FRAME_MAX_DEFAULT */
     int idle_timeout_s; /* close a connection idle both ways this long; 0 = never */
     /* After a loop iteration that read requests, keep polling without
@@ -47,9 +54,10 @@ struct apg_net_server_opts {
      * sleep). Saves the wake-up of a halted vCPU per request for
      * request/response clients; costs CPU only right after traffic. */
     int busy_poll_us;
-    /* Called on c's loop thread for every request (responses to requests the
-     * server made itself are matched by opaque and never reach here). req
-     * and its body are valid only during the call. */
+    /* Remoting codec: called on c's loop thread for every request
+     * (responses to requests the server made itself are matched by opaque
+     * and never reach here). req and its body are valid only during the
+     * call. Required with that codec. */
     void (*on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     /* Called once per connection on its loop thread when it closes, before
      * pending server-initiated requests are failed. Optional. */
@@ -137,10 +145,11 @@ size_t apg_conn_pending_bytes(const struct apg_conn *c);
 /* ---- outbound client ---- */
 
 struct apg_net_client_opts {
-    const char *name;            /* for logs */
-    size_t max_frame;            /* 0 = APG_FRAME_MAX_DEFAULT */
-    int idle_timeout_s;          /* close idle outbound connections; 0 = never */
-    uint32_t connect_timeout_ms; /* 0 = 3000 */
+    const char *name;                          /* for logs */
+    const struct apg_net_transport *transport; /* NULL = plain TCP */
+    size_t max_frame;                          /* 0 = APG_FRAME_MAX_DEFAULT */
+    int idle_timeout_s;                        /* close idle outbound connections; 0 = never */
+    uint32_t connect_timeout_ms;               /* 0 = 3000 */
 };
 
 /* Starts the client's loop thread. Returns owned: stop with

@@ -12,20 +12,14 @@
 #include <stdatomic.h>
 
 #include "common/buf.h"
+#include "net/codec.h"
 #include "net/net.h"
+#include "net/transport.h"
 
 struct apg_net_post {
     void (*p_fn)(void *arg);
     void *p_arg;
     struct apg_net_post *p_next;
-};
-
-struct apg_net_pending {
-    int32_t pd_opaque;
-    uint64_t pd_deadline; /* uv_now() ms */
-    apg_net_resp_cb pd_cb;
-    void *pd_ud;
-    struct apg_net_pending *pd_next;
 };
 
 /* Owned by its loop thread, except l_mtx-protected fields. */
@@ -50,18 +44,15 @@ struct apg_net_loop {
 
     struct apg_conn *l_conns; /* every open or closing connection */
     struct apg_conn *l_dirty; /* connections with output to flush */
-    int l_n_pending;          /* outstanding requests on all connections */
 
-    /* Decode area reused for every frame on this loop. */
-    struct apg_rcmd l_rcmd;
-    char *l_scratch;
-    size_t l_scratch_cap;
-
+    const struct apg_net_transport *l_tr; /* for the loop's connections */
+    const struct apg_net_codec *l_codec;  /* for the loop's connections */
+    void *l_codec_state;                  /* cd_loop_new's */
     size_t l_max_frame;
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
     uint64_t l_idle_ms;
-    atomic_int *l_opaque; /* the owner's request id counter */
+    atomic_int *l_opaque; /* the owner's request id counter (remoting) */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
     void (*l_on_read_end)(struct apg_conn *c, void *ud);
@@ -77,7 +68,9 @@ struct apg_net_loop {
 };
 
 struct apg_conn {
-    uv_tcp_t c_tcp; /* first: handle <-> conn */
+    uv_tcp_t c_tcp; /* the socket handle every transport runs on; data = c */
+    const struct apg_net_transport *c_tr;
+    void *c_tr_state; /* the transport's per-connection state (NULL for TCP) */
     struct apg_net_loop *c_loop;
     atomic_int c_refs;
     atomic_bool c_closed;
@@ -92,15 +85,15 @@ struct apg_conn {
     size_t c_in_off;
     struct apg_buf c_out;  /* queued this iteration */
     struct apg_buf c_wbuf; /* being written by c_wreq */
-    uv_write_t c_wreq;
+    uv_write_t c_wreq;     /* the transport's one write in flight */
 
     uint64_t c_last_active;
     uint64_t c_connect_deadline;
     char c_peer[64];
     char *c_addr; /* outbound: the "host:port" it was asked for */
     void *c_user;
-    struct apg_net_pending *c_pending;
     uv_connect_t c_creq;
+    void (*c_connect_done)(struct apg_conn *c, int status);
 
     struct apg_conn *c_prev, *c_next, *c_dirty_next;
 };
@@ -113,13 +106,42 @@ apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *ar
 /* Drains the post queue and frees the loop's resources (after uv_run). */
 void apg_net_loop_fini(struct apg_net_loop *l);
 
+/* Creates a connection on l with l's transport (its socket handle not yet
+ * connected). */
 struct apg_conn *apg_net_conn_new(struct apg_net_loop *l);
 /* Starts reading, fills c_peer, marks the connection connected. */
 apg_err_t apg_net_conn_start(struct apg_conn *c);
 void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info,
                         const char *reason);
 void apg_net_conn_mark_dirty(struct apg_conn *c);
-apg_err_t apg_net_conn_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
-                                   apg_net_resp_cb cb, void *ud);
+/* For codecs: the output buffer to append one message to (NULL when c is
+ * closed), then apg_net_conn_out_done to schedule the write and apply
+ * back-pressure. */
+static inline struct apg_buf *apg_net_conn_out(struct apg_conn *c)
+{
+    return apg_conn_is_closed(c) ? NULL : &c->c_out;
+}
+static inline void apg_net_conn_out_done(struct apg_conn *c)
+{
+    if (!c->c_dirty)
+        apg_net_conn_mark_dirty(c);
+    if (!c->c_paused && c->c_out.b_len + c->c_wbuf.b_len > APG_NET_HIGH_WATER) {
+        c->c_paused = true;
+        c->c_tr->tr_read_stop(c);
+    }
+}
+/* For codecs: runs cd_expire every 20 ms until it returns 0. */
+void apg_net_loop_watch_deadlines(struct apg_net_loop *l);
+
+/* The remoting codec's request table: cb runs once when the response with
+ * this opaque arrives on c, at the deadline, or when c closes. */
+apg_err_t apg_net_remoting_add_pending(struct apg_conn *c, int32_t opaque, uint32_t timeout_ms,
+                                       apg_net_resp_cb cb, void *ud);
+
+/* Called by the transport (see transport.h). */
+apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap);
+void apg_net_conn_rdone(struct apg_conn *c, ssize_t n);
+void apg_net_conn_wdone(struct apg_conn *c, int status);
+void apg_net_conn_closed(struct apg_conn *c);
 
 #endif

@@ -7,7 +7,11 @@
  *   3 ask       server-initiated request 500 back to the client; the reply to
  *               3 carries the client's answer remark, or "timeout"/"closed"
  *   4 big       reply with a body of ext "size" bytes
- *   5 post      reply from another thread through apg_conn_post */
+ *   5 post      reply from another thread through apg_conn_post
+ *
+ * Two tests plug other tables into the same loops: a line codec (one
+ * message per '\n', answered in capitals) and a byte-filter transport that
+ * XORs every byte over TCP, as TLS will sit under the remoting framing. */
 #include <arpa/inet.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
@@ -31,6 +35,7 @@
 #include "common/buf.h"
 #include "common/mem.h"
 #include "net/net.h"
+#include "net/net_int.h"
 
 static atomic_int n_closed;
 static atomic_int n_loop_started;
@@ -624,6 +629,259 @@ static void test_port_in_use(void **state)
     apg_net_server_stop(srv);
 }
 
+/* ---- other codecs and transports on the same loops ---- */
+
+/* A line protocol: a message is the bytes up to '\n'; the answer is the
+ * line in capitals. */
+static apg_err_t line_new(struct apg_net_loop *l, void **state)
+{
+    *state = NULL;
+    return APG_OK;
+}
+
+static void line_free(void *state) {}
+
+static apg_err_t line_frame(const uint8_t *buf, size_t len, size_t max, size_t *mlen, char *err,
+                            size_t errlen)
+{
+    const uint8_t *nl = memchr(buf, '\n', len);
+    *mlen = nl ? (size_t)(nl - buf) + 1 : 0;
+    if (!nl && len > max)
+        return apg_errf(APG_ETOOBIG, err, errlen, "line longer than %zu bytes", max);
+    return APG_OK;
+}
+
+struct line {
+    const uint8_t *ln_p;
+    size_t ln_len;
+};
+
+static apg_err_t line_decode(void *state, const uint8_t *buf, size_t len, void **msg, char *err,
+                             size_t errlen)
+{
+    static __thread struct line ln;
+    ln.ln_p = buf;
+    ln.ln_len = len;
+    *msg = &ln;
+    return APG_OK;
+}
+
+static bool line_dispatch(struct apg_conn *c, void *msg)
+{
+    const struct line *ln = msg;
+    struct apg_buf *out = apg_net_conn_out(c);
+    if (!out)
+        return false;
+    for (size_t i = 0; i < ln->ln_len; i++) {
+        uint8_t ch = ln->ln_p[i];
+        uint8_t up = ch >= 'a' && ch <= 'z' ? (uint8_t)(ch - 32) : ch;
+        assert_int_equal(apg_buf_append(out, &up, 1), APG_OK);
+    }
+    apg_net_conn_out_done(c);
+    return true;
+}
+
+static const struct apg_net_codec line_codec = {
+    .cd_name = "line",
+    .cd_loop_new = line_new,
+    .cd_loop_free = line_free,
+    .cd_frame = line_frame,
+    .cd_decode = line_decode,
+    .cd_dispatch = line_dispatch,
+};
+
+static struct apg_net_server *start_with(const struct apg_net_transport *tr,
+                                         const struct apg_net_codec *cd)
+{
+    struct apg_net_server_opts o = {.name = "test",
+                                    .host = "127.0.0.1",
+                                    .n_loops = 2,
+                                    .transport = tr,
+                                    .codec = cd,
+                                    .on_request = cd ? NULL : on_request};
+    struct apg_net_server *srv = NULL;
+    char err[256];
+    assert_int_equal(apg_net_server_start(&o, &srv, err, sizeof(err)), APG_OK);
+    return srv;
+}
+
+static void test_line_codec(void **state)
+{
+    struct apg_net_server *srv = start_with(NULL, &line_codec);
+    int fd = connect_to(apg_net_server_port(srv));
+    write_all(fd, "hel", 3);
+    usleep(20000);
+    write_all(fd, "lo\nwor", 6);
+    usleep(20000);
+    write_all(fd, "ld\n", 3);
+    char got[13] = "";
+    assert_int_equal(read_n(fd, got, 12), 0);
+    assert_string_equal(got, "HELLO\nWORLD\n");
+    close(fd);
+    apg_net_server_stop(srv);
+}
+
+/* A byte filter over TCP: every byte is XORed with 0x5A on the wire, in the
+ * place a TLS session would encrypt and decrypt. */
+#define XOR_KEY 0x5A
+
+struct xor_state {
+    uint8_t x_in[65536];
+    uint8_t *x_out;
+    size_t x_out_cap;
+};
+
+static apg_err_t xor_init(struct apg_conn *c)
+{
+    c->c_tr_state = calloc(1, sizeof(struct xor_state));
+    return apg_net_tcp.tr_init(c);
+}
+
+static void xor_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct apg_conn *c = h->data;
+    struct xor_state *x = c->c_tr_state;
+    *buf = uv_buf_init((char *)x->x_in, sizeof(x->x_in));
+}
+
+static void xor_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct apg_conn *c = s->data;
+    struct xor_state *x = c->c_tr_state;
+    if (nread <= 0) {
+        apg_net_conn_rdone(c, nread);
+        return;
+    }
+    for (ssize_t off = 0; off < nread && !apg_conn_is_closed(c);) {
+        uint8_t *p;
+        size_t cap;
+        if (apg_net_conn_rbuf(c, &p, &cap)) {
+            apg_net_conn_rdone(c, UV_ENOBUFS);
+            return;
+        }
+        size_t n = (size_t)(nread - off) < cap ? (size_t)(nread - off) : cap;
+        for (size_t i = 0; i < n; i++)
+            p[i] = x->x_in[off + (ssize_t)i] ^ XOR_KEY;
+        off += (ssize_t)n;
+        apg_net_conn_rdone(c, (ssize_t)n);
+    }
+}
+
+static apg_err_t xor_read_start(struct apg_conn *c)
+{
+    return uv_read_start((uv_stream_t *)&c->c_tcp, xor_alloc, xor_read) ? APG_EIO : APG_OK;
+}
+
+/* Encodes bufs into the connection's output scratch; returns it. */
+static uv_buf_t xor_encode(struct apg_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    struct xor_state *x = c->c_tr_state;
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += bufs[i].len;
+    if (len > x->x_out_cap) {
+        x->x_out = realloc(x->x_out, len);
+        x->x_out_cap = len;
+    }
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++)
+        for (size_t j = 0; j < bufs[i].len; j++)
+            x->x_out[k++] = (uint8_t)bufs[i].base[j] ^ XOR_KEY;
+    return uv_buf_init((char *)x->x_out, (unsigned)len);
+}
+
+static int xor_try_writev(struct apg_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    uv_buf_t b = xor_encode(c, bufs, n);
+    return apg_net_tcp.tr_try_writev(c, &b, 1);
+}
+
+static int xor_writev(struct apg_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    uv_buf_t b = xor_encode(c, bufs, n); /* kept until the next write: one in flight */
+    return apg_net_tcp.tr_writev(c, &b, 1);
+}
+
+static void xor_closed(uv_handle_t *h)
+{
+    struct apg_conn *c = h->data;
+    struct xor_state *x = c->c_tr_state;
+    free(x->x_out);
+    free(x);
+    c->c_tr_state = NULL;
+    apg_net_conn_closed(c);
+}
+
+static void xor_close(struct apg_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->c_tcp))
+        uv_close((uv_handle_t *)&c->c_tcp, xor_closed);
+}
+
+static const struct apg_net_transport xor_transport = {
+    .tr_name = "xor",
+    .tr_init = xor_init,
+    .tr_accept = NULL, /* set from apg_net_tcp in the test */
+    .tr_read_start = xor_read_start,
+    .tr_try_writev = xor_try_writev,
+    .tr_writev = xor_writev,
+    .tr_close = xor_close,
+};
+
+static void xor_buf(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] ^= XOR_KEY;
+}
+
+static void test_filter_transport(void **state)
+{
+    struct apg_net_transport tr = xor_transport;
+    tr.tr_accept = apg_net_tcp.tr_accept;
+    tr.tr_connect = apg_net_tcp.tr_connect;
+    tr.tr_read_stop = apg_net_tcp.tr_read_stop;
+    tr.tr_write_queued = apg_net_tcp.tr_write_queued;
+    tr.tr_peer = apg_net_tcp.tr_peer;
+    struct apg_net_server *srv = start_with(&tr, NULL);
+    int fd = connect_to(apg_net_server_port(srv));
+    /* Remoting frames through the filter: 20 echo requests in one write
+     * and a 300,000-byte reply (several reads and a queued write). */
+    struct apg_buf b = APG_BUF_INIT;
+    for (int i = 0; i < 20; i++)
+        frame(&b, 1, 100 + i, 0, i % 2 ? APG_SER_ROCKETMQ : APG_SER_JSON, "n", "x", NULL);
+    frame(&b, 4, 200, 0, APG_SER_JSON, "size", "300000", NULL);
+    xor_buf(b.b_data, b.b_len);
+    write_all(fd, b.b_data, b.b_len);
+    apg_buf_free(&b);
+    for (int i = 0; i < 21; i++) {
+        uint8_t hdr[4];
+        assert_int_equal(read_n(fd, hdr, 4), 0);
+        xor_buf(hdr, 4);
+        uint32_t len = apg_be32(hdr);
+        uint8_t *data = malloc(len + 4);
+        memcpy(data, hdr, 4);
+        assert_int_equal(read_n(fd, data + 4, len), 0);
+        xor_buf(data + 4, len);
+        struct rframe f = {0};
+        char err[128];
+        assert_int_equal(
+            apg_rcmd_decode(data, len + 4, &f.cmd, f.scratch, sizeof(f.scratch), err, sizeof(err)),
+            APG_OK);
+        assert_true(apg_rcmd_is_response(&f.cmd));
+        if (i < 20) {
+            assert_int_equal(f.cmd.opaque, 100 + i);
+            assert_string_equal(apg_rcmd_ext_get(&f.cmd, "n"), "x");
+        } else {
+            assert_int_equal(f.cmd.opaque, 200);
+            assert_int_equal(f.cmd.body_len, 300000);
+            assert_int_equal(f.cmd.body[299999], (uint8_t)(299999 * 7));
+        }
+        free(data);
+    }
+    close(fd);
+    apg_net_server_stop(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +897,8 @@ int main(void)
         cmocka_unit_test(test_warm_path_does_not_allocate),
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_busy_poll),
+        cmocka_unit_test(test_line_codec),
+        cmocka_unit_test(test_filter_transport),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     assert_true(atomic_load(&n_loop_started) > 0);
