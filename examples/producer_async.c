@@ -21,7 +21,7 @@ static void on_sent(apg_err_t e, const apg_send_result_t *r, const char *msg, vo
         atomic_fetch_add(&ok, 1);
     } else {
         atomic_fetch_add(&bad, 1);
-        printf("ERROR %s %s\n", apg_strerror(e), msg);
+        printf("ERROR %s %d %s\n", apg_err_name(e), r ? r->sr_broker_code : 0, msg);
     }
     atomic_fetch_add(&done, 1);
 }

@@ -3,8 +3,8 @@
  *   producer_sync NAMESRV TOPIC COUNT [BODY_SIZE] [TAG]
  *
  * Output: "SENT <msgId> <broker> <queueId> <queueOffset>" per message, then
- * "DONE sent=<n> failed=<n>". A failed send prints "ERROR <code> <message>"
- * (exit status 1). */
+ * "DONE sent=<n> failed=<n>". A failed send prints "ERROR <APG_E name> <broker response code>
+ * <message>" (exit status 1). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         if (tag)
             apg_message_set_tags(m, tag);
         apg_message_set_keys(m, text);
-        apg_send_result_t r;
+        apg_send_result_t r = {0};
         apg_err_t e = apg_producer_send(p, m, &r, err, sizeof(err));
         if (e == APG_OK) {
             sent++;
@@ -52,7 +52,7 @@ int main(int argc, char **argv)
                    (long long)r.sr_queue_offset);
         } else {
             failed++;
-            printf("ERROR %s %s\n", apg_strerror(e), err);
+            printf("ERROR %s %d %s\n", apg_err_name(e), r.sr_broker_code, err);
         }
         apg_message_free(m);
     }

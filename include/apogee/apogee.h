@@ -27,32 +27,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef int apg_err_t;
-
-/* The error codes share their values with the library's internal table. */
-#ifndef APG_COMMON_ERR_H
-#define APG_OK 0
-#define APG_EINVAL (-1)
-#define APG_ENOMEM (-2)
-#define APG_EIO (-3)
-#define APG_EPROTO (-4)
-#define APG_ETOOBIG (-5)
-#define APG_ENOTFOUND (-7)
-#define APG_EBUSY (-12)
-#define APG_ETIMEDOUT (-13)
-#define APG_ECLOSED (-14)
-#define APG_EPERM (-15)
-#define APG_ESHUTDOWN (-19)
-/* Returns a static string naming an error code. */
-const char *apg_strerror(apg_err_t e);
-#endif
-
 /* Library version string, e.g. "0.1.0". */
-const char *apg_client_version(void);
+APG_EXPORT const char *apg_client_version(void);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/error.h"
 #include "apogee/message.h"
 
 #ifdef __cplusplus
@@ -82,6 +83,8 @@ typedef struct apg_pull_result {
     int64_t pr_max_offset;
     apg_message_t **pr_msgs; /* owned by the result */
     size_t pr_count;
+    int pr_broker_code; /* the broker's response code; also set on APG_EBROKER */
+    int pr_reserved[7]; /* zero: room for later fields */
 } apg_pull_result_t;
 
 /* Frees the messages held by a result (not the struct itself). */

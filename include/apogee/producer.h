@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/error.h"
 #include "apogee/message.h"
 
 #ifdef __cplusplus
@@ -48,18 +49,26 @@ enum apg_send_status {
     APG_SEND_SLAVE_NOT_AVAILABLE = 3,
 };
 
+/* What a send did. On success every field is set. When a send that was
+ * handed to the broker fails, only sr_mq (the last queue tried) and
+ * sr_broker_code are set: the RocketMQ response code of the broker's refusal
+ * (error APG_EBROKER, or APG_EINVAL for MESSAGE_ILLEGAL), 0 when no broker
+ * refused (a timeout, a lost connection). sr_reserved is zero: room for
+ * fields added later without changing the struct's size. */
 typedef struct apg_send_result {
     int sr_status;             /* enum apg_send_status */
     char sr_msg_id[64];        /* UNIQ_KEY (first of a batch) */
     char sr_offset_msg_id[64]; /* broker-assigned id (first of a batch) */
     apg_mq_t sr_mq;            /* queue written */
     int64_t sr_queue_offset;   /* queue offset (first of a batch) */
+    int sr_broker_code;        /* the broker's response code (0 = SUCCESS) */
+    int sr_reserved[7];
 } apg_send_result_t;
 
 /* Async completion. Called exactly once on the I/O thread for each
  * apg_producer_send_async() that returned APG_OK: err is APG_OK and res
- * filled, or err < 0 with errmsg saying why (res NULL). res and errmsg
- * borrow: copy what you keep. */
+ * filled, or err < 0 with errmsg saying why and res carrying sr_mq and
+ * sr_broker_code only. res and errmsg borrow: copy what you keep. */
 typedef void (*apg_send_cb)(apg_err_t err, const apg_send_result_t *res, const char *errmsg,
                             void *arg);
 

@@ -217,6 +217,7 @@ static void consumer_tick(struct apg_cio *io, void *owner)
 
 static void cop_done(struct cop *op, apg_err_t e, const char *msg)
 {
+    e = apg_err_public(e);
     op->co_err = e;
     if (e != APG_OK)
         snprintf(op->co_errmsg, sizeof(op->co_errmsg), "%s", msg ? msg : apg_strerror(e));
@@ -253,7 +254,7 @@ static void cop_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *res
             snprintf(msg, sizeof(msg), "pull from %s:%d refused: %d %s: %s", op->co_mq->mq_broker,
                      op->co_mq->mq_queue_id, resp->code, name ? name : "?",
                      resp->remark ? resp->remark : "");
-            cop_done(op, APG_EIO, msg);
+            cop_done(op, APG_EBROKER, msg);
             return;
         }
         cop_done(op, APG_OK, NULL);
@@ -267,7 +268,7 @@ static void cop_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *res
         const char *name = apg_resp_code_name(resp->code);
         snprintf(msg, sizeof(msg), "offset request to %s refused: %d %s: %s", op->co_mq->mq_broker,
                  resp->code, name ? name : "?", resp->remark ? resp->remark : "");
-        cop_done(op, APG_EIO, msg);
+        cop_done(op, resp->code != 0 ? APG_EBROKER : APG_EPROTO, msg);
         return;
     }
     cop_done(op, APG_OK, NULL);
@@ -527,6 +528,7 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
     op.co_max = max_nums > 0 ? max_nums : 32;
     op.co_suspend = suspend_ms;
     apg_err_t e = cop_exec(c, &op, err, errlen);
+    res->pr_broker_code = op.co_code;
     if (e == APG_OK) {
         res->pr_next_offset = op.co_next;
         res->pr_min_offset = op.co_min;
@@ -536,9 +538,10 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
             res->pr_status = APG_PULL_FOUND;
             struct pull_sink s = {res, &te, 0};
             e = apg_msg_decode_records(op.co_body, op.co_blen, pull_collect, &s, err, errlen);
-            if (e != APG_OK)
+            if (e != APG_OK) {
+                e = apg_err_public(e);
                 apg_pull_result_clear(res);
-            else if (res->pr_count == 0)
+            } else if (res->pr_count == 0)
                 res->pr_status = APG_PULL_NO_MATCHED_MSG;
             break;
         }

@@ -16,9 +16,9 @@
  * callback ran. Async ops count against max_inflight (an atomic counter;
  * the mutex is only taken when the window is full).
  *
- * Retries (round robin only): a connection error or a retryable broker code
- * (SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, NO_PERMISSION,
- * TOPIC_NOT_EXIST) sends again to the next queue avoiding the broker that
+ * Retries (round robin only): a connection error or a retriable broker code
+ * (apg_broker_code_is_retriable: SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE,
+ * NO_PERMISSION, TOPIC_NOT_EXIST) sends again to the next queue avoiding the broker that
  * failed, up to retry_times more attempts inside the send timeout, and asks
  * for a fresh route. Ordered and selected sends never move to another queue. */
 #include <jansson.h>
@@ -76,7 +76,8 @@ struct psend {
     void *ps_cbarg;
     struct apg_cwait ps_wait;
     apg_err_t ps_err;
-    unsigned ps_own; /* PS_OWN_*: parts allocated on their own */
+    int ps_broker_code; /* response code of the last refusal, 0 when none */
+    unsigned ps_own;    /* PS_OWN_*: parts allocated on their own */
     /* Not cleared when the op is made (written before they are read). */
     char ps_errmsg[512];
     apg_send_result_t ps_res;
@@ -266,16 +267,23 @@ static bool inflight_take(struct apg_producer *p)
 static void psend_done_async(struct psend *ps, apg_err_t e, const apg_send_result_t *r)
 {
     struct apg_producer *p = ps->ps_p;
-    ps->ps_cb(e, e == APG_OK ? r : NULL, e == APG_OK ? NULL : ps->ps_errmsg, ps->ps_cbarg);
+    ps->ps_cb(e, r, e == APG_OK ? NULL : ps->ps_errmsg, ps->ps_cbarg);
     psend_free(ps);
     inflight_done(p);
 }
 
+/* Finishes an op. On failure the result carries only the queue tried and
+ * the broker's response code (sr_broker_code, 0 when no broker refused). */
 static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
 {
+    e = apg_err_public(e);
     ps->ps_err = e;
-    if (e != APG_OK)
+    if (e != APG_OK) {
         snprintf(ps->ps_errmsg, sizeof(ps->ps_errmsg), "%s", msg ? msg : apg_strerror(e));
+        memset(&ps->ps_res, 0, sizeof(ps->ps_res));
+        mq_copy(&ps->ps_res.sr_mq, &ps->ps_mq);
+        ps->ps_res.sr_broker_code = ps->ps_broker_code;
+    }
     if (ps->ps_mode == MODE_ASYNC) {
         psend_done_async(ps, e, &ps->ps_res);
         return;
@@ -285,13 +293,6 @@ static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
 
 static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                            const char *errmsg, void *arg);
-
-static bool retryable_code(int code)
-{
-    return code == APG_RESP_SYSTEM_ERROR || code == APG_RESP_SYSTEM_BUSY ||
-           code == APG_RESP_SERVICE_NOT_AVAILABLE || code == APG_RESP_NO_PERMISSION ||
-           code == APG_RESP_TOPIC_NOT_EXIST;
-}
 
 static void route_refresh_noop(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                                const char *errmsg, void *arg)
@@ -322,6 +323,7 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     if (e != APG_OK) {
         snprintf(msg, sizeof(msg), "send to %s queue %s:%d failed: %s", ps->ps_topic,
                  ps->ps_mq.mq_broker, ps->ps_mq.mq_queue_id, errmsg);
+        ps->ps_broker_code = 0;
         psend_failed(io, ps, e, msg);
         return;
     }
@@ -344,10 +346,12 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
         snprintf(msg, sizeof(msg), "broker %s refused the send to %s queue %d: %d %s: %s",
                  ps->ps_mq.mq_broker, ps->ps_topic, ps->ps_mq.mq_queue_id, resp->code,
                  name ? name : "?", resp->remark ? resp->remark : "");
-        if (retryable_code(resp->code))
-            psend_failed(io, ps, APG_EIO, msg);
+        ps->ps_broker_code = resp->code;
+        if (apg_broker_code_is_retriable(resp->code))
+            psend_failed(io, ps, APG_EBROKER, msg);
         else
-            psend_complete(ps, resp->code == APG_RESP_MESSAGE_ILLEGAL ? APG_EINVAL : APG_EIO, msg);
+            psend_complete(ps, resp->code == APG_RESP_MESSAGE_ILLEGAL ? APG_EINVAL : APG_EBROKER,
+                           msg);
         return;
     }
     }
@@ -356,6 +360,7 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     apg_send_result_t res, *r = &res;
     memset(r, 0, sizeof(*r));
     r->sr_status = status;
+    r->sr_broker_code = resp->code;
     mq_copy(&r->sr_mq, &ps->ps_mq);
     str_copy(r->sr_msg_id, sizeof(r->sr_msg_id), ps->ps_uniq, strlen(ps->ps_uniq));
     const char *mid = apg_rcmd_ext_get(resp, "msgId");
@@ -600,12 +605,14 @@ static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_r
     }
     if (e != APG_OK) {
         apg_errf(e, err, errlen, "producer is shutting down");
+        if (res)
+            memset(res, 0, sizeof(*res));
     } else {
         apg_cwait_wait(&ps->ps_wait);
         e = ps->ps_err;
         if (e != APG_OK)
             apg_errf(e, err, errlen, "%s", ps->ps_errmsg);
-        else if (res)
+        if (res)
             *res = ps->ps_res;
     }
     apg_cwait_destroy(&ps->ps_wait);
@@ -723,8 +730,8 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         if ((e = apg_msg_ensure_uniq(m)) != APG_OK ||
             (e = apg_msg_batch_append(m, &body)) != APG_OK) {
             apg_buf_free(&body);
-            return apg_errf(e, err, errlen, "cannot encode batch message %zu: %s", i,
-                            apg_strerror(e));
+            return apg_errf(apg_err_public(e), err, errlen, "cannot encode batch message %zu: %s",
+                            i, apg_strerror(e));
         }
     }
     if (body.b_len > (size_t)p->p_conf.max_message_size) {

@@ -419,7 +419,8 @@ static void test_retry_other_broker(void **state)
     g_brokers[0]->refuse_code = APG_RESP_SERVICE_NOT_AVAILABLE;
     g_brokers[1]->refuse_code = APG_RESP_SERVICE_NOT_AVAILABLE;
     int before = g_brokers[0]->sends + g_brokers[1]->sends;
-    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EIO);
+    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EBROKER);
+    assert_int_equal(r.sr_broker_code, APG_RESP_SERVICE_NOT_AVAILABLE);
     assert_non_null(strstr(err, "SERVICE_NOT_AVAILABLE"));
     assert_int_equal(g_brokers[0]->sends + g_brokers[1]->sends, before + 3);
     apg_message_free(m);
