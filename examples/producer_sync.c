@@ -21,11 +21,12 @@ int main(int argc, char **argv)
     size_t size = argc > 4 ? (size_t)atol(argv[4]) : 0;
     const char *tag = argc > 5 ? argv[5] : NULL;
     char err[512];
-    apg_producer_conf_t conf;
-    apg_producer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    conf.send_timeout_ms = 3000;
-    apg_producer_t *p = apg_producer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_producer_t *p = NULL;
+    if (apg_conf_set(conf, "namesrvAddr", argv[1], err, sizeof(err)) == APG_OK &&
+        apg_conf_set(conf, "sendMsgTimeout", "3000", err, sizeof(err)) == APG_OK)
+        p = apg_producer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the producer keeps its own copy */
     if (p == NULL) {
         printf("ERROR new %s\n", err);
         return 1;

@@ -15,11 +15,13 @@
  *   - All public calls are thread-safe unless a prototype says otherwise.
  *     Callbacks run on the client's I/O thread: they must not block and must
  *     not call the synchronous functions of the same handle.
+ *   - Settings live in an opaque apg_conf_t set by key name (apogee/conf.h);
+ *     handles copy it when they are made.
  *   - Synchronous calls wait for their answer by spinning briefly, then
  *     sleeping. Only a thread whose recent answers came back within the spin
  *     budget spins (a broker on the same host), one thread per process at a
- *     time; the environment variable APOGEE_CLIENT_SPIN_US sets the budget in
- *     microseconds (default 40; 0 turns spinning off).
+ *     time; the conf key syncSpinMicros sets the budget in microseconds
+ *     (default 40; 0 turns spinning off).
  */
 #ifndef APOGEE_APOGEE_H
 #define APOGEE_APOGEE_H
@@ -28,18 +30,9 @@
 #include <stdint.h>
 
 #include "apogee/error.h"
-
-#ifdef __cplusplus
-extern "C" {
-#endif
-
-/* Library version string, e.g. "0.1.0". */
-APG_EXPORT const char *apg_client_version(void);
-
-#ifdef __cplusplus
-}
-#endif
-
+#include "apogee/version.h"
+#include "apogee/log.h"
+#include "apogee/conf.h"
 #include "apogee/message.h"
 #include "apogee/producer.h"
 #include "apogee/consumer.h"

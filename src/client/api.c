@@ -1,10 +1,21 @@
-/* Small library-wide calls of the public API that belong to no handle:
- * RocketMQ response-code names and the retry rule for broker refusals.
+/* Small library-wide calls of the public API that belong to no handle: the
+ * library's version, RocketMQ response-code names and the retry rule for
+ * broker refusals.
  *
  * Threads: every function here is pure (static tables) and callable from any
  * thread. */
 #include "client/client_int.h"
 #include "protocol/rcode.h"
+
+const char *apg_version(void)
+{
+    return APG_VERSION;
+}
+
+int apg_version_num(void)
+{
+    return APG_VERSION_NUM;
+}
 
 const char *apg_broker_code_name(int code)
 {

@@ -35,9 +35,8 @@
 
 struct apg_producer {
     struct apg_cio *p_io;
-    char *p_group;
-    char *p_namesrv;
-    apg_producer_conf_t p_conf;
+    const char *p_group;     /* producerGroup of p_conf */
+    struct apg_conf *p_conf; /* a private copy, never changed */
     /* Async window: p_inflight counts async and oneway ops not finished;
      * a caller takes a slot with a compare-and-swap and sleeps on p_cv
      * (under p_mu, counted in p_blocked) only when the window is full. */
@@ -90,21 +89,6 @@ struct psend {
 #define PS_OWN_PROPS 2u
 #define PS_OWN_BODY 4u
 
-void apg_producer_conf_init(apg_producer_conf_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->group = "DEFAULT_PRODUCER";
-    c->send_timeout_ms = 3000;
-    c->retry_times = 2;
-    c->compress_over = 4096;
-    c->compress_level = 5;
-    c->max_message_size = 4 * 1024 * 1024;
-    c->max_inflight = 10000;
-    c->route_refresh_ms = 30000;
-    c->heartbeat_ms = 30000;
-    c->binary_header = 1;
-}
-
 static apg_err_t producer_hb_body(struct apg_cio *io, void *owner, struct apg_buf *out)
 {
     struct apg_producer *p = owner;
@@ -122,36 +106,30 @@ static apg_err_t producer_hb_body(struct apg_cio *io, void *owner, struct apg_bu
     return e;
 }
 
-apg_producer_t *apg_producer_new(const apg_producer_conf_t *conf, char *err, size_t errlen)
+apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errlen)
 {
+    if (apg_conf_check(conf, false, err, errlen) != APG_OK)
+        return NULL;
     struct apg_producer *p = apg_calloc(1, sizeof(*p));
-    if (p == NULL) {
+    if (p == NULL || (p->p_conf = apg_conf_dup(conf)) == NULL) {
+        apg_free(p);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    p->p_conf = *conf;
-    p->p_group = apg_strdup(conf->group && conf->group[0] ? conf->group : "DEFAULT_PRODUCER");
-    if (p->p_conf.max_inflight <= 0)
-        p->p_conf.max_inflight = 10000;
-    if (p->p_conf.send_timeout_ms <= 0)
-        p->p_conf.send_timeout_ms = 3000;
-    if (p->p_conf.max_message_size <= 0)
-        p->p_conf.max_message_size = 4 * 1024 * 1024;
-    if (p->p_conf.retry_times < 0)
-        p->p_conf.retry_times = 0;
+    p->p_group = p->p_conf->producer_group ? p->p_conf->producer_group : "DEFAULT_PRODUCER";
     pthread_mutex_init(&p->p_mu, NULL);
     pthread_cond_init(&p->p_cv, NULL);
     struct apg_cio_conf ic = {
-        .namesrv = conf->namesrv,
-        .instance = conf->instance,
-        .serialize = conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
-        .route_refresh_ms = conf->route_refresh_ms,
-        .heartbeat_ms = conf->heartbeat_ms,
-        .timeout_ms = p->p_conf.send_timeout_ms,
+        .namesrv = p->p_conf->namesrv,
+        .instance = p->p_conf->instance,
+        .serialize = p->p_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
+        .route_refresh_ms = p->p_conf->route_refresh_ms,
+        .heartbeat_ms = p->p_conf->heartbeat_ms,
+        .timeout_ms = p->p_conf->send_timeout_ms,
         .hb_body = producer_hb_body,
         .owner = p,
     };
-    if (p->p_group == NULL || (p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
+    if ((p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
         apg_producer_destroy(p);
         return NULL;
     }
@@ -165,7 +143,7 @@ void apg_producer_destroy(apg_producer_t *p)
     apg_cio_free(p->p_io);
     pthread_mutex_destroy(&p->p_mu);
     pthread_cond_destroy(&p->p_cv);
-    apg_free(p->p_group);
+    apg_conf_destroy(p->p_conf);
     apg_free(p);
 }
 
@@ -234,7 +212,7 @@ static void inflight_done(struct apg_producer *p)
      * consistent), so either it sees this decrement or this sees it. */
     if (atomic_load(&p->p_blocked) == 0)
         return;
-    if (left <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 || left == 0) {
+    if (left <= p->p_conf->max_inflight - (p->p_conf->max_inflight + 3) / 4 || left == 0) {
         pthread_mutex_lock(&p->p_mu);
         pthread_cond_broadcast(&p->p_cv);
         pthread_mutex_unlock(&p->p_mu);
@@ -248,7 +226,7 @@ static bool inflight_take(struct apg_producer *p)
     int cur = atomic_load(&p->p_inflight);
     bool slept = false;
     for (;;) {
-        if (cur < p->p_conf.max_inflight) {
+        if (cur < p->p_conf->max_inflight) {
             if (atomic_compare_exchange_weak(&p->p_inflight, &cur, cur + 1))
                 return slept;
             continue;
@@ -256,7 +234,7 @@ static bool inflight_take(struct apg_producer *p)
         slept = true;
         pthread_mutex_lock(&p->p_mu);
         atomic_fetch_add(&p->p_blocked, 1);
-        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf.max_inflight)
+        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf->max_inflight)
             pthread_cond_wait(&p->p_cv, &p->p_mu);
         atomic_fetch_sub(&p->p_blocked, 1);
         pthread_mutex_unlock(&p->p_mu);
@@ -493,10 +471,10 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     apg_err_t e = check_topic(m->m_topic, err, errlen);
     if (e == APG_OK && m->m_body_len == 0)
         e = apg_errf(APG_EINVAL, err, errlen, "message body is empty");
-    else if (e == APG_OK && m->m_body_len > (size_t)p->p_conf.max_message_size)
+    else if (e == APG_OK && m->m_body_len > (size_t)p->p_conf->max_message_size)
         e = apg_errf(APG_ETOOBIG, err, errlen,
                      "message body of %zu bytes exceeds maxMessageSize %d", m->m_body_len,
-                     p->p_conf.max_message_size);
+                     p->p_conf->max_message_size);
     else if (e == APG_OK && (e = apg_msg_ensure_uniq(m)) != APG_OK)
         apg_errf(e, err, errlen, "out of memory");
     /* The property string is written straight into the op's block. */
@@ -509,8 +487,8 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     }
     uint8_t *z = NULL;
     size_t zl = 0;
-    if (p->p_conf.compress_over >= 0 && m->m_body_len > (size_t)p->p_conf.compress_over &&
-        apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf.compress_level, &z, &zl) != APG_OK)
+    if (p->p_conf->compress_over >= 0 && m->m_body_len > (size_t)p->p_conf->compress_over &&
+        apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf->compress_level, &z, &zl) != APG_OK)
         z = NULL;
     size_t tlen = strlen(m->m_topic) + 1;
     struct psend *ps = apg_malloc(sizeof(*ps) + plen + tlen + (z != NULL ? 0 : m->m_body_len));
@@ -541,8 +519,8 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     str_copy(ps->ps_uniq, sizeof(ps->ps_uniq), uniq, strlen(uniq));
     ps->ps_flag = m->m_flag;
     ps->ps_born = apg_wall_ms();
-    ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
-    ps->ps_attempts_left = p->p_conf.retry_times;
+    ps->ps_deadline = apg_now_ms() + p->p_conf->send_timeout_ms;
+    ps->ps_attempts_left = p->p_conf->retry_times;
     return ps;
 }
 
@@ -593,7 +571,7 @@ static bool psend_direct(struct apg_producer *p, struct psend *ps)
 static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_result_t *res,
                             char *err, size_t errlen)
 {
-    apg_cwait_init(&ps->ps_wait);
+    apg_cwait_init(&ps->ps_wait, p->p_conf->spin_us);
     apg_err_t e = APG_OK;
     if (psend_direct(p, ps)) {
         if (ps->ps_mode == MODE_ONEWAY) {
@@ -734,10 +712,10 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
                             i, apg_strerror(e));
         }
     }
-    if (body.b_len > (size_t)p->p_conf.max_message_size) {
+    if (body.b_len > (size_t)p->p_conf->max_message_size) {
         apg_buf_free(&body);
         return apg_errf(APG_ETOOBIG, err, errlen, "batch of %zu bytes exceeds maxMessageSize %d",
-                        body.b_len, p->p_conf.max_message_size);
+                        body.b_len, p->p_conf->max_message_size);
     }
     struct psend *ps = apg_malloc(sizeof(*ps));
     if (ps == NULL) {
@@ -764,7 +742,7 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     ps->ps_born = apg_wall_ms();
-    ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
-    ps->ps_attempts_left = p->p_conf.retry_times;
+    ps->ps_deadline = apg_now_ms() + p->p_conf->send_timeout_ms;
+    ps->ps_attempts_left = p->p_conf->retry_times;
     return psend_wait(p, ps, res, err, errlen);
 }
