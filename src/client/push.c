@@ -22,23 +22,23 @@
  * drop queues no longer ours (their offset is committed at once; their
  * cached messages are discarded, their pending tasks skip the listener) and
  * add new ones (start offset: the broker's committed offset, or the local
- * file in broadcasting mode, else consume_from).
+ * file in broadcasting mode, else consumeFromWhere).
  *
- * Commits: every commit_interval_ms the I/O thread sends each changed
+ * Commits: every persistConsumerOffsetInterval the I/O thread sends each changed
  * offset (oneway UPDATE_CONSUMER_OFFSET) or rewrites the offset file
- * (write to .tmp, rename). Destroy stops pulls, joins the workers after
+ * (apg_file_write_atomic: fsynced .tmp renamed over it, then the directory
+ * fsynced, so a crash leaves the old or the new file). Destroy stops pulls, joins the workers after
  * their current call, then commits with acknowledged requests and
  * unregisters the client so the other members rebalance. */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "client/client_int.h"
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -271,20 +271,6 @@ static void file_offsets_load(struct apg_push_consumer *c)
     fclose(f);
 }
 
-static void mkdirs(const char *dir)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
 /* Caller holds pc_mu: merges the queues' offsets into the table and
  * rewrites the file atomically. */
 static void file_offsets_store_locked(struct apg_push_consumer *c)
@@ -309,20 +295,19 @@ static void file_offsets_store_locked(struct apg_push_consumer *c)
     }
     if (!changed)
         return;
-    mkdirs(c->pc_offdir);
-    char path[1024], tmp[1040];
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = APG_OK;
+    for (size_t i = 0; e == APG_OK && i < c->pc_nfile; i++)
+        e = apg_buf_printf(&b, "%s %s %d %lld\n", c->pc_file[i].ol_mq.mq_topic,
+                           c->pc_file[i].ol_mq.mq_broker, c->pc_file[i].ol_mq.mq_queue_id,
+                           (long long)c->pc_file[i].ol_off);
+    char path[1024], err[256] = "out of memory";
     snprintf(path, sizeof(path), "%s/%s.offsets", c->pc_offdir, c->pc_group);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        apg_log_warn("client", "cannot write offsets file %s: %s", tmp, strerror(errno));
-        return;
-    }
-    for (size_t i = 0; i < c->pc_nfile; i++)
-        fprintf(f, "%s %s %d %lld\n", c->pc_file[i].ol_mq.mq_topic, c->pc_file[i].ol_mq.mq_broker,
-                c->pc_file[i].ol_mq.mq_queue_id, (long long)c->pc_file[i].ol_off);
-    if (fflush(f) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-        apg_log_warn("client", "cannot write offsets file %s: %s", path, strerror(errno));
+    if (e == APG_OK)
+        e = apg_file_write_atomic(path, b.b_data, b.b_len, err, sizeof(err));
+    if (e != APG_OK)
+        apg_log_warn("client", "cannot write offsets file %s: %s", path, err);
+    apg_buf_free(&b);
 }
 
 /* ---- offset commits to the broker (I/O thread) ---- */
