@@ -8,7 +8,8 @@
  * APG_EBROKER means a broker answered with a RocketMQ response code other
  * than success. The code itself is handed back next to the error (for sends
  * in apg_send_result_t.sr_broker_code), so a caller can tell TOPIC_NOT_EXIST
- * (17) from SYSTEM_BUSY (2); apg_broker_code_name() names it. */
+ * (17) from SYSTEM_BUSY (2); apg_broker_code_name() names it and
+ * apg_broker_code_is_retriable() says whether trying again can help. */
 #ifndef APOGEE_ERROR_H
 #define APOGEE_ERROR_H
 
