@@ -254,14 +254,14 @@ static void psend_done_async(struct psend *ps, apg_err_t e, const apg_send_resul
  * the broker's response code (sr_broker_code, 0 when no broker refused). */
 static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
 {
-    e = apg_err_public(e);
-    ps->ps_err = e;
     if (e != APG_OK) {
+        e = apg_err_public(e);
         snprintf(ps->ps_errmsg, sizeof(ps->ps_errmsg), "%s", msg ? msg : apg_strerror(e));
         memset(&ps->ps_res, 0, sizeof(ps->ps_res));
-        mq_copy(&ps->ps_res.sr_mq, &ps->ps_mq);
+        ps->ps_res.sr_mq = ps->ps_mq; /* a plain copy: this path is not hot */
         ps->ps_res.sr_broker_code = ps->ps_broker_code;
     }
+    ps->ps_err = e;
     if (ps->ps_mode == MODE_ASYNC) {
         psend_done_async(ps, e, &ps->ps_res);
         return;
