@@ -39,16 +39,19 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     int expect = atoi(argv[5]), seconds = argc > 6 ? atoi(argv[6]) : 20;
-    apg_consumer_conf_t conf;
-    apg_consumer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    conf.group = argv[3];
-    conf.message_model = APG_BROADCASTING;
-    conf.consume_from = APG_CONSUME_FROM_FIRST_OFFSET;
-    conf.offset_dir = argv[4];
-    conf.consume_threads = 1;
+    /* Settings by RocketMQ key name: {key, value} pairs. */
+    const char *settings[][2] = {
+        {"namesrvAddr", argv[1]},         {"consumerGroup", argv[3]},
+        {"messageModel", "BROADCASTING"}, {"consumeFromWhere", "CONSUME_FROM_FIRST_OFFSET"},
+        {"localOffsetStoreDir", argv[4]}, {"consumeThreadMin", "1"},
+    };
     char err[512];
-    apg_push_consumer_t *c = apg_push_consumer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_err_t e = APG_OK;
+    for (size_t i = 0; e == APG_OK && i < sizeof(settings) / sizeof(settings[0]); i++)
+        e = apg_conf_set(conf, settings[i][0], settings[i][1], err, sizeof(err));
+    apg_push_consumer_t *c = e == APG_OK ? apg_push_consumer_new(conf, err, sizeof(err)) : NULL;
+    apg_conf_destroy(conf); /* the consumer keeps its own copy */
     if (c == NULL || apg_push_consumer_subscribe(c, argv[2], "*", err, sizeof(err)) != APG_OK ||
         apg_push_consumer_start(c, on_msgs, NULL, err, sizeof(err)) != APG_OK) {
         printf("ERROR %s\n", err);

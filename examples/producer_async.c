@@ -21,7 +21,7 @@ static void on_sent(apg_err_t e, const apg_send_result_t *r, const char *msg, vo
         atomic_fetch_add(&ok, 1);
     } else {
         atomic_fetch_add(&bad, 1);
-        printf("ERROR %s %s\n", apg_strerror(e), msg);
+        printf("ERROR %s %d %s\n", apg_err_name(e), r ? r->sr_broker_code : 0, msg);
     }
     atomic_fetch_add(&done, 1);
 }
@@ -34,10 +34,11 @@ int main(int argc, char **argv)
     }
     int count = atoi(argv[3]);
     char err[512];
-    apg_producer_conf_t conf;
-    apg_producer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    apg_producer_t *p = apg_producer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_producer_t *p = NULL;
+    if (apg_conf_set(conf, "namesrvAddr", argv[1], err, sizeof(err)) == APG_OK)
+        p = apg_producer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the producer keeps its own copy */
     if (p == NULL) {
         printf("ERROR new %s\n", err);
         return 1;

@@ -16,10 +16,11 @@ int main(int argc, char **argv)
     }
     int count = atoi(argv[3]), sent = 0, failed = 0;
     char err[512];
-    apg_producer_conf_t conf;
-    apg_producer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    apg_producer_t *p = apg_producer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_producer_t *p = NULL;
+    if (apg_conf_set(conf, "namesrvAddr", argv[1], err, sizeof(err)) == APG_OK)
+        p = apg_producer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the producer keeps its own copy */
     if (p == NULL) {
         printf("ERROR new %s\n", err);
         return 1;

@@ -3,8 +3,8 @@
  *   producer_sync NAMESRV TOPIC COUNT [BODY_SIZE] [TAG]
  *
  * Output: "SENT <msgId> <broker> <queueId> <queueOffset>" per message, then
- * "DONE sent=<n> failed=<n>". A failed send prints "ERROR <code> <message>"
- * (exit status 1). */
+ * "DONE sent=<n> failed=<n>". A failed send prints "ERROR <APG_E name> <broker response code>
+ * <message>" (exit status 1). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +21,12 @@ int main(int argc, char **argv)
     size_t size = argc > 4 ? (size_t)atol(argv[4]) : 0;
     const char *tag = argc > 5 ? argv[5] : NULL;
     char err[512];
-    apg_producer_conf_t conf;
-    apg_producer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    conf.send_timeout_ms = 3000;
-    apg_producer_t *p = apg_producer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_producer_t *p = NULL;
+    if (apg_conf_set(conf, "namesrvAddr", argv[1], err, sizeof(err)) == APG_OK &&
+        apg_conf_set(conf, "sendMsgTimeout", "3000", err, sizeof(err)) == APG_OK)
+        p = apg_producer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the producer keeps its own copy */
     if (p == NULL) {
         printf("ERROR new %s\n", err);
         return 1;
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
         if (tag)
             apg_message_set_tags(m, tag);
         apg_message_set_keys(m, text);
-        apg_send_result_t r;
+        apg_send_result_t r = {0};
         apg_err_t e = apg_producer_send(p, m, &r, err, sizeof(err));
         if (e == APG_OK) {
             sent++;
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
                    (long long)r.sr_queue_offset);
         } else {
             failed++;
-            printf("ERROR %s %s\n", apg_strerror(e), err);
+            printf("ERROR %s %d %s\n", apg_err_name(e), r.sr_broker_code, err);
         }
         apg_message_free(m);
     }

@@ -17,12 +17,13 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *expr = argc > 4 ? argv[4] : "*";
-    apg_consumer_conf_t conf;
-    apg_consumer_conf_init(&conf);
-    conf.namesrv = argv[1];
-    conf.group = argv[3];
     char err[512];
-    apg_pull_consumer_t *c = apg_pull_consumer_new(&conf, err, sizeof(err));
+    apg_conf_t *conf = apg_conf_new();
+    apg_pull_consumer_t *c = NULL;
+    if (apg_conf_set(conf, "namesrvAddr", argv[1], err, sizeof(err)) == APG_OK &&
+        apg_conf_set(conf, "consumerGroup", argv[3], err, sizeof(err)) == APG_OK)
+        c = apg_pull_consumer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the consumer keeps its own copy */
     if (c == NULL) {
         printf("ERROR new %s\n", err);
         return 1;

@@ -68,11 +68,20 @@ static int cmp_mq(const void *a, const void *b)
     return c ? c : x->mq_queue_id - y->mq_queue_id;
 }
 
+/* Settings by RocketMQ key name; a refused one ends the program. */
+static void conf_set(apg_conf_t *conf, const char *key, const char *value)
+{
+    char err[256];
+    if (apg_conf_set(conf, key, value, err, sizeof(err)) != APG_OK) {
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    apg_consumer_conf_t conf;
-    apg_consumer_conf_init(&conf);
-    const char *topic = NULL, *expr = "*";
+    apg_conf_t *conf = apg_conf_new();
+    const char *namesrv = NULL, *group = NULL, *topic = NULL, *expr = "*";
     int expect = 0, seconds = 30;
     static const struct option opts[] = {{"namesrv", required_argument, NULL, 'n'},
                                          {"topic", required_argument, NULL, 't'},
@@ -93,13 +102,13 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "n:t:g:e:", opts, NULL)) != -1) {
         switch (ch) {
         case 'n':
-            conf.namesrv = optarg;
+            conf_set(conf, "namesrvAddr", namesrv = optarg);
             break;
         case 't':
             topic = optarg;
             break;
         case 'g':
-            conf.group = optarg;
+            conf_set(conf, "consumerGroup", group = optarg);
             break;
         case 'e':
             expr = optarg;
@@ -111,26 +120,26 @@ int main(int argc, char **argv)
             seconds = atoi(optarg);
             break;
         case 'f':
-            conf.consume_from = APG_CONSUME_FROM_FIRST_OFFSET;
+            conf_set(conf, "consumeFromWhere", "CONSUME_FROM_FIRST_OFFSET");
             break;
         case 'o':
-            conf.orderly = 1;
+            conf_set(conf, "consumeOrderly", "true");
             break;
         case 'b':
-            conf.message_model = APG_BROADCASTING;
-            conf.offset_dir = optarg;
+            conf_set(conf, "messageModel", "BROADCASTING");
+            conf_set(conf, "localOffsetStoreDir", optarg);
             break;
         case 'r':
             reconsume_once = 1;
             break;
         case 'T':
-            conf.consume_threads = atoi(optarg);
+            conf_set(conf, "consumeThreadMin", optarg);
             break;
         case 'i':
-            conf.instance = optarg;
+            conf_set(conf, "instanceName", optarg);
             break;
         case 'R':
-            conf.rebalance_ms = atoi(optarg);
+            conf_set(conf, "rebalanceInterval", optarg);
             break;
         case 'd':
             delay_us = atoi(optarg);
@@ -139,16 +148,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (conf.namesrv == NULL || topic == NULL || conf.group == NULL) {
+    if (namesrv == NULL || topic == NULL || group == NULL) {
         fprintf(stderr, "usage: %s -n NAMESRV -t TOPIC -g GROUP [options]\n", argv[0]);
+        apg_conf_destroy(conf);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    conf.commit_interval_ms = 1000;
+    conf_set(conf, "persistConsumerOffsetInterval", "1000");
     char err[512];
-    apg_push_consumer_t *c = apg_push_consumer_new(&conf, err, sizeof(err));
+    apg_push_consumer_t *c = apg_push_consumer_new(conf, err, sizeof(err));
+    apg_conf_destroy(conf); /* the consumer made its own copy */
     if (c == NULL) {
         printf("ERROR new %s\n", err);
         return 1;

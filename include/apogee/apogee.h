@@ -15,11 +15,13 @@
  *   - All public calls are thread-safe unless a prototype says otherwise.
  *     Callbacks run on the client's I/O thread: they must not block and must
  *     not call the synchronous functions of the same handle.
+ *   - Settings live in an opaque apg_conf_t set by key name (apogee/conf.h);
+ *     handles copy it when they are made.
  *   - Synchronous calls wait for their answer by spinning briefly, then
  *     sleeping. Only a thread whose recent answers came back within the spin
  *     budget spins (a broker on the same host), one thread per process at a
- *     time; the environment variable APOGEE_CLIENT_SPIN_US sets the budget in
- *     microseconds (default 40; 0 turns spinning off).
+ *     time; the conf key syncSpinMicros sets the budget in microseconds
+ *     (default 40; 0 turns spinning off).
  */
 #ifndef APOGEE_APOGEE_H
 #define APOGEE_APOGEE_H
@@ -27,37 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-
-typedef int apg_err_t;
-
-/* The error codes share their values with the library's internal table. */
-#ifndef APG_COMMON_ERR_H
-#define APG_OK 0
-#define APG_EINVAL (-1)
-#define APG_ENOMEM (-2)
-#define APG_EIO (-3)
-#define APG_EPROTO (-4)
-#define APG_ETOOBIG (-5)
-#define APG_ENOTFOUND (-7)
-#define APG_EBUSY (-12)
-#define APG_ETIMEDOUT (-13)
-#define APG_ECLOSED (-14)
-#define APG_EPERM (-15)
-#define APG_ESHUTDOWN (-19)
-/* Returns a static string naming an error code. */
-const char *apg_strerror(apg_err_t e);
-#endif
-
-/* Library version string, e.g. "0.1.0". */
-const char *apg_client_version(void);
-
-#ifdef __cplusplus
-}
-#endif
-
+#include "apogee/error.h"
+#include "apogee/version.h"
+#include "apogee/log.h"
+#include "apogee/conf.h"
 #include "apogee/message.h"
 #include "apogee/producer.h"
 #include "apogee/consumer.h"

@@ -10,14 +10,26 @@
  * queues, pull from an offset with long polling (the broker holds the request
  * up to suspend_ms until messages arrive), and commit offsets. Committed
  * offsets are kept locally and sent to the brokers with oneway
- * UPDATE_CONSUMER_OFFSET every commit_interval_ms and on destroy. Like the
- * producer, each consumer owns one I/O thread holding its connections. */
+ * UPDATE_CONSUMER_OFFSET every persistConsumerOffsetInterval and on destroy.
+ * Like the producer, each consumer owns one I/O thread holding its
+ * connections.
+ *
+ * Conf keys read (apogee/conf.h): namesrvAddr and consumerGroup (both
+ * required), instanceName, mqClientApiTimeout, persistConsumerOffsetInterval,
+ * pollNameServerInterval, heartbeatBrokerInterval, serializeType,
+ * syncSpinMicros; the push consumer also messageModel, consumeFromWhere,
+ * consumeThreadMin, consumeMessageBatchMaxSize, pullBatchSize,
+ * pullThresholdForQueue, pullThresholdSizeForQueue, consumeOrderly,
+ * rebalanceInterval, brokerSuspendMaxTimeMillis, maxReconsumeTimes and
+ * localOffsetStoreDir. */
 #ifndef APOGEE_CONSUMER_H
 #define APOGEE_CONSUMER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/conf.h"
+#include "apogee/error.h"
 #include "apogee/message.h"
 
 #ifdef __cplusplus
@@ -26,47 +38,16 @@ extern "C" {
 
 typedef struct apg_pull_consumer apg_pull_consumer_t;
 
-typedef struct apg_consumer_conf {
-    const char *namesrv;    /* "host:port;host:port" (required) */
-    const char *group;      /* consumer group (required) */
-    const char *instance;   /* instance name for the client id (default: pid) */
-    int timeout_ms;         /* non-pull requests (default 3000) */
-    int commit_interval_ms; /* persistConsumerOffsetInterval (default 5000) */
-    int route_refresh_ms;   /* default 30000 */
-    int heartbeat_ms;       /* default 30000 */
-    int binary_header;      /* 1: ROCKETMQ binary headers (default), 0: JSON */
-    /* Push consumer only (ignored by the pull consumer): */
-    int message_model;      /* enum apg_message_model (default CLUSTERING) */
-    int consume_from;       /* enum apg_consume_from, for queues without an offset */
-    int consume_threads;    /* listener worker threads (default 4) */
-    int consume_batch;      /* messages per listener call (default 1) */
-    int pull_batch;         /* maxMsgNums per pull (default 32) */
-    int max_cached_msgs;    /* per queue; pulling pauses above it (default 1000) */
-    int max_cached_mb;      /* per queue, body MiB (default 100) */
-    int orderly;            /* 1: one listener call at a time per queue, in order */
-    int rebalance_ms;       /* rebalance interval (default 20000) */
-    int suspend_ms;         /* long-poll hold time asked of the broker (default 15000) */
-    int max_reconsume;      /* send-back maxReconsumeTimes (default 16) */
-    const char *offset_dir; /* BROADCASTING offset file directory
-                               (default $HOME/.apogee_offsets/<client id>) */
-} apg_consumer_conf_t;
-
-enum apg_message_model {
-    APG_CLUSTERING = 0,   /* each message to one consumer of the group */
-    APG_BROADCASTING = 1, /* each message to every consumer; offsets kept locally */
-};
-
-enum apg_consume_from {
-    APG_CONSUME_FROM_LAST_OFFSET = 0,  /* start at the queue's current end */
-    APG_CONSUME_FROM_FIRST_OFFSET = 1, /* start at the queue's first message */
-};
+/* messageModel: CLUSTERING (each message to one consumer of the group) or
+ * BROADCASTING (each message to every consumer; offsets kept locally).
+ * consumeFromWhere: CONSUME_FROM_LAST_OFFSET (a queue without a committed
+ * offset starts at its current end) or CONSUME_FROM_FIRST_OFFSET (at its
+ * first message). */
 
 enum apg_consume_result {
     APG_CONSUME_SUCCESS = 0,
     APG_CONSUME_RECONSUME_LATER = 1,
 };
-
-void apg_consumer_conf_init(apg_consumer_conf_t *conf);
 
 enum apg_pull_status {
     APG_PULL_FOUND = 0,
@@ -82,58 +63,63 @@ typedef struct apg_pull_result {
     int64_t pr_max_offset;
     apg_message_t **pr_msgs; /* owned by the result */
     size_t pr_count;
+    int pr_broker_code; /* the broker's response code; also set on APG_EBROKER */
+    int pr_reserved[7]; /* zero: room for later fields */
 } apg_pull_result_t;
 
 /* Frees the messages held by a result (not the struct itself). */
-void apg_pull_result_clear(apg_pull_result_t *res);
+APG_EXPORT void apg_pull_result_clear(apg_pull_result_t *res);
 
-/* Creates and starts a pull consumer (borrows conf). Returns owned: free
- * with apg_pull_consumer_destroy(); NULL on error with err filled. */
-apg_pull_consumer_t *apg_pull_consumer_new(const apg_consumer_conf_t *conf, char *err,
-                                           size_t errlen);
+/* Creates and starts a pull consumer with a copy of conf (borrowed).
+ * Returns owned: free with apg_pull_consumer_destroy(); NULL on error with
+ * err filled. */
+APG_EXPORT apg_pull_consumer_t *apg_pull_consumer_new(const apg_conf_t *conf, char *err,
+                                                      size_t errlen);
 /* Flushes committed offsets (oneway), stops and frees. NULL allowed. */
-void apg_pull_consumer_destroy(apg_pull_consumer_t *c);
+APG_EXPORT void apg_pull_consumer_destroy(apg_pull_consumer_t *c);
 
 /* Readable queues of a topic, sorted by broker name then queue id.
  * *mqs is returned owned: free with apg_mq_list_free(). */
-apg_err_t apg_pull_consumer_queues(apg_pull_consumer_t *c, const char *topic, apg_mq_t **mqs,
-                                   size_t *n, char *err, size_t errlen);
-void apg_mq_list_free(apg_mq_t *mqs);
+APG_EXPORT apg_err_t apg_pull_consumer_queues(apg_pull_consumer_t *c, const char *topic,
+                                              apg_mq_t **mqs, size_t *n, char *err, size_t errlen);
+APG_EXPORT void apg_mq_list_free(apg_mq_t *mqs);
 
 /* Pulls up to max_nums messages from mq at offset. expr is a tag expression
  * ("*", "TagA || TagB"; NULL = "*"); messages whose tag does not match are
  * dropped client-side too. suspend_ms > 0 enables long polling. Bodies are
  * decompressed. On APG_OK *res is filled and owns its messages (free with
  * apg_pull_result_clear()). Borrows mq and expr. */
-apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, const char *expr,
-                                 int64_t offset, int max_nums, int suspend_ms,
-                                 apg_pull_result_t *res, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                            const char *expr, int64_t offset, int max_nums,
+                                            int suspend_ms, apg_pull_result_t *res, char *err,
+                                            size_t errlen);
 
 /* Records offset as the group's committed offset for mq (sent later). */
-apg_err_t apg_pull_consumer_commit(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t offset);
+APG_EXPORT apg_err_t apg_pull_consumer_commit(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                              int64_t offset);
 
 /* Asks the broker for the group's committed offset (QUERY_CONSUMER_OFFSET).
  * APG_ENOTFOUND when the broker has none. */
-apg_err_t apg_pull_consumer_committed(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t *offset,
-                                      char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_pull_consumer_committed(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                                 int64_t *offset, char *err, size_t errlen);
 
 /* GET_MAX_OFFSET / GET_MIN_OFFSET of a queue. */
-apg_err_t apg_pull_consumer_max_offset(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t *offset,
-                                       char *err, size_t errlen);
-apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t *offset,
-                                       char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_pull_consumer_max_offset(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                                  int64_t *offset, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                                  int64_t *offset, char *err, size_t errlen);
 
 /* ---- push consumer ----
  *
  * Threads: one I/O thread (connections, rebalance, long-polling pulls, one
- * in flight per assigned queue) and consume_threads workers that call the
- * listener. Clustering: every rebalance_ms and when the broker sends
+ * in flight per assigned queue) and consumeThreadMin workers that call the
+ * listener. Clustering: every rebalanceInterval and when the broker sends
  * NOTIFY_CONSUMER_IDS_CHANGED, each subscribed topic's readable queues are
  * shared among the group's consumers (GET_CONSUMER_LIST_BY_GROUP) with the
  * average strategy; offsets are committed to the broker every
- * commit_interval_ms, when a queue is taken away, and on destroy.
+ * persistConsumerOffsetInterval, when a queue is taken away, and on destroy.
  * Broadcasting: every queue is consumed; offsets go to a local file
- * (<offset_dir>/<group>.offsets) at the same moments.
+ * (<localOffsetStoreDir>/<group>.offsets) at the same moments.
  *
  * A queue's committed offset only passes a message once the listener has
  * returned SUCCESS for it and for every earlier message of the queue, so a
@@ -147,7 +133,7 @@ apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *m
  * listener again after one second, its reconsume count incremented; the
  * queue's offset does not pass it meanwhile.
  *
- * Orderly mode (orderly = 1): messages of one queue are delivered one batch
+ * Orderly mode (consumeOrderly = true): messages of one queue are delivered one batch
  * at a time in queue order; RECONSUME_LATER retries the same batch after one
  * second, never sending it back. No broker-side queue lock is taken
  * (LOCK_BATCH_MQ), so ordering holds per consumer between rebalances. */
@@ -156,40 +142,41 @@ typedef struct apg_push_consumer apg_push_consumer_t;
 
 /* The listener. msgs (n >= 1) borrow: valid during the call only. mq is the
  * queue they came from. Returns enum apg_consume_result. Runs on a worker
- * thread; concurrent calls happen unless orderly. Must not call
+ * thread; concurrent calls happen unless consumeOrderly. Must not call
  * apg_push_consumer_destroy() of its own consumer. */
 typedef int (*apg_consume_cb)(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, void *arg);
 
-/* Creates a push consumer (not started; borrows conf). Returns owned: free
- * with apg_push_consumer_destroy(); NULL on error with err filled. */
-apg_push_consumer_t *apg_push_consumer_new(const apg_consumer_conf_t *conf, char *err,
-                                           size_t errlen);
+/* Creates a push consumer (not started) with a copy of conf (borrowed).
+ * Returns owned: free with apg_push_consumer_destroy(); NULL on error with
+ * err filled. */
+APG_EXPORT apg_push_consumer_t *apg_push_consumer_new(const apg_conf_t *conf, char *err,
+                                                      size_t errlen);
 
 /* Subscribes to topic with a tag expression ("*", "TagA || TagB"; NULL =
  * "*"). Only before start; subscribing again to a topic replaces its
  * expression. Borrows topic and expr. */
-apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic, const char *expr,
-                                      char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
+                                                 const char *expr, char *err, size_t errlen);
 
 /* Starts the I/O thread and workers; cb(arg) is called for messages from
  * now on, and only if this returned APG_OK. At least one subscription is
  * required. A consumer is started at most once. */
-apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, void *arg, char *err,
-                                  size_t errlen);
+APG_EXPORT apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, void *arg,
+                                             char *err, size_t errlen);
 
 /* Shutdown: stops pulling, lets running listener calls finish (no call
  * starts after this begins), commits every offset earned (waiting for the
  * brokers' answers, or writing the file), unregisters from the brokers and
  * frees. Cached messages not yet consumed are left for redelivery. No
  * callback runs after it returns. NULL allowed. */
-void apg_push_consumer_destroy(apg_push_consumer_t *c);
+APG_EXPORT void apg_push_consumer_destroy(apg_push_consumer_t *c);
 
 /* The queues currently assigned to this consumer. *mqs is returned owned
  * (free with apg_mq_list_free()); *n may be 0. */
-apg_err_t apg_push_consumer_assigned(apg_push_consumer_t *c, apg_mq_t **mqs, size_t *n);
+APG_EXPORT apg_err_t apg_push_consumer_assigned(apg_push_consumer_t *c, apg_mq_t **mqs, size_t *n);
 
 /* Client id used on the wire ("ip@instance"); borrows from c. */
-const char *apg_push_consumer_client_id(const apg_push_consumer_t *c);
+APG_EXPORT const char *apg_push_consumer_client_id(const apg_push_consumer_t *c);
 
 #ifdef __cplusplus
 }

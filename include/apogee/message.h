@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,44 +23,45 @@ typedef struct apg_mq {
 /* Creates a message for `topic` with a copy of `body` (len may be 0).
  * Returns owned: free with apg_message_free(); NULL when out of memory or
  * when topic is NULL/empty. The WAIT property is set to "true", as Java does. */
-apg_message_t *apg_message_new(const char *topic, const void *body, size_t len);
+APG_EXPORT apg_message_t *apg_message_new(const char *topic, const void *body, size_t len);
 
 /* Frees a message; NULL is allowed. */
-void apg_message_free(apg_message_t *msg);
+APG_EXPORT void apg_message_free(apg_message_t *msg);
 
 /* Setters copy their arguments (borrow). They return APG_EINVAL for bad
  * input and APG_ENOMEM when out of memory. */
-apg_err_t apg_message_set_tags(apg_message_t *msg, const char *tags);
+APG_EXPORT apg_err_t apg_message_set_tags(apg_message_t *msg, const char *tags);
 /* KEYS: several business keys are separated by single spaces. */
-apg_err_t apg_message_set_keys(apg_message_t *msg, const char *keys);
+APG_EXPORT apg_err_t apg_message_set_keys(apg_message_t *msg, const char *keys);
 /* Delay level 1..18 (1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h); 0 clears. */
-apg_err_t apg_message_set_delay_level(apg_message_t *msg, int level);
+APG_EXPORT apg_err_t apg_message_set_delay_level(apg_message_t *msg, int level);
 /* User property. Names reserved by RocketMQ (TAGS, KEYS, UNIQ_KEY, ...) are
  * refused with APG_EINVAL; names and values may not contain \x01 or \x02. */
-apg_err_t apg_message_put_property(apg_message_t *msg, const char *name, const char *value);
+APG_EXPORT apg_err_t apg_message_put_property(apg_message_t *msg, const char *name,
+                                              const char *value);
 /* The opaque user flag stored with the message. */
-void apg_message_set_flag(apg_message_t *msg, int32_t flag);
-apg_err_t apg_message_set_body(apg_message_t *msg, const void *body, size_t len);
+APG_EXPORT void apg_message_set_flag(apg_message_t *msg, int32_t flag);
+APG_EXPORT apg_err_t apg_message_set_body(apg_message_t *msg, const void *body, size_t len);
 
 /* Getters borrow from the message: valid until it is freed or changed.
  * String getters return NULL when absent. */
-const char *apg_message_topic(const apg_message_t *msg);
-const void *apg_message_body(const apg_message_t *msg, size_t *len);
-const char *apg_message_tags(const apg_message_t *msg);
-const char *apg_message_keys(const apg_message_t *msg);
-const char *apg_message_property(const apg_message_t *msg, const char *name);
-int32_t apg_message_flag(const apg_message_t *msg);
+APG_EXPORT const char *apg_message_topic(const apg_message_t *msg);
+APG_EXPORT const void *apg_message_body(const apg_message_t *msg, size_t *len);
+APG_EXPORT const char *apg_message_tags(const apg_message_t *msg);
+APG_EXPORT const char *apg_message_keys(const apg_message_t *msg);
+APG_EXPORT const char *apg_message_property(const apg_message_t *msg, const char *name);
+APG_EXPORT int32_t apg_message_flag(const apg_message_t *msg);
 /* UNIQ_KEY: the id users see as the message id (set by send, or when received). */
-const char *apg_message_id(const apg_message_t *msg);
+APG_EXPORT const char *apg_message_id(const apg_message_t *msg);
 
 /* Only meaningful on received messages (0 / NULL otherwise). */
-const char *apg_message_offset_id(const apg_message_t *msg); /* broker-assigned msgId */
-int apg_message_queue_id(const apg_message_t *msg);
-int64_t apg_message_queue_offset(const apg_message_t *msg);
-int64_t apg_message_commitlog_offset(const apg_message_t *msg);
-int64_t apg_message_born_timestamp(const apg_message_t *msg);
-int64_t apg_message_store_timestamp(const apg_message_t *msg);
-int apg_message_reconsume_times(const apg_message_t *msg);
+APG_EXPORT const char *apg_message_offset_id(const apg_message_t *msg); /* broker-assigned msgId */
+APG_EXPORT int apg_message_queue_id(const apg_message_t *msg);
+APG_EXPORT int64_t apg_message_queue_offset(const apg_message_t *msg);
+APG_EXPORT int64_t apg_message_commitlog_offset(const apg_message_t *msg);
+APG_EXPORT int64_t apg_message_born_timestamp(const apg_message_t *msg);
+APG_EXPORT int64_t apg_message_store_timestamp(const apg_message_t *msg);
+APG_EXPORT int apg_message_reconsume_times(const apg_message_t *msg);
 
 #ifdef __cplusplus
 }

@@ -5,16 +5,24 @@
  * Public calls serialize the message on the calling thread and hand the
  * request to the I/O thread through a queue; sync calls then wait on a
  * condition variable. Routes are fetched on first use, refreshed every
- * route_refresh_ms and after a failed send; the NameServer list is tried in
- * turn when one does not answer. A failed round-robin send is retried up to
- * retry_times more times on another queue, preferring another broker, within
- * the overall send timeout. */
+ * pollNameServerInterval and after a failed send; the NameServer list is
+ * tried in turn when one does not answer. A failed round-robin send is
+ * retried up to retryTimesWhenSendFailed more times on another queue,
+ * preferring another broker, within the overall sendMsgTimeout.
+ *
+ * Conf keys read (apogee/conf.h): namesrvAddr (required), producerGroup,
+ * instanceName, sendMsgTimeout, retryTimesWhenSendFailed,
+ * compressMsgBodyOverHowmuch, compressLevel, maxMessageSize,
+ * backPressureForAsyncSendNum, pollNameServerInterval,
+ * heartbeatBrokerInterval, serializeType, syncSpinMicros. */
 #ifndef APOGEE_PRODUCER_H
 #define APOGEE_PRODUCER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apogee/conf.h"
+#include "apogee/error.h"
 #include "apogee/message.h"
 
 #ifdef __cplusplus
@@ -23,24 +31,6 @@ extern "C" {
 
 typedef struct apg_producer apg_producer_t;
 
-typedef struct apg_producer_conf {
-    const char *namesrv;  /* "host:port;host:port" (required) */
-    const char *group;    /* producer group (default "DEFAULT_PRODUCER") */
-    const char *instance; /* instance name for the client id (default: pid) */
-    int send_timeout_ms;  /* whole send incl. retries (default 3000) */
-    int retry_times;      /* retryTimesWhenSendFailed (default 2) */
-    int compress_over;    /* compress bodies larger than this (default 4096; <0 never) */
-    int compress_level;   /* zlib level (default 5) */
-    int max_message_size; /* body limit (default 4 MiB) */
-    int max_inflight;     /* async/oneway sends queued at once before callers block (10000) */
-    int route_refresh_ms; /* pollNameServerInterval (default 30000) */
-    int heartbeat_ms;     /* heartbeatBrokerInterval (default 30000) */
-    int binary_header;    /* 1: ROCKETMQ binary headers (default), 0: JSON headers */
-} apg_producer_conf_t;
-
-/* Fills conf with the defaults above (namesrv NULL). */
-void apg_producer_conf_init(apg_producer_conf_t *conf);
-
 enum apg_send_status {
     APG_SEND_OK = 0,
     APG_SEND_FLUSH_DISK_TIMEOUT = 1,
@@ -48,18 +38,26 @@ enum apg_send_status {
     APG_SEND_SLAVE_NOT_AVAILABLE = 3,
 };
 
+/* What a send did. On success every field is set. When a send that was
+ * handed to the broker fails, only sr_mq (the last queue tried) and
+ * sr_broker_code are set: the RocketMQ response code of the broker's refusal
+ * (error APG_EBROKER, or APG_EINVAL for MESSAGE_ILLEGAL), 0 when no broker
+ * refused (a timeout, a lost connection). sr_reserved is zero: room for
+ * fields added later without changing the struct's size. */
 typedef struct apg_send_result {
     int sr_status;             /* enum apg_send_status */
     char sr_msg_id[64];        /* UNIQ_KEY (first of a batch) */
     char sr_offset_msg_id[64]; /* broker-assigned id (first of a batch) */
     apg_mq_t sr_mq;            /* queue written */
     int64_t sr_queue_offset;   /* queue offset (first of a batch) */
+    int sr_broker_code;        /* the broker's response code (0 = SUCCESS) */
+    int sr_reserved[7];
 } apg_send_result_t;
 
 /* Async completion. Called exactly once on the I/O thread for each
  * apg_producer_send_async() that returned APG_OK: err is APG_OK and res
- * filled, or err < 0 with errmsg saying why (res NULL). res and errmsg
- * borrow: copy what you keep. */
+ * filled, or err < 0 with errmsg saying why and res carrying sr_mq and
+ * sr_broker_code only. res and errmsg borrow: copy what you keep. */
 typedef void (*apg_send_cb)(apg_err_t err, const apg_send_result_t *res, const char *errmsg,
                             void *arg);
 
@@ -69,48 +67,52 @@ typedef void (*apg_send_cb)(apg_err_t err, const apg_send_result_t *res, const c
 typedef int (*apg_queue_selector)(const apg_mq_t *mqs, size_t n, const apg_message_t *msg,
                                   void *arg);
 
-/* Creates and starts a producer (borrows conf and its strings). Returns
+/* Creates and starts a producer with a copy of conf (borrowed). Returns
  * owned: free with apg_producer_destroy(); NULL on error with err filled. */
-apg_producer_t *apg_producer_new(const apg_producer_conf_t *conf, char *err, size_t errlen);
+APG_EXPORT apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errlen);
 
 /* Stops the I/O thread and frees the producer. In-flight async sends
  * complete with APG_ESHUTDOWN before it returns. Not to be called from a
  * callback. NULL is allowed. */
-void apg_producer_destroy(apg_producer_t *p);
+APG_EXPORT void apg_producer_destroy(apg_producer_t *p);
 
 /* Sends and waits for the broker's answer. Borrows msg (it is serialized
  * before the call returns) but sets its UNIQ_KEY when absent. On APG_OK res
  * (may be NULL) is filled. */
-apg_err_t apg_producer_send(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
-                            char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_producer_send(apg_producer_t *p, apg_message_t *msg,
+                                       apg_send_result_t *res, char *err, size_t errlen);
 
 /* Oneway: returns once the request is written to the broker's connection;
  * no answer is awaited and none is known. Borrows msg. */
-apg_err_t apg_producer_send_oneway(apg_producer_t *p, apg_message_t *msg, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_producer_send_oneway(apg_producer_t *p, apg_message_t *msg, char *err,
+                                              size_t errlen);
 
 /* Async: returns at once; cb(arg) is called exactly once later if and only
- * if this returns APG_OK. Borrows msg. Blocks while max_inflight sends are
- * outstanding. */
-apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_send_cb cb, void *arg,
-                                  char *err, size_t errlen);
+ * if this returns APG_OK. Borrows msg. Blocks while backPressureForAsyncSendNum
+ * sends are outstanding. */
+APG_EXPORT apg_err_t apg_producer_send_async(apg_producer_t *p, apg_message_t *msg, apg_send_cb cb,
+                                             void *arg, char *err, size_t errlen);
 
 /* Ordered send: the queue is chosen by Java String.hashCode(sharding_key)
  * modulo the number of writable queues (as Java's SelectMessageQueueByHash),
  * with no retry on another queue. Borrows msg and key. */
-apg_err_t apg_producer_send_orderly(apg_producer_t *p, apg_message_t *msg, const char *sharding_key,
-                                    apg_send_result_t *res, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_producer_send_orderly(apg_producer_t *p, apg_message_t *msg,
+                                               const char *sharding_key, apg_send_result_t *res,
+                                               char *err, size_t errlen);
 
 /* Sends to the queue chosen by `sel` (no retry on another queue). Borrows msg. */
-apg_err_t apg_producer_send_select(apg_producer_t *p, apg_message_t *msg, apg_queue_selector sel,
-                                   void *sel_arg, apg_send_result_t *res, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_producer_send_select(apg_producer_t *p, apg_message_t *msg,
+                                              apg_queue_selector sel, void *sel_arg,
+                                              apg_send_result_t *res, char *err, size_t errlen);
 
 /* Batch: all messages must share one topic, have no delay level; sent as one
  * SEND_BATCH_MESSAGE request. Borrows msgs (sets their UNIQ_KEYs). */
-apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs, size_t n,
-                                  apg_send_result_t *res, char *err, size_t errlen);
+APG_EXPORT apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
+                                             size_t n, apg_send_result_t *res, char *err,
+                                             size_t errlen);
 
 /* Client id used on the wire ("ip@instance"); borrows from p. */
-const char *apg_producer_client_id(const apg_producer_t *p);
+APG_EXPORT const char *apg_producer_client_id(const apg_producer_t *p);
 
 #ifdef __cplusplus
 }

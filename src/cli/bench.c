@@ -143,7 +143,8 @@ struct bench {
     int b_json;
     int b_json_headers;
     int b_pull_batch;
-    double b_rate; /* produce: messages per second over all threads, 0 = as fast as possible */
+    double b_rate;      /* produce: messages per second over all threads, 0 = as fast as possible */
+    apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
     _Atomic uint64_t b_sent;
@@ -472,17 +473,30 @@ static void summary(struct bench *b, double secs)
 
 /* ---- runs ---- */
 
+/* A copy of the bench's conf with the options that name client keys. */
+static apg_conf_t *bench_conf(struct bench *b, const char *group_key, const char *group, char *err,
+                              size_t errlen)
+{
+    apg_conf_t *conf = apg_conf_dup(b->b_conf);
+    char inflight[16];
+    snprintf(inflight, sizeof(inflight), "%d", b->b_inflight);
+    if (conf == NULL || apg_conf_set(conf, "namesrvAddr", b->b_ns, err, errlen) != APG_OK ||
+        apg_conf_set(conf, group_key, b->b_group ? b->b_group : group, err, errlen) != APG_OK ||
+        (b->b_json_headers && apg_conf_set(conf, "serializeType", "JSON", err, errlen) != APG_OK) ||
+        (b->b_inflight > 0 &&
+         apg_conf_set(conf, "backPressureForAsyncSendNum", inflight, err, errlen) != APG_OK)) {
+        apg_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
 static int open_producer(struct bench *b)
 {
-    apg_producer_conf_t pc;
-    apg_producer_conf_init(&pc);
-    pc.namesrv = b->b_ns;
-    pc.group = b->b_group ? b->b_group : "apogee_bench_producer";
-    pc.binary_header = !b->b_json_headers;
-    if (b->b_inflight > 0)
-        pc.max_inflight = b->b_inflight;
-    char err[512];
-    b->b_prod = apg_producer_new(&pc, err, sizeof(err));
+    char err[512] = "out of memory";
+    apg_conf_t *pc = bench_conf(b, "producerGroup", "apogee_bench_producer", err, sizeof(err));
+    b->b_prod = pc ? apg_producer_new(pc, err, sizeof(err)) : NULL;
+    apg_conf_destroy(pc);
     if (b->b_prod == NULL) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
@@ -503,13 +517,10 @@ static int open_producer(struct bench *b)
 
 static int open_consumer(struct bench *b, bool from_end)
 {
-    apg_consumer_conf_t cc;
-    apg_consumer_conf_init(&cc);
-    cc.namesrv = b->b_ns;
-    cc.group = b->b_group ? b->b_group : "apogee_bench_consumer";
-    cc.binary_header = !b->b_json_headers;
-    char err[512];
-    b->b_cons = apg_pull_consumer_new(&cc, err, sizeof(err));
+    char err[512] = "out of memory";
+    apg_conf_t *cc = bench_conf(b, "consumerGroup", "apogee_bench_consumer", err, sizeof(err));
+    b->b_cons = cc ? apg_pull_consumer_new(cc, err, sizeof(err)) : NULL;
+    apg_conf_destroy(cc);
     if (b->b_cons == NULL) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
@@ -680,6 +691,8 @@ static void usage(FILE *out)
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --json               last line: one JSON object with the summary\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
+            "  --KEY=VALUE          any client configuration key (apogee bench --help-conf),\n"
+            "                       e.g. --syncSpinMicros=0 --sendMsgTimeout=5000\n"
             "Every second: rate, MB/s, latency p50/p99/p999/max (us) and failures.\n"
             "consume drains from each queue's first offset; e2e measures producer to\n"
             "consumer latency from a timestamp in the body. producer/consumer are aliases.\n");
@@ -724,8 +737,16 @@ static int set_opt(struct bench *b, const char *k, const char *v)
             return -1;
         }
     } else {
-        fprintf(stderr, "bench: unknown option '%s' (see apogee bench --help)\n", k);
-        return -1;
+        char err[256];
+        apg_err_t e = apg_conf_set(b->b_conf, k, v, err, sizeof(err));
+        if (e == APG_ENOTFOUND) {
+            fprintf(stderr, "bench: unknown option '%s' (see apogee bench --help)\n", k);
+            return -1;
+        }
+        if (e != APG_OK) {
+            fprintf(stderr, "bench: %s\n", err);
+            return -1;
+        }
     }
     return 0;
 }
@@ -736,7 +757,17 @@ int apg_cli_bench_main(int argc, char **argv)
         usage(argc >= 2 ? stdout : stderr);
         return argc >= 2 ? 0 : 2;
     }
+    if (!strcmp(argv[1], "--help-conf")) {
+        apg_conf_properties_show(stdout);
+        return 0;
+    }
     struct bench *b = calloc(1, sizeof(*b));
+    b->b_conf = apg_conf_new();
+    if (b->b_conf == NULL) {
+        apg_conf_destroy(b->b_conf);
+        free(b);
+        return 1;
+    }
     pthread_mutex_init(&b->b_err_mu, NULL);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "produce") || !strcmp(cmd, "producer"))
@@ -747,6 +778,7 @@ int apg_cli_bench_main(int argc, char **argv)
         b->b_cmd = CMD_E2E;
     else {
         usage(stderr);
+        apg_conf_destroy(b->b_conf);
         free(b);
         return 2;
     }
@@ -762,6 +794,7 @@ int apg_cli_bench_main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            apg_conf_destroy(b->b_conf);
             free(b);
             return 0;
         }
@@ -800,6 +833,7 @@ int apg_cli_bench_main(int argc, char **argv)
     if (rc == 0)
         rc = run(b);
     pthread_mutex_destroy(&b->b_err_mu);
+    apg_conf_destroy(b->b_conf);
     free(b);
     return rc;
 }

@@ -20,6 +20,31 @@
 #include "protocol/tagexpr.h"
 #include "apogee/apogee.h"
 
+/* ---- configuration (conf.c) ---- */
+
+/* One member per key of conf.def: int for I, B and E (a choice's index),
+ * an owned string (NULL = unset) for S. */
+#define APG_CCONF_I(f) int f;
+#define APG_CCONF_B(f) int f;
+#define APG_CCONF_E(f) int f;
+#define APG_CCONF_S(f) char *f;
+struct apg_conf {
+#define APG_CCONF(f, name, type, def, lo, hi, choices, help) APG_CCONF_##type(f)
+#include "client/conf.def"
+#undef APG_CCONF
+};
+#undef APG_CCONF_I
+#undef APG_CCONF_B
+#undef APG_CCONF_E
+#undef APG_CCONF_S
+/* APG_EINVAL with a sentence when conf is NULL, or when a consumer's conf
+ * (consumer true) has no consumerGroup. */
+apg_err_t apg_conf_check(const struct apg_conf *conf, bool consumer, char *err, size_t errlen);
+
+/* Indexes of the choices of messageModel and consumeFromWhere. */
+enum { APG_CLUSTERING = 0, APG_BROADCASTING = 1 };
+enum { APG_CONSUME_FROM_LAST_OFFSET = 0, APG_CONSUME_FROM_FIRST_OFFSET = 1 };
+
 /* ---- messages (msg.c) ---- */
 
 struct apg_prop {
@@ -223,8 +248,9 @@ int64_t apg_now_ms(void);
  * signalling thread makes a system call only when the waiter sleeps). */
 struct apg_cwait {
     _Atomic uint32_t w_state; /* 0 pending, 1 waiter sleeping, 2 done */
+    int w_spin_us;            /* spin budget (conf key syncSpinMicros) */
 };
-void apg_cwait_init(struct apg_cwait *w);
+void apg_cwait_init(struct apg_cwait *w, int spin_us);
 void apg_cwait_wait(struct apg_cwait *w);
 void apg_cwait_signal(struct apg_cwait *w);
 void apg_cwait_destroy(struct apg_cwait *w);

@@ -35,9 +35,9 @@ struct offent {
 
 struct apg_pull_consumer {
     struct apg_cio *c_io;
-    char *c_group;
-    apg_consumer_conf_t c_conf;
-    pthread_mutex_t c_mu; /* guards c_offs */
+    const char *c_group;     /* consumerGroup of c_conf */
+    struct apg_conf *c_conf; /* a private copy, never changed */
+    pthread_mutex_t c_mu;    /* guards c_offs */
     struct offent *c_offs;
     size_t c_noffs;
     int64_t c_next_commit; /* I/O thread */
@@ -67,24 +67,6 @@ struct cop {
     size_t co_nmqs;
     struct apg_cwait co_wait;
 };
-
-void apg_consumer_conf_init(apg_consumer_conf_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->timeout_ms = 3000;
-    c->commit_interval_ms = 5000;
-    c->route_refresh_ms = 30000;
-    c->heartbeat_ms = 30000;
-    c->binary_header = 1;
-    c->consume_threads = 4;
-    c->consume_batch = 1;
-    c->pull_batch = 32;
-    c->max_cached_msgs = 1000;
-    c->max_cached_mb = 100;
-    c->rebalance_ms = 20000;
-    c->suspend_ms = 15000;
-    c->max_reconsume = 16;
-}
 
 void apg_mq_list_free(apg_mq_t *mqs)
 {
@@ -209,7 +191,7 @@ static void consumer_tick(struct apg_cio *io, void *owner)
     int64_t now = apg_now_ms();
     if (now < c->c_next_commit)
         return;
-    c->c_next_commit = now + c->c_conf.commit_interval_ms;
+    c->c_next_commit = now + c->c_conf->commit_interval_ms;
     commit_dirty(io, c, NULL);
 }
 
@@ -217,6 +199,7 @@ static void consumer_tick(struct apg_cio *io, void *owner)
 
 static void cop_done(struct cop *op, apg_err_t e, const char *msg)
 {
+    e = apg_err_public(e);
     op->co_err = e;
     if (e != APG_OK)
         snprintf(op->co_errmsg, sizeof(op->co_errmsg), "%s", msg ? msg : apg_strerror(e));
@@ -253,7 +236,7 @@ static void cop_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *res
             snprintf(msg, sizeof(msg), "pull from %s:%d refused: %d %s: %s", op->co_mq->mq_broker,
                      op->co_mq->mq_queue_id, resp->code, name ? name : "?",
                      resp->remark ? resp->remark : "");
-            cop_done(op, APG_EIO, msg);
+            cop_done(op, APG_EBROKER, msg);
             return;
         }
         cop_done(op, APG_OK, NULL);
@@ -267,7 +250,7 @@ static void cop_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *res
         const char *name = apg_resp_code_name(resp->code);
         snprintf(msg, sizeof(msg), "offset request to %s refused: %d %s: %s", op->co_mq->mq_broker,
                  resp->code, name ? name : "?", resp->remark ? resp->remark : "");
-        cop_done(op, APG_EIO, msg);
+        cop_done(op, resp->code != 0 ? APG_EBROKER : APG_EPROTO, msg);
         return;
     }
     cop_done(op, APG_OK, NULL);
@@ -283,7 +266,7 @@ static apg_err_t cop_send(struct apg_cio *io, struct cop *op, const char *addr,
     struct apg_rcmd req;
     char qid[16], off[24], max[16], flag[16], commit[24], susp[24], subv[24];
     snprintf(qid, sizeof(qid), "%d", op->co_mq->mq_queue_id);
-    int timeout = c->c_conf.timeout_ms;
+    int timeout = c->c_conf->timeout_ms;
     int code = op->co_kind == OP_PULL    ? APG_REQ_PULL_MESSAGE
                : op->co_kind == OP_QUERY ? APG_REQ_QUERY_CONSUMER_OFFSET
                : op->co_kind == OP_MAX   ? APG_REQ_GET_MAX_OFFSET
@@ -383,7 +366,7 @@ static apg_err_t cop_exec(struct apg_pull_consumer *c, struct cop *op, char *err
     op->co_op.op_fn = cop_run;
     if (op->co_mq != NULL)
         op->co_topic = op->co_mq->mq_topic;
-    apg_cwait_init(&op->co_wait);
+    apg_cwait_init(&op->co_wait, c->c_conf->spin_us);
     apg_err_t e = APG_EIO;
     /* Pulls and offset requests of a known queue: written by this thread
      * when the route is cached and the connection up (no hop through the
@@ -410,33 +393,26 @@ static apg_err_t cop_exec(struct apg_pull_consumer *c, struct cop *op, char *err
 
 /* ---- public ---- */
 
-apg_pull_consumer_t *apg_pull_consumer_new(const apg_consumer_conf_t *conf, char *err,
-                                           size_t errlen)
+apg_pull_consumer_t *apg_pull_consumer_new(const apg_conf_t *conf, char *err, size_t errlen)
 {
-    if (conf->group == NULL || conf->group[0] == '\0') {
-        apg_errf(APG_EINVAL, err, errlen, "a consumer needs a group name");
+    if (apg_conf_check(conf, true, err, errlen) != APG_OK)
         return NULL;
-    }
     struct apg_pull_consumer *c = apg_calloc(1, sizeof(*c));
-    if (c == NULL || (c->c_group = apg_strdup(conf->group)) == NULL) {
+    if (c == NULL || (c->c_conf = apg_conf_dup(conf)) == NULL) {
         apg_free(c);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    c->c_conf = *conf;
-    if (c->c_conf.timeout_ms <= 0)
-        c->c_conf.timeout_ms = 3000;
-    if (c->c_conf.commit_interval_ms <= 0)
-        c->c_conf.commit_interval_ms = 5000;
+    c->c_group = c->c_conf->consumer_group;
     pthread_mutex_init(&c->c_mu, NULL);
-    c->c_next_commit = apg_now_ms() + c->c_conf.commit_interval_ms;
+    c->c_next_commit = apg_now_ms() + c->c_conf->commit_interval_ms;
     struct apg_cio_conf ic = {
-        .namesrv = conf->namesrv,
-        .instance = conf->instance,
-        .serialize = conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
-        .route_refresh_ms = conf->route_refresh_ms,
-        .heartbeat_ms = conf->heartbeat_ms,
-        .timeout_ms = c->c_conf.timeout_ms,
+        .namesrv = c->c_conf->namesrv,
+        .instance = c->c_conf->instance,
+        .serialize = c->c_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
+        .route_refresh_ms = c->c_conf->route_refresh_ms,
+        .heartbeat_ms = c->c_conf->heartbeat_ms,
+        .timeout_ms = c->c_conf->timeout_ms,
         .hb_body = consumer_hb_body,
         .on_tick = consumer_tick,
         .owner = c,
@@ -444,7 +420,7 @@ apg_pull_consumer_t *apg_pull_consumer_new(const apg_consumer_conf_t *conf, char
     c->c_io = apg_cio_new(&ic, err, errlen);
     if (c->c_io == NULL) {
         pthread_mutex_destroy(&c->c_mu);
-        apg_free(c->c_group);
+        apg_conf_destroy(c->c_conf);
         apg_free(c);
         return NULL;
     }
@@ -463,7 +439,7 @@ void apg_pull_consumer_destroy(apg_pull_consumer_t *c)
     apg_cio_free(c->c_io);
     pthread_mutex_destroy(&c->c_mu);
     apg_free(c->c_offs);
-    apg_free(c->c_group);
+    apg_conf_destroy(c->c_conf);
     apg_free(c);
 }
 
@@ -529,6 +505,7 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
     op.co_max = max_nums > 0 ? max_nums : 32;
     op.co_suspend = suspend_ms;
     apg_err_t e = cop_exec(c, &op, err, errlen);
+    res->pr_broker_code = op.co_code;
     if (e == APG_OK) {
         res->pr_next_offset = op.co_next;
         res->pr_min_offset = op.co_min;
@@ -538,9 +515,10 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
             res->pr_status = APG_PULL_FOUND;
             struct pull_sink s = {res, &te, 0};
             e = apg_msg_decode_records(op.co_body, op.co_blen, pull_collect, &s, err, errlen);
-            if (e != APG_OK)
+            if (e != APG_OK) {
+                e = apg_err_public(e);
                 apg_pull_result_clear(res);
-            else if (res->pr_count == 0)
+            } else if (res->pr_count == 0)
                 res->pr_status = APG_PULL_NO_MATCHED_MSG;
             break;
         }

@@ -41,7 +41,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "apogee_version.h"
 #include "client/client_int.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -145,11 +144,6 @@ int64_t apg_now_ms(void)
     return apg_mono_ms();
 }
 
-const char *apg_client_version(void)
-{
-    return APOGEE_VERSION;
-}
-
 /* ---- sync waits ---- */
 
 static void futex_op(_Atomic uint32_t *addr, int op, uint32_t val)
@@ -157,9 +151,10 @@ static void futex_op(_Atomic uint32_t *addr, int op, uint32_t val)
     syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
 }
 
-void apg_cwait_init(struct apg_cwait *w)
+void apg_cwait_init(struct apg_cwait *w, int spin_us)
 {
     atomic_init(&w->w_state, 0);
+    w->w_spin_us = spin_us;
 }
 
 /* Adaptive busy-poll before sleeping. On a VM a vCPU that halts while its
@@ -169,19 +164,13 @@ void apg_cwait_init(struct apg_cwait *w)
  * therefore spins for up to twice that time before it sleeps; a thread whose
  * answers take longer (a remote broker, a loaded one, many threads) does not
  * spin at all, and only one thread per process spins at a time.
- * APOGEE_CLIENT_SPIN_US sets the budget (default 40, 0 = never spin). */
-static int spin_budget_us = -1;
+ * The conf key syncSpinMicros sets the budget (default 40, 0 = never spin). */
 static _Atomic int spinners;
 static __thread int64_t wait_avg_ns = -1; /* this thread's recent waits (EWMA) */
 
 static bool spin_for(struct apg_cwait *w, int64_t t0)
 {
-    if (spin_budget_us < 0) {
-        const char *e = getenv("APOGEE_CLIENT_SPIN_US");
-        int v = e ? atoi(e) : 40;
-        spin_budget_us = v < 0 ? 0 : v > 10000 ? 10000 : v;
-    }
-    int64_t budget = (int64_t)spin_budget_us * 1000;
+    int64_t budget = (int64_t)w->w_spin_us * 1000;
     if (budget == 0 || wait_avg_ns > budget)
         return false;
     int exp = 0;

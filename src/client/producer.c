@@ -16,9 +16,9 @@
  * callback ran. Async ops count against max_inflight (an atomic counter;
  * the mutex is only taken when the window is full).
  *
- * Retries (round robin only): a connection error or a retryable broker code
- * (SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, NO_PERMISSION,
- * TOPIC_NOT_EXIST) sends again to the next queue avoiding the broker that
+ * Retries (round robin only): a connection error or a retriable broker code
+ * (apg_broker_code_is_retriable: SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE,
+ * NO_PERMISSION, TOPIC_NOT_EXIST) sends again to the next queue avoiding the broker that
  * failed, up to retry_times more attempts inside the send timeout, and asks
  * for a fresh route. Ordered and selected sends never move to another queue. */
 #include <jansson.h>
@@ -35,9 +35,8 @@
 
 struct apg_producer {
     struct apg_cio *p_io;
-    char *p_group;
-    char *p_namesrv;
-    apg_producer_conf_t p_conf;
+    const char *p_group;     /* producerGroup of p_conf */
+    struct apg_conf *p_conf; /* a private copy, never changed */
     /* Async window: p_inflight counts async and oneway ops not finished;
      * a caller takes a slot with a compare-and-swap and sleeps on p_cv
      * (under p_mu, counted in p_blocked) only when the window is full. */
@@ -76,7 +75,8 @@ struct psend {
     void *ps_cbarg;
     struct apg_cwait ps_wait;
     apg_err_t ps_err;
-    unsigned ps_own; /* PS_OWN_*: parts allocated on their own */
+    int ps_broker_code; /* response code of the last refusal, 0 when none */
+    unsigned ps_own;    /* PS_OWN_*: parts allocated on their own */
     /* Not cleared when the op is made (written before they are read). */
     char ps_errmsg[512];
     apg_send_result_t ps_res;
@@ -88,21 +88,6 @@ struct psend {
 #define PS_OWN_TOPIC 1u
 #define PS_OWN_PROPS 2u
 #define PS_OWN_BODY 4u
-
-void apg_producer_conf_init(apg_producer_conf_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->group = "DEFAULT_PRODUCER";
-    c->send_timeout_ms = 3000;
-    c->retry_times = 2;
-    c->compress_over = 4096;
-    c->compress_level = 5;
-    c->max_message_size = 4 * 1024 * 1024;
-    c->max_inflight = 10000;
-    c->route_refresh_ms = 30000;
-    c->heartbeat_ms = 30000;
-    c->binary_header = 1;
-}
 
 static apg_err_t producer_hb_body(struct apg_cio *io, void *owner, struct apg_buf *out)
 {
@@ -121,36 +106,30 @@ static apg_err_t producer_hb_body(struct apg_cio *io, void *owner, struct apg_bu
     return e;
 }
 
-apg_producer_t *apg_producer_new(const apg_producer_conf_t *conf, char *err, size_t errlen)
+apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errlen)
 {
+    if (apg_conf_check(conf, false, err, errlen) != APG_OK)
+        return NULL;
     struct apg_producer *p = apg_calloc(1, sizeof(*p));
-    if (p == NULL) {
+    if (p == NULL || (p->p_conf = apg_conf_dup(conf)) == NULL) {
+        apg_free(p);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    p->p_conf = *conf;
-    p->p_group = apg_strdup(conf->group && conf->group[0] ? conf->group : "DEFAULT_PRODUCER");
-    if (p->p_conf.max_inflight <= 0)
-        p->p_conf.max_inflight = 10000;
-    if (p->p_conf.send_timeout_ms <= 0)
-        p->p_conf.send_timeout_ms = 3000;
-    if (p->p_conf.max_message_size <= 0)
-        p->p_conf.max_message_size = 4 * 1024 * 1024;
-    if (p->p_conf.retry_times < 0)
-        p->p_conf.retry_times = 0;
+    p->p_group = p->p_conf->producer_group ? p->p_conf->producer_group : "DEFAULT_PRODUCER";
     pthread_mutex_init(&p->p_mu, NULL);
     pthread_cond_init(&p->p_cv, NULL);
     struct apg_cio_conf ic = {
-        .namesrv = conf->namesrv,
-        .instance = conf->instance,
-        .serialize = conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
-        .route_refresh_ms = conf->route_refresh_ms,
-        .heartbeat_ms = conf->heartbeat_ms,
-        .timeout_ms = p->p_conf.send_timeout_ms,
+        .namesrv = p->p_conf->namesrv,
+        .instance = p->p_conf->instance,
+        .serialize = p->p_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
+        .route_refresh_ms = p->p_conf->route_refresh_ms,
+        .heartbeat_ms = p->p_conf->heartbeat_ms,
+        .timeout_ms = p->p_conf->send_timeout_ms,
         .hb_body = producer_hb_body,
         .owner = p,
     };
-    if (p->p_group == NULL || (p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
+    if ((p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
         apg_producer_destroy(p);
         return NULL;
     }
@@ -164,7 +143,7 @@ void apg_producer_destroy(apg_producer_t *p)
     apg_cio_free(p->p_io);
     pthread_mutex_destroy(&p->p_mu);
     pthread_cond_destroy(&p->p_cv);
-    apg_free(p->p_group);
+    apg_conf_destroy(p->p_conf);
     apg_free(p);
 }
 
@@ -233,7 +212,7 @@ static void inflight_done(struct apg_producer *p)
      * consistent), so either it sees this decrement or this sees it. */
     if (atomic_load(&p->p_blocked) == 0)
         return;
-    if (left <= p->p_conf.max_inflight - (p->p_conf.max_inflight + 3) / 4 || left == 0) {
+    if (left <= p->p_conf->max_inflight - (p->p_conf->max_inflight + 3) / 4 || left == 0) {
         pthread_mutex_lock(&p->p_mu);
         pthread_cond_broadcast(&p->p_cv);
         pthread_mutex_unlock(&p->p_mu);
@@ -247,7 +226,7 @@ static bool inflight_take(struct apg_producer *p)
     int cur = atomic_load(&p->p_inflight);
     bool slept = false;
     for (;;) {
-        if (cur < p->p_conf.max_inflight) {
+        if (cur < p->p_conf->max_inflight) {
             if (atomic_compare_exchange_weak(&p->p_inflight, &cur, cur + 1))
                 return slept;
             continue;
@@ -255,7 +234,7 @@ static bool inflight_take(struct apg_producer *p)
         slept = true;
         pthread_mutex_lock(&p->p_mu);
         atomic_fetch_add(&p->p_blocked, 1);
-        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf.max_inflight)
+        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf->max_inflight)
             pthread_cond_wait(&p->p_cv, &p->p_mu);
         atomic_fetch_sub(&p->p_blocked, 1);
         pthread_mutex_unlock(&p->p_mu);
@@ -266,16 +245,23 @@ static bool inflight_take(struct apg_producer *p)
 static void psend_done_async(struct psend *ps, apg_err_t e, const apg_send_result_t *r)
 {
     struct apg_producer *p = ps->ps_p;
-    ps->ps_cb(e, e == APG_OK ? r : NULL, e == APG_OK ? NULL : ps->ps_errmsg, ps->ps_cbarg);
+    ps->ps_cb(e, r, e == APG_OK ? NULL : ps->ps_errmsg, ps->ps_cbarg);
     psend_free(ps);
     inflight_done(p);
 }
 
+/* Finishes an op. On failure the result carries only the queue tried and
+ * the broker's response code (sr_broker_code, 0 when no broker refused). */
 static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
 {
-    ps->ps_err = e;
-    if (e != APG_OK)
+    if (e != APG_OK) {
+        e = apg_err_public(e);
         snprintf(ps->ps_errmsg, sizeof(ps->ps_errmsg), "%s", msg ? msg : apg_strerror(e));
+        memset(&ps->ps_res, 0, sizeof(ps->ps_res));
+        ps->ps_res.sr_mq = ps->ps_mq; /* a plain copy: this path is not hot */
+        ps->ps_res.sr_broker_code = ps->ps_broker_code;
+    }
+    ps->ps_err = e;
     if (ps->ps_mode == MODE_ASYNC) {
         psend_done_async(ps, e, &ps->ps_res);
         return;
@@ -285,13 +271,6 @@ static void psend_complete(struct psend *ps, apg_err_t e, const char *msg)
 
 static void psend_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                            const char *errmsg, void *arg);
-
-static bool retryable_code(int code)
-{
-    return code == APG_RESP_SYSTEM_ERROR || code == APG_RESP_SYSTEM_BUSY ||
-           code == APG_RESP_SERVICE_NOT_AVAILABLE || code == APG_RESP_NO_PERMISSION ||
-           code == APG_RESP_TOPIC_NOT_EXIST;
-}
 
 static void route_refresh_noop(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
                                const char *errmsg, void *arg)
@@ -322,6 +301,7 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     if (e != APG_OK) {
         snprintf(msg, sizeof(msg), "send to %s queue %s:%d failed: %s", ps->ps_topic,
                  ps->ps_mq.mq_broker, ps->ps_mq.mq_queue_id, errmsg);
+        ps->ps_broker_code = 0;
         psend_failed(io, ps, e, msg);
         return;
     }
@@ -344,10 +324,12 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
         snprintf(msg, sizeof(msg), "broker %s refused the send to %s queue %d: %d %s: %s",
                  ps->ps_mq.mq_broker, ps->ps_topic, ps->ps_mq.mq_queue_id, resp->code,
                  name ? name : "?", resp->remark ? resp->remark : "");
-        if (retryable_code(resp->code))
-            psend_failed(io, ps, APG_EIO, msg);
+        ps->ps_broker_code = resp->code;
+        if (apg_broker_code_is_retriable(resp->code))
+            psend_failed(io, ps, APG_EBROKER, msg);
         else
-            psend_complete(ps, resp->code == APG_RESP_MESSAGE_ILLEGAL ? APG_EINVAL : APG_EIO, msg);
+            psend_complete(ps, resp->code == APG_RESP_MESSAGE_ILLEGAL ? APG_EINVAL : APG_EBROKER,
+                           msg);
         return;
     }
     }
@@ -356,6 +338,7 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     apg_send_result_t res, *r = &res;
     memset(r, 0, sizeof(*r));
     r->sr_status = status;
+    r->sr_broker_code = resp->code;
     mq_copy(&r->sr_mq, &ps->ps_mq);
     str_copy(r->sr_msg_id, sizeof(r->sr_msg_id), ps->ps_uniq, strlen(ps->ps_uniq));
     const char *mid = apg_rcmd_ext_get(resp, "msgId");
@@ -488,10 +471,10 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     apg_err_t e = check_topic(m->m_topic, err, errlen);
     if (e == APG_OK && m->m_body_len == 0)
         e = apg_errf(APG_EINVAL, err, errlen, "message body is empty");
-    else if (e == APG_OK && m->m_body_len > (size_t)p->p_conf.max_message_size)
+    else if (e == APG_OK && m->m_body_len > (size_t)p->p_conf->max_message_size)
         e = apg_errf(APG_ETOOBIG, err, errlen,
                      "message body of %zu bytes exceeds maxMessageSize %d", m->m_body_len,
-                     p->p_conf.max_message_size);
+                     p->p_conf->max_message_size);
     else if (e == APG_OK && (e = apg_msg_ensure_uniq(m)) != APG_OK)
         apg_errf(e, err, errlen, "out of memory");
     /* The property string is written straight into the op's block. */
@@ -504,8 +487,8 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     }
     uint8_t *z = NULL;
     size_t zl = 0;
-    if (p->p_conf.compress_over >= 0 && m->m_body_len > (size_t)p->p_conf.compress_over &&
-        apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf.compress_level, &z, &zl) != APG_OK)
+    if (p->p_conf->compress_over >= 0 && m->m_body_len > (size_t)p->p_conf->compress_over &&
+        apg_msg_zlib(m->m_body, m->m_body_len, p->p_conf->compress_level, &z, &zl) != APG_OK)
         z = NULL;
     size_t tlen = strlen(m->m_topic) + 1;
     struct psend *ps = apg_malloc(sizeof(*ps) + plen + tlen + (z != NULL ? 0 : m->m_body_len));
@@ -536,8 +519,8 @@ static struct psend *psend_new(struct apg_producer *p, apg_message_t *m, apg_err
     str_copy(ps->ps_uniq, sizeof(ps->ps_uniq), uniq, strlen(uniq));
     ps->ps_flag = m->m_flag;
     ps->ps_born = apg_wall_ms();
-    ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
-    ps->ps_attempts_left = p->p_conf.retry_times;
+    ps->ps_deadline = apg_now_ms() + p->p_conf->send_timeout_ms;
+    ps->ps_attempts_left = p->p_conf->retry_times;
     return ps;
 }
 
@@ -588,7 +571,7 @@ static bool psend_direct(struct apg_producer *p, struct psend *ps)
 static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_result_t *res,
                             char *err, size_t errlen)
 {
-    apg_cwait_init(&ps->ps_wait);
+    apg_cwait_init(&ps->ps_wait, p->p_conf->spin_us);
     apg_err_t e = APG_OK;
     if (psend_direct(p, ps)) {
         if (ps->ps_mode == MODE_ONEWAY) {
@@ -600,12 +583,14 @@ static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_r
     }
     if (e != APG_OK) {
         apg_errf(e, err, errlen, "producer is shutting down");
+        if (res)
+            memset(res, 0, sizeof(*res));
     } else {
         apg_cwait_wait(&ps->ps_wait);
         e = ps->ps_err;
         if (e != APG_OK)
             apg_errf(e, err, errlen, "%s", ps->ps_errmsg);
-        else if (res)
+        if (res)
             *res = ps->ps_res;
     }
     apg_cwait_destroy(&ps->ps_wait);
@@ -723,14 +708,14 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         if ((e = apg_msg_ensure_uniq(m)) != APG_OK ||
             (e = apg_msg_batch_append(m, &body)) != APG_OK) {
             apg_buf_free(&body);
-            return apg_errf(e, err, errlen, "cannot encode batch message %zu: %s", i,
-                            apg_strerror(e));
+            return apg_errf(apg_err_public(e), err, errlen, "cannot encode batch message %zu: %s",
+                            i, apg_strerror(e));
         }
     }
-    if (body.b_len > (size_t)p->p_conf.max_message_size) {
+    if (body.b_len > (size_t)p->p_conf->max_message_size) {
         apg_buf_free(&body);
         return apg_errf(APG_ETOOBIG, err, errlen, "batch of %zu bytes exceeds maxMessageSize %d",
-                        body.b_len, p->p_conf.max_message_size);
+                        body.b_len, p->p_conf->max_message_size);
     }
     struct psend *ps = apg_malloc(sizeof(*ps));
     if (ps == NULL) {
@@ -757,7 +742,7 @@ apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *const *msgs,
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     ps->ps_born = apg_wall_ms();
-    ps->ps_deadline = apg_now_ms() + p->p_conf.send_timeout_ms;
-    ps->ps_attempts_left = p->p_conf.retry_times;
+    ps->ps_deadline = apg_now_ms() + p->p_conf->send_timeout_ms;
+    ps->ps_attempts_left = p->p_conf->retry_times;
     return psend_wait(p, ps, res, err, errlen);
 }

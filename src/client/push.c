@@ -22,23 +22,23 @@
  * drop queues no longer ours (their offset is committed at once; their
  * cached messages are discarded, their pending tasks skip the listener) and
  * add new ones (start offset: the broker's committed offset, or the local
- * file in broadcasting mode, else consume_from).
+ * file in broadcasting mode, else consumeFromWhere).
  *
- * Commits: every commit_interval_ms the I/O thread sends each changed
+ * Commits: every persistConsumerOffsetInterval the I/O thread sends each changed
  * offset (oneway UPDATE_CONSUMER_OFFSET) or rewrites the offset file
- * (write to .tmp, rename). Destroy stops pulls, joins the workers after
+ * (apg_file_write_atomic: fsynced .tmp renamed over it, then the directory
+ * fsynced, so a crash leaves the old or the new file). Destroy stops pulls, joins the workers after
  * their current call, then commits with acknowledged requests and
  * unregisters the client so the other members rebalance. */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "client/client_int.h"
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -105,11 +105,9 @@ struct offline {
 };
 
 struct apg_push_consumer {
-    apg_consumer_conf_t pc_conf;
-    char *pc_group;
-    char *pc_namesrv;
-    char *pc_instance;
-    char *pc_offdir;
+    struct apg_conf *pc_conf; /* a private copy, never changed */
+    const char *pc_group;     /* consumerGroup of pc_conf */
+    char *pc_offdir;          /* localOffsetStoreDir, or the default path */
     char *pc_retry_topic;
     struct apg_cio *pc_io;
     struct psub *pc_subs;
@@ -158,9 +156,9 @@ static void task_free(struct ptask *t)
 /* Caller holds pc_mu. Cuts tasks out of the undispatched part of q's ring. */
 static void pq_dispatch_locked(struct apg_push_consumer *c, struct pq *q)
 {
-    size_t batch = (size_t)c->pc_conf.consume_batch;
+    size_t batch = (size_t)c->pc_conf->consume_batch;
     while (!q->q_dropped && q->q_dispatch < q->q_seq0 + q->q_len) {
-        if (c->pc_conf.orderly && q->q_consuming)
+        if (c->pc_conf->orderly && q->q_consuming)
             return;
         size_t avail = (size_t)(q->q_seq0 + q->q_len - q->q_dispatch);
         size_t n = avail < batch ? avail : batch;
@@ -180,7 +178,7 @@ static void pq_dispatch_locked(struct apg_push_consumer *c, struct pq *q)
         }
         q->q_dispatch += n;
         q->q_refs++;
-        if (c->pc_conf.orderly)
+        if (c->pc_conf->orderly)
             q->q_consuming = true;
         if (c->pc_ready_tail)
             c->pc_ready_tail->t_next = t;
@@ -273,20 +271,6 @@ static void file_offsets_load(struct apg_push_consumer *c)
     fclose(f);
 }
 
-static void mkdirs(const char *dir)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
 /* Caller holds pc_mu: merges the queues' offsets into the table and
  * rewrites the file atomically. */
 static void file_offsets_store_locked(struct apg_push_consumer *c)
@@ -311,20 +295,19 @@ static void file_offsets_store_locked(struct apg_push_consumer *c)
     }
     if (!changed)
         return;
-    mkdirs(c->pc_offdir);
-    char path[1024], tmp[1040];
+    struct apg_buf b = APG_BUF_INIT;
+    apg_err_t e = APG_OK;
+    for (size_t i = 0; e == APG_OK && i < c->pc_nfile; i++)
+        e = apg_buf_printf(&b, "%s %s %d %lld\n", c->pc_file[i].ol_mq.mq_topic,
+                           c->pc_file[i].ol_mq.mq_broker, c->pc_file[i].ol_mq.mq_queue_id,
+                           (long long)c->pc_file[i].ol_off);
+    char path[1024], err[256] = "out of memory";
     snprintf(path, sizeof(path), "%s/%s.offsets", c->pc_offdir, c->pc_group);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        apg_log_warn("client", "cannot write offsets file %s: %s", tmp, strerror(errno));
-        return;
-    }
-    for (size_t i = 0; i < c->pc_nfile; i++)
-        fprintf(f, "%s %s %d %lld\n", c->pc_file[i].ol_mq.mq_topic, c->pc_file[i].ol_mq.mq_broker,
-                c->pc_file[i].ol_mq.mq_queue_id, (long long)c->pc_file[i].ol_off);
-    if (fflush(f) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-        apg_log_warn("client", "cannot write offsets file %s: %s", path, strerror(errno));
+    if (e == APG_OK)
+        e = apg_file_write_atomic(path, b.b_data, b.b_len, err, sizeof(err));
+    if (e != APG_OK)
+        apg_log_warn("client", "cannot write offsets file %s: %s", path, err);
+    apg_buf_free(&b);
 }
 
 /* ---- offset commits to the broker (I/O thread) ---- */
@@ -357,7 +340,7 @@ static void commit_one(struct apg_cio *io, struct apg_push_consumer *c, const ap
 static void commit_all(struct apg_cio *io, struct apg_push_consumer *c, struct flush_wait *fw)
 {
     pthread_mutex_lock(&c->pc_mu);
-    if (c->pc_conf.message_model == APG_BROADCASTING) {
+    if (c->pc_conf->message_model == APG_BROADCASTING) {
         file_offsets_store_locked(c);
         pthread_mutex_unlock(&c->pc_mu);
         return;
@@ -519,8 +502,8 @@ static void pull_start(struct apg_cio *io, struct pq *q)
         return;
     pthread_mutex_lock(&c->pc_mu);
     bool dropped = q->q_dropped;
-    bool full = q->q_len >= (size_t)c->pc_conf.max_cached_msgs ||
-                q->q_bytes >= (size_t)c->pc_conf.max_cached_mb * 1024 * 1024;
+    bool full = q->q_len >= (size_t)c->pc_conf->max_cached_msgs ||
+                q->q_bytes >= (size_t)c->pc_conf->max_cached_mb * 1024 * 1024;
     pthread_mutex_unlock(&c->pc_mu);
     if (dropped)
         return;
@@ -539,9 +522,9 @@ static void pull_start(struct apg_cio *io, struct pq *q)
     apg_rcmd_init_request(&req, APG_REQ_PULL_MESSAGE, 0, apg_cio_serialize(io));
     snprintf(qid, sizeof(qid), "%d", q->q_mq.mq_queue_id);
     snprintf(off, sizeof(off), "%lld", (long long)q->q_next_pull);
-    snprintf(max, sizeof(max), "%d", c->pc_conf.pull_batch);
+    snprintf(max, sizeof(max), "%d", c->pc_conf->pull_batch);
     snprintf(flag, sizeof(flag), "%d", PULL_FLAG_SUBSCRIPTION | PULL_FLAG_SUSPEND);
-    snprintf(susp, sizeof(susp), "%d", c->pc_conf.suspend_ms);
+    snprintf(susp, sizeof(susp), "%d", c->pc_conf->suspend_ms);
     snprintf(subv, sizeof(subv), "%lld", (long long)time(NULL) * 1000);
     apg_rcmd_ext_add(&req, "consumerGroup", c->pc_group);
     apg_rcmd_ext_add(&req, "topic", q->q_mq.mq_topic);
@@ -559,7 +542,7 @@ static void pull_start(struct apg_cio *io, struct pq *q)
     pthread_mutex_unlock(&c->pc_mu);
     q->q_pulling = true;
     char err[256];
-    if (apg_cio_call(io, addr, &req, NULL, 0, c->pc_conf.suspend_ms + c->pc_conf.timeout_ms,
+    if (apg_cio_call(io, addr, &req, NULL, 0, c->pc_conf->suspend_ms + c->pc_conf->timeout_ms,
                      pull_resp, q, err, sizeof(err)) != APG_OK) {
         q->q_pulling = false;
         pthread_mutex_lock(&c->pc_mu);
@@ -618,7 +601,7 @@ static void qadd_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *re
     }
     if (e == APG_OK && qa->qa_step == 0 && resp->code == APG_RESP_QUERY_NOT_FOUND) {
         bool retry_topic = strncmp(q->q_mq.mq_topic, "%RETRY%", 7) == 0;
-        if (c->pc_conf.consume_from == APG_CONSUME_FROM_FIRST_OFFSET || retry_topic) {
+        if (c->pc_conf->consume_from == APG_CONSUME_FROM_FIRST_OFFSET || retry_topic) {
             apg_free(qa);
             qadd_begin(io, q, 0);
             return;
@@ -695,7 +678,7 @@ static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct ps
     c->pc_queues = q;
     apg_log_debug("client", "%s: queue %s:%s:%d assigned", apg_cio_client_id(io), mq->mq_topic,
                   mq->mq_broker, mq->mq_queue_id);
-    if (c->pc_conf.message_model == APG_BROADCASTING) {
+    if (c->pc_conf->message_model == APG_BROADCASTING) {
         pthread_mutex_lock(&c->pc_mu);
         int64_t off = -1;
         for (size_t i = 0; i < c->pc_nfile; i++)
@@ -712,12 +695,12 @@ static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct ps
         return;
     qa->qa_q = q;
     /* Broadcasting never asks the broker for a group offset. */
-    qa->qa_step = c->pc_conf.message_model == APG_BROADCASTING &&
-                          c->pc_conf.consume_from != APG_CONSUME_FROM_FIRST_OFFSET
+    qa->qa_step = c->pc_conf->message_model == APG_BROADCASTING &&
+                          c->pc_conf->consume_from != APG_CONSUME_FROM_FIRST_OFFSET
                       ? 1
                       : 0;
-    if (c->pc_conf.message_model == APG_BROADCASTING &&
-        c->pc_conf.consume_from == APG_CONSUME_FROM_FIRST_OFFSET) {
+    if (c->pc_conf->message_model == APG_BROADCASTING &&
+        c->pc_conf->consume_from == APG_CONSUME_FROM_FIRST_OFFSET) {
         apg_free(qa);
         qadd_begin(io, q, 0);
         return;
@@ -749,7 +732,7 @@ static void queue_drop(struct apg_cio *io, struct apg_push_consumer *c, struct p
                   q->q_mq.mq_broker, q->q_mq.mq_queue_id);
     pthread_mutex_lock(&c->pc_mu);
     q->q_dropped = true;
-    bool send = q->q_dirty && q->q_commit >= 0 && c->pc_conf.message_model == APG_CLUSTERING;
+    bool send = q->q_dirty && q->q_commit >= 0 && c->pc_conf->message_model == APG_CLUSTERING;
     apg_mq_t mq = q->q_mq;
     int64_t off = q->q_commit;
     q->q_dirty = false;
@@ -814,8 +797,8 @@ static void rebalance_retry(struct apg_cio *io, struct apg_push_consumer *c, str
     if (s->s_retry_set)
         return;
     s->s_backoff_ms = s->s_backoff_ms ? s->s_backoff_ms * 2 : 1000;
-    if (s->s_backoff_ms > c->pc_conf.rebalance_ms)
-        s->s_backoff_ms = c->pc_conf.rebalance_ms;
+    if (s->s_backoff_ms > c->pc_conf->rebalance_ms)
+        s->s_backoff_ms = c->pc_conf->rebalance_ms;
     s->s_retry_set = true;
     apg_cio_after(io, s->s_backoff_ms, rebalance_retry_cb, s);
 }
@@ -900,7 +883,7 @@ static void rebalance_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err
     }
     s->s_backoff_ms = 0;
     const struct apg_croute *rt = &t->ct_route;
-    if (c->pc_conf.message_model == APG_BROADCASTING) {
+    if (c->pc_conf->message_model == APG_BROADCASTING) {
         apg_free(rb);
         apg_mq_t *mqs = apg_malloc((rt->rt_nrq ? rt->rt_nrq : 1) * sizeof(*mqs));
         if (mqs) {
@@ -943,7 +926,7 @@ static void rebalance_topic(struct apg_cio *io, struct apg_push_consumer *c, str
 
 static void rebalance_all(struct apg_cio *io, struct apg_push_consumer *c)
 {
-    c->pc_next_rebalance = apg_now_ms() + c->pc_conf.rebalance_ms;
+    c->pc_next_rebalance = apg_now_ms() + c->pc_conf->rebalance_ms;
     for (struct psub *s = c->pc_subs; s; s = s->s_next)
         rebalance_topic(io, c, s);
 }
@@ -971,10 +954,10 @@ static apg_err_t push_hb_body(struct apg_cio *io, void *owner, struct apg_buf *o
         "{s:s, s:[], s:[{s:s, s:s, s:s, s:s, s:o, s:b}]}", "clientID", apg_cio_client_id(io),
         "producerDataSet", "consumerDataSet", "groupName", c->pc_group, "consumeType",
         "CONSUME_PASSIVELY", "messageModel",
-        c->pc_conf.message_model == APG_BROADCASTING ? "BROADCASTING" : "CLUSTERING",
+        c->pc_conf->message_model == APG_BROADCASTING ? "BROADCASTING" : "CLUSTERING",
         "consumeFromWhere",
-        c->pc_conf.consume_from == APG_CONSUME_FROM_FIRST_OFFSET ? "CONSUME_FROM_FIRST_OFFSET"
-                                                                 : "CONSUME_FROM_LAST_OFFSET",
+        c->pc_conf->consume_from == APG_CONSUME_FROM_FIRST_OFFSET ? "CONSUME_FROM_FIRST_OFFSET"
+                                                                  : "CONSUME_FROM_LAST_OFFSET",
         "subscriptionDataSet", subs, "unitMode", 0);
     if (root == NULL)
         return APG_ENOMEM;
@@ -996,7 +979,7 @@ static void push_tick(struct apg_cio *io, void *owner)
     if (now >= c->pc_next_rebalance)
         rebalance_all(io, c);
     if (now >= c->pc_next_commit) {
-        c->pc_next_commit = now + c->pc_conf.commit_interval_ms;
+        c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
         commit_all(io, c, NULL);
     }
 }
@@ -1055,7 +1038,7 @@ static void pop_back(struct apg_cio *io, struct pop *op)
     char off[24], delay[16], maxr[16];
     snprintf(off, sizeof(off), "%lld", (long long)m->m_commitlog_offset);
     snprintf(delay, sizeof(delay), "%d", 0);
-    snprintf(maxr, sizeof(maxr), "%d", c->pc_conf.max_reconsume);
+    snprintf(maxr, sizeof(maxr), "%d", c->pc_conf->max_reconsume);
     const char *origin_topic = apg_msg_prop_get(m, "RETRY_TOPIC");
     apg_rcmd_ext_add(&req, "offset", off);
     apg_rcmd_ext_add(&req, "group", c->pc_group);
@@ -1111,7 +1094,7 @@ static void pop_run(struct apg_cio *io, struct apg_cop *o)
     case POP_FLUSH:
         op->po_fw.fw_pending = 1;
         commit_all(io, c, &op->po_fw);
-        if (c->pc_conf.message_model == APG_CLUSTERING) {
+        if (c->pc_conf->message_model == APG_CLUSTERING) {
             /* Release the queues so their final offsets are on record. */
             while (c->pc_queues)
                 queue_drop(io, c, c->pc_queues, &op->po_fw);
@@ -1142,8 +1125,8 @@ static apg_err_t pop_exec(struct apg_push_consumer *c, struct pop *op)
 {
     op->po_c = c;
     op->po_op.op_fn = pop_run;
-    apg_cwait_init(&op->po_wait);
-    apg_cwait_init(&op->po_fw.fw_wait);
+    apg_cwait_init(&op->po_wait, c->pc_conf->spin_us);
+    apg_cwait_init(&op->po_fw.fw_wait, c->pc_conf->spin_us);
     apg_err_t e = apg_cio_submit(c->pc_io, &op->po_op);
     if (e == APG_OK) {
         if (op->po_kind == POP_FLUSH) {
@@ -1200,14 +1183,14 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&c->pc_mu);
         int r = c->pc_cb(t->t_msgs, t->t_n, &q->q_mq, c->pc_arg);
         size_t nback_failed = 0;
-        if (r != APG_CONSUME_SUCCESS && !c->pc_conf.orderly) {
+        if (r != APG_CONSUME_SUCCESS && !c->pc_conf->orderly) {
             /* Send back what we can; keep the rest for a local retry. */
             for (size_t i = 0; i < t->t_n; i++) {
                 struct pop op;
                 memset(&op, 0, sizeof(op));
                 op.po_kind = POP_BACK;
                 op.po_msg = t->t_msgs[i];
-                if (c->pc_conf.message_model == APG_CLUSTERING && pop_exec(c, &op) == APG_OK) {
+                if (c->pc_conf->message_model == APG_CLUSTERING && pop_exec(c, &op) == APG_OK) {
                     pthread_mutex_lock(&c->pc_mu);
                     pq_done_locked(q, &t->t_seq[i], 1);
                     pthread_mutex_unlock(&c->pc_mu);
@@ -1220,8 +1203,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&c->pc_mu);
         if (r == APG_CONSUME_SUCCESS) {
             pq_done_locked(q, t->t_seq, t->t_n);
-        } else if (c->pc_conf.orderly || nback_failed > 0) {
-            if (!c->pc_conf.orderly)
+        } else if (c->pc_conf->orderly || nback_failed > 0) {
+            if (!c->pc_conf->orderly)
                 t->t_n = nback_failed;
             for (size_t i = 0; i < t->t_n; i++)
                 t->t_msgs[i]->m_reconsume++;
@@ -1233,7 +1216,7 @@ static void *worker_main(void *arg)
             *pp = t;
             continue; /* keeps its reference and, orderly, q_consuming */
         }
-        if (c->pc_conf.orderly) {
+        if (c->pc_conf->orderly) {
             q->q_consuming = false;
             pq_dispatch_locked(c, q);
         }
@@ -1246,19 +1229,12 @@ static void *worker_main(void *arg)
 
 /* ---- public ---- */
 
-apg_push_consumer_t *apg_push_consumer_new(const apg_consumer_conf_t *conf, char *err,
-                                           size_t errlen)
+apg_push_consumer_t *apg_push_consumer_new(const apg_conf_t *conf, char *err, size_t errlen)
 {
-    if (conf->group == NULL || conf->group[0] == '\0') {
-        apg_errf(APG_EINVAL, err, errlen, "a consumer needs a group name");
+    if (apg_conf_check(conf, true, err, errlen) != APG_OK)
         return NULL;
-    }
-    if (conf->namesrv == NULL || conf->namesrv[0] == '\0') {
-        apg_errf(APG_EINVAL, err, errlen, "no NameServer address given (host:port;host:port)");
-        return NULL;
-    }
-    if (conf->message_model != APG_CLUSTERING && conf->message_model != APG_BROADCASTING) {
-        apg_errf(APG_EINVAL, err, errlen, "message_model must be CLUSTERING or BROADCASTING");
+    if (conf->namesrv == NULL) {
+        apg_errf(APG_EINVAL, err, errlen, "no NameServer address given: set namesrvAddr");
         return NULL;
     }
     struct apg_push_consumer *c = apg_calloc(1, sizeof(*c));
@@ -1266,40 +1242,20 @@ apg_push_consumer_t *apg_push_consumer_new(const apg_consumer_conf_t *conf, char
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    c->pc_conf = *conf;
-    apg_consumer_conf_t d;
-    apg_consumer_conf_init(&d);
-#define DEF(f)                                                                                     \
-    if (c->pc_conf.f <= 0)                                                                         \
-    c->pc_conf.f = d.f
-    DEF(timeout_ms);
-    DEF(commit_interval_ms);
-    DEF(consume_threads);
-    DEF(consume_batch);
-    DEF(pull_batch);
-    DEF(max_cached_msgs);
-    DEF(max_cached_mb);
-    DEF(rebalance_ms);
-    DEF(suspend_ms);
-    DEF(max_reconsume);
-#undef DEF
-    c->pc_group = apg_strdup(conf->group);
-    c->pc_namesrv = apg_strdup(conf->namesrv);
-    c->pc_instance = conf->instance ? apg_strdup(conf->instance) : NULL;
-    size_t rl = strlen(conf->group) + 8;
-    c->pc_retry_topic = apg_malloc(rl);
-    if (c->pc_retry_topic)
-        snprintf(c->pc_retry_topic, rl, "%%RETRY%%%s", conf->group);
-    c->pc_conf.group = c->pc_group;
-    c->pc_conf.namesrv = c->pc_namesrv;
-    c->pc_conf.instance = c->pc_instance;
-    c->pc_conf.offset_dir = NULL;
-    if (conf->offset_dir)
-        c->pc_offdir = apg_strdup(conf->offset_dir);
     pthread_mutex_init(&c->pc_mu, NULL);
     pthread_cond_init(&c->pc_cv, NULL);
-    if (c->pc_group == NULL || c->pc_namesrv == NULL || c->pc_retry_topic == NULL ||
-        (conf->instance && c->pc_instance == NULL) || (conf->offset_dir && c->pc_offdir == NULL)) {
+    c->pc_conf = apg_conf_dup(conf);
+    if (c->pc_conf != NULL) {
+        c->pc_group = c->pc_conf->consumer_group;
+        size_t rl = strlen(c->pc_group) + 8;
+        c->pc_retry_topic = apg_malloc(rl);
+        if (c->pc_retry_topic)
+            snprintf(c->pc_retry_topic, rl, "%%RETRY%%%s", c->pc_group);
+        if (c->pc_conf->offset_dir)
+            c->pc_offdir = apg_strdup(c->pc_conf->offset_dir);
+    }
+    if (c->pc_conf == NULL || c->pc_retry_topic == NULL ||
+        (c->pc_conf->offset_dir && c->pc_offdir == NULL)) {
         apg_push_consumer_destroy(c);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
@@ -1369,7 +1325,7 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     if (c->pc_subs == NULL)
         return apg_errf(APG_EINVAL, err, errlen, "subscribe to at least one topic before start");
     /* Clustering consumers also take their group's retry topic (send-back). */
-    if (c->pc_conf.message_model == APG_CLUSTERING && sub_find(c, c->pc_retry_topic) == NULL) {
+    if (c->pc_conf->message_model == APG_CLUSTERING && sub_find(c, c->pc_retry_topic) == NULL) {
         apg_err_t e = apg_push_consumer_subscribe(c, c->pc_retry_topic, "*", err, errlen);
         if (e != APG_OK)
             return e;
@@ -1377,24 +1333,24 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     c->pc_cb = cb;
     c->pc_arg = arg;
     struct apg_cio_conf ic = {
-        .namesrv = c->pc_namesrv,
-        .instance = c->pc_instance,
-        .serialize = c->pc_conf.binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
-        .route_refresh_ms = c->pc_conf.route_refresh_ms,
-        .heartbeat_ms = c->pc_conf.heartbeat_ms,
-        .timeout_ms = c->pc_conf.timeout_ms,
+        .namesrv = c->pc_conf->namesrv,
+        .instance = c->pc_conf->instance,
+        .serialize = c->pc_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
+        .route_refresh_ms = c->pc_conf->route_refresh_ms,
+        .heartbeat_ms = c->pc_conf->heartbeat_ms,
+        .timeout_ms = c->pc_conf->timeout_ms,
         .hb_body = push_hb_body,
         .on_tick = push_tick,
         .on_server_req = push_server_req,
         .owner = c,
     };
     int64_t now = apg_now_ms();
-    c->pc_next_rebalance = now + c->pc_conf.rebalance_ms;
-    c->pc_next_commit = now + c->pc_conf.commit_interval_ms;
+    c->pc_next_rebalance = now + c->pc_conf->rebalance_ms;
+    c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
     c->pc_io = apg_cio_new(&ic, err, errlen);
     if (c->pc_io == NULL)
         return APG_EIO;
-    if (c->pc_conf.message_model == APG_BROADCASTING) {
+    if (c->pc_conf->message_model == APG_BROADCASTING) {
         if (c->pc_offdir == NULL) {
             const char *home = getenv("HOME");
             char dir[1024];
@@ -1405,8 +1361,8 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
         if (c->pc_offdir)
             file_offsets_load(c);
     }
-    c->pc_workers = apg_calloc((size_t)c->pc_conf.consume_threads, sizeof(pthread_t));
-    for (int i = 0; c->pc_workers && i < c->pc_conf.consume_threads; i++) {
+    c->pc_workers = apg_calloc((size_t)c->pc_conf->consume_threads, sizeof(pthread_t));
+    for (int i = 0; c->pc_workers && i < c->pc_conf->consume_threads; i++) {
         if (pthread_create(&c->pc_workers[i], NULL, worker_main, c) != 0)
             break;
         c->pc_nworkers++;
@@ -1489,9 +1445,7 @@ void apg_push_consumer_destroy(apg_push_consumer_t *c)
     apg_free(c->pc_file);
     pthread_mutex_destroy(&c->pc_mu);
     pthread_cond_destroy(&c->pc_cv);
-    apg_free(c->pc_group);
-    apg_free(c->pc_namesrv);
-    apg_free(c->pc_instance);
+    apg_conf_destroy(c->pc_conf);
     apg_free(c->pc_offdir);
     apg_free(c->pc_retry_topic);
     apg_free(c);

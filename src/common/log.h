@@ -1,13 +1,14 @@
-/* Logging: one line per event to stderr, with time, level and subsystem.
+/* Logging: one line per event to stderr, with time, level and subsystem, or
+ * to the callback a library user installed (include/apogee/log.h, which also
+ * declares the levels, apg_log_set_level and apg_log_set_cb).
  *
- * Thread-safe (a single fprintf per line). The level is process-wide and set
- * once at start-up from the config. */
+ * Thread-safe (a single fprintf per line, or one callback call). The level
+ * is process-wide and set once at start-up from the config. */
 #ifndef APG_COMMON_LOG_H
 #define APG_COMMON_LOG_H
 
-enum apg_log_level { APG_LOG_DEBUG = 0, APG_LOG_INFO, APG_LOG_WARN, APG_LOG_ERROR };
+#include "apogee/log.h"
 
-void apg_log_set_level(enum apg_log_level lvl);
 enum apg_log_level apg_log_get_level(void);
 void apg_log(enum apg_log_level lvl, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -271,7 +271,7 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
         }
         r = run('producer_sync', [ns, N('ExBig'), '1', String(5 * 1024 * 1024)]);
         assert.equal(r.code, 1);
-        assert.match(r.out, /ERROR too big message body of 5242880 bytes exceeds maxMessageSize 4194304/);
+        assert.match(r.out, /ERROR APG_ETOOBIG 0 message body of 5242880 bytes exceeds maxMessageSize 4194304/);
     });
 });
 
@@ -291,7 +291,7 @@ describe('C client against a strict broker (no auto-create, small maxMessageSize
     test('unknown topic is refused with a clear error', () => {
         const r = run('producer_sync', [ns, 'NoSuchTopic', '1']);
         assert.equal(r.code, 1, r.out);
-        assert.match(r.out, /ERROR \w+ .*NoSuchTopic/);
+        assert.match(r.out, /ERROR APG_ENOTFOUND 0 .*NoSuchTopic/);
     });
 
     test('a body over the broker\'s maxMessageSize is refused by the broker', async () => {
@@ -311,7 +311,7 @@ describe('C client against a strict broker (no auto-create, small maxMessageSize
         assert.equal(r.code, 0, r.out);
         r = run('producer_sync', [ns, 'StrictTopic', '1', '3000']);
         assert.equal(r.code, 1, r.out);
-        assert.match(r.out, /ERROR .*refused the send to StrictTopic/);
+        assert.match(r.out, /ERROR APG_EINVAL 13 .*refused the send to StrictTopic/);
     });
 
     test('push consumer of an unknown topic starts and receives nothing', () => {

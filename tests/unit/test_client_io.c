@@ -324,14 +324,17 @@ static int setup(void **state)
 
 static apg_producer_t *new_producer(const char *ns, int timeout_ms, int binary)
 {
-    apg_producer_conf_t pc;
-    apg_producer_conf_init(&pc);
-    pc.namesrv = ns;
-    pc.group = "PG";
-    pc.send_timeout_ms = timeout_ms;
-    pc.binary_header = binary;
+    apg_conf_t *pc = apg_conf_new();
+    char tmo[16];
+    snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
+    assert_int_equal(apg_conf_set(pc, "namesrvAddr", ns, NULL, 0), APG_OK);
+    assert_int_equal(apg_conf_set(pc, "producerGroup", "PG", NULL, 0), APG_OK);
+    assert_int_equal(apg_conf_set(pc, "sendMsgTimeout", tmo, NULL, 0), APG_OK);
+    assert_int_equal(apg_conf_set(pc, "serializeType", binary ? "ROCKETMQ" : "JSON", NULL, 0),
+                     APG_OK);
     char err[256];
-    apg_producer_t *p = apg_producer_new(&pc, err, sizeof(err));
+    apg_producer_t *p = apg_producer_new(pc, err, sizeof(err));
+    apg_conf_destroy(pc); /* the producer keeps its own copy */
     if (p == NULL)
         fail_msg("producer: %s", err);
     return p;
@@ -421,7 +424,8 @@ static void test_retry_other_broker(void **state)
     g_brokers[0]->refuse_code = APG_RESP_SERVICE_NOT_AVAILABLE;
     g_brokers[1]->refuse_code = APG_RESP_SERVICE_NOT_AVAILABLE;
     int before = g_brokers[0]->sends + g_brokers[1]->sends;
-    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EIO);
+    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EBROKER);
+    assert_int_equal(r.sr_broker_code, APG_RESP_SERVICE_NOT_AVAILABLE);
     assert_non_null(strstr(err, "SERVICE_NOT_AVAILABLE"));
     assert_int_equal(g_brokers[0]->sends + g_brokers[1]->sends, before + 3);
     apg_message_free(m);
@@ -529,13 +533,13 @@ static void test_pull_consumer(void **state)
 {
     char ns[64];
     snprintf(ns, sizeof(ns), "127.0.0.1:%d", g_brokers[0]->port);
-    apg_consumer_conf_t cc;
-    apg_consumer_conf_init(&cc);
-    cc.namesrv = ns;
-    cc.group = "CG";
-    cc.commit_interval_ms = 200;
+    apg_conf_t *cc = apg_conf_new();
+    assert_int_equal(apg_conf_set(cc, "namesrvAddr", ns, NULL, 0), APG_OK);
+    assert_int_equal(apg_conf_set(cc, "consumerGroup", "CG", NULL, 0), APG_OK);
+    assert_int_equal(apg_conf_set(cc, "persistConsumerOffsetInterval", "200", NULL, 0), APG_OK);
     char err[256];
-    apg_pull_consumer_t *c = apg_pull_consumer_new(&cc, err, sizeof(err));
+    apg_pull_consumer_t *c = apg_pull_consumer_new(cc, err, sizeof(err));
+    apg_conf_destroy(cc);
     assert_non_null(c);
     apg_mq_t *mqs;
     size_t n;
