@@ -4,16 +4,17 @@
  * code and can be used and tested on its own (tests/unit/test_store*.c,
  * bench/bench_store.c, bench/store_crashload.c).
  *
- * On-disk layout (RocketMQ compatible, wire doc §7):
+ * On-disk layout (RocketMQ's, file for file):
  *   <root>/commitlog/<20-digit start offset>      fixed-size mapped segments
  *   <root>/consumequeue/<topic>/<qid>/<20-digit>  20-byte entries
- *   <root>/checkpoint                             one 4 KiB page (§7.6 + apogee tail)
+ *   <root>/checkpoint                             one 4 KiB page (RocketMQ's fields + apogee's)
  *   <root>/abort                                  present while the store is open
  *   <root>/lock                                   flock()ed while the store is open
  *
  * Threads. An apg_store is shared by every thread of the broker:
  *   - apg_store_put() runs in the CALLER's thread; appends are serialised by a
- *     short append lock (memcpy into the mapped segment, consume-queue entry).
+ *     short append lock (one pwrite() of the encoded records into the current
+ *     segment file, then the consume-queue entries); see store_int.h.
  *   - apg_store_get() and the other readers may run in any thread, concurrently
  *     with appends, flushing and retention.
  *   - The store owns three internal threads: the flush thread (msync/fdatasync,
@@ -169,7 +170,7 @@ typedef bool (*apg_store_filter_fn)(void *ud, int64_t tags_code);
 /* Reads up to max_msgs records (and about max_bytes: the first record is always
  * delivered whole) of (topic, queue_id) starting at logical offset `offset`,
  * skipping records the filter rejects (filter NULL = all). Matching records are
- * appended back to back to out (their stored bytes, wire doc §7.2). Returns 0
+ * appended back to back to out (their stored bytes, as in the commit log). Returns 0
  * with r filled (r->gr_status says what happened, RocketMQ semantics), or
  * APG_ENOMEM/APG_EINVAL. Borrows everything; out is owned by the caller. Any
  * thread. */
