@@ -5,12 +5,16 @@
  * the consume queue of each record, encodes the records into one buffer,
  * writes them with a single pwrite into the current segment (rolling to the
  * next, preallocated one when the batch does not fit, after a blank filler
- * record), writes each record's consume-queue entry and publishes the new
- * write position and queue maxima with release stores. Under SYNC_FLUSH the
- * put queues a waiter for the flush thread (flush.c).
+ * record), hands the batch to the dispatchers (dispatch.c: the consume-queue
+ * entries), publishes the new write position with a release store and then
+ * lets the dispatchers publish (the queue maxima). Numbering records in their
+ * queue (QUEUEOFFSET is a field of the record) happens here, before encoding.
+ * Under SYNC_FLUSH the put queues a waiter for the flush thread (flush.c).
  *
  * Invariant: the records of one batch are contiguous in one segment, and a
- * queue's entries are published only after the records they point to. */
+ * queue's entries are published only after the records they point to. No
+ * allocation for batches of up to PUT_STACK records of PUT_BUF bytes in all,
+ * except the SYNC_FLUSH waiter. */
 #define _GNU_SOURCE
 #include "store/store_int.h"
 
@@ -129,14 +133,14 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     const struct apg_host *sh = &st->st_opts.so_store_host;
     int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
     int32_t crc_stack[PUT_STACK], *crcs = crc_stack;
-    struct cq *q_stack[PUT_STACK], **qs = q_stack;
+    struct apg_dispatch_rec dr_stack[PUT_STACK], *drs = dr_stack;
     uint8_t rec_stack[PUT_BUF], *recs = rec_stack;
     if (n > PUT_STACK) {
         crcs = apg_malloc((size_t)n * sizeof(*crcs));
-        qs = apg_malloc((size_t)n * sizeof(*qs));
-        if (!crcs || !qs) {
+        drs = apg_malloc((size_t)n * sizeof(*drs));
+        if (!crcs || !drs) {
             apg_free(crcs);
-            apg_free(qs);
+            apg_free(drs);
             return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         }
     }
@@ -259,7 +263,8 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         const struct apg_msg_in *m = &msgs[i];
         struct cq *q = st->st_cq_cache;
         bool nocq = apg_store_tx_no_cq(m->mi_sysflag);
-        qs[i] = NULL;
+        struct apg_dispatch_rec *dr = &drs[i];
+        dr->dr_cq = NULL;
         if (!nocq && (!q || q->cq_qid != m->mi_queue_id || q->cq_topic_len != m->mi_topic_len ||
                       memcmp(q->cq_topic, m->mi_topic, m->mi_topic_len) != 0)) {
             pthread_rwlock_rdlock(&st->st_struct_lock);
@@ -281,16 +286,27 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
             /* Next offset of q: after the batch's previous record for q, if any. */
             qoff = atomic_load_explicit(&q->cq_max, memory_order_relaxed);
             for (int j = i - 1; j >= 0; j--)
-                if (qs[j] == q) {
+                if (drs[j].dr_cq == q) {
                     qoff = res[j].pr_queue_offset + 1;
                     break;
                 }
-            qs[i] = q;
+            dr->dr_cq = q;
         }
         apg_msgrec_encode(recs + boff, m, crcs[i], qoff, pos + (int64_t)boff, ts, sh);
         res[i].pr_phys_offset = pos + (int64_t)boff;
         res[i].pr_queue_offset = qoff;
         res[i].pr_store_ts = ts;
+        dr->dr_topic = m->mi_topic;
+        dr->dr_topic_len = m->mi_topic_len;
+        dr->dr_queue_id = m->mi_queue_id;
+        dr->dr_sysflag = m->mi_sysflag;
+        dr->dr_phys = res[i].pr_phys_offset;
+        dr->dr_size = res[i].pr_msg_size;
+        dr->dr_queue_offset = qoff;
+        dr->dr_tags_code = m->mi_tags_code;
+        dr->dr_store_ts = ts;
+        dr->dr_props = m->mi_props;
+        dr->dr_props_len = m->mi_props_len;
         boff += (size_t)res[i].pr_msg_size;
     }
     if (apg_seg_pwrite_all(s->sg_fd, recs, boff, (off_t)(pos - s->sg_base)) != 0) {
@@ -299,28 +315,19 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     }
     int64_t end = pos + (int64_t)boff;
     int indexed = n;
-    for (int i = 0; i < n; i++) {
-        if (!qs[i])
-            continue;
-        rc = apg_cq_write(st, qs[i], res[i].pr_queue_offset, res[i].pr_phys_offset,
-                          res[i].pr_msg_size, msgs[i].mi_tags_code, err, errlen);
-        if (rc) {
-            /* Only out-of-memory / queue file creation can fail here. The
-             * records indexed so far stay (they are valid); the rest is not
-             * published. Report the failure for the whole batch. */
-            apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
-            end = res[i].pr_phys_offset;
-            indexed = i;
-            break;
-        }
+    rc = apg_dispatch(st, drs, n, false, &indexed, err, errlen);
+    if (rc) {
+        /* Only out-of-memory / queue file creation can fail here. The
+         * records dispatched so far stay (they are valid); the rest is not
+         * published. Report the failure for the whole batch. */
+        apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
+        end = res[indexed].pr_phys_offset;
     }
-    /* Publish the records before the queue entries that point at them: a
+    /* Publish the records before the derived data that points at them: a
      * reader that sees a queue's new maximum must find the record below
      * st_wrote, or it would take the entry for a removed one. */
     atomic_store_explicit(&st->st_wrote, end, memory_order_release);
-    for (int i = 0; i < indexed; i++)
-        if (qs[i])
-            atomic_store_explicit(&qs[i]->cq_max, res[i].pr_queue_offset + 1, memory_order_release);
+    apg_dispatch_publish(st, drs, indexed);
     pos = end;
     atomic_store(&st->st_last_store_ts, ts);
     if (!rc && sync) {
@@ -371,7 +378,7 @@ unlock:
 out:
     if (crcs != crc_stack) {
         apg_free(crcs);
-        apg_free(qs);
+        apg_free(drs);
     }
     if (recs != rec_stack)
         apg_free(recs);

@@ -6,13 +6,16 @@
  * segment array) is guarded by st_struct_lock; entries are written only by the
  * appender under st_append_mtx, or during open and recovery. A queue's max
  * offset is published with a release store after the entry is written, so a
- * reader that loads it with acquire sees the entry. Loading queues at open,
+ * reader that loads it with acquire sees the entry. The queue is the first
+ * dispatcher (dispatch.c): apg_cq_dispatch_* write entries for the put path
+ * and for recovery, flush them and drop them. Loading queues at open,
  * truncating them before recovery re-indexes, and dropping entries below the
  * commit log's minimum after retention live here too. */
 #define _GNU_SOURCE
 #include "store/store_int.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -182,9 +185,13 @@ apg_err_t apg_cq_write(struct apg_store *st, struct cq *q, int64_t lo, int64_t p
         }
     }
     uint8_t *p = s->sg_map + (byte - s->sg_base);
-    apg_wbe64(p, (uint64_t)phys);
-    apg_wbe32(p + 8, (uint32_t)size);
-    apg_wbe64(p + 12, (uint64_t)tags);
+    /* Three big-endian stores (one instruction each, where byte-wise
+     * stores took ~80 per entry under callgrind). */
+    uint64_t be_phys = htobe64((uint64_t)phys), be_tags = htobe64((uint64_t)tags);
+    uint32_t be_size = htobe32((uint32_t)size);
+    memcpy(p, &be_phys, 8);
+    memcpy(p + 8, &be_size, 4);
+    memcpy(p + 12, &be_tags, 8);
     return APG_OK;
 }
 
@@ -310,7 +317,7 @@ apg_err_t apg_cq_load_all(struct apg_store *st, char *err, size_t errlen)
 
 /* Removes entries pointing at or past `from` (to be redispatched) or past
  * `end` (lost), and entries below the commit log's minimum. */
-void apg_cq_truncate(struct apg_store *st, struct cq *q, int64_t from)
+static void cq_truncate(struct apg_store *st, struct cq *q, int64_t from)
 {
     int64_t max = atomic_load(&q->cq_max), min = atomic_load(&q->cq_min);
     while (max > min) {
@@ -327,4 +334,136 @@ void apg_cq_truncate(struct apg_store *st, struct cq *q, int64_t from)
     if (min > max)
         atomic_store(&q->cq_min, max);
     q->cq_flushed = 0;
+}
+
+/* The consume queue as a dispatcher (dispatch.c, struct apg_dispatcher). */
+
+/* Recovery: one record re-read from the commit log. */
+static apg_err_t cq_recover_record(struct apg_store *st, const struct apg_dispatch_rec *r,
+                                   char *err, size_t errlen)
+{
+    if (apg_store_tx_no_cq(r->dr_sysflag))
+        return APG_OK;
+    struct cq *q = apg_cq_find(st, r->dr_topic, r->dr_topic_len, r->dr_queue_id);
+    if (!q)
+        q = apg_cq_create(st, r->dr_topic, r->dr_topic_len, r->dr_queue_id);
+    if (!q)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    int64_t max = atomic_load(&q->cq_max);
+    if (r->dr_queue_offset < max) {
+        /* Already indexed: it must point here. */
+        const uint8_t *e = apg_cq_entry(st, q, r->dr_queue_offset);
+        if (!e || (int64_t)apg_be64(e) != r->dr_phys)
+            return APG_ECORRUPT;
+        return APG_OK;
+    }
+    if (r->dr_queue_offset > max) {
+        if (q->cq_nsegs != 0 && max != 0)
+            return APG_ECORRUPT;
+        /* First record seen of this queue (older ones were retired). */
+        atomic_store(&q->cq_min, r->dr_queue_offset);
+    }
+    apg_err_t rc = apg_cq_write(st, q, r->dr_queue_offset, r->dr_phys, r->dr_size, r->dr_tags_code,
+                                err, errlen);
+    if (rc)
+        return rc;
+    atomic_store(&q->cq_max, r->dr_queue_offset + 1);
+    return APG_OK;
+}
+
+apg_err_t apg_cq_dispatch_records(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
+                                  bool recovering, int *done, char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        const struct apg_dispatch_rec *r = &recs[i];
+        apg_err_t rc;
+        if (recovering)
+            rc = cq_recover_record(st, r, err, errlen);
+        else if (r->dr_cq) /* the put path numbered it in dr_cq already */
+            rc = apg_cq_write(st, r->dr_cq, r->dr_queue_offset, r->dr_phys, r->dr_size,
+                              r->dr_tags_code, err, errlen);
+        else
+            rc = APG_OK; /* no entry (transaction PREPARED/ROLLBACK) */
+        if (rc) {
+            *done = i;
+            return rc;
+        }
+    }
+    *done = n;
+    return APG_OK;
+}
+
+void apg_cq_dispatch_publish(struct apg_store *st, const struct apg_dispatch_rec *recs, int n)
+{
+    (void)st;
+    for (int i = 0; i < n; i++)
+        if (recs[i].dr_cq)
+            atomic_store_explicit(&recs[i].dr_cq->cq_max, recs[i].dr_queue_offset + 1,
+                                  memory_order_release);
+}
+
+/* msyncs every queue's entries written since its last flush. Continues with
+ * the other queues after a failure; -1 if any failed. */
+int apg_cq_dispatch_flush(struct apg_store *st)
+{
+    bool failed = false;
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    for (size_t b = 0; b < st->st_cqbuckets; b++) {
+        for (struct cq *q = st->st_cqmap[b]; q; q = q->cq_next) {
+            int64_t max = atomic_load_explicit(&q->cq_max, memory_order_acquire);
+            int64_t lo =
+                q->cq_flushed > atomic_load(&q->cq_min) ? q->cq_flushed : atomic_load(&q->cq_min);
+            while (lo < max) {
+                struct seg *s = apg_cq_seg_for(st, q, lo);
+                if (!s)
+                    break;
+                int64_t segend = (s->sg_base + (int64_t)s->sg_size) / CQ_UNIT;
+                int64_t hi = max < segend ? max : segend;
+                if (apg_seg_sync(st, s, (size_t)(lo * CQ_UNIT - s->sg_base),
+                                 (size_t)(hi * CQ_UNIT - s->sg_base)) != 0) {
+                    failed = true;
+                    break;
+                }
+                lo = hi;
+            }
+            q->cq_flushed = lo;
+        }
+    }
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    return failed ? -1 : 0;
+}
+
+void apg_cq_dispatch_truncate(struct apg_store *st, int64_t from)
+{
+    for (size_t b = 0; b < st->st_cqbuckets; b++)
+        for (struct cq *q = st->st_cqmap[b]; q; q = q->cq_next)
+            cq_truncate(st, q, from);
+}
+
+static void cq_drop_all(struct apg_store *st, bool remove_files)
+{
+    for (size_t b = 0; b < st->st_cqbuckets; b++) {
+        struct cq *q = st->st_cqmap[b], *nx;
+        for (; q; q = nx) {
+            nx = q->cq_next;
+            apg_cq_free(q, remove_files);
+        }
+        st->st_cqmap[b] = NULL;
+    }
+    st->st_ncq = 0;
+    st->st_cq_cache = NULL;
+}
+
+void apg_cq_dispatch_reset(struct apg_store *st)
+{
+    apg_log_warn(SUB, "rebuilding every consume queue from the commit log");
+    cq_drop_all(st, true);
+}
+
+void apg_cq_dispatch_close(struct apg_store *st)
+{
+    cq_drop_all(st, false);
+    apg_free(st->st_cqmap);
+    st->st_cqmap = NULL;
+    st->st_cqbuckets = 0;
 }

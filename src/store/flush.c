@@ -75,31 +75,9 @@ int apg_cl_flush(struct apg_store *st)
 void apg_flush_checkpoint(struct apg_store *st, bool clean)
 {
     int64_t snap = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
-    int64_t nq = 0;
-    bool failed = false;
+    bool failed = apg_dispatch_flush(st) != 0;
     pthread_rwlock_rdlock(&st->st_struct_lock);
-    for (size_t b = 0; b < st->st_cqbuckets; b++) {
-        for (struct cq *q = st->st_cqmap[b]; q; q = q->cq_next) {
-            nq++;
-            int64_t max = atomic_load_explicit(&q->cq_max, memory_order_acquire);
-            int64_t lo =
-                q->cq_flushed > atomic_load(&q->cq_min) ? q->cq_flushed : atomic_load(&q->cq_min);
-            while (lo < max) {
-                struct seg *s = apg_cq_seg_for(st, q, lo);
-                if (!s)
-                    break;
-                int64_t segend = (s->sg_base + (int64_t)s->sg_size) / CQ_UNIT;
-                int64_t hi = max < segend ? max : segend;
-                if (apg_seg_sync(st, s, (size_t)(lo * CQ_UNIT - s->sg_base),
-                                 (size_t)(hi * CQ_UNIT - s->sg_base)) != 0) {
-                    failed = true;
-                    break;
-                }
-                lo = hi;
-            }
-            q->cq_flushed = lo;
-        }
-    }
+    int64_t nq = (int64_t)st->st_ncq;
     pthread_rwlock_unlock(&st->st_struct_lock);
     if (failed) {
         apg_log_error(SUB, "consume queue flush failed: %s", strerror(errno));

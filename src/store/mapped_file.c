@@ -84,22 +84,6 @@ int apg_seg_zero(struct seg *s, size_t from, size_t to)
     return fd; /* the caller syncs (outside its locks) and closes */
 }
 
-/* Writes len bytes at file offset off, all of them. 0 or -1 (errno). */
-int apg_seg_pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
 /* Opens or creates the segment file dir/<20-digit base>, sized `size`, and
  * maps it. prealloc: reserve blocks (fallocate) and fault the pages in now so
  * the appender does not. */

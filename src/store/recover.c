@@ -41,64 +41,34 @@ static void redispatch_rec(void *ud, size_t pos, const struct apg_msgrec *r)
 {
     struct redispatch *rd = ud;
     struct apg_store *st = rd->rd_st;
-    int64_t phys = rd->rd_base + (int64_t)pos;
     atomic_store(&st->st_last_store_ts, r->mr_store_ts);
-    if (rd->rd_rc || apg_store_tx_no_cq(r->mr_sysflag))
+    if (rd->rd_rc)
         return;
-    struct cq *q = apg_cq_find(st, r->mr_topic, r->mr_topic_len, r->mr_queue_id);
-    if (!q)
-        q = apg_cq_create(st, r->mr_topic, r->mr_topic_len, r->mr_queue_id);
-    if (!q) {
-        rd->rd_rc = APG_ENOMEM;
-        return;
-    }
-    int64_t max = atomic_load(&q->cq_max);
-    if (r->mr_queue_offset < max) {
-        /* Already indexed: it must point here. */
-        const uint8_t *e = apg_cq_entry(st, q, r->mr_queue_offset);
-        if (!e || (int64_t)apg_be64(e) != phys)
-            rd->rd_gap = true;
-        return;
-    }
-    if (r->mr_queue_offset > max) {
-        if (q->cq_nsegs == 0 || max == 0) {
-            /* First record seen of this queue (older ones were retired). */
-            atomic_store(&q->cq_min, r->mr_queue_offset);
-        } else {
-            rd->rd_gap = true;
-            return;
-        }
-    }
     /* Tag hash: the broker supplies it at put time; on rebuild recompute it
      * from the TAGS property as RocketMQ's dispatcher does. */
-    int64_t tags = 0;
-    const char *p = r->mr_props, *end = r->mr_props + r->mr_props_len;
-    while (p < end) {
-        const char *sep = memchr(p, 1, (size_t)(end - p));
-        const char *pe = memchr(p, 2, (size_t)(end - p));
-        if (!sep || !pe || sep > pe)
-            break;
-        if (sep - p == 4 && memcmp(p, "TAGS", 4) == 0) {
-            tags = apg_java_hash(sep + 1, (size_t)(pe - sep - 1));
-            break;
-        }
-        p = pe + 1;
-    }
-    apg_err_t rc = apg_cq_write(st, q, r->mr_queue_offset, phys, (int32_t)r->mr_total_size, tags,
-                                rd->rd_err, rd->rd_errlen);
-    if (rc == APG_ECORRUPT) {
+    struct apg_dispatch_rec dr = {
+        .dr_topic = r->mr_topic,
+        .dr_topic_len = r->mr_topic_len,
+        .dr_queue_id = r->mr_queue_id,
+        .dr_sysflag = r->mr_sysflag,
+        .dr_phys = rd->rd_base + (int64_t)pos,
+        .dr_size = (int32_t)r->mr_total_size,
+        .dr_queue_offset = r->mr_queue_offset,
+        .dr_tags_code = apg_dispatch_tags_code(r->mr_props, r->mr_props_len),
+        .dr_store_ts = r->mr_store_ts,
+        .dr_props = r->mr_props,
+        .dr_props_len = r->mr_props_len,
+    };
+    int done;
+    apg_err_t rc = apg_dispatch(st, &dr, 1, true, &done, rd->rd_err, rd->rd_errlen);
+    if (rc == APG_ECORRUPT)
         rd->rd_gap = true;
-        return;
-    }
-    if (rc) {
+    else if (rc)
         rd->rd_rc = rc;
-        return;
-    }
-    atomic_store(&q->cq_max, r->mr_queue_offset + 1);
 }
 
-/* Walks the commit log from `from` to `end` (already validated) feeding the
- * consume queues. */
+/* Walks the commit log from `from` to `end` (already validated) feeding every
+ * dispatcher. */
 static apg_err_t redispatch(struct apg_store *st, int64_t from, int64_t end, bool *gap, char *err,
                             size_t errlen)
 {
@@ -124,16 +94,7 @@ static apg_err_t redispatch(struct apg_store *st, int64_t from, int64_t end, boo
 
 static apg_err_t rebuild_all_queues(struct apg_store *st, int64_t end, char *err, size_t errlen)
 {
-    apg_log_warn(SUB, "rebuilding every consume queue from the commit log");
-    for (size_t b = 0; b < st->st_cqbuckets; b++) {
-        struct cq *q = st->st_cqmap[b], *nx;
-        for (; q; q = nx) {
-            nx = q->cq_next;
-            apg_cq_free(q, true);
-        }
-        st->st_cqmap[b] = NULL;
-    }
-    st->st_ncq = 0;
+    apg_dispatch_reset(st);
     bool gap = false;
     apg_err_t rc = redispatch(st, atomic_load(&st->st_min_phys), end, &gap, err, errlen);
     if (!rc && gap)
@@ -329,9 +290,7 @@ apg_err_t apg_recover_open(struct apg_store *st, char *err, size_t errlen)
         apg_log_warn(SUB, "%zu consume queue(s) on disk but the checkpoint knew %lld", st->st_ncq,
                      (long long)ck.ck_nqueues);
     if (!rebuild) {
-        for (size_t b = 0; b < st->st_cqbuckets; b++)
-            for (struct cq *q = st->st_cqmap[b]; q; q = q->cq_next)
-                apg_cq_truncate(st, q, redispatch_from);
+        apg_dispatch_truncate(st, redispatch_from);
         bool gap = false;
         rc = redispatch(st, redispatch_from, end, &gap, err, errlen);
         if (rc)

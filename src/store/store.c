@@ -135,14 +135,7 @@ void apg_store_opts_init(struct apg_store_opts *o)
 
 static void store_free(struct apg_store *st)
 {
-    for (size_t b = 0; b < st->st_cqbuckets; b++) {
-        struct cq *q = st->st_cqmap[b], *nx;
-        for (; q; q = nx) {
-            nx = q->cq_next;
-            apg_cq_free(q, false);
-        }
-    }
-    apg_free(st->st_cqmap);
+    apg_dispatch_close(st);
     for (int i = 0; i < st->st_nsegs; i++)
         apg_seg_free(st->st_segs[i], false);
     apg_free(st->st_segs);

@@ -13,6 +13,8 @@
  *   retention.c      disk-space guard and deleteWhen / fileReservedTime cleanup
  *   warmup.c         zero-fill ahead of the writer, page-cache drop-behind
  *   read.c           get, offsets by time, read_at, delete_topic, foreach
+ *   dispatch.c       the dispatch hook: record -> consume queue (and later index,
+ *                    timers, ...), called by the put path and by recovery
  *   scan.c           pure record scanner used by recovery and the fuzzer
  *
  * Locks. Eight, taken only in this order (a lock may be taken while holding
@@ -50,12 +52,14 @@
 #ifndef APG_STORE_STORE_INT_H
 #define APG_STORE_STORE_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "protocol/message.h"
 #include "store/store.h"
@@ -217,17 +221,93 @@ static inline bool apg_store_tx_no_cq(int32_t sysflag)
     return t == APG_SYSFLAG_TX_PREPARED || t == APG_SYSFLAG_TX_ROLLBACK;
 }
 
+/* One record as the dispatchers see it (dispatch.c). Borrowed for the call. */
+struct apg_dispatch_rec {
+    const char *dr_topic;
+    size_t dr_topic_len;
+    int32_t dr_queue_id;
+    int32_t dr_sysflag;
+    int64_t dr_phys;         /* commit-log offset of the record */
+    int32_t dr_size;         /* TOTALSIZE */
+    int64_t dr_queue_offset; /* QUEUEOFFSET */
+    int64_t dr_tags_code;    /* tag hash (from the broker, or from TAGS on recovery) */
+    int64_t dr_store_ts;
+    const char *dr_props; /* property string, for dispatchers that index keys */
+    size_t dr_props_len;
+    struct cq *dr_cq; /* put path: the queue that numbered the record (NULL for
+                         transaction PREPARED/ROLLBACK); recovery: NULL */
+};
+
+/* A consumer of records. Every callback but dp_records may be NULL.
+ * dp_records: derive data from recs[0..n) (in commit-log order) and set *done
+ *   to the number of records fully handled (n on success).
+ *   Put path (recovering false): the records are written but not yet
+ *   published; on failure at record *done, data derived from it and later
+ *   ones must stay invisible (the next put reuses the position).
+ *   Recovery (recovering true, n == 1): the record may have been dispatched
+ *   before the crash; return APG_ECORRUPT when the data found disagrees with
+ *   the log (recovery then resets and rebuilds everything), another error to
+ *   fail the open.
+ * dp_publish: put path only, after the commit-log write position covers
+ *   recs[0..n): make their derived data visible to readers.
+ * dp_flush: make derived data durable up to the last published record;
+ *   0 or -1 (errno set). Flush thread, close.
+ * dp_truncate: recovery, before re-dispatching from commit-log offset `from`:
+ *   forget data derived from records at or after it.
+ * dp_reset: recovery, before rebuilding from the whole log: forget all.
+ * dp_close: teardown (no other thread runs). */
+struct apg_dispatcher {
+    const char *dp_name;
+    apg_err_t (*dp_records)(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
+                            bool recovering, int *done, char *err, size_t errlen);
+    void (*dp_publish)(struct apg_store *st, const struct apg_dispatch_rec *recs, int n);
+    int (*dp_flush)(struct apg_store *st);
+    void (*dp_truncate)(struct apg_store *st, int64_t from);
+    void (*dp_reset)(struct apg_store *st);
+    void (*dp_close)(struct apg_store *st);
+};
+
+/* dispatch.c: run every dispatcher, in table order. apg_dispatch returns the
+ * first error with *done = the records every dispatcher handled (under
+ * recovery APG_ECORRUPT only after every dispatcher ran); apg_dispatch_flush
+ * returns -1 if any flush failed. */
+apg_err_t apg_dispatch(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
+                       bool recovering, int *done, char *err, size_t errlen);
+void apg_dispatch_publish(struct apg_store *st, const struct apg_dispatch_rec *recs, int n);
+int apg_dispatch_flush(struct apg_store *st);
+void apg_dispatch_truncate(struct apg_store *st, int64_t from);
+void apg_dispatch_reset(struct apg_store *st);
+void apg_dispatch_close(struct apg_store *st);
+/* Tag hash of a property string: Java hashCode of TAGS, 0 without one. */
+int64_t apg_dispatch_tags_code(const char *props, size_t len);
+
 /* mapped_file.c */
 void apg_store_fsync_dir(const char *dir);
 void apg_seg_free(struct seg *s, bool unlink_file);
 int apg_seg_zero(struct seg *s, size_t from, size_t to);
-int apg_seg_pwrite_all(int fd, const uint8_t *p, size_t len, off_t off);
 struct seg *apg_seg_open(const char *dir, int64_t base, size_t size, bool create, bool prealloc,
                          char *err, size_t errlen);
 int apg_seg_sync(struct apg_store *st, struct seg *s, size_t from, size_t to);
 int apg_seg_list(const char *dir, char ***out);
 void apg_seg_names_free(char **v, int n);
 size_t apg_seg_data_end(struct seg *s);
+
+/* Writes len bytes at file offset off, all of them. 0 or -1 (errno). Inline:
+ * it is on every put. */
+static inline int apg_seg_pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
 
 /* consume_queue.c */
 struct cq *apg_cq_find(struct apg_store *st, const char *t, size_t tl, int32_t qid);
@@ -239,8 +319,15 @@ int apg_cq_add_seg(struct apg_store *st, struct cq *q, int64_t base, char *err, 
 apg_err_t apg_cq_write(struct apg_store *st, struct cq *q, int64_t lo, int64_t phys, int32_t size,
                        int64_t tags, char *err, size_t errlen);
 apg_err_t apg_cq_load_all(struct apg_store *st, char *err, size_t errlen);
-void apg_cq_truncate(struct apg_store *st, struct cq *q, int64_t from);
 void apg_cq_clean(struct apg_store *st, int64_t min_phys);
+/* The consume queue's dispatcher callbacks (see struct apg_dispatcher). */
+apg_err_t apg_cq_dispatch_records(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
+                                  bool recovering, int *done, char *err, size_t errlen);
+void apg_cq_dispatch_publish(struct apg_store *st, const struct apg_dispatch_rec *recs, int n);
+int apg_cq_dispatch_flush(struct apg_store *st);
+void apg_cq_dispatch_truncate(struct apg_store *st, int64_t from);
+void apg_cq_dispatch_reset(struct apg_store *st);
+void apg_cq_dispatch_close(struct apg_store *st);
 
 /* commitlog.c */
 struct seg *apg_cl_seg_for(struct apg_store *st, int64_t off);
@@ -266,9 +353,21 @@ bool apg_retention_hour_listed(const char *when, int hour);
 int apg_retention_pass(struct apg_store *st, bool time_ok);
 
 /* warmup.c */
-void apg_warm_guard(struct apg_store *st, int64_t end);
 bool apg_warm_zero_ahead(struct apg_store *st);
 void apg_warm_drop_behind(struct apg_store *st);
+
+/* Appender, under st_append_mtx, before it writes commit-log bytes below
+ * `end`: announces them and waits while the service thread is overwriting a
+ * chunk that reaches below `end` with zeros (see apg_warm_zero_ahead). Inline:
+ * it is on every put. */
+static inline void apg_warm_guard(struct apg_store *st, int64_t end)
+{
+    atomic_store(&st->st_reserve_end, end);
+    while (atomic_load(&st->st_zero_busy) < end) {
+        pthread_mutex_lock(&st->st_zero_mtx);
+        pthread_mutex_unlock(&st->st_zero_mtx);
+    }
+}
 
 /* recover.c */
 apg_err_t apg_recover_open(struct apg_store *st, char *err, size_t errlen);

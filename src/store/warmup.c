@@ -18,18 +18,6 @@
 
 #include "common/log.h"
 
-/* Appender, under st_append_mtx, before it writes commit-log bytes below
- * `end`: announces them and waits while the service thread is overwriting a
- * chunk that reaches below `end` with zeros (see apg_warm_zero_ahead). */
-void apg_warm_guard(struct apg_store *st, int64_t end)
-{
-    atomic_store(&st->st_reserve_end, end);
-    while (atomic_load(&st->st_zero_busy) < end) {
-        pthread_mutex_lock(&st->st_zero_mtx);
-        pthread_mutex_unlock(&st->st_zero_mtx);
-    }
-}
-
 /* Keeps the commit log just ahead of the write position zero-filled by
  * write() and synced (apg_seg_zero), in steps, across the current and the
  * preallocated next segment. Appends then land on written extents and in
