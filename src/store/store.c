@@ -102,17 +102,6 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *o)
     pthread_mutex_unlock(&st->st_err_mtx);
 }
 
-void apg_store_test_set_disk_ratio(struct apg_store *st, int ratio)
-{
-    atomic_store(&st->st_test_disk_ratio, ratio);
-    apg_retention_disk_check(st);
-}
-
-void apg_store_test_fail_next_fsync(struct apg_store *st)
-{
-    atomic_store(&st->st_fail_next_fsync, true);
-}
-
 void apg_store_opts_init(struct apg_store_opts *o)
 {
     memset(o, 0, sizeof(*o));

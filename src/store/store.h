@@ -233,15 +233,9 @@ struct apg_store_stats {
 };
 void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
 
-/* Tests and tools: runs one retention pass now, ignoring deleteWhen (expired
+/* Tools and tests: runs one retention pass now, ignoring deleteWhen (expired
  * segments by file mtime older than so_file_reserved_hours, or forced by disk
  * ratio). Returns the number of commit-log segments removed. */
 int apg_store_clean_now(struct apg_store *st);
-
-/* Tests: pretend the disk is `ratio` percent used (-1 = measure for real). */
-void apg_store_test_set_disk_ratio(struct apg_store *st, int ratio);
-
-/* Tests: make the next fdatasync/msync of the flush thread fail with EIO. */
-void apg_store_test_fail_next_fsync(struct apg_store *st);
 
 #endif
