@@ -19,21 +19,32 @@
 #include "common/file.h"
 #include "common/mem.h"
 
-void apg_ckpt_read(struct apg_store *st, struct apg_ckpt *ck)
+void apg_ckpt_read(const char *root, struct apg_ckpt *ck)
 {
     memset(ck, 0, sizeof(*ck));
-    char *p = apg_path_join(st->st_root, "checkpoint");
+    char *p = apg_path_join(root, "checkpoint");
     int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
     apg_free(p);
-    if (fd < 0)
+    if (fd < 0) {
+        ck->ck_why = "no checkpoint file";
         return;
+    }
+    ck->ck_present = true;
     uint8_t b[CKPT_SIZE];
     ssize_t n = pread(fd, b, sizeof(b), 0);
     close(fd);
-    if (n < CKPT_EXT + 48 || memcmp(b + CKPT_EXT, CKPT_MAGIC, 8) != 0)
+    if (n < CKPT_EXT + 48) {
+        ck->ck_why = "checkpoint file too short";
         return;
-    if (apg_crc32(b + CKPT_EXT, 44) != apg_be32(b + CKPT_EXT + 44))
+    }
+    if (memcmp(b + CKPT_EXT, CKPT_MAGIC, 8) != 0) {
+        ck->ck_why = "no apogee checkpoint magic (written by another broker?)";
         return;
+    }
+    if (apg_crc32(b + CKPT_EXT, 44) != apg_be32(b + CKPT_EXT + 44)) {
+        ck->ck_why = "checkpoint CRC mismatch";
+        return;
+    }
     ck->ck_valid = true;
     ck->ck_clean = apg_be32(b + CKPT_EXT + 8) & 1;
     ck->ck_cl_flushed = (int64_t)apg_be64(b + CKPT_EXT + 12);

@@ -247,7 +247,7 @@ apg_err_t apg_recover_open(struct apg_store *st, char *err, size_t errlen)
     char *abort_path = apg_path_join(st->st_root, "abort");
     bool crashed = abort_path && access(abort_path, F_OK) == 0;
     struct apg_ckpt ck;
-    apg_ckpt_read(st, &ck);
+    apg_ckpt_read(st->st_root, &ck);
     int64_t min = st->st_nsegs ? st->st_segs[0]->sg_base : 0;
     atomic_store(&st->st_min_phys, min);
     int64_t maxseg_end = st->st_nsegs ? st->st_segs[st->st_nsegs - 1]->sg_base + fsz : 0;

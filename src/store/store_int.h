@@ -1,6 +1,7 @@
 /* Store internals: the state shared by the files of src/store/ and the
  * declarations they call each other through. Not part of the broker contract
- * (that is store.h); tests and fuzzers may include it.
+ * (that is store.h); tests, fuzzers and the offline checker
+ * (src/cli/check_store.c) may include it.
  *
  * Files (each opens with its own design note):
  *   store.c          open, close, the service thread, stats
@@ -207,7 +208,9 @@ struct apg_store {
 
 /* Checkpoint contents (checkpoint.c). */
 struct apg_ckpt {
-    bool ck_valid;
+    bool ck_present;    /* the file exists */
+    bool ck_valid;      /* magic and CRC check out; the fields below are set */
+    const char *ck_why; /* why not valid (static), or NULL */
     bool ck_clean;
     int64_t ck_cl_flushed;
     int64_t ck_cq_phys;
@@ -335,7 +338,9 @@ apg_err_t apg_cl_push_seg(struct apg_store *st, struct seg *s);
 apg_err_t apg_cl_roll(struct apg_store *st, int64_t base, char *err, size_t errlen);
 
 /* checkpoint.c */
-void apg_ckpt_read(struct apg_store *st, struct apg_ckpt *ck);
+/* Reads <root>/checkpoint. Pure apart from reading that one file, so the
+ * offline checker (src/cli/check_store.c) uses it too. */
+void apg_ckpt_read(const char *root, struct apg_ckpt *ck);
 int apg_ckpt_write(struct apg_store *st, bool clean, int64_t cl_flushed, int64_t cq_phys,
                    int64_t nqueues);
 
