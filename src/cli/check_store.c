@@ -548,7 +548,7 @@ static void usage(FILE *out)
             "body CRC, continuity across files), consume queues (every entry must point at its\n"
             "record inside the commit log), the checkpoint and the abort marker.\n"
             "Keys used: storePathRootDir, storePathCommitLog, mappedFileSizeCommitLog (default:\n"
-            "from the spacing of the segment names), mappedFileSizeConsumeQueue (default: from\n"
+            "from the segment files), mappedFileSizeConsumeQueue (default: from\n"
             "the queue file size), checkCRCOnRecover.\n"
             "\n"
             "exit status: 0 healthy, 1 problems the broker repairs at its next start (WARN),\n"
@@ -579,7 +579,7 @@ static int64_t first_cq_file_size(const char *cqdir)
             if (qe->d_name[0] == '.')
                 continue;
             char *qdir = apg_path_join(td, qe->d_name);
-            char **names;
+            char **names = NULL;
             int n = qdir ? apg_seg_list(qdir, &names) : 0;
             if (n > 0) {
                 char *p = apg_path_join(qdir, names[0]);
@@ -616,8 +616,10 @@ int apg_cli_check_store_main(int argc, char **argv)
         apg_config_free(cfg);
         return 3;
     }
-    if (!arg_given(argc, argv, "storePathRootDir") &&
-        !arg_given(argc, argv, "storePathCommitLog")) {
+    bool conf_file = false;
+    for (int i = 1; i < argc; i++)
+        conf_file |= strcmp(argv[i], "-c") == 0;
+    if (!conf_file && !arg_given(argc, argv, "storePathRootDir")) {
         usage(stderr);
         apg_config_free(cfg);
         return 3;
@@ -639,6 +641,7 @@ int apg_cli_check_store_main(int argc, char **argv)
     struct stat sb;
     if (!c->cs_cldir || !c->cs_cqdir)
         goto out;
+    errno = 0;
     if (stat(c->cs_root, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "apogee check-store: %s: %s\n", c->cs_root,
                 errno ? strerror(errno) : "not a directory");
