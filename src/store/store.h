@@ -123,12 +123,13 @@ typedef void (*apg_store_ack_fn)(void *ud, apg_err_t rc);
 /* Appends n (>= 1) messages atomically and contiguously: one after the other in
  * the commit log (within one segment), and messages of one (topic, queue) get
  * consecutive queue offsets. Runs in the caller's thread under the append lock
- * and returns as soon as the bytes are in the mapped segment; res[i] receives
- * message i's offsets (res has room for n). Errors (nothing was appended, no
- * callback): APG_EINVAL/APG_ETOOBIG (bad message; err names the field),
- * APG_EDISKFULL (disk above the warning ratio; err gives the ratio and the key),
- * APG_EFSYNC (an earlier fsync failed), APG_ECLOSED, APG_EIO, APG_ENOMEM.
- * See the durability contract above for ack_cb (ignored under ASYNC_FLUSH). */
+ * and returns as soon as the bytes are written to the segment file (page
+ * cache); res[i] receives message i's offsets (res has room for n). Errors
+ * (nothing was appended, no callback): APG_EINVAL/APG_ETOOBIG (bad message;
+ * err names the field), APG_EDISKFULL (disk above the warning ratio; err gives
+ * the ratio and the key), APG_EFSYNC (an earlier fsync failed), APG_ECLOSED,
+ * APG_EIO, APG_ENOMEM. See the durability contract above for ack_cb (ignored
+ * under ASYNC_FLUSH). */
 apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int n,
                         struct apg_put_result *res, apg_store_ack_fn ack_cb, void *ud, char *err,
                         size_t errlen);
