@@ -16,7 +16,8 @@
  *   read.c           get, offsets by time, read_at, delete_topic, foreach
  *   dispatch.c       the dispatch hook: record -> consume queue (and later index,
  *                    timers, ...), called by the put path and by recovery
- *   scan.c           pure record scanner used by recovery and the fuzzer
+ *   scan.c           pure record scanner used by recovery, check-store, the fuzzer
+ *   fault.c          fault injection for tests (store_fault.h), inert unless armed
  *
  * Locks. Eight, taken only in this order (a lock may be taken while holding
  * the ones above it, never the reverse):
