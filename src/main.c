@@ -19,6 +19,7 @@
 #include "apogee_version.h"
 #include "broker/broker.h"
 #include "cli/bench.h"
+#include "cli/check_store.h"
 #include "common/config.h"
 #include "common/crash.h"
 #include "common/log.h"
@@ -37,6 +38,7 @@ static void usage(FILE *out)
             "  namesrv      NameServer only (listenPort 9876)\n"
             "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
             "  bench        load generator: apogee bench producer|consumer --help\n"
+            "  check-store  offline read-only scan of a store: apogee check-store --help\n"
             "\n"
             "options:\n"
             "  -c FILE        Java .properties file with RocketMQ key names (broker.conf)\n"
@@ -111,6 +113,8 @@ int main(int argc, char **argv)
 
     if (strcmp(argv[1], "bench") == 0)
         return apg_cli_bench_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check-store") == 0)
+        return apg_cli_check_store_main(argc - 1, argv + 1);
 
     const char *cmd = argv[1];
     enum apg_role role;

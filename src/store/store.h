@@ -4,7 +4,7 @@
  * code and can be used and tested on its own (tests/unit/test_store*.c,
  * bench/bench_store.c, bench/store_crashload.c).
  *
- * On-disk layout (RocketMQ compatible, docs/wire.md §9):
+ * On-disk layout (RocketMQ's, file for file; docs/wire.md §9):
  *   <root>/commitlog/<20-digit start offset>      fixed-size mapped segments
  *   <root>/consumequeue/<topic>/<qid>/<20-digit>  20-byte entries
  *   <root>/checkpoint                             one 4 KiB page (docs/wire.md §9.4)
@@ -13,7 +13,8 @@
  *
  * Threads. An apg_store is shared by every thread of the broker:
  *   - apg_store_put() runs in the CALLER's thread; appends are serialised by a
- *     short append lock (memcpy into the mapped segment, consume-queue entry).
+ *     short append lock (one pwrite() of the encoded records into the current
+ *     segment file, then the consume-queue entries); see store_int.h.
  *   - apg_store_get() and the other readers may run in any thread, concurrently
  *     with appends, flushing and retention.
  *   - The store owns three internal threads: the flush thread (msync/fdatasync,
@@ -122,12 +123,13 @@ typedef void (*apg_store_ack_fn)(void *ud, apg_err_t rc);
 /* Appends n (>= 1) messages atomically and contiguously: one after the other in
  * the commit log (within one segment), and messages of one (topic, queue) get
  * consecutive queue offsets. Runs in the caller's thread under the append lock
- * and returns as soon as the bytes are in the mapped segment; res[i] receives
- * message i's offsets (res has room for n). Errors (nothing was appended, no
- * callback): APG_EINVAL/APG_ETOOBIG (bad message; err names the field),
- * APG_EDISKFULL (disk above the warning ratio; err gives the ratio and the key),
- * APG_EFSYNC (an earlier fsync failed), APG_ECLOSED, APG_EIO, APG_ENOMEM.
- * See the durability contract above for ack_cb (ignored under ASYNC_FLUSH). */
+ * and returns as soon as the bytes are written to the segment file (page
+ * cache); res[i] receives message i's offsets (res has room for n). Errors
+ * (nothing was appended, no callback): APG_EINVAL/APG_ETOOBIG (bad message;
+ * err names the field), APG_EDISKFULL (disk above the warning ratio; err gives
+ * the ratio and the key), APG_EFSYNC (an earlier fsync failed), APG_ECLOSED,
+ * APG_EIO, APG_ENOMEM. See the durability contract above for ack_cb (ignored
+ * under ASYNC_FLUSH). */
 apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int n,
                         struct apg_put_result *res, apg_store_ack_fn ack_cb, void *ud, char *err,
                         size_t errlen);
@@ -232,15 +234,9 @@ struct apg_store_stats {
 };
 void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
 
-/* Tests and tools: runs one retention pass now, ignoring deleteWhen (expired
+/* Tools and tests: runs one retention pass now, ignoring deleteWhen (expired
  * segments by file mtime older than so_file_reserved_hours, or forced by disk
  * ratio). Returns the number of commit-log segments removed. */
 int apg_store_clean_now(struct apg_store *st);
-
-/* Tests: pretend the disk is `ratio` percent used (-1 = measure for real). */
-void apg_store_test_set_disk_ratio(struct apg_store *st, int ratio);
-
-/* Tests: make the next fdatasync/msync of the flush thread fail with EIO. */
-void apg_store_test_fail_next_fsync(struct apg_store *st);
 
 #endif

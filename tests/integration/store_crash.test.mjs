@@ -3,6 +3,10 @@
 // offset, that no payload is served twice, and that the consume queues match
 // the commit log (the verify mode of store_crashload checks the latter).
 //
+// After each kill, `apogee check-store` must find nothing worse than what
+// crash recovery repairs (exit 0 or 1, no ERROR); after the verify pass, which
+// recovers and closes the store cleanly, it must find the store healthy.
+//
 // APOGEE_BIN points at build/apogee; store_crashload is built next to it.
 // Cycles: 3 by default, 20 with APOGEE_TEST_LONG=1.
 import { test } from 'node:test';
@@ -48,6 +52,10 @@ test('store survives kill -9 under SYNC_FLUSH', { timeout: 600_000 }, async () =
         const m = /^ACK (\d+) (\d+) (\S+)$/.exec(line);
         if (m) acked.set(m[3], `${m[1]} ${m[2]}`);
       }
+      const chk = spawnSync(bin, ['check-store', `--storePathRootDir=${dir}`], { encoding: 'utf8' });
+      assert.ok(chk.status === 0 || chk.status === 1,
+        `check-store after the kill in cycle ${c}: exit ${chk.status}: ${chk.stdout.slice(-3000)} ${chk.stderr}`);
+      assert.ok(!/^ERROR/m.test(chk.stdout), chk.stdout.slice(-3000));
       const v = spawnSync(loader, ['verify', dir], { encoding: 'utf8', maxBuffer: 1 << 30 });
       assert.equal(v.status, 0, `verify failed after cycle ${c}: ${v.stdout.slice(-2000)} ${v.stderr.slice(-2000)}`);
       const served = new Map();
@@ -67,6 +75,8 @@ test('store survives kill -9 under SYNC_FLUSH', { timeout: 600_000 }, async () =
         }
       }
       assert.equal(lost, 0, `acknowledged-but-lost after cycle ${c}`);
+      const healthy = spawnSync(bin, ['check-store', `--storePathRootDir=${dir}`], { encoding: 'utf8' });
+      assert.equal(healthy.status, 0, `check-store after a clean close: ${healthy.stdout.slice(-3000)}`);
       console.log(`cycle ${c}: killed after ${ms} ms, ${acked.size} acknowledged, ${served.size} stored`);
     }
     assert.ok(acked.size > 0, 'the loader acknowledged nothing');

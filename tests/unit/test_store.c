@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "common/config.h"
+#include "store/store_fault.h"
 #include "test_store_util.h"
 
 static bool only_tag0(void *ud, int64_t tags)
@@ -252,7 +253,8 @@ static void test_sync_flush(void **state)
     assert_true(s1.ss_fsync_count - s0.ss_fsync_count < 150);
 
     /* One failed fsync: pending put fails, later puts are refused, reads work. */
-    apg_store_test_fail_next_fsync(st);
+    apg_store_fault_arm();
+    assert_int_equal(apg_store_fault_fail_next_fsync(st), 0);
     tu_msg_make(&t, "S", 0, 201);
     assert_int_equal(apg_store_put(st, &t.m, 1, &pr, ack_cb, &a, err, sizeof(err)), 0);
     for (int k = 0; k < 100 && a.failed < 1; k++)
@@ -274,6 +276,32 @@ static void test_sync_flush(void **state)
     free(dir);
 }
 
+/* The fault hooks are inert until armed. Runs first (cmocka runs tests in
+ * order; the gate is process-wide). */
+static void test_fault_gate(void **state)
+{
+    if (getenv("APOGEE_STORE_FAULTS"))
+        skip();
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_false(apg_store_fault_armed());
+    assert_int_equal(apg_store_fault_disk_ratio(st, 99), APG_EPERM);
+    assert_int_equal(apg_store_fault_fail_next_fsync(st), APG_EPERM);
+    assert_int_equal(tu_put(st, "G", 0, 0, NULL), 0); /* nothing was injected */
+    apg_store_fault_arm();
+    assert_true(apg_store_fault_armed());
+    assert_int_equal(apg_store_fault_disk_ratio(st, 99), 0);
+    assert_int_equal(tu_put(st, "G", 0, 1, NULL), APG_EDISKFULL);
+    assert_int_equal(apg_store_fault_disk_ratio(st, -1), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_disk_guard(void **state)
 {
     char *dir = tu_tmpdir();
@@ -283,7 +311,8 @@ static void test_disk_guard(void **state)
     char err[512];
     assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
     assert_int_equal(tu_put(st, "D", 0, 0, NULL), 0);
-    apg_store_test_set_disk_ratio(st, 93);
+    apg_store_fault_arm();
+    assert_int_equal(apg_store_fault_disk_ratio(st, 93), 0);
     struct tu_msg t;
     struct apg_put_result pr;
     tu_msg_make(&t, "D", 0, 1);
@@ -291,7 +320,7 @@ static void test_disk_guard(void **state)
     assert_non_null(strstr(err, "93%"));
     assert_non_null(strstr(err, "diskSpaceWarningLevelRatio=90"));
     assert_int_equal(tu_count(st, "D", 0, 0), 1); /* reads continue */
-    apg_store_test_set_disk_ratio(st, 50);
+    assert_int_equal(apg_store_fault_disk_ratio(st, 50), 0);
     assert_int_equal(tu_put(st, "D", 0, 1, NULL), 0);
     apg_store_close(st);
     tu_rmrf(dir);
@@ -525,11 +554,17 @@ static void test_opts_from_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_msg_codec),        cmocka_unit_test(test_put_get),
-        cmocka_unit_test(test_roll_and_reopen),  cmocka_unit_test(test_crash_reopen),
-        cmocka_unit_test(test_sync_flush),       cmocka_unit_test(test_disk_guard),
-        cmocka_unit_test(test_retention),        cmocka_unit_test(test_time_search),
-        cmocka_unit_test(test_opts_from_config), cmocka_unit_test(test_readers_never_skip),
+        cmocka_unit_test(test_fault_gate),
+        cmocka_unit_test(test_msg_codec),
+        cmocka_unit_test(test_put_get),
+        cmocka_unit_test(test_roll_and_reopen),
+        cmocka_unit_test(test_crash_reopen),
+        cmocka_unit_test(test_sync_flush),
+        cmocka_unit_test(test_disk_guard),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_time_search),
+        cmocka_unit_test(test_opts_from_config),
+        cmocka_unit_test(test_readers_never_skip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,9 @@
  * Each case is a small store (64 KiB commit-log segments, 100-entry consume
  * queue files) in the state a crash or an operator left it in. The test copies
  * the case to a temp dir, opens it and checks what recovery made of it.
+ * test_check_store runs `apogee check-store` (src/cli/check_store.c) on every
+ * case and on two more damaged stores made here, and checks its verdict, the
+ * file and offset it names, and that it changed nothing.
  *
  * Regenerate the fixtures (only when the format changes) with
  *   APG_GEN_FIXTURES=1 build/test_store_fixtures
@@ -15,6 +18,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "cli/check_store.h"
 #include "test_store_util.h"
 
 #define FIX APG_FIXTURES_DIR "/store"
@@ -247,6 +251,111 @@ static void test_corrupt_middle(void **s)
     free(dir);
 }
 
+/* Runs check-store on dir (extra: one more argument or NULL); returns its exit
+ * status and its stdout (owned, in *out). */
+static int run_check(const char *dir, const char *extra, char **out)
+{
+    char arg[600];
+    snprintf(arg, sizeof(arg), "--storePathRootDir=%s", dir);
+    char *argv[] = {"check-store", arg, (char *)extra, NULL};
+    char path[] = "/tmp/apg_check_out_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    int rc = apg_cli_check_store_main(extra ? 3 : 2, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    off_t len = lseek(fd, 0, SEEK_END);
+    *out = calloc(1, (size_t)len + 1);
+    assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
+    close(fd);
+    unlink(path);
+    fprintf(stderr, "--- check-store %s: exit %d\n%s", dir, rc, *out);
+    return rc;
+}
+
+static void check_case(const char *name, int want_rc, const char *want1, const char *want2)
+{
+    char *dir = copy_case(name);
+    char *out;
+    assert_int_equal(run_check(dir, NULL, &out), want_rc);
+    if (want1)
+        assert_non_null(strstr(out, want1));
+    if (want2)
+        assert_non_null(strstr(out, want2));
+    free(out);
+    /* Read-only: the copy still equals the fixture byte for byte. */
+    char src[512];
+    snprintf(src, sizeof(src), "%s/%s", FIX, name);
+    sh("diff -r '%s' '%s' >/dev/null", src, dir);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_check_store(void **s)
+{
+    char at[128];
+    check_case("valid", 0, "HEALTHY", "ok    consumequeue/F/0: 10 entries [0, 10)");
+    {
+        char *dir = copy_case("corrupt_middle");
+        snprintf(at, sizeof(at), "ERROR commitlog/00000000000000000000 offset %ld ",
+                 rec_off(dir, 3));
+        tu_rmrf(dir);
+        free(dir);
+    }
+    check_case("corrupt_middle", 2, at, "body CRC mismatch");
+    {
+        char *dir = copy_case("torn_tail");
+        snprintf(at, sizeof(at), "WARN  commitlog/00000000000000000000 offset %ld ",
+                 rec_off(dir, NMSG - 1));
+        tu_rmrf(dir);
+        free(dir);
+    }
+    check_case("torn_tail", 1, at, "torn tail");
+    check_case("old_checkpoint", 1, "consumequeue/F/0: ends at queue offset 3",
+               "abort: marker present");
+    check_case("zero_tail", 1, "checkpoint: no checkpoint file", "abort: marker present");
+    check_case("missing_cq", 1, "no consumequeue directory", NULL);
+
+    /* A segment missing from the middle of the log. */
+    char *dir = tu_tmpdir();
+    write_msgs(dir, 0, 1500); /* ~115-byte records: three 64 KiB segments */
+    sh("rm -f '%s/commitlog/00000000000000065536' '%s/lock'", dir, dir);
+    char *out;
+    assert_int_equal(run_check(dir, NULL, &out), 2);
+    assert_non_null(strstr(out, "ERROR commitlog/00000000000000131072: expected the next "
+                                "segment to start at 00000000000000065536"));
+    free(out);
+    tu_rmrf(dir);
+    free(dir);
+
+    /* A queue entry that points at another record. */
+    dir = copy_case("valid");
+    long other = rec_off(dir, 3);
+    char p[600];
+    snprintf(p, sizeof(p), "%s/consumequeue/F/0/00000000000000000000", dir);
+    int fd = open(p, O_RDWR);
+    uint8_t be[8];
+    apg_wbe64(be, (uint64_t)other);
+    assert_int_equal(pwrite(fd, be, 8, 2 * 20), 8);
+    close(fd);
+    assert_int_equal(run_check(dir, NULL, &out), 2);
+    snprintf(at, sizeof(at),
+             "ERROR consumequeue/F/0/00000000000000000000 offset 40: queue offset 2 points at "
+             "the record at %ld (F/0 queue offset 3",
+             other);
+    assert_non_null(strstr(out, at));
+    free(out);
+    /* Bad arguments: the check does not run. */
+    assert_int_equal(run_check("/nonexistent/apg", NULL, &out), 3);
+    free(out);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     if (getenv("APG_GEN_FIXTURES")) {
@@ -254,9 +363,10 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),      cmocka_unit_test(test_old_checkpoint),
-        cmocka_unit_test(test_torn_tail),  cmocka_unit_test(test_zero_tail),
-        cmocka_unit_test(test_missing_cq), cmocka_unit_test(test_corrupt_middle),
+        cmocka_unit_test(test_valid),       cmocka_unit_test(test_old_checkpoint),
+        cmocka_unit_test(test_torn_tail),   cmocka_unit_test(test_zero_tail),
+        cmocka_unit_test(test_missing_cq),  cmocka_unit_test(test_corrupt_middle),
+        cmocka_unit_test(test_check_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,115 @@
+/* The dispatch hook: one place that turns a commit-log record into the data
+ * derived from it (consume-queue entries today; an index by key, the timer
+ * store, filter data and replication later).
+ *
+ * Design. Dispatchers are a fixed table of struct apg_dispatcher, consulted in
+ * order. The put path (commitlog.c) calls apg_dispatch with the records it
+ * has just written (one batch, under st_append_mtx), then publishes the write
+ * position and calls apg_dispatch_publish; recovery (recover.c) calls
+ * apg_dispatch for each record it re-reads from the commit log, with
+ * `recovering` set, after apg_dispatch_truncate (or apg_dispatch_reset for a
+ * rebuild from scratch). The flush thread calls apg_dispatch_flush before each
+ * checkpoint and store teardown calls apg_dispatch_close. A new dispatcher is
+ * one more entry in the table, its callbacks in its own file.
+ *
+ * Threads: record and publish run in the appending thread (under the append
+ * lock) or in apg_store_open's thread; flush in the flush thread or close.
+ * Invariant: the put path allocates nothing here; a dispatcher that needs
+ * memory per record must get it without blocking the append lock for long. */
+#define _GNU_SOURCE
+#include "store/store_int.h"
+
+#include <string.h>
+
+#include "common/hash.h"
+
+/* The table. Its entries are spelled out here (not pointers to structs
+ * defined elsewhere) so the compiler sees the callbacks and calls them
+ * directly on the put path. */
+static const struct apg_dispatcher dispatchers[] = {
+    {
+        .dp_name = "consumequeue",
+        .dp_records = apg_cq_dispatch_records,
+        .dp_publish = apg_cq_dispatch_publish,
+        .dp_flush = apg_cq_dispatch_flush,
+        .dp_truncate = apg_cq_dispatch_truncate,
+        .dp_reset = apg_cq_dispatch_reset,
+        .dp_close = apg_cq_dispatch_close,
+    },
+};
+#define NDISPATCHERS (sizeof(dispatchers) / sizeof(dispatchers[0]))
+
+apg_err_t apg_dispatch(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
+                       bool recovering, int *done, char *err, size_t errlen)
+{
+    apg_err_t first = APG_OK;
+    *done = n;
+    for (size_t i = 0; i < NDISPATCHERS; i++) {
+        int k = n;
+        apg_err_t rc = dispatchers[i].dp_records(st, recs, n, recovering, &k, err, errlen);
+        if (k < *done)
+            *done = k;
+        if (rc == APG_ECORRUPT && recovering) {
+            /* Derived data disagrees with the log: the others still run. */
+            first = first ? first : rc;
+            continue;
+        }
+        if (rc)
+            return rc;
+    }
+    return first;
+}
+
+void apg_dispatch_publish(struct apg_store *st, const struct apg_dispatch_rec *recs, int n)
+{
+    for (size_t i = 0; i < NDISPATCHERS; i++)
+        if (dispatchers[i].dp_publish)
+            dispatchers[i].dp_publish(st, recs, n);
+}
+
+int apg_dispatch_flush(struct apg_store *st)
+{
+    int rc = 0;
+    for (size_t i = 0; i < NDISPATCHERS; i++)
+        if (dispatchers[i].dp_flush && dispatchers[i].dp_flush(st) != 0)
+            rc = -1;
+    return rc;
+}
+
+void apg_dispatch_truncate(struct apg_store *st, int64_t from)
+{
+    for (size_t i = 0; i < NDISPATCHERS; i++)
+        if (dispatchers[i].dp_truncate)
+            dispatchers[i].dp_truncate(st, from);
+}
+
+void apg_dispatch_reset(struct apg_store *st)
+{
+    for (size_t i = 0; i < NDISPATCHERS; i++)
+        if (dispatchers[i].dp_reset)
+            dispatchers[i].dp_reset(st);
+}
+
+void apg_dispatch_close(struct apg_store *st)
+{
+    for (size_t i = 0; i < NDISPATCHERS; i++)
+        if (dispatchers[i].dp_close)
+            dispatchers[i].dp_close(st);
+}
+
+int64_t apg_dispatch_tags_code(const char *props, size_t len)
+{
+    /* Properties are name \x01 value \x02 pairs; the tag hash is the Java
+     * String.hashCode of the TAGS value, 0 without one. */
+    const char *p = props, *end = props + len;
+    while (p < end) {
+        const char *sep = memchr(p, 1, (size_t)(end - p));
+        const char *pe = memchr(p, 2, (size_t)(end - p));
+        if (!sep || !pe || sep > pe)
+            break;
+        if (sep - p == 4 && memcmp(p, "TAGS", 4) == 0)
+            return apg_java_hash(sep + 1, (size_t)(pe - sep - 1));
+        p = pe + 1;
+    }
+    return 0;
+}

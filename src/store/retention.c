@@ -1,0 +1,117 @@
+/* Disk-space guard and retention.
+ *
+ * The service thread measures the commit log's file system once a second:
+ * above diskSpaceWarningLevelRatio puts are refused (APG_EDISKFULL) until
+ * space frees. Every ten seconds a retention pass removes the oldest
+ * commit-log segments when the hour is listed in deleteWhen and the file is
+ * older than fileReservedTime, or regardless of age when the disk is above
+ * diskMaxUsedSpaceRatio / diskSpaceCleanForciblyRatio, never the current
+ * segment nor anything not yet durable; consume-queue entries below the new
+ * minimum are then dropped (apg_cq_clean). */
+#define _GNU_SOURCE
+#include "store/store_int.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+
+static int measure_disk_ratio(struct apg_store *st)
+{
+    int t = atomic_load(&st->st_test_disk_ratio);
+    if (t >= 0)
+        return t;
+    struct statvfs vf;
+    if (statvfs(st->st_cldir, &vf) != 0 || vf.f_blocks == 0)
+        return 0;
+    double used = (double)(vf.f_blocks - vf.f_bfree) / (double)vf.f_blocks;
+    return (int)(used * 100.0 + 0.5);
+}
+
+void apg_retention_disk_check(struct apg_store *st)
+{
+    int r = measure_disk_ratio(st);
+    atomic_store(&st->st_disk_ratio, r);
+    bool full = r > st->st_opts.so_disk_warning_ratio;
+    bool was = atomic_exchange(&st->st_disk_full, full);
+    if (full && !was) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "disk of %s is %d%% used, above diskSpaceWarningLevelRatio=%d: writes refused "
+                 "until space frees (free disk space or raise diskSpaceWarningLevelRatio)",
+                 st->st_cldir, r, st->st_opts.so_disk_warning_ratio);
+        apg_log_error(SUB, "%s", msg);
+        apg_store_set_last_error(st, msg);
+    } else if (!full && was) {
+        apg_log_info(SUB, "disk of %s is %d%% used again: writes resume", st->st_cldir, r);
+    }
+}
+
+bool apg_retention_hour_listed(const char *when, int hour)
+{
+    const char *p = when;
+    while (p && *p) {
+        int h = atoi(p);
+        if (h == hour)
+            return true;
+        p = strchr(p, ';');
+        if (p)
+            p++;
+    }
+    return false;
+}
+
+int apg_retention_pass(struct apg_store *st, bool time_ok)
+{
+    int removed = 0;
+    int ratio = measure_disk_ratio(st);
+    bool over_max = ratio > st->st_opts.so_disk_max_used_ratio;
+    bool forcibly = ratio > st->st_opts.so_disk_clean_forcibly_ratio;
+    if (!time_ok && !over_max)
+        return 0;
+    time_t expire = time(NULL) - (time_t)st->st_opts.so_file_reserved_hours * 3600;
+    for (;;) {
+        pthread_mutex_lock(&st->st_append_mtx);
+        pthread_rwlock_wrlock(&st->st_struct_lock);
+        struct seg *s = st->st_nsegs > 1 ? st->st_segs[0] : NULL;
+        bool del = false;
+        if (s && s != st->st_cur) {
+            struct stat sb;
+            bool expired = fstat(s->sg_fd, &sb) == 0 && sb.st_mtime <= expire;
+            del = expired || (forcibly && removed < 10);
+            /* Never delete what is not yet durable. */
+            if (s->sg_base + (int64_t)s->sg_size > atomic_load(&st->st_flushed))
+                del = false;
+        }
+        if (del) {
+            memmove(st->st_segs, st->st_segs + 1,
+                    (size_t)(st->st_nsegs - 1) * sizeof(*st->st_segs));
+            st->st_nsegs--;
+            atomic_store(&st->st_min_phys, st->st_segs[0]->sg_base);
+        }
+        pthread_rwlock_unlock(&st->st_struct_lock);
+        pthread_mutex_unlock(&st->st_append_mtx);
+        if (!del)
+            break;
+        apg_log_info(SUB, "retention: deleting commit log segment %s (disk %d%% used)", s->sg_path,
+                     ratio);
+        apg_seg_free(s, true);
+        removed++;
+    }
+    if (removed) {
+        apg_cq_clean(st, atomic_load(&st->st_min_phys));
+        apg_store_fsync_dir(st->st_cldir);
+    }
+    return removed;
+}
+
+int apg_store_clean_now(struct apg_store *st)
+{
+    return apg_retention_pass(st, true);
+}

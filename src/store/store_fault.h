@@ -1,0 +1,33 @@
+/* Fault injection into the store, for tests only.
+ *
+ * Not part of the broker contract (store.h): the broker never includes this
+ * header. The hooks are compiled into every build but stay inert until the
+ * process arms them, either by calling apg_store_fault_arm() (a test program
+ * does this in main) or by running with APOGEE_STORE_FAULTS=1 in the
+ * environment (a test that drives the apogee binary). An unarmed hook changes
+ * nothing and returns APG_EPERM, so a stray call in production code is
+ * harmless and visible. */
+#ifndef APG_STORE_STORE_FAULT_H
+#define APG_STORE_STORE_FAULT_H
+
+#include <stdbool.h>
+
+#include "common/err.h"
+
+struct apg_store;
+
+/* Arms the hooks for the rest of the process. Any thread. */
+void apg_store_fault_arm(void);
+
+/* True once armed (by apg_store_fault_arm or APOGEE_STORE_FAULTS=1). */
+bool apg_store_fault_armed(void);
+
+/* Pretends the commit log's disk is `ratio` percent used (-1: measure for
+ * real again) and re-evaluates the disk guard at once. 0 or APG_EPERM. */
+apg_err_t apg_store_fault_disk_ratio(struct apg_store *st, int ratio);
+
+/* Makes the next msync/fdatasync of the store fail with EIO. 0 or
+ * APG_EPERM. */
+apg_err_t apg_store_fault_fail_next_fsync(struct apg_store *st);
+
+#endif
