@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "common/hash.h"
+#include "protocol/props.h"
 
 /* The table. Its entries are spelled out here (not pointers to structs
  * defined elsewhere) so the compiler sees the callbacks and calls them
@@ -99,17 +100,11 @@ void apg_dispatch_close(struct apg_store *st)
 
 int64_t apg_dispatch_tags_code(const char *props, size_t len)
 {
-    /* Properties are name \x01 value \x02 pairs; the tag hash is the Java
-     * String.hashCode of the TAGS value, 0 without one. */
-    const char *p = props, *end = props + len;
-    while (p < end) {
-        const char *sep = memchr(p, 1, (size_t)(end - p));
-        const char *pe = memchr(p, 2, (size_t)(end - p));
-        if (!sep || !pe || sep > pe)
-            break;
-        if (sep - p == 4 && memcmp(p, "TAGS", 4) == 0)
-            return apg_java_hash(sep + 1, (size_t)(pe - sep - 1));
-        p = pe + 1;
-    }
-    return 0;
+    /* The Java String.hashCode of the TAGS value, 0 without one. The property
+     * string is read by the shared codec, so a repeated or malformed pair
+     * means here what it meant to the broker that computed the code on the
+     * put path (the last pair of a name wins). */
+    size_t vlen = 0;
+    const char *v = apg_props_find(props, len, "TAGS", &vlen);
+    return v ? apg_java_hash(v, vlen) : 0;
 }

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "store/store_fault.h"
+#include "store/store_int.h"
 #include "test_store_util.h"
 
 static bool only_tag0(void *ud, int64_t tags)
@@ -503,6 +504,30 @@ static void *race_reader(void *arg)
     return NULL;
 }
 
+/* Recovery derives the tags code from the stored properties with the shared
+ * property codec, so it agrees with the code the broker computed on the put
+ * path: the last TAGS pair wins, and a pair with an empty value is no tag. */
+static void test_dispatch_tags_code(void **state)
+{
+    (void)state;
+    static const char two[] = "TAGS\x01"
+                              "a\x02"
+                              "TAGS\x01"
+                              "b\x02";
+    assert_int_equal(apg_dispatch_tags_code(two, sizeof two - 1), (int64_t)apg_java_hash("b", 1));
+    static const char one[] = "KEYS\x01"
+                              "k\x02"
+                              "TAGS\x01"
+                              "TagA";
+    assert_int_equal(apg_dispatch_tags_code(one, sizeof one - 1),
+                     (int64_t)apg_java_hash("TagA", 4));
+    static const char empty[] = "TAGS\x01\x02"
+                                "KEYS\x01"
+                                "k\x02";
+    assert_int_equal(apg_dispatch_tags_code(empty, sizeof empty - 1), 0);
+    assert_int_equal(apg_dispatch_tags_code("", 0), 0);
+}
+
 static void test_readers_never_skip(void **state)
 {
     (void)state;
@@ -565,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_time_search),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_readers_never_skip),
+        cmocka_unit_test(test_dispatch_tags_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
