@@ -30,7 +30,9 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -943,6 +945,16 @@ static void on_async(uv_async_t *h)
 static void loop_main(void *arg)
 {
     struct apg_cio *io = arg;
+    /* libuv writes with write(2)/writev(2): a write to a connection the
+     * broker has closed raises SIGPIPE, whose default action ends the
+     * application. A library may not rely on its caller ignoring it, so
+     * the loop thread blocks it: the write fails with EPIPE, the connection
+     * is closed and its requests fail (the direct sends on caller threads
+     * use send(2) with MSG_NOSIGNAL for the same reason). */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(&io->io_loop, UV_RUN_DEFAULT);
 }
 
