@@ -323,43 +323,56 @@ out:
     return e;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_name(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp((*(struct apg_topic_cfg *const *)a)->tc_name,
+                  (*(struct apg_topic_cfg *const *)b)->tc_name);
 }
 
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
 {
+    /* Copies the entries under the lock and encodes without it: at 10,000
+     * topics the text is ~2 MB, and the send path's lookups must not wait
+     * for the writer or a registration to print it. */
     pthread_mutex_lock(&t->tp_lock);
+    size_t n = t->tp_map.sm_len, i = 0, pos;
+    struct apg_dver ver = t->tp_version;
+    struct apg_topic_cfg *v = apg_malloc((n ? n : 1) * sizeof(*v));
+    struct apg_topic_cfg **by_name = apg_malloc((n ? n : 1) * sizeof(*by_name));
+    if (v && by_name)
+        for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); it;
+             it = apg_smap_next(&t->tp_map, it, &pos)) {
+            v[i] = *(const struct apg_topic_cfg *)it->se_val;
+            by_name[i] = &v[i];
+            i++;
+        }
+    pthread_mutex_unlock(&t->tp_lock);
+    if (!v || !by_name) {
+        apg_free(v);
+        apg_free(by_name);
+        return APG_ENOMEM;
+    }
+    /* Sorted output keeps the file stable and diffable. */
+    qsort(by_name, n, sizeof(*by_name), cmp_name);
     apg_err_t e = apg_buf_append_str(b, "{\"dataVersion\":");
     if (!e)
-        e = apg_dver_encode(&t->tp_version, b);
+        e = apg_dver_encode(&ver, b);
     if (!e)
         e = apg_buf_append_str(b, ",\"topicConfigTable\":{");
-    /* Sorted output keeps the file stable and diffable. */
-    size_t n = t->tp_map.sm_len, i = 0, pos;
-    const char **names = apg_malloc((n ? n : 1) * sizeof(*names));
-    if (!names)
-        e = APG_ENOMEM;
-    for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); !e && it;
-         it = apg_smap_next(&t->tp_map, it, &pos))
-        names[i++] = it->se_key;
-    if (!e)
-        qsort(names, n, sizeof(*names), cmp_str);
     for (i = 0; !e && i < n; i++) {
         if (i)
             e = apg_buf_append(b, ",", 1);
         if (!e)
-            e = apg_json_put_str(b, names[i]);
+            e = apg_json_put_str(b, by_name[i]->tc_name);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_topic_cfg_encode(apg_smap_get(&t->tp_map, names[i]), b);
+            e = apg_topic_cfg_encode(by_name[i], b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");
-    apg_free(names);
-    pthread_mutex_unlock(&t->tp_lock);
+    apg_free(by_name);
+    apg_free(v);
     return e;
 }
 
