@@ -92,10 +92,10 @@ apg_err_t apg_broker_put_loop_start(struct apg_bloop *bl)
 
 void apg_broker_put_loop_stop(struct apg_bloop *bl)
 {
-    apg_broker_put_drain(bl);
     struct apg_put_loop *pu = bl->bl_put;
     if (!pu)
         return;
+    apg_broker_put_drain(bl);
     apg_free(pu->pu_v);
     apg_free(pu->pu_msgs);
     apg_free(pu->pu_res);
