@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/json.h"
 #include "common/file.h"
@@ -90,7 +91,14 @@ apg_err_t apg_name_check_group(const char *g, char *err, size_t errlen);
 bool apg_name_topic_send_forbidden(const char *t);
 /* Copies at most n bytes of s, stopping at a NUL, into out[outlen] (what
  * snprintf "%.*s" does, without the printf machinery; the send path). */
-void apg_text_copy(char *out, size_t outlen, const char *s, size_t n);
+static inline void apg_text_copy(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n > outlen - 1)
+        n = outlen - 1;
+    n = strnlen(s, n);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
 
 /* ---- topic configs (topic_config.c) ------------------------------------- */
 

@@ -217,6 +217,17 @@ static struct apg_sync_ack *ack_new(struct apg_broker *b, struct apg_conn *c, in
     return a;
 }
 
+/* Answers a put stored at r (the common case: no acknowledgement to wait
+ * for, the reply built on the stack). */
+static void reply_stored(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
+                         int32_t qid, const struct apg_put_result *r, const char *uniq)
+{
+    char id[64];
+    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, id, sizeof(id));
+    apg_broker_reply_send(c, opaque, ser, APG_RESP_SUCCESS, NULL, id, qid, r->pr_queue_offset,
+                          uniq);
+}
+
 /* An acknowledgement whose put failed: never queued, dropped here. */
 static void ack_drop(struct apg_sync_ack *a)
 {
@@ -293,8 +304,7 @@ static apg_err_t put_group(struct apg_broker *b, struct apg_put_loop *pu, int i0
         if (sync)
             ack_stored(b, pu->pu_acks[i], r);
         else if (!hd->hd_oneway)
-            apg_broker_reply_stored(b, c, hd->hd_opaque, hd->hd_serialize, hd->hd_qid, r,
-                                    hd->hd_uniq);
+            reply_stored(b, c, hd->hd_opaque, hd->hd_serialize, hd->hd_qid, r, hd->hd_uniq);
     }
     return APG_OK;
 }
@@ -477,7 +487,7 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
     } else if (n == 1) {
         /* The common case answers from the stack. */
         if (!oneway)
-            apg_broker_reply_stored(b, c, req->opaque, req->serialize, qid, &res[0], uniq);
+            reply_stored(b, c, req->opaque, req->serialize, qid, &res[0], uniq);
     } else {
         reply_batch(b, c, req, res, n, qid, uniq, ack);
     }

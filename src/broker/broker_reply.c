@@ -69,15 +69,6 @@ void apg_broker_reply_refused(struct apg_conn *c, int32_t opaque, uint8_t ser, a
     apg_broker_reply_send(c, opaque, ser, store_err_code(e), remark, NULL, 0, 0, NULL);
 }
 
-void apg_broker_reply_stored(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
-                             int32_t qid, const struct apg_put_result *r, const char *uniq)
-{
-    char id[64];
-    apg_msgid_encode(&b->br_store_host, r->pr_phys_offset, id, sizeof(id));
-    apg_broker_reply_send(c, opaque, ser, APG_RESP_SUCCESS, NULL, id, qid, r->pr_queue_offset,
-                          uniq);
-}
-
 bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req)
 {

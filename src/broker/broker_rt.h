@@ -143,9 +143,6 @@ void apg_broker_reply_send(struct apg_conn *c, int32_t opaque, uint8_t ser, int3
  * matching RocketMQ code (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
 void apg_broker_reply_refused(struct apg_conn *c, int32_t opaque, uint8_t ser, apg_err_t e,
                               const char *err);
-/* Answers a put stored at r. */
-void apg_broker_reply_stored(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
-                             int32_t qid, const struct apg_put_result *r, const char *uniq);
 
 /* When the broker has no write permission (brokerPermission), answers req
  * NO_PERMISSION with a remark naming the fix and returns true. */

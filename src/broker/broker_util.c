@@ -129,12 +129,3 @@ bool apg_name_topic_send_forbidden(const char *t)
             return true;
     return false;
 }
-
-void apg_text_copy(char *out, size_t outlen, const char *s, size_t n)
-{
-    if (n > outlen - 1)
-        n = outlen - 1;
-    n = strnlen(s, n);
-    memcpy(out, s, n);
-    out[n] = '\0';
-}
