@@ -1,5 +1,4 @@
-/* Broker entry points: start-up, the request dispatch table, NameServer
- * registration and the service thread.
+/* Broker entry points: start-up, stop and the request dispatch table.
  *
  * apg_broker_start opens the store and the config tables, picks the
  * advertised address (brokerIP1, an IPv4 address or a DNS name that is
@@ -10,13 +9,15 @@
  * starts the event loops and registers with every NameServer before
  * returning.
  *
- * Threads: the loops run the processors (one table, indexed by request
- * code). The service thread re-registers every registerNameServerPeriod (or
- * at once when a topic is created or deleted), samples the statistics
- * every second, persists consumer offsets
- * every flushConsumerOffsetInterval and the topic/group tables when they
- * changed, and expires silent clients. apg_broker_stop unregisters, stops
- * the loops, persists everything and closes the store. */
+ * This file only calls down: the processors (one table, indexed by request
+ * code), the per-loop state of the write service, send and pull paths, the
+ * table listener (broker_tables.c), registration (broker_register.c) and
+ * the service thread (broker_service.c). No other broker file calls into
+ * it.
+ *
+ * Threads: the loops run the processors; the service thread runs the
+ * periodic jobs. apg_broker_stop unregisters, stops the loops, persists
+ * everything and closes the store. */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -27,29 +28,8 @@
 #include <time.h>
 
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
-#include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
-
-void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
-                      const char *remark)
-{
-    if (!apg_rcmd_is_oneway(req))
-        apg_conn_reply(c, req, code, remark, NULL, 0);
-}
-
-bool apg_broker_refuse_unwritable(struct apg_broker *b, struct apg_conn *c,
-                                  const struct apg_rcmd *req)
-{
-    if (b->br_perm & APG_PERM_WRITE)
-        return false;
-    char remark[256];
-    snprintf(remark, sizeof(remark),
-             "the broker %s is not writable (brokerPermission=%d); set brokerPermission=6",
-             b->br_addr, b->br_perm);
-    apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
-    return true;
-}
 
 /* ---- dispatch ----------------------------------------------------------- */
 
@@ -97,9 +77,10 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
     struct apg_broker *b = ud;
     apg_broker_proc_fn fn = lookup(req->code);
-    if (apg_broker_send_pending() && req->code != APG_REQ_SEND_MESSAGE &&
+    struct apg_bloop *bl = &b->br_loops[apg_conn_loop_index(c)];
+    if (apg_broker_put_pending(bl) && req->code != APG_REQ_SEND_MESSAGE &&
         req->code != APG_REQ_SEND_MESSAGE_V2)
-        apg_broker_send_flush(b);
+        apg_broker_put_flush(b, bl);
     if (fn) {
         fn(b, c, req);
         return;
@@ -113,8 +94,8 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 
 static void on_read_end(struct apg_conn *c, void *ud)
 {
-    (void)c;
-    apg_broker_send_flush(ud);
+    struct apg_broker *b = ud;
+    apg_broker_put_flush(b, &b->br_loops[apg_conn_loop_index(c)]);
 }
 
 static void on_close(struct apg_conn *c, void *ud)
@@ -134,135 +115,25 @@ static void on_loop_stop(int idx, uv_loop_t *loop, void *ud)
 {
     (void)loop;
     struct apg_broker *b = ud;
-    apg_broker_send_drain(&b->br_loops[idx]);
-    apg_broker_send_loop_stop();
+    apg_broker_put_loop_stop(&b->br_loops[idx]);
+    apg_broker_send_loop_stop(&b->br_loops[idx]);
     apg_broker_pull_loop_stop(&b->br_loops[idx]);
 }
 
-/* ---- NameServer registration -------------------------------------------- */
+/* ---- table changes ------------------------------------------------------ */
 
-static void register_all(struct apg_broker *b, bool unregister)
+/* The tables' change hooks (any thread, table lock released): a change is
+ * written by the table writer; a topic change also re-registers with the
+ * NameServers, whose route data it is. */
+static void on_topics_changed(void *ud)
 {
-    if (!b->br_namesrv[0] || !b->br_cli)
-        return;
-    struct apg_buf body = APG_BUF_INIT;
-    if (!unregister) {
-        apg_buf_append_str(&body, "{\"filterServerList\":[],\"topicConfigSerializeWrapper\":");
-        apg_topics_encode(b->br_topics, &body);
-        apg_buf_append_str(&body, "}");
-    }
-    char id[24], ha[160], crc[24];
-    snprintf(id, sizeof(id), "%lld", (long long)b->br_broker_id);
-    snprintf(ha, sizeof(ha), "%.*s:%d", (int)(strrchr(b->br_addr, ':') - b->br_addr), b->br_addr,
-             b->br_port + 1);
-    snprintf(crc, sizeof(crc), "%d",
-             body.b_len ? (int)(apg_crc32(body.b_data, body.b_len) & 0x7FFFFFFF) : 0);
-    char list[sizeof(b->br_namesrv)];
-    snprintf(list, sizeof(list), "%s", b->br_namesrv);
-    char *save = NULL;
-    for (char *addr = strtok_r(list, ";", &save); addr; addr = strtok_r(NULL, ";", &save)) {
-        while (*addr == ' ')
-            addr++;
-        if (!*addr)
-            continue;
-        struct apg_rcmd req;
-        apg_rcmd_init_request(&req,
-                              unregister ? APG_REQ_UNREGISTER_BROKER : APG_REQ_REGISTER_BROKER, 0,
-                              APG_SER_JSON);
-        apg_rcmd_ext_add(&req, "brokerName", b->br_name);
-        apg_rcmd_ext_add(&req, "brokerAddr", b->br_addr);
-        apg_rcmd_ext_add(&req, "clusterName", b->br_cluster);
-        apg_rcmd_ext_add(&req, "brokerId", id);
-        if (!unregister) {
-            apg_rcmd_ext_add(&req, "haServerAddr", ha);
-            apg_rcmd_ext_add(&req, "compressed", "false");
-            apg_rcmd_ext_add(&req, "bodyCrc32", crc);
-        }
-        struct apg_rcmd_copy *resp = NULL;
-        char err[256] = "";
-        apg_err_t e = apg_net_client_call_sync(b->br_cli, addr, &req, body.b_data,
-                                               (uint32_t)body.b_len, 3000, &resp, err, sizeof(err));
-        if (e)
-            apg_log_warn("broker", "%s with NameServer %s failed: %s",
-                         unregister ? "unregistering" : "registering", addr,
-                         err[0] ? err : apg_strerror(e));
-        else if (resp->rc_cmd.code != 0)
-            apg_log_warn("broker", "NameServer %s refused %s: code %d %s", addr,
-                         unregister ? "UNREGISTER_BROKER" : "REGISTER_BROKER", resp->rc_cmd.code,
-                         resp->rc_cmd.remark ? resp->rc_cmd.remark : "");
-        else
-            apg_log_debug("broker", "%s %s at NameServer %s",
-                          unregister ? "unregistered" : "registered", b->br_addr, addr);
-        if (resp)
-            apg_rcmd_copy_free(resp);
-    }
-    apg_buf_free(&body);
+    apg_broker_tables_kick(ud);
+    apg_broker_service_kick(ud, APG_BSVC_REGISTER);
 }
 
-void apg_broker_request_register(struct apg_broker *b)
+static void on_groups_changed(void *ud)
 {
-    pthread_mutex_lock(&b->br_svc_lock);
-    b->br_reregister = true;
-    pthread_cond_signal(&b->br_svc_cond);
-    pthread_mutex_unlock(&b->br_svc_lock);
-}
-
-static void persist_all(struct apg_broker *b, bool force)
-{
-    char err[512];
-    if (apg_offsets_persist(b->br_offsets, force, err, sizeof(err)))
-        apg_log_error("broker", "persisting consumer offsets failed: %s", err);
-    if (apg_topics_persist(b->br_topics, force, err, sizeof(err)))
-        apg_log_error("broker", "persisting topics failed: %s", err);
-    if (apg_groups_persist(b->br_groups, force, err, sizeof(err)))
-        apg_log_error("broker", "persisting subscription groups failed: %s", err);
-}
-
-static void *service_main(void *arg)
-{
-    struct apg_broker *b = arg;
-    const struct apg_config *cfg = b->br_cfg;
-    int64_t reg_period = apg_cfg_int(cfg, APG_CFG_registerNameServerPeriod);
-    int64_t flush_period = apg_cfg_int(cfg, APG_CFG_flushConsumerOffsetInterval);
-    int64_t now = apg_wall_ms();
-    int64_t next_reg = now + reg_period, next_flush = now + flush_period, next_expire = now + 10000;
-    int64_t next_tick = now;
-    pthread_mutex_lock(&b->br_svc_lock);
-    while (!b->br_stopping) {
-        now = apg_wall_ms();
-        int64_t wake = next_reg < next_flush ? next_reg : next_flush;
-        if (next_expire < wake)
-            wake = next_expire;
-        if (next_tick < wake)
-            wake = next_tick;
-        if (!b->br_reregister && wake > now) {
-            apg_cond_wait_ms(&b->br_svc_cond, &b->br_svc_lock, wake - now);
-            continue;
-        }
-        bool rereg = b->br_reregister;
-        b->br_reregister = false;
-        pthread_mutex_unlock(&b->br_svc_lock);
-        now = apg_wall_ms();
-        if (rereg || now >= next_reg) {
-            register_all(b, false);
-            next_reg = now + reg_period;
-        }
-        if (now >= next_flush) {
-            persist_all(b, false);
-            next_flush = now + flush_period;
-        }
-        if (now >= next_tick) {
-            apg_broker_stats_tick(b, now);
-            next_tick = now + 1000;
-        }
-        if (now >= next_expire) {
-            apg_clients_expire(b, now);
-            next_expire = now + 10000;
-        }
-        pthread_mutex_lock(&b->br_svc_lock);
-    }
-    pthread_mutex_unlock(&b->br_svc_lock);
-    return NULL;
+    apg_broker_tables_kick(ud);
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -363,6 +234,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_cfg = cfg;
     pthread_mutex_init(&b->br_svc_lock, NULL);
     pthread_cond_init(&b->br_svc_cond, NULL);
+    pthread_mutex_init(&b->br_wait_lock, NULL);
+    pthread_cond_init(&b->br_tw_cond, NULL);
     snprintf(b->br_root, sizeof(b->br_root), "%s", apg_cfg_str(cfg, APG_CFG_storePathRootDir));
     snprintf(b->br_cluster, sizeof(b->br_cluster), "%s",
              apg_cfg_str(cfg, APG_CFG_brokerClusterName));
@@ -402,6 +275,10 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_groups = apg_groups_open(b->br_root, err, errlen);
     if (!b->br_groups)
         goto fail;
+    /* Changes made before the writer and the service thread run are picked
+     * up by them when they start (the kicks are flags). */
+    apg_topics_set_hook(b->br_topics, on_topics_changed, b);
+    apg_groups_set_hook(b->br_groups, on_groups_changed, b);
     b->br_offsets = apg_offsets_open(b->br_root, err, errlen);
     if (!b->br_offsets)
         goto fail;
@@ -443,6 +320,13 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         b->br_loops[i].bl_idx = i;
         pthread_mutex_init(&b->br_loops[i].bl_ack_lock, NULL);
     }
+    for (int i = 0; i < n; i++) {
+        if (apg_broker_put_loop_start(&b->br_loops[i]) ||
+            apg_broker_send_loop_start(&b->br_loops[i])) {
+            apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     struct apg_net_server_opts o = {
         .name = "broker",
         .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
@@ -461,13 +345,10 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     if (apg_net_server_start(&o, &b->br_srv, err, errlen))
         goto fail;
 
-    persist_all(b, false);
-    register_all(b, false);
-    if (pthread_create(&b->br_svc, NULL, service_main, b) != 0) {
-        apg_errf(APG_EIO, err, errlen, "cannot start the broker service thread");
+    apg_broker_persist_all(b);
+    apg_broker_register(b, false);
+    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen))
         goto fail;
-    }
-    b->br_svc_started = true;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
                  b->br_namesrv[0] ? b->br_namesrv : "(none)");
@@ -481,13 +362,10 @@ void apg_broker_stop(struct apg_broker *b)
 {
     if (!b)
         return;
+    apg_broker_tables_stop(b);
     if (b->br_svc_started) {
-        pthread_mutex_lock(&b->br_svc_lock);
-        b->br_stopping = true;
-        pthread_cond_signal(&b->br_svc_cond);
-        pthread_mutex_unlock(&b->br_svc_lock);
-        pthread_join(b->br_svc, NULL);
-        register_all(b, true);
+        apg_broker_service_stop(b);
+        apg_broker_register(b, true);
     }
     if (b->br_srv)
         apg_net_server_stop(b->br_srv);
@@ -497,16 +375,23 @@ void apg_broker_stop(struct apg_broker *b)
     if (b->br_store)
         apg_store_close(b->br_store);
     if (b->br_topics && b->br_groups && b->br_offsets)
-        persist_all(b, false);
+        apg_broker_persist_all(b);
+    apg_broker_tables_free(b);
     apg_clients_free(b->br_clients);
     apg_offsets_free(b->br_offsets);
     apg_groups_free(b->br_groups);
     apg_topics_free(b->br_topics);
-    for (int i = 0; b->br_loops && i < b->br_nloops; i++)
+    for (int i = 0; b->br_loops && i < b->br_nloops; i++) {
+        /* Freed by on_loop_stop unless the loops never ran. */
+        apg_broker_put_loop_stop(&b->br_loops[i]);
+        apg_broker_send_loop_stop(&b->br_loops[i]);
         pthread_mutex_destroy(&b->br_loops[i].bl_ack_lock);
+    }
     apg_free(b->br_loops);
     apg_broker_stats_free(b);
     pthread_mutex_destroy(&b->br_svc_lock);
     pthread_cond_destroy(&b->br_svc_cond);
+    pthread_mutex_destroy(&b->br_wait_lock);
+    pthread_cond_destroy(&b->br_tw_cond);
     apg_free(b);
 }

@@ -1,9 +1,11 @@
 /* Topic and subscription-group administration: UPDATE_AND_CREATE_TOPIC
  * (17), DELETE_TOPIC_IN_BROKER (215), GET_ALL_TOPIC_CONFIG (21),
  * UPDATE_AND_CREATE_SUBSCRIPTIONGROUP (200), DELETE_SUBSCRIPTIONGROUP (207),
- * GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201). Changes to topics trigger an
- * immediate re-registration with the NameServers; tables are persisted at
- * once so an acknowledged change survives a crash. */
+ * GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201). The tables' change hook
+ * re-registers with the NameServers and persists the files from the service
+ * thread (broker_tables.c); a change is answered only once its file is on
+ * disk (apg_broker_reply_when_durable), so an acknowledged change survives
+ * a crash, and concurrent changes share one write. */
 #include <stdio.h>
 #include <string.h>
 
@@ -62,16 +64,13 @@ static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct 
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
-    apg_topics_persist(b->br_topics, false, err, sizeof(err));
-    apg_broker_request_register(b);
     apg_log_info("broker", "topic %s created/updated: %d/%d queues, perm %d", topic,
                  tc.tc_read_queues, tc.tc_write_queues, tc.tc_perm);
-    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+    apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics), 0);
 }
 
 static void delete_topic(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
-    char err[256];
     const char *topic = apg_rcmd_ext_get(req, "topic");
     if (!topic) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_TOPIC_IN_BROKER needs topic");
@@ -84,9 +83,7 @@ static void delete_topic(struct apg_broker *b, struct apg_conn *c, const struct 
     apg_topics_delete(b->br_topics, topic);
     apg_offsets_drop_topic(b->br_offsets, topic);
     apg_store_delete_topic(b->br_store, topic, strlen(topic));
-    apg_topics_persist(b->br_topics, false, err, sizeof(err));
-    apg_broker_request_register(b);
-    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+    apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics), 0);
 }
 
 static void create_group(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -110,21 +107,17 @@ static void create_group(struct apg_broker *b, struct apg_conn *c, const struct 
         apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
         return;
     }
-    apg_groups_put(b->br_groups, &gc);
-    apg_groups_persist(b->br_groups, false, err, sizeof(err));
-    char retry[APG_NAME_CAP + 8];
-    snprintf(retry, sizeof(retry), "%s%s", APG_RETRY_PREFIX, gc.gc_name);
-    bool created;
-    apg_topics_ensure(b->br_topics, retry, gc.gc_retry_queues > 0 ? gc.gc_retry_queues : 1,
-                      APG_PERM_READ | APG_PERM_WRITE, &created);
-    if (created)
-        apg_broker_request_register(b);
-    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+    if (apg_groups_put(b->br_groups, &gc) ||
+        apg_topics_ensure_retry(b->br_topics, gc.gc_name, gc.gc_retry_queues)) {
+        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics),
+                                  apg_groups_changes(b->br_groups));
 }
 
 static void delete_group(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
-    char err[256];
     const char *g = apg_rcmd_ext_get(req, "groupName");
     if (!g) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_SUBSCRIPTIONGROUP needs groupName");
@@ -133,8 +126,7 @@ static void delete_group(struct apg_broker *b, struct apg_conn *c, const struct 
     apg_groups_delete(b->br_groups, g);
     if (apg_rcmd_ext_bool(req, "cleanOffset", false))
         apg_offsets_drop_group(b->br_offsets, g);
-    apg_groups_persist(b->br_groups, false, err, sizeof(err));
-    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+    apg_broker_reply_when_durable(b, c, req, 0, apg_groups_changes(b->br_groups));
 }
 
 void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)

@@ -217,15 +217,8 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         if (!group || apg_name_check_group(group, NULL, 0))
             continue;
         struct apg_group_cfg gc;
-        if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) == APG_OK) {
-            char retry[APG_NAME_CAP + 8];
-            snprintf(retry, sizeof(retry), "%s%s", APG_RETRY_PREFIX, group);
-            bool created = false;
-            apg_topics_ensure(b->br_topics, retry, gc.gc_retry_queues > 0 ? gc.gc_retry_queues : 1,
-                              APG_PERM_READ | APG_PERM_WRITE, &created);
-            if (created)
-                apg_broker_request_register(b);
-        }
+        if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) == APG_OK)
+            apg_topics_ensure_retry(b->br_topics, group, gc.gc_retry_queues);
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g = NULL;
         bool changed = member_touch(&cl->cl_consumers, group, id, c, now, &g);

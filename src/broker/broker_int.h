@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/json.h"
 #include "common/file.h"
@@ -36,6 +37,20 @@
 
 /* ---- config tables ------------------------------------------------------ */
 
+/* Told after a table changed, on the thread that changed it, with the
+ * table's lock released. */
+typedef void (*apg_btable_hook_fn)(void *ud);
+
+/* Change tracking every persisted table shares, guarded by the table's
+ * lock: bt_changes counts changes since open, bt_written is the count the
+ * file on disk reflects, bt_hook (may be NULL) hears of every change. */
+struct apg_btable {
+    uint64_t bt_changes;
+    uint64_t bt_written;
+    apg_btable_hook_fn bt_hook;
+    void *bt_hook_ud;
+};
+
 /* Encodes a whole table as its JSON file; takes the table's lock itself. */
 typedef apg_err_t (*apg_btable_encode_fn)(void *table, struct apg_buf *b);
 
@@ -45,13 +60,19 @@ typedef apg_err_t (*apg_btable_encode_fn)(void *table, struct apg_buf *b);
  * parse error when it is not JSON; other read errors as apg_file_read. */
 apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errlen);
 
-/* The persist step every config table shares: when *dirty (or force), clears
- * it under lock, encodes the table (encode locks it again) and writes path
- * with apg_file_write_atomic; on any failure *dirty is set again so the next
- * persist retries. `what` names the table in errors. Borrows everything. */
-apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
-                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
-                             size_t errlen);
+/* The persist step every config table shares: when bt has changes the file
+ * does not reflect (or force), notes bt_changes under lock, encodes the
+ * table (encode locks it again: the text holds at least those changes) and
+ * writes path with apg_file_write_atomic; on success bt_written catches up
+ * to the noted count, on failure it stays, so the next persist retries.
+ * *upto (may be NULL) gets the change count the file now reflects.
+ * `what` names the table in errors. Borrows everything. One persisting
+ * thread per table. */
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, struct apg_btable *bt, const char *path,
+                             bool force, apg_btable_encode_fn encode, void *table, const char *what,
+                             uint64_t *upto, char *err, size_t errlen);
+/* The change count of bt, read under lock. */
+uint64_t apg_btable_changes(pthread_mutex_t *lock, struct apg_btable *bt);
 
 /* ---- data version ------------------------------------------------------- */
 
@@ -72,6 +93,16 @@ apg_err_t apg_name_check_topic(const char *t, char *err, size_t errlen);
 apg_err_t apg_name_check_group(const char *g, char *err, size_t errlen);
 /* System topics producers may not write to. */
 bool apg_name_topic_send_forbidden(const char *t);
+/* Copies at most n bytes of s, stopping at a NUL, into out[outlen] (what
+ * snprintf "%.*s" does, without the printf machinery; the send path). */
+static inline void apg_text_copy(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n > outlen - 1)
+        n = outlen - 1;
+    n = strnlen(s, n);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
 
 /* ---- topic configs (topic_config.c) ------------------------------------- */
 
@@ -92,7 +123,7 @@ struct apg_topics {
     struct apg_smap tp_map; /* name -> struct apg_topic_cfg* (owned) */
     struct apg_dver tp_version;
     char *tp_path; /* <root>/config/topics.json */
-    bool tp_dirty;
+    struct apg_btable tp_bt;
 };
 
 /* Loads <root>/config/topics.json if present, then makes sure the built-in
@@ -103,6 +134,11 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
                                    const char *cluster, const char *broker_name, char *err,
                                    size_t errlen);
 void apg_topics_free(struct apg_topics *t);
+/* Sets the hook told of every later change (control thread, before the
+ * loops run). */
+void apg_topics_set_hook(struct apg_topics *t, apg_btable_hook_fn fn, void *ud);
+/* The change count (see struct apg_btable). */
+uint64_t apg_topics_changes(struct apg_topics *t);
 /* Copies the config of `name` into out; false when absent. */
 bool apg_topics_get(struct apg_topics *t, const char *name, struct apg_topic_cfg *out);
 /* Creates or replaces; bumps the data version and marks dirty. */
@@ -111,22 +147,31 @@ apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc);
 bool apg_topics_delete(struct apg_topics *t, const char *name);
 /* Send-path lookup with RocketMQ's auto-create rules (TBW102 template with
  * PERM_INHERIT, queues = min(default_qnums, template writeQueueNums), perm =
- * template perm & ~INHERIT; %RETRY% topics get retry_queues queues).
- * *created is set when a topic was created (caller re-registers with the
- * NameServers). APG_ENOTFOUND when the topic is missing and cannot be
- * created, with err saying why and what to change. */
+ * template perm & ~INHERIT; %RETRY% topics get retry_queues queues). A
+ * creation is a change (the hook hears of it). APG_ENOTFOUND when the topic
+ * is missing and cannot be created, with err saying why and what to change. */
 apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *topic,
                                             const char *default_topic, int32_t default_qnums,
                                             int32_t retry_queues, struct apg_topic_cfg *out,
-                                            bool *created, char *err, size_t errlen);
-/* Creates %RETRY%<group> (or any system-ish topic) with n queues, perm 6, if
- * missing. *created tells whether it was new. */
+                                            char *err, size_t errlen);
+/* Creates topic with `queues` queues and perm if missing. *created (may be
+ * NULL) tells whether it was new. */
 apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t queues, int32_t perm,
                             bool *created);
+/* Creates %RETRY%<group> with `queues` queues (at least 1), perm 6, if
+ * missing. */
+apg_err_t apg_topics_ensure_retry(struct apg_topics *t, const char *group, int32_t queues);
+/* Creates the dead-letter topic `topic` (%DLQ%<group>) if missing: one
+ * queue, readable and writable (as RocketMQ 4.9 and 5.x create it; older
+ * 4.x made it write-only, so a DLQ could not be consumed without an admin
+ * change). */
+apg_err_t apg_topics_ensure_dlq(struct apg_topics *t, const char *topic);
 /* TopicConfigSerializeWrapper JSON: {"dataVersion":..,"topicConfigTable":{..}}. */
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b);
-/* Writes the file if anything changed since the last persist (force: always). */
-apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t errlen);
+/* Writes the file if anything changed since the last persist (force: always);
+ * *upto (may be NULL) as apg_btable_persist. */
+apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,
+                             size_t errlen);
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out);
 /* Encodes one TopicConfig object. */
 apg_err_t apg_topic_cfg_encode(const struct apg_topic_cfg *tc, struct apg_buf *b);
@@ -153,7 +198,7 @@ struct apg_groups {
     struct apg_smap gp_map; /* name -> struct apg_group_cfg* (owned) */
     struct apg_dver gp_version;
     char *gp_path;
-    bool gp_dirty;
+    struct apg_btable gp_bt;
 };
 
 void apg_group_cfg_defaults(struct apg_group_cfg *g, const char *name);
@@ -162,6 +207,8 @@ apg_err_t apg_group_cfg_decode(const json_t *j, struct apg_group_cfg *out, char 
 apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b);
 struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen);
 void apg_groups_free(struct apg_groups *g);
+void apg_groups_set_hook(struct apg_groups *g, apg_btable_hook_fn fn, void *ud);
+uint64_t apg_groups_changes(struct apg_groups *g);
 bool apg_groups_get(struct apg_groups *g, const char *name, struct apg_group_cfg *out);
 /* Looks up; when absent and auto_create, creates it with defaults.
  * APG_ENOTFOUND when absent and not auto-created. */
@@ -171,7 +218,8 @@ apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc);
 bool apg_groups_delete(struct apg_groups *g, const char *name);
 /* SubscriptionGroupWrapper JSON. */
 apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b);
-apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen);
+apg_err_t apg_groups_persist(struct apg_groups *g, bool force, uint64_t *upto, char *err,
+                             size_t errlen);
 
 /* ---- consumer offsets (broker_offset.c) --------------------------------- */
 
@@ -179,7 +227,7 @@ struct apg_offsets {
     pthread_mutex_t of_lock;
     struct apg_smap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
     char *of_path;
-    bool of_dirty;
+    struct apg_btable of_bt;
 };
 
 struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen);

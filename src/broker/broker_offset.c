@@ -47,7 +47,7 @@ static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queu
         return APG_ENOMEM;
     }
     nr->or_off[queue] = off;
-    o->of_dirty = true;
+    o->of_bt.bt_changes++;
     return APG_OK;
 }
 
@@ -86,7 +86,7 @@ struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen)
             }
         }
         json_decref(rj);
-        o->of_dirty = false;
+        o->of_bt.bt_written = o->of_bt.bt_changes;
     }
     return o;
 }
@@ -151,7 +151,7 @@ static void drop_matching(struct apg_offsets *o, const char *name, int part)
                 char key[2 * APG_NAME_CAP + 2];
                 snprintf(key, sizeof(key), "%s", e->se_key);
                 apg_free(apg_smap_del(&o->of_map, key));
-                o->of_dirty = true;
+                o->of_bt.bt_changes++;
                 again = true;
                 break;
             }
@@ -209,6 +209,6 @@ static apg_err_t encode_table(void *table, struct apg_buf *b)
 
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen)
 {
-    return apg_btable_persist(&o->of_lock, &o->of_dirty, o->of_path, force, encode_table, o,
-                              "consumer offsets", err, errlen);
+    return apg_btable_persist(&o->of_lock, &o->of_bt, o->of_path, force, encode_table, o,
+                              "consumer offsets", NULL, err, errlen);
 }

@@ -97,10 +97,6 @@ static int exact_filter(const struct apg_tagexpr *f, struct apg_buf *out)
 
 /* Runs one pull. Returns true when answered, false when it should park
  * (only if may_park). */
-/* Per loop thread: the buffer pulls are read into, kept between requests
- * and freed by apg_broker_pull_loop_stop. */
-static __thread struct apg_buf pull_buf;
-
 static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                       bool may_park, bool first, int64_t *suspend_ms)
 {
@@ -184,7 +180,8 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (max_msgs > b->br_max_pull_msgs)
         max_msgs = b->br_max_pull_msgs;
 
-    struct apg_buf *out = &pull_buf;
+    /* The loop's read buffer, kept between requests. */
+    struct apg_buf *out = &b->br_loops[apg_conn_loop_index(c)].bl_pull_buf;
     apg_buf_reset(out);
     struct apg_get_result r;
     apg_err_t e = apg_store_get(b->br_store, topic, strlen(topic), qid, offset, max_msgs,
@@ -359,7 +356,7 @@ void apg_broker_pull_loop_stop(struct apg_bloop *bl)
         uv_close((uv_handle_t *)&bl->bl_timer, NULL);
         bl->bl_timer_on = false;
     }
-    apg_buf_free(&pull_buf);
+    apg_buf_free(&bl->bl_pull_buf);
 }
 
 void apg_broker_pull_conn_closed(struct apg_bloop *bl, struct apg_conn *c)

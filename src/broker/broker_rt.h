@@ -25,6 +25,9 @@
 
 struct apg_clients;
 struct apg_parked;
+struct apg_put_loop;
+struct apg_send_loop;
+struct apg_durable_wait;
 
 #define APG_BSTAT_RING 601 /* 10 minutes of 1-second samples, plus one */
 
@@ -35,19 +38,31 @@ struct apg_bstat_sample {
 };
 struct apg_sync_ack;
 
-/* Per event-loop state. */
+/* Per event-loop state: everything a loop keeps between requests. Each
+ * module owns its part (the comment names the file), created and freed by
+ * the on_loop_start/on_loop_stop callbacks in broker.c. */
 struct apg_bloop {
     struct apg_broker *bl_broker;
     int bl_idx;
+    /* broker_pull.c */
     uv_timer_t bl_timer;          /* long-poll deadlines */
     bool bl_timer_on;             /* timer initialised */
     struct apg_parked *bl_parked; /* parked pulls (loop thread only) */
     atomic_int bl_nparked;        /* readable from any thread */
     atomic_int bl_wake_posted;    /* a wake-up post is queued */
+    struct apg_buf bl_pull_buf;   /* the buffer pulls are read into */
+    /* broker_put.c */
+    struct apg_put_loop *bl_put; /* held sends, batch results */
     pthread_mutex_t bl_ack_lock;
     struct apg_sync_ack *bl_acks; /* completed SYNC_FLUSH sends to answer */
     bool bl_ack_posted;
+    /* broker_send.c */
+    struct apg_send_loop *bl_send; /* property buffer, batch arrays, caches */
 };
+
+/* Bits of br_svc_kicks: jobs other threads ask the service thread to run
+ * now (broker_service.c). */
+#define APG_BSVC_REGISTER 0x1
 
 struct apg_broker {
     const struct apg_config *br_cfg;
@@ -95,21 +110,39 @@ struct apg_broker {
     int64_t br_put_morning[2]; /* put total at the start of today [0] / yesterday [1] */
     int64_t br_get_morning[2];
 
+    /* broker_service.c */
     pthread_t br_svc;
     bool br_svc_started;
     pthread_mutex_t br_svc_lock;
     pthread_cond_t br_svc_cond;
     bool br_stopping;
-    bool br_reregister;
+    unsigned br_svc_kicks; /* APG_BSVC_* bits, under br_svc_lock */
+
+    /* broker_tables.c: the table writer thread and the replies waiting for
+     * the table files, under br_wait_lock */
+    pthread_t br_tw;
+    bool br_tw_started;
+    pthread_mutex_t br_wait_lock;
+    pthread_cond_t br_tw_cond;
+    bool br_tw_kicked, br_tw_stopping;
+    struct apg_durable_wait *br_waits;
+    uint64_t br_durable[2]; /* change counts on disk: [0] topics, [1] groups */
 };
 
-/* Asks the service thread to re-register with the NameServers now (after a
- * topic was created or deleted). Thread-safe. */
-void apg_broker_request_register(struct apg_broker *b);
+/* ---- broker_reply.c: replies and refusals (leaf) ------------------------ */
 
 /* Replies with code and remark (remark may be NULL); skipped for oneway. */
 void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t code,
                       const char *remark);
+/* A send's reply: with msgId, queueId, queueOffset (and transactionId when
+ * uniq is not empty) for SUCCESS and FLUSH_DISK_TIMEOUT. */
+void apg_broker_reply_send(struct apg_conn *c, int32_t opaque, uint8_t ser, int32_t code,
+                           const char *remark, const char *msgid, int32_t qid, int64_t qoff,
+                           const char *uniq);
+/* Answers a put the store refused with e (err: the store's text) under the
+ * matching RocketMQ code (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
+void apg_broker_reply_refused(struct apg_conn *c, int32_t opaque, uint8_t ser, apg_err_t e,
+                              const char *err);
 
 /* When the broker has no write permission (brokerPermission), answers req
  * NO_PERMISSION with a remark naming the fix and returns true. */
@@ -126,21 +159,45 @@ bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
 typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req);
 
-/* broker_send.c */
-void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* ---- broker_put.c: the write service (loop thread) --------------------- */
+
+apg_err_t apg_broker_put_loop_start(struct apg_bloop *bl);
+/* Answers queued SYNC_FLUSH completions and frees the loop's put state. */
+void apg_broker_put_loop_stop(struct apg_bloop *bl);
+/* The queue a put goes to: qid, or round-robin over tc's write queues when
+ * qid < 0. Thread-safe. */
+int32_t apg_broker_put_queue(struct apg_broker *b, const struct apg_topic_cfg *tc, int32_t qid);
 /* Appends msgs (n >= 1, all in queue qid; borrowed for the call) and answers
  * req like a send (msgId, queueId, queueOffset): at once, or, when want_sync
  * (SYNC_FLUSH), once the store's group commit acknowledges; SYSTEM_BUSY when
- * too many sends already wait for the disk. Loop thread. */
-void apg_broker_put_reply(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
-                          const struct apg_msg_in *msgs, int n, int32_t qid, const char *uniq,
-                          bool want_sync);
+ * too many puts already wait for the disk. Held puts go first. */
+void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn *c,
+                    const struct apg_rcmd *req, const struct apg_msg_in *m, int n, int32_t qid,
+                    const char *uniq, bool want_sync);
+/* Holds one validated single-message put (m borrowed; its body must stay
+ * valid until apg_broker_put_flush, i.e. the end of the read) to be stored
+ * with the others of the same read. False when it cannot (out of memory, or
+ * too many SYNC_FLUSH puts waiting): the caller uses apg_broker_put. */
+bool apg_broker_put_hold(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn *c,
+                         const struct apg_rcmd *req, const struct apg_msg_in *m, const char *uniq,
+                         bool sync);
+/* Stores and answers the held puts: at the end of every read and before
+ * any request other than a single send. */
+void apg_broker_put_flush(struct apg_broker *b, struct apg_bloop *bl);
+/* True when puts are held on this loop. */
+bool apg_broker_put_pending(const struct apg_bloop *bl);
+/* Answers SYNC_FLUSH completions queued for bl (posted to its loop). */
+void apg_broker_put_drain(void *bl);
+
+/* ---- processors --------------------------------------------------------- */
+
+/* broker_send.c */
+void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+apg_err_t apg_broker_send_loop_start(struct apg_bloop *bl);
+void apg_broker_send_loop_stop(struct apg_bloop *bl);
 /* broker_sendback.c: CONSUMER_SEND_MSG_BACK (36) */
 void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c,
                                const struct apg_rcmd *req);
-/* Creates %DLQ%<group> (topic) if missing: one queue, perm 6, registered
- * with the NameServers; *created tells whether it was new. Any thread. */
-apg_err_t apg_broker_ensure_dlq(struct apg_broker *b, const char *topic, bool *created);
 /* broker_stats.c: runtime statistics and GET_BROKER_RUNTIME_INFO (28) */
 apg_err_t apg_broker_stats_init(struct apg_broker *b);
 void apg_broker_stats_free(struct apg_broker *b);
@@ -148,16 +205,6 @@ void apg_broker_stats_free(struct apg_broker *b);
 void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms);
 void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
-/* Frees the calling loop thread's send buffer (on_loop_stop). */
-void apg_broker_send_loop_stop(void);
-/* Stores and answers the single-message sends this loop thread has held
- * back while parsing one read (see "coalesced sends" in broker_send.c).
- * Loop thread: at the end of every read and before any other request. */
-void apg_broker_send_flush(struct apg_broker *b);
-/* True when sends are held back on this loop thread. */
-bool apg_broker_send_pending(void);
-/* Answers SYNC_FLUSH completions queued for this loop (loop thread). */
-void apg_broker_send_drain(void *arg);
 
 /* broker_pull.c */
 void apg_broker_proc_pull(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
@@ -182,6 +229,44 @@ void apg_broker_proc_all_offsets(struct apg_broker *b, struct apg_conn *c,
 
 /* broker_admin.c: topics and groups */
 void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+
+/* ---- broker_tables.c: the table writer ---------------------------------- */
+
+/* Starts the table writer thread. Control thread. */
+apg_err_t apg_broker_tables_start(struct apg_broker *b, char *err, size_t errlen);
+/* Wakes the table writer (thread-safe). */
+void apg_broker_tables_kick(struct apg_broker *b);
+/* Answers req SUCCESS once topics.json holds change count topics_seq and
+ * subscriptionGroup.json groups_seq (0: no wait for that file), or
+ * SYSTEM_ERROR when writing them failed. At once when they already do.
+ * Loop thread. */
+void apg_broker_reply_when_durable(struct apg_broker *b, struct apg_conn *c,
+                                   const struct apg_rcmd *req, uint64_t topics_seq,
+                                   uint64_t groups_seq);
+/* Writes the changed table files (one coalesced atomic write each) and
+ * answers the replies they unblock. The writer thread, or the control
+ * thread when the writer is not running. */
+void apg_broker_tables_persist(struct apg_broker *b);
+/* Stops the writer, writes what changed and answers the waiting replies
+ * (control thread, while the loops still run). */
+void apg_broker_tables_stop(struct apg_broker *b);
+/* Drops the replies still waiting (control thread, after the loops). */
+void apg_broker_tables_free(struct apg_broker *b);
+
+/* ---- broker_register.c / broker_service.c ------------------------------- */
+
+/* REGISTER_BROKER (or UNREGISTER_BROKER) with every NameServer in
+ * namesrvAddr, synchronously. Service or control thread. */
+void apg_broker_register(struct apg_broker *b, bool unregister);
+/* Starts the service thread: its periodic jobs (registration, offset and
+ * table persistence, statistics, client expiry) and the kicked ones. */
+apg_err_t apg_broker_service_start(struct apg_broker *b, char *err, size_t errlen);
+void apg_broker_service_stop(struct apg_broker *b);
+/* Asks the service thread to run the APG_BSVC_* jobs in bits now.
+ * Thread-safe. */
+void apg_broker_service_kick(struct apg_broker *b, unsigned bits);
+/* Persists what changed of consumer offsets, topics and groups. */
+void apg_broker_persist_all(struct apg_broker *b);
 
 /* broker_client.c: heartbeats and consumer groups */
 struct apg_clients *apg_clients_new(void);

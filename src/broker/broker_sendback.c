@@ -6,7 +6,7 @@
  * reconsumeTimes + 1; RETRY_TOPIC = the original topic unless already set;
  * ORIGIN_MESSAGE_ID = the first offset msgId of the chain unless already set)
  * into %RETRY%<group>, a queue picked round-robin among the group's
- * retryQueueNums, or into %DLQ%<group> (apg_broker_ensure_dlq: one queue,
+ * retryQueueNums, or into %DLQ%<group> (apg_topics_ensure_dlq: one queue,
  * readable and writable) once reconsumeTimes reaches maxReconsumeTimes (the
  * header's value when present, else the group's retryMaxTimes) or when
  * delayLevel < 0.
@@ -37,35 +37,6 @@ static apg_err_t props_with(struct apg_buf *out, const char *props, size_t len, 
     if (apg_props_find(props, len, name, &vl))
         return APG_OK;
     return apg_props_append(out, name, value);
-}
-
-bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
-                                const struct apg_rcmd *req, const char *group,
-                                struct apg_group_cfg *gc)
-{
-    if (apg_name_check_group(group, NULL, 0) == APG_OK &&
-        apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, gc) == APG_OK)
-        return true;
-    char remark[768];
-    snprintf(remark, sizeof(remark),
-             "subscription group %s does not exist; create it (mqadmin updateSubGroup -g %s) or "
-             "enable autoCreateSubscriptionGroup",
-             group, group);
-    apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
-    return false;
-}
-
-apg_err_t apg_broker_ensure_dlq(struct apg_broker *b, const char *topic, bool *created)
-{
-    /* Read and write, as RocketMQ 4.9 and 5.x create it (older 4.x made it
-     * write-only, so a DLQ could not be consumed without an admin change). */
-    apg_err_t e =
-        apg_topics_ensure(b->br_topics, topic, 1, APG_PERM_READ | APG_PERM_WRITE, created);
-    if (e == APG_OK && *created) {
-        apg_log_info("broker", "created dead-letter topic %s", topic);
-        apg_broker_request_register(b);
-    }
-    return e;
 }
 
 void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -111,16 +82,10 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     bool dlq = rec.mr_reconsume_times >= max_times || delay_level < 0;
     char topic[APG_NAME_CAP + 8];
     snprintf(topic, sizeof(topic), "%s%s", dlq ? APG_DLQ_PREFIX : APG_RETRY_PREFIX, group);
-    bool created = false;
-    if (dlq ? apg_broker_ensure_dlq(b, topic, &created)
-            : apg_topics_ensure(b->br_topics, topic, gc.gc_retry_queues,
-                                APG_PERM_READ | APG_PERM_WRITE, &created)) {
+    if (dlq ? apg_topics_ensure_dlq(b->br_topics, topic)
+            : apg_topics_ensure_retry(b->br_topics, group, gc.gc_retry_queues)) {
         apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         goto out;
-    }
-    if (created && !dlq) {
-        apg_log_info("broker", "created %s for group %s", topic, group);
-        apg_broker_request_register(b);
     }
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc) || !(tc.tc_perm & APG_PERM_WRITE) ||
@@ -131,8 +96,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
         goto out;
     }
-    int32_t qid =
-        dlq ? 0 : (int32_t)(atomic_fetch_add(&b->br_rr, 1) % (unsigned)tc.tc_write_queues);
+    int32_t qid = apg_broker_put_queue(b, &tc, dlq ? 0 : -1);
 
     /* Properties: the original's, plus RETRY_TOPIC and ORIGIN_MESSAGE_ID. */
     char orig_topic[APG_NAME_CAP], orig_id[64];
@@ -175,7 +139,8 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     if (dlq)
         apg_log_info("broker", "group %s: message %s of %s failed %d time(s) (max %d); moved to %s",
                      group, orig_id, orig_topic, rec.mr_reconsume_times + 1, max_times, topic);
-    apg_broker_put_reply(b, c, req, &m, 1, qid, uniq, b->br_sync_flush);
+    apg_broker_put(b, &b->br_loops[apg_conn_loop_index(c)], c, req, &m, 1, qid, uniq,
+                   b->br_sync_flush);
 out:
     apg_buf_free(&props);
     apg_buf_free(&rec_buf);

@@ -29,15 +29,17 @@ apg_err_t apg_btable_load(const char *path, json_t **out, char *err, size_t errl
     return e;
 }
 
-apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *path, bool force,
-                             apg_btable_encode_fn encode, void *table, const char *what, char *err,
-                             size_t errlen)
+apg_err_t apg_btable_persist(pthread_mutex_t *lock, struct apg_btable *bt, const char *path,
+                             bool force, apg_btable_encode_fn encode, void *table, const char *what,
+                             uint64_t *upto, char *err, size_t errlen)
 {
     pthread_mutex_lock(lock);
-    bool was_dirty = *dirty;
-    *dirty = false;
+    uint64_t changes = bt->bt_changes;
+    bool dirty = changes != bt->bt_written;
     pthread_mutex_unlock(lock);
-    if (!was_dirty && !force)
+    if (upto)
+        *upto = changes;
+    if (!dirty && !force)
         return APG_OK;
     struct apg_buf b = APG_BUF_INIT;
     apg_err_t e = encode(table, &b);
@@ -46,12 +48,21 @@ apg_err_t apg_btable_persist(pthread_mutex_t *lock, bool *dirty, const char *pat
     else
         apg_errf(e, err, errlen, "out of memory encoding %s", what);
     apg_buf_free(&b);
-    if (e) {
-        pthread_mutex_lock(lock);
-        *dirty = true;
-        pthread_mutex_unlock(lock);
-    }
+    pthread_mutex_lock(lock);
+    if (!e && changes > bt->bt_written)
+        bt->bt_written = changes;
+    else if (e && upto)
+        *upto = bt->bt_written;
+    pthread_mutex_unlock(lock);
     return e;
+}
+
+uint64_t apg_btable_changes(pthread_mutex_t *lock, struct apg_btable *bt)
+{
+    pthread_mutex_lock(lock);
+    uint64_t n = bt->bt_changes;
+    pthread_mutex_unlock(lock);
+    return n;
 }
 
 void apg_dver_next(struct apg_dver *v)

@@ -79,7 +79,7 @@ static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc
     }
     apg_free(old);
     apg_dver_next(&g->gp_version);
-    g->gp_dirty = true;
+    g->gp_bt.bt_changes++;
     return APG_OK;
 }
 
@@ -114,10 +114,28 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
             if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK)
                 put_locked(g, &gc);
         }
-        g->gp_dirty = false;
+        g->gp_bt.bt_written = g->gp_bt.bt_changes;
         json_decref(rootj);
     }
     return g;
+}
+
+/* Tells the hook about a change; called with the lock released. */
+static void changed(struct apg_groups *g)
+{
+    if (g->gp_bt.bt_hook)
+        g->gp_bt.bt_hook(g->gp_bt.bt_hook_ud);
+}
+
+void apg_groups_set_hook(struct apg_groups *g, apg_btable_hook_fn fn, void *ud)
+{
+    g->gp_bt.bt_hook = fn;
+    g->gp_bt.bt_hook_ud = ud;
+}
+
+uint64_t apg_groups_changes(struct apg_groups *g)
+{
+    return apg_btable_changes(&g->gp_lock, &g->gp_bt);
 }
 
 void apg_groups_free(struct apg_groups *g)
@@ -156,7 +174,10 @@ apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool 
         if (!e)
             apg_log_info("broker", "auto-created subscription group %s", name);
     }
+    bool made = gc == NULL && e == APG_OK;
     pthread_mutex_unlock(&g->gp_lock);
+    if (made)
+        changed(g);
     return e;
 }
 
@@ -165,6 +186,8 @@ apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc)
     pthread_mutex_lock(&g->gp_lock);
     apg_err_t e = put_locked(g, gc);
     pthread_mutex_unlock(&g->gp_lock);
+    if (e == APG_OK)
+        changed(g);
     return e;
 }
 
@@ -175,9 +198,11 @@ bool apg_groups_delete(struct apg_groups *g, const char *name)
     if (gc) {
         apg_free(gc);
         apg_dver_next(&g->gp_version);
-        g->gp_dirty = true;
+        g->gp_bt.bt_changes++;
     }
     pthread_mutex_unlock(&g->gp_lock);
+    if (gc)
+        changed(g);
     return gc != NULL;
 }
 
@@ -214,8 +239,9 @@ static apg_err_t encode_table(void *table, struct apg_buf *b)
     return apg_groups_encode(table, b);
 }
 
-apg_err_t apg_groups_persist(struct apg_groups *g, bool force, char *err, size_t errlen)
+apg_err_t apg_groups_persist(struct apg_groups *g, bool force, uint64_t *upto, char *err,
+                             size_t errlen)
 {
-    return apg_btable_persist(&g->gp_lock, &g->gp_dirty, g->gp_path, force, encode_table, g,
-                              "subscription groups", err, errlen);
+    return apg_btable_persist(&g->gp_lock, &g->gp_bt, g->gp_path, force, encode_table, g,
+                              "subscription groups", upto, err, errlen);
 }

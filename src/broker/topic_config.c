@@ -6,8 +6,10 @@
  * Threads: every loop thread reads it on the send and pull paths and the
  * admin processors change it, so one mutex guards the map; entries are
  * copied out. Every change bumps the DataVersion (the NameServer uses it to
- * decide whether routes changed) and marks the table dirty for the periodic
- * persist. */
+ * decide whether routes changed) and the change count, then, with the lock
+ * released, calls the table's change hook: the broker's listener
+ * (broker_tables.c) re-registers with the NameServers and persists the file
+ * from its service thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +71,7 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
     }
     apg_free(old);
     apg_dver_next(&t->tp_version);
-    t->tp_dirty = true;
+    t->tp_bt.bt_changes++;
     return APG_OK;
 }
 
@@ -154,6 +156,24 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     return t;
 }
 
+/* Tells the hook about a change; called with the lock released. */
+static void changed(struct apg_topics *t)
+{
+    if (t->tp_bt.bt_hook)
+        t->tp_bt.bt_hook(t->tp_bt.bt_hook_ud);
+}
+
+void apg_topics_set_hook(struct apg_topics *t, apg_btable_hook_fn fn, void *ud)
+{
+    t->tp_bt.bt_hook = fn;
+    t->tp_bt.bt_hook_ud = ud;
+}
+
+uint64_t apg_topics_changes(struct apg_topics *t)
+{
+    return apg_btable_changes(&t->tp_lock, &t->tp_bt);
+}
+
 void apg_topics_free(struct apg_topics *t)
 {
     if (!t)
@@ -179,6 +199,8 @@ apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc)
     pthread_mutex_lock(&t->tp_lock);
     apg_err_t e = put_locked(t, tc);
     pthread_mutex_unlock(&t->tp_lock);
+    if (e == APG_OK)
+        changed(t);
     return e;
 }
 
@@ -189,16 +211,18 @@ bool apg_topics_delete(struct apg_topics *t, const char *name)
     if (tc) {
         apg_free(tc);
         apg_dver_next(&t->tp_version);
-        t->tp_dirty = true;
+        t->tp_bt.bt_changes++;
     }
     pthread_mutex_unlock(&t->tp_lock);
+    if (tc)
+        changed(t);
     return tc != NULL;
 }
 
 apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t queues, int32_t perm,
                             bool *created)
 {
-    *created = false;
+    bool made = false;
     pthread_mutex_lock(&t->tp_lock);
     apg_err_t e = APG_OK;
     if (!apg_smap_get(&t->tp_map, topic)) {
@@ -207,18 +231,43 @@ apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t que
         tc.tc_read_queues = tc.tc_write_queues = queues;
         tc.tc_perm = perm;
         e = put_locked(t, &tc);
-        *created = e == APG_OK;
+        made = e == APG_OK;
     }
     pthread_mutex_unlock(&t->tp_lock);
+    if (made)
+        changed(t);
+    if (created)
+        *created = made;
+    return e;
+}
+
+apg_err_t apg_topics_ensure_retry(struct apg_topics *t, const char *group, int32_t queues)
+{
+    char retry[APG_NAME_CAP + 8];
+    snprintf(retry, sizeof(retry), "%s%s", APG_RETRY_PREFIX, group);
+    bool made;
+    apg_err_t e =
+        apg_topics_ensure(t, retry, queues > 0 ? queues : 1, APG_PERM_READ | APG_PERM_WRITE, &made);
+    if (made)
+        apg_log_info("broker", "created %s for group %s", retry, group);
+    return e;
+}
+
+apg_err_t apg_topics_ensure_dlq(struct apg_topics *t, const char *topic)
+{
+    bool made;
+    apg_err_t e = apg_topics_ensure(t, topic, 1, APG_PERM_READ | APG_PERM_WRITE, &made);
+    if (made)
+        apg_log_info("broker", "created dead-letter topic %s", topic);
     return e;
 }
 
 apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *topic,
                                             const char *default_topic, int32_t default_qnums,
                                             int32_t retry_queues, struct apg_topic_cfg *out,
-                                            bool *created, char *err, size_t errlen)
+                                            char *err, size_t errlen)
 {
-    *created = false;
+    bool made = false;
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&t->tp_lock);
     struct apg_topic_cfg *tc = apg_smap_get(&t->tp_map, topic);
@@ -261,7 +310,7 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
     e = put_locked(t, &n);
     if (e == APG_OK) {
         *out = n;
-        *created = true;
+        made = true;
         apg_log_info("broker", "auto-created topic %s with %d queues, perm %d", topic,
                      n.tc_write_queues, n.tc_perm);
     } else {
@@ -269,46 +318,61 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
     }
 out:
     pthread_mutex_unlock(&t->tp_lock);
+    if (made)
+        changed(t);
     return e;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_name(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp((*(struct apg_topic_cfg *const *)a)->tc_name,
+                  (*(struct apg_topic_cfg *const *)b)->tc_name);
 }
 
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
 {
+    /* Copies the entries under the lock and encodes without it: at 10,000
+     * topics the text is ~2 MB, and the send path's lookups must not wait
+     * for the writer or a registration to print it. */
     pthread_mutex_lock(&t->tp_lock);
+    size_t n = t->tp_map.sm_len, i = 0, pos;
+    struct apg_dver ver = t->tp_version;
+    struct apg_topic_cfg *v = apg_malloc((n ? n : 1) * sizeof(*v));
+    struct apg_topic_cfg **by_name = apg_malloc((n ? n : 1) * sizeof(*by_name));
+    if (v && by_name)
+        for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); it;
+             it = apg_smap_next(&t->tp_map, it, &pos)) {
+            v[i] = *(const struct apg_topic_cfg *)it->se_val;
+            by_name[i] = &v[i];
+            i++;
+        }
+    pthread_mutex_unlock(&t->tp_lock);
+    if (!v || !by_name) {
+        apg_free(v);
+        apg_free(by_name);
+        return APG_ENOMEM;
+    }
+    /* Sorted output keeps the file stable and diffable. */
+    qsort(by_name, n, sizeof(*by_name), cmp_name);
     apg_err_t e = apg_buf_append_str(b, "{\"dataVersion\":");
     if (!e)
-        e = apg_dver_encode(&t->tp_version, b);
+        e = apg_dver_encode(&ver, b);
     if (!e)
         e = apg_buf_append_str(b, ",\"topicConfigTable\":{");
-    /* Sorted output keeps the file stable and diffable. */
-    size_t n = t->tp_map.sm_len, i = 0, pos;
-    const char **names = apg_malloc((n ? n : 1) * sizeof(*names));
-    if (!names)
-        e = APG_ENOMEM;
-    for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); !e && it;
-         it = apg_smap_next(&t->tp_map, it, &pos))
-        names[i++] = it->se_key;
-    if (!e)
-        qsort(names, n, sizeof(*names), cmp_str);
     for (i = 0; !e && i < n; i++) {
         if (i)
             e = apg_buf_append(b, ",", 1);
         if (!e)
-            e = apg_json_put_str(b, names[i]);
+            e = apg_json_put_str(b, by_name[i]->tc_name);
         if (!e)
             e = apg_buf_append(b, ":", 1);
         if (!e)
-            e = apg_topic_cfg_encode(apg_smap_get(&t->tp_map, names[i]), b);
+            e = apg_topic_cfg_encode(by_name[i], b);
     }
     if (!e)
         e = apg_buf_append_str(b, "}}");
-    apg_free(names);
-    pthread_mutex_unlock(&t->tp_lock);
+    apg_free(by_name);
+    apg_free(v);
     return e;
 }
 
@@ -317,10 +381,11 @@ static apg_err_t encode_table(void *table, struct apg_buf *b)
     return apg_topics_encode(table, b);
 }
 
-apg_err_t apg_topics_persist(struct apg_topics *t, bool force, char *err, size_t errlen)
+apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,
+                             size_t errlen)
 {
-    return apg_btable_persist(&t->tp_lock, &t->tp_dirty, t->tp_path, force, encode_table, t,
-                              "topics", err, errlen);
+    return apg_btable_persist(&t->tp_lock, &t->tp_bt, t->tp_path, force, encode_table, t, "topics",
+                              upto, err, errlen);
 }
 
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out)

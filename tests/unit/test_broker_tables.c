@@ -28,6 +28,11 @@ static void rmrf(const char *d)
     (void)system(cmd);
 }
 
+static void count_hook(void *ud)
+{
+    (*(int *)ud)++;
+}
+
 static void test_topics_autocreate_and_persist(void **st)
 {
     (void)st;
@@ -40,25 +45,33 @@ static void test_topics_autocreate_and_persist(void **st)
     assert_true(apg_topics_get(t, "TBW102", &tc));
     assert_int_equal(tc.tc_perm, 7);
     assert_int_equal(tc.tc_write_queues, 8);
-    bool created = false;
-    assert_int_equal(apg_topics_get_or_create_for_send(t, "orders", "TBW102", 4, 1, &tc, &created,
-                                                       err, sizeof(err)),
-                     APG_OK);
-    assert_true(created);
+    int hooked = 0;
+    apg_topics_set_hook(t, count_hook, &hooked);
+    uint64_t before = apg_topics_changes(t);
+    assert_int_equal(
+        apg_topics_get_or_create_for_send(t, "orders", "TBW102", 4, 1, &tc, err, sizeof(err)),
+        APG_OK);
+    /* A creation is one change, and the hook hears of it. */
+    assert_int_equal(hooked, 1);
+    assert_true(apg_topics_changes(t) == before + 1);
+    assert_int_equal(
+        apg_topics_get_or_create_for_send(t, "orders", "TBW102", 4, 1, &tc, err, sizeof(err)),
+        APG_OK);
+    assert_int_equal(hooked, 1);
     assert_int_equal(tc.tc_write_queues, 4);
     assert_int_equal(tc.tc_perm, 6);
     /* More queues than the template has: capped at the template. */
-    assert_int_equal(apg_topics_get_or_create_for_send(t, "big", "TBW102", 64, 1, &tc, &created,
-                                                       err, sizeof(err)),
-                     APG_OK);
+    assert_int_equal(
+        apg_topics_get_or_create_for_send(t, "big", "TBW102", 64, 1, &tc, err, sizeof(err)),
+        APG_OK);
     assert_int_equal(tc.tc_write_queues, 8);
-    assert_int_equal(apg_topics_get_or_create_for_send(t, "%RETRY%g1", "TBW102", 4, 1, &tc,
-                                                       &created, err, sizeof(err)),
-                     APG_OK);
+    assert_int_equal(
+        apg_topics_get_or_create_for_send(t, "%RETRY%g1", "TBW102", 4, 1, &tc, err, sizeof(err)),
+        APG_OK);
     assert_int_equal(tc.tc_write_queues, 1);
     /* A template without INHERIT refuses, with a remark naming the fix. */
     assert_int_equal(
-        apg_topics_get_or_create_for_send(t, "x1", "orders", 4, 1, &tc, &created, err, sizeof(err)),
+        apg_topics_get_or_create_for_send(t, "x1", "orders", 4, 1, &tc, err, sizeof(err)),
         APG_ENOTFOUND);
     assert_non_null(strstr(err, "x1"));
     struct apg_dver v1;
@@ -67,7 +80,10 @@ static void test_topics_autocreate_and_persist(void **st)
     struct apg_dver v2;
     apg_topics_version(t, &v2);
     assert_true(v2.dv_counter > v1.dv_counter);
-    assert_int_equal(apg_topics_persist(t, false, err, sizeof(err)), APG_OK);
+    assert_int_equal(hooked, 4); /* orders, big, %RETRY%g1, delete big */
+    uint64_t upto = 0;
+    assert_int_equal(apg_topics_persist(t, false, &upto, err, sizeof(err)), APG_OK);
+    assert_true(upto == apg_topics_changes(t));
     apg_topics_free(t);
 
     t = apg_topics_open(d, true, 8, "DefaultCluster", "broker-a", err, sizeof(err));
@@ -83,9 +99,9 @@ static void test_topics_autocreate_and_persist(void **st)
     /* autoCreateTopicEnable=false: no TBW102, sends to new topics refused. */
     t = apg_topics_open(d, false, 8, "DefaultCluster", "broker-a", err, sizeof(err));
     assert_false(apg_topics_get(t, "TBW102", NULL));
-    assert_int_equal(apg_topics_get_or_create_for_send(t, "newone", "TBW102", 4, 1, &tc, &created,
-                                                       err, sizeof(err)),
-                     APG_ENOTFOUND);
+    assert_int_equal(
+        apg_topics_get_or_create_for_send(t, "newone", "TBW102", 4, 1, &tc, err, sizeof(err)),
+        APG_ENOTFOUND);
     assert_non_null(strstr(err, "autoCreateTopicEnable"));
     apg_topics_free(t);
 
@@ -113,7 +129,7 @@ static void test_groups_and_offsets(void **st)
     assert_int_equal(gc.gc_retry_max_times, 16);
     gc.gc_retry_queues = 3;
     assert_int_equal(apg_groups_put(g, &gc), APG_OK);
-    assert_int_equal(apg_groups_persist(g, false, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_groups_persist(g, false, NULL, err, sizeof(err)), APG_OK);
     apg_groups_free(g);
     g = apg_groups_open(d, err, sizeof(err));
     assert_true(apg_groups_get(g, "gA", &gc));

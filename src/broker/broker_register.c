@@ -1,0 +1,71 @@
+/* NameServer registration: REGISTER_BROKER with the whole topic table
+ * (TopicConfigSerializeWrapper JSON, uncompressed, with its CRC32) to every
+ * NameServer in namesrvAddr, or UNREGISTER_BROKER at stop.
+ *
+ * Threads: the service thread (periodic, and kicked by a topic change; see
+ * broker_tables.c) and the control thread at start and stop. The calls are
+ * synchronous, 3 s timeout per NameServer. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker_rt.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+void apg_broker_register(struct apg_broker *b, bool unregister)
+{
+    if (!b->br_namesrv[0] || !b->br_cli)
+        return;
+    struct apg_buf body = APG_BUF_INIT;
+    if (!unregister) {
+        apg_buf_append_str(&body, "{\"filterServerList\":[],\"topicConfigSerializeWrapper\":");
+        apg_topics_encode(b->br_topics, &body);
+        apg_buf_append_str(&body, "}");
+    }
+    char id[24], ha[160], crc[24];
+    snprintf(id, sizeof(id), "%lld", (long long)b->br_broker_id);
+    snprintf(ha, sizeof(ha), "%.*s:%d", (int)(strrchr(b->br_addr, ':') - b->br_addr), b->br_addr,
+             b->br_port + 1);
+    snprintf(crc, sizeof(crc), "%d",
+             body.b_len ? (int)(apg_crc32(body.b_data, body.b_len) & 0x7FFFFFFF) : 0);
+    char list[sizeof(b->br_namesrv)];
+    snprintf(list, sizeof(list), "%s", b->br_namesrv);
+    char *save = NULL;
+    for (char *addr = strtok_r(list, ";", &save); addr; addr = strtok_r(NULL, ";", &save)) {
+        while (*addr == ' ')
+            addr++;
+        if (!*addr)
+            continue;
+        struct apg_rcmd req;
+        apg_rcmd_init_request(&req,
+                              unregister ? APG_REQ_UNREGISTER_BROKER : APG_REQ_REGISTER_BROKER, 0,
+                              APG_SER_JSON);
+        apg_rcmd_ext_add(&req, "brokerName", b->br_name);
+        apg_rcmd_ext_add(&req, "brokerAddr", b->br_addr);
+        apg_rcmd_ext_add(&req, "clusterName", b->br_cluster);
+        apg_rcmd_ext_add(&req, "brokerId", id);
+        if (!unregister) {
+            apg_rcmd_ext_add(&req, "haServerAddr", ha);
+            apg_rcmd_ext_add(&req, "compressed", "false");
+            apg_rcmd_ext_add(&req, "bodyCrc32", crc);
+        }
+        struct apg_rcmd_copy *resp = NULL;
+        char err[256] = "";
+        apg_err_t e = apg_net_client_call_sync(b->br_cli, addr, &req, body.b_data,
+                                               (uint32_t)body.b_len, 3000, &resp, err, sizeof(err));
+        if (e)
+            apg_log_warn("broker", "%s with NameServer %s failed: %s",
+                         unregister ? "unregistering" : "registering", addr,
+                         err[0] ? err : apg_strerror(e));
+        else if (resp->rc_cmd.code != 0)
+            apg_log_warn("broker", "NameServer %s refused %s: code %d %s", addr,
+                         unregister ? "UNREGISTER_BROKER" : "REGISTER_BROKER", resp->rc_cmd.code,
+                         resp->rc_cmd.remark ? resp->rc_cmd.remark : "");
+        else
+            apg_log_debug("broker", "%s %s at NameServer %s",
+                          unregister ? "unregistered" : "registered", b->br_addr, addr);
+        if (resp)
+            apg_rcmd_copy_free(resp);
+    }
+    apg_buf_free(&body);
+}
