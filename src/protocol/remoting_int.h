@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "protocol/remoting.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "protocol/rcmd.h"
 
 /* Parses a JSON header of hdr_len bytes into out (whose defaults the caller
  * has already set). Strings are written to scratch, which the caller has

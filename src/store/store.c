@@ -29,13 +29,6 @@
 #include "common/log.h"
 #include "common/mem.h"
 
-void apg_store_set_last_error(struct apg_store *st, const char *msg)
-{
-    pthread_mutex_lock(&st->st_err_mtx);
-    snprintf(st->st_last_error, sizeof(st->st_last_error), "%s", msg);
-    pthread_mutex_unlock(&st->st_err_mtx);
-}
-
 static void *svc_main(void *arg)
 {
     struct apg_store *st = arg;

@@ -60,6 +60,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -378,8 +379,15 @@ static inline void apg_warm_guard(struct apg_store *st, int64_t end)
 /* recover.c */
 apg_err_t apg_recover_open(struct apg_store *st, char *err, size_t errlen);
 
-/* store.c */
-void apg_store_set_last_error(struct apg_store *st, const char *msg);
+/* Records the store's last error for apg_store_stats (flush, retention and
+ * the disk guard set it; any thread). Inline so those files need nothing
+ * from store.c, which starts and stops them. */
+static inline void apg_store_set_last_error(struct apg_store *st, const char *msg)
+{
+    pthread_mutex_lock(&st->st_err_mtx);
+    snprintf(st->st_last_error, sizeof(st->st_last_error), "%s", msg);
+    pthread_mutex_unlock(&st->st_err_mtx);
+}
 
 /* Outcome of scanning one commit-log segment image. */
 enum apg_scan_end {
