@@ -367,13 +367,17 @@ void apg_broker_stop(struct apg_broker *b)
         apg_broker_service_stop(b);
         apg_broker_register(b, true);
     }
-    if (b->br_srv)
-        apg_net_server_stop(b->br_srv);
-    b->br_srv = NULL;
+    /* The loops stop first; the server struct stays until the store is
+     * closed, because the store's ack thread may still post acknowledgements
+     * to the loops until then (each such post is refused and the ack is
+     * dropped with the loop's state below). */
+    apg_net_server_halt(b->br_srv);
     if (b->br_cli)
         apg_net_client_stop(b->br_cli);
     if (b->br_store)
         apg_store_close(b->br_store);
+    apg_net_server_stop(b->br_srv);
+    b->br_srv = NULL;
     if (b->br_topics && b->br_groups && b->br_offsets)
         apg_broker_persist_all(b);
     apg_broker_tables_free(b);

@@ -54,6 +54,7 @@ struct apg_net_server {
     int s_n_loops;
     struct apg_net_loop *s_loops;
     atomic_int s_opaque;
+    bool s_halted; /* loop threads joined; posts fail, the struct stays valid */
 };
 
 /* ------------------------------------------------------------------ */
@@ -885,16 +886,24 @@ static void stop_on_loop(void *arg)
     apg_net_loop_begin_stop(arg, APG_ESHUTDOWN, true);
 }
 
+void apg_net_server_halt(struct apg_net_server *srv)
+{
+    if (!srv || srv->s_halted)
+        return;
+    for (int i = 0; i < srv->s_n_loops; i++)
+        apg_net_loop_post(&srv->s_loops[i], stop_on_loop, &srv->s_loops[i]);
+    for (int i = 0; i < srv->s_n_loops; i++)
+        uv_thread_join(&srv->s_loops[i].l_thread);
+    srv->s_halted = true;
+}
+
 void apg_net_server_stop(struct apg_net_server *srv)
 {
     if (!srv)
         return;
+    apg_net_server_halt(srv);
     for (int i = 0; i < srv->s_n_loops; i++)
-        apg_net_loop_post(&srv->s_loops[i], stop_on_loop, &srv->s_loops[i]);
-    for (int i = 0; i < srv->s_n_loops; i++) {
-        uv_thread_join(&srv->s_loops[i].l_thread);
         apg_net_loop_fini(&srv->s_loops[i]);
-    }
     apg_free(srv->s_name);
     apg_free(srv->s_host);
     apg_free(srv->s_loops);

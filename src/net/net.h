@@ -82,8 +82,12 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
 int apg_net_server_port(const struct apg_net_server *srv);
 int apg_net_server_loop_count(const struct apg_net_server *srv);
 /* Graceful: stops accepting, flushes pending writes (up to 2 s), closes every
- * connection (on_close runs), runs on_loop_stop, joins the threads and frees
- * srv. Must not be called from a loop thread. */
+ * connection (on_close runs), runs on_loop_stop and joins the threads; srv
+ * stays valid and apg_net_server_post answers APG_ESHUTDOWN from then on, so
+ * a producer on another thread (the store's ack thread) can be stopped after
+ * the loops. Idempotent. Must not be called from a loop thread. */
+void apg_net_server_halt(struct apg_net_server *srv);
+/* apg_net_server_halt, then frees srv. Must not be called from a loop thread. */
 void apg_net_server_stop(struct apg_net_server *srv);
 /* Thread-safe: runs fn(arg) on loop loop_idx's thread soon. Returns
  * APG_ESHUTDOWN (fn not called) once the server is stopping. */

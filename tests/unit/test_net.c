@@ -497,6 +497,24 @@ static void test_post_from_other_thread(void **state)
     apg_net_server_stop(srv);
 }
 
+static void never_runs(void *arg)
+{
+    fail_msg("a post after the halt ran");
+}
+
+/* A thread that outlives the loops (the store's ack thread in the broker)
+ * may still post after apg_net_server_halt: the post is refused, nothing
+ * runs, and the server is freed only by apg_net_server_stop. */
+static void test_post_after_halt(void **state)
+{
+    struct apg_net_server *srv = start_server(2, 0, 0);
+    apg_net_server_halt(srv);
+    apg_net_server_halt(srv); /* idempotent */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(apg_net_server_post(srv, i, never_runs, NULL), APG_ESHUTDOWN);
+    apg_net_server_stop(srv);
+}
+
 static void test_client(void **state)
 {
     struct apg_net_server *srv = start_server(1, 0, 0);
@@ -893,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_graceful_stop_flushes),
         cmocka_unit_test(test_post_from_other_thread),
+        cmocka_unit_test(test_post_after_halt),
         cmocka_unit_test(test_client),
         cmocka_unit_test(test_warm_path_does_not_allocate),
         cmocka_unit_test(test_port_in_use),
