@@ -62,7 +62,7 @@ static void job_expire(void *ud, int64_t now_ms)
 void apg_broker_persist_all(struct apg_broker *b)
 {
     job_persist_offsets(b, 0);
-    apg_broker_tables_persist(b);
+    apg_broker_tables_persist(b, true);
 }
 
 void apg_broker_service_kick(struct apg_broker *b, unsigned bits)
