@@ -117,6 +117,8 @@ struct apg_broker {
     pthread_cond_t br_svc_cond;
     bool br_stopping;
     unsigned br_svc_kicks; /* APG_BSVC_* bits, under br_svc_lock */
+    /* A kicked registration waits until then (wall ms, service thread). */
+    int64_t br_reg_not_before;
 
     /* broker_tables.c: the table writer thread and the replies waiting for
      * the table files, under br_wait_lock */
