@@ -135,7 +135,9 @@ void apg_btable_note(struct apg_btable *bt, int op, int64_t version, const char 
                      apg_err_t (*encode)(const void *entry, struct apg_buf *b), const void *entry);
 /* Opens <path>.log for bt after the table file was loaded with data
  * version base_version: replays it through fn (see apg_bjournal_scan),
- * cuts a torn tail off and keeps the file open for appends.
+ * cuts a torn tail off and keeps the file open for appends. Fails only
+ * when the journal exists and cannot be read, or out of memory; when it
+ * cannot be reopened the next commit writes the whole file.
  * *max_version gets the highest applied data version (or base_version). */
 apg_err_t apg_btable_journal_open(struct apg_btable *bt, const char *path, int64_t base_version,
                                   apg_bjournal_apply_fn fn, void *ud, int64_t *max_version,

@@ -15,9 +15,9 @@
  * while a write is under way share the next one, a change costs its own
  * bytes rather than a rewrite of the whole table, and the loops never wait
  * for the disk. The whole file (apg_file_write_atomic) is written when the
- * journal is full, at start and at a clean stop. The writer is its own thread, not a job of the service thread,
- * because registration there is a network call of up to 3 s per NameServer
- * that a parked admin reply should not wait behind.
+ * journal is full, at start and at a clean stop. The writer is its own thread, not a job of the
+ * service thread, because registration there is a network call of up to 3 s per NameServer that a
+ * parked admin reply should not wait behind.
  *
  * Durability of admin changes: as RocketMQ persists topics.json before it
  * answers UPDATE_AND_CREATE_TOPIC, an admin change is answered only once the

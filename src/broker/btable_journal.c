@@ -226,10 +226,14 @@ apg_err_t apg_btable_journal_open(struct apg_btable *bt, const char *path, int64
                      "%s: %s at byte %zu: ignoring the last %zu bytes (the tail of a write a "
                      "crash cut short; changes there were never acknowledged)",
                      bt->bt_jpath, s.bs_stop, s.bs_good, total - s.bs_good);
-    e = jopen(bt, s.bs_good, err, errlen);
-    if (e)
-        return e;
-    bt->bt_jrecords = s.bs_records;
+    /* Not fatal (a read-only directory starts as before): without an open
+     * journal the next commit writes the whole file, which also replaces
+     * a journal that could not be cut. */
+    char jerr[256];
+    if (jopen(bt, s.bs_good, jerr, sizeof(jerr)) == APG_OK)
+        bt->bt_jrecords = s.bs_records;
+    else
+        apg_log_error("broker", "%s; the next change writes the whole table", jerr);
     return APG_OK;
 }
 
