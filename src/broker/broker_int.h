@@ -49,6 +49,19 @@ struct apg_btable {
     uint64_t bt_written;
     apg_btable_hook_fn bt_hook;
     void *bt_hook_ud;
+    /* The change journal (btable_journal.c); unused while bt_jpath is NULL.
+     * Under the table's lock: bt_pending holds the records of changes not
+     * yet appended, bt_pending_n counts them, bt_pending_lost says one
+     * could not be built (the next commit writes the whole file instead).
+     * Persisting thread only: bt_jfd (-1: the next commit writes the whole
+     * file and starts a new journal), bt_jbytes, bt_jrecords. */
+    char *bt_jpath;
+    struct apg_buf bt_pending;
+    uint32_t bt_pending_n;
+    bool bt_pending_lost;
+    int bt_jfd;
+    uint64_t bt_jbytes;
+    uint32_t bt_jrecords;
 };
 
 /* Encodes a whole table as its JSON file; takes the table's lock itself. */
@@ -73,6 +86,72 @@ apg_err_t apg_btable_persist(pthread_mutex_t *lock, struct apg_btable *bt, const
                              uint64_t *upto, char *err, size_t errlen);
 /* The change count of bt, read under lock. */
 uint64_t apg_btable_changes(pthread_mutex_t *lock, struct apg_btable *bt);
+
+/* ---- change journal (btable_journal.c) ---------------------------------- */
+
+/* A journal is <table file>.log: one record per change, appended and made
+ * durable (fdatasync) for every batch of changes, so a change costs its own
+ * few hundred bytes instead of a rewrite of the whole file. Record layout
+ * (big endian, as the remoting frames):
+ *   u32 body length | u32 crc32 of the body | body
+ *   body: u8 op ('U' upsert, 'D' delete) | i64 data version after the
+ *         change | u16 name length | name | for 'U', the entry's JSON object
+ * Replay applies, in order, the records whose data version is above the
+ * version of the loaded file and stops at the first record that is cut
+ * short, fails its CRC or does not decode: that is the torn tail of an
+ * append a crash interrupted, and it and everything after it is ignored
+ * (and cut off the file). */
+#define APG_BJOURNAL_MAX_BYTES (1u << 20)
+#define APG_BJOURNAL_MAX_RECORDS 1000u
+enum { APG_BJ_UPSERT = 'U', APG_BJ_DELETE = 'D' };
+
+/* Applies one replayed record: an upsert (entry is the JSON object) or a
+ * delete (entry NULL) of name. Anything but APG_OK stops the replay; an
+ * error other than APG_ENOMEM marks the record as bad (the tail rule). */
+typedef apg_err_t (*apg_bjournal_apply_fn)(void *ud, int op, const char *name, const json_t *entry);
+
+struct apg_bjournal_scan {
+    size_t bs_good;      /* bytes of whole, valid records */
+    uint32_t bs_records; /* whole, valid records */
+    uint32_t bs_applied; /* of those, applied (above the base version) */
+    int64_t bs_max_version;
+    const char *bs_stop; /* why the scan stopped before the end, or NULL */
+};
+
+/* Starts a record in b (appends its header); the caller appends the JSON
+ * entry for an upsert, then calls apg_bjournal_end with the returned start. */
+apg_err_t apg_bjournal_begin(struct apg_buf *b, int op, int64_t version, const char *name,
+                             size_t *start);
+/* Fills in the length and CRC of the record begun at start. */
+void apg_bjournal_end(struct apg_buf *b, size_t start);
+/* Replays data[0..len) onto a table (see the record layout above). */
+apg_err_t apg_bjournal_scan(const void *data, size_t len, int64_t base_version,
+                            apg_bjournal_apply_fn fn, void *ud, struct apg_bjournal_scan *out);
+
+/* Notes a change in bt's journal buffer (table lock held): encode appends
+ * the entry's JSON (NULL for a delete). A failure is remembered
+ * (bt_pending_lost), not returned: the change is in memory either way. */
+void apg_btable_note(struct apg_btable *bt, int op, int64_t version, const char *name,
+                     apg_err_t (*encode)(const void *entry, struct apg_buf *b), const void *entry);
+/* Opens <path>.log for bt after the table file was loaded with data
+ * version base_version: replays it through fn (see apg_bjournal_scan),
+ * cuts a torn tail off and keeps the file open for appends. Fails only
+ * when the journal exists and cannot be read, or out of memory; when it
+ * cannot be reopened the next commit writes the whole file.
+ * *max_version gets the highest applied data version (or base_version). */
+apg_err_t apg_btable_journal_open(struct apg_btable *bt, const char *path, int64_t base_version,
+                                  apg_bjournal_apply_fn fn, void *ud, int64_t *max_version,
+                                  char *err, size_t errlen);
+/* Makes every change durable: appends the pending records to the journal
+ * and fdatasyncs it, or, when compact, when the journal would pass
+ * APG_BJOURNAL_MAX_BYTES / _RECORDS or after a failure, writes the whole
+ * table file (apg_btable_persist) and empties the journal. Arguments and
+ * *upto as apg_btable_persist. One persisting thread per table. */
+apg_err_t apg_btable_commit(pthread_mutex_t *lock, struct apg_btable *bt, const char *path,
+                            bool compact, apg_btable_encode_fn encode, void *table,
+                            const char *what, uint64_t *upto, char *err, size_t errlen);
+/* Closes the journal and frees its buffer. */
+void apg_btable_journal_close(struct apg_btable *bt);
 
 /* ---- data version ------------------------------------------------------- */
 
@@ -168,8 +247,8 @@ apg_err_t apg_topics_ensure_retry(struct apg_topics *t, const char *group, int32
 apg_err_t apg_topics_ensure_dlq(struct apg_topics *t, const char *topic);
 /* TopicConfigSerializeWrapper JSON: {"dataVersion":..,"topicConfigTable":{..}}. */
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b);
-/* Writes the file if anything changed since the last persist (force: always);
- * *upto (may be NULL) as apg_btable_persist. */
+/* Makes the changes since the last persist durable (force: writes the whole
+ * file and empties the journal); apg_btable_commit. */
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,
                              size_t errlen);
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out);

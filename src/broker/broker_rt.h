@@ -117,6 +117,8 @@ struct apg_broker {
     pthread_cond_t br_svc_cond;
     bool br_stopping;
     unsigned br_svc_kicks; /* APG_BSVC_* bits, under br_svc_lock */
+    /* A kicked registration waits until then (wall ms, service thread). */
+    int64_t br_reg_not_before;
 
     /* broker_tables.c: the table writer thread and the replies waiting for
      * the table files, under br_wait_lock */
@@ -243,10 +245,12 @@ void apg_broker_tables_kick(struct apg_broker *b);
 void apg_broker_reply_when_durable(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req, uint64_t topics_seq,
                                    uint64_t groups_seq);
-/* Writes the changed table files (one coalesced atomic write each) and
- * answers the replies they unblock. The writer thread, or the control
- * thread when the writer is not running. */
-void apg_broker_tables_persist(struct apg_broker *b);
+/* Makes every table change durable (one coalesced journal append and
+ * fdatasync per table, or, when compact or the journal is full, a rewrite
+ * of the whole file: apg_btable_commit) and answers the replies that
+ * unblocks. The writer thread, or the control thread when the writer is
+ * not running. */
+void apg_broker_tables_persist(struct apg_broker *b, bool compact);
 /* Stops the writer, writes what changed and answers the waiting replies
  * (control thread, while the loops still run). */
 void apg_broker_tables_stop(struct apg_broker *b);
@@ -265,7 +269,8 @@ void apg_broker_service_stop(struct apg_broker *b);
 /* Asks the service thread to run the APG_BSVC_* jobs in bits now.
  * Thread-safe. */
 void apg_broker_service_kick(struct apg_broker *b, unsigned bits);
-/* Persists what changed of consumer offsets, topics and groups. */
+/* Persists what changed of consumer offsets, and topics and groups as
+ * whole files (their journals emptied): at start and at stop. */
 void apg_broker_persist_all(struct apg_broker *b);
 
 /* broker_client.c: heartbeats and consumer groups */

@@ -9,13 +9,15 @@
  * heartbeat and a %DLQ% topic from a send-back all take the same way.
  *
  * Persistence is coalesced and off the loop threads: a change only bumps
- * the table's change count; the writer thread encodes the whole table and
- * writes it once (apg_file_write_atomic: fsync, rename, directory fsync)
- * for every change made since its last write, so many changes made while a
- * write is under way share the next one, and the loops never wait for the
- * disk. The writer is its own thread, not a job of the service thread,
- * because registration there is a network call of up to 3 s per NameServer
- * that a parked admin reply should not wait behind.
+ * the table's change count and notes a journal record; the writer thread
+ * appends every record noted since its last write to the table's journal
+ * with one write and one fdatasync (btable_journal.c), so many changes made
+ * while a write is under way share the next one, a change costs its own
+ * bytes rather than a rewrite of the whole table, and the loops never wait
+ * for the disk. The whole file (apg_file_write_atomic) is written when the
+ * journal is full, at start and at a clean stop. The writer is its own thread, not a job of the
+ * service thread, because registration there is a network call of up to 3 s per NameServer that a
+ * parked admin reply should not wait behind.
  *
  * Durability of admin changes: as RocketMQ persists topics.json before it
  * answers UPDATE_AND_CREATE_TOPIC, an admin change is answered only once the
@@ -67,7 +69,7 @@ static void *writer_main(void *arg)
         }
         b->br_tw_kicked = false;
         pthread_mutex_unlock(&b->br_wait_lock);
-        apg_broker_tables_persist(b);
+        apg_broker_tables_persist(b, false);
         pthread_mutex_lock(&b->br_wait_lock);
     }
     pthread_mutex_unlock(&b->br_wait_lock);
@@ -169,11 +171,11 @@ static void answer(struct apg_broker *b, int failed, apg_err_t rc, const char *e
     }
 }
 
-void apg_broker_tables_persist(struct apg_broker *b)
+void apg_broker_tables_persist(struct apg_broker *b, bool compact)
 {
     char err[512];
     uint64_t upto;
-    apg_err_t e = apg_topics_persist(b->br_topics, false, &upto, err, sizeof(err));
+    apg_err_t e = apg_topics_persist(b->br_topics, compact, &upto, err, sizeof(err));
     if (e)
         apg_log_error("broker", "persisting topics failed: %s", err);
     pthread_mutex_lock(&b->br_wait_lock);
@@ -181,7 +183,7 @@ void apg_broker_tables_persist(struct apg_broker *b)
     pthread_mutex_unlock(&b->br_wait_lock);
     if (e)
         answer(b, TBL_TOPICS, e, err);
-    e = apg_groups_persist(b->br_groups, false, &upto, err, sizeof(err));
+    e = apg_groups_persist(b->br_groups, compact, &upto, err, sizeof(err));
     if (e)
         apg_log_error("broker", "persisting subscription groups failed: %s", err);
     pthread_mutex_lock(&b->br_wait_lock);
@@ -201,7 +203,7 @@ void apg_broker_tables_stop(struct apg_broker *b)
     pthread_join(b->br_tw, NULL);
     b->br_tw_started = false;
     /* Answers the replies still waiting while the loops can send them. */
-    apg_broker_tables_persist(b);
+    apg_broker_tables_persist(b, false);
 }
 
 void apg_broker_tables_free(struct apg_broker *b)

@@ -1,6 +1,7 @@
 /* Subscription group table (SubscriptionGroupConfig per consumer group) and
  * <storePathRootDir>/config/subscriptionGroup.json in the
- * SubscriptionGroupWrapper format.
+ * SubscriptionGroupWrapper format, with its change journal
+ * subscriptionGroup.json.log (btable_journal.c) replayed after it at open.
  *
  * Threads: shared by all loops (heartbeats and pulls auto-create groups),
  * one mutex, entries copied out. */
@@ -66,7 +67,8 @@ apg_err_t apg_group_cfg_encode(const struct apg_group_cfg *g, struct apg_buf *b)
     return e;
 }
 
-static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc)
+/* Sets the entry of gc's name, without counting a change. */
+static apg_err_t insert(struct apg_groups *g, const struct apg_group_cfg *gc)
 {
     struct apg_group_cfg *n = apg_malloc(sizeof(*n));
     if (!n)
@@ -78,9 +80,39 @@ static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc
         return APG_ENOMEM;
     }
     apg_free(old);
+    return APG_OK;
+}
+
+static apg_err_t encode_entry(const void *gc, struct apg_buf *b)
+{
+    return apg_group_cfg_encode(gc, b);
+}
+
+/* Caller holds gp_lock. */
+static apg_err_t put_locked(struct apg_groups *g, const struct apg_group_cfg *gc)
+{
+    apg_err_t e = insert(g, gc);
+    if (e)
+        return e;
     apg_dver_next(&g->gp_version);
     g->gp_bt.bt_changes++;
+    apg_btable_note(&g->gp_bt, APG_BJ_UPSERT, g->gp_version.dv_counter, gc->gc_name, encode_entry,
+                    gc);
     return APG_OK;
+}
+
+/* Replays one subscriptionGroup.json.log record (apg_bjournal_apply_fn). */
+static apg_err_t replay(void *ud, int op, const char *name, const json_t *entry)
+{
+    struct apg_groups *g = ud;
+    if (op == APG_BJ_DELETE) {
+        apg_free(apg_smap_del(&g->gp_map, name));
+        return APG_OK;
+    }
+    struct apg_group_cfg gc;
+    if (apg_group_cfg_decode(entry, &gc, NULL, 0) || strcmp(gc.gc_name, name) != 0)
+        return APG_EINVAL;
+    return insert(g, &gc);
 }
 
 struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
@@ -111,12 +143,23 @@ struct apg_groups *apg_groups_open(const char *root, char *err, size_t errlen)
         json_object_foreach(tab, name, k)
         {
             struct apg_group_cfg gc;
-            if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK)
-                put_locked(g, &gc);
+            if (apg_group_cfg_decode(k, &gc, NULL, 0) == APG_OK && insert(g, &gc)) {
+                json_decref(rootj);
+                apg_groups_free(g);
+                apg_errf(APG_ENOMEM, err, errlen, "out of memory loading subscription groups");
+                return NULL;
+            }
         }
-        g->gp_bt.bt_written = g->gp_bt.bt_changes;
         json_decref(rootj);
     }
+    int64_t ver;
+    if (apg_btable_journal_open(&g->gp_bt, g->gp_path, g->gp_version.dv_counter, replay, g, &ver,
+                                err, errlen)) {
+        apg_groups_free(g);
+        return NULL;
+    }
+    if (ver > g->gp_version.dv_counter)
+        g->gp_version.dv_counter = ver;
     return g;
 }
 
@@ -143,6 +186,7 @@ void apg_groups_free(struct apg_groups *g)
     if (!g)
         return;
     apg_smap_clear_free(&g->gp_map, apg_free);
+    apg_btable_journal_close(&g->gp_bt);
     pthread_mutex_destroy(&g->gp_lock);
     apg_free(g->gp_path);
     apg_free(g);
@@ -199,6 +243,7 @@ bool apg_groups_delete(struct apg_groups *g, const char *name)
         apg_free(gc);
         apg_dver_next(&g->gp_version);
         g->gp_bt.bt_changes++;
+        apg_btable_note(&g->gp_bt, APG_BJ_DELETE, g->gp_version.dv_counter, name, NULL, NULL);
     }
     pthread_mutex_unlock(&g->gp_lock);
     if (gc)
@@ -242,6 +287,6 @@ static apg_err_t encode_table(void *table, struct apg_buf *b)
 apg_err_t apg_groups_persist(struct apg_groups *g, bool force, uint64_t *upto, char *err,
                              size_t errlen)
 {
-    return apg_btable_persist(&g->gp_lock, &g->gp_bt, g->gp_path, force, encode_table, g,
-                              "subscription groups", upto, err, errlen);
+    return apg_btable_commit(&g->gp_lock, &g->gp_bt, g->gp_path, force, encode_table, g,
+                             "subscription groups", upto, err, errlen);
 }

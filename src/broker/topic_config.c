@@ -8,8 +8,10 @@
  * copied out. Every change bumps the DataVersion (the NameServer uses it to
  * decide whether routes changed) and the change count, then, with the lock
  * released, calls the table's change hook: the broker's listener
- * (broker_tables.c) re-registers with the NameServers and persists the file
- * from its service thread. */
+ * (broker_tables.c) re-registers with the NameServers and has the table
+ * writer make the change durable. Each change also notes a record for
+ * config/topics.json.log (btable_journal.c), replayed after the file at
+ * open. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,11 @@ apg_err_t apg_topic_cfg_decode(const json_t *j, struct apg_topic_cfg *out, char 
     return APG_OK;
 }
 
+static apg_err_t encode_entry(const void *tc, struct apg_buf *b)
+{
+    return apg_topic_cfg_encode(tc, b);
+}
+
 /* Caller holds tp_lock. */
 static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc)
 {
@@ -72,6 +79,32 @@ static apg_err_t put_locked(struct apg_topics *t, const struct apg_topic_cfg *tc
     apg_free(old);
     apg_dver_next(&t->tp_version);
     t->tp_bt.bt_changes++;
+    apg_btable_note(&t->tp_bt, APG_BJ_UPSERT, t->tp_version.dv_counter, n->tc_name, encode_entry,
+                    n);
+    return APG_OK;
+}
+
+/* Replays one journal record (apg_bjournal_apply_fn); control thread, at open. */
+static apg_err_t replay(void *ud, int op, const char *name, const json_t *entry)
+{
+    struct apg_topics *t = ud;
+    if (op == APG_BJ_DELETE) {
+        apg_free(apg_smap_del(&t->tp_map, name));
+        return APG_OK;
+    }
+    struct apg_topic_cfg tc;
+    if (apg_topic_cfg_decode(entry, &tc, NULL, 0) || strcmp(tc.tc_name, name) != 0)
+        return APG_EINVAL;
+    struct apg_topic_cfg *n = apg_malloc(sizeof(*n));
+    if (!n)
+        return APG_ENOMEM;
+    *n = tc;
+    void *old = NULL;
+    if (apg_smap_put(&t->tp_map, n->tc_name, n, &old)) {
+        apg_free(n);
+        return APG_ENOMEM;
+    }
+    apg_free(old);
     return APG_OK;
 }
 
@@ -102,6 +135,17 @@ static apg_err_t load(struct apg_topics *t, char *err, size_t errlen)
     return APG_OK;
 }
 
+/* The topics.json.log replay after load (see btable_journal.c). */
+static apg_err_t load_journal(struct apg_topics *t, char *err, size_t errlen)
+{
+    int64_t ver;
+    apg_err_t e = apg_btable_journal_open(&t->tp_bt, t->tp_path, t->tp_version.dv_counter, replay,
+                                          t, &ver, err, errlen);
+    if (!e && ver > t->tp_version.dv_counter)
+        t->tp_version.dv_counter = ver;
+    return e;
+}
+
 static void ensure_builtin(struct apg_topics *t, const char *name, int32_t queues, int32_t perm)
 {
     if (apg_smap_get(&t->tp_map, name))
@@ -130,7 +174,7 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
-    if (load(t, err, errlen)) {
+    if (load(t, err, errlen) || load_journal(t, err, errlen)) {
         apg_topics_free(t);
         return NULL;
     }
@@ -179,6 +223,7 @@ void apg_topics_free(struct apg_topics *t)
     if (!t)
         return;
     apg_smap_clear_free(&t->tp_map, apg_free);
+    apg_btable_journal_close(&t->tp_bt);
     pthread_mutex_destroy(&t->tp_lock);
     apg_free(t->tp_path);
     apg_free(t);
@@ -212,6 +257,7 @@ bool apg_topics_delete(struct apg_topics *t, const char *name)
         apg_free(tc);
         apg_dver_next(&t->tp_version);
         t->tp_bt.bt_changes++;
+        apg_btable_note(&t->tp_bt, APG_BJ_DELETE, t->tp_version.dv_counter, name, NULL, NULL);
     }
     pthread_mutex_unlock(&t->tp_lock);
     if (tc)
@@ -384,8 +430,8 @@ static apg_err_t encode_table(void *table, struct apg_buf *b)
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,
                              size_t errlen)
 {
-    return apg_btable_persist(&t->tp_lock, &t->tp_bt, t->tp_path, force, encode_table, t, "topics",
-                              upto, err, errlen);
+    return apg_btable_commit(&t->tp_lock, &t->tp_bt, t->tp_path, force, encode_table, t, "topics",
+                             upto, err, errlen);
 }
 
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out)
