@@ -178,7 +178,7 @@ static void conn_close_slow(struct apg_conn *c, const char *why)
     if (!l->l_warn_ms || now - l->l_warn_ms >= WARN_EVERY_MS) {
         char more[64] = "";
         if (l->l_warn_quiet)
-            snprintf(more, sizeof(more), " (%u more such closes not logged)", l->l_warn_quiet);
+            snprintf(more, sizeof(more), " (and %u more such closes)", l->l_warn_quiet);
         apg_log_warn(l->l_name,
                      "closing connection %s: %s; %zu bytes of the frame received, %zu announced%s",
                      c->c_peer, why, got, announced, more);
@@ -576,6 +576,12 @@ static void on_tick(uv_timer_t *t)
 {
     struct apg_net_loop *l = t->data;
     uint64_t now = uv_now(&l->l_uv);
+    if (l->l_warn_quiet && now - l->l_warn_ms >= WARN_EVERY_MS) {
+        apg_log_warn(l->l_name, "closed %u more connections for slow or incomplete frames",
+                     l->l_warn_quiet);
+        l->l_warn_ms = now;
+        l->l_warn_quiet = 0;
+    }
     for (struct apg_conn *c = l->l_conns, *next; c; c = next) {
         next = c->c_next;
         if (apg_conn_is_closed(c))
