@@ -17,6 +17,13 @@
  *    timer or async callback goes out in the same iteration.
  *  - A connection whose queued output passes APG_NET_HIGH_WATER stops
  *    reading until it drains below APG_NET_LOW_WATER.
+ *  - Slow peers: the input buffer grows with bytes received (a read never
+ *    reserves more than has arrived, beyond READ_CHUNK), an incomplete frame
+ *    left after parsing must complete within l_frame_timeout_ms of its first
+ *    byte (checked by the tick), and its bytes count in the server's
+ *    s_pending; past l_max_pending a loop over its share closes its
+ *    connections with the oldest incomplete frames first. Whole frames skip
+ *    all of it (one predictable branch after parsing).
  *  - Work from other threads arrives through a mutex-protected FIFO and a
  *    uv_async; no per-message thread hand-off happens in the server itself.
  *  - Every loop of a server has its own listening socket bound to the same
@@ -219,6 +226,8 @@ static __attribute__((noinline)) void conn_note_partial(struct apg_conn *c, bool
 {
     struct apg_net_loop *l = c->c_loop;
     size_t left = c->c_in.b_len;
+    if (apg_conn_is_closed(c))
+        return; /* closed while dispatching: its count was dropped then */
     if (!left) {
         c->c_frame_start = 0;
     } else if (consumed || !c->c_frame_start) {
