@@ -171,7 +171,7 @@ static void conn_set_pending(struct apg_conn *c, size_t n)
     c->c_pending = n;
 }
 
-/* Closes c for holding an incomplete frame (why: "did not complete ..."),
+/* Closes c for holding an incomplete frame (why names the limit it hit),
  * with a WARN line naming the peer, the bytes received and announced; at
  * most one line per WARN_EVERY_MS per loop, the others counted. */
 static void conn_close_slow(struct apg_conn *c, const char *why)
