@@ -335,6 +335,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         .max_frame = (size_t)apg_cfg_int(cfg, APG_CFG_frameMaxLength),
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
         .busy_poll_us = (int)apg_cfg_int(cfg, APG_CFG_serverBusyPollUs),
+        .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .on_request = on_request,
         .on_close = on_close,
         .on_read_end = on_read_end,

@@ -17,6 +17,13 @@
  *    timer or async callback goes out in the same iteration.
  *  - A connection whose queued output passes APG_NET_HIGH_WATER stops
  *    reading until it drains below APG_NET_LOW_WATER.
+ *  - Slow peers: the input buffer grows with bytes received (a read never
+ *    reserves more than has arrived, beyond READ_CHUNK), an incomplete frame
+ *    left after parsing must complete within l_frame_timeout_ms of its first
+ *    byte (checked by the tick), and its bytes count in the server's
+ *    s_pending; past l_max_pending a loop over its share closes its
+ *    connections with the oldest incomplete frames first. Whole frames skip
+ *    all of it (one predictable branch after parsing).
  *  - Work from other threads arrives through a mutex-protected FIFO and a
  *    uv_async; no per-message thread hand-off happens in the server itself.
  *  - Every loop of a server has its own listening socket bound to the same
@@ -45,6 +52,9 @@
 /* Connection buffers larger than this are freed on the next tick when empty
  * (they grow back on demand), so one huge frame does not pin memory. */
 #define SHRINK_ABOVE (1u * 1024 * 1024)
+/* At most one slow-peer WARN line per loop this often; the rest are counted
+ * and the count is reported with the next line. */
+#define WARN_EVERY_MS 1000
 
 struct apg_net_server {
     struct apg_net_server_opts s_opts;
@@ -54,7 +64,8 @@ struct apg_net_server {
     int s_n_loops;
     struct apg_net_loop *s_loops;
     atomic_int s_opaque;
-    bool s_halted; /* loop threads joined; posts fail, the struct stays valid */
+    atomic_size_t s_pending; /* incomplete-frame bytes over all loops */
+    bool s_halted;           /* loop threads joined; posts fail, the struct stays valid */
 };
 
 /* ------------------------------------------------------------------ */
@@ -140,6 +151,95 @@ struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
 
 static void loop_maybe_finish(struct apg_net_loop *l);
 
+/* ------------------------------------------------------------------ */
+/* slow peers: incomplete frames                                        */
+
+/* Counts n bytes of an incomplete frame on c in the loop's and the
+ * server's totals (replacing what was counted before). */
+static void conn_set_pending(struct apg_conn *c, size_t n)
+{
+    struct apg_net_loop *l = c->c_loop;
+    if (n == c->c_pending)
+        return;
+    l->l_pending += n - c->c_pending; /* modular arithmetic: also right when n is smaller */
+    if (l->l_pending_total) {
+        if (n > c->c_pending)
+            atomic_fetch_add_explicit(l->l_pending_total, n - c->c_pending, memory_order_relaxed);
+        else
+            atomic_fetch_sub_explicit(l->l_pending_total, c->c_pending - n, memory_order_relaxed);
+    }
+    c->c_pending = n;
+}
+
+/* Closes c for holding an incomplete frame (why names the limit it hit),
+ * with a WARN line naming the peer, the bytes received and announced; at
+ * most one line per WARN_EVERY_MS per loop, the others counted. */
+static void conn_close_slow(struct apg_conn *c, const char *why)
+{
+    struct apg_net_loop *l = c->c_loop;
+    uint64_t now = uv_now(&l->l_uv);
+    size_t got = c->c_in.b_len;
+    size_t announced = 0;
+    if (l->l_codec->cd_read_hint)
+        announced = l->l_codec->cd_read_hint(c->c_in.b_data, got, l->l_max_frame);
+    if (!l->l_warn_ms || now - l->l_warn_ms >= WARN_EVERY_MS) {
+        char more[64] = "";
+        if (l->l_warn_quiet)
+            snprintf(more, sizeof(more), " (and %u more such closes)", l->l_warn_quiet);
+        apg_log_warn(l->l_name,
+                     "closing connection %s: %s; %zu bytes of the frame received, %zu announced%s",
+                     c->c_peer, why, got, announced, more);
+        l->l_warn_ms = now ? now : 1;
+        l->l_warn_quiet = 0;
+    } else {
+        l->l_warn_quiet++;
+    }
+    apg_net_conn_close(c, APG_ECLOSED, false, why);
+}
+
+/* The server holds more incomplete-frame bytes than its cap: while it
+ * does and this loop holds more than its share, close the loop's
+ * connection whose incomplete frame is oldest. A loop under its share
+ * keeps its connections; the loops over it shed at their next read. */
+static void loop_shed(struct apg_net_loop *l)
+{
+    while (atomic_load_explicit(l->l_pending_total, memory_order_relaxed) > l->l_max_pending &&
+           l->l_pending > l->l_pending_share) {
+        struct apg_conn *oldest = NULL;
+        for (struct apg_conn *c = l->l_conns; c; c = c->c_next)
+            if (c->c_pending && !apg_conn_is_closed(c) &&
+                (!oldest || c->c_frame_start < oldest->c_frame_start))
+                oldest = c;
+        if (!oldest)
+            return;
+        char why[128];
+        snprintf(why, sizeof(why), "oldest incomplete frame while %zu bytes of them are buffered",
+                 atomic_load_explicit(l->l_pending_total, memory_order_relaxed));
+        conn_close_slow(oldest, why);
+    }
+}
+
+/* After parsing: what is left in c_in is the start of a frame (or
+ * nothing). Starts its deadline and counts its bytes; consumed says whole
+ * frames went before it, so it began in this read. Out of the hot path. */
+static __attribute__((noinline)) void conn_note_partial(struct apg_conn *c, bool consumed)
+{
+    struct apg_net_loop *l = c->c_loop;
+    size_t left = c->c_in.b_len;
+    if (apg_conn_is_closed(c))
+        return; /* closed while dispatching: its count was dropped then */
+    if (!left) {
+        c->c_frame_start = 0;
+    } else if (consumed || !c->c_frame_start) {
+        uint64_t now = uv_now(&l->l_uv);
+        c->c_frame_start = now ? now : 1;
+    }
+    conn_set_pending(c, left);
+    if (left && l->l_max_pending &&
+        atomic_load_explicit(l->l_pending_total, memory_order_relaxed) > l->l_max_pending)
+        loop_shed(l);
+}
+
 void apg_net_conn_closed(struct apg_conn *c)
 {
     struct apg_net_loop *l = c->c_loop;
@@ -165,6 +265,8 @@ void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info
     else
         apg_log_debug(l->l_name, "closing connection %s: %s", c->c_peer, reason);
     apg_conn_ref(c);
+    conn_set_pending(c, 0);
+    c->c_frame_start = 0;
     c->c_tr->tr_read_stop(c);
     if (l->l_on_close && c->c_connected)
         l->l_on_close(c, l->l_ud);
@@ -201,6 +303,9 @@ static void conn_maybe_resume(struct apg_conn *c)
 {
     if (c->c_paused && !apg_conn_is_closed(c) && apg_conn_pending_bytes(c) < APG_NET_LOW_WATER) {
         c->c_paused = false;
+        /* The peer could not send while reading was stopped. */
+        if (c->c_frame_start)
+            c->c_frame_start = uv_now(&c->c_loop->l_uv);
         apg_net_conn_start(c);
     }
 }
@@ -335,21 +440,28 @@ static void conn_parse(struct apg_conn *c)
         apg_net_conn_close(c, close_err, true, why);
         return;
     }
-    if (c->c_in_off) {
+    bool consumed = c->c_in_off != 0;
+    if (consumed) {
         apg_buf_consume(&c->c_in, c->c_in_off);
         c->c_in_off = 0;
     }
+    if (__builtin_expect(c->c_in.b_len != 0 || c->c_pending != 0, 0))
+        conn_note_partial(c, consumed);
 }
 
 apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap)
 {
     size_t want = READ_CHUNK;
-    /* If the start of a message is buffered, make room for all of it. */
+    /* If the start of a message is buffered, make room for the rest of it,
+     * but never more than what arrived so far: the buffer grows with bytes
+     * received (at most doubling per read), not with what a peer announced. */
     const struct apg_net_codec *cd = c->c_loop->l_codec;
-    if (cd->cd_read_hint) {
+    if (cd->cd_read_hint && c->c_in.b_len > READ_CHUNK) {
         size_t mlen = cd->cd_read_hint(c->c_in.b_data, c->c_in.b_len, c->c_loop->l_max_frame);
         if (mlen > c->c_in.b_len && mlen - c->c_in.b_len > want)
             want = mlen - c->c_in.b_len;
+        if (want > c->c_in.b_len)
+            want = c->c_in.b_len;
     }
     apg_err_t e = apg_buf_reserve(&c->c_in, want);
     if (e)
@@ -473,6 +585,12 @@ static void on_tick(uv_timer_t *t)
 {
     struct apg_net_loop *l = t->data;
     uint64_t now = uv_now(&l->l_uv);
+    if (l->l_warn_quiet && now - l->l_warn_ms >= WARN_EVERY_MS) {
+        apg_log_warn(l->l_name, "closed %u more connections for slow or incomplete frames",
+                     l->l_warn_quiet);
+        l->l_warn_ms = now;
+        l->l_warn_quiet = 0;
+    }
     for (struct apg_conn *c = l->l_conns, *next; c; c = next) {
         next = c->c_next;
         if (apg_conn_is_closed(c))
@@ -489,6 +607,14 @@ static void on_tick(uv_timer_t *t)
             apg_buf_free(&c->c_out);
         if (!c->c_writing && c->c_wbuf.b_cap > SHRINK_ABOVE)
             apg_buf_free(&c->c_wbuf);
+        if (l->l_frame_timeout_ms && c->c_frame_start && !c->c_paused &&
+            now - c->c_frame_start >= l->l_frame_timeout_ms) {
+            char why[96];
+            snprintf(why, sizeof(why), "frame not completed within %llu ms",
+                     (unsigned long long)l->l_frame_timeout_ms);
+            conn_close_slow(c, why);
+            continue;
+        }
         if (l->l_idle_ms && now - c->c_last_active >= l->l_idle_ms && !c->c_writing) {
             char why[96];
             snprintf(why, sizeof(why), "idle for %llu s",
@@ -532,7 +658,11 @@ apg_err_t apg_net_loop_init(struct apg_net_loop *l, int idx)
     uv_check_start(&l->l_check, on_check);
     uint64_t tick = 1000;
     if (l->l_idle_ms && l->l_idle_ms / 4 < tick)
-        tick = l->l_idle_ms / 4 < 50 ? 50 : l->l_idle_ms / 4;
+        tick = l->l_idle_ms / 4;
+    if (l->l_frame_timeout_ms && l->l_frame_timeout_ms / 4 < tick)
+        tick = l->l_frame_timeout_ms / 4;
+    if (tick < 50)
+        tick = 50;
     uv_timer_start(&l->l_tick, on_tick, tick, tick);
     /* The tick must not keep a stopping loop alive by itself; it is closed
      * explicitly when the loop finishes. */
@@ -751,6 +881,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     srv->s_n_loops = opts->n_loops;
     srv->s_loops = apg_calloc(opts->n_loops, sizeof(*srv->s_loops));
     atomic_init(&srv->s_opaque, 1);
+    atomic_init(&srv->s_pending, 0);
     if (!srv->s_name || !srv->s_host || !srv->s_loops) {
         apg_free(srv->s_name);
         apg_free(srv->s_host);
@@ -807,6 +938,10 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         l->l_codec = opts->codec ? opts->codec : &apg_net_remoting;
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
         l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
+        l->l_frame_timeout_ms = opts->frame_timeout_ms;
+        l->l_max_pending = opts->max_pending_bytes;
+        l->l_pending_share = opts->max_pending_bytes / (size_t)srv->s_n_loops;
+        l->l_pending_total = &srv->s_pending;
         l->l_busy_poll_ns = opts->busy_poll_us > 0 ? (int64_t)opts->busy_poll_us * 1000 : 0;
         l->l_opaque = &srv->s_opaque;
         l->l_on_request = opts->on_request;
@@ -871,6 +1006,11 @@ int apg_net_server_port(const struct apg_net_server *srv)
 int apg_net_server_loop_count(const struct apg_net_server *srv)
 {
     return srv->s_n_loops;
+}
+
+size_t apg_net_server_pending_bytes(const struct apg_net_server *srv)
+{
+    return atomic_load_explicit(&((struct apg_net_server *)srv)->s_pending, memory_order_relaxed);
 }
 
 apg_err_t apg_net_server_post(struct apg_net_server *srv, int loop_idx, void (*fn)(void *arg),

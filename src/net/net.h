@@ -49,6 +49,14 @@ struct apg_net_server_opts {
     const struct apg_net_codec *codec;
     size_t max_frame;   /* 0 = APG_FRAME_MAX_DEFAULT */
     int idle_timeout_s; /* close a connection idle both ways this long; 0 = never */
+    /* Close a connection that has not completed a frame this long after the
+     * frame's first byte arrived (trickling does not count as progress);
+     * 0 = no deadline. */
+    uint32_t frame_timeout_ms;
+    /* Cap on the bytes of incomplete frames buffered over all connections
+     * of the server; past it the connections holding the oldest incomplete
+     * frames are closed first. 0 = no cap. */
+    size_t max_pending_bytes;
     /* After a loop iteration that read requests, keep polling without
      * sleeping for up to this many microseconds while more arrive (0 = always
      * sleep). Saves the wake-up of a halted vCPU per request for
@@ -81,6 +89,9 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
 /* The port actually bound (useful with port 0). Thread-safe. */
 int apg_net_server_port(const struct apg_net_server *srv);
 int apg_net_server_loop_count(const struct apg_net_server *srv);
+/* Bytes of incomplete frames buffered over the server's connections now
+ * (what max_pending_bytes caps). Thread-safe. */
+size_t apg_net_server_pending_bytes(const struct apg_net_server *srv);
 /* Graceful: stops accepting, flushes pending writes (up to 2 s), closes every
  * connection (on_close runs), runs on_loop_stop and joins the threads; srv
  * stays valid and apg_net_server_post answers APG_ESHUTDOWN from then on, so

@@ -52,7 +52,14 @@ struct apg_net_loop {
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
     uint64_t l_idle_ms;
-    atomic_int *l_opaque; /* the owner's request id counter (remoting) */
+    uint64_t l_frame_timeout_ms;    /* 0 = no deadline to complete a frame */
+    size_t l_max_pending;           /* this server's cap on incomplete-frame bytes; 0 = none */
+    size_t l_pending_share;         /* l_max_pending / loops: what a loop may keep over the cap */
+    size_t l_pending;               /* incomplete-frame bytes on this loop's connections */
+    atomic_size_t *l_pending_total; /* the server's sum of l_pending; NULL for the client */
+    uint64_t l_warn_ms;             /* rate limit of the slow-peer WARN lines */
+    unsigned l_warn_quiet;          /* lines suppressed since the last one */
+    atomic_int *l_opaque;           /* the owner's request id counter (remoting) */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
     void (*l_on_read_end)(struct apg_conn *c, void *ud);
@@ -88,6 +95,8 @@ struct apg_conn {
     uv_write_t c_wreq;     /* the transport's one write in flight */
 
     uint64_t c_last_active;
+    uint64_t c_frame_start; /* uv_now when the buffered incomplete frame began; 0 = none */
+    size_t c_pending;       /* c_in bytes counted in l_pending (an incomplete frame) */
     uint64_t c_connect_deadline;
     char c_peer[64];
     char *c_addr; /* outbound: the "host:port" it was asked for */

@@ -16,6 +16,8 @@
 #include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +175,8 @@ static void on_loop_start(int idx, uv_loop_t *loop, void *ud)
 }
 
 static int g_busy_poll_us;
+static uint32_t g_frame_timeout_ms;
+static size_t g_max_pending;
 
 static struct apg_net_server *start_server(int n_loops, size_t max_frame, int idle_s)
 {
@@ -184,6 +188,8 @@ static struct apg_net_server *start_server(int n_loops, size_t max_frame, int id
         .n_loops = n_loops,
         .max_frame = max_frame,
         .idle_timeout_s = idle_s,
+        .frame_timeout_ms = g_frame_timeout_ms,
+        .max_pending_bytes = g_max_pending,
         .on_request = on_request,
         .on_close = on_close,
         .on_loop_start = on_loop_start,
@@ -441,6 +447,154 @@ static void test_idle_timeout(void **state)
     double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
     assert_true(s >= 0.9);
     assert_true(s < 3.0);
+    close(fd);
+    apg_net_server_stop(srv);
+}
+
+/* ---- slow peers: frame deadline, pending-bytes cap, buffer growth ---- */
+
+static struct apg_net_server *start_slow(uint32_t frame_timeout_ms, size_t max_pending)
+{
+    g_frame_timeout_ms = frame_timeout_ms;
+    g_max_pending = max_pending;
+    struct apg_net_server *srv = start_server(1, 0, 0);
+    g_frame_timeout_ms = 0;
+    g_max_pending = 0;
+    return srv;
+}
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* True once the server closed fd (EOF or reset), waiting up to ms. */
+static bool closed_within(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, ms) <= 0)
+        return false;
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN);
+}
+
+/* Waits until the server counts exactly want incomplete-frame bytes. */
+static void wait_pending(struct apg_net_server *srv, size_t want)
+{
+    for (int i = 0; i < 500 && apg_net_server_pending_bytes(srv) != want; i++)
+        usleep(10 * 1000);
+    assert_int_equal(apg_net_server_pending_bytes(srv), want);
+}
+
+/* An echo request with a body of n bytes. */
+static void echo_frame(struct apg_buf *out, int32_t opaque, size_t n)
+{
+    struct apg_rcmd c;
+    apg_rcmd_init_request(&c, 1, opaque, APG_SER_JSON);
+    uint8_t *body = calloc(1, n + 1);
+    assert_int_equal(apg_rcmd_encode(&c, body, (uint32_t)n, out), APG_OK);
+    free(body);
+}
+
+static void test_frame_timeout(void **state)
+{
+    struct apg_net_server *srv = start_slow(300, 0);
+    int port = apg_net_server_port(srv);
+    int slow = connect_to(port);
+    int ok = connect_to(port);
+    /* slow announces a frame and trickles a byte every 50 ms: activity, but
+     * no frame completes, so it is closed after ~300 ms. */
+    struct apg_buf big = APG_BUF_INIT;
+    echo_frame(&big, 1, 4000);
+    write_all(slow, big.b_data, 100);
+    double t0 = mono_s();
+    size_t off = 100;
+    bool closed = false;
+    while (!closed && mono_s() - t0 < 3.0) {
+        send(slow, big.b_data + off++, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        closed = closed_within(slow, 50);
+    }
+    double took = mono_s() - t0;
+    assert_true(closed);
+    assert_true(took >= 0.25);
+    assert_true(took < 2.0);
+    /* ok sends each frame in two halves 100 ms apart, for longer than the
+     * deadline: every frame completes in time, so it stays open. */
+    struct rframe f = {0};
+    for (int i = 0; i < 6; i++) {
+        struct apg_buf b = APG_BUF_INIT;
+        echo_frame(&b, 10 + i, 500);
+        write_all(ok, b.b_data, b.b_len / 2);
+        usleep(100 * 1000);
+        write_all(ok, b.b_data + b.b_len / 2, b.b_len - b.b_len / 2);
+        assert_int_equal(read_frame(ok, &f), 0);
+        assert_int_equal(f.cmd.opaque, 10 + i);
+        apg_buf_free(&b);
+    }
+    assert_int_equal(apg_net_server_pending_bytes(srv), 0);
+    free(f.data);
+    apg_buf_free(&big);
+    close(slow);
+    close(ok);
+    apg_net_server_stop(srv);
+}
+
+static void test_pending_cap_closes_oldest(void **state)
+{
+    struct apg_net_server *srv = start_slow(0, 200 * 1024);
+    int port = apg_net_server_port(srv);
+    struct apg_buf fr[3] = {APG_BUF_INIT, APG_BUF_INIT, APG_BUF_INIT};
+    int fd[3];
+    size_t part = 80 * 1024;
+    for (int i = 0; i < 3; i++) {
+        echo_frame(&fr[i], 100 + i, 150 * 1024);
+        fd[i] = connect_to(port);
+        write_all(fd[i], fr[i].b_data, part);
+        if (i < 2) {
+            wait_pending(srv, (i + 1) * part);
+            usleep(20 * 1000); /* distinct start times */
+        }
+    }
+    /* The third partial frame passes the cap: the oldest (fd[0]) goes. */
+    assert_true(closed_within(fd[0], 2000));
+    wait_pending(srv, 2 * part);
+    /* The other two complete their frames and are answered. */
+    struct rframe f = {0};
+    for (int i = 1; i < 3; i++) {
+        write_all(fd[i], fr[i].b_data + part, fr[i].b_len - part);
+        assert_int_equal(read_frame(fd[i], &f), 0);
+        assert_int_equal(f.cmd.opaque, 100 + i);
+        assert_int_equal(f.cmd.body_len, 150 * 1024);
+    }
+    wait_pending(srv, 0);
+    free(f.data);
+    for (int i = 0; i < 3; i++) {
+        apg_buf_free(&fr[i]);
+        close(fd[i]);
+    }
+    apg_net_server_stop(srv);
+}
+
+/* A peer announcing a 16 MiB frame and sending 100 KiB of it costs about
+ * what it sent, not what it announced. */
+static void test_buffer_grows_with_bytes_received(void **state)
+{
+    struct apg_net_server *srv = start_slow(0, 0);
+    int fd = connect_to(apg_net_server_port(srv));
+    usleep(50 * 1000);
+    int64_t before = apg_mem_in_use();
+    size_t sent = 100 * 1024;
+    uint8_t *p = calloc(1, sent);
+    apg_wbe32(p, APG_FRAME_MAX_DEFAULT - 4);
+    apg_wbe32(p + 4, 100);
+    write_all(fd, p, sent);
+    wait_pending(srv, sent);
+    int64_t grew = apg_mem_in_use() - before;
+    assert_true(grew < 1024 * 1024);
+    free(p);
     close(fd);
     apg_net_server_stop(srv);
 }
@@ -909,6 +1063,9 @@ int main(void)
         cmocka_unit_test(test_oversized_frame),
         cmocka_unit_test(test_server_initiated_request),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_frame_timeout),
+        cmocka_unit_test(test_pending_cap_closes_oldest),
+        cmocka_unit_test(test_buffer_grows_with_bytes_received),
         cmocka_unit_test(test_graceful_stop_flushes),
         cmocka_unit_test(test_post_from_other_thread),
         cmocka_unit_test(test_post_after_halt),
