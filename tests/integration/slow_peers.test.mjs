@@ -82,6 +82,7 @@ test(`${N} trickling connections: RSS bounded, normal requests served, closed at
         const s = await open(srv.port);
         watchClose(s);
         s.write(announce(1024));
+        s.sentAt = Date.now(); // its frame deadline runs from here
         socks.push(s);
     }
     const opened = Date.now();
@@ -99,16 +100,19 @@ test(`${N} trickling connections: RSS bounded, normal requests served, closed at
         const rss = rssMB();
         const open_ = socks.filter((s) => !s.closedAt).length;
         console.log(`# ${N} trickling connections: VmRSS ${rss.toFixed(1)} MB (before ${base.toFixed(1)} MB), ` +
-            `${open_} open, worst normal round trip ${worstRtt} ms`);
-        assert.equal(open_, N, 'tricklers closed before the frame deadline');
+            `${open_} open, worst normal round trip ${worstRtt} ms, opened in ${opened - socks[0].sentAt} ms`);
+        // On a loaded machine opening them all can take seconds, so the first
+        // ones may reach their deadline by now; none may go before it.
+        const early = socks.filter((s) => s.closedAt && s.closedAt - s.sentAt < FRAME_TIMEOUT_MS - 1000);
+        assert.equal(early.length, 0, `${early.length} tricklers closed before their frame deadline`);
         assert.ok(rss <= RSS_BOUND_MB, `VmRSS ${rss.toFixed(1)} MB > ${RSS_BOUND_MB} MB`);
         // The frame deadline closes every one of them, trickling or not.
         const until = opened + FRAME_TIMEOUT_MS + 5000;
         while (socks.some((s) => !s.closedAt) && Date.now() < until) await sleep(100);
         const left = socks.filter((s) => !s.closedAt).length;
         assert.equal(left, 0, `${left} trickling connections still open after the frame deadline`);
-        const first = Math.min(...socks.map((s) => s.closedAt)) - opened;
-        assert.ok(first >= FRAME_TIMEOUT_MS - 2000, `closed after ${first} ms, before the deadline`);
+        const first = Math.min(...socks.map((s) => s.closedAt - s.sentAt));
+        assert.ok(first >= FRAME_TIMEOUT_MS - 1000, `closed after ${first} ms, before the deadline`);
         const out = await srv.waitOutput(/frame not completed within/);
         const lines = out.split('\n').filter((l) => /frame not completed within/.test(l));
         assert.ok(lines.length < N / 4, `${lines.length} WARN lines for ${N} closes: not rate-limited`);
