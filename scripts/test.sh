@@ -7,6 +7,9 @@
 #   4. the unit tests again under ASan + UBSan
 #   5. the threaded unit tests and two integration suites under ThreadSanitizer
 #   6. a short libFuzzer smoke run of every harness in tests/fuzz
+# A node test file that fails does not stop the run; the last line counts
+# "tests: N passed, M failed, K skipped" and the script fails if any test
+# failed or a node test skipped without a line in tests/skips.txt.
 # APOGEE_TEST_LONG=1 runs the long variants (more crash cycles, longer fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +30,41 @@ count_ctest() { # ctest's "NN% tests passed, F tests failed out of N"
     passed=$((passed + ${n:-0} - ${f:-0}))
     failed=$((failed + ${f:-0}))
 }
-count_node() { # node --test's "# pass N" / "# fail N"
+skipped=0
+: >"$logs/unlisted"
+# node --test prints "ok N - name # SKIP reason" (or "# TODO") for a skipped test
+# or a skipped suite, at any depth; a skipped suite counts once, since its
+# tests never run. Each must be listed in tests/skips.txt as
+# "file | name | reason" (reason not empty), or the run fails.
+count_node_skips() { # log file
+    local name
+    while IFS= read -r name; do
+        skipped=$((skipped + 1))
+        if ! grep -v '^#' tests/skips.txt 2>/dev/null | F="$2" N="$name" awk -F' [|] ' \
+            '$1 == ENVIRON["F"] && $2 == ENVIRON["N"] && $3 ~ /[^ ]/ { ok = 1 } END { exit !ok }'; then
+            echo "$2 | $name" >>"$logs/unlisted"
+        fi
+    done < <(sed -nE 's/^ *ok [0-9]+ - (.*) # (SKIP|TODO)( .*)?$/\1/p' "$1")
+}
+count_node() { # log file exit-status: node --test's "# pass N" / "# fail N"
     local p f
     p=$(grep -E '^# pass [0-9]+' "$1" | tail -n 1 | awk '{print $3}')
     f=$(grep -E '^# fail [0-9]+' "$1" | tail -n 1 | awk '{print $3}')
+    # A failing before/after hook (a server that did not exit 0 after SIGTERM)
+    # fails the file with "# fail 0": count the file as one failure.
+    if [ "$3" != 0 ] && [ "${f:-0}" = 0 ]; then
+        echo "$2: node exited with status $3 and no failed test: a hook or the file failed"
+        f=1
+    fi
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
+    count_node_skips "$1" "$2"
+}
+run_node() { # file [VAR=value...]: one node test file, counted; a failure does not stop the run
+    local t=$1 rc=0
+    shift
+    env "$@" node --test "$t" | tee "$logs/node.log" || rc=${PIPESTATUS[0]}
+    count_node "$logs/node.log" "$t" "$rc"
 }
 
 step "dependencies"
@@ -68,8 +100,7 @@ mapfile -t jstests < <(ls tests/integration/*.test.mjs tests/interop/*.test.mjs 
 # Node 18 has no --test-concurrency.
 for t in "${jstests[@]}"; do
     echo "--- $t"
-    node --test "$t" | tee "$logs/node.log"
-    count_node "$logs/node.log"
+    run_node "$t"
 done
 
 step "unit tests under ASan + UBSan"
@@ -84,9 +115,8 @@ for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.te
     tests/integration/broker_retry.test.mjs \
     tests/interop/ali_ons.test.mjs; do
     echo "--- $t (ASan)"
-    APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 node --test "$t" | tee "$logs/node.log"
-    count_node "$logs/node.log"
+    run_node "$t" APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 done
 
 step "ThreadSanitizer: threaded unit tests and an integration subset"
@@ -107,9 +137,7 @@ count_ctest "$logs/tsan.log"
 mkdir -p "$logs/tsan"
 for t in tests/integration/broker_pipeline.test.mjs tests/integration/client_examples.test.mjs; do
     echo "--- $t (TSan)"
-    APOGEE_BIN="$root/build-tsan/apogee" TSAN_OPTIONS="$tsan_opts:log_path=$logs/tsan/report" \
-        node --test "$t" | tee "$logs/node.log"
-    count_node "$logs/node.log"
+    run_node "$t" APOGEE_BIN="$root/build-tsan/apogee" TSAN_OPTIONS="$tsan_opts:log_path=$logs/tsan/report"
 done
 # A race in a server's shutdown, after its test passed, fails nothing above;
 # show it here so it is not lost.
@@ -135,5 +163,11 @@ if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
     done
 fi
 
-step "all tests passed"
-echo "tests: $passed passed, $failed failed"
+step "result"
+if [ -s "$logs/unlisted" ]; then
+    echo "skipped tests not listed with a reason in tests/skips.txt (file | name | reason):"
+    sort -u "$logs/unlisted"
+fi
+unlisted=$(sort -u "$logs/unlisted" | wc -l)
+echo "tests: $passed passed, $failed failed, $skipped skipped ($unlisted not in tests/skips.txt)"
+[ "$failed" = 0 ] && [ ! -s "$logs/unlisted" ]

@@ -10,11 +10,13 @@
 //   apogee <subcommand> --storePathRootDir=<dir> --bindAddress=127.0.0.1 --<portArg>=<port> ...args
 // where <dir> is a fresh mkdtemp directory (or opts.dir to reuse one, e.g. for restart tests)
 // and waits until the port accepts connections. stop() sends SIGTERM (then SIGKILL after
-// opts.stopTimeoutMs), waits for exit and removes the temp dir (unless opts.keepDir). Every
+// opts.stopTimeoutMs), waits for exit and removes the temp dir (unless opts.keepDir); after
+// SIGTERM it rejects unless the process exited with status 0 (opts.anyExit accepts any exit),
+// so a crash or sanitizer abort at shutdown fails the test that stops the server. Every
 // process still running when node exits is killed and its dir removed.
 //
 // opts: { port, portArg = 'listenPort', dir, keepDir, env, startTimeoutMs = 10000,
-//         stopTimeoutMs = 5000, extraPorts: { argName: port } }
+//         stopTimeoutMs = 5000, extraPorts: { argName: port }, anyExit }
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -107,6 +109,12 @@ export async function startApogee(subcommand, args = [], opts = {}) {
                 clearTimeout(t);
                 live.delete(entry);
                 if (!entry.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+                // A graceful stop that does not end in exit 0 (a sanitizer abort or a crash
+                // during shutdown, a hang that needed SIGKILL) fails the caller.
+                if (signal === 'SIGTERM' && !opts.anyExit && r.code !== 0) {
+                    throw new Error(`apogee ${argv.join(' ')}: exited with code ${r.code} signal ` +
+                        `${r.sig} after SIGTERM\n--- output ---\n${out.slice(-4000)}`);
+                }
                 return r;
             }
             live.delete(entry);

@@ -460,6 +460,82 @@ static void test_decode_frame_errors(void **state)
     assert_err_contains("empty header");
 }
 
+/* The header-length word against the bytes that follow it: a header that
+ * fills the frame exactly, one byte short of it (a one-byte body), one byte
+ * and four bytes past it, 0, and the 24-bit maximum with a frame that really
+ * holds it. */
+static apg_err_t decode_hlen(size_t json_len, uint32_t hlen_word, const char *body)
+{
+    size_t n = mkframe(g_frame, APG_SER_JSON, ROUTE_REQ, json_len, body, strlen(body));
+    apg_wbe32(g_frame + 4, hlen_word);
+    g_err[0] = '\0';
+    memset(&g_cmd, 0, sizeof(g_cmd));
+    return apg_rcmd_decode(g_frame, n, &g_cmd, g_scratch, SCRATCH, g_err, sizeof(g_err));
+}
+
+static void test_decode_header_length_bounds(void **state)
+{
+    size_t jl = strlen(ROUTE_REQ);
+    /* exactly the remaining bytes: no body */
+    assert_int_equal(decode_hlen(jl, (uint32_t)jl, ""), APG_OK);
+    assert_int_equal(g_cmd.code, 105);
+    assert_int_equal(g_cmd.body_len, 0);
+    assert_null(g_cmd.body);
+    /* one less than the remaining bytes: the last byte is the body */
+    assert_int_equal(decode_hlen(jl, (uint32_t)jl, "B"), APG_OK);
+    assert_int_equal(g_cmd.body_len, 1);
+    assert_memory_equal(g_cmd.body, "B", 1);
+    /* the remaining bytes are the header plus a space, declared as header */
+    assert_int_equal(decode_hlen(jl, (uint32_t)jl + 1, " "), APG_OK);
+    assert_int_equal(g_cmd.code, 105);
+    assert_int_equal(g_cmd.body_len, 0);
+    /* one more than the remaining bytes (the buffer past the frame holds
+     * valid bytes, so only the bound can refuse it) */
+    memset(g_frame, ' ', 8 + jl + 16);
+    assert_int_equal(decode_hlen(jl, (uint32_t)jl + 1, ""), APG_EPROTO);
+    assert_err_contains("header length");
+    assert_err_contains("exceeds frame length");
+    assert_int_equal(decode_hlen(jl, (uint32_t)jl + 2, " "), APG_EPROTO);
+    assert_err_contains("exceeds frame length");
+    for (uint32_t k = 1; k <= 8; k++) {
+        assert_int_equal(decode_hlen(jl, (uint32_t)jl + k, ""), APG_EPROTO);
+        assert_err_contains("exceeds frame length");
+    }
+    /* 0: everything after the two words is body; an empty JSON header is an
+     * error, an empty ROCKETMQ header too, neither reads the body as one */
+    assert_int_equal(decode_hlen(jl, 0, ""), APG_EPROTO);
+    assert_err_contains("empty header");
+    size_t n = mkframe(g_frame, APG_SER_ROCKETMQ, "", 0, "body", 4);
+    assert_int_equal(apg_rcmd_decode(g_frame, n, &g_cmd, g_scratch, SCRATCH, g_err, sizeof(g_err)),
+                     APG_EPROTO);
+    /* the 24-bit maximum, in a frame that holds it and a one-byte body */
+    size_t max = 0x00FFFFFF;
+    uint8_t *big = malloc(8 + max + 1);
+    char *sc = malloc(apg_rcmd_scratch_need(max));
+    assert_non_null(big);
+    assert_non_null(sc);
+    memset(big, ' ', 8 + max + 1);
+    apg_wbe32(big, (uint32_t)(4 + max + 1));
+    apg_wbe32(big + 4, (uint32_t)max);
+    memcpy(big + 8, ROUTE_REQ, jl);
+    big[8 + max] = 'Z';
+    assert_int_equal(apg_rcmd_decode(big, 8 + max + 1, &g_cmd, sc, apg_rcmd_scratch_need(max),
+                                     g_err, sizeof(g_err)),
+                     APG_OK);
+    assert_int_equal(g_cmd.code, 105);
+    assert_int_equal(g_cmd.body_len, 1);
+    assert_int_equal(g_cmd.body[0], 'Z');
+    /* the same header with no byte after it: the maximum fills the frame */
+    apg_wbe32(big, (uint32_t)(4 + max));
+    assert_int_equal(
+        apg_rcmd_decode(big, 8 + max, &g_cmd, sc, apg_rcmd_scratch_need(max), g_err, sizeof(g_err)),
+        APG_OK);
+    assert_int_equal(g_cmd.body_len, 0);
+    free(sc);
+    free(big);
+    (void)state;
+}
+
 static void test_decode_scratch_too_small(void **state)
 {
     size_t n = mkframe(g_frame, 0, ROUTE_REQ, strlen(ROUTE_REQ), NULL, 0);
@@ -1074,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_json_alions_send),
         cmocka_unit_test(test_decode_frame_errors),
         cmocka_unit_test(test_decode_scratch_too_small),
+        cmocka_unit_test(test_decode_header_length_bounds),
         cmocka_unit_test(test_bin_decode),
         cmocka_unit_test(test_bin_signed_and_empty),
         cmocka_unit_test(test_bin_malformed),
