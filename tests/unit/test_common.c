@@ -119,6 +119,63 @@ static void test_args_and_file(void **state)
     unlink(path);
 }
 
+/* RocketMQ 4.0-4.5.1 spelled the segment sizes mapedFileSize*: a broker.conf
+ * of that time sets the key, and -p says which spelling did. */
+static void test_legacy_aliases(void **state)
+{
+    char path[] = "/tmp/apogee-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "mapedFileSizeCommitLog=67108864\n"
+                       "mapedFileSizeConsumeQueue = 120000\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    assert_int_equal(apg_config_load_file(br, path, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeCommitLog), 67108864);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeConsumeQueue), 120000);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    apg_config_print(br, out);
+    fclose(out);
+    assert_non_null(
+        strstr(buf, "\nmappedFileSizeCommitLog=67108864  # file, as mapedFileSizeCommitLog\n"));
+    assert_non_null(
+        strstr(buf, "\nmappedFileSizeConsumeQueue=120000  # file, as mapedFileSizeConsumeQueue\n"));
+    free(buf);
+
+    /* The command line wins over the file in either spelling, and the
+     * alias is validated like the key. */
+    bool print_only;
+    char *argv[] = {"--mappedFileSizeCommitLog=33554432", "--mapedFileSizeConsumeQueue", "6000"};
+    assert_int_equal(apg_config_parse_args(br, 3, argv, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeCommitLog), 33554432);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeConsumeQueue), 6000);
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    apg_config_print(br, out);
+    fclose(out);
+    assert_non_null(strstr(buf, "\nmappedFileSizeCommitLog=33554432  # command line\n"));
+    assert_non_null(strstr(
+        buf, "\nmappedFileSizeConsumeQueue=6000  # command line, as mapedFileSizeConsumeQueue\n"));
+    free(buf);
+    assert_int_equal(
+        apg_config_set(br, "mapedFileSizeCommitLog", "12", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ECONFIG);
+    assert_non_null(strstr(err, "out of range"));
+    /* A namesrv has no segment sizes, in any spelling. */
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    assert_int_equal(
+        apg_config_set(ns, "mapedFileSizeCommitLog", "67108864", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ENOTFOUND);
+    apg_config_free(ns);
+    apg_config_free(br);
+    unlink(path);
+}
+
 struct kv_list {
     int n;
     char k[8][64];
@@ -301,7 +358,8 @@ int main(void)
         cmocka_unit_test(test_args_and_file),     cmocka_unit_test(test_properties_syntax),
         cmocka_unit_test(test_java_hash),         cmocka_unit_test(test_crc32),
         cmocka_unit_test(test_buf_and_mem),       cmocka_unit_test(test_path_and_clock),
-        cmocka_unit_test(test_log_limit),         cmocka_unit_test(test_log_limit_threads),
+        cmocka_unit_test(test_legacy_aliases),    cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_log_limit_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
