@@ -89,7 +89,7 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
     const char *name = apg_req_code_name(req->code);
     snprintf(remark, sizeof(remark), " request type %d%s%s%s not supported", req->code,
              name ? " (" : "", name ? name : "", name ? ")" : "");
-    apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, remark);
+    apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, remark);
 }
 
 static void on_read_end(struct apg_conn *c, void *ud)

@@ -13,11 +13,11 @@
 #include "common/log.h"
 #include "common/mem.h"
 
-static void reply_body(struct apg_conn *c, const struct apg_rcmd *req, apg_err_t e,
-                       struct apg_buf *out)
+static void reply_body(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                       apg_err_t e, struct apg_buf *out)
 {
     if (e)
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
     else if (!apg_rcmd_is_oneway(req))
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out->b_data, (uint32_t)out->b_len);
 }
@@ -27,17 +27,17 @@ static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct 
     char err[400];
     const char *topic = apg_rcmd_ext_get(req, "topic");
     if (!topic) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "UPDATE_AND_CREATE_TOPIC needs topic");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "UPDATE_AND_CREATE_TOPIC needs topic");
         return;
     }
     if (apg_name_check_topic(topic, err, sizeof(err))) {
-        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, err);
         return;
     }
     if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION,
-                         "TBW102 is the auto-create template; configure it with "
-                         "autoCreateTopicEnable and defaultTopicQueueNums");
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION,
+                          "TBW102 is the auto-create template; configure it with "
+                          "autoCreateTopicEnable and defaultTopicQueueNums");
         return;
     }
     struct apg_topic_cfg tc = {0};
@@ -57,11 +57,11 @@ static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct 
         tc.tc_write_queues > 1024) {
         snprintf(err, sizeof(err), "queue counts must be 1..1024 (read %d, write %d)",
                  tc.tc_read_queues, tc.tc_write_queues);
-        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, err);
         return;
     }
     if (apg_topics_put(b->br_topics, &tc)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
     apg_log_info("broker", "topic %s created/updated: %d/%d queues, perm %d", topic,
@@ -73,11 +73,11 @@ static void delete_topic(struct apg_broker *b, struct apg_conn *c, const struct 
 {
     const char *topic = apg_rcmd_ext_get(req, "topic");
     if (!topic) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_TOPIC_IN_BROKER needs topic");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "DELETE_TOPIC_IN_BROKER needs topic");
         return;
     }
     if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, "TBW102 cannot be deleted");
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, "TBW102 cannot be deleted");
         return;
     }
     apg_topics_delete(b->br_topics, topic);
@@ -90,26 +90,26 @@ static void create_group(struct apg_broker *b, struct apg_conn *c, const struct 
 {
     char err[400];
     if (!req->body || !req->body_len) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP needs a SubscriptionGroupConfig "
-                         "JSON body");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP needs a SubscriptionGroupConfig "
+                          "JSON body");
         return;
     }
     json_t *j = apg_json_parse((const char *)req->body, req->body_len, err, sizeof(err));
     struct apg_group_cfg gc;
     if (!j || apg_group_cfg_decode(j, &gc, err, sizeof(err))) {
         json_decref(j);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, err);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, err);
         return;
     }
     json_decref(j);
     if (apg_name_check_group(gc.gc_name, err, sizeof(err))) {
-        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, err);
+        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, err);
         return;
     }
     if (apg_groups_put(b->br_groups, &gc) ||
         apg_topics_ensure_retry(b->br_topics, gc.gc_name, gc.gc_retry_queues)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
     apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics),
@@ -120,7 +120,8 @@ static void delete_group(struct apg_broker *b, struct apg_conn *c, const struct 
 {
     const char *g = apg_rcmd_ext_get(req, "groupName");
     if (!g) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "DELETE_SUBSCRIPTIONGROUP needs groupName");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "DELETE_SUBSCRIPTIONGROUP needs groupName");
         return;
     }
     apg_groups_delete(b->br_groups, g);
@@ -140,7 +141,7 @@ void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struc
         delete_topic(b, c, req);
         break;
     case APG_REQ_GET_ALL_TOPIC_CONFIG:
-        reply_body(c, req, apg_topics_encode(b->br_topics, &out), &out);
+        reply_body(b, c, req, apg_topics_encode(b->br_topics, &out), &out);
         break;
     case APG_REQ_UPDATE_AND_CREATE_SUBSCRIPTIONGROUP:
         create_group(b, c, req);
@@ -149,10 +150,10 @@ void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struc
         delete_group(b, c, req);
         break;
     case APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG:
-        reply_body(c, req, apg_groups_encode(b->br_groups, &out), &out);
+        reply_body(b, c, req, apg_groups_encode(b->br_groups, &out), &out);
         break;
     default:
-        apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not an admin request");
+        apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not an admin request");
     }
     apg_buf_free(&out);
 }

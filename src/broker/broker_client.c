@@ -189,21 +189,21 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
 {
     char err[256];
     if (!req->body || !req->body_len) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "HEART_BEAT without a body: send HeartbeatData JSON");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "HEART_BEAT without a body: send HeartbeatData JSON");
         return;
     }
     json_t *hb = apg_json_parse((const char *)req->body, req->body_len, err, sizeof(err));
     if (!hb) {
         char remark[400];
         snprintf(remark, sizeof(remark), "HEART_BEAT body is not HeartbeatData JSON: %s", err);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
     const char *id = apg_json_get_str(hb, "clientID", NULL);
     if (!id || !id[0]) {
         json_decref(hb);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "HEART_BEAT body lacks clientID");
         return;
     }
     int64_t now = apg_wall_ms();
@@ -323,7 +323,7 @@ static void unregister(struct apg_broker *b, struct apg_conn *c, const struct ap
 {
     const char *id = apg_rcmd_ext_get(req, "clientID");
     if (!id) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "UNREGISTER_CLIENT lacks clientID");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "UNREGISTER_CLIENT lacks clientID");
         return;
     }
     const char *pg = apg_rcmd_ext_get(req, "producerGroup");
@@ -357,8 +357,8 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
 {
     const char *group = apg_rcmd_ext_get(req, "consumerGroup");
     if (!group) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "GET_CONSUMER_LIST_BY_GROUP lacks consumerGroup");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "GET_CONSUMER_LIST_BY_GROUP lacks consumerGroup");
         return;
     }
     struct apg_clients *cl = b->br_clients;
@@ -385,9 +385,9 @@ static void consumer_list(struct apg_broker *b, struct apg_conn *c, const struct
         snprintf(remark, sizeof(remark),
                  "no consumer of group %s is connected to this broker (no heartbeat received)",
                  group);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
     } else if (e) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
     } else if (!apg_rcmd_is_oneway(req)) {
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, body.b_data, (uint32_t)body.b_len);
     }
@@ -407,7 +407,7 @@ void apg_broker_proc_client(struct apg_broker *b, struct apg_conn *c, const stru
         consumer_list(b, c, req);
         break;
     default:
-        apg_broker_reply(c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not a client request");
+        apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED, "not a client request");
     }
 }
 

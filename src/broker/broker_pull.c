@@ -107,8 +107,8 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     int64_t offset, commit, suspend;
     if (!group || !topic || apg_rcmd_ext_i32(req, "queueId", &qid) ||
         apg_rcmd_ext_i64(req, "queueOffset", &offset)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "PULL_MESSAGE needs consumerGroup, topic, queueId and queueOffset");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "PULL_MESSAGE needs consumerGroup, topic, queueId and queueOffset");
         return true;
     }
     if (apg_rcmd_ext_i32(req, "maxMsgNums", &max_msgs) || max_msgs <= 0)
@@ -124,7 +124,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (!(b->br_perm & APG_PERM_READ)) {
         snprintf(remark, sizeof(remark), "the broker %s is not readable (brokerPermission=%d)",
                  b->br_addr, b->br_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         return true;
     }
     struct apg_topic_cfg tc;
@@ -132,18 +132,18 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
         snprintf(remark, sizeof(remark),
                  "topic %s does not exist on broker %s; create it or check the name", topic,
                  b->br_addr);
-        apg_broker_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
         return true;
     }
     if (!(tc.tc_perm & APG_PERM_READ)) {
         snprintf(remark, sizeof(remark), "topic %s is not readable (perm %d)", topic, tc.tc_perm);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         return true;
     }
     if (qid < 0 || qid >= tc.tc_read_queues) {
         snprintf(remark, sizeof(remark), "queueId %d is illegal for topic %s with %d read queues",
                  qid, topic, tc.tc_read_queues);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return true;
     }
     struct apg_group_cfg gc;
@@ -152,7 +152,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (!gc.gc_consume_enable) {
         snprintf(remark, sizeof(remark), "consumer group %s is disabled (consumeEnable=false)",
                  group);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         return true;
     }
     if (first && (sysflag & PULL_SYS_COMMIT) && commit >= 0)
@@ -169,12 +169,12 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (etype && etype[0] && strcmp(etype, "TAG") != 0) {
         snprintf(remark, sizeof(remark),
                  "expression type %s is not supported by this broker; subscribe with tags", etype);
-        apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, remark);
         return true;
     }
     struct apg_tagexpr f;
     if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof(err))) {
-        apg_broker_reply(c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, err);
+        apg_broker_refuse(b, c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, err);
         return true;
     }
     if (max_msgs > b->br_max_pull_msgs)
@@ -187,7 +187,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     apg_err_t e = apg_store_get(b->br_store, topic, strlen(topic), qid, offset, max_msgs,
                                 b->br_max_pull_bytes, f.te_all ? NULL : filter_code, &f, out, &r);
     if (e) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "the store failed to read the queue");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "the store failed to read the queue");
         return true;
     }
     const char *sname = apg_get_status_name(r.gr_status);

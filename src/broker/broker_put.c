@@ -132,22 +132,34 @@ void apg_broker_put_drain(void *arg)
     while (rev) {
         struct apg_sync_ack *a = rev;
         rev = a->sa_next;
-        if (!a->sa_oneway && !apg_conn_is_closed(a->sa_conn)) {
-            if (a->sa_rc == APG_OK)
+        static const char *const timeout_remark =
+            "stored, but the disk flush did not finish within syncFlushTimeout";
+        static const char *const failed_remark =
+            "the store failed to fsync the commit log and no longer accepts writes; check the "
+            "disk and restart the broker";
+        bool answer = !a->sa_oneway && !apg_conn_is_closed(a->sa_conn);
+        if (a->sa_rc == APG_OK) {
+            if (answer)
                 apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize, APG_RESP_SUCCESS,
                                       NULL, a->sa_msgid, a->sa_queue_id, a->sa_queue_offset,
                                       a->sa_uniq);
-            else if (a->sa_rc == APG_ETIMEDOUT)
-                apg_broker_reply_send(
-                    a->sa_conn, a->sa_opaque, a->sa_serialize, APG_RESP_FLUSH_DISK_TIMEOUT,
-                    "stored, but the disk flush did not finish within syncFlushTimeout",
-                    a->sa_msgid, a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
-            else
+        } else if (a->sa_rc == APG_ETIMEDOUT) {
+            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_FLUSH_TIMEOUT, "SYNC_FLUSH send",
+                                    NULL, apg_conn_peer(a->sa_conn), APG_RESP_FLUSH_DISK_TIMEOUT,
+                                    timeout_remark);
+            if (answer)
                 apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize,
-                                      APG_RESP_SERVICE_NOT_AVAILABLE,
-                                      "the store failed to fsync the commit log and no longer "
-                                      "accepts writes; check the disk and restart the broker",
-                                      NULL, 0, 0, NULL);
+                                      APG_RESP_FLUSH_DISK_TIMEOUT, timeout_remark, a->sa_msgid,
+                                      a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
+        } else {
+            atomic_fetch_add_explicit(&a->sa_broker->br_put_failed, 1, memory_order_relaxed);
+            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_STORE_UNAVAILABLE, "SYNC_FLUSH send",
+                                    NULL, apg_conn_peer(a->sa_conn), APG_RESP_SERVICE_NOT_AVAILABLE,
+                                    failed_remark);
+            if (answer)
+                apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize,
+                                      APG_RESP_SERVICE_NOT_AVAILABLE, failed_remark, NULL, 0, 0,
+                                      NULL);
         }
         atomic_fetch_sub(&a->sa_broker->br_sync_pending, 1);
         apg_conn_unref(a->sa_conn);
@@ -249,10 +261,11 @@ bool apg_broker_put_pending(const struct apg_bloop *bl)
     return bl->bl_put->pu_n > 0;
 }
 
-static void held_reply_error(struct held *hd, struct apg_conn *c, apg_err_t e, const char *err)
+static void held_reply_error(struct apg_broker *b, struct apg_put_loop *pu, struct held *hd,
+                             struct apg_conn *c, apg_err_t e, const char *err)
 {
-    if (!hd->hd_oneway)
-        apg_broker_reply_refused(c, hd->hd_opaque, hd->hd_serialize, e, err);
+    apg_broker_reply_refused(b, c, hd->hd_opaque, hd->hd_serialize, hd->hd_oneway,
+                             (const char *)pu->pu_text.b_data + hd->hd_topic_off, e, err);
 }
 
 /* Stores held sends [i0, i0 + k) with one apg_store_put and answers them
@@ -330,11 +343,11 @@ void apg_broker_put_flush(struct apg_broker *b, struct apg_bloop *bl)
             err[0] = 0;
             apg_err_t e1 = put_group(b, pu, i, 1, pu->pu_sync, err, sizeof(err));
             if (e1)
-                held_reply_error(&pu->pu_v[i], c, e1, err);
+                held_reply_error(b, pu, &pu->pu_v[i], c, e1, err);
         }
     } else if (e != APG_OK) {
         for (int i = 0; i < n; i++)
-            held_reply_error(&pu->pu_v[i], c, e, err);
+            held_reply_error(b, pu, &pu->pu_v[i], c, e, err);
     }
     pu->pu_n = 0;
     pu->pu_bytes = 0;
@@ -454,12 +467,13 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
                  "[PC_SYNCHRONIZED] broker busy: %ld sends are already waiting for the disk flush "
                  "(flushDiskType=SYNC_FLUSH); retry later or use ASYNC_FLUSH",
                  (long)atomic_load(&b->br_sync_pending));
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_BUSY, remark);
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_BUSY, remark);
         return;
     }
     struct apg_put_result one_res, *res = &one_res;
     if (n > 1 && !(res = batch_results(bl->bl_put, n))) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
     bool oneway = apg_rcmd_is_oneway(req);
@@ -467,7 +481,7 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
     if (want_sync) {
         ack = ack_new(b, c, req->opaque, req->serialize, oneway, qid, uniq);
         if (!ack) {
-            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
             return;
         }
         atomic_fetch_add(&b->br_sync_pending, 1);
@@ -480,8 +494,8 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
             atomic_fetch_sub(&b->br_sync_pending, 1);
             ack_drop(ack);
         }
-        if (!oneway)
-            apg_broker_reply_refused(c, req->opaque, req->serialize, e, err);
+        apg_broker_reply_refused(b, c, req->opaque, req->serialize, oneway, msgs[0].mi_topic, e,
+                                 err);
     } else if (n == 1 && ack) {
         ack_stored(b, ack, &res[0]);
     } else if (n == 1) {

@@ -22,15 +22,15 @@ static void reply_i64(struct apg_conn *c, const struct apg_rcmd *req, const char
     apg_conn_send(c, &resp, NULL, 0);
 }
 
-static bool need_tq(struct apg_conn *c, const struct apg_rcmd *req, const char **topic,
-                    int32_t *qid)
+static bool need_tq(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                    const char **topic, int32_t *qid)
 {
     *topic = apg_rcmd_ext_get(req, "topic");
     if (!*topic || apg_rcmd_ext_i32(req, "queueId", qid)) {
         char remark[128];
         snprintf(remark, sizeof(remark), "request %d needs the header fields topic and queueId",
                  req->code);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return false;
     }
     return true;
@@ -41,11 +41,11 @@ void apg_broker_proc_query_offset(struct apg_broker *b, struct apg_conn *c,
 {
     const char *topic, *group = apg_rcmd_ext_get(req, "consumerGroup");
     int32_t qid;
-    if (!need_tq(c, req, &topic, &qid))
+    if (!need_tq(b, c, req, &topic, &qid))
         return;
     if (!group) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "QUERY_CONSUMER_OFFSET needs consumerGroup");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "QUERY_CONSUMER_OFFSET needs consumerGroup");
         return;
     }
     int64_t off = apg_offsets_query(b->br_offsets, group, topic, qid);
@@ -72,17 +72,17 @@ void apg_broker_proc_update_offset(struct apg_broker *b, struct apg_conn *c,
     const char *topic, *group = apg_rcmd_ext_get(req, "consumerGroup");
     int32_t qid;
     int64_t off;
-    if (!need_tq(c, req, &topic, &qid))
+    if (!need_tq(b, c, req, &topic, &qid))
         return;
     if (!group || apg_rcmd_ext_i64(req, "commitOffset", &off)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "UPDATE_CONSUMER_OFFSET needs consumerGroup and commitOffset");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "UPDATE_CONSUMER_OFFSET needs consumerGroup and commitOffset");
         return;
     }
     if (!apg_topics_get(b->br_topics, topic, NULL)) {
         char remark[400];
         snprintf(remark, sizeof(remark), "topic %s does not exist on this broker", topic);
-        apg_broker_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
         return;
     }
     apg_offsets_commit(b->br_offsets, group, topic, qid, off);
@@ -94,7 +94,7 @@ void apg_broker_proc_queue_bounds(struct apg_broker *b, struct apg_conn *c,
 {
     const char *topic;
     int32_t qid;
-    if (!need_tq(c, req, &topic, &qid))
+    if (!need_tq(b, c, req, &topic, &qid))
         return;
     size_t tl = strlen(topic);
     switch (req->code) {
@@ -107,8 +107,8 @@ void apg_broker_proc_queue_bounds(struct apg_broker *b, struct apg_conn *c,
     case APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP: {
         int64_t ts;
         if (apg_rcmd_ext_i64(req, "timestamp", &ts)) {
-            apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                             "SEARCH_OFFSET_BY_TIMESTAMP needs timestamp (ms since epoch)");
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                              "SEARCH_OFFSET_BY_TIMESTAMP needs timestamp (ms since epoch)");
             return;
         }
         /* boundaryType (RocketMQ 5.x): "UPPER" in any case asks for the last
@@ -128,15 +128,15 @@ void apg_broker_proc_view_msg(struct apg_broker *b, struct apg_conn *c, const st
 {
     int64_t off;
     if (apg_rcmd_ext_i64(req, "offset", &off)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "VIEW_MESSAGE_BY_ID needs offset (commit log offset)");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "VIEW_MESSAGE_BY_ID needs offset (commit log offset)");
         return;
     }
     struct apg_buf out = APG_BUF_INIT;
     if (apg_store_read_at(b->br_store, off, &out) != APG_OK) {
         char remark[128];
         snprintf(remark, sizeof(remark), "no message at commit log offset %lld", (long long)off);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
     } else if (!apg_rcmd_is_oneway(req)) {
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
     }
@@ -148,7 +148,7 @@ void apg_broker_proc_all_offsets(struct apg_broker *b, struct apg_conn *c,
 {
     struct apg_buf out = APG_BUF_INIT;
     if (apg_offsets_encode(b->br_offsets, &out))
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
     else if (!apg_rcmd_is_oneway(req))
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
     apg_buf_free(&out);

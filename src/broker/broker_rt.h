@@ -17,6 +17,7 @@
 #include "broker/broker_int.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "net/net.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
@@ -37,6 +38,25 @@ struct apg_bstat_sample {
     int64_t bs_get;
 };
 struct apg_sync_ack;
+
+/* Why the broker refused a request (broker_reply.c). Each has a counter and
+ * a log rate limit in struct apg_broker; apg_broker_refusal_key names its
+ * GET_BROKER_RUNTIME_INFO key. */
+enum apg_refusal {
+    APG_REFUSAL_NO_PERMISSION,     /* broker, topic or group lacks the permission */
+    APG_REFUSAL_TOPIC_NOT_EXIST,   /* unknown topic and not auto-created */
+    APG_REFUSAL_GROUP_NOT_EXIST,   /* unknown consumer group and not auto-created */
+    APG_REFUSAL_MESSAGE_ILLEGAL,   /* too large, bad properties or batch */
+    APG_REFUSAL_INVALID_PARAMETER, /* bad name, queue id out of range */
+    APG_REFUSAL_BAD_SUBSCRIPTION,  /* a subscription expression that does not parse */
+    APG_REFUSAL_DISK_FULL,         /* the store refuses writes for lack of disk space */
+    APG_REFUSAL_STORE_UNAVAILABLE, /* the store failed (fsync) or is closing */
+    APG_REFUSAL_SYSTEM_BUSY,       /* too many writes already wait */
+    APG_REFUSAL_FLUSH_TIMEOUT,     /* stored, but not flushed within syncFlushTimeout */
+    APG_REFUSAL_NOT_SUPPORTED,     /* request code the broker does not serve */
+    APG_REFUSAL_SYSTEM_ERROR,      /* malformed request, out of memory, read failure */
+    APG_REFUSAL_N
+};
 
 /* Per event-loop state: everything a loop keeps between requests. Each
  * module owns its part (the comment names the file), created and freed by
@@ -99,6 +119,10 @@ struct apg_broker {
     long br_sync_pending_max;
     atomic_uint br_rr; /* queue selection for queueId < 0 */
 
+    /* Refusals per cause: counts and log rate limits (broker_reply.c). */
+    struct apg_log_limit br_refused[APG_REFUSAL_N];
+    atomic_llong br_put_failed; /* sends the write service or the store refused */
+
     /* Runtime statistics (broker_stats.c). br_get_total is bumped by the
      * loops; the rest is written by the service thread under br_stat_lock. */
     atomic_llong br_get_total; /* messages returned by pulls since start */
@@ -141,10 +165,26 @@ void apg_broker_reply(struct apg_conn *c, const struct apg_rcmd *req, int32_t co
 void apg_broker_reply_send(struct apg_conn *c, int32_t opaque, uint8_t ser, int32_t code,
                            const char *remark, const char *msgid, int32_t qid, int64_t qoff,
                            const char *uniq);
-/* Answers a put the store refused with e (err: the store's text) under the
- * matching RocketMQ code (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
-void apg_broker_reply_refused(struct apg_conn *c, int32_t opaque, uint8_t ser, apg_err_t e,
-                              const char *err);
+/* The GET_BROKER_RUNTIME_INFO key of refusal cause r ("refusedDiskFull"). */
+const char *apg_broker_refusal_key(enum apg_refusal r);
+/* Counts a refusal of cause r and logs it at WARN, at most one line per
+ * cause per second, each line with the number of refusals of that cause not
+ * logged since the previous one. what: the request ("SEND_MESSAGE_V2");
+ * subject: its topic or group (NULL when none); peer may be NULL; code and
+ * remark: the answer. Any thread. */
+void apg_broker_refusal_note(struct apg_broker *b, enum apg_refusal r, const char *what,
+                             const char *subject, const char *peer, int32_t code,
+                             const char *remark);
+/* Answers req with code and remark (nothing for oneway) and notes it as a
+ * refusal, the cause taken from code, the topic or group from req's
+ * header. Loop thread. */
+void apg_broker_refuse(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                       int32_t code, const char *remark);
+/* Notes a send of topic that the store refused with e (err: the store's
+ * text) and, unless oneway, answers it under the matching RocketMQ code
+ * (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
+void apg_broker_reply_refused(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
+                              bool oneway, const char *topic, apg_err_t e, const char *err);
 
 /* When the broker has no write permission (brokerPermission), answers req
  * NO_PERMISSION with a remark naming the fix and returns true. */

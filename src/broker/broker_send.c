@@ -240,14 +240,14 @@ static bool retry_or_dlq(struct send_req *sr)
     struct apg_topics *t = sr->sr_b->br_topics;
     if (apg_topics_ensure_dlq(t, sr->sr_dlq) != APG_OK ||
         !apg_topics_get(t, sr->sr_dlq, &sr->sr_tc)) {
-        apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return false;
     }
     if (!(sr->sr_tc.tc_perm & APG_PERM_WRITE) || sr->sr_tc.tc_write_queues <= 0) {
         snprintf(remark, sizeof(remark),
                  "topic %s is not writable; update it with perm 6 (mqadmin updateTopic -t %s -p 6)",
                  sr->sr_dlq, sr->sr_dlq);
-        apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_NO_PERMISSION, remark);
         return false;
     }
     sr->sr_topic = sr->sr_dlq;
@@ -261,7 +261,7 @@ static bool send_parse(struct send_req *sr)
     char err[512];
     bool short_names = sr->sr_req->code != APG_REQ_SEND_MESSAGE;
     if (apg_send_hdr_parse(sr->sr_req, short_names, &sr->sr_h, err, sizeof(err))) {
-        apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR, err);
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR, err);
         return false;
     }
     sr->sr_topic = sr->sr_h.sh_topic;
@@ -279,12 +279,12 @@ static bool check_topic_name(struct send_req *sr)
     if (sl->sl_ok_topic[0] && strcmp(topic, sl->sl_ok_topic) == 0)
         return true;
     if (apg_name_check_topic(topic, err, sizeof(err))) {
-        apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_INVALID_PARAMETER, err);
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_INVALID_PARAMETER, err);
         return false;
     }
     if (apg_name_topic_send_forbidden(topic)) {
         snprintf(remark, sizeof(remark), "sending to the system topic %s is not allowed", topic);
-        apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_NO_PERMISSION, remark);
         return false;
     }
     if (strlen(topic) < sizeof(sl->sl_ok_topic))
@@ -307,12 +307,12 @@ static bool send_check(struct send_req *sr)
                  "batch request does not support retry group %s; send retried messages one at a "
                  "time",
                  h->sh_topic);
-        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
         return false;
     }
     if (apg_topics_get_or_create_for_send(b->br_topics, h->sh_topic, h->sh_default_topic,
                                           h->sh_default_qnums, 1, &sr->sr_tc, err, sizeof(err))) {
-        apg_broker_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, err);
+        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, err);
         return false;
     }
     const struct apg_topic_cfg *tc = &sr->sr_tc;
@@ -321,7 +321,7 @@ static bool send_check(struct send_req *sr)
                  "topic %s is not writable (perm %d); update it with perm 6 (mqadmin updateTopic "
                  "-t %s -p 6)",
                  h->sh_topic, tc->tc_perm, h->sh_topic);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         return false;
     }
     int32_t nq =
@@ -330,7 +330,7 @@ static bool send_check(struct send_req *sr)
         snprintf(remark, sizeof(remark),
                  "queueId %d is out of range for topic %s, which has %d queues (0..%d)", sr->sr_qid,
                  h->sh_topic, nq, nq - 1);
-        apg_broker_reply(c, req, APG_RESP_INVALID_PARAMETER, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, remark);
         return false;
     }
     if (req->body_len > b->br_max_msg_size) {
@@ -345,7 +345,7 @@ static bool send_check(struct send_req *sr)
                      "%u bytes; send a smaller message or raise maxMessageSize in the broker "
                      "config",
                      req->body_len, b->br_max_msg_size);
-        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
         return false;
     }
     sr->sr_props_len = strlen(h->sh_props);
@@ -354,7 +354,7 @@ static bool send_check(struct send_req *sr)
                  "the message properties are %zu bytes; the limit is 32767 (fewer or shorter "
                  "keys and user properties)",
                  sr->sr_props_len);
-        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_MESSAGE_ILLEGAL, remark);
         return false;
     }
     return true;
@@ -411,7 +411,7 @@ static bool split_batch(struct send_req *sr)
     if (e != APG_ENOTFOUND || n == 0) {
         if (n == 0 && e == APG_ENOTFOUND)
             snprintf(err, sizeof(err), "the batch body holds no message");
-        apg_broker_reply(sr->sr_c, req, APG_RESP_MESSAGE_ILLEGAL, err);
+        apg_broker_refuse(sr->sr_b, sr->sr_c, req, APG_RESP_MESSAGE_ILLEGAL, err);
         return false;
     }
     for (int i = 0; i < n; i++) {
@@ -443,12 +443,13 @@ static bool send_rewrite(struct send_req *sr)
     } else {
         if (build_props(b, h->sh_props, sr->sr_props_len, &ps, &sl->sl_props, sr->sr_uniq,
                         sizeof(sr->sr_uniq))) {
-            apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR, "out of memory");
+            apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_SYSTEM_ERROR,
+                              "out of memory");
             return false;
         }
         if (sl->sl_props.b_len > 32767) {
-            apg_broker_reply(sr->sr_c, sr->sr_req, APG_RESP_MESSAGE_ILLEGAL,
-                             "the message properties exceed 32767 bytes");
+            apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_MESSAGE_ILLEGAL,
+                              "the message properties exceed 32767 bytes");
             return false;
         }
         struct apg_msg_in *m = &sr->sr_one;

@@ -46,13 +46,13 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     int64_t offset;
     int32_t delay_level = 0, max_times;
     if (!group || apg_rcmd_ext_i64(req, "offset", &offset)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "CONSUMER_SEND_MSG_BACK needs the header fields offset and group");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "CONSUMER_SEND_MSG_BACK needs the header fields offset and group");
         return;
     }
     if (apg_rcmd_ext_get(req, "delayLevel") && apg_rcmd_ext_i32(req, "delayLevel", &delay_level)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR,
-                         "CONSUMER_SEND_MSG_BACK: delayLevel is not an integer");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "CONSUMER_SEND_MSG_BACK: delayLevel is not an integer");
         return;
     }
     struct apg_group_cfg gc;
@@ -75,7 +75,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         snprintf(remark, sizeof(remark),
                  "look message by offset failed: no message at commit log offset %lld",
                  (long long)offset);
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         goto out;
     }
 
@@ -84,7 +84,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     snprintf(topic, sizeof(topic), "%s%s", dlq ? APG_DLQ_PREFIX : APG_RETRY_PREFIX, group);
     if (dlq ? apg_topics_ensure_dlq(b->br_topics, topic)
             : apg_topics_ensure_retry(b->br_topics, group, gc.gc_retry_queues)) {
-        apg_broker_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         goto out;
     }
     struct apg_topic_cfg tc;
@@ -93,7 +93,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
         snprintf(remark, sizeof(remark),
                  "topic %s is not writable; update it with perm 6 (mqadmin updateTopic -t %s -p 6)",
                  topic, topic);
-        apg_broker_reply(c, req, APG_RESP_NO_PERMISSION, remark);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         goto out;
     }
     int32_t qid = apg_broker_put_queue(b, &tc, dlq ? 0 : -1);
@@ -110,8 +110,8 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     if (!e)
         e = props_with(&props, rec.mr_props, rec.mr_props_len, "ORIGIN_MESSAGE_ID", orig_id);
     if (e || props.b_len > 32767) {
-        apg_broker_reply(c, req, APG_RESP_MESSAGE_ILLEGAL,
-                         "the message's properties grew past 32767 bytes on the way back");
+        apg_broker_refuse(b, c, req, APG_RESP_MESSAGE_ILLEGAL,
+                          "the message's properties grew past 32767 bytes on the way back");
         goto out;
     }
     size_t vl, tl;

@@ -10,6 +10,10 @@
  * (msgPutTotalTodayMorning / YesterdayMorning; before the first midnight
  * since start they are the totals at start, i.e. 0).
  *
+ * Refusals: putMessageFailedTimes counts sends the write service or the
+ * store refused (as RocketMQ's store does); refused<Cause> counts every
+ * refusal per cause (broker_reply.c), refusedTotal their sum.
+ *
  * The reply is a KVTable JSON body {"table":{key:value,...}}, all values
  * strings, which is what `mqadmin brokerStatus` and `clusterList` read.
  *
@@ -188,6 +192,15 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     kv(&out, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
     kv(&out, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
     kv(&out, "sendThreadPoolQueueCapacity", "%ld", b->br_sync_pending_max);
+    kv(&out, "putMessageFailedTimes", "%lld",
+       (long long)atomic_load_explicit(&b->br_put_failed, memory_order_relaxed));
+    long long refused = 0;
+    for (int r = 0; r < APG_REFUSAL_N; r++) {
+        long long n = atomic_load_explicit(&b->br_refused[r].ll_count, memory_order_relaxed);
+        refused += n;
+        kv(&out, apg_broker_refusal_key(r), "%lld", n);
+    }
+    kv(&out, "refusedTotal", "%lld", refused);
     kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
     kv(&out, "storeLastError", "%s", ss.ss_last_error);
     const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);

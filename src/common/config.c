@@ -1,6 +1,13 @@
 /* Configuration table, .properties parser and command-line flags (see
  * config.h). Values are stored as validated text plus a parsed integer, so
- * printing shows exactly what the user wrote. */
+ * printing shows exactly what the user wrote.
+ *
+ * Legacy spellings: cfg_aliases maps key names older RocketMQ releases used
+ * (4.0 to 4.5.1 read the segment sizes as mapedFileSize*, renamed
+ * mappedFileSize* in 4.5.2) to the key they set. A value set through an
+ * alias remembers the spelling, and `-p` prints it; when a file or the
+ * command line sets both spellings of one key, the later one wins, with a
+ * warning. */
 #include "common/config.h"
 
 #include <ctype.h>
@@ -40,10 +47,20 @@ static const struct cfg_def cfg_defs[APG_CFG__COUNT] = {
 #undef E
 };
 
+/* Older spellings accepted for a key (see the top of this file). */
+static const struct cfg_alias {
+    const char *alias;
+    enum apg_cfg_id id;
+} cfg_aliases[] = {
+    {"mapedFileSizeCommitLog", APG_CFG_mappedFileSizeCommitLog},
+    {"mapedFileSizeConsumeQueue", APG_CFG_mappedFileSizeConsumeQueue},
+};
+
 struct cfg_val {
     char *text;
     int64_t num;
     enum apg_cfg_source src;
+    const char *spelling; /* the key name that set it: the canonical one or an alias */
 };
 
 struct apg_config {
@@ -60,12 +77,28 @@ static bool in_scope(const struct cfg_def *d, enum apg_role role)
     return (d->scope & role) != 0;
 }
 
-static int find_key(const char *key)
+/* The index of key (a key name or a legacy alias of one), or -1; *spelling
+ * (when not NULL) is set to the static name that matched. */
+static int find_key_as(const char *key, const char **spelling)
 {
     for (int i = 0; i < APG_CFG__COUNT; i++)
-        if (strcmp(cfg_defs[i].name, key) == 0)
+        if (strcmp(cfg_defs[i].name, key) == 0) {
+            if (spelling)
+                *spelling = cfg_defs[i].name;
             return i;
+        }
+    for (size_t a = 0; a < sizeof(cfg_aliases) / sizeof(cfg_aliases[0]); a++)
+        if (strcmp(cfg_aliases[a].alias, key) == 0) {
+            if (spelling)
+                *spelling = cfg_aliases[a].alias;
+            return (int)cfg_aliases[a].id;
+        }
     return -1;
+}
+
+static int find_key(const char *key)
+{
+    return find_key_as(key, NULL);
 }
 
 static bool choice_ok(const char *choices, const char *v)
@@ -146,6 +179,7 @@ static apg_err_t set_idx(struct apg_config *cfg, int i, const char *value, enum 
     cfg->cfg_vals[i].text = text;
     cfg->cfg_vals[i].num = num;
     cfg->cfg_vals[i].src = src;
+    cfg->cfg_vals[i].spelling = d->name;
     return APG_OK;
 }
 
@@ -183,13 +217,24 @@ void apg_config_free(struct apg_config *cfg)
 apg_err_t apg_config_set(struct apg_config *cfg, const char *key, const char *value,
                          enum apg_cfg_source src, char *err, size_t errlen)
 {
-    int i = find_key(key);
+    const char *spelling;
+    int i = find_key_as(key, &spelling);
     if (i < 0)
         return apg_errf(APG_ENOTFOUND, err, errlen, "unknown config key '%s' (ignored)", key);
     if (!in_scope(&cfg_defs[i], cfg->cfg_role))
         return apg_errf(APG_ENOTFOUND, err, errlen, "config key '%s' does not apply here (ignored)",
                         key);
-    return set_idx(cfg, i, value, src, err, errlen);
+    struct cfg_val *v = &cfg->cfg_vals[i];
+    enum apg_cfg_source old_src = v->src;
+    const char *old_spelling = v->spelling;
+    apg_err_t rc = set_idx(cfg, i, value, src, err, errlen);
+    if (rc)
+        return rc;
+    v->spelling = spelling;
+    if (old_src == src && src >= APG_CFG_SRC_FILE && old_spelling != spelling)
+        apg_log_warn("config", "both %s and %s set %s; using the later %s=%s", old_spelling,
+                     spelling, cfg_defs[i].name, spelling, v->text);
+    return APG_OK;
 }
 
 /* ---- .properties ---- */
@@ -473,8 +518,12 @@ void apg_config_print(const struct apg_config *cfg, FILE *out)
     for (int i = 0; i < APG_CFG__COUNT; i++) {
         if (!in_scope(&cfg_defs[i], cfg->cfg_role))
             continue;
-        fprintf(out, "%s=%s  # %s\n", cfg_defs[i].name, cfg->cfg_vals[i].text,
-                src_names[cfg->cfg_vals[i].src]);
+        const struct cfg_val *v = &cfg->cfg_vals[i];
+        if (v->spelling != cfg_defs[i].name)
+            fprintf(out, "%s=%s  # %s, as %s\n", cfg_defs[i].name, v->text, src_names[v->src],
+                    v->spelling);
+        else
+            fprintf(out, "%s=%s  # %s\n", cfg_defs[i].name, v->text, src_names[v->src]);
     }
 }
 

@@ -5,7 +5,9 @@
  * `-p` can print the effective configuration with its sources. Values are
  * validated when set; a bad value is an error naming the key and the range,
  * an unknown key only a warning (RocketMQ's own broker.conf carries keys
- * Apogee does not use).
+ * Apogee does not use). Spellings of older RocketMQ releases
+ * (mapedFileSizeCommitLog for mappedFileSizeCommitLog) are accepted as
+ * aliases of their key.
  *
  * Threads: built on the main thread at start-up, read-only afterwards. */
 #ifndef APG_COMMON_CONFIG_H
@@ -59,7 +61,8 @@ bool apg_cfg_bool(const struct apg_config *cfg, enum apg_cfg_id id);
 const char *apg_cfg_str(const struct apg_config *cfg, enum apg_cfg_id id);
 enum apg_role apg_config_role(const struct apg_config *cfg);
 
-/* Prints "key=value  # source" lines for every key of the role. */
+/* Prints "key=value  # source" lines for every key of the role; a value set
+ * through a legacy alias reads "key=value  # file, as aliasName". */
 void apg_config_print(const struct apg_config *cfg, FILE *out);
 /* Prints the key table (name, default, help) for the role. */
 void apg_config_print_help(enum apg_role role, FILE *out);

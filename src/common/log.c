@@ -1,5 +1,7 @@
 /* Log lines: "2026-11-21 08:15:02.123 INFO  [namesrv] text" on stderr, or
- * (level, subsystem, text) handed to the callback set with apg_log_set_cb(). */
+ * (level, subsystem, text) handed to the callback set with apg_log_set_cb().
+ * apg_log_limit_hit is the rate limit for lines that repeat: a compare-and-
+ * swap on the next allowed time picks the one event per period that logs. */
 #include "common/log.h"
 
 #include <stdarg.h>
@@ -59,4 +61,19 @@ void apg_log(enum apg_log_level lvl, const char *subsys, const char *fmt, ...)
     }
     line[n++] = '\n';
     fwrite(line, 1, n, stderr);
+}
+
+bool apg_log_limit_hit(struct apg_log_limit *l, int64_t now_ms, int64_t period_ms, int64_t *quiet)
+{
+    atomic_fetch_add_explicit(&l->ll_count, 1, memory_order_relaxed);
+    long long next = atomic_load_explicit(&l->ll_next_ms, memory_order_relaxed);
+    /* One thread wins the slot; the others (and everything before next)
+     * only count. */
+    if (now_ms < next ||
+        !atomic_compare_exchange_strong(&l->ll_next_ms, &next, now_ms + period_ms)) {
+        atomic_fetch_add_explicit(&l->ll_quiet, 1, memory_order_relaxed);
+        return false;
+    }
+    *quiet = atomic_exchange_explicit(&l->ll_quiet, 0, memory_order_relaxed);
+    return true;
 }

@@ -81,6 +81,9 @@ struct apg_rconn_reqs {
     uint32_t rs_mask;
     size_t rs_count;
     struct apg_rconn_req *rs_dhead, *rs_dtail;
+    /* The last entry that joined before the tail, where the next one out of
+     * order most likely goes (NULL when none or removed). */
+    struct apg_rconn_req *rs_dfinger;
 };
 
 /* n_buckets is rounded up to a power of two. APG_ENOMEM. */
@@ -89,7 +92,9 @@ apg_err_t apg_rconn_reqs_init(struct apg_rconn_reqs *rs, uint32_t n_buckets);
 void apg_rconn_reqs_fini(struct apg_rconn_reqs *rs);
 
 /* Links rq (rr_opaque, rr_deadline and rr_conn set by the caller). Opaques
- * must be unique among linked entries. O(1) when deadlines arrive in order. */
+ * must be unique among linked entries. O(1) when deadlines arrive in order,
+ * and amortised O(1) when a second stream of earlier deadlines, in order
+ * among themselves, is interleaved with them. */
 void apg_rconn_reqs_add(struct apg_rconn_reqs *rs, struct apg_rconn_req *rq);
 void apg_rconn_reqs_remove(struct apg_rconn_reqs *rs, struct apg_rconn_req *rq);
 /* The entry for opaque, still linked; NULL when none. */

@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/file.h"
 #include "common/hash.h"
+#include "common/log.h"
 #include "common/mem.h"
 
 static void test_defaults_per_role(void **state)
@@ -114,6 +115,63 @@ static void test_args_and_file(void **state)
     assert_int_equal(apg_config_parse_args(br, 2, missing, &print_only, err, sizeof(err)),
                      APG_ECONFIG);
     assert_non_null(strstr(err, "/nonexistent/broker.conf"));
+    apg_config_free(br);
+    unlink(path);
+}
+
+/* RocketMQ 4.0-4.5.1 spelled the segment sizes mapedFileSize*: a broker.conf
+ * of that time sets the key, and -p says which spelling did. */
+static void test_legacy_aliases(void **state)
+{
+    char path[] = "/tmp/apogee-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "mapedFileSizeCommitLog=67108864\n"
+                       "mapedFileSizeConsumeQueue = 120000\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char err[256];
+    assert_int_equal(apg_config_load_file(br, path, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeCommitLog), 67108864);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeConsumeQueue), 120000);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    apg_config_print(br, out);
+    fclose(out);
+    assert_non_null(
+        strstr(buf, "\nmappedFileSizeCommitLog=67108864  # file, as mapedFileSizeCommitLog\n"));
+    assert_non_null(
+        strstr(buf, "\nmappedFileSizeConsumeQueue=120000  # file, as mapedFileSizeConsumeQueue\n"));
+    free(buf);
+
+    /* The command line wins over the file in either spelling, and the
+     * alias is validated like the key. */
+    bool print_only;
+    char *argv[] = {"--mappedFileSizeCommitLog=33554432", "--mapedFileSizeConsumeQueue", "6000"};
+    assert_int_equal(apg_config_parse_args(br, 3, argv, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeCommitLog), 33554432);
+    assert_int_equal(apg_cfg_int(br, APG_CFG_mappedFileSizeConsumeQueue), 6000);
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    apg_config_print(br, out);
+    fclose(out);
+    assert_non_null(strstr(buf, "\nmappedFileSizeCommitLog=33554432  # command line\n"));
+    assert_non_null(strstr(
+        buf, "\nmappedFileSizeConsumeQueue=6000  # command line, as mapedFileSizeConsumeQueue\n"));
+    free(buf);
+    assert_int_equal(
+        apg_config_set(br, "mapedFileSizeCommitLog", "12", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ECONFIG);
+    assert_non_null(strstr(err, "out of range"));
+    /* A namesrv has no segment sizes, in any spelling. */
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    assert_int_equal(
+        apg_config_set(ns, "mapedFileSizeCommitLog", "67108864", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ENOTFOUND);
+    apg_config_free(ns);
     apg_config_free(br);
     unlink(path);
 }
@@ -229,6 +287,70 @@ static void test_path_and_clock(void **state)
     assert_true(apg_mono_ns() / 1000000 >= t0);
 }
 
+/* One line per period: the first event logs, the rest of the period only
+ * counts, and the next line carries how many went unlogged. */
+static void test_log_limit(void **state)
+{
+    struct apg_log_limit l = {0};
+    int64_t quiet = -1;
+    assert_true(apg_log_limit_hit(&l, 1000, 1000, &quiet));
+    assert_int_equal(quiet, 0);
+    for (int i = 0; i < 9000; i++)
+        assert_false(apg_log_limit_hit(&l, 1000 + i / 10, 1000, &quiet));
+    assert_false(apg_log_limit_hit(&l, 1999, 1000, &quiet));
+    assert_true(apg_log_limit_hit(&l, 2000, 1000, &quiet));
+    assert_int_equal(quiet, 9001);
+    /* A quiet spell: the next event logs at once, with nothing unlogged. */
+    assert_true(apg_log_limit_hit(&l, 60000, 1000, &quiet));
+    assert_int_equal(quiet, 0);
+    assert_int_equal(atomic_load(&l.ll_count), 9004);
+    assert_int_equal(atomic_load(&l.ll_quiet), 0);
+}
+
+struct limit_arg {
+    struct apg_log_limit *l;
+    int hits;
+    int64_t quiet;
+};
+
+static void *limit_thread(void *arg)
+{
+    struct limit_arg *a = arg;
+    for (int i = 0; i < 100000; i++) {
+        int64_t q;
+        if (apg_log_limit_hit(a->l, 5000 + i / 50000 * 1000, 1000, &q)) {
+            a->hits++;
+            a->quiet += q;
+        }
+    }
+    return NULL;
+}
+
+/* Four threads at once: exactly one line per period, and every event is
+ * either a line or counted in one. */
+static void test_log_limit_threads(void **state)
+{
+    struct apg_log_limit l = {0};
+    struct limit_arg a[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (struct limit_arg){.l = &l};
+        assert_int_equal(pthread_create(&t[i], NULL, limit_thread, &a[i]), 0);
+    }
+    int hits = 0;
+    int64_t quiet = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        hits += a[i].hits;
+        quiet += a[i].quiet;
+    }
+    /* Periods 5000 and 6000 each log once at most (a thread may reach 6000
+     * while another is still at 5000, which then only counts). */
+    assert_true(hits >= 1 && hits <= 2);
+    assert_int_equal(atomic_load(&l.ll_count), 400000);
+    assert_int_equal(hits + quiet + atomic_load(&l.ll_quiet), 400000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +358,8 @@ int main(void)
         cmocka_unit_test(test_args_and_file),     cmocka_unit_test(test_properties_syntax),
         cmocka_unit_test(test_java_hash),         cmocka_unit_test(test_crc32),
         cmocka_unit_test(test_buf_and_mem),       cmocka_unit_test(test_path_and_clock),
+        cmocka_unit_test(test_legacy_aliases),    cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_log_limit_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,6 +161,48 @@ static void test_request_table(void **state)
     apg_rconn_reqs_fini(&rs);
 }
 
+/* Two interleaved streams, each in deadline order: fresh requests joining
+ * at the tail and queued ones linked later with their earlier deadlines
+ * (the client's I/O thread draining its queue). Order stays exact, entries
+ * with equal deadlines keep their arrival order, and removals of the
+ * remembered entry leave the table consistent. */
+static void test_request_table_interleaved(void **state)
+{
+    enum { N = 200000 };
+    struct apg_rconn_reqs rs;
+    assert_int_equal(apg_rconn_reqs_init(&rs, 1024), APG_OK);
+    struct apg_rconn_req *r = calloc(N, sizeof(*r));
+    assert_non_null(r);
+    for (int i = 0; i < N; i++) {
+        /* Even: now + 3000 with now = i / 20; odd: a stale one, 1500 earlier. */
+        int64_t now = i / 20;
+        r[i] = (struct apg_rconn_req){.rr_opaque = i + 1,
+                                      .rr_deadline = i % 2 ? now + 1500 : now + 3000};
+        apg_rconn_reqs_add(&rs, &r[i]);
+        if (i % 7 == 3) /* answered: often the remembered entry itself */
+            apg_rconn_reqs_remove(&rs, &r[i]);
+    }
+    size_t n = 0;
+    for (struct apg_rconn_req *p = rs.rs_dhead; p; p = p->rr_dnext, n++) {
+        if (p->rr_dnext) {
+            assert_true(p->rr_deadline <= p->rr_dnext->rr_deadline);
+            if (p->rr_deadline == p->rr_dnext->rr_deadline)
+                assert_true(p->rr_opaque < p->rr_dnext->rr_opaque);
+        }
+        assert_ptr_equal(p->rr_dnext ? p->rr_dnext->rr_dprev : rs.rs_dtail, p);
+    }
+    assert_int_equal(n, apg_rconn_reqs_count(&rs));
+    int64_t last = 0;
+    for (struct apg_rconn_req *p; (p = apg_rconn_reqs_expired(&rs, INT64_MAX)) != NULL;) {
+        assert_true(p->rr_deadline >= last);
+        last = p->rr_deadline;
+    }
+    assert_int_equal(apg_rconn_reqs_count(&rs), 0);
+    assert_null(rs.rs_dfinger);
+    free(r);
+    apg_rconn_reqs_fini(&rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_read_want),
         cmocka_unit_test(test_request_table),
+        cmocka_unit_test(test_request_table_interleaved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
