@@ -195,6 +195,7 @@ struct apg_store {
     _Atomic int st_disk_ratio;
     _Atomic int st_test_disk_ratio;
     _Atomic bool st_disk_full;
+    _Atomic bool st_kept_noted; /* "unexpired data kept" logged for this high-usage spell */
     int st_last_clean_hour;
 
     _Atomic bool st_closing;
