@@ -142,7 +142,7 @@ int apg_cq_add_seg(struct apg_store *st, struct cq *q, int64_t base, char *err, 
     if (mrc)
         return mrc;
     struct seg *s =
-        apg_seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, false, err, errlen);
+        apg_seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, true, err, errlen);
     if (!s)
         return APG_EIO;
     if (q->cq_nsegs == q->cq_capsegs) {
