@@ -25,30 +25,54 @@
 #include "common/log.h"
 #include "common/mem.h"
 
-static int measure_disk_ratio(struct apg_store *st)
+/* Used percentage of the commit log's file system; *free_out (if given)
+ * gets the bytes available to us, INT64_MAX when faked or unknown. */
+static int measure_disk(struct apg_store *st, int64_t *free_out)
 {
+    if (free_out)
+        *free_out = INT64_MAX;
     int t = atomic_load(&st->st_test_disk_ratio);
     if (t >= 0)
         return t;
     struct statvfs vf;
     if (statvfs(st->st_cldir, &vf) != 0 || vf.f_blocks == 0)
         return 0;
+    if (free_out)
+        *free_out = (int64_t)vf.f_bavail * (int64_t)vf.f_frsize;
     double used = (double)(vf.f_blocks - vf.f_bfree) / (double)vf.f_blocks;
     return (int)(used * 100.0 + 0.5);
 }
 
+static int measure_disk_ratio(struct apg_store *st)
+{
+    return measure_disk(st, NULL);
+}
+
 void apg_retention_disk_check(struct apg_store *st)
 {
-    int r = measure_disk_ratio(st);
+    int64_t free_b;
+    /* Position first: bytes written after it are charged against free_b. */
+    atomic_store(&st->st_wrote_at_check, atomic_load(&st->st_wrote));
+    int r = measure_disk(st, &free_b);
+    atomic_store(&st->st_free_at_check, free_b);
     atomic_store(&st->st_disk_ratio, r);
-    bool full = r > st->st_opts.so_disk_warning_ratio;
+    int64_t reserve = apg_store_reserve_bytes(st);
+    bool low = free_b < reserve;
+    bool full = r > st->st_opts.so_disk_warning_ratio || low;
     bool was = atomic_exchange(&st->st_disk_full, full);
     if (full && !was) {
         char msg[256];
-        snprintf(msg, sizeof(msg),
-                 "disk of %s is %d%% used, above diskSpaceWarningLevelRatio=%d: writes refused "
-                 "until space frees (free disk space or raise diskSpaceWarningLevelRatio)",
-                 st->st_cldir, r, st->st_opts.so_disk_warning_ratio);
+        if (low)
+            snprintf(msg, sizeof(msg),
+                     "disk of %s has %lld KiB free, less than the %lld KiB kept in reserve: "
+                     "writes refused until space frees",
+                     st->st_cldir, (long long)(free_b >> 10), (long long)(reserve >> 10));
+        else
+            snprintf(msg, sizeof(msg),
+                     "disk of %s is %d%% used, above diskSpaceWarningLevelRatio=%d: writes "
+                     "refused until space frees (free disk space or raise "
+                     "diskSpaceWarningLevelRatio)",
+                     st->st_cldir, r, st->st_opts.so_disk_warning_ratio);
         apg_log_error(SUB, "%s", msg);
         apg_store_set_last_error(st, msg);
     } else if (!full && was) {

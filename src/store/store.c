@@ -178,6 +178,7 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         st->st_opts.so_max_message_size = 4194304;
     st->st_lock_fd = -1;
     atomic_store(&st->st_test_disk_ratio, -1);
+    atomic_store(&st->st_free_at_check, INT64_MAX);
     /* Adaptive: the append critical section is short (encode, one pwrite,
      * the queue entries), so spinning briefly beats a futex sleep/wake
      * convoy when many appenders collide. */
