@@ -103,6 +103,22 @@ apg_err_t apg_cl_roll(struct apg_store *st, int64_t base, char *err, size_t errl
     return APG_OK;
 }
 
+/* Appender, after a failed put: overwrites bytes [from, to) of the log that
+ * were written but will not be published with zeros, so that neither a later
+ * recovery nor check-store takes them for records past the end (a stale but
+ * valid record after a clean stop would be re-indexed; a partial one would
+ * read as a torn tail). Overwriting written blocks needs no new space; the
+ * write stops at the first block that was never written (ENOSPC there is
+ * expected and harmless). Best effort. */
+static void unwrite(struct seg *s, int64_t from, int64_t to)
+{
+    if (to <= from)
+        return;
+    int fd = apg_seg_zero(s, (size_t)(from - s->sg_base), (size_t)(to - s->sg_base));
+    if (fd >= 0)
+        close(fd);
+}
+
 void apg_store_set_arrive_hook(struct apg_store *st, apg_store_arrive_fn fn, void *ud)
 {
     st->st_arrive = fn;
@@ -220,6 +236,20 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         rc = apg_errf(APG_ECLOSED, err, errlen, "store is closing");
         goto unlock;
     }
+    int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
+    /* Free space as of the last disk check, less what was written since. */
+    int64_t room = atomic_load(&st->st_free_at_check);
+    if (room != INT64_MAX)
+        room -= pos - atomic_load(&st->st_wrote_at_check);
+    int64_t reserve = apg_store_reserve_bytes(st);
+    if (room < reserve + (int64_t)total + APG_MSGREC_BLANK_LEN) {
+        rc = apg_errf(APG_EDISKFULL, err, errlen,
+                      "disk of %s has about %lld KiB free, not more than the %lld KiB kept in "
+                      "reserve: writes refused until space frees",
+                      st->st_cldir, (long long)(room > 0 ? room >> 10 : 0),
+                      (long long)(reserve >> 10));
+        goto unlock;
+    }
     if (atomic_load(&st->st_disk_full)) {
         rc = apg_errf(APG_EDISKFULL, err, errlen,
                       "disk of %s is %d%% used, above diskSpaceWarningLevelRatio=%d: writes "
@@ -229,7 +259,6 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
                       st->st_opts.so_disk_warning_ratio);
         goto unlock;
     }
-    int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
     struct seg *s = st->st_cur;
     if (!s || pos + total + APG_MSGREC_BLANK_LEN > s->sg_base + fsz) {
         int64_t next = s ? s->sg_base + fsz : pos;
@@ -310,8 +339,11 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         boff += (size_t)res[i].pr_msg_size;
     }
     if (apg_seg_pwrite_all(s->sg_fd, recs, boff, (off_t)(pos - s->sg_base)) != 0) {
-        rc = apg_errf(APG_EIO, err, errlen, "write %s: %s", s->sg_path, strerror(errno));
-        goto unlock; /* not published: the next append overwrites it */
+        int e = errno;
+        rc = apg_errf(e == ENOSPC ? APG_EDISKFULL : APG_EIO, err, errlen, "write %s: %s",
+                      s->sg_path, strerror(e));
+        unwrite(s, pos, pos + (int64_t)boff); /* not published */
+        goto unlock;
     }
     int64_t end = pos + (int64_t)boff;
     int indexed = n;
@@ -322,6 +354,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
          * published. Report the failure for the whole batch. */
         apg_log_error(SUB, "append failed midway: %s", err ? err : apg_strerror(rc));
         end = res[indexed].pr_phys_offset;
+        unwrite(s, end, pos + (int64_t)boff);
     }
     /* Publish the records before the derived data that points at them: a
      * reader that sees a queue's new maximum must find the record below

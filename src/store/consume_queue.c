@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <endian.h>
 #include <limits.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,13 +139,22 @@ const uint8_t *apg_cq_entry(struct apg_store *st, struct cq *q, int64_t lo)
 
 int apg_cq_add_seg(struct apg_store *st, struct cq *q, int64_t base, char *err, size_t errlen)
 {
+    if (atomic_exchange(&st->st_fail_next_create, false))
+        return apg_errf(APG_EDISKFULL, err, errlen, "cannot create %s: %s", q->cq_dir,
+                        strerror(ENOSPC));
     apg_err_t mrc = apg_file_mkdir_p(q->cq_dir, err, errlen);
     if (mrc)
         return mrc;
     struct seg *s =
-        apg_seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, false, err, errlen);
+        apg_seg_open(q->cq_dir, base, st->st_opts.so_cq_file_size, true, true, err, errlen);
     if (!s)
         return APG_EIO;
+    /* Charge the file's blocks to the free space the put path counts on
+     * until the next disk check measures again. */
+    int64_t fr = atomic_load(&st->st_free_at_check);
+    if (fr != INT64_MAX)
+        atomic_compare_exchange_strong(&st->st_free_at_check, &fr,
+                                       fr - (int64_t)st->st_opts.so_cq_file_size);
     if (q->cq_nsegs == q->cq_capsegs) {
         int nc = q->cq_capsegs ? q->cq_capsegs * 2 : 4;
         struct seg **ns = apg_realloc(q->cq_segs, (size_t)nc * sizeof(*ns));
@@ -193,6 +203,17 @@ apg_err_t apg_cq_write(struct apg_store *st, struct cq *q, int64_t lo, int64_t p
     memcpy(p + 8, &be_size, 4);
     memcpy(p + 12, &be_tags, 8);
     return APG_OK;
+}
+
+int64_t apg_cq_count_on_disk(struct apg_store *st)
+{
+    int64_t n = 0;
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    for (size_t b = 0; b < st->st_cqbuckets; b++)
+        for (struct cq *q = st->st_cqmap[b]; q; q = q->cq_next)
+            n += q->cq_nsegs > 0;
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    return n;
 }
 
 /* Drops queue head segments whose entries all point below the commit log's

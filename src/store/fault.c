@@ -1,8 +1,9 @@
 /* Fault injection behind a gate (store_fault.h).
  *
- * The store's data path reads two fields that only these hooks set:
- * st_test_disk_ratio (retention.c, instead of statvfs) and st_fail_next_fsync
- * (mapped_file.c, apg_seg_sync). The gate is one process-wide flag, set by an
+ * The store's data path reads fields that only these hooks set:
+ * st_test_disk_ratio (retention.c, instead of statvfs), st_fail_next_fsync
+ * (mapped_file.c, apg_seg_sync) and st_fail_next_create (consume_queue.c,
+ * apg_cq_add_seg). The gate is one process-wide flag, set by an
  * explicit call or found in the environment; without it the hooks refuse. */
 #define _GNU_SOURCE
 #include "store/store_fault.h"
@@ -46,5 +47,13 @@ apg_err_t apg_store_fault_fail_next_fsync(struct apg_store *st)
     if (!apg_store_fault_armed())
         return APG_EPERM;
     atomic_store(&st->st_fail_next_fsync, true);
+    return APG_OK;
+}
+
+apg_err_t apg_store_fault_enospc_next_create(struct apg_store *st)
+{
+    if (!apg_store_fault_armed())
+        return APG_EPERM;
+    atomic_store(&st->st_fail_next_create, true);
     return APG_OK;
 }

@@ -76,9 +76,7 @@ void apg_flush_checkpoint(struct apg_store *st, bool clean)
 {
     int64_t snap = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
     bool failed = apg_dispatch_flush(st) != 0;
-    pthread_rwlock_rdlock(&st->st_struct_lock);
-    int64_t nq = (int64_t)st->st_ncq;
-    pthread_rwlock_unlock(&st->st_struct_lock);
+    int64_t nq = apg_cq_count_on_disk(st);
     if (failed) {
         apg_log_error(SUB, "consume queue flush failed: %s", strerror(errno));
         apg_store_set_last_error(

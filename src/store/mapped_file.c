@@ -85,8 +85,12 @@ int apg_seg_zero(struct seg *s, size_t from, size_t to)
 }
 
 /* Opens or creates the segment file dir/<20-digit base>, sized `size`, and
- * maps it. prealloc: reserve blocks (fallocate) and fault the pages in now so
- * the appender does not. */
+ * maps it. A new or short file is extended: with prealloc its blocks are
+ * reserved (posix_fallocate; for files written through the mapping, where a
+ * full disk would otherwise surface as SIGBUS), without it the file stays
+ * sparse and takes no space until written (commit-log segments, which are
+ * written with pwrite, so a full disk is an ENOSPC from the write; under
+ * SYNC_FLUSH apg_warm_zero_ahead fills a bounded window ahead of the writer). */
 struct seg *apg_seg_open(const char *dir, int64_t base, size_t size, bool create, bool prealloc,
                          char *err, size_t errlen)
 {
@@ -122,7 +126,7 @@ struct seg *apg_seg_open(const char *dir, int64_t base, size_t size, bool create
             goto fail;
         }
         /* New file, or one cut short by a crash: the missing part reads as zeros. */
-        if (posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
+        if (prealloc && posix_fallocate(s->sg_fd, 0, (off_t)size) == 0) {
         } else if (ftruncate(s->sg_fd, (off_t)size) != 0) {
             apg_errf(APG_EIO, err, errlen, "size %s: %s", s->sg_path, strerror(errno));
             goto fail;
@@ -134,7 +138,6 @@ struct seg *apg_seg_open(const char *dir, int64_t base, size_t size, bool create
         apg_errf(APG_EIO, err, errlen, "mmap %s: %s", s->sg_path, strerror(errno));
         goto fail;
     }
-    (void)prealloc; /* blocks are reserved above; apg_warm_zero_ahead() zero-fills them */
     return s;
 fail:
     apg_seg_free(s, false);

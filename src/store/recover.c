@@ -127,9 +127,22 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
         if (!s)
             break;
         struct apg_scan_result sr;
-        apg_scan_segment(s->sg_map, s->sg_size, apg_seg_data_end(s), s->sg_base,
-                         (size_t)(pos - s->sg_base), st->st_opts.so_check_crc_on_recover, note_ts,
-                         &sc, &sr);
+        /* Segments are sparse: never read the mapping past the written data.
+         * On tmpfs even a read fault in a hole needs a page, and on a full
+         * file system that is SIGBUS. The space after it reads as zeros. */
+        size_t dend = apg_seg_data_end(s);
+        size_t lim = (dend + 4095) & ~(size_t)4095;
+        if (lim > s->sg_size)
+            lim = s->sg_size;
+        if ((size_t)(pos - s->sg_base) > lim)
+            lim = (size_t)(pos - s->sg_base);
+        apg_scan_segment(s->sg_map, lim, dend, s->sg_base, (size_t)(pos - s->sg_base),
+                         st->st_opts.so_check_crc_on_recover, note_ts, &sc, &sr);
+        if (sr.sr_how == APG_SCAN_END_FULL && lim < s->sg_size) {
+            sr.sr_how = APG_SCAN_END_ZERO;
+            sr.sr_why = "zero-filled space";
+            sr.sr_next_valid = SIZE_MAX;
+        }
         if (sr.sr_how == APG_SCAN_END_BLANK || sr.sr_how == APG_SCAN_END_FULL) {
             pos = s->sg_base + fsz;
             continue;
@@ -144,11 +157,14 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
             struct seg *t = st->st_segs[i];
             if (t->sg_base <= s->sg_base)
                 continue;
-            if (apg_msgrec_decode(t->sg_map, t->sg_size, true, NULL, NULL) == APG_MSGREC_OK &&
+            size_t tend = apg_seg_data_end(t);
+            if (tend == 0)
+                continue; /* never written (and not to be read: sparse) */
+            if (apg_msgrec_decode(t->sg_map, tend, true, NULL, NULL) == APG_MSGREC_OK &&
                 (int64_t)apg_be64(t->sg_map + 28) == t->sg_base)
                 later = t->sg_base;
             else {
-                size_t f = apg_scan_find_valid(t->sg_map, apg_seg_data_end(t), t->sg_base, 0);
+                size_t f = apg_scan_find_valid(t->sg_map, tend, t->sg_base, 0);
                 if (f != SIZE_MAX)
                     later = t->sg_base + (int64_t)f;
             }

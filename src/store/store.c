@@ -43,8 +43,9 @@ static void *svc_main(void *arg)
             int64_t base = st->st_cur_base + (int64_t)st->st_opts.so_commitlog_file_size;
             if (!st->st_next || st->st_next->sg_base != base) {
                 char err[256];
+                /* Sparse: creating the file ahead costs no disk space. */
                 struct seg *s = apg_seg_open(st->st_cldir, base, st->st_opts.so_commitlog_file_size,
-                                             true, true, err, sizeof(err));
+                                             true, false, err, sizeof(err));
                 if (!s)
                     apg_log_warn(SUB, "preallocating the next segment failed: %s", err);
                 apg_seg_free(st->st_next, false);
@@ -177,6 +178,7 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         st->st_opts.so_max_message_size = 4194304;
     st->st_lock_fd = -1;
     atomic_store(&st->st_test_disk_ratio, -1);
+    atomic_store(&st->st_free_at_check, INT64_MAX);
     /* Adaptive: the append critical section is short (encode, one pwrite,
      * the queue entries), so spinning briefly beats a futex sleep/wake
      * convoy when many appenders collide. */

@@ -64,6 +64,8 @@ struct apg_store_opts {
     const char *so_delete_when;       /* deleteWhen, "04" or "04;16", default "04" */
     int so_disk_max_used_ratio;       /* diskMaxUsedSpaceRatio %, default 75 */
     int so_disk_clean_forcibly_ratio; /* diskSpaceCleanForciblyRatio %, default 85 */
+    bool so_clean_forcibly;           /* cleanFileForciblyEnable, default false: never delete
+                                         unexpired segments for space unless set */
     int so_disk_warning_ratio;     /* diskSpaceWarningLevelRatio %, default 90: refuse puts above */
     bool so_check_crc_on_recover;  /* checkCRCOnRecover, default true */
     bool so_force_recover_corrupt; /* forceRecoverCorrupt: truncate at mid-log corruption */
@@ -82,7 +84,7 @@ struct apg_config;
 /* Fills o from the broker configuration: storePathRootDir, storePathCommitLog,
  * mappedFileSizeCommitLog, mappedFileSizeConsumeQueue, flushDiskType,
  * flushIntervalCommitLog, syncFlushTimeout, fileReservedTime, deleteWhen,
- * diskMaxUsedSpaceRatio, diskSpaceCleanForciblyRatio,
+ * diskMaxUsedSpaceRatio, diskSpaceCleanForciblyRatio, cleanFileForciblyEnable,
  * diskSpaceWarningLevelRatio, checkCRCOnRecover, forceRecoverCorrupt,
  * maxMessageSize; the store host from brokerIP1 when it is an IP literal
  * (else 127.0.0.1; the broker may overwrite so_store_host) and listenPort.

@@ -22,6 +22,7 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_delete_when = apg_cfg_str(cfg, APG_CFG_deleteWhen);
     o->so_disk_max_used_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskMaxUsedSpaceRatio);
     o->so_disk_clean_forcibly_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceCleanForciblyRatio);
+    o->so_clean_forcibly = apg_cfg_bool(cfg, APG_CFG_cleanFileForciblyEnable);
     o->so_disk_warning_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskSpaceWarningLevelRatio);
     o->so_check_crc_on_recover = apg_cfg_bool(cfg, APG_CFG_checkCRCOnRecover);
     o->so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);

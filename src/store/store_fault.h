@@ -30,4 +30,9 @@ apg_err_t apg_store_fault_disk_ratio(struct apg_store *st, int ratio);
  * APG_EPERM. */
 apg_err_t apg_store_fault_fail_next_fsync(struct apg_store *st);
 
+/* Makes the next creation of a consume-queue directory or file fail with
+ * ENOSPC, as on a full disk (the commit log write before it succeeds). 0 or
+ * APG_EPERM. */
+apg_err_t apg_store_fault_enospc_next_create(struct apg_store *st);
+
 #endif

@@ -168,6 +168,7 @@ struct apg_store {
     pthread_t st_ack_thr;
     _Atomic bool st_fsync_failed;
     _Atomic bool st_fail_next_fsync;
+    _Atomic bool st_fail_next_create; /* fault.c: next queue directory/file creation: ENOSPC */
     _Atomic uint64_t st_fsync_count;
     _Atomic uint64_t st_fsync_us;
     int64_t st_last_ckpt_ms;
@@ -195,6 +196,12 @@ struct apg_store {
     _Atomic int st_disk_ratio;
     _Atomic int st_test_disk_ratio;
     _Atomic bool st_disk_full;
+    /* Free bytes of the commit log's file system at the last disk check
+     * (INT64_MAX: unknown or faked) and the write position then; the put path
+     * refuses a write that would eat into apg_store_reserve_bytes(). */
+    _Atomic int64_t st_free_at_check;
+    _Atomic int64_t st_wrote_at_check;
+    _Atomic bool st_kept_noted; /* "unexpired data kept" logged for this high-usage spell */
     int st_last_clean_hour;
 
     _Atomic bool st_closing;
@@ -325,6 +332,9 @@ apg_err_t apg_cq_write(struct apg_store *st, struct cq *q, int64_t lo, int64_t p
                        int64_t tags, char *err, size_t errlen);
 apg_err_t apg_cq_load_all(struct apg_store *st, char *err, size_t errlen);
 void apg_cq_clean(struct apg_store *st, int64_t min_phys);
+/* Queues that have a segment file (what the next open finds on disk; a queue
+ * created in memory whose first file could not be made is not counted). */
+int64_t apg_cq_count_on_disk(struct apg_store *st);
 /* The consume queue's dispatcher callbacks (see struct apg_dispatcher). */
 apg_err_t apg_cq_dispatch_records(struct apg_store *st, const struct apg_dispatch_rec *recs, int n,
                                   bool recovering, int *done, char *err, size_t errlen);
@@ -355,6 +365,16 @@ void *apg_flush_async_main(void *arg);
 void *apg_flush_sync_main(void *arg);
 
 /* retention.c */
+/* Free space kept back on the commit log's file system: writes are refused
+ * before it is touched, so that what a write may still need after its log
+ * record (a new queue's directory and file, the checkpoint, config tables)
+ * and what a later start needs always fit. Two consume-queue files, two
+ * largest records and 4 MiB. */
+static inline int64_t apg_store_reserve_bytes(const struct apg_store *st)
+{
+    return 2 * (int64_t)st->st_opts.so_cq_file_size +
+           2 * ((int64_t)st->st_opts.so_max_message_size + 65536) + (4ll << 20);
+}
 void apg_retention_disk_check(struct apg_store *st);
 bool apg_retention_hour_listed(const char *when, int hour);
 int apg_retention_pass(struct apg_store *st, bool time_ok);

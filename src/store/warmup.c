@@ -26,7 +26,8 @@
  *
  * The window grows with what has been written since start: 1 MiB ahead for a
  * broker that has written nothing (so an idle broker holds little page
- * cache), up to so_warm_ahead_mb once that much has gone through.
+ * cache), up to so_warm_ahead_mb once that much has gone through, and never
+ * into the free space the store keeps in reserve.
  * Returns true if it did work (call again soon). Service thread. */
 #define WARM_STEP (2ll << 20)
 
@@ -55,6 +56,12 @@ bool apg_warm_zero_ahead(struct apg_store *st)
     if (at >= wrote + window)
         return false;
     int64_t step = window < WARM_STEP ? window : WARM_STEP;
+    /* Never zero-fill into the space kept in reserve (retention.c): on a
+     * nearly full disk appends go to unwritten space instead. */
+    int64_t room = atomic_load(&st->st_free_at_check);
+    if (room != INT64_MAX &&
+        room - (at - atomic_load(&st->st_wrote_at_check)) < apg_store_reserve_bytes(st) + step)
+        return false;
     int fd = -1;
     bool tried = false;
     /* In a segment of the log: appends may reach it at any moment, so

@@ -362,6 +362,43 @@ static void test_retention(void **state)
     free(dir);
 }
 
+/* Unexpired segments survive a nearly full disk unless cleanFileForciblyEnable is
+ * set; with it the oldest ones go (at most ten per pass) and reads move past them. */
+static void test_retention_forcibly_opt_in(void **state)
+{
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    tu_opts(&o, dir);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(tu_put(st, "F", 0, i, NULL), 0);
+    usleep(200000); /* let the flush thread make it durable */
+    apg_store_fault_arm();
+    assert_int_equal(apg_store_fault_disk_ratio(st, 97), 0);
+    assert_int_equal(apg_store_clean_now(st), 0);
+    assert_int_equal(apg_store_min_offset(st, "F", 1, 0), 0);
+    assert_int_equal(tu_count(st, "F", 0, 0), 2000);
+    apg_store_close(st);
+
+    o.so_clean_forcibly = true;
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    assert_int_equal(apg_store_fault_disk_ratio(st, 97), 0);
+    int removed = apg_store_clean_now(st);
+    assert_true(removed >= 1 && removed <= 10);
+    int64_t min = apg_store_min_offset(st, "F", 1, 0);
+    assert_true(min > 0);
+    assert_int_equal(tu_count(st, "F", 0, (int)min), 2000 - min);
+    /* Below diskSpaceCleanForciblyRatio nothing unexpired goes, even opted in. */
+    assert_int_equal(apg_store_fault_disk_ratio(st, 80), 0);
+    assert_int_equal(apg_store_clean_now(st), 0);
+    assert_int_equal(apg_store_fault_disk_ratio(st, -1), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_time_search(void **state)
 {
     char *dir = tu_tmpdir();
@@ -587,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_sync_flush),
         cmocka_unit_test(test_disk_guard),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_retention_forcibly_opt_in),
         cmocka_unit_test(test_time_search),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_readers_never_skip),

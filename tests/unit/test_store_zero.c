@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -18,6 +19,7 @@
 #include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 
 #include "test_store_util.h"
@@ -207,11 +209,69 @@ static void test_drop_behind(void **state)
     free(dir);
 }
 
+/* Bytes of disk held by the files of dir (allocated blocks, not apparent
+ * size); *nfiles gets their number. */
+static long long dir_blocks_bytes(const char *dir, int *nfiles)
+{
+    long long sum = 0;
+    *nfiles = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat sb;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &sb, 0) != 0)
+            continue;
+        sum += (long long)sb.st_blocks * 512;
+        (*nfiles)++;
+    }
+    closedir(d);
+    return sum;
+}
+
+/* With default sizes (1 GiB segments) and preallocation on, a store holding one
+ * message takes at most a few MiB: segment files are sparse, and only
+ * SYNC_FLUSH zero-fills a window ahead of the writer (1 MiB on a fresh store). */
+static void test_empty_store_small(void **state)
+{
+    (void)state;
+    for (int sync = 0; sync < 2; sync++) {
+        char *dir = tu_tmpdir();
+        struct apg_store_opts o;
+        apg_store_opts_init(&o);
+        o.so_root_dir = dir;
+        o.so_sync_flush = sync;
+        char err[512];
+        assert_int_equal(apg_store_open(&o, &g_st, err, sizeof(err)), 0);
+        assert_int_equal(tu_put(g_st, "E", 0, 0, NULL), 0);
+        struct apg_store_stats ss;
+        for (int k = 0; k < 100; k++) { /* let the service thread prepare what it will */
+            apg_store_stats(g_st, &ss);
+            if (!sync || ss.ss_warmed_phys_offset >= (1 << 20))
+                break;
+            usleep(10000);
+        }
+        usleep(100000);
+        char cl[700];
+        snprintf(cl, sizeof(cl), "%s/commitlog", dir);
+        int nfiles;
+        long long used = dir_blocks_bytes(cl, &nfiles);
+        assert_int_equal(nfiles, 2); /* current and next segment exist */
+        print_message("%s: commit log holds %lld bytes of disk\n",
+                      sync ? "SYNC_FLUSH" : "ASYNC_FLUSH", used);
+        assert_true(used <= (sync ? 8ll << 20 : 1ll << 20));
+        apg_store_close(g_st);
+        tu_rmrf(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zero_ahead_appends),
         cmocka_unit_test(test_drop_behind),
+        cmocka_unit_test(test_empty_store_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

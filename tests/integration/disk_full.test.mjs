@@ -1,0 +1,152 @@
+// Disk full with default settings, on a small tmpfs: `apogee standalone`
+// fills it with `apogee bench produce` until the store refuses writes (before
+// the disk is full: a reserve is kept), stops cleanly, and must then
+//   - pass `apogee check-store` (no torn tail after a clean stop),
+//   - start on a disk filled to the last byte, serve every acknowledged
+//     message to a consumer and refuse sends with a remark that says why,
+//   - accept sends again once space is freed, without a restart.
+//
+// Needs root (mount -t tmpfs). Without it the test is skipped with the reason.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
+import { RemotingClient } from '../lib/remoting.mjs';
+
+function tryMount() {
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'apg-diskfull-'));
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=96m', 'tmpfs', mnt], { encoding: 'utf8' });
+    if (r.status !== 0) {
+        fs.rmSync(mnt, { recursive: true, force: true });
+        return { skip: `cannot mount a 96 MiB tmpfs (needs root): ${(r.stderr || r.error?.message || '').trim()}` };
+    }
+    return { mnt };
+}
+
+function umount(mnt) {
+    if (spawnSync('umount', [mnt]).status !== 0) spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(mnt, { recursive: true, force: true });
+}
+
+function bench(args) {
+    return new Promise((resolve) => {
+        const p = spawn(apogeeBin(), ['bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.stderr.on('data', (d) => (out += d));
+        p.on('close', (code) => {
+            let json = null;
+            const last = out.trim().split('\n').pop();
+            try {
+                json = JSON.parse(last);
+            } catch {
+                // no summary (e.g. the first send failed)
+            }
+            resolve({ code, out, json });
+        });
+    });
+}
+
+async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
+    const c = await RemotingClient.connect(nsPort);
+    try {
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+            const r = await c.request(105, { topic });
+            if (r.code === 0) return;
+            await new Promise((res) => setTimeout(res, 50));
+        }
+        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
+    } finally {
+        c.close();
+    }
+}
+
+// Writes zeros to path until the file system is full.
+function fillUp(file) {
+    const fd = fs.openSync(file, 'w');
+    const chunk = Buffer.alloc(1 << 20);
+    try {
+        for (;;) fs.writeSync(fd, chunk);
+    } catch (e) {
+        if (e.code !== 'ENOSPC') throw e;
+    } finally {
+        fs.closeSync(fd);
+    }
+    const small = Buffer.alloc(4096);
+    const fd2 = fs.openSync(`${file}.tail`, 'w');
+    try {
+        for (;;) fs.writeSync(fd2, small);
+    } catch (e) {
+        if (e.code !== 'ENOSPC') throw e;
+    } finally {
+        fs.closeSync(fd2);
+    }
+}
+
+const m = tryMount();
+
+test('disk full: refuse before full, start read-only on a full disk, resume when space returns', { skip: m.skip, timeout: 180_000 }, async () => {
+    const mnt = m.mnt;
+    const data = path.join(mnt, 'data');
+    const ballast = path.join(mnt, 'ballast');
+    let sa = null;
+    try {
+        // Space to give back later.
+        fs.writeFileSync(ballast, Buffer.alloc(24 << 20));
+        const nsPort = await freePort();
+        const start = () => startApogee('standalone', [], { dir: data, keepDir: true, extraPorts: { namesrvListenPort: nsPort } });
+        const ns = `--namesrvAddr=127.0.0.1:${nsPort}`;
+
+        sa = await start();
+        await waitForRoute(nsPort);
+        const p1 = await bench(['produce', ns, '--topic=DiskFull', '--threads=4', '--size=1024', '--duration=8', '--json']);
+        assert.ok(p1.json, p1.out.slice(-3000));
+        assert.ok(p1.json.sent > 1000, p1.out.slice(-3000));
+        assert.ok(p1.json.failed > 0, `the disk never filled:\n${p1.out.slice(-3000)}`);
+        assert.match(p1.out, /writes refused until space frees/);
+        const acked = p1.json.sent;
+        let r = await sa.stop();
+        assert.equal(r.code, 0, `exit after SIGTERM: ${JSON.stringify(r)}\n${sa.output().slice(-3000)}`);
+        assert.doesNotMatch(sa.output(), /torn tail|failed to start/);
+
+        const chk = spawnSync(apogeeBin(), ['check-store', `--storePathRootDir=${data}`], { encoding: 'utf8' });
+        assert.equal(chk.status, 0, `check-store after a clean stop: ${chk.stdout.slice(-3000)}${chk.stderr}`);
+
+        // Now fill the disk to the last byte and start again.
+        fillUp(path.join(mnt, 'filler'));
+        sa = await start();
+        await waitForRoute(nsPort);
+        await sa.waitOutput(/ready in/);
+        assert.doesNotMatch(sa.output(), /torn tail/);
+        const refused = await bench(['produce', ns, '--topic=DiskFull', '--threads=1', '--messages=5']);
+        assert.match(refused.out, /writes refused until space frees/, refused.out.slice(-3000));
+        const c1 = await bench(['consume', ns, '--topic=DiskFull', '--group=DiskFullReader1', '--json']);
+        assert.ok(c1.json, c1.out.slice(-3000));
+        assert.ok(c1.json.received >= acked, `acknowledged ${acked}, readable ${c1.json.received}`);
+
+        // Space returns: writes resume within a few seconds, no restart.
+        fs.rmSync(path.join(mnt, 'filler'));
+        fs.rmSync(path.join(mnt, 'filler.tail'));
+        fs.rmSync(ballast);
+        let p2 = null;
+        for (let i = 0; i < 20; i++) {
+            await new Promise((res) => setTimeout(res, 500));
+            p2 = await bench(['produce', ns, '--topic=DiskFull', '--threads=1', '--messages=100', '--json']);
+            if (p2.json && p2.json.failed === 0) break;
+        }
+        assert.ok(p2.json && p2.json.failed === 0 && p2.json.sent === 100, p2.out.slice(-3000));
+        r = await sa.stop();
+        assert.equal(r.code, 0, `exit after SIGTERM: ${JSON.stringify(r)}\n${sa.output().slice(-3000)}`);
+        const chk2 = spawnSync(apogeeBin(), ['check-store', `--storePathRootDir=${data}`], { encoding: 'utf8' });
+        assert.equal(chk2.status, 0, `check-store at the end: ${chk2.stdout.slice(-3000)}${chk2.stderr}`);
+        console.log(`acknowledged ${acked} before the disk filled (${p1.json.failed} refused), ${c1.json.received} readable on the full disk, 100 more after space returned`);
+    } finally {
+        await sa?.stop('SIGKILL');
+        umount(mnt);
+    }
+});
