@@ -118,7 +118,9 @@ test('a kill -9 during a storm of creates and deletes loses no acknowledged chan
     br.close();
     const before = { acked: acked.size, deleted: deleted.size };
     assert.ok(before.acked > 100, `only ${before.acked} topics acknowledged before the kill`);
-    assert.ok(fs.statSync(path.join(sdir, 'config/topics.json.log')).size > 0, 'no journal after the kill');
+    // The journal may be empty here: a compaction (every 1,000 records) can come just
+    // before the kill. What counts is the check after the restart below.
+    assert.ok(fs.existsSync(path.join(sdir, 'config/topics.json.log')), 'no journal file after the kill');
 
     ({ srv, br } = await boot());
     const check = (all) => {
