@@ -5,7 +5,9 @@
 //   - start on a disk filled to the last byte, serve every acknowledged
 //     message to a consumer and refuse sends with a remark that says why,
 //   - let `apogee check-store` scan it while full without faulting,
-//   - accept sends again once space is freed, without a restart.
+//   - log a failed topic-table write once per period, not per attempt,
+//   - accept sends again once space is freed, without a restart, and write
+//     the topic changes made while full (they survive a restart).
 //
 // Needs root (mount -t tmpfs). Without it the test is skipped with the reason.
 import assert from 'node:assert/strict';
@@ -142,6 +144,21 @@ test('disk full: refuse before full, start read-only on a full disk, resume when
         assert.equal(chkFull.signal, null, `check-store on the full disk died: ${chkFull.signal}\n${chkFull.stdout.slice(-3000)}${chkFull.stderr}`);
         assert.ok(chkFull.status === 0 || chkFull.status === 1, `check-store on the full disk: ${chkFull.status}\n${chkFull.stdout.slice(-3000)}${chkFull.stderr}`);
 
+        // Topic changes on the full disk: each create is answered with an
+        // error (not on disk), the table writer logs one ERROR line per
+        // period, not one per attempt, and keeps the changes to retry.
+        const br = await RemotingClient.connect(sa.port);
+        let refusedCreates = 0;
+        for (let i = 0; i < 40; i++) {
+            const cr = await br.request(17, { topic: `FullTopic${i}`, readQueueNums: '1', writeQueueNums: '1', perm: '6' });
+            if (cr.code !== 0) refusedCreates++;
+        }
+        br.close();
+        assert.ok(refusedCreates >= 2, `only ${refusedCreates} topic creates failed on the full disk`);
+        const failLines = sa.output().match(/persisting topics failed/g) ?? [];
+        // (40 failed attempts within one 60 s period; 2 if the machine is slow.)
+        assert.ok(failLines.length >= 1 && failLines.length <= 2, `${failLines.length} lines:\n${sa.output().slice(-3000)}`);
+
         // Space returns: writes resume within a few seconds, no restart.
         fs.rmSync(path.join(mnt, 'filler'));
         fs.rmSync(path.join(mnt, 'filler.tail'));
@@ -155,6 +172,15 @@ test('disk full: refuse before full, start read-only on a full disk, resume when
             if (p2.json && p2.json.failed === 0) break;
         }
         assert.ok(p2.json && p2.json.failed === 0 && p2.json.sent === 100, p2.out.slice(-3000));
+        r = await sa.stop();
+        assert.equal(r.code, 0, `exit after SIGTERM: ${JSON.stringify(r)}\n${sa.output().slice(-3000)}`);
+        // The periodic retry wrote the topics changed on the full disk, and
+        // one created now: all there after a restart.
+        sa = await start();
+        const br2 = await RemotingClient.connect(sa.port);
+        const topics = JSON.parse((await br2.request(21, {})).body.toString()).topicConfigTable;
+        br2.close();
+        for (let i = 0; i < 40; i++) assert.ok(topics[`FullTopic${i}`], `FullTopic${i} lost`);
         r = await sa.stop();
         assert.equal(r.code, 0, `exit after SIGTERM: ${JSON.stringify(r)}\n${sa.output().slice(-3000)}`);
         const chk2 = spawnSync(apogeeBin(), ['check-store', `--storePathRootDir=${data}`], { encoding: 'utf8' });
