@@ -153,6 +153,8 @@ struct apg_broker {
     bool br_tw_kicked, br_tw_stopping;
     struct apg_durable_wait *br_waits;
     uint64_t br_durable[2]; /* change counts on disk: [0] topics, [1] groups */
+    /* Failed writes of [0] topics, [1] groups: one ERROR line per period. */
+    struct apg_log_limit br_tw_failed[2];
 };
 
 /* ---- broker_reply.c: replies and refusals (leaf) ------------------------ */

@@ -171,13 +171,29 @@ static void answer(struct apg_broker *b, int failed, apg_err_t rc, const char *e
     }
 }
 
+/* At most one ERROR line per table per period while writes keep failing
+ * (a full disk fails every periodic retry); the line counts the ones left out. */
+#define TW_FAIL_LOG_PERIOD_MS 60000
+
+static void note_failure(struct apg_broker *b, int t, const char *what, const char *err)
+{
+    int64_t quiet;
+    if (!apg_log_limit_hit(&b->br_tw_failed[t], apg_mono_ms(), TW_FAIL_LOG_PERIOD_MS, &quiet))
+        return;
+    char more[96] = "";
+    if (quiet > 0)
+        snprintf(more, sizeof(more), " (%lld more failure(s) since the last line)",
+                 (long long)quiet);
+    apg_log_error("broker", "persisting %s failed: %s; retried periodically%s", what, err, more);
+}
+
 void apg_broker_tables_persist(struct apg_broker *b, bool compact)
 {
     char err[512];
     uint64_t upto;
     apg_err_t e = apg_topics_persist(b->br_topics, compact, &upto, err, sizeof(err));
     if (e)
-        apg_log_error("broker", "persisting topics failed: %s", err);
+        note_failure(b, TBL_TOPICS, "topics", err);
     pthread_mutex_lock(&b->br_wait_lock);
     b->br_durable[TBL_TOPICS] = upto;
     pthread_mutex_unlock(&b->br_wait_lock);
@@ -185,7 +201,7 @@ void apg_broker_tables_persist(struct apg_broker *b, bool compact)
         answer(b, TBL_TOPICS, e, err);
     e = apg_groups_persist(b->br_groups, compact, &upto, err, sizeof(err));
     if (e)
-        apg_log_error("broker", "persisting subscription groups failed: %s", err);
+        note_failure(b, TBL_GROUPS, "subscription groups", err);
     pthread_mutex_lock(&b->br_wait_lock);
     b->br_durable[TBL_GROUPS] = upto;
     pthread_mutex_unlock(&b->br_wait_lock);

@@ -24,7 +24,10 @@
  *
  * It never writes, creates or locks anything (it only probes the lock file
  * with a shared, non-blocking flock to warn that a broker has the store
- * open). Segments are mapped read-only. Single-threaded. */
+ * open). Segments are mapped read-only, and only their written parts come
+ * from the file: unwritten (sparse) space maps anonymous zero pages, because
+ * reading a hole through a file mapping needs a page on tmpfs and faults
+ * (SIGBUS) on a full file system. Single-threaded. */
 #define _GNU_SOURCE
 #include "cli/check_store.h"
 
@@ -156,6 +159,42 @@ static void tally(void *ud, size_t pos, const struct apg_msgrec *r)
     q->cq_records++;
 }
 
+/* len bytes of fd mapped read-only, where only the written ranges
+ * (SEEK_DATA..SEEK_HOLE, page-rounded) are backed by the file and the holes are
+ * anonymous zero pages, so reading any byte cannot fault on a full file system.
+ * Without SEEK_DATA support the whole file is mapped. NULL on failure; release
+ * with munmap(m, len). */
+static const uint8_t *map_written(int fd, size_t len)
+{
+    uint8_t *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pos = 0;
+    while (pos < len) {
+        off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+        if (d < 0 && errno == ENXIO)
+            break; /* no data after pos */
+        if (d < 0) {
+            d = (off_t)pos; /* SEEK_DATA unsupported: map the rest */
+            h = (off_t)len;
+        } else if ((h = lseek(fd, d, SEEK_HOLE)) < 0) {
+            h = (off_t)len;
+        }
+        size_t a = (size_t)d & ~(pg - 1), b = ((size_t)h + pg - 1) & ~(pg - 1);
+        if (b > len)
+            b = len;
+        if (a >= b)
+            break;
+        if (mmap(m + a, b - a, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, (off_t)a) == MAP_FAILED) {
+            munmap(m, len);
+            return NULL;
+        }
+        pos = b;
+    }
+    return m;
+}
+
 /* Segment size, when not given: the largest segment file, if it is a whole
  * number of 4 KiB pages and every name is a multiple of it (segment files are
  * created at full size; a crash may leave one shorter, never longer); else the
@@ -234,8 +273,8 @@ static void open_segments(struct cs *c, char **names, int n)
                 names[i], size, c->cs_fsz);
         s->cs_len = size < (size_t)c->cs_fsz ? size : (size_t)c->cs_fsz;
         if (s->cs_len) {
-            void *m = mmap(NULL, s->cs_len, PROT_READ, MAP_PRIVATE, s->cs_fd, 0);
-            if (m == MAP_FAILED) {
+            const uint8_t *m = map_written(s->cs_fd, s->cs_len);
+            if (!m) {
                 say(c, "ERROR", "commitlog/%s: cannot map: %s", names[i], strerror(errno));
                 continue;
             }
@@ -386,8 +425,7 @@ static void check_queue(struct cs *c, const char *topic, int32_t qid, const char
                 names[i], (long long)sb.st_size, cqsz);
         const uint8_t *m = NULL;
         if (len) {
-            void *mm = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-            m = mm == MAP_FAILED ? NULL : mm;
+            m = map_written(fd, len);
         }
         for (size_t off = 0; m && off + CQ_UNIT <= len; off += CQ_UNIT) {
             const uint8_t *e = m + off;
