@@ -5,7 +5,7 @@
  *
  *   probe_timer          (run it alone, or beside another load)
  *
- * docs/perf-log/2026-11-21-sessions-1-3.md ("Scheduling stalls") has the figures for this VM. */
+ * docs/perf-log/2026-11-21.md ("Scheduling stalls") has the figures for this VM. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
