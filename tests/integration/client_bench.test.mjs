@@ -10,24 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
-
-// The broker registers with the NameServer shortly after its port opens: wait
-// until the auto-create template route (TBW102) is served.
-async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
-    const c = await RemotingClient.connect(nsPort);
-    try {
-        const deadline = Date.now() + timeoutMs;
-        while (Date.now() < deadline) {
-            const r = await c.request(105, { topic });
-            if (r.code === 0) return;
-            await new Promise((res) => setTimeout(res, 50));
-        }
-        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
-    } finally {
-        c.close();
-    }
-}
+import { waitForRoute } from '../lib/remoting.mjs';
 
 const probe = spawnSync(apogeeBin(), ['bench', '--help'], { encoding: 'utf8' });
 const benchWired = probe.status === 0 && /bench produce\|consume\|e2e/.test(probe.stdout);

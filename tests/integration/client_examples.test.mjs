@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
+import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
 const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
@@ -25,21 +25,6 @@ const external = process.env.APOGEE_TEST_NAMESRV || '';
 const sfx = external ? `_${process.pid}_${Date.now() % 1e6}` : '';
 const N = (name) => `${name}${sfx}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
-    const c = await RemotingClient.connect(nsPort);
-    try {
-        const deadline = Date.now() + timeoutMs;
-        while (Date.now() < deadline) {
-            const r = await c.request(105, { topic });
-            if (r.code === 0) return;
-            await sleep(50);
-        }
-        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
-    } finally {
-        c.close();
-    }
-}
 
 function run(name, args, timeout = 30000) {
     const r = spawnSync(path.join(exDir, name), args, { encoding: 'utf8', timeout });

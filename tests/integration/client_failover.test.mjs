@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
+import { waitForRoute } from '../lib/remoting.mjs';
 
 const probe = spawnSync(apogeeBin(), ['bench', '--help'], { encoding: 'utf8' });
 const skip = probe.status === 0 && /--rate=N/.test(probe.stdout) ? false : '`apogee bench` without --rate';
@@ -20,22 +20,6 @@ function runBench(args) {
     p.stderr.on('data', (d) => (out += d));
     const done = new Promise((res) => p.on('exit', (code, signal) => res({ code, signal, out: () => out })));
     return { p, done, out: () => out };
-}
-
-// The broker's first registration can take longer than a fixed pause on a
-// loaded machine: poll the NameServer for the auto-create template's route.
-async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
-    const c = await RemotingClient.connect(nsPort);
-    try {
-        const deadline = Date.now() + timeoutMs;
-        while (Date.now() < deadline) {
-            if ((await c.request(105, { topic })).code === 0) return;
-            await new Promise((r) => setTimeout(r, 50));
-        }
-        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
-    } finally {
-        c.close();
-    }
 }
 
 async function waitFor(fn, ms) {

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
+import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
 function tryMount() {
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'apg-diskfull-'));
@@ -52,21 +52,6 @@ function bench(args) {
             resolve({ code, out, json });
         });
     });
-}
-
-async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
-    const c = await RemotingClient.connect(nsPort);
-    try {
-        const deadline = Date.now() + timeoutMs;
-        while (Date.now() < deadline) {
-            const r = await c.request(105, { topic });
-            if (r.code === 0) return;
-            await new Promise((res) => setTimeout(res, 50));
-        }
-        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
-    } finally {
-        c.close();
-    }
 }
 
 // Writes zeros to path until the file system is full.

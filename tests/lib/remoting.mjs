@@ -196,3 +196,20 @@ export function jsonBody(resp) {
     if (!resp.body) return null;
     return JSON.parse(resp.body.toString('utf8'));
 }
+
+// Polls the NameServer at 127.0.0.1:nsPort until it serves a route for topic
+// (by default TBW102, the auto-create template a broker registers shortly after its
+// port opens). Throws after timeoutMs.
+export async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
+    const c = await RemotingClient.connect(nsPort);
+    try {
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+            if ((await c.request(105, { topic })).code === 0) return;
+            await new Promise((res) => setTimeout(res, 50));
+        }
+        throw new Error(`no route for ${topic} within ${timeoutMs} ms`);
+    } finally {
+        c.close();
+    }
+}
