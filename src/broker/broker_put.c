@@ -300,7 +300,7 @@ static int busy_check(struct apg_broker *b, struct apg_conn *c, bool sync, long 
                  (long long)stall, (long long)b->br_busy_pc_ms);
         return APG_BUSY_PAGE_CACHE;
     }
-    if (which & (1u << APG_BUSY_QUEUE_TIME)) {
+    if ((which & (1u << APG_BUSY_QUEUE_TIME)) && c) {
         /* uv_now: when this iteration's poll returned, i.e. since when the
          * request's bytes have been readable at least. */
         uv_loop_t *l = apg_conn_uv_loop(c);

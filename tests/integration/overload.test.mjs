@@ -8,7 +8,10 @@
 //   - lose nothing it acknowledged (every acknowledged message is read back);
 // the C client (`apogee bench`) must back off on SYSTEM_BUSY and still complete
 // every send within its timeout; ali-ons must get SYSTEM_BUSY as an error naming
-// the cause at once (it does not retry on code 2), never a timeout.
+// the cause at once (it does not retry on code 2), never a timeout. A second broker
+// with 1.5 s stalls shows the other measure: while one put has held the append lock
+// past osPageCacheBusyTimeOutMills, sends on the other loop get "[PC_SYNCHRONIZED]" at
+// once instead of queueing behind it.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
@@ -152,4 +155,41 @@ test('every acknowledged message is read back', async () => {
     assert.equal(r.json.received, acked, r.out);
     const t = await runtimeInfo();
     assert.equal(Number(t.msgPutTotalTodayNow), acked, JSON.stringify(t));
+});
+
+test('a put stalled past osPageCacheBusyTimeOutMills: sends on the other loop get [PC_SYNCHRONIZED] at once', async () => {
+    const ns2 = await freePort();
+    const s2 = await startApogee('standalone', ['--serverSelectorThreads=2'], {
+        extraPorts: { namesrvListenPort: ns2 },
+        env: { APOGEE_STORE_FAULTS: '1', APOGEE_STORE_FAULT_PUT_DELAY_MS: '1500' },
+    });
+    const conns = [];
+    try {
+        const a = await RemotingClient.connect(s2.port);
+        conns.push(a);
+        const first = a.request(310, sendHdr(0), Buffer.from('stall'), { timeoutMs: 20000 });
+        // The first put now holds the store's append lock for 1.5 s. Connections
+        // spread over both loops (SO_REUSEPORT): those on the other loop must not
+        // queue behind the stalled put.
+        await new Promise((r) => setTimeout(r, 1150));
+        for (let i = 0; i < 12; i++) conns.push(await RemotingClient.connect(s2.port));
+        const answers = await Promise.all(conns.slice(1).map(async (c, i) => {
+            const t0 = Date.now();
+            const r = await c.request(310, sendHdr(i), Buffer.from('later'), { timeoutMs: 20000 });
+            return { r, ms: Date.now() - t0 };
+        }));
+        assert.equal((await first).code, 0);
+        const pc = answers.filter((x) => x.r.code === 2 && x.r.remark.startsWith('[PC_SYNCHRONIZED]'));
+        assert.ok(pc.length > 0, JSON.stringify(answers.map((x) => [x.r.code, x.ms, x.r.remark])));
+        for (const x of pc) {
+            assert.match(x.r.remark, /osPageCacheBusyTimeOutMills=1000/);
+            assert.ok(x.ms < 300, `a PC_SYNCHRONIZED answer took ${x.ms} ms`);
+        }
+        const t = JSON.parse((await a.request(28, {}, null, { timeoutMs: 20000 })).body.toString()).table;
+        assert.ok(Number(t.refusedSystemBusyPageCache) >= pc.length, JSON.stringify(t));
+    } finally {
+        for (const c of conns) c.close();
+        const r = await s2.stop();
+        assert.equal(r.code, 0);
+    }
 });
