@@ -41,7 +41,8 @@ enum apg_send_status {
 /* What a send did. On success every field is set. When a send that was
  * handed to the broker fails, only sr_mq (the last queue tried) and
  * sr_broker_code are set: the RocketMQ response code of the broker's refusal
- * (error APG_EBROKER, or APG_EINVAL for MESSAGE_ILLEGAL), 0 when no broker
+ * (error APG_EBROKER, APG_EBUSY for SYSTEM_BUSY, or APG_EINVAL for
+ * MESSAGE_ILLEGAL), 0 when no broker
  * refused (a timeout, a lost connection). sr_reserved is zero: room for
  * fields added later without changing the struct's size. */
 typedef struct apg_send_result {
@@ -113,6 +114,14 @@ APG_EXPORT apg_err_t apg_producer_send_batch(apg_producer_t *p, apg_message_t *c
 
 /* Client id used on the wire ("ip@instance"); borrows from p. */
 APG_EXPORT const char *apg_producer_client_id(const apg_producer_t *p);
+
+/* Back-pressure seen by p since it was made: *busy counts the SYSTEM_BUSY
+ * answers (or flow-control refusals) brokers gave its sends, *retried how
+ * many of those sends were sent again after a back-off
+ * (sendBusyBackoffMillis). A send that is still refused when sendMsgTimeout
+ * runs out fails with APG_EBUSY (retriable) and sr_broker_code 2. Either
+ * pointer may be NULL. Thread-safe. */
+APG_EXPORT void apg_producer_busy_stats(const apg_producer_t *p, uint64_t *busy, uint64_t *retried);
 
 #ifdef __cplusplus
 }

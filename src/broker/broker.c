@@ -257,6 +257,9 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_short_poll_ms = apg_cfg_int(cfg, APG_CFG_shortPollingTimeMills);
     b->br_channel_expire_ms = apg_cfg_int(cfg, APG_CFG_channelNotActiveInterval);
     b->br_sync_pending_max = 20000;
+    b->br_fast_failure = apg_cfg_bool(cfg, APG_CFG_brokerFastFailureEnable);
+    b->br_busy_queue_ms = apg_cfg_int(cfg, APG_CFG_waitTimeMillsInSendQueue);
+    b->br_busy_pc_ms = apg_cfg_int(cfg, APG_CFG_osPageCacheBusyTimeOutMills);
     if (apg_broker_stats_init(b)) {
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;

@@ -1,9 +1,24 @@
 /* The broker's one write service: every writer (send, batch send, send-back,
  * and the delay, transaction and pop writers to come) hands it validated
  * records and it does the rest in one order: queue choice (round-robin for
- * queueId < 0), SYSTEM_BUSY when too many SYNC_FLUSH sends already wait for
- * the disk, apg_store_put, and the reply: at once, or under SYNC_FLUSH when
- * the store's group commit acknowledges the record.
+ * queueId < 0), fast failure (SYSTEM_BUSY when the store cannot keep up),
+ * apg_store_put, and the reply: at once, or under SYNC_FLUSH when the
+ * store's group commit acknowledges the record.
+ *
+ * Fast failure. Requests run to completion on their loop thread, so a send
+ * has "waited in the queue" when its loop got to it late, and the store is
+ * behind when one put stalls inside it. Three measures, each answering
+ * SYSTEM_BUSY at once with a remark whose tag clients know from RocketMQ:
+ *   [TIMEOUT_CLEAN_QUEUE] the loop has known the request's bytes were
+ *     readable (its poll returned) for waitTimeMillsInSendQueue ms or more:
+ *     earlier requests of the same iteration (slow puts, a stalled lock)
+ *     held it up;
+ *   [PC_SYNCHRONIZED] the put now inside the store has held the append lock
+ *     for more than osPageCacheBusyTimeOutMills: this put would queue
+ *     behind it (the kernel is throttling writes behind a slow disk);
+ *   [OVERLOAD] SYNC_FLUSH only: br_sync_pending_max sends already wait for
+ *     the disk.
+ * The first two obey brokerFastFailureEnable. A refused send is not stored.
  *
  * SYNC_FLUSH acknowledgements: the flush thread queues the finished put on
  * the connection loop's bl_acks list and posts one drain per batch, so there
@@ -256,6 +271,59 @@ static void ack_stored(struct apg_broker *b, struct apg_sync_ack *a, const struc
     a->sa_queue_offset = r->pr_queue_offset;
 }
 
+/* Fast failure measures to look at (busy_check). */
+#define BUSY_ALL 7u
+#define BUSY_PC_ONLY (1u << APG_BUSY_PAGE_CACHE)
+
+/* The measure that refuses a send now (remark filled), or -1 to go ahead.
+ * extra: sends already held for the same group commit. */
+static int busy_check(struct apg_broker *b, struct apg_conn *c, bool sync, long extra,
+                      unsigned which, char *remark, size_t len)
+{
+    if ((which & (1u << APG_BUSY_SYNC_BACKLOG)) && sync &&
+        atomic_load(&b->br_sync_pending) + extra >= b->br_sync_pending_max) {
+        snprintf(remark, len,
+                 "[OVERLOAD]broker busy: %ld sends already wait for the disk flush "
+                 "(flushDiskType=SYNC_FLUSH); back off and retry, or use ASYNC_FLUSH",
+                 (long)atomic_load(&b->br_sync_pending));
+        return APG_BUSY_SYNC_BACKLOG;
+    }
+    if (!b->br_fast_failure)
+        return -1;
+    int64_t stall;
+    if ((which & (1u << APG_BUSY_PAGE_CACHE)) &&
+        (stall = apg_store_put_stall_ms(b->br_store)) > b->br_busy_pc_ms) {
+        snprintf(remark, len,
+                 "[PC_SYNCHRONIZED]broker busy: a write has been stuck in the page cache for %lld "
+                 "ms (osPageCacheBusyTimeOutMills=%lld), the disk is not keeping up; back off and "
+                 "retry, or send to another broker",
+                 (long long)stall, (long long)b->br_busy_pc_ms);
+        return APG_BUSY_PAGE_CACHE;
+    }
+    if ((which & (1u << APG_BUSY_QUEUE_TIME)) && c) {
+        /* uv_now: when this iteration's poll returned, i.e. since when the
+         * request's bytes have been readable at least. */
+        uv_loop_t *l = apg_conn_uv_loop(c);
+        int64_t behind = (int64_t)(uv_hrtime() / 1000000u) - (int64_t)uv_now(l);
+        if (behind >= b->br_busy_queue_ms) {
+            snprintf(remark, len,
+                     "[TIMEOUT_CLEAN_QUEUE]broker busy: this send waited %lld ms before the broker "
+                     "got to it (waitTimeMillsInSendQueue=%lld); back off and retry, or send to "
+                     "another broker",
+                     (long long)behind, (long long)b->br_busy_queue_ms);
+            return APG_BUSY_QUEUE_TIME;
+        }
+    }
+    return -1;
+}
+
+/* Counts a SYSTEM_BUSY refusal of measure why (the caller answers). */
+static void busy_count(struct apg_broker *b, int why)
+{
+    atomic_fetch_add_explicit(&b->br_busy[why], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+}
+
 bool apg_broker_put_pending(const struct apg_bloop *bl)
 {
     return bl->bl_put->pu_n > 0;
@@ -336,8 +404,21 @@ void apg_broker_put_flush(struct apg_broker *b, struct apg_bloop *bl)
         pu->pu_msgs[i].mi_props = (const char *)pu->pu_text.b_data + hd->hd_props_off;
     }
     char err[512] = "";
-    apg_err_t e = put_group(b, pu, 0, n, pu->pu_sync, err, sizeof(err));
-    if (e != APG_OK && n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG)) {
+    int why = busy_check(b, c, pu->pu_sync, 0, BUSY_PC_ONLY, err, sizeof(err));
+    apg_err_t e = why >= 0 ? APG_EBUSY : put_group(b, pu, 0, n, pu->pu_sync, err, sizeof(err));
+    if (why >= 0) {
+        /* The put would wait behind a stalled one: refuse them all now. */
+        for (int i = 0; i < n; i++) {
+            struct held *hd = &pu->pu_v[i];
+            busy_count(b, why);
+            apg_broker_refusal_note(b, APG_REFUSAL_SYSTEM_BUSY, "send to",
+                                    (const char *)pu->pu_text.b_data + hd->hd_topic_off,
+                                    apg_conn_peer(c), APG_RESP_SYSTEM_BUSY, err);
+            if (!hd->hd_oneway)
+                apg_broker_reply_send(c, hd->hd_opaque, hd->hd_serialize, APG_RESP_SYSTEM_BUSY, err,
+                                      NULL, 0, 0, NULL);
+        }
+    } else if (e != APG_OK && n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG)) {
         /* One message the store refuses must not fail the others. */
         for (int i = 0; i < n; i++) {
             err[0] = 0;
@@ -385,9 +466,9 @@ bool apg_broker_put_hold(struct apg_broker *b, struct apg_bloop *bl, struct apg_
     if (pu->pu_n && (pu->pu_conn != c || pu->pu_sync != sync || pu->pu_n >= HOLD_MAX ||
                      pu->pu_bytes + m->mi_body_len > HOLD_BYTES))
         apg_broker_put_flush(b, bl);
-    /* Too many sends already wait for the disk: apg_broker_put answers
-     * SYSTEM_BUSY. */
-    if (sync && atomic_load(&b->br_sync_pending) + pu->pu_n >= b->br_sync_pending_max)
+    /* The store cannot keep up: apg_broker_put answers SYSTEM_BUSY. */
+    char remark[512];
+    if (busy_check(b, c, sync, pu->pu_n, BUSY_ALL, remark, sizeof(remark)) >= 0)
         return false;
     if (pu->pu_n == pu->pu_cap && !hold_grow(pu))
         return false;
@@ -462,12 +543,9 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
 {
     char err[512], remark[768];
     apg_broker_put_flush(b, bl);
-    if (want_sync && atomic_load(&b->br_sync_pending) >= b->br_sync_pending_max) {
-        snprintf(remark, sizeof(remark),
-                 "[PC_SYNCHRONIZED] broker busy: %ld sends are already waiting for the disk flush "
-                 "(flushDiskType=SYNC_FLUSH); retry later or use ASYNC_FLUSH",
-                 (long)atomic_load(&b->br_sync_pending));
-        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+    int why = busy_check(b, c, want_sync, 0, BUSY_ALL, remark, sizeof(remark));
+    if (why >= 0) {
+        busy_count(b, why);
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_BUSY, remark);
         return;
     }

@@ -173,9 +173,17 @@ static int32_t store_err_code(apg_err_t e, enum apg_refusal *r)
 void apg_broker_reply_refused(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
                               bool oneway, const char *topic, apg_err_t e, const char *err)
 {
-    char remark[768];
-    snprintf(remark, sizeof(remark), "the store refused the message: %s",
-             err[0] ? err : apg_strerror(e));
+    char remark[1024];
+    if (e == APG_EDISKFULL)
+        /* What the operator and the client can do, whichever check refused. */
+        snprintf(remark, sizeof(remark),
+                 "service not available: the broker's disk is full: %s. Free space on that disk "
+                 "(the broker takes writes again by itself, no restart); meanwhile send to "
+                 "another broker",
+                 err[0] ? err : apg_strerror(e));
+    else
+        snprintf(remark, sizeof(remark), "the store refused the message: %s",
+                 err[0] ? err : apg_strerror(e));
     enum apg_refusal r;
     int32_t code = store_err_code(e, &r);
     atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);

@@ -58,6 +58,15 @@ enum apg_refusal {
     APG_REFUSAL_N
 };
 
+/* Which measure refused a send with SYSTEM_BUSY (broker_put.c); each is a
+ * part of APG_REFUSAL_SYSTEM_BUSY with its own counter. */
+enum apg_busy {
+    APG_BUSY_QUEUE_TIME,   /* waited waitTimeMillsInSendQueue before its loop got to it */
+    APG_BUSY_PAGE_CACHE,   /* a put has held the append lock osPageCacheBusyTimeOutMills */
+    APG_BUSY_SYNC_BACKLOG, /* too many SYNC_FLUSH sends wait for the disk */
+    APG_BUSY_N
+};
+
 /* Per event-loop state: everything a loop keeps between requests. Each
  * module owns its part (the comment names the file), created and freed by
  * the on_loop_start/on_loop_stop callbacks in broker.c. */
@@ -117,6 +126,13 @@ struct apg_broker {
 
     atomic_long br_sync_pending; /* SYNC_FLUSH sends awaiting their ack */
     long br_sync_pending_max;
+    /* Fast failure (broker_put.c): brokerFastFailureEnable,
+     * waitTimeMillsInSendQueue, osPageCacheBusyTimeOutMills; SYSTEM_BUSY
+     * refusals per measure. */
+    bool br_fast_failure;
+    int64_t br_busy_queue_ms;
+    int64_t br_busy_pc_ms;
+    atomic_llong br_busy[APG_BUSY_N];
     atomic_uint br_rr; /* queue selection for queueId < 0 */
 
     /* Refusals per cause: counts and log rate limits (broker_reply.c). */

@@ -12,7 +12,10 @@
  *
  * Refusals: putMessageFailedTimes counts sends the write service or the
  * store refused (as RocketMQ's store does); refused<Cause> counts every
- * refusal per cause (broker_reply.c), refusedTotal their sum.
+ * refusal per cause (broker_reply.c), refusedTotal their sum;
+ * refusedSystemBusy<Measure> split refusedSystemBusy by the fast-failure
+ * measure that refused (broker_put.c). pageCacheLockTimeMills is how long the
+ * put now in the store has held its append lock.
  *
  * The reply is a KVTable JSON body {"table":{key:value,...}}, all values
  * strings, which is what `mqadmin brokerStatus` and `clusterList` read.
@@ -187,7 +190,7 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     kv(&out, "remainHowManyDataToFlush", "%lld",
        (long long)(ss.ss_max_phys_offset - ss.ss_flushed_phys_offset));
     kv(&out, "dispatchBehindBytes", "0");
-    kv(&out, "pageCacheLockTimeMills", "0");
+    kv(&out, "pageCacheLockTimeMills", "%lld", (long long)apg_store_put_stall_ms(b->br_store));
     kv(&out, "commitLogDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
     kv(&out, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
     kv(&out, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
@@ -201,6 +204,15 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         kv(&out, apg_broker_refusal_key(r), "%lld", n);
     }
     kv(&out, "refusedTotal", "%lld", refused);
+    /* The parts of refusedSystemBusy, by the measure that refused. */
+    static const char *const busy_keys[APG_BUSY_N] = {
+        [APG_BUSY_QUEUE_TIME] = "refusedSystemBusyQueueTime",
+        [APG_BUSY_PAGE_CACHE] = "refusedSystemBusyPageCache",
+        [APG_BUSY_SYNC_BACKLOG] = "refusedSystemBusySyncBacklog",
+    };
+    for (int i = 0; i < APG_BUSY_N; i++)
+        kv(&out, busy_keys[i], "%lld",
+           (long long)atomic_load_explicit(&b->br_busy[i], memory_order_relaxed));
     kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
     kv(&out, "storeLastError", "%s", ss.ss_last_error);
     const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);

@@ -151,6 +151,9 @@ struct bench {
     _Atomic uint64_t b_recv;
     _Atomic uint64_t b_recv_bytes;
     _Atomic uint64_t b_errors;
+    _Atomic uint64_t b_timeouts;     /* errors that were APG_ETIMEDOUT */
+    _Atomic uint64_t b_busy_failed;  /* errors that were APG_EBUSY (still busy at the deadline) */
+    uint64_t b_busy, b_busy_retries; /* apg_producer_busy_stats at the end */
     _Atomic uint64_t b_inflight_now;
     _Atomic int b_stop;
     _Atomic int b_cstop;
@@ -172,8 +175,12 @@ struct bench {
     _Atomic size_t b_drained;
 };
 
-static void note_error(struct bench *b, const char *msg)
+static void note_error(struct bench *b, apg_err_t e, const char *msg)
 {
+    if (e == APG_ETIMEDOUT)
+        atomic_fetch_add(&b->b_timeouts, 1);
+    else if (e == APG_EBUSY)
+        atomic_fetch_add(&b->b_busy_failed, 1);
     if (atomic_fetch_add(&b->b_errors, 1) == 0) {
         pthread_mutex_lock(&b->b_err_mu);
         snprintf(b->b_last_err, sizeof(b->b_last_err), "%s", msg);
@@ -200,7 +207,7 @@ static void on_async(apg_err_t e, const apg_send_result_t *r, const char *msg, v
         hist_add(b->b_hists[b->b_nhists - 1], now_us() - (uint64_t)(uintptr_t)arg);
         atomic_fetch_add(&b->b_sent, 1);
     } else {
-        note_error(b, msg);
+        note_error(b, e, msg);
     }
     atomic_fetch_sub(&b->b_inflight_now, 1);
 }
@@ -279,7 +286,7 @@ static void *producer_main(void *arg)
             msgs[i] = NULL;
         }
         if (e != APG_OK) {
-            note_error(b, err);
+            note_error(b, e, err);
             usleep(1000);
             continue;
         }
@@ -327,7 +334,7 @@ static void *consumer_main(void *arg)
                 apg_pull_consumer_pull(b->b_cons, &b->b_mqs[i], "*", b->b_start[i], b->b_pull_batch,
                                        drain ? 0 : 200, &res, err, sizeof(err));
             if (e != APG_OK) {
-                note_error(b, err);
+                note_error(b, e, err);
                 usleep(1000);
                 continue;
             }
@@ -377,7 +384,7 @@ static void *consumer_main(void *arg)
 
 struct report {
     struct snap r_prev_send, r_prev_recv, r_now;
-    uint64_t r_prev_sent, r_prev_recv_n, r_prev_bytes, r_prev_err;
+    uint64_t r_prev_sent, r_prev_recv_n, r_prev_bytes, r_prev_err, r_prev_busy;
 };
 
 static void report_line(struct bench *b, struct report *r, int sec, uint64_t dt_us)
@@ -403,6 +410,12 @@ static void report_line(struct bench *b, struct report *r, int sec, uint64_t dt_
            snap_pct(&r->r_now, prev, 99.9), snap_max(&r->r_now, prev), err - r->r_prev_err);
     if (b->b_cmd == CMD_E2E)
         printf(" | sent %.0f msgs/s", (double)(sent - r->r_prev_sent) / secs);
+    uint64_t busy = 0;
+    if (b->b_prod)
+        apg_producer_busy_stats(b->b_prod, &busy, NULL);
+    if (busy > r->r_prev_busy)
+        printf(" | busy %" PRIu64, busy - r->r_prev_busy);
+    r->r_prev_busy = busy;
     printf("\n");
     fflush(stdout);
     *prev = r->r_now;
@@ -439,6 +452,11 @@ static void summary(struct bench *b, double secs)
         printf("(consume latency = receive time - born time, ms resolution)\n");
     if (err)
         printf("first error: %s\n", b->b_last_err);
+    if (b->b_cmd != CMD_CONSUME)
+        printf("timeouts %" PRIu64 ", SYSTEM_BUSY answers %" PRIu64 ", sends retried after a "
+               "back-off %" PRIu64 ", failed still busy %" PRIu64 "\n",
+               atomic_load(&b->b_timeouts), b->b_busy, b->b_busy_retries,
+               atomic_load(&b->b_busy_failed));
     if (b->b_rate > 0 && b->b_cmd == CMD_PRODUCE) {
         struct hist *one[1] = {b->b_wake};
         snap_take(s, one, 1);
@@ -460,12 +478,14 @@ static void summary(struct bench *b, double secs)
         printf("{\"cmd\":\"%s\",\"tps\":%.0f,\"mbps\":%.3f,\"p50_us\":%" PRIu64
                ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64
                ",\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"failed\":%" PRIu64
+               ",\"timeouts\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"busy_retries\":%" PRIu64
                ",\"seconds\":%.3f}\n",
                b->b_cmd == CMD_PRODUCE   ? "produce"
                : b->b_cmd == CMD_CONSUME ? "consume"
                                          : "e2e",
                (double)n / secs, bytes / secs / 1e6, snap_pct(s, NULL, 50), snap_pct(s, NULL, 99),
-               snap_pct(s, NULL, 99.9), s->s_max, sent, recv, err, secs);
+               snap_pct(s, NULL, 99.9), s->s_max, sent, recv, err, atomic_load(&b->b_timeouts),
+               b->b_busy, b->b_busy_retries, secs);
     }
     fflush(stdout);
     free(s);
@@ -650,7 +670,10 @@ static int run(struct bench *b)
     double secs = (double)(now_us() - t0) / 1e6;
     if (now_us() - last > 200000)
         report_line(b, rep, ++sec, now_us() - last);
+    if (b->b_prod)
+        apg_producer_busy_stats(b->b_prod, &b->b_busy, &b->b_busy_retries);
     apg_producer_destroy(b->b_prod);
+    b->b_prod = NULL;
     apg_pull_consumer_destroy(b->b_cons);
     summary(b, secs);
     uint64_t n = b->b_cmd == CMD_PRODUCE ? atomic_load(&b->b_sent) : atomic_load(&b->b_recv);

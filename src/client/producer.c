@@ -20,7 +20,25 @@
  * (apg_broker_code_is_retriable: SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE,
  * NO_PERMISSION, TOPIC_NOT_EXIST) sends again to the next queue avoiding the broker that
  * failed, up to retry_times more attempts inside the send timeout, and asks
- * for a fresh route. Ordered and selected sends never move to another queue. */
+ * for a fresh route. Ordered and selected sends never move to another queue.
+ *
+ * Back-pressure (round robin only): a SYSTEM_BUSY answer, or a refusal whose
+ * remark says "flow control", means the broker is alive but its store is
+ * behind. The send waits busy_backoff_ms (doubled per busy answer of this
+ * send, capped at busy_backoff_max_ms, the second half jittered so that
+ * refused senders do not come back together), on an I/O-thread timer
+ * (apg_cio_after; a sync caller keeps waiting on its futex, the loop never
+ * sleeps), then goes to the next queue avoiding that broker, for as long as
+ * the send timeout allows and without using up retry_times. Still refused at
+ * the deadline: APG_EBUSY (retriable) with sr_broker_code SYSTEM_BUSY.
+ * p_busy and p_busy_retries count it (apg_producer_busy_stats).
+ * A busy answer also halves the async window (p_window, at most once per
+ * WIN_CUT_MS, never below WIN_FLOOR): retried sends keep their slots, so
+ * callers of apg_producer_send_async block until the sends already out
+ * finish, and fewer requests queue in front of a broker that is behind
+ * (each would otherwise wait there for most of its timeout). Successes
+ * grow it again: by one per window/8 successes while busy answers keep
+ * coming, doubling every WIN_CUT_MS once none came for a second. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,6 +62,15 @@ struct apg_producer {
     pthread_cond_t p_cv;
     _Atomic int p_inflight;
     _Atomic int p_blocked; /* callers waiting for room under max_inflight */
+    /* The async window now (<= max_inflight); read by callers, changed on
+     * the I/O thread only, like the other p_win_* fields. */
+    _Atomic int p_window;
+    int64_t p_win_cut_ms;            /* last halving */
+    int64_t p_win_busy_ms;           /* last busy answer */
+    int64_t p_win_grow_ms;           /* last doubling */
+    int p_win_acc;                   /* successes since the last additive step */
+    _Atomic uint64_t p_busy;         /* SYSTEM_BUSY / flow-control answers */
+    _Atomic uint64_t p_busy_retries; /* sends sent again after a back-off */
 };
 
 enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
@@ -76,6 +103,7 @@ struct psend {
     struct apg_cwait ps_wait;
     apg_err_t ps_err;
     int ps_broker_code; /* response code of the last refusal, 0 when none */
+    int ps_busy_n;      /* busy answers to this send so far */
     unsigned ps_own;    /* PS_OWN_*: parts allocated on their own */
     /* Not cleared when the op is made (written before they are read). */
     char ps_errmsg[512];
@@ -117,6 +145,7 @@ apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errle
         return NULL;
     }
     p->p_group = p->p_conf->producer_group ? p->p_conf->producer_group : "DEFAULT_PRODUCER";
+    atomic_init(&p->p_window, p->p_conf->max_inflight);
     pthread_mutex_init(&p->p_mu, NULL);
     pthread_cond_init(&p->p_cv, NULL);
     struct apg_cio_conf ic = {
@@ -203,6 +232,42 @@ static void psend_free(struct psend *ps)
     apg_free(ps);
 }
 
+#define WIN_FLOOR 16
+#define WIN_CUT_MS 100
+
+/* I/O thread: a busy answer halves the async window. */
+static void window_cut(struct apg_producer *p)
+{
+    int64_t now = apg_now_ms();
+    p->p_win_busy_ms = now;
+    if (now - p->p_win_cut_ms < WIN_CUT_MS)
+        return;
+    p->p_win_cut_ms = now;
+    int w = atomic_load(&p->p_window) / 2;
+    int floor = p->p_conf->max_inflight < WIN_FLOOR ? p->p_conf->max_inflight : WIN_FLOOR;
+    atomic_store(&p->p_window, w < floor ? floor : w);
+    p->p_win_acc = 0;
+}
+
+/* I/O thread: an async send succeeded; the window grows back. */
+static void window_grow(struct apg_producer *p)
+{
+    int w = atomic_load_explicit(&p->p_window, memory_order_relaxed);
+    int max = p->p_conf->max_inflight;
+    if (w >= max)
+        return;
+    int64_t now = apg_now_ms();
+    if (now - p->p_win_busy_ms > 1000) {
+        if (now - p->p_win_grow_ms >= WIN_CUT_MS) {
+            p->p_win_grow_ms = now;
+            atomic_store(&p->p_window, w > max / 2 ? max : w * 2);
+        }
+    } else if (++p->p_win_acc >= w / 8 + 1) {
+        p->p_win_acc = 0;
+        atomic_store(&p->p_window, w + 1);
+    }
+}
+
 static void inflight_done(struct apg_producer *p)
 {
     int left = atomic_fetch_sub(&p->p_inflight, 1) - 1;
@@ -212,7 +277,8 @@ static void inflight_done(struct apg_producer *p)
      * consistent), so either it sees this decrement or this sees it. */
     if (atomic_load(&p->p_blocked) == 0)
         return;
-    if (left <= p->p_conf->max_inflight - (p->p_conf->max_inflight + 3) / 4 || left == 0) {
+    int win = atomic_load(&p->p_window);
+    if (left <= win - (win + 3) / 4 || left == 0) {
         pthread_mutex_lock(&p->p_mu);
         pthread_cond_broadcast(&p->p_cv);
         pthread_mutex_unlock(&p->p_mu);
@@ -226,7 +292,7 @@ static bool inflight_take(struct apg_producer *p)
     int cur = atomic_load(&p->p_inflight);
     bool slept = false;
     for (;;) {
-        if (cur < p->p_conf->max_inflight) {
+        if (cur < atomic_load(&p->p_window)) {
             if (atomic_compare_exchange_weak(&p->p_inflight, &cur, cur + 1))
                 return slept;
             continue;
@@ -234,7 +300,7 @@ static bool inflight_take(struct apg_producer *p)
         slept = true;
         pthread_mutex_lock(&p->p_mu);
         atomic_fetch_add(&p->p_blocked, 1);
-        while ((cur = atomic_load(&p->p_inflight)) >= p->p_conf->max_inflight)
+        while ((cur = atomic_load(&p->p_inflight)) >= atomic_load(&p->p_window))
             pthread_cond_wait(&p->p_cv, &p->p_mu);
         atomic_fetch_sub(&p->p_blocked, 1);
         pthread_mutex_unlock(&p->p_mu);
@@ -293,6 +359,70 @@ static void psend_failed(struct apg_cio *io, struct psend *ps, apg_err_t e, cons
     psend_complete(ps, e, msg);
 }
 
+static void psend_run(struct apg_cio *io, struct apg_cop *op);
+
+static void psend_busy_retry(struct apg_cio *io, void *arg)
+{
+    struct psend *ps = arg;
+    psend_run(io, &ps->ps_op);
+}
+
+/* A refusal that asks the client to slow down: SYSTEM_BUSY, or a remark
+ * naming flow control (RocketMQ's timer and proxy limits answer so). */
+static bool busy_answer(const struct apg_rcmd *resp)
+{
+    if (resp->code == APG_RESP_SYSTEM_BUSY)
+        return true;
+    return resp->code == APG_RESP_SYSTEM_ERROR && resp->remark &&
+           strstr(resp->remark, "flow control") != NULL;
+}
+
+/* The broker is busy: back off, then try the next queue (see the top of
+ * this file), or finish with APG_EBUSY when the deadline is too close. */
+static void psend_busy(struct apg_cio *io, struct psend *ps, const char *msg)
+{
+    struct apg_producer *p = ps->ps_p;
+    const struct apg_conf *cf = p->p_conf;
+    atomic_fetch_add_explicit(&p->p_busy, 1, memory_order_relaxed);
+    if (ps->ps_mode == MODE_ASYNC)
+        window_cut(p);
+    if (cf->busy_backoff_ms <= 0 || ps->ps_sel != SEL_RR || ps->ps_mode == MODE_ONEWAY) {
+        psend_failed(io, ps, APG_EBUSY, msg);
+        return;
+    }
+    int64_t delay = cf->busy_backoff_ms;
+    for (int i = 0; i < ps->ps_busy_n && delay < cf->busy_backoff_max_ms; i++)
+        delay *= 2;
+    if (delay > cf->busy_backoff_max_ms)
+        delay = cf->busy_backoff_max_ms;
+    static __thread uint32_t rnd = 0x9e3779b9u;
+    rnd ^= rnd << 13;
+    rnd ^= rnd >> 17;
+    rnd ^= rnd << 5;
+    delay = delay / 2 + (int64_t)(rnd % (uint32_t)(delay / 2 + 1));
+    if (apg_now_ms() + delay >= ps->ps_deadline || apg_cio_stopping(io)) {
+        char full[640];
+        snprintf(full, sizeof(full),
+                 "%s (still busy after %d back-off retries within "
+                 "sendMsgTimeout)",
+                 msg, ps->ps_busy_n);
+        psend_complete(ps, APG_EBUSY, full);
+        return;
+    }
+    ps->ps_busy_n++;
+    snprintf(ps->ps_last_broker, sizeof(ps->ps_last_broker), "%s", ps->ps_mq.mq_broker);
+    atomic_fetch_add_explicit(&p->p_busy_retries, 1, memory_order_relaxed);
+    apg_cio_after(io, (int)delay, psend_busy_retry, ps);
+}
+
+void apg_producer_busy_stats(const apg_producer_t *p, uint64_t *busy, uint64_t *retried)
+{
+    if (busy)
+        *busy = atomic_load_explicit(&p->p_busy, memory_order_relaxed);
+    if (retried)
+        *retried = atomic_load_explicit(&p->p_busy_retries, memory_order_relaxed);
+}
+
 static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
                           const char *errmsg, void *arg)
 {
@@ -325,7 +455,9 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
                  ps->ps_mq.mq_broker, ps->ps_topic, ps->ps_mq.mq_queue_id, resp->code,
                  name ? name : "?", resp->remark ? resp->remark : "");
         ps->ps_broker_code = resp->code;
-        if (apg_broker_code_is_retriable(resp->code))
+        if (busy_answer(resp))
+            psend_busy(io, ps, msg);
+        else if (apg_broker_code_is_retriable(resp->code))
             psend_failed(io, ps, APG_EBROKER, msg);
         else
             psend_complete(ps, resp->code == APG_RESP_MESSAGE_ILLEGAL ? APG_EINVAL : APG_EBROKER,
@@ -351,6 +483,7 @@ static void psend_on_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd
     if (apg_rcmd_ext_i64(resp, "queueOffset", &qoff) == APG_OK)
         r->sr_queue_offset = qoff;
     if (ps->ps_mode == MODE_ASYNC) {
+        window_grow(ps->ps_p);
         psend_done_async(ps, APG_OK, r);
         return;
     }

@@ -226,6 +226,8 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
 
     bool wake_flusher = false;
     pthread_mutex_lock(&st->st_append_mtx);
+    atomic_store_explicit(&st->st_put_since_ms, apg_mono_ms(), memory_order_relaxed);
+    apg_store_fault_put_stall(st);
     if (atomic_load(&st->st_fsync_failed)) {
         rc = apg_errf(APG_EFSYNC, err, errlen,
                       "an earlier fsync of the commit log failed; the store is read-only until "
@@ -372,6 +374,7 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         wake_flusher = true;
     }
 unlock:
+    atomic_store_explicit(&st->st_put_since_ms, 0, memory_order_relaxed);
     pthread_mutex_unlock(&st->st_append_mtx);
     /* Wake the flush thread only if it sleeps (it re-checks st_pend_count
      * after announcing st_flush_sleeping, so no wake-up is lost). */
@@ -416,4 +419,13 @@ out:
     if (recs != rec_stack)
         apg_free(recs);
     return rc;
+}
+
+int64_t apg_store_put_stall_ms(const struct apg_store *st)
+{
+    int64_t since = atomic_load_explicit(&st->st_put_since_ms, memory_order_relaxed);
+    if (since == 0)
+        return 0;
+    int64_t d = apg_mono_ms() - since;
+    return d > 0 ? d : 0;
 }

@@ -3,14 +3,19 @@
  * The store's data path reads fields that only these hooks set:
  * st_test_disk_ratio (retention.c, instead of statvfs), st_fail_next_fsync
  * (mapped_file.c, apg_seg_sync) and st_fail_next_create (consume_queue.c,
- * apg_cq_add_seg). The gate is one process-wide flag, set by an
- * explicit call or found in the environment; without it the hooks refuse. */
+ * apg_cq_add_seg), st_fault_put_delay_ms (commitlog.c, inside the append
+ * lock: a put stalled in the page cache, as when the kernel throttles a
+ * writer behind a slow disk). The gate is one process-wide flag, set by an
+ * explicit call or found in the environment; without it the hooks refuse.
+ * A process that drives the apogee binary sets the put delay with
+ * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>. */
 #define _GNU_SOURCE
 #include "store/store_fault.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store_int.h"
 
@@ -56,4 +61,26 @@ apg_err_t apg_store_fault_enospc_next_create(struct apg_store *st)
         return APG_EPERM;
     atomic_store(&st->st_fail_next_create, true);
     return APG_OK;
+}
+
+apg_err_t apg_store_fault_put_delay(struct apg_store *st, int ms)
+{
+    if (!apg_store_fault_armed())
+        return APG_EPERM;
+    atomic_store(&st->st_fault_put_delay_ms, ms > 0 ? ms : 0);
+    return APG_OK;
+}
+
+void apg_store_fault_env(struct apg_store *st)
+{
+    const char *e = getenv("APOGEE_STORE_FAULT_PUT_DELAY_MS");
+    if (e && e[0] && apg_store_fault_armed())
+        apg_store_fault_put_delay(st, atoi(e));
+}
+
+void apg_store_fault_sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
 }

@@ -268,6 +268,7 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         goto fail;
     }
     st->st_threads_started = true;
+    apg_store_fault_env(st);
     apg_log_info(SUB, "store open at %s: commit log [%lld, %lld), %zu queue(s), %s", st->st_root,
                  (long long)atomic_load(&st->st_min_phys), (long long)atomic_load(&st->st_wrote),
                  st->st_ncq, st->st_opts.so_sync_flush ? "SYNC_FLUSH" : "ASYNC_FLUSH");

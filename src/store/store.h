@@ -236,6 +236,12 @@ struct apg_store_stats {
 };
 void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
 
+/* How long the put now holding the append lock has held it, in ms; 0 when
+ * no put holds it. A put that holds it for long is stuck in the page cache
+ * (the kernel throttling a writer while dirty pages go to a slow disk), and
+ * every other put waits behind it. Any thread, lock-free. */
+int64_t apg_store_put_stall_ms(const struct apg_store *st);
+
 /* Tools and tests: runs one retention pass now, ignoring deleteWhen (expired
  * segments by file mtime older than so_file_reserved_hours, or forced by disk
  * ratio). Returns the number of commit-log segments removed. */

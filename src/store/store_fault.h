@@ -35,4 +35,9 @@ apg_err_t apg_store_fault_fail_next_fsync(struct apg_store *st);
  * APG_EPERM. */
 apg_err_t apg_store_fault_enospc_next_create(struct apg_store *st);
 
+/* Makes every later put sleep `ms` milliseconds while it holds the append
+ * lock (0: no delay), as a put stalled in the page cache would. Also set at
+ * open from APOGEE_STORE_FAULT_PUT_DELAY_MS when armed. 0 or APG_EPERM. */
+apg_err_t apg_store_fault_put_delay(struct apg_store *st, int ms);
+
 #endif

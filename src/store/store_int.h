@@ -168,7 +168,8 @@ struct apg_store {
     pthread_t st_ack_thr;
     _Atomic bool st_fsync_failed;
     _Atomic bool st_fail_next_fsync;
-    _Atomic bool st_fail_next_create; /* fault.c: next queue directory/file creation: ENOSPC */
+    _Atomic bool st_fail_next_create;  /* fault.c: next queue directory/file creation: ENOSPC */
+    _Atomic int st_fault_put_delay_ms; /* fault.c: every put sleeps this long in the append lock */
     _Atomic uint64_t st_fsync_count;
     _Atomic uint64_t st_fsync_us;
     int64_t st_last_ckpt_ms;
@@ -206,6 +207,7 @@ struct apg_store {
 
     _Atomic bool st_closing;
     _Atomic uint64_t st_put_count, st_put_bytes;
+    _Atomic int64_t st_put_since_ms; /* apg_mono_ms when the append lock was taken, 0 when free */
 
     apg_store_arrive_fn st_arrive;
     void *st_arrive_ud;
@@ -363,6 +365,20 @@ void apg_flush_complete_waiters(struct apg_store *st, bool draining);
 void *apg_flush_ack_main(void *arg);
 void *apg_flush_async_main(void *arg);
 void *apg_flush_sync_main(void *arg);
+
+/* fault.c */
+/* Store open: takes the fault settings from the environment when the hooks
+ * are armed (APOGEE_STORE_FAULT_PUT_DELAY_MS). */
+void apg_store_fault_env(struct apg_store *st);
+/* Appender, under st_append_mtx: sleeps st_fault_put_delay_ms (0: returns
+ * at once). Inline: it is on every put. */
+void apg_store_fault_sleep_ms(int ms);
+static inline void apg_store_fault_put_stall(struct apg_store *st)
+{
+    int ms = atomic_load_explicit(&st->st_fault_put_delay_ms, memory_order_relaxed);
+    if (ms > 0)
+        apg_store_fault_sleep_ms(ms);
+}
 
 /* retention.c */
 /* Free space kept back on the commit log's file system: writes are refused

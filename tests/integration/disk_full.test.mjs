@@ -11,13 +11,13 @@
 //
 // Needs root (mount -t tmpfs). Without it the test is skipped with the reason.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
+import { apogeeBin, freePort, runBench as bench, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
 function tryMount() {
@@ -33,25 +33,6 @@ function tryMount() {
 function umount(mnt) {
     if (spawnSync('umount', [mnt]).status !== 0) spawnSync('umount', ['-l', mnt]);
     fs.rmSync(mnt, { recursive: true, force: true });
-}
-
-function bench(args) {
-    return new Promise((resolve) => {
-        const p = spawn(apogeeBin(), ['bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        p.stdout.on('data', (d) => (out += d));
-        p.stderr.on('data', (d) => (out += d));
-        p.on('close', (code) => {
-            let json = null;
-            const last = out.trim().split('\n').pop();
-            try {
-                json = JSON.parse(last);
-            } catch {
-                // no summary (e.g. the first send failed)
-            }
-            resolve({ code, out, json });
-        });
-    });
 }
 
 // Writes zeros to path until the file system is full.

@@ -5,6 +5,8 @@
 //   startApogee(subcommand, args, opts) -> Promise<{proc, port, dir, stop, output, waitOutput, exited}>
 //   waitOutput(re, ms = 5000): resolves with the output once it matches re (log lines can reach us
 //   after the port accepts), rejects with the output after ms.
+//   runBench(args)                     -> Promise<{code, out, json}> runs `apogee bench ...args`;
+//   json is its last output line parsed (the --json summary), null when there is none.
 //
 // startApogee spawns process.env.APOGEE_BIN (default ./build/apogee) as
 //   apogee <subcommand> --storePathRootDir=<dir> --bindAddress=127.0.0.1 --<portArg>=<port> ...args
@@ -139,4 +141,22 @@ export async function startApogee(subcommand, args = [], opts = {}) {
         return out;
     };
     return { proc, port, dir, stop, output: () => out, waitOutput, exited, argv };
+}
+
+export function runBench(args) {
+    return new Promise((resolve) => {
+        const p = spawn(apogeeBin(), ['bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.stderr.on('data', (d) => (out += d));
+        p.on('close', (code) => {
+            let json = null;
+            try {
+                json = JSON.parse(out.trim().split('\n').pop());
+            } catch {
+                // no summary (e.g. the first send failed)
+            }
+            resolve({ code, out, json });
+        });
+    });
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/client_int.h"
+#include "common/clock.h"
 #include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -432,6 +433,45 @@ static void test_retry_other_broker(void **state)
     apg_producer_destroy(p);
 }
 
+/* SYSTEM_BUSY everywhere: the send backs off and tries again until its
+ * timeout (more attempts than retryTimesWhenSendFailed allows for other
+ * refusals), then fails with the retriable APG_EBUSY; once a broker takes
+ * writes again a busy send completes. */
+static void test_busy_backoff(void **state)
+{
+    g_nbrokers = 2;
+    make_route();
+    g_brokers[0]->refuse_code = APG_RESP_SYSTEM_BUSY;
+    g_brokers[1]->refuse_code = APG_RESP_SYSTEM_BUSY;
+    char ns[64];
+    snprintf(ns, sizeof(ns), "127.0.0.1:%d", g_brokers[0]->port);
+    apg_producer_t *p = new_producer(ns, 800, 1);
+    apg_message_t *m = apg_message_new("TopicR", "x", 1);
+    char err[512];
+    apg_send_result_t r;
+    int before = g_brokers[0]->sends + g_brokers[1]->sends;
+    int64_t t0 = apg_mono_ms();
+    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EBUSY);
+    int64_t took = apg_mono_ms() - t0;
+    assert_true(apg_err_is_retriable(APG_EBUSY));
+    assert_int_equal(r.sr_broker_code, APG_RESP_SYSTEM_BUSY);
+    assert_non_null(strstr(err, "SYSTEM_BUSY"));
+    assert_non_null(strstr(err, "back-off"));
+    int attempts = g_brokers[0]->sends + g_brokers[1]->sends - before;
+    assert_true(attempts > 3); /* 1 + retry_times (2) for any other refusal */
+    assert_true(took >= 300 && took <= 1500);
+    uint64_t busy = 0, retried = 0;
+    apg_producer_busy_stats(p, &busy, &retried);
+    assert_int_equal(busy, (uint64_t)attempts);
+    assert_int_equal(retried, (uint64_t)attempts - 1);
+    /* Once broker-b takes writes again, the send goes there after one back-off. */
+    g_brokers[1]->refuse_code = 0;
+    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_OK);
+    assert_string_equal(r.sr_mq.mq_broker, "broker-b");
+    apg_message_free(m);
+    apg_producer_destroy(p);
+}
+
 static void test_namesrv_failover_and_timeout(void **state)
 {
     /* First address refuses connections (closed port), second is good. */
@@ -593,6 +633,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_sync_send, setup),
         cmocka_unit_test_setup(test_retry_other_broker, setup),
+        cmocka_unit_test_setup(test_busy_backoff, setup),
         cmocka_unit_test_setup(test_namesrv_failover_and_timeout, setup),
         cmocka_unit_test_setup(test_async_oneway_batch, setup),
         cmocka_unit_test_setup(test_pull_consumer, setup),
