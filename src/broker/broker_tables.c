@@ -136,6 +136,11 @@ void apg_broker_reply_when_durable(struct apg_broker *b, struct apg_conn *c,
     if (!now) {
         w->dw_next = b->br_waits;
         b->br_waits = w;
+        /* The change kicked the writer before this reply was parked; if that
+         * write failed (full disk) nothing would answer the reply until the
+         * periodic retry, later than a client waits. One more pass answers it. */
+        b->br_tw_kicked = true;
+        pthread_cond_signal(&b->br_tw_cond);
     }
     pthread_mutex_unlock(&b->br_wait_lock);
     if (now)
