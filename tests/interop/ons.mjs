@@ -7,7 +7,7 @@
 //   await h.createTopic(topic, queues)  UPDATE_AND_CREATE_TOPIC through the admin connection
 //   await h.newProducer(group, extra) / h.newConsumer(group, instanceName, extra)
 //   await h.stop()                      closes admin + broker (must exit 0), removes the dir
-//   until(pred, ms, what) (pred may be async), sleep(ms)
+//   until(pred, ms, what) (pred may be async, what a function), sleep(ms)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,7 +27,7 @@ export async function until(pred, ms, what) {
         if (await pred()) return;
         await sleep(50);
     }
-    assert.fail(`timed out waiting for ${what}`);
+    assert.fail(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
 }
 
 // APOGEE_TEST_NAMESRV=host:port plus APOGEE_TEST_BROKER=host:port point the harness at a
