@@ -52,6 +52,7 @@
 #include "common/mem.h"
 
 #define READ_CHUNK 65536
+#define READ_MIN 4096
 #define STOP_GRACE_MS 2000
 /* Connection buffers larger than this are freed on the next tick when empty
  * (they grow back on demand), so one huge frame does not pin memory. */
@@ -530,6 +531,13 @@ apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap)
             want = mlen - c->c_in.b_len;
         if (want > c->c_in.b_len)
             want = c->c_in.b_len;
+    } else if (c->c_in.b_len) {
+        /* A small start of a frame is buffered: read into the room left and
+         * grow only when little is. Asking for a whole READ_CHUNK more would
+         * double the buffer, and the copy touches every page of the old one:
+         * 64 KiB resident per connection that trickles its second byte. */
+        size_t room = c->c_in.b_cap - c->c_in.b_len;
+        want = room >= READ_MIN ? room : READ_MIN;
     }
     apg_err_t e = apg_buf_reserve(&c->c_in, want);
     if (e)
