@@ -9,8 +9,9 @@
 // connections each announce a 16 MiB frame, send 1 KiB of it and trickle a byte a second;
 // a trickler the broker closes (frame deadline, minimum rate) is replaced at once, so N stay
 // open. VmRSS and RssAnon of the broker are sampled every 200 ms. Prints one line per run and
-// a summary: median msgs/s of each kind, their ratio, the highest VmRSS and RssAnon with
-// the slow peers, and the tricklers replaced.
+// a summary: median msgs/s of each kind, their ratio, the broker's CPU time per message sent
+// (less sensitive than msgs/s to other load on the machine), the highest VmRSS and RssAnon
+// with the slow peers, and the tricklers replaced.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -35,6 +36,12 @@ function rss(pid) {
     const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)[1]) / 1024;
     return { total: kb('VmRSS'), anon: kb('RssAnon') };
+}
+
+// CPU seconds the process used so far (utime + stime; clock ticks of 10 ms).
+function cpuSeconds(pid) {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 function bench(ns) {
@@ -98,6 +105,8 @@ try {
     await bench(ns); // warm-up: creates the topic, fills the first pages
     const alone = [];
     const loaded = [];
+    const aloneCpu = [];
+    const loadedCpu = [];
     const peak = { total: 0, anon: 0 };
     let replaced = 0;
     for (let r = 0; r < opt.rounds; r++) {
@@ -115,7 +124,10 @@ try {
                 runPeak.anon = Math.max(runPeak.anon, m.anon);
             };
             const sampler = setInterval(sample, 200);
+            const cpu0 = cpuSeconds(pid);
             const res = await bench(ns);
+            const cpu = cpuSeconds(pid) - cpu0;
+            const usPerMsg = (cpu * 1e6) / res.sent;
             clearInterval(sampler);
             sample();
             if (t) {
@@ -124,11 +136,14 @@ try {
                 peak.total = Math.max(peak.total, runPeak.total);
                 peak.anon = Math.max(peak.anon, runPeak.anon);
                 loaded.push(res.tps);
+                loadedCpu.push(usPerMsg);
             } else {
                 alone.push(res.tps);
+                aloneCpu.push(usPerMsg);
             }
             console.log(`round ${r + 1} ${withPeers ? `with ${opt.conns} slow peers` : 'alone'}: ` +
                 `${res.tps} msgs/s, p99 ${res.p99_us} us, failed ${res.failed}, ` +
+                `broker CPU ${cpu.toFixed(2)} s (${usPerMsg.toFixed(1)} us per message), ` +
                 `VmRSS peak ${runPeak.total.toFixed(1)} MB (RssAnon ${runPeak.anon.toFixed(1)} MB)` +
                 (t ? `, ${t.replaced()} tricklers closed by the broker and replaced` : ''));
             await sleep(1000);
@@ -137,7 +152,8 @@ try {
     const a = median(alone);
     const l = median(loaded);
     console.log(`summary: alone ${a} msgs/s, with ${opt.conns} slow peers ${l} msgs/s ` +
-        `(${((l / a - 1) * 100).toFixed(1)} %); broker peak with the slow peers VmRSS ` +
+        `(${((l / a - 1) * 100).toFixed(1)} %); broker CPU per message ${median(aloneCpu).toFixed(1)} ` +
+        `us alone, ${median(loadedCpu).toFixed(1)} us with the slow peers; broker peak with the slow peers VmRSS ` +
         `${peak.total.toFixed(1)} MB, RssAnon ${peak.anon.toFixed(1)} MB; ${replaced} tricklers replaced`);
 } finally {
     await srv.stop();
