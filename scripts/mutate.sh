@@ -28,17 +28,18 @@ echo "building a scratch copy in $scratch"
 }
 
 # name | file | sed expression | test command (run in the scratch tree)
-node_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test tests/integration/$1.test.mjs"; }
+node_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test ${2:-}tests/integration/$1.test.mjs"; }
 ctest_t() { echo "ctest --test-dir build -R '^$1\$'"; }
 mutants=(
     "pull-no-tag-filter|src/broker/broker_pull.c|s/^    if (max_msgs > b->br_max_pull_msgs)\$/    f.te_all = true;\n&/|$(node_t broker_filter)"
     "pull-nomatch-stuck|src/broker/broker_pull.c|s/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, r.gr_next_begin_offset,/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, offset,/|$(node_t broker_filter)"
     "store-nomatch-stuck|src/store/read.c|s/^        r->gr_next_begin_offset = lo;/        r->gr_next_begin_offset = r->gr_count ? lo : offset;/|$(node_t broker_filter)"
-    "sync-flush-fail-acked|src/broker/broker_put.c|s/^            if (a->sa_rc == APG_OK)\$/            if (a->sa_rc != APG_ETIMEDOUT)/|$(ctest_t test_broker_sync_flush)"
+    "sync-flush-fail-acked|src/broker/broker_put.c|s/^        if (a->sa_rc == APG_OK) {\$/        if (a->sa_rc != APG_ETIMEDOUT) {/|$(ctest_t test_broker_sync_flush)"
     "header-len-plus-4|src/protocol/remoting.c|s/if (hdr_len > len - 8)/if (hdr_len > len - 4)/|$(ctest_t test_remoting)"
     "header-len-minus-1|src/protocol/remoting.c|s/if (hdr_len > len - 8)/if (hdr_len > len - 7)/|$(ctest_t test_remoting)"
     "abort-at-shutdown|src/main.c|s/^    return rc;\$/    abort();/|$(node_t broker_filter)"
     "msync-async|src/store/mapped_file.c|s/MS_SYNC)/MS_ASYNC)/|$(ctest_t test_store)"
+    "push-no-periodic-commit|src/client/push.c|s/if (now >= c->pc_next_commit) {/if (false \\&\\& now >= c->pc_next_commit) {/|$(node_t client_examples "--test-name-pattern='reach the broker while it runs' ")"
 )
 
 want=" $* "

@@ -339,6 +339,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
         .busy_poll_us = (int)apg_cfg_int(cfg, APG_CFG_serverBusyPollUs),
         .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .on_request = on_request,
         .on_close = on_close,

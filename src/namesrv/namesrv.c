@@ -81,6 +81,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, s
         .max_frame = (size_t)apg_cfg_int(cfg, APG_CFG_frameMaxLength),
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
         .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .on_request = apg_namesrv_dispatch,
         .on_close = on_close,

@@ -20,10 +20,14 @@
  *  - Slow peers: the input buffer grows with bytes received (a read never
  *    reserves more than has arrived, beyond READ_CHUNK), an incomplete frame
  *    left after parsing must complete within l_frame_timeout_ms of its first
- *    byte (checked by the tick), and its bytes count in the server's
- *    s_pending; past l_max_pending a loop over its share closes its
- *    connections with the oldest incomplete frames first. Whole frames skip
- *    all of it (one predictable branch after parsing).
+ *    byte (checked by the tick), it must keep growing by at least
+ *    l_frame_min_rate bytes a second over each RATE_WINDOW_MS window (the
+ *    tick again), and its bytes count in the server's s_pending; past
+ *    l_max_pending the connections with the oldest incomplete frames of the
+ *    whole server are closed first (each loop keeps its own in start order
+ *    and publishes the oldest; a loop asks the loop holding the oldest to
+ *    close it). Whole frames skip all of it (one predictable branch after
+ *    parsing).
  *  - Work from other threads arrives through a mutex-protected FIFO and a
  *    uv_async; no per-message thread hand-off happens in the server itself.
  *  - Every loop of a server has its own listening socket bound to the same
@@ -48,6 +52,7 @@
 #include "common/mem.h"
 
 #define READ_CHUNK 65536
+#define READ_MIN 4096
 #define STOP_GRACE_MS 2000
 /* Connection buffers larger than this are freed on the next tick when empty
  * (they grow back on demand), so one huge frame does not pin memory. */
@@ -55,6 +60,10 @@
 /* At most one slow-peer WARN line per loop this often; the rest are counted
  * and the count is reported with the next line. */
 #define WARN_EVERY_MS 1000
+/* The minimum-rate rule judges an incomplete frame over windows this long:
+ * a client that stalls mid-frame for less (a pause of its own, a TCP
+ * retransmission) is never cut by it. */
+#define RATE_WINDOW_MS 4000
 
 struct apg_net_server {
     struct apg_net_server_opts s_opts;
@@ -197,25 +206,81 @@ static void conn_close_slow(struct apg_conn *c, const char *why)
     apg_net_conn_close(c, APG_ECLOSED, false, why);
 }
 
+/* Sets when c's incomplete frame began (0: it has none) and keeps the
+ * loop's list of such connections in that order: a frame that begins now is
+ * the newest, so it goes to the tail. Publishes the loop's oldest start for
+ * the other loops of the server. Also restarts c's rate window. */
+static void conn_frame_mark(struct apg_conn *c, uint64_t start)
+{
+    struct apg_net_loop *l = c->c_loop;
+    c->c_rate_ms = 0;
+    if (c->c_frame_start) {
+        if (c->c_part_prev)
+            c->c_part_prev->c_part_next = c->c_part_next;
+        else
+            l->l_part_head = c->c_part_next;
+        if (c->c_part_next)
+            c->c_part_next->c_part_prev = c->c_part_prev;
+        else
+            l->l_part_tail = c->c_part_prev;
+        c->c_part_prev = c->c_part_next = NULL;
+    }
+    c->c_frame_start = start;
+    if (start) {
+        c->c_part_prev = l->l_part_tail;
+        if (l->l_part_tail)
+            l->l_part_tail->c_part_next = c;
+        else
+            l->l_part_head = c;
+        l->l_part_tail = c;
+    }
+    atomic_store_explicit(&l->l_oldest_frame, l->l_part_head ? l->l_part_head->c_frame_start : 0,
+                          memory_order_relaxed);
+}
+
+static void loop_shed(struct apg_net_loop *l);
+
+static void run_shed(void *arg)
+{
+    struct apg_net_loop *l = arg;
+    atomic_store(&l->l_shed_asked, false);
+    if (!l->l_stopping)
+        loop_shed(l);
+}
+
 /* The server holds more incomplete-frame bytes than its cap: while it
- * does and this loop holds more than its share, close the loop's
- * connection whose incomplete frame is oldest. A loop under its share
- * keeps its connections; the loops over it shed at their next read. */
+ * does, close the connection whose incomplete frame is the oldest of the
+ * whole server. Each loop publishes its oldest start (l_oldest_frame); when
+ * the oldest is on another loop, that loop is asked (one post, not repeated
+ * while it is pending) to run this same function, which closes it there and
+ * carries on. The frame starts of all loops come from one monotonic clock
+ * (uv_now), so they compare across loops. */
 static void loop_shed(struct apg_net_loop *l)
 {
-    while (atomic_load_explicit(l->l_pending_total, memory_order_relaxed) > l->l_max_pending &&
-           l->l_pending > l->l_pending_share) {
-        struct apg_conn *oldest = NULL;
-        for (struct apg_conn *c = l->l_conns; c; c = c->c_next)
-            if (c->c_pending && !apg_conn_is_closed(c) &&
-                (!oldest || c->c_frame_start < oldest->c_frame_start))
-                oldest = c;
+    while (atomic_load_explicit(l->l_pending_total, memory_order_relaxed) > l->l_max_pending) {
+        struct apg_net_loop *oldest = NULL;
+        uint64_t best = 0;
+        for (int i = 0; i < l->l_n_peers; i++) {
+            struct apg_net_loop *p = &l->l_peers[i];
+            uint64_t t = p == l ? (l->l_part_head ? l->l_part_head->c_frame_start : 0)
+                                : atomic_load_explicit(&p->l_oldest_frame, memory_order_relaxed);
+            if (t && (!best || t < best || (t == best && p == l))) {
+                best = t;
+                oldest = p;
+            }
+        }
         if (!oldest)
             return;
+        if (oldest != l) {
+            if (!atomic_exchange(&oldest->l_shed_asked, true) &&
+                apg_net_loop_post(oldest, run_shed, oldest) != APG_OK)
+                atomic_store(&oldest->l_shed_asked, false);
+            return;
+        }
         char why[128];
         snprintf(why, sizeof(why), "oldest incomplete frame while %zu bytes of them are buffered",
                  atomic_load_explicit(l->l_pending_total, memory_order_relaxed));
-        conn_close_slow(oldest, why);
+        conn_close_slow(l->l_part_head, why);
     }
 }
 
@@ -229,10 +294,11 @@ static __attribute__((noinline)) void conn_note_partial(struct apg_conn *c, bool
     if (apg_conn_is_closed(c))
         return; /* closed while dispatching: its count was dropped then */
     if (!left) {
-        c->c_frame_start = 0;
+        if (c->c_frame_start)
+            conn_frame_mark(c, 0);
     } else if (consumed || !c->c_frame_start) {
         uint64_t now = uv_now(&l->l_uv);
-        c->c_frame_start = now ? now : 1;
+        conn_frame_mark(c, now ? now : 1);
     }
     conn_set_pending(c, left);
     if (left && l->l_max_pending &&
@@ -266,7 +332,8 @@ void apg_net_conn_close(struct apg_conn *c, apg_err_t pending_err, bool log_info
         apg_log_debug(l->l_name, "closing connection %s: %s", c->c_peer, reason);
     apg_conn_ref(c);
     conn_set_pending(c, 0);
-    c->c_frame_start = 0;
+    if (c->c_frame_start)
+        conn_frame_mark(c, 0);
     c->c_tr->tr_read_stop(c);
     if (l->l_on_close && c->c_connected)
         l->l_on_close(c, l->l_ud);
@@ -304,8 +371,10 @@ static void conn_maybe_resume(struct apg_conn *c)
     if (c->c_paused && !apg_conn_is_closed(c) && apg_conn_pending_bytes(c) < APG_NET_LOW_WATER) {
         c->c_paused = false;
         /* The peer could not send while reading was stopped. */
-        if (c->c_frame_start)
-            c->c_frame_start = uv_now(&c->c_loop->l_uv);
+        if (c->c_frame_start) {
+            uint64_t now = uv_now(&c->c_loop->l_uv);
+            conn_frame_mark(c, now ? now : 1);
+        }
         apg_net_conn_start(c);
     }
 }
@@ -462,6 +531,13 @@ apg_err_t apg_net_conn_rbuf(struct apg_conn *c, uint8_t **p, size_t *cap)
             want = mlen - c->c_in.b_len;
         if (want > c->c_in.b_len)
             want = c->c_in.b_len;
+    } else if (c->c_in.b_len) {
+        /* A small start of a frame is buffered: read into the room left and
+         * grow only when little is. Asking for a whole READ_CHUNK more would
+         * double the buffer, and the copy touches every page of the old one:
+         * 64 KiB resident per connection that trickles its second byte. */
+        size_t room = c->c_in.b_cap - c->c_in.b_len;
+        want = room >= READ_MIN ? room : READ_MIN;
     }
     apg_err_t e = apg_buf_reserve(&c->c_in, want);
     if (e)
@@ -581,10 +657,44 @@ apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *ar
     return APG_OK;
 }
 
+/* The minimum-rate rule for c's incomplete frame, from the tick: over each
+ * window of RATE_WINDOW_MS the frame must grow by l_frame_min_rate bytes a
+ * second, or c is closed. A window starts when the frame begins or reading
+ * resumes after back-pressure (c_rate_ms = 0), and again after a late tick
+ * (restart: the loop itself did not read meanwhile). True when c was
+ * closed. */
+static bool conn_check_rate(struct apg_conn *c, uint64_t now, bool restart)
+{
+    struct apg_net_loop *l = c->c_loop;
+    if (restart || !c->c_rate_ms || c->c_in.b_len < c->c_rate_bytes) {
+        c->c_rate_ms = now ? now : 1;
+        c->c_rate_bytes = c->c_in.b_len;
+        return false;
+    }
+    uint64_t span = now - c->c_rate_ms;
+    if (span < RATE_WINDOW_MS)
+        return false;
+    uint64_t rate = (uint64_t)(c->c_in.b_len - c->c_rate_bytes) * 1000 / span;
+    if (rate < l->l_frame_min_rate) {
+        char why[128];
+        snprintf(why, sizeof(why), "frame arriving at %llu bytes/s over %llu ms, under %u",
+                 (unsigned long long)rate, (unsigned long long)span, l->l_frame_min_rate);
+        conn_close_slow(c, why);
+        return true;
+    }
+    c->c_rate_ms = now;
+    c->c_rate_bytes = c->c_in.b_len;
+    return false;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct apg_net_loop *l = t->data;
     uint64_t now = uv_now(&l->l_uv);
+    /* A tick this late means the loop was busy elsewhere and bytes waited in
+     * the kernel unread: no rate window may end on it. */
+    bool late = l->l_last_tick && now - l->l_last_tick > 2 * l->l_tick_ms + 100;
+    l->l_last_tick = now;
     if (l->l_warn_quiet && now - l->l_warn_ms >= WARN_EVERY_MS) {
         apg_log_warn(l->l_name, "closed %u more connections for slow or incomplete frames",
                      l->l_warn_quiet);
@@ -607,6 +717,9 @@ static void on_tick(uv_timer_t *t)
             apg_buf_free(&c->c_out);
         if (!c->c_writing && c->c_wbuf.b_cap > SHRINK_ABOVE)
             apg_buf_free(&c->c_wbuf);
+        if (l->l_frame_min_rate && c->c_frame_start && !c->c_paused &&
+            conn_check_rate(c, now, late))
+            continue;
         if (l->l_frame_timeout_ms && c->c_frame_start && !c->c_paused &&
             now - c->c_frame_start >= l->l_frame_timeout_ms) {
             char why[96];
@@ -663,6 +776,7 @@ apg_err_t apg_net_loop_init(struct apg_net_loop *l, int idx)
         tick = l->l_frame_timeout_ms / 4;
     if (tick < 50)
         tick = 50;
+    l->l_tick_ms = tick;
     uv_timer_start(&l->l_tick, on_tick, tick, tick);
     /* The tick must not keep a stopping loop alive by itself; it is closed
      * explicitly when the loop finishes. */
@@ -939,9 +1053,11 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
         l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
         l->l_frame_timeout_ms = opts->frame_timeout_ms;
+        l->l_frame_min_rate = opts->frame_min_bytes_per_s;
         l->l_max_pending = opts->max_pending_bytes;
-        l->l_pending_share = opts->max_pending_bytes / (size_t)srv->s_n_loops;
         l->l_pending_total = &srv->s_pending;
+        l->l_peers = srv->s_loops;
+        l->l_n_peers = srv->s_n_loops;
         l->l_busy_poll_ns = opts->busy_poll_us > 0 ? (int64_t)opts->busy_poll_us * 1000 : 0;
         l->l_opaque = &srv->s_opaque;
         l->l_on_request = opts->on_request;

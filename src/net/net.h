@@ -53,9 +53,13 @@ struct apg_net_server_opts {
      * frame's first byte arrived (trickling does not count as progress);
      * 0 = no deadline. */
     uint32_t frame_timeout_ms;
+    /* Close a connection whose incomplete frame grows by fewer than this
+     * many bytes a second, measured over 4-second windows (reading paused
+     * for back-pressure does not count); 0 = no rule. */
+    uint32_t frame_min_bytes_per_s;
     /* Cap on the bytes of incomplete frames buffered over all connections
      * of the server; past it the connections holding the oldest incomplete
-     * frames are closed first. 0 = no cap. */
+     * frames, over all loops, are closed first. 0 = no cap. */
     size_t max_pending_bytes;
     /* After a loop iteration that read requests, keep polling without
      * sleeping for up to this many microseconds while more arrive (0 = always

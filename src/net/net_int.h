@@ -52,14 +52,23 @@ struct apg_net_loop {
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
     uint64_t l_idle_ms;
+    uint64_t l_tick_ms;             /* period of l_tick */
+    uint64_t l_last_tick;           /* uv_now of the previous tick; 0 before the first */
     uint64_t l_frame_timeout_ms;    /* 0 = no deadline to complete a frame */
+    uint32_t l_frame_min_rate;      /* bytes/s an incomplete frame must keep up; 0 = no rule */
     size_t l_max_pending;           /* this server's cap on incomplete-frame bytes; 0 = none */
-    size_t l_pending_share;         /* l_max_pending / loops: what a loop may keep over the cap */
     size_t l_pending;               /* incomplete-frame bytes on this loop's connections */
     atomic_size_t *l_pending_total; /* the server's sum of l_pending; NULL for the client */
-    uint64_t l_warn_ms;             /* rate limit of the slow-peer WARN lines */
-    unsigned l_warn_quiet;          /* lines suppressed since the last one */
-    atomic_int *l_opaque;           /* the owner's request id counter (remoting) */
+    struct apg_net_loop *l_peers;   /* the server's loops (this one among them); NULL: client */
+    int l_n_peers;
+    /* Connections holding an incomplete frame, oldest c_frame_start first
+     * (a frame that starts is appended: uv_now never goes back). */
+    struct apg_conn *l_part_head, *l_part_tail;
+    _Atomic uint64_t l_oldest_frame; /* l_part_head's c_frame_start, 0 = none; read by peers */
+    atomic_bool l_shed_asked;        /* a peer posted loop_shed to this loop, not yet run */
+    uint64_t l_warn_ms;              /* rate limit of the slow-peer WARN lines */
+    unsigned l_warn_quiet;           /* lines suppressed since the last one */
+    atomic_int *l_opaque;            /* the owner's request id counter (remoting) */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
     void (*l_on_read_end)(struct apg_conn *c, void *ud);
@@ -97,6 +106,9 @@ struct apg_conn {
     uint64_t c_last_active;
     uint64_t c_frame_start; /* uv_now when the buffered incomplete frame began; 0 = none */
     size_t c_pending;       /* c_in bytes counted in l_pending (an incomplete frame) */
+    struct apg_conn *c_part_prev, *c_part_next; /* on l_part_head's list while c_frame_start */
+    uint64_t c_rate_ms;                         /* start of the current rate window; 0 = none yet */
+    size_t c_rate_bytes;                        /* c_in.b_len at c_rate_ms */
     uint64_t c_connect_deadline;
     char c_peer[64];
     char *c_addr; /* outbound: the "host:port" it was asked for */

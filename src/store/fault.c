@@ -8,13 +8,21 @@
  * writer behind a slow disk). The gate is one process-wide flag, set by an
  * explicit call or found in the environment; without it the hooks refuse.
  * A process that drives the apogee binary sets the put delay with
- * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>. */
+ * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>.
+ *
+ * Every msync of the store is made here (apg_store_fault_msync), so a test
+ * can watch the flags and ranges actually passed to the kernel: the sync
+ * hook is one process-wide (store, function, argument) triple behind an
+ * atomic pointer, read by the flush threads, set and cleared by the test
+ * while the store is quiet. Unset, the cost is one atomic load per msync. */
 #define _GNU_SOURCE
 #include "store/store_fault.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "store/store_int.h"
@@ -83,4 +91,38 @@ void apg_store_fault_sleep_ms(int ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
+}
+
+struct sync_hook {
+    struct apg_store *sh_st;
+    apg_store_fault_sync_fn sh_fn;
+    void *sh_ud;
+};
+
+static struct sync_hook g_sync_hook;
+static _Atomic(struct sync_hook *) g_sync;
+
+apg_err_t apg_store_fault_on_sync(struct apg_store *st, apg_store_fault_sync_fn fn, void *ud)
+{
+    if (!apg_store_fault_armed())
+        return APG_EPERM;
+    atomic_store(&g_sync, NULL);
+    if (fn) {
+        g_sync_hook = (struct sync_hook){st, fn, ud};
+        atomic_store(&g_sync, &g_sync_hook);
+    }
+    return APG_OK;
+}
+
+int apg_store_fault_msync(struct apg_store *st, struct seg *s, size_t from, size_t to, int flags)
+{
+    int rc = msync(s->sg_map + from, to - from, flags);
+    struct sync_hook *h = atomic_load(&g_sync);
+    if (h && h->sh_st == st) {
+        int e = errno;
+        struct apg_store_fault_sync r = {s->sg_path, s->sg_base, from, to, flags, rc};
+        h->sh_fn(h->sh_ud, &r);
+        errno = e;
+    }
+    return rc;
 }

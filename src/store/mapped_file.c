@@ -158,7 +158,7 @@ int apg_seg_sync(struct apg_store *st, struct seg *s, size_t from, size_t to)
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = msync(s->sg_map + a, to - a, MS_SYNC);
+    int rc = apg_store_fault_msync(st, s, a, to, MS_SYNC);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     atomic_fetch_add(&st->st_fsync_us, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
                                                   (t1.tv_nsec - t0.tv_nsec) / 1000));

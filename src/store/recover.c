@@ -208,7 +208,7 @@ static apg_err_t recover_commitlog(struct apg_store *st, int64_t from, bool zero
                 nz = w[k] != 0;
             if (nz) {
                 memset(s->sg_map + a, 0, b - a);
-                msync(s->sg_map + (a & ~(pg - 1)), b - (a & ~(pg - 1)), MS_SYNC);
+                apg_store_fault_msync(st, s, a & ~(pg - 1), b, MS_SYNC);
             }
         }
     }

@@ -11,6 +11,8 @@
 #define APG_STORE_STORE_FAULT_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -39,5 +41,25 @@ apg_err_t apg_store_fault_enospc_next_create(struct apg_store *st);
  * lock (0: no delay), as a put stalled in the page cache would. Also set at
  * open from APOGEE_STORE_FAULT_PUT_DELAY_MS when armed. 0 or APG_EPERM. */
 apg_err_t apg_store_fault_put_delay(struct apg_store *st, int ms);
+
+/* One msync made by the store, as reported to an apg_store_fault_sync_fn. */
+struct apg_store_fault_sync {
+    const char *fs_path;   /* the file synced (borrowed for the call) */
+    int64_t fs_base;       /* offset of the file's first byte: global for the
+                            * commit log, byte offset within a consume queue */
+    size_t fs_from, fs_to; /* the range within the file passed to msync */
+    int fs_flags;          /* the flags passed to msync (MS_SYNC, MS_ASYNC) */
+    int fs_rc;             /* msync's return value (0 or -1) */
+};
+
+/* Called after each msync of the store it was set for returns (flush
+ * threads, recovery, close), before any acknowledgement that depends on it.
+ * Must be cheap and thread-safe (several flush threads may call it). */
+typedef void (*apg_store_fault_sync_fn)(void *ud, const struct apg_store_fault_sync *s);
+
+/* Reports every later msync of `st` to fn (NULL: stop). One store at a time
+ * per process; set it before the first put and clear it after
+ * apg_store_close. 0 or APG_EPERM. */
+apg_err_t apg_store_fault_on_sync(struct apg_store *st, apg_store_fault_sync_fn fn, void *ud);
 
 #endif

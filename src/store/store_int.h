@@ -302,6 +302,9 @@ int apg_seg_zero(struct seg *s, size_t from, size_t to);
 struct seg *apg_seg_open(const char *dir, int64_t base, size_t size, bool create, bool prealloc,
                          char *err, size_t errlen);
 int apg_seg_sync(struct apg_store *st, struct seg *s, size_t from, size_t to);
+/* msync(s->sg_map + from, to - from, flags), reported to the sync hook when a
+ * test set one (fault.c). Every msync of the store goes through it. */
+int apg_store_fault_msync(struct apg_store *st, struct seg *s, size_t from, size_t to, int flags);
 int apg_seg_list(const char *dir, char ***out);
 void apg_seg_names_free(char **v, int n);
 size_t apg_seg_data_end(struct seg *s);

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
+import { queueOffsets, RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
 const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
@@ -24,6 +24,10 @@ const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no exam
 const external = process.env.APOGEE_TEST_NAMESRV || '';
 const sfx = external ? `_${process.pid}_${Date.now() % 1e6}` : '';
 const N = (name) => `${name}${sfx}`;
+// Tests that talk to the broker itself need its port (APOGEE_TEST_BROKER=host:port with an
+// external NameServer).
+const externalBroker = process.env.APOGEE_TEST_BROKER || '';
+const brokerSkip = external && !externalBroker ? 'APOGEE_TEST_BROKER not set' : false;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function run(name, args, timeout = 30000) {
@@ -94,6 +98,7 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
         await sa?.stop();
         fs.rmSync(tmp, { recursive: true, force: true });
     });
+    const brokerPort = () => (external ? Number(externalBroker.split(':')[1]) : sa.port);
 
     test('sync producer: one result per message, offsets grow per queue', () => {
         const r = run('producer_sync', [ns, N('ExSync'), '40']);
@@ -235,6 +240,40 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
             for (const id of produced) assert.ok(ids.includes(id), `lost ${id}`);
         } finally {
             for (const c of all) await c.stop();
+        }
+    });
+
+    // The push consumer commits on a timer (persistConsumerOffsetInterval, 1 s in the example)
+    // as well as on shutdown; the broker must see the offsets move while the consumer runs,
+    // or a consumer that crashes re-reads everything it consumed since it started.
+    test('push consumer: committed offsets reach the broker while it runs', { skip: brokerSkip }, async () => {
+        const topic = N('ExCommit');
+        const group = N('ExCommitG');
+        let r = run('producer_sync', [ns, topic, '100']);
+        assert.equal(r.code, 0, r.out);
+        const c = start('push_consumer', ['-n', ns, '-t', topic, '-g', group, '--first', '--seconds', '60']);
+        const admin = await RemotingClient.connect(brokerPort());
+        try {
+            for (const total of [100, 160]) {
+                if (total > 100) {
+                    r = run('producer_sync', [ns, topic, '60']);
+                    assert.equal(r.code, 0, r.out);
+                }
+                await until(() => c.recv().length >= total, 20000, `${total} messages consumed`);
+                let offs = [];
+                const caughtUp = async () => {
+                    offs = await queueOffsets(admin, group, topic, 4);
+                    return offs.every((o) => o.committed === o.max);
+                };
+                const deadline = Date.now() + 5000;
+                while (!(await caughtUp()) && Date.now() < deadline) await sleep(200);
+                assert.ok(offs.every((o) => o.committed === o.max),
+                    `committed offsets ${JSON.stringify(offs)} after ${total} messages consumed`);
+                assert.equal(c.proc.exitCode, null, `the consumer is still running:\n${c.out}`);
+            }
+        } finally {
+            admin.close();
+            assert.equal(await c.stop(), 0, c.out);
         }
     });
 

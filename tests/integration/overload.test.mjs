@@ -93,8 +93,11 @@ test('a burst the store cannot take is answered at once: SUCCESS or SYSTEM_BUSY,
     assert.ok(ok.length > 0, 'the broker stored nothing');
     for (const r of busy)
         assert.match(r.remark, /^\[TIMEOUT_CLEAN_QUEUE\]broker busy: .*waitTimeMillsInSendQueue=200/);
+    // Stored one read (about 60 sends) per 300 ms stall, the burst takes over
+    // 7 s; answered by the busy rule, well under 3 s on an idle machine. The
+    // bound leaves room for a loaded one.
     const worst = Math.max(...took);
-    assert.ok(worst < 2500, `slowest answer after ${worst} ms (stored ${ok.length}, busy ${busy.length})`);
+    assert.ok(worst < 4500, `slowest answer after ${worst} ms (stored ${ok.length}, busy ${busy.length})`);
 
     const t = await runtimeInfo();
     assert.ok(Number(t.refusedSystemBusy) >= busy.length, JSON.stringify(t));
@@ -120,7 +123,7 @@ test('the C client backs off on SYSTEM_BUSY and completes every send', async () 
 test('ali-ons gets SYSTEM_BUSY as an error at once, not a timeout', async () => {
     const p = new ons.Producer({
         nameSrv: `127.0.0.1:${nsPort}`, httpclient: {}, logger, producerGroup: 'PG_OVERLOAD_ONS',
-        sendMsgTimeout: 3000,
+        sendMsgTimeout: 6000,
     });
     p.on('error', () => {});
     await p.ready();
@@ -142,7 +145,7 @@ test('ali-ons gets SYSTEM_BUSY as an error at once, not a timeout', async () => 
             assert.match(x.reason.message, /\[TIMEOUT_CLEAN_QUEUE\]broker busy/);
         }
         const worst = Math.max(...took);
-        assert.ok(worst < 2500, `slowest ali-ons send settled after ${worst} ms`);
+        assert.ok(worst < 4500, `slowest ali-ons send settled after ${worst} ms`);
     } finally {
         await p.close();
     }

@@ -11,87 +11,28 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { createRequire } from 'node:module';
-import { startApogee, freePort } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
+import { onsHarness, ons, until, sleep } from './ons.mjs';
 
-const require = createRequire(import.meta.url);
-const { Producer, Consumer, Message } = require('ali-ons');
-const logger = { info() {}, warn() {}, error() {}, debug() {} };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-let srv;
-let nsPort;
-let admin;
-const clients = [];
-
-function opts(extra = {}) {
-    return {
-        nameSrv: `127.0.0.1:${nsPort}`,
-        httpclient: {},
-        logger,
-        pollNameServerInteval: 1000,
-        rebalanceInterval: 1000,
-        ...extra,
-    };
-}
-
-async function createTopic(topic, queues = 4) {
-    const r = await admin.request(17, {
-        topic, defaultTopic: 'TBW102', readQueueNums: String(queues),
-        writeQueueNums: String(queues), perm: '6', topicFilterType: 'SINGLE_TAG',
-        topicSysFlag: '0', order: 'false',
-    });
-    assert.equal(r.code, 0, r.remark);
-    await sleep(200); // the broker re-registers with the NameServer
-}
-
-async function newProducer(group, extra = {}) {
-    const p = new Producer(opts({ producerGroup: group, ...extra }));
-    p.on('error', () => {});
-    await p.ready();
-    clients.push(p);
-    return p;
-}
-
-function newConsumer(group, instanceName, extra = {}) {
-    const c = new Consumer(opts({
-        consumerGroup: group, instanceName,
-        consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', ...extra,
-    }));
-    c.on('error', () => {});
-    clients.push(c);
-    return c;
-}
-
-async function until(pred, ms, what) {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-        if (pred()) return;
-        await sleep(100);
-    }
-    assert.fail(`timed out waiting for ${what}`);
-}
+const { Message } = ons;
+const h = onsHarness();
 
 before(async () => {
-    nsPort = await freePort();
-    srv = await startApogee('standalone', ['--mappedFileSizeCommitLog=67108864'], {
-        extraPorts: { namesrvListenPort: nsPort },
-    });
-    admin = await RemotingClient.connect(srv.port);
+    await h.start();
 });
 
 after(async () => {
-    await admin?.close();
-    await srv?.stop();
-    // ali-ons keeps timers and its shared inner producer alive; end here.
-    setImmediate(() => process.exit(0));
+    try {
+        await h.stop();
+    } finally {
+        // ali-ons keeps timers and its shared inner producer alive; exit with the runner's verdict.
+        setImmediate(() => process.exit());
+    }
 });
 
 test('10,000 messages with tags, keys and properties arrive intact; two groups each get all', async () => {
     const topic = 'InteropAll';
-    await createTopic(topic);
-    const p = await newProducer('PG_ALL');
+    await h.createTopic(topic);
+    const p = await h.newProducer('PG_ALL');
     const N = 10000;
     const sent = new Map();
     for (let i = 0; i < N; i++) {
@@ -106,7 +47,7 @@ test('10,000 messages with tags, keys and properties arrive intact; two groups e
     const groups = ['CG_ALL_1', 'CG_ALL_2'];
     const got = groups.map(() => new Map());
     groups.forEach((g, gi) => {
-        const c = newConsumer(g, `inst-${g}`);
+        const c = h.newConsumer(g, `inst-${g}`);
         c.subscribe(topic, '*', async (msg) => {
             const body = msg.body.toString();
             const i = sent.get(body);
@@ -122,13 +63,13 @@ test('10,000 messages with tags, keys and properties arrive intact; two groups e
 
 test('subscription "TagA || TagB" receives only those tags', async () => {
     const topic = 'InteropTags';
-    await createTopic(topic);
-    const p = await newProducer('PG_TAGS');
+    await h.createTopic(topic);
+    const p = await h.newProducer('PG_TAGS');
     const tags = ['TagA', 'TagB', 'TagC', 'Aa', 'BB'];
     for (let i = 0; i < 100; i++)
         await p.send(new Message(topic, tags[i % tags.length], Buffer.from(`t${i}`)));
     const seen = [];
-    const c = newConsumer('CG_TAGS', 'inst-tags');
+    const c = h.newConsumer('CG_TAGS', 'inst-tags');
     c.subscribe(topic, 'TagA || TagB', async (msg) => { seen.push(msg.tags); });
     await until(() => seen.length >= 40, 30000, '40 TagA/TagB messages');
     await sleep(1500);
@@ -138,11 +79,11 @@ test('subscription "TagA || TagB" receives only those tags', async () => {
 
 test('two consumers in one group split the queues and together receive everything', async () => {
     const topic = 'InteropSplit';
-    await createTopic(topic, 4);
-    const p = await newProducer('PG_SPLIT');
+    await h.createTopic(topic, 4);
+    const p = await h.newProducer('PG_SPLIT');
     const got = [new Set(), new Set()];
     for (const i of [0, 1]) {
-        const c = newConsumer('CG_SPLIT', `split-${i}`);
+        const c = h.newConsumer('CG_SPLIT', `split-${i}`);
         c.subscribe(topic, '*', async (msg) => { got[i].add(msg.body.toString()); });
     }
     await sleep(3000); // both members heartbeat and rebalance
@@ -155,8 +96,8 @@ test('two consumers in one group split the queues and together receive everythin
 
 test('a 4 MiB body is accepted, a larger one is refused with a remark', async () => {
     const topic = 'InteropBig';
-    await createTopic(topic, 1);
-    const p = await newProducer('PG_BIG', { compressMsgBodyOverHowmuch: 1 << 30 });
+    await h.createTopic(topic, 1);
+    const p = await h.newProducer('PG_BIG', { compressMsgBodyOverHowmuch: 1 << 30 });
     const ok = await p.send(new Message(topic, 'Big', Buffer.alloc(4 * 1024 * 1024, 7)));
     assert.equal(ok.sendStatus, 'SEND_OK');
     await assert.rejects(p.send(new Message(topic, 'Big', Buffer.alloc(4 * 1024 * 1024 + 1, 7))),
@@ -165,11 +106,11 @@ test('a 4 MiB body is accepted, a larger one is refused with a remark', async ()
 
 test('garbage bytes and oversized frames close only that connection', async () => {
     const topic = 'InteropGarbage';
-    await createTopic(topic, 1);
-    const p = await newProducer('PG_GARBAGE');
+    await h.createTopic(topic, 1);
+    const p = await h.newProducer('PG_GARBAGE');
     for (const bytes of [Buffer.from([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]),
         Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0, 0, 0, 1, 0xff])]) {
-        const s = net.connect(srv.port, '127.0.0.1');
+        const s = net.connect(h.port, '127.0.0.1');
         s.on('error', () => {});
         await new Promise((r) => s.once('connect', r));
         s.write(bytes);
@@ -183,7 +124,7 @@ test('garbage bytes and oversized frames close only that connection', async () =
 });
 
 test('unknown request codes get REQUEST_CODE_NOT_SUPPORTED naming the code', async () => {
-    const r = await admin.request(9999, {});
+    const r = await h.admin.request(9999, {});
     assert.equal(r.code, 3);
     assert.match(r.remark, /9999/);
 });

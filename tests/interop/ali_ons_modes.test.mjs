@@ -9,7 +9,7 @@
 // %RETRY%<group> itself and gets the copy again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { onsHarness, ons, until, sleep } from './ons.mjs';
+import { HandlerRetry, onsHarness, ons, until, sleep } from './ons.mjs';
 
 const h = onsHarness();
 
@@ -68,8 +68,8 @@ test('a failed message comes back through %RETRY% (send-back), then goes to the 
             reconsumeTimes: msg.reconsumeTimes, topic: msg.topic,
             origin: msg.originMessageId, key: msg.keys,
         });
-        if (body === 'fail-once' && seen.get(body).length === 1) throw new Error('fail once');
-        if (body === 'fail-always') throw new Error('fail always');
+        if (body === 'fail-once' && seen.get(body).length === 1) throw new HandlerRetry('fail once');
+        if (body === 'fail-always') throw new HandlerRetry('fail always');
     });
     await sleep(1500);
     const ids = {};

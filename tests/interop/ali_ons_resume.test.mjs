@@ -1,5 +1,5 @@
 // Interop (ali-ons 3.12.0): consumers resume from their committed offsets, after a consumer
-// restart and after a graceful broker restart.
+// restart and after a graceful broker restart; and commit while they run.
 //
 // Why a few duplicates are allowed: ali-ons commits offsets to the broker when it closes
 // (persistAll: oneway UPDATE_CONSUMER_OFFSET per queue, then UNREGISTER_CLIENT on the same
@@ -9,6 +9,7 @@
 // member. That is at most one per subscribed topic (plus its %RETRY% topic): we allow 4.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { queueOffsets } from '../lib/remoting.mjs';
 import { onsHarness, ons, until, sleep } from './ons.mjs';
 
 const h = onsHarness();
@@ -97,4 +98,29 @@ test('committed offsets survive a graceful broker restart (SIGTERM)', async () =
     await sendRange(p2, topic, 200, 300);
     const second = await consumeRest('CG_RESTART', 'restart-2', topic, first, 300);
     assert.equal(new Set([...first, ...second]).size, 300);
+});
+
+// ali-ons commits on a timer too (persistConsumerOffsetInterval, here 1 s): while the consumer
+// runs, the broker's committed offsets (QUERY_CONSUMER_OFFSET) reach each queue's max offset
+// once everything is consumed, and move on with the next messages.
+test('committed offsets reach the broker while the consumer runs', async () => {
+    const topic = 'RunningTopic';
+    const group = 'CG_RUNNING';
+    await h.createTopic(topic, 4);
+    const p = await h.newProducer('PG_RUNNING', { instanceName: 'p-running' });
+    await sendRange(p, topic, 0, 100);
+    const got = new Set();
+    const c = h.newConsumer(group, 'running-1', { persistConsumerOffsetInterval: 1000 });
+    c.subscribe(topic, '*', async (msg) => { got.add(msg.body.toString()); });
+    for (const total of [100, 160]) {
+        if (total > 100) await sendRange(p, topic, 100, total);
+        await until(() => got.size >= total, 20000, `${total} messages consumed`);
+        let offs = [];
+        await until(async () => {
+            offs = await queueOffsets(h.admin, group, topic, 4);
+            return offs.every((o) => o.committed === o.max);
+        }, 8000, () => `committed offsets at the max offsets after ${total} (last seen ` +
+            `${JSON.stringify(offs)})`);
+    }
+    await c.close();
 });

@@ -7,12 +7,22 @@
 //   await h.createTopic(topic, queues)  UPDATE_AND_CREATE_TOPIC through the admin connection
 //   await h.newProducer(group, extra) / h.newConsumer(group, instanceName, extra)
 //   await h.stop()                      closes admin + broker (must exit 0), removes the dir
-//   until(pred, ms, what) (pred may be async), sleep(ms)
+//   until(pred, ms, what) (pred may be async, what a function), sleep(ms)
+//   throw new HandlerRetry(why)         inside a handler: ask for a redelivery on purpose
+//
+// Failures inside message handlers: ali-ons catches whatever a handler throws, emits 'error'
+// and hands the message back for a retry, so an assertion that fails inside a handler never
+// reaches node:test (the test sees a redelivery, or passes). Every handler given to a consumer
+// from h.newConsumer is wrapped: what it throws is recorded and rethrown (ali-ons still
+// retries), and the test fails with the first recorded error at the next until(), after the
+// test (an afterEach hook) and in h.stop(). A HandlerRetry is the deliberate way to make
+// ali-ons redeliver and is not recorded.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { afterEach } from 'node:test';
 import { startApogee, freePort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
@@ -21,13 +31,43 @@ export const ons = require('ali-ons');
 export const logger = { info() {}, warn() {}, error() {}, debug() {} };
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+export class HandlerRetry extends Error {}
+
+const handlerErrors = [];
+const guarded = Symbol('guarded');
+
+function guard(fn) {
+    if (typeof fn !== 'function' || fn[guarded]) return fn;
+    const g = async (...args) => {
+        try {
+            return await fn(...args);
+        } catch (e) {
+            if (!(e instanceof HandlerRetry) && !handlerErrors.includes(e)) handlerErrors.push(e);
+            throw e;
+        }
+    };
+    g[guarded] = true;
+    return g;
+}
+
+// Throws the first error a message handler threw since the last call, if any.
+export function checkHandlers() {
+    if (!handlerErrors.length) return;
+    const [first] = handlerErrors;
+    const n = handlerErrors.length;
+    handlerErrors.length = 0;
+    assert.fail(`a message handler threw ${n} time${n > 1 ? 's' : ''} (ali-ons retries instead ` +
+        `of failing); the first: ${first?.stack ?? first}`);
+}
+
 export async function until(pred, ms, what) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
+        checkHandlers();
         if (await pred()) return;
         await sleep(50);
     }
-    assert.fail(`timed out waiting for ${what}`);
+    assert.fail(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
 }
 
 // APOGEE_TEST_NAMESRV=host:port plus APOGEE_TEST_BROKER=host:port point the harness at a
@@ -38,6 +78,7 @@ const externalBroker = process.env.APOGEE_TEST_BROKER || '';
 export const external = Boolean(externalNs && externalBroker);
 
 export function onsHarness() {
+    afterEach(() => checkHandlers());
     const h = {
         srv: null,
         admin: null,
@@ -89,12 +130,13 @@ export function onsHarness() {
     };
     h.stop = async () => {
         await h.admin?.close();
-        if (external) return;
+        if (external) return checkHandlers();
         const r = await h.srv?.stop();
         if (h.dir) fs.rmSync(h.dir, { recursive: true, force: true });
         // A graceful stop exits 0 (under ASan this also catches leaks).
         if (r && r.code !== 0)
             throw new Error(`apogee exited ${r.code}/${r.sig} on SIGTERM:\n${h.srv.output().slice(-4000)}`);
+        checkHandlers();
     };
     h.opts = (extra = {}) => ({
         nameSrv: `127.0.0.1:${h.nsPort}`,
@@ -125,7 +167,12 @@ export function onsHarness() {
             consumerGroup: group, instanceName,
             consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', ...extra,
         }));
-        c.on('error', () => {});
+        c.on('error', () => {}); // handler errors are recorded by guard()
+        const subscribe = c.subscribe;
+        c.subscribe = function (topic, ...rest) {
+            rest[rest.length - 1] = guard(rest[rest.length - 1]);
+            return subscribe.call(this, topic, ...rest);
+        };
         h.clients.push(c);
         return c;
     };

@@ -11,6 +11,7 @@
 //     onRequest = (cmd) => {...}             server-initiated requests
 //     closed -> Promise<void> resolves when the socket closes
 //     close()
+//   queueOffsets(client, group, topic, queues) -> [{committed, max}] per queue id
 //
 // Responses resolve by opaque, so many requests may be outstanding at once.
 import net from 'node:net';
@@ -212,4 +213,21 @@ export async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) 
     } finally {
         c.close();
     }
+}
+
+// What the broker at `client` holds for queues 0..queues-1 of topic: the offset committed by
+// group (QUERY_CONSUMER_OFFSET, 14; -1 when none is, QUERY_NOT_FOUND) and the queue's max
+// offset (GET_MAX_OFFSET, 30), as [{committed, max}].
+export async function queueOffsets(client, group, topic, queues) {
+    const out = [];
+    for (let q = 0; q < queues; q++) {
+        const c = await client.request(14, {
+            consumerGroup: group, topic, queueId: String(q), setZeroIfNotFound: 'false',
+        });
+        if (c.code !== 0 && c.code !== 22) throw new Error(`QUERY_CONSUMER_OFFSET: ${c.code} ${c.remark}`);
+        const m = await client.request(30, { topic, queueId: String(q) });
+        if (m.code !== 0) throw new Error(`GET_MAX_OFFSET: ${m.code} ${m.remark}`);
+        out.push({ committed: c.code === 0 ? Number(c.ext.offset) : -1, max: Number(m.ext.offset) });
+    }
+    return out;
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "common/config.h"
@@ -225,15 +226,23 @@ static void ack_cb(void *ud, apg_err_t rc)
     pthread_mutex_unlock(&a->mtx);
 }
 
+/* Opens a SYNC_FLUSH store with the small test geometry in dir. */
+static struct apg_store *open_sync_flush(const char *dir, struct apg_store_opts *o)
+{
+    tu_opts(o, dir);
+    o->so_sync_flush = true;
+    struct apg_store *st = NULL;
+    char err[512];
+    assert_int_equal(apg_store_open(o, &st, err, sizeof(err)), 0);
+    return st;
+}
+
 static void test_sync_flush(void **state)
 {
     char *dir = tu_tmpdir();
     struct apg_store_opts o;
-    tu_opts(&o, dir);
-    o.so_sync_flush = true;
-    struct apg_store *st;
+    struct apg_store *st = open_sync_flush(dir, &o);
     char err[512];
-    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
     struct ackc a = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
     struct apg_store_stats s0, s1;
     apg_store_stats(st, &s0);
@@ -277,6 +286,119 @@ static void test_sync_flush(void **state)
     free(dir);
 }
 
+/* The commit-log msyncs the sync hook saw, in the order they returned. */
+#define SYNC_LOG_CAP 8192
+struct sync_log {
+    pthread_mutex_t mtx;
+    struct {
+        int64_t lo, hi;
+        int flags;
+    } r[SYNC_LOG_CAP];
+    _Atomic int n; /* entries below n are complete */
+    _Atomic bool overflow;
+};
+
+static void on_sync(void *ud, const struct apg_store_fault_sync *s)
+{
+    struct sync_log *l = ud;
+    if (s->fs_rc != 0 || !strstr(s->fs_path, "/commitlog/"))
+        return;
+    pthread_mutex_lock(&l->mtx);
+    int n = atomic_load(&l->n);
+    if (n < SYNC_LOG_CAP) {
+        l->r[n].lo = s->fs_base + (int64_t)s->fs_from;
+        l->r[n].hi = s->fs_base + (int64_t)s->fs_to;
+        l->r[n].flags = s->fs_flags;
+        atomic_store(&l->n, n + 1);
+    } else {
+        atomic_store(&l->overflow, true);
+    }
+    pthread_mutex_unlock(&l->mtx);
+}
+
+/* One SYNC_FLUSH put and what the log held when it was acknowledged. */
+struct synced_put {
+    struct apg_put_result pr;
+    struct sync_log *log;
+    _Atomic int syncs_before_ack; /* -1 until the ack */
+    _Atomic int rc;
+};
+
+static void on_synced_ack(void *ud, apg_err_t rc)
+{
+    struct synced_put *p = ud;
+    atomic_store(&p->rc, rc);
+    atomic_store(&p->syncs_before_ack, atomic_load(&p->log->n));
+}
+
+/* True when [lo, hi) lies in the union of the first k logged ranges that
+ * were synced with MS_SYNC. */
+static bool ms_sync_covers(const struct sync_log *l, int k, int64_t lo, int64_t hi)
+{
+    bool progress = true;
+    while (lo < hi && progress) {
+        progress = false;
+        for (int j = 0; j < k && lo < hi; j++)
+            if ((l->r[j].flags & MS_SYNC) && l->r[j].lo <= lo && lo < l->r[j].hi) {
+                lo = l->r[j].hi;
+                progress = true;
+            }
+    }
+    return lo >= hi;
+}
+
+/* SYNC_FLUSH acknowledges a record only after an msync with MS_SYNC covered
+ * all of its bytes: the hook records the flags and range of every msync as
+ * it returns, each ack notes how many had returned, and afterwards every
+ * acknowledged record must lie in the MS_SYNC ranges logged before its ack.
+ * Small segments make the records span several files. */
+static void test_sync_flush_ranges(void **state)
+{
+    enum { N = 3000 };
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    struct apg_store *st = open_sync_flush(dir, &o);
+    char err[512];
+    struct sync_log *l = calloc(1, sizeof(*l));
+    pthread_mutex_init(&l->mtx, NULL);
+    apg_store_fault_arm();
+    assert_int_equal(apg_store_fault_on_sync(st, on_sync, l), 0);
+    struct synced_put *p = calloc(N, sizeof(*p));
+    struct tu_msg t;
+    for (int i = 0; i < N; i++) {
+        p[i].log = l;
+        atomic_store(&p[i].syncs_before_ack, -1);
+        tu_msg_make(&t, "R", i % 4, i);
+        assert_int_equal(
+            apg_store_put(st, &t.m, 1, &p[i].pr, on_synced_ack, &p[i], err, sizeof(err)), 0);
+        if (i % 100 == 99)
+            usleep(2000); /* let several group commits happen */
+    }
+    for (int k = 0; k < 500 && atomic_load(&p[N - 1].syncs_before_ack) < 0; k++)
+        usleep(10000);
+    apg_store_close(st);
+    assert_int_equal(apg_store_fault_on_sync(NULL, NULL, NULL), 0);
+    assert_false(atomic_load(&l->overflow));
+    assert_true(p[N - 1].pr.pr_phys_offset > 4 * (int64_t)o.so_commitlog_file_size);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        int k = atomic_load(&p[i].syncs_before_ack);
+        assert_true(k >= 0);
+        assert_int_equal(atomic_load(&p[i].rc), 0);
+        int64_t lo = p[i].pr.pr_phys_offset, hi = lo + p[i].pr.pr_msg_size;
+        if (!ms_sync_covers(l, k, lo, hi) && bad++ < 3)
+            fprintf(
+                stderr,
+                "record %d [%lld, %lld) acknowledged after %d msyncs, not all covered by MS_SYNC\n",
+                i, (long long)lo, (long long)hi, k);
+    }
+    assert_int_equal(bad, 0);
+    free(p);
+    free(l);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* The fault hooks are inert until armed. Runs first (cmocka runs tests in
  * order; the gate is process-wide). */
 static void test_fault_gate(void **state)
@@ -292,6 +414,7 @@ static void test_fault_gate(void **state)
     assert_false(apg_store_fault_armed());
     assert_int_equal(apg_store_fault_disk_ratio(st, 99), APG_EPERM);
     assert_int_equal(apg_store_fault_fail_next_fsync(st), APG_EPERM);
+    assert_int_equal(apg_store_fault_on_sync(st, on_sync, NULL), APG_EPERM);
     assert_int_equal(tu_put(st, "G", 0, 0, NULL), 0); /* nothing was injected */
     apg_store_fault_arm();
     assert_true(apg_store_fault_armed());
@@ -622,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_roll_and_reopen),
         cmocka_unit_test(test_crash_reopen),
         cmocka_unit_test(test_sync_flush),
+        cmocka_unit_test(test_sync_flush_ranges),
         cmocka_unit_test(test_disk_guard),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_retention_forcibly_opt_in),
