@@ -313,6 +313,15 @@ powercut_run() {
     local seg=--mappedFileSizeCommitLog=67108864
     for ((c = 0; c < cycles; c++)); do
         start_broker "$mnt/data" "$flush" "$seg" || return 2
+        if [ "$flush" = ASYNC_FLUSH ] && [ $c = 0 ]; then
+            # The control is about message data: let the topic's table and a
+            # first few messages reach the device before the load.
+            start_load "w$tag" "$work/pc-$tag.acks.w" --threads=1 --messages=100
+            wait "$LOADER" # it ends by itself after 100 acks
+            sed 's/^/# /' "$work/pc-$tag.acks.w.out"
+            logs+=("--log=$work/pc-$tag.acks.w")
+            sleep 2
+        fi
         local log=$work/pc-$tag.acks.$c
         logs+=("--log=$log")
         start_load "p$tag$c" "$log" --threads=4 --inflight=512
@@ -406,7 +415,7 @@ eio_one() {
         kill_broker
         return 1
     fi
-    grep -m 3 -E 'ERROR|WARN' "$BLOG" | sed 's/^/# broker: /'
+    grep -m 3 -E 'ERROR|WARN' "$BLOG" | cut -c1-240 | sed 's/^/# broker: /'
     cp "$BLOG" "${FAULTS_KEEP_LOGS:-/dev/null}" 2>/dev/null
     kill_broker
     start_broker "$dir/data" SYNC_FLUSH || return 1
@@ -483,6 +492,7 @@ scenario_enospc() {
 }
 
 # ---- many connections, slow and partial frames -------------------------------
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 rss_kb() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
 
 # conns_run NAME MODE COUNT RSS_BOUND_KB: COUNT connections (tests/faults/conns.mjs
@@ -495,6 +505,7 @@ conns_run() {
     start_broker "$dir/data" SYNC_FLUSH || return 1
     local base
     base=$(rss_kb "$BROKER" RssAnon)
+    : >"$work/$name.conns"
     node "$root/tests/faults/conns.mjs" "$BPORT" "$mode" "$count" >"$work/$name.conns" 2>&1 &
     local cpid=$!
     pids+=("$cpid")
@@ -515,7 +526,7 @@ conns_run() {
     wait "$cpid"
     say "$(tail -n 1 "$work/$name.conns")"
     verify out --log="$log" || ok=0
-    say "$name: $out; broker VmRSS $((rss / 1024)) MB, RssAnon $((anon / 1024)) MB (before: $((base / 1024)) MB) with $count $mode connections"
+    say "$name: $out; broker VmRSS $(mb "$rss") MB, RssAnon $(mb "$anon") MB (at start: $(mb "$base") MB) with $count $mode connections"
     if [ "$bound" -gt 0 ] && [ "$anon" -gt "$bound" ]; then
         say "RssAnon $anon kB above $bound kB"
         ok=0
