@@ -77,13 +77,14 @@ for f in "$APOGEE_BIN" "$faultload" "$shim"; do
 done
 
 work=$(mktemp -d /tmp/apg-faults.XXXXXX)
-pids=()   # processes we started, killed on exit
 mounts=() # mount points, unmounted on exit (last first)
 loops=()  # loop devices, detached on exit
 cleanup() {
+    # Only this shell's own background jobs still running: a pid that exited
+    # long ago may belong to someone else by now.
     local p m l i
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
     for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
         m=${mounts[i]}
         mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }
@@ -144,7 +145,6 @@ start_broker() {
     env "${BROKER_ENV[@]}" "$APOGEE_BIN" standalone --storePathRootDir="$dir" --bindAddress=127.0.0.1 \
         --listenPort="$bport" --namesrvListenPort="$nsport" --flushDiskType="$flush" "$@" >"$BLOG" 2>&1 &
     BROKER=$!
-    pids+=("$BROKER")
     NS=127.0.0.1:$nsport
     BPORT=$bport
     local i
@@ -178,7 +178,6 @@ start_load() {
     "$faultload" produce --ns="$NS" --topic=FaultTopic --run="$run" --log="$log" --duration=600 "$@" \
         >"$log.out" 2>"$log.err" &
     LOADER=$!
-    pids+=("$LOADER")
 }
 
 stop_load() { # SIGTERM: the loader ends its sends, writes its log and exits
@@ -508,7 +507,6 @@ conns_run() {
     : >"$work/$name.conns"
     node "$root/tests/faults/conns.mjs" "$BPORT" "$mode" "$count" >"$work/$name.conns" 2>&1 &
     local cpid=$!
-    pids+=("$cpid")
     local i
     for ((i = 0; i < 600; i++)); do
         grep -q '^opened' "$work/$name.conns" && break
