@@ -4,6 +4,7 @@
 #      layer check (scripts/check-layers.sh)
 #   2. unit tests (cmocka, via ctest)
 #   3. integration and interop tests (node --test; real processes on 127.0.0.1)
+#      and the short fault-injection suite (scripts/faults.sh)
 #   4. the unit tests again under ASan + UBSan
 #   5. the threaded unit tests and two integration suites under ThreadSanitizer
 #   6. a short libFuzzer smoke run of every harness in tests/fuzz
@@ -102,6 +103,14 @@ for t in "${jstests[@]}"; do
     echo "--- $t"
     run_node "$t"
 done
+
+step "fault injection (short)"
+# scripts/faults.sh prints ok/not ok lines and "# pass N" / "# fail N" like a
+# node test file and is counted the same way; its loop-device scenarios skip
+# where the run is not root (listed in tests/skips.txt).
+rc=0
+scripts/faults.sh | tee "$logs/faults.log" || rc=${PIPESTATUS[0]}
+count_node "$logs/faults.log" scripts/faults.sh "$rc"
 
 step "unit tests under ASan + UBSan"
 scripts/build.sh build-asan -DAPOGEE_SANITIZE=ON -DAPOGEE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug
