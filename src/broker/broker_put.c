@@ -333,7 +333,8 @@ static void held_reply_error(struct apg_broker *b, struct apg_put_loop *pu, stru
                              struct apg_conn *c, apg_err_t e, const char *err)
 {
     apg_broker_reply_refused(b, c, hd->hd_opaque, hd->hd_serialize, hd->hd_oneway,
-                             (const char *)pu->pu_text.b_data + hd->hd_topic_off, e, err);
+                             (const char *)pu->pu_text.b_data + hd->hd_topic_off,
+                             hd->hd_msg.mi_topic_len, e, err);
 }
 
 /* Stores held sends [i0, i0 + k) with one apg_store_put and answers them
@@ -572,8 +573,8 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
             atomic_fetch_sub(&b->br_sync_pending, 1);
             ack_drop(ack);
         }
-        apg_broker_reply_refused(b, c, req->opaque, req->serialize, oneway, msgs[0].mi_topic, e,
-                                 err);
+        apg_broker_reply_refused(b, c, req->opaque, req->serialize, oneway, msgs[0].mi_topic,
+                                 msgs[0].mi_topic_len, e, err);
     } else if (n == 1 && ack) {
         ack_stored(b, ack, &res[0]);
     } else if (n == 1) {

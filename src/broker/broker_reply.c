@@ -171,8 +171,11 @@ static int32_t store_err_code(apg_err_t e, enum apg_refusal *r)
 }
 
 void apg_broker_reply_refused(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
-                              bool oneway, const char *topic, apg_err_t e, const char *err)
+                              bool oneway, const char *topic, size_t topic_len, apg_err_t e,
+                              const char *err)
 {
+    char name[APG_TOPIC_MAX_LEN_RETRY + 1]; /* the topic is not NUL-terminated in the request */
+    apg_text_copy(name, sizeof(name), topic, topic_len);
     char remark[1024];
     if (e == APG_EDISKFULL)
         /* What the operator and the client can do, whichever check refused. */
@@ -187,7 +190,7 @@ void apg_broker_reply_refused(struct apg_broker *b, struct apg_conn *c, int32_t 
     enum apg_refusal r;
     int32_t code = store_err_code(e, &r);
     atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
-    apg_broker_refusal_note(b, r, "send to", topic, apg_conn_peer(c), code, remark);
+    apg_broker_refusal_note(b, r, "send to", name, apg_conn_peer(c), code, remark);
     if (!oneway)
         apg_broker_reply_send(c, opaque, ser, code, remark, NULL, 0, 0, NULL);
 }

@@ -198,11 +198,12 @@ void apg_broker_refusal_note(struct apg_broker *b, enum apg_refusal r, const cha
  * header. Loop thread. */
 void apg_broker_refuse(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                        int32_t code, const char *remark);
-/* Notes a send of topic that the store refused with e (err: the store's
- * text) and, unless oneway, answers it under the matching RocketMQ code
- * (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
+/* Notes a send of topic (topic_len bytes, not NUL-terminated) that the store
+ * refused with e (err: the store's text) and, unless oneway, answers it under the matching RocketMQ
+ * code (MESSAGE_ILLEGAL, SERVICE_NOT_AVAILABLE, ...). */
 void apg_broker_reply_refused(struct apg_broker *b, struct apg_conn *c, int32_t opaque, uint8_t ser,
-                              bool oneway, const char *topic, apg_err_t e, const char *err);
+                              bool oneway, const char *topic, size_t topic_len, apg_err_t e,
+                              const char *err);
 
 /* When the broker has no write permission (brokerPermission), answers req
  * NO_PERMISSION with a remark naming the fix and returns true. */

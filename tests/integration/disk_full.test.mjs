@@ -94,6 +94,8 @@ test('disk full: refuse before full, start read-only on a full disk, resume when
         assert.doesNotMatch(sa.output(), /torn tail/);
         const refused = await bench(['produce', ns, '--topic=DiskFull', '--threads=1', '--messages=5']);
         assert.match(refused.out, /writes refused until space frees/, refused.out.slice(-3000));
+        // The WARN line names the topic alone (the request's topic is not NUL-terminated).
+        assert.match(sa.output(), /refused send to DiskFull from /, sa.output().slice(-3000));
         const c1 = await bench(['consume', ns, '--topic=DiskFull', '--group=DiskFullReader1', '--json']);
         assert.ok(c1.json, c1.out.slice(-3000));
         assert.ok(c1.json.received >= acked, `acknowledged ${acked}, readable ${c1.json.received}`);
