@@ -35,9 +35,10 @@
  * comparison wherever the outcome can be seen (equality). Java's number
  * parsers accept Unicode digits; these accept ASCII digits only.
  *
- * Pure: one pass over the property string fills a slot per referenced
- * name (the last value of a repeated name wins), then the tree is walked
- * with the values on the stack. No allocation. */
+ * Pure: the tree is walked with the values on the stack; a property is
+ * looked up in the property string when first needed (from the end, so the
+ * last value of a repeated name wins, as in RocketMQ's map) and kept for the
+ * rest of the evaluation. No allocation. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,9 @@ bool apg_sql92_compare(const struct sql92_val *l, const struct sql92_val *r, int
 
 struct ctx {
     const struct apg_sql92 *c_q;
+    const char *c_props;
+    size_t c_plen;
+    uint8_t c_seen[APG_SQL92_MAX_PROPS];    /* looked up yet */
     const char *c_val[APG_SQL92_MAX_PROPS]; /* NULL: missing */
     size_t c_len[APG_SQL92_MAX_PROPS];
 };
@@ -329,7 +333,7 @@ static bool str_has(const struct sql92_val *v, const char *s, size_t n, enum sql
 }
 
 /* false: evaluation threw (ERROR). */
-static bool ev(const struct ctx *c, int n, struct sql92_val *out)
+static bool ev(struct ctx *c, int n, struct sql92_val *out)
 {
     const struct apg_sql92 *q = c->c_q;
     const struct apg_sql92_node *sn = &q->sq_nodes[n];
@@ -350,6 +354,14 @@ static bool ev(const struct ctx *c, int n, struct sql92_val *out)
         }
         return true;
     case OP_PROP:
+        if (!c->c_seen[sn->sn_a]) {
+            const struct apg_sql92_str *nm = &q->sq_props[sn->sn_a];
+            c->c_seen[sn->sn_a] = 1;
+            c->c_val[sn->sn_a] =
+                c->c_props ? apg_props_findn(c->c_props, c->c_plen, q->sq_text + nm->ss_off,
+                                             nm->ss_len, &c->c_len[sn->sn_a])
+                           : NULL;
+        }
         if (!c->c_val[sn->sn_a]) {
             out->v_type = VT_NULL;
         } else {
@@ -489,20 +501,9 @@ enum apg_sql92_result apg_sql92_eval(const struct apg_sql92 *q, const char *prop
         return APG_SQL92_ERROR;
     struct ctx c;
     c.c_q = q;
-    for (int i = 0; i < q->sq_nprops; i++)
-        c.c_val[i] = NULL;
-    if (q->sq_nprops && props) {
-        size_t pos = 0;
-        struct apg_prop_kv kv;
-        while (apg_props_next(props, len, &pos, &kv))
-            for (int i = 0; i < q->sq_nprops; i++)
-                if (q->sq_props[i].ss_len == kv.pk_name_len &&
-                    memcmp(q->sq_text + q->sq_props[i].ss_off, kv.pk_name, kv.pk_name_len) == 0) {
-                    c.c_val[i] = kv.pk_val;
-                    c.c_len[i] = kv.pk_val_len;
-                    break;
-                }
-    }
+    c.c_props = props;
+    c.c_plen = len;
+    memset(c.c_seen, 0, q->sq_nprops);
     struct sql92_val v;
     if (!ev(&c, q->sq_root, &v))
         return APG_SQL92_ERROR;
