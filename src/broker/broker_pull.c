@@ -146,7 +146,9 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (first && (sysflag & PULL_SYS_COMMIT) && commit >= 0)
         apg_offsets_commit(b->br_offsets, group, topic, qid, commit);
 
-    char expr[APG_SQL92_MAX_EXPR + 2] = "*", etype[16] = "TAG";
+    char expr[APG_SQL92_MAX_EXPR + 2], etype[16];
+    memcpy(expr, "*", 2); /* no initializer: it would clear all 4 KiB per pull */
+    memcpy(etype, "TAG", 4);
     if (sysflag & PULL_SYS_SUBSCRIPTION) {
         const char *s = apg_rcmd_ext_get(req, "subscription");
         const char *t = apg_rcmd_ext_get(req, "expressionType");
