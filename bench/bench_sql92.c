@@ -26,8 +26,9 @@ int main(int argc, char **argv)
 {
     long iters = argc > 1 ? atol(argv[1]) : 10000000;
     const char *expr = argc > 2 ? argv[2] : "a > 5 AND b = 'x'";
-    static const char props[] = "KEYS\001order-12345\002UNIQ_KEY\0017F0000010B4C18B4AAC27E6B2C6D0000"
-                                "\002WAIT\001true\002TAGS\001TagA\002a\0017\002b\001x\002";
+    static const char props[] =
+        "KEYS\001order-12345\002UNIQ_KEY\0017F0000010B4C18B4AAC27E6B2C6D0000"
+        "\002WAIT\001true\002TAGS\001TagA\002a\0017\002b\001x\002";
     size_t plen = sizeof(props) - 1;
     static struct apg_sql92 q;
     char err[256];
