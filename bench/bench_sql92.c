@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     }
     double tag_ns = (now_ns() - t0) / (double)iters;
     printf("expr: %s\nproperties: %zu bytes\ncompile: %.0f ns\nsql92 eval: %.1f ns/msg "
-           "(matched %ld of %ld)\ntag exact check: %.1f ns/msg\n",
-           expr, plen, compile_ns, eval_ns, (long)matched, iters, tag_ns);
+           "(matched %ld of %ld)\ntag exact check: %.1f ns/msg (matched %ld)\n",
+           expr, plen, compile_ns, eval_ns, (long)matched, iters, tag_ns, (long)tmatched);
     return 0;
 }
