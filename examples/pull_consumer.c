@@ -1,22 +1,27 @@
 /* Pull consumer example: list a topic's queues, pull each from its first
  * offset to its end, commit the offsets reached.
  *
- *   pull_consumer NAMESRV TOPIC GROUP [TAGEXPR]
+ *   pull_consumer NAMESRV TOPIC GROUP [TAGEXPR [SQL92]]
+ *
+ * With SQL92 after it, the expression is a SQL92 filter over user properties
+ * (the broker needs enablePropertyFilter=true).
  *
  * Prints "RECV <queueId> <queueOffset> <tags> <body> <msgId>" per message,
  * "COMMITTED <queueId> <offset>" per queue and "DONE received=<n>". */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <apogee/apogee.h>
 
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s NAMESRV TOPIC GROUP [TAGEXPR]\n", argv[0]);
+        fprintf(stderr, "usage: %s NAMESRV TOPIC GROUP [TAGEXPR [SQL92]]\n", argv[0]);
         return 2;
     }
     const char *expr = argc > 4 ? argv[4] : "*";
+    int sql = argc > 5 && strcmp(argv[5], "SQL92") == 0;
     char err[512];
     apg_conf_t *conf = apg_conf_new();
     apg_pull_consumer_t *c = NULL;
@@ -45,8 +50,11 @@ int main(int argc, char **argv)
         }
         while (off < max) {
             apg_pull_result_t r;
-            if (apg_pull_consumer_pull(c, &mqs[i], expr, off, 32, 0, &r, err, sizeof(err)) !=
-                APG_OK) {
+            apg_err_t e =
+                sql ? apg_pull_consumer_pull_sql92(c, &mqs[i], expr, off, 32, 0, &r, err,
+                                                   sizeof(err))
+                    : apg_pull_consumer_pull(c, &mqs[i], expr, off, 32, 0, &r, err, sizeof(err));
+            if (e != APG_OK) {
                 printf("ERROR pull %s\n", err);
                 break;
             }

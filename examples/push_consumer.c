@@ -1,7 +1,7 @@
 /* Push consumer example: subscribe, let the library balance queues and call
  * the listener, shut down cleanly.
  *
- *   push_consumer -n NAMESRV -t TOPIC -g GROUP [-e TAGEXPR] [--expect N]
+ *   push_consumer -n NAMESRV -t TOPIC -g GROUP [-e TAGEXPR | --sql EXPR] [--expect N]
  *                 [--seconds S] [--first] [--orderly] [--broadcast DIR]
  *                 [--reconsume-once] [--threads N] [--instance NAME]
  *                 [--rebalance-ms MS] [--delay-us US]
@@ -10,7 +10,9 @@
  * per delivered message, "QUEUES <n> <broker:id,...>" whenever the assigned
  * queues change, and "DONE received=<n>" after shutdown. Stops on SIGTERM or
  * SIGINT, after --seconds, or once --expect messages arrived.
- * --reconsume-once answers RECONSUME_LATER the first time a message is seen. */
+ * --reconsume-once answers RECONSUME_LATER the first time a message is seen.
+ * --sql subscribes with a SQL92 expression over user properties (the broker
+ * needs enablePropertyFilter=true). */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -81,7 +83,7 @@ static void conf_set(apg_conf_t *conf, const char *key, const char *value)
 int main(int argc, char **argv)
 {
     apg_conf_t *conf = apg_conf_new();
-    const char *namesrv = NULL, *group = NULL, *topic = NULL, *expr = "*";
+    const char *namesrv = NULL, *group = NULL, *topic = NULL, *expr = "*", *sql = NULL;
     int expect = 0, seconds = 30;
     static const struct option opts[] = {{"namesrv", required_argument, NULL, 'n'},
                                          {"topic", required_argument, NULL, 't'},
@@ -97,6 +99,7 @@ int main(int argc, char **argv)
                                          {"instance", required_argument, NULL, 'i'},
                                          {"rebalance-ms", required_argument, NULL, 'R'},
                                          {"delay-us", required_argument, NULL, 'd'},
+                                         {"sql", required_argument, NULL, 'S'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:t:g:e:", opts, NULL)) != -1) {
@@ -144,6 +147,9 @@ int main(int argc, char **argv)
         case 'd':
             delay_us = atoi(optarg);
             break;
+        case 'S':
+            sql = optarg;
+            break;
         default:
             return 2;
         }
@@ -164,7 +170,8 @@ int main(int argc, char **argv)
         printf("ERROR new %s\n", err);
         return 1;
     }
-    if (apg_push_consumer_subscribe(c, topic, expr, err, sizeof(err)) != APG_OK ||
+    if ((sql ? apg_push_consumer_subscribe_sql92(c, topic, sql, err, sizeof(err))
+             : apg_push_consumer_subscribe(c, topic, expr, err, sizeof(err))) != APG_OK ||
         apg_push_consumer_start(c, on_msgs, NULL, err, sizeof(err)) != APG_OK) {
         printf("ERROR start %s\n", err);
         apg_push_consumer_destroy(c);

@@ -94,6 +94,18 @@ APG_EXPORT apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq
                                             int suspend_ms, apg_pull_result_t *res, char *err,
                                             size_t errlen);
 
+/* As apg_pull_consumer_pull(), with a SQL92 expression over the messages'
+ * user properties instead of a tag expression ("a > 5 AND region = 'eu'";
+ * grammar and semantics: docs/wire.md). The broker does the filtering and
+ * must run with enablePropertyFilter=true (otherwise APG_EBROKER, with the
+ * broker's remark in err). An expression that does not compile gives
+ * APG_EINVAL with its position in err before anything is sent. Borrows mq
+ * and sql. */
+APG_EXPORT apg_err_t apg_pull_consumer_pull_sql92(apg_pull_consumer_t *c, const apg_mq_t *mq,
+                                                  const char *sql, int64_t offset, int max_nums,
+                                                  int suspend_ms, apg_pull_result_t *res, char *err,
+                                                  size_t errlen);
+
 /* Records offset as the group's committed offset for mq (sent later). */
 APG_EXPORT apg_err_t apg_pull_consumer_commit(apg_pull_consumer_t *c, const apg_mq_t *mq,
                                               int64_t offset);
@@ -157,6 +169,18 @@ APG_EXPORT apg_push_consumer_t *apg_push_consumer_new(const apg_conf_t *conf, ch
  * expression. Borrows topic and expr. */
 APG_EXPORT apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
                                                  const char *expr, char *err, size_t errlen);
+
+/* Subscribes to topic with a SQL92 expression over the messages' user
+ * properties ("a > 5 AND region = 'eu'"; grammar and semantics:
+ * docs/wire.md); the broker filters. APG_EINVAL with the position of an
+ * error in err when the expression does not compile. At start, as
+ * RocketMQ's client does, the expression is checked with a broker of the
+ * topic (CHECK_CLIENT_CONFIG): a broker without enablePropertyFilter=true,
+ * or one that refuses the expression, fails apg_push_consumer_start() with
+ * APG_EBROKER and the broker's remark. Only before start; replaces an
+ * earlier subscription of topic. Borrows topic and sql. */
+APG_EXPORT apg_err_t apg_push_consumer_subscribe_sql92(apg_push_consumer_t *c, const char *topic,
+                                                       const char *sql, char *err, size_t errlen);
 
 /* Starts the I/O thread and workers; cb(arg) is called for messages from
  * now on, and only if this returned APG_OK. At least one subscription is

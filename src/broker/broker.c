@@ -57,6 +57,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_HEART_BEAT, apg_broker_proc_client},
     {APG_REQ_UNREGISTER_CLIENT, apg_broker_proc_client},
     {APG_REQ_GET_CONSUMER_LIST_BY_GROUP, apg_broker_proc_client},
+    {APG_REQ_CHECK_CLIENT_CONFIG, apg_broker_proc_check_client_config},
     {APG_REQ_UPDATE_AND_CREATE_TOPIC, apg_broker_proc_admin},
     {APG_REQ_DELETE_TOPIC_IN_BROKER, apg_broker_proc_admin},
     {APG_REQ_GET_ALL_TOPIC_CONFIG, apg_broker_proc_admin},
@@ -254,6 +255,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_max_pull_msgs = (int)apg_cfg_int(cfg, APG_CFG_maxTransferCountOnMessageInMemory);
     b->br_max_pull_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_maxTransferBytesOnMessageInMemory);
     b->br_long_polling = apg_cfg_bool(cfg, APG_CFG_longPollingEnable);
+    b->br_property_filter = apg_cfg_bool(cfg, APG_CFG_enablePropertyFilter);
     b->br_short_poll_ms = apg_cfg_int(cfg, APG_CFG_shortPollingTimeMills);
     b->br_channel_expire_ms = apg_cfg_int(cfg, APG_CFG_channelNotActiveInterval);
     b->br_sync_pending_max = 20000;

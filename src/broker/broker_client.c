@@ -31,6 +31,7 @@ struct apg_cchan {
 
 struct apg_csub {
     char cs_topic[APG_NAME_CAP];
+    char cs_type[16]; /* expressionType: TAG or SQL92 */
     char *cs_expr;
     struct apg_csub *cs_next;
 };
@@ -143,13 +144,15 @@ static bool subs_replace(struct apg_cgroup *g, json_t *set)
             break;
         snprintf(n->cs_topic, sizeof(n->cs_topic), "%s", topic);
         n->cs_expr = apg_strdup(apg_json_get_str(s, "subString", "*"));
+        snprintf(n->cs_type, sizeof(n->cs_type), "%s",
+                 apg_json_get_str(s, "expressionType", "TAG"));
         *tail = n;
         tail = &n->cs_next;
     }
     bool same = true;
     struct apg_csub *a = head, *b = g->cg_subs;
     for (; a && b; a = a->cs_next, b = b->cs_next)
-        if (strcmp(a->cs_topic, b->cs_topic) ||
+        if (strcmp(a->cs_topic, b->cs_topic) || strcmp(a->cs_type, b->cs_type) ||
             strcmp(a->cs_expr ? a->cs_expr : "", b->cs_expr ? b->cs_expr : ""))
             same = false;
     if (a || b)
@@ -412,7 +415,7 @@ void apg_broker_proc_client(struct apg_broker *b, struct apg_conn *c, const stru
 }
 
 bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
-                              char *out, size_t outlen)
+                              char *out, size_t outlen, char *type, size_t typelen)
 {
     bool found = false;
     pthread_mutex_lock(&cl->cl_lock);
@@ -420,6 +423,7 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
     for (struct apg_csub *s = g ? g->cg_subs : NULL; s; s = s->cs_next)
         if (strcmp(s->cs_topic, topic) == 0) {
             snprintf(out, outlen, "%s", s->cs_expr ? s->cs_expr : "*");
+            snprintf(type, typelen, "%s", s->cs_type[0] ? s->cs_type : "TAG");
             found = true;
             break;
         }

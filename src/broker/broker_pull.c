@@ -5,6 +5,8 @@
  * filtering on the consume-queue tag hash, then drop records whose stored
  * TAGS is not exactly one of the subscribed tags (hash collisions), and
  * answer with nextBeginOffset/minOffset/maxOffset/suggestWhichBrokerId.
+ * A SQL92 subscription keeps the records whose properties match it instead
+ * (broker_filter.c).
  *
  * Offsets: the store decides the GetMessageStatus with RocketMQ's rules;
  * OFFSET_TOO_SMALL and OFFSET_OVERFLOW_BADLY become PULL_OFFSET_MOVED with
@@ -26,6 +28,7 @@
 #include "broker/broker_rt.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "protocol/filter/sql92.h"
 #include "protocol/message.h"
 
 #define PULL_SYS_COMMIT 0x1
@@ -67,32 +70,17 @@ static void reply_pull(struct apg_conn *c, const struct apg_rcmd *req, int32_t c
     apg_conn_send(c, &resp, body, len);
 }
 
+static bool tag_keep(const void *f, const char *props, size_t len)
+{
+    size_t vl = 0;
+    const char *v = apg_props_find(props, len, "TAGS", &vl);
+    return apg_tagexpr_match_tag(f, v, vl);
+}
+
 /* Keeps only records whose TAGS is exactly subscribed; returns the count. */
 static int exact_filter(const struct apg_tagexpr *f, struct apg_buf *out)
 {
-    size_t rd = 0, wr = 0;
-    int kept = 0;
-    while (rd + 8 <= out->b_len) {
-        uint32_t size = apg_be32(out->b_data + rd);
-        if (size < 8 || size > out->b_len - rd)
-            break;
-        struct apg_msgrec r;
-        bool keep = true;
-        if (apg_msgrec_decode(out->b_data + rd, size, false, &r, NULL) == APG_MSGREC_OK) {
-            size_t vl = 0;
-            const char *v = apg_props_find(r.mr_props, r.mr_props_len, "TAGS", &vl);
-            keep = apg_tagexpr_match_tag(f, v, vl);
-        }
-        if (keep) {
-            if (wr != rd)
-                memmove(out->b_data + wr, out->b_data + rd, size);
-            wr += size;
-            kept++;
-        }
-        rd += size;
-    }
-    out->b_len = wr;
-    return kept;
+    return apg_broker_filter_keep(out, tag_keep, f);
 }
 
 /* Runs one pull. Returns true when answered, false when it should park
@@ -158,19 +146,29 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     if (first && (sysflag & PULL_SYS_COMMIT) && commit >= 0)
         apg_offsets_commit(b->br_offsets, group, topic, qid, commit);
 
-    char expr[512] = "*";
+    char expr[APG_SQL92_MAX_EXPR + 2], etype[16];
+    memcpy(expr, "*", 2); /* no initializer: it would clear all 4 KiB per pull */
+    memcpy(etype, "TAG", 4);
     if (sysflag & PULL_SYS_SUBSCRIPTION) {
         const char *s = apg_rcmd_ext_get(req, "subscription");
+        const char *t = apg_rcmd_ext_get(req, "expressionType");
         snprintf(expr, sizeof(expr), "%s", s ? s : "*");
+        snprintf(etype, sizeof(etype), "%s", t && t[0] ? t : "TAG");
     } else {
-        apg_clients_subscription(b->br_clients, group, topic, expr, sizeof(expr));
+        apg_clients_subscription(b->br_clients, group, topic, expr, sizeof(expr), etype,
+                                 sizeof(etype));
     }
-    const char *etype = apg_rcmd_ext_get(req, "expressionType");
-    if (etype && etype[0] && strcmp(etype, "TAG") != 0) {
-        snprintf(remark, sizeof(remark),
-                 "expression type %s is not supported by this broker; subscribe with tags", etype);
-        apg_broker_refuse(b, c, req, APG_RESP_SUBSCRIPTION_PARSE_FAILED, remark);
-        return true;
+    /* A SQL92 subscription (broker_filter.c) reads every record's
+     * properties after the store; the tag filter below then takes all. */
+    const struct apg_sql92 *sql = NULL;
+    if (!apg_sql92_is_tag_type(etype)) {
+        int32_t code;
+        sql = apg_broker_filter_sql(b, etype, expr, &code, remark, sizeof(remark));
+        if (!sql) {
+            apg_broker_refuse(b, c, req, code, remark);
+            return true;
+        }
+        snprintf(expr, sizeof(expr), "*");
     }
     struct apg_tagexpr f;
     if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof(err))) {
@@ -193,7 +191,9 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     const char *sname = apg_get_status_name(r.gr_status);
     switch (r.gr_status) {
     case APG_GET_FOUND: {
-        int kept = f.te_all ? r.gr_count : exact_filter(&f, out);
+        int kept = sql        ? apg_broker_filter_sql_keep(sql, out)
+                   : f.te_all ? r.gr_count
+                              : exact_filter(&f, out);
         if (kept > 0)
             atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
         if (kept > 0)

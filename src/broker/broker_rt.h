@@ -121,6 +121,7 @@ struct apg_broker {
     int br_max_pull_msgs;
     size_t br_max_pull_bytes;
     bool br_long_polling;
+    bool br_property_filter; /* enablePropertyFilter: SQL92 subscriptions */
     int64_t br_short_poll_ms;
     int64_t br_channel_expire_ms;
 
@@ -341,8 +342,30 @@ void apg_clients_conn_closed(struct apg_broker *b, struct apg_conn *c);
 /* Drops clients silent for longer than the expiry (service thread). */
 void apg_clients_expire(struct apg_broker *b, int64_t now_ms);
 /* Copies the subscription expression of (group, topic) from the heartbeat
- * data into out; false when unknown. Thread-safe. */
+ * data into out and its expressionType into type ("TAG" when the client
+ * sent none); false when unknown. Thread-safe. */
 bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
-                              char *out, size_t outlen);
+                              char *out, size_t outlen, char *type, size_t typelen);
+
+/* ---- broker_filter.c: SQL92 property filters ----------------------------- */
+
+struct apg_sql92;
+/* CHECK_CLIENT_CONFIG (46): refuses a SQL92 subscription that does not
+ * compile, or any when enablePropertyFilter is off. */
+void apg_broker_proc_check_client_config(struct apg_broker *b, struct apg_conn *c,
+                                         const struct apg_rcmd *req);
+/* The compiled form of a non-TAG subscription for a pull in this loop
+ * thread (kept per thread while the text repeats), or NULL with the response
+ * code and remark to refuse the pull with. */
+const struct apg_sql92 *apg_broker_filter_sql(struct apg_broker *b, const char *type,
+                                              const char *expr, int32_t *code, char *remark,
+                                              size_t remarklen);
+/* Keeps, in place, the records of out (a pull's stored records) for which
+ * keep(ud, properties) is true, and those that do not decode; returns how
+ * many are left. */
+typedef bool (*apg_broker_keep_fn)(const void *ud, const char *props, size_t len);
+int apg_broker_filter_keep(struct apg_buf *out, apg_broker_keep_fn keep, const void *ud);
+/* apg_broker_filter_keep with the records whose properties match q. */
+int apg_broker_filter_sql_keep(const struct apg_sql92 *q, struct apg_buf *out);
 
 #endif

@@ -131,6 +131,7 @@ struct bench {
     int b_cmd;
     const char *b_ns;
     const char *b_topic;
+    const char *b_sql; /* consume/e2e: SQL92 subscription instead of "*" */
     const char *b_group;
     int b_threads;
     int b_cthreads;
@@ -330,9 +331,13 @@ static void *consumer_main(void *arg)
             if (done[k])
                 continue;
             apg_pull_result_t res;
+            int susp = drain ? 0 : 200;
             apg_err_t e =
-                apg_pull_consumer_pull(b->b_cons, &b->b_mqs[i], "*", b->b_start[i], b->b_pull_batch,
-                                       drain ? 0 : 200, &res, err, sizeof(err));
+                b->b_sql
+                    ? apg_pull_consumer_pull_sql92(b->b_cons, &b->b_mqs[i], b->b_sql, b->b_start[i],
+                                                   b->b_pull_batch, susp, &res, err, sizeof(err))
+                    : apg_pull_consumer_pull(b->b_cons, &b->b_mqs[i], "*", b->b_start[i],
+                                             b->b_pull_batch, susp, &res, err, sizeof(err));
             if (e != APG_OK) {
                 note_error(b, e, err);
                 usleep(1000);
@@ -712,6 +717,9 @@ static void usage(FILE *out)
             "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
             "                       counts from each send's scheduled time\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
+            "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
+            "                       broker needs enablePropertyFilter=true; each message\n"
+            "                       has the property bench=1)\n"
             "  --json               last line: one JSON object with the summary\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
             "  --KEY=VALUE          any client configuration key (apogee bench --help-conf),\n"
@@ -745,6 +753,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_messages = strtoull(v, NULL, 10);
     else if (!strcmp(k, "rate"))
         b->b_rate = atof(v);
+    else if (!strcmp(k, "sql"))
+        b->b_sql = v;
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))

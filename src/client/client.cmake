@@ -24,7 +24,8 @@ endif()
 
 file(GLOB APOGEE_CLIENT_DEPS_SRC CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/src/common/*.c
-  ${CMAKE_SOURCE_DIR}/src/protocol/*.c)
+  ${CMAKE_SOURCE_DIR}/src/protocol/*.c
+  ${CMAKE_SOURCE_DIR}/src/protocol/filter/*.c)
 add_library(apogee_client_deps_obj OBJECT ${APOGEE_CLIENT_DEPS_SRC})
 set_property(TARGET apogee_client_deps_obj PROPERTY POSITION_INDEPENDENT_CODE ON)
 set_target_properties(apogee_client_obj apogee_client_deps_obj PROPERTIES

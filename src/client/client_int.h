@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "protocol/message.h"
+#include "protocol/filter/sql92.h"
 #include "protocol/tagexpr.h"
 #include "apogee/apogee.h"
 
@@ -311,5 +312,9 @@ size_t apg_alloc_average(apg_mq_t *mqs, size_t n_mqs, char **cids, size_t n_cids
 
 /* Client's primary IPv4 address (non-loopback when there is one). */
 void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen);
+
+/* Compiles a SQL92 subscription to check it (consumer.c): APG_EINVAL with
+ * the position of an error in err. */
+apg_err_t apg_client_sql92_check(const char *sql, char *err, size_t errlen);
 
 #endif

@@ -52,6 +52,7 @@ struct cop {
     const apg_mq_t *co_mq;
     const char *co_topic;
     const char *co_expr;
+    bool co_sql; /* co_expr is SQL92 */
     int64_t co_offset;
     int co_max;
     int co_suspend;
@@ -300,7 +301,7 @@ static apg_err_t cop_send(struct apg_cio *io, struct cop *op, const char *addr,
         apg_rcmd_ext_add(&req, "suspendTimeoutMillis", susp);
         apg_rcmd_ext_add(&req, "subscription", op->co_expr);
         apg_rcmd_ext_add(&req, "subVersion", subv);
-        apg_rcmd_ext_add(&req, "expressionType", "TAG");
+        apg_rcmd_ext_add(&req, "expressionType", op->co_sql ? "SQL92" : "TAG");
         timeout += op->co_suspend > 0 ? op->co_suspend : 0;
     }
     if (cc != NULL) {
@@ -468,7 +469,7 @@ static apg_err_t pull_collect(apg_message_t *m, void *arg)
 {
     struct pull_sink *s = arg;
     const char *tag = apg_message_tags(m);
-    if (!apg_tagexpr_match_tag(s->ps_te, tag, tag ? strlen(tag) : 0)) {
+    if (s->ps_te && !apg_tagexpr_match_tag(s->ps_te, tag, tag ? strlen(tag) : 0)) {
         apg_message_free(m);
         return APG_OK;
     }
@@ -487,13 +488,24 @@ static apg_err_t pull_collect(apg_message_t *m, void *arg)
     return APG_OK;
 }
 
-apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, const char *expr,
-                                 int64_t offset, int max_nums, int suspend_ms,
-                                 apg_pull_result_t *res, char *err, size_t errlen)
+apg_err_t apg_client_sql92_check(const char *sql, char *err, size_t errlen)
+{
+    struct apg_sql92 *q = apg_malloc(sizeof(*q));
+    if (!q)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    apg_err_t e = apg_sql92_compile(sql, strlen(sql), q, err, errlen);
+    apg_free(q);
+    return e;
+}
+
+static apg_err_t pull_expr(apg_pull_consumer_t *c, const apg_mq_t *mq, const char *expr, bool sql,
+                           int64_t offset, int max_nums, int suspend_ms, apg_pull_result_t *res,
+                           char *err, size_t errlen)
 {
     memset(res, 0, sizeof(*res));
     struct apg_tagexpr te;
-    apg_err_t pe = apg_tagexpr_parse(expr, expr ? strlen(expr) : 0, &te, err, errlen);
+    apg_err_t pe = sql ? apg_client_sql92_check(expr, err, errlen)
+                       : apg_tagexpr_parse(expr, expr ? strlen(expr) : 0, &te, err, errlen);
     if (pe != APG_OK)
         return pe;
     struct cop op;
@@ -501,6 +513,7 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
     op.co_kind = OP_PULL;
     op.co_mq = mq;
     op.co_expr = expr ? expr : "*";
+    op.co_sql = sql;
     op.co_offset = offset;
     op.co_max = max_nums > 0 ? max_nums : 32;
     op.co_suspend = suspend_ms;
@@ -513,7 +526,7 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
         switch (op.co_code) {
         case APG_RESP_SUCCESS: {
             res->pr_status = APG_PULL_FOUND;
-            struct pull_sink s = {res, &te, 0};
+            struct pull_sink s = {res, sql ? NULL : &te, 0};
             e = apg_msg_decode_records(op.co_body, op.co_blen, pull_collect, &s, err, errlen);
             if (e != APG_OK) {
                 e = apg_err_public(e);
@@ -534,6 +547,24 @@ apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, con
     }
     apg_free(op.co_body);
     return e;
+}
+
+apg_err_t apg_pull_consumer_pull(apg_pull_consumer_t *c, const apg_mq_t *mq, const char *expr,
+                                 int64_t offset, int max_nums, int suspend_ms,
+                                 apg_pull_result_t *res, char *err, size_t errlen)
+{
+    return pull_expr(c, mq, expr, false, offset, max_nums, suspend_ms, res, err, errlen);
+}
+
+apg_err_t apg_pull_consumer_pull_sql92(apg_pull_consumer_t *c, const apg_mq_t *mq, const char *sql,
+                                       int64_t offset, int max_nums, int suspend_ms,
+                                       apg_pull_result_t *res, char *err, size_t errlen)
+{
+    if (sql == NULL) {
+        memset(res, 0, sizeof(*res));
+        return apg_errf(APG_EINVAL, err, errlen, "the SQL92 expression is NULL");
+    }
+    return pull_expr(c, mq, sql, true, offset, max_nums, suspend_ms, res, err, errlen);
 }
 
 apg_err_t apg_pull_consumer_commit(apg_pull_consumer_t *c, const apg_mq_t *mq, int64_t offset)

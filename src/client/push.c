@@ -54,6 +54,7 @@
 struct psub {
     char *s_topic;
     char *s_expr;
+    bool s_sql; /* SQL92: the broker filters; s_te is empty */
     struct apg_tagexpr s_te;
     bool s_busy;      /* rebalance of this topic in progress (I/O thread) */
     bool s_again;     /* another rebalance was asked meanwhile */
@@ -400,7 +401,7 @@ static apg_err_t pull_sink_msg(apg_message_t *m, void *arg)
     struct pull_sink *s = arg;
     struct pq *q = s->ps_q;
     const char *tag = apg_message_tags(m);
-    if (!apg_tagexpr_match_tag(&q->q_sub->s_te, tag, tag ? strlen(tag) : 0)) {
+    if (!q->q_sub->s_sql && !apg_tagexpr_match_tag(&q->q_sub->s_te, tag, tag ? strlen(tag) : 0)) {
         apg_message_free(m);
         return APG_OK;
     }
@@ -536,7 +537,7 @@ static void pull_start(struct apg_cio *io, struct pq *q)
     apg_rcmd_ext_add(&req, "suspendTimeoutMillis", susp);
     apg_rcmd_ext_add(&req, "subscription", q->q_sub->s_expr);
     apg_rcmd_ext_add(&req, "subVersion", subv);
-    apg_rcmd_ext_add(&req, "expressionType", "TAG");
+    apg_rcmd_ext_add(&req, "expressionType", q->q_sub->s_sql ? "SQL92" : "TAG");
     pthread_mutex_lock(&c->pc_mu);
     q->q_refs++;
     pthread_mutex_unlock(&c->pc_mu);
@@ -945,9 +946,10 @@ static apg_err_t push_hb_body(struct apg_cio *io, void *owner, struct apg_buf *o
             json_array_append_new(tags, json_string(apg_tagexpr_tag(&s->s_te, i)));
             json_array_append_new(codes, json_integer(s->s_te.te_codes[i]));
         }
-        json_t *o = json_pack("{s:b, s:s, s:s, s:o, s:o, s:I, s:s}", "classFilterMode", 0, "topic",
-                              s->s_topic, "subString", s->s_expr, "tagsSet", tags, "codeSet", codes,
-                              "subVersion", (json_int_t)0, "expressionType", "TAG");
+        json_t *o =
+            json_pack("{s:b, s:s, s:s, s:o, s:o, s:I, s:s}", "classFilterMode", 0, "topic",
+                      s->s_topic, "subString", s->s_expr, "tagsSet", tags, "codeSet", codes,
+                      "subVersion", (json_int_t)0, "expressionType", s->s_sql ? "SQL92" : "TAG");
         json_array_append_new(subs, o);
     }
     json_t *root = json_pack(
@@ -993,7 +995,7 @@ static void push_server_req(struct apg_cio *io, void *owner, const struct apg_rc
 
 /* ---- ops from other threads ---- */
 
-enum { POP_START, POP_STOP, POP_FLUSH, POP_BACK, POP_ASSIGNED };
+enum { POP_START, POP_STOP, POP_FLUSH, POP_BACK, POP_ASSIGNED, POP_CHECK };
 
 struct pop {
     struct apg_cop po_op;
@@ -1008,7 +1010,65 @@ struct pop {
     /* POP_ASSIGNED */
     apg_mq_t *po_mqs;
     size_t po_n;
+    /* POP_CHECK */
+    const struct psub *po_sub;
+    char po_remark[512];
 };
+
+/* ---- CHECK_CLIENT_CONFIG: a SQL92 subscription asked to a broker ---- */
+
+static void check_done(struct pop *op, apg_err_t e, const char *remark)
+{
+    op->po_err = e;
+    snprintf(op->po_remark, sizeof(op->po_remark), "%s", remark ? remark : "");
+    apg_cwait_signal(&op->po_wait);
+}
+
+static void check_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                       const char *errmsg, void *arg)
+{
+    (void)io;
+    if (e != APG_OK)
+        check_done(arg, e, errmsg);
+    else
+        check_done(arg, resp->code == 0 ? APG_OK : APG_EBROKER, resp->remark);
+}
+
+static void check_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e,
+                           const char *errmsg, void *arg)
+{
+    struct pop *op = arg;
+    if (e != APG_OK) {
+        check_done(op, e, errmsg);
+        return;
+    }
+    const char *addr = NULL;
+    for (size_t i = 0; i < t->ct_route.rt_nbrokers && !addr; i++)
+        addr = t->ct_route.rt_brokers[i].ba_master;
+    if (!addr) {
+        check_done(op, APG_ENOTFOUND, "no master broker in the topic's route");
+        return;
+    }
+    const struct psub *s = op->po_sub;
+    json_t *root =
+        json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b, s:[], s:[], s:I}}", "clientId",
+                  apg_cio_client_id(io), "group", op->po_c->pc_group, "subscriptionData", "topic",
+                  s->s_topic, "subString", s->s_expr, "expressionType", "SQL92", "classFilterMode",
+                  0, "tagsSet", "codeSet", "subVersion", (json_int_t)0);
+    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!body) {
+        check_done(op, APG_ENOMEM, "out of memory");
+        return;
+    }
+    struct apg_rcmd req;
+    char err[256];
+    apg_rcmd_init_request(&req, APG_REQ_CHECK_CLIENT_CONFIG, 0, apg_cio_serialize(io));
+    if (apg_cio_call(io, addr, &req, body, strlen(body), 0, check_resp, op, err, sizeof(err)) !=
+        APG_OK)
+        check_done(op, APG_EIO, err);
+    free(body);
+}
 
 static void back_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
                       const char *errmsg, void *arg)
@@ -1105,6 +1165,9 @@ static void pop_run(struct apg_cio *io, struct apg_cop *o)
         break;
     case POP_BACK:
         pop_back(io, op);
+        break;
+    case POP_CHECK:
+        apg_cio_route(io, op->po_sub->s_topic, false, false, check_on_route, op);
         break;
     case POP_ASSIGNED: {
         size_t n = 0;
@@ -1271,19 +1334,29 @@ static struct psub *sub_find(struct apg_push_consumer *c, const char *topic)
     return NULL;
 }
 
-apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic, const char *expr,
-                                      char *err, size_t errlen)
+/* Sets topic's subscription: a tag expression, or SQL92 when sql. */
+static apg_err_t sub_set(apg_push_consumer_t *c, const char *topic, const char *expr, bool sql,
+                         char *err, size_t errlen)
 {
     if (c->pc_started)
         return apg_errf(APG_EBUSY, err, errlen, "subscribe before apg_push_consumer_start()");
     if (topic == NULL || topic[0] == '\0' || strlen(topic) > 127)
         return apg_errf(APG_EINVAL, err, errlen, "topic name must have 1..127 characters");
-    if (expr == NULL || expr[0] == '\0')
-        expr = "*";
     struct apg_tagexpr te;
-    apg_err_t pe = apg_tagexpr_parse(expr, strlen(expr), &te, err, errlen);
-    if (pe != APG_OK)
-        return pe;
+    if (sql) {
+        if (expr == NULL)
+            return apg_errf(APG_EINVAL, err, errlen, "the SQL92 expression is NULL");
+        apg_err_t pe = apg_client_sql92_check(expr, err, errlen);
+        if (pe != APG_OK)
+            return pe;
+        memset(&te, 0, sizeof(te));
+    } else {
+        if (expr == NULL || expr[0] == '\0')
+            expr = "*";
+        apg_err_t pe = apg_tagexpr_parse(expr, strlen(expr), &te, err, errlen);
+        if (pe != APG_OK)
+            return pe;
+    }
     struct psub *s = sub_find(c, topic);
     bool fresh = s == NULL;
     if (fresh) {
@@ -1296,6 +1369,7 @@ apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
         apg_free(s->s_expr);
     }
     s->s_expr = apg_strdup(expr);
+    s->s_sql = sql;
     s->s_te = te;
     if (s->s_expr == NULL) {
         apg_free(s->s_expr);
@@ -1313,6 +1387,18 @@ apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic,
         c->pc_subs = s;
     }
     return APG_OK;
+}
+
+apg_err_t apg_push_consumer_subscribe(apg_push_consumer_t *c, const char *topic, const char *expr,
+                                      char *err, size_t errlen)
+{
+    return sub_set(c, topic, expr, false, err, errlen);
+}
+
+apg_err_t apg_push_consumer_subscribe_sql92(apg_push_consumer_t *c, const char *topic,
+                                            const char *sql, char *err, size_t errlen)
+{
+    return sub_set(c, topic, sql, true, err, errlen);
 }
 
 apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, void *arg, char *err,
@@ -1350,6 +1436,23 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     c->pc_io = apg_cio_new(&ic, err, errlen);
     if (c->pc_io == NULL)
         return APG_EIO;
+    /* As RocketMQ's client does, a SQL92 subscription is checked with a
+     * broker of its topic first: a refusal fails the start. */
+    for (struct psub *s = c->pc_subs; s; s = s->s_next) {
+        if (!s->s_sql)
+            continue;
+        struct pop op;
+        memset(&op, 0, sizeof(op));
+        op.po_kind = POP_CHECK;
+        op.po_sub = s;
+        apg_err_t e = pop_exec(c, &op);
+        if (e != APG_OK) {
+            apg_cio_free(c->pc_io);
+            c->pc_io = NULL;
+            return apg_errf(e, err, errlen, "SQL92 subscription to '%s' refused: %s", s->s_topic,
+                            op.po_remark[0] ? op.po_remark : apg_strerror(e));
+        }
+    }
     if (c->pc_conf->message_model == APG_BROADCASTING) {
         if (c->pc_offdir == NULL) {
             const char *home = getenv("HOME");

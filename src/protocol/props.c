@@ -19,10 +19,16 @@
 
 const char *apg_props_find(const char *props, size_t len, const char *name, size_t *vlen)
 {
+    return apg_props_findn(props, len, name, strlen(name), vlen);
+}
+
+const char *apg_props_findn(const char *props, size_t len, const char *name, size_t nlen,
+                            size_t *vlen)
+{
     /* The chunks from the last one back: the first that is a valid pair
      * named `name` is the last such pair of a forward walk. Such a chunk is
      * name \x01 value with a non-empty value, since name holds no \x01. */
-    size_t nlen = strlen(name), end = len;
+    size_t end = len;
     if (nlen == 0 || memchr(name, APG_PROPS_NV_SEP, nlen) != NULL)
         return NULL;
     for (;;) {

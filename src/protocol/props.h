@@ -37,6 +37,9 @@ static inline bool apg_props_next(const char *props, size_t len, size_t *pos,
 /* Value of `name`, or NULL; *vlen gets its length. When a name repeats, the
  * last pair wins, as in RocketMQ's property map. */
 const char *apg_props_find(const char *props, size_t len, const char *name, size_t *vlen);
+/* The same with a name of nlen bytes (no NUL needed). */
+const char *apg_props_findn(const char *props, size_t len, const char *name, size_t nlen,
+                            size_t *vlen);
 
 /* Bytes one pair takes once encoded. */
 static inline size_t apg_props_pair_size(size_t name_len, size_t val_len)
