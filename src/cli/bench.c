@@ -144,6 +144,7 @@ struct bench {
     int b_json_headers;
     int b_pull_batch;
     double b_rate;      /* produce: messages per second over all threads, 0 = as fast as possible */
+    int b_delay_level;  /* produce: DELAY property of every message, 0 = none */
     apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
@@ -259,6 +260,8 @@ static void *producer_main(void *arg)
             /* A new message per send: each gets its own UNIQ_KEY. */
             msgs[i] = apg_message_new(b->b_topic, body, size);
             apg_message_put_property(msgs[i], "bench", "1");
+            if (b->b_delay_level > 0)
+                apg_message_set_delay_level(msgs[i], b->b_delay_level);
         }
         apg_err_t e;
         if (b->b_batch > 0) {
@@ -688,6 +691,7 @@ static void usage(FILE *out)
             "  --messages=N         stop after N messages\n"
             "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
             "                       counts from each send's scheduled time\n"
+            "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --json               last line: one JSON object with the summary\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
@@ -722,6 +726,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_messages = strtoull(v, NULL, 10);
     else if (!strcmp(k, "rate"))
         b->b_rate = atof(v);
+    else if (!strcmp(k, "delayLevel"))
+        b->b_delay_level = atoi(v);
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))
