@@ -205,11 +205,12 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
             const due = new Map(sched.map((x) => [x.body, x.storeTs + DELAY_MS[Number(x.props.DELAY) - 1]]));
             // Level 1 messages go out, the others are still pending.
             await until(async () => (await maxOffset(cl, topic, 0)) >= N / 3, 3000, 'the first level');
-            await sleep(300);
+            // The file is written once the copies it covers are flushed (flushIntervalCommitLog).
             const file = path.join(dir, 'config', 'delayOffset.json');
-            const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
-            assert.ok(Number(saved.offsetTable['1']) > 0, fs.readFileSync(file, 'utf8'));
-            assert.deepEqual(Object.keys(saved.offsetTable).sort(), ['1', '2', '3']);
+            const saved = () => (fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);
+            await until(() => Number(saved()?.offsetTable['1']) > 0, 3000, 'delayOffset.json');
+            assert.ok((await maxOffset(cl, topic, 0)) < N, 'messages are still pending');
+            assert.deepEqual(Object.keys(saved().offsetTable).sort(), ['1', '2', '3']);
             cl.close();
             await s.stop(signal);
             s = await startApogee('standalone', args, opts);

@@ -312,9 +312,10 @@ static void deliver_level(struct apg_schedule *sc, int lv, int64_t now)
             return;
         }
         if (gr.gr_status != APG_GET_FOUND) {
-            if (gr.gr_status == APG_GET_OFFSET_TOO_SMALL ||
-                gr.gr_status == APG_GET_OFFSET_OVERFLOW_BADLY ||
-                gr.gr_status == APG_GET_OFFSET_FOUND_NULL) {
+            bool moved = gr.gr_status == APG_GET_OFFSET_TOO_SMALL ||
+                         gr.gr_status == APG_GET_OFFSET_OVERFLOW_BADLY ||
+                         gr.gr_status == APG_GET_OFFSET_FOUND_NULL;
+            if (moved && gr.gr_next_begin_offset != sc->sc_off[lv]) {
                 apg_log_warn(SUB,
                              "level %d: offset %lld is outside the queue [%lld, %lld); "
                              "continuing at %lld",
@@ -358,8 +359,13 @@ static void deliver_level(struct apg_schedule *sc, int lv, int64_t now)
             return;
         }
         done += gr.gr_count;
-        if (next == gr.gr_first_queue_offset) /* nothing decoded: do not spin */
-            break;
+        if (next == gr.gr_first_queue_offset) {
+            /* Nothing decoded (cannot happen with a valid store): look again later
+             * instead of spinning. */
+            sc->sc_due[lv] = now + RETRY_MS;
+            atomic_store(&sc->sc_idle[lv], false);
+            return;
+        }
     }
     sc->sc_due[lv] = now; /* more may be due: next pass */
     atomic_store(&sc->sc_idle[lv], false);
