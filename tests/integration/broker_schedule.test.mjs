@@ -180,17 +180,17 @@ test('a %RETRY% send with DELAY waits; one moved to the DLQ does not', async () 
     assert.equal(await maxOffset(br, '%DLQ%CG_RS', 0), 1);
 });
 
-for (const signal of ['SIGTERM', 'SIGKILL']) {
-    test(`pending delayed messages survive a ${signal} stop: each arrives once due, none early, none lost`, async () => {
+for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FLUSH'], ['SIGKILL', 'SYNC_FLUSH']]) {
+    test(`pending delayed messages survive a ${signal} stop (${flush}): each arrives once due, none early, none lost`, async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-sched-'));
         const nsPort = await freePort();
         const port = await freePort();
         const opts = { dir, keepDir: true, port, extraPorts: { namesrvListenPort: nsPort } };
         // flushDelayOffsetInterval 200 ms: the file is written while messages are pending.
-        const args = [LEVELS, '--flushDelayOffsetInterval=200'];
+        const args = [LEVELS, '--flushDelayOffsetInterval=200', `--flushDiskType=${flush}`];
         let s = await startApogee('standalone', args, opts);
         let cl = await RemotingClient.connect(s.port);
-        const topic = `Survive${signal}`;
+        const topic = `Survive${signal}${flush}`;
         const N = 30;
         try {
             for (let i = 0; i < N; i++) {
