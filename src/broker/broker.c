@@ -310,7 +310,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     if (apg_store_open(&so, &b->br_store, err, errlen))
         goto fail;
     apg_store_set_arrive_hook(b->br_store, on_arrive, b);
-    if (apg_schedule_start(b, &b->br_schedule, err, errlen))
+    if (apg_schedule_open(b, &b->br_schedule, err, errlen))
         goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
@@ -364,7 +364,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
 
     apg_broker_persist_all(b);
     apg_broker_register(b, false);
-    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen))
+    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
+        apg_schedule_start(b->br_schedule, err, errlen))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,

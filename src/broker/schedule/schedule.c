@@ -407,8 +407,8 @@ static void *schedule_main(void *arg)
     return NULL;
 }
 
-apg_err_t apg_schedule_start(struct apg_broker *b, struct apg_schedule **out, char *err,
-                             size_t errlen)
+apg_err_t apg_schedule_open(struct apg_broker *b, struct apg_schedule **out, char *err,
+                            size_t errlen)
 {
     *out = NULL;
     struct apg_schedule *sc = apg_calloc(1, sizeof(*sc));
@@ -433,12 +433,15 @@ apg_err_t apg_schedule_start(struct apg_broker *b, struct apg_schedule **out, ch
     offsets_load(sc);
     pthread_mutex_init(&sc->sc_lock, NULL);
     pthread_cond_init(&sc->sc_cond, NULL);
-    if (pthread_create(&sc->sc_thread, NULL, schedule_main, sc) != 0) {
-        apg_schedule_stop(sc);
-        return apg_errf(APG_EIO, err, errlen, "cannot start the delayed-message thread");
-    }
-    sc->sc_started = true;
     *out = sc;
+    return APG_OK;
+}
+
+apg_err_t apg_schedule_start(struct apg_schedule *sc, char *err, size_t errlen)
+{
+    if (pthread_create(&sc->sc_thread, NULL, schedule_main, sc) != 0)
+        return apg_errf(APG_EIO, err, errlen, "cannot start the delayed-message thread");
+    sc->sc_started = true;
     return APG_OK;
 }
 

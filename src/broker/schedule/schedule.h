@@ -24,10 +24,14 @@
 struct apg_broker;
 struct apg_schedule;
 
-/* Parses messageDelayLevel, loads delayOffset.json and starts the delivery
- * thread. On success *out is owned by the caller (apg_schedule_stop). */
-apg_err_t apg_schedule_start(struct apg_broker *b, struct apg_schedule **out, char *err,
-                             size_t errlen);
+/* Parses messageDelayLevel and loads delayOffset.json; the send path can
+ * use the result at once. Call after the store opens and before the loops
+ * start. On success *out is owned by the caller (apg_schedule_stop). */
+apg_err_t apg_schedule_open(struct apg_broker *b, struct apg_schedule **out, char *err,
+                            size_t errlen);
+/* Starts the delivery thread. Call once the broker's loops and server are
+ * up: a delivery wakes parked pulls through them. */
+apg_err_t apg_schedule_start(struct apg_schedule *sc, char *err, size_t errlen);
 /* Stops the delivery thread, persists delayOffset.json and frees sc. Call
  * before the store closes. NULL is ignored. */
 void apg_schedule_stop(struct apg_schedule *sc);
