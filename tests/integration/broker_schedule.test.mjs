@@ -199,6 +199,14 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
                 assert.equal(r.code, 0, r.remark);
                 await sleep(20);
             }
+            // A consumer's send-back pending as well: its retry copy waits at level 3.
+            const group = `CG_SURV_${signal}_${flush}`;
+            const src = await cl.request(310, sendHdr(`${topic}Src`, { KEYS: 'back' }), Buffer.from('back'));
+            assert.equal(src.code, 0, src.remark);
+            const b = await cl.request(36, { offset: String(physOf(src.ext.msgId)), group, delayLevel: '0', maxReconsumeTimes: '5' });
+            assert.equal(b.code, 0, b.remark);
+            const heldBack = (await readAll(cl, SCHED, 2)).find((x) => x.props.REAL_TOPIC === `%RETRY%${group}`);
+            assert.ok(heldBack, 'the send-back copy is held at level 3');
             const held = [0, 1, 2].map(async (q) => readAll(cl, SCHED, q));
             const sched = (await Promise.all(held)).flat().filter((x) => x.props.REAL_TOPIC === topic);
             assert.equal(sched.length, N);
@@ -225,6 +233,14 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
             for (const g of got) {
                 count.set(g.body, (count.get(g.body) ?? 0) + 1);
                 assert.ok(g.storeTs >= due.get(g.body), `${g.body} arrived ${due.get(g.body) - g.storeTs} ms early`);
+            }
+            await until(async () => (await readAll(cl, `%RETRY%${group}`, 0)).length > 0, 5000, 'the retry copy');
+            const retried = await readAll(cl, `%RETRY%${group}`, 0);
+            if (signal === 'SIGTERM') assert.equal(retried.length, 1);
+            for (const r of retried) {
+                assert.equal(r.body, 'back');
+                assert.equal(r.reconsumeTimes, 1);
+                assert.ok(r.storeTs >= heldBack.storeTs + DELAY_MS[2], 'the retry copy is not early');
             }
             for (let i = 0; i < N; i++) {
                 const n = count.get(`m${i}`) ?? 0;
