@@ -100,6 +100,10 @@ test('a message with DELAY=2 waits in SCHEDULE_TOPIC_XXXX queue 1, then arrives 
     for (const k of ['UNIQ_KEY', 'KEYS', 'TAGS', 'color', 'REAL_TOPIC', 'REAL_QID'])
         assert.equal(d.props[k], s.props[k], k);
     assert.equal(d.props.UNIQ_KEY, uniq);
+    // Progress as RocketMQ reports it: "<next offset to deliver>,<queue max>" per level.
+    const info = async () => JSON.parse((await br.request(28, {})).body.toString()).table;
+    await until(async () => (await info()).scheduleMessageOffset_2 === '1,1', 2000, 'the runtime info');
+    assert.equal((await info()).scheduleMessageOffset_3, '0,0');
     // The tag hash of the copy is the tag's, so a tag subscription finds it.
     assert.equal((await readAll(br, topic, 0, 'TA')).length, 1);
     assert.equal((await readAll(br, topic, 0, 'TB')).length, 0);

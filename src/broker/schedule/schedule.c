@@ -74,7 +74,8 @@ struct apg_schedule {
     struct apg_store *sc_st;
     int sc_n;
     int64_t sc_delay_ms[APG_DELAY_LEVELS_MAX];
-    int64_t sc_off[APG_DELAY_LEVELS_MAX]; /* next queue offset to deliver */
+    int64_t sc_off[APG_DELAY_LEVELS_MAX];          /* next queue offset to deliver */
+    atomic_llong sc_pub_off[APG_DELAY_LEVELS_MAX]; /* sc_off for other threads */
     int64_t sc_due[APG_DELAY_LEVELS_MAX]; /* deliver time of that record; NO_HEAD: none seen */
     atomic_bool sc_idle[APG_DELAY_LEVELS_MAX];
     atomic_llong sc_delivered;
@@ -160,6 +161,13 @@ void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id)
     sc->sc_kicked = true;
     pthread_cond_signal(&sc->sc_cond);
     pthread_mutex_unlock(&sc->sc_lock);
+}
+
+int64_t apg_schedule_offset(const struct apg_schedule *sc, int level)
+{
+    if (!sc || level < 1 || level > sc->sc_n)
+        return -1;
+    return atomic_load_explicit(&sc->sc_pub_off[level - 1], memory_order_relaxed);
 }
 
 int64_t apg_schedule_delivered(const struct apg_schedule *sc)
@@ -293,6 +301,7 @@ static bool deliver_batch(struct apg_schedule *sc, int lv, int k, int64_t next, 
         atomic_fetch_add(&sc->sc_delivered, k);
     }
     sc->sc_off[lv] = next;
+    atomic_store_explicit(&sc->sc_pub_off[lv], next, memory_order_relaxed);
     return true;
 }
 
@@ -431,6 +440,8 @@ apg_err_t apg_schedule_open(struct apg_broker *b, struct apg_schedule **out, cha
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     offsets_load(sc);
+    for (int i = 0; i < sc->sc_n; i++)
+        atomic_init(&sc->sc_pub_off[i], sc->sc_off[i]);
     pthread_mutex_init(&sc->sc_lock, NULL);
     pthread_cond_init(&sc->sc_cond, NULL);
     *out = sc;

@@ -56,6 +56,10 @@ apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len,
  * thread when the level had nothing pending. Cheap when it had. */
 void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id);
 
+/* The next queue offset of level (1-based) to deliver, as the delivery
+ * thread last moved it; -1 for a level that does not exist. Any thread. */
+int64_t apg_schedule_offset(const struct apg_schedule *sc, int level);
+
 /* Messages delivered to their real topic since start. */
 int64_t apg_schedule_delivered(const struct apg_schedule *sc);
 
