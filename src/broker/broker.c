@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
+#include "broker/schedule/schedule.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -135,6 +136,18 @@ static void on_topics_changed(void *ud)
 static void on_groups_changed(void *ud)
 {
     apg_broker_tables_kick(ud);
+}
+
+/* The store's arrive hook: wakes parked pulls, and the delivery thread for
+ * a delay level that had nothing pending. */
+static void on_arrive(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
+                      int64_t new_max_offset)
+{
+    struct apg_broker *b = ud;
+    apg_broker_pull_arrive(ud, topic, topic_len, queue_id, new_max_offset);
+    if (topic_len == APG_SCHEDULE_TOPIC_LEN &&
+        memcmp(topic, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN) == 0)
+        apg_schedule_arrive(b->br_schedule, queue_id);
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -301,7 +314,9 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     so.so_store_host = b->br_store_host;
     if (apg_store_open(&so, &b->br_store, err, errlen))
         goto fail;
-    apg_store_set_arrive_hook(b->br_store, apg_broker_pull_arrive, b);
+    apg_store_set_arrive_hook(b->br_store, on_arrive, b);
+    if (apg_schedule_open(b, &b->br_schedule, err, errlen))
+        goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
     if (apg_net_client_start(&co, &b->br_cli, err, errlen))
@@ -355,7 +370,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
 
     apg_broker_persist_all(b);
     apg_broker_register(b, false);
-    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen))
+    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
+        apg_schedule_start(b->br_schedule, err, errlen))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
@@ -382,6 +398,8 @@ void apg_broker_stop(struct apg_broker *b)
     apg_net_server_halt(b->br_srv);
     if (b->br_cli)
         apg_net_client_stop(b->br_cli);
+    apg_schedule_stop(b->br_schedule);
+    b->br_schedule = NULL;
     if (b->br_store)
         apg_store_close(b->br_store);
     apg_net_server_stop(b->br_srv);

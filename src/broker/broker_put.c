@@ -1,5 +1,6 @@
 /* The broker's one write service: every writer (send, batch send, send-back,
- * and the delay, transaction and pop writers to come) hands it validated
+ * delayed delivery through apg_broker_put_internal, and the transaction
+ * and pop writers to come) hands it validated
  * records and it does the rest in one order: queue choice (round-robin for
  * queueId < 0), fast failure (SYSTEM_BUSY when the store cannot keep up),
  * apg_store_put, and the reply: at once, or under SYNC_FLUSH when the
@@ -584,4 +585,15 @@ void apg_broker_put(struct apg_broker *b, struct apg_bloop *bl, struct apg_conn 
     } else {
         reply_batch(b, c, req, res, n, qid, uniq, ack);
     }
+}
+
+apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
+                                  struct apg_put_result *res, char *err, size_t errlen)
+{
+    /* No ack callback: under SYNC_FLUSH the store returns once the records
+     * are durable, so the caller may record them as moved. */
+    apg_err_t e = apg_store_put(b->br_store, msgs, n, res, NULL, NULL, err, errlen);
+    if (e)
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+    return e;
 }

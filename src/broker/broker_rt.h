@@ -25,6 +25,7 @@
 #include "store/store.h"
 
 struct apg_clients;
+struct apg_schedule;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -104,6 +105,7 @@ struct apg_broker {
     struct apg_net_client *br_cli;
     struct apg_bloop *br_loops;
     int br_nloops;
+    struct apg_schedule *br_schedule; /* delay levels (schedule/schedule.h) */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */
@@ -250,6 +252,11 @@ void apg_broker_put_flush(struct apg_broker *b, struct apg_bloop *bl);
 bool apg_broker_put_pending(const struct apg_bloop *bl);
 /* Answers SYNC_FLUSH completions queued for bl (posted to its loop). */
 void apg_broker_put_drain(void *bl);
+/* Writers without a connection (delayed delivery): stores n records with no
+ * reply and no busy refusal; under SYNC_FLUSH returns once they are durable.
+ * Any thread but a loop's. */
+apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
+                                  struct apg_put_result *res, char *err, size_t errlen);
 
 /* ---- processors --------------------------------------------------------- */
 

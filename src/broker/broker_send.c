@@ -10,11 +10,13 @@
  *            their limit go to %DLQ%, UNIQ_KEY (when the client gave none)
  *            and CLUSTER are added, the tag hash is computed, a batch body
  *            is split into messages
+ *   delay    a message with a delay level goes to SCHEDULE_TOPIC_XXXX
+ *            (src/broker/schedule)
  *   put      the write service (broker_put.c): queue choice, store, sync
  *            ack, busy refusal; single messages are held so one read's
  *            sends share one append
  *
- * ACL, delay-level and transaction half-message rewrites slot in as steps
+ * ACL and transaction half-message rewrites slot in as steps
  * (check and rewrite) without touching the others.
  *
  * Refusals keep RocketMQ's response codes and say what to change.
@@ -27,6 +29,7 @@
 #include <string.h>
 
 #include "broker/broker_rt.h"
+#include "broker/schedule/schedule.h"
 #include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/message.h"
@@ -36,6 +39,7 @@
 /* Per loop: scratch kept between requests so a warm send allocates nothing. */
 struct apg_send_loop {
     struct apg_buf sl_props;        /* the stored property strings */
+    struct apg_buf sl_sched;        /* a delayed message's properties (step delay) */
     char sl_ok_topic[APG_NAME_CAP]; /* the last topic that passed the name checks */
     char sl_host_peer[64];          /* the last peer parsed into sl_host */
     struct apg_host sl_host;
@@ -58,6 +62,7 @@ struct send_req {
     const char *sr_topic; /* the topic stored into: sh_topic, or sr_dlq */
     char sr_dlq[APG_NAME_CAP + 8];
     int32_t sr_qid;
+    int sr_delay; /* delay level of a single message, 0 when none */
     bool sr_sync;
     struct apg_msg_in sr_one, *sr_msgs;
     int sr_n;
@@ -76,6 +81,7 @@ void apg_broker_send_loop_stop(struct apg_bloop *bl)
     if (!sl)
         return;
     apg_buf_free(&sl->sl_props);
+    apg_buf_free(&sl->sl_sched);
     apg_free(sl->sl_msgs);
     apg_free(sl->sl_poff);
     apg_free(sl->sl_plen);
@@ -150,8 +156,8 @@ static void fill_host(struct apg_send_loop *sl, struct apg_host *h, const char *
  * client's property string (the last pair of each name, as apg_props_find
  * would return). */
 struct prop_scan {
-    const char *ps_uniq, *ps_tags, *ps_wait;
-    size_t ps_uniq_len, ps_tags_len, ps_wait_len;
+    const char *ps_uniq, *ps_tags, *ps_wait, *ps_delay_v;
+    size_t ps_uniq_len, ps_tags_len, ps_wait_len, ps_delay_len;
     bool ps_cluster, ps_delay;
 };
 
@@ -182,7 +188,11 @@ static void props_scan(const char *props, size_t len, struct prop_scan *ps)
             ps->ps_cluster |= memcmp(n, "CLUSTER", 7) == 0;
             break;
         case 5:
-            ps->ps_delay |= memcmp(n, "DELAY", 5) == 0;
+            if (memcmp(n, "DELAY", 5) == 0) {
+                ps->ps_delay = true;
+                ps->ps_delay_v = kv.pk_val;
+                ps->ps_delay_len = kv.pk_val_len;
+            }
             break;
         }
     }
@@ -462,6 +472,11 @@ static bool send_rewrite(struct send_req *sr)
         m->mi_tags_code = tags_code(&ps);
         sr->sr_msgs = m;
         sr->sr_n = 1;
+        /* A %RETRY% send moved to %DLQ% does not wait (RocketMQ clears its
+         * level). */
+        if (sr->sr_topic != sr->sr_dlq)
+            sr->sr_delay =
+                apg_schedule_level(b->br_schedule, ps.ps_delay_v, ps.ps_delay_len, h->sh_sysflag);
     }
     struct apg_host born;
     fill_host(sl, &born, apg_conn_peer(sr->sr_c));
@@ -482,12 +497,41 @@ static bool send_rewrite(struct send_req *sr)
     return true;
 }
 
+/* Step 3b: a message with a delay level is stored in SCHEDULE_TOPIC_XXXX,
+ * queue level - 1, with REAL_TOPIC and REAL_QID naming where it goes when
+ * due (src/broker/schedule). The reply still names the real queue. */
+static bool send_delay(struct send_req *sr)
+{
+    if (sr->sr_delay <= 0)
+        return true;
+    struct apg_send_loop *sl = sr->sr_sl;
+    struct apg_msg_in *m = &sr->sr_msgs[0];
+    apg_buf_reset(&sl->sl_sched);
+    apg_err_t e = apg_schedule_props(&sl->sl_sched, m->mi_props, m->mi_props_len, sr->sr_delay,
+                                     sr->sr_topic, sr->sr_qid);
+    if (e) {
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req,
+                          e == APG_ETOOBIG ? APG_RESP_MESSAGE_ILLEGAL : APG_RESP_SYSTEM_ERROR,
+                          e == APG_ETOOBIG ? "the message properties exceed 32767 bytes"
+                                           : "out of memory");
+        return false;
+    }
+    m->mi_props = (const char *)sl->sl_sched.b_data;
+    m->mi_props_len = sl->sl_sched.b_len;
+    m->mi_topic = APG_SCHEDULE_TOPIC;
+    m->mi_topic_len = APG_SCHEDULE_TOPIC_LEN;
+    m->mi_queue_id = sr->sr_delay - 1;
+    return true;
+}
+
 /* Step 4: the write service; a single message is held for the read's
- * coalesced append when it can be. */
+ * coalesced append when it can be (a delayed one is not: the reply names
+ * its real queue, not the schedule queue it is stored in). */
 static void send_put(struct send_req *sr)
 {
-    if (!sr->sr_batch && apg_broker_put_hold(sr->sr_b, sr->sr_bl, sr->sr_c, sr->sr_req,
-                                             &sr->sr_msgs[0], sr->sr_uniq, sr->sr_sync))
+    if (!sr->sr_batch && sr->sr_delay == 0 &&
+        apg_broker_put_hold(sr->sr_b, sr->sr_bl, sr->sr_c, sr->sr_req, &sr->sr_msgs[0], sr->sr_uniq,
+                            sr->sr_sync))
         return;
     apg_broker_put(sr->sr_b, sr->sr_bl, sr->sr_c, sr->sr_req, sr->sr_msgs, sr->sr_n, sr->sr_qid,
                    sr->sr_uniq, sr->sr_sync);
@@ -503,6 +547,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     sr.sr_req = req;
     sr.sr_batch = req->code == APG_REQ_SEND_BATCH_MESSAGE;
     sr.sr_uniq[0] = '\0';
-    if (send_parse(&sr) && send_check(&sr) && send_rewrite(&sr))
+    sr.sr_delay = 0;
+    if (send_parse(&sr) && send_check(&sr) && send_rewrite(&sr) && send_delay(&sr))
         send_put(&sr);
 }

@@ -11,12 +11,14 @@
  * header's value when present, else the group's retryMaxTimes) or when
  * delayLevel < 0.
  *
- * Simplified: there is no delay/timer subsystem yet, so the delay level
- * (given, or 3 + reconsumeTimes) is ignored and the retry copy is stored in
- * %RETRY%<group> at once instead of going through SCHEDULE_TOPIC_XXXX; no DELAY
- * property is added. Under SYNC_FLUSH the reply waits for the disk like a
- * send (RocketMQ sets WAIT=false here; we prefer not to acknowledge a
- * hand-back that could be lost).
+ * The retry copy waits before it reaches %RETRY%<group>: at the client's
+ * delayLevel when it gave one (> 0), else at level 3 + reconsumeTimes (the
+ * first retry 10 s, the second 30 s, ... with the default messageDelayLevel),
+ * clamped to the last level. It is stored in SCHEDULE_TOPIC_XXXX with
+ * DELAY, REAL_TOPIC and REAL_QID (src/broker/schedule), as RocketMQ does;
+ * a copy for %DLQ% does not wait. Under SYNC_FLUSH the reply waits for the
+ * disk like a send (RocketMQ sets WAIT=false here; we prefer not to
+ * acknowledge a hand-back that could be lost).
  *
  * Runs on the connection's loop thread; the tables and the store are
  * thread-safe. */
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #include "broker/broker_rt.h"
+#include "broker/schedule/schedule.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -68,7 +71,7 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     if (apg_rcmd_ext_i32(req, "maxReconsumeTimes", &max_times))
         max_times = gc.gc_retry_max_times;
 
-    struct apg_buf rec_buf = APG_BUF_INIT, props = APG_BUF_INIT;
+    struct apg_buf rec_buf = APG_BUF_INIT, props = APG_BUF_INIT, sched = APG_BUF_INIT;
     struct apg_msgrec rec;
     if (apg_store_read_at(b->br_store, offset, &rec_buf) != APG_OK ||
         apg_msgrec_decode(rec_buf.b_data, rec_buf.b_len, false, &rec, NULL) != APG_MSGREC_OK) {
@@ -136,12 +139,30 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     m.mi_props = (const char *)props.b_data;
     m.mi_props_len = props.b_len;
     m.mi_tags_code = tags && tl ? (int64_t)apg_java_hash(tags, tl) : 0;
+    int level = delay_level > 0 ? delay_level : 3 + rec.mr_reconsume_times;
+    int max_level = apg_schedule_max_level(b->br_schedule);
+    if (!dlq && max_level > 0) {
+        if (level > max_level)
+            level = max_level;
+        e = apg_schedule_props(&sched, m.mi_props, m.mi_props_len, level, topic, qid);
+        if (e) {
+            apg_broker_refuse(b, c, req, APG_RESP_MESSAGE_ILLEGAL,
+                              "the message's properties grew past 32767 bytes on the way back");
+            goto out;
+        }
+        m.mi_props = (const char *)sched.b_data;
+        m.mi_props_len = sched.b_len;
+        m.mi_topic = APG_SCHEDULE_TOPIC;
+        m.mi_topic_len = APG_SCHEDULE_TOPIC_LEN;
+        m.mi_queue_id = level - 1;
+    }
     if (dlq)
         apg_log_info("broker", "group %s: message %s of %s failed %d time(s) (max %d); moved to %s",
                      group, orig_id, orig_topic, rec.mr_reconsume_times + 1, max_times, topic);
     apg_broker_put(b, &b->br_loops[apg_conn_loop_index(c)], c, req, &m, 1, qid, uniq,
                    b->br_sync_flush);
 out:
+    apg_buf_free(&sched);
     apg_buf_free(&props);
     apg_buf_free(&rec_buf);
 }

@@ -30,6 +30,7 @@
 
 #include "apogee_version.h"
 #include "broker/broker_rt.h"
+#include "broker/schedule/schedule.h"
 #include "common/mem.h"
 
 apg_err_t apg_broker_stats_init(struct apg_broker *b)
@@ -213,6 +214,14 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     for (int i = 0; i < APG_BUSY_N; i++)
         kv(&out, busy_keys[i], "%lld",
            (long long)atomic_load_explicit(&b->br_busy[i], memory_order_relaxed));
+    /* RocketMQ's delay-level progress: "<next offset to deliver>,<queue max>". */
+    for (int lv = 1; lv <= apg_schedule_max_level(b->br_schedule); lv++) {
+        char key[48];
+        snprintf(key, sizeof(key), "scheduleMessageOffset_%d", lv);
+        kv(&out, key, "%lld,%lld", (long long)apg_schedule_offset(b->br_schedule, lv),
+           (long long)apg_store_max_offset(b->br_store, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN,
+                                           lv - 1));
+    }
     kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
     kv(&out, "storeLastError", "%s", ss.ss_last_error);
     const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);

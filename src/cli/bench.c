@@ -145,6 +145,7 @@ struct bench {
     int b_json_headers;
     int b_pull_batch;
     double b_rate;      /* produce: messages per second over all threads, 0 = as fast as possible */
+    int b_delay_level;  /* produce: DELAY property of every message, 0 = none */
     apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
@@ -267,6 +268,8 @@ static void *producer_main(void *arg)
             /* A new message per send: each gets its own UNIQ_KEY. */
             msgs[i] = apg_message_new(b->b_topic, body, size);
             apg_message_put_property(msgs[i], "bench", "1");
+            if (b->b_delay_level > 0)
+                apg_message_set_delay_level(msgs[i], b->b_delay_level);
         }
         apg_err_t e;
         if (b->b_batch > 0) {
@@ -716,6 +719,7 @@ static void usage(FILE *out)
             "  --messages=N         stop after N messages\n"
             "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
             "                       counts from each send's scheduled time\n"
+            "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
             "                       broker needs enablePropertyFilter=true; each message\n"
@@ -755,6 +759,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_rate = atof(v);
     else if (!strcmp(k, "sql"))
         b->b_sql = v;
+    else if (!strcmp(k, "delayLevel"))
+        b->b_delay_level = atoi(v);
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))

@@ -334,7 +334,8 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         dr->dr_phys = res[i].pr_phys_offset;
         dr->dr_size = res[i].pr_msg_size;
         dr->dr_queue_offset = qoff;
-        dr->dr_tags_code = m->mi_tags_code;
+        dr->dr_tags_code = apg_dispatch_sched_tags(st, m->mi_topic, m->mi_topic_len, m->mi_props,
+                                                   m->mi_props_len, ts, m->mi_tags_code);
         dr->dr_store_ts = ts;
         dr->dr_props = m->mi_props;
         dr->dr_props_len = m->mi_props_len;

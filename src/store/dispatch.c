@@ -108,3 +108,24 @@ int64_t apg_dispatch_tags_code(const char *props, size_t len)
     const char *v = apg_props_find(props, len, "TAGS", &vlen);
     return v ? apg_java_hash(v, vlen) : 0;
 }
+
+int64_t apg_dispatch_sched_tags(const struct apg_store *st, const char *topic, size_t topic_len,
+                                const char *props, size_t len, int64_t store_ts, int64_t tags)
+{
+    /* Records of the schedule topic: the consume queue holds when each one
+     * is due, so the delivery scan reads times, not tags. */
+    int n = st->st_opts.so_delay_levels;
+    if (n <= 0 || topic_len != APG_SCHEDULE_TOPIC_LEN ||
+        memcmp(topic, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN) != 0)
+        return tags;
+    size_t vlen = 0;
+    const char *v = apg_props_find(props, len, "DELAY", &vlen);
+    int64_t level = 0;
+    for (size_t i = 0; v && i < vlen && v[i] >= '0' && v[i] <= '9' && level <= n; i++)
+        level = level * 10 + (v[i] - '0');
+    if (level <= 0)
+        return tags;
+    if (level > n)
+        level = n;
+    return store_ts + st->st_opts.so_delay_ms[level - 1];
+}

@@ -54,7 +54,9 @@ static void redispatch_rec(void *ud, size_t pos, const struct apg_msgrec *r)
         .dr_phys = rd->rd_base + (int64_t)pos,
         .dr_size = (int32_t)r->mr_total_size,
         .dr_queue_offset = r->mr_queue_offset,
-        .dr_tags_code = apg_dispatch_tags_code(r->mr_props, r->mr_props_len),
+        .dr_tags_code = apg_dispatch_sched_tags(
+            st, r->mr_topic, r->mr_topic_len, r->mr_props, r->mr_props_len, r->mr_store_ts,
+            apg_dispatch_tags_code(r->mr_props, r->mr_props_len)),
         .dr_store_ts = r->mr_store_ts,
         .dr_props = r->mr_props,
         .dr_props_len = r->mr_props_len,

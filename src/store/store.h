@@ -49,6 +49,17 @@
 
 struct apg_store; /* opaque */
 
+/* The topic that holds delayed messages, one queue per delay level (queue id
+ * = level - 1), and the most levels messageDelayLevel may list. */
+#define APG_SCHEDULE_TOPIC "SCHEDULE_TOPIC_XXXX"
+#define APG_SCHEDULE_TOPIC_LEN 19
+#define APG_DELAY_LEVELS_MAX 64
+
+/* Parses messageDelayLevel ("1s 5s 10s ... 2h": numbers with a unit s, m, h
+ * or d, separated by single spaces, as RocketMQ splits it) into ms[] (room for
+ * cap). Returns the number of levels, or -1 with the reason in err. */
+int apg_delay_levels_parse(const char *s, int64_t *ms, int cap, char *err, size_t errlen);
+
 /* Options for apg_store_open(). Zero/NULL fields take the documented default
  * (apg_store_opts_init() fills them all in). Strings are borrowed for the call
  * only. */
@@ -75,6 +86,12 @@ struct apg_store_opts {
     uint32_t so_warm_ahead_mb;     /* pages faulted in ahead of the writer, MiB (0: 64) */
     int64_t so_cache_keep_mb;      /* commitLogCacheKeepMb: flushed log kept in page cache, MiB;
                                       older flushed pages are dropped (<= 0: never) */
+    /* messageDelayLevel: delay of level i + 1 in ms. The consume-queue entry of
+     * a record in APG_SCHEDULE_TOPIC holds its deliver time (store timestamp +
+     * the delay of its DELAY level, clamped to the last level) instead of a tag
+     * hash, as RocketMQ's dispatcher writes it. 0 levels: tag hash as usual. */
+    int64_t so_delay_ms[APG_DELAY_LEVELS_MAX];
+    int so_delay_levels;
 };
 
 /* Fills every field with its default (root dir NULL, store host 127.0.0.1:10911). */

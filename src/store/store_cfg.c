@@ -2,6 +2,8 @@
  * struct apg_store_opts. Kept apart from store.c so the engine itself does not
  * depend on the config table. */
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/config.h"
@@ -28,6 +30,9 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);
     o->so_cache_keep_mb = apg_cfg_int(cfg, APG_CFG_commitLogCacheKeepMb);
     o->so_max_message_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
+    int n = apg_delay_levels_parse(apg_cfg_str(cfg, APG_CFG_messageDelayLevel), o->so_delay_ms,
+                                   APG_DELAY_LEVELS_MAX, NULL, 0);
+    o->so_delay_levels = n > 0 ? n : 0;
     const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
     struct apg_host *h = &o->so_store_host;
     if (ip && inet_pton(AF_INET, ip, h->h_ip) == 1) {
@@ -36,4 +41,52 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
         h->h_v6 = true;
     }
     h->h_port = (uint32_t)apg_cfg_int(cfg, APG_CFG_listenPort);
+}
+
+int apg_delay_levels_parse(const char *s, int64_t *ms, int cap, char *err, size_t errlen)
+{
+    int n = 0;
+    const char *p = s ? s : "";
+    while (*p) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int64_t v = 0;
+        size_t i = 0;
+        for (; i + 1 < len && p[i] >= '0' && p[i] <= '9' && v < 100000000; i++)
+            v = v * 10 + (p[i] - '0');
+        int64_t unit = 0;
+        if (len >= 2 && i == len - 1) {
+            switch (p[len - 1]) {
+            case 's':
+                unit = 1000;
+                break;
+            case 'm':
+                unit = 60000;
+                break;
+            case 'h':
+                unit = 3600000;
+                break;
+            case 'd':
+                unit = 86400000;
+                break;
+            }
+        }
+        if (!unit || n >= cap) {
+            if (err)
+                snprintf(err, errlen,
+                         n >= cap ? "messageDelayLevel lists more than %d levels"
+                                  : "messageDelayLevel: level %d is '%.*s'; each level is a number "
+                                    "with a unit s, m, h or d, levels separated by one space "
+                                    "(\"1s 5s 10s 30s 1m\")",
+                         n >= cap ? cap : n + 1, (int)len, p);
+            return -1;
+        }
+        ms[n++] = v * unit;
+        p += len;
+        if (*p == ' ')
+            p++;
+    }
+    if (n == 0 && err)
+        snprintf(err, errlen, "messageDelayLevel is empty; give at least one level such as \"1s\"");
+    return n ? n : -1;
 }

@@ -294,6 +294,10 @@ void apg_dispatch_reset(struct apg_store *st);
 void apg_dispatch_close(struct apg_store *st);
 /* Tag hash of a property string: Java hashCode of TAGS, 0 without one. */
 int64_t apg_dispatch_tags_code(const char *props, size_t len);
+/* tags, or for a record of APG_SCHEDULE_TOPIC with a DELAY level its deliver
+ * time (store_ts + the level's delay). */
+int64_t apg_dispatch_sched_tags(const struct apg_store *st, const char *topic, size_t topic_len,
+                                const char *props, size_t len, int64_t store_ts, int64_t tags);
 
 /* mapped_file.c */
 void apg_store_fsync_dir(const char *dir);

@@ -1,9 +1,9 @@
 /* libFuzzer harness for what the broker decodes from a request after the
  * frame itself (fuzz_remoting covers frames): the send header (long and
  * short field names), the property string, a SEND_BATCH_MESSAGE body record
- * by record, and a pull's tag expression (the `subscription` field, else the
- * remark) matched against the batch's TAGS. A client must get an error
- * answer, never a crash.
+ * by record, the delay-level rewrite of the properties, and a pull's tag expression (the
+ * `subscription` field, else the remark) matched against the batch's TAGS. A client must get an
+ * error answer, never a crash.
  *
  * The input is one remoting frame whose length word is forced to the input
  * size, so mutations reach the header and the body. Seeds
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker/broker_int.h"
+#include "broker/schedule/schedule.h"
 #include "protocol/remoting.h"
 
 #define CHECK(x)                                                                                   \
@@ -32,6 +33,17 @@ static void props(const char *p, size_t len)
         const char *v = apg_props_find(p, len, names[i], &vl);
         CHECK(v == NULL || (v >= p && v + vl <= p + len));
     }
+    /* The delay rewrite: whatever the client sent, the stored string names
+     * the level and the real queue it was given. */
+    struct apg_buf b = APG_BUF_INIT;
+    if (apg_schedule_props(&b, p, len, 7, "T", 3) == APG_OK) {
+        size_t vl = 0;
+        const char *v = apg_props_find((const char *)b.b_data, b.b_len, "DELAY", &vl);
+        CHECK(v && vl == 1 && v[0] == '7');
+        v = apg_props_find((const char *)b.b_data, b.b_len, "REAL_QID", &vl);
+        CHECK(v && vl == 1 && v[0] == '3');
+    }
+    apg_buf_free(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

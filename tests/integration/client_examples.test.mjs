@@ -29,6 +29,8 @@ const N = (name) => `${name}${sfx}`;
 const externalBroker = process.env.APOGEE_TEST_BROKER || '';
 const brokerSkip = external && !externalBroker ? 'APOGEE_TEST_BROKER not set' : false;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// messageDelayLevel of the broker the first suite starts (an external broker: RocketMQ's).
+const LEVELS = external ? ['1s', '5s', '10s'] : ['1s', '2s', '3s', '4s', '5s'];
 
 function run(name, args, timeout = 30000) {
     const r = spawnSync(path.join(exDir, name), args, { encoding: 'utf8', timeout });
@@ -90,7 +92,11 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
             return;
         }
         const nsPort = await freePort();
-        sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
+        // Short delay levels: retries (level 3 + reconsumeTimes) and the delayed producer
+        // below wait seconds, not RocketMQ's default 10 s and more.
+        sa = await startApogee('standalone', [`--messageDelayLevel=${LEVELS.join(' ')}`], {
+            extraPorts: { namesrvListenPort: nsPort },
+        });
         ns = `127.0.0.1:${nsPort}`;
         await waitForRoute(nsPort);
     });
@@ -180,6 +186,30 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
         const tagA = new Set(run('pull_consumer', [ns, N('ExTags'), N('ExTagPull'), 'TagA']).lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' ')[5]));
         assert.equal(tagA.size, 10);
         for (const m of recv) assert.ok(tagA.has(m[1]), `not a TagA message: ${m}`);
+    });
+
+    test('delayed producer: each message arrives no earlier than its level\'s delay', async () => {
+        const c = start('push_consumer', ['-n', ns, '-t', N('ExDelay'), '-g', N('ExDelayG'), '--first', '--expect', '6', '--seconds', '30']);
+        const arrived = new Map(); // msgId -> ms
+        c.proc.stdout.on('data', (d) => {
+            for (const l of String(d).split('\n'))
+                if (l.startsWith('RECV ')) arrived.set(l.split(' ')[1], Date.now());
+        });
+        // The topic must exist before the consumer can balance it.
+        assert.equal(run('producer_sync', [ns, N('ExDelay'), '1']).code, 0);
+        await until(() => c.queues() > 0, 15000, 'the consumer to get its queues');
+        const r = run('producer_delay', [ns, N('ExDelay'), '5', '2']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 5, failed: 0 });
+        const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
+        await until(() => sent.every(([, id]) => arrived.has(id)), 20000, 'the delayed messages');
+        const wait = Number.parseInt(LEVELS[1], 10) * 1000;
+        for (const [, id, t] of sent) {
+            const waited = arrived.get(id) - Number(t);
+            assert.ok(waited >= wait, `${id} arrived ${waited} ms after its send (level 2: ${wait} ms)`);
+            assert.ok(waited < wait + 3000, `${id} arrived ${waited} ms after its send`);
+        }
+        assert.equal(await c.stop(), 0, c.out);
     });
 
     test('broadcasting: every consumer gets every message; offsets file resumes', () => {

@@ -14,7 +14,8 @@ import { HandlerRetry, onsHarness, ons, until, sleep } from './ons.mjs';
 const h = onsHarness();
 
 before(async () => {
-    await h.start();
+    // Retries wait at level 3 + reconsumeTimes: short levels keep the suite fast.
+    await h.start(['--messageDelayLevel=1s 1s 1s 1s 1s 1s']);
 });
 
 after(async () => {
