@@ -4,13 +4,19 @@
  *   push_consumer -n NAMESRV -t TOPIC -g GROUP [-e TAGEXPR] [--expect N]
  *                 [--seconds S] [--first] [--orderly] [--broadcast DIR]
  *                 [--reconsume-once] [--threads N] [--instance NAME]
- *                 [--rebalance-ms MS] [--delay-us US]
+ *                 [--rebalance-ms MS] [--delay-us US] [--trace]
+ *                 [--fail-body TEXT] [-c KEY=VALUE]...
  *
  * Prints "RECV <msgId> <topic> <queueId> <queueOffset> <reconsumeTimes> <body>"
  * per delivered message, "QUEUES <n> <broker:id,...>" whenever the assigned
  * queues change, and "DONE received=<n>" after shutdown. Stops on SIGTERM or
  * SIGINT, after --seconds, or once --expect messages arrived.
- * --reconsume-once answers RECONSUME_LATER the first time a message is seen. */
+ * --reconsume-once answers RECONSUME_LATER the first time a message is seen.
+ * --trace adds "SPAN <queueId> <startUs> <endUs> <body>,..." per listener
+ *   call (wall-clock microseconds), to check who processed a queue when.
+ * --fail-body declines (SUSPEND_CURRENT_QUEUE_A_MOMENT) every batch holding
+ *   a message whose body contains TEXT. -c sets any conf key. */
+#define _GNU_SOURCE /* memmem */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +31,8 @@
 
 static atomic_int received;
 static volatile sig_atomic_t stop;
-static int reconsume_once, delay_us;
+static int reconsume_once, delay_us, trace;
+static const char *fail_body;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_signal(int sig)
@@ -34,10 +41,48 @@ static void on_signal(int sig)
     stop = 1;
 }
 
+static long long wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* --trace: one SPAN line for the call that began at t0. */
+static void span(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, long long t0)
+{
+    long long t1 = wall_us();
+    char bodies[2048];
+    size_t off = 0;
+    bodies[0] = '\0';
+    for (size_t i = 0; i < n && off < sizeof(bodies) - 80; i++) {
+        size_t len;
+        const char *body = apg_message_body(msgs[i], &len);
+        off += (size_t)snprintf(bodies + off, sizeof(bodies) - off, "%s%.*s", i ? "," : "",
+                                (int)(len > 64 ? 64 : len), body);
+    }
+    pthread_mutex_lock(&out_mu);
+    printf("SPAN %d %lld %lld %s\n", mq->mq_queue_id, t0, t1, bodies);
+    pthread_mutex_unlock(&out_mu);
+}
+
 static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, void *arg)
 {
-    (void)mq;
     (void)arg;
+    long long t0 = trace ? wall_us() : 0;
+    for (size_t i = 0; fail_body && i < n; i++) {
+        size_t len;
+        const char *body = apg_message_body(msgs[i], &len);
+        if (memmem(body, len, fail_body, strlen(fail_body))) {
+            pthread_mutex_lock(&out_mu);
+            printf("SUSPEND %s %d\n", apg_message_id(msgs[i]),
+                   apg_message_reconsume_times(msgs[i]));
+            pthread_mutex_unlock(&out_mu);
+            if (trace)
+                span(msgs, n, mq, t0);
+            return APG_CONSUME_SUSPEND_CURRENT_QUEUE_A_MOMENT;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (reconsume_once && apg_message_reconsume_times(msgs[i]) == 0) {
             pthread_mutex_lock(&out_mu);
@@ -58,6 +103,8 @@ static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, voi
             usleep((useconds_t)delay_us);
         atomic_fetch_add(&received, 1);
     }
+    if (trace)
+        span(msgs, n, mq, t0);
     return APG_CONSUME_SUCCESS;
 }
 
@@ -97,9 +144,11 @@ int main(int argc, char **argv)
                                          {"instance", required_argument, NULL, 'i'},
                                          {"rebalance-ms", required_argument, NULL, 'R'},
                                          {"delay-us", required_argument, NULL, 'd'},
+                                         {"trace", no_argument, NULL, 'S'},
+                                         {"fail-body", required_argument, NULL, 'F'},
                                          {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "n:t:g:e:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "n:t:g:e:c:", opts, NULL)) != -1) {
         switch (ch) {
         case 'n':
             conf_set(conf, "namesrvAddr", namesrv = optarg);
@@ -144,6 +193,23 @@ int main(int argc, char **argv)
         case 'd':
             delay_us = atoi(optarg);
             break;
+        case 'S':
+            trace = 1;
+            break;
+        case 'F':
+            fail_body = optarg;
+            break;
+        case 'c': {
+            char key[128];
+            const char *eq = strchr(optarg, '=');
+            if (eq == NULL || (size_t)(eq - optarg) >= sizeof(key)) {
+                fprintf(stderr, "-c wants KEY=VALUE\n");
+                return 2;
+            }
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+            conf_set(conf, key, eq + 1);
+            break;
+        }
         default:
             return 2;
         }
