@@ -17,8 +17,8 @@ import { freePort, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, jsonBody, waitForRoute } from '../lib/remoting.mjs';
 
 // Sends orders x steps with producer_orderly; returns the queue of each key.
-function produce(ns, topic, orders, steps) {
-    const r = run('producer_orderly', [ns, topic, String(orders), String(steps)], 60000);
+function produce(ns, topic, orders, steps, how = 'orderly') {
+    const r = run('producer_orderly', [ns, topic, String(orders), String(steps), how], 60000);
     assert.equal(r.code, 0, r.out);
     assert.deepEqual(done(r), { n: orders * steps, failed: 0 });
     const queueOf = {};
@@ -101,6 +101,13 @@ describe('orderly push consumer', { skip }, () => {
         assert.equal(Object.keys(byKey).length, orders);
         for (const [key, seq] of Object.entries(byKey))
             assert.deepEqual(seq, [...Array(steps).keys()], `order ${key}: ${seq.join(',')}`);
+    });
+
+    test('apg_queue_select_by_hash puts each key on the queue apg_producer_send_orderly picks', () => {
+        const a = produce(ns, 'OrdSel', 12, 3, 'orderly');
+        const b = produce(ns, 'OrdSel', 12, 3, 'select');
+        assert.deepEqual(b, a);
+        assert.ok(new Set(Object.values(a)).size > 1, 'keys spread over queues');
     });
 
     test('a declined batch comes again in place, then goes to the DLQ after maxReconsumeTimes', async () => {
