@@ -5,12 +5,14 @@
  *                 [--seconds S] [--first] [--orderly] [--broadcast DIR]
  *                 [--reconsume-once] [--threads N] [--instance NAME]
  *                 [--rebalance-ms MS] [--delay-us US] [--trace]
- *                 [--fail-body TEXT] [-c KEY=VALUE]...
+ *                 [--fail-body TEXT] [--quiet] [-c KEY=VALUE]...
  *
  * Prints "RECV <msgId> <topic> <queueId> <queueOffset> <reconsumeTimes> <body>"
  * per delivered message, "QUEUES <n> <broker:id,...>" whenever the assigned
  * queues change, and "DONE received=<n>" after shutdown. Stops on SIGTERM or
- * SIGINT, after --seconds, or once --expect messages arrived.
+ * SIGINT, after --seconds, or once --expect messages arrived. The last line
+ * before DONE is "RATE <msgs/s> <ms>" over the span from the first to the
+ * last delivered message. --quiet leaves out the RECV lines.
  * --reconsume-once answers RECONSUME_LATER the first time a message is seen.
  * --trace adds "SPAN <queueId> <startUs> <endUs> <body>,..." per listener
  *   call (wall-clock microseconds), to check who processed a queue when.
@@ -31,7 +33,8 @@
 
 static atomic_int received;
 static volatile sig_atomic_t stop;
-static int reconsume_once, delay_us, trace;
+static int reconsume_once, delay_us, trace, quiet;
+static _Atomic long long first_us, last_us;
 static const char *fail_body;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -94,6 +97,13 @@ static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, voi
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *body = apg_message_body(msgs[i], &len);
+        long long now = wall_us(), zero = 0;
+        atomic_compare_exchange_strong(&first_us, &zero, now);
+        atomic_store(&last_us, now);
+        if (quiet) {
+            atomic_fetch_add(&received, 1);
+            continue;
+        }
         pthread_mutex_lock(&out_mu);
         printf("RECV %s %s %d %lld %d %.*s\n", apg_message_id(msgs[i]), apg_message_topic(msgs[i]),
                apg_message_queue_id(msgs[i]), (long long)apg_message_queue_offset(msgs[i]),
@@ -146,6 +156,7 @@ int main(int argc, char **argv)
                                          {"delay-us", required_argument, NULL, 'd'},
                                          {"trace", no_argument, NULL, 'S'},
                                          {"fail-body", required_argument, NULL, 'F'},
+                                         {"quiet", no_argument, NULL, 'Q'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:t:g:e:c:", opts, NULL)) != -1) {
@@ -198,6 +209,9 @@ int main(int argc, char **argv)
             break;
         case 'F':
             fail_body = optarg;
+            break;
+        case 'Q':
+            quiet = 1;
             break;
         case 'c': {
             char key[128];
@@ -263,6 +277,10 @@ int main(int argc, char **argv)
         usleep(100000);
     }
     apg_push_consumer_destroy(c);
-    printf("DONE received=%d\n", atomic_load(&received));
+    long long span_us = atomic_load(&last_us) - atomic_load(&first_us);
+    int got = atomic_load(&received);
+    printf("RATE %.0f %lld\n", span_us > 0 ? (got - 1) * 1e6 / (double)span_us : 0.0,
+           span_us / 1000);
+    printf("DONE received=%d\n", got);
     return 0;
 }
