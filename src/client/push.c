@@ -126,8 +126,10 @@ struct apg_push_consumer {
     /* I/O thread */
     struct pq *pc_queues;
     int64_t pc_next_rebalance, pc_next_commit;
-    bool pc_io_stop;      /* no new pulls */
-    int64_t pc_next_lock; /* orderly clustering: next renewal of every queue lock */
+    bool pc_io_stop;        /* no new pulls */
+    int64_t pc_next_lock;   /* orderly clustering: next renewal of every queue lock */
+    apg_mq_t *pc_releasing; /* queues being given up: commit/unlock not yet answered */
+    size_t pc_nreleasing, pc_capreleasing;
     /* under pc_mu */
     pthread_mutex_t pc_mu;
     pthread_cond_t pc_cv;
@@ -787,52 +789,79 @@ static bool lock_granted(const struct apg_rcmd *resp, const apg_mq_t *mq)
     return ok;
 }
 
-static void unlock_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
-                        const char *errmsg, void *arg)
+/* The queues being given up (I/O thread only): a queue is not asked for
+ * again until its commit and unlock are answered, so an unlock of ours can
+ * never land after a new lock of ours for the same queue. */
+static void releasing_add(struct apg_push_consumer *c, const apg_mq_t *mq)
 {
-    struct flush_wait *fw = arg;
-    if (fw && --fw->fw_pending == 0)
-        apg_cwait_signal(&fw->fw_wait);
+    if (c->pc_nreleasing == c->pc_capreleasing) {
+        size_t cap = c->pc_capreleasing ? c->pc_capreleasing * 2 : 8;
+        apg_mq_t *n = apg_realloc(c->pc_releasing, cap * sizeof(*n));
+        if (n == NULL)
+            return;
+        c->pc_releasing = n;
+        c->pc_capreleasing = cap;
+    }
+    c->pc_releasing[c->pc_nreleasing++] = *mq;
 }
 
-/* Unlocks mq; with fw the answer is waited for (shutdown). */
-static void unlock_send(struct apg_cio *io, struct apg_push_consumer *c, const apg_mq_t *mq,
-                        struct flush_wait *fw)
+static void releasing_del(struct apg_push_consumer *c, const apg_mq_t *mq)
 {
-    if (fw)
-        fw->fw_pending++;
-    if (lock_call(io, c, APG_REQ_UNLOCK_BATCH_MQ, mq, 1, fw ? unlock_resp : NULL, fw) != APG_OK &&
-        fw)
-        fw->fw_pending--;
+    for (size_t i = 0; i < c->pc_nreleasing; i++)
+        if (mq_eq(&c->pc_releasing[i], mq)) {
+            c->pc_releasing[i] = c->pc_releasing[--c->pc_nreleasing];
+            return;
+        }
+}
+
+static bool releasing_has(const struct apg_push_consumer *c, const apg_mq_t *mq)
+{
+    for (size_t i = 0; i < c->pc_nreleasing; i++)
+        if (mq_eq(&c->pc_releasing[i], mq))
+            return true;
+    return false;
 }
 
 struct qrel {
     struct apg_push_consumer *r_c;
     apg_mq_t r_mq;
-    struct flush_wait *r_fw;
+    struct flush_wait *r_fw; /* shutdown: counted until answered */
 };
 
-static void release_committed(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
-                              const char *errmsg, void *arg)
+static void release_end(struct qrel *r)
 {
-    struct qrel *r = arg;
-    if (!apg_cio_stopping(io))
-        unlock_send(io, r->r_c, &r->r_mq, r->r_fw);
+    releasing_del(r->r_c, &r->r_mq);
     if (r->r_fw && --r->r_fw->fw_pending == 0)
         apg_cwait_signal(&r->r_fw->fw_wait);
     apg_free(r);
 }
 
-/* Gives mq up: commits off (if >= 0), then unlocks once the commit is
- * answered, so the next holder reads this offset. */
-static void queue_release(struct apg_cio *io, struct apg_push_consumer *c, const apg_mq_t *mq,
-                          int64_t off, struct flush_wait *fw)
+static void unlock_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                        const char *errmsg, void *arg)
 {
-    struct qrel *r = off >= 0 ? apg_malloc(sizeof(*r)) : NULL;
-    struct apg_ccommit *cm = r ? apg_ccommit_new(c->pc_group, mq, off, release_committed, r) : NULL;
-    if (cm == NULL) {
-        apg_free(r);
-        unlock_send(io, c, mq, fw);
+    release_end(arg);
+}
+
+static void release_committed(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                              const char *errmsg, void *arg)
+{
+    struct qrel *r = arg;
+    if (apg_cio_stopping(io) ||
+        lock_call(io, r->r_c, APG_REQ_UNLOCK_BATCH_MQ, &r->r_mq, 1, unlock_resp, r) != APG_OK)
+        release_end(r);
+}
+
+/* Gives mq up: commits off (if >= 0), then unlocks once the commit is
+ * answered, so the next holder reads this offset. listed: mq is already
+ * in pc_releasing (given up while a listener call ran). */
+static void queue_release(struct apg_cio *io, struct apg_push_consumer *c, const apg_mq_t *mq,
+                          int64_t off, struct flush_wait *fw, bool listed)
+{
+    if (!listed)
+        releasing_add(c, mq);
+    struct qrel *r = apg_malloc(sizeof(*r));
+    if (r == NULL) {
+        releasing_del(c, mq); /* the lease lapses by itself */
         return;
     }
     r->r_c = c;
@@ -840,7 +869,12 @@ static void queue_release(struct apg_cio *io, struct apg_push_consumer *c, const
     r->r_fw = fw;
     if (fw)
         fw->fw_pending++;
-    apg_ccommit_start(io, cm);
+    struct apg_ccommit *cm =
+        off >= 0 ? apg_ccommit_new(c->pc_group, mq, off, release_committed, r) : NULL;
+    if (cm)
+        apg_ccommit_start(io, cm);
+    else
+        release_committed(io, APG_OK, NULL, NULL, r);
 }
 
 static void qlock_first(struct apg_cio *io, struct pq *q);
@@ -880,7 +914,7 @@ static void qlock_first_resp(struct apg_cio *io, apg_err_t e, const struct apg_r
     bool stop = apg_cio_stopping(io) || c->pc_io_stop;
     if (dropped || stop) {
         if (ok && dropped && !stop)
-            unlock_send(io, c, &q->q_mq, NULL); /* granted after we gave it up */
+            queue_release(io, c, &q->q_mq, -1, NULL, false); /* granted after we gave it up */
         pthread_mutex_lock(&c->pc_mu);
         pq_release_locked(q);
         pthread_mutex_unlock(&c->pc_mu);
@@ -904,6 +938,14 @@ static void qlock_first_resp(struct apg_cio *io, apg_err_t e, const struct apg_r
 
 static void qlock_first(struct apg_cio *io, struct pq *q)
 {
+    struct apg_push_consumer *c = q->q_c;
+    if (releasing_has(c, &q->q_mq)) { /* our own unlock of it is still on its way */
+        pthread_mutex_lock(&c->pc_mu);
+        q->q_refs++;
+        pthread_mutex_unlock(&c->pc_mu);
+        apg_cio_after(io, LOCK_WAIT_MS, qlock_first_again, q);
+        return;
+    }
     struct qlock *ql = qlock_new(q->q_c, &q, 1);
     if (ql == NULL)
         return;
@@ -1066,17 +1108,19 @@ static void queue_drop(struct apg_cio *io, struct apg_push_consumer *c, struct p
     /* Orderly: a worker inside the listener for q commits and unlocks it
      * when the call returns. */
     bool owed = locking(c) && q->q_in_listener;
-    if (owed)
+    if (owed) {
         q->q_release_owed = true;
-    else
+        releasing_add(c, &mq);
+    } else {
         q->q_dirty = false;
+    }
     bool acquiring = q->q_acquiring;
     pq_release_locked(q);
     pthread_mutex_unlock(&c->pc_mu);
     if (owed)
         return;
     if (locking(c) && !acquiring)
-        queue_release(io, c, &mq, send ? off : -1, fw);
+        queue_release(io, c, &mq, send ? off : -1, fw, false);
     else if (send)
         commit_one(io, c, &mq, off, fw);
 }
@@ -1454,7 +1498,7 @@ static void pop_run(struct apg_cio *io, struct apg_cop *o)
         pop_back(io, op);
         break;
     case POP_RELEASE:
-        queue_release(io, c, &op->po_mq, op->po_off, NULL);
+        queue_release(io, c, &op->po_mq, op->po_off, NULL, true);
         apg_cwait_signal(&op->po_wait);
         break;
     case POP_ASSIGNED: {
@@ -1861,6 +1905,7 @@ void apg_push_consumer_destroy(apg_push_consumer_t *c)
     }
     apg_free(c->pc_workers);
     apg_free(c->pc_file);
+    apg_free(c->pc_releasing);
     pthread_mutex_destroy(&c->pc_mu);
     pthread_cond_destroy(&c->pc_cv);
     apg_conf_destroy(c->pc_conf);
