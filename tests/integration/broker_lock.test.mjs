@@ -121,3 +121,37 @@ test('a consumer that unregisters gives up its queues; a bad body is refused', a
     assert.notEqual(r.code, 0);
     assert.match(r.remark, /consumerGroup/);
 });
+
+test('a consumer expired from the client table (no heartbeat for channelNotActiveInterval) gives up its queues', async () => {
+    // Its own broker: a lease far longer than the test, clients expired after 1 s of
+    // silence (the expiry job runs every 10 s).
+    const nsPort = await freePort();
+    const b2 = await startApogee('standalone', ['--channelNotActiveInterval=1000'],
+        { extraPorts: { namesrvListenPort: nsPort } });
+    const a = await RemotingClient.connect(b2.port);
+    const b = await RemotingClient.connect(b2.port);
+    try {
+        const hb = {
+            clientID: 'A5', producerDataSet: [],
+            consumerDataSet: [{
+                groupName: 'G5', consumeType: 'CONSUME_PASSIVELY', messageModel: 'CLUSTERING',
+                consumeFromWhere: 'CONSUME_FROM_LAST_OFFSET', unitMode: false, subscriptionDataSet: [],
+            }],
+        };
+        assert.equal((await a.request(34, {}, Buffer.from(JSON.stringify(hb)))).code, 0);
+        assert.deepEqual(await lock(a, 'G5', 'A5', [1]), [1]);
+        assert.deepEqual(await lock(b, 'G5', 'B5', [1]), []);
+        // A stays connected but silent; within one expiry period its lock is gone.
+        const t0 = Date.now();
+        let got = [];
+        while (!got.length && Date.now() - t0 < 15000) {
+            await sleep(500);
+            got = await lock(b, 'G5', 'B5', [1]);
+        }
+        assert.deepEqual(got, [1], 'the silent consumer kept its lock');
+    } finally {
+        a.close();
+        b.close();
+        await b2.stop();
+    }
+});
