@@ -9,7 +9,9 @@
  * A queue's cache is a ring of entries in queue-offset order. A pull response
  * is decoded on the I/O thread, tag-filtered, appended to the ring and cut
  * into tasks (consume_batch messages each) for the workers; orderly queues
- * hand out one task at a time. When the listener returns SUCCESS the
+ * hand out one task at a time and, clustering, are pulled and consumed only
+ * while this client holds the queue's lock on its broker (see "queue locks"
+ * below). When the listener returns SUCCESS the
  * entries are marked done and the ring's head advances over done entries;
  * the queue's committed offset is the head's offset, or the next pull offset
  * when the ring is empty. So an offset never passes an unconsumed message.
