@@ -767,13 +767,18 @@ static apg_err_t lock_call(struct apg_cio *io, struct apg_push_consumer *c, int 
     return e;
 }
 
-/* True when the LOCK_BATCH_MQ answer resp grants mq. */
-static bool lock_granted(const struct apg_rcmd *resp, const apg_mq_t *mq)
+/* The parsed body of a LOCK_BATCH_MQ answer (free with json_decref), or
+ * NULL when it is not JSON. */
+static json_t *lock_answer(const struct apg_rcmd *resp)
 {
     json_error_t je;
-    json_t *root = json_loadb((const char *)resp->body, resp->body_len, 0, &je);
-    json_t *set = root ? json_object_get(root, "lockOKMQSet") : NULL;
-    bool ok = false;
+    return json_loadb((const char *)resp->body, resp->body_len, 0, &je);
+}
+
+/* True when the answer's lockOKMQSet holds mq. */
+static bool lock_granted(const json_t *answer, const apg_mq_t *mq)
+{
+    json_t *set = answer ? json_object_get(answer, "lockOKMQSet") : NULL;
     size_t i;
     json_t *m;
     json_array_foreach(set, i, m)
@@ -782,13 +787,10 @@ static bool lock_granted(const struct apg_rcmd *resp, const apg_mq_t *mq)
         const char *broker = json_string_value(json_object_get(m, "brokerName"));
         json_t *qid = json_object_get(m, "queueId");
         if (topic && broker && json_is_integer(qid) && strcmp(topic, mq->mq_topic) == 0 &&
-            strcmp(broker, mq->mq_broker) == 0 && json_integer_value(qid) == mq->mq_queue_id) {
-            ok = true;
-            break;
-        }
+            strcmp(broker, mq->mq_broker) == 0 && json_integer_value(qid) == mq->mq_queue_id)
+            return true;
     }
-    json_decref(root);
-    return ok;
+    return false;
 }
 
 /* The queues being given up (I/O thread only): a queue is not asked for
@@ -899,7 +901,9 @@ static void qlock_first_resp(struct apg_cio *io, apg_err_t e, const struct apg_r
     struct qlock *ql = arg;
     struct pq *q = ql->ql_qs[0];
     struct apg_push_consumer *c = ql->ql_c;
-    bool ok = e == APG_OK && resp->code == APG_RESP_SUCCESS && lock_granted(resp, &q->q_mq);
+    json_t *answer = e == APG_OK && resp->code == APG_RESP_SUCCESS ? lock_answer(resp) : NULL;
+    bool ok = lock_granted(answer, &q->q_mq);
+    json_decref(answer);
     if (e == APG_OK && resp->code != APG_RESP_SUCCESS)
         apg_log_warn("client", "lock of %s:%s:%d refused: %d %s", q->q_mq.mq_topic,
                      q->q_mq.mq_broker, q->q_mq.mq_queue_id, resp->code,
@@ -960,11 +964,12 @@ static void renew_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
 {
     struct qlock *ql = arg;
     struct apg_push_consumer *c = ql->ql_c;
-    if (e == APG_OK && resp->code == APG_RESP_SUCCESS) {
+    json_t *answer = e == APG_OK && resp->code == APG_RESP_SUCCESS ? lock_answer(resp) : NULL;
+    if (answer) {
         int64_t now = apg_now_ms();
         for (size_t i = 0; i < ql->ql_n; i++) {
             struct pq *q = ql->ql_qs[i];
-            bool ok = lock_granted(resp, &q->q_mq);
+            bool ok = lock_granted(answer, &q->q_mq);
             pthread_mutex_lock(&c->pc_mu);
             bool was = q->q_locked;
             q->q_locked = ok;
@@ -980,6 +985,7 @@ static void renew_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
         apg_log_debug("client", "lock renewal failed: %s",
                       e != APG_OK ? errmsg : (resp->remark ? resp->remark : ""));
     }
+    json_decref(answer);
     qlock_free(ql);
 }
 
