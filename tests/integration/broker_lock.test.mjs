@@ -11,7 +11,7 @@ import { RemotingClient, jsonBody } from '../lib/remoting.mjs';
 
 const LOCK = 41;
 const UNLOCK = 42;
-const LEASE_MS = 1500;
+const LEASE_MS = 3000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let srv;
