@@ -144,30 +144,35 @@ bool apg_locks_holder(struct apg_locks *lk, const char *group, const struct apg_
     return held;
 }
 
-/* Removes every entry matching; any argument NULL (or 0) matches all. */
+/* Removes every entry matching; any argument NULL (or 0) matches all. The
+ * matching keys are collected first (the map may not change while it is
+ * walked), in rounds of up to 64. */
 static int drop_where(struct apg_locks *lk, const char *group, const char *client, const void *conn,
                       int64_t now_ms)
 {
     int n = 0;
     pthread_mutex_lock(&lk->lk_lock);
-    bool again = true;
-    while (again) {
-        again = false;
-        size_t it;
-        for (struct apg_smap_ent *e = apg_smap_first(&lk->lk_map, &it); e;
+    for (;;) {
+        char *keys[64];
+        size_t nk = 0, it;
+        for (struct apg_smap_ent *e = apg_smap_first(&lk->lk_map, &it); e && nk < 64;
              e = apg_smap_next(&lk->lk_map, e, &it)) {
             struct apg_lock_ent *le = e->se_val;
             if ((group && !key_in_group(e->se_key, group)) ||
                 (client && strcmp(le->le_client, client) != 0) || (conn && le->le_conn != conn) ||
                 (now_ms && !lapsed(lk, le, now_ms)))
                 continue;
-            char key[3 * APG_NAME_CAP + 16];
-            snprintf(key, sizeof(key), "%s", e->se_key);
-            apg_free(apg_smap_del(&lk->lk_map, key));
-            n++;
-            again = true; /* the iteration is void after a delete */
-            break;
+            keys[nk++] = e->se_key;
         }
+        for (size_t i = 0; i < nk; i++) {
+            /* the delete frees the entry's own key: look it up by a copy */
+            char key[3 * APG_NAME_CAP + 16];
+            snprintf(key, sizeof(key), "%s", keys[i]);
+            apg_free(apg_smap_del(&lk->lk_map, key));
+        }
+        n += (int)nk;
+        if (nk < 64)
+            break;
     }
     pthread_mutex_unlock(&lk->lk_lock);
     return n;

@@ -103,12 +103,29 @@ static void test_release(void **state)
     apg_locks_free(lk);
 }
 
+static void test_many(void **state)
+{
+    (void)state;
+    struct apg_locks *lk = apg_locks_new(60000);
+    int conn_a, conn_b;
+    for (int i = 0; i < 300; i++) {
+        struct apg_lock_mq q = mq("T", i);
+        assert_true(apg_locks_try(lk, "G", &q, i % 3 ? "A" : "B", i % 3 ? &conn_a : &conn_b, 1));
+    }
+    assert_int_equal(apg_locks_drop_conn(lk, &conn_a), 200);
+    assert_int_equal(apg_locks_count(lk), 100);
+    assert_int_equal(apg_locks_expire(lk, 60002), 100);
+    assert_int_equal(apg_locks_count(lk), 0);
+    apg_locks_free(lk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_holder_and_renewal),
         cmocka_unit_test(test_lease_lapses_and_takeover),
         cmocka_unit_test(test_release),
+        cmocka_unit_test(test_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
