@@ -39,7 +39,8 @@ function body(group, clientId, qids) {
 
 // Locks qids for clientId; returns the queue ids granted, sorted.
 async function lock(c, group, clientId, qids) {
-    const r = await c.request(LOCK, {}, body(group, clientId, qids));
+    // A generous timeout: the suite also runs against the ASan build on a loaded machine.
+    const r = await c.request(LOCK, {}, body(group, clientId, qids), { timeoutMs: 15000 });
     assert.equal(r.code, 0, r.remark);
     const set = jsonBody(r).lockOKMQSet;
     for (const m of set) {
