@@ -158,7 +158,7 @@ describe('orderly push consumer across a broker kill -9', { skip }, () => {
             const atKill = c.spans().length;
             await sleep(1000);
             sa = await startApogee('standalone', [], { ...opts, dir });
-            await until(() => bodiesSeen([c]).size === orders * steps, 90000,
+            await until(() => bodiesSeen([c]).size === orders * steps && c.queues() > 0, 90000,
                 `all ${orders * steps} messages (${bodiesSeen([c]).size} seen)`);
             assert.ok(c.spans().length > atKill, 'nothing consumed after the restart');
             // The consumer holds every queue again: another client of the group gets none.

@@ -82,7 +82,9 @@ test('the C client orderly consumer locks the queues and gets every key in send 
             '--first', '--orderly', '--threads', '4', '--seconds', '90']);
         let mqSet;
         try {
-            await until(() => c.recv().length >= KEYS.length * STEPS, 60000, 'every message');
+            // (the QUEUES line comes from a 100 ms poll and may trail the messages)
+            await until(() => c.recv().length >= KEYS.length * STEPS && c.queues() === 4, 60000,
+                'every message and the QUEUES line');
             // While it runs, its queues are locked for it: another client of the group gets none.
             const held = c.lines.filter((l) => l.startsWith('QUEUES ')).pop().split(' ')[2].split(',')
                 .map((x) => x.split(':'));
