@@ -1,12 +1,16 @@
 /* Ordered producer example: messages of one order id go to one queue
  * (hash of the sharding key), so a consumer sees them in sending order.
  *
- *   producer_orderly NAMESRV TOPIC ORDERS STEPS
+ *   producer_orderly NAMESRV TOPIC ORDERS STEPS [select]
+ *
+ * With "select" the queue is chosen through apg_producer_send_select() and
+ * the ready-made apg_queue_select_by_hash selector (the same queue).
  *
  * Output: "SENT <orderId> <step> <queueId> <queueOffset>" per message and
  * "DONE sent=<n> failed=<n>". Bodies are "<orderId>:<step>". */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <apogee/apogee.h>
 
@@ -34,7 +38,11 @@ int main(int argc, char **argv)
             int bl = snprintf(body, sizeof(body), "order-%d:%d", o, s);
             apg_message_t *m = apg_message_new(argv[2], body, (size_t)bl);
             apg_send_result_t r;
-            if (apg_producer_send_orderly(p, m, key, &r, err, sizeof(err)) == APG_OK) {
+            apg_err_t e = argc > 5 && strcmp(argv[5], "select") == 0
+                              ? apg_producer_send_select(p, m, apg_queue_select_by_hash, key, &r,
+                                                         err, sizeof(err))
+                              : apg_producer_send_orderly(p, m, key, &r, err, sizeof(err));
+            if (e == APG_OK) {
                 sent++;
                 printf("SENT %s %d %d %lld\n", key, s, r.sr_mq.mq_queue_id,
                        (long long)r.sr_queue_offset);

@@ -4,15 +4,23 @@
  *   push_consumer -n NAMESRV -t TOPIC -g GROUP [-e TAGEXPR | --sql EXPR] [--expect N]
  *                 [--seconds S] [--first] [--orderly] [--broadcast DIR]
  *                 [--reconsume-once] [--threads N] [--instance NAME]
- *                 [--rebalance-ms MS] [--delay-us US]
+ *                 [--rebalance-ms MS] [--delay-us US] [--trace]
+ *                 [--fail-body TEXT] [--quiet] [-c KEY=VALUE]...
  *
  * Prints "RECV <msgId> <topic> <queueId> <queueOffset> <reconsumeTimes> <body>"
  * per delivered message, "QUEUES <n> <broker:id,...>" whenever the assigned
  * queues change, and "DONE received=<n>" after shutdown. Stops on SIGTERM or
- * SIGINT, after --seconds, or once --expect messages arrived.
+ * SIGINT, after --seconds, or once --expect messages arrived. The last line
+ * before DONE is "RATE <msgs/s> <ms>" over the span from the first to the
+ * last delivered message. --quiet leaves out the RECV lines.
  * --reconsume-once answers RECONSUME_LATER the first time a message is seen.
+ * --trace adds "SPAN <queueId> <startUs> <endUs> <body>,..." per listener
+ *   call (wall-clock microseconds), to check who processed a queue when.
+ * --fail-body declines (SUSPEND_CURRENT_QUEUE_A_MOMENT) every batch holding
+ *   a message whose body contains TEXT. -c sets any conf key.
  * --sql subscribes with a SQL92 expression over user properties (the broker
  * needs enablePropertyFilter=true). */
+#define _GNU_SOURCE /* memmem */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,7 +35,9 @@
 
 static atomic_int received;
 static volatile sig_atomic_t stop;
-static int reconsume_once, delay_us;
+static int reconsume_once, delay_us, trace, quiet;
+static _Atomic long long first_us, last_us;
+static const char *fail_body;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_signal(int sig)
@@ -36,10 +46,48 @@ static void on_signal(int sig)
     stop = 1;
 }
 
+static long long wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* --trace: one SPAN line for the call that began at t0. */
+static void span(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, long long t0)
+{
+    long long t1 = wall_us();
+    char bodies[2048];
+    size_t off = 0;
+    bodies[0] = '\0';
+    for (size_t i = 0; i < n && off < sizeof(bodies) - 80; i++) {
+        size_t len;
+        const char *body = apg_message_body(msgs[i], &len);
+        off += (size_t)snprintf(bodies + off, sizeof(bodies) - off, "%s%.*s", i ? "," : "",
+                                (int)(len > 64 ? 64 : len), body);
+    }
+    pthread_mutex_lock(&out_mu);
+    printf("SPAN %d %lld %lld %s\n", mq->mq_queue_id, t0, t1, bodies);
+    pthread_mutex_unlock(&out_mu);
+}
+
 static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, void *arg)
 {
-    (void)mq;
     (void)arg;
+    long long t0 = trace ? wall_us() : 0;
+    for (size_t i = 0; fail_body && i < n; i++) {
+        size_t len;
+        const char *body = apg_message_body(msgs[i], &len);
+        if (memmem(body, len, fail_body, strlen(fail_body))) {
+            pthread_mutex_lock(&out_mu);
+            printf("SUSPEND %s %d\n", apg_message_id(msgs[i]),
+                   apg_message_reconsume_times(msgs[i]));
+            pthread_mutex_unlock(&out_mu);
+            if (trace)
+                span(msgs, n, mq, t0);
+            return APG_CONSUME_SUSPEND_CURRENT_QUEUE_A_MOMENT;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (reconsume_once && apg_message_reconsume_times(msgs[i]) == 0) {
             pthread_mutex_lock(&out_mu);
@@ -51,6 +99,13 @@ static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, voi
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *body = apg_message_body(msgs[i], &len);
+        long long now = wall_us(), zero = 0;
+        atomic_compare_exchange_strong(&first_us, &zero, now);
+        atomic_store(&last_us, now);
+        if (quiet) {
+            atomic_fetch_add(&received, 1);
+            continue;
+        }
         pthread_mutex_lock(&out_mu);
         printf("RECV %s %s %d %lld %d %.*s\n", apg_message_id(msgs[i]), apg_message_topic(msgs[i]),
                apg_message_queue_id(msgs[i]), (long long)apg_message_queue_offset(msgs[i]),
@@ -60,6 +115,8 @@ static int on_msgs(apg_message_t *const *msgs, size_t n, const apg_mq_t *mq, voi
             usleep((useconds_t)delay_us);
         atomic_fetch_add(&received, 1);
     }
+    if (trace)
+        span(msgs, n, mq, t0);
     return APG_CONSUME_SUCCESS;
 }
 
@@ -100,9 +157,12 @@ int main(int argc, char **argv)
                                          {"rebalance-ms", required_argument, NULL, 'R'},
                                          {"delay-us", required_argument, NULL, 'd'},
                                          {"sql", required_argument, NULL, 'S'},
+                                         {"trace", no_argument, NULL, 'X'},
+                                         {"fail-body", required_argument, NULL, 'F'},
+                                         {"quiet", no_argument, NULL, 'Q'},
                                          {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "n:t:g:e:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "n:t:g:e:c:", opts, NULL)) != -1) {
         switch (ch) {
         case 'n':
             conf_set(conf, "namesrvAddr", namesrv = optarg);
@@ -150,6 +210,26 @@ int main(int argc, char **argv)
         case 'S':
             sql = optarg;
             break;
+        case 'X':
+            trace = 1;
+            break;
+        case 'F':
+            fail_body = optarg;
+            break;
+        case 'Q':
+            quiet = 1;
+            break;
+        case 'c': {
+            char key[128];
+            const char *eq = strchr(optarg, '=');
+            if (eq == NULL || (size_t)(eq - optarg) >= sizeof(key)) {
+                fprintf(stderr, "-c wants KEY=VALUE\n");
+                return 2;
+            }
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+            conf_set(conf, key, eq + 1);
+            break;
+        }
         default:
             return 2;
         }
@@ -204,6 +284,10 @@ int main(int argc, char **argv)
         usleep(100000);
     }
     apg_push_consumer_destroy(c);
-    printf("DONE received=%d\n", atomic_load(&received));
+    long long span_us = atomic_load(&last_us) - atomic_load(&first_us);
+    int got = atomic_load(&received);
+    printf("RATE %.0f %lld\n", span_us > 0 ? (got - 1) * 1e6 / (double)span_us : 0.0,
+           span_us / 1000);
+    printf("DONE received=%d\n", got);
     return 0;
 }

@@ -121,7 +121,7 @@ step "broker under ASan + UBSan: integration subset"
 # The same node suites against the sanitized binary: a memory error or
 # undefined behaviour in the server aborts it, which fails the test.
 for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.test.mjs \
-    tests/integration/broker_retry.test.mjs \
+    tests/integration/broker_retry.test.mjs tests/integration/broker_lock.test.mjs \
     tests/interop/ali_ons.test.mjs; do
     echo "--- $t (ASan)"
     run_node "$t" APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -144,7 +144,8 @@ tsan_opts="halt_on_error=1:second_deadlock_stack=1"
     -R '^test_(client|net|store|broker)') | tee "$logs/tsan.log"
 count_ctest "$logs/tsan.log"
 mkdir -p "$logs/tsan"
-for t in tests/integration/broker_pipeline.test.mjs tests/integration/client_examples.test.mjs; do
+for t in tests/integration/broker_pipeline.test.mjs tests/integration/client_examples.test.mjs \
+    tests/integration/client_orderly.test.mjs; do
     echo "--- $t (TSan)"
     run_node "$t" APOGEE_BIN="$root/build-tsan/apogee" TSAN_OPTIONS="$tsan_opts:log_path=$logs/tsan/report"
 done

@@ -20,7 +20,8 @@
  * syncSpinMicros; the push consumer also messageModel, consumeFromWhere,
  * consumeThreadMin, consumeMessageBatchMaxSize, pullBatchSize,
  * pullThresholdForQueue, pullThresholdSizeForQueue, consumeOrderly,
- * rebalanceInterval, brokerSuspendMaxTimeMillis, maxReconsumeTimes and
+ * suspendCurrentQueueTimeMillis, rebalanceLockInterval,
+ * rebalanceLockMaxLiveTime, rebalanceInterval, brokerSuspendMaxTimeMillis, maxReconsumeTimes and
  * localOffsetStoreDir. */
 #ifndef APOGEE_CONSUMER_H
 #define APOGEE_CONSUMER_H
@@ -47,6 +48,10 @@ typedef struct apg_pull_consumer apg_pull_consumer_t;
 enum apg_consume_result {
     APG_CONSUME_SUCCESS = 0,
     APG_CONSUME_RECONSUME_LATER = 1,
+    /* Orderly: Java's SUSPEND_CURRENT_QUEUE_A_MOMENT, the same as
+     * RECONSUME_LATER (the batch comes again, in place); concurrent mode
+     * treats it as RECONSUME_LATER too. */
+    APG_CONSUME_SUSPEND_CURRENT_QUEUE_A_MOMENT = 2,
 };
 
 enum apg_pull_status {
@@ -145,10 +150,24 @@ APG_EXPORT apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const 
  * listener again after one second, its reconsume count incremented; the
  * queue's offset does not pass it meanwhile.
  *
- * Orderly mode (consumeOrderly = true): messages of one queue are delivered one batch
- * at a time in queue order; RECONSUME_LATER retries the same batch after one
- * second, never sending it back. No broker-side queue lock is taken
- * (LOCK_BATCH_MQ), so ordering holds per consumer between rebalances. */
+ * Orderly mode (consumeOrderly = true): messages of one queue are delivered
+ * one batch at a time, in queue order, by one worker at a time. Clustering
+ * also locks every assigned queue on its broker (LOCK_BATCH_MQ) before it
+ * reads the queue's offset and pulls, renews the locks every
+ * rebalanceLockInterval (20 s), stops calling the listener for a queue whose
+ * lock was not renewed within rebalanceLockMaxLiveTime (30 s), and gives a
+ * queue up (rebalance, destroy) by committing its offset and then unlocking
+ * it (UNLOCK_BATCH_MQ) once no listener call for it runs: so two consumers of
+ * a group never process one queue at once, and the next holder starts where
+ * this one stopped. A queue another member still holds is asked for again
+ * every second. RECONSUME_LATER (or SUSPEND_CURRENT_QUEUE_A_MOMENT) hands the
+ * same batch to the listener again after suspendCurrentQueueTimeMillis (1 s),
+ * in place, each message's reconsume count incremented; a message already
+ * retried maxReconsumeTimes times is sent to %DLQ%<group> instead
+ * (CONSUMER_SEND_MSG_BACK with delay level -1) and the queue moves on.
+ * (Java's orderly default for maxReconsumeTimes is unlimited; here it is the
+ * same key as for concurrent consumers, 16 by default.) Delivery stays at
+ * least once: a crash or a lapsed lock may repeat a batch, never reorder. */
 
 typedef struct apg_push_consumer apg_push_consumer_t;
 

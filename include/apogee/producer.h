@@ -101,6 +101,14 @@ APG_EXPORT apg_err_t apg_producer_send_orderly(apg_producer_t *p, apg_message_t 
                                                const char *sharding_key, apg_send_result_t *res,
                                                char *err, size_t errlen);
 
+/* A ready-made apg_queue_selector: arg is the sharding key (const char *,
+ * borrowed); returns |Java String.hashCode(key) % n|, the queue Java's
+ * SelectMessageQueueByHash and apg_producer_send_orderly() choose, so
+ * producers in both languages put one key on one queue. -1 when n is 0 or
+ * the key NULL. Pure; any thread. */
+APG_EXPORT int apg_queue_select_by_hash(const apg_mq_t *mqs, size_t n, const apg_message_t *msg,
+                                        void *key);
+
 /* Sends to the queue chosen by `sel` (no retry on another queue). Borrows msg. */
 APG_EXPORT apg_err_t apg_producer_send_select(apg_producer_t *p, apg_message_t *msg,
                                               apg_queue_selector sel, void *sel_arg,

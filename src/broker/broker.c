@@ -59,6 +59,8 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_UNREGISTER_CLIENT, apg_broker_proc_client},
     {APG_REQ_GET_CONSUMER_LIST_BY_GROUP, apg_broker_proc_client},
     {APG_REQ_CHECK_CLIENT_CONFIG, apg_broker_proc_check_client_config},
+    {APG_REQ_LOCK_BATCH_MQ, apg_broker_proc_lock},
+    {APG_REQ_UNLOCK_BATCH_MQ, apg_broker_proc_lock},
     {APG_REQ_UPDATE_AND_CREATE_TOPIC, apg_broker_proc_admin},
     {APG_REQ_DELETE_TOPIC_IN_BROKER, apg_broker_proc_admin},
     {APG_REQ_GET_ALL_TOPIC_CONFIG, apg_broker_proc_admin},
@@ -104,6 +106,7 @@ static void on_close(struct apg_conn *c, void *ud)
 {
     struct apg_broker *b = ud;
     apg_clients_conn_closed(b, c);
+    apg_locks_drop_conn(b->br_locks, c);
     apg_broker_pull_conn_closed(&b->br_loops[apg_conn_loop_index(c)], c);
 }
 
@@ -300,7 +303,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_offsets = apg_offsets_open(b->br_root, err, errlen);
     if (!b->br_offsets)
         goto fail;
-    b->br_clients = apg_clients_new();
+    b->br_locks = apg_locks_new(apg_cfg_int(cfg, APG_CFG_rebalanceLockMaxLiveTime));
+    b->br_clients = b->br_locks ? apg_clients_new(b->br_locks) : NULL;
     if (!b->br_clients) {
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
@@ -408,6 +412,7 @@ void apg_broker_stop(struct apg_broker *b)
         apg_broker_persist_all(b);
     apg_broker_tables_free(b);
     apg_clients_free(b->br_clients);
+    apg_locks_free(b->br_locks);
     apg_offsets_free(b->br_offsets);
     apg_groups_free(b->br_groups);
     apg_topics_free(b->br_topics);

@@ -6,7 +6,8 @@
  * consumers, the subscriptions from the heartbeat (topic -> expression),
  * which pulls without FLAG_SUBSCRIPTION filter by. A member leaves when it
  * unregisters, when its connection closes, or when it stays silent longer
- * than channelNotActiveInterval. When a consumer group's membership or
+ * than channelNotActiveInterval; a consumer that leaves gives up its queue
+ * locks (broker_lock.c). When a consumer group's membership or
  * subscriptions change, every member is told with a oneway
  * NOTIFY_CONSUMER_IDS_CHANGED so it rebalances at once.
  *
@@ -43,15 +44,17 @@ struct apg_cgroup {
 
 struct apg_clients {
     pthread_mutex_t cl_lock;
+    struct apg_locks *cl_locks;   /* queue locks freed with their holder (borrowed) */
     struct apg_smap cl_consumers; /* group -> struct apg_cgroup* */
     struct apg_smap cl_producers;
 };
 
-struct apg_clients *apg_clients_new(void)
+struct apg_clients *apg_clients_new(struct apg_locks *locks)
 {
     struct apg_clients *cl = apg_calloc(1, sizeof(*cl));
     if (!cl)
         return NULL;
+    cl->cl_locks = locks;
     pthread_mutex_init(&cl->cl_lock, NULL);
     apg_smap_init(&cl->cl_consumers);
     apg_smap_init(&cl->cl_producers);
@@ -254,9 +257,10 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
 }
 
 /* Caller holds cl_lock. Removes members matching (id) or (conn) or silent
- * since before `older`; returns how many left. */
-static int remove_members(struct apg_cgroup *g, const char *id, const struct apg_conn *conn,
-                          int64_t older)
+ * since before `older`; returns how many left. A consumer (group not NULL)
+ * that leaves gives up its queue locks in that group. */
+static int remove_members(struct apg_clients *cl, const char *group, struct apg_cgroup *g,
+                          const char *id, const struct apg_conn *conn, int64_t older)
 {
     int n = 0;
     for (struct apg_cchan **pp = &g->cg_chans; *pp;) {
@@ -264,6 +268,8 @@ static int remove_members(struct apg_cgroup *g, const char *id, const struct apg
         bool hit = (id && strcmp(ch->cc_id, id) == 0) || (conn && ch->cc_conn == conn) ||
                    (older > 0 && ch->cc_last < older);
         if (hit) {
+            if (group && cl->cl_locks)
+                apg_locks_drop_client(cl->cl_locks, group, ch->cc_id);
             *pp = ch->cc_next;
             apg_conn_unref(ch->cc_conn);
             apg_free(ch);
@@ -277,8 +283,8 @@ static int remove_members(struct apg_cgroup *g, const char *id, const struct apg
 
 /* Caller holds cl_lock. Applies remove_members to every group of m,
  * notifies consumer groups that lost members and drops empty groups. */
-static void sweep(struct apg_smap *m, bool consumers, const char *id, const struct apg_conn *conn,
-                  int64_t older)
+static void sweep(struct apg_clients *cl, struct apg_smap *m, bool consumers, const char *id,
+                  const struct apg_conn *conn, int64_t older)
 {
     bool again = true;
     while (again) {
@@ -286,7 +292,7 @@ static void sweep(struct apg_smap *m, bool consumers, const char *id, const stru
         size_t pos;
         for (struct apg_smap_ent *e = apg_smap_first(m, &pos); e; e = apg_smap_next(m, e, &pos)) {
             struct apg_cgroup *g = e->se_val;
-            int n = remove_members(g, id, conn, older);
+            int n = remove_members(cl, consumers ? e->se_key : NULL, g, id, conn, older);
             if (n && consumers && g->cg_chans) {
                 apg_log_info("broker", "consumer group %s lost %d member(s); notifying the rest",
                              e->se_key, n);
@@ -307,8 +313,8 @@ void apg_clients_conn_closed(struct apg_broker *b, struct apg_conn *c)
 {
     struct apg_clients *cl = b->br_clients;
     pthread_mutex_lock(&cl->cl_lock);
-    sweep(&cl->cl_consumers, true, NULL, c, 0);
-    sweep(&cl->cl_producers, false, NULL, c, 0);
+    sweep(cl, &cl->cl_consumers, true, NULL, c, 0);
+    sweep(cl, &cl->cl_producers, false, NULL, c, 0);
     pthread_mutex_unlock(&cl->cl_lock);
 }
 
@@ -317,8 +323,8 @@ void apg_clients_expire(struct apg_broker *b, int64_t now_ms)
     struct apg_clients *cl = b->br_clients;
     int64_t older = now_ms - b->br_channel_expire_ms;
     pthread_mutex_lock(&cl->cl_lock);
-    sweep(&cl->cl_consumers, true, NULL, NULL, older);
-    sweep(&cl->cl_producers, false, NULL, NULL, older);
+    sweep(cl, &cl->cl_consumers, true, NULL, NULL, older);
+    sweep(cl, &cl->cl_producers, false, NULL, NULL, older);
     pthread_mutex_unlock(&cl->cl_lock);
 }
 
@@ -335,7 +341,7 @@ static void unregister(struct apg_broker *b, struct apg_conn *c, const struct ap
     pthread_mutex_lock(&cl->cl_lock);
     if (cg && cg[0]) {
         struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, cg);
-        if (g && remove_members(g, id, NULL, 0)) {
+        if (g && remove_members(cl, cg, g, id, NULL, 0)) {
             if (g->cg_chans)
                 notify_members(g, cg);
             else
@@ -344,7 +350,7 @@ static void unregister(struct apg_broker *b, struct apg_conn *c, const struct ap
     }
     if (pg && pg[0]) {
         struct apg_cgroup *g = apg_smap_get(&cl->cl_producers, pg);
-        if (g && remove_members(g, id, NULL, 0) && !g->cg_chans)
+        if (g && remove_members(cl, NULL, g, id, NULL, 0) && !g->cg_chans)
             group_free(apg_smap_del(&cl->cl_producers, pg));
     }
     pthread_mutex_unlock(&cl->cl_lock);

@@ -362,4 +362,37 @@ enum apg_pull_outcome {
     APG_PULL_OFFSET_MOVED,    /* code 21 */
 };
 
+/* ---- queue locks (broker_lock.c) -------------------------------------- */
+
+/* One queue as LOCK_BATCH_MQ names it. */
+struct apg_lock_mq {
+    char lm_topic[APG_NAME_CAP];
+    char lm_broker[APG_NAME_CAP];
+    int32_t lm_queue_id;
+};
+
+/* The queue-lock table: (group, queue) -> holder client id with a lease of
+ * max_live_ms (rebalanceLockMaxLiveTime). Thread-safe; its mutex is a leaf. */
+struct apg_locks;
+struct apg_locks *apg_locks_new(int64_t max_live_ms);
+void apg_locks_free(struct apg_locks *lk);
+/* Locks or renews mq for client; true when client holds it now (it was free,
+ * its own, or its holder's lease lapsed). conn: identity of the connection
+ * the request came on (never dereferenced). */
+bool apg_locks_try(struct apg_locks *lk, const char *group, const struct apg_lock_mq *mq,
+                   const char *client, const void *conn, int64_t now_ms);
+/* Releases mq if client holds it; true when it did. */
+bool apg_locks_unlock(struct apg_locks *lk, const char *group, const struct apg_lock_mq *mq,
+                      const char *client);
+/* Copies the live holder of mq into out; false when none. */
+bool apg_locks_holder(struct apg_locks *lk, const char *group, const struct apg_lock_mq *mq,
+                      int64_t now_ms, char *out, size_t outlen);
+/* Releases every lock of client in group (any group when NULL). */
+int apg_locks_drop_client(struct apg_locks *lk, const char *group, const char *client);
+/* Releases every lock last taken or renewed through conn. */
+int apg_locks_drop_conn(struct apg_locks *lk, const void *conn);
+/* Frees entries whose lease lapsed; returns how many. */
+int apg_locks_expire(struct apg_locks *lk, int64_t now_ms);
+size_t apg_locks_count(struct apg_locks *lk);
+
 #endif

@@ -101,6 +101,7 @@ struct apg_broker {
     struct apg_groups *br_groups;
     struct apg_offsets *br_offsets;
     struct apg_clients *br_clients;
+    struct apg_locks *br_locks; /* orderly consumers' queue locks (broker_lock.c) */
     struct apg_net_server *br_srv;
     struct apg_net_client *br_cli;
     struct apg_bloop *br_loops;
@@ -340,14 +341,18 @@ void apg_broker_service_kick(struct apg_broker *b, unsigned bits);
  * whole files (their journals emptied): at start and at stop. */
 void apg_broker_persist_all(struct apg_broker *b);
 
-/* broker_client.c: heartbeats and consumer groups */
-struct apg_clients *apg_clients_new(void);
+/* broker_client.c: heartbeats and consumer groups. A consumer that leaves
+ * gives up its queue locks in locks (borrowed; may be NULL). */
+struct apg_clients *apg_clients_new(struct apg_locks *locks);
 void apg_clients_free(struct apg_clients *cl);
 void apg_broker_proc_client(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
 /* Removes every client registered through c (loop thread, on close). */
 void apg_clients_conn_closed(struct apg_broker *b, struct apg_conn *c);
 /* Drops clients silent for longer than the expiry (service thread). */
 void apg_clients_expire(struct apg_broker *b, int64_t now_ms);
+/* broker_lock.c: LOCK_BATCH_MQ and UNLOCK_BATCH_MQ (any loop thread). */
+void apg_broker_proc_lock(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+
 /* Copies the subscription expression of (group, topic) from the heartbeat
  * data into out and its expressionType into type ("TAG" when the client
  * sent none); false when unknown. Thread-safe. */

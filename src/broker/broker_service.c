@@ -64,7 +64,9 @@ static void job_stats(void *ud, int64_t now_ms)
 
 static void job_expire(void *ud, int64_t now_ms)
 {
-    apg_clients_expire(ud, now_ms);
+    struct apg_broker *b = ud;
+    apg_clients_expire(b, now_ms);
+    apg_locks_expire(b->br_locks, apg_mono_ms()); /* leases run on the monotonic clock */
 }
 
 void apg_broker_persist_all(struct apg_broker *b)

@@ -9,7 +9,9 @@
  * A queue's cache is a ring of entries in queue-offset order. A pull response
  * is decoded on the I/O thread, tag-filtered, appended to the ring and cut
  * into tasks (consume_batch messages each) for the workers; orderly queues
- * hand out one task at a time. When the listener returns SUCCESS the
+ * hand out one task at a time and, clustering, are pulled and consumed only
+ * while this client holds the queue's lock on its broker (see "queue locks"
+ * below). When the listener returns SUCCESS the
  * entries are marked done and the ring's head advances over done entries;
  * the queue's committed offset is the head's offset, or the next pull offset
  * when the ring is empty. So an offset never passes an unconsumed message.
@@ -50,6 +52,8 @@
 #define ERROR_DELAY_MS 1000
 #define RETRY_DELAY_MS 1000
 #define HANDOVER_DELAY_MS 300
+#define LOCK_RETRY_MS 1000 /* a queue another member still holds: ask again this often */
+#define LOCK_WAIT_MS 100   /* orderly task of a queue whose lock is stale: look again */
 
 struct psub {
     char *s_topic;
@@ -81,6 +85,13 @@ struct pq {
     int q_refs;
     bool q_dropped;
     bool q_consuming; /* orderly: a task is out */
+    /* orderly clustering (under pc_mu; written by the I/O thread except
+     * q_in_listener and q_release_owed, see worker_main) */
+    bool q_locked;       /* the broker granted our lock at q_lock_ms */
+    int64_t q_lock_ms;   /* apg_now_ms() of the last granted lock or renewal */
+    bool q_in_listener;  /* a worker is inside the listener for this queue */
+    bool q_release_owed; /* dropped while in the listener: the worker commits and unlocks */
+    bool q_acquiring;    /* I/O thread: first lock in flight or waiting for a retry */
     struct pent *q_ring;
     size_t q_cap, q_head, q_len;
     uint64_t q_seq0;     /* absolute sequence number of the ring head */
@@ -118,7 +129,10 @@ struct apg_push_consumer {
     /* I/O thread */
     struct pq *pc_queues;
     int64_t pc_next_rebalance, pc_next_commit;
-    bool pc_io_stop; /* no new pulls */
+    bool pc_io_stop;        /* no new pulls */
+    int64_t pc_next_lock;   /* orderly clustering: next renewal of every queue lock */
+    apg_mq_t *pc_releasing; /* queues being given up: commit/unlock not yet answered */
+    size_t pc_nreleasing, pc_capreleasing;
     /* under pc_mu */
     pthread_mutex_t pc_mu;
     pthread_cond_t pc_cv;
@@ -137,6 +151,12 @@ static bool mq_eq(const apg_mq_t *a, const apg_mq_t *b)
 {
     return a->mq_queue_id == b->mq_queue_id && strcmp(a->mq_topic, b->mq_topic) == 0 &&
            strcmp(a->mq_broker, b->mq_broker) == 0;
+}
+
+/* Orderly clustering: queues are consumed only under a broker-side lock. */
+static bool locking(const struct apg_push_consumer *c)
+{
+    return c->pc_conf->orderly && c->pc_conf->message_model == APG_CLUSTERING;
 }
 
 static void pq_release_locked(struct pq *q)
@@ -505,9 +525,14 @@ static void pull_start(struct apg_cio *io, struct pq *q)
     bool dropped = q->q_dropped;
     bool full = q->q_len >= (size_t)c->pc_conf->max_cached_msgs ||
                 q->q_bytes >= (size_t)c->pc_conf->max_cached_mb * 1024 * 1024;
+    bool unlocked = locking(c) && !q->q_locked;
     pthread_mutex_unlock(&c->pc_mu);
     if (dropped)
         return;
+    if (unlocked) { /* the renewal lost it: wait until a renewal wins it back */
+        pull_later(io, q, ERROR_DELAY_MS);
+        return;
+    }
     if (full) {
         pull_later(io, q, FLOW_DELAY_MS);
         return;
@@ -554,6 +579,9 @@ static void pull_start(struct apg_cio *io, struct pq *q)
 }
 
 /* ---- adding a queue: find its start offset (I/O thread) ---- */
+
+static void queue_start(struct apg_cio *io, struct pq *q, bool shared);
+static void qlock_first(struct apg_cio *io, struct pq *q);
 
 struct qadd {
     struct pq *qa_q;
@@ -664,6 +692,341 @@ static void qadd_ask(struct apg_cio *io, struct qadd *qa)
         qadd_resp(io, APG_EIO, NULL, "no broker address", qa);
 }
 
+/* ---- queue locks: orderly clustering (I/O thread) ----
+ *
+ * A queue is pulled and consumed only while this client holds its lock on
+ * the queue's broker. queue_add asks for it (LOCK_BATCH_MQ with that one
+ * queue) and retries every LOCK_RETRY_MS while another member holds it;
+ * once granted, the start offset is read (the previous holder committed
+ * before it unlocked). Every rebalanceLockInterval all held queues are
+ * renewed, one request per broker; a queue left out of the answer is marked
+ * unlocked (no pulls, no listener calls) until a renewal wins it back, and
+ * workers also stop on a lock older than rebalanceLockMaxLiveTime, so a
+ * client cut off from its broker stops before the broker's lease lapses.
+ * Giving a queue up (rebalance, shutdown) commits its offset, then unlocks
+ * it; while a worker is inside the listener for it, that worker does both
+ * after the call returns (q_release_owed), so the next holder never starts
+ * while this one still processes. */
+
+struct qlock {
+    struct apg_push_consumer *ql_c;
+    size_t ql_n;
+    struct pq *ql_qs[]; /* referenced */
+};
+
+static struct qlock *qlock_new(struct apg_push_consumer *c, struct pq *const *qs, size_t n)
+{
+    struct qlock *ql = apg_malloc(sizeof(*ql) + (n ? n : 1) * sizeof(struct pq *));
+    if (ql == NULL)
+        return NULL;
+    ql->ql_c = c;
+    ql->ql_n = n;
+    pthread_mutex_lock(&c->pc_mu);
+    for (size_t i = 0; i < n; i++) {
+        ql->ql_qs[i] = qs[i];
+        qs[i]->q_refs++;
+    }
+    pthread_mutex_unlock(&c->pc_mu);
+    return ql;
+}
+
+static void qlock_free(struct qlock *ql)
+{
+    pthread_mutex_lock(&ql->ql_c->pc_mu);
+    for (size_t i = 0; i < ql->ql_n; i++)
+        pq_release_locked(ql->ql_qs[i]);
+    pthread_mutex_unlock(&ql->ql_c->pc_mu);
+    apg_free(ql);
+}
+
+/* Sends LOCK_BATCH_MQ or UNLOCK_BATCH_MQ for n queues of one broker to its
+ * master. cb NULL: oneway. */
+static apg_err_t lock_call(struct apg_cio *io, struct apg_push_consumer *c, int code,
+                           const apg_mq_t *mqs, size_t n, apg_cio_cb cb, void *arg)
+{
+    struct apg_ctopic *t = apg_cio_topic_find(io, mqs[0].mq_topic);
+    const char *addr = t && t->ct_have ? apg_croute_master(&t->ct_route, mqs[0].mq_broker) : NULL;
+    if (addr == NULL)
+        return APG_ENOTFOUND;
+    json_t *set = json_array();
+    for (size_t i = 0; set && i < n; i++)
+        json_array_append_new(set,
+                              json_pack("{s:s, s:s, s:i}", "topic", mqs[i].mq_topic, "brokerName",
+                                        mqs[i].mq_broker, "queueId", mqs[i].mq_queue_id));
+    json_t *root = set ? json_pack("{s:s, s:s, s:o}", "consumerGroup", c->pc_group, "clientId",
+                                   apg_cio_client_id(io), "mqSet", set)
+                       : NULL;
+    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (body == NULL)
+        return APG_ENOMEM;
+    struct apg_rcmd req;
+    apg_rcmd_init_request(&req, code, 0, apg_cio_serialize(io));
+    char err[256];
+    apg_err_t e = apg_cio_call(io, addr, &req, body, strlen(body), 0, cb, arg, err, sizeof(err));
+    free(body);
+    return e;
+}
+
+/* The parsed body of a LOCK_BATCH_MQ answer (free with json_decref), or
+ * NULL when it is not JSON. */
+static json_t *lock_answer(const struct apg_rcmd *resp)
+{
+    json_error_t je;
+    return json_loadb((const char *)resp->body, resp->body_len, 0, &je);
+}
+
+/* True when the answer's lockOKMQSet holds mq. */
+static bool lock_granted(const json_t *answer, const apg_mq_t *mq)
+{
+    json_t *set = answer ? json_object_get(answer, "lockOKMQSet") : NULL;
+    size_t i;
+    json_t *m;
+    json_array_foreach(set, i, m)
+    {
+        const char *topic = json_string_value(json_object_get(m, "topic"));
+        const char *broker = json_string_value(json_object_get(m, "brokerName"));
+        json_t *qid = json_object_get(m, "queueId");
+        if (topic && broker && json_is_integer(qid) && strcmp(topic, mq->mq_topic) == 0 &&
+            strcmp(broker, mq->mq_broker) == 0 && json_integer_value(qid) == mq->mq_queue_id)
+            return true;
+    }
+    return false;
+}
+
+/* The queues being given up (I/O thread only): a queue is not asked for
+ * again until its commit and unlock are answered, so an unlock of ours can
+ * never land after a new lock of ours for the same queue. */
+static void releasing_add(struct apg_push_consumer *c, const apg_mq_t *mq)
+{
+    if (c->pc_nreleasing == c->pc_capreleasing) {
+        size_t cap = c->pc_capreleasing ? c->pc_capreleasing * 2 : 8;
+        apg_mq_t *n = apg_realloc(c->pc_releasing, cap * sizeof(*n));
+        if (n == NULL)
+            return;
+        c->pc_releasing = n;
+        c->pc_capreleasing = cap;
+    }
+    c->pc_releasing[c->pc_nreleasing++] = *mq;
+}
+
+static void releasing_del(struct apg_push_consumer *c, const apg_mq_t *mq)
+{
+    for (size_t i = 0; i < c->pc_nreleasing; i++)
+        if (mq_eq(&c->pc_releasing[i], mq)) {
+            c->pc_releasing[i] = c->pc_releasing[--c->pc_nreleasing];
+            return;
+        }
+}
+
+static bool releasing_has(const struct apg_push_consumer *c, const apg_mq_t *mq)
+{
+    for (size_t i = 0; i < c->pc_nreleasing; i++)
+        if (mq_eq(&c->pc_releasing[i], mq))
+            return true;
+    return false;
+}
+
+struct qrel {
+    struct apg_push_consumer *r_c;
+    apg_mq_t r_mq;
+    struct flush_wait *r_fw; /* shutdown: counted until answered */
+};
+
+static void release_end(struct qrel *r)
+{
+    releasing_del(r->r_c, &r->r_mq);
+    if (r->r_fw && --r->r_fw->fw_pending == 0)
+        apg_cwait_signal(&r->r_fw->fw_wait);
+    apg_free(r);
+}
+
+static void unlock_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                        const char *errmsg, void *arg)
+{
+    release_end(arg);
+}
+
+static void release_committed(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                              const char *errmsg, void *arg)
+{
+    struct qrel *r = arg;
+    if (apg_cio_stopping(io) ||
+        lock_call(io, r->r_c, APG_REQ_UNLOCK_BATCH_MQ, &r->r_mq, 1, unlock_resp, r) != APG_OK)
+        release_end(r);
+}
+
+/* Gives mq up: commits off (if >= 0), then unlocks once the commit is
+ * answered, so the next holder reads this offset. listed: mq is already
+ * in pc_releasing (given up while a listener call ran). */
+static void queue_release(struct apg_cio *io, struct apg_push_consumer *c, const apg_mq_t *mq,
+                          int64_t off, struct flush_wait *fw, bool listed)
+{
+    if (!listed)
+        releasing_add(c, mq);
+    struct qrel *r = apg_malloc(sizeof(*r));
+    if (r == NULL) {
+        releasing_del(c, mq); /* the lease lapses by itself */
+        return;
+    }
+    r->r_c = c;
+    r->r_mq = *mq;
+    r->r_fw = fw;
+    if (fw)
+        fw->fw_pending++;
+    struct apg_ccommit *cm =
+        off >= 0 ? apg_ccommit_new(c->pc_group, mq, off, release_committed, r) : NULL;
+    if (cm)
+        apg_ccommit_start(io, cm);
+    else
+        release_committed(io, APG_OK, NULL, NULL, r);
+}
+
+static void qlock_first(struct apg_cio *io, struct pq *q);
+
+static void qlock_first_again(struct apg_cio *io, void *arg)
+{
+    struct pq *q = arg;
+    struct apg_push_consumer *c = q->q_c;
+    pthread_mutex_lock(&c->pc_mu);
+    bool dropped = q->q_dropped;
+    pq_release_locked(q); /* the timer's reference */
+    pthread_mutex_unlock(&c->pc_mu);
+    if (!dropped && !apg_cio_stopping(io) && !c->pc_io_stop)
+        qlock_first(io, q);
+}
+
+static void qlock_first_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                             const char *errmsg, void *arg)
+{
+    struct qlock *ql = arg;
+    struct pq *q = ql->ql_qs[0];
+    struct apg_push_consumer *c = ql->ql_c;
+    json_t *answer = e == APG_OK && resp->code == APG_RESP_SUCCESS ? lock_answer(resp) : NULL;
+    bool ok = lock_granted(answer, &q->q_mq);
+    json_decref(answer);
+    if (e == APG_OK && resp->code != APG_RESP_SUCCESS)
+        apg_log_warn("client", "lock of %s:%s:%d refused: %d %s", q->q_mq.mq_topic,
+                     q->q_mq.mq_broker, q->q_mq.mq_queue_id, resp->code,
+                     resp->remark ? resp->remark : "");
+    pthread_mutex_lock(&c->pc_mu);
+    bool dropped = q->q_dropped;
+    if (ok && !dropped) {
+        q->q_locked = true;
+        q->q_lock_ms = apg_now_ms();
+    }
+    q->q_refs++; /* kept for the retry timer or for queue_start */
+    pthread_mutex_unlock(&c->pc_mu);
+    qlock_free(ql);
+    bool stop = apg_cio_stopping(io) || c->pc_io_stop;
+    if (dropped || stop) {
+        if (ok && dropped && !stop)
+            queue_release(io, c, &q->q_mq, -1, NULL, false); /* granted after we gave it up */
+        pthread_mutex_lock(&c->pc_mu);
+        pq_release_locked(q);
+        pthread_mutex_unlock(&c->pc_mu);
+        return;
+    }
+    if (!ok) {
+        apg_log_debug("client", "%s: queue %s:%s:%d still locked by another member; retrying",
+                      apg_cio_client_id(io), q->q_mq.mq_topic, q->q_mq.mq_broker,
+                      q->q_mq.mq_queue_id);
+        apg_cio_after(io, LOCK_RETRY_MS, qlock_first_again, q);
+        return;
+    }
+    q->q_acquiring = false;
+    apg_log_debug("client", "%s: queue %s:%s:%d locked", apg_cio_client_id(io), q->q_mq.mq_topic,
+                  q->q_mq.mq_broker, q->q_mq.mq_queue_id);
+    pthread_mutex_lock(&c->pc_mu);
+    pq_release_locked(q);
+    pthread_mutex_unlock(&c->pc_mu);
+    queue_start(io, q, false);
+}
+
+static void qlock_first(struct apg_cio *io, struct pq *q)
+{
+    struct apg_push_consumer *c = q->q_c;
+    if (releasing_has(c, &q->q_mq)) { /* our own unlock of it is still on its way */
+        pthread_mutex_lock(&c->pc_mu);
+        q->q_refs++;
+        pthread_mutex_unlock(&c->pc_mu);
+        apg_cio_after(io, LOCK_WAIT_MS, qlock_first_again, q);
+        return;
+    }
+    struct qlock *ql = qlock_new(q->q_c, &q, 1);
+    if (ql == NULL)
+        return;
+    if (lock_call(io, q->q_c, APG_REQ_LOCK_BATCH_MQ, &q->q_mq, 1, qlock_first_resp, ql) != APG_OK)
+        qlock_first_resp(io, APG_EIO, NULL, "no broker address", ql);
+}
+
+static void renew_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *resp,
+                       const char *errmsg, void *arg)
+{
+    struct qlock *ql = arg;
+    struct apg_push_consumer *c = ql->ql_c;
+    json_t *answer = e == APG_OK && resp->code == APG_RESP_SUCCESS ? lock_answer(resp) : NULL;
+    if (answer) {
+        int64_t now = apg_now_ms();
+        for (size_t i = 0; i < ql->ql_n; i++) {
+            struct pq *q = ql->ql_qs[i];
+            bool ok = lock_granted(answer, &q->q_mq);
+            pthread_mutex_lock(&c->pc_mu);
+            bool was = q->q_locked;
+            q->q_locked = ok;
+            if (ok)
+                q->q_lock_ms = now;
+            pthread_mutex_unlock(&c->pc_mu);
+            if (was != ok)
+                apg_log_info("client", "%s: lock of queue %s:%s:%d %s", apg_cio_client_id(io),
+                             q->q_mq.mq_topic, q->q_mq.mq_broker, q->q_mq.mq_queue_id,
+                             ok ? "regained" : "lost to another member; consumption paused");
+        }
+    } else {
+        apg_log_debug("client", "lock renewal failed: %s",
+                      e != APG_OK ? errmsg : (resp->remark ? resp->remark : ""));
+    }
+    json_decref(answer);
+    qlock_free(ql);
+}
+
+/* Renews the locks of every queue we hold, one request per broker. */
+static void lock_renew_all(struct apg_cio *io, struct apg_push_consumer *c)
+{
+    size_t n = 0;
+    for (struct pq *q = c->pc_queues; q; q = q->q_next)
+        n++;
+    struct pq **qs = apg_malloc((n ? n : 1) * sizeof(*qs));
+    apg_mq_t *mqs = apg_malloc((n ? n : 1) * sizeof(*mqs));
+    bool *seen = apg_calloc(n ? n : 1, sizeof(*seen));
+    struct pq **all = apg_malloc((n ? n : 1) * sizeof(*all));
+    if (qs && mqs && seen && all) {
+        size_t k = 0;
+        for (struct pq *q = c->pc_queues; q; q = q->q_next)
+            all[k++] = q;
+        for (size_t i = 0; i < n; i++) {
+            if (seen[i] || all[i]->q_acquiring)
+                continue;
+            size_t m = 0;
+            for (size_t j = i; j < n; j++) {
+                if (seen[j] || all[j]->q_acquiring ||
+                    strcmp(all[j]->q_mq.mq_broker, all[i]->q_mq.mq_broker) != 0)
+                    continue;
+                seen[j] = true;
+                qs[m] = all[j];
+                mqs[m++] = all[j]->q_mq;
+            }
+            struct qlock *ql = qlock_new(c, qs, m);
+            if (ql && lock_call(io, c, APG_REQ_LOCK_BATCH_MQ, mqs, m, renew_resp, ql) != APG_OK)
+                qlock_free(ql);
+        }
+    }
+    apg_free(qs);
+    apg_free(mqs);
+    apg_free(seen);
+    apg_free(all);
+}
+
 static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct psub *s,
                       const apg_mq_t *mq, bool shared)
 {
@@ -679,6 +1042,21 @@ static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct ps
     c->pc_queues = q;
     apg_log_debug("client", "%s: queue %s:%s:%d assigned", apg_cio_client_id(io), mq->mq_topic,
                   mq->mq_broker, mq->mq_queue_id);
+    if (locking(c)) {
+        /* Its offset is read once the lock is ours: the previous holder
+         * commits before it unlocks, so no handover delay is needed. */
+        q->q_acquiring = true;
+        qlock_first(io, q);
+        return;
+    }
+    queue_start(io, q, shared);
+}
+
+/* Finds q's start offset and starts pulling it. */
+static void queue_start(struct apg_cio *io, struct pq *q, bool shared)
+{
+    struct apg_push_consumer *c = q->q_c;
+    const apg_mq_t *mq = &q->q_mq;
     if (c->pc_conf->message_model == APG_BROADCASTING) {
         pthread_mutex_lock(&c->pc_mu);
         int64_t off = -1;
@@ -736,10 +1114,23 @@ static void queue_drop(struct apg_cio *io, struct apg_push_consumer *c, struct p
     bool send = q->q_dirty && q->q_commit >= 0 && c->pc_conf->message_model == APG_CLUSTERING;
     apg_mq_t mq = q->q_mq;
     int64_t off = q->q_commit;
-    q->q_dirty = false;
+    /* Orderly: a worker inside the listener for q commits and unlocks it
+     * when the call returns. */
+    bool owed = locking(c) && q->q_in_listener;
+    if (owed) {
+        q->q_release_owed = true;
+        releasing_add(c, &mq);
+    } else {
+        q->q_dirty = false;
+    }
+    bool acquiring = q->q_acquiring;
     pq_release_locked(q);
     pthread_mutex_unlock(&c->pc_mu);
-    if (send)
+    if (owed)
+        return;
+    if (locking(c) && !acquiring)
+        queue_release(io, c, &mq, send ? off : -1, fw, false);
+    else if (send)
         commit_one(io, c, &mq, off, fw);
 }
 
@@ -984,6 +1375,10 @@ static void push_tick(struct apg_cio *io, void *owner)
         c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
         commit_all(io, c, NULL);
     }
+    if (locking(c) && now >= c->pc_next_lock) {
+        c->pc_next_lock = now + c->pc_conf->lock_interval_ms;
+        lock_renew_all(io, c);
+    }
 }
 
 static void push_server_req(struct apg_cio *io, void *owner, const struct apg_rcmd *req)
@@ -995,7 +1390,7 @@ static void push_server_req(struct apg_cio *io, void *owner, const struct apg_rc
 
 /* ---- ops from other threads ---- */
 
-enum { POP_START, POP_STOP, POP_FLUSH, POP_BACK, POP_ASSIGNED, POP_CHECK };
+enum { POP_START, POP_STOP, POP_FLUSH, POP_BACK, POP_ASSIGNED, POP_CHECK, POP_RELEASE };
 
 struct pop {
     struct apg_cop po_op;
@@ -1004,7 +1399,11 @@ struct pop {
     struct apg_cwait po_wait;
     /* POP_BACK */
     const apg_message_t *po_msg;
+    bool po_dlq; /* straight to the dead-letter queue (delayLevel -1) */
     apg_err_t po_err;
+    /* POP_RELEASE */
+    apg_mq_t po_mq;
+    int64_t po_off;
     /* POP_FLUSH */
     struct flush_wait po_fw;
     /* POP_ASSIGNED */
@@ -1097,7 +1496,7 @@ static void pop_back(struct apg_cio *io, struct pop *op)
     apg_rcmd_init_request(&req, APG_REQ_CONSUMER_SEND_MSG_BACK, 0, apg_cio_serialize(io));
     char off[24], delay[16], maxr[16];
     snprintf(off, sizeof(off), "%lld", (long long)m->m_commitlog_offset);
-    snprintf(delay, sizeof(delay), "%d", 0);
+    snprintf(delay, sizeof(delay), "%d", op->po_dlq ? -1 : 0);
     snprintf(maxr, sizeof(maxr), "%d", c->pc_conf->max_reconsume);
     const char *origin_topic = apg_msg_prop_get(m, "RETRY_TOPIC");
     apg_rcmd_ext_add(&req, "offset", off);
@@ -1169,6 +1568,10 @@ static void pop_run(struct apg_cio *io, struct apg_cop *o)
     case POP_CHECK:
         apg_cio_route(io, op->po_sub->s_topic, false, false, check_on_route, op);
         break;
+    case POP_RELEASE:
+        queue_release(io, c, &op->po_mq, op->po_off, NULL, true);
+        apg_cwait_signal(&op->po_wait);
+        break;
     case POP_ASSIGNED: {
         size_t n = 0;
         for (struct pq *q = c->pc_queues; q; q = q->q_next)
@@ -1205,6 +1608,51 @@ static apg_err_t pop_exec(struct apg_push_consumer *c, struct pop *op)
 }
 
 /* ---- workers ---- */
+
+/* Caller holds pc_mu: t waits in the delayed list until not_before. */
+static void task_delay_locked(struct apg_push_consumer *c, struct ptask *t, int64_t not_before)
+{
+    t->t_not_before = not_before;
+    struct ptask **pp = &c->pc_delayed;
+    while (*pp && (*pp)->t_not_before <= t->t_not_before)
+        pp = &(*pp)->t_next;
+    t->t_next = *pp;
+    *pp = t;
+}
+
+/* Orderly listener declined t (no lock held): messages already retried
+ * maxReconsumeTimes times go to the dead-letter queue (CONSUMER_SEND_MSG_BACK
+ * with delayLevel -1) and count as done; t keeps the rest, in order, for a
+ * retry in place. Returns how many remain. */
+static size_t orderly_give_up(struct apg_push_consumer *c, struct pq *q, struct ptask *t)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < t->t_n; i++) {
+        apg_message_t *m = t->t_msgs[i];
+        if (m->m_reconsume >= c->pc_conf->max_reconsume) {
+            struct pop op;
+            memset(&op, 0, sizeof(op));
+            op.po_kind = POP_BACK;
+            op.po_msg = m;
+            op.po_dlq = true;
+            if (pop_exec(c, &op) == APG_OK) {
+                apg_log_warn("client",
+                             "orderly group %s: message %s of %s:%d failed %d times; moved to "
+                             "%%DLQ%%%s",
+                             c->pc_group, m->m_offset_id, m->m_topic, m->m_queue_id,
+                             m->m_reconsume + 1, c->pc_group);
+                pthread_mutex_lock(&c->pc_mu);
+                pq_done_locked(q, &t->t_seq[i], 1);
+                pthread_mutex_unlock(&c->pc_mu);
+                continue;
+            }
+        }
+        t->t_msgs[keep] = m;
+        t->t_seq[keep++] = t->t_seq[i];
+    }
+    t->t_n = keep;
+    return keep;
+}
 
 static void *worker_main(void *arg)
 {
@@ -1243,6 +1691,12 @@ static void *worker_main(void *arg)
             task_free(t);
             continue;
         }
+        if (locking(c) && (!q->q_locked || now - q->q_lock_ms > c->pc_conf->lock_live_ms)) {
+            /* Not ours for sure right now: wait for the lock (renewal). */
+            task_delay_locked(c, t, now + LOCK_WAIT_MS);
+            continue;
+        }
+        q->q_in_listener = true;
         pthread_mutex_unlock(&c->pc_mu);
         int r = c->pc_cb(t->t_msgs, t->t_n, &q->q_mq, c->pc_arg);
         size_t nback_failed = 0;
@@ -1262,21 +1716,36 @@ static void *worker_main(void *arg)
                     t->t_seq[nback_failed++] = t->t_seq[i];
                 }
             }
+        } else if (r != APG_CONSUME_SUCCESS) {
+            nback_failed = orderly_give_up(c, q, t);
         }
         pthread_mutex_lock(&c->pc_mu);
-        if (r == APG_CONSUME_SUCCESS) {
+        q->q_in_listener = false;
+        bool retry = r != APG_CONSUME_SUCCESS && nback_failed > 0 && !q->q_dropped;
+        if (r == APG_CONSUME_SUCCESS)
             pq_done_locked(q, t->t_seq, t->t_n);
-        } else if (c->pc_conf->orderly || nback_failed > 0) {
+        if (q->q_release_owed) {
+            /* Dropped while we were in the listener: commit what is done,
+             * then unlock, so the next holder starts after us. */
+            q->q_release_owed = false;
+            q->q_dirty = false;
+            struct pop op;
+            memset(&op, 0, sizeof(op));
+            op.po_kind = POP_RELEASE;
+            op.po_mq = q->q_mq;
+            op.po_off = q->q_commit;
+            pthread_mutex_unlock(&c->pc_mu);
+            pop_exec(c, &op);
+            pthread_mutex_lock(&c->pc_mu);
+        }
+        if (retry) {
             if (!c->pc_conf->orderly)
                 t->t_n = nback_failed;
             for (size_t i = 0; i < t->t_n; i++)
                 t->t_msgs[i]->m_reconsume++;
-            t->t_not_before = apg_now_ms() + RETRY_DELAY_MS;
-            struct ptask **pp = &c->pc_delayed;
-            while (*pp && (*pp)->t_not_before <= t->t_not_before)
-                pp = &(*pp)->t_next;
-            t->t_next = *pp;
-            *pp = t;
+            task_delay_locked(c, t,
+                              apg_now_ms() + (c->pc_conf->orderly ? c->pc_conf->suspend_current_ms
+                                                                  : RETRY_DELAY_MS));
             continue; /* keeps its reference and, orderly, q_consuming */
         }
         if (c->pc_conf->orderly) {
@@ -1433,6 +1902,7 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     int64_t now = apg_now_ms();
     c->pc_next_rebalance = now + c->pc_conf->rebalance_ms;
     c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
+    c->pc_next_lock = now + c->pc_conf->lock_interval_ms;
     c->pc_io = apg_cio_new(&ic, err, errlen);
     if (c->pc_io == NULL)
         return APG_EIO;
@@ -1546,6 +2016,7 @@ void apg_push_consumer_destroy(apg_push_consumer_t *c)
     }
     apg_free(c->pc_workers);
     apg_free(c->pc_file);
+    apg_free(c->pc_releasing);
     pthread_mutex_destroy(&c->pc_mu);
     pthread_cond_destroy(&c->pc_cv);
     apg_conf_destroy(c->pc_conf);

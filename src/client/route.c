@@ -145,13 +145,25 @@ int apg_croute_pick_rr(const struct apg_croute *rt, uint32_t *counter, const cha
     return (int)((*counter)++ % rt->rt_nwq);
 }
 
+/* Java's SelectMessageQueueByHash: |String.hashCode(key) % n|. */
+static int hash_index(const char *key, size_t n)
+{
+    if (n == 0 || key == NULL)
+        return -1;
+    int32_t v = apg_java_hash(key, strlen(key)) % (int32_t)n;
+    return v < 0 ? -v : v;
+}
+
 int apg_croute_pick_hash(const struct apg_croute *rt, const char *key)
 {
-    if (rt->rt_nwq == 0)
-        return -1;
-    int32_t h = apg_java_hash(key, strlen(key));
-    int32_t v = h % (int32_t)rt->rt_nwq;
-    return v < 0 ? -v : v;
+    return hash_index(key, rt->rt_nwq);
+}
+
+int apg_queue_select_by_hash(const apg_mq_t *mqs, size_t n, const apg_message_t *msg, void *key)
+{
+    (void)mqs;
+    (void)msg;
+    return hash_index(key, n);
 }
 
 void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen)

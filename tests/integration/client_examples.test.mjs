@@ -6,18 +6,16 @@
 // rebalance when a third consumer joins and one leaves) and the error paths
 // (no NameServer, no answer, too large, unknown topic without auto-create).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
+import { done, run, skipExamples as skip, sleep, start, until } from '../lib/examples.mjs';
+import { freePort, startApogee } from '../lib/proc.mjs';
 import { queueOffsets, RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
-const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
-const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
 // APOGEE_TEST_NAMESRV=host:port runs the first suite against a NameServer that is
 // already running (Apache RocketMQ, say) instead of starting `apogee standalone`;
 // topics and groups then get a per-run suffix, as that broker keeps its state.
@@ -28,58 +26,9 @@ const N = (name) => `${name}${sfx}`;
 // external NameServer).
 const externalBroker = process.env.APOGEE_TEST_BROKER || '';
 const brokerSkip = external && !externalBroker ? 'APOGEE_TEST_BROKER not set' : false;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // messageDelayLevel of the broker the first suite starts (an external broker: RocketMQ's).
 const LEVELS = external ? ['1s', '5s', '10s'] : ['1s', '2s', '3s', '4s', '5s'];
 
-function run(name, args, timeout = 30000) {
-    const r = spawnSync(path.join(exDir, name), args, { encoding: 'utf8', timeout });
-    return { code: r.status, out: `${r.stdout}${r.stderr}`, lines: r.stdout.split('\n') };
-}
-
-function done(r) {
-    const m = /DONE (?:sent|received)=(\d+)(?: failed=(\d+))?/.exec(r.out);
-    assert.ok(m, `no DONE line:\n${r.out}`);
-    return { n: Number(m[1]), failed: Number(m[2] ?? 0) };
-}
-
-// A long-running example: collects stdout lines; stop() sends SIGTERM and waits.
-function start(name, args) {
-    const proc = spawn(path.join(exDir, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const st = { proc, out: '', lines: [] };
-    let part = '';
-    proc.stdout.on('data', (d) => {
-        st.out += d;
-        part += d;
-        const ls = part.split('\n');
-        part = ls.pop();
-        st.lines.push(...ls);
-    });
-    proc.stderr.on('data', (d) => (st.out += d));
-    st.exited = new Promise((res) => proc.once('exit', (code) => res(code)));
-    st.stop = async () => {
-        if (proc.exitCode === null) proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-        const code = await st.exited;
-        clearTimeout(t);
-        return code;
-    };
-    st.recv = () => st.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
-    st.queues = () => {
-        const q = st.lines.filter((l) => l.startsWith('QUEUES '));
-        return q.length ? Number(q[q.length - 1].split(' ')[1]) : -1;
-    };
-    return st;
-}
-
-async function until(pred, timeoutMs, what) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (pred()) return;
-        await sleep(50);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-}
 
 describe(`C client examples against ${external || 'apogee standalone'}`, { skip }, () => {
     let sa;

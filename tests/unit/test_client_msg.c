@@ -283,6 +283,10 @@ static void test_route(void **state)
     int32_t h = apg_java_hash("order-42", 8);
     int want = h % 7 < 0 ? -(h % 7) : h % 7;
     assert_int_equal(apg_croute_pick_hash(&rt, "order-42"), want);
+    /* The public selector picks the same queue; no queue or no key: -1. */
+    assert_int_equal(apg_queue_select_by_hash(rt.rt_wq, 7, NULL, "order-42"), want);
+    assert_int_equal(apg_queue_select_by_hash(rt.rt_wq, 0, NULL, "order-42"), -1);
+    assert_int_equal(apg_queue_select_by_hash(rt.rt_wq, 7, NULL, NULL), -1);
     apg_croute_free(&rt);
 
     const char bad[] = "{\"brokerDatas\":3}";
