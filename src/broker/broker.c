@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "common/log.h"
 #include "common/mem.h"
@@ -63,6 +64,8 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, apg_broker_proc_admin},
     {APG_REQ_DELETE_SUBSCRIPTIONGROUP, apg_broker_proc_admin},
     {APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG, apg_broker_proc_admin},
+    {APG_REQ_GET_CONSUME_STATS, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_TOPIC_STATS_INFO, apg_broker_proc_admin_stats},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)
@@ -286,7 +289,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     if (!b->br_offsets)
         goto fail;
     b->br_clients = apg_clients_new();
-    if (!b->br_clients) {
+    b->br_cstats = apg_cstats_new();
+    if (!b->br_clients || !b->br_cstats) {
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
@@ -388,6 +392,7 @@ void apg_broker_stop(struct apg_broker *b)
         apg_broker_persist_all(b);
     apg_broker_tables_free(b);
     apg_clients_free(b->br_clients);
+    apg_cstats_free(b->br_cstats);
     apg_offsets_free(b->br_offsets);
     apg_groups_free(b->br_groups);
     apg_topics_free(b->br_topics);

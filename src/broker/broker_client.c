@@ -426,3 +426,12 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
     pthread_mutex_unlock(&cl->cl_lock);
     return found;
 }
+
+bool apg_clients_group_online(struct apg_clients *cl, const char *group)
+{
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
+    bool on = g && g->cg_subs;
+    pthread_mutex_unlock(&cl->cl_lock);
+    return on;
+}

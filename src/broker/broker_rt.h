@@ -25,6 +25,7 @@
 #include "store/store.h"
 
 struct apg_clients;
+struct apg_cstats;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -100,6 +101,7 @@ struct apg_broker {
     struct apg_groups *br_groups;
     struct apg_offsets *br_offsets;
     struct apg_clients *br_clients;
+    struct apg_cstats *br_cstats; /* consume rates (broker_admin_stats.c) */
     struct apg_net_server *br_srv;
     struct apg_net_client *br_cli;
     struct apg_bloop *br_loops;
@@ -343,5 +345,8 @@ void apg_clients_expire(struct apg_broker *b, int64_t now_ms);
  * data into out; false when unknown. Thread-safe. */
 bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
                               char *out, size_t outlen);
+/* True when a member of consumer group is registered with subscriptions.
+ * Thread-safe. */
+bool apg_clients_group_online(struct apg_clients *cl, const char *group);
 
 #endif
