@@ -66,6 +66,8 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG, apg_broker_proc_admin},
     {APG_REQ_GET_CONSUME_STATS, apg_broker_proc_admin_stats},
     {APG_REQ_GET_TOPIC_STATS_INFO, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_CONSUMER_CONNECTION_LIST, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_PRODUCER_CONNECTION_LIST, apg_broker_proc_admin_stats},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)

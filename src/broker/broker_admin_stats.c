@@ -241,6 +241,111 @@ static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct a
     apg_buf_free(&o);
 }
 
+/* ---- connection lists --------------------------------------------------- */
+
+/* Builds a ConsumerConnection / ProducerConnection body under the client
+ * table's lock: members go into cn_set, subscriptions into cn_subs. */
+struct conn_list {
+    struct apg_buf cn_set;
+    struct apg_buf cn_subs;
+    char cn_type[32], cn_model[32], cn_from[48];
+};
+
+static apg_err_t cl_group(void *ud, const char *type, const char *model, const char *from)
+{
+    struct conn_list *cn = ud;
+    snprintf(cn->cn_type, sizeof(cn->cn_type), "%s", type);
+    snprintf(cn->cn_model, sizeof(cn->cn_model), "%s", model);
+    snprintf(cn->cn_from, sizeof(cn->cn_from), "%s", from);
+    return APG_OK;
+}
+
+static apg_err_t cl_member(void *ud, const struct apg_client_member *m)
+{
+    struct conn_list *cn = ud;
+    struct apg_buf *o = &cn->cn_set;
+    const char *lang = apg_rcmd_lang_name(m->cm_lang);
+    apg_err_t e = apg_buf_append_str(o, o->b_len ? ",{\"clientAddr\":" : "{\"clientAddr\":");
+    if (!e)
+        e = apg_json_put_str(o, apg_conn_peer(m->cm_conn));
+    if (!e)
+        e = apg_buf_append_str(o, ",\"clientId\":");
+    if (!e)
+        e = apg_json_put_str(o, m->cm_id);
+    if (!e)
+        e = apg_buf_printf(o, ",\"language\":\"%s\",\"version\":%d}", lang ? lang : "OTHER",
+                           m->cm_version);
+    return e;
+}
+
+static apg_err_t cl_sub(void *ud, const char *topic, const char *expr, const char *sub_json)
+{
+    struct conn_list *cn = ud;
+    struct apg_buf *o = &cn->cn_subs;
+    apg_err_t e = o->b_len ? apg_buf_append(o, ",", 1) : APG_OK;
+    if (!e)
+        e = apg_json_put_str(o, topic);
+    if (!e)
+        e = apg_buf_append(o, ":", 1);
+    if (!e && sub_json)
+        return apg_buf_append_str(o, sub_json);
+    /* No copy of the heartbeat's object: the fields tools read. */
+    if (!e)
+        e = apg_buf_append_str(o, "{\"expressionType\":\"TAG\",\"subString\":");
+    if (!e)
+        e = apg_json_put_str(o, expr);
+    if (!e)
+        e = apg_buf_append_str(o, ",\"topic\":");
+    if (!e)
+        e = apg_json_put_str(o, topic);
+    if (!e)
+        e = apg_buf_append(o, "}", 1);
+    return e;
+}
+
+static void connection_list(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                            bool consumers)
+{
+    const char *key = consumers ? "consumerGroup" : "producerGroup";
+    const char *group = apg_rcmd_ext_get(req, key);
+    char remark[400];
+    if (!group || !group[0]) {
+        snprintf(remark, sizeof(remark), "%s needs %s",
+                 consumers ? "GET_CONSUMER_CONNECTION_LIST" : "GET_PRODUCER_CONNECTION_LIST", key);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    struct conn_list cn = {APG_BUF_INIT, APG_BUF_INIT, "", "", ""};
+    static const struct apg_clients_visitor v = {cl_group, cl_member, cl_sub};
+    apg_err_t e = apg_clients_visit(b->br_clients, consumers, group, &v, &cn);
+    struct apg_buf o = APG_BUF_INIT;
+    if (e == APG_ENOTFOUND) {
+        snprintf(remark, sizeof(remark), "no %s of group %s is connected to this broker",
+                 consumers ? "consumer" : "producer", group);
+        apg_broker_refuse(b, c, req,
+                          consumers ? APG_RESP_CONSUMER_NOT_ONLINE : APG_RESP_SYSTEM_ERROR, remark);
+        goto out;
+    }
+    if (!e)
+        e = apg_buf_append_str(&o, "{\"connectionSet\":[");
+    if (!e && cn.cn_set.b_len)
+        e = apg_buf_append(&o, cn.cn_set.b_data, cn.cn_set.b_len);
+    if (!e && consumers)
+        e = apg_buf_printf(&o,
+                           "],\"consumeFromWhere\":\"%s\",\"consumeType\":\"%s\","
+                           "\"messageModel\":\"%s\",\"subscriptionTable\":{",
+                           cn.cn_from, cn.cn_type, cn.cn_model);
+    if (!e && consumers && cn.cn_subs.b_len)
+        e = apg_buf_append(&o, cn.cn_subs.b_data, cn.cn_subs.b_len);
+    if (!e)
+        e = apg_buf_append_str(&o, consumers ? "}}" : "]}");
+    reply_or_refuse(b, c, req, e, &o);
+out:
+    apg_buf_free(&o);
+    apg_buf_free(&cn.cn_set);
+    apg_buf_free(&cn.cn_subs);
+}
+
 void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req)
 {
@@ -250,6 +355,12 @@ void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
         break;
     case APG_REQ_GET_TOPIC_STATS_INFO:
         topic_stats(b, c, req);
+        break;
+    case APG_REQ_GET_CONSUMER_CONNECTION_LIST:
+        connection_list(b, c, req, true);
+        break;
+    case APG_REQ_GET_PRODUCER_CONNECTION_LIST:
+        connection_list(b, c, req, false);
         break;
     default:
         apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,

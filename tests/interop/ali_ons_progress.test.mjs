@@ -51,7 +51,7 @@ async function sendN(p, from, to) {
 test('GET_CONSUME_STATS: lag 0 after consuming, lag = new sends after', async () => {
     await h.createTopic(TOPIC, QUEUES);
     const t0 = Date.now();
-    const p = await h.newProducer('PG_PROGRESS');
+    const p = await h.newProducer('PG_PROGRESS', { heartbeatBrokerInterval: 500 });
     await sendN(p, 0, 20);
 
     // Before anyone consumed: no offsets, so nothing to show for the group.
@@ -90,7 +90,30 @@ test('GET_CONSUME_STATS: lag 0 after consuming, lag = new sends after', async ()
     assert.deepEqual([...new Set(all.rows.map((r) => r.topic))].filter((t) => t === TOPIC), [TOPIC]);
     assert.ok(all.rows.every((r) => r.topic === TOPIC || r.topic === `%RETRY%${GROUP}`));
 
+    // The connection lists show the live ali-ons clients, as heartbeated.
+    let r = await h.admin.request(203, { consumerGroup: GROUP });
+    assert.equal(r.code, 0, r.remark);
+    const cc = JSON.parse(r.body.toString());
+    assert.deepEqual(cc.connectionSet.map((x) => x.clientId), [c.clientId]);
+    assert.match(cc.connectionSet[0].clientAddr, /^127\.0\.0\.1:\d+$/);
+    assert.equal(typeof cc.connectionSet[0].language, 'string');
+    assert.equal(typeof cc.connectionSet[0].version, 'number');
+    assert.equal(cc.messageModel, 'CLUSTERING');
+    assert.equal(cc.consumeType, 'CONSUME_PASSIVELY');
+    assert.equal(cc.consumeFromWhere, 'CONSUME_FROM_FIRST_OFFSET');
+    assert.equal(cc.subscriptionTable[TOPIC].subString, '*');
+    assert.equal(cc.subscriptionTable[TOPIC].topic, TOPIC);
+    // ali-ons heartbeats a producer only to brokers it knows a route to: after its
+    // first send, at the next heartbeat.
+    await until(async () => (r = await h.admin.request(204, { producerGroup: 'PG_PROGRESS' })).code === 0,
+        5000, () => `the producer's heartbeat (${r.remark})`);
+    assert.deepEqual(JSON.parse(r.body.toString()).connectionSet.map((x) => x.clientId),
+        [p.clientId]);
+
     await c.close();
+    // Gone after it unregistered: CONSUMER_NOT_ONLINE, as RocketMQ answers.
+    assert.equal((await h.admin.request(203, { consumerGroup: GROUP })).code, 206);
+    assert.notEqual((await h.admin.request(204, { producerGroup: 'PG_NOBODY' })).code, 0);
     await sendN(p, 20, 28);
     s = await consumeStats(GROUP, TOPIC);
     assert.equal(lag(s.rows), 8);
