@@ -68,6 +68,8 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_GET_TOPIC_STATS_INFO, apg_broker_proc_admin_stats},
     {APG_REQ_GET_CONSUMER_CONNECTION_LIST, apg_broker_proc_admin_stats},
     {APG_REQ_GET_PRODUCER_CONNECTION_LIST, apg_broker_proc_admin_stats},
+    {APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET, apg_broker_proc_admin_reset},
+    {APG_REQ_GET_CONSUMER_RUNNING_INFO, apg_broker_proc_admin_reset},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)

@@ -1,5 +1,6 @@
-/* Consumer progress for admin tools: GET_CONSUME_STATS (208) and
- * GET_TOPIC_STATS_INFO (202), docs/wire.md §12.
+/* Consumer progress for admin tools: GET_CONSUME_STATS (208),
+ * GET_TOPIC_STATS_INFO (202), GET_CONSUMER_CONNECTION_LIST (203) and
+ * GET_PRODUCER_CONNECTION_LIST (204), docs/wire.md §11.
  *
  * GET_CONSUME_STATS answers, for every queue of every topic the group has
  * committed offsets for (or the one topic asked for), the queue's max offset
@@ -14,8 +15,13 @@
  * Both bodies are ConsumeStats / TopicStatsTable JSON as RocketMQ's fastjson
  * writes them: a map keyed by MessageQueue is written with the key object
  * itself as the key, unquoted ({{"brokerName":..,"queueId":0,"topic":..}:
- * {...}}). That is not standard JSON, but it is what the Java admin tools
- * parse, and the Go client has a parser for exactly this form.
+ * {...}}, src/protocol/mq_map.c). That is not standard JSON, but it is what
+ * the Java admin tools parse, and the Go client has a parser for exactly
+ * this form.
+ *
+ * The connection lists are built from the client table (heartbeats) through
+ * apg_clients_visit, whose callbacks here only append to buffers, since
+ * they run under the client table's lock.
  *
  * Threads: apg_broker_consume_note runs on every loop for every pull that
  * returned messages; the requests run on any loop. The per-group counters
@@ -29,6 +35,7 @@
 
 #include "broker/broker_admin_stats.h"
 #include "common/mem.h"
+#include "protocol/mq_map.h"
 
 #define TPS_SLOTS 60 /* one-second buckets: consumeTps covers the last minute */
 
@@ -109,21 +116,6 @@ static double consume_tps(struct apg_cstats *cs, const char *group, const char *
     return (double)sum / TPS_SLOTS;
 }
 
-/* Appends a MessageQueue written as a fastjson map key. */
-static apg_err_t put_mq_key(struct apg_buf *o, const char *broker, int32_t qid, const char *topic)
-{
-    apg_err_t e = apg_buf_append_str(o, "{\"brokerName\":");
-    if (!e)
-        e = apg_json_put_str(o, broker);
-    if (!e)
-        e = apg_buf_printf(o, ",\"queueId\":%d,\"topic\":", qid);
-    if (!e)
-        e = apg_json_put_str(o, topic);
-    if (!e)
-        e = apg_buf_append_str(o, "}:");
-    return e;
-}
-
 /* Store time of the record at offset off of the queue, 0 when none. */
 static int64_t store_time(struct apg_broker *b, const char *topic, int32_t qid, int64_t off)
 {
@@ -156,7 +148,7 @@ static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, co
             e = apg_buf_append(o, ",", 1);
         *first = false;
         if (!e)
-            e = put_mq_key(o, b->br_name, q, topic);
+            e = apg_mqmap_put_key(o, b->br_name, q, topic);
         if (!e)
             e = apg_buf_printf(o,
                                "{\"brokerOffset\":%lld,\"consumerOffset\":%lld,"
@@ -227,7 +219,7 @@ static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct a
         if (q)
             e = apg_buf_append(&o, ",", 1);
         if (!e)
-            e = put_mq_key(&o, b->br_name, q, topic);
+            e = apg_mqmap_put_key(&o, b->br_name, q, topic);
         if (!e)
             e = apg_buf_printf(&o,
                                "{\"lastUpdateTimestamp\":%lld,\"maxOffset\":%lld,"

@@ -6,17 +6,17 @@
 // rebalance when a third consumer joins and one leaves) and the error paths
 // (no NameServer, no answer, too large, unknown topic without auto-create).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, startApogee } from '../lib/proc.mjs';
 import { queueOffsets, RemotingClient, waitForRoute } from '../lib/remoting.mjs';
+import { exDir, startExample } from '../lib/examples.mjs';
 
-const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'push_consumer')) ? false : `no examples in ${exDir}`;
 // APOGEE_TEST_NAMESRV=host:port runs the first suite against a NameServer that is
 // already running (Apache RocketMQ, say) instead of starting `apogee standalone`;
@@ -41,34 +41,7 @@ function done(r) {
     return { n: Number(m[1]), failed: Number(m[2] ?? 0) };
 }
 
-// A long-running example: collects stdout lines; stop() sends SIGTERM and waits.
-function start(name, args) {
-    const proc = spawn(path.join(exDir, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const st = { proc, out: '', lines: [] };
-    let part = '';
-    proc.stdout.on('data', (d) => {
-        st.out += d;
-        part += d;
-        const ls = part.split('\n');
-        part = ls.pop();
-        st.lines.push(...ls);
-    });
-    proc.stderr.on('data', (d) => (st.out += d));
-    st.exited = new Promise((res) => proc.once('exit', (code) => res(code)));
-    st.stop = async () => {
-        if (proc.exitCode === null) proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-        const code = await st.exited;
-        clearTimeout(t);
-        return code;
-    };
-    st.recv = () => st.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
-    st.queues = () => {
-        const q = st.lines.filter((l) => l.startsWith('QUEUES '));
-        return q.length ? Number(q[q.length - 1].split(' ')[1]) : -1;
-    };
-    return st;
-}
+const start = startExample;
 
 async function until(pred, timeoutMs, what) {
     const deadline = Date.now() + timeoutMs;
