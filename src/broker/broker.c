@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "broker/schedule/schedule.h"
 #include "common/log.h"
@@ -67,6 +68,12 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, apg_broker_proc_admin},
     {APG_REQ_DELETE_SUBSCRIPTIONGROUP, apg_broker_proc_admin},
     {APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG, apg_broker_proc_admin},
+    {APG_REQ_GET_CONSUME_STATS, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_TOPIC_STATS_INFO, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_CONSUMER_CONNECTION_LIST, apg_broker_proc_admin_stats},
+    {APG_REQ_GET_PRODUCER_CONNECTION_LIST, apg_broker_proc_admin_stats},
+    {APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET, apg_broker_proc_admin_reset},
+    {APG_REQ_GET_CONSUMER_RUNNING_INFO, apg_broker_proc_admin_reset},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)
@@ -305,7 +312,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         goto fail;
     b->br_locks = apg_locks_new(apg_cfg_int(cfg, APG_CFG_rebalanceLockMaxLiveTime));
     b->br_clients = b->br_locks ? apg_clients_new(b->br_locks) : NULL;
-    if (!b->br_clients) {
+    b->br_cstats = apg_cstats_new();
+    if (!b->br_clients || !b->br_cstats) {
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
@@ -413,6 +421,7 @@ void apg_broker_stop(struct apg_broker *b)
     apg_broker_tables_free(b);
     apg_clients_free(b->br_clients);
     apg_locks_free(b->br_locks);
+    apg_cstats_free(b->br_cstats);
     apg_offsets_free(b->br_offsets);
     apg_groups_free(b->br_groups);
     apg_topics_free(b->br_topics);

@@ -27,6 +27,8 @@ struct apg_cchan {
     char cc_id[APG_NAME_CAP];
     struct apg_conn *cc_conn; /* referenced */
     int64_t cc_last;
+    int32_t cc_version; /* MQVersion ordinal and LanguageCode of its last heartbeat */
+    uint8_t cc_lang;
     struct apg_cchan *cc_next;
 };
 
@@ -34,12 +36,14 @@ struct apg_csub {
     char cs_topic[APG_NAME_CAP];
     char cs_type[16]; /* expressionType: TAG or SQL92 */
     char *cs_expr;
+    char *cs_json; /* the SubscriptionData object as heartbeated (compact JSON) */
     struct apg_csub *cs_next;
 };
 
 struct apg_cgroup {
     struct apg_cchan *cg_chans;
     struct apg_csub *cg_subs;
+    char cg_type[32], cg_model[32], cg_from[48]; /* consumeType, messageModel, consumeFromWhere */
 };
 
 struct apg_clients {
@@ -66,6 +70,7 @@ static void subs_free(struct apg_csub *s)
     while (s) {
         struct apg_csub *n = s->cs_next;
         apg_free(s->cs_expr);
+        free(s->cs_json);
         apg_free(s);
         s = n;
     }
@@ -97,7 +102,7 @@ void apg_clients_free(struct apg_clients *cl)
 
 /* Caller holds cl_lock. Returns true when the member set changed. */
 static bool member_touch(struct apg_smap *m, const char *group, const char *id, struct apg_conn *c,
-                         int64_t now, struct apg_cgroup **out)
+                         const struct apg_rcmd *req, int64_t now, struct apg_cgroup **out)
 {
     struct apg_cgroup *g = apg_smap_get(m, group);
     if (!g) {
@@ -116,6 +121,8 @@ static bool member_touch(struct apg_smap *m, const char *group, const char *id, 
                 ch->cc_conn = c;
             }
             ch->cc_last = now;
+            ch->cc_lang = req->language;
+            ch->cc_version = req->version;
             return false;
         }
     }
@@ -126,6 +133,8 @@ static bool member_touch(struct apg_smap *m, const char *group, const char *id, 
     apg_conn_ref(c);
     ch->cc_conn = c;
     ch->cc_last = now;
+    ch->cc_lang = req->language;
+    ch->cc_version = req->version;
     ch->cc_next = g->cg_chans;
     g->cg_chans = ch;
     return true;
@@ -149,6 +158,7 @@ static bool subs_replace(struct apg_cgroup *g, json_t *set)
         n->cs_expr = apg_strdup(apg_json_get_str(s, "subString", "*"));
         snprintf(n->cs_type, sizeof(n->cs_type), "%s",
                  apg_json_get_str(s, "expressionType", "TAG"));
+        n->cs_json = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
         *tail = n;
         tail = &n->cs_next;
     }
@@ -167,6 +177,17 @@ static bool subs_replace(struct apg_cgroup *g, json_t *set)
     subs_free(g->cg_subs);
     g->cg_subs = head;
     return true;
+}
+
+/* Keeps the consumer kind a heartbeat's ConsumerData names (cl_lock held). */
+static void group_note_kind(struct apg_cgroup *g, const json_t *cd)
+{
+    snprintf(g->cg_type, sizeof(g->cg_type), "%s",
+             apg_json_get_str(cd, "consumeType", "CONSUME_PASSIVELY"));
+    snprintf(g->cg_model, sizeof(g->cg_model), "%s",
+             apg_json_get_str(cd, "messageModel", "CLUSTERING"));
+    snprintf(g->cg_from, sizeof(g->cg_from), "%s",
+             apg_json_get_str(cd, "consumeFromWhere", "CONSUME_FROM_LAST_OFFSET"));
 }
 
 static void notify_on_loop(struct apg_conn *c, void *arg)
@@ -227,7 +248,9 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
             apg_topics_ensure_retry(b->br_topics, group, gc.gc_retry_queues);
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g = NULL;
-        bool changed = member_touch(&cl->cl_consumers, group, id, c, now, &g);
+        bool changed = member_touch(&cl->cl_consumers, group, id, c, req, now, &g);
+        if (g)
+            group_note_kind(g, cd);
         if (g && subs_replace(g, json_object_get(cd, "subscriptionDataSet")))
             changed = true;
         if (changed && g) {
@@ -249,7 +272,7 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
             continue;
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g;
-        member_touch(&cl->cl_producers, group, id, c, now, &g);
+        member_touch(&cl->cl_producers, group, id, c, req, now, &g);
         pthread_mutex_unlock(&cl->cl_lock);
     }
     json_decref(hb);
@@ -435,4 +458,32 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
         }
     pthread_mutex_unlock(&cl->cl_lock);
     return found;
+}
+
+bool apg_clients_group_online(struct apg_clients *cl, const char *group)
+{
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_consumers, group);
+    bool on = g && g->cg_subs;
+    pthread_mutex_unlock(&cl->cl_lock);
+    return on;
+}
+
+apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
+                            const struct apg_clients_visitor *v, void *ud)
+{
+    apg_err_t e = APG_ENOTFOUND;
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_smap_get(consumers ? &cl->cl_consumers : &cl->cl_producers, group);
+    if (g && g->cg_chans) {
+        e = v->cv_group ? v->cv_group(ud, g->cg_type, g->cg_model, g->cg_from) : APG_OK;
+        for (struct apg_cchan *ch = g->cg_chans; !e && v->cv_member && ch; ch = ch->cc_next) {
+            struct apg_client_member m = {ch->cc_id, ch->cc_conn, ch->cc_lang, ch->cc_version};
+            e = v->cv_member(ud, &m);
+        }
+        for (struct apg_csub *s = g->cg_subs; !e && v->cv_sub && s; s = s->cs_next)
+            e = v->cv_sub(ud, s->cs_topic, s->cs_expr ? s->cs_expr : "*", s->cs_json);
+    }
+    pthread_mutex_unlock(&cl->cl_lock);
+    return e;
 }

@@ -321,6 +321,9 @@ int64_t apg_offsets_query(struct apg_offsets *o, const char *group, const char *
 /* Drops every offset of a topic (all groups) or of a group (all topics). */
 void apg_offsets_drop_topic(struct apg_offsets *o, const char *topic);
 void apg_offsets_drop_group(struct apg_offsets *o, const char *group);
+/* Appends to out the name of every topic group has offsets for, each
+ * followed by a NUL. */
+apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, struct apg_buf *out);
 /* {"offsetTable":{"topic@group":{"0":5,...},...}} */
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -194,8 +195,10 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
         int kept = sql        ? apg_broker_filter_sql_keep(sql, out)
                    : f.te_all ? r.gr_count
                               : exact_filter(&f, out);
-        if (kept > 0)
+        if (kept > 0) {
             atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
+            apg_broker_consume_note(b, group, topic, kept);
+        }
         if (kept > 0)
             reply_pull(c, req, APG_RESP_SUCCESS, sname, r.gr_next_begin_offset, r.gr_min_offset,
                        r.gr_max_offset, out->b_data, (uint32_t)out->b_len);

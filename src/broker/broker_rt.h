@@ -26,6 +26,7 @@
 
 struct apg_clients;
 struct apg_schedule;
+struct apg_cstats;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -101,7 +102,8 @@ struct apg_broker {
     struct apg_groups *br_groups;
     struct apg_offsets *br_offsets;
     struct apg_clients *br_clients;
-    struct apg_locks *br_locks; /* orderly consumers' queue locks (broker_lock.c) */
+    struct apg_locks *br_locks;   /* orderly consumers' queue locks (broker_lock.c) */
+    struct apg_cstats *br_cstats; /* consume rates (broker_admin_stats.c) */
     struct apg_net_server *br_srv;
     struct apg_net_client *br_cli;
     struct apg_bloop *br_loops;
@@ -358,6 +360,30 @@ void apg_broker_proc_lock(struct apg_broker *b, struct apg_conn *c, const struct
  * sent none); false when unknown. Thread-safe. */
 bool apg_clients_subscription(struct apg_clients *cl, const char *group, const char *topic,
                               char *out, size_t outlen, char *type, size_t typelen);
+/* True when a member of consumer group is registered with subscriptions.
+ * Thread-safe. */
+bool apg_clients_group_online(struct apg_clients *cl, const char *group);
+/* One registered member of a client group, borrowed for a visitor call. */
+struct apg_client_member {
+    const char *cm_id;
+    struct apg_conn *cm_conn; /* referenced by the table; apg_conn_ref to keep it */
+    uint8_t cm_lang;
+    int32_t cm_version;
+};
+/* Callbacks of apg_clients_visit (any may be NULL); anything but APG_OK
+ * stops the visit and is returned. They run under the table's lock: they
+ * may not call into other tables or block. sub_json may be NULL. */
+struct apg_clients_visitor {
+    apg_err_t (*cv_group)(void *ud, const char *consume_type, const char *message_model,
+                          const char *consume_from);
+    apg_err_t (*cv_member)(void *ud, const struct apg_client_member *m);
+    apg_err_t (*cv_sub)(void *ud, const char *topic, const char *expr, const char *sub_json);
+};
+/* Visits the consumer (consumers) or producer group: its kind, each member,
+ * each subscription (consumers only), in that order. APG_ENOTFOUND when
+ * nobody of the group is registered. Thread-safe. */
+apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
+                            const struct apg_clients_visitor *v, void *ud);
 
 /* ---- broker_filter.c: SQL92 property filters ----------------------------- */
 

@@ -43,6 +43,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "protocol/mq_map.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 
@@ -1027,12 +1028,13 @@ static void lock_renew_all(struct apg_cio *io, struct apg_push_consumer *c)
     apg_free(all);
 }
 
-static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct psub *s,
-                      const apg_mq_t *mq, bool shared)
+/* A new process queue for mq, linked first in the consumer's list. */
+static struct pq *pq_new(struct apg_cio *io, struct apg_push_consumer *c, struct psub *s,
+                         const apg_mq_t *mq)
 {
     struct pq *q = apg_calloc(1, sizeof(*q));
     if (q == NULL)
-        return;
+        return NULL;
     q->q_mq = *mq;
     q->q_sub = s;
     q->q_c = c;
@@ -1042,6 +1044,15 @@ static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct ps
     c->pc_queues = q;
     apg_log_debug("client", "%s: queue %s:%s:%d assigned", apg_cio_client_id(io), mq->mq_topic,
                   mq->mq_broker, mq->mq_queue_id);
+    return q;
+}
+
+static void queue_add(struct apg_cio *io, struct apg_push_consumer *c, struct psub *s,
+                      const apg_mq_t *mq, bool shared)
+{
+    struct pq *q = pq_new(io, c, s, mq);
+    if (q == NULL)
+        return;
     if (locking(c)) {
         /* Its offset is read once the lock is ours: the previous holder
          * commits before it unlocks, so no handover delay is needed. */
@@ -1381,11 +1392,59 @@ static void push_tick(struct apg_cio *io, void *owner)
     }
 }
 
+struct reset_ctx {
+    struct apg_cio *rc_io;
+    struct apg_push_consumer *rc_c;
+};
+
+/* One queue of a RESET_CONSUMER_CLIENT_OFFSET: when we hold it, drop its
+ * process queue without committing what it had (cached messages are
+ * discarded, tasks out skip the listener) and start a new one at off. */
+static apg_err_t reset_one(void *ud, const char *broker, int32_t qid, const char *topic,
+                           int64_t off)
+{
+    struct reset_ctx *rc = ud;
+    struct apg_push_consumer *c = rc->rc_c;
+    apg_mq_t mq = {0};
+    snprintf(mq.mq_topic, sizeof(mq.mq_topic), "%s", topic);
+    snprintf(mq.mq_broker, sizeof(mq.mq_broker), "%s", broker);
+    mq.mq_queue_id = qid;
+    struct pq *q = c->pc_queues;
+    while (q && !mq_eq(&q->q_mq, &mq))
+        q = q->q_next;
+    if (q == NULL || off < 0)
+        return APG_OK;
+    struct psub *s = q->q_sub;
+    pthread_mutex_lock(&c->pc_mu);
+    q->q_dirty = false;
+    pthread_mutex_unlock(&c->pc_mu);
+    queue_drop(rc->rc_io, c, q, NULL);
+    struct pq *nq = pq_new(rc->rc_io, c, s, &mq);
+    if (nq == NULL)
+        return APG_OK;
+    apg_log_info("client", "%s: queue %s:%s:%d reset to offset %lld by the broker",
+                 apg_cio_client_id(rc->rc_io), topic, broker, qid, (long long)off);
+    qadd_begin(rc->rc_io, nq, off);
+    pthread_mutex_lock(&c->pc_mu);
+    nq->q_dirty = true;
+    pthread_mutex_unlock(&c->pc_mu);
+    return APG_OK;
+}
+
 static void push_server_req(struct apg_cio *io, void *owner, const struct apg_rcmd *req)
 {
     struct apg_push_consumer *c = owner;
     if (req->code == APG_REQ_NOTIFY_CONSUMER_IDS_CHANGED && !c->pc_io_stop)
         rebalance_all(io, c);
+    const char *group = apg_rcmd_ext_get(req, "group");
+    if (req->code == APG_REQ_RESET_CONSUMER_CLIENT_OFFSET && !c->pc_io_stop && req->body && group &&
+        strcmp(group, c->pc_group) == 0) {
+        struct reset_ctx rc = {io, c};
+        if (apg_mqmap_parse_i64((const char *)req->body, req->body_len, "offsetTable", reset_one,
+                                &rc))
+            apg_log_warn("client", "%s: RESET_CONSUMER_CLIENT_OFFSET body not understood",
+                         apg_cio_client_id(io));
+    }
 }
 
 /* ---- ops from other threads ---- */

@@ -54,8 +54,11 @@ export function start(name, args) {
         const [, q, t0, t1, bodies] = l.split(' ');
         return { queue: Number(q), t0: Number(t0), t1: Number(t1), bodies: bodies ? bodies.split(',') : [] };
     });
+    st.clientId = () => st.lines.find((l) => l.startsWith('STARTED '))?.split(' ')[1];
     return st;
 }
+
+export const startExample = start;
 
 export async function until(pred, timeoutMs, what) {
     const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,307 @@
+/* Admin requests the broker passes on to live consumers (docs/wire.md §11.5,
+ * §11.6): INVOKE_BROKER_TO_RESET_OFFSET (222) and GET_CONSUMER_RUNNING_INFO
+ * (307).
+ *
+ * Reset by timestamp: for every write queue of the topic the new offset is
+ * the first record stored at or after the timestamp (the max offset for
+ * timestamp -1); without isForce a queue only moves back, never forward.
+ * The group must have an offset for every queue (else SYSTEM_ERROR, as
+ * RocketMQ answers) and a live member (else CONSUMER_NOT_ONLINE, on which
+ * RocketMQ's admin falls back to committing the offsets itself). The new
+ * offsets are written to the offset table and pushed to every member of the
+ * group with a oneway RESET_CONSUMER_CLIENT_OFFSET (220) carrying the same
+ * ResetOffsetBody as the reply, so a running client drops what it cached
+ * and pulls from there; a client that ignores 220 keeps its own position.
+ *
+ * Running info: the request goes to the member with the given clientId as a
+ * request of the broker's own, and the client's answer (code, remark, body)
+ * goes back to the admin as the answer to its request.
+ *
+ * Threads: a request runs on the admin connection's loop. The member
+ * connections belong to their own loops: the visitor of the client table
+ * takes a reference to each, and the push (or the forwarded request) is
+ * posted to that connection's loop. The client's answer arrives on the
+ * member's loop and is posted back to the admin connection's loop, which
+ * alone writes to it. A forwarded request holds references to both
+ * connections until the answer (or the timeout) is relayed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker_admin_stats.h"
+#include "common/mem.h"
+#include "protocol/mq_map.h"
+
+#define RUNNING_INFO_TIMEOUT_MS 10000
+#define MAX_MEMBERS 256
+
+/* ---- member connections ------------------------------------------------- */
+
+struct members {
+    const char *mb_want; /* only this clientId, or NULL for all */
+    struct apg_conn *mb_conn[MAX_MEMBERS];
+    int mb_n;
+};
+
+static apg_err_t take_member(void *ud, const struct apg_client_member *m)
+{
+    struct members *mb = ud;
+    if (mb->mb_n < MAX_MEMBERS && (!mb->mb_want || strcmp(mb->mb_want, m->cm_id) == 0)) {
+        apg_conn_ref(m->cm_conn);
+        mb->mb_conn[mb->mb_n++] = m->cm_conn;
+    }
+    return APG_OK;
+}
+
+/* References the connections of group's consumers (only want's when not
+ * NULL) into mb. */
+static void members_take(struct apg_broker *b, const char *group, const char *want,
+                         struct members *mb)
+{
+    static const struct apg_clients_visitor v = {NULL, take_member, NULL};
+    mb->mb_want = want;
+    mb->mb_n = 0;
+    apg_clients_visit(b->br_clients, true, group, &v, mb);
+}
+
+/* ---- INVOKE_BROKER_TO_RESET_OFFSET -------------------------------------- */
+
+/* What one push carries to a member's loop. */
+struct reset_push {
+    char rp_topic[APG_NAME_CAP];
+    char rp_group[APG_NAME_CAP];
+    int64_t rp_ts;
+    uint32_t rp_len;
+    uint8_t rp_body[]; /* ResetOffsetBody */
+};
+
+static void push_on_loop(struct apg_conn *c, void *arg)
+{
+    struct reset_push *rp = arg;
+    if (!apg_conn_is_closed(c)) {
+        struct apg_rcmd req;
+        char ts[24];
+        apg_rcmd_init_request(&req, APG_REQ_RESET_CONSUMER_CLIENT_OFFSET, 0, APG_SER_JSON);
+        apg_rcmd_ext_add(&req, "topic", rp->rp_topic);
+        apg_rcmd_ext_add(&req, "group", rp->rp_group);
+        apg_rcmd_ext_add(&req, "timestamp", apg_fmt_i64(ts, rp->rp_ts));
+        apg_rcmd_ext_add(&req, "isForce", "false");
+        apg_conn_oneway(c, &req, rp->rp_body, rp->rp_len);
+    }
+    apg_free(rp);
+}
+
+static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *topic = apg_rcmd_ext_get(req, "topic");
+    const char *group = apg_rcmd_ext_get(req, "group");
+    int64_t ts;
+    char remark[512];
+    if (!topic || !group || apg_rcmd_ext_i64(req, "timestamp", &ts)) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "INVOKE_BROKER_TO_RESET_OFFSET needs topic, group and timestamp");
+        return;
+    }
+    bool force = apg_rcmd_ext_bool(req, "isForce", false);
+    struct apg_topic_cfg tc;
+    if (!apg_topics_get(b->br_topics, topic, &tc)) {
+        snprintf(remark, sizeof(remark), "cannot reset offsets: topic %s is not on this broker",
+                 topic);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    int32_t nq = tc.tc_write_queues;
+    int64_t *to = apg_calloc((size_t)(nq > 0 ? nq : 1), sizeof(*to));
+    if (!to) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    for (int32_t q = 0; q < nq; q++) {
+        int64_t now = apg_offsets_query(b->br_offsets, group, topic, q);
+        if (now < 0) {
+            snprintf(remark, sizeof(remark),
+                     "cannot reset offsets: group %s has no offset for %s queue %d", group, topic,
+                     q);
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+            apg_free(to);
+            return;
+        }
+        int64_t at =
+            ts == -1 ? apg_store_max_offset(b->br_store, topic, strlen(topic), q)
+                     : apg_store_offset_by_time(b->br_store, topic, strlen(topic), q, ts, false);
+        if (at < 0)
+            at = 0;
+        to[q] = force || at < now ? at : now;
+    }
+    struct members mb;
+    members_take(b, group, NULL, &mb);
+    if (mb.mb_n == 0) {
+        snprintf(remark, sizeof(remark),
+                 "no consumer of group %s is online, so its offsets were not reset (topic %s, "
+                 "timestamp %lld)",
+                 group, topic, (long long)ts);
+        apg_broker_refuse(b, c, req, APG_RESP_CONSUMER_NOT_ONLINE, remark);
+        apg_free(to);
+        return;
+    }
+    struct apg_buf o = APG_BUF_INIT;
+    apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
+    for (int32_t q = 0; !e && q < nq; q++) {
+        if (q)
+            e = apg_buf_append(&o, ",", 1);
+        if (!e)
+            e = apg_mqmap_put_key(&o, b->br_name, q, topic);
+        if (!e)
+            e = apg_buf_printf(&o, "%lld", (long long)to[q]);
+    }
+    if (!e)
+        e = apg_buf_append_str(&o, "}}");
+    for (int32_t q = 0; !e && q < nq; q++)
+        e = apg_offsets_commit(b->br_offsets, group, topic, q, to[q]);
+    for (int i = 0; i < mb.mb_n; i++) {
+        struct reset_push *rp = e ? NULL : apg_malloc(sizeof(*rp) + o.b_len);
+        if (rp) {
+            snprintf(rp->rp_topic, sizeof(rp->rp_topic), "%s", topic);
+            snprintf(rp->rp_group, sizeof(rp->rp_group), "%s", group);
+            rp->rp_ts = ts;
+            rp->rp_len = (uint32_t)o.b_len;
+            memcpy(rp->rp_body, o.b_data, o.b_len);
+            if (apg_conn_post(mb.mb_conn[i], push_on_loop, rp) != APG_OK)
+                apg_free(rp);
+        }
+        apg_conn_unref(mb.mb_conn[i]);
+    }
+    if (!e)
+        apg_log_info("broker",
+                     "offsets of group %s on %s reset to timestamp %lld%s; %d member(s) told",
+                     group, topic, (long long)ts, force ? " (forced)" : "", mb.mb_n);
+    if (e)
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+    else
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o.b_data, (uint32_t)o.b_len);
+    apg_buf_free(&o);
+    apg_free(to);
+}
+
+/* ---- GET_CONSUMER_RUNNING_INFO ------------------------------------------ */
+
+/* One forwarded request: the admin's connection and the fields of its
+ * request needed to answer it, then the client's answer. */
+struct relay {
+    struct apg_conn *rl_admin; /* referenced */
+    int32_t rl_opaque;
+    uint8_t rl_ser;
+    int32_t rl_code;
+    char *rl_remark;
+    struct apg_buf rl_body;
+    /* the request to forward, built on the admin's loop */
+    char rl_group[APG_NAME_CAP];
+    char rl_client[APG_NAME_CAP];
+    char rl_jstack[8];
+};
+
+static void relay_free(struct relay *rl)
+{
+    apg_conn_unref(rl->rl_admin);
+    apg_free(rl->rl_remark);
+    apg_buf_free(&rl->rl_body);
+    apg_free(rl);
+}
+
+static void relay_answer(struct apg_conn *admin, void *arg)
+{
+    struct relay *rl = arg;
+    struct apg_rcmd req = {0};
+    req.opaque = rl->rl_opaque;
+    req.serialize = rl->rl_ser;
+    apg_conn_reply(admin, &req, rl->rl_code, rl->rl_remark, rl->rl_body.b_data,
+                   (uint32_t)rl->rl_body.b_len);
+    relay_free(rl);
+}
+
+static void relay_resp(void *ud, const struct apg_rcmd *resp, apg_err_t err)
+{
+    struct relay *rl = ud;
+    char remark[512];
+    if (err || !resp) {
+        snprintf(remark, sizeof(remark), "consumer %s did not answer GET_CONSUMER_RUNNING_INFO: %s",
+                 rl->rl_client, apg_strerror(err));
+        rl->rl_code = APG_RESP_SYSTEM_ERROR;
+        rl->rl_remark = apg_strdup(remark);
+    } else {
+        rl->rl_code = resp->code;
+        rl->rl_remark = resp->remark ? apg_strdup(resp->remark) : NULL;
+        if (resp->body && resp->body_len &&
+            apg_buf_append(&rl->rl_body, resp->body, resp->body_len)) {
+            rl->rl_code = APG_RESP_SYSTEM_ERROR;
+            apg_free(rl->rl_remark);
+            rl->rl_remark = apg_strdup("out of memory");
+        }
+    }
+    if (apg_conn_post(rl->rl_admin, relay_answer, rl) != APG_OK)
+        relay_free(rl);
+}
+
+static void relay_send(struct apg_conn *member, void *arg)
+{
+    struct relay *rl = arg;
+    struct apg_rcmd req;
+    apg_rcmd_init_request(&req, APG_REQ_GET_CONSUMER_RUNNING_INFO, 0, APG_SER_JSON);
+    apg_rcmd_ext_add(&req, "consumerGroup", rl->rl_group);
+    apg_rcmd_ext_add(&req, "clientId", rl->rl_client);
+    apg_rcmd_ext_add(&req, "jstackEnable", rl->rl_jstack);
+    apg_err_t e = apg_conn_request(member, &req, NULL, 0, RUNNING_INFO_TIMEOUT_MS, relay_resp, rl);
+    if (e)
+        relay_resp(rl, NULL, e);
+}
+
+static void running_info(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *group = apg_rcmd_ext_get(req, "consumerGroup");
+    const char *client = apg_rcmd_ext_get(req, "clientId");
+    char remark[512];
+    if (!group || !client) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "GET_CONSUMER_RUNNING_INFO needs consumerGroup and clientId");
+        return;
+    }
+    struct members mb;
+    members_take(b, group, client, &mb);
+    if (mb.mb_n == 0) {
+        snprintf(remark, sizeof(remark), "consumer %s of group %s is not online", client, group);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    for (int i = 1; i < mb.mb_n; i++)
+        apg_conn_unref(mb.mb_conn[i]);
+    struct relay *rl = apg_calloc(1, sizeof(*rl));
+    if (!rl) {
+        apg_conn_unref(mb.mb_conn[0]);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_conn_ref(c);
+    rl->rl_admin = c;
+    rl->rl_opaque = req->opaque;
+    rl->rl_ser = req->serialize;
+    snprintf(rl->rl_group, sizeof(rl->rl_group), "%s", group);
+    snprintf(rl->rl_client, sizeof(rl->rl_client), "%s", client);
+    snprintf(rl->rl_jstack, sizeof(rl->rl_jstack), "%s",
+             apg_rcmd_ext_bool(req, "jstackEnable", false) ? "true" : "false");
+    if (apg_conn_post(mb.mb_conn[0], relay_send, rl) != APG_OK) {
+        relay_free(rl);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "the broker is stopping");
+    }
+    apg_conn_unref(mb.mb_conn[0]);
+}
+
+void apg_broker_proc_admin_reset(struct apg_broker *b, struct apg_conn *c,
+                                 const struct apg_rcmd *req)
+{
+    if (req->code == APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET)
+        reset_offset(b, c, req);
+    else if (req->code == APG_REQ_GET_CONSUMER_RUNNING_INFO)
+        running_info(b, c, req);
+    else
+        apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,
+                          "not a request the broker passes on to consumers");
+}

@@ -1,0 +1,363 @@
+/* Consumer progress for admin tools: GET_CONSUME_STATS (208),
+ * GET_TOPIC_STATS_INFO (202), GET_CONSUMER_CONNECTION_LIST (203) and
+ * GET_PRODUCER_CONNECTION_LIST (204), docs/wire.md §11.
+ *
+ * GET_CONSUME_STATS answers, for every queue of every topic the group has
+ * committed offsets for (or the one topic asked for), the queue's max offset
+ * (brokerOffset), the group's committed offset (consumerOffset) and the store
+ * time of the last consumed record (lastTimestamp: the record just below the
+ * committed offset, 0 when nothing was consumed). The lag is brokerOffset -
+ * consumerOffset; tools compute it. When the group is online (a member
+ * heartbeated subscriptions) topics it does not subscribe are left out, as
+ * RocketMQ does. consumeTps is the group's messages per second over the last
+ * minute, counted by the pull path (apg_broker_consume_note).
+ *
+ * Both bodies are ConsumeStats / TopicStatsTable JSON as RocketMQ's fastjson
+ * writes them: a map keyed by MessageQueue is written with the key object
+ * itself as the key, unquoted ({{"brokerName":..,"queueId":0,"topic":..}:
+ * {...}}, src/protocol/mq_map.c). That is not standard JSON, but it is what
+ * the Java admin tools parse, and the Go client has a parser for exactly
+ * this form.
+ *
+ * The connection lists are built from the client table (heartbeats) through
+ * apg_clients_visit, whose callbacks here only append to buffers, since
+ * they run under the client table's lock.
+ *
+ * Threads: apg_broker_consume_note runs on every loop for every pull that
+ * returned messages; the requests run on any loop. The per-group counters
+ * live in struct apg_cstats behind one mutex (cs_lock), held only to bump or
+ * sum one row. The offset, topic and client tables lock themselves and are
+ * read one call at a time (no two locks held at once), and the store's
+ * readers are thread-safe; an answer is therefore a snapshot per queue, not
+ * one atomic picture of the broker, which is also what RocketMQ gives. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker_admin_stats.h"
+#include "common/mem.h"
+#include "protocol/filter/sql92.h"
+#include "protocol/mq_map.h"
+
+#define TPS_SLOTS 60 /* one-second buckets: consumeTps covers the last minute */
+
+struct cs_row {
+    int64_t cr_sec[TPS_SLOTS]; /* which second a slot counts (wall s) */
+    int64_t cr_n[TPS_SLOTS];
+};
+
+struct apg_cstats {
+    pthread_mutex_t cs_lock;
+    struct apg_smap cs_map; /* "topic@group" -> struct cs_row* (owned) */
+};
+
+struct apg_cstats *apg_cstats_new(void)
+{
+    struct apg_cstats *cs = apg_calloc(1, sizeof(*cs));
+    if (!cs)
+        return NULL;
+    pthread_mutex_init(&cs->cs_lock, NULL);
+    apg_smap_init(&cs->cs_map);
+    return cs;
+}
+
+void apg_cstats_free(struct apg_cstats *cs)
+{
+    if (!cs)
+        return;
+    apg_smap_clear_free(&cs->cs_map, apg_free);
+    pthread_mutex_destroy(&cs->cs_lock);
+    apg_free(cs);
+}
+
+static void row_key(char *key, size_t n, const char *group, const char *topic)
+{
+    snprintf(key, n, "%s@%s", topic, group);
+}
+
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+{
+    struct apg_cstats *cs = b->br_cstats;
+    if (!cs || n <= 0)
+        return;
+    char key[2 * APG_NAME_CAP + 2];
+    row_key(key, sizeof(key), group, topic);
+    int64_t sec = apg_wall_ms() / 1000;
+    pthread_mutex_lock(&cs->cs_lock);
+    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
+    if (!r) {
+        r = apg_calloc(1, sizeof(*r));
+        if (r && apg_smap_put(&cs->cs_map, key, r, NULL)) {
+            apg_free(r);
+            r = NULL;
+        }
+    }
+    if (r) {
+        int slot = (int)(sec % TPS_SLOTS);
+        if (r->cr_sec[slot] != sec) {
+            r->cr_sec[slot] = sec;
+            r->cr_n[slot] = 0;
+        }
+        r->cr_n[slot] += n;
+    }
+    pthread_mutex_unlock(&cs->cs_lock);
+}
+
+/* Messages per second of group on topic over the last minute. */
+static double consume_tps(struct apg_cstats *cs, const char *group, const char *topic)
+{
+    char key[2 * APG_NAME_CAP + 2];
+    row_key(key, sizeof(key), group, topic);
+    int64_t now = apg_wall_ms() / 1000, sum = 0;
+    pthread_mutex_lock(&cs->cs_lock);
+    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
+    for (int i = 0; r && i < TPS_SLOTS; i++)
+        if (r->cr_sec[i] > now - TPS_SLOTS && r->cr_sec[i] <= now)
+            sum += r->cr_n[i];
+    pthread_mutex_unlock(&cs->cs_lock);
+    return (double)sum / TPS_SLOTS;
+}
+
+/* Store time of the record at offset off of the queue, 0 when none. */
+static int64_t store_time(struct apg_broker *b, const char *topic, int32_t qid, int64_t off)
+{
+    if (off < 0)
+        return 0;
+    int64_t t = apg_store_msg_store_time(b->br_store, topic, strlen(topic), qid, off);
+    return t > 0 ? t : 0;
+}
+
+/* Appends the OffsetWrapper entries of one topic; *first tracks commas. */
+static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, const char *topic,
+                                     struct apg_buf *o, bool *first)
+{
+    struct apg_topic_cfg tc;
+    if (!apg_topics_get(b->br_topics, topic, &tc))
+        return APG_OK;
+    char expr[APG_SQL92_MAX_EXPR + 2], type[16]; /* any subscription text fits */
+    if (!apg_clients_subscription(b->br_clients, group, topic, expr, sizeof(expr), type,
+                                  sizeof(type)) &&
+        apg_clients_group_online(b->br_clients, group))
+        return APG_OK;
+    apg_err_t e = APG_OK;
+    for (int32_t q = 0; !e && q < tc.tc_read_queues; q++) {
+        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
+        int64_t done = apg_offsets_query(b->br_offsets, group, topic, q);
+        if (max < 0)
+            max = 0;
+        if (done < 0)
+            done = 0;
+        if (!*first)
+            e = apg_buf_append(o, ",", 1);
+        *first = false;
+        if (!e)
+            e = apg_mqmap_put_key(o, b->br_name, q, topic);
+        if (!e)
+            e = apg_buf_printf(o,
+                               "{\"brokerOffset\":%lld,\"consumerOffset\":%lld,"
+                               "\"lastTimestamp\":%lld}",
+                               (long long)max, (long long)done,
+                               (long long)store_time(b, topic, q, done - 1));
+    }
+    return e;
+}
+
+static void reply_or_refuse(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                            apg_err_t e, const struct apg_buf *o)
+{
+    if (e)
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+    else if (!apg_rcmd_is_oneway(req))
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o->b_data, (uint32_t)o->b_len);
+}
+
+static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *group = apg_rcmd_ext_get(req, "consumerGroup");
+    if (!group || !group[0]) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "GET_CONSUME_STATS needs consumerGroup");
+        return;
+    }
+    const char *one = apg_rcmd_ext_get(req, "topic");
+    struct apg_buf names = APG_BUF_INIT; /* topic names, each ended by a NUL */
+    apg_err_t e = one && one[0] ? apg_buf_append(&names, one, strlen(one) + 1)
+                                : apg_offsets_group_topics(b->br_offsets, group, &names);
+    const char *nm = (const char *)names.b_data;
+    double tps = 0;
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        tps += consume_tps(b->br_cstats, group, nm + at);
+    struct apg_buf o = APG_BUF_INIT;
+    bool first = true;
+    if (!e)
+        e = apg_buf_printf(&o, "{\"consumeTps\":%.1f,\"offsetTable\":{", tps);
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        e = consume_stats_topic(b, group, nm + at, &o, &first);
+    if (!e)
+        e = apg_buf_append_str(&o, "}}");
+    reply_or_refuse(b, c, req, e, &o);
+    apg_buf_free(&o);
+    apg_buf_free(&names);
+}
+
+static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *topic = apg_rcmd_ext_get(req, "topic");
+    if (!topic || !topic[0]) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "GET_TOPIC_STATS_INFO needs topic");
+        return;
+    }
+    struct apg_topic_cfg tc;
+    if (!apg_topics_get(b->br_topics, topic, &tc)) {
+        char remark[400];
+        snprintf(remark, sizeof(remark), "topic %s does not exist on this broker", topic);
+        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
+        return;
+    }
+    struct apg_buf o = APG_BUF_INIT;
+    apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
+    for (int32_t q = 0; !e && q < tc.tc_write_queues; q++) {
+        int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
+        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
+        if (q)
+            e = apg_buf_append(&o, ",", 1);
+        if (!e)
+            e = apg_mqmap_put_key(&o, b->br_name, q, topic);
+        if (!e)
+            e = apg_buf_printf(&o,
+                               "{\"lastUpdateTimestamp\":%lld,\"maxOffset\":%lld,"
+                               "\"minOffset\":%lld}",
+                               (long long)store_time(b, topic, q, max - 1),
+                               (long long)(max < 0 ? 0 : max), (long long)(min < 0 ? 0 : min));
+    }
+    if (!e)
+        e = apg_buf_append_str(&o, "}}");
+    reply_or_refuse(b, c, req, e, &o);
+    apg_buf_free(&o);
+}
+
+/* ---- connection lists --------------------------------------------------- */
+
+/* Builds a ConsumerConnection / ProducerConnection body under the client
+ * table's lock: members go into cn_set, subscriptions into cn_subs. */
+struct conn_list {
+    struct apg_buf cn_set;
+    struct apg_buf cn_subs;
+    char cn_type[32], cn_model[32], cn_from[48];
+};
+
+static apg_err_t cl_group(void *ud, const char *type, const char *model, const char *from)
+{
+    struct conn_list *cn = ud;
+    snprintf(cn->cn_type, sizeof(cn->cn_type), "%s", type);
+    snprintf(cn->cn_model, sizeof(cn->cn_model), "%s", model);
+    snprintf(cn->cn_from, sizeof(cn->cn_from), "%s", from);
+    return APG_OK;
+}
+
+static apg_err_t cl_member(void *ud, const struct apg_client_member *m)
+{
+    struct conn_list *cn = ud;
+    struct apg_buf *o = &cn->cn_set;
+    const char *lang = apg_rcmd_lang_name(m->cm_lang);
+    apg_err_t e = apg_buf_append_str(o, o->b_len ? ",{\"clientAddr\":" : "{\"clientAddr\":");
+    if (!e)
+        e = apg_json_put_str(o, apg_conn_peer(m->cm_conn));
+    if (!e)
+        e = apg_buf_append_str(o, ",\"clientId\":");
+    if (!e)
+        e = apg_json_put_str(o, m->cm_id);
+    if (!e)
+        e = apg_buf_printf(o, ",\"language\":\"%s\",\"version\":%d}", lang ? lang : "OTHER",
+                           m->cm_version);
+    return e;
+}
+
+static apg_err_t cl_sub(void *ud, const char *topic, const char *expr, const char *sub_json)
+{
+    struct conn_list *cn = ud;
+    struct apg_buf *o = &cn->cn_subs;
+    apg_err_t e = o->b_len ? apg_buf_append(o, ",", 1) : APG_OK;
+    if (!e)
+        e = apg_json_put_str(o, topic);
+    if (!e)
+        e = apg_buf_append(o, ":", 1);
+    if (!e && sub_json)
+        return apg_buf_append_str(o, sub_json);
+    /* No copy of the heartbeat's object: the fields tools read. */
+    if (!e)
+        e = apg_buf_append_str(o, "{\"expressionType\":\"TAG\",\"subString\":");
+    if (!e)
+        e = apg_json_put_str(o, expr);
+    if (!e)
+        e = apg_buf_append_str(o, ",\"topic\":");
+    if (!e)
+        e = apg_json_put_str(o, topic);
+    if (!e)
+        e = apg_buf_append(o, "}", 1);
+    return e;
+}
+
+static void connection_list(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                            bool consumers)
+{
+    const char *key = consumers ? "consumerGroup" : "producerGroup";
+    const char *group = apg_rcmd_ext_get(req, key);
+    char remark[400];
+    if (!group || !group[0]) {
+        snprintf(remark, sizeof(remark), "%s needs %s",
+                 consumers ? "GET_CONSUMER_CONNECTION_LIST" : "GET_PRODUCER_CONNECTION_LIST", key);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    struct conn_list cn = {APG_BUF_INIT, APG_BUF_INIT, "", "", ""};
+    static const struct apg_clients_visitor v = {cl_group, cl_member, cl_sub};
+    apg_err_t e = apg_clients_visit(b->br_clients, consumers, group, &v, &cn);
+    struct apg_buf o = APG_BUF_INIT;
+    if (e == APG_ENOTFOUND) {
+        snprintf(remark, sizeof(remark), "no %s of group %s is connected to this broker",
+                 consumers ? "consumer" : "producer", group);
+        apg_broker_refuse(b, c, req,
+                          consumers ? APG_RESP_CONSUMER_NOT_ONLINE : APG_RESP_SYSTEM_ERROR, remark);
+        goto out;
+    }
+    if (!e)
+        e = apg_buf_append_str(&o, "{\"connectionSet\":[");
+    if (!e && cn.cn_set.b_len)
+        e = apg_buf_append(&o, cn.cn_set.b_data, cn.cn_set.b_len);
+    if (!e && consumers)
+        e = apg_buf_printf(&o,
+                           "],\"consumeFromWhere\":\"%s\",\"consumeType\":\"%s\","
+                           "\"messageModel\":\"%s\",\"subscriptionTable\":{",
+                           cn.cn_from, cn.cn_type, cn.cn_model);
+    if (!e && consumers && cn.cn_subs.b_len)
+        e = apg_buf_append(&o, cn.cn_subs.b_data, cn.cn_subs.b_len);
+    if (!e)
+        e = apg_buf_append_str(&o, consumers ? "}}" : "]}");
+    reply_or_refuse(b, c, req, e, &o);
+out:
+    apg_buf_free(&o);
+    apg_buf_free(&cn.cn_set);
+    apg_buf_free(&cn.cn_subs);
+}
+
+void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
+                                 const struct apg_rcmd *req)
+{
+    switch (req->code) {
+    case APG_REQ_GET_CONSUME_STATS:
+        consume_stats(b, c, req);
+        break;
+    case APG_REQ_GET_TOPIC_STATS_INFO:
+        topic_stats(b, c, req);
+        break;
+    case APG_REQ_GET_CONSUMER_CONNECTION_LIST:
+        connection_list(b, c, req, true);
+        break;
+    case APG_REQ_GET_PRODUCER_CONNECTION_LIST:
+        connection_list(b, c, req, false);
+        break;
+    default:
+        apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,
+                          "not a consumer-progress request");
+    }
+}
