@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { RemotingClient } from '../lib/remoting.mjs';
+import { apogeeBin, freePort, runBench, startApogee } from '../lib/proc.mjs';
+import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 import { pullAll } from '../lib/records.mjs';
 
 const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
@@ -39,7 +39,7 @@ async function until(pred, ms, what) {
         if (await pred()) return;
         await sleep(50);
     }
-    assert.fail(`timed out waiting for ${what}`);
+    assert.fail(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
 }
 
 // Bodies of every message in topic (all queues).
@@ -64,6 +64,7 @@ describe('C client transactional producer', { skip }, () => {
         opts = { dir, keepDir: true, port: await freePort(), extraPorts: { namesrvListenPort: nsPort } };
         srv = await startApogee('standalone', FAST, opts);
         ns = `127.0.0.1:${nsPort}`;
+        await waitForRoute(nsPort);
     });
     after(async () => {
         await srv?.stop();
@@ -94,12 +95,28 @@ describe('C client transactional producer', { skip }, () => {
         assert.equal((await bodies(srv.port, 'CTxUnknown')).length, 2, 'delivered once');
     });
 
+    test('apogee bench produce --mode=transaction: every transaction commits, delivered once', async () => {
+        const r = await runBench(['produce', `--namesrvAddr=${ns}`, '--topic=CTxBench', '--group=PG_C_BENCH',
+            '--threads=2', '--messages=300', '--mode=transaction', '--json']);
+        assert.equal(r.code, 0, r.out);
+        assert.equal(r.json?.sent, 300, r.out);
+        assert.equal(r.json?.failed, 0, r.out);
+        assert.match(r.out, /transaction/);
+        // 300 committed transactions plus bench's plain warm-up send.
+        await until(async () => (await bodies(srv.port, 'CTxBench')).length === 301, 5000, 'the commits');
+        const cl = await RemotingClient.connect(srv.port);
+        const t = JSON.parse((await cl.request(28, {})).body.toString()).table;
+        cl.close();
+        assert.ok(Number(t.transactionCommitted) >= 300, t.transactionCommitted);
+    });
+
     test('a producer killed before committing: a new producer of the group is checked back after a broker restart and commits', async () => {
         const topic = 'CTxCrash';
         const group = 'PG_C_CRASH';
         // The first producer stores its half and hangs in its local transaction.
-        const first = start([ns, topic, group, '1', 'hang', 'commit']);
-        await until(() => /^HALF /m.test(first.out), 10000, 'the half');
+        // (Its check listener answers unknown, should a check-back reach it before the kill.)
+        const first = start([ns, topic, group, '1', 'hang', 'unknown']);
+        await until(() => /^HALF /m.test(first.out), 10000, () => `the half\n${first.out}`);
         const body = /^HALF \S+ (\S+)$/m.exec(first.out)[1];
         first.proc.kill('SIGKILL');
         await first.exited;
@@ -107,11 +124,12 @@ describe('C client transactional producer', { skip }, () => {
         await sleep(1000); // flushed (flushIntervalCommitLog)
         await srv.stop('SIGKILL');
         srv = await startApogee('standalone', FAST, opts);
+        await waitForRoute(opts.extraPorts.namesrvListenPort, topic);
         assert.deepEqual((await bodies(srv.port, topic)).filter((b) => b === body), [], 'not delivered yet');
         // A new producer of the group (it sends one transaction of its own) is asked.
         const second = start([ns, topic, group, '1', 'commit', 'commit', '6000']);
         try {
-            await until(() => new RegExp(`^CHECK \\S+ ${body} -> commit$`, 'm').test(second.out), 15000, `the check-back\n${second.out}`);
+            await until(() => new RegExp(`^CHECK \\S+ ${body} -> commit$`, 'm').test(second.out), 15000, () => `the check-back\n${second.out}\n--- broker ---\n${srv.output().slice(-3000)}`);
             await until(async () => (await bodies(srv.port, topic)).includes(body), 5000, 'the commit');
         } finally {
             await second.exited;
