@@ -195,18 +195,18 @@ test('an unanswered half is discarded after transactionCheckMax checks', async (
     }
 });
 
-for (const signal of ['SIGTERM', 'SIGKILL']) {
-    test(`after a ${signal} stop an open half is checked back with a new producer; committed ones stay delivered once`, async () => {
+for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FLUSH'], ['SIGKILL', 'SYNC_FLUSH']]) {
+    test(`after a ${signal} stop (${flush}) an open half is checked back with a new producer; committed ones stay delivered once`, async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-txn-'));
         const nsPort = await freePort();
         const port = await freePort();
         const opts = { dir, keepDir: true, port, extraPorts: { namesrvListenPort: nsPort } };
         // A long first timeout so nothing is checked before the stop.
-        const args = ['--transactionTimeOut=3000', '--transactionCheckInterval=300'];
+        const args = ['--transactionTimeOut=3000', '--transactionCheckInterval=300', `--flushDiskType=${flush}`];
         let s = await startApogee('standalone', args, opts);
         let cl = await RemotingClient.connect(s.port);
-        const topic = `TxRestart${signal}`;
-        const group = `PG_TX_R_${signal}`;
+        const topic = `TxRestart${signal}${flush}`;
+        const group = `PG_TX_R_${signal}_${flush}`;
         try {
             await heartbeat(cl, group, 'old@1');
             const sent = [];
