@@ -675,6 +675,7 @@ apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, si
     pthread_mutex_init(&tx->tx_lock, NULL);
     pthread_cond_init(&tx->tx_cond, NULL);
     state_load(tx);
+    atomic_init(&tx->tx_pub_half, tx->tx_half);
     tx->tx_written_half = tx->tx_half;
     tx->tx_written_op = tx->tx_op;
     int64_t op = tx->tx_op, half = tx->tx_half, now = apg_wall_ms();
@@ -692,7 +693,6 @@ apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, si
                         "reading the transaction op and half queues failed (the store could not "
                         "read them)");
     }
-    atomic_init(&tx->tx_pub_half, tx->tx_half);
     if (tx->tx_done.m_n || tx->tx_copies.m_n || tx->tx_half)
         apg_log_info(SUB,
                      "transactions: scanning halves from queue offset %lld; %zu ended and %zu "
