@@ -131,6 +131,55 @@ APG_EXPORT const char *apg_producer_client_id(const apg_producer_t *p);
  * pointer may be NULL. Thread-safe. */
 APG_EXPORT void apg_producer_busy_stats(const apg_producer_t *p, uint64_t *busy, uint64_t *retried);
 
+/* ---- Transactional producer (RocketMQ's two-phase send) ----
+ *
+ * apg_producer_send_transaction stores the message as a half message on a
+ * broker (consumers do not see it), runs the caller's local transaction,
+ * then sends END_TRANSACTION with its outcome: COMMIT delivers the message,
+ * ROLLBACK drops it, UNKNOWN leaves it to the broker's check-back. The
+ * broker asks a live producer of the same producerGroup about every half
+ * left open longer than its transactionTimeOut (CHECK_TRANSACTION_STATE):
+ * the check listener given to apg_producer_new_transactional answers,
+ * also after a restart of the application (any producer of the group may be
+ * asked about any half of the group). */
+
+typedef enum apg_tx_state {
+    APG_TX_UNKNOWN = 0,   /* not known yet: the broker asks again later */
+    APG_TX_COMMIT = 8,    /* deliver the message */
+    APG_TX_ROLLBACK = 12, /* drop it */
+} apg_tx_state_t;
+
+/* The local transaction: runs on the caller's thread once the half message
+ * is stored. msg borrows (the caller's message, its UNIQ_KEY set); tx_id is
+ * the transaction id (the message's UNIQ_KEY). */
+typedef apg_tx_state_t (*apg_tx_execute_fn)(const apg_message_t *msg, const char *tx_id, void *arg);
+/* The check listener: the state of the transaction of a half message the
+ * broker asks about. Runs on the producer's I/O thread, so it must answer
+ * quickly (return APG_TX_UNKNOWN to be asked again later). msg borrows: the
+ * half as the broker holds it (topic, body, keys, tags, properties). */
+typedef apg_tx_state_t (*apg_tx_check_fn)(const apg_message_t *msg, const char *tx_id, void *arg);
+
+/* apg_producer_new for a transactional producer: check (required) answers
+ * the broker's check-backs for the conf's producerGroup. The producer also
+ * sends as any other. Free with apg_producer_destroy(). */
+APG_EXPORT apg_producer_t *apg_producer_new_transactional(const apg_conf_t *conf,
+                                                          apg_tx_check_fn check, void *check_arg,
+                                                          char *err, size_t errlen);
+
+/* Sends msg as a half message (sync, no retry on another broker once it is
+ * stored), runs exec(msg, tx_id, arg), then sends END_TRANSACTION with its
+ * result to the broker that holds the half and waits for its answer. p must
+ * be transactional. On APG_OK res (may be NULL) describes the half's send
+ * and *state (may be NULL) is exec's result. A failed half send does not
+ * run exec. A failed END_TRANSACTION returns its error with *state set:
+ * the broker's check-back settles the transaction then. A message with a
+ * delay level is refused (APG_EINVAL). Borrows msg; sets its UNIQ_KEY and
+ * the properties TRAN_MSG and PGROUP. */
+APG_EXPORT apg_err_t apg_producer_send_transaction(apg_producer_t *p, apg_message_t *msg,
+                                                   apg_tx_execute_fn exec, void *arg,
+                                                   apg_send_result_t *res, apg_tx_state_t *state,
+                                                   char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,7 @@
 #include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "broker/schedule/schedule.h"
+#include "broker/txn/txn.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -45,6 +46,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_SEND_MESSAGE_V2, apg_broker_proc_send},
     {APG_REQ_SEND_BATCH_MESSAGE, apg_broker_proc_send},
     {APG_REQ_CONSUMER_SEND_MSG_BACK, apg_broker_proc_send_back},
+    {APG_REQ_END_TRANSACTION, apg_broker_proc_end_txn},
     {APG_REQ_PULL_MESSAGE, apg_broker_proc_pull},
     {APG_REQ_LITE_PULL_MESSAGE, apg_broker_proc_pull},
     {APG_REQ_QUERY_CONSUMER_OFFSET, apg_broker_proc_query_offset},
@@ -327,7 +329,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     if (apg_store_open(&so, &b->br_store, err, errlen))
         goto fail;
     apg_store_set_arrive_hook(b->br_store, on_arrive, b);
-    if (apg_schedule_open(b, &b->br_schedule, err, errlen))
+    if (apg_schedule_open(b, &b->br_schedule, err, errlen) ||
+        apg_txn_open(b, &b->br_txn, err, errlen))
         goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
@@ -383,7 +386,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     apg_broker_persist_all(b);
     apg_broker_register(b, false);
     if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
-        apg_schedule_start(b->br_schedule, err, errlen))
+        apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
@@ -412,6 +415,8 @@ void apg_broker_stop(struct apg_broker *b)
         apg_net_client_stop(b->br_cli);
     apg_schedule_stop(b->br_schedule);
     b->br_schedule = NULL;
+    apg_txn_stop(b->br_txn);
+    b->br_txn = NULL;
     if (b->br_store)
         apg_store_close(b->br_store);
     apg_net_server_stop(b->br_srv);

@@ -487,3 +487,20 @@ apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *
     pthread_mutex_unlock(&cl->cl_lock);
     return e;
 }
+
+struct apg_conn *apg_clients_producer_conn(struct apg_clients *cl, const char *group)
+{
+    struct apg_conn *best = NULL;
+    int64_t best_last = 0;
+    pthread_mutex_lock(&cl->cl_lock);
+    struct apg_cgroup *g = apg_smap_get(&cl->cl_producers, group);
+    for (struct apg_cchan *ch = g ? g->cg_chans : NULL; ch; ch = ch->cc_next)
+        if (!apg_conn_is_closed(ch->cc_conn) && (!best || ch->cc_last > best_last)) {
+            best = ch->cc_conn;
+            best_last = ch->cc_last;
+        }
+    if (best)
+        apg_conn_ref(best);
+    pthread_mutex_unlock(&cl->cl_lock);
+    return best;
+}

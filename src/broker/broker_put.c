@@ -45,7 +45,9 @@
 #include <string.h>
 
 #include "broker/broker_rt.h"
+#include "common/hash.h"
 #include "common/mem.h"
+#include "protocol/props.h"
 
 #define HOLD_MAX 256
 #define HOLD_BYTES (1 << 20)
@@ -596,4 +598,35 @@ apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in 
     if (e)
         atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
     return e;
+}
+
+bool apg_broker_put_real_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
+{
+    size_t tl = 0, ql = 0, gl = 0;
+    const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
+    const char *q = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_QID", &ql);
+    if (!t || tl == 0 || tl > 127 || !q || ql == 0 || ql > 10)
+        return false;
+    int32_t qid = 0;
+    for (size_t i = 0; i < ql; i++) {
+        if (q[i] < '0' || q[i] > '9')
+            return false;
+        qid = qid * 10 + (q[i] - '0');
+    }
+    const char *tags = apg_props_find(rec->mr_props, rec->mr_props_len, "TAGS", &gl);
+    memset(m, 0, sizeof(*m));
+    m->mi_topic = t;
+    m->mi_topic_len = tl;
+    m->mi_queue_id = qid;
+    m->mi_flag = rec->mr_flag;
+    m->mi_sysflag = rec->mr_sysflag & ~(APG_SYSFLAG_BORNHOST_V6 | APG_SYSFLAG_STOREHOST_V6);
+    m->mi_born_ts = rec->mr_born_ts;
+    m->mi_born_host = rec->mr_born_host;
+    m->mi_reconsume_times = rec->mr_reconsume_times;
+    m->mi_body = rec->mr_body;
+    m->mi_body_len = rec->mr_body_len;
+    m->mi_props = rec->mr_props;
+    m->mi_props_len = rec->mr_props_len;
+    m->mi_tags_code = tags && gl ? (int64_t)apg_java_hash(tags, gl) : 0;
+    return true;
 }

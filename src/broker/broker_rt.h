@@ -27,6 +27,7 @@
 struct apg_clients;
 struct apg_schedule;
 struct apg_cstats;
+struct apg_txn;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -109,6 +110,7 @@ struct apg_broker {
     struct apg_bloop *br_loops;
     int br_nloops;
     struct apg_schedule *br_schedule; /* delay levels (schedule/schedule.h) */
+    struct apg_txn *br_txn;           /* transactions (txn/txn.h) */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */
@@ -260,6 +262,12 @@ void apg_broker_put_drain(void *bl);
  * Any thread but a loop's. */
 apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
                                   struct apg_put_result *res, char *err, size_t errlen);
+/* Fills m (borrowing from rec) with the copy of a held record (delayed,
+ * or a transaction's half) that goes to its REAL_TOPIC / REAL_QID: body,
+ * flag, sysflag, born time and host, reconsume count and the property
+ * string unchanged, the tag hash recomputed. False when rec names no valid
+ * real queue. Pure. */
+bool apg_broker_put_real_copy(const struct apg_msgrec *rec, struct apg_msg_in *m);
 
 /* ---- processors --------------------------------------------------------- */
 
@@ -384,6 +392,10 @@ struct apg_clients_visitor {
  * nobody of the group is registered. Thread-safe. */
 apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
                             const struct apg_clients_visitor *v, void *ud);
+/* The connection of the member of producer group that heartbeated last,
+ * among those whose connection is open, referenced (apg_conn_unref); NULL
+ * when none. Thread-safe. */
+struct apg_conn *apg_clients_producer_conn(struct apg_clients *cl, const char *group);
 
 /* ---- broker_filter.c: SQL92 property filters ----------------------------- */
 

@@ -12,12 +12,13 @@
  *            is split into messages
  *   delay    a message with a delay level goes to SCHEDULE_TOPIC_XXXX
  *            (src/broker/schedule)
+ *   half     a message with TRAN_MSG=true goes to RMQ_SYS_TRANS_HALF_TOPIC
+ *            until END_TRANSACTION (src/broker/txn)
  *   put      the write service (broker_put.c): queue choice, store, sync
  *            ack, busy refusal; single messages are held so one read's
  *            sends share one append
  *
- * ACL and transaction half-message rewrites slot in as steps
- * (check and rewrite) without touching the others.
+ * ACL slots in as a step (check) without touching the others.
  *
  * Refusals keep RocketMQ's response codes and say what to change.
  *
@@ -30,6 +31,7 @@
 
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
+#include "broker/txn/txn.h"
 #include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/message.h"
@@ -63,6 +65,7 @@ struct send_req {
     char sr_dlq[APG_NAME_CAP + 8];
     int32_t sr_qid;
     int sr_delay; /* delay level of a single message, 0 when none */
+    bool sr_half; /* a transaction's half message (single messages only) */
     bool sr_sync;
     struct apg_msg_in sr_one, *sr_msgs;
     int sr_n;
@@ -156,8 +159,8 @@ static void fill_host(struct apg_send_loop *sl, struct apg_host *h, const char *
  * client's property string (the last pair of each name, as apg_props_find
  * would return). */
 struct prop_scan {
-    const char *ps_uniq, *ps_tags, *ps_wait, *ps_delay_v;
-    size_t ps_uniq_len, ps_tags_len, ps_wait_len, ps_delay_len;
+    const char *ps_uniq, *ps_tags, *ps_wait, *ps_delay_v, *ps_tran;
+    size_t ps_uniq_len, ps_tags_len, ps_wait_len, ps_delay_len, ps_tran_len;
     bool ps_cluster, ps_delay;
 };
 
@@ -173,6 +176,9 @@ static void props_scan(const char *props, size_t len, struct prop_scan *ps)
             if (memcmp(n, "UNIQ_KEY", 8) == 0) {
                 ps->ps_uniq = kv.pk_val;
                 ps->ps_uniq_len = kv.pk_val_len;
+            } else if (memcmp(n, "TRAN_MSG", 8) == 0) {
+                ps->ps_tran = kv.pk_val;
+                ps->ps_tran_len = kv.pk_val_len;
             }
             break;
         case 4:
@@ -474,7 +480,8 @@ static bool send_rewrite(struct send_req *sr)
         sr->sr_n = 1;
         /* A %RETRY% send moved to %DLQ% does not wait (RocketMQ clears its
          * level). */
-        if (sr->sr_topic != sr->sr_dlq)
+        sr->sr_half = apg_txn_is_half(ps.ps_tran, ps.ps_tran_len);
+        if (sr->sr_topic != sr->sr_dlq && !sr->sr_half)
             sr->sr_delay =
                 apg_schedule_level(b->br_schedule, ps.ps_delay_v, ps.ps_delay_len, h->sh_sysflag);
     }
@@ -497,6 +504,17 @@ static bool send_rewrite(struct send_req *sr)
     return true;
 }
 
+/* Answers a send whose rewritten properties could not be built (e:
+ * APG_ETOOBIG or APG_ENOMEM); returns false for the pipeline. */
+static bool props_refuse(struct send_req *sr, apg_err_t e)
+{
+    apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req,
+                      e == APG_ETOOBIG ? APG_RESP_MESSAGE_ILLEGAL : APG_RESP_SYSTEM_ERROR,
+                      e == APG_ETOOBIG ? "the message properties exceed 32767 bytes"
+                                       : "out of memory");
+    return false;
+}
+
 /* Step 3b: a message with a delay level is stored in SCHEDULE_TOPIC_XXXX,
  * queue level - 1, with REAL_TOPIC and REAL_QID naming where it goes when
  * due (src/broker/schedule). The reply still names the real queue. */
@@ -509,13 +527,8 @@ static bool send_delay(struct send_req *sr)
     apg_buf_reset(&sl->sl_sched);
     apg_err_t e = apg_schedule_props(&sl->sl_sched, m->mi_props, m->mi_props_len, sr->sr_delay,
                                      sr->sr_topic, sr->sr_qid);
-    if (e) {
-        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req,
-                          e == APG_ETOOBIG ? APG_RESP_MESSAGE_ILLEGAL : APG_RESP_SYSTEM_ERROR,
-                          e == APG_ETOOBIG ? "the message properties exceed 32767 bytes"
-                                           : "out of memory");
-        return false;
-    }
+    if (e)
+        return props_refuse(sr, e);
     m->mi_props = (const char *)sl->sl_sched.b_data;
     m->mi_props_len = sl->sl_sched.b_len;
     m->mi_topic = APG_SCHEDULE_TOPIC;
@@ -524,12 +537,38 @@ static bool send_delay(struct send_req *sr)
     return true;
 }
 
+/* Step 3c: a transaction's half message is stored in
+ * RMQ_SYS_TRANS_HALF_TOPIC queue 0, with REAL_TOPIC and REAL_QID and no
+ * transaction type in its sysflag (so it gets a consume-queue entry there),
+ * until END_TRANSACTION commits or rolls it back (src/broker/txn). The
+ * reply names the real queue and the half's queue offset and msgId, which
+ * the producer's END_TRANSACTION quotes. */
+static bool send_half(struct send_req *sr)
+{
+    if (!sr->sr_half)
+        return true;
+    struct apg_send_loop *sl = sr->sr_sl;
+    struct apg_msg_in *m = &sr->sr_msgs[0];
+    apg_buf_reset(&sl->sl_sched);
+    apg_err_t e =
+        apg_txn_half_props(&sl->sl_sched, m->mi_props, m->mi_props_len, sr->sr_topic, sr->sr_qid);
+    if (e)
+        return props_refuse(sr, e);
+    m->mi_props = (const char *)sl->sl_sched.b_data;
+    m->mi_props_len = sl->sl_sched.b_len;
+    m->mi_topic = APG_TXN_HALF_TOPIC;
+    m->mi_topic_len = sizeof(APG_TXN_HALF_TOPIC) - 1;
+    m->mi_queue_id = 0;
+    m->mi_sysflag &= ~APG_SYSFLAG_TX_MASK;
+    return true;
+}
+
 /* Step 4: the write service; a single message is held for the read's
  * coalesced append when it can be (a delayed one is not: the reply names
  * its real queue, not the schedule queue it is stored in). */
 static void send_put(struct send_req *sr)
 {
-    if (!sr->sr_batch && sr->sr_delay == 0 &&
+    if (!sr->sr_batch && sr->sr_delay == 0 && !sr->sr_half &&
         apg_broker_put_hold(sr->sr_b, sr->sr_bl, sr->sr_c, sr->sr_req, &sr->sr_msgs[0], sr->sr_uniq,
                             sr->sr_sync))
         return;
@@ -548,6 +587,8 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     sr.sr_batch = req->code == APG_REQ_SEND_BATCH_MESSAGE;
     sr.sr_uniq[0] = '\0';
     sr.sr_delay = 0;
-    if (send_parse(&sr) && send_check(&sr) && send_rewrite(&sr) && send_delay(&sr))
+    sr.sr_half = false;
+    if (send_parse(&sr) && send_check(&sr) && send_rewrite(&sr) && send_delay(&sr) &&
+        send_half(&sr))
         send_put(&sr);
 }

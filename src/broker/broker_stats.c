@@ -31,6 +31,7 @@
 #include "apogee_version.h"
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
+#include "broker/txn/txn.h"
 #include "common/mem.h"
 
 apg_err_t apg_broker_stats_init(struct apg_broker *b)
@@ -222,6 +223,15 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
            (long long)apg_store_max_offset(b->br_store, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN,
                                            lv - 1));
     }
+    struct apg_txn_stats ts;
+    apg_txn_stats(b->br_txn, &ts);
+    kv(&out, "transactionCommitted", "%lld", (long long)ts.ts_committed);
+    kv(&out, "transactionRolledBack", "%lld", (long long)ts.ts_rolled_back);
+    kv(&out, "transactionChecks", "%lld", (long long)ts.ts_checks);
+    kv(&out, "transactionDiscarded", "%lld", (long long)ts.ts_discarded);
+    kv(&out, "transactionHalfOffset", "%lld,%lld", (long long)ts.ts_half_offset,
+       (long long)apg_store_max_offset(b->br_store, APG_TXN_HALF_TOPIC,
+                                       sizeof(APG_TXN_HALF_TOPIC) - 1, 0));
     kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
     kv(&out, "storeLastError", "%s", ss.ss_last_error);
     const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);

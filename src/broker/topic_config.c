@@ -195,6 +195,9 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     ensure_builtin(t, "OFFSET_MOVED_EVENT", 1, rw);
     /* Delayed messages, one queue per level (RocketMQ registers 18). */
     ensure_builtin(t, "SCHEDULE_TOPIC_XXXX", 18, rw);
+    /* Transactions' half and op records (src/broker/txn), one queue each. */
+    ensure_builtin(t, "RMQ_SYS_TRANS_HALF_TOPIC", 1, rw);
+    ensure_builtin(t, "RMQ_SYS_TRANS_OP_HALF_TOPIC", 1, rw);
     if (cluster && cluster[0])
         ensure_builtin(t, cluster, 16, rw | APG_PERM_INHERIT);
     if (broker_name && broker_name[0])

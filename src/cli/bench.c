@@ -124,7 +124,7 @@ static uint64_t wall_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
+enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY, MODE_TX };
 enum { CMD_PRODUCE, CMD_CONSUME, CMD_E2E };
 
 struct bench {
@@ -225,6 +225,16 @@ static uint64_t claim(struct bench *b, uint64_t n)
     return got + n > b->b_messages ? b->b_messages - got : n;
 }
 
+/* --mode=transaction: every local transaction commits at once, and so does
+ * every check-back. */
+static apg_tx_state_t tx_commit(const apg_message_t *msg, const char *tx_id, void *arg)
+{
+    (void)msg;
+    (void)tx_id;
+    (void)arg;
+    return APG_TX_COMMIT;
+}
+
 static void *producer_main(void *arg)
 {
     struct worker *w = arg;
@@ -282,6 +292,9 @@ static void *producer_main(void *arg)
                 atomic_fetch_sub(&b->b_inflight_now, 1);
         } else if (b->b_mode == MODE_ONEWAY) {
             e = apg_producer_send_oneway(b->b_prod, msgs[0], err, sizeof(err));
+        } else if (b->b_mode == MODE_TX) {
+            e = apg_producer_send_transaction(b->b_prod, msgs[0], tx_commit, NULL, NULL, NULL, err,
+                                              sizeof(err));
         } else {
             e = apg_producer_send(b->b_prod, msgs[0], NULL, err, sizeof(err));
         }
@@ -523,7 +536,10 @@ static int open_producer(struct bench *b)
 {
     char err[512] = "out of memory";
     apg_conf_t *pc = bench_conf(b, "producerGroup", "apogee_bench_producer", err, sizeof(err));
-    b->b_prod = pc ? apg_producer_new(pc, err, sizeof(err)) : NULL;
+    b->b_prod = !pc ? NULL
+                : b->b_mode == MODE_TX
+                    ? apg_producer_new_transactional(pc, tx_commit, NULL, err, sizeof(err))
+                    : apg_producer_new(pc, err, sizeof(err));
     apg_conf_destroy(pc);
     if (b->b_prod == NULL) {
         fprintf(stderr, "bench: %s\n", err);
@@ -586,7 +602,7 @@ static int open_consumer(struct bench *b, bool from_end)
 
 static int run(struct bench *b)
 {
-    static const char *modes[] = {"sync", "async", "oneway"};
+    static const char *modes[] = {"sync", "async", "oneway", "transaction"};
     bench_current = b;
     bool produce = b->b_cmd != CMD_CONSUME, consume = b->b_cmd != CMD_PRODUCE;
     if (produce && open_producer(b) != 0)
@@ -713,7 +729,8 @@ static void usage(FILE *out)
             "  --consumeThreads=N   e2e: consumer threads (4)\n"
             "  --size=BYTES         body size (128)                                       [-s]\n"
             "  --batch=N            sync batches of N messages                            [-b]\n"
-            "  --mode=MODE          sync | async | oneway (sync)                          [-m]\n"
+            "  --mode=MODE          sync | async | oneway | transaction (sync)            [-m]\n"
+            "                       transaction: half send + commit (END_TRANSACTION) each\n"
             "  --inflight=N         async: max sends in flight (10000)\n"
             "  --duration=SECS      run time (10; consume: until drained)                 [-d]\n"
             "  --messages=N         stop after N messages\n"
@@ -770,9 +787,12 @@ static int set_opt(struct bench *b, const char *k, const char *v)
     else if (!strcmp(k, "from-start"))
         ; /* old consumer flag: consume always starts at the first offset */
     else if (!strcmp(k, "mode") || !strcmp(k, "m")) {
-        b->b_mode = !strcmp(v, "async") ? MODE_ASYNC : !strcmp(v, "oneway") ? MODE_ONEWAY : 0;
+        b->b_mode = !strcmp(v, "async")         ? MODE_ASYNC
+                    : !strcmp(v, "oneway")      ? MODE_ONEWAY
+                    : !strcmp(v, "transaction") ? MODE_TX
+                                                : 0;
         if (b->b_mode == MODE_SYNC && strcmp(v, "sync") != 0) {
-            fprintf(stderr, "bench: --mode must be sync, async or oneway\n");
+            fprintf(stderr, "bench: --mode must be sync, async, oneway or transaction\n");
             return -1;
         }
     } else {

@@ -256,6 +256,25 @@ void apg_cwait_wait(struct apg_cwait *w);
 void apg_cwait_signal(struct apg_cwait *w);
 void apg_cwait_destroy(struct apg_cwait *w);
 
+/* ---- producer internals (producer.c) for the transactional producer ---- */
+
+/* apg_producer_new with a handler for server-initiated requests (loop
+ * thread; req borrowed for the call). srv_arg (apg_malloc'ed or NULL) is
+ * owned by the producer from the call on: apg_free'd when it is destroyed
+ * (also when this fails). */
+apg_producer_t *apg_producer_new_ext(const apg_conf_t *conf,
+                                     void (*srv_req)(apg_producer_t *p, const struct apg_rcmd *req,
+                                                     void *arg),
+                                     void *srv_arg, char *err, size_t errlen);
+/* A sync send with the transaction type PREPARED in the sysflag. */
+apg_err_t apg_producer_send_prepared(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
+                                     char *err, size_t errlen);
+struct apg_cio *apg_producer_cio(apg_producer_t *p);
+const char *apg_producer_group(const apg_producer_t *p);
+/* The address of the broker connection whose request on_server_req is
+ * handling now (loop thread, during the call only). */
+const char *apg_cio_server_req_addr(const struct apg_cio *io);
+
 /* ---- offset commits (consumer.c, shared with push.c) ----
  * One queue's consumer offset on its way to the master of the queue's
  * broker: apg_ccommit_new() (any thread) records what to send, then

@@ -113,6 +113,7 @@ struct apg_delayed {
 
 struct apg_cio {
     struct apg_cio_conf io_conf;
+    const char *io_srv_addr;        /* during on_server_req: the connection's address */
     struct apg_delayed *io_delayed; /* sorted by dl_at */
     uv_loop_t io_loop;
     uv_thread_t io_thread;
@@ -413,8 +414,15 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
         apg_free(rq);
         cb(io, APG_OK, cmd, NULL, arg);
     } else if (io->io_conf.on_server_req) {
+        io->io_srv_addr = cc->cc_addr;
         io->io_conf.on_server_req(io, io->io_conf.owner, cmd);
+        io->io_srv_addr = NULL;
     }
+}
+
+const char *apg_cio_server_req_addr(const struct apg_cio *io)
+{
+    return io->io_srv_addr;
 }
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

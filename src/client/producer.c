@@ -71,6 +71,9 @@ struct apg_producer {
     int p_win_acc;                   /* successes since the last additive step */
     _Atomic uint64_t p_busy;         /* SYSTEM_BUSY / flow-control answers */
     _Atomic uint64_t p_busy_retries; /* sends sent again after a back-off */
+    /* Server-initiated requests (a transactional producer's check-backs). */
+    void (*p_srv_req)(apg_producer_t *p, const struct apg_rcmd *req, void *arg);
+    void *p_srv_arg;
 };
 
 enum { MODE_SYNC, MODE_ASYNC, MODE_ONEWAY };
@@ -134,17 +137,39 @@ static apg_err_t producer_hb_body(struct apg_cio *io, void *owner, struct apg_bu
     return e;
 }
 
+static void producer_server_req(struct apg_cio *io, void *owner, const struct apg_rcmd *req)
+{
+    (void)io;
+    struct apg_producer *p = owner;
+    if (p->p_srv_req)
+        p->p_srv_req(p, req, p->p_srv_arg);
+}
+
 apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errlen)
 {
-    if (apg_conf_check(conf, false, err, errlen) != APG_OK)
+    return apg_producer_new_ext(conf, NULL, NULL, err, errlen);
+}
+
+apg_producer_t *apg_producer_new_ext(const apg_conf_t *conf,
+                                     void (*srv_req)(apg_producer_t *p, const struct apg_rcmd *req,
+                                                     void *arg),
+                                     void *srv_arg, char *err, size_t errlen)
+{
+    struct apg_producer *p = NULL;
+    if (apg_conf_check(conf, false, err, errlen) != APG_OK) {
+        apg_free(srv_arg);
         return NULL;
-    struct apg_producer *p = apg_calloc(1, sizeof(*p));
+    }
+    p = apg_calloc(1, sizeof(*p));
     if (p == NULL || (p->p_conf = apg_conf_dup(conf)) == NULL) {
         apg_free(p);
+        apg_free(srv_arg);
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
     p->p_group = p->p_conf->producer_group ? p->p_conf->producer_group : "DEFAULT_PRODUCER";
+    p->p_srv_req = srv_req;
+    p->p_srv_arg = srv_arg;
     atomic_init(&p->p_window, p->p_conf->max_inflight);
     pthread_mutex_init(&p->p_mu, NULL);
     pthread_cond_init(&p->p_cv, NULL);
@@ -156,6 +181,7 @@ apg_producer_t *apg_producer_new(const apg_conf_t *conf, char *err, size_t errle
         .heartbeat_ms = p->p_conf->heartbeat_ms,
         .timeout_ms = p->p_conf->send_timeout_ms,
         .hb_body = producer_hb_body,
+        .on_server_req = producer_server_req,
         .owner = p,
     };
     if ((p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
@@ -173,6 +199,7 @@ void apg_producer_destroy(apg_producer_t *p)
     pthread_mutex_destroy(&p->p_mu);
     pthread_cond_destroy(&p->p_cv);
     apg_conf_destroy(p->p_conf);
+    apg_free(p->p_srv_arg);
     apg_free(p);
 }
 
@@ -731,15 +758,39 @@ static apg_err_t psend_wait(struct apg_producer *p, struct psend *ps, apg_send_r
     return e;
 }
 
-apg_err_t apg_producer_send(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
-                            char *err, size_t errlen)
+/* A sync round-robin send with extra sysflag bits. */
+static apg_err_t send_sync(apg_producer_t *p, apg_message_t *msg, int32_t sysflag,
+                           apg_send_result_t *res, char *err, size_t errlen)
 {
     apg_err_t e;
     struct psend *ps = psend_new(p, msg, &e, err, errlen);
     if (ps == NULL)
         return e;
     ps->ps_mode = MODE_SYNC;
+    ps->ps_sysflag |= sysflag;
     return psend_wait(p, ps, res, err, errlen);
+}
+
+apg_err_t apg_producer_send(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
+                            char *err, size_t errlen)
+{
+    return send_sync(p, msg, 0, res, err, errlen);
+}
+
+apg_err_t apg_producer_send_prepared(apg_producer_t *p, apg_message_t *msg, apg_send_result_t *res,
+                                     char *err, size_t errlen)
+{
+    return send_sync(p, msg, APG_SYSFLAG_TX_PREPARED, res, err, errlen);
+}
+
+struct apg_cio *apg_producer_cio(apg_producer_t *p)
+{
+    return p->p_io;
+}
+
+const char *apg_producer_group(const apg_producer_t *p)
+{
+    return p->p_group;
 }
 
 apg_err_t apg_producer_send_oneway(apg_producer_t *p, apg_message_t *msg, char *err, size_t errlen)

@@ -37,3 +37,21 @@ export function decodeRecords(buf) {
 export function propsString(o) {
     return Object.entries(o).map(([k, v]) => `${k}\u0001${v}\u0002`).join('');
 }
+
+// Every record of (topic, queueId) from offset 0, pulled with raw PULL_MESSAGE requests on
+// a RemotingClient (an empty list when the pull is refused).
+export async function pullAll(cl, topic, queueId, subscription = '*', group = 'CG_TEST_PULL') {
+    const out = [];
+    for (;;) {
+        const r = await cl.request(11, {
+            consumerGroup: group, topic, queueId: String(queueId),
+            queueOffset: String(out.length ? out.at(-1).queueOffset + 1 : 0), maxMsgNums: '32',
+            sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription,
+            subVersion: '0', expressionType: 'TAG',
+        });
+        if (r.code !== 0) return out;
+        const recs = decodeRecords(r.body);
+        if (!recs.length) return out;
+        out.push(...recs);
+    }
+}

@@ -41,7 +41,7 @@
  * duplicates keep their UNIQ_KEY).
  *
  * Arbitrary-time timers (TIMER_DELIVER_MS) are a separate store; they would
- * reuse apg_broker_put_internal and this file's copy (deliver_copy).
+ * reuse apg_broker_put_internal and apg_broker_put_real_copy.
  *
  * Threads: struct apg_schedule's sc_off, sc_due, scratch buffers and cron
  * table belong to the delivery thread; sc_idle and sc_delivered are atomic;
@@ -244,39 +244,6 @@ static void job_persist(void *ud, int64_t now_ms)
 
 /* ---- delivery ------------------------------------------------------------ */
 
-/* Fills m with the copy of rec that goes to its real topic. False when rec
- * names no real topic (it is skipped). */
-static bool deliver_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
-{
-    size_t tl = 0, ql = 0, gl = 0;
-    const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
-    const char *q = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_QID", &ql);
-    if (!t || tl == 0 || tl > 127 || !q || ql == 0 || ql > 10)
-        return false;
-    int32_t qid = 0;
-    for (size_t i = 0; i < ql; i++) {
-        if (q[i] < '0' || q[i] > '9')
-            return false;
-        qid = qid * 10 + (q[i] - '0');
-    }
-    const char *tags = apg_props_find(rec->mr_props, rec->mr_props_len, "TAGS", &gl);
-    memset(m, 0, sizeof(*m));
-    m->mi_topic = t;
-    m->mi_topic_len = tl;
-    m->mi_queue_id = qid;
-    m->mi_flag = rec->mr_flag;
-    m->mi_sysflag = rec->mr_sysflag & ~(APG_SYSFLAG_BORNHOST_V6 | APG_SYSFLAG_STOREHOST_V6);
-    m->mi_born_ts = rec->mr_born_ts;
-    m->mi_born_host = rec->mr_born_host;
-    m->mi_reconsume_times = rec->mr_reconsume_times;
-    m->mi_body = rec->mr_body;
-    m->mi_body_len = rec->mr_body_len;
-    m->mi_props = rec->mr_props;
-    m->mi_props_len = rec->mr_props_len;
-    m->mi_tags_code = tags && gl ? (int64_t)apg_java_hash(tags, gl) : 0;
-    return true;
-}
-
 /* Stores the k copies gathered for level lv and moves its offset to next.
  * False when the store refused them (the level is retried later). */
 static bool deliver_batch(struct apg_schedule *sc, int lv, int k, int64_t next, int64_t now)
@@ -354,7 +321,7 @@ static void deliver_level(struct apg_schedule *sc, int lv, int64_t now)
                 }
                 return;
             }
-            if (deliver_copy(&rec, &sc->sc_msgs[k]))
+            if (apg_broker_put_real_copy(&rec, &sc->sc_msgs[k]))
                 k++;
             else
                 apg_log_warn(SUB,
