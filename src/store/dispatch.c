@@ -37,6 +37,15 @@ static const struct apg_dispatcher dispatchers[] = {
         .dp_reset = apg_cq_dispatch_reset,
         .dp_close = apg_cq_dispatch_close,
     },
+    {
+        /* Never fails a put; kept after the consume queue. */
+        .dp_name = "index",
+        .dp_records = apg_index_dispatch_records,
+        .dp_flush = apg_index_dispatch_flush,
+        .dp_truncate = apg_index_dispatch_truncate,
+        .dp_reset = apg_index_dispatch_reset,
+        .dp_close = apg_index_dispatch_close,
+    },
 };
 #define NDISPATCHERS (sizeof(dispatchers) / sizeof(dispatchers[0]))
 

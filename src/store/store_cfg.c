@@ -28,6 +28,9 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_force_recover_corrupt = apg_cfg_bool(cfg, APG_CFG_forceRecoverCorrupt);
     o->so_cache_keep_mb = apg_cfg_int(cfg, APG_CFG_commitLogCacheKeepMb);
     o->so_max_message_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
+    o->so_no_index = !apg_cfg_bool(cfg, APG_CFG_messageIndexEnable);
+    o->so_index_slots = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxHashSlotNum);
+    o->so_index_entries = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxIndexNum);
     const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
     struct apg_host *h = &o->so_store_host;
     if (ip && inet_pton(AF_INET, ip, h->h_ip) == 1) {
