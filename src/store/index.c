@@ -14,8 +14,10 @@
  *
  * Memory is bounded: files are mapped, never read into RAM; a file's disk
  * blocks are allocated (fallocate) for the header and slots when it is made
- * and for entries 1 MiB ahead of the writer, so a full disk stops indexing
- * (logged) instead of faulting on a write into a hole.
+ * and for entries ahead of the writer, so a full disk stops indexing (logged)
+ * instead of faulting on a write into a hole. The store's service thread
+ * (apg_index_warm) allocates and maps writable up to 16 MiB of entries ahead
+ * and a new file's slot table, so the put path rarely takes a page fault.
  *
  * Dispatcher (dispatch.c): entries are written in dp_records, for the put
  * path (under st_append_mtx, before the records are published; readers ignore
@@ -60,7 +62,8 @@
 #define IX_HDR 40
 #define IX_SLOT 4
 #define IX_ENT 20
-#define IX_ALLOC_STEP (1u << 20)
+#define IX_ALLOC_STEP (1u << 20)  /* allocation and mapping step */
+#define IX_WARM_AHEAD (16u << 20) /* the service thread keeps this much ready ahead */
 #define IX_KEY_STACK 1024
 
 /* One index file. Header fields mirrored in atomics so readers need no lock
@@ -71,8 +74,9 @@ struct ixfile {
     _Atomic int64_t xf_begin_ts, xf_end_ts, xf_begin_phys, xf_end_phys;
     _Atomic uint32_t xf_count; /* next entry number (>= 1) */
     uint32_t xf_used_slots;
-    uint32_t xf_flushed; /* entries msynced (flush thread) */
-    size_t xf_alloc;     /* bytes allocated on disk from the start */
+    uint32_t xf_flushed;     /* entries msynced (flush thread) */
+    _Atomic size_t xf_alloc; /* bytes allocated on disk (and mapped writable) from the start */
+    size_t xf_slots_warm;    /* service thread: slot table mapped writable up to here */
 };
 
 struct apg_index {
@@ -140,20 +144,27 @@ static void file_free(struct ixfile *f, bool unlink_file)
     apg_free(f);
 }
 
-/* Makes sure bytes [0, upto) of f have disk blocks. 0 or -1. */
+/* Makes sure bytes [0, upto) of f have disk blocks, allocating up to a step
+ * beyond, and maps the new range writable in one call instead of one page
+ * fault per page (MADV_POPULATE_WRITE, Linux 5.14; best effort). Called by
+ * the service thread ahead of the writer (apg_index_warm) and by the appender
+ * when it gets there first; overlapping calls allocate the same blocks twice,
+ * which is harmless. 0 or -1 (errno). */
 static int file_alloc(const struct apg_index *ix, struct ixfile *f, size_t upto)
 {
-    if (upto <= f->xf_alloc)
+    size_t have = atomic_load(&f->xf_alloc);
+    if (upto <= have)
         return 0;
     size_t to = upto + IX_ALLOC_STEP;
     if (to > file_size(ix))
         to = file_size(ix);
-    int rc = posix_fallocate(f->xf_seg->sg_fd, (off_t)f->xf_alloc, (off_t)(to - f->xf_alloc));
+    int rc = posix_fallocate(f->xf_seg->sg_fd, (off_t)have, (off_t)(to - have));
     if (rc == EOPNOTSUPP || rc == EINVAL) {
-        /* No fallocate on this file system: fall back to writing zeros so
-         * the blocks exist before the mapping is written. */
+        /* No fallocate on this file system: write zeros so the blocks exist
+         * before the mapping is written. Only below the writer: never over
+         * entries already written. */
         static const uint8_t zero[4096];
-        for (size_t p = f->xf_alloc; p < to; p += sizeof(zero)) {
+        for (size_t p = have; p < to; p += sizeof(zero)) {
             size_t n = to - p < sizeof(zero) ? to - p : sizeof(zero);
             if (apg_seg_pwrite_all(f->xf_seg->sg_fd, zero, n, (off_t)p) != 0)
                 return -1;
@@ -164,7 +175,14 @@ static int file_alloc(const struct apg_index *ix, struct ixfile *f, size_t upto)
         errno = rc;
         return -1;
     }
-    f->xf_alloc = to;
+#ifdef MADV_POPULATE_WRITE
+    if (f->xf_seg->sg_map) {
+        size_t a = have & ~(size_t)4095;
+        madvise(f->xf_seg->sg_map + a, to - a, MADV_POPULATE_WRITE);
+    }
+#endif
+    while (have < to && !atomic_compare_exchange_weak(&f->xf_alloc, &have, to)) {
+    }
     return 0;
 }
 
@@ -238,7 +256,8 @@ static struct ixfile *file_open(struct apg_index *ix, const char *name, bool cre
     }
     atomic_store(&f->xf_count, cnt);
     f->xf_flushed = cnt;
-    f->xf_alloc = head + (size_t)cnt * IX_ENT;
+    atomic_store(&f->xf_alloc, head + (size_t)cnt * IX_ENT);
+    f->xf_slots_warm = head;
     return f;
 fail:
     if (create && f->xf_seg && f->xf_seg->sg_path)
@@ -316,7 +335,8 @@ static void put_key(struct apg_store *st, struct apg_index *ix, const char *k, s
     }
     uint32_t idx = atomic_load_explicit(&f->xf_count, memory_order_relaxed);
     size_t end = (size_t)(ent_at(ix, f, idx + 1) - f->xf_seg->sg_map);
-    if (end > f->xf_alloc && file_alloc(ix, f, end) != 0) {
+    if (end > atomic_load_explicit(&f->xf_alloc, memory_order_relaxed) &&
+        file_alloc(ix, f, end) != 0) {
         int64_t now = apg_mono_ms();
         if (now >= ix->ix_retry_ms) {
             apg_log_error(SUB, "index: cannot allocate %s: %s; messages are not indexed",
@@ -351,16 +371,16 @@ static void put_key(struct apg_store *st, struct apg_index *ix, const char *k, s
         atomic_store_explicit(&f->xf_end_ts, ts, memory_order_relaxed);
     atomic_store_explicit(&f->xf_end_phys, phys, memory_order_relaxed);
     atomic_store_explicit(&f->xf_count, idx + 1, memory_order_release);
-    /* Header fields: plain stores into the mapping (read back only at open). */
-    uint8_t *hd = f->xf_seg->sg_map;
+    /* The header in the file is brought up to date by dp_flush (before the
+     * checkpoint that covers these records) and at roll and close: writing
+     * it here would dirty its page on every put, and a put that touches a
+     * page under writeback waits for it. Only a new file's begin fields go
+     * now (once per file). */
     if (idx == 1) {
+        uint8_t *hd = f->xf_seg->sg_map;
         apg_wbe64(hd, (uint64_t)ts);
         apg_wbe64(hd + 16, (uint64_t)phys);
     }
-    apg_wbe64(hd + 8, (uint64_t)atomic_load_explicit(&f->xf_end_ts, memory_order_relaxed));
-    apg_wbe64(hd + 24, (uint64_t)phys);
-    apg_wbe32(hd + 32, f->xf_used_slots);
-    apg_wbe32(hd + 36, idx + 1);
 }
 
 /* "<topic>#<key>" in buf (stack) or an allocation for long keys; calls
@@ -430,6 +450,7 @@ int apg_index_dispatch_flush(struct apg_store *st)
         uint32_t cnt = atomic_load_explicit(&f->xf_count, memory_order_acquire);
         if (cnt == f->xf_flushed)
             continue;
+        hdr_write(f);
         /* Header, slots and the new entries: one msync of the written
          * range (only dirty pages are written). */
         size_t to = (size_t)(ent_at(ix, f, cnt) - f->xf_seg->sg_map);
@@ -457,8 +478,9 @@ static void file_cut(struct apg_index *ix, struct ixfile *f, int64_t from)
             lo = mid + 1;
     }
     uint32_t keep = lo;
-    if (keep == cnt)
-        return;
+    /* Slots are repaired even when nothing is cut: after a kill -9 the
+     * header's count is the one of the last flush, and slots may point at
+     * entries written after it. */
     uint32_t used = 0;
     for (uint32_t s = 0; s < ix->ix_slots; s++) {
         uint8_t *sp = slot_at(ix, f, s);
@@ -473,7 +495,8 @@ static void file_cut(struct apg_index *ix, struct ixfile *f, int64_t from)
             slot_store(sp, v);
         used += v != 0;
     }
-    memset(ent_at(ix, f, keep), 0, (size_t)(cnt - keep) * IX_ENT);
+    if (keep < cnt)
+        memset(ent_at(ix, f, keep), 0, (size_t)(cnt - keep) * IX_ENT);
     const uint8_t *last = ent_at(ix, f, keep - 1);
     atomic_store(&f->xf_end_phys, (int64_t)apg_be64(last + 4));
     /* Entry times are whole seconds after the begin time: the end is at
@@ -497,11 +520,10 @@ void apg_index_dispatch_truncate(struct apg_store *st, int64_t from)
         struct ixfile *f = ix->ix_files[ix->ix_n - 1];
         bool empty = atomic_load(&f->xf_count) <= 1;
         if (!empty && atomic_load(&f->xf_begin_phys) < from) {
-            if (atomic_load(&f->xf_end_phys) >= from) {
+            if (atomic_load(&f->xf_end_phys) >= from)
                 apg_log_info(SUB, "index: dropping entries of %s from commit log offset %lld",
                              f->xf_seg->sg_path, (long long)from);
-                file_cut(ix, f, from);
-            }
+            file_cut(ix, f, from);
             break;
         }
         apg_log_info(SUB, "index: removing %s (entries from commit log offset %lld on)",
@@ -542,6 +564,41 @@ void apg_index_dispatch_close(struct apg_store *st)
     apg_free(ix->ix_dir);
     apg_free(ix);
     st->st_index = NULL;
+}
+
+bool apg_index_warm(struct apg_store *st)
+{
+    struct apg_index *ix = st->st_index;
+    if (!ix)
+        return false;
+    bool more = false;
+    pthread_rwlock_rdlock(&ix->ix_lock);
+    struct ixfile *f = ix->ix_n ? ix->ix_files[ix->ix_n - 1] : NULL;
+    if (f) {
+        size_t head = IX_HDR + (size_t)ix->ix_slots * IX_SLOT;
+        if (f->xf_slots_warm < head) {
+            /* A new file's slot table: map it writable a step at a time. */
+            size_t to =
+                f->xf_slots_warm + IX_ALLOC_STEP < head ? f->xf_slots_warm + IX_ALLOC_STEP : head;
+#ifdef MADV_POPULATE_WRITE
+            madvise(f->xf_seg->sg_map + f->xf_slots_warm, to - f->xf_slots_warm,
+                    MADV_POPULATE_WRITE);
+#endif
+            f->xf_slots_warm = to;
+            more = true;
+        } else {
+            uint32_t cnt = atomic_load_explicit(&f->xf_count, memory_order_relaxed);
+            size_t want = (size_t)(ent_at(ix, f, cnt) - f->xf_seg->sg_map) + IX_WARM_AHEAD;
+            if (want > file_size(ix))
+                want = file_size(ix);
+            if (atomic_load(&f->xf_alloc) < want) {
+                size_t step = atomic_load(&f->xf_alloc) + 1;
+                more = file_alloc(ix, f, step) == 0;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&ix->ix_lock);
+    return more;
 }
 
 void apg_index_clean(struct apg_store *st, int64_t min_phys)

@@ -307,6 +307,9 @@ void apg_index_dispatch_truncate(struct apg_store *st, int64_t from);
 void apg_index_dispatch_reset(struct apg_store *st);
 void apg_index_dispatch_close(struct apg_store *st);
 void apg_index_clean(struct apg_store *st, int64_t min_phys);
+/* Service thread: prepares the newest index file's next pages ahead of the
+ * writer; true when there is more to do. */
+bool apg_index_warm(struct apg_store *st);
 
 /* mapped_file.c */
 void apg_store_fsync_dir(const char *dir);
