@@ -360,10 +360,13 @@ static void put_key(struct apg_store *st, struct apg_index *ix, const char *k, s
     if (diff > INT32_MAX)
         diff = INT32_MAX;
     uint8_t *e = ent_at(ix, f, idx);
-    apg_wbe32(e, h);
-    apg_wbe64(e + 4, (uint64_t)phys);
-    apg_wbe32(e + 12, (uint32_t)diff);
-    apg_wbe32(e + 16, prev);
+    uint32_t w32[2] = {htobe32(h), 0};
+    uint64_t w64 = htobe64((uint64_t)phys);
+    memcpy(e, &w32[0], 4);
+    memcpy(e + 4, &w64, 8);
+    w32[0] = htobe32((uint32_t)diff);
+    w32[1] = htobe32(prev);
+    memcpy(e + 12, w32, 8);
     slot_store(sp, idx);
     if (!prev)
         f->xf_used_slots++;
@@ -407,14 +410,34 @@ static void index_record(struct apg_store *st, struct apg_index *ix,
      * them too); prepared ones are. */
     if ((r->dr_sysflag & APG_SYSFLAG_TX_MASK) == APG_SYSFLAG_TX_ROLLBACK)
         return;
-    size_t vl;
-    const char *v = apg_props_find(r->dr_props, r->dr_props_len, "UNIQ_KEY", &vl);
-    if (v && vl)
-        put_topic_key(st, ix, r, v, vl);
-    v = apg_props_find(r->dr_props, r->dr_props_len, "KEYS", &vl);
-    if (!v)
+    /* One forward walk for both names (the last pair of a name wins, as in
+     * apg_props_find): name \x01 value \x02 ... */
+    const char *keys = NULL, *uniq = NULL;
+    size_t keys_len = 0, uniq_len = 0;
+    const char *p = r->dr_props, *pe = p + r->dr_props_len;
+    while (p < pe) {
+        const char *ce = memchr(p, APG_PROPS_SEP, (size_t)(pe - p));
+        if (!ce)
+            ce = pe;
+        const char *nv = memchr(p, APG_PROPS_NV_SEP, (size_t)(ce - p));
+        if (nv && nv + 1 < ce) {
+            size_t nl = (size_t)(nv - p);
+            if (nl == 4 && memcmp(p, "KEYS", 4) == 0) {
+                keys = nv + 1;
+                keys_len = (size_t)(ce - keys);
+            } else if (nl == 8 && memcmp(p, "UNIQ_KEY", 8) == 0) {
+                uniq = nv + 1;
+                uniq_len = (size_t)(ce - uniq);
+            }
+        }
+        p = ce + 1;
+    }
+    if (uniq)
+        put_topic_key(st, ix, r, uniq, uniq_len);
+    if (!keys)
         return;
-    const char *p = v, *e = v + vl;
+    p = keys;
+    const char *e = keys + keys_len;
     while (p < e) {
         const char *sp = memchr(p, ' ', (size_t)(e - p));
         const char *ke = sp ? sp : e;

@@ -327,9 +327,38 @@ static void test_retention_and_disabled(void **state)
     free(dir);
 }
 
+/* Index keys are hashed with Java's String.hashCode (values from Java); the
+ * ASCII fast path of apg_java_hash must agree with the general one across
+ * lengths and where non-ASCII text starts. */
+static void test_key_hash(void **state)
+{
+    (void)state;
+    assert_int_equal(apg_java_hash("TagA", 4), 2598919);
+    const char *s = "BenchTopic#7F000001000000000000000000000000";
+    assert_int_equal(apg_java_hash(s, strlen(s)), 685649076);
+    s = "h\xc3\xa9llo w\xc3\xb6rld ascii tail here";
+    assert_int_equal(apg_java_hash(s, strlen(s)), 736550506);
+    assert_int_equal(apg_java_hash("abcdefghi", 9), 395180133);
+    /* Same value whichever way the text is split between the paths. */
+    char buf[64];
+    for (int at = 0; at < 20; at++) {
+        memset(buf, 'k', sizeof(buf));
+        memcpy(buf + at, "\xc3\xa9", 2);
+        /* The two bytes are one UTF-16 unit (U+00E9). */
+        uint32_t want = 0;
+        for (int i = 0; i < 30; i++) {
+            if (i == at + 1)
+                continue;
+            want = 31 * want + (i == at ? 0xE9u : 'k');
+        }
+        assert_int_equal(apg_java_hash(buf, 30), (int32_t)want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_hash),
         cmocka_unit_test(test_put_query),
         cmocka_unit_test(test_collisions_and_rollover),
         cmocka_unit_test(test_truncate),
