@@ -16,8 +16,9 @@ int32_t apg_java_hash(const char *s, size_t len)
         memcpy(&w, p + i, 8);
         if (w & 0x8080808080808080ull)
             break;
-        for (int k = 0; k < 8; k++)
-            h = 31 * h + p[i + k];
+        /* h * 31^8 + c0 * 31^7 + ... + c7 (mod 2^32): independent multiplies. */
+        h = h * 2487512833u + p[i] * 1742810335u + p[i + 1] * 887503681u + p[i + 2] * 28629151u +
+            p[i + 3] * 923521u + p[i + 4] * 29791u + p[i + 5] * 961u + p[i + 6] * 31u + p[i + 7];
     }
     while (i < len) {
         uint32_t c = p[i];
