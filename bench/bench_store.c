@@ -158,6 +158,12 @@ static void bench_async(size_t body_len, long n)
     free(dir);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* The index's cost on the put path and its lookups: n puts of 128-byte
  * bodies, each with its own KEYS and UNIQ_KEY (two index entries), timed
  * with the index off and on; then `queries` random lookups by key in the
@@ -197,7 +203,7 @@ static void bench_index(long n)
         if (on) {
             int q = 10000, found = 0;
             struct apg_buf out = APG_BUF_INIT;
-            double worst = 0;
+            double *lat = malloc((size_t)q * sizeof(*lat));
             unsigned seed = 12345;
             t0 = now_s();
             for (int k = 0; k < q; k++) {
@@ -209,14 +215,16 @@ static void bench_index(long n)
                 out.b_len = 0;
                 apg_store_query_message(st, "BenchTopic", 10, key, (size_t)kl, 32, 0, INT64_MAX,
                                         &out, &qr);
-                double b = now_s() - a;
-                worst = b > worst ? b : worst;
+                lat[k] = now_s() - a;
                 found += qr.sq_count == 1;
             }
             dt = now_s() - t0;
+            qsort(lat, (size_t)q, sizeof(*lat), cmp_double);
             printf("query by key: %d lookups in a %ld-message log, %d found, mean %.1f us, "
-                   "worst %.1f us\n",
-                   q, n, found, dt * 1e6 / q, worst * 1e6);
+                   "p50 %.1f us, p99 %.1f us, max %.1f us\n",
+                   q, n, found, dt * 1e6 / q, lat[q / 2] * 1e6, lat[q * 99 / 100] * 1e6,
+                   lat[q - 1] * 1e6);
+            free(lat);
             apg_buf_free(&out);
         }
         apg_store_close(st);
