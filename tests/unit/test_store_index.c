@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/buf.h"
+#include "store/store_fault.h"
 #include "store/store_int.h"
 #include "test_store_util.h"
 
@@ -355,6 +356,40 @@ static void test_key_hash(void **state)
     }
 }
 
+/* A batch whose third record needs a new queue that cannot be created: the
+ * first two are stored and published, and the index has them too; the third
+ * is not stored and not indexed. */
+static void test_partial_batch(void **state)
+{
+    (void)state;
+    apg_store_fault_arm();
+    char *dir = tu_tmpdir();
+    struct apg_store_opts o;
+    opts(&o, dir, 101, 1000);
+    struct apg_store *st;
+    char err[512];
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), 0);
+    put_keyed(st, "IP", 0); /* queue IP/0 exists */
+    struct tu_msg t[3];
+    struct apg_msg_in m[3];
+    for (int i = 0; i < 3; i++) {
+        tu_msg_make(&t[i], "IP", i == 2 ? 5 : 0, 1 + i);
+        t[i].m.mi_props_len =
+            (size_t)snprintf(t[i].props, sizeof(t[i].props), "KEYS%ck%d%c", 1, 1 + i, 2);
+        m[i] = t[i].m;
+    }
+    assert_int_equal(apg_store_fault_enospc_next_create(st), 0);
+    struct apg_put_result r[3];
+    assert_int_not_equal(apg_store_put(st, m, 3, r, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apg_store_max_offset(st, "IP", 2, 0), 3);
+    assert_int_equal(query(st, "IP", "k1", 32, NULL), 1);
+    assert_int_equal(query(st, "IP", "k2", 32, NULL), 1);
+    assert_int_equal(query(st, "IP", "k3", 32, NULL), 0);
+    apg_store_close(st);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_kill9_mid_load),
         cmocka_unit_test(test_retention_and_disabled),
+        cmocka_unit_test(test_partial_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
