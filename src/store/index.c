@@ -792,6 +792,8 @@ apg_err_t apg_store_query_message(struct apg_store *st, const char *topic, size_
         return APG_OK;
     if (max_msgs > APG_STORE_QUERY_MAX)
         max_msgs = APG_STORE_QUERY_MAX;
+    if (begin_ms < 0)
+        begin_ms = 0; /* store times are positive; keeps begin - 1000 in range */
     char stackbuf[IX_KEY_STACK], *k = stackbuf;
     size_t kl = topic_len + 1 + key_len;
     if (kl > sizeof(stackbuf) && !(k = apg_malloc(kl)))

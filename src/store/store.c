@@ -36,7 +36,11 @@ static void *svc_main(void *arg)
     while (!atomic_load(&st->st_closing)) {
         bool busy = apg_warm_zero_ahead(st);
         apg_warm_drop_behind(st);
-        busy |= apg_index_warm(st);
+        /* The commit log's window first; the index's pages when it is
+         * ready (the appender allocates them itself if it gets there
+         * first). */
+        if (!busy)
+            busy = apg_index_warm(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
