@@ -73,14 +73,15 @@ struct ixfile {
     char *xf_name;
     _Atomic int64_t xf_begin_ts, xf_end_ts, xf_begin_phys, xf_end_phys;
     _Atomic uint32_t xf_count; /* next entry number (>= 1) */
-    uint32_t xf_used_slots;
-    uint32_t xf_flushed;     /* entries msynced (flush thread) */
+    _Atomic uint32_t xf_used_slots;
+    uint32_t xf_flushed;     /* entries msynced (under ix_flush_mtx) */
     _Atomic size_t xf_alloc; /* bytes allocated on disk (and mapped writable) from the start */
     size_t xf_slots_warm;    /* service thread: slot table mapped writable up to here */
 };
 
 struct apg_index {
     pthread_rwlock_t ix_lock;
+    pthread_mutex_t ix_flush_mtx; /* one apg_index_dispatch_flush at a time (leaf) */
     char *ix_dir;
     uint32_t ix_slots, ix_entries;
     struct ixfile **ix_files; /* oldest first */
@@ -131,7 +132,7 @@ static void hdr_write(struct ixfile *f)
     apg_wbe64(h + 8, (uint64_t)atomic_load(&f->xf_end_ts));
     apg_wbe64(h + 16, (uint64_t)atomic_load(&f->xf_begin_phys));
     apg_wbe64(h + 24, (uint64_t)atomic_load(&f->xf_end_phys));
-    apg_wbe32(h + 32, f->xf_used_slots);
+    apg_wbe32(h + 32, atomic_load_explicit(&f->xf_used_slots, memory_order_relaxed));
     apg_wbe32(h + 36, atomic_load(&f->xf_count));
 }
 
@@ -248,7 +249,7 @@ static struct ixfile *file_open(struct apg_index *ix, const char *name, bool cre
     atomic_store(&f->xf_end_ts, (int64_t)apg_be64(h + 8));
     atomic_store(&f->xf_begin_phys, (int64_t)apg_be64(h + 16));
     atomic_store(&f->xf_end_phys, (int64_t)apg_be64(h + 24));
-    f->xf_used_slots = apg_be32(h + 32);
+    atomic_store(&f->xf_used_slots, apg_be32(h + 32));
     uint32_t cnt = apg_be32(h + 36);
     if (cnt < 1 || cnt > ix->ix_entries) {
         apg_errf(APG_ECORRUPT, err, errlen, "%s: entry count %u out of range", s->sg_path, cnt);
@@ -327,8 +328,6 @@ static void put_key(struct apg_store *st, struct apg_index *ix, const char *k, s
 {
     struct ixfile *f = ix->ix_cur;
     if (!f || atomic_load_explicit(&f->xf_count, memory_order_relaxed) >= ix->ix_entries) {
-        if (f)
-            hdr_write(f);
         f = roll(st, ix);
         if (!f)
             return;
@@ -369,21 +368,17 @@ static void put_key(struct apg_store *st, struct apg_index *ix, const char *k, s
     memcpy(e + 12, w32, 8);
     slot_store(sp, idx);
     if (!prev)
-        f->xf_used_slots++;
+        atomic_fetch_add_explicit(&f->xf_used_slots, 1, memory_order_relaxed);
     if (ts > atomic_load_explicit(&f->xf_end_ts, memory_order_relaxed))
         atomic_store_explicit(&f->xf_end_ts, ts, memory_order_relaxed);
     atomic_store_explicit(&f->xf_end_phys, phys, memory_order_relaxed);
     atomic_store_explicit(&f->xf_count, idx + 1, memory_order_release);
-    /* The header in the file is brought up to date by dp_flush (before the
-     * checkpoint that covers these records) and at roll and close: writing
-     * it here would dirty its page on every put, and a put that touches a
-     * page under writeback waits for it. Only a new file's begin fields go
-     * now (once per file). */
-    if (idx == 1) {
-        uint8_t *hd = f->xf_seg->sg_map;
-        apg_wbe64(hd, (uint64_t)ts);
-        apg_wbe64(hd + 16, (uint64_t)phys);
-    }
+    /* The header in the file is brought up to date only by dp_flush
+     * (before the checkpoint that covers these records) and at close:
+     * writing it here would dirty its page on every put (a put that touches
+     * a page under writeback waits for it) and race with the flush. A
+     * header still saying "empty" after a crash means no checkpoint covers
+     * any of the file's records, and recovery drops the file. */
 }
 
 /* "<topic>#<key>" in buf (stack) or an allocation for long keys; calls
@@ -467,6 +462,7 @@ int apg_index_dispatch_flush(struct apg_store *st)
     if (!ix)
         return 0;
     int rc = 0;
+    pthread_mutex_lock(&ix->ix_flush_mtx);
     pthread_rwlock_rdlock(&ix->ix_lock);
     for (int i = 0; i < ix->ix_n; i++) {
         struct ixfile *f = ix->ix_files[i];
@@ -484,6 +480,7 @@ int apg_index_dispatch_flush(struct apg_store *st)
         f->xf_flushed = cnt;
     }
     pthread_rwlock_unlock(&ix->ix_lock);
+    pthread_mutex_unlock(&ix->ix_flush_mtx);
     return rc;
 }
 
@@ -526,7 +523,7 @@ static void file_cut(struct apg_index *ix, struct ixfile *f, int64_t from)
      * most the end of the last entry's second. */
     atomic_store(&f->xf_end_ts,
                  atomic_load(&f->xf_begin_ts) + ((int64_t)apg_be32(last + 12) + 1) * 1000 - 1);
-    f->xf_used_slots = used;
+    atomic_store(&f->xf_used_slots, used);
     atomic_store(&f->xf_count, keep);
     if (f->xf_flushed > keep)
         f->xf_flushed = keep;
@@ -583,6 +580,7 @@ void apg_index_dispatch_close(struct apg_store *st)
         hdr_write(ix->ix_files[i]);
     drop_all(ix, false);
     pthread_rwlock_destroy(&ix->ix_lock);
+    pthread_mutex_destroy(&ix->ix_flush_mtx);
     apg_free(ix->ix_files);
     apg_free(ix->ix_dir);
     apg_free(ix);
@@ -660,6 +658,7 @@ apg_err_t apg_index_open(struct apg_store *st, char *err, size_t errlen)
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     pthread_rwlock_init(&ix->ix_lock, NULL);
+    pthread_mutex_init(&ix->ix_flush_mtx, NULL);
     ix->ix_slots = st->st_opts.so_index_slots;
     ix->ix_entries = st->st_opts.so_index_entries;
     st->st_index = ix;
