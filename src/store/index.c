@@ -16,7 +16,7 @@
  * blocks are allocated (fallocate) for the header and slots when it is made
  * and for entries ahead of the writer, so a full disk stops indexing (logged)
  * instead of faulting on a write into a hole. The store's service thread
- * (apg_index_warm) allocates and maps writable up to 16 MiB of entries ahead
+ * (apg_index_warm) allocates and maps writable up to 1 MiB of entries ahead
  * and a new file's slot table, so the put path rarely takes a page fault.
  *
  * Dispatcher (dispatch.c): entries are written in dp_records, for the put
@@ -62,8 +62,12 @@
 #define IX_HDR 40
 #define IX_SLOT 4
 #define IX_ENT 20
-#define IX_ALLOC_STEP (1u << 20)  /* allocation and mapping step */
-#define IX_WARM_AHEAD (16u << 20) /* the service thread keeps this much ready ahead */
+#define IX_ALLOC_STEP (256u << 10) /* allocation and mapping step */
+/* The service thread keeps this much ready ahead. Small: the store's disk
+ * guard counts commit-log bytes written since its last check (once a
+ * second), not these, so what the index takes between checks must stay well
+ * inside the reserve the guard keeps. */
+#define IX_WARM_AHEAD (1u << 20)
 #define IX_KEY_STACK 1024
 
 /* One index file. Header fields mirrored in atomics so readers need no lock
@@ -590,7 +594,7 @@ void apg_index_dispatch_close(struct apg_store *st)
 bool apg_index_warm(struct apg_store *st)
 {
     struct apg_index *ix = st->st_index;
-    if (!ix)
+    if (!ix || atomic_load(&st->st_disk_full))
         return false;
     bool more = false;
     pthread_rwlock_rdlock(&ix->ix_lock);
