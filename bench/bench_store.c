@@ -1,7 +1,7 @@
 /* Store micro-benchmark.
  *
- *   bench_store [all|async128|async1k|sync64|recover] [-n RECORDS] [-g GIB] [-t THREADS]
- *               [-w MIB] [-d DIR]
+ *   bench_store [all|async128|async1k|sync64|index|recover] [-n RECORDS] [-g GIB]
+ *               [-t THREADS] [-w MIB] [-d DIR] [-i 0|1]
  *
  * -w MIB: warm-ahead window; the async benches wait until that much page cache
  * is faulted in before timing (appends "into the page cache" without the cost
@@ -14,6 +14,10 @@
  *           64 (-t) threads each with one put in flight (ack_cb + own condvar),
  *           the same threads blocking in apg_store_put (no ack_cb), and 64 puts in
  *           flight from 4 threads via callbacks (how the broker uses the store)
+ * index     ASYNC_FLUSH, one thread, 128-byte bodies with distinct KEYS and UNIQ_KEY:
+ *           put rate with the index off and on, then 10,000 random lookups by key
+ *           (mean and worst latency); -n RECORDS (default 2,000,000)
+ * -i 0      the other modes without the index (messageIndexEnable=false)
  * recover   a child appends GIB GiB (default 4) and is killed with SIGKILL (abort
  *           marker left, checkpoint as of its last flush); the parent times
  *           apg_store_open() = crash recovery
@@ -33,7 +37,8 @@
 #include "store/store.h"
 
 static const char *g_base = "/tmp";
-static int g_warm_mb; /* -w: fault this much page cache in before timing */
+static int g_warm_mb;   /* -w: fault this much page cache in before timing */
+static int g_index = 1; /* -i 0: messageIndexEnable=false */
 
 static double now_s(void)
 {
@@ -84,6 +89,7 @@ static struct apg_store *open_store(const char *dir, bool sync)
     apg_store_opts_init(&o);
     o.so_root_dir = dir;
     o.so_sync_flush = sync;
+    o.so_no_index = !g_index;
     if (g_warm_mb)
         o.so_warm_ahead_mb = (uint32_t)g_warm_mb;
     struct apg_store *st;
@@ -150,6 +156,81 @@ static void bench_async(size_t body_len, long n)
     free(body);
     rmrf(dir);
     free(dir);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The index's cost on the put path and its lookups: n puts of 128-byte
+ * bodies, each with its own KEYS and UNIQ_KEY (two index entries), timed
+ * with the index off and on; then `queries` random lookups by key in the
+ * indexed store (each reads the index chain and the one matching record). */
+static void bench_index(long n)
+{
+    static const char *const label[] = {"index off", "index on "};
+    uint8_t body[128];
+    memset(body, 'b', sizeof(body));
+    for (int on = 0; on < 2; on++) {
+        g_index = on;
+        char *dir = mkdir_tmp();
+        struct apg_store *st = open_store(dir, false);
+        struct apg_msg_in m;
+        msg_init(&m, body, sizeof(body), 0);
+        char props[160];
+        struct apg_put_result r;
+        char err[256];
+        usleep(300000);
+        double t0 = now_s();
+        for (long i = 0; i < n; i++) {
+            m.mi_born_ts = i;
+            m.mi_props_len = (size_t)snprintf(props, sizeof(props),
+                                              "TAGS\001a\002KEYS\001order-%ld\002UNIQ_KEY"
+                                              "\0017F00000100002A9F0000%010ld\002",
+                                              i, i);
+            m.mi_props = props;
+            if (apg_store_put(st, &m, 1, &r, NULL, NULL, err, sizeof(err))) {
+                fprintf(stderr, "put: %s\n", err);
+                exit(1);
+            }
+        }
+        double dt = now_s() - t0;
+        printf("put, %s: %ld records (128 B bodies, 2 keys each) in %.3f s = %.0f records/s, "
+               "%.0f ns/put\n",
+               label[on], n, dt, n / dt, dt * 1e9 / n);
+        if (on) {
+            int q = 10000, found = 0;
+            struct apg_buf out = APG_BUF_INIT;
+            double *lat = malloc((size_t)q * sizeof(*lat));
+            unsigned seed = 12345;
+            t0 = now_s();
+            for (int k = 0; k < q; k++) {
+                char key[32];
+                long i = (long)(rand_r(&seed) % (unsigned)n);
+                int kl = snprintf(key, sizeof(key), "order-%ld", i);
+                struct apg_store_query_result qr;
+                double a = now_s();
+                out.b_len = 0;
+                apg_store_query_message(st, "BenchTopic", 10, key, (size_t)kl, 32, 0, INT64_MAX,
+                                        &out, &qr);
+                lat[k] = now_s() - a;
+                found += qr.sq_count == 1;
+            }
+            dt = now_s() - t0;
+            qsort(lat, (size_t)q, sizeof(*lat), cmp_double);
+            printf("query by key: %d lookups in a %ld-message log, %d found, mean %.1f us, "
+                   "p50 %.1f us, p99 %.1f us, max %.1f us\n",
+                   q, n, found, dt * 1e6 / q, lat[q / 2] * 1e6, lat[q * 99 / 100] * 1e6,
+                   lat[q - 1] * 1e6);
+            free(lat);
+            apg_buf_free(&out);
+        }
+        apg_store_close(st);
+        rmrf(dir);
+        free(dir);
+    }
 }
 
 static struct apg_store *g_st;
@@ -419,6 +500,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-d"))
             g_base = argv[i + 1];
+        else if (!strcmp(argv[i], "-i"))
+            g_index = atoi(argv[i + 1]);
     }
     apg_log_set_level(APG_LOG_WARN);
     bool all = !strcmp(mode, "all");
@@ -432,6 +515,8 @@ int main(int argc, char **argv)
         bench_sync(threads > 256 ? 256 : threads, 3.0, true);
     if (all || !strcmp(mode, "sync64"))
         bench_sync_pipelined(4, 16, 3.0);
+    if (all || !strcmp(mode, "index"))
+        bench_index(n ? n : 2000000);
     if (all || !strcmp(mode, "recover"))
         bench_recover(gib);
     return 0;

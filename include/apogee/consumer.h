@@ -126,6 +126,34 @@ APG_EXPORT apg_err_t apg_pull_consumer_max_offset(apg_pull_consumer_t *c, const 
 APG_EXPORT apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *mq,
                                                   int64_t *offset, char *err, size_t errlen);
 
+/* ---- query by key ----
+ *
+ * Both ask every master broker of the topic (QUERY_MESSAGE; the brokers look
+ * the key up in their index files, see messageIndexEnable) and block until
+ * all have answered or mqClientApiTimeout passes. */
+
+/* Messages of topic whose KEYS holds key as one of its space-separated words,
+ * stored between begin_ms and end_ms (epoch milliseconds, inclusive), newest
+ * first per broker, at most max_nums per broker (<= 0: 32; brokers cap it at
+ * 64). APG_ENOTFOUND when none. On APG_OK *msgs holds *n (>= 1) messages,
+ * owned by the caller: free with apg_message_list_free(). Borrows topic and
+ * key. */
+APG_EXPORT apg_err_t apg_pull_consumer_query_by_key(apg_pull_consumer_t *c, const char *topic,
+                                                    const char *key, int max_nums, int64_t begin_ms,
+                                                    int64_t end_ms, apg_message_t ***msgs,
+                                                    size_t *n, char *err, size_t errlen);
+
+/* The message of topic whose unique id (UNIQ_KEY: what apg_message_id()
+ * gives after a send, and what RocketMQ clients print as msgId) is msg_id.
+ * APG_ENOTFOUND when no broker has it. On APG_OK *msg is owned by the
+ * caller: free with apg_message_free(). */
+APG_EXPORT apg_err_t apg_pull_consumer_lookup_unique(apg_pull_consumer_t *c, const char *topic,
+                                                     const char *msg_id, apg_message_t **msg,
+                                                     char *err, size_t errlen);
+
+/* Frees n messages and the array holding them. NULL allowed. */
+APG_EXPORT void apg_message_list_free(apg_message_t **msgs, size_t n);
+
 /* ---- push consumer ----
  *
  * Threads: one I/O thread (connections, rebalance, long-polling pulls, one

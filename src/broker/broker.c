@@ -56,6 +56,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP, apg_broker_proc_queue_bounds},
     {APG_REQ_GET_EARLIEST_MSG_STORETIME, apg_broker_proc_queue_bounds},
     {APG_REQ_VIEW_MESSAGE_BY_ID, apg_broker_proc_view_msg},
+    {APG_REQ_QUERY_MESSAGE, apg_broker_proc_query_msg},
     {APG_REQ_GET_ALL_CONSUMER_OFFSET, apg_broker_proc_all_offsets},
     {APG_REQ_GET_BROKER_RUNTIME_INFO, apg_broker_proc_runtime_info},
     {APG_REQ_HEART_BEAT, apg_broker_proc_client},

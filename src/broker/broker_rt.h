@@ -304,6 +304,9 @@ void apg_broker_proc_update_offset(struct apg_broker *b, struct apg_conn *c,
 void apg_broker_proc_queue_bounds(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
 void apg_broker_proc_view_msg(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* broker_querymsg.c: QUERY_MESSAGE (12) by key or unique key. */
+void apg_broker_proc_query_msg(struct apg_broker *b, struct apg_conn *c,
+                               const struct apg_rcmd *req);
 void apg_broker_proc_all_offsets(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req);
 

@@ -336,4 +336,15 @@ void apg_client_local_ip(uint8_t ip[4], char *text, size_t textlen);
  * the position of an error in err. */
 apg_err_t apg_client_sql92_check(const char *sql, char *err, size_t errlen);
 
+/* ---- query by key (query.c) ---- */
+
+/* QUERY_MESSAGE to every master broker of topic's route, answers merged and
+ * checked (see query.c). Blocks the caller; APG_ENOTFOUND when nothing
+ * matches. On APG_OK *msgs (n >= 1) is owned by the caller: free with
+ * apg_message_list_free(). */
+apg_err_t apg_client_query(struct apg_cio *io, int timeout_ms, int spin_us, const char *topic,
+                           const char *key, bool unique, int max_nums, int64_t begin_ms,
+                           int64_t end_ms, apg_message_t ***msgs, size_t *n, char *err,
+                           size_t errlen);
+
 #endif

@@ -626,3 +626,38 @@ apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const apg_mq_t *m
 {
     return offset_op(c, OP_MIN, mq, offset, err, errlen);
 }
+
+apg_err_t apg_pull_consumer_query_by_key(apg_pull_consumer_t *c, const char *topic, const char *key,
+                                         int max_nums, int64_t begin_ms, int64_t end_ms,
+                                         apg_message_t ***msgs, size_t *n, char *err, size_t errlen)
+{
+    return apg_client_query(c->c_io, c->c_conf->timeout_ms, c->c_conf->spin_us, topic, key, false,
+                            max_nums, begin_ms, end_ms, msgs, n, err, errlen);
+}
+
+apg_err_t apg_pull_consumer_lookup_unique(apg_pull_consumer_t *c, const char *topic,
+                                          const char *msg_id, apg_message_t **msg, char *err,
+                                          size_t errlen)
+{
+    apg_message_t **v;
+    size_t n;
+    *msg = NULL;
+    apg_err_t e = apg_client_query(c->c_io, c->c_conf->timeout_ms, c->c_conf->spin_us, topic,
+                                   msg_id, true, 32, 0, INT64_MAX, &v, &n, err, errlen);
+    if (e != APG_OK)
+        return e;
+    /* Several copies (a resend of the same message): the oldest. */
+    *msg = v[n - 1];
+    v[n - 1] = NULL;
+    apg_message_list_free(v, n);
+    return APG_OK;
+}
+
+void apg_message_list_free(apg_message_t **msgs, size_t n)
+{
+    if (msgs == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        apg_message_free(msgs[i]);
+    apg_free(msgs);
+}

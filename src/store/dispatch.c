@@ -37,6 +37,15 @@ static const struct apg_dispatcher dispatchers[] = {
         .dp_reset = apg_cq_dispatch_reset,
         .dp_close = apg_cq_dispatch_close,
     },
+    {
+        /* Never fails a put; kept after the consume queue. */
+        .dp_name = "index",
+        .dp_records = apg_index_dispatch_records,
+        .dp_flush = apg_index_dispatch_flush,
+        .dp_truncate = apg_index_dispatch_truncate,
+        .dp_reset = apg_index_dispatch_reset,
+        .dp_close = apg_index_dispatch_close,
+    },
 };
 #define NDISPATCHERS (sizeof(dispatchers) / sizeof(dispatchers[0]))
 
@@ -55,8 +64,18 @@ apg_err_t apg_dispatch(struct apg_store *st, const struct apg_dispatch_rec *recs
             first = first ? first : rc;
             continue;
         }
-        if (rc)
+        if (rc) {
+            /* The records before *done stay and are published: the
+             * dispatchers after this one derive their data for them too. */
+            for (size_t j = i + 1; j<NDISPATCHERS && * done> 0; j++) {
+                int kk = *done;
+                char e2[128];
+                if (dispatchers[j].dp_records(st, recs, *done, recovering, &kk, e2, sizeof(e2)) &&
+                    kk < *done)
+                    *done = kk;
+            }
             return rc;
+        }
     }
     return first;
 }

@@ -157,6 +157,7 @@ int apg_retention_pass(struct apg_store *st, bool time_ok)
     }
     if (removed) {
         apg_cq_clean(st, atomic_load(&st->st_min_phys));
+        apg_index_clean(st, atomic_load(&st->st_min_phys));
         apg_store_fsync_dir(st->st_cldir);
     }
     return removed;

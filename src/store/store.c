@@ -36,6 +36,11 @@ static void *svc_main(void *arg)
     while (!atomic_load(&st->st_closing)) {
         bool busy = apg_warm_zero_ahead(st);
         apg_warm_drop_behind(st);
+        /* The commit log's window first; the index's pages when it is
+         * ready (the appender allocates them itself if it gets there
+         * first). */
+        if (!busy)
+            busy = apg_index_warm(st);
         /* Preallocate the segment after the current one. */
         pthread_mutex_lock(&st->st_prealloc_mtx);
         if (st->st_next_wanted && !st->st_opts.so_no_preallocate) {
@@ -111,6 +116,8 @@ void apg_store_opts_init(struct apg_store_opts *o)
     o->so_check_crc_on_recover = true;
     o->so_max_message_size = 4194304;
     o->so_cache_keep_mb = 1024;
+    o->so_index_slots = 5000000;
+    o->so_index_entries = 20000000;
     o->so_store_host.h_ip[0] = 127;
     o->so_store_host.h_ip[3] = 1;
     o->so_store_host.h_port = 10911;
@@ -176,6 +183,10 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
         st->st_opts.so_warm_ahead_mb = 64;
     if (!st->st_opts.so_max_message_size)
         st->st_opts.so_max_message_size = 4194304;
+    if (!st->st_opts.so_index_slots)
+        st->st_opts.so_index_slots = 5000000;
+    if (st->st_opts.so_index_entries < 2)
+        st->st_opts.so_index_entries = 20000000;
     st->st_lock_fd = -1;
     atomic_store(&st->st_test_disk_ratio, -1);
     atomic_store(&st->st_free_at_check, INT64_MAX);
@@ -227,6 +238,9 @@ apg_err_t apg_store_open(const struct apg_store_opts *o, struct apg_store **out,
                       "store %s is in use by another process (lock file held)", st->st_root);
         goto fail;
     }
+    rc = apg_index_open(st, err, errlen);
+    if (rc)
+        goto fail;
     rc = apg_recover_open(st, err, errlen);
     if (rc)
         goto fail;

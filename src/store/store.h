@@ -7,6 +7,7 @@
  * On-disk layout (RocketMQ's, file for file; docs/wire.md §9):
  *   <root>/commitlog/<20-digit start offset>      fixed-size mapped segments
  *   <root>/consumequeue/<topic>/<qid>/<20-digit>  20-byte entries
+ *   <root>/index/<yyyyMMddHHmmssSSS>              index files (docs/design.md)
  *   <root>/checkpoint                             one 4 KiB page (docs/wire.md §9.4)
  *   <root>/abort                                  present while the store is open
  *   <root>/lock                                   flock()ed while the store is open
@@ -84,8 +85,11 @@ struct apg_store_opts {
     struct apg_host so_store_host; /* written to STOREHOSTADDRESS and offset msgIds */
     bool so_no_preallocate;        /* tests: do not zero-fill/prefault segments ahead */
     uint32_t so_warm_ahead_mb;     /* pages faulted in ahead of the writer, MiB (0: 64) */
-    int64_t so_cache_keep_mb;      /* commitLogCacheKeepMb: flushed log kept in page cache, MiB;
-                                      older flushed pages are dropped (<= 0: never) */
+    bool so_no_index;          /* messageIndexEnable=false: no index files, queries find nothing */
+    uint32_t so_index_slots;   /* maxHashSlotNum, default 5,000,000 */
+    uint32_t so_index_entries; /* maxIndexNum (entries per index file), default 20,000,000 */
+    int64_t so_cache_keep_mb;  /* commitLogCacheKeepMb: flushed log kept in page cache, MiB;
+                                  older flushed pages are dropped (<= 0: never) */
     /* messageDelayLevel: delay of level i + 1 in ms. The consume-queue entry of
      * a record in APG_SCHEDULE_TOPIC holds its deliver time (store timestamp +
      * the delay of its DELAY level, clamped to the last level) instead of a tag
@@ -225,6 +229,26 @@ int64_t apg_store_msg_store_time(struct apg_store *st, const char *topic, size_t
  * (appended), validating it. APG_ENOTFOUND if the offset is outside the log or
  * not the start of a valid record. Any thread. */
 apg_err_t apg_store_read_at(struct apg_store *st, int64_t phys_offset, struct apg_buf *out);
+
+/* Largest number of records one query returns (RocketMQ maxMsgsNumBatch). */
+#define APG_STORE_QUERY_MAX 64
+
+struct apg_store_query_result {
+    int64_t sq_last_update_ts;   /* newest index file's end store time (indexLastUpdateTimestamp) */
+    int64_t sq_last_update_phys; /* its last indexed commit-log offset (indexLastUpdatePhyoffset) */
+    int sq_count;                /* records appended to out */
+};
+
+/* QUERY_MESSAGE: appends to out (back to back, their stored bytes) up to
+ * max_msgs (capped at APG_STORE_QUERY_MAX) records of `topic` that carry
+ * `key` as a word of KEYS or as UNIQ_KEY and whose STORETIMESTAMP is in
+ * [begin_ms, end_ms], newest first. Hash collisions are filtered out here.
+ * Finds nothing when the index is disabled. Returns 0 with r filled, or
+ * APG_ENOMEM. Borrows everything; any thread. */
+apg_err_t apg_store_query_message(struct apg_store *st, const char *topic, size_t topic_len,
+                                  const char *key, size_t key_len, int max_msgs, int64_t begin_ms,
+                                  int64_t end_ms, struct apg_buf *out,
+                                  struct apg_store_query_result *r);
 
 /* Removes the consume queues of a topic (files included). Commit-log records
  * stay until retention. Any thread. */

@@ -33,6 +33,9 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     int n = apg_delay_levels_parse(apg_cfg_str(cfg, APG_CFG_messageDelayLevel), o->so_delay_ms,
                                    APG_DELAY_LEVELS_MAX, NULL, 0);
     o->so_delay_levels = n > 0 ? n : 0;
+    o->so_no_index = !apg_cfg_bool(cfg, APG_CFG_messageIndexEnable);
+    o->so_index_slots = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxHashSlotNum);
+    o->so_index_entries = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxIndexNum);
     const char *ip = apg_cfg_str(cfg, APG_CFG_brokerIP1);
     struct apg_host *h = &o->so_store_host;
     if (ip && inet_pton(AF_INET, ip, h->h_ip) == 1) {

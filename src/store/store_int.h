@@ -14,8 +14,9 @@
  *   retention.c      disk-space guard and deleteWhen / fileReservedTime cleanup
  *   warmup.c         zero-fill ahead of the writer, page-cache drop-behind
  *   read.c           get, offsets by time, read_at, delete_topic, foreach
- *   dispatch.c       the dispatch hook: record -> consume queue (and later index,
+ *   dispatch.c       the dispatch hook: record -> consume queue, index (and later
  *                    timers, ...), called by the put path and by recovery
+ *   index.c          index files: commit-log offsets by topic#key, QUERY_MESSAGE
  *   scan.c           pure record scanner used by recovery, check-store, the fuzzer
  *   fault.c          fault injection for tests (store_fault.h), inert unless armed
  *
@@ -209,6 +210,8 @@ struct apg_store {
     _Atomic uint64_t st_put_count, st_put_bytes;
     _Atomic int64_t st_put_since_ms; /* apg_mono_ms when the append lock was taken, 0 when free */
 
+    struct apg_index *st_index; /* index.c; NULL when messageIndexEnable=false */
+
     apg_store_arrive_fn st_arrive;
     void *st_arrive_ud;
 
@@ -298,6 +301,19 @@ int64_t apg_dispatch_tags_code(const char *props, size_t len);
  * time (store_ts + the level's delay). */
 int64_t apg_dispatch_sched_tags(const struct apg_store *st, const char *topic, size_t topic_len,
                                 const char *props, size_t len, int64_t store_ts, int64_t tags);
+
+/* index.c: the message index by key (a dispatcher) and its retention. */
+apg_err_t apg_index_open(struct apg_store *st, char *err, size_t errlen);
+apg_err_t apg_index_dispatch_records(struct apg_store *st, const struct apg_dispatch_rec *recs,
+                                     int n, bool recovering, int *done, char *err, size_t errlen);
+int apg_index_dispatch_flush(struct apg_store *st);
+void apg_index_dispatch_truncate(struct apg_store *st, int64_t from);
+void apg_index_dispatch_reset(struct apg_store *st);
+void apg_index_dispatch_close(struct apg_store *st);
+void apg_index_clean(struct apg_store *st, int64_t min_phys);
+/* Service thread: prepares the newest index file's next pages ahead of the
+ * writer; true when there is more to do. */
+bool apg_index_warm(struct apg_store *st);
 
 /* mapped_file.c */
 void apg_store_fsync_dir(const char *dir);
