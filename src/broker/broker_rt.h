@@ -26,6 +26,7 @@
 
 struct apg_clients;
 struct apg_schedule;
+struct apg_timer;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -106,6 +107,7 @@ struct apg_broker {
     struct apg_bloop *br_loops;
     int br_nloops;
     struct apg_schedule *br_schedule; /* delay levels (schedule/schedule.h) */
+    struct apg_timer *br_timer;       /* timer messages (timer/timer.h) */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */

@@ -195,6 +195,8 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     ensure_builtin(t, "OFFSET_MOVED_EVENT", 1, rw);
     /* Delayed messages, one queue per level (RocketMQ registers 18). */
     ensure_builtin(t, "SCHEDULE_TOPIC_XXXX", 18, rw);
+    /* Timer messages (RocketMQ 5.x registers it with one queue). */
+    ensure_builtin(t, "rmq_sys_wheel_timer", 1, rw);
     if (cluster && cluster[0])
         ensure_builtin(t, cluster, 16, rw | APG_PERM_INHERIT);
     if (broker_name && broker_name[0])

@@ -40,8 +40,9 @@
  * the copies made since the last write are made again (at-least-once; the
  * duplicates keep their UNIQ_KEY).
  *
- * Arbitrary-time timers (TIMER_DELIVER_MS) are a separate store; they would
- * reuse apg_broker_put_internal and this file's copy (deliver_copy).
+ * Arbitrary-time timers (TIMER_DELIVER_MS) are a separate store
+ * (src/broker/timer) that uses this file's rewrite (apg_schedule_props_with)
+ * and copy (apg_schedule_copy).
  *
  * Threads: struct apg_schedule's sc_off, sc_due, scratch buffers and cron
  * table belong to the delivery thread; sc_idle and sc_delivered are atomic;
@@ -120,14 +121,15 @@ int apg_schedule_max_level(const struct apg_schedule *sc)
     return sc ? sc->sc_n : 0;
 }
 
-apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len, int level,
-                             const char *real_topic, int32_t real_qid)
+apg_err_t apg_schedule_props_with(struct apg_buf *out, const char *props, size_t len,
+                                  const char *name, const char *value, const char *real_topic,
+                                  int32_t real_qid)
 {
-    size_t start = out->b_len, pos = 0;
+    size_t start = out->b_len, pos = 0, nl = strlen(name);
     struct apg_prop_kv kv;
     apg_err_t e;
     while (apg_props_next(props, len, &pos, &kv)) {
-        bool drop = (kv.pk_name_len == 5 && memcmp(kv.pk_name, "DELAY", 5) == 0) ||
+        bool drop = (kv.pk_name_len == nl && memcmp(kv.pk_name, name, nl) == 0) ||
                     (kv.pk_name_len == 10 && memcmp(kv.pk_name, "REAL_TOPIC", 10) == 0) ||
                     (kv.pk_name_len == 8 && memcmp(kv.pk_name, "REAL_QID", 8) == 0);
         if (drop)
@@ -139,8 +141,7 @@ apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len,
             (size_t)(apg_props_write(p, kv.pk_name, kv.pk_name_len, kv.pk_val, kv.pk_val_len) - p);
     }
     char num[16];
-    snprintf(num, sizeof(num), "%d", level);
-    e = apg_props_append(out, "DELAY", num);
+    e = apg_props_append(out, name, value);
     if (!e)
         e = apg_props_append(out, "REAL_TOPIC", real_topic);
     snprintf(num, sizeof(num), "%d", (int)real_qid);
@@ -149,6 +150,14 @@ apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len,
     if (!e && out->b_len - start > 32767)
         e = APG_ETOOBIG;
     return e;
+}
+
+apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len, int level,
+                             const char *real_topic, int32_t real_qid)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", level);
+    return apg_schedule_props_with(out, props, len, "DELAY", num, real_topic, real_qid);
 }
 
 void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id)
@@ -244,9 +253,7 @@ static void job_persist(void *ud, int64_t now_ms)
 
 /* ---- delivery ------------------------------------------------------------ */
 
-/* Fills m with the copy of rec that goes to its real topic. False when rec
- * names no real topic (it is skipped). */
-static bool deliver_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
+bool apg_schedule_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
 {
     size_t tl = 0, ql = 0, gl = 0;
     const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
@@ -354,7 +361,7 @@ static void deliver_level(struct apg_schedule *sc, int lv, int64_t now)
                 }
                 return;
             }
-            if (deliver_copy(&rec, &sc->sc_msgs[k]))
+            if (apg_schedule_copy(&rec, &sc->sc_msgs[k]))
                 k++;
             else
                 apg_log_warn(SUB,
