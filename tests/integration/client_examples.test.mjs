@@ -212,6 +212,28 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
         assert.equal(await c.stop(), 0, c.out);
     });
 
+    test('timer producer: each message arrives no earlier than its deliver time', async () => {
+        const c = start('push_consumer', ['-n', ns, '-t', N('ExTimer'), '-g', N('ExTimerG'), '--first', '--expect', '6', '--seconds', '30']);
+        const arrived = new Map(); // msgId -> ms
+        c.proc.stdout.on('data', (d) => {
+            for (const l of String(d).split('\n'))
+                if (l.startsWith('RECV ')) arrived.set(l.split(' ')[1], Date.now());
+        });
+        assert.equal(run('producer_sync', [ns, N('ExTimer'), '1']).code, 0);
+        await until(() => c.queues() > 0, 15000, 'the consumer to get its queues');
+        const r = run('producer_delay', [ns, N('ExTimer'), '5', '+1500']);
+        assert.equal(r.code, 0, r.out);
+        assert.deepEqual(done(r), { n: 5, failed: 0 });
+        const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
+        await until(() => sent.every(([, id]) => arrived.has(id)), 20000, 'the timer messages');
+        for (const [, id, t] of sent) {
+            const waited = arrived.get(id) - Number(t);
+            assert.ok(waited >= 1500, `${id} arrived ${waited} ms after its send (due after 1500 ms)`);
+            assert.ok(waited < 1500 + 3000, `${id} arrived ${waited} ms after its send`);
+        }
+        assert.equal(await c.stop(), 0, c.out);
+    });
+
     test('broadcasting: every consumer gets every message; offsets file resumes', () => {
         let r = run('producer_sync', [ns, N('ExBcast'), '30']);
         assert.equal(r.code, 0, r.out);
