@@ -7,10 +7,12 @@
  * TIMER_OUT_MS = deliver time, REAL_TOPIC, REAL_QID). Everything else is
  * derived from that queue by this module's thread:
  *
- *   enqueue  read the timer queue from the enqueue offset; a record already
- *            due is copied at once; any other gets a 16-byte entry
- *            (deliver ms, commit-log offset) appended to the file of its
- *            slot, timer/slots/<deliver ms / timerPrecisionMs>.
+ *   enqueue  read the timer queue's consume-queue entries from the enqueue
+ *            offset (the store writes each record's TIMER_OUT_MS there in
+ *            place of the tag hash, so the record itself is not read); a
+ *            record already due is copied at once; any other gets a 16-byte
+ *            entry (deliver ms, commit-log offset) appended to the file of
+ *            its slot, timer/slots/<deliver ms / timerPrecisionMs>.
  *   deliver  when the wall clock enters the cursor slot, its file is read,
  *            sorted by (deliver ms, offset) and de-duplicated; each entry is
  *            copied once its own deliver time has passed (the record is read
@@ -64,7 +66,6 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "common/mem.h"
-#include "protocol/props.h"
 
 #define SUB "timer"
 #define BATCH 64
@@ -97,7 +98,7 @@ struct apg_timer {
     int64_t tm_w_enq, tm_w_slot, tm_w_pos; /* what the progress file holds */
     int64_t tm_unlinked;                   /* slot files below this are gone */
     int64_t tm_next_persist;
-    struct apg_buf tm_recs, tm_one;
+    struct apg_buf tm_one;
     struct apg_msg_in tm_msgs[BATCH];
     struct apg_put_result tm_res[BATCH];
     struct apg_log_limit tm_fail_log;
@@ -388,21 +389,6 @@ static bool put_copies(struct apg_timer *tm, int k, int64_t now)
     return true;
 }
 
-static int64_t rec_due(const struct apg_msgrec *rec)
-{
-    size_t vl = 0;
-    const char *v = apg_props_find(rec->mr_props, rec->mr_props_len, "TIMER_OUT_MS", &vl);
-    int64_t x = 0;
-    if (!v || vl == 0 || vl > 18)
-        return 0;
-    for (size_t i = 0; i < vl; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return 0;
-        x = x * 10 + (v[i] - '0');
-    }
-    return x;
-}
-
 static bool add_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
 {
     if (apg_schedule_copy(rec, m))
@@ -414,53 +400,66 @@ static bool add_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
     return false;
 }
 
+/* Reads the k (<= BATCH) parked records at commit-log offsets phys and
+ * stores their copies. False when the store refused them (retry). */
+static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64_t now)
+{
+    size_t offs[BATCH];
+    int m = 0;
+    apg_buf_reset(&tm->tm_one);
+    for (int i = 0; i < k; i++) {
+        offs[m] = tm->tm_one.b_len;
+        if (apg_store_read_at(tm->tm_st, phys[i], &tm->tm_one) == APG_OK)
+            m++;
+        else
+            apg_log_warn(SUB,
+                         "the timer message at commit-log offset %lld is gone (retention?); "
+                         "skipped",
+                         (long long)phys[i]);
+    }
+    int c = 0;
+    for (int i = 0; i < m; i++) {
+        struct apg_msgrec rec;
+        size_t len = (i + 1 < m ? offs[i + 1] : tm->tm_one.b_len) - offs[i];
+        if (apg_msgrec_decode((const uint8_t *)tm->tm_one.b_data + offs[i], len, false, &rec,
+                              NULL) == APG_MSGREC_OK &&
+            add_copy(&rec, &tm->tm_msgs[c]))
+            c++;
+    }
+    return put_copies(tm, c, now);
+}
+
 /* ---- enqueue --------------------------------------------------------------- */
 
 /* Moves the timer queue's new records into slot files (or copies them when
- * due). False when it must be retried later. */
+ * due), reading only their consume-queue entries: the store keeps each
+ * record's TIMER_OUT_MS there. False when it must be retried later. */
 static bool enqueue(struct apg_timer *tm, int64_t now)
 {
     int done = 0;
     while (done < PASS_MAX) {
-        struct apg_get_result gr;
-        apg_buf_reset(&tm->tm_recs);
-        if (apg_store_get(tm->tm_st, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN, 0, tm->tm_enq, BATCH,
-                          BATCH_BYTES, NULL, NULL, &tm->tm_recs, &gr) != APG_OK)
-            return false;
-        if (gr.gr_status != APG_GET_FOUND) {
-            bool moved = gr.gr_status == APG_GET_OFFSET_TOO_SMALL ||
-                         gr.gr_status == APG_GET_OFFSET_OVERFLOW_BADLY ||
-                         gr.gr_status == APG_GET_OFFSET_FOUND_NULL;
-            if (moved && gr.gr_next_begin_offset != tm->tm_enq) {
-                apg_log_warn(SUB,
-                             "timer queue offset %lld is outside [%lld, %lld); continuing at %lld",
-                             (long long)tm->tm_enq, (long long)gr.gr_min_offset,
-                             (long long)gr.gr_max_offset, (long long)gr.gr_next_begin_offset);
-                tm->tm_enq = gr.gr_next_begin_offset;
-                continue;
-            }
+        struct apg_cq_ref refs[BATCH];
+        int64_t next;
+        int n = apg_store_cq_read(tm->tm_st, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN, 0, tm->tm_enq,
+                                  BATCH, refs, &next);
+        if (next > tm->tm_enq && (n == 0 || refs[0].cr_queue_offset != tm->tm_enq))
+            apg_log_warn(SUB,
+                         "timer queue offset %lld is below the queue's first; continuing at %lld",
+                         (long long)tm->tm_enq, (long long)(n ? refs[0].cr_queue_offset : next));
+        if (n == 0) {
+            tm->tm_enq = next;
             return true;
         }
         struct entry run[BATCH];
-        int64_t run_slot = -1;
+        int64_t run_slot = -1, due_now[BATCH];
         size_t nrun = 0;
         int k = 0;
-        int64_t next = tm->tm_enq;
-        size_t pos = 0;
-        const uint8_t *p = tm->tm_recs.b_data;
         apg_err_t e = APG_OK;
         bool into_cur = false;
-        for (int i = 0; i < gr.gr_count && pos < tm->tm_recs.b_len && !e; i++) {
-            struct apg_msgrec rec;
-            if (apg_msgrec_decode(p + pos, tm->tm_recs.b_len - pos, false, &rec, NULL) !=
-                APG_MSGREC_OK)
-                break;
-            pos += rec.mr_total_size;
-            next = rec.mr_queue_offset + 1;
-            int64_t due = rec_due(&rec);
+        for (int i = 0; i < n && !e; i++) {
+            int64_t due = refs[i].cr_tags_code;
             if (due <= now) {
-                if (add_copy(&rec, &tm->tm_msgs[k]))
-                    k++;
+                due_now[k++] = refs[i].cr_phys_offset;
                 continue;
             }
             int64_t slot = due / tm->tm_prec;
@@ -469,7 +468,7 @@ static bool enqueue(struct apg_timer *tm, int64_t now)
                 nrun = 0;
             }
             run_slot = slot;
-            run[nrun++] = (struct entry){.e_due = due, .e_phys = rec.mr_phys_offset};
+            run[nrun++] = (struct entry){.e_due = due, .e_phys = refs[i].cr_phys_offset};
             /* The slot being delivered also takes it in memory. */
             if (tm->tm_loaded && slot <= tm->tm_slot && !e && !cur_reserve(tm, tm->tm_n + 1)) {
                 tm->tm_cur[tm->tm_n++] = run[nrun - 1];
@@ -485,12 +484,10 @@ static bool enqueue(struct apg_timer *tm, int64_t now)
                           apg_strerror(e));
             return false;
         }
-        if (!put_copies(tm, k, now))
+        if (!copy_records(tm, due_now, k, now))
             return false;
-        if (next == tm->tm_enq)
-            return false; /* nothing decoded: look again later */
         tm->tm_enq = next;
-        done += gr.gr_count;
+        done += n;
     }
     return true;
 }
@@ -501,31 +498,12 @@ static bool enqueue(struct apg_timer *tm, int64_t now)
 static bool deliver_due(struct apg_timer *tm, int64_t now)
 {
     while (tm->tm_pos < tm->tm_n && tm->tm_cur[tm->tm_pos].e_due <= now) {
-        apg_buf_reset(&tm->tm_one);
-        size_t offs[BATCH];
-        int m = 0;
-        size_t end = tm->tm_pos;
-        while (end < tm->tm_n && m < BATCH && tm->tm_cur[end].e_due <= now) {
-            offs[m] = tm->tm_one.b_len;
-            if (apg_store_read_at(tm->tm_st, tm->tm_cur[end].e_phys, &tm->tm_one) == APG_OK)
-                m++;
-            else
-                apg_log_warn(SUB,
-                             "the timer message at commit-log offset %lld is gone (retention?); "
-                             "skipped",
-                             (long long)tm->tm_cur[end].e_phys);
-            end++;
-        }
+        int64_t phys[BATCH];
         int k = 0;
-        for (int i = 0; i < m; i++) {
-            struct apg_msgrec rec;
-            size_t len = (i + 1 < m ? offs[i + 1] : tm->tm_one.b_len) - offs[i];
-            if (apg_msgrec_decode((const uint8_t *)tm->tm_one.b_data + offs[i], len, false, &rec,
-                                  NULL) == APG_MSGREC_OK &&
-                add_copy(&rec, &tm->tm_msgs[k]))
-                k++;
-        }
-        if (!put_copies(tm, k, now))
+        size_t end = tm->tm_pos;
+        while (end < tm->tm_n && k < BATCH && tm->tm_cur[end].e_due <= now)
+            phys[k++] = tm->tm_cur[end++].e_phys;
+        if (!copy_records(tm, phys, k, now))
             return false;
         tm->tm_pos = end;
     }
@@ -645,7 +623,6 @@ void apg_timer_stop(struct apg_timer *tm)
     }
     pthread_mutex_destroy(&tm->tm_lock);
     pthread_cond_destroy(&tm->tm_cond);
-    apg_buf_free(&tm->tm_recs);
     apg_buf_free(&tm->tm_one);
     apg_free(tm->tm_cur);
     apg_free(tm->tm_dir);

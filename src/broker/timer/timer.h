@@ -21,9 +21,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-
-#define APG_TIMER_TOPIC "rmq_sys_wheel_timer"
-#define APG_TIMER_TOPIC_LEN 19
+#include "store/store.h" /* APG_TIMER_TOPIC */
 
 struct apg_broker;
 struct apg_timer;
