@@ -44,7 +44,7 @@ bench --topic=TimerDue --threads=4 --mode=async --messages="$DUE" --deliverAt=$a
 now=$(date +%s%3N)
 [ "$now" -lt "$at" ] || echo "warning: the due batch was still being sent at its deliver time"
 sleep $(((at - now) / 1000 + 3))
-until node scripts/timer-lateness.mjs $PORT TimerDue 8 >"$d/late.json" &&
+until node bench/timer_lateness.mjs $PORT TimerDue 8 >"$d/late.json" &&
     python3 -c "import json,sys; sys.exit(json.load(open('$d/late.json'))['count'] < $DUE)"; do sleep 1; done
 echo "after delivery: $(rss)"
 python3 - "$d/late.json" "$at" "$DUE" <<'PY'

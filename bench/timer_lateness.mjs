@@ -1,7 +1,7 @@
 // Lateness of delivered timer messages: for every record of TOPIC (all queues), its store
 // time minus its TIMER_OUT_MS. Prints one JSON line: count, early (must be 0), p50, p99,
 // max (ms), first and last store time.
-//   node scripts/timer-lateness.mjs PORT TOPIC QUEUES
+//   node bench/timer_lateness.mjs PORT TOPIC QUEUES
 import { RemotingClient } from '../tests/lib/remoting.mjs';
 import { readAll } from '../tests/lib/queues.mjs';
 
