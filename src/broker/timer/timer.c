@@ -35,7 +35,8 @@
  * copied; every slot below S is delivered, and the first D entries of slot S
  * in (deliver ms, offset) order. It is written every timerFlushIntervalMs and at a
  * clean stop, only once the store has flushed the copies it covers and the
- * slot files have been synced (syncfs). After a crash the enqueue repeats
+ * slot files written since the last write are synced (fdatasync each, or
+ * one syncfs past 256 of them). After a crash the enqueue repeats
  * from E (the repeated entries are dropped by the de-duplication when their
  * slot is read: same offset) and the delivery from entry D of slot S (copies
  * made since are made again: at least once, same UNIQ_KEY; after a clean
@@ -73,6 +74,7 @@
 #define PASS_MAX 8192 /* timer-queue records enqueued per pass */
 #define MAX_SLEEP_MS 1000
 #define RETRY_MS 1000
+#define DIRTY_MAX 256 /* slot files synced one by one before a persist */
 
 struct entry {
     int64_t e_due;  /* deliver time, wall ms */
@@ -91,13 +93,18 @@ struct apg_timer {
     int64_t tm_slot; /* cursor: every slot below it is delivered */
     bool tm_loaded;  /* tm_cur holds the cursor slot's entries */
     struct entry *tm_cur;
-    size_t tm_n, tm_cap, tm_pos;           /* tm_cur[tm_pos..tm_n) are still to copy */
-    int64_t tm_copied_end;                 /* commit-log end of the last copy stored */
-    bool tm_dirty;                         /* slot files written since the last sync */
+    size_t tm_n, tm_cap, tm_pos; /* tm_cur[tm_pos..tm_n) are still to copy */
+    int64_t tm_copied_end;       /* commit-log end of the last copy stored */
+    /* Slot files written since the last sync; past DIRTY_MAX, tm_dirty_all. */
+    int64_t tm_dirty[DIRTY_MAX];
+    int tm_ndirty;
+    bool tm_dirty_all;
     int64_t tm_skip;                       /* entries of the cursor slot delivered before a stop */
     int64_t tm_w_enq, tm_w_slot, tm_w_pos; /* what the progress file holds */
     int64_t tm_unlinked;                   /* slot files below this are gone */
     int64_t tm_next_persist;
+    int64_t tm_snap[4]; /* enqueue offset, slot, slotDone, copies' end one interval ago */
+    bool tm_snap_set;
     struct apg_buf tm_one;
     struct apg_msg_in tm_msgs[BATCH];
     struct apg_put_result tm_res[BATCH];
@@ -187,7 +194,12 @@ static apg_err_t slot_append(struct apg_timer *tm, int64_t slot, const struct en
     ssize_t w = write(fd, e, len);
     int saved = errno;
     close(fd);
-    tm->tm_dirty = true;
+    if (tm->tm_ndirty == 0 || tm->tm_dirty[tm->tm_ndirty - 1] != slot) {
+        if (tm->tm_ndirty < DIRTY_MAX)
+            tm->tm_dirty[tm->tm_ndirty++] = slot;
+        else
+            tm->tm_dirty_all = true;
+    }
     if (w != (ssize_t)len)
         return w < 0 && saved == ENOSPC ? APG_EDISKFULL : APG_EIO;
     return APG_OK;
@@ -318,22 +330,51 @@ done:
     tm->tm_unlinked = tm->tm_slot;
 }
 
-static void progress_write(struct apg_timer *tm)
+/* Makes the slot files written since the last call durable: fdatasync of
+ * each (a file that is gone was delivered and unlinked), or one syncfs when
+ * more than DIRTY_MAX were written (timers spread over many seconds). */
+static bool slots_sync(struct apg_timer *tm)
 {
-    int64_t enq = tm->tm_enq, slot = tm->tm_slot, pos = tm->tm_loaded ? (int64_t)tm->tm_pos : 0;
-    if (enq == tm->tm_w_enq && slot == tm->tm_w_slot && pos == tm->tm_w_pos)
-        return;
-    if (tm->tm_dirty) {
+    bool ok = true;
+    if (tm->tm_dirty_all) {
         int fd = open(tm->tm_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        bool ok = fd >= 0 && syncfs(fd) == 0;
+        ok = fd >= 0 && syncfs(fd) == 0;
         if (fd >= 0)
             close(fd);
-        if (!ok) {
-            apg_log_error(SUB, "syncing %s failed: %s; progress not persisted", tm->tm_dir,
-                          strerror(errno));
-            return;
+    } else {
+        for (int i = 0; i < tm->tm_ndirty && ok; i++) {
+            char p[4096];
+            slot_path(tm, tm->tm_dirty[i], p, sizeof(p));
+            int fd = open(p, O_WRONLY | O_CLOEXEC);
+            if (fd < 0)
+                ok = errno == ENOENT;
+            else {
+                ok = fdatasync(fd) == 0;
+                close(fd);
+            }
         }
-        tm->tm_dirty = false;
+        if (ok && tm->tm_ndirty) {
+            int fd = open(tm->tm_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            ok = fd >= 0 && fsync(fd) == 0; /* the new files' names */
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+    if (ok) {
+        tm->tm_ndirty = 0;
+        tm->tm_dirty_all = false;
+    }
+    return ok;
+}
+
+static void progress_write(struct apg_timer *tm, int64_t enq, int64_t slot, int64_t pos)
+{
+    if (enq == tm->tm_w_enq && slot == tm->tm_w_slot && pos == tm->tm_w_pos)
+        return;
+    if (!slots_sync(tm)) {
+        apg_log_error(SUB, "syncing the slot files in %s failed: %s; progress not persisted",
+                      tm->tm_dir, strerror(errno));
+        return;
     }
     char buf[128], err[512] = "";
     int len = snprintf(buf, sizeof(buf), "{\"enqueueOffset\":%lld,\"slot\":%lld,\"slotDone\":%lld}",
@@ -352,17 +393,34 @@ static void progress_write(struct apg_timer *tm)
     }
 }
 
-/* Writes the progress once the copies it covers are flushed. */
+static int64_t cur_done(const struct apg_timer *tm)
+{
+    return tm->tm_loaded ? (int64_t)tm->tm_pos : 0;
+}
+
+/* Every timerFlushIntervalMs: writes the progress if the store has flushed
+ * every copy it covers, else the snapshot taken one interval ago once its
+ * copies are flushed (copies made meanwhile must not hold the file back
+ * for ever), and takes a new snapshot. */
 static void persist(struct apg_timer *tm, int64_t now)
 {
     if (now < tm->tm_next_persist)
         return;
+    tm->tm_next_persist = now + tm->tm_flush_ms;
     struct apg_store_stats ss;
     apg_store_stats(tm->tm_st, &ss);
-    if (ss.ss_flushed_phys_offset < tm->tm_copied_end)
-        return; /* next pass: the flush thread runs every flushIntervalCommitLog */
-    tm->tm_next_persist = now + tm->tm_flush_ms;
-    progress_write(tm);
+    if (ss.ss_flushed_phys_offset >= tm->tm_copied_end) {
+        progress_write(tm, tm->tm_enq, tm->tm_slot, cur_done(tm));
+        tm->tm_snap_set = false;
+        return;
+    }
+    if (tm->tm_snap_set && ss.ss_flushed_phys_offset >= tm->tm_snap[3])
+        progress_write(tm, tm->tm_snap[0], tm->tm_snap[1], tm->tm_snap[2]);
+    tm->tm_snap[0] = tm->tm_enq;
+    tm->tm_snap[1] = tm->tm_slot;
+    tm->tm_snap[2] = cur_done(tm);
+    tm->tm_snap[3] = tm->tm_copied_end;
+    tm->tm_snap_set = true;
 }
 
 /* ---- copies ---------------------------------------------------------------- */
@@ -619,7 +677,7 @@ void apg_timer_stop(struct apg_timer *tm)
         pthread_mutex_unlock(&tm->tm_lock);
         pthread_join(tm->tm_thread, NULL);
         /* The store flushes every copy when it closes, right after this. */
-        progress_write(tm);
+        progress_write(tm, tm->tm_enq, tm->tm_slot, cur_done(tm));
     }
     pthread_mutex_destroy(&tm->tm_lock);
     pthread_cond_destroy(&tm->tm_cond);
