@@ -489,10 +489,14 @@ static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64
 
 /* ---- enqueue --------------------------------------------------------------- */
 
+enum { ENQ_DONE, ENQ_MORE, ENQ_RETRY };
+
 /* Moves the timer queue's new records into slot files (or copies them when
  * due), reading only their consume-queue entries: the store keeps each
- * record's TIMER_OUT_MS there. False when it must be retried later. */
-static bool enqueue(struct apg_timer *tm, int64_t now)
+ * record's TIMER_OUT_MS there. ENQ_MORE when it stopped after PASS_MAX
+ * records (a backlog: the next pass follows at once), ENQ_RETRY when it
+ * must be retried later. */
+static int enqueue(struct apg_timer *tm, int64_t now)
 {
     int done = 0;
     while (done < PASS_MAX) {
@@ -506,7 +510,7 @@ static bool enqueue(struct apg_timer *tm, int64_t now)
                          (long long)tm->tm_enq, (long long)(n ? refs[0].cr_queue_offset : next));
         if (n == 0) {
             tm->tm_enq = next;
-            return true;
+            return ENQ_DONE;
         }
         struct entry run[BATCH];
         int64_t run_slot = -1, due_now[BATCH];
@@ -540,14 +544,14 @@ static bool enqueue(struct apg_timer *tm, int64_t now)
         if (e) {
             apg_log_error(SUB, "writing timer slot files in %s failed: %s", tm->tm_dir,
                           apg_strerror(e));
-            return false;
+            return ENQ_RETRY;
         }
         if (!copy_records(tm, due_now, k, now))
-            return false;
+            return ENQ_RETRY;
         tm->tm_enq = next;
         done += n;
     }
-    return true;
+    return ENQ_MORE;
 }
 
 /* ---- deliver --------------------------------------------------------------- */
@@ -609,14 +613,16 @@ static void *timer_main(void *arg)
         tm->tm_kicked = false;
         pthread_mutex_unlock(&tm->tm_lock);
         int64_t now = apg_wall_ms();
-        bool enq_ok = enqueue(tm, now);
+        int enq = enqueue(tm, now);
         now = apg_wall_ms();
         int64_t next = deliver(tm, now);
         persist(tm, now);
         now = apg_wall_ms();
         int64_t wait = next - now;
-        if (!enq_ok && wait > RETRY_MS)
+        if (enq == ENQ_RETRY && wait > RETRY_MS)
             wait = RETRY_MS;
+        if (enq == ENQ_MORE)
+            wait = 0;
         if (wait > MAX_SLEEP_MS)
             wait = MAX_SLEEP_MS;
         pthread_mutex_lock(&tm->tm_lock);
