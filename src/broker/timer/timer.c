@@ -74,7 +74,8 @@
 #define PASS_MAX 8192 /* timer-queue records enqueued per pass */
 #define MAX_SLEEP_MS 1000
 #define RETRY_MS 1000
-#define DIRTY_MAX 256 /* slot files synced one by one before a persist */
+#define CATCHUP_MS 200 /* longest a backlog's parking holds deliveries up */
+#define DIRTY_MAX 256  /* slot files synced one by one before a persist */
 
 struct entry {
     int64_t e_due;  /* deliver time, wall ms */
@@ -520,11 +521,19 @@ static int enqueue(struct apg_timer *tm, int64_t now)
         bool into_cur = false;
         for (int i = 0; i < n && !e; i++) {
             int64_t due = refs[i].cr_tags_code;
-            if (due <= now) {
+            int64_t slot = due / tm->tm_prec;
+            /* A due record is copied now unless its slot is still ahead of
+             * the cursor (a backlog re-read after a crash: its slot file may
+             * hold it already, and the de-duplication then copies it once).
+             * Not into the cursor slot once it is loaded or partly
+             * delivered: an entry added there must fall due after every
+             * entry already copied (slotDone counts a prefix). */
+            bool ahead =
+                slot > tm->tm_slot || (slot == tm->tm_slot && !tm->tm_loaded && tm->tm_skip == 0);
+            if (due <= now && !ahead) {
                 due_now[k++] = refs[i].cr_phys_offset;
                 continue;
             }
-            int64_t slot = due / tm->tm_prec;
             if (slot != run_slot && nrun) {
                 e = slot_append(tm, run_slot, run, nrun);
                 nrun = 0;
@@ -608,6 +617,7 @@ static int64_t deliver(struct apg_timer *tm, int64_t now)
 static void *timer_main(void *arg)
 {
     struct apg_timer *tm = arg;
+    int64_t catchup_since = 0;
     pthread_mutex_lock(&tm->tm_lock);
     while (!tm->tm_stop) {
         tm->tm_kicked = false;
@@ -615,7 +625,15 @@ static void *timer_main(void *arg)
         int64_t now = apg_wall_ms();
         int enq = enqueue(tm, now);
         now = apg_wall_ms();
-        int64_t next = deliver(tm, now);
+        /* With a backlog to park (a restart), park it before the cursor moves
+         * on, so a re-read record lands in its slot file, not in a copy made
+         * after its slot went out; but never hold deliveries up for more
+         * than CATCHUP_MS. */
+        if (enq != ENQ_MORE)
+            catchup_since = 0;
+        else if (catchup_since == 0)
+            catchup_since = now;
+        int64_t next = enq == ENQ_MORE && now - catchup_since < CATCHUP_MS ? now : deliver(tm, now);
         persist(tm, now);
         now = apg_wall_ms();
         int64_t wait = next - now;
