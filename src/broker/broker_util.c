@@ -117,11 +117,14 @@ apg_err_t apg_name_check_group(const char *g, char *err, size_t errlen)
 
 bool apg_name_topic_send_forbidden(const char *t)
 {
-    static const char *const forbidden[] = {
-        "SCHEDULE_TOPIC_XXXX",        "rmq_sys_wheel_timer",
-        "RMQ_SYS_TRANS_HALF_TOPIC",   "RMQ_SYS_TRANS_OP_HALF_TOPIC",
-        "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC",
-        "OFFSET_MOVED_EVENT",         NULL};
+    static const char *const forbidden[] = {"SCHEDULE_TOPIC_XXXX",
+                                            "RMQ_SYS_TRANS_HALF_TOPIC",
+                                            "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+                                            "TRANS_CHECK_MAX_TIME_TOPIC",
+                                            "SELF_TEST_TOPIC",
+                                            "OFFSET_MOVED_EVENT",
+                                            "rmq_sys_wheel_timer",
+                                            NULL};
     for (int i = 0; forbidden[i]; i++)
         if (strcmp(t, forbidden[i]) == 0)
             return true;

@@ -144,11 +144,11 @@ struct bench {
     int b_json;
     int b_json_headers;
     int b_pull_batch;
-    double b_rate;     /* produce: messages per second over all threads, 0 = as fast as possible */
-    int b_delay_level; /* produce: DELAY property of every message, 0 = none */
-    int64_t b_deliver_at;    /* produce: TIMER_DELIVER_MS of every message, 0 = none */
-    int64_t b_deliver_after; /* produce: TIMER_DELIVER_MS = send time + this, -1 = none */
-    apg_conf_t *b_conf;      /* client keys given as --key=value, copied by each handle */
+    double b_rate;      /* produce: messages per second over all threads, 0 = as fast as possible */
+    int b_delay_level;  /* produce: DELAY property of every message, 0 = none */
+    int64_t b_at_ms;    /* produce: TIMER_DELIVER_MS of every message, 0 = none */
+    int64_t b_after_ms; /* produce: TIMER_DELIVER_MS = send time + this, -1 = none */
+    apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
     _Atomic uint64_t b_sent;
@@ -272,10 +272,10 @@ static void *producer_main(void *arg)
             apg_message_put_property(msgs[i], "bench", "1");
             if (b->b_delay_level > 0)
                 apg_message_set_delay_level(msgs[i], b->b_delay_level);
-            if (b->b_deliver_at > 0)
-                apg_message_set_deliver_time(msgs[i], b->b_deliver_at);
-            else if (b->b_deliver_after >= 0)
-                apg_message_set_deliver_time(msgs[i], (int64_t)(ts / 1000) + b->b_deliver_after);
+            if (b->b_at_ms > 0)
+                apg_message_set_deliver_time(msgs[i], b->b_at_ms);
+            else if (b->b_after_ms >= 0)
+                apg_message_set_deliver_time(msgs[i], (int64_t)(ts / 1000) + b->b_after_ms);
         }
         apg_err_t e;
         if (b->b_batch > 0) {
@@ -710,36 +710,35 @@ static int run(struct bench *b)
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: apogee bench produce|consume|e2e [--key=value ...]\n"
-        "  --namesrvAddr=ADDR   NameServer list host:port;host:port (127.0.0.1:9876)  [-n]\n"
-        "  --topic=TOPIC        topic (BenchTopic)                                    [-t]\n"
-        "  --group=GROUP        producer/consumer group                               [-g]\n"
-        "  --threads=N          producer threads, or consume threads (4)              [-c]\n"
-        "  --consumeThreads=N   e2e: consumer threads (4)\n"
-        "  --size=BYTES         body size (128)                                       [-s]\n"
-        "  --batch=N            sync batches of N messages                            [-b]\n"
-        "  --mode=MODE          sync | async | oneway (sync)                          [-m]\n"
-        "  --inflight=N         async: max sends in flight (10000)\n"
-        "  --duration=SECS      run time (10; consume: until drained)                 [-d]\n"
-        "  --messages=N         stop after N messages\n"
-        "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
-        "                       counts from each send's scheduled time\n"
-        "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
-        "  --deliverAt=MS       produce: timer messages due at wall-clock MS (TIMER_DELIVER_MS)\n"
-        "  --deliverAfter=MS    produce: timer messages due MS after each send\n"
-        "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
-        "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
-        "                       broker needs enablePropertyFilter=true; each message\n"
-        "                       has the property bench=1)\n"
-        "  --json               last line: one JSON object with the summary\n"
-        "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
-        "  --KEY=VALUE          any client configuration key (apogee bench --help-conf),\n"
-        "                       e.g. --syncSpinMicros=0 --sendMsgTimeout=5000\n"
-        "Every second: rate, MB/s, latency p50/p99/p999/max (us) and failures.\n"
-        "consume drains from each queue's first offset; e2e measures producer to\n"
-        "consumer latency from a timestamp in the body. producer/consumer are aliases.\n");
+    fprintf(out,
+            "usage: apogee bench produce|consume|e2e [--key=value ...]\n"
+            "  --namesrvAddr=ADDR   NameServer list host:port;host:port (127.0.0.1:9876)  [-n]\n"
+            "  --topic=TOPIC        topic (BenchTopic)                                    [-t]\n"
+            "  --group=GROUP        producer/consumer group                               [-g]\n"
+            "  --threads=N          producer threads, or consume threads (4)              [-c]\n"
+            "  --consumeThreads=N   e2e: consumer threads (4)\n"
+            "  --size=BYTES         body size (128)                                       [-s]\n"
+            "  --batch=N            sync batches of N messages                            [-b]\n"
+            "  --mode=MODE          sync | async | oneway (sync)                          [-m]\n"
+            "  --inflight=N         async: max sends in flight (10000)\n"
+            "  --duration=SECS      run time (10; consume: until drained)                 [-d]\n"
+            "  --messages=N         stop after N messages\n"
+            "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
+            "                       counts from each send's scheduled time\n"
+            "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
+            "  --deliverAt=MS       produce: timer messages due at wall-clock ms MS\n"
+            "  --deliverAfter=MS    produce: timer messages due MS ms after each send\n"
+            "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
+            "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
+            "                       broker needs enablePropertyFilter=true; each message\n"
+            "                       has the property bench=1)\n"
+            "  --json               last line: one JSON object with the summary\n"
+            "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
+            "  --KEY=VALUE          any client configuration key (apogee bench --help-conf),\n"
+            "                       e.g. --syncSpinMicros=0 --sendMsgTimeout=5000\n"
+            "Every second: rate, MB/s, latency p50/p99/p999/max (us) and failures.\n"
+            "consume drains from each queue's first offset; e2e measures producer to\n"
+            "consumer latency from a timestamp in the body. producer/consumer are aliases.\n");
 }
 
 static int set_opt(struct bench *b, const char *k, const char *v)
@@ -771,9 +770,9 @@ static int set_opt(struct bench *b, const char *k, const char *v)
     else if (!strcmp(k, "delayLevel"))
         b->b_delay_level = atoi(v);
     else if (!strcmp(k, "deliverAt"))
-        b->b_deliver_at = strtoll(v, NULL, 10);
+        b->b_at_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "deliverAfter"))
-        b->b_deliver_after = strtoll(v, NULL, 10);
+        b->b_after_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))
@@ -841,7 +840,7 @@ int apg_cli_bench_main(int argc, char **argv)
     b->b_size = 128;
     b->b_secs = -1;
     b->b_pull_batch = 32;
-    b->b_deliver_after = -1;
+    b->b_after_ms = -1;
     int rc = 0;
     for (int i = 2; i < argc && rc == 0; i++) {
         const char *a = argv[i];
