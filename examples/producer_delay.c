@@ -4,6 +4,9 @@
  *
  *   producer_delay NAMESRV TOPIC COUNT LEVEL
  *
+ * LEVEL "+MS" instead sends timer messages due MS milliseconds after each
+ * send (apg_message_set_deliver_time: the TIMER_DELIVER_MS property).
+ *
  * Output: "SENT <msgId> <sendMs>" per message (msgId is the UNIQ_KEY that
  * consumers see, sendMs the wall-clock ms just before the send), then
  * "DONE sent=<n> failed=<n>". A failed send prints "ERROR <APG_E name>
@@ -28,6 +31,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int count = atoi(argv[3]), level = atoi(argv[4]);
+    long long after_ms = argv[4][0] == '+' ? atoll(argv[4] + 1) : -1;
     char err[512];
     apg_conf_t *conf = apg_conf_new();
     apg_producer_t *p = NULL;
@@ -43,9 +47,12 @@ int main(int argc, char **argv)
         char text[64];
         int tl = snprintf(text, sizeof(text), "delayed-%d", i);
         apg_message_t *m = apg_message_new(argv[2], text, (size_t)tl);
-        apg_message_set_delay_level(m, level); /* the DELAY property */
-        apg_send_result_t r = {0};
         long long t = wall_ms();
+        if (after_ms >= 0)
+            apg_message_set_deliver_time(m, t + after_ms); /* TIMER_DELIVER_MS */
+        else
+            apg_message_set_delay_level(m, level); /* the DELAY property */
+        apg_send_result_t r = {0};
         apg_err_t e = apg_producer_send(p, m, &r, err, sizeof(err));
         if (e == APG_OK) {
             sent++;

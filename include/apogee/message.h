@@ -35,6 +35,12 @@ APG_EXPORT apg_err_t apg_message_set_tags(apg_message_t *msg, const char *tags);
 APG_EXPORT apg_err_t apg_message_set_keys(apg_message_t *msg, const char *keys);
 /* Delay level 1..18 (1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h); 0 clears. */
 APG_EXPORT apg_err_t apg_message_set_delay_level(apg_message_t *msg, int level);
+/* Deliver time, wall-clock ms since the epoch (the TIMER_DELIVER_MS
+ * property of RocketMQ 5.x timer messages): the broker holds the message
+ * until then, to the millisecond; a time in the past is delivered at once,
+ * one more than the broker's timerMaxDelaySec (3 days by default) ahead is
+ * refused (APG_EBROKER, response code 13). 0 clears; negative is APG_EINVAL. */
+APG_EXPORT apg_err_t apg_message_set_deliver_time(apg_message_t *msg, int64_t deliver_ms);
 /* User property. Names reserved by RocketMQ (TAGS, KEYS, UNIQ_KEY, ...) are
  * refused with APG_EINVAL; names and values may not contain \x01 or \x02. */
 APG_EXPORT apg_err_t apg_message_put_property(apg_message_t *msg, const char *name,

@@ -31,6 +31,7 @@
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
+#include "broker/timer/timer.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -161,6 +162,9 @@ static void on_arrive(void *ud, const char *topic, size_t topic_len, int32_t que
     if (topic_len == APG_SCHEDULE_TOPIC_LEN &&
         memcmp(topic, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN) == 0)
         apg_schedule_arrive(b->br_schedule, queue_id);
+    else if (topic_len == APG_TIMER_TOPIC_LEN &&
+             memcmp(topic, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN) == 0)
+        apg_timer_arrive(b->br_timer);
 }
 
 /* ---- start / stop ------------------------------------------------------- */
@@ -331,7 +335,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         goto fail;
     apg_store_set_arrive_hook(b->br_store, on_arrive, b);
     if (apg_schedule_open(b, &b->br_schedule, err, errlen) ||
-        apg_txn_open(b, &b->br_txn, err, errlen))
+        apg_txn_open(b, &b->br_txn, err, errlen) || apg_timer_open(b, &b->br_timer, err, errlen))
         goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
@@ -387,7 +391,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     apg_broker_persist_all(b);
     apg_broker_register(b, false);
     if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
-        apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen))
+        apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen) ||
+        apg_timer_start(b->br_timer, err, errlen))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
@@ -416,6 +421,8 @@ void apg_broker_stop(struct apg_broker *b)
         apg_net_client_stop(b->br_cli);
     apg_schedule_stop(b->br_schedule);
     b->br_schedule = NULL;
+    apg_timer_stop(b->br_timer);
+    b->br_timer = NULL;
     apg_txn_stop(b->br_txn);
     b->br_txn = NULL;
     if (b->br_store)

@@ -11,7 +11,8 @@
  *            and CLUSTER are added, the tag hash is computed, a batch body
  *            is split into messages
  *   delay    a message with a delay level goes to SCHEDULE_TOPIC_XXXX
- *            (src/broker/schedule)
+ *            (src/broker/schedule), one with a future deliver time to
+ *            rmq_sys_wheel_timer (src/broker/timer)
  *   half     a message with TRAN_MSG=true goes to RMQ_SYS_TRANS_HALF_TOPIC
  *            until END_TRANSACTION (src/broker/txn)
  *   put      the write service (broker_put.c): queue choice, store, sync
@@ -32,6 +33,7 @@
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
+#include "broker/timer/timer.h"
 #include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/message.h"
@@ -64,8 +66,9 @@ struct send_req {
     const char *sr_topic; /* the topic stored into: sh_topic, or sr_dlq */
     char sr_dlq[APG_NAME_CAP + 8];
     int32_t sr_qid;
-    int sr_delay; /* delay level of a single message, 0 when none */
-    bool sr_half; /* a transaction's half message (single messages only) */
+    int sr_delay;   /* delay level of a single message, 0 when none */
+    int64_t sr_due; /* a single timer message's deliver time, 0 when none */
+    bool sr_half;   /* a transaction's half message (single messages only) */
     bool sr_sync;
     struct apg_msg_in sr_one, *sr_msgs;
     int sr_n;
@@ -159,9 +162,10 @@ static void fill_host(struct apg_send_loop *sl, struct apg_host *h, const char *
  * client's property string (the last pair of each name, as apg_props_find
  * would return). */
 struct prop_scan {
-    const char *ps_uniq, *ps_tags, *ps_wait, *ps_delay_v, *ps_tran;
-    size_t ps_uniq_len, ps_tags_len, ps_wait_len, ps_delay_len, ps_tran_len;
+    const char *ps_uniq, *ps_tags, *ps_wait, *ps_delay_v, *ps_tran, *ps_timer_v;
+    size_t ps_uniq_len, ps_tags_len, ps_wait_len, ps_delay_len, ps_tran_len, ps_timer_len;
     bool ps_cluster, ps_delay;
+    enum apg_timer_kind ps_timer;
 };
 
 static void props_scan(const char *props, size_t len, struct prop_scan *ps)
@@ -200,6 +204,15 @@ static void props_scan(const char *props, size_t len, struct prop_scan *ps)
                 ps->ps_delay_len = kv.pk_val_len;
             }
             break;
+        default: {
+            enum apg_timer_kind k = apg_timer_prop_kind(n, kv.pk_name_len);
+            if (k != APG_TIMER_NONE) {
+                ps->ps_timer = k;
+                ps->ps_timer_v = kv.pk_val;
+                ps->ps_timer_len = kv.pk_val_len;
+            }
+            break;
+        }
         }
     }
 }
@@ -400,8 +413,8 @@ static bool split_batch(struct send_req *sr)
         }
         struct prop_scan ips;
         props_scan(it.bi_props, it.bi_props_len, &ips);
-        if (ips.ps_delay) {
-            snprintf(err, sizeof(err), "batch messages cannot carry a delay level");
+        if (ips.ps_delay || ips.ps_timer) {
+            snprintf(err, sizeof(err), "batch messages cannot carry a delay level or deliver time");
             e = APG_EINVAL;
             break;
         }
@@ -438,6 +451,8 @@ static bool split_batch(struct send_req *sr)
     sr->sr_n = n;
     return true;
 }
+
+static bool send_timer(struct send_req *sr, const struct prop_scan *ps);
 
 /* Step 3: what the broker changes before storing. */
 static bool send_rewrite(struct send_req *sr)
@@ -484,6 +499,9 @@ static bool send_rewrite(struct send_req *sr)
         if (sr->sr_topic != sr->sr_dlq && !sr->sr_half)
             sr->sr_delay =
                 apg_schedule_level(b->br_schedule, ps.ps_delay_v, ps.ps_delay_len, h->sh_sysflag);
+        if (sr->sr_topic != sr->sr_dlq && !sr->sr_half && sr->sr_delay == 0 && ps.ps_timer &&
+            !send_timer(sr, &ps))
+            return false;
     }
     struct apg_host born;
     fill_host(sl, &born, apg_conn_peer(sr->sr_c));
@@ -515,25 +533,56 @@ static bool props_refuse(struct send_req *sr, apg_err_t e)
     return false;
 }
 
+/* Part of step 3: the deliver time of a timer message (sr_due), or a
+ * refusal when it is past timerMaxDelaySec. A prepared or rolled-back
+ * transaction half never waits. */
+static bool send_timer(struct send_req *sr, const struct prop_scan *ps)
+{
+    int32_t tx = sr->sr_h.sh_sysflag & APG_SYSFLAG_TX_MASK;
+    if (tx == APG_SYSFLAG_TX_PREPARED || tx == APG_SYSFLAG_TX_ROLLBACK)
+        return true;
+    char err[256];
+    if (apg_timer_due(sr->sr_b->br_timer, ps->ps_timer, ps->ps_timer_v, ps->ps_timer_len,
+                      apg_wall_ms(), &sr->sr_due, err, sizeof(err))) {
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_MESSAGE_ILLEGAL, err);
+        return false;
+    }
+    return true;
+}
+
 /* Step 3b: a message with a delay level is stored in SCHEDULE_TOPIC_XXXX,
  * queue level - 1, with REAL_TOPIC and REAL_QID naming where it goes when
  * due (src/broker/schedule). The reply still names the real queue. */
 static bool send_delay(struct send_req *sr)
 {
-    if (sr->sr_delay <= 0)
+    if (sr->sr_delay <= 0 && sr->sr_due <= 0)
         return true;
     struct apg_send_loop *sl = sr->sr_sl;
     struct apg_msg_in *m = &sr->sr_msgs[0];
     apg_buf_reset(&sl->sl_sched);
-    apg_err_t e = apg_schedule_props(&sl->sl_sched, m->mi_props, m->mi_props_len, sr->sr_delay,
-                                     sr->sr_topic, sr->sr_qid);
+    apg_err_t e;
+    if (sr->sr_delay > 0) {
+        e = apg_schedule_props(&sl->sl_sched, m->mi_props, m->mi_props_len, sr->sr_delay,
+                               sr->sr_topic, sr->sr_qid);
+    } else {
+        char due[24];
+        snprintf(due, sizeof(due), "%lld", (long long)sr->sr_due);
+        e = apg_schedule_props_with(&sl->sl_sched, m->mi_props, m->mi_props_len, "TIMER_OUT_MS",
+                                    due, sr->sr_topic, sr->sr_qid);
+    }
     if (e)
         return props_refuse(sr, e);
     m->mi_props = (const char *)sl->sl_sched.b_data;
     m->mi_props_len = sl->sl_sched.b_len;
-    m->mi_topic = APG_SCHEDULE_TOPIC;
-    m->mi_topic_len = APG_SCHEDULE_TOPIC_LEN;
-    m->mi_queue_id = sr->sr_delay - 1;
+    if (sr->sr_delay > 0) {
+        m->mi_topic = APG_SCHEDULE_TOPIC;
+        m->mi_topic_len = APG_SCHEDULE_TOPIC_LEN;
+        m->mi_queue_id = sr->sr_delay - 1;
+    } else {
+        m->mi_topic = APG_TIMER_TOPIC;
+        m->mi_topic_len = APG_TIMER_TOPIC_LEN;
+        m->mi_queue_id = 0;
+    }
     return true;
 }
 
@@ -568,7 +617,7 @@ static bool send_half(struct send_req *sr)
  * its real queue, not the schedule queue it is stored in). */
 static void send_put(struct send_req *sr)
 {
-    if (!sr->sr_batch && sr->sr_delay == 0 && !sr->sr_half &&
+    if (!sr->sr_batch && sr->sr_delay == 0 && sr->sr_due == 0 && !sr->sr_half &&
         apg_broker_put_hold(sr->sr_b, sr->sr_bl, sr->sr_c, sr->sr_req, &sr->sr_msgs[0], sr->sr_uniq,
                             sr->sr_sync))
         return;
@@ -588,6 +637,7 @@ void apg_broker_proc_send(struct apg_broker *b, struct apg_conn *c, const struct
     sr.sr_uniq[0] = '\0';
     sr.sr_delay = 0;
     sr.sr_half = false;
+    sr.sr_due = 0;
     if (send_parse(&sr) && send_check(&sr) && send_rewrite(&sr) && send_delay(&sr) &&
         send_half(&sr))
         send_put(&sr);

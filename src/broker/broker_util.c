@@ -123,6 +123,7 @@ bool apg_name_topic_send_forbidden(const char *t)
                                             "TRANS_CHECK_MAX_TIME_TOPIC",
                                             "SELF_TEST_TOPIC",
                                             "OFFSET_MOVED_EVENT",
+                                            "rmq_sys_wheel_timer",
                                             NULL};
     for (int i = 0; forbidden[i]; i++)
         if (strcmp(t, forbidden[i]) == 0)

@@ -198,6 +198,8 @@ struct apg_topics *apg_topics_open(const char *root, bool auto_create, int32_t d
     /* Transactions' half and op records (src/broker/txn), one queue each. */
     ensure_builtin(t, "RMQ_SYS_TRANS_HALF_TOPIC", 1, rw);
     ensure_builtin(t, "RMQ_SYS_TRANS_OP_HALF_TOPIC", 1, rw);
+    /* Timer messages (RocketMQ 5.x registers it with one queue). */
+    ensure_builtin(t, "rmq_sys_wheel_timer", 1, rw);
     if (cluster && cluster[0])
         ensure_builtin(t, cluster, 16, rw | APG_PERM_INHERIT);
     if (broker_name && broker_name[0])

@@ -146,6 +146,8 @@ struct bench {
     int b_pull_batch;
     double b_rate;      /* produce: messages per second over all threads, 0 = as fast as possible */
     int b_delay_level;  /* produce: DELAY property of every message, 0 = none */
+    int64_t b_at_ms;    /* produce: TIMER_DELIVER_MS of every message, 0 = none */
+    int64_t b_after_ms; /* produce: TIMER_DELIVER_MS = send time + this, -1 = none */
     apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
@@ -280,6 +282,10 @@ static void *producer_main(void *arg)
             apg_message_put_property(msgs[i], "bench", "1");
             if (b->b_delay_level > 0)
                 apg_message_set_delay_level(msgs[i], b->b_delay_level);
+            if (b->b_at_ms > 0)
+                apg_message_set_deliver_time(msgs[i], b->b_at_ms);
+            else if (b->b_after_ms >= 0)
+                apg_message_set_deliver_time(msgs[i], (int64_t)(ts / 1000) + b->b_after_ms);
         }
         apg_err_t e;
         if (b->b_batch > 0) {
@@ -737,6 +743,8 @@ static void usage(FILE *out)
             "  --rate=N             produce: N msgs/s in total on a fixed schedule; latency\n"
             "                       counts from each send's scheduled time\n"
             "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
+            "  --deliverAt=MS       produce: timer messages due at wall-clock ms MS\n"
+            "  --deliverAfter=MS    produce: timer messages due MS ms after each send\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
             "                       broker needs enablePropertyFilter=true; each message\n"
@@ -778,6 +786,10 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_sql = v;
     else if (!strcmp(k, "delayLevel"))
         b->b_delay_level = atoi(v);
+    else if (!strcmp(k, "deliverAt"))
+        b->b_at_ms = strtoll(v, NULL, 10);
+    else if (!strcmp(k, "deliverAfter"))
+        b->b_after_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "pullBatch"))
         b->b_pull_batch = atoi(v);
     else if (!strcmp(k, "json"))
@@ -848,6 +860,7 @@ int apg_cli_bench_main(int argc, char **argv)
     b->b_size = 128;
     b->b_secs = -1;
     b->b_pull_batch = 32;
+    b->b_after_ms = -1;
     int rc = 0;
     for (int i = 2; i < argc && rc == 0; i++) {
         const char *a = argv[i];

@@ -277,6 +277,19 @@ apg_err_t apg_message_set_delay_level(apg_message_t *m, int level)
     return apg_msg_prop_set(m, PS_DELAY, v);
 }
 
+apg_err_t apg_message_set_deliver_time(apg_message_t *m, int64_t deliver_ms)
+{
+    if (deliver_ms < 0)
+        return APG_EINVAL;
+    if (deliver_ms == 0) {
+        prop_del(m, "TIMER_DELIVER_MS");
+        return APG_OK;
+    }
+    char v[24];
+    snprintf(v, sizeof(v), "%lld", (long long)deliver_ms);
+    return apg_msg_prop_set(m, "TIMER_DELIVER_MS", v);
+}
+
 apg_err_t apg_message_put_property(apg_message_t *m, const char *name, const char *value)
 {
     if (name == NULL || value == NULL || apg_msg_prop_reserved(name))

@@ -131,8 +131,18 @@ int64_t apg_dispatch_tags_code(const char *props, size_t len)
 int64_t apg_dispatch_sched_tags(const struct apg_store *st, const char *topic, size_t topic_len,
                                 const char *props, size_t len, int64_t store_ts, int64_t tags)
 {
-    /* Records of the schedule topic: the consume queue holds when each one
-     * is due, so the delivery scan reads times, not tags. */
+    /* Records of the schedule and timer topics: the consume queue holds
+     * when each one is due, so the delivery scans read times, not tags (and
+     * the timer store parks a record without reading it). */
+    if (topic_len == APG_TIMER_TOPIC_LEN &&
+        memcmp(topic, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN) == 0) {
+        size_t tl = 0;
+        const char *t = apg_props_find(props, len, "TIMER_OUT_MS", &tl);
+        int64_t due = 0;
+        for (size_t i = 0; t && i < tl && i < 18 && t[i] >= '0' && t[i] <= '9'; i++)
+            due = due * 10 + (t[i] - '0');
+        return due;
+    }
     int n = st->st_opts.so_delay_levels;
     if (n <= 0 || topic_len != APG_SCHEDULE_TOPIC_LEN ||
         memcmp(topic, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN) != 0)

@@ -133,6 +133,34 @@ done:
     return rc;
 }
 
+int apg_store_cq_read(struct apg_store *st, const char *topic, size_t topic_len, int32_t queue_id,
+                      int64_t offset, int max, struct apg_cq_ref *out, int64_t *next)
+{
+    int n = 0;
+    *next = offset;
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    struct cq *q = apg_cq_find(st, topic, topic_len, queue_id);
+    if (q) {
+        int64_t hi = atomic_load_explicit(&q->cq_max, memory_order_acquire);
+        int64_t lo = atomic_load(&q->cq_min);
+        if (offset < lo)
+            offset = *next = lo;
+        for (; offset < hi && n < max; offset++) {
+            const uint8_t *e = apg_cq_entry(st, q, offset);
+            if (!e)
+                break;
+            out[n].cr_queue_offset = offset;
+            out[n].cr_phys_offset = (int64_t)apg_be64(e);
+            out[n].cr_size = (int32_t)apg_be32(e + 8);
+            out[n].cr_tags_code = (int64_t)apg_be64(e + 12);
+            n++;
+            *next = offset + 1;
+        }
+    }
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    return n;
+}
+
 int64_t apg_store_max_offset(struct apg_store *st, const char *topic, size_t topic_len,
                              int32_t queue_id)
 {

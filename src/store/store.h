@@ -56,6 +56,11 @@ struct apg_store; /* opaque */
 #define APG_SCHEDULE_TOPIC_LEN 19
 #define APG_DELAY_LEVELS_MAX 64
 
+/* The topic that holds timer messages (queue 0); the consume-queue entry of
+ * a record with TIMER_OUT_MS holds that deliver time instead of a tag hash. */
+#define APG_TIMER_TOPIC "rmq_sys_wheel_timer"
+#define APG_TIMER_TOPIC_LEN 19
+
 /* Parses messageDelayLevel ("1s 5s 10s ... 2h": numbers with a unit s, m, h
  * or d, separated by single spaces, as RocketMQ splits it) into ms[] (room for
  * cap). Returns the number of levels, or -1 with the reason in err. */
@@ -224,6 +229,21 @@ int64_t apg_store_earliest_msg_time(struct apg_store *st, const char *topic, siz
 /* Store timestamp of the record at `queue_offset`, or -1 if not available. */
 int64_t apg_store_msg_store_time(struct apg_store *st, const char *topic, size_t topic_len,
                                  int32_t queue_id, int64_t queue_offset);
+
+/* One consume-queue entry. */
+struct apg_cq_ref {
+    int64_t cr_queue_offset;
+    int64_t cr_phys_offset;
+    int32_t cr_size;
+    int64_t cr_tags_code;
+};
+
+/* Up to max entries of (topic, queue_id) from logical offset `offset` into
+ * out, without reading the records. Returns how many (0 at the end of the
+ * queue or for an unknown one); *next is the offset after the last one, or
+ * the queue's min offset when `offset` is below it. Any thread. */
+int apg_store_cq_read(struct apg_store *st, const char *topic, size_t topic_len, int32_t queue_id,
+                      int64_t offset, int max, struct apg_cq_ref *out, int64_t *next);
 
 /* Copies the one record starting at commit-log offset phys_offset into out
  * (appended), validating it. APG_ENOTFOUND if the offset is outside the log or

@@ -298,7 +298,8 @@ void apg_dispatch_close(struct apg_store *st);
 /* Tag hash of a property string: Java hashCode of TAGS, 0 without one. */
 int64_t apg_dispatch_tags_code(const char *props, size_t len);
 /* tags, or for a record of APG_SCHEDULE_TOPIC with a DELAY level its deliver
- * time (store_ts + the level's delay). */
+ * time (store_ts + the level's delay), or for a record of APG_TIMER_TOPIC its
+ * TIMER_OUT_MS (0 without one). */
 int64_t apg_dispatch_sched_tags(const struct apg_store *st, const char *topic, size_t topic_len,
                                 const char *props, size_t len, int64_t store_ts, int64_t tags);
 

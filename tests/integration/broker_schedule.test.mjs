@@ -15,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, startApogee } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
-import { decodeRecords, propsString } from '../lib/records.mjs';
+import { propsString } from '../lib/records.mjs';
+import { maxOffset, readAll, until } from '../lib/queues.mjs';
 
 const LEVELS = '--messageDelayLevel=1s 2s 3s';
 const DELAY_MS = [1000, 2000, 3000];
@@ -30,41 +31,6 @@ function sendHdr(topic, props, { queueId = 0, reconsumeTimes, maxReconsumeTimes 
     if (reconsumeTimes !== undefined) h.j = String(reconsumeTimes);
     if (maxReconsumeTimes !== undefined) h.l = String(maxReconsumeTimes);
     return h;
-}
-
-function pullHdr(topic, queueId, offset, subscription = '*') {
-    return {
-        consumerGroup: 'CG_DELAY_PULL', topic, queueId: String(queueId), queueOffset: String(offset),
-        maxMsgNums: '32', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0',
-        subscription, subVersion: '0', expressionType: 'TAG',
-    };
-}
-
-async function maxOffset(cl, topic, queueId) {
-    const r = await cl.request(30, { topic, queueId: String(queueId) });
-    assert.equal(r.code, 0, r.remark);
-    return Number(r.ext.offset);
-}
-
-// Every record of (topic, queueId) from offset 0.
-async function readAll(cl, topic, queueId, subscription = '*') {
-    const out = [];
-    for (;;) {
-        const r = await cl.request(11, pullHdr(topic, queueId, out.length ? out.at(-1).queueOffset + 1 : 0, subscription));
-        if (r.code !== 0) return out;
-        const recs = decodeRecords(r.body);
-        if (!recs.length) return out;
-        out.push(...recs);
-    }
-}
-
-async function until(pred, ms, what) {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-        if (await pred()) return;
-        await sleep(20);
-    }
-    assert.fail(`timed out waiting for ${what}`);
 }
 
 let srv;

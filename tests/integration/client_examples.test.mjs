@@ -137,29 +137,36 @@ describe(`C client examples against ${external || 'apogee standalone'}`, { skip 
         for (const m of recv) assert.ok(tagA.has(m[1]), `not a TagA message: ${m}`);
     });
 
-    test('delayed producer: each message arrives no earlier than its level\'s delay', async () => {
-        const c = start('push_consumer', ['-n', ns, '-t', N('ExDelay'), '-g', N('ExDelayG'), '--first', '--expect', '6', '--seconds', '30']);
-        const arrived = new Map(); // msgId -> ms
-        c.proc.stdout.on('data', (d) => {
-            for (const l of String(d).split('\n'))
-                if (l.startsWith('RECV ')) arrived.set(l.split(' ')[1], Date.now());
+    // LEVEL 2 sends with the DELAY property; "+1500" sends timer messages
+    // (apg_message_set_deliver_time: TIMER_DELIVER_MS = send time + 1500 ms).
+    for (const [kind, what, arg, wait] of [
+        ['delayed', 'its level\'s delay', '2', Number.parseInt(LEVELS[1], 10) * 1000],
+        ['timer', 'its deliver time', '+1500', 1500],
+    ]) {
+        test(`${kind} producer: each message arrives no earlier than ${what}`, async () => {
+            const topic = N(`Ex_${kind}`);
+            const c = start('push_consumer', ['-n', ns, '-t', topic, '-g', N(`Ex_${kind}G`), '--first', '--expect', '6', '--seconds', '30']);
+            const arrived = new Map(); // msgId -> ms
+            c.proc.stdout.on('data', (d) => {
+                for (const l of String(d).split('\n'))
+                    if (l.startsWith('RECV ')) arrived.set(l.split(' ')[1], Date.now());
+            });
+            // The topic must exist before the consumer can balance it.
+            assert.equal(run('producer_sync', [ns, topic, '1']).code, 0);
+            await until(() => c.queues() > 0, 15000, 'the consumer to get its queues');
+            const r = run('producer_delay', [ns, topic, '5', arg]);
+            assert.equal(r.code, 0, r.out);
+            assert.deepEqual(done(r), { n: 5, failed: 0 });
+            const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
+            await until(() => sent.every(([, id]) => arrived.has(id)), 20000, `the ${kind} messages`);
+            for (const [, id, t] of sent) {
+                const waited = arrived.get(id) - Number(t);
+                assert.ok(waited >= wait, `${id} arrived ${waited} ms after its send (${arg}: ${wait} ms)`);
+                assert.ok(waited < wait + 3000, `${id} arrived ${waited} ms after its send`);
+            }
+            assert.equal(await c.stop(), 0, c.out);
         });
-        // The topic must exist before the consumer can balance it.
-        assert.equal(run('producer_sync', [ns, N('ExDelay'), '1']).code, 0);
-        await until(() => c.queues() > 0, 15000, 'the consumer to get its queues');
-        const r = run('producer_delay', [ns, N('ExDelay'), '5', '2']);
-        assert.equal(r.code, 0, r.out);
-        assert.deepEqual(done(r), { n: 5, failed: 0 });
-        const sent = r.lines.filter((l) => l.startsWith('SENT ')).map((l) => l.split(' '));
-        await until(() => sent.every(([, id]) => arrived.has(id)), 20000, 'the delayed messages');
-        const wait = Number.parseInt(LEVELS[1], 10) * 1000;
-        for (const [, id, t] of sent) {
-            const waited = arrived.get(id) - Number(t);
-            assert.ok(waited >= wait, `${id} arrived ${waited} ms after its send (level 2: ${wait} ms)`);
-            assert.ok(waited < wait + 3000, `${id} arrived ${waited} ms after its send`);
-        }
-        assert.equal(await c.stop(), 0, c.out);
-    });
+    }
 
     test('broadcasting: every consumer gets every message; offsets file resumes', () => {
         let r = run('producer_sync', [ns, N('ExBcast'), '30']);

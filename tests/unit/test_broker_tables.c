@@ -186,6 +186,7 @@ static void test_names(void **st)
     assert_int_equal(apg_name_check_topic(longname, err, sizeof(err)), APG_EINVAL);
     assert_non_null(strstr(err, "127"));
     assert_true(apg_name_topic_send_forbidden("SCHEDULE_TOPIC_XXXX"));
+    assert_true(apg_name_topic_send_forbidden("rmq_sys_wheel_timer"));
     assert_false(apg_name_topic_send_forbidden("orders"));
 }
 

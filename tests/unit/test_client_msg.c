@@ -43,6 +43,14 @@ static void test_props_roundtrip(void **state)
     assert_null(apg_message_property(d, "nosep"));
     assert_int_equal(apg_message_set_delay_level(m, 0), APG_OK);
     assert_null(apg_message_property(m, "DELAY"));
+    assert_int_equal(apg_message_set_deliver_time(m, 1767225600123LL), APG_OK);
+    assert_string_equal(apg_message_property(m, "TIMER_DELIVER_MS"), "1767225600123");
+    assert_int_equal(apg_message_set_deliver_time(m, -1), APG_EINVAL);
+    apg_buf_reset(&b);
+    assert_int_equal(apg_msg_props_encode(m, &b), APG_OK);
+    assert_non_null(memmem(b.b_data, b.b_len, "TIMER_DELIVER_MS\0011767225600123\002", 31));
+    assert_int_equal(apg_message_set_deliver_time(m, 0), APG_OK);
+    assert_null(apg_message_property(m, "TIMER_DELIVER_MS"));
     apg_buf_free(&b);
     apg_message_free(m);
     apg_message_free(d);
@@ -76,6 +84,11 @@ static void test_message_block(void **state)
     assert_int_equal(apg_message_set_delay_level(m, 2), APG_OK);
     assert_int_equal(apg_message_set_delay_level(m, 0), APG_OK);
     assert_null(apg_message_property(m, "DELAY"));
+    assert_int_equal(apg_message_set_deliver_time(m, 1767225600123LL), APG_OK);
+    assert_string_equal(apg_message_property(m, "TIMER_DELIVER_MS"), "1767225600123");
+    assert_int_equal(apg_message_set_deliver_time(m, -1), APG_EINVAL);
+    assert_int_equal(apg_message_set_deliver_time(m, 0), APG_OK);
+    assert_null(apg_message_property(m, "TIMER_DELIVER_MS"));
     assert_string_equal(apg_message_tags(m), "B");
     assert_string_equal(apg_message_property(m, "p8"), "v");
     size_t len = 0;

@@ -40,8 +40,9 @@
  * the copies made since the last write are made again (at-least-once; the
  * duplicates keep their UNIQ_KEY).
  *
- * Arbitrary-time timers (TIMER_DELIVER_MS) are a separate store; they would
- * reuse apg_broker_put_internal and apg_broker_put_real_copy.
+ * Arbitrary-time timers (TIMER_DELIVER_MS) are a separate store
+ * (src/broker/timer) that uses this file's rewrite (apg_schedule_props_with);
+ * both copy a held record to its real queue with apg_broker_put_real_copy.
  *
  * Threads: struct apg_schedule's sc_off, sc_due, scratch buffers and cron
  * table belong to the delivery thread; sc_idle and sc_delivered are atomic;
@@ -120,14 +121,15 @@ int apg_schedule_max_level(const struct apg_schedule *sc)
     return sc ? sc->sc_n : 0;
 }
 
-apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len, int level,
-                             const char *real_topic, int32_t real_qid)
+apg_err_t apg_schedule_props_with(struct apg_buf *out, const char *props, size_t len,
+                                  const char *name, const char *value, const char *real_topic,
+                                  int32_t real_qid)
 {
-    size_t start = out->b_len, pos = 0;
+    size_t start = out->b_len, pos = 0, nl = strlen(name);
     struct apg_prop_kv kv;
     apg_err_t e;
     while (apg_props_next(props, len, &pos, &kv)) {
-        bool drop = (kv.pk_name_len == 5 && memcmp(kv.pk_name, "DELAY", 5) == 0) ||
+        bool drop = (kv.pk_name_len == nl && memcmp(kv.pk_name, name, nl) == 0) ||
                     (kv.pk_name_len == 10 && memcmp(kv.pk_name, "REAL_TOPIC", 10) == 0) ||
                     (kv.pk_name_len == 8 && memcmp(kv.pk_name, "REAL_QID", 8) == 0);
         if (drop)
@@ -139,8 +141,7 @@ apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len,
             (size_t)(apg_props_write(p, kv.pk_name, kv.pk_name_len, kv.pk_val, kv.pk_val_len) - p);
     }
     char num[16];
-    snprintf(num, sizeof(num), "%d", level);
-    e = apg_props_append(out, "DELAY", num);
+    e = apg_props_append(out, name, value);
     if (!e)
         e = apg_props_append(out, "REAL_TOPIC", real_topic);
     snprintf(num, sizeof(num), "%d", (int)real_qid);
@@ -149,6 +150,14 @@ apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len,
     if (!e && out->b_len - start > 32767)
         e = APG_ETOOBIG;
     return e;
+}
+
+apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len, int level,
+                             const char *real_topic, int32_t real_qid)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", level);
+    return apg_schedule_props_with(out, props, len, "DELAY", num, real_topic, real_qid);
 }
 
 void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id)

@@ -15,6 +15,7 @@
 #ifndef APG_BROKER_SCHEDULE_H
 #define APG_BROKER_SCHEDULE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,13 @@ int apg_schedule_max_level(const struct apg_schedule *sc);
  * APG_ETOOBIG when the result passes 32767 bytes, APG_ENOMEM. */
 apg_err_t apg_schedule_props(struct apg_buf *out, const char *props, size_t len, int level,
                              const char *real_topic, int32_t real_qid);
+
+/* The same with the pair name=value in place of DELAY (a timer's
+ * TIMER_OUT_MS): props without any name, REAL_TOPIC or REAL_QID pair, then
+ * name=value, REAL_TOPIC, REAL_QID. */
+apg_err_t apg_schedule_props_with(struct apg_buf *out, const char *props, size_t len,
+                                  const char *name, const char *value, const char *real_topic,
+                                  int32_t real_qid);
 
 /* The store's arrive hook for SCHEDULE_TOPIC_XXXX: wakes the delivery
  * thread when the level had nothing pending. Cheap when it had. */

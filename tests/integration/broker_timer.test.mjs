@@ -1,0 +1,168 @@
+// Timer messages (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, __STARTDELIVERTIME),
+// driven with raw remoting requests so each step can be checked on the broker itself:
+// - a message with a future deliver time is held in rmq_sys_wheel_timer queue 0
+//   (TIMER_OUT_MS, REAL_TOPIC, REAL_QID set) and reaches its real queue no earlier than that
+//   time (to the millisecond, not rounded to a second), with its UNIQ_KEY, KEYS, TAGS and
+//   properties; a time in the past is delivered at once; past timerMaxDelaySec it is refused;
+// - pending timers survive a clean stop and kill -9, including those that fall due while the
+//   broker is down: after the start every one arrives, none early, none lost (clean stop:
+//   exactly once; kill -9: at least once).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, startApogee } from '../lib/proc.mjs';
+import { RemotingClient } from '../lib/remoting.mjs';
+import { propsString } from '../lib/records.mjs';
+import { maxOffset, readAll, until } from '../lib/queues.mjs';
+
+const TIMER = 'rmq_sys_wheel_timer';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function sendHdr(topic, props, queueId = 0) {
+    return {
+        a: 'PG_TIMER', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0',
+        g: String(Date.now()), h: '0', i: propsString(props), k: 'false',
+    };
+}
+
+let srv;
+let br;
+before(async () => {
+    const nsPort = await freePort();
+    srv = await startApogee('standalone', ['--timerMaxDelaySec=60'], { extraPorts: { namesrvListenPort: nsPort } });
+    br = await RemotingClient.connect(srv.port);
+});
+after(async () => {
+    br?.close();
+    await srv?.stop();
+});
+
+test('TIMER_DELIVER_MS: held in rmq_sys_wheel_timer, then delivered whole at that millisecond', async () => {
+    const topic = 'TimerTopic';
+    const uniq = '0A0000010000000000000000000000CD';
+    const due = Date.now() + 1750;
+    const r = await br.request(310, sendHdr(topic, { TIMER_DELIVER_MS: due, KEYS: 'k1 k2', TAGS: 'TA', UNIQ_KEY: uniq, color: 'red' }, 1), Buffer.from('later'));
+    assert.equal(r.code, 0, r.remark);
+    assert.equal(r.ext.queueId, '1', 'the reply names the real queue');
+    assert.equal(await maxOffset(br, topic, 1), 0, 'not in the real queue yet');
+    const held = (await readAll(br, TIMER, 0)).filter((x) => x.props.REAL_TOPIC === topic);
+    assert.equal(held.length, 1);
+    assert.equal(held[0].props.REAL_QID, '1');
+    assert.equal(held[0].props.TIMER_OUT_MS, String(due));
+    await until(async () => (await maxOffset(br, topic, 1)) === 1, 5000, 'the delivery');
+    const [d] = await readAll(br, topic, 1);
+    assert.equal(d.body, 'later');
+    assert.ok(d.storeTs >= due, `delivered ${due - d.storeTs} ms early`);
+    assert.ok(d.storeTs < due + 300, `delivered ${d.storeTs - due} ms late`);
+    for (const k of ['UNIQ_KEY', 'KEYS', 'TAGS', 'color', 'TIMER_DELIVER_MS'])
+        assert.equal(d.props[k], held[0].props[k], k);
+    assert.equal(d.props.UNIQ_KEY, uniq);
+    assert.equal((await readAll(br, topic, 1, 'TA')).length, 1, 'the copy carries the tag hash');
+    assert.equal((await readAll(br, topic, 1, 'TB')).length, 0);
+});
+
+test('TIMER_DELAY_SEC, TIMER_DELAY_MS and __STARTDELIVERTIME wait; sub-second times are kept', async () => {
+    const topic = 'TimerKinds';
+    const t0 = Date.now();
+    const sends = [
+        ['sec', { TIMER_DELAY_SEC: 1 }],
+        ['ms', { TIMER_DELAY_MS: 1300 }],
+        ['start', { __STARTDELIVERTIME: t0 + 900 }],
+    ];
+    for (let i = 0; i < 12; i++) sends.push([`r${i}`, { TIMER_DELIVER_MS: t0 + 200 + i * 97 }]);
+    for (const [body, props] of sends) {
+        const r = await br.request(310, sendHdr(topic, { ...props, KEYS: body }), Buffer.from(body));
+        assert.equal(r.code, 0, r.remark);
+    }
+    const held = new Map((await readAll(br, TIMER, 0)).filter((x) => x.props.REAL_TOPIC === topic).map((x) => [x.body, x]));
+    assert.equal(held.size, sends.length);
+    assert.ok(Number(held.get('sec').props.TIMER_OUT_MS) >= held.get('sec').storeTs + 1000 - 50);
+    assert.equal(held.get('start').props.TIMER_OUT_MS, String(t0 + 900));
+    await until(async () => (await maxOffset(br, topic, 0)) === sends.length, 5000, 'every delivery');
+    const got = await readAll(br, topic, 0);
+    for (const g of got) {
+        const due = Number(held.get(g.body).props.TIMER_OUT_MS);
+        assert.ok(g.storeTs >= due, `${g.body} ${due - g.storeTs} ms early`);
+        assert.ok(g.storeTs < due + 300, `${g.body} ${g.storeTs - due} ms late`);
+    }
+    // Delivered in deliver-time order.
+    const order = got.map((g) => Number(held.get(g.body).props.TIMER_OUT_MS));
+    assert.deepEqual(order, [...order].sort((a, b) => a - b));
+});
+
+test('a deliver time in the past goes out at once; past timerMaxDelaySec is refused', async () => {
+    const topic = 'TimerEdges';
+    let r = await br.request(310, sendHdr(topic, { TIMER_DELIVER_MS: Date.now() - 5000 }), Buffer.from('past'));
+    assert.equal(r.code, 0, r.remark);
+    r = await br.request(310, sendHdr(topic, { TIMER_DELAY_SEC: 0 }), Buffer.from('zero'));
+    assert.equal(r.code, 0, r.remark);
+    r = await br.request(310, sendHdr(topic, { TIMER_DELIVER_MS: 'soon' }), Buffer.from('garbage'));
+    assert.equal(r.code, 0, r.remark);
+    assert.equal(await maxOffset(br, topic, 0), 3, 'stored in the topic at once');
+    r = await br.request(310, sendHdr(topic, { TIMER_DELAY_SEC: 61 }), Buffer.from('far'));
+    assert.equal(r.code, 13, 'MESSAGE_ILLEGAL');
+    assert.match(r.remark, /timerMaxDelaySec \(60 s\)/);
+    r = await br.request(310, sendHdr(topic, { TIMER_DELAY_SEC: 59 }), Buffer.from('near'));
+    assert.equal(r.code, 0, r.remark);
+    assert.equal(await maxOffset(br, topic, 0), 3);
+});
+
+for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FLUSH'], ['SIGKILL', 'SYNC_FLUSH']]) {
+    test(`pending timers survive a ${signal} stop (${flush}): none early, none lost, some due while down`, async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-timer-'));
+        const nsPort = await freePort();
+        const port = await freePort();
+        const opts = { dir, keepDir: true, port, extraPorts: { namesrvListenPort: nsPort } };
+        const args = ['--timerFlushIntervalMs=200', `--flushDiskType=${flush}`];
+        let s = await startApogee('standalone', args, opts);
+        let cl = await RemotingClient.connect(s.port);
+        const topic = `TimerSurvive${signal}${flush}`;
+        const N = 40;
+        const due = new Map();
+        try {
+            const t0 = Date.now();
+            for (let i = 0; i < N; i++) {
+                // Spread over 0.8 .. 5.5 s: some go out before the stop, some fall due while
+                // the broker is down, the rest after the start.
+                const at = t0 + 800 + Math.floor((i * 4700) / N);
+                due.set(`m${i}`, at);
+                const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: at, KEYS: `m${i}` }), Buffer.from(`m${i}`));
+                assert.equal(r.code, 0, r.remark);
+            }
+            await until(async () => (await maxOffset(cl, topic, 0)) >= 5, 4000, 'the first timers');
+            const file = path.join(dir, 'config', 'timerProgress.json');
+            await until(() => fs.existsSync(file), 3000, 'timerProgress.json');
+            await sleep(300);
+            assert.ok((await maxOffset(cl, topic, 0)) < N, 'timers are still pending');
+            cl.close();
+            await s.stop(signal);
+            await sleep(1500); // some fall due while the broker is down
+            s = await startApogee('standalone', args, opts);
+            cl = await RemotingClient.connect(s.port);
+            await until(async () => new Set((await readAll(cl, topic, 0)).map((g) => g.body)).size === N,
+                10000, 'every timer');
+            await sleep(300);
+            const got = await readAll(cl, topic, 0);
+            const count = new Map();
+            for (const g of got) {
+                count.set(g.body, (count.get(g.body) ?? 0) + 1);
+                assert.ok(g.storeTs >= due.get(g.body), `${g.body} arrived ${due.get(g.body) - g.storeTs} ms early`);
+            }
+            for (let i = 0; i < N; i++) {
+                const n = count.get(`m${i}`) ?? 0;
+                if (signal === 'SIGTERM') assert.equal(n, 1, `m${i} exactly once`);
+                else assert.ok(n >= 1, `m${i} at least once`);
+            }
+            // Delivered slots' files are removed once the progress passes them.
+            await sleep(1500);
+            const left = fs.readdirSync(path.join(dir, 'timer', 'slots'));
+            assert.ok(left.length <= 1, `slot files left: ${left}`);
+        } finally {
+            cl.close();
+            await s.stop();
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+}
