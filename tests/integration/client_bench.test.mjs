@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { waitForRoute } from '../lib/remoting.mjs';
+import { apogeeBin, startStandaloneRouted } from '../lib/proc.mjs';
 
 const probe = spawnSync(apogeeBin(), ['bench', '--help'], { encoding: 'utf8' });
 const benchWired = probe.status === 0 && /bench produce\|consume\|e2e/.test(probe.stdout);
@@ -31,10 +30,7 @@ describe('C client via apogee bench', { skip }, () => {
     let sa;
     let ns;
     before(async () => {
-        const nsPort = await freePort();
-        sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
-        ns = `127.0.0.1:${nsPort}`;
-        await waitForRoute(nsPort);
+        ({ sa, ns } = await startStandaloneRouted());
     });
     after(async () => {
         await sa?.stop();

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { done, run, skipExamples as skip, sleep, start, until } from '../lib/examples.mjs';
-import { freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, startApogee, startStandaloneRouted } from '../lib/proc.mjs';
 import { RemotingClient, jsonBody, waitForRoute } from '../lib/remoting.mjs';
 
 // Sends orders x steps with producer_orderly; returns the queue of each key.
@@ -67,10 +67,7 @@ describe('orderly push consumer', { skip }, () => {
     let sa;
     let ns;
     before(async () => {
-        const nsPort = await freePort();
-        sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
-        ns = `127.0.0.1:${nsPort}`;
-        await waitForRoute(nsPort);
+        ({ sa, ns } = await startStandaloneRouted());
     });
     after(async () => {
         await sa?.stop();

@@ -7,8 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { waitForRoute } from '../lib/remoting.mjs';
+import { apogeeBin, startStandaloneRouted } from '../lib/proc.mjs';
 
 const exDir = process.env.APOGEE_EXAMPLES_DIR || path.join(path.dirname(apogeeBin()), 'examples');
 const skip = fs.existsSync(path.join(exDir, 'query_message')) ? false : `no examples in ${exDir}`;
@@ -22,10 +21,7 @@ describe('C client: query by key and by unique id', { skip }, () => {
     let sa;
     let ns;
     before(async () => {
-        const nsPort = await freePort();
-        sa = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
-        ns = `127.0.0.1:${nsPort}`;
-        await waitForRoute(nsPort);
+        ({ sa, ns } = await startStandaloneRouted());
     });
     after(async () => {
         await sa?.stop();

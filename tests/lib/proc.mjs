@@ -25,6 +25,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { waitForRoute } from './remoting.mjs';
+
 const live = new Set();
 
 process.on('exit', () => {
@@ -159,4 +161,14 @@ export function runBench(args) {
             resolve({ code, out, json });
         });
     });
+}
+
+// `apogee standalone` with its NameServer on a free port, returned once the broker's
+// registration gave TBW102 a route: { sa, nsPort, ns: '127.0.0.1:<nsPort>' }.
+export async function startStandaloneRouted(args = [], opts = {}) {
+    const nsPort = await freePort();
+    const extraPorts = { ...(opts.extraPorts ?? {}), namesrvListenPort: nsPort };
+    const sa = await startApogee('standalone', args, { ...opts, extraPorts });
+    await waitForRoute(nsPort);
+    return { sa, nsPort, ns: `127.0.0.1:${nsPort}` };
 }
