@@ -42,7 +42,7 @@ process.on('exit', () => {
     }
 });
 
-export function freePort() {
+function kernelPort() {
     return new Promise((resolve, reject) => {
         const srv = net.createServer();
         srv.unref();
@@ -52,6 +52,22 @@ export function freePort() {
             srv.close(() => resolve(port));
         });
     });
+}
+
+// Ports handed out by this process. The kernel may give a closed port out again at
+// once, so two freePort() calls made before either server binds (a broker port and a
+// NameServer port) could return the same number; a port next to one handed out is
+// skipped too (a broker may listen on its port + 1 for HA).
+const handedOut = new Set();
+
+export async function freePort() {
+    for (let i = 0; i < 50; i++) {
+        const port = await kernelPort();
+        if (handedOut.has(port) || handedOut.has(port - 1) || handedOut.has(port + 1)) continue;
+        handedOut.add(port);
+        return port;
+    }
+    throw new Error('no free port that this process has not handed out already');
 }
 
 export function tryConnect(port, host = '127.0.0.1') {
