@@ -13,6 +13,10 @@
 void *apg_malloc(size_t n);
 void *apg_calloc(size_t count, size_t n);
 void *apg_realloc(void *p, size_t n);
+/* Makes the array *arr (room for *cap elements of elem bytes) hold at least
+ * need elements: the room doubles, starting from first, until it does. *arr
+ * and *cap change only on success. 0, or -1 when out of memory. */
+int apg_grow(void **arr, size_t *cap, size_t need, size_t elem, size_t first);
 void apg_free(void *p);
 char *apg_strdup(const char *s);
 char *apg_strndup(const char *s, size_t n);

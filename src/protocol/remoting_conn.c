@@ -40,16 +40,10 @@ apg_err_t apg_rconn_decode_grow(struct apg_rconn_decoder *d, const uint8_t *fram
 {
     size_t hdr_len = len >= 8 ? (apg_be32(frame + 4) & 0xFFFFFFu) : 0;
     size_t need = apg_rcmd_scratch_need(hdr_len);
-    if (need > d->rd_cap) {
-        size_t cap = d->rd_cap ? d->rd_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        char *s = apg_realloc(d->rd_scratch, cap);
-        if (!s)
-            return apg_errf(APG_ENOMEM, err, errlen, "out of memory decoding a frame");
-        d->rd_scratch = s;
-        d->rd_cap = cap;
-    }
+    void *s = d->rd_scratch;
+    if (apg_grow(&s, &d->rd_cap, need, 1, 4096))
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory decoding a frame");
+    d->rd_scratch = s;
     apg_err_t e = apg_rcmd_decode(frame, len, &d->rd_cmd, d->rd_scratch, d->rd_cap, err, errlen);
     if (e)
         return e;

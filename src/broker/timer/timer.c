@@ -216,16 +216,10 @@ static int entry_cmp(const void *a, const void *b)
 
 static apg_err_t cur_reserve(struct apg_timer *tm, size_t n)
 {
-    if (n <= tm->tm_cap)
-        return APG_OK;
-    size_t cap = tm->tm_cap ? tm->tm_cap : 1024;
-    while (cap < n)
-        cap *= 2;
-    struct entry *p = apg_realloc(tm->tm_cur, cap * sizeof(*p));
-    if (!p)
+    void *p = tm->tm_cur;
+    if (apg_grow(&p, &tm->tm_cap, n, sizeof(*tm->tm_cur), 1024))
         return APG_ENOMEM;
     tm->tm_cur = p;
-    tm->tm_cap = cap;
     return APG_OK;
 }
 
