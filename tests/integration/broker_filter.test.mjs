@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { freePort, startApogee } from '../lib/proc.mjs';
+import { decodeRecords } from '../lib/records.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 const SEND_V2 = 310;
@@ -34,32 +35,6 @@ function pullHdr(topic, offset, max, subscription) {
         maxMsgNums: String(max), sysFlag: String(FLAG_SUBSCRIPTION), commitOffset: '0',
         suspendTimeoutMillis: '0', subscription, subVersion: '0', expressionType: 'TAG',
     };
-}
-
-// The stored records of a pull answer (IPv4 born and store hosts): queue offset, body and
-// the properties map of each.
-function records(buf) {
-    const out = [];
-    for (let p = 0; buf && p < buf.length;) {
-        const total = buf.readInt32BE(p);
-        assert.ok(total > 88 && p + total <= buf.length, `record at ${p} has size ${total}`);
-        const queueOffset = Number(buf.readBigInt64BE(p + 20));
-        const blen = buf.readInt32BE(p + 84);
-        const body = buf.subarray(p + 88, p + 88 + blen).toString();
-        let q = p + 88 + blen;
-        const tlen = buf.readUInt8(q);
-        q += 1 + tlen;
-        const plen = buf.readInt16BE(q);
-        const props = {};
-        for (const kv of buf.subarray(q + 2, q + 2 + plen).toString().split('\u0002')) {
-            if (!kv) continue;
-            const [k, v] = kv.split('\u0001');
-            props[k] = v;
-        }
-        out.push({ queueOffset, body, props });
-        p += total;
-    }
-    return out;
 }
 
 describe('the broker filters pulls by tag itself', () => {
@@ -91,7 +66,7 @@ describe('the broker filters pulls by tag itself', () => {
         test(`subscription '${tag}' answers only records tagged ${tag}`, async () => {
             const r = await cl.request(PULL, pullHdr('MIX', 0, 32, tag));
             assert.equal(r.code, SUCCESS, r.remark);
-            const recs = records(r.body);
+            const recs = decodeRecords(r.body);
             assert.deepEqual(recs.map((x) => x.props.TAGS), Array(5).fill(tag));
             const first = tag === 'A' ? 0 : 1;
             assert.deepEqual(recs.map((x) => x.body), [0, 2, 4, 6, 8].map((i) => `mix${i + first}`));
@@ -104,7 +79,7 @@ describe('the broker filters pulls by tag itself', () => {
         for (const sub of ['A || B', '*']) {
             const r = await cl.request(PULL, pullHdr('MIX', 0, 32, sub));
             assert.equal(r.code, SUCCESS, r.remark);
-            assert.equal(records(r.body).length, 10, sub);
+            assert.equal(decodeRecords(r.body).length, 10, sub);
         }
     });
 
@@ -125,7 +100,7 @@ describe('the broker filters pulls by tag itself', () => {
             const r = await cl.request(PULL, pullHdr('RUN', offset, 32, 'A'));
             const next = Number(r.ext.nextBeginOffset);
             if (r.code === SUCCESS) {
-                seen.push(...records(r.body));
+                seen.push(...decodeRecords(r.body));
                 offset = next;
                 break;
             }

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { freePort, startApogee } from '../lib/proc.mjs';
+import { decodeRecords } from '../lib/records.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 const SEND_V2 = 310;
@@ -41,17 +42,9 @@ function pullHdr(group, subscription, type, withSub = true) {
     return h;
 }
 
-// Bodies of the stored records of a pull answer (IPv4 hosts).
+// Bodies of the stored records of a pull answer.
 function bodies(buf) {
-    const out = [];
-    for (let p = 0; buf && p < buf.length;) {
-        const total = buf.readInt32BE(p);
-        assert.ok(total > 88 && p + total <= buf.length, `record at ${p} has size ${total}`);
-        const blen = buf.readInt32BE(p + 84);
-        out.push(buf.subarray(p + 88, p + 88 + blen).toString());
-        p += total;
-    }
-    return out;
+    return decodeRecords(buf).map((r) => r.body);
 }
 
 function checkBody(expr, type = 'SQL92') {
