@@ -22,13 +22,15 @@
  * failed, up to retry_times more attempts inside the send timeout, and asks
  * for a fresh route. Ordered and selected sends never move to another queue.
  *
- * Back-pressure (round robin only): a SYSTEM_BUSY answer, or a refusal whose
+ * Back-pressure: a SYSTEM_BUSY answer, or a refusal whose
  * remark says "flow control", means the broker is alive but its store is
  * behind. The send waits busy_backoff_ms (doubled per busy answer of this
  * send, capped at busy_backoff_max_ms, the second half jittered so that
  * refused senders do not come back together), on an I/O-thread timer
  * (apg_cio_after; a sync caller keeps waiting on its futex, the loop never
- * sleeps), then goes to the next queue avoiding that broker, for as long as
+ * sleeps), then goes to the next queue avoiding that broker (an ordered or
+ * selected send picks its queue again the same way, so a sharding key stays
+ * on its queue and keeps its order), for as long as
  * the send timeout allows and without using up retry_times. Still refused at
  * the deadline: APG_EBUSY (retriable) with sr_broker_code SYSTEM_BUSY.
  * p_busy and p_busy_retries count it (apg_producer_busy_stats).
@@ -413,7 +415,7 @@ static void psend_busy(struct apg_cio *io, struct psend *ps, const char *msg)
     atomic_fetch_add_explicit(&p->p_busy, 1, memory_order_relaxed);
     if (ps->ps_mode == MODE_ASYNC)
         window_cut(p);
-    if (cf->busy_backoff_ms <= 0 || ps->ps_sel != SEL_RR || ps->ps_mode == MODE_ONEWAY) {
+    if (cf->busy_backoff_ms <= 0 || ps->ps_mode == MODE_ONEWAY) {
         psend_failed(io, ps, APG_EBUSY, msg);
         return;
     }

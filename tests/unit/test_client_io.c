@@ -35,6 +35,7 @@ struct fake {
     int port;
     char name[32];           /* broker name */
     _Atomic int refuse_code; /* answer sends with this code when non-zero */
+    _Atomic int busy_times;  /* answer this many more sends SYSTEM_BUSY */
     _Atomic int silent;      /* never answer sends */
     _Atomic int sends, batches, heartbeats, routes, oneway, pulls, commits;
     char last_props[4096];
@@ -149,6 +150,11 @@ static void handle(struct fake *f, int fd, const struct apg_rcmd *req)
             return;
         if (f->refuse_code) {
             reply(fd, req, f->refuse_code, NULL, NULL, 0);
+            return;
+        }
+        if (atomic_load(&f->busy_times) > 0) {
+            atomic_fetch_sub(&f->busy_times, 1);
+            reply(fd, req, APG_RESP_SYSTEM_BUSY, NULL, NULL, 0);
             return;
         }
         snprintf(num[0], 32, "%d", f->last_qid);
@@ -315,6 +321,7 @@ static int setup(void **state)
     }
     for (int i = 0; i < 2; i++) {
         g_brokers[i]->refuse_code = 0;
+        g_brokers[i]->busy_times = 0;
         g_brokers[i]->silent = 0;
         g_brokers[i]->sends = g_brokers[i]->batches = 0;
     }
@@ -468,6 +475,45 @@ static void test_busy_backoff(void **state)
     g_brokers[1]->refuse_code = 0;
     assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_OK);
     assert_string_equal(r.sr_mq.mq_broker, "broker-b");
+    apg_message_free(m);
+    apg_producer_destroy(p);
+}
+
+/* Ordered and selected sends back off on SYSTEM_BUSY too, and try the same
+ * queue again: the order of a sharding key is kept. */
+static void test_busy_backoff_ordered(void **state)
+{
+    g_nbrokers = 2;
+    make_route();
+    char ns[64];
+    snprintf(ns, sizeof(ns), "127.0.0.1:%d", g_brokers[0]->port);
+    apg_producer_t *p = new_producer(ns, 3000, 1);
+    apg_message_t *m = apg_message_new("TopicR", "x", 1);
+    char err[512];
+    apg_send_result_t r;
+    const char *key = "order-7";
+    int32_t h = apg_java_hash(key, strlen(key)) % 8;
+    int want = h < 0 ? -h : h;
+    struct fake *owner = g_brokers[want < 4 ? 0 : 1];
+    struct fake *other = g_brokers[want < 4 ? 1 : 0];
+    owner->busy_times = 3;
+    int before = owner->sends, other_before = other->sends;
+    assert_int_equal(apg_producer_send_orderly(p, m, key, &r, err, sizeof(err)), APG_OK);
+    assert_int_equal(r.sr_mq.mq_queue_id, want % 4);
+    assert_int_equal(owner->sends - before, 4);
+    assert_int_equal(other->sends, other_before);
+    uint64_t busy = 0, retried = 0;
+    apg_producer_busy_stats(p, &busy, &retried);
+    assert_int_equal(busy, 3);
+    assert_int_equal(retried, 3);
+    /* Busy past the send timeout: the retriable APG_EBUSY, still one queue. */
+    owner->busy_times = 1000000;
+    before = owner->sends;
+    assert_int_equal(apg_producer_send_orderly(p, m, key, &r, err, sizeof(err)), APG_EBUSY);
+    assert_non_null(strstr(err, "back-off"));
+    assert_true(owner->sends - before > 3);
+    assert_int_equal(other->sends, other_before);
+    owner->busy_times = 0;
     apg_message_free(m);
     apg_producer_destroy(p);
 }
@@ -634,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup(test_sync_send, setup),
         cmocka_unit_test_setup(test_retry_other_broker, setup),
         cmocka_unit_test_setup(test_busy_backoff, setup),
+        cmocka_unit_test_setup(test_busy_backoff_ordered, setup),
         cmocka_unit_test_setup(test_namesrv_failover_and_timeout, setup),
         cmocka_unit_test_setup(test_async_oneway_batch, setup),
         cmocka_unit_test_setup(test_pull_consumer, setup),
