@@ -78,6 +78,8 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_GET_PRODUCER_CONNECTION_LIST, apg_broker_proc_admin_stats},
     {APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET, apg_broker_proc_admin_reset},
     {APG_REQ_GET_CONSUMER_RUNNING_INFO, apg_broker_proc_admin_reset},
+    {APG_REQ_GET_BROKER_CONFIG, apg_broker_proc_admin_config},
+    {APG_REQ_UPDATE_BROKER_CONFIG, apg_broker_proc_admin_config},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)

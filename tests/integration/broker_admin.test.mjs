@@ -103,3 +103,125 @@ test('runtime info carries the keys 4.x and 5.x clusterList read', async () => {
     const earliest = Number(t.earliestMessageTimeStamp);
     assert.ok(earliest >= t0 - 5 && earliest <= t1 + 5, `earliest ${earliest} not in [${t0}, ${t1}]`);
 });
+
+test('GET_BROKER_CONFIG answers every key as .properties with a DataVersion header', async () => {
+    const { props, version } = await brokerConfig();
+    assert.equal(props.brokerName, 'broker-a');
+    assert.equal(props.listenPort, String(srv.port));
+    assert.equal(props.brokerPermission, '6');
+    assert.equal(props.storePathRootDir, srv.dir);
+    assert.ok(!Object.values(props).some((v) => v.includes('  # ')), 'source comments leak');
+    assert.equal(typeof version.counter, 'number');
+    assert.ok(version.timestamp > 0);
+});
+
+test('UPDATE_BROKER_CONFIG applies allow-listed keys live', async () => {
+    const topic = 'T_CFG_LIVE';
+    for (let i = 0; i < 5; i++) await send(topic, `m${i}`);
+    const before = (await brokerConfig()).version.counter;
+
+    let r = await br.request(25, {}, Buffer.from('maxTransferCountOnMessageInMemory=2\n'));
+    assert.equal(r.code, 0, r.remark);
+    let p = await pull('CG_CFG', topic, 0, 0);
+    assert.equal(p.code, 0, p.remark);
+    assert.equal(decodeRecords(p.body).length, 2, 'a pull now returns at most 2 messages');
+    let cfg = await brokerConfig();
+    assert.equal(cfg.props.maxTransferCountOnMessageInMemory, '2');
+    assert.equal(cfg.version.counter, before + 1);
+
+    // Write permission off: sends are refused; back on: accepted.
+    r = await br.request(25, {}, Buffer.from('brokerPermission=4\n'));
+    assert.equal(r.code, 0, r.remark);
+    const s = await br.request(310, {
+        a: 'PG_ADMIN', b: topic, c: 'TBW102', d: '4', e: '0', f: '0', g: String(Date.now()),
+        h: '0', i: '', k: 'false',
+    }, Buffer.from('x'));
+    assert.equal(s.code, 16, s.remark);
+    r = await br.request(25, {}, Buffer.from('brokerPermission=6\nmaxTransferCountOnMessageInMemory=32'));
+    assert.equal(r.code, 0, r.remark);
+    await send(topic, 'after');
+    p = await pull('CG_CFG', topic, 0, 0);
+    assert.equal(decodeRecords(p.body).length, 6);
+    cfg = await brokerConfig();
+    assert.equal(cfg.props.brokerPermission, '6');
+});
+
+test('UPDATE_BROKER_CONFIG refuses keys outside the allow-list and changes nothing', async () => {
+    const cases = [
+        ['storePathRootDir=/tmp/elsewhere', 16, /storePathRootDir.*file, directory, command or class/],
+        ['flushIntervalCommitLog=100', 16, /flushIntervalCommitLog.*cannot be changed at runtime/],
+        ['noSuchKeyAnywhere=1', 16, /noSuchKeyAnywhere.*not a config key/],
+        ['maxTransferCountOnMessageInMemory=abc', 1, /maxTransferCountOnMessageInMemory/],
+        ['maxTransferCountOnMessageInMemory=0', 1, /maxTransferCountOnMessageInMemory/],
+        ['messageFilterClass=com.evil.Filter', 16, /messageFilterClass/],
+    ];
+    for (const [body, code, re] of cases) {
+        const before = await brokerConfig();
+        // An allowed key first: the whole request is refused, so it must not apply either.
+        const r = await br.request(25, {}, Buffer.from(`shortPollingTimeMills=4321\n${body}\n`));
+        assert.equal(r.code, code, `${body}: ${r.code} ${r.remark}`);
+        assert.match(r.remark, re);
+        const after = await brokerConfig();
+        assert.deepEqual(after.props, before.props, `${body} changed the config`);
+        assert.equal(after.version.counter, before.version.counter);
+    }
+});
+
+// Lists every file under dir (relative paths).
+function tree(dir) {
+    const out = [];
+    const walk = (d) => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+            const p = path.join(d, e.name);
+            if (e.isDirectory()) walk(p);
+            else out.push(path.relative(dir, p));
+        }
+    };
+    walk(dir);
+    return out.sort();
+}
+
+// Child processes of the broker, from /proc (Linux): every task's children list.
+function children(pid) {
+    const tasks = fs.readdirSync(`/proc/${pid}/task`);
+    return tasks.flatMap((t) => {
+        try {
+            return fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+        } catch {
+            return [];
+        }
+    });
+}
+
+test('CVE-2023-33246 and CVE-2023-37582 request shapes: refused, nothing run, no file', async () => {
+    const marker = path.join(trap, 'pwned');
+    const written = path.join(trap, 'evil.properties');
+    const payloads = [
+        // CVE-2023-33246: filter server spawning with a shell command in rocketmqHome.
+        `filterServerNums=1\nrocketmqHome=-c $@|sh . echo touch ${marker};\n`,
+        `rocketmqHome=-c $@|sh . echo touch ${marker};\nfilterServerNums=1\n`,
+        // CVE-2023-37582 (NameServer config written where configStorePath points), sent to
+        // the broker's UPDATE_BROKER_CONFIG as well.
+        `configStorePath=${written}\nproductEnvName=test/../../${path.basename(trap)}\n`,
+        `brokerConfigPath=${written}\nkvConfigPath=${written}\n`,
+    ];
+    const filesBefore = tree(srv.dir).filter((f) => !f.endsWith('.tmp'));
+    for (const body of payloads) {
+        const first = body.slice(0, body.indexOf('='));
+        const r = await br.request(25, {}, Buffer.from(body));
+        assert.equal(r.code, 16, `${first}: ${r.code} ${r.remark}`);
+        assert.match(r.remark, new RegExp(`'${first}' names a file, directory, command or class`));
+    }
+    // The NameServer request code on the broker port is not served.
+    const ns = await br.request(318, {}, Buffer.from(`configStorePath=${written}\n`));
+    assert.equal(ns.code, 3, ns.remark);
+    await sleep(300); // a spawned shell would have run by now
+    assert.deepEqual(children(srv.proc.pid), [], 'the broker started a process');
+    assert.ok(!fs.existsSync(marker), 'the command ran');
+    assert.ok(!fs.existsSync(written), 'a file was written where the request said');
+    assert.deepEqual(fs.readdirSync(trap), []);
+    const filesAfter = tree(srv.dir).filter((f) => !f.endsWith('.tmp'));
+    assert.deepEqual(filesAfter.filter((f) => !filesBefore.includes(f) && !f.startsWith('config/')),
+        [], 'new files in the store directory');
+    assert.equal(srv.proc.exitCode, null, 'the broker is still running');
+});
