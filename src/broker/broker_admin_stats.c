@@ -38,11 +38,23 @@
 #include "protocol/filter/sql92.h"
 #include "protocol/mq_map.h"
 
-#define TPS_SLOTS 60 /* one-second buckets: consumeTps covers the last minute */
+/* Consume counts per (topic, group) in three rings of slots, each slot
+ * tagged with the period it counts: 60 one-second slots (the last minute:
+ * consumeTps, statsMinute), 60 one-minute slots (statsHour) and 24 one-hour
+ * slots (statsDay). Each slot counts messages and the pulls that returned
+ * them (avgpt: messages per pull, RocketMQ's sum/times). */
+enum { R_SEC, R_MIN, R_HOUR, R_N };
+static const int ring_len[R_N] = {60, 60, 24};
+static const int64_t ring_unit[R_N] = {1, 60, 3600}; /* seconds per slot */
+
+struct cs_slot {
+    int64_t sl_at; /* which period (wall s / unit) the slot counts */
+    int64_t sl_n;
+    int64_t sl_times;
+};
 
 struct cs_row {
-    int64_t cr_sec[TPS_SLOTS]; /* which second a slot counts (wall s) */
-    int64_t cr_n[TPS_SLOTS];
+    struct cs_slot cr_ring[R_N][60];
 };
 
 struct apg_cstats {
@@ -91,15 +103,36 @@ void apg_broker_consume_note(struct apg_broker *b, const char *group, const char
             r = NULL;
         }
     }
-    if (r) {
-        int slot = (int)(sec % TPS_SLOTS);
-        if (r->cr_sec[slot] != sec) {
-            r->cr_sec[slot] = sec;
-            r->cr_n[slot] = 0;
+    for (int k = 0; r && k < R_N; k++) {
+        int64_t at = sec / ring_unit[k];
+        struct cs_slot *sl = &r->cr_ring[k][at % ring_len[k]];
+        if (sl->sl_at != at) {
+            sl->sl_at = at;
+            sl->sl_n = sl->sl_times = 0;
         }
-        r->cr_n[slot] += n;
+        sl->sl_n += n;
+        sl->sl_times++;
     }
     pthread_mutex_unlock(&cs->cs_lock);
+}
+
+/* Sums ring k of (topic@group) over its whole span (the last minute, hour
+ * or day); false when the pair was never counted. */
+static bool ring_sum(struct apg_cstats *cs, const char *key, int k, int64_t *n, int64_t *times)
+{
+    int64_t now = apg_wall_ms() / 1000 / ring_unit[k];
+    *n = *times = 0;
+    pthread_mutex_lock(&cs->cs_lock);
+    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
+    for (int i = 0; r && i < ring_len[k]; i++) {
+        const struct cs_slot *sl = &r->cr_ring[k][i];
+        if (sl->sl_at > now - ring_len[k] && sl->sl_at <= now) {
+            *n += sl->sl_n;
+            *times += sl->sl_times;
+        }
+    }
+    pthread_mutex_unlock(&cs->cs_lock);
+    return r != NULL;
 }
 
 /* Messages per second of group on topic over the last minute. */
@@ -107,14 +140,9 @@ static double consume_tps(struct apg_cstats *cs, const char *group, const char *
 {
     char key[2 * APG_NAME_CAP + 2];
     row_key(key, sizeof(key), group, topic);
-    int64_t now = apg_wall_ms() / 1000, sum = 0;
-    pthread_mutex_lock(&cs->cs_lock);
-    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
-    for (int i = 0; r && i < TPS_SLOTS; i++)
-        if (r->cr_sec[i] > now - TPS_SLOTS && r->cr_sec[i] <= now)
-            sum += r->cr_n[i];
-    pthread_mutex_unlock(&cs->cs_lock);
-    return (double)sum / TPS_SLOTS;
+    int64_t n, times;
+    ring_sum(cs, key, R_SEC, &n, &times);
+    return (double)n / ring_len[R_SEC];
 }
 
 /* Store time of the record at offset off of the queue, 0 when none. */
@@ -126,9 +154,10 @@ static int64_t store_time(struct apg_broker *b, const char *topic, int32_t qid, 
     return t > 0 ? t : 0;
 }
 
-/* Appends the OffsetWrapper entries of one topic; *first tracks commas. */
+/* Appends the OffsetWrapper entries of one topic; *first tracks commas,
+ * *diff sums brokerOffset - consumerOffset. */
 static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, const char *topic,
-                                     struct apg_buf *o, bool *first)
+                                     struct apg_buf *o, bool *first, int64_t *diff)
 {
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc))
@@ -146,6 +175,7 @@ static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, co
             max = 0;
         if (done < 0)
             done = 0;
+        *diff += max - done;
         if (!*first)
             e = apg_buf_append(o, ",", 1);
         *first = false;
@@ -170,6 +200,30 @@ static void reply_or_refuse(struct apg_broker *b, struct apg_conn *c, const stru
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o->b_data, (uint32_t)o->b_len);
 }
 
+apg_err_t apg_broker_consume_stats_body(struct apg_broker *b, const char *group, const char *topic,
+                                        struct apg_buf *o, int64_t *diff)
+{
+    struct apg_buf names = APG_BUF_INIT; /* topic names, each ended by a NUL */
+    apg_err_t e = topic && topic[0] ? apg_buf_append(&names, topic, strlen(topic) + 1)
+                                    : apg_offsets_group_topics(b->br_offsets, group, &names);
+    const char *nm = (const char *)names.b_data;
+    double tps = 0;
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        tps += consume_tps(b->br_cstats, group, nm + at);
+    bool first = true;
+    int64_t sum = 0;
+    if (!e)
+        e = apg_buf_printf(o, "{\"consumeTps\":%.1f,\"offsetTable\":{", tps);
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        e = consume_stats_topic(b, group, nm + at, o, &first, &sum);
+    if (!e)
+        e = apg_buf_append_str(o, "}}");
+    apg_buf_free(&names);
+    if (diff)
+        *diff = sum;
+    return e;
+}
+
 static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     const char *group = apg_rcmd_ext_get(req, "consumerGroup");
@@ -178,25 +232,44 @@ static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct
                           "GET_CONSUME_STATS needs consumerGroup");
         return;
     }
-    const char *one = apg_rcmd_ext_get(req, "topic");
-    struct apg_buf names = APG_BUF_INIT; /* topic names, each ended by a NUL */
-    apg_err_t e = one && one[0] ? apg_buf_append(&names, one, strlen(one) + 1)
-                                : apg_offsets_group_topics(b->br_offsets, group, &names);
-    const char *nm = (const char *)names.b_data;
-    double tps = 0;
-    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
-        tps += consume_tps(b->br_cstats, group, nm + at);
     struct apg_buf o = APG_BUF_INIT;
-    bool first = true;
-    if (!e)
-        e = apg_buf_printf(&o, "{\"consumeTps\":%.1f,\"offsetTable\":{", tps);
-    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
-        e = consume_stats_topic(b, group, nm + at, &o, &first);
-    if (!e)
-        e = apg_buf_append_str(&o, "}}");
+    apg_err_t e = apg_broker_consume_stats_body(b, group, apg_rcmd_ext_get(req, "topic"), &o, NULL);
     reply_or_refuse(b, c, req, e, &o);
     apg_buf_free(&o);
-    apg_buf_free(&names);
+}
+
+/* VIEW_BROKER_STATS_DATA (315): the minute, hour and day sums of one
+ * counter. Kept: GROUP_GET_NUMS, key "topic@group" (messages pulls
+ * returned). */
+static void stats_data(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *name = apg_rcmd_ext_get(req, "statsName");
+    const char *key = apg_rcmd_ext_get(req, "statsKey");
+    char remark[400];
+    int64_t n[R_N], times[R_N];
+    bool kept = name && key && strcmp(name, "GROUP_GET_NUMS") == 0;
+    for (int k = 0; kept && k < R_N; k++)
+        kept = ring_sum(b->br_cstats, key, k, &n[k], &times[k]);
+    if (!kept) {
+        snprintf(remark, sizeof(remark),
+                 "The stats <%s> <%s> not exist (this broker keeps GROUP_GET_NUMS per "
+                 "topic@group, from the first pull that returned messages)",
+                 name ? name : "", key ? key : "");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    static const char *const field[R_N] = {"statsMinute", "statsHour", "statsDay"};
+    struct apg_buf o = APG_BUF_INIT;
+    apg_err_t e = APG_OK;
+    for (int k = R_N - 1; !e && k >= 0; k--) /* statsDay, statsHour, statsMinute */
+        e = apg_buf_printf(&o, "%s\"%s\":{\"avgpt\":%.2f,\"sum\":%lld,\"tps\":%.2f}",
+                           k == R_N - 1 ? "{" : ",", field[k],
+                           times[k] ? (double)n[k] / (double)times[k] : 0.0, (long long)n[k],
+                           (double)n[k] / (double)(ring_len[k] * ring_unit[k]));
+    if (!e)
+        e = apg_buf_append(&o, "}", 1);
+    reply_or_refuse(b, c, req, e, &o);
+    apg_buf_free(&o);
 }
 
 static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -355,6 +428,9 @@ void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
         break;
     case APG_REQ_GET_PRODUCER_CONNECTION_LIST:
         connection_list(b, c, req, false);
+        break;
+    case APG_REQ_VIEW_BROKER_STATS_DATA:
+        stats_data(b, c, req);
         break;
     default:
         apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,

@@ -295,6 +295,8 @@ apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool 
                                    struct apg_group_cfg *out);
 apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc);
 bool apg_groups_delete(struct apg_groups *g, const char *name);
+/* Appends every group name to out, each followed by a NUL. */
+apg_err_t apg_groups_names(struct apg_groups *g, struct apg_buf *out);
 /* SubscriptionGroupWrapper JSON. */
 apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b);
 apg_err_t apg_groups_persist(struct apg_groups *g, bool force, uint64_t *upto, char *err,
@@ -324,6 +326,9 @@ void apg_offsets_drop_group(struct apg_offsets *o, const char *group);
 /* Appends to out the name of every topic group has offsets for, each
  * followed by a NUL. */
 apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, struct apg_buf *out);
+/* Appends to out the name of every group with offsets on topic, each
+ * followed by a NUL. */
+apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, struct apg_buf *out);
 /* {"offsetTable":{"topic@group":{"0":5,...},...}} */
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);

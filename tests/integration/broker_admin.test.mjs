@@ -225,3 +225,84 @@ test('CVE-2023-33246 and CVE-2023-37582 request shapes: refused, nothing run, no
         [], 'new files in the store directory');
     assert.equal(srv.proc.exitCode, null, 'the broker is still running');
 });
+
+test('QUERY_TOPIC_CONSUME_BY_WHO lists subscribing and committing groups', async () => {
+    const topic = 'T_WHO';
+    await send(topic, 'w');
+    const r0 = await br.request(300, { topic });
+    assert.equal(r0.code, 0, r0.remark);
+    assert.deepEqual(JSON.parse(r0.body.toString()).groupList, []);
+    // One group only commits an offset, another only heartbeats a subscription.
+    const c = await br.request(15, { consumerGroup: 'CG_WHO_OFFSET', topic, queueId: '0', commitOffset: '1' });
+    assert.equal(c.code, 0, c.remark);
+    const fake = await RemotingClient.connect(srv.port);
+    try {
+        assert.equal((await fake.request(34, {}, heartbeat('who@1', 'CG_WHO_SUB', topic))).code, 0);
+        const r = await br.request(300, { topic });
+        assert.equal(r.code, 0, r.remark);
+        assert.deepEqual(JSON.parse(r.body.toString()).groupList.sort(), ['CG_WHO_OFFSET', 'CG_WHO_SUB']);
+        const other = await br.request(300, { topic: 'T_WHO_NOBODY' });
+        assert.deepEqual(JSON.parse(other.body.toString()).groupList, []);
+    } finally {
+        fake.close();
+    }
+});
+
+test('GET_SYSTEM_TOPIC_LIST_FROM_BROKER names the system topics', async () => {
+    const r = await br.request(305, {});
+    assert.equal(r.code, 0, r.remark);
+    const list = JSON.parse(r.body.toString()).topicList;
+    for (const t of ['TBW102', 'SCHEDULE_TOPIC_XXXX', 'RMQ_SYS_TRANS_HALF_TOPIC', 'OFFSET_MOVED_EVENT',
+        'DefaultCluster', 'broker-a']) {
+        assert.ok(list.includes(t), `${t} missing from ${list}`);
+    }
+    assert.ok(!list.includes('T_RT'));
+});
+
+test('GET_BROKER_CONSUME_STATS: every group, its ConsumeStats and the total lag', async () => {
+    const topic = 'T_BCS';
+    for (let i = 0; i < 4; i++) await send(topic, `b${i}`, 0);
+    for (let i = 0; i < 3; i++) await send(topic, `b${i}`, 1);
+    const group = 'CG_BCS';
+    assert.equal((await br.request(200, {}, Buffer.from(JSON.stringify({ groupName: group })))).code, 0);
+    assert.equal((await br.request(15, { consumerGroup: group, topic, queueId: '0', commitOffset: '1' })).code, 0);
+    assert.equal((await br.request(15, { consumerGroup: group, topic, queueId: '1', commitOffset: '3' })).code, 0);
+    const r = await br.request(317, { isOrder: 'false' });
+    assert.equal(r.code, 0, r.remark);
+    const v = parseFastjson(r.body.toString());
+    assert.equal(v.brokerAddr, `127.0.0.1:${srv.port}`);
+    const entry = v.consumeStatsList.find((m) => Object.keys(m).includes(group));
+    assert.ok(entry, `no entry for ${group}`);
+    const [stats] = entry[group];
+    const rows = stats.offsetTable.map(([mq, w]) => ({ ...mq, ...w })).sort((a, b) => a.queueId - b.queueId);
+    assert.deepEqual(rows.filter((x) => x.queueId < 2).map((x) => [x.topic, x.brokerOffset, x.consumerOffset]),
+        [[topic, 4, 1], [topic, 3, 3]]);
+    const lag = v.consumeStatsList.flatMap((m) => Object.values(m).flat())
+        .flatMap((s) => s.offsetTable.map(([, w]) => w.brokerOffset - w.consumerOffset))
+        .reduce((a, b) => a + b, 0);
+    assert.equal(v.totalDiff, lag);
+    assert.ok(v.totalDiff >= 3);
+    // isOrder keeps order topics only; this one is not.
+    const o = parseFastjson((await br.request(317, { isOrder: 'true' })).body.toString());
+    assert.deepEqual(o.consumeStatsList.find((m) => Object.keys(m).includes(group))[group], []);
+});
+
+test('VIEW_BROKER_STATS_DATA: GROUP_GET_NUMS of topic@group counts pulled messages', async () => {
+    const topic = 'T_VIEW';
+    const group = 'CG_VIEW';
+    for (let i = 0; i < 5; i++) await send(topic, `v${i}`);
+    const p1 = await pull(group, topic, 0, 0, 3);
+    const p2 = await pull(group, topic, 0, 3, 32);
+    assert.equal(decodeRecords(p1.body).length + decodeRecords(p2.body).length, 5);
+    const r = await br.request(315, { statsName: 'GROUP_GET_NUMS', statsKey: `${topic}@${group}` });
+    assert.equal(r.code, 0, r.remark);
+    const v = JSON.parse(r.body.toString());
+    for (const k of ['statsMinute', 'statsHour', 'statsDay']) {
+        assert.equal(v[k].sum, 5, k);
+        assert.equal(v[k].avgpt, 2.5, `${k}: 5 messages in 2 pulls`);
+    }
+    assert.ok(Math.abs(v.statsMinute.tps - 5 / 60) < 0.01);
+    const none = await br.request(315, { statsName: 'GROUP_GET_NUMS', statsKey: `${topic}@NOBODY` });
+    assert.equal(none.code, 1);
+    assert.match(none.remark, /not exist/);
+});
