@@ -306,3 +306,60 @@ test('VIEW_BROKER_STATS_DATA: GROUP_GET_NUMS of topic@group counts pulled messag
     assert.equal(none.code, 1);
     assert.match(none.remark, /not exist/);
 });
+
+test('QUERY_CONSUME_QUEUE returns the queue entries of the stored records', async () => {
+    const topic = 'T_CQ';
+    for (let i = 0; i < 5; i++) await send(topic, `cq-body-${i}`, 2);
+    const p = await pull('CG_CQ_READ', topic, 2, 0);
+    const recs = decodeRecords(p.body);
+    assert.equal(recs.length, 5);
+    const r = await br.request(321, { topic, queueId: '2', index: '1', count: '3', consumerGroup: 'CG_CQ' });
+    assert.equal(r.code, 0, r.remark);
+    const v = JSON.parse(r.body.toString());
+    assert.equal(v.maxQueueIndex, 5);
+    assert.equal(v.minQueueIndex, 0);
+    assert.equal(v.filterData, `CG_CQ@${topic} is not online!`);
+    assert.deepEqual(v.queueData.map((q) => q.physicOffset), recs.slice(1, 4).map((x) => x.physOffset));
+    for (const q of v.queueData) assert.ok(q.physicSize > 40 && typeof q.tagsCode === 'number');
+    const past = await br.request(321, { topic, queueId: '2', index: '9', count: '3' });
+    assert.equal(past.code, 0);
+    assert.deepEqual(JSON.parse(past.body.toString()).queueData, []);
+    assert.match(past.remark, /Index 9 of 2@T_CQ is not exist/);
+    const bad = await br.request(321, { topic, queueId: '99', index: '0', count: '1' });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.remark, `99@${topic} is not exist!`);
+});
+
+test('CONSUME_MESSAGE_DIRECTLY goes to the named consumer with the stored record', async () => {
+    const topic = 'T_DIRECT';
+    const group = 'CG_DIRECT';
+    const { msgId } = await send(topic, 'direct-body');
+    const fake = await RemotingClient.connect(srv.port);
+    try {
+        const seen = [];
+        fake.onRequest = (req) => {
+            if (req.code !== 309) return;
+            seen.push(req);
+            fake.respond(req, 0, {}, Buffer.from('{"order":false,"autoCommit":true,"consumeResult":"CR_SUCCESS","remark":"ok","spentTimeMills":1}'));
+        };
+        assert.equal((await fake.request(34, {}, heartbeat('direct@1', group, topic))).code, 0);
+        const r = await br.request(309, { consumerGroup: group, clientId: 'direct@1', msgId });
+        assert.equal(r.code, 0, r.remark);
+        assert.equal(JSON.parse(r.body.toString()).consumeResult, 'CR_SUCCESS');
+        assert.equal(seen.length, 1);
+        assert.equal(seen[0].ext.msgId, msgId);
+        assert.equal(seen[0].ext.brokerName, 'broker-a');
+        assert.equal(seen[0].ext.clientId, 'direct@1');
+        const [rec] = decodeRecords(seen[0].body);
+        assert.equal(rec.body, 'direct-body');
+        assert.equal(rec.topic, topic);
+        const gone = await br.request(309, { consumerGroup: group, clientId: 'other@9', msgId });
+        assert.equal(gone.code, 1);
+        assert.match(gone.remark, /not online/);
+        const badId = await br.request(309, { consumerGroup: group, clientId: 'direct@1', msgId: 'ZZ' });
+        assert.equal(badId.code, 1);
+        assert.match(badId.remark, /msgId ZZ/);
+    } finally {
+        fake.close();
+    }
+});
