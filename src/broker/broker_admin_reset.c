@@ -3,11 +3,16 @@
  * (307) and CONSUME_MESSAGE_DIRECTLY (309).
  *
  * Reset by timestamp: for every write queue of the topic the new offset is
- * the first record stored at or after the timestamp (the max offset for
- * timestamp -1); without isForce a queue only moves back, never forward.
- * The group must have an offset for every queue (else SYSTEM_ERROR, as
- * RocketMQ answers) and a live member (else CONSUMER_NOT_ONLINE, on which
- * RocketMQ's admin falls back to committing the offsets itself). The new
+ * the first record stored at or after the timestamp (the max offset for a
+ * negative timestamp); without isForce a queue only moves back, never
+ * forward. The group must have an offset for every queue (else
+ * SYSTEM_ERROR, as RocketMQ answers) and a live member (else
+ * CONSUMER_NOT_ONLINE, on which RocketMQ's admin falls back to committing
+ * the offsets itself). A 5.x tool may name one queue (queueId >= 0, after
+ * committing it with UPDATE_CONSUMER_OFFSET) and its new offset: then only
+ * that queue is set, to the offset (which must lie within the queue) or by
+ * the timestamp, whether or not a member is online, as RocketMQ 5.x's
+ * server-side reset does. The new
  * offsets are written to the offset table and pushed to every member of the
  * group with a oneway RESET_CONSUMER_CLIENT_OFFSET (220) carrying the same
  * ResetOffsetBody as the reply, so a running client drops what it cached
@@ -105,6 +110,13 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
         return;
     }
     bool force = apg_rcmd_ext_bool(req, "isForce", false);
+    /* 5.x tools name one queue (queueId >= 0) and maybe its new offset. */
+    int32_t one = -1;
+    int64_t want = -1;
+    if (apg_rcmd_ext_get(req, "queueId") && apg_rcmd_ext_i32(req, "queueId", &one))
+        one = -1;
+    if (apg_rcmd_ext_get(req, "offset") && apg_rcmd_ext_i64(req, "offset", &want))
+        want = -1;
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc)) {
         snprintf(remark, sizeof(remark), "cannot reset offsets: topic %s is not on this broker",
@@ -112,15 +124,35 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
-    int32_t nq = tc.tc_write_queues;
+    int32_t nq = tc.tc_write_queues, lo = 0;
+    if (one >= 0) {
+        if (one >= nq) {
+            snprintf(remark, sizeof(remark),
+                     "cannot reset offsets: topic %s has no queue %d on this broker", topic, one);
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+            return;
+        }
+        lo = one;
+        nq = one + 1;
+    }
     int64_t *to = apg_calloc((size_t)(nq > 0 ? nq : 1), sizeof(*to));
     if (!to) {
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
-    for (int32_t q = 0; q < nq; q++) {
+    for (int32_t q = lo; q < nq; q++) {
         int64_t now = apg_offsets_query(b->br_offsets, group, topic, q);
-        if (now < 0) {
+        int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
+        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
+        if (one >= 0 && want != -1 && (want < min || want > max)) {
+            snprintf(remark, sizeof(remark),
+                     "cannot reset offsets: offset %lld is outside %s queue %d [%lld, %lld]",
+                     (long long)want, topic, q, (long long)min, (long long)max);
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+            apg_free(to);
+            return;
+        }
+        if (now < 0 && one < 0) {
             snprintf(remark, sizeof(remark),
                      "cannot reset offsets: group %s has no offset for %s queue %d", group, topic,
                      q);
@@ -129,15 +161,16 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
             return;
         }
         int64_t at =
-            ts == -1 ? apg_store_max_offset(b->br_store, topic, strlen(topic), q)
+            one >= 0 && want != -1 ? want
+            : ts < 0               ? max
                      : apg_store_offset_by_time(b->br_store, topic, strlen(topic), q, ts, false);
         if (at < 0)
             at = 0;
-        to[q] = force || at < now ? at : now;
+        to[q] = force || one >= 0 || at < now ? at : now;
     }
     struct members mb;
     members_take(b, group, NULL, &mb);
-    if (mb.mb_n == 0) {
+    if (mb.mb_n == 0 && one < 0) {
         snprintf(remark, sizeof(remark),
                  "no consumer of group %s is online, so its offsets were not reset (topic %s, "
                  "timestamp %lld)",
@@ -148,8 +181,8 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
     }
     struct apg_buf o = APG_BUF_INIT;
     apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
-    for (int32_t q = 0; !e && q < nq; q++) {
-        if (q)
+    for (int32_t q = lo; !e && q < nq; q++) {
+        if (q > lo)
             e = apg_buf_append(&o, ",", 1);
         if (!e)
             e = apg_mqmap_put_key(&o, b->br_name, q, topic);
@@ -158,7 +191,7 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
     }
     if (!e)
         e = apg_buf_append_str(&o, "}}");
-    for (int32_t q = 0; !e && q < nq; q++)
+    for (int32_t q = lo; !e && q < nq; q++)
         e = apg_offsets_commit(b->br_offsets, group, topic, q, to[q]);
     for (int i = 0; i < mb.mb_n; i++) {
         struct reset_push *rp = e ? NULL : apg_malloc(sizeof(*rp) + o.b_len);

@@ -363,3 +363,38 @@ test('CONSUME_MESSAGE_DIRECTLY goes to the named consumer with the stored record
         fake.close();
     }
 });
+
+test('INVOKE_BROKER_TO_RESET_OFFSET with a queueId (5.x resetOffsetByTime -q) sets that queue only', async () => {
+    const topic = 'T_RESET_ONE';
+    const group = 'CG_RESET_ONE';
+    for (let q = 0; q < 2; q++) for (let i = 0; i < 4; i++) await send(topic, `r${i}`, q);
+    for (let q = 0; q < 4; q++) { // the topic has 4 queues (send header d)
+        const off = q < 2 ? '4' : '0';
+        assert.equal((await br.request(15, { consumerGroup: group, topic, queueId: String(q), commitOffset: off })).code, 0);
+    }
+    // What 5.x's resetOffsetByQueueId sends after its UPDATE_CONSUMER_OFFSET.
+    const r = await br.request(222, { topic, group, timestamp: '0', isForce: 'false', queueId: '1', offset: '2' });
+    assert.equal(r.code, 0, r.remark);
+    const body = parseFastjson(r.body.toString());
+    assert.deepEqual(body.offsetTable.map(([mq, off]) => [mq.queueId, off]), [[1, 2]]);
+    const offs = await queueOffsetsOf(group, topic, 2);
+    assert.deepEqual(offs, [4, 2], 'queue 0 untouched, queue 1 at 2');
+    const bad = await br.request(222, { topic, group, timestamp: '0', queueId: '1', offset: '99' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.remark, /offset 99 is outside/);
+    // Every queue (4.x and skipAccumulatedMessage, timestamp -1) with nobody online: 206, on
+    // which the tools fall back to committing the offsets themselves.
+    const all = await br.request(222, { topic, group, timestamp: '-1', isForce: 'true' });
+    assert.equal(all.code, 206, all.remark);
+    assert.deepEqual(await queueOffsetsOf(group, topic, 2), [4, 2]);
+});
+
+async function queueOffsetsOf(group, topic, n) {
+    const out = [];
+    for (let q = 0; q < n; q++) {
+        const r = await br.request(14, { consumerGroup: group, topic, queueId: String(q) });
+        assert.equal(r.code, 0, r.remark);
+        out.push(Number(r.ext.offset));
+    }
+    return out;
+}
