@@ -29,8 +29,9 @@
  * fields of struct apg_broker that readers load without locks; a request
  * writes each of its keys with one atomic store, so concurrent updates may
  * interleave per key (as RocketMQ's Configuration.update also does). The
- * brokerPermission change also asks the service thread to re-register with
- * the NameServers. */
+ * brokerPermission change moves the topic table's data version on and asks
+ * the service thread to re-register with the NameServers, whose routes then
+ * carry the new permission (broker_register.c). */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -234,8 +235,10 @@ static void update_config(struct apg_broker *b, struct apg_conn *c, const struct
         atomic_fetch_add(&b->br_cfg_changes, 1);
         b->br_cfg_ms = apg_wall_ms();
     }
-    if (perm)
+    if (perm) {
+        apg_topics_touch(b->br_topics);
         apg_broker_service_kick(b, APG_BSVC_REGISTER);
+    }
     apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
 }
 

@@ -247,6 +247,12 @@ apg_err_t apg_topics_ensure_retry(struct apg_topics *t, const char *group, int32
 apg_err_t apg_topics_ensure_dlq(struct apg_topics *t, const char *topic);
 /* TopicConfigSerializeWrapper JSON: {"dataVersion":..,"topicConfigTable":{..}}. */
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b);
+/* The same with every topic's perm ANDed with perm_mask (registration of a
+ * broker without read or write permission, as RocketMQ registers it). */
+apg_err_t apg_topics_encode_perm(struct apg_topics *t, int32_t perm_mask, struct apg_buf *b);
+/* Moves the data version on without a change, so NameServers take the next
+ * registration's topic table (they skip one whose version they have). */
+void apg_topics_touch(struct apg_topics *t);
 /* Makes the changes since the last persist durable (force: writes the whole
  * file and empties the journal); apg_btable_commit. */
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,

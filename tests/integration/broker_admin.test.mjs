@@ -20,9 +20,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let srv;
 let br;
+let nsPort;
 let trap; // a directory the CVE replays aim their file writes and commands at
 before(async () => {
-    const nsPort = await freePort();
+    nsPort = await freePort();
     srv = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
     await waitForRoute(nsPort);
     br = await RemotingClient.connect(srv.port);
@@ -398,3 +399,32 @@ async function queueOffsetsOf(group, topic, n) {
     }
     return out;
 }
+
+test('brokerPermission changed at runtime reaches the NameServer routes', async () => {
+    const topic = 'T_PERM_ROUTE';
+    await send(topic, 'p');
+    const ns = await RemotingClient.connect(nsPort);
+    const perms = async () => {
+        const r = await ns.request(105, { topic });
+        return r.code === 0 ? JSON.parse(r.body.toString()).queueDatas.map((q) => q.perm) : [];
+    };
+    const until = async (want) => {
+        const deadline = Date.now() + 10000;
+        let got;
+        while (Date.now() < deadline) {
+            got = await perms();
+            if (got.length && got.every((p) => p === want)) return;
+            await sleep(50);
+        }
+        assert.fail(`route perms ${JSON.stringify(got)}, want ${want}`);
+    };
+    try {
+        await until(6);
+        assert.equal((await br.request(25, {}, Buffer.from('brokerPermission=4'))).code, 0);
+        await until(4); // read-only: clients stop sending here
+        assert.equal((await br.request(25, {}, Buffer.from('brokerPermission=6'))).code, 0);
+        await until(6);
+    } finally {
+        ns.close();
+    }
+});
