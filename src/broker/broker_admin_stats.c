@@ -59,7 +59,19 @@ struct cs_row {
 
 struct apg_cstats {
     pthread_mutex_t cs_lock;
-    struct apg_smap cs_map; /* "topic@group" -> struct cs_row* (owned) */
+    /* "topic@group" (GROUP_GET_NUMS) and "topic" (TOPIC_PUT_NUMS) ->
+     * struct cs_row* (owned); topic names have no '@'. */
+    struct apg_smap cs_map;
+    /* Service thread only: topic -> struct put_sum* (owned). */
+    struct apg_smap cs_sums;
+    int64_t cs_tick;
+};
+
+/* A topic's summed queue max offsets at the last two samples. */
+struct put_sum {
+    int64_t ps_last; /* -1 before the first sample */
+    int64_t ps_cur;
+    int64_t ps_tick; /* sample that last saw the topic */
 };
 
 struct apg_cstats *apg_cstats_new(void)
@@ -69,6 +81,7 @@ struct apg_cstats *apg_cstats_new(void)
         return NULL;
     pthread_mutex_init(&cs->cs_lock, NULL);
     apg_smap_init(&cs->cs_map);
+    apg_smap_init(&cs->cs_sums);
     return cs;
 }
 
@@ -77,6 +90,7 @@ void apg_cstats_free(struct apg_cstats *cs)
     if (!cs)
         return;
     apg_smap_clear_free(&cs->cs_map, apg_free);
+    apg_smap_clear_free(&cs->cs_sums, apg_free);
     pthread_mutex_destroy(&cs->cs_lock);
     apg_free(cs);
 }
@@ -86,14 +100,9 @@ static void row_key(char *key, size_t n, const char *group, const char *topic)
     snprintf(key, n, "%s@%s", topic, group);
 }
 
-void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+/* Counts n messages in times calls for key at wall second sec. */
+static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t times, int64_t sec)
 {
-    struct apg_cstats *cs = b->br_cstats;
-    if (!cs || n <= 0)
-        return;
-    char key[2 * APG_NAME_CAP + 2];
-    row_key(key, sizeof(key), group, topic);
-    int64_t sec = apg_wall_ms() / 1000;
     pthread_mutex_lock(&cs->cs_lock);
     struct cs_row *r = apg_smap_get(&cs->cs_map, key);
     if (!r) {
@@ -111,9 +120,75 @@ void apg_broker_consume_note(struct apg_broker *b, const char *group, const char
             sl->sl_n = sl->sl_times = 0;
         }
         sl->sl_n += n;
-        sl->sl_times++;
+        sl->sl_times += times;
     }
     pthread_mutex_unlock(&cs->cs_lock);
+}
+
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+{
+    struct apg_cstats *cs = b->br_cstats;
+    if (!cs || n <= 0)
+        return;
+    char key[2 * APG_NAME_CAP + 2];
+    row_key(key, sizeof(key), group, topic);
+    row_note(cs, key, n, 1, apg_wall_ms() / 1000);
+}
+
+static void sum_queue(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
+                      int64_t min_offset, int64_t max_offset)
+{
+    (void)queue_id;
+    (void)min_offset;
+    struct apg_cstats *cs = ud;
+    char name[APG_NAME_CAP];
+    if (topic_len >= sizeof(name))
+        return;
+    memcpy(name, topic, topic_len);
+    name[topic_len] = 0;
+    struct put_sum *ps = apg_smap_get(&cs->cs_sums, name);
+    if (!ps) {
+        ps = apg_calloc(1, sizeof(*ps));
+        if (!ps || apg_smap_put(&cs->cs_sums, name, ps, NULL)) {
+            apg_free(ps);
+            return;
+        }
+        /* Queues there at the first sample hold history from before the
+         * start; a queue that appears later was empty one sample ago. */
+        ps->ps_last = cs->cs_tick == 1 ? -1 : 0;
+    }
+    if (ps->ps_tick != cs->cs_tick) {
+        ps->ps_tick = cs->cs_tick;
+        ps->ps_cur = 0;
+    }
+    ps->ps_cur += max_offset > 0 ? max_offset : 0;
+}
+
+void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
+{
+    struct apg_cstats *cs = b->br_cstats;
+    if (!cs)
+        return;
+    cs->cs_tick++;
+    apg_store_foreach_queue(b->br_store, sum_queue, cs);
+    struct apg_buf gone = APG_BUF_INIT;
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&cs->cs_sums, &pos); it;
+         it = apg_smap_next(&cs->cs_sums, it, &pos)) {
+        struct put_sum *ps = it->se_val;
+        if (ps->ps_tick != cs->cs_tick) {
+            apg_buf_append(&gone, it->se_key, strlen(it->se_key) + 1);
+            continue;
+        }
+        if (ps->ps_last >= 0 && ps->ps_cur > ps->ps_last)
+            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, ps->ps_cur - ps->ps_last,
+                     now_ms / 1000);
+        ps->ps_last = ps->ps_cur;
+    }
+    const char *g = (const char *)gone.b_data;
+    for (size_t at = 0; at < gone.b_len; at += strlen(g + at) + 1)
+        apg_free(apg_smap_del(&cs->cs_sums, g + at));
+    apg_buf_free(&gone);
 }
 
 /* Sums ring k of (topic@group) over its whole span (the last minute, hour
@@ -240,20 +315,27 @@ static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct
 
 /* VIEW_BROKER_STATS_DATA (315): the minute, hour and day sums of one
  * counter. Kept: GROUP_GET_NUMS, key "topic@group" (messages pulls
- * returned). */
+ * returned; avgpt is messages per pull) and TOPIC_PUT_NUMS, key topic
+ * (messages stored, sampled once a second from the queues' max offsets by
+ * apg_broker_put_stats_tick; avgpt is 1, puts are not counted one by
+ * one). */
 static void stats_data(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     const char *name = apg_rcmd_ext_get(req, "statsName");
     const char *key = apg_rcmd_ext_get(req, "statsKey");
     char remark[400];
     int64_t n[R_N], times[R_N];
-    bool kept = name && key && strcmp(name, "GROUP_GET_NUMS") == 0;
+    /* GROUP_GET_NUMS keys have an '@' (topic@group), TOPIC_PUT_NUMS keys
+     * (topic names) never. */
+    bool kept = name && key &&
+                ((strcmp(name, "GROUP_GET_NUMS") == 0 && strchr(key, '@')) ||
+                 (strcmp(name, "TOPIC_PUT_NUMS") == 0 && !strchr(key, '@')));
     for (int k = 0; kept && k < R_N; k++)
         kept = ring_sum(b->br_cstats, key, k, &n[k], &times[k]);
     if (!kept) {
         snprintf(remark, sizeof(remark),
-                 "The stats <%s> <%s> not exist (this broker keeps GROUP_GET_NUMS per "
-                 "topic@group, from the first pull that returned messages)",
+                 "The stats <%s> <%s> not exist (this broker keeps TOPIC_PUT_NUMS per topic "
+                 "and GROUP_GET_NUMS per topic@group, from their first message)",
                  name ? name : "", key ? key : "");
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;

@@ -17,6 +17,9 @@ struct apg_cstats *apg_cstats_new(void);
 void apg_cstats_free(struct apg_cstats *cs);
 /* Counts n messages of topic returned to group by a pull (loop thread). */
 void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n);
+/* Counts the messages stored per topic since the last call, from the
+ * queues' max offsets (service thread, once a second). */
+void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms);
 /* INVOKE_BROKER_TO_RESET_OFFSET (222), GET_CONSUMER_RUNNING_INFO (307),
  * CONSUME_MESSAGE_DIRECTLY (309) (broker_admin_reset.c). Loop thread. */
 void apg_broker_proc_admin_reset(struct apg_broker *b, struct apg_conn *c,

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "apogee_version.h"
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
@@ -96,6 +97,7 @@ void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms)
     if (b->br_nsamples < APG_BSTAT_RING)
         b->br_nsamples++;
     pthread_mutex_unlock(&b->br_stat_lock);
+    apg_broker_put_stats_tick(b, now_ms);
 }
 
 /* Rate per second over about `secs` seconds, from the newest sample back to

@@ -303,6 +303,15 @@ test('VIEW_BROKER_STATS_DATA: GROUP_GET_NUMS of topic@group counts pulled messag
         assert.equal(v[k].avgpt, 2.5, `${k}: 5 messages in 2 pulls`);
     }
     assert.ok(Math.abs(v.statsMinute.tps - 5 / 60) < 0.01);
+    // TOPIC_PUT_NUMS: sampled once a second from the queues' max offsets.
+    let put;
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(100)) {
+        put = await br.request(315, { statsName: 'TOPIC_PUT_NUMS', statsKey: topic });
+        if (put.code === 0 && JSON.parse(put.body.toString()).statsMinute.sum === 5) break;
+    }
+    assert.equal(put.code, 0, put.remark);
+    const pv = JSON.parse(put.body.toString());
+    for (const k of ['statsMinute', 'statsHour', 'statsDay']) assert.equal(pv[k].sum, 5, k);
     const none = await br.request(315, { statsName: 'GROUP_GET_NUMS', statsKey: `${topic}@NOBODY` });
     assert.equal(none.code, 1);
     assert.match(none.remark, /not exist/);
