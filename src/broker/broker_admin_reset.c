@@ -386,7 +386,9 @@ static void consume_directly(struct apg_broker *b, struct apg_conn *c, const str
         apg_buf_free(&rec);
         return;
     }
-    const char *extra[] = {"msgId", id, "brokerName", b->br_name, NULL};
+    const char *topic = apg_rcmd_ext_get(req, "topic"); /* sent by 5.x tools */
+    const char *extra[] = {"msgId", id,  "brokerName", b->br_name, topic ? "topic" : NULL,
+                           topic,   NULL};
     relay_start(b, c, req, extra, &rec);
     apg_buf_free(&rec);
 }

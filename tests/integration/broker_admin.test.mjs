@@ -353,13 +353,14 @@ test('CONSUME_MESSAGE_DIRECTLY goes to the named consumer with the stored record
             fake.respond(req, 0, {}, Buffer.from('{"order":false,"autoCommit":true,"consumeResult":"CR_SUCCESS","remark":"ok","spentTimeMills":1}'));
         };
         assert.equal((await fake.request(34, {}, heartbeat('direct@1', group, topic))).code, 0);
-        const r = await br.request(309, { consumerGroup: group, clientId: 'direct@1', msgId });
+        const r = await br.request(309, { consumerGroup: group, clientId: 'direct@1', msgId, topic });
         assert.equal(r.code, 0, r.remark);
         assert.equal(JSON.parse(r.body.toString()).consumeResult, 'CR_SUCCESS');
         assert.equal(seen.length, 1);
         assert.equal(seen[0].ext.msgId, msgId);
         assert.equal(seen[0].ext.brokerName, 'broker-a');
         assert.equal(seen[0].ext.clientId, 'direct@1');
+        assert.equal(seen[0].ext.topic, topic); // 5.x tools send it; passed on
         const [rec] = decodeRecords(seen[0].body);
         assert.equal(rec.body, 'direct-body');
         assert.equal(rec.topic, topic);
