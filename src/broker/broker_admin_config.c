@@ -23,7 +23,10 @@
  * The body is only parsed; no value is ever passed to a shell, a loader or
  * a path. Changes are runtime only: the config file given with -c is not
  * rewritten (unlike RocketMQ, which rewrites its broker.properties), so a
- * restart returns to the file's values; every accepted change is logged.
+ * restart returns to the file's values. Every accepted change is logged at
+ * INFO; a refusal through apg_broker_refuse (counted, WARN at most once a
+ * second per cause). Text from the request reaches remarks and logs as
+ * printable ASCII only.
  *
  * Threads: requests run on any loop thread. The live settings are _Atomic
  * fields of struct apg_broker that readers load without locks; a request
@@ -155,18 +158,30 @@ struct update {
     char up_remark[512];
 };
 
-static void update_one(const char *key, const char *value, void *ud)
+/* Copies text from a request into a remark or log line: at most n - 1
+ * bytes, anything but printable ASCII as '?', so a request cannot forge log
+ * lines. */
+static void printable(char *out, size_t n, const char *text)
+{
+    size_t i = 0;
+    for (; text[i] && i + 1 < n; i++)
+        out[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
+    out[i] = 0;
+}
+
+static void update_one(const char *raw_key, const char *value, void *ud)
 {
     struct update *up = ud;
     if (up->up_code != APG_RESP_SUCCESS)
         return;
-    const struct live_key *lk = live_find(key);
-    char err[256];
+    const struct live_key *lk = live_find(raw_key);
+    char err[256], key[160];
+    printable(key, sizeof(key), raw_key);
     if (!lk) {
         up->up_code = APG_RESP_NO_PERMISSION;
-        bool known = apg_config_set(up->up_check, key, "", APG_CFG_SRC_ARG, err, sizeof(err)) !=
+        bool known = apg_config_set(up->up_check, raw_key, "", APG_CFG_SRC_ARG, err, sizeof(err)) !=
                      APG_ENOTFOUND;
-        if (names_location_or_code(key))
+        if (names_location_or_code(raw_key))
             snprintf(up->up_remark, sizeof(up->up_remark),
                      "UPDATE_BROKER_CONFIG refused: '%s' names a file, directory, command or "
                      "class, which is never taken from a request; nothing was changed",
@@ -184,9 +199,11 @@ static void update_one(const char *key, const char *value, void *ud)
         return;
     }
     if (apg_config_set(up->up_check, key, value, APG_CFG_SRC_ARG, err, sizeof(err))) {
+        char clean[sizeof(err)];
+        printable(clean, sizeof(clean), err);
         up->up_code = APG_RESP_SYSTEM_ERROR;
         snprintf(up->up_remark, sizeof(up->up_remark),
-                 "UPDATE_BROKER_CONFIG refused: %s; nothing was changed", err);
+                 "UPDATE_BROKER_CONFIG refused: %s; nothing was changed", clean);
         return;
     }
     for (int i = 0; i < up->up_n; i++)
@@ -216,7 +233,6 @@ static void update_config(struct apg_broker *b, struct apg_conn *c, const struct
                  "UPDATE_BROKER_CONFIG: the body is not .properties text");
     }
     if (up.up_code != APG_RESP_SUCCESS) {
-        apg_log_warn("broker", "UPDATE_BROKER_CONFIG from %s: %s", apg_conn_peer(c), up.up_remark);
         apg_broker_refuse(b, c, req, up.up_code, up.up_remark);
         apg_config_free(up.up_check);
         return;

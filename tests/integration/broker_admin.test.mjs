@@ -155,6 +155,8 @@ test('UPDATE_BROKER_CONFIG refuses keys outside the allow-list and changes nothi
         ['maxTransferCountOnMessageInMemory=abc', 1, /maxTransferCountOnMessageInMemory/],
         ['maxTransferCountOnMessageInMemory=0', 1, /maxTransferCountOnMessageInMemory/],
         ['messageFilterClass=com.evil.Filter', 16, /messageFilterClass/],
+        // A value with a line break cannot reach the log or the remark as one.
+        ['maxTransferCountOnMessageInMemory=1\\u000aforged', 1, /=1\?forged: not an integer/],
     ];
     for (const [body, code, re] of cases) {
         const before = await brokerConfig();
