@@ -129,9 +129,11 @@ static bool names_location_or_code(const char *key)
     static const char *const exact[] = {
         "filterServerNums", "productEnvName", "configBlackList", "namesrvAddr",
         "brokerConfigPath", "rocketmqHome",   "configStorePath", "kvConfigPath",
+        "storeCheckpoint",  "abortFile",
     };
-    static const char *const parts[] = {"path", "dir",   "home",   "file",   "class",
-                                        "cmd",  "shell", "script", "plugin", "command"};
+    /* Not "file": fileReservedTime and mappedFileSize* are numbers. */
+    static const char *const parts[] = {"path",  "dir",    "home",   "class",  "cmd",
+                                        "shell", "script", "plugin", "command"};
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
         if (strcasecmp(key, exact[i]) == 0)
             return true;

@@ -151,6 +151,7 @@ test('UPDATE_BROKER_CONFIG refuses keys outside the allow-list and changes nothi
     const cases = [
         ['storePathRootDir=/tmp/elsewhere', 16, /storePathRootDir.*file, directory, command or class/],
         ['flushIntervalCommitLog=100', 16, /flushIntervalCommitLog.*cannot be changed at runtime/],
+        ['fileReservedTime=1', 16, /fileReservedTime.*cannot be changed at runtime/],
         ['noSuchKeyAnywhere=1', 16, /noSuchKeyAnywhere.*not a config key/],
         ['maxTransferCountOnMessageInMemory=abc', 1, /maxTransferCountOnMessageInMemory/],
         ['maxTransferCountOnMessageInMemory=0', 1, /maxTransferCountOnMessageInMemory/],
