@@ -78,6 +78,14 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_GET_PRODUCER_CONNECTION_LIST, apg_broker_proc_admin_stats},
     {APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET, apg_broker_proc_admin_reset},
     {APG_REQ_GET_CONSUMER_RUNNING_INFO, apg_broker_proc_admin_reset},
+    {APG_REQ_CONSUME_MESSAGE_DIRECTLY, apg_broker_proc_admin_reset},
+    {APG_REQ_VIEW_BROKER_STATS_DATA, apg_broker_proc_admin_stats},
+    {APG_REQ_QUERY_TOPIC_CONSUME_BY_WHO, apg_broker_proc_admin_info},
+    {APG_REQ_GET_SYSTEM_TOPIC_LIST_FROM_BROKER, apg_broker_proc_admin_info},
+    {APG_REQ_GET_BROKER_CONSUME_STATS, apg_broker_proc_admin_info},
+    {APG_REQ_QUERY_CONSUME_QUEUE, apg_broker_proc_admin_cq},
+    {APG_REQ_GET_BROKER_CONFIG, apg_broker_proc_admin_config},
+    {APG_REQ_UPDATE_BROKER_CONFIG, apg_broker_proc_admin_config},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)

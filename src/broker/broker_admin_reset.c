@@ -1,21 +1,28 @@
 /* Admin requests the broker passes on to live consumers (docs/wire.md §11.5,
- * §11.6): INVOKE_BROKER_TO_RESET_OFFSET (222) and GET_CONSUMER_RUNNING_INFO
- * (307).
+ * §11.6): INVOKE_BROKER_TO_RESET_OFFSET (222), GET_CONSUMER_RUNNING_INFO
+ * (307) and CONSUME_MESSAGE_DIRECTLY (309).
  *
  * Reset by timestamp: for every write queue of the topic the new offset is
- * the first record stored at or after the timestamp (the max offset for
- * timestamp -1); without isForce a queue only moves back, never forward.
- * The group must have an offset for every queue (else SYSTEM_ERROR, as
- * RocketMQ answers) and a live member (else CONSUMER_NOT_ONLINE, on which
- * RocketMQ's admin falls back to committing the offsets itself). The new
+ * the first record stored at or after the timestamp (the max offset for a
+ * negative timestamp); without isForce a queue only moves back, never
+ * forward. The group must have an offset for every queue (else
+ * SYSTEM_ERROR, as RocketMQ answers) and a live member (else
+ * CONSUMER_NOT_ONLINE, on which RocketMQ's admin falls back to committing
+ * the offsets itself). A 5.x tool may name one queue (queueId >= 0, after
+ * committing it with UPDATE_CONSUMER_OFFSET) and its new offset: then only
+ * that queue is set, to the offset (which must lie within the queue) or by
+ * the timestamp, whether or not a member is online, as RocketMQ 5.x's
+ * server-side reset does. The new
  * offsets are written to the offset table and pushed to every member of the
  * group with a oneway RESET_CONSUMER_CLIENT_OFFSET (220) carrying the same
  * ResetOffsetBody as the reply, so a running client drops what it cached
  * and pulls from there; a client that ignores 220 keeps its own position.
  *
- * Running info: the request goes to the member with the given clientId as a
- * request of the broker's own, and the client's answer (code, remark, body)
- * goes back to the admin as the answer to its request.
+ * Running info and consume-directly: the request goes to the member with
+ * the given clientId as a request of the broker's own (for 309 with the
+ * stored record as its body), and the client's answer (code, remark, body)
+ * goes back to the admin as the answer to its request; a client that does
+ * not answer in 10 s gives CONSUME_MSG_TIMEOUT.
  *
  * Threads: a request runs on the admin connection's loop. The member
  * connections belong to their own loops: the visitor of the client table
@@ -30,8 +37,9 @@
 #include "broker/broker_admin_stats.h"
 #include "common/mem.h"
 #include "protocol/mq_map.h"
+#include "protocol/msgid.h"
 
-#define RUNNING_INFO_TIMEOUT_MS 10000
+#define RELAY_TIMEOUT_MS 10000
 #define MAX_MEMBERS 256
 
 /* ---- member connections ------------------------------------------------- */
@@ -102,6 +110,13 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
         return;
     }
     bool force = apg_rcmd_ext_bool(req, "isForce", false);
+    /* 5.x tools name one queue (queueId >= 0) and maybe its new offset. */
+    int32_t one = -1;
+    int64_t want = -1;
+    if (apg_rcmd_ext_get(req, "queueId") && apg_rcmd_ext_i32(req, "queueId", &one))
+        one = -1;
+    if (apg_rcmd_ext_get(req, "offset") && apg_rcmd_ext_i64(req, "offset", &want))
+        want = -1;
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc)) {
         snprintf(remark, sizeof(remark), "cannot reset offsets: topic %s is not on this broker",
@@ -109,15 +124,35 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
-    int32_t nq = tc.tc_write_queues;
+    int32_t nq = tc.tc_write_queues, lo = 0;
+    if (one >= 0) {
+        if (one >= nq) {
+            snprintf(remark, sizeof(remark),
+                     "cannot reset offsets: topic %s has no queue %d on this broker", topic, one);
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+            return;
+        }
+        lo = one;
+        nq = one + 1;
+    }
     int64_t *to = apg_calloc((size_t)(nq > 0 ? nq : 1), sizeof(*to));
     if (!to) {
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
     }
-    for (int32_t q = 0; q < nq; q++) {
+    for (int32_t q = lo; q < nq; q++) {
         int64_t now = apg_offsets_query(b->br_offsets, group, topic, q);
-        if (now < 0) {
+        int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
+        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
+        if (one >= 0 && want != -1 && (want < min || want > max)) {
+            snprintf(remark, sizeof(remark),
+                     "cannot reset offsets: offset %lld is outside %s queue %d [%lld, %lld]",
+                     (long long)want, topic, q, (long long)min, (long long)max);
+            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+            apg_free(to);
+            return;
+        }
+        if (now < 0 && one < 0) {
             snprintf(remark, sizeof(remark),
                      "cannot reset offsets: group %s has no offset for %s queue %d", group, topic,
                      q);
@@ -126,15 +161,16 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
             return;
         }
         int64_t at =
-            ts == -1 ? apg_store_max_offset(b->br_store, topic, strlen(topic), q)
+            one >= 0 && want != -1 ? want
+            : ts < 0               ? max
                      : apg_store_offset_by_time(b->br_store, topic, strlen(topic), q, ts, false);
         if (at < 0)
             at = 0;
-        to[q] = force || at < now ? at : now;
+        to[q] = force || one >= 0 || at < now ? at : now;
     }
     struct members mb;
     members_take(b, group, NULL, &mb);
-    if (mb.mb_n == 0) {
+    if (mb.mb_n == 0 && one < 0) {
         snprintf(remark, sizeof(remark),
                  "no consumer of group %s is online, so its offsets were not reset (topic %s, "
                  "timestamp %lld)",
@@ -145,8 +181,8 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
     }
     struct apg_buf o = APG_BUF_INIT;
     apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
-    for (int32_t q = 0; !e && q < nq; q++) {
-        if (q)
+    for (int32_t q = lo; !e && q < nq; q++) {
+        if (q > lo)
             e = apg_buf_append(&o, ",", 1);
         if (!e)
             e = apg_mqmap_put_key(&o, b->br_name, q, topic);
@@ -155,7 +191,7 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
     }
     if (!e)
         e = apg_buf_append_str(&o, "}}");
-    for (int32_t q = 0; !e && q < nq; q++)
+    for (int32_t q = lo; !e && q < nq; q++)
         e = apg_offsets_commit(b->br_offsets, group, topic, q, to[q]);
     for (int i = 0; i < mb.mb_n; i++) {
         struct reset_push *rp = e ? NULL : apg_malloc(sizeof(*rp) + o.b_len);
@@ -182,10 +218,13 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
     apg_free(to);
 }
 
-/* ---- GET_CONSUMER_RUNNING_INFO ------------------------------------------ */
+/* ---- requests forwarded to one consumer -------------------------------- */
+
+#define RELAY_EXT 6
 
 /* One forwarded request: the admin's connection and the fields of its
- * request needed to answer it, then the client's answer. */
+ * request needed to answer it, the request to forward (built on the admin's
+ * loop), then the client's answer. */
 struct relay {
     struct apg_conn *rl_admin; /* referenced */
     int32_t rl_opaque;
@@ -193,10 +232,12 @@ struct relay {
     int32_t rl_code;
     char *rl_remark;
     struct apg_buf rl_body;
-    /* the request to forward, built on the admin's loop */
-    char rl_group[APG_NAME_CAP];
-    char rl_client[APG_NAME_CAP];
-    char rl_jstack[8];
+    /* the request to forward */
+    int32_t rl_fwd_code;
+    int rl_next;
+    char rl_key[RELAY_EXT][32];
+    char rl_val[RELAY_EXT][APG_NAME_CAP];
+    struct apg_buf rl_fwd_body;
 };
 
 static void relay_free(struct relay *rl)
@@ -204,7 +245,17 @@ static void relay_free(struct relay *rl)
     apg_conn_unref(rl->rl_admin);
     apg_free(rl->rl_remark);
     apg_buf_free(&rl->rl_body);
+    apg_buf_free(&rl->rl_fwd_body);
     apg_free(rl);
+}
+
+static void relay_ext(struct relay *rl, const char *key, const char *val)
+{
+    if (rl->rl_next == RELAY_EXT || !val)
+        return;
+    snprintf(rl->rl_key[rl->rl_next], sizeof(rl->rl_key[0]), "%s", key);
+    snprintf(rl->rl_val[rl->rl_next], sizeof(rl->rl_val[0]), "%s", val);
+    rl->rl_next++;
 }
 
 static void relay_answer(struct apg_conn *admin, void *arg)
@@ -223,9 +274,11 @@ static void relay_resp(void *ud, const struct apg_rcmd *resp, apg_err_t err)
     struct relay *rl = ud;
     char remark[512];
     if (err || !resp) {
-        snprintf(remark, sizeof(remark), "consumer %s did not answer GET_CONSUMER_RUNNING_INFO: %s",
-                 rl->rl_client, apg_strerror(err));
-        rl->rl_code = APG_RESP_SYSTEM_ERROR;
+        const char *name = apg_req_code_name(rl->rl_fwd_code);
+        snprintf(remark, sizeof(remark), "consumer %s did not answer %s: %s", rl->rl_val[1],
+                 name ? name : "the request", apg_strerror(err));
+        /* RocketMQ answers a consumer's timeout with CONSUME_MSG_TIMEOUT. */
+        rl->rl_code = err == APG_ETIMEDOUT ? APG_RESP_CONSUME_MSG_TIMEOUT : APG_RESP_SYSTEM_ERROR;
         rl->rl_remark = apg_strdup(remark);
     } else {
         rl->rl_code = resp->code;
@@ -245,23 +298,30 @@ static void relay_send(struct apg_conn *member, void *arg)
 {
     struct relay *rl = arg;
     struct apg_rcmd req;
-    apg_rcmd_init_request(&req, APG_REQ_GET_CONSUMER_RUNNING_INFO, 0, APG_SER_JSON);
-    apg_rcmd_ext_add(&req, "consumerGroup", rl->rl_group);
-    apg_rcmd_ext_add(&req, "clientId", rl->rl_client);
-    apg_rcmd_ext_add(&req, "jstackEnable", rl->rl_jstack);
-    apg_err_t e = apg_conn_request(member, &req, NULL, 0, RUNNING_INFO_TIMEOUT_MS, relay_resp, rl);
+    apg_rcmd_init_request(&req, rl->rl_fwd_code, 0, APG_SER_JSON);
+    for (int i = 0; i < rl->rl_next; i++)
+        apg_rcmd_ext_add(&req, rl->rl_key[i], rl->rl_val[i]);
+    apg_err_t e =
+        apg_conn_request(member, &req, rl->rl_fwd_body.b_data, (uint32_t)rl->rl_fwd_body.b_len,
+                         RELAY_TIMEOUT_MS, relay_resp, rl);
     if (e)
         relay_resp(rl, NULL, e);
 }
 
-static void running_info(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+/* Starts a relay of req to member clientId of consumerGroup: the
+ * forwarded request carries those two fields first, then extra fields
+ * (key, value pairs, NULL-terminated) and body (may be NULL). Answers req
+ * itself when the member is not online. */
+static void relay_start(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                        const char *const *extra, const struct apg_buf *body)
 {
     const char *group = apg_rcmd_ext_get(req, "consumerGroup");
     const char *client = apg_rcmd_ext_get(req, "clientId");
+    const char *name = apg_req_code_name(req->code);
     char remark[512];
     if (!group || !client) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
-                          "GET_CONSUMER_RUNNING_INFO needs consumerGroup and clientId");
+        snprintf(remark, sizeof(remark), "%s needs consumerGroup and clientId", name);
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
     struct members mb;
@@ -274,7 +334,10 @@ static void running_info(struct apg_broker *b, struct apg_conn *c, const struct 
     for (int i = 1; i < mb.mb_n; i++)
         apg_conn_unref(mb.mb_conn[i]);
     struct relay *rl = apg_calloc(1, sizeof(*rl));
-    if (!rl) {
+    if (!rl || (body && apg_buf_append(&rl->rl_fwd_body, body->b_data, body->b_len))) {
+        if (rl)
+            apg_buf_free(&rl->rl_fwd_body);
+        apg_free(rl);
         apg_conn_unref(mb.mb_conn[0]);
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
         return;
@@ -283,15 +346,51 @@ static void running_info(struct apg_broker *b, struct apg_conn *c, const struct 
     rl->rl_admin = c;
     rl->rl_opaque = req->opaque;
     rl->rl_ser = req->serialize;
-    snprintf(rl->rl_group, sizeof(rl->rl_group), "%s", group);
-    snprintf(rl->rl_client, sizeof(rl->rl_client), "%s", client);
-    snprintf(rl->rl_jstack, sizeof(rl->rl_jstack), "%s",
-             apg_rcmd_ext_bool(req, "jstackEnable", false) ? "true" : "false");
+    rl->rl_fwd_code = req->code;
+    relay_ext(rl, "consumerGroup", group);
+    relay_ext(rl, "clientId", client);
+    for (int i = 0; extra && extra[i]; i += 2)
+        relay_ext(rl, extra[i], extra[i + 1]);
     if (apg_conn_post(mb.mb_conn[0], relay_send, rl) != APG_OK) {
         relay_free(rl);
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "the broker is stopping");
     }
     apg_conn_unref(mb.mb_conn[0]);
+}
+
+/* GET_CONSUMER_RUNNING_INFO: passed on with jstackEnable. */
+static void running_info(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *extra[] = {"jstackEnable",
+                           apg_rcmd_ext_bool(req, "jstackEnable", false) ? "true" : "false", NULL};
+    relay_start(b, c, req, extra, NULL);
+}
+
+/* CONSUME_MESSAGE_DIRECTLY: the record named by msgId (an offset msgId of
+ * this broker) goes to the consumer as the body, its stored bytes, with
+ * msgId and brokerName set, as RocketMQ's broker does. */
+static void consume_directly(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *id = apg_rcmd_ext_get(req, "msgId");
+    struct apg_host host;
+    int64_t phys = -1;
+    char remark[400];
+    struct apg_buf rec = APG_BUF_INIT;
+    if (!id || apg_msgid_decode(id, strlen(id), &host, &phys) ||
+        apg_store_read_at(b->br_store, phys, &rec)) {
+        snprintf(remark, sizeof(remark),
+                 "CONSUME_MESSAGE_DIRECTLY: msgId %s is not the offset id of a message on "
+                 "this broker",
+                 id ? id : "(none)");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        apg_buf_free(&rec);
+        return;
+    }
+    const char *topic = apg_rcmd_ext_get(req, "topic"); /* sent by 5.x tools */
+    const char *extra[] = {"msgId", id,  "brokerName", b->br_name, topic ? "topic" : NULL,
+                           topic,   NULL};
+    relay_start(b, c, req, extra, &rec);
+    apg_buf_free(&rec);
 }
 
 void apg_broker_proc_admin_reset(struct apg_broker *b, struct apg_conn *c,
@@ -301,6 +400,8 @@ void apg_broker_proc_admin_reset(struct apg_broker *b, struct apg_conn *c,
         reset_offset(b, c, req);
     else if (req->code == APG_REQ_GET_CONSUMER_RUNNING_INFO)
         running_info(b, c, req);
+    else if (req->code == APG_REQ_CONSUME_MESSAGE_DIRECTLY)
+        consume_directly(b, c, req);
     else
         apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,
                           "not a request the broker passes on to consumers");

@@ -38,16 +38,40 @@
 #include "protocol/filter/sql92.h"
 #include "protocol/mq_map.h"
 
-#define TPS_SLOTS 60 /* one-second buckets: consumeTps covers the last minute */
+/* Consume counts per (topic, group) in three rings of slots, each slot
+ * tagged with the period it counts: 60 one-second slots (the last minute:
+ * consumeTps, statsMinute), 60 one-minute slots (statsHour) and 24 one-hour
+ * slots (statsDay). Each slot counts messages and the pulls that returned
+ * them (avgpt: messages per pull, RocketMQ's sum/times). */
+enum { R_SEC, R_MIN, R_HOUR, R_N };
+static const int ring_len[R_N] = {60, 60, 24};
+static const int64_t ring_unit[R_N] = {1, 60, 3600}; /* seconds per slot */
+
+struct cs_slot {
+    int64_t sl_at; /* which period (wall s / unit) the slot counts */
+    int64_t sl_n;
+    int64_t sl_times;
+};
 
 struct cs_row {
-    int64_t cr_sec[TPS_SLOTS]; /* which second a slot counts (wall s) */
-    int64_t cr_n[TPS_SLOTS];
+    struct cs_slot cr_ring[R_N][60];
 };
 
 struct apg_cstats {
     pthread_mutex_t cs_lock;
-    struct apg_smap cs_map; /* "topic@group" -> struct cs_row* (owned) */
+    /* "topic@group" (GROUP_GET_NUMS) and "topic" (TOPIC_PUT_NUMS) ->
+     * struct cs_row* (owned); topic names have no '@'. */
+    struct apg_smap cs_map;
+    /* Service thread only: topic -> struct put_sum* (owned). */
+    struct apg_smap cs_sums;
+    int64_t cs_tick;
+};
+
+/* A topic's summed queue max offsets at the last two samples. */
+struct put_sum {
+    int64_t ps_last; /* -1 before the first sample */
+    int64_t ps_cur;
+    int64_t ps_tick; /* sample that last saw the topic */
 };
 
 struct apg_cstats *apg_cstats_new(void)
@@ -57,6 +81,7 @@ struct apg_cstats *apg_cstats_new(void)
         return NULL;
     pthread_mutex_init(&cs->cs_lock, NULL);
     apg_smap_init(&cs->cs_map);
+    apg_smap_init(&cs->cs_sums);
     return cs;
 }
 
@@ -65,6 +90,7 @@ void apg_cstats_free(struct apg_cstats *cs)
     if (!cs)
         return;
     apg_smap_clear_free(&cs->cs_map, apg_free);
+    apg_smap_clear_free(&cs->cs_sums, apg_free);
     pthread_mutex_destroy(&cs->cs_lock);
     apg_free(cs);
 }
@@ -74,14 +100,9 @@ static void row_key(char *key, size_t n, const char *group, const char *topic)
     snprintf(key, n, "%s@%s", topic, group);
 }
 
-void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+/* Counts n messages in times calls for key at wall second sec. */
+static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t times, int64_t sec)
 {
-    struct apg_cstats *cs = b->br_cstats;
-    if (!cs || n <= 0)
-        return;
-    char key[2 * APG_NAME_CAP + 2];
-    row_key(key, sizeof(key), group, topic);
-    int64_t sec = apg_wall_ms() / 1000;
     pthread_mutex_lock(&cs->cs_lock);
     struct cs_row *r = apg_smap_get(&cs->cs_map, key);
     if (!r) {
@@ -91,15 +112,102 @@ void apg_broker_consume_note(struct apg_broker *b, const char *group, const char
             r = NULL;
         }
     }
-    if (r) {
-        int slot = (int)(sec % TPS_SLOTS);
-        if (r->cr_sec[slot] != sec) {
-            r->cr_sec[slot] = sec;
-            r->cr_n[slot] = 0;
+    for (int k = 0; r && k < R_N; k++) {
+        int64_t at = sec / ring_unit[k];
+        struct cs_slot *sl = &r->cr_ring[k][at % ring_len[k]];
+        if (sl->sl_at != at) {
+            sl->sl_at = at;
+            sl->sl_n = sl->sl_times = 0;
         }
-        r->cr_n[slot] += n;
+        sl->sl_n += n;
+        sl->sl_times += times;
     }
     pthread_mutex_unlock(&cs->cs_lock);
+}
+
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+{
+    struct apg_cstats *cs = b->br_cstats;
+    if (!cs || n <= 0)
+        return;
+    char key[2 * APG_NAME_CAP + 2];
+    row_key(key, sizeof(key), group, topic);
+    row_note(cs, key, n, 1, apg_wall_ms() / 1000);
+}
+
+static void sum_queue(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
+                      int64_t min_offset, int64_t max_offset)
+{
+    (void)queue_id;
+    (void)min_offset;
+    struct apg_cstats *cs = ud;
+    char name[APG_NAME_CAP];
+    if (topic_len >= sizeof(name))
+        return;
+    memcpy(name, topic, topic_len);
+    name[topic_len] = 0;
+    struct put_sum *ps = apg_smap_get(&cs->cs_sums, name);
+    if (!ps) {
+        ps = apg_calloc(1, sizeof(*ps));
+        if (!ps || apg_smap_put(&cs->cs_sums, name, ps, NULL)) {
+            apg_free(ps);
+            return;
+        }
+        /* Queues there at the first sample hold history from before the
+         * start; a queue that appears later was empty one sample ago. */
+        ps->ps_last = cs->cs_tick == 1 ? -1 : 0;
+    }
+    if (ps->ps_tick != cs->cs_tick) {
+        ps->ps_tick = cs->cs_tick;
+        ps->ps_cur = 0;
+    }
+    ps->ps_cur += max_offset > 0 ? max_offset : 0;
+}
+
+void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
+{
+    struct apg_cstats *cs = b->br_cstats;
+    if (!cs)
+        return;
+    cs->cs_tick++;
+    apg_store_foreach_queue(b->br_store, sum_queue, cs);
+    struct apg_buf gone = APG_BUF_INIT;
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&cs->cs_sums, &pos); it;
+         it = apg_smap_next(&cs->cs_sums, it, &pos)) {
+        struct put_sum *ps = it->se_val;
+        if (ps->ps_tick != cs->cs_tick) {
+            apg_buf_append(&gone, it->se_key, strlen(it->se_key) + 1);
+            continue;
+        }
+        if (ps->ps_last >= 0 && ps->ps_cur > ps->ps_last)
+            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, ps->ps_cur - ps->ps_last,
+                     now_ms / 1000);
+        ps->ps_last = ps->ps_cur;
+    }
+    const char *g = (const char *)gone.b_data;
+    for (size_t at = 0; at < gone.b_len; at += strlen(g + at) + 1)
+        apg_free(apg_smap_del(&cs->cs_sums, g + at));
+    apg_buf_free(&gone);
+}
+
+/* Sums ring k of (topic@group) over its whole span (the last minute, hour
+ * or day); false when the pair was never counted. */
+static bool ring_sum(struct apg_cstats *cs, const char *key, int k, int64_t *n, int64_t *times)
+{
+    int64_t now = apg_wall_ms() / 1000 / ring_unit[k];
+    *n = *times = 0;
+    pthread_mutex_lock(&cs->cs_lock);
+    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
+    for (int i = 0; r && i < ring_len[k]; i++) {
+        const struct cs_slot *sl = &r->cr_ring[k][i];
+        if (sl->sl_at > now - ring_len[k] && sl->sl_at <= now) {
+            *n += sl->sl_n;
+            *times += sl->sl_times;
+        }
+    }
+    pthread_mutex_unlock(&cs->cs_lock);
+    return r != NULL;
 }
 
 /* Messages per second of group on topic over the last minute. */
@@ -107,14 +215,9 @@ static double consume_tps(struct apg_cstats *cs, const char *group, const char *
 {
     char key[2 * APG_NAME_CAP + 2];
     row_key(key, sizeof(key), group, topic);
-    int64_t now = apg_wall_ms() / 1000, sum = 0;
-    pthread_mutex_lock(&cs->cs_lock);
-    struct cs_row *r = apg_smap_get(&cs->cs_map, key);
-    for (int i = 0; r && i < TPS_SLOTS; i++)
-        if (r->cr_sec[i] > now - TPS_SLOTS && r->cr_sec[i] <= now)
-            sum += r->cr_n[i];
-    pthread_mutex_unlock(&cs->cs_lock);
-    return (double)sum / TPS_SLOTS;
+    int64_t n, times;
+    ring_sum(cs, key, R_SEC, &n, &times);
+    return (double)n / ring_len[R_SEC];
 }
 
 /* Store time of the record at offset off of the queue, 0 when none. */
@@ -126,9 +229,10 @@ static int64_t store_time(struct apg_broker *b, const char *topic, int32_t qid, 
     return t > 0 ? t : 0;
 }
 
-/* Appends the OffsetWrapper entries of one topic; *first tracks commas. */
+/* Appends the OffsetWrapper entries of one topic; *first tracks commas,
+ * *diff sums brokerOffset - consumerOffset. */
 static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, const char *topic,
-                                     struct apg_buf *o, bool *first)
+                                     struct apg_buf *o, bool *first, int64_t *diff)
 {
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc))
@@ -146,6 +250,7 @@ static apg_err_t consume_stats_topic(struct apg_broker *b, const char *group, co
             max = 0;
         if (done < 0)
             done = 0;
+        *diff += max - done;
         if (!*first)
             e = apg_buf_append(o, ",", 1);
         *first = false;
@@ -170,6 +275,30 @@ static void reply_or_refuse(struct apg_broker *b, struct apg_conn *c, const stru
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o->b_data, (uint32_t)o->b_len);
 }
 
+apg_err_t apg_broker_consume_stats_body(struct apg_broker *b, const char *group, const char *topic,
+                                        struct apg_buf *o, int64_t *diff)
+{
+    struct apg_buf names = APG_BUF_INIT; /* topic names, each ended by a NUL */
+    apg_err_t e = topic && topic[0] ? apg_buf_append(&names, topic, strlen(topic) + 1)
+                                    : apg_offsets_group_topics(b->br_offsets, group, &names);
+    const char *nm = (const char *)names.b_data;
+    double tps = 0;
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        tps += consume_tps(b->br_cstats, group, nm + at);
+    bool first = true;
+    int64_t sum = 0;
+    if (!e)
+        e = apg_buf_printf(o, "{\"consumeTps\":%.1f,\"offsetTable\":{", tps);
+    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
+        e = consume_stats_topic(b, group, nm + at, o, &first, &sum);
+    if (!e)
+        e = apg_buf_append_str(o, "}}");
+    apg_buf_free(&names);
+    if (diff)
+        *diff = sum;
+    return e;
+}
+
 static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     const char *group = apg_rcmd_ext_get(req, "consumerGroup");
@@ -178,25 +307,51 @@ static void consume_stats(struct apg_broker *b, struct apg_conn *c, const struct
                           "GET_CONSUME_STATS needs consumerGroup");
         return;
     }
-    const char *one = apg_rcmd_ext_get(req, "topic");
-    struct apg_buf names = APG_BUF_INIT; /* topic names, each ended by a NUL */
-    apg_err_t e = one && one[0] ? apg_buf_append(&names, one, strlen(one) + 1)
-                                : apg_offsets_group_topics(b->br_offsets, group, &names);
-    const char *nm = (const char *)names.b_data;
-    double tps = 0;
-    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
-        tps += consume_tps(b->br_cstats, group, nm + at);
     struct apg_buf o = APG_BUF_INIT;
-    bool first = true;
-    if (!e)
-        e = apg_buf_printf(&o, "{\"consumeTps\":%.1f,\"offsetTable\":{", tps);
-    for (size_t at = 0; !e && at < names.b_len; at += strlen(nm + at) + 1)
-        e = consume_stats_topic(b, group, nm + at, &o, &first);
-    if (!e)
-        e = apg_buf_append_str(&o, "}}");
+    apg_err_t e = apg_broker_consume_stats_body(b, group, apg_rcmd_ext_get(req, "topic"), &o, NULL);
     reply_or_refuse(b, c, req, e, &o);
     apg_buf_free(&o);
-    apg_buf_free(&names);
+}
+
+/* VIEW_BROKER_STATS_DATA (315): the minute, hour and day sums of one
+ * counter. Kept: GROUP_GET_NUMS, key "topic@group" (messages pulls
+ * returned; avgpt is messages per pull) and TOPIC_PUT_NUMS, key topic
+ * (messages stored, sampled once a second from the queues' max offsets by
+ * apg_broker_put_stats_tick; avgpt is 1, puts are not counted one by
+ * one). */
+static void stats_data(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *name = apg_rcmd_ext_get(req, "statsName");
+    const char *key = apg_rcmd_ext_get(req, "statsKey");
+    char remark[400];
+    int64_t n[R_N], times[R_N];
+    /* GROUP_GET_NUMS keys have an '@' (topic@group), TOPIC_PUT_NUMS keys
+     * (topic names) never. */
+    bool kept = name && key &&
+                ((strcmp(name, "GROUP_GET_NUMS") == 0 && strchr(key, '@')) ||
+                 (strcmp(name, "TOPIC_PUT_NUMS") == 0 && !strchr(key, '@')));
+    for (int k = 0; kept && k < R_N; k++)
+        kept = ring_sum(b->br_cstats, key, k, &n[k], &times[k]);
+    if (!kept) {
+        snprintf(remark, sizeof(remark),
+                 "The stats <%s> <%s> not exist (this broker keeps TOPIC_PUT_NUMS per topic "
+                 "and GROUP_GET_NUMS per topic@group, from their first message)",
+                 name ? name : "", key ? key : "");
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
+        return;
+    }
+    static const char *const field[R_N] = {"statsMinute", "statsHour", "statsDay"};
+    struct apg_buf o = APG_BUF_INIT;
+    apg_err_t e = APG_OK;
+    for (int k = R_N - 1; !e && k >= 0; k--) /* statsDay, statsHour, statsMinute */
+        e = apg_buf_printf(&o, "%s\"%s\":{\"avgpt\":%.2f,\"sum\":%lld,\"tps\":%.2f}",
+                           k == R_N - 1 ? "{" : ",", field[k],
+                           times[k] ? (double)n[k] / (double)times[k] : 0.0, (long long)n[k],
+                           (double)n[k] / (double)(ring_len[k] * ring_unit[k]));
+    if (!e)
+        e = apg_buf_append(&o, "}", 1);
+    reply_or_refuse(b, c, req, e, &o);
+    apg_buf_free(&o);
 }
 
 static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -355,6 +510,9 @@ void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
         break;
     case APG_REQ_GET_PRODUCER_CONNECTION_LIST:
         connection_list(b, c, req, false);
+        break;
+    case APG_REQ_VIEW_BROKER_STATS_DATA:
+        stats_data(b, c, req);
         break;
     default:
         apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,

@@ -1,7 +1,12 @@
-/* Consumer progress and offsets administration: GET_CONSUME_STATS,
- * GET_TOPIC_STATS_INFO, the connection lists and the per-group consume rate
- * (broker_admin_stats.c); offset reset and running info, passed on to live
- * consumers (broker_admin_reset.c). */
+/* Admin processors: consumer progress (GET_CONSUME_STATS,
+ * GET_TOPIC_STATS_INFO, the connection lists, VIEW_BROKER_STATS_DATA and
+ * the per-group consume counters, broker_admin_stats.c); requests passed on
+ * to live consumers (offset reset, running info, consume directly,
+ * broker_admin_reset.c); broker-wide views (QUERY_TOPIC_CONSUME_BY_WHO,
+ * GET_SYSTEM_TOPIC_LIST_FROM_BROKER, GET_BROKER_CONSUME_STATS,
+ * broker_admin_info.c); the consume queue (QUERY_CONSUME_QUEUE,
+ * broker_admin_cq.c); the configuration (GET/UPDATE_BROKER_CONFIG,
+ * broker_admin_config.c). All run on a loop thread. */
 #ifndef APG_BROKER_BROKER_ADMIN_STATS_H
 #define APG_BROKER_BROKER_ADMIN_STATS_H
 
@@ -12,12 +17,29 @@ struct apg_cstats *apg_cstats_new(void);
 void apg_cstats_free(struct apg_cstats *cs);
 /* Counts n messages of topic returned to group by a pull (loop thread). */
 void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n);
-/* INVOKE_BROKER_TO_RESET_OFFSET (222), GET_CONSUMER_RUNNING_INFO (307)
- * (broker_admin_reset.c). Loop thread. */
+/* Counts the messages stored per topic since the last call, from the
+ * queues' max offsets (service thread, once a second). */
+void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms);
+/* INVOKE_BROKER_TO_RESET_OFFSET (222), GET_CONSUMER_RUNNING_INFO (307),
+ * CONSUME_MESSAGE_DIRECTLY (309) (broker_admin_reset.c). Loop thread. */
 void apg_broker_proc_admin_reset(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req);
-/* GET_CONSUME_STATS (208), GET_TOPIC_STATS_INFO (202). Loop thread. */
+/* GET_CONSUME_STATS (208), GET_TOPIC_STATS_INFO (202), the connection
+ * lists (203, 204), VIEW_BROKER_STATS_DATA (315). Loop thread. */
 void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req);
+/* Appends group's ConsumeStats JSON for topic (NULL or "": every topic the
+ * group has offsets for) to o; *diff (may be NULL) gets the summed lag. */
+apg_err_t apg_broker_consume_stats_body(struct apg_broker *b, const char *group, const char *topic,
+                                        struct apg_buf *o, int64_t *diff);
+/* QUERY_TOPIC_CONSUME_BY_WHO (300), GET_SYSTEM_TOPIC_LIST_FROM_BROKER (305),
+ * GET_BROKER_CONSUME_STATS (317) (broker_admin_info.c). */
+void apg_broker_proc_admin_info(struct apg_broker *b, struct apg_conn *c,
+                                const struct apg_rcmd *req);
+/* QUERY_CONSUME_QUEUE (321) (broker_admin_cq.c). */
+void apg_broker_proc_admin_cq(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* GET_BROKER_CONFIG (26), UPDATE_BROKER_CONFIG (25) (broker_admin_config.c). */
+void apg_broker_proc_admin_config(struct apg_broker *b, struct apg_conn *c,
+                                  const struct apg_rcmd *req);
 
 #endif

@@ -469,6 +469,24 @@ bool apg_clients_group_online(struct apg_clients *cl, const char *group)
     return on;
 }
 
+apg_err_t apg_clients_topic_groups(struct apg_clients *cl, const char *topic, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&cl->cl_lock);
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&cl->cl_consumers, &pos); !e && it;
+         it = apg_smap_next(&cl->cl_consumers, it, &pos)) {
+        const struct apg_cgroup *g = it->se_val;
+        for (const struct apg_csub *s = g->cg_subs; s; s = s->cs_next)
+            if (strcmp(s->cs_topic, topic) == 0) {
+                e = apg_buf_append(out, it->se_key, strlen(it->se_key) + 1);
+                break;
+            }
+    }
+    pthread_mutex_unlock(&cl->cl_lock);
+    return e;
+}
+
 apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
                             const struct apg_clients_visitor *v, void *ud)
 {

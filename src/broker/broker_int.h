@@ -247,6 +247,12 @@ apg_err_t apg_topics_ensure_retry(struct apg_topics *t, const char *group, int32
 apg_err_t apg_topics_ensure_dlq(struct apg_topics *t, const char *topic);
 /* TopicConfigSerializeWrapper JSON: {"dataVersion":..,"topicConfigTable":{..}}. */
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b);
+/* The same with every topic's perm ANDed with perm_mask (registration of a
+ * broker without read or write permission, as RocketMQ registers it). */
+apg_err_t apg_topics_encode_perm(struct apg_topics *t, int32_t perm_mask, struct apg_buf *b);
+/* Moves the data version on without a change, so NameServers take the next
+ * registration's topic table (they skip one whose version they have). */
+void apg_topics_touch(struct apg_topics *t);
 /* Makes the changes since the last persist durable (force: writes the whole
  * file and empties the journal); apg_btable_commit. */
 apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, char *err,
@@ -295,6 +301,8 @@ apg_err_t apg_groups_get_or_create(struct apg_groups *g, const char *name, bool 
                                    struct apg_group_cfg *out);
 apg_err_t apg_groups_put(struct apg_groups *g, const struct apg_group_cfg *gc);
 bool apg_groups_delete(struct apg_groups *g, const char *name);
+/* Appends every group name to out, each followed by a NUL. */
+apg_err_t apg_groups_names(struct apg_groups *g, struct apg_buf *out);
 /* SubscriptionGroupWrapper JSON. */
 apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b);
 apg_err_t apg_groups_persist(struct apg_groups *g, bool force, uint64_t *upto, char *err,
@@ -324,6 +332,9 @@ void apg_offsets_drop_group(struct apg_offsets *o, const char *group);
 /* Appends to out the name of every topic group has offsets for, each
  * followed by a NUL. */
 apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, struct apg_buf *out);
+/* Appends to out the name of every group with offsets on topic, each
+ * followed by a NUL. */
+apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, struct apg_buf *out);
 /* {"offsetTable":{"topic@group":{"0":5,...},...}} */
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);

@@ -170,21 +170,41 @@ void apg_offsets_drop_group(struct apg_offsets *o, const char *group)
     drop_matching(o, group, 1);
 }
 
-apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, struct apg_buf *out)
+/* Appends the topic (by_group) or group half of every "topic@group" key
+ * whose other half is name, each followed by a NUL. */
+static apg_err_t names_by(struct apg_offsets *o, const char *name, bool by_group,
+                          struct apg_buf *out)
 {
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&o->of_lock);
     size_t pos;
     for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
          it = apg_smap_next(&o->of_map, it, &pos)) {
-        const char *at = strrchr(it->se_key, '@');
-        if (at && strcmp(at + 1, group) == 0)
-            e = apg_buf_append(out, it->se_key, (size_t)(at - it->se_key));
-        if (!e && at && strcmp(at + 1, group) == 0)
+        const char *k = it->se_key, *at = strrchr(k, '@');
+        if (!at)
+            continue;
+        size_t tlen = (size_t)(at - k);
+        if (by_group && strcmp(at + 1, name) == 0)
+            e = apg_buf_append(out, k, tlen);
+        else if (!by_group && strlen(name) == tlen && memcmp(k, name, tlen) == 0)
+            e = apg_buf_append(out, at + 1, strlen(at + 1));
+        else
+            continue;
+        if (!e)
             e = apg_buf_append(out, "", 1);
     }
     pthread_mutex_unlock(&o->of_lock);
     return e;
+}
+
+apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, struct apg_buf *out)
+{
+    return names_by(o, group, true, out);
+}
+
+apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, struct apg_buf *out)
+{
+    return names_by(o, topic, false, out);
 }
 
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)

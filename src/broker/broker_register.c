@@ -1,6 +1,9 @@
 /* NameServer registration: REGISTER_BROKER with the whole topic table
  * (TopicConfigSerializeWrapper JSON, uncompressed, with its CRC32) to every
- * NameServer in namesrvAddr, or UNREGISTER_BROKER at stop.
+ * NameServer in namesrvAddr, or UNREGISTER_BROKER at stop. With
+ * brokerPermission lacking read or write, each topic's perm is ANDed with
+ * it, as RocketMQ does, so the routes show the broker read-only (wipe write
+ * perm) or write-only.
  *
  * Threads: the service thread (periodic, and kicked by a topic change; see
  * broker_tables.c) and the control thread at start and stop. The calls are
@@ -19,7 +22,10 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
     struct apg_buf body = APG_BUF_INIT;
     if (!unregister) {
         apg_buf_append_str(&body, "{\"filterServerList\":[],\"topicConfigSerializeWrapper\":");
-        apg_topics_encode(b->br_topics, &body);
+        /* A broker without read or write permission registers its topics
+         * with their perm limited to its own, so routes tell clients. */
+        int32_t perm = b->br_perm, rw = APG_PERM_READ | APG_PERM_WRITE;
+        apg_topics_encode_perm(b->br_topics, (perm & rw) == rw ? ~0 : perm, &body);
         apg_buf_append_str(&body, "}");
     }
     char id[24], ha[160], crc[24];

@@ -123,25 +123,29 @@ struct apg_broker {
     int br_port;
     struct apg_host br_store_host;
     int64_t br_broker_id;
-    int32_t br_perm;
+    /* The _Atomic settings below can change while the broker runs
+     * (UPDATE_BROKER_CONFIG, broker_admin_config.c); readers just read. */
+    _Atomic int32_t br_perm;
     bool br_sync_flush;
-    bool br_auto_create_group;
+    atomic_bool br_auto_create_group;
     uint32_t br_max_msg_size;
-    int br_max_pull_msgs;
-    size_t br_max_pull_bytes;
-    bool br_long_polling;
-    bool br_property_filter; /* enablePropertyFilter: SQL92 subscriptions */
-    int64_t br_short_poll_ms;
-    int64_t br_channel_expire_ms;
+    atomic_int br_max_pull_msgs;
+    _Atomic size_t br_max_pull_bytes;
+    atomic_bool br_long_polling;
+    atomic_bool br_property_filter; /* enablePropertyFilter: SQL92 subscriptions */
+    _Atomic int64_t br_short_poll_ms;
+    _Atomic int64_t br_channel_expire_ms;
+    atomic_llong br_cfg_changes; /* accepted UPDATE_BROKER_CONFIG requests */
+    _Atomic int64_t br_cfg_ms;   /* wall ms of the last one (start time before) */
 
     atomic_long br_sync_pending; /* SYNC_FLUSH sends awaiting their ack */
     long br_sync_pending_max;
     /* Fast failure (broker_put.c): brokerFastFailureEnable,
      * waitTimeMillsInSendQueue, osPageCacheBusyTimeOutMills; SYSTEM_BUSY
      * refusals per measure. */
-    bool br_fast_failure;
-    int64_t br_busy_queue_ms;
-    int64_t br_busy_pc_ms;
+    atomic_bool br_fast_failure;
+    _Atomic int64_t br_busy_queue_ms;
+    _Atomic int64_t br_busy_pc_ms;
     atomic_llong br_busy[APG_BUSY_N];
     atomic_uint br_rr; /* queue selection for queueId < 0 */
 
@@ -376,6 +380,9 @@ bool apg_clients_subscription(struct apg_clients *cl, const char *group, const c
 /* True when a member of consumer group is registered with subscriptions.
  * Thread-safe. */
 bool apg_clients_group_online(struct apg_clients *cl, const char *group);
+/* Appends to out the name of every consumer group whose members subscribe
+ * topic, each followed by a NUL. Thread-safe. */
+apg_err_t apg_clients_topic_groups(struct apg_clients *cl, const char *topic, struct apg_buf *out);
 /* One registered member of a client group, borrowed for a visitor call. */
 struct apg_client_member {
     const char *cm_id;

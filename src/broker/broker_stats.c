@@ -18,7 +18,11 @@
  * put now in the store has held its append lock.
  *
  * The reply is a KVTable JSON body {"table":{key:value,...}}, all values
- * strings, which is what `mqadmin brokerStatus` and `clusterList` read.
+ * strings, which is what `mqadmin brokerStatus` and `clusterList` read. The
+ * out-rate is there under both spellings: getTransferredTps (5.x) and
+ * getTransferedTps (4.x, whose clusterList fails without it); the thread
+ * pool queue keys 4.x and 5.x clusterList print are 0 (see below) and
+ * earliestMessageTimeStamp is the store time of the oldest record.
  *
  * Threads: the ring and the morning totals are written by the service thread
  * and read by loop threads under br_stat_lock. */
@@ -29,10 +33,12 @@
 #include <time.h>
 
 #include "apogee_version.h"
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
 #include "common/mem.h"
+#include "protocol/message.h"
 
 apg_err_t apg_broker_stats_init(struct apg_broker *b)
 {
@@ -91,6 +97,7 @@ void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms)
     if (b->br_nsamples < APG_BSTAT_RING)
         b->br_nsamples++;
     pthread_mutex_unlock(&b->br_stat_lock);
+    apg_broker_put_stats_tick(b, now_ms);
 }
 
 /* Rate per second over about `secs` seconds, from the newest sample back to
@@ -114,6 +121,22 @@ static void rate(const struct apg_broker *b, int secs, double *put, double *get)
     double dt = (double)(n->bs_ms - o->bs_ms) / 1000.0;
     *put = (double)(n->bs_put - o->bs_put) / dt;
     *get = (double)(n->bs_get - o->bs_get) / dt;
+}
+
+/* STORETIMESTAMP of the oldest record still in the commit log, -1 when the
+ * log is empty (RocketMQ's earliestMessageTimeStamp). */
+static int64_t earliest_time(struct apg_broker *b, const struct apg_store_stats *ss)
+{
+    if (ss->ss_max_phys_offset <= ss->ss_min_phys_offset)
+        return -1;
+    struct apg_buf rec = APG_BUF_INIT;
+    struct apg_msgrec r;
+    int64_t ts = -1;
+    if (apg_store_read_at(b->br_store, ss->ss_min_phys_offset, &rec) == APG_OK &&
+        apg_msgrec_decode(rec.b_data, rec.b_len, false, &r, NULL) == APG_MSGREC_OK)
+        ts = r.mr_store_ts;
+    apg_buf_free(&rec);
+    return ts;
 }
 
 static void kv(struct apg_buf *out, const char *key, const char *fmt, ...)
@@ -183,6 +206,8 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     kv(&out, "msgGetTotalTodayNow", "%lld", (long long)get);
     kv(&out, "putTps", "%.1f %.1f %.1f", p10, p60, p600);
     kv(&out, "getTransferredTps", "%.1f %.1f %.1f", g10, g60, g600);
+    /* RocketMQ 4.x spells it so; its clusterList reads only this one. */
+    kv(&out, "getTransferedTps", "%.1f %.1f %.1f", g10, g60, g600);
     kv(&out, "putMessageTimesTotal", "%llu", (unsigned long long)ss.ss_put_count);
     kv(&out, "putMessageSizeTotal", "%llu", (unsigned long long)ss.ss_put_bytes);
     kv(&out, "putMessageAverageSize", "%.1f",
@@ -197,6 +222,20 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     kv(&out, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
     kv(&out, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
     kv(&out, "sendThreadPoolQueueCapacity", "%ld", b->br_sync_pending_max);
+    /* No pull, query or end-transaction thread pools: those requests are
+     * served on the loop thread that read them, so nothing queues for a
+     * worker and no queue head waits (a send's wait before its loop got to
+     * it is bounded by waitTimeMillsInSendQueue and counted in
+     * refusedSystemBusyQueueTime). */
+    static const char *const idle_keys[] = {
+        "sendThreadPoolQueueHeadWaitTimeMills",  "pullThreadPoolQueueSize",
+        "pullThreadPoolQueueHeadWaitTimeMills",  "queryThreadPoolQueueSize",
+        "queryThreadPoolQueueHeadWaitTimeMills", "EndTransactionQueueSize",
+    };
+    for (size_t i = 0; i < sizeof(idle_keys) / sizeof(idle_keys[0]); i++)
+        kv(&out, idle_keys[i], "0");
+    kv(&out, "earliestMessageTimeStamp", "%lld", (long long)earliest_time(b, &ss));
+    kv(&out, "startAcceptSendRequestTimeStamp", "0");
     kv(&out, "putMessageFailedTimes", "%lld",
        (long long)atomic_load_explicit(&b->br_put_failed, memory_order_relaxed));
     long long refused = 0;

@@ -251,6 +251,18 @@ bool apg_groups_delete(struct apg_groups *g, const char *name)
     return gc != NULL;
 }
 
+apg_err_t apg_groups_names(struct apg_groups *g, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&g->gp_lock);
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&g->gp_map, &pos); !e && it;
+         it = apg_smap_next(&g->gp_map, it, &pos))
+        e = apg_buf_append(out, it->se_key, strlen(it->se_key) + 1);
+    pthread_mutex_unlock(&g->gp_lock);
+    return e;
+}
+
 apg_err_t apg_groups_encode(struct apg_groups *g, struct apg_buf *b)
 {
     pthread_mutex_lock(&g->gp_lock);

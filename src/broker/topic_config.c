@@ -384,6 +384,11 @@ static int cmp_name(const void *a, const void *b)
 
 apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
 {
+    return apg_topics_encode_perm(t, APG_PERM_READ | APG_PERM_WRITE | APG_PERM_INHERIT, b);
+}
+
+apg_err_t apg_topics_encode_perm(struct apg_topics *t, int32_t perm_mask, struct apg_buf *b)
+{
     /* Copies the entries under the lock and encodes without it: at 10,000
      * topics the text is ~2 MB, and the send path's lookups must not wait
      * for the writer or a registration to print it. */
@@ -396,6 +401,7 @@ apg_err_t apg_topics_encode(struct apg_topics *t, struct apg_buf *b)
         for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); it;
              it = apg_smap_next(&t->tp_map, it, &pos)) {
             v[i] = *(const struct apg_topic_cfg *)it->se_val;
+            v[i].tc_perm &= perm_mask;
             by_name[i] = &v[i];
             i++;
         }
@@ -439,6 +445,13 @@ apg_err_t apg_topics_persist(struct apg_topics *t, bool force, uint64_t *upto, c
 {
     return apg_btable_commit(&t->tp_lock, &t->tp_bt, t->tp_path, force, encode_table, t, "topics",
                              upto, err, errlen);
+}
+
+void apg_topics_touch(struct apg_topics *t)
+{
+    pthread_mutex_lock(&t->tp_lock);
+    apg_dver_next(&t->tp_version);
+    pthread_mutex_unlock(&t->tp_lock);
 }
 
 void apg_topics_version(struct apg_topics *t, struct apg_dver *out)
