@@ -77,6 +77,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, s
         .name = "namesrv",
         .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
         .port = (int)apg_cfg_int(cfg, APG_CFG_listenPort),
+        .port_key = apg_config_port_key(cfg),
         .n_loops = 1,
         .max_frame = (size_t)apg_cfg_int(cfg, APG_CFG_frameMaxLength),
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
