@@ -362,6 +362,24 @@ void apg_config_free(struct apg_config *cfg)
     apg_free(cfg);
 }
 
+struct apg_config *apg_config_dup(const struct apg_config *cfg)
+{
+    struct apg_config *c = apg_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = *cfg;
+    for (int i = 0; i < APG_CFG__COUNT; i++) {
+        c->cfg_vals[i].text = apg_strndup(cfg->cfg_vals[i].text, strlen(cfg->cfg_vals[i].text));
+        if (!c->cfg_vals[i].text) {
+            for (int k = 0; k < i; k++)
+                apg_free(c->cfg_vals[k].text);
+            apg_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 apg_err_t apg_config_set(struct apg_config *cfg, const char *key, const char *value,
                          enum apg_cfg_source src, char *err, size_t errlen)
 {

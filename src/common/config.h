@@ -49,6 +49,9 @@ struct apg_config;
  * (namesrv listens on 9876). */
 struct apg_config *apg_config_new(enum apg_role role);
 void apg_config_free(struct apg_config *cfg);
+/* A copy of cfg (values, sources, port key); owned. NULL on no memory. For
+ * a server that keeps its own configuration and updates it at runtime. */
+struct apg_config *apg_config_dup(const struct apg_config *cfg);
 
 /* Sets one key from text. Unknown key (or a key of another role):
  * APG_ENOTFOUND with a message; bad value: APG_ECONFIG with a message. */
