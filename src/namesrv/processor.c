@@ -360,7 +360,8 @@ static void h_get_route(struct apg_namesrv *ns, struct apg_conn *c, const struct
         char remark[512];
         snprintf(remark, sizeof(remark),
                  "No topic route info in name server for the topic: %s; create it with `apogee "
-                 "admin updateTopic -t %s` or start the broker with autoCreateTopicEnable=true",
+                 "admin updateTopic -c <cluster> -t %s` (mqadmin updateTopic takes the same "
+                 "options) or start the broker with autoCreateTopicEnable=true",
                  topic, topic);
         apg_conn_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, remark, NULL, 0);
         return;
