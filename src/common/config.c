@@ -659,7 +659,11 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
             } else {
                 snprintf(key, sizeof(key), "%s", a + 2);
                 int k = find_key(key);
-                if (k >= 0 && cfg_defs[k].type == T_B && (i + 1 >= argc || argv[i + 1][0] == '-'))
+                /* A boolean (or a key Apogee does not read, whose type it
+                 * does not know) followed by another option is "true";
+                 * it never swallows the option after it. */
+                bool next_is_opt = i + 1 >= argc || argv[i + 1][0] == '-';
+                if ((k < 0 || cfg_defs[k].type == T_B) && next_is_opt)
                     value = "true";
                 else if (i + 1 < argc)
                     value = argv[++i];

@@ -216,6 +216,10 @@ static void test_keys_not_read(void **state)
     assert_int_equal(apg_config_set(ns, "dLegerGroup", "g1", APG_CFG_SRC_ARG, err, sizeof(err)),
                      APG_ENOTFOUND);
     assert_non_null(strstr(err, "RocketMQ setting Apogee does not implement (ignored)"));
+    /* A key Apogee does not read never takes the next option as its value. */
+    char *bare[] = {"--clusterTest", "--listenPort", "9877"};
+    assert_int_equal(apg_config_parse_args(ns, 3, bare, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(ns, APG_CFG_listenPort), 9877);
     char *typo[] = {"--listenPrt=1"};
     assert_int_equal(apg_config_parse_args(ns, 1, typo, &print_only, err, sizeof(err)),
                      APG_ECONFIG);
