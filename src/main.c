@@ -9,7 +9,10 @@
  * in every thread it will create, starts the components (each starts its own
  * loop threads) and then waits for a signal with sigwait(); no code runs in a
  * signal handler. On a signal it stops the components in reverse order and
- * exits 0. A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes a stack
+ * exits 0. Before starting it says where the servers listen: standalone
+ * binds to 127.0.0.1 unless bindAddress says otherwise and says so; any role
+ * listening beyond loopback without access control (aclEnable) logs one
+ * WARN line. A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes a stack
  * trace to the log before the process dies (common/crash.h). */
 #include <signal.h>
 #include <stdio.h>
@@ -34,7 +37,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  standalone   NameServer (namesrvListenPort, 9876) and broker (listenPort, 10911)\n"
-            "               in one process, data in ./data\n"
+            "               in one process, data in ./data, on 127.0.0.1 only unless\n"
+            "               --bindAddress=0.0.0.0 (or another address) says otherwise\n"
             "  namesrv      NameServer only (listenPort 9876)\n"
             "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
             "  bench        load generator: apogee bench producer|consumer --help\n"
@@ -85,6 +89,8 @@ static struct apg_config *standalone_namesrv_config(const struct apg_config *sa,
     struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
     char port[16];
     snprintf(port, sizeof(port), "%lld", (long long)apg_cfg_int(sa, APG_CFG_namesrvListenPort));
+    if (ns)
+        apg_config_set_port_key(ns, "namesrvListenPort");
     if (!ns || apg_config_set(ns, "listenPort", port, APG_CFG_SRC_ARG, err, errlen) ||
         apg_config_set(ns, "storePathRootDir", apg_cfg_str(sa, APG_CFG_storePathRootDir),
                        APG_CFG_SRC_ARG, err, errlen) ||
@@ -96,6 +102,28 @@ static struct apg_config *standalone_namesrv_config(const struct apg_config *sa,
         return NULL;
     }
     return ns;
+}
+
+/* Says who can connect: standalone on loopback tells how to open it up; a
+ * server reachable from other hosts without ACL gets one WARN line. */
+static void announce_exposure(const struct apg_config *cfg, const char *cmd)
+{
+    const char *bind = apg_cfg_str(cfg, APG_CFG_bindAddress);
+    bool standalone = apg_config_role(cfg) == APG_ROLE_STANDALONE;
+    if (apg_config_bind_loopback(cfg)) {
+        if (standalone)
+            apg_log_info("main",
+                         "listening on %s only: clients on other hosts cannot connect; "
+                         "--bindAddress=0.0.0.0 listens on every interface",
+                         bind);
+        return;
+    }
+    if (!apg_config_bool_by_name(cfg, "aclEnable", false))
+        apg_log_warn("main",
+                     "apogee %s listens on %s without access control (aclEnable=false): anyone "
+                     "who reaches the port can send, consume and change topics and configuration; "
+                     "bind to 127.0.0.1 (--bindAddress) or firewall the port",
+                     cmd, apg_config_bind_wildcard(cfg) ? "every interface" : bind);
 }
 
 int main(int argc, char **argv)
@@ -154,6 +182,7 @@ int main(int argc, char **argv)
         return 0;
     }
     apply_log_level(cfg);
+    announce_exposure(cfg, cmd);
 
     /* Block the signals before any thread exists so every thread inherits
      * the mask and only sigwait() sees them. */

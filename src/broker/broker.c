@@ -3,7 +3,9 @@
  * apg_broker_start opens the store and the config tables, picks the
  * advertised address (brokerIP1, an IPv4 address or a DNS name that is
  * advertised as is and resolved once, at start, for the STOREHOST field and
- * offset msgIds; standalone defaults to 127.0.0.1; `apogee
+ * offset msgIds; without it, the bindAddress when that is one IPv4
+ * address, else the first non-loopback IPv4 (standalone: 127.0.0.1 when
+ * there is none); `apogee
  * broker` refuses to advertise a loopback address unless
  * allowLoopbackAdvertise=true, because remote clients could not reach it),
  * starts the event loops and registers with every NameServer before
@@ -223,12 +225,16 @@ static apg_err_t pick_address(struct apg_broker *b, char *err, size_t errlen)
     const struct apg_config *cfg = b->br_cfg;
     bool standalone = apg_config_role(cfg) == APG_ROLE_STANDALONE;
     const char *ip1 = apg_cfg_str(cfg, APG_CFG_brokerIP1);
+    const char *bind = apg_cfg_str(cfg, APG_CFG_bindAddress);
+    uint8_t bind4[4];
     char ip[96];
     if (ip1 && ip1[0])
         snprintf(ip, sizeof(ip), "%s", ip1);
-    else if (standalone)
+    else if (inet_pton(AF_INET, bind, bind4) == 1 && !apg_config_bind_wildcard(cfg))
+        snprintf(ip, sizeof(ip), "%s", bind); /* the one address the socket answers on */
+    else if (standalone && !first_public_ipv4(ip, sizeof(ip)))
         snprintf(ip, sizeof(ip), "127.0.0.1");
-    else if (!first_public_ipv4(ip, sizeof(ip)))
+    else if (!standalone && !first_public_ipv4(ip, sizeof(ip)))
         return apg_errf(APG_ECONFIG, err, errlen,
                         "no non-loopback IPv4 address found to advertise; set brokerIP1 to the "
                         "address clients use to reach this broker");

@@ -7,20 +7,35 @@
  * mappedFileSize* in 4.5.2) to the key they set. A value set through an
  * alias remembers the spelling, and `-p` prints it; when a file or the
  * command line sets both spellings of one key, the later one wins, with a
- * warning. */
+ * warning.
+ *
+ * Keys Apogee does not read: config_rmq.def lists RocketMQ's own key names,
+ * so a key that is not in config.def is classified (key_kind) as another
+ * role's setting, a RocketMQ setting Apogee does not implement, or unknown,
+ * and the file loader and the flag parser word it with one function
+ * (ignored_msg). A few RocketMQ settings are refused instead of ignored
+ * when set to a value whose absence would surprise (cfg_refused: aclEnable
+ * =true must not quietly run without access control).
+ *
+ * Runtime updates (UPDATE_NAMESRV_CONFIG, UPDATE_BROKER_CONFIG): only keys
+ * marked RT in config.def, checked and parsed in full before any is
+ * applied; the refusal names the key. RocketMQ's own path keys get a remark
+ * saying they name files (the request shape of CVE-2023-37582 sets
+ * configStorePath); nothing here writes a file. */
 #include "common/config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 enum { T_I, T_B, T_S, T_E };
-enum { NS = APG_ROLE_NAMESRV, BR = APG_ROLE_BROKER, SA = APG_ROLE_STANDALONE };
+enum { NS = APG_ROLE_NAMESRV, BR = APG_ROLE_BROKER, SA = APG_ROLE_STANDALONE, RT = 16 };
 
 struct cfg_def {
     const char *name;
@@ -56,6 +71,33 @@ static const struct cfg_alias {
     {"mapedFileSizeConsumeQueue", APG_CFG_mappedFileSizeConsumeQueue},
 };
 
+/* RocketMQ's key names (config_rmq.def), sorted for bsearch. */
+static const char *const rmq_keys[] = {
+#define APG_RMQ_KEY(name) #name,
+#include "common/config_rmq.def"
+#undef APG_RMQ_KEY
+};
+
+/* RocketMQ settings Apogee does not implement whose value, when it differs
+ * from the harmless one, is refused rather than ignored. */
+static const struct cfg_refused {
+    const char *name;
+    const char *harmless; /* compared case-insensitively */
+    const char *why;
+} cfg_refused[] = {
+    {"aclEnable", "false",
+     "this build of Apogee has no access control; refusing to run without the ACL that "
+     "aclEnable=true asks for"},
+};
+
+/* RocketMQ keys that name files or directories: an update naming one is
+ * refused with a remark that says so (they are not Apogee keys either). */
+static const char *const rmq_path_keys[] = {
+    "configStorePath", "rocketmqHome",     "configBlackList",
+    "productEnvName",  "brokerConfigPath", "storePathConsumeQueue",
+    "storePathIndex",  "storeCheckpoint",  "abortFile",
+};
+
 struct cfg_val {
     char *text;
     int64_t num;
@@ -65,10 +107,12 @@ struct cfg_val {
 
 struct apg_config {
     enum apg_role cfg_role;
+    const char *cfg_port_key; /* static string */
     struct cfg_val cfg_vals[APG_CFG__COUNT];
 };
 
-static const char *src_names[] = {"default", "role default", "file", "command line"};
+static const char *src_names[] = {"default", "role default", "file", "command line",
+                                  "runtime update"};
 
 static bool in_scope(const struct cfg_def *d, enum apg_role role)
 {
@@ -101,6 +145,84 @@ static int find_key(const char *key)
     return find_key_as(key, NULL);
 }
 
+enum key_kind { KEY_OK, KEY_OTHER_ROLE, KEY_RMQ_ONLY, KEY_UNKNOWN };
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool is_rmq_key(const char *key)
+{
+    return bsearch(&key, rmq_keys, sizeof(rmq_keys) / sizeof(rmq_keys[0]), sizeof(rmq_keys[0]),
+                   cmp_name) != NULL;
+}
+
+static enum key_kind key_kind(const struct apg_config *cfg, const char *key)
+{
+    int i = find_key(key);
+    if (i >= 0)
+        return in_scope(&cfg_defs[i], cfg->cfg_role) ? KEY_OK : KEY_OTHER_ROLE;
+    return is_rmq_key(key) ? KEY_RMQ_ONLY : KEY_UNKNOWN;
+}
+
+static const char *role_command(enum apg_role role)
+{
+    return role == APG_ROLE_NAMESRV  ? "apogee namesrv"
+           : role == APG_ROLE_BROKER ? "apogee broker"
+                                     : "apogee standalone";
+}
+
+/* Copies key into out for a message, at most 64 bytes, with anything but
+ * printable ASCII shown as '?' (an update body can carry any bytes). */
+static const char *printable_key(const char *key, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; key[k] && k < n - 1 && k < 64; k++)
+        out[k] = key[k] > 0x20 && key[k] < 0x7f ? key[k] : '?';
+    out[k] = 0;
+    if (key[k] && k >= 3)
+        memcpy(out + k - 3, "...", 3);
+    return out;
+}
+
+/* The one wording of "Apogee does not read this key", for the command line
+ * and files alike; also the message apg_config_set returns. */
+static void ignored_msg(const struct apg_config *cfg, const char *key, enum key_kind kind,
+                        char *out, size_t n)
+{
+    char pk[72];
+    printable_key(key, pk, sizeof(pk));
+    if (kind == KEY_OTHER_ROLE) {
+        unsigned scope = cfg_defs[find_key(key)].scope;
+        snprintf(out, n, "config key '%s' is a %s setting; `%s` does not use it (ignored)", pk,
+                 scope & NS   ? "NameServer"
+                 : scope & BR ? "broker"
+                              : "standalone",
+                 role_command(cfg->cfg_role));
+    } else if (kind == KEY_RMQ_ONLY) {
+        snprintf(out, n,
+                 "config key '%s' is a RocketMQ setting Apogee does not implement (ignored)", pk);
+    } else {
+        snprintf(out, n, "unknown config key '%s': neither an Apogee nor a RocketMQ setting", pk);
+    }
+}
+
+static const struct cfg_refused *refused_setting(const char *key, const char *value)
+{
+    for (size_t r = 0; r < sizeof(cfg_refused) / sizeof(cfg_refused[0]); r++) {
+        if (strcmp(cfg_refused[r].name, key) != 0)
+            continue;
+        while (isspace((unsigned char)*value))
+            value++;
+        size_t n = strlen(cfg_refused[r].harmless);
+        bool harmless = strncasecmp(value, cfg_refused[r].harmless, n) == 0 &&
+                        (value[n] == 0 || isspace((unsigned char)value[n]));
+        return harmless ? NULL : &cfg_refused[r];
+    }
+    return NULL;
+}
+
 static bool choice_ok(const char *choices, const char *v)
 {
     size_t n = strlen(v);
@@ -115,8 +237,10 @@ static bool choice_ok(const char *choices, const char *v)
     return false;
 }
 
-static apg_err_t set_idx(struct apg_config *cfg, int i, const char *value, enum apg_cfg_source src,
-                         char *err, size_t errlen)
+/* Validates value for key i; on success *text_out (owned) is the trimmed
+ * text and *num_out its number (integers, booleans). */
+static apg_err_t parse_value(int i, const char *value, char **text_out, int64_t *num_out, char *err,
+                             size_t errlen)
 {
     const struct cfg_def *d = &cfg_defs[i];
     int64_t num = 0;
@@ -175,11 +299,30 @@ static apg_err_t set_idx(struct apg_config *cfg, int i, const char *value, enum 
     default:
         break;
     }
+    *text_out = text;
+    *num_out = num;
+    return APG_OK;
+}
+
+static void store_value(struct apg_config *cfg, int i, char *text, int64_t num,
+                        enum apg_cfg_source src)
+{
     apg_free(cfg->cfg_vals[i].text);
     cfg->cfg_vals[i].text = text;
     cfg->cfg_vals[i].num = num;
     cfg->cfg_vals[i].src = src;
-    cfg->cfg_vals[i].spelling = d->name;
+    cfg->cfg_vals[i].spelling = cfg_defs[i].name;
+}
+
+static apg_err_t set_idx(struct apg_config *cfg, int i, const char *value, enum apg_cfg_source src,
+                         char *err, size_t errlen)
+{
+    char *text;
+    int64_t num;
+    apg_err_t rc = parse_value(i, value, &text, &num, err, errlen);
+    if (rc)
+        return rc;
+    store_value(cfg, i, text, num, src);
     return APG_OK;
 }
 
@@ -189,6 +332,7 @@ struct apg_config *apg_config_new(enum apg_role role)
     if (!cfg)
         return NULL;
     cfg->cfg_role = role;
+    cfg->cfg_port_key = "listenPort";
     char err[256];
     for (int i = 0; i < APG_CFG__COUNT; i++) {
         if (set_idx(cfg, i, cfg_defs[i].def, APG_CFG_SRC_DEFAULT, err, sizeof(err))) {
@@ -198,6 +342,10 @@ struct apg_config *apg_config_new(enum apg_role role)
             return NULL;
         }
     }
+    /* Standalone is what a new user runs: only this host reaches it unless
+     * bindAddress says otherwise. */
+    if (role == APG_ROLE_STANDALONE)
+        set_idx(cfg, APG_CFG_bindAddress, "127.0.0.1", APG_CFG_SRC_ROLE, err, sizeof(err));
     if (role == APG_ROLE_NAMESRV) {
         set_idx(cfg, APG_CFG_listenPort, "9876", APG_CFG_SRC_ROLE, err, sizeof(err));
         set_idx(cfg, APG_CFG_serverSelectorThreads, "1", APG_CFG_SRC_ROLE, err, sizeof(err));
@@ -214,16 +362,37 @@ void apg_config_free(struct apg_config *cfg)
     apg_free(cfg);
 }
 
+struct apg_config *apg_config_dup(const struct apg_config *cfg)
+{
+    struct apg_config *c = apg_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = *cfg;
+    for (int i = 0; i < APG_CFG__COUNT; i++) {
+        c->cfg_vals[i].text = apg_strndup(cfg->cfg_vals[i].text, strlen(cfg->cfg_vals[i].text));
+        if (!c->cfg_vals[i].text) {
+            for (int k = 0; k < i; k++)
+                apg_free(c->cfg_vals[k].text);
+            apg_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 apg_err_t apg_config_set(struct apg_config *cfg, const char *key, const char *value,
                          enum apg_cfg_source src, char *err, size_t errlen)
 {
     const char *spelling;
     int i = find_key_as(key, &spelling);
-    if (i < 0)
-        return apg_errf(APG_ENOTFOUND, err, errlen, "unknown config key '%s' (ignored)", key);
-    if (!in_scope(&cfg_defs[i], cfg->cfg_role))
-        return apg_errf(APG_ENOTFOUND, err, errlen, "config key '%s' does not apply here (ignored)",
-                        key);
+    const struct cfg_refused *refused = i < 0 ? refused_setting(key, value) : NULL;
+    if (refused)
+        return apg_errf(APG_ECONFIG, err, errlen, "config %s=%s: %s", key, value, refused->why);
+    enum key_kind kind = key_kind(cfg, key);
+    if (kind != KEY_OK) {
+        ignored_msg(cfg, key, kind, err, errlen);
+        return APG_ENOTFOUND;
+    }
     struct cfg_val *v = &cfg->cfg_vals[i];
     enum apg_cfg_source old_src = v->src;
     const char *old_spelling = v->spelling;
@@ -384,7 +553,8 @@ static void load_one(const char *key, const char *value, void *ud)
         return;
     apg_err_t rc = apg_config_set(lc->cfg, key, value, APG_CFG_SRC_FILE, msg, sizeof(msg));
     if (rc == APG_ENOTFOUND)
-        apg_log_warn("config", "%s: %s", lc->path, msg);
+        apg_log_warn("config", "%s: %s%s", lc->path, msg,
+                     key_kind(lc->cfg, key) == KEY_UNKNOWN ? " (ignored)" : "");
     else if (rc) {
         lc->rc = rc;
         apg_errf(rc, lc->err, lc->errlen, "%s: %s", lc->path, msg);
@@ -417,10 +587,29 @@ apg_err_t apg_config_load_file(struct apg_config *cfg, const char *path, char *e
     return lc.rc;
 }
 
+/* One --key=value: a key Apogee does not read but knows (another role's,
+ * RocketMQ's) is ignored with the warning a file gets; an unknown one is an
+ * error, since on the command line it is most likely a typo. */
+static apg_err_t set_flag(struct apg_config *cfg, const char *key, const char *value, char *err,
+                          size_t errlen)
+{
+    char msg[512];
+    apg_err_t rc = apg_config_set(cfg, key, value, APG_CFG_SRC_ARG, msg, sizeof(msg));
+    if (rc == APG_ENOTFOUND && key_kind(cfg, key) != KEY_UNKNOWN) {
+        apg_log_warn("config", "command line: %s", msg);
+        return APG_OK;
+    }
+    if (rc == APG_ENOTFOUND)
+        return apg_errf(APG_ECONFIG, err, errlen, "%s; see `%s --help-config` for the keys", msg,
+                        role_command(cfg->cfg_role));
+    if (rc)
+        return apg_errf(rc, err, errlen, "%s", msg);
+    return APG_OK;
+}
+
 apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, bool *print_only,
                                 char *err, size_t errlen)
 {
-    char msg[512];
     *print_only = false;
     /* Pass 1: the config file, so that flags override it. */
     for (int i = 0; i < argc; i++) {
@@ -451,8 +640,7 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
         if (strcmp(a, "-n") == 0) {
             if (i + 1 >= argc)
                 return apg_errf(APG_ECONFIG, err, errlen, "-n needs an address list host:port;...");
-            apg_err_t rc =
-                apg_config_set(cfg, "namesrvAddr", argv[++i], APG_CFG_SRC_ARG, err, errlen);
+            apg_err_t rc = set_flag(cfg, "namesrvAddr", argv[++i], err, errlen);
             if (rc)
                 return rc;
             continue;
@@ -471,7 +659,11 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
             } else {
                 snprintf(key, sizeof(key), "%s", a + 2);
                 int k = find_key(key);
-                if (k >= 0 && cfg_defs[k].type == T_B && (i + 1 >= argc || argv[i + 1][0] == '-'))
+                /* A boolean (or a key Apogee does not read, whose type it
+                 * does not know) followed by another option is "true";
+                 * it never swallows the option after it. */
+                bool next_is_opt = i + 1 >= argc || argv[i + 1][0] == '-';
+                if ((k < 0 || cfg_defs[k].type == T_B) && next_is_opt)
                     value = "true";
                 else if (i + 1 < argc)
                     value = argv[++i];
@@ -479,12 +671,9 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
                     return apg_errf(APG_ECONFIG, err, errlen, "--%s needs a value (--%s=VALUE)",
                                     key, key);
             }
-            apg_err_t rc = apg_config_set(cfg, key, value, APG_CFG_SRC_ARG, msg, sizeof(msg));
-            if (rc == APG_ENOTFOUND)
-                return apg_errf(APG_ECONFIG, err, errlen,
-                                "%s; see `apogee <command> --help-config` for the keys", msg);
+            apg_err_t rc = set_flag(cfg, key, value, err, errlen);
             if (rc)
-                return apg_errf(rc, err, errlen, "%s", msg);
+                return rc;
             continue;
         }
         return apg_errf(APG_ECONFIG, err, errlen,
@@ -538,4 +727,177 @@ void apg_config_print_help(enum apg_role role, FILE *out)
             fprintf(out, " [%s]", d->choices);
         fprintf(out, "\n");
     }
+}
+
+/* ---- runtime updates ---- */
+
+bool apg_config_runtime_key_allowed(const char *name)
+{
+    int i = find_key(name);
+    return i >= 0 && (cfg_defs[i].scope & RT);
+}
+
+static bool names_a_path(const char *key, int i)
+{
+    for (size_t k = 0; k < sizeof(rmq_path_keys) / sizeof(rmq_path_keys[0]); k++)
+        if (strcmp(rmq_path_keys[k], key) == 0)
+            return true;
+    return i >= 0 && cfg_defs[i].type == T_S && (strstr(key, "Path") || strstr(key, "Dir"));
+}
+
+struct upd_ctx {
+    struct apg_config *uc_cfg;
+    bool uc_apply; /* pass 1 checks everything, pass 2 stores */
+    int uc_changed;
+    apg_err_t uc_rc;
+    char *uc_err;
+    size_t uc_errlen;
+};
+
+static void upd_one(const char *key, const char *value, void *ud)
+{
+    struct upd_ctx *u = ud;
+    if (u->uc_rc)
+        return;
+    char pk[72], msg[400];
+    printable_key(key, pk, sizeof(pk));
+    int i = find_key(key);
+    const char *why = NULL;
+    if (names_a_path(key, i))
+        why = "names a file, directory or server location, which is never changed remotely";
+    else if (i < 0)
+        why = is_rmq_key(key) ? "is a RocketMQ setting Apogee does not implement"
+                              : "is not a configuration key";
+    else if (!in_scope(&cfg_defs[i], u->uc_cfg->cfg_role))
+        why = cfg_defs[i].scope & NS ? "is a NameServer setting, not one of this server's"
+                                     : "is a broker setting, not one of this server's";
+    else if (!(cfg_defs[i].scope & RT))
+        why = "is read only at start-up: change it in the configuration file and restart";
+    if (why) {
+        u->uc_rc = apg_errf(APG_EPERM, u->uc_err, u->uc_errlen,
+                            "config key '%s' %s; nothing was changed", pk, why);
+        return;
+    }
+    char *text;
+    int64_t num;
+    if (parse_value(i, value, &text, &num, msg, sizeof(msg))) {
+        u->uc_rc = apg_errf(APG_ECONFIG, u->uc_err, u->uc_errlen, "%s; nothing was changed", msg);
+        return;
+    }
+    if (!u->uc_apply) {
+        apg_free(text);
+        return;
+    }
+    store_value(u->uc_cfg, i, text, num, APG_CFG_SRC_RUNTIME);
+    u->uc_changed++;
+}
+
+apg_err_t apg_config_update_runtime(struct apg_config *cfg, const char *text, size_t len,
+                                    int *changed, char *err, size_t errlen)
+{
+    struct upd_ctx u = {cfg, false, 0, APG_OK, err, errlen};
+    if (changed)
+        *changed = 0;
+    if (apg_properties_parse(text, len, upd_one, &u))
+        return apg_errf(APG_ECONFIG, err, errlen,
+                        "the body is not a properties text (bad \\u escape); nothing was changed");
+    if (u.uc_rc)
+        return u.uc_rc;
+    u.uc_apply = true;
+    apg_properties_parse(text, len, upd_one, &u);
+    if (changed)
+        *changed = u.uc_changed;
+    return u.uc_rc;
+}
+
+/* Appends s escaped for a properties file; key also escapes separators. */
+static void put_escaped(struct apg_buf *b, const char *s, bool key)
+{
+    for (const char *p = s; *p; p++) {
+        const char *e = NULL;
+        switch (*p) {
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        case '=':
+        case ':':
+        case ' ':
+        case '#':
+        case '!':
+            if (key || (p == s && (*p == ' ' || *p == '#' || *p == '!'))) {
+                apg_buf_append(b, "\\", 1);
+                apg_buf_append(b, p, 1);
+                continue;
+            }
+            break;
+        default:
+            break;
+        }
+        if (e)
+            apg_buf_append(b, e, strlen(e));
+        else
+            apg_buf_append(b, p, 1);
+    }
+}
+
+char *apg_config_properties(const struct apg_config *cfg, size_t *len)
+{
+    struct apg_buf b = APG_BUF_INIT;
+    for (int i = 0; i < APG_CFG__COUNT; i++) {
+        if (!in_scope(&cfg_defs[i], cfg->cfg_role))
+            continue;
+        put_escaped(&b, cfg_defs[i].name, true);
+        apg_buf_append(&b, "=", 1);
+        put_escaped(&b, cfg->cfg_vals[i].text, false);
+        apg_buf_append(&b, "\n", 1);
+    }
+    if (apg_buf_append(&b, "", 1) || !b.b_data) {
+        apg_buf_free(&b);
+        return NULL;
+    }
+    if (len)
+        *len = b.b_len - 1;
+    return (char *)b.b_data;
+}
+
+bool apg_config_bool_by_name(const struct apg_config *cfg, const char *name, bool dflt)
+{
+    int i = find_key(name);
+    if (i < 0 || !in_scope(&cfg_defs[i], cfg->cfg_role) || cfg_defs[i].type != T_B)
+        return dflt;
+    return cfg->cfg_vals[i].num != 0;
+}
+
+const char *apg_config_port_key(const struct apg_config *cfg)
+{
+    return cfg->cfg_port_key;
+}
+
+void apg_config_set_port_key(struct apg_config *cfg, const char *key)
+{
+    cfg->cfg_port_key = key;
+}
+
+bool apg_config_bind_loopback(const struct apg_config *cfg)
+{
+    const char *h = cfg->cfg_vals[APG_CFG_bindAddress].text;
+    return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "localhost") == 0;
+}
+
+bool apg_config_bind_wildcard(const struct apg_config *cfg)
+{
+    const char *h = cfg->cfg_vals[APG_CFG_bindAddress].text;
+    return !h[0] || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0;
 }

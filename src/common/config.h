@@ -3,9 +3,12 @@
  * The keys are declared once in config.def. A struct apg_config holds one
  * value per key plus where it came from (default, file, command line), so
  * `-p` can print the effective configuration with its sources. Values are
- * validated when set; a bad value is an error naming the key and the range,
- * an unknown key only a warning (RocketMQ's own broker.conf carries keys
- * Apogee does not use). Spellings of older RocketMQ releases
+ * validated when set; a bad value is an error naming the key and the range.
+ * A key Apogee does not read is named for what it is, with the same words
+ * on the command line and in a file: a RocketMQ setting Apogee does not
+ * implement, or a setting of another role; both are ignored with a warning
+ * (RocketMQ's own broker.conf carries them). A key that is neither (a typo)
+ * is an error on the command line and a warning in a file. Spellings of older RocketMQ releases
  * (mapedFileSizeCommitLog for mappedFileSizeCommitLog) are accepted as
  * aliases of their key.
  *
@@ -32,7 +35,13 @@ enum apg_role {
     APG_ROLE_STANDALONE = 4,
 };
 
-enum apg_cfg_source { APG_CFG_SRC_DEFAULT, APG_CFG_SRC_ROLE, APG_CFG_SRC_FILE, APG_CFG_SRC_ARG };
+enum apg_cfg_source {
+    APG_CFG_SRC_DEFAULT,
+    APG_CFG_SRC_ROLE,
+    APG_CFG_SRC_FILE,
+    APG_CFG_SRC_ARG,
+    APG_CFG_SRC_RUNTIME, /* UPDATE_*_CONFIG while running */
+};
 
 struct apg_config;
 
@@ -40,6 +49,9 @@ struct apg_config;
  * (namesrv listens on 9876). */
 struct apg_config *apg_config_new(enum apg_role role);
 void apg_config_free(struct apg_config *cfg);
+/* A copy of cfg (values, sources, port key); owned. NULL on no memory. For
+ * a server that keeps its own configuration and updates it at runtime. */
+struct apg_config *apg_config_dup(const struct apg_config *cfg);
 
 /* Sets one key from text. Unknown key (or a key of another role):
  * APG_ENOTFOUND with a message; bad value: APG_ECONFIG with a message. */
@@ -66,6 +78,41 @@ enum apg_role apg_config_role(const struct apg_config *cfg);
 void apg_config_print(const struct apg_config *cfg, FILE *out);
 /* Prints the key table (name, default, help) for the role. */
 void apg_config_print_help(enum apg_role role, FILE *out);
+
+/* True when name is a key marked RT in config.def: one that
+ * UPDATE_NAMESRV_CONFIG / UPDATE_BROKER_CONFIG may change while running.
+ * Paths, addresses, ports and store locations never are. */
+bool apg_config_runtime_key_allowed(const char *name);
+
+/* Applies an UPDATE_*_CONFIG body (Java .properties text) to cfg, all or
+ * nothing: every key must be of cfg's role and allowed at runtime and every
+ * value valid, else nothing changes and the error names the first key that
+ * failed and why: APG_EPERM for a key that may not be changed remotely
+ * (unknown, a path, read only at start-up), APG_ECONFIG for a bad value or
+ * body. Changed keys get source APG_CFG_SRC_RUNTIME; *changed (may be NULL)
+ * gets how many. Never writes a file. The caller applies the new values. */
+apg_err_t apg_config_update_runtime(struct apg_config *cfg, const char *text, size_t len,
+                                    int *changed, char *err, size_t errlen);
+
+/* The role's keys and current values as Java .properties text
+ * ("key=value\n", escaped so that a properties parser reads the values
+ * back), NUL-terminated; owned, free with apg_free. NULL on no memory. */
+char *apg_config_properties(const struct apg_config *cfg, size_t *len);
+
+/* The boolean value of key name, or dflt when Apogee has no such key or it
+ * does not apply to cfg's role. For keys another part may add later. */
+bool apg_config_bool_by_name(const struct apg_config *cfg, const char *name, bool dflt);
+
+/* The key error messages name for the listening port: "listenPort" unless
+ * set (standalone's NameServer config sets "namesrvListenPort"). Borrowed. */
+const char *apg_config_port_key(const struct apg_config *cfg);
+void apg_config_set_port_key(struct apg_config *cfg, const char *key);
+
+/* bindAddress is a loopback address (127.0.0.0/8, ::1, localhost): only
+ * this host can connect. */
+bool apg_config_bind_loopback(const struct apg_config *cfg);
+/* bindAddress is a wildcard (0.0.0.0, ::, empty): every interface. */
+bool apg_config_bind_wildcard(const struct apg_config *cfg);
 
 /* Parses Java .properties text; calls fn(key, value, ud) for each entry.
  * Pure: exposed for tests and for UPDATE_*_CONFIG bodies. */

@@ -7,6 +7,11 @@
  * heard from within their timeout every scanNotActiveBrokerInterval ms, and
  * a closing connection removes the brokers that registered on it.
  *
+ * The NameServer keeps its own copy of the configuration:
+ * UPDATE_NAMESRV_CONFIG changes the runtime keys of that copy on the loop
+ * thread and apg_ns_apply_config copies them into the fields the handlers
+ * read; GET_NAMESRV_CONFIG prints it. Nothing of it is written to disk.
+ *
  * Several NameServers run side by side without knowing each other; each
  * broker registers with every one of them. */
 #include <stdio.h>
@@ -45,18 +50,34 @@ static void on_close(struct apg_conn *c, void *ud)
     apg_route_remove_conn(ns->ns_rt, c);
 }
 
-struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, size_t errlen)
+void apg_ns_apply_config(struct apg_namesrv *ns)
 {
-    struct apg_namesrv *ns = apg_calloc(1, sizeof(*ns));
-    if (!ns) {
-        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-        return NULL;
-    }
-    ns->ns_cfg = cfg;
-    ns->ns_scan_ms = apg_cfg_int(cfg, APG_CFG_scanNotActiveBrokerInterval);
+    const struct apg_config *cfg = ns->ns_cfg;
+    int64_t scan_ms = apg_cfg_int(cfg, APG_CFG_scanNotActiveBrokerInterval);
+    if (ns->ns_loop && scan_ms != ns->ns_scan_ms)
+        uv_timer_start(&ns->ns_scan, on_scan, (uint64_t)scan_ms, (uint64_t)scan_ms);
+    ns->ns_scan_ms = scan_ms;
     ns->ns_order_enable = apg_cfg_bool(cfg, APG_CFG_orderMessageEnable);
     ns->ns_return_order_conf = apg_cfg_bool(cfg, APG_CFG_returnOrderTopicConfigToBroker);
     ns->ns_all_topic_list = apg_cfg_bool(cfg, APG_CFG_enableAllTopicList);
+    ns->ns_topic_list = apg_cfg_bool(cfg, APG_CFG_enableTopicList);
+    if (ns->ns_rt)
+        apg_route_set_default_timeout(ns->ns_rt,
+                                      apg_cfg_int(cfg, APG_CFG_brokerChannelExpiredTime));
+}
+
+struct apg_namesrv *apg_namesrv_start(const struct apg_config *config, char *err, size_t errlen)
+{
+    struct apg_namesrv *ns = apg_calloc(1, sizeof(*ns));
+    if (ns)
+        ns->ns_cfg = apg_config_dup(config);
+    if (!ns || !ns->ns_cfg) {
+        apg_free(ns);
+        apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        return NULL;
+    }
+    const struct apg_config *cfg = ns->ns_cfg;
+    apg_ns_apply_config(ns);
 
     char kv_path[4096];
     const char *kvp = apg_cfg_str(cfg, APG_CFG_kvConfigPath);
@@ -77,6 +98,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, s
         .name = "namesrv",
         .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
         .port = (int)apg_cfg_int(cfg, APG_CFG_listenPort),
+        .port_key = apg_config_port_key(cfg),
         .n_loops = 1,
         .max_frame = (size_t)apg_cfg_int(cfg, APG_CFG_frameMaxLength),
         .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
@@ -98,6 +120,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, s
 fail:
     apg_kv_free(ns->ns_kv);
     apg_route_free(ns->ns_rt);
+    apg_config_free(ns->ns_cfg);
     apg_free(ns);
     return NULL;
 }
@@ -111,6 +134,7 @@ void apg_namesrv_stop(struct apg_namesrv *ns)
     apg_net_server_stop(ns->ns_srv);
     apg_route_free(ns->ns_rt);
     apg_kv_free(ns->ns_kv);
+    apg_config_free(ns->ns_cfg);
     apg_free(ns);
     apg_log_info("namesrv", "NameServer stopped");
 }

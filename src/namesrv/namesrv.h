@@ -10,7 +10,7 @@
 
 struct apg_namesrv;
 
-/* Borrows cfg for the NameServer's lifetime. */
+/* Copies cfg (UPDATE_NAMESRV_CONFIG changes the copy); cfg is not kept. */
 struct apg_namesrv *apg_namesrv_start(const struct apg_config *cfg, char *err, size_t errlen);
 /* Graceful: stops accepting, closes connections, saves KV config, joins. */
 void apg_namesrv_stop(struct apg_namesrv *ns);

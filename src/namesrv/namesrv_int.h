@@ -23,7 +23,7 @@ json_t *apg_ns_register_body_inflate(const uint8_t *body, uint32_t len, char *er
 /* Everything but ns_srv is owned by the NameServer's single loop thread
  * once started. */
 struct apg_namesrv {
-    const struct apg_config *ns_cfg;
+    struct apg_config *ns_cfg; /* owned copy; UPDATE_NAMESRV_CONFIG changes it */
     struct apg_net_server *ns_srv;
     struct apg_route_table *ns_rt;
     struct apg_kv *ns_kv;
@@ -33,7 +33,13 @@ struct apg_namesrv {
     bool ns_order_enable;
     bool ns_return_order_conf;
     bool ns_all_topic_list;
+    bool ns_topic_list;
 };
+
+/* Copies the runtime keys of ns_cfg into the fields above (and the scan
+ * timer, the route table's default timeout). Loop thread, or before it
+ * starts. */
+void apg_ns_apply_config(struct apg_namesrv *ns);
 
 /* Handles one request on the loop thread (processor.c). */
 void apg_namesrv_dispatch(struct apg_conn *c, const struct apg_rcmd *req, void *ud);

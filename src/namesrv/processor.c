@@ -10,7 +10,12 @@
  * REGISTER_BROKER accepts both body forms: the plain RegisterBrokerBody JSON
  * and the zlib-compressed binary layout of §4.3, which is turned into the
  * same JSON shape before the common code reads it. A non-zero bodyCrc32 is
- * checked against the masked CRC32 of the body as received. */
+ * checked against the masked CRC32 of the body as received.
+ *
+ * UPDATE_NAMESRV_CONFIG goes through apg_config_update_runtime: only keys
+ * marked RT in config.def, all or nothing, never a path; a refusal answers
+ * NO_PERMISSION with a remark naming the key, and nothing is written to
+ * disk (docs/wire.md, "NameServer configuration"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,7 +360,8 @@ static void h_get_route(struct apg_namesrv *ns, struct apg_conn *c, const struct
         char remark[512];
         snprintf(remark, sizeof(remark),
                  "No topic route info in name server for the topic: %s; create it with `apogee "
-                 "admin updateTopic -t %s` or start the broker with autoCreateTopicEnable=true",
+                 "admin updateTopic -c <cluster> -t %s` (mqadmin updateTopic takes the same "
+                 "options) or start the broker with autoCreateTopicEnable=true",
                  topic, topic);
         apg_conn_reply(c, req, APG_RESP_TOPIC_NOT_EXIST, remark, NULL, 0);
         return;
@@ -390,15 +396,113 @@ static void h_all_topics(struct apg_namesrv *ns, struct apg_conn *c, const struc
     json_decref(j);
 }
 
+/* The topic-list switch of RocketMQ 5.x (enableTopicList): false answers
+ * SYSTEM_ERROR "disable" and returns false. */
+static bool topic_list_enabled(struct apg_namesrv *ns, struct apg_conn *c,
+                               const struct apg_rcmd *req)
+{
+    if (!ns->ns_topic_list)
+        apg_conn_reply(c, req, APG_RESP_SYSTEM_ERROR,
+                       "disable: topic lists are switched off on this NameServer "
+                       "(enableTopicList=false)",
+                       NULL, 0);
+    return ns->ns_topic_list;
+}
+
 static void h_topics_by_cluster(struct apg_namesrv *ns, struct apg_conn *c,
                                 const struct apg_rcmd *req)
 {
+    if (!topic_list_enabled(ns, c, req))
+        return;
     const char *cluster = need(c, req, "cluster");
     if (!cluster)
         return;
     json_t *j = apg_route_topics_by_cluster_json(ns->ns_rt, cluster);
     reply_json(c, req, j);
     json_decref(j);
+}
+
+static void h_system_topics(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    json_t *j = apg_route_system_topic_list_json(ns->ns_rt);
+    reply_json(c, req, j);
+    json_decref(j);
+}
+
+/* topicSysFlag bits of the unit lists. */
+#define SYSFLAG_UNIT 0x1
+#define SYSFLAG_UNIT_SUB 0x2
+
+static void reply_flagged_topics(struct apg_namesrv *ns, struct apg_conn *c,
+                                 const struct apg_rcmd *req, int32_t all, int32_t none)
+{
+    if (!topic_list_enabled(ns, c, req))
+        return;
+    json_t *j = apg_route_topics_by_flag_json(ns->ns_rt, all, none);
+    reply_json(c, req, j);
+    json_decref(j);
+}
+
+static void h_unit_topics(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    reply_flagged_topics(ns, c, req, SYSFLAG_UNIT, 0);
+}
+
+static void h_unit_sub_topics(struct apg_namesrv *ns, struct apg_conn *c,
+                              const struct apg_rcmd *req)
+{
+    reply_flagged_topics(ns, c, req, SYSFLAG_UNIT_SUB, 0);
+}
+
+static void h_unit_sub_ununit_topics(struct apg_namesrv *ns, struct apg_conn *c,
+                                     const struct apg_rcmd *req)
+{
+    reply_flagged_topics(ns, c, req, SYSFLAG_UNIT_SUB, SYSFLAG_UNIT);
+}
+
+static void h_delete_topic(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    const char *topic = need(c, req, "topic");
+    if (!topic)
+        return;
+    const char *cluster = apg_rcmd_ext_get(req, "clusterName");
+    int n = apg_route_delete_topic(ns->ns_rt, topic, cluster);
+    apg_log_info("namesrv", "deleted topic %s from %d broker(s)%s%s, requested by %s", topic, n,
+                 cluster && cluster[0] ? " of cluster " : "", cluster ? cluster : "",
+                 apg_conn_peer(c));
+    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, NULL, 0);
+}
+
+/* ---- NameServer configuration ---- */
+
+static void h_get_config(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    size_t len;
+    char *text = apg_config_properties(ns->ns_cfg, &len);
+    if (!text) {
+        apg_conn_reply(c, req, APG_RESP_SYSTEM_ERROR, "out of memory", NULL, 0);
+        return;
+    }
+    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, (const uint8_t *)text, (uint32_t)len);
+    apg_free(text);
+}
+
+static void h_update_config(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    char err[512];
+    int changed = 0;
+    apg_err_t e = apg_config_update_runtime(ns->ns_cfg, (const char *)req->body, req->body_len,
+                                            &changed, err, sizeof(err));
+    if (e) {
+        apg_log_warn("namesrv", "UPDATE_NAMESRV_CONFIG from %s refused: %s", apg_conn_peer(c), err);
+        apg_conn_reply(c, req, e == APG_EPERM ? APG_RESP_NO_PERMISSION : APG_RESP_SYSTEM_ERROR, err,
+                       NULL, 0);
+        return;
+    }
+    apg_ns_apply_config(ns);
+    apg_log_info("namesrv", "UPDATE_NAMESRV_CONFIG from %s: %d key(s) changed (until restart)",
+                 apg_conn_peer(c), changed);
+    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, NULL, 0);
 }
 
 static void h_member_group(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
@@ -524,6 +628,13 @@ static const struct {
     {APG_REQ_ADD_WRITE_PERM_OF_BROKER, h_add_perm},
     {APG_REQ_GET_BROKER_MEMBER_GROUP, h_member_group},
     {APG_REQ_BROKER_HEARTBEAT, h_broker_heartbeat},
+    {APG_REQ_DELETE_TOPIC_IN_NAMESRV, h_delete_topic},
+    {APG_REQ_GET_SYSTEM_TOPIC_LIST_FROM_NS, h_system_topics},
+    {APG_REQ_GET_UNIT_TOPIC_LIST, h_unit_topics},
+    {APG_REQ_GET_HAS_UNIT_SUB_TOPIC_LIST, h_unit_sub_topics},
+    {APG_REQ_GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST, h_unit_sub_ununit_topics},
+    {APG_REQ_UPDATE_NAMESRV_CONFIG, h_update_config},
+    {APG_REQ_GET_NAMESRV_CONFIG, h_get_config},
 };
 
 void apg_namesrv_dispatch(struct apg_conn *c, const struct apg_rcmd *req, void *ud)

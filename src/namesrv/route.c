@@ -653,6 +653,80 @@ json_t *apg_route_topics_by_cluster_json(const struct apg_route_table *rt, const
     return j;
 }
 
+int apg_route_delete_topic(struct apg_route_table *rt, const char *topic, const char *cluster)
+{
+    struct apg_smap *qds = apg_smap_get(&rt->rt_topics, topic);
+    if (!qds)
+        return 0;
+    int n = 0;
+    if (cluster && cluster[0]) {
+        struct apg_smap *set = apg_smap_get(&rt->rt_clusters, cluster);
+        size_t it;
+        for (struct apg_smap_ent *e = set ? apg_smap_first(set, &it) : NULL; e;
+             e = apg_smap_next(set, e, &it)) {
+            void *q = apg_smap_del(qds, e->se_key);
+            if (q) {
+                apg_free(q);
+                n++;
+            }
+        }
+    } else {
+        n = (int)qds->sm_len;
+        apg_smap_clear_free(qds, apg_free);
+    }
+    if (qds->sm_len == 0)
+        topic_free(apg_smap_del(&rt->rt_topics, topic));
+    return n;
+}
+
+void apg_route_set_default_timeout(struct apg_route_table *rt, int64_t timeout_ms)
+{
+    if (timeout_ms > 0)
+        rt->rt_default_timeout_ms = timeout_ms;
+}
+
+json_t *apg_route_system_topic_list_json(const struct apg_route_table *rt)
+{
+    json_t *arr = json_array();
+    size_t it, it2;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_clusters, &it); e;
+         e = apg_smap_next(&rt->rt_clusters, e, &it)) {
+        json_array_append_new(arr, json_string(e->se_key));
+        struct apg_smap *set = e->se_val;
+        for (struct apg_smap_ent *n = apg_smap_first(set, &it2); n; n = apg_smap_next(set, n, &it2))
+            json_array_append_new(arr, json_string(n->se_key));
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "topicList", arr);
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_brokers, &it); e;
+         e = apg_smap_next(&rt->rt_brokers, e, &it)) {
+        const struct broker *b = e->se_val;
+        if (b->b_n) {
+            json_object_set_new(j, "brokerAddr", json_string(b->b_addrs[0].ba_addr));
+            break;
+        }
+    }
+    return j;
+}
+
+json_t *apg_route_topics_by_flag_json(const struct apg_route_table *rt, int32_t all, int32_t none)
+{
+    json_t *arr = json_array();
+    size_t it, it2;
+    for (struct apg_smap_ent *e = apg_smap_first(&rt->rt_topics, &it); e;
+         e = apg_smap_next(&rt->rt_topics, e, &it)) {
+        struct apg_smap_ent *q = apg_smap_first(e->se_val, &it2);
+        if (!q)
+            continue;
+        int32_t f = ((const struct queue_data *)q->se_val)->q_sys_flag;
+        if ((f & all) == all && !(f & none))
+            json_array_append_new(arr, json_string(e->se_key));
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "topicList", arr);
+    return j;
+}
+
 json_t *apg_route_member_group_json(const struct apg_route_table *rt, const char *cluster,
                                     const char *broker_name)
 {

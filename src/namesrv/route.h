@@ -88,12 +88,27 @@ void apg_route_query_data_version(struct apg_route_table *rt, const char *cluste
 int apg_route_wipe_write_perm(struct apg_route_table *rt, const char *broker_name);
 int apg_route_add_write_perm(struct apg_route_table *rt, const char *broker_name);
 
+/* DELETE_TOPIC_IN_NAMESRV: drops the topic's queue data of the brokers of
+ * cluster (NULL or "": of every broker); the topic goes when none is left.
+ * Returns how many brokers' queue data were dropped. A broker that still
+ * has the topic brings it back with its next changed registration. */
+int apg_route_delete_topic(struct apg_route_table *rt, const char *topic, const char *cluster);
+/* Applies a new default broker timeout (brokerChannelExpiredTime). */
+void apg_route_set_default_timeout(struct apg_route_table *rt, int64_t timeout_ms);
+
 /* Bodies. Each returns a new reference (json_decref), or NULL. */
 /* TopicRouteData; NULL when the topic has no live queue data. */
 json_t *apg_route_topic_json(const struct apg_route_table *rt, const char *topic);
 json_t *apg_route_cluster_info_json(const struct apg_route_table *rt);
 json_t *apg_route_topic_list_json(const struct apg_route_table *rt);
 json_t *apg_route_topics_by_cluster_json(const struct apg_route_table *rt, const char *cluster);
+/* GET_SYSTEM_TOPIC_LIST_FROM_NS: {"topicList":[every cluster name and
+ * broker name], "brokerAddr": one broker's address} (brokerAddr left out
+ * when no broker is registered). */
+json_t *apg_route_system_topic_list_json(const struct apg_route_table *rt);
+/* Topics whose topicSysFlag (of the first broker's queue data) has every bit
+ * of all and none of none: {"topicList":[...]}. The unit topic lists. */
+json_t *apg_route_topics_by_flag_json(const struct apg_route_table *rt, int32_t all, int32_t none);
 /* {"brokerMemberGroup":{...}}; brokerAddrs empty when unknown. */
 json_t *apg_route_member_group_json(const struct apg_route_table *rt, const char *cluster,
                                     const char *broker_name);

@@ -933,7 +933,7 @@ static void server_loop_main(void *arg)
 }
 
 static int make_listen_socket(const struct sockaddr *sa, socklen_t sl, bool reuseport, char *err,
-                              size_t errlen, const char *host, int port)
+                              size_t errlen, const char *host, int port, const char *port_key)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -945,10 +945,11 @@ static int make_listen_socket(const struct sockaddr *sa, socklen_t sl, bool reus
     if (reuseport)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, sa, sl) < 0) {
-        apg_errf(APG_EIO, err, errlen, "cannot listen on %s:%d: %s%s", host, port, strerror(errno),
-                 errno == EADDRINUSE ? " (another process uses the port; pick another with "
-                                       "--listenPort)"
-                                     : "");
+        bool in_use = errno == EADDRINUSE;
+        apg_errf(APG_EIO, err, errlen, "cannot listen on %s:%d: %s%s%s%s", host, port,
+                 strerror(errno),
+                 in_use ? " (another process uses the port; pick another with --" : "",
+                 in_use ? port_key : "", in_use ? ")" : "");
         close(fd);
         return -1;
     }
@@ -974,6 +975,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request))
         return apg_errf(APG_EINVAL, err, errlen, "net server: bad options");
     const char *host = opts->host && opts->host[0] ? opts->host : "0.0.0.0";
+    const char *port_key = opts->port_key ? opts->port_key : "listenPort";
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     socklen_t sl;
@@ -1012,7 +1014,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     int fds[256];
     int n_fds = 0;
     apg_err_t e = APG_OK;
-    int probe = make_listen_socket((struct sockaddr *)&ss, sl, false, err, errlen, host, port);
+    int probe =
+        make_listen_socket((struct sockaddr *)&ss, sl, false, err, errlen, host, port, port_key);
     if (probe < 0) {
         e = APG_EIO;
         goto fail;
@@ -1027,7 +1030,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         else
             ((struct sockaddr_in *)&ss)->sin_port = htons(port);
         for (int i = 0; i < opts->n_loops; i++) {
-            int fd = make_listen_socket((struct sockaddr *)&ss, sl, true, err, errlen, host, port);
+            int fd = make_listen_socket((struct sockaddr *)&ss, sl, true, err, errlen, host, port,
+                                        port_key);
             if (fd < 0) {
                 e = APG_EIO;
                 goto fail;

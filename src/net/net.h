@@ -42,6 +42,9 @@ struct apg_net_server_opts {
     const char *host; /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
     int port;         /* 0 = ephemeral (see apg_net_server_port) */
     int n_loops;      /* event-loop threads, >= 1 */
+    /* The configuration key that sets port, named when it is in use;
+     * NULL = "listenPort". */
+    const char *port_key;
     /* How bytes reach the peer; NULL = plain TCP (apg_net_tcp). */
     const struct apg_net_transport *transport;
     /* The wire format on the connections; NULL = RocketMQ remoting

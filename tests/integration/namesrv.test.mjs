@@ -100,7 +100,7 @@ describe('apogee namesrv', () => {
         assert.equal(r.code, 17);
         assert.equal(r.flag & 1, 1);
         assert.match(r.remark, /No topic route info in name server for the topic: NoSuchTopic/);
-        assert.match(r.remark, /updateTopic -t NoSuchTopic/);
+        assert.match(r.remark, /`apogee admin updateTopic -c <cluster> -t NoSuchTopic` \(mqadmin updateTopic takes the same options\)/);
         assert.match(r.remark, /autoCreateTopicEnable=true/);
     });
 

@@ -34,6 +34,13 @@ static void test_defaults_per_role(void **state)
     assert_int_equal(apg_cfg_int(br, APG_CFG_maxMessageSize), 4194304);
     assert_true(apg_cfg_bool(br, APG_CFG_autoCreateTopicEnable));
     assert_string_equal(apg_cfg_str(sa, APG_CFG_storePathRootDir), "./data");
+    /* Standalone listens on loopback unless told otherwise; the servers run
+     * on their own listen on every interface, as RocketMQ's do. */
+    assert_string_equal(apg_cfg_str(sa, APG_CFG_bindAddress), "127.0.0.1");
+    assert_true(apg_config_bind_loopback(sa));
+    assert_string_equal(apg_cfg_str(br, APG_CFG_bindAddress), "0.0.0.0");
+    assert_true(apg_config_bind_wildcard(br));
+    assert_false(apg_config_bind_loopback(ns));
     apg_config_free(ns);
     apg_config_free(br);
     apg_config_free(sa);
@@ -190,6 +197,106 @@ static void collect(const char *key, const char *value, void *ud)
         snprintf(l->v[l->n], 64, "%s", value);
         l->n++;
     }
+}
+
+/* A key Apogee does not read is worded the same on the command line and in
+ * a file and, when it is a RocketMQ or another role's key, ignored in both;
+ * a typo on the command line is an error whose text does not say ignored. */
+static void test_keys_not_read(void **state)
+{
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    char err[512];
+    bool print_only;
+    char *argv[] = {"--enablePropertyFilter=true", "--dLegerGroup=g1", "-n", "127.0.0.1:9876"};
+    assert_int_equal(apg_config_parse_args(ns, 4, argv, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(
+        apg_config_set(ns, "enablePropertyFilter", "true", APG_CFG_SRC_ARG, err, sizeof(err)),
+        APG_ENOTFOUND);
+    assert_non_null(strstr(err, "is a broker setting; `apogee namesrv` does not use it (ignored)"));
+    assert_int_equal(apg_config_set(ns, "dLegerGroup", "g1", APG_CFG_SRC_ARG, err, sizeof(err)),
+                     APG_ENOTFOUND);
+    assert_non_null(strstr(err, "RocketMQ setting Apogee does not implement (ignored)"));
+    /* A key Apogee does not read never takes the next option as its value. */
+    char *bare[] = {"--clusterTest", "--listenPort", "9877"};
+    assert_int_equal(apg_config_parse_args(ns, 3, bare, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(ns, APG_CFG_listenPort), 9877);
+    char *typo[] = {"--listenPrt=1"};
+    assert_int_equal(apg_config_parse_args(ns, 1, typo, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "unknown config key 'listenPrt'"));
+    assert_null(strstr(err, "ignored"));
+    /* aclEnable=true is refused while Apogee has no ACL, not ignored. */
+    struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char *acl[] = {"--aclEnable=true"};
+    assert_int_equal(apg_config_parse_args(br, 1, acl, &print_only, err, sizeof(err)), APG_ECONFIG);
+    assert_non_null(strstr(err, "aclEnable=true"));
+    char *noacl[] = {"--aclEnable=false"};
+    assert_int_equal(apg_config_parse_args(br, 1, noacl, &print_only, err, sizeof(err)), APG_OK);
+    apg_config_free(br);
+    apg_config_free(ns);
+}
+
+/* UPDATE_*_CONFIG: allow-listed keys only, all or nothing, the refusal
+ * names the key; the properties text reads back. */
+static void test_runtime_update(void **state)
+{
+    struct apg_config *ns = apg_config_new(APG_ROLE_NAMESRV);
+    char err[512];
+    int changed = -1;
+    assert_true(apg_config_runtime_key_allowed("orderMessageEnable"));
+    assert_false(apg_config_runtime_key_allowed("kvConfigPath"));
+    assert_false(apg_config_runtime_key_allowed("listenPort"));
+    assert_false(apg_config_runtime_key_allowed("configStorePath"));
+    const char *ok = "orderMessageEnable=true\nscanNotActiveBrokerInterval=700\n";
+    assert_int_equal(apg_config_update_runtime(ns, ok, strlen(ok), &changed, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(changed, 2);
+    assert_true(apg_cfg_bool(ns, APG_CFG_orderMessageEnable));
+    assert_int_equal(apg_cfg_int(ns, APG_CFG_scanNotActiveBrokerInterval), 700);
+
+    static const struct {
+        const char *body, *needle;
+        apg_err_t rc;
+    } bad[] = {
+        {"enableAllTopicList=false\nconfigStorePath=/tmp/x\n", "'configStorePath' names a file",
+         APG_EPERM},
+        {"kvConfigPath=/etc/passwd\n", "'kvConfigPath' names a file", APG_EPERM},
+        {"rocketmqHome=/tmp\n", "'rocketmqHome' names a file", APG_EPERM},
+        {"productEnvName=x\n", "'productEnvName' names a file", APG_EPERM},
+        {"listenPort=1234\n", "'listenPort' is read only at start-up", APG_EPERM},
+        {"brokerName=b\n", "'brokerName' is a broker setting", APG_EPERM},
+        {"clusterTest=true\n", "'clusterTest' is a RocketMQ setting Apogee does not", APG_EPERM},
+        {"noSuchKey=1\n", "'noSuchKey' is not a configuration key", APG_EPERM},
+        {"enableAllTopicList=false\nscanNotActiveBrokerInterval=1\n",
+         "scanNotActiveBrokerInterval=1: out of range", APG_ECONFIG},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(apg_config_update_runtime(ns, bad[i].body, strlen(bad[i].body), &changed,
+                                                   err, sizeof(err)),
+                         bad[i].rc);
+        if (!strstr(err, bad[i].needle))
+            fail_msg("%s: %s", bad[i].body, err);
+        assert_non_null(strstr(err, "nothing was changed"));
+        assert_int_equal(changed, 0);
+        /* all or nothing: the valid key before the bad one did not apply */
+        assert_true(apg_cfg_bool(ns, APG_CFG_enableAllTopicList));
+    }
+
+    size_t len;
+    char *text = apg_config_properties(ns, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    assert_non_null(strstr(text, "orderMessageEnable=true\n"));
+    assert_non_null(strstr(text, "listenPort=9876\n"));
+    assert_null(strstr(text, "brokerName="));
+    apg_free(text);
+    /* A value with a backslash or a line break survives the round trip. */
+    assert_int_equal(
+        apg_config_set(ns, "kvConfigPath", "C:\\kv\nx", APG_CFG_SRC_ARG, err, sizeof(err)), APG_OK);
+    text = apg_config_properties(ns, &len);
+    assert_non_null(strstr(text, "kvConfigPath=C:\\\\kv\\nx\n"));
+    apg_free(text);
+    apg_config_free(ns);
 }
 
 static void test_properties_syntax(void **state)
@@ -359,7 +466,8 @@ int main(void)
         cmocka_unit_test(test_java_hash),         cmocka_unit_test(test_crc32),
         cmocka_unit_test(test_buf_and_mem),       cmocka_unit_test(test_path_and_clock),
         cmocka_unit_test(test_legacy_aliases),    cmocka_unit_test(test_log_limit),
-        cmocka_unit_test(test_log_limit_threads),
+        cmocka_unit_test(test_log_limit_threads), cmocka_unit_test(test_keys_not_read),
+        cmocka_unit_test(test_runtime_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
