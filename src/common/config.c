@@ -54,6 +54,16 @@ static const struct cfg_alias {
 } cfg_aliases[] = {
     {"mapedFileSizeCommitLog", APG_CFG_mappedFileSizeCommitLog},
     {"mapedFileSizeConsumeQueue", APG_CFG_mappedFileSizeConsumeQueue},
+    {"tls.server.mode", APG_CFG_tlsServerMode},
+    {"tls.server.certPath", APG_CFG_tlsServerCertPath},
+    {"tls.server.keyPath", APG_CFG_tlsServerKeyPath},
+    {"tls.server.trustCertPath", APG_CFG_tlsServerTrustCertPath},
+    {"tls.server.need.client.auth", APG_CFG_tlsServerNeedClientAuth},
+    {"tls.enable", APG_CFG_tlsEnable},
+    {"tls.client.certPath", APG_CFG_tlsClientCertPath},
+    {"tls.client.keyPath", APG_CFG_tlsClientKeyPath},
+    {"tls.client.trustCertPath", APG_CFG_tlsClientTrustCertPath},
+    {"tls.client.authServer", APG_CFG_tlsClientAuthServer},
 };
 
 struct cfg_val {
