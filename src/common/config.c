@@ -4,7 +4,9 @@
  *
  * Legacy spellings: cfg_aliases maps key names older RocketMQ releases used
  * (4.0 to 4.5.1 read the segment sizes as mapedFileSize*, renamed
- * mappedFileSize* in 4.5.2) to the key they set. A value set through an
+ * mappedFileSize* in 4.5.2) to the key they set, and RocketMQ's TLS JVM
+ * properties (tls.server.mode and friends, docs/wire.md §12) to the tls*
+ * keys. A value set through an
  * alias remembers the spelling, and `-p` prints it; when a file or the
  * command line sets both spellings of one key, the later one wins, with a
  * warning. */
@@ -47,7 +49,7 @@ static const struct cfg_def cfg_defs[APG_CFG__COUNT] = {
 #undef E
 };
 
-/* Older spellings accepted for a key (see the top of this file). */
+/* Other spellings accepted for a key (see the top of this file). */
 static const struct cfg_alias {
     const char *alias;
     enum apg_cfg_id id;
