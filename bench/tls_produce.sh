@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What TLS costs a producer: 1 KiB sync sends, plaintext and TLS alternated on one broker.
 #
-# Usage: bench/tls_produce.sh [APOGEE_BIN] [RUNS] [THREADS]
+# Usage: [PORT=29511 NS_PORT=29476] bench/tls_produce.sh [APOGEE_BIN] [RUNS] [THREADS]
 #   (defaults: build/apogee, 3, 4)
 # Makes a CA and a server certificate for 127.0.0.1 with the openssl command in a temporary
 # directory, starts `apogee standalone` with tls.server.mode=permissive (so one broker serves
-# both kinds of client) on ports 28911/28876 with a fresh storePathRootDir, then runs RUNS
+# both kinds of client) on ports PORT/NS_PORT with a fresh storePathRootDir, then runs RUNS
 # times, alternating,
 #   apogee bench produce --topic=TLS1K --threads=THREADS --size=1024 --duration=5 --json [--tls ...]
 # and prints per run: msgs/s, and the CPU time (user+system) of the broker and of the bench
@@ -15,6 +15,8 @@ set -euo pipefail
 bin=${1:-build/apogee}
 runs=${2:-3}
 threads=${3:-4}
+port=${PORT:-29511}
+ns_port=${NS_PORT:-29476}
 tmp=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 (
@@ -25,11 +27,15 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
         -days 1 -extfile ext.cnf
 ) >/dev/null 2>&1
-"$bin" standalone --storePathRootDir="$tmp/data" --bindAddress=127.0.0.1 --listenPort=28911 \
-    --namesrvListenPort=28876 --tls.server.mode=permissive --tls.server.certPath="$tmp/server.pem" \
+"$bin" standalone --storePathRootDir="$tmp/data" --bindAddress=127.0.0.1 --listenPort="$port" \
+    --namesrvListenPort="$ns_port" --tls.server.mode=permissive --tls.server.certPath="$tmp/server.pem" \
     --tls.server.keyPath="$tmp/server.key" >"$tmp/broker.log" 2>&1 &
 pid=$!
 sleep 2
+if ! kill -0 "$pid" 2>/dev/null; then
+    cat "$tmp/broker.log" >&2
+    exit 1
+fi
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; } # clock ticks
 hz=$(getconf CLK_TCK)
 for ((i = 1; i <= runs; i++)); do
@@ -37,7 +43,7 @@ for ((i = 1; i <= runs; i++)); do
         extra=()
         [ "$mode" = tls ] && extra=(--tls "--tls.client.trustCertPath=$tmp/ca.pem")
         c0=$(cpu)
-        out=$(/usr/bin/time -f 'BENCHCPU %U %S' "$bin" bench produce --namesrvAddr=127.0.0.1:28876 \
+        out=$(/usr/bin/time -f 'BENCHCPU %U %S' "$bin" bench produce --namesrvAddr="127.0.0.1:$ns_port" \
             --topic=TLS1K --threads="$threads" --size=1024 --duration=5 --json "${extra[@]}" 2>&1)
         c1=$(cpu)
         json=$(grep '^{' <<<"$out" | tail -1)

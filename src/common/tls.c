@@ -250,7 +250,8 @@ ssize_t apg_tls_read(struct apg_tls *t, uint8_t *p, size_t cap, char *err, size_
         t->t_done = true;
     }
     size_t got = 0;
-    if (cap == 0)
+    /* Nothing buffered anywhere: SSL_read could only say "want more". */
+    if (cap == 0 || (BIO_ctrl_pending(t->t_rbio) == 0 && !SSL_has_pending(t->t_ssl)))
         return 0;
     int rc = SSL_read_ex(t->t_ssl, p, cap, &got);
     if (rc == 1)
