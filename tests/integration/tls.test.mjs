@@ -5,7 +5,8 @@
 //   bench) send and pull over TLS, the broker registers with its NameServer over TLS; a
 //   plaintext Node client and a plaintext C client are refused with a log line;
 // - a garbage ClientHello is closed at once and a stalled one at the frame deadline, while
-//   a TLS client on the same port keeps being answered;
+//   a TLS client on the same port keeps being answered; a TLS client stalling mid-frame is
+//   closed at the frame deadline like a plaintext one;
 // - permissive: plaintext and TLS clients on one port, Node and C;
 // - mutual TLS (tls.server.trustCertPath set): a client with a certificate from the CA is
 //   served, one without a certificate or with one from another CA is refused; the broker
@@ -202,6 +203,18 @@ describe('enforcing', () => {
         await t.sa.waitOutput(/TLS handshake not completed within 2000 ms/);
         await sendAndPull(good, 'TlsTopic', 'still served');
         good.close();
+    });
+
+    test('the frame deadline holds inside TLS: a TLS client that stalls mid-frame is closed', async () => {
+        const c = await tlsConnect(t.sa.port);
+        const head = Buffer.alloc(8 + 100, 0x61);
+        head.writeUInt32BE(16 * 1024 * 1024, 0); // announces 16 MiB, sends 108 bytes of it
+        head.writeUInt32BE(64, 4);
+        const t0 = Date.now();
+        c.writeRaw(head);
+        await closedWithin(c.sock, 6000);
+        assert.ok(Date.now() - t0 >= 1500, `closed after ${Date.now() - t0} ms`);
+        await t.sa.waitOutput(/frame not completed within 2000 ms; 108 bytes of the frame received/);
     });
 });
 
