@@ -80,9 +80,6 @@ apg_err_t apg_tls_ctx_new(const struct apg_tls_ctx_opts *o, struct apg_tls_ctx *
     ctx->tc_ssl = s;
     ctx->tc_server = o->server;
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
-    /* An idle session gives its record buffers back (a broker holds many
-     * idle client connections). */
-    SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
     char what[4200];
     if (o->cert_path && o->cert_path[0]) {
         if (SSL_CTX_use_certificate_chain_file(s, o->cert_path) != 1) {
