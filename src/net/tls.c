@@ -89,9 +89,9 @@ static void close_why(struct apg_conn *c, apg_err_t e, const char *what, int uve
 
 /* ---- writing ---- */
 
-/* Starts the one uv_write with what tc_out holds. */
 static void on_write(uv_write_t *req, int status);
 
+/* Starts the one uv_write with what tc_out holds. */
 static int write_queued(struct apg_conn *c)
 {
     struct tls_conn *tc = tc_of(c);
