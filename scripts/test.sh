@@ -122,6 +122,7 @@ step "broker under ASan + UBSan: integration subset"
 # undefined behaviour in the server aborts it, which fails the test.
 for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.test.mjs \
     tests/integration/broker_retry.test.mjs tests/integration/broker_lock.test.mjs \
+    tests/integration/tls.test.mjs tests/integration/broker_admin.test.mjs \
     tests/interop/ali_ons.test.mjs; do
     echo "--- $t (ASan)"
     run_node "$t" APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

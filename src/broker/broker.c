@@ -36,6 +36,7 @@
 #include "broker/timer/timer.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "net/tls.h"
 
 /* ---- dispatch ----------------------------------------------------------- */
 
@@ -353,7 +354,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
-    if (apg_net_client_start(&co, &b->br_cli, err, errlen))
+    if (apg_net_tls_client_setup(cfg, &co, err, errlen) ||
+        apg_net_client_start(&co, &b->br_cli, err, errlen))
         goto fail;
 
     int n = (int)apg_cfg_int(cfg, APG_CFG_serverSelectorThreads);
@@ -399,7 +401,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         .on_loop_stop = on_loop_stop,
         .ud = b,
     };
-    if (apg_net_server_start(&o, &b->br_srv, err, errlen))
+    if (apg_net_tls_server_setup(cfg, &o, err, errlen) ||
+        apg_net_server_start(&o, &b->br_srv, err, errlen))
         goto fail;
 
     apg_broker_persist_all(b);

@@ -751,6 +751,8 @@ static void usage(FILE *out)
             "                       has the property bench=1)\n"
             "  --json               last line: one JSON object with the summary\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
+            "  --tls                connect over TLS (the client key tls.enable); verify the\n"
+            "                       servers with --tls.client.trustCertPath=CA.pem\n"
             "  --KEY=VALUE          any client configuration key (apogee bench --help-conf),\n"
             "                       e.g. --syncSpinMicros=0 --sendMsgTimeout=5000\n"
             "Every second: rate, MB/s, latency p50/p99/p999/max (us) and failures.\n"
@@ -796,6 +798,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_json = strcmp(v, "false") != 0;
     else if (!strcmp(k, "serialize"))
         b->b_json_headers = strcmp(v, "json") == 0;
+    else if (!strcmp(k, "tls"))
+        return set_opt(b, "tls.enable", v);
     else if (!strcmp(k, "from-start"))
         ; /* old consumer flag: consume always starts at the first offset */
     else if (!strcmp(k, "mode") || !strcmp(k, "m")) {
@@ -875,7 +879,8 @@ int apg_cli_bench_main(int argc, char **argv)
             char key[64];
             snprintf(key, sizeof(key), "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a + 2)), a + 2);
             const char *val = eq ? eq + 1 : NULL;
-            if (val == NULL && (!strcmp(key, "json") || !strcmp(key, "from-start")))
+            if (val == NULL &&
+                (!strcmp(key, "json") || !strcmp(key, "from-start") || !strcmp(key, "tls")))
                 val = "true";
             else if (val == NULL && i + 1 < argc)
                 val = argv[++i];

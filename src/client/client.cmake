@@ -31,17 +31,17 @@ set_property(TARGET apogee_client_deps_obj PROPERTY POSITION_INDEPENDENT_CODE ON
 set_target_properties(apogee_client_obj apogee_client_deps_obj PROPERTIES
   C_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 target_include_directories(apogee_client_deps_obj PUBLIC ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/include ${CMAKE_BINARY_DIR}/gen)
-target_link_libraries(apogee_client_deps_obj PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads)
+target_link_libraries(apogee_client_deps_obj PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB OpenSSL::SSL Threads::Threads)
 
 add_library(apogee_client SHARED $<TARGET_OBJECTS:apogee_client_obj> $<TARGET_OBJECTS:apogee_client_deps_obj>)
 set_target_properties(apogee_client PROPERTIES OUTPUT_NAME apogee VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
 target_include_directories(apogee_client PUBLIC ${CMAKE_SOURCE_DIR}/include)
-target_link_libraries(apogee_client PRIVATE PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads m)
+target_link_libraries(apogee_client PRIVATE PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB OpenSSL::SSL Threads::Threads m)
 
 add_library(apogee_client_static STATIC $<TARGET_OBJECTS:apogee_client_obj> $<TARGET_OBJECTS:apogee_client_deps_obj>)
 set_target_properties(apogee_client_static PROPERTIES OUTPUT_NAME apogee)
 target_include_directories(apogee_client_static PUBLIC ${CMAKE_SOURCE_DIR}/include)
-target_link_libraries(apogee_client_static PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB Threads::Threads m)
+target_link_libraries(apogee_client_static PUBLIC PkgConfig::UV PkgConfig::JANSSON ZLIB::ZLIB OpenSSL::SSL Threads::Threads m)
 
 # apogee.pc finds its prefix from its own location (${pcfiledir}), so it is
 # right for whatever --prefix the tree is installed to.

@@ -212,6 +212,9 @@ struct apg_cio_conf {
     /* Server-initiated request (e.g. NOTIFY_CONSUMER_IDS_CHANGED). */
     void (*on_server_req)(struct apg_cio *io, void *owner, const struct apg_rcmd *req);
     void *owner;
+    /* The handle's configuration, for its tls.* keys (borrowed for
+     * apg_cio_new); NULL = plaintext. */
+    const struct apg_conf *conf;
 };
 
 struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t errlen);

@@ -417,6 +417,7 @@ apg_pull_consumer_t *apg_pull_consumer_new(const apg_conf_t *conf, char *err, si
         .hb_body = consumer_hb_body,
         .on_tick = consumer_tick,
         .owner = c,
+        .conf = c->c_conf,
     };
     c->c_io = apg_cio_new(&ic, err, errlen);
     if (c->c_io == NULL) {

@@ -47,6 +47,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/tls.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 #include "protocol/remoting_conn.h"
@@ -59,6 +60,7 @@
  * left for one combined write by the loop thread above it (throughput). */
 #define DIRECT_NOW_PENDING 8
 #define TOPIC_DEFAULT "TBW102"
+#define TLS_RBUF 32768 /* ciphertext read per call (TLS connections) */
 
 struct apg_creq {
     struct apg_rconn_req rq_r; /* first: opaque, deadline (apg_now_ms), connection */
@@ -89,6 +91,14 @@ struct apg_cconn {
     struct apg_buf cc_spare;
     struct apg_buf cc_out;
     struct apg_buf cc_in;
+    /* TLS (io_tls set): cc_out holds plaintext, which the writer of the
+     * moment encrypts into cc_cipher (under cc_wmu, like the session: the
+     * loop thread decrypts under it too) and writes from there. The
+     * connection is CC_UP only once the handshake finished. */
+    struct apg_tls *cc_tls;
+    struct apg_buf cc_cipher;
+    uint8_t *cc_rbuf;    /* TLS_RBUF bytes of ciphertext read space */
+    bool cc_tls_started; /* connected: the handshake runs */
     struct apg_cio *cc_io;
     struct apg_cconn *cc_next;
 };
@@ -140,6 +150,7 @@ struct apg_cio {
     char io_client_id[160];
     int64_t io_next_refresh, io_next_hb, io_next_tick;
     struct apg_rconn_decoder io_dec; /* every answer is decoded here (loop thread) */
+    struct apg_tls_ctx *io_tls;      /* tls.enable: every connection is TLS */
 };
 
 int64_t apg_now_ms(void)
@@ -274,6 +285,9 @@ static void conn_unref(struct apg_cconn *cc)
     apg_buf_free(&cc->cc_out);
     apg_buf_free(&cc->cc_spare);
     apg_buf_free(&cc->cc_in);
+    apg_buf_free(&cc->cc_cipher);
+    apg_free(cc->cc_rbuf);
+    apg_tls_free(cc->cc_tls);
     pthread_mutex_destroy(&cc->cc_wmu);
     pthread_cond_destroy(&cc->cc_wcv);
     apg_free(cc);
@@ -328,6 +342,27 @@ static void conn_fail(struct apg_cconn *cc, const char *why)
 
 static void write_cb(uv_write_t *req, int status);
 
+/* cc_wmu held, TLS connection: encrypts cc_out (once the handshake is
+ * done) and moves what the session has to send to cc_cipher. */
+static apg_err_t tls_seal(struct apg_cconn *cc)
+{
+    char err[200];
+    if (cc->cc_out.b_len && apg_tls_handshake_done(cc->cc_tls)) {
+        apg_err_t e =
+            apg_tls_write(cc->cc_tls, cc->cc_out.b_data, cc->cc_out.b_len, err, sizeof(err));
+        if (e != APG_OK)
+            return e;
+        apg_buf_reset(&cc->cc_out);
+    }
+    return apg_tls_take_output(cc->cc_tls, &cc->cc_cipher);
+}
+
+/* cc_wmu held: the bytes that go to the socket next, in order. */
+static struct apg_buf *wire_queue(struct apg_cconn *cc)
+{
+    return cc->cc_tls ? &cc->cc_cipher : &cc->cc_out;
+}
+
 static void conn_flush(struct apg_cconn *cc)
 {
     pthread_mutex_lock(&cc->cc_wmu);
@@ -335,7 +370,16 @@ static void conn_flush(struct apg_cconn *cc)
         pthread_mutex_unlock(&cc->cc_wmu); /* that writer takes cc_out along or hands it back */
         return;
     }
-    if (cc->cc_state != CC_UP || cc->cc_wclosed || cc->cc_out.b_len == 0) {
+    /* A TLS connection writes its handshake before it is up. */
+    bool can =
+        cc->cc_tls ? cc->cc_tls_started && cc->cc_state != CC_CLOSING : cc->cc_state == CC_UP;
+    if (can && cc->cc_tls && !cc->cc_wclosed && tls_seal(cc) != APG_OK) {
+        pthread_mutex_unlock(&cc->cc_wmu);
+        conn_fail(cc, "TLS encryption failed");
+        return;
+    }
+    struct apg_buf *q = wire_queue(cc);
+    if (!can || cc->cc_wclosed || q->b_len == 0) {
         cc->cc_dirty = false;
         pthread_mutex_unlock(&cc->cc_wmu);
         return;
@@ -347,8 +391,8 @@ static void conn_flush(struct apg_cconn *cc)
         return;
     }
     cc->cc_dirty = false;
-    wr->wr_buf = cc->cc_out;
-    cc->cc_out = (struct apg_buf)APG_BUF_INIT;
+    wr->wr_buf = *q;
+    *q = (struct apg_buf)APG_BUF_INIT;
     uv_buf_t b = uv_buf_init((char *)wr->wr_buf.b_data, (unsigned)wr->wr_buf.b_len);
     wr->wr_req.data = cc;
     /* Under cc_wmu: a direct sender writes only when libuv's queue is empty. */
@@ -383,6 +427,12 @@ static void on_prepare(uv_prepare_t *h)
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct apg_cconn *cc = h->data;
+    if (cc->cc_tls) {
+        if (cc->cc_rbuf == NULL)
+            cc->cc_rbuf = apg_malloc(TLS_RBUF);
+        *buf = cc->cc_rbuf ? uv_buf_init((char *)cc->cc_rbuf, TLS_RBUF) : uv_buf_init(NULL, 0);
+        return;
+    }
     size_t want =
         apg_rconn_read_want(cc->cc_in.b_data, cc->cc_in.b_len, APG_FRAME_MAX_DEFAULT, READ_CHUNK);
     if (apg_buf_reserve(&cc->cc_in, want) != APG_OK) {
@@ -425,6 +475,45 @@ const char *apg_cio_server_req_addr(const struct apg_cio *io)
     return io->io_srv_addr;
 }
 
+/* TLS connection: feeds p[0..n) to the session and decrypts what it can
+ * into cc_in (under cc_wmu, which direct senders hold while encrypting);
+ * sends the handshake's answers, and marks the connection up once the
+ * handshake is done. False when cc failed. */
+static bool tls_input(struct apg_cconn *cc, const uint8_t *p, size_t n)
+{
+    char err[256] = "";
+    ssize_t r = 0;
+    pthread_mutex_lock(&cc->cc_wmu);
+    bool was_done = apg_tls_handshake_done(cc->cc_tls);
+    apg_err_t e = n ? apg_tls_feed(cc->cc_tls, p, n) : APG_OK;
+    while (e == APG_OK) {
+        size_t want = apg_rconn_read_want(cc->cc_in.b_data, cc->cc_in.b_len, APG_FRAME_MAX_DEFAULT,
+                                          READ_CHUNK);
+        if ((e = apg_buf_reserve(&cc->cc_in, want)) != APG_OK)
+            break;
+        r = apg_tls_read(cc->cc_tls, cc->cc_in.b_data + cc->cc_in.b_len,
+                         cc->cc_in.b_cap - cc->cc_in.b_len, err, sizeof(err));
+        if (r <= 0)
+            break;
+        cc->cc_in.b_len += (size_t)r;
+    }
+    bool up = !was_done && apg_tls_handshake_done(cc->cc_tls);
+    pthread_mutex_unlock(&cc->cc_wmu);
+    if (e != APG_OK || r < 0) {
+        conn_flush(cc); /* the alert, if any, goes first */
+        conn_fail(cc, e != APG_OK ? "out of memory" : r == APG_ECLOSED ? "closed by peer" : err);
+        return false;
+    }
+    if (up) {
+        pthread_mutex_lock(&cc->cc_io->io_rmu);
+        cc->cc_state = CC_UP;
+        pthread_mutex_unlock(&cc->cc_io->io_rmu);
+        apg_log_debug("client", "TLS session with %s established", cc->cc_addr);
+    }
+    conn_flush(cc);
+    return cc->cc_state == CC_UP || !apg_tls_handshake_done(cc->cc_tls);
+}
+
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct apg_cconn *cc = s->data;
@@ -432,7 +521,12 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(cc, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
         return;
     }
-    cc->cc_in.b_len += (size_t)nread;
+    if (cc->cc_tls) {
+        if (!tls_input(cc, (const uint8_t *)buf->base, (size_t)nread))
+            return;
+    } else {
+        cc->cc_in.b_len += (size_t)nread;
+    }
     size_t off = 0;
     while (cc->cc_state == CC_UP) {
         size_t flen = 0;
@@ -460,10 +554,17 @@ static void conn_connected(uv_connect_t *req, int status)
         conn_fail(cc, uv_strerror(status));
         return;
     }
+    uv_tcp_nodelay(&cc->cc_tcp, 1);
+    if (cc->cc_tls) {
+        /* Up once the handshake is done (tls_input); the ClientHello now. */
+        cc->cc_tls_started = true;
+        uv_read_start((uv_stream_t *)&cc->cc_tcp, conn_alloc, conn_read);
+        tls_input(cc, NULL, 0);
+        return;
+    }
     pthread_mutex_lock(&cc->cc_io->io_rmu);
     cc->cc_state = CC_UP;
     pthread_mutex_unlock(&cc->cc_io->io_rmu);
-    uv_tcp_nodelay(&cc->cc_tcp, 1);
     uv_read_start((uv_stream_t *)&cc->cc_tcp, conn_alloc, conn_read);
     conn_flush(cc);
 }
@@ -518,6 +619,16 @@ static struct apg_cconn *conn_get(struct apg_cio *io, const char *addr, bool *fr
     uv_tcp_init(&io->io_loop, &cc->cc_tcp);
     cc->cc_tcp.data = cc;
     cc->cc_connreq.data = cc;
+    if (io->io_tls != NULL) {
+        char host[128];
+        const char *colon = strrchr(addr, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+        if ((cc->cc_tls = apg_tls_new(io->io_tls, host)) == NULL) {
+            apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+            uv_close((uv_handle_t *)&cc->cc_tcp, conn_close_cb);
+            return NULL;
+        }
+    }
     pthread_mutex_lock(&io->io_rmu);
     cc->cc_next = io->io_conns;
     io->io_conns = cc;
@@ -1000,6 +1111,19 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         apg_cio_free(io);
         return NULL;
     }
+    if (conf->conf != NULL && conf->conf->tls_enable) {
+        const struct apg_conf *c = conf->conf;
+        struct apg_tls_ctx_opts to = {
+            .cert_path = c->tls_cert,
+            .key_path = c->tls_key,
+            .trust_path = c->tls_trust,
+            .verify_server = (c->tls_trust && c->tls_trust[0]) || c->tls_auth_server,
+        };
+        if (apg_tls_ctx_new(&to, &io->io_tls, err, errlen) != APG_OK) {
+            apg_cio_free(io);
+            return NULL;
+        }
+    }
     io->io_ns_cur = (size_t)getpid() % io->io_nns;
     static _Atomic int instance_seq;
     char ip[64];
@@ -1067,6 +1191,7 @@ void apg_cio_free(struct apg_cio *io)
     apg_free(io->io_ns);
     apg_rconn_decoder_free(&io->io_dec);
     apg_rconn_reqs_fini(&io->io_reqs);
+    apg_tls_ctx_free(io->io_tls);
     apg_free(io);
 }
 
@@ -1203,14 +1328,22 @@ static bool conn_write_direct(struct apg_cconn *cc)
         return true;
     }
     cc->cc_writing = true;
-    for (int round = 0; round < 4 && cc->cc_out.b_len > 0 && !cc->cc_wclosed; round++) {
+    struct apg_buf *q = wire_queue(cc);
+    for (int round = 0; round < 4 && !cc->cc_wclosed; round++) {
+        if (cc->cc_tls && tls_seal(cc) != APG_OK) {
+            shutdown(fd, SHUT_RDWR);
+            cc->cc_out.b_len = q->b_len = 0;
+            break;
+        }
+        if (q->b_len == 0)
+            break;
         /* uv_write only runs under cc_wmu; a zero queue means every byte it
          * took is already in the kernel. */
         if (uv_stream_get_write_queue_size((uv_stream_t *)&cc->cc_tcp) != 0)
             break;
-        struct apg_buf mine = cc->cc_out;
+        struct apg_buf mine = *q;
         size_t want = mine.b_len;
-        cc->cc_out = cc->cc_spare;
+        *q = cc->cc_spare;
         cc->cc_spare = (struct apg_buf)APG_BUF_INIT;
         pthread_mutex_unlock(&cc->cc_wmu);
         ssize_t n;
@@ -1222,20 +1355,20 @@ static bool conn_write_direct(struct apg_cconn *cc)
         if (werr != 0 && werr != EAGAIN && werr != EWOULDBLOCK) {
             shutdown(fd, SHUT_RDWR); /* everything queued fails with the connection */
             apg_buf_free(&mine);
-            cc->cc_out.b_len = 0;
+            cc->cc_out.b_len = q->b_len = 0;
             break;
         }
         apg_buf_consume(&mine, n > 0 ? (size_t)n : 0);
         if (mine.b_len > 0) {
             /* The unsent rest goes before what others appended meanwhile. */
-            if (apg_buf_append(&mine, cc->cc_out.b_data, cc->cc_out.b_len) != APG_OK) {
+            if (apg_buf_append(&mine, q->b_data, q->b_len) != APG_OK) {
                 shutdown(fd, SHUT_RDWR);
                 apg_buf_free(&mine);
-                cc->cc_out.b_len = 0;
+                cc->cc_out.b_len = q->b_len = 0;
                 break;
             }
-            struct apg_buf t = cc->cc_out;
-            cc->cc_out = mine;
+            struct apg_buf t = *q;
+            *q = mine;
             mine = t;
         }
         mine.b_len = 0;
@@ -1248,7 +1381,7 @@ static bool conn_write_direct(struct apg_cconn *cc)
     }
     cc->cc_writing = false;
     pthread_cond_broadcast(&cc->cc_wcv);
-    cc->cc_dirty = cc->cc_out.b_len > 0 && !cc->cc_wclosed;
+    cc->cc_dirty = (cc->cc_out.b_len > 0 || q->b_len > 0) && !cc->cc_wclosed;
     return cc->cc_dirty;
 }
 

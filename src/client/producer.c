@@ -185,6 +185,7 @@ apg_producer_t *apg_producer_new_ext(const apg_conf_t *conf,
         .hb_body = producer_hb_body,
         .on_server_req = producer_server_req,
         .owner = p,
+        .conf = p->p_conf,
     };
     if ((p->p_io = apg_cio_new(&ic, err, errlen)) == NULL) {
         apg_producer_destroy(p);

@@ -1957,6 +1957,7 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
         .on_tick = push_tick,
         .on_server_req = push_server_req,
         .owner = c,
+        .conf = c->pc_conf,
     };
     int64_t now = apg_now_ms();
     c->pc_next_rebalance = now + c->pc_conf->rebalance_ms;

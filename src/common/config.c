@@ -4,7 +4,9 @@
  *
  * Legacy spellings: cfg_aliases maps key names older RocketMQ releases used
  * (4.0 to 4.5.1 read the segment sizes as mapedFileSize*, renamed
- * mappedFileSize* in 4.5.2) to the key they set. A value set through an
+ * mappedFileSize* in 4.5.2) to the key they set, and RocketMQ's TLS JVM
+ * properties (tls.server.mode and friends, docs/wire.md §13) to the tls*
+ * keys. A value set through an
  * alias remembers the spelling, and `-p` prints it; when a file or the
  * command line sets both spellings of one key, the later one wins, with a
  * warning.
@@ -62,13 +64,23 @@ static const struct cfg_def cfg_defs[APG_CFG__COUNT] = {
 #undef E
 };
 
-/* Older spellings accepted for a key (see the top of this file). */
+/* Other spellings accepted for a key (see the top of this file). */
 static const struct cfg_alias {
     const char *alias;
     enum apg_cfg_id id;
 } cfg_aliases[] = {
     {"mapedFileSizeCommitLog", APG_CFG_mappedFileSizeCommitLog},
     {"mapedFileSizeConsumeQueue", APG_CFG_mappedFileSizeConsumeQueue},
+    {"tls.server.mode", APG_CFG_tlsServerMode},
+    {"tls.server.certPath", APG_CFG_tlsServerCertPath},
+    {"tls.server.keyPath", APG_CFG_tlsServerKeyPath},
+    {"tls.server.trustCertPath", APG_CFG_tlsServerTrustCertPath},
+    {"tls.server.need.client.auth", APG_CFG_tlsServerNeedClientAuth},
+    {"tls.enable", APG_CFG_tlsEnable},
+    {"tls.client.certPath", APG_CFG_tlsClientCertPath},
+    {"tls.client.keyPath", APG_CFG_tlsClientKeyPath},
+    {"tls.client.trustCertPath", APG_CFG_tlsClientTrustCertPath},
+    {"tls.client.authServer", APG_CFG_tlsClientAuthServer},
 };
 
 /* RocketMQ's key names (config_rmq.def), sorted for bsearch. */

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "namesrv/namesrv_int.h"
+#include "net/tls.h"
 
 static void on_scan(uv_timer_t *t)
 {
@@ -111,7 +112,8 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *config, char *err
         .on_loop_stop = on_loop_stop,
         .ud = ns,
     };
-    if (apg_net_server_start(&o, &ns->ns_srv, err, errlen))
+    if (apg_net_tls_server_setup(cfg, &o, err, errlen) ||
+        apg_net_server_start(&o, &ns->ns_srv, err, errlen))
         goto fail;
     apg_log_info("namesrv", "NameServer listening on %s:%d; KV config in %s", o.host,
                  apg_net_server_port(ns->ns_srv), kv_path);

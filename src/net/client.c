@@ -215,14 +215,18 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
 {
     *out = NULL;
     struct apg_net_client *cli = apg_calloc(1, sizeof(*cli));
-    if (!cli)
+    if (!cli) {
+        if (opts)
+            apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
     cli->cl_name = apg_strdup(opts && opts->name ? opts->name : "client");
     cli->cl_connect_timeout_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : 3000;
     atomic_init(&cli->cl_opaque, 1);
     struct apg_net_loop *l = &cli->cl_loop;
     l->l_name = cli->cl_name;
     l->l_tr = opts && opts->transport ? opts->transport : &apg_net_tcp;
+    l->l_tr_ctx = opts ? opts->transport_ctx : NULL;
     l->l_codec = &apg_net_remoting;
     l->l_max_frame = opts && opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
     l->l_idle_ms = opts && opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
@@ -233,6 +237,7 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     if (!cli->cl_name || apg_net_loop_init(l, 0)) {
         uv_mutex_destroy(&l->l_mtx);
         uv_sem_destroy(&l->l_ready);
+        apg_net_transport_ctx_free(l->l_tr, l->l_tr_ctx);
         apg_free(cli->cl_name);
         apg_free(cli);
         return apg_errf(APG_ENOMEM, err, errlen, "cannot create the client loop");
@@ -240,6 +245,7 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     if (uv_thread_create(&l->l_thread, client_loop_main, l)) {
         uv_loop_close(&l->l_uv);
         l->l_codec->cd_loop_free(l->l_codec_state);
+        apg_net_transport_ctx_free(l->l_tr, l->l_tr_ctx);
         apg_free(cli->cl_name);
         apg_free(cli);
         return apg_errf(APG_EIO, err, errlen, "cannot create the client thread");
@@ -261,6 +267,7 @@ void apg_net_client_stop(struct apg_net_client *cli)
     apg_net_loop_post(&cli->cl_loop, client_stop_on_loop, &cli->cl_loop);
     uv_thread_join(&cli->cl_loop.l_thread);
     apg_net_loop_fini(&cli->cl_loop);
+    apg_net_transport_ctx_free(cli->cl_loop.l_tr, cli->cl_loop.l_tr_ctx);
     apg_free(cli->cl_name);
     apg_free(cli);
 }

@@ -720,6 +720,16 @@ static void on_tick(uv_timer_t *t)
         if (l->l_frame_min_rate && c->c_frame_start && !c->c_paused &&
             conn_check_rate(c, now, late))
             continue;
+        if (l->l_frame_timeout_ms && c->c_tr->tr_busy_since) {
+            uint64_t since = c->c_tr->tr_busy_since(c);
+            if (since && now - since >= l->l_frame_timeout_ms) {
+                char why[96];
+                snprintf(why, sizeof(why), "TLS handshake not completed within %llu ms",
+                         (unsigned long long)l->l_frame_timeout_ms);
+                apg_net_conn_close(c, APG_ETIMEDOUT, true, why);
+                continue;
+            }
+        }
         if (l->l_frame_timeout_ms && c->c_frame_start && !c->c_paused &&
             now - c->c_frame_start >= l->l_frame_timeout_ms) {
             char why[96];
@@ -851,6 +861,12 @@ void apg_net_loop_fini(struct apg_net_loop *l)
 /* ------------------------------------------------------------------ */
 /* server                                                               */
 
+void apg_net_transport_ctx_free(const struct apg_net_transport *tr, void *ctx)
+{
+    if (ctx && tr && tr->tr_ctx_free)
+        tr->tr_ctx_free(ctx);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct apg_net_loop *l = server->data;
@@ -972,8 +988,10 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
 {
     *out = NULL;
     bool remoting = !opts->codec || opts->codec == &apg_net_remoting;
-    if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request))
+    if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request)) {
+        apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_EINVAL, err, errlen, "net server: bad options");
+    }
     const char *host = opts->host && opts->host[0] ? opts->host : "0.0.0.0";
     const char *port_key = opts->port_key ? opts->port_key : "listenPort";
     struct sockaddr_storage ss;
@@ -984,13 +1002,16 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
     } else if (uv_ip6_addr(host, opts->port, (struct sockaddr_in6 *)&ss) == 0) {
         sl = sizeof(struct sockaddr_in6);
     } else {
+        apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_ECONFIG, err, errlen, "bindAddress '%s' is not an IPv4 or IPv6 address",
                         host);
     }
 
     struct apg_net_server *srv = apg_calloc(1, sizeof(*srv));
-    if (!srv)
+    if (!srv) {
+        apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
     srv->s_opts = *opts;
     srv->s_name = apg_strdup(opts->name ? opts->name : "net");
     srv->s_host = apg_strdup(host);
@@ -1003,6 +1024,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         apg_free(srv->s_host);
         apg_free(srv->s_loops);
         apg_free(srv);
+        apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     srv->s_opts.name = srv->s_name;
@@ -1053,6 +1075,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         struct apg_net_loop *l = &srv->s_loops[i];
         l->l_name = srv->s_name;
         l->l_tr = opts->transport ? opts->transport : &apg_net_tcp;
+        l->l_tr_ctx = opts->transport_ctx;
         l->l_codec = opts->codec ? opts->codec : &apg_net_remoting;
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
         l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
@@ -1111,6 +1134,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
 fail:
     for (int i = 0; i < n_fds; i++)
         close(fds[i]);
+    apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
     apg_free(srv->s_name);
     apg_free(srv->s_host);
     apg_free(srv->s_loops);
@@ -1164,6 +1188,7 @@ void apg_net_server_stop(struct apg_net_server *srv)
     apg_net_server_halt(srv);
     for (int i = 0; i < srv->s_n_loops; i++)
         apg_net_loop_fini(&srv->s_loops[i]);
+    apg_net_transport_ctx_free(srv->s_opts.transport, srv->s_opts.transport_ctx);
     apg_free(srv->s_name);
     apg_free(srv->s_host);
     apg_free(srv->s_loops);

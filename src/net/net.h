@@ -47,6 +47,9 @@ struct apg_net_server_opts {
     const char *port_key;
     /* How bytes reach the peer; NULL = plain TCP (apg_net_tcp). */
     const struct apg_net_transport *transport;
+    /* The transport's settings (net/tls.h makes them for TLS); taken over
+     * by the server, also when the start fails (tr_ctx_free). */
+    void *transport_ctx;
     /* The wire format on the connections; NULL = RocketMQ remoting
      * (apg_net_remoting), whose requests go to on_request. */
     const struct apg_net_codec *codec;
@@ -169,6 +172,7 @@ size_t apg_conn_pending_bytes(const struct apg_conn *c);
 struct apg_net_client_opts {
     const char *name;                          /* for logs */
     const struct apg_net_transport *transport; /* NULL = plain TCP */
+    void *transport_ctx;                       /* as in apg_net_server_opts */
     size_t max_frame;                          /* 0 = APG_FRAME_MAX_DEFAULT */
     int idle_timeout_s;                        /* close idle outbound connections; 0 = never */
     uint32_t connect_timeout_ms;               /* 0 = 3000 */

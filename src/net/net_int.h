@@ -46,6 +46,7 @@ struct apg_net_loop {
     struct apg_conn *l_dirty; /* connections with output to flush */
 
     const struct apg_net_transport *l_tr; /* for the loop's connections */
+    void *l_tr_ctx;                       /* the owner's transport_ctx (borrowed) */
     const struct apg_net_codec *l_codec;  /* for the loop's connections */
     void *l_codec_state;                  /* cd_loop_new's */
     size_t l_max_frame;
@@ -127,6 +128,8 @@ apg_err_t apg_net_loop_post(struct apg_net_loop *l, void (*fn)(void *), void *ar
 /* Drains the post queue and frees the loop's resources (after uv_run). */
 void apg_net_loop_fini(struct apg_net_loop *l);
 
+/* Releases a server's or client's transport_ctx (nothing when NULL). */
+void apg_net_transport_ctx_free(const struct apg_net_transport *tr, void *ctx);
 /* Creates a connection on l with l's transport (its socket handle not yet
  * connected). */
 struct apg_conn *apg_net_conn_new(struct apg_net_loop *l);

@@ -3,11 +3,15 @@
  * A transport is a table of functions over one connection, in the manner of
  * a driver: the connection code (net.c) never calls a socket or a libuv
  * stream function itself, only these. TCP (tcp.c) is the one transport
- * today. A TLS transport slots in as a byte filter under the framing: it
+ * is the base; TLS (tls.c) is a byte filter under the framing: it
  * runs on the same socket handle (c->c_tcp), keeps its session in
  * c->c_tr_state, decrypts what it reads into the space apg_net_conn_rbuf
  * hands out and encrypts in its write functions, so codecs above it see
  * plain bytes either way.
+ *
+ * A transport's settings (certificates, mode) are one object per server or
+ * client (apg_net_server_opts.transport_ctx), reached from a connection as
+ * c->c_loop->l_tr_ctx.
  *
  * Callbacks into the connection (declared in net_int.h, all on the loop
  * thread):
@@ -30,7 +34,7 @@
 struct apg_conn;
 
 struct apg_net_transport {
-    const char *tr_name; /* "tcp" */
+    const char *tr_name; /* "tcp", "tls" */
     /* Prepares c's socket handle on c's loop. On error c is not usable and
      * is freed without tr_close. */
     apg_err_t (*tr_init)(struct apg_conn *c);
@@ -57,9 +61,20 @@ struct apg_net_transport {
     void (*tr_close)(struct apg_conn *c);
     /* "ip:port" of the peer, or leaves buf unchanged when unknown. */
     void (*tr_peer)(struct apg_conn *c, char *buf, size_t len);
+    /* Optional: uv_now when c began holding bytes that do not make
+     * plaintext yet (a TLS handshake in progress), 0 = none. The loop's
+     * tick closes c when that lasts past the frame deadline, so a stalled
+     * handshake is cut like a stalled frame. */
+    uint64_t (*tr_busy_since)(const struct apg_conn *c);
+    /* Optional: releases the settings a server or client was started with
+     * (opts.transport_ctx, read by the connections as c_loop->l_tr_ctx)
+     * when it stops. */
+    void (*tr_ctx_free)(void *ctx);
 };
 
 /* Plain TCP with TCP_NODELAY. */
 extern const struct apg_net_transport apg_net_tcp;
+/* TLS over TCP (tls.c); its transport_ctx comes from net/tls.h. */
+extern const struct apg_net_transport apg_net_tls;
 
 #endif
