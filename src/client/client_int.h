@@ -275,7 +275,7 @@ const char *apg_producer_group(const apg_producer_t *p);
  * handling now (loop thread, during the call only). */
 const char *apg_cio_server_req_addr(const struct apg_cio *io);
 
-/* ---- offset commits (consumer.c, shared with push.c) ----
+/* ---- offset commits (consumer.c, shared with push/offsets.c) ----
  * One queue's consumer offset on its way to the master of the queue's
  * broker: apg_ccommit_new() (any thread) records what to send, then
  * apg_ccommit_start() (I/O thread) takes ownership, resolves the route and
