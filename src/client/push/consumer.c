@@ -8,7 +8,8 @@
  * Every tick the I/O thread rebalances (every rebalance_ms), commits offsets
  * (every persistConsumerOffsetInterval) and, orderly clustering, renews the
  * queue locks. A broker's NOTIFY_CONSUMER_IDS_CHANGED rebalances at once;
- * RESET_CONSUMER_CLIENT_OFFSET restarts a held queue at the given offset.
+ * RESET_CONSUMER_CLIENT_OFFSET restarts a held queue at the given offset;
+ * GET_CONSUMER_RUNNING_INFO is answered with running_info.c's report.
  *
  * Threads. Workers and API callers never touch I/O-thread state: they
  * submit a struct pop (apg_push_op_exec) and wait for its answer.
@@ -31,24 +32,26 @@
 
 /* ---- I/O-thread hooks ---- */
 
+json_t *apg_push_sub_json(const struct psub *s)
+{
+    json_t *tags = json_array(), *codes = json_array();
+    for (size_t i = 0; tags && codes && i < s->s_te.te_n; i++) {
+        json_array_append_new(tags, json_string(apg_tagexpr_tag(&s->s_te, i)));
+        json_array_append_new(codes, json_integer(s->s_te.te_codes[i]));
+    }
+    return json_pack("{s:b, s:s, s:s, s:o, s:o, s:I, s:s}", "classFilterMode", 0, "topic",
+                     s->s_topic, "subString", s->s_expr, "tagsSet", tags, "codeSet", codes,
+                     "subVersion", (json_int_t)0, "expressionType", s->s_sql ? "SQL92" : "TAG");
+}
+
 static apg_err_t push_hb_body(struct apg_cio *io, void *owner, struct apg_buf *out)
 {
     struct apg_push_consumer *c = owner;
     if (c->pc_io_stop)
         return APG_ESHUTDOWN; /* no re-registration while shutting down */
     json_t *subs = json_array();
-    for (struct psub *s = c->pc_subs; subs && s; s = s->s_next) {
-        json_t *tags = json_array(), *codes = json_array();
-        for (size_t i = 0; tags && codes && i < s->s_te.te_n; i++) {
-            json_array_append_new(tags, json_string(apg_tagexpr_tag(&s->s_te, i)));
-            json_array_append_new(codes, json_integer(s->s_te.te_codes[i]));
-        }
-        json_t *o =
-            json_pack("{s:b, s:s, s:s, s:o, s:o, s:I, s:s}", "classFilterMode", 0, "topic",
-                      s->s_topic, "subString", s->s_expr, "tagsSet", tags, "codeSet", codes,
-                      "subVersion", (json_int_t)0, "expressionType", s->s_sql ? "SQL92" : "TAG");
-        json_array_append_new(subs, o);
-    }
+    for (struct psub *s = c->pc_subs; subs && s; s = s->s_next)
+        json_array_append_new(subs, apg_push_sub_json(s));
     json_t *root = json_pack(
         "{s:s, s:[], s:[{s:s, s:s, s:s, s:s, s:o, s:b}]}", "clientID", apg_cio_client_id(io),
         "producerDataSet", "consumerDataSet", "groupName", c->pc_group, "consumeType",
@@ -126,9 +129,39 @@ static apg_err_t reset_one(void *ud, const char *broker, int32_t qid, const char
     return APG_OK;
 }
 
+/* GET_CONSUMER_RUNNING_INFO forwarded by a broker for an admin tool: the
+ * answer goes back on the same connection. */
+static void running_info_answer(struct apg_cio *io, struct apg_push_consumer *c,
+                                const struct apg_rcmd *req)
+{
+    const char *group = apg_rcmd_ext_get(req, "consumerGroup");
+    char remark[320];
+    apg_err_t e;
+    if (group == NULL || strcmp(group, c->pc_group) != 0) {
+        snprintf(remark, sizeof(remark), "consumer group %s is not in this consumer (%s)",
+                 group ? group : "(none)", c->pc_group);
+        e = apg_cio_server_reply(io, req, APG_RESP_SYSTEM_ERROR, remark, NULL, 0);
+    } else {
+        struct apg_buf b = APG_BUF_INIT;
+        e = apg_push_running_info(io, c, apg_rcmd_ext_bool(req, "jstackEnable", false), &b);
+        if (e == APG_OK)
+            e = apg_cio_server_reply(io, req, APG_RESP_SUCCESS, NULL, b.b_data, b.b_len);
+        else
+            e = apg_cio_server_reply(io, req, APG_RESP_SYSTEM_ERROR, "out of memory", NULL, 0);
+        apg_buf_free(&b);
+    }
+    if (e != APG_OK)
+        apg_log_debug("client", "%s: cannot answer GET_CONSUMER_RUNNING_INFO: %s",
+                      apg_cio_client_id(io), apg_strerror(e));
+}
+
 static void push_server_req(struct apg_cio *io, void *owner, const struct apg_rcmd *req)
 {
     struct apg_push_consumer *c = owner;
+    if (req->code == APG_REQ_GET_CONSUMER_RUNNING_INFO && !apg_rcmd_is_oneway(req)) {
+        running_info_answer(io, c, req);
+        return;
+    }
     if (req->code == APG_REQ_NOTIFY_CONSUMER_IDS_CHANGED && !c->pc_io_stop)
         apg_push_rebalance_all(io, c);
     const char *group = apg_rcmd_ext_get(req, "group");
@@ -476,6 +509,7 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
         .owner = c,
     };
     int64_t now = apg_now_ms();
+    c->pc_start_ms = apg_wall_ms();
     c->pc_next_rebalance = now + c->pc_conf->rebalance_ms;
     c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
     c->pc_next_lock = now + c->pc_conf->lock_interval_ms;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "client/push/push_int.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
@@ -97,6 +98,7 @@ static void pull_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *re
                       errmsg);
         delay = ERROR_DELAY_MS;
     } else {
+        q->q_last_pull_ms = apg_wall_ms();
         int64_t next = q->q_next_pull;
         apg_rcmd_ext_i64(resp, "nextBeginOffset", &next);
         switch (resp->code) {

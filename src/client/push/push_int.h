@@ -11,10 +11,12 @@
  * the I/O thread), pq.c (process queue: message cache and tasks), pull.c
  * (long-polling pulls), offsets.c (start offsets, commits, the broadcasting
  * offsets file), rebalance.c (queue assignment), orderly.c (broker-side
- * queue locks of orderly clustering), worker.c (listener threads). */
+ * queue locks of orderly clustering), worker.c (listener threads),
+ * running_info.c (GET_CONSUMER_RUNNING_INFO report). */
 #ifndef APOGEE_CLIENT_PUSH_INT_H
 #define APOGEE_CLIENT_PUSH_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -76,6 +78,9 @@ struct pq {
     int64_t q_pulled; /* nextBeginOffset of the last pull */
     int64_t q_commit; /* -1: nothing to commit yet */
     bool q_dirty;
+    int64_t q_last_consume_ms; /* apg_wall_ms() after the last listener call */
+    /* I/O thread */
+    int64_t q_last_pull_ms; /* apg_wall_ms() of the last pull answer */
 };
 
 struct ptask {
@@ -119,6 +124,7 @@ struct apg_push_consumer {
     size_t pc_nfile;
     pthread_t *pc_workers;
     int pc_nworkers;
+    int64_t pc_start_ms; /* apg_wall_ms() of apg_push_consumer_start */
 };
 
 static inline bool apg_push_mq_eq(const apg_mq_t *a, const apg_mq_t *b)
@@ -230,7 +236,19 @@ void apg_push_locks_renew(struct apg_cio *io, struct apg_push_consumer *c);
  * retries go to the dead-letter queue. Returns how many remain in t. */
 size_t apg_push_orderly_give_up(struct apg_push_consumer *c, struct pq *q, struct ptask *t);
 
+/* ---- running_info.c (I/O thread) ---- */
+
+/* Appends c's ConsumerRunningInfo JSON (GET_CONSUMER_RUNNING_INFO) to out;
+ * jstack: the admin asked for thread stacks (answered with an empty
+ * string). */
+apg_err_t apg_push_running_info(struct apg_cio *io, struct apg_push_consumer *c, bool jstack,
+                                struct apg_buf *out);
+
 /* ---- consumer.c ---- */
+
+/* The SubscriptionData object of s, as heartbeats and the running info
+ * carry it (new reference, NULL when out of memory). */
+json_t *apg_push_sub_json(const struct psub *s);
 
 /* Any thread but the I/O thread: runs op on the I/O thread and waits. */
 apg_err_t apg_push_op_exec(struct apg_push_consumer *c, struct pop *op);

@@ -97,6 +97,7 @@ void *apg_push_worker_main(void *arg)
         }
         pthread_mutex_lock(&c->pc_mu);
         q->q_in_listener = false;
+        q->q_last_consume_ms = apg_wall_ms();
         bool retry = r != APG_CONSUME_SUCCESS && nback_failed > 0 && !q->q_dropped;
         if (r == APG_CONSUME_SUCCESS)
             apg_push_pq_done_locked(q, t->t_seq, t->t_n);
