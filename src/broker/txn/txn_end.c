@@ -25,7 +25,9 @@
  * (apg_txn_end_done) when the records are durable or merely late
  * (syncFlushTimeout: they are in the commit log), and releases the claim
  * (apg_txn_end_undo) when the fsync failed, so a later check-back decides.
- * So a SUCCESS answer to a commit means its message survives a crash.
+ * So a SUCCESS answer to a commit means its message survives a crash. A
+ * second verdict that arrives while the first still waits for its flush is
+ * answered SUCCESS at once (the half is claimed), as any repeated verdict.
  *
  * Threads: loop thread (end_acked too: the drain runs on the request's
  * loop; after apg_txn_stop, br_txn is NULL and it records nothing). */
