@@ -124,6 +124,7 @@ struct apg_push_consumer {
     size_t pc_nfile;
     pthread_t *pc_workers;
     int pc_nworkers;
+    /* set before the I/O thread starts */
     int64_t pc_start_ms; /* apg_wall_ms() of apg_push_consumer_start */
 };
 

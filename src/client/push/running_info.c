@@ -63,7 +63,7 @@ static json_t *properties(struct apg_push_consumer *c)
     apg_buf_append(&ns, "", 1);
     char start[24], threads[16];
     snprintf(start, sizeof(start), "%lld", (long long)c->pc_start_ms);
-    snprintf(threads, sizeof(threads), "%d", c->pc_nworkers);
+    snprintf(threads, sizeof(threads), "%d", c->pc_conf->consume_threads);
     json_object_set_new(p, "PROP_CONSUME_TYPE", json_string("CONSUME_PASSIVELY"));
     json_object_set_new(p, "PROP_CONSUMEORDERLY",
                         json_string(c->pc_conf->orderly ? "true" : "false"));
