@@ -4,7 +4,8 @@
 // here with the fastjson key form (docs/wire.md §11.1): the PROP_* properties the tools
 // read and the client's settings, the subscriptions (the retry topic included), one
 // ProcessQueueInfo per held queue (committed offsets, lock state of an orderly consumer,
-// pull times) and a ConsumeStatus per subscribed topic; jstack only when asked for.
+// pull times) and a ConsumeStatus per subscribed topic (rates over the last minute or two);
+// jstack only when asked for.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -77,6 +78,12 @@ test('a C push consumer answers GET_CONSUMER_RUNNING_INFO relayed by the broker'
         assert.deepEqual(Object.keys(info.statusTable).sort(), Object.keys(subs).sort());
         for (const k of ['pullRT', 'pullTPS', 'consumeRT', 'consumeOKTPS', 'consumeFailedTPS', 'consumeFailedMsgs'])
             assert.equal(typeof info.statusTable[topic][k], 'number', k);
+        // The window of the rates opened at start: 20 messages pulled and consumed in it.
+        const st = info.statusTable[topic];
+        assert.ok(st.pullTPS > 0 && st.consumeOKTPS > 0, `rates ${JSON.stringify(st)}`);
+        assert.ok(st.pullRT >= 0 && st.consumeRT >= 0, `round trips ${JSON.stringify(st)}`);
+        assert.equal(st.consumeFailedMsgs, 0);
+        assert.equal(st.consumeFailedTPS, 0);
 
         const rows = topicRows();
         // The only member holds every queue of the topic (4, the auto-created default).

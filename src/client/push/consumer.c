@@ -80,6 +80,7 @@ static void push_tick(struct apg_cio *io, void *owner)
     int64_t now = apg_now_ms();
     if (now >= c->pc_next_rebalance)
         apg_push_rebalance_all(io, c);
+    apg_push_stats_roll(c, now);
     if (now >= c->pc_next_commit) {
         c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
         apg_push_offsets_commit_all(io, c, NULL);
@@ -510,6 +511,7 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     };
     int64_t now = apg_now_ms();
     c->pc_start_ms = apg_wall_ms();
+    apg_push_stats_roll(c, now);
     c->pc_next_rebalance = now + c->pc_conf->rebalance_ms;
     c->pc_next_commit = now + c->pc_conf->commit_interval_ms;
     c->pc_next_lock = now + c->pc_conf->lock_interval_ms;

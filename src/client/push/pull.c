@@ -74,6 +74,7 @@ static apg_err_t pull_sink_msg(apg_message_t *m, void *arg)
         apg_message_free(m);
         return APG_ENOMEM;
     }
+    q->q_sub->s_stats.ps_pulled++;
     return APG_OK;
 }
 
@@ -117,6 +118,8 @@ static void pull_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *re
                 q->q_dirty = true;
             }
             apg_push_pq_dispatch_locked(c, q);
+            q->q_sub->s_stats.ps_pulls++;
+            q->q_sub->s_stats.ps_pull_rt_ms += apg_now_ms() - q->q_pull_sent_ms;
             pthread_mutex_unlock(&c->pc_mu);
             q->q_next_pull = next;
             break;
@@ -203,6 +206,7 @@ void apg_push_pull_start(struct apg_cio *io, struct pq *q)
     q->q_refs++;
     pthread_mutex_unlock(&c->pc_mu);
     q->q_pulling = true;
+    q->q_pull_sent_ms = apg_now_ms();
     char err[256];
     if (apg_cio_call(io, addr, &req, NULL, 0, c->pc_conf->suspend_ms + c->pc_conf->timeout_ms,
                      pull_resp, q, err, sizeof(err)) != APG_OK) {

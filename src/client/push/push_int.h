@@ -33,6 +33,15 @@
 #define LOCK_RETRY_MS 1000 /* a queue another member still holds: ask again this often */
 #define LOCK_WAIT_MS 100   /* orderly task of a queue whose lock is stale: look again */
 
+/* Counters of one subscribed topic for GET_CONSUMER_RUNNING_INFO's
+ * ConsumeStatus: totals since start, and snapshots of them. */
+struct pstats {
+    int64_t ps_pulls, ps_pull_rt_ms, ps_pulled; /* pulls that found messages */
+    int64_t ps_calls, ps_consume_rt_ms;         /* listener calls */
+    int64_t ps_ok, ps_failed;                   /* messages consumed / declined */
+    int64_t ps_at_ms;                           /* snapshots: apg_now_ms() taken */
+};
+
 struct psub {
     char *s_topic;
     char *s_expr;
@@ -44,6 +53,9 @@ struct psub {
     int s_backoff_ms; /* next retry delay after a failed rebalance */
     struct apg_push_consumer *s_owner;
     struct psub *s_next;
+    /* under pc_mu: totals, and the snapshots the rates are taken from
+     * (rolled every minute by the I/O thread: [0] older, [1] newer) */
+    struct pstats s_stats, s_mark[2];
 };
 
 struct pent {
@@ -81,6 +93,7 @@ struct pq {
     int64_t q_last_consume_ms; /* apg_wall_ms() after the last listener call */
     /* I/O thread */
     int64_t q_last_pull_ms; /* apg_wall_ms() of the last pull answer */
+    int64_t q_pull_sent_ms; /* apg_now_ms() when the pull out was sent */
 };
 
 struct ptask {
@@ -244,6 +257,9 @@ size_t apg_push_orderly_give_up(struct apg_push_consumer *c, struct pq *q, struc
  * string). */
 apg_err_t apg_push_running_info(struct apg_cio *io, struct apg_push_consumer *c, bool jstack,
                                 struct apg_buf *out);
+/* Rolls the statistics snapshots once a minute (now: apg_now_ms()); at
+ * start, with every snapshot still zero, it dates them. */
+void apg_push_stats_roll(struct apg_push_consumer *c, int64_t now);
 
 /* ---- consumer.c ---- */
 

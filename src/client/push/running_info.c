@@ -14,8 +14,13 @@
  * queue: committed offset, the cached messages not yet handed to the
  * listener (orderly: the batch out is the "transaction" range, as Java's
  * consuming map), lock state and the last pull and consume times.
- * statusTable has one ConsumeStatus per subscribed topic; this client keeps
- * no consumption statistics, so its rates are zero.
+ * statusTable has one ConsumeStatus per subscribed topic, from counters
+ * kept under pc_mu (pulls that found messages and their round trip, from
+ * send to answer, long-poll hold included; listener calls, their duration
+ * and the messages accepted or declined) over the window since the older of
+ * two snapshots rolled once a minute (1 to 2 minutes; since start at
+ * first): pullRT and consumeRT in ms per pull or call, the others per
+ * second, consumeFailedMsgs the count in the window.
  *
  * Threads. I/O thread (it owns the subscriptions and the queue list); the
  * queues' caches are read under pc_mu. */
@@ -106,6 +111,41 @@ static json_t *process_queue_info(const struct apg_push_consumer *c, const struc
         (json_int_t)(tmax < 0 ? 0 : tmax), "tryUnlockTimes", (json_int_t)0);
 }
 
+#define ROLL_MS 60000
+
+void apg_push_stats_roll(struct apg_push_consumer *c, int64_t now)
+{
+    pthread_mutex_lock(&c->pc_mu);
+    for (struct psub *s = c->pc_subs; s; s = s->s_next) {
+        if (s->s_mark[1].ps_at_ms == 0) { /* start: the window opens now */
+            s->s_mark[0].ps_at_ms = s->s_mark[1].ps_at_ms = now;
+        } else if (now - s->s_mark[1].ps_at_ms >= ROLL_MS) {
+            s->s_mark[0] = s->s_mark[1];
+            s->s_mark[1] = s->s_stats;
+            s->s_mark[1].ps_at_ms = now;
+        }
+    }
+    pthread_mutex_unlock(&c->pc_mu);
+}
+
+/* Caller holds pc_mu. */
+static json_t *consume_status(const struct psub *s, int64_t now)
+{
+    const struct pstats *a = &s->s_mark[0], *b = &s->s_stats;
+    double secs = (double)(now - a->ps_at_ms) / 1000.0;
+    if (secs < 0.001)
+        secs = 0.001;
+    int64_t pulls = b->ps_pulls - a->ps_pulls, calls = b->ps_calls - a->ps_calls;
+    int64_t failed = b->ps_failed - a->ps_failed;
+    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:I}", "pullRT",
+                     pulls ? (double)(b->ps_pull_rt_ms - a->ps_pull_rt_ms) / (double)pulls : 0.0,
+                     "pullTPS", (double)(b->ps_pulled - a->ps_pulled) / secs, "consumeRT",
+                     calls ? (double)(b->ps_consume_rt_ms - a->ps_consume_rt_ms) / (double)calls
+                           : 0.0,
+                     "consumeOKTPS", (double)(b->ps_ok - a->ps_ok) / secs, "consumeFailedTPS",
+                     (double)failed / secs, "consumeFailedMsgs", (json_int_t)failed);
+}
+
 /* Appends the compact, key-sorted text of o (stolen) to out. */
 static apg_err_t put_json(struct apg_buf *out, json_t *o)
 {
@@ -143,13 +183,13 @@ apg_err_t apg_push_running_info(struct apg_cio *io, struct apg_push_consumer *c,
     if (!e)
         e = put_json(out, properties(c));
     json_t *status = json_object(), *subs = json_array();
-    for (struct psub *s = c->pc_subs; status && subs && s; s = s->s_next) {
-        json_object_set_new(status, s->s_topic,
-                            json_pack("{s:f, s:f, s:f, s:f, s:f, s:I}", "pullRT", 0.0, "pullTPS",
-                                      0.0, "consumeRT", 0.0, "consumeOKTPS", 0.0,
-                                      "consumeFailedTPS", 0.0, "consumeFailedMsgs", (json_int_t)0));
+    int64_t now = apg_now_ms();
+    pthread_mutex_lock(&c->pc_mu);
+    for (struct psub *s = c->pc_subs; status && s; s = s->s_next)
+        json_object_set_new(status, s->s_topic, consume_status(s, now));
+    pthread_mutex_unlock(&c->pc_mu);
+    for (struct psub *s = c->pc_subs; subs && s; s = s->s_next)
         json_array_append_new(subs, apg_push_sub_json(s));
-    }
     if (!e)
         e = apg_buf_append_str(out, ",\"statusTable\":");
     if (!e) {

@@ -73,7 +73,10 @@ void *apg_push_worker_main(void *arg)
         }
         q->q_in_listener = true;
         pthread_mutex_unlock(&c->pc_mu);
+        int64_t t0 = apg_now_ms();
         int r = c->pc_cb(t->t_msgs, t->t_n, &q->q_mq, c->pc_arg);
+        int64_t rt = apg_now_ms() - t0;
+        size_t ncalled = t->t_n;
         size_t nback_failed = 0;
         if (r != APG_CONSUME_SUCCESS && !c->pc_conf->orderly) {
             /* Send back what we can; keep the rest for a local retry. */
@@ -98,6 +101,10 @@ void *apg_push_worker_main(void *arg)
         pthread_mutex_lock(&c->pc_mu);
         q->q_in_listener = false;
         q->q_last_consume_ms = apg_wall_ms();
+        struct pstats *st = &q->q_sub->s_stats;
+        st->ps_calls++;
+        st->ps_consume_rt_ms += rt;
+        *(r == APG_CONSUME_SUCCESS ? &st->ps_ok : &st->ps_failed) += (int64_t)ncalled;
         bool retry = r != APG_CONSUME_SUCCESS && nback_failed > 0 && !q->q_dropped;
         if (r == APG_CONSUME_SUCCESS)
             apg_push_pq_done_locked(q, t->t_seq, t->t_n);
