@@ -39,7 +39,7 @@ mutants=(
     "header-len-minus-1|src/protocol/remoting.c|s/if (hdr_len > len - 8)/if (hdr_len > len - 7)/|$(ctest_t test_remoting)"
     "abort-at-shutdown|src/main.c|s/^    return rc;\$/    abort();/|$(node_t broker_filter)"
     "msync-async|src/store/mapped_file.c|s/MS_SYNC)/MS_ASYNC)/|$(ctest_t test_store)"
-    "push-no-periodic-commit|src/client/push.c|s/if (now >= c->pc_next_commit) {/if (false \\&\\& now >= c->pc_next_commit) {/|$(node_t client_examples "--test-name-pattern='reach the broker while it runs' ")"
+    "push-no-periodic-commit|src/client/push/consumer.c|s/if (now >= c->pc_next_commit) {/if (false \\&\\& now >= c->pc_next_commit) {/|$(node_t client_examples "--test-name-pattern='reach the broker while it runs' ")"
 )
 
 want=" $* "

@@ -25,6 +25,11 @@
  * the connection loop's bl_acks list and posts one drain per batch, so there
  * is no per-message thread hand-off on the way in and one wake-up per flush
  * on the way out. br_sync_pending bounds how many puts may wait for the disk.
+ * A writer whose reply carries no put fields and that must record something
+ * once its records are durable (END_TRANSACTION: the transaction's end) uses
+ * apg_broker_put_acked: the same acknowledgement, with a callback the drain
+ * runs on the loop thread before it answers, so the loop never waits for
+ * the disk.
  *
  * Held puts. Single-message sends parsed from one read of a connection are
  * held back (apg_broker_put_hold) and stored with ONE apg_store_put (one
@@ -66,6 +71,9 @@ struct apg_sync_ack {
     char sa_uniq[80];
     char *sa_msgid; /* comma-joined for batches: owned, or sa_id1 for one message */
     char sa_id1[64];
+    /* apg_broker_put_acked: runs before the reply, which has no put fields */
+    apg_broker_put_done_fn sa_done;
+    void *sa_done_arg;
 };
 
 /* One held single-message send. */
@@ -131,6 +139,22 @@ int32_t apg_broker_put_queue(struct apg_broker *b, const struct apg_topic_cfg *t
     return (int32_t)(atomic_fetch_add(&b->br_rr, 1) % (unsigned)tc->tc_write_queues);
 }
 
+/* Answers a's put: like a send (msgId, queueId, queueOffset), or with no
+ * put fields for apg_broker_put_acked. */
+static void ack_reply(struct apg_sync_ack *a, int32_t code, const char *remark)
+{
+    if (a->sa_done) {
+        struct apg_rcmd req = {0}, resp;
+        req.opaque = a->sa_opaque;
+        req.serialize = a->sa_serialize;
+        apg_rcmd_init_response(&resp, &req, code, remark);
+        apg_conn_send(a->sa_conn, &resp, NULL, 0);
+        return;
+    }
+    apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize, code, remark, a->sa_msgid,
+                          a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
+}
+
 void apg_broker_put_drain(void *arg)
 {
     struct apg_bloop *bl = arg;
@@ -156,23 +180,22 @@ void apg_broker_put_drain(void *arg)
             "the store failed to fsync the commit log and no longer accepts writes; check the "
             "disk and restart the broker";
         bool answer = !a->sa_oneway && !apg_conn_is_closed(a->sa_conn);
+        const char *what = a->sa_done ? "SYNC_FLUSH put" : "SYNC_FLUSH send";
+        if (a->sa_done)
+            a->sa_done(a->sa_broker, a->sa_done_arg, a->sa_rc, a->sa_queue_offset);
         if (a->sa_rc == APG_OK) {
             if (answer)
-                apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize, APG_RESP_SUCCESS,
-                                      NULL, a->sa_msgid, a->sa_queue_id, a->sa_queue_offset,
-                                      a->sa_uniq);
+                ack_reply(a, APG_RESP_SUCCESS, NULL);
         } else if (a->sa_rc == APG_ETIMEDOUT) {
-            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_FLUSH_TIMEOUT, "SYNC_FLUSH send",
-                                    NULL, apg_conn_peer(a->sa_conn), APG_RESP_FLUSH_DISK_TIMEOUT,
+            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_FLUSH_TIMEOUT, what, NULL,
+                                    apg_conn_peer(a->sa_conn), APG_RESP_FLUSH_DISK_TIMEOUT,
                                     timeout_remark);
             if (answer)
-                apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize,
-                                      APG_RESP_FLUSH_DISK_TIMEOUT, timeout_remark, a->sa_msgid,
-                                      a->sa_queue_id, a->sa_queue_offset, a->sa_uniq);
+                ack_reply(a, APG_RESP_FLUSH_DISK_TIMEOUT, timeout_remark);
         } else {
             atomic_fetch_add_explicit(&a->sa_broker->br_put_failed, 1, memory_order_relaxed);
-            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_STORE_UNAVAILABLE, "SYNC_FLUSH send",
-                                    NULL, apg_conn_peer(a->sa_conn), APG_RESP_SERVICE_NOT_AVAILABLE,
+            apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_STORE_UNAVAILABLE, what, NULL,
+                                    apg_conn_peer(a->sa_conn), APG_RESP_SERVICE_NOT_AVAILABLE,
                                     failed_remark);
             if (answer)
                 apg_broker_reply_send(a->sa_conn, a->sa_opaque, a->sa_serialize,
@@ -598,6 +621,46 @@ apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in 
     if (e)
         atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
     return e;
+}
+
+apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                               const struct apg_msg_in *msgs, int n, apg_broker_put_done_fn done,
+                               void *arg, char *err, size_t errlen)
+{
+    struct apg_put_result res[APG_BROKER_PUT_ACKED_MAX];
+    if (n < 1 || n > APG_BROKER_PUT_ACKED_MAX) {
+        snprintf(err, errlen, "apg_broker_put_acked: %d records", n);
+        return APG_EINVAL;
+    }
+    struct apg_sync_ack *ack = NULL;
+    if (b->br_sync_flush) {
+        ack = ack_new(b, c, req->opaque, req->serialize, apg_rcmd_is_oneway(req), 0, "");
+        if (!ack) {
+            snprintf(err, errlen, "out of memory");
+            return APG_ENOMEM;
+        }
+        ack->sa_done = done;
+        ack->sa_done_arg = arg;
+        atomic_fetch_add(&b->br_sync_pending, 1);
+    }
+    apg_err_t e =
+        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : no_wait_ack, ack, err, errlen);
+    if (e) {
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+        if (ack) {
+            atomic_fetch_sub(&b->br_sync_pending, 1);
+            ack_drop(ack);
+        }
+        return e;
+    }
+    if (ack) {
+        /* Read by the drain, later on this loop thread. */
+        ack->sa_queue_offset = res[n - 1].pr_queue_offset;
+        return APG_OK;
+    }
+    done(b, arg, APG_OK, res[n - 1].pr_queue_offset);
+    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
+    return APG_OK;
 }
 
 bool apg_broker_put_real_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)

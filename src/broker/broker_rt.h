@@ -268,6 +268,24 @@ void apg_broker_put_drain(void *bl);
  * Any thread but a loop's. */
 apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
                                   struct apg_put_result *res, char *err, size_t errlen);
+/* Called by apg_broker_put_acked on the connection's loop thread once the
+ * records are durable (rc APG_OK), stored but not flushed within
+ * syncFlushTimeout (APG_ETIMEDOUT), or lost to a failed fsync (another
+ * error); last_qoff is the queue offset of the last record. */
+typedef void (*apg_broker_put_done_fn)(struct apg_broker *b, void *arg, apg_err_t rc,
+                                       int64_t last_qoff);
+#define APG_BROKER_PUT_ACKED_MAX 4
+/* A loop-thread writer whose reply carries no put fields (END_TRANSACTION):
+ * appends msgs (1..APG_BROKER_PUT_ACKED_MAX, one append, borrowed for the
+ * call), then runs done(arg) and answers req SUCCESS: at once under
+ * ASYNC_FLUSH, or under SYNC_FLUSH from the group commit's acknowledgement,
+ * so the loop never waits for the disk (FLUSH_DISK_TIMEOUT or
+ * SERVICE_NOT_AVAILABLE as for a send when the flush is late or failed).
+ * The put counts in br_sync_pending but is never refused as busy. On error
+ * nothing is stored, answered or called, and err says why. */
+apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                               const struct apg_msg_in *msgs, int n, apg_broker_put_done_fn done,
+                               void *arg, char *err, size_t errlen);
 /* Fills m (borrowing from rec) with the copy of a held record (delayed,
  * or a transaction's half) that goes to its REAL_TOPIC / REAL_QID: body,
  * flag, sysflag, born time and host, reconsume count and the property

@@ -277,8 +277,12 @@ const char *apg_producer_group(const apg_producer_t *p);
 /* The address of the broker connection whose request on_server_req is
  * handling now (loop thread, during the call only). */
 const char *apg_cio_server_req_addr(const struct apg_cio *io);
+/* Only during on_server_req (I/O thread): answers req on the connection it
+ * came on (body borrowed, copied into the output buffer). */
+apg_err_t apg_cio_server_reply(struct apg_cio *io, const struct apg_rcmd *req, int32_t code,
+                               const char *remark, const void *body, size_t blen);
 
-/* ---- offset commits (consumer.c, shared with push.c) ----
+/* ---- offset commits (consumer.c, shared with push/offsets.c) ----
  * One queue's consumer offset on its way to the master of the queue's
  * broker: apg_ccommit_new() (any thread) records what to send, then
  * apg_ccommit_start() (I/O thread) takes ownership, resolves the route and

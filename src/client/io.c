@@ -124,6 +124,7 @@ struct apg_delayed {
 struct apg_cio {
     struct apg_cio_conf io_conf;
     const char *io_srv_addr;        /* during on_server_req: the connection's address */
+    struct apg_cconn *io_srv_cc;    /* during on_server_req: the connection */
     struct apg_delayed *io_delayed; /* sorted by dl_at */
     uv_loop_t io_loop;
     uv_thread_t io_thread;
@@ -465,8 +466,10 @@ static void dispatch_frame(struct apg_cconn *cc, const uint8_t *frame, size_t fl
         cb(io, APG_OK, cmd, NULL, arg);
     } else if (io->io_conf.on_server_req) {
         io->io_srv_addr = cc->cc_addr;
+        io->io_srv_cc = cc;
         io->io_conf.on_server_req(io, io->io_conf.owner, cmd);
         io->io_srv_addr = NULL;
+        io->io_srv_cc = NULL;
     }
 }
 
@@ -512,6 +515,28 @@ static bool tls_input(struct apg_cconn *cc, const uint8_t *p, size_t n)
     }
     conn_flush(cc);
     return cc->cc_state == CC_UP || !apg_tls_handshake_done(cc->cc_tls);
+}
+
+apg_err_t apg_cio_server_reply(struct apg_cio *io, const struct apg_rcmd *req, int32_t code,
+                               const char *remark, const void *body, size_t blen)
+{
+    struct apg_cconn *cc = io->io_srv_cc;
+    if (cc == NULL || cc->cc_state != CC_UP)
+        return APG_ESHUTDOWN;
+    struct apg_rcmd resp;
+    apg_rcmd_init_response(&resp, req, code, remark);
+    resp.language = APG_LANG_CPP;
+    pthread_mutex_lock(&cc->cc_wmu);
+    size_t mark = cc->cc_out.b_len;
+    apg_err_t e = apg_rcmd_encode_header(&resp, (uint32_t)blen, &cc->cc_out);
+    if (e == APG_OK && blen)
+        e = apg_buf_append(&cc->cc_out, body, blen);
+    if (e != APG_OK)
+        cc->cc_out.b_len = mark;
+    else
+        cc->cc_dirty = true; /* flushed by on_prepare on this (the loop) thread */
+    pthread_mutex_unlock(&cc->cc_wmu);
+    return e;
 }
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

@@ -17,11 +17,20 @@
  * check-back, a retried END_TRANSACTION) is answered SUCCESS and stores
  * nothing, so a committed half is delivered once.
  *
- * Under SYNC_FLUSH apg_broker_put_internal returns once the records are
- * durable, so the loop thread waits one group commit per END_TRANSACTION
- * (sends on other connections of the loop wait with it).
+ * The append goes through apg_broker_put_acked: under SYNC_FLUSH the loop
+ * thread does not wait for the disk; the reply is parked with the sync
+ * sends' acknowledgements and sent once the group commit covering the
+ * records completes, batched with them after one fdatasync. The half stays
+ * claimed (apg_txn_end_begin) until then; end_acked records it as ended
+ * (apg_txn_end_done) when the records are durable or merely late
+ * (syncFlushTimeout: they are in the commit log), and releases the claim
+ * (apg_txn_end_undo) when the fsync failed, so a later check-back decides.
+ * So a SUCCESS answer to a commit means its message survives a crash. A
+ * second verdict that arrives while the first still waits for its flush is
+ * answered SUCCESS at once (the half is claimed), as any repeated verdict.
  *
- * Threads: loop thread. */
+ * Threads: loop thread (end_acked too: the drain runs on the request's
+ * loop; after apg_txn_stop, br_txn is NULL and it records nothing). */
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +39,23 @@
 #include "common/hash.h"
 #include "common/mem.h"
 #include "protocol/props.h"
+
+/* What end_acked needs to record a stored END_TRANSACTION. */
+struct end_ack {
+    int64_t ea_origin;
+    bool ea_commit;
+};
+
+static void end_acked(struct apg_broker *b, void *arg, apg_err_t rc, int64_t op_qoff)
+{
+    struct end_ack *ea = arg;
+    struct apg_txn *tx = b->br_txn;
+    if (tx && (rc == APG_OK || rc == APG_ETIMEDOUT))
+        apg_txn_end_done(tx, ea->ea_origin, op_qoff, ea->ea_commit);
+    else if (tx)
+        apg_txn_end_undo(tx, ea->ea_origin);
+    apg_free(ea);
+}
 
 /* Fills m with the commit copy of the half rec: the copy to its real
  * queue, with the COMMIT transaction type and the half's commit-log offset.
@@ -133,18 +159,21 @@ void apg_broker_proc_end_txn(struct apg_broker *b, struct apg_conn *c, const str
     op->mi_props = (const char *)props.b_data;
     op->mi_props_len = props.b_len;
     op->mi_tags_code = (int64_t)apg_java_hash(APG_TXN_OP_TAG, 1);
-    struct apg_put_result res[2];
     char err[512] = "out of memory";
-    if (!e)
-        e = apg_broker_put_internal(b, m, n, res, err, sizeof(err));
+    struct end_ack *ea = e ? NULL : apg_malloc(sizeof(*ea));
+    if (!ea && !e)
+        e = APG_ENOMEM;
+    if (ea) {
+        ea->ea_origin = p;
+        ea->ea_commit = commit;
+        e = apg_broker_put_acked(b, c, req, m, n, end_acked, ea, err, sizeof(err));
+    }
     if (e) {
+        apg_free(ea);
         apg_txn_end_undo(tx, p);
         apg_broker_reply_refused(b, c, req->opaque, req->serialize, apg_rcmd_is_oneway(req),
                                  m[0].mi_topic, m[0].mi_topic_len, e, err);
-        goto out;
     }
-    apg_txn_end_done(tx, p, res[n - 1].pr_queue_offset, commit);
-    apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL);
 out:
     apg_buf_free(&props);
     apg_buf_free(&body);
