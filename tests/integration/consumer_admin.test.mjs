@@ -3,8 +3,8 @@
 // RESET_CONSUMER_CLIENT_OFFSET (220) to the live consumer, which drops what it held and
 // consumes again from there; GET_CONSUME_STATS shows the lag; the consumer connection
 // list names the C client. GET_CONSUMER_RUNNING_INFO (307) is forwarded to the client
-// with that clientId and its answer relayed (a raw-protocol client plays the consumer:
-// the C client does not answer 307). ali-ons ignores 220 (it has no handler for
+// with that clientId and its answer relayed (a raw-protocol client plays the consumer
+// here, to script refusals; client_running_info.test.mjs asks a real C consumer). ali-ons ignores 220 (it has no handler for
 // server-initiated requests), so the reset is checked with the C client.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
