@@ -1,5 +1,5 @@
 /* RocketMQ's ACL request signature (AclClientRPCHook / AclUtils), shared
- * by the broker's check and the C client's signing (docs/wire.md §8):
+ * by the broker's check and the C client's signing (docs/wire.md §12):
  *
  *   Signature = Base64(HMAC-SHA1(secretKey, content))
  *   content   = the values of every ext field except Signature, ordered by

@@ -5,7 +5,7 @@
  * optionally SecurityToken). Signature is Base64(HMAC-SHA1(secretKey,
  * content)), where content is the values (not the keys) of every ext field
  * except Signature, in the order of their keys, as UTF-8, followed by the
- * body bytes (docs/wire.md §8). The broker recomputes it with the account's
+ * body bytes (docs/wire.md §12). The broker recomputes it with the account's
  * secretKey; then the request code decides what else is needed: sends need
  * PUB on the topic, pulls SUB on the topic and the group, heartbeats SUB on
  * every group and subscribed topic, and every code that is not one a
