@@ -13,6 +13,12 @@
 #include <stdint.h>
 
 #define APG_SHA1_LEN 20
+/* The compression in use ("sha-ni" or "portable"), a static string; tests
+ * force the portable one with apg_sha1_use_portable(1) and give the choice
+ * back to the CPU check with apg_sha1_use_portable(0). */
+const char *apg_sha1_impl(void);
+void apg_sha1_use_portable(int on);
+
 /* Base64 of a SHA-1 digest: 28 characters and a NUL. */
 #define APG_SHA1_B64_LEN 29
 

@@ -13,18 +13,27 @@
 #define UNIQ_KEY "_UNIQUE_KEY_QUERY"
 #define MQ_VERSION_4_9_3 399 /* MQVersion.Version.V4_9_3.ordinal() */
 
+/* strcmp, with the first byte compared inline: header keys are short and
+ * mostly differ there. */
+static inline int key_cmp(const char *a, const char *b)
+{
+    if (a[0] != b[0])
+        return (unsigned char)a[0] < (unsigned char)b[0] ? -1 : 1;
+    return strcmp(a, b);
+}
+
 bool apg_sign_fields(const struct apg_rcmd *req, uint32_t *idx, uint32_t *n)
 {
     uint32_t k = 0;
     bool skip_uniq = req->version <= MQ_VERSION_4_9_3;
     for (uint32_t i = 0; i < req->n_ext; i++) {
         const char *key = req->ext[i].key;
-        if (!key || !req->ext[i].val || strcmp(key, APG_SIGN_SIGNATURE) == 0 ||
-            (skip_uniq && strcmp(key, UNIQ_KEY) == 0))
+        if (!key || !req->ext[i].val || (key[0] == 'S' && strcmp(key, APG_SIGN_SIGNATURE) == 0) ||
+            (skip_uniq && key[0] == '_' && strcmp(key, UNIQ_KEY) == 0))
             continue;
         uint32_t j = k;
         while (j > 0) {
-            int c = strcmp(req->ext[idx[j - 1]].key, key);
+            int c = key_cmp(req->ext[idx[j - 1]].key, key);
             if (c == 0)
                 return false;
             if (c < 0)
@@ -44,10 +53,25 @@ void apg_sign_mac(const struct apg_hmac_key *key, const struct apg_rcmd *req, co
 {
     struct apg_sha1 s;
     apg_hmac_sha1_begin(key, &s);
+    /* The values are short (most are one to a dozen bytes): gathered into
+     * a buffer first, so the hash sees a few large updates. */
+    char buf[512];
+    size_t fill = 0;
     for (uint32_t i = 0; i < n; i++) {
         const char *v = req->ext[idx[i]].val;
-        apg_sha1_update(&s, v, strlen(v));
+        size_t len = strlen(v);
+        if (fill + len > sizeof(buf)) {
+            apg_sha1_update(&s, buf, fill);
+            fill = 0;
+        }
+        if (len > sizeof(buf)) {
+            apg_sha1_update(&s, v, len);
+            continue;
+        }
+        memcpy(buf + fill, v, len);
+        fill += len;
     }
+    apg_sha1_update(&s, buf, fill);
     if (body_len)
         apg_sha1_update(&s, body, body_len);
     uint8_t mac[APG_SHA1_LEN];

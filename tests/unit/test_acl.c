@@ -56,6 +56,32 @@ static void test_sha1_vectors(void **st)
     assert_string_equal(h, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
 }
 
+/* Both compressions agree on random input of every length up to 300. */
+static void test_sha1_impls_agree(void **st)
+{
+    (void)st;
+    uint8_t buf[300], a[20], b[20];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    printf("sha1 implementation: %s\n", apg_sha1_impl());
+    for (size_t n = 0; n <= sizeof(buf); n++) {
+        struct apg_sha1 s;
+        apg_sha1_use_portable(0);
+        apg_sha1_init(&s);
+        apg_sha1_update(&s, buf, n);
+        apg_sha1_final(&s, a);
+        apg_sha1_use_portable(1);
+        apg_sha1_init(&s);
+        apg_sha1_update(&s, buf, n);
+        apg_sha1_final(&s, b);
+        assert_memory_equal(a, b, 20);
+    }
+    apg_sha1_use_portable(0);
+}
+
 static void hmac_hex(const void *key, size_t klen, const char *msg, char h[41])
 {
     struct apg_hmac_key k;
@@ -304,9 +330,10 @@ static void test_decisions(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha1_vectors),  cmocka_unit_test(test_hmac_rfc2202),
-        cmocka_unit_test(test_addr_patterns), cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_sign_vector),   cmocka_unit_test(test_decisions),
+        cmocka_unit_test(test_sha1_vectors), cmocka_unit_test(test_sha1_impls_agree),
+        cmocka_unit_test(test_hmac_rfc2202), cmocka_unit_test(test_addr_patterns),
+        cmocka_unit_test(test_parse),        cmocka_unit_test(test_sign_vector),
+        cmocka_unit_test(test_decisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

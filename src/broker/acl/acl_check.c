@@ -215,9 +215,9 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const st
         if (apg_acl_addr_match(&r->ru_global[i], ip))
             return APG_ACL_OK;
     char what[96];
-    code_text(req->code, what, sizeof(what));
     const char *ak = ext(req, APG_SIGN_ACCESS_KEY);
     if (!ak) {
+        code_text(req->code, what, sizeof(what));
         snprintf(remark, n,
                  "ACL: request %s carries no AccessKey; aclEnable=true needs signed requests "
                  "(client accessKey/secretKey)",
@@ -233,6 +233,7 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const st
         return APG_ACL_OK;
     uint32_t idx[APG_RCMD_MAX_EXT], nf = 0;
     if (!apg_sign_fields(req, idx, &nf)) {
+        code_text(req->code, what, sizeof(what));
         snprintf(remark, n, "ACL: request %s repeats a header field", what);
         return APG_ACL_R_BAD_REQUEST;
     }
@@ -248,6 +249,7 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const st
     }
     enum need need = code_need(req->code);
     if (need == NEED_ADMIN && !acc->acc_admin) {
+        code_text(req->code, what, sizeof(what));
         snprintf(remark, n, "ACL: request %s needs an admin account; accessKey '%s' is not admin",
                  what, acc->acc_ak);
         return APG_ACL_R_NEED_ADMIN;
