@@ -209,11 +209,15 @@ static void code_text(int32_t code, char *out, size_t n)
 enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const struct apg_rcmd *req,
                                          const char *peer, char *remark, size_t n)
 {
+    /* The peer's address is parsed only when a white list needs it. */
     uint8_t ip[16];
-    bool have_ip = apg_acl_peer_parse(peer, ip);
-    for (size_t i = 0; have_ip && i < r->ru_nglobal; i++)
-        if (apg_acl_addr_match(&r->ru_global[i], ip))
-            return APG_ACL_OK;
+    int have_ip = -1;
+    if (r->ru_nglobal) {
+        have_ip = apg_acl_peer_parse(peer, ip);
+        for (size_t i = 0; have_ip && i < r->ru_nglobal; i++)
+            if (apg_acl_addr_match(&r->ru_global[i], ip))
+                return APG_ACL_OK;
+    }
     char what[96];
     const char *ak = ext(req, APG_SIGN_ACCESS_KEY);
     if (!ak) {
@@ -229,8 +233,12 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const st
         snprintf(remark, n, "ACL: accessKey '%.64s' is not an account of plain_acl.yml", ak);
         return APG_ACL_R_UNKNOWN_ACCESS_KEY;
     }
-    if (have_ip && apg_acl_addr_match(&acc->acc_white, ip))
-        return APG_ACL_OK;
+    if (acc->acc_white.aa_kind != APG_ACL_ADDR_NONE) {
+        if (have_ip < 0)
+            have_ip = apg_acl_peer_parse(peer, ip);
+        if (have_ip && apg_acl_addr_match(&acc->acc_white, ip))
+            return APG_ACL_OK;
+    }
     uint32_t idx[APG_RCMD_MAX_EXT], nf = 0;
     if (!apg_sign_fields(req, idx, &nf)) {
         code_text(req->code, what, sizeof(what));

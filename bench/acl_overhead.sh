@@ -1,0 +1,38 @@
+#!/bin/bash
+# Cost of the plain ACL on 64-thread sync sends of 128 B (docs/perf.md, ACL).
+#
+#   bench/acl_overhead.sh APOGEE [RUNS] [SECS]
+#
+# Two `apogee standalone` run at once, fresh temp dirs: OFF (aclEnable=false, 28911/28876)
+# and ON (aclEnable=true with one account, 29911/29876). The runs alternate OFF, ON, ...
+# so the VM's load drift hits both alike; ON runs sign every request (the C client with
+# accessKey/secretKey) and the broker checks each. Each line: msgs/s, and the broker's
+# CPU per message (utime+stime over the run).
+BIN=$1; RUNS=${2:-5}; SECS=${3:-5}
+DF=$(mktemp -d); DN=$(mktemp -d); mkdir -p $DN/conf
+cat > $DN/conf/plain_acl.yml <<'YML'
+accounts:
+  - accessKey: benchUser1
+    secretKey: benchSecret1
+    defaultTopicPerm: DENY
+    defaultGroupPerm: SUB
+    topicPerms: [T1=PUB|SUB]
+YML
+$BIN standalone --storePathRootDir=$DF --listenPort=28911 --namesrvListenPort=28876 --bindAddress=127.0.0.1 > $DF/log 2>&1 & PF=$!
+$BIN standalone --storePathRootDir=$DN --listenPort=29911 --namesrvListenPort=29876 --bindAddress=127.0.0.1 --aclEnable=true > $DN/log 2>&1 & PN=$!
+sleep 3
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+run() { # label pid ns args...
+  local label=$1 pid=$2 ns=$3; shift 3
+  local c0=$(cpu $pid)
+  local tps=$($BIN bench produce --namesrvAddr=$ns --topic=T1 --threads=64 --size=128 --duration=$SECS --json "$@" 2>/dev/null | tail -1 | python3 -c 'import json,sys; print(int(json.loads(sys.stdin.read())["tps"]))')
+  local c1=$(cpu $pid)
+  echo "$label $tps msgs/s, broker $(python3 -c "print(round(($c1-$c0)*1e6/$(getconf CLK_TCK)/max(1,$tps*$SECS),2))") us CPU/msg"
+}
+for r in $(seq $RUNS); do
+  run "ACL off:" $PF 127.0.0.1:28876
+  run "ACL on: " $PN 127.0.0.1:29876 --accessKey=benchUser1 --secretKey=benchSecret1
+done
+grep -c "refused" $DN/log | sed 's/^/ACL-on broker refusal lines: /'
+kill $PF $PN; wait $PF $PN 2>/dev/null
+rm -rf $DF $DN
