@@ -42,8 +42,9 @@ static void build(struct apg_rcmd *c, const uint8_t *body)
     apg_rcmd_ext_add(c, "f", "0");
     apg_rcmd_ext_add(c, "g", "1700000000000");
     apg_rcmd_ext_add(c, "h", "0");
-    apg_rcmd_ext_add(c, "i", "UNIQ_KEY\0017F0000010001B4AAC1B0000000\002WAIT\001true\002TAGS"
-                             "\001TagA\002");
+    apg_rcmd_ext_add(c, "i",
+                     "UNIQ_KEY\0017F0000010001B4AAC1B0000000\002WAIT\001true\002TAGS"
+                     "\001TagA\002");
     apg_rcmd_ext_add(c, "j", "0");
     apg_rcmd_ext_add(c, "k", "false");
     apg_rcmd_ext_add(c, "l", "0");
