@@ -82,7 +82,8 @@ int main(int argc, char **argv)
         ok += apg_acl_rules_check(r, &c, "127.0.0.1:5000", remark, sizeof(remark)) == APG_ACL_OK;
     double t2 = now_ns();
     printf("sign (client): %.0f CPU ns/request\n", (t1 - t0) / (double)n);
-    printf("check (broker): %.0f CPU ns/request (%ld of %ld allowed)\n", (t2 - t1) / (double)n, ok, n);
+    printf("check (broker): %.0f CPU ns/request (%ld of %ld allowed)\n", (t2 - t1) / (double)n, ok,
+           n);
     apg_acl_rules_free(r);
     return ok == n ? 0 : 1;
 }

@@ -206,9 +206,14 @@ test('reload: an edited file takes effect, a broken file keeps the rules in forc
     await on.waitOutput(/ACL file changed but was not loaded, the previous rules stay in force: .*plain_acl\.yml: line \d+/, 5000);
     r = await send();
     assert.equal(r.code, 0, r.remark);
+    // An empty file (a truncate caught before the write) is refused the same way.
+    fs.writeFileSync(file, '');
+    await on.waitOutput(/previous rules stay in force: .*has no accounts/, 5000);
+    r = await send();
+    assert.equal(r.code, 0, r.remark);
     let t = await runtimeInfo(brOn, ADMIN);
     assert.equal(t.aclReloads, '1');
-    assert.equal(t.aclReloadFailures, '1');
+    assert.equal(t.aclReloadFailures, '2');
     // A global white list lets 127.0.0.1 in unsigned.
     fs.writeFileSync(file, ACL_YML.replace('globalWhiteRemoteAddresses:',
         'globalWhiteRemoteAddresses:\n  - 127.0.0.1'));
@@ -248,8 +253,13 @@ async function until(pred, ms) {
     assert.fail('condition not reached');
 }
 
-test('aclEnable=true without the file does not start, and says which file', async () => {
+test('aclEnable=true without the file, or with an empty one, does not start', async () => {
     await assert.rejects(startApogee('standalone', ['--aclEnable=true'],
         { extraPorts: { namesrvListenPort: await freePort() }, startTimeoutMs: 3000 }),
     /plain_acl\.yml does not exist: aclEnable=true needs it/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-acl-empty-'));
+    writeAclFile(dir, '# nothing yet\n');
+    await assert.rejects(startApogee('standalone', ['--aclEnable=true'],
+        { dir, extraPorts: { namesrvListenPort: await freePort() }, startTimeoutMs: 3000 }),
+    /plain_acl\.yml has no accounts and no globalWhiteRemoteAddresses/);
 });

@@ -2,8 +2,12 @@
  *
  * Loop threads read the rule set through ac_rules (an atomic pointer) and
  * never lock. apg_acl_reload, on the broker's service thread, stats the
- * file (mtime, ctime, size, inode); when it changed it parses it and, if it
- * is valid, publishes the new set with one atomic store. The old set goes
+ * file (mtime, ctime, size, inode); once a change has stayed the same for
+ * one more call (so an editor's truncate-then-write is not read half way)
+ * it parses the file and, if it is valid, publishes the new set with one
+ * atomic store. A file without accounts and without white addresses
+ * (empty, or cut short) is refused like an invalid one: it would refuse
+ * every request. The old set goes
  * on a retired list and is freed by a later reload once ACL_RETIRE_MS have
  * passed (a check holds a rule set for microseconds), and by apg_acl_free.
  * A file that is missing or invalid leaves the rules in force and logs one
@@ -39,7 +43,8 @@ struct file_id {
 struct apg_acl {
     char *ac_path;
     _Atomic(struct apg_acl_rules *) ac_rules;
-    struct file_id ac_seen; /* the file as last looked at (service thread) */
+    struct file_id ac_seen;    /* the file as last loaded or refused (service thread) */
+    struct file_id ac_pending; /* a change seen once, loaded when seen again */
     struct retired *ac_retired;
     atomic_llong ac_refused[APG_ACL_R_N];
     atomic_llong ac_reloads, ac_reload_failures;
@@ -96,6 +101,14 @@ static apg_err_t load(const char *path, struct apg_acl_rules **out, char *err, s
     apg_buf_free(&b);
     if (e)
         return apg_errf(e, err, errlen, "%s: %s", path, e2);
+    if (apg_acl_rules_accounts(*out) == 0 && (*out)->ru_nglobal == 0) {
+        apg_acl_rules_free(*out);
+        *out = NULL;
+        return apg_errf(APG_EINVAL, err, errlen,
+                        "%s has no accounts and no globalWhiteRemoteAddresses (empty, or "
+                        "written only in part?): it would refuse every request",
+                        path);
+    }
     return APG_OK;
 }
 
@@ -152,6 +165,10 @@ bool apg_acl_reload(struct apg_acl *acl)
     file_id_get(acl->ac_path, &id);
     if (file_id_same(&id, &acl->ac_seen))
         return false;
+    if (!file_id_same(&id, &acl->ac_pending)) {
+        acl->ac_pending = id; /* still being written? look again next time */
+        return false;
+    }
     acl->ac_seen = id;
     char err[512];
     struct apg_acl_rules *r;
