@@ -298,7 +298,8 @@ static apg_err_t account_parse(struct walk *w, const yaml_node_t *m, int idx,
     rc.rc_group = true;
     if ((e = each_item(w, gp, "groupPerms", add_res, &rc)))
         return e;
-    qsort(acc->acc_res, acc->acc_nres, sizeof(*acc->acc_res), res_cmp);
+    if (acc->acc_nres > 1)
+        qsort(acc->acc_res, acc->acc_nres, sizeof(*acc->acc_res), res_cmp);
     /* A name listed twice: the later entry wins, as in RocketMQ's map. */
     size_t o = 0;
     for (size_t i = 0; i < acc->acc_nres; i++) {
@@ -378,7 +379,8 @@ static apg_err_t rules_build(struct walk *w, struct apg_acl_rules *r)
         if (e)
             return e;
     }
-    qsort(r->ru_acc, r->ru_nacc, sizeof(*r->ru_acc), acc_cmp);
+    if (r->ru_nacc > 1)
+        qsort(r->ru_acc, r->ru_nacc, sizeof(*r->ru_acc), acc_cmp);
     for (size_t i = 1; i < r->ru_nacc; i++)
         if (strcmp(r->ru_acc[i - 1].acc_ak, r->ru_acc[i].acc_ak) == 0)
             return apg_errf(APG_EINVAL, w->w_err, w->w_errlen,
