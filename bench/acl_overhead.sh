@@ -4,8 +4,8 @@
 #   bench/acl_overhead.sh APOGEE [RUNS] [SECS]
 #
 # Two `apogee standalone` run at once, fresh temp dirs: OFF (aclEnable=false, 28911/28876)
-# and ON (aclEnable=true with one account, 29911/29876). The runs alternate OFF, ON, ...
-# so the VM's load drift hits both alike; ON runs sign every request (the C client with
+# and ON (aclEnable=true with one account, 29911/29876). The runs alternate OFF ON ON OFF
+# OFF ON ... so the VM's load drift and the order hit both alike; ON runs sign every request (the C client with
 # accessKey/secretKey) and the broker checks each. Each line: msgs/s, and the CPU per
 # message of the broker and of the bench client (utime+stime over the run), which the
 # VM's other tenants disturb less than the rate.
@@ -38,9 +38,10 @@ print(f"{label} {int(j['tps'])} msgs/s, CPU/msg: broker {brk:.2f} us, client {cl
 PY
   rm -f $t
 }
+on() { run "ACL on: " $PN 127.0.0.1:29876 --accessKey=benchUser1 --secretKey=benchSecret1; }
+off() { run "ACL off:" $PF 127.0.0.1:28876; }
 for r in $(seq $RUNS); do
-  run "ACL off:" $PF 127.0.0.1:28876
-  run "ACL on: " $PN 127.0.0.1:29876 --accessKey=benchUser1 --secretKey=benchSecret1
+  if [ $((r % 2)) = 1 ]; then off; on; else on; off; fi # either may go first
 done
 grep -c "refused" $DN/log | sed 's/^/ACL-on broker refusal lines: /'
 kill $PF $PN; wait $PF $PN 2>/dev/null
