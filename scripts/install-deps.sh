@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev
-      libuv1-dev libjansson-dev zlib1g-dev libssl-dev libcmocka-dev
+      libuv1-dev libjansson-dev libyaml-dev zlib1g-dev libssl-dev libcmocka-dev
       nodejs npm)
 
 missing=()

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "broker/acl/acl_broker.h"
 #include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
 #include "broker/schedule/schedule.h"
@@ -107,6 +108,8 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
     if (apg_broker_put_pending(bl) && req->code != APG_REQ_SEND_MESSAGE &&
         req->code != APG_REQ_SEND_MESSAGE_V2)
         apg_broker_put_flush(b, bl);
+    if (b->br_acl && apg_broker_acl_refused(b, c, req))
+        return;
     if (fn) {
         fn(b, c, req);
         return;
@@ -311,7 +314,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
-    if (pick_address(b, err, errlen))
+    if (pick_address(b, err, errlen) || apg_broker_acl_open(b, err, errlen))
         goto fail;
     if (!b->br_namesrv[0])
         apg_log_warn("broker", "namesrvAddr is empty: clients will not find this broker; set "
@@ -463,6 +466,7 @@ void apg_broker_stop(struct apg_broker *b)
     }
     apg_free(b->br_loops);
     apg_broker_stats_free(b);
+    apg_broker_acl_close(b);
     pthread_mutex_destroy(&b->br_svc_lock);
     pthread_cond_destroy(&b->br_svc_cond);
     pthread_mutex_destroy(&b->br_wait_lock);

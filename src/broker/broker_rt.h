@@ -29,6 +29,7 @@ struct apg_schedule;
 struct apg_cstats;
 struct apg_txn;
 struct apg_timer;
+struct apg_acl;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -113,6 +114,7 @@ struct apg_broker {
     struct apg_schedule *br_schedule; /* delay levels (schedule/schedule.h) */
     struct apg_txn *br_txn;           /* transactions (txn/txn.h) */
     struct apg_timer *br_timer;       /* timer messages (timer/timer.h) */
+    struct apg_acl *br_acl;           /* plain ACL, NULL when off (acl/acl_broker.h) */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */

@@ -23,11 +23,20 @@
  * touches the job table. apg_broker_service_stop joins the thread. */
 #include <stdio.h>
 
+#include "broker/acl/acl_broker.h"
 #include "broker/broker_rt.h"
 #include "common/cron.h"
 #include "common/log.h"
 
-enum { JOB_REGISTER, JOB_PERSIST_OFFSETS, JOB_PERSIST_TABLES, JOB_STATS, JOB_EXPIRE, JOB_N };
+enum {
+    JOB_REGISTER,
+    JOB_PERSIST_OFFSETS,
+    JOB_PERSIST_TABLES,
+    JOB_STATS,
+    JOB_EXPIRE,
+    JOB_ACL,
+    JOB_N
+};
 
 /* How long the thread sleeps at most, so a missed signal costs little. */
 #define SVC_MAX_SLEEP_MS 1000
@@ -67,6 +76,12 @@ static void job_expire(void *ud, int64_t now_ms)
     struct apg_broker *b = ud;
     apg_clients_expire(b, now_ms);
     apg_locks_expire(b->br_locks, apg_mono_ms()); /* leases run on the monotonic clock */
+}
+
+static void job_acl(void *ud, int64_t now_ms)
+{
+    (void)now_ms;
+    apg_broker_acl_reload(ud);
 }
 
 void apg_broker_persist_all(struct apg_broker *b)
@@ -110,6 +125,10 @@ static void *service_main(void *arg)
                         .cj_period_ms = 10000,
                         .cj_first_ms = 10000,
                         .cj_fn = job_expire},
+        [JOB_ACL] = {.cj_name = "acl reload",
+                     .cj_period_ms = 1000,
+                     .cj_first_ms = 1000,
+                     .cj_fn = job_acl},
     };
     apg_cron_start(jobs, JOB_N, apg_wall_ms());
     bool reg_wanted = false;

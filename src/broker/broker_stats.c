@@ -34,6 +34,7 @@
 
 #include "apogee_version.h"
 #include "broker/broker_admin_stats.h"
+#include "broker/acl/acl.h"
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
@@ -254,6 +255,12 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     for (int i = 0; i < APG_BUSY_N; i++)
         kv(&out, busy_keys[i], "%lld",
            (long long)atomic_load_explicit(&b->br_busy[i], memory_order_relaxed));
+    struct apg_acl_counts ac; /* all 0 with aclEnable=false */
+    apg_acl_counts(b->br_acl, &ac);
+    for (int i = APG_ACL_OK + 1; i < APG_ACL_R_N; i++)
+        kv(&out, apg_acl_refusal_key((enum apg_acl_refusal)i), "%lld", ac.ac_refused[i]);
+    kv(&out, "aclReloads", "%lld", ac.ac_reloads);
+    kv(&out, "aclReloadFailures", "%lld", ac.ac_reload_failures);
     /* RocketMQ's delay-level progress: "<next offset to deliver>,<queue max>". */
     for (int lv = 1; lv <= apg_schedule_max_level(b->br_schedule); lv++) {
         char key[48];

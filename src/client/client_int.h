@@ -205,6 +205,8 @@ struct apg_cio_conf {
     int route_refresh_ms;
     int heartbeat_ms;
     int timeout_ms;
+    /* ACL account (both set, or requests go unsigned); borrowed. */
+    const char *access_key, *secret_key;
     /* Builds the HEART_BEAT body (JSON) into out; loop thread. */
     apg_err_t (*hb_body)(struct apg_cio *io, void *owner, struct apg_buf *out);
     /* Every second on the loop thread (periodic work of the owner). */

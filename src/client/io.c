@@ -51,6 +51,7 @@
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 #include "protocol/remoting_conn.h"
+#include "protocol/sign.h"
 
 #define REQ_BUCKETS 16384 /* pending requests by opaque; sequential opaques spread evenly */
 #define READ_CHUNK 65536
@@ -152,7 +153,27 @@ struct apg_cio {
     int64_t io_next_refresh, io_next_hb, io_next_tick;
     struct apg_rconn_decoder io_dec; /* every answer is decoded here (loop thread) */
     struct apg_tls_ctx *io_tls;      /* tls.enable: every connection is TLS */
+    /* ACL signing (accessKey + secretKey set): read-only after apg_cio_new. */
+    char *io_acl_ak;
+    struct apg_hmac_key io_acl_key;
 };
+
+/* With an ACL account, adds AccessKey and Signature to req (any thread).
+ * A command sent again is signed again: fields of an earlier signing are
+ * dropped first. sig must live until req is encoded. */
+static apg_err_t cio_sign(const struct apg_cio *io, struct apg_rcmd *req, const void *body,
+                          size_t blen, char sig[APG_SIGN_LEN])
+{
+    if (!io->io_acl_ak)
+        return APG_OK;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < req->n_ext; i++)
+        if (strcmp(req->ext[i].key, APG_SIGN_ACCESS_KEY) != 0 &&
+            strcmp(req->ext[i].key, APG_SIGN_SIGNATURE) != 0)
+            req->ext[k++] = req->ext[i];
+    req->n_ext = k;
+    return apg_sign_request(req, io->io_acl_ak, &io->io_acl_key, body, blen, sig);
+}
 
 int64_t apg_now_ms(void)
 {
@@ -713,9 +734,15 @@ apg_err_t apg_cio_call(struct apg_cio *io, const char *addr, struct apg_rcmd *re
         if (rq == NULL)
             return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
+    char sig[APG_SIGN_LEN];
+    apg_err_t e = cio_sign(io, req, body, blen, sig);
+    if (e != APG_OK) {
+        apg_free(rq);
+        return apg_errf(e, err, errlen, "cannot sign request %d: %s", req->code, apg_strerror(e));
+    }
     pthread_mutex_lock(&cc->cc_wmu);
     size_t mark = cc->cc_out.b_len;
-    apg_err_t e = apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out);
+    e = apg_rcmd_encode_header(req, (uint32_t)blen, &cc->cc_out);
     if (e == APG_OK && blen)
         e = apg_buf_append(&cc->cc_out, body, blen);
     if (e != APG_OK) {
@@ -1115,6 +1142,11 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         return NULL;
     }
     io->io_conf = *conf;
+    if (conf->access_key && conf->access_key[0] && conf->secret_key && conf->secret_key[0]) {
+        io->io_acl_ak = apg_strdup(conf->access_key);
+        apg_hmac_sha1_key(&io->io_acl_key, conf->secret_key, strlen(conf->secret_key));
+    }
+    io->io_conf.access_key = io->io_conf.secret_key = NULL; /* not kept: borrowed */
     if (io->io_conf.timeout_ms <= 0)
         io->io_conf.timeout_ms = 3000;
     if (io->io_conf.route_refresh_ms <= 0)
@@ -1217,6 +1249,7 @@ void apg_cio_free(struct apg_cio *io)
     apg_rconn_decoder_free(&io->io_dec);
     apg_rconn_reqs_fini(&io->io_reqs);
     apg_tls_ctx_free(io->io_tls);
+    apg_free(io->io_acl_ak);
     apg_free(io);
 }
 
@@ -1447,6 +1480,12 @@ apg_err_t apg_cio_direct_send(struct apg_cio *io, struct apg_cconn *cc, struct a
     req->language = APG_LANG_CPP;
     if (cb == NULL)
         req->flag |= APG_RCMD_FLAG_ONEWAY;
+    char sig[APG_SIGN_LEN];
+    apg_err_t se = cio_sign(io, req, body, blen, sig);
+    if (se != APG_OK) {
+        conn_unref(cc);
+        return se;
+    }
     struct apg_creq *rq = NULL;
     if (cb != NULL && (rq = apg_malloc(sizeof(*rq))) == NULL) {
         conn_unref(cc);

@@ -16,8 +16,9 @@
  * role's setting, a RocketMQ setting Apogee does not implement, or unknown,
  * and the file loader and the flag parser word it with one function
  * (ignored_msg). A few RocketMQ settings are refused instead of ignored
- * when set to a value whose absence would surprise (cfg_refused: aclEnable
- * =true must not quietly run without access control).
+ * when set to a value whose absence would surprise (cfg_refused: a broker
+ * asked for DLedger or controller replication must not quietly run without
+ * it).
  *
  * Runtime updates (UPDATE_NAMESRV_CONFIG, UPDATE_BROKER_CONFIG): only keys
  * marked RT in config.def, checked and parsed in full before any is
@@ -97,9 +98,12 @@ static const struct cfg_refused {
     const char *harmless; /* compared case-insensitively */
     const char *why;
 } cfg_refused[] = {
-    {"aclEnable", "false",
-     "this build of Apogee has no access control; refusing to run without the ACL that "
-     "aclEnable=true asks for"},
+    {"enableDLegerCommitLog", "false",
+     "Apogee has no DLedger commit log; refusing to run a broker that would not replicate "
+     "as this setting asks"},
+    {"enableControllerMode", "false",
+     "Apogee has no controller-based failover; refusing to run a broker that would not "
+     "replicate as this setting asks"},
 };
 
 /* RocketMQ keys that name files or directories: an update naming one is

@@ -124,16 +124,18 @@ test('a typo on the command line is an error that does not claim to be ignored; 
     }
 });
 
-test('aclEnable=true is refused while Apogee has no ACL, in a file as on the command line', async () => {
-    const r = await run(['broker', '--aclEnable=true', '-p']);
+test('replication Apogee lacks (enableDLegerCommitLog=true) is refused, in a file as on the command line', async () => {
+    const r = await run(['broker', '--enableDLegerCommitLog=true', '-p']);
     assert.equal(r.code, 1);
-    assert.match(r.out, /config aclEnable=true: this build of Apogee has no access control/);
+    assert.match(r.out, /config enableDLegerCommitLog=true: Apogee has no DLedger commit log/);
+    const ok = await run(['broker', '--enableDLegerCommitLog=false', '-p']);
+    assert.equal(ok.code, 0, ok.out);
     const dir = tmpDir();
     try {
-        fs.writeFileSync(path.join(dir, 'b.conf'), 'aclEnable = true\n');
+        fs.writeFileSync(path.join(dir, 'b.conf'), 'enableControllerMode = true\n');
         const f = await run(['broker', '-c', path.join(dir, 'b.conf'), '-p']);
         assert.equal(f.code, 1);
-        assert.match(f.out, /aclEnable=true: this build of Apogee has no access control/);
+        assert.match(f.out, /enableControllerMode=true: Apogee has no controller-based failover/);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -1,0 +1,126 @@
+/* Plain ACL, compatible with RocketMQ's plain_acl.yml (4.x
+ * PlainAccessValidator, 5.x ACL 1.0): who may send which request.
+ *
+ * A signed request carries the ext fields AccessKey and Signature (and
+ * optionally SecurityToken). Signature is Base64(HMAC-SHA1(secretKey,
+ * content)), where content is the values (not the keys) of every ext field
+ * except Signature, in the order of their keys, as UTF-8, followed by the
+ * body bytes (docs/wire.md §14). The broker recomputes it with the account's
+ * secretKey; then the request code decides what else is needed: sends need
+ * PUB on the topic, pulls SUB on the topic and the group, heartbeats SUB on
+ * every group and subscribed topic, and every code that is not one a
+ * producer or consumer sends needs an admin account (acl_codes.def).
+ *
+ * An address in globalWhiteRemoteAddresses, or in the account's
+ * whiteRemoteAddress, passes without signature or permission checks, as in
+ * RocketMQ.
+ *
+ * The rules live in a file (aclFile, default <storePathRootDir>/conf/
+ * plain_acl.yml). apg_acl_reload runs from a periodic job: when the file's
+ * mtime, size or inode changed it parses the file and, only if the whole
+ * file is valid, swaps the new rules in; a bad file keeps the rules in
+ * force and logs why.
+ *
+ * Threads: apg_acl_check runs on any loop thread, lock-free: it reads the
+ * current rule set through an atomic pointer. apg_acl_reload runs on one
+ * thread (the service thread); a replaced rule set is freed only after a
+ * grace period (ACL_RETIRE_MS in acl.c) far longer than any check takes. */
+#ifndef APG_BROKER_ACL_ACL_H
+#define APG_BROKER_ACL_ACL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "protocol/rcmd.h"
+
+/* Permission bits, as RocketMQ's Permission. */
+#define APG_ACL_DENY 1
+#define APG_ACL_ANY 2
+#define APG_ACL_PUB 4
+#define APG_ACL_SUB 8
+
+/* Why a check refused a request; each has a counter (apg_acl_counts). */
+#define APG_ACL_REFUSALS(X)                                                                        \
+    X(NO_ACCESS_KEY, "aclRefusedNoAccessKey")                                                      \
+    X(UNKNOWN_ACCESS_KEY, "aclRefusedUnknownAccessKey")                                            \
+    X(SIGNATURE, "aclRefusedSignature")                                                            \
+    X(NEED_ADMIN, "aclRefusedNeedAdmin")                                                           \
+    X(NO_PERM, "aclRefusedNoPermission")                                                           \
+    X(BAD_REQUEST, "aclRefusedBadRequest")
+
+enum apg_acl_refusal {
+    APG_ACL_OK = 0,
+#define APG_ACL_R_ENUM(name, key) APG_ACL_R_##name,
+    APG_ACL_REFUSALS(APG_ACL_R_ENUM)
+#undef APG_ACL_R_ENUM
+        APG_ACL_R_N
+};
+
+/* ---- rules (acl_file.c, acl_addr.c): pure ----------------------------- */
+
+/* One address pattern: blank (matches nothing), "*" (everything), a list
+ * of exact addresses, or an IPv4 range with a low/high bound per octet. */
+struct apg_acl_addr {
+    uint8_t aa_kind;
+    uint8_t aa_lo[4], aa_hi[4];
+    uint8_t (*aa_list)[16]; /* exact addresses, IPv4 as ::ffff:a.b.c.d */
+    size_t aa_n;
+};
+
+/* Parses one whiteRemoteAddress / globalWhiteRemoteAddresses entry. */
+apg_err_t apg_acl_addr_parse(const char *s, struct apg_acl_addr *out, char *err, size_t errlen);
+void apg_acl_addr_free(struct apg_acl_addr *a);
+/* Parses a peer ("ip:port", "[v6]:port" or a bare address) into 16 bytes;
+ * false when it is not an address. */
+bool apg_acl_peer_parse(const char *peer, uint8_t out[16]);
+bool apg_acl_addr_match(const struct apg_acl_addr *a, const uint8_t ip[16]);
+
+struct apg_acl_rules;
+
+/* Parses plain_acl.yml text. Every error names the line, the account and
+ * the entry ("line 12: account 'rocketmq2': topicPerms entry 'topicA' is
+ * not Resource=PERM"); a secretKey is never quoted. *out is owned (free
+ * with apg_acl_rules_free). */
+apg_err_t apg_acl_rules_parse(const uint8_t *buf, size_t len, struct apg_acl_rules **out, char *err,
+                              size_t errlen);
+void apg_acl_rules_free(struct apg_acl_rules *r);
+size_t apg_acl_rules_accounts(const struct apg_acl_rules *r);
+
+/* ---- checks (acl_check.c): pure given the rules ------------------------ */
+
+/* Decides req from peer under rules r. APG_ACL_OK, or the refusal with a
+ * remark naming the failed check (never a secret). */
+enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const struct apg_rcmd *req,
+                                         const char *peer, char *remark, size_t n);
+
+/* Computes the Signature of req (its ext fields other than Signature, and
+ * body) with secret, as a RocketMQ client does, into out. */
+void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32]);
+
+/* ---- the live ACL (acl.c) ---------------------------------------------- */
+
+struct apg_acl;
+
+/* Loads path; a missing or bad file is an error (the broker does not
+ * start). Returns owned. */
+struct apg_acl *apg_acl_open(const char *path, char *err, size_t errlen);
+void apg_acl_free(struct apg_acl *acl);
+/* Re-reads the file if it changed since the last load; logs the outcome.
+ * Returns true when new rules took effect. One thread at a time. */
+bool apg_acl_reload(struct apg_acl *acl);
+/* Checks req and counts a refusal. Any thread. */
+enum apg_acl_refusal apg_acl_check(struct apg_acl *acl, const struct apg_rcmd *req,
+                                   const char *peer, char *remark, size_t n);
+/* Counters: refusals per cause, reloads done, reloads refused. */
+struct apg_acl_counts {
+    long long ac_refused[APG_ACL_R_N];
+    long long ac_reloads, ac_reload_failures;
+};
+void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out);
+/* Runtime-info key of refusal r ("aclRefusedSignature"). */
+const char *apg_acl_refusal_key(enum apg_acl_refusal r);
+const char *apg_acl_path(const struct apg_acl *acl);
+
+#endif

@@ -1,0 +1,28 @@
+/* The broker's side of the plain ACL (acl.h): opening the file at start,
+ * the check in the dispatch path, the reload job and the runtime-info
+ * counters. b->br_acl is NULL when aclEnable=false. */
+#ifndef APG_BROKER_ACL_ACL_BROKER_H
+#define APG_BROKER_ACL_ACL_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "protocol/rcmd.h"
+
+struct apg_broker;
+struct apg_conn;
+
+/* With aclEnable=true, loads aclFile (default <storePathRootDir>/conf/
+ * plain_acl.yml) into b->br_acl; a missing or bad file is an error. */
+apg_err_t apg_broker_acl_open(struct apg_broker *b, char *err, size_t errlen);
+void apg_broker_acl_close(struct apg_broker *b);
+/* Loop thread, before the processor: when the ACL refuses req, answers it
+ * NO_PERMISSION with a remark naming the failed check (not for oneway),
+ * counts and logs it, and returns true. */
+bool apg_broker_acl_refused(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* Service thread: reloads the file when it changed. */
+void apg_broker_acl_reload(struct apg_broker *b);
+
+#endif
