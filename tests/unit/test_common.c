@@ -225,13 +225,16 @@ static void test_keys_not_read(void **state)
                      APG_ECONFIG);
     assert_non_null(strstr(err, "unknown config key 'listenPrt'"));
     assert_null(strstr(err, "ignored"));
-    /* aclEnable=true is refused while Apogee has no ACL, not ignored. */
+    /* Replication Apogee lacks is refused when asked for, not ignored. */
     struct apg_config *br = apg_config_new(APG_ROLE_BROKER);
+    char *dleger[] = {"--enableDLegerCommitLog=true"};
+    assert_int_equal(apg_config_parse_args(br, 1, dleger, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "enableDLegerCommitLog=true"));
+    char *nodleger[] = {"--enableDLegerCommitLog=false"};
+    assert_int_equal(apg_config_parse_args(br, 1, nodleger, &print_only, err, sizeof(err)), APG_OK);
     char *acl[] = {"--aclEnable=true"};
-    assert_int_equal(apg_config_parse_args(br, 1, acl, &print_only, err, sizeof(err)), APG_ECONFIG);
-    assert_non_null(strstr(err, "aclEnable=true"));
-    char *noacl[] = {"--aclEnable=false"};
-    assert_int_equal(apg_config_parse_args(br, 1, noacl, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_config_parse_args(br, 1, acl, &print_only, err, sizeof(err)), APG_OK);
     apg_config_free(br);
     apg_config_free(ns);
 }
