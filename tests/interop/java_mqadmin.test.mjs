@@ -54,7 +54,9 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         if (live) {
             const closed = new Promise((r) => live.on('close', r));
             live.stdin.end();
+            const kill = setTimeout(() => live.kill('SIGKILL'), 30000); // a client stuck in shutdown
             await closed;
+            clearTimeout(kill);
         }
         await env?.srv.stop();
     });
