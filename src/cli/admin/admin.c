@@ -478,7 +478,9 @@ json_t *apg_adm_route(struct apg_adm *a, const char *topic, bool quiet, int32_t 
     if (code)
         *code = r.ar_code;
     if (r.ar_code != 0) {
-        if (!quiet && r.ar_code == APG_RESP_TOPIC_NOT_EXIST)
+        if (!quiet && r.ar_code == APG_RESP_TOPIC_NOT_EXIST && strstr(r.ar_remark, "updateTopic"))
+            apg_adm_fail(a, "topic '%s' has no route: %s", topic, r.ar_remark);
+        else if (!quiet && r.ar_code == APG_RESP_TOPIC_NOT_EXIST)
             apg_adm_fail(a,
                          "topic '%s' has no route (%s); create it with `apogee admin "
                          "updateTopic -t %s -c <cluster>`",
