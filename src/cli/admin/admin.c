@@ -606,7 +606,7 @@ int apg_adm_emit(struct apg_adm *a, json_t *result, const char *rows_key,
                  const struct apg_adm_col *cols)
 {
     if (a->ad_json) {
-        json_dumpf(result, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_dumpf(result, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         fputc('\n', stdout);
     } else {
         apg_adm_table(stdout, cols, rows_key ? json_object_get(result, rows_key) : result);
