@@ -461,6 +461,13 @@ bool apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n)
     return true;
 }
 
+int apg_adm_targets_rc(struct apg_adm *a, char ***out, size_t *n)
+{
+    if (apg_adm_targets(a, true, out, n))
+        return APG_ADM_OK;
+    return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
+}
+
 json_t *apg_adm_route(struct apg_adm *a, const char *topic, bool quiet, int32_t *code)
 {
     struct apg_rcmd req;
@@ -614,6 +621,32 @@ int apg_adm_emit(struct apg_adm *a, json_t *result, const char *rows_key,
     json_decref(result);
     fflush(stdout);
     return APG_ADM_OK;
+}
+
+static int queue_cmp(const void *x, const void *y)
+{
+    json_t *p = *(json_t *const *)x, *q = *(json_t *const *)y;
+    int c = strcmp(apg_json_get_str(p, "topic", ""), apg_json_get_str(q, "topic", ""));
+    if (!c)
+        c = strcmp(apg_json_get_str(p, "brokerName", ""), apg_json_get_str(q, "brokerName", ""));
+    return c ? c : (int)(apg_json_get_i64(p, "queueId", 0) - apg_json_get_i64(q, "queueId", 0));
+}
+
+json_t *apg_adm_sort_queues(json_t *rows)
+{
+    size_t n = json_array_size(rows);
+    json_t **v = apg_calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return rows;
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(rows, i));
+    qsort(v, n, sizeof(*v), queue_cmp);
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(out, v[i]);
+    apg_free(v);
+    json_decref(rows);
+    return out;
 }
 
 const char *apg_adm_fmt_time(int64_t ms, char *buf, size_t len)

@@ -126,6 +126,9 @@ bool apg_adm_brokers(struct apg_adm *a, struct apg_adm_broker **out, size_t *n);
  * Prints why and returns false when there is none. */
 bool apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n);
 void apg_adm_strs_free(char **v, size_t n);
+/* apg_adm_targets(a, true, ...) as an exit status: APG_ADM_OK, APG_ADM_USAGE
+ * when neither -b nor -c was given, APG_ADM_FAILED otherwise. */
+int apg_adm_targets_rc(struct apg_adm *a, char ***out, size_t *n);
 /* GET_ROUTEINFO_BY_TOPIC; NULL (after printing why unless quiet) when the
  * topic has no route. Returns an owned JSON route. */
 json_t *apg_adm_route(struct apg_adm *a, const char *topic, bool quiet, int32_t *code);
@@ -155,6 +158,9 @@ int apg_adm_emit(struct apg_adm *a, json_t *result, const char *rows_key,
 /* A message as a JSON object (topic, msgId, queue, offsets, times, tags,
  * keys, properties, body as UTF-8 text or base64). */
 json_t *apg_adm_msg_json(const apg_message_t *m, bool with_body);
+/* Sorts rows (takes it; returns the sorted array) by topic, brokerName,
+ * queueId (members that are absent compare equal). */
+json_t *apg_adm_sort_queues(json_t *rows);
 /* Formats ms since the epoch as local "yyyy-MM-dd HH:mm:ss.SSS". */
 const char *apg_adm_fmt_time(int64_t ms, char *buf, size_t len);
 

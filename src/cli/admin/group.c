@@ -30,13 +30,6 @@
 
 static const struct apg_adm_col result_cols[] = {{"#Addr", "addr"}, {"#Result", "result"}, {0}};
 
-static int targets_or(struct apg_adm *a, char ***addrs, size_t *n)
-{
-    if (apg_adm_targets(a, true, addrs, n))
-        return APG_ADM_OK;
-    return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
-}
-
 /* Sends req (+body) to addr; appends {addr, result} on success. */
 static int simple_call(struct apg_adm *a, const char *addr, struct apg_rcmd *req, const char *body,
                        json_t *rows)
@@ -75,7 +68,7 @@ static int update_sub_group(struct apg_adm *a)
                   (json_int_t)slow, "notifyConsumerIdsChangedEnable", apg_adm_bool(a, 'a', true));
     char **addrs;
     size_t n;
-    int rc = targets_or(a, &addrs, &n);
+    int rc = apg_adm_targets_rc(a, &addrs, &n);
     if (rc) {
         json_decref(cfg);
         return rc;
@@ -104,7 +97,7 @@ static int delete_sub_group(struct apg_adm *a)
     bool clean = apg_adm_bool(a, 'r', false);
     char **addrs;
     size_t n;
-    int rc = targets_or(a, &addrs, &n);
+    int rc = apg_adm_targets_rc(a, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
@@ -124,32 +117,6 @@ static int delete_sub_group(struct apg_adm *a)
 }
 
 /* ---- consumer progress ---- */
-
-static int q_cmp(const void *x, const void *y)
-{
-    json_t *p = *(json_t *const *)x, *q = *(json_t *const *)y;
-    int c = strcmp(apg_json_get_str(p, "topic", ""), apg_json_get_str(q, "topic", ""));
-    if (!c)
-        c = strcmp(apg_json_get_str(p, "brokerName", ""), apg_json_get_str(q, "brokerName", ""));
-    return c ? c : (int)(apg_json_get_i64(p, "queueId", 0) - apg_json_get_i64(q, "queueId", 0));
-}
-
-static json_t *sorted(json_t *rows)
-{
-    size_t n = json_array_size(rows);
-    json_t **v = apg_calloc(n ? n : 1, sizeof(*v));
-    if (!v)
-        return rows;
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_incref(json_array_get(rows, i));
-    qsort(v, n, sizeof(*v), q_cmp);
-    json_t *out = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(out, v[i]);
-    apg_free(v);
-    json_decref(rows);
-    return out;
-}
 
 /* GET_CONSUME_STATS of group (topic may be NULL) over addrs: appends one row
  * per queue, adds to *tps; returns how many brokers answered. */
@@ -296,7 +263,7 @@ static int consumer_progress(struct apg_adm *a)
         json_decref(rows);
         return apg_adm_fail(a, "no broker gave the progress of group '%s': %s", g, err);
     }
-    rows = sorted(rows);
+    rows = apg_adm_sort_queues(rows);
     static const struct apg_adm_col cols[] = {
         {"#Topic", "topic"},
         {"#Broker Name", "brokerName"},

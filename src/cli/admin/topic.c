@@ -152,30 +152,6 @@ static int topic_route(struct apg_adm *a)
     return apg_adm_emit(a, rows, NULL, cols);
 }
 
-static int row_cmp(const void *x, const void *y)
-{
-    json_t *p = *(json_t *const *)x, *q = *(json_t *const *)y;
-    int c = strcmp(apg_json_get_str(p, "brokerName", ""), apg_json_get_str(q, "brokerName", ""));
-    return c ? c : (int)(apg_json_get_i64(p, "queueId", 0) - apg_json_get_i64(q, "queueId", 0));
-}
-
-static json_t *sort_rows(json_t *rows)
-{
-    size_t n = json_array_size(rows);
-    json_t **v = apg_calloc(n ? n : 1, sizeof(*v));
-    if (!v)
-        return rows;
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_incref(json_array_get(rows, i));
-    qsort(v, n, sizeof(*v), row_cmp);
-    json_t *out = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(out, v[i]);
-    apg_free(v);
-    json_decref(rows);
-    return out;
-}
-
 static int topic_status(struct apg_adm *a)
 {
     const char *topic = apg_adm_need(a, 't');
@@ -237,8 +213,8 @@ static int topic_status(struct apg_adm *a)
         {"#Broker Name", "brokerName"},   {"#QID", "queueId"},
         {"#Min Offset", "minOffset"},     {"#Max Offset", "maxOffset"},
         {"#Last Updated", "lastUpdated"}, {0}};
-    apg_adm_emit(a, json_pack("{s:s,s:o}", "topic", topic, "queues", sort_rows(rows)), "queues",
-                 cols);
+    apg_adm_emit(a, json_pack("{s:s,s:o}", "topic", topic, "queues", apg_adm_sort_queues(rows)),
+                 "queues", cols);
     return rc;
 }
 
@@ -323,13 +299,6 @@ static bool check_perm(struct apg_adm *a, int64_t perm)
     return false;
 }
 
-static int targets_or(struct apg_adm *a, char ***addrs, size_t *n)
-{
-    if (apg_adm_targets(a, true, addrs, n))
-        return APG_ADM_OK;
-    return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
-}
-
 static int update_topic(struct apg_adm *a)
 {
     const char *topic = apg_adm_need(a, 't');
@@ -342,7 +311,7 @@ static int update_topic(struct apg_adm *a)
     bool order = apg_adm_bool(a, 'o', false);
     char **addrs;
     size_t n;
-    int rc = targets_or(a, &addrs, &n);
+    int rc = apg_adm_targets_rc(a, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
@@ -394,7 +363,7 @@ static int update_topic_perm(struct apg_adm *a)
         return APG_ADM_USAGE;
     char **addrs;
     size_t n;
-    int rc = targets_or(a, &addrs, &n);
+    int rc = apg_adm_targets_rc(a, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
