@@ -254,6 +254,14 @@ static bool ensure_io(struct apg_adm *a, char *err, size_t errlen)
     return a->ad_io != NULL;
 }
 
+struct apg_cio *apg_adm_io(struct apg_adm *a)
+{
+    char err[256];
+    if (!ensure_io(a, err, sizeof(err)))
+        apg_adm_fail(a, "%s", err);
+    return a->ad_io;
+}
+
 apg_err_t apg_adm_call(struct apg_adm *a, const char *addr, struct apg_rcmd *req, const void *body,
                        size_t blen, struct apg_adm_resp *r, char *err, size_t errlen)
 {

@@ -97,6 +97,8 @@ void apg_adm_req(struct apg_rcmd *req, int32_t code);
  * or a transport error with a sentence in err. */
 apg_err_t apg_adm_call(struct apg_adm *a, const char *addr, struct apg_rcmd *req, const void *body,
                        size_t blen, struct apg_adm_resp *r, char *err, size_t errlen);
+/* The client I/O instance, created on first use; NULL after printing why. */
+struct apg_cio *apg_adm_io(struct apg_adm *a);
 /* The same to the NameServers of -n in turn, until one answers. */
 apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *body, size_t blen,
                           struct apg_adm_resp *r, char *err, size_t errlen);
