@@ -788,10 +788,6 @@ static int parse(struct apg_adm *a, int argc, char **argv, int first)
             a->ad_json = true;
             continue;
         }
-        if (strcmp(s, "--dry-run") == 0) {
-            a->ad_dry_run = true;
-            continue;
-        }
         if (strncmp(s, "--timeout", 9) == 0) {
             const char *v = s[9] == '=' ? s + 10 : (i + 1 < argc ? argv[++i] : "");
             int64_t t;
@@ -866,6 +862,7 @@ int apg_cli_admin_main(int argc, char **argv)
     int rc = parse(a, argc, argv, 2);
     if (rc)
         return rc < 0 ? APG_ADM_OK : rc;
+    a->ad_dry_run = apg_adm_opt(a, 'D') != NULL;
     a->ad_ns = apg_adm_opt(a, 'n');
     if (!a->ad_ns || !*a->ad_ns)
         a->ad_ns = getenv("NAMESRV_ADDR");

@@ -47,6 +47,12 @@ struct apg_adm_cmd {
     const char *ac_json;               /* the --json fields, for help and docs */
 };
 
+/* The option a command lists to accept --dry-run (or -D). */
+#define APG_ADM_OPT_DRY_RUN                                                                        \
+    {                                                                                              \
+        'D', "dry-run", false, "print what would change, change nothing"                           \
+    }
+
 /* The running command. Owned by the main thread. */
 struct apg_adm {
     const struct apg_adm_cmd *ad_cmd;
