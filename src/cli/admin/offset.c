@@ -68,6 +68,19 @@ static int search_offset(struct apg_adm *a, struct plan *p, struct plan_q *q, in
     return rc;
 }
 
+/* The planned queue a normalised MessageQueue map key names, or NULL. */
+static struct plan_q *plan_find(struct plan *p, const char *key)
+{
+    char b[128], t[256];
+    int qid;
+    if (!apg_adm_mq_key(key, b, sizeof(b), &qid, t, sizeof(t)))
+        return NULL;
+    for (size_t i = 0; i < p->pl_n; i++)
+        if (p->pl_q[i].pq_qid == qid && strcmp(p->pl_q[i].pq_broker, b) == 0)
+            return &p->pl_q[i];
+    return NULL;
+}
+
 /* Committed and max offsets of every queue on addr from GET_CONSUME_STATS. */
 static void fill_stats(struct apg_adm *a, struct plan *p, const char *addr)
 {
@@ -85,15 +98,11 @@ static void fill_stats(struct apg_adm *a, struct plan *p, const char *addr)
     json_t *v;
     json_object_foreach(json_object_get(j, "offsetTable"), key, v)
     {
-        char b[128], t[256];
-        int qid;
-        if (!apg_adm_mq_key(key, b, sizeof(b), &qid, t, sizeof(t)))
-            continue;
-        for (size_t i = 0; i < p->pl_n; i++)
-            if (p->pl_q[i].pq_qid == qid && strcmp(p->pl_q[i].pq_broker, b) == 0) {
-                p->pl_q[i].pq_before = apg_json_get_i64(v, "consumerOffset", -1);
-                p->pl_q[i].pq_max = apg_json_get_i64(v, "brokerOffset", -1);
-            }
+        struct plan_q *q = plan_find(p, key);
+        if (q) {
+            q->pq_before = apg_json_get_i64(v, "consumerOffset", -1);
+            q->pq_max = apg_json_get_i64(v, "brokerOffset", -1);
+        }
     }
     json_decref(j);
 }
@@ -211,13 +220,9 @@ static int reset_broker(struct apg_adm *a, struct plan *p, const char *addr, con
         json_t *v;
         json_object_foreach(json_object_get(j, "offsetTable"), key, v)
         {
-            char b[128], t[256];
-            int qid;
-            if (!apg_adm_mq_key(key, b, sizeof(b), &qid, t, sizeof(t)))
-                continue;
-            for (size_t i = 0; i < p->pl_n; i++)
-                if (p->pl_q[i].pq_qid == qid && strcmp(p->pl_q[i].pq_broker, b) == 0)
-                    p->pl_q[i].pq_after = apg_json_i64(v, p->pl_q[i].pq_after);
+            struct plan_q *q = plan_find(p, key);
+            if (q)
+                q->pq_after = apg_json_i64(v, q->pq_after);
         }
         json_decref(j);
     } else if (r.ar_code == APG_RESP_CONSUMER_NOT_ONLINE) {
