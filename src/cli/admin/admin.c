@@ -844,6 +844,9 @@ int apg_cli_admin_main(int argc, char **argv)
             return APG_ADM_OK;
         }
         const struct apg_adm_cmd *c = find_cmd(argv[2]);
+        char two[128];
+        if (!c && argc > 3 && snprintf(two, sizeof(two), "%s %s", argv[2], argv[3]) > 0)
+            c = find_cmd(two);
         if (!c) {
             fprintf(stderr, "apogee admin: unknown command '%s'; `apogee admin help` lists them\n",
                     argv[2]);
@@ -852,14 +855,30 @@ int apg_cli_admin_main(int argc, char **argv)
         cmd_help(stdout, c);
         return APG_ADM_OK;
     }
+    /* Two-word commands ("dlq list") take the second word from argv[2]. */
+    int first = 2;
     a->ad_cmd = find_cmd(argv[1]);
+    char two[128];
+    if (!a->ad_cmd && argc > 2 && snprintf(two, sizeof(two), "%s %s", argv[1], argv[2]) > 0 &&
+        (a->ad_cmd = find_cmd(two)) != NULL)
+        first = 3;
     if (!a->ad_cmd) {
+        size_t l = strlen(argv[1]);
+        for (size_t f = 0; f < NFAMILIES; f++)
+            for (const struct apg_adm_cmd *c = families[f]; c->ac_name; c++)
+                if (strncmp(c->ac_name, argv[1], l) == 0 && c->ac_name[l] == ' ') {
+                    fprintf(stderr,
+                            "apogee admin %s: give a subcommand, e.g. `apogee admin %s`; "
+                            "`apogee admin help` lists them\n",
+                            argv[1], c->ac_name);
+                    return APG_ADM_USAGE;
+                }
         fprintf(stderr, "apogee admin: unknown command '%s'; `apogee admin help` lists them\n",
                 argv[1]);
         return APG_ADM_USAGE;
     }
     a->ad_timeout_ms = 3000;
-    int rc = parse(a, argc, argv, 2);
+    int rc = parse(a, argc, argv, first);
     if (rc)
         return rc < 0 ? APG_ADM_OK : rc;
     a->ad_dry_run = apg_adm_opt(a, 'D') != NULL;

@@ -148,6 +148,20 @@ const char *apg_adm_route_master(json_t *route, const char *broker);
 apg_pull_consumer_t *apg_adm_pull_consumer(struct apg_adm *a, const char *group);
 apg_producer_t *apg_adm_producer(struct apg_adm *a, const char *group);
 
+/* Reads the queues of topic with a pull consumer of group (nothing
+ * committed): only broker / queue id qid when given (NULL, -1), from offset
+ * (-1: the queue's first offset, or the first stored at begin_ts when > 0),
+ * messages stored before end_ts, at most max (-1: all). Appends
+ * apg_adm_msg_json() objects with brokerName and storeTime to out.
+ * Prints and returns an exit status on failure. (message.c) */
+int apg_adm_read_topic(struct apg_adm *a, const char *group, const char *topic, const char *broker,
+                       int qid, const char *expr, int64_t offset, int64_t begin_ts, int64_t end_ts,
+                       int64_t max, json_t *out);
+
+/* Messages in %DLQ%<group> (max - min offset over its queues); -1 when
+ * the topic does not exist or cannot be read. (dlq.c) */
+int64_t apg_adm_dlq_depth(struct apg_adm *a, const char *group);
+
 /* ---- output ---- */
 
 /* One table column: header and member name of each row object. */

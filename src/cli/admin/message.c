@@ -269,10 +269,9 @@ static int read_queue(struct apg_adm *a, apg_pull_consumer_t *c, const apg_mq_t 
     return APG_ADM_OK;
 }
 
-/* Reads the queues of topic (only broker / queue id when given). */
-static int read_topic(struct apg_adm *a, const char *group, const char *topic, const char *broker,
-                      int qid, const char *expr, int64_t offset, int64_t begin_ts, int64_t end_ts,
-                      int64_t max, json_t *out)
+int apg_adm_read_topic(struct apg_adm *a, const char *group, const char *topic, const char *broker,
+                       int qid, const char *expr, int64_t offset, int64_t begin_ts, int64_t end_ts,
+                       int64_t max, json_t *out)
 {
     json_t *rt = apg_adm_route(a, topic, false, NULL);
     if (!rt)
@@ -322,7 +321,7 @@ static int query_by_offset(struct apg_adm *a)
         !apg_adm_int(a, 'i', 0, 65535, 0, &q) || !apg_adm_int(a, 'o', 0, INT64_MAX, 0, &o))
         return APG_ADM_USAGE;
     json_t *msgs = json_array();
-    int rc = read_topic(a, "TOOLS_CONSUMER", t, b, (int)q, NULL, o, 0, INT64_MAX, 1, msgs);
+    int rc = apg_adm_read_topic(a, "TOOLS_CONSUMER", t, b, (int)q, NULL, o, 0, INT64_MAX, 1, msgs);
     if (!rc && json_array_size(msgs) == 0)
         rc = apg_adm_fail(a, "no message at offset %lld of %s queue %lld of '%s'", (long long)o, b,
                           (long long)q, t);
@@ -342,8 +341,8 @@ static int print_msg(struct apg_adm *a)
     const char *expr = apg_adm_opt(a, 's');
     bool body = apg_adm_bool(a, 'd', true);
     json_t *msgs = json_array();
-    int rc = read_topic(a, "TOOLS_CONSUMER", t, NULL, -1, expr && *expr ? expr : "*", -1, begin,
-                        end, -1, msgs);
+    int rc = apg_adm_read_topic(a, "TOOLS_CONSUMER", t, NULL, -1, expr && *expr ? expr : "*", -1,
+                                begin, end, -1, msgs);
     if (rc) {
         json_decref(msgs);
         return rc;
@@ -367,8 +366,8 @@ static int consume_message(struct apg_adm *a)
     if (o >= 0 && (q < 0 || !b))
         return apg_adm_usage(a, "-o <offset> needs -b <broker name> and -i <queue id>");
     json_t *msgs = json_array();
-    int rc = read_topic(a, g && *g ? g : "TOOLS_CONSUMER", t, b && *b ? b : NULL, (int)q, "*", o,
-                        begin, end, count, msgs);
+    int rc = apg_adm_read_topic(a, g && *g ? g : "TOOLS_CONSUMER", t, b && *b ? b : NULL, (int)q,
+                                "*", o, begin, end, count, msgs);
     if (rc) {
         json_decref(msgs);
         return rc;
