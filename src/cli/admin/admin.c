@@ -314,6 +314,24 @@ apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *b
     return e;
 }
 
+json_t *apg_adm_get_json(struct apg_adm *a, const char *addr, int32_t code, const char *k1,
+                         const char *v1, const char *k2, const char *v2)
+{
+    struct apg_rcmd req;
+    struct apg_adm_resp r;
+    char err[512];
+    apg_adm_req(&req, code);
+    if (k1)
+        apg_rcmd_ext_add(&req, k1, v1);
+    if (k2)
+        apg_rcmd_ext_add(&req, k2, v2);
+    if (apg_adm_call(a, addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
+        return NULL;
+    json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
+    apg_adm_resp_free(&r);
+    return j;
+}
+
 int apg_adm_refused(struct apg_adm *a, const char *who, const struct apg_rcmd *req,
                     const struct apg_adm_resp *r)
 {

@@ -108,6 +108,11 @@ struct apg_cio *apg_adm_io(struct apg_adm *a);
 /* The same to the NameServers of -n in turn, until one answers. */
 apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *body, size_t blen,
                           struct apg_adm_resp *r, char *err, size_t errlen);
+/* Request `code` with up to two ext fields (k2 may be NULL) to addr; the
+ * JSON body of a SUCCESS answer (owned), or NULL for anything else
+ * (quiet: callers that probe use it). */
+json_t *apg_adm_get_json(struct apg_adm *a, const char *addr, int32_t code, const char *k1,
+                         const char *v1, const char *k2, const char *v2);
 /* Prints the refusal (code, name, remark, and a hint for
  * REQUEST_CODE_NOT_SUPPORTED) and returns APG_ADM_FAILED. */
 int apg_adm_refused(struct apg_adm *a, const char *who, const struct apg_rcmd *req,

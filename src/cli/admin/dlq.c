@@ -53,15 +53,8 @@ static int64_t topic_depth(struct apg_adm *a, const char *topic)
         const char *addr = apg_adm_route_master(rt, apg_json_get_str(bd, "brokerName", ""));
         if (!addr)
             continue;
-        struct apg_rcmd req;
-        struct apg_adm_resp r;
-        char err[512];
-        apg_adm_req(&req, APG_REQ_GET_TOPIC_STATS_INFO);
-        apg_rcmd_ext_add(&req, "topic", topic);
-        if (apg_adm_call(a, addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-            continue;
-        json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
-        apg_adm_resp_free(&r);
+        json_t *j =
+            apg_adm_get_json(a, addr, APG_REQ_GET_TOPIC_STATS_INFO, "topic", topic, NULL, NULL);
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(j, "offsetTable"), k, v)

@@ -207,14 +207,8 @@ static void check_group(struct apg_adm *a, struct doc *d, struct apg_adm_broker 
     for (size_t i = 0; i < n; i++) {
         if (bs[i].ab_id != 0)
             continue;
-        struct apg_rcmd req;
-        struct apg_adm_resp r;
-        char err[512];
-        apg_adm_req(&req, APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG);
-        if (apg_adm_call(a, bs[i].ab_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-            continue;
-        json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
-        apg_adm_resp_free(&r);
+        json_t *j = apg_adm_get_json(a, bs[i].ab_addr, APG_REQ_GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+                                     NULL, NULL, NULL, NULL);
         exists |= json_object_get(json_object_get(j, "subscriptionGroupTable"), g) != NULL;
         json_decref(j);
     }
@@ -238,15 +232,8 @@ static void check_group(struct apg_adm *a, struct doc *d, struct apg_adm_broker 
     for (size_t i = 0; i < n && nconn < 64; i++) {
         if (bs[i].ab_id != 0)
             continue;
-        struct apg_rcmd req;
-        struct apg_adm_resp r;
-        char err[512];
-        apg_adm_req(&req, APG_REQ_GET_CONSUMER_CONNECTION_LIST);
-        apg_rcmd_ext_add(&req, "consumerGroup", g);
-        if (apg_adm_call(a, bs[i].ab_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-            continue;
-        json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
-        apg_adm_resp_free(&r);
+        json_t *j = apg_adm_get_json(a, bs[i].ab_addr, APG_REQ_GET_CONSUMER_CONNECTION_LIST,
+                                     "consumerGroup", g, NULL, NULL);
         if (!j)
             continue;
         conns[nconn++] = j;
@@ -320,30 +307,29 @@ static void check_group(struct apg_adm *a, struct doc *d, struct apg_adm_broker 
     for (size_t i = 0; i < nconn; i++)
         json_decref(conns[i]);
 
-    /* Lag. */
-    int64_t lag = 0;
+    /* Lag, and the topic with the most of it (for the fix). */
+    int64_t lag = 0, worst = 0;
+    char worst_topic[256] = "";
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         if (bs[i].ab_id != 0)
             continue;
-        struct apg_rcmd req;
-        struct apg_adm_resp r;
-        char err[512];
-        apg_adm_req(&req, APG_REQ_GET_CONSUME_STATS);
-        apg_rcmd_ext_add(&req, "consumerGroup", g);
-        if (topic)
-            apg_rcmd_ext_add(&req, "topic", topic);
-        if (apg_adm_call(a, bs[i].ab_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-            continue;
-        json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
-        apg_adm_resp_free(&r);
+        json_t *j = apg_adm_get_json(a, bs[i].ab_addr, APG_REQ_GET_CONSUME_STATS, "consumerGroup",
+                                     g, topic ? "topic" : NULL, topic);
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(j, "offsetTable"), k, v)
         {
             any = true;
-            lag +=
+            int64_t q =
                 apg_json_get_i64(v, "brokerOffset", 0) - apg_json_get_i64(v, "consumerOffset", 0);
+            char b[128], t[256];
+            int qid;
+            if (q > worst && apg_adm_mq_key(k, b, sizeof(b), &qid, t, sizeof(t))) {
+                worst = q;
+                snprintf(worst_topic, sizeof(worst_topic), "%s", t);
+            }
+            lag += q;
         }
         json_decref(j);
     }
@@ -354,7 +340,7 @@ static void check_group(struct apg_adm *a, struct doc *d, struct apg_adm_broker 
         snprintf(fix, sizeof(fix),
                  "start the group's consumers, or drop the backlog: apogee admin "
                  "skipAccumulatedMessage -g %s -t %s",
-                 g, topic ? topic : "<topic>");
+                 g, worst_topic);
         add(d, "lag", "warn", fix, "%lld message(s) wait for group %s and no consumer is online",
             (long long)lag, g);
     } else if (lag > LAG_WARN) {
