@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { run, skipExamples, sleep, startExample } from '../lib/examples.mjs';
-import { apogeeBin, startStandaloneRouted } from '../lib/proc.mjs';
+import { apogeeBin, startApogee, startStandaloneRouted } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 let sa;
@@ -96,9 +96,6 @@ test('usage errors exit 2 and say what to change', async () => {
     r = await adm(['topicRoute']);
     assert.equal(r.code, 2);
     assert.match(r.err, /-t <topic> is required/);
-    r = await adm(['updateTopic', '-t', 'X']);
-    assert.equal(r.code, 2);
-    assert.match(r.err, /give -b <broker address> or -c <cluster name>/);
     r = await adm(['updateTopic', '-t', 'X', '-c', 'DefaultCluster', '-p', '5']);
     assert.equal(r.code, 2);
     assert.match(r.err, /-p 5 is not a permission/);
@@ -468,4 +465,28 @@ test('doctor prints each problem with the command that fixes it', async () => {
     const down = await adm(['doctor', '-n', '127.0.0.1:1'], { json: true, nsArg: false });
     assert.equal(down.code, 1);
     assert.match(down.out, /"status": "fail"/);
+});
+
+test('a change without -b or -c goes to the one cluster; with two clusters it must be named', async () => {
+    // What the NameServer's "no route" remark tells users to run.
+    const one = (await ok(['updateTopic', '-t', 'AdmImplicit'], { json: true })).json;
+    assert.deepEqual(one.results.map((r) => [r.addr, r.result]), [[brokerAddr, 'ok']]);
+    await until(async () => (await adm(['topicRoute', '-t', 'AdmImplicit'])).code === 0, 5000, 'the route');
+
+    const other = await startApogee('broker', [`--namesrvAddr=${ns}`, '--brokerClusterName=OtherCluster',
+        '--brokerName=broker-b', '--brokerIP1=127.0.0.1', '--allowLoopbackAdvertise=true']);
+    try {
+        await until(async () => ((await adm(['clusterList'], { json: true })).json?.brokers.length ?? 0) === 2, 10000,
+            'the second broker to register');
+        const r = await adm(['updateTopic', '-t', 'AdmTwo']);
+        assert.equal(r.code, 2);
+        assert.match(r.err, /give -b <broker address> or -c <cluster name> \(clusters: DefaultCluster, OtherCluster\)/);
+        const c = (await ok(['updateTopic', '-t', 'AdmTwo', '-c', 'OtherCluster'], { json: true })).json;
+        assert.deepEqual(c.results.map((x) => x.addr), [`127.0.0.1:${other.port}`]);
+        const tl = (await ok(['topicList', '-c'], { json: true })).json.topics;
+        assert.ok(tl.some((t) => t.cluster === 'OtherCluster' && t.topic === 'AdmTwo'));
+        assert.ok(!tl.some((t) => t.cluster === 'DefaultCluster' && t.topic === 'AdmTwo'));
+    } finally {
+        await other.stop();
+    }
 });

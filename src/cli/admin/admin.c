@@ -451,47 +451,47 @@ static bool strs_add(char ***v, size_t *n, const char *s)
     return nv[(*n)++] != NULL;
 }
 
-bool apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n)
+int apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     const char *b = apg_adm_opt(a, 'b');
     if (b && *b)
-        return strs_add(out, n, b);
+        return strs_add(out, n, b) ? APG_ADM_OK : apg_adm_fail(a, "out of memory");
     const char *c = apg_adm_opt(a, 'c');
-    if (required && !(c && *c)) {
-        apg_adm_usage(a, "give -b <broker address> or -c <cluster name>");
-        return false;
-    }
+    bool given = c && *c;
     struct apg_adm_broker *bs;
     size_t nb;
     if (!apg_adm_brokers(a, &bs, &nb))
-        return false;
+        return APG_ADM_FAILED;
     char clusters[512] = "";
+    size_t nclusters = 0;
     for (size_t i = 0; i < nb; i++) {
-        if (!strstr(clusters, bs[i].ab_cluster) && strlen(clusters) + 130 < sizeof(clusters))
+        if (i > 0 && strcmp(bs[i].ab_cluster, bs[i - 1].ab_cluster) == 0)
+            continue; /* sorted by cluster */
+        nclusters++;
+        if (strlen(clusters) + strlen(bs[i].ab_cluster) + 3 < sizeof(clusters))
             snprintf(clusters + strlen(clusters), sizeof(clusters) - strlen(clusters), "%s%s",
                      clusters[0] ? ", " : "", bs[i].ab_cluster);
-        if (bs[i].ab_id == 0 && (!c || !*c || strcmp(bs[i].ab_cluster, c) == 0))
-            strs_add(out, n, bs[i].ab_addr);
     }
+    /* A change without -b or -c goes to the one cluster there is; with several
+     * the user must choose. */
+    if (required && !given && nclusters > 1) {
+        apg_free(bs);
+        return apg_adm_usage(a, "give -b <broker address> or -c <cluster name> (clusters: %s)",
+                             clusters);
+    }
+    for (size_t i = 0; i < nb; i++)
+        if (bs[i].ab_id == 0 && (!given || strcmp(bs[i].ab_cluster, c) == 0))
+            strs_add(out, n, bs[i].ab_addr);
     apg_free(bs);
     if (*n == 0) {
-        if (c && *c)
-            apg_adm_fail(a, "cluster '%s' has no master broker registered (clusters: %s)", c,
-                         clusters[0] ? clusters : "none");
-        else
-            apg_adm_fail(a, "no master broker is registered with the NameServer %s", a->ad_ns);
-        return false;
+        if (given)
+            return apg_adm_fail(a, "cluster '%s' has no master broker registered (clusters: %s)", c,
+                                clusters[0] ? clusters : "none");
+        return apg_adm_fail(a, "no master broker is registered with the NameServer %s", a->ad_ns);
     }
-    return true;
-}
-
-int apg_adm_targets_rc(struct apg_adm *a, char ***out, size_t *n)
-{
-    if (apg_adm_targets(a, true, out, n))
-        return APG_ADM_OK;
-    return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
+    return APG_ADM_OK;
 }
 
 json_t *apg_adm_route(struct apg_adm *a, const char *topic, bool quiet, int32_t *code)

@@ -135,13 +135,11 @@ struct apg_adm_broker {
  * *out owned (apg_free). Prints the failure and returns false. */
 bool apg_adm_brokers(struct apg_adm *a, struct apg_adm_broker **out, size_t *n);
 /* Master addresses the command targets: -b, else the masters of cluster -c,
- * else (when !required) every master. *out owned: apg_adm_strs_free.
- * Prints why and returns false when there is none. */
-bool apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n);
+ * else every master; when `required` (a change) and neither was given, only
+ * if the NameServer knows a single cluster. *out owned: apg_adm_strs_free.
+ * Returns APG_ADM_OK, or prints why and returns the exit status. */
+int apg_adm_targets(struct apg_adm *a, bool required, char ***out, size_t *n);
 void apg_adm_strs_free(char **v, size_t n);
-/* apg_adm_targets(a, true, ...) as an exit status: APG_ADM_OK, APG_ADM_USAGE
- * when neither -b nor -c was given, APG_ADM_FAILED otherwise. */
-int apg_adm_targets_rc(struct apg_adm *a, char ***out, size_t *n);
 /* GET_ROUTEINFO_BY_TOPIC; NULL (after printing why unless quiet) when the
  * topic has no route. Returns an owned JSON route. */
 json_t *apg_adm_route(struct apg_adm *a, const char *topic, bool quiet, int32_t *code);

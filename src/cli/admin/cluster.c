@@ -156,8 +156,9 @@ static int broker_status(struct apg_adm *a)
 {
     char **addrs;
     size_t n;
-    if (!apg_adm_targets(a, true, &addrs, &n))
-        return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
+    int trc = apg_adm_targets(a, true, &addrs, &n);
+    if (trc)
+        return trc;
     json_t *brokers = json_array(), *rows = json_array();
     int rc = APG_ADM_OK;
     for (size_t i = 0; i < n; i++) {
@@ -264,8 +265,9 @@ static int get_broker_config(struct apg_adm *a)
 {
     char **addrs;
     size_t n;
-    if (!apg_adm_targets(a, true, &addrs, &n))
-        return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
+    int trc = apg_adm_targets(a, true, &addrs, &n);
+    if (trc)
+        return trc;
     json_t *servers = json_array(), *rows = json_array();
     int rc = APG_ADM_OK;
     for (size_t i = 0; i < n; i++) {
@@ -340,8 +342,10 @@ static int update_broker_config(struct apg_adm *a)
         apg_free(bs);
         if (!n)
             return apg_adm_fail(a, "cluster '%s' has no broker registered", c);
-    } else if (!apg_adm_targets(a, true, &addrs, &n)) {
-        return apg_adm_opt(a, 'b') || apg_adm_opt(a, 'c') ? APG_ADM_FAILED : APG_ADM_USAGE;
+    } else {
+        int trc = apg_adm_targets(a, true, &addrs, &n);
+        if (trc)
+            return trc;
     }
     json_t *done = json_array();
     int rc = APG_ADM_OK;

@@ -68,7 +68,7 @@ static int update_sub_group(struct apg_adm *a)
                   (json_int_t)slow, "notifyConsumerIdsChangedEnable", apg_adm_bool(a, 'a', true));
     char **addrs;
     size_t n;
-    int rc = apg_adm_targets_rc(a, &addrs, &n);
+    int rc = apg_adm_targets(a, true, &addrs, &n);
     if (rc) {
         json_decref(cfg);
         return rc;
@@ -97,7 +97,7 @@ static int delete_sub_group(struct apg_adm *a)
     bool clean = apg_adm_bool(a, 'r', false);
     char **addrs;
     size_t n;
-    int rc = apg_adm_targets_rc(a, &addrs, &n);
+    int rc = apg_adm_targets(a, true, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
@@ -247,8 +247,9 @@ static int consumer_progress(struct apg_adm *a)
     const char *t = apg_adm_opt(a, 't');
     char **addrs;
     size_t n;
-    if (!apg_adm_targets(a, false, &addrs, &n))
-        return APG_ADM_FAILED;
+    int trc = apg_adm_targets(a, false, &addrs, &n);
+    if (trc)
+        return trc;
     if (!g || !*g) {
         int rc = progress_all(a, addrs, n);
         apg_adm_strs_free(addrs, n);
@@ -367,8 +368,9 @@ static int consumer_connection(struct apg_adm *a)
         return APG_ADM_USAGE;
     char **addrs;
     size_t n;
-    if (!apg_adm_targets(a, false, &addrs, &n))
-        return APG_ADM_FAILED;
+    int trc = apg_adm_targets(a, false, &addrs, &n);
+    if (trc)
+        return trc;
     char err[512] = "";
     json_t *res = connections(a, addrs, n, g, true, err, sizeof(err));
     apg_adm_strs_free(addrs, n);

@@ -311,7 +311,7 @@ static int update_topic(struct apg_adm *a)
     bool order = apg_adm_bool(a, 'o', false);
     char **addrs;
     size_t n;
-    int rc = apg_adm_targets_rc(a, &addrs, &n);
+    int rc = apg_adm_targets(a, true, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
@@ -363,7 +363,7 @@ static int update_topic_perm(struct apg_adm *a)
         return APG_ADM_USAGE;
     char **addrs;
     size_t n;
-    int rc = apg_adm_targets_rc(a, &addrs, &n);
+    int rc = apg_adm_targets(a, true, &addrs, &n);
     if (rc)
         return rc;
     json_t *rows = json_array();
@@ -437,8 +437,9 @@ static int delete_topic(struct apg_adm *a)
                                 "master of that cluster");
     char **addrs;
     size_t n;
-    if (!apg_adm_targets(a, true, &addrs, &n))
-        return APG_ADM_FAILED;
+    int trc = apg_adm_targets(a, true, &addrs, &n);
+    if (trc)
+        return trc;
     json_t *rows = json_array();
     int rc = APG_ADM_OK;
     for (size_t i = 0; i < n; i++) {
