@@ -4,6 +4,7 @@
  *   apogee namesrv      NameServer only
  *   apogee broker       broker only
  *   apogee bench        producer/consumer load generator (C client library)
+ *   apogee admin        mqadmin commands (src/cli/admin)
  *
  * Threads: the main thread parses the configuration, blocks SIGINT/SIGTERM
  * in every thread it will create, starts the components (each starts its own
@@ -21,6 +22,7 @@
 
 #include "apogee_version.h"
 #include "broker/broker.h"
+#include "cli/admin/admin.h"
 #include "cli/bench.h"
 #include "cli/check_store.h"
 #include "common/config.h"
@@ -43,6 +45,7 @@ static void usage(FILE *out)
             "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
             "  bench        load generator: apogee bench producer|consumer --help\n"
             "  check-store  offline read-only scan of a store: apogee check-store --help\n"
+            "  admin        mqadmin commands: apogee admin help\n"
             "\n"
             "options:\n"
             "  -c FILE        Java .properties file with RocketMQ key names (broker.conf)\n"
@@ -154,6 +157,8 @@ int main(int argc, char **argv)
 
     if (strcmp(argv[1], "bench") == 0)
         return apg_cli_bench_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "admin") == 0)
+        return apg_cli_admin_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-store") == 0)
         return apg_cli_check_store_main(argc - 1, argv + 1);
 
