@@ -7,6 +7,7 @@
 //   - a missing file stops the broker from starting.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -242,6 +243,42 @@ test('the C client (apogee bench) signs with accessKey/secretKey: e2e passes, a 
         '--secretKey=wrongSecret1', '--sendMsgTimeout=2000']);
     assert.notEqual(bad.code, 0, bad.out);
     assert.match(bad.out, /NO_PERMISSION: ACL: signature check failed for accessKey 'userAccess1'/);
+});
+
+function runAdmin(args) {
+    return new Promise((resolve) => {
+        const p = spawn(process.env.APOGEE_BIN ?? 'build/apogee', ['admin', ...args],
+            { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.stderr.on('data', (d) => (out += d));
+        p.on('close', (code) => resolve({ code, out }));
+    });
+}
+
+test('apogee admin signs with --accessKey/--secretKey: an admin account reads and changes, others are refused', async () => {
+    await waitForRoute(nsOn);
+    const ns = ['-n', `127.0.0.1:${nsOn}`];
+    const b = ['-b', `127.0.0.1:${on.port}`];
+    const none = await runAdmin(['brokerStatus', ...b, ...ns]);
+    assert.equal(none.code, 1, none.out);
+    assert.match(none.out, /refused: 16 ACL: .* carries no AccessKey/);
+    const user = await runAdmin(['brokerStatus', ...b, ...ns, `--accessKey=${USER.ak}`, `--secretKey=${USER.sk}`]);
+    assert.equal(user.code, 1, user.out);
+    assert.match(user.out, /refused: 16 ACL: .*admin/);
+    const admin = ['--accessKey', ADMIN.ak, `--secretKey=${ADMIN.sk}`];
+    const st = await runAdmin(['brokerStatus', ...b, ...ns, '--json', ...admin]);
+    assert.equal(st.code, 0, st.out);
+    assert.ok(JSON.parse(st.out), st.out);
+    const up = await runAdmin(['updateTopic', '-t', 'T_ADMIN_ACL', ...b, ...ns, ...admin]);
+    assert.equal(up.code, 0, up.out);
+    const routed = await runAdmin(['topicRoute', '-t', 'T_ADMIN_ACL', ...ns, '--json']);
+    assert.equal(routed.code, 0, routed.out);
+    const bad = await runAdmin(['brokerStatus', ...b, ...ns, `--accessKey=${ADMIN.ak}`, '--secretKey=wrongSecret1']);
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /signature check failed/);
+    const missing = await runAdmin(['brokerStatus', ...b, ...ns, '--accessKey']);
+    assert.equal(missing.code, 2, missing.out);
 });
 
 async function until(pred, ms) {

@@ -13,7 +13,11 @@
  * GET_BROKER_CLUSTER_INFO, and the table / --json printer.
  *
  * Options common to every command: -n ADDR (NameServer list; NAMESRV_ADDR
- * from the environment, else 127.0.0.1:9876), --json, --timeout MS, -h.
+ * from the environment, else 127.0.0.1:9876), --json, --timeout MS, -h,
+ * and the C client's connection keys as --key=value (conn_keys: the ACL
+ * account accessKey/secretKey, tls.enable and the tls.client.* paths), which
+ * every request of the command uses, the producer and consumer helpers
+ * included.
  *
  * Exit statuses: 0 success, 1 the server refused or could not be reached,
  * 2 the command line is wrong. Every failure prints one sentence on stderr
@@ -249,6 +253,9 @@ static bool ensure_io(struct apg_adm *a, char *err, size_t errlen)
         .instance = "apogee-admin",
         .serialize = APG_SER_JSON,
         .timeout_ms = a->ad_timeout_ms,
+        .access_key = a->ad_conf ? a->ad_conf->access_key : NULL,
+        .secret_key = a->ad_conf ? a->ad_conf->secret_key : NULL,
+        .conf = a->ad_conf,
     };
     a->ad_io = apg_cio_new(&cc, err, errlen);
     return a->ad_io != NULL;
@@ -780,6 +787,9 @@ static void cmd_help(FILE *out, const struct apg_adm_cmd *c)
     print_opts(out, common_opts);
     fprintf(out, "  %-34s %s\n  %-34s %s\n", "--json", "print the result as JSON", "--timeout <ms>",
             "time to wait for each answer (default 3000)");
+    fprintf(out, "  %-34s %s\n  %-34s %s\n", "--accessKey <ak> --secretKey <sk>",
+            "sign every request for a broker with aclEnable=true", "--tls.enable=true",
+            "connect over TLS (--tls.client.trustCertPath, certPath, keyPath as the C client)");
     if (c->ac_json)
         fprintf(out, "\n--json fields: %s\n", c->ac_json);
 }
@@ -789,10 +799,51 @@ static void list_help(FILE *out)
     fprintf(out, "usage: apogee admin <command> [options]   (apogee admin help <command>)\n\n"
                  "The RocketMQ mqadmin commands with mqadmin's option letters, plus dlq and "
                  "doctor.\nCommon options: -n <namesrv addr> (default $NAMESRV_ADDR, else "
-                 "127.0.0.1:9876), --json, --timeout <ms>.\n\ncommands:\n");
+                 "127.0.0.1:9876), --json, --timeout <ms>, --accessKey/--secretKey (ACL),\n"
+                 "--tls.enable=true and --tls.client.* (TLS).\n\ncommands:\n");
     for (size_t f = 0; f < NFAMILIES; f++)
         for (const struct apg_adm_cmd *c = families[f]; c->ac_name; c++)
             fprintf(out, "  %-24s %s\n", c->ac_name, c->ac_summary);
+}
+
+/* C client keys a command line may set for every connection (conf.def). */
+static const char *const conn_keys[] = {
+    "accessKey",
+    "secretKey",
+    "tls.enable",
+    "tls.client.trustCertPath",
+    "tls.client.authServer",
+    "tls.client.certPath",
+    "tls.client.keyPath",
+};
+
+/* --accessKey=AK, --tls.enable=true, ... (or the value as the next word):
+ * 1 taken, 0 not a connection key, 2 refused (after printing why). */
+static int parse_conn_key(struct apg_adm *a, const char *s, const char *next, int *i)
+{
+    if (s[0] != '-' || s[1] != '-')
+        return 0;
+    const char *eq = strchr(s + 2, '=');
+    size_t klen = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+    for (size_t k = 0; k < sizeof(conn_keys) / sizeof(conn_keys[0]); k++) {
+        if (strlen(conn_keys[k]) != klen || strncmp(conn_keys[k], s + 2, klen) != 0)
+            continue;
+        const char *val = eq ? eq + 1 : next;
+        if (val == NULL) {
+            apg_adm_usage(a, "--%s needs a value", conn_keys[k]);
+            return 2;
+        }
+        if (!eq)
+            (*i)++;
+        char err[256];
+        if ((!a->ad_conf && !(a->ad_conf = apg_conf_new())) ||
+            apg_conf_set(a->ad_conf, conn_keys[k], val, err, sizeof(err)) != APG_OK) {
+            apg_adm_usage(a, "--%s=%s: %s", conn_keys[k], val, a->ad_conf ? err : "out of memory");
+            return 2;
+        }
+        return 1;
+    }
+    return 0;
 }
 
 static int parse(struct apg_adm *a, int argc, char **argv, int first)
@@ -806,6 +857,11 @@ static int parse(struct apg_adm *a, int argc, char **argv, int first)
             a->ad_json = true;
             continue;
         }
+        int ck = parse_conn_key(a, s, i + 1 < argc ? argv[i + 1] : NULL, &i);
+        if (ck == 2)
+            return APG_ADM_USAGE;
+        if (ck == 1)
+            continue;
         if (strncmp(s, "--timeout", 9) == 0) {
             const char *v = s[9] == '=' ? s + 10 : (i + 1 < argc ? argv[++i] : "");
             int64_t t;
