@@ -273,9 +273,11 @@ static bool retry_or_dlq(struct send_req *sr)
         return false;
     }
     if (!(sr->sr_tc.tc_perm & APG_PERM_WRITE) || sr->sr_tc.tc_write_queues <= 0) {
-        snprintf(remark, sizeof(remark),
-                 "topic %s is not writable; update it with perm 6 (mqadmin updateTopic -t %s -p 6)",
-                 sr->sr_dlq, sr->sr_dlq);
+        snprintf(
+            remark, sizeof(remark),
+            "topic %s is not writable; update it with perm 6 (apogee admin updateTopicPerm -t %s "
+            "-p 6 -c <cluster>; mqadmin takes the same options)",
+            sr->sr_dlq, sr->sr_dlq);
         apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_NO_PERMISSION, remark);
         return false;
     }
@@ -347,8 +349,8 @@ static bool send_check(struct send_req *sr)
     const struct apg_topic_cfg *tc = &sr->sr_tc;
     if (!(tc->tc_perm & APG_PERM_WRITE)) {
         snprintf(remark, sizeof(remark),
-                 "topic %s is not writable (perm %d); update it with perm 6 (mqadmin updateTopic "
-                 "-t %s -p 6)",
+                 "topic %s is not writable (perm %d); update it with perm 6 (apogee admin "
+                 "updateTopicPerm -t %s -p 6 -c <cluster>; mqadmin takes the same options)",
                  h->sh_topic, tc->tc_perm, h->sh_topic);
         apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         return false;

@@ -93,9 +93,11 @@ void apg_broker_proc_send_back(struct apg_broker *b, struct apg_conn *c, const s
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc) || !(tc.tc_perm & APG_PERM_WRITE) ||
         tc.tc_write_queues <= 0) {
-        snprintf(remark, sizeof(remark),
-                 "topic %s is not writable; update it with perm 6 (mqadmin updateTopic -t %s -p 6)",
-                 topic, topic);
+        snprintf(
+            remark, sizeof(remark),
+            "topic %s is not writable; update it with perm 6 (apogee admin updateTopicPerm -t %s "
+            "-p 6 -c <cluster>; mqadmin takes the same options)",
+            topic, topic);
         apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
         goto out;
     }

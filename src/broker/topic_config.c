@@ -337,19 +337,20 @@ apg_err_t apg_topics_get_or_create_for_send(struct apg_topics *t, const char *to
         const char *dt = default_topic && default_topic[0] ? default_topic : APG_DEFAULT_TOPIC;
         struct apg_topic_cfg *tmpl = apg_smap_get(&t->tp_map, dt);
         if (!tmpl) {
-            e = apg_errf(APG_ENOTFOUND, err, errlen,
-                         "topic '%s' does not exist and the template topic '%s' is missing "
-                         "(autoCreateTopicEnable=false?): create the topic with "
-                         "UPDATE_AND_CREATE_TOPIC (mqadmin updateTopic -t %s) or set "
-                         "autoCreateTopicEnable=true",
-                         topic, dt, topic);
+            e = apg_errf(
+                APG_ENOTFOUND, err, errlen,
+                "topic '%s' does not exist and the template topic '%s' is missing "
+                "(autoCreateTopicEnable=false?): create the topic with "
+                "UPDATE_AND_CREATE_TOPIC (apogee admin updateTopic -c <cluster> -t %s) or set "
+                "autoCreateTopicEnable=true",
+                topic, dt, topic);
             goto out;
         }
         if (!(tmpl->tc_perm & APG_PERM_INHERIT)) {
             e = apg_errf(APG_ENOTFOUND, err, errlen,
                          "topic '%s' does not exist and the template topic '%s' does not allow "
-                         "inheritance (perm %d): create the topic first (mqadmin updateTopic -t "
-                         "%s)",
+                         "inheritance (perm %d): create the topic first (apogee admin updateTopic "
+                         "-c <cluster> -t %s)",
                          topic, dt, tmpl->tc_perm, topic);
             goto out;
         }
