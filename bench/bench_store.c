@@ -16,12 +16,17 @@
  *           flight from 4 threads via callbacks (how the broker uses the store)
  * index     ASYNC_FLUSH, one thread, 128-byte bodies with distinct KEYS and UNIQ_KEY:
  *           put rate with the index off and on, then 10,000 random lookups by key
- *           (mean and worst latency); -n RECORDS (default 2,000,000)
+ *           (mean, p50, p99, worst latency), then the store is reopened, its files
+ *           dropped from the page cache, and 1,000 "cold" lookups timed the same way;
+ *           -n RECORDS (default 2,000,000)
  * -i 0      the other modes without the index (messageIndexEnable=false)
  * recover   a child appends GIB GiB (default 4) and is killed with SIGKILL (abort
  *           marker left, checkpoint as of its last flush); the parent times
  *           apg_store_open() = crash recovery
  * Each mode uses a fresh temp dir under /tmp (or -d DIR) and removes it. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,6 +170,56 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Drops every file under dir from the page cache (written back first). */
+static int evict_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (type != FTW_F)
+        return 0;
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        fdatasync(fd);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    return 0;
+}
+
+static void evict_dir(const char *dir)
+{
+    nftw(dir, evict_one, 16, FTW_PHYS);
+}
+
+/* q lookups of random keys "order-<i>", i < n, each timed. */
+static void query_keys(struct apg_store *st, long n, int q, const char *label)
+{
+    int found = 0;
+    struct apg_buf out = APG_BUF_INIT;
+    double *lat = malloc((size_t)q * sizeof(*lat));
+    unsigned seed = 12345;
+    double t0 = now_s();
+    for (int k = 0; k < q; k++) {
+        char key[32];
+        long i = (long)(rand_r(&seed) % (unsigned)n);
+        int kl = snprintf(key, sizeof(key), "order-%ld", i);
+        struct apg_store_query_result qr;
+        double a = now_s();
+        out.b_len = 0;
+        apg_store_query_message(st, "BenchTopic", 10, key, (size_t)kl, 32, 0, INT64_MAX, &out, &qr);
+        lat[k] = now_s() - a;
+        found += qr.sq_count == 1;
+    }
+    double dt = now_s() - t0;
+    qsort(lat, (size_t)q, sizeof(*lat), cmp_double);
+    printf("query by key (%s): %d lookups in a %ld-message log, %d found, mean %.1f us, "
+           "p50 %.1f us, p99 %.1f us, max %.1f us\n",
+           label, q, n, found, dt * 1e6 / q, lat[q / 2] * 1e6, lat[q * 99 / 100] * 1e6,
+           lat[q - 1] * 1e6);
+    free(lat);
+    apg_buf_free(&out);
+}
+
 /* The index's cost on the put path and its lookups: n puts of 128-byte
  * bodies, each with its own KEYS and UNIQ_KEY (two index entries), timed
  * with the index off and on; then `queries` random lookups by key in the
@@ -201,31 +257,13 @@ static void bench_index(long n)
                "%.0f ns/put\n",
                label[on], n, dt, n / dt, dt * 1e9 / n);
         if (on) {
-            int q = 10000, found = 0;
-            struct apg_buf out = APG_BUF_INIT;
-            double *lat = malloc((size_t)q * sizeof(*lat));
-            unsigned seed = 12345;
-            t0 = now_s();
-            for (int k = 0; k < q; k++) {
-                char key[32];
-                long i = (long)(rand_r(&seed) % (unsigned)n);
-                int kl = snprintf(key, sizeof(key), "order-%ld", i);
-                struct apg_store_query_result qr;
-                double a = now_s();
-                out.b_len = 0;
-                apg_store_query_message(st, "BenchTopic", 10, key, (size_t)kl, 32, 0, INT64_MAX,
-                                        &out, &qr);
-                lat[k] = now_s() - a;
-                found += qr.sq_count == 1;
-            }
-            dt = now_s() - t0;
-            qsort(lat, (size_t)q, sizeof(*lat), cmp_double);
-            printf("query by key: %d lookups in a %ld-message log, %d found, mean %.1f us, "
-                   "p50 %.1f us, p99 %.1f us, max %.1f us\n",
-                   q, n, found, dt * 1e6 / q, lat[q / 2] * 1e6, lat[q * 99 / 100] * 1e6,
-                   lat[q - 1] * 1e6);
-            free(lat);
-            apg_buf_free(&out);
+            query_keys(st, n, 10000, "warm");
+            /* After a restart with nothing of the store in the page cache:
+             * every index page and record a lookup touches is a disk read. */
+            apg_store_close(st);
+            st = open_store(dir, false);
+            evict_dir(dir);
+            query_keys(st, n, 1000, "cold");
         }
         apg_store_close(st);
         rmrf(dir);

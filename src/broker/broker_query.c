@@ -133,6 +133,7 @@ void apg_broker_proc_view_msg(struct apg_broker *b, struct apg_conn *c, const st
         return;
     }
     struct apg_buf out = APG_BUF_INIT;
+    apg_store_prefetch_records(b->br_store, &off, 1); /* the record's pages, not 8 MiB around */
     if (apg_store_read_at(b->br_store, off, &out) != APG_OK) {
         char remark[128];
         snprintf(remark, sizeof(remark), "no message at commit log offset %lld", (long long)off);

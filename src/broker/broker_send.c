@@ -549,6 +549,14 @@ static bool send_timer(struct send_req *sr, const struct prop_scan *ps)
         apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_MESSAGE_ILLEGAL, err);
         return false;
     }
+    const struct apg_msg_in *m = &sr->sr_msgs[0];
+    if (ps->ps_timer && sr->sr_due <= 0 && sr->sr_b->br_timer &&
+        apg_timer_park_qid(m->mi_props, m->mi_props_len) == APG_TIMER_CANCEL_QID) {
+        apg_broker_refuse(sr->sr_b, sr->sr_c, sr->sr_req, APG_RESP_MESSAGE_ILLEGAL,
+                          "a TIMER_DEL_UNIQKEY cancel needs a deliver time in the future (the "
+                          "pending timer's)");
+        return false;
+    }
     return true;
 }
 
@@ -583,7 +591,7 @@ static bool send_delay(struct send_req *sr)
     } else {
         m->mi_topic = APG_TIMER_TOPIC;
         m->mi_topic_len = APG_TIMER_TOPIC_LEN;
-        m->mi_queue_id = 0;
+        m->mi_queue_id = apg_timer_park_qid(m->mi_props, m->mi_props_len);
     }
     return true;
 }

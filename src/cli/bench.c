@@ -148,7 +148,8 @@ struct bench {
     int b_delay_level;  /* produce: DELAY property of every message, 0 = none */
     int64_t b_at_ms;    /* produce: TIMER_DELIVER_MS of every message, 0 = none */
     int64_t b_after_ms; /* produce: TIMER_DELIVER_MS = send time + this, -1 = none */
-    apg_conf_t *b_conf; /* client keys given as --key=value, copied by each handle */
+    int64_t b_spread_ms; /* produce with b_at_ms and b_messages: spread over this many ms */
+    apg_conf_t *b_conf;  /* client keys given as --key=value, copied by each handle */
     apg_producer_t *b_prod;
     _Atomic uint64_t b_claimed; /* produce: messages claimed by workers */
     _Atomic uint64_t b_sent;
@@ -217,11 +218,13 @@ static void on_async(apg_err_t e, const apg_send_result_t *r, const char *msg, v
 }
 
 /* Claims n messages of the --messages budget; returns how many may be sent. */
-static uint64_t claim(struct bench *b, uint64_t n)
+static uint64_t claim(struct bench *b, uint64_t n, uint64_t *first)
 {
+    *first = 0;
     if (b->b_messages == 0)
         return n;
     uint64_t got = atomic_fetch_add(&b->b_claimed, n);
+    *first = got;
     if (got >= b->b_messages)
         return 0;
     return got + n > b->b_messages ? b->b_messages - got : n;
@@ -260,7 +263,8 @@ static void *producer_main(void *arg)
         next = now_us() * 1000 + gap * (uint64_t)w->w_idx / (uint64_t)b->b_threads;
     }
     while (!atomic_load_explicit(&b->b_stop, memory_order_relaxed)) {
-        uint64_t n = claim(b, (uint64_t)nb);
+        uint64_t first;
+        uint64_t n = claim(b, (uint64_t)nb, &first);
         if (n == 0)
             break;
         uint64_t t0 = now_us(), start = t0;
@@ -282,7 +286,13 @@ static void *producer_main(void *arg)
             apg_message_put_property(msgs[i], "bench", "1");
             if (b->b_delay_level > 0)
                 apg_message_set_delay_level(msgs[i], b->b_delay_level);
-            if (b->b_at_ms > 0)
+            if (b->b_at_ms > 0 && b->b_spread_ms > 0 && b->b_messages > 0) {
+                /* Message k of N: a permutation (k * 1000003 mod N; 1000003 is prime) of N times
+                 * evenly spaced over [at, at + spread), so the sends are out of time order. */
+                uint64_t j = (first + i) * 1000003u % b->b_messages;
+                apg_message_set_deliver_time(
+                    msgs[i], b->b_at_ms + (int64_t)(j * (uint64_t)b->b_spread_ms / b->b_messages));
+            } else if (b->b_at_ms > 0)
                 apg_message_set_deliver_time(msgs[i], b->b_at_ms);
             else if (b->b_after_ms >= 0)
                 apg_message_set_deliver_time(msgs[i], (int64_t)(ts / 1000) + b->b_after_ms);
@@ -745,6 +755,9 @@ static void usage(FILE *out)
             "  --delayLevel=N       produce: every message waits at delay level N on the broker\n"
             "  --deliverAt=MS       produce: timer messages due at wall-clock ms MS\n"
             "  --deliverAfter=MS    produce: timer messages due MS ms after each send\n"
+            "  --deliverSpread=MS   produce with --deliverAt and --messages=N: the N deliver\n"
+            "                       times evenly spaced over [deliverAt, deliverAt + MS), sent\n"
+            "                       out of order\n"
             "  --pullBatch=N        consume: maxMsgNums per pull (32)\n"
             "  --sql=EXPR           consume/e2e: SQL92 subscription instead of \"*\" (the\n"
             "                       broker needs enablePropertyFilter=true; each message\n"
@@ -790,6 +803,8 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_delay_level = atoi(v);
     else if (!strcmp(k, "deliverAt"))
         b->b_at_ms = strtoll(v, NULL, 10);
+    else if (!strcmp(k, "deliverSpread"))
+        b->b_spread_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "deliverAfter"))
         b->b_after_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "pullBatch"))

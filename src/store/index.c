@@ -69,6 +69,9 @@
  * inside the reserve the guard keeps. */
 #define IX_WARM_AHEAD (1u << 20)
 #define IX_KEY_STACK 1024
+/* A record read by offset: this much from its start is asked of the disk
+ * first (a small record's one or two pages). */
+#define IX_PREFETCH 4096u
 
 /* One index file. Header fields mirrored in atomics so readers need no lock
  * beyond ix_lock (shared). Written only by the appender (or recovery). */
@@ -243,6 +246,10 @@ static struct ixfile *file_open(struct apg_index *ix, const char *name, bool cre
         apg_errf(APG_EIO, err, errlen, "mmap %s: %s", s->sg_path, strerror(errno));
         goto fail;
     }
+    /* A lookup touches a slot and a few entries on random pages: a page
+     * fault reads that page, not read_ahead_kb around it (8 MiB on the
+     * VM of docs/perf.md: ~10 ms per fault when the file is not cached). */
+    madvise(s->sg_map, s->sg_size, MADV_RANDOM);
     if (create) {
         atomic_store(&f->xf_count, 1);
         hdr_write(f);
@@ -502,6 +509,9 @@ static void file_cut(struct apg_index *ix, struct ixfile *f, int64_t from)
             lo = mid + 1;
     }
     uint32_t keep = lo;
+    /* The walk below reads the whole slot table: in large reads, not one
+     * page per fault (the mapping is MADV_RANDOM). */
+    madvise(f->xf_seg->sg_map, IX_HDR + (size_t)ix->ix_slots * IX_SLOT, MADV_WILLNEED);
     /* Slots are repaired even when nothing is cut: after a kill -9 the
      * header's count is the one of the last flush, and slots may point at
      * entries written after it. */
@@ -766,6 +776,34 @@ static int lookup(struct apg_index *ix, const char *k, size_t kl, int max, int64
     return n;
 }
 
+void apg_store_prefetch_records(struct apg_store *st, const int64_t *phys, int n)
+{
+    pthread_rwlock_rdlock(&st->st_struct_lock);
+    int64_t lo = atomic_load(&st->st_min_phys);
+    int64_t wrote = atomic_load_explicit(&st->st_wrote, memory_order_acquire);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            struct seg *s = phys[i] >= lo && phys[i] < wrote ? apg_cl_seg_for(st, phys[i]) : NULL;
+            if (!s || s->sg_fd < 0 || !s->sg_map)
+                continue;
+            size_t off = (size_t)(phys[i] - s->sg_base);
+            size_t room = s->sg_size - off;
+            if (pass == 0) {
+                readahead(s->sg_fd, (off_t)off, room < IX_PREFETCH ? room : IX_PREFETCH);
+                continue;
+            }
+            if (room < 4)
+                continue;
+            /* The first page is in (or on its way): a larger record's rest. */
+            size_t total = apg_be32(s->sg_map + off);
+            if (total > room)
+                total = room;
+            if (total > IX_PREFETCH)
+                readahead(s->sg_fd, (off_t)(off + IX_PREFETCH), total - IX_PREFETCH);
+        }
+    pthread_rwlock_unlock(&st->st_struct_lock);
+}
+
 /* Does the record carry key k (a word of KEYS, or UNIQ_KEY)? */
 static bool record_has_key(const struct apg_msgrec *m, const char *k, size_t kl)
 {
@@ -812,13 +850,23 @@ apg_err_t apg_store_query_message(struct apg_store *st, const char *topic, size_
                    &r->sq_last_update_ts, &r->sq_last_update_phys);
     if (k != stackbuf)
         apg_free(k);
+    /* Each offset once (a record can be indexed under the key twice, as a
+     * KEYS word and as UNIQ_KEY), then all of them asked of the disk at once
+     * before the first is copied. */
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        bool dup = false;
+        for (int j = 0; j < m && !dup; j++)
+            dup = phys[j] == phys[i];
+        if (!dup)
+            phys[m++] = phys[i];
+    }
+    n = m;
+    apg_store_prefetch_records(st, phys, n < max_msgs ? n : max_msgs);
     apg_err_t rc = APG_OK;
     for (int i = 0; i < n && r->sq_count < max_msgs; i++) {
-        bool dup = false;
-        for (int j = 0; j < i && !dup; j++)
-            dup = phys[j] == phys[i];
-        if (dup)
-            continue;
+        if (i >= max_msgs) /* past the first max: one replaces a collision */
+            apg_store_prefetch_records(st, phys + i, 1);
         size_t at = out->b_len;
         if (apg_store_read_at(st, phys[i], out) != APG_OK)
             continue;

@@ -250,6 +250,13 @@ int apg_store_cq_read(struct apg_store *st, const char *topic, size_t topic_len,
  * not the start of a valid record. Any thread. */
 apg_err_t apg_store_read_at(struct apg_store *st, int64_t phys_offset, struct apg_buf *out);
 
+/* Starts reading from disk the records at the n commit-log offsets, all of
+ * them before returning, so that copying them next (apg_store_read_at) waits
+ * for overlapping reads of their own pages instead of faulting each one in
+ * with the mapping's read-around. For random reads by offset (queries, views
+ * by id, timers); offsets outside the log are skipped. Any thread. */
+void apg_store_prefetch_records(struct apg_store *st, const int64_t *phys, int n);
+
 /* Largest number of records one query returns (RocketMQ maxMsgsNumBatch). */
 #define APG_STORE_QUERY_MAX 64
 

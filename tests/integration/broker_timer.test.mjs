@@ -6,7 +6,10 @@
 //   properties; a time in the past is delivered at once; past timerMaxDelaySec it is refused;
 // - pending timers survive a clean stop and kill -9, including those that fall due while the
 //   broker is down: after the start every one arrives, none early, none lost (clean stop:
-//   exactly once; kill -9: at least once).
+//   exactly once; kill -9: at least once);
+// - a timer message with TIMER_DEL_UNIQKEY = "<topic>+<UNIQ_KEY>" cancels the pending timer
+//   of that key in its slot (parked in rmq_sys_wheel_timer queue 1, never delivered itself),
+//   also across kill -9; with a deliver time in the past it is refused.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -166,3 +169,56 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
         }
     });
 }
+
+test('TIMER_DEL_UNIQKEY cancels a pending timer of the same slot, and the cancel survives kill -9', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-timer-del-'));
+    const nsPort = await freePort();
+    const port = await freePort();
+    const opts = { dir, keepDir: true, port, extraPorts: { namesrvListenPort: nsPort } };
+    const args = ['--timerFlushIntervalMs=200'];
+    let s = await startApogee('standalone', args, opts);
+    let cl = await RemotingClient.connect(s.port);
+    const topic = 'TimerCancel';
+    const uniq = (i) => `0A00000100000000000000000000C${String(i).padStart(3, '0')}`;
+    try {
+        // Due in the middle of a second, far enough out to stop and start the broker first.
+        const due = (Math.floor(Date.now() / 1000) + 5) * 1000 + 500;
+        for (const [i, at] of [[1, due], [2, due], [3, due + 100]]) {
+            const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: at, UNIQ_KEY: uniq(i), KEYS: `t${i}` }), Buffer.from(`t${i}`));
+            assert.equal(r.code, 0, r.remark);
+        }
+        // Cancels: t1 by its key at its deliver time; a key nobody has; t3's key but the
+        // wrong topic. A cancel is a timer message itself: with a time in the past it is refused.
+        const cancels = [[`${topic}+${uniq(1)}`, due], [`${topic}+${uniq(9)}`, due + 100], [`Other+${uniq(3)}`, due + 100]];
+        for (const [k, at] of cancels) {
+            const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: at, TIMER_DEL_UNIQKEY: k }), Buffer.from('cancel'));
+            assert.equal(r.code, 0, r.remark);
+        }
+        const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: Date.now() - 1000, TIMER_DEL_UNIQKEY: `${topic}+${uniq(2)}` }), Buffer.from('late'));
+        assert.equal(r.code, 13, 'MESSAGE_ILLEGAL');
+        assert.match(r.remark, /TIMER_DEL_UNIQKEY/);
+        // Parked in rmq_sys_wheel_timer queue 1, a queue only the broker reads (the topic is
+        // registered with one queue, as RocketMQ does).
+        assert.equal(await maxOffset(cl, TIMER, 1), 3, 'the cancels are parked in rmq_sys_wheel_timer queue 1');
+        assert.equal((await readAll(cl, TIMER, 0)).filter((x) => x.props.REAL_TOPIC === topic).length, 3);
+        const delFile = path.join(dir, 'timer', 'slots', `${Math.floor(due / 1000)}.del`);
+        await until(() => fs.existsSync(delFile) && fs.statSync(delFile).size > 0, 3000, 'the slot\'s cancel file');
+        const progress = path.join(dir, 'config', 'timerProgress.json');
+        await until(() => fs.existsSync(progress) && JSON.parse(fs.readFileSync(progress, 'utf8')).cancelOffset === 3,
+            3000, 'cancelOffset 3 in timerProgress.json');
+        assert.ok(Date.now() < due - 1500, 'the test machine was too slow to stop before the deliver time');
+        cl.close();
+        await s.stop('SIGKILL');
+        s = await startApogee('standalone', args, opts);
+        cl = await RemotingClient.connect(s.port);
+        assert.equal(await maxOffset(cl, topic, 0), 0, 'nothing delivered before the deliver time');
+        await until(async () => (await maxOffset(cl, topic, 0)) >= 2, 10000, 't2 and t3');
+        await sleep(1200);
+        const got = (await readAll(cl, topic, 0)).map((g) => g.body).sort();
+        assert.deepEqual(got, ['t2', 't3'], 't1 was cancelled; the cancels themselves are not delivered');
+    } finally {
+        cl.close();
+        await s.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});

@@ -48,6 +48,22 @@
  * Never early: an entry is copied only when the wall clock has reached its
  * deliver time, which is taken from the record's TIMER_OUT_MS.
  *
+ * Cancels (RocketMQ 5's TIMER_DEL_UNIQKEY): a timer message carrying
+ * TIMER_DEL_UNIQKEY = "<topic>+<UNIQ_KEY>" cancels the pending timer of that
+ * topic and unique key in the same slot (the sender gives it the pending
+ * timer's deliver time); it is itself never delivered. The send path parks
+ * it in rmq_sys_wheel_timer queue APG_TIMER_CANCEL_QID, not 0, so the enqueue
+ * of ordinary timers still never reads a record. The cancel enqueue reads
+ * each cancel record (they are few) and appends its key to the slot's
+ * cancel file, timer/slots/<slot>.del (u16 big-endian length + key bytes per
+ * cancel), fdatasynced before the cancel offset moves past it; a cancel for
+ * a slot already delivered has nothing left to cancel and is dropped. When
+ * a slot is loaded its cancel file is read into tm_keys (sorted), and every
+ * record copied while that slot is loaded whose REAL_TOPIC + "+" + UNIQ_KEY
+ * is among them is skipped instead (a cancel for the loaded slot is added to
+ * tm_keys at once). Progress: "cancelOffset" in timerProgress.json; a cancel
+ * re-read after a crash is appended twice, which changes nothing.
+ *
  * Threads: everything in struct apg_timer belongs to the timer thread except
  * tm_delivered (atomic) and tm_kicked / tm_stop (under tm_lock). */
 #define _GNU_SOURCE /* syncfs */
@@ -60,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker/broker_rt.h"
@@ -67,6 +84,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "common/mem.h"
+#include "protocol/props.h"
 
 #define SUB "timer"
 #define BATCH 64
@@ -82,6 +100,12 @@ struct entry {
     int64_t e_phys; /* commit-log offset of the parked record */
 };
 
+/* One cancel key of the loaded slot, "<topic>+<UNIQ_KEY>". */
+struct ckey {
+    char *k_s;
+    size_t k_len;
+};
+
 struct apg_timer {
     struct apg_broker *tm_b;
     struct apg_store *tm_st;
@@ -91,18 +115,21 @@ struct apg_timer {
     char *tm_dir;    /* <root>/timer/slots */
     char *tm_path;   /* <root>/config/timerProgress.json */
     int64_t tm_enq;  /* next timer-queue offset to enqueue */
+    int64_t tm_cenq; /* next offset of the cancel queue (APG_TIMER_CANCEL_QID) */
     int64_t tm_slot; /* cursor: every slot below it is delivered */
     bool tm_loaded;  /* tm_cur holds the cursor slot's entries */
     struct entry *tm_cur;
     size_t tm_n, tm_cap, tm_pos; /* tm_cur[tm_pos..tm_n) are still to copy */
-    int64_t tm_copied_end;       /* commit-log end of the last copy stored */
+    struct ckey *tm_keys;        /* the loaded slot's cancels, sorted (key_cmp) */
+    size_t tm_nkeys, tm_capkeys;
+    int64_t tm_copied_end; /* commit-log end of the last copy stored */
     /* Slot files written since the last sync; past DIRTY_MAX, tm_dirty_all. */
     int64_t tm_dirty[DIRTY_MAX];
     int tm_ndirty;
     bool tm_dirty_all;
-    int64_t tm_skip;                       /* entries of the cursor slot delivered before a stop */
-    int64_t tm_w_enq, tm_w_slot, tm_w_pos; /* what the progress file holds */
-    int64_t tm_unlinked;                   /* slot files below this are gone */
+    int64_t tm_skip; /* entries of the cursor slot delivered before a stop */
+    int64_t tm_w_enq, tm_w_slot, tm_w_pos, tm_w_cenq; /* what the progress file holds */
+    int64_t tm_unlinked;                              /* slot files below this are gone */
     int64_t tm_next_persist;
     int64_t tm_snap[4]; /* enqueue offset, slot, slotDone, copies' end one interval ago */
     bool tm_snap_set;
@@ -111,6 +138,7 @@ struct apg_timer {
     struct apg_put_result tm_res[BATCH];
     struct apg_log_limit tm_fail_log;
     atomic_llong tm_delivered;
+    atomic_llong tm_cancelled;
     pthread_t tm_thread;
     bool tm_started;
     pthread_mutex_t tm_lock;
@@ -162,6 +190,12 @@ apg_err_t apg_timer_due(const struct apg_timer *tm, enum apg_timer_kind kind, co
     return APG_OK;
 }
 
+int32_t apg_timer_park_qid(const char *props, size_t len)
+{
+    size_t vl = 0;
+    return apg_props_find(props, len, "TIMER_DEL_UNIQKEY", &vl) ? APG_TIMER_CANCEL_QID : 0;
+}
+
 void apg_timer_arrive(struct apg_timer *tm)
 {
     if (!tm)
@@ -175,6 +209,11 @@ void apg_timer_arrive(struct apg_timer *tm)
 int64_t apg_timer_delivered(const struct apg_timer *tm)
 {
     return tm ? atomic_load(&tm->tm_delivered) : 0;
+}
+
+int64_t apg_timer_cancelled(const struct apg_timer *tm)
+{
+    return tm ? atomic_load(&tm->tm_cancelled) : 0;
 }
 
 /* ---- slot files ------------------------------------------------------------ */
@@ -236,6 +275,113 @@ static void cur_sort(struct apg_timer *tm)
     tm->tm_n = tm->tm_pos + k;
 }
 
+/* ---- cancels --------------------------------------------------------------- */
+
+static void cancel_path(const struct apg_timer *tm, int64_t slot, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%lld.del", tm->tm_dir, (long long)slot);
+}
+
+/* Appends key k (at most 65535 bytes) to slot's cancel file, durably
+ * (cancels are rare). */
+static apg_err_t cancel_append(struct apg_timer *tm, int64_t slot, const char *k, size_t kl)
+{
+    char p[4096];
+    cancel_path(tm, slot, p, sizeof(p));
+    uint8_t h[2] = {(uint8_t)(kl >> 8), (uint8_t)kl};
+    struct iovec iov[2] = {{h, 2}, {(void *)k, kl}};
+    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errno == ENOSPC ? APG_EDISKFULL : APG_EIO;
+    ssize_t w = writev(fd, iov, 2);
+    int saved = errno;
+    bool ok = w == (ssize_t)(2 + kl) && fdatasync(fd) == 0;
+    close(fd);
+    if (!ok)
+        return w < 0 && saved == ENOSPC ? APG_EDISKFULL : APG_EIO;
+    return APG_OK;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const struct ckey *x = a, *y = b;
+    if (x->k_len != y->k_len)
+        return x->k_len < y->k_len ? -1 : 1;
+    return memcmp(x->k_s, y->k_s, x->k_len);
+}
+
+/* Adds k to the loaded slot's cancels, keeping tm_keys sorted. */
+static apg_err_t keys_add(struct apg_timer *tm, const char *k, size_t kl)
+{
+    struct ckey q = {(char *)k, kl};
+    if (tm->tm_nkeys && bsearch(&q, tm->tm_keys, tm->tm_nkeys, sizeof(q), key_cmp))
+        return APG_OK;
+    void *p = tm->tm_keys;
+    if (apg_grow(&p, &tm->tm_capkeys, tm->tm_nkeys + 1, sizeof(*tm->tm_keys), 16))
+        return APG_ENOMEM;
+    tm->tm_keys = p;
+    if (!(q.k_s = apg_malloc(kl ? kl : 1)))
+        return APG_ENOMEM;
+    memcpy(q.k_s, k, kl);
+    size_t i = tm->tm_nkeys;
+    while (i > 0 && key_cmp(&tm->tm_keys[i - 1], &q) > 0)
+        i--;
+    memmove(tm->tm_keys + i + 1, tm->tm_keys + i, (tm->tm_nkeys - i) * sizeof(q));
+    tm->tm_keys[i] = q;
+    tm->tm_nkeys++;
+    return APG_OK;
+}
+
+static void keys_clear(struct apg_timer *tm)
+{
+    for (size_t i = 0; i < tm->tm_nkeys; i++)
+        apg_free(tm->tm_keys[i].k_s);
+    tm->tm_nkeys = 0;
+}
+
+/* Reads the cursor slot's cancel file into tm_keys. */
+static apg_err_t keys_load(struct apg_timer *tm)
+{
+    keys_clear(tm);
+    char p[4096];
+    cancel_path(tm, tm->tm_slot, p, sizeof(p));
+    FILE *f = fopen(p, "rbe");
+    if (!f)
+        return errno == ENOENT ? APG_OK : APG_EIO;
+    apg_err_t e = APG_OK;
+    uint8_t h[2];
+    char *k = apg_malloc(65535);
+    if (!k)
+        e = APG_ENOMEM;
+    while (!e && fread(h, 1, 2, f) == 2) {
+        size_t kl = (size_t)h[0] << 8 | h[1];
+        if (fread(k, 1, kl, f) != kl)
+            break; /* cut short by a crash mid-append: that cancel is read again */
+        e = keys_add(tm, k, kl);
+    }
+    apg_free(k);
+    fclose(f);
+    return e;
+}
+
+/* Is rec (a parked timer record) cancelled by the loaded slot? */
+static bool cancelled(const struct apg_timer *tm, const struct apg_msgrec *rec)
+{
+    if (!tm->tm_nkeys)
+        return false;
+    size_t tl = 0, ul = 0;
+    const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
+    const char *u = apg_props_find(rec->mr_props, rec->mr_props_len, "UNIQ_KEY", &ul);
+    char buf[512];
+    if (!t || !u || tl + 1 + ul > sizeof(buf))
+        return false; /* topics are at most 127 bytes, unique keys 32 */
+    memcpy(buf, t, tl);
+    buf[tl] = '+';
+    memcpy(buf + tl + 1, u, ul);
+    struct ckey q = {buf, tl + 1 + ul};
+    return bsearch(&q, tm->tm_keys, tm->tm_nkeys, sizeof(q), key_cmp) != NULL;
+}
+
 /* Reads the cursor slot's file into tm_cur. */
 static apg_err_t slot_load(struct apg_timer *tm)
 {
@@ -243,6 +389,12 @@ static apg_err_t slot_load(struct apg_timer *tm)
     slot_path(tm, tm->tm_slot, p, sizeof(p));
     tm->tm_n = tm->tm_pos = 0;
     int fd = open(p, O_RDONLY | O_CLOEXEC);
+    apg_err_t ke = keys_load(tm);
+    if (ke) {
+        if (fd >= 0)
+            close(fd);
+        return ke;
+    }
     if (fd < 0) {
         if (errno == ENOENT) {
             tm->tm_loaded = true;
@@ -311,15 +463,19 @@ static void progress_load(struct apg_timer *tm)
     int64_t enq = apg_json_i64(json_object_get(root, "enqueueOffset"), -1);
     int64_t slot = apg_json_i64(json_object_get(root, "slot"), -1);
     int64_t done = apg_json_i64(json_object_get(root, "slotDone"), 0);
+    int64_t cenq = apg_json_i64(json_object_get(root, "cancelOffset"), 0);
     json_decref(root);
     if (enq >= 0)
         tm->tm_enq = enq;
+    if (cenq > 0)
+        tm->tm_cenq = cenq;
     if (slot >= 0) {
         tm->tm_slot = slot;
         tm->tm_skip = done > 0 ? done : 0;
     }
 done:
     tm->tm_w_enq = tm->tm_enq;
+    tm->tm_w_cenq = tm->tm_cenq;
     tm->tm_w_slot = tm->tm_slot;
     tm->tm_w_pos = tm->tm_skip;
     tm->tm_unlinked = tm->tm_slot;
@@ -364,16 +520,22 @@ static bool slots_sync(struct apg_timer *tm)
 
 static void progress_write(struct apg_timer *tm, int64_t enq, int64_t slot, int64_t pos)
 {
-    if (enq == tm->tm_w_enq && slot == tm->tm_w_slot && pos == tm->tm_w_pos)
+    /* Cancels are durable in their files before tm_cenq moves: no copy to
+     * wait for, so the current offset is always written. */
+    int64_t cenq = tm->tm_cenq;
+    if (enq == tm->tm_w_enq && slot == tm->tm_w_slot && pos == tm->tm_w_pos &&
+        cenq == tm->tm_w_cenq)
         return;
     if (!slots_sync(tm)) {
         apg_log_error(SUB, "syncing the slot files in %s failed: %s; progress not persisted",
                       tm->tm_dir, strerror(errno));
         return;
     }
-    char buf[128], err[512] = "";
-    int len = snprintf(buf, sizeof(buf), "{\"enqueueOffset\":%lld,\"slot\":%lld,\"slotDone\":%lld}",
-                       (long long)enq, (long long)slot, (long long)pos);
+    char buf[160], err[512] = "";
+    int len = snprintf(buf, sizeof(buf),
+                       "{\"enqueueOffset\":%lld,\"slot\":%lld,\"slotDone\":%lld,"
+                       "\"cancelOffset\":%lld}",
+                       (long long)enq, (long long)slot, (long long)pos, (long long)cenq);
     if (apg_file_write_atomic(tm->tm_path, buf, (size_t)len, err, sizeof(err))) {
         apg_log_error(SUB, "persisting %s failed: %s", tm->tm_path, err);
         return;
@@ -381,9 +543,12 @@ static void progress_write(struct apg_timer *tm, int64_t enq, int64_t slot, int6
     tm->tm_w_enq = enq;
     tm->tm_w_slot = slot;
     tm->tm_w_pos = pos;
+    tm->tm_w_cenq = cenq;
     for (; tm->tm_unlinked < slot; tm->tm_unlinked++) {
         char p[4096];
         slot_path(tm, tm->tm_unlinked, p, sizeof(p));
+        unlink(p);
+        cancel_path(tm, tm->tm_unlinked, p, sizeof(p));
         unlink(p);
     }
 }
@@ -475,8 +640,11 @@ static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64
         struct apg_msgrec rec;
         size_t len = (i + 1 < m ? offs[i + 1] : tm->tm_one.b_len) - offs[i];
         if (apg_msgrec_decode((const uint8_t *)tm->tm_one.b_data + offs[i], len, false, &rec,
-                              NULL) == APG_MSGREC_OK &&
-            add_copy(&rec, &tm->tm_msgs[c]))
+                              NULL) != APG_MSGREC_OK)
+            continue;
+        if (cancelled(tm, &rec))
+            atomic_fetch_add(&tm->tm_cancelled, 1);
+        else if (add_copy(&rec, &tm->tm_msgs[c]))
             c++;
     }
     return put_copies(tm, c, now);
@@ -557,6 +725,46 @@ static int enqueue(struct apg_timer *tm, int64_t now)
     return ENQ_MORE;
 }
 
+/* Moves the cancel queue's new records into the cancel files of their
+ * slots (and the loaded slot's tm_keys). ENQ_DONE or ENQ_RETRY. */
+static int enqueue_cancels(struct apg_timer *tm)
+{
+    for (;;) {
+        struct apg_cq_ref refs[BATCH];
+        int64_t next;
+        int n = apg_store_cq_read(tm->tm_st, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN,
+                                  APG_TIMER_CANCEL_QID, tm->tm_cenq, BATCH, refs, &next);
+        if (n == 0) {
+            tm->tm_cenq = next;
+            return ENQ_DONE;
+        }
+        for (int i = 0; i < n; i++) {
+            int64_t slot = refs[i].cr_tags_code / tm->tm_prec;
+            if (slot < tm->tm_slot)
+                continue; /* that slot went out: nothing left to cancel */
+            apg_buf_reset(&tm->tm_one);
+            struct apg_msgrec rec;
+            size_t kl = 0;
+            const char *k = NULL;
+            if (apg_store_read_at(tm->tm_st, refs[i].cr_phys_offset, &tm->tm_one) == APG_OK &&
+                apg_msgrec_decode((const uint8_t *)tm->tm_one.b_data, tm->tm_one.b_len, false, &rec,
+                                  NULL) == APG_MSGREC_OK)
+                k = apg_props_find(rec.mr_props, rec.mr_props_len, "TIMER_DEL_UNIQKEY", &kl);
+            if (!k || kl == 0 || kl > 65535)
+                continue;
+            apg_err_t e = cancel_append(tm, slot, k, kl);
+            if (!e && tm->tm_loaded && slot == tm->tm_slot)
+                e = keys_add(tm, k, kl);
+            if (e) {
+                apg_log_error(SUB, "writing a timer cancel to %s failed: %s", tm->tm_dir,
+                              apg_strerror(e));
+                return ENQ_RETRY;
+            }
+        }
+        tm->tm_cenq = next;
+    }
+}
+
 /* ---- deliver --------------------------------------------------------------- */
 
 /* Copies the due entries of the loaded slot. False on a failure (retry). */
@@ -599,6 +807,7 @@ static int64_t deliver(struct apg_timer *tm, int64_t now)
             return end;
         tm->tm_slot++;
         tm->tm_loaded = false;
+        keys_clear(tm);
         tm->tm_n = tm->tm_pos = 0;
         if (tm->tm_cap > 65536) { /* a crowded second: give the memory back */
             apg_free(tm->tm_cur);
@@ -618,6 +827,8 @@ static void *timer_main(void *arg)
         pthread_mutex_unlock(&tm->tm_lock);
         int64_t now = apg_wall_ms();
         int enq = enqueue(tm, now);
+        if (enqueue_cancels(tm) == ENQ_RETRY && enq == ENQ_DONE)
+            enq = ENQ_RETRY;
         now = apg_wall_ms();
         /* With a backlog to park (a restart), park it before the cursor moves
          * on, so a re-read record lands in its slot file, not in a copy made
@@ -670,6 +881,7 @@ apg_err_t apg_timer_open(struct apg_broker *b, struct apg_timer **out, char *err
     }
     progress_load(tm);
     atomic_init(&tm->tm_delivered, 0);
+    atomic_init(&tm->tm_cancelled, 0);
     pthread_mutex_init(&tm->tm_lock, NULL);
     pthread_cond_init(&tm->tm_cond, NULL);
     *out = tm;
@@ -701,6 +913,8 @@ void apg_timer_stop(struct apg_timer *tm)
     pthread_cond_destroy(&tm->tm_cond);
     apg_buf_free(&tm->tm_one);
     apg_free(tm->tm_cur);
+    keys_clear(tm);
+    apg_free(tm->tm_keys);
     apg_free(tm->tm_dir);
     apg_free(tm->tm_path);
     apg_free(tm);

@@ -8,7 +8,8 @@
  * time more than timerMaxDelaySec ahead is refused.
  *
  * On disk (<storePathRootDir>): timer/slots/<slot> one append-only file of
- * 16-byte entries per timerPrecisionMs-wide slot of deliver time, and
+ * 16-byte entries per timerPrecisionMs-wide slot of deliver time,
+ * timer/slots/<slot>.del the keys of the cancels for that slot, and
  * config/timerProgress.json (src/broker/timer/timer.c says why and how).
  *
  * Threads: apg_timer_due and apg_timer_arrive from any thread; open, start
@@ -55,10 +56,23 @@ apg_err_t apg_timer_start(struct apg_timer *tm, char *err, size_t errlen);
  * closes. NULL is ignored. */
 void apg_timer_stop(struct apg_timer *tm);
 
+/* Cancels (RocketMQ 5's TIMER_DEL_UNIQKEY = "<topic>+<UNIQ_KEY>"): a timer
+ * message carrying it is parked in this queue of rmq_sys_wheel_timer and,
+ * instead of being delivered, stops the pending timer of that topic and
+ * unique key in the same timerPrecisionMs slot from being delivered. */
+#define APG_TIMER_CANCEL_QID 1
+
+/* The rmq_sys_wheel_timer queue for a timer message with these properties:
+ * APG_TIMER_CANCEL_QID when it carries TIMER_DEL_UNIQKEY, else 0. */
+int32_t apg_timer_park_qid(const char *props, size_t len);
+
 /* The store's arrive hook for rmq_sys_wheel_timer: wakes the thread. */
 void apg_timer_arrive(struct apg_timer *tm);
 
 /* Messages copied to their real topic since start. Any thread. */
 int64_t apg_timer_delivered(const struct apg_timer *tm);
+
+/* Pending timers not delivered because a cancel named them, since start. */
+int64_t apg_timer_cancelled(const struct apg_timer *tm);
 
 #endif
