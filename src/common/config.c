@@ -876,7 +876,9 @@ char *apg_config_properties(const struct apg_config *cfg, size_t *len)
             continue;
         put_escaped(&b, cfg_defs[i].name, true);
         apg_buf_append(&b, "=", 1);
-        put_escaped(&b, cfg->cfg_vals[i].text, false);
+        /* A secret is never sent back over the wire. */
+        bool secret = i == APG_CFG_innerClientAuthenticationCredentials && cfg->cfg_vals[i].text[0];
+        put_escaped(&b, secret ? "******" : cfg->cfg_vals[i].text, false);
         apg_buf_append(&b, "\n", 1);
     }
     if (apg_buf_append(&b, "", 1) || !b.b_data) {
