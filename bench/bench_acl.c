@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 #include "protocol/sign.h"
@@ -79,7 +79,8 @@ int main(int argc, char **argv)
     double t1 = now_ns();
     long ok = 0;
     for (long i = 0; i < n; i++)
-        ok += apg_acl_rules_check(r, &c, "127.0.0.1:5000", remark, sizeof(remark)) == APG_ACL_OK;
+        ok += apg_acl_rules_check(r, APG_ACL_TABLE_BROKER, &c, "127.0.0.1:5000", remark,
+                                  sizeof(remark)) == APG_ACL_OK;
     double t2 = now_ns();
     printf("sign (client): %.0f CPU ns/request\n", (t1 - t0) / (double)n);
     printf("check (broker): %.0f CPU ns/request (%ld of %ld allowed)\n", (t2 - t1) / (double)n, ok,

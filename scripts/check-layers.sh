@@ -6,7 +6,8 @@
 #   common           (nothing below it but include/apogee)
 #   protocol         common
 #   net, store       common, protocol (not each other)
-#   namesrv, broker  common, protocol, net, store (not each other)
+#   acl              common, protocol (the plain ACL both servers check)
+#   namesrv, broker  common, protocol, net, store, acl (not each other)
 #   cli, main.c      everything
 #   client           common, protocol (and include/apogee)
 #
@@ -28,11 +29,12 @@ declare -A allowed=(
     [protocol]="common"
     [net]="common protocol"
     [store]="common protocol"
-    [namesrv]="common protocol net store"
-    [broker]="common protocol net store"
+    [acl]="common protocol"
+    [namesrv]="common protocol net store acl"
+    [broker]="common protocol net store acl"
     [client]="common protocol"
-    [cli]="common protocol net store namesrv broker client"
-    [main.c]="common protocol net store namesrv broker client cli"
+    [cli]="common protocol net store acl namesrv broker client"
+    [main.c]="common protocol net store acl namesrv broker client cli"
 )
 # Files generated into the build tree that anyone may include.
 generated="apogee_version.h"

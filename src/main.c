@@ -104,12 +104,21 @@ static struct apg_config *standalone_namesrv_config(const struct apg_config *sa,
         apg_config_free(ns);
         return NULL;
     }
-    /* Both ports take the same TLS settings. */
-    static const char *const tls_keys[] = {"tlsServerMode", "tlsServerCertPath", "tlsServerKeyPath",
-                                           "tlsServerTrustCertPath", "tlsServerNeedClientAuth"};
-    static const enum apg_cfg_id tls_ids[] = {
-        APG_CFG_tlsServerMode, APG_CFG_tlsServerCertPath, APG_CFG_tlsServerKeyPath,
-        APG_CFG_tlsServerTrustCertPath, APG_CFG_tlsServerNeedClientAuth};
+    /* Both ports take the same TLS settings and the same ACL file. */
+    static const char *const tls_keys[] = {"tlsServerMode",
+                                           "tlsServerCertPath",
+                                           "tlsServerKeyPath",
+                                           "tlsServerTrustCertPath",
+                                           "tlsServerNeedClientAuth",
+                                           "aclEnable",
+                                           "aclFile"};
+    static const enum apg_cfg_id tls_ids[] = {APG_CFG_tlsServerMode,
+                                              APG_CFG_tlsServerCertPath,
+                                              APG_CFG_tlsServerKeyPath,
+                                              APG_CFG_tlsServerTrustCertPath,
+                                              APG_CFG_tlsServerNeedClientAuth,
+                                              APG_CFG_aclEnable,
+                                              APG_CFG_aclFile};
     for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
         if (apg_config_set(ns, tls_keys[i], apg_cfg_str(sa, tls_ids[i]), APG_CFG_SRC_ARG, err,
                            errlen)) {

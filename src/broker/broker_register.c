@@ -3,7 +3,10 @@
  * NameServer in namesrvAddr, or UNREGISTER_BROKER at stop. With
  * brokerPermission lacking read or write, each topic's perm is ANDed with
  * it, as RocketMQ does, so the routes show the broker read-only (wipe write
- * perm) or write-only.
+ * perm) or write-only. With innerClientAuthenticationCredentials set,
+ * each request is signed with that account (protocol/sign.h), as a
+ * NameServer with aclEnable=true asks; a refusal is logged with the
+ * NameServer's remark, which names the failed check.
  *
  * Threads: the service thread (periodic, and kicked by a topic change; see
  * broker_tables.c) and the control thread at start and stop. The calls are
@@ -11,9 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "broker/acl/acl_broker.h"
 #include "broker/broker_rt.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "protocol/sign.h"
 
 void apg_broker_register(struct apg_broker *b, bool unregister)
 {
@@ -34,6 +39,15 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
              b->br_port + 1);
     snprintf(crc, sizeof(crc), "%d",
              body.b_len ? (int)(apg_crc32(body.b_data, body.b_len) & 0x7FFFFFFF) : 0);
+    char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
+    struct apg_hmac_key key;
+    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr))) {
+        apg_log_error("broker", "not signing NameServer requests: %s", cerr);
+        ak[0] = '\0';
+    }
+    if (ak[0])
+        apg_hmac_sha1_key(&key, sk, strlen(sk));
+    memset(sk, 0, sizeof(sk));
     char list[sizeof(b->br_namesrv)];
     snprintf(list, sizeof(list), "%s", b->br_namesrv);
     char *save = NULL;
@@ -55,6 +69,9 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
             apg_rcmd_ext_add(&req, "compressed", "false");
             apg_rcmd_ext_add(&req, "bodyCrc32", crc);
         }
+        if (ak[0] && apg_sign_request(&req, ak, &key, body.b_data, body.b_len, sig))
+            apg_log_error("broker", "could not sign %s",
+                          unregister ? "UNREGISTER_BROKER" : "REGISTER_BROKER");
         struct apg_rcmd_copy *resp = NULL;
         char err[256] = "";
         apg_err_t e = apg_net_client_call_sync(b->br_cli, addr, &req, body.b_data,

@@ -34,7 +34,7 @@
 
 #include "apogee_version.h"
 #include "broker/broker_admin_stats.h"
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "broker/broker_rt.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"

@@ -718,6 +718,14 @@ enum apg_role apg_config_role(const struct apg_config *cfg)
     return cfg->cfg_role;
 }
 
+/* The value as printed and answered over the wire: a secret shows as
+ * "******" (never echoed by GET_*_CONFIG, -p or a log). */
+static const char *shown_value(const struct apg_config *cfg, int i)
+{
+    const char *t = cfg->cfg_vals[i].text;
+    return i == APG_CFG_innerClientAuthenticationCredentials && t[0] ? "******" : t;
+}
+
 void apg_config_print(const struct apg_config *cfg, FILE *out)
 {
     for (int i = 0; i < APG_CFG__COUNT; i++) {
@@ -725,10 +733,10 @@ void apg_config_print(const struct apg_config *cfg, FILE *out)
             continue;
         const struct cfg_val *v = &cfg->cfg_vals[i];
         if (v->spelling != cfg_defs[i].name)
-            fprintf(out, "%s=%s  # %s, as %s\n", cfg_defs[i].name, v->text, src_names[v->src],
-                    v->spelling);
+            fprintf(out, "%s=%s  # %s, as %s\n", cfg_defs[i].name, shown_value(cfg, i),
+                    src_names[v->src], v->spelling);
         else
-            fprintf(out, "%s=%s  # %s\n", cfg_defs[i].name, v->text, src_names[v->src]);
+            fprintf(out, "%s=%s  # %s\n", cfg_defs[i].name, shown_value(cfg, i), src_names[v->src]);
     }
 }
 
@@ -876,7 +884,7 @@ char *apg_config_properties(const struct apg_config *cfg, size_t *len)
             continue;
         put_escaped(&b, cfg_defs[i].name, true);
         apg_buf_append(&b, "=", 1);
-        put_escaped(&b, cfg->cfg_vals[i].text, false);
+        put_escaped(&b, shown_value(cfg, i), false);
         apg_buf_append(&b, "\n", 1);
     }
     if (apg_buf_append(&b, "", 1) || !b.b_data) {

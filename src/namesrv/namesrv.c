@@ -12,6 +12,8 @@
  * thread and apg_ns_apply_config copies them into the fields the handlers
  * read; GET_NAMESRV_CONFIG prints it. Nothing of it is written to disk.
  *
+ * With aclEnable=true every request passes the plain ACL first (ns_acl.c).
+ *
  * Several NameServers run side by side without knowing each other; each
  * broker registers with every one of them. */
 #include <stdio.h>
@@ -37,12 +39,14 @@ static void on_loop_start(int idx, uv_loop_t *loop, void *ud)
     uv_timer_init(loop, &ns->ns_scan);
     ns->ns_scan.data = ns;
     uv_timer_start(&ns->ns_scan, on_scan, (uint64_t)ns->ns_scan_ms, (uint64_t)ns->ns_scan_ms);
+    apg_ns_acl_loop_start(ns, loop);
 }
 
 static void on_loop_stop(int idx, uv_loop_t *loop, void *ud)
 {
     struct apg_namesrv *ns = ud;
     uv_close((uv_handle_t *)&ns->ns_scan, NULL);
+    apg_ns_acl_loop_stop(ns);
 }
 
 static void on_close(struct apg_conn *c, void *ud)
@@ -87,7 +91,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *config, char *err
     else
         snprintf(kv_path, sizeof(kv_path), "%s/namesrv/kvConfig.json",
                  apg_cfg_str(cfg, APG_CFG_storePathRootDir));
-    if (apg_kv_open(kv_path, &ns->ns_kv, err, errlen))
+    if (apg_kv_open(kv_path, &ns->ns_kv, err, errlen) || apg_ns_acl_open(ns, err, errlen))
         goto fail;
     ns->ns_rt = apg_route_new(apg_cfg_int(cfg, APG_CFG_brokerChannelExpiredTime));
     if (!ns->ns_rt) {
@@ -120,6 +124,7 @@ struct apg_namesrv *apg_namesrv_start(const struct apg_config *config, char *err
     return ns;
 
 fail:
+    apg_acl_free(ns->ns_acl);
     apg_kv_free(ns->ns_kv);
     apg_route_free(ns->ns_rt);
     apg_config_free(ns->ns_cfg);
@@ -136,6 +141,7 @@ void apg_namesrv_stop(struct apg_namesrv *ns)
     apg_net_server_stop(ns->ns_srv);
     apg_route_free(ns->ns_rt);
     apg_kv_free(ns->ns_kv);
+    apg_acl_free(ns->ns_acl);
     apg_config_free(ns->ns_cfg);
     apg_free(ns);
     apg_log_info("namesrv", "NameServer stopped");

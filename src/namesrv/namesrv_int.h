@@ -6,7 +6,9 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "acl/acl.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "namesrv/kv.h"
 #include "namesrv/namesrv.h"
 #include "namesrv/route.h"
@@ -34,12 +36,23 @@ struct apg_namesrv {
     bool ns_return_order_conf;
     bool ns_all_topic_list;
     bool ns_topic_list;
+    struct apg_acl *ns_acl; /* NULL with aclEnable=false */
+    uv_timer_t ns_acl_timer;
+    struct apg_log_limit ns_acl_log;
 };
 
 /* Copies the runtime keys of ns_cfg into the fields above (and the scan
  * timer, the route table's default timeout). Loop thread, or before it
  * starts. */
 void apg_ns_apply_config(struct apg_namesrv *ns);
+
+/* ns_acl.c: with aclEnable=true loads aclFile into ns_acl (a missing or
+ * bad file is an error); the reload timer; and the check before every
+ * handler: true when req was refused and answered NO_PERMISSION. */
+apg_err_t apg_ns_acl_open(struct apg_namesrv *ns, char *err, size_t errlen);
+void apg_ns_acl_loop_start(struct apg_namesrv *ns, uv_loop_t *loop);
+void apg_ns_acl_loop_stop(struct apg_namesrv *ns);
+bool apg_ns_acl_refused(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req);
 
 /* Handles one request on the loop thread (processor.c). */
 void apg_namesrv_dispatch(struct apg_conn *c, const struct apg_rcmd *req, void *ud);

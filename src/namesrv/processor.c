@@ -640,6 +640,8 @@ static const struct {
 void apg_namesrv_dispatch(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
     struct apg_namesrv *ns = ud;
+    if (apg_ns_acl_refused(ns, c, req))
+        return;
     for (size_t i = 0; i < sizeof(ns_handlers) / sizeof(ns_handlers[0]); i++) {
         if (ns_handlers[i].code == req->code) {
             ns_handlers[i].fn(ns, c, req);

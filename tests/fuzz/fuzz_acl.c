@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 
@@ -33,7 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char sig[32], remark[320];
         apg_acl_sign(&req, "12345678", sig);
         apg_rcmd_ext_add(&req, "Signature", sig);
-        apg_acl_rules_check(r, &req, "192.168.1.7:4000", remark, sizeof(remark));
+        apg_acl_rules_check(r, APG_ACL_TABLE_BROKER, &req, "192.168.1.7:4000", remark,
+                            sizeof(remark));
+        apg_acl_rules_check(r, APG_ACL_TABLE_NAMESRV, &req, "192.168.1.7:4000", remark,
+                            sizeof(remark));
         apg_acl_rules_free(r);
     } else if (!err[0] || r != NULL) {
         abort(); /* an error always says why and builds nothing */

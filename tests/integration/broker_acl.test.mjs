@@ -137,7 +137,8 @@ before(async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-acl-'));
     writeAclFile(dir, ACL_YML);
     nsOn = await freePort();
-    on = await startApogee('standalone', ['--aclEnable=true'],
+    on = await startApogee('standalone', ['--aclEnable=true',
+        `--innerClientAuthenticationCredentials=${JSON.stringify({ accessKey: ADMIN.ak, secretKey: ADMIN.sk })}`],
         { dir, extraPorts: { namesrvListenPort: nsOn } });
     off = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: await freePort() } });
     brOn = await RemotingClient.connect(on.port);
@@ -199,17 +200,17 @@ test('reload: an edited file takes effect, a broken file keeps the rules in forc
     // otherUser1 may now publish to T_ACL.
     fs.writeFileSync(file, ACL_YML.replace(`secretKey: "${OTHER.sk}"`,
         `secretKey: "${OTHER.sk}"\n    topicPerms: [T_ACL=PUB]`));
-    await on.waitOutput(/ACL reloaded: 3 accounts/, 5000);
+    await on.waitOutput(/\[acl\] ACL reloaded: 3 accounts/, 5000);
     r = await send();
     assert.equal(r.code, 0, r.remark);
     // A broken file: logged, counted, and the rules above stay.
     fs.writeFileSync(file, 'accounts:\n  - accessKey: x\n    secretKey: [\n');
-    await on.waitOutput(/ACL file changed but was not loaded, the previous rules stay in force: .*plain_acl\.yml: line \d+/, 5000);
+    await on.waitOutput(/\[acl\] ACL file changed but was not loaded, the previous rules stay in force: .*plain_acl\.yml: line \d+/, 5000);
     r = await send();
     assert.equal(r.code, 0, r.remark);
     // An empty file (a truncate caught before the write) is refused the same way.
     fs.writeFileSync(file, '');
-    await on.waitOutput(/previous rules stay in force: .*has no accounts/, 5000);
+    await on.waitOutput(/\[acl\] .*previous rules stay in force: .*has no accounts/, 5000);
     r = await send();
     assert.equal(r.code, 0, r.remark);
     let t = await runtimeInfo(brOn, ADMIN);
@@ -218,7 +219,7 @@ test('reload: an edited file takes effect, a broken file keeps the rules in forc
     // A global white list lets 127.0.0.1 in unsigned.
     fs.writeFileSync(file, ACL_YML.replace('globalWhiteRemoteAddresses:',
         'globalWhiteRemoteAddresses:\n  - 127.0.0.1'));
-    await on.waitOutput(/ACL reloaded: 3 accounts, 1 global white addresses/, 5000);
+    await on.waitOutput(/\[acl\] ACL reloaded: 3 accounts, 1 global white addresses/, 5000);
     r = await brOn.request(28, {});
     assert.equal(r.code, 0, r.remark);
     r = await send(); // the white list passes before perms are looked at
@@ -231,7 +232,7 @@ test('reload: an edited file takes effect, a broken file keeps the rules in forc
 });
 
 test('the C client (apogee bench) signs with accessKey/secretKey: e2e passes, a wrong secret fails', async () => {
-    await waitForRoute(nsOn);
+    await waitForRoute(nsOn, 'TBW102', 10000, USER);
     const common = [`--namesrvAddr=127.0.0.1:${nsOn}`, '--topic=T_ACL', '--group=G_ACL', '--json'];
     const ok = await runBench(['e2e', ...common, '--messages=500', '--threads=2',
         `--accessKey=${USER.ak}`, `--secretKey=${USER.sk}`]);
@@ -242,7 +243,8 @@ test('the C client (apogee bench) signs with accessKey/secretKey: e2e passes, a 
     const bad = await runBench(['produce', ...common, '--messages=10', `--accessKey=${USER.ak}`,
         '--secretKey=wrongSecret1', '--sendMsgTimeout=2000']);
     assert.notEqual(bad.code, 0, bad.out);
-    assert.match(bad.out, /NO_PERMISSION: ACL: signature check failed for accessKey 'userAccess1'/);
+    // The NameServer refuses the route lookup first (it checks the ACL too).
+    assert.match(bad.out, /ACL: signature check failed for accessKey 'userAccess1'/);
 });
 
 function runAdmin(args) {
@@ -257,7 +259,7 @@ function runAdmin(args) {
 }
 
 test('apogee admin signs with --accessKey/--secretKey: an admin account reads and changes, others are refused', async () => {
-    await waitForRoute(nsOn);
+    await waitForRoute(nsOn, 'TBW102', 10000, USER);
     const ns = ['-n', `127.0.0.1:${nsOn}`];
     const b = ['-b', `127.0.0.1:${on.port}`];
     const none = await runAdmin(['brokerStatus', ...b, ...ns]);
@@ -272,7 +274,7 @@ test('apogee admin signs with --accessKey/--secretKey: an admin account reads an
     assert.ok(JSON.parse(st.out), st.out);
     const up = await runAdmin(['updateTopic', '-t', 'T_ADMIN_ACL', ...b, ...ns, ...admin]);
     assert.equal(up.code, 0, up.out);
-    const routed = await runAdmin(['topicRoute', '-t', 'T_ADMIN_ACL', ...ns, '--json']);
+    const routed = await runAdmin(['topicRoute', '-t', 'T_ADMIN_ACL', ...ns, '--json', ...admin]);
     assert.equal(routed.code, 0, routed.out);
     const bad = await runAdmin(['brokerStatus', ...b, ...ns, `--accessKey=${ADMIN.ak}`, '--secretKey=wrongSecret1']);
     assert.equal(bad.code, 1, bad.out);

@@ -1,7 +1,7 @@
 // Shared helpers for the ali-ons interop tests (not a test file itself).
 //
 //   const h = onsHarness();             per test file: call h.start(args, opts) in before()
-//   await h.start(args, {dir, keepDir, port, nsPort})  starts `apogee standalone`
+//   await h.start(args, {dir, keepDir, port, nsPort, cred})  starts `apogee standalone`
 //   await h.restart(args)               SIGTERM (or kill(sig)) + start again on the same dir and ports
 //   h.opts(extra)                       ali-ons options pointing at the NameServer
 //   await h.createTopic(topic, queues)  UPDATE_AND_CREATE_TOPIC through the admin connection
@@ -17,6 +17,7 @@
 // retries), and the test fails with the first recorded error at the next until(), after the
 // test (an afterEach hook) and in h.stop(). A HandlerRetry is the deliberate way to make
 // ali-ons redeliver and is not recorded.
+import { signExt } from '../lib/acl.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -111,7 +112,9 @@ export function onsHarness() {
         // NameServer; an ali-ons client that finds no route at start never recovers.
         const ns = await RemotingClient.connect(h.nsPort);
         try {
-            await until(async () => (await ns.request(105, { topic: 'TBW102' })).code === 0,
+            // o.cred signs the poll for a NameServer with aclEnable=true.
+            const ext = o.cred ? signExt({ topic: 'TBW102' }, null, o.cred) : { topic: 'TBW102' };
+            await until(async () => (await ns.request(105, ext)).code === 0,
                 10000, 'the broker to register with the NameServer');
         } finally {
             await ns.close();

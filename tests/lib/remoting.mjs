@@ -14,6 +14,7 @@
 //   queueOffsets(client, group, topic, queues) -> [{committed, max}] per queue id
 //
 // Responses resolve by opaque, so many requests may be outstanding at once.
+import { signExt } from './acl.mjs';
 import net from 'node:net';
 
 export const LANG = ['JAVA', 'CPP', 'DOTNET', 'PYTHON', 'DELPHI', 'ERLANG', 'RUBY', 'OTHER',
@@ -200,13 +201,15 @@ export function jsonBody(resp) {
 
 // Polls the NameServer at 127.0.0.1:nsPort until it serves a route for topic
 // (by default TBW102, the auto-create template a broker registers shortly after its
-// port opens). Throws after timeoutMs.
-export async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000) {
+// port opens). Throws after timeoutMs. With cred ({ak, sk}) the request is signed, as a
+// NameServer with aclEnable=true asks.
+export async function waitForRoute(nsPort, topic = 'TBW102', timeoutMs = 10000, cred = null) {
     const c = await RemotingClient.connect(nsPort);
     try {
         const deadline = Date.now() + timeoutMs;
         while (Date.now() < deadline) {
-            if ((await c.request(105, { topic })).code === 0) return;
+            const ext = cred ? signExt({ topic }, null, cred) : { topic };
+            if ((await c.request(105, ext)).code === 0) return;
             await new Promise((res) => setTimeout(res, 50));
         }
         throw new Error(`no route for ${topic} within ${timeoutMs} ms`);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "common/sha1.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
@@ -271,7 +271,7 @@ static void test_sign_vector(void **st)
 static enum apg_acl_refusal check(const struct apg_acl_rules *r, struct req *q, const char *peer)
 {
     char remark[320];
-    return apg_acl_rules_check(r, &q->r, peer, remark, sizeof(remark));
+    return apg_acl_rules_check(r, APG_ACL_TABLE_BROKER, &q->r, peer, remark, sizeof(remark));
 }
 
 static void test_decisions(void **st)
@@ -327,13 +327,54 @@ static void test_decisions(void **st)
     apg_acl_rules_free(r);
 }
 
+static enum apg_acl_refusal check_ns(const struct apg_acl_rules *r, struct req *q, const char *peer)
+{
+    char remark[320];
+    return apg_acl_rules_check(r, APG_ACL_TABLE_NAMESRV, &q->r, peer, remark, sizeof(remark));
+}
+
+/* The NameServer's table: reads need any valid signature, the rest admin. */
+static void test_namesrv_table(void **st)
+{
+    (void)st;
+    struct apg_acl_rules *r = parse_ok(good_yml);
+    const char *peer = "127.0.0.1:4000";
+    const char *route[] = {"topic", "T", NULL};
+    struct req q;
+    req_make(&q, APG_REQ_GET_ROUTEINFO_BY_TOPIC, route, NULL, NULL, NULL);
+    assert_int_equal(check_ns(r, &q, peer), APG_ACL_R_NO_ACCESS_KEY);
+    req_make(&q, APG_REQ_GET_ROUTEINFO_BY_TOPIC, route, "rocketmq2", "wrongsecret", NULL);
+    assert_int_equal(check_ns(r, &q, peer), APG_ACL_R_SIGNATURE);
+    req_make(&q, APG_REQ_GET_ROUTEINFO_BY_TOPIC, route, "rocketmq2", "12345678", NULL);
+    assert_int_equal(check_ns(r, &q, peer), APG_ACL_OK);
+    static const int32_t admin_codes[] = {
+        APG_REQ_REGISTER_BROKER,         APG_REQ_UNREGISTER_BROKER,
+        APG_REQ_BROKER_HEARTBEAT,        APG_REQ_QUERY_DATA_VERSION,
+        APG_REQ_DELETE_TOPIC_IN_NAMESRV, APG_REQ_PUT_KV_CONFIG,
+        APG_REQ_DELETE_KV_CONFIG,        APG_REQ_UPDATE_NAMESRV_CONFIG,
+        APG_REQ_GET_NAMESRV_CONFIG,      APG_REQ_WIPE_WRITE_PERM_OF_BROKER};
+    for (size_t i = 0; i < sizeof(admin_codes) / sizeof(admin_codes[0]); i++) {
+        req_make(&q, admin_codes[i], route, "rocketmq2", "12345678", NULL);
+        assert_int_equal(check_ns(r, &q, peer), APG_ACL_R_NEED_ADMIN);
+        req_make(&q, admin_codes[i], route, "adminKey", "adminSecret", NULL);
+        assert_int_equal(check_ns(r, &q, peer), APG_ACL_OK);
+        assert_int_equal(check_ns(r, &q, "10.10.103.9:1"), APG_ACL_OK); /* global white list */
+    }
+    /* the broker's client rows do not leak into the NameServer's table */
+    const char *pull[] = {"consumerGroup", "anyGroup", "topic", "T", NULL};
+    req_make(&q, APG_REQ_PULL_MESSAGE, pull, "rocketmq2", "12345678", NULL);
+    assert_int_equal(check(r, &q, peer), APG_ACL_OK);
+    assert_int_equal(check_ns(r, &q, peer), APG_ACL_R_NEED_ADMIN);
+    apg_acl_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha1_vectors), cmocka_unit_test(test_sha1_impls_agree),
         cmocka_unit_test(test_hmac_rfc2202), cmocka_unit_test(test_addr_patterns),
         cmocka_unit_test(test_parse),        cmocka_unit_test(test_sign_vector),
-        cmocka_unit_test(test_decisions),
+        cmocka_unit_test(test_decisions),    cmocka_unit_test(test_namesrv_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,25 +3,57 @@
  * and the reload job of the service thread. A refusal is answered
  * NO_PERMISSION (16) and noted as refusedNoPermission, like the broker's
  * other permission refusals; acl.c also counts it by the check that failed
- * (aclRefused* in GET_BROKER_RUNTIME_INFO). */
+ * (aclRefused* in GET_BROKER_RUNTIME_INFO). It also reads the account the
+ * broker signs its NameServer requests with (innerClientAuthenticationCredentials). */
 #include <stdio.h>
+#include <string.h>
 
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "broker/acl/acl_broker.h"
 #include "broker/broker_rt.h"
+#include "common/json.h"
+#include "common/log.h"
+
+apg_err_t apg_broker_ns_credentials(const struct apg_broker *b, char *ak, size_t ak_len, char *sk,
+                                    size_t sk_len, char *err, size_t errlen)
+{
+    ak[0] = sk[0] = '\0';
+    const char *t = apg_cfg_str(b->br_cfg, APG_CFG_innerClientAuthenticationCredentials);
+    if (!t || !t[0])
+        return APG_OK;
+    char e2[160];
+    json_t *j = apg_json_parse(t, strlen(t), e2, sizeof(e2));
+    const char *a = j ? apg_json_get_str(j, "accessKey", NULL) : NULL;
+    const char *s = j ? apg_json_get_str(j, "secretKey", NULL) : NULL;
+    apg_err_t e = APG_OK;
+    if (!a || !a[0] || !s || !s[0] || strlen(a) >= ak_len || strlen(s) >= sk_len)
+        e = apg_errf(APG_EINVAL, err, errlen,
+                     "innerClientAuthenticationCredentials must be JSON "
+                     "{\"accessKey\":\"...\",\"secretKey\":\"...\"} with both keys set%s",
+                     j ? "" : " (it is not JSON)");
+    else {
+        snprintf(ak, ak_len, "%s", a);
+        snprintf(sk, sk_len, "%s", s);
+    }
+    json_decref(j);
+    return e;
+}
 
 apg_err_t apg_broker_acl_open(struct apg_broker *b, char *err, size_t errlen)
 {
-    if (!apg_cfg_bool(b->br_cfg, APG_CFG_aclEnable))
-        return APG_OK;
-    const char *f = apg_cfg_str(b->br_cfg, APG_CFG_aclFile);
-    char path[1200];
-    if (f && f[0])
-        snprintf(path, sizeof(path), "%s", f);
-    else
-        snprintf(path, sizeof(path), "%s/conf/plain_acl.yml", b->br_root);
-    b->br_acl = apg_acl_open(path, err, errlen);
-    return b->br_acl ? APG_OK : APG_ECONFIG;
+    char ak[256], sk[256];
+    apg_err_t e = apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), err, errlen);
+    memset(sk, 0, sizeof(sk));
+    if (e)
+        return e;
+    if (apg_cfg_bool(b->br_cfg, APG_CFG_aclEnable) && !ak[0])
+        apg_log_warn("acl",
+                     "aclEnable=true but innerClientAuthenticationCredentials is empty: a "
+                     "NameServer with aclEnable=true refuses this broker's REGISTER_BROKER unless "
+                     "its address is white-listed; set it to "
+                     "{\"accessKey\":\"...\",\"secretKey\":\"...\"} of an admin account");
+    return apg_acl_open_config(b->br_cfg, b->br_root, APG_ACL_TABLE_BROKER, &b->br_acl, err,
+                               errlen);
 }
 
 void apg_broker_acl_close(struct apg_broker *b)

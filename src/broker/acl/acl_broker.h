@@ -15,13 +15,20 @@ struct apg_broker;
 struct apg_conn;
 
 /* With aclEnable=true, loads aclFile (default <storePathRootDir>/conf/
- * plain_acl.yml) into b->br_acl; a missing or bad file is an error. */
+ * plain_acl.yml) into b->br_acl; a missing or bad file is an error, and so
+ * is a malformed innerClientAuthenticationCredentials (whatever aclEnable). */
 apg_err_t apg_broker_acl_open(struct apg_broker *b, char *err, size_t errlen);
 void apg_broker_acl_close(struct apg_broker *b);
 /* Loop thread, before the processor: when the ACL refuses req, answers it
  * NO_PERMISSION with a remark naming the failed check (not for oneway),
  * counts and logs it, and returns true. */
 bool apg_broker_acl_refused(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* The account of innerClientAuthenticationCredentials into ak and sk
+ * (both "" when the key is empty: requests go unsigned). APG_EINVAL with
+ * err naming the problem (never the secret) when it is not JSON with two
+ * non-empty strings accessKey and secretKey. Any thread. */
+apg_err_t apg_broker_ns_credentials(const struct apg_broker *b, char *ak, size_t ak_len, char *sk,
+                                    size_t sk_len, char *err, size_t errlen);
 /* Service thread: reloads the file when it changed. */
 void apg_broker_acl_reload(struct apg_broker *b);
 

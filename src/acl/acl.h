@@ -1,5 +1,6 @@
 /* Plain ACL, compatible with RocketMQ's plain_acl.yml (4.x
- * PlainAccessValidator, 5.x ACL 1.0): who may send which request.
+ * PlainAccessValidator, 5.x ACL 1.0): who may send which request to the
+ * broker or the NameServer (each passes its own code table).
  *
  * A signed request carries the ext fields AccessKey and Signature (and
  * optionally SecurityToken). Signature is Base64(HMAC-SHA1(secretKey,
@@ -9,7 +10,10 @@
  * secretKey; then the request code decides what else is needed: sends need
  * PUB on the topic, pulls SUB on the topic and the group, heartbeats SUB on
  * every group and subscribed topic, and every code that is not one a
- * producer or consumer sends needs an admin account (acl_codes.def).
+ * producer or consumer sends needs an admin account (acl_codes_broker.def).
+ * On the NameServer the reads a client needs (routes, cluster and topic
+ * lists, KV reads) need a valid signature of any account, and every other
+ * code, broker registration included, an admin account (acl_codes_ns.def).
  *
  * An address in globalWhiteRemoteAddresses, or in the account's
  * whiteRemoteAddress, passes without signature or permission checks, as in
@@ -23,15 +27,16 @@
  *
  * Threads: apg_acl_check runs on any loop thread, lock-free: it reads the
  * current rule set through an atomic pointer. apg_acl_reload runs on one
- * thread (the service thread); a replaced rule set is freed only after a
- * grace period (ACL_RETIRE_MS in acl.c) far longer than any check takes. */
-#ifndef APG_BROKER_ACL_ACL_H
-#define APG_BROKER_ACL_ACL_H
+ * thread (the broker's service thread, the NameServer's loop thread); a replaced rule set is freed
+ * only after a grace period (ACL_RETIRE_MS in acl.c) far longer than any check takes. */
+#ifndef APG_ACL_ACL_H
+#define APG_ACL_ACL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "common/err.h"
 #include "protocol/rcmd.h"
 
@@ -90,10 +95,16 @@ size_t apg_acl_rules_accounts(const struct apg_acl_rules *r);
 
 /* ---- checks (acl_check.c): pure given the rules ------------------------ */
 
-/* Decides req from peer under rules r. APG_ACL_OK, or the refusal with a
+/* Which server's code table decides what a request code needs: the
+ * broker's (acl_codes_broker.def) or the NameServer's (acl_codes_ns.def).
+ * In both, a code not in the table needs an admin account. */
+enum apg_acl_table { APG_ACL_TABLE_BROKER, APG_ACL_TABLE_NAMESRV };
+
+/* Decides req from peer under rules r and table t. APG_ACL_OK, or the refusal with a
  * remark naming the failed check (never a secret). */
-enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const struct apg_rcmd *req,
-                                         const char *peer, char *remark, size_t n);
+enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg_acl_table t,
+                                         const struct apg_rcmd *req, const char *peer, char *remark,
+                                         size_t n);
 
 /* Computes the Signature of req (its ext fields other than Signature, and
  * body) with secret, as a RocketMQ client does, into out. */
@@ -103,9 +114,13 @@ void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32]);
 
 struct apg_acl;
 
-/* Loads path; a missing or bad file is an error (the broker does not
- * start). Returns owned. */
-struct apg_acl *apg_acl_open(const char *path, char *err, size_t errlen);
+/* Loads path, to be checked with table t; a missing or bad file is an
+ * error (the server does not start). Returns owned. */
+struct apg_acl *apg_acl_open(const char *path, enum apg_acl_table t, char *err, size_t errlen);
+/* With aclEnable=true in cfg, opens aclFile, or <root>/conf/plain_acl.yml
+ * when it is empty, into *out; *out = NULL with aclEnable=false. */
+apg_err_t apg_acl_open_config(const struct apg_config *cfg, const char *root, enum apg_acl_table t,
+                              struct apg_acl **out, char *err, size_t errlen);
 void apg_acl_free(struct apg_acl *acl);
 /* Re-reads the file if it changed since the last load; logs the outcome.
  * Returns true when new rules took effect. One thread at a time. */

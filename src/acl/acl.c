@@ -1,7 +1,7 @@
 /* The live ACL: the file, the rule set in force, reloads and counters.
  *
  * Loop threads read the rule set through ac_rules (an atomic pointer) and
- * never lock. apg_acl_reload, on the broker's service thread, stats the
+ * never lock. apg_acl_reload, on one thread of the server, stats the
  * file (mtime, ctime, size, inode); once a change has stayed the same for
  * one more call (so an editor's truncate-then-write is not read half way)
  * it parses the file and, if it is valid, publishes the new set with one
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "broker/acl/acl_int.h"
+#include "acl/acl_int.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/file.h"
@@ -42,6 +42,8 @@ struct file_id {
 
 struct apg_acl {
     char *ac_path;
+    enum apg_acl_table ac_table;
+    const char *ac_tag; /* log tag: "acl" (broker) or "namesrv" */
     _Atomic(struct apg_acl_rules *) ac_rules;
     struct file_id ac_seen;    /* the file as last loaded or refused (service thread) */
     struct file_id ac_pending; /* a change seen once, loaded when seen again */
@@ -112,7 +114,7 @@ static apg_err_t load(const char *path, struct apg_acl_rules **out, char *err, s
     return APG_OK;
 }
 
-struct apg_acl *apg_acl_open(const char *path, char *err, size_t errlen)
+struct apg_acl *apg_acl_open(const char *path, enum apg_acl_table t, char *err, size_t errlen)
 {
     struct apg_acl *acl = apg_calloc(1, sizeof(*acl));
     if (!acl || !(acl->ac_path = apg_strdup(path))) {
@@ -120,6 +122,8 @@ struct apg_acl *apg_acl_open(const char *path, char *err, size_t errlen)
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         return NULL;
     }
+    acl->ac_table = t;
+    acl->ac_tag = t == APG_ACL_TABLE_NAMESRV ? "namesrv" : "acl";
     file_id_get(path, &acl->ac_seen);
     struct apg_acl_rules *r;
     if (load(path, &r, err, errlen)) {
@@ -127,9 +131,25 @@ struct apg_acl *apg_acl_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     atomic_store(&acl->ac_rules, r);
-    apg_log_info("acl", "ACL on: %zu accounts, %zu global white addresses from %s",
+    apg_log_info(acl->ac_tag, "ACL on: %zu accounts, %zu global white addresses from %s",
                  apg_acl_rules_accounts(r), r->ru_nglobal, path);
     return acl;
+}
+
+apg_err_t apg_acl_open_config(const struct apg_config *cfg, const char *root, enum apg_acl_table t,
+                              struct apg_acl **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!apg_cfg_bool(cfg, APG_CFG_aclEnable))
+        return APG_OK;
+    const char *f = apg_cfg_str(cfg, APG_CFG_aclFile);
+    char path[4200];
+    if (f && f[0])
+        snprintf(path, sizeof(path), "%s", f);
+    else
+        snprintf(path, sizeof(path), "%s/conf/plain_acl.yml", root);
+    *out = apg_acl_open(path, t, err, errlen);
+    return *out ? APG_OK : APG_ECONFIG;
 }
 
 static void retired_sweep(struct apg_acl *acl, int64_t now, bool all)
@@ -178,7 +198,7 @@ bool apg_acl_reload(struct apg_acl *acl)
             snprintf(err, sizeof(err), "out of memory");
         apg_free(rt);
         atomic_fetch_add(&acl->ac_reload_failures, 1);
-        apg_log_error("acl",
+        apg_log_error(acl->ac_tag,
                       "ACL file changed but was not loaded, the previous rules stay in "
                       "force: %s",
                       err);
@@ -189,7 +209,7 @@ bool apg_acl_reload(struct apg_acl *acl)
     rt->rt_next = acl->ac_retired;
     acl->ac_retired = rt;
     atomic_fetch_add(&acl->ac_reloads, 1);
-    apg_log_info("acl", "ACL reloaded: %zu accounts, %zu global white addresses from %s",
+    apg_log_info(acl->ac_tag, "ACL reloaded: %zu accounts, %zu global white addresses from %s",
                  apg_acl_rules_accounts(r), r->ru_nglobal, acl->ac_path);
     return true;
 }
@@ -198,7 +218,7 @@ enum apg_acl_refusal apg_acl_check(struct apg_acl *acl, const struct apg_rcmd *r
                                    const char *peer, char *remark, size_t n)
 {
     const struct apg_acl_rules *r = atomic_load_explicit(&acl->ac_rules, memory_order_acquire);
-    enum apg_acl_refusal res = apg_acl_rules_check(r, req, peer, remark, n);
+    enum apg_acl_refusal res = apg_acl_rules_check(r, acl->ac_table, req, peer, remark, n);
     if (res != APG_ACL_OK)
         atomic_fetch_add_explicit(&acl->ac_refused[res], 1, memory_order_relaxed);
     return res;

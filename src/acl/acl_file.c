@@ -31,7 +31,7 @@
 #include <strings.h>
 #include <yaml.h>
 
-#include "broker/acl/acl_int.h"
+#include "acl/acl_int.h"
 #include "common/mem.h"
 
 #define ACL_MAX_ENTRIES 1000000

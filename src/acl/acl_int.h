@@ -1,9 +1,9 @@
 /* The parsed rule set shared by acl_file.c (builds it), acl_check.c (reads
  * it) and acl.c (swaps it). Immutable once built. */
-#ifndef APG_BROKER_ACL_ACL_INT_H
-#define APG_BROKER_ACL_ACL_INT_H
+#ifndef APG_ACL_ACL_INT_H
+#define APG_ACL_ACL_INT_H
 
-#include "broker/acl/acl.h"
+#include "acl/acl.h"
 #include "common/sha1.h"
 
 enum { APG_ACL_ADDR_NONE, APG_ACL_ADDR_ALL, APG_ACL_ADDR_LIST, APG_ACL_ADDR_RANGE };

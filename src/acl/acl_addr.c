@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/acl/acl_int.h"
+#include "acl/acl_int.h"
 #include "common/mem.h"
 
 static void trim(const char **s, size_t *n)

@@ -3,7 +3,8 @@
  * name a known AccessKey; a peer in that account's whiteRemoteAddress
  * passes; otherwise the Signature must match; then an admin-only code
  * needs an admin account, and the topics and groups the code touches
- * (acl_codes.def) need the permission, from topicPerms / groupPerms or
+ * (acl_codes_broker.def; the NameServer's acl_codes_ns.def asks for
+ * nothing beyond the signature or admin) need the permission, from topicPerms / groupPerms or
  * else the account's default.
  *
  * The signature rule is protocol/sign.h's, shared with the C client. A
@@ -14,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/acl/acl_int.h"
+#include "acl/acl_int.h"
 #include "common/json.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
@@ -35,18 +36,26 @@ enum need {
     NEED_CLIENT
 };
 
-static enum need code_need(int32_t code)
-{
-    switch (code) {
 #define APG_ACL_CODE(req, need)                                                                    \
     case APG_REQ_##req:                                                                            \
         return NEED_##need;
-#include "broker/acl/acl_codes.def"
-#undef APG_ACL_CODE
+
+static enum need code_need(enum apg_acl_table t, int32_t code)
+{
+    if (t == APG_ACL_TABLE_NAMESRV) {
+        switch (code) {
+#include "acl/acl_codes_ns.def"
+        default:
+            return NEED_ADMIN;
+        }
+    }
+    switch (code) {
+#include "acl/acl_codes_broker.def"
     default:
         return NEED_ADMIN;
     }
 }
+#undef APG_ACL_CODE
 
 void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32])
 {
@@ -206,8 +215,9 @@ static void code_text(int32_t code, char *out, size_t n)
     snprintf(out, n, "%s%s%d%s", name ? name : "", name ? " (" : "", code, name ? ")" : "");
 }
 
-enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const struct apg_rcmd *req,
-                                         const char *peer, char *remark, size_t n)
+enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg_acl_table t,
+                                         const struct apg_rcmd *req, const char *peer, char *remark,
+                                         size_t n)
 {
     /* The peer's address is parsed only when a white list needs it. */
     uint8_t ip[16];
@@ -255,7 +265,7 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, const st
                  acc->acc_ak, sig ? "mismatch" : "no Signature field");
         return APG_ACL_R_SIGNATURE;
     }
-    enum need need = code_need(req->code);
+    enum need need = code_need(t, req->code);
     if (need == NEED_ADMIN && !acc->acc_admin) {
         code_text(req->code, what, sizeof(what));
         snprintf(remark, n, "ACL: request %s needs an admin account; accessKey '%s' is not admin",
