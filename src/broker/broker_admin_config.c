@@ -3,7 +3,8 @@
  *
  * GET answers the effective configuration as Java .properties text
  * ("key=value" lines, every key of the broker's role; the settings changed
- * at runtime with their live value) and a `version` header field holding a
+ * at runtime with their live value; six fixed keys that exportConfigs needs,
+ * put_fixed) and a `version` header field holding a
  * DataVersion ({"counter":accepted updates,"timestamp":ms of the last}).
  *
  * UPDATE takes a .properties body and changes only the keys of one short
@@ -287,6 +288,20 @@ static apg_err_t put_line(struct apg_broker *b, struct apg_buf *o, const char *l
     return e ? e : apg_buf_append(o, "\n", 1);
 }
 
+/* Keys Apogee has no setting for that mqadmin's exportConfigs reads from
+ * the answer (it fails on an absent one), each with the value that states
+ * what this broker does: no filter servers, no reads from slaves, TRACE_ON
+ * in every send reply, no trace topic of its own, the trace topic's name,
+ * and whether its NameServer connections use TLS. */
+static apg_err_t put_fixed(struct apg_broker *b, struct apg_buf *o)
+{
+    return apg_buf_printf(o,
+                          "filterServerNums=0\nslaveReadEnable=false\ntraceOn=true\n"
+                          "traceTopicEnable=false\nmsgTraceTopicName=RMQ_SYS_TRACE_TOPIC\n"
+                          "useTLS=%s\n",
+                          apg_cfg_bool(b->br_cfg, APG_CFG_tlsEnable) ? "true" : "false");
+}
+
 static void get_config(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     char *text = NULL;
@@ -307,6 +322,8 @@ static void get_config(struct apg_broker *b, struct apg_conn *c, const struct ap
         at += n + 1;
     }
     free(text); /* open_memstream's buffer comes from malloc */
+    if (!e)
+        e = put_fixed(b, &o);
     int64_t ms = b->br_cfg_ms ? b->br_cfg_ms : b->br_boot_ms;
     char ver[96];
     snprintf(ver, sizeof(ver), "{\"counter\":%lld,\"timestamp\":%lld}",

@@ -7,7 +7,8 @@
  * (queryMsgById's consumer track and statsAll read it).
  *
  * 305 answers TopicList {"topicList":[...]}: RocketMQ's fixed set of system
- * topics plus this broker's cluster and broker names (topics RocketMQ
+ * topics, the timer topic (rmq_sys_wheel_timer, a built-in topic here as in
+ * 5.x) and this broker's cluster and broker names (topics RocketMQ
  * brokers create for routing by name); exportMetadata and the topic lists
  * of the tools leave these out.
  *
@@ -98,6 +99,7 @@ static void system_topics(struct apg_broker *b, struct apg_conn *c, const struct
         "TRANS_CHECK_MAX_TIME_TOPIC",
         "SELF_TEST_TOPIC",
         "OFFSET_MOVED_EVENT",
+        APG_TIMER_TOPIC,
     };
     struct apg_buf n = APG_BUF_INIT;
     apg_err_t e = APG_OK;

@@ -112,6 +112,17 @@ test('GET_BROKER_CONFIG answers every key as .properties with a DataVersion head
     assert.equal(props.brokerPermission, '6');
     assert.equal(props.storePathRootDir, srv.dir);
     assert.ok(!Object.values(props).some((v) => v.includes('  # ')), 'source comments leak');
+    // The keys mqadmin exportConfigs copies (it fails when one is absent), Apogee's fixed
+    // answers for those it has no setting for among them.
+    for (const k of ['brokerClusterName', 'brokerId', 'brokerName', 'brokerRole', 'fileReservedTime',
+        'flushDiskType', 'maxMessageSize', 'messageDelayLevel', 'autoCreateTopicEnable',
+        'autoCreateSubscriptionGroup']) assert.ok(props[k] !== undefined, `${k} missing`);
+    assert.equal(props.filterServerNums, '0');
+    assert.equal(props.slaveReadEnable, 'false');
+    assert.equal(props.traceOn, 'true');
+    assert.equal(props.traceTopicEnable, 'false');
+    assert.equal(props.msgTraceTopicName, 'RMQ_SYS_TRACE_TOPIC');
+    assert.equal(props.useTLS, 'false');
     assert.equal(typeof version.counter, 'number');
     assert.ok(version.timestamp > 0);
 });
@@ -257,7 +268,7 @@ test('GET_SYSTEM_TOPIC_LIST_FROM_BROKER names the system topics', async () => {
     assert.equal(r.code, 0, r.remark);
     const list = JSON.parse(r.body.toString()).topicList;
     for (const t of ['TBW102', 'SCHEDULE_TOPIC_XXXX', 'RMQ_SYS_TRANS_HALF_TOPIC', 'OFFSET_MOVED_EVENT',
-        'DefaultCluster', 'broker-a']) {
+        'rmq_sys_wheel_timer', 'DefaultCluster', 'broker-a']) {
         assert.ok(list.includes(t), `${t} missing from ${list}`);
     }
     assert.ok(!list.includes('T_RT'));

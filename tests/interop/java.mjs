@@ -4,10 +4,14 @@
 //
 //   javaSkip                      false, or why the suites skip (APOGEE_ROCKETMQ_REF unset)
 //   await startStandalone(args)   apogee standalone on free ports -> {srv, ns}
-//   await runJava(cls, args, ms)  compiles tests/interop/java/*.java once (javac into a temp
+//   await runJava(cls, args, ms, jvm)  compiles tests/interop/java/*.java once (javac into a temp
 //                                 dir) and runs class cls -> {code, out, err, result}; result
-//                                 holds the program's "RESULT name=value" lines
-//   await mqadmin(ns, args, ms)   runs mqadmin (MQAdminStartup) with -n ns -> {code, out, err}
+//                                 holds the program's "RESULT name=value" lines; jvm: extra
+//                                 JVM options (-Dtls.enable=true ...)
+//   await mqadmin(ns, args, ms, home)  runs mqadmin (MQAdminStartup) with -n ns -> {code, out, err};
+//                                 home: the ROCKETMQ_HOME to use (default the build's)
+//   toolsHome(dir, cred)          makes dir a ROCKETMQ_HOME whose conf/tools.yml holds
+//                                 cred {ak, sk}, the account mqadmin signs with -> dir
 //   spawnJava(cls, args)          a long-running program; its stdin closing ends it
 //
 // A set APOGEE_ROCKETMQ_REF without a usable build fails the tests instead of skipping them.
@@ -42,17 +46,16 @@ function setup() {
     classpath = `${classes}:${refCp}`;
 }
 
-function javaArgv(cls, args) {
+function javaArgv(cls, args, jvm = []) {
     setup();
-    return ['-Xmx256m', `-Drocketmq.client.logRoot=${path.join(scratch, 'logs')}`,
+    return [...jvm, '-Xmx256m', `-Drocketmq.client.logRoot=${path.join(scratch, 'logs')}`,
         '-Drocketmq.client.logLevel=WARN', '-cp', classpath, cls, ...args];
 }
 
 // The programs run in the scratch directory: some mqadmin commands write files into the
 // working directory (consumerStatus its running-info dump).
-function javaOpts(stdin) {
-    return { cwd: scratch, env: { ...process.env, ROCKETMQ_HOME: path.join(refDir, 'home') },
-        stdio: [stdin, 'pipe', 'pipe'] };
+function javaOpts(stdin, home = path.join(refDir, 'home')) {
+    return { cwd: scratch, env: { ...process.env, ROCKETMQ_HOME: home }, stdio: [stdin, 'pipe', 'pipe'] };
 }
 
 function collect(child, ms, what) {
@@ -73,8 +76,8 @@ function collect(child, ms, what) {
     });
 }
 
-export async function runJava(cls, args, ms = 120000) {
-    const child = spawn('java', javaArgv(cls, args), javaOpts('ignore'));
+export async function runJava(cls, args, ms = 120000, jvm = []) {
+    const child = spawn('java', javaArgv(cls, args, jvm), javaOpts('ignore'));
     const r = await collect(child, ms, cls);
     r.result = {};
     for (const m of r.out.matchAll(/^RESULT ([^=]+)=(.*)$/gm)) r.result[m[1]] = m[2];
@@ -85,10 +88,20 @@ export function spawnJava(cls, args) {
     return spawn('java', javaArgv(cls, args), javaOpts('pipe'));
 }
 
-export function mqadmin(ns, args, ms = 60000) {
+export function mqadmin(ns, args, ms = 60000, home = undefined) {
     const child = spawn('java', javaArgv('org.apache.rocketmq.tools.command.MQAdminStartup',
-        [...args, '-n', ns]), javaOpts('ignore'));
+        [...args, '-n', ns]), javaOpts('ignore', home));
     return collect(child, ms, `mqadmin ${args.join(' ')}`);
+}
+
+// mqadmin signs its requests with the accessKey and secretKey of
+// ${ROCKETMQ_HOME}/conf/tools.yml when that file has both (AclUtils.getAclRPCHook).
+export function toolsHome(dir, cred) {
+    const conf = path.join(dir, 'conf');
+    fs.mkdirSync(conf, { recursive: true });
+    fs.copyFileSync(path.join(refDir, 'home', 'conf', 'logback_tools.xml'), path.join(conf, 'logback_tools.xml'));
+    fs.writeFileSync(path.join(conf, 'tools.yml'), `accessKey: ${cred.ak}\nsecretKey: ${cred.sk}\n`);
+    return dir;
 }
 
 export async function startStandalone(args = []) {

@@ -4,9 +4,16 @@
 // that far (a thrown exception exits 1 with the stack on stderr).
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BooleanSupplier;
 import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
+import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
+import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.TopicConfig;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.protocol.body.ClusterInfo;
@@ -55,6 +62,31 @@ final class RefUtil {
         c.setNamesrvAddr(ns);
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         return c;
+    }
+
+    // Starts c (configured, not started) subscribed to every tag of topic, sends n messages
+    // with p and waits up to 60 s for all of them; reports "sent" and "received" (distinct
+    // bodies).
+    static void sendAndReceive(DefaultMQProducer p, DefaultMQPushConsumer c, String topic, int n)
+        throws Exception {
+        Set<String> got = ConcurrentHashMap.newKeySet();
+        c.subscribe(topic, "*");
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            for (MessageExt m : msgs) {
+                got.add(new String(m.getBody()));
+            }
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        c.start();
+        int sent = 0;
+        for (int i = 0; i < n; i++) {
+            if (p.send(new Message(topic, "T", ("m-" + i).getBytes())).getSendStatus() == SendStatus.SEND_OK) {
+                sent++;
+            }
+        }
+        result("sent", sent);
+        await(() -> got.size() >= n, 60000);
+        result("received", got.size());
     }
 
     static DefaultMQAdminExt admin(String ns) throws Exception {
