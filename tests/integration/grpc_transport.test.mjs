@@ -1,6 +1,6 @@
 // The gRPC port (grpcServerPort) of apogee standalone, driven by node's own http2 client:
-// unary calls get gRPC answers in trailers (UNIMPLEMENTED for every MessagingService method
-// today, DEADLINE_EXCEEDED for a grpc-timeout already spent, INTERNAL for a bad message
+// unary calls get gRPC answers in trailers (UNIMPLEMENTED for MessagingService methods not
+// served, also before the client ends a streaming call; DEADLINE_EXCEEDED for a grpc-timeout already spent, INTERNAL for a bad message
 // prefix), a non-gRPC request gets HTTP 415, many concurrent streams on one connection are
 // all answered, a remoting frame on the port closes the connection at once, and an HTTP/2
 // frame left incomplete is cut at serverFrameTimeoutMillis like a remoting frame.
@@ -76,7 +76,7 @@ function connect() {
 test('MessagingService methods not built answer UNIMPLEMENTED in a trailers-only response', async () => {
     const s = await connect();
     try {
-        for (const m of ['QueryRoute', 'SendMessage', 'ReceiveMessage']) {
+        for (const m of ['ReceiveMessage', 'AckMessage', 'EndTransaction']) {
             const r = await call(s, `${SVC}/${m}`, grpcMessage(Buffer.alloc(0)));
             assert.equal(r.status, 200);
             assert.equal(r.headers['content-type'], 'application/grpc');
@@ -91,6 +91,23 @@ test('MessagingService methods not built answer UNIMPLEMENTED in a trailers-only
     }
 });
 
+test('a streaming call to a method not served is refused before the client ends its side', async () => {
+    const s = await connect();
+    try {
+        const req = s.request({ ':method': 'POST', ':path': `${SVC}/Telemetry`,
+            'content-type': 'application/grpc', te: 'trailers' });
+        req.write(grpcMessage(Buffer.alloc(0))); // and never end()
+        const h = await new Promise((resolve, reject) => {
+            req.on('response', resolve);
+            req.on('error', reject);
+        });
+        assert.equal(h['grpc-status'], '12');
+        req.close();
+    } finally {
+        s.close();
+    }
+});
+
 test('grpc-timeout: a deadline already spent is DEADLINE_EXCEEDED; a long one is kept', async () => {
     const s = await connect();
     try {
@@ -99,7 +116,8 @@ test('grpc-timeout: a deadline already spent is DEADLINE_EXCEEDED; a long one is
         assert.equal(r.grpcStatus, '4');
         const r2 = await call(s, `${SVC}/Heartbeat`, grpcMessage(Buffer.alloc(0)),
             { 'grpc-timeout': '30S' });
-        assert.equal(r2.grpcStatus, '12');
+        assert.equal(r2.grpcStatus, '0');
+        assert.ok(r2.body.length >= 5, 'a HeartbeatResponse message');
     } finally {
         s.close();
     }
@@ -125,9 +143,10 @@ test('200 concurrent calls on one connection are all answered', async () => {
     const s = await connect();
     try {
         const rs = await Promise.all(Array.from({ length: 200 },
-            (_, i) => call(s, `${SVC}/QueryRoute`, grpcMessage(Buffer.alloc(i)))));
+            (_, i) => call(s, `${SVC}/${i % 2 ? 'Heartbeat' : 'EndTransaction'}`,
+                grpcMessage(Buffer.alloc(0)))));
         assert.equal(rs.length, 200);
-        for (const r of rs) assert.equal(r.grpcStatus, '12');
+        rs.forEach((r, i) => assert.equal(r.grpcStatus, i % 2 ? '0' : '12'));
     } finally {
         s.close();
     }

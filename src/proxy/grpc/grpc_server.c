@@ -12,7 +12,8 @@
  * DATA (at most max_message + 5 bytes, else RESOURCE_EXHAUSTED); when the
  * client ends the stream the one length-prefixed message is checked
  * (uncompressed, length matching) and handed to the method registered for
- * :path. A reply is HEADERS (:status 200, content-type application/grpc),
+ * :path; a path without a method is refused as soon as its headers are
+ * complete. A reply is HEADERS (:status 200, content-type application/grpc),
  * one DATA message and trailers with grpc-status 0; a failure is a
  * trailers-only response (grpc-status and a percent-encoded grpc-message in
  * the one HEADERS frame that ends the stream). grpc-timeout is parsed into
@@ -236,6 +237,22 @@ static void call_free(struct gconn *g, struct apg_grpc_call *call)
     apg_free(call);
 }
 
+static const struct apg_grpc_method *method_find(const struct apg_grpc_server *srv,
+                                                 const char *path)
+{
+    for (size_t i = 0; i < srv->gs_n_methods; i++)
+        if (strcmp(srv->gs_methods[i].gm_path, path) == 0)
+            return &srv->gs_methods[i];
+    return NULL;
+}
+
+static void refuse_unimplemented(struct apg_grpc_call *call)
+{
+    char why[200];
+    snprintf(why, sizeof why, "%s is not implemented", call->gs_path);
+    apg_grpc_call_fail(call, APG_GRPC_UNIMPLEMENTED, why);
+}
+
 /* The client ended its side: one whole message, then the method. */
 static void call_run(struct gconn *g, struct apg_grpc_call *call)
 {
@@ -261,18 +278,25 @@ static void call_run(struct gconn *g, struct apg_grpc_call *call)
         apg_grpc_call_fail(call, APG_GRPC_DEADLINE_EXCEEDED, "deadline passed before the call ran");
         return;
     }
-    const struct apg_grpc_server *srv = g->gc_srv;
-    for (size_t i = 0; i < srv->gs_n_methods; i++) {
-        if (strcmp(srv->gs_methods[i].gm_path, call->gs_path) == 0) {
-            srv->gs_methods[i].gm_fn(call, p + GRPC_PREFIX, n - GRPC_PREFIX, srv->gs_ud);
-            if (!call->gs_answered)
-                apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "the method gave no answer");
-            return;
-        }
+    const struct apg_grpc_method *m = method_find(g->gc_srv, call->gs_path);
+    if (!m) {
+        refuse_unimplemented(call);
+        return;
     }
-    char why[200];
-    snprintf(why, sizeof why, "%s is not implemented", call->gs_path);
-    apg_grpc_call_fail(call, APG_GRPC_UNIMPLEMENTED, why);
+    m->gm_fn(call, p + GRPC_PREFIX, n - GRPC_PREFIX, g->gc_srv->gs_ud);
+    if (!call->gs_answered)
+        apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "the method gave no answer");
+}
+
+/* The request headers are complete: a call that can only be refused is
+ * refused now, without waiting for the client to end its side (a
+ * streaming call, Telemetry, never does). */
+static void call_headers_done(struct gconn *g, struct apg_grpc_call *call)
+{
+    if (call->gs_answered || !call->gs_post || !call->gs_grpc)
+        return; /* 415 once the request ends */
+    if (!method_find(g->gc_srv, call->gs_path))
+        refuse_unimplemented(call);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -343,11 +367,14 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 
 static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
-        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
         return 0;
     struct apg_grpc_call *call = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (call)
+    if (!call)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        call_headers_done(ud, call);
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
         call_run(ud, call);
     return 0;
 }

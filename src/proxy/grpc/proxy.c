@@ -4,21 +4,26 @@
  *
  * Design. One loop thread serves the port for now; the slow-peer settings
  * of the remoting port (frame deadline, minimum rate, pending-bytes cap,
- * idle timeout) apply to its HTTP/2 frames too. The method table is empty:
- * every MessagingService call is answered UNIMPLEMENTED until its mapping
- * onto the broker exists.
+ * idle timeout) apply to its HTTP/2 frames too. The methods are those of
+ * messaging.c; every other MessagingService call is answered
+ * UNIMPLEMENTED.
  *
  * Threads: start and stop run on the control thread. */
 #include "proxy/grpc/proxy.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "common/config.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "broker/broker_rt.h"
 #include "proxy/grpc/grpc_server.h"
+#include "proxy/grpc/messaging.h"
 
 struct apg_grpc_proxy {
     struct apg_grpc_server *px_srv;
-    struct apg_broker *px_broker;
+    struct apg_grpc_messaging px_ms; /* the methods' ud */
 };
 
 apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *b,
@@ -31,7 +36,13 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
     struct apg_grpc_proxy *px = apg_calloc(1, sizeof(*px));
     if (!px)
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
-    px->px_broker = b;
+    /* Routes name this port at the host the broker advertises (brokerIP1). */
+    px->px_ms.gm_broker = b;
+    px->px_ms.gm_port = port;
+    snprintf(px->px_ms.gm_host, sizeof px->px_ms.gm_host, "%s", b->br_addr);
+    char *colon = strrchr(px->px_ms.gm_host, ':');
+    if (colon)
+        *colon = '\0';
     struct apg_grpc_server_opts o = {
         .name = "grpc",
         .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
@@ -41,7 +52,9 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
         .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
-        .ud = px,
+        .methods = apg_grpc_messaging_methods,
+        .n_methods = apg_grpc_messaging_n_methods,
+        .ud = &px->px_ms,
     };
     apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);
     if (e) {
