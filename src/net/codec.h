@@ -12,10 +12,10 @@
  * connection's output buffer and the loop writes each connection once per
  * iteration.
  *
- * RocketMQ remoting (remoting_codec.c) is the one codec today: its requests
- * go to the server's on_request, its responses to the request waiting with
- * the same opaque. An HTTP/1 or HTTP/2 codec is another table with its own
- * handler on the same loops.
+ * RocketMQ remoting (remoting_codec.c): its requests go to the server's
+ * on_request, its responses to the request waiting with the same opaque.
+ * HTTP/2 (h2_codec.c) cuts frames only and hands each to the server's
+ * on_message, where the application keeps its HTTP/2 session.
  *
  * Threads: every function runs on the connection's (or loop's) thread. */
 #ifndef APG_NET_CODEC_H
@@ -63,5 +63,8 @@ struct apg_net_codec {
 };
 
 extern const struct apg_net_codec apg_net_remoting;
+/* HTTP/2 (h2c): cuts the client connection preface and each frame and
+ * hands them to the server's on_message (net/h2_codec.c). */
+extern const struct apg_net_codec apg_net_h2;
 
 #endif

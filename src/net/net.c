@@ -988,7 +988,8 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
 {
     *out = NULL;
     bool remoting = !opts->codec || opts->codec == &apg_net_remoting;
-    if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request)) {
+    if (opts->n_loops < 1 || opts->n_loops > 256 || (remoting && !opts->on_request) ||
+        (opts->codec == &apg_net_h2 && !opts->on_message)) {
         apg_net_transport_ctx_free(opts->transport, opts->transport_ctx);
         return apg_errf(APG_EINVAL, err, errlen, "net server: bad options");
     }
@@ -1088,6 +1089,7 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         l->l_busy_poll_ns = opts->busy_poll_us > 0 ? (int64_t)opts->busy_poll_us * 1000 : 0;
         l->l_opaque = &srv->s_opaque;
         l->l_on_request = opts->on_request;
+        l->l_on_message = opts->on_message;
         l->l_on_close = opts->on_close;
         l->l_on_read_end = opts->on_read_end;
         l->l_on_stop = opts->on_loop_stop;

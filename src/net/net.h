@@ -77,6 +77,10 @@ struct apg_net_server_opts {
      * and never reach here). req and its body are valid only during the
      * call. Required with that codec. */
     void (*on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
+    /* HTTP/2 codec (apg_net_h2): called on c's loop thread with each whole
+     * message the codec cut (the preface or a frame); msg is valid only
+     * during the call. Required with that codec. */
+    void (*on_message)(struct apg_conn *c, const uint8_t *msg, size_t len, void *ud);
     /* Called once per connection on its loop thread when it closes, before
      * pending server-initiated requests are failed. Optional. */
     void (*on_close)(struct apg_conn *c, void *ud);

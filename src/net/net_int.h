@@ -71,6 +71,7 @@ struct apg_net_loop {
     unsigned l_warn_quiet;           /* lines suppressed since the last one */
     atomic_int *l_opaque;            /* the owner's request id counter (remoting) */
     void (*l_on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
+    void (*l_on_message)(struct apg_conn *c, const uint8_t *msg, size_t len, void *ud);
     void (*l_on_close)(struct apg_conn *c, void *ud);
     void (*l_on_read_end)(struct apg_conn *c, void *ud);
     void (*l_on_start)(int idx, uv_loop_t *loop, void *ud);

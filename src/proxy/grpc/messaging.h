@@ -1,0 +1,22 @@
+/* MessagingService methods served on the gRPC port (messaging.c).
+ *
+ * Threads: the methods run on the gRPC loop thread. */
+#ifndef APG_PROXY_GRPC_MESSAGING_H
+#define APG_PROXY_GRPC_MESSAGING_H
+
+#include "proxy/grpc/grpc_server.h"
+
+struct apg_broker;
+
+/* The methods' ud: the broker, and the endpoint routes name (the gRPC
+ * port at the broker's advertised host). */
+struct apg_grpc_messaging {
+    struct apg_broker *gm_broker;
+    char gm_host[128];
+    int gm_port;
+};
+
+extern const struct apg_grpc_method apg_grpc_messaging_methods[];
+extern const size_t apg_grpc_messaging_n_methods;
+
+#endif

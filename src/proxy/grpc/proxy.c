@@ -1,0 +1,75 @@
+/* The gRPC port of a broker process: reads its configuration, starts the
+ * gRPC server (grpc_server.c) with the MessagingService method table, and
+ * stops it.
+ *
+ * Design. One loop thread serves the port for now; the slow-peer settings
+ * of the remoting port (frame deadline, minimum rate, pending-bytes cap,
+ * idle timeout) apply to its HTTP/2 frames too. The methods are those of
+ * messaging.c; every other MessagingService call is answered
+ * UNIMPLEMENTED.
+ *
+ * Threads: start and stop run on the control thread. */
+#include "proxy/grpc/proxy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "broker/broker_rt.h"
+#include "proxy/grpc/grpc_server.h"
+#include "proxy/grpc/messaging.h"
+
+struct apg_grpc_proxy {
+    struct apg_grpc_server *px_srv;
+    struct apg_grpc_messaging px_ms; /* the methods' ud */
+};
+
+apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *b,
+                               struct apg_grpc_proxy **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int port = (int)apg_cfg_int(cfg, APG_CFG_grpcServerPort);
+    if (port == 0)
+        return APG_OK;
+    struct apg_grpc_proxy *px = apg_calloc(1, sizeof(*px));
+    if (!px)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    /* Routes name this port at the host the broker advertises (brokerIP1). */
+    px->px_ms.gm_broker = b;
+    px->px_ms.gm_port = port;
+    snprintf(px->px_ms.gm_host, sizeof px->px_ms.gm_host, "%s", b->br_addr);
+    char *colon = strrchr(px->px_ms.gm_host, ':');
+    if (colon)
+        *colon = '\0';
+    struct apg_grpc_server_opts o = {
+        .name = "grpc",
+        .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
+        .port = port,
+        .n_loops = 1,
+        .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
+        .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
+        .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
+        .methods = apg_grpc_messaging_methods,
+        .n_methods = apg_grpc_messaging_n_methods,
+        .ud = &px->px_ms,
+    };
+    apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);
+    if (e) {
+        apg_free(px);
+        return e;
+    }
+    apg_log_info("grpc", "gRPC (h2c) on %s:%d", o.host, apg_grpc_server_port(px->px_srv));
+    *out = px;
+    return APG_OK;
+}
+
+void apg_grpc_proxy_stop(struct apg_grpc_proxy *px)
+{
+    if (!px)
+        return;
+    apg_grpc_server_stop(px->px_srv);
+    apg_free(px);
+}
