@@ -8,6 +8,8 @@
 #   net, store       common, protocol (not each other)
 #   acl              common, protocol (the plain ACL both servers check)
 #   namesrv, broker  common, protocol, net, store, acl (not each other)
+#   proxy            common, protocol, net, store, acl, broker (the gRPC front
+#                    calls the broker's internal put and tables, no socket)
 #   cli, main.c      everything
 #   client           common, protocol (and include/apogee)
 #
@@ -32,12 +34,13 @@ declare -A allowed=(
     [acl]="common protocol"
     [namesrv]="common protocol net store acl"
     [broker]="common protocol net store acl"
+    [proxy]="common protocol net store acl broker"
     [client]="common protocol"
-    [cli]="common protocol net store acl namesrv broker client"
-    [main.c]="common protocol net store acl namesrv broker client cli"
+    [cli]="common protocol net store acl namesrv broker proxy client"
+    [main.c]="common protocol net store acl namesrv broker proxy client cli"
 )
 # Files generated into the build tree that anyone may include.
-generated="apogee_version.h"
+generated="apogee_version.h proto/messaging.pb-c.h"
 
 bad=0
 edges=$(mktemp)
