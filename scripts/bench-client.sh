@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue-5 benchmark sweep: each row three times against a fresh `apogee standalone`
+# Client benchmark sweep (the bars of docs/perf.md): each row three times against a fresh `apogee standalone`
 # (own temp store, fixed loopback ports 25911/25876), one JSON-derived line per run:
 #   row tps mbps p50_us p99_us failed
 # Usage: scripts/bench-client.sh [BUILD_DIR]   (default: build). Takes ~9 minutes.
