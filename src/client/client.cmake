@@ -1,4 +1,4 @@
-# The C client library (issue 5), included by the top-level CMakeLists.txt once
+# The C client library, included by the top-level CMakeLists.txt once
 # src/client/*.c exists. apogee_client_obj (the client sources, PIC) is built
 # there; this file adds
 #   - apogee_client_deps_obj: PIC copies of src/common and src/protocol, so both
