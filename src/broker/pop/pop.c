@@ -662,6 +662,62 @@ static bool dlq_store(struct apg_pop *pp, const struct dlq_item *di, struct apg_
     return ok;
 }
 
+/* Stores the dead-letter copy of an entry parked out of reach, then
+ * removes the entry (journaled), or, when the copy could not be stored,
+ * makes it due again with one attempt less, so the next deadline tries
+ * again. False when not stored. */
+static bool dlq_finish(struct apg_pop *pp, const struct dlq_item *di, struct apg_buf *rb,
+                       int64_t now)
+{
+    bool ok = dlq_store(pp, di, rb);
+    pthread_mutex_lock(&pp->pp_lock);
+    struct apg_pop_queue *q =
+        apg_pop_state_queue(&pp->pp_st, di->di_group, di->di_topic, di->di_qid);
+    struct apg_pop_ent *pe = q ? apg_pop_state_find(q, di->di_offset) : NULL;
+    if (pe && ok) {
+        if (ack_locked(pp, di->di_group, di->di_topic, di->di_qid, di->di_offset, -1) != APG_OK)
+            apg_pop_state_expire(&pp->pp_st, pe, now, 1000);
+    } else if (pe) {
+        apg_pop_state_expire(&pp->pp_st, pe, now, 0);
+        pe->pe_attempts--;
+    }
+    pthread_mutex_unlock(&pp->pp_lock);
+    return ok;
+}
+
+/* Notes entry e for a dead-letter copy and parks it out of reach (lock
+ * held). */
+static void dlq_take(struct apg_pop *pp, struct apg_pop_ent *e, struct dlq_item *di, int64_t now)
+{
+    snprintf(di->di_group, sizeof(di->di_group), "%s", e->pe_q->pq_group);
+    snprintf(di->di_topic, sizeof(di->di_topic), "%s", e->pe_q->pq_topic);
+    di->di_qid = e->pe_q->pq_qid;
+    di->di_offset = e->pe_offset;
+    di->di_phys = e->pe_phys;
+    di->di_attempts = e->pe_attempts;
+    apg_pop_state_expire(&pp->pp_st, e, now, INT64_MAX / 4);
+}
+
+apg_err_t apg_pop_dead_letter(struct apg_pop *pp, const char *group, const char *topic, int32_t qid,
+                              int64_t offset, int64_t stamp)
+{
+    struct dlq_item di;
+    pthread_mutex_lock(&pp->pp_lock);
+    int64_t now = apg_wall_ms();
+    struct apg_pop_queue *q = apg_pop_state_queue(&pp->pp_st, group, topic, qid);
+    struct apg_pop_ent *pe = q ? apg_pop_state_find(q, offset) : NULL;
+    bool found = pe && pe->pe_stamp == stamp && pe->pe_state == APG_POP_INVISIBLE;
+    if (found)
+        dlq_take(pp, pe, &di, now);
+    pthread_mutex_unlock(&pp->pp_lock);
+    if (!found)
+        return APG_ENOTFOUND;
+    struct apg_buf rb = APG_BUF_INIT;
+    bool ok = dlq_finish(pp, &di, &rb, now);
+    apg_buf_free(&rb);
+    return ok ? APG_OK : APG_EIO;
+}
+
 static void job_revive(void *ud, int64_t now)
 {
     struct apg_pop *pp = ud;
@@ -677,15 +733,8 @@ static void job_revive(void *ud, int64_t now)
                 dl = apg_calloc(DLQ_BATCH, sizeof(*dl));
             if (!dl || ndl == DLQ_BATCH)
                 break;
-            struct dlq_item *di = &dl[ndl++];
-            snprintf(di->di_group, sizeof(di->di_group), "%s", e->pe_q->pq_group);
-            snprintf(di->di_topic, sizeof(di->di_topic), "%s", e->pe_q->pq_topic);
-            di->di_qid = e->pe_q->pq_qid;
-            di->di_offset = e->pe_offset;
-            di->di_phys = e->pe_phys;
-            di->di_attempts = e->pe_attempts;
             /* Parked out of reach until its copy is stored. */
-            apg_pop_state_expire(&pp->pp_st, e, now, INT64_MAX / 4);
+            dlq_take(pp, e, &dl[ndl++], now);
             continue;
         }
         apg_pop_state_expire(&pp->pp_st, e, now, backoff_ms(e->pe_attempts));
@@ -693,22 +742,8 @@ static void job_revive(void *ud, int64_t now)
     }
     pthread_mutex_unlock(&pp->pp_lock);
     struct apg_buf rb = APG_BUF_INIT;
-    for (int i = 0; i < ndl; i++) {
-        bool ok = dlq_store(pp, &dl[i], &rb);
-        pthread_mutex_lock(&pp->pp_lock);
-        struct apg_pop_queue *q =
-            apg_pop_state_queue(&pp->pp_st, dl[i].di_group, dl[i].di_topic, dl[i].di_qid);
-        struct apg_pop_ent *pe = q ? apg_pop_state_find(q, dl[i].di_offset) : NULL;
-        if (pe && ok) {
-            if (ack_locked(pp, dl[i].di_group, dl[i].di_topic, dl[i].di_qid, dl[i].di_offset, -1) !=
-                APG_OK)
-                apg_pop_state_expire(&pp->pp_st, pe, now, 1000);
-        } else if (pe) {
-            apg_pop_state_expire(&pp->pp_st, pe, now, 0);
-            pe->pe_attempts--; /* tried again at the next deadline */
-        }
-        pthread_mutex_unlock(&pp->pp_lock);
-    }
+    for (int i = 0; i < ndl; i++)
+        dlq_finish(pp, &dl[i], &rb, now);
     apg_buf_free(&rb);
     apg_free(dl);
     if (woke)

@@ -92,6 +92,12 @@ apg_err_t apg_pop_ack(struct apg_pop *pp, const char *group, const char *topic, 
  * the delivery's invisible time already ran out. */
 apg_err_t apg_pop_change(struct apg_pop *pp, const char *group, const char *topic, int32_t qid,
                          int64_t offset, int64_t stamp, int64_t invisible_ms, int64_t *new_stamp);
+/* Stores the delivery's message in %DLQ%<group> now and removes it (a
+ * client gave up on it: ForwardMessageToDeadLetterQueue). APG_ENOTFOUND as
+ * for ack; APG_EIO when the copy could not be stored (it is handed again
+ * later). */
+apg_err_t apg_pop_dead_letter(struct apg_pop *pp, const char *group, const char *topic, int32_t qid,
+                              int64_t offset, int64_t stamp);
 /* True when a pop of (group, topic, qid or -1) would find a message now
  * (NOTIFICATION). */
 bool apg_pop_available(struct apg_pop *pp, const char *group, const char *topic, int32_t qid);
@@ -109,7 +115,7 @@ struct apg_pop_handle {
     int64_t ph_invisible;
     int32_t ph_revive_qid;
     char ph_type; /* '0' normal topic, '1' / '2' pop retry topic */
-    char ph_broker[128];
+    char ph_broker[256];
     int32_t ph_queue;
     int64_t ph_offset; /* -1 when absent */
     int64_t ph_phys;   /* -1 when absent */

@@ -54,7 +54,7 @@ static bool num(const char *t, int64_t *v)
 
 apg_err_t apg_pop_handle_decode(const char *s, size_t len, struct apg_pop_handle *h)
 {
-    char f[9][160];
+    char f[9][260];
     size_t pos = 0;
     int n = 0;
     memset(h, 0, sizeof(*h));

@@ -17,6 +17,7 @@
  * under ASYNC_FLUSH; under SYNC_FLUSH it waits for the group commit, which
  * stalls this loop (not the broker's) for that long. */
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/consume.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -363,6 +364,10 @@ const struct apg_grpc_method apg_grpc_messaging_methods[] = {
     {SVC "Heartbeat", heartbeat},
     {SVC "SendMessage", send_message},
     {SVC "NotifyClientTermination", notify_termination},
+    {SVC "AckMessage", apg_grpc_consume_ack},
+    {SVC "ChangeInvisibleDuration", apg_grpc_consume_change},
+    {SVC "ForwardMessageToDeadLetterQueue", apg_grpc_consume_forward_dlq},
+    {SVC "QueryAssignment", apg_grpc_consume_assignment},
 };
 const size_t apg_grpc_messaging_n_methods =
     sizeof apg_grpc_messaging_methods / sizeof apg_grpc_messaging_methods[0];
