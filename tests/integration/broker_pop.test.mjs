@@ -229,3 +229,27 @@ test('in-flight state survives kill -9 and a clean restart', async () => {
     assert.deepEqual(b.msgs.map((m) => m.body), ['r2']);
     assert.equal(b.msgs[0].reconsumeTimes, 1);
 });
+
+test('redeliveries of every queue come before new messages, each queue listed once', async () => {
+    await topic('PopQ', 2);
+    for (let i = 0; i < 40; i++) await send('PopQ', `q${i}`, i % 2);
+    // Two from queue 1, left unacknowledged.
+    const a = await pop('CG_Q', 'PopQ', { queueId: 1, max: 2, invisible: 1000 });
+    assert.deepEqual(a.msgs.map((m) => m.body), ['q1', 'q3']);
+    await sleep(1300);
+    // Queue 0 has 20 new messages, queue 1 two due again and 18 new: a pop of 8 hands the
+    // two due ones whichever queue it starts with.
+    for (let round = 0; round < 2; round++) {
+        const b = await pop('CG_Q', 'PopQ', { max: 8, invisible: 1000 });
+        assert.equal(b.msgs.length, 8);
+        const again = b.msgs.filter((m) => m.reconsumeTimes > 0).map((m) => m.body).sort();
+        assert.deepEqual(again, round === 0 ? ['q1', 'q3'] : []);
+        const ids = b.ext.msgOffsetInfo.split(';').map((s) => s.split(' ')[1]);
+        assert.equal(new Set(ids).size, ids.length, `each queue once: ${b.ext.msgOffsetInfo}`);
+        for (const part of b.ext.msgOffsetInfo.split(';')) {
+            const offs = part.split(' ')[2].split(',').map(Number);
+            assert.deepEqual(offs, [...offs].sort((x, y) => x - y));
+        }
+        if (round === 0) for (const m of b.msgs) assert.equal((await ack('CG_Q', m)).code, 0);
+    }
+});

@@ -298,8 +298,11 @@ static apg_err_t add_msg(struct apg_buf *recs, struct apg_pop_result *res, const
     return APG_OK;
 }
 
-/* Pops from one queue (lock held). */
-static apg_err_t take_queue(struct apg_pop *pp, const struct apg_pop_req *rq, int32_t qid,
+#define TAKE_DUE 1 /* deliveries due again */
+#define TAKE_NEW 2 /* messages from the cursor */
+
+/* Pops from one queue (lock held): what `what` (TAKE_* bits) names. */
+static apg_err_t take_queue(struct apg_pop *pp, const struct apg_pop_req *rq, int32_t qid, int what,
                             int64_t now, struct apg_buf *recs, struct apg_pop_result *res)
 {
     struct apg_broker *b = pp->pp_b;
@@ -334,7 +337,7 @@ static apg_err_t take_queue(struct apg_pop *pp, const struct apg_pop_req *rq, in
 
     /* Due again first, in offset order. */
     struct apg_pop_ent *ready[APG_POP_MAX_BATCH];
-    int k = apg_pop_state_ready(q, ready, want);
+    int k = (what & TAKE_DUE) ? apg_pop_state_ready(q, ready, want) : 0;
     for (int i = 0; i < k; i++) {
         struct apg_pop_ent *pe = ready[i];
         apg_buf_reset(&pp->pp_tmp);
@@ -362,7 +365,7 @@ static apg_err_t take_queue(struct apg_pop *pp, const struct apg_pop_req *rq, in
     /* Then new ones from the cursor. */
     int64_t next = q->pq_next;
     want = rq->pr_max - res->pr_n;
-    if (want > 0 && next < max_off) {
+    if ((what & TAKE_NEW) && want > 0 && next < max_off) {
         apg_buf_reset(&pp->pp_tmp);
         struct apg_get_result gr;
         const struct apg_tagexpr *f = rq->pr_tags && !rq->pr_tags->te_all ? rq->pr_tags : NULL;
@@ -434,6 +437,14 @@ undo:
     return e;
 }
 
+static int msg_cmp(const void *a, const void *b)
+{
+    const struct apg_pop_msg *x = a, *y = b;
+    if (x->pm_queue != y->pm_queue)
+        return x->pm_queue < y->pm_queue ? -1 : 1;
+    return x->pm_offset < y->pm_offset ? -1 : x->pm_offset > y->pm_offset;
+}
+
 apg_err_t apg_pop_take(struct apg_pop *pp, const struct apg_pop_req *rq, struct apg_buf *recs,
                        struct apg_pop_result *res, char *err, size_t errlen)
 {
@@ -459,13 +470,24 @@ apg_err_t apg_pop_take(struct apg_pop *pp, const struct apg_pop_req *rq, struct 
     int64_t now = apg_wall_ms();
     res->pr_stamp = next_stamp(pp, now);
     if (rq->pr_queue >= 0) {
-        e = take_queue(pp, &r, rq->pr_queue, now, recs, res);
+        e = take_queue(pp, &r, rq->pr_queue, TAKE_DUE | TAKE_NEW, now, recs, res);
     } else {
+        /* Every queue's due deliveries before any new message, so a queue
+         * with a backlog does not hold back redeliveries of the others (a
+         * FIFO pop takes both from a queue at once: handing its due ones
+         * holds the queue). */
         unsigned s = pp->pp_rr++;
-        for (int i = 0; i < nq && res->pr_n < max && !e; i++)
-            e = take_queue(pp, &r, (int32_t)((s + (unsigned)i) % (unsigned)nq), now, recs, res);
+        for (int pass = rq->pr_fifo ? 1 : 0; pass < 2; pass++) {
+            int what = rq->pr_fifo ? TAKE_DUE | TAKE_NEW : pass == 0 ? TAKE_DUE : TAKE_NEW;
+            for (int i = 0; i < nq && res->pr_n < max && !e; i++)
+                e = take_queue(pp, &r, (int32_t)((s + (unsigned)i) % (unsigned)nq), what, now, recs,
+                               res);
+        }
     }
     pthread_mutex_unlock(&pp->pp_lock);
+    /* By queue, then offset: the offset lists of the answer are per queue
+     * and ascending (a queue may have given in both passes). */
+    qsort(res->pr_msgs, (size_t)res->pr_n, sizeof(res->pr_msgs[0]), msg_cmp);
     if (e && res->pr_n == 0)
         return apg_errf(e, err, errlen,
                         e == APG_EIO ? "the pop journal cannot be written" : "out of memory");
