@@ -44,7 +44,7 @@ async function consumer() {
     const cl = await RemotingClient.connect(port);
     let idle = 0;
     for (;;) {
-        if (first.size >= total && idle > 0) break;
+        if (first.size >= total) break;
         const r = await cl.request(200050, {
             consumerGroup: group, topic, queueId: '-1', maxMsgNums: '32',
             invisibleTime: String(invisible), pollTime: '0', bornTime: String(Date.now()), initMode: '0',
