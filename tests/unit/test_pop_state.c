@@ -283,6 +283,13 @@ static void test_handle(void **st)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(apg_pop_handle_decode(bad[i], strlen(bad[i]), &d), APG_EINVAL);
     assert_int_equal(apg_pop_handle_encode(&h, s, 10), 0);
+    /* A control byte inside a field (found by fuzz_pop: a NUL in the broker
+     * name cut it short, and the handle re-encoded to one that did not
+     * parse) is refused. */
+    const char nul[] = "1 2 3 0 0 b\0x 0 1";
+    assert_int_equal(apg_pop_handle_decode(nul, sizeof(nul) - 1, &d), APG_EINVAL);
+    const char tab[] = "1 2 3 0 0 b\tx 0 1";
+    assert_int_equal(apg_pop_handle_decode(tab, sizeof(tab) - 1, &d), APG_EINVAL);
 }
 
 int main(void)

@@ -32,8 +32,8 @@ static bool field(const char *s, size_t len, size_t *pos, char *out, size_t n)
     if (i >= len)
         return false;
     while (i < len && s[i] != ' ') {
-        if (k + 1 >= n)
-            return false;
+        if (k + 1 >= n || (unsigned char)s[i] < 0x21 || s[i] == 0x7f)
+            return false; /* too long, or a control byte (a NUL would cut the field) */
         out[k++] = s[i++];
     }
     out[k] = '\0';
