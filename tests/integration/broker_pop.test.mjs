@@ -253,3 +253,25 @@ test('redeliveries of every queue come before new messages, each queue listed on
         if (round === 0) for (const m of b.msgs) assert.equal((await ack('CG_Q', m)).code, 0);
     }
 });
+
+test('SQL92 pop needs enablePropertyFilter and keeps only matching messages', async () => {
+    await topic('PopS');
+    const hdr = (a) => ({ ...sendHdr('PopS', 0), i: `a\u0001${a}\u0002` });
+    for (const a of [1, 2, 3, 2]) {
+        const r = await br.request(310, hdr(a), Buffer.from(`s${a}`));
+        assert.equal(r.code, 0, r.remark);
+    }
+    const req = (exp) => br.request(POP, {
+        consumerGroup: 'CG_S', topic: 'PopS', queueId: '-1', maxMsgNums: '32', invisibleTime: '60000',
+        pollTime: '0', bornTime: String(Date.now()), initMode: '0', expType: 'SQL92', exp,
+    });
+    let r = await req('a = 2');
+    assert.equal(r.code, 1);
+    assert.match(r.remark, /enablePropertyFilter=true/);
+    assert.equal((await br.request(25, {}, Buffer.from('enablePropertyFilter=true\n'))).code, 0);
+    r = await req('a = 2');
+    assert.equal(r.code, 0, r.remark);
+    assert.deepEqual(decodeRecords(r.body).map((m) => m.body), ['s2', 's2']);
+    assert.equal((await req('a = 2')).code, 210, 'the others were skipped, not left behind');
+    assert.equal((await req('a = = 2')).code, 23); // SUBSCRIPTION_PARSE_FAILED
+});

@@ -383,6 +383,8 @@ static apg_err_t take_queue(struct apg_pop *pp, const struct apg_pop_req *rq, in
         default:
             break;
         }
+        if (gr.gr_status == APG_GET_FOUND && rq->pr_sql)
+            apg_broker_filter_sql_keep(rq->pr_sql, &pp->pp_tmp);
         const uint8_t *p = pp->pp_tmp.b_data;
         size_t left = gr.gr_status == APG_GET_FOUND ? pp->pp_tmp.b_len : 0;
         while (left > 0) {

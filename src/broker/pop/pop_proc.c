@@ -113,10 +113,16 @@ static bool pop_once(struct apg_broker *b, struct apg_conn *c, const struct apg_
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, err);
         return true;
     }
+    const struct apg_sql92 *sql = NULL;
     if (etype && etype[0] && !apg_sql92_is_tag_type(etype)) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
-                          "pop with a SQL92 filter is not served: subscribe by tag");
-        return true;
+        int32_t code;
+        char remark[512];
+        sql = apg_broker_filter_sql(b, etype, expr ? expr : "", &code, remark, sizeof(remark));
+        if (!sql) {
+            apg_broker_refuse(b, c, req, code, remark);
+            return true;
+        }
+        expr = NULL; /* the tag filter takes everything */
     }
     struct apg_tagexpr f;
     if (apg_tagexpr_parse(expr ? expr : "*", expr ? strlen(expr) : 1, &f, err, sizeof(err))) {
@@ -136,6 +142,7 @@ static bool pop_once(struct apg_broker *b, struct apg_conn *c, const struct apg_
         .pr_fifo = order && strcmp(order, "true") == 0,
         .pr_init_min = init_mode == 0,
         .pr_tags = &f,
+        .pr_sql = sql,
     };
     struct apg_buf *recs = &b->br_loops[apg_conn_loop_index(c)].bl_pull_buf;
     apg_buf_reset(recs);

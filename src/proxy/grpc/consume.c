@@ -569,11 +569,16 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         e = status_frame(out, CODE(BAD_REQUEST), "group and message_queue.topic are required");
         goto out;
     }
+    const struct apg_sql92 *sql = NULL;
     if (rq->filter_expression &&
         rq->filter_expression->type == APACHE__ROCKETMQ__V2__FILTER_TYPE__SQL) {
-        e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION),
-                         "SQL92 filters are not served for pop consumers: subscribe by tag");
-        goto out;
+        int32_t code;
+        sql = apg_broker_filter_sql(b, "SQL92", expr, &code, err, sizeof err);
+        if (!sql) {
+            e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
+            goto out;
+        }
+        expr = "*";
     }
     if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof err)) {
         e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
@@ -601,6 +606,7 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         .pr_fifo = false,
         .pr_init_min = false,
         .pr_tags = &f,
+        .pr_sql = sql,
     };
     struct apg_buf recs = APG_BUF_INIT;
     struct apg_pop_result *res = apg_malloc(sizeof(*res));
