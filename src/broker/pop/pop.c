@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ struct apg_pop {
     struct apg_buf pp_tmp;
     unsigned pp_rr;
     char *pp_jpath, *pp_spath;
+    /* Told after every revive pass (apg_pop_set_tick); set once. */
+    _Atomic(apg_pop_tick_fn) pp_tick;
+    void *_Atomic pp_tick_ud;
     /* The thread. */
     pthread_t pp_thread;
     bool pp_started, pp_stop;
@@ -772,6 +776,15 @@ static void job_revive(void *ud, int64_t now)
     apg_free(dl);
     if (woke)
         apg_broker_pull_arrive(pp->pp_b, NULL, 0, -1, 0);
+    apg_pop_tick_fn tick = atomic_load(&pp->pp_tick);
+    if (tick)
+        tick(atomic_load(&pp->pp_tick_ud));
+}
+
+void apg_pop_set_tick(struct apg_pop *pp, apg_pop_tick_fn fn, void *ud)
+{
+    atomic_store(&pp->pp_tick_ud, ud);
+    atomic_store(&pp->pp_tick, fn);
 }
 
 static void job_sync(void *ud, int64_t now)

@@ -101,6 +101,11 @@ apg_err_t apg_pop_dead_letter(struct apg_pop *pp, const char *group, const char 
 /* True when a pop of (group, topic, qid or -1) would find a message now
  * (NOTIFICATION). */
 bool apg_pop_available(struct apg_pop *pp, const char *group, const char *topic, int32_t qid);
+/* Sets fn(ud), run by the pop thread after every revive pass (every
+ * 100 ms): a front that long-polls on its own loops (the gRPC
+ * ReceiveMessage) retries its waiting calls from it. Set once; any thread. */
+typedef void (*apg_pop_tick_fn)(void *ud);
+void apg_pop_set_tick(struct apg_pop *pp, apg_pop_tick_fn fn, void *ud);
 /* Entries in flight (handed and not acknowledged) over all queues. */
 int64_t apg_pop_inflight(struct apg_pop *pp);
 
