@@ -596,11 +596,14 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         e = status_frame(out, CODE(FORBIDDEN), err);
         goto out;
     }
-    int32_t qid = rq->message_queue->id;
+    /* Every queue of this broker, whatever id the request names: the
+     * message queue only picks the broker (RocketMQ's proxy pops through
+     * the broker's acting queue, id -1; the nodejs client only ever asks
+     * with queue 0). */
     struct apg_pop_req pr = {
         .pr_group = group,
         .pr_topic = topic,
-        .pr_queue = qid < 0 ? -1 : qid,
+        .pr_queue = -1,
         .pr_max = rq->batch_size > 0 ? rq->batch_size : APG_POP_MAX_BATCH,
         .pr_invisible = clamp_invisible(dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)),
         .pr_fifo = false,
