@@ -76,7 +76,7 @@ function connect() {
 test('MessagingService methods not built answer UNIMPLEMENTED in a trailers-only response', async () => {
     const s = await connect();
     try {
-        for (const m of ['ReceiveMessage', 'AckMessage', 'EndTransaction']) {
+        for (const m of ['ReceiveMessage', 'PullMessage', 'EndTransaction']) {
             const r = await call(s, `${SVC}/${m}`, grpcMessage(Buffer.alloc(0)));
             assert.equal(r.status, 200);
             assert.equal(r.headers['content-type'], 'application/grpc');
