@@ -110,6 +110,11 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
  * body) with secret, as a RocketMQ client does, into out. */
 void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32]);
 
+/* True when req carries AccessKey ak and a valid Signature made with sk
+ * (compared in constant time). For an account that lives outside the
+ * file, such as standalone's in-process hop (namesrv/ns_acl.c). Pure. */
+bool apg_acl_signed_by(const struct apg_rcmd *req, const char *ak, const char *sk);
+
 /* ---- the live ACL (acl.c) ---------------------------------------------- */
 
 struct apg_acl;

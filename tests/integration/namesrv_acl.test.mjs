@@ -202,3 +202,34 @@ test('a malformed innerClientAuthenticationCredentials stops the broker at start
         '--allowLoopbackAdvertise=true', '--innerClientAuthenticationCredentials={"accessKey":"x"}'], { startTimeoutMs: 3000 }),
     /innerClientAuthenticationCredentials must be JSON/);
 });
+
+test('apogee standalone with aclEnable=true registers its broker with no account configured for it', async () => {
+    // The file has no admin account: the in-process hop does not borrow one.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-nsacl-sa-'));
+    writeAclFile(dir, ACL_YML.replace(/ {2}- accessKey: nsAdmin001[^]*$/, ''));
+    const nsPort = await freePort();
+    const sa = await startApogee('standalone', ['--aclEnable=true'],
+        { dir, extraPorts: { namesrvListenPort: nsPort } });
+    try {
+        await waitForRoute(nsPort, 'TBW102', 10000, USER);
+        assert.doesNotMatch(sa.output(), /refused REGISTER_BROKER|innerClientAuthenticationCredentials is empty/);
+        assert.match(sa.output(), /ACL on: 1 accounts/);
+        const c = await RemotingClient.connect(nsPort);
+        try {
+            // Nobody else can register: unsigned, non-admin and admin-of-another-file are refused.
+            for (const cred of [null, USER, ADMIN]) {
+                const r = await signedRequest(c, 103, regHeader('intruder-b'), regBody(), cred);
+                assert.equal(r.code, 16, r.remark);
+            }
+            const r = await signedRequest(c, 106, {}, null, USER);
+            assert.equal(r.code, 0, r.remark);
+            const names = Object.keys(JSON.parse(r.body.toString()).brokerAddrTable);
+            assert.deepEqual(names, ['broker-a']);
+        } finally {
+            c.close();
+        }
+        assert.doesNotMatch(sa.output(), /apogeeInner/); // the in-process account is never logged
+    } finally {
+        assert.equal((await sa.stop()).code, 0);
+    }
+});

@@ -10,7 +10,9 @@
 // - permissive: plaintext and TLS clients on one port, Node and C;
 // - mutual TLS (tls.server.trustCertPath set): a client with a certificate from the CA is
 //   served, one without a certificate or with one from another CA is refused; the broker
-//   presents its own certificate to the NameServer (tls.client.certPath).
+//   presents its own certificate to the NameServer (tls.client.certPath);
+// - standalone with enforcing (and with client certificates required) registers its broker
+//   with no tls.enable and no client keys.
 // ~25 s.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -274,5 +276,24 @@ describe('mutual TLS', () => {
         const r = await runBench(['produce', `--namesrvAddr=${t.ns}`, '--topic=MtlsBench', '--messages=1',
             '--sendMsgTimeout=1500', '--json', ...tlsConf()]);
         assert.notEqual(r.code, 0, r.out);
+    });
+});
+
+describe('standalone: the in-process hop needs no tls.enable or client keys', () => {
+    test('enforcing, and enforcing with client certificates required, register and serve', async () => {
+        const mtls = () => ({ cert: fs.readFileSync(f('client.pem')), key: fs.readFileSync(f('client.key')) });
+        for (const [args, opts] of [[serverArgs('enforcing'), {}],
+            [[...serverArgs('enforcing'), `--tls.server.trustCertPath=${f('ca.pem')}`], mtls()]]) {
+            const t = await startTls(args);
+            try {
+                await waitRouteTls(t.nsPort, opts); // the broker registered over TLS
+                assert.doesNotMatch(t.sa.output(), /REGISTER_BROKER with NameServer .* failed/);
+                const c = await tlsConnect(t.sa.port, opts);
+                await sendAndPull(c, 'TlsInner', 'registered without tls.enable');
+                c.close();
+            } finally {
+                assert.equal((await t.sa.stop()).code, 0);
+            }
+        }
     });
 });
