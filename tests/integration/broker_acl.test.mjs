@@ -7,11 +7,10 @@
 //   - a missing file stops the broker from starting.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, runBench, startApogee } from '../lib/proc.mjs';
+import { freePort, runAdmin, runBench, startApogee } from '../lib/proc.mjs';
 import { waitForRoute } from '../lib/remoting.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 import { signedRequest, writeAclFile } from '../lib/acl.mjs';
@@ -246,17 +245,6 @@ test('the C client (apogee bench) signs with accessKey/secretKey: e2e passes, a 
     // The NameServer refuses the route lookup first (it checks the ACL too).
     assert.match(bad.out, /ACL: signature check failed for accessKey 'userAccess1'/);
 });
-
-function runAdmin(args) {
-    return new Promise((resolve) => {
-        const p = spawn(process.env.APOGEE_BIN ?? 'build/apogee', ['admin', ...args],
-            { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        p.stdout.on('data', (d) => (out += d));
-        p.stderr.on('data', (d) => (out += d));
-        p.on('close', (code) => resolve({ code, out }));
-    });
-}
 
 test('apogee admin signs with --accessKey/--secretKey: an admin account reads and changes, others are refused', async () => {
     await waitForRoute(nsOn, 'TBW102', 10000, USER);

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, runAdmin, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 import { signedRequest, writeAclFile } from '../lib/acl.mjs';
 
@@ -144,6 +144,29 @@ test('NameServer ACL on: reads need a signature, admin codes and registration an
     const r = await signedRequest(cOn, 101, { namespace: 'NS_ACL', key: 'k' }, null, USER);
     assert.equal(r.code, 0, r.remark);
     assert.equal(r.ext.value, 'v');
+});
+
+test('the NameServer counts its refusals: runtime info and apogee admin namesrvStatus', async () => {
+    const r = await signedRequest(cOn, 28, {}, null, ADMIN);
+    assert.equal(r.code, 0, r.remark);
+    const t = JSON.parse(r.body.toString()).table;
+    const admins = ROWS.filter((row) => row.need === 'admin').length;
+    assert.equal(Number(t.aclRefusedNoAccessKey), 2 * ROWS.length);
+    assert.equal(Number(t.aclRefusedSignature), 2 * ROWS.length);
+    assert.equal(Number(t.aclRefusedNeedAdmin), 2 * admins);
+    assert.equal(Number(t.aclRefusedTotal), 2 * (2 * ROWS.length + admins));
+    // It needs an admin account like every other admin code.
+    assert.equal((await signedRequest(cOn, 28, {}, null, USER)).code, 16);
+    const ns = [`-n`, `127.0.0.1:${on.port}`, `--accessKey=${ADMIN.ak}`, `--secretKey=${ADMIN.sk}`];
+    const j = await runAdmin(['namesrvStatus', ...ns, '--json']);
+    assert.equal(j.code, 0, j.out);
+    const st = JSON.parse(j.out).namesrvs[0];
+    assert.equal(st.addr, `127.0.0.1:${on.port}`);
+    assert.equal(Number(st.table.aclRefusedNeedAdmin), 2 * admins + 1);
+    assert.equal(st.table.closedTlsRefused, '0');
+    const tab = await runAdmin(['namesrvStatus', ...ns]);
+    assert.equal(tab.code, 0, tab.out);
+    assert.match(tab.out, /127\.0\.0\.1:\d+ +aclRefusedSignature +32\n/);
 });
 
 test('NameServer ACL off: no cell is refused', async () => {

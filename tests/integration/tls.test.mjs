@@ -182,6 +182,14 @@ describe('enforcing', () => {
         await assert.rejects(c.request(30, { topic: 'TBW102', queueId: '0' }, null, { timeoutMs: 3000 }));
         await t.sa.waitOutput(/plaintext connection refused: this port takes TLS only/);
         await refusedPlainBench(t.ns);
+        // Both ports count their refusals in runtime info (the NameServer's is Apogee's own).
+        for (const port of [t.sa.port, t.nsPort]) {
+            const s = await tlsConnect(port);
+            const r = await s.request(28, {});
+            s.close();
+            assert.equal(r.code, 0, r.remark);
+            assert.ok(Number(JSON.parse(r.body.toString()).table.closedTlsRefused) >= 1, `port ${port}`);
+        }
     });
 
     test('a garbage ClientHello is closed at once, a stalled one at the frame deadline; others are served', async () => {
