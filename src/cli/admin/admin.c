@@ -38,8 +38,9 @@
 #include "protocol/remoting.h"
 
 static const struct apg_adm_cmd *const families[] = {
-    apg_adm_cluster_cmds, apg_adm_topic_cmds,  apg_adm_group_cmds, apg_adm_message_cmds,
-    apg_adm_offset_cmds,  apg_adm_config_cmds, apg_adm_dlq_cmds,   apg_adm_doctor_cmds,
+    apg_adm_cluster_cmds,    apg_adm_topic_cmds,  apg_adm_group_cmds,
+    apg_adm_message_cmds,    apg_adm_offset_cmds, apg_adm_config_cmds,
+    apg_adm_broker_ops_cmds, apg_adm_dlq_cmds,    apg_adm_doctor_cmds,
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 

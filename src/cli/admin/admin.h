@@ -1,7 +1,8 @@
 /* `apogee admin`: the mqadmin command set on the C client's I/O path.
  *
  * Contract between the dispatcher (admin.c) and the command families
- * (cluster.c topic.c group.c message.c offset.c dlq.c doctor.c): each family
+ * (cluster.c topic.c group.c message.c offset.c broker_ops.c dlq.c
+ * doctor.c): each family
  * declares a table of struct apg_adm_cmd (name, options, help text, run
  * function); admin.c parses the command line against that table, opens one
  * client I/O instance, runs the command and prints its result. A command
@@ -196,6 +197,7 @@ extern const struct apg_adm_cmd apg_adm_group_cmds[];
 extern const struct apg_adm_cmd apg_adm_message_cmds[];
 extern const struct apg_adm_cmd apg_adm_offset_cmds[];
 extern const struct apg_adm_cmd apg_adm_config_cmds[];
+extern const struct apg_adm_cmd apg_adm_broker_ops_cmds[];
 extern const struct apg_adm_cmd apg_adm_dlq_cmds[];
 extern const struct apg_adm_cmd apg_adm_doctor_cmds[];
 
