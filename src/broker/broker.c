@@ -322,7 +322,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
-    if (pick_address(b, err, errlen) || apg_broker_acl_open(b, err, errlen))
+    if (apg_broker_live_keys_check(err, errlen) || pick_address(b, err, errlen) ||
+        apg_broker_acl_open(b, err, errlen))
         goto fail;
     if (!b->br_namesrv[0])
         apg_log_warn("broker", "namesrvAddr is empty: clients will not find this broker; set "

@@ -42,6 +42,10 @@ void apg_broker_proc_admin_cq(struct apg_broker *b, struct apg_conn *c, const st
  * CLEAN_EXPIRED_CONSUMEQUEUE (306) (broker_admin_store.c). */
 void apg_broker_proc_admin_store(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req);
+/* APG_EINVAL when the broker keys marked RT in config.def and the live
+ * fields UPDATE_BROKER_CONFIG stores into are not the same set (a
+ * programming error: the broker does not start). */
+apg_err_t apg_broker_live_keys_check(char *err, size_t errlen);
 /* GET_BROKER_CONFIG (26), UPDATE_BROKER_CONFIG (25) (broker_admin_config.c). */
 void apg_broker_proc_admin_config(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);

@@ -352,7 +352,7 @@ test('broker and NameServer configuration commands', async () => {
     // A key that is not runtime-changeable is refused by the broker, and nothing changes.
     const ro = await adm(['updateBrokerConfig', '-b', brokerAddr, '-k', 'maxMessageSize', '-v', '2097152']);
     assert.equal(ro.code, 1);
-    assert.match(ro.err, /NO_PERMISSION.*'maxMessageSize' cannot be changed at runtime/);
+    assert.match(ro.err, /NO_PERMISSION.*'maxMessageSize' is read only at start-up/);
     const path = await adm(['updateBrokerConfig', '-b', brokerAddr, '-k', 'storePathRootDir', '-v', '/tmp/x']);
     assert.equal(path.code, 1);
     assert.match(path.err, /NO_PERMISSION/);

@@ -242,7 +242,7 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         await eventually((o) => /SEND_OK/.test(o), 'sendMessage', '-t', 'CfgTopic', '-p', 'rw');
 
         const refused = await mqFails('updateBrokerConfig', '-b', env.broker, '-k', 'storePathRootDir', '-v', scratch);
-        assert.match(refused, /CODE: 16 .*'storePathRootDir' names a file, directory, command or class/);
+        assert.match(refused, /CODE: 16 .*'storePathRootDir' names a file, directory, command, class or server location/);
         assert.doesNotMatch(await mq('getBrokerConfig', '-b', env.broker), new RegExp(scratch));
 
         const dir = path.join(scratch, 'configs');
@@ -266,7 +266,7 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         await mq('updateNamesrvConfig', '-k', 'enableAllTopicList', '-v', 'true');
         assert.ok((await mq('topicList')).split('\n').includes('MqaTopic'));
         assert.match(await mqFails('updateNamesrvConfig', '-k', 'kvConfigPath', '-v', path.join(scratch, 'kv')),
-            /CODE: 16 .*'kvConfigPath' names a file, directory or server location/);
+            /CODE: 16 .*'kvConfigPath' names a file, directory, command, class or server location/);
         assert.match(await mq('getNamesrvConfig'), /^kvConfigPath\s+=\s*$/m);
     });
 
