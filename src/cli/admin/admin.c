@@ -254,8 +254,6 @@ static bool ensure_io(struct apg_adm *a, char *err, size_t errlen)
         .instance = "apogee-admin",
         .serialize = APG_SER_JSON,
         .timeout_ms = a->ad_timeout_ms,
-        .access_key = a->ad_conf ? a->ad_conf->access_key : NULL,
-        .secret_key = a->ad_conf ? a->ad_conf->secret_key : NULL,
         .conf = a->ad_conf,
     };
     a->ad_io = apg_cio_new(&cc, err, errlen);
