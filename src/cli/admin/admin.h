@@ -109,6 +109,20 @@ struct apg_cio *apg_adm_io(struct apg_adm *a);
 /* The same to the NameServers of -n in turn, until one answers. */
 apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *body, size_t blen,
                           struct apg_adm_resp *r, char *err, size_t errlen);
+/* Sends `code` with the ext fields kv ({name, value, ..., NULL}; a pair
+ * whose value is NULL is left out) to addr, or with addr NULL to the
+ * NameServers of -n in turn. APG_ADM_OK with *r filled (free it) when the
+ * answer is SUCCESS; otherwise APG_ADM_FAILED with nothing to free, after
+ * printing the transport error or the refusal (who names the server;
+ * NULL: addr) unless quiet. */
+int apg_adm_ask(struct apg_adm *a, const char *addr, const char *who, int32_t code,
+                const char *const *kv, bool quiet, struct apg_adm_resp *r);
+/* The `offset` header field a queue-offset request (GET_MAX_OFFSET,
+ * GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP with ts >= 0) answers for
+ * topic / qid on addr; -1 when refused or unreachable (printed unless
+ * quiet). */
+int64_t apg_adm_queue_offset(struct apg_adm *a, const char *addr, int32_t code, const char *topic,
+                             int qid, int64_t ts, bool quiet);
 /* Request `code` with up to two ext fields (k2 may be NULL) to addr; the
  * JSON body of a SUCCESS answer (owned), or NULL for anything else
  * (quiet: callers that probe use it). */
