@@ -300,6 +300,24 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         assert.match(direct, /ConsumeMessageDirectlyResult \[order=false, autoCommit=true, consumeResult=CR_SUCCESS/);
     });
 
+    test('producer, cleanExpiredCQ, cleanUnusedTopic, deleteExpiredCommitLog; the ACL commands', async () => {
+        const prod = await mq('producer', '-b', env.broker);
+        assert.match(prod, /^producer group \(PG_JAVA_LIVE\) instance : clientId=\S+@live-p,remoteIP=\/127\.0\.0\.1:\d+, language=JAVA, version=\d+, lastUpdateTimestamp=\d{13}$/m);
+        assert.match(await mq('cleanExpiredCQ', '-b', env.broker), /success/);
+        assert.match(await mq('cleanUnusedTopic', '-b', env.broker), /success/);
+        assert.match(await mq('deleteExpiredCommitLog', '-b', env.broker), /success/);
+        // aclEnable=false here: the version query is refused naming the key, the updates
+        // with RocketMQ's failure codes naming the file to write.
+        assert.match(await mqFails('clusterAclConfigVersion', '-b', env.broker),
+            /CODE: 1 .*aclEnable=false: this broker has no ACL rules/);
+        assert.match(await mqFails('updateAclConfig', '-b', env.broker, '-a', 'newUser01', '-s', 'newSecret01'),
+            /CODE: 209 .*does not change the ACL over the network/);
+        assert.match(await mqFails('deleteAclConfig', '-b', env.broker, '-a', 'newUser01'),
+            /CODE: 210 .*does not change the ACL over the network/);
+        assert.match(await mqFails('updateGlobalWhiteAddr', '-b', env.broker, '-g', '10.0.0.*'),
+            /CODE: 211 .*does not change the ACL over the network/);
+    });
+
     test('exportMetadata: the user topics and groups, no system topics', async () => {
         const dir = path.join(scratch, 'meta');
         assert.match(await mq('exportMetadata', '-c', 'DefaultCluster', '-f', dir), /success/);
