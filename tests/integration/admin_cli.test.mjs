@@ -77,7 +77,9 @@ test('help lists every command; help <command> shows mqadmin option letters', as
         'consumerConnection', 'producerConnection', 'queryMsgById', 'queryMsgByKey', 'queryMsgByUniqueKey',
         'queryMsgByOffset', 'printMsg', 'sendMessage', 'consumeMessage', 'resetOffsetByTime',
         'skipAccumulatedMessage', 'getBrokerConfig', 'updateBrokerConfig', 'getNamesrvConfig',
-        'updateNamesrvConfig', 'dlq list', 'dlq show', 'dlq resend', 'dlq export', 'doctor']) {
+        'updateNamesrvConfig', 'dlq list', 'dlq show', 'dlq resend', 'dlq export', 'doctor', 'namesrvStatus',
+        'producer', 'cleanUnusedTopic', 'cleanExpiredCQ', 'deleteExpiredCommitLog', 'clusterAclConfigVersion',
+        'updateAclConfig', 'deleteAclConfig', 'updateGlobalWhiteAddr']) {
         assert.match(r.out, new RegExp(`^  ${c} `, 'm'), `help lists ${c}`);
     }
     const u = await ok(['help', 'updateTopic'], { nsArg: false });
