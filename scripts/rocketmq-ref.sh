@@ -63,7 +63,9 @@ for j in "${JARS[@]}"; do
 done
 cp=${cp#:}
 
-JAVAC=(javac -nowarn -XDsuppressNotes -encoding UTF-8 -proc:none --release 11)
+# -g as Maven compiles by default: fastjson reads constructor parameter names from the
+# debug info to build classes without a default constructor (ProducerTableInfo).
+JAVAC=(javac -g -nowarn -XDsuppressNotes -encoding UTF-8 -proc:none --release 11)
 work="$out/work"
 rm -rf "$work" "$out/classes" "$out/fastjson"
 mkdir -p "$work" "$out/classes" "$out/fastjson"

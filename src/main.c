@@ -13,11 +13,16 @@
  * exits 0. Before starting it says where the servers listen: standalone
  * binds to 127.0.0.1 unless bindAddress says otherwise and says so; any role
  * listening beyond loopback without access control (aclEnable) logs one
- * WARN line. A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes a stack
+ * WARN line. Standalone's broker reaches its in-process NameServer over
+ * loopback under the same ACL and TLS settings as any client; see
+ * standalone_inner_hop for how that hop authenticates without extra keys.
+ * A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes a stack
  * trace to the log before the process dies (common/crash.h). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "apogee_version.h"
@@ -128,6 +133,59 @@ static struct apg_config *standalone_namesrv_config(const struct apg_config *sa,
         }
     }
     return ns;
+}
+
+/* Standalone's broker registers with the NameServer of the same process
+ * (namesrvAddr empty). That hop needs no key of its own:
+ *  - ACL: unless innerClientAuthenticationCredentials names an account, the
+ *    broker signs with a random account made here (24 random bytes, in
+ *    memory only, never logged, shown as ****** by GET_BROKER_CONFIG) that
+ *    the NameServer accepts as an admin (apg_namesrv_trust_inner). No
+ *    account of the file is used and no address is exempted, so nothing
+ *    else on the host gains access.
+ *  - TLS: with tlsServerMode=enforcing the broker connects with TLS
+ *    (tlsEnable), presenting the server's certificate and key when the
+ *    port asks for client certificates and tlsClientCertPath is empty. */
+static apg_err_t standalone_inner_hop(struct apg_config *cfg, struct apg_namesrv *ns, char *err,
+                                      size_t errlen)
+{
+    const char *nsaddr = apg_cfg_str(cfg, APG_CFG_namesrvAddr);
+    if (nsaddr && nsaddr[0])
+        return APG_OK;
+    if (strcmp(apg_cfg_str(cfg, APG_CFG_tlsServerMode), "enforcing") == 0) {
+        if (apg_config_set(cfg, "tlsEnable", "true", APG_CFG_SRC_ROLE, err, errlen))
+            return APG_ECONFIG;
+        const char *need = apg_cfg_str(cfg, APG_CFG_tlsServerNeedClientAuth);
+        const char *trust = apg_cfg_str(cfg, APG_CFG_tlsServerTrustCertPath);
+        bool certs = strcmp(need, "require") == 0 || strcmp(need, "optional") == 0 ||
+                     (strcmp(need, "auto") == 0 && trust[0]);
+        if (certs && !apg_cfg_str(cfg, APG_CFG_tlsClientCertPath)[0] &&
+            (apg_config_set(cfg, "tlsClientCertPath", apg_cfg_str(cfg, APG_CFG_tlsServerCertPath),
+                            APG_CFG_SRC_ROLE, err, errlen) ||
+             apg_config_set(cfg, "tlsClientKeyPath", apg_cfg_str(cfg, APG_CFG_tlsServerKeyPath),
+                            APG_CFG_SRC_ROLE, err, errlen)))
+            return APG_ECONFIG;
+    }
+    if (!apg_cfg_bool(cfg, APG_CFG_aclEnable) ||
+        apg_cfg_str(cfg, APG_CFG_innerClientAuthenticationCredentials)[0])
+        return APG_OK;
+    uint8_t rnd[28];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return apg_errf(APG_EIO, err, errlen, "no random bytes for the in-process account: %s",
+                        strerror(errno));
+    char ak[32], sk[64], json[160];
+    snprintf(ak, sizeof(ak), "apogeeInner%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    for (size_t i = 4; i < sizeof(rnd); i++)
+        snprintf(sk + 2 * (i - 4), 3, "%02x", rnd[i]);
+    snprintf(json, sizeof(json), "{\"accessKey\":\"%s\",\"secretKey\":\"%s\"}", ak, sk);
+    apg_err_t e = apg_config_set(cfg, "innerClientAuthenticationCredentials", json,
+                                 APG_CFG_SRC_ROLE, err, errlen);
+    if (!e)
+        apg_namesrv_trust_inner(ns, ak, sk);
+    memset(rnd, 0, sizeof(rnd));
+    memset(sk, 0, sizeof(sk));
+    memset(json, 0, sizeof(json));
+    return e;
 }
 
 /* Says who can connect: standalone on loopback tells how to open it up; a
@@ -244,6 +302,11 @@ int main(int argc, char **argv)
             rc = 1;
             goto out;
         }
+    }
+    if (role == APG_ROLE_STANDALONE && standalone_inner_hop(cfg, ns, err, sizeof(err))) {
+        fprintf(stderr, "apogee %s: %s\n", cmd, err);
+        rc = 1;
+        goto out;
     }
     if (role == APG_ROLE_BROKER || role == APG_ROLE_STANDALONE) {
         br = apg_broker_start(cfg, err, sizeof(err));

@@ -50,6 +50,7 @@ struct apg_acl {
     struct retired *ac_retired;
     atomic_llong ac_refused[APG_ACL_R_N];
     atomic_llong ac_reloads, ac_reload_failures;
+    atomic_llong ac_loaded_ms; /* wall time the rules in force were loaded */
 };
 
 static const char *const refusal_keys[APG_ACL_R_N] = {[APG_ACL_OK] = "aclAllowed",
@@ -133,6 +134,7 @@ struct apg_acl *apg_acl_open(const char *path, enum apg_acl_table t, char *err, 
     atomic_store(&acl->ac_rules, r);
     apg_log_info(acl->ac_tag, "ACL on: %zu accounts, %zu global white addresses from %s",
                  apg_acl_rules_accounts(r), r->ru_nglobal, path);
+    atomic_store(&acl->ac_loaded_ms, apg_wall_ms());
     return acl;
 }
 
@@ -209,6 +211,7 @@ bool apg_acl_reload(struct apg_acl *acl)
     rt->rt_next = acl->ac_retired;
     acl->ac_retired = rt;
     atomic_fetch_add(&acl->ac_reloads, 1);
+    atomic_store(&acl->ac_loaded_ms, apg_wall_ms());
     apg_log_info(acl->ac_tag, "ACL reloaded: %zu accounts, %zu global white addresses from %s",
                  apg_acl_rules_accounts(r), r->ru_nglobal, acl->ac_path);
     return true;
@@ -233,6 +236,7 @@ void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out)
         out->ac_refused[i] = atomic_load(&acl->ac_refused[i]);
     out->ac_reloads = atomic_load(&acl->ac_reloads);
     out->ac_reload_failures = atomic_load(&acl->ac_reload_failures);
+    out->ac_loaded_ms = atomic_load(&acl->ac_loaded_ms);
 }
 
 const char *apg_acl_path(const struct apg_acl *acl)

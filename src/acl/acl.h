@@ -110,6 +110,11 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
  * body) with secret, as a RocketMQ client does, into out. */
 void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32]);
 
+/* True when req carries AccessKey ak and a valid Signature made with sk
+ * (compared in constant time). For an account that lives outside the
+ * file, such as standalone's in-process hop (namesrv/ns_acl.c). Pure. */
+bool apg_acl_signed_by(const struct apg_rcmd *req, const char *ak, const char *sk);
+
 /* ---- the live ACL (acl.c) ---------------------------------------------- */
 
 struct apg_acl;
@@ -128,10 +133,12 @@ bool apg_acl_reload(struct apg_acl *acl);
 /* Checks req and counts a refusal. Any thread. */
 enum apg_acl_refusal apg_acl_check(struct apg_acl *acl, const struct apg_rcmd *req,
                                    const char *peer, char *remark, size_t n);
-/* Counters: refusals per cause, reloads done, reloads refused. */
+/* Counters: refusals per cause, reloads done, reloads refused, and when
+ * the rules in force were loaded (all 0 for a NULL acl). */
 struct apg_acl_counts {
     long long ac_refused[APG_ACL_R_N];
     long long ac_reloads, ac_reload_failures;
+    long long ac_loaded_ms; /* wall time the rules in force were loaded */
 };
 void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out);
 /* Runtime-info key of refusal r ("aclRefusedSignature"). */

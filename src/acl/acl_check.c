@@ -80,6 +80,19 @@ static bool sig_equal(const char *a, const char *b)
     return d == 0;
 }
 
+bool apg_acl_signed_by(const struct apg_rcmd *req, const char *ak, const char *sk)
+{
+    const char *got_ak = apg_rcmd_ext_get(req, APG_SIGN_ACCESS_KEY);
+    const char *got_sig = apg_rcmd_ext_get(req, APG_SIGN_SIGNATURE);
+    if (!got_ak || !got_sig || strcmp(got_ak, ak) != 0)
+        return false;
+    char want[32];
+    apg_acl_sign(req, sk, want);
+    bool ok = want[0] && sig_equal(want, got_sig);
+    memset(want, 0, sizeof(want));
+    return ok;
+}
+
 static const struct apg_acl_account *account_find(const struct apg_acl_rules *r, const char *ak)
 {
     size_t lo = 0, hi = r->ru_nacc;

@@ -91,6 +91,14 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_QUERY_CONSUME_QUEUE, apg_broker_proc_admin_cq},
     {APG_REQ_GET_BROKER_CONFIG, apg_broker_proc_admin_config},
     {APG_REQ_UPDATE_BROKER_CONFIG, apg_broker_proc_admin_config},
+    {APG_REQ_GET_ALL_PRODUCER_INFO, apg_broker_proc_admin_stats},
+    {APG_REQ_CLEAN_EXPIRED_CONSUMEQUEUE, apg_broker_proc_admin_store},
+    {APG_REQ_CLEAN_UNUSED_TOPIC, apg_broker_proc_admin_store},
+    {APG_REQ_DELETE_EXPIRED_COMMITLOG, apg_broker_proc_admin_store},
+    {APG_REQ_UPDATE_AND_CREATE_ACL_CONFIG, apg_broker_proc_acl_admin},
+    {APG_REQ_DELETE_ACL_CONFIG, apg_broker_proc_acl_admin},
+    {APG_REQ_GET_BROKER_CLUSTER_ACL_INFO, apg_broker_proc_acl_admin},
+    {APG_REQ_UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, apg_broker_proc_acl_admin},
     {APG_REQ_POP_MESSAGE, apg_broker_proc_pop},
     {APG_REQ_ACK_MESSAGE, apg_broker_proc_pop},
     {APG_REQ_CHANGE_MESSAGE_INVISIBLETIME, apg_broker_proc_pop},
@@ -319,7 +327,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         apg_errf(APG_ENOMEM, err, errlen, "out of memory");
         goto fail;
     }
-    if (pick_address(b, err, errlen) || apg_broker_acl_open(b, err, errlen))
+    if (apg_broker_live_keys_check(err, errlen) || pick_address(b, err, errlen) ||
+        apg_broker_acl_open(b, err, errlen))
         goto fail;
     if (!b->br_namesrv[0])
         apg_log_warn("broker", "namesrvAddr is empty: clients will not find this broker; set "

@@ -7,18 +7,21 @@
  * put_fixed) and a `version` header field holding a
  * DataVersion ({"counter":accepted updates,"timestamp":ms of the last}).
  *
- * UPDATE takes a .properties body and changes only the keys of one short
- * allow-list (live_keys below): numbers and switches that the loop threads
- * read on every request, so a new value takes effect on the next request.
- * Everything else is refused, and the request as a whole is refused when one
- * key is (nothing is applied), with a remark naming the key and the reason:
+ * UPDATE takes a .properties body and changes only the broker keys marked
+ * RT in common/config.def, numbers and switches that the loop threads read
+ * on every request, so a new value takes effect on the next request; each
+ * has a live field here (live_keys), and apg_broker_live_keys_check stops
+ * the broker at start when the two lists disagree. The checks are
+ * apg_config_update_runtime's, the same as UPDATE_NAMESRV_CONFIG's, and
+ * the request as a whole is refused when one key is (nothing is applied),
+ * with a remark naming the key and the reason:
  *  - a key that names a file, directory, command, script or class
  *    (storePathRootDir, rocketmqHome, configStorePath, filterServerNums,
  *    productEnvName, ...) is never taken from the network: this is the shape
  *    of CVE-2023-33246 and CVE-2023-37582, where such keys led a broker or
  *    NameServer to run a shell command or write a file. NO_PERMISSION.
- *  - any other key outside the allow-list, known or not: NO_PERMISSION with
- *    "set it in the config file and restart" or "unknown key".
+ *  - any other key not marked RT, known or not: NO_PERMISSION with "change
+ *    it in the configuration file and restart" or "not a configuration key".
  *  - a value the key's own range check refuses (common/config.def):
  *    SYSTEM_ERROR with the checker's text.
  * The body is only parsed; no value is ever passed to a shell, a loader or
@@ -39,7 +42,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "broker/broker_admin_stats.h"
 #include "common/mem.h"
@@ -47,7 +49,8 @@
 /* How a live setting is stored in struct apg_broker. */
 enum live_kind { LK_BOOL, LK_I32, LK_INT, LK_I64, LK_SIZE };
 
-/* The runtime-changeable keys: each is read by the loop threads per request
+/* The live field of each key marked RT for the broker in config.def: each
+ * is read by the loop threads per request
  * (broker_put.c, broker_pull.c, broker_send.c, broker_client.c,
  * broker_util.c), so a store into the field is all it takes. */
 static const struct live_key {
@@ -122,44 +125,7 @@ static void live_set(struct apg_broker *b, const struct live_key *lk, int64_t v)
     }
 }
 
-/* True when key names something that locates or runs code or data: a path,
- * a directory, a home, a command, a script, a class or a plugin, or one of
- * the keys RocketMQ's own CVE fixes black-list. Compared without case. */
-static bool names_location_or_code(const char *key)
-{
-    static const char *const exact[] = {
-        "filterServerNums", "productEnvName", "configBlackList", "namesrvAddr",
-        "brokerConfigPath", "rocketmqHome",   "configStorePath", "kvConfigPath",
-        "storeCheckpoint",  "abortFile",
-    };
-    /* Not "file": fileReservedTime and mappedFileSize* are numbers. */
-    static const char *const parts[] = {"path",  "dir",    "home",   "class",  "cmd",
-                                        "shell", "script", "plugin", "command"};
-    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strcasecmp(key, exact[i]) == 0)
-            return true;
-    char low[256];
-    size_t n = 0;
-    for (; key[n] && n + 1 < sizeof(low); n++)
-        low[n] = (char)((key[n] >= 'A' && key[n] <= 'Z') ? key[n] + 32 : key[n]);
-    low[n] = 0;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-        if (strstr(low, parts[i]))
-            return true;
-    return false;
-}
-
 /* ---- UPDATE_BROKER_CONFIG ------------------------------------------------ */
-
-#define MAX_UPDATE_KEYS 32
-
-struct update {
-    struct apg_config *up_check; /* scratch config that validates values */
-    int up_n;
-    const struct live_key *up_key[MAX_UPDATE_KEYS];
-    int32_t up_code; /* first refusal, SUCCESS while none */
-    char up_remark[512];
-};
 
 /* Copies text from a request into a remark or log line: at most n - 1
  * bytes, anything but printable ASCII as '?', so a request cannot forge log
@@ -172,85 +138,71 @@ static void printable(char *out, size_t n, const char *text)
     out[i] = 0;
 }
 
-static void update_one(const char *raw_key, const char *value, void *ud)
+apg_err_t apg_broker_live_keys_check(char *err, size_t errlen)
 {
-    struct update *up = ud;
-    if (up->up_code != APG_RESP_SUCCESS)
-        return;
-    const struct live_key *lk = live_find(raw_key);
-    char err[256], key[160];
-    printable(key, sizeof(key), raw_key);
-    if (!lk) {
-        up->up_code = APG_RESP_NO_PERMISSION;
-        bool known = apg_config_set(up->up_check, raw_key, "", APG_CFG_SRC_ARG, err, sizeof(err)) !=
-                     APG_ENOTFOUND;
-        if (names_location_or_code(raw_key))
-            snprintf(up->up_remark, sizeof(up->up_remark),
-                     "UPDATE_BROKER_CONFIG refused: '%s' names a file, directory, command or "
-                     "class, which is never taken from a request; nothing was changed",
-                     key);
-        else if (known)
-            snprintf(up->up_remark, sizeof(up->up_remark),
-                     "UPDATE_BROKER_CONFIG refused: '%s' cannot be changed at runtime (set it in "
-                     "the broker's config file and restart); nothing was changed",
-                     key);
-        else
-            snprintf(up->up_remark, sizeof(up->up_remark),
-                     "UPDATE_BROKER_CONFIG refused: '%s' is not a config key this broker knows; "
-                     "nothing was changed",
-                     key);
-        return;
+    struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
+    if (!cfg)
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    for (int id = 0; id < APG_CFG__COUNT; id++) {
+        bool live = false;
+        for (size_t i = 0; i < N_LIVE; i++)
+            live |= live_keys[i].lk_id == (enum apg_cfg_id)id;
+        if (live != apg_config_runtime_id(cfg, (enum apg_cfg_id)id)) {
+            apg_config_free(cfg);
+            return apg_errf(APG_EINVAL, err, errlen,
+                            "config.def and live_keys disagree on config key #%d: every broker key "
+                            "marked RT needs a live field and every live field the RT mark",
+                            id);
+        }
     }
-    if (apg_config_set(up->up_check, key, value, APG_CFG_SRC_ARG, err, sizeof(err))) {
-        char clean[sizeof(err)];
-        printable(clean, sizeof(clean), err);
-        up->up_code = APG_RESP_SYSTEM_ERROR;
-        snprintf(up->up_remark, sizeof(up->up_remark),
-                 "UPDATE_BROKER_CONFIG refused: %s; nothing was changed", clean);
-        return;
-    }
-    for (int i = 0; i < up->up_n; i++)
-        if (up->up_key[i] == lk)
-            return; /* the later line wins, as in a .properties file */
-    if (up->up_n == MAX_UPDATE_KEYS) {
-        up->up_code = APG_RESP_SYSTEM_ERROR;
-        snprintf(up->up_remark, sizeof(up->up_remark), "UPDATE_BROKER_CONFIG: too many keys");
-        return;
-    }
-    up->up_key[up->up_n++] = lk;
+    apg_config_free(cfg);
+    return APG_OK;
 }
 
 static void update_config(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
-    struct update up = {.up_code = APG_RESP_SUCCESS};
-    up.up_check = apg_config_new(apg_config_role(b->br_cfg));
-    if (!up.up_check) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-        return;
+    /* The checks are apg_config_update_runtime's, on a broker-role config
+     * whose runtime keys hold their live values: the keys marked RT in
+     * config.def, all or nothing, the same refusals as UPDATE_NAMESRV_CONFIG
+     * (a standalone broker takes no NameServer key either). */
+    struct apg_config *next = apg_config_new(APG_ROLE_BROKER);
+    char err[512], remark[600];
+    apg_err_t e = next ? APG_OK : APG_ENOMEM;
+    for (size_t i = 0; !e && i < N_LIVE; i++) {
+        int64_t v = live_get(b, &live_keys[i]);
+        char text[32];
+        if (live_keys[i].lk_kind == LK_BOOL)
+            snprintf(text, sizeof(text), "%s", v ? "true" : "false");
+        else
+            snprintf(text, sizeof(text), "%lld", (long long)v);
+        e = apg_config_set(next, live_keys[i].lk_name, text, APG_CFG_SRC_RUNTIME, err, sizeof(err));
     }
-    if (req->body_len &&
-        apg_properties_parse((const char *)req->body, req->body_len, update_one, &up) &&
-        up.up_code == APG_RESP_SUCCESS) {
-        up.up_code = APG_RESP_SYSTEM_ERROR;
-        snprintf(up.up_remark, sizeof(up.up_remark),
-                 "UPDATE_BROKER_CONFIG: the body is not .properties text");
-    }
-    if (up.up_code != APG_RESP_SUCCESS) {
-        apg_broker_refuse(b, c, req, up.up_code, up.up_remark);
-        apg_config_free(up.up_check);
+    int changed = 0;
+    if (!e)
+        e = apg_config_update_runtime(next, (const char *)req->body, req->body_len, &changed, err,
+                                      sizeof(err));
+    if (e) {
+        char clean[sizeof(err)];
+        printable(clean, sizeof(clean), e == APG_ENOMEM ? "out of memory" : err);
+        snprintf(remark, sizeof(remark), "UPDATE_BROKER_CONFIG refused: %s", clean);
+        apg_broker_refuse(b, c, req,
+                          e == APG_EPERM ? APG_RESP_NO_PERMISSION : APG_RESP_SYSTEM_ERROR, remark);
+        apg_config_free(next);
         return;
     }
     bool perm = false;
-    for (int i = 0; i < up.up_n; i++) {
-        const struct live_key *lk = up.up_key[i];
-        int64_t old = live_get(b, lk), v = apg_cfg_int(up.up_check, lk->lk_id);
+    for (size_t i = 0; i < N_LIVE; i++) {
+        const struct live_key *lk = &live_keys[i];
+        int64_t old = live_get(b, lk), v = apg_cfg_int(next, lk->lk_id);
+        if (v == old)
+            continue;
         live_set(b, lk, v);
-        perm |= lk->lk_id == APG_CFG_brokerPermission && old != v;
+        perm |= lk->lk_id == APG_CFG_brokerPermission;
         apg_log_info("broker", "UPDATE_BROKER_CONFIG from %s: %s=%s (was %lld)", apg_conn_peer(c),
-                     lk->lk_name, apg_cfg_str(up.up_check, lk->lk_id), (long long)old);
+                     lk->lk_name, apg_cfg_str(next, lk->lk_id), (long long)old);
     }
-    apg_config_free(up.up_check);
-    if (up.up_n) {
+    apg_config_free(next);
+    if (changed) {
         atomic_fetch_add(&b->br_cfg_changes, 1);
         b->br_cfg_ms = apg_wall_ms();
     }

@@ -58,7 +58,7 @@ static apg_err_t put_subscription(struct apg_broker *b, const char *group, const
     if (!group || !group[0])
         return APG_OK;
     struct sub_find sf = {topic, APG_BUF_INIT, false};
-    static const struct apg_clients_visitor v = {NULL, NULL, find_sub};
+    static const struct apg_clients_visitor v = {.cv_sub = find_sub};
     apg_err_t e = apg_clients_visit(b->br_clients, true, group, &v, &sf);
     if (e == APG_ENOTFOUND)
         e = APG_OK;

@@ -65,7 +65,7 @@ static apg_err_t take_member(void *ud, const struct apg_client_member *m)
 static void members_take(struct apg_broker *b, const char *group, const char *want,
                          struct members *mb)
 {
-    static const struct apg_clients_visitor v = {NULL, take_member, NULL};
+    static const struct apg_clients_visitor v = {.cv_member = take_member};
     mb->mb_want = want;
     mb->mb_n = 0;
     apg_clients_visit(b->br_clients, true, group, &v, mb);

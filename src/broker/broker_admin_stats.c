@@ -1,6 +1,7 @@
 /* Consumer progress for admin tools: GET_CONSUME_STATS (208),
  * GET_TOPIC_STATS_INFO (202), GET_CONSUMER_CONNECTION_LIST (203) and
- * GET_PRODUCER_CONNECTION_LIST (204), docs/wire.md §11.
+ * GET_PRODUCER_CONNECTION_LIST (204), GET_ALL_PRODUCER_INFO (328),
+ * docs/wire.md §11.
  *
  * GET_CONSUME_STATS answers, for every queue of every topic the group has
  * committed offsets for (or the one topic asked for), the queue's max offset
@@ -465,7 +466,8 @@ static void connection_list(struct apg_broker *b, struct apg_conn *c, const stru
         return;
     }
     struct conn_list cn = {APG_BUF_INIT, APG_BUF_INIT, "", "", ""};
-    static const struct apg_clients_visitor v = {cl_group, cl_member, cl_sub};
+    static const struct apg_clients_visitor v = {
+        .cv_group = cl_group, .cv_member = cl_member, .cv_sub = cl_sub};
     apg_err_t e = apg_clients_visit(b->br_clients, consumers, group, &v, &cn);
     struct apg_buf o = APG_BUF_INIT;
     if (e == APG_ENOTFOUND) {
@@ -495,6 +497,62 @@ out:
     apg_buf_free(&cn.cn_subs);
 }
 
+/* GET_ALL_PRODUCER_INFO (328): every producer group with its members,
+ * ProducerTableInfo JSON {"data":{group:[ProducerInfo...]}}; remoteIP is
+ * "/ip:port" as Java's address text reads. */
+struct prod_all {
+    struct apg_buf pa_o;
+    size_t pa_groups;
+    bool pa_first_member;
+};
+
+static apg_err_t pa_name(void *ud, const char *group)
+{
+    struct prod_all *pa = ud;
+    struct apg_buf *o = &pa->pa_o;
+    apg_err_t e = apg_buf_append_str(o, pa->pa_groups++ ? "]," : "");
+    if (!e)
+        e = apg_json_put_str(o, group);
+    if (!e)
+        e = apg_buf_append(o, ":[", 2);
+    pa->pa_first_member = true;
+    return e;
+}
+
+static apg_err_t pa_member(void *ud, const struct apg_client_member *m)
+{
+    struct prod_all *pa = ud;
+    struct apg_buf *o = &pa->pa_o;
+    const char *lang = apg_rcmd_lang_name(m->cm_lang);
+    char ip[80];
+    snprintf(ip, sizeof(ip), "/%s", apg_conn_peer(m->cm_conn));
+    apg_err_t e = apg_buf_append_str(o, pa->pa_first_member ? "{\"clientId\":" : ",{\"clientId\":");
+    pa->pa_first_member = false;
+    if (!e)
+        e = apg_json_put_str(o, m->cm_id);
+    if (!e)
+        e = apg_buf_printf(o, ",\"language\":\"%s\",\"lastUpdateTimestamp\":%lld,\"remoteIP\":",
+                           lang ? lang : "OTHER", (long long)m->cm_last_ms);
+    if (!e)
+        e = apg_json_put_str(o, ip);
+    if (!e)
+        e = apg_buf_printf(o, ",\"version\":%d}", m->cm_version);
+    return e;
+}
+
+static void all_producers(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    struct prod_all pa = {APG_BUF_INIT, 0, true};
+    static const struct apg_clients_visitor v = {.cv_name = pa_name, .cv_member = pa_member};
+    apg_err_t e = apg_buf_append_str(&pa.pa_o, "{\"data\":{");
+    if (!e)
+        e = apg_clients_visit(b->br_clients, false, NULL, &v, &pa);
+    if (!e)
+        e = apg_buf_append_str(&pa.pa_o, pa.pa_groups ? "]}}" : "}}");
+    reply_or_refuse(b, c, req, e, &pa.pa_o);
+    apg_buf_free(&pa.pa_o);
+}
+
 void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req)
 {
@@ -513,6 +571,9 @@ void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
         break;
     case APG_REQ_VIEW_BROKER_STATS_DATA:
         stats_data(b, c, req);
+        break;
+    case APG_REQ_GET_ALL_PRODUCER_INFO:
+        all_producers(b, c, req);
         break;
     default:
         apg_broker_refuse(b, c, req, APG_RESP_REQUEST_CODE_NOT_SUPPORTED,

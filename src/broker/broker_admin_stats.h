@@ -5,8 +5,8 @@
  * broker_admin_reset.c); broker-wide views (QUERY_TOPIC_CONSUME_BY_WHO,
  * GET_SYSTEM_TOPIC_LIST_FROM_BROKER, GET_BROKER_CONSUME_STATS,
  * broker_admin_info.c); the consume queue (QUERY_CONSUME_QUEUE,
- * broker_admin_cq.c); the configuration (GET/UPDATE_BROKER_CONFIG,
- * broker_admin_config.c). All run on a loop thread. */
+ * broker_admin_cq.c); store housekeeping (broker_admin_store.c); the
+ * configuration (GET/UPDATE_BROKER_CONFIG, broker_admin_config.c). All run on a loop thread. */
 #ifndef APG_BROKER_BROKER_ADMIN_STATS_H
 #define APG_BROKER_BROKER_ADMIN_STATS_H
 
@@ -38,6 +38,14 @@ void apg_broker_proc_admin_info(struct apg_broker *b, struct apg_conn *c,
                                 const struct apg_rcmd *req);
 /* QUERY_CONSUME_QUEUE (321) (broker_admin_cq.c). */
 void apg_broker_proc_admin_cq(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
+/* DELETE_EXPIRED_COMMITLOG (329), CLEAN_UNUSED_TOPIC (316),
+ * CLEAN_EXPIRED_CONSUMEQUEUE (306) (broker_admin_store.c). */
+void apg_broker_proc_admin_store(struct apg_broker *b, struct apg_conn *c,
+                                 const struct apg_rcmd *req);
+/* APG_EINVAL when the broker keys marked RT in config.def and the live
+ * fields UPDATE_BROKER_CONFIG stores into are not the same set (a
+ * programming error: the broker does not start). */
+apg_err_t apg_broker_live_keys_check(char *err, size_t errlen);
 /* GET_BROKER_CONFIG (26), UPDATE_BROKER_CONFIG (25) (broker_admin_config.c). */
 void apg_broker_proc_admin_config(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);

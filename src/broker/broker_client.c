@@ -487,20 +487,40 @@ apg_err_t apg_clients_topic_groups(struct apg_clients *cl, const char *topic, st
     return e;
 }
 
+static apg_err_t visit_group(const char *name, const struct apg_cgroup *g,
+                             const struct apg_clients_visitor *v, void *ud)
+{
+    apg_err_t e = v->cv_name ? v->cv_name(ud, name) : APG_OK;
+    if (!e && v->cv_group)
+        e = v->cv_group(ud, g->cg_type, g->cg_model, g->cg_from);
+    for (struct apg_cchan *ch = g->cg_chans; !e && v->cv_member && ch; ch = ch->cc_next) {
+        struct apg_client_member m = {ch->cc_id, ch->cc_conn, ch->cc_lang, ch->cc_version,
+                                      ch->cc_last};
+        e = v->cv_member(ud, &m);
+    }
+    for (struct apg_csub *s = g->cg_subs; !e && v->cv_sub && s; s = s->cs_next)
+        e = v->cv_sub(ud, s->cs_topic, s->cs_expr ? s->cs_expr : "*", s->cs_json);
+    return e;
+}
+
 apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
                             const struct apg_clients_visitor *v, void *ud)
 {
-    apg_err_t e = APG_ENOTFOUND;
+    apg_err_t e = group ? APG_ENOTFOUND : APG_OK;
+    const struct apg_smap *m = consumers ? &cl->cl_consumers : &cl->cl_producers;
     pthread_mutex_lock(&cl->cl_lock);
-    struct apg_cgroup *g = apg_smap_get(consumers ? &cl->cl_consumers : &cl->cl_producers, group);
-    if (g && g->cg_chans) {
-        e = v->cv_group ? v->cv_group(ud, g->cg_type, g->cg_model, g->cg_from) : APG_OK;
-        for (struct apg_cchan *ch = g->cg_chans; !e && v->cv_member && ch; ch = ch->cc_next) {
-            struct apg_client_member m = {ch->cc_id, ch->cc_conn, ch->cc_lang, ch->cc_version};
-            e = v->cv_member(ud, &m);
+    if (group) {
+        const struct apg_cgroup *g = apg_smap_get(m, group);
+        if (g && g->cg_chans)
+            e = visit_group(group, g, v, ud);
+    } else {
+        size_t pos;
+        for (struct apg_smap_ent *it = apg_smap_first(m, &pos); !e && it;
+             it = apg_smap_next(m, it, &pos)) {
+            const struct apg_cgroup *g = it->se_val;
+            if (g->cg_chans)
+                e = visit_group(it->se_key, g, v, ud);
         }
-        for (struct apg_csub *s = g->cg_subs; !e && v->cv_sub && s; s = s->cs_next)
-            e = v->cv_sub(ud, s->cs_topic, s->cs_expr ? s->cs_expr : "*", s->cs_json);
     }
     pthread_mutex_unlock(&cl->cl_lock);
     return e;

@@ -436,19 +436,23 @@ struct apg_client_member {
     struct apg_conn *cm_conn; /* referenced by the table; apg_conn_ref to keep it */
     uint8_t cm_lang;
     int32_t cm_version;
+    int64_t cm_last_ms; /* wall time of its last heartbeat */
 };
 /* Callbacks of apg_clients_visit (any may be NULL); anything but APG_OK
  * stops the visit and is returned. They run under the table's lock: they
  * may not call into other tables or block. sub_json may be NULL. */
 struct apg_clients_visitor {
+    apg_err_t (*cv_name)(void *ud, const char *group); /* first, with every group */
     apg_err_t (*cv_group)(void *ud, const char *consume_type, const char *message_model,
                           const char *consume_from);
     apg_err_t (*cv_member)(void *ud, const struct apg_client_member *m);
     apg_err_t (*cv_sub)(void *ud, const char *topic, const char *expr, const char *sub_json);
 };
-/* Visits the consumer (consumers) or producer group: its kind, each member,
- * each subscription (consumers only), in that order. APG_ENOTFOUND when
- * nobody of the group is registered. Thread-safe. */
+/* Visits the consumer (consumers) or producer group: its name, its kind,
+ * each member, each subscription (consumers only), in that order.
+ * APG_ENOTFOUND when nobody of the group is registered. group NULL visits
+ * every group of the kind that has members (APG_OK when there is none).
+ * Thread-safe. */
 apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
                             const struct apg_clients_visitor *v, void *ud);
 /* The connection of the member of producer group that heartbeated last,

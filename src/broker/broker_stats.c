@@ -261,6 +261,11 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         kv(&out, apg_acl_refusal_key((enum apg_acl_refusal)i), "%lld", ac.ac_refused[i]);
     kv(&out, "aclReloads", "%lld", ac.ac_reloads);
     kv(&out, "aclReloadFailures", "%lld", ac.ac_reload_failures);
+    uint64_t closed[APG_NET_REFUSAL_N];
+    apg_net_server_refusals(b->br_srv, closed);
+    for (int i = 0; i < APG_NET_REFUSAL_N; i++)
+        kv(&out, apg_net_refusal_key((enum apg_net_refusal)i), "%llu",
+           (unsigned long long)closed[i]);
     /* RocketMQ's delay-level progress: "<next offset to deliver>,<queue max>". */
     for (int lv = 1; lv <= apg_schedule_max_level(b->br_schedule); lv++) {
         char key[48];

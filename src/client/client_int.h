@@ -205,8 +205,6 @@ struct apg_cio_conf {
     int route_refresh_ms;
     int heartbeat_ms;
     int timeout_ms;
-    /* ACL account (both set, or requests go unsigned); borrowed. */
-    const char *access_key, *secret_key;
     /* Builds the HEART_BEAT body (JSON) into out; loop thread. */
     apg_err_t (*hb_body)(struct apg_cio *io, void *owner, struct apg_buf *out);
     /* Every second on the loop thread (periodic work of the owner). */
@@ -214,8 +212,9 @@ struct apg_cio_conf {
     /* Server-initiated request (e.g. NOTIFY_CONSUMER_IDS_CHANGED). */
     void (*on_server_req)(struct apg_cio *io, void *owner, const struct apg_rcmd *req);
     void *owner;
-    /* The handle's configuration, for its tls.* keys (borrowed for
-     * apg_cio_new); NULL = plaintext. */
+    /* The handle's configuration, for its tls.* keys and its ACL account
+     * (access_key and secret_key both set, or requests go unsigned);
+     * borrowed for apg_cio_new. NULL = plaintext and unsigned. */
     const struct apg_conf *conf;
 };
 

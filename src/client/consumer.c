@@ -409,8 +409,6 @@ apg_pull_consumer_t *apg_pull_consumer_new(const apg_conf_t *conf, char *err, si
     c->c_next_commit = apg_now_ms() + c->c_conf->commit_interval_ms;
     struct apg_cio_conf ic = {
         .namesrv = c->c_conf->namesrv,
-        .access_key = c->c_conf->access_key,
-        .secret_key = c->c_conf->secret_key,
         .instance = c->c_conf->instance,
         .serialize = c->c_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
         .route_refresh_ms = c->c_conf->route_refresh_ms,

@@ -1142,11 +1142,11 @@ struct apg_cio *apg_cio_new(const struct apg_cio_conf *conf, char *err, size_t e
         return NULL;
     }
     io->io_conf = *conf;
-    if (conf->access_key && conf->access_key[0] && conf->secret_key && conf->secret_key[0]) {
-        io->io_acl_ak = apg_strdup(conf->access_key);
-        apg_hmac_sha1_key(&io->io_acl_key, conf->secret_key, strlen(conf->secret_key));
+    const struct apg_conf *hc = conf->conf;
+    if (hc && hc->access_key && hc->access_key[0] && hc->secret_key && hc->secret_key[0]) {
+        io->io_acl_ak = apg_strdup(hc->access_key);
+        apg_hmac_sha1_key(&io->io_acl_key, hc->secret_key, strlen(hc->secret_key));
     }
-    io->io_conf.access_key = io->io_conf.secret_key = NULL; /* not kept: borrowed */
     if (io->io_conf.timeout_ms <= 0)
         io->io_conf.timeout_ms = 3000;
     if (io->io_conf.route_refresh_ms <= 0)

@@ -177,8 +177,6 @@ apg_producer_t *apg_producer_new_ext(const apg_conf_t *conf,
     pthread_cond_init(&p->p_cv, NULL);
     struct apg_cio_conf ic = {
         .namesrv = p->p_conf->namesrv,
-        .access_key = p->p_conf->access_key,
-        .secret_key = p->p_conf->secret_key,
         .instance = p->p_conf->instance,
         .serialize = p->p_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
         .route_refresh_ms = p->p_conf->route_refresh_ms,

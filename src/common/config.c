@@ -108,10 +108,13 @@ static const struct cfg_refused {
 
 /* RocketMQ keys that name files or directories: an update naming one is
  * refused with a remark that says so (they are not Apogee keys either). */
+/* Keys that locate or run code or data without saying so in their name,
+ * among them the ones RocketMQ's fixes of CVE-2023-33246 and CVE-2023-37582
+ * black-list. Never taken from an UPDATE_*_CONFIG body. */
 static const char *const rmq_path_keys[] = {
-    "configStorePath", "rocketmqHome",     "configBlackList",
-    "productEnvName",  "brokerConfigPath", "storePathConsumeQueue",
-    "storePathIndex",  "storeCheckpoint",  "abortFile",
+    "configStorePath",  "rocketmqHome",          "configBlackList", "productEnvName",
+    "brokerConfigPath", "storePathConsumeQueue", "storePathIndex",  "storeCheckpoint",
+    "abortFile",        "filterServerNums",      "namesrvAddr",     "kvConfigPath",
 };
 
 struct cfg_val {
@@ -761,12 +764,32 @@ bool apg_config_runtime_key_allowed(const char *name)
     return i >= 0 && (cfg_defs[i].scope & RT);
 }
 
-static bool names_a_path(const char *key, int i)
+bool apg_config_runtime_id(const struct apg_config *cfg, enum apg_cfg_id id)
+{
+    return (unsigned)id < APG_CFG__COUNT && (cfg_defs[id].scope & RT) &&
+           in_scope(&cfg_defs[id], cfg->cfg_role);
+}
+
+/* True when key names something that locates or runs code or data: one
+ * of rmq_path_keys, or a name with a path, directory, home, command,
+ * shell, script, class or plugin in it, whatever the case ("file" is not
+ * enough: fileReservedTime and mappedFileSize* are numbers). */
+static bool names_a_path(const char *key)
 {
     for (size_t k = 0; k < sizeof(rmq_path_keys) / sizeof(rmq_path_keys[0]); k++)
-        if (strcmp(rmq_path_keys[k], key) == 0)
+        if (strcasecmp(rmq_path_keys[k], key) == 0)
             return true;
-    return i >= 0 && cfg_defs[i].type == T_S && (strstr(key, "Path") || strstr(key, "Dir"));
+    static const char *const parts[] = {"path",  "dir",    "home",   "class",  "cmd",
+                                        "shell", "script", "plugin", "command"};
+    char low[256];
+    size_t n = 0;
+    for (; key[n] && n + 1 < sizeof(low); n++)
+        low[n] = (char)((key[n] >= 'A' && key[n] <= 'Z') ? key[n] + 32 : key[n]);
+    low[n] = 0;
+    for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++)
+        if (strstr(low, parts[k]))
+            return true;
+    return false;
 }
 
 struct upd_ctx {
@@ -787,8 +810,9 @@ static void upd_one(const char *key, const char *value, void *ud)
     printable_key(key, pk, sizeof(pk));
     int i = find_key(key);
     const char *why = NULL;
-    if (names_a_path(key, i))
-        why = "names a file, directory or server location, which is never changed remotely";
+    if (names_a_path(key))
+        why = "names a file, directory, command, class or server location, which is never "
+              "taken from a request";
     else if (i < 0)
         why = is_rmq_key(key) ? "is a RocketMQ setting Apogee does not implement"
                               : "is not a configuration key";

@@ -84,6 +84,9 @@ void apg_config_print_help(enum apg_role role, FILE *out);
  * Paths, addresses, ports and store locations never are. */
 bool apg_config_runtime_key_allowed(const char *name);
 
+/* True when key id is marked RT and is one of cfg's role's keys. */
+bool apg_config_runtime_id(const struct apg_config *cfg, enum apg_cfg_id id);
+
 /* Applies an UPDATE_*_CONFIG body (Java .properties text) to cfg, all or
  * nothing: every key must be of cfg's role and allowed at runtime and every
  * value valid, else nothing changes and the error names the first key that

@@ -143,6 +143,7 @@ void apg_namesrv_stop(struct apg_namesrv *ns)
     apg_kv_free(ns->ns_kv);
     apg_acl_free(ns->ns_acl);
     apg_config_free(ns->ns_cfg);
+    memset(ns->ns_inner_sk, 0, sizeof(ns->ns_inner_sk));
     apg_free(ns);
     apg_log_info("namesrv", "NameServer stopped");
 }

@@ -4,6 +4,7 @@
 #define APG_NAMESRV_NAMESRV_INT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "acl/acl.h"
@@ -39,6 +40,11 @@ struct apg_namesrv {
     struct apg_acl *ns_acl; /* NULL with aclEnable=false */
     uv_timer_t ns_acl_timer;
     struct apg_log_limit ns_acl_log;
+    /* Standalone's in-process account (apg_namesrv_trust_inner): written
+     * once by the control thread, published by ns_inner_set (release),
+     * read on the loop thread after an acquire load. */
+    char ns_inner_ak[64], ns_inner_sk[80];
+    atomic_bool ns_inner_set;
 };
 
 /* Copies the runtime keys of ns_cfg into the fields above (and the scan

@@ -9,6 +9,12 @@
  * naming the failed check and logs one WARN line (at most one a second,
  * with the count of the lines left out).
  *
+ * Standalone's broker registers with an account of its own that is not in
+ * the file (apg_namesrv_trust_inner): a random secret made at each start
+ * and never written anywhere, so aclEnable=true works without an admin
+ * account in innerClientAuthenticationCredentials, and nobody outside the
+ * process can sign as that account. Its requests pass as an admin's.
+ *
  * Threads: everything here runs on the NameServer's one loop thread; the
  * reload timer (once a second) too, so apg_acl_reload has one caller. */
 #include <stdio.h>
@@ -48,9 +54,21 @@ void apg_ns_acl_loop_stop(struct apg_namesrv *ns)
         uv_close((uv_handle_t *)&ns->ns_acl_timer, NULL);
 }
 
+void apg_namesrv_trust_inner(struct apg_namesrv *ns, const char *ak, const char *sk)
+{
+    if (!ns->ns_acl || atomic_load(&ns->ns_inner_set))
+        return;
+    snprintf(ns->ns_inner_ak, sizeof(ns->ns_inner_ak), "%s", ak);
+    snprintf(ns->ns_inner_sk, sizeof(ns->ns_inner_sk), "%s", sk);
+    atomic_store_explicit(&ns->ns_inner_set, true, memory_order_release);
+}
+
 bool apg_ns_acl_refused(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
 {
     if (!ns->ns_acl)
+        return false;
+    if (atomic_load_explicit(&ns->ns_inner_set, memory_order_acquire) &&
+        apg_acl_signed_by(req, ns->ns_inner_ak, ns->ns_inner_sk))
         return false;
     char remark[320];
     const char *peer = apg_conn_peer(c);

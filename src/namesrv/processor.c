@@ -21,6 +21,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "apogee_version.h"
 #include "common/buf.h"
 #include "common/hash.h"
 #include "common/json.h"
@@ -608,6 +609,43 @@ static void h_kv_list(struct apg_namesrv *ns, struct apg_conn *c, const struct a
     json_decref(j);
 }
 
+/* ---- runtime info (Apogee only) ---- */
+
+/* GET_BROKER_RUNTIME_INFO, which RocketMQ's NameServer does not serve:
+ * the same {"table":{...}} shape as a broker's, with the NameServer's
+ * refusal counters under the broker's key names (aclRefused*, closed*). */
+static void h_runtime_info(struct apg_namesrv *ns, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    json_t *t = json_object();
+    char v[32];
+#define NS_KV(key, fmt, val)                                                                       \
+    do {                                                                                           \
+        snprintf(v, sizeof(v), fmt, val);                                                          \
+        json_object_set_new(t, key, json_string(v));                                               \
+    } while (0)
+    NS_KV("apogeeVersion", "%s", APOGEE_VERSION);
+    NS_KV("brokerAddrCount", "%zu", apg_route_broker_count(ns->ns_rt));
+    NS_KV("topicCount", "%zu", apg_route_topic_count(ns->ns_rt));
+    struct apg_acl_counts ac; /* all 0 with aclEnable=false */
+    apg_acl_counts(ns->ns_acl, &ac);
+    long long acl_total = 0;
+    for (int i = APG_ACL_OK + 1; i < APG_ACL_R_N; i++) {
+        NS_KV(apg_acl_refusal_key((enum apg_acl_refusal)i), "%lld", ac.ac_refused[i]);
+        acl_total += ac.ac_refused[i];
+    }
+    NS_KV("aclRefusedTotal", "%lld", acl_total);
+    NS_KV("aclReloads", "%lld", ac.ac_reloads);
+    NS_KV("aclReloadFailures", "%lld", ac.ac_reload_failures);
+    uint64_t closed[APG_NET_REFUSAL_N];
+    apg_net_server_refusals(ns->ns_srv, closed);
+    for (int i = 0; i < APG_NET_REFUSAL_N; i++)
+        NS_KV(apg_net_refusal_key((enum apg_net_refusal)i), "%llu", (unsigned long long)closed[i]);
+#undef NS_KV
+    json_t *body = json_pack("{s:o}", "table", t);
+    reply_json(c, req, body);
+    json_decref(body);
+}
+
 /* The dispatch table: every request code the NameServer answers. */
 static const struct {
     int32_t code;
@@ -635,6 +673,7 @@ static const struct {
     {APG_REQ_GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST, h_unit_sub_ununit_topics},
     {APG_REQ_UPDATE_NAMESRV_CONFIG, h_update_config},
     {APG_REQ_GET_NAMESRV_CONFIG, h_get_config},
+    {APG_REQ_GET_BROKER_RUNTIME_INFO, h_runtime_info},
 };
 
 void apg_namesrv_dispatch(struct apg_conn *c, const struct apg_rcmd *req, void *ud)

@@ -80,6 +80,30 @@ struct apg_net_server {
 /* ------------------------------------------------------------------ */
 /* connections                                                          */
 
+void apg_net_conn_refused(struct apg_conn *c, enum apg_net_refusal r)
+{
+    atomic_fetch_add_explicit(&c->c_loop->l_refused[r], 1, memory_order_relaxed);
+}
+
+void apg_net_server_refusals(const struct apg_net_server *srv, uint64_t out[APG_NET_REFUSAL_N])
+{
+    for (int r = 0; r < APG_NET_REFUSAL_N; r++)
+        out[r] = 0;
+    for (int i = 0; srv && i < srv->s_n_loops; i++)
+        for (int r = 0; r < APG_NET_REFUSAL_N; r++)
+            out[r] += atomic_load_explicit(&srv->s_loops[i].l_refused[r], memory_order_relaxed);
+}
+
+const char *apg_net_refusal_key(enum apg_net_refusal r)
+{
+    static const char *const keys[APG_NET_REFUSAL_N] = {
+        [APG_NET_REFUSED_MALFORMED] = "closedMalformedFrame",
+        [APG_NET_REFUSED_TLS] = "closedTlsRefused",
+        [APG_NET_REFUSED_SLOW] = "closedSlowFrame",
+    };
+    return (unsigned)r < APG_NET_REFUSAL_N ? keys[r] : "?";
+}
+
 static void conn_free(struct apg_conn *c)
 {
     apg_buf_free(&c->c_in);
@@ -186,6 +210,7 @@ static void conn_set_pending(struct apg_conn *c, size_t n)
 static void conn_close_slow(struct apg_conn *c, const char *why)
 {
     struct apg_net_loop *l = c->c_loop;
+    apg_net_conn_refused(c, APG_NET_REFUSED_SLOW);
     uint64_t now = uv_now(&l->l_uv);
     size_t got = c->c_in.b_len;
     size_t announced = 0;
@@ -506,6 +531,8 @@ static void conn_parse(struct apg_conn *c)
     if (dispatched && l->l_on_read_end)
         l->l_on_read_end(c, l->l_ud);
     if (close_err) {
+        if (close_err == APG_EPROTO)
+            apg_net_conn_refused(c, APG_NET_REFUSED_MALFORMED);
         apg_net_conn_close(c, close_err, true, why);
         return;
     }
@@ -726,6 +753,7 @@ static void on_tick(uv_timer_t *t)
                 char why[96];
                 snprintf(why, sizeof(why), "TLS handshake not completed within %llu ms",
                          (unsigned long long)l->l_frame_timeout_ms);
+                apg_net_conn_refused(c, APG_NET_REFUSED_SLOW);
                 apg_net_conn_close(c, APG_ETIMEDOUT, true, why);
                 continue;
             }

@@ -106,6 +106,22 @@ int apg_net_server_loop_count(const struct apg_net_server *srv);
 /* Bytes of incomplete frames buffered over the server's connections now
  * (what max_pending_bytes caps). Thread-safe. */
 size_t apg_net_server_pending_bytes(const struct apg_net_server *srv);
+/* Connections a server closed for what the peer sent, by cause; each has
+ * a counter (apg_net_server_refusals) that runtime info shows under
+ * apg_net_refusal_key's name. */
+enum apg_net_refusal {
+    APG_NET_REFUSED_MALFORMED, /* a frame whose length or header does not parse */
+    APG_NET_REFUSED_TLS,  /* plaintext on an enforcing port, a failed TLS handshake or record */
+    APG_NET_REFUSED_SLOW, /* a frame or TLS handshake not completed in time, too slow,
+                             or shed under max_pending_bytes */
+    APG_NET_REFUSAL_N
+};
+/* Sums the server's loops' counters into out. Thread-safe. */
+void apg_net_server_refusals(const struct apg_net_server *srv, uint64_t out[APG_NET_REFUSAL_N]);
+/* "closedMalformedFrame", "closedTlsRefused", "closedSlowFrame". */
+const char *apg_net_refusal_key(enum apg_net_refusal r);
+/* Loop thread: counts one refusal on c's loop. */
+void apg_net_conn_refused(struct apg_conn *c, enum apg_net_refusal r);
 /* Graceful: stops accepting, flushes pending writes (up to 2 s), closes every
  * connection (on_close runs), runs on_loop_stop and joins the threads; srv
  * stays valid and apg_net_server_post answers APG_ESHUTDOWN from then on, so

@@ -52,6 +52,8 @@ struct apg_net_loop {
     size_t l_max_frame;
     int64_t l_busy_poll_ns; /* see apg_net_server_opts.busy_poll_us */
     uint64_t l_requests;    /* requests served (busy-poll bookkeeping) */
+    /* connections closed per cause; written by the loop, read by any thread */
+    _Atomic uint64_t l_refused[APG_NET_REFUSAL_N];
     uint64_t l_idle_ms;
     uint64_t l_tick_ms;             /* period of l_tick */
     uint64_t l_last_tick;           /* uv_now of the previous tick; 0 before the first */

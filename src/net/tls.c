@@ -289,8 +289,10 @@ static void pump(struct apg_conn *c)
         }
         if (n == APG_ECLOSED)
             apg_net_conn_rdone(c, UV_EOF);
-        else if (n < 0)
+        else if (n < 0) {
+            apg_net_conn_refused(c, APG_NET_REFUSED_TLS);
             apg_net_conn_close(c, APG_EPROTO, true, err);
+        }
         break;
     }
     if (!apg_conn_is_closed(c))
@@ -313,6 +315,7 @@ static void go_plain(struct apg_conn *c, size_t n)
     struct tls_conn *tc = tc_of(c);
     const struct tls_cfg *tg = c->c_loop->l_tr_ctx;
     if (tg->tg_mode != APG_NET_TLS_PERMISSIVE) {
+        apg_net_conn_refused(c, APG_NET_REFUSED_TLS);
         apg_net_conn_close(c, APG_EPROTO, true,
                            "plaintext connection refused: this port takes TLS only "
                            "(tls.server.mode=enforcing)");

@@ -7,11 +7,10 @@
 //   - a missing file stops the broker from starting.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, runBench, startApogee } from '../lib/proc.mjs';
+import { freePort, runAdmin, runBench, startApogee } from '../lib/proc.mjs';
 import { waitForRoute } from '../lib/remoting.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 import { signedRequest, writeAclFile } from '../lib/acl.mjs';
@@ -136,6 +135,7 @@ async function runMatrix(br, aclOn) {
 
 let on;
 let nsOn;
+let nsOff;
 let off;
 let brOn;
 let brOff;
@@ -146,7 +146,8 @@ before(async () => {
     on = await startApogee('standalone', ['--aclEnable=true',
         `--innerClientAuthenticationCredentials=${JSON.stringify({ accessKey: ADMIN.ak, secretKey: ADMIN.sk })}`],
         { dir, extraPorts: { namesrvListenPort: nsOn } });
-    off = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: await freePort() } });
+    nsOff = await freePort();
+    off = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsOff } });
     brOn = await RemotingClient.connect(on.port);
     brOff = await RemotingClient.connect(off.port);
 });
@@ -253,17 +254,6 @@ test('the C client (apogee bench) signs with accessKey/secretKey: e2e passes, a 
     assert.match(bad.out, /ACL: signature check failed for accessKey 'userAccess1'/);
 });
 
-function runAdmin(args) {
-    return new Promise((resolve) => {
-        const p = spawn(process.env.APOGEE_BIN ?? 'build/apogee', ['admin', ...args],
-            { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        p.stdout.on('data', (d) => (out += d));
-        p.stderr.on('data', (d) => (out += d));
-        p.on('close', (code) => resolve({ code, out }));
-    });
-}
-
 test('apogee admin signs with --accessKey/--secretKey: an admin account reads and changes, others are refused', async () => {
     await waitForRoute(nsOn, 'TBW102', 10000, USER);
     const ns = ['-n', `127.0.0.1:${nsOn}`];
@@ -287,6 +277,37 @@ test('apogee admin signs with --accessKey/--secretKey: an admin account reads an
     assert.match(bad.out, /signature check failed/);
     const missing = await runAdmin(['brokerStatus', ...b, ...ns, '--accessKey']);
     assert.equal(missing.code, 2, missing.out);
+});
+
+test('the ACL admin codes: version info with ACL on, refusals that name the file for the updates', async () => {
+    const ns = ['-n', `127.0.0.1:${nsOn}`];
+    const b = ['-b', `127.0.0.1:${on.port}`];
+    const admin = [`--accessKey=${ADMIN.ak}`, `--secretKey=${ADMIN.sk}`];
+    const v = await runAdmin(['clusterAclConfigVersion', ...b, ...ns, '--json', ...admin]);
+    assert.equal(v.code, 0, v.out);
+    const row = JSON.parse(v.out).brokers[0];
+    assert.equal(row.cluster, 'DefaultCluster');
+    assert.equal(row.brokerName, 'broker-a');
+    assert.equal(row.aclFilePath, path.join(on.dir, 'conf', 'plain_acl.yml'));
+    assert.equal(typeof row.counter, 'number');
+    assert.ok(Math.abs(row.timestamp - Date.now()) < 600000, JSON.stringify(row));
+    // A non-admin account may not read it.
+    const user = await runAdmin(['clusterAclConfigVersion', ...b, ...ns, `--accessKey=${USER.ak}`, `--secretKey=${USER.sk}`]);
+    assert.equal(user.code, 1, user.out);
+    const file = fs.readFileSync(path.join(on.dir, 'conf', 'plain_acl.yml'), 'utf8');
+    for (const [args, code, name] of [
+        [['updateAclConfig', '-a', 'newUser01', '-s', 'newSecret01'], 209, 'UPDATE_AND_CREATE_ACL_CONFIG'],
+        [['deleteAclConfig', '-a', USER.ak], 210, 'DELETE_ACL_CONFIG'],
+        [['updateGlobalWhiteAddr', '-g', '10.0.0.*'], 211, 'UPDATE_GLOBAL_WHITE_ADDRS_CONFIG'],
+    ]) {
+        const r = await runAdmin([...args, ...b, ...ns, ...admin]);
+        assert.equal(r.code, 1, r.out);
+        assert.match(r.out, new RegExp(`refused ${name}: ${code} .*does not change the ACL over the network; edit .*plain_acl\\.yml`));
+    }
+    assert.equal(fs.readFileSync(path.join(on.dir, 'conf', 'plain_acl.yml'), 'utf8'), file, 'nothing written');
+    const offV = await runAdmin(['clusterAclConfigVersion', '-b', `127.0.0.1:${off.port}`, '-n', `127.0.0.1:${nsOff}`]);
+    assert.equal(offV.code, 1, offV.out);
+    assert.match(offV.out, /aclEnable=false: this broker has no ACL rules/);
 });
 
 async function until(pred, ms) {

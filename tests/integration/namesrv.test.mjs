@@ -274,6 +274,9 @@ describe('apogee namesrv', () => {
     });
 
     test('garbage, truncated, malformed and oversized frames close only that connection', async () => {
+        const closedMalformed = async () => Number(JSON.parse((await client.request(28, {})).body.toString())
+            .table.closedMalformedFrame);
+        const before = await closedMalformed();
         const cases = [
             ['garbage', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
             ['oversized', (() => { const b = Buffer.alloc(8); b.writeInt32BE(0x7ffffff0, 0); return b; })()],
@@ -314,6 +317,8 @@ describe('apogee namesrv', () => {
         const lines = ns.output().split('\n').filter((l) => badLine.test(l));
         assert.equal(lines.length, cases.length, lines.join('\n'));
         assert.ok(await tryConnect(ns.port));
+        // Counted in the NameServer's runtime info (the truncated frame is a hang-up, not counted).
+        assert.equal(await closedMalformed() - before, cases.length);
     });
 
     test('several NameServers run side by side', async () => {

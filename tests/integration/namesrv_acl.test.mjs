@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, runAdmin, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 import { signedRequest, writeAclFile } from '../lib/acl.mjs';
 
@@ -146,6 +146,29 @@ test('NameServer ACL on: reads need a signature, admin codes and registration an
     assert.equal(r.ext.value, 'v');
 });
 
+test('the NameServer counts its refusals: runtime info and apogee admin namesrvStatus', async () => {
+    const r = await signedRequest(cOn, 28, {}, null, ADMIN);
+    assert.equal(r.code, 0, r.remark);
+    const t = JSON.parse(r.body.toString()).table;
+    const admins = ROWS.filter((row) => row.need === 'admin').length;
+    assert.equal(Number(t.aclRefusedNoAccessKey), 2 * ROWS.length);
+    assert.equal(Number(t.aclRefusedSignature), 2 * ROWS.length);
+    assert.equal(Number(t.aclRefusedNeedAdmin), 2 * admins);
+    assert.equal(Number(t.aclRefusedTotal), 2 * (2 * ROWS.length + admins));
+    // It needs an admin account like every other admin code.
+    assert.equal((await signedRequest(cOn, 28, {}, null, USER)).code, 16);
+    const ns = [`-n`, `127.0.0.1:${on.port}`, `--accessKey=${ADMIN.ak}`, `--secretKey=${ADMIN.sk}`];
+    const j = await runAdmin(['namesrvStatus', ...ns, '--json']);
+    assert.equal(j.code, 0, j.out);
+    const st = JSON.parse(j.out).namesrvs[0];
+    assert.equal(st.addr, `127.0.0.1:${on.port}`);
+    assert.equal(Number(st.table.aclRefusedNeedAdmin), 2 * admins + 1);
+    assert.equal(st.table.closedTlsRefused, '0');
+    const tab = await runAdmin(['namesrvStatus', ...ns]);
+    assert.equal(tab.code, 0, tab.out);
+    assert.match(tab.out, /127\.0\.0\.1:\d+ +aclRefusedSignature +32\n/);
+});
+
 test('NameServer ACL off: no cell is refused', async () => {
     assert.equal(await runMatrix(cOff, false), 0);
 });
@@ -201,4 +224,35 @@ test('a malformed innerClientAuthenticationCredentials stops the broker at start
     await assert.rejects(startApogee('broker', [`--namesrvAddr=127.0.0.1:${await freePort()}`,
         '--allowLoopbackAdvertise=true', '--innerClientAuthenticationCredentials={"accessKey":"x"}'], { startTimeoutMs: 3000 }),
     /innerClientAuthenticationCredentials must be JSON/);
+});
+
+test('apogee standalone with aclEnable=true registers its broker with no account configured for it', async () => {
+    // The file has no admin account: the in-process hop does not borrow one.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-nsacl-sa-'));
+    writeAclFile(dir, ACL_YML.replace(/ {2}- accessKey: nsAdmin001[^]*$/, ''));
+    const nsPort = await freePort();
+    const sa = await startApogee('standalone', ['--aclEnable=true'],
+        { dir, extraPorts: { namesrvListenPort: nsPort } });
+    try {
+        await waitForRoute(nsPort, 'TBW102', 10000, USER);
+        assert.doesNotMatch(sa.output(), /refused REGISTER_BROKER|innerClientAuthenticationCredentials is empty/);
+        assert.match(sa.output(), /ACL on: 1 accounts/);
+        const c = await RemotingClient.connect(nsPort);
+        try {
+            // Nobody else can register: unsigned, non-admin and admin-of-another-file are refused.
+            for (const cred of [null, USER, ADMIN]) {
+                const r = await signedRequest(c, 103, regHeader('intruder-b'), regBody(), cred);
+                assert.equal(r.code, 16, r.remark);
+            }
+            const r = await signedRequest(c, 106, {}, null, USER);
+            assert.equal(r.code, 0, r.remark);
+            const names = Object.keys(JSON.parse(r.body.toString()).brokerAddrTable);
+            assert.deepEqual(names, ['broker-a']);
+        } finally {
+            c.close();
+        }
+        assert.doesNotMatch(sa.output(), /apogeeInner/); // the in-process account is never logged
+    } finally {
+        assert.equal((await sa.stop()).code, 0);
+    }
 });

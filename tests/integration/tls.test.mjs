@@ -10,7 +10,9 @@
 // - permissive: plaintext and TLS clients on one port, Node and C;
 // - mutual TLS (tls.server.trustCertPath set): a client with a certificate from the CA is
 //   served, one without a certificate or with one from another CA is refused; the broker
-//   presents its own certificate to the NameServer (tls.client.certPath).
+//   presents its own certificate to the NameServer (tls.client.certPath);
+// - standalone with enforcing (and with client certificates required) registers its broker
+//   with no tls.enable and no client keys.
 // ~25 s.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -180,6 +182,14 @@ describe('enforcing', () => {
         await assert.rejects(c.request(30, { topic: 'TBW102', queueId: '0' }, null, { timeoutMs: 3000 }));
         await t.sa.waitOutput(/plaintext connection refused: this port takes TLS only/);
         await refusedPlainBench(t.ns);
+        // Both ports count their refusals in runtime info (the NameServer's is Apogee's own).
+        for (const port of [t.sa.port, t.nsPort]) {
+            const s = await tlsConnect(port);
+            const r = await s.request(28, {});
+            s.close();
+            assert.equal(r.code, 0, r.remark);
+            assert.ok(Number(JSON.parse(r.body.toString()).table.closedTlsRefused) >= 1, `port ${port}`);
+        }
     });
 
     test('a garbage ClientHello is closed at once, a stalled one at the frame deadline; others are served', async () => {
@@ -274,5 +284,24 @@ describe('mutual TLS', () => {
         const r = await runBench(['produce', `--namesrvAddr=${t.ns}`, '--topic=MtlsBench', '--messages=1',
             '--sendMsgTimeout=1500', '--json', ...tlsConf()]);
         assert.notEqual(r.code, 0, r.out);
+    });
+});
+
+describe('standalone: the in-process hop needs no tls.enable or client keys', () => {
+    test('enforcing, and enforcing with client certificates required, register and serve', async () => {
+        const mtls = () => ({ cert: fs.readFileSync(f('client.pem')), key: fs.readFileSync(f('client.key')) });
+        for (const [args, opts] of [[serverArgs('enforcing'), {}],
+            [[...serverArgs('enforcing'), `--tls.server.trustCertPath=${f('ca.pem')}`], mtls()]]) {
+            const t = await startTls(args);
+            try {
+                await waitRouteTls(t.nsPort, opts); // the broker registered over TLS
+                assert.doesNotMatch(t.sa.output(), /REGISTER_BROKER with NameServer .* failed/);
+                const c = await tlsConnect(t.sa.port, opts);
+                await sendAndPull(c, 'TlsInner', 'registered without tls.enable');
+                c.close();
+            } finally {
+                assert.equal((await t.sa.stop()).code, 0);
+            }
+        }
     });
 });

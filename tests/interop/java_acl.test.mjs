@@ -40,9 +40,9 @@ describe('the Java client and mqadmin 4.9.8 with ACL against apogee standalone',
 `);
         adminHome = toolsHome(path.join(dir, 'admin-home'), ADMIN);
         userHome = toolsHome(path.join(dir, 'user-home'), USER);
-        // The broker signs its registration with an admin account: the NameServer checks too.
-        env = await startStandalone(['--aclEnable=true', `--aclFile=${aclFile}`,
-            `--innerClientAuthenticationCredentials=${JSON.stringify({ accessKey: ADMIN.ak, secretKey: ADMIN.sk })}`]);
+        // No innerClientAuthenticationCredentials: standalone's broker registers with its own
+        // NameServer by itself, which checks signatures too.
+        env = await startStandalone(['--aclEnable=true', `--aclFile=${aclFile}`]);
     });
     after(async () => {
         await env?.srv.stop();
@@ -67,6 +67,13 @@ describe('the Java client and mqadmin 4.9.8 with ACL against apogee standalone',
         assert.match(await admin(adminHome, 'topicRoute', '-t', 'JavaAclByUser'), /CODE: 17 /);
         // The NameServer does not check signatures: reads work with any account.
         assert.match(await admin(userHome, 'topicRoute', '-t', TOPIC), /"brokerName":"broker-a"/);
+    });
+
+    test('mqadmin clusterAclConfigVersion: the file and its version for an admin account', async () => {
+        const out = await admin(adminHome, 'clusterAclConfigVersion', '-c', 'DefaultCluster');
+        assert.match(out, /get cluster's plain access config version success/, out);
+        assert.match(out, new RegExp(`DefaultCluster\\s+broker-a\\s+${env.broker.replace(/\./g, '\\.')}\\s+\\S*plain_acl\\.yml\\s+0\\s+\\d{4}-`), out);
+        assert.match(await admin(userHome, 'clusterAclConfigVersion', '-c', 'DefaultCluster'), /CODE: 16 /);
     });
 
     test('AclClientRPCHook producer and push consumer send and receive; a wrong secret and a denied topic are refused', async () => {

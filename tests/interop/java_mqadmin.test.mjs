@@ -242,7 +242,7 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         await eventually((o) => /SEND_OK/.test(o), 'sendMessage', '-t', 'CfgTopic', '-p', 'rw');
 
         const refused = await mqFails('updateBrokerConfig', '-b', env.broker, '-k', 'storePathRootDir', '-v', scratch);
-        assert.match(refused, /CODE: 16 .*'storePathRootDir' names a file, directory, command or class/);
+        assert.match(refused, /CODE: 16 .*'storePathRootDir' names a file, directory, command, class or server location/);
         assert.doesNotMatch(await mq('getBrokerConfig', '-b', env.broker), new RegExp(scratch));
 
         const dir = path.join(scratch, 'configs');
@@ -266,7 +266,7 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         await mq('updateNamesrvConfig', '-k', 'enableAllTopicList', '-v', 'true');
         assert.ok((await mq('topicList')).split('\n').includes('MqaTopic'));
         assert.match(await mqFails('updateNamesrvConfig', '-k', 'kvConfigPath', '-v', path.join(scratch, 'kv')),
-            /CODE: 16 .*'kvConfigPath' names a file, directory or server location/);
+            /CODE: 16 .*'kvConfigPath' names a file, directory, command, class or server location/);
         assert.match(await mq('getNamesrvConfig'), /^kvConfigPath\s+=\s*$/m);
     });
 
@@ -298,6 +298,24 @@ describe('mqadmin 4.9.8 against apogee standalone', { skip: javaSkip }, () => {
         assert.match(track, /MessageTrack \[consumerGroup=CG_CLONE, trackType=UNKNOWN/);
         const direct = await mq('queryMsgById', '-i', m[2], '-g', 'CG_JAVA_LIVE', '-d', clientId);
         assert.match(direct, /ConsumeMessageDirectlyResult \[order=false, autoCommit=true, consumeResult=CR_SUCCESS/);
+    });
+
+    test('producer, cleanExpiredCQ, cleanUnusedTopic, deleteExpiredCommitLog; the ACL commands', async () => {
+        const prod = await mq('producer', '-b', env.broker);
+        assert.match(prod, /^producer group \(PG_JAVA_LIVE\) instance : clientId=\S+@live-p,remoteIP=\/127\.0\.0\.1:\d+, language=JAVA, version=\d+, lastUpdateTimestamp=\d{13}$/m);
+        assert.match(await mq('cleanExpiredCQ', '-b', env.broker), /success/);
+        assert.match(await mq('cleanUnusedTopic', '-b', env.broker), /success/);
+        assert.match(await mq('deleteExpiredCommitLog', '-b', env.broker), /success/);
+        // aclEnable=false here: the version query is refused naming the key, the updates
+        // with RocketMQ's failure codes naming the file to write.
+        assert.match(await mqFails('clusterAclConfigVersion', '-b', env.broker),
+            /CODE: 1 .*aclEnable=false: this broker has no ACL rules/);
+        assert.match(await mqFails('updateAclConfig', '-b', env.broker, '-a', 'newUser01', '-s', 'newSecret01'),
+            /CODE: 209 .*does not change the ACL over the network/);
+        assert.match(await mqFails('deleteAclConfig', '-b', env.broker, '-a', 'newUser01'),
+            /CODE: 210 .*does not change the ACL over the network/);
+        assert.match(await mqFails('updateGlobalWhiteAddr', '-b', env.broker, '-g', '10.0.0.*'),
+            /CODE: 211 .*does not change the ACL over the network/);
     });
 
     test('exportMetadata: the user topics and groups, no system topics', async () => {

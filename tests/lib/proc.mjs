@@ -161,22 +161,28 @@ export async function startApogee(subcommand, args = [], opts = {}) {
     return { proc, port, dir, stop, output: () => out, waitOutput, exited, argv };
 }
 
-export function runBench(args) {
+// Runs `apogee <sub> args...` to its end: { code, out } (stdout and stderr together).
+function runSub(sub, args) {
     return new Promise((resolve) => {
-        const p = spawn(apogeeBin(), ['bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const p = spawn(apogeeBin(), [sub, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         p.stdout.on('data', (d) => (out += d));
         p.stderr.on('data', (d) => (out += d));
-        p.on('close', (code) => {
-            let json = null;
-            try {
-                json = JSON.parse(out.trim().split('\n').pop());
-            } catch {
-                // no summary (e.g. the first send failed)
-            }
-            resolve({ code, out, json });
-        });
+        p.on('close', (code) => resolve({ code, out }));
     });
+}
+
+export const runAdmin = (args) => runSub('admin', args);
+
+export async function runBench(args) {
+    const { code, out } = await runSub('bench', args);
+    let json = null;
+    try {
+        json = JSON.parse(out.trim().split('\n').pop());
+    } catch {
+        // no summary (e.g. the first send failed)
+    }
+    return { code, out, json };
 }
 
 // `apogee standalone` with its NameServer on a free port, returned once the broker's

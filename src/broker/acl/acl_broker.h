@@ -29,6 +29,11 @@ bool apg_broker_acl_refused(struct apg_broker *b, struct apg_conn *c, const stru
  * non-empty strings accessKey and secretKey. Any thread. */
 apg_err_t apg_broker_ns_credentials(const struct apg_broker *b, char *ak, size_t ak_len, char *sk,
                                     size_t sk_len, char *err, size_t errlen);
+/* GET_BROKER_CLUSTER_ACL_INFO (52), and the refusals of
+ * UPDATE_AND_CREATE_ACL_CONFIG (50), DELETE_ACL_CONFIG (51),
+ * UPDATE_GLOBAL_WHITE_ADDRS_CONFIG (53) (acl_admin.c). Loop thread. */
+void apg_broker_proc_acl_admin(struct apg_broker *b, struct apg_conn *c,
+                               const struct apg_rcmd *req);
 /* Service thread: reloads the file when it changed. */
 void apg_broker_acl_reload(struct apg_broker *b);
 

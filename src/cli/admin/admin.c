@@ -38,8 +38,9 @@
 #include "protocol/remoting.h"
 
 static const struct apg_adm_cmd *const families[] = {
-    apg_adm_cluster_cmds, apg_adm_topic_cmds,  apg_adm_group_cmds, apg_adm_message_cmds,
-    apg_adm_offset_cmds,  apg_adm_config_cmds, apg_adm_dlq_cmds,   apg_adm_doctor_cmds,
+    apg_adm_cluster_cmds,    apg_adm_topic_cmds,  apg_adm_group_cmds,
+    apg_adm_message_cmds,    apg_adm_offset_cmds, apg_adm_config_cmds,
+    apg_adm_broker_ops_cmds, apg_adm_dlq_cmds,    apg_adm_doctor_cmds,
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
@@ -253,8 +254,6 @@ static bool ensure_io(struct apg_adm *a, char *err, size_t errlen)
         .instance = "apogee-admin",
         .serialize = APG_SER_JSON,
         .timeout_ms = a->ad_timeout_ms,
-        .access_key = a->ad_conf ? a->ad_conf->access_key : NULL,
-        .secret_key = a->ad_conf ? a->ad_conf->secret_key : NULL,
         .conf = a->ad_conf,
     };
     a->ad_io = apg_cio_new(&cc, err, errlen);
@@ -321,20 +320,52 @@ apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *b
     return e;
 }
 
+int apg_adm_ask(struct apg_adm *a, const char *addr, const char *who, int32_t code,
+                const char *const *kv, bool quiet, struct apg_adm_resp *r)
+{
+    struct apg_rcmd req;
+    char err[512];
+    apg_adm_req(&req, code);
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        if (kv[i + 1])
+            apg_rcmd_ext_add(&req, kv[i], kv[i + 1]);
+    apg_err_t e = addr ? apg_adm_call(a, addr, &req, NULL, 0, r, err, sizeof(err))
+                       : apg_adm_ns_call(a, &req, NULL, 0, r, err, sizeof(err));
+    if (e != APG_OK)
+        return quiet ? APG_ADM_FAILED : apg_adm_fail(a, "%s", err);
+    if (r->ar_code == 0)
+        return APG_ADM_OK;
+    int rc = quiet ? APG_ADM_FAILED : apg_adm_refused(a, who ? who : addr, &req, r);
+    apg_adm_resp_free(r);
+    return rc;
+}
+
+int64_t apg_adm_queue_offset(struct apg_adm *a, const char *addr, int32_t code, const char *topic,
+                             int qid, int64_t ts, bool quiet)
+{
+    char qs[16], tss[24];
+    snprintf(qs, sizeof(qs), "%d", qid);
+    snprintf(tss, sizeof(tss), "%lld", (long long)ts);
+    const char *kv[] = {"topic", topic, "queueId", qs, "timestamp", ts >= 0 ? tss : NULL, NULL};
+    struct apg_adm_resp r;
+    if (apg_adm_ask(a, addr, NULL, code, kv, quiet, &r))
+        return -1;
+    int64_t off = apg_json_get_i64(r.ar_ext, "offset", -1);
+    apg_adm_resp_free(&r);
+    if (off < 0 && !quiet)
+        apg_adm_fail(a, "%s answered %s without an offset", addr, apg_req_code_name(code));
+    return off;
+}
+
 json_t *apg_adm_get_json(struct apg_adm *a, const char *addr, int32_t code, const char *k1,
                          const char *v1, const char *k2, const char *v2)
 {
-    struct apg_rcmd req;
+    const char *kv[] = {k1, v1, k1 ? k2 : NULL, v2, NULL};
     struct apg_adm_resp r;
     char err[512];
-    apg_adm_req(&req, code);
-    if (k1)
-        apg_rcmd_ext_add(&req, k1, v1);
-    if (k2)
-        apg_rcmd_ext_add(&req, k2, v2);
-    if (apg_adm_call(a, addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
+    if (apg_adm_ask(a, addr, NULL, code, kv, true, &r))
         return NULL;
-    json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
+    json_t *j = apg_adm_body_json(&r, err, sizeof(err));
     apg_adm_resp_free(&r);
     return j;
 }

@@ -1,7 +1,8 @@
 /* `apogee admin`: the mqadmin command set on the C client's I/O path.
  *
  * Contract between the dispatcher (admin.c) and the command families
- * (cluster.c topic.c group.c message.c offset.c dlq.c doctor.c): each family
+ * (cluster.c topic.c group.c message.c offset.c broker_ops.c dlq.c
+ * doctor.c): each family
  * declares a table of struct apg_adm_cmd (name, options, help text, run
  * function); admin.c parses the command line against that table, opens one
  * client I/O instance, runs the command and prints its result. A command
@@ -108,6 +109,20 @@ struct apg_cio *apg_adm_io(struct apg_adm *a);
 /* The same to the NameServers of -n in turn, until one answers. */
 apg_err_t apg_adm_ns_call(struct apg_adm *a, struct apg_rcmd *req, const void *body, size_t blen,
                           struct apg_adm_resp *r, char *err, size_t errlen);
+/* Sends `code` with the ext fields kv ({name, value, ..., NULL}; a pair
+ * whose value is NULL is left out) to addr, or with addr NULL to the
+ * NameServers of -n in turn. APG_ADM_OK with *r filled (free it) when the
+ * answer is SUCCESS; otherwise APG_ADM_FAILED with nothing to free, after
+ * printing the transport error or the refusal (who names the server;
+ * NULL: addr) unless quiet. */
+int apg_adm_ask(struct apg_adm *a, const char *addr, const char *who, int32_t code,
+                const char *const *kv, bool quiet, struct apg_adm_resp *r);
+/* The `offset` header field a queue-offset request (GET_MAX_OFFSET,
+ * GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP with ts >= 0) answers for
+ * topic / qid on addr; -1 when refused or unreachable (printed unless
+ * quiet). */
+int64_t apg_adm_queue_offset(struct apg_adm *a, const char *addr, int32_t code, const char *topic,
+                             int qid, int64_t ts, bool quiet);
 /* Request `code` with up to two ext fields (k2 may be NULL) to addr; the
  * JSON body of a SUCCESS answer (owned), or NULL for anything else
  * (quiet: callers that probe use it). */
@@ -196,6 +211,7 @@ extern const struct apg_adm_cmd apg_adm_group_cmds[];
 extern const struct apg_adm_cmd apg_adm_message_cmds[];
 extern const struct apg_adm_cmd apg_adm_offset_cmds[];
 extern const struct apg_adm_cmd apg_adm_config_cmds[];
+extern const struct apg_adm_cmd apg_adm_broker_ops_cmds[];
 extern const struct apg_adm_cmd apg_adm_dlq_cmds[];
 extern const struct apg_adm_cmd apg_adm_doctor_cmds[];
 

@@ -6,7 +6,8 @@
  * GET_BROKER_RUNTIME_INFO (28) from each broker; a broker that does not
  * answer is listed with its error instead of failing the command.
  * brokerStatus prints the runtime table of one broker (-b) or of every
- * master of a cluster (-c).
+ * master of a cluster (-c); namesrvStatus the same table of every
+ * NameServer of -n (Apogee's counters; RocketMQ's NameServer has none).
  *
  * Configuration travels as Java properties text (key=value lines) in the
  * request or response body: GET_BROKER_CONFIG (26) / UPDATE_BROKER_CONFIG
@@ -152,6 +153,47 @@ static int cluster_list(struct apg_adm *a)
     }
 }
 
+/* Runtime tables of several servers: "servers" (one {addr, table} each)
+ * and "rows" (one {addr, key, value} per entry, for the table output). */
+struct status_acc {
+    const char *sa_what; /* "broker" or "NameServer", for error lines */
+    json_t *sa_servers, *sa_rows;
+};
+
+static int status_one(struct apg_adm *a, const char *addr, void *arg)
+{
+    struct status_acc *s = arg;
+    char err[256];
+    json_t *t = runtime_info(a, addr, err, sizeof(err));
+    if (!t)
+        return apg_adm_fail(a, "%s %s: %s", s->sa_what, addr, err);
+    const char *k;
+    json_t *v;
+    json_object_foreach(t, k, v)
+    {
+        json_array_append_new(s->sa_rows,
+                              json_pack("{s:s,s:s,s:O}", "addr", addr, "key", k, "value", v));
+    }
+    json_array_append_new(s->sa_servers, json_pack("{s:s,s:o}", "addr", addr, "table", t));
+    return APG_ADM_OK;
+}
+
+static int status_emit(struct apg_adm *a, const char *list_key, struct status_acc *s, int rc)
+{
+    static const struct apg_adm_col cols[] = {
+        {"#Addr", "addr"}, {"#Key", "key"}, {"#Value", "value"}, {0}};
+    if (json_array_size(s->sa_servers) == 0) {
+        json_decref(s->sa_servers);
+        json_decref(s->sa_rows);
+        return rc;
+    }
+    json_t *res = json_pack("{s:o,s:o}", list_key, s->sa_servers, "rows", s->sa_rows);
+    if (a->ad_json)
+        json_object_del(res, "rows");
+    apg_adm_emit(a, res, "rows", cols);
+    return rc;
+}
+
 static int broker_status(struct apg_adm *a)
 {
     char **addrs;
@@ -159,37 +201,15 @@ static int broker_status(struct apg_adm *a)
     int trc = apg_adm_targets(a, true, &addrs, &n);
     if (trc)
         return trc;
-    json_t *brokers = json_array(), *rows = json_array();
+    struct status_acc s = {"broker", json_array(), json_array()};
     int rc = APG_ADM_OK;
     for (size_t i = 0; i < n; i++) {
-        char err[256];
-        json_t *t = runtime_info(a, addrs[i], err, sizeof(err));
-        if (!t) {
-            rc = apg_adm_fail(a, "broker %s: %s", addrs[i], err);
-            continue;
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(t, k, v)
-        {
-            json_array_append_new(
-                rows, json_pack("{s:s,s:s,s:O}", "addr", addrs[i], "key", k, "value", v));
-        }
-        json_array_append_new(brokers, json_pack("{s:s,s:o}", "addr", addrs[i], "table", t));
+        int r = status_one(a, addrs[i], &s);
+        if (r)
+            rc = r;
     }
     apg_adm_strs_free(addrs, n);
-    static const struct apg_adm_col cols[] = {
-        {"#Addr", "addr"}, {"#Key", "key"}, {"#Value", "value"}, {0}};
-    if (json_array_size(brokers) == 0) {
-        json_decref(brokers);
-        json_decref(rows);
-        return rc;
-    }
-    json_t *res = json_pack("{s:o,s:o}", "brokers", brokers, "rows", rows);
-    if (a->ad_json)
-        json_object_del(res, "rows");
-    apg_adm_emit(a, res, "rows", cols);
-    return rc;
+    return status_emit(a, "brokers", &s, rc);
 }
 
 /* ---- configuration ---- */
@@ -420,6 +440,15 @@ static int update_namesrv_config(struct apg_adm *a)
     return rc;
 }
 
+/* Apogee's NameServer answers GET_BROKER_RUNTIME_INFO with its counters
+ * (namesrv/processor.c); RocketMQ's answers REQUEST_CODE_NOT_SUPPORTED. */
+static int namesrv_status(struct apg_adm *a)
+{
+    struct status_acc s = {"NameServer", json_array(), json_array()};
+    int rc = each_namesrv(a, status_one, &s);
+    return status_emit(a, "namesrvs", &s, rc);
+}
+
 static const struct apg_adm_opt cluster_list_opts[] = {
     {'m', "moreStats", false, "print yesterday's message totals as well"},
     {'i', "interval", true, "repeat every N seconds"},
@@ -453,6 +482,10 @@ const struct apg_adm_cmd apg_adm_cluster_cmds[] = {
      "commitLogDiskRatio, error (null, or why the broker did not answer)"},
     {"brokerStatus", "print a broker's runtime statistics (GET_BROKER_RUNTIME_INFO)", broker_opts,
      broker_status, "brokers[]: addr, table{key: value string}"},
+    {"namesrvStatus",
+     "print each NameServer's counters: ACL refusals, connections closed for TLS, malformed "
+     "or slow frames (Apogee only)",
+     NULL, namesrv_status, "namesrvs[]: addr, table{key: value string}"},
     {0},
 };
 

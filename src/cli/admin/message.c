@@ -214,22 +214,9 @@ static int query_by_unique_key(struct apg_adm *a)
 static int64_t offset_by_time(struct apg_adm *a, json_t *rt, const apg_mq_t *mq, int64_t ts)
 {
     const char *addr = apg_adm_route_master(rt, mq->mq_broker);
-    if (!addr)
-        return -1;
-    char q[16], t[24], err[512];
-    snprintf(q, sizeof(q), "%d", mq->mq_queue_id);
-    snprintf(t, sizeof(t), "%lld", (long long)ts);
-    struct apg_rcmd req;
-    struct apg_adm_resp r;
-    apg_adm_req(&req, APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP);
-    apg_rcmd_ext_add(&req, "topic", mq->mq_topic);
-    apg_rcmd_ext_add(&req, "queueId", q);
-    apg_rcmd_ext_add(&req, "timestamp", t);
-    if (apg_adm_call(a, addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-        return -1;
-    int64_t off = r.ar_code == 0 ? apg_json_get_i64(r.ar_ext, "offset", -1) : -1;
-    apg_adm_resp_free(&r);
-    return off;
+    return addr ? apg_adm_queue_offset(a, addr, APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP, mq->mq_topic,
+                                       mq->mq_queue_id, ts, true)
+                : -1;
 }
 
 /* Reads [from, to) of mq (to < 0: the queue's end), at most max messages

@@ -46,28 +46,6 @@ struct plan {
     size_t pl_n;
 };
 
-static int search_offset(struct apg_adm *a, struct plan *p, struct plan_q *q, int64_t *out)
-{
-    char qs[16], ts[24], err[512];
-    snprintf(qs, sizeof(qs), "%d", q->pq_qid);
-    snprintf(ts, sizeof(ts), "%lld", (long long)p->pl_ts);
-    struct apg_rcmd req;
-    struct apg_adm_resp r;
-    apg_adm_req(&req, APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP);
-    apg_rcmd_ext_add(&req, "topic", p->pl_topic);
-    apg_rcmd_ext_add(&req, "queueId", qs);
-    apg_rcmd_ext_add(&req, "timestamp", ts);
-    if (apg_adm_call(a, q->pq_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-        return apg_adm_fail(a, "%s", err);
-    int rc = APG_ADM_OK;
-    if (r.ar_code != 0)
-        rc = apg_adm_refused(a, q->pq_addr, &req, &r);
-    else
-        *out = apg_json_get_i64(r.ar_ext, "offset", 0);
-    apg_adm_resp_free(&r);
-    return rc;
-}
-
 /* The planned queue a normalised MessageQueue map key names, or NULL. */
 static struct plan_q *plan_find(struct plan *p, const char *key)
 {
@@ -84,16 +62,8 @@ static struct plan_q *plan_find(struct plan *p, const char *key)
 /* Committed and max offsets of every queue on addr from GET_CONSUME_STATS. */
 static void fill_stats(struct apg_adm *a, struct plan *p, const char *addr)
 {
-    struct apg_rcmd req;
-    struct apg_adm_resp r;
-    char err[512];
-    apg_adm_req(&req, APG_REQ_GET_CONSUME_STATS);
-    apg_rcmd_ext_add(&req, "consumerGroup", p->pl_group);
-    apg_rcmd_ext_add(&req, "topic", p->pl_topic);
-    if (apg_adm_call(a, addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-        return;
-    json_t *j = r.ar_code == 0 ? apg_adm_body_json(&r, err, sizeof(err)) : NULL;
-    apg_adm_resp_free(&r);
+    json_t *j = apg_adm_get_json(a, addr, APG_REQ_GET_CONSUME_STATS, "consumerGroup", p->pl_group,
+                                 "topic", p->pl_topic);
     const char *key;
     json_t *v;
     json_object_foreach(json_object_get(j, "offsetTable"), key, v)
@@ -105,22 +75,6 @@ static void fill_stats(struct apg_adm *a, struct plan *p, const char *addr)
         }
     }
     json_decref(j);
-}
-
-static int64_t max_offset(struct apg_adm *a, struct plan *p, struct plan_q *q)
-{
-    char qs[16], err[512];
-    snprintf(qs, sizeof(qs), "%d", q->pq_qid);
-    struct apg_rcmd req;
-    struct apg_adm_resp r;
-    apg_adm_req(&req, APG_REQ_GET_MAX_OFFSET);
-    apg_rcmd_ext_add(&req, "topic", p->pl_topic);
-    apg_rcmd_ext_add(&req, "queueId", qs);
-    if (apg_adm_call(a, q->pq_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-        return -1;
-    int64_t off = r.ar_code == 0 ? apg_json_get_i64(r.ar_ext, "offset", -1) : -1;
-    apg_adm_resp_free(&r);
-    return off;
 }
 
 /* Builds the plan (queues filtered by broker / qid when given). */
@@ -163,13 +117,15 @@ static int plan_build(struct apg_adm *a, struct plan *p, const char *broker, int
     for (size_t k = 0; k < p->pl_n; k++) {
         struct plan_q *q = &p->pl_q[k];
         if (q->pq_max < 0)
-            q->pq_max = max_offset(a, p, q);
+            q->pq_max = apg_adm_queue_offset(a, q->pq_addr, APG_REQ_GET_MAX_OFFSET, p->pl_topic,
+                                             q->pq_qid, -1, true);
         int64_t at;
         if (offset >= 0)
             at = offset;
         else if (p->pl_ts == -1)
             at = q->pq_max;
-        else if (search_offset(a, p, q, &at))
+        else if ((at = apg_adm_queue_offset(a, q->pq_addr, APG_REQ_SEARCH_OFFSET_BY_TIMESTAMP,
+                                            p->pl_topic, q->pq_qid, p->pl_ts, false)) < 0)
             return APG_ADM_FAILED;
         if (at < 0)
             at = 0;
@@ -180,20 +136,15 @@ static int plan_build(struct apg_adm *a, struct plan *p, const char *broker, int
 
 static int update_offset(struct apg_adm *a, struct plan *p, struct plan_q *q)
 {
-    char qs[16], os[24], err[512];
+    char qs[16], os[24];
     snprintf(qs, sizeof(qs), "%d", q->pq_qid);
     snprintf(os, sizeof(os), "%lld", (long long)q->pq_after);
-    struct apg_rcmd req;
+    const char *kv[] = {"consumerGroup", p->pl_group, "topic", p->pl_topic, "queueId", qs,
+                        "commitOffset",  os,          NULL};
     struct apg_adm_resp r;
-    apg_adm_req(&req, APG_REQ_UPDATE_CONSUMER_OFFSET);
-    apg_rcmd_ext_add(&req, "consumerGroup", p->pl_group);
-    apg_rcmd_ext_add(&req, "topic", p->pl_topic);
-    apg_rcmd_ext_add(&req, "queueId", qs);
-    apg_rcmd_ext_add(&req, "commitOffset", os);
-    if (apg_adm_call(a, q->pq_addr, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK)
-        return apg_adm_fail(a, "%s", err);
-    int rc = r.ar_code == 0 ? APG_ADM_OK : apg_adm_refused(a, q->pq_addr, &req, &r);
-    apg_adm_resp_free(&r);
+    int rc = apg_adm_ask(a, q->pq_addr, NULL, APG_REQ_UPDATE_CONSUMER_OFFSET, kv, false, &r);
+    if (!rc)
+        apg_adm_resp_free(&r);
     return rc;
 }
 

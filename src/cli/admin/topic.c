@@ -33,21 +33,11 @@ static int str_cmp(const void *x, const void *y)
 /* The topicList member of a TopicList body, sorted. NULL after printing. */
 static json_t *topic_names(struct apg_adm *a, int32_t code, const char *cluster)
 {
-    struct apg_rcmd req;
+    const char *kv[] = {"cluster", cluster, NULL};
     struct apg_adm_resp r;
-    char err[512];
-    apg_adm_req(&req, code);
-    if (cluster)
-        apg_rcmd_ext_add(&req, "cluster", cluster);
-    if (apg_adm_ns_call(a, &req, NULL, 0, &r, err, sizeof(err)) != APG_OK) {
-        apg_adm_fail(a, "%s", err);
+    char err[512] = "";
+    if (apg_adm_ask(a, NULL, "the NameServer", code, kv, false, &r))
         return NULL;
-    }
-    if (r.ar_code != 0) {
-        apg_adm_refused(a, "the NameServer", &req, &r);
-        apg_adm_resp_free(&r);
-        return NULL;
-    }
     json_t *j = apg_adm_body_json(&r, err, sizeof(err));
     apg_adm_resp_free(&r);
     json_t *list = json_incref(json_object_get(j, "topicList"));

@@ -499,8 +499,6 @@ apg_err_t apg_push_consumer_start(apg_push_consumer_t *c, apg_consume_cb cb, voi
     c->pc_arg = arg;
     struct apg_cio_conf ic = {
         .namesrv = c->pc_conf->namesrv,
-        .access_key = c->pc_conf->access_key,
-        .secret_key = c->pc_conf->secret_key,
         .instance = c->pc_conf->instance,
         .serialize = c->pc_conf->binary_header ? APG_SER_ROCKETMQ : APG_SER_JSON,
         .route_refresh_ms = c->pc_conf->route_refresh_ms,
