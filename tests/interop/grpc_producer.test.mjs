@@ -2,7 +2,9 @@
 // Heartbeat, SendMessage over grpc-js) sends 100 normal messages with tag, keys and a user
 // property to apogee standalone's grpcServerPort, and raw remoting PULL_MESSAGE reads all 100
 // back from every queue with body, TAGS, KEYS, UNIQ_KEY (the 5.x message id) and the property.
-// A topic that does not exist is refused with TOPIC_NOT_FOUND.
+// A topic that does not exist is refused with TOPIC_NOT_FOUND. A Producer given its topics
+// up front waits for the server's answer to its Settings on the Telemetry stream before its
+// start completes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Producer } from 'rocketmq-client-nodejs';
@@ -37,6 +39,25 @@ after(async () => {
         // The client keeps grpc-js channel handles alive after shutdown; exit with the
         // runner's verdict, as the ali-ons suites do.
         setImmediate(() => process.exit());
+    }
+});
+
+test('a Producer created with a topic list starts (Telemetry settings answered) and sends', async () => {
+    const topic = 'GrpcSettingsTopic';
+    assert.equal((await br.request(17, { topic, readQueueNums: '2', writeQueueNums: '2',
+        perm: '6' })).code, 0);
+    const producer = new Producer({ endpoints: `127.0.0.1:${grpcPort}`, topics: [topic],
+        logger: quiet, requestTimeout: 3000 });
+    const t0 = Date.now();
+    await producer.startup();
+    try {
+        assert.ok(Date.now() - t0 < 3000, 'start did not wait for a timeout');
+        // The server's settings were applied: the body limit is maxMessageSize.
+        assert.equal(producer.publishingSettings.maxBodySizeBytes, 4194304);
+        const receipt = await producer.send({ topic, body: Buffer.from('after settings') });
+        assert.ok(receipt.messageId);
+    } finally {
+        await producer.shutdown();
     }
 });
 

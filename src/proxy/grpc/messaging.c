@@ -28,6 +28,7 @@
 #include "common/mem.h"
 #include "protocol/props.h"
 #include "proto/messaging.pb-c.h"
+#include "proxy/grpc/telemetry.h"
 
 #define SVC "/apache.rocketmq.v2.MessagingService/"
 #define PERM_READ 4
@@ -111,7 +112,11 @@ static void query_route(struct apg_grpc_call *call, const uint8_t *req, size_t l
         Apache__Rocketmq__V2__Resource rt = APACHE__ROCKETMQ__V2__RESOURCE__INIT;
         rt.name = (char *)topic;
         rt.resource_namespace = rq->topic->resource_namespace;
-        Apache__Rocketmq__V2__MessageType types[] = {APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL};
+        /* Topics carry no message type here: every queue accepts all four. */
+        Apache__Rocketmq__V2__MessageType types[] = {
+            APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO,
+            APACHE__ROCKETMQ__V2__MESSAGE_TYPE__DELAY,
+            APACHE__ROCKETMQ__V2__MESSAGE_TYPE__TRANSACTION};
         Apache__Rocketmq__V2__MessageQueue *qs = apg_calloc((size_t)nq, sizeof(*qs));
         Apache__Rocketmq__V2__MessageQueue **qp = apg_calloc((size_t)nq, sizeof(*qp));
         if (!qs || !qp) {
@@ -132,7 +137,7 @@ static void query_route(struct apg_grpc_call *call, const uint8_t *req, size_t l
                             : w    ? APACHE__ROCKETMQ__V2__PERMISSION__WRITE
                                    : APACHE__ROCKETMQ__V2__PERMISSION__NONE;
             q->broker = &br;
-            q->n_accept_message_types = 1;
+            q->n_accept_message_types = sizeof types / sizeof types[0];
             q->accept_message_types = types;
             qp[i] = q;
         }
@@ -359,10 +364,15 @@ out:
 }
 
 const struct apg_grpc_method apg_grpc_messaging_methods[] = {
-    {SVC "QueryRoute", query_route},
-    {SVC "Heartbeat", heartbeat},
-    {SVC "SendMessage", send_message},
-    {SVC "NotifyClientTermination", notify_termination},
+    {.gm_path = SVC "QueryRoute", .gm_fn = query_route},
+    {.gm_path = SVC "Heartbeat", .gm_fn = heartbeat},
+    {.gm_path = SVC "SendMessage", .gm_fn = send_message},
+    {.gm_path = SVC "NotifyClientTermination", .gm_fn = notify_termination},
+    {.gm_path = SVC "Telemetry",
+     .gm_kind = APG_GRPC_BIDI,
+     .gm_msg = apg_grpc_telemetry_msg,
+     .gm_end = apg_grpc_telemetry_end,
+     .gm_close = apg_grpc_telemetry_close},
 };
 const size_t apg_grpc_messaging_n_methods =
     sizeof apg_grpc_messaging_methods / sizeof apg_grpc_messaging_methods[0];

@@ -7,13 +7,15 @@
 #include "proxy/grpc/grpc_server.h"
 
 struct apg_broker;
+struct apg_grpc_clients;
 
-/* The methods' ud: the broker, and the endpoint routes name (the gRPC
- * port at the broker's advertised host). */
+/* The methods' ud: the broker, the endpoint routes name (the gRPC port at
+ * the broker's advertised host) and the clients' Telemetry streams. */
 struct apg_grpc_messaging {
     struct apg_broker *gm_broker;
     char gm_host[128];
     int gm_port;
+    struct apg_grpc_clients *gm_clients;
 };
 
 extern const struct apg_grpc_method apg_grpc_messaging_methods[];
