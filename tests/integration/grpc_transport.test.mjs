@@ -8,7 +8,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { apogeeBin, freePort, startApogee, waitForPort } from '../lib/proc.mjs';
 import { encodeFrame } from '../lib/remoting.mjs';
 
 const FRAME_TIMEOUT_MS = 1500;
@@ -181,4 +185,22 @@ test('an HTTP/2 frame left incomplete is cut at the frame deadline', async () =>
     sock.write(Buffer.from([0, 0x10, 0, 0, 0, 0, 0, 0, 1, 1, 2])); // 4 KiB DATA, 2 bytes sent
     const took = await closedWithin(sock, FRAME_TIMEOUT_MS + 5000);
     assert.ok(took !== null && took >= FRAME_TIMEOUT_MS - 200, `closed after ${took} ms`);
+});
+
+test('a gRPC port already taken stops the start with an error naming grpcServerPort', async () => {
+    const holder = net.createServer();
+    await new Promise((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const taken = holder.address().port;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-grpc-taken-'));
+    try {
+        const r = spawnSync(apogeeBin(), ['standalone', `--storePathRootDir=${dir}`,
+            '--bindAddress=127.0.0.1', `--listenPort=${await freePort()}`,
+            `--namesrvListenPort=${await freePort()}`, `--grpcServerPort=${taken}`],
+        { encoding: 'utf8', timeout: 20000 });
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr + r.stdout, /Address already in use.*--grpcServerPort/);
+    } finally {
+        holder.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 });
