@@ -147,7 +147,7 @@ test('200 concurrent calls on one connection are all answered', async () => {
     const s = await connect();
     try {
         const rs = await Promise.all(Array.from({ length: 200 },
-            (_, i) => call(s, `${SVC}/${i % 2 ? 'Heartbeat' : 'EndTransaction'}`,
+            (_, i) => call(s, `${SVC}/${i % 2 ? 'Heartbeat' : 'PullMessage'}`,
                 grpcMessage(Buffer.alloc(0)))));
         assert.equal(rs.length, 200);
         rs.forEach((r, i) => assert.equal(r.grpcStatus, i % 2 ? '0' : '12'));

@@ -95,7 +95,7 @@ test('rocketmq-client-nodejs Producer sends 100 messages that a remoting pull re
         seen.add(i);
     }
     assert.equal(seen.size, N);
-    // Spread over the queues by the client's round robin.
+    // Spread over the queues by the broker's round robin.
     assert.ok(new Set(got.map((m) => m.queueId)).size > 1);
 });
 
@@ -107,5 +107,39 @@ test('a topic that does not exist is refused', async () => {
             /TOPIC_NOT_FOUND|not exist|40402/i);
     } finally {
         await producer.shutdown();
+    }
+});
+
+test('SYNC_FLUSH: 64 concurrent sends and a transaction commit are answered after the group commit', async () => {
+    const port = await freePort();
+    const sync = await startApogee('standalone', [`--grpcServerPort=${port}`,
+        '--flushDiskType=SYNC_FLUSH'], { extraPorts: { namesrvListenPort: await freePort() } });
+    let cl;
+    try {
+        await waitForPort(port);
+        cl = await RemotingClient.connect(sync.port);
+        const topic = 'GrpcSyncTopic';
+        assert.equal((await cl.request(17, { topic, readQueueNums: '2', writeQueueNums: '2',
+            perm: '6' })).code, 0);
+        const p = new Producer({ endpoints: `127.0.0.1:${port}`, topics: [topic], logger: quiet,
+            checker: { async check() { return 1; } } });
+        await p.startup();
+        try {
+            const rs = await Promise.all(Array.from({ length: 64 }, (_, i) =>
+                p.send({ topic, body: Buffer.from(`sync ${i}`) })));
+            assert.equal(new Set(rs.map((r) => r.messageId)).size, 64);
+            const tx = p.beginTransaction();
+            await p.send({ topic, body: Buffer.from('sync tx') }, tx);
+            await tx.commit();
+        } finally {
+            await p.shutdown();
+        }
+        const got = [];
+        for (let q = 0; q < 2; q++) got.push(...(await pullAll(cl, topic, q)));
+        assert.equal(got.length, 65);
+        assert.ok(got.some((m) => m.body === 'sync tx'));
+    } finally {
+        cl?.close();
+        await sync.stop();
     }
 });

@@ -4,6 +4,9 @@
 #ifndef APG_PROXY_GRPC_MESSAGING_H
 #define APG_PROXY_GRPC_MESSAGING_H
 
+#include <stdbool.h>
+
+#include "proto/messaging.pb-c.h"
 #include "proxy/grpc/grpc_server.h"
 
 struct apg_broker;
@@ -20,5 +23,14 @@ struct apg_grpc_messaging {
 
 extern const struct apg_grpc_method apg_grpc_messaging_methods[];
 extern const size_t apg_grpc_messaging_n_methods;
+
+/* Helpers of the method files (loop thread). */
+/* Fills st (msg borrowed, NULL = ""). */
+void apg_grpc_status_set(Apache__Rocketmq__V2__Status *st, Apache__Rocketmq__V2__Code code,
+                         const char *msg);
+/* Packs m as the unary call's answer. */
+void apg_grpc_answer(struct apg_grpc_call *call, const ProtobufCMessage *m);
+/* True with *name set when r names something (non-empty). */
+bool apg_grpc_resource_name(const Apache__Rocketmq__V2__Resource *r, const char **name);
 
 #endif

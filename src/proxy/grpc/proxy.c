@@ -20,6 +20,7 @@
 #include "broker/broker_rt.h"
 #include "proxy/grpc/grpc_server.h"
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/produce.h"
 #include "proxy/grpc/telemetry.h"
 
 struct apg_grpc_proxy {
@@ -67,6 +68,7 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         apg_free(px);
         return e;
     }
+    apg_grpc_produce_start(&px->px_ms);
     apg_log_info("grpc", "gRPC (h2c) on %s:%d", o.host, apg_grpc_server_port(px->px_srv));
     *out = px;
     return APG_OK;
@@ -76,6 +78,7 @@ void apg_grpc_proxy_stop(struct apg_grpc_proxy *px)
 {
     if (!px)
         return;
+    apg_grpc_produce_stop(&px->px_ms);
     apg_grpc_server_stop(px->px_srv);
     apg_grpc_clients_free(px->px_ms.gm_clients);
     apg_free(px);
