@@ -204,3 +204,17 @@ test('a gRPC port already taken stops the start with an error naming grpcServerP
         fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+test('an HTTP/2 client on the remoting port is closed at once, the log naming grpcServerPort', async () => {
+    const t0 = Date.now();
+    const s = http2.connect(`http://127.0.0.1:${srv.port}`);
+    s.on('error', () => {});
+    const closed = new Promise((resolve) => s.on('close', resolve));
+    const req = s.request({ ':method': 'POST', ':path': `${SVC}/QueryRoute`,
+        'content-type': 'application/grpc' });
+    req.on('error', () => {});
+    req.end();
+    await closed;
+    assert.ok(Date.now() - t0 < 3000, 'no hang');
+    await srv.waitOutput(/HTTP\/2 client .* on the remoting port; 5\.x clients connect to grpcServerPort/);
+});
