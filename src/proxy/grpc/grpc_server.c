@@ -23,7 +23,9 @@
  * drained, the trailers (grpc-status, percent-encoded grpc-message) end the
  * stream. A status with nothing sent before is a trailers-only response.
  * grpc-timeout is parsed into a deadline on the loop clock; a unary call
- * whose deadline passed before it could run is answered DEADLINE_EXCEEDED.
+ * whose deadline passed before it could run is answered DEADLINE_EXCEEDED,
+ * and a unary or server-streaming call still unanswered when its method
+ * returned gets a timer that ends it DEADLINE_EXCEEDED at the deadline.
  *
  * Shutdown: apg_grpc_server_stop has every loop send GOAWAY (NO_ERROR, the
  * last stream processed) on its connections and waits up to 1 s for that
@@ -73,13 +75,14 @@ struct gconn;
 struct apg_grpc_call { /* one request stream */
     struct gconn *gs_conn;
     int32_t gs_id;
-    bool gs_grpc;        /* content-type application/grpc[+...] */
-    bool gs_post;        /* :method POST */
-    bool gs_answered;    /* final status decided (trailers queued or sent) */
-    bool gs_started;     /* response HEADERS submitted with the data provider */
-    bool gs_deferred;    /* the data provider waits for gs_out to grow */
-    bool gs_client_done; /* the client ended its side */
-    bool gs_held;        /* answered later (apg_grpc_call_ref) */
+    bool gs_grpc;         /* content-type application/grpc[+...] */
+    bool gs_post;         /* :method POST */
+    bool gs_answered;     /* final status decided (trailers queued or sent) */
+    bool gs_started;      /* response HEADERS submitted with the data provider */
+    bool gs_deferred;     /* the data provider waits for gs_out to grow */
+    bool gs_client_done;  /* the client ended its side */
+    bool gs_held;         /* answered later (apg_grpc_call_ref) */
+    uv_timer_t *gs_timer; /* a waiting call's deadline; its own allocation */
     uint64_t gs_deadline;
     char gs_path[128];
     const struct apg_grpc_method *gs_method;
@@ -328,9 +331,56 @@ struct ref_post {
     int32_t rp_stream;
 };
 
+/* ---- deadlines of calls that wait ---- */
+
+static void timer_freed(uv_handle_t *h)
+{
+    apg_free(h);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct apg_grpc_call *call = t->data;
+    if (!call || call->gs_answered)
+        return;
+    apg_grpc_call_fail(call, APG_GRPC_DEADLINE_EXCEEDED, "deadline passed before the answer");
+    gconn_flush(call->gs_conn);
+}
+
+/* A unary or server-streaming call that outlives its method: its
+ * grpc-timeout ends it with DEADLINE_EXCEEDED if nothing else does first
+ * (what it stored stays stored). */
+static void call_arm_deadline(struct apg_grpc_call *call)
+{
+    if (!call->gs_deadline || call->gs_timer || call->gs_answered ||
+        (call->gs_method && call->gs_method->gm_kind == APG_GRPC_BIDI))
+        return;
+    uv_loop_t *loop = apg_conn_uv_loop(call->gs_conn->gc_conn);
+    uv_timer_t *t = apg_malloc(sizeof(*t));
+    if (!t || uv_timer_init(loop, t)) {
+        apg_free(t);
+        return;
+    }
+    t->data = call;
+    uint64_t now = uv_now(loop);
+    uv_timer_start(t, on_deadline, call->gs_deadline > now ? call->gs_deadline - now : 0, 0);
+    call->gs_timer = t;
+}
+
+static void call_disarm_deadline(struct apg_grpc_call *call)
+{
+    if (!call->gs_timer)
+        return;
+    call->gs_timer->data = NULL;
+    uv_timer_stop(call->gs_timer);
+    uv_close((uv_handle_t *)call->gs_timer, timer_freed);
+    call->gs_timer = NULL;
+}
+
 void apg_grpc_call_ref(struct apg_grpc_call *call, struct apg_grpc_ref *out)
 {
     call->gs_held = true;
+    call_arm_deadline(call);
     apg_conn_ref(call->gs_conn->gc_conn);
     out->gr_conn = call->gs_conn->gc_conn;
     out->gr_stream = call->gs_id;
@@ -383,6 +433,7 @@ const char *apg_grpc_call_peer(const struct apg_grpc_call *call)
 
 static void call_free(struct gconn *g, struct apg_grpc_call *call)
 {
+    call_disarm_deadline(call);
     if (call->gs_method && call->gs_method->gm_close)
         call->gs_method->gm_close(call, g->gc_srv->gs_ud);
     if (call->gs_prev)
@@ -495,6 +546,8 @@ static void call_run(struct gconn *g, struct apg_grpc_call *call)
     m->gm_fn(call, call->gs_in.b_data + GRPC_PREFIX, len, g->gc_srv->gs_ud);
     if (!call->gs_answered && !call->gs_held && m->gm_kind == APG_GRPC_UNARY)
         apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "the method gave no answer");
+    else
+        call_arm_deadline(call); /* a stream, or an answer that comes later */
 }
 
 /* The request headers are complete: a call that can only be refused is

@@ -13,8 +13,9 @@
  *                  side (NULL: the call ends OK); messages go out with
  *                  apg_grpc_call_send at any time until apg_grpc_call_finish.
  * gm_close (any kind, may be NULL) runs when the stream is gone, whatever
- * ended it. A path without a method is answered UNIMPLEMENTED, a unary call
- * whose deadline (grpc-timeout) passed before it ran DEADLINE_EXCEEDED.
+ * ended it. A path without a method is answered UNIMPLEMENTED; a unary or
+ * server-streaming call whose deadline (grpc-timeout) passes before it is
+ * answered ends DEADLINE_EXCEEDED (bidirectional calls keep no deadline).
  *
  * Threads: methods run on the loop thread of the connection; a call pointer
  * is valid on that thread until gm_close. Other threads reach a call through
