@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Producer } from 'rocketmq-client-nodejs';
-import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
+import { freePort, runBench, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 import { pullAll } from '../lib/records.mjs';
 
@@ -142,4 +142,12 @@ test('SYNC_FLUSH: 64 concurrent sends and a transaction commit are answered afte
         cl?.close();
         await sync.stop();
     }
+});
+
+test('apogee bench produce --protocol=grpc: 64 streams on one connection, every call answered OK', async () => {
+    const r = await runBench(['produce', '--protocol=grpc', `--grpcAddr=127.0.0.1:${grpcPort}`,
+        `--topic=${TOPIC}`, '--duration=1', '--json']);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(r.json?.errors, 0, r.out);
+    assert.ok(r.json.sent > 100, r.out);
 });
