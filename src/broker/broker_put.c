@@ -663,6 +663,56 @@ apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const s
     return APG_OK;
 }
 
+/* apg_broker_put_notify's wrapper around the caller's callback. */
+struct put_notify {
+    struct apg_broker *pn_b;
+    apg_broker_put_notify_fn pn_done;
+    void *pn_arg;
+};
+
+/* Store ack thread. */
+static void on_notify(void *ud, apg_err_t rc)
+{
+    struct put_notify *pn = ud;
+    struct apg_broker *b = pn->pn_b;
+    if (rc != APG_OK && rc != APG_ETIMEDOUT)
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+    atomic_fetch_sub(&b->br_sync_pending, 1);
+    pn->pn_done(pn->pn_arg, rc);
+    apg_free(pn);
+}
+
+apg_err_t apg_broker_put_notify(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
+                                struct apg_put_result *res, apg_broker_put_notify_fn done,
+                                void *arg, bool *pending, char *err, size_t errlen)
+{
+    *pending = false;
+    struct put_notify *pn = NULL;
+    if (b->br_sync_flush) {
+        pn = apg_malloc(sizeof(*pn));
+        if (!pn) {
+            snprintf(err, errlen, "out of memory");
+            return APG_ENOMEM;
+        }
+        pn->pn_b = b;
+        pn->pn_done = done;
+        pn->pn_arg = arg;
+        atomic_fetch_add(&b->br_sync_pending, 1);
+    }
+    apg_err_t e =
+        apg_store_put(b->br_store, msgs, n, res, pn ? on_notify : no_wait_ack, pn, err, errlen);
+    if (e) {
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+        if (pn) {
+            atomic_fetch_sub(&b->br_sync_pending, 1);
+            apg_free(pn);
+        }
+        return e;
+    }
+    *pending = pn != NULL;
+    return APG_OK;
+}
+
 bool apg_broker_put_real_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
 {
     size_t tl = 0, ql = 0, gl = 0;

@@ -301,6 +301,19 @@ typedef void (*apg_broker_put_done_fn)(struct apg_broker *b, void *arg, apg_err_
 apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                                const struct apg_msg_in *msgs, int n, apg_broker_put_done_fn done,
                                void *arg, char *err, size_t errlen);
+/* A writer on a loop of another server (the gRPC port), which must not wait
+ * for the disk either: appends msgs (n >= 1, one append, borrowed for the
+ * call; res gets n results). Under ASYNC_FLUSH it returns with *pending
+ * false and done never runs. Under SYNC_FLUSH it returns with *pending true
+ * and done(arg, rc) runs once on the store's ack thread when the group
+ * commit covering the records completes (APG_OK), is late (APG_ETIMEDOUT:
+ * stored) or failed (another error) -- possibly before this returns, so
+ * done only posts to the caller's loop. The put counts in br_sync_pending
+ * until then. On error nothing is stored and done never runs. */
+typedef void (*apg_broker_put_notify_fn)(void *arg, apg_err_t rc);
+apg_err_t apg_broker_put_notify(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
+                                struct apg_put_result *res, apg_broker_put_notify_fn done,
+                                void *arg, bool *pending, char *err, size_t errlen);
 /* Fills m (borrowing from rec) with the copy of a held record (delayed,
  * or a transaction's half) that goes to its REAL_TOPIC / REAL_QID: body,
  * flag, sysflag, born time and host, reconsume count and the property

@@ -130,6 +130,9 @@ enum { CMD_PRODUCE, CMD_CONSUME, CMD_E2E };
 struct bench {
     int b_cmd;
     const char *b_ns;
+    const char *b_protocol;  /* "remoting" (default) or "grpc" */
+    const char *b_grpc_addr; /* --protocol=grpc: the gRPC port */
+    int b_streams;           /* --protocol=grpc: concurrent streams */
     const char *b_topic;
     const char *b_sql; /* consume/e2e: SQL92 subscription instead of "*" */
     const char *b_group;
@@ -763,6 +766,10 @@ static void usage(FILE *out)
             "                       broker needs enablePropertyFilter=true; each message\n"
             "                       has the property bench=1)\n"
             "  --json               last line: one JSON object with the summary\n"
+            "  --protocol=grpc      produce: SendMessage on the RocketMQ 5 gRPC port instead,\n"
+            "                       one HTTP/2 connection to --grpcAddr (127.0.0.1:8081)\n"
+            "                       with --streams (64) calls in flight; --topic, --size,\n"
+            "                       --duration and --json apply\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
             "  --tls                connect over TLS (the client key tls.enable); verify the\n"
             "                       servers with --tls.client.trustCertPath=CA.pem\n"
@@ -777,6 +784,12 @@ static int set_opt(struct bench *b, const char *k, const char *v)
 {
     if (!strcmp(k, "namesrvAddr") || !strcmp(k, "n"))
         b->b_ns = v;
+    else if (!strcmp(k, "protocol"))
+        b->b_protocol = v;
+    else if (!strcmp(k, "grpcAddr"))
+        b->b_grpc_addr = v;
+    else if (!strcmp(k, "streams"))
+        b->b_streams = atoi(v);
     else if (!strcmp(k, "topic") || !strcmp(k, "t"))
         b->b_topic = v;
     else if (!strcmp(k, "group") || !strcmp(k, "g"))
@@ -922,7 +935,16 @@ int apg_cli_bench_main(int argc, char **argv)
         fprintf(stderr, "bench: --threads, --size, --duration and --rate must be positive\n");
         rc = 2;
     }
-    if (rc == 0)
+    if (rc == 0 && b->b_protocol && strcmp(b->b_protocol, "remoting") != 0) {
+        if (strcmp(b->b_protocol, "grpc") != 0 || b->b_cmd != CMD_PRODUCE) {
+            fprintf(stderr, "bench: --protocol is remoting, or grpc with produce\n");
+            rc = 2;
+        } else {
+            rc = apg_cli_bench_grpc(b->b_grpc_addr ? b->b_grpc_addr : "127.0.0.1:8081", b->b_topic,
+                                    b->b_size, b->b_secs, b->b_streams > 0 ? b->b_streams : 64,
+                                    b->b_json);
+        }
+    } else if (rc == 0)
         rc = run(b);
     pthread_mutex_destroy(&b->b_err_mu);
     apg_conf_destroy(b->b_conf);

@@ -38,6 +38,10 @@ apg_err_t apg_frame_peek(const uint8_t *buf, size_t len, size_t max_frame, size_
     if (len < 4)
         return APG_OK;
     int32_t l = (int32_t)apg_be32(buf);
+    if (memcmp(buf, "PRI ", 4) == 0) /* the HTTP/2 connection preface */
+        return apg_errf(APG_EPROTO, err, errlen,
+                        "an HTTP/2 client (a RocketMQ 5 gRPC SDK?) on the remoting port; 5.x "
+                        "clients connect to grpcServerPort (8081 by default)");
     if (l < 4)
         return apg_errf(APG_EPROTO, err, errlen,
                         "frame length %d is less than 4 (a frame needs at least the "

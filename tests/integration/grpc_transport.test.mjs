@@ -8,7 +8,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { apogeeBin, freePort, startApogee, waitForPort } from '../lib/proc.mjs';
 import { encodeFrame } from '../lib/remoting.mjs';
 
 const FRAME_TIMEOUT_MS = 1500;
@@ -76,7 +80,7 @@ function connect() {
 test('MessagingService methods not built answer UNIMPLEMENTED in a trailers-only response', async () => {
     const s = await connect();
     try {
-        for (const m of ['ReceiveMessage', 'PullMessage', 'EndTransaction']) {
+        for (const m of ['PullMessage', 'RecallMessage', 'SyncLiteSubscription']) {
             const r = await call(s, `${SVC}/${m}`, grpcMessage(Buffer.alloc(0)));
             assert.equal(r.status, 200);
             assert.equal(r.headers['content-type'], 'application/grpc');
@@ -94,7 +98,7 @@ test('MessagingService methods not built answer UNIMPLEMENTED in a trailers-only
 test('a streaming call to a method not served is refused before the client ends its side', async () => {
     const s = await connect();
     try {
-        const req = s.request({ ':method': 'POST', ':path': `${SVC}/Telemetry`,
+        const req = s.request({ ':method': 'POST', ':path': '/no.such.Service/Stream',
             'content-type': 'application/grpc', te: 'trailers' });
         req.write(grpcMessage(Buffer.alloc(0))); // and never end()
         const h = await new Promise((resolve, reject) => {
@@ -143,7 +147,7 @@ test('200 concurrent calls on one connection are all answered', async () => {
     const s = await connect();
     try {
         const rs = await Promise.all(Array.from({ length: 200 },
-            (_, i) => call(s, `${SVC}/${i % 2 ? 'Heartbeat' : 'EndTransaction'}`,
+            (_, i) => call(s, `${SVC}/${i % 2 ? 'Heartbeat' : 'PullMessage'}`,
                 grpcMessage(Buffer.alloc(0)))));
         assert.equal(rs.length, 200);
         rs.forEach((r, i) => assert.equal(r.grpcStatus, i % 2 ? '0' : '12'));
@@ -181,4 +185,36 @@ test('an HTTP/2 frame left incomplete is cut at the frame deadline', async () =>
     sock.write(Buffer.from([0, 0x10, 0, 0, 0, 0, 0, 0, 1, 1, 2])); // 4 KiB DATA, 2 bytes sent
     const took = await closedWithin(sock, FRAME_TIMEOUT_MS + 5000);
     assert.ok(took !== null && took >= FRAME_TIMEOUT_MS - 200, `closed after ${took} ms`);
+});
+
+test('a gRPC port already taken stops the start with an error naming grpcServerPort', async () => {
+    const holder = net.createServer();
+    await new Promise((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const taken = holder.address().port;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-grpc-taken-'));
+    try {
+        const r = spawnSync(apogeeBin(), ['standalone', `--storePathRootDir=${dir}`,
+            '--bindAddress=127.0.0.1', `--listenPort=${await freePort()}`,
+            `--namesrvListenPort=${await freePort()}`, `--grpcServerPort=${taken}`],
+        { encoding: 'utf8', timeout: 20000 });
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr + r.stdout, /Address already in use.*--grpcServerPort/);
+    } finally {
+        holder.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test('an HTTP/2 client on the remoting port is closed at once, the log naming grpcServerPort', async () => {
+    const t0 = Date.now();
+    const s = http2.connect(`http://127.0.0.1:${srv.port}`);
+    s.on('error', () => {});
+    const closed = new Promise((resolve) => s.on('close', resolve));
+    const req = s.request({ ':method': 'POST', ':path': `${SVC}/QueryRoute`,
+        'content-type': 'application/grpc' });
+    req.on('error', () => {});
+    req.end();
+    await closed;
+    assert.ok(Date.now() - t0 < 3000, 'no hang');
+    await srv.waitOutput(/HTTP\/2 client .* on the remoting port; 5\.x clients connect to grpcServerPort/);
 });

@@ -2,11 +2,13 @@
 // Heartbeat, SendMessage over grpc-js) sends 100 normal messages with tag, keys and a user
 // property to apogee standalone's grpcServerPort, and raw remoting PULL_MESSAGE reads all 100
 // back from every queue with body, TAGS, KEYS, UNIQ_KEY (the 5.x message id) and the property.
-// A topic that does not exist is refused with TOPIC_NOT_FOUND.
+// A topic that does not exist is refused with TOPIC_NOT_FOUND. A Producer given its topics
+// up front waits for the server's answer to its Settings on the Telemetry stream before its
+// start completes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Producer } from 'rocketmq-client-nodejs';
-import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
+import { freePort, runBench, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 import { pullAll } from '../lib/records.mjs';
 
@@ -37,6 +39,25 @@ after(async () => {
         // The client keeps grpc-js channel handles alive after shutdown; exit with the
         // runner's verdict, as the ali-ons suites do.
         setImmediate(() => process.exit());
+    }
+});
+
+test('a Producer created with a topic list starts (Telemetry settings answered) and sends', async () => {
+    const topic = 'GrpcSettingsTopic';
+    assert.equal((await br.request(17, { topic, readQueueNums: '2', writeQueueNums: '2',
+        perm: '6' })).code, 0);
+    const producer = new Producer({ endpoints: `127.0.0.1:${grpcPort}`, topics: [topic],
+        logger: quiet, requestTimeout: 3000 });
+    const t0 = Date.now();
+    await producer.startup();
+    try {
+        assert.ok(Date.now() - t0 < 3000, 'start did not wait for a timeout');
+        // The server's settings were applied: the body limit is maxMessageSize.
+        assert.equal(producer.publishingSettings.maxBodySizeBytes, 4194304);
+        const receipt = await producer.send({ topic, body: Buffer.from('after settings') });
+        assert.ok(receipt.messageId);
+    } finally {
+        await producer.shutdown();
     }
 });
 
@@ -74,7 +95,7 @@ test('rocketmq-client-nodejs Producer sends 100 messages that a remoting pull re
         seen.add(i);
     }
     assert.equal(seen.size, N);
-    // Spread over the queues by the client's round robin.
+    // Spread over the queues by the broker's round robin.
     assert.ok(new Set(got.map((m) => m.queueId)).size > 1);
 });
 
@@ -87,4 +108,46 @@ test('a topic that does not exist is refused', async () => {
     } finally {
         await producer.shutdown();
     }
+});
+
+test('SYNC_FLUSH: 64 concurrent sends and a transaction commit are answered after the group commit', async () => {
+    const port = await freePort();
+    const sync = await startApogee('standalone', [`--grpcServerPort=${port}`,
+        '--flushDiskType=SYNC_FLUSH'], { extraPorts: { namesrvListenPort: await freePort() } });
+    let cl;
+    try {
+        await waitForPort(port);
+        cl = await RemotingClient.connect(sync.port);
+        const topic = 'GrpcSyncTopic';
+        assert.equal((await cl.request(17, { topic, readQueueNums: '2', writeQueueNums: '2',
+            perm: '6' })).code, 0);
+        const p = new Producer({ endpoints: `127.0.0.1:${port}`, topics: [topic], logger: quiet,
+            checker: { async check() { return 1; } } });
+        await p.startup();
+        try {
+            const rs = await Promise.all(Array.from({ length: 64 }, (_, i) =>
+                p.send({ topic, body: Buffer.from(`sync ${i}`) })));
+            assert.equal(new Set(rs.map((r) => r.messageId)).size, 64);
+            const tx = p.beginTransaction();
+            await p.send({ topic, body: Buffer.from('sync tx') }, tx);
+            await tx.commit();
+        } finally {
+            await p.shutdown();
+        }
+        const got = [];
+        for (let q = 0; q < 2; q++) got.push(...(await pullAll(cl, topic, q)));
+        assert.equal(got.length, 65);
+        assert.ok(got.some((m) => m.body === 'sync tx'));
+    } finally {
+        cl?.close();
+        await sync.stop();
+    }
+});
+
+test('apogee bench produce --protocol=grpc: 64 streams on one connection, every call answered OK', async () => {
+    const r = await runBench(['produce', '--protocol=grpc', `--grpcAddr=127.0.0.1:${grpcPort}`,
+        `--topic=${TOPIC}`, '--duration=1', '--json']);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(r.json?.errors, 0, r.out);
+    assert.ok(r.json.sent > 100, r.out);
 });

@@ -106,6 +106,11 @@ export async function startApogee(subcommand, args = [], opts = {}) {
         `--${portArg}=${port}`,
     ];
     for (const [k, v] of Object.entries(opts.extraPorts ?? {})) argv.push(`--${k}=${v}`);
+    // The gRPC port defaults to 8081; suites run in parallel, so it is off unless asked for.
+    if ((subcommand === 'standalone' || subcommand === 'broker') &&
+        !args.some((a) => String(a).startsWith('--grpcServerPort='))) {
+        argv.push('--grpcServerPort=0');
+    }
     argv.push(...args);
     const proc = spawn(apogeeBin(), argv, {
         env: { ...process.env, ...(opts.env ?? {}) },

@@ -34,6 +34,8 @@
  * UNIQ_KEY, offsetMsgId) and the body the copy encoded as a stored record
  * with its real topic and queue, as the Java client decodes it. With no
  * live producer the check is counted as made (RocketMQ does the same).
+ * With no remoting producer of the group, the check hook (the gRPC port,
+ * apg_txn_set_check_hook) may ask a 5.x producer over its Telemetry stream.
  *
  * Why a thread of its own, not a row of the broker's service table: a
  * check-back stores copies through apg_broker_put_internal, which under
@@ -204,6 +206,9 @@ struct apg_txn {
     int64_t tx_written_half, tx_written_op;
     struct apg_buf tx_recs, tx_props;
     struct apg_log_limit tx_fail_log, tx_nochan_log;
+    pthread_mutex_t tx_hook_lock; /* tx_hook and tx_hook_ud; held while the hook runs */
+    apg_txn_check_fn tx_hook;
+    void *tx_hook_ud;
 
     pthread_t tx_thread;
     bool tx_started;
@@ -499,6 +504,20 @@ static void check_send(struct apg_txn *tx, const struct apg_msg_in *m,
     char group[APG_NAME_CAP];
     apg_text_copy(group, sizeof(group), g ? g : "", g ? gl : 0);
     struct apg_conn *c = group[0] ? apg_clients_producer_conn(b->br_clients, group) : NULL;
+    struct apg_msg_in v = *m; /* what the producer sees: the real topic and queue */
+    if (t && tl) {
+        v.mi_topic = t;
+        v.mi_topic_len = tl;
+        v.mi_queue_id = (int32_t)parse_i64(q, ql, 0);
+    }
+    if (!c) {
+        /* No remoting producer: a 5.x producer on the gRPC port, maybe. */
+        pthread_mutex_lock(&tx->tx_hook_lock);
+        bool asked = tx->tx_hook && tx->tx_hook(tx->tx_hook_ud, &v, r->pr_phys_offset);
+        pthread_mutex_unlock(&tx->tx_hook_lock);
+        if (asked)
+            return;
+    }
     if (!c) {
         int64_t quiet;
         if (apg_log_limit_hit(&tx->tx_nochan_log, now, 60000, &quiet))
@@ -508,12 +527,6 @@ static void check_send(struct apg_txn *tx, const struct apg_msg_in *m,
                          group[0] ? group : "(none: the half has no PGROUP)", (int)ul, u ? u : "",
                          (long long)tx->tx_interval_ms, (long long)quiet);
         return;
-    }
-    struct apg_msg_in v = *m; /* what the producer sees: the real topic and queue */
-    if (t && tl) {
-        v.mi_topic = t;
-        v.mi_topic_len = tl;
-        v.mi_queue_id = (int32_t)parse_i64(q, ql, 0);
     }
     size_t len = apg_msgrec_size(&v, b->br_store_host.h_v6);
     struct check_msg *cm = apg_malloc(sizeof(*cm) + len);
@@ -673,6 +686,7 @@ apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, si
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
     pthread_mutex_init(&tx->tx_lock, NULL);
+    pthread_mutex_init(&tx->tx_hook_lock, NULL);
     pthread_cond_init(&tx->tx_cond, NULL);
     state_load(tx);
     atomic_init(&tx->tx_pub_half, tx->tx_half);
@@ -710,6 +724,14 @@ apg_err_t apg_txn_start(struct apg_txn *tx, char *err, size_t errlen)
     return APG_OK;
 }
 
+void apg_txn_set_check_hook(struct apg_txn *tx, apg_txn_check_fn fn, void *ud)
+{
+    pthread_mutex_lock(&tx->tx_hook_lock);
+    tx->tx_hook = fn;
+    tx->tx_hook_ud = ud;
+    pthread_mutex_unlock(&tx->tx_hook_lock);
+}
+
 void apg_txn_stop(struct apg_txn *tx)
 {
     if (!tx)
@@ -724,6 +746,7 @@ void apg_txn_stop(struct apg_txn *tx)
         state_write(tx, tx->tx_half, tx->tx_op);
     }
     pthread_mutex_destroy(&tx->tx_lock);
+    pthread_mutex_destroy(&tx->tx_hook_lock);
     pthread_cond_destroy(&tx->tx_cond);
     map_free(&tx->tx_done);
     map_free(&tx->tx_copies);

@@ -35,6 +35,7 @@ struct apg_broker;
 struct apg_conn;
 struct apg_rcmd;
 struct apg_txn;
+struct apg_msg_in;
 
 /* Counters for GET_BROKER_RUNTIME_INFO. */
 struct apg_txn_stats {
@@ -65,6 +66,40 @@ bool apg_txn_is_half(const char *tran_msg, size_t len);
  * bytes, APG_ENOMEM. */
 apg_err_t apg_txn_half_props(struct apg_buf *out, const char *props, size_t len,
                              const char *real_topic, int32_t real_qid);
+
+/* A second way to reach producers (the gRPC port's Telemetry streams),
+ * tried by the check thread for a half that no remoting producer of its
+ * group can be asked about: v is the check-back copy as the producer sees
+ * it (real topic and queue, properties, body), copy_phys its commit-log
+ * offset (what ends it). True when a producer was asked. Runs on the check
+ * thread with the hook's lock held, so apg_txn_set_check_hook(tx, NULL,
+ * NULL) returns only once no call is running. */
+typedef bool (*apg_txn_check_fn)(void *ud, const struct apg_msg_in *v, int64_t copy_phys);
+void apg_txn_set_check_hook(struct apg_txn *tx, apg_txn_check_fn fn, void *ud);
+
+/* The transport-free part of END_TRANSACTION, shared by the remoting code
+ * and the gRPC port's EndTransaction. */
+struct apg_txn_end;
+enum apg_txn_end_rc {
+    APG_TXN_END_STORE,       /* append apg_txn_end_msgs, then apg_txn_end_finish */
+    APG_TXN_END_DONE_BEFORE, /* the half ended before: answer success, store nothing */
+    APG_TXN_END_REFUSED,     /* err says why */
+};
+/* Finds the half (or check-back copy) stored at commit-log offset clo,
+ * checks its producer group (unless group is NULL) and queue offset
+ * (unless tso < 0), claims its origin and builds the records that end it:
+ * for a commit the copy to its real queue, and the op record. Loop
+ * thread. */
+enum apg_txn_end_rc apg_txn_end_prepare(struct apg_broker *b, int64_t clo, int64_t tso,
+                                        const char *group, bool commit, struct apg_txn_end **out,
+                                        char *err, size_t errlen);
+/* The records to append as one (1 or 2); valid until apg_txn_end_finish. */
+const struct apg_msg_in *apg_txn_end_msgs(const struct apg_txn_end *te, int *n);
+/* After the append: rc APG_OK or APG_ETIMEDOUT (stored) records the half as
+ * ended (op_qoff: the op record's queue offset), another rc releases the
+ * claim so a later check-back decides. Frees te. Any thread. */
+void apg_txn_end_finish(struct apg_broker *b, struct apg_txn_end *te, apg_err_t rc,
+                        int64_t op_qoff);
 
 /* END_TRANSACTION (37). Loop thread. */
 void apg_broker_proc_end_txn(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);

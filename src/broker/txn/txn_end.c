@@ -29,6 +29,10 @@
  * second verdict that arrives while the first still waits for its flush is
  * answered SUCCESS at once (the half is claimed), as any repeated verdict.
  *
+ * The part that does not depend on the transport (find, check, claim,
+ * build the records; record the outcome) is apg_txn_end_prepare and
+ * apg_txn_end_finish, which the gRPC port's EndTransaction calls too.
+ *
  * Threads: loop thread (end_acked too: the drain runs on the request's
  * loop; after apg_txn_stop, br_txn is NULL and it records nothing). */
 #include <stdio.h>
@@ -40,21 +44,44 @@
 #include "common/mem.h"
 #include "protocol/props.h"
 
-/* What end_acked needs to record a stored END_TRANSACTION. */
-struct end_ack {
-    int64_t ea_origin;
-    bool ea_commit;
+/* One verdict being stored: the half's record, the records that end it
+ * (commit copy and op record, pointing into the buffers) and the origin it
+ * claimed. */
+struct apg_txn_end {
+    int64_t te_origin;
+    bool te_commit;
+    int te_n;
+    struct apg_msg_in te_msgs[2];
+    struct apg_buf te_rec, te_body, te_props;
 };
+
+static void end_free(struct apg_txn_end *te)
+{
+    apg_buf_free(&te->te_props);
+    apg_buf_free(&te->te_body);
+    apg_buf_free(&te->te_rec);
+    apg_free(te);
+}
+
+void apg_txn_end_finish(struct apg_broker *b, struct apg_txn_end *te, apg_err_t rc, int64_t op_qoff)
+{
+    struct apg_txn *tx = b->br_txn;
+    if (tx && (rc == APG_OK || rc == APG_ETIMEDOUT))
+        apg_txn_end_done(tx, te->te_origin, op_qoff, te->te_commit);
+    else if (tx)
+        apg_txn_end_undo(tx, te->te_origin);
+    end_free(te);
+}
+
+const struct apg_msg_in *apg_txn_end_msgs(const struct apg_txn_end *te, int *n)
+{
+    *n = te->te_n;
+    return te->te_msgs;
+}
 
 static void end_acked(struct apg_broker *b, void *arg, apg_err_t rc, int64_t op_qoff)
 {
-    struct end_ack *ea = arg;
-    struct apg_txn *tx = b->br_txn;
-    if (tx && (rc == APG_OK || rc == APG_ETIMEDOUT))
-        apg_txn_end_done(tx, ea->ea_origin, op_qoff, ea->ea_commit);
-    else if (tx)
-        apg_txn_end_undo(tx, ea->ea_origin);
-    apg_free(ea);
+    apg_txn_end_finish(b, arg, rc, op_qoff);
 }
 
 /* Fills m with the commit copy of the half rec: the copy to its real
@@ -67,6 +94,82 @@ static bool commit_copy(const struct apg_msgrec *rec, int64_t half_phys, struct 
     m->mi_sysflag = (m->mi_sysflag & ~APG_SYSFLAG_TX_MASK) | APG_SYSFLAG_TX_COMMIT;
     m->mi_prepared_tx_offset = half_phys;
     return true;
+}
+
+enum apg_txn_end_rc apg_txn_end_prepare(struct apg_broker *b, int64_t clo, int64_t tso,
+                                        const char *group, bool commit, struct apg_txn_end **out,
+                                        char *err, size_t errlen)
+{
+    *out = NULL;
+    struct apg_txn_end *te = apg_calloc(1, sizeof(*te));
+    if (!te) {
+        snprintf(err, errlen, "out of memory");
+        return APG_TXN_END_REFUSED;
+    }
+    struct apg_msgrec rec;
+    size_t gl = 0;
+    const char *pg = NULL;
+    bool found = apg_store_read_at(b->br_store, clo, &te->te_rec) == APG_OK &&
+                 apg_msgrec_decode(te->te_rec.b_data, te->te_rec.b_len, false, &rec, NULL) ==
+                     APG_MSGREC_OK &&
+                 rec.mr_topic_len == sizeof(APG_TXN_HALF_TOPIC) - 1 &&
+                 memcmp(rec.mr_topic, APG_TXN_HALF_TOPIC, rec.mr_topic_len) == 0;
+    if (found)
+        pg = apg_props_find(rec.mr_props, rec.mr_props_len, "PGROUP", &gl);
+    if (!found) {
+        snprintf(err, errlen, "END_TRANSACTION: no half message at commit log offset %lld",
+                 (long long)clo);
+        goto refused;
+    }
+    if (group && (!pg || gl != strlen(group) || memcmp(pg, group, gl) != 0)) {
+        snprintf(err, errlen,
+                 "END_TRANSACTION: the half message at %lld belongs to producer group %.*s, "
+                 "not %s",
+                 (long long)clo, (int)gl, pg ? pg : "", group);
+        goto refused;
+    }
+    if (tso >= 0 && rec.mr_queue_offset != tso) {
+        snprintf(err, errlen,
+                 "END_TRANSACTION: tranStateTableOffset %lld does not match the half message's "
+                 "queue offset %lld",
+                 (long long)tso, (long long)rec.mr_queue_offset);
+        goto refused;
+    }
+    struct apg_txn *tx = b->br_txn;
+    int64_t p = apg_txn_origin(rec.mr_props, rec.mr_props_len, rec.mr_queue_offset);
+    if (!apg_txn_end_begin(tx, p)) {
+        end_free(te);
+        return APG_TXN_END_DONE_BEFORE;
+    }
+    te->te_origin = p;
+    te->te_commit = commit;
+    if (commit && !commit_copy(&rec, clo, &te->te_msgs[te->te_n++])) {
+        apg_txn_end_undo(tx, p);
+        snprintf(err, errlen, "END_TRANSACTION: the half message has no valid REAL_TOPIC/REAL_QID");
+        goto refused;
+    }
+    struct apg_msg_in *op = &te->te_msgs[te->te_n++];
+    memset(op, 0, sizeof(*op));
+    if (apg_buf_printf(&te->te_body, "%lld", (long long)p) ||
+        apg_props_append(&te->te_props, "TAGS", APG_TXN_OP_TAG)) {
+        apg_txn_end_undo(tx, p);
+        snprintf(err, errlen, "out of memory");
+        goto refused;
+    }
+    op->mi_topic = APG_TXN_OP_TOPIC;
+    op->mi_topic_len = sizeof(APG_TXN_OP_TOPIC) - 1;
+    op->mi_born_ts = apg_wall_ms();
+    op->mi_born_host = b->br_store_host;
+    op->mi_body = te->te_body.b_data;
+    op->mi_body_len = te->te_body.b_len;
+    op->mi_props = (const char *)te->te_props.b_data;
+    op->mi_props_len = te->te_props.b_len;
+    op->mi_tags_code = (int64_t)apg_java_hash(APG_TXN_OP_TAG, 1);
+    *out = te;
+    return APG_TXN_END_STORE;
+refused:
+    end_free(te);
+    return APG_TXN_END_REFUSED;
 }
 
 void apg_broker_proc_end_txn(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
@@ -98,84 +201,25 @@ void apg_broker_proc_end_txn(struct apg_broker *b, struct apg_conn *c, const str
     }
     if (apg_broker_refuse_unwritable(b, c, req))
         return;
-    struct apg_buf rec_buf = APG_BUF_INIT, body = APG_BUF_INIT, props = APG_BUF_INIT;
-    struct apg_msgrec rec;
-    size_t gl = 0;
-    const char *pg = NULL;
-    bool found =
-        apg_store_read_at(b->br_store, clo, &rec_buf) == APG_OK &&
-        apg_msgrec_decode(rec_buf.b_data, rec_buf.b_len, false, &rec, NULL) == APG_MSGREC_OK &&
-        rec.mr_topic_len == sizeof(APG_TXN_HALF_TOPIC) - 1 &&
-        memcmp(rec.mr_topic, APG_TXN_HALF_TOPIC, rec.mr_topic_len) == 0;
-    if (found)
-        pg = apg_props_find(rec.mr_props, rec.mr_props_len, "PGROUP", &gl);
-    if (!found) {
-        snprintf(remark, sizeof(remark),
-                 "END_TRANSACTION: no half message at commit log offset %lld", (long long)clo);
+    struct apg_txn_end *te;
+    switch (apg_txn_end_prepare(b, clo, tso, group, commit, &te, remark, sizeof(remark))) {
+    case APG_TXN_END_REFUSED:
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-        goto out;
-    }
-    if (!pg || gl != strlen(group) || memcmp(pg, group, gl) != 0) {
-        snprintf(remark, sizeof(remark),
-                 "END_TRANSACTION: the half message at %lld belongs to producer group %.*s, "
-                 "not %s",
-                 (long long)clo, (int)gl, pg ? pg : "", group);
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-        goto out;
-    }
-    if (rec.mr_queue_offset != tso) {
-        snprintf(remark, sizeof(remark),
-                 "END_TRANSACTION: tranStateTableOffset %lld does not match the half message's "
-                 "queue offset %lld",
-                 (long long)tso, (long long)rec.mr_queue_offset);
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-        goto out;
-    }
-    struct apg_txn *tx = b->br_txn;
-    int64_t p = apg_txn_origin(rec.mr_props, rec.mr_props_len, rec.mr_queue_offset);
-    if (!apg_txn_end_begin(tx, p)) {
+        return;
+    case APG_TXN_END_DONE_BEFORE:
         apg_broker_reply(c, req, APG_RESP_SUCCESS, NULL); /* it ended before */
-        goto out;
+        return;
+    case APG_TXN_END_STORE:
+        break;
     }
-    struct apg_msg_in m[2];
-    int n = 0;
-    if (commit && !commit_copy(&rec, clo, &m[n++])) {
-        apg_txn_end_undo(tx, p);
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
-                          "END_TRANSACTION: the half message has no valid REAL_TOPIC/REAL_QID");
-        goto out;
-    }
-    struct apg_msg_in *op = &m[n++];
-    memset(op, 0, sizeof(*op));
-    apg_err_t e = apg_buf_printf(&body, "%lld", (long long)p);
-    if (!e)
-        e = apg_props_append(&props, "TAGS", APG_TXN_OP_TAG);
-    op->mi_topic = APG_TXN_OP_TOPIC;
-    op->mi_topic_len = sizeof(APG_TXN_OP_TOPIC) - 1;
-    op->mi_born_ts = apg_wall_ms();
-    op->mi_born_host = b->br_store_host;
-    op->mi_body = body.b_data;
-    op->mi_body_len = body.b_len;
-    op->mi_props = (const char *)props.b_data;
-    op->mi_props_len = props.b_len;
-    op->mi_tags_code = (int64_t)apg_java_hash(APG_TXN_OP_TAG, 1);
     char err[512] = "out of memory";
-    struct end_ack *ea = e ? NULL : apg_malloc(sizeof(*ea));
-    if (!ea && !e)
-        e = APG_ENOMEM;
-    if (ea) {
-        ea->ea_origin = p;
-        ea->ea_commit = commit;
-        e = apg_broker_put_acked(b, c, req, m, n, end_acked, ea, err, sizeof(err));
-    }
+    int64_t origin = te->te_origin;
+    apg_err_t e =
+        apg_broker_put_acked(b, c, req, te->te_msgs, te->te_n, end_acked, te, err, sizeof(err));
     if (e) {
-        apg_free(ea);
-        apg_txn_end_undo(tx, p);
         apg_broker_reply_refused(b, c, req->opaque, req->serialize, apg_rcmd_is_oneway(req),
-                                 m[0].mi_topic, m[0].mi_topic_len, e, err);
+                                 te->te_msgs[0].mi_topic, te->te_msgs[0].mi_topic_len, e, err);
+        apg_txn_end_undo(b->br_txn, origin);
+        end_free(te);
     }
-out:
-    apg_buf_free(&props);
-    apg_buf_free(&body);
-    apg_buf_free(&rec_buf);
 }

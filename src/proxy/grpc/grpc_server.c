@@ -1,6 +1,6 @@
 /* gRPC over h2c on the net loops: an HTTP/2 session per connection
- * (nghttp2), gRPC message framing, unary dispatch by path, status in
- * trailers.
+ * (nghttp2), gRPC message framing, dispatch by path to unary, server-
+ * streaming and bidirectional methods, status in trailers.
  *
  * Design. The net layer's h2 codec (net/h2_codec.c) cuts whole frames, so
  * the slow-peer rules of remoting (frame deadline, trickle rate, the cap on
@@ -8,27 +8,42 @@
  * the connection's nghttp2 server session (nghttp2_session_mem_recv) and
  * whatever the session wants to send is appended to the connection's
  * output buffer right after (nghttp2_session_mem_send), written once per
- * loop iteration like every other reply. A request stream collects its
- * DATA (at most max_message + 5 bytes, else RESOURCE_EXHAUSTED); when the
- * client ends the stream the one length-prefixed message is checked
- * (uncompressed, length matching) and handed to the method registered for
- * :path; a path without a method is refused as soon as its headers are
- * complete. A reply is HEADERS (:status 200, content-type application/grpc),
- * one DATA message and trailers with grpc-status 0; a failure is a
- * trailers-only response (grpc-status and a percent-encoded grpc-message in
- * the one HEADERS frame that ends the stream). grpc-timeout is parsed into
- * a deadline on the loop clock; a unary call whose deadline passed before
- * it could run is answered DEADLINE_EXCEEDED.
+ * loop iteration like every other reply. The method is looked up when the
+ * request headers are complete (none: UNIMPLEMENTED at once, without
+ * waiting for the client to end its side). A request stream collects its
+ * DATA (at most max_message + 5 bytes per message, else
+ * RESOURCE_EXHAUSTED); a bidirectional method gets each whole message as it
+ * arrives, the others the one message once the client ends the stream.
+ * Messages must be uncompressed and their lengths must match.
+ *
+ * Responses. The first message (or the final status) submits HEADERS
+ * (:status 200, content-type application/grpc) with a data provider that
+ * reads the call's output buffer; an empty buffer defers the provider and
+ * apg_grpc_call_send resumes it. Once the status is decided and the buffer
+ * drained, the trailers (grpc-status, percent-encoded grpc-message) end the
+ * stream. A status with nothing sent before is a trailers-only response.
+ * grpc-timeout is parsed into a deadline on the loop clock; a unary call
+ * whose deadline passed before it could run is answered DEADLINE_EXCEEDED,
+ * and a unary or server-streaming call still unanswered when its method
+ * returned gets a timer that ends it DEADLINE_EXCEEDED at the deadline.
+ *
+ * Shutdown: apg_grpc_server_stop has every loop send GOAWAY (NO_ERROR, the
+ * last stream processed) on its connections and waits up to 1 s for that
+ * before the net layer flushes and closes them.
  *
  * Threads: each connection lives on one loop thread, with its session and
- * streams; handlers run there and answer before they return.
- * Invariants: a stream is answered at most once (gs_answered); a stream's
- * memory is freed when nghttp2 closes it or with its connection. */
+ * streams; methods run there. Other threads reach a call only through
+ * apg_grpc_ref_post, which finds the stream again by id on its loop.
+ * Invariants: a call's status is decided once (gs_answered); a call's
+ * memory is freed when nghttp2 closes its stream or with its connection,
+ * after the method's gm_close. */
 #include "proxy/grpc/grpc_server.h"
 
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -48,6 +63,11 @@ struct apg_grpc_server {
     size_t gs_max_message;
     void *gs_ud;
     nghttp2_session_callbacks *gs_cbs;
+    int gs_n_loops;
+    struct gconn **gs_conns; /* per loop: its connections (that loop's thread only) */
+    pthread_mutex_t gs_lock; /* gs_goaway_left */
+    pthread_cond_t gs_cond;
+    int gs_goaway_left; /* loops that have not yet sent GOAWAY at stop */
 };
 
 struct gconn;
@@ -55,13 +75,23 @@ struct gconn;
 struct apg_grpc_call { /* one request stream */
     struct gconn *gs_conn;
     int32_t gs_id;
-    bool gs_grpc;     /* content-type application/grpc[+...] */
-    bool gs_post;     /* :method POST */
-    bool gs_answered; /* response submitted */
+    bool gs_grpc;         /* content-type application/grpc[+...] */
+    bool gs_post;         /* :method POST */
+    bool gs_answered;     /* final status decided (trailers queued or sent) */
+    bool gs_started;      /* response HEADERS submitted with the data provider */
+    bool gs_deferred;     /* the data provider waits for gs_out to grow */
+    bool gs_client_done;  /* the client ended its side */
+    bool gs_held;         /* answered later (apg_grpc_call_ref) */
+    uv_timer_t *gs_timer; /* a waiting call's deadline; its own allocation */
     uint64_t gs_deadline;
     char gs_path[128];
-    struct apg_buf gs_in;  /* request DATA */
-    struct apg_buf gs_out; /* prefixed response message */
+    const struct apg_grpc_method *gs_method;
+    void *gs_user;
+    int gs_status;          /* trailers once gs_out drains (when gs_answered) */
+    char gs_message[512];   /* percent-encoded grpc-message */
+    struct apg_buf gs_hdrs; /* "name\0value\0" of the request's ordinary headers */
+    struct apg_buf gs_in;   /* request DATA not yet delivered */
+    struct apg_buf gs_out;  /* prefixed response messages not yet sent */
     size_t gs_out_off;
     struct apg_grpc_call *gs_prev, *gs_next;
 };
@@ -71,6 +101,7 @@ struct gconn {
     struct apg_conn *gc_conn;
     nghttp2_session *gc_h2;
     struct apg_grpc_call *gc_calls;
+    struct gconn *gc_prev, *gc_next; /* the loop's connections (gs_conns) */
 };
 
 #define NV(n, v)                                                                                   \
@@ -139,44 +170,11 @@ static void gconn_flush(struct gconn *g)
         }
         apg_net_conn_out_done(g->gc_conn);
     }
-    if (!nghttp2_session_want_read(g->gc_h2) && !nghttp2_session_want_write(g->gc_h2))
+    /* Both sides said GOAWAY and no stream is left. With bytes still queued
+     * (the last trailers) the peer closes; closing here would drop them. */
+    if (!nghttp2_session_want_read(g->gc_h2) && !nghttp2_session_want_write(g->gc_h2) &&
+        apg_conn_pending_bytes(g->gc_conn) == 0)
         apg_conn_close(g->gc_conn, "HTTP/2 session ended");
-}
-
-static ssize_t call_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
-                         nghttp2_data_source *src, void *ud)
-{
-    struct apg_grpc_call *call = src->ptr;
-    size_t left = call->gs_out.b_len - call->gs_out_off;
-    size_t n = left < len ? left : len;
-    memcpy(buf, call->gs_out.b_data + call->gs_out_off, n);
-    call->gs_out_off += n;
-    if (call->gs_out_off == call->gs_out.b_len) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        nghttp2_nv tr[] = {NV("grpc-status", "0")};
-        if (nghttp2_submit_trailer(s, id, tr, 1))
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    return (ssize_t)n;
-}
-
-apg_err_t apg_grpc_call_reply(struct apg_grpc_call *call, const uint8_t *msg, size_t len)
-{
-    if (call->gs_answered)
-        return APG_EINVAL;
-    if (len > UINT32_MAX)
-        return APG_EINVAL;
-    uint8_t prefix[GRPC_PREFIX] = {0};
-    apg_wbe32(prefix + 1, (uint32_t)len);
-    apg_buf_reset(&call->gs_out);
-    if (apg_buf_append(&call->gs_out, prefix, sizeof prefix) ||
-        apg_buf_append(&call->gs_out, msg, len))
-        return apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-    call->gs_answered = true;
-    nghttp2_nv hd[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
-    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_read};
-    return nghttp2_submit_response(call->gs_conn->gc_h2, call->gs_id, hd, 2, &prd) ? APG_EIO
-                                                                                   : APG_OK;
 }
 
 /* grpc-message: printable ASCII except '%' as is, every other byte %XX. */
@@ -196,20 +194,229 @@ static void pct_encode(const char *in, char *out, size_t cap)
     out[o] = '\0';
 }
 
-apg_err_t apg_grpc_call_fail(struct apg_grpc_call *call, enum apg_grpc_status status,
-                             const char *message)
+static int submit_trailers(nghttp2_session *s, struct apg_grpc_call *call)
+{
+    char code[12];
+    snprintf(code, sizeof code, "%d", call->gs_status);
+    nghttp2_nv tr[] = {NV("grpc-status", code), NV("grpc-message", call->gs_message)};
+    return nghttp2_submit_trailer(s, call->gs_id, tr, call->gs_message[0] ? 2 : 1);
+}
+
+/* The response body: what gs_out holds, deferred while it is empty and the
+ * call goes on, then the trailers once the status is decided. */
+static ssize_t call_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
+{
+    struct apg_grpc_call *call = src->ptr;
+    size_t left = call->gs_out.b_len - call->gs_out_off;
+    size_t n = left < len ? left : len;
+    if (n) {
+        memcpy(buf, call->gs_out.b_data + call->gs_out_off, n);
+        call->gs_out_off += n;
+    }
+    if (call->gs_out_off < call->gs_out.b_len)
+        return (ssize_t)n;
+    apg_buf_reset(&call->gs_out);
+    call->gs_out_off = 0;
+    if (!call->gs_answered) {
+        if (n)
+            return (ssize_t)n;
+        call->gs_deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    if (submit_trailers(s, call))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)n;
+}
+
+/* Response HEADERS with the body provider on the first message or final
+ * status; later, wakes the provider if it was waiting. */
+static apg_err_t call_kick(struct apg_grpc_call *call)
+{
+    nghttp2_session *h2 = call->gs_conn->gc_h2;
+    if (!call->gs_started) {
+        call->gs_started = true;
+        nghttp2_nv hd[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+        nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_read};
+        return nghttp2_submit_response(h2, call->gs_id, hd, 2, &prd) ? APG_EIO : APG_OK;
+    }
+    if (call->gs_deferred) {
+        call->gs_deferred = false;
+        return nghttp2_session_resume_data(h2, call->gs_id) ? APG_EIO : APG_OK;
+    }
+    return APG_OK;
+}
+
+apg_err_t apg_grpc_call_send(struct apg_grpc_call *call, const uint8_t *msg, size_t len)
+{
+    if (call->gs_answered || len > UINT32_MAX)
+        return APG_EINVAL;
+    uint8_t prefix[GRPC_PREFIX] = {0};
+    apg_wbe32(prefix + 1, (uint32_t)len);
+    if (apg_buf_append(&call->gs_out, prefix, sizeof prefix) ||
+        apg_buf_append(&call->gs_out, msg, len))
+        return APG_ENOMEM;
+    return call_kick(call);
+}
+
+apg_err_t apg_grpc_call_finish(struct apg_grpc_call *call, enum apg_grpc_status status,
+                               const char *message)
 {
     if (call->gs_answered)
         return APG_EINVAL;
     call->gs_answered = true;
-    char code[12], msg[512];
+    call->gs_status = (int)status;
+    pct_encode(message ? message : "", call->gs_message, sizeof call->gs_message);
+    if (call->gs_started)
+        return call_kick(call);
+    /* Nothing sent yet: a trailers-only response, one HEADERS frame. */
+    call->gs_started = true;
+    char code[12];
     snprintf(code, sizeof code, "%d", (int)status);
-    pct_encode(message ? message : "", msg, sizeof msg);
     nghttp2_nv hd[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
-                       NV("grpc-status", code), NV("grpc-message", msg)};
-    return nghttp2_submit_response(call->gs_conn->gc_h2, call->gs_id, hd, msg[0] ? 4 : 3, NULL)
+                       NV("grpc-status", code), NV("grpc-message", call->gs_message)};
+    return nghttp2_submit_response(call->gs_conn->gc_h2, call->gs_id, hd,
+                                   call->gs_message[0] ? 4 : 3, NULL)
                ? APG_EIO
                : APG_OK;
+}
+
+apg_err_t apg_grpc_call_reply(struct apg_grpc_call *call, const uint8_t *msg, size_t len)
+{
+    apg_err_t e = apg_grpc_call_send(call, msg, len);
+    if (e == APG_ENOMEM)
+        return apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    return e ? e : apg_grpc_call_finish(call, APG_GRPC_OK, NULL);
+}
+
+apg_err_t apg_grpc_call_fail(struct apg_grpc_call *call, enum apg_grpc_status status,
+                             const char *message)
+{
+    return apg_grpc_call_finish(call, status, message);
+}
+
+bool apg_grpc_call_done(const struct apg_grpc_call *call)
+{
+    return call->gs_answered;
+}
+
+void apg_grpc_call_set_user(struct apg_grpc_call *call, void *user)
+{
+    call->gs_user = user;
+}
+
+void *apg_grpc_call_user(const struct apg_grpc_call *call)
+{
+    return call->gs_user;
+}
+
+const char *apg_grpc_call_header(const struct apg_grpc_call *call, const char *name)
+{
+    const char *p = (const char *)call->gs_hdrs.b_data, *end = p + call->gs_hdrs.b_len;
+    while (p < end) {
+        const char *v = p + strlen(p) + 1;
+        if (strcmp(p, name) == 0)
+            return v;
+        p = v + strlen(v) + 1;
+    }
+    return NULL;
+}
+
+/* ---- calls answered later, from any thread ---- */
+
+struct ref_post {
+    apg_grpc_ref_fn rp_fn;
+    void *rp_arg;
+    int32_t rp_stream;
+};
+
+/* ---- deadlines of calls that wait ---- */
+
+static void timer_freed(uv_handle_t *h)
+{
+    apg_free(h);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct apg_grpc_call *call = t->data;
+    if (!call || call->gs_answered)
+        return;
+    apg_grpc_call_fail(call, APG_GRPC_DEADLINE_EXCEEDED, "deadline passed before the answer");
+    gconn_flush(call->gs_conn);
+}
+
+/* A unary or server-streaming call that outlives its method: its
+ * grpc-timeout ends it with DEADLINE_EXCEEDED if nothing else does first
+ * (what it stored stays stored). */
+static void call_arm_deadline(struct apg_grpc_call *call)
+{
+    if (!call->gs_deadline || call->gs_timer || call->gs_answered ||
+        (call->gs_method && call->gs_method->gm_kind == APG_GRPC_BIDI))
+        return;
+    uv_loop_t *loop = apg_conn_uv_loop(call->gs_conn->gc_conn);
+    uv_timer_t *t = apg_malloc(sizeof(*t));
+    if (!t || uv_timer_init(loop, t)) {
+        apg_free(t);
+        return;
+    }
+    t->data = call;
+    uint64_t now = uv_now(loop);
+    uv_timer_start(t, on_deadline, call->gs_deadline > now ? call->gs_deadline - now : 0, 0);
+    call->gs_timer = t;
+}
+
+static void call_disarm_deadline(struct apg_grpc_call *call)
+{
+    if (!call->gs_timer)
+        return;
+    call->gs_timer->data = NULL;
+    uv_timer_stop(call->gs_timer);
+    uv_close((uv_handle_t *)call->gs_timer, timer_freed);
+    call->gs_timer = NULL;
+}
+
+void apg_grpc_call_ref(struct apg_grpc_call *call, struct apg_grpc_ref *out)
+{
+    call->gs_held = true;
+    call_arm_deadline(call);
+    apg_conn_ref(call->gs_conn->gc_conn);
+    out->gr_conn = call->gs_conn->gc_conn;
+    out->gr_stream = call->gs_id;
+}
+
+void apg_grpc_ref_release(struct apg_grpc_ref *r)
+{
+    if (r->gr_conn)
+        apg_conn_unref(r->gr_conn);
+    r->gr_conn = NULL;
+}
+
+static void ref_run(struct apg_conn *c, void *arg)
+{
+    struct ref_post *rp = arg;
+    struct gconn *g = apg_conn_is_closed(c) ? NULL : apg_conn_user(c);
+    struct apg_grpc_call *call =
+        g ? nghttp2_session_get_stream_user_data(g->gc_h2, rp->rp_stream) : NULL;
+    rp->rp_fn(call, rp->rp_arg);
+    if (g && apg_conn_user(c) == g)
+        gconn_flush(g);
+    apg_free(rp);
+}
+
+apg_err_t apg_grpc_ref_post(const struct apg_grpc_ref *r, apg_grpc_ref_fn fn, void *arg)
+{
+    struct ref_post *rp = apg_malloc(sizeof(*rp));
+    if (!rp)
+        return APG_ENOMEM;
+    rp->rp_fn = fn;
+    rp->rp_arg = arg;
+    rp->rp_stream = r->gr_stream;
+    apg_err_t e = apg_conn_post(r->gr_conn, ref_run, rp);
+    if (e)
+        apg_free(rp);
+    return e;
 }
 
 uint64_t apg_grpc_call_deadline(const struct apg_grpc_call *call)
@@ -226,12 +433,16 @@ const char *apg_grpc_call_peer(const struct apg_grpc_call *call)
 
 static void call_free(struct gconn *g, struct apg_grpc_call *call)
 {
+    call_disarm_deadline(call);
+    if (call->gs_method && call->gs_method->gm_close)
+        call->gs_method->gm_close(call, g->gc_srv->gs_ud);
     if (call->gs_prev)
         call->gs_prev->gs_next = call->gs_next;
     else
         g->gc_calls = call->gs_next;
     if (call->gs_next)
         call->gs_next->gs_prev = call->gs_prev;
+    apg_buf_free(&call->gs_hdrs);
     apg_buf_free(&call->gs_in);
     apg_buf_free(&call->gs_out);
     apg_free(call);
@@ -253,50 +464,106 @@ static void refuse_unimplemented(struct apg_grpc_call *call)
     apg_grpc_call_fail(call, APG_GRPC_UNIMPLEMENTED, why);
 }
 
+/* Checks the message at p (left bytes of gs_in): 1 with *len its size when
+ * a whole one is there, 0 when more bytes are needed, -1 when the call was
+ * failed (compressed, too large). */
+static int message_at(struct gconn *g, struct apg_grpc_call *call, const uint8_t *p, size_t left,
+                      size_t *len)
+{
+    if (left < GRPC_PREFIX)
+        return 0;
+    if (p[0] != 0) {
+        apg_grpc_call_fail(call, APG_GRPC_UNIMPLEMENTED, "compressed messages are not supported");
+        return -1;
+    }
+    *len = apg_be32(p + 1);
+    if (*len > g->gc_srv->gs_max_message) {
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "request message too large");
+        return -1;
+    }
+    return left - GRPC_PREFIX >= *len;
+}
+
+/* A bidirectional call: every whole message goes to gm_msg as it arrives. */
+static void call_deliver(struct gconn *g, struct apg_grpc_call *call)
+{
+    size_t off = 0, len = 0;
+    while (!call->gs_answered) {
+        const uint8_t *p = call->gs_in.b_data + off;
+        if (message_at(g, call, p, call->gs_in.b_len - off, &len) != 1)
+            break;
+        off += GRPC_PREFIX + len;
+        call->gs_method->gm_msg(call, p + GRPC_PREFIX, len, g->gc_srv->gs_ud);
+    }
+    if (call->gs_answered) {
+        apg_buf_free(&call->gs_in);
+        return;
+    }
+    if (off) {
+        memmove(call->gs_in.b_data, call->gs_in.b_data + off, call->gs_in.b_len - off);
+        call->gs_in.b_len -= off;
+    }
+}
+
 /* The client ended its side: one whole message, then the method. */
 static void call_run(struct gconn *g, struct apg_grpc_call *call)
 {
+    call->gs_client_done = true;
     if (call->gs_answered)
         return;
     if (!call->gs_post || !call->gs_grpc) {
-        call->gs_answered = true;
+        call->gs_answered = call->gs_started = true;
         nghttp2_nv hd[] = {NV(":status", "415")};
         nghttp2_submit_response(g->gc_h2, call->gs_id, hd, 1, NULL);
         return;
     }
-    const uint8_t *p = call->gs_in.b_data;
-    size_t n = call->gs_in.b_len;
-    if (n < GRPC_PREFIX || apg_be32(p + 1) != n - GRPC_PREFIX) {
-        apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "a unary request carries one whole message");
+    const struct apg_grpc_method *m = call->gs_method;
+    if (m && m->gm_kind == APG_GRPC_BIDI) {
+        /* Half-close: the client sends no more; the method decides when
+         * the call ends (none: it ends now). */
+        if (m->gm_end)
+            m->gm_end(call, g->gc_srv->gs_ud);
+        else
+            apg_grpc_call_finish(call, APG_GRPC_OK, NULL);
         return;
     }
-    if (p[0] != 0) {
-        apg_grpc_call_fail(call, APG_GRPC_UNIMPLEMENTED, "compressed messages are not supported");
+    size_t len = 0;
+    int h = message_at(g, call, call->gs_in.b_data, call->gs_in.b_len, &len);
+    if (h < 0)
+        return;
+    if (h == 0 || call->gs_in.b_len != len + GRPC_PREFIX) {
+        apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "a unary request carries one whole message");
         return;
     }
     if (call->gs_deadline && uv_now(apg_conn_uv_loop(g->gc_conn)) >= call->gs_deadline) {
         apg_grpc_call_fail(call, APG_GRPC_DEADLINE_EXCEEDED, "deadline passed before the call ran");
         return;
     }
-    const struct apg_grpc_method *m = method_find(g->gc_srv, call->gs_path);
     if (!m) {
         refuse_unimplemented(call);
         return;
     }
-    m->gm_fn(call, p + GRPC_PREFIX, n - GRPC_PREFIX, g->gc_srv->gs_ud);
-    if (!call->gs_answered)
+    m->gm_fn(call, call->gs_in.b_data + GRPC_PREFIX, len, g->gc_srv->gs_ud);
+    if (!call->gs_answered && !call->gs_held && m->gm_kind == APG_GRPC_UNARY)
         apg_grpc_call_fail(call, APG_GRPC_INTERNAL, "the method gave no answer");
+    else
+        call_arm_deadline(call); /* a stream, or an answer that comes later */
 }
 
 /* The request headers are complete: a call that can only be refused is
- * refused now, without waiting for the client to end its side (a
- * streaming call, Telemetry, never does). */
+ * refused now, without waiting for the client to end its side, and a
+ * bidirectional call opens. */
 static void call_headers_done(struct gconn *g, struct apg_grpc_call *call)
 {
     if (call->gs_answered || !call->gs_post || !call->gs_grpc)
         return; /* 415 once the request ends */
-    if (!method_find(g->gc_srv, call->gs_path))
+    call->gs_method = method_find(g->gc_srv, call->gs_path);
+    if (!call->gs_method) {
         refuse_unimplemented(call);
+        return;
+    }
+    if (call->gs_method->gm_kind == APG_GRPC_BIDI && call->gs_method->gm_open)
+        call->gs_method->gm_open(call, g->gc_srv->gs_ud);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -344,6 +611,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         uint64_t ms;
         if (apg_grpc_timeout_parse((const char *)value, valuelen, &ms) == APG_OK)
             call->gs_deadline = uv_now(apg_conn_uv_loop(((struct gconn *)ud)->gc_conn)) + ms;
+    } else if (namelen && name[0] != ':' && call->gs_hdrs.b_len + namelen + valuelen < 8192 &&
+               !memchr(value, 0, valuelen)) {
+        /* Metadata (x-mq-client-id, authorization, ...) for the method. */
+        static const uint8_t nul = 0;
+        if (apg_buf_append(&call->gs_hdrs, name, namelen) ||
+            apg_buf_append(&call->gs_hdrs, &nul, 1) ||
+            apg_buf_append(&call->gs_hdrs, value, valuelen) ||
+            apg_buf_append(&call->gs_hdrs, &nul, 1))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     return 0;
 }
@@ -360,8 +636,12 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         apg_buf_free(&call->gs_in);
         return 0;
     }
-    if (apg_buf_append(&call->gs_in, data, len))
+    if (apg_buf_append(&call->gs_in, data, len)) {
         apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return 0;
+    }
+    if (call->gs_method && call->gs_method->gm_kind == APG_GRPC_BIDI)
+        call_deliver(g, call);
     return 0;
 }
 
@@ -374,7 +654,7 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
         call_headers_done(ud, call);
-    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+    if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->gs_client_done)
         call_run(ud, call);
     return 0;
 }
@@ -408,6 +688,11 @@ static struct gconn *gconn_new(struct apg_grpc_server *srv, struct apg_conn *c)
     };
     nghttp2_submit_settings(g->gc_h2, NGHTTP2_FLAG_NONE, iv, 2);
     apg_conn_set_user(c, g);
+    struct gconn **head = &srv->gs_conns[apg_conn_loop_index(c)];
+    g->gc_next = *head;
+    if (*head)
+        (*head)->gc_prev = g;
+    *head = g;
     return g;
 }
 
@@ -434,6 +719,13 @@ static void on_close(struct apg_conn *c, void *ud)
     if (!g)
         return;
     apg_conn_set_user(c, NULL);
+    struct apg_grpc_server *srv = g->gc_srv;
+    if (g->gc_prev)
+        g->gc_prev->gc_next = g->gc_next;
+    else
+        srv->gs_conns[apg_conn_loop_index(c)] = g->gc_next;
+    if (g->gc_next)
+        g->gc_next->gc_prev = g->gc_prev;
     while (g->gc_calls)
         call_free(g, g->gc_calls);
     nghttp2_session_del(g->gc_h2);
@@ -454,7 +746,10 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
     srv->gs_n_methods = opts->n_methods;
     srv->gs_max_message = opts->max_message ? opts->max_message : GRPC_DEFAULT_MAX_MESSAGE;
     srv->gs_ud = opts->ud;
-    if (nghttp2_session_callbacks_new(&srv->gs_cbs)) {
+    srv->gs_n_loops = opts->n_loops > 0 ? opts->n_loops : 1;
+    srv->gs_conns = apg_calloc((size_t)srv->gs_n_loops, sizeof(*srv->gs_conns));
+    if (!srv->gs_conns || nghttp2_session_callbacks_new(&srv->gs_cbs)) {
+        apg_free(srv->gs_conns);
         apg_free(srv);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
@@ -467,7 +762,7 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
         .name = srv->gs_name,
         .host = opts->host,
         .port = opts->port,
-        .n_loops = opts->n_loops > 0 ? opts->n_loops : 1,
+        .n_loops = srv->gs_n_loops,
         .port_key = "grpcServerPort",
         .codec = &apg_net_h2,
         .max_frame = GRPC_FRAME_MAX + 9,
@@ -482,9 +777,12 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
     apg_err_t e = apg_net_server_start(&no, &srv->gs_net, err, errlen);
     if (e) {
         nghttp2_session_callbacks_del(srv->gs_cbs);
+        apg_free(srv->gs_conns);
         apg_free(srv);
         return e;
     }
+    pthread_mutex_init(&srv->gs_lock, NULL);
+    pthread_cond_init(&srv->gs_cond, NULL);
     *out = srv;
     return APG_OK;
 }
@@ -494,11 +792,68 @@ int apg_grpc_server_port(const struct apg_grpc_server *srv)
     return apg_net_server_port(srv->gs_net);
 }
 
+/* Loop thread, at stop: GOAWAY (NO_ERROR, naming the last stream this side
+ * processed) on every connection of the loop, so clients move elsewhere
+ * instead of seeing a reset; the net layer then flushes and closes. */
+struct goaway_arg {
+    struct apg_grpc_server *ga_srv;
+    int ga_loop;
+};
+
+static void goaway_loop(void *arg)
+{
+    struct goaway_arg *ga = arg;
+    struct apg_grpc_server *srv = ga->ga_srv;
+    struct gconn *next;
+    for (struct gconn *g = srv->gs_conns[ga->ga_loop]; g; g = next) {
+        next = g->gc_next;
+        nghttp2_submit_goaway(g->gc_h2, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(g->gc_h2), NGHTTP2_NO_ERROR,
+                              (const uint8_t *)"shutdown", 8);
+        gconn_flush(g);
+    }
+    apg_free(ga);
+    pthread_mutex_lock(&srv->gs_lock);
+    srv->gs_goaway_left--;
+    pthread_cond_broadcast(&srv->gs_cond);
+    pthread_mutex_unlock(&srv->gs_lock);
+}
+
 void apg_grpc_server_stop(struct apg_grpc_server *srv)
 {
     if (!srv)
         return;
+    pthread_mutex_lock(&srv->gs_lock);
+    srv->gs_goaway_left = 0;
+    pthread_mutex_unlock(&srv->gs_lock);
+    for (int i = 0; i < srv->gs_n_loops; i++) {
+        struct goaway_arg *ga = apg_malloc(sizeof(*ga));
+        if (!ga)
+            continue;
+        ga->ga_srv = srv;
+        ga->ga_loop = i;
+        pthread_mutex_lock(&srv->gs_lock);
+        srv->gs_goaway_left++;
+        pthread_mutex_unlock(&srv->gs_lock);
+        if (apg_net_server_post(srv->gs_net, i, goaway_loop, ga) != APG_OK) {
+            apg_free(ga);
+            pthread_mutex_lock(&srv->gs_lock);
+            srv->gs_goaway_left--;
+            pthread_mutex_unlock(&srv->gs_lock);
+        }
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    pthread_mutex_lock(&srv->gs_lock);
+    while (srv->gs_goaway_left > 0)
+        if (pthread_cond_timedwait(&srv->gs_cond, &srv->gs_lock, &until))
+            break;
+    pthread_mutex_unlock(&srv->gs_lock);
     apg_net_server_stop(srv->gs_net);
     nghttp2_session_callbacks_del(srv->gs_cbs);
+    pthread_cond_destroy(&srv->gs_cond);
+    pthread_mutex_destroy(&srv->gs_lock);
+    apg_free(srv->gs_conns);
     apg_free(srv);
 }

@@ -1,16 +1,29 @@
 /* A gRPC server over cleartext HTTP/2 (h2c) on the net loops.
  *
- * Unary calls only so far: a request is one length-prefixed message in the
- * DATA of a POST to /<package.Service>/<Method>; the handler registered for
- * the path answers with apg_grpc_call_reply or apg_grpc_call_fail before it
- * returns. A path without a handler is answered UNIMPLEMENTED, a deadline
- * (grpc-timeout) already past when the request completes DEADLINE_EXCEEDED.
+ * A call is a POST to /<package.Service>/<Method> whose DATA carries
+ * length-prefixed messages. Three kinds of method:
+ *   unary          one request message; gm_fn answers with apg_grpc_call_reply
+ *                  or apg_grpc_call_fail before it returns, or takes a
+ *                  reference (apg_grpc_call_ref) and answers later;
+ *   server stream  one request message; gm_fn (or later code holding a
+ *                  reference) sends any number of messages with
+ *                  apg_grpc_call_send and ends with apg_grpc_call_finish;
+ *   bidirectional  gm_open when the headers are in, gm_msg per request
+ *                  message as it arrives, gm_end when the client ends its
+ *                  side (NULL: the call ends OK); messages go out with
+ *                  apg_grpc_call_send at any time until apg_grpc_call_finish.
+ * gm_close (any kind, may be NULL) runs when the stream is gone, whatever
+ * ended it. A path without a method is answered UNIMPLEMENTED; a unary or
+ * server-streaming call whose deadline (grpc-timeout) passes before it is
+ * answered ends DEADLINE_EXCEEDED (bidirectional calls keep no deadline).
  *
- * Threads: handlers run on the loop thread of the connection; the call
- * object is valid only during the handler. */
+ * Threads: methods run on the loop thread of the connection; a call pointer
+ * is valid on that thread until gm_close. Other threads reach a call through
+ * a struct apg_grpc_ref and apg_grpc_ref_post. */
 #ifndef APG_PROXY_GRPC_SERVER_H
 #define APG_PROXY_GRPC_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,10 +46,18 @@ struct apg_grpc_call;
 /* req is the message without its 5-byte prefix, valid during the call. */
 typedef void (*apg_grpc_unary_fn)(struct apg_grpc_call *call, const uint8_t *req, size_t len,
                                   void *ud);
+typedef void (*apg_grpc_event_fn)(struct apg_grpc_call *call, void *ud);
+
+enum apg_grpc_kind { APG_GRPC_UNARY = 0, APG_GRPC_SERVER_STREAM, APG_GRPC_BIDI };
 
 struct apg_grpc_method {
-    const char *gm_path; /* "/apache.rocketmq.v2.MessagingService/QueryRoute" */
-    apg_grpc_unary_fn gm_fn;
+    const char *gm_path;     /* "/apache.rocketmq.v2.MessagingService/QueryRoute" */
+    apg_grpc_unary_fn gm_fn; /* unary and server stream */
+    enum apg_grpc_kind gm_kind;
+    apg_grpc_event_fn gm_open;  /* bidirectional: headers complete */
+    apg_grpc_unary_fn gm_msg;   /* bidirectional: one request message */
+    apg_grpc_event_fn gm_end;   /* bidirectional: the client ended its side */
+    apg_grpc_event_fn gm_close; /* the stream is gone; the call is freed after it */
 };
 
 struct apg_grpc_server_opts {
@@ -65,6 +86,38 @@ apg_err_t apg_grpc_call_reply(struct apg_grpc_call *call, const uint8_t *msg, si
 /* Answer with a non-OK status and a message (may be NULL). Once per call. */
 apg_err_t apg_grpc_call_fail(struct apg_grpc_call *call, enum apg_grpc_status status,
                              const char *message);
+/* One response message (copied) of a streaming call; the response headers
+ * go out with the first. APG_EINVAL once the call is finished. */
+apg_err_t apg_grpc_call_send(struct apg_grpc_call *call, const uint8_t *msg, size_t len);
+/* Ends the call: the trailers (grpc-status, grpc-message) follow the
+ * messages already sent. Once per call. */
+apg_err_t apg_grpc_call_finish(struct apg_grpc_call *call, enum apg_grpc_status status,
+                               const char *message);
+/* True once the call's status is decided (finished, failed, answered). */
+bool apg_grpc_call_done(const struct apg_grpc_call *call);
+/* The value of request header name (lower case, e.g. "x-mq-client-id"), or
+ * NULL. Valid until gm_close. */
+const char *apg_grpc_call_header(const struct apg_grpc_call *call, const char *name);
+/* A pointer of the method's own, kept with the call. */
+void apg_grpc_call_set_user(struct apg_grpc_call *call, void *user);
+void *apg_grpc_call_user(const struct apg_grpc_call *call);
+
+/* A reference to a call usable from any thread: it keeps the connection's
+ * memory, not the stream; apg_grpc_ref_post finds the stream again on its
+ * loop (NULL when it is gone). Taking one also tells a unary call that it
+ * is answered later. */
+struct apg_grpc_ref {
+    struct apg_conn *gr_conn;
+    int32_t gr_stream;
+};
+typedef void (*apg_grpc_ref_fn)(struct apg_grpc_call *call, void *arg);
+/* Loop thread of the call. Release with apg_grpc_ref_release. */
+void apg_grpc_call_ref(struct apg_grpc_call *call, struct apg_grpc_ref *out);
+/* Any thread. */
+void apg_grpc_ref_release(struct apg_grpc_ref *r);
+/* Any thread: runs fn(call or NULL, arg) on the call's loop thread, then
+ * sends what it queued. On error (APG_ESHUTDOWN, APG_ENOMEM) fn never runs. */
+apg_err_t apg_grpc_ref_post(const struct apg_grpc_ref *r, apg_grpc_ref_fn fn, void *arg);
 /* The call's deadline in uv_now milliseconds of its loop; 0 = none. */
 uint64_t apg_grpc_call_deadline(const struct apg_grpc_call *call);
 /* "ip:port" of the peer. */

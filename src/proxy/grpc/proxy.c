@@ -20,6 +20,8 @@
 #include "broker/broker_rt.h"
 #include "proxy/grpc/grpc_server.h"
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/produce.h"
+#include "proxy/grpc/telemetry.h"
 
 struct apg_grpc_proxy {
     struct apg_grpc_server *px_srv;
@@ -39,6 +41,10 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
     /* Routes name this port at the host the broker advertises (brokerIP1). */
     px->px_ms.gm_broker = b;
     px->px_ms.gm_port = port;
+    if (apg_grpc_clients_new(&px->px_ms.gm_clients)) {
+        apg_free(px);
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
     snprintf(px->px_ms.gm_host, sizeof px->px_ms.gm_host, "%s", b->br_addr);
     char *colon = strrchr(px->px_ms.gm_host, ':');
     if (colon)
@@ -58,9 +64,11 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
     };
     apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);
     if (e) {
+        apg_grpc_clients_free(px->px_ms.gm_clients);
         apg_free(px);
         return e;
     }
+    apg_grpc_produce_start(&px->px_ms);
     apg_log_info("grpc", "gRPC (h2c) on %s:%d", o.host, apg_grpc_server_port(px->px_srv));
     *out = px;
     return APG_OK;
@@ -70,6 +78,8 @@ void apg_grpc_proxy_stop(struct apg_grpc_proxy *px)
 {
     if (!px)
         return;
+    apg_grpc_produce_stop(&px->px_ms);
     apg_grpc_server_stop(px->px_srv);
+    apg_grpc_clients_free(px->px_ms.gm_clients);
     apg_free(px);
 }

@@ -1,0 +1,28 @@
+/* SendMessage, EndTransaction and the Telemetry check-back of orphaned
+ * transactions (produce.c).
+ *
+ * Threads: the methods on the gRPC loop thread; start/stop on the control
+ * thread. */
+#ifndef APG_PROXY_GRPC_PRODUCE_H
+#define APG_PROXY_GRPC_PRODUCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy/grpc/messaging.h"
+
+/* PGROUP of half messages sent over gRPC (5.x producers name no group). */
+#define APG_GRPC_TXN_GROUP "GRPC_TRANSACTION_PRODUCER"
+
+void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+void apg_grpc_end_transaction(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+/* Registers (start) and removes (stop: before the gRPC server stops) the
+ * transaction check hook that asks 5.x producers over Telemetry. */
+void apg_grpc_produce_start(struct apg_grpc_messaging *ms);
+void apg_grpc_produce_stop(struct apg_grpc_messaging *ms);
+/* The hex digest (upper case) of type (a DigestType) of p[0..n) into out;
+ * false for an unknown type or too small a buffer. Any thread. */
+bool apg_grpc_digest_hex(int type, const uint8_t *p, size_t n, char *out, size_t cap);
+
+#endif
