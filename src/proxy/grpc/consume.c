@@ -26,6 +26,9 @@
 #include "proxy/grpc/consume.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -44,6 +47,7 @@ typedef Apache__Rocketmq__V2__Status pb_status;
 #define MIN_INVISIBLE_MS 1000
 #define MAX_INVISIBLE_MS (12 * 3600 * 1000LL)
 #define MAX_INFLATED (64u << 20)
+#define MAX_POLL_MS 60000
 
 static void st_set(pb_status *st, Apache__Rocketmq__V2__Code code, const char *msg)
 {
@@ -651,4 +655,154 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
 out:
     apache__rocketmq__v2__receive_message_request__free_unpacked(rq, NULL);
     return e;
+}
+
+/* ---- ReceiveMessage (server stream) ---- */
+
+/* A receive that found nothing and waits (long polling): retried on its
+ * loop after every revive pass of the pop thread (100 ms) until it finds
+ * messages or its long_polling_timeout passes. The list is shared by the
+ * gRPC loop (adds, retries, removes) and the pop thread (posts retries)
+ * under rx_lock. A waiter is freed on its loop: by its last retry, or by
+ * the call's close when no retry is posted (else that retry frees it). */
+struct rx_wait {
+    struct rx_wait *rw_next;
+    struct apg_grpc_ref rw_ref;
+    void *rw_ud;
+    uint8_t *rw_req;
+    size_t rw_len;
+    int64_t rw_deadline; /* wall ms */
+    bool rw_posted;      /* a retry is on its way to the loop */
+    bool rw_gone;        /* the call closed */
+};
+
+static pthread_mutex_t rx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rx_wait *rx_head;
+static atomic_bool rx_hooked;
+
+/* Sends the frames of out (u32 length + message each) and ends the call. */
+static void rx_send(struct apg_grpc_call *call, const struct apg_buf *out)
+{
+    const uint8_t *p = out->b_data, *end = p + out->b_len;
+    while (p + 4 <= end) {
+        uint32_t n;
+        memcpy(&n, p, 4);
+        apg_grpc_call_send(call, p + 4, n);
+        p += 4 + n;
+    }
+    apg_grpc_call_finish(call, APG_GRPC_OK, NULL);
+}
+
+/* Unlinks and frees w (its loop thread). */
+static void rx_free(struct rx_wait *w)
+{
+    pthread_mutex_lock(&rx_lock);
+    for (struct rx_wait **pp = &rx_head; *pp; pp = &(*pp)->rw_next)
+        if (*pp == w) {
+            *pp = w->rw_next;
+            break;
+        }
+    pthread_mutex_unlock(&rx_lock);
+    apg_grpc_ref_release(&w->rw_ref);
+    apg_free(w->rw_req);
+    apg_free(w);
+}
+
+/* On the call's loop: try again; answer when something came or time is up. */
+static void rx_retry(struct apg_grpc_call *call, void *arg)
+{
+    struct rx_wait *w = arg;
+    pthread_mutex_lock(&rx_lock);
+    bool gone = w->rw_gone || !call;
+    pthread_mutex_unlock(&rx_lock);
+    if (gone || apg_grpc_call_done(call)) {
+        if (call)
+            apg_grpc_call_set_user(call, NULL);
+        rx_free(w);
+        return;
+    }
+    struct apg_buf out = APG_BUF_INIT;
+    int n;
+    int64_t poll;
+    bool final = apg_wall_ms() >= w->rw_deadline;
+    apg_err_t e = apg_grpc_consume_receive(w->rw_ud, w->rw_req, w->rw_len, final, &out, &n, &poll);
+    if (e || out.b_len) {
+        if (e)
+            apg_grpc_call_finish(call, APG_GRPC_INTERNAL, "out of memory");
+        else
+            rx_send(call, &out);
+        apg_grpc_call_set_user(call, NULL);
+        rx_free(w);
+    } else {
+        pthread_mutex_lock(&rx_lock);
+        w->rw_posted = false;
+        pthread_mutex_unlock(&rx_lock);
+    }
+    apg_buf_free(&out);
+}
+
+/* The pop thread's tick: one retry post per waiting call. */
+static void rx_tick(void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&rx_lock);
+    for (struct rx_wait *w = rx_head; w; w = w->rw_next)
+        if (!w->rw_posted && !w->rw_gone)
+            w->rw_posted = apg_grpc_ref_post(&w->rw_ref, rx_retry, w) == APG_OK;
+    pthread_mutex_unlock(&rx_lock);
+}
+
+void apg_grpc_consume_receive_close(struct apg_grpc_call *call, void *ud)
+{
+    (void)ud;
+    struct rx_wait *w = apg_grpc_call_user(call);
+    if (!w)
+        return;
+    apg_grpc_call_set_user(call, NULL);
+    pthread_mutex_lock(&rx_lock);
+    w->rw_gone = true;
+    bool mine = !w->rw_posted;
+    pthread_mutex_unlock(&rx_lock);
+    if (mine)
+        rx_free(w);
+}
+
+void apg_grpc_consume_receive_call(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                   void *ud)
+{
+    const struct apg_grpc_messaging *ms = ud;
+    struct apg_buf out = APG_BUF_INIT;
+    int n;
+    int64_t poll;
+    apg_err_t e = apg_grpc_consume_receive(ud, req, len, 0, &out, &n, &poll);
+    if (e == APG_EINVAL) {
+        apg_grpc_call_fail(call, APG_GRPC_INVALID_ARGUMENT, "malformed ReceiveMessageRequest");
+    } else if (e) {
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    } else if (out.b_len) {
+        rx_send(call, &out);
+    } else {
+        /* Long polling: retried from the pop thread's ticks. */
+        struct rx_wait *w = apg_calloc(1, sizeof(*w));
+        uint8_t *copy = w ? apg_malloc(len ? len : 1) : NULL;
+        if (!copy) {
+            apg_free(w);
+            apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        } else {
+            memcpy(copy, req, len);
+            w->rw_req = copy;
+            w->rw_len = len;
+            w->rw_ud = ud;
+            w->rw_deadline = apg_wall_ms() + (poll > MAX_POLL_MS ? MAX_POLL_MS : poll);
+            apg_grpc_call_ref(call, &w->rw_ref);
+            apg_grpc_call_set_user(call, w);
+            if (!atomic_exchange(&rx_hooked, true))
+                apg_pop_set_tick(ms->gm_broker->br_pop, rx_tick, NULL);
+            pthread_mutex_lock(&rx_lock);
+            w->rw_next = rx_head;
+            rx_head = w;
+            pthread_mutex_unlock(&rx_lock);
+        }
+    }
+    apg_buf_free(&out);
 }

@@ -22,6 +22,14 @@ void apg_grpc_consume_forward_dlq(struct apg_grpc_call *call, const uint8_t *req
 void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req, size_t len,
                                  void *ud);
 
+/* ReceiveMessage, server stream: the frames of apg_grpc_consume_receive,
+ * at once or, when nothing is there, after long polling (retried after
+ * every pop revive pass until the request's long_polling_timeout). */
+void apg_grpc_consume_receive_call(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                   void *ud);
+/* ReceiveMessage's gm_close: drops the call's long-poll wait. */
+void apg_grpc_consume_receive_close(struct apg_grpc_call *call, void *ud);
+
 /* ReceiveMessage without the transport: pops what a ReceiveMessageRequest
  * (req[0..len)) asks for and appends the stream's frames to out, each as
  * u32 length (host order) + a packed ReceiveMessageResponse: one message
