@@ -32,6 +32,7 @@
 #include "broker/acl/acl_broker.h"
 #include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h" /* also brings netdb.h (getaddrinfo) through uv.h */
+#include "broker/pop/pop.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
 #include "broker/timer/timer.h"
@@ -98,6 +99,10 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_DELETE_ACL_CONFIG, apg_broker_proc_acl_admin},
     {APG_REQ_GET_BROKER_CLUSTER_ACL_INFO, apg_broker_proc_acl_admin},
     {APG_REQ_UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, apg_broker_proc_acl_admin},
+    {APG_REQ_POP_MESSAGE, apg_broker_proc_pop},
+    {APG_REQ_ACK_MESSAGE, apg_broker_proc_pop},
+    {APG_REQ_CHANGE_MESSAGE_INVISIBLETIME, apg_broker_proc_pop},
+    {APG_REQ_NOTIFICATION, apg_broker_proc_pop},
 };
 
 static apg_broker_proc_fn lookup(int32_t code)
@@ -362,7 +367,8 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         goto fail;
     apg_store_set_arrive_hook(b->br_store, on_arrive, b);
     if (apg_schedule_open(b, &b->br_schedule, err, errlen) ||
-        apg_txn_open(b, &b->br_txn, err, errlen) || apg_timer_open(b, &b->br_timer, err, errlen))
+        apg_txn_open(b, &b->br_txn, err, errlen) || apg_timer_open(b, &b->br_timer, err, errlen) ||
+        apg_pop_open(b, &b->br_pop, err, errlen))
         goto fail;
 
     struct apg_net_client_opts co = {.name = "broker-namesrv", .idle_timeout_s = 0};
@@ -421,7 +427,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     apg_broker_register(b, false);
     if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
         apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen) ||
-        apg_timer_start(b->br_timer, err, errlen))
+        apg_timer_start(b->br_timer, err, errlen) || apg_pop_start(b->br_pop, err, errlen))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
@@ -454,6 +460,8 @@ void apg_broker_stop(struct apg_broker *b)
     b->br_timer = NULL;
     apg_txn_stop(b->br_txn);
     b->br_txn = NULL;
+    apg_pop_stop(b->br_pop);
+    b->br_pop = NULL;
     if (b->br_store)
         apg_store_close(b->br_store);
     apg_net_server_stop(b->br_srv);

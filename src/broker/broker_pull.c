@@ -20,7 +20,9 @@
  * beats the client's own timeout). The store's arrive hook runs in the
  * sending thread; it posts one wake-up to each loop that has parked pulls
  * (coalesced with bl_wake_posted), and the loop re-runs its parked pulls. A
- * 100 ms timer per loop answers expired ones with PULL_NOT_FOUND. */
+ * 100 ms timer per loop answers expired ones with PULL_NOT_FOUND. Pops
+ * (src/broker/pop/pop_proc.c) park the same way with a run function of
+ * their own (apg_broker_park). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +43,7 @@ struct apg_parked {
     struct apg_parked *pk_next;
     struct apg_conn *pk_conn; /* referenced */
     struct apg_rcmd_copy *pk_req;
-    char pk_topic[APG_NAME_CAP];
-    int32_t pk_queue;
+    apg_broker_park_fn pk_run;
     int64_t pk_deadline;
 };
 
@@ -110,40 +111,17 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
         suspend = 15000;
     *suspend_ms = suspend;
 
-    if (!(b->br_perm & APG_PERM_READ)) {
-        snprintf(remark, sizeof(remark), "the broker %s is not readable (brokerPermission=%d)",
-                 b->br_addr, b->br_perm);
-        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
-        return true;
-    }
     struct apg_topic_cfg tc;
-    if (!apg_topics_get(b->br_topics, topic, &tc)) {
-        snprintf(remark, sizeof(remark),
-                 "topic %s does not exist on broker %s; create it or check the name", topic,
-                 b->br_addr);
-        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
+    if (!apg_broker_topic_readable_or_refuse(b, c, req, topic, &tc))
         return true;
-    }
-    if (!(tc.tc_perm & APG_PERM_READ)) {
-        snprintf(remark, sizeof(remark), "topic %s is not readable (perm %d)", topic, tc.tc_perm);
-        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
-        return true;
-    }
     if (qid < 0 || qid >= tc.tc_read_queues) {
         snprintf(remark, sizeof(remark), "queueId %d is illegal for topic %s with %d read queues",
                  qid, topic, tc.tc_read_queues);
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return true;
     }
-    struct apg_group_cfg gc;
-    if (!apg_broker_group_or_refuse(b, c, req, group, &gc))
+    if (!apg_broker_group_consumable_or_refuse(b, c, req, group))
         return true;
-    if (!gc.gc_consume_enable) {
-        snprintf(remark, sizeof(remark), "consumer group %s is disabled (consumeEnable=false)",
-                 group);
-        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
-        return true;
-    }
     if (first && (sysflag & PULL_SYS_COMMIT) && commit >= 0)
         apg_offsets_commit(b->br_offsets, group, topic, qid, commit);
 
@@ -235,38 +213,42 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
     return true;
 }
 
-static void park(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
-                 int64_t suspend)
+void apg_broker_park(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                     int64_t suspend, apg_broker_park_fn run)
 {
     struct apg_bloop *bl = &b->br_loops[apg_conn_loop_index(c)];
     struct apg_parked *pk = apg_calloc(1, sizeof(*pk));
     struct apg_rcmd_copy *cp = pk ? apg_rcmd_copy_new(req) : NULL;
     if (!cp) {
         apg_free(pk);
-        int64_t s;
-        pull_once(b, c, req, false, false, &s);
+        run(b, c, req, false);
         return;
     }
-    if (!b->br_long_polling)
-        suspend = b->br_short_poll_ms;
     if (suspend <= 0 || suspend > MAX_SUSPEND_MS)
         suspend = suspend <= 0 ? 1000 : MAX_SUSPEND_MS;
     pk->pk_req = cp;
+    pk->pk_run = run;
     apg_conn_ref(c);
     pk->pk_conn = c;
-    snprintf(pk->pk_topic, sizeof(pk->pk_topic), "%s", apg_rcmd_ext_get(req, "topic"));
-    apg_rcmd_ext_i32(req, "queueId", &pk->pk_queue);
     pk->pk_deadline = apg_wall_ms() + suspend;
     pk->pk_next = bl->bl_parked;
     bl->bl_parked = pk;
     atomic_fetch_add(&bl->bl_nparked, 1);
 }
 
+/* A parked pull run again: answered (true) or parked on (false). */
+static bool pull_again(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                       bool may_park)
+{
+    int64_t s;
+    return pull_once(b, c, req, may_park, false, &s);
+}
+
 void apg_broker_proc_pull(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     int64_t suspend = 0;
     if (!pull_once(b, c, req, true, true, &suspend))
-        park(b, c, req, suspend);
+        apg_broker_park(b, c, req, b->br_long_polling ? suspend : b->br_short_poll_ms, pull_again);
 }
 
 static void parked_free(struct apg_bloop *bl, struct apg_parked *pk)
@@ -289,12 +271,10 @@ static void recheck(struct apg_bloop *bl, bool expired_only)
         if (apg_conn_is_closed(pk->pk_conn)) {
             done = true;
         } else if (expired) {
-            int64_t s;
-            pull_once(bl->bl_broker, pk->pk_conn, &pk->pk_req->rc_cmd, false, false, &s);
+            pk->pk_run(bl->bl_broker, pk->pk_conn, &pk->pk_req->rc_cmd, false);
             done = true;
         } else if (!expired_only) {
-            int64_t s;
-            done = pull_once(bl->bl_broker, pk->pk_conn, &pk->pk_req->rc_cmd, true, false, &s);
+            done = pk->pk_run(bl->bl_broker, pk->pk_conn, &pk->pk_req->rc_cmd, true);
         } else {
             done = false;
         }

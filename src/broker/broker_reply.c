@@ -223,3 +223,45 @@ bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
     apg_broker_refuse(b, c, req, APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST, remark);
     return false;
 }
+
+bool apg_broker_topic_readable_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                         const struct apg_rcmd *req, const char *topic,
+                                         struct apg_topic_cfg *tc)
+{
+    char remark[512];
+    if (!(b->br_perm & APG_PERM_READ)) {
+        snprintf(remark, sizeof(remark), "the broker %s is not readable (brokerPermission=%d)",
+                 b->br_addr, b->br_perm);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
+        return false;
+    }
+    if (!apg_topics_get(b->br_topics, topic, tc)) {
+        snprintf(remark, sizeof(remark),
+                 "topic %s does not exist on broker %s; create it or check the name", topic,
+                 b->br_addr);
+        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
+        return false;
+    }
+    if (!(tc->tc_perm & APG_PERM_READ)) {
+        snprintf(remark, sizeof(remark), "topic %s is not readable (perm %d)", topic, tc->tc_perm);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
+        return false;
+    }
+    return true;
+}
+
+bool apg_broker_group_consumable_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                           const struct apg_rcmd *req, const char *group)
+{
+    struct apg_group_cfg gc;
+    if (!apg_broker_group_or_refuse(b, c, req, group, &gc))
+        return false;
+    if (!gc.gc_consume_enable) {
+        char remark[300];
+        snprintf(remark, sizeof(remark), "consumer group %s is disabled (consumeEnable=false)",
+                 group);
+        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, remark);
+        return false;
+    }
+    return true;
+}

@@ -30,6 +30,7 @@ struct apg_cstats;
 struct apg_txn;
 struct apg_timer;
 struct apg_acl;
+struct apg_pop;
 struct apg_parked;
 struct apg_put_loop;
 struct apg_send_loop;
@@ -115,6 +116,7 @@ struct apg_broker {
     struct apg_txn *br_txn;           /* transactions (txn/txn.h) */
     struct apg_timer *br_timer;       /* timer messages (timer/timer.h) */
     struct apg_acl *br_acl;           /* plain ACL, NULL when off (acl/acl_broker.h) */
+    struct apg_pop *br_pop;           /* pop consumption (pop/pop.h) */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */
@@ -233,6 +235,17 @@ bool apg_broker_group_or_refuse(struct apg_broker *b, struct apg_conn *c,
                                 const struct apg_rcmd *req, const char *group,
                                 struct apg_group_cfg *gc);
 
+/* The checks every consumer read shares: the broker and the topic are
+ * readable (tc filled); else answers req NO_PERMISSION or
+ * TOPIC_NOT_EXIST with a remark and returns false. Any loop thread. */
+bool apg_broker_topic_readable_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                         const struct apg_rcmd *req, const char *topic,
+                                         struct apg_topic_cfg *tc);
+/* apg_broker_group_or_refuse, then NO_PERMISSION when the group has
+ * consumeEnable=false. */
+bool apg_broker_group_consumable_or_refuse(struct apg_broker *b, struct apg_conn *c,
+                                           const struct apg_rcmd *req, const char *group);
+
 typedef void (*apg_broker_proc_fn)(struct apg_broker *b, struct apg_conn *c,
                                    const struct apg_rcmd *req);
 
@@ -332,6 +345,16 @@ void apg_broker_pull_loop_stop(struct apg_bloop *bl);
 /* Store arrive hook: wakes loops that have parked pulls (any thread). */
 void apg_broker_pull_arrive(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
                             int64_t new_max);
+/* A parked request run again (loop thread): true when it was answered;
+ * may_park false means it must be answered now (its time ran out). */
+typedef bool (*apg_broker_park_fn)(struct apg_broker *b, struct apg_conn *c,
+                                   const struct apg_rcmd *req, bool may_park);
+/* Parks req on its connection's loop until the store's arrive hook (or a
+ * pop revive) wakes the loop, when run is called again, or until
+ * suspend_ms (1..20000; other values: 1000 or 20000) passed, when run is
+ * called with may_park false. Loop thread. */
+void apg_broker_park(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
+                     int64_t suspend_ms, apg_broker_park_fn run);
 /* Drops parked pulls of a closing connection (loop thread). */
 void apg_broker_pull_conn_closed(struct apg_bloop *bl, struct apg_conn *c);
 
@@ -348,6 +371,10 @@ void apg_broker_proc_query_msg(struct apg_broker *b, struct apg_conn *c,
                                const struct apg_rcmd *req);
 void apg_broker_proc_all_offsets(struct apg_broker *b, struct apg_conn *c,
                                  const struct apg_rcmd *req);
+
+/* pop/pop_proc.c: POP_MESSAGE, ACK_MESSAGE, CHANGE_MESSAGE_INVISIBLETIME,
+ * NOTIFICATION */
+void apg_broker_proc_pop(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
 
 /* broker_admin.c: topics and groups */
 void apg_broker_proc_admin(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);

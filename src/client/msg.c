@@ -27,74 +27,9 @@
 #include "protocol/msgid.h"
 #include "protocol/props.h"
 
-static const char *const reserved_props[] = {
-    "KEYS",
-    "TAGS",
-    "WAIT",
-    "DELAY",
-    "RETRY_TOPIC",
-    "REAL_TOPIC",
-    "REAL_QID",
-    "TRAN_MSG",
-    "PGROUP",
-    "MIN_OFFSET",
-    "MAX_OFFSET",
-    "BUYER_ID",
-    "ORIGIN_MESSAGE_ID",
-    "TRANSFER_FLAG",
-    "CORRECTION_FLAG",
-    "MQ2_FLAG",
-    "RECONSUME_TIME",
-    "MSG_REGION",
-    "TRACE_ON",
-    "UNIQ_KEY",
-    "EXTEND_UNIQ_INFO",
-    "MAX_RECONSUME_TIMES",
-    "CONSUME_START_TIME",
-    "INNER_NUM",
-    "INNER_BASE",
-    "DUP_INFO",
-    "CHECK_IMMUNITY_TIME_IN_SECONDS",
-    "TRAN_PREPARED_QUEUE_OFFSET",
-    "__transactionId__",
-    "TRANSACTION_CHECK_TIMES",
-    "INSTANCE_ID",
-    "CORRELATION_ID",
-    "REPLY_TO_CLIENT",
-    "TTL",
-    "ARRIVE_TIME",
-    "PUSH_REPLY_TIME",
-    "CLUSTER",
-    "MSG_TYPE",
-    "POP_CK",
-    "POP_CK_OFFSET",
-    "1ST_POP_TIME",
-    "__SHARDINGKEY",
-    "TRACE_CONTEXT",
-    "TIMER_DELAY_SEC",
-    "TIMER_DELAY_MS",
-    "TIMER_DELIVER_MS",
-    "TIMER_ENQUEUE_MS",
-    "TIMER_DEQUEUE_MS",
-    "TIMER_ROLL_TIMES",
-    "TIMER_OUT_MS",
-    "TIMER_DEL_UNIQKEY",
-    "TIMER_DELAY_LEVEL",
-    "__BORNHOST",
-    "BORN_TIMESTAMP",
-    "DLQ_ORIGIN_TOPIC",
-    "DLQ_ORIGIN_MESSAGE_ID",
-    "__CRC32#",
-    "INNER_MULTI_DISPATCH",
-    "INNER_MULTI_QUEUE_OFFSET",
-};
-
 bool apg_msg_prop_reserved(const char *name)
 {
-    for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]); i++)
-        if (name[0] == reserved_props[i][0] && strcmp(name, reserved_props[i]) == 0)
-            return true;
-    return false;
+    return apg_props_name_reserved(name, strlen(name));
 }
 
 /* Property names and values the client sets itself; a property part that

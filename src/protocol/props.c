@@ -64,3 +64,77 @@ apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *valu
     b->b_len = (size_t)((uint8_t *)end - b->b_data);
     return APG_OK;
 }
+
+/* RocketMQ's own property names (its MessageConst.STRING_HASH_SET and the
+ * names its brokers add): a client may not set them as user properties, and
+ * a 5.x consumer never sees them among the user properties. */
+static const char *const reserved_props[] = {
+    "KEYS",
+    "TAGS",
+    "WAIT",
+    "DELAY",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "TRAN_MSG",
+    "PGROUP",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "BUYER_ID",
+    "ORIGIN_MESSAGE_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "RECONSUME_TIME",
+    "MSG_REGION",
+    "TRACE_ON",
+    "UNIQ_KEY",
+    "EXTEND_UNIQ_INFO",
+    "MAX_RECONSUME_TIMES",
+    "CONSUME_START_TIME",
+    "INNER_NUM",
+    "INNER_BASE",
+    "DUP_INFO",
+    "CHECK_IMMUNITY_TIME_IN_SECONDS",
+    "TRAN_PREPARED_QUEUE_OFFSET",
+    "__transactionId__",
+    "TRANSACTION_CHECK_TIMES",
+    "INSTANCE_ID",
+    "CORRELATION_ID",
+    "REPLY_TO_CLIENT",
+    "TTL",
+    "ARRIVE_TIME",
+    "PUSH_REPLY_TIME",
+    "CLUSTER",
+    "MSG_TYPE",
+    "POP_CK",
+    "POP_CK_OFFSET",
+    "1ST_POP_TIME",
+    "__SHARDINGKEY",
+    "TRACE_CONTEXT",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "TIMER_DELIVER_MS",
+    "TIMER_ENQUEUE_MS",
+    "TIMER_DEQUEUE_MS",
+    "TIMER_ROLL_TIMES",
+    "TIMER_OUT_MS",
+    "TIMER_DEL_UNIQKEY",
+    "TIMER_DELAY_LEVEL",
+    "__BORNHOST",
+    "BORN_TIMESTAMP",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
+    "__CRC32#",
+    "INNER_MULTI_DISPATCH",
+    "INNER_MULTI_QUEUE_OFFSET",
+};
+
+bool apg_props_name_reserved(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]); i++)
+        if (len && name[0] == reserved_props[i][0] && strlen(reserved_props[i]) == len &&
+            memcmp(name, reserved_props[i], len) == 0)
+            return true;
+    return false;
+}

@@ -67,6 +67,11 @@ static inline char *apg_props_write(char *out, const char *name, size_t name_len
 /* Appends one pair of C strings to b. APG_ENOMEM only; no checks. */
 apg_err_t apg_props_append(struct apg_buf *b, const char *name, const char *value);
 
+/* True when name[0..len) is one of RocketMQ's reserved property names
+ * (TAGS, KEYS, UNIQ_KEY, DELAY, POP_CK, the TIMER_* names, ...): never a
+ * user property. Used by the client library and the gRPC consumer path. */
+bool apg_props_name_reserved(const char *name, size_t len);
+
 /* Inline: the broker runs it for every pair of every message it stores. */
 static inline bool apg_props_next(const char *props, size_t len, size_t *pos,
                                   struct apg_prop_kv *kv)

@@ -63,6 +63,9 @@ const ROWS = [
         ext: () => ({ consumerGroup: 'G_ACL', topic: 'T_ACL', queueId: '0', queueOffset: '0',
             maxMsgNums: '1', sysFlag: '0', commitOffset: '0', suspendTimeoutMillis: '0',
             subscription: '*', subVersion: '0', expressionType: 'TAG' }) },
+    { name: 'POP_MESSAGE', code: 200050, need: 'res',
+        ext: () => ({ consumerGroup: 'G_ACL', topic: 'T_ACL', queueId: '0', maxMsgNums: '1',
+            invisibleTime: '60000', pollTime: '0', bornTime: String(Date.now()), initMode: '0' }) },
     { name: 'HEART_BEAT', code: 34, need: 'res', ext: () => ({}), body: JSON.stringify(hb) },
     { name: 'UPDATE_CONSUMER_OFFSET', code: 15, need: 'res',
         ext: () => ({ consumerGroup: 'G_ACL', topic: 'T_ACL', queueId: '0', commitOffset: '0' }) },
@@ -107,6 +110,9 @@ async function runMatrix(br, aclOn) {
     const failures = [];
     for (const serialize of ['JSON', 'ROCKETMQ']) {
         for (const row of ROWS) {
+            // The binary header holds the code in 16 bits: RocketMQ's 2000xx codes travel
+            // as JSON only.
+            if (serialize === 'ROCKETMQ' && row.code > 32767) continue;
             for (const col of COLS) {
                 const r = await signedRequest(br, row.code, row.ext(), row.body ?? null, col.cred,
                     { serialize });

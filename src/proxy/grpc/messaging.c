@@ -13,6 +13,7 @@
  *
  * Threads: the gRPC loop thread. */
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/consume.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -200,6 +201,14 @@ const struct apg_grpc_method apg_grpc_messaging_methods[] = {
      .gm_msg = apg_grpc_telemetry_msg,
      .gm_end = apg_grpc_telemetry_end,
      .gm_close = apg_grpc_telemetry_close},
+    {.gm_path = SVC "ReceiveMessage",
+     .gm_fn = apg_grpc_consume_receive_call,
+     .gm_kind = APG_GRPC_SERVER_STREAM,
+     .gm_close = apg_grpc_consume_receive_close},
+    {.gm_path = SVC "AckMessage", .gm_fn = apg_grpc_consume_ack},
+    {.gm_path = SVC "ChangeInvisibleDuration", .gm_fn = apg_grpc_consume_change},
+    {.gm_path = SVC "ForwardMessageToDeadLetterQueue", .gm_fn = apg_grpc_consume_forward_dlq},
+    {.gm_path = SVC "QueryAssignment", .gm_fn = apg_grpc_consume_assignment},
 };
 const size_t apg_grpc_messaging_n_methods =
     sizeof apg_grpc_messaging_methods / sizeof apg_grpc_messaging_methods[0];

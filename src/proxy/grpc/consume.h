@@ -1,0 +1,44 @@
+/* The consumer side of MessagingService (consume.c): AckMessage,
+ * ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue,
+ * QueryAssignment, and the frames of ReceiveMessage, all on the broker's
+ * pop module (src/broker/pop/pop.h).
+ *
+ * Threads: the gRPC loop thread; the pop module locks itself. */
+#ifndef APG_PROXY_GRPC_CONSUME_H
+#define APG_PROXY_GRPC_CONSUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "proxy/grpc/grpc_server.h"
+
+/* Unary methods; ud is the struct apg_grpc_messaging of messaging.c. */
+void apg_grpc_consume_ack(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+void apg_grpc_consume_change(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+void apg_grpc_consume_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                  void *ud);
+void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                 void *ud);
+
+/* ReceiveMessage, server stream: the frames of apg_grpc_consume_receive,
+ * at once or, when nothing is there, after long polling (retried after
+ * every pop revive pass until the request's long_polling_timeout). */
+void apg_grpc_consume_receive_call(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                   void *ud);
+/* ReceiveMessage's gm_close: drops the call's long-poll wait. */
+void apg_grpc_consume_receive_close(struct apg_grpc_call *call, void *ud);
+
+/* ReceiveMessage without the transport: pops what a ReceiveMessageRequest
+ * (req[0..len)) asks for and appends the stream's frames to out, each as
+ * u32 length (host order) + a packed ReceiveMessageResponse: one message
+ * frame per message, then a delivery_timestamp frame and a status frame.
+ * *n_msgs gets the number of messages (0: the caller may long-poll until
+ * *poll_ms, the request's long_polling_timeout in ms, and call again with
+ * final set, which always ends with a status). APG_EINVAL when req does not
+ * unpack; APG_ENOMEM. */
+apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int final,
+                                   struct apg_buf *out, int *n_msgs, int64_t *poll_ms);
+
+#endif
