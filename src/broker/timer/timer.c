@@ -23,6 +23,11 @@
  *            copied with apg_broker_put_real_copy and stored with
  *            apg_broker_put_internal, 64 per put); when the bucket has ended
  *            and every entry is out, the cursor moves to the next bucket.
+ *            The records of the entries due within PREFETCH_MS are read
+ *            ahead (apg_store_prefetch_records): a parked record is read
+ *            once, long after it was written and in deliver-time order, so
+ *            its page has often left the cache, and a page fault at the
+ *            deliver time would make the copy late.
  *
  * Why a file per minute and not RocketMQ's wheel + linked timer log: both
  * keep memory independent of the number pending, but the bucket file needs
@@ -116,6 +121,8 @@
 #define CATCHUP_MS 200    /* longest a backlog's parking holds deliveries up */
 #define DIRTY_MAX 256     /* bucket files synced one by one before a persist */
 #define BUCKET_MS 60000LL /* deliver time covered by one bucket file */
+#define PREFETCH_MS 2000  /* records due this soon are read ahead from disk */
+#define PREFETCH_MAX 1024 /* ... at most this many entries past the next one */
 
 struct entry {
     int64_t e_due;  /* deliver time, wall ms */
@@ -152,6 +159,7 @@ struct apg_timer {
     bool tm_loaded;    /* tm_cur holds the cursor bucket's entries */
     struct entry *tm_cur;
     size_t tm_n, tm_cap, tm_pos; /* tm_cur[tm_pos..tm_n) are still to copy */
+    size_t tm_pref;              /* tm_cur[..tm_pref) had their records read ahead */
     struct entry *tm_park;       /* this pass's entries for bucket files */
     size_t tm_npark;
     struct ckey *tm_keys; /* the loaded bucket's cancels, sorted (key_cmp) */
@@ -510,6 +518,7 @@ static apg_err_t bucket_load(struct apg_timer *tm)
      * added to a bucket while it is delivered fall due after every entry
      * already copied, so the copied ones are a prefix of the sorted bucket. */
     tm->tm_pos = (size_t)tm->tm_skip < tm->tm_n ? (size_t)tm->tm_skip : tm->tm_n;
+    tm->tm_pref = tm->tm_pos;
     tm->tm_skip = 0;
     tm->tm_loaded = true;
     return APG_OK;
@@ -1056,6 +1065,27 @@ static bool deliver_due(struct apg_timer *tm, int64_t now)
     return true;
 }
 
+/* Starts reading the parked records of the entries due within PREFETCH_MS
+ * from disk, so that copying them at their time does not wait for a page
+ * fault (a parked record is read once, hours after it was written, in
+ * deliver-time order, not log order: its page has often left the cache). */
+static void prefetch(struct apg_timer *tm, int64_t now)
+{
+    if (tm->tm_pref < tm->tm_pos)
+        tm->tm_pref = tm->tm_pos;
+    size_t end = tm->tm_pref;
+    while (end < tm->tm_n && end < tm->tm_pos + PREFETCH_MAX &&
+           tm->tm_cur[end].e_due <= now + PREFETCH_MS)
+        end++;
+    while (tm->tm_pref < end) {
+        int64_t phys[BATCH];
+        int k = 0;
+        while (tm->tm_pref < end && k < BATCH)
+            phys[k++] = tm->tm_cur[tm->tm_pref++].e_phys;
+        apg_store_prefetch_records(tm->tm_st, phys, k);
+    }
+}
+
 /* Delivers every bucket the clock has reached; returns the time of the
  * next thing to do. */
 static int64_t deliver(struct apg_timer *tm, int64_t now)
@@ -1073,15 +1103,23 @@ static int64_t deliver(struct apg_timer *tm, int64_t now)
         }
         if (!deliver_due(tm, now))
             return now + RETRY_MS;
-        if (tm->tm_pos < tm->tm_n)
-            return tm->tm_cur[tm->tm_pos].e_due;
+        if (tm->tm_pos < tm->tm_n) {
+            prefetch(tm, now);
+            int64_t next = tm->tm_cur[tm->tm_pos].e_due;
+            if (tm->tm_pref < tm->tm_n) { /* wake up to read the next ones ahead */
+                int64_t t = tm->tm_cur[tm->tm_pref].e_due - PREFETCH_MS;
+                if (t > now && t < next)
+                    next = t;
+            }
+            return next;
+        }
         int64_t end = (tm->tm_bucket + 1) * BUCKET_MS;
         if (end > now)
             return end;
         tm->tm_bucket++;
         tm->tm_loaded = false;
         keys_clear(tm);
-        tm->tm_n = tm->tm_pos = 0;
+        tm->tm_n = tm->tm_pos = tm->tm_pref = 0;
         if (tm->tm_cap > 65536) { /* a crowded minute: give the memory back */
             apg_free(tm->tm_cur);
             tm->tm_cur = NULL;
