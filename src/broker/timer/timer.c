@@ -329,6 +329,8 @@ static int entry_cmp(const void *a, const void *b)
  * per bucket. */
 static apg_err_t entries_append(struct apg_timer *tm, struct entry *a, size_t n)
 {
+    if (n == 0)
+        return APG_OK;
     qsort(a, n, sizeof(*a), entry_cmp);
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
@@ -356,8 +358,10 @@ static apg_err_t cur_reserve(struct apg_timer *tm, size_t n)
  * repeated after a crash writes the same entry twice). */
 static void cur_sort(struct apg_timer *tm)
 {
-    struct entry *a = tm->tm_cur + tm->tm_pos;
     size_t n = tm->tm_n - tm->tm_pos, k = 0;
+    if (n < 2)
+        return; /* tm_cur may be NULL */
+    struct entry *a = tm->tm_cur + tm->tm_pos;
     qsort(a, n, sizeof(*a), entry_cmp);
     for (size_t i = 0; i < n; i++)
         if (k == 0 || a[i].e_phys != a[k - 1].e_phys)
@@ -486,6 +490,10 @@ static apg_err_t entries_read(struct apg_timer *tm, const char *path)
         return errno == ENOENT ? APG_OK : APG_EIO;
     off_t size = lseek(fd, 0, SEEK_END);
     size_t n = size > 0 ? (size_t)size / sizeof(struct entry) : 0;
+    if (n == 0) {
+        close(fd);
+        return APG_OK;
+    }
     apg_err_t e = cur_reserve(tm, tm->tm_n + n);
     char *dst = (char *)(tm->tm_cur + tm->tm_n);
     size_t got = 0;
@@ -742,7 +750,7 @@ static apg_err_t migrate_slots(struct apg_timer *tm, bool move, int64_t old_slot
                 cur_sort(tm);
                 tm->tm_pos = (size_t)old_done < tm->tm_n ? (size_t)old_done : tm->tm_n;
             }
-            if (!e)
+            if (!e && tm->tm_n > tm->tm_pos)
                 e = entries_append(tm, tm->tm_cur + tm->tm_pos, tm->tm_n - tm->tm_pos);
             moved += (int64_t)(tm->tm_n - tm->tm_pos);
             tm->tm_n = tm->tm_pos = 0;
