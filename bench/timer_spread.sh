@@ -2,7 +2,7 @@
 # Timers spread over three days: N timer messages (default 1,000,000) whose deliver times
 # are evenly spaced over timerMaxDelaySec (72 h) from T0 = start + LEAD s, sent out of
 # time order (`apogee bench produce --deliverAt=T0 --deliverSpread=S`), then watched for
-# WINDOW minutes from T0: every STEP minutes the broker's RSS, the slot files (count,
+# WINDOW minutes from T0: every STEP minutes the broker's RSS, the timer files (count,
 # bytes, disk blocks) and the delivered copies (count against the number due by then,
 # early, lateness p50/p99/max via bench/timer_lateness.mjs).
 #   bench/timer_spread.sh [build] [N] [WINDOW_MIN] [STEP_MIN] [LEAD_S]
@@ -29,7 +29,7 @@ slots() {
     files=$(find "$d/timer" -type f -not -name '*.del' | wc -l)
     bytes=$(find "$d/timer" -type f -not -name '*.del' -printf '%s\n' | awk '{s+=$1} END{print s+0}')
     kb=$(du -sk "$d/timer" | cut -f1)
-    echo "slot files $files, $bytes bytes of entries, $((kb / 1024)) MB on disk"
+    echo "timer files $files, $bytes bytes of entries, $((kb / 1024)) MB on disk"
 }
 bench() { nice -n 5 "$BIN" bench produce --namesrvAddr=127.0.0.1:$NS --json "$@" 2>&1 | tail -1; }
 bench --topic=TimerWarm --threads=4 --mode=async --messages=20000 >/dev/null
