@@ -2,10 +2,11 @@
 # Timers spread over three days: N timer messages (default 1,000,000) whose deliver times
 # are evenly spaced over timerMaxDelaySec (72 h) from T0 = start + LEAD s, sent out of
 # time order (`apogee bench produce --deliverAt=T0 --deliverSpread=S`), then watched for
-# WINDOW minutes from T0: every STEP minutes the broker's RSS, the slot files (count,
+# WINDOW minutes from T0: every STEP minutes the broker's RSS, the timer files (count,
 # bytes, disk blocks) and the delivered copies (count against the number due by then,
 # early, lateness p50/p99/max via bench/timer_lateness.mjs).
 #   bench/timer_spread.sh [build] [N] [WINDOW_MIN] [STEP_MIN] [LEAD_S]
+# (ports: TIMER_SPREAD_NS, TIMER_SPREAD_PORT; files: both timer/slots and timer/buckets)
 set -u
 BIN=${1:-build}/apogee
 N=${2:-1000000}
@@ -13,8 +14,8 @@ WINDOW=${3:-60}
 STEP=${4:-5}
 LEAD=${5:-150}
 [ -x "$BIN" ] || { echo "no $BIN; run scripts/build.sh first" >&2; exit 1; }
-NS=27876
-PORT=27911
+NS=${TIMER_SPREAD_NS:-27876}
+PORT=${TIMER_SPREAD_PORT:-27911}
 TOPIC=TimerSpread
 d=$(mktemp -d /tmp/apogee-timer-spread.XXXXXX)
 "$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >"$d/log" 2>&1 &
@@ -25,10 +26,10 @@ now_ms() { date +%s%3N; }
 rss() { awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s %d MB  ", $1, $2/1024}' /proc/$p/status; }
 slots() {
     local files bytes kb
-    files=$(find "$d/timer/slots" -type f -not -name '*.del' | wc -l)
-    bytes=$(find "$d/timer/slots" -type f -not -name '*.del' -printf '%s\n' | awk '{s+=$1} END{print s+0}')
-    kb=$(du -sk "$d/timer/slots" | cut -f1)
-    echo "slot files $files, $bytes bytes of entries, $((kb / 1024)) MB on disk"
+    files=$(find "$d/timer" -type f -not -name '*.del' | wc -l)
+    bytes=$(find "$d/timer" -type f -not -name '*.del' -printf '%s\n' | awk '{s+=$1} END{print s+0}')
+    kb=$(du -sk "$d/timer" | cut -f1)
+    echo "timer files $files, $bytes bytes of entries, $((kb / 1024)) MB on disk"
 }
 bench() { nice -n 5 "$BIN" bench produce --namesrvAddr=127.0.0.1:$NS --json "$@" 2>&1 | tail -1; }
 bench --topic=TimerWarm --threads=4 --mode=async --messages=20000 >/dev/null
@@ -44,7 +45,7 @@ t1=$(now_ms)
 sent=$(python3 -c "import json;print(json.load(open('$d/send.json'))['sent'])")
 failed=$(python3 -c "import json;print(json.load(open('$d/send.json'))['failed'])")
 [ "$failed" -eq 0 ] || echo "warning: $failed sends failed: 'due by then' overcounts"
-until [ "$(find "$d/timer/slots" -type f -not -name '*.del' -printf '%s\n' | awk '{s+=$1} END{print s+0}')" -ge $((sent * 16)) ]; do
+until [ "$(find "$d/timer" -type f -not -name '*.del' -printf '%s\n' | awk '{s+=$1} END{print s+0}')" -ge $((sent * 16)) ]; do
     sleep 0.5
 done
 t2=$(now_ms)

@@ -31,13 +31,13 @@ if [ "$PENDING" -gt 0 ]; then
     else
         bench --topic=TimerPending --threads=4 --mode=async --messages="$PENDING" \
             --deliverAfter=3600000 >"$d/pending.json"
-        # Parked once every entry is in a slot file (16 bytes each).
-        until [ "$(du -cb "$d"/timer/slots 2>/dev/null | awk 'END{print $1}')" -ge $((PENDING * 16)) ]; do
+        # Parked once every entry is in a timer file (16 bytes each).
+        until [ "$(find "$d/timer" -type f -not -name "*.del" -printf "%s\n" 2>/dev/null | awk "{s+=\$1} END{print s+0}")" -ge $((PENDING * 16)) ]; do
             sleep 0.2
         done
     fi
     t1=$(date +%s%3N)
-    echo "$PENDING ${PLAIN:-pending} stored in $((t1 - t0)) ms ($(ls "$d"/timer/slots | wc -l) slot files): $(rss)"
+    echo "$PENDING ${PLAIN:-pending} stored in $((t1 - t0)) ms ($(find "$d/timer" -type f -not -name "*.del" | wc -l) timer files): $(rss)"
 fi
 at=$(($(date +%s%3N) + 8000))
 bench --topic=TimerDue --threads=4 --mode=async --messages="$DUE" --deliverAt=$at >"$d/due.json"

@@ -158,10 +158,10 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
                 if (signal === 'SIGTERM') assert.equal(n, 1, `m${i} exactly once`);
                 else assert.ok(n >= 1, `m${i} at least once`);
             }
-            // Delivered slots' files are removed once the progress passes them.
+            // Delivered buckets' files are removed once the progress passes them.
             await sleep(1500);
-            const left = fs.readdirSync(path.join(dir, 'timer', 'slots'));
-            assert.ok(left.length <= 1, `slot files left: ${left}`);
+            const left = fs.readdirSync(path.join(dir, 'timer', 'buckets'));
+            assert.ok(left.length <= 1, `bucket files left: ${left}`);
         } finally {
             cl.close();
             await s.stop();
@@ -201,7 +201,7 @@ test('TIMER_DEL_UNIQKEY cancels a pending timer of the same slot, and the cancel
         // registered with one queue, as RocketMQ does).
         assert.equal(await maxOffset(cl, TIMER, 1), 3, 'the cancels are parked in rmq_sys_wheel_timer queue 1');
         assert.equal((await readAll(cl, TIMER, 0)).filter((x) => x.props.REAL_TOPIC === topic).length, 3);
-        const delFile = path.join(dir, 'timer', 'slots', `${Math.floor(due / 1000)}.del`);
+        const delFile = path.join(dir, 'timer', 'buckets', `${Math.floor(due / 60000)}.del`);
         await until(() => fs.existsSync(delFile) && fs.statSync(delFile).size > 0, 3000, 'the slot\'s cancel file');
         const progress = path.join(dir, 'config', 'timerProgress.json');
         await until(() => fs.existsSync(progress) && JSON.parse(fs.readFileSync(progress, 'utf8')).cancelOffset === 3,
@@ -216,6 +216,125 @@ test('TIMER_DEL_UNIQKEY cancels a pending timer of the same slot, and the cancel
         await sleep(1200);
         const got = (await readAll(cl, topic, 0)).map((g) => g.body).sort();
         assert.deepEqual(got, ['t2', 't3'], 't1 was cancelled; the cancels themselves are not delivered');
+    } finally {
+        cl.close();
+        await s.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+// timer/buckets/<minute> holds 16-byte entries (i64 deliver ms, i64 commit-log offset, host
+// byte order); <minute>.del holds cancels as u16 BE key length, i64 BE slot, key.
+function readEntries(file) {
+    const b = fs.readFileSync(file);
+    const out = [];
+    for (let i = 0; i + 16 <= b.length; i += 16) out.push([Number(b.readBigInt64LE(i)), b.readBigInt64LE(i + 8)]);
+    return out;
+}
+
+test('one bucket file per minute of deliver time; a store in the per-second layout is moved into it at start', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apogee-timer-layout-'));
+    const nsPort = await freePort();
+    const port = await freePort();
+    const opts = { dir, keepDir: true, port, extraPorts: { namesrvListenPort: nsPort } };
+    const args = ['--timerFlushIntervalMs=200'];
+    let s = await startApogee('standalone', args, opts);
+    let cl = await RemotingClient.connect(s.port);
+    const topic = 'TimerLayout';
+    const uniq = (i) => `0A00000100000000000000000000D${String(i).padStart(3, '0')}`;
+    const buckets = path.join(dir, 'timer', 'buckets');
+    const slots = path.join(dir, 'timer', 'slots');
+    const progress = path.join(dir, 'config', 'timerProgress.json');
+    try {
+        const t0 = Date.now();
+        const base = (Math.floor(t0 / 60000) + 3) * 60000; // a minute at least two ahead
+        const far = [base + 100, base + 30000, base + 60000 + 200, base + 60000 + 59999, base + 180000, base + 180001];
+        const near = [t0 + 3000, t0 + 3500, t0 + 4000, t0 + 4500];
+        const due = new Map();
+        for (const [name, list] of [['f', far], ['n', near]]) {
+            for (let i = 0; i < list.length; i++) {
+                due.set(`${name}${i}`, list[i]);
+                const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: list[i], UNIQ_KEY: uniq(name === 'f' ? i : 10 + i) }),
+                    Buffer.from(`${name}${i}`));
+                assert.equal(r.code, 0, r.remark);
+            }
+        }
+        // A cancel of f1 in its second, and one of f0 in another second of f0's minute.
+        for (const [i, at] of [[1, far[1]], [0, far[0] + 5000]]) {
+            const r = await cl.request(310, sendHdr(topic, { TIMER_DELIVER_MS: at, TIMER_DEL_UNIQKEY: `${topic}+${uniq(i)}` }), Buffer.from('cancel'));
+            assert.equal(r.code, 0, r.remark);
+        }
+        await until(() => {
+            if (!fs.existsSync(progress)) return false;
+            const p = JSON.parse(fs.readFileSync(progress, 'utf8'));
+            return p.enqueueOffset === far.length + near.length && p.cancelOffset === 2;
+        }, 5000, 'every timer and cancel parked');
+        // One file per minute that has a timer, each holding that minute's entries.
+        const minutes = new Map();
+        for (const at of [...far, ...near]) minutes.set(Math.floor(at / 60000), (minutes.get(Math.floor(at / 60000)) ?? 0) + 1);
+        const files = fs.readdirSync(buckets).filter((f) => !f.endsWith('.del'));
+        assert.deepEqual(files.map(Number).sort(), [...minutes.keys()].sort());
+        for (const f of files) {
+            const e = readEntries(path.join(buckets, f));
+            assert.equal(e.length, minutes.get(Number(f)), `entries of minute ${f}`);
+            for (const [at] of e) assert.equal(Math.floor(at / 60000), Number(f));
+        }
+        const del = fs.readFileSync(path.join(buckets, `${Math.floor(base / 60000)}.del`));
+        assert.equal(del.length, 2 * (2 + 8 + topic.length + 1 + 32), 'two cancels in the first far minute');
+        assert.equal(Number(del.readBigInt64BE(2)), Math.floor(far[1] / 1000), 'slot of the first cancel');
+        assert.equal(del.subarray(10, 10 + topic.length + 33).toString(), `${topic}+${uniq(1)}`);
+        assert.ok(Date.now() < near[0] - 1000, 'the test machine was too slow to stop before the near timers');
+        cl.close();
+        await s.stop('SIGTERM');
+
+        // Rewrite the store in the per-second layout: timer/slots/<second> (same entries),
+        // <second>.del (u16 BE length + key), progress {"slot": S, "slotDone": D}.
+        const p = JSON.parse(fs.readFileSync(progress, 'utf8'));
+        fs.mkdirSync(slots);
+        for (const f of fs.readdirSync(buckets)) {
+            const b = fs.readFileSync(path.join(buckets, f));
+            if (f.endsWith('.del')) {
+                for (let i = 0; i < b.length;) {
+                    const kl = b.readUInt16BE(i);
+                    const slot = Number(b.readBigInt64BE(i + 2));
+                    fs.appendFileSync(path.join(slots, `${slot}.del`), Buffer.concat([b.subarray(i, i + 2), b.subarray(i + 10, i + 10 + kl)]));
+                    i += 10 + kl;
+                }
+            } else {
+                for (let i = 0; i + 16 <= b.length; i += 16) {
+                    const slot = Math.floor(Number(b.readBigInt64LE(i)) / 1000);
+                    fs.appendFileSync(path.join(slots, `${slot}`), b.subarray(i, i + 16));
+                }
+            }
+        }
+        // A leftover of a slot already delivered (below S) must not come back.
+        const sBelow = p.bucket * 60 - 1;
+        const ghost = Buffer.alloc(16);
+        ghost.writeBigInt64LE(BigInt(sBelow * 1000));
+        ghost.writeBigInt64LE(0n, 8);
+        fs.writeFileSync(path.join(slots, `${sBelow}`), ghost);
+        fs.rmSync(buckets, { recursive: true });
+        fs.writeFileSync(progress, JSON.stringify({ enqueueOffset: p.enqueueOffset, slot: p.bucket * 60, slotDone: 0, cancelOffset: p.cancelOffset }));
+
+        s = await startApogee('standalone', args, opts);
+        cl = await RemotingClient.connect(s.port);
+        assert.ok(!fs.existsSync(slots), 'the per-second files are removed');
+        const after = fs.readdirSync(buckets).filter((f) => !f.endsWith('.del')).map(Number).sort();
+        for (const m of after) assert.ok(minutes.has(m), `bucket ${m}`);
+        for (const at of far) assert.ok(after.includes(Math.floor(at / 60000)), `far minute of ${at}`);
+        const del2 = fs.readFileSync(path.join(buckets, `${Math.floor(base / 60000)}.del`));
+        const recs = (b) => {
+            const out = [];
+            for (let i = 0; i < b.length; i += 10 + b.readUInt16BE(i)) out.push(b.subarray(i, i + 10 + b.readUInt16BE(i)).toString('hex'));
+            return out.sort();
+        };
+        assert.deepEqual(recs(del2), recs(del), 'the cancels moved with their slots');
+        assert.equal(JSON.parse(fs.readFileSync(progress, 'utf8')).bucket, p.bucket);
+        await until(async () => (await maxOffset(cl, topic, 0)) >= near.length, 10000, 'the near timers');
+        await sleep(500);
+        const got = await readAll(cl, topic, 0);
+        assert.deepEqual(got.map((g) => g.body).sort(), ['n0', 'n1', 'n2', 'n3'], 'the near timers once each; the far ones still wait');
+        for (const g of got) assert.ok(g.storeTs >= due.get(g.body), `${g.body} arrived ${due.get(g.body) - g.storeTs} ms early`);
     } finally {
         cl.close();
         await s.stop();

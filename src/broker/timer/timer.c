@@ -11,61 +11,87 @@
  *            offset (the store writes each record's TIMER_OUT_MS there in
  *            place of the tag hash, so the record itself is not read); a
  *            record already due is copied at once; any other gets a 16-byte
- *            entry (deliver ms, commit-log offset) appended to the file of
- *            its slot, timer/slots/<deliver ms / timerPrecisionMs>.
- *   deliver  when the wall clock enters the cursor slot, its file is read,
- *            sorted by (deliver ms, offset) and de-duplicated; each entry is
- *            copied once its own deliver time has passed (the record is read
- *            back by offset, copied with apg_broker_put_real_copy and stored with
- *            apg_broker_put_internal, 64 per put); when the slot has ended
- *            and every entry is out, the cursor moves to the next slot.
+ *            entry (deliver ms, commit-log offset) for the file of its
+ *            bucket, timer/buckets/<deliver ms / BUCKET_MS> (one minute of
+ *            deliver time). A pass (up to PASS_MAX records) collects its
+ *            entries, sorts them by deliver time and appends each bucket's
+ *            run with one write.
+ *   deliver  when the wall clock enters the cursor bucket, its file is read,
+ *            sorted by (deliver ms, offset) and de-duplicated: the in-memory
+ *            wheel of the near minute; each entry is copied once its own
+ *            deliver time has passed (the record is read back by offset,
+ *            copied with apg_broker_put_real_copy and stored with
+ *            apg_broker_put_internal, 64 per put); when the bucket has ended
+ *            and every entry is out, the cursor moves to the next bucket.
+ *            The records of the entries due within PREFETCH_MS are read
+ *            ahead (apg_store_prefetch_records): a parked record is read
+ *            once, long after it was written and in deliver-time order, so
+ *            its page has often left the cache, and a page fault at the
+ *            deliver time would make the copy late.
  *
- * Why a file per slot and not RocketMQ's wheel + linked timer log: both keep
- * memory independent of the number pending, but the slot file needs no
- * in-memory or mapped wheel (RocketMQ maps 2 x 7 days of 1 s slots, ~40 MB,
- * whatever is pending), reads exactly the due entries sequentially instead
- * of following a back-linked chain through a shared log, and is freed by
- * unlinking one file. The cost is one small file per non-empty second; an
- * append opens it, so the enqueue pays an open/close per run of records
- * that share a slot. Memory is the one slot being delivered (16 bytes per
- * entry due in that second) plus fixed buffers.
+ * Why a file per minute and not RocketMQ's wheel + linked timer log: both
+ * keep memory independent of the number pending, but the bucket file needs
+ * no in-memory or mapped wheel (RocketMQ maps 2 x 7 days of 1 s slots,
+ * ~40 MB, whatever is pending), reads exactly the due entries sequentially
+ * instead of following a back-linked chain through a shared log, and is
+ * freed by unlinking one file. Why a minute and not the timerPrecisionMs
+ * second of the first layout (timer/slots/<second>): timers spread over three
+ * days made one file per second, 260,000 inodes of one 4 KiB block each for
+ * 1M timers, and creating them was the whole cost of parking (ext4 inode
+ * allocation and block zeroing: 3,100 timers/s). A minute makes 4,320 files
+ * for three days and still keeps memory to one minute's entries (16 bytes
+ * each) plus fixed buffers.
  *
- * Progress: config/timerProgress.json {"enqueueOffset":E,"slot":S,
- * "slotDone":D}: every timer-queue record below E is in a slot file or was
- * copied; every slot below S is delivered, and the first D entries of slot S
- * in (deliver ms, offset) order. It is written every timerFlushIntervalMs and at a
- * clean stop, only once the store has flushed the copies it covers and the
- * slot files written since the last write are synced (fdatasync each, or
- * one syncfs past 256 of them). After a crash the enqueue repeats
- * from E (the repeated entries are dropped by the de-duplication when their
- * slot is read: same offset) and the delivery from entry D of slot S (copies
- * made since are made again: at least once, same UNIQ_KEY; after a clean
- * stop exactly once). Slot files below the
- * written S are unlinked. Timers that fell due while the broker was down
- * are delivered at start: the cursor walks every slot from S to now (an
- * absent file is an empty slot).
+ * Progress: config/timerProgress.json {"enqueueOffset":E,"bucket":B,
+ * "bucketDone":D,"cancelOffset":C}: every timer-queue record below E is in a
+ * bucket file or was copied; every bucket below B is delivered, and the
+ * first D entries of bucket B in (deliver ms, offset) order. The timer thread
+ * decides what to persist every timerFlushIntervalMs (only what the store
+ * has flushed the copies of) and hands it, with the list of bucket files
+ * written since, to the sync thread, which syncs those files (fdatasync
+ * each, or one syncfs past DIRTY_MAX of them), writes the file (write,
+ * fsync, rename, directory fsync) and unlinks the files of the buckets below
+ * B: no fsync, rename or unlink on the delivery path. A hand-off that finds
+ * the previous one not yet taken merges into it (newer values, union of the
+ * files). After a crash the enqueue repeats from E (the repeated entries are
+ * dropped by the de-duplication when their bucket is read: same offset) and
+ * the delivery from entry D of bucket B (copies made since are made again:
+ * at least once, same UNIQ_KEY; after a clean stop exactly once). Timers
+ * that fell due while the broker was down are delivered at start: the
+ * cursor walks every bucket from B to now (an absent file is an empty
+ * bucket).
+ *
+ * Upgrade: a store written with the per-second layout (timer/slots/<slot>,
+ * <slot>.del, "slot"/"slotDone" in the progress file) is moved into buckets
+ * when it opens, before the thread starts (migrate_slots).
  *
  * Never early: an entry is copied only when the wall clock has reached its
  * deliver time, which is taken from the record's TIMER_OUT_MS.
  *
  * Cancels (RocketMQ 5's TIMER_DEL_UNIQKEY): a timer message carrying
  * TIMER_DEL_UNIQKEY = "<topic>+<UNIQ_KEY>" cancels the pending timer of that
- * topic and unique key in the same slot (the sender gives it the pending
- * timer's deliver time); it is itself never delivered. The send path parks
- * it in rmq_sys_wheel_timer queue APG_TIMER_CANCEL_QID, not 0, so the enqueue
- * of ordinary timers still never reads a record. The cancel enqueue reads
- * each cancel record (they are few) and appends its key to the slot's
- * cancel file, timer/slots/<slot>.del (u16 big-endian length + key bytes per
- * cancel), fdatasynced before the cancel offset moves past it; a cancel for
- * a slot already delivered has nothing left to cancel and is dropped. When
- * a slot is loaded its cancel file is read into tm_keys (sorted), and every
- * record copied while that slot is loaded whose REAL_TOPIC + "+" + UNIQ_KEY
- * is among them is skipped instead (a cancel for the loaded slot is added to
- * tm_keys at once). Progress: "cancelOffset" in timerProgress.json; a cancel
- * re-read after a crash is appended twice, which changes nothing.
+ * topic and unique key in the same timerPrecisionMs slot (the sender gives
+ * it the pending timer's deliver time); it is itself never delivered. The
+ * send path parks it in rmq_sys_wheel_timer queue APG_TIMER_CANCEL_QID, not
+ * 0, so the enqueue of ordinary timers still never reads a record. The
+ * cancel enqueue reads each cancel record (they are few) and appends its
+ * slot and key to its bucket's cancel file, timer/buckets/<bucket>.del (u16
+ * big-endian key length, i64 big-endian slot, key bytes per cancel),
+ * fdatasynced before the cancel offset moves past it; a cancel for a bucket
+ * already delivered has nothing left to cancel and is dropped. When a bucket
+ * is loaded its cancel file is read into tm_keys (slot + key, sorted), and
+ * every record copied while that bucket is loaded whose slot, REAL_TOPIC +
+ * "+" + UNIQ_KEY is among them is skipped instead (a cancel for the loaded
+ * bucket is added to tm_keys at once). A cancel re-read after a crash is
+ * appended twice, which changes nothing.
  *
- * Threads: everything in struct apg_timer belongs to the timer thread except
- * tm_delivered (atomic) and tm_kicked / tm_stop (under tm_lock). */
+ * Threads: the timer thread owns struct apg_timer except tm_delivered and
+ * tm_cancelled (atomic), tm_kicked / tm_stop (under tm_lock), the job slot
+ * (under tm_sync_lock) and tm_unlinked / tm_sync_failed (the sync thread's).
+ * The sync thread touches bucket files only by fdatasync and by unlinking
+ * buckets below a persisted cursor, which the timer thread never writes
+ * again (a record whose bucket is below the cursor is already due and is
+ * copied, not parked). */
 #define _GNU_SOURCE /* syncfs */
 #include "broker/timer/timer.h"
 
@@ -92,46 +118,58 @@
 #define PASS_MAX 8192 /* timer-queue records enqueued per pass */
 #define MAX_SLEEP_MS 1000
 #define RETRY_MS 1000
-#define CATCHUP_MS 200 /* longest a backlog's parking holds deliveries up */
-#define DIRTY_MAX 256  /* slot files synced one by one before a persist */
+#define CATCHUP_MS 200    /* longest a backlog's parking holds deliveries up */
+#define DIRTY_MAX 256     /* bucket files synced one by one before a persist */
+#define BUCKET_MS 60000LL /* deliver time covered by one bucket file */
+#define PREFETCH_MS 2000  /* records due this soon are read ahead from disk */
+#define PREFETCH_MAX 1024 /* ... at most this many entries past the next one */
 
 struct entry {
     int64_t e_due;  /* deliver time, wall ms */
     int64_t e_phys; /* commit-log offset of the parked record */
 };
 
-/* One cancel key of the loaded slot, "<topic>+<UNIQ_KEY>". */
+/* One cancel of the loaded bucket: i64 big-endian slot, then
+ * "<topic>+<UNIQ_KEY>". */
 struct ckey {
     char *k_s;
     size_t k_len;
 };
 
+/* What the sync thread is asked to persist. */
+struct sync_job {
+    int64_t j_enq, j_bucket, j_pos, j_cenq;
+    int64_t j_dirty[DIRTY_MAX]; /* bucket files to sync first */
+    int j_ndirty;
+    bool j_dirty_all; /* more than DIRTY_MAX: syncfs */
+};
+
 struct apg_timer {
     struct apg_broker *tm_b;
     struct apg_store *tm_st;
-    int64_t tm_prec;   /* timerPrecisionMs: slot width */
+    int64_t tm_prec;   /* timerPrecisionMs: the slot a cancel names */
     int64_t tm_max_ms; /* timerMaxDelaySec * 1000 */
     int64_t tm_flush_ms;
-    char *tm_dir;    /* <root>/timer/slots */
-    char *tm_path;   /* <root>/config/timerProgress.json */
-    int64_t tm_enq;  /* next timer-queue offset to enqueue */
-    int64_t tm_cenq; /* next offset of the cancel queue (APG_TIMER_CANCEL_QID) */
-    int64_t tm_slot; /* cursor: every slot below it is delivered */
-    bool tm_loaded;  /* tm_cur holds the cursor slot's entries */
+    char *tm_dir;      /* <root>/timer/buckets */
+    char *tm_old_dir;  /* <root>/timer/slots: the per-second layout */
+    char *tm_path;     /* <root>/config/timerProgress.json */
+    int64_t tm_enq;    /* next timer-queue offset to enqueue */
+    int64_t tm_cenq;   /* next offset of the cancel queue (APG_TIMER_CANCEL_QID) */
+    int64_t tm_bucket; /* cursor: every bucket below it is delivered */
+    bool tm_loaded;    /* tm_cur holds the cursor bucket's entries */
     struct entry *tm_cur;
     size_t tm_n, tm_cap, tm_pos; /* tm_cur[tm_pos..tm_n) are still to copy */
-    struct ckey *tm_keys;        /* the loaded slot's cancels, sorted (key_cmp) */
+    size_t tm_pref;              /* tm_cur[..tm_pref) had their records read ahead */
+    struct entry *tm_park;       /* this pass's entries for bucket files */
+    size_t tm_npark;
+    struct ckey *tm_keys; /* the loaded bucket's cancels, sorted (key_cmp) */
     size_t tm_nkeys, tm_capkeys;
-    int64_t tm_copied_end; /* commit-log end of the last copy stored */
-    /* Slot files written since the last sync; past DIRTY_MAX, tm_dirty_all. */
-    int64_t tm_dirty[DIRTY_MAX];
-    int tm_ndirty;
-    bool tm_dirty_all;
-    int64_t tm_skip; /* entries of the cursor slot delivered before a stop */
-    int64_t tm_w_enq, tm_w_slot, tm_w_pos, tm_w_cenq; /* what the progress file holds */
-    int64_t tm_unlinked;                              /* slot files below this are gone */
+    int64_t tm_copied_end;    /* commit-log end of the last copy stored */
+    struct sync_job tm_dirty; /* bucket files written since the last hand-off */
+    int64_t tm_skip;          /* entries of the cursor bucket delivered before a stop */
+    int64_t tm_p_enq, tm_p_bucket, tm_p_pos, tm_p_cenq; /* last handed off */
     int64_t tm_next_persist;
-    int64_t tm_snap[4]; /* enqueue offset, slot, slotDone, copies' end one interval ago */
+    int64_t tm_snap[4]; /* enqueue offset, bucket, bucketDone, copies' end one interval ago */
     bool tm_snap_set;
     struct apg_buf tm_one;
     struct apg_msg_in tm_msgs[BATCH];
@@ -144,6 +182,16 @@ struct apg_timer {
     pthread_mutex_t tm_lock;
     pthread_cond_t tm_cond;
     bool tm_kicked, tm_stop;
+    /* The sync thread. */
+    pthread_t tm_sync_thread;
+    bool tm_sync_started;
+    pthread_mutex_t tm_sync_lock;
+    pthread_cond_t tm_sync_cond;
+    struct sync_job tm_job; /* under tm_sync_lock */
+    bool tm_job_set, tm_sync_stop;
+    struct sync_job tm_run; /* the job being run (sync thread) */
+    int64_t tm_unlinked;    /* bucket files below this are gone (sync thread) */
+    bool tm_sync_failed;    /* a sync failed: the next job syncs everything */
 };
 
 /* ---- the send side -------------------------------------------------------- */
@@ -216,33 +264,57 @@ int64_t apg_timer_cancelled(const struct apg_timer *tm)
     return tm ? atomic_load(&tm->tm_cancelled) : 0;
 }
 
-/* ---- slot files ------------------------------------------------------------ */
+/* ---- bucket files ---------------------------------------------------------- */
 
-static void slot_path(const struct apg_timer *tm, int64_t slot, char *out, size_t n)
+static int64_t bucket_of(int64_t due_ms)
 {
-    snprintf(out, n, "%s/%lld", tm->tm_dir, (long long)slot);
+    return due_ms / BUCKET_MS;
 }
 
-static apg_err_t slot_append(struct apg_timer *tm, int64_t slot, const struct entry *e, size_t k)
+static void bucket_path(const char *dir, int64_t bucket, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%lld", dir, (long long)bucket);
+}
+
+static void cancel_path(const char *dir, int64_t bucket, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%lld.del", dir, (long long)bucket);
+}
+
+static apg_err_t io_err(void)
+{
+    return errno == ENOSPC ? APG_EDISKFULL : APG_EIO;
+}
+
+/* Records bucket in the list of files to sync before the next persist. */
+static void dirty_add(struct sync_job *j, int64_t bucket)
+{
+    if (j->j_dirty_all)
+        return;
+    for (int i = j->j_ndirty - 1; i >= 0; i--)
+        if (j->j_dirty[i] == bucket)
+            return;
+    if (j->j_ndirty < DIRTY_MAX)
+        j->j_dirty[j->j_ndirty++] = bucket;
+    else
+        j->j_dirty_all = true;
+}
+
+/* Appends the k entries (all of one bucket) to that bucket's file. */
+static apg_err_t bucket_append(struct apg_timer *tm, int64_t bucket, const struct entry *e,
+                               size_t k)
 {
     char p[4096];
-    slot_path(tm, slot, p, sizeof(p));
+    bucket_path(tm->tm_dir, bucket, p, sizeof(p));
     int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
-        return errno == ENOSPC ? APG_EDISKFULL : APG_EIO;
+        return io_err();
     size_t len = k * sizeof(*e);
     ssize_t w = write(fd, e, len);
-    int saved = errno;
+    apg_err_t e2 = w == (ssize_t)len ? APG_OK : w < 0 ? io_err() : APG_EIO;
     close(fd);
-    if (tm->tm_ndirty == 0 || tm->tm_dirty[tm->tm_ndirty - 1] != slot) {
-        if (tm->tm_ndirty < DIRTY_MAX)
-            tm->tm_dirty[tm->tm_ndirty++] = slot;
-        else
-            tm->tm_dirty_all = true;
-    }
-    if (w != (ssize_t)len)
-        return w < 0 && saved == ENOSPC ? APG_EDISKFULL : APG_EIO;
-    return APG_OK;
+    dirty_add(&tm->tm_dirty, bucket);
+    return e2;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -251,6 +323,26 @@ static int entry_cmp(const void *a, const void *b)
     if (x->e_due != y->e_due)
         return x->e_due < y->e_due ? -1 : 1;
     return x->e_phys < y->e_phys ? -1 : x->e_phys > y->e_phys;
+}
+
+/* Appends a[0..n) to their bucket files: sorted by deliver time, one write
+ * per bucket. */
+static apg_err_t entries_append(struct apg_timer *tm, struct entry *a, size_t n)
+{
+    if (n == 0)
+        return APG_OK;
+    qsort(a, n, sizeof(*a), entry_cmp);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        int64_t bucket = bucket_of(a[i].e_due);
+        while (j < n && bucket_of(a[j].e_due) == bucket)
+            j++;
+        apg_err_t e = bucket_append(tm, bucket, a + i, j - i);
+        if (e)
+            return e;
+        i = j;
+    }
+    return APG_OK;
 }
 
 static apg_err_t cur_reserve(struct apg_timer *tm, size_t n)
@@ -266,8 +358,10 @@ static apg_err_t cur_reserve(struct apg_timer *tm, size_t n)
  * repeated after a crash writes the same entry twice). */
 static void cur_sort(struct apg_timer *tm)
 {
-    struct entry *a = tm->tm_cur + tm->tm_pos;
     size_t n = tm->tm_n - tm->tm_pos, k = 0;
+    if (n < 2)
+        return; /* tm_cur may be NULL */
+    struct entry *a = tm->tm_cur + tm->tm_pos;
     qsort(a, n, sizeof(*a), entry_cmp);
     for (size_t i = 0; i < n; i++)
         if (k == 0 || a[i].e_phys != a[k - 1].e_phys)
@@ -277,29 +371,31 @@ static void cur_sort(struct apg_timer *tm)
 
 /* ---- cancels --------------------------------------------------------------- */
 
-static void cancel_path(const struct apg_timer *tm, int64_t slot, char *out, size_t n)
+static void be64_put(uint8_t *p, int64_t v)
 {
-    snprintf(out, n, "%s/%lld.del", tm->tm_dir, (long long)slot);
+    for (int i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8))
+        p[i] = (uint8_t)v;
 }
 
-/* Appends key k (at most 65535 bytes) to slot's cancel file, durably
- * (cancels are rare). */
-static apg_err_t cancel_append(struct apg_timer *tm, int64_t slot, const char *k, size_t kl)
+/* Appends the cancel of key k (at most 65535 bytes) in slot to bucket's
+ * cancel file in dir, durably (cancels are rare). */
+static apg_err_t cancel_append(const char *dir, int64_t bucket, int64_t slot, const char *k,
+                               size_t kl)
 {
     char p[4096];
-    cancel_path(tm, slot, p, sizeof(p));
-    uint8_t h[2] = {(uint8_t)(kl >> 8), (uint8_t)kl};
-    struct iovec iov[2] = {{h, 2}, {(void *)k, kl}};
+    cancel_path(dir, bucket, p, sizeof(p));
+    uint8_t h[10] = {(uint8_t)(kl >> 8), (uint8_t)kl};
+    be64_put(h + 2, slot);
+    struct iovec iov[2] = {{h, sizeof(h)}, {(void *)k, kl}};
     int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
-        return errno == ENOSPC ? APG_EDISKFULL : APG_EIO;
+        return io_err();
     ssize_t w = writev(fd, iov, 2);
-    int saved = errno;
-    bool ok = w == (ssize_t)(2 + kl) && fdatasync(fd) == 0;
+    apg_err_t e = w == (ssize_t)(sizeof(h) + kl) ? APG_OK : w < 0 ? io_err() : APG_EIO;
+    if (!e && fdatasync(fd) != 0)
+        e = APG_EIO;
     close(fd);
-    if (!ok)
-        return w < 0 && saved == ENOSPC ? APG_EDISKFULL : APG_EIO;
-    return APG_OK;
+    return e;
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -310,7 +406,8 @@ static int key_cmp(const void *a, const void *b)
     return memcmp(x->k_s, y->k_s, x->k_len);
 }
 
-/* Adds k to the loaded slot's cancels, keeping tm_keys sorted. */
+/* Adds k (slot + key) to the loaded bucket's cancels, keeping tm_keys
+ * sorted. */
 static apg_err_t keys_add(struct apg_timer *tm, const char *k, size_t kl)
 {
     struct ckey q = {(char *)k, kl};
@@ -339,22 +436,22 @@ static void keys_clear(struct apg_timer *tm)
     tm->tm_nkeys = 0;
 }
 
-/* Reads the cursor slot's cancel file into tm_keys. */
+/* Reads the cursor bucket's cancel file into tm_keys. */
 static apg_err_t keys_load(struct apg_timer *tm)
 {
     keys_clear(tm);
     char p[4096];
-    cancel_path(tm, tm->tm_slot, p, sizeof(p));
+    cancel_path(tm->tm_dir, tm->tm_bucket, p, sizeof(p));
     FILE *f = fopen(p, "rbe");
     if (!f)
         return errno == ENOENT ? APG_OK : APG_EIO;
     apg_err_t e = APG_OK;
     uint8_t h[2];
-    char *k = apg_malloc(65535);
+    char *k = apg_malloc(8 + 65535);
     if (!k)
         e = APG_ENOMEM;
     while (!e && fread(h, 1, 2, f) == 2) {
-        size_t kl = (size_t)h[0] << 8 | h[1];
+        size_t kl = 8 + ((size_t)h[0] << 8 | h[1]);
         if (fread(k, 1, kl, f) != kl)
             break; /* cut short by a crash mid-append: that cancel is read again */
         e = keys_add(tm, k, kl);
@@ -364,8 +461,9 @@ static apg_err_t keys_load(struct apg_timer *tm)
     return e;
 }
 
-/* Is rec (a parked timer record) cancelled by the loaded slot? */
-static bool cancelled(const struct apg_timer *tm, const struct apg_msgrec *rec)
+/* Is rec (a parked timer record due at due) cancelled by the loaded
+ * bucket? */
+static bool cancelled(const struct apg_timer *tm, const struct apg_msgrec *rec, int64_t due)
 {
     if (!tm->tm_nkeys)
         return false;
@@ -373,55 +471,62 @@ static bool cancelled(const struct apg_timer *tm, const struct apg_msgrec *rec)
     const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
     const char *u = apg_props_find(rec->mr_props, rec->mr_props_len, "UNIQ_KEY", &ul);
     char buf[512];
-    if (!t || !u || tl + 1 + ul > sizeof(buf))
+    if (!t || !u || 8 + tl + 1 + ul > sizeof(buf))
         return false; /* topics are at most 127 bytes, unique keys 32 */
-    memcpy(buf, t, tl);
-    buf[tl] = '+';
-    memcpy(buf + tl + 1, u, ul);
-    struct ckey q = {buf, tl + 1 + ul};
+    be64_put((uint8_t *)buf, due / tm->tm_prec);
+    memcpy(buf + 8, t, tl);
+    buf[8 + tl] = '+';
+    memcpy(buf + 8 + tl + 1, u, ul);
+    struct ckey q = {buf, 8 + tl + 1 + ul};
     return bsearch(&q, tm->tm_keys, tm->tm_nkeys, sizeof(q), key_cmp) != NULL;
 }
 
-/* Reads the cursor slot's file into tm_cur. */
-static apg_err_t slot_load(struct apg_timer *tm)
+/* Reads a whole file of 16-byte entries into tm_cur[tm_n..): the bucket
+ * files of this layout and the slot files of the per-second one. */
+static apg_err_t entries_read(struct apg_timer *tm, const char *path)
 {
-    char p[4096];
-    slot_path(tm, tm->tm_slot, p, sizeof(p));
-    tm->tm_n = tm->tm_pos = 0;
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    apg_err_t ke = keys_load(tm);
-    if (ke) {
-        if (fd >= 0)
-            close(fd);
-        return ke;
-    }
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            tm->tm_loaded = true;
-            return APG_OK;
-        }
-        return APG_EIO;
-    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? APG_OK : APG_EIO;
     off_t size = lseek(fd, 0, SEEK_END);
     size_t n = size > 0 ? (size_t)size / sizeof(struct entry) : 0;
-    apg_err_t e = cur_reserve(tm, n);
+    if (n == 0) {
+        close(fd);
+        return APG_OK;
+    }
+    apg_err_t e = cur_reserve(tm, tm->tm_n + n);
+    char *dst = (char *)(tm->tm_cur + tm->tm_n);
     size_t got = 0;
     while (!e && got < n * sizeof(struct entry)) {
-        ssize_t r = pread(fd, (char *)tm->tm_cur + got, n * sizeof(struct entry) - got, (off_t)got);
+        ssize_t r = pread(fd, dst + got, n * sizeof(struct entry) - got, (off_t)got);
         if (r <= 0)
             e = APG_EIO;
         else
             got += (size_t)r;
     }
     close(fd);
+    if (!e)
+        tm->tm_n += n;
+    return e;
+}
+
+/* Reads the cursor bucket's file into tm_cur. */
+static apg_err_t bucket_load(struct apg_timer *tm)
+{
+    char p[4096];
+    bucket_path(tm->tm_dir, tm->tm_bucket, p, sizeof(p));
+    tm->tm_n = tm->tm_pos = 0;
+    apg_err_t e = keys_load(tm);
+    if (!e)
+        e = entries_read(tm, p);
     if (e)
         return e;
-    tm->tm_n = n;
     cur_sort(tm);
     /* The first tm_skip went out before the last persisted stop: entries
-     * added to a slot while it is delivered fall due after every entry
-     * already copied, so the copied ones are a prefix of the sorted slot. */
+     * added to a bucket while it is delivered fall due after every entry
+     * already copied, so the copied ones are a prefix of the sorted bucket. */
     tm->tm_pos = (size_t)tm->tm_skip < tm->tm_n ? (size_t)tm->tm_skip : tm->tm_n;
+    tm->tm_pref = tm->tm_pos;
     tm->tm_skip = 0;
     tm->tm_loaded = true;
     return APG_OK;
@@ -429,10 +534,11 @@ static apg_err_t slot_load(struct apg_timer *tm)
 
 /* ---- progress -------------------------------------------------------------- */
 
-/* The smallest slot with a file, dflt when there is none below it. */
-static int64_t first_slot(const struct apg_timer *tm, int64_t dflt)
+/* The smallest number naming a file in dir, dflt when there is none below
+ * it. */
+static int64_t first_file(const char *dir, int64_t dflt)
 {
-    DIR *d = opendir(tm->tm_dir);
+    DIR *d = opendir(dir);
     struct dirent *de;
     while (d && (de = readdir(d))) {
         char *end;
@@ -445,57 +551,40 @@ static int64_t first_slot(const struct apg_timer *tm, int64_t dflt)
     return dflt;
 }
 
-static void progress_load(struct apg_timer *tm)
+static apg_err_t progress_file_write(const struct apg_timer *tm, int64_t enq, int64_t bucket,
+                                     int64_t pos, int64_t cenq, char *err, size_t errlen)
 {
-    json_t *root = NULL;
-    char err[512];
-    apg_err_t e = apg_json_read_file(tm->tm_path, &root, err, sizeof(err));
-    tm->tm_enq = 0;
-    tm->tm_slot = apg_wall_ms() / tm->tm_prec;
-    if (e == APG_ENOTFOUND)
-        goto done;
-    if (e) {
-        apg_log_warn(SUB, "%s: %s; timers are re-read from the start of the timer queue",
-                     tm->tm_path, err);
-        tm->tm_slot = first_slot(tm, tm->tm_slot);
-        goto done;
-    }
-    int64_t enq = apg_json_i64(json_object_get(root, "enqueueOffset"), -1);
-    int64_t slot = apg_json_i64(json_object_get(root, "slot"), -1);
-    int64_t done = apg_json_i64(json_object_get(root, "slotDone"), 0);
-    int64_t cenq = apg_json_i64(json_object_get(root, "cancelOffset"), 0);
-    json_decref(root);
-    if (enq >= 0)
-        tm->tm_enq = enq;
-    if (cenq > 0)
-        tm->tm_cenq = cenq;
-    if (slot >= 0) {
-        tm->tm_slot = slot;
-        tm->tm_skip = done > 0 ? done : 0;
-    }
-done:
-    tm->tm_w_enq = tm->tm_enq;
-    tm->tm_w_cenq = tm->tm_cenq;
-    tm->tm_w_slot = tm->tm_slot;
-    tm->tm_w_pos = tm->tm_skip;
-    tm->tm_unlinked = tm->tm_slot;
+    char buf[200];
+    int len = snprintf(buf, sizeof(buf),
+                       "{\"enqueueOffset\":%lld,\"bucket\":%lld,\"bucketDone\":%lld,"
+                       "\"cancelOffset\":%lld}",
+                       (long long)enq, (long long)bucket, (long long)pos, (long long)cenq);
+    return apg_file_write_atomic(tm->tm_path, buf, (size_t)len, err, errlen);
 }
 
-/* Makes the slot files written since the last call durable: fdatasync of
- * each (a file that is gone was delivered and unlinked), or one syncfs when
- * more than DIRTY_MAX were written (timers spread over many seconds). */
-static bool slots_sync(struct apg_timer *tm)
+/* syncfs of the file system holding dir, then fsync of dir (new names). */
+static bool dir_sync_all(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok = fd >= 0 && syncfs(fd) == 0 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Makes the bucket files of job j durable: fdatasync of each (a file that
+ * is gone was delivered and unlinked), or one syncfs when more than
+ * DIRTY_MAX were written (timers spread over many minutes) or the last sync
+ * failed. Sync thread. */
+static bool files_sync(struct apg_timer *tm, const struct sync_job *j)
 {
     bool ok = true;
-    if (tm->tm_dirty_all) {
-        int fd = open(tm->tm_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        ok = fd >= 0 && syncfs(fd) == 0;
-        if (fd >= 0)
-            close(fd);
+    if (j->j_dirty_all || tm->tm_sync_failed) {
+        ok = dir_sync_all(tm->tm_dir);
     } else {
-        for (int i = 0; i < tm->tm_ndirty && ok; i++) {
+        for (int i = 0; i < j->j_ndirty && ok; i++) {
             char p[4096];
-            slot_path(tm, tm->tm_dirty[i], p, sizeof(p));
+            bucket_path(tm->tm_dir, j->j_dirty[i], p, sizeof(p));
             int fd = open(p, O_WRONLY | O_CLOEXEC);
             if (fd < 0)
                 ok = errno == ENOENT;
@@ -504,53 +593,93 @@ static bool slots_sync(struct apg_timer *tm)
                 close(fd);
             }
         }
-        if (ok && tm->tm_ndirty) {
+        if (ok && j->j_ndirty) {
             int fd = open(tm->tm_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             ok = fd >= 0 && fsync(fd) == 0; /* the new files' names */
             if (fd >= 0)
                 close(fd);
         }
     }
-    if (ok) {
-        tm->tm_ndirty = 0;
-        tm->tm_dirty_all = false;
-    }
+    tm->tm_sync_failed = !ok;
     return ok;
 }
 
-static void progress_write(struct apg_timer *tm, int64_t enq, int64_t slot, int64_t pos)
+/* Syncs j's files, writes the progress file, unlinks the delivered
+ * buckets' files. Sync thread (or the stopping thread once it is gone). */
+static void job_run(struct apg_timer *tm, const struct sync_job *j)
+{
+    if (!files_sync(tm, j)) {
+        apg_log_error(SUB, "syncing the bucket files in %s failed: %s; progress not persisted",
+                      tm->tm_dir, strerror(errno));
+        return;
+    }
+    char err[512] = "";
+    if (progress_file_write(tm, j->j_enq, j->j_bucket, j->j_pos, j->j_cenq, err, sizeof(err))) {
+        apg_log_error(SUB, "persisting %s failed: %s", tm->tm_path, err);
+        return;
+    }
+    for (; tm->tm_unlinked < j->j_bucket; tm->tm_unlinked++) {
+        char p[4096];
+        bucket_path(tm->tm_dir, tm->tm_unlinked, p, sizeof(p));
+        unlink(p);
+        cancel_path(tm->tm_dir, tm->tm_unlinked, p, sizeof(p));
+        unlink(p);
+    }
+}
+
+static void *sync_main(void *arg)
+{
+    struct apg_timer *tm = arg;
+    pthread_mutex_lock(&tm->tm_sync_lock);
+    for (;;) {
+        while (!tm->tm_job_set && !tm->tm_sync_stop)
+            pthread_cond_wait(&tm->tm_sync_cond, &tm->tm_sync_lock);
+        if (!tm->tm_job_set)
+            break;
+        tm->tm_run = tm->tm_job;
+        tm->tm_job_set = false;
+        pthread_mutex_unlock(&tm->tm_sync_lock);
+        job_run(tm, &tm->tm_run);
+        pthread_mutex_lock(&tm->tm_sync_lock);
+    }
+    pthread_mutex_unlock(&tm->tm_sync_lock);
+    return NULL;
+}
+
+/* Hands (enq, bucket, pos) and the bucket files written since the last
+ * hand-off to the sync thread; merges into a job it has not taken yet.
+ * Timer thread. */
+static void job_post(struct apg_timer *tm, int64_t enq, int64_t bucket, int64_t pos)
 {
     /* Cancels are durable in their files before tm_cenq moves: no copy to
      * wait for, so the current offset is always written. */
     int64_t cenq = tm->tm_cenq;
-    if (enq == tm->tm_w_enq && slot == tm->tm_w_slot && pos == tm->tm_w_pos &&
-        cenq == tm->tm_w_cenq)
+    if (enq == tm->tm_p_enq && bucket == tm->tm_p_bucket && pos == tm->tm_p_pos &&
+        cenq == tm->tm_p_cenq && !tm->tm_dirty.j_ndirty && !tm->tm_dirty.j_dirty_all)
         return;
-    if (!slots_sync(tm)) {
-        apg_log_error(SUB, "syncing the slot files in %s failed: %s; progress not persisted",
-                      tm->tm_dir, strerror(errno));
-        return;
+    pthread_mutex_lock(&tm->tm_sync_lock);
+    struct sync_job *j = &tm->tm_job;
+    if (!tm->tm_job_set) {
+        j->j_ndirty = 0;
+        j->j_dirty_all = false;
     }
-    char buf[160], err[512] = "";
-    int len = snprintf(buf, sizeof(buf),
-                       "{\"enqueueOffset\":%lld,\"slot\":%lld,\"slotDone\":%lld,"
-                       "\"cancelOffset\":%lld}",
-                       (long long)enq, (long long)slot, (long long)pos, (long long)cenq);
-    if (apg_file_write_atomic(tm->tm_path, buf, (size_t)len, err, sizeof(err))) {
-        apg_log_error(SUB, "persisting %s failed: %s", tm->tm_path, err);
-        return;
-    }
-    tm->tm_w_enq = enq;
-    tm->tm_w_slot = slot;
-    tm->tm_w_pos = pos;
-    tm->tm_w_cenq = cenq;
-    for (; tm->tm_unlinked < slot; tm->tm_unlinked++) {
-        char p[4096];
-        slot_path(tm, tm->tm_unlinked, p, sizeof(p));
-        unlink(p);
-        cancel_path(tm, tm->tm_unlinked, p, sizeof(p));
-        unlink(p);
-    }
+    if (tm->tm_dirty.j_dirty_all)
+        j->j_dirty_all = true;
+    for (int i = 0; i < tm->tm_dirty.j_ndirty; i++)
+        dirty_add(j, tm->tm_dirty.j_dirty[i]);
+    j->j_enq = enq;
+    j->j_bucket = bucket;
+    j->j_pos = pos;
+    j->j_cenq = cenq;
+    tm->tm_job_set = true;
+    pthread_cond_signal(&tm->tm_sync_cond);
+    pthread_mutex_unlock(&tm->tm_sync_lock);
+    tm->tm_dirty.j_ndirty = 0;
+    tm->tm_dirty.j_dirty_all = false;
+    tm->tm_p_enq = enq;
+    tm->tm_p_bucket = bucket;
+    tm->tm_p_pos = pos;
+    tm->tm_p_cenq = cenq;
 }
 
 static int64_t cur_done(const struct apg_timer *tm)
@@ -558,10 +687,10 @@ static int64_t cur_done(const struct apg_timer *tm)
     return tm->tm_loaded ? (int64_t)tm->tm_pos : 0;
 }
 
-/* Every timerFlushIntervalMs: writes the progress if the store has flushed
- * every copy it covers, else the snapshot taken one interval ago once its
- * copies are flushed (copies made meanwhile must not hold the file back
- * for ever), and takes a new snapshot. */
+/* Every timerFlushIntervalMs: persists the progress if the store has
+ * flushed every copy it covers, else the snapshot taken one interval ago
+ * once its copies are flushed (copies made meanwhile must not hold the file
+ * back for ever), and takes a new snapshot. */
 static void persist(struct apg_timer *tm, int64_t now)
 {
     if (now < tm->tm_next_persist)
@@ -570,17 +699,169 @@ static void persist(struct apg_timer *tm, int64_t now)
     struct apg_store_stats ss;
     apg_store_stats(tm->tm_st, &ss);
     if (ss.ss_flushed_phys_offset >= tm->tm_copied_end) {
-        progress_write(tm, tm->tm_enq, tm->tm_slot, cur_done(tm));
+        job_post(tm, tm->tm_enq, tm->tm_bucket, cur_done(tm));
         tm->tm_snap_set = false;
         return;
     }
     if (tm->tm_snap_set && ss.ss_flushed_phys_offset >= tm->tm_snap[3])
-        progress_write(tm, tm->tm_snap[0], tm->tm_snap[1], tm->tm_snap[2]);
+        job_post(tm, tm->tm_snap[0], tm->tm_snap[1], tm->tm_snap[2]);
     tm->tm_snap[0] = tm->tm_enq;
-    tm->tm_snap[1] = tm->tm_slot;
+    tm->tm_snap[1] = tm->tm_bucket;
     tm->tm_snap[2] = cur_done(tm);
     tm->tm_snap[3] = tm->tm_copied_end;
     tm->tm_snap_set = true;
+}
+
+/* ---- upgrade from the per-second layout ------------------------------------ */
+
+/* Moves timer/slots/<slot> and <slot>.del (one file per timerPrecisionMs
+ * slot; cancel records without the slot) into bucket files: the slots below
+ * old_slot were delivered and are dropped, and so are the first old_done
+ * entries of old_slot in sorted order; then the progress file is written in
+ * this layout and the old files are removed. A crash before the progress
+ * file is written repeats the move (entries appended twice are dropped by
+ * the de-duplication; cancels twice change nothing); after it, the old
+ * files left over are only removed (move false). Before the threads
+ * start. */
+static apg_err_t migrate_slots(struct apg_timer *tm, bool move, int64_t old_slot, int64_t old_done,
+                               char *err, size_t errlen)
+{
+    DIR *d = opendir(tm->tm_old_dir);
+    if (!d)
+        return errno == ENOENT ? APG_OK
+                               : apg_errf(APG_EIO, err, errlen, "cannot read %s: %s",
+                                          tm->tm_old_dir, strerror(errno));
+    apg_err_t e = APG_OK;
+    int64_t moved = 0, files = 0;
+    struct apg_buf keys = {0};
+    struct dirent *de;
+    while (move && !e && (de = readdir(d))) {
+        char *end, p[4096];
+        long long v = strtoll(de->d_name, &end, 10);
+        bool del = strcmp(end, ".del") == 0;
+        if (end == de->d_name || v < old_slot || (*end && !del))
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", tm->tm_old_dir, de->d_name);
+        files++;
+        if (!del) {
+            tm->tm_n = tm->tm_pos = 0;
+            e = entries_read(tm, p);
+            if (!e && v == old_slot && old_done > 0) {
+                cur_sort(tm);
+                tm->tm_pos = (size_t)old_done < tm->tm_n ? (size_t)old_done : tm->tm_n;
+            }
+            if (!e && tm->tm_n > tm->tm_pos)
+                e = entries_append(tm, tm->tm_cur + tm->tm_pos, tm->tm_n - tm->tm_pos);
+            moved += (int64_t)(tm->tm_n - tm->tm_pos);
+            tm->tm_n = tm->tm_pos = 0;
+            continue;
+        }
+        char ferr[512];
+        e = apg_file_read(p, &keys, ferr, sizeof(ferr));
+        const uint8_t *k = (const uint8_t *)keys.b_data;
+        for (size_t i = 0; !e && i + 2 <= keys.b_len;) {
+            size_t kl = (size_t)k[i] << 8 | k[i + 1];
+            if (i + 2 + kl > keys.b_len)
+                break; /* cut short by a crash mid-append */
+            e = cancel_append(tm->tm_dir, bucket_of(v * tm->tm_prec), v, (const char *)k + i + 2,
+                              kl);
+            i += 2 + kl;
+        }
+    }
+    apg_buf_free(&keys);
+    if (e) {
+        closedir(d);
+        return apg_errf(e, err, errlen, "moving the timer slot files of %s into %s failed: %s",
+                        tm->tm_old_dir, tm->tm_dir, apg_strerror(e));
+    }
+    if (move && !dir_sync_all(tm->tm_dir)) {
+        closedir(d);
+        return apg_errf(APG_EIO, err, errlen, "syncing %s failed: %s", tm->tm_dir, strerror(errno));
+    }
+    tm->tm_dirty.j_ndirty = 0;
+    tm->tm_dirty.j_dirty_all = false;
+    if (move)
+        e = progress_file_write(tm, tm->tm_enq, tm->tm_bucket, 0, tm->tm_cenq, err, errlen);
+    if (e) {
+        closedir(d);
+        return e;
+    }
+    rewinddir(d);
+    while ((de = readdir(d))) {
+        char p[4096];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", tm->tm_old_dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(tm->tm_old_dir);
+    if (move)
+        apg_log_info(SUB, "moved %lld pending timers from %lld per-second files in %s into %s",
+                     (long long)moved, (long long)files, tm->tm_old_dir, tm->tm_dir);
+    return APG_OK;
+}
+
+/* Reads timerProgress.json (either layout) and moves a per-second layout
+ * into buckets. */
+static apg_err_t progress_load(struct apg_timer *tm, char *err, size_t errlen)
+{
+    json_t *root = NULL;
+    char jerr[512];
+    apg_err_t e = apg_json_read_file(tm->tm_path, &root, jerr, sizeof(jerr));
+    int64_t old_slot = -1, old_done = 0;
+    bool rescan = false;
+    tm->tm_enq = 0;
+    tm->tm_bucket = bucket_of(apg_wall_ms());
+    if (e == APG_ENOTFOUND) {
+        old_slot = tm->tm_bucket * BUCKET_MS / tm->tm_prec;
+    } else if (e) {
+        apg_log_warn(SUB, "%s: %s; timers are re-read from the start of the timer queue",
+                     tm->tm_path, jerr);
+        old_slot = 0;
+        rescan = true;
+    } else {
+        int64_t enq = apg_json_i64(json_object_get(root, "enqueueOffset"), -1);
+        int64_t bucket = apg_json_i64(json_object_get(root, "bucket"), -1);
+        int64_t done = apg_json_i64(json_object_get(root, "bucketDone"), 0);
+        int64_t slot = apg_json_i64(json_object_get(root, "slot"), -1);
+        int64_t sdone = apg_json_i64(json_object_get(root, "slotDone"), 0);
+        int64_t cenq = apg_json_i64(json_object_get(root, "cancelOffset"), 0);
+        json_decref(root);
+        if (enq >= 0)
+            tm->tm_enq = enq;
+        if (cenq > 0)
+            tm->tm_cenq = cenq;
+        if (bucket >= 0) {
+            tm->tm_bucket = bucket;
+            tm->tm_skip = done > 0 ? done : 0;
+        } else if (slot >= 0) {
+            old_slot = slot;
+            old_done = sdone > 0 ? sdone : 0;
+            tm->tm_bucket = bucket_of(slot * tm->tm_prec);
+        } else {
+            old_slot = 0;
+            rescan = true;
+        }
+    }
+    if (old_slot >= 0) {
+        if (rescan)
+            tm->tm_bucket = bucket_of(
+                first_file(tm->tm_old_dir, tm->tm_bucket * BUCKET_MS / tm->tm_prec) * tm->tm_prec);
+        e = migrate_slots(tm, true, old_slot, old_done, err, errlen);
+        if (e)
+            return e;
+    } else {
+        migrate_slots(tm, false, 0, 0, err, errlen); /* only removes leftovers */
+    }
+    if (rescan)
+        tm->tm_bucket = first_file(tm->tm_dir, tm->tm_bucket);
+    tm->tm_p_enq = tm->tm_enq;
+    tm->tm_p_cenq = tm->tm_cenq;
+    tm->tm_p_bucket = tm->tm_bucket;
+    tm->tm_p_pos = tm->tm_skip;
+    tm->tm_unlinked = tm->tm_bucket;
+    return APG_OK;
 }
 
 /* ---- copies ---------------------------------------------------------------- */
@@ -618,22 +899,24 @@ static bool add_copy(const struct apg_msgrec *rec, struct apg_msg_in *m)
     return false;
 }
 
-/* Reads the k (<= BATCH) parked records at commit-log offsets phys and
- * stores their copies. False when the store refused them (retry). */
-static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64_t now)
+/* Reads the k (<= BATCH) parked records of entries e and stores their
+ * copies. False when the store refused them (retry). */
+static bool copy_records(struct apg_timer *tm, const struct entry *e, int k, int64_t now)
 {
     size_t offs[BATCH];
+    int64_t due[BATCH];
     int m = 0;
     apg_buf_reset(&tm->tm_one);
     for (int i = 0; i < k; i++) {
         offs[m] = tm->tm_one.b_len;
-        if (apg_store_read_at(tm->tm_st, phys[i], &tm->tm_one) == APG_OK)
+        due[m] = e[i].e_due;
+        if (apg_store_read_at(tm->tm_st, e[i].e_phys, &tm->tm_one) == APG_OK)
             m++;
         else
             apg_log_warn(SUB,
                          "the timer message at commit-log offset %lld is gone (retention?); "
                          "skipped",
-                         (long long)phys[i]);
+                         (long long)e[i].e_phys);
     }
     int c = 0;
     for (int i = 0; i < m; i++) {
@@ -642,7 +925,7 @@ static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64
         if (apg_msgrec_decode((const uint8_t *)tm->tm_one.b_data + offs[i], len, false, &rec,
                               NULL) != APG_MSGREC_OK)
             continue;
-        if (cancelled(tm, &rec))
+        if (cancelled(tm, &rec, due[i]))
             atomic_fetch_add(&tm->tm_cancelled, 1);
         else if (add_copy(&rec, &tm->tm_msgs[c]))
             c++;
@@ -654,79 +937,79 @@ static bool copy_records(struct apg_timer *tm, const int64_t *phys, int k, int64
 
 enum { ENQ_DONE, ENQ_MORE, ENQ_RETRY };
 
-/* Moves the timer queue's new records into slot files (or copies them when
- * due), reading only their consume-queue entries: the store keeps each
- * record's TIMER_OUT_MS there. ENQ_MORE when it stopped after PASS_MAX
- * records (a backlog: the next pass follows at once), ENQ_RETRY when it
- * must be retried later. */
+/* Moves the timer queue's new records into bucket files (or copies them
+ * when due), reading only their consume-queue entries: the store keeps each
+ * record's TIMER_OUT_MS there. The pass's entries are appended at its end,
+ * one write per bucket, before the enqueue offset moves past them. ENQ_MORE
+ * when it stopped after PASS_MAX records (a backlog: the next pass follows
+ * at once), ENQ_RETRY when it must be retried later. */
 static int enqueue(struct apg_timer *tm, int64_t now)
 {
-    int done = 0;
+    int done = 0, ret = ENQ_MORE;
+    int64_t enq = tm->tm_enq;
+    tm->tm_npark = 0;
     while (done < PASS_MAX) {
         struct apg_cq_ref refs[BATCH];
         int64_t next;
-        int n = apg_store_cq_read(tm->tm_st, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN, 0, tm->tm_enq,
-                                  BATCH, refs, &next);
-        if (next > tm->tm_enq && (n == 0 || refs[0].cr_queue_offset != tm->tm_enq))
+        int n = apg_store_cq_read(tm->tm_st, APG_TIMER_TOPIC, APG_TIMER_TOPIC_LEN, 0, enq, BATCH,
+                                  refs, &next);
+        if (next > enq && (n == 0 || refs[0].cr_queue_offset != enq))
             apg_log_warn(SUB,
                          "timer queue offset %lld is below the queue's first; continuing at %lld",
-                         (long long)tm->tm_enq, (long long)(n ? refs[0].cr_queue_offset : next));
+                         (long long)enq, (long long)(n ? refs[0].cr_queue_offset : next));
         if (n == 0) {
-            tm->tm_enq = next;
-            return ENQ_DONE;
+            enq = next;
+            ret = ENQ_DONE;
+            break;
         }
-        struct entry run[BATCH];
-        int64_t run_slot = -1, due_now[BATCH];
-        size_t nrun = 0;
+        struct entry due_now[BATCH];
+        size_t mark = tm->tm_npark;
         int k = 0;
-        apg_err_t e = APG_OK;
         bool into_cur = false;
-        for (int i = 0; i < n && !e; i++) {
-            int64_t due = refs[i].cr_tags_code;
-            int64_t slot = due / tm->tm_prec;
-            /* A due record is copied now unless its slot is still ahead of
-             * the cursor (a backlog re-read after a crash: its slot file may
-             * hold it already, and the de-duplication then copies it once).
-             * Not into the cursor slot once it is loaded or partly
+        for (int i = 0; i < n; i++) {
+            struct entry en = {.e_due = refs[i].cr_tags_code, .e_phys = refs[i].cr_phys_offset};
+            int64_t bucket = bucket_of(en.e_due);
+            /* A due record is copied now unless its bucket is still ahead of
+             * the cursor (a backlog re-read after a crash: its bucket file
+             * may hold it already, and the de-duplication then copies it
+             * once). Not into the cursor bucket once it is loaded or partly
              * delivered: an entry added there must fall due after every
-             * entry already copied (slotDone counts a prefix). */
-            bool ahead =
-                slot > tm->tm_slot || (slot == tm->tm_slot && !tm->tm_loaded && tm->tm_skip == 0);
-            if (due <= now && !ahead) {
-                due_now[k++] = refs[i].cr_phys_offset;
+             * entry already copied (bucketDone counts a prefix). */
+            bool ahead = bucket > tm->tm_bucket ||
+                         (bucket == tm->tm_bucket && !tm->tm_loaded && tm->tm_skip == 0);
+            if (en.e_due <= now && !ahead) {
+                due_now[k++] = en;
                 continue;
             }
-            if (slot != run_slot && nrun) {
-                e = slot_append(tm, run_slot, run, nrun);
-                nrun = 0;
-            }
-            run_slot = slot;
-            run[nrun++] = (struct entry){.e_due = due, .e_phys = refs[i].cr_phys_offset};
-            /* The slot being delivered also takes it in memory. */
-            if (tm->tm_loaded && slot <= tm->tm_slot && !e && !cur_reserve(tm, tm->tm_n + 1)) {
-                tm->tm_cur[tm->tm_n++] = run[nrun - 1];
+            tm->tm_park[tm->tm_npark++] = en;
+            /* The bucket being delivered also takes it in memory. */
+            if (tm->tm_loaded && bucket <= tm->tm_bucket && !cur_reserve(tm, tm->tm_n + 1)) {
+                tm->tm_cur[tm->tm_n++] = en;
                 into_cur = true;
             }
         }
-        if (!e && nrun)
-            e = slot_append(tm, run_slot, run, nrun);
         if (into_cur)
             cur_sort(tm);
-        if (e) {
-            apg_log_error(SUB, "writing timer slot files in %s failed: %s", tm->tm_dir,
-                          apg_strerror(e));
-            return ENQ_RETRY;
+        if (!copy_records(tm, due_now, k, now)) {
+            tm->tm_npark = mark;
+            ret = ENQ_RETRY;
+            break;
         }
-        if (!copy_records(tm, due_now, k, now))
-            return ENQ_RETRY;
-        tm->tm_enq = next;
+        enq = next;
         done += n;
     }
-    return ENQ_MORE;
+    apg_err_t e = entries_append(tm, tm->tm_park, tm->tm_npark);
+    if (e) {
+        apg_log_error(SUB, "writing timer bucket files in %s failed: %s", tm->tm_dir,
+                      apg_strerror(e));
+        return ENQ_RETRY;
+    }
+    tm->tm_enq = enq;
+    return ret;
 }
 
 /* Moves the cancel queue's new records into the cancel files of their
- * slots (and the loaded slot's tm_keys). ENQ_DONE or ENQ_RETRY. */
+ * buckets (and the loaded bucket's tm_keys). ENQ_DONE or ENQ_RETRY. */
 static int enqueue_cancels(struct apg_timer *tm)
 {
     for (;;) {
@@ -739,9 +1022,9 @@ static int enqueue_cancels(struct apg_timer *tm)
             return ENQ_DONE;
         }
         for (int i = 0; i < n; i++) {
-            int64_t slot = refs[i].cr_tags_code / tm->tm_prec;
-            if (slot < tm->tm_slot)
-                continue; /* that slot went out: nothing left to cancel */
+            int64_t due = refs[i].cr_tags_code, bucket = bucket_of(due);
+            if (bucket < tm->tm_bucket)
+                continue; /* that bucket went out: nothing left to cancel */
             apg_buf_reset(&tm->tm_one);
             struct apg_msgrec rec;
             size_t kl = 0;
@@ -752,9 +1035,18 @@ static int enqueue_cancels(struct apg_timer *tm)
                 k = apg_props_find(rec.mr_props, rec.mr_props_len, "TIMER_DEL_UNIQKEY", &kl);
             if (!k || kl == 0 || kl > 65535)
                 continue;
-            apg_err_t e = cancel_append(tm, slot, k, kl);
-            if (!e && tm->tm_loaded && slot == tm->tm_slot)
-                e = keys_add(tm, k, kl);
+            apg_err_t e = cancel_append(tm->tm_dir, bucket, due / tm->tm_prec, k, kl);
+            if (!e && tm->tm_loaded && bucket == tm->tm_bucket) {
+                char *sk = apg_malloc(8 + kl);
+                if (!sk)
+                    e = APG_ENOMEM;
+                else {
+                    be64_put((uint8_t *)sk, due / tm->tm_prec);
+                    memcpy(sk + 8, k, kl);
+                    e = keys_add(tm, sk, 8 + kl);
+                    apg_free(sk);
+                }
+            }
             if (e) {
                 apg_log_error(SUB, "writing a timer cancel to %s failed: %s", tm->tm_dir,
                               apg_strerror(e));
@@ -767,49 +1059,76 @@ static int enqueue_cancels(struct apg_timer *tm)
 
 /* ---- deliver --------------------------------------------------------------- */
 
-/* Copies the due entries of the loaded slot. False on a failure (retry). */
+/* Copies the due entries of the loaded bucket. False on a failure (retry). */
 static bool deliver_due(struct apg_timer *tm, int64_t now)
 {
     while (tm->tm_pos < tm->tm_n && tm->tm_cur[tm->tm_pos].e_due <= now) {
-        int64_t phys[BATCH];
         int k = 0;
-        size_t end = tm->tm_pos;
-        while (end < tm->tm_n && k < BATCH && tm->tm_cur[end].e_due <= now)
-            phys[k++] = tm->tm_cur[end++].e_phys;
-        if (!copy_records(tm, phys, k, now))
+        while (tm->tm_pos + k < tm->tm_n && k < BATCH && tm->tm_cur[tm->tm_pos + k].e_due <= now)
+            k++;
+        if (!copy_records(tm, tm->tm_cur + tm->tm_pos, k, now))
             return false;
-        tm->tm_pos = end;
+        tm->tm_pos += k;
     }
     return true;
 }
 
-/* Delivers every slot the clock has reached; returns the time of the next
- * thing to do. */
+/* Starts reading the parked records of the entries due within PREFETCH_MS
+ * from disk, so that copying them at their time does not wait for a page
+ * fault (a parked record is read once, hours after it was written, in
+ * deliver-time order, not log order: its page has often left the cache). */
+static void prefetch(struct apg_timer *tm, int64_t now)
+{
+    if (tm->tm_pref < tm->tm_pos)
+        tm->tm_pref = tm->tm_pos;
+    size_t end = tm->tm_pref;
+    while (end < tm->tm_n && end < tm->tm_pos + PREFETCH_MAX &&
+           tm->tm_cur[end].e_due <= now + PREFETCH_MS)
+        end++;
+    while (tm->tm_pref < end) {
+        int64_t phys[BATCH];
+        int k = 0;
+        while (tm->tm_pref < end && k < BATCH)
+            phys[k++] = tm->tm_cur[tm->tm_pref++].e_phys;
+        apg_store_prefetch_records(tm->tm_st, phys, k);
+    }
+}
+
+/* Delivers every bucket the clock has reached; returns the time of the
+ * next thing to do. */
 static int64_t deliver(struct apg_timer *tm, int64_t now)
 {
     for (;;) {
         if (!tm->tm_loaded) {
-            if (tm->tm_slot * tm->tm_prec > now)
-                return tm->tm_slot * tm->tm_prec;
-            apg_err_t e = slot_load(tm);
+            if (tm->tm_bucket * BUCKET_MS > now)
+                return tm->tm_bucket * BUCKET_MS;
+            apg_err_t e = bucket_load(tm);
             if (e) {
-                apg_log_error(SUB, "reading timer slot %lld in %s failed: %s",
-                              (long long)tm->tm_slot, tm->tm_dir, apg_strerror(e));
+                apg_log_error(SUB, "reading timer bucket %lld in %s failed: %s",
+                              (long long)tm->tm_bucket, tm->tm_dir, apg_strerror(e));
                 return now + RETRY_MS;
             }
         }
         if (!deliver_due(tm, now))
             return now + RETRY_MS;
-        if (tm->tm_pos < tm->tm_n)
-            return tm->tm_cur[tm->tm_pos].e_due;
-        int64_t end = (tm->tm_slot + 1) * tm->tm_prec;
+        if (tm->tm_pos < tm->tm_n) {
+            prefetch(tm, now);
+            int64_t next = tm->tm_cur[tm->tm_pos].e_due;
+            if (tm->tm_pref < tm->tm_n) { /* wake up to read the next ones ahead */
+                int64_t t = tm->tm_cur[tm->tm_pref].e_due - PREFETCH_MS;
+                if (t > now && t < next)
+                    next = t;
+            }
+            return next;
+        }
+        int64_t end = (tm->tm_bucket + 1) * BUCKET_MS;
         if (end > now)
             return end;
-        tm->tm_slot++;
+        tm->tm_bucket++;
         tm->tm_loaded = false;
         keys_clear(tm);
-        tm->tm_n = tm->tm_pos = 0;
-        if (tm->tm_cap > 65536) { /* a crowded second: give the memory back */
+        tm->tm_n = tm->tm_pos = tm->tm_pref = 0;
+        if (tm->tm_cap > 65536) { /* a crowded minute: give the memory back */
             apg_free(tm->tm_cur);
             tm->tm_cur = NULL;
             tm->tm_cap = 0;
@@ -831,9 +1150,9 @@ static void *timer_main(void *arg)
             enq = ENQ_RETRY;
         now = apg_wall_ms();
         /* With a backlog to park (a restart), park it before the cursor moves
-         * on, so a re-read record lands in its slot file, not in a copy made
-         * after its slot went out; but never hold deliveries up for more
-         * than CATCHUP_MS. */
+         * on, so a re-read record lands in its bucket file, not in a copy
+         * made after its bucket went out; but never hold deliveries up for
+         * more than CATCHUP_MS. */
         if (enq != ENQ_MORE)
             catchup_since = 0;
         else if (catchup_since == 0)
@@ -858,6 +1177,19 @@ static void *timer_main(void *arg)
 
 /* ---- open / start / stop --------------------------------------------------- */
 
+static void timer_free(struct apg_timer *tm)
+{
+    apg_buf_free(&tm->tm_one);
+    apg_free(tm->tm_cur);
+    apg_free(tm->tm_park);
+    keys_clear(tm);
+    apg_free(tm->tm_keys);
+    apg_free(tm->tm_dir);
+    apg_free(tm->tm_old_dir);
+    apg_free(tm->tm_path);
+    apg_free(tm);
+}
+
 apg_err_t apg_timer_open(struct apg_broker *b, struct apg_timer **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -869,27 +1201,34 @@ apg_err_t apg_timer_open(struct apg_broker *b, struct apg_timer **out, char *err
     tm->tm_prec = apg_cfg_int(b->br_cfg, APG_CFG_timerPrecisionMs);
     tm->tm_max_ms = apg_cfg_int(b->br_cfg, APG_CFG_timerMaxDelaySec) * 1000;
     tm->tm_flush_ms = apg_cfg_int(b->br_cfg, APG_CFG_timerFlushIntervalMs);
-    tm->tm_dir = apg_path_join(b->br_root, "timer/slots");
+    tm->tm_dir = apg_path_join(b->br_root, "timer/buckets");
+    tm->tm_old_dir = apg_path_join(b->br_root, "timer/slots");
     tm->tm_path = apg_path_join(b->br_root, "config/timerProgress.json");
-    apg_err_t e = tm->tm_dir && tm->tm_path ? apg_file_mkdir_p(tm->tm_dir, err, errlen)
-                                            : apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    tm->tm_park = apg_malloc((PASS_MAX + BATCH) * sizeof(*tm->tm_park));
+    apg_err_t e = tm->tm_dir && tm->tm_old_dir && tm->tm_path && tm->tm_park
+                      ? apg_file_mkdir_p(tm->tm_dir, err, errlen)
+                      : apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    if (!e)
+        e = progress_load(tm, err, errlen);
     if (e) {
-        apg_free(tm->tm_dir);
-        apg_free(tm->tm_path);
-        apg_free(tm);
+        timer_free(tm);
         return e;
     }
-    progress_load(tm);
     atomic_init(&tm->tm_delivered, 0);
     atomic_init(&tm->tm_cancelled, 0);
     pthread_mutex_init(&tm->tm_lock, NULL);
     pthread_cond_init(&tm->tm_cond, NULL);
+    pthread_mutex_init(&tm->tm_sync_lock, NULL);
+    pthread_cond_init(&tm->tm_sync_cond, NULL);
     *out = tm;
     return APG_OK;
 }
 
 apg_err_t apg_timer_start(struct apg_timer *tm, char *err, size_t errlen)
 {
+    if (pthread_create(&tm->tm_sync_thread, NULL, sync_main, tm) != 0)
+        return apg_errf(APG_EIO, err, errlen, "cannot start the timer sync thread");
+    tm->tm_sync_started = true;
     if (pthread_create(&tm->tm_thread, NULL, timer_main, tm) != 0)
         return apg_errf(APG_EIO, err, errlen, "cannot start the timer thread");
     tm->tm_started = true;
@@ -907,15 +1246,18 @@ void apg_timer_stop(struct apg_timer *tm)
         pthread_mutex_unlock(&tm->tm_lock);
         pthread_join(tm->tm_thread, NULL);
         /* The store flushes every copy when it closes, right after this. */
-        progress_write(tm, tm->tm_enq, tm->tm_slot, cur_done(tm));
+        job_post(tm, tm->tm_enq, tm->tm_bucket, cur_done(tm));
+    }
+    if (tm->tm_sync_started) {
+        pthread_mutex_lock(&tm->tm_sync_lock);
+        tm->tm_sync_stop = true;
+        pthread_cond_signal(&tm->tm_sync_cond);
+        pthread_mutex_unlock(&tm->tm_sync_lock);
+        pthread_join(tm->tm_sync_thread, NULL);
     }
     pthread_mutex_destroy(&tm->tm_lock);
     pthread_cond_destroy(&tm->tm_cond);
-    apg_buf_free(&tm->tm_one);
-    apg_free(tm->tm_cur);
-    keys_clear(tm);
-    apg_free(tm->tm_keys);
-    apg_free(tm->tm_dir);
-    apg_free(tm->tm_path);
-    apg_free(tm);
+    pthread_mutex_destroy(&tm->tm_sync_lock);
+    pthread_cond_destroy(&tm->tm_sync_cond);
+    timer_free(tm);
 }
