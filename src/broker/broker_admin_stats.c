@@ -55,6 +55,8 @@ struct cs_slot {
 
 struct cs_row {
     struct cs_slot cr_ring[R_N][60];
+    int64_t cr_total; /* messages since start (the metrics' counters) */
+    int64_t cr_bytes; /* their stored bytes (pulls only) */
 };
 
 struct apg_cstats {
@@ -100,8 +102,9 @@ static void row_key(char *key, size_t n, const char *group, const char *topic)
     snprintf(key, n, "%s@%s", topic, group);
 }
 
-/* Counts n messages in times calls for key at wall second sec. */
-static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t times, int64_t sec)
+/* Counts n messages (bytes of them) in times calls for key at wall second sec. */
+static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t bytes,
+                     int64_t times, int64_t sec)
 {
     pthread_mutex_lock(&cs->cs_lock);
     struct cs_row *r = apg_smap_get(&cs->cs_map, key);
@@ -111,6 +114,10 @@ static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t 
             apg_free(r);
             r = NULL;
         }
+    }
+    if (r) {
+        r->cr_total += n;
+        r->cr_bytes += bytes;
     }
     for (int k = 0; r && k < R_N; k++) {
         int64_t at = sec / ring_unit[k];
@@ -125,14 +132,15 @@ static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t 
     pthread_mutex_unlock(&cs->cs_lock);
 }
 
-void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n,
+                             size_t bytes)
 {
     struct apg_cstats *cs = b->br_cstats;
     if (!cs || n <= 0)
         return;
     char key[2 * APG_NAME_CAP + 2];
     row_key(key, sizeof(key), group, topic);
-    row_note(cs, key, n, 1, apg_wall_ms() / 1000);
+    row_note(cs, key, n, (int64_t)bytes, 1, apg_wall_ms() / 1000);
 }
 
 static void sum_queue(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
@@ -181,7 +189,7 @@ void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
             continue;
         }
         if (ps->ps_last >= 0 && ps->ps_cur > ps->ps_last)
-            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, ps->ps_cur - ps->ps_last,
+            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, 0, ps->ps_cur - ps->ps_last,
                      now_ms / 1000);
         ps->ps_last = ps->ps_cur;
     }
@@ -189,6 +197,25 @@ void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
     for (size_t at = 0; at < gone.b_len; at += strlen(g + at) + 1)
         apg_free(apg_smap_del(&cs->cs_sums, g + at));
     apg_buf_free(&gone);
+}
+
+apg_err_t apg_cstats_snapshot(struct apg_cstats *cs, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&cs->cs_lock);
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&cs->cs_map, &pos); !e && it;
+         it = apg_smap_next(&cs->cs_map, it, &pos)) {
+        if (!strchr(it->se_key, '@'))
+            continue;
+        const struct cs_row *r = it->se_val;
+        int64_t v[2] = {r->cr_total, r->cr_bytes};
+        e = apg_buf_append(out, v, sizeof(v));
+        if (!e)
+            e = apg_buf_append(out, it->se_key, strlen(it->se_key) + 1);
+    }
+    pthread_mutex_unlock(&cs->cs_lock);
+    return e;
 }
 
 /* Sums ring k of (topic@group) over its whole span (the last minute, hour

@@ -126,7 +126,7 @@ static void rate(const struct apg_broker *b, int secs, double *put, double *get)
 
 /* STORETIMESTAMP of the oldest record still in the commit log, -1 when the
  * log is empty (RocketMQ's earliestMessageTimeStamp). */
-static int64_t earliest_time(struct apg_broker *b, const struct apg_store_stats *ss)
+int64_t apg_broker_stats_earliest_time(struct apg_broker *b, const struct apg_store_stats *ss)
 {
     if (ss->ss_max_phys_offset <= ss->ss_min_phys_offset)
         return -1;
@@ -235,7 +235,7 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     };
     for (size_t i = 0; i < sizeof(idle_keys) / sizeof(idle_keys[0]); i++)
         kv(&out, idle_keys[i], "0");
-    kv(&out, "earliestMessageTimeStamp", "%lld", (long long)earliest_time(b, &ss));
+    kv(&out, "earliestMessageTimeStamp", "%lld", (long long)apg_broker_stats_earliest_time(b, &ss));
     kv(&out, "startAcceptSendRequestTimeStamp", "0");
     kv(&out, "putMessageFailedTimes", "%lld",
        (long long)atomic_load_explicit(&b->br_put_failed, memory_order_relaxed));

@@ -106,6 +106,10 @@ export async function startApogee(subcommand, args = [], opts = {}) {
         `--${portArg}=${port}`,
     ];
     for (const [k, v] of Object.entries(opts.extraPorts ?? {})) argv.push(`--${k}=${v}`);
+    // The broker's HTTP port defaults to 8080: off unless a test asks for it, so tests that
+    // run side by side never clash on it.
+    const wants = (k) => k in (opts.extraPorts ?? {}) || args.some((a) => String(a).startsWith(`--${k}=`));
+    if (subcommand !== 'namesrv' && !wants('httpListenPort')) argv.push('--httpListenPort=0');
     argv.push(...args);
     const proc = spawn(apogeeBin(), argv, {
         env: { ...process.env, ...(opts.env ?? {}) },
