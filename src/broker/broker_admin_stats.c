@@ -54,9 +54,8 @@ struct cs_slot {
 };
 
 struct cs_row {
+    size_t cr_total; /* offset of its totals in cs_totals; SIZE_MAX: none (a topic row) */
     struct cs_slot cr_ring[R_N][60];
-    int64_t cr_total; /* messages since start (the metrics' counters) */
-    int64_t cr_bytes; /* their stored bytes (pulls only) */
 };
 
 struct apg_cstats {
@@ -64,6 +63,11 @@ struct apg_cstats {
     /* "topic@group" (GROUP_GET_NUMS) and "topic" (TOPIC_PUT_NUMS) ->
      * struct cs_row* (owned); topic names have no '@'. */
     struct apg_smap cs_map;
+    /* The metrics' counters of every "topic@group" row, back to back in the
+     * form apg_cstats_snapshot hands out (int64 messages, int64 bytes, the
+     * key and its NUL; unaligned), so a snapshot is one copy. Rows are
+     * never removed. */
+    struct apg_buf cs_totals;
     /* Service thread only: topic -> struct put_sum* (owned). */
     struct apg_smap cs_sums;
     int64_t cs_tick;
@@ -93,6 +97,7 @@ void apg_cstats_free(struct apg_cstats *cs)
         return;
     apg_smap_clear_free(&cs->cs_map, apg_free);
     apg_smap_clear_free(&cs->cs_sums, apg_free);
+    apg_buf_free(&cs->cs_totals);
     pthread_mutex_destroy(&cs->cs_lock);
     apg_free(cs);
 }
@@ -114,10 +119,23 @@ static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t 
             apg_free(r);
             r = NULL;
         }
+        if (r) {
+            r->cr_total = SIZE_MAX;
+            int64_t zero[2] = {0, 0};
+            size_t at = cs->cs_totals.b_len;
+            if (strchr(key, '@') && !apg_buf_append(&cs->cs_totals, zero, sizeof(zero)) &&
+                !apg_buf_append(&cs->cs_totals, key, strlen(key) + 1))
+                r->cr_total = at;
+            else
+                cs->cs_totals.b_len = at;
+        }
     }
-    if (r) {
-        r->cr_total += n;
-        r->cr_bytes += bytes;
+    if (r && r->cr_total != SIZE_MAX) {
+        int64_t v[2];
+        memcpy(v, cs->cs_totals.b_data + r->cr_total, sizeof(v));
+        v[0] += n;
+        v[1] += bytes;
+        memcpy(cs->cs_totals.b_data + r->cr_total, v, sizeof(v));
     }
     for (int k = 0; r && k < R_N; k++) {
         int64_t at = sec / ring_unit[k];
@@ -201,19 +219,10 @@ void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
 
 apg_err_t apg_cstats_snapshot(struct apg_cstats *cs, struct apg_buf *out)
 {
-    apg_err_t e = APG_OK;
     pthread_mutex_lock(&cs->cs_lock);
-    size_t pos;
-    for (struct apg_smap_ent *it = apg_smap_first(&cs->cs_map, &pos); !e && it;
-         it = apg_smap_next(&cs->cs_map, it, &pos)) {
-        if (!strchr(it->se_key, '@'))
-            continue;
-        const struct cs_row *r = it->se_val;
-        int64_t v[2] = {r->cr_total, r->cr_bytes};
-        e = apg_buf_append(out, v, sizeof(v));
-        if (!e)
-            e = apg_buf_append(out, it->se_key, strlen(it->se_key) + 1);
-    }
+    apg_err_t e = cs->cs_totals.b_len
+                      ? apg_buf_append(out, cs->cs_totals.b_data, cs->cs_totals.b_len)
+                      : APG_OK;
     pthread_mutex_unlock(&cs->cs_lock);
     return e;
 }

@@ -8,9 +8,9 @@
  * header block is bounded (APG_HTTP_MAX_HEADER) and a body is never
  * parsed: its length comes from Content-Length and the bytes are skipped.
  *
- *  1. No blank line (CRLF CRLF) yet: the bytes so far are fed to the parser
- *     only to refuse garbage early (400 at the first byte that cannot be
- *     HTTP), and more than APG_HTTP_MAX_HEADER of them is 431.
+ *  1. No blank line (CRLF CRLF) yet: the first KiB so far is fed to the
+ *     parser only to refuse garbage early (400 at the first byte that
+ *     cannot be HTTP), and more than APG_HTTP_MAX_HEADER bytes is 431.
  *  2. The header block is parsed whole; the callbacks record the method,
  *     target and fields as pointers into the buffer. A request line or
  *     field the parser refuses, duplicate or conflicting Content-Length
@@ -102,6 +102,8 @@ static const http_parser_settings settings = {
     .on_headers_complete = on_headers_complete,
 };
 
+#define GARBAGE_CHECK 1024
+
 static void refuse(struct apg_http_req *r, size_t len, int status, const char *why)
 {
     r->hr_len = len;
@@ -132,13 +134,18 @@ void apg_http_parse(const uint8_t *buf, size_t len, size_t max_body, struct apg_
     const uint8_t *end = find_blank_line(buf, scan);
     size_t hlen = end ? (size_t)(end - buf) : scan;
 
+    /* Without the blank line only the first GARBAGE_CHECK bytes are parsed:
+     * enough to refuse what is not HTTP, and a client that sends its header
+     * block a byte per packet costs a memmem per read, not a parse of all
+     * it sent so far. */
+    size_t check = !end && hlen > GARBAGE_CHECK ? GARBAGE_CHECK : hlen;
     struct pstate ps = {.ps_req = r};
     http_parser p;
     http_parser_init(&p, HTTP_REQUEST);
     p.data = &ps;
-    size_t n = http_parser_execute(&p, &settings, (const char *)buf, hlen);
+    size_t n = http_parser_execute(&p, &settings, (const char *)buf, check);
     enum http_errno pe = HTTP_PARSER_ERRNO(&p);
-    if (pe != HPE_OK || n != hlen) {
+    if (pe != HPE_OK || n != check) {
         refuse(r, len, 400, pe != HPE_OK ? http_errno_description(pe) : "malformed request");
         return;
     }

@@ -42,27 +42,42 @@ enum {
 
 static const struct {
     const char *name, *type, *help;
+    size_t name_len;
 } families[M_N] = {
-#define APG_METRIC(id, name, type, help) {name, type, help},
+#define APG_METRIC(id, name, type, help) {name, type, help, sizeof(name) - 1},
 #include "http/metrics.def"
 #undef APG_METRIC
 };
 
-/* A topic as last seen in the store: its queues' max offsets. */
+/* A queue as last seen: its max offset, and the store time of the record
+ * at one offset (the last one asked for: groups that consume in step ask
+ * for the same, and a stuck group asks again at the next scrape). */
+struct mqueue {
+    int64_t mq_max;
+    int64_t mq_ts_off; /* -1: nothing cached */
+    int64_t mq_ts;
+};
+
+/* A topic as last seen in the store. */
 struct mtopic {
     uint64_t mt_gen; /* scrape that last saw it */
     int64_t mt_sum;
-    int32_t mt_nq; /* slots in mt_max */
-    int64_t *mt_max;
+    int32_t mt_nq; /* slots in mt_q */
+    struct mqueue *mt_q;
 };
 
-/* One (topic, group) of the offset table, pointing into the copy. */
+/* One (topic, group): its label set, formatted once for every family that
+ * has a sample of it, and two values (lag and lag latency, or messages and
+ * bytes pulled). */
 struct mrow {
-    const char *mr_topic;
-    size_t mr_topic_len;
-    const char *mr_group;
-    int64_t mr_lag;
-    int64_t mr_latency_ms;
+    size_t mr_lbl; /* offset in mx_lbl of "{...} " */
+    size_t mr_lbl_len;
+    int64_t mr_v[2];
+};
+
+struct mrows {
+    struct mrow *rs_row;
+    size_t rs_n, rs_cap;
 };
 
 struct apg_metrics {
@@ -74,8 +89,10 @@ struct apg_metrics {
     struct apg_buf mx_offs; /* apg_offsets_snapshot */
     struct apg_buf mx_cons; /* apg_cstats_snapshot */
     struct apg_buf mx_gone; /* topics to drop, NUL-separated */
-    struct mrow *mx_rows;
-    size_t mx_nrows, mx_cap;
+    struct apg_buf mx_lbl;  /* the rows' label sets */
+    struct mrows mx_lag;    /* from the offset table: lag, lag latency */
+    struct mrows mx_out;    /* from the consume counters: messages, bytes */
+    size_t mx_last_len;     /* bytes of the previous exposition */
     int64_t mx_now;
 };
 
@@ -83,7 +100,7 @@ static void mtopic_free(void *p)
 {
     struct mtopic *t = p;
     if (t)
-        apg_free(t->mt_max);
+        apg_free(t->mt_q);
     apg_free(t);
 }
 
@@ -132,7 +149,9 @@ void apg_metrics_free(struct apg_metrics *mx)
     apg_buf_free(&mx->mx_offs);
     apg_buf_free(&mx->mx_cons);
     apg_buf_free(&mx->mx_gone);
-    apg_free(mx->mx_rows);
+    apg_buf_free(&mx->mx_lbl);
+    apg_free(mx->mx_lag.rs_row);
+    apg_free(mx->mx_out.rs_row);
     apg_free(mx);
 }
 
@@ -181,7 +200,7 @@ static void sample(struct apg_metrics *mx, struct apg_buf *o, int id, const char
                    const char *value)
 {
     const char *name = families[id].name;
-    size_t nn = strlen(name), vn = strlen(value);
+    size_t nn = families[id].name_len, vn = strlen(value);
     if (apg_buf_reserve(o, nn + mx->mx_common_len + 2))
         return;
     put(o, name, nn);
@@ -232,21 +251,21 @@ static void on_queue(void *ud, const char *topic, size_t topic_len, int32_t qid,
         t->mt_gen = mx->mx_gen;
         t->mt_sum = 0;
         for (int32_t i = 0; i < t->mt_nq; i++)
-            t->mt_max[i] = 0;
+            t->mt_q[i].mq_max = 0;
     }
     if (qid >= t->mt_nq) {
         int32_t n = t->mt_nq ? t->mt_nq : 8;
         while (n <= qid)
             n *= 2;
-        int64_t *m = apg_realloc(t->mt_max, sizeof(int64_t) * (size_t)n);
+        struct mqueue *m = apg_realloc(t->mt_q, sizeof(*m) * (size_t)n);
         if (!m)
             return;
         for (int32_t i = t->mt_nq; i < n; i++)
-            m[i] = 0;
-        t->mt_max = m;
+            m[i] = (struct mqueue){0, -1, -1};
+        t->mt_q = m;
         t->mt_nq = n;
     }
-    t->mt_max[qid] = max_off;
+    t->mt_q[qid].mq_max = max_off;
     t->mt_sum += max_off > 0 ? max_off : 0;
 }
 
@@ -266,12 +285,60 @@ static void scan_topics(struct apg_metrics *mx)
         mtopic_free(apg_smap_del(&mx->mx_topics, g + at));
 }
 
-/* Fills mx_rows from a copy of the offset table: lag and lag latency. */
+/* Adds a row for (topic, group) with its label set; NULL when out of memory. */
+static struct mrow *row_add(struct apg_metrics *mx, struct mrows *rs, const char *topic, size_t tl,
+                            const char *group, size_t gl)
+{
+    if (rs->rs_n == rs->rs_cap) {
+        size_t n = rs->rs_cap ? rs->rs_cap * 2 : 256;
+        struct mrow *r = apg_realloc(rs->rs_row, n * sizeof(*r));
+        if (!r)
+            return NULL;
+        rs->rs_row = r;
+        rs->rs_cap = n;
+    }
+    struct apg_buf *l = &mx->mx_lbl;
+    size_t at = l->b_len;
+    if (apg_buf_reserve(l, mx->mx_common_len + 2))
+        return NULL;
+    put(l, "{", 1);
+    put(l, mx->mx_common, mx->mx_common_len);
+    if (!put_label(l, "topic", topic, tl) || !put_label(l, "consumer_group", group, gl) ||
+        apg_buf_append(l, "} ", 2))
+        return NULL;
+    struct mrow *r = &rs->rs_row[rs->rs_n++];
+    r->mr_lbl = at;
+    r->mr_lbl_len = l->b_len - at;
+    return r;
+}
+
+/* One sample per row: name, the row's label set, value vi of the row (or 0
+ * when vi < 0). */
+static void rows_family(struct apg_metrics *mx, struct apg_buf *o, int id, const struct mrows *rs,
+                        int vi)
+{
+    family(o, id);
+    size_t nn = families[id].name_len;
+    char num[24];
+    for (size_t i = 0; i < rs->rs_n; i++) {
+        const struct mrow *r = &rs->rs_row[i];
+        const char *v = apg_fmt_i64(num, vi < 0 ? 0 : r->mr_v[vi]);
+        size_t vn = strlen(v);
+        if (apg_buf_reserve(o, nn + r->mr_lbl_len + vn + 1))
+            return;
+        put(o, families[id].name, nn);
+        put(o, (const char *)mx->mx_lbl.b_data + r->mr_lbl, r->mr_lbl_len);
+        put(o, v, vn);
+        put(o, "\n", 1);
+    }
+}
+
+/* Fills mx_lag from a copy of the offset table: lag and lag latency. */
 static void scan_offsets(struct apg_metrics *mx)
 {
     struct apg_broker *b = mx->mx_b;
     apg_buf_reset(&mx->mx_offs);
-    mx->mx_nrows = 0;
+    mx->mx_lag.rs_n = 0;
     if (apg_offsets_snapshot(b->br_offsets, &mx->mx_offs))
         return;
     char topic[APG_NAME_CAP];
@@ -285,52 +352,39 @@ static void scan_offsets(struct apg_metrics *mx)
         size_t tl = (size_t)(sep - key);
         memcpy(topic, key, tl);
         topic[tl] = 0;
-        const struct mtopic *t = apg_smap_get(&mx->mx_topics, topic);
+        struct mtopic *t = apg_smap_get(&mx->mx_topics, topic);
         int64_t lag = 0, oldest = -1;
         for (uint32_t q = 0; t && q < s->os_n && (int32_t)q < t->mt_nq; q++) {
-            int64_t off = s->os_off[q], max = t->mt_max[q];
-            if (off < 0 || max <= off)
+            struct mqueue *mq = &t->mt_q[q];
+            int64_t off = s->os_off[q];
+            if (off < 0 || mq->mq_max <= off)
                 continue;
-            lag += max - off;
-            int64_t ts = apg_store_msg_store_time(b->br_store, topic, tl, (int32_t)q, off);
-            if (ts > 0 && (oldest < 0 || ts < oldest))
-                oldest = ts;
+            lag += mq->mq_max - off;
+            if (mq->mq_ts_off != off) {
+                mq->mq_ts = apg_store_msg_store_time(b->br_store, topic, tl, (int32_t)q, off);
+                mq->mq_ts_off = off;
+            }
+            if (mq->mq_ts > 0 && (oldest < 0 || mq->mq_ts < oldest))
+                oldest = mq->mq_ts;
         }
         if (!t)
             continue;
-        if (mx->mx_nrows == mx->mx_cap) {
-            size_t n = mx->mx_cap ? mx->mx_cap * 2 : 256;
-            struct mrow *r = apg_realloc(mx->mx_rows, n * sizeof(*r));
-            if (!r)
-                return;
-            mx->mx_rows = r;
-            mx->mx_cap = n;
-        }
-        struct mrow *r = &mx->mx_rows[mx->mx_nrows++];
-        r->mr_topic = key;
-        r->mr_topic_len = tl;
-        r->mr_group = sep + 1;
-        r->mr_lag = lag;
-        r->mr_latency_ms = oldest > 0 && mx->mx_now > oldest ? mx->mx_now - oldest : 0;
+        const char *group = sep + 1;
+        struct mrow *r = row_add(mx, &mx->mx_lag, topic, tl, group, strlen(group));
+        if (!r)
+            return;
+        r->mr_v[0] = lag;
+        r->mr_v[1] = oldest > 0 && mx->mx_now > oldest ? mx->mx_now - oldest : 0;
     }
 }
 
-static void rows_family(struct apg_metrics *mx, struct apg_buf *o, int id)
+/* Fills mx_out from a copy of the consume counters. */
+static void scan_consumed(struct apg_metrics *mx)
 {
-    family(o, id);
-    for (size_t i = 0; i < mx->mx_nrows; i++) {
-        const struct mrow *r = &mx->mx_rows[i];
-        int64_t v = id == M_LAG_MESSAGES || id == M_READY ? r->mr_lag
-                    : id == M_LAG_LATENCY                 ? r->mr_latency_ms
-                                                          : 0;
-        sample_i64(mx, o, id, "topic", r->mr_topic, r->mr_topic_len, "consumer_group", r->mr_group,
-                   strlen(r->mr_group), v);
-    }
-}
-
-static void consumed_family(struct apg_metrics *mx, struct apg_buf *o, int id)
-{
-    family(o, id);
+    apg_buf_reset(&mx->mx_cons);
+    mx->mx_out.rs_n = 0;
+    if (!mx->mx_b->br_cstats || apg_cstats_snapshot(mx->mx_b->br_cstats, &mx->mx_cons))
+        return;
     for (size_t at = 0; at + 16 < mx->mx_cons.b_len;) {
         int64_t v[2];
         memcpy(v, mx->mx_cons.b_data + at, sizeof(v));
@@ -340,8 +394,12 @@ static void consumed_family(struct apg_metrics *mx, struct apg_buf *o, int id)
         const char *sep = strchr(key, '@');
         if (!sep)
             continue;
-        sample_i64(mx, o, id, "topic", key, (size_t)(sep - key), "consumer_group", sep + 1,
-                   kl - (size_t)(sep - key) - 1, id == M_MESSAGES_OUT ? v[0] : v[1]);
+        struct mrow *r = row_add(mx, &mx->mx_out, key, (size_t)(sep - key), sep + 1,
+                                 kl - (size_t)(sep - key) - 1);
+        if (!r)
+            return;
+        r->mr_v[0] = v[0];
+        r->mr_v[1] = v[1];
     }
 }
 
@@ -408,23 +466,24 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
 {
     struct apg_broker *b = mx->mx_b;
     mx->mx_now = now_ms;
+    size_t start = o->b_len;
+    apg_buf_reserve(o, mx->mx_last_len + mx->mx_last_len / 8); /* no regrowth on the way */
+    apg_buf_reset(&mx->mx_lbl);
     scan_topics(mx);
     scan_offsets(mx);
-    apg_buf_reset(&mx->mx_cons);
-    if (b->br_cstats)
-        apg_cstats_snapshot(b->br_cstats, &mx->mx_cons);
+    scan_consumed(mx);
     struct apg_store_stats ss;
     apg_store_stats(b->br_store, &ss);
 
     single(mx, o, M_BROKER_PERMISSION, atomic_load(&b->br_perm));
     topics_families(mx, o);
     single(mx, o, M_THROUGHPUT_IN, (int64_t)ss.ss_put_bytes);
-    consumed_family(mx, o, M_MESSAGES_OUT);
-    consumed_family(mx, o, M_THROUGHPUT_OUT);
-    rows_family(mx, o, M_LAG_MESSAGES);
-    rows_family(mx, o, M_LAG_LATENCY);
-    rows_family(mx, o, M_INFLIGHT);
-    rows_family(mx, o, M_READY);
+    rows_family(mx, o, M_MESSAGES_OUT, &mx->mx_out, 0);
+    rows_family(mx, o, M_THROUGHPUT_OUT, &mx->mx_out, 1);
+    rows_family(mx, o, M_LAG_MESSAGES, &mx->mx_lag, 0);
+    rows_family(mx, o, M_LAG_LATENCY, &mx->mx_lag, 1);
+    rows_family(mx, o, M_INFLIGHT, &mx->mx_lag, -1);
+    rows_family(mx, o, M_READY, &mx->mx_lag, 0);
     int64_t prod = 0, cons = 0;
     apg_clients_count(b->br_clients, &prod, &cons);
     single(mx, o, M_PRODUCER_CONNECTIONS, prod);
@@ -446,5 +505,6 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
     single(mx, o, M_ROLLBACK_MESSAGES, ts.ts_rolled_back);
     single(mx, o, M_TIMER_ENQUEUE, topic_sum(mx, APG_TIMER_TOPIC));
     single(mx, o, M_TIMER_DEQUEUE, b->br_timer ? apg_timer_delivered(b->br_timer) : 0);
+    mx->mx_last_len = o->b_len - start;
     return o->b_data || o->b_len == 0 ? APG_OK : APG_ENOMEM;
 }
