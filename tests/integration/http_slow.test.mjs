@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 const TIMEOUT_MS = 1500; // serverFrameTimeoutMillis: a request must be complete this long after its first byte
@@ -20,6 +20,10 @@ before(async () => {
         `--serverFrameTimeoutMillis=${TIMEOUT_MS}`,
         '--serverFrameMinBytesPerSecond=0',
     ], { extraPorts: { namesrvListenPort: await freePort() } });
+    // The HTTP port opens just after the broker port that startApogee waits for.
+    await waitForPort(httpPort, 10000, srv.proc).catch((e) => {
+        throw new Error(`${e.message}\n--- output ---\n${srv.output()}`);
+    });
     remoting = await RemotingClient.connect(srv.port);
 });
 after(async () => {

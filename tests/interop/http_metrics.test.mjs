@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { onsHarness, ons, until, sleep } from './ons.mjs';
-import { freePort } from '../lib/proc.mjs';
+import { freePort, waitForPort } from '../lib/proc.mjs';
 
 const { Message } = ons;
 const h = onsHarness();
@@ -15,6 +15,7 @@ let httpPort = 0;
 before(async () => {
     httpPort = await freePort();
     await h.start([`--httpListenPort=${httpPort}`]);
+    await waitForPort(httpPort, 10000, h.srv.proc); // opens just after the broker port
 });
 
 after(async () => {
