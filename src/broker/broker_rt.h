@@ -333,6 +333,9 @@ void apg_broker_stats_free(struct apg_broker *b);
 void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms);
 void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
+/* Appends the GET_BROKER_RUNTIME_INFO body ({"table":{key:value,...}}) to o:
+ * what the request answers, also served as GET /api/cluster. Any thread. */
+void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o);
 /* Store time of the oldest record in the commit log (ss from
  * apg_store_stats), -1 when empty. Any thread. */
 int64_t apg_broker_stats_earliest_time(struct apg_broker *b, const struct apg_store_stats *ss);

@@ -1,4 +1,5 @@
-/* The HTTP port of a broker process (httpListenPort): GET /metrics today.
+/* The HTTP port of a broker process (httpListenPort): GET /metrics,
+ * /api/cluster and /api/topics.
  * Threads: start and stop run on the control thread. */
 #ifndef APG_HTTP_HTTP_PORT_H
 #define APG_HTTP_HTTP_PORT_H

@@ -317,3 +317,27 @@ test('keep-alive: many scrapes on one connection, HEAD has no body', async () =>
     agent.destroy();
     assert.equal((await get('/nope')).status, 404);
 });
+
+test('GET /api/topics and /api/cluster answer what the admin requests answer', async () => {
+    const topics = await get('/api/topics');
+    assert.equal(topics.status, 200);
+    assert.equal(topics.headers['content-type'], 'application/json');
+    const t = JSON.parse(topics.body);
+    assert.equal(t.topicConfigTable.MetricsT.readQueueNums, 4);
+    // The same encoder as GET_ALL_TOPIC_CONFIG (21) on the remoting port.
+    const viaRemoting = JSON.parse((await h.admin.request(21, {})).body.toString());
+    assert.deepEqual(Object.keys(t.topicConfigTable).sort(), Object.keys(viaRemoting.topicConfigTable).sort());
+    assert.deepEqual(t.topicConfigTable.MetricsT, viaRemoting.topicConfigTable.MetricsT);
+    const cluster = await get('/api/cluster');
+    assert.equal(cluster.status, 200);
+    const c = JSON.parse(cluster.body);
+    assert.equal(c.clusterName, 'DefaultCluster');
+    assert.equal(c.brokerName, 'broker-a');
+    assert.equal(c.brokerId, 0);
+    assert.equal(c.brokerAddr, `127.0.0.1:${h.port}`);
+    // The same table GET_BROKER_RUNTIME_INFO (28) answers.
+    const rt = JSON.parse((await h.admin.request(28, {})).body.toString());
+    assert.deepEqual(Object.keys(c.runtime.table).sort(), Object.keys(rt.table).sort());
+    assert.equal(c.runtime.table.brokerVersionDesc, rt.table.brokerVersionDesc);
+    assert.equal((await get('/api/nope')).status, 404);
+});
