@@ -10,6 +10,8 @@
 #   namesrv, broker  common, protocol, net, store, acl (not each other)
 #   proxy            common, protocol, net, store, acl, broker (the gRPC front
 #                    calls the broker's internal put and tables, no socket)
+#   http             common, protocol, net, store, acl, broker (the HTTP port
+#                    reads the broker's tables, like proxy)
 #   cli, main.c      everything
 #   client           common, protocol (and include/apogee)
 #
@@ -35,9 +37,10 @@ declare -A allowed=(
     [namesrv]="common protocol net store acl"
     [broker]="common protocol net store acl"
     [proxy]="common protocol net store acl broker"
+    [http]="common protocol net store acl broker"
     [client]="common protocol"
-    [cli]="common protocol net store acl namesrv broker proxy client"
-    [main.c]="common protocol net store acl namesrv broker proxy client cli"
+    [cli]="common protocol net store acl namesrv broker proxy http client"
+    [main.c]="common protocol net store acl namesrv broker proxy http client cli"
 )
 # Files generated into the build tree that anyone may include.
 generated="apogee_version.h proto/messaging.pb-c.h"

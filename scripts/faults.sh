@@ -143,7 +143,7 @@ start_broker() {
     BLOG=$work/broker.$((++nbrokers)).log
     : >"$BLOG"
     env "${BROKER_ENV[@]}" "$APOGEE_BIN" standalone --storePathRootDir="$dir" --bindAddress=127.0.0.1 \
-        --listenPort="$bport" --namesrvListenPort="$nsport" --grpcServerPort=0 --flushDiskType="$flush" "$@" >"$BLOG" 2>&1 &
+        --listenPort="$bport" --namesrvListenPort="$nsport" --grpcServerPort=0 --httpListenPort=0 --flushDiskType="$flush" "$@" >"$BLOG" 2>&1 &
     BROKER=$!
     NS=127.0.0.1:$nsport
     BPORT=$bport

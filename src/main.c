@@ -34,6 +34,7 @@
 #include "common/crash.h"
 #include "common/log.h"
 #include "namesrv/namesrv.h"
+#include "http/http_port.h"
 #include "proxy/grpc/proxy.h"
 
 static void usage(FILE *out)
@@ -284,6 +285,7 @@ int main(int argc, char **argv)
     struct apg_namesrv *ns = NULL;
     struct apg_broker *br = NULL;
     struct apg_grpc_proxy *px = NULL;
+    struct apg_http_port *hp = NULL;
 
     if (role == APG_ROLE_NAMESRV || role == APG_ROLE_STANDALONE) {
         const struct apg_config *c = cfg;
@@ -320,11 +322,17 @@ int main(int argc, char **argv)
             rc = 1;
             goto out;
         }
+        if (apg_http_port_start(cfg, br, &hp, err, sizeof(err))) {
+            fprintf(stderr, "apogee %s: HTTP port failed to start: %s\n", cmd, err);
+            rc = 1;
+            goto out;
+        }
     }
     apg_log_info("main", "apogee %s %s ready in %.1f ms", cmd, APOGEE_VERSION, now_ms() - t0);
     wait_for_signal();
 
 out:
+    apg_http_port_stop(hp);
     apg_grpc_proxy_stop(px);
     if (br)
         apg_broker_stop(br);

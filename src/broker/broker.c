@@ -105,18 +105,61 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_NOTIFICATION, apg_broker_proc_pop},
 };
 
-static apg_broker_proc_fn lookup(int32_t code)
+#define N_PROCS (sizeof(proc_table) / sizeof(proc_table[0]))
+
+/* The slot of code in proc_table, N_PROCS when the broker does not serve it. */
+static size_t lookup(int32_t code)
 {
-    for (size_t i = 0; i < sizeof(proc_table) / sizeof(proc_table[0]); i++)
+    for (size_t i = 0; i < N_PROCS; i++)
         if (proc_table[i].code == code)
-            return proc_table[i].fn;
-    return NULL;
+            return i;
+    return N_PROCS;
+}
+
+const int64_t apg_rpc_bucket_ms[APG_RPC_BUCKETS - 1] = {1, 3, 5, 7, 10, 100, 1000, 2000, 3000};
+
+int apg_broker_rpc_slots(void)
+{
+    return (int)N_PROCS + 1;
+}
+
+int32_t apg_broker_rpc_code(int i)
+{
+    return i >= 0 && (size_t)i < N_PROCS ? proc_table[i].code : -1;
+}
+
+void apg_broker_rpc_sum(const struct apg_broker *b, int i, uint64_t n[APG_RPC_BUCKETS],
+                        uint64_t *sum_us)
+{
+    for (int l = 0; l < b->br_nloops; l++) {
+        const struct apg_rpc_hist *h = b->br_loops[l].bl_rpc;
+        if (!h)
+            continue;
+        for (int k = 0; k < APG_RPC_BUCKETS; k++)
+            n[k] += atomic_load_explicit(&h[i].rh_n[k], memory_order_relaxed);
+        *sum_us += atomic_load_explicit(&h[i].rh_sum_us, memory_order_relaxed);
+    }
+}
+
+/* One observation of ns nanoseconds in h (the loop thread is its only writer). */
+static void rpc_note(struct apg_rpc_hist *h, uint64_t ns)
+{
+    int k = 0; /* the first bucket whose bound (le) holds ns */
+    while (k < APG_RPC_BUCKETS - 1 && ns > (uint64_t)apg_rpc_bucket_ms[k] * 1000000)
+        k++;
+    atomic_store_explicit(&h->rh_n[k], atomic_load_explicit(&h->rh_n[k], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&h->rh_sum_us,
+                          atomic_load_explicit(&h->rh_sum_us, memory_order_relaxed) + ns / 1000,
+                          memory_order_relaxed);
 }
 
 static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
     struct apg_broker *b = ud;
-    apg_broker_proc_fn fn = lookup(req->code);
+    uint64_t t0 = uv_hrtime();
+    size_t slot = lookup(req->code);
+    apg_broker_proc_fn fn = slot < N_PROCS ? proc_table[slot].fn : NULL;
     struct apg_bloop *bl = &b->br_loops[apg_conn_loop_index(c)];
     if (apg_broker_put_pending(bl) && req->code != APG_REQ_SEND_MESSAGE &&
         req->code != APG_REQ_SEND_MESSAGE_V2)
@@ -125,6 +168,8 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
         return;
     if (fn) {
         fn(b, c, req);
+        if (bl->bl_rpc)
+            rpc_note(&bl->bl_rpc[slot], uv_hrtime() - t0);
         return;
     }
     char remark[160];
@@ -393,6 +438,11 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         b->br_loops[i].bl_broker = b;
         b->br_loops[i].bl_idx = i;
         pthread_mutex_init(&b->br_loops[i].bl_ack_lock, NULL);
+        b->br_loops[i].bl_rpc = apg_calloc(N_PROCS + 1, sizeof(struct apg_rpc_hist));
+        if (!b->br_loops[i].bl_rpc) {
+            apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+            goto fail;
+        }
     }
     for (int i = 0; i < n; i++) {
         if (apg_broker_put_loop_start(&b->br_loops[i]) ||
@@ -480,6 +530,7 @@ void apg_broker_stop(struct apg_broker *b)
         apg_broker_put_loop_stop(&b->br_loops[i]);
         apg_broker_send_loop_stop(&b->br_loops[i]);
         pthread_mutex_destroy(&b->br_loops[i].bl_ack_lock);
+        apg_free(b->br_loops[i].bl_rpc);
     }
     apg_free(b->br_loops);
     apg_broker_stats_free(b);

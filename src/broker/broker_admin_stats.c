@@ -55,6 +55,7 @@ struct cs_slot {
 };
 
 struct cs_row {
+    size_t cr_total; /* offset of its totals in cs_totals; SIZE_MAX: none (a topic row) */
     struct cs_slot cr_ring[R_N][60];
 };
 
@@ -63,6 +64,11 @@ struct apg_cstats {
     /* "topic@group" (GROUP_GET_NUMS) and "topic" (TOPIC_PUT_NUMS) ->
      * struct cs_row* (owned); topic names have no '@'. */
     struct apg_smap cs_map;
+    /* The metrics' counters of every "topic@group" row, back to back in the
+     * form apg_cstats_snapshot hands out (int64 messages, int64 bytes, the
+     * key and its NUL; unaligned), so a snapshot is one copy. Rows are
+     * never removed. */
+    struct apg_buf cs_totals;
     /* Service thread only: topic -> struct put_sum* (owned). */
     struct apg_smap cs_sums;
     int64_t cs_tick;
@@ -92,6 +98,7 @@ void apg_cstats_free(struct apg_cstats *cs)
         return;
     apg_smap_clear_free(&cs->cs_map, apg_free);
     apg_smap_clear_free(&cs->cs_sums, apg_free);
+    apg_buf_free(&cs->cs_totals);
     pthread_mutex_destroy(&cs->cs_lock);
     apg_free(cs);
 }
@@ -101,8 +108,9 @@ static void row_key(char *key, size_t n, const char *group, const char *topic)
     snprintf(key, n, "%s@%s", topic, group);
 }
 
-/* Counts n messages in times calls for key at wall second sec. */
-static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t times, int64_t sec)
+/* Counts n messages (bytes of them) in times calls for key at wall second sec. */
+static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t bytes,
+                     int64_t times, int64_t sec)
 {
     pthread_mutex_lock(&cs->cs_lock);
     struct cs_row *r = apg_smap_get(&cs->cs_map, key);
@@ -112,6 +120,23 @@ static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t 
             apg_free(r);
             r = NULL;
         }
+        if (r) {
+            r->cr_total = SIZE_MAX;
+            int64_t zero[2] = {0, 0};
+            size_t at = cs->cs_totals.b_len;
+            if (strchr(key, '@') && !apg_buf_append(&cs->cs_totals, zero, sizeof(zero)) &&
+                !apg_buf_append(&cs->cs_totals, key, strlen(key) + 1))
+                r->cr_total = at;
+            else
+                cs->cs_totals.b_len = at;
+        }
+    }
+    if (r && r->cr_total != SIZE_MAX) {
+        int64_t v[2];
+        memcpy(v, cs->cs_totals.b_data + r->cr_total, sizeof(v));
+        v[0] += n;
+        v[1] += bytes;
+        memcpy(cs->cs_totals.b_data + r->cr_total, v, sizeof(v));
     }
     for (int k = 0; r && k < R_N; k++) {
         int64_t at = sec / ring_unit[k];
@@ -126,14 +151,15 @@ static void row_note(struct apg_cstats *cs, const char *key, int64_t n, int64_t 
     pthread_mutex_unlock(&cs->cs_lock);
 }
 
-void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n)
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n,
+                             size_t bytes)
 {
     struct apg_cstats *cs = b->br_cstats;
     if (!cs || n <= 0)
         return;
     char key[2 * APG_NAME_CAP + 2];
     row_key(key, sizeof(key), group, topic);
-    row_note(cs, key, n, 1, apg_wall_ms() / 1000);
+    row_note(cs, key, n, (int64_t)bytes, 1, apg_wall_ms() / 1000);
 }
 
 static void sum_queue(void *ud, const char *topic, size_t topic_len, int32_t queue_id,
@@ -182,7 +208,7 @@ void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
             continue;
         }
         if (ps->ps_last >= 0 && ps->ps_cur > ps->ps_last)
-            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, ps->ps_cur - ps->ps_last,
+            row_note(cs, it->se_key, ps->ps_cur - ps->ps_last, 0, ps->ps_cur - ps->ps_last,
                      now_ms / 1000);
         ps->ps_last = ps->ps_cur;
     }
@@ -190,6 +216,16 @@ void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms)
     for (size_t at = 0; at < gone.b_len; at += strlen(g + at) + 1)
         apg_free(apg_smap_del(&cs->cs_sums, g + at));
     apg_buf_free(&gone);
+}
+
+apg_err_t apg_cstats_snapshot(struct apg_cstats *cs, struct apg_buf *out)
+{
+    pthread_mutex_lock(&cs->cs_lock);
+    apg_err_t e = cs->cs_totals.b_len
+                      ? apg_buf_append(out, cs->cs_totals.b_data, cs->cs_totals.b_len)
+                      : APG_OK;
+    pthread_mutex_unlock(&cs->cs_lock);
+    return e;
 }
 
 /* Sums ring k of (topic@group) over its whole span (the last minute, hour

@@ -15,8 +15,14 @@
 /* Per-group consume counters (one mutex inside; any thread). */
 struct apg_cstats *apg_cstats_new(void);
 void apg_cstats_free(struct apg_cstats *cs);
-/* Counts n messages of topic returned to group by a pull (loop thread). */
-void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n);
+/* Counts n messages (bytes stored bytes) of topic returned to group by a
+ * pull (loop thread). */
+void apg_broker_consume_note(struct apg_broker *b, const char *group, const char *topic, int n,
+                             size_t bytes);
+/* Appends, for every (topic, group) a pull returned messages to since
+ * start: int64 messages, int64 bytes (unaligned), then "topic@group" and
+ * its NUL. Any thread; holds the counters' lock for the copy only. */
+apg_err_t apg_cstats_snapshot(struct apg_cstats *cs, struct apg_buf *out);
 /* Counts the messages stored per topic since the last call, from the
  * queues' max offsets (service thread, once a second). */
 void apg_broker_put_stats_tick(struct apg_broker *b, int64_t now_ms);

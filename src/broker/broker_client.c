@@ -526,6 +526,25 @@ apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *
     return e;
 }
 
+static int64_t count_chans(const struct apg_smap *m)
+{
+    int64_t n = 0;
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(m, &pos); it; it = apg_smap_next(m, it, &pos))
+        for (const struct apg_cchan *ch = ((const struct apg_cgroup *)it->se_val)->cg_chans; ch;
+             ch = ch->cc_next)
+            n++;
+    return n;
+}
+
+void apg_clients_count(struct apg_clients *cl, int64_t *producers, int64_t *consumers)
+{
+    pthread_mutex_lock(&cl->cl_lock);
+    *producers = count_chans(&cl->cl_producers);
+    *consumers = count_chans(&cl->cl_consumers);
+    pthread_mutex_unlock(&cl->cl_lock);
+}
+
 struct apg_conn *apg_clients_producer_conn(struct apg_clients *cl, const char *group)
 {
     struct apg_conn *best = NULL;

@@ -335,6 +335,26 @@ apg_err_t apg_offsets_group_topics(struct apg_offsets *o, const char *group, str
 /* Appends to out the name of every group with offsets on topic, each
  * followed by a NUL. */
 apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, struct apg_buf *out);
+/* One row of apg_offsets_snapshot: os_n committed offsets (-1 = none),
+ * then the key "topic@group" with its NUL; the next row starts at the
+ * following multiple of 8 (apg_offsets_snap_next). */
+struct apg_offsets_snap {
+    uint32_t os_n;
+    uint32_t os_key_len;
+    int64_t os_off[];
+};
+static inline const char *apg_offsets_snap_key(const struct apg_offsets_snap *r)
+{
+    return (const char *)&r->os_off[r->os_n];
+}
+static inline size_t apg_offsets_snap_size(uint32_t n, uint32_t key_len)
+{
+    return (sizeof(struct apg_offsets_snap) + 8u * n + key_len + 1 + 7) & ~(size_t)7;
+}
+/* Appends a copy of every row to out (held in the table's lock only for
+ * the copy, so readers of the copy never hold up committers). out's data
+ * is 8-byte aligned (it comes from the allocator). */
+apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out);
 /* {"offsetTable":{"topic@group":{"0":5,...},...}} */
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);

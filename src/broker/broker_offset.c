@@ -207,6 +207,31 @@ apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, str
     return names_by(o, topic, false, out);
 }
 
+apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&o->of_lock);
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
+         it = apg_smap_next(&o->of_map, it, &pos)) {
+        const struct apg_off_row *r = it->se_val;
+        uint32_t kl = (uint32_t)strlen(it->se_key);
+        size_t sz = apg_offsets_snap_size((uint32_t)r->or_n, kl);
+        e = apg_buf_reserve(out, sz);
+        if (e)
+            break;
+        struct apg_offsets_snap *s = (struct apg_offsets_snap *)(out->b_data + out->b_len);
+        memset(s, 0, sz);
+        s->os_n = (uint32_t)r->or_n;
+        s->os_key_len = kl;
+        memcpy(s->os_off, r->or_off, 8u * (size_t)r->or_n);
+        memcpy((char *)&s->os_off[r->or_n], it->se_key, kl);
+        out->b_len += sz;
+    }
+    pthread_mutex_unlock(&o->of_lock);
+    return e;
+}
+
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b)
 {
     pthread_mutex_lock(&o->of_lock);

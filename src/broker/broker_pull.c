@@ -175,7 +175,7 @@ static bool pull_once(struct apg_broker *b, struct apg_conn *c, const struct apg
                               : exact_filter(&f, out);
         if (kept > 0) {
             atomic_fetch_add_explicit(&b->br_get_total, kept, memory_order_relaxed);
-            apg_broker_consume_note(b, group, topic, kept);
+            apg_broker_consume_note(b, group, topic, kept, out->b_len);
         }
         if (kept > 0)
             reply_pull(c, req, APG_RESP_SUCCESS, sname, r.gr_next_begin_offset, r.gr_min_offset,

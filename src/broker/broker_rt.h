@@ -73,6 +73,17 @@ enum apg_busy {
     APG_BUSY_N
 };
 
+/* rocketmq_rpc_latency (broker.c): per request code, how long the broker's
+ * processor ran; buckets le 1, 3, 5, 7, 10, 100, 1000, 2000, 3000 ms and
+ * +Inf (RocketMQ's). Written by one loop thread (relaxed load + store, no
+ * locked instruction), read by anyone. */
+#define APG_RPC_BUCKETS 10
+extern const int64_t apg_rpc_bucket_ms[APG_RPC_BUCKETS - 1];
+struct apg_rpc_hist {
+    _Atomic uint64_t rh_n[APG_RPC_BUCKETS]; /* per bucket, not cumulative */
+    _Atomic uint64_t rh_sum_us;
+};
+
 /* Per event-loop state: everything a loop keeps between requests. Each
  * module owns its part (the comment names the file), created and freed by
  * the on_loop_start/on_loop_stop callbacks in broker.c. */
@@ -93,6 +104,8 @@ struct apg_bloop {
     bool bl_ack_posted;
     /* broker_send.c */
     struct apg_send_loop *bl_send; /* property buffer, batch arrays, caches */
+    /* broker.c: one histogram per apg_broker_rpc_slots() slot */
+    struct apg_rpc_hist *bl_rpc;
 };
 
 /* Bits of br_svc_kicks: jobs other threads ask the service thread to run
@@ -190,6 +203,15 @@ struct apg_broker {
     /* Failed writes of [0] topics, [1] groups: one ERROR line per period. */
     struct apg_log_limit br_tw_failed[2];
 };
+
+/* Slots of the rpc histograms: one per request code the broker serves,
+ * and the last for every other code. */
+int apg_broker_rpc_slots(void);
+/* The request code of slot i; -1 for the last. */
+int32_t apg_broker_rpc_code(int i);
+/* Adds slot i of every loop into n[] (per bucket) and *sum_us. Any thread. */
+void apg_broker_rpc_sum(const struct apg_broker *b, int i, uint64_t n[APG_RPC_BUCKETS],
+                        uint64_t *sum_us);
 
 /* ---- broker_reply.c: replies and refusals (leaf) ------------------------ */
 
@@ -337,6 +359,12 @@ void apg_broker_stats_free(struct apg_broker *b);
 void apg_broker_stats_tick(struct apg_broker *b, int64_t now_ms);
 void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
+/* Appends the GET_BROKER_RUNTIME_INFO body ({"table":{key:value,...}}) to o:
+ * what the request answers, also served as GET /api/cluster. Any thread. */
+void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o);
+/* Store time of the oldest record in the commit log (ss from
+ * apg_store_stats), -1 when empty. Any thread. */
+int64_t apg_broker_stats_earliest_time(struct apg_broker *b, const struct apg_store_stats *ss);
 
 /* broker_pull.c */
 void apg_broker_proc_pull(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req);
@@ -468,6 +496,9 @@ struct apg_clients_visitor {
  * Thread-safe. */
 apg_err_t apg_clients_visit(struct apg_clients *cl, bool consumers, const char *group,
                             const struct apg_clients_visitor *v, void *ud);
+/* Registered (group, client) members over all producer and consumer
+ * groups. Thread-safe. */
+void apg_clients_count(struct apg_clients *cl, int64_t *producers, int64_t *consumers);
 /* The connection of the member of producer group that heartbeated last,
  * among those whose connection is open, referenced (apg_conn_unref); NULL
  * when none. Thread-safe. */

@@ -126,7 +126,7 @@ static void rate(const struct apg_broker *b, int secs, double *put, double *get)
 
 /* STORETIMESTAMP of the oldest record still in the commit log, -1 when the
  * log is empty (RocketMQ's earliestMessageTimeStamp). */
-static int64_t earliest_time(struct apg_broker *b, const struct apg_store_stats *ss)
+int64_t apg_broker_stats_earliest_time(struct apg_broker *b, const struct apg_store_stats *ss)
 {
     if (ss->ss_max_phys_offset <= ss->ss_min_phys_offset)
         return -1;
@@ -174,6 +174,14 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
 {
     if (apg_rcmd_is_oneway(req))
         return;
+    struct apg_buf out = APG_BUF_INIT;
+    apg_broker_runtime_info_body(b, &out);
+    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
+    apg_buf_free(&out);
+}
+
+void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o)
+{
     struct apg_store_stats ss;
     apg_store_stats(b->br_store, &ss);
     int64_t now = apg_wall_ms();
@@ -189,40 +197,39 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     pthread_mutex_unlock(&b->br_stat_lock);
 
     int64_t up = (now - b->br_boot_ms) / 1000;
-    struct apg_buf out = APG_BUF_INIT;
-    apg_buf_append_str(&out, "{\"table\":{");
-    kv(&out, "brokerVersionDesc", "%s", APOGEE_RMQ_VERSION_DESC);
-    kv(&out, "brokerVersion", "%d", APOGEE_RMQ_VERSION_ORDINAL);
-    kv(&out, "apogeeVersion", "%s", APOGEE_VERSION);
-    kv(&out, "brokerActive", "true");
-    kv(&out, "bootTimestamp", "%lld", (long long)b->br_boot_ms);
-    kv(&out, "runtime", "[ %lld days, %lld hours, %lld minutes, %lld seconds ]",
+    apg_buf_append_str(o, "{\"table\":{");
+    kv(o, "brokerVersionDesc", "%s", APOGEE_RMQ_VERSION_DESC);
+    kv(o, "brokerVersion", "%d", APOGEE_RMQ_VERSION_ORDINAL);
+    kv(o, "apogeeVersion", "%s", APOGEE_VERSION);
+    kv(o, "brokerActive", "true");
+    kv(o, "bootTimestamp", "%lld", (long long)b->br_boot_ms);
+    kv(o, "runtime", "[ %lld days, %lld hours, %lld minutes, %lld seconds ]",
        (long long)(up / 86400), (long long)(up % 86400 / 3600), (long long)(up % 3600 / 60),
        (long long)(up % 60));
-    kv(&out, "msgPutTotalYesterdayMorning", "%lld", (long long)put_m[1]);
-    kv(&out, "msgPutTotalTodayMorning", "%lld", (long long)put_m[0]);
-    kv(&out, "msgPutTotalTodayNow", "%llu", (unsigned long long)ss.ss_put_count);
-    kv(&out, "msgGetTotalYesterdayMorning", "%lld", (long long)get_m[1]);
-    kv(&out, "msgGetTotalTodayMorning", "%lld", (long long)get_m[0]);
-    kv(&out, "msgGetTotalTodayNow", "%lld", (long long)get);
-    kv(&out, "putTps", "%.1f %.1f %.1f", p10, p60, p600);
-    kv(&out, "getTransferredTps", "%.1f %.1f %.1f", g10, g60, g600);
+    kv(o, "msgPutTotalYesterdayMorning", "%lld", (long long)put_m[1]);
+    kv(o, "msgPutTotalTodayMorning", "%lld", (long long)put_m[0]);
+    kv(o, "msgPutTotalTodayNow", "%llu", (unsigned long long)ss.ss_put_count);
+    kv(o, "msgGetTotalYesterdayMorning", "%lld", (long long)get_m[1]);
+    kv(o, "msgGetTotalTodayMorning", "%lld", (long long)get_m[0]);
+    kv(o, "msgGetTotalTodayNow", "%lld", (long long)get);
+    kv(o, "putTps", "%.1f %.1f %.1f", p10, p60, p600);
+    kv(o, "getTransferredTps", "%.1f %.1f %.1f", g10, g60, g600);
     /* RocketMQ 4.x spells it so; its clusterList reads only this one. */
-    kv(&out, "getTransferedTps", "%.1f %.1f %.1f", g10, g60, g600);
-    kv(&out, "putMessageTimesTotal", "%llu", (unsigned long long)ss.ss_put_count);
-    kv(&out, "putMessageSizeTotal", "%llu", (unsigned long long)ss.ss_put_bytes);
-    kv(&out, "putMessageAverageSize", "%.1f",
+    kv(o, "getTransferedTps", "%.1f %.1f %.1f", g10, g60, g600);
+    kv(o, "putMessageTimesTotal", "%llu", (unsigned long long)ss.ss_put_count);
+    kv(o, "putMessageSizeTotal", "%llu", (unsigned long long)ss.ss_put_bytes);
+    kv(o, "putMessageAverageSize", "%.1f",
        ss.ss_put_count ? (double)ss.ss_put_bytes / (double)ss.ss_put_count : 0.0);
-    kv(&out, "commitLogMinOffset", "%lld", (long long)ss.ss_min_phys_offset);
-    kv(&out, "commitLogMaxOffset", "%lld", (long long)ss.ss_max_phys_offset);
-    kv(&out, "remainHowManyDataToFlush", "%lld",
+    kv(o, "commitLogMinOffset", "%lld", (long long)ss.ss_min_phys_offset);
+    kv(o, "commitLogMaxOffset", "%lld", (long long)ss.ss_max_phys_offset);
+    kv(o, "remainHowManyDataToFlush", "%lld",
        (long long)(ss.ss_max_phys_offset - ss.ss_flushed_phys_offset));
-    kv(&out, "dispatchBehindBytes", "0");
-    kv(&out, "pageCacheLockTimeMills", "%lld", (long long)apg_store_put_stall_ms(b->br_store));
-    kv(&out, "commitLogDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
-    kv(&out, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
-    kv(&out, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
-    kv(&out, "sendThreadPoolQueueCapacity", "%ld", b->br_sync_pending_max);
+    kv(o, "dispatchBehindBytes", "0");
+    kv(o, "pageCacheLockTimeMills", "%lld", (long long)apg_store_put_stall_ms(b->br_store));
+    kv(o, "commitLogDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
+    kv(o, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
+    kv(o, "sendThreadPoolQueueSize", "%ld", (long)atomic_load(&b->br_sync_pending));
+    kv(o, "sendThreadPoolQueueCapacity", "%ld", b->br_sync_pending_max);
     /* No pull, query or end-transaction thread pools: those requests are
      * served on the loop thread that read them, so nothing queues for a
      * worker and no queue head waits (a send's wait before its loop got to
@@ -234,18 +241,18 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         "queryThreadPoolQueueHeadWaitTimeMills", "EndTransactionQueueSize",
     };
     for (size_t i = 0; i < sizeof(idle_keys) / sizeof(idle_keys[0]); i++)
-        kv(&out, idle_keys[i], "0");
-    kv(&out, "earliestMessageTimeStamp", "%lld", (long long)earliest_time(b, &ss));
-    kv(&out, "startAcceptSendRequestTimeStamp", "0");
-    kv(&out, "putMessageFailedTimes", "%lld",
+        kv(o, idle_keys[i], "0");
+    kv(o, "earliestMessageTimeStamp", "%lld", (long long)apg_broker_stats_earliest_time(b, &ss));
+    kv(o, "startAcceptSendRequestTimeStamp", "0");
+    kv(o, "putMessageFailedTimes", "%lld",
        (long long)atomic_load_explicit(&b->br_put_failed, memory_order_relaxed));
     long long refused = 0;
     for (int r = 0; r < APG_REFUSAL_N; r++) {
         long long n = atomic_load_explicit(&b->br_refused[r].ll_count, memory_order_relaxed);
         refused += n;
-        kv(&out, apg_broker_refusal_key(r), "%lld", n);
+        kv(o, apg_broker_refusal_key(r), "%lld", n);
     }
-    kv(&out, "refusedTotal", "%lld", refused);
+    kv(o, "refusedTotal", "%lld", refused);
     /* The parts of refusedSystemBusy, by the measure that refused. */
     static const char *const busy_keys[APG_BUSY_N] = {
         [APG_BUSY_QUEUE_TIME] = "refusedSystemBusyQueueTime",
@@ -253,38 +260,38 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         [APG_BUSY_SYNC_BACKLOG] = "refusedSystemBusySyncBacklog",
     };
     for (int i = 0; i < APG_BUSY_N; i++)
-        kv(&out, busy_keys[i], "%lld",
+        kv(o, busy_keys[i], "%lld",
            (long long)atomic_load_explicit(&b->br_busy[i], memory_order_relaxed));
     struct apg_acl_counts ac; /* all 0 with aclEnable=false */
     apg_acl_counts(b->br_acl, &ac);
     for (int i = APG_ACL_OK + 1; i < APG_ACL_R_N; i++)
-        kv(&out, apg_acl_refusal_key((enum apg_acl_refusal)i), "%lld", ac.ac_refused[i]);
-    kv(&out, "aclReloads", "%lld", ac.ac_reloads);
-    kv(&out, "aclReloadFailures", "%lld", ac.ac_reload_failures);
+        kv(o, apg_acl_refusal_key((enum apg_acl_refusal)i), "%lld", ac.ac_refused[i]);
+    kv(o, "aclReloads", "%lld", ac.ac_reloads);
+    kv(o, "aclReloadFailures", "%lld", ac.ac_reload_failures);
     uint64_t closed[APG_NET_REFUSAL_N];
     apg_net_server_refusals(b->br_srv, closed);
     for (int i = 0; i < APG_NET_REFUSAL_N; i++)
-        kv(&out, apg_net_refusal_key((enum apg_net_refusal)i), "%llu",
+        kv(o, apg_net_refusal_key((enum apg_net_refusal)i), "%llu",
            (unsigned long long)closed[i]);
     /* RocketMQ's delay-level progress: "<next offset to deliver>,<queue max>". */
     for (int lv = 1; lv <= apg_schedule_max_level(b->br_schedule); lv++) {
         char key[48];
         snprintf(key, sizeof(key), "scheduleMessageOffset_%d", lv);
-        kv(&out, key, "%lld,%lld", (long long)apg_schedule_offset(b->br_schedule, lv),
+        kv(o, key, "%lld,%lld", (long long)apg_schedule_offset(b->br_schedule, lv),
            (long long)apg_store_max_offset(b->br_store, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN,
                                            lv - 1));
     }
     struct apg_txn_stats ts;
     apg_txn_stats(b->br_txn, &ts);
-    kv(&out, "transactionCommitted", "%lld", (long long)ts.ts_committed);
-    kv(&out, "transactionRolledBack", "%lld", (long long)ts.ts_rolled_back);
-    kv(&out, "transactionChecks", "%lld", (long long)ts.ts_checks);
-    kv(&out, "transactionDiscarded", "%lld", (long long)ts.ts_discarded);
-    kv(&out, "transactionHalfOffset", "%lld,%lld", (long long)ts.ts_half_offset,
+    kv(o, "transactionCommitted", "%lld", (long long)ts.ts_committed);
+    kv(o, "transactionRolledBack", "%lld", (long long)ts.ts_rolled_back);
+    kv(o, "transactionChecks", "%lld", (long long)ts.ts_checks);
+    kv(o, "transactionDiscarded", "%lld", (long long)ts.ts_discarded);
+    kv(o, "transactionHalfOffset", "%lld,%lld", (long long)ts.ts_half_offset,
        (long long)apg_store_max_offset(b->br_store, APG_TXN_HALF_TOPIC,
                                        sizeof(APG_TXN_HALF_TOPIC) - 1, 0));
-    kv(&out, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
-    kv(&out, "storeLastError", "%s", ss.ss_last_error);
+    kv(o, "storeWritable", "%s", ss.ss_writable ? "true" : "false");
+    kv(o, "storeLastError", "%s", ss.ss_last_error);
     const char *cl = apg_cfg_str(b->br_cfg, APG_CFG_storePathCommitLog);
     char cldir[1100];
     snprintf(cldir, sizeof(cldir), "%s", cl && cl[0] ? cl : b->br_root);
@@ -293,9 +300,7 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
         char tot[32], fr[32];
         human_bytes((uint64_t)vfs.f_blocks * vfs.f_frsize, tot, sizeof(tot));
         human_bytes((uint64_t)vfs.f_bavail * vfs.f_frsize, fr, sizeof(fr));
-        kv(&out, "commitLogDirCapacity", "Total : %s, Free : %s.", tot, fr);
+        kv(o, "commitLogDirCapacity", "Total : %s, Free : %s.", tot, fr);
     }
-    apg_buf_append_str(&out, "}}");
-    apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
-    apg_buf_free(&out);
+    apg_buf_append_str(o, "}}");
 }

@@ -159,6 +159,17 @@ size_t apg_conn_pending_bytes(const struct apg_conn *c)
     return c->c_out.b_len + c->c_wbuf.b_len;
 }
 
+void apg_conn_close_after_write(struct apg_conn *c, const char *reason)
+{
+    if (apg_conn_is_closed(c) || c->c_drain_close)
+        return;
+    c->c_drain_close = true;
+    c->c_drain_reason = reason;
+    c->c_tr->tr_read_stop(c);
+    if (apg_conn_pending_bytes(c) == 0)
+        apg_net_conn_close(c, APG_ESHUTDOWN, false, reason);
+}
+
 struct apg_conn *apg_net_conn_new(struct apg_net_loop *l)
 {
     struct apg_conn *c = apg_calloc(1, sizeof(*c));
@@ -393,7 +404,8 @@ void apg_net_conn_mark_dirty(struct apg_conn *c)
 
 static void conn_maybe_resume(struct apg_conn *c)
 {
-    if (c->c_paused && !apg_conn_is_closed(c) && apg_conn_pending_bytes(c) < APG_NET_LOW_WATER) {
+    if (c->c_paused && !c->c_drain_close && !apg_conn_is_closed(c) &&
+        apg_conn_pending_bytes(c) < APG_NET_LOW_WATER) {
         c->c_paused = false;
         /* The peer could not send while reading was stopped. */
         if (c->c_frame_start) {
@@ -424,7 +436,7 @@ void apg_net_conn_wdone(struct apg_conn *c, int status)
         if (c->c_out.b_len)
             conn_flush(c);
         else if (c->c_drain_close)
-            apg_net_conn_close(c, APG_ESHUTDOWN, false, "server stopping");
+            apg_net_conn_close(c, APG_ESHUTDOWN, false, c->c_drain_reason);
         conn_maybe_resume(c);
     }
     apg_conn_unref(c);
@@ -440,7 +452,7 @@ static void conn_flush(struct apg_conn *c)
         apg_buf_reset(&c->c_out);
         c->c_last_active = uv_now(&c->c_loop->l_uv);
         if (c->c_drain_close)
-            apg_net_conn_close(c, APG_ESHUTDOWN, false, "server stopping");
+            apg_net_conn_close(c, APG_ESHUTDOWN, false, c->c_drain_reason);
         else
             conn_maybe_resume(c);
         return;
@@ -862,6 +874,7 @@ void apg_net_loop_begin_stop(struct apg_net_loop *l, apg_err_t pending_err, bool
         next = c->c_next;
         if (graceful && c->c_connected && apg_conn_pending_bytes(c) > 0) {
             c->c_drain_close = true;
+            c->c_drain_reason = "server stopping";
             c->c_tr->tr_read_stop(c);
             conn_flush(c);
         } else {

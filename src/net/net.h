@@ -177,6 +177,12 @@ apg_err_t apg_conn_post(struct apg_conn *c, void (*fn)(struct apg_conn *c, void 
  * Idempotent. */
 void apg_conn_close(struct apg_conn *c, const char *reason);
 
+/* Stops reading from c now and closes it once the output queued so far is
+ * written (at once when there is none): the last reply of a protocol that
+ * ends a connection after answering (HTTP "Connection: close", a 4xx for
+ * a request it cannot read). reason: static text. Idempotent. */
+void apg_conn_close_after_write(struct apg_conn *c, const char *reason);
+
 int apg_conn_loop_index(const struct apg_conn *c);
 uv_loop_t *apg_conn_uv_loop(struct apg_conn *c);
 /* "ip:port" of the peer; borrowed, valid for c's lifetime. Thread-safe. */

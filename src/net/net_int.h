@@ -98,8 +98,9 @@ struct apg_conn {
     bool c_paused;    /* reading stopped for back-pressure */
     bool c_dirty;
     bool c_writing;
-    bool c_drain_close;    /* close once the output is written (graceful stop) */
-    apg_err_t c_close_err; /* what pending requests are failed with */
+    bool c_drain_close;         /* close once the output is written (graceful stop) */
+    const char *c_drain_reason; /* static text logged when that close happens */
+    apg_err_t c_close_err;      /* what pending requests are failed with */
 
     struct apg_buf c_in;
     size_t c_in_off;

@@ -156,6 +156,10 @@ test('a port in use names the key that sets it', async () => {
             `--namesrvListenPort=${free}`, `--listenPort=${port}`]);
         assert.equal(brBusy.code, 1);
         assert.match(brBusy.out, new RegExp(`broker failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: .*pick another with --listenPort\\)`));
+        const httpBusy = await run(['standalone', `--storePathRootDir=${dir}`, '--bindAddress=127.0.0.1',
+            `--namesrvListenPort=${free}`, `--listenPort=${await freePort()}`, `--httpListenPort=${port}`]);
+        assert.equal(httpBusy.code, 1);
+        assert.match(httpBusy.out, new RegExp(`HTTP port failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: .*pick another with --httpListenPort\\)`));
         const nsOnly = await run(['namesrv', `--storePathRootDir=${dir}`, '--bindAddress=127.0.0.1', `--listenPort=${port}`]);
         assert.equal(nsOnly.code, 1);
         assert.match(nsOnly.out, /pick another with --listenPort\)/);
@@ -169,10 +173,14 @@ test('apogee standalone listens on 127.0.0.1 unless told otherwise, and says so'
     const dir = tmpDir();
     const nsPort = await freePort();
     const brPort = await freePort();
-    const s = startRaw(['standalone', `--storePathRootDir=${dir}`, `--namesrvListenPort=${nsPort}`, `--listenPort=${brPort}`]);
+    const httpPort = await freePort();
+    const s = startRaw(['standalone', `--storePathRootDir=${dir}`, `--namesrvListenPort=${nsPort}`, `--listenPort=${brPort}`,
+        `--httpListenPort=${httpPort}`]);
     try {
         await waitForPort(nsPort, 10000, s.proc);
         await waitForPort(brPort, 10000, s.proc);
+        await waitForPort(httpPort, 10000, s.proc);
+        assert.deepEqual(listenAddrs(httpPort), ['127.0.0.1']);
         await waitOut(s, /INFO {2}\[main\] listening on 127\.0\.0\.1 only: clients on other hosts cannot connect; --bindAddress=0\.0\.0\.0 listens on every interface/);
         assert.doesNotMatch(s.output(), /without access control/);
         assert.deepEqual(listenAddrs(nsPort), ['127.0.0.1']);
@@ -195,7 +203,7 @@ test('beyond loopback without ACL: one WARN line; the broker advertises a reacha
     const nsPort = await freePort();
     const brPort = await freePort();
     const s = startRaw(['standalone', `--storePathRootDir=${dir}`, '--bindAddress=0.0.0.0',
-        `--namesrvListenPort=${nsPort}`, `--listenPort=${brPort}`]);
+        `--namesrvListenPort=${nsPort}`, `--listenPort=${brPort}`, '--httpListenPort=0']);
     const soloPort = await freePort();
     const ns = startRaw(['namesrv', `--storePathRootDir=${dir}/ns`, `--listenPort=${soloPort}`]);
     try {

@@ -106,10 +106,12 @@ export async function startApogee(subcommand, args = [], opts = {}) {
         `--${portArg}=${port}`,
     ];
     for (const [k, v] of Object.entries(opts.extraPorts ?? {})) argv.push(`--${k}=${v}`);
-    // The gRPC port defaults to 8081; suites run in parallel, so it is off unless asked for.
-    if ((subcommand === 'standalone' || subcommand === 'broker') &&
-        !args.some((a) => String(a).startsWith('--grpcServerPort='))) {
-        argv.push('--grpcServerPort=0');
+    // The gRPC port (8081) and the HTTP port (8080) have fixed defaults; suites run side by
+    // side, so each is off unless the test asks for it.
+    const wants = (k) => k in (opts.extraPorts ?? {}) || args.some((a) => String(a).startsWith(`--${k}=`));
+    if (subcommand === 'standalone' || subcommand === 'broker') {
+        if (!wants('grpcServerPort')) argv.push('--grpcServerPort=0');
+        if (!wants('httpListenPort')) argv.push('--httpListenPort=0');
     }
     argv.push(...args);
     const proc = spawn(apogeeBin(), argv, {

@@ -1,0 +1,111 @@
+/* HTTP/1.1 on the net loops: the request codec (http_codec.c, pure) and the
+ * server that routes requests to handlers (http_server.c).
+ *
+ * A request is one whole message cut from a connection's input: the header
+ * block (at most APG_HTTP_MAX_HEADER bytes, CRLF line ends) and a body of
+ * Content-Length bytes. Everything in struct apg_http_req points into the
+ * bytes it was parsed from. A request the codec refuses carries the 4xx
+ * status to answer (hr_status) and the connection closes after that answer.
+ *
+ * Threads: handlers run on the connection's loop thread and answer before
+ * they return (apg_http_reply, or apg_http_begin / apg_http_end). */
+#ifndef APG_HTTP_HTTP_H
+#define APG_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+#define APG_HTTP_MAX_HEADER (16u * 1024) /* request line + headers: 431 above */
+#define APG_HTTP_MAX_URL (8u * 1024)     /* request target: 414 above */
+#define APG_HTTP_MAX_HEADERS 64          /* header fields: 431 above */
+
+struct apg_http_hdr {
+    const char *hh_name;
+    size_t hh_name_len;
+    const char *hh_val;
+    size_t hh_val_len;
+};
+
+struct apg_http_req {
+    size_t hr_len;        /* bytes of the message (0: incomplete) */
+    int hr_status;        /* 0, or the 4xx/5xx to answer before closing */
+    const char *hr_error; /* static text saying why, with hr_status */
+    const char *hr_method;
+    const char *hr_path; /* request target up to '?' */
+    size_t hr_path_len;
+    const char *hr_query; /* after '?', without it; NULL when none */
+    size_t hr_query_len;
+    int hr_major, hr_minor;
+    bool hr_keep_alive; /* HTTP/1.1 unless "Connection: close"; 1.0 with keep-alive */
+    struct apg_http_hdr hr_hdrs[APG_HTTP_MAX_HEADERS];
+    int hr_nhdrs;
+    const uint8_t *hr_body;
+    size_t hr_body_len;
+};
+
+/* Parses the first request in buf[0..len) into req (borrowing buf). Pure.
+ * req->hr_len = 0: more bytes are needed, and *want (may be NULL) is the
+ * whole length once the headers announced it (0 while unknown).
+ * req->hr_len = N with hr_status 0: a whole request of N bytes; with
+ * hr_status set: the request cannot be served (400 malformed, 411 chunked
+ * body, 413 body over max_body, 414 target too long, 431 header block too
+ * large) and N covers every byte given, as nothing after it is read. */
+void apg_http_parse(const uint8_t *buf, size_t len, size_t max_body, struct apg_http_req *req,
+                    size_t *want);
+
+/* The value of header name (case-insensitive), or NULL; *len its length. */
+const char *apg_http_header(const struct apg_http_req *req, const char *name, size_t *len);
+
+/* The reason phrase of status ("Not Found"). */
+const char *apg_http_reason(int status);
+
+/* ---- server (http_server.c) ---- */
+
+struct apg_http_server;
+struct apg_http_call; /* one request being answered; valid during the handler */
+
+typedef void (*apg_http_handler_fn)(struct apg_http_call *call, const struct apg_http_req *req,
+                                    void *ud);
+
+struct apg_http_route {
+    const char *hr_route_method; /* "GET" */
+    const char *hr_route_path;   /* exact path: "/metrics" */
+    apg_http_handler_fn hr_route_fn;
+};
+
+struct apg_http_server_opts {
+    const char *name; /* for logs */
+    const char *host;
+    int port; /* 0 = ephemeral */
+    const char *port_key;
+    int n_loops;
+    const struct apg_http_route *routes; /* borrowed for the server's life */
+    size_t n_routes;
+    size_t max_body;           /* largest request body; 0 = 4 MiB */
+    int idle_timeout_s;        /* keep-alive connections idle this long close; 0 = never */
+    uint32_t frame_timeout_ms; /* a request must be complete this long after its first byte */
+    uint32_t frame_min_bytes_per_s;
+    size_t max_pending_bytes;
+    void *ud; /* handed to the handlers */
+};
+
+apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
+                                struct apg_http_server **out, char *err, size_t errlen);
+int apg_http_server_port(const struct apg_http_server *srv);
+/* Closes every connection and frees srv. Not from a loop thread. */
+void apg_http_server_stop(struct apg_http_server *srv);
+
+/* A whole answer: status, content type, body (copied). Once per call. */
+apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *content_type,
+                         const void *body, size_t len);
+/* A streamed answer: writes the status line and headers and returns the
+ * buffer the body is appended to (the connection's output, no copy), NULL
+ * when the connection is gone; apg_http_end fills in Content-Length. */
+struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type);
+void apg_http_end(struct apg_http_call *call);
+
+#endif

@@ -1,0 +1,127 @@
+/* The HTTP port of a broker process: reads its configuration, starts the
+ * HTTP server (http_server.c) with the route table below, and stops it.
+ * The /api/ routes answer from the same broker functions as the remoting
+ * admin requests `apogee admin` sends (docs/http-api.md), not copies.
+ *
+ * Design. One loop thread serves the port, apart from the broker's loops,
+ * so a scrape never delays a send or a pull; the slow-peer settings of the
+ * remoting port (request deadline serverFrameTimeoutMillis, minimum rate,
+ * pending-bytes cap, idle timeout) apply to its requests. The metrics
+ * renderer keeps scratch tables between scrapes and belongs to that one
+ * thread.
+ *
+ * Threads: start and stop on the control thread; handlers on the HTTP
+ * loop thread. */
+#include "http/http_port.h"
+
+#include "broker/broker_rt.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "http/http.h"
+#include "http/metrics.h"
+
+struct apg_http_port {
+    struct apg_broker *hp_broker;
+    struct apg_http_server *hp_srv;
+    struct apg_metrics *hp_metrics;
+};
+
+static void get_metrics(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    struct apg_http_port *hp = ud;
+    struct apg_buf *o = apg_http_begin(call, 200, "text/plain; version=0.0.4; charset=utf-8");
+    if (o)
+        apg_metrics_render(hp->hp_metrics, o, apg_wall_ms());
+    apg_http_end(call);
+}
+
+/* GET /api/cluster: the broker's identity and the GET_BROKER_RUNTIME_INFO
+ * table `apogee admin clusterList` and brokerStatus read, from the same
+ * builder (docs/http-api.md). */
+static void get_cluster(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    struct apg_http_port *hp = ud;
+    struct apg_broker *b = hp->hp_broker;
+    struct apg_buf *o = apg_http_begin(call, 200, "application/json");
+    if (o) {
+        apg_buf_append_str(o, "{\"clusterName\":");
+        apg_json_put_str(o, b->br_cluster);
+        apg_buf_append_str(o, ",\"brokerName\":");
+        apg_json_put_str(o, b->br_name);
+        apg_buf_printf(o, ",\"brokerId\":%lld,\"brokerAddr\":", (long long)b->br_broker_id);
+        apg_json_put_str(o, b->br_addr);
+        apg_buf_append_str(o, ",\"runtime\":");
+        apg_broker_runtime_info_body(b, o);
+        apg_buf_append_str(o, "}");
+    }
+    apg_http_end(call);
+}
+
+/* GET /api/topics: the topic table as GET_ALL_TOPIC_CONFIG answers it
+ * (`apogee admin topicList` and updateTopic's view), from the same encoder. */
+static void get_topics(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    struct apg_http_port *hp = ud;
+    struct apg_buf *o = apg_http_begin(call, 200, "application/json");
+    if (o)
+        apg_topics_encode(hp->hp_broker->br_topics, o);
+    apg_http_end(call);
+}
+
+static const struct apg_http_route routes[] = {
+    {"GET", "/metrics", get_metrics},
+    {"GET", "/api/cluster", get_cluster},
+    {"GET", "/api/topics", get_topics},
+};
+
+apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
+                              struct apg_http_port **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int port = (int)apg_cfg_int(cfg, APG_CFG_httpListenPort);
+    if (port == 0)
+        return APG_OK;
+    struct apg_http_port *hp = apg_calloc(1, sizeof(*hp));
+    if (hp)
+        hp->hp_broker = b;
+    if (!hp || !(hp->hp_metrics = apg_metrics_new(b))) {
+        apg_free(hp);
+        return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    }
+    struct apg_http_server_opts o = {
+        .name = "http",
+        .host = apg_cfg_str(cfg, APG_CFG_bindAddress),
+        .port = port,
+        .port_key = "httpListenPort",
+        .n_loops = 1,
+        .routes = routes,
+        .n_routes = sizeof(routes) / sizeof(routes[0]),
+        .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
+        .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
+        .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
+        .ud = hp,
+    };
+    apg_err_t e = apg_http_server_start(&o, &hp->hp_srv, err, errlen);
+    if (e) {
+        apg_metrics_free(hp->hp_metrics);
+        apg_free(hp);
+        return e;
+    }
+    apg_log_info("http", "HTTP on %s:%d (GET /metrics, /api/cluster, /api/topics)", o.host,
+                 apg_http_server_port(hp->hp_srv));
+    *out = hp;
+    return APG_OK;
+}
+
+void apg_http_port_stop(struct apg_http_port *hp)
+{
+    if (!hp)
+        return;
+    apg_http_server_stop(hp->hp_srv);
+    apg_metrics_free(hp->hp_metrics);
+    apg_free(hp);
+}

@@ -1,0 +1,22 @@
+/* GET /metrics: the broker's counters and gauges in the Prometheus text
+ * format 0.0.4, under RocketMQ 5's metric names (metrics.def).
+ *
+ * Threads: one renderer per HTTP loop thread (it keeps scratch tables
+ * between scrapes); it reads the broker's tables and store through their
+ * thread-safe calls, each holding its lock only to copy. */
+#ifndef APG_HTTP_METRICS_H
+#define APG_HTTP_METRICS_H
+
+#include "common/buf.h"
+#include "common/err.h"
+
+struct apg_broker;
+struct apg_metrics;
+
+/* Returns owned (apg_metrics_free), NULL when out of memory. Borrows b. */
+struct apg_metrics *apg_metrics_new(struct apg_broker *b);
+void apg_metrics_free(struct apg_metrics *mx);
+/* Appends the exposition to out at wall time now_ms. */
+apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *out, int64_t now_ms);
+
+#endif
