@@ -154,7 +154,7 @@ static bool pop_once(struct apg_broker *b, struct apg_conn *c, const struct apg_
     }
     if (res.pr_n > 0) {
         atomic_fetch_add_explicit(&b->br_get_total, res.pr_n, memory_order_relaxed);
-        apg_broker_consume_note(b, group, topic, res.pr_n);
+        apg_broker_consume_note(b, group, topic, res.pr_n, recs->b_len);
         reply_pop(c, req, APG_RESP_SUCCESS, "FOUND", &res, topic, recs);
         return true;
     }
