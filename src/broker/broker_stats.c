@@ -271,8 +271,7 @@ void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o)
     uint64_t closed[APG_NET_REFUSAL_N];
     apg_net_server_refusals(b->br_srv, closed);
     for (int i = 0; i < APG_NET_REFUSAL_N; i++)
-        kv(o, apg_net_refusal_key((enum apg_net_refusal)i), "%llu",
-           (unsigned long long)closed[i]);
+        kv(o, apg_net_refusal_key((enum apg_net_refusal)i), "%llu", (unsigned long long)closed[i]);
     /* RocketMQ's delay-level progress: "<next offset to deliver>,<queue max>". */
     for (int lv = 1; lv <= apg_schedule_max_level(b->br_schedule); lv++) {
         char key[48];
