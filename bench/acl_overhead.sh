@@ -19,8 +19,8 @@ accounts:
     defaultGroupPerm: SUB
     topicPerms: [T1=PUB|SUB]
 YML
-$BIN standalone --storePathRootDir=$DF --listenPort=28911 --namesrvListenPort=28876 --bindAddress=127.0.0.1 > $DF/log 2>&1 & PF=$!
-$BIN standalone --storePathRootDir=$DN --listenPort=29911 --namesrvListenPort=29876 --bindAddress=127.0.0.1 --aclEnable=true > $DN/log 2>&1 & PN=$!
+$BIN standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir=$DF --listenPort=28911 --namesrvListenPort=28876 --bindAddress=127.0.0.1 > $DF/log 2>&1 & PF=$!
+$BIN standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir=$DN --listenPort=29911 --namesrvListenPort=29876 --bindAddress=127.0.0.1 --aclEnable=true > $DN/log 2>&1 & PN=$!
 sleep 3
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 run() { # label pid ns args...

@@ -10,7 +10,7 @@ N=${2:-20}
 NS=26977
 PORT=27012
 d=$(mktemp -d /tmp/apogee-admin-latency.XXXXXX)
-"$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
+"$BIN" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
 p=$!
 trap 'kill $p 2>/dev/null; wait $p 2>/dev/null; rm -rf "$d"' EXIT
 sleep 1

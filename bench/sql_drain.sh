@@ -10,8 +10,8 @@
 # Each line: msgs/s, messages received, the broker CPU (utime+stime) it took.
 NEW=$1; MAIN=$2; RUNS=${3:-5}
 DN=$(mktemp -d); DM=$(mktemp -d)
-$NEW standalone --storePathRootDir=$DN --listenPort=26911 --namesrvListenPort=26876 --bindAddress=127.0.0.1 --enablePropertyFilter=true > $DN/log 2>&1 & PN=$!
-$MAIN standalone --storePathRootDir=$DM --listenPort=27911 --namesrvListenPort=27876 --bindAddress=127.0.0.1 > $DM/log 2>&1 & PM=$!
+$NEW standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir=$DN --listenPort=26911 --namesrvListenPort=26876 --bindAddress=127.0.0.1 --enablePropertyFilter=true > $DN/log 2>&1 & PN=$!
+$MAIN standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir=$DM --listenPort=27911 --namesrvListenPort=27876 --bindAddress=127.0.0.1 > $DM/log 2>&1 & PM=$!
 sleep 3
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 cons() { # pid ns args...

@@ -11,7 +11,7 @@ NS=26877
 PORT=26912
 d=$(mktemp -d /tmp/apogee-timer-backlog.XXXXXX)
 start() {
-    "$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
+    "$BIN" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
     p=$!
     sleep 0.5
 }

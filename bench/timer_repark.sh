@@ -14,7 +14,7 @@ NS=${TIMER_SPREAD_NS:-27876}
 PORT=${TIMER_SPREAD_PORT:-27911}
 d=$(mktemp -d /tmp/apogee-timer-repark.XXXXXX)
 start() {
-    "$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
+    "$BIN" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >>"$d/log" 2>&1 &
     p=$!
 }
 start

@@ -18,7 +18,7 @@ NS=${TIMER_SPREAD_NS:-27876}
 PORT=${TIMER_SPREAD_PORT:-27911}
 TOPIC=TimerSpread
 d=$(mktemp -d /tmp/apogee-timer-spread.XXXXXX)
-"$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >"$d/log" 2>&1 &
+"$BIN" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >"$d/log" 2>&1 &
 p=$!
 trap 'kill $p 2>/dev/null; wait $p 2>/dev/null; rm -rf "$d"' EXIT
 sleep 0.5

@@ -27,7 +27,7 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
         -days 1 -extfile ext.cnf
 ) >/dev/null 2>&1
-"$bin" standalone --storePathRootDir="$tmp/data" --bindAddress=127.0.0.1 --listenPort="$port" \
+"$bin" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$tmp/data" --bindAddress=127.0.0.1 --listenPort="$port" \
     --namesrvListenPort="$ns_port" --tls.server.mode=permissive --tls.server.certPath="$tmp/server.pem" \
     --tls.server.keyPath="$tmp/server.key" >"$tmp/broker.log" 2>&1 &
 pid=$!

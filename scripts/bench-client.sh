@@ -14,7 +14,7 @@ one() { # server-args, bench args...
     local d
     d=$(mktemp -d /tmp/apogee-bench.XXXXXX)
     # shellcheck disable=SC2086
-    "$BIN" standalone --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 \
+    "$BIN" standalone --httpListenPort=0 --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 \
         $sargs >"$d/log" 2>&1 &
     local p=$!
     sleep 0.5
@@ -49,7 +49,7 @@ fi
 # Drain: one broker, a 1M backlog per topic, consumed from the first offset
 # (DRAIN_ONLY=1 runs only this part).
 d=$(mktemp -d /tmp/apogee-bench.XXXXXX)
-"$BIN" standalone --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 \
+"$BIN" standalone --httpListenPort=0 --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 \
     >"$d/log" 2>&1 &
 p=$!
 sleep 0.5

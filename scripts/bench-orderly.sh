@@ -23,7 +23,7 @@ LABEL=orderly
 one() { # queues
     local q=$1 d p
     d=$(mktemp -d /tmp/apogee-bench.XXXXXX)
-    "$BIN" standalone --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 >"$d/log" 2>&1 &
+    "$BIN" standalone --httpListenPort=0 --storePathRootDir="$d" --listenPort=25911 --namesrvListenPort=25876 --grpcServerPort=0 >"$d/log" 2>&1 &
     p=$!
     sleep 0.5
     node --input-type=module -e "

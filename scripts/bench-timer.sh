@@ -15,7 +15,7 @@ PLAIN=${4:-}
 NS=26876
 PORT=26911
 d=$(mktemp -d /tmp/apogee-timer-bench.XXXXXX)
-"$BIN" standalone --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >"$d/log" 2>&1 &
+"$BIN" standalone --grpcServerPort=0 --httpListenPort=0 --storePathRootDir="$d" --listenPort=$PORT --namesrvListenPort=$NS >"$d/log" 2>&1 &
 p=$!
 trap 'kill $p 2>/dev/null; wait $p 2>/dev/null; rm -rf "$d"' EXIT
 sleep 0.5
