@@ -37,6 +37,7 @@
 #include "common/mem.h"
 #include "proto/messaging.pb-c.h"
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/ns.h"
 
 #define MAX_NEEDS 64
 
@@ -267,16 +268,10 @@ static void refuse(struct apg_grpc_call *call, enum apg_grpc_op op, Apache__Rock
         apg_grpc_call_finish(call, APG_GRPC_OK, NULL);
 }
 
-bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const uint8_t *req,
-                         size_t len, void *ud)
+/* The ACL decision on the unpacked request m; true when it passes. */
+static bool acl_pass(struct apg_grpc_call *call, struct apg_broker *b, enum apg_grpc_op op,
+                     const ProtobufCMessage *m)
 {
-    const struct apg_grpc_messaging *ms = ud;
-    struct apg_broker *b = ms->gm_broker;
-    if (!b->br_acl || op >= APG_GRPC_OP_N)
-        return true;
-    ProtobufCMessage *m = protobuf_c_message_unpack(ops[op].oi_req, NULL, len, req);
-    if (!m)
-        return true; /* the method answers INVALID_ARGUMENT */
     struct needs n = {.n_n = 0};
     needs_of(op, m, &n);
     const char *h = apg_grpc_call_header(call, "authorization");
@@ -298,15 +293,51 @@ bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const 
     char remark[320];
     const char *peer = apg_grpc_call_peer(call);
     enum apg_acl_refusal r = apg_acl_check_mac(b->br_acl, &am, peer, remark, sizeof remark);
-    if (r != APG_ACL_OK) {
-        bool forbidden = r == APG_ACL_R_NO_PERM || r == APG_ACL_R_NEED_ADMIN;
-        refuse(call, op,
-               forbidden ? APACHE__ROCKETMQ__V2__CODE__FORBIDDEN
-                         : APACHE__ROCKETMQ__V2__CODE__UNAUTHORIZED,
-               remark);
-        apg_broker_refusal_note(b, APG_REFUSAL_NO_PERMISSION, ops[op].oi_name, am.am_ak, peer,
-                                APG_RESP_NO_PERMISSION, remark);
+    if (r == APG_ACL_OK)
+        return true;
+    bool forbidden = r == APG_ACL_R_NO_PERM || r == APG_ACL_R_NEED_ADMIN;
+    refuse(call, op,
+           forbidden ? APACHE__ROCKETMQ__V2__CODE__FORBIDDEN
+                     : APACHE__ROCKETMQ__V2__CODE__UNAUTHORIZED,
+           remark);
+    apg_broker_refusal_note(b, APG_REFUSAL_NO_PERMISSION, ops[op].oi_name, am.am_ak, peer,
+                            APG_RESP_NO_PERMISSION, remark);
+    return false;
+}
+
+bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const uint8_t **req,
+                         size_t *len, void *ud, uint8_t **owned)
+{
+    const struct apg_grpc_messaging *ms = ud;
+    struct apg_broker *b = ms->gm_broker;
+    const char *ns = apg_grpc_call_header(call, "x-mq-namespace");
+    if (ns && !ns[0])
+        ns = NULL;
+    if ((!b->br_acl && !ns) || op >= APG_GRPC_OP_N)
+        return true;
+    ProtobufCMessage *m = protobuf_c_message_unpack(ops[op].oi_req, NULL, *len, *req);
+    if (!m)
+        return true; /* the method answers INVALID_ARGUMENT */
+    bool pass = true;
+    int changed = apg_grpc_ns_rewrite(m, ns);
+    if (changed < 0) {
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        pass = false;
+    } else if (b->br_acl) {
+        pass = acl_pass(call, b, op, m);
+    }
+    if (pass && changed > 0) {
+        size_t n = protobuf_c_message_get_packed_size(m);
+        *owned = apg_malloc(n ? n : 1);
+        if (!*owned) {
+            apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+            pass = false;
+        } else {
+            protobuf_c_message_pack(m, *owned);
+            *req = *owned;
+            *len = n;
+        }
     }
     protobuf_c_message_free_unpacked(m, NULL);
-    return r == APG_ACL_OK;
+    return pass;
 }

@@ -15,6 +15,7 @@
 #include "proxy/grpc/messaging.h"
 #include "proxy/grpc/auth.h"
 #include "proxy/grpc/consume.h"
+#include "proxy/grpc/ns.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -108,8 +109,8 @@ static void query_route(struct apg_grpc_call *call, const uint8_t *req, size_t l
         br.id = 0;
         br.endpoints = &ep;
         Apache__Rocketmq__V2__Resource rt = APACHE__ROCKETMQ__V2__RESOURCE__INIT;
-        rt.name = (char *)topic;
-        rt.resource_namespace = rq->topic->resource_namespace;
+        char nsbuf[512];
+        apg_grpc_ns_resource(&rt, topic, nsbuf, sizeof nsbuf);
         /* Topics carry no message type here: every queue accepts all four. */
         Apache__Rocketmq__V2__MessageType types[] = {
             APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO,
