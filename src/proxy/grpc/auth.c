@@ -28,6 +28,7 @@
 #include "proxy/grpc/auth.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -240,7 +241,7 @@ static void refuse(struct apg_grpc_call *call, enum apg_grpc_op op, Apache__Rock
 {
     const struct op_info *oi = &ops[op];
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(oi->oi_resp, 1);
-    uint8_t mem[256];
+    _Alignas(max_align_t) uint8_t mem[256];
     if (!f || oi->oi_resp->sizeof_message > sizeof mem) {
         apg_grpc_call_fail(call, APG_GRPC_INTERNAL, msg);
         return;
