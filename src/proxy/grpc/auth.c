@@ -48,41 +48,30 @@ struct op_info {
     enum apg_grpc_kind oi_kind;
 };
 
+#define OP(id, name, req, resp, kind)                                                              \
+    [APG_GRPC_OP_##id] = {.oi_name = name,                                                         \
+                          .oi_req = &apache__rocketmq__v2__##req##__descriptor,                    \
+                          .oi_resp = &apache__rocketmq__v2__##resp##__descriptor,                  \
+                          .oi_kind = APG_GRPC_##kind}
+
 static const struct op_info ops[APG_GRPC_OP_N] = {
-    [APG_GRPC_OP_QUERY_ROUTE] = {"QueryRoute",
-                                 &apache__rocketmq__v2__query_route_request__descriptor,
-                                 &apache__rocketmq__v2__query_route_response__descriptor},
-    [APG_GRPC_OP_HEARTBEAT] = {"Heartbeat", &apache__rocketmq__v2__heartbeat_request__descriptor,
-                               &apache__rocketmq__v2__heartbeat_response__descriptor},
-    [APG_GRPC_OP_SEND] = {"SendMessage", &apache__rocketmq__v2__send_message_request__descriptor,
-                          &apache__rocketmq__v2__send_message_response__descriptor},
-    [APG_GRPC_OP_END_TRANSACTION] = {"EndTransaction",
-                                     &apache__rocketmq__v2__end_transaction_request__descriptor,
-                                     &apache__rocketmq__v2__end_transaction_response__descriptor},
-    [APG_GRPC_OP_NOTIFY_TERMINATION] =
-        {"NotifyClientTermination",
-         &apache__rocketmq__v2__notify_client_termination_request__descriptor,
-         &apache__rocketmq__v2__notify_client_termination_response__descriptor},
-    [APG_GRPC_OP_TELEMETRY] = {"Telemetry", &apache__rocketmq__v2__telemetry_command__descriptor,
-                               &apache__rocketmq__v2__telemetry_command__descriptor, APG_GRPC_BIDI},
-    [APG_GRPC_OP_RECEIVE] = {"ReceiveMessage",
-                             &apache__rocketmq__v2__receive_message_request__descriptor,
-                             &apache__rocketmq__v2__receive_message_response__descriptor,
-                             APG_GRPC_SERVER_STREAM},
-    [APG_GRPC_OP_ACK] = {"AckMessage", &apache__rocketmq__v2__ack_message_request__descriptor,
-                         &apache__rocketmq__v2__ack_message_response__descriptor},
-    [APG_GRPC_OP_CHANGE_INVISIBLE] =
-        {"ChangeInvisibleDuration",
-         &apache__rocketmq__v2__change_invisible_duration_request__descriptor,
-         &apache__rocketmq__v2__change_invisible_duration_response__descriptor},
-    [APG_GRPC_OP_FORWARD_DLQ] =
-        {"ForwardMessageToDeadLetterQueue",
-         &apache__rocketmq__v2__forward_message_to_dead_letter_queue_request__descriptor,
-         &apache__rocketmq__v2__forward_message_to_dead_letter_queue_response__descriptor},
-    [APG_GRPC_OP_QUERY_ASSIGNMENT] = {"QueryAssignment",
-                                      &apache__rocketmq__v2__query_assignment_request__descriptor,
-                                      &apache__rocketmq__v2__query_assignment_response__descriptor},
+    OP(QUERY_ROUTE, "QueryRoute", query_route_request, query_route_response, UNARY),
+    OP(HEARTBEAT, "Heartbeat", heartbeat_request, heartbeat_response, UNARY),
+    OP(SEND, "SendMessage", send_message_request, send_message_response, UNARY),
+    OP(END_TRANSACTION, "EndTransaction", end_transaction_request, end_transaction_response, UNARY),
+    OP(NOTIFY_TERMINATION, "NotifyClientTermination", notify_client_termination_request,
+       notify_client_termination_response, UNARY),
+    OP(TELEMETRY, "Telemetry", telemetry_command, telemetry_command, BIDI),
+    OP(RECEIVE, "ReceiveMessage", receive_message_request, receive_message_response, SERVER_STREAM),
+    OP(ACK, "AckMessage", ack_message_request, ack_message_response, UNARY),
+    OP(CHANGE_INVISIBLE, "ChangeInvisibleDuration", change_invisible_duration_request,
+       change_invisible_duration_response, UNARY),
+    OP(FORWARD_DLQ, "ForwardMessageToDeadLetterQueue", forward_message_to_dead_letter_queue_request,
+       forward_message_to_dead_letter_queue_response, UNARY),
+    OP(QUERY_ASSIGNMENT, "QueryAssignment", query_assignment_request, query_assignment_response,
+       UNARY),
 };
+#undef OP
 
 struct needs {
     struct apg_acl_need n_v[MAX_NEEDS];
