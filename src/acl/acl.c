@@ -227,6 +227,16 @@ enum apg_acl_refusal apg_acl_check(struct apg_acl *acl, const struct apg_rcmd *r
     return res;
 }
 
+enum apg_acl_refusal apg_acl_check_mac(struct apg_acl *acl, const struct apg_acl_mac *m,
+                                       const char *peer, char *remark, size_t n)
+{
+    const struct apg_acl_rules *r = atomic_load_explicit(&acl->ac_rules, memory_order_acquire);
+    enum apg_acl_refusal res = apg_acl_rules_check_mac(r, peer, m, remark, n);
+    if (res != APG_ACL_OK)
+        atomic_fetch_add_explicit(&acl->ac_refused[res], 1, memory_order_relaxed);
+    return res;
+}
+
 void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out)
 {
     memset(out, 0, sizeof(*out));

@@ -106,6 +106,28 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
                                          const struct apg_rcmd *req, const char *peer, char *remark,
                                          size_t n);
 
+/* A request signed outside the remoting format (the gRPC port's
+ * "authorization: MQv2-HMAC-SHA1 ..." header): the account, the raw
+ * HMAC-SHA1 it carries over content, and the resources it touches. */
+struct apg_acl_need {
+    const char *an_name; /* a topic, or a group (an_group); NULL or "" is skipped */
+    bool an_group;
+    uint8_t an_perm; /* APG_ACL_PUB, APG_ACL_SUB or APG_ACL_ANY */
+};
+struct apg_acl_mac {
+    const char *am_ak;     /* NULL: unsigned */
+    const uint8_t *am_mac; /* 20 bytes; NULL when absent or malformed */
+    const void *am_content;
+    size_t am_content_len;
+    const char *am_what; /* the operation, for remarks ("SendMessage") */
+    const struct apg_acl_need *am_needs;
+    size_t am_n_needs;
+};
+/* Decides m from peer under r with the same white lists, accounts and
+ * permission rules as apg_acl_rules_check. Pure. */
+enum apg_acl_refusal apg_acl_rules_check_mac(const struct apg_acl_rules *r, const char *peer,
+                                             const struct apg_acl_mac *m, char *remark, size_t n);
+
 /* Computes the Signature of req (its ext fields other than Signature, and
  * body) with secret, as a RocketMQ client does, into out. */
 void apg_acl_sign(const struct apg_rcmd *req, const char *secret, char out[32]);
@@ -133,6 +155,9 @@ bool apg_acl_reload(struct apg_acl *acl);
 /* Checks req and counts a refusal. Any thread. */
 enum apg_acl_refusal apg_acl_check(struct apg_acl *acl, const struct apg_rcmd *req,
                                    const char *peer, char *remark, size_t n);
+/* apg_acl_rules_check_mac on the rules in force; counts a refusal. */
+enum apg_acl_refusal apg_acl_check_mac(struct apg_acl *acl, const struct apg_acl_mac *m,
+                                       const char *peer, char *remark, size_t n);
 /* Counters: refusals per cause, reloads done, reloads refused, and when
  * the rules in force were loaded (all 0 for a NULL acl). */
 struct apg_acl_counts {

@@ -168,9 +168,13 @@ static enum apg_acl_refusal need_res(struct ctx *c, const char *name, bool group
         return APG_ACL_OK;
     snprintf(c->c_remark, c->c_n,
              "ACL: accessKey '%s' has no %s permission on %s '%s' (%s %s, or default%sPerm)",
-             acc->acc_ak, perm == APG_ACL_PUB ? "PUB" : "SUB", group ? "group" : "topic",
-             group ? full + APG_ACL_RETRY_PREFIX_LEN : full, group ? "groupPerms" : "topicPerms",
-             group ? full + APG_ACL_RETRY_PREFIX_LEN : full, group ? "Group" : "Topic");
+             acc->acc_ak,
+             perm == APG_ACL_PUB   ? "PUB"
+             : perm == APG_ACL_ANY ? "PUB or SUB"
+                                   : "SUB",
+             group ? "group" : "topic", group ? full + APG_ACL_RETRY_PREFIX_LEN : full,
+             group ? "groupPerms" : "topicPerms", group ? full + APG_ACL_RETRY_PREFIX_LEN : full,
+             group ? "Group" : "Topic");
     return APG_ACL_R_NO_PERM;
 }
 
@@ -228,10 +232,15 @@ static void code_text(int32_t code, char *out, size_t n)
     snprintf(out, n, "%s%s%d%s", name ? name : "", name ? " (" : "", code, name ? ")" : "");
 }
 
-enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg_acl_table t,
-                                         const struct apg_rcmd *req, const char *peer, char *remark,
-                                         size_t n)
+/* The steps every signed request shares: a globally white-listed peer
+ * passes (OK, *acc NULL); otherwise ak must name an account (*acc), and a
+ * peer in that account's whiteRemoteAddress passes (OK, *acc NULL). OK with
+ * *acc set means the signature and permissions are still to check. */
+static enum apg_acl_refusal identify(const struct apg_acl_rules *r, const char *peer,
+                                     const char *ak, int32_t code, const char *name,
+                                     const struct apg_acl_account **acc, char *remark, size_t n)
 {
+    *acc = NULL;
     /* The peer's address is parsed only when a white list needs it. */
     uint8_t ip[16];
     int have_ip = -1;
@@ -242,26 +251,52 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
                 return APG_ACL_OK;
     }
     char what[96];
-    const char *ak = ext(req, APG_SIGN_ACCESS_KEY);
     if (!ak) {
-        code_text(req->code, what, sizeof(what));
+        if (name)
+            snprintf(what, sizeof(what), "%s", name);
+        else
+            code_text(code, what, sizeof(what));
         snprintf(remark, n,
                  "ACL: request %s carries no AccessKey; aclEnable=true needs signed requests "
                  "(client accessKey/secretKey)",
                  what);
         return APG_ACL_R_NO_ACCESS_KEY;
     }
-    const struct apg_acl_account *acc = account_find(r, ak);
-    if (!acc) {
+    const struct apg_acl_account *a = account_find(r, ak);
+    if (!a) {
         snprintf(remark, n, "ACL: accessKey '%.64s' is not an account of plain_acl.yml", ak);
         return APG_ACL_R_UNKNOWN_ACCESS_KEY;
     }
-    if (acc->acc_white.aa_kind != APG_ACL_ADDR_NONE) {
+    if (a->acc_white.aa_kind != APG_ACL_ADDR_NONE) {
         if (have_ip < 0)
             have_ip = apg_acl_peer_parse(peer, ip);
-        if (have_ip && apg_acl_addr_match(&acc->acc_white, ip))
+        if (have_ip && apg_acl_addr_match(&a->acc_white, ip))
             return APG_ACL_OK;
     }
+    *acc = a;
+    return APG_ACL_OK;
+}
+
+static enum apg_acl_refusal signature_refused(const struct apg_acl_account *acc, bool present,
+                                              char *remark, size_t n)
+{
+    snprintf(remark, n,
+             "ACL: signature check failed for accessKey '%s' (%s): wrong secretKey, or the "
+             "request was changed after signing",
+             acc->acc_ak, present ? "mismatch" : "no Signature field");
+    return APG_ACL_R_SIGNATURE;
+}
+
+enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg_acl_table t,
+                                         const struct apg_rcmd *req, const char *peer, char *remark,
+                                         size_t n)
+{
+    char what[96];
+    const struct apg_acl_account *acc;
+    enum apg_acl_refusal who =
+        identify(r, peer, ext(req, APG_SIGN_ACCESS_KEY), req->code, NULL, &acc, remark, n);
+    if (who != APG_ACL_OK || !acc)
+        return who;
     uint32_t idx[APG_RCMD_MAX_EXT], nf = 0;
     if (!apg_sign_fields(req, idx, &nf)) {
         code_text(req->code, what, sizeof(what));
@@ -271,13 +306,8 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
     const char *sig = ext(req, APG_SIGN_SIGNATURE);
     char want[32];
     apg_sign_mac(&acc->acc_key, req, idx, nf, req->body, req->body_len, want);
-    if (!sig || !sig_equal(sig, want)) {
-        snprintf(remark, n,
-                 "ACL: signature check failed for accessKey '%s' (%s): wrong secretKey, or the "
-                 "request was changed after signing",
-                 acc->acc_ak, sig ? "mismatch" : "no Signature field");
-        return APG_ACL_R_SIGNATURE;
-    }
+    if (!sig || !sig_equal(sig, want))
+        return signature_refused(acc, sig != NULL, remark, n);
     enum need need = code_need(t, req->code);
     if (need == NEED_ADMIN && !acc->acc_admin) {
         code_text(req->code, what, sizeof(what));
@@ -321,4 +351,34 @@ enum apg_acl_refusal apg_acl_rules_check(const struct apg_acl_rules *r, enum apg
         break;
     }
     return res;
+}
+
+enum apg_acl_refusal apg_acl_rules_check_mac(const struct apg_acl_rules *r, const char *peer,
+                                             const struct apg_acl_mac *m, char *remark, size_t n)
+{
+    const struct apg_acl_account *acc;
+    enum apg_acl_refusal who = identify(r, peer, m->am_ak, 0, m->am_what, &acc, remark, n);
+    if (who != APG_ACL_OK || !acc)
+        return who;
+    if (!m->am_mac)
+        return signature_refused(acc, false, remark, n);
+    struct apg_sha1 s;
+    uint8_t want[APG_SHA1_LEN];
+    apg_hmac_sha1_begin(&acc->acc_key, &s);
+    apg_sha1_update(&s, m->am_content, m->am_content_len);
+    apg_hmac_sha1_final(&acc->acc_key, &s, want);
+    unsigned char d = 0;
+    for (size_t i = 0; i < APG_SHA1_LEN; i++)
+        d |= (unsigned char)(want[i] ^ m->am_mac[i]);
+    memset(want, 0, sizeof(want));
+    if (d)
+        return signature_refused(acc, true, remark, n);
+    struct ctx c = {.c_acc = acc, .c_remark = remark, .c_n = n};
+    for (size_t i = 0; i < m->am_n_needs; i++) {
+        const struct apg_acl_need *nd = &m->am_needs[i];
+        enum apg_acl_refusal res = need_res(&c, nd->an_name, nd->an_group, nd->an_perm);
+        if (res)
+            return res;
+    }
+    return APG_ACL_OK;
 }

@@ -368,13 +368,67 @@ static void test_namesrv_table(void **st)
     apg_acl_rules_free(r);
 }
 
+/* The gRPC form: a raw HMAC-SHA1 of the x-mq-date-time value, and the
+ * resources the call names, under the same rules. */
+static void test_mac_decisions(void **st)
+{
+    (void)st;
+    struct apg_acl_rules *r = parse_ok(good_yml);
+    const char *peer = "127.0.0.1:4000", *dt = "20230913T063059Z";
+    struct apg_hmac_key k;
+    struct apg_sha1 s;
+    uint8_t mac[APG_SHA1_LEN];
+    apg_hmac_sha1_key(&k, "12345678", 8);
+    apg_hmac_sha1_begin(&k, &s);
+    apg_sha1_update(&s, dt, strlen(dt));
+    apg_hmac_sha1_final(&k, &s, mac);
+    char h[41];
+    hex(mac, sizeof mac, h);
+    /* Python: hmac.new(b"12345678", b"20230913T063059Z", "sha1").hexdigest() */
+    assert_string_equal(h, "df5d066cdbca043fd04ad673b148268450ff85d6");
+    struct apg_acl_need pub_t = {"T", false, APG_ACL_PUB}, pub_b = {"topicB", false, APG_ACL_PUB},
+                        any_b = {"topicB", false, APG_ACL_ANY},
+                        sub_ga = {"groupA", true, APG_ACL_SUB};
+    struct apg_acl_mac m = {"rocketmq2", mac, dt, strlen(dt), "SendMessage", &pub_t, 1};
+    char remark[320];
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark), APG_ACL_OK);
+    m.am_needs = &pub_b;
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_NO_PERM);
+    assert_non_null(strstr(remark, "no PUB permission on topic 'topicB'"));
+    m.am_needs = &any_b;
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark), APG_ACL_OK);
+    m.am_needs = &sub_ga;
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_NO_PERM);
+    m.am_needs = &pub_t;
+    m.am_content_len--; /* another date-time than the one signed */
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_SIGNATURE);
+    m.am_content_len++;
+    m.am_mac = NULL;
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_SIGNATURE);
+    m.am_ak = NULL;
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_NO_ACCESS_KEY);
+    assert_non_null(strstr(remark, "SendMessage"));
+    assert_int_equal(apg_acl_rules_check_mac(r, "10.10.103.9:1", &m, remark, sizeof remark),
+                     APG_ACL_OK);
+    m.am_ak = "nobodyxx";
+    assert_int_equal(apg_acl_rules_check_mac(r, peer, &m, remark, sizeof remark),
+                     APG_ACL_R_UNKNOWN_ACCESS_KEY);
+    apg_acl_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha1_vectors), cmocka_unit_test(test_sha1_impls_agree),
-        cmocka_unit_test(test_hmac_rfc2202), cmocka_unit_test(test_addr_patterns),
-        cmocka_unit_test(test_parse),        cmocka_unit_test(test_sign_vector),
-        cmocka_unit_test(test_decisions),    cmocka_unit_test(test_namesrv_table),
+        cmocka_unit_test(test_sha1_vectors),  cmocka_unit_test(test_sha1_impls_agree),
+        cmocka_unit_test(test_hmac_rfc2202),  cmocka_unit_test(test_addr_patterns),
+        cmocka_unit_test(test_parse),         cmocka_unit_test(test_sign_vector),
+        cmocka_unit_test(test_decisions),     cmocka_unit_test(test_namesrv_table),
+        cmocka_unit_test(test_mac_decisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

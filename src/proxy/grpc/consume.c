@@ -40,6 +40,7 @@
 #include "protocol/tagexpr.h"
 #include "proto/messaging.pb-c.h"
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/ns.h"
 
 typedef Apache__Rocketmq__V2__Status pb_status;
 #define CODE(x) APACHE__ROCKETMQ__V2__CODE__##x
@@ -267,6 +268,8 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
     Apache__Rocketmq__V2__Endpoints ep = APACHE__ROCKETMQ__V2__ENDPOINTS__INIT;
     Apache__Rocketmq__V2__Broker br = APACHE__ROCKETMQ__V2__BROKER__INIT;
     Apache__Rocketmq__V2__MessageQueue mq = APACHE__ROCKETMQ__V2__MESSAGE_QUEUE__INIT;
+    Apache__Rocketmq__V2__Resource mq_topic = APACHE__ROCKETMQ__V2__RESOURCE__INIT;
+    char nsbuf[512];
     Apache__Rocketmq__V2__Assignment as = APACHE__ROCKETMQ__V2__ASSIGNMENT__INIT;
     Apache__Rocketmq__V2__Assignment *asp[] = {&as};
     Apache__Rocketmq__V2__MessageType types[] = {
@@ -289,7 +292,8 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
         ep.addresses = addrs;
         br.name = b->br_name;
         br.endpoints = &ep;
-        mq.topic = rq->topic;
+        apg_grpc_ns_resource(&mq_topic, topic, nsbuf, sizeof nsbuf);
+        mq.topic = &mq_topic;
         mq.id = -1;
         mq.permission = APACHE__ROCKETMQ__V2__PERMISSION__READ;
         mq.broker = &br;
@@ -428,7 +432,10 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     char **keys = NULL;
     char mid[64], digest[33], bh[64], sh[64], handle[640];
 
-    topic.name = arena_str(&ar, r.mr_topic, r.mr_topic_len);
+    char nsbuf[512];
+    const char *full = arena_str(&ar, r.mr_topic, r.mr_topic_len);
+    if (full)
+        apg_grpc_ns_resource(&topic, full, nsbuf, sizeof nsbuf);
     m.topic = &topic;
     m.system_properties = &sp;
     /* Properties: count, then split into system fields and user ones. */
@@ -439,7 +446,7 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     ents = apg_calloc(np, sizeof(*ents));
     entp = apg_calloc(np, sizeof(*entp));
     keys = apg_calloc(np + 64, sizeof(*keys));
-    if (!ents || !entp || !keys || !topic.name) {
+    if (!ents || !entp || !keys || !full) {
         e = APG_ENOMEM;
         goto out;
     }

@@ -13,7 +13,9 @@
  *
  * Threads: the gRPC loop thread. */
 #include "proxy/grpc/messaging.h"
+#include "proxy/grpc/auth.h"
 #include "proxy/grpc/consume.h"
+#include "proxy/grpc/ns.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -107,8 +109,8 @@ static void query_route(struct apg_grpc_call *call, const uint8_t *req, size_t l
         br.id = 0;
         br.endpoints = &ep;
         Apache__Rocketmq__V2__Resource rt = APACHE__ROCKETMQ__V2__RESOURCE__INIT;
-        rt.name = (char *)topic;
-        rt.resource_namespace = rq->topic->resource_namespace;
+        char nsbuf[512];
+        apg_grpc_ns_resource(&rt, topic, nsbuf, sizeof nsbuf);
         /* Topics carry no message type here: every queue accepts all four. */
         Apache__Rocketmq__V2__MessageType types[] = {
             APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO,
@@ -190,25 +192,38 @@ static void notify_termination(struct apg_grpc_call *call, const uint8_t *req, s
     apg_grpc_answer(call, &resp.base);
 }
 
+/* Every method behind the ACL check (auth.c); a no-op with aclEnable=false. */
+APG_GRPC_GUARDED(g_query_route, APG_GRPC_OP_QUERY_ROUTE, query_route)
+APG_GRPC_GUARDED(g_heartbeat, APG_GRPC_OP_HEARTBEAT, heartbeat)
+APG_GRPC_GUARDED(g_send, APG_GRPC_OP_SEND, apg_grpc_send_message)
+APG_GRPC_GUARDED(g_end_txn, APG_GRPC_OP_END_TRANSACTION, apg_grpc_end_transaction)
+APG_GRPC_GUARDED(g_notify, APG_GRPC_OP_NOTIFY_TERMINATION, notify_termination)
+APG_GRPC_GUARDED(g_telemetry, APG_GRPC_OP_TELEMETRY, apg_grpc_telemetry_msg)
+APG_GRPC_GUARDED(g_receive, APG_GRPC_OP_RECEIVE, apg_grpc_consume_receive_call)
+APG_GRPC_GUARDED(g_ack, APG_GRPC_OP_ACK, apg_grpc_consume_ack)
+APG_GRPC_GUARDED(g_change, APG_GRPC_OP_CHANGE_INVISIBLE, apg_grpc_consume_change)
+APG_GRPC_GUARDED(g_forward_dlq, APG_GRPC_OP_FORWARD_DLQ, apg_grpc_consume_forward_dlq)
+APG_GRPC_GUARDED(g_assignment, APG_GRPC_OP_QUERY_ASSIGNMENT, apg_grpc_consume_assignment)
+
 const struct apg_grpc_method apg_grpc_messaging_methods[] = {
-    {.gm_path = SVC "QueryRoute", .gm_fn = query_route},
-    {.gm_path = SVC "Heartbeat", .gm_fn = heartbeat},
-    {.gm_path = SVC "SendMessage", .gm_fn = apg_grpc_send_message},
-    {.gm_path = SVC "EndTransaction", .gm_fn = apg_grpc_end_transaction},
-    {.gm_path = SVC "NotifyClientTermination", .gm_fn = notify_termination},
+    {.gm_path = SVC "QueryRoute", .gm_fn = g_query_route},
+    {.gm_path = SVC "Heartbeat", .gm_fn = g_heartbeat},
+    {.gm_path = SVC "SendMessage", .gm_fn = g_send},
+    {.gm_path = SVC "EndTransaction", .gm_fn = g_end_txn},
+    {.gm_path = SVC "NotifyClientTermination", .gm_fn = g_notify},
     {.gm_path = SVC "Telemetry",
      .gm_kind = APG_GRPC_BIDI,
-     .gm_msg = apg_grpc_telemetry_msg,
+     .gm_msg = g_telemetry,
      .gm_end = apg_grpc_telemetry_end,
      .gm_close = apg_grpc_telemetry_close},
     {.gm_path = SVC "ReceiveMessage",
-     .gm_fn = apg_grpc_consume_receive_call,
+     .gm_fn = g_receive,
      .gm_kind = APG_GRPC_SERVER_STREAM,
      .gm_close = apg_grpc_consume_receive_close},
-    {.gm_path = SVC "AckMessage", .gm_fn = apg_grpc_consume_ack},
-    {.gm_path = SVC "ChangeInvisibleDuration", .gm_fn = apg_grpc_consume_change},
-    {.gm_path = SVC "ForwardMessageToDeadLetterQueue", .gm_fn = apg_grpc_consume_forward_dlq},
-    {.gm_path = SVC "QueryAssignment", .gm_fn = apg_grpc_consume_assignment},
+    {.gm_path = SVC "AckMessage", .gm_fn = g_ack},
+    {.gm_path = SVC "ChangeInvisibleDuration", .gm_fn = g_change},
+    {.gm_path = SVC "ForwardMessageToDeadLetterQueue", .gm_fn = g_forward_dlq},
+    {.gm_path = SVC "QueryAssignment", .gm_fn = g_assignment},
 };
 const size_t apg_grpc_messaging_n_methods =
     sizeof apg_grpc_messaging_methods / sizeof apg_grpc_messaging_methods[0];
