@@ -1,6 +1,9 @@
-/* gRPC over h2c on the net loops: an HTTP/2 session per connection
- * (nghttp2), gRPC message framing, dispatch by path to unary, server-
- * streaming and bidirectional methods, status in trailers.
+/* gRPC on the net loops, over h2c, and over TLS with ALPN "h2" when the
+ * tlsServer* keys ask for it (net/tls.c, as on the remoting port:
+ * permissive takes both on one port by the first byte, enforcing TLS
+ * only): an HTTP/2 session per connection (nghttp2), gRPC message framing,
+ * dispatch by path to unary, server-streaming and bidirectional methods,
+ * status in trailers.
  *
  * Design. The net layer's h2 codec (net/h2_codec.c) cuts whole frames, so
  * the slow-peer rules of remoting (frame deadline, trickle rate, the cap on
@@ -51,6 +54,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "net/net_int.h" /* the codec contract: apg_net_conn_out, c_in */
+#include "net/tls.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
 
@@ -837,7 +841,11 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
         .on_close = on_close,
         .ud = srv,
     };
-    apg_err_t e = apg_net_server_start(&no, &srv->gs_net, err, errlen);
+    apg_err_t e = APG_OK;
+    if (opts->tls_cfg)
+        e = apg_net_tls_server_setup_alpn(opts->tls_cfg, &no, "h2", err, errlen);
+    if (!e)
+        e = apg_net_server_start(&no, &srv->gs_net, err, errlen);
     if (e) {
         nghttp2_session_callbacks_del(srv->gs_cbs);
         apg_free(srv->gs_conns);
