@@ -6,7 +6,9 @@
  * reply (handshake messages, alerts, session tickets) in the write BIO,
  * which the owner drains to its socket. Nothing here waits: when OpenSSL
  * needs more input it says so and the owner comes back after its next
- * read. Contexts allow TLS 1.2 and 1.3 only.
+ * read. Contexts allow TLS 1.2 and 1.3 only. A server context may select
+ * one ALPN protocol (the gRPC port's "h2") and refuse clients that offer
+ * only others.
  *
  * Errors: OpenSSL's error queue is per thread and shared by every session
  * on it, so it is cleared before each call and read right after a failure;
@@ -29,7 +31,9 @@
 struct apg_tls_ctx {
     SSL_CTX *tc_ssl;
     bool tc_server;
-    bool tc_verify; /* client: check the server's name or address */
+    bool tc_verify;            /* client: check the server's name or address */
+    uint8_t tc_alpn_len;       /* server: length of tc_alpn; 0 = no ALPN */
+    unsigned char tc_alpn[32]; /* server: the protocol ALPN selects */
 };
 
 struct apg_tls {
@@ -55,6 +59,26 @@ static apg_err_t ssl_errf(apg_err_t e, char *err, size_t errlen, const char *wha
         ERR_error_string_n(code, reason, sizeof(reason));
     ERR_clear_error();
     return apg_errf(e, err, errlen, "%s%s%s", what, reason[0] ? ": " : "", reason);
+}
+
+/* ALPN on a server: selects ctx's protocol among those the client lists
+ * (length-prefixed names); none of them: the handshake fails. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    const struct apg_tls_ctx *ctx = arg;
+    for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
+        unsigned int n = in[i];
+        if (i + 1 + n > inlen)
+            break;
+        if (n == ctx->tc_alpn_len && memcmp(in + i + 1, ctx->tc_alpn, n) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 apg_err_t apg_tls_ctx_new(const struct apg_tls_ctx_opts *o, struct apg_tls_ctx **out, char *err,
@@ -100,6 +124,16 @@ apg_err_t apg_tls_ctx_new(const struct apg_tls_ctx_opts *o, struct apg_tls_ctx *
     if (trust && SSL_CTX_load_verify_locations(s, o->trust_path, NULL) != 1) {
         snprintf(what, sizeof(what), "cannot load the TLS trust certificates '%s'", o->trust_path);
         goto fail;
+    }
+    if (o->server && o->alpn && o->alpn[0]) {
+        size_t n = strlen(o->alpn);
+        if (n > sizeof(ctx->tc_alpn)) {
+            snprintf(what, sizeof(what), "ALPN protocol '%s' too long", o->alpn);
+            goto fail;
+        }
+        memcpy(ctx->tc_alpn, o->alpn, n);
+        ctx->tc_alpn_len = (uint8_t)n;
+        SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
     }
     if (o->server) {
         if (o->client_auth != APG_TLS_AUTH_NONE) {

@@ -53,6 +53,11 @@ struct apg_tls_ctx_opts {
     /* Client only: verify the server's certificate (against trust_path, or
      * the system's CAs when it is unset) and that it names the host. */
     bool verify_server;
+    /* Server only: the one application protocol selected with ALPN ("h2"),
+     * at most 32 bytes; a client that offers ALPN without it is refused
+     * with a no_application_protocol alert, one that offers none is served.
+     * NULL: ALPN is not answered. */
+    const char *alpn;
 };
 
 struct apg_tls_ctx;

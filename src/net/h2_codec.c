@@ -11,8 +11,11 @@
  * from a frame by its first byte, 'P', which as a frame header would
  * announce a payload of at least 5 MiB, over any limit the server sets
  * (max_msg is the largest frame plus its 9-byte header). A remoting client
- * on this port sends bytes that are neither: nghttp2 refuses them as a bad
- * preface and the connection closes at once.
+ * on this port sends bytes that are neither: its 4-byte length is cut as a
+ * frame header (a prefix of its frame, or an oversized frame that closes
+ * the connection here), and the server, seeing a first message that is not
+ * the preface, answers the remoting request with an error
+ * (src/proxy/grpc/grpc_server.c).
  *
  * Threads: every function runs on the connection's loop thread. */
 #include <string.h>

@@ -21,9 +21,11 @@
  * Modes (server side, tls.h): enforcing takes TLS only; permissive looks
  * at the first byte a new connection sends (apg_tls_sniff): a TLS
  * handshake record starts with 0x16, a remoting frame with the high byte of
- * its length, and a connection found to be plaintext drops its session and
- * reads straight into the connection's buffer from then on. A server never
- * writes before the client's first byte (remoting is request first).
+ * its length, an HTTP/2 client preface with 'P', and a connection found to
+ * be plaintext drops its session and reads straight into the connection's
+ * buffer from then on. A server never writes before the client's first byte
+ * (remoting is request first; the gRPC port sends its SETTINGS after the
+ * client preface). The gRPC port's sessions select "h2" with ALPN.
  *
  * Failures (bad ClientHello, certificate refused, plaintext on an
  * enforcing port) close only that connection, with an INFO line naming the
@@ -555,6 +557,12 @@ static apg_err_t cfg_new(const struct apg_tls_ctx_opts *to, enum apg_net_tls_mod
 apg_err_t apg_net_tls_server_setup(const struct apg_config *cfg, struct apg_net_server_opts *o,
                                    char *err, size_t errlen)
 {
+    return apg_net_tls_server_setup_alpn(cfg, o, NULL, err, errlen);
+}
+
+apg_err_t apg_net_tls_server_setup_alpn(const struct apg_config *cfg, struct apg_net_server_opts *o,
+                                        const char *alpn, char *err, size_t errlen)
+{
     const char *ms = apg_cfg_str(cfg, APG_CFG_tlsServerMode);
     int mode = apg_net_tls_mode_parse(ms);
     if (mode < 0)
@@ -576,6 +584,7 @@ apg_err_t apg_net_tls_server_setup(const struct apg_config *cfg, struct apg_net_
                        : !strcmp(auth, "none")     ? APG_TLS_AUTH_NONE
                        : trust && trust[0]         ? APG_TLS_AUTH_REQUIRE
                                                    : APG_TLS_AUTH_NONE,
+        .alpn = alpn,
     };
     struct tls_cfg *tg;
     char why[512];
@@ -583,8 +592,8 @@ apg_err_t apg_net_tls_server_setup(const struct apg_config *cfg, struct apg_net_
         return apg_errf(APG_ECONFIG, err, errlen, "tlsServerMode=%s: %s", ms, why);
     o->transport = &apg_net_tls;
     o->transport_ctx = tg;
-    apg_log_info(o->name ? o->name : "net", "TLS %s on the listening port (certificate %s%s)", ms,
-                 to.cert_path,
+    apg_log_info(o->name ? o->name : "net", "TLS %s on the listening port (certificate %s%s%s%s)",
+                 ms, to.cert_path, alpn ? ", ALPN " : "", alpn ? alpn : "",
                  to.client_auth == APG_TLS_AUTH_REQUIRE    ? ", client certificates required"
                  : to.client_auth == APG_TLS_AUTH_OPTIONAL ? ", client certificates verified"
                                                            : "");

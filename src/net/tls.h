@@ -25,6 +25,10 @@ int apg_net_tls_mode_parse(const char *s);
  * be loaded. */
 apg_err_t apg_net_tls_server_setup(const struct apg_config *cfg, struct apg_net_server_opts *o,
                                    char *err, size_t errlen);
+/* The same for a port whose clients negotiate alpn with ALPN (the gRPC
+ * port: "h2"; see apg_tls_ctx_opts.alpn). */
+apg_err_t apg_net_tls_server_setup_alpn(const struct apg_config *cfg, struct apg_net_server_opts *o,
+                                        const char *alpn, char *err, size_t errlen);
 /* The broker's outbound side (tlsEnable, tlsClient* keys): sets
  * o->transport and o->transport_ctx when tlsEnable is true. */
 apg_err_t apg_net_tls_client_setup(const struct apg_config *cfg, struct apg_net_client_opts *o,

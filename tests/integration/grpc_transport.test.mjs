@@ -2,7 +2,8 @@
 // unary calls get gRPC answers in trailers (UNIMPLEMENTED for MessagingService methods not
 // served, also before the client ends a streaming call; DEADLINE_EXCEEDED for a grpc-timeout already spent, INTERNAL for a bad message
 // prefix), a non-gRPC request gets HTTP 415, many concurrent streams on one connection are
-// all answered, a remoting frame on the port closes the connection at once, and an HTTP/2
+// all answered, a remoting request on the port is answered SYSTEM_ERROR with a remark
+// naming listenPort and the connection closed at once (one log line), and an HTTP/2
 // frame left incomplete is cut at serverFrameTimeoutMillis like a remoting frame.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { apogeeBin, freePort, startApogee, waitForPort } from '../lib/proc.mjs';
-import { encodeFrame } from '../lib/remoting.mjs';
+import { decodeFrame, encodeFrame } from '../lib/remoting.mjs';
 
 const FRAME_TIMEOUT_MS = 1500;
 const SVC = '/apache.rocketmq.v2.MessagingService';
@@ -169,10 +170,35 @@ function closedWithin(sock, ms) {
     });
 }
 
-test('a remoting request on the gRPC port is refused by closing the connection', async () => {
+for (const serialize of ['JSON', 'ROCKETMQ']) {
+    test(`a remoting request (${serialize} header) on the gRPC port is answered SYSTEM_ERROR naming listenPort, then closed`, async () => {
+        const sock = net.connect(grpcPort, '127.0.0.1');
+        await new Promise((r) => sock.once('connect', r));
+        const chunks = [];
+        sock.on('data', (d) => chunks.push(d));
+        sock.write(encodeFrame({ code: 105, opaque: 4242, flag: 0, extFields: { topic: 'T' } }, null, serialize));
+        const took = await closedWithin(sock, 3000);
+        assert.ok(took !== null && took < 1000, `closed after ${took} ms`);
+        const resp = decodeFrame(Buffer.concat(chunks));
+        assert.equal(resp.code, 1, 'SYSTEM_ERROR');
+        assert.equal(resp.opaque, 4242);
+        assert.equal(resp.flag & 1, 1, 'a response');
+        assert.equal(resp.serialize, serialize);
+        assert.match(resp.remark, /grpcServerPort.*listenPort/);
+    });
+}
+
+test('the refusals are logged once, rate-limited', async () => {
+    await srv.waitOutput(/not an HTTP\/2 client \(a 4\.x remoting client on grpcServerPort\?\); answered SYSTEM_ERROR naming listenPort/);
+    const lines = srv.output().split('\n').filter((l) => /not an HTTP\/2 client \(a 4\.x/.test(l));
+    assert.equal(lines.length, 1, lines.join('\n'));
+});
+
+test('a remoting client sending a frame in pieces is closed at once', async () => {
     const sock = net.connect(grpcPort, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
-    sock.write(encodeFrame({ code: 105, opaque: 1, flag: 0, extFields: { topic: 'T' } }));
+    const f = encodeFrame({ code: 105, opaque: 1, flag: 0, extFields: { topic: 'T' } });
+    sock.write(f.subarray(0, 12));
     const took = await closedWithin(sock, 3000);
     assert.ok(took !== null && took < 1000, `closed after ${took} ms`);
 });

@@ -4,9 +4,11 @@
 // back from every queue with body, TAGS, KEYS, UNIQ_KEY (the 5.x message id) and the property.
 // A topic that does not exist is refused with TOPIC_NOT_FOUND. A Producer given its topics
 // up front waits for the server's answer to its Settings on the Telemetry stream before its
-// start completes.
+// start completes. A 4.x ali-ons producer given the gRPC port as its NameServer fails its
+// first send at once with the port's remark (a remoting SYSTEM_ERROR naming listenPort).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { Producer } from 'rocketmq-client-nodejs';
 import { freePort, runBench, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
@@ -150,4 +152,20 @@ test('apogee bench produce --protocol=grpc: 64 streams on one connection, every 
     assert.equal(r.code, 0, r.out);
     assert.equal(r.json?.errors, 0, r.out);
     assert.ok(r.json.sent > 100, r.out);
+});
+
+test('an ali-ons (4.x remoting) producer pointed at the gRPC port fails fast with a remark naming listenPort', async () => {
+    const ons = createRequire(import.meta.url)('ali-ons');
+    const p = new ons.Producer({ nameSrv: `127.0.0.1:${grpcPort}`, httpclient: {}, producerGroup: 'PG_WRONG_PORT',
+        logger: { info() {}, warn() {}, error() {}, debug() {} } });
+    p.on('error', () => {});
+    await p.ready();
+    const t0 = Date.now();
+    try {
+        await assert.rejects(p.send(new ons.Message('GrpcWrongPort', 'T', Buffer.from('x'))),
+            (e) => /gRPC port \(grpcServerPort\).*listenPort/.test(e.message));
+        assert.ok(Date.now() - t0 < 2000, `failed after ${Date.now() - t0} ms`);
+    } finally {
+        await p.close();
+    }
 });

@@ -2,10 +2,12 @@
 // broker's pop module: receive + ack, change invisible duration, redelivery after the
 // invisible time, the DLQ after the group's retryMaxTimes + 1 deliveries, two consumers
 // of one group sharing a topic without duplicates, and deliveries in flight across a
-// kill -9 of the broker. Messages are sent with raw remoting SEND_MESSAGE_V2.
+// kill -9 of the broker. Messages are sent with raw remoting SEND_MESSAGE_V2. Deliveries
+// count in /metrics rocketmq_messages_out_total as remoting pulls and pops do.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import { SimpleConsumer } from 'rocketmq-client-nodejs';
 import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
@@ -24,11 +26,12 @@ let srv;
 let br;
 let grpcPort;
 let nsPort;
+let httpPort;
 let port;
 const consumers = [];
 
 async function boot(dir) {
-    srv = await startApogee('standalone', [`--grpcServerPort=${grpcPort}`], {
+    srv = await startApogee('standalone', [`--grpcServerPort=${grpcPort}`, `--httpListenPort=${httpPort}`], {
         port, dir, keepDir: true, anyExit: true, extraPorts: { namesrvListenPort: nsPort },
     });
     port = srv.port;
@@ -38,6 +41,7 @@ async function boot(dir) {
 before(async () => {
     grpcPort = await freePort();
     nsPort = await freePort();
+    httpPort = await freePort();
     await boot();
 });
 after(async () => {
@@ -73,6 +77,22 @@ async function consumer(group, t, awaitDuration = 1500) {
     consumers.push(c);
     return c;
 }
+// The value of a /metrics sample whose labels include every one of labels; 0 when absent.
+async function metric(name, labels) {
+    const text = await new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: httpPort, path: '/metrics' }, (res) => {
+            let b = '';
+            res.on('data', (d) => (b += d));
+            res.on('end', () => resolve(b));
+        }).on('error', reject);
+    });
+    for (const line of text.split('\n')) {
+        if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+        if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+            return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return 0;
+}
 // Receives until n messages came or rounds receive calls returned nothing in a row.
 async function receiveN(c, n, invisible = 30000, rounds = 6) {
     const got = [];
@@ -89,8 +109,11 @@ test('receive and ack: every message once, with digest, handle and attempt', asy
     await topic('SimpleA');
     for (let i = 0; i < 10; i++) await send('SimpleA', `a${i}`);
     const c = await consumer('CG_SIMPLE_A', 'SimpleA');
+    const out0 = await metric('rocketmq_messages_out_total', { topic: 'SimpleA', consumer_group: 'CG_SIMPLE_A' });
     const got = await receiveN(c, 10);
     assert.deepEqual(got.map((m) => m.body.toString()).sort(), [...Array(10).keys()].map((i) => `a${i}`).sort());
+    assert.equal(await metric('rocketmq_messages_out_total', { topic: 'SimpleA', consumer_group: 'CG_SIMPLE_A' }),
+        out0 + 10, 'deliveries count as messages out');
     for (const m of got) {
         assert.ok(!m.corrupted, 'the body digest matches (the client sets corrupted only on a mismatch)');
         assert.ok(m.receiptHandle.split(' ').length >= 8);

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h"
 #include "broker/pop/pop.h"
 #include "common/mem.h"
@@ -633,6 +634,10 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         e = status_frame(
             out, e == APG_ENOTFOUND ? CODE(TOPIC_NOT_FOUND) : CODE(INTERNAL_SERVER_ERROR), err);
     } else if (res->pr_n > 0) {
+        /* Counted as a remoting pop is: the broker's get total, the
+         * group's consume counters and messages-out metrics. */
+        atomic_fetch_add_explicit(&b->br_get_total, res->pr_n, memory_order_relaxed);
+        apg_broker_consume_note(b, group, topic, res->pr_n, recs.b_len);
         for (int i = 0; i < res->pr_n && !e; i++)
             e = message_frame(ms, &res->pr_msgs[i], res,
                               (const uint8_t *)recs.b_data + res->pr_msgs[i].pm_rec_off, out);

@@ -1,6 +1,9 @@
-/* gRPC over h2c on the net loops: an HTTP/2 session per connection
- * (nghttp2), gRPC message framing, dispatch by path to unary, server-
- * streaming and bidirectional methods, status in trailers.
+/* gRPC on the net loops, over h2c, and over TLS with ALPN "h2" when the
+ * tlsServer* keys ask for it (net/tls.c, as on the remoting port:
+ * permissive takes both on one port by the first byte, enforcing TLS
+ * only): an HTTP/2 session per connection (nghttp2), gRPC message framing,
+ * dispatch by path to unary, server-streaming and bidirectional methods,
+ * status in trailers.
  *
  * Design. The net layer's h2 codec (net/h2_codec.c) cuts whole frames, so
  * the slow-peer rules of remoting (frame deadline, trickle rate, the cap on
@@ -41,14 +44,19 @@
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "net/net_int.h" /* the codec contract: apg_net_conn_out */
+#include "net/net_int.h" /* the codec contract: apg_net_conn_out, c_in */
+#include "net/tls.h"
+#include "protocol/rcode.h"
+#include "protocol/remoting.h"
 
 #define GRPC_DEFAULT_MAX_MESSAGE (4u * 1024 * 1024)
 #define GRPC_MAX_STREAMS 128
@@ -67,7 +75,9 @@ struct apg_grpc_server {
     struct gconn **gs_conns; /* per loop: its connections (that loop's thread only) */
     pthread_mutex_t gs_lock; /* gs_goaway_left */
     pthread_cond_t gs_cond;
-    int gs_goaway_left; /* loops that have not yet sent GOAWAY at stop */
+    int gs_goaway_left;                /* loops that have not yet sent GOAWAY at stop */
+    _Atomic int64_t gs_refused_log_ms; /* last "not an HTTP/2 client" line (rate limit) */
+    _Atomic uint64_t gs_refused_quiet; /* such lines suppressed since */
 };
 
 struct gconn;
@@ -696,9 +706,66 @@ static struct gconn *gconn_new(struct apg_grpc_server *srv, struct apg_conn *c)
     return g;
 }
 
+/* The user pointer of a connection refused as not HTTP/2, until it closes. */
+static struct gconn not_h2;
+
+#define REFUSED_LOG_MS 10000 /* at most one "not an HTTP/2 client" line per 10 s */
+
+/* A connection whose first bytes are not the HTTP/2 client preface (the
+ * codec passes a message starting with 'P' only when it is the preface).
+ * Most likely a 4.x remoting client given the gRPC port: its first frame,
+ * when whole in the input, is answered with a remoting response
+ * SYSTEM_ERROR whose remark names the port to use, so the client fails at
+ * once with that text instead of waiting for its request timeout. The
+ * rest of the input is dropped (the codec would cut it into nonsense
+ * frames) and the connection closes once the answer is written. */
+static void refuse_not_h2(struct apg_grpc_server *srv, struct apg_conn *c, const uint8_t *msg)
+{
+    static const char remark[] =
+        "this is the gRPC port (grpcServerPort) of a RocketMQ 5 endpoint; 4.x remoting "
+        "clients connect to the broker's listenPort or the name server";
+    const uint8_t *end = c->c_in.b_data + c->c_in.b_len;
+    size_t avail = (size_t)(end - msg), flen = 0;
+    char err[160];
+    bool answered = false;
+    if (apg_frame_peek(msg, avail, APG_FRAME_MAX_DEFAULT, &flen, err, sizeof err) == APG_OK &&
+        flen >= 8 && flen <= avail) {
+        size_t cap = apg_rcmd_scratch_need(flen);
+        char *scratch = apg_malloc(cap);
+        struct apg_rcmd req;
+        if (scratch && apg_rcmd_decode(msg, flen, &req, scratch, cap, err, sizeof err) == APG_OK &&
+            !(req.flag & APG_RCMD_FLAG_RESPONSE) && !(req.flag & APG_RCMD_FLAG_ONEWAY))
+            answered = apg_conn_reply(c, &req, APG_RESP_SYSTEM_ERROR, remark, NULL, 0) == APG_OK;
+        apg_free(scratch);
+    }
+    c->c_in_off = c->c_in.b_len;
+    apg_conn_set_user(c, &not_h2);
+    int64_t now = apg_mono_ms(), last = atomic_load(&srv->gs_refused_log_ms);
+    if (now - last >= REFUSED_LOG_MS &&
+        atomic_compare_exchange_strong(&srv->gs_refused_log_ms, &last, now)) {
+        uint64_t quiet = atomic_exchange(&srv->gs_refused_quiet, 0);
+        apg_log_warn(srv->gs_name,
+                     "%s: not an HTTP/2 client (a 4.x remoting client on grpcServerPort?); %s, "
+                     "closing (%llu more such connections in the last %d s not logged)",
+                     apg_conn_peer(c),
+                     answered ? "answered SYSTEM_ERROR naming listenPort"
+                              : "no remoting request to answer",
+                     (unsigned long long)quiet, REFUSED_LOG_MS / 1000);
+    } else {
+        atomic_fetch_add(&srv->gs_refused_quiet, 1);
+    }
+    apg_conn_close_after_write(c, "not an HTTP/2 client");
+}
+
 static void on_message(struct apg_conn *c, const uint8_t *msg, size_t len, void *ud)
 {
     struct gconn *g = apg_conn_user(c);
+    if (g == &not_h2)
+        return;
+    if (!g && msg[0] != 'P') {
+        refuse_not_h2(ud, c, msg);
+        return;
+    }
     if (!g && !(g = gconn_new(ud, c))) {
         apg_conn_close(c, "out of memory");
         return;
@@ -716,9 +783,9 @@ static void on_message(struct apg_conn *c, const uint8_t *msg, size_t len, void 
 static void on_close(struct apg_conn *c, void *ud)
 {
     struct gconn *g = apg_conn_user(c);
-    if (!g)
-        return;
     apg_conn_set_user(c, NULL);
+    if (!g || g == &not_h2)
+        return;
     struct apg_grpc_server *srv = g->gc_srv;
     if (g->gc_prev)
         g->gc_prev->gc_next = g->gc_next;
@@ -774,7 +841,11 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
         .on_close = on_close,
         .ud = srv,
     };
-    apg_err_t e = apg_net_server_start(&no, &srv->gs_net, err, errlen);
+    apg_err_t e = APG_OK;
+    if (opts->tls_cfg)
+        e = apg_net_tls_server_setup_alpn(opts->tls_cfg, &no, "h2", err, errlen);
+    if (!e)
+        e = apg_net_server_start(&no, &srv->gs_net, err, errlen);
     if (e) {
         nghttp2_session_callbacks_del(srv->gs_cbs);
         apg_free(srv->gs_conns);

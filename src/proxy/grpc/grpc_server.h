@@ -29,6 +29,8 @@
 
 #include "common/err.h"
 
+struct apg_config;
+
 /* gRPC status codes (the numbers are the protocol's). */
 enum apg_grpc_status {
     APG_GRPC_OK = 0,
@@ -72,6 +74,9 @@ struct apg_grpc_server_opts {
     uint32_t frame_timeout_ms; /* slow-peer rules of net.h, per HTTP/2 frame */
     uint32_t frame_min_bytes_per_s;
     size_t max_pending_bytes;
+    /* Configuration whose tlsServer* keys put TLS on the port (ALPN "h2"),
+     * as on the remoting port; NULL or tlsServerMode=disabled: h2c only. */
+    const struct apg_config *tls_cfg;
     void *ud; /* handed to the methods */
 };
 

@@ -60,6 +60,7 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .methods = apg_grpc_messaging_methods,
         .n_methods = apg_grpc_messaging_n_methods,
+        .tls_cfg = cfg,
         .ud = &px->px_ms,
     };
     apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);
@@ -69,7 +70,11 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         return e;
     }
     apg_grpc_produce_start(&px->px_ms);
-    apg_log_info("grpc", "gRPC (h2c) on %s:%d", o.host, apg_grpc_server_port(px->px_srv));
+    apg_log_info("grpc", "gRPC (%s) on %s:%d",
+                 strcmp(apg_cfg_str(cfg, APG_CFG_tlsServerMode), "disabled")
+                     ? "h2c, TLS with ALPN h2"
+                     : "h2c",
+                 o.host, apg_grpc_server_port(px->px_srv));
     *out = px;
     return APG_OK;
 }
