@@ -863,9 +863,12 @@ int apg_grpc_server_port(const struct apg_grpc_server *srv)
     return apg_net_server_port(srv->gs_net);
 }
 
-/* Loop thread, at stop: GOAWAY (NO_ERROR, naming the last stream this side
- * processed) on every connection of the loop, so clients move elsewhere
- * instead of seeing a reset; the net layer then flushes and closes. */
+/* Loop thread, at stop: every call still open (a Telemetry stream, a
+ * long-polling ReceiveMessage) ends with UNAVAILABLE trailers, the status a
+ * client retries elsewhere, rather than with a stream the closing connection
+ * cuts without a status (a client reports that as INTERNAL); then GOAWAY
+ * (NO_ERROR, naming the last stream this side processed) on every connection
+ * of the loop; the net layer flushes and closes. */
 struct goaway_arg {
     struct apg_grpc_server *ga_srv;
     int ga_loop;
@@ -878,6 +881,9 @@ static void goaway_loop(void *arg)
     struct gconn *next;
     for (struct gconn *g = srv->gs_conns[ga->ga_loop]; g; g = next) {
         next = g->gc_next;
+        for (struct apg_grpc_call *call = g->gc_calls; call; call = call->gs_next)
+            if (!call->gs_answered)
+                apg_grpc_call_finish(call, APG_GRPC_UNAVAILABLE, "server shutting down");
         nghttp2_submit_goaway(g->gc_h2, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(g->gc_h2), NGHTTP2_NO_ERROR,
                               (const uint8_t *)"shutdown", 8);
