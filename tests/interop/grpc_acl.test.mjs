@@ -21,6 +21,7 @@ import { signedRequest, writeAclFile } from '../lib/acl.mjs';
 // as an uncaught error. Only those, once the tests are over, are ignored.
 let stopping = false;
 process.on('uncaughtException', (e) => {
+    if (e && e.code === 14 && /server shutting down/.test(e.message)) return;
     if (e && (e.code === 14 || (stopping && e.code === 13)) && /telemetry/i.test(String(e.stack)))
         return;
     throw e;

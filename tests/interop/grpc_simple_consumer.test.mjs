@@ -17,7 +17,7 @@ import { decodeRecords } from '../lib/records.mjs';
 // after shutdown): when the broker goes away (the kill -9 below, the stop at the end),
 // grpc-js raises that stream's UNAVAILABLE as an uncaught error. Only that one is ignored.
 process.on('uncaughtException', (e) => {
-    if (e && e.code === 14 && /telemetry/i.test(String(e.stack))) return;
+    if (e && e.code === 14 && (/telemetry/i.test(String(e.stack)) || /server shutting down/.test(e.message))) return;
     throw e;
 });
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {} };
