@@ -70,9 +70,11 @@ campaign() {
     local min
     min=$(mktemp -d)
     nice -n 19 "$bin" -merge=1 "$min" "$corpus" "$work" >>"$log" 2>&1 || true
+    # Named seeds (hand-made frames the unit tests also read) stay; the
+    # inputs libFuzzer named by their SHA-1 are replaced by the merged set.
     if [ -n "$(ls -A "$min")" ]; then
-        rm -rf "$corpus"
         mkdir -p "$corpus"
+        find "$corpus" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
         cp "$min"/* "$corpus"/
     fi
     after=$(find "$corpus" -type f | wc -l)
