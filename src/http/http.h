@@ -8,7 +8,8 @@
  * status to answer (hr_status) and the connection closes after that answer.
  *
  * Threads: handlers run on the connection's loop thread and answer before
- * they return (apg_http_reply, or apg_http_begin / apg_http_end). */
+ * they return (apg_http_reply, or apg_http_begin / apg_http_end). Routes are
+ * tried in table order; the first whose path and method match answers. */
 #ifndef APG_HTTP_HTTP_H
 #define APG_HTTP_HTTP_H
 
@@ -73,7 +74,7 @@ typedef void (*apg_http_handler_fn)(struct apg_http_call *call, const struct apg
 
 struct apg_http_route {
     const char *hr_route_method; /* "GET" */
-    const char *hr_route_path;   /* exact path: "/metrics" */
+    const char *hr_route_path;   /* exact path "/metrics", or a prefix "/topics/*" */
     apg_http_handler_fn hr_route_fn;
 };
 

@@ -186,14 +186,23 @@ static void reply_text(struct apg_http_call *call, int status, const char *text)
     apg_http_reply(call, status, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
+/* "/metrics" matches that path only; "/topics/*" matches every path that
+ * starts with "/topics/" (the handler reads the rest from req->hr_path). */
+static bool route_path_matches(const char *pattern, const char *path, size_t path_len)
+{
+    size_t n = strlen(pattern);
+    if (n > 0 && pattern[n - 1] == '*')
+        return path_len >= n - 1 && memcmp(pattern, path, n - 1) == 0;
+    return n == path_len && memcmp(pattern, path, n) == 0;
+}
+
 static void route(struct apg_http_call *call, const struct apg_http_req *req)
 {
     struct apg_http_server *hs = call->hc_srv;
     bool path_known = false;
     for (size_t i = 0; i < hs->hs_n_routes; i++) {
         const struct apg_http_route *rt = &hs->hs_routes[i];
-        if (strlen(rt->hr_route_path) != req->hr_path_len ||
-            memcmp(rt->hr_route_path, req->hr_path, req->hr_path_len) != 0)
+        if (!route_path_matches(rt->hr_route_path, req->hr_path, req->hr_path_len))
             continue;
         path_known = true;
         bool head = strcmp(req->hr_method, "HEAD") == 0;
