@@ -279,6 +279,8 @@ static void test_handle(void **st)
                          "x 2 3 0 0 b 0 1",
                          "1 2 3 0 00 b 0 1",
                          "1 2 3 0 0 b -1 1",
+                         "1 2 3 0 0 b 0 -1",
+                         "2 3 0 0 0 b 3 5 -4", /* fuzz_pop: a negative offset did not round-trip */
                          "1 2 3 0 0 b 0 1 2 3"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(apg_pop_handle_decode(bad[i], strlen(bad[i]), &d), APG_EINVAL);

@@ -73,9 +73,11 @@ apg_err_t apg_pop_handle_decode(const char *s, size_t len, struct apg_pop_handle
     h->ph_queue = (int32_t)q;
     h->ph_offset = -1;
     h->ph_phys = -1;
-    if (n >= 8 && !num(f[7], &h->ph_offset))
+    /* Offsets are never negative; -1 ("none") is written by leaving the
+     * field out, so a handle always re-encodes to what it was read from. */
+    if (n >= 8 && (!num(f[7], &h->ph_offset) || h->ph_offset < 0))
         return APG_EINVAL;
-    if (n >= 9 && !num(f[8], &h->ph_phys))
+    if (n >= 9 && (!num(f[8], &h->ph_phys) || h->ph_phys < 0))
         return APG_EINVAL;
     return APG_OK;
 }
