@@ -274,6 +274,9 @@ static void test_handle(void **st)
     assert_int_equal(apg_pop_handle_decode(short_form, strlen(short_form), &d), APG_OK);
     assert_int_equal(d.ph_offset, -1);
     assert_int_equal(d.ph_type, '1');
+    /* ... and re-encodes to itself (fuzz_pop). */
+    assert_int_equal(apg_pop_handle_encode(&d, s, sizeof(s)), strlen(short_form));
+    assert_string_equal(s, short_form);
     const char *bad[] = {"",
                          "1 2 3",
                          "x 2 3 0 0 b 0 1",

@@ -125,8 +125,9 @@ struct apg_pop_handle {
     int64_t ph_offset; /* -1 when absent */
     int64_t ph_phys;   /* -1 when absent */
 };
-/* Writes the handle (with the commit-log offset when ph_phys >= 0) into
- * out; returns its length, or 0 when it does not fit. */
+/* Writes the handle into out, the queue offset only when ph_offset >= 0 and
+ * the commit-log offset only when ph_phys >= 0 as well (absent fields decode
+ * back to -1); returns its length, or 0 when it does not fit. */
 size_t apg_pop_handle_encode(const struct apg_pop_handle *h, char *out, size_t n);
 /* Parses s[0..len). APG_EINVAL when a field is missing or not a number. */
 apg_err_t apg_pop_handle_decode(const char *s, size_t len, struct apg_pop_handle *h);

@@ -18,10 +18,14 @@ size_t apg_pop_handle_encode(const struct apg_pop_handle *h, char *out, size_t n
                      (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
                      h->ph_type, h->ph_broker, h->ph_queue, (long long)h->ph_offset,
                      (long long)h->ph_phys);
-    else
+    else if (h->ph_offset >= 0)
         w = snprintf(out, n, "%lld %lld %lld %d %c %s %d %lld", (long long)h->ph_start,
                      (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
                      h->ph_type, h->ph_broker, h->ph_queue, (long long)h->ph_offset);
+    else
+        w = snprintf(out, n, "%lld %lld %lld %d %c %s %d", (long long)h->ph_start,
+                     (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
+                     h->ph_type, h->ph_broker, h->ph_queue);
     return w < 0 || (size_t)w >= n ? 0 : (size_t)w;
 }
 
