@@ -470,8 +470,13 @@ apg_err_t apg_pop_rec_decode(const uint8_t *buf, size_t len, struct apg_pop_rec 
     if (r.bad || r.p != r.end || !out->r_group || !out->r_topic || out->r_group_len == 0 ||
         out->r_topic_len == 0 || out->r_qid < 0)
         return APG_ECORRUPT;
+    /* Names are C strings in the state and the queue key's separator is
+     * \x01: neither byte belongs in one (a NUL would cut the name, and the
+     * snapshot would then not replay to the same queues). */
     if (memchr(out->r_group, '\x01', out->r_group_len) ||
-        memchr(out->r_topic, '\x01', out->r_topic_len))
+        memchr(out->r_topic, '\x01', out->r_topic_len) ||
+        memchr(out->r_group, '\0', out->r_group_len) ||
+        memchr(out->r_topic, '\0', out->r_topic_len))
         return APG_ECORRUPT;
     *used = REC_HDR + blen;
     return APG_OK;
