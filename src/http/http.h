@@ -108,5 +108,7 @@ apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *con
  * when the connection is gone; apg_http_end fills in Content-Length. */
 struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type);
 void apg_http_end(struct apg_http_call *call);
+/* The client's address ("ip:port"). */
+const char *apg_http_peer(const struct apg_http_call *call);
 
 #endif

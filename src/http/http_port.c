@@ -20,11 +20,12 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "http/admin_api.h"
 #include "http/http.h"
 #include "http/metrics.h"
 
 struct apg_http_port {
-    struct apg_broker *hp_broker;
+    struct apg_broker *hp_broker; /* first: admin_api.c reads it through ud */
     struct apg_http_server *hp_srv;
     struct apg_metrics *hp_metrics;
 };
@@ -72,9 +73,10 @@ static void get_topics(struct apg_http_call *call, const struct apg_http_req *re
 }
 
 static const struct apg_http_route routes[] = {
-    {"GET", "/metrics", get_metrics},
-    {"GET", "/api/cluster", get_cluster},
-    {"GET", "/api/topics", get_topics},
+    {"GET", "/metrics", get_metrics},           {"GET", "/api/cluster", get_cluster},
+    {"GET", "/api/topics", get_topics},         {"GET", "/api/*", apg_admin_api_handle},
+    {"POST", "/api/*", apg_admin_api_handle},   {"PUT", "/api/*", apg_admin_api_handle},
+    {"DELETE", "/api/*", apg_admin_api_handle},
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
