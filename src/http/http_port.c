@@ -76,7 +76,8 @@ static const struct apg_http_route routes[] = {
     {"GET", "/metrics", get_metrics},           {"GET", "/api/cluster", get_cluster},
     {"GET", "/api/topics", get_topics},         {"GET", "/api/*", apg_admin_api_handle},
     {"POST", "/api/*", apg_admin_api_handle},   {"PUT", "/api/*", apg_admin_api_handle},
-    {"DELETE", "/api/*", apg_admin_api_handle},
+    {"DELETE", "/api/*", apg_admin_api_handle}, {"GET", "/", apg_console_handle},
+    {"GET", "/assets/*", apg_console_handle},
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
@@ -113,8 +114,9 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
         apg_free(hp);
         return e;
     }
-    apg_log_info("http", "HTTP on %s:%d (GET /metrics, /api/cluster, /api/topics)", o.host,
-                 apg_http_server_port(hp->hp_srv));
+    apg_log_info("http",
+                 "HTTP on %s:%d (GET /metrics, the admin API under /api/, the console at /)",
+                 o.host, apg_http_server_port(hp->hp_srv));
     *out = hp;
     return APG_OK;
 }

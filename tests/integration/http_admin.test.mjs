@@ -279,3 +279,24 @@ async function until(fn, ms, what) {
         await new Promise((r) => setTimeout(r, 200));
     }
 }
+
+test('console: / and /assets/* served from the binary with content types and ETags', async () => {
+    let res = await fetch(base + '/');
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /^text\/html/);
+    const html = await res.text();
+    const refs = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]);
+    assert.ok(refs.includes('/assets/app.js') && refs.includes('/assets/app.css'), html);
+    for (const [p, type] of [['/assets/app.js', /^text\/javascript/], ['/assets/app.css', /^text\/css/]]) {
+        res = await fetch(base + p);
+        assert.equal(res.status, 200, p);
+        assert.match(res.headers.get('content-type'), type);
+        const etag = res.headers.get('etag');
+        assert.match(etag, /^"[0-9a-f]{16}"$/);
+        assert.equal(res.headers.get('cache-control'), 'no-cache');
+        await res.arrayBuffer();
+        res = await fetch(base + p, { headers: { 'if-none-match': etag } });
+        assert.equal(res.status, 304, p);
+    }
+    assert.equal((await fetch(base + '/assets/no-such.js')).status, 404);
+});
