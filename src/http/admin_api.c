@@ -91,14 +91,6 @@ static void answer_code(struct api_ctx *x, int32_t code, const char *remark)
     answer_error(x, status_of(code), code, remark);
 }
 
-static void answer_buf(struct api_ctx *x, apg_err_t e, const struct apg_buf *o)
-{
-    if (e)
-        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
-    else
-        apg_http_reply(x->call, 200, "application/json", o->b_data, o->b_len);
-}
-
 /* Answers j (stolen) as JSON. */
 static void answer_json(struct api_ctx *x, json_t *j)
 {
@@ -178,9 +170,9 @@ static bool url_decode(const char *src, size_t n, char *dst, size_t cap, bool pl
     return true;
 }
 
-/* The decoded value of query parameter name into out; false when absent
- * or malformed. */
-static bool query_param(const struct apg_http_req *req, const char *name, char *out, size_t cap)
+/* Query parameter name, decoded into out: 1 found, 0 absent, -1
+ * malformed (bad escape, NUL, longer than cap). */
+static int query_get(const struct apg_http_req *req, const char *name, char *out, size_t cap)
 {
     const char *q = req->hr_query;
     size_t n = q ? req->hr_query_len : 0, nl = strlen(name);
@@ -189,16 +181,28 @@ static bool query_param(const struct apg_http_req *req, const char *name, char *
         size_t end = amp ? (size_t)(amp - q) : n;
         const char *eq = memchr(q + i, '=', end - i);
         if (eq && (size_t)(eq - (q + i)) == nl && memcmp(q + i, name, nl) == 0)
-            return url_decode(eq + 1, (size_t)(q + end - eq - 1), out, cap, true);
+            return url_decode(eq + 1, (size_t)(q + end - eq - 1), out, cap, true) ? 1 : -1;
         i = end + 1;
     }
-    return false;
+    return 0;
 }
 
+/* The decoded value of query parameter name into out; false when absent
+ * or malformed. */
+static bool query_param(const struct apg_http_req *req, const char *name, char *out, size_t cap)
+{
+    return query_get(req, name, out, cap) == 1;
+}
+
+/* An optional integer parameter: *v unchanged when absent; false when
+ * present but not an integer. */
 static bool query_i64(const struct apg_http_req *req, const char *name, int64_t *v)
 {
     char s[32], *end;
-    if (!query_param(req, name, s, sizeof(s)) || !s[0])
+    int r = query_get(req, name, s, sizeof(s));
+    if (r == 0)
+        return true;
+    if (r < 0 || !s[0])
         return false;
     long long n = strtoll(s, &end, 10);
     if (*end)
@@ -779,10 +783,8 @@ static void messages_by_key(struct api_ctx *x, bool uniq_from_path, const char *
         bad_request(x, "name the key: ?key=...");
         return;
     }
-    if ((x->req->hr_query && strstr(x->req->hr_query, "begin=") &&
-         !query_i64(x->req, "begin", &begin)) ||
-        (x->req->hr_query && strstr(x->req->hr_query, "end=") && !query_i64(x->req, "end", &end)) ||
-        (x->req->hr_query && strstr(x->req->hr_query, "max=") && !query_i64(x->req, "max", &max))) {
+    if (!query_i64(x->req, "begin", &begin) || !query_i64(x->req, "end", &end) ||
+        !query_i64(x->req, "max", &max)) {
         bad_request(x, "begin, end (ms since the epoch) and max must be integers");
         return;
     }
@@ -848,9 +850,7 @@ static void dlq_browse(struct api_ctx *x, const char *group)
     snprintf(topic, sizeof(topic), "%s%s", APG_DLQ_PREFIX, group);
     size_t tl = strlen(topic);
     int64_t off = -1, max = 32;
-    if ((x->req->hr_query && strstr(x->req->hr_query, "offset=") &&
-         !query_i64(x->req, "offset", &off)) ||
-        (x->req->hr_query && strstr(x->req->hr_query, "max=") && !query_i64(x->req, "max", &max))) {
+    if (!query_i64(x->req, "offset", &off) || !query_i64(x->req, "max", &max)) {
         bad_request(x, "offset and max must be integers");
         return;
     }

@@ -191,7 +191,7 @@ static void reply_text(struct apg_http_call *call, int status, const char *text)
     apg_http_reply(call, status, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
-/* "/metrics" matches that path only; "/topics/*" matches every path that
+/* "/metrics" matches that path only; "/topics/" then '*' matches every path that
  * starts with "/topics/" (the handler reads the rest from req->hr_path). */
 static bool route_path_matches(const char *pattern, const char *path, size_t path_len)
 {
