@@ -73,11 +73,15 @@ static void get_topics(struct apg_http_call *call, const struct apg_http_req *re
 }
 
 static const struct apg_http_route routes[] = {
-    {"GET", "/metrics", get_metrics},           {"GET", "/api/cluster", get_cluster},
-    {"GET", "/api/topics", get_topics},         {"GET", "/api/*", apg_admin_api_handle},
-    {"POST", "/api/*", apg_admin_api_handle},   {"PUT", "/api/*", apg_admin_api_handle},
-    {"DELETE", "/api/*", apg_admin_api_handle}, {"GET", "/", apg_console_handle},
-    {"GET", "/assets/*", apg_console_handle},
+    {"GET", "/metrics", get_metrics},           /* Prometheus text */
+    {"GET", "/api/cluster", get_cluster},       /* GET_BROKER_RUNTIME_INFO */
+    {"GET", "/api/topics", get_topics},         /* GET_ALL_TOPIC_CONFIG */
+    {"GET", "/api/*", apg_admin_api_handle},    /* the REST admin API (admin_api.c) */
+    {"POST", "/api/*", apg_admin_api_handle},   /* ... */
+    {"PUT", "/api/*", apg_admin_api_handle},    /* ... */
+    {"DELETE", "/api/*", apg_admin_api_handle}, /* ... */
+    {"GET", "/", apg_console_handle},           /* the web console (console_assets.c) */
+    {"GET", "/assets/*", apg_console_handle},   /* its scripts and style sheet */
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
