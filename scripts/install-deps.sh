@@ -4,10 +4,11 @@
 # touched when something is missing.
 set -euo pipefail
 
+# chromium: the headless browser tests/integration/console.test.mjs drives (playwright-core).
 PKGS=(build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev
       libuv1-dev libjansson-dev libyaml-dev zlib1g-dev libssl-dev libcmocka-dev
       libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev
-      nodejs npm)
+      nodejs npm chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

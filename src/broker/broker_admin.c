@@ -22,6 +22,47 @@ static void reply_body(struct apg_broker *b, struct apg_conn *c, const struct ap
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out->b_data, (uint32_t)out->b_len);
 }
 
+int32_t apg_broker_topic_update(struct apg_broker *b, const struct apg_topic_cfg *tc, char *remark,
+                                size_t n)
+{
+    if (apg_name_check_topic(tc->tc_name, remark, n))
+        return APG_RESP_INVALID_PARAMETER;
+    if (strcmp(tc->tc_name, APG_DEFAULT_TOPIC) == 0) {
+        snprintf(remark, n,
+                 "TBW102 is the auto-create template; configure it with autoCreateTopicEnable "
+                 "and defaultTopicQueueNums");
+        return APG_RESP_NO_PERMISSION;
+    }
+    if (tc->tc_read_queues <= 0 || tc->tc_write_queues <= 0 || tc->tc_read_queues > 1024 ||
+        tc->tc_write_queues > 1024) {
+        snprintf(remark, n, "queue counts must be 1..1024 (read %d, write %d)", tc->tc_read_queues,
+                 tc->tc_write_queues);
+        return APG_RESP_INVALID_PARAMETER;
+    }
+    if (apg_topics_put(b->br_topics, tc)) {
+        snprintf(remark, n, "out of memory");
+        return APG_RESP_SYSTEM_ERROR;
+    }
+    apg_log_info("broker", "topic %s created/updated: %d/%d queues, perm %d", tc->tc_name,
+                 tc->tc_read_queues, tc->tc_write_queues, tc->tc_perm);
+    return APG_RESP_SUCCESS;
+}
+
+int32_t apg_broker_topic_delete(struct apg_broker *b, const char *topic, char *remark, size_t n)
+{
+    if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
+        snprintf(remark, n, "TBW102 cannot be deleted");
+        return APG_RESP_NO_PERMISSION;
+    }
+    bool had = apg_topics_delete(b->br_topics, topic);
+    apg_offsets_drop_topic(b->br_offsets, topic);
+    apg_store_delete_topic(b->br_store, topic, strlen(topic));
+    if (had)
+        return APG_RESP_SUCCESS;
+    snprintf(remark, n, "topic %s does not exist on this broker", topic);
+    return APG_RESP_TOPIC_NOT_EXIST;
+}
+
 static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     char err[400];
@@ -30,17 +71,11 @@ static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct 
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "UPDATE_AND_CREATE_TOPIC needs topic");
         return;
     }
-    if (apg_name_check_topic(topic, err, sizeof(err))) {
-        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, err);
-        return;
-    }
-    if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
-        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION,
-                          "TBW102 is the auto-create template; configure it with "
-                          "autoCreateTopicEnable and defaultTopicQueueNums");
-        return;
-    }
     struct apg_topic_cfg tc = {0};
+    if (strlen(topic) >= sizeof(tc.tc_name)) {
+        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, "the topic name is too long");
+        return;
+    }
     snprintf(tc.tc_name, sizeof(tc.tc_name), "%s", topic);
     if (apg_rcmd_ext_i32(req, "readQueueNums", &tc.tc_read_queues))
         tc.tc_read_queues = 16;
@@ -53,36 +88,29 @@ static void create_topic(struct apg_broker *b, struct apg_conn *c, const struct 
     tc.tc_order = apg_rcmd_ext_bool(req, "order", false);
     const char *ft = apg_rcmd_ext_get(req, "topicFilterType");
     tc.tc_filter = ft && strcmp(ft, "MULTI_TAG") == 0 ? APG_TOPIC_MULTI_TAG : APG_TOPIC_SINGLE_TAG;
-    if (tc.tc_read_queues <= 0 || tc.tc_write_queues <= 0 || tc.tc_read_queues > 1024 ||
-        tc.tc_write_queues > 1024) {
-        snprintf(err, sizeof(err), "queue counts must be 1..1024 (read %d, write %d)",
-                 tc.tc_read_queues, tc.tc_write_queues);
-        apg_broker_refuse(b, c, req, APG_RESP_INVALID_PARAMETER, err);
+    int32_t code = apg_broker_topic_update(b, &tc, err, sizeof(err));
+    if (code != APG_RESP_SUCCESS) {
+        apg_broker_refuse(b, c, req, code, err);
         return;
     }
-    if (apg_topics_put(b->br_topics, &tc)) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-        return;
-    }
-    apg_log_info("broker", "topic %s created/updated: %d/%d queues, perm %d", topic,
-                 tc.tc_read_queues, tc.tc_write_queues, tc.tc_perm);
     apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics), 0);
 }
 
 static void delete_topic(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
+    char err[400];
     const char *topic = apg_rcmd_ext_get(req, "topic");
     if (!topic) {
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "DELETE_TOPIC_IN_BROKER needs topic");
         return;
     }
-    if (strcmp(topic, APG_DEFAULT_TOPIC) == 0) {
-        apg_broker_refuse(b, c, req, APG_RESP_NO_PERMISSION, "TBW102 cannot be deleted");
+    int32_t code = apg_broker_topic_delete(b, topic, err, sizeof(err));
+    if (code == APG_RESP_TOPIC_NOT_EXIST)
+        code = APG_RESP_SUCCESS; /* deleting an absent topic succeeds */
+    if (code != APG_RESP_SUCCESS) {
+        apg_broker_refuse(b, c, req, code, err);
         return;
     }
-    apg_topics_delete(b->br_topics, topic);
-    apg_offsets_drop_topic(b->br_offsets, topic);
-    apg_store_delete_topic(b->br_store, topic, strlen(topic));
     apg_broker_reply_when_durable(b, c, req, apg_topics_changes(b->br_topics), 0);
 }
 

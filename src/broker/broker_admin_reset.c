@@ -98,67 +98,50 @@ static void push_on_loop(struct apg_conn *c, void *arg)
     apg_free(rp);
 }
 
-static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+int32_t apg_broker_offsets_reset(struct apg_broker *b, const struct apg_reset_req *r,
+                                 struct apg_buf *o, int *told, char *remark, size_t n)
 {
-    const char *topic = apg_rcmd_ext_get(req, "topic");
-    const char *group = apg_rcmd_ext_get(req, "group");
-    int64_t ts;
-    char remark[512];
-    if (!topic || !group || apg_rcmd_ext_i64(req, "timestamp", &ts)) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
-                          "INVOKE_BROKER_TO_RESET_OFFSET needs topic, group and timestamp");
-        return;
-    }
-    bool force = apg_rcmd_ext_bool(req, "isForce", false);
-    /* 5.x tools name one queue (queueId >= 0) and maybe its new offset. */
-    int32_t one = -1;
-    int64_t want = -1;
-    if (apg_rcmd_ext_get(req, "queueId") && apg_rcmd_ext_i32(req, "queueId", &one))
-        one = -1;
-    if (apg_rcmd_ext_get(req, "offset") && apg_rcmd_ext_i64(req, "offset", &want))
-        want = -1;
+    const char *topic = r->rr_topic, *group = r->rr_group;
+    int32_t one = r->rr_qid;
+    int64_t want = r->rr_offset, ts = r->rr_ts;
+    *told = 0;
     struct apg_topic_cfg tc;
     if (!apg_topics_get(b->br_topics, topic, &tc)) {
-        snprintf(remark, sizeof(remark), "cannot reset offsets: topic %s is not on this broker",
-                 topic);
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-        return;
+        snprintf(remark, n, "cannot reset offsets: topic %s is not on this broker", topic);
+        return APG_RESP_SYSTEM_ERROR;
     }
     int32_t nq = tc.tc_write_queues, lo = 0;
     if (one >= 0) {
         if (one >= nq) {
-            snprintf(remark, sizeof(remark),
-                     "cannot reset offsets: topic %s has no queue %d on this broker", topic, one);
-            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-            return;
+            snprintf(remark, n, "cannot reset offsets: topic %s has no queue %d on this broker",
+                     topic, one);
+            return APG_RESP_SYSTEM_ERROR;
         }
         lo = one;
         nq = one + 1;
     }
     int64_t *to = apg_calloc((size_t)(nq > 0 ? nq : 1), sizeof(*to));
     if (!to) {
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
-        return;
+        snprintf(remark, n, "out of memory");
+        return APG_RESP_SYSTEM_ERROR;
     }
+    int32_t code = APG_RESP_SUCCESS;
     for (int32_t q = lo; q < nq; q++) {
         int64_t now = apg_offsets_query(b->br_offsets, group, topic, q);
         int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
         int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
         if (one >= 0 && want != -1 && (want < min || want > max)) {
-            snprintf(remark, sizeof(remark),
+            snprintf(remark, n,
                      "cannot reset offsets: offset %lld is outside %s queue %d [%lld, %lld]",
                      (long long)want, topic, q, (long long)min, (long long)max);
-            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-            apg_free(to);
-            return;
+            code = APG_RESP_SYSTEM_ERROR;
+            goto out;
         }
         if (now < 0 && one < 0) {
-            snprintf(remark, sizeof(remark),
-                     "cannot reset offsets: group %s has no offset for %s queue %d", group, topic,
-                     q);
-            apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
-            apg_free(to);
-            return;
+            snprintf(remark, n, "cannot reset offsets: group %s has no offset for %s queue %d",
+                     group, topic, q);
+            code = APG_RESP_SYSTEM_ERROR;
+            goto out;
         }
         int64_t at =
             one >= 0 && want != -1 ? want
@@ -166,56 +149,87 @@ static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct 
                      : apg_store_offset_by_time(b->br_store, topic, strlen(topic), q, ts, false);
         if (at < 0)
             at = 0;
-        to[q] = force || one >= 0 || at < now ? at : now;
+        to[q] = r->rr_force || one >= 0 || at < now ? at : now;
     }
     struct members mb;
-    members_take(b, group, NULL, &mb);
-    if (mb.mb_n == 0 && one < 0) {
-        snprintf(remark, sizeof(remark),
+    mb.mb_n = 0;
+    if (!r->rr_preview)
+        members_take(b, group, NULL, &mb);
+    if (!r->rr_preview && mb.mb_n == 0 && one < 0 && !r->rr_offline_ok) {
+        snprintf(remark, n,
                  "no consumer of group %s is online, so its offsets were not reset (topic %s, "
                  "timestamp %lld)",
                  group, topic, (long long)ts);
-        apg_broker_refuse(b, c, req, APG_RESP_CONSUMER_NOT_ONLINE, remark);
-        apg_free(to);
-        return;
+        code = APG_RESP_CONSUMER_NOT_ONLINE;
+        goto out;
     }
-    struct apg_buf o = APG_BUF_INIT;
-    apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
+    size_t start = o->b_len;
+    apg_err_t e = apg_buf_append_str(o, "{\"offsetTable\":{");
     for (int32_t q = lo; !e && q < nq; q++) {
         if (q > lo)
-            e = apg_buf_append(&o, ",", 1);
+            e = apg_buf_append(o, ",", 1);
         if (!e)
-            e = apg_mqmap_put_key(&o, b->br_name, q, topic);
+            e = apg_mqmap_put_key(o, b->br_name, q, topic);
         if (!e)
-            e = apg_buf_printf(&o, "%lld", (long long)to[q]);
+            e = apg_buf_printf(o, "%lld", (long long)to[q]);
     }
     if (!e)
-        e = apg_buf_append_str(&o, "}}");
-    for (int32_t q = lo; !e && q < nq; q++)
+        e = apg_buf_append_str(o, "}}");
+    for (int32_t q = lo; !e && !r->rr_preview && q < nq; q++)
         e = apg_offsets_commit(b->br_offsets, group, topic, q, to[q]);
+    size_t blen = o->b_len - start;
     for (int i = 0; i < mb.mb_n; i++) {
-        struct reset_push *rp = e ? NULL : apg_malloc(sizeof(*rp) + o.b_len);
+        struct reset_push *rp = e ? NULL : apg_malloc(sizeof(*rp) + blen);
         if (rp) {
             snprintf(rp->rp_topic, sizeof(rp->rp_topic), "%s", topic);
             snprintf(rp->rp_group, sizeof(rp->rp_group), "%s", group);
             rp->rp_ts = ts;
-            rp->rp_len = (uint32_t)o.b_len;
-            memcpy(rp->rp_body, o.b_data, o.b_len);
+            rp->rp_len = (uint32_t)blen;
+            memcpy(rp->rp_body, o->b_data + start, blen);
             if (apg_conn_post(mb.mb_conn[i], push_on_loop, rp) != APG_OK)
                 apg_free(rp);
         }
         apg_conn_unref(mb.mb_conn[i]);
     }
-    if (!e)
+    *told = mb.mb_n;
+    if (!e && !r->rr_preview)
         apg_log_info("broker",
                      "offsets of group %s on %s reset to timestamp %lld%s; %d member(s) told",
-                     group, topic, (long long)ts, force ? " (forced)" : "", mb.mb_n);
-    if (e)
-        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+                     group, topic, (long long)ts, r->rr_force ? " (forced)" : "", mb.mb_n);
+    if (e) {
+        snprintf(remark, n, "out of memory");
+        code = APG_RESP_SYSTEM_ERROR;
+    }
+out:
+    apg_free(to);
+    return code;
+}
+
+static void reset_offset(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    struct apg_reset_req r = {.rr_qid = -1, .rr_offset = -1};
+    r.rr_topic = apg_rcmd_ext_get(req, "topic");
+    r.rr_group = apg_rcmd_ext_get(req, "group");
+    char remark[512];
+    if (!r.rr_topic || !r.rr_group || apg_rcmd_ext_i64(req, "timestamp", &r.rr_ts)) {
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR,
+                          "INVOKE_BROKER_TO_RESET_OFFSET needs topic, group and timestamp");
+        return;
+    }
+    r.rr_force = apg_rcmd_ext_bool(req, "isForce", false);
+    /* 5.x tools name one queue (queueId >= 0) and maybe its new offset. */
+    if (apg_rcmd_ext_get(req, "queueId") && apg_rcmd_ext_i32(req, "queueId", &r.rr_qid))
+        r.rr_qid = -1;
+    if (apg_rcmd_ext_get(req, "offset") && apg_rcmd_ext_i64(req, "offset", &r.rr_offset))
+        r.rr_offset = -1;
+    struct apg_buf o = APG_BUF_INIT;
+    int told;
+    int32_t code = apg_broker_offsets_reset(b, &r, &o, &told, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS)
+        apg_broker_refuse(b, c, req, code, remark);
     else
         apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o.b_data, (uint32_t)o.b_len);
     apg_buf_free(&o);
-    apg_free(to);
 }
 
 /* ---- requests forwarded to one consumer -------------------------------- */

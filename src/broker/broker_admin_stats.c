@@ -391,6 +391,38 @@ static void stats_data(struct apg_broker *b, struct apg_conn *c, const struct ap
     apg_buf_free(&o);
 }
 
+int32_t apg_broker_topic_stats_body(struct apg_broker *b, const char *topic, struct apg_buf *o,
+                                    char *remark, size_t n)
+{
+    struct apg_topic_cfg tc;
+    if (!apg_topics_get(b->br_topics, topic, &tc)) {
+        snprintf(remark, n, "topic %s does not exist on this broker", topic);
+        return APG_RESP_TOPIC_NOT_EXIST;
+    }
+    apg_err_t e = apg_buf_append_str(o, "{\"offsetTable\":{");
+    for (int32_t q = 0; !e && q < tc.tc_write_queues; q++) {
+        int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
+        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
+        if (q)
+            e = apg_buf_append(o, ",", 1);
+        if (!e)
+            e = apg_mqmap_put_key(o, b->br_name, q, topic);
+        if (!e)
+            e = apg_buf_printf(o,
+                               "{\"lastUpdateTimestamp\":%lld,\"maxOffset\":%lld,"
+                               "\"minOffset\":%lld}",
+                               (long long)store_time(b, topic, q, max - 1),
+                               (long long)(max < 0 ? 0 : max), (long long)(min < 0 ? 0 : min));
+    }
+    if (!e)
+        e = apg_buf_append_str(o, "}}");
+    if (e) {
+        snprintf(remark, n, "out of memory");
+        return APG_RESP_SYSTEM_ERROR;
+    }
+    return APG_RESP_SUCCESS;
+}
+
 static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
 {
     const char *topic = apg_rcmd_ext_get(req, "topic");
@@ -398,32 +430,13 @@ static void topic_stats(struct apg_broker *b, struct apg_conn *c, const struct a
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "GET_TOPIC_STATS_INFO needs topic");
         return;
     }
-    struct apg_topic_cfg tc;
-    if (!apg_topics_get(b->br_topics, topic, &tc)) {
-        char remark[400];
-        snprintf(remark, sizeof(remark), "topic %s does not exist on this broker", topic);
-        apg_broker_refuse(b, c, req, APG_RESP_TOPIC_NOT_EXIST, remark);
-        return;
-    }
+    char remark[400];
     struct apg_buf o = APG_BUF_INIT;
-    apg_err_t e = apg_buf_append_str(&o, "{\"offsetTable\":{");
-    for (int32_t q = 0; !e && q < tc.tc_write_queues; q++) {
-        int64_t min = apg_store_min_offset(b->br_store, topic, strlen(topic), q);
-        int64_t max = apg_store_max_offset(b->br_store, topic, strlen(topic), q);
-        if (q)
-            e = apg_buf_append(&o, ",", 1);
-        if (!e)
-            e = apg_mqmap_put_key(&o, b->br_name, q, topic);
-        if (!e)
-            e = apg_buf_printf(&o,
-                               "{\"lastUpdateTimestamp\":%lld,\"maxOffset\":%lld,"
-                               "\"minOffset\":%lld}",
-                               (long long)store_time(b, topic, q, max - 1),
-                               (long long)(max < 0 ? 0 : max), (long long)(min < 0 ? 0 : min));
-    }
-    if (!e)
-        e = apg_buf_append_str(&o, "}}");
-    reply_or_refuse(b, c, req, e, &o);
+    int32_t code = apg_broker_topic_stats_body(b, topic, &o, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS)
+        apg_broker_refuse(b, c, req, code, remark);
+    else if (!apg_rcmd_is_oneway(req))
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o.b_data, (uint32_t)o.b_len);
     apg_buf_free(&o);
 }
 
@@ -489,6 +502,43 @@ static apg_err_t cl_sub(void *ud, const char *topic, const char *expr, const cha
     return e;
 }
 
+int32_t apg_broker_connection_body(struct apg_broker *b, const char *group, bool consumers,
+                                   struct apg_buf *o, char *remark, size_t n)
+{
+    struct conn_list cn = {APG_BUF_INIT, APG_BUF_INIT, "", "", ""};
+    static const struct apg_clients_visitor v = {
+        .cv_group = cl_group, .cv_member = cl_member, .cv_sub = cl_sub};
+    int32_t code = APG_RESP_SUCCESS;
+    apg_err_t e = apg_clients_visit(b->br_clients, consumers, group, &v, &cn);
+    if (e == APG_ENOTFOUND) {
+        snprintf(remark, n, "no %s of group %s is connected to this broker",
+                 consumers ? "consumer" : "producer", group);
+        code = consumers ? APG_RESP_CONSUMER_NOT_ONLINE : APG_RESP_SYSTEM_ERROR;
+        goto out;
+    }
+    if (!e)
+        e = apg_buf_append_str(o, "{\"connectionSet\":[");
+    if (!e && cn.cn_set.b_len)
+        e = apg_buf_append(o, cn.cn_set.b_data, cn.cn_set.b_len);
+    if (!e && consumers)
+        e = apg_buf_printf(o,
+                           "],\"consumeFromWhere\":\"%s\",\"consumeType\":\"%s\","
+                           "\"messageModel\":\"%s\",\"subscriptionTable\":{",
+                           cn.cn_from, cn.cn_type, cn.cn_model);
+    if (!e && consumers && cn.cn_subs.b_len)
+        e = apg_buf_append(o, cn.cn_subs.b_data, cn.cn_subs.b_len);
+    if (!e)
+        e = apg_buf_append_str(o, consumers ? "}}" : "]}");
+    if (e) {
+        snprintf(remark, n, "out of memory");
+        code = APG_RESP_SYSTEM_ERROR;
+    }
+out:
+    apg_buf_free(&cn.cn_set);
+    apg_buf_free(&cn.cn_subs);
+    return code;
+}
+
 static void connection_list(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                             bool consumers)
 {
@@ -501,36 +551,13 @@ static void connection_list(struct apg_broker *b, struct apg_conn *c, const stru
         apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, remark);
         return;
     }
-    struct conn_list cn = {APG_BUF_INIT, APG_BUF_INIT, "", "", ""};
-    static const struct apg_clients_visitor v = {
-        .cv_group = cl_group, .cv_member = cl_member, .cv_sub = cl_sub};
-    apg_err_t e = apg_clients_visit(b->br_clients, consumers, group, &v, &cn);
     struct apg_buf o = APG_BUF_INIT;
-    if (e == APG_ENOTFOUND) {
-        snprintf(remark, sizeof(remark), "no %s of group %s is connected to this broker",
-                 consumers ? "consumer" : "producer", group);
-        apg_broker_refuse(b, c, req,
-                          consumers ? APG_RESP_CONSUMER_NOT_ONLINE : APG_RESP_SYSTEM_ERROR, remark);
-        goto out;
-    }
-    if (!e)
-        e = apg_buf_append_str(&o, "{\"connectionSet\":[");
-    if (!e && cn.cn_set.b_len)
-        e = apg_buf_append(&o, cn.cn_set.b_data, cn.cn_set.b_len);
-    if (!e && consumers)
-        e = apg_buf_printf(&o,
-                           "],\"consumeFromWhere\":\"%s\",\"consumeType\":\"%s\","
-                           "\"messageModel\":\"%s\",\"subscriptionTable\":{",
-                           cn.cn_from, cn.cn_type, cn.cn_model);
-    if (!e && consumers && cn.cn_subs.b_len)
-        e = apg_buf_append(&o, cn.cn_subs.b_data, cn.cn_subs.b_len);
-    if (!e)
-        e = apg_buf_append_str(&o, consumers ? "}}" : "]}");
-    reply_or_refuse(b, c, req, e, &o);
-out:
+    int32_t code = apg_broker_connection_body(b, group, consumers, &o, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS)
+        apg_broker_refuse(b, c, req, code, remark);
+    else if (!apg_rcmd_is_oneway(req))
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, o.b_data, (uint32_t)o.b_len);
     apg_buf_free(&o);
-    apg_buf_free(&cn.cn_set);
-    apg_buf_free(&cn.cn_subs);
 }
 
 /* GET_ALL_PRODUCER_INFO (328): every producer group with its members,

@@ -56,4 +56,64 @@ apg_err_t apg_broker_live_keys_check(char *err, size_t errlen);
 void apg_broker_proc_admin_config(struct apg_broker *b, struct apg_conn *c,
                                   const struct apg_rcmd *req);
 
+/* ---- operations behind both the remoting admin codes and the HTTP admin
+ * API (src/http/admin_api.c). Each returns a RocketMQ response code; on
+ * anything but SUCCESS, remark (n bytes) says what to change. ---- */
+
+/* UPDATE_AND_CREATE_TOPIC (17) after parsing: validates tc and stores it.
+ * The table writer persists it (apg_broker_reply_when_durable,
+ * apg_broker_tables_wait). broker_admin.c. */
+int32_t apg_broker_topic_update(struct apg_broker *b, const struct apg_topic_cfg *tc, char *remark,
+                                size_t n);
+/* DELETE_TOPIC_IN_BROKER (215): drops the topic, its offsets and its
+ * consume queues; TOPIC_NOT_EXIST (after the drops) when the table did not
+ * hold it. broker_admin.c. */
+int32_t apg_broker_topic_delete(struct apg_broker *b, const char *topic, char *remark, size_t n);
+/* GET_TOPIC_STATS_INFO (202): appends the TopicStatsTable JSON to o. */
+int32_t apg_broker_topic_stats_body(struct apg_broker *b, const char *topic, struct apg_buf *o,
+                                    char *remark, size_t n);
+/* GET_CONSUMER_CONNECTION_LIST (203) / GET_PRODUCER_CONNECTION_LIST (204):
+ * appends the ConsumerConnection / ProducerConnection JSON to o. */
+int32_t apg_broker_connection_body(struct apg_broker *b, const char *group, bool consumers,
+                                   struct apg_buf *o, char *remark, size_t n);
+/* INVOKE_BROKER_TO_RESET_OFFSET (222) (broker_admin_reset.c). */
+struct apg_reset_req {
+    const char *rr_topic, *rr_group;
+    int64_t rr_ts;      /* first record stored at or after; < 0: the max offset */
+    bool rr_force;      /* also move queues forward */
+    int32_t rr_qid;     /* one queue, or -1 for every write queue */
+    int64_t rr_offset;  /* with rr_qid: the new offset, or -1 for rr_ts */
+    bool rr_preview;    /* compute and answer, change nothing, tell nobody */
+    bool rr_offline_ok; /* commit even when no member is online */
+};
+/* Appends the ResetOffsetBody ({"offsetTable":{mq:offset}}) to o, commits
+ * the offsets and pushes them to the online members (*told of them),
+ * unless rr_preview. */
+int32_t apg_broker_offsets_reset(struct apg_broker *b, const struct apg_reset_req *r,
+                                 struct apg_buf *o, int *told, char *remark, size_t n);
+
+/* broker_admin_msg.c: operator writes (not from a broker loop thread). */
+struct apg_test_msg {
+    const char *tm_topic;
+    int32_t tm_qid;                /* -1: round-robin */
+    const char *tm_tags, *tm_keys; /* NULL or "" when none */
+    const char *const *tm_props;   /* tm_nprops user (name, value) pairs */
+    size_t tm_nprops;
+    const uint8_t *tm_body;
+    size_t tm_body_len;
+};
+/* Stores one message (res: where; uniq: its UNIQ_KEY). */
+int32_t apg_broker_msg_send_test(struct apg_broker *b, const struct apg_test_msg *tm,
+                                 struct apg_put_result *res, char uniq[33], char *remark, size_t n);
+/* Stores a copy of the %DLQ%<group> record at commit-log offset phys into
+ * the topic its RETRY_TOPIC names (into topic_out). */
+int32_t apg_broker_msg_resend_dlq(struct apg_broker *b, const char *group, int64_t phys,
+                                  struct apg_put_result *res, char *topic_out, size_t topic_cap,
+                                  char *remark, size_t n);
+/* Waits (up to timeout_ms) until topics.json holds change count topics_seq
+ * and subscriptionGroup.json groups_seq; false on timeout or a failed
+ * write. Not from a broker loop thread (broker_tables.c). */
+bool apg_broker_tables_wait(struct apg_broker *b, uint64_t topics_seq, uint64_t groups_seq,
+                            int64_t timeout_ms);
+
 #endif

@@ -33,6 +33,7 @@
  * through apg_conn_post; the list, the durable counts and the writer's
  * wake-up are under br_wait_lock. */
 #include <stdio.h>
+#include <time.h>
 
 #include "broker/broker_rt.h"
 #include "common/log.h"
@@ -237,5 +238,24 @@ void apg_broker_tables_free(struct apg_broker *b)
         struct apg_durable_wait *n = w->dw_next;
         wait_free(w);
         w = n;
+    }
+}
+
+bool apg_broker_tables_wait(struct apg_broker *b, uint64_t topics_seq, uint64_t groups_seq,
+                            int64_t timeout_ms)
+{
+    struct apg_durable_wait w = {.dw_seq = {topics_seq, groups_seq}};
+    int64_t until = apg_mono_ms() + timeout_ms;
+    apg_broker_tables_kick(b);
+    for (;;) {
+        pthread_mutex_lock(&b->br_wait_lock);
+        bool done = covered(b, &w);
+        pthread_mutex_unlock(&b->br_wait_lock);
+        if (done)
+            return true;
+        if (apg_mono_ms() >= until)
+            return false;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
     }
 }

@@ -100,7 +100,9 @@ int apg_http_server_port(const struct apg_http_server *srv);
 /* Closes every connection and frees srv. Not from a loop thread. */
 void apg_http_server_stop(struct apg_http_server *srv);
 
-/* A whole answer: status, content type, body (copied). Once per call. */
+/* A whole answer: status, content type, body (copied). Once per call. The
+ * content type is written verbatim as the Content-Type line, so further
+ * header lines may follow it after "\r\n" (console_assets.c: ETag). */
 apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *content_type,
                          const void *body, size_t len);
 /* A streamed answer: writes the status line and headers and returns the
@@ -108,5 +110,7 @@ apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *con
  * when the connection is gone; apg_http_end fills in Content-Length. */
 struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type);
 void apg_http_end(struct apg_http_call *call);
+/* The client's address ("ip:port"). */
+const char *apg_http_peer(const struct apg_http_call *call);
 
 #endif

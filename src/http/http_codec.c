@@ -216,6 +216,8 @@ const char *apg_http_reason(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 304:
+        return "Not Modified";
     case 204:
         return "No Content";
     case 400:

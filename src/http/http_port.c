@@ -20,11 +20,12 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "http/admin_api.h"
 #include "http/http.h"
 #include "http/metrics.h"
 
 struct apg_http_port {
-    struct apg_broker *hp_broker;
+    struct apg_broker *hp_broker; /* first: admin_api.c reads it through ud */
     struct apg_http_server *hp_srv;
     struct apg_metrics *hp_metrics;
 };
@@ -72,9 +73,15 @@ static void get_topics(struct apg_http_call *call, const struct apg_http_req *re
 }
 
 static const struct apg_http_route routes[] = {
-    {"GET", "/metrics", get_metrics},
-    {"GET", "/api/cluster", get_cluster},
-    {"GET", "/api/topics", get_topics},
+    {"GET", "/metrics", get_metrics},           /* Prometheus text */
+    {"GET", "/api/cluster", get_cluster},       /* GET_BROKER_RUNTIME_INFO */
+    {"GET", "/api/topics", get_topics},         /* GET_ALL_TOPIC_CONFIG */
+    {"GET", "/api/*", apg_admin_api_handle},    /* the REST admin API (admin_api.c) */
+    {"POST", "/api/*", apg_admin_api_handle},   /* ... */
+    {"PUT", "/api/*", apg_admin_api_handle},    /* ... */
+    {"DELETE", "/api/*", apg_admin_api_handle}, /* ... */
+    {"GET", "/", apg_console_handle},           /* the web console (console_assets.c) */
+    {"GET", "/assets/*", apg_console_handle},   /* its scripts and style sheet */
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
@@ -111,8 +118,9 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
         apg_free(hp);
         return e;
     }
-    apg_log_info("http", "HTTP on %s:%d (GET /metrics, /api/cluster, /api/topics)", o.host,
-                 apg_http_server_port(hp->hp_srv));
+    apg_log_info("http",
+                 "HTTP on %s:%d (GET /metrics, the admin API under /api/, the console at /)",
+                 o.host, apg_http_server_port(hp->hp_srv));
     *out = hp;
     return APG_OK;
 }

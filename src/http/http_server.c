@@ -168,6 +168,11 @@ void apg_http_end(struct apg_http_call *call)
     call->hc_out = NULL;
 }
 
+const char *apg_http_peer(const struct apg_http_call *call)
+{
+    return apg_conn_peer(call->hc_conn);
+}
+
 apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *content_type,
                          const void *body, size_t len)
 {

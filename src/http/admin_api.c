@@ -1,0 +1,1008 @@
+/* The REST admin API under /api/ (docs/http-api.md): topics, consumer
+ * groups, offsets, message lookups, test messages and the dead-letter
+ * queue, for the web console and for scripts.
+ *
+ * Design. Every operation calls the broker function the matching remoting
+ * admin code calls (broker_admin_stats.h: apg_broker_topic_update,
+ * apg_broker_topic_stats_body, apg_broker_consume_stats_body,
+ * apg_broker_offsets_reset, ...), or the store reader it calls
+ * (apg_store_query_message, apg_store_read_at), so `apogee admin` and HTTP
+ * share one implementation. This file only maps HTTP onto them: it parses
+ * the path and the JSON body (jansson), answers JSON, and turns a RocketMQ
+ * response code into {"code": N, "error": "..."} with a fitting status.
+ * Stored records are answered decoded (properties as an object, the body in
+ * base64).
+ *
+ * Access. With aclEnable=true every request other than GET must carry
+ * "Authorization: Basic base64(accessKey:secretKey)" of an account in the
+ * ACL file; the secret is checked by the ACL's own HMAC check (the same
+ * accounts, white lists and topic permissions as the remoting port), so no
+ * secret is compared here. Reads stay open, like /metrics.
+ *
+ * Threads: the HTTP port's loop thread (one, apart from the broker loops).
+ * Writes that wait for the disk (table files, SYNC_FLUSH puts) hold that
+ * thread for their flush; the broker's own loops never wait for it. */
+#include "http/admin_api.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "acl/acl.h"
+#include "broker/broker_admin_stats.h"
+#include "common/json.h"
+#include "common/mem.h"
+#include "common/sha1.h"
+#include "protocol/remoting.h"
+#include "protocol/msgid.h"
+#include "protocol/props.h"
+
+#define TABLE_WAIT_MS 5000
+#define DLQ_PAGE_MAX 64
+
+struct api_ctx {
+    struct apg_http_call *call;
+    const struct apg_http_req *req;
+    struct apg_broker *b;
+    const char *seg[6]; /* path segments after /api/, NUL-terminated copies in path */
+    int nseg;
+    char path[512];
+};
+
+/* ---- answers ------------------------------------------------------------ */
+
+static int status_of(int32_t code)
+{
+    switch (code) {
+    case APG_RESP_SUCCESS:
+        return 200;
+    case APG_RESP_TOPIC_NOT_EXIST:
+    case APG_RESP_QUERY_NOT_FOUND:
+    case APG_RESP_SUBSCRIPTION_GROUP_NOT_EXIST:
+        return 404;
+    case APG_RESP_NO_PERMISSION:
+        return 403;
+    case APG_RESP_CONSUMER_NOT_ONLINE:
+        return 409;
+    case APG_RESP_INVALID_PARAMETER:
+    case APG_RESP_MESSAGE_ILLEGAL:
+        return 400;
+    default:
+        return 500;
+    }
+}
+
+static void answer_error(struct api_ctx *x, int status, int32_t code, const char *error)
+{
+    struct apg_buf o = APG_BUF_INIT;
+    if (apg_buf_printf(&o, "{\"code\":%d,\"error\":", code) || apg_json_put_str(&o, error) ||
+        apg_buf_append(&o, "}", 1))
+        apg_http_reply(x->call, 500, "text/plain", "out of memory\n", 14);
+    else
+        apg_http_reply(x->call, status, "application/json", o.b_data, o.b_len);
+    apg_buf_free(&o);
+}
+
+static void answer_code(struct api_ctx *x, int32_t code, const char *remark)
+{
+    answer_error(x, status_of(code), code, remark);
+}
+
+/* Answers j (stolen) as JSON. */
+static void answer_json(struct api_ctx *x, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_http_reply(x->call, 200, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* fastjson text whose "offsetTable" maps MessageQueue objects to values
+ * (TopicStatsTable, ConsumeStats, ResetOffsetBody) as standard JSON, the
+ * table turned into an array of {"topic", "brokerName", "queueId", ...}
+ * (the value's members, or "offset" for a number). NULL: out of memory or
+ * not parsable. */
+static json_t *mq_table_json(const struct apg_buf *o)
+{
+    char err[200];
+    json_t *j = apg_json_parse((const char *)o->b_data, o->b_len, err, sizeof(err));
+    json_t *tbl = json_object_get(j, "offsetTable"), *arr = json_array();
+    if (!j || !arr) {
+        json_decref(j);
+        json_decref(arr);
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(tbl, key, v)
+    {
+        json_t *row = json_loads(key, 0, NULL);
+        if (!json_is_object(row)) {
+            json_decref(row);
+            continue;
+        }
+        if (json_is_object(v))
+            json_object_update(row, v);
+        else
+            json_object_set(row, "offset", v);
+        json_array_append_new(arr, row);
+    }
+    json_object_set_new(j, "offsetTable", arr);
+    return j;
+}
+
+static void bad_request(struct api_ctx *x, const char *why)
+{
+    answer_error(x, 400, APG_RESP_INVALID_PARAMETER, why);
+}
+
+/* ---- request pieces ----------------------------------------------------- */
+
+/* Percent-decodes src[0..n) into dst (cap bytes); false when malformed, too
+ * long or holding a NUL. plus: '+' means a space (query strings). */
+static bool url_decode(const char *src, size_t n, char *dst, size_t cap, bool plus)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)src[i];
+        if (c == '%') {
+            if (i + 2 >= n || !isxdigit((unsigned char)src[i + 1]) ||
+                !isxdigit((unsigned char)src[i + 2]))
+                return false;
+            char hex[3] = {src[i + 1], src[i + 2], 0};
+            c = (int)strtol(hex, NULL, 16);
+            i += 2;
+        } else if (c == '+' && plus) {
+            c = ' ';
+        }
+        if (c == 0 || o + 1 >= cap)
+            return false;
+        dst[o++] = (char)c;
+    }
+    dst[o] = 0;
+    return true;
+}
+
+/* Query parameter name, decoded into out: 1 found, 0 absent, -1
+ * malformed (bad escape, NUL, longer than cap). */
+static int query_get(const struct apg_http_req *req, const char *name, char *out, size_t cap)
+{
+    const char *q = req->hr_query;
+    size_t n = q ? req->hr_query_len : 0, nl = strlen(name);
+    for (size_t i = 0; i < n;) {
+        const char *amp = memchr(q + i, '&', n - i);
+        size_t end = amp ? (size_t)(amp - q) : n;
+        const char *eq = memchr(q + i, '=', end - i);
+        if (eq && (size_t)(eq - (q + i)) == nl && memcmp(q + i, name, nl) == 0)
+            return url_decode(eq + 1, (size_t)(q + end - eq - 1), out, cap, true) ? 1 : -1;
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* The decoded value of query parameter name into out; false when absent
+ * or malformed. */
+static bool query_param(const struct apg_http_req *req, const char *name, char *out, size_t cap)
+{
+    return query_get(req, name, out, cap) == 1;
+}
+
+/* An optional integer parameter: *v unchanged when absent; false when
+ * present but not an integer. */
+static bool query_i64(const struct apg_http_req *req, const char *name, int64_t *v)
+{
+    char s[32], *end;
+    int r = query_get(req, name, s, sizeof(s));
+    if (r == 0)
+        return true;
+    if (r < 0 || !s[0])
+        return false;
+    long long n = strtoll(s, &end, 10);
+    if (*end)
+        return false;
+    *v = n;
+    return true;
+}
+
+/* Splits the path after "/api/" into decoded segments. */
+static bool split_path(struct api_ctx *x)
+{
+    const char *p = x->req->hr_path + 5;
+    size_t n = x->req->hr_path_len - 5, o = 0;
+    x->nseg = 0;
+    for (size_t i = 0; i <= n && x->nseg < 6;) {
+        const char *sl = memchr(p + i, '/', n - i);
+        size_t end = sl ? (size_t)(sl - p) : n;
+        if (end == i) { /* empty segment (trailing slash) */
+            i = end + 1;
+            if (!sl)
+                break;
+            continue;
+        }
+        if (!url_decode(p + i, end - i, x->path + o, sizeof(x->path) - o, false))
+            return false;
+        x->seg[x->nseg++] = x->path + o;
+        o += strlen(x->path + o) + 1;
+        if (!sl)
+            break;
+        i = end + 1;
+    }
+    return true;
+}
+
+/* The JSON object body, or NULL after answering 400. */
+static json_t *body_object(struct api_ctx *x)
+{
+    char err[200];
+    if (!x->req->hr_body_len) {
+        bad_request(x, "this request needs a JSON object body");
+        return NULL;
+    }
+    json_t *j =
+        apg_json_parse((const char *)x->req->hr_body, x->req->hr_body_len, err, sizeof(err));
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        char why[300];
+        snprintf(why, sizeof(why), "the body is not a JSON object%s%s", j ? "" : ": ",
+                 j ? "" : err);
+        bad_request(x, why);
+        return NULL;
+    }
+    return j;
+}
+
+/* Integer member key of j into *v (unchanged when absent); false with a
+ * 400 answered when present but not an integer. */
+static bool member_int(struct api_ctx *x, json_t *j, const char *key, int64_t *v)
+{
+    json_t *m = json_object_get(j, key);
+    if (!m || json_is_null(m))
+        return true;
+    if (!json_is_integer(m)) {
+        char why[160];
+        snprintf(why, sizeof(why), "%s must be an integer", key);
+        bad_request(x, why);
+        return false;
+    }
+    *v = json_integer_value(m);
+    return true;
+}
+
+/* String member key of j (NULL when absent); false with 400 when present
+ * but not a string. */
+static bool member_str(struct api_ctx *x, json_t *j, const char *key, const char **v)
+{
+    json_t *m = json_object_get(j, key);
+    *v = NULL;
+    if (!m || json_is_null(m))
+        return true;
+    if (!json_is_string(m)) {
+        char why[160];
+        snprintf(why, sizeof(why), "%s must be a string", key);
+        bad_request(x, why);
+        return false;
+    }
+    *v = json_string_value(m);
+    return true;
+}
+
+/* ---- access ------------------------------------------------------------- */
+
+static bool b64_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=')
+            break;
+        const char *p = s[i] ? strchr(al, s[i]) : NULL;
+        if (!p)
+            return false;
+        acc = (acc << 6) | (uint32_t)(p - al);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= cap)
+                return false;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = 0;
+    return memchr(out, 0, o) == NULL;
+}
+
+/* With the ACL on, checks the request's Basic credentials as the remoting
+ * request `code` with the ext field key=val (key NULL: none): the request
+ * is built, signed with the given secret and put through the ACL's check,
+ * so an account may do over HTTP exactly what it may do with that code
+ * (admin codes need an admin account). Answers 401/403 and returns false
+ * when refused. */
+static bool access_ok(struct api_ctx *x, int32_t code, const char *key, const char *val)
+{
+    struct apg_acl *acl = x->b->br_acl;
+    if (!acl)
+        return true;
+    size_t hl;
+    const char *h = apg_http_header(x->req, "Authorization", &hl);
+    char cred[256];
+    if (!h || hl < 7 || strncasecmp(h, "Basic ", 6) != 0 ||
+        !b64_decode(h + 6, hl - 6, cred, sizeof(cred)) || !strchr(cred, ':')) {
+        answer_error(x, 401, APG_RESP_NO_PERMISSION,
+                     "aclEnable=true: send Authorization: Basic base64(accessKey:secretKey) of "
+                     "an account in the ACL file");
+        return false;
+    }
+    char *sk = strchr(cred, ':');
+    *sk++ = 0;
+    struct apg_rcmd req;
+    char sig[32];
+    apg_rcmd_init_request(&req, code, 0, APG_SER_JSON);
+    if (key)
+        apg_rcmd_ext_add(&req, key, val);
+    apg_rcmd_ext_add(&req, "AccessKey", cred);
+    apg_acl_sign(&req, sk, sig);
+    apg_rcmd_ext_add(&req, "Signature", sig);
+    char remark[300];
+    const char *peer = apg_http_peer(x->call);
+    enum apg_acl_refusal r = apg_acl_check(acl, &req, peer ? peer : "", remark, sizeof(remark));
+    memset(cred, 0, sizeof(cred));
+    if (r == APG_ACL_OK)
+        return true;
+    answer_error(x, 403, APG_RESP_NO_PERMISSION, remark);
+    return false;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+static void host_text(const struct apg_host *h, char *out, size_t n)
+{
+    if (h->h_v6)
+        snprintf(out, n, "[v6]:%u", h->h_port);
+    else
+        snprintf(out, n, "%u.%u.%u.%u:%u", h->h_ip[0], h->h_ip[1], h->h_ip[2], h->h_ip[3],
+                 h->h_port);
+}
+
+static json_t *strn(const char *s, size_t n)
+{
+    return json_stringn_nocheck(s, n);
+}
+
+/* The stored record r as a JSON object (body in base64). */
+static json_t *record_json(const struct apg_msgrec *r)
+{
+    json_t *j = json_object();
+    json_t *props = json_object();
+    char id[64], host[80];
+    if (!j || !props) {
+        json_decref(j);
+        json_decref(props);
+        return NULL;
+    }
+    json_object_set_new(j, "topic", strn(r->mr_topic, r->mr_topic_len));
+    json_object_set_new(j, "queueId", json_integer(r->mr_queue_id));
+    json_object_set_new(j, "queueOffset", json_integer(r->mr_queue_offset));
+    json_object_set_new(j, "commitLogOffset", json_integer(r->mr_phys_offset));
+    apg_msgid_encode(&r->mr_store_host, r->mr_phys_offset, id, sizeof(id));
+    json_object_set_new(j, "offsetMsgId", json_string(id));
+    json_object_set_new(j, "bornTimestamp", json_integer(r->mr_born_ts));
+    json_object_set_new(j, "storeTimestamp", json_integer(r->mr_store_ts));
+    host_text(&r->mr_born_host, host, sizeof(host));
+    json_object_set_new(j, "bornHost", json_string(host));
+    host_text(&r->mr_store_host, host, sizeof(host));
+    json_object_set_new(j, "storeHost", json_string(host));
+    json_object_set_new(j, "reconsumeTimes", json_integer(r->mr_reconsume_times));
+    json_object_set_new(j, "flag", json_integer(r->mr_flag));
+    json_object_set_new(j, "sysFlag", json_integer(r->mr_sysflag));
+    json_object_set_new(j, "bodyCRC", json_integer(r->mr_body_crc));
+    json_object_set_new(j, "bodySize", json_integer(r->mr_body_len));
+    size_t pos = 0;
+    struct apg_prop_kv kv;
+    while (apg_props_next(r->mr_props, r->mr_props_len, &pos, &kv)) {
+        char name[256];
+        if (kv.pk_name_len >= sizeof(name))
+            continue;
+        memcpy(name, kv.pk_name, kv.pk_name_len);
+        name[kv.pk_name_len] = 0;
+        json_object_set_new(props, name, strn(kv.pk_val, kv.pk_val_len));
+    }
+    json_t *uk = json_object_get(props, "UNIQ_KEY");
+    json_object_set(j, "msgId", uk ? uk : json_object_get(j, "offsetMsgId"));
+    json_object_set_new(j, "properties", props);
+    char *b64 = apg_malloc(((size_t)r->mr_body_len + 2) / 3 * 4 + 1);
+    if (b64) {
+        size_t n = apg_base64_encode(r->mr_body, r->mr_body_len, b64);
+        json_object_set_new(j, "body", json_stringn(b64, n));
+        apg_free(b64);
+    }
+    return j;
+}
+
+/* Appends to arr the records stored back to back in buf. */
+static void records_append(json_t *arr, const struct apg_buf *buf)
+{
+    size_t at = 0;
+    while (at < buf->b_len) {
+        struct apg_msgrec r;
+        if (apg_msgrec_decode(buf->b_data + at, buf->b_len - at, false, &r, NULL) != APG_MSGREC_OK)
+            break;
+        json_array_append_new(arr, record_json(&r));
+        at += r.mr_total_size;
+    }
+}
+
+/* ---- topics ------------------------------------------------------------- */
+
+/* POST /api/topics, PUT /api/topics/<topic>: UPDATE_AND_CREATE_TOPIC. */
+static void topic_put(struct api_ctx *x, const char *name)
+{
+    json_t *j = body_object(x);
+    if (!j)
+        return;
+    struct apg_topic_cfg tc = {0};
+    const char *topic = name;
+    bool exists = false;
+    if (!topic && !member_str(x, j, "topic", &topic))
+        goto out;
+    if (!topic || !topic[0]) {
+        bad_request(x, "name the topic: {\"topic\": \"...\"}");
+        goto out;
+    }
+    if (strlen(topic) >= sizeof(tc.tc_name)) {
+        bad_request(x, "the topic name is too long");
+        goto out;
+    }
+    if (!access_ok(x, APG_REQ_UPDATE_AND_CREATE_TOPIC, "topic", topic))
+        goto out;
+    exists = apg_topics_get(x->b->br_topics, topic, &tc);
+    if (name && !exists) {
+        char why[300];
+        snprintf(why, sizeof(why),
+                 "topic %s does not exist on this broker; POST /api/topics creates it", topic);
+        answer_code(x, APG_RESP_TOPIC_NOT_EXIST, why);
+        goto out;
+    }
+    if (!exists) {
+        snprintf(tc.tc_name, sizeof(tc.tc_name), "%s", topic);
+        tc.tc_read_queues = tc.tc_write_queues = 8;
+        tc.tc_perm = APG_PERM_READ | APG_PERM_WRITE;
+    }
+    int64_t rq = tc.tc_read_queues, wq = tc.tc_write_queues, perm = tc.tc_perm, q = -1;
+    if (!member_int(x, j, "queueNums", &q) || !member_int(x, j, "readQueueNums", &rq) ||
+        !member_int(x, j, "writeQueueNums", &wq) || !member_int(x, j, "perm", &perm))
+        goto out;
+    if (q != -1)
+        rq = wq = q;
+    json_t *ord = json_object_get(j, "order");
+    if (ord && !json_is_boolean(ord)) {
+        bad_request(x, "order must be true or false");
+        goto out;
+    }
+    if (ord)
+        tc.tc_order = json_is_true(ord);
+    if (perm != tc.tc_perm && perm != 2 && perm != 4 && perm != 6 && perm != 0) {
+        bad_request(x, "perm must be 6 (read and write), 4 (read only), 2 (write only) or 0");
+        goto out;
+    }
+    if (rq < 1 || rq > 1024 || wq < 1 || wq > 1024) {
+        bad_request(x, "readQueueNums and writeQueueNums must be 1..1024");
+        goto out;
+    }
+    tc.tc_read_queues = (int32_t)rq;
+    tc.tc_write_queues = (int32_t)wq;
+    tc.tc_perm = (int32_t)perm;
+    char remark[400];
+    int32_t code = apg_broker_topic_update(x->b, &tc, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS) {
+        answer_code(x, code, remark);
+        goto out;
+    }
+    if (!apg_broker_tables_wait(x->b, apg_topics_changes(x->b->br_topics), 0, TABLE_WAIT_MS)) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR,
+                     "the change is in memory but topics.json was not written in time; check the "
+                     "disk");
+        goto out;
+    }
+    answer_json(x, json_pack("{s:s,s:i,s:i,s:i,s:b,s:b}", "topic", tc.tc_name, "readQueueNums",
+                             tc.tc_read_queues, "writeQueueNums", tc.tc_write_queues, "perm",
+                             tc.tc_perm, "order", tc.tc_order, "created", !exists));
+out:
+    json_decref(j);
+}
+
+static void topic_delete(struct api_ctx *x, const char *topic)
+{
+    if (!access_ok(x, APG_REQ_DELETE_TOPIC_IN_BROKER, "topic", topic))
+        return;
+    char remark[400];
+    int32_t code = apg_broker_topic_delete(x->b, topic, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS) {
+        answer_code(x, code, remark);
+        return;
+    }
+    apg_broker_tables_wait(x->b, apg_topics_changes(x->b->br_topics), 0, TABLE_WAIT_MS);
+    answer_json(x, json_pack("{s:s,s:b}", "topic", topic, "deleted", 1));
+}
+
+static void topic_stats(struct api_ctx *x, const char *topic)
+{
+    char remark[400];
+    struct apg_buf o = APG_BUF_INIT;
+    int32_t code = apg_broker_topic_stats_body(x->b, topic, &o, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS)
+        answer_code(x, code, remark);
+    else
+        answer_json(x, mq_table_json(&o));
+    apg_buf_free(&o);
+}
+
+/* POST /api/topics/<topic>/messages: a test message. */
+static void topic_send(struct api_ctx *x, const char *topic)
+{
+    json_t *j = body_object(x);
+    if (!j)
+        return;
+    const char *tags = NULL, *keys = NULL, *body = NULL, **props = NULL;
+    int64_t qid = -1;
+    size_t np = 0;
+    if (!member_str(x, j, "tags", &tags) || !member_str(x, j, "keys", &keys) ||
+        !member_str(x, j, "body", &body) || !member_int(x, j, "queueId", &qid))
+        goto out;
+    if (!body || !body[0]) {
+        bad_request(x, "body must be a non-empty string (the message body, UTF-8)");
+        goto out;
+    }
+    if (qid < -1 || qid > 1024) {
+        bad_request(x, "queueId must be -1 (any) or a queue of the topic");
+        goto out;
+    }
+    json_t *pj = json_object_get(j, "properties");
+    if (pj && !json_is_object(pj)) {
+        bad_request(x, "properties must be an object of strings");
+        goto out;
+    }
+    if (pj && json_object_size(pj)) {
+        props = apg_calloc(2 * json_object_size(pj), sizeof(*props));
+        if (!props) {
+            answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+            goto out;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(pj, k, v)
+        {
+            if (!json_is_string(v)) {
+                bad_request(x, "properties must be an object of strings");
+                goto out;
+            }
+            props[2 * np] = k;
+            props[2 * np + 1] = json_string_value(v);
+            np++;
+        }
+    }
+    if (!access_ok(x, APG_REQ_SEND_MESSAGE, "topic", topic))
+        goto out;
+    struct apg_test_msg tm = {.tm_topic = topic,
+                              .tm_qid = (int32_t)qid,
+                              .tm_tags = tags,
+                              .tm_keys = keys,
+                              .tm_props = props,
+                              .tm_nprops = np,
+                              .tm_body = (const uint8_t *)body,
+                              .tm_body_len = json_string_length(json_object_get(j, "body"))};
+    struct apg_put_result res;
+    char uniq[33], remark[400], id[64];
+    int32_t code = apg_broker_msg_send_test(x->b, &tm, &res, uniq, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS) {
+        answer_code(x, code, remark);
+        goto out;
+    }
+    apg_msgid_encode(&x->b->br_store_host, res.pr_phys_offset, id, sizeof(id));
+    answer_json(x, json_pack("{s:s,s:s,s:s,s:I,s:I}", "msgId", uniq, "offsetMsgId", id, "topic",
+                             topic, "queueOffset", (json_int_t)res.pr_queue_offset,
+                             "commitLogOffset", (json_int_t)res.pr_phys_offset));
+out:
+    apg_free(props);
+    json_decref(j);
+}
+
+/* ---- groups ------------------------------------------------------------- */
+
+static apg_err_t online_name(void *ud, const char *group)
+{
+    json_t *online = ud;
+    json_object_set_new(online, group, json_true());
+    return APG_OK;
+}
+
+/* GET /api/groups: the subscription group table, each with "online". */
+static void groups_list(struct api_ctx *x)
+{
+    struct apg_buf o = APG_BUF_INIT;
+    char err[200];
+    json_t *tbl = NULL, *online = json_object(), *out = json_array();
+    static const struct apg_clients_visitor v = {.cv_name = online_name};
+    if (apg_groups_encode(x->b->br_groups, &o) ||
+        !(tbl = apg_json_parse((const char *)o.b_data, o.b_len, err, sizeof(err))) || !online ||
+        !out || apg_clients_visit(x->b->br_clients, true, NULL, &v, online)) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        json_decref(out);
+        goto done;
+    }
+    json_t *sg = json_object_get(tbl, "subscriptionGroupTable");
+    const char *name;
+    json_t *cfg;
+    json_object_foreach(sg, name, cfg)
+    {
+        json_t *row = json_pack("{s:s,s:b,s:O}", "group", name, "online",
+                                json_object_get(online, name) != NULL, "config", cfg);
+        json_array_append_new(out, row);
+        json_object_del(online, name);
+    }
+    json_object_foreach(online, name, cfg) /* online without a table entry */
+        json_array_append_new(out,
+                              json_pack("{s:s,s:b,s:n}", "group", name, "online", 1, "config"));
+    answer_json(x, json_pack("{s:o}", "groups", out));
+done:
+    json_decref(tbl);
+    json_decref(online);
+    apg_buf_free(&o);
+}
+
+/* GET /api/groups/<g>/connections: GET_CONSUMER_CONNECTION_LIST plus
+ * "consistent": every subscribed topic exists and is readable. */
+static void group_connections(struct api_ctx *x, const char *group)
+{
+    char remark[400], err[200];
+    struct apg_buf o = APG_BUF_INIT;
+    int32_t code = apg_broker_connection_body(x->b, group, true, &o, remark, sizeof(remark));
+    if (code == APG_RESP_CONSUMER_NOT_ONLINE) {
+        answer_json(x, json_pack("{s:[],s:{},s:b,s:b,s:s}", "connectionSet", "subscriptionTable",
+                                 "online", 0, "consistent", 1, "note", remark));
+        goto out;
+    }
+    if (code != APG_RESP_SUCCESS) {
+        answer_code(x, code, remark);
+        goto out;
+    }
+    json_t *j = apg_json_parse((const char *)o.b_data, o.b_len, err, sizeof(err));
+    if (!j) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, err);
+        goto out;
+    }
+    bool consistent = true;
+    json_t *problems = json_array();
+    const char *topic;
+    json_t *sub;
+    json_object_foreach(json_object_get(j, "subscriptionTable"), topic, sub)
+    {
+        struct apg_topic_cfg tc;
+        char why[300];
+        if (!apg_topics_get(x->b->br_topics, topic, &tc))
+            snprintf(why, sizeof(why), "subscribed topic %s does not exist on this broker", topic);
+        else if (!(tc.tc_perm & APG_PERM_READ))
+            snprintf(why, sizeof(why), "subscribed topic %s is not readable (perm %d)", topic,
+                     tc.tc_perm);
+        else
+            continue;
+        consistent = false;
+        json_array_append_new(problems, json_string(why));
+    }
+    json_object_set_new(j, "online", json_true());
+    json_object_set_new(j, "consistent", json_boolean(consistent));
+    json_object_set_new(j, "problems", problems);
+    answer_json(x, j);
+out:
+    apg_buf_free(&o);
+}
+
+/* GET /api/groups/<g>/consume-stats[?topic=T]: GET_CONSUME_STATS. */
+static void group_consume_stats(struct api_ctx *x, const char *group)
+{
+    char topic[APG_NAME_CAP] = "";
+    if (x->req->hr_query && !query_param(x->req, "topic", topic, sizeof(topic)))
+        topic[0] = 0;
+    struct apg_buf o = APG_BUF_INIT;
+    int64_t diff = 0;
+    json_t *j = NULL;
+    if (!apg_broker_consume_stats_body(x->b, group, topic, &o, &diff) && (j = mq_table_json(&o)))
+        json_object_set_new(j, "diffTotal", json_integer(diff));
+    answer_json(x, j);
+    apg_buf_free(&o);
+}
+
+/* POST /api/groups/<g>/reset-offset: INVOKE_BROKER_TO_RESET_OFFSET. */
+static void group_reset(struct api_ctx *x, const char *group)
+{
+    json_t *j = body_object(x);
+    if (!j)
+        return;
+    struct apg_reset_req r = {.rr_group = group, .rr_qid = -1, .rr_offset = -1, .rr_ts = -1};
+    int64_t qid = -1, ts = -1, off = -1;
+    if (!member_str(x, j, "topic", &r.rr_topic) || !member_int(x, j, "timestamp", &ts) ||
+        !member_int(x, j, "queueId", &qid) || !member_int(x, j, "offset", &off))
+        goto out;
+    if (!r.rr_topic || !r.rr_topic[0]) {
+        bad_request(x, "name the topic whose offsets to reset: {\"topic\": \"...\"}");
+        goto out;
+    }
+    if (qid < -1 || qid > 1024 || (off != -1 && qid < 0)) {
+        bad_request(x, "queueId must be a queue of the topic; offset needs a queueId");
+        goto out;
+    }
+    r.rr_ts = ts;
+    r.rr_qid = (int32_t)qid;
+    r.rr_offset = off;
+    r.rr_force = json_is_true(json_object_get(j, "force"));
+    r.rr_preview = json_is_true(json_object_get(j, "preview"));
+    r.rr_offline_ok = true;
+    if (!access_ok(x, APG_REQ_INVOKE_BROKER_TO_RESET_OFFSET, "topic", r.rr_topic))
+        goto out;
+    char remark[512];
+    struct apg_buf o = APG_BUF_INIT;
+    int told = 0;
+    int32_t code = apg_broker_offsets_reset(x->b, &r, &o, &told, remark, sizeof(remark));
+    if (code != APG_RESP_SUCCESS) {
+        answer_error(x, code == APG_RESP_SYSTEM_ERROR ? 400 : status_of(code), code, remark);
+    } else {
+        json_t *body = mq_table_json(&o);
+        if (body) {
+            json_object_set_new(body, "preview", json_boolean(r.rr_preview));
+            json_object_set_new(body, "membersTold", json_integer(told));
+        }
+        answer_json(x, body);
+    }
+    apg_buf_free(&o);
+out:
+    json_decref(j);
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+/* GET /api/messages?topic=T&key=K[&begin=ms&end=ms&max=N]: QUERY_MESSAGE. */
+static void messages_by_key(struct api_ctx *x, bool uniq_from_path, const char *id)
+{
+    char topic[APG_NAME_CAP], key[256];
+    int64_t begin = 0, end = INT64_MAX, max = 32;
+    if (!query_param(x->req, "topic", topic, sizeof(topic)) || !topic[0]) {
+        bad_request(x, "name the topic: ?topic=...");
+        return;
+    }
+    if (uniq_from_path) {
+        snprintf(key, sizeof(key), "%s", id);
+    } else if (!query_param(x->req, "key", key, sizeof(key)) || !key[0]) {
+        bad_request(x, "name the key: ?key=...");
+        return;
+    }
+    if (!query_i64(x->req, "begin", &begin) || !query_i64(x->req, "end", &end) ||
+        !query_i64(x->req, "max", &max)) {
+        bad_request(x, "begin, end (ms since the epoch) and max must be integers");
+        return;
+    }
+    if (max < 1 || max > APG_STORE_QUERY_MAX)
+        max = APG_STORE_QUERY_MAX;
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+        return;
+    struct apg_buf out = APG_BUF_INIT;
+    struct apg_store_query_result r;
+    if (apg_store_query_message(x->b->br_store, topic, strlen(topic), key, strlen(key), (int)max,
+                                begin, end, &out, &r)) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+    } else {
+        json_t *arr = json_array();
+        records_append(arr, &out);
+        answer_json(x, json_pack("{s:o,s:I}", "messages", arr, "indexLastUpdateTimestamp",
+                                 (json_int_t)r.sq_last_update_ts));
+    }
+    apg_buf_free(&out);
+}
+
+/* GET /api/messages/<id>[?topic=T]: an offset msgId (VIEW_MESSAGE_BY_ID),
+ * or with topic a unique key (QUERY_MESSAGE with _UNIQUE_KEY_QUERY). */
+static void message_by_id(struct api_ctx *x, const char *id)
+{
+    struct apg_host h;
+    int64_t phys;
+    if (x->req->hr_query) {
+        char topic[APG_NAME_CAP];
+        if (query_param(x->req, "topic", topic, sizeof(topic)) && topic[0]) {
+            messages_by_key(x, true, id);
+            return;
+        }
+    }
+    if (apg_msgid_decode(id, strlen(id), &h, &phys)) {
+        bad_request(x, "not an offset message id (32 or 56 hex digits); for a client msgId "
+                       "(UNIQ_KEY) add ?topic=<topic>");
+        return;
+    }
+    if (!access_ok(x, APG_REQ_VIEW_MESSAGE_BY_ID, NULL, NULL))
+        return;
+    struct apg_buf out = APG_BUF_INIT;
+    apg_store_prefetch_records(x->b->br_store, &phys, 1);
+    if (apg_store_read_at(x->b->br_store, phys, &out) != APG_OK) {
+        char why[200];
+        snprintf(why, sizeof(why), "no message at commit log offset %lld on this broker",
+                 (long long)phys);
+        answer_code(x, APG_RESP_QUERY_NOT_FOUND, why);
+    } else {
+        json_t *arr = json_array();
+        records_append(arr, &out);
+        answer_json(x, json_pack("{s:o}", "messages", arr));
+    }
+    apg_buf_free(&out);
+}
+
+/* ---- dead letters ------------------------------------------------------- */
+
+/* GET /api/dlq/<group>[?offset=N&max=M]: the records of %DLQ%<group>. */
+static void dlq_browse(struct api_ctx *x, const char *group)
+{
+    char topic[APG_NAME_CAP + 8];
+    snprintf(topic, sizeof(topic), "%s%s", APG_DLQ_PREFIX, group);
+    size_t tl = strlen(topic);
+    int64_t off = -1, max = 32;
+    if (!query_i64(x->req, "offset", &off) || !query_i64(x->req, "max", &max)) {
+        bad_request(x, "offset and max must be integers");
+        return;
+    }
+    if (max < 1 || max > DLQ_PAGE_MAX)
+        max = DLQ_PAGE_MAX;
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+        return;
+    int64_t min = apg_store_min_offset(x->b->br_store, topic, tl, 0);
+    int64_t top = apg_store_max_offset(x->b->br_store, topic, tl, 0);
+    if (off < min)
+        off = min;
+    json_t *arr = json_array();
+    struct apg_buf out = APG_BUF_INIT;
+    struct apg_get_result gr;
+    if (off < top && apg_store_get(x->b->br_store, topic, tl, 0, off, (int)max, 4u << 20, NULL,
+                                   NULL, &out, &gr) == APG_OK)
+        records_append(arr, &out);
+    apg_buf_free(&out);
+    answer_json(x, json_pack("{s:s,s:I,s:I,s:I,s:o}", "topic", topic, "minOffset", (json_int_t)min,
+                             "maxOffset", (json_int_t)top, "offset", (json_int_t)off, "messages",
+                             arr));
+}
+
+/* POST /api/dlq/<group>/resend {"commitLogOffset": N} or {"offsetMsgId"}. */
+static void dlq_resend(struct api_ctx *x, const char *group)
+{
+    json_t *j = body_object(x);
+    if (!j)
+        return;
+    int64_t phys = -1;
+    const char *id = NULL;
+    if (!member_int(x, j, "commitLogOffset", &phys) || !member_str(x, j, "offsetMsgId", &id))
+        goto out;
+    struct apg_host h;
+    if (id && apg_msgid_decode(id, strlen(id), &h, &phys)) {
+        bad_request(x, "offsetMsgId is not an offset message id");
+        goto out;
+    }
+    if (phys < 0) {
+        bad_request(x, "name the message: {\"commitLogOffset\": N} or {\"offsetMsgId\": \"...\"}");
+        goto out;
+    }
+    /* CONSUME_MESSAGE_DIRECTLY: what RocketMQ's console resends with; an admin code here. */
+    if (!access_ok(x, APG_REQ_CONSUME_MESSAGE_DIRECTLY, "consumerGroup", group))
+        goto out;
+    struct apg_put_result res;
+    char topic[APG_NAME_CAP], remark[400];
+    int32_t code = apg_broker_msg_resend_dlq(x->b, group, phys, &res, topic, sizeof(topic), remark,
+                                             sizeof(remark));
+    if (code != APG_RESP_SUCCESS) {
+        answer_code(x, code, remark);
+        goto out;
+    }
+    answer_json(x, json_pack("{s:s,s:I,s:I}", "topic", topic, "queueOffset",
+                             (json_int_t)res.pr_queue_offset, "commitLogOffset",
+                             (json_int_t)res.pr_phys_offset));
+out:
+    json_decref(j);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static bool is(const char *a, const char *b)
+{
+    return a && strcmp(a, b) == 0;
+}
+
+void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *req,
+                         struct apg_broker *b)
+{
+    struct api_ctx x = {.call = call, .req = req, .b = b};
+    if (req->hr_path_len < 5 || !split_path(&x) || x.nseg == 0) {
+        answer_error(&x, 404, APG_RESP_INVALID_PARAMETER, "no such path under /api/");
+        return;
+    }
+    const char *m = req->hr_method;
+    bool get = is(m, "GET") || is(m, "HEAD"), post = is(m, "POST"), put = is(m, "PUT"),
+         del = is(m, "DELETE");
+    const char **s = x.seg;
+    int n = x.nseg;
+    bool known = true;
+    if (is(s[0], "topics")) {
+        if (n == 1 && post) {
+            topic_put(&x, NULL);
+            return;
+        }
+        if (n == 2 && put) {
+            topic_put(&x, s[1]);
+            return;
+        }
+        if (n == 2 && del) {
+            topic_delete(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "stats") && get) {
+            topic_stats(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "messages") && post) {
+            topic_send(&x, s[1]);
+            return;
+        }
+        known = n <= 3;
+    } else if (is(s[0], "groups")) {
+        if (n == 1 && get) {
+            groups_list(&x);
+            return;
+        }
+        if (n == 3 && is(s[2], "connections") && get) {
+            group_connections(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "consume-stats") && get) {
+            group_consume_stats(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "reset-offset") && post) {
+            group_reset(&x, s[1]);
+            return;
+        }
+        known = n <= 3;
+    } else if (is(s[0], "messages")) {
+        if (n == 1 && get) {
+            messages_by_key(&x, false, NULL);
+            return;
+        }
+        if (n == 2 && get) {
+            message_by_id(&x, s[1]);
+            return;
+        }
+        known = n <= 2;
+    } else if (is(s[0], "dlq")) {
+        if (n == 2 && get) {
+            dlq_browse(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "resend") && post) {
+            dlq_resend(&x, s[1]);
+            return;
+        }
+        known = n <= 3;
+    } else {
+        known = false;
+    }
+    if (known)
+        answer_error(&x, 405, APG_RESP_INVALID_PARAMETER,
+                     "this method is not served on this path (docs/http-api.md)");
+    else
+        answer_error(&x, 404, APG_RESP_INVALID_PARAMETER, "no such path under /api/");
+}
+
+void apg_admin_api_handle(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    apg_admin_api_serve(call, req, *(struct apg_broker *const *)ud);
+}

@@ -1,0 +1,199 @@
+// The web console end to end: headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core) against `apogee standalone` on random ports. Through the pages only: create
+// a topic, send a message, find it by key and read its body, watch a consumer group's lag
+// rise and then fall to 0 once an ali-ons consumer consumes, and resend a dead letter to its
+// topic. Also measures the first page load (navigation timing) and the bytes of all assets
+// against the bars (docs/perf.md). Screenshots go to $APOGEE_ARTIFACTS (default
+// build/artifacts/console, never committed). Without Chromium the suite is skipped with the
+// reason; scripts/test.sh installs it (scripts/install-deps.sh). ~30 s.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { freePort, startStandaloneRouted, waitForPort } from '../lib/proc.mjs';
+import { RemotingClient } from '../lib/remoting.mjs';
+
+const require = createRequire(import.meta.url);
+const CHROMIUM = process.env.APOGEE_CHROMIUM ?? '/usr/bin/chromium';
+const noBrowser = fs.existsSync(CHROMIUM) ? false
+    : `Chromium not found at ${CHROMIUM} (apt-get install chromium, or scripts/install-deps.sh)`;
+const artifacts = process.env.APOGEE_ARTIFACTS ?? path.resolve('build/artifacts/console');
+
+const TOPIC = 'ConsoleTopic';
+const GROUP = 'GID_CONSOLE';
+const DLQ_GROUP = 'GID_CONSOLE_DLQ';
+
+let sa;
+let ns;
+let base;
+let browser;
+let page;
+const consumers = [];
+
+async function shot(name) {
+    fs.mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+}
+
+async function rest(method, p, body) {
+    const res = await fetch(base + p, {
+        method, headers: body ? { 'content-type': 'application/json' } : {},
+        body: body ? JSON.stringify(body) : undefined,
+    });
+    const json = await res.json();
+    assert.ok(res.ok, `${method} ${p}: ${JSON.stringify(json)}`);
+    return json;
+}
+
+function consumer(instanceName) {
+    const { Consumer } = require('ali-ons');
+    const c = new Consumer({
+        httpclient: {}, nameSrv: ns, consumerGroup: GROUP, instanceName,
+        consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', pollNameServerInteval: 1000,
+        rebalanceInterval: 1000, persistConsumerOffsetInterval: 200,
+        logger: { info() {}, warn() {}, error() {}, debug() {} },
+    });
+    c.on('error', () => {});
+    consumers.push(c);
+    return c;
+}
+
+describe('web console in headless Chromium', { skip: noBrowser }, () => {
+    before(async () => {
+        const { chromium } = require('playwright-core');
+        const httpPort = await freePort();
+        ({ sa, ns } = await startStandaloneRouted([`--httpListenPort=${httpPort}`]));
+        await waitForPort(httpPort, 10000, sa.proc);
+        base = `http://127.0.0.1:${httpPort}`;
+        browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+        page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+        page.on('dialog', (d) => d.accept()); // confirm() of reset and delete
+    });
+    after(async () => {
+        try {
+            for (const c of consumers) await c.close().catch(() => {});
+            await browser?.close();
+            await sa?.stop();
+        } finally {
+            // ali-ons keeps timers alive; exit with the runner's verdict.
+            setImmediate(() => process.exit());
+        }
+    });
+
+    it('first page load: navigation timing and asset bytes within the bars', async () => {
+        await page.goto(base + '/', { waitUntil: 'load' });
+        await page.waitForSelector('#broker-info dl');
+        const m = await page.evaluate(() => {
+            const nav = performance.getEntriesByType('navigation')[0];
+            const res = performance.getEntriesByType('resource').filter((r) => r.name.includes('/assets/'));
+            return {
+                loadMs: nav.loadEventEnd - nav.startTime,
+                domContentLoadedMs: nav.domContentLoadedEventEnd - nav.startTime,
+                htmlBytes: nav.decodedBodySize,
+                assetBytes: res.reduce((s, r) => s + r.decodedBodySize, 0),
+                assets: res.length,
+            };
+        });
+        const total = m.htmlBytes + m.assetBytes;
+        console.log(`# console first load: ${m.loadMs.toFixed(1)} ms to load, ${m.domContentLoadedMs.toFixed(1)} ms ` +
+            `to DOMContentLoaded, ${m.assets + 1} files, ${total} bytes`);
+        fs.mkdirSync(artifacts, { recursive: true });
+        fs.writeFileSync(path.join(artifacts, 'first-load.json'), JSON.stringify({ ...m, totalBytes: total }, null, 2));
+        assert.ok(total <= 500 * 1024, `assets ${total} bytes > 500 KB`);
+        assert.ok(m.assets >= 5, 'the page loaded its modules');
+        // The 300 ms bar is measured on an idle machine (docs/perf.md); here a loose guard.
+        assert.ok(m.loadMs < 3000, `first load took ${m.loadMs} ms`);
+        await shot('01-overview');
+    });
+
+    it('creates a topic on the topics page', async () => {
+        await page.goto(base + '/#/topics');
+        await page.fill('#create-topic input[name=topic]', TOPIC);
+        await page.fill('#create-topic input[name=queues]', '2');
+        await page.click('#create-topic button[type=submit]');
+        await page.waitForSelector(`#topics-table a:text-is("${TOPIC}")`);
+        const t = await rest('GET', '/api/topics');
+        assert.equal(t.topicConfigTable[TOPIC].writeQueueNums, 2);
+        await shot('02-topics');
+    });
+
+    it('sends a test message from the topic page', async () => {
+        await page.click(`#topics-table a:text-is("${TOPIC}")`);
+        await page.waitForSelector('#queue-table');
+        await page.fill('#send-message input[name=tags]', 'TagC');
+        await page.fill('#send-message input[name=keys]', 'console-key-1');
+        await page.fill('#send-message textarea[name=body]', 'hello from the console');
+        await page.click('#send-message button[type=submit]');
+        const id = await page.textContent('#send-result .sent-id', { timeout: 10000 });
+        assert.match(id, /^[0-9A-F]{32}$/);
+        await page.waitForFunction(() => [...document.querySelectorAll('#queue-table tbody tr')]
+            .some((tr) => tr.cells[2]?.textContent === '1'));
+        await shot('03-topic-sent');
+    });
+
+    it('finds the message by key and shows its body as text and hex', async () => {
+        await page.goto(base + '/#/messages');
+        await page.fill('#search-key input[name=topic]', TOPIC);
+        await page.fill('#search-key input[name=key]', 'console-key-1');
+        await page.click('#search-key button[type=submit]');
+        await page.waitForSelector('#message-detail .message-detail');
+        assert.equal(await page.textContent('#message-detail pre.body-text'), 'hello from the console');
+        assert.ok((await page.textContent('#message-detail table.props')).includes('TagC'));
+        await page.click('#message-detail .tabs button:text-is("Hex")');
+        assert.match(await page.textContent('#message-detail pre.body-hex'), /^000000 {2}68 65 6c 6c 6f/);
+        await shot('04-message');
+    });
+
+    it("watches a group's lag rise and fall to 0 as an ali-ons consumer consumes", async () => {
+        const got = [];
+        let c = consumer('console-1');
+        c.subscribe(TOPIC, '*', async (msg) => { got.push(msg.body.toString()); });
+        await c.ready();
+        await page.goto(base + `/#/group/${GROUP}`);
+        await page.waitForFunction(() => document.querySelector('#lag-value')?.textContent === '0' &&
+            document.querySelectorAll('#lag-table tbody tr td.num').length > 0, null, { timeout: 30000 });
+        await c.close();
+        for (let i = 0; i < 5; i++)
+            await rest('POST', `/api/topics/${TOPIC}/messages`, { body: `backlog-${i}`, keys: `backlog-${i}` });
+        await page.waitForFunction(() => document.querySelector('#lag-value')?.textContent === '5', null, { timeout: 15000 });
+        await shot('05-group-lag-5');
+        c = consumer('console-2');
+        c.subscribe(TOPIC, '*', async (msg) => { got.push(msg.body.toString()); });
+        await c.ready();
+        await page.waitForFunction(() => document.querySelector('#lag-value')?.textContent === '0', null, { timeout: 30000 });
+        await page.waitForSelector('#clients-table tbody td:has-text("console-2")', { timeout: 15000 });
+        assert.equal(await page.textContent('#consistency'), 'consistent');
+        assert.ok(got.includes('backlog-4'));
+        await shot('06-group-lag-0');
+        // reset preview: the page shows the offsets and changes nothing
+        await page.click('#reset-preview-btn');
+        await page.waitForSelector('#reset-preview table');
+        const s = await rest('GET', `/api/groups/${GROUP}/consume-stats`);
+        assert.equal(s.diffTotal, 0);
+    });
+
+    it('resends a dead letter to its topic from the dead-letter page', async () => {
+        const q = await rest('GET', `/api/messages?topic=${TOPIC}&key=console-key-1`);
+        const m = q.messages[0];
+        const rc = await RemotingClient.connect(sa.port);
+        try { // CONSUMER_SEND_MSG_BACK with delayLevel -1: straight to %DLQ%<group>
+            const r = await rc.request(36, {
+                offset: String(m.commitLogOffset), group: DLQ_GROUP, delayLevel: '-1',
+                originMsgId: m.offsetMsgId, originTopic: TOPIC, maxReconsumeTimes: '16',
+            });
+            assert.equal(r.code, 0, r.remark);
+        } finally {
+            rc.close();
+        }
+        await page.goto(base + `/#/dlq/${DLQ_GROUP}`);
+        await page.waitForSelector('#dlq-table button.resend');
+        assert.ok((await page.textContent('#dlq-table')).includes(TOPIC));
+        await page.click('#dlq-table button.resend');
+        await page.waitForSelector('#toast div:has-text("resent to")');
+        await shot('07-dlq-resent');
+        const after2 = await rest('GET', `/api/messages?topic=${TOPIC}&key=console-key-1`);
+        assert.equal(after2.messages.length, 2);
+        console.log(`# screenshots in ${artifacts}`);
+    });
+});

@@ -1,0 +1,98 @@
+// Consumer groups: the list (online or not); one group's clients, subscription consistency,
+// per-queue lag (polled every 2 s, with a lag chart) and offset reset with preview.
+import { get, post, enc } from './api.js';
+import { h, table, toast, guard, field, fmtTime } from './ui.js';
+import { RateChart } from './chart.js';
+
+export async function groupsPage(main) {
+    const list = h('div', { id: 'group-list' }, 'Loading…');
+    main.append(h('h1', {}, 'Consumer groups'), list);
+    const g = await guard(() => get('/api/groups'));
+    if (!g) return;
+    const rows = g.groups.filter((r) => !r.group.startsWith('CID_RMQ_SYS') && r.group !== 'TOOLS_CONSUMER')
+        .sort((a, b) => a.group.localeCompare(b.group));
+    list.replaceChildren(table([
+        ['Group', (r) => h('a', { href: `#/group/${enc(r.group)}` }, r.group)],
+        ['Online', (r) => (r.online ? h('span', { class: 'ok' }, 'online') : h('span', { class: 'muted' }, 'offline'))],
+        ['Consume enabled', (r) => (r.config ? String(r.config.consumeEnable) : '-')],
+        ['Retry queues', (r) => r.config?.retryQueueNums ?? '-', { num: true }],
+        ['Max retries', (r) => r.config?.retryMaxTimes ?? '-', { num: true }],
+    ], rows, { id: 'groups-table' }));
+}
+
+export async function groupPage(main, group) {
+    const conn = h('section', { class: 'card', id: 'group-clients' }, 'Loading…');
+    const lagTotal = h('p', { id: 'lag-total' });
+    const lag = h('div', { id: 'lag-table' });
+    const canvas = h('canvas', { id: 'lag-chart', width: 1100, height: 160 });
+    const chart = new RateChart(canvas, [['lag', '#dc2626']]);
+    const reset = h('section', { class: 'card', id: 'reset-offset' });
+    main.append(h('h1', {}, `Consumer group ${group}`), h('h2', {}, 'Clients'), conn,
+        h('h2', {}, 'Lag'), lagTotal, lag, canvas, h('h2', {}, 'Reset offsets'), reset,
+        h('p', {}, h('a', { href: `#/dlq/${enc(group)}` }, 'Dead letters of this group')));
+
+    async function loadConn() {
+        const c = await guard(() => get(`/api/groups/${enc(group)}/connections`));
+        if (!c) return;
+        const subs = Object.entries(c.subscriptionTable ?? {});
+        conn.replaceChildren(
+            h('p', {}, c.online ? h('span', { class: 'ok' }, `online: ${c.connectionSet.length} client(s)`) : h('span', { class: 'muted' }, 'no client online'),
+                ' · subscriptions ', c.consistent ? h('span', { class: 'ok', id: 'consistency' }, 'consistent') : h('span', { class: 'bad', id: 'consistency' }, 'not consistent')),
+            ...(c.problems ?? []).map((p) => h('p', { class: 'bad' }, p)),
+            table([['Client id', (m) => m.clientId], ['Address', (m) => m.clientAddr], ['Language', (m) => m.language], ['Version', (m) => m.version, { num: true }]], c.connectionSet ?? [], { id: 'clients-table' }),
+            h('h2', {}, 'Subscriptions'),
+            table([['Topic', (s) => s[0]], ['Type', (s) => s[1].expressionType ?? 'TAG'], ['Expression', (s) => s[1].subString]], subs));
+    }
+
+    async function loadLag() {
+        const s = await guard(() => get(`/api/groups/${enc(group)}/consume-stats`));
+        if (!s) return;
+        const rows = s.offsetTable.sort((a, b) => a.topic.localeCompare(b.topic) || a.queueId - b.queueId);
+        lagTotal.replaceChildren('Total lag: ', h('strong', { id: 'lag-value' }, String(s.diffTotal)), ` · ${s.consumeTps} msg/s consumed`);
+        chart.push([s.diffTotal]);
+        lag.replaceChildren(table([
+            ['Topic', (q) => q.topic], ['Queue', (q) => q.queueId, { num: true }],
+            ['Broker offset', (q) => q.brokerOffset, { num: true }],
+            ['Consumer offset', (q) => q.consumerOffset, { num: true }],
+            ['Lag', (q) => q.brokerOffset - q.consumerOffset, { num: true }],
+            ['Last consumed stored at', (q) => fmtTime(q.lastTimestamp)],
+        ], rows));
+        return rows;
+    }
+
+    function resetForm(topics) {
+        const topic = h('select', { name: 'topic' }, topics.map((t) => h('option', { value: t }, t)));
+        const when = h('input', { name: 'time', type: 'datetime-local' });
+        const force = h('input', { name: 'force', type: 'checkbox', checked: true });
+        const out = h('div', { id: 'reset-preview' });
+        const body = () => ({ topic: topic.value, timestamp: when.value ? new Date(when.value).getTime() : 0, force: force.checked });
+        const show = (r, what) => out.replaceChildren(h('p', {}, what),
+            table([['Queue', (q) => q.queueId, { num: true }], ['New offset', (q) => q.offset, { num: true }]], r.offsetTable.sort((a, b) => a.queueId - b.queueId)));
+        const f = h('form', { class: 'row' }, field('Topic', topic), field('To messages stored at or after (empty: the start)', when),
+            h('label', { style: 'flex-direction:row;gap:4px' }, force, 'also move forward'),
+            h('button', { type: 'button', class: 'plain', id: 'reset-preview-btn', onclick: async () => {
+                const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, { ...body(), preview: true }));
+                if (r) show(r, 'Preview (nothing changed yet):');
+            } }, 'Preview'),
+            h('button', { type: 'button', id: 'reset-apply-btn', onclick: async () => {
+                if (!confirm(`Reset the offsets of ${group} on ${topic.value}?`)) return;
+                const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, body()));
+                if (r) {
+                    show(r, `Reset; ${r.membersTold} online client(s) told.`);
+                    toast('offsets reset');
+                    loadLag();
+                }
+            } }, 'Reset'));
+        reset.replaceChildren(topics.length ? f : h('p', { class: 'muted' }, 'The group has no offsets yet.'), out);
+    }
+
+    await loadConn();
+    const rows = (await loadLag()) ?? [];
+    resetForm([...new Set(rows.map((q) => q.topic))]);
+    const t1 = setInterval(loadLag, 2000);
+    const t2 = setInterval(loadConn, 5000);
+    return () => {
+        clearInterval(t1);
+        clearInterval(t2);
+    };
+}

@@ -1,0 +1,70 @@
+// Message search (by key, by client msgId with its topic, by offset msgId) with detail, and
+// the dead-letter queue of a group with resend.
+import { get, post, enc } from './api.js';
+import { h, table, toast, guard, field, fmtTime, messageDetail } from './ui.js';
+
+export async function messagesPage(main, query) {
+    const q = new URLSearchParams(query ?? '');
+    const topic = h('input', { name: 'topic', placeholder: 'Topic', value: q.get('topic') ?? '' });
+    const key = h('input', { name: 'key', placeholder: 'key', value: q.get('key') ?? '' });
+    const id = h('input', { name: 'id', placeholder: 'msgId or offset msgId', size: 40, value: q.get('id') ?? '' });
+    const results = h('div', { id: 'search-results' });
+    const detail = h('div', { id: 'message-detail' });
+    const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key), h('button', { type: 'submit' }, 'Find by key'));
+    const byId = h('form', { class: 'row', id: 'search-id' }, field('Message id', id), h('button', { type: 'submit' }, 'Find by id'));
+    main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
+        h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
+
+    const show = (msgs) => {
+        detail.replaceChildren();
+        results.replaceChildren(table([
+            ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => detail.replaceChildren(messageDetail(m)) }, m.msgId)],
+            ['Topic', (m) => m.topic], ['Tags', (m) => m.properties?.TAGS ?? ''], ['Keys', (m) => m.properties?.KEYS ?? ''],
+            ['Stored', (m) => fmtTime(m.storeTimestamp)], ['Size', (m) => m.bodySize, { num: true }],
+        ], msgs, { id: 'results-table' }));
+        if (msgs.length === 1) detail.replaceChildren(messageDetail(msgs[0]));
+    };
+    byKey.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const r = await guard(() => get(`/api/messages?topic=${enc(topic.value.trim())}&key=${enc(key.value.trim())}`));
+        if (r) show(r.messages);
+    });
+    byId.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const t = topic.value.trim();
+        const r = await guard(() => get(`/api/messages/${enc(id.value.trim())}${t ? `?topic=${enc(t)}` : ''}`));
+        if (r) show(r.messages);
+    });
+    if (q.get('id')) byId.requestSubmit();
+    else if (q.get('key') && q.get('topic')) byKey.requestSubmit();
+}
+
+export async function dlqPage(main, group) {
+    const g = h('input', { name: 'group', placeholder: 'consumer group', value: group ?? '' });
+    const f = h('form', { class: 'row', id: 'dlq-form' }, field('Consumer group', g), h('button', { type: 'submit' }, 'Show dead letters'));
+    const list = h('div', { id: 'dlq-list' });
+    const detail = h('div', { id: 'dlq-detail' });
+    main.append(h('h1', {}, 'Dead letters'), h('section', { class: 'card' }, f), list, detail);
+    f.addEventListener('submit', (e) => {
+        e.preventDefault();
+        if (g.value.trim()) location.hash = `#/dlq/${enc(g.value.trim())}`;
+    });
+    if (!group) return;
+    async function load() {
+        const r = await guard(() => get(`/api/dlq/${enc(group)}`));
+        if (!r) return;
+        list.replaceChildren(h('p', { class: 'muted' }, `${r.topic}: offsets ${r.minOffset}..${r.maxOffset}`),
+            table([
+                ['msgId', (m) => h('a', { href: 'javascript:void 0', onclick: () => detail.replaceChildren(messageDetail(m)) }, m.msgId)],
+                ['Original topic', (m) => m.properties?.RETRY_TOPIC ?? '?'],
+                ['Keys', (m) => m.properties?.KEYS ?? ''],
+                ['Reconsumed', (m) => m.reconsumeTimes, { num: true }],
+                ['Stored', (m) => fmtTime(m.storeTimestamp)],
+                ['', (m) => h('button', { class: 'plain resend', onclick: async () => {
+                    const x = await guard(() => post(`/api/dlq/${enc(group)}/resend`, { commitLogOffset: m.commitLogOffset }));
+                    if (x) toast(`resent to ${x.topic} (queue offset ${x.queueOffset})`);
+                } }, 'Resend')],
+            ], r.messages, { id: 'dlq-table' }));
+    }
+    await load();
+}
