@@ -26,7 +26,8 @@
  * digits (no printf, no strlen). The store's queues are copied under its
  * structure lock into a flat list and summed after the lock is released.
  *
- * Threads: a struct apg_metrics is used by one thread (the HTTP loop). */
+ * Threads: a struct apg_metrics is used by one thread (the HTTP loop, or
+ * the OTLP exporter's own). */
 #include "http/metrics.h"
 
 #include <stdio.h>
