@@ -20,7 +20,7 @@
  *
  * Memory: the text, the JSON and the response are three buffers reused from
  * export to export; they hold one export at a time, so memory is bounded by
- * the size of one exposition (about twice it for the JSON). */
+ * the size of one exposition (the JSON reserves four times it). */
 #include "http/otlp.h"
 
 #include <errno.h>
@@ -286,6 +286,10 @@ static void point_head(struct apg_buf *o, bool *first_pt, const char *lbl, size_
 apg_err_t apg_otlp_encode_json(const char *text, size_t len, const char *attrs, int64_t start_ns,
                                int64_t now_ns, struct apg_buf *o)
 {
+    /* One reserve up front for the whole document (a sample's JSON is about
+     * 2-3 times its text), so the appends below do not fail half way. */
+    if (len > SIZE_MAX / 8 || apg_buf_reserve(o, len * 4 + 4096))
+        return APG_ENOMEM;
     apg_buf_append_str(
         o, "{\"resourceMetrics\":[{\"resource\":{\"attributes\":["
            "{\"key\":\"service.name\",\"value\":{\"stringValue\":\"apogee\"}},"
