@@ -36,7 +36,6 @@
 #include <unistd.h>
 
 #include "apogee_version.h"
-#include "broker/broker_rt.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
