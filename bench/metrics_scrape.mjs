@@ -4,11 +4,13 @@
 // counters) and a committed offset of `commit` on every queue (commit < M leaves every queue
 // lagging, the costly case: the renderer then reads the store time of the first uncommitted
 // message of each queue). Then S scrapes over one keep-alive connection, one at a time; each
-// is timed from the request to the last byte of the answer.
+// is timed from the request to the last byte of the answer, and the broker's CPU time over
+// them is divided by S.
 //
 // usage: node bench/metrics_scrape.mjs [T=1000] [G=10] [Q=4] [M=2] [commit=1] [S=200]
 //        APOGEE_BIN (default build/apogee) picks the binary; the data directory is a fresh
 //        temp directory, removed at the end.
+import fs from 'node:fs';
 import http from 'node:http';
 import { freePort, startApogee } from '../tests/lib/proc.mjs';
 import { RemotingClient } from '../tests/lib/remoting.mjs';
@@ -69,6 +71,11 @@ function scrape() {
     });
 }
 for (let i = 0; i < 10; i++) await scrape(); // warm: scratch tables, connection buffers
+// Broker CPU (user + system, clock ticks of 10 ms) over the timed scrapes: less sensitive to
+// other load on the machine than the wall-clock times.
+const cpuTicks = () => fs.readFileSync(`/proc/${srv.proc.pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    .slice(11, 13).reduce((s, v) => s + Number(v), 0);
+const cpu0 = cpuTicks();
 const ms = [];
 const ttfb = [];
 let last;
@@ -78,6 +85,7 @@ for (let i = 0; i < S; i++) {
     ms.push(last.ms);
     ttfb.push(last.ttfb);
 }
+const cpuMs = (cpuTicks() - cpu0) * 10 / S;
 const body = Buffer.concat(last.parts);
 let lines = 0;
 for (const b of body) if (b === 10) lines++;
@@ -86,7 +94,7 @@ const pct = (a, p) => a.sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(
 // loopback round trip; last byte adds moving the body through the kernel into node.
 console.log(`${T} topics x ${G} groups (${Q} queues, ${M} messages each, committed ${commit}; setup ${setupS.toFixed(1)} s): ` +
     `${S} scrapes of ${(body.length / 1e6).toFixed(2)} MB, ${lines} lines: first byte p50 ${pct(ttfb, 0.5)} ms, ` +
-    `p99 ${pct(ttfb, 0.99)} ms; last byte p50 ${pct(ms, 0.5)} ms, p90 ${pct(ms, 0.9)} ms, p99 ${pct(ms, 0.99)} ms, max ${pct(ms, 1)} ms`);
+    `p99 ${pct(ttfb, 0.99)} ms; last byte p50 ${pct(ms, 0.5)} ms, p90 ${pct(ms, 0.9)} ms, p99 ${pct(ms, 0.99)} ms, max ${pct(ms, 1)} ms; broker CPU ${cpuMs.toFixed(2)} ms per scrape`);
 agent.destroy();
 br.close();
 await srv.stop();

@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "namesrv/namesrv.h"
 #include "http/http_port.h"
+#include "http/otlp.h"
 #include "proxy/grpc/proxy.h"
 
 static void usage(FILE *out)
@@ -286,6 +287,7 @@ int main(int argc, char **argv)
     struct apg_broker *br = NULL;
     struct apg_grpc_proxy *px = NULL;
     struct apg_http_port *hp = NULL;
+    struct apg_otlp *ox = NULL;
 
     if (role == APG_ROLE_NAMESRV || role == APG_ROLE_STANDALONE) {
         const struct apg_config *c = cfg;
@@ -327,11 +329,17 @@ int main(int argc, char **argv)
             rc = 1;
             goto out;
         }
+        if (apg_otlp_start(cfg, br, &ox, err, sizeof(err))) {
+            fprintf(stderr, "apogee %s: OTLP metrics exporter failed to start: %s\n", cmd, err);
+            rc = 1;
+            goto out;
+        }
     }
     apg_log_info("main", "apogee %s %s ready in %.1f ms", cmd, APOGEE_VERSION, now_ms() - t0);
     wait_for_signal();
 
 out:
+    apg_otlp_stop(ox);
     apg_http_port_stop(hp);
     apg_grpc_proxy_stop(px);
     if (br)

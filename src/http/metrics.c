@@ -17,10 +17,17 @@
  * Cost. The scratch tables (topic -> queue max offsets, the copies, the
  * rows) live in struct apg_metrics and are reused: once warm, a scrape
  * allocates only when topics or groups were added, and its output is
- * written straight into the connection's buffer. Samples are formatted
- * without printf.
+ * written straight into the connection's buffer. The label set of each
+ * (topic, group) is escaped and formatted once and kept with its topic
+ * (struct mcache): the sources list their rows in the same order from
+ * scrape to scrape, so a warm scrape matches each row against the same
+ * position of the last one with a memcmp instead of a hash lookup. A family
+ * of rows is one reserve and, per sample, two copies and the integer's
+ * digits (no printf, no strlen). The store's queues are copied under its
+ * structure lock into a flat list and summed after the lock is released.
  *
- * Threads: a struct apg_metrics is used by one thread (the HTTP loop). */
+ * Threads: a struct apg_metrics is used by one thread (the HTTP loop, or
+ * the OTLP exporter's own). */
 #include "http/metrics.h"
 
 #include <stdio.h>
@@ -66,18 +73,48 @@ struct mtopic {
     struct mqueue *mt_q;
 };
 
-/* One (topic, group): its label set, formatted once for every family that
- * has a sample of it, and two values (lag and lag latency, or messages and
- * bytes pulled). */
+/* The (topic, group) pairs of one source (offset table or consume
+ * counters) in the order the source listed them last time: each entry's
+ * key "topic@group" and label set "{...} " sit in ca_arena, laid out in
+ * entry order. Sources list their rows in the same order from scrape to
+ * scrape while nothing is added, so row i is matched against entry i with
+ * one memcmp; from the first row that differs on, the entries are rebuilt
+ * (a hash lookup and the label set formatted again). */
+struct mcent {
+    uint32_t ce_key_off, ce_key_len;
+    uint32_t ce_lbl_off, ce_lbl_len;
+    struct mtopic *ce_topic; /* lag rows: the pair's topic, NULL if none yet */
+};
+
+struct mcache {
+    struct apg_buf ca_arena;
+    struct mcent *ca_ent;
+    size_t ca_n, ca_cap; /* entries valid from the last scrape */
+    size_t ca_seen;      /* rows of this scrape */
+    bool ca_rebuild;     /* a row differed this scrape */
+};
+
+/* One sample row of the (topic, group) families: the pair's entry and two
+ * values (lag and lag latency, or messages and bytes pulled). */
 struct mrow {
-    size_t mr_lbl; /* offset in mx_lbl of "{...} " */
-    size_t mr_lbl_len;
+    uint32_t mr_lbl_off, mr_lbl_len;
     int64_t mr_v[2];
 };
 
 struct mrows {
     struct mrow *rs_row;
     size_t rs_n, rs_cap;
+    size_t rs_lbl_bytes; /* sum of the rows' label lengths */
+    struct mcache rs_cache;
+};
+
+/* One queue copied out of the store: max offset, queue id, topic (NUL
+ * terminated); records are 8-byte aligned in mx_qs. */
+struct mqrec {
+    int64_t qr_max;
+    int32_t qr_qid;
+    uint32_t qr_tl;
+    char qr_topic[];
 };
 
 struct apg_metrics {
@@ -86,13 +123,16 @@ struct apg_metrics {
     size_t mx_common_len;
     struct apg_smap mx_topics; /* name -> struct mtopic* (owned) */
     uint64_t mx_gen;
-    struct apg_buf mx_offs; /* apg_offsets_snapshot */
-    struct apg_buf mx_cons; /* apg_cstats_snapshot */
-    struct apg_buf mx_gone; /* topics to drop, NUL-separated */
-    struct apg_buf mx_lbl;  /* the rows' label sets */
-    struct mrows mx_lag;    /* from the offset table: lag, lag latency */
-    struct mrows mx_out;    /* from the consume counters: messages, bytes */
-    size_t mx_last_len;     /* bytes of the previous exposition */
+    struct apg_buf mx_offs;  /* apg_offsets_snapshot */
+    struct apg_buf mx_cons;  /* apg_cstats_snapshot */
+    struct apg_buf mx_gone;  /* topics or pairs to drop, NUL-separated */
+    struct apg_buf mx_qs[2]; /* struct mqrec copies of the store's queues: this scrape, the last */
+    int mx_qcur;
+    struct mtopic **mx_qt; /* the topic of each record of the last scrape */
+    size_t mx_qt_n, mx_qt_cap;
+    struct mrows mx_lag; /* from the offset table: lag, lag latency */
+    struct mrows mx_out; /* from the consume counters: messages, bytes */
+    size_t mx_last_len;  /* bytes of the previous exposition */
     int64_t mx_now;
 };
 
@@ -149,7 +189,14 @@ void apg_metrics_free(struct apg_metrics *mx)
     apg_buf_free(&mx->mx_offs);
     apg_buf_free(&mx->mx_cons);
     apg_buf_free(&mx->mx_gone);
-    apg_buf_free(&mx->mx_lbl);
+    apg_buf_free(&mx->mx_qs[0]);
+    apg_buf_free(&mx->mx_qs[1]);
+    apg_free(mx->mx_qt);
+    for (int i = 0; i < 2; i++) {
+        struct mcache *c = i ? &mx->mx_lag.rs_cache : &mx->mx_out.rs_cache;
+        apg_buf_free(&c->ca_arena);
+        apg_free(c->ca_ent);
+    }
     apg_free(mx->mx_lag.rs_row);
     apg_free(mx->mx_out.rs_row);
     apg_free(mx);
@@ -157,10 +204,44 @@ void apg_metrics_free(struct apg_metrics *mx)
 
 /* ---- output --------------------------------------------------------------- */
 
+static void put(struct apg_buf *o, const char *s, size_t n)
+{
+    memcpy(o->b_data + o->b_len, s, n);
+    o->b_len += n;
+}
+
+/* Appends the decimal digits of v; room for 21 bytes must be reserved. */
+static void put_i64(struct apg_buf *o, int64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *d = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--d = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--d = '-';
+    put(o, d, (size_t)(e - d));
+}
+
+/* Appends s (a literal or a table string) growing o; false when out of memory. */
+static bool put_str(struct apg_buf *o, const char *s)
+{
+    return apg_buf_append_str(o, s) == APG_OK;
+}
+
 static void family(struct apg_buf *o, int id)
 {
-    apg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", families[id].name, families[id].help,
-                   families[id].name, families[id].type);
+    put_str(o, "# HELP ");
+    apg_buf_append(o, families[id].name, families[id].name_len);
+    put_str(o, " ");
+    put_str(o, families[id].help);
+    put_str(o, "\n# TYPE ");
+    apg_buf_append(o, families[id].name, families[id].name_len);
+    put_str(o, " ");
+    put_str(o, families[id].type);
+    put_str(o, "\n");
 }
 
 static bool plain(const char *v, size_t n)
@@ -169,12 +250,6 @@ static bool plain(const char *v, size_t n)
         if (v[i] == '\\' || v[i] == '"' || v[i] == '\n')
             return false;
     return true;
-}
-
-static void put(struct apg_buf *o, const char *s, size_t n)
-{
-    memcpy(o->b_data + o->b_len, s, n);
-    o->b_len += n;
 }
 
 /* Appends ,k="v" (escaped when needed); false when out of memory. */
@@ -194,59 +269,86 @@ static bool put_label(struct apg_buf *o, const char *k, const char *v, size_t vn
     return true;
 }
 
-/* One sample: name{common[,k1="v1"][,k2="v2"]} value. */
+/* One sample: name{common[,k1="v1"]} v. */
 static void sample(struct apg_metrics *mx, struct apg_buf *o, int id, const char *k1,
-                   const char *v1, size_t v1n, const char *k2, const char *v2, size_t v2n,
-                   const char *value)
+                   const char *v1, size_t v1n, int64_t v)
 {
-    const char *name = families[id].name;
-    size_t nn = families[id].name_len, vn = strlen(value);
+    size_t nn = families[id].name_len;
     if (apg_buf_reserve(o, nn + mx->mx_common_len + 2))
         return;
-    put(o, name, nn);
+    put(o, families[id].name, nn);
     put(o, "{", 1);
     put(o, mx->mx_common, mx->mx_common_len);
-    if ((k1 && !put_label(o, k1, v1, v1n)) || (k2 && !put_label(o, k2, v2, v2n)) ||
-        apg_buf_reserve(o, vn + 4))
+    if ((k1 && !put_label(o, k1, v1, v1n)) || apg_buf_reserve(o, 24 + 3))
         return;
     put(o, "} ", 2);
-    put(o, value, vn);
+    put_i64(o, v);
     put(o, "\n", 1);
-}
-
-static void sample_i64(struct apg_metrics *mx, struct apg_buf *o, int id, const char *k1,
-                       const char *v1, size_t v1n, const char *k2, const char *v2, size_t v2n,
-                       int64_t v)
-{
-    char num[24];
-    sample(mx, o, id, k1, v1, v1n, k2, v2, v2n, apg_fmt_i64(num, v));
 }
 
 static void single(struct apg_metrics *mx, struct apg_buf *o, int id, int64_t v)
 {
     family(o, id);
-    sample_i64(mx, o, id, NULL, NULL, 0, NULL, NULL, 0, v);
+    sample(mx, o, id, NULL, NULL, 0, v);
+}
+
+/* Makes room for index i in the array *arr of *cap elements of size sz
+ * (doubling, first from 'first'); false when out of memory. */
+static bool grow(void *arr, size_t *cap, size_t i, size_t sz, size_t first)
+{
+    if (i < *cap)
+        return true;
+    size_t n = *cap ? *cap : first;
+    while (n <= i)
+        n *= 2;
+    void *p = apg_realloc(*(void **)arr, n * sz);
+    if (!p)
+        return false;
+    *(void **)arr = p;
+    *cap = n;
+    return true;
 }
 
 /* ---- sources ---------------------------------------------------------------- */
 
+/* Called under the store's structure lock: only copies the queue out. */
 static void on_queue(void *ud, const char *topic, size_t topic_len, int32_t qid, int64_t min_off,
                      int64_t max_off)
 {
+    (void)min_off;
     struct apg_metrics *mx = ud;
-    char name[APG_NAME_CAP];
-    if (topic_len >= sizeof(name) || qid < 0 || qid > 65535)
+    struct apg_buf *qs = &mx->mx_qs[mx->mx_qcur];
+    if (topic_len >= APG_NAME_CAP || qid < 0 || qid > 65535)
         return;
-    memcpy(name, topic, topic_len);
-    name[topic_len] = 0;
+    size_t sz = (sizeof(struct mqrec) + topic_len + 1 + 7) & ~(size_t)7;
+    if (apg_buf_reserve(qs, sz))
+        return;
+    struct mqrec *r = (struct mqrec *)(qs->b_data + qs->b_len);
+    r->qr_max = max_off;
+    r->qr_qid = qid;
+    r->qr_tl = (uint32_t)topic_len;
+    memcpy(r->qr_topic, topic, topic_len);
+    r->qr_topic[topic_len] = 0;
+    qs->b_len += sz;
+}
+
+/* The topic named name, created when new, its sums reset at its first
+ * queue of this scrape. */
+static struct mtopic *topic_get(struct apg_metrics *mx, const char *name)
+{
     struct mtopic *t = apg_smap_get(&mx->mx_topics, name);
     if (!t) {
         t = apg_calloc(1, sizeof(*t));
         if (!t || apg_smap_put(&mx->mx_topics, name, t, NULL)) {
             apg_free(t);
-            return;
+            return NULL;
         }
     }
+    return t;
+}
+
+static void topic_queue(struct apg_metrics *mx, struct mtopic *t, int32_t qid, int64_t max_off)
+{
     if (t->mt_gen != mx->mx_gen) {
         t->mt_gen = mx->mx_gen;
         t->mt_sum = 0;
@@ -269,67 +371,148 @@ static void on_queue(void *ud, const char *topic, size_t topic_len, int32_t qid,
     t->mt_sum += max_off > 0 ? max_off : 0;
 }
 
-/* Refreshes mx_topics from the store and drops topics no longer there. */
+static size_t qrec_size(const struct mqrec *r)
+{
+    return (sizeof(*r) + r->qr_tl + 1 + 7) & ~(size_t)7;
+}
+
+/* Refreshes mx_topics from the store and drops topics no longer there
+ * (and with them the cached pairs, which may point at one). While every
+ * record is where it was in the last scrape's copy, record i reuses the
+ * topic record i had. */
 static void scan_topics(struct apg_metrics *mx)
 {
     mx->mx_gen++;
+    mx->mx_qcur ^= 1;
+    struct apg_buf *qs = &mx->mx_qs[mx->mx_qcur], *prev = &mx->mx_qs[mx->mx_qcur ^ 1];
+    apg_buf_reset(qs);
     apg_store_foreach_queue(mx->mx_b->br_store, on_queue, mx);
+    struct mtopic *t = NULL;
+    const char *last = NULL;
+    size_t i = 0;
+    bool same = true; /* every record so far is where it was last time */
+    for (size_t at = 0; at < qs->b_len; i++) {
+        const struct mqrec *r = (const void *)(qs->b_data + at);
+        const struct mqrec *p = same && at < prev->b_len ? (const void *)(prev->b_data + at) : NULL;
+        at += qrec_size(r);
+        same = i < mx->mx_qt_n && p && p->qr_tl == r->qr_tl && mx->mx_qt[i] &&
+               memcmp(p->qr_topic, r->qr_topic, r->qr_tl) == 0;
+        if (same) {
+            t = mx->mx_qt[i];
+            last = r->qr_topic;
+        } else if (!last || strcmp(last, r->qr_topic) != 0) {
+            t = topic_get(mx, r->qr_topic);
+            last = r->qr_topic;
+        }
+        if (!grow(&mx->mx_qt, &mx->mx_qt_cap, i, sizeof(*mx->mx_qt), 1024)) {
+            mx->mx_qt_n = 0;
+            return;
+        }
+        mx->mx_qt[i] = t;
+        if (t)
+            topic_queue(mx, t, r->qr_qid, r->qr_max);
+    }
+    mx->mx_qt_n = i;
     apg_buf_reset(&mx->mx_gone);
     size_t pos;
     for (struct apg_smap_ent *it = apg_smap_first(&mx->mx_topics, &pos); it;
          it = apg_smap_next(&mx->mx_topics, it, &pos))
         if (((struct mtopic *)it->se_val)->mt_gen != mx->mx_gen)
             apg_buf_append(&mx->mx_gone, it->se_key, strlen(it->se_key) + 1);
+    if (mx->mx_gone.b_len) {
+        mx->mx_lag.rs_cache.ca_n = 0;
+        mx->mx_qt_n = 0;
+    }
     const char *g = (const char *)mx->mx_gone.b_data;
     for (size_t at = 0; at < mx->mx_gone.b_len; at += strlen(g + at) + 1)
         mtopic_free(apg_smap_del(&mx->mx_topics, g + at));
 }
 
-/* Adds a row for (topic, group) with its label set; NULL when out of memory. */
-static struct mrow *row_add(struct apg_metrics *mx, struct mrows *rs, const char *topic, size_t tl,
-                            const char *group, size_t gl)
+static void rows_reset(struct mrows *rs)
 {
-    if (rs->rs_n == rs->rs_cap) {
-        size_t n = rs->rs_cap ? rs->rs_cap * 2 : 256;
-        struct mrow *r = apg_realloc(rs->rs_row, n * sizeof(*r));
-        if (!r)
-            return NULL;
-        rs->rs_row = r;
-        rs->rs_cap = n;
+    rs->rs_n = 0;
+    rs->rs_lbl_bytes = 0;
+    rs->rs_cache.ca_seen = 0;
+    rs->rs_cache.ca_rebuild = false;
+}
+
+/* Ends a scrape of rs's source: the cache keeps the rows it saw. */
+static void rows_done(struct mrows *rs)
+{
+    rs->rs_cache.ca_n = rs->rs_cache.ca_seen;
+}
+
+/* The cache entry for the next row of rs's source, key "topic@group" (tl
+ * bytes of topic, kl in all); NULL when out of memory. */
+static struct mcent *row_entry(struct apg_metrics *mx, struct mrows *rs, const char *key, size_t tl,
+                               size_t kl)
+{
+    struct mcache *c = &rs->rs_cache;
+    size_t i = c->ca_seen;
+    if (!c->ca_rebuild && i < c->ca_n) {
+        struct mcent *e = &c->ca_ent[i];
+        if (e->ce_key_len == kl && memcmp(c->ca_arena.b_data + e->ce_key_off, key, kl) == 0) {
+            c->ca_seen++;
+            return e;
+        }
     }
-    struct apg_buf *l = &mx->mx_lbl;
-    size_t at = l->b_len;
-    if (apg_buf_reserve(l, mx->mx_common_len + 2))
+    if (!c->ca_rebuild) { /* drop the entries from i on, and their bytes */
+        c->ca_rebuild = true;
+        if (i < c->ca_n)
+            c->ca_arena.b_len = c->ca_ent[i].ce_key_off;
+        c->ca_n = i;
+    }
+    if (!grow(&c->ca_ent, &c->ca_cap, i, sizeof(*c->ca_ent), 256))
         return NULL;
+    struct apg_buf *l = &c->ca_arena;
+    size_t key_off = l->b_len;
+    if (apg_buf_append(l, key, kl) || apg_buf_reserve(l, mx->mx_common_len + 2))
+        return NULL;
+    size_t lbl_off = l->b_len;
     put(l, "{", 1);
     put(l, mx->mx_common, mx->mx_common_len);
-    if (!put_label(l, "topic", topic, tl) || !put_label(l, "consumer_group", group, gl) ||
-        apg_buf_append(l, "} ", 2))
+    if (!put_label(l, "topic", key, tl) ||
+        !put_label(l, "consumer_group", key + tl + 1, kl - tl - 1) || apg_buf_append(l, "} ", 2))
+        return NULL;
+    struct mcent *e = &c->ca_ent[i];
+    e->ce_key_off = (uint32_t)key_off;
+    e->ce_key_len = (uint32_t)kl;
+    e->ce_lbl_off = (uint32_t)lbl_off;
+    e->ce_lbl_len = (uint32_t)(l->b_len - lbl_off);
+    e->ce_topic = NULL;
+    c->ca_seen++;
+    c->ca_n = c->ca_seen;
+    return e;
+}
+
+/* Adds a row for entry e; NULL when out of memory. */
+static struct mrow *row_add(struct mrows *rs, const struct mcent *e)
+{
+    if (!grow(&rs->rs_row, &rs->rs_cap, rs->rs_n, sizeof(*rs->rs_row), 256))
         return NULL;
     struct mrow *r = &rs->rs_row[rs->rs_n++];
-    r->mr_lbl = at;
-    r->mr_lbl_len = l->b_len - at;
+    r->mr_lbl_off = e->ce_lbl_off;
+    r->mr_lbl_len = e->ce_lbl_len;
+    rs->rs_lbl_bytes += e->ce_lbl_len;
     return r;
 }
 
 /* One sample per row: name, the row's label set, value vi of the row (or 0
- * when vi < 0). */
-static void rows_family(struct apg_metrics *mx, struct apg_buf *o, int id, const struct mrows *rs,
-                        int vi)
+ * when vi < 0). One reserve covers the family. */
+static void rows_family(struct apg_buf *o, int id, const struct mrows *rs, int vi)
 {
     family(o, id);
     size_t nn = families[id].name_len;
-    char num[24];
+    if (apg_buf_reserve(o, rs->rs_n * (nn + 22) + rs->rs_lbl_bytes))
+        return;
+    const char *name = families[id].name;
+    const char *lbl = (const char *)rs->rs_cache.ca_arena.b_data;
     for (size_t i = 0; i < rs->rs_n; i++) {
         const struct mrow *r = &rs->rs_row[i];
-        const char *v = apg_fmt_i64(num, vi < 0 ? 0 : r->mr_v[vi]);
-        size_t vn = strlen(v);
-        if (apg_buf_reserve(o, nn + r->mr_lbl_len + vn + 1))
-            return;
-        put(o, families[id].name, nn);
-        put(o, (const char *)mx->mx_lbl.b_data + r->mr_lbl, r->mr_lbl_len);
-        put(o, v, vn);
-        put(o, "\n", 1);
+        put(o, name, nn);
+        put(o, lbl + r->mr_lbl_off, r->mr_lbl_len);
+        put_i64(o, vi < 0 ? 0 : r->mr_v[vi]);
+        o->b_data[o->b_len++] = '\n';
     }
 }
 
@@ -338,69 +521,80 @@ static void scan_offsets(struct apg_metrics *mx)
 {
     struct apg_broker *b = mx->mx_b;
     apg_buf_reset(&mx->mx_offs);
-    mx->mx_lag.rs_n = 0;
-    if (apg_offsets_snapshot(b->br_offsets, &mx->mx_offs))
+    rows_reset(&mx->mx_lag);
+    if (apg_offsets_snapshot(b->br_offsets, &mx->mx_offs)) {
+        rows_done(&mx->mx_lag);
         return;
+    }
     char topic[APG_NAME_CAP];
     for (size_t at = 0; at < mx->mx_offs.b_len;) {
         const struct apg_offsets_snap *s = (const void *)(mx->mx_offs.b_data + at);
         at += apg_offsets_snap_size(s->os_n, s->os_key_len);
         const char *key = apg_offsets_snap_key(s);
-        const char *sep = strchr(key, '@');
+        const char *sep = memchr(key, '@', s->os_key_len);
         if (!sep || (size_t)(sep - key) >= sizeof(topic))
             continue;
         size_t tl = (size_t)(sep - key);
-        memcpy(topic, key, tl);
-        topic[tl] = 0;
-        struct mtopic *t = apg_smap_get(&mx->mx_topics, topic);
+        struct mcent *e = row_entry(mx, &mx->mx_lag, key, tl, s->os_key_len);
+        if (!e)
+            break;
+        struct mtopic *t = e->ce_topic;
+        if (!t) {
+            memcpy(topic, key, tl);
+            topic[tl] = 0;
+            t = e->ce_topic = apg_smap_get(&mx->mx_topics, topic);
+            if (!t)
+                continue;
+        }
         int64_t lag = 0, oldest = -1;
-        for (uint32_t q = 0; t && q < s->os_n && (int32_t)q < t->mt_nq; q++) {
+        for (uint32_t q = 0; q < s->os_n && (int32_t)q < t->mt_nq; q++) {
             struct mqueue *mq = &t->mt_q[q];
             int64_t off = s->os_off[q];
             if (off < 0 || mq->mq_max <= off)
                 continue;
             lag += mq->mq_max - off;
             if (mq->mq_ts_off != off) {
-                mq->mq_ts = apg_store_msg_store_time(b->br_store, topic, tl, (int32_t)q, off);
+                mq->mq_ts = apg_store_msg_store_time(b->br_store, key, tl, (int32_t)q, off);
                 mq->mq_ts_off = off;
             }
             if (mq->mq_ts > 0 && (oldest < 0 || mq->mq_ts < oldest))
                 oldest = mq->mq_ts;
         }
-        if (!t)
-            continue;
-        const char *group = sep + 1;
-        struct mrow *r = row_add(mx, &mx->mx_lag, topic, tl, group, strlen(group));
+        struct mrow *r = row_add(&mx->mx_lag, e);
         if (!r)
-            return;
+            break;
         r->mr_v[0] = lag;
         r->mr_v[1] = oldest > 0 && mx->mx_now > oldest ? mx->mx_now - oldest : 0;
     }
+    rows_done(&mx->mx_lag);
 }
 
 /* Fills mx_out from a copy of the consume counters. */
 static void scan_consumed(struct apg_metrics *mx)
 {
     apg_buf_reset(&mx->mx_cons);
-    mx->mx_out.rs_n = 0;
-    if (!mx->mx_b->br_cstats || apg_cstats_snapshot(mx->mx_b->br_cstats, &mx->mx_cons))
+    rows_reset(&mx->mx_out);
+    if (!mx->mx_b->br_cstats || apg_cstats_snapshot(mx->mx_b->br_cstats, &mx->mx_cons)) {
+        rows_done(&mx->mx_out);
         return;
+    }
     for (size_t at = 0; at + 16 < mx->mx_cons.b_len;) {
         int64_t v[2];
         memcpy(v, mx->mx_cons.b_data + at, sizeof(v));
         const char *key = (const char *)mx->mx_cons.b_data + at + 16;
         size_t kl = strlen(key);
         at += 16 + kl + 1;
-        const char *sep = strchr(key, '@');
+        const char *sep = memchr(key, '@', kl);
         if (!sep)
             continue;
-        struct mrow *r = row_add(mx, &mx->mx_out, key, (size_t)(sep - key), sep + 1,
-                                 kl - (size_t)(sep - key) - 1);
+        struct mcent *e = row_entry(mx, &mx->mx_out, key, (size_t)(sep - key), kl);
+        struct mrow *r = e ? row_add(&mx->mx_out, e) : NULL;
         if (!r)
-            return;
+            break;
         r->mr_v[0] = v[0];
         r->mr_v[1] = v[1];
     }
+    rows_done(&mx->mx_out);
 }
 
 static void topics_families(struct apg_metrics *mx, struct apg_buf *o)
@@ -409,22 +603,43 @@ static void topics_families(struct apg_metrics *mx, struct apg_buf *o)
     size_t pos, dlq = strlen(APG_DLQ_PREFIX);
     for (struct apg_smap_ent *it = apg_smap_first(&mx->mx_topics, &pos); it;
          it = apg_smap_next(&mx->mx_topics, it, &pos))
-        sample_i64(mx, o, M_MESSAGES_IN, "topic", it->se_key, strlen(it->se_key), NULL, NULL, 0,
-                   ((struct mtopic *)it->se_val)->mt_sum);
+        sample(mx, o, M_MESSAGES_IN, "topic", it->se_key, strlen(it->se_key),
+               ((struct mtopic *)it->se_val)->mt_sum);
     family(o, M_SEND_TO_DLQ);
     for (struct apg_smap_ent *it = apg_smap_first(&mx->mx_topics, &pos); it;
          it = apg_smap_next(&mx->mx_topics, it, &pos))
         if (strncmp(it->se_key, APG_DLQ_PREFIX, dlq) == 0)
-            sample_i64(mx, o, M_SEND_TO_DLQ, "consumer_group", it->se_key + dlq,
-                       strlen(it->se_key + dlq), NULL, NULL, 0,
-                       ((struct mtopic *)it->se_val)->mt_sum);
+            sample(mx, o, M_SEND_TO_DLQ, "consumer_group", it->se_key + dlq,
+                   strlen(it->se_key + dlq), ((struct mtopic *)it->se_val)->mt_sum);
+}
+
+/* name_suffix{common,protocol_type="remoting",request_code="rc"[,le="le"]} */
+static void rpc_head(struct apg_metrics *mx, struct apg_buf *o, const char *suffix,
+                     const char *code, size_t code_len, const char *le, size_t le_len)
+{
+    const char *pt = ",protocol_type=\"remoting\",request_code=\"";
+    size_t ptl = strlen(pt);
+    if (apg_buf_reserve(o, families[M_RPC_LATENCY].name_len + 8 + mx->mx_common_len + ptl +
+                               code_len + le_len + 16 + 24))
+        return;
+    put(o, families[M_RPC_LATENCY].name, families[M_RPC_LATENCY].name_len);
+    put(o, suffix, strlen(suffix));
+    put(o, "{", 1);
+    put(o, mx->mx_common, mx->mx_common_len);
+    put(o, pt, ptl);
+    put(o, code, code_len);
+    put(o, "\"", 1);
+    if (le) {
+        put(o, ",le=\"", 5);
+        put(o, le, le_len);
+        put(o, "\"", 1);
+    }
+    put(o, "} ", 2);
 }
 
 static void rpc_family(struct apg_metrics *mx, struct apg_buf *o)
 {
     family(o, M_RPC_LATENCY);
-    const char *name = families[M_RPC_LATENCY].name;
-    int cl = (int)mx->mx_common_len;
     for (int i = 0; i < apg_broker_rpc_slots(); i++) {
         uint64_t n[APG_RPC_BUCKETS] = {0}, sum_us = 0, cum = 0;
         apg_broker_rpc_sum(mx->mx_b, i, n, &sum_us);
@@ -432,27 +647,33 @@ static void rpc_family(struct apg_metrics *mx, struct apg_buf *o)
             cum += n[k];
         if (!cum)
             continue; /* a code never requested has no series */
-        char lbl[sizeof(mx->mx_common) + 64];
+        char code[24], le[24];
         int32_t rc = apg_broker_rpc_code(i);
         if (rc < 0)
-            snprintf(lbl, sizeof lbl, "%.*s,protocol_type=\"remoting\",request_code=\"other\"", cl,
-                     mx->mx_common);
+            memcpy(code, "other", 6);
         else
-            snprintf(lbl, sizeof lbl, "%.*s,protocol_type=\"remoting\",request_code=\"%d\"", cl,
-                     mx->mx_common, (int)rc);
+            apg_fmt_i64(code, rc);
+        size_t cl = strlen(code);
         cum = 0;
         for (int k = 0; k < APG_RPC_BUCKETS; k++) {
             cum += n[k];
             if (k < APG_RPC_BUCKETS - 1)
-                apg_buf_printf(o, "%s_bucket{%s,le=\"%lld\"} %llu\n", name, lbl,
-                               (long long)apg_rpc_bucket_ms[k], (unsigned long long)cum);
+                apg_fmt_i64(le, apg_rpc_bucket_ms[k]);
             else
-                apg_buf_printf(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, lbl,
-                               (unsigned long long)cum);
+                memcpy(le, "+Inf", 5);
+            rpc_head(mx, o, "_bucket", code, cl, le, strlen(le));
+            put_i64(o, (int64_t)cum);
+            put(o, "\n", 1);
         }
-        apg_buf_printf(o, "%s_sum{%s} %llu.%03llu\n%s_count{%s} %llu\n", name, lbl,
-                       (unsigned long long)(sum_us / 1000), (unsigned long long)(sum_us % 1000),
-                       name, lbl, (unsigned long long)cum);
+        rpc_head(mx, o, "_sum", code, cl, NULL, 0);
+        put_i64(o, (int64_t)(sum_us / 1000));
+        char frac[4] = {(char)('0' + sum_us % 1000 / 100), (char)('0' + sum_us % 100 / 10),
+                        (char)('0' + sum_us % 10), '\n'};
+        put(o, ".", 1);
+        put(o, frac, 4);
+        rpc_head(mx, o, "_count", code, cl, NULL, 0);
+        put_i64(o, (int64_t)cum);
+        put(o, "\n", 1);
     }
 }
 
@@ -468,7 +689,6 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
     mx->mx_now = now_ms;
     size_t start = o->b_len;
     apg_buf_reserve(o, mx->mx_last_len + mx->mx_last_len / 8); /* no regrowth on the way */
-    apg_buf_reset(&mx->mx_lbl);
     scan_topics(mx);
     scan_offsets(mx);
     scan_consumed(mx);
@@ -478,20 +698,20 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
     single(mx, o, M_BROKER_PERMISSION, atomic_load(&b->br_perm));
     topics_families(mx, o);
     single(mx, o, M_THROUGHPUT_IN, (int64_t)ss.ss_put_bytes);
-    rows_family(mx, o, M_MESSAGES_OUT, &mx->mx_out, 0);
-    rows_family(mx, o, M_THROUGHPUT_OUT, &mx->mx_out, 1);
-    rows_family(mx, o, M_LAG_MESSAGES, &mx->mx_lag, 0);
-    rows_family(mx, o, M_LAG_LATENCY, &mx->mx_lag, 1);
-    rows_family(mx, o, M_INFLIGHT, &mx->mx_lag, -1);
-    rows_family(mx, o, M_READY, &mx->mx_lag, 0);
+    rows_family(o, M_MESSAGES_OUT, &mx->mx_out, 0);
+    rows_family(o, M_THROUGHPUT_OUT, &mx->mx_out, 1);
+    rows_family(o, M_LAG_MESSAGES, &mx->mx_lag, 0);
+    rows_family(o, M_LAG_LATENCY, &mx->mx_lag, 1);
+    rows_family(o, M_INFLIGHT, &mx->mx_lag, -1);
+    rows_family(o, M_READY, &mx->mx_lag, 0);
     int64_t prod = 0, cons = 0;
     apg_clients_count(b->br_clients, &prod, &cons);
     single(mx, o, M_PRODUCER_CONNECTIONS, prod);
     single(mx, o, M_CONSUMER_CONNECTIONS, cons);
     rpc_family(mx, o);
     family(o, M_STORAGE_SIZE);
-    sample_i64(mx, o, M_STORAGE_SIZE, "storage_type", "local", 5, NULL, NULL, 0,
-               ss.ss_max_phys_offset - ss.ss_min_phys_offset);
+    sample(mx, o, M_STORAGE_SIZE, "storage_type", "local", 5,
+           ss.ss_max_phys_offset - ss.ss_min_phys_offset);
     single(mx, o, M_FLUSH_BEHIND, ss.ss_max_phys_offset - ss.ss_flushed_phys_offset);
     single(mx, o, M_DISPATCH_BEHIND, 0);
     int64_t oldest = apg_broker_stats_earliest_time(b, &ss);

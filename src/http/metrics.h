@@ -1,9 +1,10 @@
 /* GET /metrics: the broker's counters and gauges in the Prometheus text
  * format 0.0.4, under RocketMQ 5's metric names (metrics.def).
  *
- * Threads: one renderer per HTTP loop thread (it keeps scratch tables
- * between scrapes); it reads the broker's tables and store through their
- * thread-safe calls, each holding its lock only to copy. */
+ * Threads: one renderer per thread that renders (the HTTP loop, the OTLP
+ * exporter; it keeps scratch tables between renders); it reads the broker's
+ * tables and store through their thread-safe calls, each holding its lock
+ * only to copy. */
 #ifndef APG_HTTP_METRICS_H
 #define APG_HTTP_METRICS_H
 

@@ -5,6 +5,7 @@
 //   startApogee(subcommand, args, opts) -> Promise<{proc, port, dir, stop, output, waitOutput, exited}>
 //   waitOutput(re, ms = 5000): resolves with the output once it matches re (log lines can reach us
 //   after the port accepts), rejects with the output after ms.
+//   runSub(sub, args, killMs)          -> Promise<{code, out}> runs `apogee <sub> ...args` to its end
 //   runBench(args)                     -> Promise<{code, out, json}> runs `apogee bench ...args`;
 //   json is its last output line parsed (the --json summary), null when there is none.
 //
@@ -168,14 +169,19 @@ export async function startApogee(subcommand, args = [], opts = {}) {
     return { proc, port, dir, stop, output: () => out, waitOutput, exited, argv };
 }
 
-// Runs `apogee <sub> args...` to its end: { code, out } (stdout and stderr together).
-function runSub(sub, args) {
+// Runs `apogee <sub> args...` to its end: { code, out } (stdout and stderr together); with
+// killMs > 0 it is killed (SIGKILL) after that long, e.g. a server expected not to start.
+export function runSub(sub, args, killMs = 0) {
     return new Promise((resolve) => {
         const p = spawn(apogeeBin(), [sub, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         p.stdout.on('data', (d) => (out += d));
         p.stderr.on('data', (d) => (out += d));
-        p.on('close', (code) => resolve({ code, out }));
+        const t = killMs > 0 ? setTimeout(() => p.kill('SIGKILL'), killMs) : null;
+        p.on('close', (code) => {
+            if (t) clearTimeout(t);
+            resolve({ code, out });
+        });
     });
 }
 

@@ -18,7 +18,8 @@
  * offset id), an MD5 body digest (uppercase hex, what RocketMQ's proxy
  * sends), IDENTITY encoding (a 4.x body compressed with zlib is inflated
  * first), message type, born/store time and host, receipt handle, queue id
- * and offset, invisible duration, delivery attempt, message group; every
+ * and offset, invisible duration, delivery attempt, message group, trace
+ * context (the TRACE_CONTEXT property, as RocketMQ 5's proxy maps it); every
  * property that is not one of RocketMQ's system names is a user property.
  *
  * Threads: the gRPC loop thread; apg_pop_* lock themselves and read the
@@ -474,6 +475,8 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
                 sp.message_id = arena_str(&ar, v, vl);
             } else if (kl == 13 && memcmp(p, "__SHARDINGKEY", 13) == 0) {
                 sp.message_group = arena_str(&ar, v, vl);
+            } else if (kl == 13 && memcmp(p, "TRACE_CONTEXT", 13) == 0) {
+                sp.trace_context = arena_str(&ar, v, vl);
             } else if (!apg_props_name_reserved(p, kl)) {
                 Apache__Rocketmq__V2__Message__UserPropertiesEntry *u = &ents[m.n_user_properties];
                 apache__rocketmq__v2__message__user_properties_entry__init(u);

@@ -3,7 +3,9 @@
  *
  * Design. A 5.x message becomes the stored record a 4.x send of the same
  * kind makes, so 4.x consumers read it unchanged: TAGS, KEYS (joined with
- * spaces), UNIQ_KEY (the client's message id) and the user properties in
+ * spaces), UNIQ_KEY (the client's message id), TRACE_CONTEXT (the
+ * trace_context system property, as RocketMQ 5's proxy stores it; a W3C
+ * traceparent for OpenTelemetry clients) and the user properties in
  * the property string, the tag hash in the consume queue, born time from
  * the request and born host from the peer. The broker picks the queue, as
  * RocketMQ's proxy does (the client's queue_id only names the broker it
@@ -299,8 +301,12 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
                           &due, err, sizeof err))
             REFUSE(ILLEGAL_DELIVERY_TIME, "%s", err);
     }
-    const char *extra[9];
+    const char *extra[11];
     int ne = 0;
+    if (sp->trace_context && sp->trace_context[0]) { /* RocketMQ 5's proxy: TRACE_CONTEXT */
+        extra[ne++] = "TRACE_CONTEXT";
+        extra[ne++] = sp->trace_context;
+    }
     if (fifo) {
         extra[ne++] = "__SHARDINGKEY";
         extra[ne++] = sp->message_group;
