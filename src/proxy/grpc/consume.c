@@ -385,8 +385,12 @@ static void host_fmt(const struct apg_host *h, char *out, size_t n)
         if (i < 4)
             t[k++] = i < 3 ? '.' : ':';
     }
-    t[k] = '\0';
-    snprintf(out, n, "%s", t);
+    if (n == 0)
+        return;
+    if (k >= n)
+        k = n - 1;
+    memcpy(out, t, k);
+    out[k] = '\0';
 }
 
 /* Appends a frame (u32 length + packed message) to out. */
@@ -565,7 +569,9 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
         .ph_offset = pm->pm_offset,
         .ph_phys = pm->pm_phys,
     };
-    snprintf(h.ph_broker, sizeof h.ph_broker, "%s", ms->gm_broker->br_name);
+    size_t bn = strnlen(ms->gm_broker->br_name, sizeof h.ph_broker - 1);
+    memcpy(h.ph_broker, ms->gm_broker->br_name, bn);
+    h.ph_broker[bn] = '\0';
     apg_pop_handle_encode(&h, handle, sizeof handle);
     sp.receipt_handle = handle;
     sp.queue_id = pm->pm_queue;
