@@ -11,7 +11,10 @@
  * the connection's nghttp2 server session (nghttp2_session_mem_recv) and
  * whatever the session wants to send is appended to the connection's
  * output buffer right after (nghttp2_session_mem_send), written once per
- * loop iteration like every other reply. The method is looked up when the
+ * loop iteration like every other reply. After the frames of one read the
+ * server's on_read_end hook runs (SendMessage stores the appends it
+ * gathered over the read and answers them), then the session's output is
+ * moved again. The method is looked up when the
  * request headers are complete (none: UNIMPLEMENTED at once, without
  * waiting for the client to end its side). A request stream collects its
  * DATA (at most max_message + 5 bytes per message, else
