@@ -133,6 +133,8 @@ struct bench {
     const char *b_protocol;  /* "remoting" (default) or "grpc" */
     const char *b_grpc_addr; /* --protocol=grpc: the gRPC port */
     int b_streams;           /* --protocol=grpc: concurrent streams */
+    int b_consumers;         /* --protocol=grpc consume: SimpleConsumers */
+    int64_t b_invisible_ms;  /* --protocol=grpc consume: invisible duration */
     const char *b_topic;
     const char *b_sql; /* consume/e2e: SQL92 subscription instead of "*" */
     const char *b_group;
@@ -766,10 +768,16 @@ static void usage(FILE *out)
             "                       broker needs enablePropertyFilter=true; each message\n"
             "                       has the property bench=1)\n"
             "  --json               last line: one JSON object with the summary\n"
-            "  --protocol=grpc      produce: SendMessage on the RocketMQ 5 gRPC port instead,\n"
-            "                       one HTTP/2 connection to --grpcAddr (127.0.0.1:8081)\n"
+            "  --protocol=grpc      the RocketMQ 5 gRPC port at --grpcAddr (127.0.0.1:8081)\n"
+            "                       instead. produce: SendMessage on one HTTP/2 connection\n"
             "                       with --streams (64) calls in flight; --topic, --size,\n"
-            "                       --duration and --json apply\n"
+            "                       --duration, --messages and --json apply. consume:\n"
+            "                       --consumers (1) SimpleConsumers of --group, each with\n"
+            "                       --inflight (4) ReceiveMessage calls of --pullBatch (32)\n"
+            "                       messages, --invisible ms (60000), every receive's\n"
+            "                       messages acknowledged with one AckMessage; checks that\n"
+            "                       none comes twice while invisible and, with --messages,\n"
+            "                       none is lost; ends after 3 s without a message\n"
             "  --serialize=json     JSON remoting headers instead of binary (ROCKETMQ)\n"
             "  --tls                connect over TLS (the client key tls.enable); verify the\n"
             "                       servers with --tls.client.trustCertPath=CA.pem\n"
@@ -790,6 +798,10 @@ static int set_opt(struct bench *b, const char *k, const char *v)
         b->b_grpc_addr = v;
     else if (!strcmp(k, "streams"))
         b->b_streams = atoi(v);
+    else if (!strcmp(k, "consumers"))
+        b->b_consumers = atoi(v);
+    else if (!strcmp(k, "invisible"))
+        b->b_invisible_ms = strtoll(v, NULL, 10);
     else if (!strcmp(k, "topic") || !strcmp(k, "t"))
         b->b_topic = v;
     else if (!strcmp(k, "group") || !strcmp(k, "g"))
@@ -936,13 +948,26 @@ int apg_cli_bench_main(int argc, char **argv)
         rc = 2;
     }
     if (rc == 0 && b->b_protocol && strcmp(b->b_protocol, "remoting") != 0) {
-        if (strcmp(b->b_protocol, "grpc") != 0 || b->b_cmd != CMD_PRODUCE) {
-            fprintf(stderr, "bench: --protocol is remoting, or grpc with produce\n");
+        if (strcmp(b->b_protocol, "grpc") != 0 || b->b_cmd == CMD_E2E) {
+            fprintf(stderr, "bench: --protocol is remoting, or grpc with produce or consume\n");
             rc = 2;
         } else {
-            rc = apg_cli_bench_grpc(b->b_grpc_addr ? b->b_grpc_addr : "127.0.0.1:8081", b->b_topic,
-                                    b->b_size, b->b_secs, b->b_streams > 0 ? b->b_streams : 64,
-                                    b->b_json);
+            struct apg_bench_grpc_opts go = {
+                .bo_addr = b->b_grpc_addr ? b->b_grpc_addr : "127.0.0.1:8081",
+                .bo_topic = b->b_topic,
+                .bo_group = b->b_group ? b->b_group : "BenchGrpcGroup",
+                .bo_size = b->b_size,
+                .bo_secs = b->b_secs,
+                .bo_streams = b->b_streams > 0 ? b->b_streams : 64,
+                .bo_messages = (long)b->b_messages,
+                .bo_consumers = b->b_consumers > 0 ? b->b_consumers : 1,
+                .bo_inflight = b->b_inflight > 0 ? b->b_inflight : 4,
+                .bo_batch = b->b_pull_batch,
+                .bo_invisible_ms = b->b_invisible_ms > 0 ? b->b_invisible_ms : 60000,
+                .bo_json = b->b_json,
+            };
+            rc = b->b_cmd == CMD_PRODUCE ? apg_cli_bench_grpc_produce(&go)
+                                         : apg_cli_bench_grpc_consume(&go);
         }
     } else if (rc == 0)
         rc = run(b);

@@ -3,7 +3,7 @@
  * an empty store, a journal with a torn tail (cut off), a clean stop
  * (snapshot of the next generation, empty journal), a journal older than
  * the snapshot (dropped), a snapshot that is not one (refused, naming the
- * file). */
+ * file); a batch of acknowledgements written with one journal record run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,6 +168,45 @@ static void test_torn_tail_then_clean_stop(void **st)
     apg_buf_free(&j);
 }
 
+/* apg_pop_ack_many: stale, unknown and repeated deliveries are refused
+ * one by one; the others are journalled with one write (exactly their 'A'
+ * records) and the group's offset moves once. */
+static void test_ack_many(void **st)
+{
+    (void)st;
+    struct apg_buf j = APG_BUF_INIT, one = APG_BUF_INIT;
+    header(&j, "APGPOPJ1", 0);
+    rec_pop(&j, 0, 4);
+    write_file("journal", j.b_data, j.b_len);
+    rec_ack(&one, 0);
+    char err[256];
+    struct apg_broker *b = broker();
+    struct apg_pop *pp;
+    assert_int_equal(apg_pop_open(b, &pp, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_pop_inflight(pp), 4);
+    struct apg_pop_ack_ent v[] = {
+        {0, 0, 100, APG_EIO}, /* in flight */
+        {0, 1, 99, APG_OK},   /* a stale stamp */
+        {0, 2, 100, APG_EIO}, /* in flight */
+        {0, 0, 100, APG_OK},  /* named twice */
+        {0, 9, 100, APG_OK},  /* never handed out */
+        {1, 0, 100, APG_OK},  /* a queue with nothing in flight */
+    };
+    apg_pop_ack_many(pp, "G", "T", v, 6);
+    apg_err_t want[] = {APG_OK, APG_ENOTFOUND, APG_OK, APG_ENOTFOUND, APG_ENOTFOUND, APG_ENOTFOUND};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(v[i].pa_rc, want[i]);
+    assert_int_equal(apg_pop_inflight(pp), 2);
+    assert_int_equal(fsize("journal"), (long)(j.b_len + 2 * one.b_len));
+    assert_int_equal(apg_offsets_query(b->br_offsets, "G", "T", 0), 1);
+    assert_int_equal(apg_pop_ack(pp, "G", "T", 0, 1, 100), APG_OK);
+    apg_pop_stop(pp);
+    broker_free(b);
+    assert_int_equal(open_count(err, sizeof(err)), 1);
+    apg_buf_free(&j);
+    apg_buf_free(&one);
+}
+
 static void test_journal_older_than_snapshot(void **st)
 {
     (void)st;
@@ -216,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_then_clean_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_older_than_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_snapshot_refused, setup, teardown),
     };

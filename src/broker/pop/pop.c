@@ -549,6 +549,92 @@ apg_err_t apg_pop_ack(struct apg_pop *pp, const char *group, const char *topic, 
     return e;
 }
 
+#define ACK_QCACHE 16
+
+/* The queue of qid, through a small cache of the queues one call touched. */
+static struct apg_pop_queue *ack_queue(struct apg_pop *pp, const char *group, const char *topic,
+                                       int32_t qid, int32_t *cq, struct apg_pop_queue **cv, int *nc)
+{
+    for (int i = 0; i < *nc; i++)
+        if (cq[i] == qid)
+            return cv[i];
+    struct apg_pop_queue *q = apg_pop_state_queue(&pp->pp_st, group, topic, qid);
+    if (q && *nc < ACK_QCACHE) {
+        cq[*nc] = qid;
+        cv[(*nc)++] = q;
+    }
+    return q;
+}
+
+void apg_pop_ack_many(struct apg_pop *pp, const char *group, const char *topic,
+                      struct apg_pop_ack_ent *v, int n)
+{
+    int32_t cq[ACK_QCACHE];
+    struct apg_pop_queue *cv[ACK_QCACHE];
+    int nc = 0, ok = 0;
+    pthread_mutex_lock(&pp->pp_lock);
+    apg_buf_reset(&pp->pp_rec);
+    /* Check every delivery first (a stale one writes nothing), building
+     * the records of the others. */
+    for (int i = 0; i < n; i++) {
+        struct apg_pop_ack_ent *a = &v[i];
+        int64_t stamp = a->pa_stamp < 0 ? -2 : a->pa_stamp;
+        struct apg_pop_queue *q = ack_queue(pp, group, topic, a->pa_qid, cq, cv, &nc);
+        struct apg_pop_ent *e = q ? apg_pop_state_find(q, a->pa_offset) : NULL;
+        a->pa_rc = e && e->pe_stamp == stamp ? APG_OK : APG_ENOTFOUND;
+        for (int k = 0; k < i && a->pa_rc == APG_OK; k++)
+            if (v[k].pa_rc == APG_OK && v[k].pa_qid == a->pa_qid && v[k].pa_offset == a->pa_offset)
+                a->pa_rc = APG_ENOTFOUND;
+        if (a->pa_rc)
+            continue;
+        size_t start;
+        apg_err_t e2 = apg_pop_rec_begin(&pp->pp_rec, 'A', group, topic, a->pa_qid, &start);
+        if (!e2)
+            e2 = apg_buf_put_be64(&pp->pp_rec, (uint64_t)a->pa_offset);
+        if (!e2)
+            e2 = apg_buf_put_be64(&pp->pp_rec, (uint64_t)stamp);
+        if (e2) {
+            pp->pp_rec.b_len = start < pp->pp_rec.b_len ? start : pp->pp_rec.b_len;
+            a->pa_rc = e2;
+            continue;
+        }
+        apg_pop_rec_end(&pp->pp_rec, start);
+        ok++;
+    }
+    apg_err_t we = ok ? journal_write(pp) : APG_OK;
+    for (int i = 0; i < n; i++) {
+        struct apg_pop_ack_ent *a = &v[i];
+        if (a->pa_rc)
+            continue;
+        if (we) {
+            a->pa_rc = we;
+            continue;
+        }
+        struct apg_pop_queue *q = ack_queue(pp, group, topic, a->pa_qid, cq, cv, &nc);
+        struct apg_pop_ent *e = q ? apg_pop_state_find(q, a->pa_offset) : NULL;
+        if (e)
+            apg_pop_state_remove(&pp->pp_st, e);
+    }
+    /* One offset commit per queue touched (the cache holds them all unless
+     * a call named more than ACK_QCACHE queues: those commit per entry). */
+    for (int i = 0; i < n && !we && ok; i++) {
+        struct apg_pop_ack_ent *a = &v[i];
+        if (a->pa_rc)
+            continue;
+        bool cached = false;
+        for (int k = 0; k < nc && !cached; k++)
+            cached = cq[k] == a->pa_qid;
+        if (cached)
+            continue;
+        struct apg_pop_queue *q = apg_pop_state_queue(&pp->pp_st, group, topic, a->pa_qid);
+        if (q)
+            apg_offsets_commit(pp->pp_b->br_offsets, group, topic, a->pa_qid, apg_pop_state_low(q));
+    }
+    for (int k = 0; k < nc && !we && ok; k++)
+        apg_offsets_commit(pp->pp_b->br_offsets, group, topic, cq[k], apg_pop_state_low(cv[k]));
+    pthread_mutex_unlock(&pp->pp_lock);
+}
+
 apg_err_t apg_pop_change(struct apg_pop *pp, const char *group, const char *topic, int32_t qid,
                          int64_t offset, int64_t stamp, int64_t invisible_ms, int64_t *new_stamp)
 {

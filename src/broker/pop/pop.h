@@ -87,6 +87,19 @@ apg_err_t apg_pop_take(struct apg_pop *pp, const struct apg_pop_req *rq, struct 
  * handed again, or moved to the DLQ). */
 apg_err_t apg_pop_ack(struct apg_pop *pp, const char *group, const char *topic, int32_t qid,
                       int64_t offset, int64_t stamp);
+/* One delivery of apg_pop_ack_many: in, and its outcome pa_rc. */
+struct apg_pop_ack_ent {
+    int32_t pa_qid;
+    int64_t pa_offset;
+    int64_t pa_stamp;
+    apg_err_t pa_rc; /* APG_OK, APG_ENOTFOUND as for apg_pop_ack, APG_EIO, APG_ENOMEM */
+};
+/* Acknowledges n deliveries of (group, topic) as n apg_pop_ack calls would,
+ * with ONE journal write for all of them (before it returns, as for one)
+ * and one offset commit per queue. A delivery named twice is acknowledged
+ * once (the second APG_ENOTFOUND). */
+void apg_pop_ack_many(struct apg_pop *pp, const char *group, const char *topic,
+                      struct apg_pop_ack_ent *v, int n);
 /* Makes the delivery invisible for invisible_ms from now; *new_stamp gets
  * its new pop time (the new handle's). APG_ENOTFOUND as for ack, or when
  * the delivery's invisible time already ran out. */

@@ -10,23 +10,58 @@
 
 #include "broker/pop/pop.h"
 
-size_t apg_pop_handle_encode(const struct apg_pop_handle *h, char *out, size_t n)
+/* Appends v in decimal at out[*k] (room is checked by the caller). */
+static void put_num(char *out, size_t *k, int64_t v)
 {
-    int w;
-    if (h->ph_phys >= 0)
-        w = snprintf(out, n, "%lld %lld %lld %d %c %s %d %lld %lld", (long long)h->ph_start,
-                     (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
-                     h->ph_type, h->ph_broker, h->ph_queue, (long long)h->ph_offset,
-                     (long long)h->ph_phys);
-    else if (h->ph_offset >= 0)
-        w = snprintf(out, n, "%lld %lld %lld %d %c %s %d %lld", (long long)h->ph_start,
-                     (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
-                     h->ph_type, h->ph_broker, h->ph_queue, (long long)h->ph_offset);
-    else
-        w = snprintf(out, n, "%lld %lld %lld %d %c %s %d", (long long)h->ph_start,
-                     (long long)h->ph_stamp, (long long)h->ph_invisible, h->ph_revive_qid,
-                     h->ph_type, h->ph_broker, h->ph_queue);
-    return w < 0 || (size_t)w >= n ? 0 : (size_t)w;
+    char t[24];
+    int n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[(*k)++] = '-';
+    while (n)
+        out[(*k)++] = t[--n];
+}
+
+size_t apg_pop_handle_encode(const struct apg_pop_handle *h, char *dst, size_t n)
+{
+    /* Eight numbers of at most 20 characters, the separators, the type and
+     * the broker name fit in out; what fits in dst is copied. */
+    char out[8 * 21 + 2 + sizeof(h->ph_broker) + 1];
+    size_t bl = strnlen(h->ph_broker, sizeof(h->ph_broker));
+    size_t k = 0;
+    put_num(out, &k, h->ph_start);
+    out[k++] = ' ';
+    put_num(out, &k, h->ph_stamp);
+    out[k++] = ' ';
+    put_num(out, &k, h->ph_invisible);
+    out[k++] = ' ';
+    put_num(out, &k, h->ph_revive_qid);
+    out[k++] = ' ';
+    out[k++] = h->ph_type;
+    out[k++] = ' ';
+    memcpy(out + k, h->ph_broker, bl);
+    k += bl;
+    out[k++] = ' ';
+    put_num(out, &k, h->ph_queue);
+    /* No queue offset (-1) is written by leaving it out (the short form),
+     * unless a commit-log offset follows. */
+    if (h->ph_phys >= 0 || h->ph_offset >= 0) {
+        out[k++] = ' ';
+        put_num(out, &k, h->ph_offset);
+    }
+    if (h->ph_phys >= 0) {
+        out[k++] = ' ';
+        put_num(out, &k, h->ph_phys);
+    }
+    out[k] = '\0';
+    if (k + 1 > n)
+        return 0;
+    memcpy(dst, out, k + 1);
+    return k;
 }
 
 /* The next space-separated field of s[*pos..len) into out (NUL-terminated). */

@@ -144,7 +144,16 @@ void apg_grpc_consume_ack(struct apg_grpc_call *call, const uint8_t *req, size_t
         reply_packed(call, &resp.base);
         goto out;
     }
-    size_t ok = 0;
+    /* Every well-formed handle is acknowledged with one journal write. */
+    struct apg_pop_ack_ent *acks = apg_calloc(n, sizeof(*acks));
+    size_t *at = apg_calloc(n, sizeof(*at));
+    if (!acks || !at) {
+        apg_free(acks);
+        apg_free(at);
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    size_t ok = 0, na = 0;
     for (size_t i = 0; i < n; i++) {
         Apache__Rocketmq__V2__AckMessageEntry *in = rq->entries[i];
         apache__rocketmq__v2__ack_message_result_entry__init(&slots[i].e);
@@ -155,11 +164,17 @@ void apg_grpc_consume_ack(struct apg_grpc_call *call, const uint8_t *req, size_t
         struct apg_pop_handle h;
         if (!handle_get(in->receipt_handle, &h, &slots[i].st))
             continue;
-        apg_err_t e =
-            apg_pop_ack(ms->gm_broker->br_pop, group, topic, h.ph_queue, h.ph_offset, h.ph_stamp);
-        pop_status(&slots[i].st, e, "the pop journal cannot be written");
-        ok += e == APG_OK;
+        acks[na] = (struct apg_pop_ack_ent){h.ph_queue, h.ph_offset, h.ph_stamp, APG_OK};
+        at[na++] = i;
     }
+    if (na)
+        apg_pop_ack_many(ms->gm_broker->br_pop, group, topic, acks, (int)na);
+    for (size_t k = 0; k < na; k++) {
+        pop_status(&slots[at[k]].st, acks[k].pa_rc, "the pop journal cannot be written");
+        ok += acks[k].pa_rc == APG_OK;
+    }
+    apg_free(acks);
+    apg_free(at);
     if (ok == n)
         st_set(&top, CODE(OK), "OK");
     else if (n == 1)
@@ -347,15 +362,36 @@ static void arena_free(struct arena *a)
 
 static void host_fmt(const struct apg_host *h, char *out, size_t n)
 {
-    if (h->h_v6)
+    if (h->h_v6) {
         snprintf(out, n, "[%x:%x:%x:%x:%x:%x:%x:%x]:%u", h->h_ip[0] << 8 | h->h_ip[1],
                  h->h_ip[2] << 8 | h->h_ip[3], h->h_ip[4] << 8 | h->h_ip[5],
                  h->h_ip[6] << 8 | h->h_ip[7], h->h_ip[8] << 8 | h->h_ip[9],
                  h->h_ip[10] << 8 | h->h_ip[11], h->h_ip[12] << 8 | h->h_ip[13],
                  h->h_ip[14] << 8 | h->h_ip[15], h->h_port);
-    else
-        snprintf(out, n, "%u.%u.%u.%u:%u", h->h_ip[0], h->h_ip[1], h->h_ip[2], h->h_ip[3],
-                 h->h_port);
+        return;
+    }
+    /* "a.b.c.d:port" by hand: formatted for every delivered message. */
+    char t[32];
+    size_t k = 0;
+    unsigned v[5] = {h->h_ip[0], h->h_ip[1], h->h_ip[2], h->h_ip[3], h->h_port};
+    for (int i = 0; i < 5; i++) {
+        char d[10];
+        int nd = 0;
+        do {
+            d[nd++] = (char)('0' + v[i] % 10);
+            v[i] /= 10;
+        } while (v[i]);
+        while (nd)
+            t[k++] = d[--nd];
+        if (i < 4)
+            t[k++] = i < 3 ? '.' : ':';
+    }
+    if (n == 0)
+        return;
+    if (k >= n)
+        k = n - 1;
+    memcpy(out, t, k);
+    out[k] = '\0';
 }
 
 /* Appends a frame (u32 length + packed message) to out. */
@@ -399,11 +435,22 @@ static apg_err_t body_of(const struct apg_msgrec *r, struct apg_buf *out, const 
     }
 }
 
+static EVP_MD *md5_md;
+static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
+
+/* Fetched once: EVP_md5() makes EVP_Digest look the algorithm up again on
+ * every call. */
+static void md5_fetch(void)
+{
+    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
+}
+
 static void md5_hex(const uint8_t *p, size_t n, char out[33])
 {
     unsigned char d[16];
     unsigned int dl = 0;
-    EVP_Digest(p, n, d, &dl, EVP_md5(), NULL);
+    pthread_once(&md5_once, md5_fetch);
+    EVP_Digest(p, n, d, &dl, md5_md ? md5_md : EVP_md5(), NULL);
     static const char hx[] = "0123456789ABCDEF";
     for (int i = 0; i < 16; i++) {
         out[2 * i] = hx[d[i] >> 4];
@@ -525,7 +572,9 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
         .ph_offset = pm->pm_offset,
         .ph_phys = pm->pm_phys,
     };
-    snprintf(h.ph_broker, sizeof h.ph_broker, "%s", ms->gm_broker->br_name);
+    size_t bn = strnlen(ms->gm_broker->br_name, sizeof h.ph_broker - 1);
+    memcpy(h.ph_broker, ms->gm_broker->br_name, bn);
+    h.ph_broker[bn] = '\0';
     apg_pop_handle_encode(&h, handle, sizeof handle);
     sp.receipt_handle = handle;
     sp.queue_id = pm->pm_queue;

@@ -11,7 +11,10 @@
  * the connection's nghttp2 server session (nghttp2_session_mem_recv) and
  * whatever the session wants to send is appended to the connection's
  * output buffer right after (nghttp2_session_mem_send), written once per
- * loop iteration like every other reply. The method is looked up when the
+ * loop iteration like every other reply. After the frames of one read the
+ * server's on_read_end hook runs (SendMessage stores the appends it
+ * gathered over the read and answers them), then the session's output is
+ * moved again. The method is looked up when the
  * request headers are complete (none: UNIMPLEMENTED at once, without
  * waiting for the client to end its side). A request stream collects its
  * DATA (at most max_message + 5 bytes per message, else
@@ -70,6 +73,7 @@ struct apg_grpc_server {
     size_t gs_n_methods;
     size_t gs_max_message;
     void *gs_ud;
+    void (*gs_read_end)(int loop, void *ud);
     nghttp2_session_callbacks *gs_cbs;
     int gs_n_loops;
     struct gconn **gs_conns; /* per loop: its connections (that loop's thread only) */
@@ -91,7 +95,8 @@ struct apg_grpc_call { /* one request stream */
     bool gs_started;      /* response HEADERS submitted with the data provider */
     bool gs_deferred;     /* the data provider waits for gs_out to grow */
     bool gs_client_done;  /* the client ended its side */
-    bool gs_held;         /* answered later (apg_grpc_call_ref) */
+    bool gs_held;         /* answered later (apg_grpc_call_ref, apg_grpc_call_hold) */
+    bool gs_read_end;     /* answered at the end of this read (apg_grpc_call_hold) */
     uv_timer_t *gs_timer; /* a waiting call's deadline; its own allocation */
     uint64_t gs_deadline;
     char gs_path[128];
@@ -362,7 +367,7 @@ static void on_deadline(uv_timer_t *t)
  * (what it stored stays stored). */
 static void call_arm_deadline(struct apg_grpc_call *call)
 {
-    if (!call->gs_deadline || call->gs_timer || call->gs_answered ||
+    if (!call->gs_deadline || call->gs_timer || call->gs_answered || call->gs_read_end ||
         (call->gs_method && call->gs_method->gm_kind == APG_GRPC_BIDI))
         return;
     uv_loop_t *loop = apg_conn_uv_loop(call->gs_conn->gc_conn);
@@ -394,6 +399,16 @@ void apg_grpc_call_ref(struct apg_grpc_call *call, struct apg_grpc_ref *out)
     apg_conn_ref(call->gs_conn->gc_conn);
     out->gr_conn = call->gs_conn->gc_conn;
     out->gr_stream = call->gs_id;
+}
+
+void apg_grpc_call_hold(struct apg_grpc_call *call)
+{
+    call->gs_held = call->gs_read_end = true;
+}
+
+int apg_grpc_call_loop(const struct apg_grpc_call *call)
+{
+    return apg_conn_loop_index(call->gs_conn->gc_conn);
 }
 
 void apg_grpc_ref_release(struct apg_grpc_ref *r)
@@ -780,6 +795,18 @@ static void on_message(struct apg_conn *c, const uint8_t *msg, size_t len, void 
     gconn_flush(g);
 }
 
+/* The frames of one read are done: the methods' gathered work, then what
+ * it answered goes into the output. */
+static void on_read_end(struct apg_conn *c, void *ud)
+{
+    struct apg_grpc_server *srv = ud;
+    if (srv->gs_read_end)
+        srv->gs_read_end(apg_conn_loop_index(c), srv->gs_ud);
+    struct gconn *g = apg_conn_user(c);
+    if (g && g != &not_h2 && !apg_conn_is_closed(c))
+        gconn_flush(g);
+}
+
 static void on_close(struct apg_conn *c, void *ud)
 {
     struct gconn *g = apg_conn_user(c);
@@ -813,6 +840,7 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
     srv->gs_n_methods = opts->n_methods;
     srv->gs_max_message = opts->max_message ? opts->max_message : GRPC_DEFAULT_MAX_MESSAGE;
     srv->gs_ud = opts->ud;
+    srv->gs_read_end = opts->on_read_end;
     srv->gs_n_loops = opts->n_loops > 0 ? opts->n_loops : 1;
     srv->gs_conns = apg_calloc((size_t)srv->gs_n_loops, sizeof(*srv->gs_conns));
     if (!srv->gs_conns || nghttp2_session_callbacks_new(&srv->gs_cbs)) {
@@ -838,6 +866,7 @@ apg_err_t apg_grpc_server_start(const struct apg_grpc_server_opts *opts,
         .frame_min_bytes_per_s = opts->frame_min_bytes_per_s,
         .max_pending_bytes = opts->max_pending_bytes,
         .on_message = on_message,
+        .on_read_end = on_read_end,
         .on_close = on_close,
         .ud = srv,
     };

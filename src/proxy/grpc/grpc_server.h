@@ -77,6 +77,10 @@ struct apg_grpc_server_opts {
     /* Configuration whose tlsServer* keys put TLS on the port (ALPN "h2"),
      * as on the remoting port; NULL or tlsServerMode=disabled: h2c only. */
     const struct apg_config *tls_cfg;
+    /* Loop thread, after the frames of one read were handled (may be
+     * NULL): work the methods gathered over the read (SendMessage's
+     * appends) is done and answered now. */
+    void (*on_read_end)(int loop, void *ud);
     void *ud; /* handed to the methods */
 };
 
@@ -106,6 +110,12 @@ const char *apg_grpc_call_header(const struct apg_grpc_call *call, const char *n
 /* A pointer of the method's own, kept with the call. */
 void apg_grpc_call_set_user(struct apg_grpc_call *call, void *user);
 void *apg_grpc_call_user(const struct apg_grpc_call *call);
+
+/* The call is answered later on its loop thread, before the loop goes back
+ * to waiting (from on_read_end): no deadline timer is armed for it. */
+void apg_grpc_call_hold(struct apg_grpc_call *call);
+/* The index of the call's loop (0 .. n_loops - 1). */
+int apg_grpc_call_loop(const struct apg_grpc_call *call);
 
 /* A reference to a call usable from any thread: it keeps the connection's
  * memory, not the stream; apg_grpc_ref_post finds the stream again on its

@@ -208,7 +208,7 @@ APG_GRPC_GUARDED(g_assignment, APG_GRPC_OP_QUERY_ASSIGNMENT, apg_grpc_consume_as
 const struct apg_grpc_method apg_grpc_messaging_methods[] = {
     {.gm_path = SVC "QueryRoute", .gm_fn = g_query_route},
     {.gm_path = SVC "Heartbeat", .gm_fn = g_heartbeat},
-    {.gm_path = SVC "SendMessage", .gm_fn = g_send},
+    {.gm_path = SVC "SendMessage", .gm_fn = g_send, .gm_close = apg_grpc_send_close},
     {.gm_path = SVC "EndTransaction", .gm_fn = g_end_txn},
     {.gm_path = SVC "NotifyClientTermination", .gm_fn = g_notify},
     {.gm_path = SVC "Telemetry",

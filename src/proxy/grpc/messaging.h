@@ -11,6 +11,9 @@
 
 struct apg_broker;
 struct apg_grpc_clients;
+struct apg_grpc_send_batch;
+
+#define APG_GRPC_BATCH_LOOPS 8 /* loops with their own SendMessage batch */
 
 /* The methods' ud: the broker, the endpoint routes name (the gRPC port at
  * the broker's advertised host) and the clients' Telemetry streams. */
@@ -19,6 +22,9 @@ struct apg_grpc_messaging {
     char gm_host[128];
     int gm_port;
     struct apg_grpc_clients *gm_clients;
+    /* Per loop, made and used by that loop's thread only: the appends of
+     * the SendMessage calls of one read (produce.c). */
+    struct apg_grpc_send_batch *gm_batch[APG_GRPC_BATCH_LOOPS];
 };
 
 extern const struct apg_grpc_method apg_grpc_messaging_methods[];

@@ -29,11 +29,20 @@
  * MD5 and SHA1 as hex, any case) is checked against the body as sent; a
  * mismatch is MESSAGE_CORRUPTED.
  *
- * The append goes through apg_broker_put_notify: under ASYNC_FLUSH the
- * answer goes out at once; under SYNC_FLUSH the call is answered from the
+ * Appends. The checked messages of every SendMessage call of one read of
+ * the connection are gathered in the loop's batch and stored with ONE
+ * apg_broker_put_notify (one write of their records) when the server's
+ * on_read_end runs, or earlier when the batch is full (256 messages or
+ * 1 MiB); one message the store refuses is retried alone so it fails no
+ * other. Under ASYNC_FLUSH the calls are answered right after that append,
+ * still within the read; under SYNC_FLUSH each call is answered from the
  * gRPC loop once the store's group commit covering every message of the
  * request completes (MASTER_PERSISTENCE_TIMEOUT when it is late), so the
- * loop never waits for the disk. EndTransaction runs the same code as the
+ * loop never waits for the disk and no answer precedes the flush. A
+ * request's context counts holds (one per message being stored, one while
+ * it is prepared or its results are copied); the last release answers.
+ * A stream the client resets before its batch was stored is stored but
+ * not answered (gm_close forgets the call). EndTransaction runs the same code as the
  * remoting END_TRANSACTION (apg_txn_end_prepare / apg_txn_end_finish) and
  * answers the same way. Its source (client, or a server check) is
  * informational.
@@ -46,8 +55,8 @@
  * its transaction_id the copy's offset message id) and hands it to a
  * producer's Telemetry stream (telemetry.c).
  *
- * Threads: the gRPC loop thread, except send_acked / end_acked (the store's
- * ack thread: they only count down and post) and txn_check (the check
+ * Threads: the gRPC loop thread, except group_acked / end_acked (the
+ * store's ack thread: they only count down and post) and txn_check (the check
  * thread). */
 #include "proxy/grpc/produce.h"
 
@@ -165,8 +174,7 @@ struct slot {
     struct apg_buf sl_body;            /* an inflated GZIP body */
     struct apg_msg_in sl_in;
     struct apg_put_result sl_res;
-    bool sl_ready;   /* to be stored */
-    bool sl_pending; /* waits for the group commit */
+    bool sl_ready; /* to be stored */
     bool sl_half;
     apg_err_t sl_rc; /* from the group commit */
 };
@@ -176,8 +184,10 @@ struct send_ctx {
     Apache__Rocketmq__V2__SendMessageRequest *sc_rq;
     size_t sc_n;
     struct slot *sc_slots;
-    struct apg_grpc_ref sc_ref;
-    atomic_int sc_left; /* pending puts + 1 while the request is being stored */
+    struct apg_grpc_call *sc_call; /* NULL once the stream is gone (loop thread) */
+    struct apg_grpc_ref sc_ref;    /* SYNC_FLUSH: how the ack thread reaches the call */
+    atomic_int sc_left;            /* holds: one per slot being stored, one while the
+                                    * request is prepared */
 };
 
 static void ctx_free(struct send_ctx *sc)
@@ -227,6 +237,28 @@ static bool build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *
         apg_props_append(props, "WAIT", "true"))
         return false;
     return props->b_len <= 32767;
+}
+
+/* "a.b.c.d:port" into h; left as it is when the peer is not IPv4. */
+static void peer_host(const char *peer, struct apg_host *h)
+{
+    uint32_t v[5] = {0};
+    int k = 0;
+    const char *p = peer;
+    for (; k < 5; k++, p++) {
+        if (*p < '0' || *p > '9')
+            return;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v[k] = v[k] * 10 + (uint32_t)(*p - '0');
+        if (*p != (k < 3 ? '.' : k == 3 ? ':' : '\0'))
+            return;
+    }
+    for (int i = 0; i < 4; i++)
+        if (v[i] > 255)
+            return;
+    for (int i = 0; i < 4; i++)
+        h->h_ip[i] = (uint8_t)v[i];
+    h->h_port = v[4];
 }
 
 #define REFUSE(code, ...)                                                                          \
@@ -342,14 +374,7 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
                          : apg_wall_ms();
     in->mi_born_host.h_ip[0] = 127; /* overwritten below from the peer when it parses */
     in->mi_born_host.h_ip[3] = 1;
-    unsigned a, bb, c, d, port;
-    if (sscanf(apg_grpc_call_peer(call), "%u.%u.%u.%u:%u", &a, &bb, &c, &d, &port) == 5) {
-        in->mi_born_host.h_ip[0] = (uint8_t)a;
-        in->mi_born_host.h_ip[1] = (uint8_t)bb;
-        in->mi_born_host.h_ip[2] = (uint8_t)c;
-        in->mi_born_host.h_ip[3] = (uint8_t)d;
-        in->mi_born_host.h_port = port;
-    }
+    peer_host(apg_grpc_call_peer(call), &in->mi_born_host);
     in->mi_body = body;
     in->mi_body_len = body_len;
     in->mi_props = (const char *)s->sl_props.b_data;
@@ -383,6 +408,8 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
 /* The response from the slots' outcomes; frees sc. Loop thread. */
 static void send_answer(struct apg_grpc_call *call, struct send_ctx *sc)
 {
+    if (call)
+        apg_grpc_call_set_user(call, NULL);
     struct apg_broker *b = sc->sc_ms->gm_broker;
     Apache__Rocketmq__V2__SendMessageResponse resp =
         APACHE__ROCKETMQ__V2__SEND_MESSAGE_RESPONSE__INIT;
@@ -441,15 +468,154 @@ static void send_on_loop(struct apg_grpc_call *call, void *arg)
     send_answer(call, arg);
 }
 
-/* Store ack thread: the last durable put of the request answers it. */
-static void send_acked(void *arg, apg_err_t rc)
+/* Drops one hold on sc; the last answers the request: on the loop at once,
+ * from the store's ack thread through a post to the loop. */
+static void ctx_release(struct send_ctx *sc, bool on_loop)
 {
-    struct slot *s = arg;
-    struct send_ctx *sc = s->sl_ctx;
-    s->sl_rc = rc;
-    if (atomic_fetch_sub(&sc->sc_left, 1) == 1 &&
-        apg_grpc_ref_post(&sc->sc_ref, send_on_loop, sc) != APG_OK)
+    if (atomic_fetch_sub(&sc->sc_left, 1) != 1)
+        return;
+    if (on_loop)
+        send_answer(sc->sc_call, sc);
+    else if (apg_grpc_ref_post(&sc->sc_ref, send_on_loop, sc) != APG_OK)
         ctx_free(sc); /* shutting down: nobody to answer */
+}
+
+/* ---- the appends of one read ---- */
+
+#define BATCH_MAX 256
+#define BATCH_BYTES (1u << 20)
+
+/* Per loop: the ready messages of the SendMessage calls of one read. */
+struct apg_grpc_send_batch {
+    int sb_n;
+    size_t sb_bytes;
+    struct slot *sb_slots[BATCH_MAX];
+    struct apg_msg_in sb_msgs[BATCH_MAX];
+    struct apg_put_result sb_res[BATCH_MAX];
+};
+
+/* The slots of one append waiting for the SYNC_FLUSH group commit. */
+struct send_group {
+    int sg_n;
+    struct slot *sg_slots[];
+};
+
+/* Store ack thread: the group commit covering an append finished. */
+static void group_acked(void *arg, apg_err_t rc)
+{
+    struct send_group *g = arg;
+    for (int i = 0; i < g->sg_n; i++) {
+        struct slot *s = g->sg_slots[i];
+        s->sl_rc = rc;
+        ctx_release(s->sl_ctx, false);
+    }
+    apg_free(g);
+}
+
+static void slot_refused(struct slot *s, const char *err)
+{
+    s->sl_ready = false;
+    snprintf(s->sl_why, sizeof s->sl_why, "store refused the message: %s", err);
+    apg_grpc_status_set(&s->sl_st, APACHE__ROCKETMQ__V2__CODE__INTERNAL_SERVER_ERROR, s->sl_why);
+}
+
+/* Stores batch slots [i0, i0 + k) with one append. Each slot's context has
+ * a hold for the slot (released when its outcome is known) and one for
+ * this function (released at its end), so no context is answered before
+ * its results are copied. */
+static apg_err_t batch_put(struct apg_broker *b, struct apg_grpc_send_batch *sb, int i0, int k,
+                           char *err, size_t errlen)
+{
+    struct send_group *g = NULL;
+    if (b->br_sync_flush) {
+        g = apg_malloc(sizeof(*g) + (size_t)k * sizeof(g->sg_slots[0]));
+        if (!g) {
+            snprintf(err, errlen, "out of memory");
+            return APG_ENOMEM;
+        }
+        g->sg_n = k;
+        memcpy(g->sg_slots, &sb->sb_slots[i0], (size_t)k * sizeof(g->sg_slots[0]));
+    }
+    for (int i = i0; i < i0 + k; i++)
+        atomic_fetch_add(&sb->sb_slots[i]->sl_ctx->sc_left, 1);
+    bool pending = false;
+    apg_err_t e = apg_broker_put_notify(b, &sb->sb_msgs[i0], k, &sb->sb_res[i0], group_acked, g,
+                                        &pending, err, errlen);
+    if (!pending)
+        apg_free(g);
+    for (int i = i0; i < i0 + k; i++) {
+        struct slot *s = sb->sb_slots[i];
+        struct send_ctx *sc = s->sl_ctx;
+        /* On error the slot's hold stays: the caller decides. */
+        if (!e) {
+            s->sl_res = sb->sb_res[i];
+            if (!pending) {
+                s->sl_rc = APG_OK;
+                ctx_release(sc, true);
+            }
+        }
+        ctx_release(sc, true);
+    }
+    return e;
+}
+
+static void batch_flush(struct apg_grpc_messaging *ms, struct apg_grpc_send_batch *sb)
+{
+    int n = sb->sb_n;
+    if (n == 0)
+        return;
+    sb->sb_n = 0;
+    sb->sb_bytes = 0;
+    struct apg_broker *b = ms->gm_broker;
+    for (int i = 0; i < n; i++)
+        sb->sb_msgs[i] = sb->sb_slots[i]->sl_in;
+    char err[256] = "";
+    apg_err_t e = batch_put(b, sb, 0, n, err, sizeof err);
+    if (!e)
+        return;
+    /* One message the store refuses must not fail the others. */
+    bool alone = n > 1 && (e == APG_EINVAL || e == APG_ETOOBIG);
+    for (int i = 0; i < n; i++) {
+        struct slot *s = sb->sb_slots[i];
+        if (alone) {
+            err[0] = '\0';
+            if (batch_put(b, sb, i, 1, err, sizeof err) == APG_OK)
+                continue;
+        }
+        slot_refused(s, err);
+        ctx_release(s->sl_ctx, true);
+    }
+}
+
+void apg_grpc_produce_read_end(int loop, void *ud)
+{
+    struct apg_grpc_messaging *ms = ud;
+    if (loop >= 0 && loop < APG_GRPC_BATCH_LOOPS && ms->gm_batch[loop])
+        batch_flush(ms, ms->gm_batch[loop]);
+}
+
+/* Queues a ready slot for the append at the end of the read (the batch is
+ * stored first when it is full); false when the loop has no batch. */
+static bool batch_add(struct apg_grpc_messaging *ms, int loop, struct slot *s)
+{
+    if (loop < 0 || loop >= APG_GRPC_BATCH_LOOPS)
+        return false;
+    struct apg_grpc_send_batch *sb = ms->gm_batch[loop];
+    if (!sb && !(sb = ms->gm_batch[loop] = apg_calloc(1, sizeof(*sb))))
+        return false;
+    if (sb->sb_n == BATCH_MAX || (sb->sb_n && sb->sb_bytes + s->sl_in.mi_body_len > BATCH_BYTES))
+        batch_flush(ms, sb);
+    sb->sb_slots[sb->sb_n++] = s;
+    sb->sb_bytes += s->sl_in.mi_body_len;
+    return true;
+}
+
+void apg_grpc_send_close(struct apg_grpc_call *call, void *ud)
+{
+    (void)ud;
+    struct send_ctx *sc = apg_grpc_call_user(call);
+    if (sc)
+        sc->sc_call = NULL;
 }
 
 void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
@@ -485,8 +651,11 @@ void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_
     sc->sc_rq = rq;
     sc->sc_n = rq->n_messages;
     sc->sc_slots = slots;
+    sc->sc_call = call;
     atomic_init(&sc->sc_left, 1);
-    bool any_pending = false;
+    apg_grpc_call_set_user(call, sc);
+    int loop = apg_grpc_call_loop(call);
+    bool held = false;
     for (size_t i = 0; i < sc->sc_n; i++) {
         struct slot *s = &slots[i];
         s->sl_ctx = sc;
@@ -494,27 +663,39 @@ void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_
         send_prepare(sc, call, rq->messages[i], s);
         if (!s->sl_ready)
             continue;
-        if (!any_pending && b->br_sync_flush) {
-            /* Taken before the first put: its acknowledgement may post. */
-            apg_grpc_call_ref(call, &sc->sc_ref);
-            any_pending = true;
+        if (!held) {
+            /* Under SYNC_FLUSH the group commit's acknowledgement posts
+             * to the loop through the reference; otherwise the answer
+             * comes at the end of this read. */
+            if (b->br_sync_flush)
+                apg_grpc_call_ref(call, &sc->sc_ref);
+            else
+                apg_grpc_call_hold(call);
+            held = true;
         }
         atomic_fetch_add(&sc->sc_left, 1);
+        if (batch_add(ms, loop, s))
+            continue;
+        /* No batch for this loop: stored alone, now. */
+        struct apg_grpc_send_batch one;
+        one.sb_n = 1;
+        one.sb_slots[0] = s;
+        one.sb_msgs[0] = s->sl_in;
         char err[256] = "";
-        bool pending = false;
-        apg_err_t e = apg_broker_put_notify(b, &s->sl_in, 1, &s->sl_res, send_acked, s, &pending,
-                                            err, sizeof err);
-        if (!pending)
-            atomic_fetch_sub(&sc->sc_left, 1);
-        if (e) {
-            s->sl_ready = false;
-            snprintf(s->sl_why, sizeof s->sl_why, "store refused the message: %s", err);
-            apg_grpc_status_set(&s->sl_st, APACHE__ROCKETMQ__V2__CODE__INTERNAL_SERVER_ERROR,
-                                s->sl_why);
+        if (batch_put(b, &one, 0, 1, err, sizeof err)) {
+            slot_refused(s, err);
+            ctx_release(sc, true);
         }
     }
-    if (atomic_fetch_sub(&sc->sc_left, 1) == 1)
-        send_answer(call, sc); /* nothing (left) to wait for */
+    ctx_release(sc, true); /* nothing (left) to wait for: answered now */
+}
+
+void apg_grpc_produce_free(struct apg_grpc_messaging *ms)
+{
+    for (int i = 0; i < APG_GRPC_BATCH_LOOPS; i++) {
+        apg_free(ms->gm_batch[i]);
+        ms->gm_batch[i] = NULL;
+    }
 }
 
 /* ---- EndTransaction ---- */

@@ -16,11 +16,19 @@
 #define APG_GRPC_TXN_GROUP "GRPC_TRANSACTION_PRODUCER"
 
 void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+/* SendMessage's gm_close: a call gone before its batch was stored is not
+ * answered. */
+void apg_grpc_send_close(struct apg_grpc_call *call, void *ud);
+/* The server's on_read_end: stores the SendMessage appends gathered over
+ * the read with one append and answers them (loop thread). */
+void apg_grpc_produce_read_end(int loop, void *ud);
 void apg_grpc_end_transaction(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 /* Registers (start) and removes (stop: before the gRPC server stops) the
  * transaction check hook that asks 5.x producers over Telemetry. */
 void apg_grpc_produce_start(struct apg_grpc_messaging *ms);
 void apg_grpc_produce_stop(struct apg_grpc_messaging *ms);
+/* Frees the per-loop batches once the gRPC server has stopped. */
+void apg_grpc_produce_free(struct apg_grpc_messaging *ms);
 /* The hex digest (upper case) of type (a DigestType) of p[0..n) into out;
  * false for an unknown type or too small a buffer. Any thread. */
 bool apg_grpc_digest_hex(int type, const uint8_t *p, size_t n, char *out, size_t cap);

@@ -61,6 +61,7 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         .methods = apg_grpc_messaging_methods,
         .n_methods = apg_grpc_messaging_n_methods,
         .tls_cfg = cfg,
+        .on_read_end = apg_grpc_produce_read_end,
         .ud = &px->px_ms,
     };
     apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);
@@ -85,6 +86,7 @@ void apg_grpc_proxy_stop(struct apg_grpc_proxy *px)
         return;
     apg_grpc_produce_stop(&px->px_ms);
     apg_grpc_server_stop(px->px_srv);
+    apg_grpc_produce_free(&px->px_ms);
     apg_grpc_clients_free(px->px_ms.gm_clients);
     apg_free(px);
 }
