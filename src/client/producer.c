@@ -32,7 +32,8 @@
  * selected send picks its queue again the same way, so a sharding key stays
  * on its queue and keeps its order), for as long as
  * the send timeout allows and without using up retry_times. Still refused at
- * the deadline: APG_EBUSY (retriable) with sr_broker_code SYSTEM_BUSY.
+ * the deadline, or when the back-off plus the last round trip would pass it:
+ * APG_EBUSY (retriable) with sr_broker_code SYSTEM_BUSY.
  * p_busy and p_busy_retries count it (apg_producer_busy_stats).
  * A busy answer also halves the async window (p_window, at most once per
  * WIN_CUT_MS, never below WIN_FLOOR): retried sends keep their slots, so
@@ -109,6 +110,7 @@ struct psend {
     apg_err_t ps_err;
     int ps_broker_code; /* response code of the last refusal, 0 when none */
     int ps_busy_n;      /* busy answers to this send so far */
+    int64_t ps_sent_ms; /* when the last attempt was written (apg_now_ms) */
     unsigned ps_own;    /* PS_OWN_*: parts allocated on their own */
     /* Not cleared when the op is made (written before they are read). */
     char ps_errmsg[512];
@@ -430,7 +432,11 @@ static void psend_busy(struct apg_cio *io, struct psend *ps, const char *msg)
     rnd ^= rnd >> 17;
     rnd ^= rnd << 5;
     delay = delay / 2 + (int64_t)(rnd % (uint32_t)(delay / 2 + 1));
-    if (apg_now_ms() + delay >= ps->ps_deadline || apg_cio_stopping(io)) {
+    /* Another attempt only if it can be answered before the deadline, as
+     * far as the last round trip tells: one that cannot would end in a
+     * timeout that hides the broker's busy answers. */
+    int64_t now = apg_now_ms(), rtt = now - ps->ps_sent_ms;
+    if (now + delay + rtt >= ps->ps_deadline || apg_cio_stopping(io)) {
         char full[640];
         snprintf(full, sizeof(full),
                  "%s (still busy after %d back-off retries within "
@@ -530,6 +536,7 @@ struct psend_hdr {
 static void psend_build_req(struct psend *ps, uint8_t serialize, struct apg_rcmd *req,
                             struct psend_hdr *hs)
 {
+    ps->ps_sent_ms = apg_now_ms(); /* written right after this, on either path */
     apg_rcmd_init_request(req, ps->ps_batch ? APG_REQ_SEND_BATCH_MESSAGE : APG_REQ_SEND_MESSAGE_V2,
                           0, serialize);
     fmt_i64(hs->qid, ps->ps_mq.mq_queue_id);
