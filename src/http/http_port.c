@@ -22,11 +22,13 @@
 #include "common/mem.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "http/mq_http.h"
 
 struct apg_http_port {
     struct apg_broker *hp_broker;
     struct apg_http_server *hp_srv;
     struct apg_metrics *hp_metrics;
+    struct apg_mqhttp *hp_mq;
 };
 
 static void get_metrics(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
@@ -71,10 +73,21 @@ static void get_topics(struct apg_http_call *call, const struct apg_http_req *re
     apg_http_end(call);
 }
 
+/* /topics/<topic>/messages: the HTTP message protocol (mq_http.c). */
+static void mq_messages(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    apg_mqhttp_serve(((struct apg_http_port *)ud)->hp_mq, call, req);
+}
+
+static void mq_tick(void *ud)
+{
+    apg_mqhttp_tick(((struct apg_http_port *)ud)->hp_mq);
+}
+
 static const struct apg_http_route routes[] = {
-    {"GET", "/metrics", get_metrics},
-    {"GET", "/api/cluster", get_cluster},
-    {"GET", "/api/topics", get_topics},
+    {"GET", "/metrics", get_metrics},   {"GET", "/api/cluster", get_cluster},
+    {"GET", "/api/topics", get_topics}, {"POST", "/topics/*", mq_messages},
+    {"GET", "/topics/*", mq_messages},  {"DELETE", "/topics/*", mq_messages},
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
@@ -87,7 +100,9 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
     struct apg_http_port *hp = apg_calloc(1, sizeof(*hp));
     if (hp)
         hp->hp_broker = b;
-    if (!hp || !(hp->hp_metrics = apg_metrics_new(b))) {
+    if (!hp || !(hp->hp_metrics = apg_metrics_new(b)) || !(hp->hp_mq = apg_mqhttp_new(b))) {
+        if (hp)
+            apg_metrics_free(hp->hp_metrics);
         apg_free(hp);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
@@ -104,15 +119,19 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
         .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .ud = hp,
+        .tick_ms = APG_MQHTTP_TICK_MS,
+        .on_tick = mq_tick,
     };
     apg_err_t e = apg_http_server_start(&o, &hp->hp_srv, err, errlen);
     if (e) {
+        apg_mqhttp_free(hp->hp_mq);
         apg_metrics_free(hp->hp_metrics);
         apg_free(hp);
         return e;
     }
-    apg_log_info("http", "HTTP on %s:%d (GET /metrics, /api/cluster, /api/topics)", o.host,
-                 apg_http_server_port(hp->hp_srv));
+    apg_log_info(
+        "http", "HTTP on %s:%d (GET /metrics, /api/cluster, /api/topics; /topics/<topic>/messages)",
+        o.host, apg_http_server_port(hp->hp_srv));
     *out = hp;
     return APG_OK;
 }
@@ -122,6 +141,7 @@ void apg_http_port_stop(struct apg_http_port *hp)
     if (!hp)
         return;
     apg_http_server_stop(hp->hp_srv);
+    apg_mqhttp_free(hp->hp_mq);
     apg_metrics_free(hp->hp_metrics);
     apg_free(hp);
 }
