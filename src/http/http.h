@@ -76,7 +76,7 @@ typedef void (*apg_http_handler_fn)(struct apg_http_call *call, const struct apg
 
 struct apg_http_route {
     const char *hr_route_method; /* "GET" */
-    const char *hr_route_path;   /* exact path "/metrics", or a prefix "/topics/*" */
+    const char *hr_route_path;   /* exact path "/metrics", or a prefix: "/topics/" then a star */
     apg_http_handler_fn hr_route_fn;
 };
 

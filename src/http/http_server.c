@@ -166,6 +166,13 @@ static void write_head(struct apg_http_call *call, int status, const char *ctype
                    "Content-Length: ",
                    status, apg_http_reason(status), date_now(hl), ctype, extra ? extra : "",
                    call->hc_close ? "Connection: close\r\n" : "");
+    if (status == 204) { /* no body and no Content-Length (RFC 9110 8.6) */
+        o->b_len -= strlen("Content-Length: ");
+        apg_buf_append_str(o, "\r\n");
+        call->hc_clen_at = SIZE_MAX;
+        call->hc_body_at = o->b_len;
+        return;
+    }
     call->hc_clen_at = o->b_len;
     apg_buf_printf(o, "%*s\r\n\r\n", CLEN_WIDTH, "");
     call->hc_body_at = o->b_len;
@@ -229,9 +236,13 @@ void apg_http_end(struct apg_http_call *call)
             heap_done(call);
         return;
     }
-    char num[CLEN_WIDTH + 1];
-    int n = snprintf(num, sizeof(num), "%zu", o->b_len - call->hc_body_at);
-    memcpy(o->b_data + call->hc_clen_at, num, (size_t)n);
+    if (call->hc_clen_at == SIZE_MAX) { /* 204 */
+        o->b_len = call->hc_body_at;
+    } else {
+        char num[CLEN_WIDTH + 1];
+        int n = snprintf(num, sizeof(num), "%zu", o->b_len - call->hc_body_at);
+        memcpy(o->b_data + call->hc_clen_at, num, (size_t)n);
+    }
     if (call->hc_head)
         o->b_len = call->hc_body_at;
     if (call->hc_heap)
@@ -256,7 +267,7 @@ static void reply_text(struct apg_http_call *call, int status, const char *text)
     apg_http_reply(call, status, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
-/* "/metrics" matches that path only; "/topics/*" matches every path that
+/* "/metrics" matches that path only; "/topics/" and a star matches every path that
  * starts with "/topics/" (the handler reads the rest from req->hr_path). */
 static bool route_path_matches(const char *pattern, const char *path, size_t path_len)
 {

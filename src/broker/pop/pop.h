@@ -112,7 +112,7 @@ int64_t apg_pop_inflight(struct apg_pop *pp);
 /* ---- bodies (pop_body.c, pure) ------------------------------------------- */
 
 struct apg_msgrec;
-/* The body of r as a consumer reads it: *body/*len point into r, or into
+/* The body of r as a consumer reads it: body and len point into r, or into
  * out when the stored body is zlib-compressed (inflated there, at most
  * 64 MiB; a body that does not inflate is given as stored). APG_ENOMEM. */
 apg_err_t apg_pop_body_plain(const struct apg_msgrec *r, struct apg_buf *out, const uint8_t **body,
