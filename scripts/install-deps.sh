@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev
       libuv1-dev libjansson-dev libyaml-dev zlib1g-dev libssl-dev libcmocka-dev
       libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev
-      nodejs npm)
+      nodejs npm wrk)
 
 missing=()
 for p in "${PKGS[@]}"; do
