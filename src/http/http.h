@@ -103,7 +103,9 @@ struct apg_http_server_opts {
 apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
                                 struct apg_http_server **out, char *err, size_t errlen);
 int apg_http_server_port(const struct apg_http_server *srv);
-/* Closes every connection and frees srv. Not from a loop thread. */
+/* Closes every connection (held calls' on_gone run), waits up to 10 s
+ * until every held call was answered, dropped or released by a refused
+ * apg_http_post, and frees srv. Not from a loop thread. */
 void apg_http_server_stop(struct apg_http_server *srv);
 
 /* A whole answer: status, content type, body (copied). Once per call. */

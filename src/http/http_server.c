@@ -36,22 +36,26 @@
  * handler that returned without answering or holding it). */
 #include "http/http.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/mem.h"
 #include "net/net_int.h" /* the codec contract: apg_net_conn_out */
 
 #define HTTP_DEFAULT_MAX_BODY (4u * 1024 * 1024)
-#define CLEN_WIDTH 20 /* room for any size_t in decimal */
+#define CLEN_WIDTH 20      /* room for any size_t in decimal */
+#define STOP_WAIT_MS 10000 /* longest wait at stop for held calls to be released */
 
 struct apg_http_server {
     struct apg_net_server *hs_net;
     uint32_t hs_tick_ms;
     void (*hs_on_tick)(void *ud);
     uv_timer_t *hs_timers; /* one per loop, with hs_tick_ms */
+    atomic_int hs_held;    /* held calls not yet freed (stop waits for them) */
     int hs_n_loops;
     const struct apg_http_route *hs_routes;
     size_t hs_n_routes;
@@ -76,6 +80,7 @@ struct apg_http_call {
     bool hc_done;          /* its whole answer is in hc_buf */
     bool hc_gone;          /* off its connection's queue (closed) */
     bool hc_in_handler;    /* its handler runs: the dispatch moves the queue */
+    bool hc_counted;       /* counted in hs_held */
     struct apg_buf hc_buf; /* the answer while it waits */
     struct apg_http_call *hc_next;
     apg_http_gone_fn hc_on_gone;
@@ -305,6 +310,8 @@ static void route(struct apg_http_call *call, const struct apg_http_req *req)
 
 static void call_free(struct apg_http_call *call)
 {
+    if (call->hc_counted)
+        atomic_fetch_sub(&call->hc_srv->hs_held, 1);
     apg_buf_free(&call->hc_buf);
     apg_conn_unref(call->hc_conn);
     apg_free(call);
@@ -380,6 +387,10 @@ struct apg_http_call *apg_http_hold(struct apg_http_call *call, apg_http_gone_fn
         call->hc_answered = true; /* the stack call is done with; h answers */
         call->hc_close = false;   /* h closes the connection when its turn comes */
         queue_add(hq, h);
+    }
+    if (!h->hc_counted) {
+        h->hc_counted = true;
+        atomic_fetch_add(&h->hc_srv->hs_held, 1);
     }
     h->hc_held = true;
     h->hc_on_gone = on_gone;
@@ -610,6 +621,12 @@ void apg_http_server_stop(struct apg_http_server *srv)
 {
     if (!srv)
         return;
+    /* Halted, the loops refuse posts (apg_http_post answers APG_ESHUTDOWN)
+     * but their memory stays: held calls whose answers other threads still
+     * post (a durable put's acknowledgement) are released first. */
+    apg_net_server_halt(srv->hs_net);
+    for (int i = 0; i < STOP_WAIT_MS && atomic_load(&srv->hs_held) > 0; i++)
+        usleep(1000);
     apg_net_server_stop(srv->hs_net);
     apg_free(srv->hs_timers);
     apg_free(srv);

@@ -812,10 +812,13 @@ static void not_found(struct apg_mqhttp *mh, struct apg_http_call *call, const c
     reply_error(mh, call, reqid, 404, "MessageNotExist", "Message not exist.");
 }
 
+/* The connection closed: the call is released now (the server's stop
+ * waits for held calls); the tick frees the waiter. */
 static void waiter_gone(struct apg_http_call *call, void *arg)
 {
     struct waiter *w = arg;
     w->w_gone = true;
+    apg_http_drop(call);
 }
 
 void apg_mqhttp_tick(struct apg_mqhttp *mh)
@@ -826,7 +829,6 @@ void apg_mqhttp_tick(struct apg_mqhttp *mh)
         struct waiter *w = *pp;
         bool done = false;
         if (w->w_gone) {
-            apg_http_drop(w->w_call);
             done = true;
         } else if (now >= w->w_deadline) {
             if (take(mh, w->w_call, w->w_reqid, w->w_group, w->w_topic, w->w_tag, w->w_max,
@@ -1186,7 +1188,8 @@ void apg_mqhttp_free(struct apg_mqhttp *mh)
     while (mh->mh_waiters) {
         struct waiter *w = mh->mh_waiters;
         mh->mh_waiters = w->w_next;
-        apg_http_drop(w->w_call);
+        if (!w->w_gone)
+            apg_http_drop(w->w_call);
         apg_free(w);
     }
     while (mh->mh_halves) {
