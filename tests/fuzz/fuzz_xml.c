@@ -9,6 +9,7 @@
  * gives the same bytes (control characters XML cannot carry dropped).
  * Seeds (tests/fuzz/corpus/xml): the SDK's publish and ack bodies, CDATA,
  * references, comments, and malformed ones. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
