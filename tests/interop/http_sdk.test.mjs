@@ -23,7 +23,7 @@ const INVISIBLE_S = 2;
 before(async () => {
     httpPort = await freePort();
     await h.start([`--httpListenPort=${httpPort}`, `--httpConsumeInvisibleSeconds=${INVISIBLE_S}`,
-        '--timerPrecisionMs=100']);
+        '--timerPrecisionMs=100', '--maxMessageSize=1048576']);
     await waitForPort(httpPort, 10000, h.srv.proc);
     client = new MQClient(`http://127.0.0.1:${httpPort}`, 'anyKey', 'anySecret');
 });
@@ -210,6 +210,31 @@ test('errors: unknown topic, malformed XML, no consumer, bad parameters; the con
     assert.equal(ok.status, 201, ok.body);
     const got = await consumeN(client.getConsumer('', topic, 'GID_HTTP_ERRORS'), 1);
     assert.equal(got[0].MessageBody, 'a&b<<c>');
+});
+
+test('oversized bodies: MessageBodyTooLarge over maxMessageSize, 413 over the port limit', async () => {
+    const topic = 'T_HTTP_BIG';
+    await h.createTopic(topic, 1);
+    const p = client.getProducer('', topic);
+    await assert.rejects(p.publishMessage('b'.repeat(1048577), ''),
+        (e) => e.Code === 'MessageBodyTooLarge' && /failed with 400/.test(e.message));
+    // Over the port's 4 MiB request body: refused before it is read, the connection closed.
+    const huge = await raw('POST', `/topics/${topic}/messages`, 'x'.repeat(5 << 20)).catch((e) => e);
+    assert.ok(huge.status === 413 || huge.code === 'ECONNRESET' || huge.code === 'EPIPE',
+        String(huge.status ?? huge.code));
+    assert.equal((await p.publishMessage('b'.repeat(1048576), '')).code, 201);
+});
+
+test('an instance id maps to the namespace: topic I%T, group I%G', async () => {
+    await h.createTopic('MQ_INST_1%T_HTTP_NS', 2);
+    const p = client.getProducer('MQ_INST_1', 'T_HTTP_NS');
+    assert.equal((await p.publishMessage('namespaced', 'N')).code, 201);
+    await assert.rejects(client.getProducer('', 'T_HTTP_NS').publishMessage('x', ''),
+        (e) => e.Code === 'TopicNotExist');
+    const c = client.getConsumer('MQ_INST_1', 'T_HTTP_NS', 'GID_NS', 'N');
+    const [m] = await consumeN(c, 1);
+    assert.equal(m.MessageBody, 'namespaced');
+    assert.equal((await c.ackMessage([m.ReceiptHandle])).code, 204);
 });
 
 test('a start-deliver time delays delivery until then', async () => {
