@@ -378,6 +378,22 @@ static bool admit(struct apg_mqhttp *mh, struct apg_http_call *call, const struc
     return false;
 }
 
+/* True when the request has no Content-MD5 or it matches the body: the
+ * SDK sends Base64 of the lower-case hex MD5 text. */
+static bool body_md5_ok(const struct apg_http_req *req)
+{
+    size_t n;
+    const char *v = apg_http_header(req, "Content-MD5", &n);
+    if (!v)
+        return true;
+    char hex[33], b64[48];
+    apg_pop_body_md5(req->hr_body, req->hr_body_len, hex);
+    for (int i = 0; i < 32; i++)
+        hex[i] = (char)tolower((unsigned char)hex[i]);
+    size_t bl = apg_base64_encode((const uint8_t *)hex, 32, b64);
+    return bl == n && memcmp(b64, v, n) == 0;
+}
+
 /* ---- publish ---- */
 
 struct pub {
@@ -479,6 +495,11 @@ static void publish(struct apg_mqhttp *mh, struct apg_http_call *call,
     char err[600];
     if (!admit(mh, call, req, reqid, "PublishMessage", topic, NULL, true))
         return;
+    if (!body_md5_ok(req)) {
+        reply_error(mh, call, reqid, 400, "InvalidDigest",
+                    "Content-MD5 does not match the body (Base64 of its hex MD5)");
+        return;
+    }
     if (apg_xml_parse(req->hr_body, req->hr_body_len, &mh->mh_doc, &mh->mh_vals, err, sizeof err)) {
         reply_error(mh, call, reqid, 400, "MalformedXML", err);
         return;
@@ -1060,6 +1081,11 @@ static void ack(struct apg_mqhttp *mh, struct apg_http_call *call, const struct 
     if (!admit(mh, call, req, reqid, txn ? "EndTransaction" : "AckMessage", topic,
                txn ? NULL : group, txn))
         return;
+    if (!body_md5_ok(req)) {
+        reply_error(mh, call, reqid, 400, "InvalidDigest",
+                    "Content-MD5 does not match the body (Base64 of its hex MD5)");
+        return;
+    }
     char err[600];
     if (apg_xml_parse(req->hr_body, req->hr_body_len, &mh->mh_doc, &mh->mh_vals, err, sizeof err)) {
         reply_error(mh, call, reqid, 400, "MalformedXML", err);

@@ -204,6 +204,10 @@ test('errors: unknown topic, malformed XML, no consumer, bad parameters; the con
     const badAck = await raw('DELETE', `/topics/${topic}/messages?consumer=G`, '<ReceiptHandles>');
     assert.equal(badAck.status, 400);
     assert.match(badAck.body, /MalformedXML/);
+    const digest = await raw('POST', `/topics/${topic}/messages`,
+        '<Message><MessageBody>x</MessageBody></Message>', { 'content-md5': 'AAAA' });
+    assert.equal(digest.status, 400);
+    assert.match(digest.body, /<Code>InvalidDigest<\/Code>/);
     // Entities, CDATA and a comment are read; the SDK's own client still works.
     const ok = await raw('POST', `/topics/${topic}/messages`,
         '<?xml version="1.0"?><!-- c --><Message><MessageBody>a&amp;b&#x3C;<![CDATA[<c>]]></MessageBody></Message>');
