@@ -11,6 +11,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { onsHarness, until, sleep } from './ons.mjs';
 import { freePort, waitForPort } from '../lib/proc.mjs';
+import { run as runExample, done as exampleDone, skipExamples } from '../lib/examples.mjs';
 
 const require = createRequire(import.meta.url);
 const { MQClient, MessageProperties } = require('@aliyunmq/mq-http-sdk');
@@ -366,4 +367,22 @@ test('an ali-ons 4.x consumer reads what the HTTP SDK published', async () => {
         assert.equal(m.properties.origin, 'http');
         assert.match(String(m.keys), /^ons-key-\d$/);
     }
+});
+
+test('the C client pull consumer reads what the HTTP SDK published, a sharding key in one queue', { skip: skipExamples }, async () => {
+    const topic = 'T_HTTP_TO_C';
+    await h.createTopic(topic, 4);
+    const p = client.getProducer('', topic);
+    for (let i = 0; i < 4; i++) {
+        const props = new MessageProperties();
+        props.shardingKey('one-key');
+        await p.publishMessage(`c-${i}`, 'CTag', props);
+    }
+    const r = runExample('pull_consumer', [`127.0.0.1:${h.nsPort}`, topic, 'CG_HTTP_TO_C', 'CTag']);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(exampleDone(r).n, 4, r.out);
+    const recv = r.lines.filter((l) => l.startsWith('RECV ')).map((l) => l.split(' '));
+    assert.deepEqual(recv.map((f) => f[4]), ['c-0', 'c-1', 'c-2', 'c-3']);
+    assert.equal(new Set(recv.map((f) => f[1])).size, 1, 'one queue for the key');
+    assert.ok(recv.every((f) => f[3] === 'CTag'));
 });
