@@ -94,10 +94,11 @@ struct apg_http_server_opts {
     uint32_t frame_min_bytes_per_s;
     size_t max_pending_bytes;
     void *ud; /* handed to the handlers */
-    /* Run every tick_ms on each loop thread while the server runs (retries
-     * of held calls, deadlines); optional. */
+    /* Run every tick_ms on a loop thread once apg_http_tick_want asked for
+     * it there, until it returns false (retries of held calls, deadlines):
+     * an idle port has no timer running. Optional. */
     uint32_t tick_ms;
-    void (*on_tick)(void *ud);
+    bool (*on_tick)(void *ud);
 };
 
 apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
@@ -145,6 +146,9 @@ bool apg_http_gone(const struct apg_http_call *call);
  * never runs and call is released. */
 typedef void (*apg_http_post_fn)(struct apg_http_call *call, void *arg);
 apg_err_t apg_http_post(struct apg_http_call *call, apg_http_post_fn fn, void *arg);
+/* Starts the ticks (on_tick) of call's loop if they are not running.
+ * Loop thread. */
+void apg_http_tick_want(struct apg_http_call *call);
 /* The peer "ip:port". */
 const char *apg_http_peer(const struct apg_http_call *call);
 

@@ -79,9 +79,9 @@ static void mq_messages(struct apg_http_call *call, const struct apg_http_req *r
     apg_mqhttp_serve(((struct apg_http_port *)ud)->hp_mq, call, req);
 }
 
-static void mq_tick(void *ud)
+static bool mq_tick(void *ud)
 {
-    apg_mqhttp_tick(((struct apg_http_port *)ud)->hp_mq);
+    return apg_mqhttp_tick(((struct apg_http_port *)ud)->hp_mq);
 }
 
 static const struct apg_http_route routes[] = {

@@ -53,7 +53,7 @@
 struct apg_http_server {
     struct apg_net_server *hs_net;
     uint32_t hs_tick_ms;
-    void (*hs_on_tick)(void *ud);
+    bool (*hs_on_tick)(void *ud);
     uv_timer_t *hs_timers; /* one per loop, with hs_tick_ms */
     atomic_int hs_held;    /* held calls not yet freed (stop waits for them) */
     int hs_n_loops;
@@ -541,7 +541,8 @@ static const struct apg_net_codec http_codec = {
 static void on_tick_timer(uv_timer_t *t)
 {
     struct apg_http_server *hs = t->data;
-    hs->hs_on_tick(hs->hs_ud);
+    if (!hs->hs_on_tick(hs->hs_ud))
+        uv_timer_stop(t);
 }
 
 static void hs_loop_start(int idx, uv_loop_t *loop, void *ud)
@@ -552,7 +553,17 @@ static void hs_loop_start(int idx, uv_loop_t *loop, void *ud)
     uv_timer_t *t = &hs->hs_timers[idx];
     uv_timer_init(loop, t);
     t->data = hs;
-    uv_timer_start(t, on_tick_timer, hs->hs_tick_ms, hs->hs_tick_ms);
+}
+
+void apg_http_tick_want(struct apg_http_call *call)
+{
+    struct apg_http_server *hs = call->hc_srv;
+    int idx = apg_conn_loop_index(call->hc_conn);
+    if (!hs->hs_timers || idx < 0 || idx >= hs->hs_n_loops)
+        return;
+    uv_timer_t *t = &hs->hs_timers[idx];
+    if (!uv_is_active((uv_handle_t *)t))
+        uv_timer_start(t, on_tick_timer, hs->hs_tick_ms, hs->hs_tick_ms);
 }
 
 static void hs_loop_stop(int idx, uv_loop_t *loop, void *ud)

@@ -842,7 +842,7 @@ static void waiter_gone(struct apg_http_call *call, void *arg)
     apg_http_drop(call);
 }
 
-void apg_mqhttp_tick(struct apg_mqhttp *mh)
+bool apg_mqhttp_tick(struct apg_mqhttp *mh)
 {
     int64_t now = apg_wall_ms();
     struct waiter **pp = &mh->mh_waiters;
@@ -867,6 +867,7 @@ void apg_mqhttp_tick(struct apg_mqhttp *mh)
             pp = &w->w_next;
         }
     }
+    return mh->mh_waiters != NULL;
 }
 
 /* trans=pop: the halves of topic whose check time came. */
@@ -983,6 +984,7 @@ static void consume(struct apg_mqhttp *mh, struct apg_http_call *call,
     w->w_deadline = apg_wall_ms() + (int64_t)wait * 1000;
     w->w_next = mh->mh_waiters;
     mh->mh_waiters = w;
+    apg_http_tick_want(w->w_call);
 }
 
 /* ---- ack, commit, rollback ---- */

@@ -20,9 +20,9 @@ void apg_mqhttp_free(struct apg_mqhttp *mh);
 /* Any method on /topics/...: the handler of the route. */
 void apg_mqhttp_serve(struct apg_mqhttp *mh, struct apg_http_call *call,
                       const struct apg_http_req *req);
-/* Every APG_MQHTTP_TICK_MS on the loop: retries long polls, ends those
- * whose wait is over. */
+/* Every APG_MQHTTP_TICK_MS on the loop while long polls wait: retries
+ * them, ends those whose wait is over. False when none is left. */
 #define APG_MQHTTP_TICK_MS 20
-void apg_mqhttp_tick(struct apg_mqhttp *mh);
+bool apg_mqhttp_tick(struct apg_mqhttp *mh);
 
 #endif
