@@ -4,11 +4,12 @@
 # touched when something is missing.
 set -euo pipefail
 
-# chromium: the headless browser tests/integration/console.test.mjs drives (playwright-core).
+# chromium: the headless browser tests/integration/console.test.mjs drives (playwright-core);
+# wrk: the HTTP load generator of bench/http_publish.lua.
 PKGS=(build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev
       libuv1-dev libjansson-dev libyaml-dev zlib1g-dev libssl-dev libcmocka-dev
       libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev
-      nodejs npm chromium)
+      nodejs npm chromium wrk)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,8 +8,10 @@
  * status to answer (hr_status) and the connection closes after that answer.
  *
  * Threads: handlers run on the connection's loop thread and answer before
- * they return (apg_http_reply, or apg_http_begin / apg_http_end). Routes are
- * tried in table order; the first whose path and method match answers. */
+ * they return (apg_http_reply, or apg_http_begin / apg_http_end), or hold
+ * the call (apg_http_hold) and answer it later on that thread, reached
+ * from other threads with apg_http_post. Routes are tried in table order;
+ * the first whose path and method match answers. */
 #ifndef APG_HTTP_HTTP_H
 #define APG_HTTP_HTTP_H
 
@@ -92,12 +94,19 @@ struct apg_http_server_opts {
     uint32_t frame_min_bytes_per_s;
     size_t max_pending_bytes;
     void *ud; /* handed to the handlers */
+    /* Run every tick_ms on a loop thread once apg_http_tick_want asked for
+     * it there, until it returns false (retries of held calls, deadlines):
+     * an idle port has no timer running. Optional. */
+    uint32_t tick_ms;
+    bool (*on_tick)(void *ud);
 };
 
 apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
                                 struct apg_http_server **out, char *err, size_t errlen);
 int apg_http_server_port(const struct apg_http_server *srv);
-/* Closes every connection and frees srv. Not from a loop thread. */
+/* Closes every connection (held calls' on_gone run), waits up to 10 s
+ * until every held call was answered, dropped or released by a refused
+ * apg_http_post, and frees srv. Not from a loop thread. */
 void apg_http_server_stop(struct apg_http_server *srv);
 
 /* A whole answer: status, content type, body (copied). Once per call. The
@@ -110,7 +119,39 @@ apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *con
  * when the connection is gone; apg_http_end fills in Content-Length. */
 struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type);
 void apg_http_end(struct apg_http_call *call);
-/* The client's address ("ip:port"). */
+/* apg_http_begin with extra header lines (each "Name: value\r\n"; NULL
+ * for none). */
+struct apg_buf *apg_http_begin_with(struct apg_http_call *call, int status,
+                                    const char *content_type, const char *extra);
+
+/* ---- answers that come later (long polling, durable puts) ---- */
+
+/* In a handler: keeps call open after the handler returns and returns the
+ * handle to answer it with (the request's bytes are gone by then: copy
+ * what is needed first), or NULL when out of memory (then answer now).
+ * The handle stays valid until it is answered (apg_http_reply, or
+ * apg_http_end after apg_http_begin) or apg_http_drop: also after the
+ * connection closed, when the answer is discarded. on_gone (optional)
+ * runs once on the loop thread when the connection closes first; the
+ * holder still answers or drops the handle. Answers go out in request
+ * order: requests that arrive behind a held one on the same connection
+ * are served at once and their answers wait for its. Loop thread. */
+typedef void (*apg_http_gone_fn)(struct apg_http_call *call, void *arg);
+struct apg_http_call *apg_http_hold(struct apg_http_call *call, apg_http_gone_fn on_gone,
+                                    void *arg);
+/* Releases a held call without an answer (its connection closed). */
+void apg_http_drop(struct apg_http_call *call);
+/* True when the held call's connection is closed. */
+bool apg_http_gone(const struct apg_http_call *call);
+/* Thread-safe: runs fn(call, arg) on the held call's loop thread, where it
+ * answers or drops call. APG_ESHUTDOWN when the server is stopping: fn
+ * never runs and call is released. */
+typedef void (*apg_http_post_fn)(struct apg_http_call *call, void *arg);
+apg_err_t apg_http_post(struct apg_http_call *call, apg_http_post_fn fn, void *arg);
+/* Starts the ticks (on_tick) of call's loop if they are not running.
+ * Loop thread. */
+void apg_http_tick_want(struct apg_http_call *call);
+/* The peer "ip:port". */
 const char *apg_http_peer(const struct apg_http_call *call);
 
 #endif

@@ -216,14 +216,18 @@ const char *apg_http_reason(int status)
     switch (status) {
     case 200:
         return "OK";
-    case 304:
-        return "Not Modified";
+    case 201:
+        return "Created";
     case 204:
         return "No Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 404:
         return "Not Found";
+    case 403:
+        return "Forbidden";
     case 405:
         return "Method Not Allowed";
     case 408:

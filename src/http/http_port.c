@@ -23,11 +23,13 @@
 #include "http/admin_api.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "http/mq_http.h"
 
 struct apg_http_port {
     struct apg_broker *hp_broker; /* first: admin_api.c reads it through ud */
     struct apg_http_server *hp_srv;
     struct apg_metrics *hp_metrics;
+    struct apg_mqhttp *hp_mq;
 };
 
 static void get_metrics(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
@@ -72,6 +74,17 @@ static void get_topics(struct apg_http_call *call, const struct apg_http_req *re
     apg_http_end(call);
 }
 
+/* /topics/<topic>/messages: the HTTP message protocol (mq_http.c). */
+static void mq_messages(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    apg_mqhttp_serve(((struct apg_http_port *)ud)->hp_mq, call, req);
+}
+
+static bool mq_tick(void *ud)
+{
+    return apg_mqhttp_tick(((struct apg_http_port *)ud)->hp_mq);
+}
+
 static const struct apg_http_route routes[] = {
     {"GET", "/metrics", get_metrics},           /* Prometheus text */
     {"GET", "/api/cluster", get_cluster},       /* GET_BROKER_RUNTIME_INFO */
@@ -82,6 +95,9 @@ static const struct apg_http_route routes[] = {
     {"DELETE", "/api/*", apg_admin_api_handle}, /* ... */
     {"GET", "/", apg_console_handle},           /* the web console (console_assets.c) */
     {"GET", "/assets/*", apg_console_handle},   /* its scripts and style sheet */
+    {"POST", "/topics/*", mq_messages},         /* the HTTP message protocol (mq_http.c) */
+    {"GET", "/topics/*", mq_messages},          /* ... */
+    {"DELETE", "/topics/*", mq_messages},       /* ... */
 };
 
 apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b,
@@ -94,7 +110,9 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
     struct apg_http_port *hp = apg_calloc(1, sizeof(*hp));
     if (hp)
         hp->hp_broker = b;
-    if (!hp || !(hp->hp_metrics = apg_metrics_new(b))) {
+    if (!hp || !(hp->hp_metrics = apg_metrics_new(b)) || !(hp->hp_mq = apg_mqhttp_new(b))) {
+        if (hp)
+            apg_metrics_free(hp->hp_metrics);
         apg_free(hp);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
@@ -111,15 +129,19 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
         .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
         .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
         .ud = hp,
+        .tick_ms = APG_MQHTTP_TICK_MS,
+        .on_tick = mq_tick,
     };
     apg_err_t e = apg_http_server_start(&o, &hp->hp_srv, err, errlen);
     if (e) {
+        apg_mqhttp_free(hp->hp_mq);
         apg_metrics_free(hp->hp_metrics);
         apg_free(hp);
         return e;
     }
     apg_log_info("http",
-                 "HTTP on %s:%d (GET /metrics, the admin API under /api/, the console at /)",
+                 "HTTP on %s:%d (GET /metrics, the admin API under /api/, the console at /, "
+                 "the message protocol under /topics/)",
                  o.host, apg_http_server_port(hp->hp_srv));
     *out = hp;
     return APG_OK;
@@ -130,6 +152,7 @@ void apg_http_port_stop(struct apg_http_port *hp)
     if (!hp)
         return;
     apg_http_server_stop(hp->hp_srv);
+    apg_mqhttp_free(hp->hp_mq);
     apg_metrics_free(hp->hp_metrics);
     apg_free(hp);
 }

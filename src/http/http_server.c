@@ -18,24 +18,45 @@
  * the end, the value padded with spaces, which the grammar allows as
  * trailing whitespace), so a body is never copied to learn its length.
  *
+ * Held calls. A handler may keep its call open (apg_http_hold): the call
+ * moves to the heap and joins the connection's queue of calls whose
+ * answers wait (struct hconn). While that queue is not empty, every new
+ * request of the connection is served at once into a heap call of its own
+ * that joins the queue too, and its answer is kept in the call's buffer;
+ * whenever the call at the head has its whole answer, the answers at the
+ * head are moved to the connection's output in request order. A call that
+ * ends the connection (Connection: close) stops reading: nothing behind it
+ * is served. When the connection closes, waiting answers are dropped and
+ * each held call's on_gone runs; its memory stays until its holder answers
+ * or drops it. Other threads reach a held call through apg_http_post
+ * (the call keeps a reference on its connection).
+ *
  * Threads: each connection lives on one loop thread; handlers run there.
  * Invariant: a call is answered exactly once (the server answers 500 for a
- * handler that returned without answering). */
+ * handler that returned without answering or holding it). */
 #include "http/http.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/mem.h"
 #include "net/net_int.h" /* the codec contract: apg_net_conn_out */
 
 #define HTTP_DEFAULT_MAX_BODY (4u * 1024 * 1024)
-#define CLEN_WIDTH 20 /* room for any size_t in decimal */
+#define CLEN_WIDTH 20      /* room for any size_t in decimal */
+#define STOP_WAIT_MS 10000 /* longest wait at stop for held calls to be released */
 
 struct apg_http_server {
     struct apg_net_server *hs_net;
+    uint32_t hs_tick_ms;
+    bool (*hs_on_tick)(void *ud);
+    uv_timer_t *hs_timers; /* one per loop, with hs_tick_ms */
+    atomic_int hs_held;    /* held calls not yet freed (stop waits for them) */
+    int hs_n_loops;
     const struct apg_http_route *hs_routes;
     size_t hs_n_routes;
     size_t hs_max_body;
@@ -53,6 +74,24 @@ struct apg_http_call {
     struct apg_buf *hc_out;
     size_t hc_clen_at; /* offset of the Content-Length digits in hc_out */
     size_t hc_body_at; /* offset of the body in hc_out */
+    /* heap calls (held, or queued behind a held one) */
+    bool hc_heap;
+    bool hc_held;          /* a holder will answer or drop it */
+    bool hc_done;          /* its whole answer is in hc_buf */
+    bool hc_gone;          /* off its connection's queue (closed) */
+    bool hc_in_handler;    /* its handler runs: the dispatch moves the queue */
+    bool hc_counted;       /* counted in hs_held */
+    struct apg_buf hc_buf; /* the answer while it waits */
+    struct apg_http_call *hc_next;
+    apg_http_gone_fn hc_on_gone;
+    void *hc_gone_arg;
+};
+
+/* Per connection with held calls: the calls whose answers wait, in
+ * request order. */
+struct hconn {
+    struct apg_http_call *hq_head, *hq_tail;
+    bool hq_closing; /* a queued call ends the connection */
 };
 
 /* Per loop: the decode area and the Date header of the current second. */
@@ -123,63 +162,105 @@ static const char *date_now(struct hloop *hl)
     return hl->hl_date;
 }
 
-static void write_head(struct apg_http_call *call, int status, const char *ctype)
+static void write_head(struct apg_http_call *call, int status, const char *ctype, const char *extra)
 {
     struct hloop *hl = call->hc_conn->c_loop->l_codec_state;
     struct apg_buf *o = call->hc_out;
     apg_buf_printf(o,
-                   "HTTP/1.1 %d %s\r\nServer: apogee\r\nDate: %s\r\nContent-Type: %s\r\n%s"
+                   "HTTP/1.1 %d %s\r\nServer: apogee\r\nDate: %s\r\nContent-Type: %s\r\n%s%s"
                    "Content-Length: ",
-                   status, apg_http_reason(status), date_now(hl), ctype,
+                   status, apg_http_reason(status), date_now(hl), ctype, extra ? extra : "",
                    call->hc_close ? "Connection: close\r\n" : "");
+    if (status == 204) { /* no body and no Content-Length (RFC 9110 8.6) */
+        o->b_len -= strlen("Content-Length: ");
+        apg_buf_append_str(o, "\r\n");
+        call->hc_clen_at = SIZE_MAX;
+        call->hc_body_at = o->b_len;
+        return;
+    }
     call->hc_clen_at = o->b_len;
     apg_buf_printf(o, "%*s\r\n\r\n", CLEN_WIDTH, "");
     call->hc_body_at = o->b_len;
 }
 
-struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type)
+static void queue_flush(struct apg_conn *c);
+static void call_free(struct apg_http_call *call);
+
+struct apg_buf *apg_http_begin_with(struct apg_http_call *call, int status,
+                                    const char *content_type, const char *extra)
 {
     if (call->hc_answered)
         return NULL;
     call->hc_answered = true;
-    call->hc_out = apg_net_conn_out(call->hc_conn);
+    if (call->hc_heap) {
+        if (call->hc_gone)
+            return NULL;
+        call->hc_out = &call->hc_buf;
+    } else {
+        call->hc_out = apg_net_conn_out(call->hc_conn);
+    }
     if (!call->hc_out)
         return NULL;
-    write_head(call, status, content_type);
+    write_head(call, status, content_type, extra);
     return call->hc_out;
+}
+
+struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type)
+{
+    return apg_http_begin_with(call, status, content_type, NULL);
+}
+
+/* A heap call's answer is complete (or will never be): it leaves the
+ * holder's hands; the queue moves on, or the call is freed. */
+static void heap_done(struct apg_http_call *call)
+{
+    if (call->hc_done)
+        return;
+    call->hc_held = false;
+    call->hc_done = true;
+    if (call->hc_in_handler)
+        return;
+    if (call->hc_gone)
+        call_free(call);
+    else
+        queue_flush(call->hc_conn);
 }
 
 void apg_http_end(struct apg_http_call *call)
 {
     struct apg_buf *o = call->hc_out;
-    if (!o)
-        return;
-    if (o->b_len < call->hc_body_at) { /* out of memory on the way: cut the connection */
-        apg_conn_close(call->hc_conn, "out of memory writing an HTTP answer");
-        call->hc_out = NULL;
+    if (!o) {
+        if (call->hc_heap && call->hc_answered)
+            heap_done(call);
         return;
     }
-    char num[CLEN_WIDTH + 1];
-    int n = snprintf(num, sizeof(num), "%zu", o->b_len - call->hc_body_at);
-    memcpy(o->b_data + call->hc_clen_at, num, (size_t)n);
+    call->hc_out = NULL;
+    if (o->b_len < call->hc_body_at) { /* out of memory on the way: cut the connection */
+        apg_conn_close(call->hc_conn, "out of memory writing an HTTP answer");
+        if (call->hc_heap)
+            heap_done(call);
+        return;
+    }
+    if (call->hc_clen_at == SIZE_MAX) { /* 204 */
+        o->b_len = call->hc_body_at;
+    } else {
+        char num[CLEN_WIDTH + 1];
+        int n = snprintf(num, sizeof(num), "%zu", o->b_len - call->hc_body_at);
+        memcpy(o->b_data + call->hc_clen_at, num, (size_t)n);
+    }
     if (call->hc_head)
         o->b_len = call->hc_body_at;
-    apg_net_conn_out_done(call->hc_conn);
-    call->hc_out = NULL;
-}
-
-const char *apg_http_peer(const struct apg_http_call *call)
-{
-    return apg_conn_peer(call->hc_conn);
+    if (call->hc_heap)
+        heap_done(call);
+    else
+        apg_net_conn_out_done(call->hc_conn);
 }
 
 apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *content_type,
                          const void *body, size_t len)
 {
     struct apg_buf *o = apg_http_begin(call, status, content_type);
-    if (!o)
-        return APG_ECLOSED;
-    apg_err_t e = apg_buf_append(o, body, len);
+    apg_err_t e = o ? apg_buf_append(o, body, len) : APG_ECLOSED;
     apg_http_end(call);
     return e;
 }
@@ -216,7 +297,7 @@ static void route(struct apg_http_call *call, const struct apg_http_req *req)
             !(head && strcmp(rt->hr_route_method, "GET") == 0))
             continue;
         rt->hr_route_fn(call, req, hs->hs_ud);
-        if (!call->hc_answered)
+        if (!call->hc_answered && !call->hc_held)
             reply_text(call, 500, "the handler gave no answer");
         return;
     }
@@ -224,6 +305,185 @@ static void route(struct apg_http_call *call, const struct apg_http_req *req)
         reply_text(call, 405, "method not allowed on this path");
     else
         reply_text(call, 404, "no such path");
+}
+
+/* ---- held calls ---- */
+
+static void call_free(struct apg_http_call *call)
+{
+    if (call->hc_counted)
+        atomic_fetch_sub(&call->hc_srv->hs_held, 1);
+    apg_buf_free(&call->hc_buf);
+    apg_conn_unref(call->hc_conn);
+    apg_free(call);
+}
+
+static struct apg_http_call *heap_call(const struct apg_http_call *from)
+{
+    struct apg_http_call *h = apg_malloc(sizeof(*h));
+    if (!h)
+        return NULL;
+    *h = *from;
+    h->hc_heap = true;
+    h->hc_req = NULL;
+    h->hc_buf = (struct apg_buf)APG_BUF_INIT;
+    h->hc_next = NULL;
+    apg_conn_ref(h->hc_conn);
+    return h;
+}
+
+static struct hconn *hconn_of(struct apg_conn *c)
+{
+    struct hconn *hq = apg_conn_user(c);
+    if (!hq && (hq = apg_calloc(1, sizeof(*hq))) != NULL)
+        apg_conn_set_user(c, hq);
+    return hq;
+}
+
+static void queue_add(struct hconn *hq, struct apg_http_call *h)
+{
+    if (hq->hq_tail)
+        hq->hq_tail->hc_next = h;
+    else
+        hq->hq_head = h;
+    hq->hq_tail = h;
+    if (h->hc_close)
+        hq->hq_closing = true;
+}
+
+/* Moves the whole answers at the head of c's queue to its output. */
+static void queue_flush(struct apg_conn *c)
+{
+    struct hconn *hq = apg_conn_user(c);
+    if (!hq)
+        return;
+    struct apg_http_call *h;
+    while ((h = hq->hq_head) != NULL && h->hc_done) {
+        hq->hq_head = h->hc_next;
+        if (!hq->hq_head)
+            hq->hq_tail = NULL;
+        struct apg_buf *o = apg_net_conn_out(c);
+        bool close = h->hc_close;
+        if (o && h->hc_buf.b_len) {
+            if (apg_buf_append(o, h->hc_buf.b_data, h->hc_buf.b_len))
+                apg_conn_close(c, "out of memory writing an HTTP answer");
+            else
+                apg_net_conn_out_done(c);
+        }
+        call_free(h);
+        if (close) {
+            apg_conn_close_after_write(c, "HTTP connection closed by request");
+            return;
+        }
+    }
+}
+
+struct apg_http_call *apg_http_hold(struct apg_http_call *call, apg_http_gone_fn on_gone, void *arg)
+{
+    struct apg_http_call *h = call;
+    if (!call->hc_heap) {
+        struct hconn *hq = hconn_of(call->hc_conn);
+        if (!hq || !(h = heap_call(call)))
+            return NULL;
+        call->hc_answered = true; /* the stack call is done with; h answers */
+        call->hc_close = false;   /* h closes the connection when its turn comes */
+        queue_add(hq, h);
+    }
+    if (!h->hc_counted) {
+        h->hc_counted = true;
+        atomic_fetch_add(&h->hc_srv->hs_held, 1);
+    }
+    h->hc_held = true;
+    h->hc_on_gone = on_gone;
+    h->hc_gone_arg = arg;
+    return h;
+}
+
+void apg_http_drop(struct apg_http_call *call)
+{
+    if (call->hc_answered)
+        return;
+    if (!apg_http_gone(call)) { /* the peer still waits: it gets an answer */
+        reply_text(call, 503, "the request was given up");
+        return;
+    }
+    call->hc_answered = true;
+    heap_done(call);
+}
+
+bool apg_http_gone(const struct apg_http_call *call)
+{
+    return call->hc_gone || apg_conn_is_closed(call->hc_conn);
+}
+
+const char *apg_http_peer(const struct apg_http_call *call)
+{
+    return apg_conn_peer(call->hc_conn);
+}
+
+struct hpost {
+    struct apg_http_call *hp_call;
+    apg_http_post_fn hp_fn;
+    void *hp_arg;
+};
+
+static void post_run(struct apg_conn *c, void *arg)
+{
+    struct hpost *p = arg;
+    p->hp_fn(p->hp_call, p->hp_arg);
+    apg_free(p);
+}
+
+apg_err_t apg_http_post(struct apg_http_call *call, apg_http_post_fn fn, void *arg)
+{
+    struct hpost *p = apg_malloc(sizeof(*p));
+    if (!p)
+        return APG_ENOMEM;
+    p->hp_call = call;
+    p->hp_fn = fn;
+    p->hp_arg = arg;
+    apg_err_t e = apg_conn_post(call->hc_conn, post_run, p);
+    if (e) {
+        apg_free(p);
+        if (e == APG_ESHUTDOWN && call->hc_gone) /* its connection closed: nobody else has it */
+            call_free(call);
+    }
+    return e;
+}
+
+/* c closes: waiting answers are dropped, holders told. */
+static void hc_on_close(struct apg_conn *c, void *ud)
+{
+    struct hconn *hq = apg_conn_user(c);
+    if (!hq)
+        return;
+    apg_conn_set_user(c, NULL);
+    struct apg_http_call *h = hq->hq_head;
+    apg_free(hq);
+    while (h) {
+        struct apg_http_call *next = h->hc_next;
+        h->hc_gone = true;
+        h->hc_next = NULL;
+        if (h->hc_done)
+            call_free(h);
+        else if (h->hc_on_gone)
+            h->hc_on_gone(h, h->hc_gone_arg);
+        h = next;
+    }
+}
+
+static void call_route(struct apg_http_call *call, const struct apg_http_req *req)
+{
+    if (req->hr_status) {
+        struct apg_net_loop *l = call->hc_conn->c_loop;
+        int64_t quiet = 0;
+        if (apg_log_limit_hit(&call->hc_srv->hs_refused, (int64_t)uv_now(&l->l_uv), 1000, &quiet))
+            apg_log_info(l->l_name, "refusing a request from %s: %d %s (%lld more refused since)",
+                         call->hc_conn->c_peer, req->hr_status, req->hr_error, (long long)quiet);
+        reply_text(call, req->hr_status, req->hr_error);
+    } else {
+        route(call, req);
+    }
 }
 
 static bool hc_dispatch(struct apg_conn *c, void *msg)
@@ -240,15 +500,27 @@ static bool hc_dispatch(struct apg_conn *c, void *msg)
         .hc_close = req->hr_status != 0 || !req->hr_keep_alive,
         .hc_head = req->hr_status == 0 && strcmp(req->hr_method, "HEAD") == 0,
     };
-    if (req->hr_status) {
-        int64_t quiet = 0;
-        if (apg_log_limit_hit(&call.hc_srv->hs_refused, (int64_t)uv_now(&l->l_uv), 1000, &quiet))
-            apg_log_info(l->l_name, "refusing a request from %s: %d %s (%lld more refused since)",
-                         c->c_peer, req->hr_status, req->hr_error, (long long)quiet);
-        reply_text(&call, req->hr_status, req->hr_error);
-    } else {
-        route(&call, req);
+    struct hconn *hq = apg_conn_user(c);
+    if (hq && hq->hq_head) {
+        /* Behind a held call: served now, answered in its turn. */
+        if (hq->hq_closing)
+            return false;
+        struct apg_http_call *h = heap_call(&call);
+        if (!h) {
+            apg_conn_close(c, "out of memory queueing an HTTP request");
+            return false;
+        }
+        h->hc_req = req;
+        h->hc_in_handler = true;
+        queue_add(hq, h);
+        call_route(h, req);
+        h->hc_in_handler = false;
+        h->hc_req = NULL;
+        if (h->hc_done)
+            queue_flush(c);
+        return true;
     }
+    call_route(&call, req);
     if (call.hc_close)
         apg_conn_close_after_write(c, req->hr_status ? "refused HTTP request answered"
                                                      : "HTTP connection closed by request");
@@ -265,6 +537,45 @@ static const struct apg_net_codec http_codec = {
     .cd_dispatch = hc_dispatch,
 };
 
+/* ---- ticks ---- */
+
+static void on_tick_timer(uv_timer_t *t)
+{
+    struct apg_http_server *hs = t->data;
+    if (!hs->hs_on_tick(hs->hs_ud))
+        uv_timer_stop(t);
+}
+
+static void hs_loop_start(int idx, uv_loop_t *loop, void *ud)
+{
+    struct apg_http_server *hs = ud;
+    if (!hs->hs_timers || idx >= hs->hs_n_loops)
+        return;
+    uv_timer_t *t = &hs->hs_timers[idx];
+    uv_timer_init(loop, t);
+    t->data = hs;
+}
+
+void apg_http_tick_want(struct apg_http_call *call)
+{
+    struct apg_http_server *hs = call->hc_srv;
+    int idx = apg_conn_loop_index(call->hc_conn);
+    if (!hs->hs_timers || idx < 0 || idx >= hs->hs_n_loops)
+        return;
+    uv_timer_t *t = &hs->hs_timers[idx];
+    if (!uv_is_active((uv_handle_t *)t))
+        uv_timer_start(t, on_tick_timer, hs->hs_tick_ms, hs->hs_tick_ms);
+}
+
+static void hs_loop_stop(int idx, uv_loop_t *loop, void *ud)
+{
+    struct apg_http_server *hs = ud;
+    if (!hs->hs_timers || idx >= hs->hs_n_loops)
+        return;
+    uv_timer_stop(&hs->hs_timers[idx]);
+    uv_close((uv_handle_t *)&hs->hs_timers[idx], NULL);
+}
+
 apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
                                 struct apg_http_server **out, char *err, size_t errlen)
 {
@@ -276,6 +587,16 @@ apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
     hs->hs_n_routes = opts->n_routes;
     hs->hs_max_body = opts->max_body ? opts->max_body : HTTP_DEFAULT_MAX_BODY;
     hs->hs_ud = opts->ud;
+    hs->hs_n_loops = opts->n_loops > 0 ? opts->n_loops : 1;
+    if (opts->tick_ms && opts->on_tick) {
+        hs->hs_tick_ms = opts->tick_ms;
+        hs->hs_on_tick = opts->on_tick;
+        hs->hs_timers = apg_calloc((size_t)hs->hs_n_loops, sizeof(*hs->hs_timers));
+        if (!hs->hs_timers) {
+            apg_free(hs);
+            return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+        }
+    }
     struct apg_net_server_opts no = {
         .name = opts->name ? opts->name : "http",
         .host = opts->host,
@@ -288,10 +609,14 @@ apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
         .frame_timeout_ms = opts->frame_timeout_ms,
         .frame_min_bytes_per_s = opts->frame_min_bytes_per_s,
         .max_pending_bytes = opts->max_pending_bytes,
+        .on_close = hc_on_close,
+        .on_loop_start = hs_loop_start,
+        .on_loop_stop = hs_loop_stop,
         .ud = hs,
     };
     apg_err_t e = apg_net_server_start(&no, &hs->hs_net, err, errlen);
     if (e) {
+        apg_free(hs->hs_timers);
         apg_free(hs);
         return e;
     }
@@ -308,6 +633,13 @@ void apg_http_server_stop(struct apg_http_server *srv)
 {
     if (!srv)
         return;
+    /* Halted, the loops refuse posts (apg_http_post answers APG_ESHUTDOWN)
+     * but their memory stays: held calls whose answers other threads still
+     * post (a durable put's acknowledgement) are released first. */
+    apg_net_server_halt(srv->hs_net);
+    for (int i = 0; i < STOP_WAIT_MS && atomic_load(&srv->hs_held) > 0; i++)
+        usleep(1000);
     apg_net_server_stop(srv->hs_net);
+    apg_free(srv->hs_timers);
     apg_free(srv);
 }

@@ -122,6 +122,17 @@ void apg_pop_set_tick(struct apg_pop *pp, apg_pop_tick_fn fn, void *ud);
 /* Entries in flight (handed and not acknowledged) over all queues. */
 int64_t apg_pop_inflight(struct apg_pop *pp);
 
+/* ---- bodies (pop_body.c, pure) ------------------------------------------- */
+
+struct apg_msgrec;
+/* The body of r as a consumer reads it: body and len point into r, or into
+ * out when the stored body is zlib-compressed (inflated there, at most
+ * 64 MiB; a body that does not inflate is given as stored). APG_ENOMEM. */
+apg_err_t apg_pop_body_plain(const struct apg_msgrec *r, struct apg_buf *out, const uint8_t **body,
+                             size_t *len);
+/* The MD5 of p[0..n) as 32 uppercase hex digits and a NUL. */
+void apg_pop_body_md5(const uint8_t *p, size_t n, char out[33]);
+
 /* ---- receipt handles (pop_handle.c, pure) -------------------------------- */
 
 /* RocketMQ's extraInfo / 5.x receipt handle: space-separated
@@ -142,6 +153,10 @@ struct apg_pop_handle {
  * the commit-log offset only when ph_phys >= 0 as well (absent fields decode
  * back to -1); returns its length, or 0 when it does not fit. */
 size_t apg_pop_handle_encode(const struct apg_pop_handle *h, char *out, size_t n);
+/* Writes the handle of delivery pm of batch res from broker into out (as
+ * apg_pop_handle_encode). */
+size_t apg_pop_handle_of(const struct apg_pop_result *res, const struct apg_pop_msg *pm,
+                         const char *broker, char *out, size_t n);
 /* Parses s[0..len). APG_EINVAL when a field is missing or not a number. */
 apg_err_t apg_pop_handle_decode(const char *s, size_t len, struct apg_pop_handle *h);
 

@@ -120,3 +120,21 @@ apg_err_t apg_pop_handle_decode(const char *s, size_t len, struct apg_pop_handle
         return APG_EINVAL;
     return APG_OK;
 }
+
+size_t apg_pop_handle_of(const struct apg_pop_result *res, const struct apg_pop_msg *pm,
+                         const char *broker, char *out, size_t n)
+{
+    struct apg_pop_handle h = {
+        .ph_start = pm->pm_queue < 256 ? res->pr_start[pm->pm_queue] : pm->pm_offset,
+        .ph_stamp = res->pr_stamp,
+        .ph_invisible = res->pr_invisible,
+        .ph_type = '0',
+        .ph_queue = pm->pm_queue,
+        .ph_offset = pm->pm_offset,
+        .ph_phys = pm->pm_phys,
+    };
+    size_t bn = strnlen(broker, sizeof h.ph_broker - 1);
+    memcpy(h.ph_broker, broker, bn);
+    h.ph_broker[bn] = '\0';
+    return apg_pop_handle_encode(&h, out, n);
+}

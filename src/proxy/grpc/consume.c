@@ -26,13 +26,11 @@
  * store under their lock. */
 #include "proxy/grpc/consume.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "broker/broker_admin_stats.h"
 #include "broker/broker_rt.h"
@@ -49,7 +47,6 @@ typedef Apache__Rocketmq__V2__Status pb_status;
 #define DEFAULT_INVISIBLE_MS 30000
 #define MIN_INVISIBLE_MS 1000
 #define MAX_INVISIBLE_MS (12 * 3600 * 1000LL)
-#define MAX_INFLATED (64u << 20)
 #define MAX_POLL_MS 60000
 
 static void st_set(pb_status *st, Apache__Rocketmq__V2__Code code, const char *msg)
@@ -410,55 +407,6 @@ static apg_err_t frame_add(struct apg_buf *out, const ProtobufCMessage *m)
 }
 
 /* The body as a 5.x client reads it: a zlib-compressed 4.x body inflated. */
-static apg_err_t body_of(const struct apg_msgrec *r, struct apg_buf *out, const uint8_t **body,
-                         size_t *len)
-{
-    *body = r->mr_body;
-    *len = r->mr_body_len;
-    if (!(r->mr_sysflag & APG_SYSFLAG_COMPRESSED))
-        return APG_OK;
-    uLongf cap = (uLongf)r->mr_body_len * 4 + 256;
-    for (;;) {
-        apg_buf_reset(out);
-        if (apg_buf_reserve(out, cap))
-            return APG_ENOMEM;
-        uLongf got = cap;
-        int z = uncompress((Bytef *)out->b_data, &got, r->mr_body, r->mr_body_len);
-        if (z == Z_OK) {
-            *body = out->b_data;
-            *len = got;
-            return APG_OK;
-        }
-        if (z != Z_BUF_ERROR || cap >= MAX_INFLATED)
-            return APG_OK; /* not zlib after all: delivered as stored */
-        cap *= 2;
-    }
-}
-
-static EVP_MD *md5_md;
-static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
-
-/* Fetched once: EVP_md5() makes EVP_Digest look the algorithm up again on
- * every call. */
-static void md5_fetch(void)
-{
-    md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
-}
-
-static void md5_hex(const uint8_t *p, size_t n, char out[33])
-{
-    unsigned char d[16];
-    unsigned int dl = 0;
-    pthread_once(&md5_once, md5_fetch);
-    EVP_Digest(p, n, d, &dl, md5_md ? md5_md : EVP_md5(), NULL);
-    static const char hx[] = "0123456789ABCDEF";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hx[d[i] >> 4];
-        out[2 * i + 1] = hx[d[i] & 15];
-    }
-    out[32] = '\0';
-}
-
 /* Appends the message frame of one popped message. */
 static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct apg_pop_msg *pm,
                                const struct apg_pop_result *res, const uint8_t *recbytes,
@@ -542,11 +490,11 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     }
     const uint8_t *body;
     size_t blen;
-    if ((e = body_of(&r, &inflated, &body, &blen)) != APG_OK)
+    if ((e = apg_pop_body_plain(&r, &inflated, &body, &blen)) != APG_OK)
         goto out;
     m.body.data = (uint8_t *)body;
     m.body.len = blen;
-    md5_hex(body, blen, digest);
+    apg_pop_body_md5(body, blen, digest);
     dg.type = APACHE__ROCKETMQ__V2__DIGEST_TYPE__MD5;
     dg.checksum = digest;
     sp.body_digest = &dg;
@@ -563,19 +511,7 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     host_fmt(&r.mr_store_host, sh, sizeof sh);
     sp.born_host = bh;
     sp.store_host = sh;
-    struct apg_pop_handle h = {
-        .ph_start = pm->pm_queue < 256 ? res->pr_start[pm->pm_queue] : pm->pm_offset,
-        .ph_stamp = res->pr_stamp,
-        .ph_invisible = res->pr_invisible,
-        .ph_type = '0',
-        .ph_queue = pm->pm_queue,
-        .ph_offset = pm->pm_offset,
-        .ph_phys = pm->pm_phys,
-    };
-    size_t bn = strnlen(ms->gm_broker->br_name, sizeof h.ph_broker - 1);
-    memcpy(h.ph_broker, ms->gm_broker->br_name, bn);
-    h.ph_broker[bn] = '\0';
-    apg_pop_handle_encode(&h, handle, sizeof handle);
+    apg_pop_handle_of(res, pm, ms->gm_broker->br_name, handle, sizeof handle);
     sp.receipt_handle = handle;
     sp.queue_id = pm->pm_queue;
     sp.queue_offset = pm->pm_offset;
