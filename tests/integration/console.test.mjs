@@ -194,6 +194,40 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         await shot('07-dlq-resent');
         const after2 = await rest('GET', `/api/messages?topic=${TOPIC}&key=console-key-1`);
         assert.equal(after2.messages.length, 2);
+        // Export: the button downloads the group's dead letters as JSON lines.
+        const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dlq-export')]);
+        assert.equal(dl.suggestedFilename(), `dlq-${DLQ_GROUP}.jsonl`);
+        const lines = fs.readFileSync(await dl.path(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0].topic, `%DLQ%${DLQ_GROUP}`);
+        assert.equal(lines[0].properties.KEYS, 'console-key-1');
+    });
+
+    it('lists a transaction in flight until it is rolled back', async () => {
+        const rc = await RemotingClient.connect(sa.port);
+        try {
+            const uniq = '0A0000010000000000000000000000C7';
+            const props = `TRAN_MSG\x01true\x02PGROUP\x01PG_CONSOLE_TX\x02UNIQ_KEY\x01${uniq}\x02`;
+            const s = await rc.request(310, {
+                a: 'PG_CONSOLE_TX', b: TOPIC, c: 'TBW102', d: '4', e: '0', f: '0', g: String(Date.now()),
+                h: '0', i: props, k: 'false',
+            }, Buffer.from('half'));
+            assert.equal(s.code, 0, s.remark);
+            await page.goto(base + '/#/transactions');
+            await page.waitForSelector(`#txn-table td:has-text("${uniq}")`);
+            assert.ok((await page.textContent('#txn-table')).includes('PG_CONSOLE_TX'));
+            await shot('08-transactions');
+            const r = await rc.request(37, {
+                producerGroup: 'PG_CONSOLE_TX', tranStateTableOffset: s.ext.queueOffset,
+                commitLogOffset: String(Number(BigInt(`0x${s.ext.msgId.slice(-16)}`))), commitOrRollback: '12',
+                fromTransactionCheck: 'false', msgId: '', transactionId: '',
+            });
+            assert.equal(r.code, 0, r.remark);
+            await page.reload();
+            await page.waitForSelector('#txn-table td:has-text("none")');
+        } finally {
+            rc.close();
+        }
         console.log(`# screenshots in ${artifacts}`);
     });
 });

@@ -47,6 +47,14 @@ export async function api(method, path, body) {
     }
 }
 
+// GET of a non-JSON answer (the DLQ export's JSON lines) as text, with the account.
+export async function getText(path) {
+    const res = await fetch(path, { headers: authHeader() });
+    const text = await res.text();
+    if (!res.ok) throw new ApiError(res.status, null, text.trim());
+    return text;
+}
+
 export const get = (p) => api('GET', p);
 export const post = (p, b) => api('POST', p, b ?? {});
 export const put = (p, b) => api('PUT', p, b ?? {});

@@ -14,6 +14,7 @@ const routes = [
     [/^#\/group\/(.+)$/, 'groups', () => groupPage],
     [/^#\/messages(?:\?(.*))?$/, 'messages', () => messagesPage],
     [/^#\/dlq(?:\/(.+))?$/, 'dlq', () => dlqPage],
+    [/^#\/transactions$/, 'transactions', async () => (await import('./txns.js')).txnsPage],
 ];
 
 let cleanup = null;
@@ -29,7 +30,8 @@ async function render() {
         for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('on', a.dataset.page === nav);
         main.replaceChildren();
         const args = m.slice(1).map((s) => (s === undefined ? undefined : decodeURIComponent(s)));
-        cleanup = (await page()(main, ...args)) ?? null;
+        const fn = await page();
+        cleanup = (await fn(main, ...args)) ?? null;
         document.getElementById('who').textContent = account() ? `signed in as ${account()}` : '';
         return;
     }
