@@ -107,6 +107,27 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         await shot('01-overview');
     });
 
+    it('charts request latency percentiles per code on the overview', async () => {
+        await page.goto(base + '/', { waitUntil: 'load' });
+        await page.waitForSelector('#latency-chart');
+        const rc = await RemotingClient.connect(sa.port);
+        try { // GET_BROKER_RUNTIME_INFO (28) between polls
+            const until = Date.now() + 5000;
+            while (Date.now() < until && !(await page.$('#latency-table td:has-text("remoting 28")'))) {
+                await rc.request(28, {});
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        } finally {
+            rc.close();
+        }
+        const row = await page.waitForSelector('#latency-table tr:has(td:has-text("remoting 28"))', { timeout: 5000 });
+        const cells = await row.$$eval('td', (tds) => tds.map((td) => td.textContent));
+        assert.ok(Number(cells[1]) > 0, cells.join('|'));
+        assert.ok(Number.isFinite(Number(cells[3])), cells.join('|'));
+        assert.ok((await page.$$eval('#latency-code option', (o) => o.map((x) => x.value))).includes('remoting 28'));
+        await shot('02-latency');
+    });
+
     it('creates a topic on the topics page', async () => {
         await page.goto(base + '/#/topics');
         await page.fill('#create-topic input[name=topic]', TOPIC);
