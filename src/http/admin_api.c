@@ -1056,6 +1056,34 @@ static void txn_list(struct api_ctx *x)
                              "discarded", (json_int_t)ts.ts_discarded));
 }
 
+/* ---- session ------------------------------------------------------------ */
+
+/* GET /api/session: whether the broker asks for an account (aclEnable) and,
+ * when the request carries Basic credentials, whose they are once the ACL
+ * accepts them: the signature check of CHECK_CLIENT_CONFIG (46), which needs
+ * a known account (and white list) and no resource permission. The
+ * console's login form calls it before keeping an account. */
+static void session(struct api_ctx *x)
+{
+    bool acl = x->b->br_acl != NULL;
+    size_t hl = 0;
+    const char *h = apg_http_header(x->req, "Authorization", &hl);
+    if (!acl || !h) {
+        answer_json(x, json_pack("{s:b,s:n}", "acl", acl, "accessKey"));
+        return;
+    }
+    if (!access_ok(x, APG_REQ_CHECK_CLIENT_CONFIG, NULL, NULL))
+        return;
+    char cred[256];
+    if (hl < 7 || !b64_decode(h + 6, hl - 6, cred, sizeof(cred)))
+        cred[0] = 0;
+    char *sk = strchr(cred, ':');
+    if (sk)
+        *sk = 0;
+    answer_json(x, json_pack("{s:b,s:s}", "acl", true, "accessKey", cred));
+    memset(cred, 0, sizeof(cred));
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static bool is(const char *a, const char *b)
@@ -1141,6 +1169,12 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             return;
         }
         known = n <= 3;
+    } else if (is(s[0], "session")) {
+        if (n == 1 && get) {
+            session(&x);
+            return;
+        }
+        known = n == 1;
     } else if (is(s[0], "transactions")) {
         if (n == 1 && get) {
             txn_list(&x);

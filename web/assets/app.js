@@ -1,6 +1,7 @@
 // The console's entry: a hash router (#/topics, #/group/<name>, ...) that renders one page
 // into <main>. Pages stop their timers when the route changes (the returned cleanup).
-import { account } from './api.js';
+import { account, get, logout } from './api.js';
+import { h } from './ui.js';
 import { overview } from './overview.js';
 import { topicsPage, topicPage } from './topics.js';
 import { groupsPage, groupPage } from './groups.js';
@@ -14,6 +15,7 @@ const routes = [
     [/^#\/group\/(.+)$/, 'groups', () => groupPage],
     [/^#\/messages(?:\?(.*))?$/, 'messages', () => messagesPage],
     [/^#\/dlq(?:\/(.+))?$/, 'dlq', () => dlqPage],
+    [/^#\/login$/, 'login', async () => (await import('./login.js')).loginPage],
     [/^#\/transactions$/, 'transactions', async () => (await import('./txns.js')).txnsPage],
 ];
 
@@ -32,11 +34,31 @@ async function render() {
         const args = m.slice(1).map((s) => (s === undefined ? undefined : decodeURIComponent(s)));
         const fn = await page();
         cleanup = (await fn(main, ...args)) ?? null;
-        document.getElementById('who').textContent = account() ? `signed in as ${account()}` : '';
+        showWho();
         return;
     }
     main.textContent = 'No such page.';
 }
 
+// The header's account: who is signed in with a Log out button, or a Log in link when the
+// broker asks for an account (GET /api/session, once).
+let aclOn = false;
+function showWho() {
+    const who = document.getElementById('who');
+    if (account()) {
+        who.replaceChildren(`signed in as ${account()} `, h('button', { class: 'plain', id: 'logout', onclick: () => {
+            logout();
+            location.hash = '#/login';
+            showWho();
+        } }, 'Log out'));
+    } else {
+        who.replaceChildren(aclOn ? h('a', { href: '#/login', id: 'login-link' }, 'Log in') : '');
+    }
+}
+
 window.addEventListener('hashchange', render);
 render();
+get('/api/session').then((s) => {
+    aclOn = !!s?.acl;
+    showWho();
+}, () => {});
