@@ -1,6 +1,7 @@
 /* The REST admin API under /api/ (docs/http-api.md): topics, consumer
- * groups, offsets, message lookups, test messages and the dead-letter
- * queue, for the web console and for scripts.
+ * groups, offsets, message lookups, test messages, the dead-letter queue
+ * (browse, resend, export), transactions in flight and the login check, for
+ * the web console and for scripts.
  *
  * Design. Every operation calls the broker function the matching remoting
  * admin code calls (broker_admin_stats.h: apg_broker_topic_update,
@@ -46,6 +47,7 @@
 #define TABLE_WAIT_MS 5000
 #define DLQ_PAGE_MAX 64
 #define DLQ_EXPORT_MAX 10000
+#define DLQ_EXPORT_BYTES (64u << 20) /* the answer stops after the record that passes it */
 #define TXN_LIST_MAX 1000
 #define TXN_SCAN_MAX 100000
 
@@ -942,7 +944,7 @@ out:
 /* GET /api/dlq/<group>/export[?offset=N&max=M]: the records of
  * %DLQ%<group> as JSON lines (one record_json object a line, plus
  * "bodyText": the body as text, null when it is not UTF-8), at most M (default 1000, cap
- * DLQ_EXPORT_MAX). */
+ * DLQ_EXPORT_MAX) and about DLQ_EXPORT_BYTES. */
 static void dlq_export(struct api_ctx *x, const char *group)
 {
     struct dlq_range r;
@@ -955,7 +957,7 @@ static void dlq_export(struct api_ctx *x, const char *group)
         top = off + max;
     struct apg_buf *o = apg_http_begin(x->call, 200, "application/x-ndjson");
     struct apg_buf recs = APG_BUF_INIT;
-    while (o && off < top) {
+    while (o && off < top && o->b_len < DLQ_EXPORT_BYTES) {
         struct apg_get_result gr;
         apg_buf_reset(&recs);
         int n = top - off < DLQ_PAGE_MAX ? (int)(top - off) : DLQ_PAGE_MAX;
@@ -965,7 +967,7 @@ static void dlq_export(struct api_ctx *x, const char *group)
             break;
         int64_t before = off;
         size_t at = 0;
-        while (at < recs.b_len && off < top) {
+        while (at < recs.b_len && off < top && o->b_len < DLQ_EXPORT_BYTES) {
             struct apg_msgrec r;
             if (apg_msgrec_decode(recs.b_data + at, recs.b_len - at, false, &r, NULL) !=
                 APG_MSGREC_OK)
