@@ -1,6 +1,7 @@
 /* The REST admin API under /api/ (docs/http-api.md): topics, consumer
- * groups, offsets, message lookups, test messages and the dead-letter
- * queue, for the web console and for scripts.
+ * groups, offsets, message lookups, test messages, the dead-letter queue
+ * (browse, resend, export), transactions in flight and the login check, for
+ * the web console and for scripts.
  *
  * Design. Every operation calls the broker function the matching remoting
  * admin code calls (broker_admin_stats.h: apg_broker_topic_update,
@@ -33,6 +34,9 @@
 
 #include "acl/acl.h"
 #include "broker/broker_admin_stats.h"
+#include "broker/broker_rt.h"
+#include "broker/txn/txn.h"
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/mem.h"
 #include "common/sha1.h"
@@ -42,6 +46,10 @@
 
 #define TABLE_WAIT_MS 5000
 #define DLQ_PAGE_MAX 64
+#define DLQ_EXPORT_MAX 10000
+#define DLQ_EXPORT_BYTES (64u << 20) /* the answer stops after the record that passes it */
+#define TXN_LIST_MAX 1000
+#define TXN_SCAN_MAX 100000
 
 struct api_ctx {
     struct apg_http_call *call;
@@ -843,25 +851,47 @@ static void message_by_id(struct api_ctx *x, const char *id)
 
 /* ---- dead letters ------------------------------------------------------- */
 
+/* A read of %DLQ%<group> queue 0: the topic, the queue's offsets and the
+ * requested range (?offset=N&max=M, M defaulting to dflt and capped at
+ * cap; offset not before min). */
+struct dlq_range {
+    char topic[APG_NAME_CAP + 8];
+    size_t tl;
+    int64_t off, max, min, top;
+};
+
+/* Fills r for group; false when it answered (bad query or refused). */
+static bool dlq_range(struct api_ctx *x, const char *group, int64_t dflt, int64_t cap,
+                      struct dlq_range *r)
+{
+    snprintf(r->topic, sizeof(r->topic), "%s%s", APG_DLQ_PREFIX, group);
+    r->tl = strlen(r->topic);
+    r->off = -1;
+    r->max = dflt;
+    if (!query_i64(x->req, "offset", &r->off) || !query_i64(x->req, "max", &r->max)) {
+        bad_request(x, "offset and max must be integers");
+        return false;
+    }
+    if (r->max < 1 || r->max > cap)
+        r->max = cap;
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", r->topic))
+        return false;
+    r->min = apg_store_min_offset(x->b->br_store, r->topic, r->tl, 0);
+    r->top = apg_store_max_offset(x->b->br_store, r->topic, r->tl, 0);
+    if (r->off < r->min)
+        r->off = r->min;
+    return true;
+}
+
 /* GET /api/dlq/<group>[?offset=N&max=M]: the records of %DLQ%<group>. */
 static void dlq_browse(struct api_ctx *x, const char *group)
 {
-    char topic[APG_NAME_CAP + 8];
-    snprintf(topic, sizeof(topic), "%s%s", APG_DLQ_PREFIX, group);
-    size_t tl = strlen(topic);
-    int64_t off = -1, max = 32;
-    if (!query_i64(x->req, "offset", &off) || !query_i64(x->req, "max", &max)) {
-        bad_request(x, "offset and max must be integers");
+    struct dlq_range r;
+    if (!dlq_range(x, group, 32, DLQ_PAGE_MAX, &r))
         return;
-    }
-    if (max < 1 || max > DLQ_PAGE_MAX)
-        max = DLQ_PAGE_MAX;
-    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
-        return;
-    int64_t min = apg_store_min_offset(x->b->br_store, topic, tl, 0);
-    int64_t top = apg_store_max_offset(x->b->br_store, topic, tl, 0);
-    if (off < min)
-        off = min;
+    const char *topic = r.topic;
+    size_t tl = r.tl;
+    int64_t off = r.off, max = r.max, min = r.min, top = r.top;
     json_t *arr = json_array();
     struct apg_buf out = APG_BUF_INIT;
     struct apg_get_result gr;
@@ -909,6 +939,151 @@ static void dlq_resend(struct api_ctx *x, const char *group)
                              (json_int_t)res.pr_phys_offset));
 out:
     json_decref(j);
+}
+
+/* GET /api/dlq/<group>/export[?offset=N&max=M]: the records of
+ * %DLQ%<group> as JSON lines (one record_json object a line, plus
+ * "bodyText": the body as text, null when it is not UTF-8), at most M (default 1000, cap
+ * DLQ_EXPORT_MAX) and about DLQ_EXPORT_BYTES. */
+static void dlq_export(struct api_ctx *x, const char *group)
+{
+    struct dlq_range r;
+    if (!dlq_range(x, group, 1000, DLQ_EXPORT_MAX, &r))
+        return;
+    const char *topic = r.topic;
+    size_t tl = r.tl;
+    int64_t off = r.off, max = r.max, top = r.top;
+    if (top - off > max)
+        top = off + max;
+    struct apg_buf *o = apg_http_begin(x->call, 200, "application/x-ndjson");
+    struct apg_buf recs = APG_BUF_INIT;
+    while (o && off < top && o->b_len < DLQ_EXPORT_BYTES) {
+        struct apg_get_result gr;
+        apg_buf_reset(&recs);
+        int n = top - off < DLQ_PAGE_MAX ? (int)(top - off) : DLQ_PAGE_MAX;
+        if (apg_store_get(x->b->br_store, topic, tl, 0, off, n, 4u << 20, NULL, NULL, &recs, &gr) !=
+                APG_OK ||
+            gr.gr_status != APG_GET_FOUND)
+            break;
+        int64_t before = off;
+        size_t at = 0;
+        while (at < recs.b_len && off < top && o->b_len < DLQ_EXPORT_BYTES) {
+            struct apg_msgrec r;
+            if (apg_msgrec_decode(recs.b_data + at, recs.b_len - at, false, &r, NULL) !=
+                APG_MSGREC_OK)
+                break;
+            at += r.mr_total_size;
+            off = r.mr_queue_offset + 1;
+            json_t *j = record_json(&r);
+            json_t *text =
+                json_stringn((const char *)r.mr_body, r.mr_body_len); /* not UTF-8: NULL */
+            if (j)
+                json_object_set_new(j, "bodyText", text ? text : json_null());
+            else
+                json_decref(text);
+            char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            json_decref(j);
+            if (line) {
+                apg_buf_append_str(o, line);
+                apg_buf_append_str(o, "\n");
+                free(line);
+            }
+        }
+        if (off == before)
+            break;
+    }
+    apg_buf_free(&recs);
+    apg_http_end(x->call);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+struct txn_list {
+    json_t *arr;
+    int64_t now;
+};
+
+static void txn_put(json_t *j, const char *key, const struct apg_msgrec *r, const char *prop)
+{
+    size_t vl = 0;
+    const char *v = apg_props_find(r->mr_props, r->mr_props_len, prop, &vl);
+    json_object_set_new(j, key, v ? strn(v, vl) : json_null());
+}
+
+static void txn_one(void *ud, const struct apg_msgrec *r, int64_t origin, int64_t check_times)
+{
+    struct txn_list *l = ud;
+    json_t *j = json_object();
+    if (!j)
+        return;
+    char id[64];
+    txn_put(j, "producerGroup", r, "PGROUP");
+    txn_put(j, "topic", r, "REAL_TOPIC");
+    txn_put(j, "msgId", r, "UNIQ_KEY");
+    txn_put(j, "keys", r, "KEYS");
+    txn_put(j, "tags", r, "TAGS");
+    json_object_set_new(j, "halfOffset", json_integer(origin));
+    json_object_set_new(j, "commitLogOffset", json_integer(r->mr_phys_offset));
+    apg_msgid_encode(&r->mr_store_host, r->mr_phys_offset, id, sizeof(id));
+    json_object_set_new(j, "offsetMsgId", json_string(id));
+    json_object_set_new(j, "bornTimestamp", json_integer(r->mr_born_ts));
+    json_object_set_new(j, "ageMillis", json_integer(l->now - r->mr_born_ts));
+    json_object_set_new(j, "checkTimes", json_integer(check_times));
+    json_array_append_new(l->arr, j);
+}
+
+/* GET /api/transactions[?max=N]: the half messages still open
+ * (apg_txn_list_open), oldest first. */
+static void txn_list(struct api_ctx *x)
+{
+    int64_t max = 200;
+    if (!query_i64(x->req, "max", &max)) {
+        bad_request(x, "max must be an integer");
+        return;
+    }
+    if (max < 1 || max > TXN_LIST_MAX)
+        max = TXN_LIST_MAX;
+    struct txn_list l = {.arr = json_array(), .now = apg_wall_ms()};
+    if (!l.arr) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    bool more = false;
+    apg_txn_list_open(x->b->br_txn, (int)max, TXN_SCAN_MAX, txn_one, &l, &more);
+    struct apg_txn_stats ts;
+    apg_txn_stats(x->b->br_txn, &ts);
+    answer_json(x, json_pack("{s:o,s:b,s:I,s:I,s:I,s:I}", "transactions", l.arr, "more", more,
+                             "committed", (json_int_t)ts.ts_committed, "rolledBack",
+                             (json_int_t)ts.ts_rolled_back, "checks", (json_int_t)ts.ts_checks,
+                             "discarded", (json_int_t)ts.ts_discarded));
+}
+
+/* ---- session ------------------------------------------------------------ */
+
+/* GET /api/session: whether the broker asks for an account (aclEnable) and,
+ * when the request carries Basic credentials, whose they are once the ACL
+ * accepts them: the signature check of CHECK_CLIENT_CONFIG (46), which needs
+ * a known account (and white list) and no resource permission. The
+ * console's login form calls it before keeping an account. */
+static void session(struct api_ctx *x)
+{
+    bool acl = x->b->br_acl != NULL;
+    size_t hl = 0;
+    const char *h = apg_http_header(x->req, "Authorization", &hl);
+    if (!acl || !h) {
+        answer_json(x, json_pack("{s:b,s:n}", "acl", acl, "accessKey"));
+        return;
+    }
+    if (!access_ok(x, APG_REQ_CHECK_CLIENT_CONFIG, NULL, NULL))
+        return;
+    char cred[256];
+    if (hl < 7 || !b64_decode(h + 6, hl - 6, cred, sizeof(cred)))
+        cred[0] = 0;
+    char *sk = strchr(cred, ':');
+    if (sk)
+        *sk = 0;
+    answer_json(x, json_pack("{s:b,s:s}", "acl", true, "accessKey", cred));
+    memset(cred, 0, sizeof(cred));
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -991,7 +1166,23 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             dlq_resend(&x, s[1]);
             return;
         }
+        if (n == 3 && is(s[2], "export") && get) {
+            dlq_export(&x, s[1]);
+            return;
+        }
         known = n <= 3;
+    } else if (is(s[0], "session")) {
+        if (n == 1 && get) {
+            session(&x);
+            return;
+        }
+        known = n == 1;
+    } else if (is(s[0], "transactions")) {
+        if (n == 1 && get) {
+            txn_list(&x);
+            return;
+        }
+        known = n == 1;
     } else {
         known = false;
     }

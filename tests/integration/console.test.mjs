@@ -107,6 +107,27 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         await shot('01-overview');
     });
 
+    it('charts request latency percentiles per code on the overview', async () => {
+        await page.goto(base + '/', { waitUntil: 'load' });
+        await page.waitForSelector('#latency-chart');
+        const rc = await RemotingClient.connect(sa.port);
+        try { // GET_BROKER_RUNTIME_INFO (28) between polls
+            const until = Date.now() + 5000;
+            while (Date.now() < until && !(await page.$('#latency-table td:has-text("remoting 28")'))) {
+                await rc.request(28, {});
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        } finally {
+            rc.close();
+        }
+        const row = await page.waitForSelector('#latency-table tr:has(td:has-text("remoting 28"))', { timeout: 5000 });
+        const cells = await row.$$eval('td', (tds) => tds.map((td) => td.textContent));
+        assert.ok(Number(cells[1]) > 0, cells.join('|'));
+        assert.ok(Number.isFinite(Number(cells[3])), cells.join('|'));
+        assert.ok((await page.$$eval('#latency-code option', (o) => o.map((x) => x.value))).includes('remoting 28'));
+        await shot('02-latency');
+    });
+
     it('creates a topic on the topics page', async () => {
         await page.goto(base + '/#/topics');
         await page.fill('#create-topic input[name=topic]', TOPIC);
@@ -194,6 +215,40 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         await shot('07-dlq-resent');
         const after2 = await rest('GET', `/api/messages?topic=${TOPIC}&key=console-key-1`);
         assert.equal(after2.messages.length, 2);
+        // Export: the button downloads the group's dead letters as JSON lines.
+        const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#dlq-export')]);
+        assert.equal(dl.suggestedFilename(), `dlq-${DLQ_GROUP}.jsonl`);
+        const lines = fs.readFileSync(await dl.path(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0].topic, `%DLQ%${DLQ_GROUP}`);
+        assert.equal(lines[0].properties.KEYS, 'console-key-1');
+    });
+
+    it('lists a transaction in flight until it is rolled back', async () => {
+        const rc = await RemotingClient.connect(sa.port);
+        try {
+            const uniq = '0A0000010000000000000000000000C7';
+            const props = `TRAN_MSG\x01true\x02PGROUP\x01PG_CONSOLE_TX\x02UNIQ_KEY\x01${uniq}\x02`;
+            const s = await rc.request(310, {
+                a: 'PG_CONSOLE_TX', b: TOPIC, c: 'TBW102', d: '4', e: '0', f: '0', g: String(Date.now()),
+                h: '0', i: props, k: 'false',
+            }, Buffer.from('half'));
+            assert.equal(s.code, 0, s.remark);
+            await page.goto(base + '/#/transactions');
+            await page.waitForSelector(`#txn-table td:has-text("${uniq}")`);
+            assert.ok((await page.textContent('#txn-table')).includes('PG_CONSOLE_TX'));
+            await shot('08-transactions');
+            const r = await rc.request(37, {
+                producerGroup: 'PG_CONSOLE_TX', tranStateTableOffset: s.ext.queueOffset,
+                commitLogOffset: String(Number(BigInt(`0x${s.ext.msgId.slice(-16)}`))), commitOrRollback: '12',
+                fromTransactionCheck: 'false', msgId: '', transactionId: '',
+            });
+            assert.equal(r.code, 0, r.remark);
+            await page.reload();
+            await page.waitForSelector('#txn-table td:has-text("none")');
+        } finally {
+            rc.close();
+        }
         console.log(`# screenshots in ${artifacts}`);
     });
 });

@@ -52,6 +52,7 @@ after(async () => {
 });
 
 test('topics: create, update, stats, delete; apogee admin sees the same table', async () => {
+    assert.deepEqual((await call('GET', '/api/session')).json, { acl: false, accessKey: null });
     let r = await call('POST', '/api/topics', { topic: 'HA_T1', readQueueNums: 4, writeQueueNums: 4 });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.created, true);
@@ -258,6 +259,13 @@ accounts:
         assert.equal(r.json.code, 16);
         r = await api(b2, 'POST', '/api/topics', { topic: 'HA_ACL' }, basic('httpAdmin1', 'wrong'));
         assert.equal(r.status, 403, r.text);
+        // GET /api/session: whether an account is needed, and whose credentials pass.
+        r = await api(b2, 'GET', '/api/session');
+        assert.deepEqual(r.json, { acl: true, accessKey: null });
+        r = await api(b2, 'GET', '/api/session', undefined, basic('httpUser1', 'wrong'));
+        assert.equal(r.status, 403, r.text);
+        r = await api(b2, 'GET', '/api/session', undefined, basic('httpUser1', 'httpSecret1'));
+        assert.deepEqual(r.json, { acl: true, accessKey: 'httpUser1' });
         r = await api(b2, 'POST', '/api/topics', { topic: 'HA_ACL' }, basic('httpUser1', 'httpSecret1'));
         assert.equal(r.status, 403, r.text); // topic creation needs an admin account
         r = await api(b2, 'POST', '/api/topics', { topic: 'HA_ACL' }, basic('httpAdmin1', 'httpAdminSecret1'));

@@ -1,4 +1,5 @@
-// A small line chart on a canvas: the last 90 samples of each series, scaled to the largest.
+// A small line chart on a canvas: the last 90 samples of each series, scaled to the largest;
+// a sample that is not a finite number leaves a gap.
 
 export class RateChart {
     constructor(canvas, series, keep = 90) {
@@ -21,7 +22,7 @@ export class RateChart {
         const c = this.canvas, g = c.getContext('2d');
         const W = c.width, H = c.height, pad = 28;
         g.clearRect(0, 0, W, H);
-        const max = Math.max(1, ...this.data.flat());
+        const max = Math.max(1, ...this.data.flat().filter(Number.isFinite));
         g.strokeStyle = '#e5e7eb';
         g.fillStyle = '#6b7280';
         g.font = '11px system-ui, sans-serif';
@@ -37,11 +38,17 @@ export class RateChart {
             g.strokeStyle = this.series[i][1];
             g.lineWidth = 2;
             g.beginPath();
+            let pen = false;
             d.forEach((v, j) => {
+                if (!Number.isFinite(v)) {
+                    pen = false;
+                    return;
+                }
                 const x = pad + 20 + (j / (this.keep - 1)) * (W - pad - 20);
                 const y = H - pad / 2 - (v / max) * (H - pad);
-                if (j) g.lineTo(x, y);
+                if (pen) g.lineTo(x, y);
                 else g.moveTo(x, y);
+                pen = true;
             });
             g.stroke();
         });

@@ -1,6 +1,6 @@
 // Message search (by key, by client msgId with its topic, by offset msgId) with detail, and
 // the dead-letter queue of a group with resend.
-import { get, post, enc } from './api.js';
+import { get, getText, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime, messageDetail } from './ui.js';
 
 export async function messagesPage(main, query) {
@@ -53,7 +53,14 @@ export async function dlqPage(main, group) {
     async function load() {
         const r = await guard(() => get(`/api/dlq/${enc(group)}`));
         if (!r) return;
-        list.replaceChildren(h('p', { class: 'muted' }, `${r.topic}: offsets ${r.minOffset}..${r.maxOffset}`),
+        const exportBtn = h('button', { class: 'plain', id: 'dlq-export', onclick: async () => {
+            const text = await guard(() => getText(`/api/dlq/${enc(group)}/export?max=10000`));
+            if (text === undefined) return;
+            const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' })), download: `dlq-${group}.jsonl` });
+            a.click();
+            setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+        } }, 'Export (JSON lines, up to 10,000)');
+        list.replaceChildren(h('p', { class: 'muted' }, `${r.topic}: offsets ${r.minOffset}..${r.maxOffset} `, exportBtn),
             table([
                 ['msgId', (m) => h('a', { href: 'javascript:void 0', onclick: () => detail.replaceChildren(messageDetail(m)) }, m.msgId)],
                 ['Original topic', (m) => m.properties?.RETRY_TOPIC ?? '?'],

@@ -1,5 +1,6 @@
 // Cluster and broker overview, with the in/out message rate chart: /api/cluster polled every
-// 2 s, rates from the change of msgPutTotalTodayNow / msgGetTotalTodayNow between polls.
+// 2 s, rates from the change of msgPutTotalTodayNow / msgGetTotalTodayNow between polls; below
+// it the request latency percentiles (latency.js, loaded once the page has rendered).
 import { get } from './api.js';
 import { h, guard, fmtTime } from './ui.js';
 import { RateChart } from './chart.js';
@@ -34,6 +35,16 @@ export async function overview(main) {
             kv('Commit log disk use', t.commitLogDiskRatio)));
     };
     await poll();
-    const timer = setInterval(poll, 2000);
+    let latency = null;
+    const timer = setInterval(() => {
+        poll();
+        latency?.poll();
+    }, 2000);
+    import('./latency.js').then(({ latencyPanel }) => {
+        if (!info.isConnected) return; // another page by now
+        latency = latencyPanel();
+        main.append(latency.el);
+        latency.poll();
+    });
     return () => clearInterval(timer);
 }

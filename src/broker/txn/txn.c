@@ -54,9 +54,9 @@
  * op records). A commit copy and its op record are one append, so a crash
  * keeps both or neither (neither: the half is checked back and committed).
  *
- * Threads: tx_done, tx_copies and the counters are under tx_lock (loops
- * and the check thread); tx_half, tx_op, the snapshot and scratch belong to
- * the check thread (tx_pub_half is its copy for other threads). */
+ * Threads: tx_done, tx_copies and the counters are under tx_lock (loops,
+ * the check thread, and apg_txn_list_open on the HTTP port's thread); tx_half, tx_op, the snapshot
+ * and scratch belong to the check thread (tx_pub_half is its copy for other threads). */
 #include "broker/txn/txn_int.h"
 
 #include <stdatomic.h>
@@ -345,6 +345,76 @@ static bool walk(struct apg_txn *tx, const char *topic, size_t tl, int64_t *off,
             return false; /* nothing decoded: look again later */
     }
     return true;
+}
+
+/* ---- listing the open halves --------------------------------------------- */
+
+/* Whether the record at queue offset q for origin p stands for an open
+ * half: not ended, and the newest copy of p (or p itself when it has no
+ * copy). */
+static bool open_now(struct apg_txn *tx, int64_t p, int64_t q)
+{
+    int64_t live = -1;
+    pthread_mutex_lock(&tx->tx_lock);
+    bool done = map_get(&tx->tx_done, p, NULL);
+    bool copied = map_get(&tx->tx_copies, p, &live);
+    pthread_mutex_unlock(&tx->tx_lock);
+    return !done && (copied ? live == q : p == q);
+}
+
+int apg_txn_list_open(struct apg_txn *tx, int max, int64_t max_scan, apg_txn_open_fn fn, void *ud,
+                      bool *more)
+{
+    if (more)
+        *more = false;
+    if (!tx)
+        return 0;
+    int64_t off = atomic_load(&tx->tx_pub_half);
+    int64_t min = apg_store_min_offset(tx->tx_st, APG_TXN_HALF_TOPIC, HALF_LEN, 0);
+    int64_t end = apg_store_max_offset(tx->tx_st, APG_TXN_HALF_TOPIC, HALF_LEN, 0);
+    if (off < min)
+        off = min;
+    if (end - off > max_scan) {
+        end = off + max_scan;
+        if (more)
+            *more = true;
+    }
+    struct apg_buf recs = APG_BUF_INIT;
+    int n = 0;
+    while (off < end && n < max) {
+        struct apg_get_result gr;
+        apg_buf_reset(&recs);
+        if (apg_store_get(tx->tx_st, APG_TXN_HALF_TOPIC, HALF_LEN, 0, off, BATCH, BATCH_BYTES, NULL,
+                          NULL, &recs, &gr) != APG_OK ||
+            gr.gr_status != APG_GET_FOUND)
+            break;
+        size_t pos = 0;
+        int64_t before = off;
+        for (int i = 0; i < gr.gr_count && pos < recs.b_len && n < max; i++) {
+            struct apg_msgrec rec;
+            if (apg_msgrec_decode(recs.b_data + pos, recs.b_len - pos, false, &rec, NULL) !=
+                APG_MSGREC_OK)
+                break;
+            pos += rec.mr_total_size;
+            if (rec.mr_queue_offset >= end)
+                break;
+            off = rec.mr_queue_offset + 1;
+            int64_t p = apg_txn_origin(rec.mr_props, rec.mr_props_len, rec.mr_queue_offset);
+            if (!open_now(tx, p, rec.mr_queue_offset))
+                continue;
+            size_t vl = 0;
+            const char *v =
+                apg_props_find(rec.mr_props, rec.mr_props_len, APG_TXN_CHECK_TIMES, &vl);
+            fn(ud, &rec, p, parse_i64(v, vl, 0));
+            n++;
+        }
+        if (off == before)
+            break;
+    }
+    if (more && off < end)
+        *more = true;
+    apg_buf_free(&recs);
+    return n;
 }
 
 /* ---- start: rebuilding the done set and the copies ---------------------- */

@@ -17,7 +17,8 @@
  *
  * Threads: apg_txn_half_props, apg_txn_is_half and apg_broker_proc_end_txn
  * run on loop threads; apg_txn_open/start/stop on the broker's start/stop
- * thread; the check thread is this module's own. */
+ * thread; the check thread is this module's own; apg_txn_list_open any
+ * thread. */
 #ifndef APG_BROKER_TXN_H
 #define APG_BROKER_TXN_H
 
@@ -56,6 +57,20 @@ apg_err_t apg_txn_start(struct apg_txn *tx, char *err, size_t errlen);
  * store closes. NULL is ignored. */
 void apg_txn_stop(struct apg_txn *tx);
 void apg_txn_stats(const struct apg_txn *tx, struct apg_txn_stats *out);
+
+/* The halves still open (neither committed nor rolled back, not yet
+ * discarded), read from the half queue between the check position and its
+ * end: for each, fn gets the record that stands for it now (the half
+ * itself, or its newest check-back copy, whose commit-log offset is what
+ * END_TRANSACTION names), its half queue offset (origin) and how often it
+ * was checked back. At most max halves, scanning at most max_scan records;
+ * *more (if not NULL) tells whether records were left unread. Returns the
+ * number listed. Any thread (the HTTP port's; REST GET /api/transactions). */
+struct apg_msgrec;
+typedef void (*apg_txn_open_fn)(void *ud, const struct apg_msgrec *rec, int64_t origin,
+                                int64_t check_times);
+int apg_txn_list_open(struct apg_txn *tx, int max, int64_t max_scan, apg_txn_open_fn fn, void *ud,
+                      bool *more);
 
 /* True when a TRAN_MSG value (len bytes) reads "true" (any case), as
  * Java's Boolean.parseBoolean does. */
