@@ -44,6 +44,7 @@ export async function groupPage(main, group) {
             table([['Topic', (s) => s[0]], ['Type', (s) => s[1].expressionType ?? 'TAG'], ['Expression', (s) => s[1].subString]], subs));
     }
 
+    let resetTopics = null;
     async function loadLag() {
         const s = await guard(() => get(`/api/groups/${enc(group)}/consume-stats`));
         if (!s) return;
@@ -57,6 +58,13 @@ export async function groupPage(main, group) {
             ['Lag', (q) => q.brokerOffset - q.consumerOffset, { num: true }],
             ['Last consumed stored at', (q) => fmtTime(q.lastTimestamp)],
         ], rows));
+        // The reset form lists the group's topics: built again when they
+        // change (the first poll can come before the group has offsets).
+        const topics = [...new Set(rows.map((q) => q.topic))];
+        if (topics.join('\n') !== resetTopics) {
+            resetTopics = topics.join('\n');
+            resetForm(topics);
+        }
         return rows;
     }
 
@@ -87,8 +95,8 @@ export async function groupPage(main, group) {
     }
 
     await loadConn();
-    const rows = (await loadLag()) ?? [];
-    resetForm([...new Set(rows.map((q) => q.topic))]);
+    if (!(await loadLag()))
+        resetForm([]);
     const t1 = setInterval(loadLag, 2000);
     const t2 = setInterval(loadConn, 5000);
     return () => {
