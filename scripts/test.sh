@@ -163,14 +163,40 @@ fuzz_secs=${APOGEE_FUZZ_SECONDS:-15}
 if ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
     CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
         scripts/build.sh build-fuzz -DAPOGEE_FUZZ=ON -DAPOGEE_TESTS=OFF -DAPOGEE_WERROR=ON
-    for f in tests/fuzz/fuzz_*.c; do
-        name=$(basename "$f" .c)
-        corpus="tests/fuzz/corpus/${name#fuzz_}"
+    fuzz_one() { # harness: runs it from a copy of its corpus; its output in $logs/<harness>.fuzz
+        local corpus="tests/fuzz/corpus/${1#fuzz_}" work rc=0
         work=$(mktemp -d)
         [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null || true
-        echo "fuzzing $name for ${fuzz_secs}s"
-        ./build-fuzz/"$name" -max_total_time="$fuzz_secs" -print_final_stats=0 "$work" 2>&1 | tail -n 3
+        ./build-fuzz/"$1" -max_total_time="$fuzz_secs" -print_final_stats=0 "$work" \
+            >"$logs/$1.fuzz" 2>&1 || rc=$?
         rm -rf "$work"
+        return $rc
+    }
+    mapfile -t harnesses < <(for f in tests/fuzz/fuzz_*.c; do basename "$f" .c; done)
+    # Two harnesses at a time (one per core of the CI machine); each still
+    # gets fuzz_secs. A finding (the harness exits non-zero) counts as a
+    # failed test and its output is printed whole.
+    for ((i = 0; i < ${#harnesses[@]}; i += 2)); do
+        pids=()
+        for name in "${harnesses[@]:i:2}"; do
+            fuzz_one "$name" &
+            pids+=("$!")
+        done
+        k=0
+        for name in "${harnesses[@]:i:2}"; do
+            rc=0
+            wait "${pids[$k]}" || rc=$?
+            k=$((k + 1))
+            echo "fuzzing $name for ${fuzz_secs}s"
+            if [ "$rc" = 0 ]; then
+                tail -n 3 "$logs/$name.fuzz"
+                passed=$((passed + 1))
+            else
+                cat "$logs/$name.fuzz"
+                echo "$name: exit status $rc (a finding; the input is named above)"
+                failed=$((failed + 1))
+            fi
+        done
     done
 fi
 
