@@ -21,6 +21,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "net/net.h"
 
 #define APG_HTTP_MAX_HEADER (16u * 1024) /* request line + headers: 431 above */
 #define APG_HTTP_MAX_URL (8u * 1024)     /* request target: 414 above */
@@ -88,11 +89,10 @@ struct apg_http_server_opts {
     int n_loops;
     const struct apg_http_route *routes; /* borrowed for the server's life */
     size_t n_routes;
-    size_t max_body;           /* largest request body; 0 = 4 MiB */
-    int idle_timeout_s;        /* keep-alive connections idle this long close; 0 = never */
-    uint32_t frame_timeout_ms; /* a request must be complete this long after its first byte */
-    uint32_t frame_min_bytes_per_s;
-    size_t max_pending_bytes;
+    size_t max_body; /* largest request body; 0 = 4 MiB */
+    /* Slow and idle peers (net.h): a request must be complete frame_timeout_ms
+     * after its first byte; keep-alive connections idle idle_timeout_s close. */
+    struct apg_net_limits limits;
     void *ud; /* handed to the handlers */
     /* Run every tick_ms on a loop thread once apg_http_tick_want asked for
      * it there, until it returns false (retries of held calls, deadlines):

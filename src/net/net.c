@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -1120,10 +1121,11 @@ apg_err_t apg_net_server_start(const struct apg_net_server_opts *opts, struct ap
         l->l_tr_ctx = opts->transport_ctx;
         l->l_codec = opts->codec ? opts->codec : &apg_net_remoting;
         l->l_max_frame = opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
-        l->l_idle_ms = opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
-        l->l_frame_timeout_ms = opts->frame_timeout_ms;
-        l->l_frame_min_rate = opts->frame_min_bytes_per_s;
-        l->l_max_pending = opts->max_pending_bytes;
+        const struct apg_net_limits *lim = &opts->limits;
+        l->l_idle_ms = lim->idle_timeout_s > 0 ? (uint64_t)lim->idle_timeout_s * 1000 : 0;
+        l->l_frame_timeout_ms = lim->frame_timeout_ms;
+        l->l_frame_min_rate = lim->frame_min_bytes_per_s;
+        l->l_max_pending = lim->max_pending_bytes;
         l->l_pending_total = &srv->s_pending;
         l->l_peers = srv->s_loops;
         l->l_n_peers = srv->s_n_loops;
@@ -1236,4 +1238,14 @@ void apg_net_server_stop(struct apg_net_server *srv)
     apg_free(srv->s_host);
     apg_free(srv->s_loops);
     apg_free(srv);
+}
+
+struct apg_net_limits apg_net_limits_from_cfg(const struct apg_config *cfg)
+{
+    return (struct apg_net_limits){
+        .idle_timeout_s = (int)apg_cfg_int(cfg, APG_CFG_serverChannelMaxIdleTimeSeconds),
+        .frame_timeout_ms = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameTimeoutMillis),
+        .frame_min_bytes_per_s = (uint32_t)apg_cfg_int(cfg, APG_CFG_serverFrameMinBytesPerSecond),
+        .max_pending_bytes = (size_t)apg_cfg_int(cfg, APG_CFG_serverMaxPendingFrameBytes),
+    };
 }

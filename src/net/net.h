@@ -37,6 +37,30 @@ struct apg_net_codec;     /* net/codec.h */
 #define APG_NET_HIGH_WATER (8u * 1024 * 1024)
 #define APG_NET_LOW_WATER (1u * 1024 * 1024)
 
+/* What a server tolerates from idle and slow peers: the same rules for the
+ * remoting, gRPC and HTTP ports (apg_net_limits_from_cfg reads them from
+ * the server* keys). */
+struct apg_net_limits {
+    int idle_timeout_s; /* close a connection idle both ways this long; 0 = never */
+    /* Close a connection that has not completed a frame this long after the
+     * frame's first byte arrived (trickling does not count as progress);
+     * 0 = no deadline. */
+    uint32_t frame_timeout_ms;
+    /* Close a connection whose incomplete frame grows by fewer than this
+     * many bytes a second, measured over 4-second windows (reading paused
+     * for back-pressure does not count); 0 = no rule. */
+    uint32_t frame_min_bytes_per_s;
+    /* Cap on the bytes of incomplete frames buffered over all connections
+     * of the server; past it the connections holding the oldest incomplete
+     * frames, over all loops, are closed first. 0 = no cap. */
+    size_t max_pending_bytes;
+};
+
+struct apg_config;
+/* serverChannelMaxIdleTimeSeconds, serverFrameTimeoutMillis,
+ * serverFrameMinBytesPerSecond and serverMaxPendingFrameBytes of cfg. */
+struct apg_net_limits apg_net_limits_from_cfg(const struct apg_config *cfg);
+
 struct apg_net_server_opts {
     const char *name; /* for logs ("namesrv", "broker") */
     const char *host; /* bind address, e.g. "0.0.0.0" or "127.0.0.1" */
@@ -53,20 +77,8 @@ struct apg_net_server_opts {
     /* The wire format on the connections; NULL = RocketMQ remoting
      * (apg_net_remoting), whose requests go to on_request. */
     const struct apg_net_codec *codec;
-    size_t max_frame;   /* 0 = APG_FRAME_MAX_DEFAULT */
-    int idle_timeout_s; /* close a connection idle both ways this long; 0 = never */
-    /* Close a connection that has not completed a frame this long after the
-     * frame's first byte arrived (trickling does not count as progress);
-     * 0 = no deadline. */
-    uint32_t frame_timeout_ms;
-    /* Close a connection whose incomplete frame grows by fewer than this
-     * many bytes a second, measured over 4-second windows (reading paused
-     * for back-pressure does not count); 0 = no rule. */
-    uint32_t frame_min_bytes_per_s;
-    /* Cap on the bytes of incomplete frames buffered over all connections
-     * of the server; past it the connections holding the oldest incomplete
-     * frames, over all loops, are closed first. 0 = no cap. */
-    size_t max_pending_bytes;
+    size_t max_frame; /* 0 = APG_FRAME_MAX_DEFAULT */
+    struct apg_net_limits limits;
     /* After a loop iteration that read requests, keep polling without
      * sleeping for up to this many microseconds while more arrive (0 = always
      * sleep). Saves the wake-up of a halted vCPU per request for

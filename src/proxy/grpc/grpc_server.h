@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "net/net.h"
 
 struct apg_config;
 
@@ -69,11 +70,8 @@ struct apg_grpc_server_opts {
     int n_loops;
     const struct apg_grpc_method *methods; /* borrowed for the server's life */
     size_t n_methods;
-    size_t max_message;        /* largest request message; 0 = 4 MiB */
-    int idle_timeout_s;        /* as in apg_net_server_opts */
-    uint32_t frame_timeout_ms; /* slow-peer rules of net.h, per HTTP/2 frame */
-    uint32_t frame_min_bytes_per_s;
-    size_t max_pending_bytes;
+    size_t max_message;           /* largest request message; 0 = 4 MiB */
+    struct apg_net_limits limits; /* slow-peer rules of net.h, per HTTP/2 frame */
     /* Configuration whose tlsServer* keys put TLS on the port (ALPN "h2"),
      * as on the remoting port; NULL or tlsServerMode=disabled: h2c only. */
     const struct apg_config *tls_cfg;
