@@ -84,6 +84,7 @@ struct ixfile {
     uint32_t xf_flushed;     /* entries msynced (under ix_flush_mtx) */
     _Atomic size_t xf_alloc; /* bytes allocated on disk (and mapped writable) from the start */
     size_t xf_slots_warm;    /* service thread: slot table mapped writable up to here */
+    bool xf_slots_synced;    /* slot table on disk matches the entries (under ix_flush_mtx) */
 };
 
 struct apg_index {
@@ -93,10 +94,20 @@ struct apg_index {
     uint32_t ix_slots, ix_entries;
     struct ixfile **ix_files; /* oldest first */
     int ix_n, ix_cap;
-    int64_t ix_last_name;  /* ms of the newest file name, to keep names increasing */
-    int64_t ix_retry_ms;   /* appender: after a failure, no new file before this (mono) */
-    struct ixfile *ix_cur; /* appender: the newest file (retention never removes it) */
+    int64_t ix_last_name;    /* ms of the newest file name, to keep names increasing */
+    int64_t ix_retry_ms;     /* appender: after a failure, no new file before this (mono) */
+    struct ixfile *ix_cur;   /* appender: the newest file (retention never removes it) */
+    char ix_durable[24];     /* ix_slots_path's content: files up to this name have durable slots */
+    char *ix_root;           /* the store's root, where ix_slots_path is */
+    char *ix_slots_path;     /* <root>/SLOTS_FILE */
+    bool ix_durable_on_disk; /* ix_slots_path holds ix_durable */
 };
+
+/* Names the newest index file such that it and every older one have their
+ * slot table on disk (empty: none). The newest file's slots are msynced
+ * only when it is full or at a clean close; after a crash, files named
+ * after this one get their slots rebuilt from their entries. */
+#define SLOTS_FILE "index-slots-durable" /* in the store's root: index/ holds index files only */
 
 static inline uint8_t *slot_at(const struct apg_index *ix, struct ixfile *f, uint32_t s)
 {
@@ -467,32 +478,89 @@ apg_err_t apg_index_dispatch_records(struct apg_store *st, const struct apg_disp
     return APG_OK;
 }
 
+/* Writes SLOTS_FILE when the prefix of files with durable slots changed
+ * (the newest counts only when `all`). Flush thread or recovery. */
+static void durable_update(struct apg_index *ix, bool all)
+{
+    const char *want = "";
+    for (int i = 0; i < ix->ix_n; i++) {
+        struct ixfile *f = ix->ix_files[i];
+        if (!f->xf_slots_synced || (i == ix->ix_n - 1 && !all))
+            break;
+        want = f->xf_name;
+    }
+    if (ix->ix_durable_on_disk && strcmp(want, ix->ix_durable) == 0)
+        return;
+    const char *path = ix->ix_slots_path;
+    char *tmp = apg_path_join(ix->ix_root, SLOTS_FILE ".tmp");
+    int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    bool ok =
+        fd >= 0 && write(fd, want, strlen(want)) == (ssize_t)strlen(want) && fdatasync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    ok = ok && path && rename(tmp, path) == 0;
+    if (ok) {
+        apg_store_fsync_dir(ix->ix_root);
+        snprintf(ix->ix_durable, sizeof(ix->ix_durable), "%s", want);
+        ix->ix_durable_on_disk = true;
+    } else {
+        apg_log_warn(SUB, "index: cannot write %s: %s", path ? path : SLOTS_FILE, strerror(errno));
+    }
+    apg_free(tmp);
+}
+
 int apg_index_dispatch_flush(struct apg_store *st)
 {
     struct apg_index *ix = st->st_index;
     if (!ix)
         return 0;
     int rc = 0;
+    bool closing = atomic_load(&st->st_closing);
     pthread_mutex_lock(&ix->ix_flush_mtx);
     pthread_rwlock_rdlock(&ix->ix_lock);
+    size_t head = IX_HDR + (size_t)ix->ix_slots * IX_SLOT;
     for (int i = 0; i < ix->ix_n; i++) {
         struct ixfile *f = ix->ix_files[i];
+        bool newest = i == ix->ix_n - 1 && !closing;
         uint32_t cnt = atomic_load_explicit(&f->xf_count, memory_order_acquire);
-        if (cnt == f->xf_flushed)
+        if (cnt == f->xf_flushed && (newest || f->xf_slots_synced))
             continue;
         hdr_write(f);
-        /* Header, slots and the new entries: one msync of the written
-         * range (only dirty pages are written). */
         size_t to = (size_t)(ent_at(ix, f, cnt) - f->xf_seg->sg_map);
-        if (apg_seg_sync(st, f->xf_seg, 0, to) != 0) {
+        /* The entries first, then the header that counts them. The
+         * newest file's slot table stays in memory (its random writes
+         * would be written again and write-protected at every flush,
+         * each next put faulting per page); a full or closing file's goes
+         * with its header. */
+        size_t from = newest ? (size_t)(ent_at(ix, f, f->xf_flushed) - f->xf_seg->sg_map) : head;
+        if (apg_seg_sync(st, f->xf_seg, from, to) != 0 ||
+            apg_seg_sync(st, f->xf_seg, 0, newest ? IX_HDR : head) != 0) {
             rc = -1;
             continue;
         }
         f->xf_flushed = cnt;
+        if (!newest)
+            f->xf_slots_synced = true;
     }
+    if (rc == 0)
+        durable_update(ix, closing);
     pthread_rwlock_unlock(&ix->ix_lock);
     pthread_mutex_unlock(&ix->ix_flush_mtx);
     return rc;
+}
+
+/* Recovery: the slot table of f again from its entries [1, count) (entries
+ * are durable up to the header's count; the slots on disk may be older). */
+static void slots_rebuild(struct apg_index *ix, struct ixfile *f)
+{
+    uint32_t cnt = atomic_load(&f->xf_count), used = 0;
+    memset(f->xf_seg->sg_map + IX_HDR, 0, (size_t)ix->ix_slots * IX_SLOT);
+    for (uint32_t i = 1; i < cnt; i++) {
+        uint8_t *sp = slot_at(ix, f, apg_be32(ent_at(ix, f, i)) % ix->ix_slots);
+        used += slot_load(sp) == 0;
+        slot_store(sp, i);
+    }
+    atomic_store(&f->xf_used_slots, used);
 }
 
 /* Recovery: drops f's entries at or after commit-log offset `from` (f holds
@@ -566,6 +634,18 @@ void apg_index_dispatch_truncate(struct apg_store *st, int64_t from)
         file_free(f, true);
     }
     ix->ix_cur = ix->ix_n ? ix->ix_files[ix->ix_n - 1] : NULL;
+    for (int i = 0; i < ix->ix_n; i++) {
+        struct ixfile *f = ix->ix_files[i];
+        if (f->xf_slots_synced)
+            continue;
+        apg_log_info(SUB, "index: rebuilding the slots of %s from its entries", f->xf_seg->sg_path);
+        slots_rebuild(ix, f);
+    }
+    /* The newest file is written from now on: its slots stop being
+     * durable before the first put. */
+    if (ix->ix_cur)
+        ix->ix_cur->xf_slots_synced = false;
+    durable_update(ix, false);
     pthread_rwlock_unlock(&ix->ix_lock);
 }
 
@@ -581,8 +661,10 @@ static void drop_all(struct apg_index *ix, bool remove_files)
 
 void apg_index_dispatch_reset(struct apg_store *st)
 {
-    if (st->st_index)
-        drop_all(st->st_index, true);
+    if (!st->st_index)
+        return;
+    drop_all(st->st_index, true);
+    durable_update(st->st_index, false);
 }
 
 void apg_index_dispatch_close(struct apg_store *st)
@@ -597,6 +679,8 @@ void apg_index_dispatch_close(struct apg_store *st)
     pthread_mutex_destroy(&ix->ix_flush_mtx);
     apg_free(ix->ix_files);
     apg_free(ix->ix_dir);
+    apg_free(ix->ix_root);
+    apg_free(ix->ix_slots_path);
     apg_free(ix);
     st->st_index = NULL;
 }
@@ -667,7 +751,13 @@ apg_err_t apg_index_open(struct apg_store *st, char *err, size_t errlen)
     if (st->st_opts.so_no_index)
         return APG_OK;
     struct apg_index *ix = apg_calloc(1, sizeof(*ix));
-    if (!ix || !(ix->ix_dir = apg_path_join(st->st_root, "index"))) {
+    if (!ix || !(ix->ix_dir = apg_path_join(st->st_root, "index")) ||
+        !(ix->ix_root = apg_strdup(st->st_root)) ||
+        !(ix->ix_slots_path = apg_path_join(st->st_root, SLOTS_FILE))) {
+        if (ix) {
+            apg_free(ix->ix_dir);
+            apg_free(ix->ix_root);
+        }
         apg_free(ix);
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     }
@@ -725,6 +815,20 @@ apg_err_t apg_index_open(struct apg_store *st, char *err, size_t errlen)
     for (int i = 0; i < n; i++)
         apg_free(names[i]);
     apg_free(names);
+    /* Which files have durable slots: SLOTS_FILE names the newest; without
+     * it (a store from before the file existed, which msynced every slot
+     * table at every flush) all of them. */
+    int sfd = open(ix->ix_slots_path, O_RDONLY | O_CLOEXEC);
+    if (sfd >= 0) {
+        ssize_t got = read(sfd, ix->ix_durable, sizeof(ix->ix_durable) - 1);
+        ix->ix_durable[got > 0 ? got : 0] = '\0';
+        ix->ix_durable_on_disk = got >= 0;
+        close(sfd);
+    } else if (ix->ix_n) {
+        snprintf(ix->ix_durable, sizeof(ix->ix_durable), "%s", ix->ix_files[ix->ix_n - 1]->xf_name);
+    }
+    for (int i = 0; i < ix->ix_n; i++)
+        ix->ix_files[i]->xf_slots_synced = strcmp(ix->ix_files[i]->xf_name, ix->ix_durable) <= 0;
     ix->ix_cur = ix->ix_n ? ix->ix_files[ix->ix_n - 1] : NULL;
     if (ix->ix_n) {
         /* Names keep increasing even if the clock went back. */
