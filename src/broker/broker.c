@@ -339,8 +339,7 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
         return NULL;
     }
     b->br_cfg = cfg;
-    pthread_mutex_init(&b->br_svc_lock, NULL);
-    pthread_cond_init(&b->br_svc_cond, NULL);
+    apg_broker_service_init(b);
     pthread_mutex_init(&b->br_wait_lock, NULL);
     pthread_cond_init(&b->br_tw_cond, NULL);
     snprintf(b->br_root, sizeof(b->br_root), "%s", apg_cfg_str(cfg, APG_CFG_storePathRootDir));
@@ -490,10 +489,8 @@ void apg_broker_stop(struct apg_broker *b)
     if (!b)
         return;
     apg_broker_tables_stop(b);
-    if (b->br_svc_started) {
-        apg_broker_service_stop(b);
+    if (apg_broker_service_stop(b))
         apg_broker_register(b, true);
-    }
     /* The loops stop first; the server struct stays until the store is
      * closed, because the store's ack thread may still post acknowledgements
      * to the loops until then (each such post is refused and the ack is
@@ -532,8 +529,7 @@ void apg_broker_stop(struct apg_broker *b)
     apg_free(b->br_loops);
     apg_broker_stats_free(b);
     apg_broker_acl_close(b);
-    pthread_mutex_destroy(&b->br_svc_lock);
-    pthread_cond_destroy(&b->br_svc_cond);
+    apg_worker_destroy(&b->br_svc);
     pthread_mutex_destroy(&b->br_wait_lock);
     pthread_cond_destroy(&b->br_tw_cond);
     apg_free(b);

@@ -17,7 +17,9 @@
 #include "broker/broker_int.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/cron.h"
 #include "common/log.h"
+#include "common/worker.h"
 #include "net/net.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
@@ -108,9 +110,11 @@ struct apg_bloop {
     struct apg_rpc_hist *bl_rpc;
 };
 
-/* Bits of br_svc_kicks: jobs other threads ask the service thread to run
+/* Kick bits of br_svc: jobs other threads ask the service thread to run
  * now (broker_service.c). */
 #define APG_BSVC_REGISTER 0x1
+/* Rows of the service thread's job table (broker_service.c). */
+#define APG_BSVC_JOBS 6
 
 struct apg_broker {
     const struct apg_config *br_cfg;
@@ -182,12 +186,9 @@ struct apg_broker {
     int64_t br_get_morning[2];
 
     /* broker_service.c */
-    pthread_t br_svc;
-    bool br_svc_started;
-    pthread_mutex_t br_svc_lock;
-    pthread_cond_t br_svc_cond;
-    bool br_stopping;
-    unsigned br_svc_kicks; /* APG_BSVC_* bits, under br_svc_lock */
+    struct apg_worker br_svc; /* the service thread; kicks are APG_BSVC_* bits */
+    struct apg_cron_job br_svc_jobs[APG_BSVC_JOBS]; /* the service thread's */
+    bool br_svc_reg_wanted;                         /* the service thread's */
     /* A kicked registration waits until then (wall ms, service thread). */
     int64_t br_reg_not_before;
 
@@ -437,10 +438,13 @@ void apg_broker_tables_free(struct apg_broker *b);
 /* REGISTER_BROKER (or UNREGISTER_BROKER) with every NameServer in
  * namesrvAddr, synchronously. Service or control thread. */
 void apg_broker_register(struct apg_broker *b, bool unregister);
+/* Prepares the service thread (at create: kicks may come before start). */
+void apg_broker_service_init(struct apg_broker *b);
 /* Starts the service thread: its periodic jobs (registration, offset and
  * table persistence, statistics, client expiry) and the kicked ones. */
 apg_err_t apg_broker_service_start(struct apg_broker *b, char *err, size_t errlen);
-void apg_broker_service_stop(struct apg_broker *b);
+/* Joins the thread; returns whether it had been started. */
+bool apg_broker_service_stop(struct apg_broker *b);
 /* Asks the service thread to run the APG_BSVC_* jobs in bits now.
  * Thread-safe. */
 void apg_broker_service_kick(struct apg_broker *b, unsigned bits);

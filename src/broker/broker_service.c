@@ -18,15 +18,16 @@
  * parsing REGISTER_BROKER bodies for 59% of the broker's CPU samples when
  * registrations ran back to back (perf record, bench/topics_create.mjs).
  *
- * Threads: other threads ask for a job with apg_broker_service_kick (a bit
- * in br_svc_kicks under br_svc_lock, and a signal); only this thread
- * touches the job table. apg_broker_service_stop joins the thread. */
+ * Threads: the thread is a common/worker (br_svc); other threads ask for a
+ * job with apg_broker_service_kick (a kick bit); only this thread touches
+ * the job table and br_svc_reg_wanted. apg_broker_service_stop joins it. */
 #include <stdio.h>
 
 #include "broker/acl/acl_broker.h"
 #include "broker/broker_rt.h"
 #include "common/cron.h"
 #include "common/log.h"
+#include "common/worker.h"
 
 enum {
     JOB_REGISTER,
@@ -92,89 +93,66 @@ void apg_broker_persist_all(struct apg_broker *b)
 
 void apg_broker_service_kick(struct apg_broker *b, unsigned bits)
 {
-    pthread_mutex_lock(&b->br_svc_lock);
-    b->br_svc_kicks |= bits;
-    pthread_cond_signal(&b->br_svc_cond);
-    pthread_mutex_unlock(&b->br_svc_lock);
+    apg_worker_kick(&b->br_svc, bits);
 }
 
-static void *service_main(void *arg)
+/* Service thread: a kicked registration when allowed, then every due job. */
+static int64_t service_step(void *arg, unsigned kicks)
 {
     struct apg_broker *b = arg;
-    const struct apg_config *cfg = b->br_cfg;
-    int64_t flush_ms = apg_cfg_int(cfg, APG_CFG_flushConsumerOffsetInterval);
-    int64_t reg_ms = apg_cfg_int(cfg, APG_CFG_registerNameServerPeriod);
-    struct apg_cron_job jobs[JOB_N] = {
-        [JOB_REGISTER] = {.cj_name = "register",
-                          .cj_period_ms = reg_ms,
-                          .cj_first_ms = reg_ms,
-                          .cj_fn = job_register},
-        [JOB_PERSIST_OFFSETS] = {.cj_name = "persist offsets",
-                                 .cj_period_ms = flush_ms,
-                                 .cj_first_ms = flush_ms,
-                                 .cj_fn = job_persist_offsets},
-        [JOB_PERSIST_TABLES] = {.cj_name = "table writer",
-                                .cj_period_ms = flush_ms,
-                                .cj_first_ms = flush_ms,
-                                .cj_fn = job_persist_tables},
-        [JOB_STATS] = {.cj_name = "statistics",
-                       .cj_period_ms = 1000,
-                       .cj_first_ms = 0,
-                       .cj_fn = job_stats},
-        [JOB_EXPIRE] = {.cj_name = "expire clients",
-                        .cj_period_ms = 10000,
-                        .cj_first_ms = 10000,
-                        .cj_fn = job_expire},
-        [JOB_ACL] = {.cj_name = "acl reload",
-                     .cj_period_ms = 1000,
-                     .cj_first_ms = 1000,
-                     .cj_fn = job_acl},
-    };
-    apg_cron_start(jobs, JOB_N, apg_wall_ms());
-    bool reg_wanted = false;
-    pthread_mutex_lock(&b->br_svc_lock);
-    while (!b->br_stopping) {
-        unsigned kicks = b->br_svc_kicks;
-        b->br_svc_kicks = 0;
-        int64_t now = apg_wall_ms();
-        if (kicks & APG_BSVC_REGISTER)
-            reg_wanted = true;
-        if (reg_wanted && now >= b->br_reg_not_before) {
-            apg_cron_kick(jobs, JOB_REGISTER);
-            reg_wanted = false;
-        }
-        int64_t wait = apg_cron_wait_ms(jobs, JOB_N, now);
-        if (reg_wanted && b->br_reg_not_before - now < wait)
-            wait = b->br_reg_not_before - now;
-        if (wait > 0) {
-            apg_cond_wait_ms(&b->br_svc_cond, &b->br_svc_lock,
-                             wait < SVC_MAX_SLEEP_MS ? wait : SVC_MAX_SLEEP_MS);
-            continue;
-        }
-        pthread_mutex_unlock(&b->br_svc_lock);
-        apg_cron_run(jobs, JOB_N, b, apg_wall_ms());
-        pthread_mutex_lock(&b->br_svc_lock);
+    struct apg_cron_job *jobs = b->br_svc_jobs;
+    int64_t now = apg_wall_ms();
+    if (kicks & APG_BSVC_REGISTER)
+        b->br_svc_reg_wanted = true;
+    if (b->br_svc_reg_wanted && now >= b->br_reg_not_before) {
+        apg_cron_kick(jobs, JOB_REGISTER);
+        b->br_svc_reg_wanted = false;
     }
-    pthread_mutex_unlock(&b->br_svc_lock);
-    return NULL;
+    int64_t wait = apg_cron_run(jobs, JOB_N, b, now);
+    now = apg_wall_ms();
+    if (b->br_svc_reg_wanted && b->br_reg_not_before - now < wait)
+        wait = b->br_reg_not_before - now;
+    return wait < SVC_MAX_SLEEP_MS ? wait : SVC_MAX_SLEEP_MS;
+}
+
+void apg_broker_service_init(struct apg_broker *b)
+{
+    apg_worker_init(&b->br_svc, service_step, b);
 }
 
 apg_err_t apg_broker_service_start(struct apg_broker *b, char *err, size_t errlen)
 {
-    if (pthread_create(&b->br_svc, NULL, service_main, b) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot start the broker service thread");
-    b->br_svc_started = true;
-    return APG_OK;
+    const struct apg_config *cfg = b->br_cfg;
+    int64_t flush_ms = apg_cfg_int(cfg, APG_CFG_flushConsumerOffsetInterval);
+    int64_t reg_ms = apg_cfg_int(cfg, APG_CFG_registerNameServerPeriod);
+    _Static_assert(JOB_N == APG_BSVC_JOBS, "br_svc_jobs holds the job table");
+    struct apg_cron_job *jobs = b->br_svc_jobs;
+    jobs[JOB_REGISTER] = (struct apg_cron_job){.cj_name = "register",
+                                               .cj_period_ms = reg_ms,
+                                               .cj_first_ms = reg_ms,
+                                               .cj_fn = job_register};
+    jobs[JOB_PERSIST_OFFSETS] = (struct apg_cron_job){.cj_name = "persist offsets",
+                                                      .cj_period_ms = flush_ms,
+                                                      .cj_first_ms = flush_ms,
+                                                      .cj_fn = job_persist_offsets};
+    jobs[JOB_PERSIST_TABLES] = (struct apg_cron_job){.cj_name = "table writer",
+                                                     .cj_period_ms = flush_ms,
+                                                     .cj_first_ms = flush_ms,
+                                                     .cj_fn = job_persist_tables};
+    jobs[JOB_STATS] = (struct apg_cron_job){
+        .cj_name = "statistics", .cj_period_ms = 1000, .cj_first_ms = 0, .cj_fn = job_stats};
+    jobs[JOB_EXPIRE] = (struct apg_cron_job){.cj_name = "expire clients",
+                                             .cj_period_ms = 10000,
+                                             .cj_first_ms = 10000,
+                                             .cj_fn = job_expire};
+    jobs[JOB_ACL] = (struct apg_cron_job){
+        .cj_name = "acl reload", .cj_period_ms = 1000, .cj_first_ms = 1000, .cj_fn = job_acl};
+    apg_cron_start(jobs, JOB_N, apg_wall_ms());
+    b->br_svc_reg_wanted = false;
+    return apg_worker_start(&b->br_svc, "broker service", err, errlen);
 }
 
-void apg_broker_service_stop(struct apg_broker *b)
+bool apg_broker_service_stop(struct apg_broker *b)
 {
-    if (!b->br_svc_started)
-        return;
-    pthread_mutex_lock(&b->br_svc_lock);
-    b->br_stopping = true;
-    pthread_cond_signal(&b->br_svc_cond);
-    pthread_mutex_unlock(&b->br_svc_lock);
-    pthread_join(b->br_svc, NULL);
-    b->br_svc_started = false;
+    return apg_worker_stop(&b->br_svc);
 }

@@ -40,6 +40,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/worker.h"
 #include "http/metrics.h"
 
 #define OTLP_PATH_DEFAULT "/v1/metrics"
@@ -56,10 +57,8 @@ struct apg_otlp {
     int64_t ox_start_ns;
     struct apg_buf ox_text, ox_json, ox_resp;
     struct apg_log_limit ox_warn;
-    pthread_t ox_thread;
-    pthread_mutex_t ox_lock;
-    pthread_cond_t ox_cond;
-    bool ox_stop;
+    struct apg_worker ox_worker;
+    int64_t ox_next_ms; /* monotonic time of the next push (the exporter thread's) */
 };
 
 /* ---- encoding --------------------------------------------------------------- */
@@ -539,26 +538,18 @@ static void otlp_export(struct apg_otlp *x)
                      (long long)quiet);
 }
 
-static void *otlp_main(void *arg)
+/* Exporter thread: a push an interval after the start, then an interval
+ * after the end of each push. */
+static int64_t otlp_step(void *arg, unsigned kicks)
 {
+    (void)kicks;
     struct apg_otlp *x = arg;
-    pthread_mutex_lock(&x->ox_lock);
-    while (!x->ox_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (x->ox_interval_ms % 1000) * 1000000;
-        ts.tv_sec += (time_t)(x->ox_interval_ms / 1000) + (time_t)(ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        while (!x->ox_stop && pthread_cond_timedwait(&x->ox_cond, &x->ox_lock, &ts) == 0)
-            ;
-        if (x->ox_stop)
-            break;
-        pthread_mutex_unlock(&x->ox_lock);
-        otlp_export(x);
-        pthread_mutex_lock(&x->ox_lock);
-    }
-    pthread_mutex_unlock(&x->ox_lock);
-    return NULL;
+    int64_t now = apg_mono_ms();
+    if (now < x->ox_next_ms)
+        return x->ox_next_ms - now;
+    otlp_export(x);
+    x->ox_next_ms = apg_mono_ms() + x->ox_interval_ms; /* counted from the push's end */
+    return x->ox_interval_ms;
 }
 
 /* ---- configuration ---------------------------------------------------------- */
@@ -699,17 +690,13 @@ apg_err_t apg_otlp_start(const struct apg_config *cfg, struct apg_broker *b, str
     x->ox_interval_ms = apg_cfg_int(cfg, APG_CFG_metricGrpcExporterIntervalInMills);
     x->ox_timeout_ms = apg_cfg_int(cfg, APG_CFG_metricGrpcExporterTimeOutInMills);
     x->ox_start_ns = apg_wall_ms() * 1000000;
-    pthread_mutex_init(&x->ox_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&x->ox_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&x->ox_thread, NULL, otlp_main, x)) {
-        pthread_cond_destroy(&x->ox_cond);
-        pthread_mutex_destroy(&x->ox_lock);
+    x->ox_next_ms = apg_mono_ms() + x->ox_interval_ms;
+    apg_worker_init(&x->ox_worker, otlp_step, x);
+    e = apg_worker_start(&x->ox_worker, "OTLP exporter", err, errlen);
+    if (e) {
+        apg_worker_destroy(&x->ox_worker);
         otlp_free(x);
-        return apg_errf(APG_ENOMEM, err, errlen, "cannot start the OTLP exporter thread");
+        return e;
     }
     apg_log_info("otlp", "pushing metrics every %lld ms to http://%s:%s%s (OTLP/HTTP, JSON)",
                  (long long)x->ox_interval_ms, x->ox_host, x->ox_port, x->ox_path);
@@ -721,12 +708,7 @@ void apg_otlp_stop(struct apg_otlp *x)
 {
     if (!x)
         return;
-    pthread_mutex_lock(&x->ox_lock);
-    x->ox_stop = true;
-    pthread_cond_signal(&x->ox_cond);
-    pthread_mutex_unlock(&x->ox_lock);
-    pthread_join(x->ox_thread, NULL);
-    pthread_cond_destroy(&x->ox_cond);
-    pthread_mutex_destroy(&x->ox_lock);
+    apg_worker_stop(&x->ox_worker);
+    apg_worker_destroy(&x->ox_worker);
     otlp_free(x);
 }

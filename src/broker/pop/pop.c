@@ -49,6 +49,7 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/mem.h"
+#include "common/worker.h"
 #include "protocol/tagexpr.h"
 
 #define JOURNAL_MAGIC "APGPOPJ1"
@@ -77,10 +78,9 @@ struct apg_pop {
     /* Told after every revive pass (apg_pop_set_tick); set once. */
     _Atomic(apg_pop_tick_fn) pp_tick;
     void *_Atomic pp_tick_ud;
-    /* The thread. */
-    pthread_t pp_thread;
-    bool pp_started, pp_stop;
-    pthread_cond_t pp_cond;
+    /* The revive thread and its job table (that thread's only). */
+    struct apg_worker pp_worker;
+    struct apg_cron_job pp_jobs[3];
 };
 
 /* ---- files -------------------------------------------------------------- */
@@ -898,32 +898,13 @@ static void job_compact(void *ud, int64_t now)
     pthread_mutex_unlock(&pp->pp_lock);
 }
 
-static void *pop_main(void *arg)
+/* Revive thread: one pass of the job table. */
+static int64_t pop_step(void *arg, unsigned kicks)
 {
+    (void)kicks;
     struct apg_pop *pp = arg;
-    struct apg_cron_job jobs[] = {
-        {.cj_name = "pop revive", .cj_period_ms = REVIVE_MS, .cj_first_ms = 0, .cj_fn = job_revive},
-        {.cj_name = "pop journal sync",
-         .cj_period_ms = 1000,
-         .cj_first_ms = 1000,
-         .cj_fn = job_sync},
-        {.cj_name = "pop compaction",
-         .cj_period_ms = 10000,
-         .cj_first_ms = 10000,
-         .cj_fn = job_compact},
-    };
-    int njobs = (int)(sizeof(jobs) / sizeof(jobs[0]));
-    apg_cron_start(jobs, njobs, apg_wall_ms());
-    pthread_mutex_lock(&pp->pp_lock);
-    while (!pp->pp_stop) {
-        pthread_mutex_unlock(&pp->pp_lock);
-        int64_t wait = apg_cron_run(jobs, njobs, pp, apg_wall_ms());
-        pthread_mutex_lock(&pp->pp_lock);
-        if (wait > 0 && !pp->pp_stop)
-            apg_cond_wait_ms(&pp->pp_cond, &pp->pp_lock, wait);
-    }
-    pthread_mutex_unlock(&pp->pp_lock);
-    return NULL;
+    int n = (int)(sizeof(pp->pp_jobs) / sizeof(pp->pp_jobs[0]));
+    return apg_cron_run(pp->pp_jobs, n, pp, apg_wall_ms());
 }
 
 /* ---- open / start / stop ------------------------------------------------ */
@@ -938,7 +919,7 @@ static void pop_free(struct apg_pop *pp)
     apg_free(pp->pp_jpath);
     apg_free(pp->pp_spath);
     pthread_mutex_destroy(&pp->pp_lock);
-    pthread_cond_destroy(&pp->pp_cond);
+    apg_worker_destroy(&pp->pp_worker);
     apg_free(pp);
 }
 
@@ -952,7 +933,7 @@ apg_err_t apg_pop_open(struct apg_broker *b, struct apg_pop **out, char *err, si
     pp->pp_jfd = -1;
     apg_pop_state_init(&pp->pp_st);
     pthread_mutex_init(&pp->pp_lock, NULL);
-    pthread_cond_init(&pp->pp_cond, NULL);
+    apg_worker_init(&pp->pp_worker, pop_step, pp);
     char *dir = apg_path_join(b->br_root, "pop");
     pp->pp_jpath = apg_path_join(b->br_root, "pop/journal");
     pp->pp_spath = apg_path_join(b->br_root, "pop/snapshot");
@@ -974,23 +955,28 @@ apg_err_t apg_pop_open(struct apg_broker *b, struct apg_pop **out, char *err, si
 
 apg_err_t apg_pop_start(struct apg_pop *pp, char *err, size_t errlen)
 {
-    if (pthread_create(&pp->pp_thread, NULL, pop_main, pp) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot start the pop revive thread");
-    pp->pp_started = true;
-    return APG_OK;
+    struct apg_cron_job jobs[] = {
+        {.cj_name = "pop revive", .cj_period_ms = REVIVE_MS, .cj_first_ms = 0, .cj_fn = job_revive},
+        {.cj_name = "pop journal sync",
+         .cj_period_ms = 1000,
+         .cj_first_ms = 1000,
+         .cj_fn = job_sync},
+        {.cj_name = "pop compaction",
+         .cj_period_ms = 10000,
+         .cj_first_ms = 10000,
+         .cj_fn = job_compact},
+    };
+    _Static_assert(sizeof(jobs) == sizeof(pp->pp_jobs), "pp_jobs holds the job table");
+    memcpy(pp->pp_jobs, jobs, sizeof(jobs));
+    apg_cron_start(pp->pp_jobs, (int)(sizeof(jobs) / sizeof(jobs[0])), apg_wall_ms());
+    return apg_worker_start(&pp->pp_worker, "pop revive", err, errlen);
 }
 
 void apg_pop_stop(struct apg_pop *pp)
 {
     if (!pp)
         return;
-    if (pp->pp_started) {
-        pthread_mutex_lock(&pp->pp_lock);
-        pp->pp_stop = true;
-        pthread_cond_signal(&pp->pp_cond);
-        pthread_mutex_unlock(&pp->pp_lock);
-        pthread_join(pp->pp_thread, NULL);
-    }
+    apg_worker_stop(&pp->pp_worker);
     pthread_mutex_lock(&pp->pp_lock);
     if (pp->pp_jbytes > FILE_HDR && compact(pp) != APG_OK && pp->pp_jfd >= 0)
         fdatasync(pp->pp_jfd);

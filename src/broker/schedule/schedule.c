@@ -46,7 +46,7 @@
  *
  * Threads: struct apg_schedule's sc_off, sc_due, scratch buffers and cron
  * table belong to the delivery thread; sc_idle and sc_delivered are atomic;
- * sc_kicked and sc_stop are under sc_lock. */
+ * the thread itself is a common/worker (kicked by apg_schedule_arrive). */
 #include "broker/schedule/schedule.h"
 
 #include <stdatomic.h>
@@ -60,6 +60,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/mem.h"
+#include "common/worker.h"
 #include "protocol/props.h"
 
 #define SUB "schedule"
@@ -92,11 +93,8 @@ struct apg_schedule {
     struct apg_msg_in sc_msgs[BATCH];
     struct apg_put_result sc_res[BATCH];
     struct apg_log_limit sc_fail_log;
-    pthread_t sc_thread;
-    bool sc_started;
-    pthread_mutex_t sc_lock;
-    pthread_cond_t sc_cond;
-    bool sc_kicked, sc_stop;
+    struct apg_cron_job sc_jobs[1];
+    struct apg_worker sc_worker;
 };
 
 int apg_schedule_level(const struct apg_schedule *sc, const char *delay, size_t delay_len,
@@ -166,10 +164,7 @@ void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id)
         return;
     if (!atomic_exchange(&sc->sc_idle[queue_id], false))
         return;
-    pthread_mutex_lock(&sc->sc_lock);
-    sc->sc_kicked = true;
-    pthread_cond_signal(&sc->sc_cond);
-    pthread_mutex_unlock(&sc->sc_lock);
+    apg_worker_kick(&sc->sc_worker, 1);
 }
 
 int64_t apg_schedule_offset(const struct apg_schedule *sc, int level)
@@ -356,40 +351,24 @@ static void deliver_level(struct apg_schedule *sc, int lv, int64_t now)
     atomic_store(&sc->sc_idle[lv], false);
 }
 
-static void *schedule_main(void *arg)
+/* Delivery thread: every level that is due or was woken, then the table
+ * of periodic jobs. */
+static int64_t schedule_step(void *arg, unsigned kicks)
 {
+    (void)kicks;
     struct apg_schedule *sc = arg;
-    struct apg_cron_job jobs[] = {
-        {.cj_name = "persist delayOffset.json",
-         .cj_period_ms = sc->sc_flush_ms,
-         .cj_first_ms = sc->sc_flush_ms,
-         .cj_fn = job_persist},
-    };
-    int njobs = (int)(sizeof(jobs) / sizeof(jobs[0]));
-    apg_cron_start(jobs, njobs, apg_wall_ms());
-    pthread_mutex_lock(&sc->sc_lock);
-    while (!sc->sc_stop) {
-        sc->sc_kicked = false;
-        pthread_mutex_unlock(&sc->sc_lock);
-        int64_t now = apg_wall_ms();
-        for (int lv = 0; lv < sc->sc_n; lv++) {
-            bool woken = sc->sc_due[lv] == NO_HEAD && !atomic_load(&sc->sc_idle[lv]);
-            if (woken || sc->sc_due[lv] <= now)
-                deliver_level(sc, lv, now);
-        }
-        now = apg_wall_ms();
-        int64_t wait = apg_cron_run(jobs, njobs, sc, now);
-        for (int lv = 0; lv < sc->sc_n; lv++)
-            if (sc->sc_due[lv] != NO_HEAD && sc->sc_due[lv] - now < wait)
-                wait = sc->sc_due[lv] - now;
-        if (wait > MAX_SLEEP_MS)
-            wait = MAX_SLEEP_MS;
-        pthread_mutex_lock(&sc->sc_lock);
-        if (wait > 0 && !sc->sc_kicked && !sc->sc_stop)
-            apg_cond_wait_ms(&sc->sc_cond, &sc->sc_lock, wait);
+    int64_t now = apg_wall_ms();
+    for (int lv = 0; lv < sc->sc_n; lv++) {
+        bool woken = sc->sc_due[lv] == NO_HEAD && !atomic_load(&sc->sc_idle[lv]);
+        if (woken || sc->sc_due[lv] <= now)
+            deliver_level(sc, lv, now);
     }
-    pthread_mutex_unlock(&sc->sc_lock);
-    return NULL;
+    now = apg_wall_ms();
+    int64_t wait = apg_cron_run(sc->sc_jobs, 1, sc, now);
+    for (int lv = 0; lv < sc->sc_n; lv++)
+        if (sc->sc_due[lv] != NO_HEAD && sc->sc_due[lv] - now < wait)
+            wait = sc->sc_due[lv] - now;
+    return wait > MAX_SLEEP_MS ? MAX_SLEEP_MS : wait;
 }
 
 apg_err_t apg_schedule_open(struct apg_broker *b, struct apg_schedule **out, char *err,
@@ -418,35 +397,30 @@ apg_err_t apg_schedule_open(struct apg_broker *b, struct apg_schedule **out, cha
     offsets_load(sc);
     for (int i = 0; i < sc->sc_n; i++)
         atomic_init(&sc->sc_pub_off[i], sc->sc_off[i]);
-    pthread_mutex_init(&sc->sc_lock, NULL);
-    pthread_cond_init(&sc->sc_cond, NULL);
+    sc->sc_jobs[0] = (struct apg_cron_job){.cj_name = "persist delayOffset.json",
+                                           .cj_period_ms = sc->sc_flush_ms,
+                                           .cj_first_ms = sc->sc_flush_ms,
+                                           .cj_fn = job_persist};
+    apg_worker_init(&sc->sc_worker, schedule_step, sc);
     *out = sc;
     return APG_OK;
 }
 
 apg_err_t apg_schedule_start(struct apg_schedule *sc, char *err, size_t errlen)
 {
-    if (pthread_create(&sc->sc_thread, NULL, schedule_main, sc) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot start the delayed-message thread");
-    sc->sc_started = true;
-    return APG_OK;
+    apg_cron_start(sc->sc_jobs, 1, apg_wall_ms());
+    return apg_worker_start(&sc->sc_worker, "delayed-message", err, errlen);
 }
 
 void apg_schedule_stop(struct apg_schedule *sc)
 {
     if (!sc)
         return;
-    if (sc->sc_started) {
-        pthread_mutex_lock(&sc->sc_lock);
-        sc->sc_stop = true;
-        pthread_cond_signal(&sc->sc_cond);
-        pthread_mutex_unlock(&sc->sc_lock);
-        pthread_join(sc->sc_thread, NULL);
+    if (apg_worker_stop(&sc->sc_worker)) {
         /* The store flushes every copy when it closes, right after this. */
         offsets_write(sc, sc->sc_off);
     }
-    pthread_mutex_destroy(&sc->sc_lock);
-    pthread_cond_destroy(&sc->sc_cond);
+    apg_worker_destroy(&sc->sc_worker);
     apg_buf_free(&sc->sc_recs);
     apg_free(sc->sc_path);
     apg_free(sc);

@@ -86,7 +86,7 @@
  * appended twice, which changes nothing.
  *
  * Threads: the timer thread owns struct apg_timer except tm_delivered and
- * tm_cancelled (atomic), tm_kicked / tm_stop (under tm_lock), the job slot
+ * tm_cancelled (atomic), tm_worker (a common/worker: kicks), the job slot
  * (under tm_sync_lock) and tm_unlinked / tm_sync_failed (the sync thread's).
  * The sync thread touches bucket files only by fdatasync and by unlinking
  * buckets below a persisted cursor, which the timer thread never writes
@@ -110,6 +110,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "common/mem.h"
+#include "common/worker.h"
 #include "protocol/props.h"
 
 #define SUB "timer"
@@ -177,11 +178,8 @@ struct apg_timer {
     struct apg_log_limit tm_fail_log;
     atomic_llong tm_delivered;
     atomic_llong tm_cancelled;
-    pthread_t tm_thread;
-    bool tm_started;
-    pthread_mutex_t tm_lock;
-    pthread_cond_t tm_cond;
-    bool tm_kicked, tm_stop;
+    struct apg_worker tm_worker;
+    int64_t tm_catchup_since; /* the timer thread's */
     /* The sync thread. */
     pthread_t tm_sync_thread;
     bool tm_sync_started;
@@ -248,10 +246,7 @@ void apg_timer_arrive(struct apg_timer *tm)
 {
     if (!tm)
         return;
-    pthread_mutex_lock(&tm->tm_lock);
-    tm->tm_kicked = true;
-    pthread_cond_signal(&tm->tm_cond);
-    pthread_mutex_unlock(&tm->tm_lock);
+    apg_worker_kick(&tm->tm_worker, 1);
 }
 
 int64_t apg_timer_delivered(const struct apg_timer *tm)
@@ -1136,43 +1131,34 @@ static int64_t deliver(struct apg_timer *tm, int64_t now)
     }
 }
 
-static void *timer_main(void *arg)
+/* Timer thread: park what arrived, deliver what is due, persist. */
+static int64_t timer_step(void *arg, unsigned kicks)
 {
+    (void)kicks;
     struct apg_timer *tm = arg;
-    int64_t catchup_since = 0;
-    pthread_mutex_lock(&tm->tm_lock);
-    while (!tm->tm_stop) {
-        tm->tm_kicked = false;
-        pthread_mutex_unlock(&tm->tm_lock);
-        int64_t now = apg_wall_ms();
-        int enq = enqueue(tm, now);
-        if (enqueue_cancels(tm) == ENQ_RETRY && enq == ENQ_DONE)
-            enq = ENQ_RETRY;
-        now = apg_wall_ms();
-        /* With a backlog to park (a restart), park it before the cursor moves
-         * on, so a re-read record lands in its bucket file, not in a copy
-         * made after its bucket went out; but never hold deliveries up for
-         * more than CATCHUP_MS. */
-        if (enq != ENQ_MORE)
-            catchup_since = 0;
-        else if (catchup_since == 0)
-            catchup_since = now;
-        int64_t next = enq == ENQ_MORE && now - catchup_since < CATCHUP_MS ? now : deliver(tm, now);
-        persist(tm, now);
-        now = apg_wall_ms();
-        int64_t wait = next - now;
-        if (enq == ENQ_RETRY && wait > RETRY_MS)
-            wait = RETRY_MS;
-        if (enq == ENQ_MORE)
-            wait = 0;
-        if (wait > MAX_SLEEP_MS)
-            wait = MAX_SLEEP_MS;
-        pthread_mutex_lock(&tm->tm_lock);
-        if (wait > 0 && !tm->tm_kicked && !tm->tm_stop)
-            apg_cond_wait_ms(&tm->tm_cond, &tm->tm_lock, wait);
-    }
-    pthread_mutex_unlock(&tm->tm_lock);
-    return NULL;
+    int64_t now = apg_wall_ms();
+    int enq = enqueue(tm, now);
+    if (enqueue_cancels(tm) == ENQ_RETRY && enq == ENQ_DONE)
+        enq = ENQ_RETRY;
+    now = apg_wall_ms();
+    /* With a backlog to park (a restart), park it before the cursor moves
+     * on, so a re-read record lands in its bucket file, not in a copy
+     * made after its bucket went out; but never hold deliveries up for
+     * more than CATCHUP_MS. */
+    if (enq != ENQ_MORE)
+        tm->tm_catchup_since = 0;
+    else if (tm->tm_catchup_since == 0)
+        tm->tm_catchup_since = now;
+    int64_t next =
+        enq == ENQ_MORE && now - tm->tm_catchup_since < CATCHUP_MS ? now : deliver(tm, now);
+    persist(tm, now);
+    now = apg_wall_ms();
+    int64_t wait = next - now;
+    if (enq == ENQ_RETRY && wait > RETRY_MS)
+        wait = RETRY_MS;
+    if (enq == ENQ_MORE)
+        wait = 0;
+    return wait > MAX_SLEEP_MS ? MAX_SLEEP_MS : wait;
 }
 
 /* ---- open / start / stop --------------------------------------------------- */
@@ -1216,8 +1202,7 @@ apg_err_t apg_timer_open(struct apg_broker *b, struct apg_timer **out, char *err
     }
     atomic_init(&tm->tm_delivered, 0);
     atomic_init(&tm->tm_cancelled, 0);
-    pthread_mutex_init(&tm->tm_lock, NULL);
-    pthread_cond_init(&tm->tm_cond, NULL);
+    apg_worker_init(&tm->tm_worker, timer_step, tm);
     pthread_mutex_init(&tm->tm_sync_lock, NULL);
     pthread_cond_init(&tm->tm_sync_cond, NULL);
     *out = tm;
@@ -1229,22 +1214,14 @@ apg_err_t apg_timer_start(struct apg_timer *tm, char *err, size_t errlen)
     if (pthread_create(&tm->tm_sync_thread, NULL, sync_main, tm) != 0)
         return apg_errf(APG_EIO, err, errlen, "cannot start the timer sync thread");
     tm->tm_sync_started = true;
-    if (pthread_create(&tm->tm_thread, NULL, timer_main, tm) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot start the timer thread");
-    tm->tm_started = true;
-    return APG_OK;
+    return apg_worker_start(&tm->tm_worker, "timer", err, errlen);
 }
 
 void apg_timer_stop(struct apg_timer *tm)
 {
     if (!tm)
         return;
-    if (tm->tm_started) {
-        pthread_mutex_lock(&tm->tm_lock);
-        tm->tm_stop = true;
-        pthread_cond_signal(&tm->tm_cond);
-        pthread_mutex_unlock(&tm->tm_lock);
-        pthread_join(tm->tm_thread, NULL);
+    if (apg_worker_stop(&tm->tm_worker)) {
         /* The store flushes every copy when it closes, right after this. */
         job_post(tm, tm->tm_enq, tm->tm_bucket, cur_done(tm));
     }
@@ -1255,8 +1232,7 @@ void apg_timer_stop(struct apg_timer *tm)
         pthread_mutex_unlock(&tm->tm_sync_lock);
         pthread_join(tm->tm_sync_thread, NULL);
     }
-    pthread_mutex_destroy(&tm->tm_lock);
-    pthread_cond_destroy(&tm->tm_cond);
+    apg_worker_destroy(&tm->tm_worker);
     pthread_mutex_destroy(&tm->tm_sync_lock);
     pthread_cond_destroy(&tm->tm_sync_cond);
     timer_free(tm);

@@ -69,6 +69,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/mem.h"
+#include "common/worker.h"
 #include "protocol/props.h"
 
 #define SUB "txn"
@@ -210,10 +211,8 @@ struct apg_txn {
     apg_txn_check_fn tx_hook;
     void *tx_hook_ud;
 
-    pthread_t tx_thread;
-    bool tx_started;
-    pthread_cond_t tx_cond;
-    bool tx_stop;
+    struct apg_worker tx_worker;
+    int64_t tx_next_check, tx_next_persist; /* the check thread's */
 };
 
 bool apg_txn_is_half(const char *v, size_t len)
@@ -715,28 +714,22 @@ static bool check_pass(struct apg_txn *tx, int64_t now)
     return walk(tx, APG_TXN_HALF_TOPIC, HALF_LEN, &tx->tx_half, end, check_one, now);
 }
 
-static void *txn_main(void *arg)
+/* Check thread: a check pass and a persist when due. */
+static int64_t txn_step(void *arg, unsigned kicks)
 {
+    (void)kicks;
     struct apg_txn *tx = arg;
-    int64_t next_check = apg_wall_ms() + tx->tx_interval_ms, next_persist = 0;
-    pthread_mutex_lock(&tx->tx_lock);
-    while (!tx->tx_stop) {
-        pthread_mutex_unlock(&tx->tx_lock);
-        int64_t now = apg_wall_ms();
-        if (now >= next_check)
-            next_check = now + (check_pass(tx, now) ? tx->tx_interval_ms : RETRY_MS);
-        now = apg_wall_ms();
-        if (now >= next_persist) {
-            persist(tx);
-            next_persist = now + PERSIST_MS;
-        }
-        int64_t wait = (next_check < next_persist ? next_check : next_persist) - now;
-        pthread_mutex_lock(&tx->tx_lock);
-        if (wait > 0 && !tx->tx_stop)
-            apg_cond_wait_ms(&tx->tx_cond, &tx->tx_lock, wait);
+    int64_t now = apg_wall_ms();
+    if (now >= tx->tx_next_check)
+        tx->tx_next_check = now + (check_pass(tx, now) ? tx->tx_interval_ms : RETRY_MS);
+    now = apg_wall_ms();
+    if (now >= tx->tx_next_persist) {
+        persist(tx);
+        tx->tx_next_persist = now + PERSIST_MS;
     }
-    pthread_mutex_unlock(&tx->tx_lock);
-    return NULL;
+    int64_t next =
+        tx->tx_next_check < tx->tx_next_persist ? tx->tx_next_check : tx->tx_next_persist;
+    return next - now;
 }
 
 apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, size_t errlen)
@@ -757,7 +750,7 @@ apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, si
     }
     pthread_mutex_init(&tx->tx_lock, NULL);
     pthread_mutex_init(&tx->tx_hook_lock, NULL);
-    pthread_cond_init(&tx->tx_cond, NULL);
+    apg_worker_init(&tx->tx_worker, txn_step, tx);
     state_load(tx);
     atomic_init(&tx->tx_pub_half, tx->tx_half);
     tx->tx_written_half = tx->tx_half;
@@ -788,10 +781,9 @@ apg_err_t apg_txn_open(struct apg_broker *b, struct apg_txn **out, char *err, si
 
 apg_err_t apg_txn_start(struct apg_txn *tx, char *err, size_t errlen)
 {
-    if (pthread_create(&tx->tx_thread, NULL, txn_main, tx) != 0)
-        return apg_errf(APG_EIO, err, errlen, "cannot start the transaction check thread");
-    tx->tx_started = true;
-    return APG_OK;
+    tx->tx_next_check = apg_wall_ms() + tx->tx_interval_ms;
+    tx->tx_next_persist = 0;
+    return apg_worker_start(&tx->tx_worker, "transaction check", err, errlen);
 }
 
 void apg_txn_set_check_hook(struct apg_txn *tx, apg_txn_check_fn fn, void *ud)
@@ -806,18 +798,13 @@ void apg_txn_stop(struct apg_txn *tx)
 {
     if (!tx)
         return;
-    if (tx->tx_started) {
-        pthread_mutex_lock(&tx->tx_lock);
-        tx->tx_stop = true;
-        pthread_cond_signal(&tx->tx_cond);
-        pthread_mutex_unlock(&tx->tx_lock);
-        pthread_join(tx->tx_thread, NULL);
+    if (apg_worker_stop(&tx->tx_worker)) {
         /* The store flushes every copy when it closes, right after this. */
         state_write(tx, tx->tx_half, tx->tx_op);
     }
     pthread_mutex_destroy(&tx->tx_lock);
     pthread_mutex_destroy(&tx->tx_hook_lock);
-    pthread_cond_destroy(&tx->tx_cond);
+    apg_worker_destroy(&tx->tx_worker);
     map_free(&tx->tx_done);
     map_free(&tx->tx_copies);
     apg_buf_free(&tx->tx_recs);
