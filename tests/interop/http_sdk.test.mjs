@@ -386,3 +386,37 @@ test('the C client pull consumer reads what the HTTP SDK published, a sharding k
     assert.equal(new Set(recv.map((f) => f[1])).size, 1, 'one queue for the key');
     assert.ok(recv.every((f) => f[3] === 'CTag'));
 });
+
+test('a half published before a restart reaches the half loop after it, and is delivered once when committed', async () => {
+    const topic = 'T_HTTP_TXN_RESTART';
+    await h.createTopic(topic, 2);
+    const props = new MessageProperties();
+    props.transCheckImmunityTime(1);
+    const tp = client.getTransProducer('', topic, 'GID_HTTP_TXN_R');
+    assert.equal((await tp.publishMessage('across-restart', 'TR', props)).code, 201);
+    const r = await h.restart();
+    assert.equal(r.code, 0, r.output);
+    await waitForPort(httpPort, 10000, h.srv.proc);
+    let handed = null;
+    const end = Date.now() + 15000;
+    while (!handed && Date.now() < end) {
+        try {
+            const got = (await tp.consumeHalfMessage(4, 1)).body;
+            assert.equal(got.length, 1);
+            handed = got[0];
+        } catch (e) {
+            if (e.Code !== 'MessageNotExist') throw e;
+        }
+    }
+    assert.ok(handed, 'the half loop hands out the half published before the restart');
+    assert.equal(handed.MessageBody, 'across-restart');
+    assert.equal(handed.MessageTag, 'TR');
+    assert.equal((await tp.commit(handed.ReceiptHandle)).code, 204);
+    const consumer = client.getConsumer('', topic, 'GID_HTTP_TXN_RC');
+    const got = await consumeN(consumer, 1, { ms: 8000 });
+    assert.deepEqual(got.map((m) => m.MessageBody), ['across-restart']);
+    await consumer.ackMessage(got.map((m) => m.ReceiptHandle));
+    // Exactly once: nothing more for the group, nothing more in the half loop.
+    assert.deepEqual(await consumeN(consumer, 1, { ms: 3000 }), []);
+    await assert.rejects(tp.consumeHalfMessage(4, 2), (e) => e.Code === 'MessageNotExist');
+});
