@@ -312,3 +312,39 @@ test('console: / and /assets/* served from the binary with content types and ETa
     }
     assert.equal((await fetch(base + '/assets/no-such.js')).status, 404);
 });
+
+test('SYNC_FLUSH with a slow disk: a test message is answered after its flush, other requests meanwhile', async () => {
+    const FLUSH_MS = 1500;
+    const httpPort = await freePort();
+    const s2 = await startApogee('standalone', [`--httpListenPort=${httpPort}`, '--flushDiskType=SYNC_FLUSH'], {
+        extraPorts: { namesrvListenPort: await freePort() },
+        env: { APOGEE_STORE_FAULTS: '1', APOGEE_STORE_FAULT_FLUSH_DELAY_MS: String(FLUSH_MS) },
+    });
+    try {
+        await waitForPort(httpPort, 10000, s2.proc);
+        const b2 = `http://127.0.0.1:${httpPort}`;
+        let r = await api(b2, 'POST', '/api/topics', { topic: 'HA_SYNC', queueNums: 2 });
+        assert.equal(r.status, 200, r.text);
+        const t0 = Date.now();
+        let sentAt = 0;
+        const send = api(b2, 'POST', '/api/topics/HA_SYNC/messages', { body: 'durable', keys: 'sync-1' })
+            .then((x) => { sentAt = Date.now(); return x; });
+        await new Promise((res) => setTimeout(res, 200));
+        // A second connection is served while the send waits for its flush.
+        r = await api(b2, 'GET', '/api/topics');
+        const gotAt = Date.now();
+        assert.equal(r.status, 200, r.text);
+        assert.ok(r.json.topicConfigTable.HA_SYNC);
+        assert.equal(sentAt, 0, 'the send is not answered before its flush');
+        assert.ok(gotAt - t0 < FLUSH_MS - 300, `GET answered after ${gotAt - t0} ms`);
+        r = await send;
+        assert.equal(r.status, 200, r.text);
+        assert.match(r.json.msgId, /^[0-9A-F]{32}$/);
+        assert.ok(sentAt - t0 >= FLUSH_MS - 300, `send answered after ${sentAt - t0} ms`);
+        r = await api(b2, 'GET', '/api/messages?topic=HA_SYNC&key=sync-1');
+        assert.equal(r.json.messages.length, 1, r.text);
+        assert.equal(Buffer.from(r.json.messages[0].body, 'base64').toString(), 'durable');
+    } finally {
+        await s2.stop();
+    }
+});
