@@ -1231,6 +1231,14 @@ void apg_mqhttp_serve(struct apg_mqhttp *mh, struct apg_http_call *call,
     }
 }
 
+void apg_mqhttp_refuse_large(struct apg_mqhttp *mh, struct apg_http_call *call)
+{
+    char reqid[40];
+    reqid_make(mh, reqid);
+    reply_error(mh, call, reqid, 413, "MessageBodyTooLarge",
+                "the request body is over the HTTP port's limit (4 MiB)");
+}
+
 struct apg_mqhttp *apg_mqhttp_new(struct apg_broker *b)
 {
     struct apg_mqhttp *mh = apg_calloc(1, sizeof(*mh));
