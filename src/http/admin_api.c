@@ -753,16 +753,79 @@ done:
     apg_buf_free(&o);
 }
 
-/* GET /api/groups/<g>/connections: GET_CONSUMER_CONNECTION_LIST plus
- * "consistent": every subscribed topic exists and is readable. */
+/* cv_member: member id -> its own subscription table (an object). */
+static apg_err_t member_subs(void *ud, const struct apg_client_member *m)
+{
+    json_t *t = m->cm_subs ? json_loads(m->cm_subs, 0, NULL) : NULL;
+    return json_object_set_new(ud, m->cm_id, t ? t : json_object()) ? APG_ENOMEM : APG_OK;
+}
+
+/* The user's subscriptions of a member's table: without the group's
+ * %RETRY% topic, which the client library subscribes by itself (a member
+ * may heartbeat before it did). New reference. */
+static json_t *user_subs(json_t *t)
+{
+    json_t *u = json_deep_copy(t);
+    const char *k;
+    void *tmp;
+    json_t *v;
+    json_object_foreach_safe(u, tmp, k, v)
+    {
+        if (!strncmp(k, "%RETRY%", 7))
+            json_object_del(u, k);
+    }
+    return u;
+}
+
+/* Each connectionSet entry gets its member's own "subscriptionTable";
+ * true when every member's, %RETRY% topics aside, equals the first's
+ * (RocketMQ's dashboard calls such a group's subscription consistent). */
+static bool members_agree(struct api_ctx *x, const char *group, json_t *conns)
+{
+    static const struct apg_clients_visitor v = {.cv_member = member_subs};
+    json_t *by_id = json_object();
+    if (!by_id || apg_clients_visit(x->b->br_clients, true, group, &v, by_id) != APG_OK) {
+        json_decref(by_id);
+        return true; /* the members left meanwhile: nothing disagrees */
+    }
+    bool same = true;
+    json_t *first = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(conns, i, c)
+    {
+        json_t *t = json_object_get(by_id, apg_json_get_str(c, "clientId", ""));
+        if (!t)
+            continue; /* left between the two reads */
+        json_object_set(c, "subscriptionTable", t);
+        json_t *u = user_subs(t);
+        if (!first) {
+            first = u;
+            continue;
+        }
+        if (!json_equal(first, u))
+            same = false;
+        json_decref(u);
+    }
+    json_decref(first);
+    json_decref(by_id);
+    return same;
+}
+
+/* GET /api/groups/<g>/connections: GET_CONSUMER_CONNECTION_LIST, each
+ * member with its own subscriptionTable, plus "consistent" (every member
+ * subscribes the same topics with the same expressions) and "topicsOk"
+ * (every subscribed topic exists and is readable; "problems" says what
+ * is wrong). */
 static void group_connections(struct api_ctx *x, const char *group)
 {
     char remark[400], err[200];
     struct apg_buf o = APG_BUF_INIT;
     int32_t code = apg_broker_connection_body(x->b, group, true, &o, remark, sizeof(remark));
     if (code == APG_RESP_CONSUMER_NOT_ONLINE) {
-        answer_json(x, json_pack("{s:[],s:{},s:b,s:b,s:s}", "connectionSet", "subscriptionTable",
-                                 "online", 0, "consistent", 1, "note", remark));
+        answer_json(x,
+                    json_pack("{s:[],s:{},s:b,s:b,s:b,s:s}", "connectionSet", "subscriptionTable",
+                              "online", 0, "consistent", 1, "topicsOk", 1, "note", remark));
         goto out;
     }
     if (code != APG_RESP_SUCCESS) {
@@ -774,8 +837,14 @@ static void group_connections(struct api_ctx *x, const char *group)
         answer_error(x, 500, APG_RESP_SYSTEM_ERROR, err);
         goto out;
     }
-    bool consistent = true;
+    bool topics_ok = true;
     json_t *problems = json_array();
+    bool consistent = members_agree(x, group, json_object_get(j, "connectionSet"));
+    if (!consistent)
+        json_array_append_new(problems,
+                              json_string("the online clients do not all subscribe the same "
+                                          "topics with the same expressions (see each "
+                                          "client's subscriptionTable)"));
     const char *topic;
     json_t *sub;
     json_object_foreach(json_object_get(j, "subscriptionTable"), topic, sub)
@@ -789,11 +858,12 @@ static void group_connections(struct api_ctx *x, const char *group)
                      tc.tc_perm);
         else
             continue;
-        consistent = false;
+        topics_ok = false;
         json_array_append_new(problems, json_string(why));
     }
     json_object_set_new(j, "online", json_true());
     json_object_set_new(j, "consistent", json_boolean(consistent));
+    json_object_set_new(j, "topicsOk", json_boolean(topics_ok));
     json_object_set_new(j, "problems", problems);
     answer_json(x, j);
 out:

@@ -348,3 +348,50 @@ test('SYNC_FLUSH with a slow disk: a test message is answered after its flush, o
         await s2.stop();
     }
 });
+
+test('groups: subscription consistency per client: ali-ons consumers with the same and with different tags', async () => {
+    const { Consumer } = require('ali-ons');
+    const topic = 'HA_SUBS';
+    const group = 'GID_HA_SUBS';
+    let r = await call('POST', '/api/topics', { topic, queueNums: 2 });
+    assert.equal(r.status, 200, r.text);
+    await new Promise((res) => setTimeout(res, 500)); // the broker re-registers the new route
+    const consumers = [];
+    const start = async (name, tags) => {
+        const c = new Consumer({
+            httpclient: {}, nameSrv: ns, consumerGroup: group, instanceName: name,
+            pollNameServerInteval: 1000, rebalanceInterval: 1000, heartbeatInterval: 1000,
+            logger: quiet(),
+        });
+        c.on('error', () => {});
+        c.subscribe(topic, tags, async () => {});
+        consumers.push(c);
+        await c.ready();
+    };
+    const members = async (n) => {
+        let last;
+        await until(async () => {
+            last = (await call('GET', `/api/groups/${group}/connections`)).json;
+            return last?.connectionSet?.length === n &&
+                last.connectionSet.every((m) => m.subscriptionTable?.[topic]);
+        }, 20000, `${n} members with their subscriptions`);
+        return last;
+    };
+    try {
+        await start('subs-a', 'TagA || TagB');
+        await start('subs-b', 'TagA || TagB');
+        let c = await members(2);
+        assert.equal(c.consistent, true, JSON.stringify(c));
+        assert.equal(c.topicsOk, true);
+        assert.deepEqual(c.connectionSet.map((m) => m.subscriptionTable[topic].subString), ['TagA || TagB', 'TagA || TagB']);
+        await start('subs-c', 'TagC');
+        c = await members(3);
+        assert.equal(c.consistent, false, JSON.stringify(c));
+        assert.equal(c.topicsOk, true);
+        assert.ok(c.problems.some((p) => /do not all subscribe/.test(p)), JSON.stringify(c.problems));
+        const exprs = c.connectionSet.map((m) => m.subscriptionTable[topic].subString).sort();
+        assert.deepEqual(exprs, ['TagA || TagB', 'TagA || TagB', 'TagC']);
+    } finally {
+        for (const x of consumers) await x.close();
+    }
+});
