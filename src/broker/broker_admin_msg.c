@@ -1,9 +1,10 @@
 /* Messages an operator writes: a test message into a topic and the resend
  * of a dead-lettered message to the topic it came from. The HTTP admin API
- * calls these (src/http/admin_api.c); both go through the broker's write
- * service for writers without a connection (apg_broker_put_internal), so
- * the records, consume queues, index and long-poll wake-ups are those of
- * any other put.
+ * calls these (src/http/admin_api.c); both go through the broker's put
+ * paths for writers without a remoting connection (apg_broker_put_internal,
+ * or apg_broker_put_notify when the caller passes a struct apg_put_wait),
+ * so the records, consume queues, index and long-poll wake-ups are those
+ * of any other put.
  *
  * A test message gets TAGS, KEYS and the caller's user properties, a fresh
  * UNIQ_KEY and WAIT=true; born host and store host are the broker's. A
@@ -12,8 +13,9 @@
  * by its RETRY_TOPIC property (the topic it was first sent to), queue
  * chosen round-robin, reconsume count back to 0.
  *
- * Threads: any thread but a broker loop's (apg_broker_put_internal waits
- * for the disk under SYNC_FLUSH). */
+ * Threads: any thread but a broker loop's (without a struct apg_put_wait,
+ * apg_broker_put_internal waits for the disk under SYNC_FLUSH; with one,
+ * nothing waits: the HTTP port's loop thread calls it so). */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,11 +44,14 @@ static int32_t writable_topic(struct apg_broker *b, const char *topic, struct ap
     return APG_RESP_SUCCESS;
 }
 
-static int32_t put_one(struct apg_broker *b, struct apg_msg_in *m, struct apg_put_result *res,
-                       char *remark, size_t n)
+static int32_t put_one(struct apg_broker *b, struct apg_msg_in *m, struct apg_put_wait *w,
+                       struct apg_put_result *res, char *remark, size_t n)
 {
     char err[256];
-    if (apg_broker_put_internal(b, m, 1, res, err, sizeof(err))) {
+    apg_err_t e = w ? apg_broker_put_notify(b, m, 1, res, w->pw_done, w->pw_arg, &w->pw_pending,
+                                            err, sizeof(err))
+                    : apg_broker_put_internal(b, m, 1, res, err, sizeof(err));
+    if (e) {
         snprintf(remark, n, "the store refused the message: %s", err);
         return APG_RESP_SYSTEM_ERROR;
     }
@@ -54,8 +59,11 @@ static int32_t put_one(struct apg_broker *b, struct apg_msg_in *m, struct apg_pu
 }
 
 int32_t apg_broker_msg_send_test(struct apg_broker *b, const struct apg_test_msg *tm,
-                                 struct apg_put_result *res, char uniq[33], char *remark, size_t n)
+                                 struct apg_put_wait *w, struct apg_put_result *res, char uniq[33],
+                                 char *remark, size_t n)
 {
+    if (w)
+        w->pw_pending = false;
     struct apg_topic_cfg tc;
     int32_t code = writable_topic(b, tm->tm_topic, &tc, remark, n);
     if (code != APG_RESP_SUCCESS)
@@ -119,15 +127,17 @@ int32_t apg_broker_msg_send_test(struct apg_broker *b, const struct apg_test_msg
     m.mi_tags_code = tm->tm_tags && tm->tm_tags[0]
                          ? (int64_t)apg_java_hash(tm->tm_tags, strlen(tm->tm_tags))
                          : 0;
-    code = put_one(b, &m, res, remark, n);
+    code = put_one(b, &m, w, res, remark, n);
     apg_buf_free(&props);
     return code;
 }
 
 int32_t apg_broker_msg_resend_dlq(struct apg_broker *b, const char *group, int64_t phys,
-                                  struct apg_put_result *res, char *topic_out, size_t topic_cap,
-                                  char *remark, size_t n)
+                                  struct apg_put_wait *w, struct apg_put_result *res,
+                                  char *topic_out, size_t topic_cap, char *remark, size_t n)
 {
+    if (w)
+        w->pw_pending = false;
     struct apg_buf rec_buf = APG_BUF_INIT;
     struct apg_msgrec rec;
     char dlq[APG_NAME_CAP + 8];
@@ -172,7 +182,7 @@ int32_t apg_broker_msg_resend_dlq(struct apg_broker *b, const char *group, int64
     m.mi_props = rec.mr_props;
     m.mi_props_len = rec.mr_props_len;
     m.mi_tags_code = tags && tl ? (int64_t)apg_java_hash(tags, tl) : 0;
-    code = put_one(b, &m, res, remark, n);
+    code = put_one(b, &m, w, res, remark, n);
     if (code == APG_RESP_SUCCESS)
         apg_log_info("broker", "message at %lld of %s resent to %s", (long long)phys, dlq,
                      topic_out);

@@ -102,14 +102,26 @@ struct apg_test_msg {
     const uint8_t *tm_body;
     size_t tm_body_len;
 };
+/* How an operator write waits for the disk under SYNC_FLUSH. With w NULL
+ * the call returns once the record is durable (apg_broker_put_internal:
+ * not from a loop thread). With w, the record goes through
+ * apg_broker_put_notify (a loop of another server may call): after a
+ * successful store, w->pw_pending tells whether w->pw_done(w->pw_arg, rc)
+ * runs later on the store's ack thread. */
+struct apg_put_wait {
+    apg_broker_put_notify_fn pw_done;
+    void *pw_arg;
+    bool pw_pending;
+};
 /* Stores one message (res: where; uniq: its UNIQ_KEY). */
 int32_t apg_broker_msg_send_test(struct apg_broker *b, const struct apg_test_msg *tm,
-                                 struct apg_put_result *res, char uniq[33], char *remark, size_t n);
+                                 struct apg_put_wait *w, struct apg_put_result *res, char uniq[33],
+                                 char *remark, size_t n);
 /* Stores a copy of the %DLQ%<group> record at commit-log offset phys into
  * the topic its RETRY_TOPIC names (into topic_out). */
 int32_t apg_broker_msg_resend_dlq(struct apg_broker *b, const char *group, int64_t phys,
-                                  struct apg_put_result *res, char *topic_out, size_t topic_cap,
-                                  char *remark, size_t n);
+                                  struct apg_put_wait *w, struct apg_put_result *res,
+                                  char *topic_out, size_t topic_cap, char *remark, size_t n);
 /* Waits (up to timeout_ms) until topics.json holds change count topics_seq
  * and subscriptionGroup.json groups_seq; false on timeout or a failed
  * write. Not from a broker loop thread (broker_tables.c). */

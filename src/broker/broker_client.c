@@ -4,7 +4,9 @@
  * Each consumer or producer group keeps its members (client id, the
  * connection it last heartbeated on, last heartbeat time) and, for
  * consumers, the subscriptions from the heartbeat (topic -> expression),
- * which pulls without FLAG_SUBSCRIPTION filter by. A member leaves when it
+ * which pulls without FLAG_SUBSCRIPTION filter by: the group's are those
+ * of its last heartbeat, as in RocketMQ, and each member also keeps its own
+ * (canonical JSON), so the admin API can tell whether the members agree. A member leaves when it
  * unregisters, when its connection closes, or when it stays silent longer
  * than channelNotActiveInterval; a consumer that leaves gives up its queue
  * locks (broker_lock.c). When a consumer group's membership or
@@ -29,6 +31,7 @@ struct apg_cchan {
     int64_t cc_last;
     int32_t cc_version; /* MQVersion ordinal and LanguageCode of its last heartbeat */
     uint8_t cc_lang;
+    char *cc_subs; /* consumers: this member's own subscriptions (chan_subs_set), or NULL */
     struct apg_cchan *cc_next;
 };
 
@@ -83,6 +86,7 @@ static void group_free(void *p)
     while (c) {
         struct apg_cchan *n = c->cc_next;
         apg_conn_unref(c->cc_conn);
+        free(c->cc_subs);
         apg_free(c);
         c = n;
     }
@@ -179,6 +183,35 @@ static bool subs_replace(struct apg_cgroup *g, json_t *set)
     return true;
 }
 
+/* Keeps member id's own subscriptions (cl_lock held): the heartbeat's
+ * subscriptionDataSet as {"<topic>": {"expressionType", "subString"}},
+ * compact with sorted keys, so two members subscribe alike exactly when
+ * the texts are equal. */
+static void chan_subs_set(struct apg_cgroup *g, const char *id, const json_t *set)
+{
+    struct apg_cchan *ch = g->cg_chans;
+    while (ch && strcmp(ch->cc_id, id) != 0)
+        ch = ch->cc_next;
+    if (!ch)
+        return;
+    json_t *o = json_object();
+    size_t i;
+    json_t *s;
+    json_array_foreach(set, i, s)
+    {
+        const char *topic = apg_json_get_str(s, "topic", NULL);
+        if (o && topic)
+            json_object_set_new(o, topic,
+                                json_pack("{s:s,s:s}", "expressionType",
+                                          apg_json_get_str(s, "expressionType", "TAG"), "subString",
+                                          apg_json_get_str(s, "subString", "*")));
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    free(ch->cc_subs);
+    ch->cc_subs = text;
+}
+
 /* Keeps the consumer kind a heartbeat's ConsumerData names (cl_lock held). */
 static void group_note_kind(struct apg_cgroup *g, const json_t *cd)
 {
@@ -249,8 +282,10 @@ static void heartbeat(struct apg_broker *b, struct apg_conn *c, const struct apg
         pthread_mutex_lock(&cl->cl_lock);
         struct apg_cgroup *g = NULL;
         bool changed = member_touch(&cl->cl_consumers, group, id, c, req, now, &g);
-        if (g)
+        if (g) {
             group_note_kind(g, cd);
+            chan_subs_set(g, id, json_object_get(cd, "subscriptionDataSet"));
+        }
         if (g && subs_replace(g, json_object_get(cd, "subscriptionDataSet")))
             changed = true;
         if (changed && g) {
@@ -295,6 +330,7 @@ static int remove_members(struct apg_clients *cl, const char *group, struct apg_
                 apg_locks_drop_client(cl->cl_locks, group, ch->cc_id);
             *pp = ch->cc_next;
             apg_conn_unref(ch->cc_conn);
+            free(ch->cc_subs);
             apg_free(ch);
             n++;
         } else {
@@ -494,8 +530,8 @@ static apg_err_t visit_group(const char *name, const struct apg_cgroup *g,
     if (!e && v->cv_group)
         e = v->cv_group(ud, g->cg_type, g->cg_model, g->cg_from);
     for (struct apg_cchan *ch = g->cg_chans; !e && v->cv_member && ch; ch = ch->cc_next) {
-        struct apg_client_member m = {ch->cc_id, ch->cc_conn, ch->cc_lang, ch->cc_version,
-                                      ch->cc_last};
+        struct apg_client_member m = {ch->cc_id,      ch->cc_conn, ch->cc_lang,
+                                      ch->cc_version, ch->cc_last, ch->cc_subs};
         e = v->cv_member(ud, &m);
     }
     for (struct apg_csub *s = g->cg_subs; !e && v->cv_sub && s; s = s->cs_next)

@@ -482,6 +482,10 @@ struct apg_client_member {
     uint8_t cm_lang;
     int32_t cm_version;
     int64_t cm_last_ms; /* wall time of its last heartbeat */
+    /* consumers: its own subscriptions as compact JSON with sorted keys,
+     * {"<topic>": {"expressionType", "subString"}} (equal texts: equal
+     * subscriptions); NULL when unknown */
+    const char *cm_subs;
 };
 /* Callbacks of apg_clients_visit (any may be NULL); anything but APG_OK
  * stops the visit and is returned. They run under the table's lock: they

@@ -20,9 +20,18 @@
  * accounts, white lists and topic permissions as the remoting port), so no
  * secret is compared here. Reads stay open, like /metrics.
  *
- * Threads: the HTTP port's loop thread (one, apart from the broker loops).
- * Writes that wait for the disk (table files, SYNC_FLUSH puts) hold that
- * thread for their flush; the broker's own loops never wait for it. */
+ * Durable puts. A test message and a DLQ resend go through
+ * apg_broker_put_notify (struct apg_put_wait), as the message protocol's
+ * publishes do: under SYNC_FLUSH the call is held (apg_http_hold) before
+ * the put, its answer is made ready, and it is sent from a post of the
+ * store's ack thread once the group commit covers the record (500 with
+ * FLUSH_DISK_TIMEOUT when the flush is late), so the loop serves other
+ * requests meanwhile. Table-file writes (topic and group create, update,
+ * delete) still wait on the loop (apg_broker_tables_wait, at most
+ * TABLE_WAIT_MS): they are small, rare operator writes of one file.
+ *
+ * Threads: the HTTP port's loop thread (one, apart from the broker loops),
+ * except put_acked (the store's ack thread: it only posts). */
 #include "http/admin_api.h"
 
 #include <ctype.h>
@@ -448,6 +457,79 @@ static void records_append(json_t *arr, const struct apg_buf *buf)
     }
 }
 
+/* ---- puts held for the disk (SYNC_FLUSH) --------------------------------- */
+
+struct held_put {
+    struct apg_http_call *hp_call;
+    apg_err_t hp_rc;
+    char *hp_answer; /* JSON text (jansson's allocation), NULL: out of memory */
+};
+
+static void put_on_loop(struct apg_http_call *call, void *arg)
+{
+    struct held_put *hp = arg;
+    struct api_ctx x = {.call = call};
+    if (hp->hp_rc == APG_ETIMEDOUT)
+        answer_error(&x, 500, APG_RESP_FLUSH_DISK_TIMEOUT,
+                     "stored, but the disk flush did not finish within syncFlushTimeout");
+    else if (hp->hp_rc)
+        answer_error(&x, 500, APG_RESP_SYSTEM_ERROR,
+                     "the store failed to make the message durable");
+    else if (!hp->hp_answer)
+        answer_error(&x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+    else
+        apg_http_reply(call, 200, "application/json", hp->hp_answer, strlen(hp->hp_answer));
+    free(hp->hp_answer);
+    apg_free(hp);
+}
+
+/* Store ack thread. */
+static void put_acked(void *arg, apg_err_t rc)
+{
+    struct held_put *hp = arg;
+    hp->hp_rc = rc;
+    if (apg_http_post(hp->hp_call, put_on_loop, hp) != APG_OK) {
+        free(hp->hp_answer); /* stopping: the call went with its connection */
+        apg_free(hp);
+    }
+}
+
+/* Under SYNC_FLUSH: holds the call (x->call becomes the held handle, which
+ * every answer then goes to) and fills w so the put does not wait. NULL
+ * otherwise, or when out of memory (the put then waits on the loop). */
+static struct held_put *held_put_begin(struct api_ctx *x, struct apg_put_wait *w)
+{
+    if (!x->b->br_sync_flush)
+        return NULL;
+    struct held_put *hp = apg_calloc(1, sizeof(*hp));
+    if (!hp)
+        return NULL;
+    hp->hp_call = apg_http_hold(x->call, NULL, NULL);
+    if (!hp->hp_call) {
+        apg_free(hp);
+        return NULL;
+    }
+    x->call = hp->hp_call;
+    *w = (struct apg_put_wait){.pw_done = put_acked, .pw_arg = hp};
+    return hp;
+}
+
+/* After the put: answers ans (stolen) now, or keeps it for put_acked when
+ * the put's acknowledgement is pending. With code not SUCCESS the caller
+ * answered already and ans is NULL. */
+static void held_put_end(struct api_ctx *x, struct held_put *hp, const struct apg_put_wait *w,
+                         int32_t code, json_t *ans)
+{
+    if (hp && code == APG_RESP_SUCCESS && w->pw_pending) {
+        hp->hp_answer = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+        json_decref(ans);
+        return; /* answered from put_acked */
+    }
+    apg_free(hp);
+    if (code == APG_RESP_SUCCESS)
+        answer_json(x, ans);
+}
+
 /* ---- topics ------------------------------------------------------------- */
 
 /* POST /api/topics, PUT /api/topics/<topic>: UPDATE_AND_CREATE_TOPIC. */
@@ -608,16 +690,21 @@ static void topic_send(struct api_ctx *x, const char *topic)
                               .tm_body = (const uint8_t *)body,
                               .tm_body_len = json_string_length(json_object_get(j, "body"))};
     struct apg_put_result res;
+    struct apg_put_wait w = {0};
+    struct held_put *hp = held_put_begin(x, &w);
     char uniq[33], remark[400], id[64];
-    int32_t code = apg_broker_msg_send_test(x->b, &tm, &res, uniq, remark, sizeof(remark));
+    int32_t code =
+        apg_broker_msg_send_test(x->b, &tm, hp ? &w : NULL, &res, uniq, remark, sizeof(remark));
+    json_t *ans = NULL;
     if (code != APG_RESP_SUCCESS) {
         answer_code(x, code, remark);
-        goto out;
+    } else {
+        apg_msgid_encode(&x->b->br_store_host, res.pr_phys_offset, id, sizeof(id));
+        ans = json_pack("{s:s,s:s,s:s,s:I,s:I}", "msgId", uniq, "offsetMsgId", id, "topic", topic,
+                        "queueOffset", (json_int_t)res.pr_queue_offset, "commitLogOffset",
+                        (json_int_t)res.pr_phys_offset);
     }
-    apg_msgid_encode(&x->b->br_store_host, res.pr_phys_offset, id, sizeof(id));
-    answer_json(x, json_pack("{s:s,s:s,s:s,s:I,s:I}", "msgId", uniq, "offsetMsgId", id, "topic",
-                             topic, "queueOffset", (json_int_t)res.pr_queue_offset,
-                             "commitLogOffset", (json_int_t)res.pr_phys_offset));
+    held_put_end(x, hp, &w, code, ans);
 out:
     apg_free(props);
     json_decref(j);
@@ -666,16 +753,79 @@ done:
     apg_buf_free(&o);
 }
 
-/* GET /api/groups/<g>/connections: GET_CONSUMER_CONNECTION_LIST plus
- * "consistent": every subscribed topic exists and is readable. */
+/* cv_member: member id -> its own subscription table (an object). */
+static apg_err_t member_subs(void *ud, const struct apg_client_member *m)
+{
+    json_t *t = m->cm_subs ? json_loads(m->cm_subs, 0, NULL) : NULL;
+    return json_object_set_new(ud, m->cm_id, t ? t : json_object()) ? APG_ENOMEM : APG_OK;
+}
+
+/* The user's subscriptions of a member's table: without the group's
+ * %RETRY% topic, which the client library subscribes by itself (a member
+ * may heartbeat before it did). New reference. */
+static json_t *user_subs(json_t *t)
+{
+    json_t *u = json_deep_copy(t);
+    const char *k;
+    void *tmp;
+    json_t *v;
+    json_object_foreach_safe(u, tmp, k, v)
+    {
+        if (!strncmp(k, "%RETRY%", 7))
+            json_object_del(u, k);
+    }
+    return u;
+}
+
+/* Each connectionSet entry gets its member's own "subscriptionTable";
+ * true when every member's, %RETRY% topics aside, equals the first's
+ * (RocketMQ's dashboard calls such a group's subscription consistent). */
+static bool members_agree(struct api_ctx *x, const char *group, json_t *conns)
+{
+    static const struct apg_clients_visitor v = {.cv_member = member_subs};
+    json_t *by_id = json_object();
+    if (!by_id || apg_clients_visit(x->b->br_clients, true, group, &v, by_id) != APG_OK) {
+        json_decref(by_id);
+        return true; /* the members left meanwhile: nothing disagrees */
+    }
+    bool same = true;
+    json_t *first = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(conns, i, c)
+    {
+        json_t *t = json_object_get(by_id, apg_json_get_str(c, "clientId", ""));
+        if (!t)
+            continue; /* left between the two reads */
+        json_object_set(c, "subscriptionTable", t);
+        json_t *u = user_subs(t);
+        if (!first) {
+            first = u;
+            continue;
+        }
+        if (!json_equal(first, u))
+            same = false;
+        json_decref(u);
+    }
+    json_decref(first);
+    json_decref(by_id);
+    return same;
+}
+
+/* GET /api/groups/<g>/connections: GET_CONSUMER_CONNECTION_LIST, each
+ * member with its own subscriptionTable, plus "consistent" (every member
+ * subscribes the same topics with the same expressions) and "topicsOk"
+ * (every subscribed topic exists and is readable; "problems" says what
+ * is wrong). */
 static void group_connections(struct api_ctx *x, const char *group)
 {
     char remark[400], err[200];
     struct apg_buf o = APG_BUF_INIT;
     int32_t code = apg_broker_connection_body(x->b, group, true, &o, remark, sizeof(remark));
     if (code == APG_RESP_CONSUMER_NOT_ONLINE) {
-        answer_json(x, json_pack("{s:[],s:{},s:b,s:b,s:s}", "connectionSet", "subscriptionTable",
-                                 "online", 0, "consistent", 1, "note", remark));
+        answer_json(x,
+                    json_pack("{s:[],s:{},s:b,s:b,s:b,s:s}", "connectionSet", "subscriptionTable",
+                              "online", 0, "consistent", 1, "topicsOk", 1, "note", remark));
         goto out;
     }
     if (code != APG_RESP_SUCCESS) {
@@ -687,8 +837,14 @@ static void group_connections(struct api_ctx *x, const char *group)
         answer_error(x, 500, APG_RESP_SYSTEM_ERROR, err);
         goto out;
     }
-    bool consistent = true;
+    bool topics_ok = true;
     json_t *problems = json_array();
+    bool consistent = members_agree(x, group, json_object_get(j, "connectionSet"));
+    if (!consistent)
+        json_array_append_new(problems,
+                              json_string("the online clients do not all subscribe the same "
+                                          "topics with the same expressions (see each "
+                                          "client's subscriptionTable)"));
     const char *topic;
     json_t *sub;
     json_object_foreach(json_object_get(j, "subscriptionTable"), topic, sub)
@@ -702,11 +858,12 @@ static void group_connections(struct api_ctx *x, const char *group)
                      tc.tc_perm);
         else
             continue;
-        consistent = false;
+        topics_ok = false;
         json_array_append_new(problems, json_string(why));
     }
     json_object_set_new(j, "online", json_true());
     json_object_set_new(j, "consistent", json_boolean(consistent));
+    json_object_set_new(j, "topicsOk", json_boolean(topics_ok));
     json_object_set_new(j, "problems", problems);
     answer_json(x, j);
 out:
@@ -927,16 +1084,19 @@ static void dlq_resend(struct api_ctx *x, const char *group)
     if (!access_ok(x, APG_REQ_CONSUME_MESSAGE_DIRECTLY, "consumerGroup", group))
         goto out;
     struct apg_put_result res;
+    struct apg_put_wait w = {0};
+    struct held_put *hp = held_put_begin(x, &w);
     char topic[APG_NAME_CAP], remark[400];
-    int32_t code = apg_broker_msg_resend_dlq(x->b, group, phys, &res, topic, sizeof(topic), remark,
-                                             sizeof(remark));
-    if (code != APG_RESP_SUCCESS) {
+    int32_t code = apg_broker_msg_resend_dlq(x->b, group, phys, hp ? &w : NULL, &res, topic,
+                                             sizeof(topic), remark, sizeof(remark));
+    json_t *ans = NULL;
+    if (code != APG_RESP_SUCCESS)
         answer_code(x, code, remark);
-        goto out;
-    }
-    answer_json(x, json_pack("{s:s,s:I,s:I}", "topic", topic, "queueOffset",
-                             (json_int_t)res.pr_queue_offset, "commitLogOffset",
-                             (json_int_t)res.pr_phys_offset));
+    else
+        ans = json_pack("{s:s,s:I,s:I}", "topic", topic, "queueOffset",
+                        (json_int_t)res.pr_queue_offset, "commitLogOffset",
+                        (json_int_t)res.pr_phys_offset);
+    held_put_end(x, hp, &w, code, ans);
 out:
     json_decref(j);
 }

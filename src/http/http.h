@@ -57,7 +57,9 @@ struct apg_http_req {
  * req->hr_len = N with hr_status 0: a whole request of N bytes; with
  * hr_status set: the request cannot be served (400 malformed, 411 chunked
  * body, 413 body over max_body, 414 target too long, 431 header block too
- * large) and N covers every byte given, as nothing after it is read. */
+ * large) and N covers every byte given, as nothing after it is read; with
+ * 413 the request line and headers were whole, so method, path, query and
+ * headers are set (the body is not). */
 void apg_http_parse(const uint8_t *buf, size_t len, size_t max_body, struct apg_http_req *req,
                     size_t *want);
 
@@ -99,6 +101,11 @@ struct apg_http_server_opts {
      * an idle port has no timer running. Optional. */
     uint32_t tick_ms;
     bool (*on_tick)(void *ud);
+    /* A request the codec refused (req->hr_status set; see apg_http_parse
+     * for what else is set): answers it (apg_http_reply, or begin / end)
+     * and returns true, or returns false for the plain-text answer. The
+     * connection closes after the answer either way. Optional. */
+    bool (*on_refused)(struct apg_http_call *call, const struct apg_http_req *req, void *ud);
 };
 
 apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,

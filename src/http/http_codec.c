@@ -172,11 +172,6 @@ void apg_http_parse(const uint8_t *buf, size_t len, size_t max_body, struct apg_
         refuse(r, len, 411, "chunked request bodies are not accepted; send Content-Length");
         return;
     }
-    uint64_t body = (p.flags & F_CONTENTLENGTH) ? p.content_length : 0;
-    if (body > max_body) {
-        refuse(r, len, 413, "request body over the limit");
-        return;
-    }
     r->hr_method = http_method_str((enum http_method)p.method);
     r->hr_major = p.http_major;
     r->hr_minor = p.http_minor;
@@ -186,6 +181,11 @@ void apg_http_parse(const uint8_t *buf, size_t len, size_t max_body, struct apg_
     r->hr_path_len = q ? (size_t)(q - ps.ps_url) : ps.ps_url_len;
     r->hr_query = q ? q + 1 : NULL;
     r->hr_query_len = q ? ps.ps_url_len - r->hr_path_len - 1 : 0;
+    uint64_t body = (p.flags & F_CONTENTLENGTH) ? p.content_length : 0;
+    if (body > max_body) {
+        refuse(r, len, 413, "request body over the limit");
+        return;
+    }
     size_t total = hlen + (size_t)body;
     if (len < total) {
         if (want)

@@ -14,6 +14,8 @@
  * loop thread. */
 #include "http/http_port.h"
 
+#include <string.h>
+
 #include "broker/broker_rt.h"
 #include "common/clock.h"
 #include "common/config.h"
@@ -80,6 +82,15 @@ static void mq_messages(struct apg_http_call *call, const struct apg_http_req *r
     apg_mqhttp_serve(((struct apg_http_port *)ud)->hp_mq, call, req);
 }
 
+/* Over the body limit on /topics/: the SDK's XML error, not plain text. */
+static bool mq_refused(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
+{
+    if (req->hr_status != 413 || req->hr_path_len < 8 || memcmp(req->hr_path, "/topics/", 8) != 0)
+        return false;
+    apg_mqhttp_refuse_large(((struct apg_http_port *)ud)->hp_mq, call);
+    return true;
+}
+
 static bool mq_tick(void *ud)
 {
     return apg_mqhttp_tick(((struct apg_http_port *)ud)->hp_mq);
@@ -128,6 +139,7 @@ apg_err_t apg_http_port_start(const struct apg_config *cfg, struct apg_broker *b
         .ud = hp,
         .tick_ms = APG_MQHTTP_TICK_MS,
         .on_tick = mq_tick,
+        .on_refused = mq_refused,
     };
     apg_err_t e = apg_http_server_start(&o, &hp->hp_srv, err, errlen);
     if (e) {

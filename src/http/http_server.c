@@ -49,6 +49,12 @@
 #define HTTP_DEFAULT_MAX_BODY (4u * 1024 * 1024)
 #define CLEN_WIDTH 20      /* room for any size_t in decimal */
 #define STOP_WAIT_MS 10000 /* longest wait at stop for held calls to be released */
+/* After an on_refused answer (the connection closes): the bytes the peer
+ * still sends (the refused body) are dropped as they come, so that closing
+ * while it still writes does not reset the connection before it read the
+ * answer; the close comes when the peer, told "Connection: close", closes,
+ * after DRAIN_MAX bytes, or at the idle timeout. */
+#define DRAIN_MAX (64u << 20)
 
 struct apg_http_server {
     struct apg_net_server *hs_net;
@@ -61,6 +67,7 @@ struct apg_http_server {
     size_t hs_n_routes;
     size_t hs_max_body;
     void *hs_ud;
+    bool (*hs_on_refused)(struct apg_http_call *call, const struct apg_http_req *req, void *ud);
     struct apg_log_limit hs_refused; /* one INFO line a second for refused requests */
 };
 
@@ -71,6 +78,7 @@ struct apg_http_call {
     bool hc_answered;
     bool hc_close; /* the answer ends the connection */
     bool hc_head;  /* HEAD: the body is measured, then dropped */
+    bool hc_drain; /* on_refused answered: the rest of the request is dropped, not refused */
     struct apg_buf *hc_out;
     size_t hc_clen_at; /* offset of the Content-Length digits in hc_out */
     size_t hc_body_at; /* offset of the body in hc_out */
@@ -87,11 +95,13 @@ struct apg_http_call {
     void *hc_gone_arg;
 };
 
-/* Per connection with held calls: the calls whose answers wait, in
- * request order. */
+/* Per connection with held calls (or draining): the calls whose answers
+ * wait, in request order. */
 struct hconn {
     struct apg_http_call *hq_head, *hq_tail;
-    bool hq_closing; /* a queued call ends the connection */
+    bool hq_closing;   /* a queued call ends the connection */
+    bool hq_draining;  /* after an on_refused answer: what arrives is dropped */
+    size_t hq_drained; /* bytes dropped so far (the connection closes past DRAIN_MAX) */
 };
 
 /* Per loop: the decode area and the Date header of the current second. */
@@ -480,7 +490,11 @@ static void call_route(struct apg_http_call *call, const struct apg_http_req *re
         if (apg_log_limit_hit(&call->hc_srv->hs_refused, (int64_t)uv_now(&l->l_uv), 1000, &quiet))
             apg_log_info(l->l_name, "refusing a request from %s: %d %s (%lld more refused since)",
                          call->hc_conn->c_peer, req->hr_status, req->hr_error, (long long)quiet);
-        reply_text(call, req->hr_status, req->hr_error);
+        struct apg_http_server *hs = call->hc_srv;
+        if (hs->hs_on_refused && hs->hs_on_refused(call, req, hs->hs_ud))
+            call->hc_drain = true;
+        else
+            reply_text(call, req->hr_status, req->hr_error);
     } else {
         route(call, req);
     }
@@ -493,6 +507,13 @@ static bool hc_dispatch(struct apg_conn *c, void *msg)
     const struct apg_http_req *req = &hl->hl_req;
     if (c->c_drain_close) /* pipelined after a request that ended the connection */
         return false;
+    struct hconn *dq = apg_conn_user(c);
+    if (dq && dq->hq_draining) {
+        dq->hq_drained += hl->hl_req.hr_len;
+        if (dq->hq_drained > DRAIN_MAX)
+            apg_conn_close_after_write(c, "refused HTTP request: peer kept sending");
+        return true;
+    }
     struct apg_http_call call = {
         .hc_srv = l->l_ud,
         .hc_conn = c,
@@ -521,6 +542,11 @@ static bool hc_dispatch(struct apg_conn *c, void *msg)
         return true;
     }
     call_route(&call, req);
+    struct hconn *drq = call.hc_drain ? hconn_of(c) : NULL;
+    if (drq) {
+        drq->hq_draining = true;
+        return true;
+    }
     if (call.hc_close)
         apg_conn_close_after_write(c, req->hr_status ? "refused HTTP request answered"
                                                      : "HTTP connection closed by request");
@@ -587,6 +613,7 @@ apg_err_t apg_http_server_start(const struct apg_http_server_opts *opts,
     hs->hs_n_routes = opts->n_routes;
     hs->hs_max_body = opts->max_body ? opts->max_body : HTTP_DEFAULT_MAX_BODY;
     hs->hs_ud = opts->ud;
+    hs->hs_on_refused = opts->on_refused;
     hs->hs_n_loops = opts->n_loops > 0 ? opts->n_loops : 1;
     if (opts->tick_ms && opts->on_tick) {
         hs->hs_tick_ms = opts->tick_ms;

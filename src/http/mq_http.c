@@ -37,8 +37,12 @@
  * offset, the time they may be checked: now + __TransCheckT seconds) in a
  * list owned by the loop thread; trans=pop hands out those whose time
  * came and moves their time on by the same amount, until a commit or
- * rollback ends them. The list is memory only: after a restart the
- * broker's own transaction check decides what is left.
+ * rollback ends them. The list is rebuilt at start from the transaction
+ * module's open halves (apg_txn_list_open: half queue minus op records)
+ * whose PGROUP is APG_MQHTTP_TXN_GROUP, each due at its store time plus
+ * its CHECK_IMMUNITY_TIME_IN_SECONDS; so halves published before a restart
+ * reach trans=pop again until they end or the broker's transaction check
+ * discards them (transactionCheckMax).
  *
  * With aclEnable=true every request is signed: "Authorization: MQ
  * <AccessKey>:<base64 HMAC-SHA1>" over METHOD, Content-MD5, Content-Type,
@@ -47,7 +51,8 @@
  * (apg_acl_check_mac).
  *
  * Threads: the HTTP loop thread (one), except pub_acked (the store's ack
- * thread: it only posts). */
+ * thread: it only posts) and apg_mqhttp_new (the control thread, before
+ * the loop runs: it rebuilds the half list). */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "http/mq_http.h"
 
@@ -86,6 +91,7 @@
 #define MAX_BATCH 16
 #define MAX_HALVES 100000
 #define DEFAULT_CHECK_S 10
+#define RELOAD_SCAN_MAX 1000000 /* half queue records read at start */
 #define MAX_DATE_SKEW_S (15 * 60)
 #define PERM_WRITE 2 /* topic permission bit (RocketMQ PermName) */
 
@@ -450,20 +456,46 @@ static void pub_acked(void *arg, apg_err_t rc)
         apg_free(p); /* stopping: the call went with its connection */
 }
 
-static void half_remember(struct apg_mqhttp *mh, const char *topic, int64_t clo, int64_t check_s)
+/* Remembers a half for trans=pop, due check_s seconds after since (wall
+ * ms). */
+static void half_remember(struct apg_mqhttp *mh, const char *topic, size_t tl, int64_t clo,
+                          int64_t check_s, int64_t since)
 {
-    if (mh->mh_n_halves >= MAX_HALVES)
+    if (mh->mh_n_halves >= MAX_HALVES || tl >= APG_NAME_CAP)
         return; /* the broker's transaction check still covers it */
     struct half *h = apg_calloc(1, sizeof(*h));
     if (!h)
         return;
-    snprintf(h->h_topic, sizeof h->h_topic, "%s", topic);
+    memcpy(h->h_topic, topic, tl);
     h->h_clo = clo;
     h->h_check_ms = (check_s > 0 ? check_s : DEFAULT_CHECK_S) * 1000;
-    h->h_due = apg_wall_ms() + h->h_check_ms;
+    h->h_due = since + h->h_check_ms;
     h->h_next = mh->mh_halves;
     mh->mh_halves = h;
     mh->mh_n_halves++;
+}
+
+/* apg_txn_list_open callback at start: an open half of this port's
+ * producer group (PGROUP) is remembered under its real topic, by the
+ * commit-log offset of the record that stands for it now (the half or its
+ * newest check-back copy; either ends it). */
+static void half_reload(void *ud, const struct apg_msgrec *rec, int64_t origin, int64_t check_times)
+{
+    (void)origin;
+    (void)check_times;
+    struct apg_mqhttp *mh = ud;
+    size_t gl = 0, tl = 0, cl = 0;
+    const char *g = apg_props_find(rec->mr_props, rec->mr_props_len, "PGROUP", &gl);
+    const char *t = apg_props_find(rec->mr_props, rec->mr_props_len, "REAL_TOPIC", &tl);
+    const char *c =
+        apg_props_find(rec->mr_props, rec->mr_props_len, "CHECK_IMMUNITY_TIME_IN_SECONDS", &cl);
+    if (!g || !t || gl != sizeof(APG_MQHTTP_TXN_GROUP) - 1 ||
+        memcmp(g, APG_MQHTTP_TXN_GROUP, gl) != 0)
+        return;
+    int64_t check_s = 0;
+    for (size_t i = 0; c && i < cl && i < 12 && c[i] >= '0' && c[i] <= '9'; i++)
+        check_s = check_s * 10 + (c[i] - '0');
+    half_remember(mh, t, tl, rec->mr_phys_offset, check_s, rec->mr_store_ts);
 }
 
 static const char *child(const struct apg_mqhttp *mh, const char *name, size_t *len)
@@ -704,7 +736,7 @@ static void publish(struct apg_mqhttp *mh, struct apg_http_call *call,
     }
     pu->p_phys = res.pr_phys_offset;
     if (half)
-        half_remember(mh, topic, res.pr_phys_offset, check_s);
+        half_remember(mh, topic, strlen(topic), res.pr_phys_offset, check_s, apg_wall_ms());
     if (pending)
         return; /* pu answered from pub_acked */
     pub_answer(ans, pu);
@@ -1199,6 +1231,14 @@ void apg_mqhttp_serve(struct apg_mqhttp *mh, struct apg_http_call *call,
     }
 }
 
+void apg_mqhttp_refuse_large(struct apg_mqhttp *mh, struct apg_http_call *call)
+{
+    char reqid[40];
+    reqid_make(mh, reqid);
+    reply_error(mh, call, reqid, 413, "MessageBodyTooLarge",
+                "the request body is over the HTTP port's limit (4 MiB)");
+}
+
 struct apg_mqhttp *apg_mqhttp_new(struct apg_broker *b)
 {
     struct apg_mqhttp *mh = apg_calloc(1, sizeof(*mh));
@@ -1206,6 +1246,17 @@ struct apg_mqhttp *apg_mqhttp_new(struct apg_broker *b)
         return NULL;
     mh->mh_broker = b;
     mh->mh_invisible_ms = apg_cfg_int(b->br_cfg, APG_CFG_httpConsumeInvisibleSeconds) * 1000;
+    if (b->br_txn) {
+        bool more = false;
+        int64_t t0 = apg_wall_ms();
+        int n = apg_txn_list_open(b->br_txn, MAX_HALVES, RELOAD_SCAN_MAX, half_reload, mh, &more);
+        if (mh->mh_n_halves || more)
+            apg_log_info("http",
+                         "%zu open transactional halves of the HTTP port found among %d open "
+                         "halves in %lld ms%s",
+                         mh->mh_n_halves, n, (long long)(apg_wall_ms() - t0),
+                         more ? " (the half queue was not read to its end)" : "");
+    }
     return mh;
 }
 

@@ -20,6 +20,10 @@ void apg_mqhttp_free(struct apg_mqhttp *mh);
 /* Any method on /topics/...: the handler of the route. */
 void apg_mqhttp_serve(struct apg_mqhttp *mh, struct apg_http_call *call,
                       const struct apg_http_req *req);
+/* A request on /topics/... whose body is over the port's limit (refused
+ * before it is read): answers 413 with the SDK's XML error,
+ * MessageBodyTooLarge. */
+void apg_mqhttp_refuse_large(struct apg_mqhttp *mh, struct apg_http_call *call);
 /* Every APG_MQHTTP_TICK_MS on the loop while long polls wait: retries
  * them, ends those whose wait is over. False when none is left. */
 #define APG_MQHTTP_TICK_MS 20

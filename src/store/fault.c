@@ -8,7 +8,10 @@
  * writer behind a slow disk). The gate is one process-wide flag, set by an
  * explicit call or found in the environment; without it the hooks refuse.
  * A process that drives the apogee binary sets the put delay with
- * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>.
+ * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>, and a delay
+ * before every commit-log flush (st_fault_flush_delay_ms, flush.c: a slow
+ * disk's sync, which SYNC_FLUSH writers wait for) with
+ * APOGEE_STORE_FAULT_FLUSH_DELAY_MS=<ms>.
  *
  * Every msync of the store is made here (apg_store_fault_msync), so a test
  * can watch the flags and ranges actually passed to the kernel: the sync
@@ -84,6 +87,9 @@ void apg_store_fault_env(struct apg_store *st)
     const char *e = getenv("APOGEE_STORE_FAULT_PUT_DELAY_MS");
     if (e && e[0] && apg_store_fault_armed())
         apg_store_fault_put_delay(st, atoi(e));
+    e = getenv("APOGEE_STORE_FAULT_FLUSH_DELAY_MS");
+    if (e && e[0] && apg_store_fault_armed() && atoi(e) > 0)
+        atomic_store(&st->st_fault_flush_delay_ms, atoi(e));
 }
 
 void apg_store_fault_sleep_ms(int ms)

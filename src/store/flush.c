@@ -33,6 +33,7 @@ static int cl_sync_range(struct apg_store *st, int64_t from, int64_t target)
 {
     int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
     int64_t pos = from;
+    apg_store_fault_flush_stall(st);
     while (pos < target) {
         pthread_rwlock_rdlock(&st->st_struct_lock);
         struct seg *s = apg_cl_seg_for(st, pos);

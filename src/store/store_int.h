@@ -171,6 +171,7 @@ struct apg_store {
     _Atomic bool st_fail_next_fsync;
     _Atomic bool st_fail_next_create;  /* fault.c: next queue directory/file creation: ENOSPC */
     _Atomic int st_fault_put_delay_ms; /* fault.c: every put sleeps this long in the append lock */
+    _Atomic int st_fault_flush_delay_ms; /* fault.c: every commit-log flush sleeps this long */
     _Atomic uint64_t st_fsync_count;
     _Atomic uint64_t st_fsync_us;
     int64_t st_last_ckpt_ms;
@@ -392,7 +393,7 @@ void *apg_flush_sync_main(void *arg);
 
 /* fault.c */
 /* Store open: takes the fault settings from the environment when the hooks
- * are armed (APOGEE_STORE_FAULT_PUT_DELAY_MS). */
+ * are armed (APOGEE_STORE_FAULT_PUT_DELAY_MS, APOGEE_STORE_FAULT_FLUSH_DELAY_MS). */
 void apg_store_fault_env(struct apg_store *st);
 /* Appender, under st_append_mtx: sleeps st_fault_put_delay_ms (0: returns
  * at once). Inline: it is on every put. */
@@ -400,6 +401,14 @@ void apg_store_fault_sleep_ms(int ms);
 static inline void apg_store_fault_put_stall(struct apg_store *st)
 {
     int ms = atomic_load_explicit(&st->st_fault_put_delay_ms, memory_order_relaxed);
+    if (ms > 0)
+        apg_store_fault_sleep_ms(ms);
+}
+/* Flush thread, before a commit-log flush: sleeps st_fault_flush_delay_ms
+ * (APOGEE_STORE_FAULT_FLUSH_DELAY_MS), as a slow disk's sync would. */
+static inline void apg_store_fault_flush_stall(struct apg_store *st)
+{
+    int ms = atomic_load_explicit(&st->st_fault_flush_delay_ms, memory_order_relaxed);
     if (ms > 0)
         apg_store_fault_sleep_ms(ms);
 }

@@ -187,6 +187,18 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         assert.equal(await page.textContent('#consistency'), 'consistent');
         assert.ok(got.includes('backlog-4'));
         await shot('06-group-lag-0');
+        // a second client of the group with another tag: the page says the subscriptions
+        // differ and marks that client's
+        const other = consumer('console-3');
+        other.subscribe(TOPIC, 'OtherTag', async () => {});
+        await other.ready();
+        await page.waitForFunction(() => document.querySelector('#consistency')?.textContent === 'not consistent',
+            null, { timeout: 20000 });
+        await page.waitForSelector('#clients-table tbody span.bad:has-text("OtherTag")', { timeout: 10000 });
+        await shot('06b-group-inconsistent');
+        await other.close();
+        await page.waitForFunction(() => document.querySelector('#consistency')?.textContent === 'consistent',
+            null, { timeout: 20000 });
         // reset preview: the page shows the offsets and changes nothing
         await page.click('#reset-preview-btn');
         await page.waitForSelector('#reset-preview table');

@@ -312,3 +312,86 @@ test('console: / and /assets/* served from the binary with content types and ETa
     }
     assert.equal((await fetch(base + '/assets/no-such.js')).status, 404);
 });
+
+test('SYNC_FLUSH with a slow disk: a test message is answered after its flush, other requests meanwhile', async () => {
+    const FLUSH_MS = 1500;
+    const httpPort = await freePort();
+    const s2 = await startApogee('standalone', [`--httpListenPort=${httpPort}`, '--flushDiskType=SYNC_FLUSH'], {
+        extraPorts: { namesrvListenPort: await freePort() },
+        env: { APOGEE_STORE_FAULTS: '1', APOGEE_STORE_FAULT_FLUSH_DELAY_MS: String(FLUSH_MS) },
+    });
+    try {
+        await waitForPort(httpPort, 10000, s2.proc);
+        const b2 = `http://127.0.0.1:${httpPort}`;
+        let r = await api(b2, 'POST', '/api/topics', { topic: 'HA_SYNC', queueNums: 2 });
+        assert.equal(r.status, 200, r.text);
+        const t0 = Date.now();
+        let sentAt = 0;
+        const send = api(b2, 'POST', '/api/topics/HA_SYNC/messages', { body: 'durable', keys: 'sync-1' })
+            .then((x) => { sentAt = Date.now(); return x; });
+        await new Promise((res) => setTimeout(res, 200));
+        // A second connection is served while the send waits for its flush.
+        r = await api(b2, 'GET', '/api/topics');
+        const gotAt = Date.now();
+        assert.equal(r.status, 200, r.text);
+        assert.ok(r.json.topicConfigTable.HA_SYNC);
+        assert.equal(sentAt, 0, 'the send is not answered before its flush');
+        assert.ok(gotAt - t0 < FLUSH_MS - 300, `GET answered after ${gotAt - t0} ms`);
+        r = await send;
+        assert.equal(r.status, 200, r.text);
+        assert.match(r.json.msgId, /^[0-9A-F]{32}$/);
+        assert.ok(sentAt - t0 >= FLUSH_MS - 300, `send answered after ${sentAt - t0} ms`);
+        r = await api(b2, 'GET', '/api/messages?topic=HA_SYNC&key=sync-1');
+        assert.equal(r.json.messages.length, 1, r.text);
+        assert.equal(Buffer.from(r.json.messages[0].body, 'base64').toString(), 'durable');
+    } finally {
+        await s2.stop();
+    }
+});
+
+test('groups: subscription consistency per client: ali-ons consumers with the same and with different tags', async () => {
+    const { Consumer } = require('ali-ons');
+    const topic = 'HA_SUBS';
+    const group = 'GID_HA_SUBS';
+    let r = await call('POST', '/api/topics', { topic, queueNums: 2 });
+    assert.equal(r.status, 200, r.text);
+    await new Promise((res) => setTimeout(res, 500)); // the broker re-registers the new route
+    const consumers = [];
+    const start = async (name, tags) => {
+        const c = new Consumer({
+            httpclient: {}, nameSrv: ns, consumerGroup: group, instanceName: name,
+            pollNameServerInteval: 1000, rebalanceInterval: 1000, heartbeatInterval: 1000,
+            logger: quiet(),
+        });
+        c.on('error', () => {});
+        c.subscribe(topic, tags, async () => {});
+        consumers.push(c);
+        await c.ready();
+    };
+    const members = async (n) => {
+        let last;
+        await until(async () => {
+            last = (await call('GET', `/api/groups/${group}/connections`)).json;
+            return last?.connectionSet?.length === n &&
+                last.connectionSet.every((m) => m.subscriptionTable?.[topic]);
+        }, 20000, `${n} members with their subscriptions`);
+        return last;
+    };
+    try {
+        await start('subs-a', 'TagA || TagB');
+        await start('subs-b', 'TagA || TagB');
+        let c = await members(2);
+        assert.equal(c.consistent, true, JSON.stringify(c));
+        assert.equal(c.topicsOk, true);
+        assert.deepEqual(c.connectionSet.map((m) => m.subscriptionTable[topic].subString), ['TagA || TagB', 'TagA || TagB']);
+        await start('subs-c', 'TagC');
+        c = await members(3);
+        assert.equal(c.consistent, false, JSON.stringify(c));
+        assert.equal(c.topicsOk, true);
+        assert.ok(c.problems.some((p) => /do not all subscribe/.test(p)), JSON.stringify(c.problems));
+        const exprs = c.connectionSet.map((m) => m.subscriptionTable[topic].subString).sort();
+        assert.deepEqual(exprs, ['TagA || TagB', 'TagA || TagB', 'TagC']);
+    } finally {
+        for (const x of consumers) await x.close();
+    }
+});

@@ -1,4 +1,5 @@
-// Consumer groups: the list (online or not); one group's clients, subscription consistency,
+// Consumer groups: the list (online or not); one group's clients with their own subscriptions
+// and whether they agree (consistency),
 // per-queue lag (polled every 2 s, with a lag chart) and offset reset with preview.
 import { get, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime } from './ui.js';
@@ -20,6 +21,14 @@ export async function groupsPage(main) {
     ], rows, { id: 'groups-table' }));
 }
 
+// A client's own subscriptions as text ("topic: expression; ..."), the group's retry topic
+// left out (the client library subscribes it by itself).
+function memberSubs(m) {
+    return Object.entries(m?.subscriptionTable ?? {}).filter(([t]) => !t.startsWith('%RETRY%'))
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([t, s]) => `${t}: ${s.expressionType && s.expressionType !== 'TAG' ? `${s.expressionType} ` : ''}${s.subString}`).join('; ');
+}
+
 export async function groupPage(main, group) {
     const conn = h('section', { class: 'card', id: 'group-clients' }, 'Loading…');
     const lagTotal = h('p', { id: 'lag-total' });
@@ -35,12 +44,21 @@ export async function groupPage(main, group) {
         const c = await guard(() => get(`/api/groups/${enc(group)}/connections`));
         if (!c) return;
         const subs = Object.entries(c.subscriptionTable ?? {});
+        // The subscriptions most clients have; the others are marked (all of them on a tie).
+        const counts = new Map();
+        for (const m of c.connectionSet ?? []) counts.set(memberSubs(m), (counts.get(memberSubs(m)) ?? 0) + 1);
+        const ranked = [...counts].sort((a, b) => b[1] - a[1]);
+        const usual = ranked.length > 1 && ranked[0][1] === ranked[1][1] ? null : ranked[0]?.[0];
         conn.replaceChildren(
             h('p', {}, c.online ? h('span', { class: 'ok' }, `online: ${c.connectionSet.length} client(s)`) : h('span', { class: 'muted' }, 'no client online'),
                 ' · subscriptions ', c.consistent ? h('span', { class: 'ok', id: 'consistency' }, 'consistent') : h('span', { class: 'bad', id: 'consistency' }, 'not consistent')),
             ...(c.problems ?? []).map((p) => h('p', { class: 'bad' }, p)),
-            table([['Client id', (m) => m.clientId], ['Address', (m) => m.clientAddr], ['Language', (m) => m.language], ['Version', (m) => m.version, { num: true }]], c.connectionSet ?? [], { id: 'clients-table' }),
-            h('h2', {}, 'Subscriptions'),
+            table([['Client id', (m) => m.clientId], ['Address', (m) => m.clientAddr], ['Language', (m) => m.language], ['Version', (m) => m.version, { num: true }],
+                ['Subscriptions', (m) => {
+                    const mine = memberSubs(m);
+                    return h('span', { class: c.consistent || mine === usual ? '' : 'bad' }, mine || '-');
+                }]], c.connectionSet ?? [], { id: 'clients-table' }),
+            h('h2', {}, 'Subscriptions (the group\'s, from the last heartbeat)'),
             table([['Topic', (s) => s[0]], ['Type', (s) => s[1].expressionType ?? 'TAG'], ['Expression', (s) => s[1].subString]], subs));
     }
 
