@@ -408,7 +408,7 @@ static apg_err_t frame_add(struct apg_buf *out, const ProtobufCMessage *m)
 
 /* The body as a 5.x client reads it: a zlib-compressed 4.x body inflated. */
 /* Appends the message frame of one popped message. */
-static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct apg_pop_msg *pm,
+static apg_err_t message_frame(const char *broker, const struct apg_pop_msg *pm,
                                const struct apg_pop_result *res, const uint8_t *recbytes,
                                struct apg_buf *out)
 {
@@ -511,7 +511,7 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     host_fmt(&r.mr_store_host, sh, sizeof sh);
     sp.born_host = bh;
     sp.store_host = sh;
-    apg_pop_handle_of(res, pm, ms->gm_broker->br_name, handle, sizeof handle);
+    apg_pop_handle_of(res, pm, broker, handle, sizeof handle);
     sp.receipt_handle = handle;
     sp.queue_id = pm->pm_queue;
     sp.queue_offset = pm->pm_offset;
@@ -534,15 +534,37 @@ out:
     return e;
 }
 
-static apg_err_t status_frame(struct apg_buf *out, Apache__Rocketmq__V2__Code code, const char *msg)
+apg_err_t apg_grpc_consume_status_frame(struct apg_buf *out, int code, const char *msg)
 {
     pb_status st;
-    st_set(&st, code, msg);
+    st_set(&st, (Apache__Rocketmq__V2__Code)code, msg);
     Apache__Rocketmq__V2__ReceiveMessageResponse fr =
         APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
     fr.content_case = APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_STATUS;
     fr.status = &st;
     return frame_add(out, &fr.base);
+}
+
+apg_err_t apg_grpc_consume_frames(const char *broker, const struct apg_pop_result *res,
+                                  const uint8_t *recs, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    for (int i = 0; i < res->pr_n && !e; i++)
+        e = message_frame(broker, &res->pr_msgs[i], res, recs + res->pr_msgs[i].pm_rec_off, out);
+    if (!e) {
+        Apache__Rocketmq__V2__Timestamp ts = APACHE__ROCKETMQ__V2__TIMESTAMP__INIT;
+        ts.seconds = res->pr_stamp / 1000;
+        ts.nanos = (int32_t)(res->pr_stamp % 1000) * 1000000;
+        Apache__Rocketmq__V2__ReceiveMessageResponse fr =
+            APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
+        fr.content_case =
+            APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_DELIVERY_TIMESTAMP;
+        fr.delivery_timestamp = &ts;
+        e = frame_add(out, &fr.base);
+    }
+    if (!e)
+        e = apg_grpc_consume_status_frame(out, CODE(OK), "OK");
+    return e;
 }
 
 apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int final,
@@ -566,7 +588,8 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
                            ? rq->filter_expression->expression
                            : "*";
     if (!group || !topic) {
-        e = status_frame(out, CODE(BAD_REQUEST), "group and message_queue.topic are required");
+        e = apg_grpc_consume_status_frame(out, CODE(BAD_REQUEST),
+                                          "group and message_queue.topic are required");
         goto out;
     }
     const struct apg_sql92 *sql = NULL;
@@ -575,25 +598,25 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         int32_t code;
         sql = apg_broker_filter_sql(b, "SQL92", expr, &code, err, sizeof err);
         if (!sql) {
-            e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
+            e = apg_grpc_consume_status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
             goto out;
         }
         expr = "*";
     }
     if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof err)) {
-        e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
+        e = apg_grpc_consume_status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
         goto out;
     }
     struct apg_group_cfg gc;
     if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) != APG_OK) {
         snprintf(err, sizeof err,
                  "consumer group %s does not exist and autoCreateSubscriptionGroup=false", group);
-        e = status_frame(out, CODE(CONSUMER_GROUP_NOT_FOUND), err);
+        e = apg_grpc_consume_status_frame(out, CODE(CONSUMER_GROUP_NOT_FOUND), err);
         goto out;
     }
     if (!gc.gc_consume_enable) {
         snprintf(err, sizeof err, "consumer group %s is disabled (consumeEnable=false)", group);
-        e = status_frame(out, CODE(FORBIDDEN), err);
+        e = apg_grpc_consume_status_frame(out, CODE(FORBIDDEN), err);
         goto out;
     }
     /* Every queue of this broker, whatever id the request names: the
@@ -619,36 +642,21 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
     }
     e = apg_pop_take(b->br_pop, &pr, &recs, res, err, sizeof err);
     if (e) {
-        e = status_frame(
+        e = apg_grpc_consume_status_frame(
             out, e == APG_ENOTFOUND ? CODE(TOPIC_NOT_FOUND) : CODE(INTERNAL_SERVER_ERROR), err);
     } else if (res->pr_n > 0) {
         /* Counted as a remoting pop is: the broker's get total, the
          * group's consume counters and messages-out metrics. */
         atomic_fetch_add_explicit(&b->br_get_total, res->pr_n, memory_order_relaxed);
         apg_broker_consume_note(b, group, topic, res->pr_n, recs.b_len);
-        for (int i = 0; i < res->pr_n && !e; i++)
-            e = message_frame(ms, &res->pr_msgs[i], res,
-                              (const uint8_t *)recs.b_data + res->pr_msgs[i].pm_rec_off, out);
+        e = apg_grpc_consume_frames(b->br_name, res, (const uint8_t *)recs.b_data, out);
         *n_msgs = res->pr_n;
-        if (!e) {
-            Apache__Rocketmq__V2__Timestamp ts = APACHE__ROCKETMQ__V2__TIMESTAMP__INIT;
-            ts.seconds = res->pr_stamp / 1000;
-            ts.nanos = (int32_t)(res->pr_stamp % 1000) * 1000000;
-            Apache__Rocketmq__V2__ReceiveMessageResponse fr =
-                APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
-            fr.content_case =
-                APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_DELIVERY_TIMESTAMP;
-            fr.delivery_timestamp = &ts;
-            e = frame_add(out, &fr.base);
-        }
-        if (!e)
-            e = status_frame(out, CODE(OK), "OK");
     } else if (final) {
-        e = status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
+        e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     } else {
         *poll_ms = dur_ms(rq->long_polling_timeout, 0);
         if (*poll_ms <= 0)
-            e = status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
+            e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     }
     apg_buf_free(&recs);
     apg_free(res);

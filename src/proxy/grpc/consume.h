@@ -41,4 +41,14 @@ void apg_grpc_consume_receive_close(struct apg_grpc_call *call, void *ud);
 apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int final,
                                    struct apg_buf *out, int *n_msgs, int64_t *poll_ms);
 
+/* The frames of one popped batch from broker (the name its receipt handles
+ * carry): one message frame per message of res (records at
+ * recs[pm_rec_off ..)), the delivery_timestamp frame and an OK status,
+ * appended to out as apg_grpc_consume_receive does. Any thread. */
+struct apg_pop_result;
+apg_err_t apg_grpc_consume_frames(const char *broker, const struct apg_pop_result *res,
+                                  const uint8_t *recs, struct apg_buf *out);
+/* Appends a status frame (code: an Apache__Rocketmq__V2__Code). */
+apg_err_t apg_grpc_consume_status_frame(struct apg_buf *out, int code, const char *msg);
+
 #endif

@@ -119,7 +119,7 @@ static bool crc_text_is(const char *t, uint32_t crc)
     return *t && !*end && decv == crc;
 }
 
-static bool digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n)
+bool apg_grpc_digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n)
 {
     char want[2 * EVP_MAX_MD_SIZE + 1];
     if (!d || d->type == APACHE__ROCKETMQ__V2__DIGEST_TYPE__DIGEST_TYPE_UNSPECIFIED || !d->checksum)
@@ -133,7 +133,7 @@ static bool digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, s
 
 /* Inflates a GZIP-encoded body (gzip or zlib framing) into out, at most max
  * bytes. */
-static bool body_inflate(const uint8_t *p, size_t n, size_t max, struct apg_buf *out)
+bool apg_grpc_body_inflate(const uint8_t *p, size_t n, size_t max, struct apg_buf *out)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
@@ -205,8 +205,8 @@ static void ctx_free(struct send_ctx *sc)
 
 /* The property string of m into props, with extra pairs (NULL-terminated
  * name, value list); false when a pair is not allowed or it is too long. */
-static bool build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *props,
-                        const char *const *extra)
+bool apg_grpc_build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *props,
+                          const char *const *extra)
 {
     const Apache__Rocketmq__V2__SystemProperties *sp = m->system_properties;
     apg_buf_reset(props);
@@ -295,12 +295,12 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
     size_t body_len = m->body.len;
     if (sp->body_encoding == APACHE__ROCKETMQ__V2__ENCODING__GZIP) {
         /* Stored inflated, so every consumer reads it as sent. */
-        if (!body_inflate(body, body_len, (size_t)max_body, &s->sl_body))
+        if (!apg_grpc_body_inflate(body, body_len, (size_t)max_body, &s->sl_body))
             REFUSE(MESSAGE_CORRUPTED, "GZIP body does not inflate to at most maxMessageSize");
         body = s->sl_body.b_data;
         body_len = s->sl_body.b_len;
     }
-    if (!digest_ok(sp->body_digest, m->body.data, m->body.len))
+    if (!apg_grpc_digest_ok(sp->body_digest, m->body.data, m->body.len))
         REFUSE(MESSAGE_CORRUPTED, "body does not match its %s digest",
                protobuf_c_enum_descriptor_get_value(&apache__rocketmq__v2__digest_type__descriptor,
                                                     (int)sp->body_digest->type)
@@ -354,7 +354,7 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
         extra[ne++] = APG_GRPC_TXN_GROUP;
     }
     extra[ne] = NULL;
-    if (!build_props(m, &s->sl_props, extra))
+    if (!apg_grpc_build_props(m, &s->sl_props, extra))
         REFUSE(MESSAGE_PROPERTIES_TOO_LARGE,
                "message properties are too large or contain reserved characters");
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "proxy/grpc/messaging.h"
 
 /* PGROUP of half messages sent over gRPC (5.x producers name no group). */
@@ -32,5 +33,16 @@ void apg_grpc_produce_free(struct apg_grpc_messaging *ms);
 /* The hex digest (upper case) of type (a DigestType) of p[0..n) into out;
  * false for an unknown type or too small a buffer. Any thread. */
 bool apg_grpc_digest_hex(int type, const uint8_t *p, size_t n, char *out, size_t cap);
+
+/* Shared with the remote backend (any thread). */
+/* True when d is absent or matches p[0..n). */
+bool apg_grpc_digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n);
+/* Inflates a GZIP body into out, at most max bytes; false when it does not. */
+bool apg_grpc_body_inflate(const uint8_t *p, size_t n, size_t max, struct apg_buf *out);
+/* The property string of m into props: user properties, TAGS, KEYS, the
+ * extra (name, value) pairs (NULL-terminated list), UNIQ_KEY and WAIT;
+ * false when a pair is not allowed or the string is too long. */
+bool apg_grpc_build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *props,
+                          const char *const *extra);
 
 #endif
