@@ -69,17 +69,17 @@ static void reply_packed(struct apg_grpc_call *call, const ProtobufCMessage *m)
     apg_free(buf);
 }
 
-static const char *res_name(const Apache__Rocketmq__V2__Resource *r)
+const char *apg_grpc_res_name(const Apache__Rocketmq__V2__Resource *r)
 {
     return r && r->name && r->name[0] ? r->name : NULL;
 }
 
-static int64_t dur_ms(const Apache__Rocketmq__V2__Duration *d, int64_t dflt)
+int64_t apg_grpc_dur_ms(const Apache__Rocketmq__V2__Duration *d, int64_t dflt)
 {
     return d ? d->seconds * 1000 + d->nanos / 1000000 : dflt;
 }
 
-static int64_t clamp_invisible(int64_t ms)
+int64_t apg_grpc_clamp_invisible(int64_t ms)
 {
     return ms < MIN_INVISIBLE_MS ? MIN_INVISIBLE_MS : ms > MAX_INVISIBLE_MS ? MAX_INVISIBLE_MS : ms;
 }
@@ -125,7 +125,7 @@ void apg_grpc_consume_ack(struct apg_grpc_call *call, const uint8_t *req, size_t
         APACHE__ROCKETMQ__V2__ACK_MESSAGE_RESPONSE__INIT;
     pb_status top;
     resp.status = &top;
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     size_t n = rq->n_entries;
     struct slot {
         Apache__Rocketmq__V2__AckMessageResultEntry e;
@@ -204,14 +204,15 @@ void apg_grpc_consume_change(struct apg_grpc_call *call, const uint8_t *req, siz
     pb_status st;
     resp.status = &st;
     char handle[512];
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     struct apg_pop_handle h;
     if (!group || !topic) {
         st_set(&st, CODE(BAD_REQUEST), "group and topic are required");
     } else if (!rq->invisible_duration) {
         st_set(&st, CODE(ILLEGAL_INVISIBLE_TIME), "invisible_duration is required");
     } else if (handle_get(rq->receipt_handle, &h, &st)) {
-        int64_t inv = clamp_invisible(dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS));
+        int64_t inv =
+            apg_grpc_clamp_invisible(apg_grpc_dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS));
         int64_t ns;
         apg_err_t e = apg_pop_change(ms->gm_broker->br_pop, group, topic, h.ph_queue, h.ph_offset,
                                      h.ph_stamp, inv, &ns);
@@ -244,7 +245,7 @@ void apg_grpc_consume_forward_dlq(struct apg_grpc_call *call, const uint8_t *req
         APACHE__ROCKETMQ__V2__FORWARD_MESSAGE_TO_DEAD_LETTER_QUEUE_RESPONSE__INIT;
     pb_status st;
     resp.status = &st;
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     struct apg_pop_handle h;
     if (!group || !topic) {
         st_set(&st, CODE(BAD_REQUEST), "group and topic are required");
@@ -274,7 +275,7 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
         APACHE__ROCKETMQ__V2__QUERY_ASSIGNMENT_RESPONSE__INIT;
     pb_status st;
     resp.status = &st;
-    const char *topic = res_name(rq->topic);
+    const char *topic = apg_grpc_res_name(rq->topic);
     struct apg_topic_cfg tc;
     char why[300];
     Apache__Rocketmq__V2__Address addr = APACHE__ROCKETMQ__V2__ADDRESS__INIT;
@@ -289,7 +290,7 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
     Apache__Rocketmq__V2__MessageType types[] = {
         APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO,
         APACHE__ROCKETMQ__V2__MESSAGE_TYPE__DELAY, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__TRANSACTION};
-    if (!topic || !res_name(rq->group)) {
+    if (!topic || !apg_grpc_res_name(rq->group)) {
         st_set(&st, CODE(BAD_REQUEST), "topic and group are required");
     } else if (!apg_topics_get(b->br_topics, topic, &tc)) {
         snprintf(why, sizeof why, "topic %s does not exist on broker %s", topic, b->br_name);
@@ -580,8 +581,8 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         return APG_EINVAL;
     char err[300];
     apg_err_t e = APG_OK;
-    const char *group = res_name(rq->group);
-    const char *topic = rq->message_queue ? res_name(rq->message_queue->topic) : NULL;
+    const char *group = apg_grpc_res_name(rq->group);
+    const char *topic = rq->message_queue ? apg_grpc_res_name(rq->message_queue->topic) : NULL;
     struct apg_tagexpr f;
     const char *expr = rq->filter_expression && rq->filter_expression->expression &&
                                rq->filter_expression->expression[0]
@@ -628,7 +629,8 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         .pr_topic = topic,
         .pr_queue = -1,
         .pr_max = rq->batch_size > 0 ? rq->batch_size : APG_POP_MAX_BATCH,
-        .pr_invisible = clamp_invisible(dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)),
+        .pr_invisible =
+            apg_grpc_clamp_invisible(apg_grpc_dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)),
         .pr_fifo = false,
         .pr_init_min = false,
         .pr_tags = &f,
@@ -654,7 +656,7 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
     } else if (final) {
         e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     } else {
-        *poll_ms = dur_ms(rq->long_polling_timeout, 0);
+        *poll_ms = apg_grpc_dur_ms(rq->long_polling_timeout, 0);
         if (*poll_ms <= 0)
             e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     }
@@ -688,8 +690,7 @@ static pthread_mutex_t rx_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rx_wait *rx_head;
 static atomic_bool rx_hooked;
 
-/* Sends the frames of out (u32 length + message each) and ends the call. */
-static void rx_send(struct apg_grpc_call *call, const struct apg_buf *out)
+void apg_grpc_consume_send_frames(struct apg_grpc_call *call, const struct apg_buf *out)
 {
     const uint8_t *p = out->b_data, *end = p + out->b_len;
     while (p + 4 <= end) {
@@ -738,7 +739,7 @@ static void rx_retry(struct apg_grpc_call *call, void *arg)
         if (e)
             apg_grpc_call_finish(call, APG_GRPC_INTERNAL, "out of memory");
         else
-            rx_send(call, &out);
+            apg_grpc_consume_send_frames(call, &out);
         apg_grpc_call_set_user(call, NULL);
         rx_free(w);
     } else {
@@ -788,7 +789,7 @@ void apg_grpc_consume_receive_call(struct apg_grpc_call *call, const uint8_t *re
     } else if (e) {
         apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     } else if (out.b_len) {
-        rx_send(call, &out);
+        apg_grpc_consume_send_frames(call, &out);
     } else {
         /* Long polling: retried from the pop thread's ticks. */
         struct rx_wait *w = apg_calloc(1, sizeof(*w));

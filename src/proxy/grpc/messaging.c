@@ -19,6 +19,7 @@
 #include "proxy/grpc/consume.h"
 #include "proxy/grpc/ns.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -58,6 +59,43 @@ void apg_grpc_answer(struct apg_grpc_call *call, const ProtobufCMessage *m)
     apg_grpc_call_reply(call, buf, n);
     if (buf != stackbuf)
         apg_free(buf);
+}
+
+apg_err_t apg_grpc_status_only(const ProtobufCMessageDescriptor *d, int code, const char *msg,
+                               struct apg_buf *out)
+{
+    union {
+        ProtobufCMessage base;
+        max_align_t align;
+        uint8_t bytes[512];
+    } m;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(d, "status");
+    if (d->sizeof_message > sizeof m || !f)
+        return APG_EINVAL;
+    protobuf_c_message_init(d, &m);
+    Apache__Rocketmq__V2__Status st;
+    apg_grpc_status_set(&st, (Apache__Rocketmq__V2__Code)code, msg);
+    Apache__Rocketmq__V2__Status *sp = &st;
+    memcpy(m.bytes + f->offset, &sp, sizeof sp);
+    size_t n = protobuf_c_message_get_packed_size(&m.base);
+    apg_buf_reset(out);
+    if (apg_buf_reserve(out, n ? n : 1))
+        return APG_ENOMEM;
+    protobuf_c_message_pack(&m.base, out->b_data);
+    out->b_len = n;
+    return APG_OK;
+}
+
+void apg_grpc_answer_status(struct apg_grpc_call *call, const ProtobufCMessageDescriptor *d,
+                            int code, const char *msg)
+{
+    struct apg_buf b = APG_BUF_INIT;
+    if (apg_grpc_status_only(d, code, msg, &b))
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        apg_grpc_call_reply(call, b.b_data, b.b_len);
+    apg_buf_free(&b);
 }
 
 bool apg_grpc_resource_name(const Apache__Rocketmq__V2__Resource *r, const char **name)

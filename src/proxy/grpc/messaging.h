@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "proto/messaging.pb-c.h"
 #include "proxy/grpc/grpc_server.h"
 
@@ -61,6 +62,14 @@ void apg_grpc_status_set(Apache__Rocketmq__V2__Status *st, Apache__Rocketmq__V2_
                          const char *msg);
 /* Packs m as the unary call's answer. */
 void apg_grpc_answer(struct apg_grpc_call *call, const ProtobufCMessage *m);
+/* A response of type d (any whose field "status" is a Status) with only
+ * that status, packed into out (reset first). APG_EINVAL for a type
+ * without one, APG_ENOMEM. Any thread. */
+apg_err_t apg_grpc_status_only(const ProtobufCMessageDescriptor *d, int code, const char *msg,
+                               struct apg_buf *out);
+/* Answers the unary call with such a response. */
+void apg_grpc_answer_status(struct apg_grpc_call *call, const ProtobufCMessageDescriptor *d,
+                            int code, const char *msg);
 /* Heartbeat and NotifyClientTermination: answered OK, nothing is kept for
  * a client (both backends). */
 void apg_grpc_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);

@@ -618,27 +618,32 @@ void apg_grpc_send_close(struct apg_grpc_call *call, void *ud)
         sc->sc_call = NULL;
 }
 
-void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+Apache__Rocketmq__V2__SendMessageRequest *apg_grpc_send_unpack(struct apg_grpc_call *call,
+                                                               const uint8_t *req, size_t len)
 {
-    struct apg_grpc_messaging *ms = ud;
-    struct apg_broker *b = ms->gm_broker;
     Apache__Rocketmq__V2__SendMessageRequest *rq =
         apache__rocketmq__v2__send_message_request__unpack(NULL, len, req);
     if (!rq) {
         apg_grpc_call_fail(call, APG_GRPC_INVALID_ARGUMENT, "malformed SendMessageRequest");
-        return;
+        return NULL;
     }
     if (rq->n_messages == 0 || rq->n_messages > MAX_PER_REQUEST) {
-        Apache__Rocketmq__V2__SendMessageResponse resp =
-            APACHE__ROCKETMQ__V2__SEND_MESSAGE_RESPONSE__INIT;
-        pb_status top;
-        apg_grpc_status_set(&top, APACHE__ROCKETMQ__V2__CODE__BAD_REQUEST,
-                            "1 to 1024 messages per request");
-        resp.status = &top;
-        apg_grpc_answer(call, &resp.base);
+        apg_grpc_answer_status(call, &apache__rocketmq__v2__send_message_response__descriptor,
+                               APACHE__ROCKETMQ__V2__CODE__BAD_REQUEST,
+                               "1 to 1024 messages per request");
         apache__rocketmq__v2__send_message_request__free_unpacked(rq, NULL);
-        return;
+        return NULL;
     }
+    return rq;
+}
+
+void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+{
+    struct apg_grpc_messaging *ms = ud;
+    struct apg_broker *b = ms->gm_broker;
+    Apache__Rocketmq__V2__SendMessageRequest *rq = apg_grpc_send_unpack(call, req, len);
+    if (!rq)
+        return;
     struct send_ctx *sc = apg_calloc(1, sizeof(*sc));
     struct slot *slots = sc ? apg_calloc(rq->n_messages, sizeof(*slots)) : NULL;
     if (!slots) {

@@ -35,6 +35,10 @@ void apg_grpc_produce_free(struct apg_grpc_messaging *ms);
 bool apg_grpc_digest_hex(int type, const uint8_t *p, size_t n, char *out, size_t cap);
 
 /* Shared with the remote backend (any thread). */
+/* The SendMessageRequest in req[0..len), or NULL when the call was answered
+ * (malformed: INVALID_ARGUMENT; not 1 to 1024 messages: BAD_REQUEST). */
+Apache__Rocketmq__V2__SendMessageRequest *apg_grpc_send_unpack(struct apg_grpc_call *call,
+                                                               const uint8_t *req, size_t len);
 /* True when d is absent or matches p[0..n). */
 bool apg_grpc_digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n);
 /* Inflates a GZIP body into out, at most max bytes; false when it does not. */
