@@ -31,7 +31,8 @@ const clients = [];
 async function startBroker(name) {
     const srv = await startApogee('broker', [`--namesrvAddr=127.0.0.1:${ns.port}`,
         '--brokerClusterName=ProxyCluster', `--brokerName=${name}`, '--brokerIP1=127.0.0.1',
-        '--allowLoopbackAdvertise=true'], { anyExit: true });
+        '--allowLoopbackAdvertise=true', '--transactionTimeOut=1000', '--transactionCheckInterval=1000'],
+    { anyExit: true });
     brokers[name] = { srv, rc: await RemotingClient.connect(srv.port) };
 }
 // The topic on both brokers, then until the NameServer's route names both.
@@ -63,8 +64,8 @@ async function stored(name, t) {
     }
     return n;
 }
-async function producer() {
-    const p = new Producer({ endpoints: `127.0.0.1:${grpcPort}`, logger: quiet, requestTimeout: 5000 });
+async function producer(extra = {}) {
+    const p = new Producer({ endpoints: `127.0.0.1:${grpcPort}`, logger: quiet, requestTimeout: 5000, ...extra });
     await p.startup();
     clients.push(p);
     return p;
@@ -229,6 +230,42 @@ test('a 4.x ali-ons consumer reads from both brokers what went through the proxy
     } finally {
         await c.close();
     }
+});
+
+test('transactions through the proxy: commit delivers, rollback does not, an orphan is checked back', async () => {
+    const T = 'ProxyTxn';
+    await topic(T);
+    const COMMIT = 1;
+    const p1 = await producer({ topics: [T], checker: { async check() { return null; } } });
+    const t1 = p1.beginTransaction();
+    const r1 = await p1.send({ topic: T, body: Buffer.from('committed') }, t1);
+    assert.match(r1.transactionId, / broker-[ab]$/, 'the transaction id names its broker');
+    await t1.commit();
+    const t2 = p1.beginTransaction();
+    await p1.send({ topic: T, body: Buffer.from('rolled back') }, t2);
+    await t2.rollback();
+    const t3 = p1.beginTransaction();
+    await p1.send({ topic: T, tag: 'orphan', body: Buffer.from('orphan') }, t3);
+    await p1.shutdown();
+    clients.splice(clients.indexOf(p1), 1);
+    // A producer started later gets the broker's check-back over Telemetry and commits.
+    const checked = [];
+    const p2 = await producer({ topics: [T], checker: { async check(v) {
+        checked.push(v.body.toString());
+        return COMMIT;
+    } } });
+    const c = await consumer('CG_PROXY_TXN', T);
+    const got = new Set();
+    for (let i = 0; i < 40 && !(got.has('committed') && got.has('orphan')); i++) {
+        for (const m of await c.receive(16, 30000)) {
+            got.add(m.body.toString());
+            await c.ack(m);
+        }
+    }
+    assert.ok(checked.includes('orphan'), `the orphan was checked (checks: ${checked})`);
+    assert.deepEqual([...got].sort(), ['committed', 'orphan']);
+    await p2.shutdown();
+    clients.splice(clients.indexOf(p2), 1);
 });
 
 test('an ack whose handle names a broker that went away fails with a message naming it', async () => {

@@ -857,18 +857,10 @@ static bool prop_is_system(const char *n, size_t len)
 #define MAX_USER_PROPS 128
 #define MAX_KEYS 32
 
-/* Check thread: asks a 5.x producer about the copy v stored at copy_phys. */
-static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
+bool apg_grpc_txn_recover(struct apg_grpc_clients *ct, const struct apg_msg_in *v, const char *txid)
 {
-    struct apg_grpc_messaging *ms = ud;
-    struct apg_broker *b = ms->gm_broker;
-    size_t gl = 0;
-    const char *g = apg_props_find(v->mi_props, v->mi_props_len, "PGROUP", &gl);
-    if (!g || gl != sizeof(APG_GRPC_TXN_GROUP) - 1 || memcmp(g, APG_GRPC_TXN_GROUP, gl) != 0)
-        return false; /* a 4.x producer's half: its own producers are asked */
-    char topic[APG_NAME_CAP], txid[64];
+    char topic[APG_NAME_CAP];
     apg_text_copy(topic, sizeof topic, v->mi_topic, v->mi_topic_len);
-    apg_msgid_encode(&b->br_store_host, copy_phys, txid, sizeof txid);
     /* Copies of the property values, NUL-terminated, and the pairs. */
     struct apg_buf text = APG_BUF_INIT;
     size_t off_k[MAX_USER_PROPS], off_v[MAX_USER_PROPS], nup = 0;
@@ -918,7 +910,7 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     }
     msg.n_user_properties = nup;
     msg.user_properties = up;
-    sp.message_id = o_uniq != SIZE_MAX ? base + o_uniq : txid;
+    sp.message_id = o_uniq != SIZE_MAX ? base + o_uniq : (char *)txid;
     if (o_tag != SIZE_MAX)
         sp.tag = base + o_tag;
     if (o_keys != SIZE_MAX) {
@@ -948,7 +940,7 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     Apache__Rocketmq__V2__RecoverOrphanedTransactionCommand rc =
         APACHE__ROCKETMQ__V2__RECOVER_ORPHANED_TRANSACTION_COMMAND__INIT;
     rc.message = &msg;
-    rc.transaction_id = txid;
+    rc.transaction_id = (char *)txid;
     Apache__Rocketmq__V2__TelemetryCommand c = APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__INIT;
     c.command_case =
         APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__COMMAND_RECOVER_ORPHANED_TRANSACTION_COMMAND;
@@ -958,11 +950,24 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     bool asked = false;
     if (buf) {
         protobuf_c_message_pack(&c.base, buf);
-        asked = apg_grpc_clients_recover(ms->gm_clients, topic, buf, n);
+        asked = apg_grpc_clients_recover(ct, topic, buf, n);
         apg_free(buf);
     }
     apg_buf_free(&text);
     return asked;
+}
+
+/* Check thread: asks a 5.x producer about the copy v stored at copy_phys. */
+static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
+{
+    struct apg_grpc_messaging *ms = ud;
+    size_t gl = 0;
+    const char *g = apg_props_find(v->mi_props, v->mi_props_len, "PGROUP", &gl);
+    if (!g || gl != sizeof(APG_GRPC_TXN_GROUP) - 1 || memcmp(g, APG_GRPC_TXN_GROUP, gl) != 0)
+        return false; /* a 4.x producer's half: its own producers are asked */
+    char txid[64];
+    apg_msgid_encode(&ms->gm_broker->br_store_host, copy_phys, txid, sizeof txid);
+    return apg_grpc_txn_recover(ms->gm_clients, v, txid);
 }
 
 void apg_grpc_produce_start(struct apg_grpc_messaging *ms)

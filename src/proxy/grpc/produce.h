@@ -35,6 +35,12 @@ void apg_grpc_produce_free(struct apg_grpc_messaging *ms);
 bool apg_grpc_digest_hex(int type, const uint8_t *p, size_t n, char *out, size_t cap);
 
 /* Shared with the remote backend (any thread). */
+struct apg_msg_in;
+/* Posts a RecoverOrphanedTransactionCommand for the half message v (its
+ * real topic, properties and body) with transaction id txid to a producer's
+ * Telemetry stream (apg_grpc_clients_recover); false when none is open. */
+bool apg_grpc_txn_recover(struct apg_grpc_clients *ct, const struct apg_msg_in *v,
+                          const char *txid);
 /* The SendMessageRequest in req[0..len), or NULL when the call was answered
  * (malformed: INVALID_ARGUMENT; not 1 to 1024 messages: BAD_REQUEST). */
 Apache__Rocketmq__V2__SendMessageRequest *apg_grpc_send_unpack(struct apg_grpc_call *call,

@@ -403,6 +403,7 @@ static apg_err_t ns_parse(struct apg_remote *rm, const char *list, char *err, si
 
 static void proxy_free(struct apg_proxy *px)
 {
+    apg_remote_txn_stop(&px->px_rm);
     if (px->px_rm.rm_cli)
         apg_net_client_stop(px->px_rm.rm_cli);
     apg_remote_routes_free(&px->px_rm);
@@ -432,14 +433,16 @@ apg_err_t apg_proxy_start(const struct apg_config *cfg, struct apg_proxy **out, 
         proxy_free(px);
         return e;
     }
-    struct apg_net_client_opts co = {.name = "proxy-remoting"};
-    if ((e = apg_net_client_start(&co, &px->px_rm.rm_cli, err, errlen))) {
-        proxy_free(px);
-        return e;
-    }
     struct apg_grpc_messaging *ms = &px->px_ms;
     ms->gm_backend = &remote_backend;
     ms->gm_remote = &px->px_rm;
+    struct apg_net_client_opts co = {
+        .name = "proxy-remoting", .on_request = apg_remote_on_request, .ud = ms};
+    if ((e = apg_net_client_start(&co, &px->px_rm.rm_cli, err, errlen)) ||
+        (e = apg_remote_txn_start(&px->px_rm, err, errlen))) {
+        proxy_free(px);
+        return e;
+    }
     ms->gm_max_body = apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     ms->gm_port = port;
     advertised_host(cfg, ms->gm_host, sizeof ms->gm_host);

@@ -53,6 +53,12 @@ struct apg_remote {
     struct apg_remote_route *rm_routes;
     struct apg_remote_broker *rm_brokers; /* every broker name seen in a route */
     size_t rm_nbrokers, rm_capbrokers;
+    /* The heartbeat thread (remote_txn.c). */
+    char rm_client_id[128];
+    pthread_t rm_hb_thread;
+    pthread_mutex_t rm_hb_lock;
+    pthread_cond_t rm_hb_cond;
+    bool rm_hb_stop, rm_hb_kick, rm_hb_running;
 };
 
 /* ---- routes (remote_route.c) ---- */
@@ -72,6 +78,18 @@ const char *apg_remote_route_master(const struct apg_remote_route *rt, const cha
  * no route ever named it. */
 bool apg_remote_broker_addr(struct apg_remote *rm, const char *broker, char *out, size_t n);
 void apg_remote_routes_free(struct apg_remote *rm);
+
+/* ---- transaction check-back (remote_txn.c) ---- */
+
+/* Starts / stops the heartbeat thread that registers the proxy with every
+ * known broker as a producer of APG_GRPC_TXN_GROUP. */
+apg_err_t apg_remote_txn_start(struct apg_remote *rm, char *err, size_t errlen);
+void apg_remote_txn_stop(struct apg_remote *rm);
+/* Heartbeats now (a broker was seen for the first time). Any thread. */
+void apg_remote_heartbeat_kick(struct apg_remote *rm);
+/* The remoting client's on_request (ud: the messaging): a broker's
+ * CHECK_TRANSACTION_STATE becomes a RecoverOrphanedTransactionCommand. */
+void apg_remote_on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
 
 /* ---- answers (remote.c): any thread; each takes over ref ---- */
 

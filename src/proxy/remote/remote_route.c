@@ -58,9 +58,10 @@ bool apg_remote_broker_addr(struct apg_remote *rm, const char *broker, char *out
     return found;
 }
 
-/* Records the masters of rt (rm_lock held). */
-static void brokers_note(struct apg_remote *rm, const struct apg_remote_route *rt)
+/* Records the masters of rt (rm_lock held); true when a broker is new. */
+static bool brokers_note(struct apg_remote *rm, const struct apg_remote_route *rt)
 {
+    bool added = false;
     for (size_t i = 0; i < rt->rr_rd.rd_nbds; i++) {
         const char *name = rt->rr_rd.rd_bds[i].bd_name;
         const char *addr = apg_remote_route_master(rt, name);
@@ -80,10 +81,13 @@ static void brokers_note(struct apg_remote *rm, const struct apg_remote_route *r
                 rm->rm_capbrokers = cap;
             }
             rm->rm_nbrokers++;
+            added = true;
             snprintf(rm->rm_brokers[k].rb_name, sizeof rm->rm_brokers[k].rb_name, "%s", name);
         }
+        added |= strcmp(rm->rm_brokers[k].rb_addr, addr) != 0;
         snprintf(rm->rm_brokers[k].rb_addr, sizeof rm->rm_brokers[k].rb_addr, "%s", addr);
     }
+    return added;
 }
 
 /* Puts rt in the cache (taking one reference), replacing the topic's old
@@ -100,9 +104,11 @@ static void cache_put(struct apg_remote *rm, struct apg_remote_route *rt)
         }
     rt->rr_next = rm->rm_routes;
     rm->rm_routes = rt;
-    brokers_note(rm, rt);
+    bool added = brokers_note(rm, rt);
     pthread_mutex_unlock(&rm->rm_lock);
     apg_remote_route_release(old);
+    if (added)
+        apg_remote_heartbeat_kick(rm);
 }
 
 void apg_remote_routes_free(struct apg_remote *rm)
