@@ -35,7 +35,7 @@ async function startBroker(name) {
     { anyExit: true });
     brokers[name] = { srv, rc: await RemotingClient.connect(srv.port) };
 }
-// The topic on both brokers, then until the NameServer's route names both.
+// The topic on every running broker, then until the NameServer's route names them all.
 async function topic(name) {
     for (const b of Object.values(brokers)) {
         const r = await b.rc.request(17, { topic: name, readQueueNums: String(QUEUES),
@@ -46,10 +46,10 @@ async function topic(name) {
     try {
         for (let i = 0; i < 200; i++) {
             const r = await c.request(105, { topic: name });
-            if (r.code === 0 && JSON.parse(r.body.toString()).queueDatas.length === 2) return;
+            if (r.code === 0 && JSON.parse(r.body.toString()).queueDatas.length === Object.keys(brokers).length) return;
             await sleep(50);
         }
-        assert.fail(`route of ${name} does not name both brokers`);
+        assert.fail(`route of ${name} does not name every broker`);
     } finally {
         c.close();
     }
@@ -287,4 +287,15 @@ test('an ack whose handle names a broker that went away fails with a message nam
     });
     // The other broker's messages still ack.
     await c.ack(got.find((m) => m.receiptHandle.split(' ')[5] === 'broker-a'));
+});
+
+test('the proxy stops cleanly (exit 0) with a long poll in flight', async () => {
+    const T = 'ProxyStop';
+    await topic(T);
+    const c = await consumer('CG_PROXY_STOP', T, 10000);
+    const pending = c.receive(16, 30000).catch((e) => e);
+    await sleep(500); // the pop is parked at broker-a
+    const r = await proxy.stop(); // throws unless the exit code is 0
+    assert.equal(r.code, 0);
+    await pending;
 });

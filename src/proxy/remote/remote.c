@@ -148,6 +148,19 @@ void apg_remote_fail(struct apg_grpc_ref *ref, enum apg_grpc_status st, const ch
     post_send(p);
 }
 
+apg_err_t apg_remote_call(struct apg_remote *rm, const char *addr, const struct apg_rcmd *req,
+                          const uint8_t *body, uint32_t len, uint32_t timeout_ms,
+                          apg_net_resp_cb cb, void *ud)
+{
+    apg_err_t e = APG_ESHUTDOWN;
+    pthread_rwlock_rdlock(&rm->rm_cli_lock);
+    if (rm->rm_cli)
+        e = cb ? apg_net_client_call(rm->rm_cli, addr, req, body, len, timeout_ms, cb, ud)
+               : apg_net_client_oneway(rm->rm_cli, addr, req, body, len);
+    pthread_rwlock_unlock(&rm->rm_cli_lock);
+    return e;
+}
+
 void apg_remote_request(struct apg_rcmd *req, int32_t code)
 {
     /* The binary header holds a 16-bit code: the pop codes (2000xx) go as
@@ -401,16 +414,29 @@ static apg_err_t ns_parse(struct apg_remote *rm, const char *list, char *err, si
     return APG_OK;
 }
 
+/* Stops the heartbeat thread and the remoting client: pending calls end
+ * with APG_ESHUTDOWN (their answers are posted to the gRPC loops, still
+ * running), later ones fail at once. */
+static void remote_stop(struct apg_remote *rm)
+{
+    apg_remote_txn_stop(rm);
+    pthread_rwlock_wrlock(&rm->rm_cli_lock);
+    struct apg_net_client *cli = rm->rm_cli;
+    rm->rm_cli = NULL;
+    pthread_rwlock_unlock(&rm->rm_cli_lock);
+    if (cli)
+        apg_net_client_stop(cli);
+}
+
 static void proxy_free(struct apg_proxy *px)
 {
-    apg_remote_txn_stop(&px->px_rm);
-    if (px->px_rm.rm_cli)
-        apg_net_client_stop(px->px_rm.rm_cli);
+    remote_stop(&px->px_rm);
     apg_remote_routes_free(&px->px_rm);
     for (size_t i = 0; i < px->px_rm.rm_nns; i++)
         apg_free(px->px_rm.rm_ns[i]);
     apg_free(px->px_rm.rm_ns);
     pthread_mutex_destroy(&px->px_rm.rm_lock);
+    pthread_rwlock_destroy(&px->px_rm.rm_cli_lock);
     apg_grpc_clients_free(px->px_ms.gm_clients);
     apg_free(px);
 }
@@ -426,6 +452,7 @@ apg_err_t apg_proxy_start(const struct apg_config *cfg, struct apg_proxy **out, 
     if (!px)
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     pthread_mutex_init(&px->px_rm.rm_lock, NULL);
+    pthread_rwlock_init(&px->px_rm.rm_cli_lock, NULL);
     apg_err_t e = ns_parse(&px->px_rm, apg_cfg_str(cfg, APG_CFG_namesrvAddr), err, errlen);
     if (!e && apg_grpc_clients_new(&px->px_ms.gm_clients))
         e = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
@@ -472,6 +499,9 @@ void apg_proxy_stop(struct apg_proxy *px)
 {
     if (!px)
         return;
+    /* The brokers first: every answer still due reaches a running gRPC
+     * loop (a call already gone drops it). */
+    remote_stop(&px->px_rm);
     apg_grpc_server_stop(px->px_srv);
     proxy_free(px);
 }

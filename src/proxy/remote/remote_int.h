@@ -44,7 +44,12 @@ struct apg_remote_broker {
 };
 
 struct apg_remote {
+    /* NULL once the proxy stops: taken under rm_cli_lock (read) by every
+     * call, set NULL under it (write) before the client is stopped, so no
+     * call reaches a freed client and every answer is in before the gRPC
+     * server goes. */
     struct apg_net_client *rm_cli;
+    pthread_rwlock_t rm_cli_lock;
     char **rm_ns; /* NameServer addresses */
     size_t rm_nns;
     atomic_uint rm_ns_cur; /* the one asked first */
@@ -104,6 +109,11 @@ void apg_remote_status(struct apg_grpc_ref *ref, const ProtobufCMessageDescripto
 /* Posts a non-OK gRPC status. */
 void apg_remote_fail(struct apg_grpc_ref *ref, enum apg_grpc_status st, const char *msg);
 
+/* apg_net_client_call (cb NULL: oneway) on the proxy's client; APG_ESHUTDOWN
+ * once it stops (then cb never runs). Any thread. */
+apg_err_t apg_remote_call(struct apg_remote *rm, const char *addr, const struct apg_rcmd *req,
+                          const uint8_t *body, uint32_t len, uint32_t timeout_ms,
+                          apg_net_resp_cb cb, void *ud);
 /* A remoting request with the proxy's defaults (binary header). */
 void apg_remote_request(struct apg_rcmd *req, int32_t code);
 /* The broker's remark or a fallback, for a Status message. */

@@ -214,9 +214,8 @@ static void recv_routed(struct apg_remote *rm, struct apg_remote_route *rt, apg_
     apg_rcmd_ext_add(&req, "expType", rv->rv_etype);
     apg_rcmd_ext_add(&req, "exp", rv->rv_expr);
     apg_rcmd_ext_add(&req, "order", "false");
-    apg_err_t e =
-        apg_net_client_call(rm->rm_cli, a, &req, NULL, 0,
-                            (uint32_t)(rv->rv_poll + APG_REMOTE_TIMEOUT_MS), recv_popped, rv);
+    apg_err_t e = apg_remote_call(rm, a, &req, NULL, 0,
+                                  (uint32_t)(rv->rv_poll + APG_REMOTE_TIMEOUT_MS), recv_popped, rv);
     if (e)
         recv_popped(rv, NULL, e);
 }
@@ -427,8 +426,8 @@ static void rack_start(struct racks *rk, struct rack *a, const char *group, cons
     apg_rcmd_ext_add(&req, "offset", os);
     if (rk->rk_change)
         apg_rcmd_ext_add(&req, "invisibleTime", is);
-    apg_err_t e = apg_net_client_call(rm->rm_cli, a->ra_addr, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS,
-                                      rack_done, a);
+    apg_err_t e =
+        apg_remote_call(rm, a->ra_addr, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, rack_done, a);
     if (e)
         rack_done(a, NULL, e);
 }

@@ -197,8 +197,7 @@ static void fetch_send(struct fetch *f)
     apg_remote_request(&req, APG_REQ_GET_ROUTEINFO_BY_TOPIC);
     apg_rcmd_ext_add(&req, "topic", f->f_topic);
     const char *ns = rm->rm_ns[atomic_load(&rm->rm_ns_cur) % rm->rm_nns];
-    apg_err_t e =
-        apg_net_client_call(rm->rm_cli, ns, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, fetch_done, f);
+    apg_err_t e = apg_remote_call(rm, ns, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, fetch_done, f);
     if (e)
         fetch_done(f, NULL, e);
 }

@@ -310,8 +310,8 @@ static void slot_routed(struct apg_remote *rm, struct apg_remote_route *rt, apg_
     apg_rcmd_ext_add(&req, "j", "0");
     apg_rcmd_ext_add(&req, "k", "false");
     apg_rcmd_ext_add(&req, "n", broker);
-    apg_err_t e = apg_net_client_call(rm->rm_cli, addr, &req, s->s_bp, (uint32_t)s->s_bl,
-                                      APG_REMOTE_TIMEOUT_MS, slot_sent, s);
+    apg_err_t e = apg_remote_call(rm, addr, &req, s->s_bp, (uint32_t)s->s_bl, APG_REMOTE_TIMEOUT_MS,
+                                  slot_sent, s);
     if (e)
         slot_sent(s, NULL, e);
 }
@@ -441,8 +441,7 @@ void apg_remote_end_txn(struct apg_grpc_call *call, const uint8_t *req, size_t l
                          : "false");
     apg_rcmd_ext_add(&r, "msgId", rq->message_id ? rq->message_id : "");
     apg_rcmd_ext_add(&r, "transactionId", mid);
-    apg_err_t e =
-        apg_net_client_call(rm->rm_cli, addr, &r, NULL, 0, APG_REMOTE_TIMEOUT_MS, end_done, re);
+    apg_err_t e = apg_remote_call(rm, addr, &r, NULL, 0, APG_REMOTE_TIMEOUT_MS, end_done, re);
     if (e)
         end_done(re, NULL, e);
 out:

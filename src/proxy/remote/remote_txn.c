@@ -88,7 +88,7 @@ static void heartbeat_all(struct apg_remote *rm)
     for (size_t i = 0; i < n; i++) {
         struct apg_rcmd req;
         apg_remote_request(&req, APG_REQ_HEART_BEAT);
-        apg_net_client_oneway(rm->rm_cli, addrs[i], &req, (const uint8_t *)body, (uint32_t)bl);
+        apg_remote_call(rm, addrs[i], &req, (const uint8_t *)body, (uint32_t)bl, 0, NULL, NULL);
     }
     apg_free(addrs);
 }
