@@ -9,7 +9,9 @@
 #   acl              common, protocol (the plain ACL both servers check)
 #   namesrv, broker  common, protocol, net, store, acl (not each other)
 #   proxy            common, protocol, net, store, acl, broker (the gRPC front
-#                    calls the broker's internal put and tables, no socket)
+#                    calls the broker's internal put and tables, no socket; the
+#                    `apogee proxy` backend, src/proxy/remote, reaches brokers
+#                    with net's outbound remoting client, not src/client)
 #   http             common, protocol, net, store, acl, broker (the HTTP port
 #                    reads the broker's tables, like proxy)
 #   cli, main.c      everything

@@ -3,6 +3,8 @@
  *   apogee standalone   NameServer + broker in one process (what a new user runs)
  *   apogee namesrv      NameServer only
  *   apogee broker       broker only
+ *   apogee proxy        the 5.x gRPC port in front of the brokers a NameServer
+ *                       names (src/proxy/remote); no store
  *   apogee bench        producer/consumer load generator (C client library)
  *   apogee admin        mqadmin commands (src/cli/admin)
  *
@@ -34,6 +36,7 @@
 #include "common/crash.h"
 #include "common/log.h"
 #include "namesrv/namesrv.h"
+#include "proxy/remote/remote.h"
 #include "http/http_port.h"
 #include "http/otlp.h"
 #include "proxy/grpc/proxy.h"
@@ -51,6 +54,8 @@ static void usage(FILE *out)
             "               --bindAddress=0.0.0.0 (or another address) says otherwise\n"
             "  namesrv      NameServer only (listenPort 9876)\n"
             "  broker       broker only (listenPort 10911); needs -n or namesrvAddr\n"
+            "  proxy        RocketMQ 5 gRPC port (grpcServerPort, 8081) in front of every\n"
+            "               broker the NameServer names; no store; needs -n or namesrvAddr\n"
             "  bench        load generator: apogee bench producer|consumer --help\n"
             "  check-store  offline read-only scan of a store: apogee check-store --help\n"
             "  admin        mqadmin commands: apogee admin help\n"
@@ -240,6 +245,8 @@ int main(int argc, char **argv)
         role = APG_ROLE_NAMESRV;
     else if (strcmp(cmd, "broker") == 0 || strcmp(cmd, "mqbroker") == 0)
         role = APG_ROLE_BROKER;
+    else if (strcmp(cmd, "proxy") == 0 || strcmp(cmd, "mqproxy") == 0)
+        role = APG_ROLE_PROXY;
     else {
         fprintf(stderr, "apogee: unknown command '%s'; run `apogee --help`\n", cmd);
         return 2;
@@ -286,6 +293,7 @@ int main(int argc, char **argv)
     struct apg_namesrv *ns = NULL;
     struct apg_broker *br = NULL;
     struct apg_grpc_proxy *px = NULL;
+    struct apg_proxy *rpx = NULL;
     struct apg_http_port *hp = NULL;
     struct apg_otlp *ox = NULL;
 
@@ -335,6 +343,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (role == APG_ROLE_PROXY && apg_proxy_start(cfg, &rpx, err, sizeof(err))) {
+        fprintf(stderr, "apogee %s: proxy failed to start: %s\n", cmd, err);
+        rc = 1;
+        goto out;
+    }
     apg_log_info("main", "apogee %s %s ready in %.1f ms", cmd, APOGEE_VERSION, now_ms() - t0);
     wait_for_signal();
 
@@ -342,6 +355,7 @@ out:
     apg_otlp_stop(ox);
     apg_http_port_stop(hp);
     apg_grpc_proxy_stop(px);
+    apg_proxy_stop(rpx);
     if (br)
         apg_broker_stop(br);
     if (ns)

@@ -38,7 +38,13 @@
 #include "common/mem.h"
 
 enum { T_I, T_B, T_S, T_E };
-enum { NS = APG_ROLE_NAMESRV, BR = APG_ROLE_BROKER, SA = APG_ROLE_STANDALONE, RT = 16 };
+enum {
+    NS = APG_ROLE_NAMESRV,
+    BR = APG_ROLE_BROKER,
+    SA = APG_ROLE_STANDALONE,
+    PX = APG_ROLE_PROXY,
+    RT = 16
+};
 
 struct cfg_def {
     const char *name;
@@ -189,6 +195,7 @@ static const char *role_command(enum apg_role role)
 {
     return role == APG_ROLE_NAMESRV  ? "apogee namesrv"
            : role == APG_ROLE_BROKER ? "apogee broker"
+           : role == APG_ROLE_PROXY  ? "apogee proxy"
                                      : "apogee standalone";
 }
 

@@ -33,6 +33,7 @@ enum apg_role {
     APG_ROLE_NAMESRV = 1,
     APG_ROLE_BROKER = 2,
     APG_ROLE_STANDALONE = 4,
+    APG_ROLE_PROXY = 8, /* the gRPC front of several brokers (apogee proxy) */
 };
 
 enum apg_cfg_source {

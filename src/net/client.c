@@ -231,6 +231,8 @@ apg_err_t apg_net_client_start(const struct apg_net_client_opts *opts, struct ap
     l->l_max_frame = opts && opts->max_frame ? opts->max_frame : APG_FRAME_MAX_DEFAULT;
     l->l_idle_ms = opts && opts->idle_timeout_s > 0 ? (uint64_t)opts->idle_timeout_s * 1000 : 0;
     l->l_opaque = &cli->cl_opaque;
+    l->l_on_request = opts ? opts->on_request : NULL;
+    l->l_ud = opts ? opts->ud : NULL;
     l->l_listen_fd = -1;
     uv_mutex_init(&l->l_mtx);
     uv_sem_init(&l->l_ready, 0);

@@ -214,6 +214,11 @@ struct apg_net_client_opts {
     size_t max_frame;                          /* 0 = APG_FRAME_MAX_DEFAULT */
     int idle_timeout_s;                        /* close idle outbound connections; 0 = never */
     uint32_t connect_timeout_ms;               /* 0 = 3000 */
+    /* Requests a server sends on one of the client's connections (e.g. a
+     * broker's CHECK_TRANSACTION_STATE), on the client's loop thread; NULL:
+     * they are dropped. */
+    void (*on_request)(struct apg_conn *c, const struct apg_rcmd *req, void *ud);
+    void *ud;
 };
 
 /* Starts the client's loop thread. Returns owned: stop with

@@ -102,7 +102,8 @@ export async function startApogee(subcommand, args = [], opts = {}) {
     const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), `apogee-${subcommand}-`));
     const argv = [
         subcommand,
-        `--storePathRootDir=${dir}`,
+        // `apogee proxy` has no store (the temp dir is made and removed all the same).
+        ...(subcommand === 'proxy' ? [] : [`--storePathRootDir=${dir}`]),
         '--bindAddress=127.0.0.1',
         `--${portArg}=${port}`,
     ];

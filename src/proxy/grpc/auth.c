@@ -303,7 +303,9 @@ bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const 
     const char *ns = apg_grpc_call_header(call, "x-mq-namespace");
     if (ns && !ns[0])
         ns = NULL;
-    if ((!b->br_acl && !ns) || op >= APG_GRPC_OP_N)
+    /* A proxy (no broker of its own) checks no ACL: the brokers do. */
+    struct apg_acl *acl = b ? b->br_acl : NULL;
+    if ((!acl && !ns) || op >= APG_GRPC_OP_N)
         return true;
     ProtobufCMessage *m = protobuf_c_message_unpack(ops[op].oi_req, NULL, *len, *req);
     if (!m)
@@ -313,7 +315,7 @@ bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const 
     if (changed < 0) {
         apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         pass = false;
-    } else if (b->br_acl) {
+    } else if (acl) {
         pass = acl_pass(call, b, op, m);
     }
     if (pass && changed > 0) {

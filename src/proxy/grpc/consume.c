@@ -69,17 +69,17 @@ static void reply_packed(struct apg_grpc_call *call, const ProtobufCMessage *m)
     apg_free(buf);
 }
 
-static const char *res_name(const Apache__Rocketmq__V2__Resource *r)
+const char *apg_grpc_res_name(const Apache__Rocketmq__V2__Resource *r)
 {
     return r && r->name && r->name[0] ? r->name : NULL;
 }
 
-static int64_t dur_ms(const Apache__Rocketmq__V2__Duration *d, int64_t dflt)
+int64_t apg_grpc_dur_ms(const Apache__Rocketmq__V2__Duration *d, int64_t dflt)
 {
     return d ? d->seconds * 1000 + d->nanos / 1000000 : dflt;
 }
 
-static int64_t clamp_invisible(int64_t ms)
+int64_t apg_grpc_clamp_invisible(int64_t ms)
 {
     return ms < MIN_INVISIBLE_MS ? MIN_INVISIBLE_MS : ms > MAX_INVISIBLE_MS ? MAX_INVISIBLE_MS : ms;
 }
@@ -125,7 +125,7 @@ void apg_grpc_consume_ack(struct apg_grpc_call *call, const uint8_t *req, size_t
         APACHE__ROCKETMQ__V2__ACK_MESSAGE_RESPONSE__INIT;
     pb_status top;
     resp.status = &top;
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     size_t n = rq->n_entries;
     struct slot {
         Apache__Rocketmq__V2__AckMessageResultEntry e;
@@ -204,14 +204,15 @@ void apg_grpc_consume_change(struct apg_grpc_call *call, const uint8_t *req, siz
     pb_status st;
     resp.status = &st;
     char handle[512];
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     struct apg_pop_handle h;
     if (!group || !topic) {
         st_set(&st, CODE(BAD_REQUEST), "group and topic are required");
     } else if (!rq->invisible_duration) {
         st_set(&st, CODE(ILLEGAL_INVISIBLE_TIME), "invisible_duration is required");
     } else if (handle_get(rq->receipt_handle, &h, &st)) {
-        int64_t inv = clamp_invisible(dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS));
+        int64_t inv =
+            apg_grpc_clamp_invisible(apg_grpc_dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS));
         int64_t ns;
         apg_err_t e = apg_pop_change(ms->gm_broker->br_pop, group, topic, h.ph_queue, h.ph_offset,
                                      h.ph_stamp, inv, &ns);
@@ -244,7 +245,7 @@ void apg_grpc_consume_forward_dlq(struct apg_grpc_call *call, const uint8_t *req
         APACHE__ROCKETMQ__V2__FORWARD_MESSAGE_TO_DEAD_LETTER_QUEUE_RESPONSE__INIT;
     pb_status st;
     resp.status = &st;
-    const char *group = res_name(rq->group), *topic = res_name(rq->topic);
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
     struct apg_pop_handle h;
     if (!group || !topic) {
         st_set(&st, CODE(BAD_REQUEST), "group and topic are required");
@@ -274,7 +275,7 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
         APACHE__ROCKETMQ__V2__QUERY_ASSIGNMENT_RESPONSE__INIT;
     pb_status st;
     resp.status = &st;
-    const char *topic = res_name(rq->topic);
+    const char *topic = apg_grpc_res_name(rq->topic);
     struct apg_topic_cfg tc;
     char why[300];
     Apache__Rocketmq__V2__Address addr = APACHE__ROCKETMQ__V2__ADDRESS__INIT;
@@ -289,7 +290,7 @@ void apg_grpc_consume_assignment(struct apg_grpc_call *call, const uint8_t *req,
     Apache__Rocketmq__V2__MessageType types[] = {
         APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO,
         APACHE__ROCKETMQ__V2__MESSAGE_TYPE__DELAY, APACHE__ROCKETMQ__V2__MESSAGE_TYPE__TRANSACTION};
-    if (!topic || !res_name(rq->group)) {
+    if (!topic || !apg_grpc_res_name(rq->group)) {
         st_set(&st, CODE(BAD_REQUEST), "topic and group are required");
     } else if (!apg_topics_get(b->br_topics, topic, &tc)) {
         snprintf(why, sizeof why, "topic %s does not exist on broker %s", topic, b->br_name);
@@ -408,7 +409,7 @@ static apg_err_t frame_add(struct apg_buf *out, const ProtobufCMessage *m)
 
 /* The body as a 5.x client reads it: a zlib-compressed 4.x body inflated. */
 /* Appends the message frame of one popped message. */
-static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct apg_pop_msg *pm,
+static apg_err_t message_frame(const char *broker, const struct apg_pop_msg *pm,
                                const struct apg_pop_result *res, const uint8_t *recbytes,
                                struct apg_buf *out)
 {
@@ -511,7 +512,7 @@ static apg_err_t message_frame(const struct apg_grpc_messaging *ms, const struct
     host_fmt(&r.mr_store_host, sh, sizeof sh);
     sp.born_host = bh;
     sp.store_host = sh;
-    apg_pop_handle_of(res, pm, ms->gm_broker->br_name, handle, sizeof handle);
+    apg_pop_handle_of(res, pm, broker, handle, sizeof handle);
     sp.receipt_handle = handle;
     sp.queue_id = pm->pm_queue;
     sp.queue_offset = pm->pm_offset;
@@ -534,15 +535,37 @@ out:
     return e;
 }
 
-static apg_err_t status_frame(struct apg_buf *out, Apache__Rocketmq__V2__Code code, const char *msg)
+apg_err_t apg_grpc_consume_status_frame(struct apg_buf *out, int code, const char *msg)
 {
     pb_status st;
-    st_set(&st, code, msg);
+    st_set(&st, (Apache__Rocketmq__V2__Code)code, msg);
     Apache__Rocketmq__V2__ReceiveMessageResponse fr =
         APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
     fr.content_case = APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_STATUS;
     fr.status = &st;
     return frame_add(out, &fr.base);
+}
+
+apg_err_t apg_grpc_consume_frames(const char *broker, const struct apg_pop_result *res,
+                                  const uint8_t *recs, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    for (int i = 0; i < res->pr_n && !e; i++)
+        e = message_frame(broker, &res->pr_msgs[i], res, recs + res->pr_msgs[i].pm_rec_off, out);
+    if (!e) {
+        Apache__Rocketmq__V2__Timestamp ts = APACHE__ROCKETMQ__V2__TIMESTAMP__INIT;
+        ts.seconds = res->pr_stamp / 1000;
+        ts.nanos = (int32_t)(res->pr_stamp % 1000) * 1000000;
+        Apache__Rocketmq__V2__ReceiveMessageResponse fr =
+            APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
+        fr.content_case =
+            APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_DELIVERY_TIMESTAMP;
+        fr.delivery_timestamp = &ts;
+        e = frame_add(out, &fr.base);
+    }
+    if (!e)
+        e = apg_grpc_consume_status_frame(out, CODE(OK), "OK");
+    return e;
 }
 
 apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int final,
@@ -558,15 +581,16 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         return APG_EINVAL;
     char err[300];
     apg_err_t e = APG_OK;
-    const char *group = res_name(rq->group);
-    const char *topic = rq->message_queue ? res_name(rq->message_queue->topic) : NULL;
+    const char *group = apg_grpc_res_name(rq->group);
+    const char *topic = rq->message_queue ? apg_grpc_res_name(rq->message_queue->topic) : NULL;
     struct apg_tagexpr f;
     const char *expr = rq->filter_expression && rq->filter_expression->expression &&
                                rq->filter_expression->expression[0]
                            ? rq->filter_expression->expression
                            : "*";
     if (!group || !topic) {
-        e = status_frame(out, CODE(BAD_REQUEST), "group and message_queue.topic are required");
+        e = apg_grpc_consume_status_frame(out, CODE(BAD_REQUEST),
+                                          "group and message_queue.topic are required");
         goto out;
     }
     const struct apg_sql92 *sql = NULL;
@@ -575,25 +599,25 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         int32_t code;
         sql = apg_broker_filter_sql(b, "SQL92", expr, &code, err, sizeof err);
         if (!sql) {
-            e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
+            e = apg_grpc_consume_status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
             goto out;
         }
         expr = "*";
     }
     if (apg_tagexpr_parse(expr, strlen(expr), &f, err, sizeof err)) {
-        e = status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
+        e = apg_grpc_consume_status_frame(out, CODE(ILLEGAL_FILTER_EXPRESSION), err);
         goto out;
     }
     struct apg_group_cfg gc;
     if (apg_groups_get_or_create(b->br_groups, group, b->br_auto_create_group, &gc) != APG_OK) {
         snprintf(err, sizeof err,
                  "consumer group %s does not exist and autoCreateSubscriptionGroup=false", group);
-        e = status_frame(out, CODE(CONSUMER_GROUP_NOT_FOUND), err);
+        e = apg_grpc_consume_status_frame(out, CODE(CONSUMER_GROUP_NOT_FOUND), err);
         goto out;
     }
     if (!gc.gc_consume_enable) {
         snprintf(err, sizeof err, "consumer group %s is disabled (consumeEnable=false)", group);
-        e = status_frame(out, CODE(FORBIDDEN), err);
+        e = apg_grpc_consume_status_frame(out, CODE(FORBIDDEN), err);
         goto out;
     }
     /* Every queue of this broker, whatever id the request names: the
@@ -605,7 +629,8 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
         .pr_topic = topic,
         .pr_queue = -1,
         .pr_max = rq->batch_size > 0 ? rq->batch_size : APG_POP_MAX_BATCH,
-        .pr_invisible = clamp_invisible(dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)),
+        .pr_invisible =
+            apg_grpc_clamp_invisible(apg_grpc_dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)),
         .pr_fifo = false,
         .pr_init_min = false,
         .pr_tags = &f,
@@ -619,36 +644,21 @@ apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int
     }
     e = apg_pop_take(b->br_pop, &pr, &recs, res, err, sizeof err);
     if (e) {
-        e = status_frame(
+        e = apg_grpc_consume_status_frame(
             out, e == APG_ENOTFOUND ? CODE(TOPIC_NOT_FOUND) : CODE(INTERNAL_SERVER_ERROR), err);
     } else if (res->pr_n > 0) {
         /* Counted as a remoting pop is: the broker's get total, the
          * group's consume counters and messages-out metrics. */
         atomic_fetch_add_explicit(&b->br_get_total, res->pr_n, memory_order_relaxed);
         apg_broker_consume_note(b, group, topic, res->pr_n, recs.b_len);
-        for (int i = 0; i < res->pr_n && !e; i++)
-            e = message_frame(ms, &res->pr_msgs[i], res,
-                              (const uint8_t *)recs.b_data + res->pr_msgs[i].pm_rec_off, out);
+        e = apg_grpc_consume_frames(b->br_name, res, (const uint8_t *)recs.b_data, out);
         *n_msgs = res->pr_n;
-        if (!e) {
-            Apache__Rocketmq__V2__Timestamp ts = APACHE__ROCKETMQ__V2__TIMESTAMP__INIT;
-            ts.seconds = res->pr_stamp / 1000;
-            ts.nanos = (int32_t)(res->pr_stamp % 1000) * 1000000;
-            Apache__Rocketmq__V2__ReceiveMessageResponse fr =
-                APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
-            fr.content_case =
-                APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_DELIVERY_TIMESTAMP;
-            fr.delivery_timestamp = &ts;
-            e = frame_add(out, &fr.base);
-        }
-        if (!e)
-            e = status_frame(out, CODE(OK), "OK");
     } else if (final) {
-        e = status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
+        e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     } else {
-        *poll_ms = dur_ms(rq->long_polling_timeout, 0);
+        *poll_ms = apg_grpc_dur_ms(rq->long_polling_timeout, 0);
         if (*poll_ms <= 0)
-            e = status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
+            e = apg_grpc_consume_status_frame(out, CODE(MESSAGE_NOT_FOUND), "no new message");
     }
     apg_buf_free(&recs);
     apg_free(res);
@@ -680,8 +690,7 @@ static pthread_mutex_t rx_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rx_wait *rx_head;
 static atomic_bool rx_hooked;
 
-/* Sends the frames of out (u32 length + message each) and ends the call. */
-static void rx_send(struct apg_grpc_call *call, const struct apg_buf *out)
+void apg_grpc_consume_send_frames(struct apg_grpc_call *call, const struct apg_buf *out)
 {
     const uint8_t *p = out->b_data, *end = p + out->b_len;
     while (p + 4 <= end) {
@@ -730,7 +739,7 @@ static void rx_retry(struct apg_grpc_call *call, void *arg)
         if (e)
             apg_grpc_call_finish(call, APG_GRPC_INTERNAL, "out of memory");
         else
-            rx_send(call, &out);
+            apg_grpc_consume_send_frames(call, &out);
         apg_grpc_call_set_user(call, NULL);
         rx_free(w);
     } else {
@@ -780,7 +789,7 @@ void apg_grpc_consume_receive_call(struct apg_grpc_call *call, const uint8_t *re
     } else if (e) {
         apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     } else if (out.b_len) {
-        rx_send(call, &out);
+        apg_grpc_consume_send_frames(call, &out);
     } else {
         /* Long polling: retried from the pop thread's ticks. */
         struct rx_wait *w = apg_calloc(1, sizeof(*w));

@@ -12,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "proto/messaging.pb-c.h"
 #include "proxy/grpc/grpc_server.h"
 
 /* Unary methods; ud is the struct apg_grpc_messaging of messaging.c. */
@@ -40,5 +41,25 @@ void apg_grpc_consume_receive_close(struct apg_grpc_call *call, void *ud);
  * unpack; APG_ENOMEM. */
 apg_err_t apg_grpc_consume_receive(void *ud, const uint8_t *req, size_t len, int final,
                                    struct apg_buf *out, int *n_msgs, int64_t *poll_ms);
+
+/* The frames of one popped batch from broker (the name its receipt handles
+ * carry): one message frame per message of res (records at
+ * recs[pm_rec_off ..)), the delivery_timestamp frame and an OK status,
+ * appended to out as apg_grpc_consume_receive does. Any thread. */
+struct apg_pop_result;
+apg_err_t apg_grpc_consume_frames(const char *broker, const struct apg_pop_result *res,
+                                  const uint8_t *recs, struct apg_buf *out);
+/* Sends the frames of out (u32 length + message each) and ends the call OK
+ * (the call's loop thread). */
+void apg_grpc_consume_send_frames(struct apg_grpc_call *call, const struct apg_buf *out);
+/* Helpers shared with the remote backend (pure). */
+/* r's name, or NULL when r is NULL or names nothing. */
+const char *apg_grpc_res_name(const Apache__Rocketmq__V2__Resource *r);
+/* d in milliseconds; dflt when d is NULL. */
+int64_t apg_grpc_dur_ms(const Apache__Rocketmq__V2__Duration *d, int64_t dflt);
+/* ms within an invisible time's bounds (1 s .. 12 h). */
+int64_t apg_grpc_clamp_invisible(int64_t ms);
+/* Appends a status frame (code: an Apache__Rocketmq__V2__Code). */
+apg_err_t apg_grpc_consume_status_frame(struct apg_buf *out, int code, const char *msg);
 
 #endif

@@ -1,6 +1,8 @@
 /* MessagingService (apache.rocketmq.v2) methods mapped onto the broker:
  * QueryRoute, Heartbeat and NotifyClientTermination here, the method
- * table, and the packing helpers the other method files share
+ * table (each entry calls the member of the messaging's backend, the local
+ * one of this file or the remote one of src/proxy/remote), the local
+ * backend's table, and the packing helpers the other method files share
  * (produce.c: SendMessage and EndTransaction; telemetry.c: Telemetry).
  *
  * Design. Each method unpacks its request (protobuf-c, proto/messaging.proto),
@@ -17,6 +19,7 @@
 #include "proxy/grpc/consume.h"
 #include "proxy/grpc/ns.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -56,6 +59,43 @@ void apg_grpc_answer(struct apg_grpc_call *call, const ProtobufCMessage *m)
     apg_grpc_call_reply(call, buf, n);
     if (buf != stackbuf)
         apg_free(buf);
+}
+
+apg_err_t apg_grpc_status_only(const ProtobufCMessageDescriptor *d, int code, const char *msg,
+                               struct apg_buf *out)
+{
+    union {
+        ProtobufCMessage base;
+        max_align_t align;
+        uint8_t bytes[512];
+    } m;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(d, "status");
+    if (d->sizeof_message > sizeof m || !f)
+        return APG_EINVAL;
+    protobuf_c_message_init(d, &m);
+    Apache__Rocketmq__V2__Status st;
+    apg_grpc_status_set(&st, (Apache__Rocketmq__V2__Code)code, msg);
+    Apache__Rocketmq__V2__Status *sp = &st;
+    memcpy(m.bytes + f->offset, &sp, sizeof sp);
+    size_t n = protobuf_c_message_get_packed_size(&m.base);
+    apg_buf_reset(out);
+    if (apg_buf_reserve(out, n ? n : 1))
+        return APG_ENOMEM;
+    protobuf_c_message_pack(&m.base, out->b_data);
+    out->b_len = n;
+    return APG_OK;
+}
+
+void apg_grpc_answer_status(struct apg_grpc_call *call, const ProtobufCMessageDescriptor *d,
+                            int code, const char *msg)
+{
+    struct apg_buf b = APG_BUF_INIT;
+    if (apg_grpc_status_only(d, code, msg, &b))
+        apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        apg_grpc_call_reply(call, b.b_data, b.b_len);
+    apg_buf_free(&b);
 }
 
 bool apg_grpc_resource_name(const Apache__Rocketmq__V2__Resource *r, const char **name)
@@ -155,7 +195,7 @@ out:
 
 /* Producers keep no per-client state in the broker; the answer tells the
  * client the endpoint is alive. */
-static void heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+void apg_grpc_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
 {
     Apache__Rocketmq__V2__HeartbeatRequest *rq =
         apache__rocketmq__v2__heartbeat_request__unpack(NULL, len, req);
@@ -174,7 +214,8 @@ static void heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len
 /* ---- NotifyClientTermination ---- */
 
 /* A producer's goodbye: nothing is kept for it, so nothing to release. */
-static void notify_termination(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+void apg_grpc_notify_termination(struct apg_grpc_call *call, const uint8_t *req, size_t len,
+                                 void *ud)
 {
     Apache__Rocketmq__V2__NotifyClientTerminationRequest *rq =
         apache__rocketmq__v2__notify_client_termination_request__unpack(NULL, len, req);
@@ -192,23 +233,66 @@ static void notify_termination(struct apg_grpc_call *call, const uint8_t *req, s
     apg_grpc_answer(call, &resp.base);
 }
 
+const struct apg_grpc_backend apg_grpc_local_backend = {
+    .gb_name = "local",
+    .gb_query_route = query_route,
+    .gb_heartbeat = apg_grpc_heartbeat,
+    .gb_notify = apg_grpc_notify_termination,
+    .gb_send = apg_grpc_send_message,
+    .gb_end_txn = apg_grpc_end_transaction,
+    .gb_receive = apg_grpc_consume_receive_call,
+    .gb_ack = apg_grpc_consume_ack,
+    .gb_change = apg_grpc_consume_change,
+    .gb_forward_dlq = apg_grpc_consume_forward_dlq,
+    .gb_assignment = apg_grpc_consume_assignment,
+    .gb_send_close = apg_grpc_send_close,
+    .gb_receive_close = apg_grpc_consume_receive_close,
+    .gb_read_end = apg_grpc_produce_read_end,
+};
+
+/* The method table's entries: the call goes to the backend's member. */
+#define BACKEND_UNARY(name, member)                                                                \
+    static void name(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)         \
+    {                                                                                              \
+        ((const struct apg_grpc_messaging *)ud)->gm_backend->member(call, req, len, ud);           \
+    }
+#define BACKEND_EVENT(name, member)                                                                \
+    static void name(struct apg_grpc_call *call, void *ud)                                         \
+    {                                                                                              \
+        const struct apg_grpc_backend *be = ((const struct apg_grpc_messaging *)ud)->gm_backend;   \
+        if (be->member)                                                                            \
+            be->member(call, ud);                                                                  \
+    }
+BACKEND_UNARY(b_query_route, gb_query_route)
+BACKEND_UNARY(b_heartbeat, gb_heartbeat)
+BACKEND_UNARY(b_send, gb_send)
+BACKEND_UNARY(b_end_txn, gb_end_txn)
+BACKEND_UNARY(b_notify, gb_notify)
+BACKEND_UNARY(b_receive, gb_receive)
+BACKEND_UNARY(b_ack, gb_ack)
+BACKEND_UNARY(b_change, gb_change)
+BACKEND_UNARY(b_forward_dlq, gb_forward_dlq)
+BACKEND_UNARY(b_assignment, gb_assignment)
+BACKEND_EVENT(b_send_close, gb_send_close)
+BACKEND_EVENT(b_receive_close, gb_receive_close)
+
 /* Every method behind the ACL check (auth.c); a no-op with aclEnable=false. */
-APG_GRPC_GUARDED(g_query_route, APG_GRPC_OP_QUERY_ROUTE, query_route)
-APG_GRPC_GUARDED(g_heartbeat, APG_GRPC_OP_HEARTBEAT, heartbeat)
-APG_GRPC_GUARDED(g_send, APG_GRPC_OP_SEND, apg_grpc_send_message)
-APG_GRPC_GUARDED(g_end_txn, APG_GRPC_OP_END_TRANSACTION, apg_grpc_end_transaction)
-APG_GRPC_GUARDED(g_notify, APG_GRPC_OP_NOTIFY_TERMINATION, notify_termination)
+APG_GRPC_GUARDED(g_query_route, APG_GRPC_OP_QUERY_ROUTE, b_query_route)
+APG_GRPC_GUARDED(g_heartbeat, APG_GRPC_OP_HEARTBEAT, b_heartbeat)
+APG_GRPC_GUARDED(g_send, APG_GRPC_OP_SEND, b_send)
+APG_GRPC_GUARDED(g_end_txn, APG_GRPC_OP_END_TRANSACTION, b_end_txn)
+APG_GRPC_GUARDED(g_notify, APG_GRPC_OP_NOTIFY_TERMINATION, b_notify)
 APG_GRPC_GUARDED(g_telemetry, APG_GRPC_OP_TELEMETRY, apg_grpc_telemetry_msg)
-APG_GRPC_GUARDED(g_receive, APG_GRPC_OP_RECEIVE, apg_grpc_consume_receive_call)
-APG_GRPC_GUARDED(g_ack, APG_GRPC_OP_ACK, apg_grpc_consume_ack)
-APG_GRPC_GUARDED(g_change, APG_GRPC_OP_CHANGE_INVISIBLE, apg_grpc_consume_change)
-APG_GRPC_GUARDED(g_forward_dlq, APG_GRPC_OP_FORWARD_DLQ, apg_grpc_consume_forward_dlq)
-APG_GRPC_GUARDED(g_assignment, APG_GRPC_OP_QUERY_ASSIGNMENT, apg_grpc_consume_assignment)
+APG_GRPC_GUARDED(g_receive, APG_GRPC_OP_RECEIVE, b_receive)
+APG_GRPC_GUARDED(g_ack, APG_GRPC_OP_ACK, b_ack)
+APG_GRPC_GUARDED(g_change, APG_GRPC_OP_CHANGE_INVISIBLE, b_change)
+APG_GRPC_GUARDED(g_forward_dlq, APG_GRPC_OP_FORWARD_DLQ, b_forward_dlq)
+APG_GRPC_GUARDED(g_assignment, APG_GRPC_OP_QUERY_ASSIGNMENT, b_assignment)
 
 const struct apg_grpc_method apg_grpc_messaging_methods[] = {
     {.gm_path = SVC "QueryRoute", .gm_fn = g_query_route},
     {.gm_path = SVC "Heartbeat", .gm_fn = g_heartbeat},
-    {.gm_path = SVC "SendMessage", .gm_fn = g_send, .gm_close = apg_grpc_send_close},
+    {.gm_path = SVC "SendMessage", .gm_fn = g_send, .gm_close = b_send_close},
     {.gm_path = SVC "EndTransaction", .gm_fn = g_end_txn},
     {.gm_path = SVC "NotifyClientTermination", .gm_fn = g_notify},
     {.gm_path = SVC "Telemetry",
@@ -219,7 +303,7 @@ const struct apg_grpc_method apg_grpc_messaging_methods[] = {
     {.gm_path = SVC "ReceiveMessage",
      .gm_fn = g_receive,
      .gm_kind = APG_GRPC_SERVER_STREAM,
-     .gm_close = apg_grpc_consume_receive_close},
+     .gm_close = b_receive_close},
     {.gm_path = SVC "AckMessage", .gm_fn = g_ack},
     {.gm_path = SVC "ChangeInvisibleDuration", .gm_fn = g_change},
     {.gm_path = SVC "ForwardMessageToDeadLetterQueue", .gm_fn = g_forward_dlq},

@@ -119,7 +119,7 @@ static bool crc_text_is(const char *t, uint32_t crc)
     return *t && !*end && decv == crc;
 }
 
-static bool digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n)
+bool apg_grpc_digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, size_t n)
 {
     char want[2 * EVP_MAX_MD_SIZE + 1];
     if (!d || d->type == APACHE__ROCKETMQ__V2__DIGEST_TYPE__DIGEST_TYPE_UNSPECIFIED || !d->checksum)
@@ -133,7 +133,7 @@ static bool digest_ok(const Apache__Rocketmq__V2__Digest *d, const uint8_t *p, s
 
 /* Inflates a GZIP-encoded body (gzip or zlib framing) into out, at most max
  * bytes. */
-static bool body_inflate(const uint8_t *p, size_t n, size_t max, struct apg_buf *out)
+bool apg_grpc_body_inflate(const uint8_t *p, size_t n, size_t max, struct apg_buf *out)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
@@ -205,8 +205,8 @@ static void ctx_free(struct send_ctx *sc)
 
 /* The property string of m into props, with extra pairs (NULL-terminated
  * name, value list); false when a pair is not allowed or it is too long. */
-static bool build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *props,
-                        const char *const *extra)
+bool apg_grpc_build_props(const Apache__Rocketmq__V2__Message *m, struct apg_buf *props,
+                          const char *const *extra)
 {
     const Apache__Rocketmq__V2__SystemProperties *sp = m->system_properties;
     apg_buf_reset(props);
@@ -295,12 +295,12 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
     size_t body_len = m->body.len;
     if (sp->body_encoding == APACHE__ROCKETMQ__V2__ENCODING__GZIP) {
         /* Stored inflated, so every consumer reads it as sent. */
-        if (!body_inflate(body, body_len, (size_t)max_body, &s->sl_body))
+        if (!apg_grpc_body_inflate(body, body_len, (size_t)max_body, &s->sl_body))
             REFUSE(MESSAGE_CORRUPTED, "GZIP body does not inflate to at most maxMessageSize");
         body = s->sl_body.b_data;
         body_len = s->sl_body.b_len;
     }
-    if (!digest_ok(sp->body_digest, m->body.data, m->body.len))
+    if (!apg_grpc_digest_ok(sp->body_digest, m->body.data, m->body.len))
         REFUSE(MESSAGE_CORRUPTED, "body does not match its %s digest",
                protobuf_c_enum_descriptor_get_value(&apache__rocketmq__v2__digest_type__descriptor,
                                                     (int)sp->body_digest->type)
@@ -354,7 +354,7 @@ static void send_prepare(struct send_ctx *sc, struct apg_grpc_call *call,
         extra[ne++] = APG_GRPC_TXN_GROUP;
     }
     extra[ne] = NULL;
-    if (!build_props(m, &s->sl_props, extra))
+    if (!apg_grpc_build_props(m, &s->sl_props, extra))
         REFUSE(MESSAGE_PROPERTIES_TOO_LARGE,
                "message properties are too large or contain reserved characters");
 
@@ -618,27 +618,32 @@ void apg_grpc_send_close(struct apg_grpc_call *call, void *ud)
         sc->sc_call = NULL;
 }
 
-void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+Apache__Rocketmq__V2__SendMessageRequest *apg_grpc_send_unpack(struct apg_grpc_call *call,
+                                                               const uint8_t *req, size_t len)
 {
-    struct apg_grpc_messaging *ms = ud;
-    struct apg_broker *b = ms->gm_broker;
     Apache__Rocketmq__V2__SendMessageRequest *rq =
         apache__rocketmq__v2__send_message_request__unpack(NULL, len, req);
     if (!rq) {
         apg_grpc_call_fail(call, APG_GRPC_INVALID_ARGUMENT, "malformed SendMessageRequest");
-        return;
+        return NULL;
     }
     if (rq->n_messages == 0 || rq->n_messages > MAX_PER_REQUEST) {
-        Apache__Rocketmq__V2__SendMessageResponse resp =
-            APACHE__ROCKETMQ__V2__SEND_MESSAGE_RESPONSE__INIT;
-        pb_status top;
-        apg_grpc_status_set(&top, APACHE__ROCKETMQ__V2__CODE__BAD_REQUEST,
-                            "1 to 1024 messages per request");
-        resp.status = &top;
-        apg_grpc_answer(call, &resp.base);
+        apg_grpc_answer_status(call, &apache__rocketmq__v2__send_message_response__descriptor,
+                               APACHE__ROCKETMQ__V2__CODE__BAD_REQUEST,
+                               "1 to 1024 messages per request");
         apache__rocketmq__v2__send_message_request__free_unpacked(rq, NULL);
-        return;
+        return NULL;
     }
+    return rq;
+}
+
+void apg_grpc_send_message(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+{
+    struct apg_grpc_messaging *ms = ud;
+    struct apg_broker *b = ms->gm_broker;
+    Apache__Rocketmq__V2__SendMessageRequest *rq = apg_grpc_send_unpack(call, req, len);
+    if (!rq)
+        return;
     struct send_ctx *sc = apg_calloc(1, sizeof(*sc));
     struct slot *slots = sc ? apg_calloc(rq->n_messages, sizeof(*slots)) : NULL;
     if (!slots) {
@@ -852,18 +857,10 @@ static bool prop_is_system(const char *n, size_t len)
 #define MAX_USER_PROPS 128
 #define MAX_KEYS 32
 
-/* Check thread: asks a 5.x producer about the copy v stored at copy_phys. */
-static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
+bool apg_grpc_txn_recover(struct apg_grpc_clients *ct, const struct apg_msg_in *v, const char *txid)
 {
-    struct apg_grpc_messaging *ms = ud;
-    struct apg_broker *b = ms->gm_broker;
-    size_t gl = 0;
-    const char *g = apg_props_find(v->mi_props, v->mi_props_len, "PGROUP", &gl);
-    if (!g || gl != sizeof(APG_GRPC_TXN_GROUP) - 1 || memcmp(g, APG_GRPC_TXN_GROUP, gl) != 0)
-        return false; /* a 4.x producer's half: its own producers are asked */
-    char topic[APG_NAME_CAP], txid[64];
+    char topic[APG_NAME_CAP];
     apg_text_copy(topic, sizeof topic, v->mi_topic, v->mi_topic_len);
-    apg_msgid_encode(&b->br_store_host, copy_phys, txid, sizeof txid);
     /* Copies of the property values, NUL-terminated, and the pairs. */
     struct apg_buf text = APG_BUF_INIT;
     size_t off_k[MAX_USER_PROPS], off_v[MAX_USER_PROPS], nup = 0;
@@ -913,7 +910,7 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     }
     msg.n_user_properties = nup;
     msg.user_properties = up;
-    sp.message_id = o_uniq != SIZE_MAX ? base + o_uniq : txid;
+    sp.message_id = o_uniq != SIZE_MAX ? base + o_uniq : (char *)txid;
     if (o_tag != SIZE_MAX)
         sp.tag = base + o_tag;
     if (o_keys != SIZE_MAX) {
@@ -943,7 +940,7 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     Apache__Rocketmq__V2__RecoverOrphanedTransactionCommand rc =
         APACHE__ROCKETMQ__V2__RECOVER_ORPHANED_TRANSACTION_COMMAND__INIT;
     rc.message = &msg;
-    rc.transaction_id = txid;
+    rc.transaction_id = (char *)txid;
     Apache__Rocketmq__V2__TelemetryCommand c = APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__INIT;
     c.command_case =
         APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__COMMAND_RECOVER_ORPHANED_TRANSACTION_COMMAND;
@@ -953,11 +950,24 @@ static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
     bool asked = false;
     if (buf) {
         protobuf_c_message_pack(&c.base, buf);
-        asked = apg_grpc_clients_recover(ms->gm_clients, topic, buf, n);
+        asked = apg_grpc_clients_recover(ct, topic, buf, n);
         apg_free(buf);
     }
     apg_buf_free(&text);
     return asked;
+}
+
+/* Check thread: asks a 5.x producer about the copy v stored at copy_phys. */
+static bool txn_check(void *ud, const struct apg_msg_in *v, int64_t copy_phys)
+{
+    struct apg_grpc_messaging *ms = ud;
+    size_t gl = 0;
+    const char *g = apg_props_find(v->mi_props, v->mi_props_len, "PGROUP", &gl);
+    if (!g || gl != sizeof(APG_GRPC_TXN_GROUP) - 1 || memcmp(g, APG_GRPC_TXN_GROUP, gl) != 0)
+        return false; /* a 4.x producer's half: its own producers are asked */
+    char txid[64];
+    apg_msgid_encode(&ms->gm_broker->br_store_host, copy_phys, txid, sizeof txid);
+    return apg_grpc_txn_recover(ms->gm_clients, v, txid);
 }
 
 void apg_grpc_produce_start(struct apg_grpc_messaging *ms)

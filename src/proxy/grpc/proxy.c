@@ -39,6 +39,8 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
     if (!px)
         return apg_errf(APG_ENOMEM, err, errlen, "out of memory");
     /* Routes name this port at the host the broker advertises (brokerIP1). */
+    px->px_ms.gm_backend = &apg_grpc_local_backend;
+    px->px_ms.gm_max_body = apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     px->px_ms.gm_broker = b;
     px->px_ms.gm_port = port;
     if (apg_grpc_clients_new(&px->px_ms.gm_clients)) {
@@ -58,7 +60,7 @@ apg_err_t apg_grpc_proxy_start(const struct apg_config *cfg, struct apg_broker *
         .methods = apg_grpc_messaging_methods,
         .n_methods = apg_grpc_messaging_n_methods,
         .tls_cfg = cfg,
-        .on_read_end = apg_grpc_produce_read_end,
+        .on_read_end = apg_grpc_local_backend.gb_read_end,
         .ud = &px->px_ms,
     };
     apg_err_t e = apg_grpc_server_start(&o, &px->px_srv, err, errlen);

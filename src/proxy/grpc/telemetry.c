@@ -259,7 +259,7 @@ static void settings_answer(const struct apg_grpc_messaging *ms, struct apg_grpc
     if (in->pub_sub_case == APACHE__ROCKETMQ__V2__SETTINGS__PUB_SUB_PUBLISHING) {
         pub.n_topics = in->publishing->n_topics;
         pub.topics = in->publishing->topics;
-        pub.max_body_size = (int32_t)apg_cfg_int(b->br_cfg, APG_CFG_maxMessageSize);
+        pub.max_body_size = (int32_t)ms->gm_max_body;
         pub.validate_message_type = in->publishing->validate_message_type;
         out.pub_sub_case = APACHE__ROCKETMQ__V2__SETTINGS__PUB_SUB_PUBLISHING;
         out.publishing = &pub;
@@ -267,7 +267,7 @@ static void settings_answer(const struct apg_grpc_messaging *ms, struct apg_grpc
         const Apache__Rocketmq__V2__Subscription *s = in->subscription;
         struct apg_group_cfg gc;
         int max_times = 16;
-        if (s->group && s->group->name && apg_groups_get(b->br_groups, s->group->name, &gc))
+        if (b && s->group && s->group->name && apg_groups_get(b->br_groups, s->group->name, &gc))
             max_times = gc.gc_retry_max_times;
         rp.max_attempts = max_times + 1;
         if (!s->fifo) {
