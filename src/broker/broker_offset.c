@@ -46,6 +46,8 @@ static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queu
             apg_free(nr);
         return APG_ENOMEM;
     }
+    if (nr != r || nr->or_off[queue] != off)
+        o->of_gen++;
     nr->or_off[queue] = off;
     o->of_bt.bt_changes++;
     return APG_OK;
@@ -152,6 +154,7 @@ static void drop_matching(struct apg_offsets *o, const char *name, int part)
                 snprintf(key, sizeof(key), "%s", e->se_key);
                 apg_free(apg_smap_del(&o->of_map, key));
                 o->of_bt.bt_changes++;
+                o->of_gen++;
                 again = true;
                 break;
             }
@@ -207,10 +210,16 @@ apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, str
     return names_by(o, topic, false, out);
 }
 
-apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out)
+apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out, uint64_t *gen)
 {
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&o->of_lock);
+    if (gen && *gen == o->of_gen) {
+        pthread_mutex_unlock(&o->of_lock);
+        return APG_OK;
+    }
+    if (gen)
+        apg_buf_reset(out);
     size_t pos;
     for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
          it = apg_smap_next(&o->of_map, it, &pos)) {
@@ -228,6 +237,8 @@ apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out)
         memcpy((char *)&s->os_off[r->or_n], it->se_key, kl);
         out->b_len += sz;
     }
+    if (gen && !e)
+        *gen = o->of_gen;
     pthread_mutex_unlock(&o->of_lock);
     return e;
 }
