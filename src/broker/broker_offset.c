@@ -14,8 +14,9 @@
 #include "common/mem.h"
 
 struct apg_off_row {
-    int32_t or_n;      /* slots in or_off */
-    int64_t or_off[1]; /* -1 = none; grows */
+    int32_t or_n;        /* slots in or_off */
+    uint32_t or_key_len; /* strlen of its key, for the snapshot */
+    int64_t or_off[1];   /* -1 = none; grows */
 };
 
 static struct apg_off_row *row_grow(struct apg_off_row *r, int32_t queue)
@@ -41,6 +42,8 @@ static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queu
     struct apg_off_row *nr = row_grow(r, queue);
     if (!nr)
         return APG_ENOMEM;
+    if (!r)
+        nr->or_key_len = (uint32_t)strlen(key);
     if (nr != r && apg_smap_put(&o->of_map, key, nr, NULL)) {
         if (!r)
             apg_free(nr);
@@ -224,17 +227,18 @@ apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out, uint6
     for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
          it = apg_smap_next(&o->of_map, it, &pos)) {
         const struct apg_off_row *r = it->se_val;
-        uint32_t kl = (uint32_t)strlen(it->se_key);
+        uint32_t kl = r->or_key_len;
         size_t sz = apg_offsets_snap_size((uint32_t)r->or_n, kl);
         e = apg_buf_reserve(out, sz);
         if (e)
             break;
         struct apg_offsets_snap *s = (struct apg_offsets_snap *)(out->b_data + out->b_len);
-        memset(s, 0, sz);
+        size_t key_at = sizeof(*s) + 8u * (size_t)r->or_n;
         s->os_n = (uint32_t)r->or_n;
         s->os_key_len = kl;
         memcpy(s->os_off, r->or_off, 8u * (size_t)r->or_n);
-        memcpy((char *)&s->os_off[r->or_n], it->se_key, kl);
+        memcpy((char *)s + key_at, it->se_key, kl);
+        memset((char *)s + key_at + kl, 0, sz - key_at - kl); /* its NUL and the padding */
         out->b_len += sz;
     }
     if (gen && !e)

@@ -16,7 +16,11 @@
  * that asked for close (or HTTP/1.0 without keep-alive). Answers carry
  * Content-Length (a streamed answer reserves the field and fills it in at
  * the end, the value padded with spaces, which the grammar allows as
- * trailing whitespace), so a body is never copied to learn its length.
+ * trailing whitespace), so a body is never copied to learn its length; a
+ * chunked answer (apg_http_begin_chunked) instead leaves in pieces while
+ * it is written: each flush ends the open chunk (its size field reserved
+ * at its start, 8 zero-padded hex digits) and, while the connection's
+ * buffer is small (PUSH_MAX), writes what the socket takes right away.
  *
  * Held calls. A handler may keep its call open (apg_http_hold): the call
  * moves to the heap and joins the connection's queue of calls whose

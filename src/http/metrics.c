@@ -26,6 +26,14 @@
  * digits (no printf, no strlen). The store's queues are copied under its
  * structure lock into a flat list and summed after the lock is released.
  *
+ * Reuse. When that copy equals the last scrape's byte for byte and the
+ * offset table's generation is the one of the last copy, the lag rows are
+ * still right and are kept (no copy of the table, no store reads); they
+ * hold the store time of the oldest uncommitted message, and the latency
+ * is computed from it at each render. apg_metrics_render_stream hands the
+ * output to a flush every APG_METRICS_PIECE bytes (GET /metrics sends each
+ * piece as an HTTP chunk), so the scraper reads while the rest renders.
+ *
  * Threads: a struct apg_metrics is used by one thread (the HTTP loop, or
  * the OTLP exporter's own). */
 #include "http/metrics.h"
