@@ -315,6 +315,7 @@ struct apg_offsets {
     struct apg_smap of_map; /* "topic@group" -> struct apg_off_row* (owned) */
     char *of_path;
     struct apg_btable of_bt;
+    uint64_t of_gen; /* bumped under of_lock when a row is added or dropped or an offset changes */
 };
 
 struct apg_offsets *apg_offsets_open(const char *root, char *err, size_t errlen);
@@ -353,8 +354,12 @@ static inline size_t apg_offsets_snap_size(uint32_t n, uint32_t key_len)
 }
 /* Appends a copy of every row to out (held in the table's lock only for
  * the copy, so readers of the copy never hold up committers). out's data
- * is 8-byte aligned (it comes from the allocator). */
-apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out);
+ * is 8-byte aligned (it comes from the allocator). With gen (may be NULL):
+ * when *gen is the table's generation (nothing added, dropped or changed
+ * since the copy that returned it) out is left as it is; otherwise out is
+ * replaced by the copy and *gen becomes its generation. The generation starts at 0, so a
+ * caller's first *gen must be another value (UINT64_MAX). */
+apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out, uint64_t *gen);
 /* {"offsetTable":{"topic@group":{"0":5,...},...}} */
 apg_err_t apg_offsets_encode(struct apg_offsets *o, struct apg_buf *b);
 apg_err_t apg_offsets_persist(struct apg_offsets *o, bool force, char *err, size_t errlen);

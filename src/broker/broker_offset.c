@@ -14,8 +14,9 @@
 #include "common/mem.h"
 
 struct apg_off_row {
-    int32_t or_n;      /* slots in or_off */
-    int64_t or_off[1]; /* -1 = none; grows */
+    int32_t or_n;        /* slots in or_off */
+    uint32_t or_key_len; /* strlen of its key, for the snapshot */
+    int64_t or_off[1];   /* -1 = none; grows */
 };
 
 static struct apg_off_row *row_grow(struct apg_off_row *r, int32_t queue)
@@ -41,11 +42,15 @@ static apg_err_t set_locked(struct apg_offsets *o, const char *key, int32_t queu
     struct apg_off_row *nr = row_grow(r, queue);
     if (!nr)
         return APG_ENOMEM;
+    if (!r)
+        nr->or_key_len = (uint32_t)strlen(key);
     if (nr != r && apg_smap_put(&o->of_map, key, nr, NULL)) {
         if (!r)
             apg_free(nr);
         return APG_ENOMEM;
     }
+    if (nr != r || nr->or_off[queue] != off)
+        o->of_gen++;
     nr->or_off[queue] = off;
     o->of_bt.bt_changes++;
     return APG_OK;
@@ -152,6 +157,7 @@ static void drop_matching(struct apg_offsets *o, const char *name, int part)
                 snprintf(key, sizeof(key), "%s", e->se_key);
                 apg_free(apg_smap_del(&o->of_map, key));
                 o->of_bt.bt_changes++;
+                o->of_gen++;
                 again = true;
                 break;
             }
@@ -207,27 +213,36 @@ apg_err_t apg_offsets_topic_groups(struct apg_offsets *o, const char *topic, str
     return names_by(o, topic, false, out);
 }
 
-apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out)
+apg_err_t apg_offsets_snapshot(struct apg_offsets *o, struct apg_buf *out, uint64_t *gen)
 {
     apg_err_t e = APG_OK;
     pthread_mutex_lock(&o->of_lock);
+    if (gen && *gen == o->of_gen) {
+        pthread_mutex_unlock(&o->of_lock);
+        return APG_OK;
+    }
+    if (gen)
+        apg_buf_reset(out);
     size_t pos;
     for (struct apg_smap_ent *it = apg_smap_first(&o->of_map, &pos); !e && it;
          it = apg_smap_next(&o->of_map, it, &pos)) {
         const struct apg_off_row *r = it->se_val;
-        uint32_t kl = (uint32_t)strlen(it->se_key);
+        uint32_t kl = r->or_key_len;
         size_t sz = apg_offsets_snap_size((uint32_t)r->or_n, kl);
         e = apg_buf_reserve(out, sz);
         if (e)
             break;
         struct apg_offsets_snap *s = (struct apg_offsets_snap *)(out->b_data + out->b_len);
-        memset(s, 0, sz);
+        size_t key_at = sizeof(*s) + 8u * (size_t)r->or_n;
         s->os_n = (uint32_t)r->or_n;
         s->os_key_len = kl;
         memcpy(s->os_off, r->or_off, 8u * (size_t)r->or_n);
-        memcpy((char *)&s->os_off[r->or_n], it->se_key, kl);
+        memcpy((char *)s + key_at, it->se_key, kl);
+        memset((char *)s + key_at + kl, 0, sz - key_at - kl); /* its NUL and the padding */
         out->b_len += sz;
     }
+    if (gen && !e)
+        *gen = o->of_gen;
     pthread_mutex_unlock(&o->of_lock);
     return e;
 }

@@ -126,6 +126,17 @@ apg_err_t apg_http_reply(struct apg_http_call *call, int status, const char *con
  * when the connection is gone; apg_http_end fills in Content-Length. */
 struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const char *content_type);
 void apg_http_end(struct apg_http_call *call);
+/* A streamed answer sent while it is written: like apg_http_begin, but
+ * with Transfer-Encoding: chunked, and each apg_http_flush sends the body
+ * appended since the last one as a chunk, as far as the socket takes it
+ * at once (no wait: the rest goes with a later flush or apg_http_end), so
+ * the peer reads while the handler writes on. A flush may move the
+ * buffer's bytes: hold no pointers into it across one. The answer carries
+ * Content-Length instead, and flushes send nothing, for HEAD, HTTP/1.0
+ * and a request queued behind a held call. */
+struct apg_buf *apg_http_begin_chunked(struct apg_http_call *call, int status,
+                                       const char *content_type);
+void apg_http_flush(struct apg_http_call *call);
 /* apg_http_begin with extra header lines (each "Name: value\r\n"; NULL
  * for none). */
 struct apg_buf *apg_http_begin_with(struct apg_http_call *call, int status,

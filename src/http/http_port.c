@@ -34,12 +34,20 @@ struct apg_http_port {
     struct apg_mqhttp *hp_mq;
 };
 
+static void metrics_flush(void *call)
+{
+    apg_http_flush(call);
+}
+
+/* The exposition goes out in chunks while it is rendered, so the scraper
+ * reads one piece while the next is written. */
 static void get_metrics(struct apg_http_call *call, const struct apg_http_req *req, void *ud)
 {
     struct apg_http_port *hp = ud;
-    struct apg_buf *o = apg_http_begin(call, 200, "text/plain; version=0.0.4; charset=utf-8");
+    struct apg_buf *o =
+        apg_http_begin_chunked(call, 200, "text/plain; version=0.0.4; charset=utf-8");
     if (o)
-        apg_metrics_render(hp->hp_metrics, o, apg_wall_ms());
+        apg_metrics_render_stream(hp->hp_metrics, o, apg_wall_ms(), metrics_flush, call);
     apg_http_end(call);
 }
 

@@ -16,7 +16,11 @@
  * that asked for close (or HTTP/1.0 without keep-alive). Answers carry
  * Content-Length (a streamed answer reserves the field and fills it in at
  * the end, the value padded with spaces, which the grammar allows as
- * trailing whitespace), so a body is never copied to learn its length.
+ * trailing whitespace), so a body is never copied to learn its length; a
+ * chunked answer (apg_http_begin_chunked) instead leaves in pieces while
+ * it is written: each flush ends the open chunk (its size field reserved
+ * at its start, 8 zero-padded hex digits) and, while the connection's
+ * buffer is small (PUSH_MAX), writes what the socket takes right away.
  *
  * Held calls. A handler may keep its call open (apg_http_hold): the call
  * moves to the heap and joins the connection's queue of calls whose
@@ -47,7 +51,13 @@
 #include "net/net_int.h" /* the codec contract: apg_net_conn_out */
 
 #define HTTP_DEFAULT_MAX_BODY (4u * 1024 * 1024)
-#define CLEN_WIDTH 20      /* room for any size_t in decimal */
+#define CLEN_WIDTH 20 /* room for any size_t in decimal */
+#define CHUNK_WIDTH 8 /* hex digits of a chunk's size, zero-padded */
+#define CHUNK_HEAD (CHUNK_WIDTH + 2)
+/* A chunked answer's pieces are pushed to the socket while its output
+ * holds at most this much (the push moves what the socket did not take to
+ * the buffer's front); above it the rest waits for apg_http_end. */
+#define PUSH_MAX (1024u * 1024)
 #define STOP_WAIT_MS 10000 /* longest wait at stop for held calls to be released */
 /* After an on_refused answer (the connection closes): the bytes the peer
  * still sends (the refused body) are dropped as they come, so that closing
@@ -80,8 +90,10 @@ struct apg_http_call {
     bool hc_head;  /* HEAD: the body is measured, then dropped */
     bool hc_drain; /* on_refused answered: the rest of the request is dropped, not refused */
     struct apg_buf *hc_out;
-    size_t hc_clen_at; /* offset of the Content-Length digits in hc_out */
-    size_t hc_body_at; /* offset of the body in hc_out */
+    size_t hc_clen_at;  /* offset of the Content-Length digits in hc_out */
+    size_t hc_body_at;  /* offset of the body in hc_out */
+    bool hc_chunked;    /* Transfer-Encoding: chunked (apg_http_begin_chunked) */
+    size_t hc_chunk_at; /* offset in hc_out of the open chunk's size field */
     /* heap calls (held, or queued behind a held one) */
     bool hc_heap;
     bool hc_held;          /* a holder will answer or drop it */
@@ -172,15 +184,44 @@ static const char *date_now(struct hloop *hl)
     return hl->hl_date;
 }
 
+/* Reserves the size field of the next chunk at the end of o. */
+static void chunk_open(struct apg_http_call *call, struct apg_buf *o)
+{
+    call->hc_chunk_at = o->b_len;
+    apg_buf_append(o, "00000000\r\n", CHUNK_HEAD);
+}
+
+/* Fills in the open chunk's size and ends it; an empty chunk is removed
+ * (a zero size would end the body). */
+static void chunk_close(struct apg_http_call *call, struct apg_buf *o)
+{
+    size_t n = o->b_len - call->hc_chunk_at - CHUNK_HEAD;
+    if (n == 0) {
+        o->b_len = call->hc_chunk_at;
+        return;
+    }
+    char num[24]; /* n < 4 GiB: a chunk is one flush's bytes */
+    snprintf(num, sizeof(num), "%0*zx", CHUNK_WIDTH, n);
+    memcpy(o->b_data + call->hc_chunk_at, num, CHUNK_WIDTH);
+    apg_buf_append(o, "\r\n", 2);
+}
+
 static void write_head(struct apg_http_call *call, int status, const char *ctype, const char *extra)
 {
     struct hloop *hl = call->hc_conn->c_loop->l_codec_state;
     struct apg_buf *o = call->hc_out;
     apg_buf_printf(o,
                    "HTTP/1.1 %d %s\r\nServer: apogee\r\nDate: %s\r\nContent-Type: %s\r\n%s%s"
-                   "Content-Length: ",
+                   "%s",
                    status, apg_http_reason(status), date_now(hl), ctype, extra ? extra : "",
-                   call->hc_close ? "Connection: close\r\n" : "");
+                   call->hc_close ? "Connection: close\r\n" : "",
+                   call->hc_chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Content-Length: ");
+    if (call->hc_chunked) {
+        call->hc_clen_at = SIZE_MAX;
+        call->hc_body_at = o->b_len;
+        chunk_open(call, o);
+        return;
+    }
     if (status == 204) { /* no body and no Content-Length (RFC 9110 8.6) */
         o->b_len -= strlen("Content-Length: ");
         apg_buf_append_str(o, "\r\n");
@@ -220,6 +261,32 @@ struct apg_buf *apg_http_begin(struct apg_http_call *call, int status, const cha
     return apg_http_begin_with(call, status, content_type, NULL);
 }
 
+struct apg_buf *apg_http_begin_chunked(struct apg_http_call *call, int status,
+                                       const char *content_type)
+{
+    /* HEAD measures the body; HTTP/1.0 has no chunked coding; a call
+     * queued behind a held one cannot send before its turn. */
+    const struct apg_http_req *req = call->hc_req;
+    call->hc_chunked = status != 204 && !call->hc_head && !call->hc_heap && req &&
+                       (req->hr_major > 1 || (req->hr_major == 1 && req->hr_minor >= 1));
+    return apg_http_begin_with(call, status, content_type, NULL);
+}
+
+void apg_http_flush(struct apg_http_call *call)
+{
+    struct apg_buf *o = call->hc_out;
+    if (!o || !call->hc_chunked || o->b_len <= call->hc_chunk_at + CHUNK_HEAD)
+        return; /* nothing new, or out of memory (apg_http_end cuts the connection) */
+    chunk_close(call, o);
+    if (o->b_len <= PUSH_MAX)
+        apg_net_conn_out_push(call->hc_conn);
+    if (apg_net_conn_out(call->hc_conn) != o) { /* closed on a write error */
+        call->hc_out = NULL;
+        return;
+    }
+    chunk_open(call, o);
+}
+
 /* A heap call's answer is complete (or will never be): it leaves the
  * holder's hands; the queue moves on, or the call is freed. */
 static void heap_done(struct apg_http_call *call)
@@ -245,6 +312,16 @@ void apg_http_end(struct apg_http_call *call)
         return;
     }
     call->hc_out = NULL;
+    if (call->hc_chunked) {
+        if (o->b_len < call->hc_chunk_at + CHUNK_HEAD) {
+            apg_conn_close(call->hc_conn, "out of memory writing an HTTP answer");
+            return;
+        }
+        chunk_close(call, o);
+        apg_buf_append(o, "0\r\n\r\n", 5);
+        apg_net_conn_out_done(call->hc_conn);
+        return;
+    }
     if (o->b_len < call->hc_body_at) { /* out of memory on the way: cut the connection */
         apg_conn_close(call->hc_conn, "out of memory writing an HTTP answer");
         if (call->hc_heap)

@@ -26,6 +26,14 @@
  * digits (no printf, no strlen). The store's queues are copied under its
  * structure lock into a flat list and summed after the lock is released.
  *
+ * Reuse. When that copy equals the last scrape's byte for byte and the
+ * offset table's generation is the one of the last copy, the lag rows are
+ * still right and are kept (no copy of the table, no store reads); they
+ * hold the store time of the oldest uncommitted message, and the latency
+ * is computed from it at each render. apg_metrics_render_stream hands the
+ * output to a flush every APG_METRICS_PIECE bytes (GET /metrics sends each
+ * piece as an HTTP chunk), so the scraper reads while the rest renders.
+ *
  * Threads: a struct apg_metrics is used by one thread (the HTTP loop, or
  * the OTLP exporter's own). */
 #include "http/metrics.h"
@@ -124,6 +132,9 @@ struct apg_metrics {
     struct apg_smap mx_topics; /* name -> struct mtopic* (owned) */
     uint64_t mx_gen;
     struct apg_buf mx_offs;  /* apg_offsets_snapshot */
+    uint64_t mx_offs_gen;    /* the offset table's generation in mx_offs */
+    bool mx_qs_valid;        /* mx_topics and mx_qt match the last copy of the store's queues */
+    bool mx_lag_valid;       /* mx_lag holds the rows of mx_offs against mx_topics */
     struct apg_buf mx_cons;  /* apg_cstats_snapshot */
     struct apg_buf mx_gone;  /* topics or pairs to drop, NUL-separated */
     struct apg_buf mx_qs[2]; /* struct mqrec copies of the store's queues: this scrape, the last */
@@ -134,6 +145,9 @@ struct apg_metrics {
     struct mrows mx_out; /* from the consume counters: messages, bytes */
     size_t mx_last_len;  /* bytes of the previous exposition */
     int64_t mx_now;
+    void (*mx_flush)(void *arg); /* apg_metrics_render_stream's, or NULL */
+    void *mx_flush_arg;
+    size_t mx_flushed; /* the output's length after the last flush */
 };
 
 static void mtopic_free(void *p)
@@ -163,6 +177,7 @@ struct apg_metrics *apg_metrics_new(struct apg_broker *b)
     if (!mx)
         return NULL;
     mx->mx_b = b;
+    mx->mx_offs_gen = UINT64_MAX;
     apg_smap_init(&mx->mx_topics);
     struct apg_buf t = APG_BUF_INIT;
     apg_buf_append_str(&t, "cluster=\"");
@@ -286,6 +301,17 @@ static void sample(struct apg_metrics *mx, struct apg_buf *o, int id, const char
     put(o, "\n", 1);
 }
 
+/* Hands the output to the stream's flush once APG_METRICS_PIECE bytes
+ * were added since the last one (the flush may remove bytes from the
+ * front of o). */
+static void maybe_flush(struct apg_metrics *mx, struct apg_buf *o)
+{
+    if (mx->mx_flush && o->b_len - mx->mx_flushed >= APG_METRICS_PIECE) {
+        mx->mx_flush(mx->mx_flush_arg);
+        mx->mx_flushed = o->b_len;
+    }
+}
+
 static void single(struct apg_metrics *mx, struct apg_buf *o, int id, int64_t v)
 {
     family(o, id);
@@ -377,16 +403,22 @@ static size_t qrec_size(const struct mqrec *r)
 }
 
 /* Refreshes mx_topics from the store and drops topics no longer there
- * (and with them the cached pairs, which may point at one). While every
- * record is where it was in the last scrape's copy, record i reuses the
- * topic record i had. */
-static void scan_topics(struct apg_metrics *mx)
+ * (and with them the cached pairs, which may point at one); true when the
+ * copy of the store's queues equals the last one, byte for byte (no queue
+ * added, dropped or written to): then mx_topics is still right as it is.
+ * While every record is where it was in the last scrape's copy, record i
+ * reuses the topic record i had. */
+static bool scan_topics(struct apg_metrics *mx)
 {
-    mx->mx_gen++;
     mx->mx_qcur ^= 1;
     struct apg_buf *qs = &mx->mx_qs[mx->mx_qcur], *prev = &mx->mx_qs[mx->mx_qcur ^ 1];
     apg_buf_reset(qs);
     apg_store_foreach_queue(mx->mx_b->br_store, on_queue, mx);
+    if (mx->mx_qs_valid && qs->b_len == prev->b_len &&
+        (qs->b_len == 0 || memcmp(qs->b_data, prev->b_data, qs->b_len) == 0))
+        return true;
+    mx->mx_qs_valid = false;
+    mx->mx_gen++;
     struct mtopic *t = NULL;
     const char *last = NULL;
     size_t i = 0;
@@ -406,7 +438,7 @@ static void scan_topics(struct apg_metrics *mx)
         }
         if (!grow(&mx->mx_qt, &mx->mx_qt_cap, i, sizeof(*mx->mx_qt), 1024)) {
             mx->mx_qt_n = 0;
-            return;
+            return false;
         }
         mx->mx_qt[i] = t;
         if (t)
@@ -426,6 +458,8 @@ static void scan_topics(struct apg_metrics *mx)
     const char *g = (const char *)mx->mx_gone.b_data;
     for (size_t at = 0; at < mx->mx_gone.b_len; at += strlen(g + at) + 1)
         mtopic_free(apg_smap_del(&mx->mx_topics, g + at));
+    mx->mx_qs_valid = mx->mx_qt_n > 0;
+    return false;
 }
 
 static void rows_reset(struct mrows *rs)
@@ -497,35 +531,58 @@ static struct mrow *row_add(struct mrows *rs, const struct mcent *e)
     return r;
 }
 
-/* One sample per row: name, the row's label set, value vi of the row (or 0
- * when vi < 0). One reserve covers the family. */
-static void rows_family(struct apg_buf *o, int id, const struct mrows *rs, int vi)
+enum { V_ZERO = -1, V_AGE = -2 }; /* rows_family's vi besides 0 and 1 */
+#define ROWS_BLOCK 1024           /* rows per reserve (and per flush check) */
+
+/* One sample per row: name, the row's label set, value vi of the row, 0
+ * (V_ZERO), or the age at mx_now of the store time in the row's value 1
+ * (V_AGE; 0 when the row has none). One reserve covers a block of rows. */
+static void rows_family(struct apg_metrics *mx, struct apg_buf *o, int id, const struct mrows *rs,
+                        int vi)
 {
     family(o, id);
     size_t nn = families[id].name_len;
-    if (apg_buf_reserve(o, rs->rs_n * (nn + 22) + rs->rs_lbl_bytes))
-        return;
     const char *name = families[id].name;
     const char *lbl = (const char *)rs->rs_cache.ca_arena.b_data;
-    for (size_t i = 0; i < rs->rs_n; i++) {
-        const struct mrow *r = &rs->rs_row[i];
-        put(o, name, nn);
-        put(o, lbl + r->mr_lbl_off, r->mr_lbl_len);
-        put_i64(o, vi < 0 ? 0 : r->mr_v[vi]);
-        o->b_data[o->b_len++] = '\n';
+    for (size_t at = 0; at < rs->rs_n; at += ROWS_BLOCK) {
+        size_t end = at + ROWS_BLOCK < rs->rs_n ? at + ROWS_BLOCK : rs->rs_n, need = 0;
+        for (size_t i = at; i < end; i++)
+            need += nn + 22 + rs->rs_row[i].mr_lbl_len;
+        if (apg_buf_reserve(o, need))
+            return;
+        for (size_t i = at; i < end; i++) {
+            const struct mrow *r = &rs->rs_row[i];
+            int64_t v = vi >= 0 ? r->mr_v[vi] : 0;
+            if (vi == V_AGE)
+                v = r->mr_v[1] > 0 && mx->mx_now > r->mr_v[1] ? mx->mx_now - r->mr_v[1] : 0;
+            put(o, name, nn);
+            put(o, lbl + r->mr_lbl_off, r->mr_lbl_len);
+            put_i64(o, v);
+            o->b_data[o->b_len++] = '\n';
+        }
+        maybe_flush(mx, o);
     }
 }
 
-/* Fills mx_lag from a copy of the offset table: lag and lag latency. */
-static void scan_offsets(struct apg_metrics *mx)
+/* Fills mx_lag from a copy of the offset table: lag and the store time of
+ * the oldest uncommitted message. Kept as it is when neither the table
+ * (its generation) nor the store's queues (store_same) changed since the
+ * rows were made. */
+static void scan_offsets(struct apg_metrics *mx, bool store_same)
 {
     struct apg_broker *b = mx->mx_b;
-    apg_buf_reset(&mx->mx_offs);
-    rows_reset(&mx->mx_lag);
-    if (apg_offsets_snapshot(b->br_offsets, &mx->mx_offs)) {
+    uint64_t gen = mx->mx_offs_gen;
+    if (apg_offsets_snapshot(b->br_offsets, &mx->mx_offs, &mx->mx_offs_gen)) {
+        mx->mx_offs_gen = UINT64_MAX;
+        mx->mx_lag_valid = false;
+        rows_reset(&mx->mx_lag);
         rows_done(&mx->mx_lag);
         return;
     }
+    if (store_same && mx->mx_lag_valid && gen == mx->mx_offs_gen)
+        return;
+    mx->mx_lag_valid = false;
+    rows_reset(&mx->mx_lag);
     char topic[APG_NAME_CAP];
     for (size_t at = 0; at < mx->mx_offs.b_len;) {
         const struct apg_offsets_snap *s = (const void *)(mx->mx_offs.b_data + at);
@@ -537,7 +594,7 @@ static void scan_offsets(struct apg_metrics *mx)
         size_t tl = (size_t)(sep - key);
         struct mcent *e = row_entry(mx, &mx->mx_lag, key, tl, s->os_key_len);
         if (!e)
-            break;
+            goto out;
         struct mtopic *t = e->ce_topic;
         if (!t) {
             memcpy(topic, key, tl);
@@ -562,10 +619,12 @@ static void scan_offsets(struct apg_metrics *mx)
         }
         struct mrow *r = row_add(&mx->mx_lag, e);
         if (!r)
-            break;
+            goto out;
         r->mr_v[0] = lag;
-        r->mr_v[1] = oldest > 0 && mx->mx_now > oldest ? mx->mx_now - oldest : 0;
+        r->mr_v[1] = oldest;
     }
+    mx->mx_lag_valid = true;
+out:
     rows_done(&mx->mx_lag);
 }
 
@@ -602,9 +661,11 @@ static void topics_families(struct apg_metrics *mx, struct apg_buf *o)
     family(o, M_MESSAGES_IN);
     size_t pos, dlq = strlen(APG_DLQ_PREFIX);
     for (struct apg_smap_ent *it = apg_smap_first(&mx->mx_topics, &pos); it;
-         it = apg_smap_next(&mx->mx_topics, it, &pos))
+         it = apg_smap_next(&mx->mx_topics, it, &pos)) {
         sample(mx, o, M_MESSAGES_IN, "topic", it->se_key, strlen(it->se_key),
                ((struct mtopic *)it->se_val)->mt_sum);
+        maybe_flush(mx, o);
+    }
     family(o, M_SEND_TO_DLQ);
     for (struct apg_smap_ent *it = apg_smap_first(&mx->mx_topics, &pos); it;
          it = apg_smap_next(&mx->mx_topics, it, &pos))
@@ -685,12 +746,24 @@ static int64_t topic_sum(struct apg_metrics *mx, const char *name)
 
 apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t now_ms)
 {
+    return apg_metrics_render_stream(mx, o, now_ms, NULL, NULL);
+}
+
+apg_err_t apg_metrics_render_stream(struct apg_metrics *mx, struct apg_buf *o, int64_t now_ms,
+                                    void (*flush)(void *arg), void *arg)
+{
     struct apg_broker *b = mx->mx_b;
     mx->mx_now = now_ms;
+    mx->mx_flush = flush;
+    mx->mx_flush_arg = arg;
+    mx->mx_flushed = o->b_len;
     size_t start = o->b_len;
-    apg_buf_reserve(o, mx->mx_last_len + mx->mx_last_len / 8); /* no regrowth on the way */
-    scan_topics(mx);
-    scan_offsets(mx);
+    if (flush) /* pieces: the buffer stays small and warm in the cache */
+        apg_buf_reserve(o, 2 * APG_METRICS_PIECE);
+    else /* whole: no regrowth on the way */
+        apg_buf_reserve(o, mx->mx_last_len + mx->mx_last_len / 8);
+    bool store_same = scan_topics(mx);
+    scan_offsets(mx, store_same);
     scan_consumed(mx);
     struct apg_store_stats ss;
     apg_store_stats(b->br_store, &ss);
@@ -698,12 +771,12 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
     single(mx, o, M_BROKER_PERMISSION, atomic_load(&b->br_perm));
     topics_families(mx, o);
     single(mx, o, M_THROUGHPUT_IN, (int64_t)ss.ss_put_bytes);
-    rows_family(o, M_MESSAGES_OUT, &mx->mx_out, 0);
-    rows_family(o, M_THROUGHPUT_OUT, &mx->mx_out, 1);
-    rows_family(o, M_LAG_MESSAGES, &mx->mx_lag, 0);
-    rows_family(o, M_LAG_LATENCY, &mx->mx_lag, 1);
-    rows_family(o, M_INFLIGHT, &mx->mx_lag, -1);
-    rows_family(o, M_READY, &mx->mx_lag, 0);
+    rows_family(mx, o, M_MESSAGES_OUT, &mx->mx_out, 0);
+    rows_family(mx, o, M_THROUGHPUT_OUT, &mx->mx_out, 1);
+    rows_family(mx, o, M_LAG_MESSAGES, &mx->mx_lag, 0);
+    rows_family(mx, o, M_LAG_LATENCY, &mx->mx_lag, V_AGE);
+    rows_family(mx, o, M_INFLIGHT, &mx->mx_lag, V_ZERO);
+    rows_family(mx, o, M_READY, &mx->mx_lag, 0);
     int64_t prod = 0, cons = 0;
     apg_clients_count(b->br_clients, &prod, &cons);
     single(mx, o, M_PRODUCER_CONNECTIONS, prod);
@@ -725,6 +798,8 @@ apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *o, int64_t 
     single(mx, o, M_ROLLBACK_MESSAGES, ts.ts_rolled_back);
     single(mx, o, M_TIMER_ENQUEUE, topic_sum(mx, APG_TIMER_TOPIC));
     single(mx, o, M_TIMER_DEQUEUE, b->br_timer ? apg_timer_delivered(b->br_timer) : 0);
-    mx->mx_last_len = o->b_len - start;
+    if (!flush)
+        mx->mx_last_len = o->b_len - start;
+    mx->mx_flush = NULL;
     return o->b_data || o->b_len == 0 ? APG_OK : APG_ENOMEM;
 }

@@ -20,4 +20,14 @@ void apg_metrics_free(struct apg_metrics *mx);
 /* Appends the exposition to out at wall time now_ms. */
 apg_err_t apg_metrics_render(struct apg_metrics *mx, struct apg_buf *out, int64_t now_ms);
 
+#ifndef APG_METRICS_PIECE
+#define APG_METRICS_PIECE (256u * 1024) /* bytes between two flushes of a stream */
+#endif
+
+/* apg_metrics_render in pieces: flush(arg) runs each time about
+ * APG_METRICS_PIECE bytes were appended to out since the last one, and may
+ * send bytes and remove them from out's front (apg_http_flush). */
+apg_err_t apg_metrics_render_stream(struct apg_metrics *mx, struct apg_buf *out, int64_t now_ms,
+                                    void (*flush)(void *arg), void *arg);
+
 #endif

@@ -485,6 +485,25 @@ static void conn_flush(struct apg_conn *c)
     }
 }
 
+void apg_net_conn_out_push(struct apg_conn *c)
+{
+    if (c->c_writing || !c->c_connected || apg_conn_is_closed(c) || c->c_out.b_len == 0)
+        return;
+    uv_buf_t b = uv_buf_init((char *)c->c_out.b_data, (unsigned)c->c_out.b_len);
+    int n = c->c_tr->tr_try_writev(c, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        char why[128];
+        snprintf(why, sizeof(why), "write failed: %s", uv_strerror(n));
+        apg_net_conn_close(c, APG_EIO, false, why);
+        return;
+    }
+    if (n <= 0)
+        return;
+    memmove(c->c_out.b_data, c->c_out.b_data + n, c->c_out.b_len - (size_t)n);
+    c->c_out.b_len -= (size_t)n;
+    c->c_last_active = uv_now(&c->c_loop->l_uv);
+}
+
 static void on_check(uv_check_t *h)
 {
     struct apg_net_loop *l = h->data;

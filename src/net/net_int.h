@@ -158,6 +158,12 @@ static inline void apg_net_conn_out_done(struct apg_conn *c)
         c->c_tr->tr_read_stop(c);
     }
 }
+/* For codecs producing one long answer in pieces on the loop thread:
+ * writes what the socket takes of c_out now, without waiting and without
+ * a queued write, and moves the rest to the front of c_out (a copy of at
+ * most c_out's length: call it while c_out is small). Does nothing while a
+ * queued write is in flight. */
+void apg_net_conn_out_push(struct apg_conn *c);
 /* For codecs: runs cd_expire every 20 ms until it returns 0. */
 void apg_net_loop_watch_deadlines(struct apg_net_loop *l);
 
