@@ -458,18 +458,26 @@ static void test_busy_backoff(void **state)
     apg_send_result_t r;
     int before = g_brokers[0]->sends + g_brokers[1]->sends;
     int64_t t0 = apg_mono_ms();
-    assert_int_equal(apg_producer_send(p, m, &r, err, sizeof(err)), APG_EBUSY);
+    int rc = apg_producer_send(p, m, &r, err, sizeof(err));
     int64_t took = apg_mono_ms() - t0;
+    /* A retry is sent only when its back-off plus the last round trip fits
+     * the deadline; on a loaded machine that retry's answer can still come
+     * late (APG_ETIMEDOUT, retriable too). Either way it backed off. */
+    assert_true(rc == APG_EBUSY || rc == APG_ETIMEDOUT);
     assert_true(apg_err_is_retriable(APG_EBUSY));
-    assert_int_equal(r.sr_broker_code, APG_RESP_SYSTEM_BUSY);
-    assert_non_null(strstr(err, "SYSTEM_BUSY"));
-    assert_non_null(strstr(err, "back-off"));
+    if (rc == APG_EBUSY) {
+        assert_int_equal(r.sr_broker_code, APG_RESP_SYSTEM_BUSY);
+        assert_non_null(strstr(err, "SYSTEM_BUSY"));
+        assert_non_null(strstr(err, "back-off"));
+    }
     int attempts = g_brokers[0]->sends + g_brokers[1]->sends - before;
     assert_true(attempts > 3); /* 1 + retry_times (2) for any other refusal */
     assert_true(took >= 300 && took <= 1500);
     uint64_t busy = 0, retried = 0;
     apg_producer_busy_stats(p, &busy, &retried);
-    assert_int_equal(busy, (uint64_t)attempts);
+    /* Every answer was SYSTEM_BUSY; a timed-out last attempt has none. */
+    assert_true(busy == (uint64_t)attempts ||
+                (rc == APG_ETIMEDOUT && busy == (uint64_t)attempts - 1));
     assert_int_equal(retried, (uint64_t)attempts - 1);
     /* Once broker-b takes writes again, the send goes there after one back-off. */
     g_brokers[1]->refuse_code = 0;
@@ -509,8 +517,10 @@ static void test_busy_backoff_ordered(void **state)
     /* Busy past the send timeout: the retriable APG_EBUSY, still one queue. */
     owner->busy_times = 1000000;
     before = owner->sends;
-    assert_int_equal(apg_producer_send_orderly(p, m, key, &r, err, sizeof(err)), APG_EBUSY);
-    assert_non_null(strstr(err, "back-off"));
+    int rc = apg_producer_send_orderly(p, m, key, &r, err, sizeof(err));
+    assert_true(rc == APG_EBUSY || rc == APG_ETIMEDOUT); /* as in test_busy_backoff */
+    if (rc == APG_EBUSY)
+        assert_non_null(strstr(err, "back-off"));
     assert_true(owner->sends - before > 3);
     assert_int_equal(other->sends, other_before);
     owner->busy_times = 0;
