@@ -344,21 +344,6 @@ void apg_remote_assignment(struct apg_grpc_call *call, const uint8_t *req, size_
     apache__rocketmq__v2__query_assignment_request__free_unpacked(rq, NULL);
 }
 
-/* ForwardMessageToDeadLetterQueue has no remoting request of its own: the
- * proxy answers UNSUPPORTED (the message goes to the DLQ by itself after
- * the group's retryMaxTimes + 1 deliveries). */
-void apg_remote_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
-{
-    (void)req;
-    (void)len;
-    (void)ud;
-    apg_grpc_answer_status(
-        call, &apache__rocketmq__v2__forward_message_to_dead_letter_queue_response__descriptor,
-        CODE(UNSUPPORTED),
-        "apogee proxy does not forward to the DLQ on request; the broker moves a message there "
-        "after the group's retryMaxTimes + 1 deliveries");
-}
-
 static const struct apg_grpc_backend remote_backend = {
     .gb_name = "remote",
     .gb_query_route = apg_remote_query_route,
