@@ -4,7 +4,8 @@
 // (checked per broker with GET_MAX_OFFSET), FIFO message groups stay on one queue, a
 // SimpleConsumer receives every message once and acks it, change-invisible-duration and
 // redelivery after the invisible time work through the proxy, ForwardMessageToDeadLetterQueue
-// puts a message into %DLQ%<group> of its broker and acks it, a 4.x ali-ons consumer reads
+// puts a message into %DLQ%<group> of its broker and acks it, the brokers list a 5.x consumer
+// behind the proxy (its heartbeats forwarded) until it shuts down, a 4.x ali-ons consumer reads
 // what went through the proxy from the brokers directly, and an ack whose handle names a
 // broker that went away gets an error that says so.
 import { after, before, test } from 'node:test';
@@ -305,6 +306,43 @@ test('ForwardMessageToDeadLetterQueue through the proxy: the message lands in %D
     await sleep(2500);
     assert.deepEqual((await receiveN(c, 1, 30000, 2)).map((m) => m.body.toString()), [],
         'not redelivered');
+});
+
+test('a 5.x consumer behind the proxy is listed by its brokers while it runs, and not after', async () => {
+    const T = 'ProxyConn', G = 'CG_PROXY_CONN';
+    await topic(T);
+    // GET_CONSUMER_CONNECTION_LIST (203) of the group at a broker: the client ids listed.
+    const listed = async (name) => {
+        const r = await brokers[name].rc.request(203, { consumerGroup: G });
+        if (r.code !== 0) return { ids: [], r };
+        const body = JSON.parse(r.body.toString());
+        return { ids: body.connectionSet.map((x) => x.clientId), body };
+    };
+    const c = await consumer(G, T);
+    const id = c.clientId;
+    assert.ok(id);
+    for (const name of ['broker-a', 'broker-b']) {
+        let got;
+        for (let i = 0; i < 300; i++) {
+            got = await listed(name);
+            if (got.ids.includes(id)) break;
+            await sleep(50);
+        }
+        assert.deepEqual(got.ids, [id], `${name} lists the client`);
+        assert.equal(got.body.consumeType, 'CONSUME_POP');
+        assert.equal(got.body.subscriptionTable[T]?.subString, '*');
+    }
+    await c.shutdown();
+    clients.splice(clients.indexOf(c), 1);
+    for (const name of ['broker-a', 'broker-b']) {
+        let got;
+        for (let i = 0; i < 100; i++) {
+            got = await listed(name);
+            if (!got.ids.includes(id)) break;
+            await sleep(50);
+        }
+        assert.deepEqual(got.ids, [], `${name} no longer lists it`);
+    }
 });
 
 test('an ack whose handle names a broker that went away fails with a message naming it', async () => {

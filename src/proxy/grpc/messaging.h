@@ -75,7 +75,8 @@ apg_err_t apg_grpc_status_only(const ProtobufCMessageDescriptor *d, int code, co
 void apg_grpc_answer_status(struct apg_grpc_call *call, const ProtobufCMessageDescriptor *d,
                             int code, const char *msg);
 /* Heartbeat and NotifyClientTermination: answered OK, nothing is kept for
- * a client (both backends). */
+ * a client (the local backend; the remote one also forwards them to the
+ * brokers, src/proxy/remote/remote_client.c). */
 void apg_grpc_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_grpc_notify_termination(struct apg_grpc_call *call, const uint8_t *req, size_t len,
                                  void *ud);

@@ -347,8 +347,8 @@ void apg_remote_assignment(struct apg_grpc_call *call, const uint8_t *req, size_
 static const struct apg_grpc_backend remote_backend = {
     .gb_name = "remote",
     .gb_query_route = apg_remote_query_route,
-    .gb_heartbeat = apg_grpc_heartbeat,
-    .gb_notify = apg_grpc_notify_termination,
+    .gb_heartbeat = apg_remote_heartbeat,
+    .gb_notify = apg_remote_notify,
     .gb_send = apg_remote_send,
     .gb_end_txn = apg_remote_end_txn,
     .gb_receive = apg_remote_receive,

@@ -139,6 +139,11 @@ void apg_remote_end_txn(struct apg_grpc_call *call, const uint8_t *req, size_t l
 void apg_remote_receive(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_ack(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_change(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+/* Heartbeat and NotifyClientTermination: answered as the in-broker port
+ * does, and forwarded to the brokers as HEART_BEAT / UNREGISTER_CLIENT on
+ * the client's behalf (remote_client.c). */
+void apg_remote_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+void apg_remote_notify(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 
 #endif
