@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -252,4 +253,28 @@ void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out)
 const char *apg_acl_path(const struct apg_acl *acl)
 {
     return acl->ac_path;
+}
+
+apg_err_t apg_acl_credentials_parse(const char *t, char *ak, size_t ak_len, char *sk, size_t sk_len,
+                                    char *err, size_t errlen)
+{
+    ak[0] = sk[0] = '\0';
+    if (!t || !t[0])
+        return APG_OK;
+    char e2[160];
+    json_t *j = apg_json_parse(t, strlen(t), e2, sizeof(e2));
+    const char *a = j ? apg_json_get_str(j, "accessKey", NULL) : NULL;
+    const char *s = j ? apg_json_get_str(j, "secretKey", NULL) : NULL;
+    apg_err_t e = APG_OK;
+    if (!a || !a[0] || !s || !s[0] || strlen(a) >= ak_len || strlen(s) >= sk_len)
+        e = apg_errf(APG_EINVAL, err, errlen,
+                     "innerClientAuthenticationCredentials must be JSON "
+                     "{\"accessKey\":\"...\",\"secretKey\":\"...\"} with both keys set%s",
+                     j ? "" : " (it is not JSON)");
+    else {
+        snprintf(ak, ak_len, "%s", a);
+        snprintf(sk, sk_len, "%s", s);
+    }
+    json_decref(j);
+    return e;
 }

@@ -170,4 +170,12 @@ void apg_acl_counts(const struct apg_acl *acl, struct apg_acl_counts *out);
 const char *apg_acl_refusal_key(enum apg_acl_refusal r);
 const char *apg_acl_path(const struct apg_acl *acl);
 
+/* The account of an innerClientAuthenticationCredentials value t (JSON
+ * {"accessKey":"...","secretKey":"..."}) into ak and sk; both "" when t is
+ * NULL or empty (requests go unsigned). APG_EINVAL with err naming the
+ * problem (never the secret) when t is not JSON with two non-empty strings
+ * that fit. Pure. */
+apg_err_t apg_acl_credentials_parse(const char *t, char *ak, size_t ak_len, char *sk, size_t sk_len,
+                                    char *err, size_t errlen);
+
 #endif

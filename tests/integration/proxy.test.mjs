@@ -3,7 +3,9 @@
 // rocketmq-client-nodejs Producer and SimpleConsumer. Sends spread over both brokers
 // (checked per broker with GET_MAX_OFFSET), FIFO message groups stay on one queue, a
 // SimpleConsumer receives every message once and acks it, change-invisible-duration and
-// redelivery after the invisible time work through the proxy, a 4.x ali-ons consumer reads
+// redelivery after the invisible time work through the proxy, ForwardMessageToDeadLetterQueue
+// puts a message into %DLQ%<group> of its broker and acks it, the brokers list a 5.x consumer
+// behind the proxy (its heartbeats forwarded) until it shuts down, a 4.x ali-ons consumer reads
 // what went through the proxy from the brokers directly, and an ack whose handle names a
 // broker that went away gets an error that says so.
 import { after, before, test } from 'node:test';
@@ -12,6 +14,7 @@ import { createRequire } from 'node:module';
 import { Producer, SimpleConsumer } from 'rocketmq-client-nodejs';
 import { freePort, startApogee, waitForPort } from '../lib/proc.mjs';
 import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
+import { pullAll } from '../lib/records.mjs';
 
 // The nodejs client leaves its Telemetry stream without an error handler: when a server
 // goes away, grpc-js raises that stream's UNAVAILABLE as an uncaught error. Only that one
@@ -20,7 +23,10 @@ process.on('uncaughtException', (e) => {
     if (e && e.code === 14 && (/telemetry/i.test(String(e.stack)) || /server shutting down/.test(e.message))) return;
     throw e;
 });
-const ons = createRequire(import.meta.url)('ali-ons');
+const require = createRequire(import.meta.url);
+const ons = require('ali-ons');
+const pb = require('rocketmq-client-nodejs/proto/apache/rocketmq/v2/service_pb.js');
+const def = require('rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition_pb.js');
 const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {} };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const QUEUES = 4;
@@ -266,6 +272,77 @@ test('transactions through the proxy: commit delivers, rollback does not, an orp
     assert.deepEqual([...got].sort(), ['committed', 'orphan']);
     await p2.shutdown();
     clients.splice(clients.indexOf(p2), 1);
+});
+
+test('ForwardMessageToDeadLetterQueue through the proxy: the message lands in %DLQ%<group> of its broker', async () => {
+    const T = 'ProxyDlq', G = 'CG_PROXY_DLQ';
+    await topic(T);
+    const p = await producer();
+    for (let i = 0; i < 8; i++) await p.send({ topic: T, body: Buffer.from(`d${i}`), keys: [`dk${i}`] });
+    const c = await consumer(G, T);
+    const got = await receiveN(c, 8, 2000);
+    assert.equal(got.length, 8);
+    const res = (n) => new def.Resource().setName(n);
+    const dead = {};
+    for (const m of got.filter((x) => ['d1', 'd6'].includes(x.body.toString()))) {
+        const rq = new pb.ForwardMessageToDeadLetterQueueRequest().setGroup(res(G)).setTopic(res(T))
+            .setReceiptHandle(m.receiptHandle).setMessageId(m.messageId)
+            .setDeliveryAttempt(m.deliveryAttempt).setMaxDeliveryAttempts(16);
+        const r = await c.forwardMessageToDeadLetterQueueViaRpc(m.endpoints, rq, 5000);
+        assert.equal(r.getStatus().getCode(), 20000, r.getStatus().getMessage());
+        dead[m.body.toString()] = m;
+    }
+    for (const m of got) if (!dead[m.body.toString()]) await c.ack(m);
+    // Each one is in %DLQ%<group> of the broker its handle named, with its original id.
+    for (const [body, m] of Object.entries(dead)) {
+        const broker = m.receiptHandle.split(' ')[5];
+        const recs = await pullAll(brokers[broker].rc, `%DLQ%${G}`, 0);
+        const rec = recs.find((x) => x.body === body);
+        assert.ok(rec, `${body} in %DLQ%${G} of ${broker} (found ${recs.map((x) => x.body)})`);
+        assert.equal(rec.props.UNIQ_KEY, m.messageId);
+        assert.equal(rec.props.RETRY_TOPIC, T);
+    }
+    // Acked at the pop as well: nothing comes back after the 2 s invisible time.
+    await sleep(2500);
+    assert.deepEqual((await receiveN(c, 1, 30000, 2)).map((m) => m.body.toString()), [],
+        'not redelivered');
+});
+
+test('a 5.x consumer behind the proxy is listed by its brokers while it runs, and not after', async () => {
+    const T = 'ProxyConn', G = 'CG_PROXY_CONN';
+    await topic(T);
+    // GET_CONSUMER_CONNECTION_LIST (203) of the group at a broker: the client ids listed.
+    const listed = async (name) => {
+        const r = await brokers[name].rc.request(203, { consumerGroup: G });
+        if (r.code !== 0) return { ids: [], r };
+        const body = JSON.parse(r.body.toString());
+        return { ids: body.connectionSet.map((x) => x.clientId), body };
+    };
+    const c = await consumer(G, T);
+    const id = c.clientId;
+    assert.ok(id);
+    for (const name of ['broker-a', 'broker-b']) {
+        let got;
+        for (let i = 0; i < 300; i++) {
+            got = await listed(name);
+            if (got.ids.includes(id)) break;
+            await sleep(50);
+        }
+        assert.deepEqual(got.ids, [id], `${name} lists the client`);
+        assert.equal(got.body.consumeType, 'CONSUME_POP');
+        assert.equal(got.body.subscriptionTable[T]?.subString, '*');
+    }
+    await c.shutdown();
+    clients.splice(clients.indexOf(c), 1);
+    for (const name of ['broker-a', 'broker-b']) {
+        let got;
+        for (let i = 0; i < 100; i++) {
+            got = await listed(name);
+            if (!got.ids.includes(id)) break;
+            await sleep(50);
+        }
+        assert.deepEqual(got.ids, [], `${name} no longer lists it`);
+    }
 });
 
 test('an ack whose handle names a broker that went away fails with a message naming it', async () => {

@@ -11,32 +11,14 @@
 #include "acl/acl.h"
 #include "broker/acl/acl_broker.h"
 #include "broker/broker_rt.h"
-#include "common/json.h"
 #include "common/log.h"
 
 apg_err_t apg_broker_ns_credentials(const struct apg_broker *b, char *ak, size_t ak_len, char *sk,
                                     size_t sk_len, char *err, size_t errlen)
 {
-    ak[0] = sk[0] = '\0';
-    const char *t = apg_cfg_str(b->br_cfg, APG_CFG_innerClientAuthenticationCredentials);
-    if (!t || !t[0])
-        return APG_OK;
-    char e2[160];
-    json_t *j = apg_json_parse(t, strlen(t), e2, sizeof(e2));
-    const char *a = j ? apg_json_get_str(j, "accessKey", NULL) : NULL;
-    const char *s = j ? apg_json_get_str(j, "secretKey", NULL) : NULL;
-    apg_err_t e = APG_OK;
-    if (!a || !a[0] || !s || !s[0] || strlen(a) >= ak_len || strlen(s) >= sk_len)
-        e = apg_errf(APG_EINVAL, err, errlen,
-                     "innerClientAuthenticationCredentials must be JSON "
-                     "{\"accessKey\":\"...\",\"secretKey\":\"...\"} with both keys set%s",
-                     j ? "" : " (it is not JSON)");
-    else {
-        snprintf(ak, ak_len, "%s", a);
-        snprintf(sk, sk_len, "%s", s);
-    }
-    json_decref(j);
-    return e;
+    return apg_acl_credentials_parse(
+        apg_cfg_str(b->br_cfg, APG_CFG_innerClientAuthenticationCredentials), ak, ak_len, sk,
+        sk_len, err, errlen);
 }
 
 apg_err_t apg_broker_acl_open(struct apg_broker *b, char *err, size_t errlen)

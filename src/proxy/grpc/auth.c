@@ -259,8 +259,8 @@ static void refuse(struct apg_grpc_call *call, enum apg_grpc_op op, Apache__Rock
 }
 
 /* The ACL decision on the unpacked request m; true when it passes. */
-static bool acl_pass(struct apg_grpc_call *call, struct apg_broker *b, enum apg_grpc_op op,
-                     const ProtobufCMessage *m)
+static bool acl_pass(struct apg_grpc_call *call, struct apg_acl *acl, struct apg_broker *b,
+                     enum apg_grpc_op op, const ProtobufCMessage *m)
 {
     struct needs n = {.n_n = 0};
     needs_of(op, m, &n);
@@ -282,7 +282,7 @@ static bool acl_pass(struct apg_grpc_call *call, struct apg_broker *b, enum apg_
     };
     char remark[320];
     const char *peer = apg_grpc_call_peer(call);
-    enum apg_acl_refusal r = apg_acl_check_mac(b->br_acl, &am, peer, remark, sizeof remark);
+    enum apg_acl_refusal r = apg_acl_check_mac(acl, &am, peer, remark, sizeof remark);
     if (r == APG_ACL_OK)
         return true;
     bool forbidden = r == APG_ACL_R_NO_PERM || r == APG_ACL_R_NEED_ADMIN;
@@ -290,8 +290,11 @@ static bool acl_pass(struct apg_grpc_call *call, struct apg_broker *b, enum apg_
            forbidden ? APACHE__ROCKETMQ__V2__CODE__FORBIDDEN
                      : APACHE__ROCKETMQ__V2__CODE__UNAUTHORIZED,
            remark);
-    apg_broker_refusal_note(b, APG_REFUSAL_NO_PERMISSION, ops[op].oi_name, am.am_ak, peer,
-                            APG_RESP_NO_PERMISSION, remark);
+    if (b)
+        apg_broker_refusal_note(b, APG_REFUSAL_NO_PERMISSION, ops[op].oi_name, am.am_ak, peer,
+                                APG_RESP_NO_PERMISSION, remark);
+    else
+        apg_log_warn("acl", "%s from %s refused: %s", ops[op].oi_name, peer ? peer : "?", remark);
     return false;
 }
 
@@ -303,8 +306,8 @@ bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const 
     const char *ns = apg_grpc_call_header(call, "x-mq-namespace");
     if (ns && !ns[0])
         ns = NULL;
-    /* A proxy (no broker of its own) checks no ACL: the brokers do. */
-    struct apg_acl *acl = b ? b->br_acl : NULL;
+    /* A proxy (no broker of its own) checks with the ACL it loaded. */
+    struct apg_acl *acl = b ? b->br_acl : ms->gm_acl;
     if ((!acl && !ns) || op >= APG_GRPC_OP_N)
         return true;
     ProtobufCMessage *m = protobuf_c_message_unpack(ops[op].oi_req, NULL, *len, *req);
@@ -316,7 +319,7 @@ bool apg_grpc_auth_admit(struct apg_grpc_call *call, enum apg_grpc_op op, const 
         apg_grpc_call_fail(call, APG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         pass = false;
     } else if (acl) {
-        pass = acl_pass(call, b, op, m);
+        pass = acl_pass(call, acl, b, op, m);
     }
     if (pass && changed > 0) {
         size_t n = protobuf_c_message_get_packed_size(m);

@@ -11,6 +11,7 @@
 #include "proto/messaging.pb-c.h"
 #include "proxy/grpc/grpc_server.h"
 
+struct apg_acl;
 struct apg_broker;
 struct apg_grpc_clients;
 struct apg_grpc_send_batch;
@@ -45,6 +46,9 @@ struct apg_grpc_messaging {
     void *gm_remote;     /* the remote backend's state (src/proxy/remote) */
     int64_t gm_max_body; /* maxMessageSize told to producers */
     struct apg_broker *gm_broker;
+    /* The ACL of a proxy (aclEnable=true on `apogee proxy`); NULL for the
+     * local backend, which checks with its broker's. */
+    struct apg_acl *gm_acl;
     char gm_host[128];
     int gm_port;
     struct apg_grpc_clients *gm_clients;
@@ -71,7 +75,8 @@ apg_err_t apg_grpc_status_only(const ProtobufCMessageDescriptor *d, int code, co
 void apg_grpc_answer_status(struct apg_grpc_call *call, const ProtobufCMessageDescriptor *d,
                             int code, const char *msg);
 /* Heartbeat and NotifyClientTermination: answered OK, nothing is kept for
- * a client (both backends). */
+ * a client (the local backend; the remote one also forwards them to the
+ * brokers, src/proxy/remote/remote_client.c). */
 void apg_grpc_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_grpc_notify_termination(struct apg_grpc_call *call, const uint8_t *req, size_t len,
                                  void *ud);

@@ -20,7 +20,9 @@
  * a status-only command is ignored.
  *
  * The table maps x-mq-client-id to the client's latest stream (a reference
- * usable from any thread), its type and, for producers, its topics, so the
+ * usable from any thread), its type and, for producers, its topics (for
+ * consumers the group and subscriptions, which `apogee proxy` forwards in
+ * its HEART_BEAT on the client's behalf), so the
  * broker can push commands later: the transaction check thread hands every
  * orphaned half it finds no remoting producer for to
  * apg_grpc_clients_recover, which posts a RecoverOrphanedTransactionCommand
@@ -54,7 +56,11 @@ struct client {
     struct apg_grpc_call *cl_call; /* loop thread only: identifies the stream */
     int cl_type;                   /* Apache__Rocketmq__V2__ClientType */
     int cl_n_topics;
-    char cl_topics[MAX_TOPICS][APG_NAME_CAP];
+    char cl_topics[MAX_TOPICS][APG_NAME_CAP]; /* published, or subscribed */
+    /* Consumers: the group and each subscribed topic's expression. */
+    char cl_group[APG_NAME_CAP];
+    char *cl_exprs[MAX_TOPICS];
+    bool cl_sql[MAX_TOPICS];
 };
 
 struct apg_grpc_clients {
@@ -63,6 +69,13 @@ struct apg_grpc_clients {
     size_t ct_n, ct_cap;
     size_t ct_rr; /* round robin over producers for recovery */
 };
+
+static void client_free(struct client *cl)
+{
+    for (int i = 0; i < cl->cl_n_topics; i++)
+        apg_free(cl->cl_exprs[i]);
+    apg_free(cl);
+}
 
 apg_err_t apg_grpc_clients_new(struct apg_grpc_clients **out)
 {
@@ -80,7 +93,7 @@ void apg_grpc_clients_free(struct apg_grpc_clients *ct)
         return;
     for (size_t i = 0; i < ct->ct_n; i++) {
         apg_grpc_ref_release(&ct->ct_v[i]->cl_ref);
-        apg_free(ct->ct_v[i]);
+        client_free(ct->ct_v[i]);
     }
     apg_free(ct->ct_v);
     pthread_mutex_destroy(&ct->ct_lock);
@@ -101,7 +114,36 @@ static void clients_remove_at(struct apg_grpc_clients *ct, size_t i)
     struct client *cl = ct->ct_v[i];
     ct->ct_v[i] = ct->ct_v[--ct->ct_n];
     apg_grpc_ref_release(&cl->cl_ref);
-    apg_free(cl);
+    client_free(cl);
+}
+
+bool apg_grpc_clients_view(struct apg_grpc_clients *ct, const char *id,
+                           void (*fn)(const struct apg_grpc_client_view *v, void *arg), void *arg)
+{
+    const char *topics[MAX_TOPICS], *exprs[MAX_TOPICS];
+    bool found = false;
+    pthread_mutex_lock(&ct->ct_lock);
+    for (size_t i = 0; i < ct->ct_n && !found; i++) {
+        const struct client *cl = ct->ct_v[i];
+        if (strcmp(cl->cl_id, id) != 0)
+            continue;
+        found = true;
+        for (int k = 0; k < cl->cl_n_topics; k++) {
+            topics[k] = cl->cl_topics[k];
+            exprs[k] = cl->cl_exprs[k] ? cl->cl_exprs[k] : "*";
+        }
+        struct apg_grpc_client_view v = {
+            .cv_type = cl->cl_type,
+            .cv_group = cl->cl_group,
+            .cv_n = (size_t)cl->cl_n_topics,
+            .cv_topics = topics,
+            .cv_exprs = exprs,
+            .cv_sql = cl->cl_sql,
+        };
+        fn(&v, arg);
+    }
+    pthread_mutex_unlock(&ct->ct_lock);
+    return found;
 }
 
 /* Records (or replaces) the stream of the client that sent settings s. */
@@ -119,6 +161,22 @@ static void clients_put(struct apg_grpc_clients *ct, struct apg_grpc_call *call,
             if (s->publishing->topics[i] && s->publishing->topics[i]->name)
                 snprintf(cl->cl_topics[cl->cl_n_topics++], APG_NAME_CAP, "%s",
                          s->publishing->topics[i]->name);
+    if (s->pub_sub_case == APACHE__ROCKETMQ__V2__SETTINGS__PUB_SUB_SUBSCRIPTION) {
+        const Apache__Rocketmq__V2__Subscription *sub = s->subscription;
+        if (sub->group && sub->group->name)
+            snprintf(cl->cl_group, sizeof cl->cl_group, "%s", sub->group->name);
+        for (size_t i = 0; i < sub->n_subscriptions && cl->cl_n_topics < MAX_TOPICS; i++) {
+            const Apache__Rocketmq__V2__SubscriptionEntry *e = sub->subscriptions[i];
+            if (!e->topic || !e->topic->name || !e->topic->name[0])
+                continue;
+            int k = cl->cl_n_topics++;
+            snprintf(cl->cl_topics[k], APG_NAME_CAP, "%s", e->topic->name);
+            if (e->expression && e->expression->expression && e->expression->expression[0])
+                cl->cl_exprs[k] = apg_strdup(e->expression->expression);
+            cl->cl_sql[k] =
+                e->expression && e->expression->type == APACHE__ROCKETMQ__V2__FILTER_TYPE__SQL;
+        }
+    }
     apg_grpc_call_ref(call, &cl->cl_ref);
     pthread_mutex_lock(&ct->ct_lock);
     for (size_t i = 0; i < ct->ct_n; i++)
@@ -135,7 +193,7 @@ static void clients_put(struct apg_grpc_clients *ct, struct apg_grpc_call *call,
         if (!v) {
             pthread_mutex_unlock(&ct->ct_lock);
             apg_grpc_ref_release(&cl->cl_ref);
-            apg_free(cl);
+            client_free(cl);
             return;
         }
         ct->ct_v = v;

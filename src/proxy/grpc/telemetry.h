@@ -24,6 +24,22 @@ size_t apg_grpc_clients_count(struct apg_grpc_clients *ct);
 bool apg_grpc_clients_recover(struct apg_grpc_clients *ct, const char *topic, const uint8_t *cmd,
                               size_t len);
 
+/* What a client's latest Settings declared: its type, and the published
+ * topics of a producer or the group and subscriptions (topic, expression,
+ * SQL92 or TAG) of a consumer. Valid during the callback only. */
+struct apg_grpc_client_view {
+    int cv_type; /* Apache__Rocketmq__V2__ClientType */
+    const char *cv_group;
+    size_t cv_n;
+    const char *const *cv_topics;
+    const char *const *cv_exprs;
+    const bool *cv_sql;
+};
+/* Calls fn (under the table's lock: fn must not block) with the view of
+ * client id; false when the client has no Telemetry stream. Any thread. */
+bool apg_grpc_clients_view(struct apg_grpc_clients *ct, const char *id,
+                           void (*fn)(const struct apg_grpc_client_view *v, void *arg), void *arg);
+
 /* The method's callbacks (ud: struct apg_grpc_messaging). */
 void apg_grpc_telemetry_msg(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_grpc_telemetry_end(struct apg_grpc_call *call, void *ud);

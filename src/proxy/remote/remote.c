@@ -22,11 +22,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "acl/acl.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/rcode.h"
 #include "protocol/remoting.h"
+#include "protocol/sign.h"
 #include "proto/messaging.pb-c.h"
 #include "proxy/grpc/consume.h"
 #include "proxy/grpc/ns.h"
@@ -153,6 +155,15 @@ apg_err_t apg_remote_call(struct apg_remote *rm, const char *addr, const struct 
                           apg_net_resp_cb cb, void *ud)
 {
     apg_err_t e = APG_ESHUTDOWN;
+    struct apg_rcmd signed_req;
+    char sig[APG_SIGN_LEN];
+    if (rm->rm_ak[0]) {
+        signed_req = *req;
+        if ((e = apg_sign_request(&signed_req, rm->rm_ak, &rm->rm_sk, body, len, sig)))
+            return e;
+        req = &signed_req;
+        e = APG_ESHUTDOWN;
+    }
     pthread_rwlock_rdlock(&rm->rm_cli_lock);
     if (rm->rm_cli)
         e = cb ? apg_net_client_call(rm->rm_cli, addr, req, body, len, timeout_ms, cb, ud)
@@ -333,26 +344,11 @@ void apg_remote_assignment(struct apg_grpc_call *call, const uint8_t *req, size_
     apache__rocketmq__v2__query_assignment_request__free_unpacked(rq, NULL);
 }
 
-/* ForwardMessageToDeadLetterQueue has no remoting request of its own: the
- * proxy answers UNSUPPORTED (the message goes to the DLQ by itself after
- * the group's retryMaxTimes + 1 deliveries). */
-void apg_remote_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
-{
-    (void)req;
-    (void)len;
-    (void)ud;
-    apg_grpc_answer_status(
-        call, &apache__rocketmq__v2__forward_message_to_dead_letter_queue_response__descriptor,
-        CODE(UNSUPPORTED),
-        "apogee proxy does not forward to the DLQ on request; the broker moves a message there "
-        "after the group's retryMaxTimes + 1 deliveries");
-}
-
 static const struct apg_grpc_backend remote_backend = {
     .gb_name = "remote",
     .gb_query_route = apg_remote_query_route,
-    .gb_heartbeat = apg_grpc_heartbeat,
-    .gb_notify = apg_grpc_notify_termination,
+    .gb_heartbeat = apg_remote_heartbeat,
+    .gb_notify = apg_remote_notify,
     .gb_send = apg_remote_send,
     .gb_end_txn = apg_remote_end_txn,
     .gb_receive = apg_remote_receive,
@@ -438,7 +434,33 @@ static void proxy_free(struct apg_proxy *px)
     pthread_mutex_destroy(&px->px_rm.rm_lock);
     pthread_rwlock_destroy(&px->px_rm.rm_cli_lock);
     apg_grpc_clients_free(px->px_ms.gm_clients);
+    apg_acl_free(px->px_rm.rm_acl);
+    memset(&px->px_rm.rm_sk, 0, sizeof px->px_rm.rm_sk);
     apg_free(px);
+}
+
+/* The ACL clients are checked with (aclEnable=true: aclFile, default
+ * ./conf/plain_acl.yml) and the account requests to brokers and NameServers
+ * are signed with (innerClientAuthenticationCredentials). */
+static apg_err_t proxy_acl_open(const struct apg_config *cfg, struct apg_remote *rm, char *err,
+                                size_t errlen)
+{
+    char sk[256];
+    apg_err_t e =
+        apg_acl_credentials_parse(apg_cfg_str(cfg, APG_CFG_innerClientAuthenticationCredentials),
+                                  rm->rm_ak, sizeof rm->rm_ak, sk, sizeof sk, err, errlen);
+    if (!e && rm->rm_ak[0])
+        apg_hmac_sha1_key(&rm->rm_sk, sk, strlen(sk));
+    memset(sk, 0, sizeof sk);
+    if (e)
+        return e;
+    if (apg_cfg_bool(cfg, APG_CFG_aclEnable) && !rm->rm_ak[0])
+        apg_log_warn("proxy",
+                     "aclEnable=true but innerClientAuthenticationCredentials is empty: brokers "
+                     "with aclEnable=true refuse the proxy's unsigned requests; set it to "
+                     "{\"accessKey\":\"...\",\"secretKey\":\"...\"} of an account the "
+                     "brokers' plain_acl.yml knows");
+    return apg_acl_open_config(cfg, ".", APG_ACL_TABLE_BROKER, &rm->rm_acl, err, errlen);
 }
 
 apg_err_t apg_proxy_start(const struct apg_config *cfg, struct apg_proxy **out, char *err,
@@ -456,6 +478,8 @@ apg_err_t apg_proxy_start(const struct apg_config *cfg, struct apg_proxy **out, 
     apg_err_t e = ns_parse(&px->px_rm, apg_cfg_str(cfg, APG_CFG_namesrvAddr), err, errlen);
     if (!e && apg_grpc_clients_new(&px->px_ms.gm_clients))
         e = apg_errf(APG_ENOMEM, err, errlen, "out of memory");
+    if (!e)
+        e = proxy_acl_open(cfg, &px->px_rm, err, errlen);
     if (e) {
         proxy_free(px);
         return e;
@@ -463,6 +487,7 @@ apg_err_t apg_proxy_start(const struct apg_config *cfg, struct apg_proxy **out, 
     struct apg_grpc_messaging *ms = &px->px_ms;
     ms->gm_backend = &remote_backend;
     ms->gm_remote = &px->px_rm;
+    ms->gm_acl = px->px_rm.rm_acl;
     struct apg_net_client_opts co = {
         .name = "proxy-remoting", .on_request = apg_remote_on_request, .ud = ms};
     if ((e = apg_net_client_start(&co, &px->px_rm.rm_cli, err, errlen)) ||

@@ -21,6 +21,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "common/buf.h"
+#include "common/sha1.h"
 #include "net/net.h"
 #include "protocol/route_json.h"
 #include "proxy/grpc/grpc_server.h"
@@ -64,6 +65,15 @@ struct apg_remote {
     pthread_mutex_t rm_hb_lock;
     pthread_cond_t rm_hb_cond;
     bool rm_hb_stop, rm_hb_kick, rm_hb_running;
+    /* The proxy's own account (innerClientAuthenticationCredentials):
+     * when rm_ak is set every request apg_remote_call sends carries
+     * AccessKey and Signature. Set before the client starts, then read
+     * only. */
+    char rm_ak[256];
+    struct apg_hmac_key rm_sk;
+    /* The ACL the proxy checks clients with (aclEnable=true), reloaded by
+     * the heartbeat thread when its file changes; NULL when off. */
+    struct apg_acl *rm_acl;
 };
 
 /* ---- routes (remote_route.c) ---- */
@@ -109,8 +119,9 @@ void apg_remote_status(struct apg_grpc_ref *ref, const ProtobufCMessageDescripto
 /* Posts a non-OK gRPC status. */
 void apg_remote_fail(struct apg_grpc_ref *ref, enum apg_grpc_status st, const char *msg);
 
-/* apg_net_client_call (cb NULL: oneway) on the proxy's client; APG_ESHUTDOWN
- * once it stops (then cb never runs). Any thread. */
+/* apg_net_client_call (cb NULL: oneway) on the proxy's client, signed with
+ * the proxy's account when it has one; APG_ESHUTDOWN once it stops (then cb
+ * never runs). Any thread. */
 apg_err_t apg_remote_call(struct apg_remote *rm, const char *addr, const struct apg_rcmd *req,
                           const uint8_t *body, uint32_t len, uint32_t timeout_ms,
                           apg_net_resp_cb cb, void *ud);
@@ -128,6 +139,11 @@ void apg_remote_end_txn(struct apg_grpc_call *call, const uint8_t *req, size_t l
 void apg_remote_receive(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_ack(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_change(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+/* Heartbeat and NotifyClientTermination: answered as the in-broker port
+ * does, and forwarded to the brokers as HEART_BEAT / UNREGISTER_CLIENT on
+ * the client's behalf (remote_client.c). */
+void apg_remote_heartbeat(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
+void apg_remote_notify(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 void apg_remote_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud);
 
 #endif

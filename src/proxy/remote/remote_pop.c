@@ -1,6 +1,8 @@
-/* ReceiveMessage, AckMessage and ChangeInvisibleDuration of the proxy,
- * forwarded as POP_MESSAGE (200050), ACK_MESSAGE (200051) and
- * CHANGE_MESSAGE_INVISIBLETIME (200053) to the brokers (docs/wire.md §16).
+/* ReceiveMessage, AckMessage, ChangeInvisibleDuration and
+ * ForwardMessageToDeadLetterQueue of the proxy, forwarded as POP_MESSAGE
+ * (200050), ACK_MESSAGE (200051), CHANGE_MESSAGE_INVISIBLETIME (200053), and
+ * CONSUMER_SEND_MSG_BACK (36) with delayLevel -1 followed by ACK_MESSAGE, to
+ * the brokers (docs/wire.md §16).
  *
  * Design. A ReceiveMessage goes to the broker its message queue names (the
  * assignment of QueryAssignment is one queue, id -1, per broker), else to
@@ -273,7 +275,7 @@ out:
     apache__rocketmq__v2__receive_message_request__free_unpacked(rq, NULL);
 }
 
-/* ---- AckMessage and ChangeInvisibleDuration ---- */
+/* ---- AckMessage, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue ---- */
 
 struct racks;
 
@@ -285,6 +287,9 @@ struct rack {
     char *ra_handle; /* ChangeInvisibleDuration: the new handle */
     struct apg_pop_handle ra_h;
     char ra_addr[128];
+    /* Borrowed from the request (kept in the racks): what the ack after a
+     * DLQ forward needs. */
+    const char *ra_group, *ra_topic, *ra_rh;
 };
 
 struct racks {
@@ -292,6 +297,7 @@ struct racks {
     struct apg_grpc_ref rk_ref;
     Apache__Rocketmq__V2__AckMessageRequest *rk_ack;
     Apache__Rocketmq__V2__ChangeInvisibleDurationRequest *rk_change;
+    Apache__Rocketmq__V2__ForwardMessageToDeadLetterQueueRequest *rk_dlq;
     size_t rk_n;
     struct rack *rk_v;
     atomic_int rk_left;
@@ -306,6 +312,9 @@ static void racks_free(struct racks *rk)
         apache__rocketmq__v2__ack_message_request__free_unpacked(rk->rk_ack, NULL);
     if (rk->rk_change)
         apache__rocketmq__v2__change_invisible_duration_request__free_unpacked(rk->rk_change, NULL);
+    if (rk->rk_dlq)
+        apache__rocketmq__v2__forward_message_to_dead_letter_queue_request__free_unpacked(
+            rk->rk_dlq, NULL);
     apg_free(rk);
 }
 
@@ -314,6 +323,14 @@ static void racks_release(struct racks *rk)
     if (atomic_fetch_sub(&rk->rk_left, 1) != 1)
         return;
     pb_status top;
+    if (rk->rk_dlq) {
+        Apache__Rocketmq__V2__ForwardMessageToDeadLetterQueueResponse resp =
+            APACHE__ROCKETMQ__V2__FORWARD_MESSAGE_TO_DEAD_LETTER_QUEUE_RESPONSE__INIT;
+        resp.status = &rk->rk_v[0].ra_st;
+        apg_remote_reply(&rk->rk_ref, &resp.base);
+        racks_free(rk);
+        return;
+    }
     if (rk->rk_change) {
         Apache__Rocketmq__V2__ChangeInvisibleDurationResponse resp =
             APACHE__ROCKETMQ__V2__CHANGE_INVISIBLE_DURATION_RESPONSE__INIT;
@@ -392,14 +409,90 @@ static void rack_done(void *ud, const struct apg_rcmd *resp, apg_err_t err)
     racks_release(a->ra_ctx);
 }
 
-/* Sends one ack or change (gRPC loop thread). */
+/* Sends the ack or change of a (any thread); rack_done answers. */
+static void rack_send(struct rack *a, int64_t invisible)
+{
+    struct racks *rk = a->ra_ctx;
+    char qs[16], os[24], is[24];
+    snprintf(qs, sizeof qs, "%d", a->ra_h.ph_queue);
+    snprintf(os, sizeof os, "%lld", (long long)a->ra_h.ph_offset);
+    snprintf(is, sizeof is, "%lld", (long long)invisible);
+    struct apg_rcmd req;
+    apg_remote_request(&req,
+                       rk->rk_change ? APG_REQ_CHANGE_MESSAGE_INVISIBLETIME : APG_REQ_ACK_MESSAGE);
+    apg_rcmd_ext_add(&req, "consumerGroup", a->ra_group);
+    apg_rcmd_ext_add(&req, "topic", a->ra_topic);
+    apg_rcmd_ext_add(&req, "queueId", qs);
+    apg_rcmd_ext_add(&req, "extraInfo", a->ra_rh);
+    apg_rcmd_ext_add(&req, "offset", os);
+    if (rk->rk_change)
+        apg_rcmd_ext_add(&req, "invisibleTime", is);
+    apg_err_t e =
+        apg_remote_call(rk->rk_rm, a->ra_addr, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, rack_done, a);
+    if (e)
+        rack_done(a, NULL, e);
+}
+
+/* The broker's answer to a DLQ forward's CONSUMER_SEND_MSG_BACK: the copy
+ * is in %DLQ%<group>, so the pop delivery is acked (as RocketMQ's proxy
+ * does; the forward's status is the hand-back's, whatever the ack says). */
+static void dlq_done(void *ud, const struct apg_rcmd *resp, apg_err_t err)
+{
+    struct rack *a = ud;
+    char why[800];
+    if (err) {
+        snprintf(why, sizeof why,
+                 "broker %s (%s) named by the receipt handle cannot be reached: %s",
+                 a->ra_h.ph_broker, a->ra_addr, apg_strerror(err));
+        rack_status(a, err == APG_ETIMEDOUT ? CODE(PROXY_TIMEOUT) : CODE(INTERNAL_SERVER_ERROR),
+                    why);
+    } else if (resp->code != APG_RESP_SUCCESS) {
+        snprintf(why, sizeof why, "broker %s: %s", a->ra_h.ph_broker,
+                 apg_remote_remark(resp, "CONSUMER_SEND_MSG_BACK refused"));
+        rack_status(
+            a, resp->code == APG_RESP_NO_PERMISSION ? CODE(FORBIDDEN) : CODE(INTERNAL_SERVER_ERROR),
+            why);
+    } else {
+        rack_send(a, 0); /* rack_done sets the status OK unless the ack fails */
+        return;
+    }
+    racks_release(a->ra_ctx);
+}
+
+/* The message of a to %DLQ%<group>: CONSUMER_SEND_MSG_BACK with delayLevel
+ * -1 (straight to the DLQ), addressed by the handle's commit-log offset. */
+static void dlq_send(struct rack *a)
+{
+    struct racks *rk = a->ra_ctx;
+    const char *mid = rk->rk_dlq->message_id ? rk->rk_dlq->message_id : "";
+    char os[24], rt[600];
+    snprintf(os, sizeof os, "%lld", (long long)a->ra_h.ph_phys);
+    if (a->ra_h.ph_type == '0')
+        snprintf(rt, sizeof rt, "%s", a->ra_topic);
+    else
+        snprintf(rt, sizeof rt, "%%RETRY%%%s", a->ra_group);
+    struct apg_rcmd req;
+    apg_remote_request(&req, APG_REQ_CONSUMER_SEND_MSG_BACK);
+    apg_rcmd_ext_add(&req, "offset", os);
+    apg_rcmd_ext_add(&req, "group", a->ra_group);
+    apg_rcmd_ext_add(&req, "delayLevel", "-1");
+    apg_rcmd_ext_add(&req, "originMsgId", mid);
+    apg_rcmd_ext_add(&req, "originTopic", rt);
+    apg_rcmd_ext_add(&req, "maxReconsumeTimes", "0");
+    apg_err_t e =
+        apg_remote_call(rk->rk_rm, a->ra_addr, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, dlq_done, a);
+    if (e)
+        dlq_done(a, NULL, e);
+}
+
+/* Sends one ack, change or DLQ forward (gRPC loop thread). */
 static void rack_start(struct racks *rk, struct rack *a, const char *group, const char *topic,
                        const char *handle, int64_t invisible)
 {
     struct apg_remote *rm = rk->rk_rm;
     char why[400];
     if (!handle || apg_pop_handle_decode(handle, strlen(handle), &a->ra_h) ||
-        a->ra_h.ph_offset < 0) {
+        a->ra_h.ph_offset < 0 || (rk->rk_dlq && a->ra_h.ph_phys < 0)) {
         rack_status(a, CODE(INVALID_RECEIPT_HANDLE), "not a receipt handle a broker gave out");
         racks_release(rk);
         return;
@@ -412,24 +505,13 @@ static void rack_start(struct racks *rk, struct rack *a, const char *group, cons
         racks_release(rk);
         return;
     }
-    char qs[16], os[24], is[24];
-    snprintf(qs, sizeof qs, "%d", a->ra_h.ph_queue);
-    snprintf(os, sizeof os, "%lld", (long long)a->ra_h.ph_offset);
-    snprintf(is, sizeof is, "%lld", (long long)invisible);
-    struct apg_rcmd req;
-    apg_remote_request(&req,
-                       rk->rk_change ? APG_REQ_CHANGE_MESSAGE_INVISIBLETIME : APG_REQ_ACK_MESSAGE);
-    apg_rcmd_ext_add(&req, "consumerGroup", group);
-    apg_rcmd_ext_add(&req, "topic", topic);
-    apg_rcmd_ext_add(&req, "queueId", qs);
-    apg_rcmd_ext_add(&req, "extraInfo", handle);
-    apg_rcmd_ext_add(&req, "offset", os);
-    if (rk->rk_change)
-        apg_rcmd_ext_add(&req, "invisibleTime", is);
-    apg_err_t e =
-        apg_remote_call(rm, a->ra_addr, &req, NULL, 0, APG_REMOTE_TIMEOUT_MS, rack_done, a);
-    if (e)
-        rack_done(a, NULL, e);
+    a->ra_group = group;
+    a->ra_topic = topic;
+    a->ra_rh = handle;
+    if (rk->rk_dlq)
+        dlq_send(a);
+    else
+        rack_send(a, invisible);
 }
 
 static struct racks *racks_new(struct apg_grpc_call *call, const struct apg_grpc_messaging *ms,
@@ -511,5 +593,32 @@ void apg_remote_change(struct apg_grpc_call *call, const uint8_t *req, size_t le
     rack_start(
         rk, &rk->rk_v[0], group, topic, rq->receipt_handle,
         apg_grpc_clamp_invisible(apg_grpc_dur_ms(rq->invisible_duration, DEFAULT_INVISIBLE_MS)));
+    racks_release(rk);
+}
+
+void apg_remote_forward_dlq(struct apg_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+{
+    Apache__Rocketmq__V2__ForwardMessageToDeadLetterQueueRequest *rq =
+        apache__rocketmq__v2__forward_message_to_dead_letter_queue_request__unpack(NULL, len, req);
+    if (!rq) {
+        apg_grpc_call_fail(call, APG_GRPC_INVALID_ARGUMENT,
+                           "malformed ForwardMessageToDeadLetterQueueRequest");
+        return;
+    }
+    const char *group = apg_grpc_res_name(rq->group), *topic = apg_grpc_res_name(rq->topic);
+    if (!group || !topic) {
+        apg_grpc_answer_status(
+            call, &apache__rocketmq__v2__forward_message_to_dead_letter_queue_response__descriptor,
+            CODE(BAD_REQUEST), "group and topic are required");
+        apache__rocketmq__v2__forward_message_to_dead_letter_queue_request__free_unpacked(rq, NULL);
+        return;
+    }
+    struct racks *rk = racks_new(call, ud, 1);
+    if (!rk) {
+        apache__rocketmq__v2__forward_message_to_dead_letter_queue_request__free_unpacked(rq, NULL);
+        return;
+    }
+    rk->rk_dlq = rq;
+    rack_start(rk, &rk->rk_v[0], group, topic, rq->receipt_handle, 0);
     racks_release(rk);
 }

@@ -13,7 +13,9 @@
  * client. The check carries the half message (the stored record, real
  * topic restored), tranStateTableOffset and offsetMsgId; the transaction id
  * handed to the producer is "offsetMsgId tranStateTableOffset brokerName"
- * like a send's, the broker named by the connection's address.
+ * like a send's, the broker named by the connection's address. The same
+ * thread wakes every ACL_RELOAD_MS to re-read the proxy's ACL file when it
+ * changed (aclEnable=true).
  *
  * Threads: the heartbeat thread (start/stop on the control thread); the
  * check on the remoting client's loop thread. */
@@ -22,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl/acl.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "protocol/message.h"
@@ -31,6 +35,7 @@
 #include "proxy/remote/remote_int.h"
 
 #define HB_INTERVAL_MS 5000
+#define ACL_RELOAD_MS 1000 /* the ACL file is looked at this often */
 
 void apg_remote_on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
@@ -96,18 +101,25 @@ static void heartbeat_all(struct apg_remote *rm)
 static void *hb_main(void *arg)
 {
     struct apg_remote *rm = arg;
+    int64_t next_hb = 0;
     pthread_mutex_lock(&rm->rm_hb_lock);
     while (!rm->rm_hb_stop) {
+        bool beat = rm->rm_hb_kick || apg_mono_ms() >= next_hb;
+        rm->rm_hb_kick = false;
         pthread_mutex_unlock(&rm->rm_hb_lock);
-        heartbeat_all(rm);
+        if (beat) {
+            heartbeat_all(rm);
+            next_hb = apg_mono_ms() + HB_INTERVAL_MS;
+        }
+        if (rm->rm_acl)
+            apg_acl_reload(rm->rm_acl);
         pthread_mutex_lock(&rm->rm_hb_lock);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += HB_INTERVAL_MS / 1000;
+        ts.tv_sec += ACL_RELOAD_MS / 1000;
         while (!rm->rm_hb_stop && !rm->rm_hb_kick &&
                pthread_cond_timedwait(&rm->rm_hb_cond, &rm->rm_hb_lock, &ts) == 0)
             ;
-        rm->rm_hb_kick = false;
     }
     pthread_mutex_unlock(&rm->rm_hb_lock);
     return NULL;
