@@ -52,6 +52,7 @@
 #include "protocol/remoting.h"
 #include "protocol/msgid.h"
 #include "protocol/props.h"
+#include "protocol/tagexpr.h"
 
 #define TABLE_WAIT_MS 5000
 #define DLQ_PAGE_MAX 64
@@ -1006,6 +1007,155 @@ static void message_by_id(struct api_ctx *x, const char *id)
     apg_buf_free(&out);
 }
 
+/* ---- message track: delivery status per consumer group ----------------- */
+
+/* cv_group: the group's consumeType. */
+static apg_err_t track_kind(void *ud, const char *consume_type, const char *model, const char *from)
+{
+    (void)model;
+    (void)from;
+    snprintf(ud, 32, "%s", consume_type);
+    return APG_OK;
+}
+
+/* The committed offset of group on queue qid of topic (-1: none), from the
+ * same ConsumeStats GET_CONSUME_STATS answers. */
+static int64_t track_committed(struct api_ctx *x, const char *group, const char *topic, int32_t qid)
+{
+    struct apg_buf o = APG_BUF_INIT;
+    int64_t off = -1;
+    json_t *j = NULL;
+    if (!apg_broker_consume_stats_body(x->b, group, topic, &o, NULL) && (j = mq_table_json(&o))) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(j, "offsetTable"), i, row)
+        {
+            if (json_integer_value(json_object_get(row, "queueId")) == qid &&
+                !strcmp(apg_json_get_str(row, "topic", ""), topic))
+                off = json_integer_value(json_object_get(row, "consumerOffset"));
+        }
+    }
+    json_decref(j);
+    apg_buf_free(&o);
+    return off;
+}
+
+/* One group's MessageTrack for record r (RocketMQ's TrackType names):
+ * NOT_ONLINE without a registered member; PULL for a pull consumer (it
+ * keeps its own offsets); else CONSUMED when the group's committed offset
+ * on r's queue is past r's queue offset (CONSUMED_BUT_FILTERED when the
+ * group's tag expression does not select r's TAGS), NOT_CONSUME_YET when
+ * it is not; UNKNOWN when the subscription cannot be read. */
+static json_t *track_group(struct api_ctx *x, const char *group, const struct apg_msgrec *r,
+                           const char *topic)
+{
+    static const struct apg_clients_visitor v = {.cv_group = track_kind};
+    char kind[32] = "", expr[1024], etype[16], err[200] = "";
+    const char *state;
+    int64_t committed = track_committed(x, group, topic, r->mr_queue_id);
+    apg_err_t e = apg_clients_visit(x->b->br_clients, true, group, &v, kind);
+    if (e == APG_ENOTFOUND) {
+        state = "NOT_ONLINE";
+    } else if (e) {
+        state = "UNKNOWN";
+        snprintf(err, sizeof(err), "the client table could not be read");
+    } else if (!strcmp(kind, "CONSUME_ACTIVELY")) {
+        state = "PULL";
+    } else if (committed <= r->mr_queue_offset) {
+        state = "NOT_CONSUME_YET";
+    } else if (!apg_clients_subscription(x->b->br_clients, group, topic, expr, sizeof(expr), etype,
+                                         sizeof(etype))) {
+        state = "UNKNOWN";
+        snprintf(err, sizeof(err), "the online members do not subscribe %.150s", topic);
+    } else if (strcmp(etype, "TAG")) {
+        state = "CONSUMED"; /* a SQL92 filter reads the properties: counted as delivered */
+    } else {
+        struct apg_tagexpr te;
+        size_t tl = 0;
+        const char *tags = apg_props_find(r->mr_props, r->mr_props_len, "TAGS", &tl);
+        if (apg_tagexpr_parse(expr, strlen(expr), &te, err, sizeof(err)))
+            state = "UNKNOWN";
+        else
+            state = apg_tagexpr_match_tag(&te, tags, tl) ? "CONSUMED" : "CONSUMED_BUT_FILTERED";
+    }
+    return json_pack("{s:s,s:s,s:s,s:I,s:I}", "consumerGroup", group, "trackType", state,
+                     "exceptionDesc", err, "consumerOffset", (json_int_t)committed, "queueOffset",
+                     (json_int_t)r->mr_queue_offset);
+}
+
+/* The message a track or trace request names: an offset msgId, or with
+ * ?topic=T a unique key (the first record stored in T). Answers and
+ * returns false when there is none; else r points into *buf. */
+static bool message_find(struct api_ctx *x, const char *id, struct apg_buf *buf,
+                         struct apg_msgrec *r)
+{
+    char topic[APG_NAME_CAP] = "", why[300];
+    struct apg_host h;
+    int64_t phys;
+    if (x->req->hr_query && !query_param(x->req, "topic", topic, sizeof(topic)))
+        topic[0] = 0;
+    if (topic[0]) {
+        struct apg_store_query_result qr;
+        if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+            return false;
+        if (apg_store_query_message(x->b->br_store, topic, strlen(topic), id, strlen(id), 1, 0,
+                                    INT64_MAX, buf, &qr)) {
+            answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+            return false;
+        }
+    } else if (apg_msgid_decode(id, strlen(id), &h, &phys)) {
+        bad_request(x, "not an offset message id (32 or 56 hex digits); for a client msgId "
+                       "(UNIQ_KEY) add ?topic=<topic>");
+        return false;
+    } else {
+        if (!access_ok(x, APG_REQ_VIEW_MESSAGE_BY_ID, NULL, NULL))
+            return false;
+        apg_store_prefetch_records(x->b->br_store, &phys, 1);
+        apg_store_read_at(x->b->br_store, phys, buf);
+    }
+    if (buf->b_len && apg_msgrec_decode(buf->b_data, buf->b_len, false, r, NULL) == APG_MSGREC_OK)
+        return true;
+    snprintf(why, sizeof(why), "no message %.200s%s%s on this broker", id, topic[0] ? " in " : "",
+             topic);
+    answer_code(x, APG_RESP_QUERY_NOT_FOUND, why);
+    return false;
+}
+
+/* GET /api/messages/<id>/track[?topic=T]: every group that consumes the
+ * message's topic (the online subscribers and the groups with committed
+ * offsets on it, as QUERY_TOPIC_CONSUME_BY_WHO answers) with its
+ * delivery status (track_group). */
+static void message_track(struct api_ctx *x, const char *id)
+{
+    struct apg_buf buf = APG_BUF_INIT, names = APG_BUF_INIT;
+    struct apg_msgrec r;
+    char topic[APG_NAME_CAP];
+    if (!message_find(x, id, &buf, &r))
+        goto out;
+    snprintf(topic, sizeof(topic), "%.*s", (int)r.mr_topic_len, r.mr_topic);
+    json_t *tracks = json_array(), *seen = json_object();
+    if (!tracks || !seen || apg_broker_topic_consumers(x->b, topic, &names)) {
+        json_decref(tracks);
+        json_decref(seen);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        goto out;
+    }
+    const char *s = (const char *)names.b_data;
+    for (size_t at = 0; at < names.b_len; at += strlen(s + at) + 1) {
+        if (json_object_get(seen, s + at))
+            continue;
+        json_object_set_new(seen, s + at, json_true());
+        json_array_append_new(tracks, track_group(x, s + at, &r, topic));
+    }
+    json_decref(seen);
+    json_t *msg = record_json(&r);
+    json_object_del(msg, "body");
+    answer_json(x, json_pack("{s:o,s:o}", "message", msg, "tracks", tracks));
+out:
+    apg_buf_free(&buf);
+    apg_buf_free(&names);
+}
+
 /* ---- dead letters ------------------------------------------------------- */
 
 /* A read of %DLQ%<group> queue 0: the topic, the queue's offsets and the
@@ -1316,7 +1466,11 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             message_by_id(&x, s[1]);
             return;
         }
-        known = n <= 2;
+        if (n == 3 && is(s[2], "track") && get) {
+            message_track(&x, s[1]);
+            return;
+        }
+        known = n <= 3;
     } else if (is(s[0], "dlq")) {
         if (n == 2 && get) {
             dlq_browse(&x, s[1]);

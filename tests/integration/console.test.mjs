@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { freePort, startStandaloneRouted, waitForPort } from '../lib/proc.mjs';
+import { onsConsumer, restClient } from '../lib/console.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 const require = createRequire(import.meta.url);
@@ -36,28 +37,9 @@ async function shot(name) {
     await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }
 
-async function rest(method, p, body) {
-    const res = await fetch(base + p, {
-        method, headers: body ? { 'content-type': 'application/json' } : {},
-        body: body ? JSON.stringify(body) : undefined,
-    });
-    const json = await res.json();
-    assert.ok(res.ok, `${method} ${p}: ${JSON.stringify(json)}`);
-    return json;
-}
+const rest = restClient(() => base);
 
-function consumer(instanceName) {
-    const { Consumer } = require('ali-ons');
-    const c = new Consumer({
-        httpclient: {}, nameSrv: ns, consumerGroup: GROUP, instanceName,
-        consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', pollNameServerInteval: 1000,
-        rebalanceInterval: 1000, persistConsumerOffsetInterval: 200,
-        logger: { info() {}, warn() {}, error() {}, debug() {} },
-    });
-    c.on('error', () => {});
-    consumers.push(c);
-    return c;
-}
+const consumer = (instanceName) => onsConsumer(ns, GROUP, instanceName, consumers);
 
 describe('web console in headless Chromium', { skip: noBrowser }, () => {
     before(async () => {

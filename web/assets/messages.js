@@ -15,14 +15,28 @@ export async function messagesPage(main, query) {
     main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
 
+    // The detail plus each consumer group's delivery status (GET /api/messages/<id>/track).
+    const open = async (m) => {
+        const track = h('section', { class: 'card', id: 'message-track' }, h('h2', {}, 'Delivery per consumer group'), h('p', { class: 'muted' }, 'Loading…'));
+        detail.replaceChildren(messageDetail(m), track);
+        const r = await guard(() => get(`/api/messages/${enc(m.offsetMsgId)}/track`));
+        if (!r) return;
+        track.replaceChildren(track.firstChild, table([
+            ['Group', (t) => h('a', { href: `#/group/${enc(t.consumerGroup)}` }, t.consumerGroup)],
+            ['Status', (t) => h('span', { class: `track track-${t.trackType}` }, t.trackType)],
+            ['Committed offset', (t) => t.consumerOffset, { num: true }],
+            ['Note', (t) => t.exceptionDesc],
+        ], r.tracks, { id: 'track-table' }),
+        h('p', { class: 'muted' }, `The message is at queue offset ${r.message.queueOffset} of queue ${r.message.queueId}; a group has consumed it once its committed offset is past that.`));
+    };
     const show = (msgs) => {
         detail.replaceChildren();
         results.replaceChildren(table([
-            ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => detail.replaceChildren(messageDetail(m)) }, m.msgId)],
+            ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => open(m) }, m.msgId)],
             ['Topic', (m) => m.topic], ['Tags', (m) => m.properties?.TAGS ?? ''], ['Keys', (m) => m.properties?.KEYS ?? ''],
             ['Stored', (m) => fmtTime(m.storeTimestamp)], ['Size', (m) => m.bodySize, { num: true }],
         ], msgs, { id: 'results-table' }));
-        if (msgs.length === 1) detail.replaceChildren(messageDetail(msgs[0]));
+        if (msgs.length === 1) open(msgs[0]);
     };
     byKey.addEventListener('submit', async (e) => {
         e.preventDefault();
