@@ -49,6 +49,7 @@
 #include "common/json.h"
 #include "common/mem.h"
 #include "common/sha1.h"
+#include "http/msg_trace.h"
 #include "protocol/remoting.h"
 #include "protocol/msgid.h"
 #include "protocol/props.h"
@@ -1156,6 +1157,43 @@ out:
     apg_buf_free(&names);
 }
 
+/* GET /api/messages/<msgId>/trace[?traceTopic=T]: the trace records of
+ * the message (a client msgId, UNIQ_KEY) that clients with trace on
+ * stored in the trace topic (msgTraceTopicName unless named), found by
+ * key through the index as QUERY_MESSAGE finds them, decoded
+ * (msg_trace.c), each SubAfter completed from its SubBefore, by time. */
+static void message_trace(struct api_ctx *x, const char *id)
+{
+    char topic[APG_NAME_CAP] = "";
+    if (x->req->hr_query && !query_param(x->req, "traceTopic", topic, sizeof(topic)))
+        topic[0] = 0;
+    if (!topic[0])
+        snprintf(topic, sizeof(topic), "%s", apg_cfg_str(x->b->br_cfg, APG_CFG_msgTraceTopicName));
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+        return;
+    struct apg_buf out = APG_BUF_INIT;
+    struct apg_store_query_result qr;
+    json_t *arr = json_array();
+    if (!arr || apg_store_query_message(x->b->br_store, topic, strlen(topic), id, strlen(id),
+                                        APG_STORE_QUERY_MAX, 0, INT64_MAX, &out, &qr)) {
+        json_decref(arr);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        goto out;
+    }
+    size_t at = 0;
+    while (at < out.b_len) {
+        struct apg_msgrec r;
+        if (apg_msgrec_decode(out.b_data + at, out.b_len - at, false, &r, NULL) != APG_MSGREC_OK)
+            break;
+        apg_msg_trace_decode((const char *)r.mr_body, r.mr_body_len, id, arr);
+        at += r.mr_total_size;
+    }
+    apg_msg_trace_link(arr);
+    answer_json(x, json_pack("{s:s,s:s,s:o}", "msgId", id, "traceTopic", topic, "traces", arr));
+out:
+    apg_buf_free(&out);
+}
+
 /* ---- dead letters ------------------------------------------------------- */
 
 /* A read of %DLQ%<group> queue 0: the topic, the queue's offsets and the
@@ -1468,6 +1506,10 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
         }
         if (n == 3 && is(s[2], "track") && get) {
             message_track(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "trace") && get) {
+            message_trace(&x, s[1]);
             return;
         }
         known = n <= 3;

@@ -15,10 +15,19 @@ export async function messagesPage(main, query) {
     main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
 
-    // The detail plus each consumer group's delivery status (GET /api/messages/<id>/track).
+    // The detail plus each consumer group's delivery status (GET /api/messages/<id>/track) and
+    // the trace clients with trace on stored (GET /api/messages/<msgId>/trace).
     const open = async (m) => {
         const track = h('section', { class: 'card', id: 'message-track' }, h('h2', {}, 'Delivery per consumer group'), h('p', { class: 'muted' }, 'Loading…'));
-        detail.replaceChildren(messageDetail(m), track);
+        const trace = h('section', { class: 'card', id: 'message-trace' }, h('h2', {}, 'Trace'), h('p', { class: 'muted' }, 'Loading…'));
+        detail.replaceChildren(messageDetail(m), track, trace);
+        get(`/api/messages/${enc(m.msgId)}/trace`).then((r) => trace.replaceChildren(trace.firstChild, r.traces.length ? table([
+            ['Step', (t) => t.traceType], ['Group', (t) => t.groupName ?? ''], ['Time', (t) => fmtTime(t.timestamp)],
+            ['Cost ms', (t) => t.costTime ?? '', { num: true }],
+            ['Status', (t) => (t.success === undefined ? '' : t.success ? 'success' : 'failed') + (t.consumeStatus && t.consumeStatus !== 'SUCCESS' ? ` (${t.consumeStatus})` : '')],
+            ['Detail', (t) => (t.traceType === 'Pub' ? `${t.msgType ?? ''} from ${t.clientHost || '?'} to ${t.storeHost ?? '?'}` : t.traceType === 'SubBefore' ? `retry ${t.retryTimes}` : t.transactionState ?? '')],
+        ], r.traces, { id: 'trace-table' }) : h('p', { class: 'muted' }, `No trace records in ${r.traceTopic} (the clients did not enable message trace).`)),
+        (e) => trace.replaceChildren(trace.firstChild, h('p', { class: 'muted' }, e.message)));
         const r = await guard(() => get(`/api/messages/${enc(m.offsetMsgId)}/track`));
         if (!r) return;
         track.replaceChildren(track.firstChild, table([
