@@ -56,6 +56,7 @@
 #include "protocol/tagexpr.h"
 
 #define TABLE_WAIT_MS 5000
+#define NS_WAIT_MS 3000
 #define DLQ_PAGE_MAX 64
 #define DLQ_EXPORT_MAX 10000
 #define DLQ_EXPORT_BYTES (64u << 20) /* the answer stops after the record that passes it */
@@ -1194,6 +1195,124 @@ out:
     apg_buf_free(&out);
 }
 
+/* ---- NameServer views: cluster and topic route (asynchronous) ----------- */
+
+/* One GET_BROKER_CLUSTER_INFO or GET_ROUTEINFO_BY_TOPIC in flight: the
+ * held call is answered from a post of the NameServer client's loop, so
+ * the HTTP loop never waits on the NameServer. */
+struct ns_wait {
+    struct apg_http_call *nw_call;
+    struct apg_broker *nw_b;
+    bool nw_route;
+    int nw_status;
+    char *nw_text; /* JSON (jansson's allocation); NULL: out of memory */
+};
+
+static void ns_on_loop(struct apg_http_call *call, void *arg)
+{
+    struct ns_wait *w = arg;
+    if (w->nw_text)
+        apg_http_reply(call, w->nw_status, "application/json", w->nw_text, strlen(w->nw_text));
+    else
+        apg_http_reply(call, 500, "text/plain", "out of memory\n", 14);
+    free(w->nw_text);
+    apg_free(w);
+}
+
+/* ClusterInfo as {"clusters": [{"cluster", "brokers": [{"brokerName",
+ * "brokerId", "addr", "role", "self"}]}]}: every broker the NameServer
+ * knows, id 0 the master. */
+static json_t *cluster_json(struct apg_broker *b, json_t *ci)
+{
+    json_t *clusters = json_array();
+    const char *cname, *bname, *id;
+    json_t *names, *addr;
+    json_object_foreach(json_object_get(ci, "clusterAddrTable"), cname, names)
+    {
+        json_t *brokers = json_array();
+        size_t i;
+        json_t *n;
+        json_array_foreach(names, i, n)
+        {
+            bname = json_string_value(n);
+            json_t *bd =
+                json_object_get(json_object_get(ci, "brokerAddrTable"), bname ? bname : "");
+            json_object_foreach(json_object_get(bd, "brokerAddrs"), id, addr)
+            {
+                long long bid = strtoll(id, NULL, 10);
+                const char *a = json_string_value(addr);
+                json_array_append_new(brokers,
+                                      json_pack("{s:s,s:I,s:s,s:s,s:b}", "brokerName", bname,
+                                                "brokerId", (json_int_t)bid, "addr", a ? a : "",
+                                                "role", bid == 0 ? "MASTER" : "SLAVE", "self",
+                                                a && !strcmp(a, b->br_addr)));
+            }
+        }
+        json_array_append_new(clusters,
+                              json_pack("{s:s,s:o}", "cluster", cname, "brokers", brokers));
+    }
+    return json_pack("{s:o}", "clusters", clusters);
+}
+
+/* The NameServer client's loop thread: turns the answer into JSON and
+ * posts it to the held call's loop. */
+static void ns_answered(void *ud, const struct apg_rcmd *resp, apg_err_t err)
+{
+    struct ns_wait *w = ud;
+    json_t *j = NULL;
+    char why[300];
+    if (err) {
+        w->nw_status = 502;
+        snprintf(why, sizeof(why), "the NameServer did not answer: %s", apg_strerror(err));
+        j = json_pack("{s:i,s:s}", "code", APG_RESP_SYSTEM_ERROR, "error", why);
+    } else if (resp->code != APG_RESP_SUCCESS) {
+        w->nw_status = status_of(resp->code);
+        j = json_pack("{s:i,s:s}", "code", resp->code, "error",
+                      resp->remark ? resp->remark : "refused by the NameServer");
+    } else {
+        json_t *body = apg_json_parse((const char *)resp->body, resp->body_len, why, sizeof(why));
+        w->nw_status = body ? 200 : 502;
+        j = !body         ? json_pack("{s:i,s:s}", "code", APG_RESP_SYSTEM_ERROR, "error", why)
+            : w->nw_route ? json_incref(body)
+                          : cluster_json(w->nw_b, body);
+        json_decref(body);
+    }
+    w->nw_text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (apg_http_post(w->nw_call, ns_on_loop, w)) {
+        free(w->nw_text);
+        apg_free(w);
+    }
+}
+
+/* GET /api/brokers (GET_BROKER_CLUSTER_INFO) and GET /api/topics/<t>/route
+ * (GET_ROUTEINFO_BY_TOPIC): asked of this broker's NameServer (namesrvAddr;
+ * in standalone the one in the process). */
+static void ns_view(struct api_ctx *x, const char *topic)
+{
+    struct ns_wait *w = apg_calloc(1, sizeof(*w));
+    char err[300];
+    if (!w) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    w->nw_b = x->b;
+    w->nw_route = topic != NULL;
+    if (!(w->nw_call = apg_http_hold(x->call, NULL, NULL))) {
+        apg_free(w);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_err_t e = apg_broker_ns_query(
+        x->b, topic ? APG_REQ_GET_ROUTEINFO_BY_TOPIC : APG_REQ_GET_BROKER_CLUSTER_INFO, topic,
+        NS_WAIT_MS, ns_answered, w, err, sizeof(err));
+    if (e) {
+        x->call = w->nw_call;
+        answer_error(x, e == APG_ENOTFOUND ? 409 : 502, APG_RESP_SYSTEM_ERROR, err);
+        apg_free(w);
+    }
+}
+
 /* ---- dead letters ------------------------------------------------------- */
 
 /* A read of %DLQ%<group> queue 0: the topic, the queue's offsets and the
@@ -1476,6 +1595,10 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             topic_send(&x, s[1]);
             return;
         }
+        if (n == 3 && is(s[2], "route") && get) {
+            ns_view(&x, s[1]);
+            return;
+        }
         known = n <= 3;
     } else if (is(s[0], "groups")) {
         if (n == 1 && get) {
@@ -1527,6 +1650,12 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             return;
         }
         known = n <= 3;
+    } else if (is(s[0], "brokers")) {
+        if (n == 1 && get) {
+            ns_view(&x, NULL);
+            return;
+        }
+        known = n == 1;
     } else if (is(s[0], "session")) {
         if (n == 1 && get) {
             session(&x);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { freePort, startStandaloneRouted, waitForPort } from '../lib/proc.mjs';
-import { onsConsumer, restClient } from '../lib/console.mjs';
+import { onsConsumer, restClient, until } from '../lib/console.mjs';
 
 const require = createRequire(import.meta.url);
 const CHROMIUM = process.env.APOGEE_CHROMIUM ?? '/usr/bin/chromium';
@@ -30,16 +30,6 @@ const consumers = [];
 const rest = restClient(() => base);
 
 const consumer = (group, instanceName) => onsConsumer(ns, group, instanceName, consumers);
-
-const until = async (what, fn, ms = 20000) => {
-    const end = Date.now() + ms;
-    for (;;) {
-        const v = await fn();
-        if (v) return v;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 200));
-    }
-};
 
 const send = (body, tags, keys) => rest('POST', `/api/topics/${TOPIC}/messages`, { body, tags, keys });
 const track = async (sent) => {

@@ -31,3 +31,14 @@ export function onsConsumer(ns, group, instanceName, list) {
     list.push(c);
     return c;
 }
+
+// Calls fn every 200 ms until it returns something truthy, which it returns; throws after ms.
+export async function until(what, fn, ms = 20000) {
+    const end = Date.now() + ms;
+    for (;;) {
+        const v = await fn();
+        if (v) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 200));
+    }
+}
