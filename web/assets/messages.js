@@ -1,4 +1,5 @@
-// Message search (by key, by client msgId with its topic, by offset msgId) with detail, and
+// Message search (by key within a stored-time range, by client msgId with its topic, by offset
+// msgId) with detail, delivery status per group and trace, and
 // the dead-letter queue of a group with resend.
 import { get, getText, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime, messageDetail } from './ui.js';
@@ -10,7 +11,11 @@ export async function messagesPage(main, query) {
     const id = h('input', { name: 'id', placeholder: 'msgId or offset msgId', size: 40, value: q.get('id') ?? '' });
     const results = h('div', { id: 'search-results' });
     const detail = h('div', { id: 'message-detail' });
-    const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key), h('button', { type: 'submit' }, 'Find by key'));
+    // begin/end: the stored-time range (local time, to the second); empty: no bound.
+    const begin = h('input', { name: 'begin', type: 'datetime-local', step: 1 });
+    const end = h('input', { name: 'end', type: 'datetime-local', step: 1 });
+    const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key),
+        field('Stored from', begin), field('to', end), h('button', { type: 'submit' }, 'Find by key'));
     const byId = h('form', { class: 'row', id: 'search-id' }, field('Message id', id), h('button', { type: 'submit' }, 'Find by id'));
     main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
@@ -49,7 +54,9 @@ export async function messagesPage(main, query) {
     };
     byKey.addEventListener('submit', async (e) => {
         e.preventDefault();
-        const r = await guard(() => get(`/api/messages?topic=${enc(topic.value.trim())}&key=${enc(key.value.trim())}`));
+        const range = [['begin', begin], ['end', end]].filter(([, i]) => i.value)
+            .map(([n, i]) => `&${n}=${new Date(i.value).getTime() + (n === 'end' ? 999 : 0)}`).join('');
+        const r = await guard(() => get(`/api/messages?topic=${enc(topic.value.trim())}&key=${enc(key.value.trim())}${range}`));
         if (r) show(r.messages);
     });
     byId.addEventListener('submit', async (e) => {
