@@ -1,5 +1,5 @@
-/* Decoding of RocketMQ's message trace text (docs/wire.md, "Message
- * trace"), for GET /api/messages/<id>/trace.
+/* Decoding of RocketMQ's message trace text (docs/wire.md §19), for
+ * GET /api/messages/<id>/trace.
  *
  * Format. A client with trace on sends batches of trace records as the
  * body of a message to the trace topic (RMQ_SYS_TRACE_TOPIC unless
