@@ -1,7 +1,8 @@
-/* The REST admin API under /api/ (docs/http-api.md): topics, consumer
- * groups, offsets, message lookups, test messages, the dead-letter queue
- * (browse, resend, export), transactions in flight and the login check, for
- * the web console and for scripts.
+/* The REST admin API under /api/ (docs/http-api.md): topics and their
+ * routes, the cluster's brokers, consumer groups, offsets, message lookups
+ * with delivery status per group and trace, test messages, the dead-letter
+ * queue (browse, resend, export), transactions in flight and the login
+ * check, for the web console and for scripts.
  *
  * Design. Every operation calls the broker function the matching remoting
  * admin code calls (broker_admin_stats.h: apg_broker_topic_update,
@@ -30,8 +31,21 @@
  * delete) still wait on the loop (apg_broker_tables_wait, at most
  * TABLE_WAIT_MS): they are small, rare operator writes of one file.
  *
+ * Message track and trace. A message's delivery status per consumer group
+ * compares each group's committed offset on the message's queue with its
+ * queue offset and its tag expression with the message's TAGS, as
+ * RocketMQ's messageTrackDetail does; the trace is read from the trace
+ * topic by key and decoded by msg_trace.c.
+ *
+ * NameServer views. The cluster and a topic's route are asked of the
+ * broker's NameServer on its registration client (apg_broker_ns_query):
+ * the call is held, the answer is turned into JSON on the client's loop
+ * and posted back, so this loop never waits on a NameServer.
+ *
  * Threads: the HTTP port's loop thread (one, apart from the broker loops),
- * except put_acked (the store's ack thread: it only posts). */
+ * except put_acked (the store's ack thread: it only posts) and
+ * ns_answered (the NameServer client's loop thread: it builds the answer
+ * text from the response and its own struct ns_wait, then posts). */
 #include "http/admin_api.h"
 
 #include <ctype.h>
