@@ -1105,7 +1105,7 @@ static json_t *track_group(struct api_ctx *x, const char *group, const struct ap
 static bool message_find(struct api_ctx *x, const char *id, struct apg_buf *buf,
                          struct apg_msgrec *r)
 {
-    char topic[APG_NAME_CAP] = "", why[300];
+    char topic[APG_NAME_CAP] = "", why[512];
     struct apg_host h;
     int64_t phys;
     if (x->req->hr_query && !query_param(x->req, "topic", topic, sizeof(topic)))
