@@ -383,6 +383,14 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
                                    b->br_cluster, b->br_name, err, errlen);
     if (!b->br_topics)
         goto fail;
+    /* RocketMQ creates its trace topic at start with one queue when asked. */
+    if (apg_cfg_bool(cfg, APG_CFG_traceTopicEnable) &&
+        apg_topics_ensure(b->br_topics, apg_cfg_str(cfg, APG_CFG_msgTraceTopicName), 1,
+                          APG_PERM_READ | APG_PERM_WRITE, NULL)) {
+        apg_errf(APG_ECONFIG, err, errlen, "traceTopicEnable: cannot create msgTraceTopicName %s",
+                 apg_cfg_str(cfg, APG_CFG_msgTraceTopicName));
+        goto fail;
+    }
     b->br_groups = apg_groups_open(b->br_root, err, errlen);
     if (!b->br_groups)
         goto fail;

@@ -243,13 +243,11 @@ static apg_err_t put_line(struct apg_broker *b, struct apg_buf *o, const char *l
 /* Keys Apogee has no setting for that mqadmin's exportConfigs reads from
  * the answer (it fails on an absent one), each with the value that states
  * what this broker does: no filter servers, no reads from slaves, TRACE_ON
- * in every send reply, no trace topic of its own, the trace topic's name,
- * and whether its NameServer connections use TLS. */
+ * in every send reply, and whether its NameServer connections use TLS. */
 static apg_err_t put_fixed(struct apg_broker *b, struct apg_buf *o)
 {
     return apg_buf_printf(o,
                           "filterServerNums=0\nslaveReadEnable=false\ntraceOn=true\n"
-                          "traceTopicEnable=false\nmsgTraceTopicName=RMQ_SYS_TRACE_TOPIC\n"
                           "useTLS=%s\n",
                           apg_cfg_bool(b->br_cfg, APG_CFG_tlsEnable) ? "true" : "false");
 }

@@ -80,11 +80,15 @@ static void consume_by_who(struct apg_broker *b, struct apg_conn *c, const struc
         return;
     }
     struct apg_buf n = APG_BUF_INIT;
-    apg_err_t e = apg_clients_topic_groups(b->br_clients, topic, &n);
-    if (!e)
-        e = apg_offsets_topic_groups(b->br_offsets, topic, &n);
+    apg_err_t e = apg_broker_topic_consumers(b, topic, &n);
     reply_list(b, c, req, "groupList", e, &n);
     apg_buf_free(&n);
+}
+
+apg_err_t apg_broker_topic_consumers(struct apg_broker *b, const char *topic, struct apg_buf *out)
+{
+    apg_err_t e = apg_clients_topic_groups(b->br_clients, topic, out);
+    return e ? e : apg_offsets_topic_groups(b->br_offsets, topic, out);
 }
 
 static void system_topics(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)

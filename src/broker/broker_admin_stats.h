@@ -38,6 +38,10 @@ void apg_broker_proc_admin_stats(struct apg_broker *b, struct apg_conn *c,
  * group has offsets for) to o; *diff (may be NULL) gets the summed lag. */
 apg_err_t apg_broker_consume_stats_body(struct apg_broker *b, const char *group, const char *topic,
                                         struct apg_buf *o, int64_t *diff);
+/* The groups that consume topic (QUERY_TOPIC_CONSUME_BY_WHO): those whose
+ * connected members subscribe it, then those with committed offsets on it,
+ * each name followed by a NUL (a group may appear twice). Any thread. */
+apg_err_t apg_broker_topic_consumers(struct apg_broker *b, const char *topic, struct apg_buf *out);
 /* QUERY_TOPIC_CONSUME_BY_WHO (300), GET_SYSTEM_TOPIC_LIST_FROM_BROKER (305),
  * GET_BROKER_CONSUME_STATS (317) (broker_admin_info.c). */
 void apg_broker_proc_admin_info(struct apg_broker *b, struct apg_conn *c,

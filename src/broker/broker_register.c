@@ -8,9 +8,15 @@
  * NameServer with aclEnable=true asks; a refusal is logged with the
  * NameServer's remark, which names the failed check.
  *
+ * apg_broker_ns_query sends one read request (GET_BROKER_CLUSTER_INFO,
+ * GET_ROUTEINFO_BY_TOPIC) to the first NameServer, signed the same way,
+ * for the HTTP admin API: asynchronously, so no caller's loop waits on the
+ * NameServer.
+ *
  * Threads: the service thread (periodic, and kicked by a topic change; see
  * broker_tables.c) and the control thread at start and stop. The calls are
- * synchronous, 3 s timeout per NameServer. */
+ * synchronous, 3 s timeout per NameServer. apg_broker_ns_query: any
+ * thread; its callback runs on the NameServer client's loop thread. */
 #include <stdio.h>
 #include <string.h>
 
@@ -91,4 +97,33 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
             apg_rcmd_copy_free(resp);
     }
     apg_buf_free(&body);
+}
+
+apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *topic,
+                              uint32_t timeout_ms, apg_net_resp_cb cb, void *ud, char *err,
+                              size_t errlen)
+{
+    char addr[sizeof(b->br_namesrv)];
+    size_t skip = strspn(b->br_namesrv, " ;");
+    snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(b->br_namesrv + skip, " ;"),
+             b->br_namesrv + skip);
+    if (!addr[0] || !b->br_cli)
+        return apg_errf(APG_ENOTFOUND, err, errlen,
+                        "this broker has no NameServer (namesrvAddr is empty)");
+    struct apg_rcmd req;
+    apg_rcmd_init_request(&req, code, 0, APG_SER_JSON);
+    if (topic)
+        apg_rcmd_ext_add(&req, "topic", topic);
+    char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
+    struct apg_hmac_key key;
+    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr)))
+        ak[0] = '\0';
+    if (ak[0]) {
+        apg_hmac_sha1_key(&key, sk, strlen(sk));
+        apg_sign_request(&req, ak, &key, NULL, 0, sig);
+    }
+    memset(sk, 0, sizeof(sk));
+    apg_err_t e = apg_net_client_call(b->br_cli, addr, &req, NULL, 0, timeout_ms, cb, ud);
+    return e ? apg_errf(e, err, errlen, "cannot reach NameServer %s: %s", addr, apg_strerror(e))
+             : APG_OK;
 }

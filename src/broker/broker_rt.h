@@ -438,6 +438,14 @@ void apg_broker_tables_free(struct apg_broker *b);
 /* REGISTER_BROKER (or UNREGISTER_BROKER) with every NameServer in
  * namesrvAddr, synchronously. Service or control thread. */
 void apg_broker_register(struct apg_broker *b, bool unregister);
+/* Sends code (with the ext field topic when not NULL) to the first
+ * NameServer of namesrvAddr, signed as the registration is; cb(ud, resp,
+ * err) runs once on the NameServer client's loop thread unless this
+ * returns an error (APG_ENOTFOUND: no NameServer; err says why). Any
+ * thread; never waits. */
+apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *topic,
+                              uint32_t timeout_ms, apg_net_resp_cb cb, void *ud, char *err,
+                              size_t errlen);
 /* Prepares the service thread (at create: kicks may come before start). */
 void apg_broker_service_init(struct apg_broker *b);
 /* Starts the service thread: its periodic jobs (registration, offset and

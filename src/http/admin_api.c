@@ -1,7 +1,8 @@
-/* The REST admin API under /api/ (docs/http-api.md): topics, consumer
- * groups, offsets, message lookups, test messages, the dead-letter queue
- * (browse, resend, export), transactions in flight and the login check, for
- * the web console and for scripts.
+/* The REST admin API under /api/ (docs/http-api.md): topics and their
+ * routes, the cluster's brokers, consumer groups, offsets, message lookups
+ * with delivery status per group and trace, test messages, the dead-letter
+ * queue (browse, resend, export), transactions in flight and the login
+ * check, for the web console and for scripts.
  *
  * Design. Every operation calls the broker function the matching remoting
  * admin code calls (broker_admin_stats.h: apg_broker_topic_update,
@@ -30,8 +31,21 @@
  * delete) still wait on the loop (apg_broker_tables_wait, at most
  * TABLE_WAIT_MS): they are small, rare operator writes of one file.
  *
+ * Message track and trace. A message's delivery status per consumer group
+ * compares each group's committed offset on the message's queue with its
+ * queue offset and its tag expression with the message's TAGS, as
+ * RocketMQ's messageTrackDetail does; the trace is read from the trace
+ * topic by key and decoded by msg_trace.c.
+ *
+ * NameServer views. The cluster and a topic's route are asked of the
+ * broker's NameServer on its registration client (apg_broker_ns_query):
+ * the call is held, the answer is turned into JSON on the client's loop
+ * and posted back, so this loop never waits on a NameServer.
+ *
  * Threads: the HTTP port's loop thread (one, apart from the broker loops),
- * except put_acked (the store's ack thread: it only posts). */
+ * except put_acked (the store's ack thread: it only posts) and
+ * ns_answered (the NameServer client's loop thread: it builds the answer
+ * text from the response and its own struct ns_wait, then posts). */
 #include "http/admin_api.h"
 
 #include <ctype.h>
@@ -49,11 +63,14 @@
 #include "common/json.h"
 #include "common/mem.h"
 #include "common/sha1.h"
+#include "http/msg_trace.h"
 #include "protocol/remoting.h"
 #include "protocol/msgid.h"
 #include "protocol/props.h"
+#include "protocol/tagexpr.h"
 
 #define TABLE_WAIT_MS 5000
+#define NS_WAIT_MS 3000
 #define DLQ_PAGE_MAX 64
 #define DLQ_EXPORT_MAX 10000
 #define DLQ_EXPORT_BYTES (64u << 20) /* the answer stops after the record that passes it */
@@ -1006,6 +1023,310 @@ static void message_by_id(struct api_ctx *x, const char *id)
     apg_buf_free(&out);
 }
 
+/* ---- message track: delivery status per consumer group ----------------- */
+
+/* cv_group: the group's consumeType. */
+static apg_err_t track_kind(void *ud, const char *consume_type, const char *model, const char *from)
+{
+    (void)model;
+    (void)from;
+    snprintf(ud, 32, "%s", consume_type);
+    return APG_OK;
+}
+
+/* The committed offset of group on queue qid of topic (-1: none), from the
+ * same ConsumeStats GET_CONSUME_STATS answers. */
+static int64_t track_committed(struct api_ctx *x, const char *group, const char *topic, int32_t qid)
+{
+    struct apg_buf o = APG_BUF_INIT;
+    int64_t off = -1;
+    json_t *j = NULL;
+    if (!apg_broker_consume_stats_body(x->b, group, topic, &o, NULL) && (j = mq_table_json(&o))) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(j, "offsetTable"), i, row)
+        {
+            if (json_integer_value(json_object_get(row, "queueId")) == qid &&
+                !strcmp(apg_json_get_str(row, "topic", ""), topic))
+                off = json_integer_value(json_object_get(row, "consumerOffset"));
+        }
+    }
+    json_decref(j);
+    apg_buf_free(&o);
+    return off;
+}
+
+/* One group's MessageTrack for record r (RocketMQ's TrackType names):
+ * NOT_ONLINE without a registered member; PULL for a pull consumer (it
+ * keeps its own offsets); else CONSUMED when the group's committed offset
+ * on r's queue is past r's queue offset (CONSUMED_BUT_FILTERED when the
+ * group's tag expression does not select r's TAGS), NOT_CONSUME_YET when
+ * it is not; UNKNOWN when the subscription cannot be read. */
+static json_t *track_group(struct api_ctx *x, const char *group, const struct apg_msgrec *r,
+                           const char *topic)
+{
+    static const struct apg_clients_visitor v = {.cv_group = track_kind};
+    char kind[32] = "", expr[1024], etype[16], err[200] = "";
+    const char *state;
+    int64_t committed = track_committed(x, group, topic, r->mr_queue_id);
+    apg_err_t e = apg_clients_visit(x->b->br_clients, true, group, &v, kind);
+    if (e == APG_ENOTFOUND) {
+        state = "NOT_ONLINE";
+    } else if (e) {
+        state = "UNKNOWN";
+        snprintf(err, sizeof(err), "the client table could not be read");
+    } else if (!strcmp(kind, "CONSUME_ACTIVELY")) {
+        state = "PULL";
+    } else if (committed <= r->mr_queue_offset) {
+        state = "NOT_CONSUME_YET";
+    } else if (!apg_clients_subscription(x->b->br_clients, group, topic, expr, sizeof(expr), etype,
+                                         sizeof(etype))) {
+        state = "UNKNOWN";
+        snprintf(err, sizeof(err), "the online members do not subscribe %.150s", topic);
+    } else if (strcmp(etype, "TAG")) {
+        state = "CONSUMED"; /* a SQL92 filter reads the properties: counted as delivered */
+    } else {
+        struct apg_tagexpr te;
+        size_t tl = 0;
+        const char *tags = apg_props_find(r->mr_props, r->mr_props_len, "TAGS", &tl);
+        if (apg_tagexpr_parse(expr, strlen(expr), &te, err, sizeof(err)))
+            state = "UNKNOWN";
+        else
+            state = apg_tagexpr_match_tag(&te, tags, tl) ? "CONSUMED" : "CONSUMED_BUT_FILTERED";
+    }
+    return json_pack("{s:s,s:s,s:s,s:I,s:I}", "consumerGroup", group, "trackType", state,
+                     "exceptionDesc", err, "consumerOffset", (json_int_t)committed, "queueOffset",
+                     (json_int_t)r->mr_queue_offset);
+}
+
+/* The message a track or trace request names: an offset msgId, or with
+ * ?topic=T a unique key (the first record stored in T). Answers and
+ * returns false when there is none; else r points into *buf. */
+static bool message_find(struct api_ctx *x, const char *id, struct apg_buf *buf,
+                         struct apg_msgrec *r)
+{
+    char topic[APG_NAME_CAP] = "", why[512];
+    struct apg_host h;
+    int64_t phys;
+    if (x->req->hr_query && !query_param(x->req, "topic", topic, sizeof(topic)))
+        topic[0] = 0;
+    if (topic[0]) {
+        struct apg_store_query_result qr;
+        if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+            return false;
+        if (apg_store_query_message(x->b->br_store, topic, strlen(topic), id, strlen(id), 1, 0,
+                                    INT64_MAX, buf, &qr)) {
+            answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+            return false;
+        }
+    } else if (apg_msgid_decode(id, strlen(id), &h, &phys)) {
+        bad_request(x, "not an offset message id (32 or 56 hex digits); for a client msgId "
+                       "(UNIQ_KEY) add ?topic=<topic>");
+        return false;
+    } else {
+        if (!access_ok(x, APG_REQ_VIEW_MESSAGE_BY_ID, NULL, NULL))
+            return false;
+        apg_store_prefetch_records(x->b->br_store, &phys, 1);
+        apg_store_read_at(x->b->br_store, phys, buf);
+    }
+    if (buf->b_len && apg_msgrec_decode(buf->b_data, buf->b_len, false, r, NULL) == APG_MSGREC_OK)
+        return true;
+    snprintf(why, sizeof(why), "no message %.200s%s%s on this broker", id, topic[0] ? " in " : "",
+             topic);
+    answer_code(x, APG_RESP_QUERY_NOT_FOUND, why);
+    return false;
+}
+
+/* GET /api/messages/<id>/track[?topic=T]: every group that consumes the
+ * message's topic (the online subscribers and the groups with committed
+ * offsets on it, as QUERY_TOPIC_CONSUME_BY_WHO answers) with its
+ * delivery status (track_group). */
+static void message_track(struct api_ctx *x, const char *id)
+{
+    struct apg_buf buf = APG_BUF_INIT, names = APG_BUF_INIT;
+    struct apg_msgrec r;
+    char topic[APG_NAME_CAP];
+    if (!message_find(x, id, &buf, &r))
+        goto out;
+    snprintf(topic, sizeof(topic), "%.*s", (int)r.mr_topic_len, r.mr_topic);
+    json_t *tracks = json_array(), *seen = json_object();
+    if (!tracks || !seen || apg_broker_topic_consumers(x->b, topic, &names)) {
+        json_decref(tracks);
+        json_decref(seen);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        goto out;
+    }
+    const char *s = (const char *)names.b_data;
+    for (size_t at = 0; at < names.b_len; at += strlen(s + at) + 1) {
+        if (json_object_get(seen, s + at))
+            continue;
+        json_object_set_new(seen, s + at, json_true());
+        json_array_append_new(tracks, track_group(x, s + at, &r, topic));
+    }
+    json_decref(seen);
+    json_t *msg = record_json(&r);
+    json_object_del(msg, "body");
+    answer_json(x, json_pack("{s:o,s:o}", "message", msg, "tracks", tracks));
+out:
+    apg_buf_free(&buf);
+    apg_buf_free(&names);
+}
+
+/* GET /api/messages/<msgId>/trace[?traceTopic=T]: the trace records of
+ * the message (a client msgId, UNIQ_KEY) that clients with trace on
+ * stored in the trace topic (msgTraceTopicName unless named), found by
+ * key through the index as QUERY_MESSAGE finds them, decoded
+ * (msg_trace.c), each SubAfter completed from its SubBefore, by time. */
+static void message_trace(struct api_ctx *x, const char *id)
+{
+    char topic[APG_NAME_CAP] = "";
+    if (x->req->hr_query && !query_param(x->req, "traceTopic", topic, sizeof(topic)))
+        topic[0] = 0;
+    if (!topic[0])
+        snprintf(topic, sizeof(topic), "%s", apg_cfg_str(x->b->br_cfg, APG_CFG_msgTraceTopicName));
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+        return;
+    struct apg_buf out = APG_BUF_INIT;
+    struct apg_store_query_result qr;
+    json_t *arr = json_array();
+    if (!arr || apg_store_query_message(x->b->br_store, topic, strlen(topic), id, strlen(id),
+                                        APG_STORE_QUERY_MAX, 0, INT64_MAX, &out, &qr)) {
+        json_decref(arr);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        goto out;
+    }
+    size_t at = 0;
+    while (at < out.b_len) {
+        struct apg_msgrec r;
+        if (apg_msgrec_decode(out.b_data + at, out.b_len - at, false, &r, NULL) != APG_MSGREC_OK)
+            break;
+        apg_msg_trace_decode((const char *)r.mr_body, r.mr_body_len, id, arr);
+        at += r.mr_total_size;
+    }
+    apg_msg_trace_link(arr);
+    answer_json(x, json_pack("{s:s,s:s,s:o}", "msgId", id, "traceTopic", topic, "traces", arr));
+out:
+    apg_buf_free(&out);
+}
+
+/* ---- NameServer views: cluster and topic route (asynchronous) ----------- */
+
+/* One GET_BROKER_CLUSTER_INFO or GET_ROUTEINFO_BY_TOPIC in flight: the
+ * held call is answered from a post of the NameServer client's loop, so
+ * the HTTP loop never waits on the NameServer. */
+struct ns_wait {
+    struct apg_http_call *nw_call;
+    struct apg_broker *nw_b;
+    bool nw_route;
+    int nw_status;
+    char *nw_text; /* JSON (jansson's allocation); NULL: out of memory */
+};
+
+static void ns_on_loop(struct apg_http_call *call, void *arg)
+{
+    struct ns_wait *w = arg;
+    if (w->nw_text)
+        apg_http_reply(call, w->nw_status, "application/json", w->nw_text, strlen(w->nw_text));
+    else
+        apg_http_reply(call, 500, "text/plain", "out of memory\n", 14);
+    free(w->nw_text);
+    apg_free(w);
+}
+
+/* ClusterInfo as {"clusters": [{"cluster", "brokers": [{"brokerName",
+ * "brokerId", "addr", "role", "self"}]}]}: every broker the NameServer
+ * knows, id 0 the master. */
+static json_t *cluster_json(struct apg_broker *b, json_t *ci)
+{
+    json_t *clusters = json_array();
+    const char *cname, *bname, *id;
+    json_t *names, *addr;
+    json_object_foreach(json_object_get(ci, "clusterAddrTable"), cname, names)
+    {
+        json_t *brokers = json_array();
+        size_t i;
+        json_t *n;
+        json_array_foreach(names, i, n)
+        {
+            bname = json_string_value(n);
+            json_t *bd =
+                json_object_get(json_object_get(ci, "brokerAddrTable"), bname ? bname : "");
+            json_object_foreach(json_object_get(bd, "brokerAddrs"), id, addr)
+            {
+                long long bid = strtoll(id, NULL, 10);
+                const char *a = json_string_value(addr);
+                json_array_append_new(brokers,
+                                      json_pack("{s:s,s:I,s:s,s:s,s:b}", "brokerName", bname,
+                                                "brokerId", (json_int_t)bid, "addr", a ? a : "",
+                                                "role", bid == 0 ? "MASTER" : "SLAVE", "self",
+                                                a && !strcmp(a, b->br_addr)));
+            }
+        }
+        json_array_append_new(clusters,
+                              json_pack("{s:s,s:o}", "cluster", cname, "brokers", brokers));
+    }
+    return json_pack("{s:o}", "clusters", clusters);
+}
+
+/* The NameServer client's loop thread: turns the answer into JSON and
+ * posts it to the held call's loop. */
+static void ns_answered(void *ud, const struct apg_rcmd *resp, apg_err_t err)
+{
+    struct ns_wait *w = ud;
+    json_t *j = NULL;
+    char why[300];
+    if (err) {
+        w->nw_status = 502;
+        snprintf(why, sizeof(why), "the NameServer did not answer: %s", apg_strerror(err));
+        j = json_pack("{s:i,s:s}", "code", APG_RESP_SYSTEM_ERROR, "error", why);
+    } else if (resp->code != APG_RESP_SUCCESS) {
+        w->nw_status = status_of(resp->code);
+        j = json_pack("{s:i,s:s}", "code", resp->code, "error",
+                      resp->remark ? resp->remark : "refused by the NameServer");
+    } else {
+        json_t *body = apg_json_parse((const char *)resp->body, resp->body_len, why, sizeof(why));
+        w->nw_status = body ? 200 : 502;
+        j = !body         ? json_pack("{s:i,s:s}", "code", APG_RESP_SYSTEM_ERROR, "error", why)
+            : w->nw_route ? json_incref(body)
+                          : cluster_json(w->nw_b, body);
+        json_decref(body);
+    }
+    w->nw_text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (apg_http_post(w->nw_call, ns_on_loop, w)) {
+        free(w->nw_text);
+        apg_free(w);
+    }
+}
+
+/* GET /api/brokers (GET_BROKER_CLUSTER_INFO) and GET /api/topics/<t>/route
+ * (GET_ROUTEINFO_BY_TOPIC): asked of this broker's NameServer (namesrvAddr;
+ * in standalone the one in the process). */
+static void ns_view(struct api_ctx *x, const char *topic)
+{
+    struct ns_wait *w = apg_calloc(1, sizeof(*w));
+    char err[300];
+    if (!w) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    w->nw_b = x->b;
+    w->nw_route = topic != NULL;
+    if (!(w->nw_call = apg_http_hold(x->call, NULL, NULL))) {
+        apg_free(w);
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        return;
+    }
+    apg_err_t e = apg_broker_ns_query(
+        x->b, topic ? APG_REQ_GET_ROUTEINFO_BY_TOPIC : APG_REQ_GET_BROKER_CLUSTER_INFO, topic,
+        NS_WAIT_MS, ns_answered, w, err, sizeof(err));
+    if (e) {
+        x->call = w->nw_call;
+        answer_error(x, e == APG_ENOTFOUND ? 409 : 502, APG_RESP_SYSTEM_ERROR, err);
+        apg_free(w);
+    }
+}
+
 /* ---- dead letters ------------------------------------------------------- */
 
 /* A read of %DLQ%<group> queue 0: the topic, the queue's offsets and the
@@ -1288,6 +1609,10 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             topic_send(&x, s[1]);
             return;
         }
+        if (n == 3 && is(s[2], "route") && get) {
+            ns_view(&x, s[1]);
+            return;
+        }
         known = n <= 3;
     } else if (is(s[0], "groups")) {
         if (n == 1 && get) {
@@ -1316,7 +1641,15 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             message_by_id(&x, s[1]);
             return;
         }
-        known = n <= 2;
+        if (n == 3 && is(s[2], "track") && get) {
+            message_track(&x, s[1]);
+            return;
+        }
+        if (n == 3 && is(s[2], "trace") && get) {
+            message_trace(&x, s[1]);
+            return;
+        }
+        known = n <= 3;
     } else if (is(s[0], "dlq")) {
         if (n == 2 && get) {
             dlq_browse(&x, s[1]);
@@ -1331,6 +1664,12 @@ void apg_admin_api_serve(struct apg_http_call *call, const struct apg_http_req *
             return;
         }
         known = n <= 3;
+    } else if (is(s[0], "brokers")) {
+        if (n == 1 && get) {
+            ns_view(&x, NULL);
+            return;
+        }
+        known = n == 1;
     } else if (is(s[0], "session")) {
         if (n == 1 && get) {
             session(&x);

@@ -1,9 +1,10 @@
 // The web console end to end: headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core) against `apogee standalone` on random ports. Through the pages only: create
 // a topic, send a message, find it by key and read its body, watch a consumer group's lag
-// rise and then fall to 0 once an ali-ons consumer consumes, and resend a dead letter to its
-// topic. Also measures the first page load (navigation timing) and the bytes of all assets
-// against the bars (docs/perf.md). Screenshots go to $APOGEE_ARTIFACTS (default
+// rise and then fall to 0 once an ali-ons consumer consumes, skip a group's backlog, search
+// by key within a stored-time range, and resend a dead letter to its topic. Also measures the
+// first page load (navigation timing) and the bytes of all assets against the bars
+// (docs/perf.md). Screenshots go to $APOGEE_ARTIFACTS (default
 // build/artifacts/console, never committed). Without Chromium the suite is skipped with the
 // reason; scripts/test.sh installs it (scripts/install-deps.sh). ~30 s.
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { freePort, startStandaloneRouted, waitForPort } from '../lib/proc.mjs';
+import { onsConsumer, restClient, until } from '../lib/console.mjs';
 import { RemotingClient } from '../lib/remoting.mjs';
 
 const require = createRequire(import.meta.url);
@@ -36,28 +38,9 @@ async function shot(name) {
     await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }
 
-async function rest(method, p, body) {
-    const res = await fetch(base + p, {
-        method, headers: body ? { 'content-type': 'application/json' } : {},
-        body: body ? JSON.stringify(body) : undefined,
-    });
-    const json = await res.json();
-    assert.ok(res.ok, `${method} ${p}: ${JSON.stringify(json)}`);
-    return json;
-}
+const rest = restClient(() => base);
 
-function consumer(instanceName) {
-    const { Consumer } = require('ali-ons');
-    const c = new Consumer({
-        httpclient: {}, nameSrv: ns, consumerGroup: GROUP, instanceName,
-        consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', pollNameServerInteval: 1000,
-        rebalanceInterval: 1000, persistConsumerOffsetInterval: 200,
-        logger: { info() {}, warn() {}, error() {}, debug() {} },
-    });
-    c.on('error', () => {});
-    consumers.push(c);
-    return c;
-}
+const consumer = (instanceName) => onsConsumer(ns, GROUP, instanceName, consumers);
 
 describe('web console in headless Chromium', { skip: noBrowser }, () => {
     before(async () => {
@@ -204,6 +187,59 @@ describe('web console in headless Chromium', { skip: noBrowser }, () => {
         await page.waitForSelector('#reset-preview table');
         const s = await rest('GET', `/api/groups/${GROUP}/consume-stats`);
         assert.equal(s.diffTotal, 0);
+    });
+
+    it("skips a group's backlog after a preview, on the group page", async () => {
+        const SKIP = 'GID_CONSOLE_SKIP';
+        // a group that consumed the topic and went offline; then 3 messages arrive: its lag
+        const c = onsConsumer(ns, SKIP, 'console-skip', consumers);
+        c.subscribe(TOPIC, '*', async () => {});
+        await c.ready();
+        await until('the group caught up', async () => {
+            const s = await rest('GET', `/api/groups/${SKIP}/consume-stats?topic=${TOPIC}`);
+            return s.offsetTable.length > 0 && s.diffTotal === 0;
+        });
+        await c.close();
+        for (let i = 0; i < 3; i++)
+            await rest('POST', `/api/topics/${TOPIC}/messages`, { body: `skip-${i}`, keys: `skip-${i}` });
+        await page.goto(base + `/#/group/${SKIP}`);
+        await page.waitForFunction(() => document.querySelector('#lag-value')?.textContent === '3', null, { timeout: 15000 });
+        const stats = await rest('GET', `/api/groups/${SKIP}/consume-stats?topic=${TOPIC}`);
+        const max = Object.fromEntries(stats.offsetTable.map((q) => [q.queueId, q.brokerOffset]));
+        await page.click('#skip-preview-btn');
+        await page.waitForSelector('#reset-preview p:has-text("Preview")');
+        const preview = await page.$$eval('#reset-preview tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => Number(c.textContent))));
+        assert.deepEqual(Object.fromEntries(preview), max);
+        assert.equal((await rest('GET', `/api/groups/${SKIP}/consume-stats`)).diffTotal, 3, 'the preview changed nothing');
+        await page.click('#skip-apply-btn'); // confirm() accepted
+        await page.waitForFunction(() => document.querySelector('#lag-value')?.textContent === '0', null, { timeout: 15000 });
+        assert.equal((await rest('GET', `/api/groups/${SKIP}/consume-stats`)).diffTotal, 0);
+        await shot('06c-group-skip-backlog');
+    });
+
+    it('finds a message by key within a stored-time range only', async () => {
+        const local = (ms) => { // datetime-local text of ms in the browser's (and this process') zone
+            const d = new Date(ms);
+            const p2 = (n) => String(n).padStart(2, '0');
+            return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}T${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}`;
+        };
+        const m = (await rest('GET', `/api/messages?topic=${TOPIC}&key=backlog-3`)).messages[0];
+        const search = async (from, to) => {
+            await page.goto(base + '/#/messages');
+            await page.fill('#search-key input[name=topic]', TOPIC);
+            await page.fill('#search-key input[name=key]', 'backlog-3');
+            await page.fill('#search-key input[name=begin]', local(from));
+            await page.fill('#search-key input[name=end]', local(to));
+            // the hash is unchanged between searches: drop the last results before this one
+            await page.evaluate(() => document.getElementById('search-results').replaceChildren());
+            await page.click('#search-key button[type=submit]');
+            await page.waitForSelector('#results-table tbody tr');
+            return page.$$eval('#results-table tbody tr', (trs) => trs.map((tr) => tr.cells[0].textContent));
+        };
+        assert.deepEqual(await search(m.storeTimestamp - 60000, m.storeTimestamp + 60000), [m.msgId]);
+        await shot('04b-message-time-range');
+        assert.deepEqual(await search(m.storeTimestamp - 120000, m.storeTimestamp - 60000), ['none']);
+        assert.deepEqual(await search(m.storeTimestamp + 2000, m.storeTimestamp + 60000), ['none']);
     });
 
     it('resends a dead letter to its topic from the dead-letter page', async () => {

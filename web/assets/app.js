@@ -9,6 +9,7 @@ import { messagesPage, dlqPage } from './messages.js';
 
 const routes = [
     [/^#?\/?$/, 'overview', () => overview],
+    [/^#\/cluster$/, 'cluster', async () => (await import('./cluster.js')).clusterPage],
     [/^#\/topics$/, 'topics', () => topicsPage],
     [/^#\/topic\/(.+)$/, 'topics', () => topicPage],
     [/^#\/groups$/, 'groups', () => groupsPage],

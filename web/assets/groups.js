@@ -1,6 +1,6 @@
 // Consumer groups: the list (online or not); one group's clients with their own subscriptions
 // and whether they agree (consistency),
-// per-queue lag (polled every 2 s, with a lag chart) and offset reset with preview.
+// per-queue lag (polled every 2 s, with a lag chart), offset reset with preview and skip backlog.
 import { get, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime } from './ui.js';
 import { RateChart } from './chart.js';
@@ -94,22 +94,31 @@ export async function groupPage(main, group) {
         const body = () => ({ topic: topic.value, timestamp: when.value ? new Date(when.value).getTime() : 0, force: force.checked });
         const show = (r, what) => out.replaceChildren(h('p', {}, what),
             table([['Queue', (q) => q.queueId, { num: true }], ['New offset', (q) => q.offset, { num: true }]], r.offsetTable.sort((a, b) => a.queueId - b.queueId)));
+        const preview = async (b) => {
+            const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, { ...b, preview: true }));
+            if (r) show(r, 'Preview (nothing changed yet):');
+        };
+        const apply = async (b, question) => {
+            if (!confirm(question)) return;
+            const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, b));
+            if (r) {
+                show(r, `Reset; ${r.membersTold} online client(s) told.`);
+                toast('offsets reset');
+                loadLag();
+            }
+        };
+        // Skip backlog (RocketMQ dashboard's "skip accumulate"): every queue of the topic to
+        // its max offset (timestamp -1), so the group consumes only what arrives from now on.
+        const skip = () => ({ topic: topic.value, timestamp: -1, force: true });
         const f = h('form', { class: 'row' }, field('Topic', topic), field('To messages stored at or after (empty: the start)', when),
             h('label', { style: 'flex-direction:row;gap:4px' }, force, 'also move forward'),
-            h('button', { type: 'button', class: 'plain', id: 'reset-preview-btn', onclick: async () => {
-                const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, { ...body(), preview: true }));
-                if (r) show(r, 'Preview (nothing changed yet):');
-            } }, 'Preview'),
-            h('button', { type: 'button', id: 'reset-apply-btn', onclick: async () => {
-                if (!confirm(`Reset the offsets of ${group} on ${topic.value}?`)) return;
-                const r = await guard(() => post(`/api/groups/${enc(group)}/reset-offset`, body()));
-                if (r) {
-                    show(r, `Reset; ${r.membersTold} online client(s) told.`);
-                    toast('offsets reset');
-                    loadLag();
-                }
-            } }, 'Reset'));
-        reset.replaceChildren(topics.length ? f : h('p', { class: 'muted' }, 'The group has no offsets yet.'), out);
+            h('button', { type: 'button', class: 'plain', id: 'reset-preview-btn', onclick: () => preview(body()) }, 'Preview'),
+            h('button', { type: 'button', id: 'reset-apply-btn', onclick: () => apply(body(), `Reset the offsets of ${group} on ${topic.value}?`) }, 'Reset'));
+        const s = h('form', { class: 'row', id: 'skip-backlog' },
+            h('span', {}, 'Skip the backlog of the topic above: every queue to its max offset.'),
+            h('button', { type: 'button', class: 'plain', id: 'skip-preview-btn', onclick: () => preview(skip()) }, 'Preview skip'),
+            h('button', { type: 'button', class: 'danger', id: 'skip-apply-btn', onclick: () => apply(skip(), `Skip the backlog of ${group} on ${topic.value}: the messages not consumed yet will not be?`) }, 'Skip backlog'));
+        reset.replaceChildren(...(topics.length ? [f, s] : [h('p', { class: 'muted' }, 'The group has no offsets yet.')]), out);
     }
 
     await loadConn();

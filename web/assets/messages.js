@@ -1,4 +1,5 @@
-// Message search (by key, by client msgId with its topic, by offset msgId) with detail, and
+// Message search (by key within a stored-time range, by client msgId with its topic, by offset
+// msgId) with detail, delivery status per group and trace, and
 // the dead-letter queue of a group with resend.
 import { get, getText, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime, messageDetail } from './ui.js';
@@ -10,23 +11,52 @@ export async function messagesPage(main, query) {
     const id = h('input', { name: 'id', placeholder: 'msgId or offset msgId', size: 40, value: q.get('id') ?? '' });
     const results = h('div', { id: 'search-results' });
     const detail = h('div', { id: 'message-detail' });
-    const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key), h('button', { type: 'submit' }, 'Find by key'));
+    // begin/end: the stored-time range (local time, to the second); empty: no bound.
+    const begin = h('input', { name: 'begin', type: 'datetime-local', step: 1 });
+    const end = h('input', { name: 'end', type: 'datetime-local', step: 1 });
+    const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key),
+        field('Stored from', begin), field('to', end), h('button', { type: 'submit' }, 'Find by key'));
     const byId = h('form', { class: 'row', id: 'search-id' }, field('Message id', id), h('button', { type: 'submit' }, 'Find by id'));
     main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
 
+    // The detail plus each consumer group's delivery status (GET /api/messages/<id>/track) and
+    // the trace clients with trace on stored (GET /api/messages/<msgId>/trace).
+    const open = async (m) => {
+        const track = h('section', { class: 'card', id: 'message-track' }, h('h2', {}, 'Delivery per consumer group'), h('p', { class: 'muted' }, 'Loading…'));
+        const trace = h('section', { class: 'card', id: 'message-trace' }, h('h2', {}, 'Trace'), h('p', { class: 'muted' }, 'Loading…'));
+        detail.replaceChildren(messageDetail(m), track, trace);
+        get(`/api/messages/${enc(m.msgId)}/trace`).then((r) => trace.replaceChildren(trace.firstChild, r.traces.length ? table([
+            ['Step', (t) => t.traceType], ['Group', (t) => t.groupName ?? ''], ['Time', (t) => fmtTime(t.timestamp)],
+            ['Cost ms', (t) => t.costTime ?? '', { num: true }],
+            ['Status', (t) => (t.success === undefined ? '' : t.success ? 'success' : 'failed') + (t.consumeStatus && t.consumeStatus !== 'SUCCESS' ? ` (${t.consumeStatus})` : '')],
+            ['Detail', (t) => (t.traceType === 'Pub' ? `${t.msgType ?? ''} from ${t.clientHost || '?'} to ${t.storeHost ?? '?'}` : t.traceType === 'SubBefore' ? `retry ${t.retryTimes}` : t.transactionState ?? '')],
+        ], r.traces, { id: 'trace-table' }) : h('p', { class: 'muted' }, `No trace records in ${r.traceTopic} (the clients did not enable message trace).`)),
+        (e) => trace.replaceChildren(trace.firstChild, h('p', { class: 'muted' }, e.message)));
+        const r = await guard(() => get(`/api/messages/${enc(m.offsetMsgId)}/track`));
+        if (!r) return;
+        track.replaceChildren(track.firstChild, table([
+            ['Group', (t) => h('a', { href: `#/group/${enc(t.consumerGroup)}` }, t.consumerGroup)],
+            ['Status', (t) => h('span', { class: `track track-${t.trackType}` }, t.trackType)],
+            ['Committed offset', (t) => t.consumerOffset, { num: true }],
+            ['Note', (t) => t.exceptionDesc],
+        ], r.tracks, { id: 'track-table' }),
+        h('p', { class: 'muted' }, `The message is at queue offset ${r.message.queueOffset} of queue ${r.message.queueId}; a group has consumed it once its committed offset is past that.`));
+    };
     const show = (msgs) => {
         detail.replaceChildren();
         results.replaceChildren(table([
-            ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => detail.replaceChildren(messageDetail(m)) }, m.msgId)],
+            ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => open(m) }, m.msgId)],
             ['Topic', (m) => m.topic], ['Tags', (m) => m.properties?.TAGS ?? ''], ['Keys', (m) => m.properties?.KEYS ?? ''],
             ['Stored', (m) => fmtTime(m.storeTimestamp)], ['Size', (m) => m.bodySize, { num: true }],
         ], msgs, { id: 'results-table' }));
-        if (msgs.length === 1) detail.replaceChildren(messageDetail(msgs[0]));
+        if (msgs.length === 1) open(msgs[0]);
     };
     byKey.addEventListener('submit', async (e) => {
         e.preventDefault();
-        const r = await guard(() => get(`/api/messages?topic=${enc(topic.value.trim())}&key=${enc(key.value.trim())}`));
+        const range = [['begin', begin], ['end', end]].filter(([, i]) => i.value)
+            .map(([n, i]) => `&${n}=${new Date(i.value).getTime() + (n === 'end' ? 999 : 0)}`).join('');
+        const r = await guard(() => get(`/api/messages?topic=${enc(topic.value.trim())}&key=${enc(key.value.trim())}${range}`));
         if (r) show(r.messages);
     });
     byId.addEventListener('submit', async (e) => {

@@ -50,7 +50,21 @@ export async function topicPage(main, topic) {
     const cfgBox = h('section', { class: 'card', id: 'topic-config' });
     const stats = h('div', { id: 'topic-stats' });
     const sendOut = h('div', { id: 'send-result' });
-    main.append(head, cfgBox, h('h2', {}, 'Queues'), stats, h('h2', {}, 'Send a test message'), sendForm(), sendOut);
+    const route = h('div', { id: 'topic-route' }, h('p', { class: 'muted' }, 'Loading…'));
+    main.append(head, cfgBox, h('h2', {}, 'Queues'), stats, h('h2', {}, 'Route (NameServer)'), route,
+        h('h2', {}, 'Send a test message'), sendForm(), sendOut);
+    // GET_ROUTEINFO_BY_TOPIC: which brokers serve the topic, with how many queues and what perm.
+    get(`/api/topics/${enc(topic)}/route`).then((r) => {
+        const addrs = Object.fromEntries(r.brokerDatas.map((b) => [b.brokerName, b]));
+        route.replaceChildren(table([
+            ['Broker', (q) => q.brokerName],
+            ['Cluster', (q) => addrs[q.brokerName]?.cluster ?? ''],
+            ['Addresses', (q) => Object.entries(addrs[q.brokerName]?.brokerAddrs ?? {}).map(([id, a]) => `${id}: ${a}`).join(', ')],
+            ['Read queues', (q) => q.readQueueNums, { num: true }],
+            ['Write queues', (q) => q.writeQueueNums, { num: true }],
+            ['Permission', (q) => PERMS[q.perm & 6] ?? q.perm],
+        ], r.queueDatas, { id: 'route-table' }));
+    }, (e) => route.replaceChildren(h('p', { class: 'muted' }, e.message)));
 
     async function load() {
         const t = await guard(() => get('/api/topics'));
