@@ -114,6 +114,11 @@ describe('apogee namesrv with two apogee broker processes', () => {
         // client, not on the HTTP loop; the loop keeps answering.
         ns.proc.kill('SIGSTOP');
         try {
+            await until('every NameServer thread stopped', async () => {
+                const dir = `/proc/${ns.proc.pid}/task`;
+                return fs.readdirSync(dir).every((t) =>
+                    / T /.test(fs.readFileSync(`${dir}/${t}/stat`, 'utf8').replace(/^.*\)/, ')')));
+            });
             const t0 = Date.now();
             const slow = fetch(`${bases[0]}/api/brokers`).then(async (res) => [res.status, Date.now() - t0]);
             await new Promise((res) => setTimeout(res, 200));
@@ -123,7 +128,7 @@ describe('apogee namesrv with two apogee broker processes', () => {
             assert.equal(topics.status, 200);
             assert.ok(fast < 1000, `GET /api/topics took ${fast} ms while the NameServer call waited`);
             const [status, took] = await slow;
-            assert.equal(status, 502);
+            assert.equal(status, 502, `answered ${status} after ${took} ms`);
             assert.ok(took >= 2500, `the NameServer call ended after ${took} ms`);
         } finally {
             ns.proc.kill('SIGCONT');
