@@ -623,6 +623,25 @@ apg_err_t apg_broker_put_internal(struct apg_broker *b, const struct apg_msg_in 
     return e;
 }
 
+/* The append of put_acked and put_notify: with a waiter w (SYNC_FLUSH) the
+ * put counts in br_sync_pending until cb(w) runs on the store's ack thread;
+ * without one it is queued for the group commit with nobody waiting. On
+ * error nothing is stored, counted as pending or called. */
+static apg_err_t put_waited(struct apg_broker *b, const struct apg_msg_in *msgs, int n,
+                            struct apg_put_result *res, apg_store_ack_fn cb, void *w, char *err,
+                            size_t errlen)
+{
+    if (w)
+        atomic_fetch_add(&b->br_sync_pending, 1);
+    apg_err_t e = apg_store_put(b->br_store, msgs, n, res, w ? cb : no_wait_ack, w, err, errlen);
+    if (e) {
+        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
+        if (w)
+            atomic_fetch_sub(&b->br_sync_pending, 1);
+    }
+    return e;
+}
+
 apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req,
                                const struct apg_msg_in *msgs, int n, apg_broker_put_done_fn done,
                                void *arg, char *err, size_t errlen)
@@ -641,16 +660,11 @@ apg_err_t apg_broker_put_acked(struct apg_broker *b, struct apg_conn *c, const s
         }
         ack->sa_done = done;
         ack->sa_done_arg = arg;
-        atomic_fetch_add(&b->br_sync_pending, 1);
     }
-    apg_err_t e =
-        apg_store_put(b->br_store, msgs, n, res, ack ? on_ack : no_wait_ack, ack, err, errlen);
+    apg_err_t e = put_waited(b, msgs, n, res, on_ack, ack, err, errlen);
     if (e) {
-        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
-        if (ack) {
-            atomic_fetch_sub(&b->br_sync_pending, 1);
+        if (ack)
             ack_drop(ack);
-        }
         return e;
     }
     if (ack) {
@@ -697,16 +711,10 @@ apg_err_t apg_broker_put_notify(struct apg_broker *b, const struct apg_msg_in *m
         pn->pn_b = b;
         pn->pn_done = done;
         pn->pn_arg = arg;
-        atomic_fetch_add(&b->br_sync_pending, 1);
     }
-    apg_err_t e =
-        apg_store_put(b->br_store, msgs, n, res, pn ? on_notify : no_wait_ack, pn, err, errlen);
+    apg_err_t e = put_waited(b, msgs, n, res, on_notify, pn, err, errlen);
     if (e) {
-        atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
-        if (pn) {
-            atomic_fetch_sub(&b->br_sync_pending, 1);
-            apg_free(pn);
-        }
+        apg_free(pn);
         return e;
     }
     *pending = pn != NULL;

@@ -266,6 +266,43 @@ static void zero_newest_slots(const char *dir, uint32_t slots)
     free(z);
 }
 
+/* Forks a child that opens the store of o and puts records 0, 1, ... to
+ * topic (put_keyed; n of them, or without end when n < 0), writing each
+ * one's index to the pipe *rfd reads after its put; when done it waits to
+ * be killed. */
+static pid_t fork_putter(const struct apg_store_opts *o, const char *topic, int n, int *rfd)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        struct apg_store *st;
+        char err[512];
+        if (apg_store_open(o, &st, err, sizeof(err)))
+            _exit(2);
+        for (int i = 0; n < 0 || i < n; i++) {
+            put_keyed(st, topic, i);
+            if (write(fds[1], &i, sizeof(i)) != sizeof(i))
+                _exit(3);
+        }
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    *rfd = fds[0];
+    return pid;
+}
+
+/* SIGKILL, as a power cut looks to the process. */
+static void kill_putter(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+}
+
 static void test_kill9_mid_load(void **state)
 {
     (void)state;
@@ -273,32 +310,15 @@ static void test_kill9_mid_load(void **state)
         char *dir = tu_tmpdir();
         struct apg_store_opts o;
         opts(&o, dir, 101, 500);
-        int fds[2];
-        assert_int_equal(pipe(fds), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            close(fds[0]);
-            struct apg_store *st;
-            char err[512];
-            if (apg_store_open(&o, &st, err, sizeof(err)))
-                _exit(2);
-            for (int i = 0;; i++) {
-                put_keyed(st, "IK", i);
-                if (write(fds[1], &i, sizeof(i)) != sizeof(i))
-                    _exit(3);
-            }
-        }
-        close(fds[1]);
+        int rfd;
+        pid_t pid = fork_putter(&o, "IK", -1, &rfd);
         int last = -1, v;
-        while (last < 1500 + round * 1000 && read(fds[0], &v, sizeof(v)) == sizeof(v))
+        while (last < 1500 + round * 1000 && read(rfd, &v, sizeof(v)) == sizeof(v))
             last = v;
-        kill(pid, SIGKILL);
-        int status;
-        waitpid(pid, &status, 0);
-        while (read(fds[0], &v, sizeof(v)) == sizeof(v))
+        kill_putter(pid);
+        while (read(rfd, &v, sizeof(v)) == sizeof(v))
             last = v;
-        close(fds[0]);
+        close(rfd);
         assert_true(last >= 1500);
         struct apg_store *st;
         char err[512];
@@ -326,32 +346,14 @@ static void test_stale_slots_rebuilt(void **state)
     char *dir = tu_tmpdir();
     struct apg_store_opts o;
     opts(&o, dir, 101, 100000);
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        struct apg_store *st;
-        char err[512];
-        if (apg_store_open(&o, &st, err, sizeof(err)))
-            _exit(2);
-        for (int i = 0; i < 300; i++)
-            put_keyed(st, "IZ", i);
-        int done = 1;
-        if (write(fds[1], &done, sizeof(done)) != sizeof(done))
-            _exit(3);
-        for (;;)
-            pause();
-    }
-    close(fds[1]);
-    int v = 0;
-    assert_int_equal(read(fds[0], &v, sizeof(v)), sizeof(v));
-    close(fds[0]);
+    int rfd;
+    pid_t pid = fork_putter(&o, "IZ", 300, &rfd);
+    int v = -1;
+    while (v < 299)
+        assert_int_equal(read(rfd, &v, sizeof(v)), sizeof(v));
+    close(rfd);
     usleep(1500 * 1000); /* a checkpoint (every flushIntervalCommitLog) covers them */
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
+    kill_putter(pid);
     zero_newest_slots(dir, 101);
     struct apg_store *st;
     char err[512];
