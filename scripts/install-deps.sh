@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Apogee needs to build, test and run.
+# Installs the Debian 12 packages Apogee needs to build, test and run, then the
+# console's build tool (esbuild, from web/package-lock.json).
 # Idempotent: packages already present are not reinstalled; apt is only
 # touched when something is missing.
 set -euo pipefail
@@ -31,4 +32,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 else
     echo "install-deps: all packages present"
+fi
+
+# The console's build tool: esbuild from web/package-lock.json, which CMakeLists.txt runs to
+# minify web/ before embedding it. Installed when absent or when the lockfile is newer than
+# the install; a failure (offline) is not fatal: the build then embeds web/ unminified.
+web="$(cd "$(dirname "$0")/.." && pwd)/web"
+if [ -f "$web/package-lock.json" ] && { [ ! -x "$web/node_modules/.bin/esbuild" ] ||
+    [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; }; then
+    if ! (cd "$web" && npm ci --no-audit --no-fund --loglevel=error); then
+        echo "install-deps: npm ci in web/ failed; the console is embedded unminified"
+    fi
 fi
