@@ -960,31 +960,29 @@ out:
 
 /* ---- messages ----------------------------------------------------------- */
 
-/* ---- messages by topic and stored-time range ----------------------------- */
-
 /* One record read for a range search: where it sits in the read buffer and
  * what it is sorted by. */
-struct range_rec {
-    int64_t rr_ts; /* STORETIMESTAMP */
-    int32_t rr_qid;
-    int64_t rr_qoff;
-    size_t rr_at; /* offset of the stored record in the read buffer */
+struct range_ent {
+    int64_t re_ts; /* STORETIMESTAMP */
+    int32_t re_qid;
+    int64_t re_qoff;
+    size_t re_at; /* offset of the stored record in the read buffer */
 };
 
-static int range_rec_cmp(const void *a, const void *b)
+static int range_ent_cmp(const void *a, const void *b)
 {
-    const struct range_rec *l = a, *r = b;
-    if (l->rr_ts != r->rr_ts)
-        return l->rr_ts < r->rr_ts ? -1 : 1;
-    if (l->rr_qid != r->rr_qid)
-        return l->rr_qid < r->rr_qid ? -1 : 1;
-    return l->rr_qoff < r->rr_qoff ? -1 : l->rr_qoff > r->rr_qoff;
+    const struct range_ent *l = a, *r = b;
+    if (l->re_ts != r->re_ts)
+        return l->re_ts < r->re_ts ? -1 : 1;
+    if (l->re_qid != r->re_qid)
+        return l->re_qid < r->re_qid ? -1 : 1;
+    return l->re_qoff < r->re_qoff ? -1 : l->re_qoff > r->re_qoff;
 }
 
 /* State of one range search: the records read so far, back to back. */
 struct range_scan {
     struct apg_buf rs_buf;
-    struct range_rec *rs_recs;
+    struct range_ent *rs_recs;
     size_t rs_n, rs_cap;
     int64_t rs_cutoff; /* complete for store times up to here (INT64_MAX: all) */
 };
@@ -1019,14 +1017,14 @@ static apg_err_t range_queue(struct apg_store *st, const char *topic, int32_t qi
         if (r.mr_store_ts >= begin && r.mr_store_ts <= end) {
             if (rs->rs_n == rs->rs_cap) {
                 size_t cap = rs->rs_cap ? 2 * rs->rs_cap : 64;
-                struct range_rec *p = apg_realloc(rs->rs_recs, cap * sizeof(*p));
+                struct range_ent *p = apg_realloc(rs->rs_recs, cap * sizeof(*p));
                 if (!p)
                     return APG_ENOMEM;
                 rs->rs_recs = p;
                 rs->rs_cap = cap;
             }
-            rs->rs_recs[rs->rs_n++] = (struct range_rec){
-                .rr_ts = r.mr_store_ts, .rr_qid = qid, .rr_qoff = r.mr_queue_offset, .rr_at = at};
+            rs->rs_recs[rs->rs_n++] = (struct range_ent){
+                .re_ts = r.mr_store_ts, .re_qid = qid, .re_qoff = r.mr_queue_offset, .re_at = at};
         }
         at += r.mr_total_size;
     }
@@ -1089,15 +1087,15 @@ static void messages_by_time(struct api_ctx *x, const char *topic)
         goto out;
     }
     if (rs.rs_n)
-        qsort(rs.rs_recs, rs.rs_n, sizeof(*rs.rs_recs), range_rec_cmp);
+        qsort(rs.rs_recs, rs.rs_n, sizeof(*rs.rs_recs), range_ent_cmp);
     size_t keep = 0;
-    while (keep < rs.rs_n && keep < (size_t)max && rs.rs_recs[keep].rr_ts <= rs.rs_cutoff)
+    while (keep < rs.rs_n && keep < (size_t)max && rs.rs_recs[keep].re_ts <= rs.rs_cutoff)
         keep++;
     bool truncated = keep < rs.rs_n || rs.rs_cutoff != INT64_MAX;
     json_t *arr = json_array();
     for (size_t i = 0; i < keep; i++) {
         struct apg_msgrec r;
-        size_t at = rs.rs_recs[i].rr_at;
+        size_t at = rs.rs_recs[i].re_at;
         if (apg_msgrec_decode(rs.rs_buf.b_data + at, rs.rs_buf.b_len - at, false, &r, NULL) ==
             APG_MSGREC_OK)
             json_array_append_new(arr, record_json(&r));
@@ -1110,7 +1108,7 @@ static void messages_by_time(struct api_ctx *x, const char *topic)
         snprintf(why, sizeof(why),
                  "more messages are stored in this range than listed: narrow it, raise max (up "
                  "to %d) or search again from begin=%lld",
-                 RANGE_MAX, keep ? (long long)rs.rs_recs[keep - 1].rr_ts : (long long)begin);
+                 RANGE_MAX, keep ? (long long)rs.rs_recs[keep - 1].re_ts : (long long)begin);
         json_object_set_new(ans, "remark", json_string(why));
     }
     answer_json(x, ans);
