@@ -31,6 +31,13 @@
  * delete) still wait on the loop (apg_broker_tables_wait, at most
  * TABLE_WAIT_MS): they are small, rare operator writes of one file.
  *
+ * Search by stored-time range. Without a key, GET /api/messages lists a
+ * topic's messages stored within [begin, end], as RocketMQ's dashboard
+ * does with a pull consumer: per queue, the offsets of begin and end by
+ * the store's time search, the records between them, merged by store time.
+ * It reads at most max records per queue and about RANGE_BYTES in all, on
+ * this loop, and says when the list is cut short.
+ *
  * Message track and trace. A message's delivery status per consumer group
  * compares each group's committed offset on the message's queue with its
  * queue offset and its tag expression with the message's TAGS, as
@@ -76,6 +83,9 @@
 #define DLQ_EXPORT_BYTES (64u << 20) /* the answer stops after the record that passes it */
 #define TXN_LIST_MAX 1000
 #define TXN_SCAN_MAX 100000
+#define RANGE_DEFAULT 64       /* messages a time-range search lists by default */
+#define RANGE_MAX 2000         /* and at most (RocketMQ's dashboard stops past 2000) */
+#define RANGE_BYTES (8u << 20) /* read per search, about (a queue's first record whole) */
 
 struct api_ctx {
     struct apg_http_call *call;
@@ -950,7 +960,165 @@ out:
 
 /* ---- messages ----------------------------------------------------------- */
 
-/* GET /api/messages?topic=T&key=K[&begin=ms&end=ms&max=N]: QUERY_MESSAGE. */
+/* One record read for a range search: where it sits in the read buffer and
+ * what it is sorted by. */
+struct range_ent {
+    int64_t re_ts; /* STORETIMESTAMP */
+    int32_t re_qid;
+    int64_t re_qoff;
+    size_t re_at; /* offset of the stored record in the read buffer */
+};
+
+static int range_ent_cmp(const void *a, const void *b)
+{
+    const struct range_ent *l = a, *r = b;
+    if (l->re_ts != r->re_ts)
+        return l->re_ts < r->re_ts ? -1 : 1;
+    if (l->re_qid != r->re_qid)
+        return l->re_qid < r->re_qid ? -1 : 1;
+    return l->re_qoff < r->re_qoff ? -1 : l->re_qoff > r->re_qoff;
+}
+
+/* State of one range search: the records read so far, back to back. */
+struct range_scan {
+    struct apg_buf rs_buf;
+    struct range_ent *rs_recs;
+    size_t rs_n, rs_cap;
+    int64_t rs_cutoff; /* complete for store times up to here (INT64_MAX: all) */
+};
+
+/* Reads queue qid's records from the one stored at or after begin to the
+ * last stored at or before end, at most max of them and about the bytes
+ * left of RANGE_BYTES; keeps those stored within [begin, end]. A queue
+ * read only in part lowers rs_cutoff to the store time of its last record
+ * read: its unread records are stored at or after that time. */
+static apg_err_t range_queue(struct apg_store *st, const char *topic, int32_t qid, int64_t begin,
+                             int64_t end, int64_t max, struct range_scan *rs)
+{
+    size_t tl = strlen(topic);
+    int64_t lo = apg_store_offset_by_time(st, topic, tl, qid, begin, false);
+    int64_t hi = apg_store_offset_by_time(st, topic, tl, qid, end, true);
+    if (lo >= apg_store_max_offset(st, topic, tl, qid) || hi < lo)
+        return APG_OK;
+    int64_t want = hi - lo + 1 < max ? hi - lo + 1 : max;
+    size_t used = rs->rs_buf.b_len, bytes = used < RANGE_BYTES ? RANGE_BYTES - used : 1;
+    struct apg_get_result gr;
+    apg_err_t e =
+        apg_store_get(st, topic, tl, qid, lo, (int)want, bytes, NULL, NULL, &rs->rs_buf, &gr);
+    if (e)
+        return e;
+    int64_t last_ts = INT64_MIN;
+    for (size_t at = used; at < rs->rs_buf.b_len;) {
+        struct apg_msgrec r;
+        if (apg_msgrec_decode(rs->rs_buf.b_data + at, rs->rs_buf.b_len - at, false, &r, NULL) !=
+            APG_MSGREC_OK)
+            break;
+        last_ts = r.mr_store_ts;
+        if (r.mr_store_ts >= begin && r.mr_store_ts <= end) {
+            if (rs->rs_n == rs->rs_cap) {
+                size_t cap = rs->rs_cap ? 2 * rs->rs_cap : 64;
+                struct range_ent *p = apg_realloc(rs->rs_recs, cap * sizeof(*p));
+                if (!p)
+                    return APG_ENOMEM;
+                rs->rs_recs = p;
+                rs->rs_cap = cap;
+            }
+            rs->rs_recs[rs->rs_n++] = (struct range_ent){
+                .re_ts = r.mr_store_ts, .re_qid = qid, .re_qoff = r.mr_queue_offset, .re_at = at};
+        }
+        at += r.mr_total_size;
+    }
+    if (gr.gr_count > 0 && gr.gr_next_begin_offset <= hi && last_ts < rs->rs_cutoff)
+        rs->rs_cutoff = last_ts;
+    return APG_OK;
+}
+
+/* GET /api/messages?topic=T&begin=ms&end=ms[&max=N]: the messages of T
+ * stored within [begin, end] on this broker, oldest first, as RocketMQ's
+ * dashboard lists a topic's messages by time: per queue, the offsets of
+ * begin and end (SEARCH_OFFSET_BY_TIMESTAMP's lookup), the records between
+ * them, filtered by store time and merged. It runs on the HTTP port's own
+ * loop, so the work is bounded: at most max records per queue and about
+ * RANGE_BYTES read in all. Oldest first, a capped answer holds exactly the
+ * first max messages of the range (each queue's first max records contain
+ * them), and the next search can begin at the last one's store time. */
+static void messages_by_time(struct api_ctx *x, const char *topic)
+{
+    int64_t begin = INT64_MIN, end = INT64_MIN, max = RANGE_DEFAULT;
+    if (!query_i64(x->req, "begin", &begin) || !query_i64(x->req, "end", &end) ||
+        !query_i64(x->req, "max", &max)) {
+        bad_request(x, "begin, end (ms since the epoch) and max must be integers");
+        return;
+    }
+    if (begin == INT64_MIN || end == INT64_MIN) {
+        bad_request(x, "name a key (?key=...) or a stored-time range (?begin=ms&end=ms, ms "
+                       "since the epoch)");
+        return;
+    }
+    if (begin > end) {
+        bad_request(x, "begin is after end: give begin <= end (ms since the epoch)");
+        return;
+    }
+    if (max < 1 || max > RANGE_MAX) {
+        char why[120];
+        snprintf(why, sizeof(why), "max must be between 1 and %d", RANGE_MAX);
+        bad_request(x, why);
+        return;
+    }
+    /* QUERY_MESSAGE, as key search: RocketMQ's plain ACL asks SUB on the
+     * topic both for it and for the dashboard's pulls, and a pull would also
+     * name a consumer group, which this search has none of. */
+    if (!access_ok(x, APG_REQ_QUERY_MESSAGE, "topic", topic))
+        return;
+    struct apg_topic_cfg tc;
+    if (!apg_topics_get(x->b->br_topics, topic, &tc)) {
+        char why[APG_NAME_CAP + 64];
+        snprintf(why, sizeof(why), "topic %s does not exist on this broker", topic);
+        answer_code(x, APG_RESP_TOPIC_NOT_EXIST, why);
+        return;
+    }
+    int32_t nq = tc.tc_read_queues > tc.tc_write_queues ? tc.tc_read_queues : tc.tc_write_queues;
+    struct range_scan rs = {.rs_buf = APG_BUF_INIT, .rs_cutoff = INT64_MAX};
+    apg_err_t e = APG_OK;
+    for (int32_t q = 0; !e && q < nq; q++)
+        e = range_queue(x->b->br_store, topic, q, begin, end, max, &rs);
+    if (e) {
+        answer_error(x, 500, APG_RESP_SYSTEM_ERROR, "out of memory");
+        goto out;
+    }
+    if (rs.rs_n)
+        qsort(rs.rs_recs, rs.rs_n, sizeof(*rs.rs_recs), range_ent_cmp);
+    size_t keep = 0;
+    while (keep < rs.rs_n && keep < (size_t)max && rs.rs_recs[keep].re_ts <= rs.rs_cutoff)
+        keep++;
+    bool truncated = keep < rs.rs_n || rs.rs_cutoff != INT64_MAX;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < keep; i++) {
+        struct apg_msgrec r;
+        size_t at = rs.rs_recs[i].re_at;
+        if (apg_msgrec_decode(rs.rs_buf.b_data + at, rs.rs_buf.b_len - at, false, &r, NULL) ==
+            APG_MSGREC_OK)
+            json_array_append_new(arr, record_json(&r));
+    }
+    json_t *ans =
+        json_pack("{s:o,s:b,s:I,s:I,s:I}", "messages", arr, "truncated", truncated, "begin",
+                  (json_int_t)begin, "end", (json_int_t)end, "max", (json_int_t)max);
+    if (ans && truncated) {
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "more messages are stored in this range than listed: narrow it, raise max (up "
+                 "to %d) or search again from begin=%lld",
+                 RANGE_MAX, keep ? (long long)rs.rs_recs[keep - 1].re_ts : (long long)begin);
+        json_object_set_new(ans, "remark", json_string(why));
+    }
+    answer_json(x, ans);
+out:
+    apg_free(rs.rs_recs);
+    apg_buf_free(&rs.rs_buf);
+}
+
+/* GET /api/messages?topic=T&key=K[&begin=ms&end=ms&max=N]: QUERY_MESSAGE;
+ * without key, the search by stored-time range. */
 static void messages_by_key(struct api_ctx *x, bool uniq_from_path, const char *id)
 {
     char topic[APG_NAME_CAP], key[256];
@@ -961,6 +1129,9 @@ static void messages_by_key(struct api_ctx *x, bool uniq_from_path, const char *
     }
     if (uniq_from_path) {
         snprintf(key, sizeof(key), "%s", id);
+    } else if (query_get(x->req, "key", key, sizeof(key)) == 0) {
+        messages_by_time(x, topic);
+        return;
     } else if (!query_param(x->req, "key", key, sizeof(key)) || !key[0]) {
         bad_request(x, "name the key: ?key=...");
         return;

@@ -5,7 +5,8 @@
 // CONSUMED_BUT_FILTERED for one of another tag it moved past. The console part runs in
 // headless Chromium when /usr/bin/chromium exists. Also the message's trace: records stored in
 // RMQ_SYS_TRACE_TOPIC by ali-ons as the Java client's trace dispatcher stores them, decoded by
-// GET /api/messages/<msgId>/trace and shown on the page. ~10 s.
+// GET /api/messages/<msgId>/trace and shown on the page; and the message found on the page by
+// its topic and stored-time range, without a key. ~10 s.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -168,6 +169,24 @@ describe('message track per consumer group', () => {
                 [['Pub', 'PG_TRACE', '3', 'success'], ['SubBefore', LIVE, '', ''], ['SubAfter', LIVE, '12', 'success']]);
             fs.mkdirSync(artifacts, { recursive: true });
             await page.screenshot({ path: path.join(artifacts, 'track-01.png'), fullPage: true });
+
+            // the search without a key: the topic and the stored-time range around the message
+            const ts = (await rest('GET', `/api/messages?topic=${TOPIC}&key=trk-2`)).messages[0].storeTimestamp;
+            const local = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+            await page.goto(`${base}/#/messages`);
+            await page.fill('#search-time input[name=rtopic]', TOPIC);
+            await page.fill('#search-time input[name=rbegin]', local(ts));
+            await page.fill('#search-time input[name=rend]', local(ts));
+            await page.click('#search-time button[type=submit]');
+            const link = page.locator('#range-table a.result-id', { hasText: sentA.msgId });
+            await link.waitFor();
+            const row = await page.locator('#range-table tbody tr', { hasText: sentA.msgId }).evaluate((tr) => [...tr.cells].map((c) => c.textContent));
+            assert.deepEqual([row[1], row[2], row[4], row[5]], ['0', String(sentA.queueOffset), 'TagA', 'trk-2']);
+            assert.match(await page.textContent('#range-note'), /message\(s\) stored in this range/);
+            await link.click();
+            await page.waitForSelector(`#message-detail h2:has-text("Message ${sentA.msgId}")`);
+            await page.waitForSelector('#track-table tbody tr td:has-text("CONSUMED")');
+            await page.screenshot({ path: path.join(artifacts, 'track-02-range.png'), fullPage: true });
         } finally {
             await browser.close();
         }

@@ -1,5 +1,5 @@
-// Message search (by key within a stored-time range, by client msgId with its topic, by offset
-// msgId) with detail, delivery status per group and trace, and
+// Message search (by key within a stored-time range, by topic and stored-time range without a
+// key, by client msgId with its topic, by offset msgId) with detail, delivery status per group and trace, and
 // the dead-letter queue of a group with resend.
 import { get, getText, post, enc } from './api.js';
 import { h, table, toast, guard, field, fmtTime, messageDetail } from './ui.js';
@@ -16,8 +16,14 @@ export async function messagesPage(main, query) {
     const end = h('input', { name: 'end', type: 'datetime-local', step: 1 });
     const byKey = h('form', { class: 'row', id: 'search-key' }, field('Topic', topic), field('Key', key),
         field('Stored from', begin), field('to', end), h('button', { type: 'submit' }, 'Find by key'));
+    // the search without a key: a topic's messages stored in a range, oldest first
+    const rTopic = h('input', { name: 'rtopic', placeholder: 'Topic', value: q.get('topic') ?? '' });
+    const rBegin = h('input', { name: 'rbegin', type: 'datetime-local', step: 1, required: true });
+    const rEnd = h('input', { name: 'rend', type: 'datetime-local', step: 1, required: true });
+    const byTime = h('form', { class: 'row', id: 'search-time' }, field('Topic', rTopic), field('Stored from', rBegin),
+        field('to', rEnd), h('button', { type: 'submit' }, 'Find by time range'));
     const byId = h('form', { class: 'row', id: 'search-id' }, field('Message id', id), h('button', { type: 'submit' }, 'Find by id'));
-    main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byId,
+    main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byTime, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
 
     // The detail plus each consumer group's delivery status (GET /api/messages/<id>/track) and
@@ -52,6 +58,32 @@ export async function messagesPage(main, query) {
         ], msgs, { id: 'results-table' }));
         if (msgs.length === 1) open(msgs[0]);
     };
+    const showRange = (r) => {
+        detail.replaceChildren();
+        results.replaceChildren(
+            h('p', { class: 'muted', id: 'range-note' }, r.truncated ? r.remark : `${r.messages.length} message(s) stored in this range, oldest first.`),
+            table([
+                ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => open(m) }, m.msgId)],
+                ['Queue', (m) => m.queueId, { num: true }], ['Offset', (m) => m.queueOffset, { num: true }],
+                ['Stored', (m) => fmtTime(m.storeTimestamp)], ['Tags', (m) => m.properties?.TAGS ?? ''],
+                ['Keys', (m) => m.properties?.KEYS ?? ''],
+            ], r.messages, { id: 'range-table' }));
+    };
+    // datetime-local <-> ms since the epoch, in local time to the second
+    const toMs = (i, last) => new Date(i.value).getTime() + (last ? 999 : 0);
+    const toLocal = (ms) => {
+        const d = new Date(Number(ms) - new Date(Number(ms)).getTimezoneOffset() * 60000);
+        return d.toISOString().slice(0, 19);
+    };
+    if (q.get('begin') && q.get('end')) {
+        rBegin.value = toLocal(q.get('begin'));
+        rEnd.value = toLocal(q.get('end'));
+    }
+    byTime.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const r = await guard(() => get(`/api/messages?topic=${enc(rTopic.value.trim())}&begin=${toMs(rBegin)}&end=${toMs(rEnd, true)}`));
+        if (r) showRange(r);
+    });
     byKey.addEventListener('submit', async (e) => {
         e.preventDefault();
         const range = [['begin', begin], ['end', end]].filter(([, i]) => i.value)
@@ -67,6 +99,7 @@ export async function messagesPage(main, query) {
     });
     if (q.get('id')) byId.requestSubmit();
     else if (q.get('key') && q.get('topic')) byKey.requestSubmit();
+    else if (q.get('topic') && q.get('begin') && q.get('end')) byTime.requestSubmit();
 }
 
 export async function dlqPage(main, group) {
