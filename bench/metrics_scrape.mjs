@@ -215,6 +215,7 @@ async function floorServer(b) {
     fs.writeFileSync(file, await rawAnswer(b));
     const proc = spawn(process.execPath, ['-e', FLOOR_SERVER, file], { stdio: ['ignore', 'pipe', 'inherit'] });
     const port = await new Promise((resolve) => proc.stdout.once('data', (d) => resolve(Number(d))));
+    process.on('exit', () => proc.kill()); // also when the bench fails on the way
     return {
         name: 'floor (trivial server)', pid: proc.pid, httpPort: port, proc, file,
         agent: new http.Agent({ keepAlive: true, maxSockets: 1 }),
