@@ -9,13 +9,21 @@
 // so the renderer cannot keep its lag rows and recomputes them; and curl (one process
 // fetching the URL S times over one connection, body to /dev/null) as a lean client, nothing
 // changing. Each scrape is timed from the request to the first and to the last byte of the
-// answer; the broker's CPU time (all its threads, from schedstat) over a run is divided by S.
+// answer; the broker's CPU time (all its threads, from schedstat) over a run is divided by S,
+// and so is the client's own (node's process.cpuUsage; curl's from this process's children
+// times in /proc/self/stat, 10 ms ticks).
+//
+// Floor: besides the brokers (and in side-by-side mode, in each round's rotation), a trivial
+// server (a child node process that answers each request on a connection with the bytes of
+// one whole answer taken from the first broker, head and chunks, in one socket write) is
+// scraped the same way by node and curl: the time a client takes to receive those 9.6 MB from
+// a server that does no work, the least a scrape can take on this machine with that client.
 //
 // Side by side: with APOGEE_BINS=a,b[,...] every binary gets a broker set up by the same steps
 // (at the same time), then ROUNDS (default 5) rounds run the three runs on each broker in
 // turn, the order reversed every other round, so each comparison shares the machine's load;
-// medians over the rounds close the output. Each broker's store takes several GB: two or
-// three at once fit the disk.
+// medians over the rounds close the output. Each broker's store takes about 100 MB (small
+// segment files, SMALL_FILES).
 //
 // usage: node bench/metrics_scrape.mjs [T=1000] [G=10] [Q=4] [M=2] [commit=1] [S=200]
 //        APOGEE_BIN (default build/apogee) picks the binary, or APOGEE_BINS several; data
@@ -23,7 +31,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import net from 'node:net';
 import { freePort, startApogee } from '../tests/lib/proc.mjs';
 import { RemotingClient } from '../tests/lib/remoting.mjs';
 
@@ -33,6 +42,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const topic = (i) => `MetricsBench${i}`;
 const group = (g) => `MetricsBenchGroup${g}`;
 const slow = { timeoutMs: 60000 }; // sends may wait on a busy disk during setup
+// Small segment files: 4,000 queues of default 5.7 MiB consume-queue files would take 23 GB of
+// disk per broker; the exposition and its cost do not depend on the file sizes.
+const SMALL_FILES = ['--mappedFileSizeConsumeQueue=6000', '--mappedFileSizeCommitLog=67108864'];
 
 async function pool(n, inflight, fn) {
     let next = 0;
@@ -49,7 +61,7 @@ async function pool(n, inflight, fn) {
 async function setup(bin) {
     if (bin) process.env.APOGEE_BIN = bin;
     const httpPort = await freePort();
-    const srv = await startApogee('standalone', [`--httpListenPort=${httpPort}`],
+    const srv = await startApogee('standalone', [`--httpListenPort=${httpPort}`, ...SMALL_FILES],
         { extraPorts: { namesrvListenPort: await freePort() } });
     const br = await RemotingClient.connect(srv.port);
     await pool(T, 32, (i) => br.request(17, { topic: topic(i), readQueueNums: String(Q), writeQueueNums: String(Q), perm: '6' }));
@@ -75,6 +87,7 @@ async function setup(bin) {
     });
     const b = {
         name: (bin ?? process.env.APOGEE_BIN ?? 'build/apogee').split('/').pop(), srv, br, httpPort,
+        pid: srv.proc.pid,
         agent: new http.Agent({ keepAlive: true, maxSockets: 1 }), churned: 0,
     };
     for (let i = 0; i < 10; i++) await scrape(b); // warm: scratch tables, connection buffers
@@ -95,9 +108,9 @@ function scrape(b) {
 
 // Broker CPU in ms: the run time of every thread of the broker (schedstat, ns resolution);
 // less sensitive to other load on the machine than the wall-clock times.
-const cpuMsNow = (b) => fs.readdirSync(`/proc/${b.srv.proc.pid}/task`).reduce((s, t) => {
+const cpuMsNow = (b) => fs.readdirSync(`/proc/${b.pid}/task`).reduce((s, t) => {
     try {
-        return s + Number(fs.readFileSync(`/proc/${b.srv.proc.pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+        return s + Number(fs.readFileSync(`/proc/${b.pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
     } catch {
         return s; // a thread that ended meanwhile
     }
@@ -111,6 +124,7 @@ async function nodeRun(b, churn) {
     const ttfb = [];
     let last;
     let cpu = 0;
+    const own0 = process.cpuUsage();
     for (let i = 0; i < S; i++) {
         if (churn) {
             const k = b.churned++;
@@ -125,34 +139,88 @@ async function nodeRun(b, churn) {
         ms.push(last.ms);
         ttfb.push(last.ttfb);
     }
-    return { ms, ttfb, cpuMs: cpu / S, body: Buffer.concat(last.parts) };
+    const own = process.cpuUsage(own0);
+    return { ms, ttfb, cpuMs: cpu / S, clientMs: (own.user + own.system) / 1000 / S, body: Buffer.concat(last.parts) };
+}
+
+// CPU of this process's reaped children (curl) in ms, from clock ticks.
+function childrenMs() {
+    const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    return (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime (fields 16, 17), USER_HZ 100
 }
 
 function curlRun(b, minBytes) {
     const args = ['-s', '-w', '%{time_starttransfer} %{time_total} %{size_download}\\n'];
     for (let i = 0; i < S; i++) args.push('-o', '/dev/null', `http://127.0.0.1:${b.httpPort}/metrics`);
     const c0 = cpuMsNow(b);
+    const k0 = childrenMs();
     const rows = execFileSync('curl', args, { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n')
         .map((l) => l.split(' ').map(Number));
     const cpuMs = (cpuMsNow(b) - c0) / S;
+    const clientMs = (childrenMs() - k0) / S;
     if (rows.length !== S || rows.some((r) => r[2] < minBytes)) throw new Error('curl: short answers');
-    return { ttfb: rows.map((r) => r[0] * 1000), ms: rows.map((r) => r[1] * 1000), cpuMs };
+    return { ttfb: rows.map((r) => r[0] * 1000), ms: rows.map((r) => r[1] * 1000), cpuMs, clientMs };
 }
 
 async function runs(b) {
     const still = await nodeRun(b, false);
+    if (!b.br)
+        return { still, curl: curlRun(b, still.body.length / 2) };
     const churned = await nodeRun(b, true);
     const curl = curlRun(b, still.body.length / 2);
     return { still, churned, curl };
 }
 
-const line = (what, r) => `  ${what}: first byte p50 ${pct(r.ttfb, 0.5).toFixed(2)} ms, ` +
+const line = (what, r, srv) => `  ${what}: first byte p50 ${pct(r.ttfb, 0.5).toFixed(2)} ms, ` +
     `p99 ${pct(r.ttfb, 0.99).toFixed(2)} ms; last byte p50 ${pct(r.ms, 0.5).toFixed(2)} ms, ` +
     `p90 ${pct(r.ms, 0.9).toFixed(2)} ms, p99 ${pct(r.ms, 0.99).toFixed(2)} ms, max ${pct(r.ms, 1).toFixed(2)} ms; ` +
-    `broker CPU ${r.cpuMs.toFixed(2)} ms per scrape`;
+    `${srv} CPU ${r.cpuMs.toFixed(2)} ms per scrape, client CPU ${r.clientMs.toFixed(2)} ms`;
 const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const KINDS = [['still', 'node, nothing changes'], ['churned', 'node, a commit before each scrape'],
     ['curl', 'curl, nothing changes']];
+
+// One whole answer as it comes off the socket (head and chunked body).
+async function rawAnswer(b) {
+    const s = net.connect(b.httpPort, '127.0.0.1');
+    const parts = [];
+    await new Promise((resolve, reject) => {
+        s.on('connect', () => s.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+        s.on('data', (d) => {
+            parts.push(d);
+            if (d.length >= 7 ? d.subarray(-7).toString() === '\r\n0\r\n\r\n'
+                : Buffer.concat(parts).subarray(-7).toString() === '\r\n0\r\n\r\n') resolve();
+        });
+        s.on('error', reject);
+    });
+    s.destroy();
+    return Buffer.concat(parts);
+}
+
+// The trivial server: a child process answering every request with the prepared bytes.
+const FLOOR_SERVER = `
+const buf = require('fs').readFileSync(process.argv[1]);
+const srv = require('net').createServer((s) => {
+    s.setNoDelay(true);
+    let acc = '';
+    s.on('data', (d) => {
+        acc += d.toString('latin1');
+        for (let i; (i = acc.indexOf('\\r\\n\\r\\n')) >= 0;) { acc = acc.slice(i + 4); s.write(buf); }
+    });
+    s.on('error', () => {});
+});
+srv.listen(0, '127.0.0.1', () => console.log(srv.address().port));`;
+
+async function floorServer(b) {
+    const file = `${fs.mkdtempSync(`${os.tmpdir()}/metrics-floor-`)}/answer`;
+    fs.writeFileSync(file, await rawAnswer(b));
+    const proc = spawn(process.execPath, ['-e', FLOOR_SERVER, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const port = await new Promise((resolve) => proc.stdout.once('data', (d) => resolve(Number(d))));
+    process.on('exit', () => proc.kill()); // also when the bench fails on the way
+    return {
+        name: 'floor (trivial server)', pid: proc.pid, httpPort: port, proc, file,
+        agent: new http.Agent({ keepAlive: true, maxSockets: 1 }),
+    };
+}
 
 const t0 = Date.now();
 const brokers = bins.length ? await Promise.all(bins.map(setup)) : [await setup()];
@@ -162,33 +230,38 @@ let lines = 0;
 for (const c of first.body) if (c === 10) lines++;
 console.log(`${T} topics x ${G} groups (${Q} queues, ${M} messages each, committed ${commit}; setup ${setupS.toFixed(1)} s): ` +
     `${S} scrapes a run of ${(first.body.length / 1e6).toFixed(2)} MB, ${lines} lines`);
+const floor = await floorServer(brokers[0]);
+const all = [...brokers, floor];
+const print = (b, r) => {
+    for (const [k, what] of KINDS) if (r[k]) console.log(line(what, r[k], b.br ? 'broker' : 'server'));
+};
 // First byte: the answer goes out in pieces while it is rendered, so this is the time to the
 // first piece; last byte is the whole scrape as the client sees it.
-if (!bins.length) {
-    const r = await runs(brokers[0]);
-    console.log(`load average ${load()}`);
-    for (const [k, what] of KINDS) console.log(line(what, r[k]));
-} else {
-    const per = new Map(brokers.map((b) => [b, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-        for (const b of round % 2 ? [...brokers].reverse() : brokers) {
-            const la = load();
-            const r = await runs(b);
-            per.get(b).push(r);
-            console.log(`round ${round} ${b.name} (load average ${la}):`);
-            for (const [k, what] of KINDS) console.log(line(what, r[k]));
-        }
-    }
-    console.log(`medians over ${ROUNDS} rounds (each round's p50 last byte and CPU per scrape):`);
-    for (const b of brokers) {
-        const rs = per.get(b);
-        const med = (f) => pct(rs.map(f), 0.5).toFixed(2);
-        console.log(`  ${b.name}: ` + KINDS.map(([k, what]) =>
-            `${what}: last byte ${med((r) => pct(r[k].ms, 0.5))} ms, CPU ${med((r) => r[k].cpuMs)} ms`).join('; '));
+const per = new Map(all.map((b) => [b, []]));
+const rounds = bins.length ? ROUNDS : 1;
+for (let round = 0; round < rounds; round++) {
+    for (const b of round % 2 ? [...all].reverse() : all) {
+        const la = load();
+        const r = await runs(b);
+        per.get(b).push(r);
+        console.log(`${bins.length ? `round ${round} ` : ''}${b.name} (load average ${la}):`);
+        print(b, r);
     }
 }
+if (bins.length) {
+    console.log(`medians over ${ROUNDS} rounds (each round's p50 last byte, server and client CPU per scrape):`);
+    for (const b of all) {
+        const rs = per.get(b);
+        const med = (f) => pct(rs.map(f), 0.5).toFixed(2);
+        console.log(`  ${b.name}: ` + KINDS.filter(([k]) => rs[0][k]).map(([k, what]) =>
+            `${what}: last byte ${med((r) => pct(r[k].ms, 0.5))} ms, CPU ${med((r) => r[k].cpuMs)} / ` +
+            `${med((r) => r[k].clientMs)} ms`).join('; '));
+    }
+}
+for (const b of all) b.agent.destroy();
+floor.proc.kill();
+fs.rmSync(floor.file.replace(/\/answer$/, ''), { recursive: true, force: true });
 for (const b of brokers) {
-    b.agent.destroy();
     b.br.close();
     await b.srv.stop();
 }
