@@ -8,7 +8,8 @@
 // same with one more (topic, group) committing before each scrape (outside the timed window),
 // so the renderer cannot keep its lag rows and recomputes them; and curl (one process
 // fetching the URL S times over one connection, body to /dev/null) as a lean client, nothing
-// changing. Each scrape is timed from the request to the first and to the last byte of the
+// changing; and a lean client in this process (one keep-alive socket, the answer's bytes
+// counted to the last chunk, no HTTP parsing), without and with a commit before each scrape. Each scrape is timed from the request to the first and to the last byte of the
 // answer; the broker's CPU time (all its threads, from schedstat) over a run is divided by S,
 // and so is the client's own (node's process.cpuUsage; curl's from this process's children
 // times in /proc/self/stat, 10 ms ticks).
@@ -126,12 +127,8 @@ async function nodeRun(b, churn) {
     let cpu = 0;
     const own0 = process.cpuUsage();
     for (let i = 0; i < S; i++) {
-        if (churn) {
-            const k = b.churned++;
-            const r = await b.br.request(15, { consumerGroup: group(k % G), topic: topic(Math.floor(k / G) % T),
-                queueId: '0', commitOffset: String(commit + 1) });
-            if (r.code !== 0) throw new Error(`commit: code ${r.code}`);
-        }
+        if (churn)
+            await churnOnce(b);
         const c0 = cpuMsNow(b);
         last = await scrape(b);
         cpu += cpuMsNow(b) - c0;
@@ -149,26 +146,85 @@ function childrenMs() {
     return (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime (fields 16, 17), USER_HZ 100
 }
 
+const CURL_ARGS = ['-s', '-w', '%{time_starttransfer} %{time_total} %{size_download}\\n'];
+const curlRows = (out) => out.trim().split('\n').map((l) => l.split(' ').map(Number));
+
+// One commit as nodeRun's churn makes it (outside the timed window).
+async function churnOnce(b) {
+    const k = b.churned++;
+    const r = await b.br.request(15, { consumerGroup: group(k % G), topic: topic(Math.floor(k / G) % T),
+        queueId: '0', commitOffset: String(commit + 1) });
+    if (r.code !== 0) throw new Error(`commit: code ${r.code}`);
+}
+
+// curl: one process fetching the URL S times over one connection.
 function curlRun(b, minBytes) {
-    const args = ['-s', '-w', '%{time_starttransfer} %{time_total} %{size_download}\\n'];
+    const args = [...CURL_ARGS];
     for (let i = 0; i < S; i++) args.push('-o', '/dev/null', `http://127.0.0.1:${b.httpPort}/metrics`);
     const c0 = cpuMsNow(b);
     const k0 = childrenMs();
-    const rows = execFileSync('curl', args, { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n')
-        .map((l) => l.split(' ').map(Number));
+    const rows = curlRows(execFileSync('curl', args, { encoding: 'utf8', maxBuffer: 1 << 24 }));
     const cpuMs = (cpuMsNow(b) - c0) / S;
     const clientMs = (childrenMs() - k0) / S;
     if (rows.length !== S || rows.some((r) => r[2] < minBytes)) throw new Error('curl: short answers');
     return { ttfb: rows.map((r) => r[0] * 1000), ms: rows.map((r) => r[1] * 1000), cpuMs, clientMs };
 }
 
+// A lean keep-alive client in this process: one TCP connection, each scrape a request written
+// and the answer's bytes counted (not kept, no HTTP parsing) until the chunked body's last
+// chunk; with churn a commit before each scrape, outside the timed window.
+async function rawRun(b, minBytes, churn) {
+    const sock = net.connect(b.httpPort, '127.0.0.1');
+    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    sock.setNoDelay(true);
+    let failed = null;
+    sock.on('error', (e) => failed?.(e));
+    const ms = [];
+    const ttfb = [];
+    let cpu = 0;
+    const own0 = process.cpuUsage();
+    for (let i = 0; i < S; i++) {
+        if (churn)
+            await churnOnce(b);
+        const c0 = cpuMsNow(b);
+        const r = await new Promise((resolve, reject) => {
+            const t0 = process.hrtime.bigint();
+            let first = 0;
+            let n = 0;
+            let tail = Buffer.alloc(0);
+            const onData = (d) => {
+                if (!first) first = Number(process.hrtime.bigint() - t0) / 1e6;
+                n += d.length;
+                tail = Buffer.concat([tail, d.subarray(Math.max(0, d.length - 7))]).subarray(-7);
+                if (tail.toString('latin1') === '\r\n0\r\n\r\n') {
+                    sock.off('data', onData);
+                    resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, ttfb: first, n });
+                }
+            };
+            failed = reject;
+            sock.on('data', onData);
+            sock.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+        });
+        cpu += cpuMsNow(b) - c0;
+        if (r.n < minBytes) throw new Error('raw client: short answer');
+        ms.push(r.ms);
+        ttfb.push(r.ttfb);
+    }
+    const own = process.cpuUsage(own0);
+    sock.destroy();
+    return { ms, ttfb, cpuMs: cpu / S, clientMs: (own.user + own.system) / 1000 / S };
+}
+
 async function runs(b) {
     const still = await nodeRun(b, false);
+    const min = still.body.length / 2;
     if (!b.br)
-        return { still, curl: curlRun(b, still.body.length / 2) };
+        return { still, curl: curlRun(b, min), raw: await rawRun(b, min, false) };
     const churned = await nodeRun(b, true);
-    const curl = curlRun(b, still.body.length / 2);
-    return { still, churned, curl };
+    const curl = curlRun(b, min);
+    const raw = await rawRun(b, min, false);
+    const rawChurned = await rawRun(b, min, true);
+    return { still, churned, curl, raw, rawChurned };
 }
 
 const line = (what, r, srv) => `  ${what}: first byte p50 ${pct(r.ttfb, 0.5).toFixed(2)} ms, ` +
@@ -177,7 +233,8 @@ const line = (what, r, srv) => `  ${what}: first byte p50 ${pct(r.ttfb, 0.5).toF
     `${srv} CPU ${r.cpuMs.toFixed(2)} ms per scrape, client CPU ${r.clientMs.toFixed(2)} ms`;
 const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const KINDS = [['still', 'node, nothing changes'], ['churned', 'node, a commit before each scrape'],
-    ['curl', 'curl, nothing changes']];
+    ['curl', 'curl, nothing changes'], ['raw', 'lean node socket, nothing changes'],
+    ['rawChurned', 'lean node socket, a commit before each scrape']];
 
 // One whole answer as it comes off the socket (head and chunked body).
 async function rawAnswer(b) {
