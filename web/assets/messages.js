@@ -20,8 +20,9 @@ export async function messagesPage(main, query) {
     const rTopic = h('input', { name: 'rtopic', placeholder: 'Topic', value: q.get('topic') ?? '' });
     const rBegin = h('input', { name: 'rbegin', type: 'datetime-local', step: 1, required: true });
     const rEnd = h('input', { name: 'rend', type: 'datetime-local', step: 1, required: true });
+    const rMax = h('input', { name: 'rmax', type: 'number', min: 1, max: 2000, value: 64, size: 5 });
     const byTime = h('form', { class: 'row', id: 'search-time' }, field('Topic', rTopic), field('Stored from', rBegin),
-        field('to', rEnd), h('button', { type: 'submit' }, 'Find by time range'));
+        field('to', rEnd), field('At most', rMax), h('button', { type: 'submit' }, 'Find by time range'));
     const byId = h('form', { class: 'row', id: 'search-id' }, field('Message id', id), h('button', { type: 'submit' }, 'Find by id'));
     main.append(h('h1', {}, 'Messages'), h('section', { class: 'card' }, byKey, byTime, byId,
         h('p', { class: 'muted' }, 'A msgId (the client id, UNIQ_KEY) needs the topic above; an offset msgId does not.')), results, detail);
@@ -58,16 +59,34 @@ export async function messagesPage(main, query) {
         ], msgs, { id: 'results-table' }));
         if (msgs.length === 1) open(msgs[0]);
     };
-    const showRange = (r) => {
+    // One page of the range search. A cut list gets "Next page", which searches again from the
+    // last listed store time: the broker lists that millisecond's messages again, so the next
+    // page asks for that many more and leaves out the ones already shown (shown).
+    const rangePage = async (topicName, from, to, max, shown) => {
+        const ask = Math.min(2000, max + shown.size);
+        const r = await guard(() => get(`/api/messages?topic=${enc(topicName)}&begin=${from}&end=${to}&max=${ask}`));
+        if (!r) return;
+        const fresh = r.messages.filter((m) => !shown.has(m.offsetMsgId));
+        const msgs = fresh.slice(0, max);
+        const more = r.truncated || fresh.length > max;
+        const last = msgs.at(-1);
+        const again = (m) => m.storeTimestamp === last.storeTimestamp;
+        const next = more && last
+            ? h('button', { class: 'plain', id: 'range-next', onclick: () => rangePage(topicName, last.storeTimestamp, to, max,
+                new Set([...(last.storeTimestamp === from ? shown : []), ...msgs.filter(again).map((m) => m.offsetMsgId)])) }, 'Next page')
+            : '';
+        const note = !more ? `${msgs.length} message(s) stored in this range, oldest first.`
+            : msgs.length ? `${msgs.length} message(s), oldest first; more are stored in this range.`
+                : 'More than 2000 messages share one millisecond: narrow the range.';
         detail.replaceChildren();
         results.replaceChildren(
-            h('p', { class: 'muted', id: 'range-note' }, r.truncated ? r.remark : `${r.messages.length} message(s) stored in this range, oldest first.`),
+            h('p', { class: 'muted', id: 'range-note' }, note, ' ', next),
             table([
                 ['msgId', (m) => h('a', { href: 'javascript:void 0', class: 'result-id', onclick: () => open(m) }, m.msgId)],
                 ['Queue', (m) => m.queueId, { num: true }], ['Offset', (m) => m.queueOffset, { num: true }],
                 ['Stored', (m) => fmtTime(m.storeTimestamp)], ['Tags', (m) => m.properties?.TAGS ?? ''],
                 ['Keys', (m) => m.properties?.KEYS ?? ''],
-            ], r.messages, { id: 'range-table' }));
+            ], msgs, { id: 'range-table' }));
     };
     // datetime-local <-> ms since the epoch, in local time to the second
     const toMs = (i, last) => new Date(i.value).getTime() + (last ? 999 : 0);
@@ -81,8 +100,7 @@ export async function messagesPage(main, query) {
     }
     byTime.addEventListener('submit', async (e) => {
         e.preventDefault();
-        const r = await guard(() => get(`/api/messages?topic=${enc(rTopic.value.trim())}&begin=${toMs(rBegin)}&end=${toMs(rEnd, true)}`));
-        if (r) showRange(r);
+        await rangePage(rTopic.value.trim(), toMs(rBegin), toMs(rEnd, true), Math.max(1, Math.min(2000, Number(rMax.value) || 64)), new Set());
     });
     byKey.addEventListener('submit', async (e) => {
         e.preventDefault();
