@@ -118,9 +118,10 @@ const cpuMsNow = (b) => fs.readdirSync(`/proc/${b.pid}/task`).reduce((s, t) => {
 }, 0);
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(a.length * p))];
 
-// node's client; with churn, before each scrape one more (topic, group) pair commits
-// commit + 1 on queue 0, outside the timed window.
-async function nodeRun(b, churn) {
+// S timed scrapes, each by once() (answering { ms, ttfb }); with churn, before each one more
+// (topic, group) pair commits commit + 1 on queue 0, outside the timed window. The broker's CPU
+// is summed over the timed windows only; the client's over the whole run.
+async function timedRun(b, churn, once) {
     const ms = [];
     const ttfb = [];
     let last;
@@ -130,14 +131,23 @@ async function nodeRun(b, churn) {
         if (churn)
             await churnOnce(b);
         const c0 = cpuMsNow(b);
-        last = await scrape(b);
+        last = await once();
         cpu += cpuMsNow(b) - c0;
-        if (last.status !== 200) throw new Error(`status ${last.status}`);
         ms.push(last.ms);
         ttfb.push(last.ttfb);
     }
     const own = process.cpuUsage(own0);
-    return { ms, ttfb, cpuMs: cpu / S, clientMs: (own.user + own.system) / 1000 / S, body: Buffer.concat(last.parts) };
+    return { ms, ttfb, cpuMs: cpu / S, clientMs: (own.user + own.system) / 1000 / S, last };
+}
+
+// node's http client (it keeps each body).
+async function nodeRun(b, churn) {
+    const r = await timedRun(b, churn, async () => {
+        const x = await scrape(b);
+        if (x.status !== 200) throw new Error(`status ${x.status}`);
+        return x;
+    });
+    return { ...r, body: Buffer.concat(r.last.parts) };
 }
 
 // CPU of this process's reaped children (curl) in ms, from clock ticks.
@@ -179,40 +189,26 @@ async function rawRun(b, minBytes, churn) {
     sock.setNoDelay(true);
     let failed = null;
     sock.on('error', (e) => failed?.(e));
-    const ms = [];
-    const ttfb = [];
-    let cpu = 0;
-    const own0 = process.cpuUsage();
-    for (let i = 0; i < S; i++) {
-        if (churn)
-            await churnOnce(b);
-        const c0 = cpuMsNow(b);
-        const r = await new Promise((resolve, reject) => {
-            const t0 = process.hrtime.bigint();
-            let first = 0;
-            let n = 0;
-            let tail = Buffer.alloc(0);
-            const onData = (d) => {
-                if (!first) first = Number(process.hrtime.bigint() - t0) / 1e6;
-                n += d.length;
-                tail = Buffer.concat([tail, d.subarray(Math.max(0, d.length - 7))]).subarray(-7);
-                if (tail.toString('latin1') === '\r\n0\r\n\r\n') {
-                    sock.off('data', onData);
-                    resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, ttfb: first, n });
-                }
-            };
-            failed = reject;
-            sock.on('data', onData);
-            sock.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-        });
-        cpu += cpuMsNow(b) - c0;
-        if (r.n < minBytes) throw new Error('raw client: short answer');
-        ms.push(r.ms);
-        ttfb.push(r.ttfb);
-    }
-    const own = process.cpuUsage(own0);
+    const r = await timedRun(b, churn, () => new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        let first = 0;
+        let n = 0;
+        let tail = Buffer.alloc(0);
+        const onData = (d) => {
+            if (!first) first = Number(process.hrtime.bigint() - t0) / 1e6;
+            n += d.length;
+            tail = Buffer.concat([tail, d.subarray(Math.max(0, d.length - 7))]).subarray(-7);
+            if (tail.toString('latin1') !== '\r\n0\r\n\r\n') return;
+            sock.off('data', onData);
+            if (n < minBytes) reject(new Error('raw client: short answer'));
+            else resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, ttfb: first });
+        };
+        failed = reject;
+        sock.on('data', onData);
+        sock.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    }));
     sock.destroy();
-    return { ms, ttfb, cpuMs: cpu / S, clientMs: (own.user + own.system) / 1000 / S };
+    return r;
 }
 
 async function runs(b) {
