@@ -123,7 +123,8 @@ step "broker under ASan + UBSan: integration subset"
 for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.test.mjs \
     tests/integration/broker_retry.test.mjs tests/integration/broker_lock.test.mjs \
     tests/integration/tls.test.mjs tests/integration/broker_admin.test.mjs \
-    tests/interop/ali_ons.test.mjs tests/integration/proxy.test.mjs; do
+    tests/interop/ali_ons.test.mjs tests/integration/proxy.test.mjs \
+    tests/integration/proxy_acl.test.mjs tests/integration/http_search.test.mjs; do
     echo "--- $t (ASan)"
     run_node "$t" APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -146,7 +147,8 @@ tsan_opts="halt_on_error=1:second_deadlock_stack=1"
 count_ctest "$logs/tsan.log"
 mkdir -p "$logs/tsan"
 for t in tests/integration/broker_pipeline.test.mjs tests/integration/client_examples.test.mjs \
-    tests/integration/client_orderly.test.mjs tests/integration/proxy.test.mjs; do
+    tests/integration/client_orderly.test.mjs tests/integration/proxy.test.mjs \
+    tests/integration/proxy_acl.test.mjs; do
     echo "--- $t (TSan)"
     run_node "$t" APOGEE_BIN="$root/build-tsan/apogee" TSAN_OPTIONS="$tsan_opts:log_path=$logs/tsan/report"
 done
