@@ -30,6 +30,7 @@ echo "building a scratch copy in $scratch"
 # name | file | sed expression | test command (run in the scratch tree)
 node_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test ${2:-}tests/integration/$1.test.mjs"; }
 ctest_t() { echo "ctest --test-dir build -R '^$1\$'"; }
+interop_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test tests/interop/$1.test.mjs"; }
 mutants=(
     "pull-no-tag-filter|src/broker/broker_pull.c|s/^    if (max_msgs > b->br_max_pull_msgs)\$/    f.te_all = true;\n&/|$(node_t broker_filter)"
     "pull-nomatch-stuck|src/broker/broker_pull.c|s/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, r.gr_next_begin_offset,/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, offset,/|$(node_t broker_filter)"
@@ -40,6 +41,20 @@ mutants=(
     "abort-at-shutdown|src/main.c|s/^    return rc;\$/    abort();/|$(node_t broker_filter)"
     "msync-async|src/store/mapped_file.c|s/MS_SYNC)/MS_ASYNC)/|$(ctest_t test_store)"
     "push-no-periodic-commit|src/client/push/consumer.c|s/if (now >= c->pc_next_commit) {/if (false \\&\\& now >= c->pc_next_commit) {/|$(node_t client_examples "--test-name-pattern='reach the broker while it runs' ")"
+    "schedule-no-delay|src/broker/schedule/schedule.c|s/int64_t due = rec.mr_store_ts + sc->sc_delay_ms\[lv\];/int64_t due = rec.mr_store_ts;/|$(node_t broker_schedule)"
+    "timer-sec-as-100ms|src/broker/timer/timer.c|s/now + x \* 1000)/now + x * 100)/|$(node_t broker_timer)"
+    "txn-rollback-commits|src/broker/txn/txn_end.c|s/bool commit = verdict == APG_SYSFLAG_TX_COMMIT;/bool commit = verdict != 0;/|$(node_t broker_txn)"
+    "txn-check-max-plus-1|src/broker/txn/txn.c|s/if (times >= tx->tx_check_max) {/if (times > tx->tx_check_max) {/|$(node_t broker_txn)"
+    "pop-change-ignored|src/broker/pop/pop.c|s/{offset, stamp, ns, now + invisible_ms, invisible_ms}/{offset, stamp, ns, now, invisible_ms}/|$(node_t broker_pop)"
+    "pop-ack-no-commit|src/broker/pop/pop.c|s/if (!rc \&\& r.r_op == 'A')/if (!rc \&\& r.r_op == 'X')/|$(node_t broker_pop)"
+    "lock-steal|src/broker/broker_lock.c|s/lapsed(lk, le, now_ms))) {/now_ms >= 0)) {/|$(ctest_t test_broker_lock)"
+    "sendback-dlq-late|src/broker/broker_sendback.c|s/rec.mr_reconsume_times >= max_times/rec.mr_reconsume_times > max_times/|$(node_t broker_schedule)"
+    "send-retry-dlq-early|src/broker/broker_send.c|s/if (h->sh_reconsume_times <= max)/if (h->sh_reconsume_times < max)/|$(node_t broker_retry)"
+    "acl-no-signature|src/acl/acl_check.c|s/^    if (d)\$/    if (false \&\& d)/|$(ctest_t test_acl)"
+    "sql-ge-as-gt|src/protocol/filter/sql92_eval.c|s/: sn->sn_op == OP_GE ? cmp >= 0/: sn->sn_op == OP_GE ? cmp > 0/|$(ctest_t test_sql92)"
+    "index-chain-cut|src/store/index.c|s/^            v = pv;\$/            v = 0;/|$(ctest_t test_store_index)"
+    "pull-longpoll-no-wake|src/broker/broker_pull.c|s/^    recheck(bl, false);\$/    (void)bl;/|$(node_t broker_pipeline "--test-name-pattern='parked pull' ")"
+    "grpc-attempt-plus-1|src/proxy/grpc/consume.c|s/sp.delivery_attempt = pm->pm_attempts;/sp.delivery_attempt = pm->pm_attempts + 1;/|$(interop_t grpc_simple_consumer)"
 )
 
 want=" $* "

@@ -107,3 +107,43 @@ test(`${flush}: pipelined sends with a pull in the middle: own answers, in order
         await srv.stop();
     }
 });
+
+// Long polling: a PULL_MESSAGE with the suspend flag (sysFlag 2) on a queue with nothing new
+// is parked, answered as soon as a message arrives (not when suspendTimeoutMillis runs out),
+// and a parked pull that nothing arrives for is answered PULL_NOT_FOUND (19) at its deadline.
+test('a parked pull is answered when a message arrives, not at its suspend deadline', async () => {
+    const nsPort = await freePort();
+    const srv = await startApogee('standalone', [], { extraPorts: { namesrvListenPort: nsPort } });
+    const consumer = await RemotingClient.connect(srv.port);
+    const producer = await RemotingClient.connect(srv.port);
+    try {
+        const init = await producer.request(310, sendHdr('LPOLL', 0), Buffer.from('init'));
+        assert.equal(init.code, 0, init.remark);
+        const longPull = (offset, suspend) => consumer.request(11,
+            { ...pullHdr('LPOLL', 0, offset, 32), sysFlag: '2', suspendTimeoutMillis: String(suspend) },
+            null, { timeoutMs: suspend + 10000 });
+
+        let answered = false;
+        const parked = longPull(1, 10000).then((r) => { answered = true; return r; });
+        await sleep(500);
+        assert.equal(answered, false, 'a pull with nothing to read is parked, not answered at once');
+        const sentAt = Date.now();
+        const late = await producer.request(310, sendHdr('LPOLL', 0), Buffer.from('late'));
+        assert.equal(late.code, 0, late.remark);
+        const r = await parked;
+        const waited = Date.now() - sentAt;
+        assert.equal(r.code, 0, r.remark);
+        assert.deepEqual(bodies(r.body), ['late']);
+        assert.ok(waited < 3000, `answered ${waited} ms after the send; its suspend time was 10 s`);
+
+        const started = Date.now();
+        const empty = await longPull(2, 1500);
+        const took = Date.now() - started;
+        assert.equal(empty.code, 19, `nothing arrived: PULL_NOT_FOUND, got ${empty.code} ${empty.remark}`);
+        assert.ok(took >= 1300, `answered after ${took} ms, before its 1.5 s suspend time`);
+    } finally {
+        await consumer.close();
+        await producer.close();
+        await srv.stop();
+    }
+});
