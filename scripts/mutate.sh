@@ -55,6 +55,13 @@ mutants=(
     "index-chain-cut|src/store/index.c|s/^            v = pv;\$/            v = 0;/|$(ctest_t test_store_index)"
     "pull-longpoll-no-wake|src/broker/broker_pull.c|s/^    recheck(bl, false);\$/    (void)bl;/|$(node_t broker_pipeline "--test-name-pattern='parked pull' ")"
     "grpc-attempt-plus-1|src/proxy/grpc/consume.c|s/sp.delivery_attempt = pm->pm_attempts;/sp.delivery_attempt = pm->pm_attempts + 1;/|$(interop_t grpc_simple_consumer)"
+    "busy-sync-backlog-off|src/broker/broker_put.c|s/+ extra >= b->br_sync_pending_max) {/+ extra >= b->br_sync_pending_max * 1000) {/|$(ctest_t test_broker_sync_flush)"
+    "busy-page-cache-off|src/broker/broker_put.c|s/> b->br_busy_pc_ms) {/> b->br_busy_pc_ms * 1000) {/|$(node_t overload "--test-name-pattern='PC_SYNCHRONIZED' ")"
+    "client-busy-not-recognized|src/client/producer.c|s/if (resp->code == APG_RESP_SYSTEM_BUSY)/if (resp->code == -12345)/|$(node_t overload "--test-name-pattern='backs off' ")"
+    "frame-deadline-off|src/net/net.c|s/now - c->c_frame_start >= l->l_frame_timeout_ms) {/now - c->c_frame_start >= l->l_frame_timeout_ms * 1000) {/|$(node_t slow_peers "--test-name-pattern='frame deadline' ")"
+    "retention-forcibly-default|src/store/retention.c|s/st->st_opts.so_clean_forcibly \&\& (ratio/(ratio/|$(ctest_t test_store)"
+    "namesrv-no-expiry|src/namesrv/route.c|s/return ea->now - lv->lv_last_ms > t;/return false;/|$(ctest_t test_route)"
+    "http-search-end-exclusive|src/http/admin_api.c|s/r.mr_store_ts <= end) {/r.mr_store_ts < end) {/|$(node_t http_search)"
 )
 
 want=" $* "

@@ -7,12 +7,17 @@
  * needs that flush must get an error, not SUCCESS, and so must every send
  * after it (a store whose flush failed accepts no more writes). A broker that
  * answered SUCCESS for a failed flush would acknowledge a message that a
- * power cut could lose. */
+ * power cut could lose.
+ *
+ * With the flush stalled (the store's sync hook holds the flush thread),
+ * sends past the 20,000 that may wait for the disk are refused at once with
+ * SYSTEM_BUSY "[OVERLOAD]" instead of queueing without bound. */
 #define _XOPEN_SOURCE 700
 #include <arpa/inet.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -79,10 +85,8 @@ static void read_full(int s, uint8_t *p, size_t n)
     }
 }
 
-/* Sends one SEND_MESSAGE_V2 to queue 0 of `topic` and returns the answer's
- * code (its remark in remark, if any). */
-static int send_one(int s, int opaque, const char *topic, const char *body, char *remark,
-                    size_t remark_len)
+/* Appends one SEND_MESSAGE_V2 to queue 0 of `topic` to out. */
+static void encode_send(struct apg_buf *out, int opaque, const char *topic, const char *body)
 {
     struct apg_rcmd req;
     apg_rcmd_init_request(&req, SEND_MESSAGE_V2, opaque, APG_SER_JSON);
@@ -93,12 +97,24 @@ static int send_one(int s, int opaque, const char *topic, const char *body, char
                            {"i", ""},        {"j", "0"},   {"k", "false"}};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         assert_int_equal(apg_rcmd_ext_add(&req, kv[i][0], kv[i][1]), APG_OK);
-    struct apg_buf out = {0};
-    assert_int_equal(apg_rcmd_encode(&req, (const uint8_t *)body, (uint32_t)strlen(body), &out),
+    assert_int_equal(apg_rcmd_encode(&req, (const uint8_t *)body, (uint32_t)strlen(body), out),
                      APG_OK);
-    assert_int_equal(write(s, out.b_data, out.b_len), (ssize_t)out.b_len);
-    apg_buf_free(&out);
+}
 
+static void write_all(int s, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(s, p, n);
+        if (w <= 0)
+            fail_msg("writing to the broker failed");
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads one answer: its code (the return), opaque and remark. */
+static int read_reply(int s, int *opaque, char *remark, size_t remark_len)
+{
     uint8_t lw[4];
     read_full(s, lw, 4);
     size_t len = apg_be32(lw);
@@ -111,7 +127,7 @@ static int send_one(int s, int opaque, const char *topic, const char *body, char
     struct apg_rcmd resp;
     assert_int_equal(apg_rcmd_decode(frame, len + 4, &resp, scratch, need, g_err, sizeof(g_err)),
                      APG_OK);
-    assert_int_equal(resp.opaque, opaque);
+    *opaque = resp.opaque;
     snprintf(remark, remark_len, "%s", resp.remark ? resp.remark : "");
     int code = resp.code;
     free(scratch);
@@ -119,14 +135,28 @@ static int send_one(int s, int opaque, const char *topic, const char *body, char
     return code;
 }
 
-static void test_failed_flush_is_not_acknowledged(void **state)
+/* Sends one SEND_MESSAGE_V2 to queue 0 of `topic` and returns the answer's
+ * code (its remark in remark, if any). */
+static int send_one(int s, int opaque, const char *topic, const char *body, char *remark,
+                    size_t remark_len)
 {
-    (void)state;
-    char dir[] = "/tmp/apogee-syncflush-XXXXXX";
+    struct apg_buf out = {0};
+    encode_send(&out, opaque, topic, body);
+    write_all(s, out.b_data, out.b_len);
+    apg_buf_free(&out);
+    int got;
+    int code = read_reply(s, &got, remark, remark_len);
+    assert_int_equal(got, opaque);
+    return code;
+}
+
+/* A SYNC_FLUSH broker on a fresh directory; *dir is filled in. */
+static struct apg_broker *start_sync_broker(char *dir, int *port, struct apg_config **cfgp)
+{
     assert_non_null(mkdtemp(dir));
-    int port = free_port();
+    *port = free_port();
     char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
+    snprintf(portstr, sizeof(portstr), "%d", *port);
     struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
     const char *set[][2] = {{"storePathRootDir", dir},          {"listenPort", portstr},
                             {"bindAddress", "127.0.0.1"},       {"brokerIP1", "127.0.0.1"},
@@ -139,6 +169,17 @@ static void test_failed_flush_is_not_acknowledged(void **state)
     struct apg_broker *b = apg_broker_start(cfg, g_err, sizeof(g_err));
     if (!b)
         fail_msg("broker did not start: %s", g_err);
+    *cfgp = cfg;
+    return b;
+}
+
+static void test_failed_flush_is_not_acknowledged(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/apogee-syncflush-XXXXXX";
+    int port;
+    struct apg_config *cfg;
+    struct apg_broker *b = start_sync_broker(dir, &port, &cfg);
     int s = connect_to(port);
     char remark[512];
 
@@ -160,10 +201,77 @@ static void test_failed_flush_is_not_acknowledged(void **state)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static atomic_bool g_stall;
+
+/* The sync hook: holds the flush thread while g_stall is set, as a disk that
+ * stopped answering would. */
+static void stall_flush(void *ud, const struct apg_store_fault_sync *fs)
+{
+    (void)ud;
+    (void)fs;
+    const struct timespec ms = {0, 1000000};
+    while (atomic_load(&g_stall))
+        nanosleep(&ms, NULL);
+}
+
+#define SYNC_PENDING_MAX 20000 /* br_sync_pending_max */
+#define OVER 50
+
+static void test_sync_backlog_is_refused_at_once(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/apogee-syncbusy-XXXXXX";
+    int port;
+    struct apg_config *cfg;
+    struct apg_broker *b = start_sync_broker(dir, &port, &cfg);
+    int s = connect_to(port);
+    char remark[512];
+    assert_int_equal(send_one(s, 1, "SYNCB", "before", remark, sizeof(remark)), 0);
+
+    apg_store_fault_arm();
+    atomic_store(&g_stall, true);
+    assert_int_equal(apg_store_fault_on_sync(b->br_store, stall_flush, NULL), APG_OK);
+    struct apg_buf out = {0};
+    for (int i = 0; i < SYNC_PENDING_MAX + OVER; i++)
+        encode_send(&out, 100 + i, "SYNCB", "waits for the disk");
+    write_all(s, out.b_data, out.b_len);
+    apg_buf_free(&out);
+
+    /* Nothing can be acknowledged while the flush is held: the first answer
+     * must be a refusal of a send past the limit, and it must not wait. */
+    int opaque;
+    int code = read_reply(s, &opaque, remark, sizeof(remark));
+    if (code != 2 || !strstr(remark, "[OVERLOAD]"))
+        fail_msg("first answer with the flush stalled: code %d \"%s\"; want SYSTEM_BUSY (2) "
+                 "[OVERLOAD]",
+                 code, remark);
+    int busy = 1, ok = 0, timeout = 0;
+    atomic_store(&g_stall, false);
+    for (int i = 1; i < SYNC_PENDING_MAX + OVER; i++) {
+        code = read_reply(s, &opaque, remark, sizeof(remark));
+        if (code == 0)
+            ok++;
+        else if (code == 2 && strstr(remark, "[OVERLOAD]"))
+            busy++;
+        else if (code == 10) /* FLUSH_DISK_TIMEOUT: held past syncFlushTimeout */
+            timeout++;
+        else
+            fail_msg("answer to send %d: code %d \"%s\"", opaque, code, remark);
+    }
+    assert_int_equal(busy, OVER);
+    assert_int_equal(ok + timeout, SYNC_PENDING_MAX);
+    close(s);
+    apg_broker_stop(b);
+    assert_int_equal(apg_store_fault_on_sync(NULL, NULL, NULL), APG_OK);
+    apg_config_free(cfg);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_flush_is_not_acknowledged),
+        cmocka_unit_test(test_sync_backlog_is_refused_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
