@@ -62,6 +62,13 @@ mutants=(
     "retention-forcibly-default|src/store/retention.c|s/st->st_opts.so_clean_forcibly \&\& (ratio/(ratio/|$(ctest_t test_store)"
     "namesrv-no-expiry|src/namesrv/route.c|s/return ea->now - lv->lv_last_ms > t;/return false;/|$(ctest_t test_route)"
     "http-search-end-exclusive|src/http/admin_api.c|s/r.mr_store_ts <= end) {/r.mr_store_ts < end) {/|$(node_t http_search)"
+    "disk-full-ratio-off|src/store/retention.c|s/bool full = r > st->st_opts.so_disk_warning_ratio /bool full = r > 100 /|$(ctest_t test_store)"
+    "recover-no-crc|src/store/recover.c|s/st->st_opts.so_check_crc_on_recover, note_ts/false, note_ts/|$(ctest_t test_store_fixtures)"
+    "timer-cancel-ignored|src/broker/timer/timer.c|s/^    if (!tm->tm_nkeys)\$/    if (tm->tm_nkeys >= 0)/|$(node_t broker_timer)"
+    "acl-range-open|src/acl/acl_addr.c|s/ip\[12 + i\] > a->aa_hi\[i\])/ip[12 + i] > 255)/|$(ctest_t test_acl)"
+    "pop-no-backoff|src/broker/pop/pop.c|s/MAX_BACKOFF_S : s) \* 1000;/MAX_BACKOFF_S : s) * 0;/|$(node_t broker_pop)"
+    "http-consume-tag-ignored|src/http/mq_http.c|s/\.pr_tags = \&f,/.pr_tags = NULL,/|$(interop_t http_sdk)"
+    "grpc-tag-hash-zero|src/proxy/grpc/produce.c|s/in->mi_tags_code = sp->tag \&\& sp->tag\[0\] ? apg_java_hash(sp->tag, strlen(sp->tag)) : 0;/in->mi_tags_code = 0;/|$(interop_t grpc_producer)"
 )
 
 want=" $* "

@@ -130,6 +130,24 @@ test('an unacknowledged message comes back after its invisible time, attempts co
     assert.equal((await pop('CG_B', 'PopB')).code, 210);
 });
 
+test('redeliveries back off: none after the first lapse, 1 s after the second', async () => {
+    await topic('PopBO');
+    await send('PopBO', 'bo');
+    const first = await pop('CG_BO', 'PopBO', { invisible: 1000 });
+    assert.equal(first.msgs.length, 1);
+    const second = await pop('CG_BO', 'PopBO', { invisible: 1000, poll: 5000 });
+    assert.equal(second.msgs.length, 1);
+    assert.equal(second.msgs[0].reconsumeTimes, 1);
+    // Its invisible time ends 1 s after this pop; then it waits 2^(2-1) - 1 = 1 s more.
+    const t1 = Date.now();
+    const third = await pop('CG_BO', 'PopBO', { invisible: 1000, poll: 8000 });
+    const waited = Date.now() - t1;
+    assert.equal(third.msgs.length, 1);
+    assert.equal(third.msgs[0].reconsumeTimes, 2);
+    assert.ok(waited >= 1900 && waited < 3500, `third delivery ${waited} ms after the second`);
+    assert.equal((await ack('CG_BO', third.msgs[0])).code, 0);
+});
+
 test('change invisible time extends a delivery and gives a new handle', async () => {
     await topic('PopC');
     await send('PopC', 'c0');

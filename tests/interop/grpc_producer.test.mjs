@@ -99,6 +99,12 @@ test('rocketmq-client-nodejs Producer sends 100 messages that a remoting pull re
     assert.equal(seen.size, N);
     // Spread over the queues by the broker's round robin.
     assert.ok(new Set(got.map((m) => m.queueId)).size > 1);
+    // The consume queue holds each message's tag hash, so a 4.x pull by tag is filtered by
+    // the broker: a subscription to tag1 gets exactly the messages sent with tag1.
+    const tagged = [];
+    for (let q = 0; q < QUEUES; q++) tagged.push(...(await pullAll(br, TOPIC, q, 'tag1')));
+    assert.deepEqual(tagged.map((m) => Number(m.props.seq)).sort((a, b) => a - b),
+        [...Array(N).keys()].filter((i) => i % 3 === 1));
 });
 
 test('a topic that does not exist is refused', async () => {
