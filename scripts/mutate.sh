@@ -30,7 +30,7 @@ echo "building a scratch copy in $scratch"
 # name | file | sed expression | test command (run in the scratch tree)
 node_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test ${2:-}tests/integration/$1.test.mjs"; }
 ctest_t() { echo "ctest --test-dir build -R '^$1\$'"; }
-interop_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test tests/interop/$1.test.mjs"; }
+interop_t() { echo "APOGEE_BIN=$scratch/build/apogee node --test ${2:-}tests/interop/$1.test.mjs"; }
 mutants=(
     "pull-no-tag-filter|src/broker/broker_pull.c|s/^    if (max_msgs > b->br_max_pull_msgs)\$/    f.te_all = true;\n&/|$(node_t broker_filter)"
     "pull-nomatch-stuck|src/broker/broker_pull.c|s/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, r.gr_next_begin_offset,/APG_RESP_PULL_RETRY_IMMEDIATELY, sname, offset,/|$(node_t broker_filter)"
@@ -69,6 +69,8 @@ mutants=(
     "pop-no-backoff|src/broker/pop/pop.c|s/MAX_BACKOFF_S : s) \* 1000;/MAX_BACKOFF_S : s) * 0;/|$(node_t broker_pop)"
     "http-consume-tag-ignored|src/http/mq_http.c|s/\.pr_tags = \&f,/.pr_tags = NULL,/|$(interop_t http_sdk)"
     "grpc-tag-hash-zero|src/proxy/grpc/produce.c|s/in->mi_tags_code = sp->tag \&\& sp->tag\[0\] ? apg_java_hash(sp->tag, strlen(sp->tag)) : 0;/in->mi_tags_code = 0;/|$(interop_t grpc_producer)"
+    "notify-ignores-sync|src/broker/broker_put.c|/^apg_err_t apg_broker_put_notify/,/^}/s/if (b->br_sync_flush) {/if (false) {/|$(interop_t grpc_producer "--test-name-pattern=SYNC_FLUSH ")"
+    "alloc-average-overlap|src/client/route.c|s/: index \* avg + mod;/: index * avg;/|$(ctest_t test_client_msg)"
 )
 
 want=" $* "

@@ -119,9 +119,12 @@ test('a topic that does not exist is refused', async () => {
 });
 
 test('SYNC_FLUSH: 64 concurrent sends and a transaction commit are answered after the group commit', async () => {
+    // Every commit-log flush is held FLUSH_MS first (a slow disk): no answer may come sooner.
+    const FLUSH_MS = 600;
     const port = await freePort();
     const sync = await startApogee('standalone', [`--grpcServerPort=${port}`,
-        '--flushDiskType=SYNC_FLUSH'], { extraPorts: { namesrvListenPort: await freePort() } });
+        '--flushDiskType=SYNC_FLUSH'], { extraPorts: { namesrvListenPort: await freePort() },
+        env: { APOGEE_STORE_FAULTS: '1', APOGEE_STORE_FAULT_FLUSH_DELAY_MS: String(FLUSH_MS) } });
     let cl;
     try {
         await waitForPort(port);
@@ -133,12 +136,16 @@ test('SYNC_FLUSH: 64 concurrent sends and a transaction commit are answered afte
             checker: { async check() { return 1; } } });
         await p.startup();
         try {
+            const timed = async (f) => { const t = Date.now(); const r = await f(); return [r, Date.now() - t]; };
             const rs = await Promise.all(Array.from({ length: 64 }, (_, i) =>
-                p.send({ topic, body: Buffer.from(`sync ${i}`) })));
-            assert.equal(new Set(rs.map((r) => r.messageId)).size, 64);
+                timed(() => p.send({ topic, body: Buffer.from(`sync ${i}`) }))));
+            assert.equal(new Set(rs.map(([r]) => r.messageId)).size, 64);
+            const fastest = Math.min(...rs.map(([, ms]) => ms));
+            assert.ok(fastest >= FLUSH_MS - 100, `a send was answered ${fastest} ms after it was made`);
             const tx = p.beginTransaction();
             await p.send({ topic, body: Buffer.from('sync tx') }, tx);
-            await tx.commit();
+            const [, commitMs] = await timed(() => tx.commit());
+            assert.ok(commitMs >= FLUSH_MS - 100, `the commit was answered after ${commitMs} ms`);
         } finally {
             await p.shutdown();
         }
