@@ -71,8 +71,8 @@ mutants=(
     "grpc-tag-hash-zero|src/proxy/grpc/produce.c|s/in->mi_tags_code = sp->tag \&\& sp->tag\[0\] ? apg_java_hash(sp->tag, strlen(sp->tag)) : 0;/in->mi_tags_code = 0;/|$(interop_t grpc_producer)"
     "notify-ignores-sync|src/broker/broker_put.c|/^apg_err_t apg_broker_put_notify/,/^}/s/if (b->br_sync_flush) {/if (false) {/|$(interop_t grpc_producer "--test-name-pattern=SYNC_FLUSH ")"
     "alloc-average-overlap|src/client/route.c|s/: index \* avg + mod;/: index * avg;/|$(ctest_t test_client_msg)"
-    "msgid-offset-shift|src/protocol/msgid.c|s/\*phys_offset = (int64_t)apg_be64(raw + n + 4);/*phys_offset = (int64_t)apg_be64(raw + n + 3);/|$(node_t query_message)"
-    "client-retry-same-broker|src/client/producer.c|s/apg_croute_pick_rr(rt, \&t->ct_rr, ps->ps_last_broker)/apg_croute_pick_rr(rt, \&t->ct_rr, \"\")/|$(node_t client_failover)"
+    "msgid-offset-shift|src/protocol/msgid.c|s/\*phys_offset = (int64_t)apg_be64(raw + n + 4);/*phys_offset = (int64_t)apg_be64(raw + n + 3);/|$(ctest_t test_codec)"
+    "client-retry-same-broker|src/client/producer.c|s/apg_croute_pick_rr(rt, \&t->ct_rr, ps->ps_last_broker)/apg_croute_pick_rr(rt, \&t->ct_rr, \"\")/|$(node_t client_failover "--test-name-pattern='another broker' ")"
     "consumer-never-expires|src/broker/broker_client.c|s/int64_t older = now_ms - b->br_channel_expire_ms;/int64_t older = now_ms - b->br_channel_expire_ms * 1000;/|$(node_t broker_lock)"
 )
 

@@ -11,7 +11,9 @@
  * APOGEE_STORE_FAULTS=1 APOGEE_STORE_FAULT_PUT_DELAY_MS=<ms>, and a delay
  * before every commit-log flush (st_fault_flush_delay_ms, flush.c: a slow
  * disk's sync, which SYNC_FLUSH writers wait for) with
- * APOGEE_STORE_FAULT_FLUSH_DELAY_MS=<ms>.
+ * APOGEE_STORE_FAULT_FLUSH_DELAY_MS=<ms>, and a pretended disk usage (the
+ * disk guard then refuses writes above diskSpaceWarningLevelRatio as on a
+ * full disk) with APOGEE_STORE_FAULT_DISK_RATIO=<percent>.
  *
  * Every msync of the store is made here (apg_store_fault_msync), so a test
  * can watch the flags and ranges actually passed to the kernel: the sync
@@ -90,6 +92,9 @@ void apg_store_fault_env(struct apg_store *st)
     e = getenv("APOGEE_STORE_FAULT_FLUSH_DELAY_MS");
     if (e && e[0] && apg_store_fault_armed() && atoi(e) > 0)
         atomic_store(&st->st_fault_flush_delay_ms, atoi(e));
+    e = getenv("APOGEE_STORE_FAULT_DISK_RATIO");
+    if (e && e[0] && apg_store_fault_armed())
+        apg_store_fault_disk_ratio(st, atoi(e));
 }
 
 void apg_store_fault_sleep_ms(int ms)

@@ -25,7 +25,8 @@ void apg_store_fault_arm(void);
 bool apg_store_fault_armed(void);
 
 /* Pretends the commit log's disk is `ratio` percent used (-1: measure for
- * real again) and re-evaluates the disk guard at once. 0 or APG_EPERM. */
+ * real again) and re-evaluates the disk guard at once. Also set at open from
+ * APOGEE_STORE_FAULT_DISK_RATIO when armed. 0 or APG_EPERM. */
 apg_err_t apg_store_fault_disk_ratio(struct apg_store *st, int ratio);
 
 /* Makes the next msync/fdatasync of the store fail with EIO. 0 or

@@ -393,7 +393,8 @@ void *apg_flush_sync_main(void *arg);
 
 /* fault.c */
 /* Store open: takes the fault settings from the environment when the hooks
- * are armed (APOGEE_STORE_FAULT_PUT_DELAY_MS, APOGEE_STORE_FAULT_FLUSH_DELAY_MS). */
+ * are armed (APOGEE_STORE_FAULT_PUT_DELAY_MS, APOGEE_STORE_FAULT_FLUSH_DELAY_MS,
+ * APOGEE_STORE_FAULT_DISK_RATIO). */
 void apg_store_fault_env(struct apg_store *st);
 /* Appender, under st_append_mtx: sleeps st_fault_put_delay_ms (0: returns
  * at once). Inline: it is on every put. */

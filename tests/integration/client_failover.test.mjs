@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 
 import { apogeeBin, freePort, startApogee } from '../lib/proc.mjs';
-import { waitForRoute } from '../lib/remoting.mjs';
+import { RemotingClient, waitForRoute } from '../lib/remoting.mjs';
 
 const probe = spawnSync(apogeeBin(), ['bench', '--help'], { encoding: 'utf8' });
 const skip = probe.status === 0 && /--rate=N/.test(probe.stdout) ? false : '`apogee bench` without --rate';
@@ -64,4 +64,75 @@ describe('C client when the broker goes away', { skip }, () => {
             }
         });
     }
+});
+
+async function waitForAsync(fn, ms) {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+        if (await fn()) return true;
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+}
+
+// A send refused with a retriable code (here SERVICE_NOT_AVAILABLE from a broker whose
+// disk guard pretends the disk is 99 % full) is sent again to a queue of another broker,
+// not to the next queue of the same one: with broker-a refusing every write, all sync
+// sends of `apogee bench` land on broker-b and none fails.
+describe('C client: a send one broker refuses is sent again to another broker', { skip }, () => {
+    test('broker-a refuses writes (disk full): every sync send lands on broker-b', async () => {
+        const ns = await startApogee('namesrv', []);
+        const nsAddr = `127.0.0.1:${ns.port}`;
+        const brokers = [];
+        let cl;
+        try {
+            for (const [name, env] of [
+                ['broker-a', { APOGEE_STORE_FAULTS: '1', APOGEE_STORE_FAULT_DISK_RATIO: '99' }],
+                ['broker-b', {}],
+            ]) {
+                brokers.push(await startApogee('broker', [`--namesrvAddr=${nsAddr}`,
+                    `--brokerName=${name}`, '--allowLoopbackAdvertise=true'], { env }));
+            }
+            for (const b of brokers) {
+                const c = await RemotingClient.connect(b.port);
+                const r = await c.request(17, { topic: 'Twin', readQueueNums: '4', writeQueueNums: '4', perm: '6' });
+                c.close();
+                assert.equal(r.code, 0, r.remark);
+            }
+            cl = await RemotingClient.connect(ns.port);
+            assert.ok(await waitForAsync(async () => {
+                const r = await cl.request(105, { topic: 'Twin' });
+                return r.code === 0 && JSON.parse(r.body.toString()).brokerDatas.length === 2;
+            }, 10000), 'the route of Twin through both brokers');
+            // broker-a really refuses: a direct send gets SERVICE_NOT_AVAILABLE (14).
+            const ca = await RemotingClient.connect(brokers[0].port);
+            const refused = await ca.request(310, {
+                a: 'PG_TWIN', b: 'Twin', c: 'TBW102', d: '4', e: '0', f: '0',
+                g: String(Date.now()), h: '0', i: '', k: 'false',
+            }, Buffer.from('x'));
+            ca.close();
+            assert.equal(refused.code, 14, refused.remark);
+
+            const b = runBench(['produce', `--namesrvAddr=${nsAddr}`, '--topic=Twin', '--mode=sync',
+                '--threads=1', '--messages=200', '--duration=30', '--json']);
+            const r = await b.done;
+            assert.equal(r.code, 0, r.out());
+            const sum = JSON.parse(r.out().trim().split('\n').at(-1));
+            assert.equal(sum.failed, 0, r.out());
+            assert.equal(sum.sent, 200, r.out());
+            // All of them on broker-b, and bench's warm-up send with them.
+            const cb = await RemotingClient.connect(brokers[1].port);
+            let stored = 0;
+            for (let q = 0; q < 4; q++) {
+                const m = await cb.request(30, { topic: 'Twin', queueId: String(q) });
+                stored += Number(m.ext.offset);
+            }
+            cb.close();
+            assert.equal(stored, 201);
+        } finally {
+            cl?.close();
+            for (const b of brokers) await b.stop();
+            await ns.stop();
+        }
+    });
 });
