@@ -75,7 +75,7 @@ mutants=(
     "client-retry-same-broker|src/client/producer.c|s/apg_croute_pick_rr(rt, \&t->ct_rr, ps->ps_last_broker)/apg_croute_pick_rr(rt, \&t->ct_rr, \"\")/|$(node_t client_failover "--test-name-pattern='another broker' ")"
     "consumer-never-expires|src/broker/broker_client.c|s/int64_t older = now_ms - b->br_channel_expire_ms;/int64_t older = now_ms - b->br_channel_expire_ms * 1000;/|$(node_t broker_lock)"
     "http-wait-ignored|src/http/mq_http.c|s/int wait = q->q_wait < 0 ? 0 : q->q_wait;/int wait = 0;/|$(interop_t http_sdk_sync)"
-    "reset-unforced-moves-forward|src/broker/broker_admin_reset.c|s/at < now ? at : now;/true ? at : now;/|$(node_t consumer_admin)"
+    "reset-unforced-moves-forward|src/broker/broker_admin_reset.c|s/at < now ? at : now;/true ? at : now;/|$(node_t http_admin "--test-name-pattern='reset with preview' ")"
     "pop-fifo-not-held|src/broker/pop/pop.c|s/if (rq->pr_fifo \&\& apg_pop_state_busy(q))/if (false \&\& apg_pop_state_busy(q))/|$(node_t broker_pop)"
 )
 

@@ -193,6 +193,11 @@ test('groups: lag falls to 0 after an ali-ons consumer; reset with preview; DLQ 
     assert.equal(r.status, 200, r.text);
     r = await call('GET', `/api/groups/${group}/consume-stats?topic=${topic}`);
     assert.equal(r.json.diffTotal, 6);
+    // Without force a reset only moves offsets back: a later time leaves them where they are.
+    r = await call('POST', `/api/groups/${group}/reset-offset`, { topic, timestamp: Date.now() + 60000 });
+    assert.equal(r.status, 200, r.text);
+    r = await call('GET', `/api/groups/${group}/consume-stats?topic=${topic}`);
+    assert.equal(r.json.diffTotal, 6);
 
     // A dead letter: a group with no retries sends the failed message straight to %DLQ%.
     const dgroup = 'GID_HA_DLQ';
