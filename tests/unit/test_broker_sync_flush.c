@@ -150,43 +150,56 @@ static int send_one(int s, int opaque, const char *topic, const char *body, char
     return code;
 }
 
-/* A SYNC_FLUSH broker on a fresh directory (*dir is filled in) that answers
- * FLUSH_DISK_TIMEOUT after flush_timeout ms. */
-static struct apg_broker *start_sync_broker(char *dir, int *port, struct apg_config **cfgp,
-                                            const char *flush_timeout)
+/* A SYNC_FLUSH broker on a fresh directory that answers FLUSH_DISK_TIMEOUT
+ * after flush_timeout ms, a connection to it, and one acknowledged send. */
+struct fix {
+    char f_dir[64];
+    struct apg_config *f_cfg;
+    struct apg_broker *f_b;
+    int f_s;
+};
+
+static void fix_up(struct fix *f, const char *topic, const char *flush_timeout)
 {
-    assert_non_null(mkdtemp(dir));
-    *port = free_port();
+    snprintf(f->f_dir, sizeof(f->f_dir), "/tmp/apogee-syncflush-XXXXXX");
+    assert_non_null(mkdtemp(f->f_dir));
+    int port = free_port();
     char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", *port);
-    struct apg_config *cfg = apg_config_new(APG_ROLE_BROKER);
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    f->f_cfg = apg_config_new(APG_ROLE_BROKER);
     const char *set[][2] = {
-        {"storePathRootDir", dir},          {"listenPort", portstr},
+        {"storePathRootDir", f->f_dir},     {"listenPort", portstr},
         {"bindAddress", "127.0.0.1"},       {"brokerIP1", "127.0.0.1"},
         {"allowLoopbackAdvertise", "true"}, {"namesrvAddr", ""},
         {"flushDiskType", "SYNC_FLUSH"},    {"syncFlushTimeout", flush_timeout}};
     for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
-        if (apg_config_set(cfg, set[i][0], set[i][1], APG_CFG_SRC_ARG, g_err, sizeof(g_err)))
+        if (apg_config_set(f->f_cfg, set[i][0], set[i][1], APG_CFG_SRC_ARG, g_err, sizeof(g_err)))
             fail_msg("%s=%s: %s", set[i][0], set[i][1], g_err);
     }
-    struct apg_broker *b = apg_broker_start(cfg, g_err, sizeof(g_err));
-    if (!b)
+    f->f_b = apg_broker_start(f->f_cfg, g_err, sizeof(g_err));
+    if (!f->f_b)
         fail_msg("broker did not start: %s", g_err);
-    *cfgp = cfg;
-    return b;
+    f->f_s = connect_to(port);
+    char remark[512];
+    assert_int_equal(send_one(f->f_s, 1, topic, "before", remark, sizeof(remark)), 0);
+}
+
+static void fix_down(struct fix *f)
+{
+    close(f->f_s);
+    apg_broker_stop(f->f_b);
+    apg_config_free(f->f_cfg);
+    nftw(f->f_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void test_failed_flush_is_not_acknowledged(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/apogee-syncflush-XXXXXX";
-    int port;
-    struct apg_config *cfg;
-    struct apg_broker *b = start_sync_broker(dir, &port, &cfg, "5000");
-    int s = connect_to(port);
+    struct fix f;
+    fix_up(&f, "SYNCF", "5000");
+    struct apg_broker *b = f.f_b;
+    int s = f.f_s;
     char remark[512];
-
-    assert_int_equal(send_one(s, 1, "SYNCF", "before", remark, sizeof(remark)), 0);
 
     apg_store_fault_arm();
     assert_int_equal(apg_store_fault_fail_next_fsync(b->br_store), APG_OK);
@@ -198,10 +211,7 @@ static void test_failed_flush_is_not_acknowledged(void **state)
         if (code == 0)
             fail_msg("send %d after a failed flush was answered SUCCESS", i);
     }
-    close(s);
-    apg_broker_stop(b);
-    apg_config_free(cfg);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fix_down(&f);
 }
 
 static atomic_bool g_stall;
@@ -223,19 +233,16 @@ static void stall_flush(void *ud, const struct apg_store_fault_sync *fs)
 static void test_sync_backlog_is_refused_at_once(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/apogee-syncbusy-XXXXXX";
-    int port;
-    struct apg_config *cfg;
+    struct fix f;
     /* No FLUSH_DISK_TIMEOUT while the flush is held, however slow the build
      * (sanitizers) makes reading the 20,050 sends. */
-    struct apg_broker *b = start_sync_broker(dir, &port, &cfg, "120000");
-    int s = connect_to(port);
+    fix_up(&f, "SYNCB", "120000");
+    int s = f.f_s;
     char remark[512];
-    assert_int_equal(send_one(s, 1, "SYNCB", "before", remark, sizeof(remark)), 0);
 
     apg_store_fault_arm();
     atomic_store(&g_stall, true);
-    assert_int_equal(apg_store_fault_on_sync(b->br_store, stall_flush, NULL), APG_OK);
+    assert_int_equal(apg_store_fault_on_sync(f.f_b->br_store, stall_flush, NULL), APG_OK);
     struct apg_buf out = {0};
     for (int i = 0; i < SYNC_PENDING_MAX + OVER; i++)
         encode_send(&out, 100 + i, "SYNCB", "waits for the disk");
@@ -263,11 +270,8 @@ static void test_sync_backlog_is_refused_at_once(void **state)
     }
     assert_int_equal(busy, OVER);
     assert_int_equal(ok, SYNC_PENDING_MAX);
-    close(s);
-    apg_broker_stop(b);
+    fix_down(&f);
     assert_int_equal(apg_store_fault_on_sync(NULL, NULL, NULL), APG_OK);
-    apg_config_free(cfg);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
