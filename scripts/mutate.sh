@@ -77,9 +77,8 @@ mutants=(
     "http-wait-ignored|src/http/mq_http.c|s/int wait = q->q_wait < 0 ? 0 : q->q_wait;/int wait = 0;/|$(interop_t http_sdk_sync)"
     "reset-unforced-moves-forward|src/broker/broker_admin_reset.c|s/at < now ? at : now;/true ? at : now;/|$(node_t http_admin "--test-name-pattern='reset with preview' ")"
     "pop-fifo-not-held|src/broker/pop/pop.c|s/if (rq->pr_fifo \&\& apg_pop_state_busy(q))/if (false \&\& apg_pop_state_busy(q))/|$(node_t broker_pop)"
-    "txn-check-immediately|src/broker/txn/txn.c|s/now - rec->mr_store_ts < tx->tx_timeout_ms)/now - rec->mr_store_ts < 0)/|$(node_t broker_txn)"
+    "txn-check-immediately|src/broker/txn/txn.c|s/now - rec->mr_store_ts < tx->tx_timeout_ms)/now - rec->mr_store_ts < 0)/|$(node_t broker_txn "--test-name-pattern='SIGTERM stop' ")"
     "namesrv-unregister-ignored|src/namesrv/processor.c|s/    apg_route_unregister(ns->ns_rt, cluster, name, addr,/    (void)ns->ns_rt, (void)cluster, (void)name, (void)addr, (void)(/|$(node_t namesrv)"
-    "push-from-first-ignored|src/client/push/offsets.c|s/if (c->pc_conf->consume_from == APG_CONSUME_FROM_FIRST_OFFSET /if (false /|$(node_t consumer_admin)"
 )
 
 want=" $* "

@@ -211,6 +211,11 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
         const group = `PG_TX_R_${signal}_${flush}`;
         try {
             await heartbeat(cl, group, 'old@1');
+            // No half is checked back before transactionTimeOut has passed since it was stored.
+            const early = [];
+            cl.onRequest = (cmd) => {
+                if (cmd.code === 39) early.push({ at: Date.now(), m: decodeRecords(cmd.body)[0] });
+            };
             const sent = [];
             for (let i = 0; i < 6; i++) {
                 const r = await cl.request(310, sendHdr(topic, group, { KEYS: `m${i}` }), Buffer.from(`m${i}`));
@@ -222,6 +227,8 @@ for (const [signal, flush] of [['SIGTERM', 'ASYNC_FLUSH'], ['SIGKILL', 'ASYNC_FL
                 assert.equal((await endTx(cl, group, sent[i], v)).code, 0);
             assert.equal((await readAll(cl, topic, 0)).length, 2);
             await sleep(1500); // flushed (flushIntervalCommitLog) before a kill -9
+            for (const e of early)
+                assert.ok(e.at - e.m.storeTs >= 2900, `${e.m.body} checked ${e.at - e.m.storeTs} ms after it was stored`);
             cl.close();
             await s.stop(signal);
             s = await startApogee('standalone', args, opts);
