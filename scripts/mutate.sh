@@ -81,7 +81,7 @@ mutants=(
     "namesrv-unregister-ignored|src/namesrv/processor.c|s/    apg_route_unregister(ns->ns_rt, cluster, name, addr,/    (void)ns->ns_rt, (void)cluster, (void)name, (void)addr, (void)(/|$(node_t namesrv)"
     "index-no-uniq-key|src/store/index.c|s/} else if (nl == 8 \&\& memcmp(p, \"UNIQ_KEY\", 8) == 0) {/} else if (nl == 9 \&\& memcmp(p, \"UNIQ_KEY\", 8) == 0) {/|$(node_t query_message)"
     "sql-filter-off-broker|src/broker/broker_filter.c|s/    return apg_sql92_match(q, props, len);/    return (void)q, (void)props, (void)len, true;/|$(node_t sql_filter)"
-    "http-txn-end-inverted|src/http/mq_http.c|s/if (end_half(mh, hs, hl, commit, /if (end_half(mh, hs, hl, !commit, /|$(node_t http_txn_dlq)"
+    "http-txn-end-inverted|src/http/mq_http.c|s/if (end_half(mh, hs, hl, commit, /if (end_half(mh, hs, hl, !commit, /|$(interop_t http_sdk "--test-name-pattern='transactional halves' ")"
 )
 
 want=" $* "
