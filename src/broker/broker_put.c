@@ -1,7 +1,8 @@
 /* The broker's one write service: every writer (send, batch send, send-back,
- * delayed delivery through apg_broker_put_internal, and the transaction
- * and pop writers to come) hands it validated
- * records and it does the rest in one order: queue choice (round-robin for
+ * gRPC, HTTP and REST sends, admin resends, and through
+ * apg_broker_put_internal delayed and timer delivery, transaction ends and
+ * check-backs, the pop dead-letter copy) hands it validated records and it
+ * does the rest in one order: queue choice (round-robin for
  * queueId < 0), fast failure (SYSTEM_BUSY when the store cannot keep up),
  * apg_store_put, and the reply: at once, or under SYNC_FLUSH when the
  * store's group commit acknowledges the record.
