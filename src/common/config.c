@@ -97,8 +97,10 @@ static const char *const rmq_keys[] = {
 #undef APG_RMQ_KEY
 };
 
-/* RocketMQ settings Apogee does not implement whose value, when it differs
- * from the harmless one, is refused rather than ignored. */
+/* Settings whose value, when it differs from the harmless one, asks for
+ * something Apogee does not do (replication): refused rather than ignored
+ * or half done. RocketMQ keys Apogee does not implement, and brokerRole and
+ * brokerId, which Apogee reads so that 4.x broker.conf files work unchanged. */
 static const struct cfg_refused {
     const char *name;
     const char *harmless; /* compared case-insensitively */
@@ -110,6 +112,14 @@ static const struct cfg_refused {
     {"enableControllerMode", "false",
      "Apogee has no controller-based failover; refusing to run a broker that would not "
      "replicate as this setting asks"},
+    {"brokerRole", "ASYNC_MASTER",
+     "Apogee has no master/slave replication: a SYNC_MASTER would acknowledge sends no slave "
+     "holds and a SLAVE would take writes of its own; run every broker as ASYNC_MASTER (the "
+     "default) with brokerId=0"},
+    {"brokerId", "0",
+     "Apogee has no master/slave replication, so a broker with brokerId > 0 would register as "
+     "a slave that copies nothing; run every broker with brokerId=0 (the default) and its own "
+     "brokerName"},
 };
 
 /* RocketMQ keys that name files or directories: an update naming one is
@@ -411,7 +421,7 @@ apg_err_t apg_config_set(struct apg_config *cfg, const char *key, const char *va
 {
     const char *spelling;
     int i = find_key_as(key, &spelling);
-    const struct cfg_refused *refused = i < 0 ? refused_setting(key, value) : NULL;
+    const struct cfg_refused *refused = refused_setting(key, value);
     if (refused)
         return apg_errf(APG_ECONFIG, err, errlen, "config %s=%s: %s", key, value, refused->why);
     enum key_kind kind = key_kind(cfg, key);

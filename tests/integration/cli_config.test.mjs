@@ -124,7 +124,7 @@ test('a typo on the command line is an error that does not claim to be ignored; 
     }
 });
 
-test('replication Apogee lacks (enableDLegerCommitLog=true) is refused, in a file as on the command line', async () => {
+test('replication Apogee lacks (DLedger, controller, a slave role) is refused, in a file as on the command line', async () => {
     const r = await run(['broker', '--enableDLegerCommitLog=true', '-p']);
     assert.equal(r.code, 1);
     assert.match(r.out, /config enableDLegerCommitLog=true: Apogee has no DLedger commit log/);
@@ -136,6 +136,11 @@ test('replication Apogee lacks (enableDLegerCommitLog=true) is refused, in a fil
         const f = await run(['broker', '-c', path.join(dir, 'b.conf'), '-p']);
         assert.equal(f.code, 1);
         assert.match(f.out, /enableControllerMode=true: Apogee has no controller-based failover/);
+        // A 4.x slave's broker.conf: refused, not run as an unreplicated "slave".
+        fs.writeFileSync(path.join(dir, 's.conf'), 'brokerName = broker-a\nbrokerId = 1\nbrokerRole = SLAVE\n');
+        const sl = await run(['broker', '-c', path.join(dir, 's.conf'), '-p']);
+        assert.equal(sl.code, 1);
+        assert.match(sl.out, /(brokerId=1|brokerRole=SLAVE): Apogee has no master\/slave replication/);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

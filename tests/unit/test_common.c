@@ -233,6 +233,19 @@ static void test_keys_not_read(void **state)
     assert_non_null(strstr(err, "enableDLegerCommitLog=true"));
     char *nodleger[] = {"--enableDLegerCommitLog=false"};
     assert_int_equal(apg_config_parse_args(br, 1, nodleger, &print_only, err, sizeof(err)), APG_OK);
+    char *slave[] = {"--brokerRole=SLAVE"};
+    assert_int_equal(apg_config_parse_args(br, 1, slave, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "brokerRole=SLAVE: Apogee has no master/slave replication"));
+    char *sync_master[] = {"--brokerRole=SYNC_MASTER"};
+    assert_int_equal(apg_config_parse_args(br, 1, sync_master, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    char *slave_id[] = {"--brokerId=1"};
+    assert_int_equal(apg_config_parse_args(br, 1, slave_id, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "brokerId=1"));
+    char *master[] = {"--brokerRole=ASYNC_MASTER", "--brokerId=0"};
+    assert_int_equal(apg_config_parse_args(br, 2, master, &print_only, err, sizeof(err)), APG_OK);
     char *acl[] = {"--aclEnable=true"};
     assert_int_equal(apg_config_parse_args(br, 1, acl, &print_only, err, sizeof(err)), APG_OK);
     apg_config_free(br);
