@@ -25,7 +25,7 @@ function runBench(args) {
 async function waitFor(fn, ms) {
     const end = Date.now() + ms;
     while (Date.now() < end) {
-        if (fn()) return true;
+        if (await fn()) return true;
         await new Promise((r) => setTimeout(r, 20));
     }
     return false;
@@ -66,15 +66,6 @@ describe('C client when the broker goes away', { skip }, () => {
     }
 });
 
-async function waitForAsync(fn, ms) {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-        if (await fn()) return true;
-        await new Promise((r) => setTimeout(r, 100));
-    }
-    return false;
-}
-
 // A send refused with a retriable code (here SERVICE_NOT_AVAILABLE from a broker whose
 // disk guard pretends the disk is 99 % full) is sent again to a queue of another broker,
 // not to the next queue of the same one: with broker-a refusing every write, all sync
@@ -100,7 +91,7 @@ describe('C client: a send one broker refuses is sent again to another broker', 
                 assert.equal(r.code, 0, r.remark);
             }
             cl = await RemotingClient.connect(ns.port);
-            assert.ok(await waitForAsync(async () => {
+            assert.ok(await waitFor(async () => {
                 const r = await cl.request(105, { topic: 'Twin' });
                 return r.code === 0 && JSON.parse(r.body.toString()).brokerDatas.length === 2;
             }, 10000), 'the route of Twin through both brokers');
