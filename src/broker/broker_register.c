@@ -39,10 +39,9 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
         apg_topics_encode_perm(b->br_topics, (perm & rw) == rw ? ~0 : perm, &body);
         apg_buf_append_str(&body, "}");
     }
-    char id[24], ha[160], crc[24];
+    char id[24], crc[24];
     snprintf(id, sizeof(id), "%lld", (long long)b->br_broker_id);
-    snprintf(ha, sizeof(ha), "%.*s:%d", (int)(strrchr(b->br_addr, ':') - b->br_addr), b->br_addr,
-             b->br_port + 1);
+    const char *ha = b->br_ha_addr;
     snprintf(crc, sizeof(crc), "%d",
              body.b_len ? (int)(apg_crc32(body.b_data, body.b_len) & 0x7FFFFFFF) : 0);
     char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
@@ -90,9 +89,13 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
             apg_log_warn("broker", "NameServer %s refused %s: code %d %s", addr,
                          unregister ? "UNREGISTER_BROKER" : "REGISTER_BROKER", resp->rc_cmd.code,
                          resp->rc_cmd.remark ? resp->rc_cmd.remark : "");
-        else
+        else {
             apg_log_debug("broker", "%s %s at NameServer %s",
                           unregister ? "unregistered" : "registered", b->br_addr, addr);
+            if (!unregister)
+                apg_broker_ha_learned(b, apg_rcmd_ext_get(&resp->rc_cmd, "masterAddr"),
+                                      apg_rcmd_ext_get(&resp->rc_cmd, "haServerAddr"));
+        }
         if (resp)
             apg_rcmd_copy_free(resp);
     }

@@ -238,6 +238,11 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         rc = apg_errf(APG_ECLOSED, err, errlen, "store is closing");
         goto unlock;
     }
+    if (atomic_load(&st->st_replica)) {
+        rc = apg_errf(APG_EPERM, err, errlen,
+                      "this store is a slave's: it takes records from its master only");
+        goto unlock;
+    }
     int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
     /* Free space as of the last disk check, less what was written since. */
     int64_t room = atomic_load(&st->st_free_at_check);

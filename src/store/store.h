@@ -310,6 +310,41 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
  * every other put waits behind it. Any thread, lock-free. */
 int64_t apg_store_put_stall_ms(const struct apg_store *st);
 
+/* Replication (replica.c; src/ha streams with these). */
+
+/* The commit log's first byte still present and its write position. Any
+ * thread, lock-free. */
+int64_t apg_store_log_min_offset(const struct apg_store *st);
+int64_t apg_store_log_max_offset(const struct apg_store *st);
+
+/* Master: copies up to max commit-log bytes starting at `from` into out,
+ * stopping at the write position and at the end of from's segment (a blank
+ * filler goes out with the zeros after it, to the segment's end). *n = 0
+ * when from is the write position. APG_ERANGE: from is past the write
+ * position; APG_ENOTFOUND: from is below the first byte still present.
+ * Any thread. */
+apg_err_t apg_store_log_read(struct apg_store *st, int64_t from, uint8_t *out, size_t max,
+                             size_t *n);
+
+/* Slave: appends the master's commit-log bytes buf[0..len), which start at
+ * commit-log offset `at` (the write position, or inside the zeros of the
+ * blank filler just written), as the master wrote them: whole records are
+ * validated (CRC, PHYSICALOFFSET, queue offsets that follow each queue's
+ * end), written, indexed into consume queues and the index as the put path
+ * does, and published (the arrive hook runs). *used = bytes taken, from the
+ * start of buf; a partial record at the end is left for the next call with
+ * more bytes (the caller keeps it); at most 64 records per call. Errors
+ * (err says what): APG_ERANGE (at is not where this log ends: the logs
+ * differ), APG_ECORRUPT (not a valid record, or not where the record says
+ * it belongs), APG_EDISKFULL, APG_EIO, APG_EFSYNC, APG_ECLOSED; *used still
+ * counts the records taken before the failure. One thread at a time. */
+apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8_t *buf, size_t len,
+                                   size_t *used, char *err, size_t errlen);
+
+/* Marks the store as a slave's: from then on apg_store_put refuses every
+ * write with APG_EPERM, so only apg_store_replica_append writes its log. */
+void apg_store_set_replica(struct apg_store *st, bool replica);
+
 /* Tools and tests: runs one retention pass now, ignoring deleteWhen (expired
  * segments by file mtime older than so_file_reserved_hours, or forced by disk
  * ratio). Returns the number of commit-log segments removed. */

@@ -14,6 +14,8 @@
  *   retention.c      disk-space guard and deleteWhen / fileReservedTime cleanup
  *   warmup.c         zero-fill ahead of the writer, page-cache drop-behind
  *   read.c           get, offsets by time, read_at, delete_topic, foreach
+ *   replica.c        raw commit-log reads (master) and appends (slave) for
+ *                    replication (src/ha)
  *   dispatch.c       the dispatch hook: record -> consume queue, index (and later
  *                    timers, ...), called by the put path and by recovery
  *   index.c          index files: commit-log offsets by topic#key, QUERY_MESSAGE
@@ -208,6 +210,7 @@ struct apg_store {
     int st_last_clean_hour;
 
     _Atomic bool st_closing;
+    _Atomic bool st_replica; /* replica.c: a slave's store; apg_store_put refuses */
     _Atomic uint64_t st_put_count, st_put_bytes;
     _Atomic int64_t st_put_since_ms; /* apg_mono_ms when the append lock was taken, 0 when free */
 
