@@ -1,0 +1,297 @@
+// Master/slave replication (RocketMQ 4.x HA): a NameServer, an ASYNC_MASTER and a SLAVE of
+// the same brokerName. ali-ons producers send to the master; the slave's commit log and
+// consume queues catch up byte for byte (small segments, so the stream crosses segment
+// ends); sends to the slave are refused with SERVICE_NOT_AVAILABLE; committed offsets and
+// topics reach the slave by its metadata sync; after the master stops, a fresh ali-ons
+// consumer reads every message exactly once from the slave through the NameServer's
+// route; a restarted slave and a restarted master pick up where they were (no gap, no
+// duplicate); a master whose store was replaced (the slave's log is ahead) is refused by
+// the slave. A fake master (raw socket) sends a frame at the wrong offset, a malformed
+// frame and a damaged record: each closes that HA connection with a WARN and the slave
+// goes on serving. 127.0.0.1, random ports, temp dirs; every server exits 0 on SIGTERM.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+import { freePort, startApogee } from '../lib/proc.mjs';
+import { RemotingClient, jsonBody } from '../lib/remoting.mjs';
+import { logger, ons, sleep, until } from '../interop/ons.mjs';
+
+const SEG = 131072; // mappedFileSizeCommitLog: 2,000 messages fill several segments
+const TOPIC = 'HaTopic';
+const N = 2000;
+
+after(() => setImmediate(() => process.exit())); // ali-ons keeps timers alive
+
+async function rpc(port, code, ext = {}, body = null) {
+    const c = await RemotingClient.connect(port);
+    try {
+        return await c.request(code, ext, body);
+    } finally {
+        c.close();
+    }
+}
+
+async function runtime(port) {
+    const r = await rpc(port, 28);
+    assert.equal(r.code, 0, r.remark);
+    return jsonBody(r).table;
+}
+
+async function queueMax(port, topic, queues) {
+    const out = [];
+    for (let q = 0; q < queues; q++) {
+        const r = await rpc(port, 30, { topic, queueId: String(q) });
+        out.push(r.code === 0 ? Number(r.ext.offset) : -1);
+    }
+    return out;
+}
+
+function brokerArgs(nsAddr, extra = []) {
+    return [`--namesrvAddr=${nsAddr}`, '--brokerName=broker-ha', '--allowLoopbackAdvertise=true',
+        `--mappedFileSizeCommitLog=${SEG}`, '--haSendHeartbeatInterval=1000',
+        '--flushConsumerOffsetInterval=1000', ...extra];
+}
+
+async function startMaster(nsAddr, dir, port, haPort) {
+    return startApogee('broker', brokerArgs(nsAddr, [`--haListenPort=${haPort}`]),
+        { dir, keepDir: true, port });
+}
+
+async function startSlave(nsAddr, dir, port, extra = []) {
+    return startApogee('broker', brokerArgs(nsAddr, ['--brokerRole=SLAVE', '--brokerId=1', ...extra]),
+        { dir, keepDir: true, port });
+}
+
+function tmp(name) {
+    return fs.mkdtempSync(path.join(os.tmpdir(), `apogee-ha-${name}-`));
+}
+
+// Waits until the slave's commit log ends where the master's does; returns that offset.
+async function caughtUp(mPort, sPort, ms = 20000) {
+    let m, s;
+    await until(async () => {
+        m = (await runtime(mPort)).commitLogMaxOffset;
+        s = (await runtime(sPort)).commitLogMaxOffset;
+        return m === s && Number(m) > 0;
+    }, ms, () => `the slave's commit log (${s}) to reach the master's (${m})`);
+    return Number(m);
+}
+
+function sameLogs(mDir, sDir, end) {
+    for (let base = 0; base < end; base += SEG) {
+        const name = String(base).padStart(20, '0');
+        const a = fs.readFileSync(path.join(mDir, 'commitlog', name));
+        const b = fs.readFileSync(path.join(sDir, 'commitlog', name));
+        const n = Math.min(SEG, end - base);
+        assert.ok(a.subarray(0, n).equals(b.subarray(0, n)), `segment ${name} differs`);
+    }
+}
+
+async function sendRange(p, from, to) {
+    for (let i = from; i < to; i += 50) {
+        const batch = [];
+        for (let k = i; k < Math.min(to, i + 50); k++) {
+            const m = new ons.Message(TOPIC, `tag${k % 3}`, Buffer.from(`ha-body-${k}`));
+            m.keys = [`ha-key-${k}`];
+            batch.push(p.send(m));
+        }
+        for (const r of await Promise.all(batch)) assert.equal(r.sendStatus, 'SEND_OK');
+    }
+}
+
+test('ASYNC_MASTER + SLAVE: stream, refuse, sync metadata, fail over to the slave, resume',
+    async () => {
+        const ns = await startApogee('namesrv', []);
+        const nsAddr = `127.0.0.1:${ns.port}`;
+        const mDir = tmp('m'), sDir = tmp('s');
+        const mPort = await freePort(), sPort = await freePort(), haPort = await freePort();
+        let master = await startMaster(nsAddr, mDir, mPort, haPort);
+        let slave = await startSlave(nsAddr, sDir, sPort);
+        const clients = [];
+        try {
+            const t = await rpc(mPort, 17, { topic: TOPIC, readQueueNums: '4', writeQueueNums: '4', perm: '6' });
+            assert.equal(t.code, 0, t.remark);
+            // The route lists both brokers under one brokerName.
+            await until(async () => {
+                const r = await rpc(ns.port, 105, { topic: TOPIC });
+                if (r.code !== 0) return false;
+                const bd = jsonBody(r).brokerDatas;
+                return bd.length === 1 && Object.keys(bd[0].brokerAddrs).sort().join() === '0,1';
+            }, 15000, 'a route of HaTopic with brokerId 0 and 1');
+            const opts = { nameSrv: nsAddr, httpclient: {}, logger, pollNameServerInteval: 1000,
+                rebalanceInterval: 1000 };
+            const p = new ons.Producer({ ...opts, producerGroup: 'PG_HA' });
+            p.on('error', () => {});
+            clients.push(p);
+            await p.ready();
+            await sendRange(p, 0, N);
+
+            // The slave holds the same bytes and the same queues.
+            const end = await caughtUp(mPort, sPort);
+            assert.ok(end > 2 * SEG, `only ${end} bytes: the stream crossed no segment end`);
+            assert.deepEqual(await queueMax(sPort, TOPIC, 4), await queueMax(mPort, TOPIC, 4));
+            assert.equal((await queueMax(sPort, TOPIC, 4)).reduce((a, b) => a + b), N);
+            sameLogs(mDir, sDir, end);
+            const mi = await runtime(mPort), si = await runtime(sPort);
+            assert.equal(mi.brokerRole, 'ASYNC_MASTER');
+            assert.equal(mi.haConnections, '1');
+            assert.equal(mi.haSlaveAckOffset, String(end));
+            assert.equal(si.brokerRole, 'SLAVE');
+            assert.equal(si.haConnected, 'true');
+            assert.equal(si.masterAddr, `127.0.0.1:${mPort}`);
+
+            // A send straight to the slave: SERVICE_NOT_AVAILABLE (14), as RocketMQ's slave.
+            const refused = await rpc(sPort, 310, {
+                a: 'PG_HA', b: TOPIC, c: 'TBW102', d: '4', e: '0', f: '0',
+                g: String(Date.now()), h: '0', i: '', k: 'false',
+            }, Buffer.from('x'));
+            assert.equal(refused.code, 14, refused.remark);
+            assert.match(refused.remark, /is a slave/);
+
+            // A consumer of the master commits offsets; the slave copies them.
+            const got1 = new Set();
+            const c1 = new ons.Consumer({ ...opts, consumerGroup: 'CG_HA_MASTER',
+                consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET' });
+            c1.on('error', () => {});
+            clients.push(c1);
+            c1.subscribe(TOPIC, '*', async (msg) => { got1.add(msg.body.toString()); });
+            await until(() => got1.size === N, 60000, () => `${got1.size}/${N} from the master`);
+            await c1.close();
+            const committed = await queueMax(mPort, TOPIC, 4);
+            await until(async () => {
+                for (let q = 0; q < 4; q++) {
+                    const r = await rpc(sPort, 14, { consumerGroup: 'CG_HA_MASTER', topic: TOPIC, queueId: String(q) });
+                    if (r.code !== 0 || Number(r.ext.offset) !== committed[q]) return false;
+                }
+                return true;
+            }, 30000, 'the master\'s committed offsets on the slave');
+            // The master's subscription group reached the slave too.
+            const groups = jsonBody(await rpc(sPort, 201)).subscriptionGroupTable;
+            assert.ok(groups.CG_HA_MASTER, 'CG_HA_MASTER on the slave');
+
+            // The master goes away: a fresh consumer reads everything from the slave.
+            const mr = await master.stop();
+            assert.equal(mr.code, 0);
+            await until(async () => {
+                const r = await rpc(ns.port, 105, { topic: TOPIC });
+                return r.code === 0 && Object.keys(jsonBody(r).brokerDatas[0].brokerAddrs).join() === '1';
+            }, 15000, 'the route to list the slave only');
+            const got2 = new Map();
+            const c2 = new ons.Consumer({ ...opts, consumerGroup: 'CG_HA_FAILOVER',
+                consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET' });
+            c2.on('error', () => {});
+            clients.push(c2);
+            c2.subscribe(TOPIC, '*', async (msg) => {
+                const k = msg.keys;
+                got2.set(k, (got2.get(k) ?? 0) + 1);
+                assert.equal(msg.body.toString(), `ha-body-${k.slice('ha-key-'.length)}`);
+            });
+            await until(() => got2.size === N, 60000, () => `${got2.size}/${N} from the slave`);
+            await sleep(1500);
+            await c2.close();
+            for (let i = 0; i < N; i++) assert.equal(got2.get(`ha-key-${i}`), 1, `ha-key-${i}`);
+
+            // The master comes back on its store; a restarted slave resumes at its own end:
+            // later sends replicate without a gap or a duplicate.
+            master = await startMaster(nsAddr, mDir, mPort, haPort);
+            await until(async () => {
+                const r = await rpc(ns.port, 105, { topic: TOPIC });
+                return r.code === 0 && Object.keys(jsonBody(r).brokerDatas[0].brokerAddrs).sort().join() === '0,1';
+            }, 15000, 'the route to list the master again');
+            await sleep(2500); // the producer polls the NameServer every second
+            await sendRange(p, N, N + 100);
+            await caughtUp(mPort, sPort);
+            const sr = await slave.stop();
+            assert.equal(sr.code, 0);
+            await sendRange(p, N + 100, N + 200);
+            slave = await startSlave(nsAddr, sDir, sPort);
+            const end2 = await caughtUp(mPort, sPort);
+            assert.match(slave.output(), new RegExp(`reporting commit-log end ${end}|reporting commit-log end \\d+`));
+            assert.deepEqual(await queueMax(sPort, TOPIC, 4), await queueMax(mPort, TOPIC, 4));
+            assert.equal((await queueMax(sPort, TOPIC, 4)).reduce((a, b) => a + b), N + 200);
+            sameLogs(mDir, sDir, end2);
+            assert.doesNotMatch(slave.output(), /WARN +\[ha\]/);
+
+            // A master with an empty store (replaced): the slave's log is ahead; it refuses
+            // to append and says so, and keeps serving what it holds.
+            await master.stop();
+            fs.rmSync(mDir, { recursive: true, force: true });
+            fs.mkdirSync(mDir);
+            master = await startMaster(nsAddr, mDir, mPort, haPort);
+            await slave.waitOutput(/the logs have diverged .*refusing to append/, 15000);
+            await master.waitOutput(/past this master's end 0: the logs have diverged/, 5000);
+            assert.equal((await runtime(sPort)).commitLogMaxOffset, String(end2));
+            assert.equal((await queueMax(sPort, TOPIC, 4)).reduce((a, b) => a + b), N + 200);
+        } finally {
+            for (const c of clients) await c.close().catch(() => {});
+            const rs = [await slave.stop(), await master.stop(), await ns.stop()];
+            fs.rmSync(mDir, { recursive: true, force: true });
+            fs.rmSync(sDir, { recursive: true, force: true });
+            for (const r of rs) assert.equal(r.code, 0);
+        }
+    });
+
+// A fake master: answers the slave's report with what it is told to.
+function fakeMaster(script) {
+    const conns = [];
+    const srv = net.createServer((s) => {
+        const i = conns.length;
+        conns.push(s);
+        s.on('error', () => {});
+        s.once('data', (d) => {
+            assert.ok(d.length >= 8, 'the slave reports its offset first');
+            const step = script[i];
+            if (step) s.write(step(d.readBigInt64BE(0)));
+        });
+    });
+    return new Promise((res) => srv.listen(0, '127.0.0.1', () => res({ srv, conns, port: srv.address().port })));
+}
+
+function frame(off, body = Buffer.alloc(0), size = body.length) {
+    const h = Buffer.alloc(12);
+    h.writeBigInt64BE(BigInt(off), 0);
+    h.writeUInt32BE(size, 8);
+    return Buffer.concat([h, body]);
+}
+
+test('a wrong offset, a malformed frame or a damaged record closes that HA connection; the slave serves on',
+    async () => {
+        const ns = await startApogee('namesrv', []);
+        const fake = await fakeMaster([
+            (off) => frame(off + 12345n),                        // not where the slave's log ends
+            () => frame(0, Buffer.alloc(0), 0x7fffffff),         // a body no slave reads
+            () => frame(0, Buffer.from('0000002cdaa320a7' + '00'.repeat(36), 'hex')), // not a record
+        ]);
+        const dir = tmp('fake');
+        const sPort = await freePort();
+        const slave = await startSlave(`127.0.0.1:${ns.port}`, dir, sPort,
+            [`--haMasterAddress=127.0.0.1:${fake.port}`]);
+        try {
+            await slave.waitOutput(/WARN +\[ha\] slave: closed the HA connection to master .*offset mismatch: the master sends from 12345 but this slave's commit log ends at 0 \(a gap\)/, 10000);
+            await slave.waitOutput(/WARN +\[ha\] slave: closed the HA connection .*malformed frame from the master: frame body of 2147483647 bytes/, 10000);
+            await slave.waitOutput(/WARN +\[ha\] slave: closed the HA connection .*the store refused the master's bytes: bad record at offset 0/, 10000);
+            assert.ok(fake.conns.length >= 3, 'the slave connected again after each close');
+            // It still answers: a pull on an unknown queue and its runtime info.
+            const info = await runtime(sPort);
+            assert.equal(info.commitLogMaxOffset, '0');
+            assert.ok(Number(info.haClosedConnections) >= 3);
+            assert.match(info.haLastError, /mismatch|malformed|refused/);
+            const pull = await rpc(sPort, 11, {
+                consumerGroup: 'CG_FAKE', topic: 'Nothing', queueId: '0', queueOffset: '0',
+                maxMsgNums: '32', sysFlag: '0', commitOffset: '0', suspendTimeoutMillis: '0',
+                subscription: '*', subVersion: '0',
+            });
+            assert.equal(typeof pull.code, 'number'); // answered, whatever the queue holds
+        } finally {
+            const r = await slave.stop();
+            fake.srv.close();
+            for (const s of fake.conns) s.destroy();
+            await ns.stop();
+            fs.rmSync(dir, { recursive: true, force: true });
+            assert.equal(r.code, 0);
+        }
+    });
