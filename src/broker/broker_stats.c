@@ -214,6 +214,9 @@ static void ha_info(struct apg_broker *b, struct apg_buf *o, int64_t max)
     kv(o, "haSlaves", "%.*s", (int)list.b_len, list.b_len ? (const char *)list.b_data : "");
     kv(o, "haSlaveAckOffset", "%lld", (long long)best);
     kv(o, "haSlaveFallBehindBytes", "%lld", (long long)(best >= 0 ? max - best : -1));
+    kv(o, "haSlaveInSync", "%s",
+       best >= 0 && max - best <= apg_cfg_int(b->br_cfg, APG_CFG_haMaxGapNotInSync) ? "true"
+                                                                                    : "false");
     apg_buf_free(&list);
 }
 
