@@ -386,7 +386,11 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     b->br_slave = strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SLAVE") == 0;
     pthread_mutex_init(&b->br_ha_lock, NULL);
     b->br_perm = (int32_t)apg_cfg_int(cfg, APG_CFG_brokerPermission);
-    b->br_sync_flush = strcmp(apg_cfg_str(cfg, APG_CFG_flushDiskType), "SYNC_FLUSH") == 0;
+    /* br_sync_flush: replies wait for the store's acknowledgement, which
+     * comes after the group commit (SYNC_FLUSH) and, for a SYNC_MASTER,
+     * once a slave holds the record. */
+    b->br_sync_flush = strcmp(apg_cfg_str(cfg, APG_CFG_flushDiskType), "SYNC_FLUSH") == 0 ||
+                       strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SYNC_MASTER") == 0;
     b->br_auto_create_group = apg_cfg_bool(cfg, APG_CFG_autoCreateSubscriptionGroup);
     b->br_max_msg_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     b->br_max_pull_msgs = (int)apg_cfg_int(cfg, APG_CFG_maxTransferCountOnMessageInMemory);
@@ -453,7 +457,6 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     struct apg_store_opts so;
     apg_store_opts_from_config(&so, cfg);
     so.so_root_dir = b->br_root;
-    so.so_sync_flush = b->br_sync_flush;
     so.so_max_message_size = b->br_max_msg_size;
     so.so_store_host = b->br_store_host;
     if (apg_store_open(&so, &b->br_store, err, errlen))

@@ -1,8 +1,11 @@
 /* The broker's side of master/slave replication: which half of src/ha it
  * runs, where a slave's master is, and the metadata a slave copies.
  *
- * A master (ASYNC_MASTER) starts the HA listener on haListenPort (0:
- * listenPort + 1) and wakes it from the store's arrive hook. A slave
+ * A master (ASYNC_MASTER or SYNC_MASTER) starts the HA listener on
+ * haListenPort (0: listenPort + 1) and wakes it from the store's arrive
+ * hook; under SYNC_MASTER the store holds each send's acknowledgement until
+ * a slave's report covers it (store.h so_sync_replica; the answers are
+ * mapped in broker_put.c). A slave
  * (SLAVE, brokerId > 0) marks its store as a replica (every local put is
  * refused from then on, so the log holds the master's bytes only), starts
  * the HA client and points it at haMasterAddress, or else at the

@@ -61,6 +61,7 @@ enum apg_refusal {
     APG_REFUSAL_STORE_UNAVAILABLE, /* the store failed (fsync) or is closing */
     APG_REFUSAL_SYSTEM_BUSY,       /* too many writes already wait */
     APG_REFUSAL_FLUSH_TIMEOUT,     /* stored, but not flushed within syncFlushTimeout */
+    APG_REFUSAL_SLAVE,             /* SYNC_MASTER: stored, but no slave holds it (yet) */
     APG_REFUSAL_NOT_SUPPORTED,     /* request code the broker does not serve */
     APG_REFUSAL_SYSTEM_ERROR,      /* malformed request, out of memory, read failure */
     APG_REFUSAL_N

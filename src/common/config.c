@@ -99,9 +99,8 @@ static const char *const rmq_keys[] = {
 
 /* Settings whose value, when it differs from the harmless one, asks for
  * something Apogee does not do (replication): refused rather than ignored
- * or half done. RocketMQ keys Apogee does not implement, and brokerRole,
- * whose SYNC_MASTER Apogee does not build. brokerId against brokerRole is
- * checked once every key is read (check_role). */
+ * or half done: RocketMQ keys Apogee does not implement. brokerId against
+ * brokerRole is checked once every key is read (check_role). */
 static const struct cfg_refused {
     const char *name;
     const char *harmless; /* compared case-insensitively */
@@ -113,10 +112,6 @@ static const struct cfg_refused {
     {"enableControllerMode", "false",
      "Apogee has no controller-based failover; refusing to run a broker that would not "
      "replicate as this setting asks"},
-    {"brokerRole", "ASYNC_MASTER|SLAVE",
-     "Apogee does not build SYNC_MASTER (acknowledging a send only once a slave holds it); run "
-     "the master as ASYNC_MASTER, whose slaves copy every message a moment after it is "
-     "acknowledged"},
 };
 
 /* RocketMQ keys that name files or directories: an update naming one is

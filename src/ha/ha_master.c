@@ -1,6 +1,10 @@
 /* The master side of replication: haListenPort and every slave connected
  * to it, served by one thread.
  *
+ * After every report and every connection change the thread tells the
+ * store how many slaves there are and how far the furthest has confirmed
+ * (apg_store_replica_progress): a SYNC_MASTER's sends wait on that.
+ *
  * Per connection the thread waits for the slave's first report (the end of
  * its commit log), then streams the log from there: each frame carries up
  * to haTransferBatchSize bytes read with apg_store_log_read (never across a
@@ -78,6 +82,17 @@ struct apg_ha_master {
     struct apg_log_limit hm_warn_limit;
 };
 
+/* Tells the store how many slaves there are and how far the furthest has
+ * reported (SYNC_MASTER waits on it). HA thread, after any change. */
+static void progress(struct apg_ha_master *m)
+{
+    int64_t best = -1;
+    for (int i = 0; i < m->hm_nconns; i++)
+        if (m->hm_conns[i]->mc_ack > best)
+            best = m->hm_conns[i]->mc_ack;
+    apg_store_replica_progress(m->hm_st, m->hm_nconns, best);
+}
+
 static void conn_close(struct apg_ha_master *m, int i, const char *why)
 {
     struct hconn *c = m->hm_conns[i];
@@ -92,6 +107,7 @@ static void conn_close(struct apg_ha_master *m, int i, const char *why)
     close(c->mc_fd);
     apg_free(c->mc_out);
     apg_free(c);
+    progress(m);
 }
 
 static void do_accept(struct apg_ha_master *m, int64_t now)
@@ -175,6 +191,7 @@ static bool conn_read(struct apg_ha_master *m, struct hconn *c, int64_t now, con
             if (c->mc_req < 0)
                 c->mc_req = off;
             pthread_mutex_unlock(&m->hm_lock);
+            progress(m);
         }
     }
 }

@@ -44,6 +44,20 @@ void apg_store_set_replica(struct apg_store *st, bool replica)
     atomic_store(&st->st_replica, replica);
 }
 
+void apg_store_replica_progress(struct apg_store *st, int n, int64_t acked)
+{
+    atomic_store(&st->st_repl_slaves, n);
+    int64_t old = atomic_load(&st->st_repl_acked);
+    if (acked > old)
+        atomic_store(&st->st_repl_acked, acked);
+    if (!st->st_opts.so_sync_replica)
+        return;
+    /* The flush thread completes the waiters this report covers. */
+    pthread_mutex_lock(&st->st_flush_mtx);
+    pthread_cond_signal(&st->st_flush_cond);
+    pthread_mutex_unlock(&st->st_flush_mtx);
+}
+
 int64_t apg_store_log_max_offset(const struct apg_store *st)
 {
     return atomic_load_explicit(&st->st_wrote, memory_order_acquire);

@@ -36,7 +36,9 @@
  * itself waits for the same outcome and returns it. After one failed fsync/msync the store never
  * acknowledges again: pending and later puts fail with APG_EFSYNC, reads keep working, the error is
  * logged and shown in apg_store_stats(). Restart to recover. A put that returned an error never
- * calls ack_cb (no callback after a failed call). */
+ * calls ack_cb (no callback after a failed call).
+ *   SYNC_MASTER (so_sync_replica): ack_cb also waits until a slave holds the bytes; rc
+ * APG_ENOSLAVE or APG_ESLAVETIMEOUT when none did (the record is stored all the same). */
 #ifndef APG_STORE_STORE_H
 #define APG_STORE_STORE_H
 
@@ -76,10 +78,18 @@ struct apg_store_opts {
     uint64_t so_cq_file_size; /* mappedFileSizeConsumeQueue, default 6,000,000; multiple of 20 */
     bool so_sync_flush;       /* flushDiskType == SYNC_FLUSH */
     int so_flush_interval_ms; /* flushIntervalCommitLog (ASYNC), default 500 */
-    int so_sync_flush_timeout_ms;     /* syncFlushTimeout, default 5000 */
-    int so_file_reserved_hours;       /* fileReservedTime, default 72 */
-    const char *so_delete_when;       /* deleteWhen, "04" or "04;16", default "04" */
-    int so_disk_max_used_ratio;       /* diskMaxUsedSpaceRatio %, default 75 */
+    int so_sync_flush_timeout_ms; /* syncFlushTimeout, default 5000 */
+    /* SYNC_MASTER: a put with an ack_cb is acknowledged once a slave reported
+     * holding its bytes (apg_store_replica_progress), within
+     * so_sync_flush_timeout_ms; no slave in sync: APG_ENOSLAVE at once (after
+     * the flush under SYNC_FLUSH); too late: APG_ESLAVETIMEOUT. The record
+     * is stored either way. Puts without ack_cb (delay, timer and
+     * transaction deliveries) do not wait for a slave. */
+    bool so_sync_replica;
+    int64_t so_repl_max_gap;    /* haMaxGapNotInSync: a slave this far behind is not in sync */
+    int so_file_reserved_hours; /* fileReservedTime, default 72 */
+    const char *so_delete_when; /* deleteWhen, "04" or "04;16", default "04" */
+    int so_disk_max_used_ratio; /* diskMaxUsedSpaceRatio %, default 75 */
     int so_disk_clean_forcibly_ratio; /* diskSpaceCleanForciblyRatio %, default 85 */
     bool so_clean_forcibly;           /* cleanFileForciblyEnable, default false: never delete
                                          unexpired segments for space unless set */
@@ -142,6 +152,14 @@ struct apg_put_result {
     int32_t pr_msg_size;     /* TOTALSIZE */
     int64_t pr_store_ts;     /* STORETIMESTAMP */
 };
+
+/* Whether an acknowledgement's rc means the record is stored: 0, or a
+ * flush or a slave that did not confirm it in time (RocketMQ answers those
+ * with a send status, not an error). */
+static inline bool apg_store_rc_stored(apg_err_t rc)
+{
+    return rc == APG_OK || rc == APG_ETIMEDOUT || rc == APG_ENOSLAVE || rc == APG_ESLAVETIMEOUT;
+}
 
 /* SYNC_FLUSH acknowledgement: called exactly once from the store's ack thread with
  * rc 0, APG_ETIMEDOUT or APG_EFSYNC. Must not block and must not call back into
@@ -340,6 +358,11 @@ apg_err_t apg_store_log_read(struct apg_store *st, int64_t from, uint8_t *out, s
  * counts the records taken before the failure. One thread at a time. */
 apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8_t *buf, size_t len,
                                    size_t *used, char *err, size_t errlen);
+
+/* Master (SYNC_MASTER): n slaves are connected and the furthest has
+ * reported holding the log up to `acked`. Wakes the waiters it completes.
+ * The HA master thread. */
+void apg_store_replica_progress(struct apg_store *st, int n, int64_t acked);
 
 /* Marks the store as a slave's: from then on apg_store_put refuses every
  * write with APG_EPERM, so only apg_store_replica_append writes its log. */

@@ -112,6 +112,8 @@ struct waiter {
     apg_store_ack_fn w_cb;
     void *w_ud;
     apg_err_t w_rc; /* outcome, set when handed to the ack thread */
+    bool w_repl;    /* SYNC_MASTER: also waits for a slave */
+    bool w_noslave; /* SYNC_MASTER: no slave was in sync at put time */
     struct waiter *w_next;
 };
 
@@ -210,7 +212,9 @@ struct apg_store {
     int st_last_clean_hour;
 
     _Atomic bool st_closing;
-    _Atomic bool st_replica; /* replica.c: a slave's store; apg_store_put refuses */
+    _Atomic bool st_replica;       /* replica.c: a slave's store; apg_store_put refuses */
+    _Atomic int st_repl_slaves;    /* SYNC_MASTER: slaves connected (HA master thread) */
+    _Atomic int64_t st_repl_acked; /* SYNC_MASTER: the furthest slave's reported end */
     _Atomic uint64_t st_put_count, st_put_bytes;
     _Atomic int64_t st_put_since_ms; /* apg_mono_ms when the append lock was taken, 0 when free */
 

@@ -296,3 +296,104 @@ test('a wrong offset, a malformed frame or a damaged record closes that HA conne
             assert.equal(r.code, 0);
         }
     });
+
+// A slave played by the test: reports what it is told to, and tracks where the master's
+// stream got to.
+async function fakeSlave(haPort) {
+    const s = net.connect({ port: haPort, host: '127.0.0.1' });
+    await new Promise((res, rej) => { s.once('connect', res); s.once('error', rej); });
+    s.on('error', () => {});
+    const st = { sock: s, end: 0n, buf: Buffer.alloc(0) };
+    s.on('data', (d) => {
+        st.buf = Buffer.concat([st.buf, d]);
+        while (st.buf.length >= 12) {
+            const size = st.buf.readUInt32BE(8);
+            if (st.buf.length < 12 + size) break;
+            st.end = st.buf.readBigInt64BE(0) + BigInt(size);
+            st.buf = st.buf.subarray(12 + size);
+        }
+    });
+    st.report = (off) => {
+        const b = Buffer.alloc(8);
+        b.writeBigInt64BE(BigInt(off));
+        s.write(b);
+    };
+    st.report(0);
+    return st;
+}
+
+function rawSend(client, body) {
+    return client.request(310, {
+        a: 'PG_SYNC', b: 'SyncTopic', c: 'TBW102', d: '4', e: '0', f: '0',
+        g: String(Date.now()), h: '0', i: '', k: 'false',
+    }, Buffer.from(body), { timeoutMs: 10000 });
+}
+
+test('SYNC_MASTER: a send is answered once a slave holds it; SLAVE_NOT_AVAILABLE without one; FLUSH_SLAVE_TIMEOUT when none confirms',
+    async () => {
+        const ns = await startApogee('namesrv', []);
+        const nsAddr = `127.0.0.1:${ns.port}`;
+        const mDir = tmp('sm'), sDir = tmp('ss');
+        const mPort = await freePort(), sPort = await freePort(), haPort = await freePort();
+        const master = await startApogee('broker', brokerArgs(nsAddr, [`--haListenPort=${haPort}`,
+            '--brokerRole=SYNC_MASTER', '--syncFlushTimeout=1000']), { dir: mDir, keepDir: true, port: mPort });
+        let slave = null, fake = null;
+        const mc = await RemotingClient.connect(mPort);
+        try {
+            const t = await mc.request(17, { topic: 'SyncTopic', readQueueNums: '4', writeQueueNums: '4', perm: '6' });
+            assert.equal(t.code, 0, t.remark);
+            // No slave: stored, answered SLAVE_NOT_AVAILABLE (11) with the put's fields.
+            const none = await rawSend(mc, 'no-slave');
+            assert.equal(none.code, 11, none.remark);
+            assert.ok(none.ext.msgId, 'the answer carries the msgId: the message is stored');
+            assert.match(none.remark, /no slave/);
+            assert.equal((await queueMax(mPort, 'SyncTopic', 4)).reduce((a, b) => a + b), 1);
+
+            // A slave that holds back its report: the send waits for it.
+            fake = await fakeSlave(haPort);
+            await until(async () => (await runtime(mPort)).haConnections === '1', 5000, 'the fake slave');
+            await until(() => fake.end > 0n, 5000, 'the stream to the fake slave');
+            fake.report(fake.end); // it holds the first message
+            await sleep(100);
+            let answered = null;
+            const pending = rawSend(mc, 'held').then((r) => (answered = r));
+            await sleep(500);
+            assert.equal(answered, null, 'answered before any slave held the message');
+            await until(async () => fake.end === BigInt((await runtime(mPort)).commitLogMaxOffset), 5000,
+                'the stream to carry the held message');
+            fake.report(fake.end);
+            await pending;
+            assert.equal(answered.code, 0, answered.remark);
+            // It never confirms this one: FLUSH_SLAVE_TIMEOUT (12) after syncFlushTimeout.
+            const t0 = Date.now();
+            const late = await rawSend(mc, 'late');
+            assert.equal(late.code, 12, late.remark);
+            assert.ok(Date.now() - t0 >= 900, `answered after ${Date.now() - t0} ms`);
+            assert.ok(late.ext.msgId);
+            fake.sock.destroy();
+            fake = null;
+            await until(async () => (await runtime(mPort)).haConnections === '0', 5000, 'the fake slave to go');
+
+            // A real slave: every acknowledged message is on the slave when its answer comes.
+            slave = await startSlave(nsAddr, sDir, sPort);
+            await caughtUp(mPort, sPort);
+            for (let i = 0; i < 50; i++) {
+                const r = await rawSend(mc, `sync-${i}`);
+                assert.equal(r.code, 0, r.remark);
+                const end = Number((await runtime(mPort)).commitLogMaxOffset);
+                const onSlave = Number((await runtime(sPort)).commitLogMaxOffset);
+                assert.ok(onSlave >= end, `acked at ${end}, the slave holds ${onSlave}`);
+            }
+            const info = await runtime(mPort);
+            assert.ok(Number(info.refusedSlaveNotInSync) >= 2);
+        } finally {
+            mc.close();
+            fake?.sock.destroy();
+            const rs = [];
+            if (slave) rs.push(await slave.stop());
+            rs.push(await master.stop(), await ns.stop());
+            fs.rmSync(mDir, { recursive: true, force: true });
+            fs.rmSync(sDir, { recursive: true, force: true });
+            for (const r of rs) assert.equal(r.code, 0);
+        }
+    });
