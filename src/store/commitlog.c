@@ -232,16 +232,8 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     pthread_mutex_lock(&st->st_append_mtx);
     atomic_store_explicit(&st->st_put_since_ms, apg_mono_ms(), memory_order_relaxed);
     apg_store_fault_put_stall(st);
-    if (atomic_load(&st->st_fsync_failed)) {
-        rc = apg_errf(APG_EFSYNC, err, errlen,
-                      "an earlier fsync of the commit log failed; the store is read-only until "
-                      "restarted");
+    if ((rc = apg_store_write_refused(st, err, errlen)))
         goto unlock;
-    }
-    if (atomic_load(&st->st_closing)) {
-        rc = apg_errf(APG_ECLOSED, err, errlen, "store is closing");
-        goto unlock;
-    }
     if (atomic_load(&st->st_replica)) {
         rc = apg_errf(APG_EPERM, err, errlen,
                       "this store is a slave's: it takes records from its master only");

@@ -199,16 +199,8 @@ apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8
     apg_err_t rc = APG_OK;
     size_t off = 0;
     pthread_mutex_lock(&st->st_append_mtx);
-    if (atomic_load(&st->st_fsync_failed)) {
-        rc = apg_errf(APG_EFSYNC, err, errlen,
-                      "an earlier fsync of the commit log failed; the store is read-only until "
-                      "restarted");
+    if ((rc = apg_store_write_refused(st, err, errlen)))
         goto unlock;
-    }
-    if (atomic_load(&st->st_closing)) {
-        rc = apg_errf(APG_ECLOSED, err, errlen, "store is closing");
-        goto unlock;
-    }
     if (atomic_load(&st->st_disk_full)) {
         rc = apg_errf(APG_EDISKFULL, err, errlen,
                       "disk of %s is %d%% used, above diskSpaceWarningLevelRatio=%d", st->st_cldir,

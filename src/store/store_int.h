@@ -453,6 +453,20 @@ static inline void apg_warm_guard(struct apg_store *st, int64_t end)
     }
 }
 
+/* Appender, under st_append_mtx: why the store takes no write now (an
+ * earlier failed fsync, closing), or 0. Shared by the put path and the
+ * replica append. */
+static inline apg_err_t apg_store_write_refused(struct apg_store *st, char *err, size_t errlen)
+{
+    if (atomic_load(&st->st_fsync_failed))
+        return apg_errf(APG_EFSYNC, err, errlen,
+                        "an earlier fsync of the commit log failed; the store is read-only until "
+                        "restarted");
+    if (atomic_load(&st->st_closing))
+        return apg_errf(APG_ECLOSED, err, errlen, "store is closing");
+    return APG_OK;
+}
+
 /* recover.c */
 apg_err_t apg_recover_open(struct apg_store *st, char *err, size_t errlen);
 

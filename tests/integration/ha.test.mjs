@@ -8,7 +8,10 @@
 // duplicate); a master whose store was replaced (the slave's log is ahead) is refused by
 // the slave. A fake master (raw socket) sends a frame at the wrong offset, a malformed
 // frame and a damaged record: each closes that HA connection with a WARN and the slave
-// goes on serving. 127.0.0.1, random ports, temp dirs; every server exits 0 on SIGTERM.
+// goes on serving. A SYNC_MASTER answers SLAVE_NOT_AVAILABLE without a slave, holds a send
+// until a (fake) slave reports holding it, answers FLUSH_SLAVE_TIMEOUT when none does, and
+// with a real slave every acknowledged message is on the slave when its answer comes.
+// 127.0.0.1, random ports, temp dirs; every server exits 0 on SIGTERM.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
