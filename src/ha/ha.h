@@ -119,7 +119,7 @@ struct apg_ha_client_stats {
     int64_t cs_last_frame_ms; /* wall clock of the last frame, 0 if none */
     uint64_t cs_bytes;        /* commit-log bytes received since start */
     uint64_t cs_closes;       /* connections closed for a bad frame or a mismatch */
-    char cs_last_error[256];  /* why the last connection ended, "" if none */
+    char cs_last_error[640];  /* why the last connection ended, "" if none */
 };
 void apg_ha_client_stats(struct apg_ha_client *c, struct apg_ha_client_stats *out);
 
