@@ -155,6 +155,13 @@ static bool on_frame(struct apg_ha_client *c, const struct apg_ha_frame *f, bool
                      size_t whylen)
 {
     int64_t expect = c->hc_pend_at + (int64_t)c->hc_pend.b_len;
+    /* An empty log takes the stream from where the master starts it (4.x:
+     * the offset check applies once the slave holds something). */
+    if (f->hf_offset > expect && f->hf_size > 0 && c->hc_pend.b_len == 0 &&
+        apg_store_log_min_offset(c->hc_st) == apg_store_log_max_offset(c->hc_st)) {
+        c->hc_pend_at = f->hf_offset;
+        expect = f->hf_offset;
+    }
     if (f->hf_offset != expect) {
         if (f->hf_offset < expect)
             snprintf(why, whylen,

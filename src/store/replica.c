@@ -21,6 +21,10 @@
  * writes its 8-byte header, rolls to the next segment and swallows the
  * zeros that follow it, in this call or in later ones.
  *
+ * An empty store adopts the first offset it is sent when that is a segment
+ * start (rep_adopt): a new slave of a master whose first segments were
+ * retired starts where the master's log starts.
+ *
  * Once apg_store_set_replica(st, true) is called, apg_store_put refuses
  * every write with APG_EPERM: a slave's log holds its master's bytes only,
  * and one local record would make the two logs differ from then on.
@@ -188,6 +192,35 @@ static apg_err_t rep_queue(struct apg_store *st, struct rep_batch *b, struct apg
     return APG_OK;
 }
 
+/* Appender: an empty store (one empty segment, no queue) starts its log at
+ * `at`, where its master's log now starts (older segments retired). The
+ * empty segment file goes and the one at `at` is created; RocketMQ's slave
+ * likewise creates its first file where the master's stream begins. */
+static apg_err_t rep_adopt(struct apg_store *st, int64_t at, char *err, size_t errlen)
+{
+    int64_t fsz = (int64_t)st->st_opts.so_commitlog_file_size;
+    if (at % fsz != 0)
+        return apg_errf(APG_ERANGE, err, errlen,
+                        "master sent bytes at offset %lld to an empty slave, not at a segment "
+                        "start (mappedFileSizeCommitLog=%lld): are the segment sizes the same?",
+                        (long long)at, (long long)fsz);
+    pthread_rwlock_wrlock(&st->st_struct_lock);
+    struct seg *old = st->st_segs[0];
+    st->st_nsegs = 0;
+    st->st_cur = NULL;
+    pthread_rwlock_unlock(&st->st_struct_lock);
+    atomic_store(&st->st_min_phys, at);
+    atomic_store(&st->st_flushed, at);
+    atomic_store(&st->st_warmed, at);
+    atomic_store_explicit(&st->st_wrote, at, memory_order_release);
+    apg_err_t rc = apg_cl_roll(st, at, err, errlen);
+    apg_seg_free(old, true);
+    if (!rc)
+        apg_log_info(SUB, "empty commit log now starts at offset %lld, where the master's does",
+                     (long long)at);
+    return rc;
+}
+
 apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8_t *buf, size_t len,
                                    size_t *used, char *err, size_t errlen)
 {
@@ -222,7 +255,14 @@ apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8
                       (long long)at, (long long)pos);
         goto unlock;
     }
-    if (at > pos) {
+    bool empty = s && st->st_nsegs == 1 && s == st->st_segs[0] && pos == s->sg_base &&
+                 pos == atomic_load(&st->st_min_phys) && st->st_ncq == 0;
+    if (at > pos && empty) {
+        if ((rc = rep_adopt(st, at, err, errlen)))
+            goto unlock;
+        pos = at;
+        s = st->st_cur;
+    } else if (at > pos) {
         rc = apg_errf(APG_ERANGE, err, errlen,
                       "master sent bytes at offset %lld, past this store's end %lld (a gap)",
                       (long long)at, (long long)pos);

@@ -351,7 +351,9 @@ apg_err_t apg_store_log_read(struct apg_store *st, int64_t from, uint8_t *out, s
  * end), written, indexed into consume queues and the index as the put path
  * does, and published (the arrive hook runs). *used = bytes taken, from the
  * start of buf; a partial record at the end is left for the next call with
- * more bytes (the caller keeps it); at most 64 records per call. Errors
+ * more bytes (the caller keeps it); at most 64 records per call. An empty
+ * store (nothing written, no queue) takes a segment start past its end as
+ * the start of its log (the master's first segments were retired). Errors
  * (err says what): APG_ERANGE (at is not where this log ends: the logs
  * differ), APG_ECORRUPT (not a valid record, or not where the record says
  * it belongs), APG_EDISKFULL, APG_EIO, APG_EFSYNC, APG_ECLOSED; *used still

@@ -255,6 +255,35 @@ function fakeMaster(script) {
     return new Promise((res) => srv.listen(0, '127.0.0.1', () => res({ srv, conns, port: srv.address().port })));
 }
 
+// One stored record (V1 layout, IPv4 hosts, empty body: CRC 0), as a master's log holds it.
+function record(topic, queueId, queueOffset, phys) {
+    const t = Buffer.from(topic);
+    const props = Buffer.from('TAGS\u0001a\u0002');
+    const size = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 1 + t.length + 2 + props.length;
+    const b = Buffer.alloc(size);
+    let p = 0;
+    b.writeInt32BE(size, p); p += 4;
+    b.writeUInt32BE(0xdaa320a7, p); p += 4;
+    b.writeInt32BE(0, p); p += 4; // body CRC of the empty body
+    b.writeInt32BE(queueId, p); p += 4;
+    b.writeInt32BE(0, p); p += 4; // flag
+    b.writeBigInt64BE(BigInt(queueOffset), p); p += 8;
+    b.writeBigInt64BE(BigInt(phys), p); p += 8;
+    b.writeInt32BE(0, p); p += 4; // sysflag
+    b.writeBigInt64BE(BigInt(Date.now()), p); p += 8; // born
+    b.writeUInt32BE(0x7f000001, p); b.writeUInt32BE(5555, p + 4); p += 8;
+    b.writeBigInt64BE(BigInt(Date.now()), p); p += 8; // stored
+    b.writeUInt32BE(0x7f000001, p); b.writeUInt32BE(10911, p + 4); p += 8;
+    b.writeInt32BE(0, p); p += 4; // reconsume times
+    b.writeBigInt64BE(0n, p); p += 8; // prepared transaction offset
+    b.writeInt32BE(0, p); p += 4; // body length
+    b.writeUInt8(t.length, p); p += 1;
+    t.copy(b, p); p += t.length;
+    b.writeInt16BE(props.length, p); p += 2;
+    props.copy(b, p);
+    return b;
+}
+
 function frame(off, body = Buffer.alloc(0), size = body.length) {
     const h = Buffer.alloc(12);
     h.writeBigInt64BE(BigInt(off), 0);
@@ -262,13 +291,15 @@ function frame(off, body = Buffer.alloc(0), size = body.length) {
     return Buffer.concat([h, body]);
 }
 
-test('a wrong offset, a malformed frame or a damaged record closes that HA connection; the slave serves on',
+test('a wrong offset, a malformed frame or a damaged record closes that HA connection; the slave serves on; an empty slave starts where the master\'s log starts',
     async () => {
         const ns = await startApogee('namesrv', []);
         const fake = await fakeMaster([
             (off) => frame(off + 12345n),                        // not where the slave's log ends
             () => frame(0, Buffer.alloc(0), 0x7fffffff),         // a body no slave reads
             () => frame(0, Buffer.from('0000002cdaa320a7' + '00'.repeat(36), 'hex')), // not a record
+            // A master whose log now starts at its third segment: the empty slave starts there.
+            () => frame(2 * SEG, record('Adopted', 0, 5, 2 * SEG)),
         ]);
         const dir = tmp('fake');
         const sPort = await freePort();
@@ -279,9 +310,15 @@ test('a wrong offset, a malformed frame or a damaged record closes that HA conne
             await slave.waitOutput(/WARN +\[ha\] slave: closed the HA connection .*malformed frame from the master: frame body of 2147483647 bytes/, 10000);
             await slave.waitOutput(/WARN +\[ha\] slave: closed the HA connection .*the store refused the master's bytes: bad record at offset 0/, 10000);
             assert.ok(fake.conns.length >= 3, 'the slave connected again after each close');
+            // The fourth connection: the empty slave's log starts where the master's does.
+            await until(async () => (await runtime(sPort)).commitLogMinOffset === String(2 * SEG), 10000,
+                'the empty slave to start its log at the master\'s first offset');
+            const adopted = await runtime(sPort);
+            assert.equal(Number(adopted.commitLogMaxOffset), 2 * SEG + record('Adopted', 0, 5, 0).length);
+            assert.equal((await rpc(sPort, 31, { topic: 'Adopted', queueId: '0' })).ext.offset, '5');
+            assert.equal((await rpc(sPort, 30, { topic: 'Adopted', queueId: '0' })).ext.offset, '6');
             // It still answers: a pull on an unknown queue and its runtime info.
             const info = await runtime(sPort);
-            assert.equal(info.commitLogMaxOffset, '0');
             assert.ok(Number(info.haClosedConnections) >= 3);
             assert.match(info.haLastError, /mismatch|malformed|refused/);
             const pull = await rpc(sPort, 11, {

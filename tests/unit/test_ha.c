@@ -219,9 +219,9 @@ static void test_replica_refusals(void **state)
     size_t n = 0, used = 0;
     assert_int_equal(apg_store_log_read(m, 0, buf, sizeof(buf), &n), APG_OK);
     assert_true(n > 200);
-    /* Not where the slave's log ends: a gap, then below it. */
+    /* An empty slave takes only a segment start past its end. */
     assert_int_equal(apg_store_replica_append(s, 100, buf, n, &used, err, sizeof(err)), APG_ERANGE);
-    assert_non_null(strstr(err, "gap"));
+    assert_non_null(strstr(err, "not at a segment start"));
     assert_int_equal(used, 0);
     /* A damaged body byte in the third record: the first two go in. */
     uint32_t r0 = apg_be32(buf), r1 = apg_be32(buf + r0);
@@ -241,6 +241,10 @@ static void test_replica_refusals(void **state)
     assert_int_equal(apg_store_log_max_offset(s), (int64_t)n);
     assert_int_equal(apg_store_replica_append(s, 0, buf, n, &used, err, sizeof(err)), APG_ERANGE);
     assert_non_null(strstr(err, "below"));
+    /* Past the end of a slave that holds something: a gap. */
+    assert_int_equal(apg_store_replica_append(s, (int64_t)n + 100, buf, n, &used, err, sizeof(err)),
+                     APG_ERANGE);
+    assert_non_null(strstr(err, "gap"));
     /* Past the master's end and below its start. */
     assert_int_equal(apg_store_log_read(m, apg_store_log_max_offset(m) + 1, buf, 10, &n),
                      APG_ERANGE);
@@ -252,13 +256,68 @@ static void test_replica_refusals(void **state)
     free(sd);
 }
 
+/* A new slave of a master whose log no longer starts at 0: the slave's
+ * empty log starts where the stream does, its queues start mid-way, and it
+ * reopens and goes on from there. */
+static void test_replica_adopt(void **state)
+{
+    (void)state;
+    char *md = tu_tmpdir(), *sd = tu_tmpdir();
+    struct apg_store_opts o;
+    struct apg_store *m, *s;
+    char err[256];
+    tu_opts(&o, md);
+    assert_int_equal(apg_store_open(&o, &m, err, sizeof(err)), APG_OK);
+    tu_opts(&o, sd);
+    assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
+    apg_store_set_replica(s, true);
+    put_many(m, 0, 1500); /* past the second segment's start */
+    assert_true(apg_store_log_max_offset(m) > 2 * 65536);
+    int64_t at = 65536;
+    struct apg_buf pend = APG_BUF_INIT;
+    replicate(m, s, 4096, &at, &pend);
+    assert_int_equal(apg_store_log_min_offset(s), 65536);
+    assert_int_equal(apg_store_log_max_offset(s), apg_store_log_max_offset(m));
+    /* Every queue ends where the master's does and starts mid-way. */
+    for (int q = 0; q < 4; q++) {
+        assert_int_equal(apg_store_max_offset(s, "HaA", 3, q),
+                         apg_store_max_offset(m, "HaA", 3, q));
+        assert_true(apg_store_min_offset(s, "HaA", 3, q) > 0);
+    }
+    struct apg_buf a = APG_BUF_INIT, b = APG_BUF_INIT;
+    struct apg_get_result ra, rb;
+    int64_t from = apg_store_min_offset(s, "HaB", 3, 2);
+    assert_int_equal(apg_store_get(m, "HaB", 3, 2, from, 16, 1 << 20, NULL, NULL, &a, &ra), APG_OK);
+    assert_int_equal(apg_store_get(s, "HaB", 3, 2, from, 16, 1 << 20, NULL, NULL, &b, &rb), APG_OK);
+    assert_int_equal(rb.gr_count, 16);
+    assert_int_equal(a.b_len, b.b_len);
+    assert_memory_equal(a.b_data, b.b_data, a.b_len);
+    apg_buf_free(&a);
+    apg_buf_free(&b);
+    apg_store_close(s);
+    tu_opts(&o, sd);
+    assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
+    apg_store_set_replica(s, true);
+    assert_int_equal(apg_store_log_min_offset(s), 65536);
+    put_many(m, 1500, 300);
+    replicate(m, s, 4096, &at, &pend);
+    assert_int_equal(apg_store_log_max_offset(s), apg_store_log_max_offset(m));
+    assert_int_equal(apg_store_max_offset(s, "HaA", 3, 1), apg_store_max_offset(m, "HaA", 3, 1));
+    apg_buf_free(&pend);
+    apg_store_close(m);
+    apg_store_close(s);
+    tu_rmrf(md);
+    tu_rmrf(sd);
+    free(md);
+    free(sd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_frame_codec),
-        cmocka_unit_test(test_report_codec),
-        cmocka_unit_test(test_replica_stream),
-        cmocka_unit_test(test_replica_refusals),
+        cmocka_unit_test(test_frame_codec),    cmocka_unit_test(test_report_codec),
+        cmocka_unit_test(test_replica_stream), cmocka_unit_test(test_replica_refusals),
+        cmocka_unit_test(test_replica_adopt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
