@@ -65,6 +65,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_VIEW_MESSAGE_BY_ID, apg_broker_proc_view_msg},
     {APG_REQ_QUERY_MESSAGE, apg_broker_proc_query_msg},
     {APG_REQ_GET_ALL_CONSUMER_OFFSET, apg_broker_proc_all_offsets},
+    {APG_REQ_GET_ALL_DELAY_OFFSET, apg_broker_proc_delay_offsets},
     {APG_REQ_GET_BROKER_RUNTIME_INFO, apg_broker_proc_runtime_info},
     {APG_REQ_HEART_BEAT, apg_broker_proc_client},
     {APG_REQ_UNREGISTER_CLIENT, apg_broker_proc_client},

@@ -20,9 +20,11 @@
  * GET_ALL_SUBSCRIPTIONGROUP_CONFIG and GET_ALL_CONSUMER_OFFSET and applies
  * what differs from its own tables (a topic or group the master has and
  * the slave lacks or holds otherwise is put; consumer offsets are copied
- * over the slave's, as RocketMQ's SlaveSynchronize does). Topics and groups
- * the master deleted stay on the slave. Delay-level progress is not copied
- * (the slave runs no delivery; see docs/compat.md).
+ * over the slave's, as RocketMQ's SlaveSynchronize does), and
+ * GET_ALL_DELAY_OFFSET for the delay levels' progress (kept in the slave's
+ * delayOffset.json; its delivery thread does not run). Topics and groups
+ * the master deleted stay on the slave. The master answers
+ * GET_ALL_DELAY_OFFSET here (apg_broker_proc_delay_offsets).
  *
  * Threads: start and stop on the control thread; apg_broker_ha_learned and
  * apg_broker_slave_sync on the service thread; apg_broker_ha_master_addr
@@ -32,7 +34,9 @@
 #include <string.h>
 
 #include "broker/broker_rt.h"
+#include "broker/schedule/schedule.h"
 #include "common/json.h"
+#include "protocol/sign.h"
 #include "common/log.h"
 #include "ha/ha.h"
 
@@ -105,6 +109,8 @@ static json_t *ask_master(struct apg_broker *b, const char *addr, int32_t code, 
 {
     struct apg_rcmd req;
     apg_rcmd_init_request(&req, code, 0, APG_SER_JSON);
+    char sig[APG_SIGN_LEN]; /* the master's ACL asks an admin account of GET_ALL_* */
+    apg_broker_sign(b, &req, sig);
     struct apg_rcmd_copy *resp = NULL;
     char err[256] = "";
     apg_err_t e =
@@ -184,6 +190,46 @@ static void sync_groups(struct apg_broker *b, const char *addr)
     json_decref(j);
 }
 
+void apg_broker_proc_delay_offsets(struct apg_broker *b, struct apg_conn *c,
+                                   const struct apg_rcmd *req)
+{
+    if (apg_rcmd_is_oneway(req))
+        return;
+    struct apg_buf out = APG_BUF_INIT;
+    apg_err_t e = apg_buf_append_str(&out, "{\"offsetTable\":{");
+    int n = apg_schedule_max_level(b->br_schedule);
+    for (int lv = 1; !e && lv <= n; lv++)
+        e = apg_buf_printf(&out, "%s\"%d\":%lld", lv > 1 ? "," : "", lv,
+                           (long long)apg_schedule_offset(b->br_schedule, lv));
+    if (!e)
+        e = apg_buf_append_str(&out, "}}");
+    if (e)
+        apg_broker_refuse(b, c, req, APG_RESP_SYSTEM_ERROR, "out of memory");
+    else
+        apg_conn_reply(c, req, APG_RESP_SUCCESS, NULL, out.b_data, (uint32_t)out.b_len);
+    apg_buf_free(&out);
+}
+
+static void sync_delay_offsets(struct apg_broker *b, const char *addr)
+{
+    json_t *j = ask_master(b, addr, APG_REQ_GET_ALL_DELAY_OFFSET, "GET_ALL_DELAY_OFFSET");
+    if (!j)
+        return;
+    int64_t off[APG_DELAY_LEVELS_MAX];
+    for (int i = 0; i < APG_DELAY_LEVELS_MAX; i++)
+        off[i] = -1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(j, "offsetTable"), k, v)
+    {
+        int lv = atoi(k);
+        if (lv >= 1 && lv <= APG_DELAY_LEVELS_MAX)
+            off[lv - 1] = apg_json_i64(v, -1);
+    }
+    apg_schedule_adopt(b->br_schedule, off, APG_DELAY_LEVELS_MAX);
+    json_decref(j);
+}
+
 static void sync_offsets(struct apg_broker *b, const char *addr)
 {
     json_t *j = ask_master(b, addr, APG_REQ_GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET");
@@ -225,4 +271,5 @@ void apg_broker_slave_sync(struct apg_broker *b, int64_t now_ms)
     sync_topics(b, addr);
     sync_groups(b, addr);
     sync_offsets(b, addr);
+    sync_delay_offsets(b, addr);
 }

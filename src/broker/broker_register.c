@@ -102,6 +102,19 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
     apg_buf_free(&body);
 }
 
+void apg_broker_sign(struct apg_broker *b, struct apg_rcmd *req, char sig[])
+{
+    char ak[256], sk[256], cerr[200];
+    struct apg_hmac_key key;
+    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr)))
+        ak[0] = '\0';
+    if (ak[0]) {
+        apg_hmac_sha1_key(&key, sk, strlen(sk));
+        apg_sign_request(req, ak, &key, NULL, 0, sig);
+    }
+    memset(sk, 0, sizeof(sk));
+}
+
 apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *topic,
                               uint32_t timeout_ms, apg_net_resp_cb cb, void *ud, char *err,
                               size_t errlen)
@@ -117,15 +130,8 @@ apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *to
     apg_rcmd_init_request(&req, code, 0, APG_SER_JSON);
     if (topic)
         apg_rcmd_ext_add(&req, "topic", topic);
-    char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
-    struct apg_hmac_key key;
-    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr)))
-        ak[0] = '\0';
-    if (ak[0]) {
-        apg_hmac_sha1_key(&key, sk, strlen(sk));
-        apg_sign_request(&req, ak, &key, NULL, 0, sig);
-    }
-    memset(sk, 0, sizeof(sk));
+    char sig[APG_SIGN_LEN];
+    apg_broker_sign(b, &req, sig);
     apg_err_t e = apg_net_client_call(b->br_cli, addr, &req, NULL, 0, timeout_ms, cb, ud);
     return e ? apg_errf(e, err, errlen, "cannot reach NameServer %s: %s", addr, apg_strerror(e))
              : APG_OK;

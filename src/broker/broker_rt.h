@@ -450,6 +450,10 @@ void apg_broker_tables_free(struct apg_broker *b);
 /* REGISTER_BROKER (or UNREGISTER_BROKER) with every NameServer in
  * namesrvAddr, synchronously. Service or control thread. */
 void apg_broker_register(struct apg_broker *b, bool unregister);
+/* Signs a request without body with innerClientAuthenticationCredentials
+ * (nothing when they are empty); sig holds the signature the request points
+ * to, so it must live as long as req. Any thread. */
+void apg_broker_sign(struct apg_broker *b, struct apg_rcmd *req, char sig[]);
 /* Sends code (with the ext field topic when not NULL) to the first
  * NameServer of namesrvAddr, signed as the registration is; cb(ud, resp,
  * err) runs once on the NameServer client's loop thread unless this
@@ -468,6 +472,10 @@ void apg_broker_ha_stop(struct apg_broker *b);
 /* A slave's REGISTER_BROKER answer: the master's remoting and HA
  * addresses (either may be NULL). Service or control thread. */
 void apg_broker_ha_learned(struct apg_broker *b, const char *master_addr, const char *ha_addr);
+/* GET_ALL_DELAY_OFFSET (45): {"offsetTable":{"<level>":<next offset>,...}},
+ * the delay levels' progress, for a slave's copy. Loop thread. */
+void apg_broker_proc_delay_offsets(struct apg_broker *b, struct apg_conn *c,
+                                   const struct apg_rcmd *req);
 /* Copies the master's remoting address ("" if unknown). Any thread. */
 void apg_broker_ha_master_addr(struct apg_broker *b, char *out, size_t n);
 /* Slave, every 2 s: until the NameServer has named a master, registers

@@ -156,6 +156,17 @@ test('ASYNC_MASTER + SLAVE: stream, refuse, sync metadata, fail over to the slav
             assert.equal(refused.code, 14, refused.remark);
             assert.match(refused.remark, /is a slave/);
 
+            // A delayed message moves level 1's progress on the master; the slave copies it.
+            assert.equal((await rpc(mPort, 17, { topic: 'HaDelay', readQueueNums: '1', writeQueueNums: '1', perm: '6' })).code, 0);
+            const delayed = await rpc(mPort, 310, {
+                a: 'PG_HA', b: 'HaDelay', c: 'TBW102', d: '1', e: '0', f: '0',
+                g: String(Date.now()), h: '0', i: 'DELAY\u00011\u0002', k: 'false',
+            }, Buffer.from('later'));
+            assert.equal(delayed.code, 0, delayed.remark);
+            const level1 = async (port) => jsonBody(await rpc(port, 45)).offsetTable['1'];
+            await until(async () => (await level1(mPort)) === 1, 10000, 'the delayed message to be delivered');
+            await until(async () => (await level1(sPort)) === 1, 30000, 'the delay progress on the slave');
+
             // A consumer of the master commits offsets; the slave copies them.
             const got1 = new Set();
             const c1 = new ons.Consumer({ ...opts, consumerGroup: 'CG_HA_MASTER',
