@@ -87,7 +87,7 @@ mutants=(
     "ha-offset-check-off|src/ha/ha_client.c|s/^    if (f->hf_offset != expect) {\$/    if (false \&\& f->hf_offset != expect) {/|$(node_t ha "--test-name-pattern='wrong offset' ")"
     "ha-slave-takes-sends|src/broker/broker.c|s/if (b->br_slave \&\& refused_by_slave(b, c, req))/if (false \&\& refused_by_slave(b, c, req))/|$(node_t ha "--test-name-pattern='^ASYNC_MASTER' ")"
     "ha-empty-slave-no-adopt|src/ha/ha_client.c|s/^    if (f->hf_offset > expect \&\& f->hf_size > 0/    if (false \&\& f->hf_offset > expect \&\& f->hf_size > 0/|$(node_t ha "--test-name-pattern='wrong offset' ")"
-    "sync-master-no-wait|src/store/flush.c|s/(!w->w_repl || w->w_noslave || draining || w->w_target <= acked)/(true)/|$(node_t ha "--test-name-pattern='^SYNC_MASTER' ")"
+    "sync-master-no-wait|src/store/commitlog.c|s/bool repl = st->st_opts.so_sync_replica \&\& ack_cb;/bool repl = false;/|$(node_t ha "--test-name-pattern='^SYNC_MASTER' ")"
 )
 
 want=" $* "

@@ -313,8 +313,10 @@ static void *master_main(void *arg)
             if (c->mc_out_len == 0 && c->mc_next >= 0 &&
                 c->mc_next < apg_store_log_max_offset(m->hm_st))
                 timeout = 0; /* more to send at once */
+            /* Heartbeats go only to a slave that reported (a silent peer
+             * gets none, and must not keep this thread spinning). */
             int64_t hb = c->mc_last_write_ms + m->hm_o.hm_heartbeat_ms - now;
-            if (hb < timeout)
+            if (c->mc_req >= 0 && !c->mc_close_after && hb < timeout)
                 timeout = hb < 0 ? 0 : (int)hb;
             i++;
         }

@@ -400,6 +400,22 @@ test('SYNC_MASTER: a send is answered once a slave holds it; SLAVE_NOT_AVAILABLE
             assert.match(none.remark, /no slave/);
             assert.equal((await queueMax(mPort, 'SyncTopic', 4)).reduce((a, b) => a + b), 1);
 
+            // A peer that connects to the HA port and says nothing costs the master no CPU.
+            const cpu = () => {
+                const f = fs.readFileSync(`/proc/${master.proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+                return Number(f[11]) + Number(f[12]); // utime + stime, clock ticks
+            };
+            const mute = net.connect({ port: haPort, host: '127.0.0.1' });
+            mute.on('error', () => {});
+            await new Promise((res) => mute.once('connect', res));
+            await until(async () => (await runtime(mPort)).haConnections === '1', 5000, 'the mute peer');
+            const c0 = cpu();
+            await sleep(1500);
+            const burnt = cpu() - c0;
+            mute.destroy();
+            assert.ok(burnt < 20, `the master used ${burnt} clock ticks in 1.5 s with a mute HA peer`);
+            await until(async () => (await runtime(mPort)).haConnections === '0', 5000, 'the mute peer to go');
+
             // A slave that holds back its report: the send waits for it.
             fake = await fakeSlave(haPort);
             await until(async () => (await runtime(mPort)).haConnections === '1', 5000, 'the fake slave');
