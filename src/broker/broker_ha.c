@@ -62,6 +62,9 @@ apg_err_t apg_broker_ha_start(struct apg_broker *b, char *err, size_t errlen)
                      fixed && fixed[0] ? fixed : "the master the NameServer names");
         return APG_OK;
     }
+    /* `apogee standalone` is one master with nobody to replicate to. */
+    if (apg_config_role(cfg) == APG_ROLE_STANDALONE)
+        return APG_OK;
     struct apg_ha_master_opts o = {
         .hm_host = apg_cfg_str(cfg, APG_CFG_bindAddress),
         .hm_port = b->br_ha_port,
@@ -69,7 +72,21 @@ apg_err_t apg_broker_ha_start(struct apg_broker *b, char *err, size_t errlen)
         .hm_housekeeping_ms = hk,
         .hm_batch = (uint32_t)apg_cfg_int(cfg, APG_CFG_haTransferBatchSize),
     };
-    return apg_ha_master_start(b->br_store, &o, &b->br_ha_master, err, errlen);
+    apg_err_t rc = apg_ha_master_start(b->br_store, &o, &b->br_ha_master, err, errlen);
+    /* The derived port (listenPort + 1) may be another broker's listenPort on
+     * this host (brokers on adjacent ports, as Apogee ran them before it had
+     * replication): an ASYNC_MASTER then runs without slaves and says so. A
+     * port asked for, or a SYNC_MASTER (which answers sends by its slaves),
+     * must listen. */
+    bool sync_master = strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SYNC_MASTER") == 0;
+    if (rc && apg_cfg_int(cfg, APG_CFG_haListenPort) == 0 && !sync_master) {
+        apg_log_warn(SUB,
+                     "no slave can connect to this master: %s; set haListenPort to a free port "
+                     "to replicate",
+                     err);
+        return APG_OK;
+    }
+    return rc;
 }
 
 void apg_broker_ha_stop(struct apg_broker *b)

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
-import { freePort, startApogee } from '../lib/proc.mjs';
+import { freePort, runSub, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, jsonBody } from '../lib/remoting.mjs';
 import { logger, ons, sleep, until } from '../interop/ons.mjs';
 
@@ -462,5 +462,27 @@ test('SYNC_MASTER: a send is answered once a slave holds it; SLAVE_NOT_AVAILABLE
             fs.rmSync(mDir, { recursive: true, force: true });
             fs.rmSync(sDir, { recursive: true, force: true });
             for (const r of rs) assert.equal(r.code, 0);
+        }
+    });
+
+test('a taken listenPort + 1: an ASYNC_MASTER starts without slaves and says so, a SYNC_MASTER refuses to start',
+    async () => {
+        const port = await freePort();
+        const squatter = net.createServer();
+        await new Promise((res, rej) => { squatter.once('error', rej); squatter.listen(port + 1, '127.0.0.1', res); });
+        const dir = tmp('adj');
+        try {
+            const m = await startApogee('broker', ['--allowLoopbackAdvertise=true'], { dir, keepDir: true, port });
+            await m.waitOutput(/WARN .*no slave can connect to this master: cannot listen on 127\.0\.0\.1:\d+ for slaves/);
+            assert.equal((await runtime(port)).haConnections, '0');
+            assert.equal((await m.stop()).code, 0);
+            const sm = await runSub('broker', [`--storePathRootDir=${dir}`, '--bindAddress=127.0.0.1',
+                `--listenPort=${port}`, '--grpcServerPort=0', '--httpListenPort=0',
+                '--allowLoopbackAdvertise=true', '--brokerRole=SYNC_MASTER'], 10000);
+            assert.equal(sm.code, 1, sm.out);
+            assert.match(sm.out, /cannot listen on 127\.0\.0\.1:\d+ for slaves.*--haListenPort/);
+        } finally {
+            squatter.close();
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     });
