@@ -1,5 +1,5 @@
 /* Master/slave replication of the commit log (RocketMQ 4.x HAService,
- * HAConnection and HAClient; docs/wire.md §16, docs/design.md
+ * HAConnection and HAClient; docs/wire.md §20, docs/design.md
  * "Replication").
  *
  * The master listens on haListenPort; each slave connects, reports the end

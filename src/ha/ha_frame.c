@@ -4,7 +4,7 @@
  * big-endian; size 0 is a heartbeat that still carries the offset the
  * master will send next. Slave to master: its commit-log end, 8 bytes
  * big-endian, sent back to back; only the last complete one matters (the
- * master reads them as RocketMQ's HAConnection does). docs/wire.md §16.
+ * master reads them as RocketMQ's HAConnection does). docs/wire.md §20.
  *
  * Pure: no socket, clock or global; every malformed input is an error
  * (tests/unit/test_ha.c, tests/fuzz/fuzz_ha.c). */
