@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
-import { freePort, runSub, startApogee } from '../lib/proc.mjs';
+import { freePort, runBench, runSub, startApogee } from '../lib/proc.mjs';
 import { RemotingClient, jsonBody } from '../lib/remoting.mjs';
 import { logger, ons, sleep, until } from '../interop/ons.mjs';
 
@@ -209,6 +209,12 @@ test('ASYNC_MASTER + SLAVE: stream, refuse, sync metadata, fail over to the slav
             await sleep(1500);
             await c2.close();
             for (let i = 0; i < N; i++) assert.equal(got2.get(`ha-key-${i}`), 1, `ha-key-${i}`);
+            // Apogee's own C client reads from the slave too (`apogee bench consume` drains
+            // every queue with the pull consumer).
+            const drained = await runBench(['consume', `--namesrvAddr=${nsAddr}`, `--topic=${TOPIC}`,
+                '--group=CG_HA_BENCH', '--json']);
+            assert.equal(drained.code, 0, drained.out);
+            assert.equal(drained.json?.received, N, drained.out);
 
             // The master comes back on its store; a restarted slave resumes at its own end:
             // later sends replicate without a gap or a duplicate.
