@@ -156,6 +156,18 @@ static void do_accept(struct apg_ha_master *m, int64_t now)
     }
 }
 
+/* After a recv or send that returned < 0: 1 to try again (EINTR), 0 when
+ * it would block (the connection is fine), -1 when it broke (*why). */
+static int io_failed(const char **why)
+{
+    if (errno == EINTR)
+        return 1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    *why = strerror(errno);
+    return -1;
+}
+
 /* Reads the slave's reports. Returns false when the connection must close
  * (*why set, NULL for an orderly close by the slave). */
 static bool conn_read(struct apg_ha_master *m, struct hconn *c, int64_t now, const char **why)
@@ -167,12 +179,10 @@ static bool conn_read(struct apg_ha_master *m, struct hconn *c, int64_t now, con
             return false;
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return true;
-            if (errno == EINTR)
+            int v = io_failed(why);
+            if (v > 0)
                 continue;
-            *why = strerror(errno);
-            return false;
+            return v == 0;
         }
         c->mc_in_len += (size_t)n;
         c->mc_last_read_ms = now;
@@ -203,12 +213,10 @@ static bool conn_flush(struct hconn *c, int64_t now, const char **why)
         ssize_t n =
             send(c->mc_fd, c->mc_out + c->mc_out_off, c->mc_out_len - c->mc_out_off, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return true;
-            if (errno == EINTR)
+            int v = io_failed(why);
+            if (v > 0)
                 continue;
-            *why = strerror(errno);
-            return false;
+            return v == 0;
         }
         c->mc_out_off += (size_t)n;
         c->mc_last_write_ms = now;

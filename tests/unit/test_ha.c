@@ -155,20 +155,56 @@ static void assert_same(struct apg_store *m, struct apg_store *s, const char *md
     assert_int_equal(system(ps), 0);
 }
 
+/* A master store and a slave's store (replica) in temp dirs. */
+struct pair {
+    char *p_mdir, *p_sdir;
+    struct apg_store *p_m, *p_s;
+};
+
+static struct apg_store *store_open(const char *dir, bool replica)
+{
+    struct apg_store_opts o;
+    struct apg_store *st;
+    char err[256];
+    tu_opts(&o, dir);
+    assert_int_equal(apg_store_open(&o, &st, err, sizeof(err)), APG_OK);
+    apg_store_set_replica(st, replica);
+    return st;
+}
+
+static void pair_open(struct pair *p)
+{
+    p->p_mdir = tu_tmpdir();
+    p->p_sdir = tu_tmpdir();
+    p->p_m = store_open(p->p_mdir, false);
+    p->p_s = store_open(p->p_sdir, true);
+}
+
+/* Closes and opens the slave's store again (a restart). */
+static struct apg_store *slave_reopen(struct pair *p)
+{
+    apg_store_close(p->p_s);
+    return p->p_s = store_open(p->p_sdir, true);
+}
+
+static void pair_close(struct pair *p)
+{
+    apg_store_close(p->p_m);
+    apg_store_close(p->p_s);
+    tu_rmrf(p->p_mdir);
+    tu_rmrf(p->p_sdir);
+    free(p->p_mdir);
+    free(p->p_sdir);
+}
+
 static void test_replica_stream(void **state)
 {
     (void)state;
     size_t chunks[] = {1, 7, 100, 1000, 32768, 65536};
     for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
-        char *md = tu_tmpdir(), *sd = tu_tmpdir();
-        struct apg_store_opts o;
-        struct apg_store *m, *s;
-        char err[256];
-        tu_opts(&o, md);
-        assert_int_equal(apg_store_open(&o, &m, err, sizeof(err)), APG_OK);
-        tu_opts(&o, sd);
-        assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
-        apg_store_set_replica(s, true);
+        struct pair p;
+        pair_open(&p);
+        struct apg_store *m = p.p_m, *s = p.p_s;
         /* A local put on a slave's store is refused. */
         struct apg_put_result r;
         assert_int_equal(tu_put(s, "HaA", 0, 1, &r), APG_EPERM);
@@ -181,39 +217,26 @@ static void test_replica_stream(void **state)
         replicate(m, s, chunks[c], &at, &pend);
         assert_int_equal(pend.b_len, 0);
         assert_true(apg_store_log_max_offset(m) > 3 * 65536); /* three segment ends */
-        assert_same(m, s, md, sd);
+        assert_same(m, s, p.p_mdir, p.p_sdir);
         /* Reopened, the slave resumes at its own end. */
         int64_t end = apg_store_log_max_offset(s);
-        apg_store_close(s);
-        tu_opts(&o, sd);
-        assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
-        apg_store_set_replica(s, true);
+        s = slave_reopen(&p);
         assert_int_equal(apg_store_log_max_offset(s), end);
         put_many(m, 2000, 50);
         replicate(m, s, chunks[c], &at, &pend);
-        assert_same(m, s, md, sd);
+        assert_same(m, s, p.p_mdir, p.p_sdir);
         apg_buf_free(&pend);
-        apg_store_close(m);
-        apg_store_close(s);
-        tu_rmrf(md);
-        tu_rmrf(sd);
-        free(md);
-        free(sd);
+        pair_close(&p);
     }
 }
 
 static void test_replica_refusals(void **state)
 {
     (void)state;
-    char *md = tu_tmpdir(), *sd = tu_tmpdir();
-    struct apg_store_opts o;
-    struct apg_store *m, *s;
+    struct pair p;
+    pair_open(&p);
+    struct apg_store *m = p.p_m, *s = p.p_s;
     char err[256];
-    tu_opts(&o, md);
-    assert_int_equal(apg_store_open(&o, &m, err, sizeof(err)), APG_OK);
-    tu_opts(&o, sd);
-    assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
-    apg_store_set_replica(s, true);
     put_many(m, 0, 10);
     uint8_t buf[4096];
     size_t n = 0, used = 0;
@@ -248,12 +271,7 @@ static void test_replica_refusals(void **state)
     /* Past the master's end and below its start. */
     assert_int_equal(apg_store_log_read(m, apg_store_log_max_offset(m) + 1, buf, 10, &n),
                      APG_ERANGE);
-    apg_store_close(m);
-    apg_store_close(s);
-    tu_rmrf(md);
-    tu_rmrf(sd);
-    free(md);
-    free(sd);
+    pair_close(&p);
 }
 
 /* A new slave of a master whose log no longer starts at 0: the slave's
@@ -262,15 +280,9 @@ static void test_replica_refusals(void **state)
 static void test_replica_adopt(void **state)
 {
     (void)state;
-    char *md = tu_tmpdir(), *sd = tu_tmpdir();
-    struct apg_store_opts o;
-    struct apg_store *m, *s;
-    char err[256];
-    tu_opts(&o, md);
-    assert_int_equal(apg_store_open(&o, &m, err, sizeof(err)), APG_OK);
-    tu_opts(&o, sd);
-    assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
-    apg_store_set_replica(s, true);
+    struct pair p;
+    pair_open(&p);
+    struct apg_store *m = p.p_m, *s = p.p_s;
     put_many(m, 0, 1500); /* past the second segment's start */
     assert_true(apg_store_log_max_offset(m) > 2 * 65536);
     int64_t at = 65536;
@@ -294,22 +306,14 @@ static void test_replica_adopt(void **state)
     assert_memory_equal(a.b_data, b.b_data, a.b_len);
     apg_buf_free(&a);
     apg_buf_free(&b);
-    apg_store_close(s);
-    tu_opts(&o, sd);
-    assert_int_equal(apg_store_open(&o, &s, err, sizeof(err)), APG_OK);
-    apg_store_set_replica(s, true);
+    s = slave_reopen(&p);
     assert_int_equal(apg_store_log_min_offset(s), 65536);
     put_many(m, 1500, 300);
     replicate(m, s, 4096, &at, &pend);
     assert_int_equal(apg_store_log_max_offset(s), apg_store_log_max_offset(m));
     assert_int_equal(apg_store_max_offset(s, "HaA", 3, 1), apg_store_max_offset(m, "HaA", 3, 1));
     apg_buf_free(&pend);
-    apg_store_close(m);
-    apg_store_close(s);
-    tu_rmrf(md);
-    tu_rmrf(sd);
-    free(md);
-    free(sd);
+    pair_close(&p);
 }
 
 int main(void)
