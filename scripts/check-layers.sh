@@ -6,8 +6,11 @@
 #   common           (nothing below it but include/apogee)
 #   protocol         common
 #   net, store       common, protocol (not each other)
+#   ha               common, protocol, store (replication streams through
+#                    store.h with sockets of its own)
 #   acl              common, protocol (the plain ACL both servers check)
-#   namesrv, broker  common, protocol, net, store, acl (not each other)
+#   namesrv, broker  common, protocol, net, store, acl (not each other);
+#                    broker also ha
 #   proxy            common, protocol, net, store, acl, broker (the gRPC front
 #                    calls the broker's internal put and tables, no socket; the
 #                    `apogee proxy` backend, src/proxy/remote, reaches brokers
@@ -36,13 +39,14 @@ declare -A allowed=(
     [net]="common protocol"
     [store]="common protocol"
     [acl]="common protocol"
+    [ha]="common protocol store"
     [namesrv]="common protocol net store acl"
-    [broker]="common protocol net store acl"
-    [proxy]="common protocol net store acl broker"
-    [http]="common protocol net store acl broker"
+    [broker]="common protocol net store acl ha"
+    [proxy]="common protocol net store acl ha broker"
+    [http]="common protocol net store acl ha broker"
     [client]="common protocol"
-    [cli]="common protocol net store acl namesrv broker proxy http client"
-    [main.c]="common protocol net store acl namesrv broker proxy http client cli"
+    [cli]="common protocol net store acl ha namesrv broker proxy http client"
+    [main.c]="common protocol net store acl ha namesrv broker proxy http client cli"
 )
 # Files generated into the build tree that anyone may include.
 generated="apogee_version.h proto/messaging.pb-c.h"

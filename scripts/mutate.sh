@@ -82,6 +82,12 @@ mutants=(
     "index-no-uniq-key|src/store/index.c|s/} else if (nl == 8 \&\& memcmp(p, \"UNIQ_KEY\", 8) == 0) {/} else if (nl == 9 \&\& memcmp(p, \"UNIQ_KEY\", 8) == 0) {/|$(node_t query_message)"
     "sql-filter-off-broker|src/broker/broker_filter.c|s/    return apg_sql92_match(q, props, len);/    return (void)q, (void)props, (void)len, true;/|$(node_t sql_filter)"
     "http-txn-end-inverted|src/http/mq_http.c|s/if (end_half(mh, hs, hl, commit, /if (end_half(mh, hs, hl, !commit, /|$(interop_t http_sdk "--test-name-pattern='transactional halves' ")"
+    "ha-filler-not-swallowed|src/store/replica.c|s/if (s \&\& pos == s->sg_base \&\& at >= s->sg_base - fsz) {/if (false) {/|$(ctest_t test_ha)"
+    "ha-offsets-not-copied|src/broker/broker_ha.c|s/^    sync_offsets(b, addr);\$/    (void)sync_offsets;/|$(node_t ha "--test-name-pattern='^ASYNC_MASTER' ")"
+    "ha-offset-check-off|src/ha/ha_client.c|s/^    if (f->hf_offset != expect) {\$/    if (false \&\& f->hf_offset != expect) {/|$(node_t ha "--test-name-pattern='wrong offset' ")"
+    "ha-slave-takes-sends|src/broker/broker.c|s/if (b->br_slave \&\& refused_by_slave(b, c, req))/if (false \&\& refused_by_slave(b, c, req))/|$(node_t ha "--test-name-pattern='^ASYNC_MASTER' ")"
+    "ha-empty-slave-no-adopt|src/ha/ha_client.c|s/^    if (f->hf_offset > expect \&\& f->hf_size > 0/    if (false \&\& f->hf_offset > expect \&\& f->hf_size > 0/|$(node_t ha "--test-name-pattern='wrong offset' ")"
+    "sync-master-no-wait|src/store/commitlog.c|s/bool repl = st->st_opts.so_sync_replica \&\& ack_cb;/bool repl = false;/|$(node_t ha "--test-name-pattern='^SYNC_MASTER' ")"
 )
 
 want=" $* "

@@ -124,7 +124,8 @@ for t in tests/integration/namesrv.test.mjs tests/integration/broker_pipeline.te
     tests/integration/broker_retry.test.mjs tests/integration/broker_lock.test.mjs \
     tests/integration/tls.test.mjs tests/integration/broker_admin.test.mjs \
     tests/interop/ali_ons.test.mjs tests/integration/proxy.test.mjs \
-    tests/integration/proxy_acl.test.mjs tests/integration/http_search.test.mjs; do
+    tests/integration/proxy_acl.test.mjs tests/integration/http_search.test.mjs \
+    tests/integration/ha.test.mjs; do
     echo "--- $t (ASan)"
     run_node "$t" APOGEE_BIN="$root/build-asan/apogee" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

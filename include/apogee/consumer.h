@@ -128,9 +128,10 @@ APG_EXPORT apg_err_t apg_pull_consumer_min_offset(apg_pull_consumer_t *c, const 
 
 /* ---- query by key ----
  *
- * Both ask every master broker of the topic (QUERY_MESSAGE; the brokers look
- * the key up in their index files, see messageIndexEnable) and block until
- * all have answered or mqClientApiTimeout passes. */
+ * Both ask every broker name of the topic, at its master or, when the master
+ * is gone, its slave (QUERY_MESSAGE; the brokers look the key up in their
+ * index files, see messageIndexEnable) and block until all have answered or
+ * mqClientApiTimeout passes. */
 
 /* Messages of topic whose KEYS holds key as one of its space-separated words,
  * stored between begin_ms and end_ms (epoch milliseconds, inclusive), newest

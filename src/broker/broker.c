@@ -38,6 +38,7 @@
 #include "broker/timer/timer.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "ha/ha.h"
 #include "net/tls.h"
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -64,6 +65,7 @@ static const struct proc_ent proc_table[] = {
     {APG_REQ_VIEW_MESSAGE_BY_ID, apg_broker_proc_view_msg},
     {APG_REQ_QUERY_MESSAGE, apg_broker_proc_query_msg},
     {APG_REQ_GET_ALL_CONSUMER_OFFSET, apg_broker_proc_all_offsets},
+    {APG_REQ_GET_ALL_DELAY_OFFSET, apg_broker_proc_delay_offsets},
     {APG_REQ_GET_BROKER_RUNTIME_INFO, apg_broker_proc_runtime_info},
     {APG_REQ_HEART_BEAT, apg_broker_proc_client},
     {APG_REQ_UNREGISTER_CLIENT, apg_broker_proc_client},
@@ -154,6 +156,32 @@ static void rpc_note(struct apg_rpc_hist *h, uint64_t ns)
                           memory_order_relaxed);
 }
 
+/* A slave's log holds its master's records only: every request that would
+ * store one is answered SERVICE_NOT_AVAILABLE, the code RocketMQ's slave
+ * answers a put with (its store refuses "slave mode" puts). */
+static bool refused_by_slave(struct apg_broker *b, struct apg_conn *c, const struct apg_rcmd *req)
+{
+    switch (req->code) {
+    case APG_REQ_SEND_MESSAGE:
+    case APG_REQ_SEND_MESSAGE_V2:
+    case APG_REQ_SEND_BATCH_MESSAGE:
+    case APG_REQ_CONSUMER_SEND_MSG_BACK:
+    case APG_REQ_END_TRANSACTION:
+        break;
+    default:
+        return false;
+    }
+    char master[128], remark[1024];
+    apg_broker_ha_master_addr(b, master, sizeof(master));
+    snprintf(remark, sizeof(remark),
+             "service not available now: broker %s is a slave (brokerRole=SLAVE, brokerId=%lld) "
+             "and stores only what its master sends; messages are put to the master "
+             "(brokerId 0 of %s%s%s)",
+             b->br_addr, (long long)b->br_broker_id, b->br_name, master[0] ? ", " : "", master);
+    apg_broker_refuse(b, c, req, APG_RESP_SERVICE_NOT_AVAILABLE, remark);
+    return true;
+}
+
 static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
 {
     struct apg_broker *b = ud;
@@ -165,6 +193,8 @@ static void on_request(struct apg_conn *c, const struct apg_rcmd *req, void *ud)
         req->code != APG_REQ_SEND_MESSAGE_V2)
         apg_broker_put_flush(b, bl);
     if (b->br_acl && apg_broker_acl_refused(b, c, req))
+        return;
+    if (b->br_slave && refused_by_slave(b, c, req))
         return;
     if (fn) {
         fn(b, c, req);
@@ -230,6 +260,7 @@ static void on_arrive(void *ud, const char *topic, size_t topic_len, int32_t que
                       int64_t new_max_offset)
 {
     struct apg_broker *b = ud;
+    apg_ha_master_notify(b->br_ha_master);
     apg_broker_pull_arrive(ud, topic, topic_len, queue_id, new_max_offset);
     if (topic_len == APG_SCHEDULE_TOPIC_LEN &&
         memcmp(topic, APG_SCHEDULE_TOPIC, APG_SCHEDULE_TOPIC_LEN) == 0)
@@ -353,8 +384,14 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     else
         snprintf(b->br_namesrv, sizeof(b->br_namesrv), "%s", ns ? ns : "");
     b->br_broker_id = apg_cfg_int(cfg, APG_CFG_brokerId);
+    b->br_slave = strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SLAVE") == 0;
+    pthread_mutex_init(&b->br_ha_lock, NULL);
     b->br_perm = (int32_t)apg_cfg_int(cfg, APG_CFG_brokerPermission);
-    b->br_sync_flush = strcmp(apg_cfg_str(cfg, APG_CFG_flushDiskType), "SYNC_FLUSH") == 0;
+    /* br_sync_flush: replies wait for the store's acknowledgement, which
+     * comes after the group commit (SYNC_FLUSH) and, for a SYNC_MASTER,
+     * once a slave holds the record. */
+    b->br_sync_flush = strcmp(apg_cfg_str(cfg, APG_CFG_flushDiskType), "SYNC_FLUSH") == 0 ||
+                       strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SYNC_MASTER") == 0;
     b->br_auto_create_group = apg_cfg_bool(cfg, APG_CFG_autoCreateSubscriptionGroup);
     b->br_max_msg_size = (uint32_t)apg_cfg_int(cfg, APG_CFG_maxMessageSize);
     b->br_max_pull_msgs = (int)apg_cfg_int(cfg, APG_CFG_maxTransferCountOnMessageInMemory);
@@ -377,6 +414,15 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     if (!b->br_namesrv[0])
         apg_log_warn("broker", "namesrvAddr is empty: clients will not find this broker; set "
                                "namesrvAddr or pass -n host:port");
+    b->br_ha_port = (int)apg_cfg_int(cfg, APG_CFG_haListenPort);
+    if (b->br_ha_port == 0)
+        b->br_ha_port = b->br_port + 1;
+    const char *ip2 = apg_cfg_str(cfg, APG_CFG_brokerIP2);
+    if (ip2 && ip2[0])
+        snprintf(b->br_ha_addr, sizeof(b->br_ha_addr), "%s:%d", ip2, b->br_ha_port);
+    else
+        snprintf(b->br_ha_addr, sizeof(b->br_ha_addr), "%.*s:%d",
+                 (int)(strrchr(b->br_addr, ':') - b->br_addr), b->br_addr, b->br_ha_port);
 
     b->br_topics = apg_topics_open(b->br_root, apg_cfg_bool(cfg, APG_CFG_autoCreateTopicEnable),
                                    (int32_t)apg_cfg_int(cfg, APG_CFG_defaultTopicQueueNums),
@@ -412,12 +458,13 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
     struct apg_store_opts so;
     apg_store_opts_from_config(&so, cfg);
     so.so_root_dir = b->br_root;
-    so.so_sync_flush = b->br_sync_flush;
     so.so_max_message_size = b->br_max_msg_size;
     so.so_store_host = b->br_store_host;
     if (apg_store_open(&so, &b->br_store, err, errlen))
         goto fail;
     apg_store_set_arrive_hook(b->br_store, on_arrive, b);
+    if (apg_broker_ha_start(b, err, errlen))
+        goto fail;
     if (apg_schedule_open(b, &b->br_schedule, err, errlen) ||
         apg_txn_open(b, &b->br_txn, err, errlen) || apg_timer_open(b, &b->br_timer, err, errlen) ||
         apg_pop_open(b, &b->br_pop, err, errlen))
@@ -479,9 +526,14 @@ struct apg_broker *apg_broker_start(const struct apg_config *cfg, char *err, siz
 
     apg_broker_persist_all(b);
     apg_broker_register(b, false);
-    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen) ||
-        apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen) ||
-        apg_timer_start(b->br_timer, err, errlen) || apg_pop_start(b->br_pop, err, errlen))
+    if (apg_broker_tables_start(b, err, errlen) || apg_broker_service_start(b, err, errlen))
+        goto fail;
+    /* Delay and timer delivery, transaction check-back and pop revive all
+     * store records: a slave runs none of them (its master does, and the
+     * records they store reach the slave through the commit log). */
+    if (!b->br_slave &&
+        (apg_schedule_start(b->br_schedule, err, errlen) || apg_txn_start(b->br_txn, err, errlen) ||
+         apg_timer_start(b->br_timer, err, errlen) || apg_pop_start(b->br_pop, err, errlen)))
         goto fail;
     apg_log_info("broker", "broker %s (%s) serving on %s, advertised as %s, NameServers: %s",
                  b->br_name, b->br_cluster, apg_cfg_str(cfg, APG_CFG_bindAddress), b->br_addr,
@@ -514,6 +566,7 @@ void apg_broker_stop(struct apg_broker *b)
     b->br_txn = NULL;
     apg_pop_stop(b->br_pop);
     b->br_pop = NULL;
+    apg_broker_ha_stop(b);
     if (b->br_store)
         apg_store_close(b->br_store);
     apg_net_server_stop(b->br_srv);
@@ -539,6 +592,7 @@ void apg_broker_stop(struct apg_broker *b)
     apg_broker_acl_close(b);
     apg_worker_destroy(&b->br_svc);
     pthread_mutex_destroy(&b->br_wait_lock);
+    pthread_mutex_destroy(&b->br_ha_lock);
     pthread_cond_destroy(&b->br_tw_cond);
     apg_free(b);
 }

@@ -177,6 +177,12 @@ void apg_broker_put_drain(void *arg)
         rev = a->sa_next;
         static const char *const timeout_remark =
             "stored, but the disk flush did not finish within syncFlushTimeout";
+        static const char *const slave_none_remark =
+            "stored on the master, but no slave is connected within haMaxGapNotInSync "
+            "(brokerRole=SYNC_MASTER): start the slave, or run the master as ASYNC_MASTER";
+        static const char *const slave_timeout_remark =
+            "stored on the master, but no slave acknowledged it within syncFlushTimeout "
+            "(brokerRole=SYNC_MASTER)";
         static const char *const failed_remark =
             "the store failed to fsync the commit log and no longer accepts writes; check the "
             "disk and restart the broker";
@@ -187,6 +193,18 @@ void apg_broker_put_drain(void *arg)
         if (a->sa_rc == APG_OK) {
             if (answer)
                 ack_reply(a, APG_RESP_SUCCESS, NULL);
+        } else if (a->sa_rc == APG_ENOSLAVE || a->sa_rc == APG_ESLAVETIMEOUT) {
+            /* SYNC_MASTER: stored here, not (yet) on a slave. RocketMQ answers
+             * with the put fields and these codes, which clients read as a
+             * send status (SLAVE_NOT_AVAILABLE, FLUSH_SLAVE_TIMEOUT). */
+            bool none = a->sa_rc == APG_ENOSLAVE;
+            const char *remark = none ? slave_none_remark : slave_timeout_remark;
+            apg_broker_refusal_note(
+                a->sa_broker, APG_REFUSAL_SLAVE, what, NULL, apg_conn_peer(a->sa_conn),
+                none ? APG_RESP_SLAVE_NOT_AVAILABLE : APG_RESP_FLUSH_SLAVE_TIMEOUT, remark);
+            if (answer)
+                ack_reply(a, none ? APG_RESP_SLAVE_NOT_AVAILABLE : APG_RESP_FLUSH_SLAVE_TIMEOUT,
+                          remark);
         } else if (a->sa_rc == APG_ETIMEDOUT) {
             apg_broker_refusal_note(a->sa_broker, APG_REFUSAL_FLUSH_TIMEOUT, what, NULL,
                                     apg_conn_peer(a->sa_conn), APG_RESP_FLUSH_DISK_TIMEOUT,
@@ -690,7 +708,7 @@ static void on_notify(void *ud, apg_err_t rc)
 {
     struct put_notify *pn = ud;
     struct apg_broker *b = pn->pn_b;
-    if (rc != APG_OK && rc != APG_ETIMEDOUT)
+    if (!apg_store_rc_stored(rc))
         atomic_fetch_add_explicit(&b->br_put_failed, 1, memory_order_relaxed);
     atomic_fetch_sub(&b->br_sync_pending, 1);
     pn->pn_done(pn->pn_arg, rc);

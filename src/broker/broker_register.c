@@ -39,10 +39,9 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
         apg_topics_encode_perm(b->br_topics, (perm & rw) == rw ? ~0 : perm, &body);
         apg_buf_append_str(&body, "}");
     }
-    char id[24], ha[160], crc[24];
+    char id[24], crc[24];
     snprintf(id, sizeof(id), "%lld", (long long)b->br_broker_id);
-    snprintf(ha, sizeof(ha), "%.*s:%d", (int)(strrchr(b->br_addr, ':') - b->br_addr), b->br_addr,
-             b->br_port + 1);
+    const char *ha = b->br_ha_addr;
     snprintf(crc, sizeof(crc), "%d",
              body.b_len ? (int)(apg_crc32(body.b_data, body.b_len) & 0x7FFFFFFF) : 0);
     char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
@@ -90,13 +89,30 @@ void apg_broker_register(struct apg_broker *b, bool unregister)
             apg_log_warn("broker", "NameServer %s refused %s: code %d %s", addr,
                          unregister ? "UNREGISTER_BROKER" : "REGISTER_BROKER", resp->rc_cmd.code,
                          resp->rc_cmd.remark ? resp->rc_cmd.remark : "");
-        else
+        else {
             apg_log_debug("broker", "%s %s at NameServer %s",
                           unregister ? "unregistered" : "registered", b->br_addr, addr);
+            if (!unregister)
+                apg_broker_ha_learned(b, apg_rcmd_ext_get(&resp->rc_cmd, "masterAddr"),
+                                      apg_rcmd_ext_get(&resp->rc_cmd, "haServerAddr"));
+        }
         if (resp)
             apg_rcmd_copy_free(resp);
     }
     apg_buf_free(&body);
+}
+
+void apg_broker_sign(struct apg_broker *b, struct apg_rcmd *req, char sig[])
+{
+    char ak[256], sk[256], cerr[200];
+    struct apg_hmac_key key;
+    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr)))
+        ak[0] = '\0';
+    if (ak[0]) {
+        apg_hmac_sha1_key(&key, sk, strlen(sk));
+        apg_sign_request(req, ak, &key, NULL, 0, sig);
+    }
+    memset(sk, 0, sizeof(sk));
 }
 
 apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *topic,
@@ -114,15 +130,8 @@ apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *to
     apg_rcmd_init_request(&req, code, 0, APG_SER_JSON);
     if (topic)
         apg_rcmd_ext_add(&req, "topic", topic);
-    char ak[256], sk[256], cerr[200], sig[APG_SIGN_LEN];
-    struct apg_hmac_key key;
-    if (apg_broker_ns_credentials(b, ak, sizeof(ak), sk, sizeof(sk), cerr, sizeof(cerr)))
-        ak[0] = '\0';
-    if (ak[0]) {
-        apg_hmac_sha1_key(&key, sk, strlen(sk));
-        apg_sign_request(&req, ak, &key, NULL, 0, sig);
-    }
-    memset(sk, 0, sizeof(sk));
+    char sig[APG_SIGN_LEN];
+    apg_broker_sign(b, &req, sig);
     apg_err_t e = apg_net_client_call(b->br_cli, addr, &req, NULL, 0, timeout_ms, cb, ud);
     return e ? apg_errf(e, err, errlen, "cannot reach NameServer %s: %s", addr, apg_strerror(e))
              : APG_OK;

@@ -38,7 +38,9 @@ void apg_broker_reply_send(struct apg_conn *c, int32_t opaque, uint8_t ser, int3
     struct apg_rcmd resp;
     apg_rcmd_init_response(&resp, &req, code, remark);
     char q[24], o[24];
-    if (code == APG_RESP_SUCCESS || code == APG_RESP_FLUSH_DISK_TIMEOUT) {
+    /* The outcomes of a stored message (RocketMQ's sendOK): the put's fields. */
+    if (code == APG_RESP_SUCCESS || code == APG_RESP_FLUSH_DISK_TIMEOUT ||
+        code == APG_RESP_FLUSH_SLAVE_TIMEOUT || code == APG_RESP_SLAVE_NOT_AVAILABLE) {
         apg_rcmd_ext_add(&resp, "msgId", msgid);
         apg_rcmd_ext_add(&resp, "queueId", apg_fmt_i64(q, qid));
         apg_rcmd_ext_add(&resp, "queueOffset", apg_fmt_i64(o, qoff));
@@ -61,6 +63,7 @@ static const char *const refusal_keys[APG_REFUSAL_N] = {
     [APG_REFUSAL_STORE_UNAVAILABLE] = "refusedStoreUnavailable",
     [APG_REFUSAL_SYSTEM_BUSY] = "refusedSystemBusy",
     [APG_REFUSAL_FLUSH_TIMEOUT] = "refusedFlushDiskTimeout",
+    [APG_REFUSAL_SLAVE] = "refusedSlaveNotInSync",
     [APG_REFUSAL_NOT_SUPPORTED] = "refusedRequestCodeNotSupported",
     [APG_REFUSAL_SYSTEM_ERROR] = "refusedSystemError",
 };
@@ -109,6 +112,9 @@ static enum apg_refusal code_refusal(int32_t code)
         return APG_REFUSAL_SYSTEM_BUSY;
     case APG_RESP_FLUSH_DISK_TIMEOUT:
         return APG_REFUSAL_FLUSH_TIMEOUT;
+    case APG_RESP_SLAVE_NOT_AVAILABLE:
+    case APG_RESP_FLUSH_SLAVE_TIMEOUT:
+        return APG_REFUSAL_SLAVE;
     case APG_RESP_REQUEST_CODE_NOT_SUPPORTED:
         return APG_REFUSAL_NOT_SUPPORTED;
     default:

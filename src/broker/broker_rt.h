@@ -61,6 +61,7 @@ enum apg_refusal {
     APG_REFUSAL_STORE_UNAVAILABLE, /* the store failed (fsync) or is closing */
     APG_REFUSAL_SYSTEM_BUSY,       /* too many writes already wait */
     APG_REFUSAL_FLUSH_TIMEOUT,     /* stored, but not flushed within syncFlushTimeout */
+    APG_REFUSAL_SLAVE,             /* SYNC_MASTER: stored, but no slave holds it (yet) */
     APG_REFUSAL_NOT_SUPPORTED,     /* request code the broker does not serve */
     APG_REFUSAL_SYSTEM_ERROR,      /* malformed request, out of memory, read failure */
     APG_REFUSAL_N
@@ -114,7 +115,7 @@ struct apg_bloop {
  * now (broker_service.c). */
 #define APG_BSVC_REGISTER 0x1
 /* Rows of the service thread's job table (broker_service.c). */
-#define APG_BSVC_JOBS 6
+#define APG_BSVC_JOBS 7
 
 struct apg_broker {
     const struct apg_config *br_cfg;
@@ -134,6 +135,17 @@ struct apg_broker {
     struct apg_timer *br_timer;       /* timer messages (timer/timer.h) */
     struct apg_acl *br_acl;           /* plain ACL, NULL when off (acl/acl_broker.h) */
     struct apg_pop *br_pop;           /* pop consumption (pop/pop.h) */
+    /* Replication (broker_ha.c): a master runs br_ha_master, a slave
+     * br_ha_client; br_master_addr (a slave's master, as the NameServer
+     * names it) under br_ha_lock. */
+    bool br_slave;        /* brokerRole=SLAVE */
+    int br_ha_port;       /* haListenPort, or listenPort + 1 */
+    char br_ha_addr[160]; /* host:port registered as haServerAddr */
+    struct apg_ha_master *br_ha_master;
+    struct apg_ha_client *br_ha_client;
+    pthread_mutex_t br_ha_lock;
+    char br_master_addr[128];
+    int64_t br_slave_synced_ms; /* service thread: wall ms of the last metadata copy */
 
     char br_root[1024];
     char br_addr[128]; /* advertised ip:port */
@@ -438,6 +450,10 @@ void apg_broker_tables_free(struct apg_broker *b);
 /* REGISTER_BROKER (or UNREGISTER_BROKER) with every NameServer in
  * namesrvAddr, synchronously. Service or control thread. */
 void apg_broker_register(struct apg_broker *b, bool unregister);
+/* Signs a request without body with innerClientAuthenticationCredentials
+ * (nothing when they are empty); sig holds the signature the request points
+ * to, so it must live as long as req. Any thread. */
+void apg_broker_sign(struct apg_broker *b, struct apg_rcmd *req, char sig[]);
 /* Sends code (with the ext field topic when not NULL) to the first
  * NameServer of namesrvAddr, signed as the registration is; cb(ud, resp,
  * err) runs once on the NameServer client's loop thread unless this
@@ -446,6 +462,27 @@ void apg_broker_register(struct apg_broker *b, bool unregister);
 apg_err_t apg_broker_ns_query(struct apg_broker *b, int32_t code, const char *topic,
                               uint32_t timeout_ms, apg_net_resp_cb cb, void *ud, char *err,
                               size_t errlen);
+/* ---- broker_ha.c --------------------------------------------------------- */
+
+/* Starts the master's HA listener or the slave's HA client (control
+ * thread, after the store is open). */
+apg_err_t apg_broker_ha_start(struct apg_broker *b, char *err, size_t errlen);
+/* Stops either (control thread, before the store closes). */
+void apg_broker_ha_stop(struct apg_broker *b);
+/* A slave's REGISTER_BROKER answer: the master's remoting and HA
+ * addresses (either may be NULL). Service or control thread. */
+void apg_broker_ha_learned(struct apg_broker *b, const char *master_addr, const char *ha_addr);
+/* GET_ALL_DELAY_OFFSET (45): {"offsetTable":{"<level>":<next offset>,...}},
+ * the delay levels' progress, for a slave's copy. Loop thread. */
+void apg_broker_proc_delay_offsets(struct apg_broker *b, struct apg_conn *c,
+                                   const struct apg_rcmd *req);
+/* Copies the master's remoting address ("" if unknown). Any thread. */
+void apg_broker_ha_master_addr(struct apg_broker *b, char *out, size_t n);
+/* Slave, every 2 s: until the NameServer has named a master, registers
+ * again to learn it; then, every 10 s, copies topics, subscription groups
+ * and consumer offsets from the master (blocking calls). Service thread. */
+void apg_broker_slave_sync(struct apg_broker *b, int64_t now_ms);
+
 /* Prepares the service thread (at create: kicks may come before start). */
 void apg_broker_service_init(struct apg_broker *b);
 /* Starts the service thread: its periodic jobs (registration, offset and

@@ -36,6 +36,7 @@ enum {
     JOB_STATS,
     JOB_EXPIRE,
     JOB_ACL,
+    JOB_SLAVE_SYNC,
     JOB_N
 };
 
@@ -83,6 +84,11 @@ static void job_acl(void *ud, int64_t now_ms)
 {
     (void)now_ms;
     apg_broker_acl_reload(ud);
+}
+
+static void job_slave_sync(void *ud, int64_t now_ms)
+{
+    apg_broker_slave_sync(ud, now_ms);
 }
 
 void apg_broker_persist_all(struct apg_broker *b)
@@ -147,6 +153,12 @@ apg_err_t apg_broker_service_start(struct apg_broker *b, char *err, size_t errle
                                              .cj_fn = job_expire};
     jobs[JOB_ACL] = (struct apg_cron_job){
         .cj_name = "acl reload", .cj_period_ms = 1000, .cj_first_ms = 1000, .cj_fn = job_acl};
+    /* A slave looks for its master every 2 s until the NameServer names
+     * one, then copies its metadata every 10 s (broker_ha.c). */
+    jobs[JOB_SLAVE_SYNC] = (struct apg_cron_job){.cj_name = "slave metadata sync",
+                                                 .cj_period_ms = b->br_slave ? 2000 : 86400000,
+                                                 .cj_first_ms = b->br_slave ? 1000 : 86400000,
+                                                 .cj_fn = job_slave_sync};
     apg_cron_start(jobs, JOB_N, apg_wall_ms());
     b->br_svc_reg_wanted = false;
     return apg_worker_start(&b->br_svc, "broker service", err, errlen);

@@ -36,6 +36,7 @@
 #include "broker/broker_admin_stats.h"
 #include "acl/acl.h"
 #include "broker/broker_rt.h"
+#include "ha/ha.h"
 #include "broker/schedule/schedule.h"
 #include "broker/txn/txn.h"
 #include "common/mem.h"
@@ -180,6 +181,45 @@ void apg_broker_proc_runtime_info(struct apg_broker *b, struct apg_conn *c,
     apg_buf_free(&out);
 }
 
+/* Replication: a master's connected slaves and how far each has
+ * acknowledged; a slave's master and its connection. */
+static void ha_info(struct apg_broker *b, struct apg_buf *o, int64_t max)
+{
+    kv(o, "brokerRole", "%s", apg_cfg_str(b->br_cfg, APG_CFG_brokerRole));
+    if (b->br_slave) {
+        struct apg_ha_client_stats cs;
+        apg_ha_client_stats(b->br_ha_client, &cs);
+        char master[128];
+        apg_broker_ha_master_addr(b, master, sizeof(master));
+        kv(o, "masterAddr", "%s", master);
+        kv(o, "haMasterAddress", "%s", cs.cs_master);
+        kv(o, "haConnected", "%s", cs.cs_connected ? "true" : "false");
+        kv(o, "haReceivedBytes", "%llu", (unsigned long long)cs.cs_bytes);
+        kv(o, "haClosedConnections", "%llu", (unsigned long long)cs.cs_closes);
+        kv(o, "haLastFrameTimestamp", "%lld", (long long)cs.cs_last_frame_ms);
+        kv(o, "haLastError", "%s", cs.cs_last_error);
+        return;
+    }
+    struct apg_ha_slave_info si[16];
+    int n = apg_ha_master_slaves(b->br_ha_master, si, 16);
+    int64_t best = -1;
+    struct apg_buf list = APG_BUF_INIT;
+    for (int i = 0; i < n && i < 16; i++) {
+        if (si[i].hs_ack_offset > best)
+            best = si[i].hs_ack_offset;
+        apg_buf_printf(&list, "%s%s@%lld", i ? "," : "", si[i].hs_addr,
+                       (long long)si[i].hs_ack_offset);
+    }
+    kv(o, "haConnections", "%d", n);
+    kv(o, "haSlaves", "%.*s", (int)list.b_len, list.b_len ? (const char *)list.b_data : "");
+    kv(o, "haSlaveAckOffset", "%lld", (long long)best);
+    kv(o, "haSlaveFallBehindBytes", "%lld", (long long)(best >= 0 ? max - best : -1));
+    kv(o, "haSlaveInSync", "%s",
+       best >= 0 && max - best <= apg_cfg_int(b->br_cfg, APG_CFG_haMaxGapNotInSync) ? "true"
+                                                                                    : "false");
+    apg_buf_free(&list);
+}
+
 void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o)
 {
     struct apg_store_stats ss;
@@ -225,6 +265,7 @@ void apg_broker_runtime_info_body(struct apg_broker *b, struct apg_buf *o)
     kv(o, "remainHowManyDataToFlush", "%lld",
        (long long)(ss.ss_max_phys_offset - ss.ss_flushed_phys_offset));
     kv(o, "dispatchBehindBytes", "0");
+    ha_info(b, o, ss.ss_max_phys_offset);
     kv(o, "pageCacheLockTimeMills", "%lld", (long long)apg_store_put_stall_ms(b->br_store));
     kv(o, "commitLogDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);
     kv(o, "consumeQueueDiskRatio", "%.4f", ss.ss_disk_used_ratio / 100.0);

@@ -131,6 +131,8 @@ apg_err_t apg_msg_decode_records(const uint8_t *buf, size_t len, apg_msg_sink on
 struct apg_broker_addr {
     char *ba_name;
     char *ba_master; /* brokerAddrs[0], NULL when no master */
+    char *ba_read;   /* where consumers go: the master, else the slave with the lowest
+                        brokerId (Java's findBrokerAddressInSubscribe); NULL: none */
 };
 
 /* A parsed TopicRouteData reduced to what a client uses. */
@@ -145,12 +147,17 @@ struct apg_croute {
 
 /* Parses a GET_ROUTEINFO_BY_TOPIC body for `topic` (standard JSON or
  * fastjson's unquoted integer keys). Queues of brokers without a master are
- * left out of the writable list. */
+ * left out of the writable list; readable queues need any address (a
+ * slave serves reads when its master is gone). */
 apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
                            struct apg_croute *rt, char *err, size_t errlen);
 void apg_croute_free(struct apg_croute *rt);
 /* Master address of a broker name, or NULL. */
 const char *apg_croute_master(const struct apg_croute *rt, const char *broker);
+/* Where a consumer of the broker name pulls and keeps its offsets: the
+ * master, or a slave when the route has no master (the master is gone);
+ * NULL when the broker has no address. */
+const char *apg_croute_reader(const struct apg_croute *rt, const char *broker);
 
 /* Round robin over writable queues starting at *counter, skipping queues on
  * `avoid_broker` when another broker has one. Returns an index or -1. */

@@ -130,7 +130,7 @@ static void commit_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t 
                             const char *errmsg, void *arg)
 {
     struct apg_ccommit *cm = arg;
-    const char *addr = e == APG_OK ? apg_croute_master(&t->ct_route, cm->cm_mq.mq_broker) : NULL;
+    const char *addr = e == APG_OK ? apg_croute_reader(&t->ct_route, cm->cm_mq.mq_broker) : NULL;
     char err[256] = "no master for the queue's broker";
     bool sent = false;
     if (addr != NULL) {
@@ -335,9 +335,9 @@ static void cop_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, 
         return;
     }
     char msg[512];
-    const char *addr = apg_croute_master(rt, op->co_mq->mq_broker);
+    const char *addr = apg_croute_reader(rt, op->co_mq->mq_broker);
     if (addr == NULL) {
-        snprintf(msg, sizeof(msg), "broker '%s' of topic '%s' has no master in the route",
+        snprintf(msg, sizeof(msg), "broker '%s' of topic '%s' has no address in the route",
                  op->co_mq->mq_broker, op->co_mq->mq_topic);
         cop_done(op, APG_ENOTFOUND, msg);
         return;

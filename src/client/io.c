@@ -798,9 +798,10 @@ static void route_done(struct apg_cio *io, struct route_fetch *rf, apg_err_t e, 
     struct apg_rwait *w = t->ct_waiters;
     t->ct_waiters = NULL;
     if (e == APG_OK) {
-        /* Heartbeat to brokers seen for the first time. */
+        /* Heartbeat to brokers seen for the first time (a slave too, when
+         * it is where the topic's consumers read). */
         for (size_t i = 0; i < t->ct_route.rt_nbrokers; i++) {
-            const char *a = t->ct_route.rt_brokers[i].ba_master;
+            const char *a = t->ct_route.rt_brokers[i].ba_read;
             if (a == NULL)
                 continue;
             bool known = false;
@@ -861,8 +862,7 @@ static void route_resp(struct apg_cio *io, apg_err_t e, const struct apg_rcmd *r
         apg_croute_cap(&rt, 4);
     if (rt.rt_nwq == 0 && rt.rt_nrq == 0) {
         apg_croute_free(&rt);
-        snprintf(msg, sizeof(msg), "topic '%s' has no queue on a broker with a live master",
-                 t->ct_name);
+        snprintf(msg, sizeof(msg), "topic '%s' has no queue on a live broker", t->ct_name);
         route_done(io, rf, APG_ENOTFOUND, msg);
         return;
     }
@@ -938,21 +938,23 @@ void apg_cio_route(struct apg_cio *io, const char *topic, bool use_default, bool
 
 void apg_cio_heartbeat_all(struct apg_cio *io)
 {
-    /* Distinct master addresses over all routes. */
+    /* Distinct reader addresses over all routes: the masters, and a slave
+     * whose master is gone (a consumer pulls from it, and its group and
+     * subscriptions must be known there). */
     for (struct apg_ctopic *t = io->io_topics; t; t = t->ct_next) {
         for (size_t i = 0; i < t->ct_route.rt_nbrokers; i++) {
-            const char *a = t->ct_route.rt_brokers[i].ba_master;
+            const char *a = t->ct_route.rt_brokers[i].ba_read;
             if (a == NULL)
                 continue;
             bool dup = false;
             for (struct apg_ctopic *u = io->io_topics; u != t && !dup; u = u->ct_next)
-                if (apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name) &&
-                    strcmp(apg_croute_master(&u->ct_route, t->ct_route.rt_brokers[i].ba_name), a) ==
+                if (apg_croute_reader(&u->ct_route, t->ct_route.rt_brokers[i].ba_name) &&
+                    strcmp(apg_croute_reader(&u->ct_route, t->ct_route.rt_brokers[i].ba_name), a) ==
                         0)
                     dup = true;
             for (size_t j = 0; j < i && !dup; j++)
-                if (t->ct_route.rt_brokers[j].ba_master &&
-                    strcmp(t->ct_route.rt_brokers[j].ba_master, a) == 0)
+                if (t->ct_route.rt_brokers[j].ba_read &&
+                    strcmp(t->ct_route.rt_brokers[j].ba_read, a) == 0)
                     dup = true;
             if (!dup)
                 heartbeat_one(io, a);

@@ -127,7 +127,7 @@ static void q_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e, co
     snprintf(begin, sizeof(begin), "%lld", (long long)q->q_begin);
     snprintf(end, sizeof(end), "%lld", (long long)q->q_end);
     for (size_t i = 0; i < rt->rt_nbrokers; i++) {
-        const char *addr = rt->rt_brokers[i].ba_master;
+        const char *addr = rt->rt_brokers[i].ba_read;
         if (!addr)
             continue;
         struct apg_rcmd req;

@@ -6,7 +6,8 @@
  * permission and a live master only, queue ids 0..writeQueueNums-1. Keeping
  * Java's order matters: ordered messages selected by key hash must land on
  * the same queue whichever client sent them. Readable queues (for consumers)
- * use READ permission and readQueueNums. */
+ * use READ permission and readQueueNums, on a broker name with a master or,
+ * when the master is gone, a slave (consumers read from it as Java's do). */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <jansson.h>
@@ -29,6 +30,7 @@ void apg_croute_free(struct apg_croute *rt)
     for (size_t i = 0; i < rt->rt_nbrokers; i++) {
         apg_free(rt->rt_brokers[i].ba_name);
         apg_free(rt->rt_brokers[i].ba_master);
+        apg_free(rt->rt_brokers[i].ba_read);
     }
     apg_free(rt->rt_brokers);
     apg_free(rt->rt_wq);
@@ -41,6 +43,14 @@ const char *apg_croute_master(const struct apg_croute *rt, const char *broker)
     for (size_t i = 0; i < rt->rt_nbrokers; i++)
         if (strcmp(rt->rt_brokers[i].ba_name, broker) == 0)
             return rt->rt_brokers[i].ba_master;
+    return NULL;
+}
+
+const char *apg_croute_reader(const struct apg_croute *rt, const char *broker)
+{
+    for (size_t i = 0; i < rt->rt_nbrokers; i++)
+        if (strcmp(rt->rt_brokers[i].ba_name, broker) == 0)
+            return rt->rt_brokers[i].ba_read;
     return NULL;
 }
 
@@ -91,15 +101,26 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
     }
     for (size_t i = 0; i < rd.rd_nbds; i++) {
         const struct apg_route_bd *bd = &rd.rd_bds[i];
-        const char *master = NULL;
-        for (size_t k = 0; k < bd->bd_naddrs; k++)
+        const char *master = NULL, *slave = NULL;
+        int64_t slave_id = INT64_MAX;
+        for (size_t k = 0; k < bd->bd_naddrs; k++) {
             if (bd->bd_addrs[k].ra_id == 0)
                 master = bd->bd_addrs[k].ra_addr;
+            else if (bd->bd_addrs[k].ra_id < slave_id) {
+                slave = bd->bd_addrs[k].ra_addr;
+                slave_id = bd->bd_addrs[k].ra_id;
+            }
+        }
+        const char *read = master ? master : slave;
         struct apg_broker_addr *ba = &rt->rt_brokers[rt->rt_nbrokers];
         ba->ba_name = apg_strdup(bd->bd_name);
         ba->ba_master = master ? apg_strdup(master) : NULL;
-        if (ba->ba_name == NULL || (master && ba->ba_master == NULL)) {
+        ba->ba_read = read ? apg_strdup(read) : NULL;
+        if (ba->ba_name == NULL || (master && ba->ba_master == NULL) ||
+            (read && ba->ba_read == NULL)) {
             apg_free(ba->ba_name);
+            apg_free(ba->ba_master);
+            apg_free(ba->ba_read);
             e = APG_ENOMEM;
             goto out;
         }
@@ -116,9 +137,10 @@ apg_err_t apg_croute_parse(const char *topic, const uint8_t *body, size_t len,
     for (size_t i = 0; i < rd.rd_nqds && e == APG_OK; i++) {
         const struct apg_route_qd *qd = sorted[i];
         bool live = apg_croute_master(rt, qd->qd_broker) != NULL;
+        bool readable = apg_croute_reader(rt, qd->qd_broker) != NULL;
         if ((qd->qd_perm & PERM_WRITE) && live)
             e = add_queues(&rt->rt_wq, &rt->rt_nwq, topic, qd->qd_broker, qd->qd_write);
-        if (e == APG_OK && (qd->qd_perm & PERM_READ) && live)
+        if (e == APG_OK && (qd->qd_perm & PERM_READ) && readable)
             e = add_queues(&rt->rt_rq, &rt->rt_nrq, topic, qd->qd_broker, qd->qd_read);
     }
     if (e != APG_OK)

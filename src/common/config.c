@@ -99,8 +99,8 @@ static const char *const rmq_keys[] = {
 
 /* Settings whose value, when it differs from the harmless one, asks for
  * something Apogee does not do (replication): refused rather than ignored
- * or half done. RocketMQ keys Apogee does not implement, and brokerRole and
- * brokerId, which Apogee reads so that 4.x broker.conf files work unchanged. */
+ * or half done: RocketMQ keys Apogee does not implement. brokerId against
+ * brokerRole is checked once every key is read (check_role). */
 static const struct cfg_refused {
     const char *name;
     const char *harmless; /* compared case-insensitively */
@@ -112,14 +112,6 @@ static const struct cfg_refused {
     {"enableControllerMode", "false",
      "Apogee has no controller-based failover; refusing to run a broker that would not "
      "replicate as this setting asks"},
-    {"brokerRole", "ASYNC_MASTER",
-     "Apogee has no master/slave replication: a SYNC_MASTER would acknowledge sends no slave "
-     "holds and a SLAVE would take writes of its own; run every broker as ASYNC_MASTER (the "
-     "default) with brokerId=0"},
-    {"brokerId", "0",
-     "Apogee has no master/slave replication, so a broker with brokerId > 0 would register as "
-     "a slave that copies nothing; run every broker with brokerId=0 (the default) and its own "
-     "brokerName"},
 };
 
 /* RocketMQ keys that name files or directories: an update naming one is
@@ -251,10 +243,15 @@ static const struct cfg_refused *refused_setting(const char *key, const char *va
             continue;
         while (isspace((unsigned char)*value))
             value++;
-        size_t n = strlen(cfg_refused[r].harmless);
-        bool harmless = strncasecmp(value, cfg_refused[r].harmless, n) == 0 &&
-                        (value[n] == 0 || isspace((unsigned char)value[n]));
-        return harmless ? NULL : &cfg_refused[r];
+        /* harmless is one value or several separated by '|'. */
+        for (const char *h = cfg_refused[r].harmless; *h;) {
+            size_t n = strcspn(h, "|");
+            if (strncasecmp(value, h, n) == 0 &&
+                (value[n] == 0 || isspace((unsigned char)value[n])))
+                return NULL;
+            h += n + (h[n] == '|');
+        }
+        return &cfg_refused[r];
     }
     return NULL;
 }
@@ -643,6 +640,37 @@ static apg_err_t set_flag(struct apg_config *cfg, const char *key, const char *v
     return APG_OK;
 }
 
+/* brokerRole against brokerId, as RocketMQ's BrokerStartup decides: a
+ * slave needs an id above 0; a master always registers as 0 (RocketMQ sets
+ * it so whatever the file says; here with a warning). `apogee standalone`
+ * is one master. */
+static apg_err_t check_role(struct apg_config *cfg, char *err, size_t errlen)
+{
+    if (!(cfg->cfg_role & (APG_ROLE_BROKER | APG_ROLE_STANDALONE)))
+        return APG_OK;
+    bool slave = strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SLAVE") == 0;
+    int64_t id = apg_cfg_int(cfg, APG_CFG_brokerId);
+    if (slave && cfg->cfg_role == APG_ROLE_STANDALONE)
+        return apg_errf(APG_ECONFIG, err, errlen,
+                        "brokerRole=SLAVE: `apogee standalone` runs one master; start a slave "
+                        "with `apogee broker -c slave.conf` (brokerRole=SLAVE, brokerId=1, the "
+                        "master's brokerName)");
+    if (slave && id <= 0)
+        return apg_errf(APG_ECONFIG, err, errlen,
+                        "brokerRole=SLAVE needs brokerId > 0 (0 is the master's id): set "
+                        "brokerId=1 for the first slave of brokerName=%s",
+                        apg_cfg_str(cfg, APG_CFG_brokerName));
+    if (!slave && id != 0) {
+        apg_log_warn("config",
+                     "brokerId=%lld with brokerRole=%s: a master registers as brokerId 0, as "
+                     "RocketMQ does; set brokerRole=SLAVE to run this broker as a slave",
+                     (long long)id, apg_cfg_str(cfg, APG_CFG_brokerRole));
+        return set_idx(cfg, APG_CFG_brokerId, "0", cfg->cfg_vals[APG_CFG_brokerId].src, err,
+                       errlen);
+    }
+    return APG_OK;
+}
+
 apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, bool *print_only,
                                 char *err, size_t errlen)
 {
@@ -715,7 +743,7 @@ apg_err_t apg_config_parse_args(struct apg_config *cfg, int argc, char **argv, b
         return apg_errf(APG_ECONFIG, err, errlen,
                         "unexpected argument '%s'; use -c FILE, -n ADDR, -p or --key=value", a);
     }
-    return APG_OK;
+    return check_role(cfg, err, errlen);
 }
 
 int64_t apg_cfg_int(const struct apg_config *cfg, enum apg_cfg_id id)

@@ -25,7 +25,9 @@
     X(APG_EFSYNC, -11, "fsync failed earlier; store is read-only", 0)                              \
     X(APG_ERANGE, -16, "out of range", 0)                                                          \
     X(APG_ECONFIG, -17, "bad configuration", 0)                                                    \
-    X(APG_ENOSPC, -18, "buffer too small", 0)
+    X(APG_ENOSPC, -18, "buffer too small", 0)                                                      \
+    X(APG_ENOSLAVE, -30, "stored, but no slave is in sync (SYNC_MASTER)", 0)                       \
+    X(APG_ESLAVETIMEOUT, -31, "stored, but no slave acknowledged it in time (SYNC_MASTER)", 0)
 
 /* Every code, public and internal. */
 #define APG_ERR_LIST(X) APG_ERROR_LIST(X) APG_ERR_INTERNAL_LIST(X)

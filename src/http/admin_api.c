@@ -496,6 +496,8 @@ static void put_on_loop(struct apg_http_call *call, void *arg)
 {
     struct held_put *hp = arg;
     struct api_ctx x = {.call = call};
+    if (hp->hp_rc == APG_ENOSLAVE || hp->hp_rc == APG_ESLAVETIMEOUT)
+        hp->hp_rc = APG_OK; /* stored on this master; the slave catches up */
     if (hp->hp_rc == APG_ETIMEDOUT)
         answer_error(&x, 500, APG_RESP_FLUSH_DISK_TIMEOUT,
                      "stored, but the disk flush did not finish within syncFlushTimeout");

@@ -416,6 +416,8 @@ static void pub_answer(struct apg_http_call *call, struct pub *p)
 {
     struct apg_mqhttp *mh = p->p_mh;
     struct apg_broker *b = mh->mh_broker;
+    if (p->p_rc == APG_ENOSLAVE || p->p_rc == APG_ESLAVETIMEOUT)
+        p->p_rc = APG_OK; /* stored on this master; the slave catches up */
     if (p->p_rc == APG_ETIMEDOUT) {
         reply_error(mh, call, p->p_reqid, 500, "FlushDiskTimeout",
                     "stored, but the disk flush did not finish within syncFlushTimeout");

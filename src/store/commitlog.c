@@ -204,7 +204,9 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     }
     struct waiter *w = NULL;
     struct sync_wait sw;
-    bool sync = st->st_opts.so_sync_flush;
+    /* SYNC_MASTER waits only where someone answers later (ack_cb). */
+    bool repl = st->st_opts.so_sync_replica && ack_cb;
+    bool sync = st->st_opts.so_sync_flush || repl;
     if (sync) {
         w = apg_malloc(sizeof(*w));
         if (!w) {
@@ -222,20 +224,19 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
         }
         w->w_next = NULL;
         w->w_deadline_ms = apg_mono_ms() + st->st_opts.so_sync_flush_timeout_ms;
+        w->w_repl = repl;
+        w->w_noslave = false;
     }
 
     bool wake_flusher = false;
     pthread_mutex_lock(&st->st_append_mtx);
     atomic_store_explicit(&st->st_put_since_ms, apg_mono_ms(), memory_order_relaxed);
     apg_store_fault_put_stall(st);
-    if (atomic_load(&st->st_fsync_failed)) {
-        rc = apg_errf(APG_EFSYNC, err, errlen,
-                      "an earlier fsync of the commit log failed; the store is read-only until "
-                      "restarted");
+    if ((rc = apg_store_write_refused(st, err, errlen)))
         goto unlock;
-    }
-    if (atomic_load(&st->st_closing)) {
-        rc = apg_errf(APG_ECLOSED, err, errlen, "store is closing");
+    if (atomic_load(&st->st_replica)) {
+        rc = apg_errf(APG_EPERM, err, errlen,
+                      "this store is a slave's: it takes records from its master only");
         goto unlock;
     }
     int64_t pos = atomic_load_explicit(&st->st_wrote, memory_order_relaxed);
@@ -368,6 +369,10 @@ apg_err_t apg_store_put(struct apg_store *st, const struct apg_msg_in *msgs, int
     atomic_store(&st->st_last_store_ts, ts);
     if (!rc && sync) {
         w->w_target = pos;
+        /* RocketMQ's isSlaveOK: a slave connected, at most haMaxGapNotInSync behind. */
+        if (repl)
+            w->w_noslave = atomic_load(&st->st_repl_slaves) <= 0 ||
+                           pos - atomic_load(&st->st_repl_acked) > st->st_opts.so_repl_max_gap;
         *st->st_pend_tailp = w;
         st->st_pend_tailp = &w->w_next;
         atomic_fetch_add(&st->st_pend_count, 1);

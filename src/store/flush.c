@@ -10,6 +10,13 @@
  * APG_ETIMEDOUT; after one failed sync every waiter gets APG_EFSYNC and the
  * store stops acknowledging.
  *
+ * SYNC_MASTER (so_sync_replica): a waiter also needs a slave's report past
+ * its bytes (st_repl_acked, set by apg_store_replica_progress, which wakes
+ * this thread), unless no slave was in sync when it was appended
+ * (APG_ENOSLAVE); past its deadline it gets APG_ESLAVETIMEOUT. Under
+ * ASYNC_FLUSH such waiters are the only ones and the flush does not hold
+ * them.
+ *
  * About once a second the consume queues are msynced and the checkpoint
  * written (apg_flush_checkpoint). */
 #define _GNU_SOURCE
@@ -120,9 +127,18 @@ void apg_flush_complete_waiters(struct apg_store *st, bool draining)
         *st->st_carry_tailp = nw;
         st->st_carry_tailp = ntail;
     }
-    /* Waiters are in offset order: complete from the front. */
+    /* Waiters are in offset order: complete from the front. Under
+     * ASYNC_FLUSH only SYNC_MASTER waiters exist and the flush does not
+     * hold them; a SYNC_MASTER waiter also needs a slave's report past its
+     * bytes, unless no slave was in sync at put time or the store closes. */
+    if (!st->st_opts.so_sync_flush)
+        fl = INT64_MAX;
+    int64_t acked = atomic_load(&st->st_repl_acked);
     struct waiter *done = st->st_carry_head, **dt = &st->st_carry_head, *w;
-    while ((w = *dt) && (failed || w->w_target <= fl || (!draining && now >= w->w_deadline_ms)))
+    while ((w = *dt) && (failed ||
+                         (w->w_target <= fl &&
+                          (!w->w_repl || w->w_noslave || draining || w->w_target <= acked)) ||
+                         (!draining && now >= w->w_deadline_ms)))
         dt = &w->w_next;
     if (dt == &st->st_carry_head)
         return;
@@ -133,7 +149,12 @@ void apg_flush_complete_waiters(struct apg_store *st, bool draining)
     if (!done)
         return;
     for (w = done; w; w = w->w_next)
-        w->w_rc = failed ? APG_EFSYNC : w->w_target <= fl ? APG_OK : APG_ETIMEDOUT;
+        w->w_rc = failed                ? APG_EFSYNC
+                  : w->w_target > fl    ? APG_ETIMEDOUT
+                  : !w->w_repl          ? APG_OK
+                  : w->w_noslave        ? APG_ENOSLAVE
+                  : w->w_target > acked ? APG_ESLAVETIMEOUT
+                                        : APG_OK;
     pthread_mutex_lock(&st->st_ack_mtx);
     *st->st_ack_tailp = done;
     st->st_ack_tailp = dt;
@@ -176,21 +197,32 @@ void *apg_flush_async_main(void *arg)
     if (st->st_opts.so_sync_flush)
         flush_thread_boost();
     bool sync = st->st_opts.so_sync_flush;
+    /* SYNC_MASTER under ASYNC_FLUSH: waiters wait for slaves, not for this
+     * thread's flush; it completes them when woken (a put, a slave's
+     * report) and every 10 ms while any wait (timeouts), and still flushes
+     * only every flushIntervalCommitLog. */
+    bool repl = st->st_opts.so_sync_replica && !sync;
     int interval = st->st_opts.so_flush_interval_ms;
+    int64_t last_flush = apg_mono_ms();
     for (;;) {
         bool closing;
         pthread_mutex_lock(&st->st_flush_mtx);
         atomic_store(&st->st_flush_sleeping, true);
         closing = atomic_load(&st->st_closing);
-        if (!closing && !(sync && (atomic_load(&st->st_pend_count) > 0 || st->st_carry_head))) {
-            apg_cond_wait_ms(&st->st_flush_cond, &st->st_flush_mtx, sync ? 10 : interval);
+        bool waiting = atomic_load(&st->st_pend_count) > 0 || st->st_carry_head;
+        if (!closing && !(sync && waiting)) {
+            apg_cond_wait_ms(&st->st_flush_cond, &st->st_flush_mtx,
+                             sync || (repl && waiting) ? 10 : interval);
             closing = atomic_load(&st->st_closing);
         }
         atomic_store(&st->st_flush_sleeping, false);
         pthread_mutex_unlock(&st->st_flush_mtx);
-        if (!atomic_load(&st->st_fsync_failed))
+        if (!atomic_load(&st->st_fsync_failed) &&
+            (!repl || closing || apg_mono_ms() - last_flush >= interval)) {
             apg_cl_flush(st);
-        if (sync)
+            last_flush = apg_mono_ms();
+        }
+        if (sync || repl)
             apg_flush_complete_waiters(st, closing);
         if (!atomic_load(&st->st_fsync_failed) && !closing &&
             apg_mono_ms() - st->st_last_ckpt_ms >= (sync ? 1000 : interval))

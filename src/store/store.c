@@ -108,6 +108,7 @@ void apg_store_opts_init(struct apg_store_opts *o)
     o->so_cq_file_size = 6000000;
     o->so_flush_interval_ms = 500;
     o->so_sync_flush_timeout_ms = 5000;
+    o->so_repl_max_gap = 256ll << 20;
     o->so_file_reserved_hours = 72;
     o->so_delete_when = "04";
     o->so_disk_max_used_ratio = 75;
@@ -308,7 +309,7 @@ void apg_store_close(struct apg_store *st)
         if (st->st_opts.so_sync_flush && NFLUSHERS > 1)
             pthread_join(st->st_flusher2, NULL);
         /* Deliver what is left (everything is durable or failed now). */
-        if (st->st_opts.so_sync_flush) {
+        if (st->st_opts.so_sync_flush || st->st_opts.so_sync_replica) {
             if (!atomic_load(&st->st_fsync_failed))
                 apg_cl_flush(st);
             apg_flush_complete_waiters(st, true);

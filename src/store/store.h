@@ -36,7 +36,9 @@
  * itself waits for the same outcome and returns it. After one failed fsync/msync the store never
  * acknowledges again: pending and later puts fail with APG_EFSYNC, reads keep working, the error is
  * logged and shown in apg_store_stats(). Restart to recover. A put that returned an error never
- * calls ack_cb (no callback after a failed call). */
+ * calls ack_cb (no callback after a failed call).
+ *   SYNC_MASTER (so_sync_replica): ack_cb also waits until a slave holds the bytes; rc
+ * APG_ENOSLAVE or APG_ESLAVETIMEOUT when none did (the record is stored all the same). */
 #ifndef APG_STORE_STORE_H
 #define APG_STORE_STORE_H
 
@@ -76,10 +78,18 @@ struct apg_store_opts {
     uint64_t so_cq_file_size; /* mappedFileSizeConsumeQueue, default 6,000,000; multiple of 20 */
     bool so_sync_flush;       /* flushDiskType == SYNC_FLUSH */
     int so_flush_interval_ms; /* flushIntervalCommitLog (ASYNC), default 500 */
-    int so_sync_flush_timeout_ms;     /* syncFlushTimeout, default 5000 */
-    int so_file_reserved_hours;       /* fileReservedTime, default 72 */
-    const char *so_delete_when;       /* deleteWhen, "04" or "04;16", default "04" */
-    int so_disk_max_used_ratio;       /* diskMaxUsedSpaceRatio %, default 75 */
+    int so_sync_flush_timeout_ms; /* syncFlushTimeout, default 5000 */
+    /* SYNC_MASTER: a put with an ack_cb is acknowledged once a slave reported
+     * holding its bytes (apg_store_replica_progress), within
+     * so_sync_flush_timeout_ms; no slave in sync: APG_ENOSLAVE at once (after
+     * the flush under SYNC_FLUSH); too late: APG_ESLAVETIMEOUT. The record
+     * is stored either way. Puts without ack_cb (delay, timer and
+     * transaction deliveries) do not wait for a slave. */
+    bool so_sync_replica;
+    int64_t so_repl_max_gap;    /* haMaxGapNotInSync: a slave this far behind is not in sync */
+    int so_file_reserved_hours; /* fileReservedTime, default 72 */
+    const char *so_delete_when; /* deleteWhen, "04" or "04;16", default "04" */
+    int so_disk_max_used_ratio; /* diskMaxUsedSpaceRatio %, default 75 */
     int so_disk_clean_forcibly_ratio; /* diskSpaceCleanForciblyRatio %, default 85 */
     bool so_clean_forcibly;           /* cleanFileForciblyEnable, default false: never delete
                                          unexpired segments for space unless set */
@@ -142,6 +152,14 @@ struct apg_put_result {
     int32_t pr_msg_size;     /* TOTALSIZE */
     int64_t pr_store_ts;     /* STORETIMESTAMP */
 };
+
+/* Whether an acknowledgement's rc means the record is stored: 0, or a
+ * flush or a slave that did not confirm it in time (RocketMQ answers those
+ * with a send status, not an error). */
+static inline bool apg_store_rc_stored(apg_err_t rc)
+{
+    return rc == APG_OK || rc == APG_ETIMEDOUT || rc == APG_ENOSLAVE || rc == APG_ESLAVETIMEOUT;
+}
 
 /* SYNC_FLUSH acknowledgement: called exactly once from the store's ack thread with
  * rc 0, APG_ETIMEDOUT or APG_EFSYNC. Must not block and must not call back into
@@ -309,6 +327,48 @@ void apg_store_stats(struct apg_store *st, struct apg_store_stats *out);
  * (the kernel throttling a writer while dirty pages go to a slow disk), and
  * every other put waits behind it. Any thread, lock-free. */
 int64_t apg_store_put_stall_ms(const struct apg_store *st);
+
+/* Replication (replica.c; src/ha streams with these). */
+
+/* The commit log's first byte still present and its write position. Any
+ * thread, lock-free. */
+int64_t apg_store_log_min_offset(const struct apg_store *st);
+int64_t apg_store_log_max_offset(const struct apg_store *st);
+
+/* Master: copies up to max commit-log bytes starting at `from` into out,
+ * stopping at the write position and at the end of from's segment (a blank
+ * filler goes out with the zeros after it, to the segment's end). *n = 0
+ * when from is the write position. APG_ERANGE: from is past the write
+ * position; APG_ENOTFOUND: from is below the first byte still present.
+ * Any thread. */
+apg_err_t apg_store_log_read(struct apg_store *st, int64_t from, uint8_t *out, size_t max,
+                             size_t *n);
+
+/* Slave: appends the master's commit-log bytes buf[0..len), which start at
+ * commit-log offset `at` (the write position, or inside the zeros of the
+ * blank filler just written), as the master wrote them: whole records are
+ * validated (CRC, PHYSICALOFFSET, queue offsets that follow each queue's
+ * end), written, indexed into consume queues and the index as the put path
+ * does, and published (the arrive hook runs). *used = bytes taken, from the
+ * start of buf; a partial record at the end is left for the next call with
+ * more bytes (the caller keeps it); at most 64 records per call. An empty
+ * store (nothing written, no queue) takes a segment start past its end as
+ * the start of its log (the master's first segments were retired). Errors
+ * (err says what): APG_ERANGE (at is not where this log ends: the logs
+ * differ), APG_ECORRUPT (not a valid record, or not where the record says
+ * it belongs), APG_EDISKFULL, APG_EIO, APG_EFSYNC, APG_ECLOSED; *used still
+ * counts the records taken before the failure. One thread at a time. */
+apg_err_t apg_store_replica_append(struct apg_store *st, int64_t at, const uint8_t *buf, size_t len,
+                                   size_t *used, char *err, size_t errlen);
+
+/* Master (SYNC_MASTER): n slaves are connected and the furthest has
+ * reported holding the log up to `acked`. Wakes the waiters it completes.
+ * The HA master thread. */
+void apg_store_replica_progress(struct apg_store *st, int n, int64_t acked);
+
+/* Marks the store as a slave's: from then on apg_store_put refuses every
+ * write with APG_EPERM, so only apg_store_replica_append writes its log. */
+void apg_store_set_replica(struct apg_store *st, bool replica);
 
 /* Tools and tests: runs one retention pass now, ignoring deleteWhen (expired
  * segments by file mtime older than so_file_reserved_hours, or forced by disk

@@ -20,6 +20,8 @@ void apg_store_opts_from_config(struct apg_store_opts *o, const struct apg_confi
     o->so_sync_flush = fdt && strcmp(fdt, "SYNC_FLUSH") == 0;
     o->so_flush_interval_ms = (int)apg_cfg_int(cfg, APG_CFG_flushIntervalCommitLog);
     o->so_sync_flush_timeout_ms = (int)apg_cfg_int(cfg, APG_CFG_syncFlushTimeout);
+    o->so_sync_replica = strcmp(apg_cfg_str(cfg, APG_CFG_brokerRole), "SYNC_MASTER") == 0;
+    o->so_repl_max_gap = apg_cfg_int(cfg, APG_CFG_haMaxGapNotInSync);
     o->so_file_reserved_hours = (int)apg_cfg_int(cfg, APG_CFG_fileReservedTime);
     o->so_delete_when = apg_cfg_str(cfg, APG_CFG_deleteWhen);
     o->so_disk_max_used_ratio = (int)apg_cfg_int(cfg, APG_CFG_diskMaxUsedSpaceRatio);

@@ -14,6 +14,8 @@
  *   retention.c      disk-space guard and deleteWhen / fileReservedTime cleanup
  *   warmup.c         zero-fill ahead of the writer, page-cache drop-behind
  *   read.c           get, offsets by time, read_at, delete_topic, foreach
+ *   replica.c        raw commit-log reads (master) and appends (slave) for
+ *                    replication (src/ha)
  *   dispatch.c       the dispatch hook: record -> consume queue, index (and later
  *                    timers, ...), called by the put path and by recovery
  *   index.c          index files: commit-log offsets by topic#key, QUERY_MESSAGE
@@ -110,6 +112,8 @@ struct waiter {
     apg_store_ack_fn w_cb;
     void *w_ud;
     apg_err_t w_rc; /* outcome, set when handed to the ack thread */
+    bool w_repl;    /* SYNC_MASTER: also waits for a slave */
+    bool w_noslave; /* SYNC_MASTER: no slave was in sync at put time */
     struct waiter *w_next;
 };
 
@@ -208,6 +212,9 @@ struct apg_store {
     int st_last_clean_hour;
 
     _Atomic bool st_closing;
+    _Atomic bool st_replica;       /* replica.c: a slave's store; apg_store_put refuses */
+    _Atomic int st_repl_slaves;    /* SYNC_MASTER: slaves connected (HA master thread) */
+    _Atomic int64_t st_repl_acked; /* SYNC_MASTER: the furthest slave's reported end */
     _Atomic uint64_t st_put_count, st_put_bytes;
     _Atomic int64_t st_put_since_ms; /* apg_mono_ms when the append lock was taken, 0 when free */
 
@@ -444,6 +451,20 @@ static inline void apg_warm_guard(struct apg_store *st, int64_t end)
         pthread_mutex_lock(&st->st_zero_mtx);
         pthread_mutex_unlock(&st->st_zero_mtx);
     }
+}
+
+/* Appender, under st_append_mtx: why the store takes no write now (an
+ * earlier failed fsync, closing), or 0. Shared by the put path and the
+ * replica append. */
+static inline apg_err_t apg_store_write_refused(struct apg_store *st, char *err, size_t errlen)
+{
+    if (atomic_load(&st->st_fsync_failed))
+        return apg_errf(APG_EFSYNC, err, errlen,
+                        "an earlier fsync of the commit log failed; the store is read-only until "
+                        "restarted");
+    if (atomic_load(&st->st_closing))
+        return apg_errf(APG_ECLOSED, err, errlen, "store is closing");
+    return APG_OK;
 }
 
 /* recover.c */

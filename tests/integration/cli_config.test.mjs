@@ -124,7 +124,7 @@ test('a typo on the command line is an error that does not claim to be ignored; 
     }
 });
 
-test('replication Apogee lacks (DLedger, controller, a slave role) is refused, in a file as on the command line', async () => {
+test('replication Apogee lacks (DLedger, controller) is refused, a slave needs brokerId > 0, in a file as on the command line', async () => {
     const r = await run(['broker', '--enableDLegerCommitLog=true', '-p']);
     assert.equal(r.code, 1);
     assert.match(r.out, /config enableDLegerCommitLog=true: Apogee has no DLedger commit log/);
@@ -136,11 +136,21 @@ test('replication Apogee lacks (DLedger, controller, a slave role) is refused, i
         const f = await run(['broker', '-c', path.join(dir, 'b.conf'), '-p']);
         assert.equal(f.code, 1);
         assert.match(f.out, /enableControllerMode=true: Apogee has no controller-based failover/);
-        // A 4.x slave's broker.conf: refused, not run as an unreplicated "slave".
+        // A 4.x slave's broker.conf is taken as it is.
         fs.writeFileSync(path.join(dir, 's.conf'), 'brokerName = broker-a\nbrokerId = 1\nbrokerRole = SLAVE\n');
         const sl = await run(['broker', '-c', path.join(dir, 's.conf'), '-p']);
-        assert.equal(sl.code, 1);
-        assert.match(sl.out, /(brokerId=1|brokerRole=SLAVE): Apogee has no master\/slave replication/);
+        assert.equal(sl.code, 0, sl.out);
+        assert.match(sl.out, /brokerRole=SLAVE/);
+        assert.match(sl.out, /haListenPort=0/);
+        // A slave with the master's id: refused with what to change. SYNC_MASTER runs.
+        fs.writeFileSync(path.join(dir, 's0.conf'), 'brokerName = broker-a\nbrokerRole = SLAVE\n');
+        const s0 = await run(['broker', '-c', path.join(dir, 's0.conf'), '-p']);
+        assert.equal(s0.code, 1);
+        assert.match(s0.out, /brokerRole=SLAVE needs brokerId > 0 .*set brokerId=1/);
+        fs.writeFileSync(path.join(dir, 'sm.conf'), 'brokerRole = SYNC_MASTER\n');
+        const sm = await run(['broker', '-c', path.join(dir, 'sm.conf'), '-p']);
+        assert.equal(sm.code, 0, sm.out);
+        assert.match(sm.out, /brokerRole=SYNC_MASTER/);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -274,9 +274,14 @@ static void test_route(void **state)
     assert_int_equal(apg_croute_parse("T", (const uint8_t *)route_fastjson, strlen(route_fastjson),
                                       &rt, err, sizeof(err)),
                      APG_OK);
-    /* broker-c has no master: no queues. Sorted: a0..a3, b0..b2. */
+    /* broker-c has no master (it is gone): nothing to write to, but its
+     * slave serves reads, as Java's findBrokerAddressInSubscribe falls back
+     * to it. Sorted: a0..a3, b0..b2 (write); a0..a3, b0..b1, c0..c3 (read). */
     assert_int_equal(rt.rt_nwq, 7);
-    assert_int_equal(rt.rt_nrq, 6);
+    assert_int_equal(rt.rt_nrq, 10);
+    assert_string_equal(rt.rt_rq[9].mq_broker, "broker-c");
+    assert_string_equal(apg_croute_reader(&rt, "broker-c"), "10.0.0.9:10911");
+    assert_string_equal(apg_croute_reader(&rt, "broker-b"), "10.0.0.2:10911");
     assert_string_equal(rt.rt_wq[0].mq_broker, "broker-a");
     assert_string_equal(rt.rt_wq[4].mq_broker, "broker-b");
     assert_int_equal(rt.rt_wq[6].mq_queue_id, 2);

@@ -233,17 +233,33 @@ static void test_keys_not_read(void **state)
     assert_non_null(strstr(err, "enableDLegerCommitLog=true"));
     char *nodleger[] = {"--enableDLegerCommitLog=false"};
     assert_int_equal(apg_config_parse_args(br, 1, nodleger, &print_only, err, sizeof(err)), APG_OK);
+    /* A slave needs an id above 0 (RocketMQ's BrokerStartup refuses 0). */
     char *slave[] = {"--brokerRole=SLAVE"};
     assert_int_equal(apg_config_parse_args(br, 1, slave, &print_only, err, sizeof(err)),
                      APG_ECONFIG);
-    assert_non_null(strstr(err, "brokerRole=SLAVE: Apogee has no master/slave replication"));
+    assert_non_null(strstr(err, "brokerRole=SLAVE needs brokerId > 0"));
+    struct apg_config *sl = apg_config_new(APG_ROLE_BROKER);
+    char *slave_ok[] = {"--brokerRole=SLAVE", "--brokerId=1"};
+    assert_int_equal(apg_config_parse_args(sl, 2, slave_ok, &print_only, err, sizeof(err)), APG_OK);
+    assert_int_equal(apg_cfg_int(sl, APG_CFG_brokerId), 1);
+    apg_config_free(sl);
+    /* `apogee standalone` is one master. */
+    struct apg_config *sa = apg_config_new(APG_ROLE_STANDALONE);
+    assert_int_equal(apg_config_parse_args(sa, 2, slave_ok, &print_only, err, sizeof(err)),
+                     APG_ECONFIG);
+    assert_non_null(strstr(err, "apogee standalone"));
+    apg_config_free(sa);
+    /* SYNC_MASTER is a master. */
     char *sync_master[] = {"--brokerRole=SYNC_MASTER"};
     assert_int_equal(apg_config_parse_args(br, 1, sync_master, &print_only, err, sizeof(err)),
-                     APG_ECONFIG);
-    char *slave_id[] = {"--brokerId=1"};
-    assert_int_equal(apg_config_parse_args(br, 1, slave_id, &print_only, err, sizeof(err)),
-                     APG_ECONFIG);
-    assert_non_null(strstr(err, "brokerId=1"));
+                     APG_OK);
+    /* A master with another id registers as 0, as RocketMQ's does. */
+    struct apg_config *m1 = apg_config_new(APG_ROLE_BROKER);
+    char *master_id[] = {"--brokerId=1"};
+    assert_int_equal(apg_config_parse_args(m1, 1, master_id, &print_only, err, sizeof(err)),
+                     APG_OK);
+    assert_int_equal(apg_cfg_int(m1, APG_CFG_brokerId), 0);
+    apg_config_free(m1);
     char *master[] = {"--brokerRole=ASYNC_MASTER", "--brokerId=0"};
     assert_int_equal(apg_config_parse_args(br, 2, master, &print_only, err, sizeof(err)), APG_OK);
     char *acl[] = {"--aclEnable=true"};

@@ -227,6 +227,19 @@ static void offsets_write(struct apg_schedule *sc, const int64_t *off)
     apg_buf_free(&b);
 }
 
+void apg_schedule_adopt(struct apg_schedule *sc, const int64_t *off, int n)
+{
+    if (!sc)
+        return;
+    for (int i = 0; i < n && i < sc->sc_n; i++) {
+        if (off[i] < 0)
+            continue;
+        sc->sc_off[i] = off[i];
+        atomic_store_explicit(&sc->sc_pub_off[i], off[i], memory_order_relaxed);
+    }
+    offsets_write(sc, sc->sc_off);
+}
+
 /* Cron job: writes the newest offsets whose copies are flushed. */
 static void job_persist(void *ud, int64_t now_ms)
 {

@@ -68,6 +68,12 @@ void apg_schedule_arrive(struct apg_schedule *sc, int32_t queue_id);
  * thread last moved it; -1 for a level that does not exist. Any thread. */
 int64_t apg_schedule_offset(const struct apg_schedule *sc, int level);
 
+/* A slave's copy of its master's progress (the delivery thread does not
+ * run on a slave): takes off[i] as the next offset of level i + 1 (n
+ * levels; -1 keeps a level) and writes delayOffset.json when it changed.
+ * The service thread of a slave only. */
+void apg_schedule_adopt(struct apg_schedule *sc, const int64_t *off, int n);
+
 /* Messages delivered to their real topic since start. */
 int64_t apg_schedule_delivered(const struct apg_schedule *sc);
 

@@ -66,7 +66,7 @@ static void end_free(struct apg_txn_end *te)
 void apg_txn_end_finish(struct apg_broker *b, struct apg_txn_end *te, apg_err_t rc, int64_t op_qoff)
 {
     struct apg_txn *tx = b->br_txn;
-    if (tx && (rc == APG_OK || rc == APG_ETIMEDOUT))
+    if (tx && apg_store_rc_stored(rc))
         apg_txn_end_done(tx, te->te_origin, op_qoff, te->te_commit);
     else if (tx)
         apg_txn_end_undo(tx, te->te_origin);

@@ -205,9 +205,9 @@ static void check_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err_t e
     }
     const char *addr = NULL;
     for (size_t i = 0; i < t->ct_route.rt_nbrokers && !addr; i++)
-        addr = t->ct_route.rt_brokers[i].ba_master;
+        addr = t->ct_route.rt_brokers[i].ba_read;
     if (!addr) {
-        check_done(op, APG_ENOTFOUND, "no master broker in the topic's route");
+        check_done(op, APG_ENOTFOUND, "no broker in the topic's route");
         return;
     }
     const struct psub *s = op->po_sub;

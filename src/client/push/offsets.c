@@ -232,7 +232,7 @@ static void qadd_ask(struct apg_cio *io, struct qadd *qa)
         }
     }
     struct apg_ctopic *t = apg_cio_topic_find(io, q->q_mq.mq_topic);
-    const char *addr = t && t->ct_have ? apg_croute_master(&t->ct_route, q->q_mq.mq_broker) : NULL;
+    const char *addr = t && t->ct_have ? apg_croute_reader(&t->ct_route, q->q_mq.mq_broker) : NULL;
     struct apg_rcmd req;
     char qid[16];
     snprintf(qid, sizeof(qid), "%d", q->q_mq.mq_queue_id);

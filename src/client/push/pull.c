@@ -177,7 +177,7 @@ void apg_push_pull_start(struct apg_cio *io, struct pq *q)
         return;
     }
     struct apg_ctopic *t = apg_cio_topic_find(io, q->q_mq.mq_topic);
-    const char *addr = t && t->ct_have ? apg_croute_master(&t->ct_route, q->q_mq.mq_broker) : NULL;
+    const char *addr = t && t->ct_have ? apg_croute_reader(&t->ct_route, q->q_mq.mq_broker) : NULL;
     if (addr == NULL) {
         pull_later(io, q, ERROR_DELAY_MS);
         return;

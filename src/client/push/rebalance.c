@@ -229,7 +229,7 @@ static void rebalance_on_route(struct apg_cio *io, struct apg_ctopic *t, apg_err
     /* Any broker of the topic knows the group's members (all heartbeat everywhere). */
     const char *addr = NULL;
     for (size_t i = 0; i < rt->rt_nbrokers && addr == NULL; i++)
-        addr = rt->rt_brokers[i].ba_master;
+        addr = rt->rt_brokers[i].ba_read;
     struct apg_rcmd req;
     apg_rcmd_init_request(&req, APG_REQ_GET_CONSUMER_LIST_BY_GROUP, 0, apg_cio_serialize(io));
     apg_rcmd_ext_add(&req, "consumerGroup", c->pc_group);

@@ -427,6 +427,15 @@ static void send_answer(struct apg_grpc_call *call, struct send_ctx *sc)
                                      sizeof s->sl_txid);
                     s->sl_e.transaction_id = s->sl_txid;
                 }
+            } else if (s->sl_rc == APG_ENOSLAVE) {
+                apg_grpc_status_set(&s->sl_st, APACHE__ROCKETMQ__V2__CODE__HA_NOT_AVAILABLE,
+                                    "stored on the master, but no slave is in sync "
+                                    "(SYNC_MASTER)");
+            } else if (s->sl_rc == APG_ESLAVETIMEOUT) {
+                apg_grpc_status_set(&s->sl_st,
+                                    APACHE__ROCKETMQ__V2__CODE__SLAVE_PERSISTENCE_TIMEOUT,
+                                    "stored on the master, but no slave acknowledged it within "
+                                    "syncFlushTimeout (SYNC_MASTER)");
             } else if (s->sl_rc == APG_ETIMEDOUT) {
                 apg_grpc_status_set(&s->sl_st,
                                     APACHE__ROCKETMQ__V2__CODE__MASTER_PERSISTENCE_TIMEOUT,
@@ -728,7 +737,7 @@ static void end_on_loop(struct apg_grpc_call *call, void *arg)
 {
     struct end_ctx *ec = arg;
     apg_txn_end_finish(ec->ec_ms->gm_broker, ec->ec_te, ec->ec_rc, ec->ec_op_qoff);
-    if (ec->ec_rc == APG_OK)
+    if (ec->ec_rc == APG_OK || ec->ec_rc == APG_ENOSLAVE || ec->ec_rc == APG_ESLAVETIMEOUT)
         end_answer(call, APACHE__ROCKETMQ__V2__CODE__OK, "OK");
     else if (ec->ec_rc == APG_ETIMEDOUT)
         end_answer(call, APACHE__ROCKETMQ__V2__CODE__MASTER_PERSISTENCE_TIMEOUT,
