@@ -79,8 +79,10 @@ static const char *scan_one(const uint8_t *p, size_t avail, int64_t base, apg_bj
     int op = body[0];
     int64_t ver = (int64_t)apg_be64(body + 1);
     size_t nlen = apg_be16(body + 9);
+    /* A name holding a NUL byte would be read as a shorter name (or as ""
+     * by every string function): such a record does not decode. */
     if (nlen == 0 || nlen >= APG_NAME_CAP || nlen > len - BODY_FIXED ||
-        (op != APG_BJ_UPSERT && op != APG_BJ_DELETE) ||
+        memchr(body + BODY_FIXED, '\0', nlen) || (op != APG_BJ_UPSERT && op != APG_BJ_DELETE) ||
         (op == APG_BJ_DELETE && nlen != len - BODY_FIXED))
         return "record does not decode";
     char name[APG_NAME_CAP];

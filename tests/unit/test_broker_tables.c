@@ -263,6 +263,21 @@ static void test_journal_codec(void **st)
     assert_int_equal(s.bs_good, r1);
     assert_int_equal(r.n, 1);
 
+    /* A name with a NUL byte in it (CRC intact) is a bad record: it would
+     * be applied to the name before the NUL, or to "". */
+    for (size_t at = 0; at < 2; at++) {
+        apg_buf_reset(&b);
+        add_record(&b, APG_BJ_UPSERT, 1, "DD", "{\"topicName\":\"D\"}");
+        b.b_data[8 + 11 + at] = '\0';
+        apg_bjournal_end(&b, 0);
+        memset(&r, 0, sizeof(r));
+        apg_bjournal_scan(b.b_data, b.b_len, 0, note_replay, &r, &s);
+        assert_non_null(s.bs_stop);
+        assert_string_equal(s.bs_stop, "record does not decode");
+        assert_int_equal(s.bs_good, 0);
+        assert_int_equal(r.n, 0);
+    }
+
     /* An upsert whose entry is not JSON (CRC intact) is a bad record too. */
     apg_buf_reset(&b);
     add_record(&b, APG_BJ_UPSERT, 1, "C", "{not json");
