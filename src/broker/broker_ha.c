@@ -22,8 +22,10 @@
  * the slave lacks or holds otherwise is put; consumer offsets are copied
  * over the slave's, as RocketMQ's SlaveSynchronize does), and
  * GET_ALL_DELAY_OFFSET for the delay levels' progress (kept in the slave's
- * delayOffset.json; its delivery thread does not run). Topics and groups
- * the master deleted stay on the slave. The master answers
+ * delayOffset.json; its delivery thread does not run). A topic or group
+ * the master's answer no longer lists is deleted on the slave, so both
+ * tables follow the master's as RocketMQ's slave replaces them; a request
+ * that failed or did not parse deletes nothing. The master answers
  * GET_ALL_DELAY_OFFSET here (apg_broker_proc_delay_offsets).
  *
  * Threads: start and stop on the control thread; apg_broker_ha_learned and
@@ -146,6 +148,37 @@ static json_t *ask_master(struct apg_broker *b, const char *addr, int32_t code, 
     return j;
 }
 
+/* Deletes from a slave table every name in `names` (NUL-separated, the
+ * table's names before this sync) that `master_table`, the master's parsed
+ * table, lacks; returns how many went. Only a master answer that parsed
+ * into an object gets here: a failed or malformed one must not empty the
+ * slave's tables. */
+static int drop_absent(const struct apg_buf *names, const json_t *master_table,
+                       bool (*drop)(void *tbl, const char *name), void *tbl)
+{
+    int n = 0;
+    for (size_t at = 0; at < names->b_len;) {
+        const char *name = (const char *)names->b_data + at;
+        at += strlen(name) + 1;
+        if (!json_object_get(master_table, name) && drop(tbl, name))
+            n++;
+    }
+    return n;
+}
+
+/* The config entry only, through the table's delete (journal and hook see
+ * it): as RocketMQ's slave, the topic's commit-log records, consume queues
+ * and offsets stay (apg_broker_topic_delete would drop them). */
+static bool drop_topic(void *tbl, const char *name)
+{
+    return apg_topics_delete(tbl, name);
+}
+
+static bool drop_group(void *tbl, const char *name)
+{
+    return apg_groups_delete(tbl, name);
+}
+
 static void sync_topics(struct apg_broker *b, const char *addr)
 {
     json_t *j = ask_master(b, addr, APG_REQ_GET_ALL_TOPIC_CONFIG, "GET_ALL_TOPIC_CONFIG");
@@ -171,6 +204,12 @@ static void sync_topics(struct apg_broker *b, const char *addr)
     }
     if (n)
         apg_log_info(SUB, "slave: %d topic(s) copied from master %s", n, addr);
+    const json_t *table = json_object_get(j, "topicConfigTable");
+    struct apg_buf names = APG_BUF_INIT;
+    if (json_is_object(table) && apg_topics_names(b->br_topics, &names) == APG_OK &&
+        (n = drop_absent(&names, table, drop_topic, b->br_topics)) > 0)
+        apg_log_info(SUB, "slave: %d topic(s) removed, as master %s no longer has them", n, addr);
+    apg_buf_free(&names);
     json_decref(j);
 }
 
@@ -204,6 +243,14 @@ static void sync_groups(struct apg_broker *b, const char *addr)
     }
     if (n)
         apg_log_info(SUB, "slave: %d subscription group(s) copied from master %s", n, addr);
+    const json_t *table = json_object_get(j, "subscriptionGroupTable");
+    struct apg_buf names = APG_BUF_INIT;
+    if (json_is_object(table) && apg_groups_names(b->br_groups, &names) == APG_OK &&
+        (n = drop_absent(&names, table, drop_group, b->br_groups)) > 0)
+        apg_log_info(SUB,
+                     "slave: %d subscription group(s) removed, as master %s no longer has them", n,
+                     addr);
+    apg_buf_free(&names);
     json_decref(j);
 }
 

@@ -224,6 +224,8 @@ bool apg_topics_get(struct apg_topics *t, const char *name, struct apg_topic_cfg
 apg_err_t apg_topics_put(struct apg_topics *t, const struct apg_topic_cfg *tc);
 /* Removes; false when absent. */
 bool apg_topics_delete(struct apg_topics *t, const char *name);
+/* Appends every topic name to out, each followed by a NUL. */
+apg_err_t apg_topics_names(struct apg_topics *t, struct apg_buf *out);
 /* Send-path lookup with RocketMQ's auto-create rules (TBW102 template with
  * PERM_INHERIT, queues = min(default_qnums, template writeQueueNums), perm =
  * template perm & ~INHERIT; %RETRY% topics get retry_queues queues). A

@@ -272,6 +272,18 @@ bool apg_topics_delete(struct apg_topics *t, const char *name)
     return tc != NULL;
 }
 
+apg_err_t apg_topics_names(struct apg_topics *t, struct apg_buf *out)
+{
+    apg_err_t e = APG_OK;
+    pthread_mutex_lock(&t->tp_lock);
+    size_t pos;
+    for (struct apg_smap_ent *it = apg_smap_first(&t->tp_map, &pos); !e && it;
+         it = apg_smap_next(&t->tp_map, it, &pos))
+        e = apg_buf_append(out, it->se_key, strlen(it->se_key) + 1);
+    pthread_mutex_unlock(&t->tp_lock);
+    return e;
+}
+
 apg_err_t apg_topics_ensure(struct apg_topics *t, const char *topic, int32_t queues, int32_t perm,
                             bool *created)
 {

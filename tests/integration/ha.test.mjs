@@ -2,9 +2,10 @@
 // the same brokerName. ali-ons producers send to the master; the slave's commit log and
 // consume queues catch up byte for byte (small segments, so the stream crosses segment
 // ends); sends to the slave are refused with SERVICE_NOT_AVAILABLE; committed offsets and
-// topics reach the slave by its metadata sync; after the master stops, a fresh ali-ons
-// consumer reads every message exactly once from the slave through the NameServer's
-// route; a restarted slave and a restarted master pick up where they were (no gap, no
+// topics reach the slave by its metadata sync, and a topic and a group deleted on the master
+// leave the slave's tables (a sync against a master that does not answer deletes nothing);
+// after the master stops, a fresh ali-ons consumer reads every message exactly once from the
+// slave through the NameServer's route; a restarted slave and a restarted master pick up where they were (no gap, no
 // duplicate); a master whose store was replaced (the slave's log is ahead) is refused by
 // the slave. A fake master (raw socket) sends a frame at the wrong offset, a malformed
 // frame and a damaged record: each closes that HA connection with a WARN and the slave
@@ -188,6 +189,38 @@ test('ASYNC_MASTER + SLAVE: stream, refuse, sync metadata, fail over to the slav
             const groups = jsonBody(await rpc(sPort, 201)).subscriptionGroupTable;
             assert.ok(groups.CG_HA_MASTER, 'CG_HA_MASTER on the slave');
 
+            // A topic and a group deleted on the master go from the slave's tables too.
+            const slaveHas = async () => ({
+                topic: Boolean(jsonBody(await rpc(sPort, 21)).topicConfigTable.HaGone),
+                group: Boolean(jsonBody(await rpc(sPort, 201)).subscriptionGroupTable.CG_HA_GONE),
+            });
+            assert.equal((await rpc(mPort, 17, { topic: 'HaGone', readQueueNums: '2', writeQueueNums: '2', perm: '6' })).code, 0);
+            assert.equal((await rpc(mPort, 200, {}, Buffer.from(JSON.stringify({ groupName: 'CG_HA_GONE' })))).code, 0);
+            await until(async () => {
+                const h = await slaveHas();
+                return h.topic && h.group;
+            }, 30000, 'HaGone and CG_HA_GONE on the slave');
+            assert.equal((await rpc(mPort, 215, { topic: 'HaGone' })).code, 0);
+            assert.equal((await rpc(mPort, 207, { groupName: 'CG_HA_GONE' })).code, 0);
+            await until(async () => {
+                const h = await slaveHas();
+                return !h.topic && !h.group;
+            }, 30000, 'HaGone and CG_HA_GONE to leave the slave');
+            await slave.waitOutput(/slave: 1 topic\(s\) removed, as master \S+ no longer has them/, 5000);
+            await slave.waitOutput(/slave: 1 subscription group\(s\) removed/, 5000);
+            // A master that does not answer (stopped with SIGSTOP, so the NameServer still
+            // names it): the slave's next metadata sync times out and deletes nothing.
+            master.proc.kill('SIGSTOP');
+            try {
+                await slave.waitOutput(/GET_ALL_SUBSCRIPTIONGROUP_CONFIG from master \S+ failed/, 30000);
+            } finally {
+                master.proc.kill('SIGCONT');
+            }
+            assert.match(slave.output(), /GET_ALL_TOPIC_CONFIG from master \S+ failed/);
+            assert.ok(jsonBody(await rpc(sPort, 21)).topicConfigTable[TOPIC], `${TOPIC} on the slave`);
+            assert.ok(jsonBody(await rpc(sPort, 201)).subscriptionGroupTable.CG_HA_MASTER,
+                'CG_HA_MASTER on the slave');
+
             // The master goes away: a fresh consumer reads everything from the slave.
             const mr = await master.stop();
             assert.equal(mr.code, 0);
@@ -206,6 +239,10 @@ test('ASYNC_MASTER + SLAVE: stream, refuse, sync metadata, fail over to the slav
                 assert.equal(msg.body.toString(), `ha-body-${k.slice('ha-key-'.length)}`);
             });
             await until(() => got2.size === N, 60000, () => `${got2.size}/${N} from the slave`);
+            // The slave's tables outlived the master too.
+            assert.ok(jsonBody(await rpc(sPort, 21)).topicConfigTable[TOPIC], `${TOPIC} on the slave`);
+            assert.ok(jsonBody(await rpc(sPort, 201)).subscriptionGroupTable.CG_HA_MASTER,
+                'CG_HA_MASTER on the slave');
             await sleep(1500);
             await c2.close();
             for (let i = 0; i < N; i++) assert.equal(got2.get(`ha-key-${i}`), 1, `ha-key-${i}`);
