@@ -510,9 +510,19 @@ test('SYNC_MASTER: a send is answered once a slave holds it; SLAVE_NOT_AVAILABLE
 
 test('a taken listenPort + 1: an ASYNC_MASTER starts without slaves and says so, a SYNC_MASTER refuses to start',
     async () => {
-        const port = await freePort();
+        // freePort checks only the port it hands out: take another one until
+        // the port above it can be held too.
+        let port;
         const squatter = net.createServer();
-        await new Promise((res, rej) => { squatter.once('error', rej); squatter.listen(port + 1, '127.0.0.1', res); });
+        for (let i = 0; ; i++) {
+            port = await freePort();
+            const held = await new Promise((res) => {
+                squatter.once('error', () => res(false));
+                squatter.listen(port + 1, '127.0.0.1', () => res(true));
+            });
+            if (held) break;
+            assert.ok(i < 20, 'no free port whose next port is free too');
+        }
         const dir = tmp('adj');
         try {
             const m = await startApogee('broker', ['--allowLoopbackAdvertise=true'], { dir, keepDir: true, port });
